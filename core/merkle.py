@@ -1,0 +1,98 @@
+"""Binary Merkle trees over ordered lists (transactions, results), RFC 6962 style.
+
+Leaves are hashed as H(0x00 ‖ data) and inner nodes as H(0x01 ‖ left ‖ right), so a leaf can never pose as an
+inner node; the split is at the largest power of two below n. The empty list hashes to H(b"").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Annotated
+
+from core.codec import U32, MaxLen, Wire, wire
+from core.hashing import sha256, sha256_concat
+from core.limits import MAX_MERKLE_DEPTH
+from core.types import Hash32
+
+EMPTY_ROOT = sha256(b"")
+
+
+def leaf_hash(data: bytes) -> Hash32:
+    return sha256_concat(b"\x00", data)
+
+
+def inner_hash(left: bytes, right: bytes) -> Hash32:
+    return sha256_concat(b"\x01", left, right)
+
+
+def _split(n: int) -> int:
+    k = 1
+    while k * 2 < n:
+        k *= 2
+    return k
+
+
+def _root_of_hashes(hashes: Sequence[Hash32]) -> Hash32:
+    n = len(hashes)
+    if n == 0:
+        return EMPTY_ROOT
+    if n == 1:
+        return hashes[0]
+    k = _split(n)
+    return inner_hash(_root_of_hashes(hashes[:k]), _root_of_hashes(hashes[k:]))
+
+
+def merkle_root(items: Sequence[bytes]) -> Hash32:
+    return _root_of_hashes([leaf_hash(item) for item in items])
+
+
+@wire(max_bytes=64 + 34 * MAX_MERKLE_DEPTH)
+class MerkleProof(Wire):
+    index: U32
+    total: U32
+    aunts: Annotated[tuple[Hash32, ...], MaxLen(MAX_MERKLE_DEPTH)]
+
+
+def merkle_proof(items: Sequence[bytes], index: int) -> MerkleProof:
+    if not 0 <= index < len(items):
+        raise IndexError(f"leaf {index} out of range for {len(items)} items")
+    hashes = [leaf_hash(item) for item in items]
+    aunts: list[Hash32] = []
+
+    def walk(lo: int, hi: int) -> None:
+        if hi - lo == 1:
+            return
+        k = _split(hi - lo)
+        if index < lo + k:
+            walk(lo, lo + k)
+            aunts.append(_root_of_hashes(hashes[lo + k:hi]))
+        else:
+            walk(lo + k, hi)
+            aunts.append(_root_of_hashes(hashes[lo:lo + k]))
+
+    walk(0, len(items))
+    return MerkleProof(index, len(items), tuple(aunts))
+
+
+def verify_merkle_proof(root: bytes, item: bytes, proof: MerkleProof) -> bool:
+    """True when `item` is leaf `proof.index` of a list of `proof.total` items with this root."""
+    if not 0 <= proof.index < proof.total:
+        return False
+    aunts = list(proof.aunts)
+
+    def climb(lo: int, hi: int) -> Hash32 | None:
+        if hi - lo == 1:
+            return leaf_hash(item)
+        k = _split(hi - lo)
+        if proof.index < lo + k:
+            left = climb(lo, lo + k)
+            if left is None or not aunts:
+                return None
+            return inner_hash(left, aunts.pop(0))
+        right = climb(lo + k, hi)
+        if right is None or not aunts:
+            return None
+        return inner_hash(aunts.pop(0), right)
+
+    computed = climb(0, proof.total)
+    return computed is not None and not aunts and computed == root

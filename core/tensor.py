@@ -1,0 +1,93 @@
+"""Tensor: dtype, static shape and little-endian bytes. The only numeric container on the wire."""
+
+from __future__ import annotations
+
+import enum
+import math
+from typing import Annotated
+
+import numpy as np
+
+from core.codec import U32, MaxLen, Wire, wire
+from core.limits import MAX_TENSOR_BYTES, MAX_TENSOR_DIMS
+
+
+class DType(enum.IntEnum):
+    BOOL = 1
+    UINT8 = 2
+    INT8 = 3
+    UINT16 = 4
+    INT16 = 5
+    INT32 = 6
+    UINT32 = 7
+    INT64 = 8
+    UINT64 = 9
+    FLOAT16 = 10
+    FLOAT32 = 11
+    FLOAT64 = 12
+
+    @property
+    def numpy(self) -> np.dtype[np.generic]:
+        return np.dtype(_NUMPY_NAMES[self]).newbyteorder("<")
+
+    @property
+    def itemsize(self) -> int:
+        return self.numpy.itemsize
+
+    @property
+    def is_float(self) -> bool:
+        return self in (DType.FLOAT16, DType.FLOAT32, DType.FLOAT64)
+
+    @classmethod
+    def from_numpy(cls, dtype: np.dtype[np.generic]) -> DType:
+        try:
+            return _BY_NAME[np.dtype(dtype).name]
+        except KeyError:
+            raise ValueError(f"unsupported tensor dtype {dtype}") from None
+
+    @classmethod
+    def from_name(cls, name: str) -> DType:
+        try:
+            return _BY_NAME[name]
+        except KeyError:
+            raise ValueError(f"unsupported tensor dtype {name!r}") from None
+
+
+_NUMPY_NAMES = {
+    DType.BOOL: "bool", DType.UINT8: "uint8", DType.INT8: "int8", DType.UINT16: "uint16",
+    DType.INT16: "int16", DType.INT32: "int32", DType.UINT32: "uint32", DType.INT64: "int64",
+    DType.UINT64: "uint64", DType.FLOAT16: "float16", DType.FLOAT32: "float32", DType.FLOAT64: "float64",
+}
+_BY_NAME = {name: dt for dt, name in _NUMPY_NAMES.items()}
+
+
+@wire(max_bytes=MAX_TENSOR_BYTES + 256)
+class Tensor(Wire):
+    dtype: DType
+    shape: Annotated[tuple[U32, ...], MaxLen(MAX_TENSOR_DIMS)]
+    data: Annotated[bytes, MaxLen(MAX_TENSOR_BYTES)]
+
+    def validate_wire(self) -> None:
+        expected = math.prod(self.shape) * self.dtype.itemsize
+        if len(self.data) != expected:
+            raise ValueError(f"tensor data is {len(self.data)} bytes, shape {self.shape} needs {expected}")
+        if self.dtype == DType.BOOL and any(b > 1 for b in self.data):
+            raise ValueError("bool tensor bytes must be 0 or 1")
+
+    @property
+    def size(self) -> int:
+        return math.prod(self.shape)
+
+    def to_numpy(self) -> np.ndarray:
+        """A read-only array view in native byte order."""
+        arr = np.frombuffer(self.data, dtype=self.dtype.numpy).reshape(self.shape)
+        return arr.astype(arr.dtype.newbyteorder("="), copy=False)
+
+    @classmethod
+    def from_numpy(cls, array: np.ndarray) -> Tensor:
+        arr = np.asarray(array)
+        dtype = DType.from_numpy(arr.dtype)
+        data = np.ascontiguousarray(arr, dtype=dtype.numpy).tobytes()
+        tensor = cls(dtype, tuple(int(d) for d in arr.shape), data)
+        tensor.validate_wire()
+        return tensor
