@@ -1,0 +1,67 @@
+"""Configuration of the p2p service: one frozen value the node builds from its config file."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from p2p.limits import DEFAULT_TOPIC_LIMITS, TopicLimits
+
+
+@dataclass(frozen=True, slots=True)
+class PenaltyPolicy:
+    """How peer scores decay and when a peer is cut off; scores start at 0 and only go down."""
+
+    disconnect_below: float = -100.0
+    ban_below: float = -200.0
+    disconnect_ban_s: float = 30.0  # a disconnected peer may not come back for this long
+    ban_s: float = 600.0
+    half_life_s: float = 60.0  # penalties fade so one honest mistake is forgotten
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimits:
+    """Inbound budgets per peer (token buckets); defaults are far above what a 16-validator chain needs."""
+
+    gossip_msgs_per_s: float = 300.0
+    gossip_burst: float = 600.0
+    gossip_bytes_per_s: float = 32 * 1024 * 1024
+    requests_per_s: float = 50.0
+    request_burst: float = 100.0
+
+
+@dataclass(frozen=True, slots=True)
+class P2PConfig:
+    """Everything the p2p service needs besides the node key and the node's callbacks."""
+
+    chain_id: str
+    listen_addrs: tuple[str, ...] = ("/ip4/127.0.0.1/tcp/0",)
+    # Full multiaddrs with /p2p/<peer id>; these peers are redialed forever and exempt from max_peers.
+    bootstrap: tuple[str, ...] = ()
+    max_peers: int = 50
+    heartbeat_s: float = 1.0
+    mesh_degree: int = 6
+    mesh_degree_low: int = 4
+    mesh_degree_high: int = 12
+    reconnect_min_s: float = 0.5
+    reconnect_max_s: float = 10.0
+    # Publish waits while any peer's outbound queue (32 RPCs upstream) holds this many (pitfall 4).
+    outbound_high_water: int = 20
+    publish_pacing_timeout_s: float = 5.0
+    # Delivered messages buffered per topic between validation and the node's handler.
+    delivery_buffer: int = 2048
+    request_timeout_s: float = 10.0
+    limits: TopicLimits = field(default_factory=lambda: DEFAULT_TOPIC_LIMITS)
+    rates: RateLimits = field(default_factory=RateLimits)
+    penalties: PenaltyPolicy = field(default_factory=PenaltyPolicy)
+    # Yamux sends a window update on every read by default; batching them halves small-message CPU.
+    yamux_release_on_read: bool = False
+
+    def __post_init__(self) -> None:
+        if not self.chain_id or "/" in self.chain_id:
+            raise ValueError(f"chain id must be non-empty and contain no '/': {self.chain_id!r}")
+        if self.max_peers < 1:
+            raise ValueError("max_peers must be at least 1")
+        if not 0 < self.mesh_degree_low <= self.mesh_degree <= self.mesh_degree_high:
+            raise ValueError("mesh degrees must satisfy 0 < low <= degree <= high")
+        if not 0 < self.outbound_high_water < 32:
+            raise ValueError("outbound_high_water must be below the upstream queue size of 32")

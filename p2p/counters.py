@@ -1,0 +1,42 @@
+"""Plain counters the node's metrics exporter reads; p2p only ever increments them."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+
+@dataclass(slots=True)
+class P2PCounters:
+    """Mutable by design: one instance per service, incremented in place, read by /metrics."""
+
+    published: Counter[str] = field(default_factory=Counter)  # by topic kind
+    delivered: Counter[str] = field(default_factory=Counter)  # handed to the node's handler
+    delivery_dropped: Counter[str] = field(default_factory=Counter)  # node's handler too slow, buffer full
+    rejected: Counter[str] = field(default_factory=Counter)  # by offense name
+    ignored: Counter[str] = field(default_factory=Counter)  # not relayed, not penalized (hook said so)
+    outbound_dropped: int = 0  # RPCs upstream dropped because a peer's queue was full
+    publish_waits: int = 0  # publishes that had to wait for outbound queues to drain
+    publish_pacing_timeouts: int = 0
+    malformed_frames: int = 0  # contained errors from the library's pubsub stream and push paths
+    requests_served: Counter[str] = field(default_factory=Counter)
+    requests_failed: Counter[str] = field(default_factory=Counter)  # our outbound requests that failed
+    requests_refused: Counter[str] = field(default_factory=Counter)  # inbound ones we refused
+    penalties: int = 0
+    disconnects: int = 0
+    bans: int = 0
+    reconnects: int = 0
+    dial_failures: int = 0
+    peers_refused: int = 0  # inbound connections closed for max_peers or a ban
+
+    def snapshot(self) -> dict[str, int]:
+        """Flat name -> value map, e.g. `delivered.votes`, for an exporter that wants plain numbers."""
+        out: dict[str, int] = {}
+        for name in self.__slots__:  # type: ignore[attr-defined]
+            value = getattr(self, name)
+            if isinstance(value, Counter):
+                for key, count in value.items():
+                    out[f"{name}.{key}"] = count
+            else:
+                out[name] = value
+        return out

@@ -1,0 +1,96 @@
+"""Stateless checks of each topic's messages with core's wire types: decode, chain id, signatures.
+
+Each check takes the message bytes and returns the decoded value or raises an InferchainError whose class
+says what was wrong (DecodeError, WrongChain, InvalidSignature, ...). Checks that need chain state, such as
+validator-set membership, belong to the node's hook, not here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from core.block import ProposalBlock
+from core.errors import DecodeError, InvalidEvidence, InvalidSignature, InvalidTransaction
+from core.evidence import DuplicateProposal, DuplicateVote, EvidenceEnvelope, WrongInference
+from core.votes import Vote
+from p2p.errors import WrongChain
+from p2p.messages import TxBatch
+from p2p.topics import TopicKind
+
+EnvelopeCheck = Callable[[bytes], Any]
+
+
+def check_tx_batch(data: bytes, chain_id: str) -> TxBatch:
+    batch = TxBatch.decode(data)
+    if not batch.txs:
+        raise DecodeError("empty transaction batch")
+    seen: set[bytes] = set()
+    for tx in batch.txs:
+        if tx.chain_id != chain_id:
+            raise WrongChain(f"transaction for chain {tx.chain_id!r}, expected {chain_id!r}")
+        tx_hash = tx.hash
+        if tx_hash in seen:
+            raise InvalidTransaction(f"transaction {tx_hash.hex()[:16]} twice in one batch")
+        seen.add(tx_hash)
+        if not tx.verify_signature():
+            raise InvalidSignature(f"transaction {tx_hash.hex()[:16]}: bad signature")
+    return batch
+
+
+def check_proposal(data: bytes, chain_id: str) -> ProposalBlock:
+    message = ProposalBlock.decode(data)
+    if message.block.header.chain_id != chain_id:
+        raise WrongChain(f"block for chain {message.block.header.chain_id!r}, expected {chain_id!r}")
+    if not message.proposal.verify_signature(chain_id):
+        raise InvalidSignature(f"proposal {message.proposal.height}/{message.proposal.round}: bad signature")
+    message.block.validate_basic()
+    return message
+
+
+def check_vote(data: bytes, chain_id: str) -> Vote:
+    """A vote signs over the chain id, so a vote of another chain fails here as a bad signature."""
+    vote = Vote.decode(data)
+    if not vote.verify_signature(chain_id):
+        raise InvalidSignature(f"vote {vote.height}/{vote.round}/{vote.type.name}: bad signature")
+    return vote
+
+
+def check_evidence(data: bytes, chain_id: str) -> EvidenceEnvelope:
+    """Signatures and the shape of the proof; re-running a model (wrong inference) is the node's hook."""
+    envelope = EvidenceEnvelope.decode(data)
+    ev = envelope.evidence
+    if isinstance(ev, DuplicateVote):
+        a, b = ev.vote_a, ev.vote_b
+        if (a.validator, a.type, a.height, a.round) != (b.validator, b.type, b.height, b.round):
+            raise InvalidEvidence("duplicate-vote evidence: votes differ in signer, type, height or round")
+        if a.block_id == b.block_id:
+            raise InvalidEvidence("duplicate-vote evidence: both votes are for the same block")
+        if not (a.verify_signature(chain_id) and b.verify_signature(chain_id)):
+            raise InvalidSignature("duplicate-vote evidence: bad signature")
+    elif isinstance(ev, DuplicateProposal):
+        p, q = ev.proposal_a, ev.proposal_b
+        if (p.proposer, p.height, p.round) != (q.proposer, q.height, q.round):
+            raise InvalidEvidence("duplicate-proposal evidence: proposals differ in signer, height or round")
+        if p.block_id == q.block_id:
+            raise InvalidEvidence("duplicate-proposal evidence: both proposals are for the same block")
+        if not (p.verify_signature(chain_id) and q.verify_signature(chain_id)):
+            raise InvalidSignature("duplicate-proposal evidence: bad signature")
+    elif isinstance(ev, WrongInference):
+        if ev.header.chain_id != chain_id:
+            raise WrongChain(f"evidence for chain {ev.header.chain_id!r}, expected {chain_id!r}")
+        if ev.proposal.block_id != ev.header.block_id:
+            raise InvalidEvidence("wrong-inference evidence: the proposal does not sign this header")
+        if not ev.proposal.verify_signature(chain_id):
+            raise InvalidSignature("wrong-inference evidence: bad proposal signature")
+    return envelope
+
+
+def core_envelopes(chain_id: str) -> dict[TopicKind, EnvelopeCheck]:
+    """The default envelope check of every topic, bound to `chain_id`."""
+    return {
+        TopicKind.TXS: lambda data: check_tx_batch(data, chain_id),
+        TopicKind.PROPOSALS: lambda data: check_proposal(data, chain_id),
+        TopicKind.VOTES: lambda data: check_vote(data, chain_id),
+        TopicKind.EVIDENCE: lambda data: check_evidence(data, chain_id),
+    }

@@ -1,0 +1,25 @@
+"""p2p's errors, each a subclass of core's by cause."""
+
+from __future__ import annotations
+
+from core.errors import InferchainError, PeerMisbehaved
+
+
+class WrongChain(InferchainError):
+    """A message or peer of another chain id: not necessarily malicious, never accepted."""
+
+
+class Oversized(InferchainError):
+    """A message over its topic's byte cap, refused before decoding."""
+
+
+class RequestFailed(InferchainError):
+    """A request the peer did not answer usefully: timeout, refusal, transport failure, unknown protocol."""
+
+
+class NotFound(RequestFailed):
+    """The peer answered that it lacks what was asked."""
+
+
+class BadResponse(PeerMisbehaved):
+    """A response a correct peer never sends (undecodable, inconsistent with the request, badly signed)."""

@@ -1,0 +1,224 @@
+"""Gossip service: the four chain topics over GossipSub, their pipelines, paced publishing, delivery.
+
+Delivered messages go through one bounded buffer per topic to the node's handler, drained by one task per
+topic; a full buffer drops and counts (the node is too slow), never blocks the network.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import trio
+from libp2p.abc import IHost
+from libp2p.peer.id import ID
+from libp2p.pubsub.gossipsub import PROTOCOL_ID, PROTOCOL_ID_V11
+from libp2p.pubsub.pb import rpc_pb2
+from libp2p.tools.anyio_service import background_trio_service
+
+from core.errors import InferchainError, PeerMisbehaved
+from core.hashing import sha256
+from core.types import Hash32
+from p2p.config import P2PConfig
+from p2p.counters import P2PCounters
+from p2p.envelope import EnvelopeCheck, core_envelopes
+from p2p.pubsub import CountingGossipSub, GuardedPubsub
+from p2p.ratelimit import PeerRateLimiter
+from p2p.scoring import Offense
+from p2p.topics import TopicKind, topic_cap, topic_name
+from p2p.validation import GossipMessage, GossipVerdict, StateHook, TopicPipeline
+
+logger = logging.getLogger(__name__)
+
+Handler = Callable[[GossipMessage], Awaitable[None]]
+OffenseSink = Callable[[ID, Offense, str], None]
+
+_REJECT_CACHE = 4096
+_PENDING_DELIVERY = 4096
+_PACING_POLL_S = 0.002
+
+
+class Gossip:
+    """Owns the Pubsub/GossipSub pair of one host run (a stopped Pubsub cannot restart: pitfall 7)."""
+
+    def __init__(self, host: IHost, config: P2PConfig, counters: P2PCounters, on_offense: OffenseSink):
+        self._host = host
+        self._config = config
+        self._counters = counters
+        self._on_offense = on_offense
+        self._topics = {kind: topic_name(config.chain_id, kind) for kind in TopicKind}
+        self._kinds = {name: kind for kind, name in self._topics.items()}
+        envelopes = core_envelopes(config.chain_id)
+        self._pipelines = {
+            kind: TopicPipeline(kind, topic_cap(config.limits, kind), envelopes[kind]) for kind in TopicKind
+        }
+        self._handlers: dict[TopicKind, Handler] = {}
+        self._limiter = PeerRateLimiter(
+            config.rates.gossip_msgs_per_s, config.rates.gossip_burst, config.rates.gossip_bytes_per_s
+        )
+        self._rejected: OrderedDict[bytes, Offense] = OrderedDict()
+        self._accepted: OrderedDict[bytes, GossipMessage] = OrderedDict()
+        self._buffers: dict[TopicKind, tuple[trio.MemorySendChannel[GossipMessage],
+                                             trio.MemoryReceiveChannel[GossipMessage]]] = {}
+        self._publish_lock = trio.Lock()
+        self.pubsub: GuardedPubsub | None = None
+        self.router: CountingGossipSub | None = None
+
+    # ------------------------------------------------------------------ node-facing configuration
+
+    def set_envelope(self, kind: TopicKind, envelope: EnvelopeCheck) -> None:
+        """Replace the stateless check of a topic (the default is core's type for that topic)."""
+        self._pipelines[kind].envelope = envelope
+
+    def set_hook(self, kind: TopicKind, hook: StateHook | None) -> None:
+        """The node's check with chain state, run after the envelope check, before relay."""
+        self._pipelines[kind].hook = hook
+
+    def set_handler(self, kind: TopicKind, handler: Handler) -> None:
+        """Where accepted messages of a topic go; called one at a time per topic."""
+        self._handlers[kind] = handler
+
+    def topic(self, kind: TopicKind) -> str:
+        return self._topics[kind]
+
+    # ------------------------------------------------------------------ running
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        cfg = self._config
+        self.router = CountingGossipSub(
+            protocols=[PROTOCOL_ID_V11, PROTOCOL_ID],
+            degree=cfg.mesh_degree,
+            degree_low=cfg.mesh_degree_low,
+            degree_high=cfg.mesh_degree_high,
+            heartbeat_interval=cfg.heartbeat_s,  # upstream default 120 s (pitfall 3)
+            spam_protection_enabled=False,  # 10 msg/s per peer per topic, also caps our own publishes
+            # Adaptive gossip stretches the heartbeat to >= 30 s whenever its health score dips, and
+            # eclipse protection counts IPs, meaningless on one host: both off.
+            adaptive_gossip_enabled=False,
+            eclipse_protection_enabled=False,
+            counters=self._counters,
+        )
+        self.pubsub = GuardedPubsub(self._host, self.router, self, self._counters)
+        for kind in TopicKind:
+            self._buffers[kind] = trio.open_memory_channel[GossipMessage](cfg.delivery_buffer)
+        async with background_trio_service(self.pubsub), background_trio_service(self.router):
+            await self.pubsub.wait_until_ready()
+            for kind in TopicKind:
+                await self.pubsub.subscribe(self._topics[kind])
+            async with trio.open_nursery() as nursery:
+                for kind in TopicKind:
+                    nursery.start_soon(self._drain, kind)
+                task_status.started()
+                await trio.sleep_forever()
+
+    async def _drain(self, kind: TopicKind) -> None:
+        _, receive = self._buffers[kind]
+        async for message in receive:
+            handler = self._handlers.get(kind)
+            if handler is None:
+                continue
+            self._counters.delivered[kind.value] += 1
+            try:
+                await handler(message)
+            except PeerMisbehaved as exc:
+                self.offense(message.forwarder, Offense.INVALID, f"node handler: {exc}")
+            except InferchainError as exc:
+                logger.info("node handler refused a %s message: %s", kind.value, exc)
+
+    # ------------------------------------------------------------------ publishing
+
+    async def publish(self, kind: TopicKind, data: bytes) -> Hash32:
+        """Check our own message like a peer would, wait for room in the outbound queues, publish.
+
+        Raises the envelope's InferchainError for a message peers would reject.
+        """
+        await self._pipelines[kind].decode(data)
+        async with self._publish_lock:
+            await self._pace()
+            pubsub = self._require_pubsub()
+            await pubsub.publish(self._topics[kind], data)
+        self._counters.published[kind.value] += 1
+        return sha256(data)
+
+    async def _pace(self) -> None:
+        """Upstream drops, silently, whatever does not fit a peer's 32-RPC queue (pitfall 4)."""
+        pubsub = self._require_pubsub()
+        if pubsub.max_outbound_queue() < self._config.outbound_high_water:
+            return
+        self._counters.publish_waits += 1
+        with trio.move_on_after(self._config.publish_pacing_timeout_s) as scope:
+            # Upstream's RpcQueue signals pushes, not pops: polling is the only way to see it drain.
+            while pubsub.max_outbound_queue() >= self._config.outbound_high_water:  # noqa: ASYNC110
+                await trio.sleep(_PACING_POLL_S)
+        if scope.cancelled_caught:
+            self._counters.publish_pacing_timeouts += 1
+
+    def mesh_peers(self, kind: TopicKind) -> set[ID]:
+        router = self.router
+        return set(router.mesh.get(self._topics[kind], set())) if router is not None else set()
+
+    def topic_peers(self, kind: TopicKind) -> set[ID]:
+        pubsub = self.pubsub
+        return set(pubsub.peer_topics.get(self._topics[kind], set())) if pubsub is not None else set()
+
+    def _require_pubsub(self) -> GuardedPubsub:
+        if self.pubsub is None:
+            raise RuntimeError("gossip is not running")
+        return self.pubsub
+
+    # ------------------------------------------------------------------ Gate, called by GuardedPubsub
+
+    async def admit(self, forwarder: ID, msg: rpc_pb2.Message) -> bool:
+        pubsub = self._require_pubsub()
+        if len(msg.topicIDs) != 1 or msg.topicIDs[0] not in self._kinds:
+            self.offense(forwarder, Offense.INVALID, f"message on topics {list(msg.topicIDs)!r}")
+            return False
+        if forwarder == pubsub.my_id:
+            return True  # our own publish, checked in publish()
+        kind = self._kinds[msg.topicIDs[0]]
+        data = bytes(msg.data)
+        if not self._limiter.allow(str(forwarder), len(data), trio.current_time()):
+            self._counters.ignored["rate_limited"] += 1
+            self.offense(forwarder, Offense.RATE_LIMITED, "gossip rate limit")
+            return False
+        msg_id = sha256(data)
+        cached = self._rejected.get(msg_id)
+        if cached is not None:
+            self._counters.rejected[cached.name.lower()] += 1
+            self.offense(forwarder, cached, "relayed a message already rejected")
+            return False
+        outcome = await self._pipelines[kind].run(data, msg_id, forwarder, ID(msg.from_id))
+        if outcome.verdict is GossipVerdict.ACCEPT and outcome.message is not None:
+            _remember(self._accepted, msg_id, outcome.message, _PENDING_DELIVERY)
+            return True
+        if outcome.verdict is GossipVerdict.IGNORE:
+            self._counters.ignored[kind.value] += 1
+            return False
+        offense = outcome.offense or Offense.INVALID
+        _remember(self._rejected, msg_id, offense, _REJECT_CACHE)
+        self._counters.rejected[offense.name.lower()] += 1
+        self.offense(forwarder, offense, f"{kind.value}: {outcome.reason}")
+        return False
+
+    def deliver(self, msg: rpc_pb2.Message) -> None:
+        message = self._accepted.pop(sha256(msg.data), None)
+        if message is None:
+            return  # our own publish: the node already has it
+        send, _ = self._buffers[message.kind]
+        try:
+            send.send_nowait(message)
+        except trio.WouldBlock:
+            self._counters.delivery_dropped[message.kind.value] += 1
+
+    def offense(self, peer: ID, offense: Offense, detail: str) -> None:
+        logger.info("peer %s: %s (%s)", peer, offense.name, detail[:200])
+        self._on_offense(peer, offense, detail)
+
+
+def _remember(cache: OrderedDict[bytes, Any], key: bytes, value: Any, limit: int) -> None:
+    cache[key] = value
+    cache.move_to_end(key)
+    while len(cache) > limit:
+        cache.popitem(last=False)

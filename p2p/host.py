@@ -1,0 +1,66 @@
+"""Build a libp2p host that speaks Noise only (pitfall 1) and Yamux only, listening on TCP."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+import multiaddr
+from libp2p import new_host
+from libp2p.abc import IHost
+from libp2p.crypto.keys import KeyPair
+from libp2p.crypto.x25519 import create_new_key_pair as create_x25519_key_pair
+from libp2p.custom_types import TProtocol
+from libp2p.peer.id import ID
+from libp2p.peer.peerinfo import PeerInfo, info_from_p2p_addr
+from libp2p.security.noise.transport import PROTOCOL_ID as NOISE_PROTOCOL_ID
+from libp2p.security.noise.transport import Transport as NoiseTransport
+from libp2p.stream_muxer.yamux.yamux import PROTOCOL_ID as YAMUX_PROTOCOL_ID
+from libp2p.stream_muxer.yamux.yamux import Yamux
+
+from core.errors import ConfigError
+
+SECURITY_PROTOCOLS = (NOISE_PROTOCOL_ID,)
+MUXER_PROTOCOLS = (YAMUX_PROTOCOL_ID,)
+
+
+def build_host(key: KeyPair, listen_addrs: Sequence[str], *, yamux_release_on_read: bool = False) -> IHost:
+    """A host whose only security transport is Noise: `new_host()`'s default also accepts plaintext,
+    over which a dialer can claim any peer id without proof."""
+    # Read by Yamux at call time; process-wide. Batched window updates halve per-message CPU (research/p2p.md).
+    os.environ.setdefault("PY_YAMUX_RELEASE_ON_READ", "1" if yamux_release_on_read else "0")
+    noise = NoiseTransport(key, noise_privkey=create_x25519_key_pair().private_key)
+    return new_host(
+        key_pair=key,
+        sec_opt={TProtocol(NOISE_PROTOCOL_ID): noise},
+        muxer_opt={TProtocol(YAMUX_PROTOCOL_ID): Yamux},
+        listen_addrs=[parse_multiaddr(a) for a in listen_addrs],
+    )
+
+
+def parse_multiaddr(text: str) -> multiaddr.Multiaddr:
+    try:
+        return multiaddr.Multiaddr(text)
+    except Exception as exc:  # the multiaddr package raises several unrelated types for bad text
+        raise ConfigError(f"not a multiaddr: {text!r}: {exc}") from exc
+
+
+def parse_peer_addr(text: str) -> PeerInfo:
+    """A bootstrap address must name its peer (`.../p2p/<peer id>`): we only dial peers we can authenticate."""
+    maddr = parse_multiaddr(text)
+    try:
+        return info_from_p2p_addr(maddr)
+    except Exception as exc:
+        raise ConfigError(f"peer address lacks a valid /p2p/<peer id>: {text!r}: {exc}") from exc
+
+
+def peer_addr(host: IHost) -> str:
+    """This host's first listen address with its peer id, as a bootstrap entry for others."""
+    addrs = host.get_addrs()
+    if not addrs:
+        raise RuntimeError("host is not listening")
+    return str(addrs[0])
+
+
+def is_connected(host: IHost, peer: ID) -> bool:
+    return bool(host.get_network().get_connections(peer))

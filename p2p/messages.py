@@ -1,0 +1,143 @@
+"""p2p's own wire types: the transaction batch and the request/response messages.
+
+They use core's canonical codec, so each has one byte form and decoding rejects anything else.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Annotated
+
+from core.codec import U32, U64, MaxLen, Wire, wire
+from core.limits import MAX_CHAIN_ID_BYTES, MAX_VALIDATORS
+from core.tx import Transaction
+from core.types import Hash32, Height, Round
+from core.votes import Vote, VoteType
+from p2p.limits import MODEL_CHUNK, REQUEST_MAX, RESPONSE_MAX, TX_BATCH_MAX, TXS_PER_BATCH_MAX
+
+# At most this many blocks are asked for in one request; a response holds as many as fit in RESPONSE_MAX.
+MAX_BLOCKS_PER_REQUEST = 1000
+
+
+@wire(max_bytes=TX_BATCH_MAX)
+class TxBatch(Wire):
+    """Transactions gossiped together: message count, not bytes, is py-libp2p's cost (research/p2p.md)."""
+
+    txs: Annotated[tuple[Transaction, ...], MaxLen(TXS_PER_BATCH_MAX)]
+
+
+class ResponseCode(enum.IntEnum):
+    OK = 0
+    NOT_FOUND = 1  # the peer lacks what was asked (heights beyond its head, an unknown model)
+    BAD_REQUEST = 2
+    UNAVAILABLE = 3  # no provider registered, or the provider failed
+    RATE_LIMITED = 4
+
+
+@wire(max_bytes=RESPONSE_MAX + 64)
+class Response(Wire):
+    """Every response: a code, and on OK the encoded body message of the protocol."""
+
+    code: ResponseCode
+    body: Annotated[bytes, MaxLen(RESPONSE_MAX)]
+    reason: Annotated[str, MaxLen(200)]
+
+
+@wire(max_bytes=128)
+class StatusRequest(Wire):
+    chain_id: Annotated[str, MaxLen(MAX_CHAIN_ID_BYTES)]
+
+
+@wire(max_bytes=256)
+class ChainStatus(Wire):
+    """A peer's view of its chain: what a syncing node compares with its own head."""
+
+    chain_id: Annotated[str, MaxLen(MAX_CHAIN_ID_BYTES)]
+    height: Height  # of the last committed block; 0 before the first
+    head_hash: Hash32  # id of that block; ZERO_HASH at height 0
+    base_height: Height  # lowest height this peer serves blocks from
+
+
+@wire(max_bytes=64)
+class BlocksRequest(Wire):
+    """Blocks start..end inclusive; the response may stop early to stay under the frame limit."""
+
+    start: Height
+    end: Height
+
+    def validate_wire(self) -> None:
+        if self.start < 1 or self.end < self.start or self.end - self.start >= MAX_BLOCKS_PER_REQUEST:
+            raise ValueError(f"bad block range {self.start}..{self.end}")
+
+
+@wire(max_bytes=RESPONSE_MAX)
+class StoredBlock(Wire):
+    """A block with the commit that finalizes it, as the canonical bytes the provider stores."""
+
+    height: Height
+    block: Annotated[bytes, MaxLen(RESPONSE_MAX)]
+    commit: Annotated[bytes, MaxLen(RESPONSE_MAX)]
+
+
+@wire(max_bytes=RESPONSE_MAX)
+class BlocksResponse(Wire):
+    blocks: Annotated[tuple[StoredBlock, ...], MaxLen(MAX_BLOCKS_PER_REQUEST)]
+
+
+@wire(max_bytes=128)
+class VotesRequest(Wire):
+    """Vote catch-up (DESIGN §4): the votes of one height, round and type that the requester lacks.
+
+    `have` is a bitset over the validator set of that height in address order (bit i = byte i//8,
+    bit i%8 from the least significant end): set bits are votes the requester already holds.
+    """
+
+    height: Height
+    round: Round
+    type: VoteType
+    have: Annotated[bytes, MaxLen((MAX_VALIDATORS + 7) // 8)]
+
+    def holds(self, index: int) -> bool:
+        byte = index // 8
+        return byte < len(self.have) and bool(self.have[byte] >> (index % 8) & 1)
+
+
+@wire(max_bytes=RESPONSE_MAX)
+class VotesResponse(Wire):
+    votes: Annotated[tuple[Vote, ...], MaxLen(MAX_VALIDATORS)]
+
+
+@wire(max_bytes=128)
+class ModelChunkRequest(Wire):
+    model_id: Hash32
+    offset: U64
+    length: U32
+
+    def validate_wire(self) -> None:
+        if not 0 < self.length <= MODEL_CHUNK:
+            raise ValueError(f"chunk length must be in 1..{MODEL_CHUNK}")
+
+
+@wire(max_bytes=MODEL_CHUNK + 128)
+class ModelChunk(Wire):
+    """Bytes offset..offset+len(data) of a model of `total` bytes."""
+
+    total: U64
+    offset: U64
+    data: Annotated[bytes, MaxLen(MODEL_CHUNK)]
+
+
+def bitset(indices: list[int] | set[int] | range) -> bytes:
+    """The `have` bitset of VotesRequest for the given validator indices."""
+    idx = sorted(indices)
+    if not idx:
+        return b""
+    out = bytearray(idx[-1] // 8 + 1)
+    for i in idx:
+        if not 0 <= i < MAX_VALIDATORS:
+            raise ValueError(f"validator index out of range: {i}")
+        out[i // 8] |= 1 << (i % 8)
+    return bytes(out)
+
+
+assert REQUEST_MAX >= 128

@@ -1,0 +1,197 @@
+"""Peer policy: keep bootstrap peers connected, cap the peer count, act on scores (disconnect, ban).
+
+Nothing in py-libp2p 0.8.1 reconnects, and a failed dial blocks the peer for 60 s (pitfall 6): we redial
+with backoff and lift that block first.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import trio
+from libp2p.abc import IHost, INetConn, INetStream, INetwork, INotifee
+from libp2p.exceptions import BaseLibp2pError
+from libp2p.peer.id import ID
+from libp2p.peer.peerinfo import PeerInfo
+from multiaddr import Multiaddr
+
+from p2p.config import P2PConfig
+from p2p.counters import P2PCounters
+from p2p.scoring import Action, Offense, ScoreBook
+
+if TYPE_CHECKING:
+    from p2p.pubsub import GuardedPubsub
+
+logger = logging.getLogger(__name__)
+
+_DIAL_TIMEOUT_S = 5.0
+_CONNECTED_POLL_S = 0.5
+_SWEEP_S = 1.0
+_PEERSTORE_TTL_S = 120  # upstream default; we re-add bootstrap addresses before every dial (pitfall 7)
+
+
+class PeerManager:
+    def __init__(self, host: IHost, config: P2PConfig, counters: P2PCounters,
+                 clock: Callable[[], float] = trio.current_time):
+        self._host = host
+        self._config = config
+        self._counters = counters
+        self._clock = clock
+        self.scores = ScoreBook(config.penalties)
+        self._persistent: dict[ID, PeerInfo] = {}
+        self._events_send, self._events_receive = trio.open_memory_channel[tuple[str, ID]](1024)
+        self._nursery: trio.Nursery | None = None
+        self._blacklisted: set[ID] = set()
+        self.pubsub: GuardedPubsub | None = None
+        host.get_network().register_notifee(_Notifee(self))
+
+    def add_persistent(self, info: PeerInfo) -> None:
+        """A peer we keep dialing for as long as we run (bootstrap peers, validators we know)."""
+        if info.peer_id == self._host.get_id():
+            return
+        self._persistent[info.peer_id] = info
+        if self._nursery is not None:
+            self._nursery.start_soon(self._keep_connected, info.peer_id)
+
+    def connected_peers(self) -> list[ID]:
+        return [p for p, conns in self._host.get_network().get_connections_map().items() if conns]
+
+    def is_banned(self, peer: ID) -> bool:
+        return self.scores.is_banned(str(peer), self._clock())
+
+    def penalize(self, peer: ID, offense: Offense, detail: str = "") -> Action:
+        """Lower the peer's score; past the thresholds, disconnect it (short ban) or ban it."""
+        if peer == self._host.get_id():
+            return Action.NONE
+        self._counters.penalties += 1
+        action = self.scores.penalize(str(peer), offense, self._clock())
+        if action is not Action.NONE:
+            logger.warning("peer %s: %s after %s (%s)", peer, action.value, offense.name, detail[:120])
+            if action is Action.BAN:
+                self._counters.bans += 1
+            else:
+                self._counters.disconnects += 1
+            self._blacklist(peer)
+            self._post("drop", peer)
+        return action
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            for peer in list(self._persistent):
+                nursery.start_soon(self._keep_connected, peer)
+            nursery.start_soon(self._handle_events)
+            nursery.start_soon(self._sweep)
+            task_status.started()
+
+    # ------------------------------------------------------------------ internals
+
+    def _post(self, what: str, peer: ID) -> None:
+        try:
+            self._events_send.send_nowait((what, peer))
+        except trio.WouldBlock:
+            logger.warning("peer event queue full; dropping %s for %s", what, peer)
+
+    def _blacklist(self, peer: ID) -> None:
+        pubsub = self.pubsub
+        if pubsub is not None and peer not in self._blacklisted and pubsub.manager.is_running:
+            pubsub.add_to_blacklist(peer)
+            self._blacklisted.add(peer)
+
+    async def _handle_events(self) -> None:
+        async for what, peer in self._events_receive:
+            if what == "drop":
+                await self._disconnect(peer)
+            elif what == "connected":
+                await self._admit(peer)
+
+    async def _admit(self, peer: ID) -> None:
+        """Inbound connections beyond max_peers, and banned peers, are closed at once."""
+        if self.is_banned(peer):
+            self._counters.peers_refused += 1
+            await self._disconnect(peer)
+            return
+        if peer in self._persistent:
+            return
+        if len(self.connected_peers()) > self._config.max_peers:
+            self._counters.peers_refused += 1
+            logger.info("peer limit %d reached; closing %s", self._config.max_peers, peer)
+            await self._disconnect(peer)
+
+    async def _disconnect(self, peer: ID) -> None:
+        with trio.move_on_after(_DIAL_TIMEOUT_S):
+            try:
+                await self._host.disconnect(peer)
+            except (BaseLibp2pError, OSError) as exc:
+                logger.debug("closing %s failed: %s", peer, exc)
+
+    async def _sweep(self) -> None:
+        """Lift expired bans from pubsub's blacklist and forget faded scores."""
+        while True:
+            await trio.sleep(_SWEEP_S)
+            now = self._clock()
+            pubsub = self.pubsub
+            for peer in [p for p in self._blacklisted if not self.scores.is_banned(str(p), now)]:
+                self._blacklisted.discard(peer)
+                if pubsub is not None:
+                    pubsub.remove_from_blacklist(peer)
+            self.scores.forget_idle(now)
+
+    async def _keep_connected(self, peer: ID) -> None:
+        cfg = self._config
+        network = self._host.get_network()
+        delay = cfg.reconnect_min_s
+        was_connected = False
+        while True:
+            if network.get_connections(peer):
+                was_connected = True
+                delay = cfg.reconnect_min_s
+                await trio.sleep(_CONNECTED_POLL_S)
+                continue
+            if self.is_banned(peer):
+                await trio.sleep(_CONNECTED_POLL_S)
+                continue
+            info = self._persistent[peer]
+            self._host.get_peerstore().add_addrs(peer, info.addrs, _PEERSTORE_TTL_S)
+            network.unblock_peer(peer)  # a failed dial blocks the peer for 60 s upstream (pitfall 6)
+            try:
+                with trio.fail_after(_DIAL_TIMEOUT_S):
+                    await self._host.connect(info)
+            except (trio.TooSlowError, BaseLibp2pError, OSError) as exc:
+                self._counters.dial_failures += 1
+                logger.debug("dial %s failed: %s", peer, exc)
+                await trio.sleep(delay * random.uniform(0.8, 1.2))
+                delay = min(delay * 2, cfg.reconnect_max_s)
+                continue
+            if was_connected:
+                self._counters.reconnects += 1
+            was_connected = True
+
+
+class _Notifee(INotifee):
+    """Forwards connection events to the manager's task; notifees must not block the swarm."""
+
+    def __init__(self, manager: PeerManager) -> None:
+        self._manager = manager
+
+    async def connected(self, network: INetwork, conn: INetConn) -> None:
+        self._manager._post("connected", conn.muxed_conn.peer_id)
+        await trio.lowlevel.checkpoint()
+
+    async def disconnected(self, network: INetwork, conn: INetConn) -> None:
+        await trio.lowlevel.checkpoint()
+
+    async def opened_stream(self, network: INetwork, stream: INetStream) -> None:
+        await trio.lowlevel.checkpoint()
+
+    async def closed_stream(self, network: INetwork, stream: INetStream) -> None:
+        await trio.lowlevel.checkpoint()
+
+    async def listen(self, network: INetwork, multiaddr: Multiaddr) -> None:
+        await trio.lowlevel.checkpoint()
+
+    async def listen_close(self, network: INetwork, multiaddr: Multiaddr) -> None:
+        await trio.lowlevel.checkpoint()

@@ -1,0 +1,311 @@
+"""Request/response protocols: status, blocks with commits, vote catch-up, model bytes.
+
+Each exchange is one request and one response on a fresh stream (libp2p.request_response), every frame under
+1 MiB. Long transfers are many exchanges: block ranges continue where the last response stopped, models go by
+256 KiB chunks. The node registers providers; p2p does timeouts, size limits, rate limits and containment.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, NoReturn, TypeVar
+
+import trio
+from libp2p.abc import IHost
+from libp2p.custom_types import TProtocol
+from libp2p.peer.id import ID
+from libp2p.request_response import (
+    BytesCodec,
+    RequestContext,
+    RequestResponse,
+    RequestResponseConfig,
+    RequestResponseError,
+)
+
+from core.block import Block
+from core.codec import Wire
+from core.errors import DecodeError, InferchainError
+from core.limits import MAX_VALIDATORS
+from core.types import Hash32, Height
+from core.votes import Commit, Vote
+from p2p.config import P2PConfig
+from p2p.counters import P2PCounters
+from p2p.errors import BadResponse, NotFound, RequestFailed, WrongChain
+from p2p.limits import LIBP2P_FRAME_MAX, MODEL_CHUNK, MODEL_MAX, REQUEST_MAX, RESPONSE_MAX
+from p2p.messages import (
+    MAX_BLOCKS_PER_REQUEST,
+    BlocksRequest,
+    BlocksResponse,
+    ChainStatus,
+    ModelChunk,
+    ModelChunkRequest,
+    Response,
+    ResponseCode,
+    StatusRequest,
+    StoredBlock,
+    VotesRequest,
+    VotesResponse,
+)
+from p2p.ratelimit import PeerRateLimiter
+from p2p.scoring import Offense
+
+logger = logging.getLogger(__name__)
+
+StatusProvider = Callable[[], Awaitable[ChainStatus]]
+BlockProvider = Callable[[Height], Awaitable[StoredBlock | None]]
+VoteProvider = Callable[[VotesRequest], Awaitable[Sequence[Vote]]]
+ModelProvider = Callable[[Hash32, int, int], Awaitable[ModelChunk | None]]
+Progress = Callable[[int, int], None]
+OffenseSink = Callable[[ID, Offense, str], None]
+
+W = TypeVar("W", bound=Wire)
+
+# Per stored block in a BlocksResponse: msgpack headers of the entry, its height and two byte strings.
+_BLOCK_OVERHEAD = 32
+# Decoding a large block response (thousands of transactions) runs in a worker thread.
+_THREAD_THRESHOLD = 64 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class SyncedBlock:
+    """A block and its commit as received; the commit is not yet verified against a validator set."""
+
+    block: Block
+    commit: Commit
+
+
+def protocol_ids(chain_id: str) -> dict[str, TProtocol]:
+    return {name: TProtocol(f"/inferchain/{chain_id}/{name}/1") for name in ("status", "blocks", "votes", "model")}
+
+
+class ReqResp:
+    def __init__(self, host: IHost, config: P2PConfig, counters: P2PCounters, on_offense: OffenseSink):
+        self._config = config
+        self._counters = counters
+        self._on_offense = on_offense
+        self._rr = RequestResponse(host)
+        self._protocols = protocol_ids(config.chain_id)
+        self._limiter = PeerRateLimiter(config.rates.requests_per_s, config.rates.request_burst)
+        self._client_config = RequestResponseConfig(
+            timeout=config.request_timeout_s, max_request_size=REQUEST_MAX, max_response_size=LIBP2P_FRAME_MAX
+        )
+        self._server_config = RequestResponseConfig(
+            timeout=config.request_timeout_s, max_request_size=REQUEST_MAX,
+            max_response_size=LIBP2P_FRAME_MAX, max_concurrent_inbound=32,
+        )
+
+    # ------------------------------------------------------------------ serving (node registers providers)
+
+    def serve_status(self, provider: StatusProvider) -> None:
+        async def handle(request: StatusRequest, peer: ID) -> Wire:
+            if request.chain_id != self._config.chain_id:
+                raise WrongChain(f"status request for chain {request.chain_id!r}")
+            return await provider()
+
+        self._serve("status", StatusRequest, handle)
+
+    def serve_blocks(self, provider: BlockProvider) -> None:
+        async def handle(request: BlocksRequest, peer: ID) -> Wire:
+            blocks: list[StoredBlock] = []
+            size = 16
+            for height in range(request.start, request.end + 1):
+                stored = await provider(Height(height))
+                if stored is None:
+                    break
+                if stored.height != height:
+                    raise RuntimeError(f"block provider returned height {stored.height} for {height}")
+                size += len(stored.block) + len(stored.commit) + _BLOCK_OVERHEAD
+                if size > RESPONSE_MAX:
+                    if not blocks:
+                        raise RequestFailed(f"block {height} does not fit in one response")
+                    break
+                blocks.append(stored)
+            if not blocks:
+                raise NotFound(f"no blocks from height {request.start}")
+            return BlocksResponse(tuple(blocks))
+
+        self._serve("blocks", BlocksRequest, handle)
+
+    def serve_votes(self, provider: VoteProvider) -> None:
+        async def handle(request: VotesRequest, peer: ID) -> Wire:
+            votes = tuple(await provider(request))
+            return VotesResponse(votes[:MAX_VALIDATORS])
+
+        self._serve("votes", VotesRequest, handle)
+
+    def serve_models(self, provider: ModelProvider) -> None:
+        async def handle(request: ModelChunkRequest, peer: ID) -> Wire:
+            chunk = await provider(request.model_id, request.offset, request.length)
+            if chunk is None:
+                raise NotFound(f"no model {request.model_id.hex()[:16]}")
+            if chunk.offset != request.offset or len(chunk.data) > request.length:
+                raise RuntimeError("model provider returned a chunk other than the one asked for")
+            return chunk
+
+        self._serve("model", ModelChunkRequest, handle)
+
+    def _serve(self, name: str, request_type: type[W], handle: Callable[[Any, ID], Awaitable[Wire]]) -> None:
+        async def handler(payload: bytes, context: RequestContext) -> bytes:
+            peer = context.peer_id
+            if not self._limiter.allow(str(peer), len(payload), trio.current_time()):
+                self._counters.requests_refused[name] += 1
+                self._on_offense(peer, Offense.RATE_LIMITED, f"{name} requests")
+                return _response(ResponseCode.RATE_LIMITED, reason="rate limited")
+            try:
+                request = request_type.decode(payload)
+            except DecodeError as exc:
+                self._counters.requests_refused[name] += 1
+                self._on_offense(peer, Offense.BAD_REQUEST, f"{name}: {exc}")
+                return _response(ResponseCode.BAD_REQUEST, reason=str(exc))
+            try:
+                body = await handle(request, peer)
+            except NotFound as exc:
+                return _response(ResponseCode.NOT_FOUND, reason=str(exc))
+            except WrongChain as exc:
+                self._counters.requests_refused[name] += 1
+                return _response(ResponseCode.BAD_REQUEST, reason=str(exc))
+            except InferchainError as exc:
+                self._counters.requests_refused[name] += 1
+                return _response(ResponseCode.UNAVAILABLE, reason=str(exc))
+            self._counters.requests_served[name] += 1
+            return _response(ResponseCode.OK, body.encode())
+
+        self._rr.set_handler(self._protocols[name], handler, BytesCodec(), self._server_config)
+
+    # ------------------------------------------------------------------ requesting
+
+    async def status(self, peer: ID) -> ChainStatus:
+        body = await self._request(peer, "status", StatusRequest(self._config.chain_id))
+        status = self._decode_body(peer, ChainStatus, body)
+        if status.chain_id != self._config.chain_id:
+            raise WrongChain(f"peer {peer} is on chain {status.chain_id!r}")
+        return status
+
+    async def blocks(self, peer: ID, start: int, end: int) -> list[SyncedBlock]:
+        """One request: blocks from `start`, as many up to `end` as the peer fits in one response."""
+        end = min(end, start + MAX_BLOCKS_PER_REQUEST - 1)
+        body = await self._request(peer, "blocks", BlocksRequest(Height(start), Height(end)))
+        if len(body) >= _THREAD_THRESHOLD:
+            result = await trio.to_thread.run_sync(self._check_blocks, start, end, body)
+        else:
+            result = self._check_blocks(start, end, body)
+        if isinstance(result, InferchainError):
+            self._bad_response(peer, "blocks", result)
+        return result
+
+    async def fetch_blocks(self, peer: ID, start: int, end: int,
+                           on_blocks: Callable[[list[SyncedBlock]], Awaitable[None]]) -> int:
+        """Blocks start..end in as many requests as needed, each chunk handed to `on_blocks` in order.
+
+        Returns the number fetched; stops early (NotFound) when the peer has no more.
+        """
+        fetched = 0
+        height = start
+        while height <= end:
+            try:
+                chunk = await self.blocks(peer, height, end)
+            except NotFound:
+                break
+            await on_blocks(chunk)
+            fetched += len(chunk)
+            height += len(chunk)
+        return fetched
+
+    async def votes(self, peer: ID, request: VotesRequest) -> list[Vote]:
+        """The signed votes of (height, round, type) the peer holds and `request.have` lacks."""
+        body = await self._request(peer, "votes", request)
+        response = self._decode_body(peer, VotesResponse, body)
+        chain_id = self._config.chain_id
+        for vote in response.votes:
+            if (vote.height, vote.round, vote.type) != (request.height, request.round, request.type):
+                self._bad_response(peer, "votes", BadResponse("vote for another height, round or type"))
+            if not vote.verify_signature(chain_id):
+                self._bad_response(peer, "votes", BadResponse("vote with a bad signature"))
+        return list(response.votes)
+
+    async def fetch_model(self, peer: ID, model_id: Hash32, *, progress: Progress | None = None,
+                          max_size: int = MODEL_MAX) -> bytes:
+        """The model's bytes in chunks of 256 KiB; `progress(received, total)` after each chunk.
+
+        The caller checks the bytes against the model id (the id also covers registration metadata).
+        """
+        parts: list[bytes] = []
+        received = 0
+        total: int | None = None
+        while total is None or received < total:
+            request = ModelChunkRequest(model_id, received, MODEL_CHUNK)
+            chunk = self._decode_body(peer, ModelChunk, await self._request(peer, "model", request))
+            if total is None:
+                if chunk.total > max_size:
+                    self._bad_response(peer, "model", BadResponse(f"model of {chunk.total} bytes exceeds {max_size}"))
+                total = chunk.total
+            if chunk.total != total or chunk.offset != received or received + len(chunk.data) > total:
+                self._bad_response(peer, "model", BadResponse("model chunk inconsistent with the request"))
+            if not chunk.data and received < total:
+                self._bad_response(peer, "model", BadResponse("empty model chunk before the end"))
+            parts.append(chunk.data)
+            received += len(chunk.data)
+            if progress is not None:
+                progress(received, total)
+        return b"".join(parts)
+
+    # ------------------------------------------------------------------ internals
+
+    async def _request(self, peer: ID, name: str, request: Wire) -> bytes:
+        try:
+            payload = await self._rr.send_request(
+                peer, [self._protocols[name]], request.encode(), BytesCodec(), self._client_config
+            )
+        except RequestResponseError as exc:
+            self._counters.requests_failed[name] += 1
+            raise RequestFailed(f"{name} request to {peer} failed: {type(exc).__name__}: {exc}") from exc
+        try:
+            response = Response.decode(payload)
+        except DecodeError as exc:
+            self._bad_response(peer, name, exc)
+        if response.code is ResponseCode.NOT_FOUND:
+            raise NotFound(f"{name}: {response.reason}")
+        if response.code is not ResponseCode.OK:
+            self._counters.requests_failed[name] += 1
+            raise RequestFailed(f"{name} request to {peer} refused: {response.code.name}: {response.reason}")
+        return response.body
+
+    def _decode_body(self, peer: ID, cls: type[W], body: bytes) -> W:
+        try:
+            return cls.decode(body)
+        except DecodeError as exc:
+            self._bad_response(peer, cls.__name__, exc)
+
+    def _check_blocks(self, start: int, end: int, body: bytes) -> list[SyncedBlock] | InferchainError:
+        """Decode and cross-check a block response; returns the error instead of raising (thread-safe)."""
+        try:
+            response = BlocksResponse.decode(body)
+            if not response.blocks or len(response.blocks) > end - start + 1:
+                return BadResponse(f"{len(response.blocks)} blocks for range {start}..{end}")
+            out: list[SyncedBlock] = []
+            for offset, stored in enumerate(response.blocks):
+                height = start + offset
+                block, commit = Block.decode(stored.block), Commit.decode(stored.commit)
+                if stored.height != height or block.height != height or commit.height != height:
+                    return BadResponse(f"block response out of order at height {height}")
+                if commit.block_id != block.id:
+                    return BadResponse(f"commit at height {height} is for another block")
+                if block.header.chain_id != self._config.chain_id:
+                    return WrongChain(f"block {height} of chain {block.header.chain_id!r}")
+                out.append(SyncedBlock(block, commit))
+            return out
+        except DecodeError as exc:
+            return exc
+
+    def _bad_response(self, peer: ID, name: str, error: InferchainError) -> NoReturn:
+        self._counters.requests_failed[name] += 1
+        self._on_offense(peer, Offense.BAD_RESPONSE, f"{name}: {error}")
+        if isinstance(error, BadResponse | WrongChain):
+            raise error
+        raise BadResponse(f"{name} response from {peer}: {error}") from error
+
+
+def _response(code: ResponseCode, body: bytes = b"", reason: str = "") -> bytes:
+    return Response(code, body, reason.encode()[:200].decode(errors="ignore")).encode()

@@ -1,0 +1,108 @@
+"""The per-topic validator pipeline: size cap, then the envelope check, then the node's state hook.
+
+Each stage can only narrow: a message reaches the node's handler and is relayed only if all say ACCEPT.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import trio
+from libp2p.peer.id import ID
+
+from core.errors import DecodeError, InferchainError, InvalidSignature
+from core.types import Hash32
+from p2p.envelope import EnvelopeCheck
+from p2p.errors import Oversized, WrongChain
+from p2p.scoring import Offense
+from p2p.topics import TopicKind
+
+logger = logging.getLogger(__name__)
+
+# Envelope checks of messages at least this large run in a worker thread: a 256 KiB transaction batch
+# means hundreds of signature verifications, which must not stall the event loop (STYLE anti-patterns).
+THREAD_THRESHOLD = 8 * 1024
+_CHECK_THREADS = trio.CapacityLimiter(2)
+
+
+class GossipVerdict(enum.Enum):
+    ACCEPT = "accept"  # deliver and relay
+    IGNORE = "ignore"  # neither deliver nor relay, and do not blame the sender (e.g. a stale height)
+    REJECT = "reject"  # neither, and penalize the peer that sent it
+
+
+@dataclass(frozen=True, slots=True)
+class GossipMessage:
+    """A message that passed the pipeline, as the node's handler and hook see it."""
+
+    kind: TopicKind
+    data: bytes
+    value: Any  # what the envelope check decoded: TxBatch, ProposalBlock, Vote or EvidenceEnvelope
+    msg_id: Hash32  # SHA-256 of `data`
+    forwarder: ID  # the peer that sent it to us
+    origin: ID  # the peer that published it (authenticated by the pubsub signature)
+
+
+StateHook = Callable[[GossipMessage], Awaitable[GossipVerdict]]
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    verdict: GossipVerdict
+    offense: Offense | None = None
+    message: GossipMessage | None = None
+    reason: str = ""
+
+
+def offense_of(error: InferchainError) -> Offense:
+    if isinstance(error, Oversized):
+        return Offense.OVERSIZED
+    if isinstance(error, DecodeError):
+        return Offense.UNDECODABLE
+    if isinstance(error, WrongChain):
+        return Offense.WRONG_CHAIN
+    if isinstance(error, InvalidSignature):
+        return Offense.BAD_SIGNATURE
+    return Offense.INVALID
+
+
+class TopicPipeline:
+    """The checks of one topic. `envelope` is stateless; `hook` (optional) is the node's, with chain state."""
+
+    def __init__(self, kind: TopicKind, cap: int, envelope: EnvelopeCheck, hook: StateHook | None = None):
+        self.kind = kind
+        self.cap = cap
+        self.envelope = envelope
+        self.hook = hook
+
+    async def decode(self, data: bytes) -> Any:
+        """Size cap and envelope check; raises an InferchainError naming what is wrong."""
+        if len(data) > self.cap:
+            raise Oversized(f"{self.kind.value}: {len(data)} bytes exceeds the cap of {self.cap}")
+        if len(data) >= THREAD_THRESHOLD:
+            return await trio.to_thread.run_sync(self.envelope, data, limiter=_CHECK_THREADS)
+        return self.envelope(data)
+
+    async def run(self, data: bytes, msg_id: Hash32, forwarder: ID, origin: ID) -> Outcome:
+        try:
+            value = await self.decode(data)
+        except InferchainError as exc:
+            return Outcome(GossipVerdict.REJECT, offense_of(exc), reason=str(exc))
+        message = GossipMessage(self.kind, data, value, msg_id, forwarder, origin)
+        if self.hook is None:
+            return Outcome(GossipVerdict.ACCEPT, message=message)
+        try:
+            verdict = await self.hook(message)
+        except InferchainError as exc:
+            return Outcome(GossipVerdict.REJECT, offense_of(exc), reason=str(exc))
+        except Exception:
+            # A bug in the node's hook must not take gossip down nor be blamed on the peer.
+            logger.exception("state hook for %s failed; ignoring the message", self.kind.value)
+            return Outcome(GossipVerdict.IGNORE, reason="hook error")
+        if verdict is GossipVerdict.REJECT:
+            return Outcome(verdict, Offense.INVALID, message, reason="refused by the node's state hook")
+        return Outcome(verdict, message=message if verdict is GossipVerdict.ACCEPT else None)
