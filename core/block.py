@@ -47,9 +47,9 @@ class Block(Wire):
             raise InvalidBlock(f"block {h.height}: evidence_hash does not match the evidence")
         if (h.height == 1) != (self.last_commit is None):
             raise InvalidBlock(f"block {h.height}: last commit must be absent exactly at height 1")
-        if self.last_commit is not None:
-            if self.last_commit.height != h.height - 1 or self.last_commit.block_id != h.last_block_id:
-                raise InvalidBlock(f"block {h.height}: last commit is not for the previous block")
+        if self.last_commit is not None and (
+                self.last_commit.height != h.height - 1 or self.last_commit.block_id != h.last_block_id):
+            raise InvalidBlock(f"block {h.height}: last commit is not for the previous block")
         for tx in self.txs:
             if tx.chain_id != h.chain_id:
                 raise InvalidBlock(f"block {h.height}: transaction {tx.hash.hex()[:16]} is for another chain")

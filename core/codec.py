@@ -25,7 +25,7 @@ import enum
 import types
 import typing
 from collections.abc import Callable
-from typing import Annotated, Any, ClassVar, TypeVar, get_args, get_origin
+from typing import Annotated, Any, ClassVar, TypeVar, dataclass_transform, get_args, get_origin
 
 import msgpack
 
@@ -73,7 +73,8 @@ class Wire:
     _codec: ClassVar[tuple[Enc, Dec] | None]
 
     def encode(self) -> bytes:
-        return msgpack.packb(_codec_of(type(self))[0](self), use_bin_type=True)
+        data: bytes = msgpack.packb(_codec_of(type(self))[0](self), use_bin_type=True)
+        return data
 
     @classmethod
     def decode(cls: type[T], data: bytes) -> T:
@@ -91,6 +92,7 @@ class Wire:
         return dataclasses.replace(typing.cast(Any, self), **changes)  # type: ignore[no-any-return]
 
 
+@dataclass_transform(frozen_default=True)
 def wire(*, max_bytes: int, tag: int | None = None) -> Callable[[type[T]], type[T]]:
     """Class decorator: make `cls` a frozen slotted dataclass with a canonical codec."""
 
@@ -344,7 +346,7 @@ def _fixed_bytes(tp: type[FixedBytes], where: str) -> tuple[Enc, Dec]:
     def dec(o: Any) -> FixedBytes:
         if type(o) is not bytes or len(o) != size:
             raise DecodeError(f"{where}: expected {size} bytes")
-        return typing.cast(FixedBytes, tp(o))
+        return tp(o)
 
     return enc, dec
 

@@ -23,7 +23,7 @@ SEED_SIZE = 32
 class PrivateKey:
     """An Ed25519 signing key. Holds the 32-byte seed; never printed."""
 
-    __slots__ = ("_secret", "public_key", "address")
+    __slots__ = ("_secret", "address", "public_key")
 
     def __init__(self, seed: bytes) -> None:
         if len(seed) != SEED_SIZE:
@@ -46,10 +46,11 @@ class PrivateKey:
 
     @property
     def seed(self) -> bytes:
-        return sodium.crypto_sign_ed25519_sk_to_seed(self._secret)  # type: ignore[no-any-return]
+        seed: bytes = sodium.crypto_sign_ed25519_sk_to_seed(self._secret)
+        return seed
 
     def sign(self, message: bytes) -> SignatureBytes:
-        signed = sodium.crypto_sign(message, self._secret)
+        signed: bytes = sodium.crypto_sign(message, self._secret)
         return SignatureBytes(signed[:64])
 
     def __repr__(self) -> str:

@@ -20,4 +20,5 @@ def sign_bytes(domain: bytes, value: Wire, chain_id: str | None = None) -> bytes
     fields = value.to_obj()[:-1]
     if chain_id is not None:
         fields = [chain_id, *fields]
-    return domain + msgpack.packb(fields, use_bin_type=True)
+    packed: bytes = msgpack.packb(fields, use_bin_type=True)
+    return domain + packed

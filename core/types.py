@@ -6,7 +6,7 @@ codec turns decoded values back into these types by the field annotations of eac
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import ClassVar, Self
 
 U64_MAX = (1 << 64) - 1
 I64_MIN = -(1 << 63)
@@ -18,13 +18,13 @@ class FixedBytes(bytes):
 
     SIZE: ClassVar[int] = 0
 
-    def __new__(cls, value: bytes | bytearray | memoryview = b"") -> Any:
+    def __new__(cls, value: bytes | bytearray | memoryview = b"") -> Self:
         if len(value) != cls.SIZE:
             raise ValueError(f"{cls.__name__} must be {cls.SIZE} bytes, got {len(value)}")
         return super().__new__(cls, value)
 
     @classmethod
-    def from_hex(cls, text: str) -> Any:
+    def from_hex(cls, text: str) -> Self:
         try:
             raw = bytes.fromhex(text.removeprefix("0x"))
         except ValueError as exc:
@@ -72,7 +72,7 @@ class BoundedInt(int):
 
     MAX: ClassVar[int] = U64_MAX
 
-    def __new__(cls, value: int = 0) -> Any:
+    def __new__(cls, value: int = 0) -> Self:
         if isinstance(value, bool) or not isinstance(value, int):
             raise TypeError(f"{cls.__name__} must be an int, got {type(value).__name__}")
         if not 0 <= value <= cls.MAX:

@@ -38,7 +38,7 @@ class ValidatorSet:
     and not part of it.
     """
 
-    __slots__ = ("_entries", "_by_address", "_index", "_total", "_hash")
+    __slots__ = ("_by_address", "_entries", "_hash", "_index", "_total")
 
     def __init__(self, entries: Sequence[ValidatorEntry]) -> None:
         ordered = tuple(sorted(entries, key=lambda e: e.address))
