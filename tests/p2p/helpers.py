@@ -1,0 +1,74 @@
+"""Shared helpers of the p2p tests: real services on 127.0.0.1 with ephemeral ports, stopped by the test."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import trio
+
+from p2p.config import P2PConfig
+from p2p.identity import node_key_from_seed
+from p2p.service import P2PService
+from p2p.topics import TopicKind
+from p2p.validation import GossipMessage
+
+CHAIN = "p2ptest"
+
+
+def config(**changes: Any) -> P2PConfig:
+    return P2PConfig(chain_id=CHAIN, **changes)
+
+
+class Inbox:
+    """Records every message the node's handlers receive, per topic."""
+
+    def __init__(self) -> None:
+        self.messages: dict[TopicKind, list[GossipMessage]] = defaultdict(list)
+
+    def attach(self, service: P2PService) -> None:
+        for kind in TopicKind:
+            service.gossip.set_handler(kind, self._handler(kind))
+
+    def _handler(self, kind: TopicKind) -> Callable[[GossipMessage], Any]:
+        async def handle(message: GossipMessage) -> None:
+            self.messages[kind].append(message)
+            await trio.lowlevel.checkpoint()
+
+        return handle
+
+    def ids(self, kind: TopicKind) -> set[bytes]:
+        return {bytes(m.msg_id) for m in self.messages[kind]}
+
+
+@asynccontextmanager
+async def running_nodes(n: int, *, seed: str = "node", full_mesh: bool = True,
+                        configure: Callable[[int, P2PService], None] | None = None,
+                        **config_changes: Any) -> AsyncIterator[list[P2PService]]:
+    """n services, each dialing all earlier ones (full mesh) or only the first (star)."""
+    async with trio.open_nursery() as nursery:
+        services: list[P2PService] = []
+        for i in range(n):
+            peers = [s.addr for s in services] if full_mesh else [s.addr for s in services[:1]]
+            service = P2PService(config(bootstrap=tuple(peers), **config_changes),
+                                 node_key_from_seed(f"{seed}-{i}".encode()))
+            if configure is not None:
+                configure(i, service)
+            await nursery.start(service.run)
+            services.append(service)
+        yield services
+        nursery.cancel_scope.cancel()
+
+
+async def wait_until(predicate: Callable[[], bool], timeout: float = 10.0, poll: float = 0.02) -> None:
+    with trio.fail_after(timeout):
+        while not predicate():  # noqa: ASYNC110 - the conditions are library state with no event to wait on
+            await trio.sleep(poll)
+
+
+async def wait_for_mesh(services: list[P2PService], minimum: int = 1, timeout: float = 10.0) -> None:
+    await wait_until(
+        lambda: all(len(s.gossip.mesh_peers(k)) >= minimum for s in services for k in TopicKind), timeout
+    )
