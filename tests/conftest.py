@@ -1,0 +1,16 @@
+"""Suite-wide rules: every test belongs to exactly one suite marker, so `make test`'s marker filters
+(parallel CPU-bound suites, serial real-time suites) can never silently skip a test."""
+
+from __future__ import annotations
+
+import pytest
+
+SUITES = ("core", "vm", "consensus", "p2p", "node", "e2e")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    unmarked = [item.nodeid for item in items if not any(item.get_closest_marker(s) for s in SUITES)]
+    if unmarked:
+        raise pytest.UsageError(
+            f"{len(unmarked)} test(s) carry no suite marker ({', '.join(SUITES)}), e.g. {unmarked[0]}; "
+            "add `pytestmark = pytest.mark.<suite>` to the module")
