@@ -22,7 +22,7 @@ test: install
 	$(MAKE) --no-print-directory test-parallel test-serial
 
 test-parallel: install
-	$(BIN)/python -m pytest -m "core or vm or consensus" -n $(WORKERS) -p no:randomly
+	$(BIN)/python -m pytest -m "core or vm or consensus" -n $(WORKERS)
 
 test-serial: install
 	$(BIN)/python -m pytest -m "p2p or node or e2e"
