@@ -186,7 +186,7 @@ class Gossip:
         msg_id = sha256(data)
         cached = self._rejected.get(msg_id)
         if cached is not None:
-            self._counters.rejected[cached.name.lower()] += 1
+            self._counters.rejected[cached.value] += 1
             self.offense(forwarder, cached, "relayed a message already rejected")
             return False
         outcome = await self._pipelines[kind].run(data, msg_id, forwarder, ID(msg.from_id))
@@ -198,7 +198,7 @@ class Gossip:
             return False
         offense = outcome.offense or Offense.INVALID
         _remember(self._rejected, msg_id, offense, _REJECT_CACHE)
-        self._counters.rejected[offense.name.lower()] += 1
+        self._counters.rejected[offense.value] += 1
         self.offense(forwarder, offense, f"{kind.value}: {outcome.reason}")
         return False
 

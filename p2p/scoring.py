@@ -10,17 +10,34 @@ from p2p.config import PenaltyPolicy
 
 
 class Offense(enum.Enum):
-    """What a peer did; the value is the penalty. A correct peer commits none of these."""
+    """What a peer did. A correct peer commits none of these, except RATE_LIMITED under load."""
 
-    MALFORMED_FRAME = 100.0  # bytes on a pubsub stream that libp2p cannot parse
-    OVERSIZED = 50.0
-    UNDECODABLE = 50.0
-    WRONG_CHAIN = 50.0
-    BAD_SIGNATURE = 100.0
-    INVALID = 25.0  # decodes and verifies but breaks a rule (envelope or node hook)
-    RATE_LIMITED = 5.0
-    BAD_REQUEST = 25.0
-    BAD_RESPONSE = 50.0
+    MALFORMED_FRAME = "malformed_frame"  # bytes on a pubsub stream that libp2p cannot parse
+    OVERSIZED = "oversized"
+    UNDECODABLE = "undecodable"
+    WRONG_CHAIN = "wrong_chain"
+    BAD_SIGNATURE = "bad_signature"
+    INVALID = "invalid"  # decodes and verifies but breaks a rule (envelope or node hook)
+    RATE_LIMITED = "rate_limited"
+    BAD_REQUEST = "bad_request"
+    BAD_RESPONSE = "bad_response"
+
+    @property
+    def penalty(self) -> float:
+        return _PENALTIES[self]
+
+
+_PENALTIES = {
+    Offense.MALFORMED_FRAME: 100.0,
+    Offense.OVERSIZED: 50.0,
+    Offense.UNDECODABLE: 50.0,
+    Offense.WRONG_CHAIN: 50.0,
+    Offense.BAD_SIGNATURE: 100.0,
+    Offense.INVALID: 25.0,
+    Offense.RATE_LIMITED: 5.0,
+    Offense.BAD_REQUEST: 25.0,
+    Offense.BAD_RESPONSE: 50.0,
+}
 
 
 class Action(enum.Enum):
@@ -51,7 +68,7 @@ class ScoreBook:
 
     def penalize(self, peer: str, offense: Offense, now: float) -> Action:
         """Record the offense; say whether the peer must now be disconnected (short ban) or banned."""
-        score = self.score(peer, now) - offense.value
+        score = self.score(peer, now) - offense.penalty
         self._entries[peer] = _Entry(score, now)
         if score <= self._policy.ban_below:
             self._banned_until[peer] = now + self._policy.ban_s

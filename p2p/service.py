@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 
 import trio
+from libp2p.abc import IHost
 from libp2p.crypto.keys import KeyPair
 from libp2p.peer.id import ID
 
@@ -47,6 +48,7 @@ class P2PService:
         """Listen, start gossip, dial bootstrap peers; `task_status.started(self)` once all of that is up."""
         listen = [parse_multiaddr(a) for a in self.config.listen_addrs]
         async with self.host.run(listen_addrs=listen), trio.open_nursery() as nursery:
+            await _stop_auto_connector(self.host)
             await nursery.start(self.gossip.run)
             self.peers.pubsub = self.gossip.pubsub
             await nursery.start(self.peers.run)
@@ -78,3 +80,11 @@ class P2PService:
 
     def _offense(self, peer: ID, offense: Offense, detail: str) -> None:
         self.peers.penalize(peer, offense, detail)
+
+
+async def _stop_auto_connector(host: IHost) -> None:
+    """Upstream's auto-connector dials every peer in the peerstore while we hold fewer than 100 connections,
+    which would redial banned peers and ignore max_peers: our PeerManager alone decides whom to dial."""
+    auto_connector = getattr(host.get_network(), "auto_connector", None)
+    if auto_connector is not None:
+        await auto_connector.stop()

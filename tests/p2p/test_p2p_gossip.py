@@ -127,7 +127,7 @@ async def test_state_hook_rejection_is_not_relayed_and_penalizes_the_sender() ->
             assert bytes(bad) not in inbox.ids(TopicKind.VOTES)
             assert bytes(stale) not in inbox.ids(TopicKind.VOTES)
             assert [m.msg_id for m in refused] == [bad]
-            assert nodes[0].counters.rejected[Offense.INVALID.name.lower()] == 1
+            assert nodes[0].counters.rejected[Offense.INVALID.value] == 1
             assert nodes[0].counters.ignored[TopicKind.VOTES.value] == 1
             assert nodes[0].peers.scores.score(str(nodes[1].peer_id), trio.current_time()) < 0
             assert nodes[0].peers.scores.score(str(nodes[2].peer_id), trio.current_time()) == 0
