@@ -62,13 +62,13 @@ async def running_nodes(n: int, *, seed: str = "node", full_mesh: bool = True,
         nursery.cancel_scope.cancel()
 
 
-async def wait_until(predicate: Callable[[], bool], timeout: float = 10.0, poll: float = 0.02) -> None:
-    with trio.fail_after(timeout):
+async def wait_until(predicate: Callable[[], bool], within: float = 10.0, poll: float = 0.02) -> None:
+    with trio.fail_after(within):
         while not predicate():  # noqa: ASYNC110 - the conditions are library state with no event to wait on
             await trio.sleep(poll)
 
 
-async def wait_for_mesh(services: list[P2PService], minimum: int = 1, timeout: float = 10.0) -> None:
+async def wait_for_mesh(services: list[P2PService], minimum: int = 1, within: float = 10.0) -> None:
     await wait_until(
-        lambda: all(len(s.gossip.mesh_peers(k)) >= minimum for s in services for k in TopicKind), timeout
+        lambda: all(len(s.gossip.mesh_peers(k)) >= minimum for s in services for k in TopicKind), within
     )

@@ -63,7 +63,7 @@ async def test_four_nodes_form_a_mesh_and_every_message_reaches_every_node() -> 
                             return False
                 return True
 
-            await wait_until(delivered_everywhere, timeout=15)
+            await wait_until(delivered_everywhere, within=15)
             for i in range(4):
                 # a node's own publishes are not looped back to its handlers
                 for kind in TopicKind:
