@@ -125,5 +125,7 @@ async def test_requests_without_a_provider_or_to_a_lying_peer_fail_cleanly() -> 
             assert client.counters.requests_failed["votes"] == 1
             assert client.peers.scores.score(str(server.peer_id), trio.current_time()) == pytest.approx(
                 -Offense.BAD_RESPONSE.penalty, abs=0.5)
-            # the server is unharmed and still answers
-            await client.reqresp.votes(server.peer_id, VotesRequest(Height(3), Round(0), VoteType.PREVOTE, b"\x01"))
+            # both sides are unharmed: the server keeps answering (and keeps lying)
+            with pytest.raises(BadResponse):
+                await client.reqresp.votes(server.peer_id, VotesRequest(Height(4), Round(0), VoteType.PREVOTE, b""))
+            assert server.counters.requests_served["votes"] == 2
