@@ -29,11 +29,15 @@ test-serial: install
 
 lint: install
 	$(BIN)/ruff check .
-	$(BIN)/mypy core
+	$(BIN)/mypy core vm consensus
+
+# Each bench prints its figures and ratios against a raw baseline measured in the same run.
+BENCHES := codec_crypto state vm_sandbox vm consensus p2p
 
 bench: install
-	$(BIN)/python -m bench.codec_crypto
-	$(BIN)/python -m bench.state
+	@for b in $(BENCHES); do \
+	  if [ -f bench/$$b.py ]; then echo "== bench/$$b.py"; $(BIN)/python -m bench.$$b || exit 1; echo; fi; \
+	done
 
 devnet: install
 	$(BIN)/inferchain devnet up
