@@ -1,0 +1,385 @@
+"""The chain-side model checker: `check_model(bytes, spec) -> ModelInfo`, or InvalidModel with one line.
+
+Every validator reaches the same verdict from the bytes, the spec and the pinned onnx/onnxruntime versions:
+cheap byte and structure rules first (so hostile inputs are refused before any expensive step), then ONNX's
+checker, strict static shape inference with the caps, the canonical-form check (the chain never rewrites:
+the bytes must equal their canonicalization), the class rules, the static price, and finally ORT must be able
+to build a session from the bytes. docs/sandbox.md lists the rules.
+"""
+
+from __future__ import annotations
+
+import onnx
+from onnx import ModelProto, NodeProto, numpy_helper
+
+from core.errors import InvalidModel, LocalFault
+from core.hashing import sha256
+from vm.sandbox.canonicalize import canonicalize_proto, serialize
+from vm.sandbox.graph import (
+    NAME_TO_ONNX,
+    TensorType,
+    TypeTable,
+    dtype_name,
+    find_foldable,
+    has_external_data,
+    infer_types,
+    initializer_type,
+    iter_graph_attributes,
+    node_inputs,
+    one_line,
+    parse_model,
+)
+from vm.sandbox.limits import SandboxLimits
+from vm.sandbox.meter import MeterReport, meter_graph
+from vm.sandbox.ops import (
+    CANONICALIZED_OPS,
+    CONTROL_FLOW_OPS,
+    DISCONTINUOUS_ON_FLOAT,
+    FLOAT_SCALE_SLOTS,
+    PRICED_OPS,
+    QUANTIZED_OPERANDS,
+    RANDOM_OPS,
+    TRAINING_OPS,
+)
+from vm.sandbox.spec import (
+    ALLOWED_DTYPES,
+    FLOAT_DTYPES,
+    INTEGER_DTYPES,
+    ModelClass,
+    ModelInfo,
+    ModelSpec,
+    TensorSpec,
+)
+
+_CONTRIB_DOMAINS = frozenset({"com.microsoft", "com.microsoft.nchwc", "com.microsoft.experimental", "ai.onnx.contrib"})
+
+
+def check_model(model_bytes: bytes, spec: ModelSpec) -> ModelInfo:
+    """Accept canonical model bytes that obey every registration rule for `spec`; else raise InvalidModel."""
+    limits = spec.limits
+    validate_spec(spec)
+    model = parse_model(model_bytes, limits)
+    _check_structure(model, limits)
+    _check_initializers(model, limits)
+    _check_io(model, spec)
+    try:
+        onnx.checker.check_model(model)
+    except Exception as exc:  # onnx raises ValidationError and others for ill-formed graphs
+        raise InvalidModel(f"ill-formed graph: {one_line(exc)}") from None
+    types = infer_types(model)
+    _check_static(model, types, limits)
+    _check_canonical(model_bytes, model, types, spec)
+    _check_node_rules(model, types, limits)
+    _check_class(model, types, spec.model_class)
+    report = meter_graph(model, types, limits.gas)
+    if report.macs > limits.max_macs:
+        raise InvalidModel(f"model needs {report.macs} MACs per call, over the cap of {limits.max_macs}")
+    if report.gas > limits.max_gas_per_call:
+        raise InvalidModel(f"model costs {report.gas} gas per call, over the cap of {limits.max_gas_per_call}")
+    _check_runtime_accepts(model_bytes)
+    return _info(model_bytes, model, types, spec, report)
+
+
+def validate_spec(spec: ModelSpec) -> None:
+    """Registration metadata rules: IO declarations, class, grid exponent and protocol minimum tolerances."""
+    limits = spec.limits
+    if not isinstance(spec.model_class, ModelClass):
+        raise InvalidModel(f"unknown model class {spec.model_class!r}")
+    if not spec.inputs or len(spec.inputs) > limits.max_inputs:
+        raise InvalidModel(f"a model declares 1 to {limits.max_inputs} inputs")
+    names = [t.name for t in spec.inputs]
+    if len(set(names)) != len(names):
+        raise InvalidModel("input names must be unique")
+    for t in spec.inputs:
+        if len(t.shape) > limits.max_rank:
+            raise InvalidModel(f"input {t.name!r} has rank {len(t.shape)}, over the cap of {limits.max_rank}")
+        if t.size > limits.max_tensor_elements or t.nbytes > limits.max_tensor_bytes:
+            raise InvalidModel(f"input {t.name!r} is over the tensor cap")
+    k, tol = spec.grid_k, spec.tolerance
+    if spec.model_class is ModelClass.EXACT:
+        if k != 0 or tol.t_abs != 0 or tol.t_rel_ppm != 0:
+            raise InvalidModel("an exact model declares no grid and no tolerance")
+        return
+    if isinstance(k, bool) or not isinstance(k, int) or not 0 <= k <= limits.max_grid_k:
+        raise InvalidModel(f"grid exponent k must be an int in [0, {limits.max_grid_k}]")
+    if tol.t_abs < limits.min_t_abs(k):
+        raise InvalidModel(f"t_abs {tol.t_abs} is below the protocol minimum {limits.min_t_abs(k)} for k={k}")
+    if not limits.min_t_rel_ppm <= tol.t_rel_ppm <= limits.max_t_rel_ppm:
+        raise InvalidModel(
+            f"t_rel_ppm {tol.t_rel_ppm} is outside [{limits.min_t_rel_ppm}, {limits.max_t_rel_ppm}]"
+        )
+
+
+def _op_name(node: NodeProto) -> str:
+    return f"{node.domain}.{node.op_type}" if node.domain else node.op_type
+
+
+def _check_structure(model: ModelProto, limits: SandboxLimits) -> None:
+    if not limits.min_ir_version <= model.ir_version <= limits.max_ir_version:
+        raise InvalidModel(
+            f"IR version {model.ir_version} outside [{limits.min_ir_version}, {limits.max_ir_version}]"
+        )
+    if len(model.functions):
+        raise InvalidModel("model-local functions are not allowed")
+    if len(model.training_info):
+        raise InvalidModel("training info is not allowed")
+    domains: dict[str, int] = {}
+    for opset_id in model.opset_import:
+        domain = "" if opset_id.domain == "ai.onnx" else opset_id.domain
+        if domain in domains:
+            raise InvalidModel(f"opset domain {domain or 'ai.onnx'!r} is imported twice")
+        domains[domain] = int(opset_id.version)
+        if domain in _CONTRIB_DOMAINS:
+            raise InvalidModel(f"contrib domain {domain!r} is not allowed")
+        if domain == "ai.onnx.ml":
+            raise InvalidModel("domain 'ai.onnx.ml' is not allowed (its ops have no static shape rule here)")
+        if domain != "":
+            raise InvalidModel(f"custom domain {domain!r} is not allowed")
+    if "" not in domains:
+        raise InvalidModel("model imports no default ONNX opset")
+    if not limits.min_opset <= domains[""] <= limits.max_opset:
+        raise InvalidModel(f"opset {domains['']} outside [{limits.min_opset}, {limits.max_opset}]")
+    g = model.graph
+    if len(g.node) > limits.max_nodes:
+        raise InvalidModel(f"graph has {len(g.node)} nodes, over the cap of {limits.max_nodes}")
+    if len(g.initializer) > limits.max_initializers:
+        raise InvalidModel(f"graph has {len(g.initializer)} initializers, over the cap of {limits.max_initializers}")
+    if len(g.sparse_initializer):
+        raise InvalidModel("sparse initializers are not allowed")
+    for node in g.node:
+        if node.domain in _CONTRIB_DOMAINS:
+            raise InvalidModel(f"contrib op {_op_name(node)} is not allowed")
+        if node.domain not in ("", "ai.onnx"):
+            raise InvalidModel(f"custom op {_op_name(node)} is not allowed")
+        op = node.op_type
+        if op in CONTROL_FLOW_OPS or any(True for _ in iter_graph_attributes(node)):
+            raise InvalidModel(f"control flow op {op} is not allowed")
+        if op in RANDOM_OPS:
+            raise InvalidModel(f"random op {op} is not allowed")
+        if op in TRAINING_OPS:
+            raise InvalidModel(f"training-only op {op} is not allowed")
+        if op in CANONICALIZED_OPS:
+            raise InvalidModel(f"not canonical: {op} must be rewritten by the canonicalizer")
+        if op not in PRICED_OPS:
+            raise InvalidModel(f"op {op} has no price")
+        for attr in node.attribute:
+            tensor_attr = attr.HasField("t") or len(attr.tensors) or attr.HasField("sparse_tensor")
+            if tensor_attr or attr.ref_attr_name:
+                allowed = op == "ConstantOfShape" and attr.name == "value" and not has_external_data(attr.t)
+                if not allowed:
+                    raise InvalidModel(f"{op}: tensor attribute {attr.name!r} is not allowed")
+
+
+def _check_initializers(model: ModelProto, limits: SandboxLimits) -> None:
+    """Initializers must carry exactly the bytes their dims declare, as raw data, in an allowed dtype."""
+    total = 0
+    for init in model.graph.initializer:
+        if has_external_data(init):
+            raise InvalidModel(f"external data is not allowed (initializer {init.name!r})")
+        dtype = dtype_name(init.data_type)
+        if dtype not in ALLOWED_DTYPES:
+            raise InvalidModel(f"initializer {init.name!r} has dtype {dtype}, which is not allowed")
+        if len(init.dims) > limits.max_rank or any(d < 0 for d in init.dims):
+            raise InvalidModel(f"initializer {init.name!r} has an invalid shape")
+        t = initializer_type(init)
+        if not init.HasField("raw_data"):
+            raise InvalidModel(f"not canonical: initializer {init.name!r} is not in raw form")
+        if len(init.raw_data) != t.nbytes:
+            raise InvalidModel(
+                f"initializer {init.name!r} declares {t.size} elements but carries {len(init.raw_data)} bytes"
+            )
+        total += t.nbytes
+    if total > limits.max_parameter_bytes:
+        raise InvalidModel(f"parameters take {total} bytes, over the cap of {limits.max_parameter_bytes}")
+
+
+def _io_type(value: onnx.ValueInfoProto, what: str) -> tuple[str, tuple[int, ...]]:
+    t = value.type
+    if not t.HasField("tensor_type"):
+        kind = t.WhichOneof("value") or "untyped"
+        raise InvalidModel(f"{what} {value.name!r} is a {kind}, not a tensor")
+    dtype = dtype_name(t.tensor_type.elem_type)
+    if dtype not in ALLOWED_DTYPES:
+        raise InvalidModel(f"{what} {value.name!r} has dtype {dtype}, which is not allowed")
+    if not t.tensor_type.HasField("shape") or any(not d.HasField("dim_value") for d in t.tensor_type.shape.dim):
+        raise InvalidModel(f"{what} {value.name!r} has a shape that is not static")
+    return dtype, tuple(int(d.dim_value) for d in t.tensor_type.shape.dim)
+
+
+def _check_io(model: ModelProto, spec: ModelSpec) -> None:
+    g = model.graph
+    limits = spec.limits
+    if not 1 <= len(g.output) <= limits.max_outputs:
+        raise InvalidModel(f"a model has 1 to {limits.max_outputs} outputs")
+    init_names = {i.name for i in g.initializer}
+    for value in g.input:
+        if value.name in init_names:
+            raise InvalidModel(f"input {value.name!r} is also an initializer")
+    declared = [TensorSpec(v.name, *_io_type(v, "input")) for v in g.input]
+    if tuple(declared) != spec.inputs:
+        raise InvalidModel(
+            f"model inputs {_describe(declared)} differ from the declared inputs {_describe(spec.inputs)}"
+        )
+    names = [o.name for o in g.output]
+    if len(set(names)) != len(names) or any(not n for n in names):
+        raise InvalidModel("output names must be unique and non-empty")
+    for value in g.output:
+        _io_type(value, "output")
+
+
+def _describe(specs: tuple[TensorSpec, ...] | list[TensorSpec]) -> str:
+    return ", ".join(f"{t.name}:{t.dtype}{list(t.shape)}" for t in specs)
+
+
+def _check_static(model: ModelProto, types: TypeTable, limits: SandboxLimits) -> None:
+    """Every computed tensor has an allowed dtype and a static shape within the tensor caps."""
+    total = 0
+    for node in model.graph.node:
+        for name in node.output:
+            if not name:
+                continue
+            t = types.get(name)
+            if t is None or t.shape is None:
+                raise InvalidModel(f"tensor {name!r} ({node.op_type}) has no static shape")
+            if t.dtype not in ALLOWED_DTYPES:
+                raise InvalidModel(f"tensor {name!r} ({node.op_type}) has dtype {t.dtype}, which is not allowed")
+            if len(t.shape) > limits.max_rank:
+                raise InvalidModel(f"tensor {name!r} ({node.op_type}) has rank {len(t.shape)}, over the cap")
+            if t.size > limits.max_tensor_elements or t.nbytes > limits.max_tensor_bytes:
+                raise InvalidModel(
+                    f"tensor {name!r} ({node.op_type}) has shape {list(t.shape)}, over the tensor cap"
+                )
+            total += t.nbytes
+    if total > limits.max_activation_bytes:
+        raise InvalidModel(f"activations take {total} bytes, over the cap of {limits.max_activation_bytes}")
+
+
+def _check_canonical(model_bytes: bytes, model: ModelProto, types: TypeTable, spec: ModelSpec) -> None:
+    foldable = find_foldable(model, types, spec.limits)
+    if foldable:
+        node = model.graph.node[foldable[0]]
+        raise InvalidModel(f"not canonical: constant node {node.op_type} -> {node.output[0]!r} must be folded")
+    copy = ModelProto()
+    copy.CopyFrom(model)
+    canonical = serialize(canonicalize_proto(copy, spec.input_shapes, spec.limits, allow_eval=False))
+    if canonical != bytes(model_bytes):
+        raise InvalidModel("not canonical: bytes differ from their canonical form (run the canonicalizer)")
+
+
+def _constant(model: ModelProto, name: str) -> onnx.TensorProto | None:
+    return next((i for i in model.graph.initializer if i.name == name), None)
+
+
+def _check_node_rules(model: ModelProto, types: TypeTable, limits: SandboxLimits) -> None:
+    """Op-specific rules that keep every allowed op total and identical across CPUs."""
+    for node in model.graph.node:
+        op = node.op_type
+        if op in ("Div", "Mod") and types[node.input[0]].dtype in INTEGER_DTYPES:
+            # Integer division by 0 fails and INT_MIN / -1 kills the process (SIGFPE): divisors are constants.
+            divisor = _constant(model, node.input[1])
+            if divisor is None:
+                raise InvalidModel(f"integer {op} needs a constant divisor")
+            values = numpy_helper.to_array(divisor)
+            if (values == 0).any() or (values.dtype.kind == "i" and (values == -1).any()):
+                raise InvalidModel(f"integer {op} divisor must not contain 0 or -1")
+        slots = QUANTIZED_OPERANDS.get(op)
+        if slots is not None:
+            for operand, zero_point in slots:
+                for index in (operand, zero_point):
+                    if index < len(node.input) and node.input[index]:
+                        dtype = types[node.input[index]].dtype
+                        if dtype != "uint8":
+                            raise InvalidModel(f"{op} operand {node.input[index]!r} is {dtype}; it must be uint8")
+            weight_index = slots[1][0]
+            if op in ("MatMulInteger", "QLinearMatMul"):
+                shape = types[node.input[0]].shape
+                k = shape[-1] if shape else 1
+            else:
+                w_shape = types[node.input[weight_index]].shape or ()
+                k = 1
+                for d in w_shape[1:]:
+                    k *= d
+            if k > limits.max_integer_reduction:
+                raise InvalidModel(f"{op} reduces over {k} products, over the cap of {limits.max_integer_reduction}")
+        if op == "BatchNormalization":
+            training = next((a.i for a in node.attribute if a.name == "training_mode"), 0)
+            if training or len([o for o in node.output if o]) != 1:
+                raise InvalidModel("BatchNormalization in training mode is not allowed")
+
+
+def _is_float(types: TypeTable, name: str) -> bool:
+    t = types.get(name)
+    return t is not None and t.dtype in FLOAT_DTYPES
+
+
+def _check_class(model: ModelProto, types: TypeTable, model_class: ModelClass) -> None:
+    g = model.graph
+    if model_class is ModelClass.EXACT:
+        for value in g.input:
+            if _is_float(types, value.name):
+                raise InvalidModel(f"exact model has a float input {value.name!r}")
+        consumers: dict[str, list[tuple[NodeProto, int]]] = {}
+        for node in g.node:
+            for i, name in enumerate(node.input):
+                consumers.setdefault(name, []).append((node, i))
+            for name in node.output:
+                if name and _is_float(types, name):
+                    raise InvalidModel(f"exact model computes a float tensor {name!r} ({node.op_type})")
+        for init in g.initializer:
+            if dtype_name(init.data_type) not in FLOAT_DTYPES:
+                continue
+            for node, slot in consumers.get(init.name, []):
+                if slot not in FLOAT_SCALE_SLOTS.get(node.op_type, frozenset()):
+                    raise InvalidModel(
+                        f"exact model uses float constant {init.name!r} in {node.op_type} (only quantization scales)"
+                    )
+        return
+    for node in g.node:
+        op = node.op_type
+        float_in = any(_is_float(types, name) for name in node_inputs(node))
+        if not float_in:
+            continue
+        if op in DISCONTINUOUS_ON_FLOAT:
+            raise InvalidModel(f"tolerant model applies discontinuous {op} to float values")
+        if op == "Cast":
+            to = next((a.i for a in node.attribute if a.name == "to"), 0)
+            if dtype_name(to) not in FLOAT_DTYPES:
+                raise InvalidModel(f"tolerant model casts float values to {dtype_name(to)}")
+        if op == "MaxPool" and len(node.output) > 1 and node.output[1]:
+            raise InvalidModel("tolerant model takes MaxPool indices of float values")
+
+
+def _check_runtime_accepts(model_bytes: bytes) -> None:
+    """ORT (pinned) must build a session: a checked model never fails to load later."""
+    from vm.sandbox.session import create_session
+
+    try:
+        create_session(bytes(model_bytes))
+    except LocalFault:
+        raise
+    except Exception as exc:  # ORT's refusal of the bytes is a deterministic verdict
+        raise InvalidModel(f"runtime refuses the model: {one_line(exc)}") from None
+
+
+def _info(model_bytes: bytes, model: ModelProto, types: TypeTable, spec: ModelSpec, report: MeterReport) -> ModelInfo:
+    outputs = []
+    for value in model.graph.output:
+        t: TensorType = types[value.name]
+        assert t.shape is not None and t.dtype in NAME_TO_ONNX
+        outputs.append(TensorSpec(value.name, t.dtype, t.shape))
+    parameter_bytes = sum(initializer_type(i).nbytes for i in model.graph.initializer)
+    opset = next(int(op.version) for op in model.opset_import if op.domain in ("", "ai.onnx"))
+    return ModelInfo(
+        sha256=bytes(sha256(bytes(model_bytes))),
+        model_class=spec.model_class,
+        inputs=spec.inputs,
+        outputs=tuple(outputs),
+        opset=opset,
+        gas_per_call=report.gas,
+        macs=report.macs,
+        elementwise_ops=report.elementwise,
+        activation_bytes=report.activation_bytes,
+        parameter_bytes=parameter_bytes,
+        node_count=len(model.graph.node),
+        op_histogram=report.op_histogram,
+    )

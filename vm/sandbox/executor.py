@@ -1,0 +1,261 @@
+"""Jobs, results and the executor that runs them: one hand-off of many jobs per block (DESIGN §2.8).
+
+A job is an inference (`InferJob`: a model package and its inputs) or a registration check (`CheckJob`).
+A result carries canonical outputs, a ModelInfo, or a deterministic verdict (InvalidModel/InferenceError).
+Anything this node cannot decide (worker crash, limit hit, golden mismatch) raises LocalFault for the whole
+batch instead: it is never a verdict. `LocalExecutor` runs jobs in this process for tools; the node uses
+`vm.sandbox.worker.WorkerPool`, which has the same `run_batch` and runs this same `Runner` in workers.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+
+from core.errors import InferenceError, InvalidModel, LocalFault
+from vm.sandbox.errors import GoldenMismatch, InputMismatch, ModelRuntimeError, WorkerFault
+from vm.sandbox.golden import GoldenVectors, golden_mismatch
+from vm.sandbox.graph import one_line
+from vm.sandbox.numeric import canonical_outputs
+from vm.sandbox.spec import ModelInfo, ModelSpec, TensorSpec
+
+_ORT_DTYPES = {
+    "tensor(float)": "float32",
+    "tensor(double)": "float64",
+    "tensor(bool)": "bool",
+    "tensor(int8)": "int8",
+    "tensor(uint8)": "uint8",
+    "tensor(int16)": "int16",
+    "tensor(uint16)": "uint16",
+    "tensor(int32)": "int32",
+    "tensor(uint32)": "uint32",
+    "tensor(int64)": "int64",
+    "tensor(uint64)": "uint64",
+}
+# Estimated memory of a cached session beyond its file size (research: 1.2-1.5x the file, plus overhead).
+_SESSION_OVERHEAD = 256 << 10
+
+
+@dataclass(frozen=True, slots=True)
+class ModelPackage:
+    """A registered model as the executor needs it; the VM computes `model_id` (the chain's model id)."""
+
+    model_id: bytes
+    model_bytes: bytes
+    spec: ModelSpec
+    golden: GoldenVectors | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class InferJob:
+    """One inference: inputs by name, each with exactly the declared dtype and shape."""
+
+    model: ModelPackage
+    inputs: Mapping[str, np.ndarray]
+
+
+@dataclass(frozen=True, slots=True)
+class CheckJob:
+    """One registration check of canonical model bytes against their spec."""
+
+    model_bytes: bytes
+    spec: ModelSpec
+
+
+Job = InferJob | CheckJob
+
+
+@dataclass(frozen=True, slots=True)
+class JobResult:
+    """Canonical outputs (InferJob) or a ModelInfo (CheckJob), or the deterministic verdict `error`."""
+
+    outputs: Mapping[str, np.ndarray] | None = None
+    info: ModelInfo | None = None
+    error: InvalidModel | InferenceError | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+class Executor(Protocol):
+    def run_batch(self, jobs: Sequence[Job]) -> list[JobResult]: ...
+
+    def close(self) -> None: ...
+
+
+@dataclass(slots=True)
+class _Loaded:
+    session: Any
+    package: ModelPackage
+    output_names: list[str]
+    outputs: tuple[TensorSpec, ...]
+    cost: int
+
+
+def _output_specs(session: Any) -> tuple[TensorSpec, ...]:
+    specs = []
+    for o in session.get_outputs():
+        dtype = _ORT_DTYPES.get(o.type)
+        if dtype is None:
+            raise ModelRuntimeError(f"output {o.name!r} has unsupported type {o.type}")
+        shape = tuple(d if isinstance(d, int) and d >= 0 else 0 for d in (o.shape or []))
+        specs.append(TensorSpec(o.name, dtype, shape))
+    return tuple(specs)
+
+
+def _run_error(exc: BaseException) -> Exception:
+    """An ORT failure during a run: a resource problem is a local fault, anything else a verdict."""
+    from vm.sandbox.session import is_resource_error
+
+    if is_resource_error(exc):
+        return WorkerFault(f"out of memory during inference: {one_line(exc, 160)}")
+    return ModelRuntimeError(f"runtime error: {one_line(exc, 160)}")
+
+
+class Runner:
+    """Session cache (LRU by estimated bytes), golden checks on first load, quarantine, job execution."""
+
+    def __init__(self, cache_bytes: int) -> None:
+        self._cache: OrderedDict[bytes, _Loaded] = OrderedDict()
+        self._cache_bytes = cache_bytes
+        self._used = 0
+        self.quarantined: set[bytes] = set()
+
+    def cached_ids(self) -> frozenset[bytes]:
+        return frozenset(self._cache)
+
+    def _evict(self, need: int, pinned: frozenset[bytes]) -> None:
+        for model_id in list(self._cache):
+            if self._used + need <= self._cache_bytes:
+                return
+            if model_id in pinned:
+                continue
+            self._used -= self._cache.pop(model_id).cost
+        # Pinned models of the current batch may overflow the bound until the batch ends.
+
+    def _load(self, package: ModelPackage, pinned: frozenset[bytes]) -> _Loaded:
+        from vm.sandbox.session import create_session
+
+        cost = 2 * len(package.model_bytes) + _SESSION_OVERHEAD
+        self._evict(cost, pinned)
+        try:
+            session = create_session(package.model_bytes)
+            loaded = _Loaded(session, package, [o.name for o in session.get_outputs()], _output_specs(session), cost)
+        except LocalFault:
+            raise
+        except InferenceError:
+            raise
+        except Exception as exc:  # a checked model always loads; this one was never checked
+            raise ModelRuntimeError(f"model cannot be loaded: {one_line(exc, 160)}") from None
+        if package.golden is not None:
+            self._check_golden(loaded, package.golden)
+        self._cache[package.model_id] = loaded
+        self._used += cost
+        return loaded
+
+    def _check_golden(self, loaded: _Loaded, golden: GoldenVectors) -> None:
+        spec = loaded.package.spec
+        actual = []
+        try:
+            for case in golden.cases:
+                actual.append(self._run(loaded, case.inputs))
+        except InferenceError as exc:
+            self._quarantine(loaded.package.model_id, f"golden input fails: {exc}")
+        why = golden_mismatch(golden, loaded.outputs, spec.model_class, spec.tolerance, actual)
+        if why is not None:
+            self._quarantine(loaded.package.model_id, why)
+
+    def _quarantine(self, model_id: bytes, why: str) -> None:
+        self.quarantined.add(model_id)
+        raise GoldenMismatch(model_id, why)
+
+    def _run(self, loaded: _Loaded, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        spec = loaded.package.spec
+        feeds = _validated_inputs(spec.inputs, inputs)
+        try:
+            raw = loaded.session.run(loaded.output_names, feeds)
+        except MemoryError:
+            raise WorkerFault("out of memory during inference") from None
+        except Exception as exc:
+            raise _run_error(exc) from None
+        return canonical_outputs(dict(zip(loaded.output_names, raw, strict=True)), loaded.outputs, spec.grid_k)
+
+    def session_for(
+        self, model_id: bytes, package: ModelPackage | None, pinned: frozenset[bytes] = frozenset()
+    ) -> _Loaded:
+        """The cached session of a model, loading (and golden-checking) it on first use."""
+        if model_id in self.quarantined:
+            raise GoldenMismatch(model_id, "model is quarantined on this node")
+        loaded = self._cache.get(model_id)
+        if loaded is not None:
+            self._cache.move_to_end(model_id)
+            return loaded
+        if package is None:
+            raise WorkerFault(f"model {model_id.hex()[:16]} is not cached and no bytes were sent")
+        return self._load(package, pinned)
+
+    def infer(
+        self,
+        model_id: bytes,
+        package: ModelPackage | None,
+        inputs: Mapping[str, np.ndarray],
+        pinned: frozenset[bytes] = frozenset(),
+    ) -> JobResult:
+        try:
+            loaded = self.session_for(model_id, package, pinned)
+            return JobResult(outputs=self._run(loaded, inputs))
+        except LocalFault:
+            raise
+        except InferenceError as exc:
+            return JobResult(error=exc)
+
+    @staticmethod
+    def check(model_bytes: bytes, spec: ModelSpec) -> JobResult:
+        from vm.sandbox.check import check_model
+
+        try:
+            return JobResult(info=check_model(model_bytes, spec))
+        except InvalidModel as exc:
+            return JobResult(error=exc)
+
+
+def _validated_inputs(declared: tuple[TensorSpec, ...], inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    if len(inputs) != len(declared) or any(t.name not in inputs for t in declared):
+        raise InputMismatch(f"inputs {sorted(inputs)} differ from the declared {[t.name for t in declared]}")
+    feeds: dict[str, np.ndarray] = {}
+    for t in declared:
+        value = inputs[t.name]
+        if not isinstance(value, np.ndarray) or value.dtype != np.dtype(t.dtype) or value.shape != t.shape:
+            got = f"{value.dtype}{list(value.shape)}" if isinstance(value, np.ndarray) else type(value).__name__
+            raise InputMismatch(f"input {t.name!r} is {got}, declared {t.dtype}{list(t.shape)}")
+        feeds[t.name] = np.ascontiguousarray(value)
+    return feeds
+
+
+class LocalExecutor:
+    """The same jobs and results in this process, without isolation: for tools, tests and benchmarks."""
+
+    def __init__(self, cache_bytes: int = 512 << 20) -> None:
+        self._runner = Runner(cache_bytes)
+
+    @property
+    def quarantined(self) -> frozenset[bytes]:
+        return frozenset(self._runner.quarantined)
+
+    def run_batch(self, jobs: Sequence[Job]) -> list[JobResult]:
+        pinned = frozenset(j.model.model_id for j in jobs if isinstance(j, InferJob))
+        results = []
+        for job in jobs:
+            if isinstance(job, InferJob):
+                results.append(self._runner.infer(job.model.model_id, job.model, job.inputs, pinned))
+            else:
+                results.append(Runner.check(job.model_bytes, job.spec))
+        return results
+
+    def close(self) -> None:
+        self._runner = Runner(0)

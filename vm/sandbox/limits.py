@@ -1,0 +1,87 @@
+"""Protocol caps and gas prices for models (consensus data), and the node-local worker limits (not).
+
+`SandboxLimits` and `GasSchedule` are part of the chain's VM parameters: every validator must use the same
+values, so they are integers only. `WorkerLimits` is each node's own resource policy for its worker processes;
+it can differ between nodes because hitting it is a local fault, never a verdict.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+MIB = 1 << 20
+
+
+@dataclass(frozen=True, slots=True)
+class GasSchedule:
+    """Gas prices of static metering (docs/sandbox.md has the table). One MAC costs `per_mac` gas."""
+
+    per_call: int = 1_000
+    per_node: int = 50
+    per_mac: int = 1
+    # Activation bytes written by each node cost ceil(bytes / activation_bytes_per_gas) gas.
+    activation_bytes_per_gas: int = 16
+
+    def __post_init__(self) -> None:
+        for name in ("per_call", "per_node", "per_mac"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"GasSchedule.{name} must be >= 0")
+        if self.activation_bytes_per_gas < 1:
+            raise ValueError("GasSchedule.activation_bytes_per_gas must be >= 1")
+
+
+@dataclass(frozen=True, slots=True)
+class SandboxLimits:
+    """Caps every validator applies at registration (DESIGN §2). Integers only: this is consensus data."""
+
+    max_model_bytes: int = 32 * MIB
+    max_nodes: int = 4_096
+    max_initializers: int = 4_096
+    min_ir_version: int = 7
+    max_ir_version: int = 10
+    min_opset: int = 13
+    max_opset: int = 21
+    max_inputs: int = 16
+    max_outputs: int = 16
+    max_rank: int = 8
+    max_tensor_elements: int = 1 << 24
+    max_tensor_bytes: int = 64 * MIB
+    # Sum of the sizes of every tensor computed at run time: an upper bound on a run's working memory.
+    max_activation_bytes: int = 256 * MIB
+    max_parameter_bytes: int = 32 * MIB
+    max_macs: int = 2_000_000_000
+    max_gas_per_call: int = 4_000_000_000
+    # The canonicalizer folds a constant-only node only when its outputs are at most this large.
+    max_fold_bytes: int = 1 * MIB
+    # Longest reduction of a uint8 x uint8 integer MatMul/Conv: 32768 * 255 * 255 < 2^31 (no int32 overflow).
+    max_integer_reduction: int = 32_768
+    # Grid exponent k of q = round(y * 2^k); |y| < 2^(63-k) fits int64.
+    max_grid_k: int = 40
+    # Protocol minimum tolerance: t_rel >= min_t_rel_ppm parts per million, and t_abs (grid units) must cover
+    # at least 2^min_abs_tolerance_log2 in real units (so t_abs >= 2^(k + min_abs_tolerance_log2), and >= 1).
+    min_t_rel_ppm: int = 100
+    max_t_rel_ppm: int = 1_000_000
+    min_abs_tolerance_log2: int = -20
+    gas: GasSchedule = field(default_factory=GasSchedule)
+
+    def min_t_abs(self, grid_k: int) -> int:
+        """Smallest t_abs (in grid units) the protocol accepts for grid exponent `grid_k`."""
+        return 1 << max(0, grid_k + self.min_abs_tolerance_log2)
+
+
+DEFAULT_LIMITS = SandboxLimits()
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerLimits:
+    """One node's resource policy for its sandbox workers; exceeding it is a LocalFault, never a verdict."""
+
+    # RLIMIT_AS of each worker process (virtual address space: ORT maps more than it touches).
+    memory_bytes: int = 4096 * MIB
+    # RLIMIT_CPU budget per hand-off, in whole CPU seconds on top of what the worker has used so far.
+    cpu_seconds_per_batch: int = 60
+    # Wall-clock limit per hand-off and for a worker to start.
+    batch_timeout_s: float = 90.0
+    start_timeout_s: float = 60.0
+    # LRU bound of the per-worker session cache, by estimated session bytes.
+    session_cache_bytes: int = 512 * MIB

@@ -1,0 +1,141 @@
+"""Static metering (DESIGN §2.9): the gas of one inference, computed from the graph before anything runs.
+
+Shapes come from strict ONNX shape inference with data propagation on the pinned inputs (the model's own
+value_info is dropped), so every count below is exact for the run that follows. Per node:
+
+    macs        MatMul family: prod(out) * K;  Gemm: M * N * K;  Conv family: prod(out) * prod(W.shape[1:])
+    elementwise element-wise ops: prod(out) * weight;  reductions: prod(in0) * weight;
+                pools: prod(out) * prod(kernel_shape) * weight;  views (Reshape...): 0
+    bytes       the node's output bytes (activation memory it writes)
+    gas         per_node + macs * per_mac + elementwise + ceil(bytes / activation_bytes_per_gas)
+
+and the model's gas per call is per_call + the sum over nodes. An op without a rule has no price and is
+refused, as is any node whose output shape is not static.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from onnx import ModelProto, NodeProto
+
+from core.errors import InvalidModel
+from vm.sandbox.graph import TensorType, TypeTable, infer_types, parse_model
+from vm.sandbox.limits import DEFAULT_LIMITS, GasSchedule, SandboxLimits
+from vm.sandbox.ops import PRICED_OPS, Cost
+
+
+@dataclass(frozen=True, slots=True)
+class NodeCost:
+    index: int
+    op_type: str
+    macs: int
+    elementwise: int
+    output_bytes: int
+    gas: int
+
+
+@dataclass(frozen=True, slots=True)
+class MeterReport:
+    """Per-node costs and totals of one inference (gas includes the per-call base)."""
+
+    nodes: tuple[NodeCost, ...]
+    macs: int
+    elementwise: int
+    activation_bytes: int
+    gas: int
+    op_histogram: tuple[tuple[str, int], ...]
+
+
+def _shape(types: TypeTable, name: str, node: NodeProto) -> tuple[int, ...]:
+    t = types.get(name)
+    if t is None or t.shape is None:
+        raise InvalidModel(f"{node.op_type}: tensor {name!r} has no static shape")
+    return t.shape
+
+
+def _prod(dims: Sequence[int]) -> int:
+    out = 1
+    for d in dims:
+        out *= d
+    return out
+
+
+def _node_work(node: NodeProto, types: TypeTable) -> tuple[int, int]:
+    """(macs, elementwise work) of one node."""
+    rule = PRICED_OPS.get(node.op_type) if node.domain == "" else None
+    if rule is None:
+        raise InvalidModel(f"op {node.domain or 'ai.onnx'}.{node.op_type} has no price")
+    out = _prod(_shape(types, node.output[0], node))
+    if rule.cost is Cost.MATMUL:
+        a = _shape(types, node.input[0], node)
+        return out * (a[-1] if a else 1), 0
+    if rule.cost is Cost.GEMM:
+        a = _shape(types, node.input[0], node)
+        trans_a = next((x.i for x in node.attribute if x.name == "transA"), 0)
+        k = a[0] if trans_a else a[1]
+        return out * k, 0
+    if rule.cost is Cost.CONV:
+        w = _shape(types, node.input[rule.weight_input], node)
+        return out * _prod(w[1:]), 0
+    if rule.cost is Cost.ELEMENTWISE:
+        total = sum(_prod(_shape(types, o, node)) for o in node.output if o)
+        return 0, total * rule.weight
+    if rule.cost is Cost.REDUCE:
+        return 0, _prod(_shape(types, node.input[0], node)) * rule.weight
+    if rule.cost is Cost.POOL:
+        kernel = next((list(x.ints) for x in node.attribute if x.name == "kernel_shape"), None)
+        if not kernel:
+            raise InvalidModel(f"{node.op_type} needs a kernel_shape")
+        return 0, out * _prod(kernel) * rule.weight
+    return 0, 0  # Cost.VIEW
+
+
+def meter_graph(model: ModelProto, types: TypeTable, schedule: GasSchedule) -> MeterReport:
+    """Meter a model whose tensor types were inferred by `graph.infer_types` on pinned inputs."""
+    costs: list[NodeCost] = []
+    for index, node in enumerate(model.graph.node):
+        macs, elementwise = _node_work(node, types)
+        out_bytes = 0
+        for o in node.output:
+            if o:
+                _shape(types, o, node)
+                out_bytes += types[o].nbytes
+        gas = (
+            schedule.per_node
+            + macs * schedule.per_mac
+            + elementwise
+            + -(-out_bytes // schedule.activation_bytes_per_gas)
+        )
+        costs.append(NodeCost(index, node.op_type, macs, elementwise, out_bytes, gas))
+    histogram = Counter(c.op_type for c in costs)
+    return MeterReport(
+        nodes=tuple(costs),
+        macs=sum(c.macs for c in costs),
+        elementwise=sum(c.elementwise for c in costs),
+        activation_bytes=sum(c.output_bytes for c in costs),
+        gas=schedule.per_call + sum(c.gas for c in costs),
+        op_histogram=tuple(sorted(histogram.items())),
+    )
+
+
+def meter(
+    model_bytes: bytes,
+    input_shapes: Mapping[str, Sequence[int]] | None = None,
+    limits: SandboxLimits = DEFAULT_LIMITS,
+) -> MeterReport:
+    """Meter model bytes; `input_shapes` pins the inputs first (not needed for canonical models)."""
+    model = parse_model(model_bytes, limits)
+    if input_shapes is not None:
+        for value in model.graph.input:
+            if value.name in input_shapes:
+                shape = value.type.tensor_type.shape
+                shape.Clear()
+                for d in input_shapes[value.name]:
+                    shape.dim.add().dim_value = int(d)
+    return meter_graph(model, infer_types(model), limits.gas)
+
+
+__all__ = ["MeterReport", "NodeCost", "TensorType", "meter", "meter_graph"]

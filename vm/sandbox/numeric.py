@@ -1,0 +1,109 @@
+"""The numeric rules of DESIGN §2.3-2.4: float outputs on an integer grid, and agreement in integers.
+
+Grid: q = round(y * 2^k), ties to even. y * 2^k is computed in float64, where multiplying a float32/float64
+by a power of two is exact (k >= 0, no overflow for finite float32; float64 overflow shows up as Inf), and
+`np.rint` rounds half to even in IEEE's default rounding mode, which nothing in the sandbox changes. So q is
+a function of y's bits alone. NaN, +-Inf, or q outside int64 fail the inference with a typed error.
+
+Agreement: exact outputs are equal bit for bit (dtype, shape and bytes); tolerant grid outputs elementwise
+satisfy |q_claim - q_local| <= t_abs + t_rel_ppm * |q_local| / 10^6, evaluated as
+10^6 * |q_claim - q_local| <= 10^6 * t_abs + t_rel_ppm * |q_local| in exact integer arithmetic.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+from vm.sandbox.errors import NonFiniteOutput, OffGridOutput
+from vm.sandbox.spec import GRID_DTYPE, ModelClass, TensorSpec, Tolerance
+
+PPM = 1_000_000
+_TWO_63 = float(2**63)
+# Below this magnitude the tolerance check cannot overflow int64: 10^6 * 2^41 < 2^62.
+_FAST_BOUND = 1 << 40
+
+
+def quantize(y: np.ndarray, grid_k: int, name: str = "output") -> np.ndarray:
+    """Grid values q = round_half_even(y * 2^k) as int64; NonFiniteOutput/OffGridOutput otherwise."""
+    if y.dtype.kind != "f":
+        raise TypeError(f"quantize expects floats, got {y.dtype}")
+    scaled = y.astype(np.float64) * float(2**grid_k)
+    if not np.isfinite(scaled).all():
+        raise NonFiniteOutput(f"{name} holds NaN or Inf")
+    q = np.rint(scaled)
+    if q.size and (q.min() < -_TWO_63 or q.max() >= _TWO_63):
+        raise OffGridOutput(f"{name} does not fit the int64 grid at k={grid_k}")
+    return q.astype(np.int64)
+
+
+def canonical_outputs(
+    raw: Mapping[str, np.ndarray], outputs: Sequence[TensorSpec], grid_k: int
+) -> dict[str, np.ndarray]:
+    """Model outputs as committed: floats on the grid, integers unchanged (in declared order)."""
+    result: dict[str, np.ndarray] = {}
+    for spec in outputs:
+        value = raw[spec.name]
+        result[spec.name] = quantize(value, grid_k, spec.name) if spec.is_float else np.ascontiguousarray(value)
+    return result
+
+
+def within_tolerance(q_claim: np.ndarray, q_local: np.ndarray, tolerance: Tolerance) -> bool:
+    """Elementwise |q_claim - q_local| <= t_abs + t_rel*|q_local| over int64 arrays of equal shape."""
+    if q_claim.shape != q_local.shape:
+        return False
+    if q_claim.size == 0:
+        return True
+    t_abs, ppm = tolerance.t_abs, tolerance.t_rel_ppm
+    bound = max(int(np.abs(q_claim.astype(np.float64)).max()), int(np.abs(q_local.astype(np.float64)).max()))
+    if bound < _FAST_BOUND and t_abs < _FAST_BOUND and ppm <= PPM:
+        diff = np.abs(q_claim.astype(np.int64) - q_local.astype(np.int64))
+        return bool((diff * PPM <= t_abs * PPM + ppm * np.abs(q_local.astype(np.int64))).all())
+    for c, v in zip(q_claim.ravel().tolist(), q_local.ravel().tolist(), strict=True):
+        if abs(c - v) * PPM > t_abs * PPM + ppm * abs(v):
+            return False
+    return True
+
+
+def find_disagreement(
+    outputs: Sequence[TensorSpec],
+    model_class: ModelClass,
+    tolerance: Tolerance,
+    claimed: Mapping[str, np.ndarray],
+    local: Mapping[str, np.ndarray],
+) -> str | None:
+    """Why committed outputs `claimed` disagree with this node's `local` ones (both canonical), or None."""
+    if list(claimed) != [o.name for o in outputs] or list(local) != [o.name for o in outputs]:
+        return "output names differ"
+    for spec in outputs:
+        c, v = claimed[spec.name], local[spec.name]
+        want = np.dtype(spec.committed_dtype)
+        if c.dtype != want or v.dtype != want or c.shape != spec.shape or v.shape != spec.shape:
+            return f"output {spec.name!r} has the wrong dtype or shape"
+        if spec.is_float and model_class is ModelClass.TOLERANT:
+            if not within_tolerance(c, v, tolerance):
+                return f"output {spec.name!r} is outside the tolerance"
+        elif not np.array_equal(c, v):
+            return f"output {spec.name!r} differs"
+    return None
+
+
+def outputs_agree(
+    outputs: Sequence[TensorSpec],
+    model_class: ModelClass,
+    tolerance: Tolerance,
+    claimed: Mapping[str, np.ndarray],
+    local: Mapping[str, np.ndarray],
+) -> bool:
+    return find_disagreement(outputs, model_class, tolerance, claimed, local) is None
+
+
+__all__ = [
+    "GRID_DTYPE",
+    "canonical_outputs",
+    "find_disagreement",
+    "outputs_agree",
+    "quantize",
+    "within_tolerance",
+]

@@ -1,0 +1,306 @@
+"""Sandbox worker processes and the pool the node hands each block's jobs to (DESIGN §2.8).
+
+Workers are started with multiprocessing's 'spawn' context (a fresh interpreter: no inherited threads,
+locks or ORT state). Each one scrubs threading variables from its environment, ignores SIGINT, sets RLIMIT_AS
+once and RLIMIT_CPU per hand-off, and runs the shared `Runner` (pinned sessions, LRU cache, golden checks).
+A crash, timeout, limit hit or protocol error raises LocalFault from `run_batch`; the broken worker is
+discarded and a new one is started by the next call, never in a loop.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import multiprocessing
+import os
+import resource
+import signal
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from typing import Any
+
+from core.errors import LocalFault
+from vm.sandbox.errors import GoldenMismatch, WorkerFault
+from vm.sandbox.executor import CheckJob, InferJob, Job, JobResult, ModelPackage
+from vm.sandbox.limits import WorkerLimits
+
+_STOP_TIMEOUT_S = 5.0
+
+
+def _worker_main(conn: Connection, limits: WorkerLimits) -> None:
+    """Entry point of a worker process: serve batches until told to stop or the pipe closes."""
+    from vm.sandbox.session import scrub_environment
+
+    removed = scrub_environment()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    import onnxruntime
+
+    import vm.sandbox.check  # noqa: F401  (import everything before the address-space limit)
+    from vm.sandbox.executor import Runner
+
+    resource.setrlimit(resource.RLIMIT_AS, (limits.memory_bytes, limits.memory_bytes))
+    runner = Runner(limits.session_cache_bytes)
+    conn.send(("ready", {"pid": os.getpid(), "removed_env": removed, "ort": onnxruntime.__version__}))
+    while True:
+        try:
+            message = conn.recv()
+        except (EOFError, OSError):
+            return
+        kind = message[0]
+        if kind == "stop":
+            return
+        if kind == "describe":
+            conn.send(("describe", _describe(runner)))
+            continue
+        if kind != "batch":
+            conn.send(("fault", "internal", f"unknown message {kind!r}"))
+            continue
+        _, jobs, cpu_seconds = message
+        _set_cpu_budget(cpu_seconds)
+        conn.send(_serve_batch(runner, jobs))
+
+
+def _set_cpu_budget(seconds: int) -> None:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    used = math.ceil(usage.ru_utime + usage.ru_stime)
+    _, hard = resource.getrlimit(resource.RLIMIT_CPU)
+    soft = used + seconds
+    if hard != resource.RLIM_INFINITY:
+        soft = min(soft, hard)
+    resource.setrlimit(resource.RLIMIT_CPU, (soft, hard))
+
+
+def _serve_batch(runner: Any, jobs: list[tuple[int, tuple[Any, ...]]]) -> tuple[Any, ...]:
+    pinned = frozenset(job[1] for _, job in jobs if job[0] == "infer")
+    replies: list[tuple[int, JobResult]] = []
+    try:
+        for index, job in jobs:
+            if job[0] == "infer":
+                _, model_id, package, inputs = job
+                replies.append((index, runner.infer(model_id, package, inputs, pinned)))
+            else:
+                _, model_bytes, spec = job
+                replies.append((index, runner.check(model_bytes, spec)))
+    except GoldenMismatch as exc:
+        return ("fault", "golden", exc.model_id, exc.detail, runner.cached_ids())
+    except LocalFault as exc:
+        return ("fault", "local", str(exc))
+    except MemoryError:
+        return ("fault", "local", "out of memory")
+    except Exception as exc:  # a bug in our code: loud local fault, never a verdict
+        return ("fault", "internal", repr(exc)[:300])
+    return ("done", replies, runner.cached_ids())
+
+
+def _describe(runner: Any) -> dict[str, Any]:
+    from vm.sandbox.session import ENV_PREFIXES, pinned_session_options
+
+    so = pinned_session_options()
+    return {
+        "pid": os.getpid(),
+        "env": sorted(k for k in os.environ if k.upper().startswith(ENV_PREFIXES)),
+        "intra_op_threads": so.intra_op_num_threads,
+        "inter_op_threads": so.inter_op_num_threads,
+        "graph_optimization_level": str(so.graph_optimization_level),
+        "rlimit_as": resource.getrlimit(resource.RLIMIT_AS)[0],
+        "cached": len(runner.cached_ids()),
+    }
+
+
+@dataclass(slots=True)
+class _Worker:
+    process: Any
+    conn: Connection
+    info: dict[str, Any]
+    cached: frozenset[bytes] = frozenset()
+
+
+def _slot_of(model_id: bytes, size: int) -> int:
+    return int.from_bytes(model_id[:8].ljust(8, b"\0"), "big") % size
+
+
+class WorkerPool:
+    """`size` sandbox workers; `run_batch(jobs)` is one hand-off per block and returns results in job order.
+
+    Inference jobs go to the worker chosen by their model id (so each session is cached once); model bytes
+    cross the pipe only when that worker does not hold the model. Thread-safe: calls are serialized.
+    """
+
+    def __init__(self, size: int = 1, limits: WorkerLimits | None = None) -> None:
+        if size < 1:
+            raise ValueError("pool size must be >= 1")
+        self._size = size
+        self._limits = limits or WorkerLimits()
+        self._ctx = multiprocessing.get_context("spawn")
+        self._workers: list[_Worker | None] = [None] * size
+        self._quarantined: set[bytes] = set()
+        self._lock = threading.Lock()
+        self._closed = False
+        self._started_once = [False] * size
+        # Workers started again after one was discarded (a crash, timeout or fault).
+        self.restarts = 0
+
+    def __enter__(self) -> WorkerPool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def quarantined(self) -> frozenset[bytes]:
+        return frozenset(self._quarantined)
+
+    def start(self) -> None:
+        """Start every worker now instead of on first use."""
+        with self._lock:
+            for slot in range(self._size):
+                self._ensure(slot)
+
+    def describe(self) -> list[dict[str, Any]]:
+        """Diagnostics from each worker (pid, threading environment, session settings)."""
+        with self._lock:
+            out = []
+            for slot in range(self._size):
+                worker = self._ensure(slot)
+                try:
+                    worker.conn.send(("describe",))
+                    if not worker.conn.poll(self._limits.start_timeout_s):
+                        raise WorkerFault("worker did not answer")
+                    out.append(worker.conn.recv()[1])
+                except (OSError, EOFError) as exc:
+                    self._discard(slot)
+                    raise WorkerFault(f"worker failed: {exc}") from None
+            return out
+
+    def run_batch(self, jobs: Sequence[Job], timeout_s: float | None = None) -> list[JobResult]:
+        """Run one block's jobs; raises LocalFault (GoldenMismatch, WorkerFault) if this node cannot decide."""
+        with self._lock:
+            if self._closed:
+                raise WorkerFault("pool is closed")
+            for job in jobs:
+                if isinstance(job, InferJob) and job.model.model_id in self._quarantined:
+                    raise GoldenMismatch(job.model.model_id, "model is quarantined on this node")
+            deadline = time.monotonic() + (self._limits.batch_timeout_s if timeout_s is None else timeout_s)
+            plan: dict[int, list[tuple[int, Job]]] = {}
+            check_slot = 0
+            for index, job in enumerate(jobs):
+                if isinstance(job, InferJob):
+                    slot = _slot_of(job.model.model_id, self._size)
+                else:
+                    slot, check_slot = check_slot, (check_slot + 1) % self._size
+                plan.setdefault(slot, []).append((index, job))
+            sent: dict[int, _Worker] = {}
+            fault: LocalFault | None = None
+            for slot, slot_jobs in plan.items():
+                try:
+                    worker = self._ensure(slot)
+                    worker.conn.send(("batch", self._wire(worker, slot_jobs), self._limits.cpu_seconds_per_batch))
+                    sent[slot] = worker
+                except LocalFault as exc:
+                    fault = fault or exc
+                except (OSError, EOFError, ValueError) as exc:
+                    self._discard(slot)
+                    fault = fault or WorkerFault(f"worker failed while receiving a batch: {exc}")
+            results: list[JobResult | None] = [None] * len(jobs)
+            for slot, worker in sent.items():
+                try:
+                    for index, result in self._collect(slot, worker, deadline):
+                        results[index] = result
+                except LocalFault as exc:
+                    fault = fault or exc
+            if fault is not None:
+                raise fault
+            assert all(r is not None for r in results)
+            return [r for r in results if r is not None]
+
+    def _wire(self, worker: _Worker, slot_jobs: list[tuple[int, Job]]) -> list[tuple[int, tuple[Any, ...]]]:
+        wire: list[tuple[int, tuple[Any, ...]]] = []
+        shipping: set[bytes] = set()
+        for index, job in slot_jobs:
+            if isinstance(job, CheckJob):
+                wire.append((index, ("check", job.model_bytes, job.spec)))
+                continue
+            model_id = job.model.model_id
+            package: ModelPackage | None = None
+            if model_id not in worker.cached and model_id not in shipping:
+                package = job.model
+                shipping.add(model_id)
+            wire.append((index, ("infer", model_id, package, dict(job.inputs))))
+        return wire
+
+    def _collect(self, slot: int, worker: _Worker, deadline: float) -> list[tuple[int, JobResult]]:
+        try:
+            if not worker.conn.poll(max(0.0, deadline - time.monotonic())):
+                self._discard(slot)
+                raise WorkerFault("worker timed out")
+            reply = worker.conn.recv()
+        except (OSError, EOFError):
+            code = worker.process.exitcode
+            self._discard(slot)
+            raise WorkerFault(f"worker died (exit code {code})") from None
+        if reply[0] == "done":
+            worker.cached = reply[2]
+            return list(reply[1])
+        if reply[0] == "fault" and reply[1] == "golden":
+            worker.cached = reply[4]
+            self._quarantined.add(reply[2])
+            raise GoldenMismatch(reply[2], reply[3])
+        self._discard(slot)
+        raise WorkerFault(f"worker fault: {reply[2] if len(reply) > 2 else reply}")
+
+    def _ensure(self, slot: int) -> _Worker:
+        worker = self._workers[slot]
+        if worker is not None and worker.process.is_alive():
+            return worker
+        if worker is not None:
+            self._discard(slot)
+        parent, child = self._ctx.Pipe(duplex=True)
+        process = self._ctx.Process(target=_worker_main, args=(child, self._limits), daemon=True)
+        process.start()
+        child.close()
+        try:
+            if not parent.poll(self._limits.start_timeout_s):
+                raise WorkerFault("worker did not start in time")
+            ready = parent.recv()
+        except (OSError, EOFError):
+            ready = None
+        if not ready or ready[0] != "ready":
+            _kill(process)
+            parent.close()
+            raise WorkerFault(f"worker failed to start (exit code {process.exitcode})")
+        worker = _Worker(process, parent, ready[1])
+        self._workers[slot] = worker
+        if self._started_once[slot]:
+            self.restarts += 1
+        self._started_once[slot] = True
+        return worker
+
+    def _discard(self, slot: int) -> None:
+        worker = self._workers[slot]
+        self._workers[slot] = None
+        if worker is not None:
+            _kill(worker.process)
+            worker.conn.close()
+
+    def close(self) -> None:
+        """Stop every worker (politely, then by force after a bounded wait)."""
+        with self._lock:
+            self._closed = True
+            for slot, worker in enumerate(self._workers):
+                if worker is None:
+                    continue
+                with contextlib.suppress(OSError, EOFError, ValueError):
+                    worker.conn.send(("stop",))
+                worker.process.join(_STOP_TIMEOUT_S)
+                self._discard(slot)
+
+
+def _kill(process: Any) -> None:
+    if process.is_alive():
+        process.kill()
+    process.join(_STOP_TIMEOUT_S)
+    with contextlib.suppress(ValueError):
+        process.close()
