@@ -1,0 +1,51 @@
+"""Verified-signature cache: each transaction signature is verified once per node (DESIGN.md §4).
+
+Keyed by transaction hash, which covers the signature, so a hit means these exact bytes verified before.
+Shared by the mempool (entry), gossip (the p2p envelope check verifies whole batches) and block
+validation in the VM's worker thread; hence the lock.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+
+from core.tx import Transaction
+
+
+class SigCache:
+    def __init__(self, capacity: int = 100_000) -> None:
+        self._capacity = capacity
+        self._verified: OrderedDict[bytes, None] = OrderedDict()
+        self._lock = threading.Lock()
+        self.hits = 0
+        self.verifications = 0
+
+    def __contains__(self, tx_hash: object) -> bool:
+        with self._lock:
+            return tx_hash in self._verified
+
+    def __len__(self) -> int:
+        return len(self._verified)
+
+    def mark_verified(self, tx_hash: bytes) -> None:
+        """Record a signature verified elsewhere (the p2p envelope check of a gossiped batch)."""
+        with self._lock:
+            self._verified[bytes(tx_hash)] = None
+            self._verified.move_to_end(bytes(tx_hash))
+            while len(self._verified) > self._capacity:
+                self._verified.popitem(last=False)
+
+    def verify(self, tx: Transaction, tx_hash: bytes | None = None) -> bool:
+        """True when the signature is valid, verifying it only if this hash was never verified before."""
+        key = bytes(tx_hash if tx_hash is not None else tx.hash)
+        with self._lock:
+            if key in self._verified:
+                self._verified.move_to_end(key)
+                self.hits += 1
+                return True
+        self.verifications += 1
+        if not tx.verify_signature():
+            return False
+        self.mark_verified(key)
+        return True

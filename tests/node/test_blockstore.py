@@ -1,0 +1,141 @@
+"""Block store on real LevelDB: append-only by height, lookups, and atomicity with the state writes of a
+block (a failed batch leaves neither the block nor its state)."""
+
+from __future__ import annotations
+
+from types import TracebackType
+
+import pytest
+
+from core.errors import StorageError
+from core.state import AuthenticatedMap
+from core.store import BatchContext, KVStore, LevelDBStore, WriteBatch
+from node.blockstore import BlockStore
+from p2p.testchain import build_chain
+
+pytestmark = pytest.mark.node
+
+CHAIN = "blockstore-test"
+
+
+class _FailingBatch:
+    """A batch whose commit fails, as a crash or a disk error between staging and writing would."""
+
+    def __init__(self, inner: BatchContext) -> None:
+        self._inner = inner
+
+    def __enter__(self) -> WriteBatch:
+        return self._inner.__enter__()
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        # Drop the staged writes the way LevelDB drops an unwritten batch, then report the failure.
+        self._inner.__exit__(RuntimeError, RuntimeError("disk gone"), None)
+        if exc_type is None:
+            raise StorageError("write failed: disk gone")
+
+
+class FlakyStore:
+    """The real LevelDB store, whose next batch fails when `fail_next` is set."""
+
+    def __init__(self, db: LevelDBStore) -> None:
+        self.db = db
+        self.fail_next = False
+
+    def get(self, key: bytes) -> bytes | None:
+        return self.db.get(key)
+
+    def iterate(self, prefix: bytes = b"", *, start: bytes | None = None, reverse: bool = False):  # type: ignore[no-untyped-def]
+        return self.db.iterate(prefix, start=start, reverse=reverse)
+
+    def write_batch(self, *, sync: bool = False) -> BatchContext:
+        inner = self.db.write_batch(sync=sync)
+        if self.fail_next:
+            self.fail_next = False
+            return _FailingBatch(inner)
+        return inner
+
+    def close(self) -> None:
+        self.db.close()
+
+
+def commit_with_state(db: KVStore, store: BlockStore, state: AuthenticatedMap, height: int,
+                      chain_blocks: object) -> None:
+    chain = chain_blocks
+    block, commit = chain.blocks[height - 1], chain.commits[height - 1]  # type: ignore[attr-defined]
+    update = state.compute_update(height - 1 if height > 1 else None, height, {b"k%d" % height: b"v"})
+    with db.write_batch(sync=True) as batch:
+        state.stage(batch, update)
+        store.stage(batch, block, commit)
+    store.advance(block)
+
+
+def test_blocks_commits_and_tx_index_round_trip_and_survive_reopen(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    chain = build_chain(CHAIN, 5, txs_per_block=3)
+    with LevelDBStore(tmp_path / "db") as db:
+        store = BlockStore(db, CHAIN)
+        assert store.height == 0 and store.block(1) is None
+        for block, commit in zip(chain.blocks, chain.commits, strict=True):
+            store.save(block, commit)
+        assert store.height == 5 and store.head_id == chain.head.id and store.base == 1
+    with LevelDBStore(tmp_path / "db") as db:
+        store = BlockStore(db, CHAIN)
+        assert store.height == 5 and store.head_id == chain.head.id
+        assert store.block(3) == chain.blocks[2]
+        assert store.commit(3) == chain.commits[2]
+        assert store.block_by_id(chain.blocks[1].id) == chain.blocks[1]
+        tx = chain.blocks[3].txs[2]
+        loc = store.tx_location(tx.hash)
+        assert loc is not None and (loc.height, loc.index) == (4, 2)
+        assert store.block(6) is None and store.commit(0) is None
+        with pytest.raises(StorageError, match="belongs to chain"):
+            BlockStore(db, "other-chain")
+
+
+def test_refuses_a_block_that_does_not_extend_the_head(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    chain = build_chain(CHAIN, 3)
+    other = build_chain(CHAIN, 3, txs_per_block=1)
+    with LevelDBStore(tmp_path / "db") as db:
+        store = BlockStore(db, CHAIN)
+        with pytest.raises(StorageError, match="does not follow"):
+            store.save(chain.blocks[1], chain.commits[1])
+        store.save(chain.blocks[0], chain.commits[0])
+        with pytest.raises(StorageError, match="does not extend"):
+            store.save(other.blocks[1], other.commits[1])
+        with pytest.raises(StorageError, match="not for block"):
+            store.save(chain.blocks[1], chain.commits[2])
+        assert store.height == 1
+
+
+def test_a_failed_batch_leaves_neither_the_block_nor_its_state(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    chain = build_chain(CHAIN, 3, txs_per_block=2)
+    raw = LevelDBStore(tmp_path / "db")
+    db = FlakyStore(raw)
+    store = BlockStore(db, CHAIN)
+    state = AuthenticatedMap(db)
+    commit_with_state(db, store, state, 1, chain)
+    before = dict(raw.iterate())
+
+    db.fail_next = True
+    with pytest.raises(StorageError, match="disk gone"):
+        commit_with_state(db, store, state, 2, chain)
+    assert dict(raw.iterate()) == before  # not one key of block 2 or of its state
+    assert store.height == 1 and store.block(2) is None
+    assert state.latest_version() == 1
+
+    # A crash while staging (an exception inside the batch) writes nothing either.
+    with pytest.raises(ZeroDivisionError), db.write_batch(sync=True) as batch:
+        store.stage(batch, chain.blocks[1], chain.commits[1])
+        _ = 1 // 0
+    assert dict(raw.iterate()) == before
+
+    # After reopening, the node is at block 1 and can commit block 2 normally.
+    raw.close()
+    raw = LevelDBStore(tmp_path / "db")
+    store = BlockStore(raw, CHAIN)
+    state = AuthenticatedMap(raw)
+    assert store.height == 1 and state.latest_version() == 1
+    commit_with_state(raw, store, state, 2, chain)
+    assert store.height == 2 and state.latest_version() == 2
+    assert state.get(b"k2", 2) == b"v"
+    raw.close()
