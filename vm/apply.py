@@ -1,0 +1,202 @@
+"""`apply_block(state, block)`: the state transition. Pure, and it never runs a model.
+
+Model work in the block (inference outputs, registration verdicts) is taken from the block's committed
+results; everything else is recomputed here and must equal what the block says. `BlockExecutor` is the one
+pipeline that build, validate and apply share, so the three cannot drift apart.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+from core.block import Block
+from core.errors import DecodeError, InvalidBlock
+from core.evidence import Evidence
+from core.header import TxResult, TxStatus
+from core.tensor import Tensor
+from core.tx import Transaction
+from core.types import Gas, Hash32, Height
+from core.validators import ValidatorEntry
+from core.votes import Commit
+from vm.execute import (
+    BlockContext,
+    InferWork,
+    RegisterWork,
+    TxOutcome,
+    Work,
+    drop_upload,
+    execute_tx,
+    inclusion_error,
+    register_model,
+)
+from vm.process import (
+    Ledger,
+    close_block,
+    expire_uploads,
+    fix_commitments,
+    punish_evidence,
+    release_unbonding,
+    score_poi,
+    validator_updates,
+)
+from vm.state import RegistrationData, StateView
+
+
+@dataclass(frozen=True, slots=True)
+class InferResolution:
+    """How an inference came out: OK with canonical outputs, or INFERENCE_FAILED with a stable code."""
+
+    status: TxStatus
+    outputs: tuple[Tensor, ...] = ()
+    log: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class RegisterResolution:
+    accepted: bool
+    gas_per_call: int = 0
+    log: str = ""
+
+
+Resolution = InferResolution | RegisterResolution
+
+
+class BlockExecutor:
+    """Executes one block on a view: `begin`, then `add` per transaction, then `finish` with the
+    resolved model work. Build, validate and apply differ only in where the resolutions come from."""
+
+    __slots__ = ("_outcomes", "ctx", "last_block_id", "ledger", "punished", "view")
+
+    def __init__(self, view: StateView, ctx: BlockContext, last_block_id: Hash32) -> None:
+        self.view = view
+        self.ctx = ctx
+        self.last_block_id = last_block_id
+        self.ledger = Ledger()
+        self._outcomes: list[TxOutcome] = []
+        self.punished: list[Evidence] = []
+
+    def begin(self, reveal: Tensor | None, last_commit: Commit | None, evidence: Sequence[Evidence]) -> None:
+        view, ctx = self.view, self.ctx
+        release_unbonding(view, ctx)
+        expire_uploads(view, ctx)
+        self.punished = punish_evidence(view, ctx, evidence, self.ledger)
+        score_poi(view, ctx, reveal, self.ledger)
+        fix_commitments(view, ctx, last_commit, self.ledger)
+
+    def inclusion_error(self, tx: Transaction) -> str | None:
+        return inclusion_error(self.view, self.ctx, tx)
+
+    def add(self, tx: Transaction) -> TxOutcome:
+        """Execute `tx`, which the caller has checked with `inclusion_error`."""
+        outcome = execute_tx(self.view, self.ctx, len(self._outcomes), tx)
+        self.ledger.fees += outcome.fee
+        self._outcomes.append(outcome)
+        return outcome
+
+    @property
+    def work(self) -> list[Work]:
+        return [o.work for o in self._outcomes if o.work is not None]
+
+    def finish(self, resolutions: Mapping[int, Resolution]) -> tuple[TxResult, ...]:
+        """Write the registration verdicts, close the block; the final results, in order."""
+        results = []
+        for outcome in self._outcomes:
+            work = outcome.work
+            if work is None:
+                results.append(outcome.result)
+                continue
+            resolution = resolutions[work.index]
+            results.append(final_result(outcome.result, work, resolution))
+            if isinstance(work, RegisterWork):
+                assert isinstance(resolution, RegisterResolution)
+                if resolution.accepted:
+                    register_model(self.view, self.ctx, work, resolution.gas_per_call)
+                else:
+                    drop_upload(self.view, work.model_id, work.n_chunks)
+        close_block(self.view, self.ctx, self.last_block_id, self.ledger)
+        return tuple(results)
+
+
+def final_result(provisional: TxResult, work: Work, resolution: Resolution) -> TxResult:
+    if isinstance(work, InferWork):
+        assert isinstance(resolution, InferResolution)
+        return TxResult(resolution.status, provisional.gas_used, resolution.outputs, b"", resolution.log)
+    assert isinstance(resolution, RegisterResolution)
+    if resolution.accepted:
+        data = RegistrationData(work.model_id, Gas(resolution.gas_per_call)).encode()
+        return TxResult(TxStatus.OK, provisional.gas_used, (), data, "")
+    return TxResult(TxStatus.MODEL_REJECTED, provisional.gas_used, (), b"", resolution.log)
+
+
+def committed_resolution(work: Work, result: TxResult) -> Resolution:
+    """The resolution a committed result states for `work`; InvalidBlock if it cannot be one."""
+    if isinstance(work, InferWork):
+        if result.status not in (TxStatus.OK, TxStatus.INFERENCE_FAILED) or result.data:
+            raise InvalidBlock(f"tx {work.index}: result is not an inference outcome")
+        if result.status is TxStatus.INFERENCE_FAILED and result.outputs:
+            raise InvalidBlock(f"tx {work.index}: a failed inference carries outputs")
+        return InferResolution(result.status, result.outputs, result.log)
+    if result.status is TxStatus.MODEL_REJECTED:
+        return RegisterResolution(False, 0, result.log)
+    if result.status is not TxStatus.OK:
+        raise InvalidBlock(f"tx {work.index}: result is not a registration verdict")
+    try:
+        data = RegistrationData.decode(result.data)
+    except DecodeError:
+        raise InvalidBlock(f"tx {work.index}: malformed registration data") from None
+    if data.model_id != work.model_id:
+        raise InvalidBlock(f"tx {work.index}: registration data names another model")
+    return RegisterResolution(True, int(data.gas_per_call), "")
+
+
+@dataclass(frozen=True, slots=True)
+class ApplyResult:
+    state: StateView
+    receipts: tuple[TxResult, ...]
+    # Changes of the validator set, effective at height + 2 (power 0 removes).
+    validator_updates: tuple[ValidatorEntry, ...]
+    punished: tuple[Evidence, ...]
+
+
+def context_for(view: StateView, block: Block) -> BlockContext:
+    h = block.header
+    return BlockContext(h.chain_id, h.height, h.time, h.proposer, view.params())
+
+
+def apply_block(state: StateView, block: Block,
+                verify: Callable[[Transaction], bool] = Transaction.verify_signature) -> ApplyResult:
+    """Apply a block that consensus committed, on `state` (the view at the previous height).
+
+    Raises InvalidBlock if the block is not a valid successor (which a commit by honest validators rules
+    out); the caller still compares the resulting state root with the header's.
+    """
+    chain = state.chain()
+    header = block.header
+    if header.height != chain.height + 1:
+        raise InvalidBlock(f"block {header.height} does not follow height {chain.height}")
+    block.validate_basic()
+    ctx = context_for(state, block)
+    executor = BlockExecutor(state, ctx, header.last_block_id)
+    try:
+        executor.begin(header.poi_reveal, block.last_commit, block.evidence)
+    except ValueError as exc:
+        raise InvalidBlock(f"block {header.height}: {exc}") from None
+    for i, tx in enumerate(block.txs):
+        if not verify(tx):
+            raise InvalidBlock(f"block {header.height}: tx {i} has a bad signature")
+        reason = executor.inclusion_error(tx)
+        if reason is not None:
+            raise InvalidBlock(f"block {header.height}: tx {i} cannot be included: {reason}")
+        executor.add(tx)
+    resolutions = {w.index: committed_resolution(w, block.results[w.index]) for w in executor.work}
+    results = executor.finish(resolutions)
+    for i, (mine, theirs) in enumerate(zip(results, block.results, strict=True)):
+        if mine != theirs:
+            raise InvalidBlock(f"block {header.height}: result of tx {i} differs from execution")
+    updates = validator_updates(state.validator_list(header.height + 1), state.validator_list(header.height + 2))
+    return ApplyResult(state, results, updates, tuple(executor.punished))
+
+
+def height_of(view: StateView) -> Height:
+    return view.chain().height

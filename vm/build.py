@@ -1,0 +1,175 @@
+"""`build_block`: the proposer picks transactions, runs their model work in one hand-off, and writes the
+outputs, verdicts, PoI reveal and post-state root into the block.
+
+Transactions that cannot be included (bad signature, nonce, fee) are skipped, never failed. A model this
+node has quarantined, or a worker failure, drops the model work from the block instead of stalling: the
+block is rebuilt without the transactions that need it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from core.app import BlockTemplate
+from core.block import (
+    Block,
+    compute_evidence_hash,
+    compute_last_commit_hash,
+    compute_results_root,
+    compute_txs_root,
+)
+from core.errors import DecodeError, LocalFault
+from core.evidence import Evidence, EvidenceEnvelope
+from core.header import PROTOCOL_VERSION, Header, TxResult
+from core.limits import MAX_BLOCK_TXS
+from core.state import StateUpdate
+from core.tensor import Tensor
+from core.tx import Transaction
+from core.validators import ValidatorSet
+from vm.apply import BlockExecutor, Resolution
+from vm.engine import Engine
+from vm.execute import BlockContext, InferWork, RegisterWork
+from vm.sandbox.errors import GoldenMismatch
+from vm.state import StateView
+from vm.txs import Infer, TxKind
+
+# Bytes a transaction's result adds to a block before its outputs are known (status, gas, data, log).
+RESULT_RESERVE = 320
+HEADER_RESERVE = 4096
+
+
+@dataclass(frozen=True, slots=True)
+class Built:
+    block: Block
+    update: StateUpdate
+    results: tuple[TxResult, ...]
+    faults: tuple[str, ...]  # local faults met while building (alarms); the block excludes their work
+
+
+def build_block(new_view: Callable[[], StateView], compute_update: Callable[[StateView], StateUpdate],
+                template: BlockTemplate, txs: Sequence[Transaction], engine: Engine, *,
+                verify: Callable[[Transaction], bool], reveal: Tensor | None,
+                evidence: Sequence[Evidence]) -> Built:
+    """Build block `template.height` on the state `new_view()` returns (a fresh view each call).
+
+    `evidence` is the template's evidence that the caller checked; `reveal` the output of challenge h−2
+    (None below height 3).
+    """
+    base = new_view()
+    params = base.params()
+    ctx = BlockContext(template.chain_id, template.height, template.time, template.proposer, params)
+    vset = ValidatorSet(base.validator_list(template.height))
+    next_vset = ValidatorSet(base.validator_list(template.height + 1))
+    max_bytes = params.consensus.max_block_bytes
+    candidates = list(txs)
+    excluded_models: set[bytes] = set()
+    no_model_work = False
+    faults: list[str] = []
+    memo: dict[tuple[object, ...], Resolution] = {}
+    while True:
+        view = new_view()
+        executor = BlockExecutor(view, ctx, template.last_block_id)
+        executor.begin(reveal, template.last_commit, evidence)
+        picked: list[Transaction] = []
+        gas = 0
+        size = HEADER_RESERVE + _commit_size(template) + sum(len(_encoded(e)) for e in evidence)
+        for tx in candidates:
+            if len(picked) >= MAX_BLOCK_TXS:
+                break
+            tx_size = len(tx.encode()) + RESULT_RESERVE
+            if gas + tx.gas_limit > params.consensus.max_block_gas or size + tx_size > max_bytes:
+                continue
+            if not verify(tx) or executor.inclusion_error(tx) is not None:
+                continue
+            if _needs_excluded_work(tx, excluded_models, no_model_work):
+                continue
+            outcome = executor.add(tx)
+            picked.append(tx)
+            gas += tx.gas_limit
+            size += tx_size
+            if outcome.work is not None and (no_model_work or _work_model(outcome.work) in excluded_models):
+                # Its model turned out to be unusable here: rebuild without it.
+                candidates.remove(tx)
+                break
+        else:
+            work = executor.work
+            pending = [w for w in work if _memo_key(w) not in memo]
+            try:
+                resolved, _ = engine.resolve(pending, params)
+            except GoldenMismatch as fault:
+                faults.append(str(fault))
+                excluded_models.add(bytes(fault.model_id))
+                continue
+            except LocalFault as fault:
+                if no_model_work:
+                    raise
+                faults.append(str(fault))
+                no_model_work = True
+                continue
+            by_index = {w.index: w for w in pending}
+            for index, resolution in resolved.items():
+                memo[_memo_key(by_index[index])] = resolution
+            resolutions = {w.index: memo[_memo_key(w)] for w in work}
+            results = executor.finish(resolutions)
+            update = compute_update(view)
+            block = assemble(template, tuple(picked), results, tuple(evidence), reveal, vset, next_vset, update)
+            if len(block.encode()) <= max_bytes or not picked:
+                return Built(block, update, results, tuple(faults))
+            # Outputs made it too large: drop the last transaction and rebuild.
+            candidates.remove(picked[-1])
+            continue
+
+
+def _encoded(evidence: Evidence) -> bytes:
+    return EvidenceEnvelope(evidence).encode()
+
+
+def _commit_size(template: BlockTemplate) -> int:
+    return 0 if template.last_commit is None else len(template.last_commit.encode())
+
+
+def _work_model(work: InferWork | RegisterWork) -> bytes:
+    return bytes(work.model_id)
+
+
+def _memo_key(work: InferWork | RegisterWork) -> tuple[object, ...]:
+    if isinstance(work, InferWork):
+        return ("infer", bytes(work.model_id), tuple(t.encode() for t in work.inputs))
+    return ("register", bytes(work.model_id))
+
+
+def _needs_excluded_work(tx: Transaction, excluded: set[bytes], no_model_work: bool) -> bool:
+    """Cheap pre-filter: an inference on an excluded model (the executor still catches the rest)."""
+    if not excluded and not no_model_work:
+        return False
+    if tx.kind == TxKind.INFER:
+        if no_model_work:
+            return True
+        try:
+            return bytes(Infer.decode(tx.payload).model_id) in excluded
+        except DecodeError:
+            return False
+    return False
+
+
+def assemble(template: BlockTemplate, txs: tuple[Transaction, ...], results: tuple[TxResult, ...],
+             evidence: tuple[Evidence, ...], reveal: Tensor | None, vset: ValidatorSet,
+             next_vset: ValidatorSet, update: StateUpdate) -> Block:
+    header = Header(
+        version=PROTOCOL_VERSION,
+        chain_id=template.chain_id,
+        height=template.height,
+        time=template.time,
+        last_block_id=template.last_block_id,
+        proposer=template.proposer,
+        txs_root=compute_txs_root(txs),
+        results_root=compute_results_root(results),
+        state_root=update.root,
+        validators_hash=vset.hash,
+        next_validators_hash=next_vset.hash,
+        last_commit_hash=compute_last_commit_hash(template.last_commit),
+        evidence_hash=compute_evidence_hash(evidence),
+        poi_reveal=reveal,
+    )
+    return Block(header, txs, results, template.last_commit, evidence)

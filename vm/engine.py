@@ -1,0 +1,274 @@
+"""The VM's side of the sandbox: turns block work into sandbox jobs, one hand-off per round, and the
+sandbox's answers into resolutions; judges agreement between committed and local outputs.
+
+The sandbox (vm/sandbox, another owner) runs the jobs: `Executor.run_batch` raises LocalFault when this
+node cannot decide, which callers turn into a local-fault verdict. Registration takes a second round only
+when a block registers a model: the golden vectors run after the graph passed the checker.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from core.header import TxStatus
+from core.tensor import DType, Tensor
+from core.types import Hash32
+from vm.apply import InferResolution, RegisterResolution, Resolution
+from vm.execute import InferWork, RegisterWork, Work
+from vm.params import Params
+from vm.poi import compute_challenge_inputs, compute_seed, pick_model
+from vm.sandbox.executor import CheckJob, Executor, InferJob, Job, JobResult, ModelPackage
+from vm.sandbox.golden import GoldenVectors, golden_mismatch, make_golden
+from vm.sandbox.limits import GasSchedule, SandboxLimits
+from vm.sandbox.numeric import find_disagreement
+from vm.sandbox.spec import ModelClass as SandboxClass
+from vm.sandbox.spec import ModelSpec, Tolerance
+from vm.sandbox.spec import TensorSpec as SandboxTensorSpec
+from vm.state import StateView
+from vm.txs import ModelClass, ModelMeta, TensorSpec
+
+
+def sandbox_limits(params: Params) -> SandboxLimits:
+    """The sandbox's consensus caps and gas prices as stored in the chain parameters."""
+    gas = GasSchedule(**{item.name: item.value for item in params.vm.gas_schedule})
+    fields = {item.name: item.value for item in params.vm.sandbox_limits}
+    return SandboxLimits(**fields, gas=gas)
+
+
+def dtype_name(dtype: DType) -> str:
+    return dtype.numpy.name
+
+
+def sandbox_tensor_spec(spec: TensorSpec) -> SandboxTensorSpec:
+    return SandboxTensorSpec(spec.name, dtype_name(spec.dtype), tuple(int(d) for d in spec.shape))
+
+
+def model_spec(meta: ModelMeta, limits: SandboxLimits) -> ModelSpec:
+    """The sandbox's view of registration metadata; ValueError if the metadata cannot be one."""
+    model_class = SandboxClass.EXACT if meta.model_class is ModelClass.EXACT else SandboxClass.TOLERANT
+    return ModelSpec(tuple(sandbox_tensor_spec(t) for t in meta.inputs), model_class, int(meta.grid_k),
+                     Tolerance(int(meta.tol_abs), int(meta.tol_rel_ppm)), limits)
+
+
+def output_specs(meta: ModelMeta) -> tuple[SandboxTensorSpec, ...]:
+    return tuple(sandbox_tensor_spec(t) for t in meta.outputs)
+
+
+def golden_vectors(meta: ModelMeta) -> GoldenVectors:
+    cases = []
+    for vector in meta.golden:
+        ins = {spec.name: t.to_numpy() for spec, t in zip(meta.inputs, vector.inputs, strict=True)}
+        outs = {spec.name: t.to_numpy() for spec, t in zip(meta.outputs, vector.outputs, strict=True)}
+        cases.append((ins, outs))
+    return make_golden(cases)
+
+
+def feeds(meta: ModelMeta, inputs: Sequence[Tensor]) -> dict[str, np.ndarray]:
+    return {spec.name: t.to_numpy() for spec, t in zip(meta.inputs, inputs, strict=True)}
+
+
+def to_tensors(outputs: Mapping[str, np.ndarray]) -> tuple[Tensor, ...]:
+    return tuple(Tensor.from_numpy(v) for v in outputs.values())
+
+
+def disagreement(meta: ModelMeta, claimed: Sequence[Tensor], local: Sequence[Tensor]) -> str | None:
+    """Why committed outputs disagree with local ones: exact bit for bit, tolerant within tolerance."""
+    specs = output_specs(meta)
+    if len(claimed) != len(specs) or len(local) != len(specs):
+        return "wrong number of outputs"
+    model_class = SandboxClass.EXACT if meta.model_class is ModelClass.EXACT else SandboxClass.TOLERANT
+    return find_disagreement(
+        specs, model_class, Tolerance(int(meta.tol_abs), int(meta.tol_rel_ppm)),
+        {s.name: t.to_numpy() for s, t in zip(specs, claimed, strict=True)},
+        {s.name: t.to_numpy() for s, t in zip(specs, local, strict=True)},
+    )
+
+
+def resolutions_agree(meta: ModelMeta | None, claimed: Resolution, local: Resolution) -> str | None:
+    """Whether a committed resolution is acceptable given this node's own (None: it is)."""
+    if isinstance(local, RegisterResolution):
+        assert isinstance(claimed, RegisterResolution)
+        if claimed.accepted != local.accepted:
+            return "registration verdict differs"
+        if claimed.gas_per_call != local.gas_per_call:
+            return "registration price differs"
+        return None
+    assert isinstance(claimed, InferResolution) and meta is not None
+    if claimed.status != local.status:
+        return f"inference status {claimed.status.name} differs from {local.status.name}"
+    if local.status is TxStatus.OK:
+        return disagreement(meta, claimed.outputs, local.outputs)
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class ChallengeRun:
+    """A PoI challenge to run with the block's work: the PoI model and its generated inputs."""
+
+    model_id: Hash32
+    meta: ModelMeta
+    inputs: tuple[Tensor, ...]
+
+
+class Engine:
+    """Runs block work through a sandbox executor (the worker pool on a node, in-process in tools).
+
+    `model_bytes` fetches a registered model's bytes (from state); packages are cached by model id.
+    """
+
+    def __init__(self, executor: Executor, model_bytes: Callable[[Hash32], bytes],
+                 cache_models: int = 64) -> None:
+        self.executor = executor
+        self._model_bytes = model_bytes
+        self._packages: OrderedDict[bytes, ModelPackage] = OrderedDict()
+        self._cache_models = cache_models
+
+    def package(self, model_id: Hash32, meta: ModelMeta, limits: SandboxLimits) -> ModelPackage:
+        pkg = self._packages.get(model_id)
+        if pkg is None:
+            pkg = ModelPackage(bytes(model_id), self._model_bytes(model_id), model_spec(meta, limits),
+                               golden_vectors(meta) if meta.golden else None)
+            self._packages[model_id] = pkg
+            while len(self._packages) > self._cache_models:
+                self._packages.popitem(last=False)
+        else:
+            self._packages.move_to_end(model_id)
+        return pkg
+
+    def resolve(self, work: Sequence[Work], params: Params,
+                challenge: ChallengeRun | None = None) -> tuple[dict[int, Resolution], tuple[Tensor, ...] | None]:
+        """Resolve a block's work (and a PoI challenge) in one hand-off, plus one more if the block registers
+        a model. Raises LocalFault when this node cannot decide."""
+        limits = sandbox_limits(params)
+        jobs: list[Job] = []
+        slots: list[tuple[str, int]] = []  # ("infer"|"check"|"challenge", work index)
+        resolutions: dict[int, Resolution] = {}
+        registrations: dict[int, tuple[RegisterWork, ModelSpec]] = {}
+        for item in work:
+            if isinstance(item, InferWork):
+                pkg = self.package(item.model_id, item.model.meta, limits)
+                jobs.append(InferJob(pkg, feeds(item.model.meta, item.inputs)))
+                slots.append(("infer", item.index))
+            else:
+                verdict = static_registration_verdict(item.meta)
+                if verdict is not None:
+                    resolutions[item.index] = RegisterResolution(False, 0, verdict)
+                    continue
+                try:
+                    spec = model_spec(item.meta, limits)
+                except ValueError:
+                    resolutions[item.index] = RegisterResolution(False, 0, "invalid input declaration")
+                    continue
+                registrations[item.index] = (item, spec)
+                jobs.append(CheckJob(item.model_bytes, spec))
+                slots.append(("check", item.index))
+        if challenge is not None:
+            pkg = self.package(challenge.model_id, challenge.meta, limits)
+            jobs.append(InferJob(pkg, feeds(challenge.meta, challenge.inputs)))
+            slots.append(("challenge", -1))
+        results = self.executor.run_batch(jobs) if jobs else []
+        challenge_output: tuple[Tensor, ...] | None = None
+        checked: list[tuple[RegisterWork, ModelSpec, int]] = []
+        for (kind, index), result in zip(slots, results, strict=True):
+            if kind == "infer":
+                resolutions[index] = infer_resolution(result)
+            elif kind == "challenge":
+                if result.outputs is None:
+                    raise ValueError(f"the PoI model failed: {type(result.error).__name__}")
+                challenge_output = to_tensors(result.outputs)
+            else:
+                item, spec = registrations[index]
+                if result.info is None:
+                    resolutions[index] = RegisterResolution(False, 0, _one_line(str(result.error)))
+                    continue
+                declared = output_specs(item.meta)
+                if result.info.outputs != declared:
+                    resolutions[index] = RegisterResolution(False, 0, "declared outputs differ from the graph")
+                    continue
+                checked.append((item, spec, int(result.info.gas_per_call)))
+        if checked:
+            resolutions.update(self._check_golden(checked))
+        return resolutions, challenge_output
+
+    def _check_golden(self, checked: list[tuple[RegisterWork, ModelSpec, int]]) -> dict[int, Resolution]:
+        jobs: list[Job] = []
+        owners: list[int] = []
+        for n, (item, spec, _) in enumerate(checked):
+            # Not the chain's model id (the model is not registered yet); no golden: these runs ARE the check.
+            pkg = ModelPackage(b"registration:" + bytes(item.model_id), item.model_bytes, spec, None)
+            for vector in item.meta.golden:
+                jobs.append(InferJob(pkg, feeds(item.meta, vector.inputs)))
+                owners.append(n)
+        results = self.executor.run_batch(jobs)
+        by_item: dict[int, list[JobResult]] = {}
+        for n, result in zip(owners, results, strict=True):
+            by_item.setdefault(n, []).append(result)
+        out: dict[int, Resolution] = {}
+        for n, (item, spec, gas) in enumerate(checked):
+            runs = by_item.get(n, [])
+            if any(r.outputs is None for r in runs):
+                out[item.index] = RegisterResolution(False, 0, "a golden input fails to run")
+                continue
+            why = golden_mismatch(golden_vectors(item.meta), output_specs(item.meta), spec.model_class,
+                                  spec.tolerance, [dict(r.outputs or {}) for r in runs])
+            if why is not None:
+                out[item.index] = RegisterResolution(False, 0, "golden vectors do not reproduce")
+                continue
+            out[item.index] = RegisterResolution(True, gas, "")
+        return out
+
+    def run_challenge(self, challenge: ChallengeRun, params: Params) -> tuple[Tensor, ...]:
+        return self.resolve((), params, challenge)[1] or ()
+
+    def close(self) -> None:
+        self.executor.close()
+
+
+def static_registration_verdict(meta: ModelMeta) -> str | None:
+    """Metadata rules the VM itself owns (the checker owns the graph rules)."""
+    if not meta.name:
+        return "a model needs a name"
+    if not meta.golden:
+        return "a model needs at least one golden vector"
+    if not meta.outputs:
+        return "a model declares at least one output"
+    for vector in meta.golden:
+        if len(vector.inputs) != len(meta.inputs) or len(vector.outputs) != len(meta.outputs):
+            return "a golden vector does not match the declared inputs and outputs"
+        for t, s in zip(vector.inputs, meta.inputs, strict=True):
+            if t.dtype != s.dtype or t.shape != s.shape:
+                return "a golden input does not match its declaration"
+        for t, s in zip(vector.outputs, meta.outputs, strict=True):
+            want = DType.INT64 if s.dtype.is_float else s.dtype
+            if t.dtype != want or t.shape != s.shape:
+                return "a golden output does not match its declaration"
+    return None
+
+
+def infer_resolution(result: JobResult) -> InferResolution:
+    if result.outputs is not None:
+        return InferResolution(TxStatus.OK, to_tensors(result.outputs), "")
+    # A stable code, never the runtime's text.
+    return InferResolution(TxStatus.INFERENCE_FAILED, (), type(result.error).__name__)
+
+
+def _one_line(text: str, limit: int = 240) -> str:
+    """One line of at most `limit` UTF-8 bytes (a result's log is bounded in bytes)."""
+    line = " ".join(text.split())
+    raw = line.encode()
+    return line if len(raw) <= limit else raw[: limit - 3].decode("utf-8", "ignore") + "..."
+
+
+def challenge_for(view: StateView, chain_id: str, height: int, prev_block_id: bytes) -> ChallengeRun:
+    """The PoI challenge of `height` (its seed uses the id of block height-1) on the models in `view`."""
+    params = view.params()
+    seed = compute_seed(chain_id, height, prev_block_id)
+    model_id = pick_model(seed, params.poi_models)
+    model = view.model(model_id)
+    if model is None:
+        raise LookupError(f"PoI model {model_id.hex()[:16]} is not registered")
+    return ChallengeRun(model_id, model.meta, compute_challenge_inputs(seed, model.meta.inputs))

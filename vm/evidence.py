@@ -1,0 +1,77 @@
+"""Evidence of a wrong `exact` inference: build it from a signed proposal, check it by re-running.
+
+A proposal signs the header's id; Merkle proofs tie the transaction and its claimed result to the header's
+roots; any node re-runs the model on the transaction's inputs and compares bit for bit. A claimed result
+that is not an inference outcome (e.g. FAILED for a stateful reason) proves nothing and is refused.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from core.block import ProposalBlock
+from core.errors import DecodeError, InvalidBlock
+from core.evidence import WrongInference
+from core.merkle import merkle_proof, verify_merkle_proof
+from core.types import Hash32, Height
+from core.validators import ValidatorSet
+from vm.apply import committed_resolution
+from vm.engine import Engine, resolutions_agree
+from vm.execute import InferWork
+from vm.params import Params
+from vm.state import ModelRecord
+from vm.txs import Infer, ModelClass, TxKind
+
+
+def make_wrong_inference(signed: ProposalBlock, tx_index: int) -> WrongInference:
+    """Evidence that `signed`'s block claims a wrong output for transaction `tx_index`."""
+    block = signed.block
+    tx_proof = merkle_proof([tx.hash for tx in block.txs], tx_index)
+    result_proof = merkle_proof([r.encode() for r in block.results], tx_index)
+    return WrongInference(signed.proposal, block.header, tx_index, block.txs[tx_index], block.results[tx_index],
+                          tx_proof, result_proof)
+
+
+def check_wrong_inference(ev: WrongInference, *, chain_id: str,
+                          validator_set: Callable[[Height], ValidatorSet | None],
+                          model: Callable[[Hash32], ModelRecord | None], engine: Engine,
+                          params: Params) -> bool:
+    """True when the evidence proves its proposer signed a wrong exact output. Raises LocalFault when this
+    node cannot run the model (it cannot judge)."""
+    proposal, header = ev.proposal, ev.header
+    if proposal.block_id != header.block_id or proposal.height != header.height or header.chain_id != chain_id:
+        return False
+    if not proposal.verify_signature(chain_id):
+        return False
+    vset = validator_set(header.height)
+    if vset is None or vset.get_by_key(proposal.proposer) is None:
+        return False
+    if ev.tx_proof.index != ev.tx_index or ev.result_proof.index != ev.tx_index:
+        return False
+    if not verify_merkle_proof(header.txs_root, ev.tx.hash, ev.tx_proof):
+        return False
+    if not verify_merkle_proof(header.results_root, ev.result.encode(), ev.result_proof):
+        return False
+    if ev.tx.kind != TxKind.INFER:
+        return False
+    try:
+        payload = Infer.decode(ev.tx.payload)
+    except DecodeError:
+        return False
+    record = model(payload.model_id)
+    if record is None or record.meta.model_class is not ModelClass.EXACT:
+        return False
+    specs = record.meta.inputs
+    if len(payload.inputs) != len(specs) or any(t.dtype != s.dtype or t.shape != s.shape
+                                                for t, s in zip(payload.inputs, specs, strict=False)):
+        return False
+    work = InferWork(0, payload.model_id, record, payload.inputs)
+    try:
+        claimed = committed_resolution(work, ev.result)
+    except InvalidBlock:
+        return False
+    local, _ = engine.resolve([work], params)
+    return resolutions_agree(record.meta, claimed, local[0]) is not None
+
+
+__all__ = ["check_wrong_inference", "make_wrong_inference"]

@@ -1,0 +1,384 @@
+"""Per-transaction execution against a `StateView`: checks first, then writes, so a failure writes nothing
+but the fee and the nonce.
+
+A transaction's effect on state never depends on a model's output: an inference pays gas and royalty
+whether its run succeeds or fails numerically, and a registration's verdict only decides the model's own
+records, which are written after the block's transactions. So execution runs in one pass and hands the
+model work out (`InferWork`, `RegisterWork`) to be resolved in one batch: by running it (build, validate)
+or by reading the committed results (apply).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from core.address import address_from_public_key
+from core.codec import Wire
+from core.errors import DecodeError
+from core.hashing import sha256
+from core.header import TxResult, TxStatus
+from core.tensor import Tensor
+from core.tx import Transaction
+from core.types import Address, Amount, Gas, Hash32, Height, Nonce, PublicKeyBytes, Timestamp
+from vm.params import Params
+from vm.state import (
+    KEY_CANDIDATES,
+    MAX_CANDIDATES,
+    Account,
+    CandidateList,
+    ExpiryList,
+    ModelRecord,
+    StateView,
+    UnbondingEntry,
+    UnbondingQueue,
+    Upload,
+    ValidatorRecord,
+    chunk_key,
+    expiry_key,
+    model_key,
+    unbonding_key,
+    upload_key,
+)
+from vm.txs import (
+    MAX_CHUNK_BYTES,
+    PAYLOAD_TYPES,
+    Infer,
+    ModelChunk,
+    ModelMeta,
+    Stake,
+    Transfer,
+    TxKind,
+    Unjail,
+    Unstake,
+    compute_model_id,
+)
+
+MAX_UPLOAD_CHUNKS = 8192 * 8  # the received-chunks bitmap is at most 8 KiB
+
+
+@dataclass(frozen=True, slots=True)
+class BlockContext:
+    """What execution knows about the block being executed."""
+
+    chain_id: str
+    height: Height
+    time: Timestamp
+    proposer: Address
+    params: Params
+
+
+@dataclass(frozen=True, slots=True)
+class InferWork:
+    index: int  # the transaction's position in the block
+    model_id: Hash32
+    model: ModelRecord
+    inputs: tuple[Tensor, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class RegisterWork:
+    index: int
+    model_id: Hash32
+    owner: Address
+    meta: ModelMeta
+    model_bytes: bytes
+    n_chunks: int
+
+
+Work = InferWork | RegisterWork
+
+
+@dataclass(frozen=True, slots=True)
+class TxOutcome:
+    """The part of a result that execution decides; for work items `result` is provisional (status OK,
+    no outputs) until the work is resolved."""
+
+    result: TxResult
+    work: Work | None = None
+    fee: int = 0
+
+
+class _Failed(Exception):
+    """A stateful rule refused the transaction; raised before any write of its handler."""
+
+    def __init__(self, log: str, status: TxStatus = TxStatus.FAILED) -> None:
+        super().__init__(log)
+        self.log = log
+        self.status = status
+
+
+class _OutOfGas(Exception):
+    pass
+
+
+def inclusion_error(view: StateView, ctx: BlockContext, tx: Transaction) -> str | None:
+    """Why `tx` cannot be in this block at all (None: it can). A block holding such a transaction is
+    invalid; anything else a transaction gets wrong fails it inside the block, fee paid."""
+    vm = ctx.params.vm
+    if tx.chain_id != ctx.chain_id:
+        return "wrong chain id"
+    if tx.gas_limit > vm.max_tx_gas:
+        return f"gas limit {tx.gas_limit} exceeds the per-transaction maximum {vm.max_tx_gas}"
+    if tx.fee < tx.gas_limit * vm.min_gas_price:
+        return f"fee {tx.fee} is below gas_limit x min_gas_price = {tx.gas_limit * vm.min_gas_price}"
+    account = view.account(tx.sender_address)
+    if tx.nonce != account.nonce:
+        return f"nonce {tx.nonce} is not the account's next nonce {account.nonce}"
+    if account.balance < tx.fee:
+        return f"balance {account.balance} cannot pay the fee {tx.fee}"
+    return None
+
+
+class _Gas:
+    __slots__ = ("limit", "used")
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.used = 0
+
+    def charge(self, amount: int) -> None:
+        self.used += amount
+        if self.used > self.limit:
+            raise _OutOfGas
+
+
+def execute_tx(view: StateView, ctx: BlockContext, index: int, tx: Transaction) -> TxOutcome:
+    """Execute one includable transaction (see `inclusion_error`): charge the fee, bump the nonce, run the
+    kind's handler. Never raises for anything the transaction contains."""
+    sender = tx.sender_address
+    account = view.account(sender)
+    view.set_account(sender, Account(Amount(account.balance - tx.fee), Nonce(account.nonce + 1)))
+    gas = _Gas(tx.gas_limit)
+    payload_type = PAYLOAD_TYPES.get(tx.kind)  # type: ignore[call-overload]
+    if payload_type is None:
+        return TxOutcome(_result(TxStatus.FAILED, tx.gas_limit, f"unknown transaction kind {tx.kind}"),
+                         fee=tx.fee)
+    try:
+        payload = payload_type.decode(tx.payload)
+    except DecodeError:
+        return TxOutcome(_result(TxStatus.FAILED, tx.gas_limit, "malformed payload"), fee=tx.fee)
+    handler = _HANDLERS[TxKind(tx.kind)]
+    try:
+        status, data, work = handler(view, ctx, index, sender, payload, gas)
+    except _OutOfGas:
+        return TxOutcome(_result(TxStatus.OUT_OF_GAS, tx.gas_limit, "out of gas"), fee=tx.fee)
+    except _Failed as failure:
+        return TxOutcome(_result(failure.status, gas.used, failure.log), fee=tx.fee)
+    return TxOutcome(_result(status, gas.used, "", data), work, fee=tx.fee)
+
+
+def _result(status: TxStatus, gas_used: int, log: str, data: bytes = b"") -> TxResult:
+    return TxResult(status, Gas(gas_used), (), data, log)
+
+
+_Handled = tuple[TxStatus, bytes, Work | None]
+
+
+# ------------------------------------------------------------------------------------------------ transfer
+
+
+def _transfer(view: StateView, ctx: BlockContext, index: int, sender: Address, p: Wire, gas: _Gas) -> _Handled:
+    assert isinstance(p, Transfer)
+    gas.charge(ctx.params.vm.gas_transfer)
+    src = view.account(sender)
+    if p.amount > src.balance:
+        raise _Failed(f"balance {src.balance} is below the amount {p.amount}")
+    if p.to != sender:
+        view.set_account(sender, src.replace(balance=Amount(src.balance - p.amount)))
+        dst = view.account(p.to)
+        view.set_account(p.to, dst.replace(balance=Amount(dst.balance + p.amount)))
+    return TxStatus.OK, b"", None
+
+
+# ------------------------------------------------------------------------------------------------ staking
+
+
+def new_validator(public_key: bytes, owner: Address) -> ValidatorRecord:
+    return ValidatorRecord(PublicKeyBytes(public_key), owner, Amount(0), False, Height(0), False, 0, 0, 0, 0,
+                           Amount(0), Amount(0))
+
+
+def _owned_validator(view: StateView, sender: Address, public_key: bytes) -> tuple[Address, ValidatorRecord]:
+    address = address_from_public_key(public_key)
+    record = view.validator(address)
+    if record is None:
+        raise _Failed("no such validator")
+    if record.owner != sender:
+        raise _Failed("the validator is owned by another account")
+    return address, record
+
+
+def _stake(view: StateView, ctx: BlockContext, index: int, sender: Address, p: Wire, gas: _Gas) -> _Handled:
+    assert isinstance(p, Stake)
+    gas.charge(ctx.params.vm.gas_stake)
+    if p.amount == 0:
+        raise _Failed("stake amount must be positive")
+    address = address_from_public_key(p.validator)
+    record = view.validator(address)
+    if record is None:
+        record = new_validator(p.validator, sender)
+    elif record.owner != sender:
+        raise _Failed("the validator is owned by another account")
+    if record.tombstoned:
+        raise _Failed("the validator is tombstoned")
+    src = view.account(sender)
+    if p.amount > src.balance:
+        raise _Failed(f"balance {src.balance} is below the amount {p.amount}")
+    joins = record.stake < ctx.params.staking.min_validator_stake <= record.stake + p.amount
+    if joins:
+        listed = view.get(KEY_CANDIDATES, CandidateList)
+        if listed is not None and len(listed.addresses) >= MAX_CANDIDATES:
+            raise _Failed("the validator candidate list is full")
+    view.set_account(sender, src.replace(balance=Amount(src.balance - p.amount)))
+    view.set_validator(address, record.replace(stake=Amount(record.stake + p.amount)))
+    return TxStatus.OK, b"", None
+
+
+def _unstake(view: StateView, ctx: BlockContext, index: int, sender: Address, p: Wire, gas: _Gas) -> _Handled:
+    assert isinstance(p, Unstake)
+    gas.charge(ctx.params.vm.gas_unstake)
+    address, record = _owned_validator(view, sender, p.validator)
+    if p.amount == 0 or p.amount > record.stake:
+        raise _Failed(f"unstake amount must be between 1 and the stake {record.stake}")
+    done_at = ctx.height + ctx.params.staking.unbonding_blocks
+    key = unbonding_key(done_at)
+    queue = view.get(key, UnbondingQueue) or UnbondingQueue(())
+    view.set_validator(address, record.replace(stake=Amount(record.stake - p.amount)))
+    view.put(key, UnbondingQueue((*queue.entries, UnbondingEntry(sender, address, p.amount))))
+    return TxStatus.OK, done_at.to_bytes(8, "big"), None
+
+
+def _unjail(view: StateView, ctx: BlockContext, index: int, sender: Address, p: Wire, gas: _Gas) -> _Handled:
+    assert isinstance(p, Unjail)
+    gas.charge(ctx.params.vm.gas_unjail)
+    address, record = _owned_validator(view, sender, p.validator)
+    if record.tombstoned:
+        raise _Failed("the validator is tombstoned")
+    if not record.jailed:
+        raise _Failed("the validator is not jailed")
+    if ctx.height < record.jailed_until:
+        raise _Failed(f"jailed until height {record.jailed_until}")
+    if record.stake < ctx.params.staking.min_validator_stake:
+        raise _Failed("stake is below the validator minimum")
+    view.set_validator(address, record.replace(jailed=False, miss_bits=0))
+    return TxStatus.OK, b"", None
+
+
+# ------------------------------------------------------------------------------------------------ models
+
+
+def _model_chunk(view: StateView, ctx: BlockContext, index: int, sender: Address, p: Wire,
+                 gas: _Gas) -> _Handled:
+    assert isinstance(p, ModelChunk)
+    vm = ctx.params.vm
+    gas.charge(vm.gas_chunk_base + vm.gas_chunk_per_byte * len(p.data))
+    mid = p.model_id
+    ukey = upload_key(mid)
+    upload = view.get(ukey, Upload)
+    new_upload = None
+    if p.header is not None:
+        header = p.header
+        if compute_model_id(header.bytes_hash, header.meta) != mid:
+            raise _Failed("model id does not match the upload header")
+        if view.model(mid) is not None:
+            raise _Failed("model already registered")
+        if upload is not None:
+            raise _Failed("an upload of this model is already in progress")
+        max_bytes = sandbox_limit(ctx.params, "max_model_bytes")
+        if not 0 < header.total_bytes <= max_bytes:
+            raise _Failed(f"model size must be between 1 and {max_bytes} bytes")
+        if not 0 < header.n_chunks <= min(MAX_UPLOAD_CHUNKS, header.total_bytes):
+            raise _Failed("invalid chunk count")
+        upload = new_upload = Upload(sender, header, bytes((header.n_chunks + 7) // 8),
+                                     Height(ctx.height + vm.upload_expiry_blocks))
+    elif upload is None:
+        raise _Failed("no upload in progress for this model")
+    if upload.owner != sender:
+        raise _Failed("the upload belongs to another account")
+    header = upload.header
+    if p.index >= header.n_chunks:
+        raise _Failed(f"chunk index {p.index} is beyond the upload's {header.n_chunks} chunks")
+    if upload.has_chunk(p.index):
+        raise _Failed(f"chunk {p.index} already received")
+    if len(p.data) > MAX_CHUNK_BYTES:  # the codec bounds it already; kept as the stated rule
+        raise _Failed("chunk too large")
+    upload = upload.with_chunk(p.index)
+    complete = upload.received_count == header.n_chunks
+    if complete:
+        gas.charge(vm.gas_register_base + vm.gas_register_per_byte * header.total_bytes)
+    # -- writes
+    if new_upload is not None:
+        ekey = expiry_key(upload.expires_at)
+        expiring = view.get(ekey, ExpiryList) or ExpiryList(())
+        view.put(ekey, ExpiryList((*expiring.model_ids, mid)))
+    view.put(ukey, upload)
+    view.put_raw(chunk_key(mid, p.index), p.data)
+    if not complete:
+        return TxStatus.OK, b"", None
+    model_bytes = view.model_bytes(mid, header.n_chunks)
+    if len(model_bytes) != header.total_bytes or sha256(model_bytes) != header.bytes_hash:
+        drop_upload(view, mid, header.n_chunks)
+        raise _Failed("model bytes do not match the upload header", TxStatus.MODEL_REJECTED)
+    return TxStatus.OK, b"", RegisterWork(index, mid, sender, header.meta, model_bytes, header.n_chunks)
+
+
+def drop_upload(view: StateView, model_id: Hash32, n_chunks: int) -> None:
+    """Forget an upload and every chunk it stored (expired, rejected or mismatched)."""
+    view.delete(upload_key(model_id))
+    for i in range(n_chunks):
+        view.delete(chunk_key(model_id, i))
+
+
+def register_model(view: StateView, ctx: BlockContext, work: RegisterWork, gas_per_call: int) -> None:
+    """The accepted verdict of a registration: the model becomes callable from the next block."""
+    upload = view.get(upload_key(work.model_id), Upload)
+    assert upload is not None
+    header = upload.header
+    view.put(model_key(work.model_id), ModelRecord(work.owner, header.meta, header.bytes_hash, header.total_bytes,
+                                                   header.n_chunks, Gas(gas_per_call), ctx.height))
+    view.delete(upload_key(work.model_id))
+
+
+def sandbox_limit(params: Params, name: str) -> int:
+    for item in params.vm.sandbox_limits:
+        if item.name == name:
+            return item.value
+    raise LookupError(f"sandbox limit {name!r} missing from the parameters")
+
+
+def _infer(view: StateView, ctx: BlockContext, index: int, sender: Address, p: Wire, gas: _Gas) -> _Handled:
+    assert isinstance(p, Infer)
+    vm = ctx.params.vm
+    input_bytes = sum(len(t.data) for t in p.inputs)
+    gas.charge(vm.gas_infer_base + vm.gas_infer_per_io_byte * input_bytes)
+    if input_bytes > vm.max_infer_input_bytes:
+        raise _Failed(f"inputs exceed {vm.max_infer_input_bytes} bytes")
+    model = view.model(p.model_id)
+    if model is None:
+        raise _Failed("unknown model")
+    gas.charge(model.gas_per_call)
+    specs = model.meta.inputs
+    if len(p.inputs) != len(specs) or any(t.dtype != s.dtype or t.shape != s.shape
+                                          for t, s in zip(p.inputs, specs, strict=False)):
+        raise _Failed("inputs do not match the model's declared inputs")
+    royalty = model.meta.fee_per_call
+    if royalty > p.max_model_fee:
+        raise _Failed(f"the model's fee {royalty} exceeds max_model_fee {p.max_model_fee}")
+    src = view.account(sender)
+    if royalty > src.balance:
+        raise _Failed(f"balance {src.balance} cannot pay the model's fee {royalty}")
+    if royalty:
+        view.set_account(sender, src.replace(balance=Amount(src.balance - royalty)))
+        owner = view.account(model.owner)
+        view.set_account(model.owner, owner.replace(balance=Amount(owner.balance + royalty)))
+    return TxStatus.OK, b"", InferWork(index, p.model_id, model, p.inputs)
+
+
+_HANDLERS = {
+    TxKind.TRANSFER: _transfer,
+    TxKind.STAKE: _stake,
+    TxKind.UNSTAKE: _unstake,
+    TxKind.UNJAIL: _unjail,
+    TxKind.MODEL_CHUNK: _model_chunk,
+    TxKind.INFER: _infer,
+}

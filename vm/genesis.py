@@ -1,0 +1,419 @@
+"""genesis.json: parse and validate it, and build the initial state (version 0) from it.
+
+Every problem is a ConfigError with a one-line message naming the field. Amounts are JSON integers in the
+token's smallest unit; addresses are bech32m (`ic1…`) or 40 hex digits; public keys 64 hex digits; model files
+are paths relative to the genesis file (falling back to the repository root).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import hashlib
+import json
+import math
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from core.address import parse_address
+from core.errors import ConfigError, InvalidModel
+from core.hashing import ZERO_HASH, sha256
+from core.limits import KIB
+from core.tensor import DType, Tensor
+from core.types import Address, Amount, Gas, Hash32, Height, Nonce, PublicKeyBytes, Timestamp
+from core.validators import MAX_TOTAL_POWER, ValidatorEntry, ValidatorList, ValidatorSet
+from vm.params import (
+    ConsensusParams,
+    NamedInt,
+    Params,
+    RewardParams,
+    SlashingParams,
+    StakingParams,
+    VMParams,
+    validate_params,
+)
+from vm.state import (
+    KEY_CANDIDATES,
+    KEY_CHAIN,
+    KEY_PARAMS,
+    KEY_SUPPLY,
+    Account,
+    CandidateList,
+    ChainRecord,
+    ModelRecord,
+    StateView,
+    Supply,
+    chunk_key,
+    model_key,
+    vset_key,
+)
+from vm.txs import MAX_CHUNK_BYTES, GoldenVector, ModelClass, ModelMeta, TensorSpec, compute_model_id
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+MAX_GENESIS_BLOCK_BYTES = 900 * KIB
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class GenesisValidator:
+    name: str
+    public_key: PublicKeyBytes
+    owner: Address
+    stake: Amount
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class GenesisAccount:
+    name: str
+    address: Address
+    balance: Amount
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class GenesisModel:
+    name: str
+    model_id: Hash32
+    owner: Address
+    poi: bool
+    meta: ModelMeta
+    model_bytes: bytes
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Genesis:
+    chain_id: str
+    genesis_time: Timestamp
+    params: Params
+    validators: tuple[GenesisValidator, ...]
+    accounts: tuple[GenesisAccount, ...]
+    models: tuple[GenesisModel, ...]
+    hash: Hash32  # SHA-256 of the file's bytes
+    seed_phrase: str | None = None
+
+    @property
+    def supply(self) -> int:
+        return sum(a.balance for a in self.accounts) + sum(v.stake for v in self.validators)
+
+    def validator_set(self) -> ValidatorSet:
+        unit = self.params.staking.power_unit
+        return ValidatorSet([ValidatorEntry(v.public_key, v.stake // unit) for v in self.validators])
+
+
+# ------------------------------------------------------------------------------------------------ parsing
+
+
+def load_genesis(path: str | Path) -> Genesis:
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"cannot read genesis file {path}: {exc.strerror}") from None
+    try:
+        doc = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"genesis file {path} is not valid JSON: {exc}") from None
+    return parse_genesis(doc, base_dir=path.parent, file_hash=sha256(raw))
+
+
+def _get(obj: Mapping[str, Any], key: str, where: str) -> Any:
+    if not isinstance(obj, Mapping):
+        raise ConfigError(f"genesis: {where} must be an object")
+    if key not in obj:
+        raise ConfigError(f"genesis: {where}.{key} is missing")
+    return obj[key]
+
+
+def _int(obj: Mapping[str, Any], key: str, where: str, lo: int = 0, hi: int = (1 << 64) - 1) -> int:
+    value = _get(obj, key, where)
+    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+        raise ConfigError(f"genesis: {where}.{key} must be an integer in [{lo}, {hi}]")
+    return value
+
+
+def _str(obj: Mapping[str, Any], key: str, where: str) -> str:
+    value = _get(obj, key, where)
+    if not isinstance(value, str) or not value:
+        raise ConfigError(f"genesis: {where}.{key} must be a non-empty string")
+    return value
+
+
+def _list(obj: Mapping[str, Any], key: str, where: str) -> list[Any]:
+    value = _get(obj, key, where)
+    if not isinstance(value, list):
+        raise ConfigError(f"genesis: {where}.{key} must be a list")
+    return value
+
+
+def _record(cls: type[Any], obj: Any, where: str, skip: tuple[str, ...] = ()) -> dict[str, int]:
+    """The integer fields of params dataclass `cls` from object `obj`, each required, none extra."""
+    if not isinstance(obj, Mapping):
+        raise ConfigError(f"genesis: {where} must be an object")
+    names = [f.name for f in dataclasses.fields(cls) if f.name not in skip]
+    extra = sorted(set(obj) - set(names) - set(skip))
+    if extra:
+        raise ConfigError(f"genesis: {where} has unknown field {extra[0]!r}")
+    return {name: _int(obj, name, where) for name in names}
+
+
+def _named(obj: Any, where: str) -> tuple[NamedInt, ...]:
+    if not isinstance(obj, Mapping):
+        raise ConfigError(f"genesis: {where} must be an object of integers")
+    out = []
+    for name in sorted(obj):
+        value = obj[name]
+        if isinstance(value, bool) or not isinstance(value, int) or not -(1 << 63) <= value < (1 << 63):
+            raise ConfigError(f"genesis: {where}.{name} must be an integer")
+        out.append(NamedInt(name, value))
+    return tuple(out)
+
+
+def parse_time(text: Any) -> Timestamp:
+    if isinstance(text, int) and not isinstance(text, bool) and text >= 0:
+        return Timestamp(text)
+    if not isinstance(text, str):
+        raise ConfigError("genesis: genesis_time must be an RFC 3339 UTC time like 2026-01-01T00:00:00Z")
+    try:
+        when = datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise ConfigError(f"genesis: genesis_time {text!r} is not an RFC 3339 time") from None
+    if when.tzinfo is None:
+        raise ConfigError("genesis: genesis_time needs a time zone (use Z for UTC)")
+    ms = int(when.timestamp() * 1000)
+    if ms < 0:
+        raise ConfigError("genesis: genesis_time is before 1970")
+    return Timestamp(ms)
+
+
+def parse_params(doc: Mapping[str, Any]) -> Params:
+    try:
+        consensus = ConsensusParams(**_record(ConsensusParams, _get(doc, "consensus", "genesis"), "consensus"))
+        vm_doc = _get(doc, "vm", "genesis")
+        vm_fields = _record(VMParams, vm_doc, "vm", skip=("sandbox_limits", "gas_schedule"))
+        vm = VMParams(**vm_fields, sandbox_limits=_named(_get(vm_doc, "sandbox_limits", "vm"), "vm.sandbox_limits"),
+                      gas_schedule=_named(_get(vm_doc, "gas_schedule", "vm"), "vm.gas_schedule"))
+        staking = StakingParams(**_record(StakingParams, _get(doc, "staking", "genesis"), "staking"))
+        rewards = RewardParams(**_record(RewardParams, _get(doc, "rewards", "genesis"), "rewards"))
+        slashing = SlashingParams(**_record(SlashingParams, _get(doc, "slashing", "genesis"), "slashing"))
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"genesis: {exc}") from None
+    poi_ids = []
+    for entry in _list(doc, "models", "genesis"):
+        if isinstance(entry, Mapping) and entry.get("poi") is True:
+            poi_ids.append(_hash(_get(entry, "id", "models[]"), "models[].id"))
+    params = Params(consensus, vm, staking, rewards, slashing, tuple(poi_ids))
+    try:
+        validate_params(params)
+        params = Params.decode(params.encode())  # every field within its wire range
+    except ValueError as exc:
+        raise ConfigError(f"genesis: {exc}") from None
+    except Exception as exc:
+        raise ConfigError(f"genesis: parameters out of range: {exc}") from None
+    if consensus.max_block_bytes > MAX_GENESIS_BLOCK_BYTES:
+        raise ConfigError(f"genesis: consensus.max_block_bytes must be at most {MAX_GENESIS_BLOCK_BYTES}")
+    try:
+        from vm.engine import sandbox_limits
+
+        sandbox_limits(params)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"genesis: vm.sandbox_limits or vm.gas_schedule: {exc}") from None
+    return params
+
+
+def _hash(text: Any, where: str) -> Hash32:
+    try:
+        return Hash32.from_hex(text)  # type: ignore[no-any-return]
+    except (ValueError, TypeError, AttributeError):
+        raise ConfigError(f"genesis: {where} must be 64 hex digits") from None
+
+
+def _address(text: Any, where: str) -> Address:
+    if not isinstance(text, str):
+        raise ConfigError(f"genesis: {where} must be an address string")
+    try:
+        return parse_address(text)
+    except ValueError as exc:
+        raise ConfigError(f"genesis: {where}: {exc}") from None
+
+
+def _resolve(base_dir: Path, rel: str, where: str) -> Path:
+    if not isinstance(rel, str) or not rel or Path(rel).is_absolute() or ".." in Path(rel).parts:
+        raise ConfigError(f"genesis: {where} must be a relative path inside the repository")
+    for root in (base_dir, REPO_ROOT):
+        candidate = root / rel
+        if candidate.is_file():
+            return candidate
+    raise ConfigError(f"genesis: {where} {rel!r} not found next to the genesis file or in the repository")
+
+
+def _tensor_specs(items: Any, where: str) -> tuple[TensorSpec, ...]:
+    if not isinstance(items, list) or not items:
+        raise ConfigError(f"genesis: {where} must be a non-empty list")
+    out = []
+    for i, item in enumerate(items):
+        w = f"{where}[{i}]"
+        try:
+            shape = _get(item, "shape", w)
+            if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool)
+                                                      and 0 <= d < 1 << 32 for d in shape):
+                raise ConfigError(f"genesis: {w}.shape must be a list of non-negative integers")
+            out.append(TensorSpec(_str(item, "name", w), DType.from_name(_str(item, "dtype", w)), tuple(shape)))
+        except ValueError as exc:
+            raise ConfigError(f"genesis: {w}: {exc}") from None
+    return tuple(out)
+
+
+def _golden(path: Path, inputs: tuple[TensorSpec, ...], outputs: tuple[TensorSpec, ...],
+            where: str) -> tuple[GoldenVector, ...]:
+    from vm.sandbox.golden import decode_golden
+
+    try:
+        golden = decode_golden(path.read_bytes())
+    except (OSError, ValueError, KeyError) as exc:
+        raise ConfigError(f"genesis: {where}: cannot read golden vectors: {exc}") from None
+    vectors = []
+    for case in golden.cases:
+        try:
+            ins = tuple(Tensor.from_numpy(case.inputs[s.name]) for s in inputs)
+            outs = tuple(Tensor.from_numpy(case.outputs[s.name]) for s in outputs)
+        except KeyError as exc:
+            raise ConfigError(f"genesis: {where}: golden vectors lack tensor {exc}") from None
+        vectors.append(GoldenVector(ins, outs))
+    return tuple(vectors)
+
+
+def _model(entry: Any, i: int, base_dir: Path) -> GenesisModel:
+    where = f"models[{i}]"
+    name = _str(entry, "name", where)
+    cls_text = _str(entry, "class", where)
+    if cls_text not in ("exact", "tolerant"):
+        raise ConfigError(f"genesis: {where}.class must be 'exact' or 'tolerant'")
+    inputs = _tensor_specs(_get(entry, "inputs", where), f"{where}.inputs")
+    outputs = _tensor_specs(_get(entry, "outputs", where), f"{where}.outputs")
+    model_bytes = _resolve(base_dir, _get(entry, "file", where), f"{where}.file").read_bytes()
+    golden = _golden(_resolve(base_dir, _get(entry, "golden", where), f"{where}.golden"), inputs, outputs, where)
+    try:
+        meta = ModelMeta(name, inputs, outputs, ModelClass.EXACT if cls_text == "exact" else ModelClass.TOLERANT,
+                         _int(entry, "grid_k", where, 0, 255), _int(entry, "t_abs", where, 0, (1 << 32) - 1),
+                         _int(entry, "t_rel_ppm", where, 0, (1 << 32) - 1),
+                         Amount(_int(entry, "fee_per_call", where)), golden)
+        meta = ModelMeta.decode(meta.encode())
+    except ValueError as exc:
+        raise ConfigError(f"genesis: {where}: {exc}") from None
+    except Exception as exc:
+        raise ConfigError(f"genesis: {where}: metadata does not encode: {exc}") from None
+    model_id = compute_model_id(sha256(model_bytes), meta)
+    declared = _hash(_get(entry, "id", where), f"{where}.id")
+    if declared != model_id:
+        raise ConfigError(f"genesis: {where}.id is {declared.hex()}, but file and metadata give {model_id.hex()}")
+    poi = entry.get("poi", False)
+    if not isinstance(poi, bool):
+        raise ConfigError(f"genesis: {where}.poi must be true or false")
+    return GenesisModel(name, model_id, _address(_get(entry, "owner", where), f"{where}.owner"), poi, meta,
+                        model_bytes)
+
+
+def parse_genesis(doc: Any, *, base_dir: Path = REPO_ROOT, file_hash: Hash32 = ZERO_HASH) -> Genesis:
+    if not isinstance(doc, Mapping):
+        raise ConfigError("genesis: the file must hold a JSON object")
+    chain_id = _str(doc, "chain_id", "genesis")
+    if len(chain_id.encode()) > 64 or not chain_id.isprintable():
+        raise ConfigError("genesis: chain_id must be at most 64 printable bytes")
+    genesis_time = parse_time(_get(doc, "genesis_time", "genesis"))
+    params = parse_params(doc)
+    validators = []
+    for i, item in enumerate(_list(doc, "validators", "genesis")):
+        where = f"validators[{i}]"
+        try:
+            pk = PublicKeyBytes.from_hex(_str(item, "public_key", where))
+        except ValueError:
+            raise ConfigError(f"genesis: {where}.public_key must be 64 hex digits") from None
+        stake = _int(item, "stake", where)
+        if stake < params.staking.min_validator_stake:
+            raise ConfigError(f"genesis: {where}.stake is below staking.min_validator_stake")
+        validators.append(GenesisValidator(item.get("name", where), pk, _address(_get(item, "owner", where),
+                                                                                  f"{where}.owner"), Amount(stake)))
+    if not validators:
+        raise ConfigError("genesis: at least one validator is required")
+    if len({v.public_key for v in validators}) != len(validators):
+        raise ConfigError("genesis: a validator is listed twice")
+    accounts = []
+    for i, item in enumerate(_list(doc, "accounts", "genesis")):
+        where = f"accounts[{i}]"
+        accounts.append(GenesisAccount(item.get("name", where) if isinstance(item, Mapping) else where,
+                                       _address(_get(item, "address", where), f"{where}.address"),
+                                       Amount(_int(item, "balance", where))))
+    if len({a.address for a in accounts}) != len(accounts):
+        raise ConfigError("genesis: an account is listed twice")
+    models = tuple(_model(entry, i, base_dir) for i, entry in enumerate(_list(doc, "models", "genesis")))
+    if len({m.model_id for m in models}) != len(models):
+        raise ConfigError("genesis: a model is listed twice")
+    for m in models:
+        if m.poi:
+            _check_poi_model(m)
+    keys = doc.get("keys")
+    seed_phrase = keys.get("seed_phrase") if isinstance(keys, Mapping) else None
+    genesis = Genesis(chain_id, genesis_time, params, tuple(validators), tuple(accounts), models, file_hash,
+                      seed_phrase if isinstance(seed_phrase, str) else None)
+    supply = genesis.supply
+    if supply >= 1 << 62:
+        raise ConfigError("genesis: total supply must stay below 2^62")
+    try:
+        vset = genesis.validator_set()
+    except ValueError as exc:
+        raise ConfigError(f"genesis: validators: {exc}") from None
+    if vset.total_power > MAX_TOTAL_POWER or supply // params.staking.power_unit > MAX_TOTAL_POWER:
+        raise ConfigError("genesis: staking.power_unit is too small for the supply")
+    return genesis
+
+
+def _check_poi_model(m: GenesisModel) -> None:
+    meta = m.meta
+    if meta.model_class is not ModelClass.EXACT:
+        raise ConfigError(f"genesis: PoI model {m.name} must be of class exact")
+    if any(t.dtype.is_float for t in meta.inputs):
+        raise ConfigError(f"genesis: PoI model {m.name} must take integer inputs")
+    if len(meta.outputs) != 1:
+        raise ConfigError(f"genesis: PoI model {m.name} must have exactly one output")
+    out = meta.outputs[0]
+    if out.dtype.is_float or out.dtype == DType.BOOL or math.prod(out.shape) * out.dtype.itemsize < 8:
+        raise ConfigError(f"genesis: PoI model {m.name} must output an integer tensor of at least 64 bits")
+
+
+# ------------------------------------------------------------------------------------------------ state
+
+
+def genesis_state(genesis: Genesis, gas_per_call: Callable[[GenesisModel], int]) -> StateView:
+    """The initial state as a view over the empty map; `gas_per_call` prices each genesis model (the
+    sandbox checker, which also refuses a model that breaks the registration rules)."""
+    view = StateView(None, None)
+    params = genesis.params
+    view.put(KEY_PARAMS, params)
+    for account in genesis.accounts:
+        view.set_account(account.address, Account(account.balance, Nonce(0)))
+    from vm.execute import new_validator
+
+    for v in genesis.validators:
+        address = Address(ValidatorEntry(v.public_key, 1).address)
+        view.set_validator(address, new_validator(v.public_key, v.owner).replace(stake=v.stake))
+    view.put(KEY_CANDIDATES, CandidateList(tuple(sorted(
+        Address(ValidatorEntry(v.public_key, 1).address) for v in genesis.validators))))
+    entries = genesis.validator_set().entries
+    for height in (1, 2):
+        view.put(vset_key(height), ValidatorList(entries))
+    for m in genesis.models:
+        try:
+            gas = gas_per_call(m)
+        except InvalidModel as exc:
+            raise ConfigError(f"genesis: model {m.name} breaks a registration rule: {exc}") from None
+        pieces = [m.model_bytes[i:i + MAX_CHUNK_BYTES] for i in range(0, len(m.model_bytes), MAX_CHUNK_BYTES)]
+        for i, piece in enumerate(pieces):
+            view.put_raw(chunk_key(m.model_id, i), piece)
+        view.put(model_key(m.model_id), ModelRecord(m.owner, m.meta, sha256(m.model_bytes), len(m.model_bytes),
+                                                    len(pieces), Gas(gas), Height(0)))
+    view.put(KEY_CHAIN, ChainRecord(Height(0), genesis.genesis_time, ZERO_HASH, ZERO_HASH))
+    view.put(KEY_SUPPLY, Supply(Amount(genesis.supply), Amount(0), Amount(0)))
+    return view
+
+
+def file_sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()

@@ -1,0 +1,143 @@
+"""Chain parameters, fixed in genesis and kept in state (one record), so every rule reads them the same way.
+
+Amounts are in the token's smallest unit; ratios are integer basis points (1/10,000) or parts per million.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from core.codec import I64, U8, U16, U32, MaxLen, Wire, wire
+from core.types import Amount, Gas, Hash32
+
+BPS = 10_000
+
+
+@wire(max_bytes=256)
+class ConsensusParams(Wire):
+    """Read by consensus and the node (timeouts); `max_block_bytes` and `max_block_gas` bind block building."""
+
+    timeout_propose_ms: U32
+    timeout_propose_delta_ms: U32
+    timeout_prevote_ms: U32
+    timeout_prevote_delta_ms: U32
+    timeout_precommit_ms: U32
+    timeout_precommit_delta_ms: U32
+    timeout_commit_ms: U32
+    max_block_bytes: U32
+    max_block_gas: Gas
+
+
+@wire(max_bytes=96)
+class NamedInt(Wire):
+    """One integer parameter by name: how the sandbox's own parameter records travel in genesis and state."""
+
+    name: Annotated[str, MaxLen(48)]
+    value: I64
+
+
+@wire(max_bytes=4096)
+class VMParams(Wire):
+    """Gas prices, caps and tolerance minimums.
+
+    Fees: the envelope's fee must be at least gas_limit × min_gas_price. Inference gas is
+    `gas_infer_base + gas_infer_per_io_byte × input bytes + the model's metered gas per call`.
+    """
+
+    min_gas_price: Amount
+    max_tx_gas: Gas
+    gas_transfer: Gas
+    gas_stake: Gas
+    gas_unstake: Gas
+    gas_unjail: Gas
+    gas_chunk_base: Gas
+    gas_chunk_per_byte: Gas
+    gas_register_base: Gas
+    gas_register_per_byte: Gas
+    gas_infer_base: Gas
+    gas_infer_per_io_byte: Gas
+    upload_expiry_blocks: U32
+    max_infer_input_bytes: U32
+    # The sandbox's consensus caps and metering prices (vm.sandbox.limits), by field name.
+    sandbox_limits: Annotated[tuple[NamedInt, ...], MaxLen(64)]
+    gas_schedule: Annotated[tuple[NamedInt, ...], MaxLen(16)]
+
+    def validate_wire(self) -> None:
+        for group in (self.sandbox_limits, self.gas_schedule):
+            names = [n.name for n in group]
+            if names != sorted(set(names)):
+                raise ValueError("named parameters must be unique and sorted by name")
+
+
+@wire(max_bytes=256)
+class StakingParams(Wire):
+    """A validator joins once its stake reaches `min_validator_stake`; voting power = stake // power_unit."""
+
+    min_validator_stake: Amount
+    power_unit: Amount
+    unbonding_blocks: U32
+    max_validators: U16
+
+
+@wire(max_bytes=256)
+class RewardParams(Wire):
+    """Per block: `poi_reward_per_block` is minted for the validators that answered the scored PoI
+    challenge correctly (pro rata to power); `proposer_bonus_per_signature` is minted for the proposer per
+    precommit it included; `fee_burn_bps` of the fees is burned and the rest goes to the proposer."""
+
+    poi_reward_per_block: Amount
+    proposer_bonus_per_signature: Amount
+    fee_burn_bps: U16
+
+
+@wire(max_bytes=256)
+class SlashingParams(Wire):
+    """PoI misses are counted over the last `miss_window` scored heights (≤ 64); `max_misses` of them jail
+    the validator for `jail_blocks`. Slashes are basis points of bonded stake."""
+
+    poi_wrong_slash_bps: U16
+    double_sign_slash_bps: U16
+    wrong_inference_slash_bps: U16
+    miss_window: U8
+    max_misses: U8
+    jail_blocks: U32
+    max_evidence_age: U32
+
+
+@wire(max_bytes=8192)
+class Params(Wire):
+    consensus: ConsensusParams
+    vm: VMParams
+    staking: StakingParams
+    rewards: RewardParams
+    slashing: SlashingParams
+    poi_models: Annotated[tuple[Hash32, ...], MaxLen(16)]
+
+    def validate_wire(self) -> None:
+        validate_params(self)
+
+
+def validate_params(p: Params) -> None:
+    """Rules that span fields; raises ValueError with a one-line reason."""
+    if p.rewards.fee_burn_bps > BPS:
+        raise ValueError("rewards.fee_burn_bps must be at most 10000")
+    for name in ("poi_wrong_slash_bps", "double_sign_slash_bps", "wrong_inference_slash_bps"):
+        if getattr(p.slashing, name) > BPS:
+            raise ValueError(f"slashing.{name} must be at most 10000")
+    if not 1 <= p.slashing.miss_window <= 64:
+        raise ValueError("slashing.miss_window must be between 1 and 64")
+    if not 1 <= p.slashing.max_misses <= p.slashing.miss_window:
+        raise ValueError("slashing.max_misses must be between 1 and miss_window")
+    if p.staking.power_unit == 0:
+        raise ValueError("staking.power_unit must be positive")
+    if p.staking.min_validator_stake < p.staking.power_unit:
+        raise ValueError("staking.min_validator_stake must be at least one power_unit")
+    if not 1 <= p.staking.max_validators <= 128:
+        raise ValueError("staking.max_validators must be between 1 and 128")
+    if p.vm.max_tx_gas > p.consensus.max_block_gas:
+        raise ValueError("vm.max_tx_gas must not exceed consensus.max_block_gas")
+    if not p.poi_models:
+        raise ValueError("at least one PoI model is required")
+    if len(set(p.poi_models)) != len(p.poi_models):
+        raise ValueError("poi_models lists a model twice")
+

@@ -1,0 +1,303 @@
+"""Block-level rules around the transactions: unbonding, upload expiry, evidence, PoI scoring, the
+proposer's bonus and fees, issuance, and the validator set two heights ahead.
+
+All integer; every token minted or burned is recorded in the `Supply` record, so a test can check
+genesis + issued − burned = balances + stakes + unbonding after any block.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from core.address import address_from_public_key
+from core.evidence import DuplicateProposal, DuplicateVote, Evidence, WrongInference
+from core.hashing import sha256_concat
+from core.tensor import Tensor
+from core.types import Address, Amount, Hash32, Height, PublicKeyBytes
+from core.validators import MAX_TOTAL_POWER, ValidatorEntry, ValidatorList
+from core.votes import Commit
+from vm.execute import BlockContext, drop_upload
+from vm.params import BPS, Params
+from vm.poi import PoiOutcome, compute_rewards, score_commitments
+from vm.state import (
+    KEY_CANDIDATES,
+    KEY_CHAIN,
+    KEY_POI,
+    KEY_SUPPLY,
+    CandidateList,
+    ChainRecord,
+    ExpiryList,
+    PendingPoi,
+    PoiEntry,
+    StateView,
+    Supply,
+    UnbondingQueue,
+    Upload,
+    ValidatorRecord,
+    evidence_key,
+    expiry_key,
+    unbonding_key,
+    upload_key,
+    vset_key,
+)
+
+
+class Ledger:
+    """Minting and burning within one block; folded into the Supply record at the end."""
+
+    __slots__ = ("burned", "fees", "issued")
+
+    def __init__(self) -> None:
+        self.issued = 0
+        self.burned = 0
+        self.fees = 0
+
+    def mint_to(self, view: StateView, address: Address, amount: int) -> None:
+        if amount:
+            credit(view, address, amount)
+            self.issued += amount
+
+
+def credit(view: StateView, address: Address, amount: int) -> None:
+    account = view.account(address)
+    view.set_account(address, account.replace(balance=Amount(account.balance + amount)))
+
+
+def slash(record: ValidatorRecord, bps: int, ledger: Ledger) -> ValidatorRecord:
+    amount = record.stake * bps // BPS
+    ledger.burned += amount
+    return record.replace(stake=Amount(record.stake - amount), slashed=Amount(record.slashed + amount))
+
+
+def jail(record: ValidatorRecord, ctx: BlockContext) -> ValidatorRecord:
+    until = Height(ctx.height + ctx.params.slashing.jail_blocks)
+    return record.replace(jailed=True, jailed_until=max(until, record.jailed_until), miss_bits=0)
+
+
+# ------------------------------------------------------------------------------------------------ begin
+
+
+def release_unbonding(view: StateView, ctx: BlockContext) -> None:
+    key = unbonding_key(ctx.height)
+    queue = view.get(key, UnbondingQueue)
+    if queue is None:
+        return
+    for entry in queue.entries:
+        credit(view, entry.owner, entry.amount)
+    view.delete(key)
+
+
+def expire_uploads(view: StateView, ctx: BlockContext) -> None:
+    key = expiry_key(ctx.height)
+    expiring = view.get(key, ExpiryList)
+    if expiring is None:
+        return
+    for model_id in expiring.model_ids:
+        upload = view.get(upload_key(model_id), Upload)
+        if upload is not None and upload.expires_at == ctx.height:
+            drop_upload(view, model_id, upload.header.n_chunks)
+    view.delete(key)
+
+
+def evidence_height(evidence: Evidence) -> int:
+    if isinstance(evidence, DuplicateVote):
+        return int(evidence.vote_a.height)
+    if isinstance(evidence, DuplicateProposal):
+        return int(evidence.proposal_a.height)
+    return int(evidence.proposal.height)
+
+
+def evidence_identity(evidence: Evidence) -> Hash32:
+    """One offence, however many ways it is proven: kind, offender, height and round."""
+    if isinstance(evidence, DuplicateVote):
+        vote = evidence.vote_a
+        parts = (b"vote", bytes([vote.type]), vote.validator, vote.height.to_bytes(8, "big"),
+                 vote.round.to_bytes(4, "big"))
+    elif isinstance(evidence, DuplicateProposal):
+        p = evidence.proposal_a
+        parts = (b"proposal", b"", p.proposer, p.height.to_bytes(8, "big"), p.round.to_bytes(4, "big"))
+    else:
+        p = evidence.proposal
+        parts = (b"inference", b"", p.proposer, p.height.to_bytes(8, "big"), p.round.to_bytes(4, "big"))
+    return sha256_concat(b"inferchain/offence\x00", *parts)
+
+
+def is_evidence_punishable(view: StateView, ctx: BlockContext, evidence: Evidence) -> bool:
+    """Not too old, from the past, about a known validator not yet tombstoned, and not punished before."""
+    h = evidence_height(evidence)
+    if h >= ctx.height or h + ctx.params.slashing.max_evidence_age < ctx.height:
+        return False
+    record = view.validator(address_from_public_key(evidence.offender))
+    if record is None or record.tombstoned:
+        return False
+    return view.get_raw(evidence_key(evidence_identity(evidence))) is None
+
+
+def punish_evidence(view: StateView, ctx: BlockContext, evidence: Sequence[Evidence],
+                    ledger: Ledger) -> list[Evidence]:
+    punished = []
+    slashing = ctx.params.slashing
+    for ev in evidence:
+        if not is_evidence_punishable(view, ctx, ev):
+            continue
+        address = address_from_public_key(ev.offender)
+        record = view.validator(address)
+        assert record is not None
+        if isinstance(ev, WrongInference):
+            record = jail(slash(record, slashing.wrong_inference_slash_bps, ledger), ctx)
+        else:
+            record = slash(record, slashing.double_sign_slash_bps, ledger).replace(
+                jailed=True, tombstoned=True)
+        view.set_validator(address, record)
+        view.put_raw(evidence_key(evidence_identity(ev)), ctx.height.to_bytes(8, "big"))
+        punished.append(ev)
+    return punished
+
+
+def score_poi(view: StateView, ctx: BlockContext, reveal: Tensor | None, ledger: Ledger) -> None:
+    """Score the commitments fixed in the previous block against this block's reveal (if any are due)."""
+    pending = view.get(KEY_POI, PendingPoi)
+    if pending is None or pending.height + 2 != ctx.height:
+        return
+    if reveal is None:
+        raise ValueError("a PoI reveal is due in this block")  # validate_block refuses such blocks first
+    slashing = ctx.params.slashing
+    window_mask = (1 << slashing.miss_window) - 1
+    scores = score_commitments(pending, reveal)
+    rewards = compute_rewards(scores, ctx.params.rewards.poi_reward_per_block)
+    for score in scores:
+        record = view.validator(score.validator)
+        if record is None:
+            continue
+        miss = score.outcome is not PoiOutcome.CORRECT
+        if score.outcome is PoiOutcome.CORRECT:
+            record = record.replace(poi_correct=record.poi_correct + 1)
+        elif score.outcome is PoiOutcome.WRONG:
+            record = slash(record, slashing.poi_wrong_slash_bps, ledger)
+            record = record.replace(poi_wrong=record.poi_wrong + 1)
+        else:
+            record = record.replace(poi_missed=record.poi_missed + 1)
+        bits = ((record.miss_bits << 1) | int(miss)) & window_mask
+        record = record.replace(miss_bits=bits)
+        if not record.jailed and bits.bit_count() >= slashing.max_misses:
+            record = jail(record, ctx)
+        reward = rewards.get(score.validator, 0)
+        if reward:
+            record = record.replace(rewards=Amount(record.rewards + reward))
+            ledger.mint_to(view, record.owner, reward)
+        view.set_validator(score.validator, record)
+    view.delete(KEY_POI)
+
+
+def fix_commitments(view: StateView, ctx: BlockContext, last_commit: Commit | None, ledger: Ledger) -> None:
+    """Store the commitments of the last commit for scoring two blocks on, and pay the proposer's bonus
+    per included precommit of a member of the committing set."""
+    if last_commit is None:
+        return
+    members = view.validator_list(int(last_commit.height))
+    by_key = {vote.validator: vote for vote in last_commit.precommits}
+    entries = []
+    included = 0
+    for member in members:
+        vote = by_key.get(member.public_key)
+        if vote is not None:
+            included += 1
+        entries.append(PoiEntry(member.address, member.power, vote is not None,
+                                None if vote is None else vote.poi))
+    view.put(KEY_POI, PendingPoi(last_commit.height, tuple(entries)))
+    proposer = view.validator(ctx.proposer)
+    if proposer is not None:
+        ledger.mint_to(view, proposer.owner, included * ctx.params.rewards.proposer_bonus_per_signature)
+
+
+# ------------------------------------------------------------------------------------------------ end
+
+
+def distribute_fees(view: StateView, ctx: BlockContext, ledger: Ledger) -> None:
+    """Burn `fee_burn_bps` of the block's fees; the rest goes to the proposer's owner (all burned if the
+    proposer is unknown)."""
+    fees = ledger.fees
+    if not fees:
+        return
+    burn = fees * ctx.params.rewards.fee_burn_bps // BPS
+    proposer = view.validator(ctx.proposer)
+    if proposer is None:
+        burn = fees
+    else:
+        credit(view, proposer.owner, fees - burn)
+    ledger.burned += burn
+
+
+def candidates(view: StateView) -> tuple[Address, ...]:
+    record = view.get(KEY_CANDIDATES, CandidateList)
+    return () if record is None else record.addresses
+
+
+def update_candidates(view: StateView, params: Params) -> bool:
+    """Refresh the candidate index from the validator records touched in this view; True if any were."""
+    touched = [key for key in view.touched() if key[:1] == b"V"]
+    if not touched:
+        return False
+    current = set(candidates(view))
+    minimum = params.staking.min_validator_stake
+    for key in touched:
+        rec = view.get(key, ValidatorRecord)
+        assert rec is not None
+        address = Address(key[1:])
+        if rec.stake >= minimum and not rec.tombstoned:
+            current.add(address)
+        else:
+            current.discard(address)
+    view.put(KEY_CANDIDATES, CandidateList(tuple(sorted(current))))
+    return True
+
+
+def compute_validator_set(view: StateView, params: Params) -> tuple[ValidatorEntry, ...]:
+    """Unjailed candidates with stake at the minimum, by power then address, at most max_validators."""
+    staking = params.staking
+    chosen = []
+    for address in candidates(view):
+        rec = view.validator(address)
+        if rec is None or rec.jailed or rec.tombstoned or rec.stake < staking.min_validator_stake:
+            continue
+        power = min(rec.stake // staking.power_unit, MAX_TOTAL_POWER // 128)
+        if power > 0:
+            chosen.append(ValidatorEntry(rec.public_key, power))
+    chosen.sort(key=lambda e: (-e.power, e.address))
+    return tuple(sorted(chosen[:staking.max_validators], key=lambda e: e.address))
+
+
+def advance_validator_sets(view: StateView, ctx: BlockContext) -> None:
+    """Write the set for height h+2 into the ring: recomputed when a validator record changed in this
+    block, else the set of h+1 carried over. An empty result keeps the previous set."""
+    target = ctx.height + 2
+    previous = view.validator_list(target - 1)
+    entries = previous
+    if update_candidates(view, ctx.params):
+        computed = compute_validator_set(view, ctx.params)
+        if computed:
+            entries = computed
+    current = view.get(vset_key(target), ValidatorList)
+    if current is None or current.validators != entries:
+        view.put(vset_key(target), ValidatorList(entries))
+
+
+def validator_updates(old: Sequence[ValidatorEntry], new: Sequence[ValidatorEntry]) -> tuple[ValidatorEntry, ...]:
+    """The changes from `old` to `new`, CometBFT style: changed or added entries, and power 0 to remove."""
+    before = {e.public_key: e.power for e in old}
+    after = {e.public_key: e.power for e in new}
+    out = [ValidatorEntry(PublicKeyBytes(pk), power) for pk, power in after.items() if before.get(pk) != power]
+    out += [ValidatorEntry(PublicKeyBytes(pk), 0) for pk in before if pk not in after]
+    return tuple(sorted(out, key=lambda e: e.address))
+
+
+def close_block(view: StateView, ctx: BlockContext, last_block_id: Hash32, ledger: Ledger) -> None:
+    """Fees, the validator set for h+2, the chain record and the supply record."""
+    distribute_fees(view, ctx, ledger)
+    advance_validator_sets(view, ctx)
+    chain = view.chain()
+    view.put(KEY_CHAIN, ChainRecord(ctx.height, ctx.time, last_block_id, chain.last_block_id))
+    supply = view.supply()
+    if ledger.issued or ledger.burned:
+        view.put(KEY_SUPPLY, Supply(supply.genesis, Amount(supply.issued + ledger.issued),
+                                    Amount(supply.burned + ledger.burned)))

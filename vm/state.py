@@ -1,0 +1,342 @@
+"""State records, their key layout in the authenticated map, and `StateView`: a change-collecting overlay.
+
+Every record is a `@wire` value (one canonical encoding, so the state root is well defined). Keys are a
+one-byte table tag followed by the record's id; the map hashes keys, so the layout only needs to be unique.
+Inference outputs are not state: they live in blocks and receipts (DESIGN.md §6).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Annotated, Any, Protocol, TypeVar
+
+from core.codec import U16, U32, U64, MaxLen, Wire, wire
+from core.limits import MAX_BLOCK_TXS, MAX_VALIDATORS
+from core.state import AuthenticatedMap, StateUpdate
+from core.types import Address, Amount, Gas, Hash32, Height, Nonce, PublicKeyBytes, Timestamp
+from core.validators import ValidatorEntry, ValidatorList
+from vm.params import Params
+from vm.txs import ModelMeta, UploadHeader
+
+VSET_RING = 8  # validator sets are kept for heights last-5 .. last+2 (slot = height mod 8)
+
+W = TypeVar("W", bound=Wire)
+
+
+# ------------------------------------------------------------------------------------------------ records
+
+
+@wire(max_bytes=64)
+class Account(Wire):
+    balance: Amount
+    nonce: Nonce
+
+
+EMPTY_ACCOUNT = Account(Amount(0), Nonce(0))
+
+
+@wire(max_bytes=256)
+class ValidatorRecord(Wire):
+    """A validator: its consensus key, the account that owns its stake, and its PoI score.
+
+    `miss_bits` holds the outcomes of the last `miss_window` scored heights (bit 0 the newest; 1 = miss).
+    """
+
+    public_key: PublicKeyBytes
+    owner: Address
+    stake: Amount
+    jailed: bool
+    jailed_until: Height
+    tombstoned: bool
+    poi_correct: U64
+    poi_wrong: U64
+    poi_missed: U64
+    miss_bits: U64
+    slashed: Amount
+    rewards: Amount
+
+
+@wire(max_bytes=64)
+class UnbondingEntry(Wire):
+    owner: Address
+    validator: Address
+    amount: Amount
+
+
+@wire(max_bytes=64 * MAX_BLOCK_TXS + 64)
+class UnbondingQueue(Wire):
+    """Everything that finishes unbonding at one height, released by that height's block."""
+
+    entries: Annotated[tuple[UnbondingEntry, ...], MaxLen(MAX_BLOCK_TXS)]
+
+
+@wire(max_bytes=UploadHeader.MAX_BYTES + 256)
+class Upload(Wire):
+    """An upload in progress; `received` is a bitmap of the chunks that landed."""
+
+    owner: Address
+    header: UploadHeader
+    received: Annotated[bytes, MaxLen(8192)]
+    expires_at: Height
+
+    @property
+    def received_count(self) -> int:
+        return sum(bin(b).count("1") for b in self.received)
+
+    def has_chunk(self, index: int) -> bool:
+        return bool(self.received[index >> 3] & (1 << (index & 7)))
+
+    def with_chunk(self, index: int) -> Upload:
+        bits = bytearray(self.received)
+        bits[index >> 3] |= 1 << (index & 7)
+        return self.replace(received=bytes(bits))
+
+
+@wire(max_bytes=ModelMeta.MAX_BYTES + 256)
+class ModelRecord(Wire):
+    """A registered model: metadata, where its bytes are (chunks in state), and its static price."""
+
+    owner: Address
+    meta: ModelMeta
+    bytes_hash: Hash32
+    total_bytes: U32
+    n_chunks: U16
+    gas_per_call: Gas
+    registered_at: Height
+
+
+@wire(max_bytes=34 * MAX_BLOCK_TXS + 16)
+class ExpiryList(Wire):
+    """Uploads that expire at one height unless completed before it."""
+
+    model_ids: Annotated[tuple[Hash32, ...], MaxLen(MAX_BLOCK_TXS)]
+
+
+@wire(max_bytes=160)
+class ChainRecord(Wire):
+    """Where the chain stands after the last applied block; PoI seeds need the ids of earlier blocks."""
+
+    height: Height
+    time: Timestamp
+    last_block_id: Hash32  # id of block height-1 (the one this block extends)
+    prev_block_id: Hash32  # id of block height-2
+
+
+@wire(max_bytes=64)
+class Supply(Wire):
+    """Conservation: genesis + issued - burned = balances + stakes + unbonding, always."""
+
+    genesis: Amount
+    issued: Amount
+    burned: Amount
+
+
+@wire(max_bytes=80)
+class PoiEntry(Wire):
+    validator: Address
+    power: U64
+    present: bool  # a precommit of this validator was included
+    commitment: Hash32 | None
+
+
+@wire(max_bytes=80 * MAX_VALIDATORS + 64)
+class PendingPoi(Wire):
+    """The commitments to challenge `height`, fixed by the last commit of block height+1, scored by block
+    height+2 against its reveal."""
+
+    height: Height
+    entries: Annotated[tuple[PoiEntry, ...], MaxLen(MAX_VALIDATORS)]
+
+
+@wire(max_bytes=80)
+class RegistrationData(Wire):
+    """`TxResult.data` of a chunk transaction whose landing registered a model."""
+
+    model_id: Hash32
+    gas_per_call: Gas
+
+
+@wire(max_bytes=22 * 4096 + 16)
+class CandidateList(Wire):
+    """Addresses of validators whose stake reaches the minimum (jailed ones included), sorted."""
+
+    addresses: Annotated[tuple[Address, ...], MaxLen(4096)]
+
+
+# ------------------------------------------------------------------------------------------------ keys
+
+KEY_CHAIN = b"\x00chain"
+KEY_SUPPLY = b"\x00supply"
+KEY_PARAMS = b"\x00params"
+KEY_POI = b"\x00poi"
+KEY_CANDIDATES = b"\x00candidates"
+MAX_CANDIDATES = 4096
+
+
+def account_key(address: Address) -> bytes:
+    return b"A" + address
+
+
+def validator_key(address: Address) -> bytes:
+    return b"V" + address
+
+
+def unbonding_key(height: int) -> bytes:
+    return b"Q" + height.to_bytes(8, "big")
+
+
+def upload_key(model_id: Hash32) -> bytes:
+    return b"U" + model_id
+
+
+def chunk_key(model_id: Hash32, index: int) -> bytes:
+    return b"C" + model_id + index.to_bytes(2, "big")
+
+
+def model_key(model_id: Hash32) -> bytes:
+    return b"M" + model_id
+
+
+def expiry_key(height: int) -> bytes:
+    return b"X" + height.to_bytes(8, "big")
+
+
+def vset_key(height: int) -> bytes:
+    return b"S" + bytes([height % VSET_RING])
+
+
+def evidence_key(digest: Hash32) -> bytes:
+    return b"E" + digest
+
+
+# ------------------------------------------------------------------------------------------------ view
+
+
+class StateReader(Protocol):
+    """Versioned reads; `core.state.AuthenticatedMap` is one."""
+
+    def get(self, key: bytes, version: int) -> bytes | None: ...
+
+
+_ABSENT: Any = object()
+
+
+class StateView:
+    """The state at `version` (None: empty) plus the changes made on top; nothing is written anywhere.
+
+    Reads go through to the reader once per key; records are kept decoded, and encoded only when the
+    changes are collected.
+    """
+
+    __slots__ = ("_cache", "_dirty", "_reader", "version")
+
+    def __init__(self, reader: StateReader | None, version: int | None) -> None:
+        self._reader = reader
+        self.version = version
+        self._cache: dict[bytes, Any] = {}  # key -> decoded record, raw bytes, or None (absent)
+        self._dirty: set[bytes] = set()
+
+    # raw access ------------------------------------------------------------------------------------
+
+    def _load(self, key: bytes) -> bytes | None:
+        if self._reader is None or self.version is None:
+            return None
+        return self._reader.get(key, self.version)
+
+    def get_raw(self, key: bytes) -> bytes | None:
+        value = self._cache.get(key, _ABSENT)
+        if value is _ABSENT:
+            value = self._load(key)
+            self._cache[key] = value
+        if value is None or isinstance(value, bytes):
+            return value
+        return value.encode()  # type: ignore[no-any-return]
+
+    def get(self, key: bytes, cls: type[W]) -> W | None:
+        value = self._cache.get(key, _ABSENT)
+        if value is _ABSENT:
+            raw = self._load(key)
+            value = None if raw is None else cls.decode(raw)
+            self._cache[key] = value
+        elif isinstance(value, bytes):
+            value = cls.decode(value)
+            self._cache[key] = value
+        return value  # type: ignore[no-any-return]
+
+    def put(self, key: bytes, record: Wire) -> None:
+        self._cache[key] = record
+        self._dirty.add(key)
+
+    def put_raw(self, key: bytes, value: bytes) -> None:
+        self._cache[key] = bytes(value)
+        self._dirty.add(key)
+
+    def delete(self, key: bytes) -> None:
+        self._cache[key] = None
+        self._dirty.add(key)
+
+    def changes(self) -> dict[bytes, bytes | None]:
+        out: dict[bytes, bytes | None] = {}
+        for key in sorted(self._dirty):
+            value = self._cache[key]
+            out[key] = value if value is None or isinstance(value, bytes) else value.encode()
+        return out
+
+    def compute_update(self, state_map: AuthenticatedMap, new_version: int) -> StateUpdate:
+        """The authenticated map's update for these changes on top of `version` (pure)."""
+        return state_map.compute_update(self.version, new_version, self.changes())
+
+    def touched(self) -> Iterator[bytes]:
+        return iter(sorted(self._dirty))
+
+    # typed access ----------------------------------------------------------------------------------
+
+    def account(self, address: Address) -> Account:
+        return self.get(account_key(address), Account) or EMPTY_ACCOUNT
+
+    def set_account(self, address: Address, account: Account) -> None:
+        self.put(account_key(address), account)
+
+    def validator(self, address: Address) -> ValidatorRecord | None:
+        return self.get(validator_key(address), ValidatorRecord)
+
+    def set_validator(self, address: Address, record: ValidatorRecord) -> None:
+        self.put(validator_key(address), record)
+
+    def model(self, model_id: Hash32) -> ModelRecord | None:
+        return self.get(model_key(model_id), ModelRecord)
+
+    def params(self) -> Params:
+        params = self.get(KEY_PARAMS, Params)
+        if params is None:
+            raise LookupError("state has no parameters (not initialised from genesis)")
+        return params
+
+    def chain(self) -> ChainRecord:
+        record = self.get(KEY_CHAIN, ChainRecord)
+        if record is None:
+            raise LookupError("state has no chain record (not initialised from genesis)")
+        return record
+
+    def supply(self) -> Supply:
+        record = self.get(KEY_SUPPLY, Supply)
+        if record is None:
+            raise LookupError("state has no supply record (not initialised from genesis)")
+        return record
+
+    def validator_list(self, height: int) -> tuple[ValidatorEntry, ...]:
+        """The set signing `height`, from the ring (valid for heights last-5 .. last+2 of this view)."""
+        record = self.get(vset_key(height), ValidatorList)
+        if record is None:
+            raise LookupError(f"no validator set stored for height {height}")
+        return record.validators
+
+    def model_bytes(self, model_id: Hash32, n_chunks: int) -> bytes:
+        parts = []
+        for i in range(n_chunks):
+            raw = self.get_raw(chunk_key(model_id, i))
+            if raw is None:
+                raise LookupError(f"model {model_id.hex()[:16]} lacks chunk {i}")
+            parts.append(raw)
+        return b"".join(parts)
+

@@ -1,0 +1,196 @@
+"""Transaction payloads, one wire type per kind; the envelope's `kind` field names which one it carries.
+
+The CLI builds payloads with these types and signs them with `core.tx.Transaction.create(kind=TxKind.X,
+payload=Payload(...).encode())`; the `build_*` helpers below do both steps.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Annotated
+
+from core.codec import U8, U16, U32, MaxLen, Wire, wire
+from core.hashing import sha256, sha256_concat
+from core.keys import PrivateKey
+from core.limits import KIB, MAX_TENSOR_DIMS
+from core.tensor import DType, Tensor
+from core.tx import Transaction
+from core.types import Address, Amount, Hash32, PublicKeyBytes
+
+MAX_CHUNK_BYTES = 256 * KIB
+MAX_MODEL_NAME_BYTES = 64
+MAX_MODEL_IO = 16
+MAX_GOLDEN_VECTORS = 4
+MAX_META_BYTES = 30 * KIB
+
+
+class TxKind(enum.IntEnum):
+    TRANSFER = 1
+    STAKE = 2
+    UNSTAKE = 3
+    UNJAIL = 4
+    MODEL_CHUNK = 5
+    INFER = 6
+
+
+class ModelClass(enum.IntEnum):
+    """How validators compare a model's outputs: bit for bit, or within the declared tolerance."""
+
+    EXACT = 1
+    TOLERANT = 2
+
+
+@wire(max_bytes=128)
+class Transfer(Wire):
+    to: Address
+    amount: Amount
+
+
+@wire(max_bytes=128)
+class Stake(Wire):
+    """Bond `amount` from the sender's balance to the validator with consensus key `validator`.
+
+    The first stake names the sending account as the validator's owner; only the owner may stake more,
+    unstake or unjail it.
+    """
+
+    validator: PublicKeyBytes
+    amount: Amount
+
+
+@wire(max_bytes=128)
+class Unstake(Wire):
+    """Start unbonding `amount`; it returns to the owner's balance after the unbonding delay."""
+
+    validator: PublicKeyBytes
+    amount: Amount
+
+
+@wire(max_bytes=64)
+class Unjail(Wire):
+    validator: PublicKeyBytes
+
+
+@wire(max_bytes=256)
+class TensorSpec(Wire):
+    """A model input: its graph name, dtype and pinned static shape."""
+
+    name: Annotated[str, MaxLen(MAX_MODEL_NAME_BYTES)]
+    dtype: DType
+    shape: Annotated[tuple[U32, ...], MaxLen(MAX_TENSOR_DIMS)]
+
+
+@wire(max_bytes=MAX_META_BYTES)
+class GoldenVector(Wire):
+    """Inputs (in declared order) and the canonical outputs they must give (declared order; float outputs
+    as int64 on the model's grid)."""
+
+    inputs: Annotated[tuple[Tensor, ...], MaxLen(MAX_MODEL_IO)]
+    outputs: Annotated[tuple[Tensor, ...], MaxLen(MAX_MODEL_IO)]
+
+
+@wire(max_bytes=MAX_META_BYTES)
+class ModelMeta(Wire):
+    """Registration metadata; together with the model bytes' hash it fixes the model id.
+
+    `inputs` pin the input shapes; `outputs` declare the graph's outputs (native dtype), which the chain
+    checks against the graph and uses to read golden and committed outputs (float ones on the grid).
+
+    `grid_k`: float outputs are committed as round(y · 2^k); `tol_abs` (grid units) and `tol_rel_ppm`
+    (parts per million of |q|) bound honest disagreement for `tolerant` models (both must reach the
+    protocol minimums; ignored for `exact`). `fee_per_call` is the royalty paid to the owner per run.
+    """
+
+    name: Annotated[str, MaxLen(MAX_MODEL_NAME_BYTES)]
+    inputs: Annotated[tuple[TensorSpec, ...], MaxLen(MAX_MODEL_IO)]
+    outputs: Annotated[tuple[TensorSpec, ...], MaxLen(MAX_MODEL_IO)]
+    model_class: ModelClass
+    grid_k: U8
+    tol_abs: U32
+    tol_rel_ppm: U32
+    fee_per_call: Amount
+    golden: Annotated[tuple[GoldenVector, ...], MaxLen(MAX_GOLDEN_VECTORS)]
+
+
+@wire(max_bytes=MAX_META_BYTES + 128)
+class UploadHeader(Wire):
+    """Carried by chunk 0 only: what the whole upload will be."""
+
+    meta: ModelMeta
+    total_bytes: U32
+    n_chunks: U16
+    bytes_hash: Hash32
+
+
+@wire(max_bytes=MAX_CHUNK_BYTES + MAX_META_BYTES + 256)
+class ModelChunk(Wire):
+    """One chunk of a model upload. Chunk 0 opens the upload and carries its header; the model is
+    checked and registered when the last missing chunk lands."""
+
+    model_id: Hash32
+    index: U16
+    data: Annotated[bytes, MaxLen(MAX_CHUNK_BYTES)]
+    header: UploadHeader | None
+
+    def validate_wire(self) -> None:
+        if (self.index == 0) != (self.header is not None):
+            raise ValueError("exactly chunk 0 carries the upload header")
+
+
+@wire(max_bytes=MAX_CHUNK_BYTES + 4 * KIB)
+class Infer(Wire):
+    """Run `model_id` on `inputs`. `max_model_fee` caps the royalty the sender accepts to pay the owner;
+    gas and the fee for it are the envelope's."""
+
+    model_id: Hash32
+    inputs: Annotated[tuple[Tensor, ...], MaxLen(MAX_MODEL_IO)]
+    max_model_fee: Amount
+
+
+Payload = Transfer | Stake | Unstake | Unjail | ModelChunk | Infer
+
+PAYLOAD_TYPES: dict[TxKind, type[Wire]] = {
+    TxKind.TRANSFER: Transfer,
+    TxKind.STAKE: Stake,
+    TxKind.UNSTAKE: Unstake,
+    TxKind.UNJAIL: Unjail,
+    TxKind.MODEL_CHUNK: ModelChunk,
+    TxKind.INFER: Infer,
+}
+KIND_OF: dict[type[Wire], TxKind] = {cls: kind for kind, cls in PAYLOAD_TYPES.items()}
+
+
+def compute_model_id(bytes_hash: bytes, meta: ModelMeta) -> Hash32:
+    """The model id: H("model" ‖ H(canonical bytes) ‖ metadata); identical content gives an identical id."""
+    return sha256_concat(b"inferchain/model\x00", bytes_hash, meta.encode())
+
+
+def split_model(model_bytes: bytes, meta: ModelMeta, chunk_bytes: int = MAX_CHUNK_BYTES) -> list[ModelChunk]:
+    """The chunk payloads that upload `model_bytes` with `meta`, in order (chunk 0 carries the header)."""
+    if not 0 < chunk_bytes <= MAX_CHUNK_BYTES:
+        raise ValueError(f"chunk size must be in (0, {MAX_CHUNK_BYTES}]")
+    pieces = [model_bytes[i:i + chunk_bytes] for i in range(0, len(model_bytes), chunk_bytes)] or [b""]
+    digest = sha256(model_bytes)
+    header = UploadHeader(meta, len(model_bytes), len(pieces), digest)
+    model_id = compute_model_id(digest, meta)
+    return [ModelChunk(model_id, i, piece, header if i == 0 else None) for i, piece in enumerate(pieces)]
+
+
+# ------------------------------------------------------------------------------------------------ builders
+
+
+def build_tx(key: PrivateKey, payload: Wire, *, chain_id: str, nonce: int, gas_limit: int,
+             fee: int) -> Transaction:
+    """Sign `payload` in an envelope; `kind` follows from the payload's type."""
+    return Transaction.create(key, chain_id=chain_id, nonce=nonce, gas_limit=gas_limit, fee=fee,
+                              kind=KIND_OF[type(payload)], payload=payload.encode())
+
+
+def build_model_upload(key: PrivateKey, model_bytes: bytes, meta: ModelMeta, *, chain_id: str,
+                       first_nonce: int, gas_limits: list[int] | int, gas_price: int,
+                       chunk_bytes: int = MAX_CHUNK_BYTES) -> list[Transaction]:
+    """Chunk transactions for one upload, with consecutive nonces; fee = gas_limit × gas_price each."""
+    chunks = split_model(model_bytes, meta, chunk_bytes)
+    limits = gas_limits if isinstance(gas_limits, list) else [gas_limits] * len(chunks)
+    return [build_tx(key, chunk, chain_id=chain_id, nonce=first_nonce + i, gas_limit=limit,
+                     fee=limit * gas_price) for i, (chunk, limit) in enumerate(zip(chunks, limits, strict=True))]

@@ -1,0 +1,171 @@
+"""`validate_block`: a validator re-executes a proposal before prevoting and returns a verdict.
+
+Valid; invalid, naming the transactions at fault (an output beyond tolerance, a wrong verdict, a result
+that execution does not reproduce, a transaction that could not be included); or a local fault when this
+node cannot judge (worker failure, quarantined model), on which it prevotes nil and raises an alarm.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from core.app import Verdict
+from core.block import Block
+from core.errors import InvalidBlock, LocalFault
+from core.evidence import DuplicateProposal, DuplicateVote, Evidence, WrongInference
+from core.header import PROTOCOL_VERSION, TxResult
+from core.state import StateUpdate
+from core.tensor import Tensor
+from core.tx import Transaction
+from core.types import Hash32
+from core.validators import ValidatorSet
+from core.votes import Vote, VoteType
+from vm.apply import BlockExecutor, Resolution, committed_resolution
+from vm.engine import Engine, resolutions_agree
+from vm.execute import BlockContext, InferWork
+from vm.state import StateView
+from vm.txs import ModelClass
+
+
+@dataclass(frozen=True, slots=True)
+class Validated:
+    verdict: Verdict
+    update: StateUpdate | None = None  # the post-state, when valid
+    results: tuple[TxResult, ...] = ()
+    # Transactions whose committed output of an `exact` model differs from this node's: evidence material.
+    wrong_exact: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Checks:
+    """What validation needs from the node beyond state: signature checks (cached), the last block id,
+    the expected PoI reveal, and the evidence check that runs a model."""
+
+    chain_id: str
+    last_block_id: Hash32
+    verify_tx: Callable[[Transaction], bool]
+    verify_vote: Callable[[Vote], bool]
+    reveal: Callable[[], Tensor | None]
+    check_wrong_inference: Callable[[WrongInference], bool]
+
+
+def validate_block(new_view: Callable[[], StateView], compute_update: Callable[[StateView], StateUpdate],
+                   block: Block, engine: Engine, checks: Checks) -> Validated:
+    try:
+        return _validate(new_view, compute_update, block, engine, checks)
+    except LocalFault as fault:
+        return Validated(Verdict.local_fault(str(fault)))
+    except InvalidBlock as exc:
+        return Validated(Verdict.invalid(str(exc)))
+
+
+def _validate(new_view: Callable[[], StateView], compute_update: Callable[[StateView], StateUpdate],
+              block: Block, engine: Engine, checks: Checks) -> Validated:
+    view = new_view()
+    params = view.params()
+    chain = view.chain()
+    header = block.header
+    h = int(header.height)
+    block.validate_basic()
+    if header.version != PROTOCOL_VERSION:
+        raise InvalidBlock(f"unknown protocol version {header.version}")
+    if header.chain_id != checks.chain_id:
+        raise InvalidBlock("block is for another chain")
+    if h != chain.height + 1:
+        raise InvalidBlock(f"block {h} does not follow height {chain.height}")
+    if header.last_block_id != checks.last_block_id:
+        raise InvalidBlock("block does not extend the last committed block")
+    if header.time < chain.time or (h > 1 and header.time == chain.time):
+        raise InvalidBlock("block time is not after the previous block's")
+    vset = ValidatorSet(view.validator_list(h))
+    if header.validators_hash != vset.hash:
+        raise InvalidBlock("validators_hash is not the hash of this height's set")
+    if header.next_validators_hash != ValidatorSet(view.validator_list(h + 1)).hash:
+        raise InvalidBlock("next_validators_hash is not the hash of the next height's set")
+    if header.proposer not in vset:
+        raise InvalidBlock("proposer is not a validator of this height")
+    if len(block.encode()) > params.consensus.max_block_bytes:
+        raise InvalidBlock("block exceeds max_block_bytes")
+    if sum(tx.gas_limit for tx in block.txs) > params.consensus.max_block_gas:
+        raise InvalidBlock("block exceeds max_block_gas")
+    if block.last_commit is not None:
+        members = ValidatorSet(view.validator_list(h - 1))
+        for vote in block.last_commit.precommits:
+            if members.get_by_key(vote.validator) is None:
+                raise InvalidBlock("last commit holds a precommit of a non-member")
+            if not checks.verify_vote(vote):
+                raise InvalidBlock("last commit holds a badly signed precommit")
+    for ev in block.evidence:
+        _check_evidence(ev, checks)
+    expected_reveal = checks.reveal() if h >= 3 else None
+    if header.poi_reveal != expected_reveal:
+        raise InvalidBlock("PoI reveal differs from this node's challenge output")
+
+    ctx = BlockContext(header.chain_id, header.height, header.time, header.proposer, params)
+    executor = BlockExecutor(view, ctx, header.last_block_id)
+    try:
+        executor.begin(header.poi_reveal, block.last_commit, block.evidence)
+    except ValueError as exc:
+        raise InvalidBlock(str(exc)) from None
+    bad: list[int] = []
+    for i, tx in enumerate(block.txs):
+        if not checks.verify_tx(tx) or executor.inclusion_error(tx) is not None:
+            bad.append(i)
+            continue
+        executor.add(tx)
+    if bad:
+        return Validated(Verdict.invalid("transactions that cannot be included", bad))
+
+    work = executor.work
+    committed: dict[int, Resolution] = {}
+    for w in work:
+        try:
+            committed[w.index] = committed_resolution(w, block.results[w.index])
+        except InvalidBlock:
+            bad.append(w.index)
+    if bad:
+        return Validated(Verdict.invalid("results that are not outcomes of their work", sorted(bad)))
+    local, _ = engine.resolve(work, params)
+    wrong_exact = []
+    for w in work:
+        meta = w.model.meta if isinstance(w, InferWork) else None
+        why = resolutions_agree(meta, committed[w.index], local[w.index])
+        if why is not None:
+            bad.append(w.index)
+            if meta is not None and meta.model_class is ModelClass.EXACT:
+                wrong_exact.append(w.index)
+    if bad:
+        return Validated(Verdict.invalid("model outputs or verdicts this node does not reproduce", sorted(bad)),
+                         wrong_exact=tuple(wrong_exact))
+    results = executor.finish(committed)
+    mismatched = [i for i, (mine, theirs) in enumerate(zip(results, block.results, strict=True)) if mine != theirs]
+    if mismatched:
+        return Validated(Verdict.invalid("results that execution does not reproduce", mismatched))
+    update = compute_update(view)
+    if update.root != header.state_root:
+        raise InvalidBlock("state root differs from execution")
+    return Validated(Verdict.valid(), update, results)
+
+
+def _check_evidence(ev: Evidence, checks: Checks) -> None:
+    if isinstance(ev, WrongInference):
+        if not checks.check_wrong_inference(ev):
+            raise InvalidBlock("evidence of a wrong inference does not hold")
+        return
+    if not check_equivocation(ev, checks.chain_id):
+        raise InvalidBlock("equivocation evidence does not hold")
+
+
+def check_equivocation(ev: DuplicateVote | DuplicateProposal, chain_id: str) -> bool:
+    """Two validly signed messages of one signer, same kind, height and round, different block ids."""
+    if isinstance(ev, DuplicateVote):
+        a, b = ev.vote_a, ev.vote_b
+        same_slot = (a.type, a.height, a.round, a.validator) == (b.type, b.height, b.round, b.validator)
+        if not same_slot or a.block_id == b.block_id or a.type not in (VoteType.PREVOTE, VoteType.PRECOMMIT):
+            return False
+        return a.verify_signature(chain_id) and b.verify_signature(chain_id)
+    pa, pb = ev.proposal_a, ev.proposal_b
+    if (pa.height, pa.round, pa.proposer) != (pb.height, pb.round, pb.proposer) or pa.block_id == pb.block_id:
+        return False
+    return pa.verify_signature(chain_id) and pb.verify_signature(chain_id)
