@@ -125,9 +125,30 @@ def fold(entries: list[tuple[int, bytes, bool]], level: int) -> tuple[bytes, int
 
 
 def internal_hash(children: dict[int, Child]) -> bytes:
-    """Hash of a node; every stored internal node holds at least two entries below it."""
-    entries = [(nibble, children[nibble][0], children[nibble][2]) for nibble in sorted(children)]
-    return fold(entries, 0)[0]
+    """Hash of a node (every stored internal node holds at least two entries below it).
+
+    Folds the 16 slots level by level, pairing siblings; the same rules as `fold`, in the form that costs
+    least on the update path.
+    """
+    level = [(nibble, children[nibble][0], children[nibble][2]) for nibble in sorted(children)]
+    for _ in range(4):
+        up: list[tuple[int, bytes, bool]] = []
+        i, count = 0, len(level)
+        while i < count:
+            index, digest, is_leaf = level[i]
+            if i + 1 < count and level[i + 1][0] == index ^ 1:
+                up.append((index >> 1, node_hash(digest, level[i + 1][1]), False))
+                i += 2
+                continue
+            if is_leaf:
+                up.append((index >> 1, digest, True))
+            elif index & 1:
+                up.append((index >> 1, node_hash(_EMPTY, digest), False))
+            else:
+                up.append((index >> 1, node_hash(digest, _EMPTY), False))
+            i += 1
+        level = up
+    return level[0][1]
 
 
 def version_bytes(version: int) -> bytes:

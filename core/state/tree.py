@@ -35,6 +35,7 @@ from core.store import KeySpace, KVStore, PrefixedStore, WriteBatch
 from core.types import U64_MAX, Hash32
 
 _ROOTS: Final = b"r"
+_LATEST: Final = b"latest"
 _PRUNE_CHUNK: Final = 50_000
 
 
@@ -218,7 +219,7 @@ class AuthenticatedMap:
     `store` (the node's database, or a view of it for a separate map).
     """
 
-    __slots__ = ("_load", "_meta", "_nodes", "_root_prefix", "_stale", "_store")
+    __slots__ = ("_latest_key", "_load", "_meta", "_nodes", "_root_prefix", "_stale", "_store")
 
     def __init__(self, store: KVStore) -> None:
         self._nodes = PrefixedStore(store, KeySpace.STATE_NODES)
@@ -226,14 +227,16 @@ class AuthenticatedMap:
         self._meta = PrefixedStore(store, KeySpace.STATE_META)
         self._store = self._nodes.root
         self._root_prefix = self._meta.prefix + _ROOTS
+        self._latest_key = self._meta.prefix + _LATEST
         self._load = _Loader(self._store, self._nodes.prefix)
 
     # ------------------------------------------------------------------------------------------ versions
 
     def latest_version(self) -> int | None:
-        for key, _ in self._store.iterate(self._root_prefix, reverse=True):
-            return version_of(key[len(self._root_prefix) :])
-        return None
+        # A record of its own, not a reverse seek over the roots: seeks next to freshly pruned ranges
+        # crawl through tombstones until LevelDB compacts them.
+        data = self._store.get(self._latest_key)
+        return None if data is None else version_of(data)
 
     def _root_child(self, version: int) -> Child | None:
         data = self._store.get(self._root_prefix + version_bytes(version))
@@ -367,6 +370,7 @@ class AuthenticatedMap:
         for key in update.stale_nodes:
             put(stale + key, b"")
         put(self._root_prefix + version_bytes(update.version), update.root_record)
+        put(self._latest_key, version_bytes(update.version))
 
     def commit(self, version: int, changes: Mapping[bytes, bytes | None]) -> Hash32:
         """Compute, stage and write one version on top of the latest (for tests, tools and benches)."""
