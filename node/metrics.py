@@ -1,0 +1,115 @@
+"""Prometheus metrics of one node, served at the RPC server's `/metrics`.
+
+Each node owns its own `CollectorRegistry` (never the process-global one), so several nodes in one test
+process do not collide. Gauges that mirror node state (height, round, peers, mempool, PoI score) are read
+at scrape time from a status callback, so they are never stale; what only exists as an event (a block's
+interval, one inference's run time) is observed as it happens into histograms.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+__all__ = ["CONTENT_TYPE_LATEST", "NodeMetrics", "StatusSample"]
+
+BLOCK_INTERVAL_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 30.0, 60.0)
+INFERENCE_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+
+
+@dataclass(frozen=True, slots=True)
+class StatusSample:
+    """What the gauges show, read from the node when Prometheus scrapes."""
+
+    height: int
+    round: int
+    peers: int
+    mempool_size: int
+    mempool_bytes: int = 0
+    is_validator: bool = False
+    poi_correct: int = 0
+    poi_wrong: int = 0
+    poi_missed: int = 0
+    catching_up: bool = False
+
+    @property
+    def poi_score(self) -> float:
+        """Share of scored PoI challenges this node answered correctly (1.0 before any was scored)."""
+        total = self.poi_correct + self.poi_wrong + self.poi_missed
+        return 1.0 if total == 0 else self.poi_correct / total
+
+
+class _StatusCollector(Collector):
+    def __init__(self, sample: Callable[[], StatusSample | None]) -> None:
+        self._sample = sample
+
+    def collect(self) -> Iterator[Metric]:
+        s = self._sample()
+        if s is None:
+            return
+        yield GaugeMetricFamily("inferchain_height", "Height of the last committed block", value=s.height)
+        yield GaugeMetricFamily("inferchain_round", "Consensus round at the height being decided",
+                                value=s.round)
+        yield GaugeMetricFamily("inferchain_peers", "Connected libp2p peers", value=s.peers)
+        yield GaugeMetricFamily("inferchain_mempool_size", "Transactions in the mempool",
+                                value=s.mempool_size)
+        yield GaugeMetricFamily("inferchain_mempool_bytes", "Encoded bytes of the mempool's transactions",
+                                value=s.mempool_bytes)
+        yield GaugeMetricFamily("inferchain_catching_up", "1 while the node syncs blocks from peers",
+                                value=int(s.catching_up))
+        yield GaugeMetricFamily("inferchain_is_validator", "1 when this node's key is in the validator set",
+                                value=int(s.is_validator))
+        yield GaugeMetricFamily("inferchain_poi_score",
+                                "This validator's share of correctly answered PoI challenges",
+                                value=s.poi_score)
+        counts = GaugeMetricFamily("inferchain_poi_challenges", "This validator's scored PoI challenges",
+                                   labels=["outcome"])
+        counts.add_metric(["correct"], s.poi_correct)
+        counts.add_metric(["wrong"], s.poi_wrong)
+        counts.add_metric(["missed"], s.poi_missed)
+        yield counts
+
+
+class NodeMetrics:
+    """The node's metrics. `observe_*` are called by the services; `render` by the `/metrics` route."""
+
+    def __init__(self, sample: Callable[[], StatusSample | None] | None = None) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.block_interval = Histogram(
+            "inferchain_block_interval_seconds", "Time between consecutive committed blocks (block times)",
+            buckets=BLOCK_INTERVAL_BUCKETS, registry=self.registry)
+        self.inference_time = Histogram(
+            "inferchain_inference_seconds", "Run time of one model inference on this node",
+            ["phase"], buckets=INFERENCE_BUCKETS, registry=self.registry)
+        self.block_txs = Histogram(
+            "inferchain_block_txs", "Transactions per committed block",
+            buckets=(0, 1, 5, 10, 50, 100, 500, 1000, 5000), registry=self.registry)
+        self._last_block_time_ms: int | None = None
+        self._status: _StatusCollector | None = None
+        if sample is not None:
+            self.set_status_source(sample)
+
+    def set_status_source(self, sample: Callable[[], StatusSample | None]) -> None:
+        """Read gauges from `sample` at scrape time (replaces an earlier source)."""
+        if self._status is not None:
+            self.registry.unregister(self._status)
+        self._status = _StatusCollector(sample)
+        self.registry.register(self._status)
+
+    def observe_block(self, block_time_ms: int, n_txs: int) -> None:
+        """A block was committed; its interval is measured between block times, not wall-clock arrival."""
+        if self._last_block_time_ms is not None and block_time_ms >= self._last_block_time_ms:
+            self.block_interval.observe((block_time_ms - self._last_block_time_ms) / 1000)
+        self._last_block_time_ms = block_time_ms
+        self.block_txs.observe(n_txs)
+
+    def observe_inference(self, seconds: float, phase: str = "validate") -> None:
+        """One model run took `seconds`; `phase` is build (proposer), validate (re-execution) or poi."""
+        self.inference_time.labels(phase=phase).observe(seconds)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,355 @@
+"""The JSON-RPC methods: parameters, result shapes and handlers, declared once (see `dispatch`).
+
+Handlers receive the node (`api`), the block fan-out (`hub`) and their parsed parameters. Results are
+plain JSON; values a client checks bit for bit also come as `raw` hex of their canonical encoding.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import trio
+
+from core.address import encode_address, parse_address
+from core.block import Block
+from core.errors import DecodeError
+from core.hashing import sha256
+from core.header import TxResult
+from core.tx import Transaction
+from core.types import Address, Hash32, Height
+from core.votes import Commit
+from node.rpc import errors as E
+from node.rpc.api import AccountView, InferenceView, ModelView, NodeApi, StatusView, TxView, ValidatorsView
+from node.rpc.dispatch import Param, Registry
+from node.rpc.errors import RpcError
+from node.rpc.hub import EventHub, Landed
+from node.rpc.jsonenc import raw, to_json
+
+MAX_BROADCAST_BATCH = 64
+DEFAULT_COMMIT_TIMEOUT_S = 30.0
+MAX_COMMIT_TIMEOUT_S = 120.0
+
+# ------------------------------------------------------------------------------------------------ parsers
+
+
+def parse_height(value: Any) -> Height:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError("a height is a non-negative integer")
+    return Height(value)
+
+
+def parse_hash(value: Any) -> Hash32:
+    if not isinstance(value, str):
+        raise ValueError("a hash is 64 hex digits")
+    return Hash32.from_hex(value)
+
+
+def parse_address_param(value: Any) -> Address:
+    if not isinstance(value, str):
+        raise ValueError("an address is bech32m text (ic1...) or 40 hex digits")
+    return parse_address(value)
+
+
+def parse_tx(value: Any) -> Transaction:
+    if not isinstance(value, str):
+        raise ValueError("a transaction is hex of its canonical encoding")
+    try:
+        data = bytes.fromhex(value.removeprefix("0x"))
+    except ValueError:
+        raise ValueError("transaction is not hex") from None
+    try:
+        return Transaction.decode(data)
+    except DecodeError as exc:
+        raise ValueError(f"not a canonical transaction ({exc})") from None
+
+
+def parse_txs(value: Any) -> list[Transaction]:
+    if not isinstance(value, list) or not value:
+        raise ValueError("txs is a non-empty array of hex transactions")
+    if len(value) > MAX_BROADCAST_BATCH:
+        raise ValueError(f"at most {MAX_BROADCAST_BATCH} transactions per call, got {len(value)}")
+    out = []
+    for i, item in enumerate(value):
+        try:
+            out.append(parse_tx(item))
+        except ValueError as exc:
+            raise ValueError(f"txs[{i}]: {exc}") from None
+    return out
+
+
+def parse_mode(value: Any) -> str:
+    if value not in ("sync", "commit"):
+        raise ValueError('mode is "sync" (mempool verdict) or "commit" (wait for the block)')
+    return str(value)
+
+
+def parse_timeout(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= MAX_COMMIT_TIMEOUT_S:
+        raise ValueError(f"timeout is seconds in (0, {MAX_COMMIT_TIMEOUT_S:g}]")
+    return float(value)
+
+
+# ------------------------------------------------------------------------------------------------ shapes
+
+HEX = {"type": "string", "pattern": "^[0-9a-f]*$"}
+HASH = {"type": "string", "pattern": "^(0x)?[0-9a-fA-F]{64}$"}
+ADDRESS = {"type": "string", "description": "bech32m address (ic1...) or 40 hex digits"}
+HEIGHT = {"type": "integer", "minimum": 0}
+OBJ = {"type": "object"}
+
+
+def status_json(s: StatusView) -> dict[str, Any]:
+    return {
+        "chain_id": s.chain_id, "node_id": s.node_id, "moniker": s.moniker,
+        "validator": encode_address(s.validator) if s.validator is not None else None,
+        "is_validator": s.is_validator, "height": int(s.height), "block_id": s.block_id.hex(),
+        "block_time": int(s.block_time), "state_root": s.state_root.hex(), "round": s.round,
+        "peers": s.peers, "mempool_size": s.mempool_size, "mempool_bytes": s.mempool_bytes,
+        "catching_up": s.catching_up, "listen_addrs": list(s.listen_addrs),
+    }
+
+
+def tx_summary(tx: Transaction) -> dict[str, Any]:
+    return {"hash": tx.hash.hex(), "sender": encode_address(tx.sender_address), "nonce": int(tx.nonce),
+            "kind": tx.kind, "fee": int(tx.fee), "gas_limit": int(tx.gas_limit), "bytes": len(tx.encode())}
+
+
+def result_json(result: TxResult) -> dict[str, Any]:
+    return {"status": result.status.name.lower(), "gas_used": int(result.gas_used),
+            "outputs": to_json(result.outputs), "data": result.data.hex(), "log": result.log}
+
+
+def block_json(block: Block, commit: Commit | None) -> dict[str, Any]:
+    return {
+        "height": int(block.height), "id": block.id.hex(), "header": to_json(block.header),
+        "txs": [tx_summary(tx) for tx in block.txs],
+        "results": [result_json(r) for r in block.results],
+        "evidence": len(block.evidence),
+        "raw": raw(block), "commit": raw(commit) if commit is not None else None,
+    }
+
+
+def tx_json(view: TxView) -> dict[str, Any]:
+    return {"hash": view.tx.hash.hex(), "height": int(view.height), "index": view.index,
+            "block_time": int(view.block_time), "tx": tx_summary(view.tx), "result": result_json(view.result),
+            "raw_tx": raw(view.tx), "raw_result": raw(view.result)}
+
+
+def account_json(a: AccountView) -> dict[str, Any]:
+    return {"address": encode_address(a.address), "height": int(a.height), "state_root": a.state_root.hex(),
+            "exists": a.value is not None, "balance": a.balance, "nonce": a.nonce, "key": a.key.hex(),
+            "value": a.value.hex() if a.value is not None else None, "proof": raw(a.proof)}
+
+
+def validators_json(v: ValidatorsView) -> dict[str, Any]:
+    return {"height": int(v.height), "total_power": v.total_power, "validators": [
+        {"address": encode_address(x.address), "public_key": bytes(x.public_key).hex(), "power": x.power,
+         "owner": encode_address(x.owner) if x.owner is not None else None, "stake": x.stake,
+         "jailed": x.jailed, "jailed_until": x.jailed_until, "tombstoned": x.tombstoned,
+         "in_set": x.in_set, "slashed": x.slashed, "rewards": x.rewards,
+         "poi": poi_counts(x.poi_correct, x.poi_wrong, x.poi_missed)}
+        for x in v.validators]}
+
+
+def poi_counts(correct: int, wrong: int, missed: int) -> dict[str, Any]:
+    total = correct + wrong + missed
+    return {"correct": correct, "wrong": wrong, "missed": missed,
+            "score": 1.0 if total == 0 else round(correct / total, 6)}
+
+
+def model_json(m: ModelView) -> dict[str, Any]:
+    body = to_json(m.record)
+    meta = body.pop("meta", {}) if isinstance(body, dict) else {}
+    if isinstance(meta, dict):
+        meta.pop("golden", None)
+    return {"model_id": m.model_id.hex(), **meta, **body, "raw": m.raw.hex()}
+
+
+def inference_json(v: InferenceView) -> dict[str, Any]:
+    return {
+        "tx_hash": v.tx.hash.hex(), "height": int(v.height), "index": v.index,
+        "result": result_json(v.result), "results_root": v.header.results_root.hex(),
+        "block_id": v.header.block_id.hex(),
+        "raw_tx": raw(v.tx), "raw_result": raw(v.result), "header": raw(v.header),
+        "tx_proof": raw(v.tx_proof), "result_proof": raw(v.result_proof), "commit": raw(v.commit),
+    }
+
+
+def landed_json(landed: Landed) -> dict[str, Any]:
+    return {"hash": landed.tx.hash.hex(), "height": int(landed.height), "index": landed.index,
+            "result": result_json(landed.result)}
+
+
+# ------------------------------------------------------------------------------------------------ methods
+
+registry = Registry()
+
+
+def _need(value: Any, what: str) -> Any:
+    if value is None:
+        raise E.not_found(what)
+    return value
+
+
+@registry.method("status", "The node's chain position, consensus round, peers and mempool.",
+                 result="Status", result_schema=OBJ)
+async def status(api: NodeApi, hub: EventHub) -> dict[str, Any]:
+    return status_json(api.status())
+
+
+@registry.method("health", "Liveness: ok while the node's services run; says whether it is catching up.",
+                 result="Health", result_schema=OBJ)
+async def health(api: NodeApi, hub: EventHub) -> dict[str, Any]:
+    s = api.status()
+    return {"ok": True, "height": int(s.height), "catching_up": s.catching_up, "peers": s.peers}
+
+
+BROADCAST_PARAMS_MODE = (
+    Param("mode", {"type": "string", "enum": ["sync", "commit"]},
+          "sync: answer with the mempool's verdict; commit: wait until the transaction is in a block",
+          required=False, parse=parse_mode, default="sync"),
+    Param("timeout", {"type": "number", "exclusiveMinimum": 0, "maximum": MAX_COMMIT_TIMEOUT_S},
+          "commit mode: seconds to wait for the block", required=False, parse=parse_timeout,
+          default=DEFAULT_COMMIT_TIMEOUT_S),
+)
+
+
+async def _broadcast(api: NodeApi, hub: EventHub, txs: Sequence[Transaction], mode: str,
+                     wait_s: float) -> list[dict[str, Any]]:
+    waiters = {bytes(tx.hash): hub.wait_for(tx.hash) for tx in txs} if mode == "commit" else {}
+    try:
+        verdicts = await api.submit_txs(txs)
+        out: list[dict[str, Any]] = []
+        for tx, verdict in zip(txs, verdicts, strict=True):
+            if not verdict.accepted:
+                out.append({"hash": tx.hash.hex(), "accepted": False, "error": verdict.reason})
+                continue
+            entry: dict[str, Any] = {"hash": tx.hash.hex(), "accepted": True}
+            if mode == "commit":
+                landed = await _wait_landed(api, waiters[bytes(tx.hash)], tx.hash, wait_s)
+                entry.update(landed)
+            out.append(entry)
+        return out
+    finally:
+        for tx in txs:
+            receive = waiters.get(bytes(tx.hash))
+            if receive is not None:
+                hub.forget(tx.hash, receive)
+
+
+async def _wait_landed(api: NodeApi, receive: trio.MemoryReceiveChannel[Landed], tx_hash: Hash32,
+                       wait_s: float) -> dict[str, Any]:
+    with trio.move_on_after(wait_s):
+        # The transaction may have landed before we registered (a duplicate submission): check the index.
+        view = api.tx(tx_hash)
+        if view is not None:
+            return landed_json(Landed(view.tx, view.result, view.height, view.index))
+        try:
+            return landed_json(await receive.receive())
+        except trio.EndOfChannel:
+            pass
+    view = api.tx(tx_hash)
+    if view is not None:
+        return landed_json(Landed(view.tx, view.result, view.height, view.index))
+    raise RpcError(E.TIMEOUT, f"transaction {tx_hash.hex()[:16]} not in a block after {wait_s:g} s "
+                              "(it may still land; query it with `tx`)")
+
+
+@registry.method(
+    "broadcast_tx", "Submit one signed transaction; sync returns the mempool verdict, commit waits for its block.",
+    params=(Param("tx", HEX, "hex of the transaction's canonical encoding", parse=parse_tx),
+            *BROADCAST_PARAMS_MODE),
+    result="BroadcastResult", result_schema=OBJ, errors=(E.TX_REJECTED, E.TIMEOUT))
+async def broadcast_tx(api: NodeApi, hub: EventHub, tx: Transaction, mode: str,
+                       timeout: float) -> dict[str, Any]:  # noqa: ASYNC109 - the API's parameter
+    (entry,) = await _broadcast(api, hub, [tx], mode, timeout)
+    if not entry["accepted"]:
+        raise RpcError(E.TX_REJECTED, f"transaction rejected: {entry['error']}", data={"hash": entry["hash"]})
+    return entry
+
+
+@registry.method(
+    "broadcast_txs", "Submit a batch of signed transactions; one verdict (and in commit mode one result) each.",
+    params=(Param("txs", {"type": "array", "items": HEX, "maxItems": MAX_BROADCAST_BATCH},
+                  "hex transactions", parse=parse_txs),
+            *BROADCAST_PARAMS_MODE),
+    result="BroadcastResults", result_schema={"type": "array", "items": OBJ}, errors=(E.TIMEOUT,))
+async def broadcast_txs(api: NodeApi, hub: EventHub, txs: list[Transaction], mode: str,
+                        timeout: float) -> list[dict[str, Any]]:  # noqa: ASYNC109 - the API's parameter
+    return await _broadcast(api, hub, txs, mode, timeout)
+
+
+@registry.method("block", "A block with its results and the commit that finalizes it (latest by default).",
+                 params=(Param("height", HEIGHT, "block height; omit for the latest", required=False,
+                               parse=parse_height),),
+                 result="Block", result_schema=OBJ, errors=(E.NOT_FOUND,))
+async def block(api: NodeApi, hub: EventHub, height: Height | None) -> dict[str, Any]:
+    found = _need(api.block(height), f"no block at height {height}" if height is not None else "no block yet")
+    return block_json(*found)
+
+
+@registry.method("tx", "A committed transaction with its result, height and index.",
+                 params=(Param("hash", HASH, "transaction hash", parse=parse_hash),),
+                 result="Tx", result_schema=OBJ, errors=(E.NOT_FOUND,))
+async def tx(api: NodeApi, hub: EventHub, hash: Hash32) -> dict[str, Any]:
+    return tx_json(_need(api.tx(hash), f"no committed transaction {hash.hex()}"))
+
+
+@registry.method("account", "Balance and nonce with a state proof against the state root at that height.",
+                 params=(Param("address", ADDRESS, "account address", parse=parse_address_param),
+                         Param("height", HEIGHT, "height; omit for the latest", required=False,
+                               parse=parse_height)),
+                 result="Account", result_schema=OBJ, errors=(E.NOT_FOUND,))
+async def account(api: NodeApi, hub: EventHub, address: Address, height: Height | None) -> dict[str, Any]:
+    return account_json(api.account(address, height))
+
+
+@registry.method("validators", "The validator set signing a height, with stakes, jail state and PoI counts.",
+                 params=(Param("height", HEIGHT, "height; omit for the next block", required=False,
+                               parse=parse_height),),
+                 result="Validators", result_schema=OBJ, errors=(E.NOT_FOUND,))
+async def validators(api: NodeApi, hub: EventHub, height: Height | None) -> dict[str, Any]:
+    return validators_json(api.validators(height))
+
+
+@registry.method("model", "A registered model's metadata, owner, price and registration height.",
+                 params=(Param("model_id", HASH, "model id", parse=parse_hash),),
+                 result="Model", result_schema=OBJ, errors=(E.NOT_FOUND,))
+async def model(api: NodeApi, hub: EventHub, model_id: Hash32) -> dict[str, Any]:
+    return model_json(_need(api.model(model_id), f"no registered model {model_id.hex()}"))
+
+
+@registry.method("models", "Every registered model (metadata without golden vectors).",
+                 result="Models", result_schema={"type": "array", "items": OBJ})
+async def models(api: NodeApi, hub: EventHub) -> list[dict[str, Any]]:
+    return [model_json(m) for m in api.models()]
+
+
+@registry.method("inference", "An inference's outputs with their proof against the block's results root "
+                              "and the commit that finalizes the block.",
+                 params=(Param("hash", HASH, "hash of the infer transaction", parse=parse_hash),),
+                 result="Inference", result_schema=OBJ, errors=(E.NOT_FOUND,))
+async def inference(api: NodeApi, hub: EventHub, hash: Hash32) -> dict[str, Any]:
+    view = _need(api.inference(hash), f"no committed inference {hash.hex()} (or not final yet)")
+    return inference_json(view)
+
+
+@registry.method("poi", "Proof-of-inference scores: correct, wrong and missed challenges per validator.",
+                 params=(Param("address", ADDRESS, "one validator; omit for all", required=False,
+                               parse=parse_address_param),),
+                 result="PoiScores", result_schema={"type": "array", "items": OBJ}, errors=(E.NOT_FOUND,))
+async def poi(api: NodeApi, hub: EventHub, address: Address | None) -> list[dict[str, Any]]:
+    vals = api.validators(None).validators
+    if address is not None:
+        vals = tuple(v for v in vals if v.address == address)
+        if not vals:
+            raise E.not_found(f"{encode_address(address)} is not a validator")
+    return [{"address": encode_address(v.address), "power": v.power, "jailed": v.jailed,
+             "tombstoned": v.tombstoned, **poi_counts(v.poi_correct, v.poi_wrong, v.poi_missed)}
+            for v in vals]
+
+
+def tx_hash_of_hex(tx_hex: str) -> str:
+    """The hash a broadcast will report, for clients that want it before the answer."""
+    return sha256(bytes.fromhex(tx_hex)).hex()

@@ -1,0 +1,272 @@
+"""The RPC server: a Starlette ASGI app served by Hypercorn's trio worker inside the node's nursery.
+
+    POST /              JSON-RPC 2.0 (single or batch)
+    GET  /health        200 {"ok": true, ...} while the node runs (for load balancers and scripts)
+    GET  /openrpc.json  the API's OpenRPC document (also `rpc.discover`)
+    GET  /metrics       Prometheus text format
+    WS   /ws            JSON-RPC plus `subscribe`/`unsubscribe` for new blocks and transaction results
+
+Binds 127.0.0.1 by default: the API can submit transactions and is not meant for the open internet
+without a proxy in front.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
+
+import trio
+from hypercorn.config import Config as HypercornConfig
+from hypercorn.trio import serve
+from starlette.applications import Starlette
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route, WebSocketRoute
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from core.address import encode_address
+from core.block import Block
+from node.metrics import CONTENT_TYPE_LATEST, NodeMetrics
+from node.rpc import errors as E
+from node.rpc.api import NodeApi
+from node.rpc.dispatch import Method, Registry, error_response, handle_payload
+from node.rpc.errors import RpcError
+from node.rpc.hub import EventHub
+from node.rpc.jsonenc import to_json
+from node.rpc.methods import parse_address_param, parse_hash, result_json
+from node.rpc.methods import registry as base_registry
+from node.rpc.openrpc import build_openrpc
+
+log = logging.getLogger(__name__)
+
+MAX_BODY_BYTES = 8 * 1024 * 1024
+"""A broadcast_txs batch of model chunks is the largest honest request (64 x ~600 KB hex is refused; a few
+chunks fit)."""
+MAX_WS_MESSAGE_BYTES = 8 * 1024 * 1024
+MAX_SUBSCRIPTIONS_PER_CONNECTION = 16
+WS_OUTBOX = 512
+
+
+@dataclass(frozen=True, slots=True)
+class Subscription:
+    topic: str
+    tx_hash: bytes | None = None
+    sender: bytes | None = None
+
+
+def build_registry() -> Registry:
+    """The node's methods plus `rpc.discover` (which describes them all, itself included)."""
+    reg = Registry(dict(base_registry.methods))
+
+    async def discover(api: NodeApi, hub: EventHub) -> dict[str, Any]:
+        return build_openrpc(reg)
+
+    reg.add(Method("rpc.discover", "This API's OpenRPC document.", (), "OpenRPC",
+                   {"type": "object"}, discover))
+    return reg
+
+
+def build_app(api: NodeApi, hub: EventHub, metrics: NodeMetrics | None = None) -> Starlette:
+    registry = build_registry()
+    bound = {"api": api, "hub": hub}
+
+    async def rpc(request: Request) -> Response:
+        body = bytearray()
+        try:
+            async for chunk in request.stream():
+                body += chunk
+                if len(body) > MAX_BODY_BYTES:
+                    return JSONResponse(error_response(None, RpcError(
+                        E.INVALID_REQUEST, f"request body over {MAX_BODY_BYTES} bytes")), status_code=413)
+        except ClientDisconnect:
+            return Response(status_code=400)
+        answer = await handle_payload(registry, bytes(body), bound)
+        if answer is None:
+            return Response(status_code=204)
+        return JSONResponse(answer)
+
+    async def health(request: Request) -> Response:
+        s = api.status()
+        return JSONResponse({"ok": True, "height": int(s.height), "catching_up": s.catching_up})
+
+    async def openrpc(request: Request) -> Response:
+        return JSONResponse(build_openrpc(registry, server_url=str(request.base_url)))
+
+    async def metrics_route(request: Request) -> Response:
+        if metrics is None:
+            return Response("metrics disabled\n", status_code=404, media_type="text/plain")
+        return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
+
+    async def ws_route(websocket: WebSocket) -> None:
+        await websocket.accept()
+        await _serve_websocket(websocket, registry, bound, hub)
+
+    return Starlette(routes=[
+        Route("/", rpc, methods=["POST"]),
+        Route("/health", health, methods=["GET"]),
+        Route("/openrpc.json", openrpc, methods=["GET"]),
+        Route("/metrics", metrics_route, methods=["GET"]),
+        WebSocketRoute("/ws", ws_route),
+    ])
+
+
+# ------------------------------------------------------------------------------------------------ websocket
+
+
+def _parse_subscription(params: Any) -> Subscription:
+    if isinstance(params, list) and params:
+        params = params[0] if isinstance(params[0], dict) else {"topic": params[0]}
+    if not isinstance(params, dict):
+        raise RpcError(E.INVALID_PARAMS, 'subscribe: params are {topic: "new_blocks" | "tx_results", ...}')
+    topic = params.get("topic")
+    extra = set(params) - {"topic", "hash", "sender"}
+    if extra:
+        raise RpcError(E.INVALID_PARAMS, f"subscribe: unknown param {sorted(extra)[0]!r}")
+    if topic == "new_blocks":
+        if len(params) > 1:
+            raise RpcError(E.INVALID_PARAMS, "subscribe: new_blocks takes no filter")
+        return Subscription("new_blocks")
+    if topic == "tx_results":
+        try:
+            tx_hash = bytes(parse_hash(params["hash"])) if params.get("hash") is not None else None
+            sender = bytes(parse_address_param(params["sender"])) if params.get("sender") is not None else None
+        except ValueError as exc:
+            raise RpcError(E.INVALID_PARAMS, f"subscribe: {exc}") from None
+        return Subscription("tx_results", tx_hash, sender)
+    raise RpcError(E.INVALID_PARAMS, 'subscribe: topic is "new_blocks" or "tx_results"')
+
+
+def _notifications(sub: Subscription, block: Block) -> list[dict[str, Any]]:
+    if sub.topic == "new_blocks":
+        h = block.header
+        return [{"height": int(h.height), "id": block.id.hex(), "time": int(h.time),
+                 "proposer": encode_address(h.proposer), "state_root": h.state_root.hex(),
+                 "header": to_json(h), "txs": [tx.hash.hex() for tx in block.txs]}]
+    out = []
+    for index, (tx, result) in enumerate(zip(block.txs, block.results, strict=False)):
+        if sub.tx_hash is not None and bytes(tx.hash) != sub.tx_hash:
+            continue
+        if sub.sender is not None and bytes(tx.sender_address) != sub.sender:
+            continue
+        out.append({"hash": tx.hash.hex(), "height": int(block.height), "index": index,
+                    "sender": encode_address(tx.sender_address), "kind": tx.kind,
+                    "result": result_json(result)})
+    return out
+
+
+async def _serve_websocket(ws: WebSocket, registry: Registry, bound: dict[str, Any], hub: EventHub) -> None:
+    outbox_send, outbox_receive = trio.open_memory_channel[str](WS_OUTBOX)
+    subs: dict[str, tuple[int, trio.CancelScope]] = {}
+    next_sub = 0
+
+    async def writer() -> None:
+        async for text in outbox_receive:
+            await ws.send_text(text)
+
+    async def forward(sub_key: str, sub: Subscription, channel: trio.MemoryReceiveChannel[Block], *,
+                      task_status: trio.TaskStatus[trio.CancelScope] = trio.TASK_STATUS_IGNORED) -> None:
+        with trio.CancelScope() as scope:
+            task_status.started(scope)
+            async with channel:
+                async for block in channel:
+                    for result in _notifications(sub, block):
+                        await outbox_send.send(json.dumps({"jsonrpc": "2.0", "method": "subscription", "params": {
+                            "subscription": sub_key, "topic": sub.topic, "result": result}}))
+            # The hub closed our channel: we fell too far behind. Say so; the client resubscribes.
+            await outbox_send.send(json.dumps({"jsonrpc": "2.0", "method": "subscription_dropped", "params": {
+                "subscription": sub_key, "reason": "subscriber too slow; resubscribe and query missed blocks"}}))
+        subs.pop(sub_key, None)
+
+    async def local(request: dict[str, Any], nursery: trio.Nursery) -> dict[str, Any]:
+        nonlocal next_sub
+        req_id = request.get("id")
+        try:
+            if request["method"] == "subscribe":
+                if len(subs) >= MAX_SUBSCRIPTIONS_PER_CONNECTION:
+                    raise RpcError(E.INVALID_REQUEST,
+                                   f"at most {MAX_SUBSCRIPTIONS_PER_CONNECTION} subscriptions per connection")
+                sub = _parse_subscription(request.get("params"))
+                try:
+                    hub_id, channel = hub.subscribe()
+                except OverflowError as exc:
+                    raise RpcError(E.NOT_READY, str(exc)) from None
+                next_sub += 1
+                key = f"{next_sub:x}"
+                scope = await nursery.start(forward, key, sub, channel)
+                subs[key] = (hub_id, scope)
+                return {"jsonrpc": "2.0", "id": req_id, "result": key}
+            params = request.get("params")
+            key = params.get("subscription") if isinstance(params, dict) else (
+                params[0] if isinstance(params, list) and params else None)
+            if not isinstance(key, str) or key not in subs:
+                raise RpcError(E.INVALID_PARAMS, "unsubscribe: unknown subscription")
+            hub_id, scope = subs.pop(key)
+            hub.unsubscribe(hub_id)
+            scope.cancel()
+            return {"jsonrpc": "2.0", "id": req_id, "result": True}
+        except RpcError as err:
+            return error_response(req_id, err)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(writer)
+        try:
+            while True:
+                text = await ws.receive_text()
+                try:
+                    request = json.loads(text)
+                except (ValueError, RecursionError):
+                    request = None
+                if isinstance(request, dict) and request.get("jsonrpc") == "2.0" and \
+                        request.get("method") in ("subscribe", "unsubscribe"):
+                    answer: Any = await local(request, nursery)
+                else:
+                    answer = await handle_payload(registry, text, bound)
+                if answer is not None:
+                    await outbox_send.send(json.dumps(answer))
+        except WebSocketDisconnect:
+            pass
+        except (KeyError, RuntimeError) as exc:
+            # Binary frames or a protocol misuse by the client: close this connection only.
+            log.debug("websocket closed: %s", exc)
+        finally:
+            for hub_id, _scope in subs.values():
+                hub.unsubscribe(hub_id)
+            nursery.cancel_scope.cancel()
+
+
+# ------------------------------------------------------------------------------------------------ serving
+
+
+class RpcServer:
+    """Runs the hub and the HTTP server; `await nursery.start(server.run)` returns the bound URL."""
+
+    def __init__(self, api: NodeApi, *, host: str = "127.0.0.1", port: int = 26657,
+                 metrics: NodeMetrics | None = None) -> None:
+        self.api = api
+        self.metrics = metrics
+        self.hub = EventHub(api, metrics)
+        self.app = build_app(api, self.hub, metrics)
+        self.host = host
+        self.port = port
+        self.url: str | None = None
+
+    def _hypercorn_config(self) -> HypercornConfig:
+        cfg = HypercornConfig()
+        cfg.bind = [f"{self.host}:{self.port}"]
+        cfg.accesslog = None
+        cfg.errorlog = logging.getLogger("hypercorn.error")
+        cfg.graceful_timeout = 1.0
+        cfg.websocket_max_message_size = MAX_WS_MESSAGE_BYTES
+        cfg.h11_max_incomplete_size = 64 * 1024
+        return cfg
+
+    async def run(self, *, task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED) -> None:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(self.hub.run)
+            binds: list[str] = await nursery.start(partial(serve, self.app, self._hypercorn_config()))
+            self.url = binds[0]
+            log.info("rpc listening on %s", self.url)
+            task_status.started(self.url)
