@@ -92,7 +92,7 @@ def build_digits_int8(clf: Any, x_train: np.ndarray) -> bytes:
     z1_max = float(r.max()) * s_w1 / 240.0
     s_a = z1_max / 255.0
     # a1 = round(r * s_w1 / (240 * s_a)) in fixed point with 16 fraction bits.
-    mult = int(round(s_w1 / (240.0 * s_a) * 65536.0))
+    mult = int(np.rint(s_w1 / (240.0 * s_a) * 65536.0))
     s_w2 = np.abs(w2).max() / 127.0
     w2q = np.clip(np.rint(w2 / s_w2), -127, 127).astype(np.int8)
     b2q = np.rint(b2 / (s_a * s_w2)).astype(np.int32)

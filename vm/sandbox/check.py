@@ -233,6 +233,15 @@ def _describe(specs: tuple[TensorSpec, ...] | list[TensorSpec]) -> str:
 
 def _check_static(model: ModelProto, types: TypeTable, limits: SandboxLimits) -> None:
     """Every computed tensor has an allowed dtype and a static shape within the tensor caps."""
+    for value in model.graph.output:
+        t = types.get(value.name)
+        declared = tuple(d.dim_value for d in value.type.tensor_type.shape.dim)
+        if t is None or t.shape is None:
+            raise InvalidModel(f"output {value.name!r} has no static shape")
+        if t.shape != declared or t.dtype != dtype_name(value.type.tensor_type.elem_type):
+            raise InvalidModel(
+                f"output {value.name!r} is declared {list(declared)} but computes {t.dtype}{list(t.shape)}"
+            )
     total = 0
     for node in model.graph.node:
         for name in node.output:

@@ -117,12 +117,16 @@ def initializer_type(init: TensorProto) -> TensorType:
 def infer_types(model: ModelProto) -> TypeTable:
     """Types of every tensor by strict ONNX shape inference with data propagation.
 
-    The model's own value_info is ignored (it is untrusted); declared graph outputs take part, so a declared
-    output shape that contradicts the computed one is an error. Raises InvalidModel on any inference error.
+    The model's own value_info and declared output shapes are ignored (they are untrusted claims); the
+    result holds what the graph computes from its pinned inputs. Raises InvalidModel on any inference error.
     """
     probe = ModelProto()
     probe.CopyFrom(model)
     del probe.graph.value_info[:]
+    for value in probe.graph.output:
+        # Declared output shapes are claims, not facts: infer them, the checker compares.
+        if value.type.HasField("tensor_type"):
+            value.type.tensor_type.ClearField("shape")
     try:
         inferred = onnx.shape_inference.infer_shapes(probe, check_type=True, strict_mode=True, data_prop=True)
     except Exception as exc:  # onnx raises several types for malformed graphs; any of them is a verdict
