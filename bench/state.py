@@ -56,6 +56,10 @@ class CountingStore:
         self.inner.close()
 
 
+def one_update(rng: random.Random, size: int) -> dict[bytes, bytes | None]:
+    return {account_key(rng.randrange(size)): rng.randbytes(32) for _ in range(UPDATE_KEYS)}
+
+
 def bench_state(workdir: str, sizes: list[int], rounds: int) -> dict[int, tuple[float, float]]:
     db = LevelDBStore(os.path.join(workdir, "state"))
     smap = AuthenticatedMap(db)
@@ -78,17 +82,14 @@ def bench_state(workdir: str, sizes: list[int], rounds: int) -> dict[int, tuple[
         db.compact()
         build_s = time.perf_counter() - started
 
-        def one_update() -> dict[bytes, bytes | None]:
-            return {account_key(rng.randrange(size)): rng.randbytes(32) for _ in range(UPDATE_KEYS)}
-
-        smap.commit(version, one_update())  # warm-up, untimed
+        smap.commit(version, one_update(rng, size))  # warm-up, untimed
         version += 1
         counting = CountingStore(db)
-        probe = AuthenticatedMap(counting).compute_update(version - 1, version, one_update())
+        probe = AuthenticatedMap(counting).compute_update(version - 1, version, one_update(rng, size))
         reads = counting.reads
         compute_times, commit_times = [], []
         for _ in range(rounds):
-            changes = one_update()
+            changes = one_update(rng, size)
             t0 = time.perf_counter()
             update = smap.compute_update(version - 1, version, changes)
             t1 = time.perf_counter()

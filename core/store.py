@@ -32,7 +32,8 @@ class KeySpace(IntEnum):
     STATE_NODES = 0x10
     STATE_META = 0x11
     STATE_STALE = 0x12
-    # 0x13-0x1F: more state tables
+    STATE_LEAVES = 0x13
+    # 0x14-0x1F: more state tables
     MODELS = 0x20
     # 0x21-0x2F: model data
     WAL_META = 0x30

@@ -1,9 +1,9 @@
 """The authenticated, versioned key-value map behind the state root.
 
-Versions are block heights. Nodes are immutable and keyed by (version, position), so every committed
-version stays readable until pruned; an update reads and rewrites only the nodes on the paths of the keys
-it touches (O(touched keys * log n)). `compute_update` is pure; `stage` puts its writes into the caller's
-batch, so a block and the state it causes commit atomically (DESIGN §6).
+Versions are block heights. Nodes are immutable and keyed by version, so every committed version stays
+readable until pruned; an update reads and rewrites only the internal nodes on the paths of the keys it
+touches (O(touched keys * log n)) and never reads a leaf. `compute_update` is pure; `stage` puts its writes
+into the caller's batch, so a block and the state it causes commit atomically (DESIGN §6).
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from core.state.nodes import (
     encode_leaf,
     fold,
     internal_hash,
+    leaf_key,
     nibble_at,
     node_key,
     version_bytes,
@@ -36,73 +37,89 @@ from core.types import U64_MAX, Hash32
 
 _ROOTS: Final = b"r"
 _LATEST: Final = b"latest"
+_STALE_NODE: Final = b"\x00"
+_STALE_LEAF: Final = b"\x01"
 _PRUNE_CHUNK: Final = 50_000
+
+_Item = tuple[bytes, bytes, bytes | None]  # (path, key, value or None for delete)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class StateUpdate:
-    """A computed but unwritten state transition: the new root and the node writes that realise it."""
+    """A computed but unwritten state transition: the new root and the writes that realise it."""
 
     base_version: int | None
     version: int
     root: Hash32
     root_record: bytes
     node_writes: tuple[tuple[bytes, bytes], ...]
-    stale_nodes: tuple[bytes, ...]
-
-
-@final
-class _NewLeaf:
-    """An entry whose leaf node is not placed yet: the parent that settles its position writes it."""
-
-    __slots__ = ("digest", "key", "path", "value")
-
-    def __init__(self, path: bytes, key: bytes, value: bytes, digest: bytes) -> None:
-        self.path = path
-        self.key = key
-        self.value = value
-        self.digest = digest
-
-
-_Item = tuple[bytes, bytes, bytes | None]  # (path, key, value or None for delete)
-_Result = Child | _NewLeaf | None
+    leaf_writes: tuple[tuple[bytes, bytes], ...]
+    stale: tuple[bytes, ...]
+    """Stale-index suffixes (kind ‖ node or leaf key) of everything this version replaces."""
 
 
 def _encode_root(root: Child | None) -> bytes:
     if root is None:
         return b"\x00"
-    digest, version, is_leaf = root
-    return bytes((LEAF if is_leaf else INTERNAL,)) + version_bytes(version) + digest
+    digest, version, path = root
+    if path is None:
+        return bytes((INTERNAL,)) + version_bytes(version) + digest
+    return bytes((LEAF,)) + version_bytes(version) + digest + path
 
 
 def _decode_root(data: bytes) -> Child | None:
     if data == b"\x00":
         return None
-    if len(data) != 41 or data[0] not in (LEAF, INTERNAL):
-        raise StorageError("corrupt state root record")
-    return data[9:41], version_of(data[1:9]), data[0] == LEAF
+    if len(data) == 41 and data[0] == INTERNAL:
+        return data[9:41], version_of(data[1:9]), None
+    if len(data) == 73 and data[0] == LEAF:
+        return data[9:41], version_of(data[1:9]), data[41:73]
+    raise StorageError("corrupt state root record")
+
+
+class _Loader:
+    """Reads stored records; a missing one means a pruned version or a damaged database."""
+
+    __slots__ = ("_get", "_prefix")
+
+    def __init__(self, store: KVStore, prefix: bytes) -> None:
+        self._get = store.get
+        self._prefix = prefix
+
+    def __call__(self, key: bytes) -> bytes:
+        data = self._get(self._prefix + key)
+        if data is None:
+            raise StorageError(f"state record {key.hex()} is missing (pruned version or damaged database)")
+        return data
 
 
 @final
 class _Updater:
     """One compute_update run: walks the old tree along the sorted changes and collects the new nodes."""
 
-    __slots__ = ("load", "stale", "version", "writes")
+    __slots__ = ("leaf_writes", "load", "node_writes", "stale", "version")
 
     def __init__(self, load: _Loader, version: int) -> None:
         self.load = load
         self.version = version
-        self.writes: list[tuple[bytes, bytes]] = []
+        self.node_writes: list[tuple[bytes, bytes]] = []
+        self.leaf_writes: list[tuple[bytes, bytes]] = []
         self.stale: list[bytes] = []
 
-    def update(self, ref: Child | None, depth: int, packed: bytes, items: list[_Item]) -> _Result:
+    def new_leaf(self, path: bytes, key: bytes, value: bytes, digest: bytes | None = None) -> Child:
+        if digest is None:
+            digest = leaf_hash(path, value_hash(value))
+        self.leaf_writes.append((leaf_key(self.version, path), encode_leaf(key, value)))
+        return digest, self.version, path
+
+    def update(self, ref: Child | None, depth: int, packed: bytes, items: list[_Item]) -> Child | None:
         if ref is None:
-            return self.build(depth, packed, [item for item in items if item[2] is not None])
+            return self.build(depth, packed, [self.new_leaf(p, k, v) for p, k, v in items if v is not None])
+        if ref[2] is not None:
+            return self._update_leaf(ref, ref[2], depth, packed, items)
         key = node_key(ref[1], depth, packed)
-        if ref[2]:
-            return self._update_leaf(ref, key, depth, packed, items)
         children = decode_internal(self.load(key))
-        new_children: dict[int, Child | _NewLeaf] = dict(children)
+        new_children = dict(children)
         changed = False
         start, count = 0, len(items)
         while start < count:
@@ -121,122 +138,100 @@ class _Updater:
             start = end
         if not changed:
             return ref
-        self.stale.append(key)
-        return self.settle(depth, packed, new_children)
-
-    def _update_leaf(self, ref: Child, key: bytes, depth: int, packed: bytes, items: list[_Item]) -> _Result:
-        path, leaf_key, value = decode_leaf(self.load(key))
-        final_items: list[_Item] = []
-        touched = False
-        for item in items:
-            if item[0] == path:
-                touched = True
-            if item[2] is not None:
-                final_items.append(item)
-        if not touched:
-            if not final_items:
-                return ref  # only deletions of absent keys
-            final_items.append((path, leaf_key, value))
-            final_items.sort()
-        elif len(final_items) == 1 and final_items[0][0] == path and final_items[0][2] == value:
-            return ref  # set to the value it already has
-        self.stale.append(key)
-        return self.build(depth, packed, final_items)
-
-    def build(self, depth: int, packed: bytes, items: list[_Item]) -> _Result:
-        """A fresh subtree holding `items` (sorted, no deletions)."""
-        if not items:
+        self.stale.append(_STALE_NODE + key)
+        if not new_children:
             return None
-        if len(items) == 1:
-            path, key, value = items[0]
-            assert value is not None
-            return _NewLeaf(path, key, value, leaf_hash(path, value_hash(value)))
-        children: dict[int, Child | _NewLeaf] = {}
-        start, count = 0, len(items)
+        if len(new_children) == 1:
+            (only,) = new_children.values()
+            if only[2] is not None:
+                return only  # a lone leaf moves up; leaves are keyed by path, so nothing is rewritten
+        return self.write_internal(depth, packed, new_children)
+
+    def _update_leaf(self, ref: Child, path: bytes, depth: int, packed: bytes, items: list[_Item]) -> Child | None:
+        entries: list[Child] = []
+        touched = False
+        for item_path, key, value in items:
+            if item_path == path:
+                touched = True
+                if value is not None:
+                    digest = leaf_hash(path, value_hash(value))
+                    if digest == ref[0]:
+                        entries.append(ref)  # set to the value it already has
+                        continue
+                    entries.append(self.new_leaf(path, key, value, digest))
+                self.stale.append(_STALE_LEAF + leaf_key(ref[1], path))
+            elif value is not None:
+                entries.append(self.new_leaf(item_path, key, value))
+        if not touched:
+            if not entries:
+                return ref  # only deletions of absent keys
+            entries.append(ref)
+            entries.sort(key=_path_of)
+        if len(entries) == 1:
+            return entries[0]
+        return self.build(depth, packed, entries)
+
+    def build(self, depth: int, packed: bytes, leaves: list[Child]) -> Child | None:
+        """A fresh subtree over `leaves` (sorted by key path)."""
+        if not leaves:
+            return None
+        if len(leaves) == 1:
+            return leaves[0]
+        children: dict[int, Child] = {}
+        start, count = 0, len(leaves)
         while start < count:
-            nibble = nibble_at(items[start][0], depth)
+            nibble = nibble_at(_path_of(leaves[start]), depth)
             end = start + 1
-            while end < count and nibble_at(items[end][0], depth) == nibble:
+            while end < count and nibble_at(_path_of(leaves[end]), depth) == nibble:
                 end += 1
-            child = self.build(depth + 1, child_prefix(packed, depth, nibble), items[start:end])
+            child = self.build(depth + 1, child_prefix(packed, depth, nibble), leaves[start:end])
             assert child is not None
             children[nibble] = child
             start = end
         return self.write_internal(depth, packed, children)
 
-    def settle(self, depth: int, packed: bytes, children: dict[int, Child | _NewLeaf]) -> _Result:
-        """The node for `children`, or, when a single entry is left below it, that entry moved up."""
-        if not children:
-            return None
-        if len(children) == 1:
-            ((nibble, only),) = children.items()
-            if type(only) is _NewLeaf:
-                return only
-            assert isinstance(only, tuple)
-            if only[2]:
-                key = node_key(only[1], depth + 1, child_prefix(packed, depth, nibble))
-                path, leaf_key, value = decode_leaf(self.load(key))
-                self.stale.append(key)
-                return _NewLeaf(path, leaf_key, value, only[0])
-        return self.write_internal(depth, packed, children)
-
-    def write_internal(self, depth: int, packed: bytes, children: dict[int, Child | _NewLeaf]) -> Child:
-        version = self.version
-        placed: dict[int, Child] = {}
-        for nibble, child in children.items():
-            if type(child) is _NewLeaf:
-                position = node_key(version, depth + 1, child_prefix(packed, depth, nibble))
-                self.writes.append((position, encode_leaf(child.path, child.key, child.value)))
-                placed[nibble] = (child.digest, version, True)
-            else:
-                assert isinstance(child, tuple)
-                placed[nibble] = child
-        self.writes.append((node_key(version, depth, packed), encode_internal(placed)))
-        return internal_hash(placed), version, False
+    def write_internal(self, depth: int, packed: bytes, children: dict[int, Child]) -> Child:
+        self.node_writes.append((node_key(self.version, depth, packed), encode_internal(children)))
+        return internal_hash(children), self.version, None
 
 
-class _Loader:
-    """Reads stored nodes; a missing node means a pruned version or a damaged database."""
-
-    __slots__ = ("_get", "_prefix")
-
-    def __init__(self, store: KVStore, prefix: bytes) -> None:
-        self._get = store.get
-        self._prefix = prefix
-
-    def __call__(self, key: bytes) -> bytes:
-        data = self._get(self._prefix + key)
-        if data is None:
-            raise StorageError(f"state node {key.hex()} is missing (pruned version or damaged database)")
-        return data
+def _path_of(child: Child) -> bytes:
+    path = child[2]
+    assert path is not None
+    return path
 
 
 @final
 class AuthenticatedMap:
     """Versioned key-value map with a Merkle root per version and proofs of inclusion and exclusion.
 
-    It keeps its nodes, stale-node index and roots in the STATE_NODES, STATE_STALE and STATE_META spaces of
-    `store` (the node's database, or a view of it for a separate map).
+    It keeps its tables in the STATE_NODES, STATE_LEAVES, STATE_STALE and STATE_META spaces of `store` (the
+    node's database, or a view of it for a separate map).
     """
 
-    __slots__ = ("_latest_key", "_load", "_meta", "_nodes", "_root_prefix", "_stale", "_store")
+    __slots__ = ("_latest_key", "_leaves", "_load_leaf", "_load_node", "_nodes", "_root_prefix", "_stale", "_store")
 
     def __init__(self, store: KVStore) -> None:
-        self._nodes = PrefixedStore(store, KeySpace.STATE_NODES)
-        self._stale = PrefixedStore(store, KeySpace.STATE_STALE)
-        self._meta = PrefixedStore(store, KeySpace.STATE_META)
-        self._store = self._nodes.root
-        self._root_prefix = self._meta.prefix + _ROOTS
-        self._latest_key = self._meta.prefix + _LATEST
-        self._load = _Loader(self._store, self._nodes.prefix)
+        self._nodes = PrefixedStore(store, KeySpace.STATE_NODES).prefix
+        self._leaves = PrefixedStore(store, KeySpace.STATE_LEAVES).prefix
+        self._stale = PrefixedStore(store, KeySpace.STATE_STALE).prefix
+        meta = PrefixedStore(store, KeySpace.STATE_META)
+        self._store = meta.root
+        self._root_prefix = meta.prefix + _ROOTS
+        self._latest_key = meta.prefix + _LATEST
+        self._load_node = _Loader(self._store, self._nodes)
+        self._load_leaf = _Loader(self._store, self._leaves)
 
     # ------------------------------------------------------------------------------------------ versions
 
     def latest_version(self) -> int | None:
-        # A record of its own, not a reverse seek over the roots: seeks next to freshly pruned ranges
-        # crawl through tombstones until LevelDB compacts them.
+        # A record of its own rather than a reverse seek over the roots: a seek next to a freshly pruned
+        # range crawls through tombstones until LevelDB compacts them.
         data = self._store.get(self._latest_key)
         return None if data is None else version_of(data)
+
+    def has_version(self, version: int) -> bool:
+        return self._store.get(self._root_prefix + version_bytes(version)) is not None
 
     def _root_child(self, version: int) -> Child | None:
         data = self._store.get(self._root_prefix + version_bytes(version))
@@ -249,40 +244,34 @@ class AuthenticatedMap:
         root: Hash32 = EMPTY_ROOT if child is None else Hash32(child[0])
         return root
 
-    def has_version(self, version: int) -> bool:
-        return self._store.get(self._root_prefix + version_bytes(version)) is not None
-
     # ------------------------------------------------------------------------------------------ reads
 
     def get(self, key: bytes, version: int) -> bytes | None:
         path = key_path(key)
         ref = self._root_child(version)
         depth, packed = 0, b""
-        load = self._load
         while ref is not None:
-            data = load(node_key(ref[1], depth, packed))
-            if ref[2]:
-                leaf_path, _, value = decode_leaf(data)
-                return value if leaf_path == path else None
+            if ref[2] is not None:
+                if ref[2] != path:
+                    return None
+                return decode_leaf(self._load_leaf(leaf_key(ref[1], path)))[1]
             nibble = nibble_at(path, depth)
-            ref = decode_internal(data).get(nibble)
+            ref = decode_internal(self._load_node(node_key(ref[1], depth, packed))).get(nibble)
             packed = child_prefix(packed, depth, nibble)
             depth += 1
         return None
 
     def items(self, version: int) -> Iterator[tuple[bytes, bytes]]:
-        """Every (key, value) at `version`, in key-path order (for state sync and audits)."""
+        """Every (key, value) at `version`, in key-path order (for state export and audits)."""
         return self._walk(self._root_child(version), 0, b"")
 
     def _walk(self, ref: Child | None, depth: int, packed: bytes) -> Iterator[tuple[bytes, bytes]]:
         if ref is None:
             return
-        data = self._load(node_key(ref[1], depth, packed))
-        if ref[2]:
-            _, key, value = decode_leaf(data)
-            yield key, value
+        if ref[2] is not None:
+            yield decode_leaf(self._load_leaf(leaf_key(ref[1], ref[2])))
             return
-        for nibble, child in decode_internal(data).items():
+        for nibble, child in decode_internal(self._load_node(node_key(ref[1], depth, packed))).items():
             yield from self._walk(child, depth + 1, child_prefix(packed, depth, nibble))
 
     def prove(self, key: bytes, version: int) -> StateProof:
@@ -291,31 +280,29 @@ class AuthenticatedMap:
         ref = self._root_child(version)
         depth, packed = 0, b""
         while ref is not None:
-            data = self._load(node_key(ref[1], depth, packed))
-            if ref[2]:
-                return self._leaf_proof(data, siblings)
-            children = decode_internal(data)
-            entries = [(n, child[0], child[2]) for n, child in sorted(children.items())]
+            if ref[2] is not None:
+                return self._leaf_proof(ref, siblings)
+            children = decode_internal(self._load_node(node_key(ref[1], depth, packed)))
+            entries = [(n, child[0], child[2] is not None) for n, child in sorted(children.items())]
             nibble = nibble_at(path, depth)
             for level in range(4):
                 mask = 8 >> level
                 mine = [e for e in entries if (e[0] & mask) == (nibble & mask)]
                 other = [e for e in entries if (e[0] & mask) != (nibble & mask)]
-                siblings.append(Hash32(fold(other, level + 1)[0]))
+                siblings.append(Hash32(fold(other, level + 1)))
                 entries = mine
                 if not mine:
                     return StateProof(leaf=None, siblings=tuple(siblings))
                 if len(mine) == 1 and mine[0][2]:
-                    position = node_key(children[mine[0][0]][1], depth + 1, child_prefix(packed, depth, mine[0][0]))
-                    return self._leaf_proof(self._load(position), siblings)
+                    return self._leaf_proof(children[mine[0][0]], siblings)
             ref = children[nibble]
             packed = child_prefix(packed, depth, nibble)
             depth += 1
         return StateProof(leaf=None, siblings=tuple(siblings))
 
-    @staticmethod
-    def _leaf_proof(data: bytes, siblings: list[Hash32]) -> StateProof:
-        path, _, value = decode_leaf(data)
+    def _leaf_proof(self, ref: Child, siblings: list[Hash32]) -> StateProof:
+        path = _path_of(ref)
+        _, value = decode_leaf(self._load_leaf(leaf_key(ref[1], path)))
         leaf = ProofLeaf(path=Hash32(path), value_hash=Hash32(value_hash(value)))
         return StateProof(leaf=leaf, siblings=tuple(siblings))
 
@@ -337,21 +324,16 @@ class AuthenticatedMap:
                 raise TypeError("state keys and values must be bytes (value None deletes)")
             items.append((key_path(key), bytes(key), None if value is None else bytes(value)))
         items.sort()
-        updater = _Updater(self._load, new_version)
-        result = updater.update(base, 0, b"", items) if items else base
-        if type(result) is _NewLeaf:
-            updater.writes.append((node_key(new_version, 0, b""), encode_leaf(result.path, result.key, result.value)))
-            root: Child | None = (result.digest, new_version, True)
-        else:
-            assert result is None or isinstance(result, tuple)
-            root = result
+        updater = _Updater(self._load_node, new_version)
+        root = updater.update(base, 0, b"", items) if items else base
         return StateUpdate(
             base_version=base_version,
             version=new_version,
             root=EMPTY_ROOT if root is None else Hash32(root[0]),
             root_record=_encode_root(root),
-            node_writes=tuple(updater.writes),
-            stale_nodes=tuple(updater.stale),
+            node_writes=tuple(updater.node_writes),
+            leaf_writes=tuple(updater.leaf_writes),
+            stale=tuple(updater.stale),
         )
 
     def stage(self, batch: WriteBatch, update: StateUpdate) -> None:
@@ -363,12 +345,15 @@ class AuthenticatedMap:
         if update.base_version != latest:
             raise ValueError(f"update is based on version {update.base_version}, latest is {latest}")
         put = batch.put
-        nodes = self._nodes.prefix
+        prefix = self._nodes
         for key, data in update.node_writes:
-            put(nodes + key, data)
-        stale = self._stale.prefix + version_bytes(update.version)
-        for key in update.stale_nodes:
-            put(stale + key, b"")
+            put(prefix + key, data)
+        prefix = self._leaves
+        for key, data in update.leaf_writes:
+            put(prefix + key, data)
+        prefix = self._stale + version_bytes(update.version)
+        for entry in update.stale:
+            put(prefix + entry, b"")
         put(self._root_prefix + version_bytes(update.version), update.root_record)
         put(self._latest_key, version_bytes(update.version))
 
@@ -380,9 +365,9 @@ class AuthenticatedMap:
         return update.root
 
     def prune(self, below_version: int) -> int:
-        """Delete every node that no version >= `below_version` can reach, and the older roots.
+        """Delete every node and leaf that no version >= `below_version` can reach, and the older roots.
 
-        The latest version is always kept. Returns the number of nodes deleted.
+        The latest version is always kept. Returns the number of nodes and leaves deleted.
         """
         latest = self.latest_version()
         if latest is None:
@@ -395,25 +380,26 @@ class AuthenticatedMap:
                 if version_of(key[cut:]) >= below:
                     break
                 batch.delete(key)
+        # A record replaced at version v serves versions before v only, so it goes once v <= below.
         removed = 0
-        stale_prefix = self._stale.prefix
-        nodes = self._nodes.prefix
-        cut = len(stale_prefix)
+        cut = len(self._stale)
         pending: list[bytes] = []
-        for key, _ in store.iterate(stale_prefix):
+        for key, _ in store.iterate(self._stale):
             if version_of(key[cut:]) > below:
                 break
             pending.append(key)
             if len(pending) >= _PRUNE_CHUNK:
-                removed += self._delete_stale(pending, cut, nodes)
+                removed += self._delete_stale(pending, cut)
                 pending = []
         if pending:
-            removed += self._delete_stale(pending, cut, nodes)
+            removed += self._delete_stale(pending, cut)
         return removed
 
-    def _delete_stale(self, entries: list[bytes], cut: int, nodes: bytes) -> int:
+    def _delete_stale(self, entries: list[bytes], cut: int) -> int:
         with self._store.write_batch() as batch:
             for entry in entries:
-                batch.delete(nodes + entry[cut + 8 :])
+                kind = entry[cut + 8 : cut + 9]
+                prefix = self._leaves if kind == _STALE_LEAF else self._nodes
+                batch.delete(prefix + entry[cut + 9 :])
                 batch.delete(entry)
         return len(entries)

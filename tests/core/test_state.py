@@ -15,7 +15,7 @@ from core.errors import StorageError
 from core.hashing import ZERO_HASH
 from core.state import EMPTY_ROOT, AuthenticatedMap, key_path, verify_proof
 from core.state.hashing import leaf_hash, node_hash, value_hash
-from core.state.nodes import child_prefix, decode_internal, node_key
+from core.state.nodes import child_prefix, decode_internal, leaf_key, node_key
 from core.store import KeySpace, KVStore, LevelDBStore, MemoryStore, space
 from core.types import Hash32
 
@@ -300,11 +300,11 @@ def test_unknown_version_raises_storage_error(store: KVStore) -> None:
 def test_map_in_a_view_does_not_touch_other_spaces(store: KVStore) -> None:
     own = AuthenticatedMap(store)
     other = AuthenticatedMap(space(store, KeySpace.MODELS))
-    own.commit(1, {b"a": b"1"})
-    other.commit(1, {b"a": b"other"})
+    own.commit(1, {b"a": b"1", b"b": b"2"})
+    other.commit(1, {b"a": b"other", b"b": b"2"})
     assert own.get(b"a", 1) == b"1" and other.get(b"a", 1) == b"other"
     assert {k[0] for k, _ in store.iterate()} == {
-        KeySpace.STATE_NODES, KeySpace.STATE_META, KeySpace.MODELS,
+        KeySpace.STATE_NODES, KeySpace.STATE_LEAVES, KeySpace.STATE_META, KeySpace.MODELS,
     }
 
 
@@ -312,36 +312,48 @@ def test_update_cost_follows_touched_keys_not_state_size(store: KVStore) -> None
     smap = AuthenticatedMap(store)
     smap.commit(1, {b"k%d" % i: b"v" for i in range(5000)})
     update = smap.compute_update(1, 2, {b"k17": b"new"})
-    # One path: 5000 keys need about log16(5000) + 1 ~ 4 nodes, plus the leaf.
-    assert len(update.node_writes) <= 6
-    assert len(update.stale_nodes) == len(update.node_writes)
+    # One path: 5000 keys need about log16(5000) ~ 3 to 4 internal nodes, plus the leaf.
+    assert len(update.node_writes) <= 5 and len(update.leaf_writes) == 1
+    assert len(update.stale) == len(update.node_writes) + 1
     update = smap.compute_update(1, 2, {b"k%d" % i: b"new" for i in range(0, 5000, 50)})
-    assert len(update.node_writes) <= 100 * 6
-    assert smap.compute_update(1, 2, {b"k17": b"v", b"absent": None}).node_writes == ()
+    assert len(update.node_writes) <= 100 * 5 and len(update.leaf_writes) == 100
+    unchanged = smap.compute_update(1, 2, {b"k17": b"v", b"absent": None})
+    assert unchanged.node_writes == unchanged.leaf_writes == unchanged.stale == ()
+    assert unchanged.root == smap.root(1)
 
 
 # --------------------------------------------------------------------------------------- pruning
 
 
-def _reachable(db: KVStore, smap: AuthenticatedMap, version: int) -> set[bytes]:
-    """Node keys reachable from `version`'s root, found by walking the stored nodes."""
+def _reachable(db: KVStore, version: int) -> set[bytes]:
+    """Full database keys of the nodes and leaves reachable from `version`'s root, found by walking them."""
     record = db.get(bytes([KeySpace.STATE_META]) + b"r" + version.to_bytes(8, "big"))
     assert record is not None
     found: set[bytes] = set()
     if record == b"\x00":
         return found
-    stack = [(record[9:41], int.from_bytes(record[1:9], "big"), record[0] == 2, 0, b"")]
-    nodes = space(db, KeySpace.STATE_NODES)
+    path = record[41:73] if record[0] == 2 else None
+    stack: list[tuple[int, bytes | None, int, bytes]] = [(int.from_bytes(record[1:9], "big"), path, 0, b"")]
     while stack:
-        _, node_version, is_leaf, depth, packed = stack.pop()
-        key = node_key(node_version, depth, packed)
-        found.add(key)
-        data = nodes.get(key)
+        node_version, leaf_path, depth, packed = stack.pop()
+        if leaf_path is not None:
+            key = bytes([KeySpace.STATE_LEAVES]) + leaf_key(node_version, leaf_path)
+            assert db.get(key) is not None, "a reachable leaf was deleted"
+            found.add(key)
+            continue
+        key = bytes([KeySpace.STATE_NODES]) + node_key(node_version, depth, packed)
+        data = db.get(key)
         assert data is not None, "a reachable node was deleted"
-        if not is_leaf:
-            for nibble, (digest, child_version, child_leaf) in decode_internal(data).items():
-                stack.append((digest, child_version, child_leaf, depth + 1, child_prefix(packed, depth, nibble)))
+        found.add(key)
+        for nibble, (_, child_version, child_path) in decode_internal(data).items():
+            stack.append((child_version, child_path, depth + 1, child_prefix(packed, depth, nibble)))
     return found
+
+
+def _stored(db: KVStore) -> set[bytes]:
+    return {k for k, _ in db.iterate(bytes([KeySpace.STATE_NODES]))} | {
+        k for k, _ in db.iterate(bytes([KeySpace.STATE_LEAVES]))
+    }
 
 
 def test_prune_keeps_newer_versions_and_frees_the_rest(store: KVStore) -> None:
@@ -365,14 +377,13 @@ def test_prune_keeps_newer_versions_and_frees_the_rest(store: KVStore) -> None:
     for version in range(1, 20):
         with pytest.raises(StorageError):
             smap.root(version)
-    live = set().union(*(_reachable(store, smap, v) for v in range(20, 31)))
-    stored = {k for k, _ in space(store, KeySpace.STATE_NODES).iterate()}
-    assert stored == live  # nothing reachable was lost, nothing unreachable was kept
+    live = set().union(*(_reachable(store, v) for v in range(20, 31)))
+    assert _stored(store) == live  # nothing reachable was lost, nothing unreachable was kept
     assert smap.prune(20) == 0
     # The latest version always survives, and the map keeps working after a prune.
     smap.prune(10**9)
     assert dict(smap.items(30)) == history[30]
-    assert {k for k, _ in space(store, KeySpace.STATE_NODES).iterate()} == _reachable(store, smap, 30)
+    assert _stored(store) == _reachable(store, 30)
     assert smap.commit(31, {b"k1": b"x"}) == spec_root(apply(history[30], {b"k1": b"x"}))
 
 
