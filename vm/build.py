@@ -26,10 +26,11 @@ from core.limits import MAX_BLOCK_TXS
 from core.state import StateUpdate
 from core.tensor import Tensor
 from core.tx import Transaction
-from core.validators import ValidatorSet
+from core.validators import ValidatorEntry, ValidatorSet
 from vm.apply import BlockExecutor, Resolution
 from vm.engine import Engine
 from vm.execute import BlockContext, InferWork, RegisterWork
+from vm.process import validator_updates
 from vm.sandbox.errors import GoldenMismatch
 from vm.state import StateView
 from vm.txs import Infer, TxKind
@@ -45,6 +46,8 @@ class Built:
     update: StateUpdate
     results: tuple[TxResult, ...]
     faults: tuple[str, ...]  # local faults met while building (alarms); the block excludes their work
+    validator_updates: tuple[ValidatorEntry, ...] = ()
+    punished: tuple[Evidence, ...] = ()
 
 
 def build_block(new_view: Callable[[], StateView], compute_update: Callable[[StateView], StateUpdate],
@@ -115,7 +118,8 @@ def build_block(new_view: Callable[[], StateView], compute_update: Callable[[Sta
             update = compute_update(view)
             block = assemble(template, tuple(picked), results, tuple(evidence), reveal, vset, next_vset, update)
             if len(block.encode()) <= max_bytes or not picked:
-                return Built(block, update, results, tuple(faults))
+                updates = validator_updates(view.validator_list(ctx.height + 1), view.validator_list(ctx.height + 2))
+                return Built(block, update, results, tuple(faults), updates, tuple(executor.punished))
             # Outputs made it too large: drop the last transaction and rebuild.
             candidates.remove(picked[-1])
             continue

@@ -19,11 +19,12 @@ from core.state import StateUpdate
 from core.tensor import Tensor
 from core.tx import Transaction
 from core.types import Hash32
-from core.validators import ValidatorSet
+from core.validators import ValidatorEntry, ValidatorSet
 from core.votes import Vote, VoteType
 from vm.apply import BlockExecutor, Resolution, committed_resolution
 from vm.engine import Engine, resolutions_agree
 from vm.execute import BlockContext, InferWork
+from vm.process import validator_updates
 from vm.state import StateView
 from vm.txs import ModelClass
 
@@ -35,6 +36,8 @@ class Validated:
     results: tuple[TxResult, ...] = ()
     # Transactions whose committed output of an `exact` model differs from this node's: evidence material.
     wrong_exact: tuple[int, ...] = ()
+    validator_updates: tuple[ValidatorEntry, ...] = ()
+    punished: tuple[Evidence, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,7 +148,8 @@ def _validate(new_view: Callable[[], StateView], compute_update: Callable[[State
     update = compute_update(view)
     if update.root != header.state_root:
         raise InvalidBlock("state root differs from execution")
-    return Validated(Verdict.valid(), update, results)
+    updates = validator_updates(view.validator_list(h + 1), view.validator_list(h + 2))
+    return Validated(Verdict.valid(), update, results, (), updates, tuple(executor.punished))
 
 
 def _check_evidence(ev: Evidence, checks: Checks) -> None:

@@ -1,0 +1,145 @@
+"""A test harness that plays consensus for VM applications: it proposes with one node, validates with the
+others, signs precommits (with PoI commitments) with the genesis validator keys, and finalizes every node in
+a real LevelDB write batch. No consensus code: only the Application Protocol calls, in their real order."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from core.app import BlockTemplate, FinalizeOutcome, Verdict
+from core.block import Block, ProposalBlock
+from core.evidence import Evidence
+from core.hashing import ZERO_HASH
+from core.keys import PrivateKey
+from core.store import LevelDBStore
+from core.tx import Transaction
+from core.types import Address, Hash32, Height, Round, Timestamp
+from core.votes import ZERO_SIGNATURE, Commit, Proposal, Vote, VoteType
+from vm.app import VMApplication
+from vm.genesis import Genesis, parse_genesis
+from vm.genesis_tool import account_key, make_genesis, validator_key
+from vm.sandbox.executor import Executor, LocalExecutor
+from vm.txs import build_tx
+
+ABSENT = "absent"
+
+
+def devnet_genesis(validators: int = 4, **overrides: dict[str, Any]) -> Genesis:
+    doc = make_genesis(validators, overrides=overrides)
+    return parse_genesis(doc)
+
+
+@dataclass
+class Devnet:
+    genesis: Genesis
+    apps: list[VMApplication]
+    keys: dict[Address, PrivateKey]
+    height: int = 0
+    time: int = 0
+    last_commit: Commit | None = None
+    last_block_id: Hash32 = ZERO_HASH
+    blocks: list[Block] = field(default_factory=list)
+    nonces: dict[Address, int] = field(default_factory=dict)
+
+    @classmethod
+    def start(cls, tmp_path: Path, genesis: Genesis | None = None, nodes: int = 1,
+              executor: Callable[[], Executor] = LocalExecutor) -> Devnet:
+        genesis = genesis or devnet_genesis()
+        apps = [VMApplication(LevelDBStore(tmp_path / f"node{i}"), genesis, executor=executor())
+                for i in range(nodes)]
+        seed = genesis.seed_phrase
+        assert seed is not None
+        keys = {}
+        for i in range(len(genesis.validators)):
+            key = validator_key(seed, i)
+            keys[key.address] = key
+        return cls(genesis, apps, keys, time=int(genesis.genesis_time))
+
+    def close(self) -> None:
+        for app in self.apps:
+            app.close()
+            app.store.close()
+
+    # ------------------------------------------------------------------------------------------ accounts
+
+    def account(self, i: int) -> PrivateKey:
+        assert self.genesis.seed_phrase is not None
+        return account_key(self.genesis.seed_phrase, i)
+
+    def tx(self, key: PrivateKey, payload: Any, *, gas_limit: int = 100_000, fee: int | None = None,
+           nonce: int | None = None) -> Transaction:
+        if nonce is None:
+            nonce = self.nonces.get(key.address, self.apps[0].view().account(key.address).nonce)
+        self.nonces[key.address] = nonce + 1
+        price = self.genesis.params.vm.min_gas_price
+        return build_tx(key, payload, chain_id=self.genesis.chain_id, nonce=nonce, gas_limit=gas_limit,
+                        fee=gas_limit * price if fee is None else fee)
+
+    # ------------------------------------------------------------------------------------------ blocks
+
+    def proposer_for(self, height: int) -> Address:
+        vset = self.apps[0].validator_set(Height(height))
+        return vset.entries[height % len(vset)].address
+
+    def template(self, evidence: Sequence[Evidence] = (), proposer: Address | None = None) -> BlockTemplate:
+        h = self.height + 1
+        return BlockTemplate(self.genesis.chain_id, Height(h), Round(0), Timestamp(self.time + 1000),
+                             proposer or self.proposer_for(h), self.last_block_id, self.last_commit,
+                             tuple(evidence))
+
+    def propose(self, txs: Sequence[Transaction] = (), *, node: int = 0, evidence: Sequence[Evidence] = (),
+                proposer: Address | None = None) -> Block:
+        return self.apps[node].build_block(self.template(evidence, proposer), txs)
+
+    def sign_proposal(self, block: Block) -> ProposalBlock:
+        key = self.keys[block.header.proposer]
+        proposal = Proposal(block.height, Round(0), -1, block.id, block.header.time, key.public_key,
+                            ZERO_SIGNATURE).signed(key, self.genesis.chain_id)
+        return ProposalBlock(proposal, block)
+
+    def validate(self, block: Block, nodes: Sequence[int] | None = None) -> list[Verdict]:
+        nodes = range(1, len(self.apps)) if nodes is None else nodes
+        return [self.apps[i].validate_block(block) for i in nodes]
+
+    def precommits(self, block: Block, poi: dict[Address, Hash32 | None | str] | None = None) -> Commit:
+        """Every validator of the height precommits; `poi` overrides commitments (ABSENT leaves a vote out)."""
+        h = int(block.height)
+        vset = self.apps[0].validator_set(Height(h))
+        votes = []
+        for entry in vset.entries:
+            key = self.keys[entry.address]
+            override = (poi or {}).get(entry.address, "honest")
+            if override == ABSENT:
+                continue
+            commitment = self.apps[0].poi_commitment(Height(h), entry.address) if override == "honest" else override
+            vote = Vote(VoteType.PRECOMMIT, Height(h), Round(0), block.id, Timestamp(block.header.time + 1),
+                        key.public_key, commitment, ZERO_SIGNATURE)  # type: ignore[arg-type]
+            votes.append(vote.signed(key, self.genesis.chain_id))
+        return Commit(Height(h), Round(0), block.id, tuple(votes))
+
+    def commit(self, block: Block, poi: dict[Address, Hash32 | None | str] | None = None) -> list[FinalizeOutcome]:
+        commit = self.precommits(block, poi)
+        outcomes = []
+        for app in self.apps:
+            with app.store.write_batch(sync=False) as batch:
+                outcome = app.finalize_block(block, batch)
+            assert outcome.state_root == block.header.state_root
+            outcomes.append(outcome)
+        self.height = int(block.height)
+        self.time = int(block.header.time)
+        self.last_commit = commit
+        self.last_block_id = block.id
+        self.blocks.append(block)
+        return outcomes
+
+    def step(self, txs: Sequence[Transaction] = (), *, evidence: Sequence[Evidence] = (),
+             poi: dict[Address, Hash32 | None | str] | None = None) -> Block:
+        """Propose on node 0, require every other node to find it valid, commit everywhere."""
+        block = self.propose(txs, evidence=evidence)
+        for verdict in self.validate(block):
+            assert verdict.is_valid, verdict
+        self.commit(block, poi)
+        return block

@@ -1,0 +1,371 @@
+"""`VMApplication`: the VM behind `core.app.Application`, over the node's KVStore.
+
+It owns the authenticated state map, the sandbox executor (a worker pool unless one is passed in), the
+signature caches and the per-height PoI challenge outputs. Executions computed by `build_block` and
+`validate_block` are kept by block id, so `finalize_block` only stages their writes; a block it has not
+seen (block sync, replay) is applied with the pure `apply_block`, which never runs a model.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from core.app import AppInfo, BlockTemplate, FinalizeOutcome, Verdict
+from core.block import Block, ProposalBlock
+from core.codec import Wire, wire
+from core.errors import InvalidBlock, LocalFault, StorageError
+from core.evidence import Evidence, WrongInference
+from core.hashing import ZERO_HASH
+from core.state import AuthenticatedMap, StateUpdate
+from core.store import KeySpace, KVStore
+from core.tensor import Tensor
+from core.tx import Transaction
+from core.types import Address, Hash32, Height, Timestamp
+from core.validators import ValidatorEntry, ValidatorSet
+from core.votes import Vote
+from vm.apply import apply_block
+from vm.build import build_block
+from vm.engine import Engine, challenge_for, sandbox_limits
+from vm.evidence import check_wrong_inference, make_wrong_inference
+from vm.execute import BlockContext, inclusion_error
+from vm.genesis import Genesis, GenesisModel, genesis_state
+from vm.poi import compute_commitment
+from vm.process import is_evidence_punishable
+from vm.sandbox.executor import Executor, LocalExecutor
+from vm.state import ModelRecord, StateView
+from vm.validate import Checks, check_equivocation, validate_block
+
+if TYPE_CHECKING:
+    from core.store import WriteBatch
+
+logger = logging.getLogger(__name__)
+
+META_KEY = bytes([KeySpace.META]) + b"vm/app"
+
+
+@wire(max_bytes=64)
+class AppMeta(Wire):
+    """The id of the last applied block: not part of the state (a block's id depends on its state root)."""
+
+    height: Height
+    block_id: Hash32
+
+
+@dataclass(frozen=True, slots=True)
+class Execution:
+    """A block executed on a known base version, ready to be staged by `finalize_block`."""
+
+    base_version: int
+    update: StateUpdate
+    validator_updates: tuple[ValidatorEntry, ...]
+    punished: tuple[Evidence, ...]
+
+
+class _LRU:
+    """A small bounded cache of booleans (signature checks), safe across threads."""
+
+    def __init__(self, capacity: int) -> None:
+        self._items: OrderedDict[bytes, bool] = OrderedDict()
+        self._capacity = capacity
+        self._lock = threading.Lock()
+
+    def check(self, key: bytes, compute: Callable[[], bool]) -> bool:
+        with self._lock:
+            hit = self._items.get(key)
+            if hit is not None:
+                self._items.move_to_end(key)
+                return hit
+        value = compute()
+        with self._lock:
+            self._items[key] = value
+            while len(self._items) > self._capacity:
+                self._items.popitem(last=False)
+        return value
+
+
+class VMApplication:
+    """The application of DESIGN.md §1 over one LevelDB (`store`).
+
+    `executor`: the sandbox's `WorkerPool` on a node (created here with `workers` processes when None),
+    `LocalExecutor` in tools. `verify_tx`: the node's shared signature cache (`SigCache.verify`), else an
+    internal one. `alarm`: called with one line on every local fault (a worker failure, a quarantined model).
+    """
+
+    def __init__(self, store: KVStore, genesis: Genesis, *, executor: Executor | None = None, workers: int = 1,
+                 verify_tx: Callable[[Transaction], bool] | None = None,
+                 alarm: Callable[[str], None] | None = None) -> None:
+        self.store = store
+        self.genesis = genesis
+        self.chain_id = genesis.chain_id
+        self.state_map = AuthenticatedMap(store)
+        if executor is None:
+            from vm.sandbox.worker import WorkerPool
+
+            executor = WorkerPool(size=workers)
+        self.executor = executor
+        self.engine = Engine(executor, self._model_bytes)
+        self._tx_sigs = _LRU(200_000)
+        self._vote_sigs = _LRU(20_000)
+        self._verify_tx = verify_tx or (lambda tx: self._tx_sigs.check(tx.hash, tx.verify_signature))
+        self._alarm = alarm or (lambda line: logger.error("VM local fault: %s", line))
+        self._challenges: OrderedDict[tuple[int, bytes], Tensor | None] = OrderedDict()
+        self._executions: OrderedDict[bytes, Execution] = OrderedDict()
+        self._wrong_exact: OrderedDict[bytes, tuple[int, ...]] = OrderedDict()
+        self._lock = threading.RLock()
+        if self.state_map.latest_version() is None:
+            self._init_genesis()
+        elif self._view().params() != genesis.params:
+            raise StorageError("the database holds another chain's state (parameters differ from genesis)")
+
+    # ------------------------------------------------------------------------------------------ setup
+
+    def _init_genesis(self) -> None:
+        view = genesis_state(self.genesis, self._genesis_gas)
+        update = self.state_map.compute_update(None, 0, view.changes())
+        with self.store.write_batch(sync=True) as batch:
+            self.state_map.stage(batch, update)
+            batch.put(META_KEY, AppMeta(Height(0), ZERO_HASH).encode())
+
+    def _genesis_gas(self, model: GenesisModel) -> int:
+        from vm.engine import model_spec
+        from vm.sandbox.check import check_model
+
+        return check_model(model.model_bytes, model_spec(model.meta, sandbox_limits(self.genesis.params))).gas_per_call
+
+    def close(self) -> None:
+        self.engine.close()
+
+    # ------------------------------------------------------------------------------------------ reads
+
+    @property
+    def last_height(self) -> int:
+        latest = self.state_map.latest_version()
+        if latest is None:
+            raise StorageError("state is not initialised")
+        return latest
+
+    def _view(self, version: int | None = None) -> StateView:
+        return StateView(self.state_map, self.last_height if version is None else version)
+
+    def view(self, version: int | None = None) -> StateView:
+        """A read-only view of the committed state at `version` (default: the latest)."""
+        return self._view(version)
+
+    def _meta(self) -> AppMeta:
+        raw = self.store.get(META_KEY)
+        if raw is None:
+            raise StorageError("application metadata missing")
+        return AppMeta.decode(raw)
+
+    def _model_bytes(self, model_id: Hash32) -> bytes:
+        view = self._view()
+        record = view.model(model_id)
+        if record is None:
+            raise LookupError(f"model {model_id.hex()[:16]} is not registered")
+        return view.model_bytes(model_id, record.n_chunks)
+
+    def info(self) -> AppInfo:
+        version = self.last_height
+        meta = self._meta()
+        chain = self._view(version).chain()
+        return AppInfo(self.chain_id, Height(version), meta.block_id, Timestamp(chain.time),
+                       self.state_map.root(version))
+
+    def validator_set(self, height: Height | int) -> ValidatorSet:
+        last = self.last_height
+        h = int(height)
+        if h < 1 or h > last + 2:
+            raise ValueError(f"validator set of height {h} is not known (last height {last})")
+        version = last if h >= last - 5 else max(0, h - 2)
+        return ValidatorSet(self._view(version).validator_list(h))
+
+    # ------------------------------------------------------------------------------------------ PoI
+
+    def _prev_block_id(self, height: int) -> Hash32:
+        """Id of block height-1, for heights up to last+1."""
+        last = self.last_height
+        if height == 1:
+            return ZERO_HASH
+        if height - 1 == last:
+            return self._meta().block_id
+        chain = self._view(last).chain()
+        if height == last:
+            return chain.last_block_id
+        if height == last - 1:
+            return chain.prev_block_id
+        return self._view(height).chain().last_block_id  # chain record of version h holds id(h-1)
+
+    def challenge_output(self, height: int) -> Tensor | None:
+        """This node's output for the PoI challenge of `height` (cached), or None when it cannot run it."""
+        prev = self._prev_block_id(height)
+        key = (height, bytes(prev))
+        with self._lock:
+            if key in self._challenges:
+                return self._challenges[key]
+        try:
+            challenge = challenge_for(self._view(), self.chain_id, height, prev)
+            outputs = self.engine.run_challenge(challenge, self._view().params())
+            output: Tensor | None = outputs[0] if outputs else None
+        except LocalFault as fault:
+            self._alarm(f"PoI challenge {height}: {fault}")
+            return None
+        with self._lock:
+            self._challenges[key] = output
+            while len(self._challenges) > 8:
+                self._challenges.popitem(last=False)
+        return output
+
+    def poi_commitment(self, height: Height | int, validator: Address) -> Hash32 | None:
+        output = self.challenge_output(int(height))
+        return None if output is None else compute_commitment(output, validator, int(height))
+
+    # ------------------------------------------------------------------------------------------ blocks
+
+    def _remember(self, block_id: bytes, execution: Execution) -> None:
+        with self._lock:
+            self._executions[block_id] = execution
+            while len(self._executions) > 16:
+                self._executions.popitem(last=False)
+
+    def _compute_update_for(self, height: int) -> Callable[[StateView], StateUpdate]:
+        return lambda view: view.compute_update(self.state_map, height)
+
+    def _usable_evidence(self, evidence: Sequence[Evidence], ctx: BlockContext) -> list[Evidence]:
+        view = self._view()
+        out = []
+        for ev in evidence:
+            if not self.check_evidence(ev):
+                continue
+            if is_evidence_punishable(view, ctx, ev):
+                out.append(ev)
+        return out
+
+    def build_block(self, template: BlockTemplate, txs: Sequence[Transaction]) -> Block:
+        """Raises LocalFault when this node cannot compute the PoI reveal the block must carry."""
+        version = self.last_height
+        h = int(template.height)
+        if h != version + 1:
+            raise ValueError(f"cannot build block {h} on state at height {version}")
+        params = self._view(version).params()
+        reveal = None
+        if h >= 3:
+            reveal = self.challenge_output(h - 2)
+            if reveal is None:
+                raise LocalFault(f"cannot compute the PoI reveal for height {h - 2}")
+        ctx = BlockContext(template.chain_id, template.height, template.time, template.proposer, params)
+        evidence = self._usable_evidence(template.evidence, ctx)
+        built = build_block(lambda: self._view(version), self._compute_update_for(h), template, txs, self.engine,
+                            verify=self._verify_tx, reveal=reveal, evidence=evidence)
+        for fault in built.faults:
+            self._alarm(f"building block {h}: {fault}")
+        self._remember(built.block.id, Execution(version, built.update, built.validator_updates, built.punished))
+        return built.block
+
+    def validate_block(self, block: Block) -> Verdict:
+        version = self.last_height
+        h = int(block.height)
+        meta = self._meta()
+        checks = Checks(
+            chain_id=self.chain_id,
+            last_block_id=meta.block_id,
+            verify_tx=self._verify_tx,
+            verify_vote=self._verify_vote,
+            reveal=lambda: self._required_reveal(h),
+            check_wrong_inference=self._check_wrong_inference_strict,
+        )
+        validated = validate_block(lambda: self._view(version), self._compute_update_for(h), block, self.engine,
+                                   checks)
+        if validated.verdict.kind.value == "local_fault":
+            self._alarm(f"validating block {h}: {validated.verdict.reason}")
+        if validated.wrong_exact:
+            with self._lock:
+                self._wrong_exact[bytes(block.id)] = validated.wrong_exact
+                while len(self._wrong_exact) > 16:
+                    self._wrong_exact.popitem(last=False)
+        if validated.update is not None:
+            self._remember(block.id, Execution(version, validated.update, validated.validator_updates,
+                                               validated.punished))
+        return validated.verdict
+
+    def _required_reveal(self, height: int) -> Tensor | None:
+        reveal = self.challenge_output(height - 2)
+        if reveal is None:
+            raise LocalFault(f"cannot compute the PoI output of height {height - 2}")
+        return reveal
+
+    def finalize_block(self, block: Block, batch: WriteBatch) -> FinalizeOutcome:
+        version = self.last_height
+        h = int(block.height)
+        with self._lock:
+            execution = self._executions.get(bytes(block.id))
+        if execution is None or execution.base_version != version:
+            view = self._view(version)
+            result = apply_block(view, block, self._verify_tx)
+            update = view.compute_update(self.state_map, h)
+            execution = Execution(version, update, result.validator_updates, result.punished)
+        if execution.update.root != block.header.state_root:
+            raise InvalidBlock(f"block {h}: applying it gives another state root than its header")
+        self.state_map.stage(batch, execution.update)
+        batch.put(META_KEY, AppMeta(Height(h), block.id).encode())
+        with self._lock:
+            self._executions.pop(bytes(block.id), None)
+        return FinalizeOutcome(Height(h), execution.update.root, execution.validator_updates, execution.punished)
+
+    # ------------------------------------------------------------------------------------------ evidence
+
+    def _verify_vote(self, vote: Vote) -> bool:
+        return self._vote_sigs.check(vote.hash, lambda: vote.verify_signature(self.chain_id))
+
+    def _validator_set_or_none(self, height: Height) -> ValidatorSet | None:
+        try:
+            return self.validator_set(height)
+        except (ValueError, LookupError, StorageError):
+            return None
+
+    def _model_record(self, model_id: Hash32) -> ModelRecord | None:
+        return self._view().model(model_id)
+
+    def _check_wrong_inference_strict(self, ev: WrongInference) -> bool:
+        """For validation: LocalFault propagates (this node cannot judge the block)."""
+        return check_wrong_inference(ev, chain_id=self.chain_id, validator_set=self._validator_set_or_none,
+                                     model=self._model_record, engine=self.engine, params=self._view().params())
+
+    def check_evidence(self, evidence: Evidence) -> bool:
+        if isinstance(evidence, WrongInference):
+            try:
+                return self._check_wrong_inference_strict(evidence)
+            except LocalFault as fault:
+                self._alarm(f"checking evidence: {fault}")
+                return False
+        if not check_equivocation(evidence, self.chain_id):
+            return False
+        height = evidence.vote_a.height if hasattr(evidence, "vote_a") else evidence.proposal_a.height
+        vset = self._validator_set_or_none(Height(height))
+        return vset is not None and vset.get_by_key(evidence.offender) is not None
+
+    def wrong_inference_evidence(self, signed: ProposalBlock) -> tuple[WrongInference, ...]:
+        """Evidence against `signed`'s proposer for each exact output that `validate_block` found wrong."""
+        with self._lock:
+            indices = self._wrong_exact.get(bytes(signed.block.id), ())
+        return tuple(make_wrong_inference(signed, i) for i in indices)
+
+    # ------------------------------------------------------------------------------------------ mempool
+
+    def check_tx(self, tx: Transaction) -> str | None:
+        """Why `tx` could not be included in the next block right now (None: it could)."""
+        if not self._verify_tx(tx):
+            return "bad signature"
+        view = self._view()
+        chain = view.chain()
+        ctx = BlockContext(self.chain_id, Height(chain.height + 1), chain.time, Address(b"\x00" * 20), view.params())
+        return inclusion_error(view, ctx, tx)
+
+
+def local_executor() -> Executor:
+    """An in-process executor (no isolation) for tools and benchmarks."""
+    return LocalExecutor()
