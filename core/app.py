@@ -40,14 +40,17 @@ class Verdict:
     kind: VerdictKind
     bad_txs: tuple[int, ...] = ()
     reason: str = ""
+    # Indices (a subset of bad_txs) whose `exact` inference output is provably wrong: consensus turns each
+    # into WrongInference evidence against the proposer (DESIGN.md §2.6).
+    wrong_outputs: tuple[int, ...] = ()
 
     @classmethod
     def valid(cls) -> Verdict:
         return cls(VerdictKind.VALID)
 
     @classmethod
-    def invalid(cls, reason: str, bad_txs: Sequence[int] = ()) -> Verdict:
-        return cls(VerdictKind.INVALID, tuple(bad_txs), reason)
+    def invalid(cls, reason: str, bad_txs: Sequence[int] = (), wrong_outputs: Sequence[int] = ()) -> Verdict:
+        return cls(VerdictKind.INVALID, tuple(bad_txs), reason, tuple(wrong_outputs))
 
     @classmethod
     def local_fault(cls, reason: str) -> Verdict:
