@@ -215,7 +215,7 @@ def _normalize_initializers(model: ModelProto) -> None:
             array = numpy_helper.to_array(init)
         except Exception as exc:  # malformed tensor payloads raise several types
             raise InvalidModel(f"initializer {init.name!r} is malformed: {one_line(exc, 80)}") from None
-        fresh.append(numpy_helper.from_array(np.ascontiguousarray(array), init.name))
+        fresh.append(numpy_helper.from_array(np.asarray(array, order="C"), init.name))
     del g.initializer[:]
     g.initializer.extend(fresh)
 
@@ -424,7 +424,7 @@ def _fold(model: ModelProto, foldable: list[int], types: TypeTable) -> None:
                 raise InvalidModel(f"cannot fold constant node {node.op_type}: {one_line(exc, 120)}") from None
         for name, value in zip(outputs, results, strict=True):
             values[name] = value
-            g.initializer.append(numpy_helper.from_array(np.ascontiguousarray(value), name))
+            g.initializer.append(numpy_helper.from_array(np.asarray(value, order="C"), name))
     keep = [n for i, n in enumerate(g.node) if i not in folded]
     del g.node[:]
     g.node.extend(keep)

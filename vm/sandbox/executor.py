@@ -233,7 +233,7 @@ def _validated_inputs(declared: tuple[TensorSpec, ...], inputs: Mapping[str, np.
         if not isinstance(value, np.ndarray) or value.dtype != np.dtype(t.dtype) or value.shape != t.shape:
             got = f"{value.dtype}{list(value.shape)}" if isinstance(value, np.ndarray) else type(value).__name__
             raise InputMismatch(f"input {t.name!r} is {got}, declared {t.dtype}{list(t.shape)}")
-        feeds[t.name] = np.ascontiguousarray(value)
+        feeds[t.name] = np.asarray(value, order="C")
     return feeds
 
 

@@ -33,7 +33,7 @@ class GoldenVectors:
 
 
 def _frozen(array: np.ndarray) -> np.ndarray:
-    out = np.ascontiguousarray(array).copy()
+    out = np.asarray(array, order="C").copy()
     out.flags.writeable = False
     return out
 
@@ -55,7 +55,7 @@ def encode_golden(golden: GoldenVectors) -> bytes:
             for kind, values in (("in", case.inputs), ("out", case.outputs)):
                 for name, array in values.items():
                     member = io.BytesIO()
-                    np.lib.format.write_array(member, np.ascontiguousarray(array), allow_pickle=False)
+                    np.lib.format.write_array(member, np.asarray(array, order="C"), allow_pickle=False)
                     info = zipfile.ZipInfo(f"case{i}.{kind}.{name}.npy", date_time=_FIXED_TIME)
                     info.external_attr = 0o644 << 16
                     zf.writestr(info, member.getvalue())

@@ -45,7 +45,7 @@ def canonical_outputs(
     result: dict[str, np.ndarray] = {}
     for spec in outputs:
         value = raw[spec.name]
-        result[spec.name] = quantize(value, grid_k, spec.name) if spec.is_float else np.ascontiguousarray(value)
+        result[spec.name] = quantize(value, grid_k, spec.name) if spec.is_float else np.asarray(value, order="C")
     return result
 
 

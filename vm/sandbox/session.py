@@ -47,7 +47,7 @@ def pinned_session_options() -> ort.SessionOptions:
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     so.use_deterministic_compute = True
     so.enable_profiling = False
-    so.log_severity_level = 3
+    so.log_severity_level = 4  # errors surface as exceptions
     for key, value in _CONFIG_ENTRIES.items():
         so.add_session_config_entry(key, value)
     return so

@@ -38,6 +38,7 @@ def _worker_main(conn: Connection, limits: WorkerLimits) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     import onnxruntime
 
+    onnxruntime.set_default_logger_severity(4)  # failures reach the parent as exceptions, not stderr noise
     import vm.sandbox.check  # noqa: F401  (import everything before the address-space limit)
     from vm.sandbox.executor import Runner
 
@@ -238,6 +239,7 @@ class WorkerPool:
                 raise WorkerFault("worker timed out")
             reply = worker.conn.recv()
         except (OSError, EOFError):
+            worker.process.join(_STOP_TIMEOUT_S)
             code = worker.process.exitcode
             self._discard(slot)
             raise WorkerFault(f"worker died (exit code {code})") from None
