@@ -382,3 +382,28 @@ _HANDLERS = {
     TxKind.MODEL_CHUNK: _model_chunk,
     TxKind.INFER: _infer,
 }
+
+
+# ------------------------------------------------------------------------------------------------ gas quotes
+
+
+def chunk_gas(params: Params, chunk: ModelChunk, total_bytes: int, last: bool) -> int:
+    """Gas a chunk transaction uses (the last chunk of an upload also pays for the registration check)."""
+    vm = params.vm
+    gas = vm.gas_chunk_base + vm.gas_chunk_per_byte * len(chunk.data)
+    if last:
+        gas += vm.gas_register_base + vm.gas_register_per_byte * total_bytes
+    return gas
+
+
+def infer_gas(params: Params, model: ModelRecord, inputs: tuple[Tensor, ...]) -> int:
+    """Gas an inference on `model` uses: base + per input byte + the model's metered price per call."""
+    vm = params.vm
+    return vm.gas_infer_base + vm.gas_infer_per_io_byte * sum(len(t.data) for t in inputs) + model.gas_per_call
+
+
+def kind_gas(params: Params, kind: TxKind) -> int:
+    """Gas of the fixed-price kinds (transfer, stake, unstake, unjail)."""
+    vm = params.vm
+    return {TxKind.TRANSFER: vm.gas_transfer, TxKind.STAKE: vm.gas_stake, TxKind.UNSTAKE: vm.gas_unstake,
+            TxKind.UNJAIL: vm.gas_unjail}[kind]

@@ -139,8 +139,8 @@ def _validate(new_view: Callable[[], StateView], compute_update: Callable[[State
             if meta is not None and meta.model_class is ModelClass.EXACT:
                 wrong_exact.append(w.index)
     if bad:
-        return Validated(Verdict.invalid("model outputs or verdicts this node does not reproduce", sorted(bad)),
-                         wrong_exact=tuple(wrong_exact))
+        return Validated(Verdict.invalid("model outputs or verdicts this node does not reproduce", sorted(bad),
+                                         wrong_exact), wrong_exact=tuple(wrong_exact))
     results = executor.finish(committed)
     mismatched = [i for i, (mine, theirs) in enumerate(zip(results, block.results, strict=True)) if mine != theirs]
     if mismatched:

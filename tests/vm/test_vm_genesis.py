@@ -1,0 +1,86 @@
+"""genesis.json: the committed devnet file, the deterministic tool, one-line errors, the initial state."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from core.errors import ConfigError
+from core.keys import PrivateKey
+from core.store import LevelDBStore
+from vm.app import VMApplication
+from vm.genesis import REPO_ROOT, load_genesis, parse_genesis
+from vm.genesis_tool import main, make_genesis
+from vm.sandbox.executor import LocalExecutor
+
+pytestmark = pytest.mark.vm
+
+
+def test_repository_genesis_is_the_tool_output_and_loads() -> None:
+    committed = (REPO_ROOT / "genesis.json").read_text()
+    assert committed == json.dumps(make_genesis(4), indent=2) + "\n"
+    genesis = load_genesis(REPO_ROOT / "genesis.json")
+    assert genesis.chain_id == "inferchain-devnet-1"
+    assert len(genesis.validators) == 4
+    assert genesis.params.consensus.max_block_bytes <= 900 * 1024
+    assert "PUBLICLY KNOWN KEYS" in json.loads(committed)["note"]
+    assert len(genesis.params.poi_models) == 1
+
+
+def test_tool_is_deterministic_and_keys_derive_from_the_seed(tmp_path: Path) -> None:
+    runner = CliRunner()
+    a, b = tmp_path / "a.json", tmp_path / "b.json"
+    for out in (a, b):
+        result = runner.invoke(main, ["--validators", "7", "--out", str(out)])
+        assert result.exit_code == 0, result.output
+    assert a.read_bytes() == b.read_bytes()
+    doc = json.loads(a.read_text())
+    seed = doc["keys"]["seed_phrase"]
+    assert [v["public_key"] for v in doc["validators"]] == [
+        PrivateKey.derive(seed, "validator", i).public_key.hex() for i in range(7)]
+
+
+@pytest.mark.parametrize(("edit", "message"), [
+    (lambda d: d.pop("chain_id"), "chain_id is missing"),
+    (lambda d: d["accounts"][0].update(address="ic1notanaddress"), "accounts[0].address"),
+    (lambda d: d["consensus"].update(max_block_bytes=2_000_000), "max_block_bytes"),
+    (lambda d: d["models"][0].update(id="00" * 32), "models[0].id"),
+    (lambda d: d["validators"][0].update(stake=1), "below staking.min_validator_stake"),
+    (lambda d: d["vm"].update(unknown_knob=1), "unknown field 'unknown_knob'"),
+    (lambda d: d["slashing"].update(max_misses=99), "max_misses"),
+    (lambda d: d.update(genesis_time="yesterday"), "genesis_time"),
+])
+def test_bad_genesis_is_a_one_line_config_error(edit: Any, message: str) -> None:
+    doc = copy.deepcopy(make_genesis(2))
+    edit(doc)
+    with pytest.raises(ConfigError) as err:
+        parse_genesis(doc)
+    assert message in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_initial_state(tmp_path: Path) -> None:
+    genesis = parse_genesis(make_genesis(4))
+    app = VMApplication(LevelDBStore(tmp_path / "db"), genesis, executor=LocalExecutor())
+    info = app.info()
+    assert info.last_height == 0 and info.chain_id == genesis.chain_id
+    assert app.validator_set(1) == app.validator_set(2) == genesis.validator_set()
+    view = app.view()
+    assert view.supply().genesis == genesis.supply
+    for model in genesis.models:
+        record = view.model(model.model_id)
+        assert record is not None and record.gas_per_call > 0
+        assert view.model_bytes(model.model_id, record.n_chunks) == model.model_bytes
+    root = info.state_root
+    app.close()
+    app.store.close()
+    # Reopening finds the same state and does not re-initialise it.
+    again = VMApplication(LevelDBStore(tmp_path / "db"), genesis, executor=LocalExecutor())
+    assert again.info().state_root == root
+    again.close()
+    again.store.close()
