@@ -29,11 +29,12 @@ def quantize(y: np.ndarray, grid_k: int, name: str = "output") -> np.ndarray:
     """Grid values q = round_half_even(y * 2^k) as int64; NonFiniteOutput/OffGridOutput otherwise."""
     if y.dtype.kind != "f":
         raise TypeError(f"quantize expects floats, got {y.dtype}")
-    scaled = y.astype(np.float64) * float(2**grid_k)
-    if not np.isfinite(scaled).all():
+    if not np.isfinite(y).all():
         raise NonFiniteOutput(f"{name} holds NaN or Inf")
+    with np.errstate(over="ignore"):
+        scaled = y.astype(np.float64) * float(2**grid_k)
     q = np.rint(scaled)
-    if q.size and (q.min() < -_TWO_63 or q.max() >= _TWO_63):
+    if q.size and not (np.isfinite(q).all() and q.min() >= -_TWO_63 and q.max() < _TWO_63):
         raise OffGridOutput(f"{name} does not fit the int64 grid at k={grid_k}")
     return q.astype(np.int64)
 
