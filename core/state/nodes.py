@@ -11,11 +11,12 @@ an update never reads a leaf, and a leaf that moves up or down the tree is not r
 
 from __future__ import annotations
 
+import hashlib
 import struct
 from typing import Final
 
 from core.errors import StorageError
-from core.state.hashing import EMPTY_ROOT, node_hash
+from core.state.hashing import EMPTY_ROOT, NODE_TAG, node_hash
 
 Child = tuple[bytes, int, bytes | None]
 """A parent's record of one child: (hash, version it was written at, key path if it is a leaf else None)."""
@@ -24,6 +25,8 @@ INTERNAL: Final = 1
 LEAF: Final = 2
 
 _EMPTY = bytes(EMPTY_ROOT)
+_NODE_TAG_BYTES = bytes((len(NODE_TAG),)) + NODE_TAG
+_sha256 = hashlib.sha256
 _KEY_HEAD = struct.Struct(">QB")
 _VERSION = struct.Struct(">Q")
 _INTERNAL_HEAD = struct.Struct(">BHH")
@@ -73,26 +76,38 @@ def encode_internal(children: dict[int, Child]) -> bytes:
     return _INTERNAL_HEAD.pack(INTERNAL, present, leaves) + b"".join(parts)
 
 
+_layouts: dict[tuple[int, int], tuple[struct.Struct, tuple[tuple[int, bool], ...]]] = {}
+
+
+def _layout(present: int, leaves: int) -> tuple[struct.Struct, tuple[tuple[int, bool], ...]]:
+    """The struct that unpacks a node with these child bitmaps in one call, and its (nibble, is_leaf) list."""
+    layout = _layouts.get((present, leaves))
+    if layout is None:
+        slots = tuple((n, bool(leaves & (0x8000 >> n))) for n in range(16) if present & (0x8000 >> n))
+        fmt = ">5x" + "".join("Q32s32s" if is_leaf else "Q32s" for _, is_leaf in slots)
+        layout = struct.Struct(fmt), slots
+        if len(_layouts) < 65536:
+            _layouts[(present, leaves)] = layout
+    return layout
+
+
 def decode_internal(data: bytes) -> dict[int, Child]:
     kind, present, leaves = _INTERNAL_HEAD.unpack_from(data)
     if kind != INTERNAL or leaves & ~present:
         raise StorageError("corrupt state node")
-    size = _INTERNAL_HEAD.size + present.bit_count() * _CHILD.size + leaves.bit_count() * 32
-    if size != len(data):
+    shape, slots = _layout(present, leaves)
+    if shape.size != len(data):
         raise StorageError("corrupt state node")
+    fields = shape.unpack(data)
     children: dict[int, Child] = {}
-    offset = _INTERNAL_HEAD.size
-    unpack, unpack_leaf = _CHILD.unpack_from, _LEAF_CHILD.unpack_from
-    for nibble in range(16):
-        bit = 0x8000 >> nibble
-        if leaves & bit:
-            version, digest, path = unpack_leaf(data, offset)
-            offset += _LEAF_CHILD.size
-            children[nibble] = (digest, version, path)
-        elif present & bit:
-            version, digest = unpack(data, offset)
-            offset += _CHILD.size
-            children[nibble] = (digest, version, None)
+    i = 0
+    for nibble, is_leaf in slots:
+        if is_leaf:
+            children[nibble] = (fields[i + 1], fields[i], fields[i + 2])
+            i += 3
+        else:
+            children[nibble] = (fields[i + 1], fields[i], None)
+            i += 2
     return children
 
 
@@ -141,28 +156,45 @@ def fold(entries: list[tuple[int, bytes, bool]], level: int) -> bytes:
 def internal_hash(children: dict[int, Child]) -> bytes:
     """Hash of a node (every stored internal node holds at least two entries below it).
 
-    Folds the 16 slots level by level, pairing siblings: the rules of `fold`, in the form that costs least
-    on the update path.
+    Folds the 16 slots pairwise, level by level: the rules of `fold` in the form that costs least on the
+    update path (None marks an empty subtree; node_hash is inlined).
     """
-    level = [(nibble, children[nibble][0], children[nibble][2] is not None) for nibble in sorted(children)]
-    for _ in range(4):
-        up: list[tuple[int, bytes, bool]] = []
-        i, count = 0, len(level)
-        while i < count:
-            index, digest, is_leaf = level[i]
-            if i + 1 < count and level[i + 1][0] == index ^ 1:
-                up.append((index >> 1, node_hash(digest, level[i + 1][1]), False))
-                i += 2
-                continue
-            if is_leaf:
-                up.append((index >> 1, digest, True))
-            elif index & 1:
-                up.append((index >> 1, node_hash(_EMPTY, digest), False))
+    sha, tag, empty = _sha256, _NODE_TAG_BYTES, _EMPTY
+    hashes: list[bytes | None] = [None] * 16
+    leaf = [False] * 16
+    for nibble, child in children.items():
+        hashes[nibble] = child[0]
+        leaf[nibble] = child[2] is not None
+    width = 16
+    while width > 1:
+        up: list[bytes | None] = []
+        up_leaf: list[bool] = []
+        for j in range(0, width, 2):
+            left, right = hashes[j], hashes[j + 1]
+            if left is None:
+                if right is None:
+                    up.append(None)
+                    up_leaf.append(False)
+                elif leaf[j + 1]:
+                    up.append(right)
+                    up_leaf.append(True)
+                else:
+                    up.append(sha(tag + empty + right).digest())
+                    up_leaf.append(False)
+            elif right is None:
+                if leaf[j]:
+                    up.append(left)
+                    up_leaf.append(True)
+                else:
+                    up.append(sha(tag + left + empty).digest())
+                    up_leaf.append(False)
             else:
-                up.append((index >> 1, node_hash(digest, _EMPTY), False))
-            i += 1
-        level = up
-    return level[0][1]
+                up.append(sha(tag + left + right).digest())
+                up_leaf.append(False)
+        hashes, leaf, width = up, up_leaf, width >> 1
+    root = hashes[0]
+    assert root is not None
+    return root
 
 
 def version_bytes(version: int) -> bytes:
