@@ -118,14 +118,14 @@ def inclusion_error(view: StateView, ctx: BlockContext, tx: Transaction) -> str 
     if tx.chain_id != ctx.chain_id:
         return "wrong chain id"
     if tx.gas_limit > vm.max_tx_gas:
-        return f"gas limit {tx.gas_limit} exceeds the per-transaction maximum {vm.max_tx_gas}"
+        return f"gas limit {tx.gas_limit:d} exceeds the per-transaction maximum {vm.max_tx_gas:d}"
     if tx.fee < tx.gas_limit * vm.min_gas_price:
-        return f"fee {tx.fee} is below gas_limit x min_gas_price = {tx.gas_limit * vm.min_gas_price}"
+        return f"fee {tx.fee:d} is below gas_limit x min_gas_price = {tx.gas_limit * vm.min_gas_price:d}"
     account = view.account(tx.sender_address)
     if tx.nonce != account.nonce:
-        return f"nonce {tx.nonce} is not the account's next nonce {account.nonce}"
+        return f"nonce {tx.nonce:d} is not the account's next nonce {account.nonce:d}"
     if account.balance < tx.fee:
-        return f"balance {account.balance} cannot pay the fee {tx.fee}"
+        return f"balance {account.balance:d} cannot pay the fee {tx.fee:d}"
     return None
 
 
@@ -182,7 +182,7 @@ def _transfer(view: StateView, ctx: BlockContext, index: int, sender: Address, p
     gas.charge(ctx.params.vm.gas_transfer)
     src = view.account(sender)
     if p.amount > src.balance:
-        raise _Failed(f"balance {src.balance} is below the amount {p.amount}")
+        raise _Failed(f"balance {src.balance:d} is below the amount {p.amount:d}")
     if p.to != sender:
         view.set_account(sender, src.replace(balance=Amount(src.balance - p.amount)))
         dst = view.account(p.to)
@@ -223,7 +223,7 @@ def _stake(view: StateView, ctx: BlockContext, index: int, sender: Address, p: W
         raise _Failed("the validator is tombstoned")
     src = view.account(sender)
     if p.amount > src.balance:
-        raise _Failed(f"balance {src.balance} is below the amount {p.amount}")
+        raise _Failed(f"balance {src.balance:d} is below the amount {p.amount:d}")
     joins = record.stake < ctx.params.staking.min_validator_stake <= record.stake + p.amount
     if joins:
         listed = view.get(KEY_CANDIDATES, CandidateList)
@@ -239,7 +239,7 @@ def _unstake(view: StateView, ctx: BlockContext, index: int, sender: Address, p:
     gas.charge(ctx.params.vm.gas_unstake)
     address, record = _owned_validator(view, sender, p.validator)
     if p.amount == 0 or p.amount > record.stake:
-        raise _Failed(f"unstake amount must be between 1 and the stake {record.stake}")
+        raise _Failed(f"unstake amount must be between 1 and the stake {record.stake:d}")
     done_at = ctx.height + ctx.params.staking.unbonding_blocks
     key = unbonding_key(done_at)
     queue = view.get(key, UnbondingQueue) or UnbondingQueue(())
@@ -257,7 +257,7 @@ def _unjail(view: StateView, ctx: BlockContext, index: int, sender: Address, p: 
     if not record.jailed:
         raise _Failed("the validator is not jailed")
     if ctx.height < record.jailed_until:
-        raise _Failed(f"jailed until height {record.jailed_until}")
+        raise _Failed(f"jailed until height {record.jailed_until:d}")
     if record.stake < ctx.params.staking.min_validator_stake:
         raise _Failed("stake is below the validator minimum")
     view.set_validator(address, record.replace(jailed=False, miss_bits=0))
@@ -297,9 +297,9 @@ def _model_chunk(view: StateView, ctx: BlockContext, index: int, sender: Address
         raise _Failed("the upload belongs to another account")
     header = upload.header
     if p.index >= header.n_chunks:
-        raise _Failed(f"chunk index {p.index} is beyond the upload's {header.n_chunks} chunks")
+        raise _Failed(f"chunk index {p.index:d} is beyond the upload's {header.n_chunks:d} chunks")
     if upload.has_chunk(p.index):
-        raise _Failed(f"chunk {p.index} already received")
+        raise _Failed(f"chunk {p.index:d} already received")
     if len(p.data) > MAX_CHUNK_BYTES:  # the codec bounds it already; kept as the stated rule
         raise _Failed("chunk too large")
     upload = upload.with_chunk(p.index)
@@ -363,10 +363,10 @@ def _infer(view: StateView, ctx: BlockContext, index: int, sender: Address, p: W
         raise _Failed("inputs do not match the model's declared inputs")
     royalty = model.meta.fee_per_call
     if royalty > p.max_model_fee:
-        raise _Failed(f"the model's fee {royalty} exceeds max_model_fee {p.max_model_fee}")
+        raise _Failed(f"the model's fee {royalty:d} exceeds max_model_fee {p.max_model_fee:d}")
     src = view.account(sender)
     if royalty > src.balance:
-        raise _Failed(f"balance {src.balance} cannot pay the model's fee {royalty}")
+        raise _Failed(f"balance {src.balance:d} cannot pay the model's fee {royalty:d}")
     if royalty:
         view.set_account(sender, src.replace(balance=Amount(src.balance - royalty)))
         owner = view.account(model.owner)
