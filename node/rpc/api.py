@@ -141,3 +141,8 @@ class NodeApi(Protocol):
     def committed_blocks(self) -> AbstractAsyncContextManager[AsyncIterator[Block]]:
         """A stream of every block committed from now on, in height order."""
         ...
+
+    # Optional (looked up with getattr, so older backends still serve the rest of the API):
+    #   def params(self) -> vm.params.Params             -- the chain parameters at the latest height
+    #   def tx_outcome(self, tx_hash) -> TxOutcome | None -- a rejection after mempool entry (commit mode
+    #                                                        reports "rejected: validators disagreed")

@@ -350,6 +350,16 @@ async def poi(api: NodeApi, hub: EventHub, address: Address | None) -> list[dict
             for v in vals]
 
 
+@registry.method("params", "The chain parameters in force: gas prices and schedule, staking, rewards, slashing, "
+                           "consensus timeouts, PoI models.",
+                 result="Params", result_schema=OBJ, errors=(E.NOT_READY,))
+async def params(api: NodeApi, hub: EventHub) -> dict[str, Any]:
+    read = getattr(api, "params", None)  # optional in NodeApi: a node without it answers NOT_READY
+    if read is None:
+        raise RpcError(E.NOT_READY, "this node does not expose its chain parameters")
+    return dict(to_json(read()))
+
+
 def tx_hash_of_hex(tx_hex: str) -> str:
     """The hash a broadcast will report, for clients that want it before the answer."""
     return sha256(bytes.fromhex(tx_hex)).hex()

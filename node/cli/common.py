@@ -1,0 +1,147 @@
+"""What every `inferchain` command shares: options, the keyring, signing keys, output, the node client.
+
+User errors are raised as `CliError` (or any InferchainError/RpcError/OSError) and printed by the top-level
+handler in `node.cli` as one line `error: ...` on stderr with exit status 1; never a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from core.errors import InferchainError, KeyFileError
+from core.keyfile import is_encrypted, load_key
+from core.keys import PrivateKey
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+DEFAULT_NODE = "http://127.0.0.1:26657"
+DEFAULT_HOME = "~/.inferchain/node"
+DEFAULT_KEYRING = "~/.inferchain/keys"
+PASSPHRASE_ENV = "INFERCHAIN_PASSPHRASE"
+
+
+class CliError(InferchainError):
+    """A mistake in how a command was called or what it was given; the message is the whole story."""
+
+
+def repo_root() -> Path:
+    return Path(__file__).resolve().parents[2]
+
+
+def default_genesis() -> Path:
+    return repo_root() / "genesis.json"
+
+
+# ------------------------------------------------------------------------------------------------ options
+
+
+def node_option(fn: F) -> F:
+    return click.option("--node", "node_url", envvar="INFERCHAIN_NODE", default=DEFAULT_NODE, show_default=True,
+                        help="RPC URL of the node to talk to (env INFERCHAIN_NODE).")(fn)
+
+
+def home_option(fn: F) -> F:
+    return click.option("--home", envvar="INFERCHAIN_HOME", default=DEFAULT_HOME, show_default=True,
+                        type=click.Path(file_okay=False, path_type=Path),
+                        help="Node home directory (env INFERCHAIN_HOME).")(fn)
+
+
+def keyring_option(fn: F) -> F:
+    return click.option("--keyring", envvar="INFERCHAIN_KEYRING", default=DEFAULT_KEYRING, show_default=True,
+                        type=click.Path(file_okay=False, path_type=Path),
+                        help="Directory of named key files (env INFERCHAIN_KEYRING).")(fn)
+
+
+def json_option(fn: F) -> F:
+    return click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")(fn)
+
+
+def tx_options(fn: F) -> F:
+    """Signing and fee options of every transaction command."""
+    for decorator in reversed([
+        click.option("--from", "from_key", required=True, metavar="KEY",
+                     help="Signing key: a name in the keyring or a path to a key file."),
+        keyring_option,
+        node_option,
+        click.option("--fee", type=click.IntRange(min=0), default=None,
+                     help="Fee in the smallest unit (default: gas limit x the chain's minimum gas price)."),
+        click.option("--gas-limit", type=click.IntRange(min=1), default=None,
+                     help="Gas limit (default: what the chain's gas schedule charges this transaction)."),
+        click.option("--nonce", type=click.IntRange(min=0), default=None,
+                     help="Nonce (default: the account's next nonce)."),
+        click.option("--no-wait", is_flag=True, help="Return after the mempool accepts it; do not wait for the block."),
+        click.option("--timeout", type=click.FloatRange(min=0.1, max=120), default=30.0, show_default=True,
+                     help="Seconds to wait for the block."),
+        json_option,
+    ]):
+        fn = decorator(fn)
+    return fn
+
+
+# ------------------------------------------------------------------------------------------------ keys
+
+
+def keyring_path(keyring: Path) -> Path:
+    return Path(os.path.expanduser(keyring))
+
+
+def key_file_for(name_or_path: str, keyring: Path) -> Path:
+    """A keyring name (`alice`) or a path (`./alice.json`, `/x/validator_key.json`)."""
+    candidate = Path(os.path.expanduser(name_or_path))
+    if os.sep in name_or_path or name_or_path.endswith(".json") or candidate.exists():
+        return candidate
+    validate_key_name(name_or_path)
+    return keyring_path(keyring) / f"{name_or_path}.json"
+
+
+def validate_key_name(name: str) -> None:
+    if not name or len(name) > 64 or not all(c.isalnum() or c in "-_." for c in name) or name.startswith("."):
+        raise CliError(f"invalid key name {name!r}: use letters, digits, '-', '_' and '.' (at most 64)")
+
+
+def read_passphrase(prompt: str, *, confirm: bool = False) -> str:
+    """From $INFERCHAIN_PASSPHRASE, else an interactive prompt; refuses to hang without a terminal."""
+    env = os.environ.get(PASSPHRASE_ENV)
+    if env is not None:
+        return env
+    if not sys.stdin.isatty():
+        raise CliError(f"a passphrase is needed and there is no terminal: set {PASSPHRASE_ENV}")
+    value: str = click.prompt(prompt, hide_input=True, confirmation_prompt=confirm)
+    return value
+
+
+def load_signing_key(name_or_path: str, keyring: Path) -> PrivateKey:
+    path = key_file_for(name_or_path, keyring)
+    if not path.exists():
+        raise KeyFileError(f"{path}: key file not found (create it with `inferchain keys new`, "
+                           "or give a path to a key file)")
+    passphrase = read_passphrase(f"Passphrase for {path.name}") if is_encrypted(path) else None
+    return load_key(path, passphrase)
+
+
+# ------------------------------------------------------------------------------------------------ output
+
+
+def echo_json(value: Any) -> None:
+    click.echo(json.dumps(value, indent=2, sort_keys=False, default=str))
+
+
+def echo_pairs(pairs: list[tuple[str, Any]]) -> None:
+    width = max((len(k) for k, _ in pairs), default=0)
+    for key, value in pairs:
+        click.echo(f"{key + ':':<{width + 1}} {value}")
+
+
+def warn(message: str) -> None:
+    click.secho(message, fg="yellow", err=True)
+
+
+def format_amount(value: int) -> str:
+    return f"{value:,}".replace(",", "_")

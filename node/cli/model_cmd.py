@@ -1,0 +1,261 @@
+"""`inferchain model register|list|show`: canonicalize a model locally, upload it in chunks, read models.
+
+Registration follows DESIGN.md §2.1: the client rewrites the model into canonical form, runs it with the
+pinned session options to compute golden outputs (float outputs on the declared grid), and uploads the bytes
+as chunk transactions; the chain only checks and hashes what it receives.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+import numpy as np
+
+from core.errors import InvalidModel
+from core.tensor import DType, Tensor
+from core.types import Amount
+from node.cli.chainctx import chain_context
+from node.cli.common import (
+    CliError,
+    echo_json,
+    echo_pairs,
+    json_option,
+    load_signing_key,
+    node_option,
+    tx_options,
+)
+from node.client import Client, ModelInfo
+from vm.txs import (
+    MAX_CHUNK_BYTES,
+    GoldenVector,
+    ModelClass,
+    ModelMeta,
+    TensorSpec,
+    build_model_upload,
+    split_model,
+)
+
+UPLOAD_BATCH = 3  # chunk transactions per broadcast_txs call (each is up to ~256 KiB, hex-doubled on the wire)
+
+
+@click.group()
+def model() -> None:
+    """Register models and read the registry."""
+
+
+def _parse_shapes(items: tuple[str, ...]) -> dict[str, list[int]]:
+    shapes: dict[str, list[int]] = {}
+    for item in items:
+        name, sep, dims = item.partition("=")
+        try:
+            if not sep or not name:
+                raise ValueError
+            shapes[name] = [int(d) for d in dims.split(",") if d.strip()]
+        except ValueError:
+            raise CliError(f"--input-shape {item!r}: expected NAME=D1,D2,... (e.g. x=1,64)") from None
+    return shapes
+
+
+def _declared_shapes(model_bytes: bytes) -> dict[str, list[int]]:
+    import onnx
+
+    try:
+        proto = onnx.load_from_string(model_bytes)
+    except Exception as exc:  # protobuf raises its own DecodeError
+        raise InvalidModel(f"not an ONNX model ({type(exc).__name__})") from None
+    initializers = {i.name for i in proto.graph.initializer}
+    shapes: dict[str, list[int]] = {}
+    for inp in proto.graph.input:
+        if inp.name in initializers:
+            continue
+        dims = inp.type.tensor_type.shape.dim
+        if any(not d.HasField("dim_value") for d in dims):
+            raise CliError(f"input {inp.name!r} has a dynamic shape; pin it with --input-shape {inp.name}=D1,D2,...")
+        shapes[inp.name] = [d.dim_value for d in dims]
+    return shapes
+
+
+def _specs(nodes: list[Any]) -> tuple[TensorSpec, ...]:
+    out = []
+    for n in nodes:
+        np_name = n.type.removeprefix("tensor(").removesuffix(")")
+        np_name = {"float": "float32", "double": "float64", "float16": "float16"}.get(np_name, np_name)
+        out.append(TensorSpec(n.name, DType.from_name(np_name), tuple(int(d) for d in n.shape)))
+    return tuple(out)
+
+
+def _golden_inputs(spec: TensorSpec, rng: np.random.Generator) -> np.ndarray:
+    dt = spec.dtype.numpy
+    shape = tuple(spec.shape)
+    if spec.dtype.is_float:
+        return rng.random(shape).astype(dt)
+    if spec.dtype == DType.BOOL:
+        return rng.integers(0, 2, shape).astype(bool)
+    info = np.iinfo(dt)
+    return rng.integers(max(info.min, -128), min(info.max, 255) + 1, shape).astype(dt)
+
+
+def prepare_model(model_bytes: bytes, *, name: str, model_class: str, grid_k: int, tol_abs: int, tol_rel_ppm: int,
+                  fee_per_call: int, input_shapes: dict[str, list[int]], golden_inputs: list[dict[str, np.ndarray]]
+                  ) -> tuple[bytes, ModelMeta]:
+    """Canonical bytes and registration metadata, with golden outputs computed by the pinned runtime."""
+    from vm.sandbox.canonicalize import canonicalize
+    from vm.sandbox.numeric import quantize
+    from vm.sandbox.session import create_session
+
+    shapes = input_shapes or _declared_shapes(model_bytes)
+    canonical = canonicalize(model_bytes, shapes)
+    session = create_session(canonical)
+    inputs = _specs(session.get_inputs())
+    outputs = _specs(session.get_outputs())
+    cases = golden_inputs or [
+        {s.name: _golden_inputs(s, np.random.default_rng(seed)) for s in inputs} for seed in (1, 2)]
+    vectors = []
+    for case in cases:
+        feed = {}
+        for s in inputs:
+            if s.name not in case:
+                raise CliError(f"golden inputs lack the input {s.name!r}")
+            arr = np.asarray(case[s.name])
+            if tuple(arr.shape) != tuple(s.shape):
+                raise CliError(f"golden input {s.name!r} has shape {arr.shape}, the model takes {tuple(s.shape)}")
+            feed[s.name] = arr.astype(s.dtype.numpy)
+        raw = session.run([o.name for o in outputs], feed)
+        outs = []
+        for spec, value in zip(outputs, raw, strict=True):
+            arr = np.asarray(value)
+            outs.append(Tensor.from_numpy(quantize(arr, grid_k, spec.name) if spec.dtype.is_float else arr))
+        vectors.append(GoldenVector(tuple(Tensor.from_numpy(feed[s.name]) for s in inputs), tuple(outs)))
+    cls = ModelClass.EXACT if model_class == "exact" else ModelClass.TOLERANT
+    meta = ModelMeta(name, inputs, outputs, cls, grid_k, tol_abs, tol_rel_ppm, Amount(fee_per_call), tuple(vectors))
+    return canonical, meta
+
+
+@model.command("register")
+@click.argument("path", type=click.Path(dir_okay=False, exists=True, path_type=Path))
+@click.option("--name", required=True, help="Model name (at most 64 bytes).")
+@click.option("--class", "model_class", type=click.Choice(["exact", "tolerant"]), required=True,
+              help="exact: integer activations, compared bit for bit; tolerant: float, within tolerance.")
+@click.option("--grid-k", type=click.IntRange(0, 40), default=20, show_default=True,
+              help="Float outputs are committed as round(y * 2^k).")
+@click.option("--tol-abs", type=click.IntRange(min=0), default=32, show_default=True, help="Tolerance in grid units.")
+@click.option("--tol-rel-ppm", type=click.IntRange(min=0), default=200, show_default=True,
+              help="Relative tolerance in parts per million.")
+@click.option("--fee-per-call", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Royalty paid to you per inference.")
+@click.option("--input-shape", multiple=True, metavar="NAME=D1,D2", help="Pin a dynamic input shape; repeatable.")
+@click.option("--golden-inputs", type=click.Path(dir_okay=False, exists=True, path_type=Path), default=None,
+              help=".npz of golden inputs by input name (default: two seeded random inputs).")
+@tx_options
+def register(path: Path, name: str, model_class: str, grid_k: int, tol_abs: int, tol_rel_ppm: int,
+             fee_per_call: int, input_shape: tuple[str, ...], golden_inputs: Path | None, from_key: str,
+             keyring: Path, node_url: str, fee: int | None, gas_limit: int | None, nonce: int | None, no_wait: bool,
+             timeout: float, as_json: bool) -> None:
+    """Canonicalize the ONNX model at PATH, upload it in chunks and wait for its registration."""
+    if fee is not None:
+        raise CliError("--fee does not apply to uploads: each chunk pays its gas limit x the minimum gas price")
+    golden: list[dict[str, np.ndarray]] = []
+    if golden_inputs is not None:
+        with np.load(golden_inputs) as data:
+            golden = [{k: data[k] for k in data.files}]
+    if model_class == "exact":
+        grid_k, tol_abs, tol_rel_ppm = 0, 0, 0
+    canonical, meta = prepare_model(path.read_bytes(), name=name, model_class=model_class, grid_k=grid_k,
+                                    tol_abs=tol_abs, tol_rel_ppm=tol_rel_ppm, fee_per_call=fee_per_call,
+                                    input_shapes=_parse_shapes(input_shape), golden_inputs=golden)
+    key = load_signing_key(from_key, keyring)
+    chunks = split_model(canonical, meta)
+    model_id = chunks[0].model_id
+    with Client(node_url, timeout=60) as client:
+        ctx = chain_context(client, key, nonce)
+        limits = []
+        for i, chunk in enumerate(chunks):
+            extra = int(ctx.vm["gas_chunk_per_byte"]) * len(chunk.data) if ctx.vm else 0
+            if i == len(chunks) - 1 and ctx.vm:
+                extra += int(ctx.vm["gas_register_base"]) + int(ctx.vm["gas_register_per_byte"]) * len(canonical)
+            limits.append(ctx.gas("gas_chunk_base", gas_limit, extra))
+        txs = build_model_upload(key, canonical, meta, chain_id=ctx.chain_id, first_nonce=ctx.nonce,
+                                 gas_limits=limits, gas_price=ctx.gas_price(), chunk_bytes=MAX_CHUNK_BYTES)
+        last = None
+        with click.progressbar(length=len(canonical), label=f"uploading {len(chunks)} chunk(s)",
+                               file=click.get_text_stream("stderr")) as bar:
+            for start in range(0, len(txs), UPLOAD_BATCH):
+                batch = txs[start:start + UPLOAD_BATCH]
+                final = start + UPLOAD_BATCH >= len(txs)
+                mode = "commit" if final and not no_wait else "sync"
+                results = client.broadcast_txs(batch, mode=mode, timeout=timeout)
+                for r in results:
+                    if not r.accepted:
+                        raise CliError(f"chunk transaction {r.hash.hex()[:16]} refused: {r.error}")
+                    if r.result is not None and not r.result.ok:
+                        raise CliError(f"registration failed in block {r.height}: {r.result.status}"
+                                       + (f": {r.result.log}" if r.result.log else ""))
+                bar.update(sum(len(c.data) for c in chunks[start:start + UPLOAD_BATCH]))
+                last = results[-1]
+    doc = {"model_id": model_id.hex(), "name": name, "class": model_class, "bytes": len(canonical),
+           "chunks": len(chunks), "last_tx": last.hash.hex() if last else None,
+           "height": last.height if last else None,
+           "status": "registered" if last and last.height is not None else "uploaded (not waited for)"}
+    if as_json:
+        echo_json(doc)
+    else:
+        echo_pairs(list(doc.items()))
+
+
+def _model_doc(m: ModelInfo) -> dict[str, Any]:
+    return {"model_id": m.model_id.hex(), "name": m.name, "class": m.model_class, "owner": m.owner,
+            "fee_per_call": m.fee_per_call, "gas_per_call": m.gas_per_call, "registered_at": m.registered_at,
+            "bytes": m.total_bytes, "inputs": list(m.inputs), "outputs": m.fields.get("outputs", [])}
+
+
+@model.command("list")
+@node_option
+@json_option
+def list_models(node_url: str, as_json: bool) -> None:
+    """Every registered model."""
+    with Client(node_url) as client:
+        models = client.models()
+    if as_json:
+        echo_json([_model_doc(m) for m in models])
+        return
+    if not models:
+        click.echo("no models registered")
+    for m in models:
+        click.echo(f"{m.model_id.hex()}  {m.name:<20} {m.model_class:<8} gas/call={m.gas_per_call}  "
+                   f"registered at {m.registered_at}")
+
+
+@model.command("show")
+@click.argument("model_id")
+@node_option
+@json_option
+def show(model_id: str, node_url: str, as_json: bool) -> None:
+    """One model's metadata: class, inputs, outputs, price, owner."""
+    with Client(node_url) as client:
+        m = client.model(resolve_model_id(client, model_id))
+    doc = _model_doc(m)
+    if as_json:
+        echo_json(doc)
+        return
+    ins = doc.pop("inputs")
+    outs = doc.pop("outputs")
+    echo_pairs(list(doc.items()))
+    for s in ins:
+        click.echo(f"input  {s['name']}: {s['dtype']} {s['shape']}")
+    for s in outs:
+        click.echo(f"output {s['name']}: {s['dtype']} {s['shape']}")
+
+
+def resolve_model_id(client: Client, text: str) -> str:
+    """A model id (64 hex digits) or the name of a registered model."""
+    clean = text.strip().removeprefix("0x").lower()
+    if len(clean) == 64 and all(c in "0123456789abcdef" for c in clean):
+        return clean
+    matches = [m for m in client.models() if m.name == text]
+    if len(matches) == 1:
+        return matches[0].model_id.hex()
+    if not matches:
+        raise CliError(f"no registered model named {text!r} (give its id, or see `inferchain model list`)")
+    raise CliError(f"{len(matches)} models are named {text!r}; give the model id")

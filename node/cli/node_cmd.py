@@ -1,0 +1,44 @@
+"""`inferchain node run`: run a node from its home, with its RPC server and metrics, until Ctrl-C."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import click
+
+from core.errors import ConfigError
+from core.keyfile import is_encrypted
+from node.cli.common import home_option, read_passphrase
+
+
+@click.group()
+def node() -> None:
+    """Run a node."""
+
+
+@node.command("run")
+@home_option
+@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default=None,
+              help="Override the config's log level.")
+def run(home: Path, log_level: str | None) -> None:
+    """Run the node in HOME (created by `inferchain init`): p2p, consensus, RPC on the config's address."""
+    import trio
+
+    from node.cli.runner import run_node
+    from node.home import NodeHome
+
+    node_home = NodeHome.at(home)
+    node_home.check()
+    config = node_home.load_config()
+    logging.basicConfig(level=(log_level or config.log_level).upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    passphrase = None
+    if node_home.validator_key_path.exists() and is_encrypted(node_home.validator_key_path):
+        passphrase = read_passphrase("Passphrase of the validator key")
+    try:
+        trio.run(run_node, node_home, passphrase)
+    except KeyboardInterrupt:
+        click.echo("node stopped", err=True)
+    except ConfigError:
+        raise

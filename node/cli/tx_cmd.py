@@ -1,0 +1,144 @@
+"""`inferchain tx send|stake|unstake|unjail`: build, sign, broadcast and (by default) wait for the block."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+from core.address import parse_address
+from core.keys import PrivateKey
+from core.tx import Transaction
+from core.types import Amount, PublicKeyBytes
+from node.cli.chainctx import chain_context
+from node.cli.common import CliError, echo_json, echo_pairs, load_signing_key, tx_options
+from node.client import BroadcastResult, Client
+from vm.txs import Stake, Transfer, Unjail, Unstake, build_tx
+
+
+@click.group()
+def tx() -> None:
+    """Send transactions: transfers and staking."""
+
+
+def submit(client: Client, transaction: Transaction, *, no_wait: bool, timeout: float) -> BroadcastResult:
+    """Broadcast; in wait mode a failed result is an error (one line, non-zero exit)."""
+    result = client.broadcast_tx(transaction, mode="sync" if no_wait else "commit", timeout=timeout)
+    if result.result is not None and not result.result.ok:
+        log = f": {result.result.log}" if result.result.log else ""
+        raise CliError(f"transaction {result.hash.hex()} failed in block {result.height} "
+                       f"({result.result.status}{log})")
+    return result
+
+
+def report(result: BroadcastResult, as_json: bool, **extra: Any) -> None:
+    doc: dict[str, Any] = {"hash": result.hash.hex(), **extra}
+    if result.height is not None:
+        doc["height"] = result.height
+        doc["status"] = result.result.status if result.result else None
+        doc["gas_used"] = result.result.gas_used if result.result else None
+    else:
+        doc["status"] = "accepted into the mempool"
+    if as_json:
+        echo_json(doc)
+    else:
+        echo_pairs(list(doc.items()))
+
+
+def _send(key: PrivateKey, payload: Any, gas_name: str, node_url: str, fee: int | None, gas_limit: int | None,
+          nonce: int | None, no_wait: bool, timeout: float) -> BroadcastResult:
+    with Client(node_url) as client:
+        ctx = chain_context(client, key, nonce)
+        gas = ctx.gas(gas_name, gas_limit)
+        signed = build_tx(key, payload, chain_id=ctx.chain_id, nonce=ctx.nonce, gas_limit=gas,
+                          fee=ctx.fee(gas, fee))
+        return submit(client, signed, no_wait=no_wait, timeout=timeout)
+
+
+@tx.command("send")
+@click.argument("to")
+@click.argument("amount", type=click.IntRange(min=1))
+@tx_options
+def send(to: str, amount: int, from_key: str, keyring: Path, node_url: str, fee: int | None,
+         gas_limit: int | None, nonce: int | None, no_wait: bool, timeout: float, as_json: bool) -> None:
+    """Transfer AMOUNT (smallest unit) to the address TO."""
+    try:
+        recipient = parse_address(to)
+    except ValueError as exc:
+        raise CliError(f"TO: {exc}") from None
+    key = load_signing_key(from_key, keyring)
+    result = _send(key, Transfer(recipient, Amount(amount)), "gas_transfer", node_url, fee, gas_limit, nonce,
+                   no_wait, timeout)
+    report(result, as_json, sender=str(key.address), to=str(recipient), amount=amount)
+
+
+def _validator_pubkey(validator: str | None, validator_key: Path | None) -> PublicKeyBytes:
+    if (validator is None) == (validator_key is None):
+        raise CliError("name the validator with exactly one of --validator PUBKEY or --validator-key FILE")
+    if validator_key is not None:
+        import json
+        try:
+            return PublicKeyBytes.from_hex(json.loads(validator_key.read_text())["public_key"])
+        except (KeyError, ValueError, TypeError) as exc:
+            raise CliError(f"{validator_key}: not a key file ({exc})") from None
+    try:
+        return PublicKeyBytes.from_hex(str(validator))
+    except ValueError as exc:
+        raise CliError(f"--validator: {exc} (give the consensus public key, 64 hex digits)") from None
+
+
+_validator_opts = [
+    click.option("--validator", default=None, metavar="PUBKEY", help="The validator's consensus public key (hex)."),
+    click.option("--validator-key", type=click.Path(dir_okay=False, exists=True, path_type=Path), default=None,
+                 help="Read the public key from a validator key file (e.g. <home>/validator_key.json)."),
+]
+
+
+def validator_options(fn: Any) -> Any:
+    for decorator in reversed(_validator_opts):
+        fn = decorator(fn)
+    return fn
+
+
+@tx.command("stake")
+@click.argument("amount", type=click.IntRange(min=1))
+@validator_options
+@tx_options
+def stake(amount: int, validator: str | None, validator_key: Path | None, from_key: str, keyring: Path,
+          node_url: str, fee: int | None, gas_limit: int | None, nonce: int | None, no_wait: bool, timeout: float,
+          as_json: bool) -> None:
+    """Bond AMOUNT to a validator; the first stake makes the sender its owner (a new validator joins
+    the set two heights after its stake reaches the minimum)."""
+    pub = _validator_pubkey(validator, validator_key)
+    key = load_signing_key(from_key, keyring)
+    result = _send(key, Stake(pub, Amount(amount)), "gas_stake", node_url, fee, gas_limit, nonce, no_wait, timeout)
+    report(result, as_json, owner=str(key.address), validator=pub.hex(), amount=amount)
+
+
+@tx.command("unstake")
+@click.argument("amount", type=click.IntRange(min=1))
+@validator_options
+@tx_options
+def unstake(amount: int, validator: str | None, validator_key: Path | None, from_key: str, keyring: Path,
+            node_url: str, fee: int | None, gas_limit: int | None, nonce: int | None, no_wait: bool,
+            timeout: float, as_json: bool) -> None:
+    """Start unbonding AMOUNT from a validator you own; it returns after the unbonding delay."""
+    pub = _validator_pubkey(validator, validator_key)
+    key = load_signing_key(from_key, keyring)
+    result = _send(key, Unstake(pub, Amount(amount)), "gas_unstake", node_url, fee, gas_limit, nonce, no_wait,
+                   timeout)
+    report(result, as_json, owner=str(key.address), validator=pub.hex(), amount=amount)
+
+
+@tx.command("unjail")
+@validator_options
+@tx_options
+def unjail(validator: str | None, validator_key: Path | None, from_key: str, keyring: Path, node_url: str,
+           fee: int | None, gas_limit: int | None, nonce: int | None, no_wait: bool, timeout: float,
+           as_json: bool) -> None:
+    """Release a validator you own from jail once its jail time is over."""
+    pub = _validator_pubkey(validator, validator_key)
+    key = load_signing_key(from_key, keyring)
+    result = _send(key, Unjail(pub), "gas_unjail", node_url, fee, gas_limit, nonce, no_wait, timeout)
+    report(result, as_json, owner=str(key.address), validator=pub.hex())

@@ -1,0 +1,346 @@
+"""A local devnet: N validator processes on 127.0.0.1, each with its own home and ports under `.devnet/`.
+
+Validator i's consensus key is `PrivateKey.derive(seed_phrase, "validator", i)` and its libp2p key derives
+from the same seed, so every node's peer id is known before any process starts and each home lists all
+the others as bootstrap peers. With 4 validators the repository's genesis.json is used as is; another N
+runs `python -m vm.genesis_tool --validators N` (same seed, same derivation). State persists across
+restarts (homes are only created once); `reset` deletes the directory.
+
+    devnet = Devnet(root, validators=4)
+    devnet.prepare()            # genesis and homes, idempotent
+    devnet.start_all()          # one `python -m node.cli node run` process per validator
+    ...
+    devnet.stop_all()           # SIGINT, bounded wait, SIGTERM, SIGKILL
+
+The CLI's `devnet up|status|down` drive this class; tests/e2e drive it directly to kill and restart nodes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from core.errors import ConfigError, InferchainError
+from core.keys import PrivateKey
+
+DEFAULT_VALIDATORS = 4
+DEFAULT_BASE_PORT = 26700
+DEFAULT_SEED_PHRASE = "inferchain devnet publicly known seed - never use these keys for anything of value"
+MANIFEST = "devnet.json"
+PID_FILE = "devnet.pid"
+STOP_GRACE_S = 10.0
+TERM_GRACE_S = 5.0
+
+
+class DevnetError(InferchainError):
+    """The devnet directory or its processes are not in the state a command needs."""
+
+
+def repo_root() -> Path:
+    return Path(__file__).resolve().parents[1]
+
+
+@dataclass(frozen=True, slots=True)
+class NodeSpec:
+    index: int
+    home: Path
+    p2p_port: int
+    rpc_port: int
+    peer_id: str
+    validator_address: str
+
+    @property
+    def rpc_url(self) -> str:
+        return f"http://127.0.0.1:{self.rpc_port}"
+
+    @property
+    def p2p_addr(self) -> str:
+        return f"/ip4/127.0.0.1/tcp/{self.p2p_port}/p2p/{self.peer_id}"
+
+    @property
+    def log_path(self) -> Path:
+        return self.home / "node.log"
+
+
+def node_key_seed(seed_phrase: str, index: int) -> bytes:
+    """The libp2p identity seed of devnet node `index` (distinct from its consensus key by purpose)."""
+    return PrivateKey.derive(seed_phrase, "node", index).seed
+
+
+class Devnet:
+    def __init__(self, root: Path | str | None = None, *, validators: int = DEFAULT_VALIDATORS,
+                 base_port: int = DEFAULT_BASE_PORT, block_time_ms: int | None = None,
+                 seed_phrase: str = DEFAULT_SEED_PHRASE, python: str = sys.executable) -> None:
+        self.root = Path(root) if root is not None else repo_root() / ".devnet"
+        self.validators = validators
+        self.base_port = base_port
+        self.block_time_ms = block_time_ms
+        self.seed_phrase = seed_phrase
+        self.python = python
+        self.procs: dict[int, subprocess.Popen[bytes]] = {}
+
+    # ------------------------------------------------------------------------------------------ layout
+
+    @property
+    def genesis_path(self) -> Path:
+        return self.root / "genesis.json"
+
+    def home(self, index: int) -> Path:
+        return self.root / f"node{index}"
+
+    def spec(self, index: int) -> NodeSpec:
+        from p2p.identity import node_key_from_seed, peer_id_of
+
+        peer = str(peer_id_of(node_key_from_seed(node_key_seed(self.seed_phrase, index))))
+        address = str(PrivateKey.derive(self.seed_phrase, "validator", index).address)
+        return NodeSpec(index, self.home(index), self.base_port + 2 * index, self.base_port + 2 * index + 1, peer,
+                        address)
+
+    def specs(self) -> list[NodeSpec]:
+        return [self.spec(i) for i in range(self.validators)]
+
+    def load_manifest(self) -> dict[str, Any] | None:
+        try:
+            doc = json.loads((self.root / MANIFEST).read_text())
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError) as exc:
+            raise DevnetError(f"{self.root / MANIFEST}: unreadable ({exc}); use --reset to start over") from None
+        return doc if isinstance(doc, dict) else None
+
+    # ------------------------------------------------------------------------------------------ setup
+
+    def reset(self) -> None:
+        if self.running_pids():
+            raise DevnetError("the devnet is running; stop it first (`inferchain devnet down`)")
+        shutil.rmtree(self.root, ignore_errors=True)
+
+    def prepare(self) -> bool:
+        """Create genesis and every home unless they exist; True when created now. Refuses a directory
+        made for another validator count or seed (state must not silently mix chains)."""
+        manifest = self.load_manifest()
+        if manifest is not None:
+            if manifest.get("validators") != self.validators or manifest.get("seed_phrase") != self.seed_phrase:
+                raise DevnetError(
+                    f"{self.root} holds a devnet of {manifest.get('validators')} validators; "
+                    f"pass --reset to start over with {self.validators}")
+            self.base_port = int(manifest.get("base_port", self.base_port))
+            self._write_block_time()
+            return False
+        self.root.mkdir(parents=True, exist_ok=True)
+        self._write_genesis()
+        for spec in self.specs():
+            self.init_home(spec.index, validator=True)
+        (self.root / MANIFEST).write_text(json.dumps({
+            "validators": self.validators, "base_port": self.base_port, "seed_phrase": self.seed_phrase,
+            "genesis": str(self.genesis_path), "created": int(time.time())}, indent=2) + "\n")
+        return True
+
+    def _write_genesis(self) -> None:
+        repo_genesis = repo_root() / "genesis.json"
+        if self.validators == DEFAULT_VALIDATORS and self.seed_phrase == DEFAULT_SEED_PHRASE and repo_genesis.exists():
+            shutil.copyfile(repo_genesis, self.genesis_path)
+            return
+        cmd = [self.python, "-m", "vm.genesis_tool", "--validators", str(self.validators),
+               "--seed-phrase", self.seed_phrase, "--out", str(self.genesis_path)]
+        done = subprocess.run(cmd, cwd=repo_root(), capture_output=True, text=True, timeout=300, check=False)
+        if done.returncode != 0:
+            last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+            raise DevnetError(f"genesis tool failed: {last}")
+
+    def init_home(self, index: int, *, validator: bool, bootstrap: list[str] | None = None) -> NodeSpec:
+        """Create node `index`'s home (its derived keys, its ports, every other devnet node as bootstrap)."""
+        from node.config import ConsensusSection, NodeConfig, P2PSection, RPCSection
+        from node.home import init_home
+
+        spec = self.spec(index)
+        peers = bootstrap if bootstrap is not None else [
+            s.p2p_addr for s in self.specs() if s.index != index]
+        config = NodeConfig(
+            moniker=f"devnet-{index}", validator=validator,
+            p2p=P2PSection(listen_addrs=(f"/ip4/127.0.0.1/tcp/{spec.p2p_port}",), bootstrap=tuple(peers)),
+            rpc=RPCSection(address=f"127.0.0.1:{spec.rpc_port}"),
+            consensus=ConsensusSection(timeout_commit_ms=self.block_time_ms))
+        init_home(spec.home, self.genesis_path, config=config,
+                  validator_key=PrivateKey.derive(self.seed_phrase, "validator", index) if validator else None,
+                  generate_validator_key=False, node_key_seed=node_key_seed(self.seed_phrase, index),
+                  overwrite=spec.home.exists())
+        return spec
+
+    def _write_block_time(self) -> None:
+        """Apply --block-time to existing homes (it is a local config override, not a genesis value)."""
+        if self.block_time_ms is None:
+            return
+        from node.config import load_config, write_config
+
+        for spec in self.specs():
+            path = spec.home / "config.toml"
+            if path.exists():
+                cfg = load_config(path)
+                write_config(path, cfg.replace(consensus=_replace(cfg.consensus, timeout_commit_ms=self.block_time_ms)))
+
+    # ------------------------------------------------------------------------------------------ processes
+
+    def start(self, index: int, *, extra_env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+        """Start node `index` as `python -m node.cli node run`; output appends to its node.log."""
+        spec = self.spec(index)
+        if not spec.home.exists():
+            raise DevnetError(f"{spec.home}: no such node home")
+        log = open(spec.log_path, "ab")  # noqa: SIM115 - owned by the child process from here on
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", **(extra_env or {})}
+        try:
+            proc = subprocess.Popen(
+                [self.python, "-m", "node.cli", "node", "run", "--home", str(spec.home)],
+                cwd=repo_root(), stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env,
+                start_new_session=True)  # our own signal handling decides when children stop
+        finally:
+            log.close()
+        self.procs[index] = proc
+        return proc
+
+    def start_all(self) -> None:
+        for spec in self.specs():
+            if spec.index not in self.procs or self.procs[spec.index].poll() is not None:
+                self.start(spec.index)
+        self.write_pid_file()
+
+    def kill(self, index: int) -> None:
+        """SIGKILL node `index` (a crash, for tests)."""
+        proc = self.procs.pop(index, None)
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=STOP_GRACE_S)
+
+    def stop(self, index: int) -> int | None:
+        proc = self.procs.pop(index, None)
+        if proc is None:
+            return None
+        return stop_processes([proc])[0]
+
+    def stop_all(self) -> list[int | None]:
+        procs = list(self.procs.values())
+        self.procs.clear()
+        codes = stop_processes(procs)
+        self.remove_pid_file()
+        return codes
+
+    # ------------------------------------------------------------------------------------------ pid file
+
+    def write_pid_file(self) -> None:
+        doc = {"supervisor": os.getpid(), "nodes": {str(i): p.pid for i, p in self.procs.items()},
+               "rpc": {str(s.index): s.rpc_url for s in self.specs()}}
+        (self.root / PID_FILE).write_text(json.dumps(doc, indent=2) + "\n")
+
+    def remove_pid_file(self) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            (self.root / PID_FILE).unlink()
+
+    def read_pid_file(self) -> dict[str, Any] | None:
+        try:
+            doc = json.loads((self.root / PID_FILE).read_text())
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError):
+            return None
+        return doc if isinstance(doc, dict) else None
+
+    def running_pids(self) -> dict[str, int]:
+        """Processes named in the pid file that are still alive (supervisor and nodes)."""
+        doc = self.read_pid_file()
+        if doc is None:
+            return {}
+        alive: dict[str, int] = {}
+        candidates = {"supervisor": doc.get("supervisor")} | {
+            f"node{i}": pid for i, pid in (doc.get("nodes") or {}).items()}
+        for name, pid in candidates.items():
+            if isinstance(pid, int) and pid_alive(pid):
+                alive[name] = pid
+        return alive
+
+    def down(self) -> list[str]:
+        """Stop a devnet started elsewhere (by its pid file): the supervisor first, then any node left."""
+        alive = self.running_pids()
+        stopped = []
+        supervisor = alive.pop("supervisor", None)
+        if supervisor is not None and supervisor != os.getpid():
+            os.kill(supervisor, signal.SIGTERM)
+            if wait_pids([supervisor], STOP_GRACE_S + TERM_GRACE_S + 5):
+                stopped.append(f"supervisor {supervisor}")
+        leftover = [pid for pid in alive.values() if pid_alive(pid)]
+        for pid in leftover:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGINT)
+        if not wait_pids(leftover, STOP_GRACE_S):
+            for pid in leftover:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+        stopped += [f"node pid {pid}" for pid in leftover]
+        self.remove_pid_file()
+        return stopped
+
+
+def _replace(section: Any, **changes: Any) -> Any:
+    import dataclasses
+
+    return dataclasses.replace(section, **changes)
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie child of ours counts as gone.
+    try:
+        done, _ = os.waitpid(pid, os.WNOHANG)
+        return done == 0
+    except ChildProcessError:
+        return True
+
+
+def wait_pids(pids: list[int], timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while any(pid_alive(p) for p in pids):
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.1)
+    return True
+
+
+def stop_processes(procs: list[subprocess.Popen[bytes]]) -> list[int | None]:
+    """SIGINT every process, wait up to STOP_GRACE_S, SIGTERM the rest, then SIGKILL; returns exit codes."""
+    for sig, grace in ((signal.SIGINT, STOP_GRACE_S), (signal.SIGTERM, TERM_GRACE_S), (signal.SIGKILL, 5.0)):
+        running = [p for p in procs if p.poll() is None]
+        if not running:
+            break
+        for p in running:
+            with contextlib.suppress(ProcessLookupError):
+                p.send_signal(sig)
+        deadline = time.monotonic() + grace
+        for p in running:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                p.wait(timeout=max(0.0, deadline - time.monotonic()))
+    return [p.poll() for p in procs]
+
+
+def account_keys(seed_phrase: str, count: int) -> list[PrivateKey]:
+    return [PrivateKey.derive(seed_phrase, "account", i) for i in range(count)]
+
+
+def genesis_accounts(genesis_path: Path) -> list[dict[str, Any]]:
+    try:
+        doc = json.loads(genesis_path.read_text())
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"{genesis_path}: cannot read genesis ({exc})") from None
+    return list(doc.get("accounts", []))
