@@ -44,19 +44,25 @@ class Devnet:
     blocks: list[Block] = field(default_factory=list)
     nonces: dict[Address, int] = field(default_factory=dict)
 
+    alarms: list[str] = field(default_factory=list)
+
     @classmethod
     def start(cls, tmp_path: Path, genesis: Genesis | None = None, nodes: int = 1,
-              executor: Callable[[], Executor] = LocalExecutor) -> Devnet:
+              executor: Callable[[], Executor] = LocalExecutor,
+              executors: Sequence[Callable[[], Executor]] | None = None) -> Devnet:
+        """`nodes` applications, each on its own LevelDB; `executors` gives each its own sandbox."""
         genesis = genesis or devnet_genesis()
-        apps = [VMApplication(LevelDBStore(tmp_path / f"node{i}"), genesis, executor=executor())
-                for i in range(nodes)]
+        factories = list(executors) if executors is not None else [executor] * nodes
+        alarms: list[str] = []
+        apps = [VMApplication(LevelDBStore(tmp_path / f"node{i}"), genesis, executor=factory(),
+                              alarm=alarms.append) for i, factory in enumerate(factories)]
         seed = genesis.seed_phrase
         assert seed is not None
         keys = {}
         for i in range(len(genesis.validators)):
             key = validator_key(seed, i)
             keys[key.address] = key
-        return cls(genesis, apps, keys, time=int(genesis.genesis_time))
+        return cls(genesis, apps, keys, time=int(genesis.genesis_time), alarms=alarms)
 
     def close(self) -> None:
         for app in self.apps:
