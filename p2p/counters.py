@@ -15,6 +15,7 @@ class P2PCounters:
     delivery_dropped: Counter[str] = field(default_factory=Counter)  # node's handler too slow, buffer full
     rejected: Counter[str] = field(default_factory=Counter)  # by offense name
     ignored: Counter[str] = field(default_factory=Counter)  # not relayed, not penalized (hook said so)
+    duplicates: int = 0  # copies that arrived while the first was still being validated
     outbound_dropped: int = 0  # RPCs upstream dropped because a peer's queue was full
     publish_waits: int = 0  # publishes that had to wait for outbound queues to drain
     publish_pacing_timeouts: int = 0

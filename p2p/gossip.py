@@ -37,6 +37,7 @@ OffenseSink = Callable[[ID, Offense, str], None]
 
 _REJECT_CACHE = 4096
 _PENDING_DELIVERY = 4096
+_DELIVERED_MEMORY = 16384  # upstream's seen-cache keeps ids 120 s; this only closes its validation race
 _PACING_POLL_S = 0.002
 
 
@@ -60,6 +61,8 @@ class Gossip:
         )
         self._rejected: OrderedDict[bytes, Offense] = OrderedDict()
         self._accepted: OrderedDict[bytes, GossipMessage] = OrderedDict()
+        self._validating: set[bytes] = set()
+        self._delivered: OrderedDict[bytes, None] = OrderedDict()
         self._buffers: dict[TopicKind, tuple[trio.MemorySendChannel[GossipMessage],
                                              trio.MemoryReceiveChannel[GossipMessage]]] = {}
         self._publish_lock = trio.Lock()
@@ -184,12 +187,21 @@ class Gossip:
             self.offense(forwarder, Offense.RATE_LIMITED, "gossip rate limit")
             return False
         msg_id = sha256(data)
+        if msg_id in self._validating or msg_id in self._delivered:
+            # Upstream marks a message seen only after validation, so copies from several peers can be
+            # validated concurrently and each delivered: drop later copies here (no penalty, no CPU).
+            self._counters.duplicates += 1
+            return False
         cached = self._rejected.get(msg_id)
         if cached is not None:
             self._counters.rejected[cached.value] += 1
             self.offense(forwarder, cached, "relayed a message already rejected")
             return False
-        outcome = await self._pipelines[kind].run(data, msg_id, forwarder, ID(msg.from_id))
+        self._validating.add(msg_id)
+        try:
+            outcome = await self._pipelines[kind].run(data, msg_id, forwarder, ID(msg.from_id))
+        finally:
+            self._validating.discard(msg_id)
         if outcome.verdict is GossipVerdict.ACCEPT and outcome.message is not None:
             _remember(self._accepted, msg_id, outcome.message, _PENDING_DELIVERY)
             return True
@@ -206,6 +218,7 @@ class Gossip:
         message = self._accepted.pop(sha256(msg.data), None)
         if message is None:
             return  # our own publish: the node already has it
+        _remember(self._delivered, message.msg_id, None, _DELIVERED_MEMORY)
         send, _ = self._buffers[message.kind]
         try:
             send.send_nowait(message)

@@ -65,6 +65,9 @@ class _Node:
         self.tx_seen: set[bytes] = set()
         self.vote_seq = 0
         self.nonce = 0
+        self.prepared: list[bytes] = []
+        self.first_tx_at: float | None = None
+        self.last_tx_at: float | None = None
 
     def emit(self, event: str, **fields: Any) -> None:
         sys.stdout.write(MARK + json.dumps({"event": event, **fields}) + "\n")
@@ -89,8 +92,17 @@ class _Node:
             for tx in message.value.txs:
                 if tx.kind == 1:  # timed probe: payload starts with the send time
                     self.latencies_ns.append(now - int.from_bytes(tx.payload[:8], "big"))
+                else:
+                    self.first_tx_at = self.first_tx_at or time.monotonic()
+                    self.last_tx_at = time.monotonic()
                 self.tx_seen.add(bytes(tx.hash))
 
+        if self.args.no_checks:
+            from p2p.messages import TxBatch
+
+            for kind in TopicKind:
+                gossip.set_envelope(kind, lambda data: None)
+            gossip.set_envelope(TopicKind.TXS, lambda data: TxBatch.decode(data))  # handler reads the txs
         gossip.set_handler(TopicKind.VOTES, on_vote)
         gossip.set_handler(TopicKind.TXS, on_txs)
         chain = self.chain
@@ -142,19 +154,25 @@ class _Node:
             self.emit("published", ids=ids)
         elif cmd == "publish_timed":
             await self._publish_timed(command["size"], command["count"], command["rate"])
+        elif cmd == "prepare_txs":
+            self.prepared = [self._tx(0, os.urandom(command.get("payload", 120))).encode()
+                             for _ in range(command["count"])]
+            self.emit("prepared", count=len(self.prepared))
         elif cmd == "offer_txs":
-            await self._offer_txs(command["rate"], command["seconds"])
+            await self._offer_txs(command["rate"])
         elif cmd == "sync":
             await self._sync(command["peer"], command["to"])
         elif cmd == "peers":
             self.emit("peers", peers=[str(p) for p in self.service.connected_peers()],
                       mesh=[str(p) for p in self.service.gossip.mesh_peers(TopicKind.VOTES)])
         elif cmd == "stats":
-            self.emit("stats", latencies_ns=self.latencies_ns, txs=len(self.tx_seen),
+            span = (self.last_tx_at - self.first_tx_at) if self.first_tx_at and self.last_tx_at else 0.0
+            self.emit("stats", latencies_ns=self.latencies_ns, txs=len(self.tx_seen), tx_span_s=span,
                       counters=self.service.counters.snapshot())
         elif cmd == "reset_stats":
             self.latencies_ns.clear()
             self.tx_seen.clear()
+            self.first_tx_at = self.last_tx_at = None
             self.emit("reset")
 
     def _tx(self, kind: int, payload: bytes) -> Any:
@@ -178,13 +196,13 @@ class _Node:
             await self.service.publish(TopicKind.TXS, encode_tx_batch([tx.encode()]))
         self.emit("published_timed", count=count)
 
-    async def _offer_txs(self, rate: float, seconds: float) -> None:
-        """Offer `rate` transactions per second for `seconds` through the batcher; txs are signed beforehand."""
+    async def _offer_txs(self, rate: float) -> None:
+        """Offer the prepared (already signed) transactions at `rate` per second through the batcher."""
         from p2p.batcher import TxBatcher
         from p2p.topics import TopicKind
 
-        total = int(rate * seconds)
-        txs = [self._tx(0, os.urandom(120)).encode() for _ in range(total)]
+        txs, self.prepared = self.prepared, []
+        total = len(txs)
         batcher = TxBatcher(lambda data: self.service.publish(TopicKind.TXS, data), max_delay_s=0.05)
         async with trio.open_nursery() as nursery:
             await nursery.start(batcher.run)
@@ -234,6 +252,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--txs-per-block", type=int, default=2)
     parser.add_argument("--tx-payload", type=int, default=2000)
     parser.add_argument("--echo", action="store_true", help="print every received vote")
+    parser.add_argument("--no-checks", action="store_true",
+                        help="bench baseline: accept every message without decoding or signature checks")
     parser.add_argument("--log-level", default="WARNING")
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level, stream=sys.stderr,
