@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from core.errors import DecodeError, ProofError
+from core.hashing import tagged_hash
 from core.state import EMPTY_ROOT, AuthenticatedMap, ProofLeaf, StateProof, compute_proof_root, verify_proof
 from core.state.hashing import LEAF_TAG, NODE_TAG, VALUE_TAG, key_path, leaf_hash, node_hash, value_hash
 from core.store import MemoryStore
@@ -97,6 +98,11 @@ def test_hash_domains_are_pinned() -> None:
     )
     assert key_path(b"alice").hex() == "2bd806c97f0e00af1a1fc3328fa763a9269723c8db8fac4f93af71db186d6e90"
     assert leaf_hash(bytes(32), bytes(32)) != node_hash(bytes(32), bytes(32))
+    # The inlined forms are exactly core.hashing.tagged_hash.
+    a, b = key_path(b"a"), key_path(b"b")
+    assert leaf_hash(a, b) == tagged_hash(LEAF_TAG, a, b)
+    assert node_hash(a, b) == tagged_hash(NODE_TAG, a, b)
+    assert value_hash(b"value") == tagged_hash(VALUE_TAG, b"value")
 
 
 ROOTS = [
