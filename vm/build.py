@@ -56,7 +56,7 @@ def build_block(new_view: Callable[[], StateView], compute_update: Callable[[Sta
                 evidence: Sequence[Evidence]) -> Built:
     """Build block `template.height` on the state `new_view()` returns (a fresh view each call).
 
-    `evidence` is the template's evidence that the caller checked; `reveal` the output of challenge h−2
+    `evidence` is the template's evidence that the caller checked; `reveal` the output of challenge h-2
     (None below height 3).
     """
     base = new_view()

@@ -59,7 +59,7 @@ def output_specs(meta: ModelMeta) -> tuple[SandboxTensorSpec, ...]:
 
 
 def golden_vectors(meta: ModelMeta) -> GoldenVectors:
-    cases = []
+    cases: list[tuple[Mapping[str, np.ndarray], Mapping[str, np.ndarray]]] = []
     for vector in meta.golden:
         ins = {spec.name: t.to_numpy() for spec, t in zip(meta.inputs, vector.inputs, strict=True)}
         outs = {spec.name: t.to_numpy() for spec, t in zip(meta.outputs, vector.outputs, strict=True)}

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from core.address import parse_address
-from core.errors import ConfigError, InvalidModel
+from core.errors import ConfigError, DecodeError, InvalidModel
 from core.hashing import ZERO_HASH, sha256
 from core.limits import KIB
 from core.tensor import DType, Tensor
@@ -144,15 +144,16 @@ def _list(obj: Mapping[str, Any], key: str, where: str) -> list[Any]:
     return value
 
 
-def _record(cls: type[Any], obj: Any, where: str, skip: tuple[str, ...] = ()) -> dict[str, int]:
-    """The integer fields of params dataclass `cls` from object `obj`, each required, none extra."""
+def _values(cls: type[Any], obj: Any, where: str, skip: tuple[str, ...] = ()) -> list[Any]:
+    """The integer fields of params record `cls` from object `obj`, in field order; each required, none
+    extra (the `skip` fields are the caller's)."""
     if not isinstance(obj, Mapping):
         raise ConfigError(f"genesis: {where} must be an object")
     names = [f.name for f in dataclasses.fields(cls) if f.name not in skip]
     extra = sorted(set(obj) - set(names) - set(skip))
     if extra:
         raise ConfigError(f"genesis: {where} has unknown field {extra[0]!r}")
-    return {name: _int(obj, name, where) for name in names}
+    return [_int(obj, name, where) for name in names]
 
 
 def _named(obj: Any, where: str) -> tuple[NamedInt, ...]:
@@ -186,15 +187,16 @@ def parse_time(text: Any) -> Timestamp:
 
 def parse_params(doc: Mapping[str, Any]) -> Params:
     try:
-        consensus = ConsensusParams(**_record(ConsensusParams, _get(doc, "consensus", "genesis"), "consensus"))
+        consensus = ConsensusParams.from_obj(_values(ConsensusParams, _get(doc, "consensus", "genesis"), "consensus"))
         vm_doc = _get(doc, "vm", "genesis")
-        vm_fields = _record(VMParams, vm_doc, "vm", skip=("sandbox_limits", "gas_schedule"))
-        vm = VMParams(**vm_fields, sandbox_limits=_named(_get(vm_doc, "sandbox_limits", "vm"), "vm.sandbox_limits"),
-                      gas_schedule=_named(_get(vm_doc, "gas_schedule", "vm"), "vm.gas_schedule"))
-        staking = StakingParams(**_record(StakingParams, _get(doc, "staking", "genesis"), "staking"))
-        rewards = RewardParams(**_record(RewardParams, _get(doc, "rewards", "genesis"), "rewards"))
-        slashing = SlashingParams(**_record(SlashingParams, _get(doc, "slashing", "genesis"), "slashing"))
-    except (TypeError, ValueError) as exc:
+        vm_values = _values(VMParams, vm_doc, "vm", skip=("sandbox_limits", "gas_schedule"))
+        vm_values.append([n.to_obj() for n in _named(_get(vm_doc, "sandbox_limits", "vm"), "vm.sandbox_limits")])
+        vm_values.append([n.to_obj() for n in _named(_get(vm_doc, "gas_schedule", "vm"), "vm.gas_schedule")])
+        vm = VMParams.from_obj(vm_values)
+        staking = StakingParams.from_obj(_values(StakingParams, _get(doc, "staking", "genesis"), "staking"))
+        rewards = RewardParams.from_obj(_values(RewardParams, _get(doc, "rewards", "genesis"), "rewards"))
+        slashing = SlashingParams.from_obj(_values(SlashingParams, _get(doc, "slashing", "genesis"), "slashing"))
+    except (DecodeError, TypeError, ValueError) as exc:
         raise ConfigError(f"genesis: {exc}") from None
     poi_ids = []
     for entry in _list(doc, "models", "genesis"):
@@ -221,7 +223,7 @@ def parse_params(doc: Mapping[str, Any]) -> Params:
 
 def _hash(text: Any, where: str) -> Hash32:
     try:
-        return Hash32.from_hex(text)  # type: ignore[no-any-return]
+        return Hash32.from_hex(text)
     except (ValueError, TypeError, AttributeError):
         raise ConfigError(f"genesis: {where} must be 64 hex digits") from None
 

@@ -19,6 +19,7 @@ import click
 from core.address import encode_address
 from core.hashing import sha256
 from core.keys import PrivateKey
+from core.types import Amount
 from vm.genesis import REPO_ROOT, parse_genesis
 from vm.sandbox.limits import GasSchedule, SandboxLimits
 from vm.txs import GoldenVector, ModelClass, ModelMeta, compute_model_id
@@ -114,7 +115,7 @@ def model_entries(owner: str, include: tuple[str, ...] | None = None) -> list[di
         golden: tuple[GoldenVector, ...] = _golden(golden_file, inputs, outputs, m["name"])
         meta = ModelMeta(m["name"], inputs, outputs,
                          ModelClass.EXACT if m["class"] == "exact" else ModelClass.TOLERANT,
-                         m["grid_k"], m["t_abs"], m["t_rel_ppm"], 0, golden)
+                         m["grid_k"], m["t_abs"], m["t_rel_ppm"], Amount(0), golden)
         model_id = compute_model_id(sha256(model_file.read_bytes()), meta)
         entries.append({
             "name": m["name"],

@@ -40,8 +40,8 @@ class NamedInt(Wire):
 class VMParams(Wire):
     """Gas prices, caps and tolerance minimums.
 
-    Fees: the envelope's fee must be at least gas_limit × min_gas_price. Inference gas is
-    `gas_infer_base + gas_infer_per_io_byte × input bytes + the model's metered gas per call`.
+    Fees: the envelope's fee must be at least gas_limit x min_gas_price. Inference gas is
+    `gas_infer_base + gas_infer_per_io_byte x input bytes + the model's metered gas per call`.
     """
 
     min_gas_price: Amount

@@ -23,7 +23,7 @@ _INPUT_TAG = b"poi/input"
 
 
 def compute_seed(chain_id: str, height: int, prev_block_id: bytes) -> Hash32:
-    """seed = H("poi" ‖ chain_id ‖ h ‖ hash(block h−1)); the chain id is length-prefixed."""
+    """seed = H("poi" ‖ chain_id ‖ h ‖ hash(block h-1)); the chain id is length-prefixed."""
     cid = chain_id.encode()
     return sha256_concat(_SEED_TAG, bytes([len(cid)]), cid, height.to_bytes(8, "big"), prev_block_id)
 
@@ -97,7 +97,7 @@ def score_commitments(pending: PendingPoi, reveal: Tensor) -> list[PoiScore]:
 
 
 def compute_rewards(scores: Sequence[PoiScore], pool: int) -> dict[Address, int]:
-    """Each correct answer earns pool × power / total power of the scored set (floor); the rest is not
+    """Each correct answer earns pool x power / total power of the scored set (floor); the rest is not
     minted, so absent or wrong validators' shares are simply never issued."""
     total = sum(s.power for s in scores)
     if total == 0:

@@ -2,7 +2,7 @@
 proposer's bonus and fees, issuance, and the validator set two heights ahead.
 
 All integer; every token minted or burned is recorded in the `Supply` record, so a test can check
-genesis + issued − burned = balances + stakes + unbonding after any block.
+genesis + issued - burned = balances + stakes + unbonding after any block.
 """
 
 from __future__ import annotations

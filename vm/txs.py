@@ -189,7 +189,7 @@ def build_tx(key: PrivateKey, payload: Wire, *, chain_id: str, nonce: int, gas_l
 def build_model_upload(key: PrivateKey, model_bytes: bytes, meta: ModelMeta, *, chain_id: str,
                        first_nonce: int, gas_limits: list[int] | int, gas_price: int,
                        chunk_bytes: int = MAX_CHUNK_BYTES) -> list[Transaction]:
-    """Chunk transactions for one upload, with consecutive nonces; fee = gas_limit × gas_price each."""
+    """Chunk transactions for one upload, with consecutive nonces; fee = gas_limit x gas_price each."""
     chunks = split_model(model_bytes, meta, chunk_bytes)
     limits = gas_limits if isinstance(gas_limits, list) else [gas_limits] * len(chunks)
     return [build_tx(key, chunk, chain_id=chain_id, nonce=first_nonce + i, gas_limit=limit,

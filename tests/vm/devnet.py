@@ -110,7 +110,7 @@ class Devnet:
         nodes = range(1, len(self.apps)) if nodes is None else nodes
         return [self.apps[i].validate_block(block) for i in nodes]
 
-    def precommits(self, block: Block, poi: dict[Address, Hash32 | None | str] | None = None) -> Commit:
+    def precommits(self, block: Block, poi: dict[Address, Hash32 | str | None] | None = None) -> Commit:
         """Every validator of the height precommits; `poi` overrides commitments (ABSENT leaves a vote out)."""
         h = int(block.height)
         vset = self.apps[0].validator_set(Height(h))
@@ -126,7 +126,7 @@ class Devnet:
             votes.append(vote.signed(key, self.genesis.chain_id))
         return Commit(Height(h), Round(0), block.id, tuple(votes))
 
-    def commit(self, block: Block, poi: dict[Address, Hash32 | None | str] | None = None) -> list[FinalizeOutcome]:
+    def commit(self, block: Block, poi: dict[Address, Hash32 | str | None] | None = None) -> list[FinalizeOutcome]:
         commit = self.precommits(block, poi)
         outcomes = []
         for app in self.apps:
@@ -142,7 +142,7 @@ class Devnet:
         return outcomes
 
     def step(self, txs: Sequence[Transaction] = (), *, evidence: Sequence[Evidence] = (),
-             poi: dict[Address, Hash32 | None | str] | None = None) -> Block:
+             poi: dict[Address, Hash32 | str | None] | None = None) -> Block:
         """Propose on node 0, require every other node to find it valid, commit everywhere."""
         block = self.propose(txs, evidence=evidence)
         for verdict in self.validate(block):

@@ -7,8 +7,8 @@ import random
 import pytest
 
 from core.header import TxStatus
-from core.types import Amount, PublicKeyBytes
 from core.tx import Transaction
+from core.types import Amount, PublicKeyBytes
 from tests.vm.devnet import Devnet
 from vm.process import candidates
 from vm.state import UnbondingQueue, unbonding_key
