@@ -5,7 +5,8 @@ writes into, so a crash leaves the node at block h or h+1, never between (DESIGN
 moves only after that batch committed (`advance`).
 
 Key layout (each in its own KeySpace):
-    META              b"chain_id" -> utf-8; b"head" -> height(8) ‖ block id(32); b"base" -> height(8)
+    META              b"chain_id" -> utf-8; b"head" -> height(8) ‖ block id(32); b"base" -> height(8);
+                      b"next_proposers" -> the proposer priorities of height head+1 (consensus's encoding)
     BLOCKS_BY_HEIGHT  height(8)   -> Block bytes
     BLOCK_HASH_INDEX  block id    -> height(8)
     COMMITS           height(8)   -> the Commit this node saw finalize that block
@@ -29,6 +30,7 @@ from core.votes import Commit
 _HEAD = b"head"
 _BASE = b"base"
 _CHAIN_ID = b"chain_id"
+_NEXT_PROPOSERS = b"next_proposers"
 _CACHE_BLOCKS = 32
 _T = TypeVar("_T", Block, Commit)
 
@@ -87,8 +89,9 @@ class BlockStore:
 
     # ---------------------------------------------------------------- writes
 
-    def stage(self, batch: WriteBatch, block: Block, commit: Commit) -> None:
-        """Put `block`, its finalizing `commit` and its tx index into `batch` (opened on the root store).
+    def stage(self, batch: WriteBatch, block: Block, commit: Commit, next_proposers: bytes | None = None) -> None:
+        """Put `block`, its finalizing `commit`, its tx index and the proposer priorities of the next height
+        into `batch` (opened on the root store).
 
         Refuses a block that does not extend the head: the store only ever grows by one block at a time.
         """
@@ -109,6 +112,8 @@ class BlockStore:
             txs.put(tx.hash, key + index.to_bytes(4, "big"))
         meta = self._meta.bind(batch)
         meta.put(_HEAD, key + block.id)
+        if next_proposers is not None:
+            meta.put(_NEXT_PROPOSERS, next_proposers)
         if self._height == 0:
             meta.put(_CHAIN_ID, self.chain_id.encode())
             meta.put(_BASE, key)
@@ -138,6 +143,10 @@ class BlockStore:
             self._cache.clear()
 
     # ---------------------------------------------------------------- reads
+
+    def next_proposers(self) -> bytes | None:
+        """The encoded proposer priorities of height `height + 1`, stored with the head block."""
+        return self._meta.get(_NEXT_PROPOSERS)
 
     def block_bytes(self, height: int) -> bytes | None:
         if not 1 <= height <= self._height:

@@ -7,10 +7,13 @@ validation in the VM's worker thread; hence the lock.
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from collections import OrderedDict
 
+from core.keys import verify
 from core.tx import Transaction
+from core.votes import Vote
 
 
 class SigCache:
@@ -48,4 +51,43 @@ class SigCache:
         if not tx.verify_signature():
             return False
         self.mark_verified(key)
+        return True
+
+
+class VoteVerifier:
+    """consensus's `Verifier` (public key, message, signature) -> bool, verifying each triple once.
+
+    Votes arrive by gossip (whose envelope check already verified them), by catch-up and inside commits;
+    the key hashes all three parts, so a hit can only be the very same signed bytes.
+    """
+
+    def __init__(self, capacity: int = 50_000) -> None:
+        self._capacity = capacity
+        self._valid: OrderedDict[bytes, None] = OrderedDict()
+        self._lock = threading.Lock()
+        self.verifications = 0
+
+    @staticmethod
+    def _key(public_key: bytes, message: bytes, signature: bytes) -> bytes:
+        return hashlib.sha256(bytes(public_key) + bytes(signature) + bytes(message)).digest()
+
+    def _remember(self, key: bytes) -> None:
+        with self._lock:
+            self._valid[key] = None
+            self._valid.move_to_end(key)
+            while len(self._valid) > self._capacity:
+                self._valid.popitem(last=False)
+
+    def mark_verified(self, vote: Vote, chain_id: str) -> None:
+        self._remember(self._key(vote.validator, vote.sign_bytes(chain_id), vote.signature))
+
+    def __call__(self, public_key: bytes, message: bytes, signature: bytes) -> bool:
+        key = self._key(public_key, message, signature)
+        with self._lock:
+            if key in self._valid:
+                return True
+        self.verifications += 1
+        if not verify(public_key, message, signature):
+            return False
+        self._remember(key)
         return True

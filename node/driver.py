@@ -1,0 +1,354 @@
+"""The consensus driver: one trio task feeds the pure state machine from one channel and performs its actions.
+
+Contract: docs/consensus.md. Every input is appended to the WAL before `handle`; the node's own signed
+messages and each NewHeight are fsynced before anything leaves. Block building and validation run in worker
+threads (the VM hands model work to its worker processes) and come back as events, so the loop keeps serving
+votes and timeouts meanwhile. Signing (fsync of the sign state, maybe the PoI challenge) and committing
+(one fsynced LevelDB batch) also run in threads, but in order, because what follows depends on them.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+
+import trio
+
+from consensus.actions import (
+    Action,
+    Broadcast,
+    BuildBlock,
+    CommitBlock,
+    RaiseAlarm,
+    ReportEvidence,
+    ScheduleTimeout,
+    Sign,
+    ValidateBlock,
+)
+from consensus.events import (
+    BlockBuilt,
+    BlockValidated,
+    CommitFetched,
+    Event,
+    EvidenceReceived,
+    NewHeight,
+    ProposalReceived,
+    Resume,
+    TimeoutFired,
+    VoteReceived,
+    VotesFetched,
+)
+from consensus.proposer import ProposerPriorities
+from consensus.signer import Signer
+from consensus.state import ConsensusState
+from consensus.wal import WriteAheadLog
+from core.app import Application, Verdict
+from core.block import Block, ProposalBlock
+from core.errors import DecodeError, DoubleSignError, InferchainError, LocalFault
+from core.evidence import Evidence, EvidenceEnvelope, WrongInference, evidence_hash
+from core.hashing import ZERO_HASH
+from core.store import KeySpace, space
+from core.types import Height, Timestamp
+from core.validators import ValidatorEntry
+from core.votes import Commit, Vote
+from node.chain import Chain
+from node.mempool import Mempool
+
+logger = logging.getLogger(__name__)
+
+# Worker threads for block building/validation: one at a time (the VM hands model work to its processes).
+_APP_THREADS = trio.CapacityLimiter(1)
+_SIGN_THREADS = trio.CapacityLimiter(1)
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class BlockLimits:
+    max_txs: int
+    max_bytes: int
+    max_gas: int
+
+
+Publisher = Callable[[Vote | ProposalBlock | Evidence], Awaitable[None]]
+AlarmSink = Callable[[str], None]
+
+
+class ConsensusDriver:
+    """Owns one ConsensusState, one Signer (None for a non-validator) and one WAL."""
+
+    def __init__(self, *, chain: Chain, state: ConsensusState, wal: WriteAheadLog, signer: Signer | None,
+                 mempool: Mempool, limits: BlockLimits, genesis_time: int, publish: Publisher,
+                 alarm: AlarmSink | None = None, clock: Callable[[], int] = now_ms,
+                 inbox_size: int = 4096) -> None:
+        self.chain = chain
+        self.app: Application = chain.app
+        self.state = state
+        self.wal = wal
+        self.signer = signer
+        self.mempool = mempool
+        self.limits = limits
+        self.genesis_time = genesis_time
+        self._publish = publish
+        self._alarm = alarm or (lambda reason: logger.error("ALARM: %s", reason))
+        self._clock = clock
+        self._send, self._receive = trio.open_memory_channel[Event](inbox_size)
+        self._outbox_send, self._outbox_receive = trio.open_memory_channel[Vote | ProposalBlock | Evidence](
+            math.inf)
+        self._nursery: trio.Nursery | None = None
+        self._replaying = False
+        self._evidence = space(chain.db, KeySpace.EVIDENCE)
+        self._proposals_by_id: dict[bytes, ProposalBlock] = {}
+        self.alarms: list[str] = []
+        self.started = trio.Event()
+        self.fed = 0
+
+    # ---------------------------------------------------------------- public inputs (any task)
+
+    @property
+    def height(self) -> Height:
+        try:
+            return self.state.height
+        except (NotImplementedError, AttributeError):
+            return Height(self.chain.height + 1)
+
+    @property
+    def round(self) -> int:
+        try:
+            return int(self.state.round)
+        except (NotImplementedError, AttributeError):
+            return 0
+
+    async def submit(self, event: Event) -> None:
+        """Queue an input for the loop (gossip handlers, catch-up); waits when the loop is behind."""
+        await self._send.send(event)
+
+    def submit_nowait(self, event: Event) -> bool:
+        try:
+            self._send.send_nowait(event)
+        except trio.WouldBlock:
+            return False
+        return True
+
+    def now(self) -> Timestamp:
+        return Timestamp(self._clock())
+
+    # ---------------------------------------------------------------- running
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            nursery.start_soon(self._publisher)
+            await self._start()
+            self.started.set()
+            task_status.started()
+            async for event in self._receive:
+                await self.feed(event)
+
+    async def _start(self) -> None:
+        """WAL replay for the current height (docs/consensus.md, start-up steps 2-5)."""
+        events = self.wal.replay()
+        stored = int(self.chain.height)
+        first = events[0] if events else None
+        if not isinstance(first, NewHeight) or first.height <= stored:
+            await self.feed(self.new_height_event(stored + 1), sync=True)
+        else:
+            logger.info("replaying %d WAL events of height %d", len(events), first.height)
+            self._replaying = True
+            try:
+                for event in events:
+                    for action in self.state.handle(event):
+                        if isinstance(action, CommitBlock | ReportEvidence):
+                            await self.perform(action)
+            finally:
+                self._replaying = False
+            if int(self.chain.height) >= first.height:
+                # The replay committed the WAL's height: move on.
+                await self.feed(self.new_height_event(int(self.chain.height) + 1), sync=True)
+            await self.feed(Resume(self.now()))
+        for raw in [v for _, v in self._evidence.iterate()]:
+            try:
+                evidence = EvidenceEnvelope.decode(raw).evidence
+            except DecodeError:
+                continue
+            await self.feed(EvidenceReceived(self.now(), evidence))
+
+    async def _publisher(self) -> None:
+        """Own messages leave in order, without holding up the loop (publishing paces on peer queues)."""
+        async for message in self._outbox_receive:
+            try:
+                await self._publish(message)
+            except InferchainError as exc:
+                logger.warning("could not publish %s: %s", type(message).__name__, exc)
+            except (RuntimeError, trio.BrokenResourceError) as exc:  # gossip not running (yet / any more)
+                logger.debug("publish skipped: %s", exc)
+
+    # ---------------------------------------------------------------- the loop body
+
+    async def feed(self, event: Event, *, sync: bool = False) -> None:
+        """WAL first, then handle, then perform the actions in order."""
+        self.wal.append(event, sync=sync or isinstance(event, NewHeight))
+        self.fed += 1
+        try:
+            actions = self.state.handle(event)
+        except InferchainError as exc:  # a peer's input the machine refuses
+            logger.info("consensus refused %s: %s", type(event).__name__, exc)
+            return
+        for action in actions:
+            await self.perform(action)
+
+    async def perform(self, action: Action) -> None:
+        if isinstance(action, ScheduleTimeout):
+            self._spawn(self._timeout, action)
+        elif isinstance(action, BuildBlock):
+            self._spawn(self._build, action)
+        elif isinstance(action, ValidateBlock):
+            self._spawn(self._validate, action)
+        elif isinstance(action, Sign):
+            await self._sign(action)
+        elif isinstance(action, Broadcast):
+            self._outbox_send.send_nowait(action.message)
+        elif isinstance(action, CommitBlock):
+            await self._commit(action)
+        elif isinstance(action, ReportEvidence):
+            self._report_evidence(action.evidence)
+        elif isinstance(action, RaiseAlarm):
+            self.raise_alarm(action.reason)
+        else:  # pragma: no cover - a new action type the driver does not know is a bug
+            raise TypeError(f"unknown consensus action {action!r}")
+
+    def _spawn(self, fn: Callable[..., Awaitable[None]], *args: object) -> None:
+        if self._replaying:
+            return
+        assert self._nursery is not None
+        self._nursery.start_soon(fn, *args)
+
+    def raise_alarm(self, reason: str) -> None:
+        logger.error("ALARM: %s", reason)
+        self.alarms.append(reason)
+        del self.alarms[:-100]
+        self._alarm(reason)
+
+    # ---------------------------------------------------------------- actions
+
+    async def _timeout(self, action: ScheduleTimeout) -> None:
+        await trio.sleep(action.duration_ms / 1000)
+        await self.submit(TimeoutFired(self.now(), action.height, action.round, action.step))
+
+    async def _build(self, action: BuildBlock) -> None:
+        template = action.template
+        lim = self.limits
+        txs = self.mempool.reap(max_txs=lim.max_txs, max_bytes=lim.max_bytes, max_gas=lim.max_gas)
+        try:
+            block = await trio.to_thread.run_sync(self.app.build_block, template, txs, limiter=_APP_THREADS)
+        except LocalFault as fault:
+            self.raise_alarm(f"cannot build block {template.height}: {fault}")
+            return
+        await self.submit(BlockBuilt(self.now(), template.height, template.round, block))
+
+    async def _validate(self, action: ValidateBlock) -> None:
+        block = action.block
+        try:
+            verdict = await trio.to_thread.run_sync(self.app.validate_block, block, limiter=_APP_THREADS)
+        except LocalFault as fault:
+            verdict = Verdict.local_fault(str(fault))
+        if not verdict.is_valid:
+            self._note_disagreement(block, verdict)
+        await self.submit(BlockValidated.of(self.now(), block.id, verdict))
+        wrong = getattr(self.app, "wrong_inference_evidence", None)
+        signed = self._proposals_by_id.get(bytes(block.id))
+        if verdict.wrong_outputs and wrong is not None and signed is not None:
+            for evidence in wrong(signed):
+                await self.submit(EvidenceReceived(self.now(), evidence))
+
+    def _note_disagreement(self, block: Block, verdict: Verdict) -> None:
+        """DESIGN.md §2.6: transactions this node's validation failed on are backed off in its mempool."""
+        for index in verdict.bad_txs:
+            if 0 <= index < len(block.txs):
+                self.mempool.report_disagreement(block.txs[index].hash, block.header.proposer, block.height)
+
+    async def _sign(self, action: Sign) -> None:
+        if self.signer is None:
+            return
+        if self._replaying:
+            return
+        signer = self.signer
+        try:
+            signed = await trio.to_thread.run_sync(signer.sign, action.message, limiter=_SIGN_THREADS)
+        except DoubleSignError as exc:
+            self.raise_alarm(f"signer refused: {exc}")
+            return
+        if isinstance(signed, Vote):
+            await self.feed(VoteReceived(self.now(), signed), sync=True)
+        else:
+            self._proposals_by_id[bytes(signed.block.id)] = signed
+            await self.feed(ProposalReceived(self.now(), signed), sync=True)
+
+    async def _commit(self, action: CommitBlock) -> None:
+        block = action.block
+        if int(block.height) <= int(self.chain.height):
+            return  # already stored (a replay, or block sync got there first)
+        await self.chain.commit(block, action.commit, action.next_proposers.encode())
+        self._proposals_by_id.clear()
+        if self._replaying:
+            return
+        await self.feed(self.new_height_event(int(block.height) + 1), sync=True)
+
+    def _report_evidence(self, evidence: Evidence) -> None:
+        envelope = EvidenceEnvelope(evidence)
+        with self.chain.db.write_batch(sync=True) as batch:
+            self._evidence.bind(batch).put(evidence_hash(evidence), envelope.encode())
+        if not self._replaying:
+            self._outbox_send.send_nowait(evidence)
+
+    # ---------------------------------------------------------------- NewHeight
+
+    def new_height_event(self, height: int) -> NewHeight:
+        app, store = self.app, self.chain.blockstore
+        if height == 1:
+            proposers = ProposerPriorities.genesis(app.validator_set(Height(1)))
+            last_block_id, last_time, last_commit = ZERO_HASH, Timestamp(self.genesis_time), None
+            last_validators: tuple[ValidatorEntry, ...] = ()
+        else:
+            raw = store.next_proposers()
+            if raw is None:
+                raise InferchainError(f"no proposer priorities stored for height {height}")
+            proposers = ProposerPriorities.decode(raw)
+            last = store.block(height - 1)
+            commit = store.commit(height - 1)
+            if last is None or commit is None:
+                raise InferchainError(f"block {height - 1} or its commit is missing")
+            last_block_id, last_time, last_commit = last.id, last.header.time, commit
+            last_validators = app.validator_set(Height(height - 1)).entries
+        return NewHeight(self.now(), Height(height), proposers, app.validator_set(Height(height + 1)).entries,
+                         last_validators, last_block_id, last_time, last_commit)
+
+    # ---------------------------------------------------------------- gossip and catch-up inputs
+
+    async def on_proposal(self, message: ProposalBlock) -> None:
+        self._proposals_by_id[bytes(message.block.id)] = message
+        while len(self._proposals_by_id) > 64:
+            del self._proposals_by_id[next(iter(self._proposals_by_id))]
+        await self.submit(ProposalReceived(self.now(), message))
+
+    async def on_vote(self, vote: Vote) -> None:
+        await self.submit(VoteReceived(self.now(), vote))
+
+    async def on_evidence(self, evidence: Evidence) -> None:
+        if isinstance(evidence, WrongInference):
+            confirmed = await trio.to_thread.run_sync(self.app.check_evidence, evidence, limiter=_APP_THREADS)
+            if not confirmed:
+                return
+        await self.submit(EvidenceReceived(self.now(), evidence))
+
+    async def on_votes_fetched(self, votes: Sequence[Vote]) -> None:
+        if votes:
+            await self.submit(VotesFetched(self.now(), tuple(votes)))
+
+    async def on_commit_fetched(self, block: Block, commit: Commit) -> None:
+        await self.submit(CommitFetched(self.now(), block, commit))

@@ -1,0 +1,140 @@
+"""Events for readers outside consensus: a stream of committed blocks, and waiting for one transaction.
+
+The commit path only ever calls non-blocking methods here: a subscriber that falls behind by more than its
+buffer is cut off (its stream ends with `SubscriberTooSlow`), it never slows the chain down.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+import trio
+
+from core.block import Block
+from core.header import TxResult
+from core.types import Hash32, Height
+
+logger = logging.getLogger(__name__)
+
+SUBSCRIBER_BUFFER = 256
+
+
+class SubscriberTooSlow(Exception):
+    """The subscriber did not keep up with committed blocks and was dropped."""
+
+
+class TxState(enum.Enum):
+    COMMITTED = "committed"
+    REJECTED = "rejected"
+
+
+@dataclass(frozen=True, slots=True)
+class TxOutcome:
+    tx_hash: Hash32
+    state: TxState
+    height: Height | None = None
+    index: int | None = None
+    result: TxResult | None = None
+    reason: str = ""  # for REJECTED: why it left the mempool (e.g. "rejected: validators disagreed")
+
+
+class _Subscriber:
+    __slots__ = ("dropped", "receive", "send")
+
+    def __init__(self) -> None:
+        self.send, self.receive = trio.open_memory_channel[Block](SUBSCRIBER_BUFFER)
+        self.dropped = False
+
+
+class EventHub:
+    def __init__(self) -> None:
+        self._subscribers: set[_Subscriber] = set()
+        self._waiters: dict[bytes, list[trio.Event]] = {}
+        self._outcomes: dict[bytes, TxOutcome] = {}
+        self._outcome_order: list[bytes] = []
+        self._outcome_memory = 10_000
+
+    # ---------------------------------------------------------------- publishing (commit path, never blocks)
+
+    def block_committed(self, block: Block) -> None:
+        for index, (tx, result) in enumerate(zip(block.txs, block.results, strict=True)):
+            self._resolve(TxOutcome(tx.hash, TxState.COMMITTED, block.height, index, result))
+        for sub in list(self._subscribers):
+            try:
+                sub.send.send_nowait(block)
+            except trio.WouldBlock:
+                logger.warning("block subscriber fell %d blocks behind; dropping it", SUBSCRIBER_BUFFER)
+                sub.dropped = True
+                sub.send.close()
+                self._subscribers.discard(sub)
+            except trio.ClosedResourceError:
+                self._subscribers.discard(sub)
+
+    def tx_rejected(self, tx_hash: Hash32, reason: str) -> None:
+        """A transaction left the mempool without being committed (evicted, disagreed, expired...)."""
+        self._resolve(TxOutcome(tx_hash, TxState.REJECTED, reason=reason))
+
+    def _resolve(self, outcome: TxOutcome) -> None:
+        key = bytes(outcome.tx_hash)
+        waiters = self._waiters.pop(key, None)
+        if waiters is None and outcome.state is TxState.COMMITTED:
+            return  # committed transactions are found in the block store; remember only what it lacks
+        self._outcomes[key] = outcome
+        self._outcome_order.append(key)
+        if len(self._outcome_order) > self._outcome_memory:
+            for old in self._outcome_order[: len(self._outcome_order) // 2]:
+                self._outcomes.pop(old, None)
+            del self._outcome_order[: len(self._outcome_order) // 2]
+        for event in waiters or ():
+            event.set()
+
+    # ---------------------------------------------------------------- reading
+
+    def outcome(self, tx_hash: bytes) -> TxOutcome | None:
+        """A remembered rejection (or a commit someone waited for); the block store has every commit."""
+        return self._outcomes.get(bytes(tx_hash))
+
+    async def wait_for_tx(self, tx_hash: bytes) -> TxOutcome:
+        """Wait until the transaction is committed or rejected; the caller bounds the wait (trio timeouts).
+
+        Callers check the block store first: a transaction committed before this call resolves only from
+        there.
+        """
+        key = bytes(tx_hash)
+        while True:
+            outcome = self._outcomes.get(key)
+            if outcome is not None:
+                return outcome
+            event = trio.Event()
+            self._waiters.setdefault(key, []).append(event)
+            try:
+                await event.wait()
+            finally:
+                waiters = self._waiters.get(key)
+                if waiters is not None and event in waiters:
+                    waiters.remove(event)
+                    if not waiters:
+                        del self._waiters[key]
+
+    @asynccontextmanager
+    async def committed_blocks(self) -> AsyncIterator[AsyncIterator[Block]]:
+        """Every block committed from now on, in height order, until the context exits."""
+        sub = _Subscriber()
+        self._subscribers.add(sub)
+        try:
+            yield _iterate(sub)
+        finally:
+            self._subscribers.discard(sub)
+            sub.send.close()
+            sub.receive.close()
+
+
+async def _iterate(sub: _Subscriber) -> AsyncIterator[Block]:
+    async for block in sub.receive:
+        yield block
+    if sub.dropped:
+        raise SubscriberTooSlow(f"fell more than {SUBSCRIBER_BUFFER} blocks behind")

@@ -1,0 +1,235 @@
+"""The read side of a running node: plain methods the RPC server (node.rpc) calls, plus submission.
+
+`Queries` satisfies `node.rpc.api.NodeApi`. Reads go to the block store and to the authenticated state at a
+committed version (= block height), never to consensus internals, so they are safe at any moment; the
+values are core wire types, and every proof is checkable without trusting this node.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from contextlib import AbstractAsyncContextManager
+from typing import TYPE_CHECKING
+
+from core.block import Block
+from core.errors import StorageError
+from core.merkle import merkle_proof
+from core.state import AuthenticatedMap
+from core.tx import Transaction
+from core.types import Address, Hash32, Height
+from core.validators import ValidatorSet
+from core.votes import Commit
+from node.events import TxOutcome, TxState
+from node.rpc.api import (
+    AccountView,
+    InferenceView,
+    ModelView,
+    StatusView,
+    SubmitVerdict,
+    TxView,
+    ValidatorsView,
+    ValidatorView,
+)
+from vm.state import (
+    VSET_RING,
+    Account,
+    ModelRecord,
+    StateView,
+    ValidatorRecord,
+    account_key,
+    model_key,
+)
+
+if TYPE_CHECKING:
+    from node.service import Node
+
+_MODEL_PREFIX = b"M"
+
+
+class Queries:
+    """What the RPC engineer calls; every method is cheap enough for the event loop unless noted."""
+
+    def __init__(self, node: Node) -> None:
+        self._node = node
+
+    # ---------------------------------------------------------------- helpers
+
+    @property
+    def _state(self) -> AuthenticatedMap:
+        return self._node.state_map
+
+    def _version(self, height: Height | int | None) -> int:
+        """The committed state version for `height` (None: latest); version 0 is genesis."""
+        latest = self._state.latest_version()
+        if latest is None:
+            raise StorageError("no committed state yet")
+        if height is None or height > latest:
+            return latest
+        if not self._state.has_version(int(height)):
+            raise StorageError(f"state at height {height} is not kept (pruned)")
+        return int(height)
+
+    def _view(self, version: int) -> StateView:
+        return StateView(self._state, version)
+
+    # ---------------------------------------------------------------- status
+
+    def status(self) -> StatusView:
+        node = self._node
+        store = node.blockstore
+        height = store.height
+        head = store.block(height) if height else None
+        info = node.app.info()
+        key = node.validator_key
+        is_validator = False
+        if key is not None:
+            try:
+                is_validator = key.address in node.app.validator_set(Height(height + 1))
+            except (LookupError, StorageError):
+                is_validator = False
+        return StatusView(
+            chain_id=node.chain_id,
+            node_id=str(node.peer_id),
+            moniker=node.config.moniker,
+            validator=key.address if key is not None else None,
+            height=height,
+            block_id=store.head_id,
+            block_time=head.header.time if head is not None else info.last_block_time,
+            state_root=head.header.state_root if head is not None else info.state_root,
+            round=int(node.consensus_round),
+            peers=len(node.p2p.connected_peers()) if node.p2p is not None else 0,
+            mempool_size=len(node.mempool),
+            mempool_bytes=node.mempool.size_bytes,
+            catching_up=node.syncing,
+            is_validator=is_validator,
+            listen_addrs=tuple(node.listen_addrs()),
+        )
+
+    # ---------------------------------------------------------------- blocks and transactions
+
+    def block(self, height: Height | None) -> tuple[Block, Commit | None] | None:
+        store = self._node.blockstore
+        h = store.height if height is None else int(height)
+        block = store.block(h) if h >= 1 else None
+        if block is None:
+            return None
+        return block, store.commit(h)
+
+    def tx(self, tx_hash: Hash32) -> TxView | None:
+        store = self._node.blockstore
+        loc = store.tx_location(tx_hash)
+        if loc is None:
+            return None
+        block = store.block(loc.height)
+        if block is None:
+            return None
+        return TxView(block.txs[loc.index], block.results[loc.index], loc.height, loc.index, block.header.time)
+
+    def inference(self, tx_hash: Hash32) -> InferenceView | None:
+        """The result with its Merkle proofs against the header and the commit that finalizes the header."""
+        store = self._node.blockstore
+        loc = store.tx_location(tx_hash)
+        if loc is None:
+            return None
+        block = store.block(loc.height)
+        commit = store.commit(loc.height)
+        if block is None or commit is None:
+            return None
+        tx_proof = merkle_proof([tx.hash for tx in block.txs], loc.index)
+        result_proof = merkle_proof([r.encode() for r in block.results], loc.index)
+        return InferenceView(block.txs[loc.index], block.results[loc.index], loc.height, loc.index,
+                             block.header, tx_proof, result_proof, commit)
+
+    def tx_outcome(self, tx_hash: Hash32) -> TxOutcome | None:
+        """Committed (from the block store) or rejected after entry (evicted, validators disagreed...)."""
+        view = self.tx(tx_hash)
+        if view is not None:
+            return TxOutcome(tx_hash, TxState.COMMITTED, view.height, view.index, view.result)
+        return self._node.events.outcome(tx_hash)
+
+    # ---------------------------------------------------------------- state, with proofs
+
+    def account(self, address: Address, height: Height | None) -> AccountView:
+        version = self._version(height)
+        key = account_key(address)
+        raw = self._state.get(key, version)
+        account = Account.decode(raw) if raw is not None else Account(0, 0)  # type: ignore[arg-type]
+        return AccountView(address, Height(version), self._state.root(version), key, raw,
+                           int(account.balance), int(account.nonce), self._state.prove(key, version))
+
+    def validators(self, height: Height | None) -> ValidatorsView:
+        """The set that signs `height` (None: the next block), with each member's record and PoI score."""
+        latest = self._version(None)
+        target = latest + 1 if height is None else int(height)
+        # The state at version v holds the sets of heights v-5 .. v+2 (vm.state.VSET_RING).
+        version = latest if target >= latest - (VSET_RING - 3) else self._version(target)
+        view = self._view(version)
+        vset = ValidatorSet(view.validator_list(target))
+        out = []
+        for entry in vset:
+            record = view.validator(entry.address)
+            out.append(_validator_view(entry.address, entry.public_key, int(entry.power), record, True))
+        return ValidatorsView(Height(target), vset.total_power, tuple(out))
+
+    def validator(self, address: Address, height: Height | None = None) -> ValidatorView | None:
+        version = self._version(height)
+        view = self._view(version)
+        record = view.validator(address)
+        if record is None:
+            return None
+        vset = ValidatorSet(view.validator_list(version + 1))
+        entry = vset.get(address)
+        return _validator_view(address, record.public_key, int(entry.power) if entry else 0, record,
+                               entry is not None)
+
+    def poi(self, address: Address | None = None) -> list[ValidatorView]:
+        """PoI scores: of one validator, or of every validator in the next block's set."""
+        if address is not None:
+            one = self.validator(address)
+            return [] if one is None else [one]
+        return list(self.validators(None).validators)
+
+    def model(self, model_id: Hash32) -> ModelView | None:
+        version = self._version(None)
+        raw = self._state.get(model_key(model_id), version)
+        if raw is None:
+            return None
+        return ModelView(model_id, raw, ModelRecord.decode(raw))
+
+    def models(self) -> Sequence[ModelView]:
+        """Every registered model; walks the state (fine for a devnet, O(state) in general)."""
+        version = self._version(None)
+        out = []
+        for key, value in self._state.items(version):
+            if key.startswith(_MODEL_PREFIX) and len(key) == 1 + 32:
+                out.append(ModelView(Hash32(key[1:]), value, ModelRecord.decode(value)))
+        return out
+
+    # ---------------------------------------------------------------- writes and streams
+
+    async def submit_txs(self, txs: Sequence[Transaction]) -> list[SubmitVerdict]:
+        return await self._node.submit_txs(txs)
+
+    async def submit_tx(self, tx: Transaction) -> SubmitVerdict:
+        return (await self._node.submit_txs([tx]))[0]
+
+    async def wait_for_tx(self, tx_hash: Hash32) -> TxOutcome:
+        """Until the transaction is committed or rejected; bound it with a trio timeout."""
+        done = self.tx_outcome(tx_hash)
+        if done is not None:
+            return done
+        return await self._node.events.wait_for_tx(tx_hash)
+
+    def committed_blocks(self) -> AbstractAsyncContextManager[AsyncIterator[Block]]:
+        return self._node.events.committed_blocks()
+
+
+def _validator_view(address: Address, public_key: bytes, power: int, record: ValidatorRecord | None,
+                    in_set: bool) -> ValidatorView:
+    if record is None:
+        return ValidatorView(address, bytes(public_key), power, None, 0, False, 0, False, 0, 0, 0, 0, 0, in_set)
+    return ValidatorView(address, bytes(record.public_key), power, record.owner, int(record.stake),
+                         record.jailed, int(record.jailed_until), record.tombstoned, int(record.poi_correct),
+                         int(record.poi_wrong), int(record.poi_missed), int(record.slashed),
+                         int(record.rewards), in_set)
+

@@ -1,0 +1,398 @@
+"""The composition root: a `Node` wires the stores, the VM, the mempool, p2p, block sync and consensus.
+
+    node = Node.from_home("/path/to/home")              # or Node(home, config=..., executor=...)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(node.run)                     # started once consensus runs
+        node.queries.status()                             # the read side (node.queries.Queries)
+        await node.submit_txs([tx])                       # mempool verdicts; gossiped when accepted
+        node.stop()                                       # or cancel the nursery
+    # resources (LevelDB, worker processes, WAL) are closed when run() returns
+
+Start-up order (DESIGN.md §4): handshake (replay stored blocks into state if it is behind), p2p up, block
+sync from peers, then consensus with WAL replay of the current height.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import trio
+from libp2p.crypto.keys import KeyPair
+from libp2p.peer.id import ID
+
+from consensus.events import ProposalReceived  # noqa: F401 - re-exported for tests that feed the driver
+from consensus.params import ConsensusParams
+from consensus.signer import FileSignState, Signer
+from consensus.state import ConsensusState
+from consensus.wal import FileWAL
+from core.block import ProposalBlock
+from core.errors import InferchainError
+from core.evidence import Evidence, EvidenceEnvelope
+from core.keys import PrivateKey
+from core.limits import MAX_BLOCK_TXS
+from core.store import LevelDBStore
+from core.tx import Transaction
+from core.types import Address, Height
+from core.votes import Vote
+from node.blockstore import BlockStore
+from node.chain import Chain, Committed
+from node.config import NodeConfig
+from node.driver import BlockLimits, ConsensusDriver
+from node.events import EventHub
+from node.home import NodeHome
+from node.mempool import Mempool, RemovalReason
+from node.queries import Queries
+from node.rpc.api import SubmitVerdict
+from node.sigcache import SigCache, VoteVerifier
+from node.sync import BlockSync, ConsensusCatchUp, stored_block
+from p2p.batcher import TxBatcher
+from p2p.config import P2PConfig
+from p2p.identity import peer_id_of
+from p2p.messages import ChainStatus, TxBatch, VotesRequest
+from p2p.service import P2PService
+from p2p.topics import TopicKind
+from p2p.validation import GossipMessage, GossipVerdict
+from vm.app import VMApplication
+from vm.genesis import Genesis, load_genesis
+from vm.sandbox.executor import Executor
+
+logger = logging.getLogger(__name__)
+
+_SUBMIT_THREAD_THRESHOLD = 16
+
+
+class _MempoolState:
+    """The mempool's view of committed state, read from the VM."""
+
+    def __init__(self, app: VMApplication) -> None:
+        self._app = app
+
+    def account(self, address: Address) -> Any:
+        return self._app.view().account(address)
+
+    def min_gas_price(self) -> int:
+        return int(self._app.genesis.params.vm.min_gas_price)
+
+    def max_tx_gas(self) -> int:
+        return int(self._app.genesis.params.vm.max_tx_gas)
+
+
+def consensus_params(genesis: Genesis, config: NodeConfig) -> ConsensusParams:
+    """Genesis timeouts, with the node config's local overrides."""
+    g = genesis.params.consensus
+    c = config.consensus
+
+    def pick(override: int | None, value: int) -> int:
+        return int(value) if override is None else override
+
+    return ConsensusParams(
+        timeout_propose_ms=pick(c.timeout_propose_ms, g.timeout_propose_ms),
+        timeout_propose_delta_ms=pick(c.timeout_propose_delta_ms, g.timeout_propose_delta_ms),
+        timeout_prevote_ms=pick(c.timeout_prevote_ms, g.timeout_prevote_ms),
+        timeout_prevote_delta_ms=pick(c.timeout_prevote_delta_ms, g.timeout_prevote_delta_ms),
+        timeout_precommit_ms=pick(c.timeout_precommit_ms, g.timeout_precommit_ms),
+        timeout_precommit_delta_ms=pick(c.timeout_precommit_delta_ms, g.timeout_precommit_delta_ms),
+        timeout_commit_ms=pick(c.timeout_commit_ms, g.timeout_commit_ms),
+        max_evidence_age=int(genesis.params.slashing.max_evidence_age),
+    )
+
+
+class Node:
+    """One Inferchain node over its home directory. Construct, then `await nursery.start(node.run)`."""
+
+    def __init__(self, home: NodeHome | str | os.PathLike[str], *, config: NodeConfig | None = None,
+                 passphrase: str | None = None, executor: Executor | None = None, workers: int = 1,
+                 genesis: Genesis | None = None) -> None:
+        self.home = home if isinstance(home, NodeHome) else NodeHome.at(home)
+        self.home.check()
+        self.config = config or self.home.load_config()
+        self.genesis = genesis or load_genesis(self.home.genesis_path)
+        self.chain_id = self.genesis.chain_id
+        self.node_key: KeyPair = self.home.load_node_key()
+        self.peer_id: ID = peer_id_of(self.node_key)
+        self.validator_key: PrivateKey | None = (
+            self.home.load_validator_key(passphrase) if self.config.validator else None)
+        self.sig_cache = SigCache(self.config.mempool.sig_cache_size)
+        self.vote_verifier = VoteVerifier()
+        self.alarms: list[str] = []
+        self.db = LevelDBStore(self.home.data_dir)
+        try:
+            self.app = VMApplication(self.db, self.genesis, executor=executor, workers=workers,
+                                     verify_tx=self.sig_cache.verify, alarm=self._alarm)
+            self.blockstore = BlockStore(self.db, self.chain_id)
+        except BaseException:
+            self.db.close()
+            raise
+        self.state_map = self.app.state_map
+        self.chain = Chain(self.db, self.blockstore, self.app)
+        self.mempool = Mempool(self.chain_id, _MempoolState(self.app), self.config.mempool, self.sig_cache)
+        self.events = EventHub()
+        self.queries = Queries(self)
+        self.p2p: P2PService | None = None
+        self.driver: ConsensusDriver | None = None
+        self.block_sync: BlockSync | None = None
+        self.catch_up: ConsensusCatchUp | None = None
+        self.batcher: TxBatcher | None = None
+        self.syncing = False
+        self.running = trio.Event()
+        self._cancel: trio.CancelScope | None = None
+        self._recheck_wanted = trio.Event()
+        self.chain.on_commit(self._on_commit)
+        self.mempool.on_removed(self._on_tx_removed)
+
+    @classmethod
+    def from_home(cls, home: str | os.PathLike[str], **kwargs: Any) -> Node:
+        return cls(NodeHome.at(home), **kwargs)
+
+    # ---------------------------------------------------------------- facts for the read side
+
+    @property
+    def height(self) -> Height:
+        return self.blockstore.height
+
+    @property
+    def consensus_round(self) -> int:
+        return self.driver.round if self.driver is not None else 0
+
+    @property
+    def validator_address(self) -> Address | None:
+        return self.validator_key.address if self.validator_key is not None else None
+
+    def listen_addrs(self) -> list[str]:
+        if self.p2p is None or not self.running.is_set():
+            return list(self.config.p2p.listen_addrs)
+        return [str(a) for a in self.p2p.host.get_addrs()]
+
+    @property
+    def p2p_addr(self) -> str:
+        """`/ip4/…/tcp/…/p2p/<peer id>` once running: what other nodes put in their bootstrap list."""
+        if self.p2p is None:
+            raise RuntimeError("node is not running")
+        return self.p2p.addr
+
+    # ---------------------------------------------------------------- running
+
+    async def run(self, *, task_status: trio.TaskStatus[Node] = trio.TASK_STATUS_IGNORED) -> None:
+        """Run every service until cancelled (or `stop()`); closes the node's resources on the way out."""
+        wal: FileWAL | None = None
+        try:
+            with trio.CancelScope() as scope:
+                self._cancel = scope
+                replayed = await trio.to_thread.run_sync(self.chain.handshake)
+                if replayed:
+                    logger.info("handshake replayed %d blocks", replayed)
+                self.mempool.update(self.blockstore.height, [])
+                wal = FileWAL(self.home.wal_dir / "consensus.wal")
+                async with trio.open_nursery() as nursery:
+                    self.p2p = self._build_p2p()
+                    await nursery.start(self.p2p.run)
+                    self.batcher = TxBatcher(self._publish_batch,
+                                             max_delay_s=self.config.mempool.gossip_batch_delay_s)
+                    await nursery.start(self.batcher.run)
+                    nursery.start_soon(self._recheck_loop)
+                    self.block_sync = BlockSync(self.chain, self.p2p, self.chain_id, self.config.sync)
+                    self.syncing = True
+                    try:
+                        await self.block_sync.catch_up()
+                    finally:
+                        self.syncing = False
+                    self.driver = self._build_driver(wal)
+                    await nursery.start(self.driver.run)
+                    self.catch_up = ConsensusCatchUp(self.p2p, self.driver, self.chain)
+                    await nursery.start(self.catch_up.run)
+                    self.running.set()
+                    logger.info("node %s running at height %d (validator: %s)", self.peer_id,
+                                self.blockstore.height, self.validator_address)
+                    task_status.started(self)
+        finally:
+            self.running = trio.Event()
+            if wal is not None:
+                wal.close()
+            self.close()
+
+    def stop(self) -> None:
+        if self._cancel is not None:
+            self._cancel.cancel()
+
+    def close(self) -> None:
+        """Release the worker processes and the database (run() does this itself)."""
+        try:
+            self.app.close()
+        finally:
+            if not self.db.closed:
+                self.db.close()
+
+    def _build_p2p(self) -> P2PService:
+        cfg = self.config.p2p
+        service = P2PService(
+            P2PConfig(chain_id=self.chain_id, listen_addrs=cfg.listen_addrs, bootstrap=cfg.bootstrap,
+                      max_peers=cfg.max_peers, heartbeat_s=cfg.heartbeat_s),
+            self.node_key,
+        )
+        gossip = service.gossip
+        gossip.set_handler(TopicKind.TXS, self._on_tx_batch)
+        gossip.set_handler(TopicKind.PROPOSALS, self._on_proposal)
+        gossip.set_handler(TopicKind.VOTES, self._on_vote)
+        gossip.set_handler(TopicKind.EVIDENCE, self._on_evidence)
+        gossip.set_hook(TopicKind.PROPOSALS, self._proposal_hook)
+        gossip.set_hook(TopicKind.VOTES, self._vote_hook)
+        rr = service.reqresp
+        rr.serve_status(self._status_provider)
+        rr.serve_blocks(self._block_provider)
+        rr.serve_votes(self._vote_provider)
+        return service
+
+    def _build_driver(self, wal: FileWAL) -> ConsensusDriver:
+        signer = None
+        me = None
+        if self.validator_key is not None:
+            signer = Signer(self.validator_key, self.chain_id, FileSignState(self.home.sign_state_path),
+                            self.app.poi_commitment)
+            me = self.validator_key.public_key
+        params = consensus_params(self.genesis, self.config)
+        state = ConsensusState(self.chain_id, me, params, verifier=self.vote_verifier)
+        g = self.genesis.params.consensus
+        limits = BlockLimits(MAX_BLOCK_TXS, int(g.max_block_bytes), int(g.max_block_gas))
+        return ConsensusDriver(chain=self.chain, state=state, wal=wal, signer=signer, mempool=self.mempool,
+                               limits=limits, genesis_time=int(self.genesis.genesis_time),
+                               publish=self._publish_consensus, alarm=self._alarm)
+
+    # ---------------------------------------------------------------- after each commit
+
+    def _on_commit(self, done: Committed) -> None:
+        block = done.block
+        self.mempool.update(block.height, block.txs)
+        self._recheck_wanted.set()
+        self.events.block_committed(block)
+        if self.validator_key is not None and self.driver is not None:
+            # Start the PoI challenge of the next height now, so the first precommit finds it ready.
+            assert self.p2p is not None
+            self._start_soon(self._warm_challenge, int(block.height) + 1)
+
+    def _start_soon(self, fn: Any, *args: Any) -> None:
+        nursery = getattr(self.driver, "_nursery", None)
+        if nursery is not None:
+            nursery.start_soon(fn, *args)
+
+    async def _warm_challenge(self, height: int) -> None:
+        try:
+            await trio.to_thread.run_sync(self.app.challenge_output, height)
+        except InferchainError as exc:
+            self._alarm(f"PoI challenge {height}: {exc}")
+
+    async def _recheck_loop(self) -> None:
+        """Re-check the mempool after blocks, off the consensus path."""
+        while True:
+            await self._recheck_wanted.wait()
+            self._recheck_wanted = trio.Event()
+            await self.mempool.recheck()
+
+    def _on_tx_removed(self, tx_hash: Any, tx: Transaction, reason: RemovalReason) -> None:
+        if reason is not RemovalReason.COMMITTED:
+            self.events.tx_rejected(tx_hash, reason.value)
+
+    def _alarm(self, reason: str) -> None:
+        logger.error("ALARM: %s", reason)
+        self.alarms.append(reason)
+        del self.alarms[:-100]
+
+    # ---------------------------------------------------------------- transactions in
+
+    async def submit_txs(self, txs: Sequence[Transaction]) -> list[SubmitVerdict]:
+        """Mempool verdicts for `txs`, in order; accepted ones are gossiped in batches."""
+        if len(txs) > _SUBMIT_THREAD_THRESHOLD:
+            # Verify signatures off the event loop; the mempool then finds them in the cache.
+            await trio.to_thread.run_sync(lambda: [self.sig_cache.verify(tx) for tx in txs])
+        verdicts = []
+        for tx in txs:
+            result = self.mempool.add(tx)
+            verdicts.append(SubmitVerdict(result.tx_hash, result.accepted, result.reason))
+            if result.added and self.batcher is not None:
+                await self.batcher.add(tx)
+        return verdicts
+
+    async def _publish_batch(self, data: bytes) -> None:
+        if self.p2p is None:
+            return
+        if not self.p2p.gossip.topic_peers(TopicKind.TXS):
+            return  # nobody to send to (a lone validator); gossipsub would drop it anyway
+        try:
+            await self.p2p.publish(TopicKind.TXS, data)
+        except InferchainError as exc:
+            logger.warning("tx batch not published: %s", exc)
+
+    async def _on_tx_batch(self, message: GossipMessage) -> None:
+        batch: TxBatch = message.value
+        for tx in batch.txs:
+            self.mempool.add(tx, signature_checked=True)  # the envelope check verified every signature
+
+    # ---------------------------------------------------------------- consensus messages
+
+    async def _publish_consensus(self, message: Vote | ProposalBlock | Evidence) -> None:
+        if self.p2p is None:
+            return
+        if isinstance(message, Vote):
+            await self.p2p.publish(TopicKind.VOTES, message.encode())
+        elif isinstance(message, ProposalBlock):
+            await self.p2p.publish(TopicKind.PROPOSALS, message.encode())
+        else:
+            await self.p2p.publish(TopicKind.EVIDENCE, EvidenceEnvelope(message).encode())
+
+    async def _on_proposal(self, message: GossipMessage) -> None:
+        if self.driver is not None:
+            await self.driver.on_proposal(message.value)
+
+    async def _on_vote(self, message: GossipMessage) -> None:
+        if self.driver is not None:
+            vote: Vote = message.value
+            self.vote_verifier.mark_verified(vote, self.chain_id)  # the envelope check verified it
+            await self.driver.on_vote(vote)
+
+    async def _on_evidence(self, message: GossipMessage) -> None:
+        if self.driver is not None:
+            await self.driver.on_evidence(message.value.evidence)
+
+    def _membership(self, height: int, public_key: bytes) -> GossipVerdict:
+        """Node-side gossip check: is the signer a validator of that height? Stale or far-future: ignore."""
+        current = int(self.blockstore.height) + 1
+        if height < current - 1 or height > current + 1:
+            return GossipVerdict.IGNORE
+        try:
+            vset = self.app.validator_set(Height(height))
+        except (ValueError, LookupError, InferchainError):
+            return GossipVerdict.IGNORE
+        return GossipVerdict.ACCEPT if vset.get_by_key(public_key) is not None else GossipVerdict.REJECT
+
+    async def _proposal_hook(self, message: GossipMessage) -> GossipVerdict:
+        pb: ProposalBlock = message.value
+        return self._membership(int(pb.proposal.height), pb.proposal.proposer)
+
+    async def _vote_hook(self, message: GossipMessage) -> GossipVerdict:
+        vote: Vote = message.value
+        return self._membership(int(vote.height), vote.validator)
+
+    # ---------------------------------------------------------------- what we serve peers
+
+    async def _status_provider(self) -> ChainStatus:
+        store = self.blockstore
+        return ChainStatus(self.chain_id, store.height, store.head_id, store.base)
+
+    async def _block_provider(self, height: Height) -> Any:
+        return stored_block(self.chain, height)
+
+    async def _vote_provider(self, request: VotesRequest) -> Sequence[Vote]:
+        if self.driver is None:
+            return ()
+        try:
+            return self.driver.state.votes_for_peer(request.height, request.round, request.type, request.have)
+        except (NotImplementedError, ValueError, LookupError):
+            return ()
+
+
+def open_node(home: str | Path, **kwargs: Any) -> Node:
+    """Shorthand for the CLI: `Node.from_home`."""
+    return Node.from_home(home, **kwargs)

@@ -1,0 +1,224 @@
+"""Catching up with peers: block sync before joining consensus, and vote/commit catch-up while in it.
+
+Block sync (DESIGN.md §4): ask connected peers for their status, fetch blocks with their commits from the
+best one, verify each commit against the validator set this node knows for that height (consensus's
+`verify_commit`), check the header's validator hashes and body, and commit through `Chain.commit` (the
+application applies without running models; the state root must match the header). A peer whose block
+does not verify is penalized and another is tried.
+
+Consensus catch-up (docs/consensus.md): every `interval` a random peer is asked for the votes of the current
+height and round this node lacks, and, when its status shows it already committed our height, for that
+block and commit (CommitFetched).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import trio
+from libp2p.peer.id import ID
+
+from consensus.commit import verify_commit
+from consensus.proposer import ProposerPriorities
+from core.errors import InferchainError, InvalidBlock
+from core.types import Height
+from node.chain import Chain, ChainDiverged
+from node.config import SyncSection
+from p2p.errors import NotFound, RequestFailed
+from p2p.messages import ChainStatus, StoredBlock, VotesRequest
+from p2p.reqresp import SyncedBlock
+from p2p.scoring import Offense
+from p2p.service import P2PService
+
+logger = logging.getLogger(__name__)
+
+_STATUS_TIMEOUT_S = 3.0
+_VERIFY_THREADS = trio.CapacityLimiter(1)
+
+
+@dataclass(frozen=True, slots=True)
+class PeerStatus:
+    peer: ID
+    status: ChainStatus
+
+
+async def peer_statuses(p2p: P2PService, per_peer_s: float = _STATUS_TIMEOUT_S) -> list[PeerStatus]:
+    """The status of every connected peer that answers within `per_peer_s`, best (highest) first."""
+    out: list[PeerStatus] = []
+
+    async def ask(peer: ID) -> None:
+        with trio.move_on_after(per_peer_s):
+            try:
+                out.append(PeerStatus(peer, await p2p.reqresp.status(peer)))
+            except InferchainError as exc:
+                logger.debug("status of %s: %s", peer, exc)
+
+    async with trio.open_nursery() as nursery:
+        for peer in p2p.connected_peers():
+            nursery.start_soon(ask, peer)
+    out.sort(key=lambda s: int(s.status.height), reverse=True)
+    return out
+
+
+def verify_synced_block(chain: Chain, synced: SyncedBlock, chain_id: str) -> ProposerPriorities | None:
+    """Raise InvalidBlock unless `synced` is the next block, finalized under the set we know for it.
+
+    Returns the proposer priorities of the following height (None when they cannot be computed because
+    nothing is stored for the current one). Pure CPU: run it in a worker thread.
+    """
+    block, commit = synced.block, synced.commit
+    store, app = chain.blockstore, chain.app
+    h = int(block.height)
+    if h != int(store.height) + 1:
+        raise InvalidBlock(f"synced block {h} does not follow our head {store.height}")
+    if h > 1 and block.header.last_block_id != store.head_id:
+        raise InvalidBlock(f"synced block {h} does not extend our head")
+    block.validate_basic()
+    vset = app.validator_set(Height(h))
+    if block.header.validators_hash != vset.hash:
+        raise InvalidBlock(f"synced block {h} names another validator set than the one we know")
+    next_vset = app.validator_set(Height(h + 1))
+    if block.header.next_validators_hash != next_vset.hash:
+        raise InvalidBlock(f"synced block {h} names another next validator set than the one we know")
+    verify_commit(vset, block.id, commit, chain_id)
+    if h == 1:
+        current = ProposerPriorities.genesis(vset)
+    else:
+        raw = store.next_proposers()
+        if raw is None:
+            return None
+        current = ProposerPriorities.decode(raw)
+    return current.advance(next_vset)
+
+
+class BlockSync:
+    def __init__(self, chain: Chain, p2p: P2PService, chain_id: str, config: SyncSection | None = None) -> None:
+        self.chain = chain
+        self.p2p = p2p
+        self.chain_id = chain_id
+        self.config = config or SyncSection()
+        self.synced_blocks = 0
+        self.best_height = 0
+
+    async def apply(self, synced: SyncedBlock) -> None:
+        """Verify and commit one fetched block; InvalidBlock when the block or its commit is wrong."""
+        next_proposers = await trio.to_thread.run_sync(verify_synced_block, self.chain, synced, self.chain_id,
+                                                       limiter=_VERIFY_THREADS)
+        await self.chain.commit(synced.block, synced.commit,
+                                None if next_proposers is None else next_proposers.encode())
+        self.synced_blocks += 1
+
+    async def sync_from(self, peer: ID, target: int) -> int:
+        """Fetch and apply blocks from `peer` up to `target`; returns how many were applied."""
+        applied = 0
+
+        async def on_blocks(chunk: list[SyncedBlock]) -> None:
+            nonlocal applied
+            for synced in chunk:
+                if int(synced.block.height) <= int(self.chain.height):
+                    continue  # consensus or an earlier chunk got there first
+                await self.apply(synced)
+                applied += 1
+
+        start = int(self.chain.height) + 1
+        while start <= target:
+            end = min(target, start + self.config.batch - 1)
+            fetched = await self.p2p.reqresp.fetch_blocks(peer, start, end, on_blocks)
+            if fetched == 0:
+                break
+            start = int(self.chain.height) + 1
+        return applied
+
+    async def catch_up(self, *, wait_for_peers_s: float = 5.0) -> int:
+        """Sync until no peer is more than `catch_up_threshold` ahead; returns blocks applied.
+
+        Waits up to `wait_for_peers_s` for a first peer (a lone validator starts at once).
+        """
+        if not self.config.enabled:
+            return 0
+        with trio.move_on_after(wait_for_peers_s):
+            while not self.p2p.connected_peers():  # noqa: ASYNC110 - libp2p gives no event for this
+                await trio.sleep(0.1)
+        total = 0
+        failures: set[ID] = set()
+        while True:
+            statuses = [s for s in await peer_statuses(self.p2p) if s.peer not in failures]
+            if not statuses:
+                return total
+            best = statuses[0]
+            self.best_height = max(self.best_height, int(best.status.height))
+            if int(best.status.height) <= int(self.chain.height) + self.config.catch_up_threshold - 1:
+                return total
+            logger.info("block sync: at %d, peer %s at %d", self.chain.height, best.peer, best.status.height)
+            try:
+                total += await self.sync_from(best.peer, int(best.status.height))
+            except ChainDiverged:
+                raise
+            except InvalidBlock as exc:
+                logger.warning("block sync: peer %s sent a block that does not verify: %s", best.peer, exc)
+                self.p2p.penalize(best.peer, Offense.BAD_RESPONSE, str(exc))
+                failures.add(best.peer)
+            except (RequestFailed, InferchainError) as exc:
+                logger.info("block sync from %s failed: %s", best.peer, exc)
+                failures.add(best.peer)
+
+
+class ConsensusCatchUp:
+    """While in consensus: recover lost votes and commits from peers over request/response."""
+
+    def __init__(self, p2p: P2PService, driver: object, chain: Chain, interval_s: float = 0.5,
+                 on_behind: Callable[[int], None] | None = None) -> None:
+        self.p2p = p2p
+        self.driver = driver
+        self.chain = chain
+        self.interval_s = interval_s
+        self.votes_fetched = 0
+        self.commits_fetched = 0
+        self._on_behind = on_behind
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        task_status.started()
+        while True:
+            await trio.sleep(self.interval_s)
+            peers = self.p2p.connected_peers()
+            if not peers:
+                continue
+            peer = random.choice(peers)
+            try:
+                with trio.move_on_after(max(2.0, 4 * self.interval_s)):
+                    await self.round_with(peer)
+            except InferchainError as exc:
+                logger.debug("catch-up with %s: %s", peer, exc)
+
+    async def round_with(self, peer: ID) -> None:
+        driver = self.driver
+        state = driver.state  # type: ignore[attr-defined]
+        for q in state.catch_up_queries():
+            votes = await self.p2p.reqresp.votes(peer, VotesRequest(q.height, q.round, q.type, q.have))
+            if votes:
+                self.votes_fetched += len(votes)
+                await driver.on_votes_fetched(votes)  # type: ignore[attr-defined]
+        status = await self.p2p.reqresp.status(peer)
+        height = int(driver.height)  # type: ignore[attr-defined]
+        if int(status.height) >= height and int(self.chain.height) < height:
+            try:
+                fetched = await self.p2p.reqresp.blocks(peer, height, height)
+            except NotFound:
+                return
+            for synced in fetched:
+                if int(synced.block.height) == height:
+                    self.commits_fetched += 1
+                    await driver.on_commit_fetched(synced.block, synced.commit)  # type: ignore[attr-defined]
+
+
+def stored_block(chain: Chain, height: Height) -> StoredBlock | None:
+    """What this node serves for a peer's block request."""
+    store = chain.blockstore
+    block = store.block_bytes(height)
+    commit = store.commit_bytes(height)
+    if block is None or commit is None:
+        return None
+    return StoredBlock(height, block, commit)
