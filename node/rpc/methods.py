@@ -29,6 +29,7 @@ from node.rpc.jsonenc import raw, to_json
 MAX_BROADCAST_BATCH = 64
 DEFAULT_COMMIT_TIMEOUT_S = 30.0
 MAX_COMMIT_TIMEOUT_S = 120.0
+REJECTION_POLL_S = 0.25
 
 # ------------------------------------------------------------------------------------------------ parsers
 
@@ -245,10 +246,17 @@ async def _wait_landed(api: NodeApi, receive: trio.MemoryReceiveChannel[Landed],
         view = api.tx(tx_hash)
         if view is not None:
             return landed_json(Landed(view.tx, view.result, view.height, view.index))
-        try:
-            return landed_json(await receive.receive())
-        except trio.EndOfChannel:
-            pass
+        outcome_of = getattr(api, "tx_outcome", None)  # optional: rejections after mempool entry
+        while True:
+            with trio.move_on_after(REJECTION_POLL_S):
+                try:
+                    return landed_json(await receive.receive())
+                except trio.EndOfChannel:
+                    break
+            outcome = outcome_of(tx_hash) if outcome_of is not None else None
+            if outcome is not None and getattr(outcome.state, "value", None) == "rejected":
+                raise RpcError(E.TX_REJECTED, f"transaction {tx_hash.hex()[:16]} left the mempool: "
+                                              f"{outcome.reason}", data={"hash": tx_hash.hex()})
     view = api.tx(tx_hash)
     if view is not None:
         return landed_json(Landed(view.tx, view.result, view.height, view.index))

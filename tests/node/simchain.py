@@ -32,6 +32,7 @@ from core.tx import Transaction
 from core.types import Address, Amount, Gas, Hash32, Height, Nonce, Round, Timestamp
 from core.validators import ValidatorEntry, ValidatorSet
 from core.votes import ZERO_SIGNATURE, Commit, Vote, VoteType
+from node.events import TxOutcome, TxState
 from node.rpc.api import (
     AccountView,
     InferenceView,
@@ -64,6 +65,7 @@ class SimChain:
         self.tx_index: dict[bytes, tuple[int, int]] = {}
         self.pending: list[Transaction] = []
         self.refuse_reason: str | None = None
+        self.rejected: dict[bytes, str] = {}  # left the mempool after entry (node.events.TxState.REJECTED)
         self._subscribers: list[trio.MemorySendChannel[Block]] = []
         self.round = 0
 
@@ -186,6 +188,10 @@ class SimChain:
         return InferenceView(block.txs[i], block.results[i], block.height, i, block.header,
                              merkle_proof([t.hash for t in block.txs], i),
                              merkle_proof([r.encode() for r in block.results], i), self.commits[loc[0]])
+
+    def tx_outcome(self, tx_hash: Hash32) -> TxOutcome | None:
+        reason = self.rejected.get(bytes(tx_hash))
+        return TxOutcome(tx_hash, TxState.REJECTED, reason=reason) if reason is not None else None
 
     async def submit_txs(self, txs: Sequence[Transaction]) -> list[SubmitVerdict]:
         out = []

@@ -110,6 +110,25 @@ def test_commit_mode_times_out_with_a_timeout_error(chain: SimChain) -> None:
         assert served.server.hub.waiting == 0
 
 
+def test_commit_mode_reports_a_rejection_after_mempool_entry(chain: SimChain) -> None:
+    with ServerThread(chain) as served:  # nothing produces blocks; the node evicts the transaction instead
+        tx = served.on_loop(lambda: chain.transfer(0, chain.account_keys[1].address, 1))
+
+        def evict() -> None:
+            chain.pending.clear()
+            chain.rejected[bytes(tx.hash)] = "rejected: validators disagreed"
+
+        import threading
+        timer = threading.Timer(0.3, lambda: served.on_loop(evict))
+        timer.start()
+        try:
+            err = rpc(served.url, "broadcast_tx", {"tx": tx.encode().hex(), "mode": "commit", "timeout": 10})
+        finally:
+            timer.cancel()
+        assert err["error"]["code"] == E.TX_REJECTED
+        assert "rejected: validators disagreed" in err["error"]["message"]
+
+
 def test_account_has_a_state_proof(served, chain: SimChain) -> None:
     served.on_loop(chain.produce)
     addr = str(chain.account_keys[0].address)
