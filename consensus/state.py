@@ -3,6 +3,7 @@
 No clock, network, disk or randomness inside: time arrives as `event.now`, validator sets and proposer
 priorities arrive in NewHeight, and everything the machine wants done comes back as actions for the driver
 (node/driver.py in the node, tests/consensus/sim in the simulator). See docs/consensus.md for the contract.
+Comments `L22` etc. name the lines of Algorithm 1 in the paper.
 """
 
 from __future__ import annotations
@@ -10,16 +11,52 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from consensus.actions import Action
-from consensus.events import Event
+from consensus.actions import (
+    Action,
+    Broadcast,
+    BuildBlock,
+    CommitBlock,
+    RaiseAlarm,
+    ReportEvidence,
+    ScheduleTimeout,
+    Sign,
+    ValidateBlock,
+)
+from consensus.commit import verify_commit
+from consensus.events import (
+    BlockBuilt,
+    BlockValidated,
+    CommitFetched,
+    Event,
+    EvidenceReceived,
+    NewHeight,
+    ProposalReceived,
+    Resume,
+    TimeoutFired,
+    VoteReceived,
+    VotesFetched,
+)
+from consensus.evidence import EvidencePool, check_evidence, duplicate_proposal, evidence_key
 from consensus.params import ConsensusParams, Step
-from core.evidence import Evidence
+from consensus.proposer import ProposerPriorities
+from consensus.voteset import Added, VoteSet, duplicate_vote
+from core.app import BlockTemplate, Verdict, VerdictKind
+from core.block import Block, ProposalBlock
+from core.errors import InferchainError, InvalidBlock, InvalidEvidence
+from core.evidence import Evidence, WrongInference
 from core.keys import verify
-from core.types import Height, PublicKeyBytes, Round
-from core.votes import Vote, VoteType
+from core.merkle import merkle_proof
+from core.types import Address, Hash32, Height, PublicKeyBytes, Round, Timestamp
+from core.validators import ValidatorSet
+from core.votes import ZERO_SIGNATURE, Commit, Proposal, Vote, VoteType
 
 # verify(public_key, message, signature) -> bool; inject a caching one to verify each signature once per node.
 Verifier = Callable[[bytes, bytes, bytes], bool]
+
+# Messages for rounds further ahead than this are dropped (bounds memory against a flooding validator).
+MAX_ROUND_AHEAD = 1000
+# Proposals further ahead than this are dropped (finding their proposer costs O(round)).
+MAX_PROPOSAL_ROUND_AHEAD = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,40 +73,625 @@ class VoteQuery:
 class ConsensusState:
     """One validator's (or an observer's, with `me=None`) view of consensus. Feed it events, one at a time."""
 
+    # Set by the first NewHeight; nothing reads them before (every handler checks `_started`).
+    _proposers: ProposerPriorities
+    _proposer_cache: list[Address]
+    _vs: ValidatorSet
+    _next_vs: ValidatorSet
+    _last_vs: ValidatorSet | None
+    _last_block_id: Hash32
+    _last_block_time: Timestamp
+
     def __init__(self, chain_id: str, me: PublicKeyBytes | None, params: ConsensusParams | None = None, *,
                  verifier: Verifier = verify) -> None:
         self.chain_id = chain_id
         self.me = me
         self.params = params or ConsensusParams()
         self._verify = verifier
+        self._pool = EvidencePool(self.params.max_evidence_age)
+        self._future: list[ProposalReceived | VoteReceived] = []
+        self._started = False  # a NewHeight was handled
+        self._height = Height(0)
+        self._last_round = -1
+        self._last_precommits: VoteSet | None = None
+        self._reset_height()
+        self._me_address: Address | None = None
+        if me is not None:
+            from core.address import address_from_public_key
 
-    def handle(self, event: Event) -> list[Action]:
-        """Apply one input; return the actions to perform, in order."""
-        raise NotImplementedError
+            self._me_address = address_from_public_key(me)
+
+    # ------------------------------------------------------------------------------------------ queries
 
     @property
     def height(self) -> Height:
-        raise NotImplementedError
+        return self._height
 
     @property
     def round(self) -> Round:
-        raise NotImplementedError
+        return Round(self._round)
 
     @property
     def step(self) -> Step:
-        raise NotImplementedError
+        return self._step
+
+    @property
+    def locked(self) -> tuple[int, Hash32 | None]:
+        return self._locked_round, self._locked_id
+
+    @property
+    def decided(self) -> Block | None:
+        return self._decided
+
+    @property
+    def validators(self) -> ValidatorSet:
+        return self._vs
+
+    def proposer(self, round_: int) -> Address:
+        while len(self._proposer_cache) <= round_:
+            more = max(8, len(self._proposer_cache))
+            self._proposer_cache = self._proposers.proposers(len(self._proposer_cache) + more)
+        return self._proposer_cache[round_]
+
+    def pending_evidence(self) -> tuple[Evidence, ...]:
+        return self._pool.pending(self.params.max_block_evidence, int(self._height))
 
     def vote_bits(self, height: int, round_: int, vote_type: VoteType) -> bytes:
         """The `have` bitset of the votes held for (height, round, type)."""
-        raise NotImplementedError
+        vs = self._set_for(height, round_, vote_type)
+        return vs.bits() if vs is not None else b""
 
     def votes_for_peer(self, height: int, round_: int, vote_type: VoteType, have: bytes) -> tuple[Vote, ...]:
         """Serve a peer's catch-up query: the held votes of (height, round, type) whose bit is not set."""
-        raise NotImplementedError
+        vs = self._set_for(height, round_, vote_type)
+        return vs.missing_from(have) if vs is not None else ()
 
     def catch_up_queries(self) -> tuple[VoteQuery, ...]:
         """What to ask a peer for now (call periodically; answers come back as VotesFetched)."""
-        raise NotImplementedError
+        if not self._started:
+            return ()
+        h = self._height
+        wanted: list[tuple[int, int, VoteType]] = []
+        if self._last_precommits is not None and self._last_round >= 0 and (
+                not self._round_started or self._decided is not None):
+            wanted.append((h - 1, self._last_round, VoteType.PRECOMMIT))
+        if self._decided is None:
+            r = self._round
+            wanted += [(h, r, VoteType.PREVOTE), (h, r, VoteType.PRECOMMIT),
+                       (h, r + 1, VoteType.PREVOTE), (h, r + 1, VoteType.PRECOMMIT)]
+            prop = self._proposals.get(r)
+            if prop is not None and prop.proposal.pol_round >= 0:
+                wanted.append((h, int(prop.proposal.pol_round), VoteType.PREVOTE))
+            # Earlier rounds where some block has precommits but we hold no quorum: a commit may hide there.
+            for pr in sorted(self._precommits, reverse=True)[:4]:
+                if pr < r and any(b is not None for b in self._precommits[pr].by_block):
+                    wanted.append((h, pr, VoteType.PRECOMMIT))
+        out: list[VoteQuery] = []
+        seen: set[tuple[int, int, VoteType]] = set()
+        for hh, rr, tt in wanted:
+            if (hh, rr, tt) in seen or rr > Round.MAX:
+                continue
+            seen.add((hh, rr, tt))
+            out.append(VoteQuery(Height(hh), Round(rr), tt, self.vote_bits(hh, rr, tt)))
+        return tuple(out)
 
-    def pending_evidence(self) -> tuple[Evidence, ...]:
-        raise NotImplementedError
+    def _set_for(self, height: int, round_: int, vote_type: VoteType) -> VoteSet | None:
+        if not self._started:
+            return None
+        if height == self._height:
+            sets = self._prevotes if vote_type == VoteType.PREVOTE else self._precommits
+            return sets.get(round_)
+        if height == self._height - 1 and vote_type == VoteType.PRECOMMIT and round_ == self._last_round:
+            return self._last_precommits
+        return None
+
+    # ------------------------------------------------------------------------------------------ handle
+
+    def handle(self, event: Event) -> list[Action]:
+        """Apply one input; return the actions to perform, in order."""
+        out: list[Action] = []
+        if isinstance(event, NewHeight):
+            self._on_new_height(event, out)
+            return out
+        if not self._started:
+            return out  # nothing to do before the first NewHeight
+        if isinstance(event, VoteReceived):
+            self._on_vote(event.vote, event.now, out)
+        elif isinstance(event, VotesFetched):
+            for vote in event.votes:
+                self._on_vote(vote, event.now, out)
+        elif isinstance(event, ProposalReceived):
+            self._on_proposal(event.proposal_block, event.now, out)
+        elif isinstance(event, TimeoutFired):
+            self._on_timeout(event, out)
+        elif isinstance(event, BlockBuilt):
+            self._on_block_built(event, out)
+        elif isinstance(event, BlockValidated):
+            self._on_block_validated(event, out)
+        elif isinstance(event, EvidenceReceived):
+            self._on_evidence(event.evidence, out)
+        elif isinstance(event, CommitFetched):
+            self._on_commit_fetched(event, out)
+        elif isinstance(event, Resume):
+            self._on_resume(event.now, out)
+        self._progress(event.now, out)
+        return out
+
+    # ------------------------------------------------------------------------------------------ heights
+
+    def _reset_height(self) -> None:
+        self._round = 0
+        self._step = Step.COMMIT
+        self._round_started = False
+        self._locked_round = -1
+        self._locked_id: Hash32 | None = None
+        self._valid_round = -1
+        self._valid_id: Hash32 | None = None
+        self._blocks: dict[Hash32, Block] = {}
+        self._block_problem: dict[Hash32, str | None] = {}  # None: structurally fine
+        self._timely: set[Hash32] = set()  # block time within the drift of some receipt's clock
+        self._verdicts: dict[Hash32, Verdict] = {}
+        self._validating: set[Hash32] = set()
+        self._proposals: dict[int, ProposalBlock] = {}
+        self._prevotes: dict[int, VoteSet] = {}
+        self._precommits: dict[int, VoteSet] = {}
+        self._round_power: dict[int, dict[Address, int]] = {}
+        self._done: set[tuple[int, str]] = set()  # "for the first time" rules already fired
+        self._scheduled: dict[tuple[int, Step], int] = {}
+        self._pending_sign: dict[tuple[int, Step], Vote | ProposalBlock] = {}
+        self._building: int | None = None  # round of an outstanding BuildBlock
+        self._built: set[Hash32] = set()
+        self._decided: Block | None = None
+        self._decided_id: Hash32 | None = None
+        self._decided_round = -1
+
+    def _on_new_height(self, ev: NewHeight, out: list[Action]) -> None:
+        if self._started and ev.height < self._height:
+            return
+        prev_precommits = None
+        prev_round = -1
+        prev_id = self._decided_id
+        if self._started and self._decided is not None and ev.height == self._height + 1:
+            prev_round = self._decided_round
+            prev_precommits = self._precommits.get(prev_round)
+        self._height = ev.height
+        self._reset_height()
+        self._started = True
+        self._proposers = ev.proposers
+        self._vs = ev.proposers.validator_set()
+        self._proposer_cache = []
+        self._next_vs = ValidatorSet(ev.next_validators) if ev.next_validators else self._vs
+        self._last_vs = ValidatorSet(ev.last_validators) if ev.last_validators else None
+        self._last_block_id = ev.last_block_id
+        self._last_block_time = ev.last_block_time
+        self._last_round = -1
+        self._last_precommits = None
+        if prev_precommits is not None and ev.last_block_id == prev_id:
+            self._last_round = prev_round
+            self._last_precommits = prev_precommits
+        elif ev.last_commit is not None and self._last_vs is not None:
+            self._last_round = int(ev.last_commit.round)
+            self._last_precommits = VoteSet(self._last_vs)
+            for vote in ev.last_commit.precommits:
+                entry = self._last_vs.get_by_key(vote.validator)
+                if entry is not None:
+                    self._last_precommits.add(vote, entry.address, entry.power)
+        self._pool.prune(int(ev.height))
+        self._schedule(0, Step.COMMIT, out)
+        buffered, self._future = self._future, []
+        for item in buffered:
+            if isinstance(item, VoteReceived) and item.vote.height == ev.height:
+                self._on_vote(item.vote, item.now, out)
+            elif isinstance(item, ProposalReceived) and item.proposal_block.proposal.height == ev.height:
+                self._on_proposal(item.proposal_block, item.now, out)
+        self._progress(ev.now, out)
+
+    def _start_round(self, r: int, now: int, out: list[Action]) -> None:
+        """StartRound(r) (L11)."""
+        self._round = r
+        self._step = Step.PROPOSE
+        self._round_started = True
+        self._schedule(r, Step.PROPOSE, out)
+        if self._me_address is not None and self.proposer(r) == self._me_address:
+            if self._valid_id is not None:
+                self._sign_proposal(r, self._valid_round, self._blocks[self._valid_id], now, out)
+            else:
+                self._building = r
+                out.append(BuildBlock(self._template(r, now)))
+
+    def _template(self, r: int, now: int) -> BlockTemplate:
+        assert self._me_address is not None
+        return BlockTemplate(
+            chain_id=self.chain_id,
+            height=self._height,
+            round=Round(r),
+            time=Timestamp(max(now, self._last_block_time + 1)),
+            proposer=self._me_address,
+            last_block_id=self._last_block_id,
+            last_commit=self._last_commit(),
+            evidence=self.pending_evidence(),
+        )
+
+    def _last_commit(self) -> Commit | None:
+        if self._height <= 1 or self._last_precommits is None:
+            return None
+        return Commit(Height(self._height - 1), Round(self._last_round), self._last_block_id,
+                      self._last_precommits.sorted_votes())
+
+    def _schedule(self, r: int, step: Step, out: list[Action]) -> None:
+        ms = self.params.timeout_ms(step, r)
+        self._scheduled[(r, step)] = ms
+        out.append(ScheduleTimeout(self._height, Round(r), step, ms))
+
+    # ------------------------------------------------------------------------------------------ signing
+
+    def _sign_proposal(self, r: int, pol_round: int, block: Block, now: int, out: list[Action]) -> None:
+        assert self.me is not None
+        proposal = Proposal(self._height, Round(r), pol_round, block.id, Timestamp(now), self.me, ZERO_SIGNATURE)
+        pb = ProposalBlock(proposal, block)
+        self._pending_sign[(r, Step.PROPOSE)] = pb
+        out.append(Sign(pb))
+
+    def _cast(self, vote_type: VoteType, block_id: Hash32 | None, now: int, out: list[Action]) -> None:
+        """Ask the signer for our vote; the step changes now, the vote counts when it comes back signed."""
+        if self.me is None or self._vs.get_by_key(self.me) is None:
+            return
+        vote = Vote(vote_type, self._height, Round(self._round), block_id, Timestamp(now), self.me, None,
+                    ZERO_SIGNATURE)
+        step = Step.PREVOTE if vote_type == VoteType.PREVOTE else Step.PRECOMMIT
+        self._pending_sign[(self._round, step)] = vote
+        out.append(Sign(vote))
+
+    def _prevote(self, block_id: Hash32 | None, now: int, out: list[Action]) -> None:
+        self._cast(VoteType.PREVOTE, block_id, now, out)
+        self._step = Step.PREVOTE
+
+    def _precommit(self, block_id: Hash32 | None, now: int, out: list[Action]) -> None:
+        self._cast(VoteType.PRECOMMIT, block_id, now, out)
+        self._step = Step.PRECOMMIT
+
+    # ------------------------------------------------------------------------------------------ inputs
+
+    def _buffer_future(self, item: ProposalReceived | VoteReceived) -> None:
+        if len(self._future) < self.params.future_buffer:
+            self._future.append(item)
+
+    def _on_vote(self, vote: Vote, now: int, out: list[Action]) -> None:
+        if vote.height == self._height + 1:
+            self._buffer_future(VoteReceived(Timestamp(now), vote))
+            return
+        if vote.height == self._height - 1:
+            self._on_last_precommit(vote, out)
+            return
+        if vote.height != self._height or vote.round > self._round + MAX_ROUND_AHEAD:
+            return
+        entry = self._vs.get_by_key(vote.validator)
+        if entry is None or (vote.type == VoteType.PREVOTE and vote.poi is not None):
+            return
+        if not self._verify(vote.validator, vote.sign_bytes(self.chain_id), vote.signature):
+            return
+        sets = self._prevotes if vote.type == VoteType.PREVOTE else self._precommits
+        vs = sets.get(vote.round)
+        if vs is None:
+            vs = sets[vote.round] = VoteSet(self._vs)
+        added, held = vs.add(vote, entry.address, entry.power)
+        if added is Added.CONFLICT:
+            assert held is not None
+            self._add_evidence(duplicate_vote(held, vote), out)
+            return
+        if added is Added.DUPLICATE:
+            return
+        self._round_power.setdefault(vote.round, {})[entry.address] = entry.power
+        if vote.validator == self.me:
+            step = Step.PREVOTE if vote.type == VoteType.PREVOTE else Step.PRECOMMIT
+            self._pending_sign.pop((vote.round, step), None)
+            out.append(Broadcast(vote))
+
+    def _on_last_precommit(self, vote: Vote, out: list[Action]) -> None:
+        """A late precommit of the previous height: more PoI answers for the last commit."""
+        lp, vs = self._last_precommits, self._last_vs
+        if lp is None or vs is None or vote.type != VoteType.PRECOMMIT or vote.round != self._last_round:
+            return
+        entry = vs.get_by_key(vote.validator)
+        if entry is None or not self._verify(vote.validator, vote.sign_bytes(self.chain_id), vote.signature):
+            return
+        added, held = lp.add(vote, entry.address, entry.power)
+        if added is Added.CONFLICT and held is not None:
+            self._add_evidence(duplicate_vote(held, vote), out)
+
+    def _on_proposal(self, pb: ProposalBlock, now: int, out: list[Action]) -> None:
+        p = pb.proposal
+        if p.height == self._height + 1:
+            self._buffer_future(ProposalReceived(Timestamp(now), pb))
+            return
+        if p.height != self._height or p.round > self._round + MAX_PROPOSAL_ROUND_AHEAD:
+            return
+        if p.block_id != pb.block.id or pb.block.height != p.height or not -1 <= p.pol_round < p.round:
+            return
+        entry = self._vs.get_by_key(p.proposer)
+        if entry is None or entry.address != self.proposer(p.round):
+            return
+        if not self._verify(p.proposer, p.sign_bytes(self.chain_id), p.signature):
+            return
+        held = self._proposals.get(p.round)
+        if held is not None:
+            if held.proposal.block_id != p.block_id:
+                self._add_evidence(duplicate_proposal(held.proposal, p), out)
+            return
+        self._proposals[p.round] = pb
+        block = pb.block
+        self._note_block(block, out)
+        if block.header.time <= now + self.params.max_clock_drift_ms:
+            self._timely.add(block.id)
+        if p.proposer == self.me:
+            self._pending_sign.pop((p.round, Step.PROPOSE), None)
+            out.append(Broadcast(pb))
+        bid = block.id
+        if self._block_problem.get(bid) is None and bid not in self._verdicts and bid not in self._validating:
+            if bid in self._built or bid == self._valid_id or bid == self._locked_id:
+                self._verdicts[bid] = Verdict.valid()
+            else:
+                self._validating.add(bid)
+                out.append(ValidateBlock(block))
+
+    def _note_block(self, block: Block, out: list[Action]) -> None:
+        """Remember a block of this height and judge what consensus itself must check."""
+        bid = block.id
+        if bid in self._blocks:
+            return
+        self._blocks[bid] = block
+        self._block_problem[bid] = self._structural_problem(block, out)
+
+    def _structural_problem(self, block: Block, out: list[Action]) -> str | None:
+        h = block.header
+        try:
+            block.validate_basic()
+        except InvalidBlock as exc:
+            return str(exc)
+        if h.chain_id != self.chain_id or h.height != self._height:
+            return "wrong chain or height"
+        if h.last_block_id != self._last_block_id:
+            return "does not extend the last block"
+        if h.validators_hash != self._vs.hash or h.next_validators_hash != self._next_vs.hash:
+            return "wrong validator set hashes"
+        if h.proposer not in self._vs:
+            return "proposer is not a validator"
+        if h.time <= self._last_block_time:
+            return "block time not after the previous block"
+        if self._height > 1:
+            if block.last_commit is None or self._last_vs is None:
+                return "missing last commit"
+            try:
+                verify_commit(self._last_vs, self._last_block_id, block.last_commit, self.chain_id)
+            except InvalidBlock as exc:
+                return str(exc)
+            self._cross_check_last_commit(block.last_commit, out)
+        if len(block.evidence) > self.params.max_block_evidence:
+            return "too much evidence"
+        keys = set()
+        for ev in block.evidence:
+            try:
+                check_evidence(ev, self.chain_id, int(self._height), self.params.max_evidence_age, self._verify)
+            except InvalidEvidence as exc:
+                return f"evidence: {exc}"
+            key = evidence_key(ev)
+            if key in keys:
+                return "evidence: one offence twice"
+            keys.add(key)
+        return None
+
+    def _cross_check_last_commit(self, commit: Commit, out: list[Action]) -> None:
+        """A precommit in someone's commit that conflicts with one we hold is equivocation evidence."""
+        lp, vs = self._last_precommits, self._last_vs
+        if lp is None or vs is None or commit.round != self._last_round:
+            return
+        for vote in commit.precommits:
+            entry = vs.get_by_key(vote.validator)
+            if entry is None:
+                continue
+            held = lp.votes.get(entry.address)
+            if held is not None and held.block_id != vote.block_id:
+                self._add_evidence(duplicate_vote(held, vote), out)
+
+    def _on_block_built(self, ev: BlockBuilt, out: list[Action]) -> None:
+        if ev.height != self._height or self._building != ev.round:
+            return
+        self._building = None
+        if ev.round != self._round or self._step != Step.PROPOSE or self._decided is not None:
+            return
+        self._built.add(ev.block.id)
+        self._sign_proposal(self._round, -1, ev.block, int(ev.now), out)
+
+    def _on_block_validated(self, ev: BlockValidated, out: list[Action]) -> None:
+        bid = ev.block_id
+        if bid not in self._validating:
+            return
+        self._validating.discard(bid)
+        verdict = ev.verdict
+        self._verdicts[bid] = verdict
+        if verdict.kind is VerdictKind.LOCAL_FAULT:
+            out.append(RaiseAlarm(f"cannot judge block {bid.hex()[:16]} at height {self._height}: "
+                                  f"{verdict.reason}"))
+        elif verdict.kind is VerdictKind.INVALID and verdict.wrong_outputs:
+            self._wrong_inference(bid, verdict, out)
+
+    def _wrong_inference(self, bid: Hash32, verdict: Verdict, out: list[Action]) -> None:
+        block = self._blocks[bid]
+        signed = next((pb.proposal for pb in self._proposals.values() if pb.proposal.block_id == bid), None)
+        if signed is None:
+            return
+        tx_hashes = [tx.hash for tx in block.txs]
+        results = [r.encode() for r in block.results]
+        for i in verdict.wrong_outputs[:4]:
+            if not 0 <= i < len(block.txs):
+                continue
+            self._add_evidence(WrongInference(signed, block.header, i, block.txs[i], block.results[i],
+                                              merkle_proof(tx_hashes, i), merkle_proof(results, i)), out)
+
+    def _add_evidence(self, evidence: Evidence, out: list[Action]) -> None:
+        try:
+            check_evidence(evidence, self.chain_id, int(self._height), self.params.max_evidence_age,
+                           self._verify)
+        except InvalidEvidence:
+            return
+        if self._pool.add(evidence, int(self._height)):
+            out.append(ReportEvidence(evidence))
+
+    def _on_evidence(self, evidence: Evidence, out: list[Action]) -> None:
+        offender = evidence.offender
+        known = self._vs.get_by_key(offender) is not None or (
+            self._last_vs is not None and self._last_vs.get_by_key(offender) is not None)
+        if known:
+            self._add_evidence(evidence, out)
+
+    def _on_commit_fetched(self, ev: CommitFetched, out: list[Action]) -> None:
+        block, commit = ev.block, ev.commit
+        if block.height != self._height or self._decided is not None or commit.height != self._height:
+            return
+        try:
+            verify_commit(self._vs, block.id, commit, self.chain_id)
+        except InferchainError:
+            return
+        self._note_block(block, out)
+        for vote in commit.precommits:
+            self._on_vote(vote, int(ev.now), out)
+
+    def _on_timeout(self, ev: TimeoutFired, out: list[Action]) -> None:
+        if ev.height != self._height or self._decided is not None:
+            return
+        r, step = int(ev.round), ev.step
+        if step == Step.COMMIT:
+            if not self._round_started:
+                self._start_round(0, int(ev.now), out)
+        elif r != self._round or not self._round_started:
+            return
+        elif step == Step.PROPOSE and self._step == Step.PROPOSE:
+            self._prevote(None, int(ev.now), out)  # L57
+        elif step == Step.PREVOTE and self._step == Step.PREVOTE:
+            self._precommit(None, int(ev.now), out)  # L61
+        elif step == Step.PRECOMMIT:
+            self._start_round(r + 1, int(ev.now), out)  # L65
+
+    def _on_resume(self, now: int, out: list[Action]) -> None:
+        """After replay: everything outstanding again; the driver dropped the replayed actions."""
+        if self._decided is not None:
+            return
+        if not self._round_started:
+            self._schedule(0, Step.COMMIT, out)
+            return
+        for (r, step), _ms in list(self._scheduled.items()):
+            if r == self._round and step != Step.COMMIT:
+                self._schedule(r, step, out)
+        if self._building == self._round:
+            out.append(BuildBlock(self._template(self._round, now)))
+        for bid in sorted(self._validating):
+            out.append(ValidateBlock(self._blocks[bid]))
+        for key in sorted(self._pending_sign):
+            out.append(Sign(self._pending_sign[key]))
+        own = self._proposals.get(self._round)
+        if own is not None and own.proposal.proposer == self.me:
+            out.append(Broadcast(own))
+        if self._me_address is not None:
+            for sets in (self._prevotes, self._precommits):
+                vs = sets.get(self._round)
+                mine = vs.votes.get(self._me_address) if vs is not None else None
+                if mine is not None:
+                    out.append(Broadcast(mine))
+
+    # ------------------------------------------------------------------------------------------ rules
+
+    def _valid(self, bid: Hash32) -> bool:
+        """valid(v) of the paper: consensus's own checks, the clock bound, and the application's verdict."""
+        if self._block_problem.get(bid, "unknown") is not None or bid not in self._timely:
+            return False
+        verdict = self._verdicts.get(bid)
+        return verdict is not None and verdict.is_valid
+
+    def _judged(self, bid: Hash32) -> bool:
+        """Whether valid(v) is known yet (false while the application is still validating)."""
+        if self._block_problem.get(bid, "unknown") is not None or bid not in self._timely:
+            return True
+        return bid in self._verdicts
+
+    def _first(self, r: int, rule: str) -> bool:
+        if (r, rule) in self._done:
+            return False
+        self._done.add((r, rule))
+        return True
+
+    def _progress(self, now: int, out: list[Action]) -> None:
+        """Fire every rule of Algorithm 1 whose condition holds, until none does."""
+        while self._decided is None:
+            if self._try_commit(out):
+                return
+            if not self._round_started:
+                return
+            if not self._step_once(now, out):
+                return
+
+    def _try_commit(self, out: list[Action]) -> bool:
+        """L49: a proposal (any round) with 2f+1 precommits for it decides. The block must pass consensus's
+        own checks; the application's verdict is not required (a quorum already re-executed it)."""
+        for r, pcs in self._precommits.items():
+            ok, bid = pcs.quorum_block()
+            if not ok or bid is None or bid not in self._blocks or self._block_problem.get(bid) is not None:
+                continue
+            block = self._blocks[bid]
+            self._decided = block
+            self._decided_id = bid
+            self._decided_round = r
+            self._step = Step.COMMIT
+            commit = Commit(self._height, Round(r), bid, pcs.sorted_votes())
+            self._pool.mark_committed(block.evidence)
+            verdict = self._verdicts.get(bid)
+            if verdict is not None and verdict.kind is VerdictKind.INVALID:
+                out.append(RaiseAlarm(f"committing block {bid.hex()[:16]} at height {self._height} that this "
+                                      f"node judged invalid: {verdict.reason}"))
+            out.append(CommitBlock(block, commit, self._proposers.advance(self._next_vs)))
+            return True
+        return False
+
+    def _step_once(self, now: int, out: list[Action]) -> bool:
+        r = self._round
+        # L55: f+1 power in a later round: skip ahead to the latest such round.
+        total = self._vs.total_power
+        later = [rr for rr, powers in self._round_power.items() if rr > r and 3 * sum(powers.values()) > total]
+        if later:
+            self._start_round(max(later), now, out)
+            return True
+        prop = self._proposals.get(r)
+        prevotes = self._prevotes.get(r)
+        if self._step == Step.PROPOSE and prop is not None:
+            bid = prop.proposal.block_id
+            vr = int(prop.proposal.pol_round)
+            if vr == -1:  # L22
+                if self._judged(bid):
+                    ok = self._valid(bid) and (self._locked_round == -1 or self._locked_id == bid)
+                    self._prevote(bid if ok else None, now, out)
+                    return True
+            else:
+                pol = self._prevotes.get(vr)
+                if pol is not None and pol.has_quorum_for(bid) and self._judged(bid):  # L28
+                    ok = self._valid(bid) and (self._locked_round <= vr or self._locked_id == bid)
+                    self._prevote(bid if ok else None, now, out)
+                    return True
+        if self._step == Step.PREVOTE and prevotes is not None and prevotes.has_quorum_any() \
+                and self._first(r, "prevote-timeout"):  # L34
+            self._schedule(r, Step.PREVOTE, out)
+            return True
+        if self._step >= Step.PREVOTE and prop is not None and prevotes is not None:  # L36
+            bid = prop.proposal.block_id
+            if prevotes.has_quorum_for(bid) and self._valid(bid) and self._first(r, "polka"):
+                if self._step == Step.PREVOTE:
+                    self._locked_id, self._locked_round = bid, r
+                    self._precommit(bid, now, out)
+                self._valid_id, self._valid_round = bid, r
+                return True
+        if self._step == Step.PREVOTE and prevotes is not None and prevotes.has_quorum_for(None):  # L44
+            self._precommit(None, now, out)
+            return True
+        precommits = self._precommits.get(r)
+        if precommits is not None and precommits.has_quorum_any() and self._first(r, "precommit-timeout"):  # L47
+            self._schedule(r, Step.PRECOMMIT, out)
+            return True
+        return False
