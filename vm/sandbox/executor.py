@@ -95,6 +95,7 @@ class _Loaded:
     output_names: list[str]
     outputs: tuple[TensorSpec, ...]
     cost: int
+    inputs: tuple[tuple[str, np.dtype[Any], tuple[int, ...]], ...] = ()
 
 
 def _output_specs(session: Any) -> tuple[TensorSpec, ...]:
@@ -146,6 +147,7 @@ class Runner:
         try:
             session = create_session(package.model_bytes)
             loaded = _Loaded(session, package, [o.name for o in session.get_outputs()], _output_specs(session), cost)
+            loaded.inputs = tuple((t.name, np.dtype(t.dtype), t.shape) for t in package.spec.inputs)
         except LocalFault:
             raise
         except InferenceError:
@@ -176,7 +178,7 @@ class Runner:
 
     def _run(self, loaded: _Loaded, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         spec = loaded.package.spec
-        feeds = _validated_inputs(spec.inputs, inputs)
+        feeds = _validated_inputs(loaded.inputs, inputs)
         try:
             raw = loaded.session.run(loaded.output_names, feeds)
         except MemoryError:
@@ -224,16 +226,18 @@ class Runner:
             return JobResult(error=exc)
 
 
-def _validated_inputs(declared: tuple[TensorSpec, ...], inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-    if len(inputs) != len(declared) or any(t.name not in inputs for t in declared):
-        raise InputMismatch(f"inputs {sorted(inputs)} differ from the declared {[t.name for t in declared]}")
+def _validated_inputs(
+    declared: tuple[tuple[str, np.dtype[Any], tuple[int, ...]], ...], inputs: Mapping[str, np.ndarray]
+) -> dict[str, np.ndarray]:
+    if len(inputs) != len(declared) or any(name not in inputs for name, _, _ in declared):
+        raise InputMismatch(f"inputs {sorted(inputs)} differ from the declared {[n for n, _, _ in declared]}")
     feeds: dict[str, np.ndarray] = {}
-    for t in declared:
-        value = inputs[t.name]
-        if not isinstance(value, np.ndarray) or value.dtype != np.dtype(t.dtype) or value.shape != t.shape:
+    for name, dtype, shape in declared:
+        value = inputs[name]
+        if type(value) is not np.ndarray or value.dtype != dtype or value.shape != shape:
             got = f"{value.dtype}{list(value.shape)}" if isinstance(value, np.ndarray) else type(value).__name__
-            raise InputMismatch(f"input {t.name!r} is {got}, declared {t.dtype}{list(t.shape)}")
-        feeds[t.name] = np.asarray(value, order="C")
+            raise InputMismatch(f"input {name!r} is {got}, declared {dtype}{list(shape)}")
+        feeds[name] = value if value.flags.c_contiguous else np.asarray(value, order="C")
     return feeds
 
 

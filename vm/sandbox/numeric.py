@@ -12,6 +12,7 @@ satisfy |q_claim - q_local| <= t_abs + t_rel_ppm * |q_local| / 10^6, evaluated a
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -29,12 +30,18 @@ def quantize(y: np.ndarray, grid_k: int, name: str = "output") -> np.ndarray:
     """Grid values q = round_half_even(y * 2^k) as int64; NonFiniteOutput/OffGridOutput otherwise."""
     if y.dtype.kind != "f":
         raise TypeError(f"quantize expects floats, got {y.dtype}")
-    if not np.isfinite(y).all():
+    if y.size == 0:
+        return np.zeros(y.shape, np.int64)
+    # One reduction answers both questions: NaN propagates through max, Inf stays Inf.
+    peak = float(np.abs(y).max())
+    if math.isnan(peak) or math.isinf(peak):
         raise NonFiniteOutput(f"{name} holds NaN or Inf")
+    scale = float(2**grid_k)
+    if peak * scale < _TWO_63:  # common case: nothing can overflow (float64 spacing at 2^63 is 2048)
+        return np.rint(y.astype(np.float64) * scale).astype(np.int64)
     with np.errstate(over="ignore"):
-        scaled = y.astype(np.float64) * float(2**grid_k)
-    q = np.rint(scaled)
-    if q.size and not (np.isfinite(q).all() and q.min() >= -_TWO_63 and q.max() < _TWO_63):
+        q = np.rint(y.astype(np.float64) * scale)
+    if not (np.isfinite(q).all() and q.min() >= -_TWO_63 and q.max() < _TWO_63):
         raise OffGridOutput(f"{name} does not fit the int64 grid at k={grid_k}")
     return q.astype(np.int64)
 

@@ -1,0 +1,112 @@
+"""ONNX sandbox costs: time to refuse each attack model, to check the real models, and what the worker pool
+adds per inference over a raw `session.run` on the same model and input, measured in the same run.
+
+Run: `make bench` or `python -m bench.vm_sandbox [--batch N]`. Goal: every refusal under 1 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Callable
+
+import numpy as np
+
+from core.errors import InvalidModel
+from vm.models import load_model, model_names
+from vm.sandbox.attacks import ATTACKS
+from vm.sandbox.canonicalize import canonicalize
+from vm.sandbox.check import check_model
+from vm.sandbox.executor import InferJob, LocalExecutor, ModelPackage
+from vm.sandbox.meter import meter
+from vm.sandbox.session import create_session
+from vm.sandbox.worker import WorkerPool
+
+REFUSAL_GOAL_S = 1.0
+
+
+def best_of(fn: Callable[[], object], repeat: int) -> float:
+    best = float("inf")
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def _refuse(model_bytes: bytes, spec: object) -> None:
+    try:
+        check_model(model_bytes, spec)  # type: ignore[arg-type]
+    except InvalidModel:
+        return
+    raise AssertionError("attack model was accepted")
+
+
+def bench_attacks() -> bool:
+    print(f"refusal time per attack model (best of 5; goal < {REFUSAL_GOAL_S:.0f} s)")
+    worst = 0.0
+    for attack in ATTACKS:
+        model_bytes, spec = attack.build()
+        elapsed = best_of(lambda b=model_bytes, s=spec: _refuse(b, s), 5)
+        worst = max(worst, elapsed)
+        flag = "" if elapsed < REFUSAL_GOAL_S else "   OVER GOAL"
+        print(f"  {attack.name:<28}{elapsed * 1e3:>9.3f} ms  {len(model_bytes):>10,} B{flag}")
+    print(f"  {'slowest':<28}{worst * 1e3:>9.3f} ms  ({len(ATTACKS)} attacks)")
+    return worst < REFUSAL_GOAL_S
+
+
+def bench_checks() -> None:
+    print("\nreal models: check_model / canonicalize (fixed point) / meter, best of 5")
+    for name in model_names():
+        m = load_model(name)
+        check = best_of(lambda m=m: check_model(m.model_bytes, m.spec), 5)
+        canon = best_of(lambda m=m: canonicalize(m.model_bytes, m.spec.input_shapes), 5)
+        price = best_of(lambda m=m: meter(m.model_bytes), 5)
+        print(
+            f"  {name:<14}{len(m.model_bytes):>8,} B  check {check * 1e3:7.2f} ms  canonicalize {canon * 1e3:7.2f} ms"
+            f"  meter {price * 1e3:6.2f} ms  gas {m.gas_per_call:,}"
+        )
+
+
+def bench_execution(batch: int) -> None:
+    print(f"\nexecution: {batch} small inferences in one hand-off vs raw session.run (same model, same input)")
+    print(f"  {'model':<14}{'raw run':>10}{'local exec':>12}{'pool':>10}{'pool overhead':>16}{'ratio':>8}")
+    pool = WorkerPool(size=1)
+    try:
+        pool.start()
+        for name in model_names():
+            m = load_model(name)
+            inputs = dict(m.golden.cases[0].inputs)
+            session = create_session(m.model_bytes)
+            feeds = {k: np.asarray(v) for k, v in inputs.items()}
+            for _ in range(50):
+                session.run(None, feeds)
+            raw = best_of(lambda s=session, f=feeds: [s.run(None, f) for _ in range(batch)], 3) / batch
+            pkg = ModelPackage(name.encode(), m.model_bytes, m.spec, m.golden)
+            jobs = [InferJob(pkg, inputs) for _ in range(batch)]
+            local_exec = LocalExecutor()
+            local_exec.run_batch(jobs[:10])
+            local = best_of(lambda e=local_exec, j=jobs: e.run_batch(j), 3) / batch
+            pool.run_batch(jobs[:10])  # load and golden-check the model in the worker first
+            pooled = best_of(lambda j=jobs: pool.run_batch(j), 3) / batch
+            print(
+                f"  {name:<14}{raw * 1e6:>8.1f}µs{local * 1e6:>10.1f}µs{pooled * 1e6:>8.1f}µs"
+                f"{(pooled - raw) * 1e6:>12.1f} µs/inf{pooled / raw:>8.2f}"
+            )
+    finally:
+        pool.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--batch", type=int, default=1000, help="inferences per hand-off")
+    args = parser.parse_args()
+    ok = bench_attacks()
+    bench_checks()
+    bench_execution(args.batch)
+    if not ok:
+        raise SystemExit("some refusal took longer than the goal")
+
+
+if __name__ == "__main__":
+    main()
