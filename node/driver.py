@@ -103,7 +103,6 @@ class ConsensusDriver:
         self._nursery: trio.Nursery | None = None
         self._replaying = False
         self._evidence = space(chain.db, KeySpace.EVIDENCE)
-        self._proposals_by_id: dict[bytes, ProposalBlock] = {}
         self.alarms: list[str] = []
         self.started = trio.Event()
         self.fed = 0
@@ -259,12 +258,8 @@ class ConsensusDriver:
             verdict = Verdict.local_fault(str(fault))
         if not verdict.is_valid:
             self._note_disagreement(block, verdict)
+        # Wrong exact outputs (verdict.wrong_outputs) become evidence inside the machine.
         await self.submit(BlockValidated.of(self.now(), block.id, verdict))
-        wrong = getattr(self.app, "wrong_inference_evidence", None)
-        signed = self._proposals_by_id.get(bytes(block.id))
-        if verdict.wrong_outputs and wrong is not None and signed is not None:
-            for evidence in wrong(signed):
-                await self.submit(EvidenceReceived(self.now(), evidence))
 
     def _note_disagreement(self, block: Block, verdict: Verdict) -> None:
         """DESIGN.md §2.6: transactions this node's validation failed on are backed off in its mempool."""
@@ -286,7 +281,6 @@ class ConsensusDriver:
         if isinstance(signed, Vote):
             await self.feed(VoteReceived(self.now(), signed), sync=True)
         else:
-            self._proposals_by_id[bytes(signed.block.id)] = signed
             await self.feed(ProposalReceived(self.now(), signed), sync=True)
 
     async def _commit(self, action: CommitBlock) -> None:
@@ -294,7 +288,6 @@ class ConsensusDriver:
         if int(block.height) <= int(self.chain.height):
             return  # already stored (a replay, or block sync got there first)
         await self.chain.commit(block, action.commit, action.next_proposers.encode())
-        self._proposals_by_id.clear()
         if self._replaying:
             return
         await self.feed(self.new_height_event(int(block.height) + 1), sync=True)
@@ -331,9 +324,6 @@ class ConsensusDriver:
     # ---------------------------------------------------------------- gossip and catch-up inputs
 
     async def on_proposal(self, message: ProposalBlock) -> None:
-        self._proposals_by_id[bytes(message.block.id)] = message
-        while len(self._proposals_by_id) > 64:
-            del self._proposals_by_id[next(iter(self._proposals_by_id))]
         await self.submit(ProposalReceived(self.now(), message))
 
     async def on_vote(self, vote: Vote) -> None:

@@ -197,7 +197,9 @@ class Node:
                     self.block_sync = BlockSync(self.chain, self.p2p, self.chain_id, self.config.sync)
                     self.syncing = True
                     try:
-                        await self.block_sync.catch_up()
+                        # A node with no bootstrap peers (a lone validator) does not wait for any.
+                        await self.block_sync.catch_up(
+                            wait_for_peers_s=5.0 if self.config.p2p.bootstrap else 0.0)
                     finally:
                         self.syncing = False
                     self.driver = self._build_driver(wal)
