@@ -509,6 +509,13 @@ def _integer_divisor_minus_one() -> tuple[bytes, ModelSpec]:
     return canonical(model, s), s
 
 
+def _integer_pow() -> tuple[bytes, ModelSpec]:
+    s = spec(("a", "int64", (1, 4)))
+    e = numpy_helper.from_array(np.array(70, np.int64), "e")
+    model = make_model([helper.make_node("Pow", ["a", "e"], ["y"])], [tensor("a", I64, (1, 4))], [tensor("y", I64, (1, 4))], [e])
+    return canonical(model, s), s
+
+
 def _int8_activation() -> tuple[bytes, ModelSpec]:
     w = numpy_helper.from_array(np.ones((4, 4), np.uint8), "w")
     model = make_model(
@@ -605,6 +612,7 @@ ATTACKS: tuple[Attack, ...] = (
     Attack("float16", "float16 computation", _float16_compute, "float16"),
     Attack("integer_runtime_divisor", "integer Div by a run-time tensor", _integer_runtime_divisor, "constant divisor"),
     Attack("integer_divisor_minus_one", "integer Mod by a constant holding -1", _integer_divisor_minus_one, "must not contain 0 or -1"),
+    Attack("integer_pow", "Pow on int64 (overflow through doubles)", _integer_pow, "integer Pow"),
     Attack("int8_activation", "MatMulInteger with a run-time int8 operand", _int8_activation, "int8"),
     Attack("integer_reduction_cap", "MatMulInteger over 40,000 products (int32 overflow)", _integer_reduction_cap, "reduces over 40000"),
     Attack("unpriced_op", "TopK (no price)", _unpriced_op, "op TopK has no price"),
