@@ -1,0 +1,96 @@
+"""Validators in one trio process over real libp2p hosts on 127.0.0.1: they agree block by block, gossip
+transactions, and a node started late block-syncs and joins consensus."""
+
+from __future__ import annotations
+
+from contextlib import AsyncExitStack
+
+import pytest
+import trio
+
+from core.header import TxStatus
+from node.events import TxState
+from node.service import Node
+from tests.node.helpers import (
+    account,
+    genesis_doc,
+    local_node,
+    make_home,
+    running,
+    transfer,
+    wait_until,
+    with_bootstrap,
+)
+
+pytestmark = pytest.mark.node
+
+
+def assert_same_chain(nodes: list[Node], upto: int) -> None:
+    for h in range(1, upto + 1):
+        blocks = [n.blockstore.block(h) for n in nodes]
+        assert all(b is not None for b in blocks), f"height {h} missing somewhere"
+        ids = {b.id for b in blocks if b is not None}
+        roots = {b.header.state_root for b in blocks if b is not None}
+        assert len(ids) == 1, f"nodes disagree on block {h}"
+        assert len(roots) == 1, f"nodes disagree on the state root after block {h}"
+        assert len({n.app.state_map.root(h) for n in nodes}) == 1
+
+
+async def start_network(stack: AsyncExitStack, tmp_path, genesis, validators: list[int]) -> list[Node]:  # type: ignore[no-untyped-def]
+    nodes: list[Node] = []
+    for i in validators:
+        home = make_home(tmp_path, f"v{i}", genesis, validator=i)
+        node = local_node(home, config=with_bootstrap(home, tuple(n.p2p_addr for n in nodes)))
+        await stack.enter_async_context(running(node))
+        nodes.append(node)
+    return nodes
+
+
+@pytest.mark.trio
+async def test_four_validators_agree_on_every_block_and_state_root(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    genesis = genesis_doc(4)
+    with trio.fail_after(180):
+        async with AsyncExitStack() as stack:
+            nodes = await start_network(stack, tmp_path, genesis, [0, 1, 2, 3])
+            await wait_until(lambda: min(n.height for n in nodes) >= 3, 90)
+            chain_id = nodes[0].chain_id
+            # A transaction submitted to one node is gossiped, proposed by whoever proposes, and committed.
+            pay = transfer(chain_id, account(5), account(6), 777, nonce=0)
+            verdict = await nodes[3].queries.submit_tx(pay)
+            assert verdict.accepted, verdict
+            outcome = await nodes[0].queries.wait_for_tx(pay.hash)
+            assert outcome.state is TxState.COMMITTED
+            assert outcome.result is not None and outcome.result.status == TxStatus.OK
+            target = max(n.height for n in nodes)
+            await wait_until(lambda: min(n.height for n in nodes) >= target, 60)
+            assert_same_chain(nodes, target)
+            proposers = {nodes[0].blockstore.block(h).header.proposer for h in range(1, target + 1)}  # type: ignore[union-attr]
+            assert len(proposers) >= 2, "proposing rotates among validators"
+            for n in nodes:
+                assert n.queries.tx(pay.hash) is not None
+                assert n.queries.status().peers >= 3
+
+
+@pytest.mark.trio
+async def test_a_validator_started_late_block_syncs_and_joins_consensus(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    genesis = genesis_doc(4)
+    with trio.fail_after(240):
+        async with AsyncExitStack() as stack:
+            nodes = await start_network(stack, tmp_path, genesis, [0, 1, 2])  # 3 of 4: still > 2/3
+            await wait_until(lambda: min(n.height for n in nodes) >= 8, 120)
+            home = make_home(tmp_path, "late", genesis, validator=3)
+            late = local_node(home, config=with_bootstrap(home, tuple(n.p2p_addr for n in nodes)))
+            await stack.enter_async_context(running(late))
+            assert late.block_sync is not None and late.block_sync.synced_blocks >= 7
+            everyone = [*nodes, late]
+            target = max(n.height for n in nodes) + 2
+            await wait_until(lambda: min(n.height for n in everyone) >= target, 90)
+            assert_same_chain(everyone, target)
+            # The late validator now takes part: its precommits appear in later commits.
+            key = late.validator_key
+            assert key is not None
+            later = late.blockstore.commit(late.height)
+            await wait_until(lambda: any(
+                v.validator == key.public_key
+                for h in range(target - 1, late.height + 1)
+                for v in (late.blockstore.commit(h) or later).precommits), 60)
