@@ -68,8 +68,9 @@ def bench_state(workdir: str, sizes: list[int], rounds: int) -> dict[int, tuple[
     size = 0
     results: dict[int, tuple[float, float]] = {}
     print(f"state root update: {UPDATE_KEYS} existing keys get new 32-byte values, median of {rounds} rounds")
+    print(f"(load average before the run: {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores)")
     print(f"{'keys':>10} {'build s':>8} {'compute us/key':>15} {'commit us/key':>14} "
-          f"{'node writes/key':>16} {'node reads/key':>15}")
+          f"{'node writes/key':>16} {'node reads/key':>15} {'proof bytes':>12}")
     for target in sizes:
         started = time.perf_counter()
         while size < target:
@@ -102,8 +103,12 @@ def bench_state(workdir: str, sizes: list[int], rounds: int) -> dict[int, tuple[
         compute = statistics.median(compute_times) / UPDATE_KEYS * 1e6
         commit = statistics.median(commit_times) / UPDATE_KEYS * 1e6
         results[target] = (compute, commit)
+        proof_bytes = statistics.mean(
+            len(smap.prove(account_key(rng.randrange(size)), version - 1).to_bytes()) for _ in range(200)
+        )
         print(f"{target:>10,} {build_s:>8.1f} {compute:>15.1f} {commit:>14.1f} "
-              f"{len(probe.node_writes) / UPDATE_KEYS:>16.2f} {reads / UPDATE_KEYS:>15.2f}", flush=True)
+              f"{len(probe.node_writes) / UPDATE_KEYS:>16.2f} {reads / UPDATE_KEYS:>15.2f} {proof_bytes:>12.0f}",
+              flush=True)
     db.close()
     return results
 
