@@ -149,3 +149,22 @@ def test_supply_is_conserved_under_random_traffic(net: Devnet) -> None:
         assert_conserved(net)
     supply = net.apps[0].view().supply()
     assert supply.issued > 0 and supply.burned > 0
+
+
+def test_queries_carry_proofs_that_verify_against_the_header_root(net: Devnet) -> None:
+    from vm.query import poi_score, query_account, query_model, query_validator
+
+    a = net.account(0)
+    block = net.step([net.tx(a, Transfer(net.account(1).address, Amount(3)), gas_limit=1000)])
+    state = net.apps[0].state_map
+    proven = query_account(state, a.address)
+    assert proven.verify() and proven.root == block.header.state_root and proven.value is not None
+    absent = query_account(state, net.account(999).address)
+    assert absent.value is None and absent.verify()
+    validator = query_validator(state, block.header.proposer)
+    assert validator.verify() and validator.value is not None
+    assert poi_score(validator.value).jailed is False
+    model = query_model(state, net.genesis.models[0].model_id, version=0)
+    assert model.verify() and model.value is not None
+    forged = query_account(state, net.account(1).address)
+    assert not type(forged)(forged.version, forged.root, proven.key, forged.raw, None, forged.proof).verify()
