@@ -41,6 +41,10 @@ class StateProof(Wire):
         return cls.decode(data)
 
 
+def _is_hash(value: object) -> bool:
+    return isinstance(value, bytes) and len(value) == 32
+
+
 def _bit(path: bytes, index: int) -> int:
     return (path[index >> 3] >> (7 - (index & 7))) & 1
 
@@ -65,6 +69,11 @@ def compute_proof_root(key: bytes, value: bytes | None, proof: StateProof) -> Ha
     if depth > MAX_PROOF_DEPTH:
         raise ProofError("proof deeper than the key path")
     leaf = proof.leaf
+    # Decoded proofs always pass these; a proof built by hand might not.
+    if leaf is not None and not (_is_hash(leaf.path) and _is_hash(leaf.value_hash)):
+        raise ProofError("proof leaf fields must be 32-byte hashes")
+    if not all(_is_hash(sibling) for sibling in proof.siblings):
+        raise ProofError("proof siblings must be 32-byte hashes")
     if value is not None:
         if leaf is None or leaf.path != path:
             raise ProofError("inclusion proof does not end at the key's leaf")

@@ -84,6 +84,9 @@ def test_verify_returns_false_for_a_proof_that_cannot_apply() -> None:
     with pytest.raises(ProofError):
         compute_proof_root(b"a", b"1", foreign)
     assert not verify_proof(EMPTY_ROOT, b"a", None, "not a proof")  # type: ignore[arg-type]
+    hand_made = StateProof(leaf=ProofLeaf(path=b"short", value_hash=bytes(32)), siblings=())  # type: ignore[arg-type]
+    assert not verify_proof(EMPTY_ROOT, b"a", None, hand_made)
+    assert not verify_proof(EMPTY_ROOT, b"a", None, StateProof(leaf=None, siblings=(b"x",)))  # type: ignore[arg-type]
 
 
 # --------------------------------------------------------------------------------------- pinned vectors
