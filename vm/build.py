@@ -117,11 +117,16 @@ def build_block(new_view: Callable[[], StateView], compute_update: Callable[[Sta
             results = executor.finish(resolutions)
             update = compute_update(view)
             block = assemble(template, tuple(picked), results, tuple(evidence), reveal, vset, next_vset, update)
-            if len(block.encode()) <= max_bytes or not picked:
+            excess = len(block.encode()) - max_bytes
+            if excess <= 0 or not picked:
                 updates = validator_updates(view.validator_list(ctx.height + 1), view.validator_list(ctx.height + 2))
                 return Built(block, update, results, tuple(faults), updates, tuple(executor.punished))
-            # Outputs made it too large: drop the last transaction and rebuild.
-            candidates.remove(picked[-1])
+            # Outputs made it too large: drop transactions from the end until their bytes cover the excess.
+            for tx, result in zip(reversed(picked), reversed(results), strict=True):
+                candidates.remove(tx)
+                excess -= len(tx.encode()) + len(result.encode())
+                if excess <= 0:
+                    break
             continue
 
 

@@ -91,3 +91,12 @@ def upload_txs(key: PrivateKey, model_bytes: bytes, meta: ModelMeta, *, params: 
 
 def spec(name: str, dtype: DType, shape: tuple[int, ...]) -> TensorSpec:
     return TensorSpec(name, dtype, shape)
+
+
+def wide_model(width: int = 512) -> bytes:
+    """Exact int32 model with a large output: x[1,1] broadcast to [1, width]."""
+    shape = numpy_helper.from_array(np.array([1, width], dtype=np.int64), "shape")
+    raw = _model([helper.make_node("Expand", ["x", "shape"], ["y"])],
+                 [helper.make_tensor_value_info("x", TensorProto.INT32, [1, 1])],
+                 [helper.make_tensor_value_info("y", TensorProto.INT32, [1, width])], [shape])
+    return canonicalize(raw, {"x": (1, 1)})

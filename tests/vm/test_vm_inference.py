@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -135,3 +136,30 @@ def test_a_wrong_exact_output_becomes_evidence_and_is_punished(net: Devnet) -> N
     # The same offence is not punished twice.
     again = net.propose(evidence=[evidence])
     assert again.evidence == ()
+
+
+def test_outputs_that_overflow_the_block_push_transactions_to_later_blocks(tmp_path: Path) -> None:
+    from tests.vm.devnet import devnet_genesis
+    from tests.vm.helpers import wide_model
+
+    genesis = devnet_genesis(4, consensus={"max_block_bytes": 14_000})
+    net = Devnet.start(tmp_path, genesis, nodes=2)
+    try:
+        owner, user = net.account(5), net.account(6)
+        model_bytes = wide_model()
+        meta = meta_for("wide", model_bytes, [spec("x", DType.INT32, (1, 1))], [spec("y", DType.INT32, (1, 512))],
+                        ModelClass.EXACT, [[np.array([[1]], np.int32)]])
+        registered = net.step(upload_txs(owner, model_bytes, meta, params=net.genesis.params,
+                                         chain_id=net.genesis.chain_id, first_nonce=0))
+        wide_id = RegistrationData.decode(registered.results[0].data).model_id
+        txs = [net.tx(user, Infer(wide_id, (Tensor.from_numpy(np.array([[i]], np.int32)),), Amount(0)),
+                      gas_limit=50_000) for i in range(12)]
+        included = 0
+        while included < len(txs):
+            block = net.step(txs[included:])
+            assert len(block.encode()) <= 14_000 and block.txs
+            assert all(r.status is TxStatus.OK and r.outputs[0].shape == (1, 512) for r in block.results)
+            included += len(block.txs)
+        assert net.height > 3  # it took several blocks
+    finally:
+        net.close()
