@@ -123,7 +123,7 @@ def _status_line(net: Devnet, clients: list[Client]) -> str:
     if not known:
         return f"waiting for nodes to answer… (0/{len(clients)} up)"
     age = ""
-    if times and max(times) > 0:
+    if times and max(known) > 0:
         seconds = max(0.0, time.time() - max(times) / 1000)
         stamp = datetime.datetime.fromtimestamp(max(times) / 1000).strftime("%H:%M:%S")
         age = f"  last block {stamp} ({seconds:.1f}s ago)"

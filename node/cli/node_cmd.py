@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from core.errors import ConfigError
+from core.errors import InferchainError
 from core.keyfile import is_encrypted
 from node.cli.common import home_option, read_passphrase
 
@@ -39,6 +39,13 @@ def run(home: Path, log_level: str | None) -> None:
     try:
         trio.run(run_node, node_home, passphrase)
     except KeyboardInterrupt:
-        click.echo("node stopped", err=True)
-    except ConfigError:
+        pass
+    except BaseExceptionGroup as group:
+        # A user-facing cause (bad config, corrupt store, diverged chain) deserves its one line, not a tree.
+        causes = group.exceptions
+        while len(causes) == 1 and isinstance(causes[0], BaseExceptionGroup):
+            causes = causes[0].exceptions
+        if len(causes) == 1 and isinstance(causes[0], InferchainError | OSError):
+            raise causes[0] from None
         raise
+    click.echo("node stopped", err=True)
