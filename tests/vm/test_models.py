@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -24,6 +25,18 @@ def run(name: str, inputs: list[dict[str, np.ndarray]]) -> list[dict[str, np.nda
     results = LocalExecutor().run_batch([InferJob(pkg, x) for x in inputs])
     assert all(r.outputs is not None for r in results)
     return [dict(r.outputs) for r in results if r.outputs is not None]
+
+
+def _digits() -> tuple[np.ndarray, np.ndarray]:
+    """sklearn's bundled digits CSV, read without importing sklearn (seconds of import time)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("sklearn")
+    if spec is None or not spec.submodule_search_locations:
+        pytest.skip("scikit-learn (the models extra) is not installed")
+    path = Path(next(iter(spec.submodule_search_locations))) / "datasets" / "data" / "digits.csv.gz"
+    data = np.loadtxt(path, delimiter=",")
+    return data[:, :-1], data[:, -1].astype(np.int64)
 
 
 def test_manifest_lists_every_file_with_its_hash() -> None:
@@ -71,8 +84,7 @@ def test_poi_digest_changes_everywhere_when_one_byte_changes() -> None:
 
 
 def test_quantized_classifier_agrees_with_the_float_model() -> None:
-    datasets = pytest.importorskip("sklearn.datasets")  # bundled data, part of the models extra
-    pixels, labels = datasets.load_digits(return_X_y=True)
+    pixels, labels = _digits()
     held_out = pixels[1500:1700]
     floats = run("digits_mlp", [{"x": (p / 16.0).astype(np.float32).reshape(1, 64)} for p in held_out])
     ints = run("digits_int8", [{"u": (p * 15).astype(np.uint8).reshape(1, 64)} for p in held_out])
@@ -84,13 +96,11 @@ def test_quantized_classifier_agrees_with_the_float_model() -> None:
 
 
 @pytest.mark.slow
-def test_generator_reproduces_the_committed_files(tmp_path: object) -> None:
+def test_generator_reproduces_the_committed_files(tmp_path: Path) -> None:
     pytest.importorskip("skl2onnx")
-    from pathlib import Path
-
     from vm.models.generate import generate
 
-    out = Path(str(tmp_path))
+    out = tmp_path
     regenerated = generate(out)
     assert regenerated == json.loads((MODELS_DIR / "manifest.json").read_text())
     for entry in regenerated["models"]:
