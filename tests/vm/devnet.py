@@ -21,7 +21,9 @@ from core.votes import ZERO_SIGNATURE, Commit, Proposal, Vote, VoteType
 from vm.app import VMApplication
 from vm.genesis import Genesis, parse_genesis
 from vm.genesis_tool import account_key, make_genesis, validator_key
+from vm.process import candidates
 from vm.sandbox.executor import Executor, LocalExecutor
+from vm.state import UnbondingQueue, unbonding_key
 from vm.txs import build_tx
 
 ABSENT = "absent"
@@ -140,6 +142,28 @@ class Devnet:
         self.last_block_id = block.id
         self.blocks.append(block)
         return outcomes
+
+    def holdings(self) -> int:
+        """balances + stakes + unbonding, summed record by record over every account and validator the
+        harness knows (genesis accounts, model owners, any key it signed with, every validator record)."""
+        view = self.apps[0].view()
+        accounts = {a.address for a in self.genesis.accounts} | {m.owner for m in self.genesis.models}
+        accounts |= set(self.nonces)
+        validators = set(candidates(view)) | set(self.keys)
+        for address in validators:
+            record = view.validator(address)
+            if record is not None:
+                accounts.add(record.owner)
+        total = sum(view.account(a).balance for a in accounts)
+        total += sum(r.stake for r in (view.validator(a) for a in validators) if r is not None)
+        for h in range(self.height + 1, self.height + 1 + self.genesis.params.staking.unbonding_blocks + 1):
+            queue = view.get(unbonding_key(h), UnbondingQueue)
+            total += 0 if queue is None else sum(e.amount for e in queue.entries)
+        return total
+
+    def assert_supply_conserved(self) -> None:
+        supply = self.apps[0].view().supply()
+        assert supply.genesis + supply.issued - supply.burned == self.holdings()
 
     def step(self, txs: Sequence[Transaction] = (), *, evidence: Sequence[Evidence] = (),
              poi: dict[Address, Hash32 | str | None] | None = None) -> Block:

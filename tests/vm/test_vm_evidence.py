@@ -43,6 +43,7 @@ def test_double_vote_is_slashed_once_and_tombstones(net: Devnet) -> None:
     stake = net.step([net.tx(net.account(owner_index), Stake(PublicKeyBytes(evidence.vote_a.validator), Amount(1)),
                              gas_limit=10_000)])
     assert stake.results[0].log == "the validator is tombstoned"
+    net.assert_supply_conserved()
 
 
 def test_evidence_that_proves_nothing_is_refused(net: Devnet) -> None:

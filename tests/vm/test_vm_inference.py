@@ -136,6 +136,7 @@ def test_a_wrong_exact_output_becomes_evidence_and_is_punished(net: Devnet) -> N
     # The same offence is not punished twice.
     again = net.propose(evidence=[evidence])
     assert again.evidence == ()
+    net.assert_supply_conserved()
 
 
 def test_outputs_that_overflow_the_block_push_transactions_to_later_blocks(tmp_path: Path) -> None:

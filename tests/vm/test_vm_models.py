@@ -59,6 +59,7 @@ def test_upload_in_chunks_registers_when_the_last_chunk_lands(net: Devnet) -> No
     assert block.results[0].status is TxStatus.OK and len(block.results[0].outputs) == 1
     assert block.results[1].log == "the model's fee 7 exceeds max_model_fee 6"
     assert net.apps[0].view().account(owner.address).balance == owner_before + 7
+    net.assert_supply_conserved()
 
 
 def test_identical_content_is_refused(net: Devnet) -> None:

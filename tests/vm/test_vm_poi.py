@@ -73,6 +73,7 @@ def test_lazy_validators_are_scored_wrong_and_slashed_absent_ones_miss(net: Devn
     assert after[copier].rewards == before[copier].rewards  # type: ignore[union-attr]
     supply = net.apps[0].view().supply()
     assert supply.burned > supply_before.burned
+    net.assert_supply_conserved()
 
 
 def test_enough_misses_jail_and_unjail_restores(net: Devnet) -> None:
@@ -97,6 +98,7 @@ def test_enough_misses_jail_and_unjail_restores(net: Devnet) -> None:
     block = net.step([net.tx(owner, Unjail(pk), gas_limit=10_000)])
     assert block.results[0].log == ""
     assert sleeper in net.apps[0].validator_set(net.height + 2)
+    net.assert_supply_conserved()
 
 
 def test_proposer_earns_a_bonus_per_included_signature(net: Devnet) -> None:

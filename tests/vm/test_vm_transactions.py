@@ -10,31 +10,14 @@ from core.header import TxStatus
 from core.tx import Transaction
 from core.types import Amount, PublicKeyBytes
 from tests.vm.devnet import Devnet
-from vm.process import candidates
 from vm.state import UnbondingQueue, unbonding_key
 from vm.txs import Stake, Transfer, TxKind, Unjail, Unstake
 
 pytestmark = pytest.mark.vm
 
 
-def total_holdings(net: Devnet, extra_accounts: list[bytes] = ()) -> int:  # type: ignore[assignment]
-    """balances + stakes + unbonding, counted from the state record by record."""
-    view = net.apps[0].view()
-    accounts = {a.address for a in net.genesis.accounts} | {m.owner for m in net.genesis.models}
-    accounts |= set(extra_accounts)
-    total = sum(view.account(a).balance for a in accounts)
-    for address in set(candidates(view)) | set(net.keys):
-        record = view.validator(address)
-        total += 0 if record is None else record.stake
-    for h in range(net.height + 1, net.height + 200):
-        queue = view.get(unbonding_key(h), UnbondingQueue)
-        total += 0 if queue is None else sum(e.amount for e in queue.entries)
-    return total
-
-
-def assert_conserved(net: Devnet, extra: list[bytes] = ()) -> None:  # type: ignore[assignment]
-    supply = net.apps[0].view().supply()
-    assert supply.genesis + supply.issued - supply.burned == total_holdings(net, extra)
+def assert_conserved(net: Devnet) -> None:
+    net.assert_supply_conserved()
 
 
 def test_transfer_pays_fee_and_moves_funds(net: Devnet) -> None:
