@@ -172,7 +172,8 @@ def status(root: Path | None, as_json: bool) -> None:
     alive = net.running_pids()
     rows = []
     for spec in net.specs():
-        row: dict[str, object] = {"node": spec.index, "rpc": spec.rpc_url, "pid": alive.get(f"node{spec.index}")}
+        row: dict[str, object] = {"node": spec.index, "rpc": spec.rpc_url, "p2p": spec.p2p_addr,
+                                  "pid": alive.get(f"node{spec.index}")}
         try:
             with Client(spec.rpc_url, timeout=1.0) as client:
                 s = client.status()
@@ -191,6 +192,7 @@ def status(root: Path | None, as_json: bool) -> None:
         else:
             click.echo(f"  node{row['node']}  {row['rpc']}  pid={row['pid']}  height={row['height']} "
                        f"round={row['round']} peers={row['peers']}{'  catching up' if row['catching_up'] else ''}")
+        click.echo(f"         p2p {row['p2p']}")
 
 
 @devnet.command("down")

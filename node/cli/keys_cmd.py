@@ -70,11 +70,15 @@ def keys_import(name: str, seed_hex: str, keyring: Path, encrypt: bool) -> None:
 @keys.command("show")
 @click.argument("name_or_path")
 @keyring_option
+@click.option("--address", "address_only", is_flag=True, help="Print only the address (for scripts).")
 @click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
-def keys_show(name_or_path: str, keyring: Path, as_json: bool) -> None:
+def keys_show(name_or_path: str, keyring: Path, address_only: bool, as_json: bool) -> None:
     """Show a key's address and public key (never its secret)."""
     path = key_file_for(name_or_path, keyring)
     key = load_signing_key(name_or_path, keyring)
+    if address_only:
+        click.echo(str(key.address))
+        return
     _print_key(path.stem, path, key, is_encrypted(path), as_json)
 
 
