@@ -92,12 +92,12 @@ class VMApplication:
     """The application of DESIGN.md §1 over one LevelDB (`store`).
 
     `executor`: the sandbox's `WorkerPool` on a node (created here with `workers` processes when None),
-    `LocalExecutor` in tools. `verify_tx`: the node's shared signature cache (`SigCache.verify`), else an
-    internal one. `alarm`: called with one line on every local fault (a worker failure, a quarantined model).
+    `LocalExecutor` in tools. `verify_tx(tx, tx_hash)`: the node's shared signature cache
+    (`node.sigcache.SigCache.verify` has that signature), else an internal one. `alarm`: called with one line on every local fault (a worker failure, a quarantined model).
     """
 
     def __init__(self, store: KVStore, genesis: Genesis, *, executor: Executor | None = None, workers: int = 1,
-                 verify_tx: Callable[[Transaction], bool] | None = None,
+                 verify_tx: Callable[[Transaction, Hash32], bool] | None = None,
                  alarm: Callable[[str], None] | None = None) -> None:
         self.store = store
         self.genesis = genesis
@@ -111,7 +111,8 @@ class VMApplication:
         self.engine = Engine(executor, self._model_bytes)
         self._tx_sigs = _LRU(200_000)
         self._vote_sigs = _LRU(20_000)
-        self._verify_tx = verify_tx or (lambda tx: self._tx_sigs.check(tx.hash, tx.verify_signature))
+        self._verify_tx: Callable[[Transaction, Hash32], bool] = verify_tx or (
+            lambda tx, tx_hash: self._tx_sigs.check(tx_hash, tx.verify_signature))
         self._alarm = alarm or (lambda line: logger.error("VM local fault: %s", line))
         self._challenges: OrderedDict[tuple[int, bytes], Tensor | None] = OrderedDict()
         self._executions: OrderedDict[bytes, Execution] = OrderedDict()
@@ -358,7 +359,7 @@ class VMApplication:
 
     def check_tx(self, tx: Transaction) -> str | None:
         """Why `tx` could not be included in the next block right now (None: it could)."""
-        if not self._verify_tx(tx):
+        if not self._verify_tx(tx, tx.hash):
             return "bad signature"
         view = self._view()
         chain = view.chain()

@@ -19,6 +19,7 @@ from core.tx import Transaction
 from core.types import Gas, Hash32, Height
 from core.validators import ValidatorEntry
 from core.votes import Commit
+from vm.blockbytes import check_basics
 from vm.execute import (
     BlockContext,
     InferWork,
@@ -164,8 +165,12 @@ def context_for(view: StateView, block: Block) -> BlockContext:
     return BlockContext(h.chain_id, h.height, h.time, h.proposer, view.params())
 
 
+def _verify(tx: Transaction, tx_hash: Hash32) -> bool:
+    return tx.verify_signature()
+
+
 def apply_block(state: StateView, block: Block,
-                verify: Callable[[Transaction], bool] = Transaction.verify_signature) -> ApplyResult:
+                verify: Callable[[Transaction, Hash32], bool] = _verify) -> ApplyResult:
     """Apply a block that consensus committed, on `state` (the view at the previous height).
 
     Raises InvalidBlock if the block is not a valid successor (which a commit by honest validators rules
@@ -175,7 +180,7 @@ def apply_block(state: StateView, block: Block,
     header = block.header
     if header.height != chain.height + 1:
         raise InvalidBlock(f"block {header.height} does not follow height {chain.height}")
-    block.validate_basic()
+    parts = check_basics(block)
     ctx = context_for(state, block)
     executor = BlockExecutor(state, ctx, header.last_block_id)
     try:
@@ -183,7 +188,7 @@ def apply_block(state: StateView, block: Block,
     except ValueError as exc:
         raise InvalidBlock(f"block {header.height}: {exc}") from None
     for i, tx in enumerate(block.txs):
-        if not verify(tx):
+        if not verify(tx, parts.txs[i].hash):
             raise InvalidBlock(f"block {header.height}: tx {i} has a bad signature")
         reason = executor.inclusion_error(tx)
         if reason is not None:

@@ -20,14 +20,16 @@ from core.block import (
     compute_txs_root,
 )
 from core.errors import DecodeError, LocalFault
-from core.evidence import Evidence, EvidenceEnvelope
+from core.evidence import Evidence
 from core.header import PROTOCOL_VERSION, Header, TxResult
 from core.limits import MAX_BLOCK_TXS
 from core.state import StateUpdate
 from core.tensor import Tensor
 from core.tx import Transaction
+from core.types import Hash32
 from core.validators import ValidatorEntry, ValidatorSet
 from vm.apply import BlockExecutor, Resolution
+from vm.blockbytes import TxBytes, block_size, evidence_raw, results_root, tx_bytes, txs_root
 from vm.engine import Engine
 from vm.execute import BlockContext, InferWork, RegisterWork
 from vm.process import validator_updates
@@ -52,7 +54,7 @@ class Built:
 
 def build_block(new_view: Callable[[], StateView], compute_update: Callable[[StateView], StateUpdate],
                 template: BlockTemplate, txs: Sequence[Transaction], engine: Engine, *,
-                verify: Callable[[Transaction], bool], reveal: Tensor | None,
+                verify: Callable[[Transaction, Hash32], bool], reveal: Tensor | None,
                 evidence: Sequence[Evidence]) -> Built:
     """Build block `template.height` on the state `new_view()` returns (a fresh view each call).
 
@@ -70,20 +72,31 @@ def build_block(new_view: Callable[[], StateView], compute_update: Callable[[Sta
     no_model_work = False
     faults: list[str] = []
     memo: dict[tuple[object, ...], Resolution] = {}
+    encoded: dict[int, TxBytes] = {}  # by id(tx): each candidate is encoded and hashed once
+    commit_raw = None if template.last_commit is None else template.last_commit.encode()
+    evidence_raws = [evidence_raw(e) for e in evidence]
+
+    def bytes_of(tx: Transaction) -> TxBytes:
+        tb = encoded.get(id(tx))
+        if tb is None:
+            tb = encoded[id(tx)] = tx_bytes(tx)
+        return tb
+
     while True:
         view = new_view()
         executor = BlockExecutor(view, ctx, template.last_block_id)
         executor.begin(reveal, template.last_commit, evidence)
         picked: list[Transaction] = []
         gas = 0
-        size = HEADER_RESERVE + _commit_size(template) + sum(len(_encoded(e)) for e in evidence)
+        size = HEADER_RESERVE + len(commit_raw or b"") + sum(len(e) for e in evidence_raws)
         for tx in candidates:
             if len(picked) >= MAX_BLOCK_TXS:
                 break
-            tx_size = len(tx.encode()) + RESULT_RESERVE
+            tb = bytes_of(tx)
+            tx_size = len(tb.raw) + RESULT_RESERVE
             if gas + tx.gas_limit > params.consensus.max_block_gas or size + tx_size > max_bytes:
                 continue
-            if not verify(tx) or executor.inclusion_error(tx) is not None:
+            if not verify(tx, tb.hash) or executor.inclusion_error(tx) is not None:
                 continue
             if _needs_excluded_work(tx, excluded_models, no_model_work):
                 continue
@@ -97,7 +110,8 @@ def build_block(new_view: Callable[[], StateView], compute_update: Callable[[Sta
                 break
         else:
             work = executor.work
-            pending = [w for w in work if _memo_key(w) not in memo]
+            keys = {w.index: _memo_key(w) for w in work}
+            pending = [w for w in work if keys[w.index] not in memo]
             try:
                 resolved, _ = engine.resolve(pending, params)
             except GoldenMismatch as fault:
@@ -110,32 +124,27 @@ def build_block(new_view: Callable[[], StateView], compute_update: Callable[[Sta
                 faults.append(str(fault))
                 no_model_work = True
                 continue
-            by_index = {w.index: w for w in pending}
             for index, resolution in resolved.items():
-                memo[_memo_key(by_index[index])] = resolution
-            resolutions = {w.index: memo[_memo_key(w)] for w in work}
+                memo[keys[index]] = resolution
+            resolutions = {w.index: memo[keys[w.index]] for w in work}
             results = executor.finish(resolutions)
             update = compute_update(view)
-            block = assemble(template, tuple(picked), results, tuple(evidence), reveal, vset, next_vset, update)
-            excess = len(block.encode()) - max_bytes
+            tx_parts = [bytes_of(tx) for tx in picked]
+            result_parts = [r.encode() for r in results]
+            block = assemble(template, tuple(picked), results, tuple(evidence), reveal, vset, next_vset, update,
+                             txs_root([t.hash for t in tx_parts]), results_root(result_parts))
+            excess = block_size(block.header.encode(), [t.raw for t in tx_parts], result_parts, commit_raw,
+                                evidence_raws) - max_bytes
             if excess <= 0 or not picked:
                 updates = validator_updates(view.validator_list(ctx.height + 1), view.validator_list(ctx.height + 2))
                 return Built(block, update, results, tuple(faults), updates, tuple(executor.punished))
             # Outputs made it too large: drop transactions from the end until their bytes cover the excess.
-            for tx, result in zip(reversed(picked), reversed(results), strict=True):
+            for tx, result_raw in zip(reversed(picked), reversed(result_parts), strict=True):
                 candidates.remove(tx)
-                excess -= len(tx.encode()) + len(result.encode())
+                excess -= len(bytes_of(tx).raw) + len(result_raw)
                 if excess <= 0:
                     break
             continue
-
-
-def _encoded(evidence: Evidence) -> bytes:
-    return EvidenceEnvelope(evidence).encode()
-
-
-def _commit_size(template: BlockTemplate) -> int:
-    return 0 if template.last_commit is None else len(template.last_commit.encode())
 
 
 def _work_model(work: InferWork | RegisterWork) -> bytes:
@@ -143,8 +152,9 @@ def _work_model(work: InferWork | RegisterWork) -> bytes:
 
 
 def _memo_key(work: InferWork | RegisterWork) -> tuple[object, ...]:
+    """Same work, same key: a rebuilt block reuses what already ran."""
     if isinstance(work, InferWork):
-        return ("infer", bytes(work.model_id), tuple(t.encode() for t in work.inputs))
+        return ("infer", bytes(work.model_id), tuple((int(t.dtype), t.shape, t.data) for t in work.inputs))
     return ("register", bytes(work.model_id))
 
 
@@ -164,7 +174,8 @@ def _needs_excluded_work(tx: Transaction, excluded: set[bytes], no_model_work: b
 
 def assemble(template: BlockTemplate, txs: tuple[Transaction, ...], results: tuple[TxResult, ...],
              evidence: tuple[Evidence, ...], reveal: Tensor | None, vset: ValidatorSet,
-             next_vset: ValidatorSet, update: StateUpdate) -> Block:
+             next_vset: ValidatorSet, update: StateUpdate, txs_root_: Hash32 | None = None,
+             results_root_: Hash32 | None = None) -> Block:
     header = Header(
         version=PROTOCOL_VERSION,
         chain_id=template.chain_id,
@@ -172,8 +183,8 @@ def assemble(template: BlockTemplate, txs: tuple[Transaction, ...], results: tup
         time=template.time,
         last_block_id=template.last_block_id,
         proposer=template.proposer,
-        txs_root=compute_txs_root(txs),
-        results_root=compute_results_root(results),
+        txs_root=compute_txs_root(txs) if txs_root_ is None else txs_root_,
+        results_root=compute_results_root(results) if results_root_ is None else results_root_,
         state_root=update.root,
         validators_hash=vset.hash,
         next_validators_hash=next_vset.hash,

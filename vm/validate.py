@@ -22,6 +22,7 @@ from core.types import Hash32
 from core.validators import ValidatorEntry, ValidatorSet
 from core.votes import Vote, VoteType
 from vm.apply import BlockExecutor, Resolution, committed_resolution
+from vm.blockbytes import check_basics
 from vm.engine import Engine, resolutions_agree
 from vm.execute import BlockContext, InferWork
 from vm.process import validator_updates
@@ -47,7 +48,7 @@ class Checks:
 
     chain_id: str
     last_block_id: Hash32
-    verify_tx: Callable[[Transaction], bool]
+    verify_tx: Callable[[Transaction, Hash32], bool]
     verify_vote: Callable[[Vote], bool]
     reveal: Callable[[], Tensor | None]
     check_wrong_inference: Callable[[WrongInference], bool]
@@ -70,7 +71,7 @@ def _validate(new_view: Callable[[], StateView], compute_update: Callable[[State
     chain = view.chain()
     header = block.header
     h = int(header.height)
-    block.validate_basic()
+    parts = check_basics(block)
     if header.version != PROTOCOL_VERSION:
         raise InvalidBlock(f"unknown protocol version {header.version}")
     if header.chain_id != checks.chain_id:
@@ -88,7 +89,7 @@ def _validate(new_view: Callable[[], StateView], compute_update: Callable[[State
         raise InvalidBlock("next_validators_hash is not the hash of the next height's set")
     if header.proposer not in vset:
         raise InvalidBlock("proposer is not a validator of this height")
-    if len(block.encode()) > params.consensus.max_block_bytes:
+    if parts.size > params.consensus.max_block_bytes:
         raise InvalidBlock("block exceeds max_block_bytes")
     if sum(tx.gas_limit for tx in block.txs) > params.consensus.max_block_gas:
         raise InvalidBlock("block exceeds max_block_gas")
@@ -113,7 +114,7 @@ def _validate(new_view: Callable[[], StateView], compute_update: Callable[[State
         raise InvalidBlock(str(exc)) from None
     bad: list[int] = []
     for i, tx in enumerate(block.txs):
-        if not checks.verify_tx(tx) or executor.inclusion_error(tx) is not None:
+        if not checks.verify_tx(tx, parts.txs[i].hash) or executor.inclusion_error(tx) is not None:
             bad.append(i)
             continue
         executor.add(tx)

@@ -1,0 +1,101 @@
+"""A block's encodings computed once: transaction bytes and hashes, result bytes, roots and exact size.
+
+Hashing and encoding dominate the VM's own cost per transaction, so build and validate compute each
+transaction's and result's bytes once and derive from them everything core.block would recompute: the
+transaction root, the results root and the block's encoded size (msgpack arrays are concatenative: an
+array's encoding is its length header followed by its items' encodings).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import msgpack
+
+from core.block import Block, compute_evidence_hash, compute_last_commit_hash
+from core.errors import InvalidBlock
+from core.evidence import Evidence
+from core.hashing import sha256
+from core.merkle import merkle_root
+from core.tx import Transaction
+from core.types import Hash32
+
+
+def array_header_size(n: int) -> int:
+    return 1 if n <= 15 else 3 if n <= 0xFFFF else 5
+
+
+@dataclass(frozen=True, slots=True)
+class TxBytes:
+    raw: bytes
+    hash: Hash32
+
+
+def tx_bytes(tx: Transaction) -> TxBytes:
+    raw = tx.encode()
+    return TxBytes(raw, sha256(raw))
+
+
+def txs_root(hashes: Sequence[Hash32]) -> Hash32:
+    """= core.block.compute_txs_root (Merkle root over the transaction hashes)."""
+    return merkle_root(hashes)
+
+
+def results_root(raws: Sequence[bytes]) -> Hash32:
+    """= core.block.compute_results_root (Merkle root over the encoded results)."""
+    return merkle_root(raws)
+
+
+def block_size(header_raw: bytes, tx_raws: Sequence[bytes], result_raws: Sequence[bytes],
+               commit_raw: bytes | None, evidence_raws: Sequence[bytes]) -> int:
+    """= len(Block(...).encode()), from the parts' encodings (commit None encodes as msgpack nil)."""
+    return (array_header_size(5) + len(header_raw)
+            + array_header_size(len(tx_raws)) + sum(len(r) for r in tx_raws)
+            + array_header_size(len(result_raws)) + sum(len(r) for r in result_raws)
+            + (1 if commit_raw is None else len(commit_raw))
+            + array_header_size(len(evidence_raws)) + sum(len(r) for r in evidence_raws))
+
+
+@dataclass(frozen=True, slots=True)
+class BlockBytes:
+    """A received block's parts, encoded once."""
+
+    txs: tuple[TxBytes, ...]
+    results: tuple[bytes, ...]
+    size: int
+
+
+def check_basics(block: Block) -> BlockBytes:
+    """core.block.Block.validate_basic with every encoding done once; raises InvalidBlock the same way."""
+    h = block.header
+    if len(block.results) != len(block.txs):
+        raise InvalidBlock(f"block {h.height}: {len(block.txs)} txs but {len(block.results)} results")
+    txs = tuple(tx_bytes(tx) for tx in block.txs)
+    results = tuple(r.encode() for r in block.results)
+    if txs_root([t.hash for t in txs]) != h.txs_root:
+        raise InvalidBlock(f"block {h.height}: txs_root does not match the transactions")
+    if results_root(results) != h.results_root:
+        raise InvalidBlock(f"block {h.height}: results_root does not match the results")
+    if compute_last_commit_hash(block.last_commit) != h.last_commit_hash:
+        raise InvalidBlock(f"block {h.height}: last_commit_hash does not match the last commit")
+    if compute_evidence_hash(block.evidence) != h.evidence_hash:
+        raise InvalidBlock(f"block {h.height}: evidence_hash does not match the evidence")
+    if (h.height == 1) != (block.last_commit is None):
+        raise InvalidBlock(f"block {h.height}: last commit must be absent exactly at height 1")
+    if block.last_commit is not None and (block.last_commit.height != h.height - 1
+                                          or block.last_commit.block_id != h.last_block_id):
+        raise InvalidBlock(f"block {h.height}: last commit is not for the previous block")
+    for tx in block.txs:
+        if tx.chain_id != h.chain_id:
+            raise InvalidBlock(f"block {h.height}: transaction {tx.hash.hex()[:16]} is for another chain")
+    size = block_size(h.encode(), [t.raw for t in txs], results,
+                      None if block.last_commit is None else block.last_commit.encode(),
+                      [evidence_raw(e) for e in block.evidence])
+    return BlockBytes(txs, results, size)
+
+
+
+def evidence_raw(evidence: Evidence) -> bytes:
+    """The encoding of one evidence item inside a block (a tagged union member: [tag, fields])."""
+    return msgpack.packb([evidence.TAG, evidence.to_obj()], use_bin_type=True)  # type: ignore[no-any-return]
