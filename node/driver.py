@@ -56,12 +56,16 @@ from core.validators import ValidatorEntry
 from core.votes import Commit, Vote
 from node.chain import Chain
 from node.mempool import Mempool
+from vm.txs import TxKind
 
 logger = logging.getLogger(__name__)
 
 # Worker threads for block building/validation: one at a time (the VM hands model work to its processes).
 _APP_THREADS = trio.CapacityLimiter(1)
 _SIGN_THREADS = trio.CapacityLimiter(1)
+
+
+MODEL_WORK_KINDS = frozenset({TxKind.INFER, TxKind.MODEL_CHUNK})
 
 
 def now_ms() -> int:
@@ -106,6 +110,7 @@ class ConsensusDriver:
         self.alarms: list[str] = []
         self.started = trio.Event()
         self.fed = 0
+        self.replayed = 0  # WAL events replayed at start-up
 
     # ---------------------------------------------------------------- public inputs (any task)
 
@@ -158,6 +163,7 @@ class ConsensusDriver:
             await self.feed(self.new_height_event(stored + 1), sync=True)
         else:
             logger.info("replaying %d WAL events of height %d", len(events), first.height)
+            self.replayed = len(events)
             self._replaying = True
             try:
                 for event in events:
@@ -251,7 +257,10 @@ class ConsensusDriver:
         await self.submit(BlockBuilt(self.now(), template.height, template.round, block))
 
     async def _validate(self, action: ValidateBlock) -> None:
-        block = action.block
+        await self.validate(action.block)
+
+    async def validate(self, block: Block) -> Verdict:
+        """Re-execute `block` off the event loop, note disagreements in the mempool, feed the verdict."""
         try:
             verdict = await trio.to_thread.run_sync(self.app.validate_block, block, limiter=_APP_THREADS)
         except LocalFault as fault:
@@ -260,12 +269,19 @@ class ConsensusDriver:
             self._note_disagreement(block, verdict)
         # Wrong exact outputs (verdict.wrong_outputs) become evidence inside the machine.
         await self.submit(BlockValidated.of(self.now(), block.id, verdict))
+        return verdict
 
     def _note_disagreement(self, block: Block, verdict: Verdict) -> None:
-        """DESIGN.md §2.6: transactions this node's validation failed on are backed off in its mempool."""
+        """DESIGN.md §2.6: a transaction with model work whose output this node did not reproduce is backed
+        off in its mempool. Wrong `exact` outputs (verdict.wrong_outputs) prove the proposer wrong instead:
+        those transactions stay eligible."""
+        exact = set(verdict.wrong_outputs)
         for index in verdict.bad_txs:
-            if 0 <= index < len(block.txs):
-                self.mempool.report_disagreement(block.txs[index].hash, block.header.proposer, block.height)
+            if index in exact or not 0 <= index < len(block.txs):
+                continue
+            tx = block.txs[index]
+            if tx.kind in MODEL_WORK_KINDS:
+                self.mempool.report_disagreement(tx.hash, block.header.proposer, block.height)
 
     async def _sign(self, action: Sign) -> None:
         if self.signer is None:

@@ -28,7 +28,7 @@ from consensus.events import ProposalReceived  # noqa: F401 - re-exported for te
 from consensus.params import ConsensusParams
 from consensus.signer import FileSignState, Signer
 from consensus.state import ConsensusState
-from consensus.wal import FileWAL
+from consensus.wal import FileWAL, WriteAheadLog
 from core.block import ProposalBlock
 from core.errors import InferchainError
 from core.evidence import Evidence, EvidenceEnvelope
@@ -202,7 +202,7 @@ class Node:
                             wait_for_peers_s=5.0 if self.config.p2p.bootstrap else 0.0)
                     finally:
                         self.syncing = False
-                    self.driver = self._build_driver(wal)
+                    self.driver = self.build_driver(wal)
                     await nursery.start(self.driver.run)
                     self.catch_up = ConsensusCatchUp(self.p2p, self.driver, self.chain)
                     await nursery.start(self.catch_up.run)
@@ -248,7 +248,9 @@ class Node:
         rr.serve_votes(self._vote_provider)
         return service
 
-    def _build_driver(self, wal: FileWAL) -> ConsensusDriver:
+    def build_driver(self, wal: WriteAheadLog) -> ConsensusDriver:
+        """The consensus driver over this node's chain, mempool and signer (run() builds its own; tests and
+        tools may build one around another WAL)."""
         signer = None
         me = None
         if self.validator_key is not None:

@@ -93,3 +93,18 @@ def infer_digits_int8(chain_id: str, key: PrivateKey, nonce: int, seed: int = 0)
     payload = Infer(model_id("digits_int8"), (Tensor.from_numpy(x),), 0)
     gas = 5_000_000
     return build_tx(key, payload, chain_id=chain_id, nonce=nonce, gas_limit=gas, fee=gas)
+
+
+def infer_model(chain_id: str, key: PrivateKey, nonce: int, name: str, seed: int = 0) -> Transaction:
+    """An inference of one of the committed demo models on a random input of its shape and dtype."""
+    spec = next(m for m in manifest()["models"] if m["name"] == name)
+    inp = spec["inputs"][0]
+    rng = np.random.default_rng(seed)
+    shape = tuple(inp["shape"])
+    if inp["dtype"] == "float32":
+        x = rng.random(size=shape, dtype=np.float32)
+    else:
+        x = rng.integers(0, 17, size=shape).astype(inp["dtype"])
+    payload = Infer(model_id(name), (Tensor.from_numpy(x),), 0)
+    gas = 5_000_000
+    return build_tx(key, payload, chain_id=chain_id, nonce=nonce, gas_limit=gas, fee=gas)

@@ -1,0 +1,109 @@
+"""The consensus driver with a real VMApplication: the disagreement back-off of DESIGN.md §2.6 driven by
+real validation verdicts, and WAL replay after a restart."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import trio
+
+from consensus.wal import MemoryWAL
+from core.app import BlockTemplate, VerdictKind
+from core.block import Block, compute_results_root
+from core.hashing import ZERO_HASH
+from core.tensor import Tensor
+from core.types import Height, Round, Timestamp
+from node.events import TxState
+from node.mempool import REJECTED_DISAGREED
+from tests.node.helpers import (
+    SEED,
+    account,
+    genesis_doc,
+    infer_model,
+    local_node,
+    make_home,
+    running,
+    wait_until,
+)
+from vm.genesis_tool import validator_key
+
+pytestmark = pytest.mark.node
+
+
+def tampered(block: Block, index: int) -> Block:
+    """The same block claiming other outputs for transaction `index` (roots recomputed: it is well-formed)."""
+    result = block.results[index]
+    outputs = tuple(Tensor.from_numpy(np.asarray(t.to_numpy()) + np.asarray(1000, dtype=t.to_numpy().dtype))
+                    for t in result.outputs)
+    results = (*block.results[:index], result.replace(outputs=outputs), *block.results[index + 1:])
+    header = block.header.replace(results_root=compute_results_root(results))
+    out = block.replace(header=header, results=results)
+    out.validate_basic()
+    return out
+
+
+@pytest.mark.trio
+async def test_three_proposers_disagreeing_on_a_tolerant_output_evict_the_transaction(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    node = local_node(make_home(tmp_path, "v0", genesis_doc(4), validator=0))
+    try:
+        driver = node.build_driver(MemoryWAL())
+        chain_id = node.chain_id
+        contested = infer_model(chain_id, account(4), 0, "digits_mlp")  # tolerant
+        exact = infer_model(chain_id, account(5), 0, "digits_int8")  # exact
+        for tx in (contested, exact):
+            assert node.mempool.add(tx).added
+        genesis_time = int(node.genesis.genesis_time)
+
+        async def judge(proposer: int, tx_index: int) -> VerdictKind:
+            template = BlockTemplate(chain_id, Height(1), Round(proposer), Timestamp(genesis_time + 1000),
+                                     validator_key(SEED, proposer).address, ZERO_HASH, None, ())
+            block = await trio.to_thread.run_sync(node.app.build_block, template, [contested, exact])
+            assert len(block.txs) == 2
+            verdict = await driver.validate(tampered(block, tx_index))
+            assert list(verdict.bad_txs) == [tx_index]
+            return verdict.kind
+
+        with trio.fail_after(60):
+            # A wrong exact output proves the proposer wrong: the transaction stays eligible.
+            assert await judge(1, 1) is VerdictKind.INVALID
+            assert node.mempool.disagreement_count(exact.hash) == 0 and exact.hash in node.mempool
+            # A tolerant output beyond tolerance: backed off, then evicted after three distinct proposers.
+            assert await judge(1, 0) is VerdictKind.INVALID
+            assert node.mempool.is_backed_off(contested.hash) and contested.hash in node.mempool
+            assert await judge(1, 0) is VerdictKind.INVALID  # the same proposer again counts once
+            assert node.mempool.disagreement_count(contested.hash) == 1
+            assert await judge(2, 0) is VerdictKind.INVALID
+            assert contested.hash in node.mempool
+            assert await judge(3, 0) is VerdictKind.INVALID
+            assert contested.hash not in node.mempool
+            outcome = await node.queries.wait_for_tx(contested.hash)
+            assert outcome.state is TxState.REJECTED and outcome.reason == REJECTED_DISAGREED
+            assert node.mempool.add(contested).reason == REJECTED_DISAGREED
+            # The untampered block is valid: the disagreement was about the claimed outputs only.
+            template = BlockTemplate(chain_id, Height(1), Round(0), Timestamp(genesis_time + 1000),
+                                     validator_key(SEED, 0).address, ZERO_HASH, None, ())
+            honest = await trio.to_thread.run_sync(node.app.build_block, template, [exact])
+            assert (await driver.validate(honest)).kind is VerdictKind.VALID
+    finally:
+        node.close()
+
+
+@pytest.mark.trio
+async def test_a_restarted_validator_replays_its_wal_and_continues(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    home = make_home(tmp_path, "solo", genesis_doc(1), validator=0)
+    node = local_node(home)
+    with trio.fail_after(60):
+        async with running(node):
+            await wait_until(lambda: node.height >= 3, 30)
+            stopped_at = node.height
+            node_blocks = [node.blockstore.block(h) for h in range(1, stopped_at + 1)]
+    assert (home.wal_dir / "consensus.wal").stat().st_size > 0
+    signed_before = home.sign_state_path.read_bytes()
+    again = local_node(home)
+    with trio.fail_after(60):
+        async with running(again):
+            assert again.driver is not None and again.driver.replayed >= 1
+            await wait_until(lambda: again.height >= stopped_at + 2, 30)
+            for h in range(1, stopped_at + 1):
+                assert again.blockstore.block(h) == node_blocks[h - 1]
+    assert home.sign_state_path.read_bytes() != signed_before  # it signed on, at later heights
