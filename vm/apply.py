@@ -16,7 +16,7 @@ from core.evidence import Evidence
 from core.header import TxResult, TxStatus
 from core.tensor import Tensor
 from core.tx import Transaction
-from core.types import Gas, Hash32, Height
+from core.types import Address, Gas, Hash32, Height
 from core.validators import ValidatorEntry
 from core.votes import Commit
 from vm.blockbytes import check_basics
@@ -67,7 +67,7 @@ class BlockExecutor:
     """Executes one block on a view: `begin`, then `add` per transaction, then `finish` with the
     resolved model work. Build, validate and apply differ only in where the resolutions come from."""
 
-    __slots__ = ("_outcomes", "ctx", "last_block_id", "ledger", "punished", "view")
+    __slots__ = ("_outcomes", "_sender", "ctx", "last_block_id", "ledger", "punished", "view")
 
     def __init__(self, view: StateView, ctx: BlockContext, last_block_id: Hash32) -> None:
         self.view = view
@@ -76,6 +76,7 @@ class BlockExecutor:
         self.ledger = Ledger()
         self._outcomes: list[TxOutcome] = []
         self.punished: list[Evidence] = []
+        self._sender: tuple[Transaction, Address] | None = None  # the last checked tx's sender address
 
     def begin(self, reveal: Tensor | None, last_commit: Commit | None, evidence: Sequence[Evidence]) -> None:
         view, ctx = self.view, self.ctx
@@ -86,11 +87,13 @@ class BlockExecutor:
         fix_commitments(view, ctx, last_commit, self.ledger)
 
     def inclusion_error(self, tx: Transaction) -> str | None:
-        return inclusion_error(self.view, self.ctx, tx)
+        self._sender = (tx, tx.sender_address)
+        return inclusion_error(self.view, self.ctx, tx, self._sender[1])
 
     def add(self, tx: Transaction) -> TxOutcome:
         """Execute `tx`, which the caller has checked with `inclusion_error`."""
-        outcome = execute_tx(self.view, self.ctx, len(self._outcomes), tx)
+        sender = self._sender[1] if self._sender is not None and self._sender[0] is tx else None
+        outcome = execute_tx(self.view, self.ctx, len(self._outcomes), tx, sender)
         self.ledger.fees += outcome.fee
         self._outcomes.append(outcome)
         return outcome

@@ -111,7 +111,7 @@ class _OutOfGas(Exception):
     pass
 
 
-def inclusion_error(view: StateView, ctx: BlockContext, tx: Transaction) -> str | None:
+def inclusion_error(view: StateView, ctx: BlockContext, tx: Transaction, sender: Address | None = None) -> str | None:
     """Why `tx` cannot be in this block at all (None: it can). A block holding such a transaction is
     invalid; anything else a transaction gets wrong fails it inside the block, fee paid."""
     vm = ctx.params.vm
@@ -121,7 +121,7 @@ def inclusion_error(view: StateView, ctx: BlockContext, tx: Transaction) -> str 
         return f"gas limit {tx.gas_limit:d} exceeds the per-transaction maximum {vm.max_tx_gas:d}"
     if tx.fee < tx.gas_limit * vm.min_gas_price:
         return f"fee {tx.fee:d} is below gas_limit x min_gas_price = {tx.gas_limit * vm.min_gas_price:d}"
-    account = view.account(tx.sender_address)
+    account = view.account(tx.sender_address if sender is None else sender)
     if tx.nonce != account.nonce:
         return f"nonce {tx.nonce:d} is not the account's next nonce {account.nonce:d}"
     if account.balance < tx.fee:
@@ -142,10 +142,11 @@ class _Gas:
             raise _OutOfGas
 
 
-def execute_tx(view: StateView, ctx: BlockContext, index: int, tx: Transaction) -> TxOutcome:
+def execute_tx(view: StateView, ctx: BlockContext, index: int, tx: Transaction,
+               sender: Address | None = None) -> TxOutcome:
     """Execute one includable transaction (see `inclusion_error`): charge the fee, bump the nonce, run the
     kind's handler. Never raises for anything the transaction contains."""
-    sender = tx.sender_address
+    sender = tx.sender_address if sender is None else sender
     account = view.account(sender)
     view.set_account(sender, Account(Amount(account.balance - tx.fee), Nonce(account.nonce + 1)))
     gas = _Gas(tx.gas_limit)
