@@ -177,7 +177,8 @@ def config_from_dict(doc: Any) -> NodeConfig:
             top[key] = _section(key, _SECTIONS[key], value)
         else:
             top[key] = value
-    return _build(NodeConfig, top, "")
+    cfg: NodeConfig = _build(NodeConfig, top, "")
+    return cfg
 
 
 def _section(name: str, cls: type, value: Any) -> Any:
