@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -133,6 +134,51 @@ def test_a_model_that_exhausts_its_worker_is_a_local_fault_and_the_node_goes_on(
         # The node goes on: its next validations succeed with a fresh worker.
         net.commit(block)
         net.step()
+        net.step()
+    finally:
+        net.close()
+
+
+def test_a_quarantined_model_is_left_out_by_the_proposer_and_a_local_fault_for_the_validator(
+        tmp_path: Path) -> None:
+    """Golden vectors that do not reproduce on this node (here: a genesis that lies about them)."""
+    from vm.models import MODELS_DIR, load_model
+
+    real = load_model("digits_int8")
+    case = real.golden.cases[0]
+    lying = make_golden([(dict(case.inputs), {k: v + 1 for k, v in case.outputs.items()})])
+    save_golden(tmp_path / "lying.golden.npz", lying)
+    (tmp_path / "digits.onnx").write_bytes((MODELS_DIR / "digits_int8.onnx").read_bytes())
+    doc = make_genesis(4)
+    entry = next(m for m in doc["models"] if m["name"] == "digits_int8")
+    entry.update(file="digits.onnx", golden="lying.golden.npz")
+    from core.types import Amount as A
+    from vm.genesis import _golden, _tensor_specs
+    from vm.txs import ModelMeta
+
+    inputs, outputs = _tensor_specs(entry["inputs"], "i"), _tensor_specs(entry["outputs"], "o")
+    meta = ModelMeta("digits_int8", inputs, outputs, ModelClass.EXACT, 0, 0, 0, A(0),
+                     _golden(tmp_path / "lying.golden.npz", inputs, outputs, "g"))
+    entry["id"] = compute_model_id(sha256(real.model_bytes), meta).hex()
+    genesis = parse_genesis(json.loads(json.dumps(doc)), base_dir=tmp_path)
+    net = Devnet.start(tmp_path, genesis, nodes=2)
+    try:
+        model = next(m.model_id for m in genesis.models if m.name == "digits_int8")
+        u = Tensor.from_numpy(np.zeros((1, 64), np.uint8))
+        tx = net.tx(net.account(6), Infer(model, (u,), Amount(0)), gas_limit=20_000)
+        own = net.apps[1].build_block(net.template(), [tx])
+        assert own.txs == ()  # left out, not a verdict
+        assert any("golden" in line for line in net.alarms)
+        # Node 0 skips golden checks (as a node whose vectors reproduce would): its block carries the tx,
+        # which node 1 cannot judge.
+        engine = net.apps[0].engine
+        original = engine.package
+        engine.package = lambda mid, meta, limits: replace(original(mid, meta, limits), golden=None)  # type: ignore[method-assign]
+        block = net.propose([tx])
+        assert len(block.txs) == 1 and block.results[0].status is TxStatus.OK
+        (verdict,) = net.validate(block)
+        assert verdict.kind.value == "local_fault" and "golden" in verdict.reason
+        net.commit(block)  # applying a committed block never runs the model
         net.step()
     finally:
         net.close()
