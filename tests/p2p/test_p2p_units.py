@@ -1,0 +1,169 @@
+"""p2p parts without a network: scores, rate limits, wire messages, envelopes, identity, batcher."""
+
+from __future__ import annotations
+
+import pytest
+import trio
+import trio.testing
+
+from core.errors import DecodeError, InvalidEvidence, InvalidSignature, InvalidTransaction, KeyFileError
+from core.evidence import DuplicateVote, EvidenceEnvelope
+from core.hashing import sha256
+from core.types import Height, Round
+from core.votes import VoteType
+from p2p.batcher import TxBatcher, encode_tx_batch
+from p2p.config import P2PConfig, PenaltyPolicy
+from p2p.envelope import check_evidence, check_tx_batch, check_vote
+from p2p.errors import WrongChain
+from p2p.identity import load_node_key, load_or_create_node_key, node_key_from_seed, peer_id_of, save_node_key
+from p2p.messages import BlocksRequest, TxBatch, VotesRequest, bitset
+from p2p.ratelimit import PeerRateLimiter
+from p2p.scoring import Action, Offense, ScoreBook
+from p2p.testchain import make_tx, make_vote, validator_keys
+from p2p.topics import TopicKind, topic_name
+
+pytestmark = [pytest.mark.p2p]
+
+CHAIN = "units"
+KEYS = validator_keys(2)
+
+
+def test_one_malformed_frame_disconnects_and_repeat_offenders_are_banned() -> None:
+    book = ScoreBook(PenaltyPolicy(disconnect_below=-100, ban_below=-200, disconnect_ban_s=30, ban_s=600,
+                                   half_life_s=60))
+    assert book.penalize("p", Offense.RATE_LIMITED, now=0) is Action.NONE
+    assert book.penalize("p", Offense.MALFORMED_FRAME, now=0) is Action.DISCONNECT
+    assert book.is_banned("p", now=29) and not book.is_banned("p", now=31)
+    assert book.penalize("p", Offense.BAD_SIGNATURE, now=1) is Action.BAN  # -205 decayed for 1 s: below -200
+    assert book.is_banned("p", now=600) and not book.is_banned("p", now=602)
+    assert not book.is_banned("other", now=0)
+
+
+def test_scores_decay_with_a_half_life_and_fade_out_of_the_book() -> None:
+    book = ScoreBook(PenaltyPolicy(half_life_s=10))
+    book.penalize("p", Offense.INVALID, now=0)
+    assert book.score("p", now=0) == -25
+    assert book.score("p", now=10) == pytest.approx(-12.5)
+    book.forget_idle(now=100)
+    assert book.score("p", now=100) == 0
+
+
+def test_every_offense_has_its_own_penalty_entry() -> None:
+    assert len({o.value for o in Offense}) == len(Offense)  # no enum aliases
+    assert all(o.penalty > 0 for o in Offense)
+
+
+def test_rate_limiter_refills_at_its_rate() -> None:
+    limiter = PeerRateLimiter(msgs_per_s=10, msg_burst=2, bytes_per_s=1000)
+    assert limiter.allow("p", 10, now=0) and limiter.allow("p", 10, now=0)
+    assert not limiter.allow("p", 10, now=0)
+    assert limiter.allow("p", 10, now=0.1)
+    assert not limiter.allow("q", 5000, now=0)  # over the byte burst of 2 s worth
+    assert limiter.allow("r", 10, now=0)  # peers are independent
+
+
+def test_tx_batch_built_from_encoded_txs_is_the_canonical_encoding() -> None:
+    for n in (1, 15, 16, 300, 70000 // 100):
+        txs = tuple(make_tx(CHAIN, i, payload_bytes=10) for i in range(n))
+        data = encode_tx_batch([tx.encode() for tx in txs])
+        assert data == TxBatch(txs).encode()
+        assert TxBatch.decode(data).txs == txs
+
+
+def test_tx_batch_envelope_refuses_wrong_chain_bad_signature_duplicates_and_empty() -> None:
+    good = make_tx(CHAIN, 1)
+    assert check_tx_batch(encode_tx_batch([good.encode()]), CHAIN).txs == (good,)
+    with pytest.raises(WrongChain):
+        check_tx_batch(encode_tx_batch([make_tx("elsewhere", 1).encode()]), CHAIN)
+    forged = good.replace(fee=good.fee + 1)
+    with pytest.raises(InvalidSignature):
+        check_tx_batch(encode_tx_batch([forged.encode()]), CHAIN)
+    with pytest.raises(InvalidTransaction):
+        check_tx_batch(encode_tx_batch([good.encode(), good.encode()]), CHAIN)
+    with pytest.raises(DecodeError):
+        check_tx_batch(encode_tx_batch([]), CHAIN)
+    with pytest.raises(DecodeError):
+        check_tx_batch(b"\x91\x91\xc0", CHAIN)
+
+
+def test_vote_envelope_binds_the_chain_id_through_the_signature() -> None:
+    vote = make_vote(CHAIN, KEYS[0], 3)
+    assert check_vote(vote.encode(), CHAIN) == vote
+    with pytest.raises(InvalidSignature):
+        check_vote(vote.encode(), "other-chain")
+    with pytest.raises(DecodeError):
+        check_vote(vote.encode() + b"\x00", CHAIN)
+
+
+def test_duplicate_vote_evidence_needs_two_signed_conflicting_votes_of_one_validator() -> None:
+    a = make_vote(CHAIN, KEYS[0], 5, block_id=sha256(b"a"))
+    b = make_vote(CHAIN, KEYS[0], 5, block_id=sha256(b"b"))
+    assert check_evidence(EvidenceEnvelope(DuplicateVote(a, b)).encode(), CHAIN)
+    with pytest.raises(InvalidEvidence):
+        check_evidence(EvidenceEnvelope(DuplicateVote(a, a)).encode(), CHAIN)
+    other = make_vote(CHAIN, KEYS[1], 5, block_id=sha256(b"b"))
+    with pytest.raises(InvalidEvidence):
+        check_evidence(EvidenceEnvelope(DuplicateVote(a, other)).encode(), CHAIN)
+    with pytest.raises(InvalidSignature):
+        check_evidence(EvidenceEnvelope(DuplicateVote(a, b.replace(round=Round(0), timestamp=b.timestamp + 1)))
+                       .encode(), CHAIN)
+
+
+def test_request_messages_check_their_ranges() -> None:
+    assert BlocksRequest.decode(BlocksRequest(Height(1), Height(10)).encode()).end == 10
+    with pytest.raises(DecodeError):
+        BlocksRequest.decode(BlocksRequest.__new__(BlocksRequest).__class__(Height(5), Height(4)).encode())
+    have = bitset({0, 3, 9})
+    request = VotesRequest(Height(1), Round(0), VoteType.PREVOTE, have)
+    assert [request.holds(i) for i in range(12)] == [i in {0, 3, 9} for i in range(12)]
+    assert bitset(set()) == b""
+
+
+def test_topic_names_are_per_chain() -> None:
+    assert topic_name("abc", TopicKind.VOTES) == "/inferchain/abc/votes/1"
+    assert len({topic_name("abc", k) for k in TopicKind}) == 4
+    with pytest.raises(ValueError):
+        P2PConfig(chain_id="a/b")
+
+
+def test_node_key_is_deterministic_from_a_seed_and_survives_a_file(tmp_path: pytest.TempPathFactory) -> None:
+    key = node_key_from_seed(b"seed")
+    assert peer_id_of(key) == peer_id_of(node_key_from_seed(b"seed"))
+    assert peer_id_of(key) != peer_id_of(node_key_from_seed(b"seed2"))
+    path = tmp_path / "node.key"  # type: ignore[operator]
+    save_node_key(key, path)
+    assert peer_id_of(load_node_key(path)) == peer_id_of(key)
+    assert peer_id_of(load_or_create_node_key(path)) == peer_id_of(key)
+    created = load_or_create_node_key(tmp_path / "new.key", seed=b"x")  # type: ignore[operator]
+    assert peer_id_of(created) == peer_id_of(node_key_from_seed(b"x"))
+    (tmp_path / "bad.key").write_bytes(b"not a key")  # type: ignore[operator]
+    with pytest.raises(KeyFileError):
+        load_node_key(tmp_path / "bad.key")  # type: ignore[operator]
+    with pytest.raises(KeyFileError):
+        load_node_key(tmp_path / "missing.key")  # type: ignore[operator]
+
+
+@pytest.mark.trio
+async def test_batcher_flushes_on_size_and_on_its_interval(mock_clock: trio.testing.MockClock) -> None:
+    published: list[bytes] = []
+
+    async def publish(data: bytes) -> None:
+        published.append(data)
+        await trio.lowlevel.checkpoint()
+
+    batcher = TxBatcher(publish, target_bytes=4000, max_delay_s=0.5)
+    txs = [make_tx(CHAIN, i, payload_bytes=700) for i in range(12)]  # ~870 B each: 4 fit in 4000 B
+    async with trio.open_nursery() as nursery:
+        await nursery.start(batcher.run)
+        for tx in txs[:9]:
+            await batcher.add(tx)
+        await trio.testing.wait_all_tasks_blocked()
+        assert [len(TxBatch.decode(b).txs) for b in published] == [4, 4]  # full batches go at once
+        mock_clock.jump(0.4)
+        await trio.testing.wait_all_tasks_blocked()
+        assert len(published) == 2  # the ninth waits for the interval
+        mock_clock.jump(0.2)
+        await trio.testing.wait_all_tasks_blocked()
+        assert [len(TxBatch.decode(b).txs) for b in published] == [4, 4, 1]
+        nursery.cancel_scope.cancel()
+    assert [tx for b in published for tx in TxBatch.decode(b).txs] == txs[:9]
