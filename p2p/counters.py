@@ -33,7 +33,7 @@ class P2PCounters:
     def snapshot(self) -> dict[str, int]:
         """Flat name -> value map, e.g. `delivered.votes`, for an exporter that wants plain numbers."""
         out: dict[str, int] = {}
-        for name in self.__slots__:  # type: ignore[attr-defined]
+        for name in self.__slots__:
             value = getattr(self, name)
             if isinstance(value, Counter):
                 for key, count in value.items():

@@ -156,7 +156,7 @@ class PeerManager:
                 continue
             info = self._persistent[peer]
             self._host.get_peerstore().add_addrs(peer, info.addrs, _PEERSTORE_TTL_S)
-            network.unblock_peer(peer)  # a failed dial blocks the peer for 60 s upstream (pitfall 6)
+            _unblock(network, peer)  # a failed dial blocks the peer for 60 s upstream (pitfall 6)
             try:
                 with trio.fail_after(_DIAL_TIMEOUT_S):
                     await self._host.connect(info)
@@ -169,6 +169,13 @@ class PeerManager:
             if was_connected:
                 self._counters.reconnects += 1
             was_connected = True
+
+
+def _unblock(network: object, peer: ID) -> None:
+    """Swarm.unblock_peer, which INetworkService does not declare."""
+    unblock = getattr(network, "unblock_peer", None)
+    if unblock is not None:
+        unblock(peer)
 
 
 class _Notifee(INotifee):
