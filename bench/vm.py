@@ -131,7 +131,7 @@ def inference_rows(genesis: Genesis, proposer: Node, validator: Node, name: str,
     session = create_session(model.model_bytes)
     names = [o.name for o in session.get_outputs()]
     feeds = {input_name: inputs[0]}
-    calls = 300 if k > 50 else 5
+    calls = 300 if k > 50 else 20
     session.run(names, feeds)
     jobs = [InferJob(proposer.app.engine.package(model.model_id, model.meta, sandbox_limits(genesis.params)),
                      {input_name: x}) for x in inputs]
@@ -211,7 +211,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args()
-    rounds = 3 if args.quick else 5
+    rounds = 3 if args.quick else 7
     tmp = Path(tempfile.mkdtemp(prefix="bench-vm-"))
     try:
         genesis, _ = bench_genesis(tmp)
@@ -223,7 +223,7 @@ def main() -> None:
                        lambda i: rng.integers(0, 256, (1, 64)).astype(np.uint8), rounds)
         inference_rows(genesis, proposer, validator, "digits_mlp", k_tiny,
                        lambda i: rng.random((1, 64), dtype=np.float32), rounds)
-        inference_rows(genesis, proposer, validator, "conv", 8 if args.quick else 16,
+        inference_rows(genesis, proposer, validator, "conv", 8 if args.quick else 32,
                        lambda i: rng.random(CONV_INPUT, dtype=np.float32), rounds)
         proposer.close()
         validator.close()
