@@ -1,9 +1,10 @@
 """Benchmark of the authenticated state and the LevelDB write path; prints figures and ratios, asserts nothing.
 
 1. Root-update cost per touched key: a 1,000-key update (existing keys, new values) on states of 10k, 100k
-   and 1M keys, built incrementally in one LevelDB. After each build step the old versions are pruned and
-   the database compacted, as a node in steady state would be. Reported: compute_update alone, and the full
-   commit (compute + stage + batch write), median over several rounds; the goal is 1M/10k <= 2x.
+   and 1M keys, each built in its own LevelDB in 100k-key batches, then pruned to the latest version and
+   compacted. Rounds alternate between the sizes so that load from other processes on this shared machine
+   falls on all of them alike. Reported: compute_update alone (wall and CPU time), and the full commit
+   (compute + stage + batch write), medians; the goal is 1M/10k <= 2x.
 2. Our write path (LevelDBStore batches, raw keys and through a key-space view) against raw plyvel
    WriteBatch puts of the same keys and values, measured in the same run.
 
@@ -60,69 +61,83 @@ def one_update(rng: random.Random, size: int) -> dict[bytes, bytes | None]:
     return {account_key(rng.randrange(size)): rng.randbytes(32) for _ in range(UPDATE_KEYS)}
 
 
-def bench_state(workdir: str, sizes: list[int], rounds: int) -> dict[int, tuple[float, float]]:
-    db = LevelDBStore(os.path.join(workdir, "state"))
-    smap = AuthenticatedMap(db)
-    rng = random.Random(2024)
-    version = 0
-    size = 0
-    results: dict[int, tuple[float, float]] = {}
-    print(f"state root update: {UPDATE_KEYS} existing keys get new 32-byte values, median of {rounds} rounds")
-    print(f"(load average before the run: {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores)")
-    print(f"{'keys':>10} {'build s':>8} {'compute us/key':>15} {'commit us/key':>14} "
-          f"{'node writes/key':>16} {'node reads/key':>15} {'proof bytes':>12}")
-    for target in sizes:
-        started = time.perf_counter()
-        while size < target:
-            step = min(BUILD_CHUNK, target - size)
-            changes = {account_key(i): i.to_bytes(8, "big") * 4 for i in range(size, size + step)}
-            smap.commit(version, changes)
-            version += 1
-            size += step
-        smap.prune(version - 1)
-        db.compact()
-        build_s = time.perf_counter() - started
+class _State:
+    """One state of a given size in its own database, with its rounds' timings."""
 
-        smap.commit(version, one_update(rng, size))  # warm-up, untimed
-        version += 1
-        counting = CountingStore(db)
-        probe = AuthenticatedMap(counting).compute_update(version - 1, version, one_update(rng, size))
-        reads = counting.reads
-        compute_times, commit_times = [], []
-        for _ in range(rounds):
-            changes = one_update(rng, size)
-            t0 = time.perf_counter()
-            update = smap.compute_update(version - 1, version, changes)
-            t1 = time.perf_counter()
-            with db.write_batch() as batch:
-                smap.stage(batch, update)
-            t2 = time.perf_counter()
-            version += 1
-            compute_times.append(t1 - t0)
-            commit_times.append(t2 - t0)
-        compute = statistics.median(compute_times) / UPDATE_KEYS * 1e6
-        commit = statistics.median(commit_times) / UPDATE_KEYS * 1e6
-        results[target] = (compute, commit)
-        proof_bytes = statistics.mean(
-            len(smap.prove(account_key(rng.randrange(size)), version - 1).to_bytes()) for _ in range(200)
+    def __init__(self, workdir: str, size: int) -> None:
+        self.size = size
+        self.db = LevelDBStore(os.path.join(workdir, f"state-{size}"))
+        self.smap = AuthenticatedMap(self.db)
+        self.version = 0
+        self.rng = random.Random(size)
+        self.compute: list[float] = []
+        self.compute_cpu: list[float] = []
+        self.commit: list[float] = []
+        started = time.perf_counter()
+        for first in range(0, size, BUILD_CHUNK):
+            last = min(size, first + BUILD_CHUNK)
+            self.smap.commit(self.version, {account_key(i): i.to_bytes(8, "big") * 4 for i in range(first, last)})
+            self.version += 1
+        self.smap.prune(self.version - 1)
+        self.db.compact()
+        self.build_s = time.perf_counter() - started
+        self.smap.commit(self.version, one_update(self.rng, size))  # warm-up, untimed
+        self.version += 1
+        counting = CountingStore(self.db)
+        probe = AuthenticatedMap(counting).compute_update(self.version - 1, self.version, one_update(self.rng, size))
+        self.node_writes = len(probe.node_writes) / UPDATE_KEYS
+        self.node_reads = counting.reads / UPDATE_KEYS
+
+    def round(self) -> None:
+        changes = one_update(self.rng, self.size)
+        t0, c0 = time.perf_counter(), time.process_time()
+        update = self.smap.compute_update(self.version - 1, self.version, changes)
+        t1, c1 = time.perf_counter(), time.process_time()
+        with self.db.write_batch() as batch:
+            self.smap.stage(batch, update)
+        t2 = time.perf_counter()
+        self.version += 1
+        self.compute.append((t1 - t0) / UPDATE_KEYS * 1e6)
+        self.compute_cpu.append((c1 - c0) / UPDATE_KEYS * 1e6)
+        self.commit.append((t2 - t0) / UPDATE_KEYS * 1e6)
+
+    def proof_bytes(self) -> float:
+        return statistics.mean(
+            len(self.smap.prove(account_key(self.rng.randrange(self.size)), self.version - 1).to_bytes())
+            for _ in range(200)
         )
-        print(f"{target:>10,} {build_s:>8.1f} {compute:>15.1f} {commit:>14.1f} "
-              f"{len(probe.node_writes) / UPDATE_KEYS:>16.2f} {reads / UPDATE_KEYS:>15.2f} {proof_bytes:>12.0f}",
-              flush=True)
-    db.close()
+
+
+def bench_state(workdir: str, sizes: list[int], rounds: int) -> dict[int, tuple[float, float, float]]:
+    """Per-key (compute wall, compute CPU, commit wall) medians; rounds alternate between the sizes so that
+    load from other processes falls on all of them alike."""
+    print(f"state root update: {UPDATE_KEYS} existing keys get new 32-byte values; "
+          f"median of {rounds} rounds, alternating between sizes")
+    print(f"(load average before the run: {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores)")
+    states = []
+    for size in sizes:
+        states.append(_State(workdir, size))
+        print(f"  built {size:,} keys in {states[-1].build_s:.1f} s", flush=True)
+    for _ in range(rounds):
+        for state in states:
+            state.round()
+    print(f"{'keys':>10} {'compute us/key':>15} {'(CPU us/key)':>13} {'commit us/key':>14} "
+          f"{'node writes/key':>16} {'node reads/key':>15} {'proof bytes':>12}")
+    results = {}
+    for state in states:
+        row = (statistics.median(state.compute), statistics.median(state.compute_cpu),
+               statistics.median(state.commit))
+        results[state.size] = row
+        print(f"{state.size:>10,} {row[0]:>15.1f} {row[1]:>13.1f} {row[2]:>14.1f} "
+              f"{state.node_writes:>16.2f} {state.node_reads:>15.2f} {state.proof_bytes():>12.0f}")
+        state.db.close()
+    print(f"(load average after: {os.getloadavg()[0]:.2f})")
     return results
 
 
-def _time_writes(make: Callable[[str], Callable[[list[tuple[bytes, bytes]]], None]], path: str,
-                 batches: list[list[tuple[bytes, bytes]]]) -> float:
-    write = make(path)
-    started = time.perf_counter()
-    for batch in batches:
-        write(batch)
-    return time.perf_counter() - started
-
-
 def bench_write_path(workdir: str, total: int, per_batch: int, rounds: int) -> None:
+    """Each variant writes the same batches into its own fresh database; batch by batch the variants take
+    turns in a shuffled order, so that load from other processes falls on all of them alike."""
     rng = random.Random(7)
     prefix = bytes([KeySpace.STATE_NODES])
     keys = [rng.randbytes(41) for _ in range(total)]  # the size of a state node key
@@ -130,60 +145,62 @@ def bench_write_path(workdir: str, total: int, per_batch: int, rounds: int) -> N
     batches = [list(zip(keys[i : i + per_batch], values[i : i + per_batch], strict=True))
                for i in range(0, total, per_batch)]
     full = [[(prefix + k, v) for k, v in batch] for batch in batches]
-    opened: list[object] = []
 
-    def raw_plyvel(path: str) -> Callable[[list[tuple[bytes, bytes]]], None]:
+    def raw_plyvel(path: str) -> tuple[Callable[[int], None], Callable[[], None]]:
         db = plyvel.DB(path, create_if_missing=True, write_buffer_size=32 << 20)
-        opened.append(db)
 
-        def write(batch: list[tuple[bytes, bytes]]) -> None:
+        def write(i: int) -> None:
             wb = db.write_batch()
-            for k, v in batch:
+            for k, v in full[i]:
                 wb.put(k, v)
             wb.write()
-        return write
+        return write, db.close
 
-    def ours_root(path: str) -> Callable[[list[tuple[bytes, bytes]]], None]:
+    def ours_root(path: str) -> tuple[Callable[[int], None], Callable[[], None]]:
         store = LevelDBStore(path)
-        opened.append(store)
 
-        def write(batch: list[tuple[bytes, bytes]]) -> None:
+        def write(i: int) -> None:
             with store.write_batch() as wb:
-                for k, v in batch:
+                for k, v in full[i]:
                     wb.put(k, v)
-        return write
+        return write, store.close
 
-    def ours_view(path: str) -> Callable[[list[tuple[bytes, bytes]]], None]:
+    def ours_view(path: str) -> tuple[Callable[[int], None], Callable[[], None]]:
         store = LevelDBStore(path)
-        opened.append(store)
         view = space(store, KeySpace.STATE_NODES)
 
-        def write(batch: list[tuple[bytes, bytes]]) -> None:
+        def write(i: int) -> None:
             with store.write_batch() as wb:
                 put = view.bind(wb).put
-                for k, v in batch:
+                for k, v in batches[i]:
                     put(k, v)
-        return write
+        return write, store.close
 
     variants = {
-        "raw plyvel WriteBatch (prefixed keys)": (raw_plyvel, full),
-        "LevelDBStore batch (prefixed keys)": (ours_root, full),
-        "LevelDBStore batch via key-space view": (ours_view, batches),
+        "raw plyvel WriteBatch (prefixed keys)": raw_plyvel,
+        "LevelDBStore batch (prefixed keys)": ours_root,
+        "LevelDBStore batch via key-space view": ours_view,
     }
     times: dict[str, list[float]] = {name: [] for name in variants}
     for r in range(rounds):
+        opened = {}
+        for n, (name, make) in enumerate(variants.items()):
+            path = os.path.join(workdir, f"write-{r}-{n}")
+            opened[name] = (path, *make(path))
+        spent = dict.fromkeys(variants, 0.0)
         order = list(variants)
-        random.Random(r).shuffle(order)
-        for name in order:
-            make, data = variants[name]
-            path = os.path.join(workdir, f"write-{r}-{abs(hash(name))}")
-            times[name].append(_time_writes(make, path, data))
-            for db in opened:
-                db.close()  # type: ignore[attr-defined]
-            opened.clear()
+        for i in range(len(batches)):
+            random.Random(r * 1000 + i).shuffle(order)
+            for name in order:
+                started = time.perf_counter()
+                opened[name][1](i)
+                spent[name] += time.perf_counter() - started
+        for name, (path, _, close) in opened.items():
+            close()
             shutil.rmtree(path)
+            times[name].append(spent[name])
     print(f"\nwrite path: {total:,} puts of 42-byte keys / 100-byte values in batches of {per_batch:,}, "
-          f"median of {rounds} rounds")
+          f"median of {rounds} rounds, variants interleaved batch by batch")
     raw = statistics.median(times["raw plyvel WriteBatch (prefixed keys)"])
     for name, samples in times.items():
         median = statistics.median(samples)
@@ -202,9 +219,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         results = bench_state(workdir, sizes, args.rounds)
         small, large = results[sizes[0]], results[sizes[-1]]
-        print(f"ratio {sizes[-1]:,}/{sizes[0]:,}: compute {large[0] / small[0]:.2f}x, "
-              f"commit {large[1] / small[1]:.2f}x (goal <= 2x)")
-        bench_write_path(workdir, total=200_000, per_batch=10_000, rounds=max(3, args.rounds // 2))
+        print(f"ratio {sizes[-1]:,}/{sizes[0]:,}: compute {large[0] / small[0]:.2f}x "
+              f"(CPU {large[1] / small[1]:.2f}x), commit {large[2] / small[2]:.2f}x (goal <= 2x)")
+        bench_write_path(workdir, total=200_000, per_batch=10_000, rounds=5)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     print(f"\ntotal {time.perf_counter() - started:.0f} s")
