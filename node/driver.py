@@ -197,7 +197,11 @@ class ConsensusDriver:
 
     async def feed(self, event: Event, *, sync: bool = False) -> None:
         """WAL first, then handle, then perform the actions in order."""
-        self.wal.append(event, sync=sync or isinstance(event, NewHeight))
+        if sync or isinstance(event, NewHeight):
+            # fsync in a worker thread: the loop task waits (order matters), the event loop does not.
+            await trio.to_thread.run_sync(lambda: self.wal.append(event, sync=True), limiter=_SIGN_THREADS)
+        else:
+            self.wal.append(event)
         self.fed += 1
         try:
             actions = self.state.handle(event)

@@ -181,19 +181,23 @@ class ConsensusCatchUp:
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         task_status.started()
+        behind = False
         while True:
-            await trio.sleep(self.interval_s)
+            if not behind:
+                await trio.sleep(self.interval_s)
+            behind = False
             peers = self.p2p.connected_peers()
             if not peers:
                 continue
             peer = random.choice(peers)
             try:
                 with trio.move_on_after(max(2.0, 4 * self.interval_s)):
-                    await self.round_with(peer)
+                    behind = await self.round_with(peer)
             except InferchainError as exc:
                 logger.debug("catch-up with %s: %s", peer, exc)
 
-    async def round_with(self, peer: ID) -> None:
+    async def round_with(self, peer: ID) -> bool:
+        """One exchange with `peer`; True when it fed a commit and the peer is further ahead still."""
         driver = self.driver
         state = driver.state  # type: ignore[attr-defined]
         for q in state.catch_up_queries():
@@ -203,15 +207,22 @@ class ConsensusCatchUp:
                 await driver.on_votes_fetched(votes)  # type: ignore[attr-defined]
         status = await self.p2p.reqresp.status(peer)
         height = int(driver.height)  # type: ignore[attr-defined]
-        if int(status.height) >= height and int(self.chain.height) < height:
-            try:
-                fetched = await self.p2p.reqresp.blocks(peer, height, height)
-            except NotFound:
-                return
-            for synced in fetched:
-                if int(synced.block.height) == height:
-                    self.commits_fetched += 1
-                    await driver.on_commit_fetched(synced.block, synced.commit)  # type: ignore[attr-defined]
+        if int(status.height) < height or int(self.chain.height) >= height:
+            return False
+        try:
+            fetched = await self.p2p.reqresp.blocks(peer, height, height)
+        except NotFound:
+            return False
+        for synced in fetched:
+            if int(synced.block.height) == height:
+                self.commits_fetched += 1
+                await driver.on_commit_fetched(synced.block, synced.commit)  # type: ignore[attr-defined]
+                # Give the driver the time to commit it, then go on at once if the peer is further ahead.
+                with trio.move_on_after(2.0):
+                    while int(self.chain.height) < height:  # noqa: ASYNC110 - no event for a commit here
+                        await trio.sleep(0.01)
+                return int(status.height) > height
+        return False
 
 
 def stored_block(chain: Chain, height: Height) -> StoredBlock | None:

@@ -11,7 +11,7 @@ from types import FrameType
 
 import click
 
-from node.cli.common import echo_json, warn
+from node.cli.common import F, echo_json, warn
 from node.client import Client, RpcError
 from node.devnet import (
     DEFAULT_BASE_PORT,
@@ -25,7 +25,7 @@ from node.devnet import (
 STATUS_EVERY_S = 1.0
 
 
-def dir_option(fn):  # type: ignore[no-untyped-def]
+def dir_option(fn: F) -> F:
     return click.option("--dir", "root", type=click.Path(file_okay=False, path_type=Path), default=None,
                         help="Devnet directory (default: .devnet in the repository).")(fn)
 
@@ -107,7 +107,10 @@ def _print_accounts(net: Devnet) -> None:
 
 
 def _status_line(net: Devnet, clients: list[Client]) -> str:
-    heights, rounds, peers, times = [], [], [], []
+    heights: list[int | None] = []
+    rounds: list[int] = []
+    peers: list[int] = []
+    times: list[int] = []
     for client in clients:
         try:
             s = client.status()

@@ -93,7 +93,7 @@ def _golden_inputs(spec: TensorSpec, rng: np.random.Generator) -> np.ndarray:
         return rng.random(shape).astype(dt)
     if spec.dtype == DType.BOOL:
         return rng.integers(0, 2, shape).astype(bool)
-    info = np.iinfo(dt)
+    info = np.iinfo(dt)  # type: ignore[type-var]
     return rng.integers(max(info.min, -128), min(info.max, 255) + 1, shape).astype(dt)
 
 

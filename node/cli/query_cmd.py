@@ -38,7 +38,7 @@ def status(node_url: str, as_json: bool) -> None:
     with Client(node_url) as client:
         s = client.status()
     if as_json:
-        echo_json({f: getattr(s, f) for f in s.__slots__})  # type: ignore[attr-defined]
+        echo_json({f: getattr(s, f) for f in s.__slots__})
         return
     echo_pairs([("chain id", s.chain_id), ("height", s.height), ("block id", s.block_id),
                 ("block time", _time(s.block_time)), ("round", s.round), ("peers", s.peers),
@@ -154,7 +154,7 @@ def validators(height: int | None, node_url: str, as_json: bool) -> None:
     if as_json:
         echo_json({"height": info.height, "total_power": info.total_power,
                    "validators": [{f: (getattr(v, f).hex() if isinstance(getattr(v, f), bytes) else getattr(v, f))
-                                   for f in v.__slots__} for v in info.validators]})  # type: ignore[attr-defined]
+                                   for f in v.__slots__} for v in info.validators]})
         return
     click.echo(f"validators signing height {info.height} (total power {info.total_power}):")
     for v in info.validators:
@@ -172,7 +172,7 @@ def poi(address: str | None, node_url: str, as_json: bool) -> None:
     with Client(node_url) as client:
         scores = client.poi(address)
     if as_json:
-        echo_json([{f: getattr(s, f) for f in s.__slots__} for s in scores])  # type: ignore[attr-defined]
+        echo_json([{f: getattr(s, f) for f in s.__slots__} for s in scores])
         return
     for s in scores:
         state = " jailed" if s.jailed else ""

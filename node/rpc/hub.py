@@ -54,10 +54,10 @@ class EventHub:
         if self._metrics is not None:
             self._metrics.observe_block(int(block.header.time), len(block.txs))
         for index, (tx, result) in enumerate(zip(block.txs, block.results, strict=False)):
-            for send in self._waiters.pop(bytes(tx.hash), ()):
+            for waiter in self._waiters.pop(bytes(tx.hash), ()):
                 with contextlib.suppress(trio.WouldBlock, trio.BrokenResourceError, trio.ClosedResourceError):
-                    send.send_nowait(Landed(tx, result, block.height, index))  # else: the waiter gave up
-                send.close()
+                    waiter.send_nowait(Landed(tx, result, block.height, index))  # else: the waiter gave up
+                waiter.close()
         for sub_id, send in list(self._subscribers.items()):
             try:
                 send.send_nowait(block)

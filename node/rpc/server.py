@@ -199,11 +199,11 @@ async def _serve_websocket(ws: WebSocket, registry: Registry, bound: dict[str, A
                 subs[key] = (hub_id, scope)
                 return {"jsonrpc": "2.0", "id": req_id, "result": key}
             params = request.get("params")
-            key = params.get("subscription") if isinstance(params, dict) else (
+            wanted = params.get("subscription") if isinstance(params, dict) else (
                 params[0] if isinstance(params, list) and params else None)
-            if not isinstance(key, str) or key not in subs:
+            if not isinstance(wanted, str) or wanted not in subs:
                 raise RpcError(E.INVALID_PARAMS, "unsubscribe: unknown subscription")
-            hub_id, scope = subs.pop(key)
+            hub_id, scope = subs.pop(wanted)
             hub.unsubscribe(hub_id)
             scope.cancel()
             return {"jsonrpc": "2.0", "id": req_id, "result": True}
@@ -266,7 +266,8 @@ class RpcServer:
     async def run(self, *, task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED) -> None:
         async with trio.open_nursery() as nursery:
             await nursery.start(self.hub.run)
-            binds: list[str] = await nursery.start(partial(serve, self.app, self._hypercorn_config()))
+            binds: list[str] = await nursery.start(
+                partial(serve, self.app, self._hypercorn_config()))  # type: ignore[arg-type]
             self.url = binds[0]
             log.info("rpc listening on %s", self.url)
             task_status.started(self.url)
