@@ -139,3 +139,53 @@ def test_a_failed_batch_leaves_neither_the_block_nor_its_state(tmp_path) -> None
     assert store.height == 2 and state.latest_version() == 2
     assert state.get(b"k2", 2) == b"v"
     raw.close()
+
+
+@pytest.mark.trio
+async def test_a_failed_commit_of_a_real_block_leaves_block_store_and_vm_state_untouched(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from core.app import BlockTemplate
+    from core.hashing import ZERO_HASH
+    from core.types import Height, Round, Timestamp
+    from core.votes import ZERO_SIGNATURE, Commit, Vote, VoteType
+    from node.chain import Chain
+    from tests.node.helpers import SEED, account, transfer
+    from vm.app import VMApplication
+    from vm.genesis import parse_genesis
+    from vm.genesis_tool import make_genesis, validator_key
+    from vm.sandbox.executor import LocalExecutor
+
+    genesis = parse_genesis(make_genesis(1))
+    raw = LevelDBStore(tmp_path / "db")
+    db = FlakyStore(raw)
+    app = VMApplication(db, genesis, executor=LocalExecutor())  # type: ignore[arg-type]
+    try:
+        store = BlockStore(db, genesis.chain_id)
+        chain = Chain(db, store, app)  # type: ignore[arg-type]
+        key = validator_key(SEED, 0)
+        template = BlockTemplate(genesis.chain_id, Height(1), Round(0), Timestamp(genesis.genesis_time + 1000),
+                                 key.address, ZERO_HASH, None, ())
+        pay = transfer(genesis.chain_id, account(1), account(2), 5, nonce=0)
+        block = app.build_block(template, [pay])
+        assert block.txs == (pay,)
+        vote = Vote(VoteType.PRECOMMIT, Height(1), Round(0), block.id, Timestamp(0), key.public_key,
+                    app.poi_commitment(Height(1), key.address), ZERO_SIGNATURE).signed(key, genesis.chain_id)
+        commit = Commit(Height(1), Round(0), block.id, (vote,))
+        before = dict(raw.iterate())
+        info = app.info()
+
+        db.fail_next = True
+        with pytest.raises(StorageError, match="disk gone"):
+            await chain.commit(block, commit, b"priorities")
+        assert dict(raw.iterate()) == before
+        assert store.height == 0 and store.tx_location(pay.hash) is None
+        assert app.info() == info and app.view().account(account(2).address) == app.view(0).account(
+            account(2).address)
+
+        done = await chain.commit(block, commit, b"priorities")
+        assert done.outcome.state_root == block.header.state_root == app.info().state_root
+        assert store.height == 1 and store.tx_location(pay.hash) is not None
+        assert store.next_proposers() == b"priorities"
+        assert chain.handshake() == 0
+    finally:
+        app.close()
+        raw.close()

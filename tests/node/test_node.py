@@ -79,3 +79,38 @@ async def test_single_validator_commits_blocks_with_transactions_and_serves_proo
         async with running(again):
             await wait_until(lambda: again.height >= height_before + 2, 30)
             assert again.queries.tx(pay.hash) is not None
+
+
+@pytest.mark.trio
+async def test_handshake_replays_stored_blocks_into_a_state_that_is_behind(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from core.store import KeySpace, LevelDBStore
+    from tests.node.helpers import local_node
+
+    genesis = genesis_doc(1)
+    source_home = make_home(tmp_path, "source", genesis, validator=0)
+    source = local_node(source_home)
+    chain_id = source.chain_id
+    with trio.fail_after(60):
+        async with running(source):
+            await source.submit_txs([transfer(chain_id, account(1), account(2), 99, nonce=0)])
+            await wait_until(lambda: source.height >= 4 and len(source.mempool) == 0, 30)
+    # A home whose database holds the block store but only the genesis state (e.g. state wiped).
+    home = make_home(tmp_path, "rebuilt", genesis, validator=0)
+    chain_spaces = {KeySpace.BLOCKS_BY_HEIGHT, KeySpace.BLOCK_HASH_INDEX, KeySpace.COMMITS, KeySpace.TX_INDEX}
+    local_node(home).close()  # initialises the genesis state
+    with LevelDBStore(source_home.data_dir) as src, LevelDBStore(home.data_dir) as dst, \
+            dst.write_batch(sync=True) as batch:
+        for key, value in src.iterate():
+            if key[0] in chain_spaces or (key[0] == KeySpace.META and not key[1:].startswith(b"vm/")):
+                batch.put(key, value)
+        stored_height = int.from_bytes(src.get(bytes([KeySpace.META]) + b"head")[:8], "big")  # type: ignore[index]
+    node = local_node(home)
+    try:
+        assert node.app.info().last_height == 0 and node.height == stored_height
+        assert await trio.to_thread.run_sync(node.chain.handshake) == stored_height
+        head = node.blockstore.block(stored_height)
+        assert head is not None
+        assert node.app.info().state_root == head.header.state_root and node.app.info().last_block_id == head.id
+        assert node.queries.account(account(2).address, None).balance == genesis["accounts"][2]["balance"] + 99
+    finally:
+        node.close()
