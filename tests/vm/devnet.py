@@ -166,10 +166,12 @@ class Devnet:
         assert supply.genesis + supply.issued - supply.burned == self.holdings()
 
     def step(self, txs: Sequence[Transaction] = (), *, evidence: Sequence[Evidence] = (),
-             poi: dict[Address, Hash32 | str | None] | None = None) -> Block:
-        """Propose on node 0, require every other node to find it valid, commit everywhere."""
+             poi: dict[Address, Hash32 | str | None] | None = None,
+             validators: Sequence[int] | None = None) -> Block:
+        """Propose on node 0, require the `validators` nodes (default: all others) to find it valid,
+        commit everywhere (a node that did not validate applies the block from scratch)."""
         block = self.propose(txs, evidence=evidence)
-        for verdict in self.validate(block):
+        for verdict in self.validate(block, validators):
             assert verdict.is_valid, verdict
         self.commit(block, poi)
         return block
