@@ -94,3 +94,51 @@ async def test_a_validator_started_late_block_syncs_and_joins_consensus(tmp_path
                 v.validator == key.public_key
                 for h in range(target - 1, late.height + 1)
                 for v in (late.blockstore.commit(h) or later).precommits), 60)
+
+
+@pytest.mark.trio
+async def test_equivocation_evidence_is_gossiped_included_once_and_punished_everywhere(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from consensus.voteset import duplicate_vote
+    from core.hashing import sha256
+    from core.store import KeySpace, space
+    from core.types import Round, Timestamp
+    from core.votes import ZERO_SIGNATURE, Vote, VoteType
+    from tests.node.helpers import SEED
+    from vm.genesis_tool import validator_key
+
+    genesis = genesis_doc(4)
+    with trio.fail_after(180):
+        async with AsyncExitStack() as stack:
+            nodes = await start_network(stack, tmp_path, genesis, [0, 1, 2, 3])
+            await wait_until(lambda: min(n.height for n in nodes) >= 2, 60)
+            cheat = validator_key(SEED, 2)
+            h = nodes[0].height
+
+            def prevote(block: bytes) -> Vote:
+                return Vote(VoteType.PREVOTE, h, Round(0), sha256(block), Timestamp(0), cheat.public_key, None,
+                            ZERO_SIGNATURE).signed(cheat, nodes[0].chain_id)
+
+            evidence = duplicate_vote(prevote(b"a"), prevote(b"b"))
+            assert nodes[0].driver is not None
+            await nodes[0].driver.on_evidence(evidence)
+
+            def included() -> int | None:
+                store = nodes[0].blockstore
+                for height in range(1, store.height + 1):
+                    block = store.block(height)
+                    if block is not None and block.evidence:
+                        return height
+                return None
+
+            await wait_until(lambda: included() is not None, 60)
+            at = included()
+            assert at is not None
+            await wait_until(lambda: min(n.height for n in nodes) >= at + 1, 60)
+            assert_same_chain(nodes, at + 1)
+            assert nodes[0].blockstore.block(at).evidence == (evidence,)  # type: ignore[union-attr]
+            top = min(n.height for n in nodes)
+            assert sum(len(nodes[0].blockstore.block(x).evidence) for x in range(1, top + 1)) == 1  # type: ignore[union-attr]
+            for n in nodes:
+                record = n.queries.validator(cheat.address)
+                assert record is not None and record.tombstoned and record.slashed > 0
+                assert list(space(n.db, KeySpace.EVIDENCE).iterate()) == []  # no longer pending
