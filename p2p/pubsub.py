@@ -84,6 +84,8 @@ class GuardedPubsub(Pubsub):
         if msg_forwarder == self.my_id:
             await super().push_msg(msg_forwarder, msg)
             return
+        if self.is_peer_blacklisted(msg_forwarder):
+            return  # upstream drops these too, but only after our signature check would have run
         try:
             if self.strict_signing and not self._is_msg_seen(msg) and not signature_validator(msg):
                 self._gate.offense(msg_forwarder, Offense.BAD_SIGNATURE, "pubsub signature does not verify")

@@ -131,3 +131,15 @@ async def test_state_hook_rejection_is_not_relayed_and_penalizes_the_sender() ->
             assert nodes[0].counters.ignored[TopicKind.VOTES.value] == 1
             assert nodes[0].peers.scores.score(str(nodes[1].peer_id), trio.current_time()) < 0
             assert nodes[0].peers.scores.score(str(nodes[2].peer_id), trio.current_time()) == 0
+
+
+@pytest.mark.trio
+async def test_connections_beyond_max_peers_are_closed() -> None:
+    with trio.fail_after(60):
+        async with running_nodes(1, seed="hub", max_peers=1) as (hub,), \
+                running_nodes(3, seed="spoke", full_mesh=False) as spokes:
+            for spoke in spokes:
+                spoke.add_peer(hub.addr)
+            await wait_until(lambda: hub.counters.peers_refused >= 2)
+            await wait_until(lambda: len(hub.connected_peers()) <= 1)
+            assert len(hub.connected_peers()) <= 1
