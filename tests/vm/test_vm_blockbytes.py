@@ -32,7 +32,7 @@ def test_sizes_and_roots_match_core(net: Devnet) -> None:
         assert compute_txs_root(block.txs) == block.header.txs_root
         assert compute_results_root(block.results) == block.header.results_root
         assert [t.hash for t in parts.txs] == [tx.hash for tx in block.txs]
-    broken = replace(block, results=block.results[:-1] + (replace(block.results[-1], log="x"),))
+    broken = replace(block, results=(*block.results[:-1], replace(block.results[-1], log="x")))
     with pytest.raises(InvalidBlock):
         check_basics(broken)
     with pytest.raises(InvalidBlock):
