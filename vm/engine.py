@@ -8,6 +8,7 @@ when a block registers a model: the golden vectors run after the graph passed th
 
 from __future__ import annotations
 
+import math
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from core.header import TxStatus
+from core.limits import MAX_TENSOR_BYTES, MAX_TENSOR_DIMS
 from core.tensor import DType, Tensor
 from core.types import Hash32
 from vm.apply import InferResolution, RegisterResolution, Resolution
@@ -242,6 +244,10 @@ def static_registration_verdict(meta: ModelMeta) -> str | None:
         return "a model needs at least one golden vector"
     if not meta.outputs:
         return "a model declares at least one output"
+    for s in meta.outputs:
+        itemsize = 8 if s.dtype.is_float else s.dtype.itemsize  # float outputs are committed as int64
+        if math.prod(s.shape) * itemsize > MAX_TENSOR_BYTES or len(s.shape) > MAX_TENSOR_DIMS:
+            return f"output {s.name!r} exceeds the {MAX_TENSOR_BYTES // 1024} KiB committed tensor cap"
     for vector in meta.golden:
         if len(vector.inputs) != len(meta.inputs) or len(vector.outputs) != len(meta.outputs):
             return "a golden vector does not match the declared inputs and outputs"
@@ -257,7 +263,10 @@ def static_registration_verdict(meta: ModelMeta) -> str | None:
 
 def infer_resolution(result: JobResult) -> InferResolution:
     if result.outputs is not None:
-        return InferResolution(TxStatus.OK, to_tensors(result.outputs), "")
+        outputs = to_tensors(result.outputs)
+        if any(len(t.data) > MAX_TENSOR_BYTES or len(t.shape) > MAX_TENSOR_DIMS for t in outputs):
+            return InferResolution(TxStatus.INFERENCE_FAILED, (), "OutputTooLarge")  # registration prevents it
+        return InferResolution(TxStatus.OK, outputs, "")
     # A stable code, never the runtime's text.
     return InferResolution(TxStatus.INFERENCE_FAILED, (), type(result.error).__name__)
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from core.app import Verdict
 from core.block import Block
-from core.errors import InvalidBlock, LocalFault
+from core.errors import InferchainError, InvalidBlock, LocalFault
 from core.evidence import DuplicateProposal, DuplicateVote, Evidence, WrongInference
 from core.header import PROTOCOL_VERSION, TxResult
 from core.state import StateUpdate
@@ -60,7 +60,7 @@ def validate_block(new_view: Callable[[], StateView], compute_update: Callable[[
         return _validate(new_view, compute_update, block, engine, checks)
     except LocalFault as fault:
         return Validated(Verdict.local_fault(str(fault)))
-    except InvalidBlock as exc:
+    except (InferchainError, ValueError) as exc:  # a proposer's bad block never crashes the validator
         return Validated(Verdict.invalid(str(exc)))
 
 
