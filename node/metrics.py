@@ -8,14 +8,16 @@ interval, one inference's run time) is observed as it happens into histograms.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import time
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-__all__ = ["CONTENT_TYPE_LATEST", "NodeMetrics", "StatusSample"]
+__all__ = ["CONTENT_TYPE_LATEST", "NodeMetrics", "StatusSample", "TimedExecutor"]
 
 BLOCK_INTERVAL_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 30.0, 60.0)
 INFERENCE_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
@@ -108,8 +110,36 @@ class NodeMetrics:
         self.block_txs.observe(n_txs)
 
     def observe_inference(self, seconds: float, phase: str = "validate") -> None:
-        """One model run took `seconds`; `phase` is build (proposer), validate (re-execution) or poi."""
+        """One model job took `seconds`; `phase` names the kind of job ("run", "check", ...)."""
         self.inference_time.labels(phase=phase).observe(seconds)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class TimedExecutor:
+    """Wraps the VM's model executor to feed `inferchain_inference_seconds`.
+
+    The executor runs one batch of jobs per block (DESIGN.md §2.8), so the time of a batch is spread evenly
+    over its inference jobs; it includes the hand-off to the worker process, which is what a block's
+    inference work costs this node. Phase "check" is a registration check, "run" an inference.
+    """
+
+    def __init__(self, inner: Any, metrics: NodeMetrics) -> None:
+        self._inner = inner
+        self._metrics = metrics
+
+    def run_batch(self, jobs: Sequence[Any]) -> list[Any]:
+        started = time.perf_counter()
+        results: list[Any] = self._inner.run_batch(jobs)
+        if jobs:
+            each = (time.perf_counter() - started) / len(jobs)
+            for job in jobs:
+                self._metrics.observe_inference(each, "check" if type(job).__name__ == "CheckJob" else "run")
+        return results
+
+    def close(self) -> None:
+        self._inner.close()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)

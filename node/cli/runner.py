@@ -8,7 +8,7 @@ import signal
 import trio
 
 from node.home import NodeHome
-from node.metrics import NodeMetrics
+from node.metrics import NodeMetrics, TimedExecutor
 from node.rpc.adapter import NodeBackend
 from node.rpc.server import RpcServer
 
@@ -18,10 +18,12 @@ log = logging.getLogger("inferchain.node")
 async def run_node(home: NodeHome, passphrase: str | None) -> None:
     """Run until SIGINT or SIGTERM; the RPC starts first so status answers while the node syncs."""
     from node.service import Node
+    from vm.sandbox.worker import WorkerPool
 
-    node = Node(home, passphrase=passphrase)
+    metrics = NodeMetrics()
+    node = Node(home, passphrase=passphrase, executor=TimedExecutor(WorkerPool(size=1), metrics))
     backend = NodeBackend(node)
-    metrics = NodeMetrics(backend.status_sample)
+    metrics.set_status_source(backend.status_sample)
     rpc = node.config.rpc
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with trio.open_nursery() as nursery:

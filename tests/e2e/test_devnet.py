@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TypeVar
 
+import httpx
 import numpy as np
 import pytest
 
@@ -127,6 +128,12 @@ def test_cli_transfer_and_inference_on_a_4_validator_devnet(net: Net, tmp_path: 
     tx = net.client(3).tx(result["hash"])
     assert tx.height == result["height"]
     assert [o.to_numpy().tolist() for o in tx.result.outputs] == [result["outputs"][0]["values"]]
+    # Every node re-ran it (and its PoI challenges): its metrics show model run times.
+    text = httpx.get(net.devnet.spec(3).rpc_url + "/metrics", timeout=10).text
+    runs = next(float(line.split()[-1]) for line in text.splitlines()
+                if line.startswith('inferchain_inference_seconds_count{phase="run"}'))
+    assert runs >= 1
+    assert "inferchain_poi_score " in text and "inferchain_poi_challenges{outcome=\"correct\"}" in text
 
 
 def test_every_node_has_the_same_block_and_state_root_at_every_height(net: Net) -> None:
