@@ -43,7 +43,7 @@ from consensus.voteset import Added, VoteSet, duplicate_vote
 from core.app import BlockTemplate, Verdict, VerdictKind
 from core.block import Block, ProposalBlock
 from core.errors import InferchainError, InvalidBlock, InvalidEvidence
-from core.evidence import Evidence, WrongInference
+from core.evidence import DuplicateVote, Evidence, WrongInference
 from core.keys import verify
 from core.merkle import merkle_proof
 from core.types import Address, Hash32, Height, PublicKeyBytes, Round, Timestamp
@@ -91,6 +91,7 @@ class ConsensusState:
         self._pool = EvidencePool(self.params.max_evidence_age)
         self._future: list[ProposalReceived | VoteReceived] = []
         self._started = False  # a NewHeight was handled
+        self._last_now = 0
         self._height = Height(0)
         self._last_round = -1
         self._last_precommits: VoteSet | None = None
@@ -190,6 +191,7 @@ class ConsensusState:
     def handle(self, event: Event) -> list[Action]:
         """Apply one input; return the actions to perform, in order."""
         out: list[Action] = []
+        self._last_now = int(event.now)
         if isinstance(event, NewHeight):
             self._on_new_height(event, out)
             return out
@@ -232,7 +234,8 @@ class ConsensusState:
         self._timely: set[Hash32] = set()  # block time within the drift of some receipt's clock
         self._verdicts: dict[Hash32, Verdict] = {}
         self._validating: set[Hash32] = set()
-        self._proposals: dict[int, ProposalBlock] = {}
+        self._proposals: dict[int, ProposalBlock] = {}  # the first proposal of each round
+        self._twins: dict[int, ProposalBlock] = {}  # a conflicting second one (equivocating proposer)
         self._prevotes: dict[int, VoteSet] = {}
         self._precommits: dict[int, VoteSet] = {}
         self._round_power: dict[int, dict[Address, int]] = {}
@@ -316,7 +319,7 @@ class ConsensusState:
         if self._height <= 1 or self._last_precommits is None:
             return None
         return Commit(Height(self._height - 1), Round(self._last_round), self._last_block_id,
-                      self._last_precommits.sorted_votes())
+                      self._last_precommits.commit_votes(self._last_block_id))
 
     def _schedule(self, r: int, step: Step, out: list[Action]) -> None:
         ms = self.params.timeout_ms(step, r)
@@ -375,11 +378,9 @@ class ConsensusState:
         if vs is None:
             vs = sets[vote.round] = VoteSet(self._vs)
         added, held = vs.add(vote, entry.address, entry.power)
-        if added is Added.CONFLICT:
-            assert held is not None
-            self._add_evidence(duplicate_vote(held, vote), out)
-            return
-        if added is Added.DUPLICATE:
+        if added is Added.CONFLICT and held is not None:
+            self._add_evidence(duplicate_vote(held, vote), out)  # the twin still counts toward its id
+        if added is not Added.NEW:
             return
         self._round_power.setdefault(vote.round, {})[entry.address] = entry.power
         if vote.validator == self.me:
@@ -415,10 +416,15 @@ class ConsensusState:
             return
         held = self._proposals.get(p.round)
         if held is not None:
-            if held.proposal.block_id != p.block_id:
-                self._add_evidence(duplicate_proposal(held.proposal, p), out)
-            return
-        self._proposals[p.round] = pb
+            if held.proposal.block_id == p.block_id:
+                return
+            self._add_evidence(duplicate_proposal(held.proposal, p), out)
+            if p.round in self._twins:
+                return
+            # Keep one twin: if the others polka on it, this node can still lock on it and commit it.
+            self._twins[p.round] = pb
+        else:
+            self._proposals[p.round] = pb
         block = pb.block
         self._note_block(block, out)
         if block.header.time <= now + self.params.max_clock_drift_ms:
@@ -490,7 +496,9 @@ class ConsensusState:
             if entry is None:
                 continue
             held = lp.votes.get(entry.address)
-            if held is not None and held.block_id != vote.block_id:
+            if held is not None and held.block_id != vote.block_id and \
+                    self._verify(vote.validator, vote.sign_bytes(self.chain_id), vote.signature):
+                lp.add(vote, entry.address, entry.power)
                 self._add_evidence(duplicate_vote(held, vote), out)
 
     def _on_block_built(self, ev: BlockBuilt, out: list[Action]) -> None:
@@ -517,7 +525,8 @@ class ConsensusState:
 
     def _wrong_inference(self, bid: Hash32, verdict: Verdict, out: list[Action]) -> None:
         block = self._blocks[bid]
-        signed = next((pb.proposal for pb in self._proposals.values() if pb.proposal.block_id == bid), None)
+        signed = next((pb.proposal for pb in [*self._proposals.values(), *self._twins.values()]
+                       if pb.proposal.block_id == bid), None)
         if signed is None:
             return
         tx_hashes = [tx.hash for tx in block.txs]
@@ -541,8 +550,13 @@ class ConsensusState:
         offender = evidence.offender
         known = self._vs.get_by_key(offender) is not None or (
             self._last_vs is not None and self._last_vs.get_by_key(offender) is not None)
-        if known:
-            self._add_evidence(evidence, out)
+        if not known:
+            return
+        self._add_evidence(evidence, out)
+        if isinstance(evidence, DuplicateVote):
+            # Both twins count where they belong: a polka or commit may rest on the one this node lacked.
+            for vote in (evidence.vote_a, evidence.vote_b):
+                self._on_vote(vote, int(self._last_now), out)
 
     def _on_commit_fetched(self, ev: CommitFetched, out: list[Action]) -> None:
         block, commit = ev.block, ev.commit
@@ -633,15 +647,16 @@ class ConsensusState:
         """L49: a proposal (any round) with 2f+1 precommits for it decides. The block must pass consensus's
         own checks; the application's verdict is not required (a quorum already re-executed it)."""
         for r, pcs in self._precommits.items():
-            ok, bid = pcs.quorum_block()
-            if not ok or bid is None or bid not in self._blocks or self._block_problem.get(bid) is not None:
+            bid = next((b for b in pcs.quorum_blocks()
+                        if b is not None and b in self._blocks and self._block_problem.get(b) is None), None)
+            if bid is None:
                 continue
             block = self._blocks[bid]
             self._decided = block
             self._decided_id = bid
             self._decided_round = r
             self._step = Step.COMMIT
-            commit = Commit(self._height, Round(r), bid, pcs.sorted_votes())
+            commit = Commit(self._height, Round(r), bid, pcs.commit_votes(bid))
             self._pool.mark_committed(block.evidence)
             verdict = self._verdicts.get(bid)
             if verdict is not None and verdict.kind is VerdictKind.INVALID:
@@ -679,9 +694,12 @@ class ConsensusState:
                 and self._first(r, "prevote-timeout"):  # L34
             self._schedule(r, Step.PREVOTE, out)
             return True
-        if self._step >= Step.PREVOTE and prop is not None and prevotes is not None:  # L36
-            bid = prop.proposal.block_id
-            if prevotes.has_quorum_for(bid) and self._valid(bid) and self._first(r, "polka"):
+        if self._step >= Step.PREVOTE and prevotes is not None and (r, "polka") not in self._done:  # L36
+            polka = next((pb.proposal.block_id for pb in (prop, self._twins.get(r)) if pb is not None
+                          and prevotes.has_quorum_for(pb.proposal.block_id) and self._valid(pb.proposal.block_id)),
+                         None)
+            if polka is not None and self._first(r, "polka"):
+                bid = polka
                 if self._step == Step.PREVOTE:
                     self._locked_id, self._locked_round = bid, r
                     self._precommit(bid, now, out)
