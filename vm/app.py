@@ -118,6 +118,7 @@ class VMApplication:
         self._executions: OrderedDict[bytes, Execution] = OrderedDict()
         self._wrong_exact: OrderedDict[bytes, tuple[int, ...]] = OrderedDict()
         self._lock = threading.RLock()
+        self._vsets: OrderedDict[int, ValidatorSet] = OrderedDict()
         if self.state_map.latest_version() is None:
             self._init_genesis()
         elif self._view().params() != genesis.params:
@@ -178,12 +179,21 @@ class VMApplication:
                        self.state_map.root(version))
 
     def validator_set(self, height: Height | int) -> ValidatorSet:
-        last = self.last_height
         h = int(height)
+        with self._lock:
+            cached = self._vsets.get(h)
+        if cached is not None:  # the set of a height never changes once it is known
+            return cached
+        last = self.last_height
         if h < 1 or h > last + 2:
             raise ValueError(f"validator set of height {h} is not known (last height {last})")
         version = last if h >= last - 5 else max(0, h - 2)
-        return ValidatorSet(self._view(version).validator_list(h))
+        vset = ValidatorSet(self._view(version).validator_list(h))
+        with self._lock:
+            self._vsets[h] = vset
+            while len(self._vsets) > 64:
+                self._vsets.popitem(last=False)
+        return vset
 
     # ------------------------------------------------------------------------------------------ PoI
 
