@@ -25,9 +25,6 @@ from node.blockstore import BlockStore
 
 logger = logging.getLogger(__name__)
 
-# One LevelDB writer at a time; worker threads for commits share this limiter.
-_COMMIT_THREADS = trio.CapacityLimiter(1)
-
 
 class ChainDiverged(StorageError):
     """Applying a committed block gave another state root than the block's header certifies."""
@@ -51,6 +48,7 @@ class Chain:
         self._listeners: list[CommitListener] = []
         self._evidence = space(db, KeySpace.EVIDENCE)
         self._lock = trio.Lock()
+        self._threads = trio.CapacityLimiter(1)  # one commit in flight
 
     @property
     def height(self) -> Height:
@@ -67,7 +65,7 @@ class Chain:
         """
         async with self._lock:
             outcome = await trio.to_thread.run_sync(self._commit_sync, block, commit, next_proposers,
-                                                    limiter=_COMMIT_THREADS)
+                                                    limiter=self._threads)
             done = Committed(block, commit, outcome)
             for listener in self._listeners:
                 try:

@@ -60,9 +60,6 @@ from vm.txs import TxKind
 
 logger = logging.getLogger(__name__)
 
-# Worker threads for block building/validation: one at a time (the VM hands model work to its processes).
-_APP_THREADS = trio.CapacityLimiter(1)
-_SIGN_THREADS = trio.CapacityLimiter(1)
 
 
 MODEL_WORK_KINDS = frozenset({TxKind.INFER, TxKind.MODEL_CHUNK})
@@ -105,6 +102,9 @@ class ConsensusDriver:
         self._outbox_send, self._outbox_receive = trio.open_memory_channel[Vote | ProposalBlock | Evidence](
             math.inf)
         self._nursery: trio.Nursery | None = None
+        # One build/validation at a time (the VM hands model work to its processes); one signer/WAL writer.
+        self._app_threads = trio.CapacityLimiter(1)
+        self._sign_threads = trio.CapacityLimiter(1)
         self._replaying = False
         self._evidence = space(chain.db, KeySpace.EVIDENCE)
         self.alarms: list[str] = []
@@ -199,7 +199,7 @@ class ConsensusDriver:
         """WAL first, then handle, then perform the actions in order."""
         if sync or isinstance(event, NewHeight):
             # fsync in a worker thread: the loop task waits (order matters), the event loop does not.
-            await trio.to_thread.run_sync(lambda: self.wal.append(event, sync=True), limiter=_SIGN_THREADS)
+            await trio.to_thread.run_sync(lambda: self.wal.append(event, sync=True), limiter=self._sign_threads)
         else:
             self.wal.append(event)
         self.fed += 1
@@ -254,7 +254,7 @@ class ConsensusDriver:
         lim = self.limits
         txs = self.mempool.reap(max_txs=lim.max_txs, max_bytes=lim.max_bytes, max_gas=lim.max_gas)
         try:
-            block = await trio.to_thread.run_sync(self.app.build_block, template, txs, limiter=_APP_THREADS)
+            block = await trio.to_thread.run_sync(self.app.build_block, template, txs, limiter=self._app_threads)
         except LocalFault as fault:
             self.raise_alarm(f"cannot build block {template.height}: {fault}")
             return
@@ -266,7 +266,7 @@ class ConsensusDriver:
     async def validate(self, block: Block) -> Verdict:
         """Re-execute `block` off the event loop, note disagreements in the mempool, feed the verdict."""
         try:
-            verdict = await trio.to_thread.run_sync(self.app.validate_block, block, limiter=_APP_THREADS)
+            verdict = await trio.to_thread.run_sync(self.app.validate_block, block, limiter=self._app_threads)
         except LocalFault as fault:
             verdict = Verdict.local_fault(str(fault))
         if not verdict.is_valid:
@@ -294,7 +294,7 @@ class ConsensusDriver:
             return
         signer = self.signer
         try:
-            signed = await trio.to_thread.run_sync(signer.sign, action.message, limiter=_SIGN_THREADS)
+            signed = await trio.to_thread.run_sync(signer.sign, action.message, limiter=self._sign_threads)
         except DoubleSignError as exc:
             self.raise_alarm(f"signer refused: {exc}")
             return
@@ -351,7 +351,7 @@ class ConsensusDriver:
 
     async def on_evidence(self, evidence: Evidence) -> None:
         if isinstance(evidence, WrongInference):
-            confirmed = await trio.to_thread.run_sync(self.app.check_evidence, evidence, limiter=_APP_THREADS)
+            confirmed = await trio.to_thread.run_sync(self.app.check_evidence, evidence, limiter=self._app_threads)
             if not confirmed:
                 return
         await self.submit(EvidenceReceived(self.now(), evidence))

@@ -36,7 +36,6 @@ from p2p.service import P2PService
 logger = logging.getLogger(__name__)
 
 _STATUS_TIMEOUT_S = 3.0
-_VERIFY_THREADS = trio.CapacityLimiter(1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,11 +101,12 @@ class BlockSync:
         self.config = config or SyncSection()
         self.synced_blocks = 0
         self.best_height = 0
+        self._threads = trio.CapacityLimiter(1)
 
     async def apply(self, synced: SyncedBlock) -> None:
         """Verify and commit one fetched block; InvalidBlock when the block or its commit is wrong."""
         next_proposers = await trio.to_thread.run_sync(verify_synced_block, self.chain, synced, self.chain_id,
-                                                       limiter=_VERIFY_THREADS)
+                                                       limiter=self._threads)
         await self.chain.commit(synced.block, synced.commit,
                                 None if next_proposers is None else next_proposers.encode())
         self.synced_blocks += 1
