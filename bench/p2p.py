@@ -1,8 +1,9 @@
-"""p2p bench: 4 node processes on 127.0.0.1, full mesh. `python -m bench.p2p [--quick]`
+"""p2p bench: 4 node processes on 127.0.0.1, full mesh. `python -m bench.p2p [--quick] [--only ...]`
 
-Prints gossip latency p50/p99 for 200 B and 100 KB messages (with our full validation, and against a
-baseline run of the same harness with decoding/signature checks off), and the transactions per second that
-batched gossip carries before any loss.
+Prints gossip latency p50/p99 and CPU per delivery for 200 B and 100 KB messages with our full validation,
+against a baseline of the same network with decoding/signature checks switched off (rounds alternate, so
+load from other work on a shared machine falls on both alike), and the transactions per second that batched
+gossip carries before any loss.
 """
 
 from __future__ import annotations
@@ -67,7 +68,8 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-async def latency(nodes: list[NodeProcess], size: int, count: int, rate: float) -> dict[str, float]:
+async def latency_round(nodes: list[NodeProcess], size: int, count: int, rate: float) -> dict[str, Any]:
+    """Every node publishes `count` messages of `size` bytes at `rate`/s; latencies of all deliveries."""
     await everyone(nodes, "reset_stats", "reset", 10)
     await everyone(nodes, "publish_timed", "published_timed", count / rate + 60, size=size, count=count, rate=rate)
     expected = N * (N - 1) * count
@@ -77,21 +79,41 @@ async def latency(nodes: list[NodeProcess], size: int, count: int, rate: float) 
         stats = await everyone(nodes, "stats", "stats", 30)
         if sum(len(s["latencies_ns"]) for s in stats) >= expected or trio.current_time() > deadline:
             break
-    lat_ms = [ns / 1e6 for s in stats for ns in s["latencies_ns"]]
-    if len(lat_ms) < expected:
-        totals: dict[str, int] = {}
-        for st in stats:
-            for k, v in st["counters"].items():
-                totals[k] = totals.get(k, 0) + v
-        print(f"  [{size} B: {expected - len(lat_ms)} not delivered; counters summed over nodes: {totals}]")
-    return {"p50": statistics.median(lat_ms), "p99": pct(lat_ms, 0.99), "delivered": len(lat_ms),
-            "expected": expected, "drops": sum(s["counters"].get("outbound_dropped", 0) for s in stats)}
+    return {"lat_ms": [ns / 1e6 for s in stats for ns in s["latencies_ns"]], "expected": expected,
+            "cpu_s": sum(s["cpu_s"] for s in stats),
+            "drops": sum(s["counters"].get("outbound_dropped", 0) for s in stats)}
+
+
+async def latency(nodes: list[NodeProcess], rounds: int, quick: bool) -> None:
+    sizes = {"200 B": (200, 20 if quick else 30), "100 KB": (100_000, 10 if quick else 15)}
+    results: dict[tuple[str, bool], list[dict[str, Any]]] = {}
+    for _ in range(rounds):
+        for checks in (True, False):
+            await everyone(nodes, "set_checks", "checks", 10, enabled=checks)
+            for label, (size, count) in sizes.items():
+                results.setdefault((label, checks), []).append(await latency_round(nodes, size, count, 10))
+    print(f"\ngossip latency, {N} nodes each publishing 10 msg/s, {rounds} alternating rounds")
+    print(f"  {'size':<8}{'validation':<34}{'p50 ms':>8}{'p99 ms':>8}{'CPU ms/delivery':>17}{'delivered':>14}")
+    summary: dict[tuple[str, bool], tuple[float, float, float]] = {}
+    for (label, checks), rs in sorted(results.items(), key=lambda kv: (kv[0][0] != "200 B", not kv[0][1])):
+        lat = [x for r in rs for x in r["lat_ms"]]
+        expected = sum(r["expected"] for r in rs)
+        cpu = 1000 * sum(r["cpu_s"] for r in rs) / max(1, len(lat))
+        name = "full (decode, chain id, signatures)" if checks else "baseline (checks off)"
+        summary[(label, checks)] = (statistics.median(lat), pct(lat, 0.99), cpu)
+        print(f"  {label:<8}{name:<34}{summary[(label, checks)][0]:>8.1f}{summary[(label, checks)][1]:>8.1f}"
+              f"{cpu:>17.2f}{len(lat):>8}/{expected}")
+    for label in sizes:
+        full, base = summary[(label, True)], summary[(label, False)]
+        print(f"  ratio full/baseline {label}: p50 {full[0] / base[0]:.2f}x, p99 {full[1] / base[1]:.2f}x, "
+              f"CPU {full[2] / base[2]:.2f}x")
 
 
 async def throughput(nodes: list[NodeProcess], per_node_rate: int, seconds: float) -> dict[str, float]:
     count = int(per_node_rate * seconds)
     await everyone(nodes, "reset_stats", "reset", 10)
     await everyone(nodes, "prepare_txs", "prepared", 120, count=count)
+    await everyone(nodes, "reset_stats", "reset", 10)
     await everyone(nodes, "offer_txs", "offered", seconds * 10 + 60, rate=per_node_rate)
     expected = (N - 1) * count
     deadline = trio.current_time() + 15
@@ -103,46 +125,33 @@ async def throughput(nodes: list[NodeProcess], per_node_rate: int, seconds: floa
     received = sum(s["txs"] for s in stats)
     span = max(s["tx_span_s"] for s in stats) or seconds
     return {"offered_tps": N * per_node_rate, "lost": N * expected - received,
-            "delivered_tps": N * count / span, "waits": sum(s["counters"].get("publish_waits", 0) for s in stats)}
+            "delivered_tps": N * count / span, "cpu_us": 1e6 * sum(s["cpu_s"] for s in stats) / max(1, received),
+            "waits": sum(s["counters"].get("publish_waits", 0) for s in stats),
+            "drops": sum(s["counters"].get("outbound_dropped", 0) + sum(
+                v for k, v in s["counters"].items() if k.startswith("delivery_dropped")) for s in stats)}
 
 
 async def main(quick: bool, only: str | None) -> None:
     started = time.monotonic()
-    count_small, count_large = (50, 20) if quick else (150, 50)
     print(f"p2p bench: {N} processes, full mesh, 127.0.0.1, Noise + Yamux, GossipSub heartbeat 1 s; "
-          f"{os.cpu_count()} CPUs, load average before start {os.getloadavg()[0]:.1f}")
-    rows = []
-    variants = (("full checks", ()), ("baseline (no decode/signature checks)", ("--no-checks",)))
-    for label, extra in variants if only != "throughput" else ():
-        async with network(*extra) as nodes:
-            small = await latency(nodes, 200, count_small, 10)
-            large = await latency(nodes, 100_000, count_large, 10)
-        rows.append((label, small, large))
-    if only == "throughput":
-        rows = []
-    print(f"\n{'gossip latency (ms), each node publishes at 10 msg/s':<58}{'p50':>8}{'p99':>8}{'delivered':>14}")
-    for label, small, large in rows:
-        for size, r in (("200 B", small), ("100 KB", large)):
-            print(f"  {size:<7}{label:<49}{r['p50']:>8.1f}{r['p99']:>8.1f}"
-                  f"{int(r['delivered']):>8}/{int(r['expected'])}")
-    for size, i in (("200 B", 1), ("100 KB", 2)) if len(rows) == 2 else ():
-        full, base = rows[0][i], rows[1][i]
-        print(f"  ratio full/baseline {size}: p50 {full['p50'] / base['p50']:.2f}x, p99 {full['p99'] / base['p99']:.2f}x")
-
-    if only == "latency":
-        return
-    print("\nbatched transaction gossip (~260 B signed txs, batcher 256 KiB / 50 ms, every node verifies every tx)")
-    print(f"  {'offered tx/s':>12}{'delivered tx/s':>16}{'lost':>8}{'publish waits':>15}")
-    best = 0
-    rates = (250, 500, 1000) if quick else (250, 500, 1000, 1500, 2000, 3000)
+          f"{os.cpu_count()} CPUs, load average at start {os.getloadavg()[0]:.1f}")
     async with network() as nodes:
-        for rate in rates:
-            r = await throughput(nodes, rate, 3.0)
-            print(f"  {int(r['offered_tps']):>12}{r['delivered_tps']:>16.0f}{int(r['lost']):>8}{int(r['waits']):>15}")
-            if r["lost"]:
-                break
-            best = int(r["offered_tps"])
-    print(f"  highest offered rate with no loss: {best} tx/s")
+        if only != "throughput":
+            await latency(nodes, 2 if quick else 4, quick)
+        if only != "latency":
+            print("\nbatched transaction gossip (~260 B signed txs, batcher 256 KiB / 50 ms, checks on: every node "
+                  "verifies every tx)")
+            print(f"  {'offered tx/s':>12}{'delivered tx/s':>16}{'lost':>8}{'dropped RPCs':>14}{'CPU us/tx/node':>16}"
+                  f"{'publish waits':>15}")
+            best = 0
+            for rate in (250, 500, 1000) if quick else (250, 500, 1000, 1500, 2000, 3000, 4000):
+                r = await throughput(nodes, rate, 3.0)
+                print(f"  {int(r['offered_tps']):>12}{r['delivered_tps']:>16.0f}{int(r['lost']):>8}{int(r['drops']):>14}"
+                      f"{r['cpu_us']:>16.0f}{int(r['waits']):>15}")
+                if r["lost"]:
+                    break
+                best = int(r["offered_tps"])
+            print(f"  highest offered rate with no loss: {best} tx/s")
     print(f"\nbench took {time.monotonic() - started:.0f} s; load average now {os.getloadavg()[0]:.1f}")
 
 

@@ -24,6 +24,7 @@ from core.types import Hash32
 from p2p.config import P2PConfig
 from p2p.counters import P2PCounters
 from p2p.envelope import EnvelopeCheck, core_envelopes
+from p2p.errors import Oversized
 from p2p.pubsub import CountingGossipSub, GuardedPubsub
 from p2p.ratelimit import PeerRateLimiter
 from p2p.scoring import Offense
@@ -132,12 +133,18 @@ class Gossip:
 
     # ------------------------------------------------------------------ publishing
 
-    async def publish(self, kind: TopicKind, data: bytes) -> Hash32:
+    async def publish(self, kind: TopicKind, data: bytes, *, check: bool = True) -> Hash32:
         """Check our own message like a peer would, wait for room in the outbound queues, publish.
 
-        Raises the envelope's InferchainError for a message peers would reject.
+        Raises the envelope's InferchainError for a message peers would reject. `check=False` skips the
+        envelope check (not the size cap) for bytes built from values the caller already verified, such as a
+        batch of mempool transactions: re-verifying them costs one signature check per transaction.
         """
-        await self._pipelines[kind].decode(data)
+        pipeline = self._pipelines[kind]
+        if check:
+            await pipeline.decode(data)
+        elif len(data) > pipeline.cap:
+            raise Oversized(f"{kind.value}: {len(data)} bytes exceeds the cap of {pipeline.cap}")
         async with self._publish_lock:
             await self._pace()
             pubsub = self._require_pubsub()

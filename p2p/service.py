@@ -64,8 +64,9 @@ class P2PService:
         """`/ip4/…/tcp/…/p2p/<peer id>` of this node, for other nodes' bootstrap lists."""
         return peer_addr(self.host)
 
-    async def publish(self, kind: TopicKind, data: bytes) -> Hash32:
-        return await self.gossip.publish(kind, data)
+    async def publish(self, kind: TopicKind, data: bytes, *, check: bool = True) -> Hash32:
+        """Publish on a topic; see `Gossip.publish` (check=False for batches of already-verified txs)."""
+        return await self.gossip.publish(kind, data, check=check)
 
     def add_peer(self, addr: str) -> None:
         """Keep a connection to this peer (`.../p2p/<id>`) for as long as the service runs."""

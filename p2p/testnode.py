@@ -67,6 +67,7 @@ class _Node:
         self.nonce = 0
         self.prepared: list[bytes] = []
         self.first_tx_at: float | None = None
+        self.cpu_at_reset = time.process_time()
         self.last_tx_at: float | None = None
 
     def emit(self, event: str, **fields: Any) -> None:
@@ -97,12 +98,7 @@ class _Node:
                     self.last_tx_at = time.monotonic()
                 self.tx_seen.add(bytes(tx.hash))
 
-        if self.args.no_checks:
-            from p2p.messages import TxBatch
-
-            for kind in TopicKind:
-                gossip.set_envelope(kind, lambda data: None)
-            gossip.set_envelope(TopicKind.TXS, lambda data: TxBatch.decode(data))  # handler reads the txs
+        self.set_checks(not self.args.no_checks)
         gossip.set_handler(TopicKind.VOTES, on_vote)
         gossip.set_handler(TopicKind.TXS, on_txs)
         chain = self.chain
@@ -117,6 +113,20 @@ class _Node:
 
             self.service.reqresp.serve_status(status)
             self.service.reqresp.serve_blocks(block)
+
+    def set_checks(self, enabled: bool) -> None:
+        """Bench baseline switch: with checks off, messages are accepted without decoding or signature checks
+        (transaction batches are still decoded, for the timestamps the handler reads)."""
+        from p2p.envelope import core_envelopes
+        from p2p.messages import TxBatch
+        from p2p.topics import TopicKind
+
+        gossip = self.service.gossip
+        checks = core_envelopes(self.args.chain)
+        for kind in TopicKind:
+            gossip.set_envelope(kind, checks[kind] if enabled else (lambda data: None))
+        if not enabled:
+            gossip.set_envelope(TopicKind.TXS, TxBatch.decode)
 
     async def run(self) -> None:
         self.install()
@@ -168,11 +178,15 @@ class _Node:
         elif cmd == "stats":
             span = (self.last_tx_at - self.first_tx_at) if self.first_tx_at and self.last_tx_at else 0.0
             self.emit("stats", latencies_ns=self.latencies_ns, txs=len(self.tx_seen), tx_span_s=span,
-                      counters=self.service.counters.snapshot())
+                      cpu_s=time.process_time() - self.cpu_at_reset, counters=self.service.counters.snapshot())
+        elif cmd == "set_checks":
+            self.set_checks(bool(command["enabled"]))
+            self.emit("checks", enabled=bool(command["enabled"]))
         elif cmd == "reset_stats":
             self.latencies_ns.clear()
             self.tx_seen.clear()
             self.first_tx_at = self.last_tx_at = None
+            self.cpu_at_reset = time.process_time()
             self.emit("reset")
 
     def _tx(self, kind: int, payload: bytes) -> Any:
@@ -203,7 +217,7 @@ class _Node:
 
         txs, self.prepared = self.prepared, []
         total = len(txs)
-        batcher = TxBatcher(lambda data: self.service.publish(TopicKind.TXS, data), max_delay_s=0.05)
+        batcher = TxBatcher(lambda data: self.service.publish(TopicKind.TXS, data, check=False), max_delay_s=0.05)
         async with trio.open_nursery() as nursery:
             await nursery.start(batcher.run)
             start = trio.current_time()
