@@ -263,16 +263,19 @@ class WorkerPool:
         process = self._ctx.Process(target=_worker_main, args=(child, self._limits), daemon=True)
         process.start()
         child.close()
+        ready = None
         try:
-            if not parent.poll(self._limits.start_timeout_s):
-                raise WorkerFault("worker did not start in time")
-            ready = parent.recv()
+            if parent.poll(self._limits.start_timeout_s):
+                ready = parent.recv()
         except (OSError, EOFError):
             ready = None
         if not ready or ready[0] != "ready":
+            # Read the exit code before _kill closes the process object (reading it after raises).
+            exitcode = process.exitcode
             _kill(process)
             parent.close()
-            raise WorkerFault(f"worker failed to start (exit code {process.exitcode})")
+            reason = "did not start in time" if exitcode is None else f"failed to start (exit code {exitcode})"
+            raise WorkerFault(f"worker {reason}")
         worker = _Worker(process, parent, ready[1])
         self._workers[slot] = worker
         if self._started_once[slot]:
