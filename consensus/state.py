@@ -433,7 +433,8 @@ class ConsensusState:
             self._pending_sign.pop((p.round, Step.PROPOSE), None)
             out.append(Broadcast(pb))
         bid = block.id
-        if self._block_problem.get(bid) is None and bid not in self._verdicts and bid not in self._validating:
+        if self._block_problem.get(bid) is None and bid in self._timely and bid not in self._verdicts \
+                and bid not in self._validating:
             if bid in self._built or bid == self._valid_id or bid == self._locked_id:
                 self._verdicts[bid] = Verdict.valid()
             else:

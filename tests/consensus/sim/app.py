@@ -11,7 +11,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from core.app import AppInfo, BlockTemplate, FinalizeOutcome, Verdict
-from core.block import Block, compute_evidence_hash, compute_last_commit_hash, compute_results_root, compute_txs_root
+from core.block import (
+    Block,
+    compute_evidence_hash,
+    compute_last_commit_hash,
+    compute_results_root,
+    compute_txs_root,
+)
 from core.evidence import DuplicateProposal, DuplicateVote, Evidence, WrongInference
 from core.hashing import ZERO_HASH, sha256, sha256_concat
 from core.header import PROTOCOL_VERSION, Header, TxResult, TxStatus

@@ -8,6 +8,7 @@ through vote catch-up and commit fetching, as on the real network.
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 import random
 from collections import deque
@@ -25,7 +26,6 @@ from consensus.actions import (
     Sign,
     ValidateBlock,
 )
-from consensus.evidence import evidence_key
 from consensus.events import (
     BlockBuilt,
     BlockValidated,
@@ -39,6 +39,7 @@ from consensus.events import (
     VoteReceived,
     VotesFetched,
 )
+from consensus.evidence import evidence_key
 from consensus.params import ConsensusParams
 from consensus.proposer import ProposerPriorities
 from consensus.signer import MemorySignState, Signer
@@ -47,7 +48,7 @@ from consensus.wal import MemoryWAL
 from core.block import Block, ProposalBlock
 from core.errors import DoubleSignError
 from core.evidence import DuplicateProposal, DuplicateVote, Evidence, WrongInference, evidence_hash
-from core.hashing import ZERO_HASH, sha256, sha256_concat
+from core.hashing import ZERO_HASH, sha256_concat
 from core.keys import PrivateKey, verify
 from core.limits import MAX_VALIDATORS
 from core.types import Height, Round, Timestamp
@@ -378,10 +379,8 @@ class SimNode:
         self.start()
 
     def guarded(self, fn: Callable[[], None]) -> None:
-        try:
+        with contextlib.suppress(Crashed):
             fn()
-        except Crashed:
-            pass
 
     def boundary(self) -> None:
         """A step boundary: the crash test may cut the node here."""
