@@ -1,0 +1,64 @@
+"""Evidence checks and the pool: canonical order, signatures, age window, one entry per offence."""
+
+from __future__ import annotations
+
+import pytest
+
+from consensus.evidence import EvidencePool, check_evidence
+from consensus.voteset import duplicate_vote
+from core.errors import InvalidEvidence
+from core.evidence import DuplicateVote
+from core.hashing import sha256
+from core.types import Timestamp
+from core.votes import VoteType
+from tests.consensus.sim.cluster import CHAIN_ID
+from tests.consensus.test_state import make_world, signed_vote
+
+pytestmark = pytest.mark.consensus
+
+WORLD = make_world([1, 1, 1, 1])
+BAD = WORLD.keys[0]
+
+
+def dup(h: int, r: int = 0, ids: tuple[bytes, bytes] = (b"a", b"b")) -> DuplicateVote:
+    return duplicate_vote(signed_vote(BAD, VoteType.PRECOMMIT, h, r, sha256(ids[0])),
+                          signed_vote(BAD, VoteType.PRECOMMIT, h, r, sha256(ids[1])))
+
+
+def test_duplicate_vote_checks() -> None:
+    ev = dup(5)
+    check_evidence(ev, CHAIN_ID, 5, 10)
+    with pytest.raises(InvalidEvidence):
+        check_evidence(DuplicateVote(ev.vote_b, ev.vote_a), CHAIN_ID, 5, 10)  # not canonical
+    with pytest.raises(InvalidEvidence):
+        check_evidence(ev, CHAIN_ID, 16, 10)  # too old
+    with pytest.raises(InvalidEvidence):
+        check_evidence(ev, CHAIN_ID, 4, 10)  # from the future
+    with pytest.raises(InvalidEvidence):
+        check_evidence(ev, "other-chain", 5, 10)
+    same = signed_vote(BAD, VoteType.PRECOMMIT, 5, 0, sha256(b"a"))
+    with pytest.raises(InvalidEvidence):
+        check_evidence(duplicate_vote(same, same.replace(timestamp=Timestamp(1)).signed(BAD, CHAIN_ID)),
+                       CHAIN_ID, 5, 10)
+    other = signed_vote(WORLD.keys[1], VoteType.PRECOMMIT, 5, 0, sha256(b"b"))
+    with pytest.raises(InvalidEvidence):
+        check_evidence(duplicate_vote(ev.vote_a, other), CHAIN_ID, 5, 10)
+    forged = ev.vote_b.replace(round=ev.vote_b.round)  # same fields, then break the signature
+    forged = forged.replace(signature=ev.vote_a.signature)
+    with pytest.raises(InvalidEvidence):
+        check_evidence(duplicate_vote(ev.vote_a, forged), CHAIN_ID, 5, 10)
+
+
+def test_pool_dedups_offences_orders_oldest_first_and_expires() -> None:
+    pool = EvidencePool(max_age=10)
+    assert pool.add(dup(7), 8)
+    assert not pool.add(dup(7), 8)
+    assert not pool.add(dup(7, ids=(b"a", b"c")), 8)  # a third twin: the same offence
+    assert pool.add(dup(5), 8)
+    assert pool.pending(10, 8) == (dup(5), dup(7))
+    assert pool.pending(1, 8) == (dup(5),)
+    pool.mark_committed([dup(5)])
+    assert pool.pending(10, 9) == (dup(7),)
+    assert not pool.add(dup(5), 9)  # committed offences are not re-added from gossip
+    assert pool.pending(10, 18) == ()  # expired
+    assert not pool.add(dup(7), 18)
