@@ -118,14 +118,14 @@ class ConsensusDriver:
     def height(self) -> Height:
         try:
             return self.state.height
-        except (NotImplementedError, AttributeError):
+        except AttributeError:  # before the first NewHeight
             return Height(self.chain.height + 1)
 
     @property
     def round(self) -> int:
         try:
             return int(self.state.round)
-        except (NotImplementedError, AttributeError):
+        except AttributeError:  # before the first NewHeight
             return 0
 
     async def submit(self, event: Event) -> None:

@@ -17,7 +17,6 @@ from core.merkle import merkle_proof
 from core.state import AuthenticatedMap
 from core.tx import Transaction
 from core.types import Address, Hash32, Height
-from core.validators import ValidatorSet
 from core.votes import Commit
 from node.events import TxOutcome, TxState
 from node.rpc.api import (
@@ -31,7 +30,7 @@ from node.rpc.api import (
     ValidatorView,
 )
 from vm.state import (
-    VSET_RING,
+    EMPTY_ACCOUNT,
     Account,
     ModelRecord,
     StateView,
@@ -153,22 +152,23 @@ class Queries:
         version = self._version(height)
         key = account_key(address)
         raw = self._state.get(key, version)
-        account = Account.decode(raw) if raw is not None else Account(0, 0)  # type: ignore[arg-type]
+        account = Account.decode(raw) if raw is not None else EMPTY_ACCOUNT
         return AccountView(address, Height(version), self._state.root(version), key, raw,
                            int(account.balance), int(account.nonce), self._state.prove(key, version))
 
     def validators(self, height: Height | None) -> ValidatorsView:
-        """The set that signs `height` (None: the next block), with each member's record and PoI score."""
+        """The set that signs `height` (None: the next block), with each member's latest record and PoI score.
+
+        Raises LookupError for a height whose set is not known (beyond the last committed height + 2).
+        """
         latest = self._version(None)
         target = latest + 1 if height is None else int(height)
-        # The state at version v holds the sets of heights v-5 .. v+2 (vm.state.VSET_RING).
-        version = latest if target >= latest - (VSET_RING - 3) else self._version(target)
-        view = self._view(version)
-        vset = ValidatorSet(view.validator_list(target))
-        out = []
-        for entry in vset:
-            record = view.validator(entry.address)
-            out.append(_validator_view(entry.address, entry.public_key, int(entry.power), record, True))
+        try:
+            vset = self._node.app.validator_set(Height(target))
+        except ValueError as exc:
+            raise LookupError(str(exc)) from None
+        view = self._view(latest)
+        out = [_validator_view(e.address, e.public_key, int(e.power), view.validator(e.address), True) for e in vset]
         return ValidatorsView(Height(target), vset.total_power, tuple(out))
 
     def validator(self, address: Address, height: Height | None = None) -> ValidatorView | None:
@@ -177,7 +177,7 @@ class Queries:
         record = view.validator(address)
         if record is None:
             return None
-        vset = ValidatorSet(view.validator_list(version + 1))
+        vset = self._node.app.validator_set(Height(version + 1))
         entry = vset.get(address)
         return _validator_view(address, record.public_key, int(entry.power) if entry else 0, record,
                                entry is not None)

@@ -24,7 +24,6 @@ import trio
 from libp2p.crypto.keys import KeyPair
 from libp2p.peer.id import ID
 
-from consensus.events import ProposalReceived  # noqa: F401 - re-exported for tests that feed the driver
 from consensus.params import ConsensusParams
 from consensus.signer import FileSignState, Signer
 from consensus.state import ConsensusState
@@ -393,7 +392,7 @@ class Node:
             return ()
         try:
             return self.driver.state.votes_for_peer(request.height, request.round, request.type, request.have)
-        except (NotImplementedError, ValueError, LookupError):
+        except (ValueError, LookupError, AttributeError):
             return ()
 
 
