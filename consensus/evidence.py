@@ -129,6 +129,11 @@ class EvidencePool:
     def is_committed(self, evidence: Evidence) -> bool:
         return evidence_key(evidence) in self._committed
 
+    def knows(self, evidence: Evidence) -> bool:
+        """The offence is already pending or committed (no need to check this copy)."""
+        key = evidence_key(evidence)
+        return key in self._pending or key in self._committed
+
     def prune(self, height: int) -> None:
         cutoff = height - self.max_age
         for key in [k for k, (h, _, _) in self._pending.items() if h < cutoff]:

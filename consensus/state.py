@@ -47,11 +47,38 @@ from core.evidence import DuplicateVote, Evidence, WrongInference
 from core.keys import verify
 from core.merkle import merkle_proof
 from core.types import Address, Hash32, Height, PublicKeyBytes, Round, Timestamp
-from core.validators import ValidatorSet
+from core.validators import ValidatorEntry, ValidatorSet
 from core.votes import ZERO_SIGNATURE, Commit, Proposal, Vote, VoteType
 
-# verify(public_key, message, signature) -> bool; inject a caching one to verify each signature once per node.
+# verify(public_key, message, signature) -> bool (core.keys.verify by default).
 Verifier = Callable[[bytes, bytes, bytes], bool]
+# Signed message -> signature valid; each vote or proposal is verified once however often it arrives. The node
+# may share one across its services (and the simulator across its nodes: the answer is the same everywhere).
+SignatureCache = dict[object, bool]
+SIGNATURE_CACHE_LIMIT = 100_000
+
+_SETS: dict[tuple[ValidatorEntry, ...], ValidatorSet] = {}
+_MEMBERS: dict[Hash32, dict[bytes, tuple[Address, int]]] = {}
+
+
+def _validator_set(entries: tuple[ValidatorEntry, ...]) -> ValidatorSet:
+    """Sets recur from height to height; building one hashes every key, so keep the last few."""
+    vs = _SETS.get(entries)
+    if vs is None:
+        if len(_SETS) > 64:
+            _SETS.clear()
+        vs = _SETS[entries] = ValidatorSet(entries)
+    return vs
+
+
+def _members(vs: ValidatorSet) -> dict[bytes, tuple[Address, int]]:
+    """Public key -> (address, power), so a vote costs no hashing to place."""
+    m = _MEMBERS.get(vs.hash)
+    if m is None:
+        if len(_MEMBERS) > 64:
+            _MEMBERS.clear()
+        m = _MEMBERS[vs.hash] = {bytes(e.public_key): (e.address, int(e.power)) for e in vs}
+    return m
 
 # Messages for rounds further ahead than this are dropped (bounds memory against a flooding validator).
 MAX_ROUND_AHEAD = 1000
@@ -77,17 +104,20 @@ class ConsensusState:
     _proposers: ProposerPriorities
     _proposer_cache: list[Address]
     _vs: ValidatorSet
+    _members: dict[bytes, tuple[Address, int]]
+    _last_members: dict[bytes, tuple[Address, int]]
     _next_vs: ValidatorSet
     _last_vs: ValidatorSet | None
     _last_block_id: Hash32
     _last_block_time: Timestamp
 
     def __init__(self, chain_id: str, me: PublicKeyBytes | None, params: ConsensusParams | None = None, *,
-                 verifier: Verifier = verify) -> None:
+                 verifier: Verifier = verify, signature_cache: SignatureCache | None = None) -> None:
         self.chain_id = chain_id
         self.me = me
         self.params = params or ConsensusParams()
         self._verify = verifier
+        self._sig_cache: SignatureCache = {} if signature_cache is None else signature_cache
         self._pool = EvidencePool(self.params.max_evidence_age)
         self._future: list[ProposalReceived | VoteReceived] = []
         self._started = False  # a NewHeight was handled
@@ -261,10 +291,12 @@ class ConsensusState:
         self._reset_height()
         self._started = True
         self._proposers = ev.proposers
-        self._vs = ev.proposers.validator_set()
+        self._vs = _validator_set(ev.proposers.validators)
+        self._members = _members(self._vs)
         self._proposer_cache = []
-        self._next_vs = ValidatorSet(ev.next_validators) if ev.next_validators else self._vs
-        self._last_vs = ValidatorSet(ev.last_validators) if ev.last_validators else None
+        self._next_vs = _validator_set(ev.next_validators) if ev.next_validators else self._vs
+        self._last_vs = _validator_set(ev.last_validators) if ev.last_validators else None
+        self._last_members = _members(self._last_vs) if self._last_vs is not None else {}
         self._last_block_id = ev.last_block_id
         self._last_block_time = ev.last_block_time
         self._last_round = -1
@@ -276,9 +308,9 @@ class ConsensusState:
             self._last_round = int(ev.last_commit.round)
             self._last_precommits = VoteSet(self._last_vs)
             for vote in ev.last_commit.precommits:
-                entry = self._last_vs.get_by_key(vote.validator)
-                if entry is not None:
-                    self._last_precommits.add(vote, entry.address, entry.power)
+                member = self._last_members.get(bytes(vote.validator))
+                if member is not None:
+                    self._last_precommits.add(vote, *member)
         self._pool.prune(int(ev.height))
         self._schedule(0, Step.COMMIT, out)
         buffered, self._future = self._future, []
@@ -297,7 +329,7 @@ class ConsensusState:
         self._schedule(r, Step.PROPOSE, out)
         if self._me_address is not None and self.proposer(r) == self._me_address:
             if self._valid_id is not None:
-                self._sign_proposal(r, self._valid_round, self._blocks[self._valid_id], now, out)
+                self._sign_proposal(r, self._valid_round, self._blocks[self._valid_id], self._valid_id, now, out)
             else:
                 self._building = r
                 out.append(BuildBlock(self._template(r, now)))
@@ -328,16 +360,17 @@ class ConsensusState:
 
     # ------------------------------------------------------------------------------------------ signing
 
-    def _sign_proposal(self, r: int, pol_round: int, block: Block, now: int, out: list[Action]) -> None:
+    def _sign_proposal(self, r: int, pol_round: int, block: Block, bid: Hash32, now: int,
+                       out: list[Action]) -> None:
         assert self.me is not None
-        proposal = Proposal(self._height, Round(r), pol_round, block.id, Timestamp(now), self.me, ZERO_SIGNATURE)
+        proposal = Proposal(self._height, Round(r), pol_round, bid, Timestamp(now), self.me, ZERO_SIGNATURE)
         pb = ProposalBlock(proposal, block)
         self._pending_sign[(r, Step.PROPOSE)] = pb
         out.append(Sign(pb))
 
     def _cast(self, vote_type: VoteType, block_id: Hash32 | None, now: int, out: list[Action]) -> None:
         """Ask the signer for our vote; the step changes now, the vote counts when it comes back signed."""
-        if self.me is None or self._vs.get_by_key(self.me) is None:
+        if self.me is None or bytes(self.me) not in self._members:
             return
         vote = Vote(vote_type, self._height, Round(self._round), block_id, Timestamp(now), self.me, None,
                     ZERO_SIGNATURE)
@@ -368,21 +401,22 @@ class ConsensusState:
             return
         if vote.height != self._height or vote.round > self._round + MAX_ROUND_AHEAD:
             return
-        entry = self._vs.get_by_key(vote.validator)
-        if entry is None or (vote.type == VoteType.PREVOTE and vote.poi is not None):
+        member = self._members.get(bytes(vote.validator))
+        if member is None or (vote.type == VoteType.PREVOTE and vote.poi is not None):
             return
-        if not self._verify(vote.validator, vote.sign_bytes(self.chain_id), vote.signature):
+        if not self._signature_ok(vote):
             return
+        address, power = member
         sets = self._prevotes if vote.type == VoteType.PREVOTE else self._precommits
         vs = sets.get(vote.round)
         if vs is None:
             vs = sets[vote.round] = VoteSet(self._vs)
-        added, held = vs.add(vote, entry.address, entry.power)
+        added, held = vs.add(vote, address, power)
         if added is Added.CONFLICT and held is not None:
             self._add_evidence(duplicate_vote(held, vote), out)  # the twin still counts toward its id
         if added is not Added.NEW:
             return
-        self._round_power.setdefault(vote.round, {})[entry.address] = entry.power
+        self._round_power.setdefault(vote.round, {})[address] = power
         if vote.validator == self.me:
             step = Step.PREVOTE if vote.type == VoteType.PREVOTE else Step.PRECOMMIT
             self._pending_sign.pop((vote.round, step), None)
@@ -393,10 +427,10 @@ class ConsensusState:
         lp, vs = self._last_precommits, self._last_vs
         if lp is None or vs is None or vote.type != VoteType.PRECOMMIT or vote.round != self._last_round:
             return
-        entry = vs.get_by_key(vote.validator)
-        if entry is None or not self._verify(vote.validator, vote.sign_bytes(self.chain_id), vote.signature):
+        member = self._last_members.get(bytes(vote.validator))
+        if member is None or not self._signature_ok(vote):
             return
-        added, held = lp.add(vote, entry.address, entry.power)
+        added, held = lp.add(vote, *member)
         if added is Added.CONFLICT and held is not None:
             self._add_evidence(duplicate_vote(held, vote), out)
 
@@ -407,12 +441,15 @@ class ConsensusState:
             return
         if p.height != self._height or p.round > self._round + MAX_PROPOSAL_ROUND_AHEAD:
             return
-        if p.block_id != pb.block.id or pb.block.height != p.height or not -1 <= p.pol_round < p.round:
+        if pb.block.height != p.height or not -1 <= p.pol_round < p.round:
             return
-        entry = self._vs.get_by_key(p.proposer)
-        if entry is None or entry.address != self.proposer(p.round):
+        member = self._members.get(bytes(p.proposer))
+        if member is None or member[0] != self.proposer(p.round):
             return
-        if not self._verify(p.proposer, p.sign_bytes(self.chain_id), p.signature):
+        if not self._signature_ok(p):
+            return
+        bid = p.block_id
+        if bid not in self._blocks and pb.block.id != bid:
             return
         held = self._proposals.get(p.round)
         if held is not None:
@@ -426,13 +463,12 @@ class ConsensusState:
         else:
             self._proposals[p.round] = pb
         block = pb.block
-        self._note_block(block, out)
+        self._note_block(block, out, bid)
         if block.header.time <= now + self.params.max_clock_drift_ms:
-            self._timely.add(block.id)
+            self._timely.add(bid)
         if p.proposer == self.me:
             self._pending_sign.pop((p.round, Step.PROPOSE), None)
             out.append(Broadcast(pb))
-        bid = block.id
         if self._block_problem.get(bid) is None and bid in self._timely and bid not in self._verdicts \
                 and bid not in self._validating:
             if bid in self._built or bid == self._valid_id or bid == self._locked_id:
@@ -441,9 +477,8 @@ class ConsensusState:
                 self._validating.add(bid)
                 out.append(ValidateBlock(block))
 
-    def _note_block(self, block: Block, out: list[Action]) -> None:
+    def _note_block(self, block: Block, out: list[Action], bid: Hash32) -> None:
         """Remember a block of this height and judge what consensus itself must check."""
-        bid = block.id
         if bid in self._blocks:
             return
         self._blocks[bid] = block
@@ -493,13 +528,12 @@ class ConsensusState:
         if lp is None or vs is None or commit.round != self._last_round:
             return
         for vote in commit.precommits:
-            entry = vs.get_by_key(vote.validator)
-            if entry is None:
+            member = self._last_members.get(bytes(vote.validator))
+            if member is None:
                 continue
-            held = lp.votes.get(entry.address)
-            if held is not None and held.block_id != vote.block_id and \
-                    self._verify(vote.validator, vote.sign_bytes(self.chain_id), vote.signature):
-                lp.add(vote, entry.address, entry.power)
+            held = lp.votes.get(member[0])
+            if held is not None and held.block_id != vote.block_id and self._signature_ok(vote):
+                lp.add(vote, *member)
                 self._add_evidence(duplicate_vote(held, vote), out)
 
     def _on_block_built(self, ev: BlockBuilt, out: list[Action]) -> None:
@@ -508,8 +542,9 @@ class ConsensusState:
         self._building = None
         if ev.round != self._round or self._step != Step.PROPOSE or self._decided is not None:
             return
-        self._built.add(ev.block.id)
-        self._sign_proposal(self._round, -1, ev.block, int(ev.now), out)
+        bid = ev.block.id
+        self._built.add(bid)
+        self._sign_proposal(self._round, -1, ev.block, bid, int(ev.now), out)
 
     def _on_block_validated(self, ev: BlockValidated, out: list[Action]) -> None:
         bid = ev.block_id
@@ -538,7 +573,22 @@ class ConsensusState:
             self._add_evidence(WrongInference(signed, block.header, i, block.txs[i], block.results[i],
                                               merkle_proof(tx_hashes, i), merkle_proof(results, i)), out)
 
+    def _signature_ok(self, message: Vote | Proposal) -> bool:
+        cache = self._sig_cache
+        ok = cache.get(message)
+        if ok is None:
+            if isinstance(message, Vote):
+                ok = self._verify(message.validator, message.sign_bytes(self.chain_id), message.signature)
+            else:
+                ok = self._verify(message.proposer, message.sign_bytes(self.chain_id), message.signature)
+            if len(cache) >= SIGNATURE_CACHE_LIMIT:
+                cache.clear()
+            cache[message] = ok
+        return ok
+
     def _add_evidence(self, evidence: Evidence, out: list[Action]) -> None:
+        if self._pool.knows(evidence):
+            return
         try:
             check_evidence(evidence, self.chain_id, int(self._height), self.params.max_evidence_age,
                            self._verify)
@@ -549,9 +599,8 @@ class ConsensusState:
 
     def _on_evidence(self, evidence: Evidence, out: list[Action]) -> None:
         offender = evidence.offender
-        known = self._vs.get_by_key(offender) is not None or (
-            self._last_vs is not None and self._last_vs.get_by_key(offender) is not None)
-        if not known:
+        known = bytes(offender) in self._members or bytes(offender) in self._last_members
+        if not known or self._pool.knows(evidence):
             return
         self._add_evidence(evidence, out)
         if isinstance(evidence, DuplicateVote):
@@ -563,11 +612,13 @@ class ConsensusState:
         block, commit = ev.block, ev.commit
         if block.height != self._height or self._decided is not None or commit.height != self._height:
             return
+        if block.id != commit.block_id:
+            return
         try:
-            verify_commit(self._vs, block.id, commit, self.chain_id)
+            verify_commit(self._vs, commit.block_id, commit, self.chain_id)
         except InferchainError:
             return
-        self._note_block(block, out)
+        self._note_block(block, out, commit.block_id)
         for vote in commit.precommits:
             self._on_vote(vote, int(ev.now), out)
 

@@ -49,7 +49,7 @@ from core.block import Block, ProposalBlock
 from core.errors import DoubleSignError
 from core.evidence import DuplicateProposal, DuplicateVote, Evidence, WrongInference, evidence_hash
 from core.hashing import ZERO_HASH, sha256_concat
-from core.keys import PrivateKey, verify
+from core.keys import PrivateKey
 from core.limits import MAX_VALIDATORS
 from core.types import Height, Round, Timestamp
 from core.validators import ValidatorEntry, ValidatorSet
@@ -77,20 +77,6 @@ def validator_key(i: int) -> PrivateKey:
     return key
 
 
-class CachingVerifier:
-    """Each signature verified once per run (the node verifies once per node; the result is the same)."""
-
-    def __init__(self) -> None:
-        self._cache: dict[tuple[bytes, bytes, bytes], bool] = {}
-
-    def __call__(self, public_key: bytes, message: bytes, signature: bytes) -> bool:
-        k = (bytes(public_key), bytes(message), bytes(signature))
-        ok = self._cache.get(k)
-        if ok is None:
-            ok = self._cache[k] = verify(public_key, message, signature)
-        return ok
-
-
 class Crashed(Exception):
     """Unwinds a node's feed loop at a crash point."""
 
@@ -113,9 +99,9 @@ class RunResult:
     end_ms: int
     committed: dict[int, dict[int, int]]  # node -> height -> commit time
     failures: list[str] = field(default_factory=list)
-    reached: set[tuple[object, ...]] = field(default_factory=set)
+    reached: set[tuple[object, ...]] = field(default_factory=set)  # frozen when heights were reached
     committed_evidence: set[tuple[object, ...]] = field(default_factory=set)
-    signatures: dict[tuple[int, int, int, int], set[bytes]] = field(default_factory=dict)
+    signatures: dict[tuple[int, int, int, int], set[object]] = field(default_factory=dict)
     messages: int = 0
 
     @property
@@ -125,14 +111,16 @@ class RunResult:
 
 class Cluster:
     def __init__(self, scenario: Scenario, *, params: ConsensusParams = SIM_PARAMS,
-                 crash_at_boundary: tuple[int, int] | None = None, trace: bool = False) -> None:
+                 crash_at_boundary: tuple[int, int] | None = None, trace: bool = False,
+                 encode_wal: bool = False) -> None:
         self.sc = scenario
         self.params = params
         self.rng = random.Random(scenario.seed * 7919 + 1)
         self.now = 0
         self._queue: list[tuple[int, int, Callable[[], None]]] = []
         self._seq = 0
-        self.verifier = CachingVerifier()
+        self.signature_cache: dict[object, bool] = {}
+        self.encode_wal = encode_wal
         entries = [ValidatorEntry(validator_key(i).public_key, p) for i, p in enumerate(scenario.powers)]
         self.validators = ValidatorSet(entries)
         self.nodes = [SimNode(self, i, validator_key(i), b) for i, b in enumerate(scenario.behaviours)]
@@ -140,7 +128,8 @@ class Cluster:
         self.chain: dict[int, Block] = {}  # the one block each height committed to (agreement oracle)
         self.failures: list[str] = []
         self.reached: set[tuple[object, ...]] = set()
-        self.signatures: dict[tuple[int, int, int, int], set[bytes]] = {}
+        self.signatures: dict[tuple[int, int, int, int], set[object]] = {}
+        self.settled: set[tuple[object, ...]] | None = None  # equivocations to see committed, once frozen
         self.crash_at_boundary = crash_at_boundary
         self.trace = trace
         self.messages = 0
@@ -211,12 +200,10 @@ class Cluster:
     def on_signed(self, node: SimNode, message: Vote | ProposalBlock) -> None:
         if isinstance(message, Vote):
             key = (node.index, int(message.height), int(message.round), int(message.type) + 1)
-            data = message.encode()
         else:
             p = message.proposal
             key = (node.index, int(p.height), int(p.round), 1)
-            data = message.encode()
-        self.signatures.setdefault(key, set()).add(data)
+        self.signatures.setdefault(key, set()).add(message)
 
     # -------------------------------------------------------------------------------------- running
 
@@ -229,14 +216,18 @@ class Cluster:
             self.at(c.at_ms + c.down_ms, lambda node=node: node.restart())
 
     def done(self) -> bool:
-        if self.now < self.sc.heal_ms:
-            return False
-        for node in self.honest:
-            if len(node.store) < self.sc.heights or not node.up:
+        """Heights reached and a commit after heal by every honest node; then every equivocation that had
+        reached an honest node by that moment must end up committed as evidence."""
+        if self.settled is None:
+            if self.now < self.sc.heal_ms:
                 return False
-            if not any(t >= self.sc.heal_ms for t in node.commit_times.values()):
-                return False
-        return self.reached <= self.committed_evidence_keys()
+            for node in self.honest:
+                if len(node.store) < self.sc.heights or not node.up:
+                    return False
+                if not any(t >= self.sc.heal_ms for t in node.commit_times.values()):
+                    return False
+            self.settled = set(self.reached)
+        return self.settled <= self.committed_evidence_keys()
 
     def committed_evidence_keys(self) -> set[tuple[object, ...]]:
         return {evidence_key(e) for b in self.chain.values() for e in b.evidence}
@@ -267,7 +258,7 @@ class Cluster:
                 if bytes(node.key.address) in other.app.punished.wrong_poi:
                     self.failures.append(f"honest node {node.index} flagged for a wrong PoI answer")
         return RunResult(self.sc, self.now, {n.index: dict(n.commit_times) for n in self.nodes},
-                         list(self.failures), set(self.reached), self.committed_evidence_keys(),
+                         list(self.failures), set(self.settled or ()), self.committed_evidence_keys(),
                          self.signatures, self.messages)
 
     def any_punished(self) -> set[bytes]:
@@ -279,7 +270,7 @@ class Cluster:
     def _why_not_done(self) -> str:
         heights = {n.index: len(n.store) for n in self.nodes}
         after = {n.index: max(n.commit_times.values(), default=-1) for n in self.honest}
-        missing = self.reached - self.committed_evidence_keys()
+        missing = (self.settled or set()) - self.committed_evidence_keys()
         return (f"LIVENESS: by {self.now}ms (heal {self.sc.heal_ms}ms, bound {self.sc.bound_ms}ms) committed "
                 f"heights {heights}, last commit times {after}, uncommitted evidence {len(missing)} "
                 f"{sorted(str(k[0]) + '@' + str(k[2]) for k in missing)}")
@@ -293,7 +284,7 @@ class SimNode:
         self.index = index
         self.key = key
         self.behaviour = behaviour
-        self.wal = MemoryWAL()
+        self.wal = MemoryWAL(encode=cluster.encode_wal)
         self.sign_state = MemorySignState()
         self.store: dict[int, Stored] = {}
         self.evidence_store: dict[bytes, Evidence] = {}
@@ -337,7 +328,7 @@ class SimNode:
         self._feeding = False
         self._seen = {}
         self.state = ConsensusState(CHAIN_ID, self.key.public_key, self.cluster.params,
-                                    verifier=self.cluster.verifier)
+                                    signature_cache=self.cluster.signature_cache)
         self.signer = Signer(self.key, CHAIN_ID, self.sign_state, self.app.poi_commitment)
         self.guarded(self._boot)
         self._schedule_catchup()
@@ -451,7 +442,7 @@ class SimNode:
     def _note(self, key: tuple[object, ...], block_id: bytes | None) -> None:
         ids = self._seen.setdefault(key, set())
         ids.add(b"" if block_id is None else bytes(block_id))
-        if len(ids) > 1 and self.cluster.now < self.cluster.sc.heal_ms + self.cluster.sc.bound_ms // 2:
+        if len(ids) > 1:
             self.cluster.reached.add(key)
 
     # ------------------------------------------------------------------------------ actions
