@@ -330,7 +330,9 @@ class Node:
 
     async def _on_tx_batch(self, message: GossipMessage) -> None:
         batch: TxBatch = message.value
-        for tx in batch.txs:
+        for i, tx in enumerate(batch.txs):
+            if i and i % 256 == 0:
+                await trio.lowlevel.checkpoint()  # a full batch is thousands of entries: let others run
             self.mempool.add(tx, signature_checked=True)  # the envelope check verified every signature
 
     # ---------------------------------------------------------------- consensus messages
