@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import stat
 from dataclasses import dataclass
 from pathlib import Path
@@ -186,6 +187,7 @@ def init_home(
     if not isinstance(doc, dict) or not isinstance(doc.get("chain_id"), str):
         raise ConfigError("genesis lacks a chain_id")
     home.genesis_path.write_bytes(genesis_bytes)
+    _copy_model_files(doc, _genesis_dir(genesis), home.root)
     write_config(home.root / "config.toml", config or NodeConfig())
     if not home.node_key_path.exists():
         key = node_key or (node_key_from_seed(node_key_seed) if node_key_seed is not None else new_node_key())
@@ -198,6 +200,35 @@ def init_home(
     for directory in (home.data_dir, home.wal_dir):
         directory.mkdir(mode=0o700, exist_ok=True)
     return home
+
+
+def _genesis_dir(genesis: object) -> Path | None:
+    return Path(genesis).resolve().parent if isinstance(genesis, str | os.PathLike) else None
+
+
+def _copy_model_files(doc: dict[str, Any], source_dir: Path | None, home_root: Path) -> None:
+    """Copy the model and golden files genesis names (relative paths) next to the home's genesis copy, so the
+    home is self-contained; they resolve next to the source genesis, else in the repository, as the VM does."""
+    from vm.genesis import REPO_ROOT
+
+    models = doc.get("models")
+    if not isinstance(models, list):
+        return
+    for entry in models:
+        if not isinstance(entry, dict):
+            continue
+        for field in ("file", "golden"):
+            rel = entry.get(field)
+            if not isinstance(rel, str) or not rel or Path(rel).is_absolute() or ".." in Path(rel).parts:
+                continue  # the VM's genesis loader reports it
+            target = home_root / rel
+            for root in (source_dir, REPO_ROOT):
+                if root is None or not (root / rel).is_file():
+                    continue
+                if (root / rel).resolve() != target.resolve():
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    shutil.copyfile(root / rel, target)
+                break
 
 
 def _genesis_bytes(genesis: str | os.PathLike[str] | dict[str, Any] | bytes) -> bytes:

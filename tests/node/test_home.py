@@ -92,3 +92,15 @@ def test_missing_or_broken_files_are_one_line_errors(tmp_path) -> None:  # type:
         NodeHome.at(tmp_path / "nowhere").check()
     with pytest.raises(ConfigError, match="chain_id"):
         init_home(tmp_path / "g", {"no": "chain"})
+
+
+def test_the_home_is_self_contained_model_files_are_copied_next_to_genesis(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from vm.genesis import load_genesis
+    from vm.genesis_tool import make_genesis
+
+    doc = make_genesis(1)
+    home = init_home(tmp_path / "h", doc)
+    for entry in doc["models"]:
+        assert (home.root / entry["file"]).is_file() and (home.root / entry["golden"]).is_file()
+    genesis = load_genesis(home.genesis_path)
+    assert [m.name for m in genesis.models] == [m["name"] for m in doc["models"]]
