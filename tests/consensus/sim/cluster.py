@@ -111,7 +111,7 @@ class RunResult:
 
 class Cluster:
     def __init__(self, scenario: Scenario, *, params: ConsensusParams = SIM_PARAMS,
-                 crash_at_boundary: tuple[int, int] | None = None, trace: bool = False,
+                 crash_at_boundary: tuple[int, int, bool] | None = None, trace: bool = False,
                  encode_wal: bool = False) -> None:
         self.sc = scenario
         self.params = params
@@ -378,7 +378,7 @@ class SimNode:
         self.boundaries += 1
         plan = self.cluster.crash_at_boundary
         if plan is not None and plan[0] == self.index and plan[1] == self.boundaries:
-            self.crash(power_loss=True)
+            self.crash(power_loss=plan[2])
             self.cluster.at(self.now + 300, self.restart)
             raise Crashed
 
