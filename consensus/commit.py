@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from core.errors import InvalidBlock
 from core.keys import verify
 from core.types import Hash32
 from core.validators import ValidatorSet
-from core.votes import Commit
+from core.votes import Commit, Vote
 
 
-def verify_commit(validator_set: ValidatorSet, block_id: Hash32, commit: Commit, chain_id: str) -> int:
+def verify_commit(validator_set: ValidatorSet, block_id: Hash32, commit: Commit, chain_id: str, *,
+                  signature_ok: Callable[[Vote], bool] | None = None) -> int:
     """Check that `commit` finalizes `block_id` under `validator_set`; returns the power behind the block.
 
     Every precommit must come from a member of the set and carry a valid signature (nil precommits and
@@ -27,7 +30,9 @@ def verify_commit(validator_set: ValidatorSet, block_id: Hash32, commit: Commit,
         if vote.validator in seen:
             raise InvalidBlock(f"commit at height {commit.height} holds two precommits of one validator")
         seen.add(vote.validator)
-        if not verify(vote.validator, vote.sign_bytes(chain_id), vote.signature):
+        ok = signature_ok(vote) if signature_ok is not None else verify(
+            vote.validator, vote.sign_bytes(chain_id), vote.signature)
+        if not ok:
             raise InvalidBlock(f"commit at height {commit.height} holds a badly signed precommit")
         if vote.block_id == block_id:
             for_block += entry.power

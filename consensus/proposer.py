@@ -74,10 +74,10 @@ class ProposerPriorities(Wire):
     def validator_set(self) -> ValidatorSet:
         return ValidatorSet(self.validators)
 
-    def proposers(self, rounds: int) -> list[Address]:
-        """Proposers of rounds 0 .. rounds-1."""
+    def proposers(self, rounds: int, addresses: tuple[Address, ...] | None = None) -> list[Address]:
+        """Proposers of rounds 0 .. rounds-1 (`addresses`: the validators' addresses, if already known)."""
         entries = self.validators
-        addresses = tuple(e.address for e in entries)
+        addresses = addresses or tuple(e.address for e in entries)
         total = sum(e.power for e in entries)
         prios = list(self.priorities)
         return [addresses[_step(entries, addresses, prios, total)] for _ in range(rounds)]

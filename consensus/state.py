@@ -105,6 +105,7 @@ class ConsensusState:
     _proposer_cache: list[Address]
     _vs: ValidatorSet
     _members: dict[bytes, tuple[Address, int]]
+    _addresses: tuple[Address, ...]
     _last_members: dict[bytes, tuple[Address, int]]
     _next_vs: ValidatorSet
     _last_vs: ValidatorSet | None
@@ -161,7 +162,7 @@ class ConsensusState:
     def proposer(self, round_: int) -> Address:
         while len(self._proposer_cache) <= round_:
             more = max(8, len(self._proposer_cache))
-            self._proposer_cache = self._proposers.proposers(len(self._proposer_cache) + more)
+            self._proposer_cache = self._proposers.proposers(len(self._proposer_cache) + more, self._addresses)
         return self._proposer_cache[round_]
 
     def pending_evidence(self) -> tuple[Evidence, ...]:
@@ -293,6 +294,7 @@ class ConsensusState:
         self._proposers = ev.proposers
         self._vs = _validator_set(ev.proposers.validators)
         self._members = _members(self._vs)
+        self._addresses = tuple(self._members[bytes(e.public_key)][0] for e in ev.proposers.validators)
         self._proposer_cache = []
         self._next_vs = _validator_set(ev.next_validators) if ev.next_validators else self._vs
         self._last_vs = _validator_set(ev.last_validators) if ev.last_validators else None
@@ -504,7 +506,8 @@ class ConsensusState:
             if block.last_commit is None or self._last_vs is None:
                 return "missing last commit"
             try:
-                verify_commit(self._last_vs, self._last_block_id, block.last_commit, self.chain_id)
+                verify_commit(self._last_vs, self._last_block_id, block.last_commit, self.chain_id,
+                              signature_ok=self._signature_ok)
             except InvalidBlock as exc:
                 return str(exc)
             self._cross_check_last_commit(block.last_commit, out)
@@ -615,7 +618,7 @@ class ConsensusState:
         if block.id != commit.block_id:
             return
         try:
-            verify_commit(self._vs, commit.block_id, commit, self.chain_id)
+            verify_commit(self._vs, commit.block_id, commit, self.chain_id, signature_ok=self._signature_ok)
         except InferchainError:
             return
         self._note_block(block, out, commit.block_id)
