@@ -217,7 +217,7 @@ class _Node:
 
         txs, self.prepared = self.prepared, []
         total = len(txs)
-        batcher = TxBatcher(lambda data: self.service.publish(TopicKind.TXS, data, check=False), max_delay_s=0.05)
+        batcher = TxBatcher(lambda data: self.service.publish(TopicKind.TXS, data, check=False))
         async with trio.open_nursery() as nursery:
             await nursery.start(batcher.run)
             start = trio.current_time()

@@ -84,6 +84,12 @@ def test_tx_batch_envelope_refuses_wrong_chain_bad_signature_duplicates_and_empt
         check_tx_batch(encode_tx_batch([]), CHAIN)
     with pytest.raises(DecodeError):
         check_tx_batch(b"\x91\x91\xc0", CHAIN)
+    seen: list[bytes] = []
+    batch = encode_tx_batch([good.encode()])
+    assert check_tx_batch(batch, CHAIN, verify=lambda tx, h: seen.append(h) is None).txs == (good,)
+    assert seen == [good.hash]
+    with pytest.raises(InvalidSignature):
+        check_tx_batch(batch, CHAIN, verify=lambda tx, h: False)
 
 
 def test_vote_envelope_binds_the_chain_id_through_the_signature() -> None:
