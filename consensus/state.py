@@ -420,9 +420,19 @@ class ConsensusState:
             return
         self._round_power.setdefault(vote.round, {})[address] = power
         if vote.validator == self.me:
-            step = Step.PREVOTE if vote.type == VoteType.PREVOTE else Step.PRECOMMIT
-            self._pending_sign.pop((vote.round, step), None)
+            self._adopt_own_vote(vote)
             out.append(Broadcast(vote))
+
+    def _adopt_own_vote(self, vote: Vote) -> None:
+        """Our own signed vote came back. Normally it is the one we asked for; after a crash the signer may
+        hand back the vote it signed before (same height/round/step), and we act as if we had cast it: a
+        precommit for a block locks it, and the round's step does not fall behind the vote."""
+        step = Step.PREVOTE if vote.type == VoteType.PREVOTE else Step.PRECOMMIT
+        self._pending_sign.pop((int(vote.round), step), None)
+        if vote.type == VoteType.PRECOMMIT and vote.block_id is not None and vote.round > self._locked_round:
+            self._locked_round, self._locked_id = int(vote.round), vote.block_id
+        if vote.round == self._round and self._round_started and self._decided is None and self._step < step:
+            self._step = step
 
     def _on_last_precommit(self, vote: Vote, out: list[Action]) -> None:
         """A late precommit of the previous height: more PoI answers for the last commit."""

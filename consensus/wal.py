@@ -26,6 +26,10 @@ class WriteAheadLog(Protocol):
         """Log `event`; with sync, it and everything before it are durable on return."""
         ...
 
+    def sync(self) -> None:
+        """Make everything appended so far durable (the driver calls it before each signature)."""
+        ...
+
     def replay(self) -> list[Event]:
         """The logged events from the last NewHeight on (empty for a fresh log)."""
         ...
@@ -102,6 +106,11 @@ class MemoryWAL:
             self._synced = len(self._records)
             self.syncs += 1
 
+    def sync(self) -> None:
+        if self._synced < len(self._records):
+            self._synced = len(self._records)
+            self.syncs += 1
+
     def replay(self) -> list[Event]:
         if not self._encode:
             events: list[Event] = []
@@ -160,6 +169,13 @@ class FileWAL:
         except OSError as exc:
             raise StorageError(f"cannot append to WAL {self.path}: {exc}") from exc
         self._payloads.append(payload)
+
+    def sync(self) -> None:
+        try:
+            self._file.flush()
+            os.fsync(self._file.fileno())
+        except OSError as exc:
+            raise StorageError(f"cannot sync WAL {self.path}: {exc}") from exc
 
     def _rotate(self, first: bytes) -> None:
         self._file.close()

@@ -409,6 +409,21 @@ def test_commit_fetched_from_a_peer_decides_without_the_proposal() -> None:
     assert [c.block for c in only(out, CommitBlock)] == [pb.block]
 
 
+def test_an_own_precommit_handed_back_by_the_signer_locks_its_block() -> None:
+    """After a crash the signer may return the precommit it signed before; the machine acts on it."""
+    h = Harness([1, 1, 1, 1], me_is_proposer=False)
+    h.start()
+    pb = h.proposal()
+    h.feed(ProposalReceived(Timestamp(T0), pb))
+    h.sign_and_feed(h.feed(BlockValidated.of(T0, pb.block.id, Verdict.valid())))  # our prevote
+    assert h.state.step == Step.PREVOTE and h.state.locked == (-1, None)
+    stored = h.signer.sign_vote(Vote(VoteType.PRECOMMIT, Height(1), Round(0), pb.block.id, Timestamp(T0),
+                                     h.me.public_key, None, ZERO_SIGNATURE))
+    out = h.feed(VoteReceived(Timestamp(T0), stored))
+    assert h.state.locked == (0, pb.block.id) and h.state.step == Step.PRECOMMIT
+    assert [a.message for a in only(out, Broadcast)] == [stored]
+
+
 def test_resume_reissues_outstanding_work() -> None:
     h = Harness([1, 1, 1, 1], me_is_proposer=False)
     h.start()

@@ -53,7 +53,7 @@ from core.keys import PrivateKey
 from core.limits import MAX_VALIDATORS
 from core.types import Height, Round, Timestamp
 from core.validators import ValidatorEntry, ValidatorSet
-from core.votes import Commit, Proposal, Vote, VoteType
+from core.votes import ZERO_SIGNATURE, Commit, Proposal, Vote, VoteType
 from tests.consensus.sim.app import StandInApp
 from tests.consensus.sim.scenario import Behaviour, Scenario
 
@@ -133,6 +133,7 @@ class Cluster:
         self.crash_at_boundary = crash_at_boundary
         self.trace = trace
         self.messages = 0
+        self.stored_returns = 0
 
     # -------------------------------------------------------------------------------------- scheduling
 
@@ -481,12 +482,15 @@ class SimNode:
 
     def _sign(self, message: Vote | ProposalBlock) -> None:
         assert self.signer is not None
+        self.wal.sync()  # a replay after any crash reproduces this very request
         try:
             signed = self.signer.sign(message)
         except DoubleSignError as exc:
             self.alarms.append(str(exc))
             return
         self.cluster.on_signed(self, signed)
+        if _unsigned(signed) != _unsigned(message):
+            self.cluster.stored_returns += 1  # the signer handed back what it signed before a crash
         self.boundary()  # persisted in the sign state, not yet in the WAL
         if self.behaviour is Behaviour.DOUBLE_VOTE and isinstance(signed, Vote):
             alt_id = None if signed.block_id is not None else sha256_concat(b"fake", bytes(signed.signature))
@@ -602,6 +606,12 @@ class SimNode:
         assert isinstance(votes, tuple)
         for i in range(0, len(votes), MAX_VALIDATORS):
             self.feed(VotesFetched(now, votes[i:i + MAX_VALIDATORS]))
+
+
+def _unsigned(message: Vote | ProposalBlock) -> object:
+    if isinstance(message, Vote):
+        return message.replace(poi=None, signature=ZERO_SIGNATURE)
+    return message.replace(proposal=message.proposal.replace(signature=ZERO_SIGNATURE))
 
 
 def evidence_id(ev: Evidence) -> bytes:
