@@ -14,6 +14,7 @@ sync from peers, then consensus with WAL replay of the current height.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from collections.abc import Sequence
@@ -50,6 +51,7 @@ from node.sigcache import SigCache, VoteVerifier
 from node.sync import BlockSync, ConsensusCatchUp, stored_block
 from p2p.batcher import TxBatcher
 from p2p.config import P2PConfig
+from p2p.envelope import check_tx_batch
 from p2p.identity import peer_id_of
 from p2p.messages import ChainStatus, TxBatch, VotesRequest
 from p2p.service import P2PService
@@ -235,6 +237,10 @@ class Node:
             self.node_key,
         )
         gossip = service.gossip
+        # Each signature is verified once per node (DESIGN.md §4): the batch envelope check goes through the
+        # node's cache, so a transaction seen on several paths (RPC, gossip, block) is verified once.
+        gossip.set_envelope(TopicKind.TXS, functools.partial(check_tx_batch, chain_id=self.chain_id,
+                                                             verify=self.sig_cache.verify))
         gossip.set_handler(TopicKind.TXS, self._on_tx_batch)
         gossip.set_handler(TopicKind.PROPOSALS, self._on_proposal)
         gossip.set_handler(TopicKind.VOTES, self._on_vote)
@@ -324,7 +330,8 @@ class Node:
         if not self.p2p.gossip.topic_peers(TopicKind.TXS):
             return  # nobody to send to (a lone validator); gossipsub would drop it anyway
         try:
-            await self.p2p.publish(TopicKind.TXS, data)
+            # Our own batches hold only transactions the mempool verified on entry: no second check.
+            await self.p2p.publish(TopicKind.TXS, data, check=False)
         except InferchainError as exc:
             logger.warning("tx batch not published: %s", exc)
 
