@@ -249,6 +249,11 @@ class Cluster:
                     break
         if not self.failures and not self.done():
             self.failures.append(self._why_not_done())
+        for node in self.honest:
+            after = [t for t in node.commit_times.values() if t >= self.sc.heal_ms]
+            if after and min(after) - self.sc.heal_ms > self.sc.resume_ms:
+                self.failures.append(f"LIVENESS: node {node.index} first committed {min(after) - self.sc.heal_ms}"
+                                     f"ms after heal (bound {self.sc.resume_ms}ms)")
         for key, sigs in self.signatures.items():
             if len(sigs) > 1 and self.nodes[key[0]].behaviour is Behaviour.HONEST:
                 self.failures.append(f"DOUBLE SIGN by honest node {key[0]} at h/r/step {key[1:]}")

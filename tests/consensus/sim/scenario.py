@@ -48,7 +48,8 @@ class Scenario:
     crashes: list[Crash] = field(default_factory=list)
     heal_ms: int = 0  # every network fault and crash is over by then
     silent_until_ms: int | None = None  # None: silent validators stay silent
-    bound_ms: int = 60_000  # after heal, commits must resume within this
+    bound_ms: int = 60_000  # after heal, the run must reach its heights and commit its evidence within this
+    resume_ms: int = 10_000  # after heal, every honest node commits a block within this
 
     @property
     def n(self) -> int:
