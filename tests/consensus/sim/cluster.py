@@ -14,6 +14,7 @@ import random
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from consensus.actions import (
     Action,
@@ -42,7 +43,7 @@ from consensus.events import (
 from consensus.evidence import evidence_key
 from consensus.params import ConsensusParams
 from consensus.proposer import ProposerPriorities
-from consensus.signer import MemorySignState, Signer
+from consensus.signer import FileSignState, MemorySignState, Signer
 from consensus.state import ConsensusState
 from consensus.wal import MemoryWAL
 from core.block import Block, ProposalBlock
@@ -55,6 +56,7 @@ from core.types import Height, Round, Timestamp
 from core.validators import ValidatorEntry, ValidatorSet
 from core.votes import ZERO_SIGNATURE, Commit, Proposal, Vote, VoteType
 from tests.consensus.sim.app import StandInApp
+from tests.consensus.sim.disk import DiskWAL, disk_storage
 from tests.consensus.sim.scenario import Behaviour, Scenario
 
 CHAIN_ID = "sim-chain"
@@ -112,7 +114,7 @@ class RunResult:
 class Cluster:
     def __init__(self, scenario: Scenario, *, params: ConsensusParams = SIM_PARAMS,
                  crash_at_boundary: tuple[int, int, bool] | None = None, trace: bool = False,
-                 encode_wal: bool = False) -> None:
+                 encode_wal: bool = False, disk: Path | None = None) -> None:
         self.sc = scenario
         self.params = params
         self.rng = random.Random(scenario.seed * 7919 + 1)
@@ -121,6 +123,7 @@ class Cluster:
         self._seq = 0
         self.signature_cache: dict[object, bool] = {}
         self.encode_wal = encode_wal
+        self.disk = disk
         entries = [ValidatorEntry(validator_key(i).public_key, p) for i, p in enumerate(scenario.powers)]
         self.validators = ValidatorSet(entries)
         self.nodes = [SimNode(self, i, validator_key(i), b) for i, b in enumerate(scenario.behaviours)]
@@ -234,6 +237,13 @@ class Cluster:
         return {evidence_key(e) for b in self.chain.values() for e in b.evidence}
 
     def run(self) -> RunResult:
+        try:
+            return self._run()
+        finally:
+            for node in self.nodes:
+                node.wal.close()
+
+    def _run(self) -> RunResult:
         self.start()
         limit = self.sc.heal_ms + self.sc.bound_ms
         next_check = 0
@@ -290,8 +300,12 @@ class SimNode:
         self.index = index
         self.key = key
         self.behaviour = behaviour
-        self.wal = MemoryWAL(encode=cluster.encode_wal)
-        self.sign_state = MemorySignState()
+        self.wal: MemoryWAL | DiskWAL
+        self.sign_state: MemorySignState | FileSignState
+        if cluster.disk is not None:
+            self.wal, self.sign_state = disk_storage(cluster.disk, index, cluster.rng)
+        else:
+            self.wal, self.sign_state = MemoryWAL(encode=cluster.encode_wal), MemorySignState()
         self.store: dict[int, Stored] = {}
         self.evidence_store: dict[bytes, Evidence] = {}
         self.app = StandInApp(CHAIN_ID, cluster.validators, GENESIS_TIME,
