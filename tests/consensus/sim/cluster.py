@@ -9,6 +9,7 @@ through vote catch-up and commit fetching, as on the real network.
 from __future__ import annotations
 
 import contextlib
+import functools
 import heapq
 import random
 from collections import deque
@@ -215,9 +216,9 @@ class Cluster:
         for node in self.nodes:
             node.start()
         for c in self.sc.crashes:
-            node = self.nodes[c.node]
-            self.at(c.at_ms, lambda node=node, c=c: node.crash(power_loss=c.power_loss))
-            self.at(c.at_ms + c.down_ms, lambda node=node: node.restart())
+            victim = self.nodes[c.node]
+            self.at(c.at_ms, functools.partial(victim.crash, power_loss=c.power_loss))
+            self.at(c.at_ms + c.down_ms, victim.restart)
 
     def done(self) -> bool:
         """Heights reached and a commit after heal by every honest node; then every equivocation that had
@@ -371,8 +372,8 @@ class SimNode:
             for action in commits:
                 self.perform(action)
             self.feed(Resume(self.ts))
-        for ev in list(self.evidence_store.values()):
-            self.feed(EvidenceReceived(self.ts, ev))
+        for pending in list(self.evidence_store.values()):
+            self.feed(EvidenceReceived(self.ts, pending))
 
     def crash(self, *, power_loss: bool = False) -> None:
         if not self.up:
