@@ -293,8 +293,16 @@ class ConsensusDriver:
         if self._replaying:
             return
         signer = self.signer
+        wal = self.wal
+
+        def sync_then_sign() -> Vote | ProposalBlock:
+            # docs/consensus.md: every input that led to this signature must be durable before the signer
+            # persists it, so a restart replays to exactly the stored message (never a different one).
+            wal.sync()
+            return signer.sign(action.message)
+
         try:
-            signed = await trio.to_thread.run_sync(signer.sign, action.message, limiter=self._sign_threads)
+            signed = await trio.to_thread.run_sync(sync_then_sign, limiter=self._sign_threads)
         except DoubleSignError as exc:
             self.raise_alarm(f"signer refused: {exc}")
             return
