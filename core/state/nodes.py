@@ -197,6 +197,245 @@ def internal_hash(children: dict[int, Child]) -> bytes:
     return root
 
 
+# ------------------------------------------------------------------------------------------ update fast path
+# The updater reads child records straight out of a node's stored bytes and keeps a node's inner binary hashes
+# (the values of positions 1..15 of its 4-level subtree, heap-numbered: 1 the node, 2p and 2p+1 the halves of p,
+# 16+n child n) so that a changed child re-derives only the 4 values on its path, not all 15.
+
+HEAD = _INTERNAL_HEAD
+"""kind (1) ‖ bitmap of present children (2) ‖ bitmap of leaf children (2); bit 0x8000 >> n is child n."""
+
+
+def _position_masks() -> tuple[int, ...]:
+    masks = [0] * 32
+    for position in range(1, 32):
+        level = position.bit_length() - 1
+        width = 16 >> level
+        first = (position - (1 << level)) * width
+        masks[position] = ((1 << width) - 1) << (16 - first - width)
+    return tuple(masks)
+
+
+MASKS: Final = _position_masks()
+"""MASKS[p]: the child bits below heap position p of a node."""
+
+DENSE: Final = 5
+"""Nodes with at least this many children keep their inner hashes (in the cache); smaller ones re-derive them,
+which costs no more hashes than a path update."""
+
+
+def child_offset(present: int, leaves: int, nibble: int) -> int:
+    """Where child `nibble`'s record starts (or would start) in a node's bytes."""
+    shift = 16 - nibble
+    return 5 + 40 * (present >> shift).bit_count() + 32 * (leaves >> shift).bit_count()
+
+
+def check_node(data: bytes) -> tuple[int, int]:
+    """The (present, leaves) bitmaps of a stored internal node; StorageError if its bytes are not one."""
+    kind, present, leaves = _INTERNAL_HEAD.unpack_from(data)
+    if kind != INTERNAL or leaves & ~present or len(data) != 5 + 40 * present.bit_count() + 32 * leaves.bit_count():
+        raise StorageError("corrupt state node")
+    return present, leaves
+
+
+def dense_values(raw: bytes, present: int, leaves: int) -> list[bytes]:
+    """All 31 heap values of a node (index 0 unused); vals[1] is its hash. For nodes of DENSE children or more."""
+    sha, tag, empty, masks = _sha256, _NODE_TAG_BYTES, _EMPTY, MASKS
+    vals = [empty] * 32
+    off = 5
+    for nibble in range(16):
+        bit = 0x8000 >> nibble
+        if present & bit:
+            vals[16 + nibble] = raw[off + 8 : off + 40]
+            off += 72 if leaves & bit else 40
+    for position in range(15, 0, -1):
+        left = position + position
+        ca = present & masks[left]
+        cb = present & masks[left + 1]
+        if ca:
+            if cb:
+                vals[position] = sha(tag + vals[left] + vals[left + 1]).digest()
+            elif ca & (ca - 1) or not leaves & ca:
+                vals[position] = sha(tag + vals[left] + empty).digest()
+            else:
+                vals[position] = vals[left]
+        elif cb:
+            if cb & (cb - 1) or not leaves & cb:
+                vals[position] = sha(tag + empty + vals[left + 1]).digest()
+            else:
+                vals[position] = vals[left + 1]
+    return vals
+
+
+def _alone(slot: int, digest: bytes, is_leaf: int, level: int) -> bytes:
+    """The value at binary level `level` (0: the node) of a subtree whose only child is `slot`: a leaf floats
+    up unchanged; an internal child is hashed up with an empty sibling at each level."""
+    if is_leaf:
+        return digest
+    sha, tag, empty = _sha256, _NODE_TAG_BYTES, _EMPTY
+    for bit in range(3, level - 1, -1):
+        if (slot >> (3 - bit)) & 1:
+            digest = sha(tag + empty + digest).digest()
+        else:
+            digest = sha(tag + digest + empty).digest()
+    return digest
+
+
+def _fold_small(entries: list[tuple[int, bytes, int]], lo: int, hi: int, level: int) -> bytes:
+    """The value at binary level `level` of the subtree holding `entries[lo:hi]` (two or more, by slot)."""
+    first = entries[lo][0]
+    split = 4 - (first ^ entries[hi - 1][0]).bit_length()  # the level whose halves part them
+    mask = 8 >> split
+    mid = lo + 1
+    while not entries[mid][0] & mask:
+        mid += 1
+    if mid - lo == 1:
+        left = _alone(first, entries[lo][1], entries[lo][2], split + 1)
+    else:
+        left = _fold_small(entries, lo, mid, split + 1)
+    if hi - mid == 1:
+        right = _alone(entries[mid][0], entries[mid][1], entries[mid][2], split + 1)
+    else:
+        right = _fold_small(entries, mid, hi, split + 1)
+    sha, tag, empty = _sha256, _NODE_TAG_BYTES, _EMPTY
+    digest = sha(tag + left + right).digest()
+    for bit in range(split - 1, level - 1, -1):
+        if (first >> (3 - bit)) & 1:
+            digest = sha(tag + empty + digest).digest()
+        else:
+            digest = sha(tag + digest + empty).digest()
+    return digest
+
+
+def sparse_hash(raw: bytes, present: int, leaves: int) -> bytes:
+    """A node's hash from its children alone, costing work per child rather than per slot (small nodes)."""
+    entries: list[tuple[int, bytes, int]] = []
+    off = 5
+    bits = present
+    while bits:
+        top = bits.bit_length()
+        bit = 1 << (top - 1)
+        bits ^= bit
+        entries.append((16 - top, raw[off + 8 : off + 40], leaves & bit))
+        off += 72 if leaves & bit else 40
+    if len(entries) != 2:
+        if len(entries) == 1:
+            return _alone(entries[0][0], entries[0][1], entries[0][2], 0)
+        return _fold_small(entries, 0, len(entries), 0)
+    # Two children, the commonest node at the bottom of the tree: one hash where they part, then up.
+    (first, left, left_leaf), (second, right, right_leaf) = entries
+    split = 4 - (first ^ second).bit_length()
+    if not left_leaf:
+        left = _alone(first, left, 0, split + 1)
+    if not right_leaf:
+        right = _alone(second, right, 0, split + 1)
+    sha, tag, empty = _sha256, _NODE_TAG_BYTES, _EMPTY
+    digest = sha(tag + left + right).digest()
+    for bit in range(split - 1, -1, -1):
+        if (first >> (3 - bit)) & 1:
+            digest = sha(tag + empty + digest).digest()
+        else:
+            digest = sha(tag + digest + empty).digest()
+    return digest
+
+
+def path_value_one(
+    raw: bytes, present: int, leaves: int, inner: bytes, new_present: int, new_leaves: int, nibble: int, digest: bytes
+) -> tuple[bytes, bytes]:
+    """`path_values` for one changed child (the common case below the top levels): the node's new hash and its
+    new inner hashes."""
+    sha, tag, empty, masks = _sha256, _NODE_TAG_BYTES, _EMPTY, MASKS
+    buf = bytearray(inner)
+    position = 16 + nibble
+    value = digest
+    while position > 1:
+        other = position ^ 1
+        if other >= 16:
+            if present & (0x8000 >> (other - 16)):
+                shift = 32 - other
+                off = 5 + 40 * (present >> shift).bit_count() + 32 * (leaves >> shift).bit_count()
+                sibling = raw[off + 8 : off + 40]
+            else:
+                sibling = empty
+        else:
+            sibling = inner[(other - 1) * 32 : other * 32]
+        if position & 1:
+            left, right, lv, rv = other, position, sibling, value
+        else:
+            left, right, lv, rv = position, other, value, sibling
+        ca = new_present & masks[left]
+        cb = new_present & masks[right]
+        if ca:
+            if cb:
+                value = sha(tag + lv + rv).digest()
+            elif ca & (ca - 1) or not new_leaves & ca:
+                value = sha(tag + lv + empty).digest()
+            else:
+                value = lv
+        elif cb:
+            if cb & (cb - 1) or not new_leaves & cb:
+                value = sha(tag + empty + rv).digest()
+            else:
+                value = rv
+        else:
+            value = empty
+        position >>= 1
+        buf[(position - 1) * 32 : position * 32] = value
+    return value, bytes(buf)
+
+
+def path_values(
+    raw: bytes, present: int, leaves: int, inner: bytes, new_present: int, new_leaves: int, changed: dict[int, bytes]
+) -> dict[int, bytes]:
+    """The heap values that change when the children in `changed` (position 16+n -> new hash, EMPTY if
+    removed) change in a node whose old bytes are `raw` and old inner values `inner` (positions 1..15, 32 bytes
+    each): only the positions on the changed paths are re-derived. Returns them, `changed` included."""
+    sha, tag, empty, masks = _sha256, _NODE_TAG_BYTES, _EMPTY, MASKS
+    vals = changed
+    level = sorted(changed)
+    while level[0] > 1:
+        parents: list[int] = []
+        for position in level:
+            parent = position >> 1
+            if not parents or parents[-1] != parent:
+                parents.append(parent)
+        for parent in parents:
+            left = parent + parent
+            pair = []
+            for position in (left, left + 1):
+                value = vals.get(position)
+                if value is None:
+                    if position >= 16:
+                        bit = 0x8000 >> (position - 16)
+                        if present & bit:
+                            off = child_offset(present, leaves, position - 16)
+                            value = raw[off + 8 : off + 40]
+                        else:
+                            value = empty
+                    else:
+                        value = inner[(position - 1) * 32 : position * 32]
+                pair.append(value)
+            ca = new_present & masks[left]
+            cb = new_present & masks[left + 1]
+            if ca:
+                if cb:
+                    value = sha(tag + pair[0] + pair[1]).digest()
+                elif ca & (ca - 1) or not new_leaves & ca:
+                    value = sha(tag + pair[0] + empty).digest()
+                else:
+                    value = pair[0]
+            elif cb:
+                if cb & (cb - 1) or not new_leaves & cb:
+                    value = sha(tag + empty + pair[1]).digest()
+                else:
+                    value = pair[1]
+            else:
+                value = empty
+            vals[parent] = value
+        level = parents
+    return vals
+
+
 def version_bytes(version: int) -> bytes:
     return _VERSION.pack(version)
 

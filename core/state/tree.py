@@ -9,25 +9,34 @@ into the caller's batch, so a block and the state it causes commit atomically (D
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import os
+import struct
 from collections.abc import Iterator, Mapping
 from typing import Final, final
 
 from core.errors import StorageError
-from core.state.hashing import EMPTY_ROOT, key_path, leaf_hash, value_hash
+from core.state.cache import Entry, NodeCache
+from core.state.hashing import EMPTY_ROOT, LEAF_TAG, VALUE_TAG, key_path, value_hash
 from core.state.nodes import (
+    DENSE,
+    HEAD,
     INTERNAL,
     LEAF,
     Child,
+    check_node,
+    child_offset,
     child_prefix,
     decode_internal,
     decode_leaf,
-    encode_internal,
-    encode_leaf,
+    dense_values,
     fold,
-    internal_hash,
     leaf_key,
     nibble_at,
     node_key,
+    path_value_one,
+    path_values,
+    sparse_hash,
     version_bytes,
     version_of,
 )
@@ -37,11 +46,16 @@ from core.types import U64_MAX, Hash32
 
 _ROOTS: Final = b"r"
 _LATEST: Final = b"latest"
+_STAMP: Final = b"stamp"
+DEFAULT_CACHE_NODES: Final = 1 << 19
 _STALE_NODE: Final = b"\x00"
 _STALE_LEAF: Final = b"\x01"
 _PRUNE_CHUNK: Final = 50_000
 
 _Item = tuple[bytes, bytes, bytes | None]  # (path, key, value or None for delete)
+_Ref = tuple[bytes, bytes, bytes | None]  # (hash, version as 8 bytes, key path if a leaf else None)
+_Change = tuple[int, int, int, "_Ref | None"]  # (nibble, old record offset, old record length, new record)
+_EMPTY: Final = bytes(EMPTY_ROOT)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -56,15 +70,18 @@ class StateUpdate:
     leaf_writes: tuple[tuple[bytes, bytes], ...]
     stale: tuple[bytes, ...]
     """Stale-index suffixes (kind ‖ node or leaf key) of everything this version replaces."""
+    cache_entries: tuple[tuple[int, bytes, Entry], ...] = dataclasses.field(default=(), compare=False, repr=False)
+    """The new nodes as node-cache entries (with their inner hashes): not written, only put in the cache of
+    the map that staged the update once its batch is known to be written."""
 
 
-def _encode_root(root: Child | None) -> bytes:
+def _encode_root(root: _Ref | None) -> bytes:
     if root is None:
         return b"\x00"
     digest, version, path = root
     if path is None:
-        return bytes((INTERNAL,)) + version_bytes(version) + digest
-    return bytes((LEAF,)) + version_bytes(version) + digest + path
+        return bytes((INTERNAL,)) + version + digest
+    return bytes((LEAF,)) + version + digest + path
 
 
 def _decode_root(data: bytes) -> Child | None:
@@ -75,6 +92,13 @@ def _decode_root(data: bytes) -> Child | None:
     if len(data) == 73 and data[0] == LEAF:
         return data[9:41], version_of(data[1:9]), data[41:73]
     raise StorageError("corrupt state root record")
+
+
+def _root_ref(data: bytes) -> _Ref | None:
+    _decode_root(data)  # validates
+    if data == b"\x00":
+        return None
+    return data[9:41], data[1:9], data[41:73] if data[0] == LEAF else None
 
 
 class _Loader:
@@ -93,73 +117,273 @@ class _Loader:
         return data
 
 
+_DEPTH: Final = tuple(bytes((d,)) for d in range(65))
+_HIGH: Final = tuple(bytes((b & 0xF0,)) for b in range(256))
+_sha256 = hashlib.sha256
+_VALUE_TAG = bytes((len(VALUE_TAG),)) + VALUE_TAG
+_LEAF_TAG = bytes((len(LEAF_TAG),)) + LEAF_TAG
+_KEY_LEN = struct.Struct(">I").pack
+
+
+def _packed(path: bytes, depth: int) -> bytes:
+    """The first `depth` nibbles of `path`, packed two to a byte (a node's position)."""
+    half = depth >> 1
+    if depth & 1:
+        return path[:half] + _HIGH[path[half]]
+    return path[:half]
+
+
 @final
 class _Updater:
-    """One compute_update run: walks the old tree along the sorted changes and collects the new nodes."""
+    """One compute_update run: walks the old tree along the sorted changes and collects the new nodes.
 
-    __slots__ = ("leaf_writes", "load", "node_writes", "stale", "version")
+    A child record is (hash, version as 8 bytes, key path if a leaf else None); records are sliced straight
+    out of the parent's stored bytes, and an unchanged child is handed back as the same object.
+    """
 
-    def __init__(self, load: _Loader, version: int) -> None:
+    __slots__ = (
+        "cache", "cache_entries", "items", "leaf_writes", "load", "node_writes", "stale", "version",
+    )
+
+    def __init__(self, load: _Loader, cache: tuple[dict[bytes, Entry], ...], version: int,
+                 items: list[_Item]) -> None:
         self.load = load
-        self.version = version
+        self.cache = cache
+        self.version = version_bytes(version)
+        self.items = items
         self.node_writes: list[tuple[bytes, bytes]] = []
+        self.cache_entries: list[tuple[int, bytes, Entry]] = []
         self.leaf_writes: list[tuple[bytes, bytes]] = []
         self.stale: list[bytes] = []
 
-    def new_leaf(self, path: bytes, key: bytes, value: bytes, digest: bytes | None = None) -> Child:
+    def new_leaf(self, path: bytes, key: bytes, value: bytes, digest: bytes | None = None) -> _Ref:
         if digest is None:
-            digest = leaf_hash(path, value_hash(value))
-        self.leaf_writes.append((leaf_key(self.version, path), encode_leaf(key, value)))
+            digest = _sha256(_LEAF_TAG + path + _sha256(_VALUE_TAG + value).digest()).digest()
+        self.leaf_writes.append((self.version + path, _KEY_LEN(len(key)) + key + value))
         return digest, self.version, path
 
-    def update(self, ref: Child | None, depth: int, packed: bytes, items: list[_Item]) -> Child | None:
+    def update(self, ref: _Ref | None, depth: int, lo: int, hi: int) -> _Ref | None:
+        """The new record of the subtree `ref` at `depth` with items[lo:hi] applied (`ref` itself if
+        nothing changed)."""
+        if hi - lo == 1:
+            return self.single(ref, depth, lo)
+        items = self.items
         if ref is None:
-            return self.build(depth, packed, [self.new_leaf(p, k, v) for p, k, v in items if v is not None])
+            return self.build(depth, [self.new_leaf(p, k, v) for p, k, v in items[lo:hi] if v is not None])
         if ref[2] is not None:
-            return self._update_leaf(ref, ref[2], depth, packed, items)
-        key = node_key(ref[1], depth, packed)
-        children = decode_internal(self.load(key))
-        new_children = dict(children)
-        changed = False
-        start, count = 0, len(items)
-        while start < count:
-            nibble = nibble_at(items[start][0], depth)
+            return self._update_leaf(ref, ref[2], depth, lo, hi)
+        position = _DEPTH[depth] + _packed(items[lo][0], depth)
+        key = ref[1] + position
+        entry = self.cache[depth].get(position)
+        if entry is None or entry[0] != ref[1]:
+            raw = self.load(key)
+            inner = None
+        else:
+            raw, inner = entry[1], entry[2]
+        present, leaves = check_node(raw)
+        changes: list[_Change] = []
+        at = depth >> 1
+        shift = 0 if depth & 1 else 4
+        start = lo
+        while start < hi:
+            nibble = (items[start][0][at] >> shift) & 15
             end = start + 1
-            while end < count and nibble_at(items[end][0], depth) == nibble:
+            while end < hi and (items[end][0][at] >> shift) & 15 == nibble:
                 end += 1
-            old = children.get(nibble)
-            new = self.update(old, depth + 1, child_prefix(packed, depth, nibble), items[start:end])
+            bit = 0x8000 >> nibble
+            off = child_offset(present, leaves, nibble)
+            old: _Ref | None
+            if not present & bit:
+                old, size = None, 0
+            elif leaves & bit:
+                old, size = (raw[off + 8 : off + 40], raw[off : off + 8], raw[off + 40 : off + 72]), 72
+            else:
+                old, size = (raw[off + 8 : off + 40], raw[off : off + 8], None), 40
+            new = self.update(old, depth + 1, start, end)
             if new is not old:
-                changed = True
-                if new is None:
-                    del new_children[nibble]
-                else:
-                    new_children[nibble] = new
+                changes.append((nibble, off, size, new))
             start = end
-        if not changed:
+        if not changes:
             return ref
-        self.stale.append(_STALE_NODE + key)
-        if not new_children:
-            return None
-        if len(new_children) == 1:
-            (only,) = new_children.values()
-            if only[2] is not None:
-                return only  # a lone leaf moves up; leaves are keyed by path, so nothing is rewritten
-        return self.write_internal(depth, packed, new_children)
+        return self._rewrite(key, raw, inner, present, leaves, changes)
 
-    def _update_leaf(self, ref: Child, path: bytes, depth: int, packed: bytes, items: list[_Item]) -> Child | None:
-        entries: list[Child] = []
+    def single(self, ref: _Ref | None, depth: int, index: int) -> _Ref | None:
+        """`update` for one item: walk down to where its path ends, then rewrite the nodes on the way back."""
+        path, key, value = self.items[index]
+        top = ref
+        frames: list[tuple[bytes, bytes, bytes | None, int, int, int, int, int]] = []
+        cache, load, unpack = self.cache, self.load, HEAD.unpack_from
+        while ref is not None and ref[2] is None:
+            half = depth >> 1
+            byte = path[half]
+            if depth & 1:
+                position = _DEPTH[depth] + path[:half] + _HIGH[byte]
+                nibble = byte & 15
+            else:
+                position = _DEPTH[depth] + path[:half]
+                nibble = byte >> 4
+            node = ref[1] + position
+            entry = cache[depth].get(position)
+            if entry is None or entry[0] != ref[1]:
+                raw = load(node)
+                inner = None
+                present, leaves = check_node(raw)
+            else:
+                raw, inner = entry[1], entry[2]  # validated when it was written
+                _, present, leaves = unpack(raw)
+            bit = 0x8000 >> nibble
+            shift = 16 - nibble
+            off = 5 + 40 * (present >> shift).bit_count() + 32 * (leaves >> shift).bit_count()
+            if not present & bit:
+                ref, size = None, 0
+            elif leaves & bit:
+                ref, size = (raw[off + 8 : off + 40], raw[off : off + 8], raw[off + 40 : off + 72]), 72
+            else:
+                ref, size = (raw[off + 8 : off + 40], raw[off : off + 8], None), 40
+            frames.append((node, raw, inner, present, leaves, nibble, off, size))
+            depth += 1
+        new: _Ref | None
+        if ref is None:
+            if value is None:
+                return top  # deleting an absent key
+            new = self.new_leaf(path, key, value)
+        elif (other := ref[2]) == path:
+            if value is None:
+                new = None
+            else:
+                digest = _sha256(_LEAF_TAG + path + _sha256(_VALUE_TAG + value).digest()).digest()
+                if digest == ref[0]:
+                    return top  # set to the value it already has
+                new = self.new_leaf(path, key, value, digest)
+            self.stale.append(_STALE_LEAF + ref[1] + path)
+        elif value is None:
+            return top  # deleting an absent key
+        else:
+            leaf = self.new_leaf(path, key, value)
+            assert other is not None
+            new = self.build(depth, [leaf, ref] if path < other else [ref, leaf])
+        rewrite_one = self._rewrite_one
+        for node, raw, inner, present, leaves, nibble, off, size in reversed(frames):
+            new = rewrite_one(node, raw, inner, present, leaves, nibble, off, size, new)
+        return new
+
+    def _rewrite_one(self, key: bytes, raw: bytes, inner: bytes | None, present: int, leaves: int, nibble: int,
+                     off: int, size: int, new: _Ref | None) -> _Ref | None:
+        """`_rewrite` for one changed child (inlined: this is the path below the top levels)."""
+        self.stale.append(_STALE_NODE + key)
+        bit = 0x8000 >> nibble
+        if new is None:
+            new_present = present & ~bit
+            new_leaves = leaves & ~bit
+            segment = b""
+        else:
+            new_present = present | bit
+            if new[2] is None:
+                new_leaves = leaves & ~bit
+                segment = new[1] + new[0]
+            else:
+                new_leaves = leaves | bit
+                segment = new[1] + new[0] + new[2]
+        if not new_present & (new_present - 1) and new_leaves:
+            # A lone leaf moves up; leaves are keyed by path, so nothing is rewritten.
+            if new_present == bit:
+                return new
+            only = 16 - new_present.bit_length()
+            at = child_offset(present, leaves, only)
+            return raw[at + 8 : at + 40], raw[at : at + 8], raw[at + 40 : at + 72]
+        if new_present == present and new_leaves == leaves:
+            new_raw = raw[:off] + segment + raw[off + size :]
+        else:
+            new_raw = HEAD.pack(INTERNAL, new_present, new_leaves) + raw[5:off] + segment + raw[off + size :]
+        version = self.version
+        position = key[8:]
+        self.node_writes.append((version + position, new_raw))
+        new_inner: bytes | None
+        if new_present.bit_count() < DENSE:
+            digest = sparse_hash(new_raw, new_present, new_leaves)
+            new_inner = None
+        elif inner is None:
+            full = dense_values(new_raw, new_present, new_leaves)
+            digest = full[1]
+            new_inner = b"".join(full[1:16])
+        else:
+            digest, new_inner = path_value_one(raw, present, leaves, inner, new_present, new_leaves, nibble,
+                                               _EMPTY if new is None else new[0])
+        self.cache_entries.append((key[8], position, (version, new_raw, new_inner)))
+        return digest, version, None
+
+    def _rewrite(self, key: bytes, raw: bytes, inner: bytes | None, present: int, leaves: int,
+                 changes: list[_Change]) -> _Ref | None:
+        """The node stored at `key` (bytes `raw`) with `changes` made to its children, written anew."""
+        self.stale.append(_STALE_NODE + key)
+        new_present, new_leaves = present, leaves
+        for nibble, _, _, new in changes:
+            bit = 0x8000 >> nibble
+            if new is None:
+                new_present &= ~bit
+                new_leaves &= ~bit
+            else:
+                new_present |= bit
+                if new[2] is None:
+                    new_leaves &= ~bit
+                else:
+                    new_leaves |= bit
+        if not new_present:
+            return None
+        if not new_present & (new_present - 1) and new_leaves:
+            # A lone leaf moves up; leaves are keyed by path, so nothing is rewritten.
+            nibble = 16 - new_present.bit_length()
+            for child, _, _, new in changes:
+                if child == nibble:
+                    return new
+            off = child_offset(present, leaves, nibble)
+            return raw[off + 8 : off + 40], raw[off : off + 8], raw[off + 40 : off + 72]
+        parts = [HEAD.pack(INTERNAL, new_present, new_leaves)]
+        pos = 5
+        for _, off, size, new in changes:
+            parts.append(raw[pos:off])
+            if new is not None:
+                parts.append(new[1])
+                parts.append(new[0])
+                if new[2] is not None:
+                    parts.append(new[2])
+            pos = off + size
+        parts.append(raw[pos:])
+        new_raw = b"".join(parts)
+        if new_present.bit_count() < DENSE:
+            return self._write(key[8:], new_raw, sparse_hash(new_raw, new_present, new_leaves), None)
+        if inner is not None and len(changes) == 1:
+            nibble, _, _, new = changes[0]
+            digest, new_inner = path_value_one(raw, present, leaves, inner, new_present, new_leaves, nibble,
+                                               _EMPTY if new is None else new[0])
+        elif inner is not None and len(changes) <= 3:
+            changed = {16 + nibble: _EMPTY if new is None else new[0] for nibble, _, _, new in changes}
+            vals = path_values(raw, present, leaves, inner, new_present, new_leaves, changed)
+            buf = bytearray(inner)
+            for position, value in vals.items():
+                if position < 16:
+                    buf[(position - 1) * 32 : position * 32] = value
+            digest, new_inner = vals[1], bytes(buf)
+        else:
+            full = dense_values(new_raw, new_present, new_leaves)
+            digest, new_inner = full[1], b"".join(full[1:16])
+        return self._write(key[8:], new_raw, digest, new_inner)
+
+    def _update_leaf(self, ref: _Ref, path: bytes, depth: int, lo: int, hi: int) -> _Ref | None:
+        entries: list[_Ref] = []
         touched = False
-        for item_path, key, value in items:
+        items = self.items
+        for i in range(lo, hi):
+            item_path, key, value = items[i]
             if item_path == path:
                 touched = True
                 if value is not None:
-                    digest = leaf_hash(path, value_hash(value))
+                    digest = _sha256(_LEAF_TAG + path + _sha256(_VALUE_TAG + value).digest()).digest()
                     if digest == ref[0]:
                         entries.append(ref)  # set to the value it already has
                         continue
                     entries.append(self.new_leaf(path, key, value, digest))
-                self.stale.append(_STALE_LEAF + leaf_key(ref[1], path))
+                self.stale.append(_STALE_LEAF + ref[1] + path)
             elif value is not None:
                 entries.append(self.new_leaf(item_path, key, value))
         if not touched:
@@ -169,33 +393,48 @@ class _Updater:
             entries.sort(key=_path_of)
         if len(entries) == 1:
             return entries[0]
-        return self.build(depth, packed, entries)
+        return self.build(depth, entries)
 
-    def build(self, depth: int, packed: bytes, leaves: list[Child]) -> Child | None:
+    def build(self, depth: int, leaves: list[_Ref]) -> _Ref | None:
         """A fresh subtree over `leaves` (sorted by key path)."""
         if not leaves:
             return None
         if len(leaves) == 1:
             return leaves[0]
-        children: dict[int, Child] = {}
+        at = depth >> 1
+        shift = 0 if depth & 1 else 4
+        present = leaf_bits = 0
+        parts: list[bytes] = []
         start, count = 0, len(leaves)
         while start < count:
-            nibble = nibble_at(_path_of(leaves[start]), depth)
+            nibble = (_path_of(leaves[start])[at] >> shift) & 15
             end = start + 1
-            while end < count and nibble_at(_path_of(leaves[end]), depth) == nibble:
+            while end < count and (_path_of(leaves[end])[at] >> shift) & 15 == nibble:
                 end += 1
-            child = self.build(depth + 1, child_prefix(packed, depth, nibble), leaves[start:end])
+            child = self.build(depth + 1, leaves[start:end])
             assert child is not None
-            children[nibble] = child
+            bit = 0x8000 >> nibble
+            present |= bit
+            parts.append(child[1])
+            parts.append(child[0])
+            if child[2] is not None:
+                leaf_bits |= bit
+                parts.append(child[2])
             start = end
-        return self.write_internal(depth, packed, children)
+        raw = HEAD.pack(INTERNAL, present, leaf_bits) + b"".join(parts)
+        position = _DEPTH[depth] + _packed(_path_of(leaves[0]), depth)
+        if present.bit_count() < DENSE:
+            return self._write(position, raw, sparse_hash(raw, present, leaf_bits), None)
+        vals = dense_values(raw, present, leaf_bits)
+        return self._write(position, raw, vals[1], b"".join(vals[1:16]))
 
-    def write_internal(self, depth: int, packed: bytes, children: dict[int, Child]) -> Child:
-        self.node_writes.append((node_key(self.version, depth, packed), encode_internal(children)))
-        return internal_hash(children), self.version, None
+    def _write(self, position: bytes, raw: bytes, digest: bytes, inner: bytes | None) -> _Ref:
+        self.node_writes.append((self.version + position, raw))
+        self.cache_entries.append((position[0], position, (self.version, raw, inner)))
+        return digest, self.version, None
 
 
-def _path_of(child: Child) -> bytes:
+def _path_of(child: _Ref) -> bytes:
     path = child[2]
     assert path is not None
     return path
@@ -207,11 +446,18 @@ class AuthenticatedMap:
 
     It keeps its tables in the STATE_NODES, STATE_LEAVES, STATE_STALE and STATE_META spaces of `store` (the
     node's database, or a view of it for a separate map).
+
+    `cache_nodes` bounds the cache of committed nodes (0 turns it off; see NodeCache for the memory). A map fills it with the nodes of
+    the updates it stages once it sees their batch written; it is what keeps an update's cost per key nearly
+    flat as the state grows (docs/state.md).
     """
 
-    __slots__ = ("_latest_key", "_leaves", "_load_leaf", "_load_node", "_nodes", "_root_prefix", "_stale", "_store")
+    __slots__ = (
+        "_cache", "_latest_key", "_leaves", "_load_leaf", "_load_node", "_nodes", "_pending", "_root_prefix",
+        "_stale", "_stamp_key", "_store",
+    )
 
-    def __init__(self, store: KVStore) -> None:
+    def __init__(self, store: KVStore, *, cache_nodes: int = DEFAULT_CACHE_NODES) -> None:
         self._nodes = PrefixedStore(store, KeySpace.STATE_NODES).prefix
         self._leaves = PrefixedStore(store, KeySpace.STATE_LEAVES).prefix
         self._stale = PrefixedStore(store, KeySpace.STATE_STALE).prefix
@@ -219,8 +465,15 @@ class AuthenticatedMap:
         self._store = meta.root
         self._root_prefix = meta.prefix + _ROOTS
         self._latest_key = meta.prefix + _LATEST
+        self._stamp_key = meta.prefix + _STAMP
         self._load_node = _Loader(self._store, self._nodes)
         self._load_leaf = _Loader(self._store, self._leaves)
+        self._cache = NodeCache(cache_nodes)
+        self._pending: tuple[StateUpdate, bytes] | None = None
+
+    def _node(self, key: bytes) -> bytes:
+        entry = self._cache.get(key[8], key[8:], key[:8])
+        return self._load_node(key) if entry is None else entry[1]
 
     # ------------------------------------------------------------------------------------------ versions
 
@@ -256,7 +509,7 @@ class AuthenticatedMap:
                     return None
                 return decode_leaf(self._load_leaf(leaf_key(ref[1], path)))[1]
             nibble = nibble_at(path, depth)
-            ref = decode_internal(self._load_node(node_key(ref[1], depth, packed))).get(nibble)
+            ref = decode_internal(self._node(node_key(ref[1], depth, packed))).get(nibble)
             packed = child_prefix(packed, depth, nibble)
             depth += 1
         return None
@@ -271,7 +524,7 @@ class AuthenticatedMap:
         if ref[2] is not None:
             yield decode_leaf(self._load_leaf(leaf_key(ref[1], ref[2])))
             return
-        for nibble, child in decode_internal(self._load_node(node_key(ref[1], depth, packed))).items():
+        for nibble, child in decode_internal(self._node(node_key(ref[1], depth, packed))).items():
             yield from self._walk(child, depth + 1, child_prefix(packed, depth, nibble))
 
     def prove(self, key: bytes, version: int) -> StateProof:
@@ -282,7 +535,7 @@ class AuthenticatedMap:
         while ref is not None:
             if ref[2] is not None:
                 return self._leaf_proof(ref, siblings)
-            children = decode_internal(self._load_node(node_key(ref[1], depth, packed)))
+            children = decode_internal(self._node(node_key(ref[1], depth, packed)))
             entries = [(n, child[0], child[2] is not None) for n, child in sorted(children.items())]
             nibble = nibble_at(path, depth)
             for level in range(4):
@@ -301,7 +554,8 @@ class AuthenticatedMap:
         return StateProof(leaf=None, siblings=tuple(siblings))
 
     def _leaf_proof(self, ref: Child, siblings: list[Hash32]) -> StateProof:
-        path = _path_of(ref)
+        path = ref[2]
+        assert path is not None
         _, value = decode_leaf(self._load_leaf(leaf_key(ref[1], path)))
         leaf = ProofLeaf(path=Hash32(path), value_hash=Hash32(value_hash(value)))
         return StateProof(leaf=leaf, siblings=tuple(siblings))
@@ -317,15 +571,16 @@ class AuthenticatedMap:
             raise ValueError(f"version out of range: {new_version!r}")
         if base_version is not None and new_version <= base_version:
             raise ValueError(f"new version {new_version} must be above the base version {base_version}")
-        base = None if base_version is None else self._root_child(base_version)
+        self._settle()
+        base = None if base_version is None else self._root_ref(base_version)
         items: list[_Item] = []
         for key, value in changes.items():
             if not isinstance(key, bytes) or not (value is None or isinstance(value, bytes)):
                 raise TypeError("state keys and values must be bytes (value None deletes)")
             items.append((key_path(key), bytes(key), None if value is None else bytes(value)))
         items.sort()
-        updater = _Updater(self._load_node, new_version)
-        root = updater.update(base, 0, b"", items) if items else base
+        updater = _Updater(self._load_node, self._cache.levels, new_version, items)
+        root = updater.update(base, 0, 0, len(items)) if items else base
         return StateUpdate(
             base_version=base_version,
             version=new_version,
@@ -334,7 +589,14 @@ class AuthenticatedMap:
             node_writes=tuple(updater.node_writes),
             leaf_writes=tuple(updater.leaf_writes),
             stale=tuple(updater.stale),
+            cache_entries=tuple(updater.cache_entries),
         )
+
+    def _root_ref(self, version: int) -> _Ref | None:
+        data = self._store.get(self._root_prefix + version_bytes(version))
+        if data is None:
+            raise StorageError(f"no state at version {version} (never committed, or pruned)")
+        return _root_ref(data)
 
     def stage(self, batch: WriteBatch, update: StateUpdate) -> None:
         """Put `update`'s writes into `batch`, a batch opened on the root database (not on a view).
@@ -356,12 +618,33 @@ class AuthenticatedMap:
             put(prefix + entry, b"")
         put(self._root_prefix + version_bytes(update.version), update.root_record)
         put(self._latest_key, version_bytes(update.version))
+        # A fresh stamp in the same batch tells later calls whether this batch was the one written, so that
+        # only committed nodes ever enter the cache (a staged batch can be dropped, and another update be
+        # written at the same version).
+        stamp = os.urandom(16)
+        put(self._stamp_key, stamp)
+        self._pending = (update, stamp)
+
+    def _settle(self) -> None:
+        """Admit the last staged update's nodes to the cache if its batch has been written."""
+        pending = self._pending
+        if pending is None:
+            return
+        update, stamp = pending
+        if self._store.get(self._stamp_key) == stamp:
+            self._pending = None
+            self._cache.admit(update.cache_entries)
+        else:
+            latest = self.latest_version()
+            if latest is not None and latest >= update.version:
+                self._pending = None  # another batch was written instead
 
     def commit(self, version: int, changes: Mapping[bytes, bytes | None]) -> Hash32:
         """Compute, stage and write one version on top of the latest (for tests, tools and benches)."""
         update = self.compute_update(self.latest_version(), version, changes)
         with self._store.write_batch() as batch:
             self.stage(batch, update)
+        self._settle()
         return update.root
 
     def prune(self, below_version: int) -> int:
@@ -402,4 +685,9 @@ class AuthenticatedMap:
                 prefix = self._leaves if kind == _STALE_LEAF else self._nodes
                 batch.delete(prefix + entry[cut + 9 :])
                 batch.delete(entry)
+        self._cache.drop(
+            (entry[cut + 17], entry[cut + 17 :], entry[cut + 9 : cut + 17])
+            for entry in entries
+            if entry[cut + 8 : cut + 9] == _STALE_NODE
+        )
         return len(entries)
