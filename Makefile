@@ -13,7 +13,7 @@ install: $(STAMP)
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,models]'
 	@touch $(STAMP)
 
 # CPU-bound suites run on pytest-xdist workers; suites with real processes,
@@ -42,8 +42,8 @@ bench: install
 devnet: install
 	$(BIN)/inferchain devnet up
 
+# Regenerate the committed demo models (deterministic: same bytes as in the repository).
 models: install
-	$(BIN)/python -m pip install --quiet -e '.[dev,models]'
 	$(BIN)/python -m vm.models.generate
 
 clean:
