@@ -9,8 +9,8 @@ rewrites). So nothing can be served that is not committed, as long as only commi
 of an update whose batch is known to be written (see `AuthenticatedMap._settle`), never a staged one.
 
 Keying by position means a commit overwrites the entries of the nodes it replaces in place: nothing to
-take out, and the cache holds about one entry per live node. The inner hashes are positions 1..15 of the
-node's binary subtree (480 bytes), kept for nodes of `DENSE` children or more.
+take out, and the cache holds about one entry per live node. The inner hashes are positions 2..15 of the
+node's binary subtree (448 bytes), kept for nodes of `DENSE` children or more.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ MAX_DEPTH: Final = 64
 
 MAX_ENTRY_BYTES: Final = 2_000
 """An upper bound on what one entry holds: a full node of 16 leaf children (1,157 bytes), its inner hashes
-(480), the position key and the tuple and dict slot around them."""
+(448), the position key and the tuple and dict slot around them."""
 
 
 @final
@@ -53,14 +53,14 @@ class NodeCache:
         entry = self.levels[depth].get(position)
         return entry if entry is not None and entry[0] == version else None
 
-    def admit(self, added: Iterable[tuple[int, bytes, Entry]]) -> None:
-        """Put in committed nodes, as (depth, position, entry), then evict down to the bound."""
+    def admit(self, added: Iterable[tuple[int, dict[bytes, Entry]]]) -> None:
+        """Put in committed nodes, as (depth, {position: entry}), then evict down to the bound."""
         if not self.max_entries:
             return
         levels = self.levels
         with self._lock:
-            for depth, position, entry in added:
-                levels[depth][position] = entry
+            for depth, nodes in added:
+                levels[depth].update(nodes)
             count = sum(map(len, levels))
             if count > self.max_entries:
                 # Down to 31/32 of the bound, so that this happens seldom.

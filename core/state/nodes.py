@@ -203,6 +203,8 @@ def internal_hash(children: dict[int, Child]) -> bytes:
 # 16+n child n) so that a changed child re-derives only the 4 values on its path, not all 15.
 
 HEAD = _INTERNAL_HEAD
+NODE_PREFIX: Final = _NODE_TAG_BYTES
+"""What every H_node input starts with: len(tag) ‖ tag."""
 """kind (1) ‖ bitmap of present children (2) ‖ bitmap of leaf children (2); bit 0x8000 >> n is child n."""
 
 
@@ -339,56 +341,94 @@ def sparse_hash(raw: bytes, present: int, leaves: int) -> bytes:
     return digest
 
 
-def path_value_one(
-    raw: bytes, present: int, leaves: int, inner: bytes, new_present: int, new_leaves: int, nibble: int, digest: bytes
-) -> tuple[bytes, bytes]:
-    """`path_values` for one changed child (the common case below the top levels): the node's new hash and its
-    new inner hashes."""
-    sha, tag, empty, masks = _sha256, _NODE_TAG_BYTES, _EMPTY, MASKS
-    buf = bytearray(inner)
+SLOT: Final = tuple(slice((p - 2) * 32, (p - 1) * 32) for p in range(16))
+"""SLOT[p]: where heap position p (2..15) sits in a node's inner hashes. Position 1, the node's own hash, is
+not kept: the parent holds it, and no update needs it as a sibling."""
+
+
+def inner_of(vals: list[bytes]) -> bytes:
+    """The inner hashes kept for a node (positions 2..15, 448 bytes: small enough for CPython's small-object
+    allocator) from its full heap of values."""
+    return b"".join(vals[2:16])
+
+
+def _steps(nibble: int) -> tuple[tuple[int, int, int, int, int], ...]:
+    steps = []
     position = 16 + nibble
-    value = digest
     while position > 1:
         other = position ^ 1
-        if other >= 16:
-            if present & (0x8000 >> (other - 16)):
-                shift = 32 - other
-                off = 5 + 40 * (present >> shift).bit_count() + 32 * (leaves >> shift).bit_count()
-                sibling = raw[off + 8 : off + 40]
+        steps.append((other, position & 1, MASKS[position], MASKS[other], position >> 1))
+        position >>= 1
+    return tuple(steps)
+
+
+STEPS: Final = tuple(_steps(nibble) for nibble in range(16))
+"""Per child: the 4 steps from it up to the node, as (sibling, is right child, own mask, sibling mask, parent)."""
+
+
+def _splices(nibble: int) -> tuple[slice, slice, slice, slice]:
+    """The unchanged stretches of a node's inner hashes around the 3 kept positions on child `nibble`'s path."""
+    p2, p3, p4 = 2 + (nibble >> 3), 4 + (nibble >> 2), 8 + (nibble >> 1)
+    return (slice(0, (p2 - 2) * 32), slice((p2 - 1) * 32, (p3 - 2) * 32), slice((p3 - 1) * 32, (p4 - 2) * 32),
+            slice((p4 - 1) * 32, None))
+
+
+SPLICES: Final = tuple(_splices(nibble) for nibble in range(16))
+
+
+def _full_path(nibble: int) -> tuple[slice, slice, slice, slice, slice, slice, slice]:
+    pair, quarter, half = 8 + (nibble >> 1), 4 + (nibble >> 2), 2 + (nibble >> 3)
+    return (SLOT[pair ^ 1], SLOT[quarter ^ 1], SLOT[half ^ 1], *_splices(nibble))
+
+
+FULL_PATH: Final = tuple(_full_path(nibble) for nibble in range(16))
+"""Per child of a full node: where the pair's, quarter's and half's siblings sit in the inner hashes, then the
+4 unchanged stretches around the pair's, quarter's and half's own values (SPLICES)."""
+
+
+def path_value_one(
+    raw: bytes, present: int, leaves: int, inner: bytes, new_present: int, new_leaves: int, nibble: int, off: int,
+    size: int, digest: bytes,
+) -> tuple[bytes, bytes]:
+    """`path_values` for one changed child (the common case below the top levels): the node's new hash and its
+    new inner hashes. `off` and `size` are where the child's record was in `raw` (size 0: absent)."""
+    sha, tag, empty, slot = _sha256, _NODE_TAG_BYTES, _EMPTY, SLOT
+    value = digest
+    path: list[bytes] = []
+    for other, right, mine_mask, other_mask, _ in STEPS[nibble]:
+        if other >= 16:  # the sibling is a child: its record is right before or after this child's
+            sibling_bit = 0x8000 >> (other - 16)
+            if present & sibling_bit:
+                at = off - (72 if leaves & sibling_bit else 40) if right else off + size
+                sibling = raw[at + 8 : at + 40]
             else:
                 sibling = empty
         else:
-            sibling = inner[(other - 1) * 32 : other * 32]
-        if position & 1:
-            left, right, lv, rv = other, position, sibling, value
-        else:
-            left, right, lv, rv = position, other, value, sibling
-        ca = new_present & masks[left]
-        cb = new_present & masks[right]
-        if ca:
-            if cb:
-                value = sha(tag + lv + rv).digest()
-            elif ca & (ca - 1) or not new_leaves & ca:
-                value = sha(tag + lv + empty).digest()
+            sibling = inner[slot[other]]
+        mine = new_present & mine_mask
+        theirs = new_present & other_mask
+        if mine:
+            if theirs:
+                value = sha(tag + sibling + value).digest() if right else sha(tag + value + sibling).digest()
+            elif mine & (mine - 1) or not new_leaves & mine:
+                value = sha(tag + empty + value).digest() if right else sha(tag + value + empty).digest()
+        elif theirs:
+            if theirs & (theirs - 1) or not new_leaves & theirs:
+                value = sha(tag + sibling + empty).digest() if right else sha(tag + empty + sibling).digest()
             else:
-                value = lv
-        elif cb:
-            if cb & (cb - 1) or not new_leaves & cb:
-                value = sha(tag + empty + rv).digest()
-            else:
-                value = rv
+                value = sibling
         else:
             value = empty
-        position >>= 1
-        buf[(position - 1) * 32 : position * 32] = value
-    return value, bytes(buf)
+        path.append(value)
+    a, b, c, d = SPLICES[nibble]
+    return value, b"".join((inner[a], path[2], inner[b], path[1], inner[c], path[0], inner[d]))
 
 
 def path_values(
     raw: bytes, present: int, leaves: int, inner: bytes, new_present: int, new_leaves: int, changed: dict[int, bytes]
 ) -> dict[int, bytes]:
     """The heap values that change when the children in `changed` (position 16+n -> new hash, EMPTY if
-    removed) change in a node whose old bytes are `raw` and old inner values `inner` (positions 1..15, 32 bytes
+    removed) change in a node whose old bytes are `raw` and old inner values `inner` (positions 2..15, 32 bytes
     each): only the positions on the changed paths are re-derived. Returns them, `changed` included."""
     sha, tag, empty, masks = _sha256, _NODE_TAG_BYTES, _EMPTY, MASKS
     vals = changed
@@ -413,7 +453,7 @@ def path_values(
                         else:
                             value = empty
                     else:
-                        value = inner[(position - 1) * 32 : position * 32]
+                        value = inner[(position - 2) * 32 : (position - 1) * 32]
                 pair.append(value)
             ca = new_present & masks[left]
             cb = new_present & masks[left + 1]

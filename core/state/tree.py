@@ -16,13 +16,18 @@ from collections.abc import Iterator, Mapping
 from typing import Final, final
 
 from core.errors import StorageError
-from core.state.cache import Entry, NodeCache
+from core.state.cache import MAX_DEPTH, Entry, NodeCache
 from core.state.hashing import EMPTY_ROOT, LEAF_TAG, VALUE_TAG, key_path, value_hash
 from core.state.nodes import (
     DENSE,
+    FULL_PATH,
     HEAD,
     INTERNAL,
     LEAF,
+    NODE_PREFIX,
+    SLOT,
+    SPLICES,
+    STEPS,
     Child,
     check_node,
     child_offset,
@@ -31,6 +36,7 @@ from core.state.nodes import (
     decode_leaf,
     dense_values,
     fold,
+    inner_of,
     leaf_key,
     nibble_at,
     node_key,
@@ -70,9 +76,11 @@ class StateUpdate:
     leaf_writes: tuple[tuple[bytes, bytes], ...]
     stale: tuple[bytes, ...]
     """Stale-index suffixes (kind ‖ node or leaf key) of everything this version replaces."""
-    cache_entries: tuple[tuple[int, bytes, Entry], ...] = dataclasses.field(default=(), compare=False, repr=False)
-    """The new nodes as node-cache entries (with their inner hashes): not written, only put in the cache of
-    the map that staged the update once its batch is known to be written."""
+    cache_entries: tuple[tuple[int, dict[bytes, Entry]], ...] = dataclasses.field(
+        default=(), compare=False, repr=False
+    )
+    """The new nodes as node-cache entries with their inner hashes, by depth: not written, only put in the
+    cache of the map that staged the update once its batch is known to be written."""
 
 
 def _encode_root(root: _Ref | None) -> bytes:
@@ -152,7 +160,8 @@ class _Updater:
         self.version = version_bytes(version)
         self.items = items
         self.node_writes: list[tuple[bytes, bytes]] = []
-        self.cache_entries: list[tuple[int, bytes, Entry]] = []
+        self.cache_entries: list[dict[bytes, Entry]] = [{} for _ in range(MAX_DEPTH + 1)]
+        """Per depth, position -> the new node there."""
         self.leaf_writes: list[tuple[bytes, bytes]] = []
         self.stale: list[bytes] = []
 
@@ -208,40 +217,50 @@ class _Updater:
         return self._rewrite(key, raw, inner, present, leaves, changes)
 
     def single(self, ref: _Ref | None, depth: int, index: int) -> _Ref | None:
-        """`update` for one item: walk down to where its path ends, then rewrite the nodes on the way back."""
+        """`update` for one item: walk down to where its path ends, then rewrite the nodes on the way back.
+
+        This is where nearly every node below the top three levels is rewritten, so it is written out in full
+        (`_rewrite` and `path_value_one` inlined): at a million keys each update spends most of its time here.
+        """
         path, key, value = self.items[index]
         top = ref
-        frames: list[tuple[bytes, bytes, bytes | None, int, int, int, int, int]] = []
-        cache, load, unpack = self.cache, self.load, HEAD.unpack_from
-        while ref is not None and ref[2] is None:
-            half = depth >> 1
-            byte = path[half]
-            if depth & 1:
-                position = _DEPTH[depth] + path[:half] + _HIGH[byte]
-                nibble = byte & 15
-            else:
-                position = _DEPTH[depth] + path[:half]
-                nibble = byte >> 4
-            node = ref[1] + position
-            entry = cache[depth].get(position)
-            if entry is None or entry[0] != ref[1]:
-                raw = load(node)
-                inner = None
-                present, leaves = check_node(raw)
-            else:
-                raw, inner = entry[1], entry[2]  # validated when it was written
-                _, present, leaves = unpack(raw)
-            bit = 0x8000 >> nibble
-            shift = 16 - nibble
-            off = 5 + 40 * (present >> shift).bit_count() + 32 * (leaves >> shift).bit_count()
-            if not present & bit:
-                ref, size = None, 0
-            elif leaves & bit:
-                ref, size = (raw[off + 8 : off + 40], raw[off : off + 8], raw[off + 40 : off + 72]), 72
-            else:
-                ref, size = (raw[off + 8 : off + 40], raw[off : off + 8], None), 40
-            frames.append((node, raw, inner, present, leaves, nibble, off, size))
-            depth += 1
+        # Per node on the way down: version, position, bytes, inner hashes, bitmaps, the child's nibble and where
+        # its record is (offset, length; 0: absent).
+        frames: list[tuple[bytes, bytes, bytes, bytes | None, int, int, int, int, int]] = []
+        if ref is not None and ref[2] is None:
+            cache, load, unpack = self.cache, self.load, HEAD.unpack_from
+            version = ref[1]
+            while True:
+                half = depth >> 1
+                byte = path[half]
+                if depth & 1:
+                    position = _DEPTH[depth] + path[:half] + _HIGH[byte]
+                    nibble = byte & 15
+                else:
+                    position = _DEPTH[depth] + path[:half]
+                    nibble = byte >> 4
+                entry = cache[depth].get(position)
+                if entry is not None and entry[0] == version:
+                    raw, inner = entry[1], entry[2]  # validated when it was written
+                    _, present, leaves = unpack(raw)
+                else:
+                    raw = load(version + position)
+                    inner = None
+                    present, leaves = check_node(raw)
+                bit = 0x8000 >> nibble
+                shift = 16 - nibble
+                off = 5 + 40 * (present >> shift).bit_count() + 32 * (leaves >> shift).bit_count()
+                depth += 1
+                if not present & bit:
+                    frames.append((version, position, raw, inner, present, leaves, nibble, off, 0))
+                    ref = None
+                    break
+                if leaves & bit:
+                    frames.append((version, position, raw, inner, present, leaves, nibble, off, 72))
+                    ref = raw[off + 8 : off + 40], raw[off : off + 8], raw[off + 40 : off + 72]
+                    break
+                frames.append((version, position, raw, inner, present, leaves, nibble, off, 40))
+                version = raw[off : off + 8]  # an internal child: only its version is needed to find it
         new: _Ref | None
         if ref is None:
             if value is None:
@@ -262,55 +281,103 @@ class _Updater:
             leaf = self.new_leaf(path, key, value)
             assert other is not None
             new = self.build(depth, [leaf, ref] if path < other else [ref, leaf])
-        rewrite_one = self._rewrite_one
-        for node, raw, inner, present, leaves, nibble, off, size in reversed(frames):
-            new = rewrite_one(node, raw, inner, present, leaves, nibble, off, size, new)
-        return new
-
-    def _rewrite_one(self, key: bytes, raw: bytes, inner: bytes | None, present: int, leaves: int, nibble: int,
-                     off: int, size: int, new: _Ref | None) -> _Ref | None:
-        """`_rewrite` for one changed child (inlined: this is the path below the top levels)."""
-        self.stale.append(_STALE_NODE + key)
-        bit = 0x8000 >> nibble
-        if new is None:
-            new_present = present & ~bit
-            new_leaves = leaves & ~bit
-            segment = b""
-        else:
-            new_present = present | bit
-            if new[2] is None:
+        # Back up: each node gets its one changed child.
+        new_version = self.version
+        stale, node_writes, cache_entries = self.stale, self.node_writes, self.cache_entries
+        sha, tag, empty, slot, join = _sha256, NODE_PREFIX, _EMPTY, SLOT, b"".join
+        for version, position, raw, inner, present, leaves, nibble, off, size in reversed(frames):
+            stale.append(_STALE_NODE + version + position)
+            bit = 0x8000 >> nibble
+            if new is None:
+                new_present = present & ~bit
                 new_leaves = leaves & ~bit
-                segment = new[1] + new[0]
+                if not new_present & (new_present - 1) and (new_leaves or not new_present):
+                    # A lone leaf moves up (leaves are keyed by path, so nothing is rewritten), or nothing is left.
+                    if new_present:
+                        at = child_offset(present, leaves, 16 - new_present.bit_length())
+                        new = raw[at + 8 : at + 40], raw[at : at + 8], raw[at + 40 : at + 72]
+                    continue
+                new_raw = HEAD.pack(INTERNAL, new_present, new_leaves) + raw[5:off] + raw[off + size :]
+                digest = _EMPTY
             else:
-                new_leaves = leaves | bit
-                segment = new[1] + new[0] + new[2]
-        if not new_present & (new_present - 1) and new_leaves:
-            # A lone leaf moves up; leaves are keyed by path, so nothing is rewritten.
-            if new_present == bit:
-                return new
-            only = 16 - new_present.bit_length()
-            at = child_offset(present, leaves, only)
-            return raw[at + 8 : at + 40], raw[at : at + 8], raw[at + 40 : at + 72]
-        if new_present == present and new_leaves == leaves:
-            new_raw = raw[:off] + segment + raw[off + size :]
-        else:
-            new_raw = HEAD.pack(INTERNAL, new_present, new_leaves) + raw[5:off] + segment + raw[off + size :]
-        version = self.version
-        position = key[8:]
-        self.node_writes.append((version + position, new_raw))
-        new_inner: bytes | None
-        if new_present.bit_count() < DENSE:
-            digest = sparse_hash(new_raw, new_present, new_leaves)
-            new_inner = None
-        elif inner is None:
-            full = dense_values(new_raw, new_present, new_leaves)
-            digest = full[1]
-            new_inner = b"".join(full[1:16])
-        else:
-            digest, new_inner = path_value_one(raw, present, leaves, inner, new_present, new_leaves, nibble,
-                                               _EMPTY if new is None else new[0])
-        self.cache_entries.append((key[8], position, (version, new_raw, new_inner)))
-        return digest, version, None
+                digest = new[0]
+                if new[2] is None:
+                    if size == 40:  # an internal child replaced by another: the commonest case
+                        new_present, new_leaves = present, leaves
+                        new_raw = join((raw[:off], new[1], digest, raw[off + 40 :]))
+                    else:
+                        new_present = present | bit
+                        new_leaves = leaves & ~bit
+                        new_raw = (HEAD.pack(INTERNAL, new_present, new_leaves) + raw[5:off] + new[1] + digest
+                                   + raw[off + size :])
+                else:
+                    new_present = present | bit
+                    new_leaves = leaves | bit
+                    if not new_present & (new_present - 1):
+                        continue  # the new leaf is this node's only child: it moves up
+                    if size == 72:
+                        new_raw = join((raw[:off], new[1], digest, new[2], raw[off + 72 :]))
+                    else:
+                        new_raw = (HEAD.pack(INTERNAL, new_present, new_leaves) + raw[5:off] + new[1] + digest
+                                   + new[2] + raw[off + size :])
+            node_writes.append((new_version + position, new_raw))
+            new_inner: bytes | None
+            if new_present.bit_count() < DENSE:
+                digest = sparse_hash(new_raw, new_present, new_leaves)
+                new_inner = None
+            elif inner is None:
+                full = dense_values(new_raw, new_present, new_leaves)
+                digest = full[1]
+                new_inner = inner_of(full)
+            elif new_present == present == 0xFFFF:
+                # A full node: every subtree on the path is non-empty on both sides, so 4 plain hashes up
+                # from the child: the pair's value, the quarter's, the half's (all kept), then the node's.
+                sibling_pair, sibling_quarter, sibling_half, a, b, c, d = FULL_PATH[nibble]
+                if nibble & 1:
+                    at = off - (72 if leaves & (0x10000 >> nibble) else 40)
+                    pair_value = sha(tag + raw[at + 8 : at + 40] + digest).digest()
+                else:
+                    pair_value = sha(tag + digest + raw[off + size + 8 : off + size + 40]).digest()
+                sibling = inner[sibling_pair]
+                quarter_value = sha(tag + sibling + pair_value if nibble & 2 else tag + pair_value + sibling).digest()
+                sibling = inner[sibling_quarter]
+                half_value = sha(tag + sibling + quarter_value if nibble & 4 else tag + quarter_value + sibling).digest()
+                sibling = inner[sibling_half]
+                digest = sha(tag + sibling + half_value if nibble & 8 else tag + half_value + sibling).digest()
+                new_inner = join((inner[a], half_value, inner[b], quarter_value, inner[c], pair_value, inner[d]))
+            else:
+                # Only the 4 hashes on the changed child's path are re-derived (see nodes.path_values).
+                hashes: list[bytes] = []
+                for sibling_position, right, mine_mask, other_mask, _ in STEPS[nibble]:
+                    if sibling_position >= 16:  # a child: its record is right before or after this child's
+                        sibling_bit = 0x8000 >> (sibling_position - 16)
+                        if present & sibling_bit:
+                            at = off - (72 if leaves & sibling_bit else 40) if right else off + size
+                            sibling = raw[at + 8 : at + 40]
+                        else:
+                            sibling = empty
+                    else:
+                        sibling = inner[slot[sibling_position]]
+                    mine = new_present & mine_mask
+                    theirs = new_present & other_mask
+                    if mine:
+                        if theirs:
+                            digest = sha(tag + sibling + digest if right else tag + digest + sibling).digest()
+                        elif mine & (mine - 1) or not new_leaves & mine:
+                            digest = sha(tag + empty + digest if right else tag + digest + empty).digest()
+                    elif theirs:
+                        if theirs & (theirs - 1) or not new_leaves & theirs:
+                            digest = sha(tag + sibling + empty if right else tag + empty + sibling).digest()
+                        else:
+                            digest = sibling
+                    else:
+                        digest = empty
+                    hashes.append(digest)
+                a, b, c, d = SPLICES[nibble]
+                new_inner = b"".join((inner[a], hashes[2], inner[b], hashes[1], inner[c], hashes[0], inner[d]))
+            cache_entries[position[0]][position] = new_version, new_raw, new_inner
+            new = digest, new_version, None
+        return new
 
     def _rewrite(self, key: bytes, raw: bytes, inner: bytes | None, present: int, leaves: int,
                  changes: list[_Change]) -> _Ref | None:
@@ -354,19 +421,19 @@ class _Updater:
             return self._write(key[8:], new_raw, sparse_hash(new_raw, new_present, new_leaves), None)
         if inner is not None and len(changes) == 1:
             nibble, _, _, new = changes[0]
-            digest, new_inner = path_value_one(raw, present, leaves, inner, new_present, new_leaves, nibble,
-                                               _EMPTY if new is None else new[0])
+            digest, new_inner = path_value_one(raw, present, leaves, inner, new_present, new_leaves, nibble, off,
+                                               size, _EMPTY if new is None else new[0])
         elif inner is not None and len(changes) <= 3:
             changed = {16 + nibble: _EMPTY if new is None else new[0] for nibble, _, _, new in changes}
             vals = path_values(raw, present, leaves, inner, new_present, new_leaves, changed)
             buf = bytearray(inner)
             for position, value in vals.items():
-                if position < 16:
-                    buf[(position - 1) * 32 : position * 32] = value
+                if 1 < position < 16:
+                    buf[(position - 2) * 32 : (position - 1) * 32] = value
             digest, new_inner = vals[1], bytes(buf)
         else:
             full = dense_values(new_raw, new_present, new_leaves)
-            digest, new_inner = full[1], b"".join(full[1:16])
+            digest, new_inner = full[1], inner_of(full)
         return self._write(key[8:], new_raw, digest, new_inner)
 
     def _update_leaf(self, ref: _Ref, path: bytes, depth: int, lo: int, hi: int) -> _Ref | None:
@@ -426,11 +493,11 @@ class _Updater:
         if present.bit_count() < DENSE:
             return self._write(position, raw, sparse_hash(raw, present, leaf_bits), None)
         vals = dense_values(raw, present, leaf_bits)
-        return self._write(position, raw, vals[1], b"".join(vals[1:16]))
+        return self._write(position, raw, vals[1], inner_of(vals))
 
     def _write(self, position: bytes, raw: bytes, digest: bytes, inner: bytes | None) -> _Ref:
         self.node_writes.append((self.version + position, raw))
-        self.cache_entries.append((position[0], position, (self.version, raw, inner)))
+        self.cache_entries[position[0]][position] = self.version, raw, inner
         return digest, self.version, None
 
 
@@ -589,7 +656,7 @@ class AuthenticatedMap:
             node_writes=tuple(updater.node_writes),
             leaf_writes=tuple(updater.leaf_writes),
             stale=tuple(updater.stale),
-            cache_entries=tuple(updater.cache_entries),
+            cache_entries=tuple((depth, nodes) for depth, nodes in enumerate(updater.cache_entries) if nodes),
         )
 
     def _root_ref(self, version: int) -> _Ref | None:

@@ -1,0 +1,247 @@
+"""The update fast paths and the node cache: a node's hash from its inner hashes equals the reference fold,
+a map with a cache writes byte for byte what a map without one writes, and only committed nodes are ever
+served from the cache (a staged batch that is dropped, and pruned nodes, never are)."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from core.errors import StorageError
+from core.state import EMPTY_ROOT, AuthenticatedMap, verify_proof
+from core.state.nodes import (
+    HEAD,
+    INTERNAL,
+    check_node,
+    child_offset,
+    decode_internal,
+    dense_values,
+    encode_internal,
+    inner_of,
+    internal_hash,
+    path_value_one,
+    path_values,
+    sparse_hash,
+)
+from core.store import KeySpace, KVStore, LevelDBStore, MemoryStore
+
+from .test_state import apply, spec_root
+
+pytestmark = pytest.mark.core
+
+# --------------------------------------------------------------------------------------- node hashing
+
+HASH = st.binary(min_size=32, max_size=32)
+# A node: per nibble nothing, an internal child, or a leaf child (at least one child).
+SLOT = st.none() | st.tuples(HASH, st.integers(0, 2**64 - 1), st.none() | HASH)
+NODES = st.lists(SLOT, min_size=16, max_size=16).filter(lambda slots: any(s is not None for s in slots))
+
+
+def _children(slots: list[tuple[bytes, int, bytes | None] | None]) -> dict[int, tuple[bytes, int, bytes | None]]:
+    return {nibble: child for nibble, child in enumerate(slots) if child is not None}
+
+
+@settings(max_examples=300)
+@given(slots=NODES)
+def test_dense_and_sparse_hashes_equal_the_reference_fold(slots: list[tuple[bytes, int, bytes | None] | None]) -> None:
+    children = _children(slots)
+    raw = encode_internal(children)
+    present, leaves = check_node(raw)
+    expected = internal_hash(children)
+    assert dense_values(raw, present, leaves)[1] == expected
+    assert sparse_hash(raw, present, leaves) == expected
+    assert decode_internal(raw) == children
+
+
+@settings(max_examples=300)
+@given(slots=NODES, changes=st.dictionaries(st.integers(0, 15), SLOT, min_size=1, max_size=5))
+def test_path_updates_equal_a_full_rehash(
+    slots: list[tuple[bytes, int, bytes | None] | None], changes: dict[int, tuple[bytes, int, bytes | None] | None]
+) -> None:
+    children = _children(slots)
+    raw = encode_internal(children)
+    present, leaves = check_node(raw)
+    inner = inner_of(dense_values(raw, present, leaves))
+    new_children = dict(children)
+    for nibble, child in changes.items():
+        if child is None:
+            new_children.pop(nibble, None)
+        else:
+            new_children[nibble] = child
+    if not new_children:
+        return
+    new_raw = encode_internal(new_children)
+    new_present, new_leaves = check_node(new_raw)
+    expected = dense_values(new_raw, new_present, new_leaves)
+    assert expected[1] == internal_hash(new_children)
+    changed = {16 + nibble: (child[0] if child is not None else bytes(EMPTY_ROOT)) for nibble, child in changes.items()}
+    values = path_values(raw, present, leaves, inner, new_present, new_leaves, dict(changed))
+    assert values[1] == expected[1]
+    assert all(values[position] == expected[position] for position in values)
+    if len(changes) == 1:
+        ((nibble, child),) = changes.items()
+        bit = 0x8000 >> nibble
+        size = 0 if not present & bit else 72 if leaves & bit else 40
+        digest, new_inner = path_value_one(raw, present, leaves, inner, new_present, new_leaves, nibble,
+                                           child_offset(present, leaves, nibble), size, changed[16 + nibble])
+        assert digest == expected[1]
+        assert new_inner == inner_of(expected)
+
+
+def test_corrupt_nodes_are_refused() -> None:
+    raw = encode_internal({1: (bytes(32), 5, None), 9: (bytes(range(32)), 5, bytes(32))})
+    check_node(raw)
+    for bad in [raw[:-1], raw + b"\x00", bytes((3,)) + raw[1:], HEAD.pack(INTERNAL, 0x4000, 0x0040) + raw[5:]]:
+        with pytest.raises(StorageError):
+            check_node(bad)
+
+
+def test_a_corrupt_stored_node_raises_storage_error(tmp_path: Path) -> None:
+    with LevelDBStore(tmp_path / "db") as db:
+        AuthenticatedMap(db).commit(1, {b"k%d" % i: b"v" for i in range(300)})
+        prefix = bytes([KeySpace.STATE_NODES])
+        key, data = next(iter(db.iterate(prefix)))
+        with db.write_batch() as batch:
+            batch.put(key, data[:-3])
+        assert key[1:9] == (1).to_bytes(8, "big") and key[9] == 0  # the root node comes first
+        fresh = AuthenticatedMap(db)  # an empty cache: every node comes from the database
+        with pytest.raises(StorageError):
+            fresh.compute_update(1, 2, {b"k1": b"changed"})
+
+
+# --------------------------------------------------------------------------------------- cache transparency
+
+
+@pytest.fixture(params=["leveldb", "memory"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[KVStore]:
+    db: KVStore = LevelDBStore(tmp_path / "db") if request.param == "leveldb" else MemoryStore()
+    yield db
+    db.close()
+
+
+def _random_changes(rng: random.Random, universe: int, count: int) -> dict[bytes, bytes | None]:
+    return {b"k%d" % rng.randrange(universe): None if rng.random() < 0.25 else rng.randbytes(rng.randint(0, 20))
+            for _ in range(count)}
+
+
+@pytest.mark.parametrize("cache_nodes", [0, 40, 1 << 19])
+def test_cached_map_writes_what_an_uncached_map_writes(tmp_path: Path, cache_nodes: int) -> None:
+    """Same updates on two databases: one map without a cache, one with (a tiny one evicts all the time).
+    Every update's writes are identical byte for byte, and every root is the specification's."""
+    rng = random.Random(cache_nodes)
+    with LevelDBStore(tmp_path / "a") as plain_db, LevelDBStore(tmp_path / "b") as cached_db:
+        plain = AuthenticatedMap(plain_db, cache_nodes=0)
+        cached = AuthenticatedMap(cached_db, cache_nodes=cache_nodes)
+        model: dict[bytes, bytes] = {}
+        for version in range(40):
+            # The first versions build a few thousand keys (dense nodes two levels down); then small updates,
+            # mostly one key per subtree: the single-path code and the inner-hash path updates.
+            changes = _random_changes(rng, 4000, 1500 if version < 3 else rng.randint(1, 60))
+            expected = plain.compute_update(plain.latest_version(), version, changes)
+            got = cached.compute_update(cached.latest_version(), version, changes)
+            assert got == expected  # root, node, leaf and stale writes (not the cache material)
+            for smap, db, update in ((plain, plain_db, expected), (cached, cached_db, got)):
+                with db.write_batch() as batch:
+                    smap.stage(batch, update)
+            model = apply(model, changes)
+            if version % 8 == 0 or version > 35:
+                assert got.root == spec_root(model)
+        if cache_nodes:
+            cached.compute_update(39, 40, {})  # admits version 39
+            assert 0 < len(cached._cache) <= cache_nodes
+        for key in [b"k%d" % i for i in range(0, 4000, 97)]:
+            assert cached.get(key, 39) == model.get(key)
+            assert verify_proof(got.root, key, model.get(key), cached.prove(key, 39))
+
+
+def test_single_key_updates_through_cached_dense_nodes(store: KVStore) -> None:
+    """Each update touches one key: the path walk rewrites every node on the way up from cached inner hashes,
+    through inserts (leaf splits), deletes (leaves moving up, nodes vanishing) and value changes."""
+    rng = random.Random(5)
+    smap = AuthenticatedMap(store)
+    model = {b"k%d" % i: b"v%d" % i for i in range(600)}
+    smap.commit(0, model)
+    for version in range(1, 150):
+        key = b"k%d" % rng.randrange(700)
+        value = None if rng.random() < 0.3 else rng.randbytes(8)
+        changes: dict[bytes, bytes | None] = {key: value}
+        root = smap.commit(version, changes)
+        model = apply(model, changes)
+        if version % 15 == 0:
+            assert root == spec_root(model)
+    assert dict(smap.items(149)) == model
+
+
+# --------------------------------------------------------------------------------------- only committed nodes
+
+
+def _cached_nodes(smap: AuthenticatedMap) -> dict[bytes, bytes]:
+    """Node key -> bytes of every cache entry."""
+    return {entry[0] + position: entry[1] for level in smap._cache.levels for position, entry in level.items()}
+
+
+def test_a_dropped_staged_batch_never_reaches_the_cache(store: KVStore) -> None:
+    smap = AuthenticatedMap(store)
+    base = {b"k%d" % i: b"v" for i in range(500)}
+    smap.commit(1, base)
+    lost = smap.compute_update(1, 2, {b"k7": b"lost", b"new": b"lost"})
+    with pytest.raises(OSError), store.write_batch() as batch:
+        smap.stage(batch, lost)
+        raise OSError("power cut")
+    # Another update is written at the same version, through another map over the same database.
+    other = AuthenticatedMap(store)
+    won = other.compute_update(1, 2, {b"k7": b"won"})
+    with store.write_batch() as batch:
+        other.stage(batch, won)
+    nxt = smap.compute_update(2, 3, {b"k8": b"x"})  # smap settles here: its staged batch was not written
+    assert nxt.root == spec_root({**base, b"k7": b"won", b"k8": b"x"})
+    stored = {bytes(key[1:]): value for key, value in store.iterate(bytes([KeySpace.STATE_NODES]))}
+    cached = _cached_nodes(smap)
+    assert cached  # version 1's nodes
+    assert all(stored.get(key) == data for key, data in cached.items())  # only ever committed bytes
+    assert not any(key[:8] == (2).to_bytes(8, "big") for key in cached)
+    assert smap.get(b"k7", 2) == b"won" and smap.get(b"new", 2) is None
+
+
+def test_a_staged_update_is_cached_once_written(store: KVStore) -> None:
+    smap = AuthenticatedMap(store)
+    smap.commit(1, {b"k%d" % i: b"v" for i in range(500)})
+    update = smap.compute_update(1, 2, {b"k7": b"x"})
+    with store.write_batch() as batch:
+        smap.stage(batch, update)
+        # Not written yet: a computation in between must not admit it.
+        smap.compute_update(1, 2, {b"k8": b"y"})
+        assert not any(key[:8] == (2).to_bytes(8, "big") for key in _cached_nodes(smap))
+    smap.compute_update(2, 3, {})
+    cached = _cached_nodes(smap)
+    assert {key for key in cached if key[:8] == (2).to_bytes(8, "big")} == {key for key, _ in update.node_writes}
+
+
+def test_prune_takes_pruned_nodes_out_of_the_cache(store: KVStore) -> None:
+    smap = AuthenticatedMap(store)
+    rng = random.Random(2)
+    model: dict[bytes, bytes] = {}
+    for version in range(1, 25):
+        changes = _random_changes(rng, 400, 60 if version > 1 else 400)
+        smap.commit(version, changes)
+        model = apply(model, changes)
+    smap.prune(20)
+    stored = {bytes(key[1:]) for key, _ in store.iterate(bytes([KeySpace.STATE_NODES]))}
+    assert set(_cached_nodes(smap)) <= stored
+    assert smap.commit(25, {b"k1": b"after"}) == spec_root(apply(model, {b"k1": b"after"}))
+
+
+def test_cache_bound_evicts_deepest_levels_first(store: KVStore) -> None:
+    smap = AuthenticatedMap(store, cache_nodes=30)
+    smap.commit(1, {b"k%d" % i: b"v" for i in range(3000)})
+    smap.compute_update(1, 2, {})
+    levels = smap._cache.levels
+    assert 0 < len(smap._cache) <= 30
+    assert len(levels[0]) == 1 and len(levels[1]) == 16  # the root and its children stay
+    assert smap.commit(2, {b"k5": b"w"}) == spec_root({**{b"k%d" % i: b"v" for i in range(3000)}, b"k5": b"w"})
+
