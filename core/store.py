@@ -8,6 +8,7 @@ span every key space, so a block and all the state writes it causes commit toget
 from __future__ import annotations
 
 import bisect
+import itertools
 import os
 from collections.abc import Iterator
 from enum import IntEnum
@@ -177,12 +178,18 @@ class LevelDBStore:
                 return iter(())
             upper, include_upper = start, True
         try:
-            it: Iterator[tuple[bytes, bytes]] = self._db.iterator(
+            if reverse:
+                # plyvel 1.5.1 yields nothing in reverse when the highest key in range equals `start`
+                # (a lone key at the prefix itself), so the lower bound is applied here, not by plyvel.
+                it: Iterator[tuple[bytes, bytes]] = self._db.iterator(
+                    stop=upper, include_stop=include_upper, reverse=True
+                )
+                return itertools.takewhile(lambda item: item[0] >= lower, it) if lower else it
+            it = self._db.iterator(
                 start=lower or None,
                 stop=upper,
                 include_start=include_lower,
                 include_stop=include_upper,
-                reverse=reverse,
             )
         except RuntimeError as err:
             raise StorageError(f"database at {self.path}: {_message(err)}") from err
