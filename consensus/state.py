@@ -36,14 +36,21 @@ from consensus.events import (
     VoteReceived,
     VotesFetched,
 )
-from consensus.evidence import EvidencePool, check_evidence, duplicate_proposal, evidence_key
+from consensus.evidence import EvidencePool, check_evidence
 from consensus.params import ConsensusParams, Step
 from consensus.proposer import ProposerPriorities
-from consensus.voteset import Added, VoteSet, duplicate_vote
+from consensus.voteset import Added, VoteSet
 from core.app import BlockTemplate, Verdict, VerdictKind
 from core.block import Block, ProposalBlock
 from core.errors import InferchainError, InvalidBlock, InvalidEvidence
-from core.evidence import DuplicateVote, Evidence, WrongInference
+from core.evidence import (
+    DuplicateVote,
+    Evidence,
+    WrongInference,
+    duplicate_proposal,
+    duplicate_vote,
+    offence_id,
+)
 from core.keys import verify
 from core.merkle import merkle_proof
 from core.types import Address, Hash32, Height, PublicKeyBytes, Round, Timestamp
@@ -529,7 +536,7 @@ class ConsensusState:
                 check_evidence(ev, self.chain_id, int(self._height), self.params.max_evidence_age, self._verify)
             except InvalidEvidence as exc:
                 return f"evidence: {exc}"
-            key = evidence_key(ev)
+            key = offence_id(ev)
             if key in keys:
                 return "evidence: one offence twice"
             keys.add(key)

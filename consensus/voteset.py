@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import enum
 
-from core.evidence import DuplicateVote
 from core.types import Address, Hash32
 from core.validators import ValidatorSet
 from core.votes import Vote
@@ -25,12 +24,6 @@ class Added(enum.Enum):
     DUPLICATE = "duplicate"  # a vote for an id this validator already voted for
     CONFLICT = "conflict"  # a vote for another id than this validator's earlier vote: equivocation
     REFUSED = "refused"  # too many twins
-
-
-def duplicate_vote(a: Vote, b: Vote) -> DuplicateVote:
-    """Evidence in canonical order (by encoding), so one offence has one evidence hash."""
-    ea, eb = a.encode(), b.encode()
-    return DuplicateVote(a, b) if ea < eb else DuplicateVote(b, a)
 
 
 class VoteSet:

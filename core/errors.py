@@ -36,6 +36,10 @@ class InvalidEvidence(InferchainError):
     """Evidence that does not prove misbehaviour."""
 
 
+class InvalidEvidenceSignature(InvalidEvidence, InvalidSignature):
+    """Evidence whose signed messages do not verify: both causes at once, so either handler catches it."""
+
+
 class InvalidModel(InferchainError):
     """An ONNX model or its registration metadata that the chain refuses."""
 

@@ -11,8 +11,8 @@ from collections.abc import Callable
 from typing import Any
 
 from core.block import ProposalBlock
-from core.errors import DecodeError, InvalidEvidence, InvalidSignature, InvalidTransaction
-from core.evidence import DuplicateProposal, DuplicateVote, EvidenceEnvelope, WrongInference
+from core.errors import DecodeError, InvalidSignature, InvalidTransaction
+from core.evidence import EvidenceEnvelope, WrongInference, validate_evidence_basic
 from core.tx import Transaction
 from core.votes import Vote
 from p2p.errors import WrongChain
@@ -63,32 +63,13 @@ def check_vote(data: bytes, chain_id: str) -> Vote:
 
 
 def check_evidence(data: bytes, chain_id: str) -> EvidenceEnvelope:
-    """Signatures and the shape of the proof; re-running a model (wrong inference) is the node's hook."""
+    """Core's stateless evidence rules (the same consensus applies, so nothing is relayed that consensus
+    would refuse); re-running a model (wrong inference) and validator-set membership are the node's hook."""
     envelope = EvidenceEnvelope.decode(data)
     ev = envelope.evidence
-    if isinstance(ev, DuplicateVote):
-        a, b = ev.vote_a, ev.vote_b
-        if (a.validator, a.type, a.height, a.round) != (b.validator, b.type, b.height, b.round):
-            raise InvalidEvidence("duplicate-vote evidence: votes differ in signer, type, height or round")
-        if a.block_id == b.block_id:
-            raise InvalidEvidence("duplicate-vote evidence: both votes are for the same block")
-        if not (a.verify_signature(chain_id) and b.verify_signature(chain_id)):
-            raise InvalidSignature("duplicate-vote evidence: bad signature")
-    elif isinstance(ev, DuplicateProposal):
-        p, q = ev.proposal_a, ev.proposal_b
-        if (p.proposer, p.height, p.round) != (q.proposer, q.height, q.round):
-            raise InvalidEvidence("duplicate-proposal evidence: proposals differ in signer, height or round")
-        if p.block_id == q.block_id:
-            raise InvalidEvidence("duplicate-proposal evidence: both proposals are for the same block")
-        if not (p.verify_signature(chain_id) and q.verify_signature(chain_id)):
-            raise InvalidSignature("duplicate-proposal evidence: bad signature")
-    elif isinstance(ev, WrongInference):
-        if ev.header.chain_id != chain_id:
-            raise WrongChain(f"evidence for chain {ev.header.chain_id!r}, expected {chain_id!r}")
-        if ev.proposal.block_id != ev.header.block_id:
-            raise InvalidEvidence("wrong-inference evidence: the proposal does not sign this header")
-        if not ev.proposal.verify_signature(chain_id):
-            raise InvalidSignature("wrong-inference evidence: bad proposal signature")
+    if isinstance(ev, WrongInference) and ev.header.chain_id != chain_id:
+        raise WrongChain(f"evidence for chain {ev.header.chain_id!r}, expected {chain_id!r}")
+    validate_evidence_basic(ev, chain_id)
     return envelope
 
 

@@ -19,7 +19,7 @@ from core.app import AppInfo, BlockTemplate, FinalizeOutcome, Verdict
 from core.block import Block, ProposalBlock
 from core.codec import Wire, wire
 from core.errors import InvalidBlock, LocalFault, StorageError
-from core.evidence import Evidence, WrongInference
+from core.evidence import Evidence, WrongInference, evidence_height
 from core.hashing import ZERO_HASH
 from core.state import AuthenticatedMap, StateUpdate
 from core.store import KeySpace, KVStore
@@ -355,8 +355,7 @@ class VMApplication:
                 return False
         if not check_equivocation(evidence, self.chain_id):
             return False
-        height = evidence.vote_a.height if hasattr(evidence, "vote_a") else evidence.proposal_a.height
-        vset = self._validator_set_or_none(Height(height))
+        vset = self._validator_set_or_none(evidence_height(evidence))
         return vset is not None and vset.get_by_key(evidence.offender) is not None
 
     def wrong_inference_evidence(self, signed: ProposalBlock) -> tuple[WrongInference, ...]:

@@ -10,9 +10,9 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from core.block import ProposalBlock
-from core.errors import DecodeError, InvalidBlock
-from core.evidence import WrongInference
-from core.merkle import merkle_proof, verify_merkle_proof
+from core.errors import DecodeError, InvalidBlock, InvalidEvidence
+from core.evidence import WrongInference, validate_evidence_basic
+from core.merkle import merkle_proof
 from core.types import Hash32, Height
 from core.validators import ValidatorSet
 from vm.apply import committed_resolution
@@ -38,19 +38,12 @@ def check_wrong_inference(ev: WrongInference, *, chain_id: str,
                           params: Params) -> bool:
     """True when the evidence proves its proposer signed a wrong exact output. Raises LocalFault when this
     node cannot run the model (it cannot judge)."""
-    proposal, header = ev.proposal, ev.header
-    if proposal.block_id != header.block_id or proposal.height != header.height or header.chain_id != chain_id:
+    try:
+        validate_evidence_basic(ev, chain_id)
+    except InvalidEvidence:
         return False
-    if not proposal.verify_signature(chain_id):
-        return False
-    vset = validator_set(header.height)
-    if vset is None or vset.get_by_key(proposal.proposer) is None:
-        return False
-    if ev.tx_proof.index != ev.tx_index or ev.result_proof.index != ev.tx_index:
-        return False
-    if not verify_merkle_proof(header.txs_root, ev.tx.hash, ev.tx_proof):
-        return False
-    if not verify_merkle_proof(header.results_root, ev.result.encode(), ev.result_proof):
+    vset = validator_set(ev.header.height)
+    if vset is None or vset.get_by_key(ev.proposal.proposer) is None:
         return False
     if ev.tx.kind != TxKind.INFER:
         return False

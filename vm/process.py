@@ -10,8 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from core.address import address_from_public_key
-from core.evidence import DuplicateProposal, DuplicateVote, Evidence, WrongInference
-from core.hashing import sha256_concat
+from core.evidence import Evidence, WrongInference, evidence_height, offence_id
 from core.tensor import Tensor
 from core.types import Address, Amount, Hash32, Height, PublicKeyBytes
 from core.validators import MAX_TOTAL_POWER, ValidatorEntry, ValidatorList
@@ -99,29 +98,6 @@ def expire_uploads(view: StateView, ctx: BlockContext) -> None:
     view.delete(key)
 
 
-def evidence_height(evidence: Evidence) -> int:
-    if isinstance(evidence, DuplicateVote):
-        return int(evidence.vote_a.height)
-    if isinstance(evidence, DuplicateProposal):
-        return int(evidence.proposal_a.height)
-    return int(evidence.proposal.height)
-
-
-def evidence_identity(evidence: Evidence) -> Hash32:
-    """One offence, however many ways it is proven: kind, offender, height and round."""
-    if isinstance(evidence, DuplicateVote):
-        vote = evidence.vote_a
-        parts = (b"vote", bytes([vote.type]), vote.validator, vote.height.to_bytes(8, "big"),
-                 vote.round.to_bytes(4, "big"))
-    elif isinstance(evidence, DuplicateProposal):
-        p = evidence.proposal_a
-        parts = (b"proposal", b"", p.proposer, p.height.to_bytes(8, "big"), p.round.to_bytes(4, "big"))
-    else:
-        p = evidence.proposal
-        parts = (b"inference", b"", p.proposer, p.height.to_bytes(8, "big"), p.round.to_bytes(4, "big"))
-    return sha256_concat(b"inferchain/offence\x00", *parts)
-
-
 def is_evidence_punishable(view: StateView, ctx: BlockContext, evidence: Evidence) -> bool:
     """Not too old, from the past, about a known validator not yet tombstoned, and not punished before."""
     h = evidence_height(evidence)
@@ -130,7 +106,7 @@ def is_evidence_punishable(view: StateView, ctx: BlockContext, evidence: Evidenc
     record = view.validator(address_from_public_key(evidence.offender))
     if record is None or record.tombstoned:
         return False
-    return view.get_raw(evidence_key(evidence_identity(evidence))) is None
+    return view.get_raw(evidence_key(offence_id(evidence))) is None
 
 
 def punish_evidence(view: StateView, ctx: BlockContext, evidence: Sequence[Evidence],
@@ -149,7 +125,7 @@ def punish_evidence(view: StateView, ctx: BlockContext, evidence: Sequence[Evide
             record = slash(record, slashing.double_sign_slash_bps, ledger).replace(
                 jailed=True, tombstoned=True)
         view.set_validator(address, record)
-        view.put_raw(evidence_key(evidence_identity(ev)), ctx.height.to_bytes(8, "big"))
+        view.put_raw(evidence_key(offence_id(ev)), ctx.height.to_bytes(8, "big"))
         punished.append(ev)
     return punished
 

@@ -12,15 +12,15 @@ from dataclasses import dataclass
 
 from core.app import Verdict
 from core.block import Block
-from core.errors import InferchainError, InvalidBlock, LocalFault
-from core.evidence import DuplicateProposal, DuplicateVote, Evidence, WrongInference
+from core.errors import InferchainError, InvalidBlock, InvalidEvidence, LocalFault
+from core.evidence import DuplicateProposal, DuplicateVote, Evidence, WrongInference, validate_evidence_basic
 from core.header import PROTOCOL_VERSION, TxResult
 from core.state import StateUpdate
 from core.tensor import Tensor
 from core.tx import Transaction
 from core.types import Hash32
 from core.validators import ValidatorEntry, ValidatorSet
-from core.votes import Vote, VoteType
+from core.votes import Vote
 from vm.apply import BlockExecutor, Resolution, committed_resolution
 from vm.blockbytes import check_basics
 from vm.engine import Engine, resolutions_agree
@@ -158,19 +158,17 @@ def _check_evidence(ev: Evidence, checks: Checks) -> None:
         if not checks.check_wrong_inference(ev):
             raise InvalidBlock("evidence of a wrong inference does not hold")
         return
-    if not check_equivocation(ev, checks.chain_id):
-        raise InvalidBlock("equivocation evidence does not hold")
+    try:
+        validate_evidence_basic(ev, checks.chain_id)
+    except InvalidEvidence as exc:
+        raise InvalidBlock(f"equivocation evidence does not hold: {exc}") from None
 
 
 def check_equivocation(ev: DuplicateVote | DuplicateProposal, chain_id: str) -> bool:
-    """Two validly signed messages of one signer, same kind, height and round, different block ids."""
-    if isinstance(ev, DuplicateVote):
-        a, b = ev.vote_a, ev.vote_b
-        same_slot = (a.type, a.height, a.round, a.validator) == (b.type, b.height, b.round, b.validator)
-        if not same_slot or a.block_id == b.block_id or a.type not in (VoteType.PREVOTE, VoteType.PRECOMMIT):
-            return False
-        return a.verify_signature(chain_id) and b.verify_signature(chain_id)
-    pa, pb = ev.proposal_a, ev.proposal_b
-    if (pa.height, pa.round, pa.proposer) != (pb.height, pb.round, pb.proposer) or pa.block_id == pb.block_id:
+    """Core's stateless rules: two validly signed messages of one signer, same kind, height and round,
+    different block ids, in canonical order."""
+    try:
+        validate_evidence_basic(ev, chain_id)
+    except InvalidEvidence:
         return False
-    return pa.verify_signature(chain_id) and pb.verify_signature(chain_id)
+    return True

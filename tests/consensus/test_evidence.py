@@ -5,14 +5,14 @@ from __future__ import annotations
 import pytest
 
 from consensus.evidence import EvidencePool, check_evidence
-from consensus.voteset import duplicate_vote
 from core.errors import InvalidEvidence
-from core.evidence import DuplicateVote
+from core.evidence import DuplicateVote, duplicate_vote
 from core.hashing import sha256
 from core.types import Timestamp
 from core.votes import VoteType
 from tests.consensus.sim.cluster import CHAIN_ID
 from tests.consensus.test_state import make_world, signed_vote
+from tests.core.test_evidence import wrong_inference
 
 pytestmark = pytest.mark.consensus
 
@@ -62,3 +62,16 @@ def test_pool_dedups_offences_orders_oldest_first_and_expires() -> None:
     assert not pool.add(dup(5), 9)  # committed offences are not re-added from gossip
     assert pool.pending(10, 18) == ()  # expired
     assert not pool.add(dup(7), 18)
+
+
+def test_pool_keeps_one_entry_per_offence_as_the_vm_punishes_it() -> None:
+    """Two wrong outputs in one signed proposal are one offence (the VM slashes it once): once one piece
+    is committed, the other is not proposed again for as long as it would otherwise stay pending."""
+    pool = EvidencePool(max_age=10)
+    first, second = wrong_inference(0), wrong_inference(1)
+    assert pool.add(first, 6)
+    assert not pool.add(second, 6)
+    pool.mark_committed([first])
+    assert pool.knows(second)
+    assert not pool.add(second, 7)
+    assert pool.pending(10, 7) == ()

@@ -98,7 +98,7 @@ async def test_a_validator_started_late_block_syncs_and_joins_consensus(tmp_path
 
 @pytest.mark.trio
 async def test_equivocation_evidence_is_gossiped_included_once_and_punished_everywhere(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    from consensus.voteset import duplicate_vote
+    from core.evidence import duplicate_vote
     from core.hashing import sha256
     from core.store import KeySpace, space
     from core.types import Round, Timestamp

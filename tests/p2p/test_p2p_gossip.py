@@ -6,7 +6,7 @@ import pytest
 import trio
 
 from core.block import ProposalBlock
-from core.evidence import DuplicateVote, EvidenceEnvelope
+from core.evidence import EvidenceEnvelope, duplicate_vote
 from core.hashing import sha256
 from core.types import Round, Timestamp
 from core.votes import Proposal
@@ -33,7 +33,7 @@ def proposal_block(height: int = 2) -> bytes:
 def evidence() -> bytes:
     a = make_vote(CHAIN, KEYS[1], 5, block_id=sha256(b"a"))
     b = make_vote(CHAIN, KEYS[1], 5, block_id=sha256(b"b"))
-    return EvidenceEnvelope(DuplicateVote(a, b)).encode()
+    return EvidenceEnvelope(duplicate_vote(a, b)).encode()
 
 
 @pytest.mark.trio

@@ -7,7 +7,7 @@ import trio
 import trio.testing
 
 from core.errors import DecodeError, InvalidEvidence, InvalidSignature, InvalidTransaction, KeyFileError
-from core.evidence import DuplicateVote, EvidenceEnvelope
+from core.evidence import DuplicateVote, EvidenceEnvelope, duplicate_vote
 from core.hashing import sha256
 from core.types import Height, Round
 from core.votes import VoteType
@@ -104,15 +104,23 @@ def test_vote_envelope_binds_the_chain_id_through_the_signature() -> None:
 def test_duplicate_vote_evidence_needs_two_signed_conflicting_votes_of_one_validator() -> None:
     a = make_vote(CHAIN, KEYS[0], 5, block_id=sha256(b"a"))
     b = make_vote(CHAIN, KEYS[0], 5, block_id=sha256(b"b"))
-    assert check_evidence(EvidenceEnvelope(DuplicateVote(a, b)).encode(), CHAIN)
+    assert check_evidence(EvidenceEnvelope(duplicate_vote(a, b)).encode(), CHAIN)
     with pytest.raises(InvalidEvidence):
         check_evidence(EvidenceEnvelope(DuplicateVote(a, a)).encode(), CHAIN)
     other = make_vote(CHAIN, KEYS[1], 5, block_id=sha256(b"b"))
     with pytest.raises(InvalidEvidence):
-        check_evidence(EvidenceEnvelope(DuplicateVote(a, other)).encode(), CHAIN)
+        check_evidence(EvidenceEnvelope(duplicate_vote(a, other)).encode(), CHAIN)
     with pytest.raises(InvalidSignature):
-        check_evidence(EvidenceEnvelope(DuplicateVote(a, b.replace(round=Round(0), timestamp=b.timestamp + 1)))
+        check_evidence(EvidenceEnvelope(duplicate_vote(a, b.replace(round=Round(0), timestamp=b.timestamp + 1)))
                        .encode(), CHAIN)
+
+
+def test_evidence_gossip_refuses_what_consensus_refuses() -> None:
+    """The twins out of canonical order: consensus would refuse it, so gossip must not relay it."""
+    ev = duplicate_vote(make_vote(CHAIN, KEYS[0], 5, block_id=sha256(b"a")),
+                        make_vote(CHAIN, KEYS[0], 5, block_id=sha256(b"b")))
+    with pytest.raises(InvalidEvidence, match="canonical order"):
+        check_evidence(EvidenceEnvelope(DuplicateVote(ev.vote_b, ev.vote_a)).encode(), CHAIN)
 
 
 def test_request_messages_check_their_ranges() -> None:

@@ -51,7 +51,8 @@ def test_evidence_that_proves_nothing_is_refused(net: Devnet) -> None:
     good = double_vote(net, 1, 1)
     same_block = DuplicateVote(good.vote_a, good.vote_a)
     bad_sig = DuplicateVote(good.vote_a, replace(good.vote_b, signature=good.vote_a.signature))
-    for ev in (same_block, bad_sig):
+    swapped = DuplicateVote(good.vote_b, good.vote_a)  # not in canonical order: consensus refuses it too
+    for ev in (same_block, bad_sig, swapped):
         assert not net.apps[0].check_evidence(ev)
         assert net.propose(evidence=[ev]).evidence == ()
     # A proposer that includes it anyway proposes an invalid block.

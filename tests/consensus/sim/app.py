@@ -18,7 +18,7 @@ from core.block import (
     compute_results_root,
     compute_txs_root,
 )
-from core.evidence import DuplicateProposal, DuplicateVote, Evidence, WrongInference
+from core.evidence import DuplicateProposal, DuplicateVote, Evidence, WrongInference, offence_id
 from core.hashing import ZERO_HASH, sha256, sha256_concat
 from core.header import PROTOCOL_VERSION, Header, TxResult, TxStatus
 from core.keys import PrivateKey
@@ -68,7 +68,7 @@ class Punishments:
     tombstoned: set[bytes] = field(default_factory=set)  # equivocators (public keys)
     wrong_inference: set[bytes] = field(default_factory=set)  # proposers slashed for a wrong exact output
     wrong_poi: dict[bytes, int] = field(default_factory=dict)  # address -> signed wrong PoI answers scored
-    evidence_keys: set[tuple[object, ...]] = field(default_factory=set)
+    evidence_keys: set[Hash32] = field(default_factory=set)
 
 
 class StandInApp:
@@ -145,10 +145,8 @@ class StandInApp:
         h = block.header
         assert h.height == self.height + 1, (h.height, self.height)
         punished: list[Evidence] = []
-        from consensus.evidence import evidence_key
-
         for ev in block.evidence:
-            key = evidence_key(ev)
+            key = offence_id(ev)
             if key in self.punished.evidence_keys:
                 continue
             self.punished.evidence_keys.add(key)

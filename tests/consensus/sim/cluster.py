@@ -41,7 +41,6 @@ from consensus.events import (
     VoteReceived,
     VotesFetched,
 )
-from consensus.evidence import evidence_key
 from consensus.params import ConsensusParams
 from consensus.proposer import ProposerPriorities
 from consensus.signer import FileSignState, MemorySignState, Signer
@@ -49,11 +48,20 @@ from consensus.state import ConsensusState
 from consensus.wal import MemoryWAL
 from core.block import Block, ProposalBlock
 from core.errors import DoubleSignError
-from core.evidence import DuplicateProposal, DuplicateVote, Evidence, WrongInference, evidence_hash
+from core.evidence import (
+    DuplicateProposal,
+    DuplicateVote,
+    Evidence,
+    OffenceKind,
+    WrongInference,
+    compute_offence_id,
+    evidence_hash,
+    offence_id,
+)
 from core.hashing import ZERO_HASH, sha256_concat
 from core.keys import PrivateKey
 from core.limits import MAX_VALIDATORS
-from core.types import Height, Round, Timestamp
+from core.types import Hash32, Height, Round, Timestamp
 from core.validators import ValidatorEntry, ValidatorSet
 from core.votes import ZERO_SIGNATURE, Commit, Proposal, Vote, VoteType
 from tests.consensus.sim.app import StandInApp
@@ -102,8 +110,8 @@ class RunResult:
     end_ms: int
     committed: dict[int, dict[int, int]]  # node -> height -> commit time
     failures: list[str] = field(default_factory=list)
-    reached: set[tuple[object, ...]] = field(default_factory=set)  # frozen when heights were reached
-    committed_evidence: set[tuple[object, ...]] = field(default_factory=set)
+    reached: set[Hash32] = field(default_factory=set)  # frozen when heights were reached
+    committed_evidence: set[Hash32] = field(default_factory=set)
     signatures: dict[tuple[int, int, int, int], set[object]] = field(default_factory=dict)
     messages: int = 0
 
@@ -131,9 +139,9 @@ class Cluster:
         self.honest = [n for n in self.nodes if n.behaviour is Behaviour.HONEST]
         self.chain: dict[int, Block] = {}  # the one block each height committed to (agreement oracle)
         self.failures: list[str] = []
-        self.reached: set[tuple[object, ...]] = set()
+        self.reached: set[Hash32] = set()
         self.signatures: dict[tuple[int, int, int, int], set[object]] = {}
-        self.settled: set[tuple[object, ...]] | None = None  # equivocations to see committed, once frozen
+        self.settled: set[Hash32] | None = None  # equivocations to see committed, once frozen
         self.crash_at_boundary = crash_at_boundary
         self.trace = trace
         self.messages = 0
@@ -234,8 +242,8 @@ class Cluster:
             self.settled = set(self.reached)
         return self.settled <= self.committed_evidence_keys()
 
-    def committed_evidence_keys(self) -> set[tuple[object, ...]]:
-        return {evidence_key(e) for b in self.chain.values() for e in b.evidence}
+    def committed_evidence_keys(self) -> set[Hash32]:
+        return {offence_id(e) for b in self.chain.values() for e in b.evidence}
 
     def run(self) -> RunResult:
         try:
@@ -290,7 +298,7 @@ class Cluster:
         missing = (self.settled or set()) - self.committed_evidence_keys()
         return (f"LIVENESS: by {self.now}ms (heal {self.sc.heal_ms}ms, bound {self.sc.bound_ms}ms) committed "
                 f"heights {heights}, last commit times {after}, uncommitted evidence {len(missing)} "
-                f"{sorted(str(k[0]) + '@' + str(k[2]) for k in missing)}")
+                f"{sorted(k.hex()[:16] for k in missing)}")
 
 
 class SimNode:
@@ -320,7 +328,7 @@ class SimNode:
         self.boundaries = 0
         self._queue: deque[tuple[Event, bool]] = deque()
         self._feeding = False
-        self._seen: dict[tuple[object, ...], set[bytes]] = {}
+        self._seen: dict[Hash32, set[bytes]] = {}
         self._alt: dict[bytes, Vote | ProposalBlock] = {}  # Byzantine: the conflicting twin of a message
         self.alarms: list[str] = []
         self.skew_ms = cluster.rng.randint(-300, 300)
@@ -451,16 +459,15 @@ class SimNode:
         elif isinstance(ev, ProposalReceived):
             p = ev.proposal_block.proposal
             if p.height == st.height and p.proposer != self.key.public_key:
-                self._note(("proposal", bytes(p.proposer), int(p.height), int(p.round)), p.block_id)
+                self._note(compute_offence_id(OffenceKind.PROPOSAL, p.proposer, p.height, p.round), p.block_id)
         for v in votes:
             if v.validator == self.key.public_key:
                 continue
             if v.height == st.height or (v.height == st.height - 1 and v.type == VoteType.PRECOMMIT
                                          and v.round == st._last_round and st._last_precommits is not None):
-                self._note(("vote", bytes(v.validator), int(v.height), int(v.round), int(v.type)),
-                           v.block_id)
+                self._note(compute_offence_id(OffenceKind.VOTE, v.validator, v.height, v.round, v.type), v.block_id)
 
-    def _note(self, key: tuple[object, ...], block_id: bytes | None) -> None:
+    def _note(self, key: Hash32, block_id: bytes | None) -> None:
         ids = self._seen.setdefault(key, set())
         ids.add(b"" if block_id is None else bytes(block_id))
         if len(ids) > 1:
@@ -489,8 +496,9 @@ class SimNode:
             if verdict.wrong_outputs and self.behaviour is Behaviour.HONEST and self.state is not None:
                 for pb in self.state._proposals.values():
                     if pb.proposal.block_id == bid:
-                        for i in verdict.wrong_outputs[:4]:
-                            c.reached.add(("inference", bytes(pb.proposal.proposer), bytes(bid), i))
+                        if verdict.wrong_outputs:  # however many outputs are wrong: one offence
+                            p = pb.proposal
+                            c.reached.add(compute_offence_id(OffenceKind.INFERENCE, p.proposer, p.height, p.round))
                         break
         elif isinstance(action, CommitBlock):
             self._commit(action)
