@@ -16,12 +16,18 @@ Field annotations drive the codec: typed ids from `core.types` (fixed-length byt
 `Annotated[int, IntRange(lo, hi)]` (aliases `U8` … `I64`), `Annotated[bytes | str, MaxLen(n)]`,
 `Annotated[tuple[X, ...], MaxLen(n)]`, `X | None`, nested wire types, and unions of wire types that each
 declare a distinct `tag` (encoded as `[tag, fields]`).
+
+Speed: on first use each wire type gets its encoder and decoder generated as Python source from its
+annotations (as dataclasses does for `__init__`) and installed as the class's own `encode`, `decode`,
+`to_obj` and `from_obj`. Exact-type values take one inline check per field; anything else falls back to the
+general rules, which raise the same errors as before. `CachedWire` types also keep their encoding and hash.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import enum
+import threading
 import types
 import typing
 from collections.abc import Callable
@@ -30,7 +36,8 @@ from typing import Annotated, Any, ClassVar, TypeVar, dataclass_transform, get_a
 import msgpack
 
 from core.errors import DecodeError
-from core.types import I64_MAX, I64_MIN, U64_MAX, BoundedInt, FixedBytes
+from core.hashing import sha256
+from core.types import I64_MAX, I64_MIN, U64_MAX, BoundedInt, FixedBytes, Hash32
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -59,21 +66,25 @@ Dec = Callable[[Any], Any]
 
 T = TypeVar("T", bound="Wire")
 
+_CODEC_METHODS = ("encode", "decode", "to_obj", "from_obj")
+
 
 class Wire:
     """Base of every wire type; `@wire` fills in the codec.
 
     A subclass may define `validate_wire(self)` raising ValueError for rules that span fields (a tensor's
     byte length matching its shape, say); decoding calls it and reports a DecodeError.
+
+    The methods below only run once per type: they compile its codec, which replaces them on the class.
     """
 
     __slots__ = ()
     MAX_BYTES: ClassVar[int]
     TAG: ClassVar[int | None]
-    _codec: ClassVar[tuple[Enc, Dec] | None]
+    _codec: ClassVar[_Codec | None]
 
     def encode(self) -> bytes:
-        data: bytes = msgpack.packb(_codec_of(type(self))[0](self), use_bin_type=True)
+        data: bytes = _codec(type(self)).encode(self)
         return data
 
     @classmethod
@@ -81,15 +92,40 @@ class Wire:
         return decode_as(cls, data, cls.MAX_BYTES)
 
     def to_obj(self) -> Any:
-        """The msgpack-ready object (nested lists) of this value."""
-        return _codec_of(type(self))[0](self)
+        """The msgpack-ready object (nested lists of plain ints, bytes, str, bool, None) of this value."""
+        return _codec(type(self)).enc_obj(self)
 
     @classmethod
     def from_obj(cls: type[T], obj: Any) -> T:
-        return typing.cast(T, _codec_of(cls)[1](obj))
+        return typing.cast(T, _codec(cls).dec(obj))
 
     def replace(self: T, **changes: Any) -> T:
         return dataclasses.replace(typing.cast(Any, self), **changes)  # type: ignore[no-any-return]
+
+
+class CachedWire(Wire):
+    """A wire type whose instances keep their encoding and its SHA-256 once computed.
+
+    Safe because wire values are immutable (frozen, and every field type is immutable). The cache lives in
+    slots that are not dataclass fields, so equality, hashing, `repr`, pickling and the codec ignore it, and
+    `replace()` builds a new instance with an empty cache. Decoding stores the input bytes (they are the
+    canonical encoding) in the cache of the decoded value.
+    """
+
+    __slots__ = ("_wire_bytes", "_wire_hash")
+
+    def digest(self) -> Hash32:
+        """SHA-256 of `encode()`, computed once per instance."""
+        try:
+            return self._wire_hash  # type: ignore[no-any-return]
+        except AttributeError:
+            digest = sha256(self.encode())
+            _set_cached_hash(self, digest)
+            return digest
+
+
+_set_cached_bytes: Callable[[Any, bytes], None] = CachedWire.__dict__["_wire_bytes"].__set__
+_set_cached_hash: Callable[[Any, Hash32], None] = CachedWire.__dict__["_wire_hash"].__set__
 
 
 @dataclass_transform(frozen_default=True)
@@ -97,10 +133,12 @@ def wire(*, max_bytes: int, tag: int | None = None) -> Callable[[type[T]], type[
     """Class decorator: make `cls` a frozen slotted dataclass with a canonical codec."""
 
     def apply(cls: type[T]) -> type[T]:
+        own = frozenset(name for name in (*_CODEC_METHODS, "__init__") if name in cls.__dict__)
         dc = dataclasses.dataclass(frozen=True, slots=True)(cls)
         dc.MAX_BYTES = max_bytes
         dc.TAG = tag
         dc._codec = None
+        dc._wire_own = own  # type: ignore[attr-defined]
         return dc
 
     return apply
@@ -112,13 +150,32 @@ def decode_as(cls: type[T], data: bytes, max_bytes: int) -> T:
         raise DecodeError(f"{cls.__name__}: expected bytes, got {type(data).__name__}")
     if len(data) > max_bytes:
         raise DecodeError(f"{cls.__name__}: {len(data)} bytes exceeds the limit of {max_bytes}")
-    raw = unpack_canonical(bytes(data), cls.__name__)
+    data = bytes(data)
+    raw = unpack_canonical(data, cls.__name__)
     try:
-        return typing.cast(T, _codec_of(cls)[1](raw))
+        value = _codec(cls).dec(raw)
     except DecodeError:
         raise
     except (TypeError, ValueError) as exc:
         raise DecodeError(f"{cls.__name__}: {exc}") from None
+    if isinstance(value, CachedWire) and type(value) is cls:
+        _set_cached_bytes(value, data)
+    return typing.cast(T, value)
+
+
+class _ThreadPacker(threading.local):
+    """A msgpack Packer per thread: reusing one saves allocating a packer and its buffer on every call."""
+
+    def __init__(self) -> None:
+        self.pack: Callable[[Any], bytes] = msgpack.Packer(use_bin_type=True).pack
+
+
+_packer = _ThreadPacker()
+
+
+def pack(obj: Any) -> bytes:
+    """= msgpack.packb(obj, use_bin_type=True), with this thread's reusable packer."""
+    return _packer.pack(obj)
 
 
 def unpack_canonical(data: bytes, what: str = "value") -> Any:
@@ -130,7 +187,11 @@ def unpack_canonical(data: bytes, what: str = "value") -> Any:
     except (ValueError, TypeError, msgpack.exceptions.ExtraData, msgpack.exceptions.FormatError,
             msgpack.exceptions.StackError, RecursionError, OverflowError) as exc:
         raise DecodeError(f"{what}: not valid msgpack ({type(exc).__name__})") from None
-    if msgpack.packb(raw, use_bin_type=True) != data:
+    try:
+        canonical = _packer.pack(raw) == data
+    except (ValueError, TypeError, OverflowError, RecursionError):
+        canonical = False
+    if not canonical:
         raise DecodeError(f"{what}: not the canonical encoding")
     return raw
 
@@ -139,49 +200,16 @@ def _refuse_ext(code: int, data: bytes) -> Any:
     raise DecodeError(f"msgpack extension type {code} is not allowed")
 
 
-# ---------------------------------------------------------------------------------------------- compiler
+# ------------------------------------------------------------------------------------------ field specs
+#
+# An annotation parses into a spec tuple: ("bool",), ("int", lo, hi, cast), ("enum", E), ("fixed", F),
+# ("bytes", n), ("str", n), ("opt", spec), ("seq", spec, n), ("wire", W), ("union", (W1, W2, ...)).
+
+Spec = tuple[Any, ...]
+_SCALARS = frozenset({"bool", "int", "enum", "fixed", "bytes", "str"})
 
 
-def _codec_of(cls: type) -> tuple[Enc, Dec]:
-    codec = cls.__dict__.get("_codec")
-    if codec is None:
-        codec = _compile_class(cls)
-        cls._codec = codec  # type: ignore[attr-defined]
-    return typing.cast(tuple[Enc, Dec], codec)
-
-
-def _compile_class(cls: type) -> tuple[Enc, Dec]:
-    hints = typing.get_type_hints(cls, include_extras=True)
-    names = [f.name for f in dataclasses.fields(cls)]
-    field_codecs = [(_compile(hints[name], f"{cls.__name__}.{name}"), name) for name in names]
-    encs = [c[0] for c, _ in field_codecs]
-    decs = [(c[1], n) for c, n in field_codecs]
-    n_fields = len(names)
-    cls_name = cls.__name__
-    check = getattr(cls, "validate_wire", None)
-
-    def enc(value: Any) -> list[Any]:
-        if type(value) is not cls:
-            raise TypeError(f"expected {cls_name}, got {type(value).__name__}")
-        return [e(getattr(value, name)) for e, name in zip(encs, names, strict=True)]
-
-    def dec(obj: Any) -> Any:
-        if type(obj) is not list:
-            raise DecodeError(f"{cls_name}: expected an array, got {type(obj).__name__}")
-        if len(obj) != n_fields:
-            raise DecodeError(f"{cls_name}: expected {n_fields} fields, got {len(obj)}")
-        value = cls(*[d(item) for (d, _), item in zip(decs, obj, strict=True)])
-        if check is not None:
-            try:
-                check(value)
-            except ValueError as exc:
-                raise DecodeError(f"{cls_name}: {exc}") from None
-        return value
-
-    return enc, dec
-
-
-def _compile(tp: Any, where: str) -> tuple[Enc, Dec]:
+def _parse(tp: Any, where: str) -> Spec:
     meta: tuple[Any, ...] = ()
     if get_origin(tp) is Annotated:
         tp, *rest = get_args(tp)
@@ -197,191 +225,513 @@ def _compile(tp: Any, where: str) -> tuple[Enc, Dec]:
             inner_tp: Any = rest_args[0] if len(rest_args) == 1 else typing.Union[rest_args]  # noqa: UP007
             if max_len is not None:
                 inner_tp = Annotated[inner_tp, MaxLen(max_len)]
-            return _optional(_compile(inner_tp, where))
-        return _tagged_union(args, where)
+            return ("opt", _parse(inner_tp, where))
+        return ("union", _union_members(args, where))
     if origin is tuple:
         args = get_args(tp)
         if len(args) != 2 or args[1] is not Ellipsis:
             raise TypeError(f"{where}: only homogeneous tuple[X, ...] fields are supported")
         if max_len is None:
             raise TypeError(f"{where}: tuple fields need MaxLen")
-        return _sequence(_compile(args[0], where), max_len, where)
+        return ("seq", _parse(args[0], where), max_len)
     if tp is bool:
-        return _bool(where)
+        return ("bool",)
     if isinstance(tp, type) and issubclass(tp, enum.IntEnum):
-        return _int_enum(tp, where)
+        return ("enum", tp)
     if isinstance(tp, type) and issubclass(tp, BoundedInt):
-        return _int(tp.MAX, 0, tp, where)
+        return ("int", 0, tp.MAX, tp)
     if tp is int:
         if int_range is None:
             raise TypeError(f"{where}: int fields need IntRange (use U8 … I64)")
-        return _int(int_range.hi, int_range.lo, None, where)
+        return ("int", int_range.lo, int_range.hi, None)
     if isinstance(tp, type) and issubclass(tp, FixedBytes):
-        return _fixed_bytes(tp, where)
+        return ("fixed", tp)
     if tp is bytes:
         if max_len is None:
             raise TypeError(f"{where}: bytes fields need MaxLen")
-        return _bytes(max_len, where)
+        return ("bytes", max_len)
     if tp is str:
         if max_len is None:
             raise TypeError(f"{where}: str fields need MaxLen")
-        return _str(max_len, where)
+        return ("str", max_len)
     if isinstance(tp, type) and issubclass(tp, Wire):
-        return _nested(tp)
+        return ("wire", tp)
     raise TypeError(f"{where}: unsupported field type {tp!r}")
 
 
-def _nested(cls: type[Wire]) -> tuple[Enc, Dec]:
-    # Resolved lazily so that types may refer to types defined later in their module.
-    return (lambda v: _codec_of(cls)[0](v)), (lambda o: _codec_of(cls)[1](o))
-
-
-def _optional(inner: tuple[Enc, Dec]) -> tuple[Enc, Dec]:
-    enc_i, dec_i = inner
-    return (lambda v: None if v is None else enc_i(v)), (lambda o: None if o is None else dec_i(o))
-
-
-def _tagged_union(classes: tuple[Any, ...], where: str) -> tuple[Enc, Dec]:
-    by_tag: dict[int, type[Wire]] = {}
+def _union_members(classes: tuple[Any, ...], where: str) -> tuple[type[Wire], ...]:
+    tags: set[int] = set()
     for c in classes:
         if not (isinstance(c, type) and issubclass(c, Wire)) or c.TAG is None:
             raise TypeError(f"{where}: union members must be wire types with a tag")
-        if c.TAG in by_tag:
+        if c.TAG in tags:
             raise TypeError(f"{where}: duplicate tag {c.TAG}")
-        by_tag[c.TAG] = c
-    members = tuple(by_tag.values())
-
-    def enc(v: Any) -> list[Any]:
-        if type(v) not in members:
-            raise TypeError(f"{where}: {type(v).__name__} is not a member of the union")
-        return [v.TAG, _codec_of(type(v))[0](v)]
-
-    def dec(o: Any) -> Any:
-        if type(o) is not list or len(o) != 2 or type(o[0]) is not int:
-            raise DecodeError(f"{where}: expected [tag, value]")
-        cls = by_tag.get(o[0])
-        if cls is None:
-            raise DecodeError(f"{where}: unknown tag {o[0]}")
-        return _codec_of(cls)[1](o[1])
-
-    return enc, dec
+        tags.add(c.TAG)
+    return tuple(classes)
 
 
-def _sequence(inner: tuple[Enc, Dec], max_len: int, where: str) -> tuple[Enc, Dec]:
-    enc_i, dec_i = inner
-
-    def enc(v: Any) -> list[Any]:
-        if type(v) is not tuple:
-            raise TypeError(f"{where}: expected a tuple, got {type(v).__name__}")
-        if len(v) > max_len:
-            raise ValueError(f"{where}: {len(v)} items exceeds {max_len}")
-        return [enc_i(x) for x in v]
-
-    def dec(o: Any) -> tuple[Any, ...]:
-        if type(o) is not list:
-            raise DecodeError(f"{where}: expected an array")
-        if len(o) > max_len:
-            raise DecodeError(f"{where}: {len(o)} items exceeds {max_len}")
-        return tuple(dec_i(x) for x in o)
-
-    return enc, dec
+# ------------------------------------------------------------------------- errors and general fallbacks
+#
+# Generated code handles exact-type values inline and calls these for anything else: they apply the
+# general rule (accepting, say, a plain int for a Height field) or raise the error.
 
 
-def _bool(where: str) -> tuple[Enc, Dec]:
-    def enc(v: Any) -> bool:
-        if type(v) is not bool:
-            raise TypeError(f"{where}: expected bool")
-        return v
-
-    def dec(o: Any) -> bool:
-        if type(o) is not bool:
-            raise DecodeError(f"{where}: expected bool")
-        return o
-
-    return enc, dec
+def _enc_int_slow(v: Any, lo: int, hi: int, where: str) -> int:
+    if isinstance(v, bool) or not isinstance(v, int):
+        raise TypeError(f"{where}: expected int, got {type(v).__name__}")
+    if not lo <= v <= hi:
+        raise ValueError(f"{where}: {v} out of range [{lo}, {hi}]")
+    return int(v)
 
 
-def _int(hi: int, lo: int, cast: type | None, where: str) -> tuple[Enc, Dec]:
-    def enc(v: Any) -> int:
-        if isinstance(v, bool) or not isinstance(v, int):
-            raise TypeError(f"{where}: expected int, got {type(v).__name__}")
-        if not lo <= v <= hi:
-            raise ValueError(f"{where}: {v} out of range [{lo}, {hi}]")
-        return int(v)
-
-    def dec(o: Any) -> int:
-        if type(o) is not int:
-            raise DecodeError(f"{where}: expected int, got {type(o).__name__}")
-        if not lo <= o <= hi:
-            raise DecodeError(f"{where}: {o} out of range [{lo}, {hi}]")
-        return cast(o) if cast is not None else o
-
-    return enc, dec
+def _enc_enum_slow(v: Any, members: list[enum.IntEnum], where: str, name: str) -> int:
+    if v not in members:
+        raise ValueError(f"{where}: {v!r} is not a {name}")
+    return int(v)
 
 
-def _int_enum(tp: type[enum.IntEnum], where: str) -> tuple[Enc, Dec]:
-    values = {int(m): m for m in tp}
-
-    def enc(v: Any) -> int:
-        if v not in values.values():
-            raise ValueError(f"{where}: {v!r} is not a {tp.__name__}")
-        return int(v)
-
-    def dec(o: Any) -> enum.IntEnum:
-        if type(o) is not int or o not in values:
-            raise DecodeError(f"{where}: {o!r} is not a valid {tp.__name__}")
-        return values[o]
-
-    return enc, dec
+def _enc_fixed_slow(v: Any, size: int, where: str) -> bytes:
+    if not isinstance(v, bytes) or len(v) != size:
+        raise ValueError(f"{where}: expected {size} bytes")
+    return bytes(v)
 
 
-def _fixed_bytes(tp: type[FixedBytes], where: str) -> tuple[Enc, Dec]:
-    size = tp.SIZE
-
-    def enc(v: Any) -> bytes:
-        if not isinstance(v, bytes) or len(v) != size:
-            raise ValueError(f"{where}: expected {size} bytes")
-        return bytes(v)
-
-    def dec(o: Any) -> FixedBytes:
-        if type(o) is not bytes or len(o) != size:
-            raise DecodeError(f"{where}: expected {size} bytes")
-        return tp(o)
-
-    return enc, dec
+def _enc_bytes_slow(v: Any, max_len: int, where: str) -> bytes:
+    if not isinstance(v, bytes):
+        raise TypeError(f"{where}: expected bytes")
+    if len(v) > max_len:
+        raise ValueError(f"{where}: {len(v)} bytes exceeds {max_len}")
+    return bytes(v)
 
 
-def _bytes(max_len: int, where: str) -> tuple[Enc, Dec]:
-    def enc(v: Any) -> bytes:
-        if not isinstance(v, bytes):
-            raise TypeError(f"{where}: expected bytes")
-        if len(v) > max_len:
-            raise ValueError(f"{where}: {len(v)} bytes exceeds {max_len}")
-        return bytes(v)
-
-    def dec(o: Any) -> bytes:
-        if type(o) is not bytes:
-            raise DecodeError(f"{where}: expected bytes")
-        if len(o) > max_len:
-            raise DecodeError(f"{where}: {len(o)} bytes exceeds {max_len}")
-        return o
-
-    return enc, dec
+def _enc_str_slow(v: Any, max_len: int, where: str) -> str:
+    if not isinstance(v, str):
+        raise TypeError(f"{where}: expected str")
+    if len(v.encode()) > max_len:
+        raise ValueError(f"{where}: string exceeds {max_len} bytes")
+    return str(v)
 
 
-def _str(max_len: int, where: str) -> tuple[Enc, Dec]:
-    def enc(v: Any) -> str:
-        if not isinstance(v, str):
-            raise TypeError(f"{where}: expected str")
-        if len(v.encode()) > max_len:
-            raise ValueError(f"{where}: string exceeds {max_len} bytes")
-        return str(v)
+def _enc_bool_error(where: str) -> typing.NoReturn:
+    raise TypeError(f"{where}: expected bool")
 
-    def dec(o: Any) -> str:
-        if type(o) is not str:
-            raise DecodeError(f"{where}: expected str")
-        if len(o.encode()) > max_len:
-            raise DecodeError(f"{where}: string exceeds {max_len} bytes")
-        return o
 
-    return enc, dec
+def _enc_seq_error(v: Any, max_len: int, where: str) -> typing.NoReturn:
+    if type(v) is not tuple:
+        raise TypeError(f"{where}: expected a tuple, got {type(v).__name__}")
+    raise ValueError(f"{where}: {len(v)} items exceeds {max_len}")
+
+
+def _enc_class_error(v: Any, name: str) -> typing.NoReturn:
+    raise TypeError(f"expected {name}, got {type(v).__name__}")
+
+
+def _enc_union_error(v: Any, where: str) -> typing.NoReturn:
+    raise TypeError(f"{where}: {type(v).__name__} is not a member of the union")
+
+
+def _dec_error(message: str) -> typing.NoReturn:
+    raise DecodeError(message)
+
+
+def _dec_int_error(o: Any, lo: int, hi: int, where: str) -> typing.NoReturn:
+    if type(o) is not int:
+        raise DecodeError(f"{where}: expected int, got {type(o).__name__}")
+    raise DecodeError(f"{where}: {o} out of range [{lo}, {hi}]")
+
+
+def _dec_enum_error(o: Any, where: str, name: str) -> typing.NoReturn:
+    raise DecodeError(f"{where}: {o!r} is not a valid {name}")
+
+
+def _dec_bytes_error(o: Any, max_len: int, where: str) -> typing.NoReturn:
+    if type(o) is not bytes:
+        raise DecodeError(f"{where}: expected bytes")
+    raise DecodeError(f"{where}: {len(o)} bytes exceeds {max_len}")
+
+
+def _dec_str_error(o: Any, max_len: int, where: str) -> typing.NoReturn:
+    if type(o) is not str:
+        raise DecodeError(f"{where}: expected str")
+    raise DecodeError(f"{where}: string exceeds {max_len} bytes")
+
+
+def _dec_seq_error(o: Any, max_len: int, where: str) -> typing.NoReturn:
+    if type(o) is not list:
+        raise DecodeError(f"{where}: expected an array")
+    raise DecodeError(f"{where}: {len(o)} items exceeds {max_len}")
+
+
+def _dec_class_error(o: Any, n_fields: int, name: str) -> typing.NoReturn:
+    if type(o) is not list:
+        raise DecodeError(f"{name}: expected an array, got {type(o).__name__}")
+    raise DecodeError(f"{name}: expected {n_fields} fields, got {len(o)}")
+
+
+def _dec_tag_error(o: Any, where: str) -> typing.NoReturn:
+    raise DecodeError(f"{where}: unknown tag {o[0]}")
+
+
+def _dec_check_error(name: str, exc: ValueError) -> DecodeError:
+    return DecodeError(f"{name}: {exc}")
+
+
+def _dec_input_error(name: str, data: Any, max_bytes: int) -> typing.NoReturn:
+    if not isinstance(data, bytes | bytearray | memoryview):
+        raise DecodeError(f"{name}: expected bytes, got {type(data).__name__}")
+    raise DecodeError(f"{name}: {len(data)} bytes exceeds the limit of {max_bytes}")
+
+
+def _slow_encode(value: Wire) -> bytes:
+    return _packer.pack(_codec(type(value)).enc_raw(value))
+
+
+def _slow_to_obj(value: Wire) -> Any:
+    return _codec(type(value)).enc_obj(value)
+
+
+def _slow_from_obj(cls: type[Wire], obj: Any) -> Any:
+    return _codec(cls).dec(obj)
+
+
+_NAMESPACE: dict[str, Any] = {
+    name: value for name, value in globals().items()
+    if name.startswith(("_enc_", "_dec_", "_slow_"))
+} | {
+    "DecodeError": DecodeError, "_packer": _packer, "_unpack_canonical": unpack_canonical,
+    "_decode_as": decode_as, "_new": object.__new__, "_inew": int.__new__, "_bnew": bytes.__new__,
+    "_set_cached_bytes": _set_cached_bytes,
+}
+
+
+# ------------------------------------------------------------------------------------------ compiler
+
+
+@dataclasses.dataclass(slots=True)
+class _Codec:
+    """The generated functions of one wire type."""
+
+    enc_obj: Enc  # value -> plain msgpack object (`to_obj`); checks the value's type
+    enc_raw: Enc  # value -> object msgpack packs to the same bytes, typed ids left as they are
+    dec: Dec  # msgpack object -> value, every decoding rule
+    encode: Callable[[Any], bytes]
+    decode: Callable[[type, Any], Any]
+    to_obj: Enc
+    from_obj: Callable[[type, Any], Any]
+
+
+_lock = threading.RLock()
+_in_progress: set[type] = set()
+
+
+def _codec(cls: type) -> _Codec:
+    codec = cls.__dict__.get("_codec")
+    if codec is None:
+        with _lock:
+            codec = cls.__dict__.get("_codec")
+            if codec is None:
+                codec = _compile_class(cls)
+    return typing.cast(_Codec, codec)
+
+
+def _codec_of(cls: type) -> tuple[Enc, Dec]:
+    """(to_obj, from_obj) of `cls`; kept for callers of the former closure-based compiler."""
+    codec = _codec(cls)
+    return codec.enc_obj, codec.dec
+
+
+class _Source:
+    """Source text and namespace of one type's generated functions."""
+
+    def __init__(self) -> None:
+        self.ns: dict[str, Any] = dict(_NAMESPACE)
+        self.defs: list[str] = []
+        self._names: dict[int, str] = {}
+
+    def ref(self, obj: Any) -> str:
+        """A namespace name bound to `obj`."""
+        name = self._names.get(id(obj))
+        if name is None:
+            name = f"_k{len(self._names)}"
+            self._names[id(obj)] = name
+            self.ns[name] = obj
+        return name
+
+    def nested(self, cls: type[Wire], what: str) -> str:
+        """Name of `cls`'s generated `what` function (enc_obj, enc_raw or dec), compiling it first."""
+        if cls in _in_progress:  # a type that (indirectly) contains itself: resolve at call time
+            fn: Callable[[Any], Any] = {
+                "enc_obj": lambda v: _codec(cls).enc_obj(v),
+                "enc_raw": lambda v: _codec(cls).enc_raw(v),
+                "dec": lambda o: _codec(cls).dec(o),
+            }[what]
+        else:
+            fn = getattr(_codec(cls), what)
+        return self.ref(fn)
+
+    def function(self, prefix: str, lines: list[str]) -> str:
+        name = f"_{prefix}{len(self.defs)}"
+        self.defs.append("\n".join([f"def {name}(x):", *lines, "    return x"]))
+        return name
+
+
+def _enc_lines(src: _Source, spec: Spec, x: str, where: str, obj: bool, ind: int) -> list[str]:
+    """Statements that check `x` and leave its encoded form in `x` (plain types when `obj`)."""
+    p = " " * ind
+    w = repr(where)
+    kind = spec[0]
+    if kind == "bool":
+        return [f"{p}if type({x}) is not bool: _enc_bool_error({w})"]
+    if kind == "int":
+        _, lo, hi, cast = spec
+        fast = f"type({x}) is not int" + (f" and type({x}) is not {src.ref(cast)}" if cast else "")
+        lines = [f"{p}if ({fast}) or not {lo} <= {x} <= {hi}: {x} = _enc_int_slow({x}, {lo}, {hi}, {w})"]
+        if obj and cast:
+            lines.append(f"{p}if type({x}) is not int: {x} = int({x})")
+        return lines
+    if kind == "enum":
+        e = spec[1]
+        slow = f"{x} = _enc_enum_slow({x}, {src.ref(list(e))}, {w}, {e.__name__!r})"
+        if obj:
+            to_int = f"{x}._value_" if all(type(m._value_) is int for m in e) else f"int({x})"
+            return [f"{p}if type({x}) is {src.ref(e)}: {x} = {to_int}", f"{p}else: {slow}"]
+        return [f"{p}if type({x}) is not {src.ref(e)}: {slow}"]
+    if kind == "fixed":
+        f = spec[1]
+        slow = f"{x} = _enc_fixed_slow({x}, {f.SIZE}, {w})"
+        if obj:
+            return [f"{p}if type({x}) is {src.ref(f)}: {x} = bytes({x})", f"{p}else: {slow}"]
+        return [f"{p}if type({x}) is not {src.ref(f)}: {slow}"]
+    if kind == "bytes":
+        n = spec[1]
+        return [f"{p}if type({x}) is not bytes or len({x}) > {n}: {x} = _enc_bytes_slow({x}, {n}, {w})"]
+    if kind == "str":
+        n = spec[1]
+        return [f"{p}if type({x}) is not str or (len({x}) if {x}.isascii() else len({x}.encode())) > {n}: "
+                f"{x} = _enc_str_slow({x}, {n}, {w})"]
+    if kind == "opt":
+        return [f"{p}if {x} is not None:", *_enc_lines(src, spec[1], x, where, obj, ind + 4)]
+    if kind == "seq":
+        _, inner, n = spec
+        lines = [f"{p}if type({x}) is not tuple or len({x}) > {n}: _enc_seq_error({x}, {n}, {w})"]
+        elem = _enc_elem(src, inner, where, obj)
+        converts = obj and (inner[0] in ("enum", "fixed") or (inner[0] == "int" and inner[3] is not None))
+        if inner[0] in _SCALARS and not converts:
+            # Exact-type items go through as they are; the first other item converts the whole sequence.
+            lines += [f"{p}for _i in {x}:",
+                      f"{p}    if {_enc_fast_fail(src, inner, '_i')}:",
+                      f"{p}        {x} = [{elem}(_j) for _j in {x}]",
+                      f"{p}        break"]
+            if obj:
+                lines.append(f"{p}else: {x} = list({x})")
+            return lines
+        return [*lines, f"{p}{x} = [{elem}(_i) for _i in {x}]"]
+    if kind == "wire":
+        return [f"{p}{x} = {src.nested(spec[1], 'enc_obj' if obj else 'enc_raw')}({x})"]
+    if kind == "union":
+        table = {c: (c.TAG, src.nested(c, "enc_obj" if obj else "enc_raw")) for c in spec[1]}
+        # Resolve names to functions for the lookup table.
+        fns = {c: (tag, src.ns[name]) for c, (tag, name) in table.items()}
+        return [f"{p}_u = {src.ref(fns)}.get(type({x}))",
+                f"{p}if _u is None: _enc_union_error({x}, {w})",
+                f"{p}{x} = [_u[0], _u[1]({x})]"]
+    raise AssertionError(kind)
+
+
+def _enc_fast_fail(src: _Source, spec: Spec, x: str) -> str:
+    """Expression true when scalar `x` is not an exact-type, in-range value."""
+    kind = spec[0]
+    if kind == "bool":
+        return f"type({x}) is not bool"
+    if kind == "int":
+        _, lo, hi, cast = spec
+        fast = f"type({x}) is not int" + (f" and type({x}) is not {src.ref(cast)}" if cast else "")
+        return f"({fast}) or not {lo} <= {x} <= {hi}"
+    if kind in ("enum", "fixed"):
+        return f"type({x}) is not {src.ref(spec[1])}"
+    if kind == "bytes":
+        return f"type({x}) is not bytes or len({x}) > {spec[1]}"
+    if kind == "str":
+        return f"type({x}) is not str or (len({x}) if {x}.isascii() else len({x}.encode())) > {spec[1]}"
+    raise AssertionError(kind)
+
+
+def _enc_elem(src: _Source, spec: Spec, where: str, obj: bool) -> str:
+    if spec[0] == "wire":
+        return src.nested(spec[1], "enc_obj" if obj else "enc_raw")
+    return src.function("e", _enc_lines(src, spec, "x", where, obj, 4))
+
+
+def _dec_check(src: _Source, spec: Spec, o: str, where: str, ind: int) -> tuple[list[str], str | None]:
+    """For a scalar spec: statements raising DecodeError unless `o` is valid, and the typed value."""
+    p = " " * ind
+    w = repr(where)
+    kind = spec[0]
+    if kind == "bool":
+        return [f"{p}if type({o}) is not bool: _dec_error({where + ': expected bool'!r})"], None
+    if kind == "int":
+        _, lo, hi, cast = spec
+        check = f"{p}if type({o}) is not int or not {lo} <= {o} <= {hi}: _dec_int_error({o}, {lo}, {hi}, {w})"
+        return [check], (f"_inew({src.ref(cast)}, {o})" if cast else None)
+    if kind == "enum":
+        e = spec[1]
+        members = src.ref({int(m): m for m in e})
+        return ([f"{p}if type({o}) is not int or {o} not in {members}: _dec_enum_error({o}, {w}, {e.__name__!r})"],
+                f"{members}[{o}]")
+    if kind == "fixed":
+        f = spec[1]
+        message = f"{where}: expected {f.SIZE} bytes"
+        return ([f"{p}if type({o}) is not bytes or len({o}) != {f.SIZE}: _dec_error({message!r})"],
+                f"_bnew({src.ref(f)}, {o})")
+    if kind == "bytes":
+        n = spec[1]
+        return [f"{p}if type({o}) is not bytes or len({o}) > {n}: _dec_bytes_error({o}, {n}, {w})"], None
+    if kind == "str":
+        n = spec[1]
+        return [f"{p}if type({o}) is not str or (len({o}) if {o}.isascii() else len({o}.encode())) > {n}: "
+                f"_dec_str_error({o}, {n}, {w})"], None
+    raise AssertionError(kind)
+
+
+def _dec_lines(src: _Source, spec: Spec, o: str, where: str, ind: int) -> list[str]:
+    """Statements that check the msgpack object `o` and leave the decoded value in `o`."""
+    p = " " * ind
+    w = repr(where)
+    kind = spec[0]
+    if kind in _SCALARS:
+        lines, value = _dec_check(src, spec, o, where, ind)
+        return lines if value is None else [*lines, f"{p}{o} = {value}"]
+    if kind == "opt":
+        return [f"{p}if {o} is not None:", *_dec_lines(src, spec[1], o, where, ind + 4)]
+    if kind == "seq":
+        _, inner, n = spec
+        lines = [f"{p}if type({o}) is not list or len({o}) > {n}: _dec_seq_error({o}, {n}, {w})"]
+        if inner[0] in _SCALARS:
+            checks, value = _dec_check(src, inner, "_i", where, ind + 4)
+            lines += [f"{p}for _i in {o}:", *checks]
+            return [*lines, f"{p}{o} = tuple({o})" if value is None else f"{p}{o} = tuple([{value} for _i in {o}])"]
+        if inner[0] == "wire":
+            elem = src.nested(inner[1], "dec")
+        else:
+            elem = src.function("d", _dec_lines(src, inner, "x", where, 4))
+        return [*lines, f"{p}{o} = tuple([{elem}(_i) for _i in {o}])"]
+    if kind == "wire":
+        return [f"{p}{o} = {src.nested(spec[1], 'dec')}({o})"]
+    if kind == "union":
+        by_tag = {c.TAG: src.ns[src.nested(c, "dec")] for c in spec[1]}
+        message = f"{where}: expected [tag, value]"
+        return [f"{p}if type({o}) is not list or len({o}) != 2 or type({o}[0]) is not int: _dec_error({message!r})",
+                f"{p}_f = {src.ref(by_tag)}.get({o}[0])",
+                f"{p}if _f is None: _dec_tag_error({o}, {w})",
+                f"{p}{o} = _f({o}[1])"]
+    raise AssertionError(kind)
+
+
+def _builder(cls: type) -> type | None:
+    """A mutable twin of `cls` (same base, same slots) to fill a decoded value before it becomes a `cls`.
+
+    Assigning fields through the frozen dataclass `__init__` costs a call of `object.__setattr__` per field;
+    the twin takes plain slot stores, then one `__class__` assignment. Only for classes whose `__init__` is
+    the dataclass one and that have no `__post_init__`; None when the layout does not allow it.
+    """
+    slots = cls.__dict__.get("__slots__")
+    if (not isinstance(slots, tuple) or slots != tuple(f.name for f in dataclasses.fields(cls))
+            or "__init__" in cls.__dict__.get("_wire_own", ()) or hasattr(cls, "__post_init__")):
+        return None
+    try:
+        twin = type(f"_{cls.__name__}Builder", cls.__bases__, {"__slots__": slots, "__module__": cls.__module__})
+        probe = object.__new__(twin)
+        probe.__class__ = cls
+    except TypeError:
+        return None
+    return twin
+
+
+def _compile_class(cls: type) -> _Codec:
+    if not dataclasses.is_dataclass(cls):
+        raise TypeError(f"{cls.__name__} is not a wire type (use @wire)")
+    name = cls.__name__
+    _in_progress.add(cls)
+    try:
+        hints = typing.get_type_hints(cls, include_extras=True)
+        fields = [f.name for f in dataclasses.fields(cls)]
+        specs = [_parse(hints[f], f"{name}.{f}") for f in fields]
+        src = _Source()
+        c = src.ref(cls)
+        vs = [f"f{i}" for i in range(len(fields))]
+        unpacked = f"    {', '.join(vs)}, = o" if vs else "    pass"
+        loads = [f"    f{i} = v.{f}" for i, f in enumerate(fields)]
+        out = f"[{', '.join(vs)}]"
+
+        def enc_body(obj: bool) -> list[str]:
+            return [line for i, spec in enumerate(specs)
+                    for line in _enc_lines(src, spec, vs[i], f"{name}.{fields[i]}", obj, 4)]
+
+        raw_body = enc_body(False)
+        obj_body = enc_body(True)
+        dec_body = [line for i, spec in enumerate(specs)
+                    for line in _dec_lines(src, spec, vs[i], f"{name}.{fields[i]}", 4)]
+
+        builder = _builder(cls)
+        if builder is not None:
+            construct = [f"    v = _new({src.ref(builder)})", *[f"    v.{f} = f{i}" for i, f in enumerate(fields)],
+                         f"    v.__class__ = {c}"]
+        else:
+            construct = [f"    v = {c}({', '.join(vs)})"]
+        check = getattr(cls, "validate_wire", None)
+        if check is not None:
+            construct += ["    try:", f"        {src.ref(check)}(v)", "    except ValueError as exc:",
+                          f"        raise _dec_check_error({name!r}, exc) from None"]
+        cached = issubclass(cls, CachedWire)
+        n = len(fields)
+        text = "\n\n".join([
+            *src.defs,
+            "\n".join(["def enc_raw(v):", f"    if type(v) is not {c}: _enc_class_error(v, {name!r})",
+                       *loads, *raw_body, f"    return {out}"]),
+            "\n".join(["def enc_obj(v):", f"    if type(v) is not {c}: _enc_class_error(v, {name!r})",
+                       *loads, *obj_body, f"    return {out}"]),
+            "\n".join(["def dec(o):", f"    if type(o) is not list or len(o) != {n}: _dec_class_error(o, {n}, {name!r})",
+                       unpacked, *dec_body, *construct, "    return v"]),
+            "\n".join(["def encode(self):",
+                       *(["    try:", "        return self._wire_bytes", "    except AttributeError:", "        pass"]
+                         if cached else []),
+                       f"    if type(self) is not {c}: return _slow_encode(self)",
+                       "    v = self", *loads, *raw_body, f"    data = _packer.pack({out})",
+                       *(["    _set_cached_bytes(self, data)"] if cached else []),
+                       "    return data"]),
+            "\n".join(["def decode(cls, data):",
+                       f"    if cls is not {c}: return _decode_as(cls, data, cls.MAX_BYTES)",
+                       f"    limit = {c}.MAX_BYTES",
+                       "    if type(data) is not bytes:",
+                       "        if not isinstance(data, bytes | bytearray | memoryview) or len(data) > limit:",
+                       f"            _dec_input_error({name!r}, data, limit)",
+                       "        data = bytes(data)",
+                       f"    elif len(data) > limit: _dec_input_error({name!r}, data, limit)",
+                       f"    raw = _unpack_canonical(data, {name!r})",
+                       "    try:",
+                       "        value = dec(raw)",
+                       "    except DecodeError:",
+                       "        raise",
+                       "    except (TypeError, ValueError) as exc:",
+                       f"        raise _dec_check_error({name!r}, exc) from None",
+                       *(["    _set_cached_bytes(value, data)"] if cached else []),
+                       "    return value"]),
+            "\n".join(["def to_obj(self):",
+                       f"    return enc_obj(self) if type(self) is {c} else _slow_to_obj(self)"]),
+            "\n".join(["def from_obj(cls, obj):",
+                       f"    return dec(obj) if cls is {c} else _slow_from_obj(cls, obj)"]),
+        ])
+        ns = src.ns
+        exec(compile(text, f"<wire codec {cls.__module__}.{cls.__qualname__}>", "exec"), ns)  # noqa: S102
+        codec = _Codec(ns["enc_obj"], ns["enc_raw"], ns["dec"], ns["encode"], ns["decode"], ns["to_obj"],
+                       ns["from_obj"])
+    finally:
+        _in_progress.discard(cls)
+    cls._codec = codec  # type: ignore[attr-defined]
+    if "_wire_own" in cls.__dict__:  # a @wire type: its generated methods replace Wire's
+        own = cls.__dict__["_wire_own"]
+        for method in _CODEC_METHODS:
+            if method not in own:
+                fn = getattr(codec, method)
+                setattr(cls, method, classmethod(fn) if method in ("decode", "from_obj") else fn)
+    return codec
