@@ -382,6 +382,17 @@ def _full_path(nibble: int) -> tuple[slice, slice, slice, slice, slice, slice, s
 
 
 FULL_PATH: Final = tuple(_full_path(nibble) for nibble in range(16))
+
+
+def _path_bits(nibble: int) -> tuple[int, int, int, int, int, int, int, int]:
+    pair, quarter, half = 8 + (nibble >> 1), 4 + (nibble >> 2), 2 + (nibble >> 3)
+    return (0x8000 >> nibble, 0x8000 >> (nibble ^ 1), MASKS[pair], MASKS[pair ^ 1], MASKS[quarter],
+            MASKS[quarter ^ 1], MASKS[half], MASKS[half ^ 1])
+
+
+PATH_BITS: Final = tuple(_path_bits(nibble) for nibble in range(16))
+"""Per child: its bit, its sibling child's bit, then the child masks of the pair, quarter and half on its path
+and of each one's sibling."""
 """Per child of a full node: where the pair's, quarter's and half's siblings sit in the inner hashes, then the
 4 unchanged stretches around the pair's, quarter's and half's own values (SPLICES)."""
 

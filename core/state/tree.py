@@ -25,9 +25,7 @@ from core.state.nodes import (
     INTERNAL,
     LEAF,
     NODE_PREFIX,
-    SLOT,
-    SPLICES,
-    STEPS,
+    PATH_BITS,
     Child,
     check_node,
     child_offset,
@@ -284,7 +282,7 @@ class _Updater:
         # Back up: each node gets its one changed child.
         new_version = self.version
         stale, node_writes, cache_entries = self.stale, self.node_writes, self.cache_entries
-        sha, tag, empty, slot, join = _sha256, NODE_PREFIX, _EMPTY, SLOT, b"".join
+        sha, tag, empty, join = _sha256, NODE_PREFIX, _EMPTY, b"".join
         for version, position, raw, inner, present, leaves, nibble, off, size in reversed(frames):
             stale.append(_STALE_NODE + version + position)
             bit = 0x8000 >> nibble
@@ -346,35 +344,76 @@ class _Updater:
                 digest = sha(tag + sibling + half_value if nibble & 8 else tag + half_value + sibling).digest()
                 new_inner = join((inner[a], half_value, inner[b], quarter_value, inner[c], pair_value, inner[d]))
             else:
-                # Only the 4 hashes on the changed child's path are re-derived (see nodes.path_values).
-                hashes: list[bytes] = []
-                for sibling_position, right, mine_mask, other_mask, _ in STEPS[nibble]:
-                    if sibling_position >= 16:  # a child: its record is right before or after this child's
-                        sibling_bit = 0x8000 >> (sibling_position - 16)
-                        if present & sibling_bit:
-                            at = off - (72 if leaves & sibling_bit else 40) if right else off + size
-                            sibling = raw[at + 8 : at + 40]
-                        else:
-                            sibling = empty
+                # Only the 4 values on the changed child's path are re-derived (see nodes.path_values), each from
+                # its sibling's value and the rules for empty and one-leaf subtrees (MASKS: the children below).
+                (own, other_bit, pair_mask, pair_sibling_mask, quarter_mask, quarter_sibling_mask, half_mask,
+                 half_sibling_mask) = PATH_BITS[nibble]
+                sibling_pair, sibling_quarter, sibling_half, a, b, c, d = FULL_PATH[nibble]
+                # The pair: this child and its sibling child, whose record is right before or after this one's.
+                if present & other_bit:
+                    if nibble & 1:
+                        at = off - (72 if leaves & other_bit else 40)
                     else:
-                        sibling = inner[slot[sibling_position]]
-                    mine = new_present & mine_mask
-                    theirs = new_present & other_mask
-                    if mine:
-                        if theirs:
-                            digest = sha(tag + sibling + digest if right else tag + digest + sibling).digest()
-                        elif mine & (mine - 1) or not new_leaves & mine:
-                            digest = sha(tag + empty + digest if right else tag + digest + empty).digest()
-                    elif theirs:
-                        if theirs & (theirs - 1) or not new_leaves & theirs:
-                            digest = sha(tag + sibling + empty if right else tag + empty + sibling).digest()
-                        else:
-                            digest = sibling
+                        at = off + size
+                    sibling = raw[at + 8 : at + 40]
+                    if new_present & own:
+                        digest = sha(tag + sibling + digest if nibble & 1 else tag + digest + sibling).digest()
+                    elif not new_leaves & other_bit:
+                        digest = sha(tag + sibling + empty if nibble & 1 else tag + empty + sibling).digest()
                     else:
-                        digest = empty
-                    hashes.append(digest)
-                a, b, c, d = SPLICES[nibble]
-                new_inner = b"".join((inner[a], hashes[2], inner[b], hashes[1], inner[c], hashes[0], inner[d]))
+                        digest = sibling
+                elif new_present & own and not new_leaves & own:
+                    digest = sha(tag + empty + digest if nibble & 1 else tag + digest + empty).digest()
+                pair_value = digest
+                # The quarter, the half and the node: the sibling's value is kept in the inner hashes.
+                mine = new_present & pair_mask
+                theirs = new_present & pair_sibling_mask
+                sibling = inner[sibling_pair]
+                if mine and theirs:
+                    digest = sha(tag + sibling + digest if nibble & 2 else tag + digest + sibling).digest()
+                elif mine:
+                    if mine & (mine - 1) or not new_leaves & mine:
+                        digest = sha(tag + empty + digest if nibble & 2 else tag + digest + empty).digest()
+                elif theirs:
+                    if theirs & (theirs - 1) or not new_leaves & theirs:
+                        digest = sha(tag + sibling + empty if nibble & 2 else tag + empty + sibling).digest()
+                    else:
+                        digest = sibling
+                else:
+                    digest = empty
+                quarter_value = digest
+                mine = new_present & quarter_mask
+                theirs = new_present & quarter_sibling_mask
+                sibling = inner[sibling_quarter]
+                if mine and theirs:
+                    digest = sha(tag + sibling + digest if nibble & 4 else tag + digest + sibling).digest()
+                elif mine:
+                    if mine & (mine - 1) or not new_leaves & mine:
+                        digest = sha(tag + empty + digest if nibble & 4 else tag + digest + empty).digest()
+                elif theirs:
+                    if theirs & (theirs - 1) or not new_leaves & theirs:
+                        digest = sha(tag + sibling + empty if nibble & 4 else tag + empty + sibling).digest()
+                    else:
+                        digest = sibling
+                else:
+                    digest = empty
+                half_value = digest
+                mine = new_present & half_mask
+                theirs = new_present & half_sibling_mask
+                sibling = inner[sibling_half]
+                if mine and theirs:
+                    digest = sha(tag + sibling + digest if nibble & 8 else tag + digest + sibling).digest()
+                elif mine:
+                    if mine & (mine - 1) or not new_leaves & mine:
+                        digest = sha(tag + empty + digest if nibble & 8 else tag + digest + empty).digest()
+                elif theirs:
+                    if theirs & (theirs - 1) or not new_leaves & theirs:
+                        digest = sha(tag + sibling + empty if nibble & 8 else tag + empty + sibling).digest()
+                    else:
+                        digest = sibling
+                else:
+                    digest = empty
+                new_inner = join((inner[a], half_value, inner[b], quarter_value, inner[c], pair_value, inner[d]))
             cache_entries[position[0]][position] = new_version, new_raw, new_inner
             new = digest, new_version, None
         return new
