@@ -54,6 +54,7 @@ from core.store import KeySpace, space
 from core.types import Height, Timestamp
 from core.validators import ValidatorEntry
 from core.votes import Commit, Vote
+from node.blockcheck import BlockChecks
 from node.chain import Chain
 from node.mempool import Mempool
 from vm.txs import TxKind
@@ -86,7 +87,7 @@ class ConsensusDriver:
     def __init__(self, *, chain: Chain, state: ConsensusState, wal: WriteAheadLog, signer: Signer | None,
                  mempool: Mempool, limits: BlockLimits, genesis_time: int, publish: Publisher,
                  alarm: AlarmSink | None = None, clock: Callable[[], int] = now_ms,
-                 inbox_size: int = 4096) -> None:
+                 inbox_size: int = 4096, block_checks: BlockChecks | None = None) -> None:
         self.chain = chain
         self.app: Application = chain.app
         self.state = state
@@ -98,6 +99,8 @@ class ConsensusDriver:
         self._publish = publish
         self._alarm = alarm or (lambda reason: logger.error("ALARM: %s", reason))
         self._clock = clock
+        # The machine's block checker, if it is this cache: blocks are checked here in worker threads first.
+        self._block_checks = block_checks
         self._send, self._receive = trio.open_memory_channel[Event](inbox_size)
         self._outbox_send, self._outbox_receive = trio.open_memory_channel[Vote | ProposalBlock | Evidence](
             math.inf)
@@ -253,8 +256,14 @@ class ConsensusDriver:
         template = action.template
         lim = self.limits
         txs = self.mempool.reap(max_txs=lim.max_txs, max_bytes=lim.max_bytes, max_gas=lim.max_gas)
+        def build() -> Block:
+            block = self.app.build_block(template, txs)
+            if self._block_checks is not None:
+                self._block_checks.precheck(block)  # so the machine does not hash the block on the loop
+            return block
+
         try:
-            block = await trio.to_thread.run_sync(self.app.build_block, template, txs, limiter=self._app_threads)
+            block = await trio.to_thread.run_sync(build, limiter=self._app_threads)
         except LocalFault as fault:
             self.raise_alarm(f"cannot build block {template.height}: {fault}")
             return
@@ -351,7 +360,14 @@ class ConsensusDriver:
 
     # ---------------------------------------------------------------- gossip and catch-up inputs
 
+    async def _precheck(self, block: Block) -> None:
+        """Run the machine's stateless block check in a worker thread unless it already ran."""
+        checks = self._block_checks
+        if checks is not None and not checks.is_checked(block):
+            await trio.to_thread.run_sync(checks.precheck, block)
+
     async def on_proposal(self, message: ProposalBlock) -> None:
+        await self._precheck(message.block)
         await self.submit(ProposalReceived(self.now(), message))
 
     async def on_vote(self, vote: Vote) -> None:
@@ -369,4 +385,5 @@ class ConsensusDriver:
             await self.submit(VotesFetched(self.now(), tuple(votes)))
 
     async def on_commit_fetched(self, block: Block, commit: Commit) -> None:
+        await self._precheck(block)
         await self.submit(CommitFetched(self.now(), block, commit))

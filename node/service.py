@@ -38,6 +38,7 @@ from core.store import LevelDBStore
 from core.tx import Transaction
 from core.types import Address, Height
 from core.votes import Vote
+from node.blockcheck import BlockChecks
 from node.blockstore import BlockStore
 from node.chain import Chain, Committed
 from node.config import NodeConfig
@@ -119,6 +120,7 @@ class Node:
             self.home.load_validator_key(passphrase) if self.config.validator else None)
         self.sig_cache = SigCache(self.config.mempool.sig_cache_size)
         self.vote_verifier = VoteVerifier()
+        self.block_checks = BlockChecks()
         self.alarms: list[str] = []
         self.db = LevelDBStore(self.home.data_dir)
         try:
@@ -263,12 +265,13 @@ class Node:
                             self.app.poi_commitment)
             me = self.validator_key.public_key
         params = consensus_params(self.genesis, self.config)
-        state = ConsensusState(self.chain_id, me, params, verifier=self.vote_verifier)
+        state = ConsensusState(self.chain_id, me, params, verifier=self.vote_verifier,
+                               block_checker=self.block_checks)
         g = self.genesis.params.consensus
         limits = BlockLimits(MAX_BLOCK_TXS, int(g.max_block_bytes), int(g.max_block_gas))
         return ConsensusDriver(chain=self.chain, state=state, wal=wal, signer=signer, mempool=self.mempool,
                                limits=limits, genesis_time=int(self.genesis.genesis_time),
-                               publish=self._publish_consensus, alarm=self._alarm)
+                               publish=self._publish_consensus, alarm=self._alarm, block_checks=self.block_checks)
 
     # ---------------------------------------------------------------- after each commit
 
@@ -356,7 +359,9 @@ class Node:
 
     async def _on_proposal(self, message: GossipMessage) -> None:
         if self.driver is not None:
-            await self.driver.on_proposal(message.value)
+            pb: ProposalBlock = message.value
+            self.block_checks.mark(pb.block)  # the envelope check ran validate_basic (in a thread if large)
+            await self.driver.on_proposal(pb)
 
     async def _on_vote(self, message: GossipMessage) -> None:
         if self.driver is not None:
