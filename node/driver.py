@@ -265,6 +265,8 @@ class ConsensusDriver:
         try:
             block = await trio.to_thread.run_sync(build, limiter=self._app_threads)
         except LocalFault as fault:
+            if int(self.chain.height) >= int(template.height):
+                return  # the height was committed meanwhile (a commit of another round): nothing to build
             self.raise_alarm(f"cannot build block {template.height}: {fault}")
             return
         await self.submit(BlockBuilt(self.now(), template.height, template.round, block))

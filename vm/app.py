@@ -257,9 +257,12 @@ class VMApplication:
         return out
 
     def build_block(self, template: BlockTemplate, txs: Sequence[Transaction]) -> Block:
-        """Raises LocalFault when this node cannot compute the PoI reveal the block must carry."""
+        """Raises LocalFault when this node cannot compute the PoI reveal the block must carry, or when its
+        state already moved past the template (a commit landed while the build waited for its thread)."""
         version = self.last_height
         h = int(template.height)
+        if h <= version:
+            raise LocalFault(f"cannot build block {h}: state is already at height {version}")
         if h != version + 1:
             raise ValueError(f"cannot build block {h} on state at height {version}")
         params = self._view(version).params()

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import trio
 
+from consensus.actions import BuildBlock
 from consensus.wal import MemoryWAL
 from core.app import BlockTemplate, VerdictKind
 from core.block import Block, compute_results_root
@@ -107,3 +108,21 @@ async def test_a_restarted_validator_replays_its_wal_and_continues(tmp_path) -> 
             for h in range(1, stopped_at + 1):
                 assert again.blockstore.block(h) == node_blocks[h - 1]
     assert home.sign_state_path.read_bytes() != signed_before  # it signed on, at later heights
+
+
+@pytest.mark.trio
+async def test_a_build_overtaken_by_a_commit_is_dropped_quietly(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A proposer's build can wait for its thread while a commit of another round lands; the stale build
+    must neither crash the driver nor raise an alarm."""
+    node = local_node(make_home(tmp_path, "solo", genesis_doc(1), validator=0))
+    with trio.fail_after(60):
+        async with running(node):
+            await wait_until(lambda: node.height >= 2, 30)
+            driver = node.driver
+            assert driver is not None
+            alarms = list(driver.alarms)
+            template = BlockTemplate(node.chain_id, Height(1), Round(1), Timestamp(int(node.genesis.genesis_time) + 1),
+                                     validator_key(SEED, 0).address, ZERO_HASH, None, ())
+            await driver._build(BuildBlock(template))
+            assert driver.alarms == alarms
+            await wait_until(lambda: node.height >= 3, 30)  # and consensus goes on
