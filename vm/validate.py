@@ -7,6 +7,7 @@ node cannot judge (worker failure, quarantined model), on which it prevotes nil 
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -28,6 +29,8 @@ from vm.execute import BlockContext, InferWork
 from vm.process import validator_updates
 from vm.state import StateView
 from vm.txs import ModelClass
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,8 +63,13 @@ def validate_block(new_view: Callable[[], StateView], compute_update: Callable[[
         return _validate(new_view, compute_update, block, engine, checks)
     except LocalFault as fault:
         return Validated(Verdict.local_fault(str(fault)))
-    except (InferchainError, ValueError) as exc:  # a proposer's bad block never crashes the validator
+    except InferchainError as exc:  # the proposer's fault: a verdict on the block
         return Validated(Verdict.invalid(str(exc)))
+    except Exception as exc:
+        # A bug of ours met on a peer's block: never a verdict on the proposer, never a crash of every
+        # validator it reaches; logged with its traceback and alarmed as a local fault (prevote nil).
+        logger.exception("validating block %d failed inside this node", block.height)
+        return Validated(Verdict.local_fault(f"internal error: {type(exc).__name__}: {exc}"))
 
 
 def _validate(new_view: Callable[[], StateView], compute_update: Callable[[StateView], StateUpdate],
