@@ -14,8 +14,10 @@ from core.block import Block, compute_results_root
 from core.hashing import ZERO_HASH
 from core.tensor import Tensor
 from core.types import Height, Round, Timestamp
+from core.votes import VoteType
 from node.events import TxState
 from node.mempool import REJECTED_DISAGREED
+from p2p.messages import VotesRequest
 from tests.node.helpers import (
     SEED,
     account,
@@ -126,3 +128,15 @@ async def test_a_build_overtaken_by_a_commit_is_dropped_quietly(tmp_path) -> Non
             await driver._build(BuildBlock(template))
             assert driver.alarms == alarms
             await wait_until(lambda: node.height >= 3, 30)  # and consensus goes on
+
+
+@pytest.mark.trio
+async def test_vote_requests_before_the_first_height_get_an_empty_answer(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """The provider needs no catch-all: the machine itself answers () for what it does not hold."""
+    node = local_node(make_home(tmp_path, "v0", genesis_doc(4), validator=0))
+    try:
+        node.driver = node.build_driver(MemoryWAL())
+        request = VotesRequest(Height(1), Round(0), VoteType.PREVOTE, b"")
+        assert tuple(await node._vote_provider(request)) == ()
+    finally:
+        node.close()
