@@ -50,7 +50,7 @@ def parse_peer_addr(text: str) -> PeerInfo:
     maddr = parse_multiaddr(text)
     try:
         return info_from_p2p_addr(maddr)
-    except Exception as exc:
+    except Exception as exc:  # libp2p raises several unrelated types for a bad /p2p part (config input)
         raise ConfigError(f"peer address lacks a valid /p2p/<peer id>: {text!r}: {exc}") from exc
 
 

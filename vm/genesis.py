@@ -208,7 +208,7 @@ def parse_params(doc: Mapping[str, Any]) -> Params:
         params = Params.decode(params.encode())  # every field within its wire range
     except ValueError as exc:
         raise ConfigError(f"genesis: {exc}") from None
-    except Exception as exc:
+    except Exception as exc:  # the codec's range checks raise several types; genesis is the user's file
         raise ConfigError(f"genesis: parameters out of range: {exc}") from None
     if consensus.max_block_bytes > MAX_GENESIS_BLOCK_BYTES:
         raise ConfigError(f"genesis: consensus.max_block_bytes must be at most {MAX_GENESIS_BLOCK_BYTES}")
@@ -301,7 +301,7 @@ def _model(entry: Any, i: int, base_dir: Path) -> GenesisModel:
         meta = ModelMeta.decode(meta.encode())
     except ValueError as exc:
         raise ConfigError(f"genesis: {where}: {exc}") from None
-    except Exception as exc:
+    except Exception as exc:  # the codec's range checks raise several types; genesis is the user's file
         raise ConfigError(f"genesis: {where}: metadata does not encode: {exc}") from None
     model_id = compute_model_id(sha256(model_bytes), meta)
     declared = _hash(_get(entry, "id", where), f"{where}.id")

@@ -183,7 +183,7 @@ class Runner:
             raw = loaded.session.run(loaded.output_names, feeds)
         except MemoryError:
             raise WorkerFault("out of memory during inference") from None
-        except Exception as exc:
+        except Exception as exc:  # ORT's error types derive from Exception directly; classified, not swallowed
             raise _run_error(exc) from None
         return canonical_outputs(dict(zip(loaded.output_names, raw, strict=True)), loaded.outputs, spec.grid_k)
 

@@ -69,7 +69,7 @@ def create_session(model_bytes: bytes) -> ort.InferenceSession:
         )
     except MemoryError as exc:
         raise LocalFault(f"out of memory creating a session: {exc}") from None
-    except Exception as exc:
+    except Exception as exc:  # ORT's error types derive from Exception: only resource errors are changed
         if is_resource_error(exc):
             raise LocalFault(f"out of memory creating a session: {str(exc)[:200]}") from None
         raise
