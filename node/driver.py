@@ -228,7 +228,7 @@ class ConsensusDriver:
         elif isinstance(action, CommitBlock):
             await self._commit(action)
         elif isinstance(action, ReportEvidence):
-            self._report_evidence(action.evidence)
+            await self._report_evidence(action.evidence)
         elif isinstance(action, RaiseAlarm):
             self.raise_alarm(action.reason)
         else:  # pragma: no cover - a new action type the driver does not know is a bug
@@ -331,10 +331,15 @@ class ConsensusDriver:
             return
         await self.feed(self.new_height_event(int(block.height) + 1), sync=True)
 
-    def _report_evidence(self, evidence: Evidence) -> None:
+    async def _report_evidence(self, evidence: Evidence) -> None:
         envelope = EvidenceEnvelope(evidence)
-        with self.chain.db.write_batch(sync=True) as batch:
-            self._evidence.bind(batch).put(evidence_hash(evidence), envelope.encode())
+
+        def store() -> None:
+            with self.chain.db.write_batch(sync=True) as batch:
+                self._evidence.bind(batch).put(evidence_hash(evidence), envelope.encode())
+
+        # An fsync: in a worker thread, like every other durable write of the driver (the loop task waits).
+        await trio.to_thread.run_sync(store, limiter=self._sign_threads)
         if not self._replaying:
             self._outbox_send.send_nowait(evidence)
 

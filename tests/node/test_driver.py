@@ -3,18 +3,23 @@ real validation verdicts, and WAL replay after a restart."""
 
 from __future__ import annotations
 
+import threading
+from typing import Any
+
 import numpy as np
 import pytest
 import trio
 
-from consensus.actions import BuildBlock
+from consensus.actions import BuildBlock, ReportEvidence
 from consensus.wal import MemoryWAL
 from core.app import BlockTemplate, VerdictKind
 from core.block import Block, compute_results_root
-from core.hashing import ZERO_HASH
+from core.evidence import EvidenceEnvelope, duplicate_vote, evidence_hash
+from core.hashing import ZERO_HASH, sha256
+from core.store import KeySpace, LevelDBStore, space
 from core.tensor import Tensor
 from core.types import Height, Round, Timestamp
-from core.votes import VoteType
+from core.votes import ZERO_SIGNATURE, Vote, VoteType
 from node.events import TxState
 from node.mempool import REJECTED_DISAGREED
 from p2p.messages import VotesRequest
@@ -138,5 +143,34 @@ async def test_vote_requests_before_the_first_height_get_an_empty_answer(tmp_pat
         node.driver = node.build_driver(MemoryWAL())
         request = VotesRequest(Height(1), Round(0), VoteType.PREVOTE, b"")
         assert tuple(await node._vote_provider(request)) == ()
+    finally:
+        node.close()
+
+
+@pytest.mark.trio
+async def test_reported_evidence_is_stored_durably_off_the_event_loop(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    node = local_node(make_home(tmp_path, "v0", genesis_doc(4), validator=0))
+    try:
+        driver = node.build_driver(MemoryWAL())
+        cheat = validator_key(SEED, 2)
+
+        def prevote(block: bytes) -> Vote:
+            return Vote(VoteType.PREVOTE, Height(1), Round(0), sha256(block), Timestamp(0), cheat.public_key, None,
+                        ZERO_SIGNATURE).signed(cheat, node.chain_id)
+
+        evidence = duplicate_vote(prevote(b"a"), prevote(b"b"))
+        loop_thread = threading.current_thread()
+        writers: list[tuple[threading.Thread, bool]] = []
+        original = LevelDBStore.write_batch
+
+        def recording(self: LevelDBStore, *, sync: bool = False) -> Any:
+            writers.append((threading.current_thread(), sync))
+            return original(self, sync=sync)
+
+        monkeypatch.setattr(LevelDBStore, "write_batch", recording)
+        await driver.perform(ReportEvidence(evidence))
+        assert writers and all(thread is not loop_thread and sync for thread, sync in writers)
+        stored = space(node.db, KeySpace.EVIDENCE).get(evidence_hash(evidence))
+        assert stored is not None and EvidenceEnvelope.decode(stored).evidence == evidence
     finally:
         node.close()
