@@ -293,15 +293,21 @@ async def broadcast_txs(api: NodeApi, hub: EventHub, txs: list[Transaction], mod
                                parse=parse_height),),
                  result="Block", result_schema=OBJ, errors=(E.NOT_FOUND,))
 async def block(api: NodeApi, hub: EventHub, height: Height | None) -> dict[str, Any]:
-    found = _need(api.block(height), f"no block at height {height}" if height is not None else "no block yet")
-    return block_json(*found)
+    def read() -> dict[str, Any]:
+        found = _need(api.block(height), f"no block at height {height}" if height is not None else "no block yet")
+        return block_json(*found)
+
+    # Decoding and converting a full block takes a few hundred ms: never on the node's event loop.
+    return await trio.to_thread.run_sync(read)
 
 
 @registry.method("tx", "A committed transaction with its result, height and index.",
                  params=(Param("hash", HASH, "transaction hash", parse=parse_hash),),
                  result="Tx", result_schema=OBJ, errors=(E.NOT_FOUND,))
 async def tx(api: NodeApi, hub: EventHub, hash: Hash32) -> dict[str, Any]:
-    return tx_json(_need(api.tx(hash), f"no committed transaction {hash.hex()}"))
+    # Reading it may decode a whole block (tens of ms): off the event loop.
+    return await trio.to_thread.run_sync(
+        lambda: tx_json(_need(api.tx(hash), f"no committed transaction {hash.hex()}")))
 
 
 @registry.method("account", "Balance and nonce with a state proof against the state root at that height.",
@@ -339,8 +345,12 @@ async def models(api: NodeApi, hub: EventHub) -> list[dict[str, Any]]:
                  params=(Param("hash", HASH, "hash of the infer transaction", parse=parse_hash),),
                  result="Inference", result_schema=OBJ, errors=(E.NOT_FOUND,))
 async def inference(api: NodeApi, hub: EventHub, hash: Hash32) -> dict[str, Any]:
-    view = _need(api.inference(hash), f"no committed inference {hash.hex()} (or not final yet)")
-    return inference_json(view)
+    def read() -> dict[str, Any]:
+        view = _need(api.inference(hash), f"no committed inference {hash.hex()} (or not final yet)")
+        return inference_json(view)
+
+    # Merkle proofs over a full block's transactions and results: off the event loop.
+    return await trio.to_thread.run_sync(read)
 
 
 @registry.method("poi", "Proof-of-inference scores: correct, wrong and missed challenges per validator.",

@@ -69,6 +69,10 @@ def build_registry() -> Registry:
     return reg
 
 
+def _render_json(content: Any) -> bytes:
+    return json.dumps(content, ensure_ascii=False, allow_nan=False, indent=None, separators=(",", ":")).encode()
+
+
 def build_app(api: NodeApi, hub: EventHub, metrics: NodeMetrics | None = None) -> Starlette:
     registry = build_registry()
     bound = {"api": api, "hub": hub}
@@ -86,7 +90,9 @@ def build_app(api: NodeApi, hub: EventHub, metrics: NodeMetrics | None = None) -
         answer = await handle_payload(registry, bytes(body), bound)
         if answer is None:
             return Response(status_code=204)
-        return JSONResponse(answer)
+        # A block answer is megabytes of JSON: rendered in a worker thread, as JSONResponse would render it.
+        rendered = await trio.to_thread.run_sync(_render_json, answer)
+        return Response(rendered, media_type="application/json")
 
     async def health(request: Request) -> Response:
         s = api.status()
@@ -225,7 +231,7 @@ async def _serve_websocket(ws: WebSocket, registry: Registry, bound: dict[str, A
                 else:
                     answer = await handle_payload(registry, text, bound)
                 if answer is not None:
-                    await outbox_send.send(json.dumps(answer))
+                    await outbox_send.send(await trio.to_thread.run_sync(json.dumps, answer))
         except WebSocketDisconnect:
             pass
         except (KeyError, RuntimeError) as exc:
