@@ -113,11 +113,13 @@ class CachedWire(Wire):
     """
 
     __slots__ = ("_wire_bytes", "_wire_hash")
+    _wire_bytes: bytes
+    _wire_hash: Hash32
 
     def digest(self) -> Hash32:
         """SHA-256 of `encode()`, computed once per instance."""
         try:
-            return self._wire_hash  # type: ignore[no-any-return]
+            return self._wire_hash
         except AttributeError:
             digest = sha256(self.encode())
             _set_cached_hash(self, digest)
@@ -418,6 +420,7 @@ class _Codec:
     decode: Callable[[type, Any], Any]
     to_obj: Enc
     from_obj: Callable[[type, Any], Any]
+    source: str  # the generated Python source, for reading and debugging
 
 
 _lock = threading.RLock()
@@ -640,7 +643,7 @@ def _builder(cls: type) -> type | None:
         return None
     try:
         twin = type(f"_{cls.__name__}Builder", cls.__bases__, {"__slots__": slots, "__module__": cls.__module__})
-        probe = object.__new__(twin)
+        probe: Any = object.__new__(twin)
         probe.__class__ = cls
     except TypeError:
         return None
@@ -722,9 +725,9 @@ def _compile_class(cls: type) -> _Codec:
                        f"    return dec(obj) if cls is {c} else _slow_from_obj(cls, obj)"]),
         ])
         ns = src.ns
-        exec(compile(text, f"<wire codec {cls.__module__}.{cls.__qualname__}>", "exec"), ns)  # noqa: S102
+        exec(compile(text, f"<wire codec {cls.__module__}.{cls.__qualname__}>", "exec"), ns)
         codec = _Codec(ns["enc_obj"], ns["enc_raw"], ns["dec"], ns["encode"], ns["decode"], ns["to_obj"],
-                       ns["from_obj"])
+                       ns["from_obj"], text)
     finally:
         _in_progress.discard(cls)
     cls._codec = codec  # type: ignore[attr-defined]

@@ -9,8 +9,7 @@ from __future__ import annotations
 import enum
 from typing import Annotated
 
-from core.codec import U16, MaxLen, Wire, wire
-from core.hashing import sha256
+from core.codec import U16, CachedWire, MaxLen, wire
 from core.limits import MAX_CHAIN_ID_BYTES, MAX_LOG_BYTES, MAX_RESULT_DATA_BYTES, MAX_TX_OUTPUTS
 from core.tensor import Tensor
 from core.types import Address, Gas, Hash32, Height, Timestamp
@@ -29,7 +28,7 @@ class TxStatus(enum.IntEnum):
 
 
 @wire(max_bytes=MAX_TX_OUTPUTS * (256 * 1024 + 300) + MAX_RESULT_DATA_BYTES + 512)
-class TxResult(Wire):
+class TxResult(CachedWire):
     """What executing a transaction produced, committed in the block by the proposer.
 
     `outputs` are the inference outputs (float outputs on their integer grid); `data` is kind-specific
@@ -44,11 +43,13 @@ class TxResult(Wire):
 
     @property
     def hash(self) -> Hash32:
-        return sha256(self.encode())
+        return self.digest()
 
 
 @wire(max_bytes=2048)
-class Header(Wire):
+class Header(CachedWire):
+    """The block header; its hash is the block id, computed once per instance (`CachedWire`)."""
+
     version: U16
     chain_id: Annotated[str, MaxLen(MAX_CHAIN_ID_BYTES)]
     height: Height
@@ -66,4 +67,4 @@ class Header(Wire):
 
     @property
     def block_id(self) -> Hash32:
-        return sha256(self.encode())
+        return self.digest()

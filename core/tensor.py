@@ -28,11 +28,13 @@ class DType(enum.IntEnum):
 
     @property
     def numpy(self) -> np.dtype[np.generic]:
-        return np.dtype(_NUMPY_NAMES[self]).newbyteorder("<")
+        return _NUMPY_DTYPES[self._value_]
 
     @property
     def itemsize(self) -> int:
-        return self.numpy.itemsize
+        # Looked up by value: decoding checks every tensor's byte length, and building the numpy dtype each
+        # time cost more than the rest of the tensor's decoding.
+        return _ITEMSIZES[self._value_]
 
     @property
     def is_float(self) -> bool:
@@ -59,6 +61,10 @@ _NUMPY_NAMES = {
     DType.UINT64: "uint64", DType.FLOAT16: "float16", DType.FLOAT32: "float32", DType.FLOAT64: "float64",
 }
 _BY_NAME = {name: dt for dt, name in _NUMPY_NAMES.items()}
+_NUMPY_DTYPES: dict[int, np.dtype[np.generic]] = {
+    int(dt): np.dtype(name).newbyteorder("<") for dt, name in _NUMPY_NAMES.items()
+}
+_ITEMSIZES: dict[int, int] = {value: dtype.itemsize for value, dtype in _NUMPY_DTYPES.items()}
 
 
 @wire(max_bytes=MAX_TENSOR_BYTES + 256)

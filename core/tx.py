@@ -5,8 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from core.address import address_from_public_key
-from core.codec import U16, MaxLen, Wire, wire
-from core.hashing import sha256
+from core.codec import U16, CachedWire, MaxLen, wire
 from core.keys import PrivateKey, verify
 from core.limits import MAX_CHAIN_ID_BYTES, MAX_TX_BYTES, MAX_TX_PAYLOAD_BYTES
 from core.signing import DOMAIN_TX, sign_bytes
@@ -16,8 +15,12 @@ ZERO_SIGNATURE = SignatureBytes(b"\x00" * 64)
 
 
 @wire(max_bytes=MAX_TX_BYTES)
-class Transaction(Wire):
-    """A signed transaction. `fee` is paid in full whatever the outcome; `gas_limit` caps the work."""
+class Transaction(CachedWire):
+    """A signed transaction. `fee` is paid in full whatever the outcome; `gas_limit` caps the work.
+
+    Its encoding and hash are computed once per instance (`CachedWire`): a block's transactions are hashed
+    and encoded by the mempool, the proposer, every validator's checks and the Merkle roots.
+    """
 
     chain_id: Annotated[str, MaxLen(MAX_CHAIN_ID_BYTES)]
     sender: PublicKeyBytes
@@ -43,7 +46,7 @@ class Transaction(Wire):
 
     @property
     def hash(self) -> Hash32:
-        return sha256(self.encode())
+        return self.digest()
 
     @property
     def sender_address(self) -> Address:

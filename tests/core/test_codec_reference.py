@@ -1,0 +1,370 @@
+"""The generated codec against the closure-based one it replaced (`reference_codec.py`), on every core wire
+type and on test types that use every kind of field: the same bytes, the same plain objects, the same
+verdict on mutated input with values of the same exact types, and the same error types on bad values.
+
+Also covers what the generated codec adds: the per-instance encoding and hash cache of `CachedWire` types,
+the per-thread packer, and types that contain themselves.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import enum
+import pickle
+import threading
+from typing import Annotated, Any
+
+import msgpack
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from core.codec import I64, U8, U32, CachedWire, MaxLen, Wire, wire
+from core.errors import DecodeError
+from core.hashing import sha256
+from core.header import Header, TxResult
+from core.keys import PrivateKey
+from core.tx import Transaction
+from core.types import Address, Amount, Gas, Hash32, Height, Nonce, PublicKeyBytes, Round
+from tests.core import reference_codec as ref
+from tests.core import strategies
+from tests.core.test_codec import WIRE_TYPES, mutated
+
+pytestmark = pytest.mark.core
+
+_HEALTH = [HealthCheck.too_slow, HealthCheck.data_too_large]
+
+
+def fast(n: int) -> settings:
+    return settings(max_examples=n, deadline=None, suppress_health_check=_HEALTH)
+
+
+def examples(cls: type, n: int) -> int:
+    """More examples for the test type with every kind of field, fewer for the slow-to-generate blocks."""
+    return 2 * n if cls.__name__ == "_Kitchen" else n // 3 if cls.__name__ in ("Block", "ProposalBlock") else n
+
+
+class _Color(enum.IntEnum):
+    RED = 1
+    GREEN = 2
+    BLUE = 7
+
+
+@wire(max_bytes=256, tag=1)
+class _Leaf(Wire):
+    a: U8
+    name: Annotated[str, MaxLen(8)]
+
+
+@wire(max_bytes=256, tag=2)
+class _Pair(Wire):
+    left: Hash32 | None
+    right: I64
+
+    def validate_wire(self) -> None:
+        if self.right == 13:
+            raise ValueError("thirteen is refused")
+
+
+@wire(max_bytes=4096)
+class _Kitchen(Wire):
+    """Every kind of field, including combinations no core type uses."""
+
+    flag: bool
+    small: U8
+    signed: I64
+    height: Height
+    rnd: Round
+    color: _Color
+    addr: Address
+    blob: Annotated[bytes, MaxLen(5)]
+    text: Annotated[str, MaxLen(6)]
+    maybe_blob: Annotated[bytes | None, MaxLen(64)]  # (the strategies give optional bytes up to 64)
+    maybe_leaf: _Leaf | None
+    leaves: Annotated[tuple[_Leaf, ...], MaxLen(3)]
+    flags: Annotated[tuple[bool, ...], MaxLen(3)]
+    colors: Annotated[tuple[_Color, ...], MaxLen(3)]
+    heights: Annotated[tuple[Height, ...], MaxLen(3)]
+    u32s: Annotated[tuple[U32, ...], MaxLen(4)]
+    hashes: Annotated[tuple[Hash32, ...], MaxLen(2)]
+    blobs: Annotated[tuple[Annotated[bytes, MaxLen(2)], ...], MaxLen(2)]
+    texts: Annotated[tuple[Annotated[str, MaxLen(3)], ...], MaxLen(2)]
+    maybe_ints: Annotated[tuple[U8 | None, ...], MaxLen(3)]
+    nested: Annotated[tuple[Annotated[tuple[U8, ...], MaxLen(2)], ...], MaxLen(2)]
+    choice: _Leaf | _Pair
+    choices: Annotated[tuple[_Leaf | _Pair, ...], MaxLen(3)]
+    maybe_choice: _Leaf | _Pair | None
+    maybe_u32s: Annotated[tuple[U32, ...], MaxLen(2)] | None
+
+
+@wire(max_bytes=1024)
+class _Tree(Wire):
+    """A type that contains itself: its codec refers to itself while being generated."""
+
+    value: U8
+    children: Annotated[tuple[_Tree, ...], MaxLen(3)]
+
+
+def trees() -> st.SearchStrategy[_Tree]:
+    leaf = st.builds(_Tree, st.integers(0, 255), st.just(()))
+    return st.recursive(leaf, lambda kids: st.builds(_Tree, st.integers(0, 255),
+                                                      st.lists(kids, max_size=3).map(tuple)), max_leaves=8)
+
+
+@wire(max_bytes=64)
+class _Small(CachedWire):
+    a: U8
+    items: Annotated[tuple[U8, ...], MaxLen(2)]
+
+
+class _Undecorated(_Small):
+    """A plain subclass of a wire type: encodes with its own (inherited) fields, as before."""
+
+
+ALL_TYPES: list[type[Wire]] = [*WIRE_TYPES, _Kitchen, _Leaf, _Pair, _Small]
+IDS = [t.__name__ for t in ALL_TYPES]
+
+
+def values_of(cls: type[Wire]) -> st.SearchStrategy[Any]:
+    return trees() if cls is _Tree else strategies.of(cls)
+
+
+def same(a: Any, b: Any) -> bool:
+    """Equal, and of the same exact types all the way down."""
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, Wire):
+        return all(same(getattr(a, f.name), getattr(b, f.name)) for f in dataclasses.fields(a))  # type: ignore[arg-type]
+    if isinstance(a, tuple | list):
+        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b, strict=True))
+    return bool(a == b)
+
+
+def outcome(fn: Any, *args: Any) -> tuple[str, Any]:
+    try:
+        return "ok", fn(*args)
+    except (TypeError, ValueError, DecodeError) as exc:
+        return "error", type(exc)
+
+
+def assert_same_outcome(new: tuple[str, Any], old: tuple[str, Any]) -> None:
+    assert new[0] == old[0], (new, old)
+    if new[0] == "error":
+        assert new[1] is old[1], (new, old)
+    else:
+        assert same(new[1], old[1]), (new, old)
+
+
+@pytest.mark.parametrize("cls", [*ALL_TYPES, _Tree], ids=[*IDS, "_Tree"])
+def test_same_bytes_and_objects_as_the_reference(cls: type[Wire]) -> None:
+    @fast(examples(cls, 50))
+    @given(values_of(cls))
+    def check(value: Wire) -> None:
+        data = ref.encode(value)
+        assert copy.copy(value).encode() == data
+        assert value.encode() == data
+        assert value.encode() == data  # a second time (from the cache, for CachedWire types)
+        assert same(value.to_obj(), ref.to_obj(value))
+        decoded = cls.decode(data)
+        assert same(decoded, ref.decode(cls, data))
+        assert same(cls.from_obj(value.to_obj()), ref.from_obj(cls, ref.to_obj(value)))
+
+    check()
+
+
+@pytest.mark.parametrize("cls", [*ALL_TYPES, _Tree], ids=[*IDS, "_Tree"])
+def test_same_verdict_on_mutated_bytes(cls: type[Wire]) -> None:
+    strategy = st.data()
+
+    @fast(examples(cls, 100))
+    @given(strategy)
+    def check(data: st.DataObject) -> None:
+        if cls is _Tree:
+            raw = bytearray(data.draw(trees()).encode())
+            if raw:
+                raw[data.draw(st.integers(0, len(raw) - 1))] = data.draw(st.integers(0, 255))
+            blob = bytes(raw)
+        else:
+            blob = data.draw(mutated(cls))
+        new = outcome(cls.decode, blob)
+        assert_same_outcome(new, outcome(ref.decode, cls, blob))
+        if new[0] == "ok":
+            assert new[1].encode() == blob
+
+    check()
+
+
+def _weird() -> st.SearchStrategy[Any]:
+    return st.one_of(
+        st.integers(-3, 300), st.integers(), st.booleans(), st.none(), st.floats(allow_nan=False),
+        st.binary(max_size=40), st.text(max_size=8), st.sampled_from(list(_Color)),
+        st.lists(st.integers(0, 3), max_size=3).map(tuple), st.lists(st.integers(0, 3), max_size=3),
+        st.sampled_from([1.0, 7.0, 2.5, "\udc80", bytearray(b"ab"), Round(3), Amount(5), Height(2**40)]),
+        st.binary(min_size=20, max_size=20).map(Address), st.binary(min_size=32, max_size=32).map(Hash32),
+        st.builds(_Leaf, st.integers(0, 255), st.text(max_size=2)),
+        st.builds(_Pair, st.none(), st.integers(-5, 5)),
+    )
+
+
+def _loosen(draw: st.DrawFn, value: Any, depth: int = 0) -> Any:
+    """`value` in a looser form (a plain int for a typed id, a list for a tuple, ...) or a wrong value."""
+    choice = draw(st.integers(0, 9))
+    if choice == 0:
+        return draw(_weird())
+    if isinstance(value, Wire) and depth < 3 and choice <= 4:
+        fields = dataclasses.fields(value)  # type: ignore[arg-type]
+        if fields:
+            f = draw(st.sampled_from(fields))
+            return value.replace(**{f.name: _loosen(draw, getattr(value, f.name), depth + 1)})
+    if isinstance(value, tuple) and value and choice <= 6:
+        i = draw(st.integers(0, len(value) - 1))
+        items = list(value)
+        items[i] = _loosen(draw, items[i], depth + 1)
+        return tuple(items) if draw(st.booleans()) else items
+    if isinstance(value, bool):
+        return int(value) if choice <= 7 else value
+    if isinstance(value, enum.IntEnum):
+        return draw(st.sampled_from([int(value), float(int(value)), value]))
+    if isinstance(value, int):
+        return draw(st.sampled_from([int(value), value, value + 1, -1 - value, value == 0]))
+    if isinstance(value, bytes):
+        return draw(st.sampled_from([bytes(value), bytearray(value), value + b"\x00", value[:-1], value]))
+    if isinstance(value, str):
+        return draw(st.sampled_from([value + "xyz" * 3, value.encode(), value + "é" * 3, value]))
+    return value
+
+
+@pytest.mark.parametrize("cls", ALL_TYPES, ids=IDS)
+def test_same_result_on_loose_and_wrong_values(cls: type[Wire]) -> None:
+    @fast(examples(cls, 80))
+    @given(st.data())
+    def check(data: st.DataObject) -> None:
+        value = data.draw(values_of(cls))
+        fields = dataclasses.fields(value)  # type: ignore[arg-type]
+        f = data.draw(st.sampled_from(fields))
+        loose = value.replace(**{f.name: data.draw(st.composite(lambda d: _loosen(d, getattr(value, f.name)))())})
+        assert_same_outcome(outcome(loose.encode), outcome(ref.encode, loose))
+        assert_same_outcome(outcome(loose.to_obj), outcome(ref.to_obj, loose))
+        obj = ref.to_obj(value)
+        i = data.draw(st.integers(0, len(obj) - 1))
+        obj[i] = data.draw(st.one_of(_weird(), st.just(obj[i])))
+        assert_same_outcome(outcome(cls.from_obj, obj), outcome(ref.from_obj, cls, obj))
+
+    check()
+
+
+def _kitchen() -> _Kitchen:
+    leaf = _Leaf(3, "ab")
+    return _Kitchen(True, 1, -5, Height(9), Round(1), _Color.BLUE, Address(b"\x01" * 20), b"xy", "héllo",
+                    None, leaf, (leaf,), (False,), (_Color.RED,), (Height(2),), (4, 5), (Hash32(b"\x02" * 32),),
+                    (b"z",), ("é",), (None, 3), ((1,), ()), _Pair(None, -1), (leaf, _Pair(Hash32(b"\x03" * 32), 2)),
+                    None, (6,))
+
+
+def test_union_and_class_type_errors() -> None:
+    kitchen = _kitchen()
+    assert kitchen.encode() == ref.encode(kitchen)
+    for bad in (kitchen.replace(choice=kitchen), kitchen.replace(maybe_leaf=_Pair(None, 1)),
+                kitchen.replace(leaves=(kitchen,))):
+        with pytest.raises(TypeError):
+            bad.encode()
+        with pytest.raises(TypeError):
+            ref.encode(bad)
+    with pytest.raises(DecodeError, match="thirteen"):
+        _Pair.decode(msgpack.packb([None, 13]))
+    with pytest.raises(DecodeError, match="unknown tag"):
+        _Kitchen.from_obj([*kitchen.to_obj()[:21], [9, []], *kitchen.to_obj()[22:]])
+
+
+def test_undecorated_subclass_encodes_with_its_own_codec() -> None:
+    value = _Undecorated(5, (1,))
+    assert value.encode() == ref.encode(value) == b"\x92\x05\x91\x01"
+    assert _Undecorated.decode(b"\x92\x05\x91\x01") == value
+    assert type(_Undecorated.decode(b"\x92\x05\x91\x01")) is _Undecorated
+    assert type(_Small.decode(b"\x92\x05\x91\x01")) is _Small
+
+
+# ------------------------------------------------------------------------------ CachedWire and typed ids
+
+
+def _tx(nonce: int = 1) -> Transaction:
+    return Transaction.create(PrivateKey.derive("codec", "cache", 0), chain_id="test-1", nonce=nonce,
+                              gas_limit=10, fee=20, kind=1, payload=b"abc")
+
+
+def test_cache_is_invisible_to_equality_hashing_repr_and_pickling() -> None:
+    tx = _tx()
+    fresh = copy.copy(tx)
+    data = tx.encode()
+    assert tx.encode() is data
+    assert tx.hash == sha256(data) and tx.hash is tx.hash
+    assert tx == fresh and hash(tx) == hash(fresh) and repr(tx) == repr(fresh)
+    assert [f.name for f in dataclasses.fields(tx)] == [f.name for f in dataclasses.fields(fresh)]
+    assert "_wire" not in repr(tx)
+    for clone in (copy.copy(tx), copy.deepcopy(tx), pickle.loads(pickle.dumps(tx))):
+        assert clone == tx and clone.encode() == data and clone.hash == tx.hash
+    assert ref.encode(tx) == data
+
+
+def test_replace_does_not_inherit_the_cache() -> None:
+    tx = _tx(1)
+    h1, d1 = tx.hash, tx.encode()
+    other = tx.replace(nonce=Nonce(2))
+    assert other.encode() != d1 and other.hash != h1
+    assert other.encode() == ref.encode(other) and other.hash == sha256(ref.encode(other))
+    same_fields = tx.replace()
+    assert same_fields.encode() == d1 and same_fields.hash == h1
+
+
+def test_decode_keeps_the_input_as_the_encoding() -> None:
+    tx = _tx()
+    data = tx.encode()
+    for given_data in (data, bytearray(data), memoryview(data)):
+        decoded = Transaction.decode(given_data)  # type: ignore[arg-type]
+        cached = decoded.encode()
+        assert type(cached) is bytes and cached == data
+        assert decoded.hash == tx.hash
+    result = TxResult.decode(TxResult.from_obj([0, 5, [], b"", "ok"]).encode())
+    assert result.encode() == ref.encode(result) and result.hash == sha256(ref.encode(result))
+
+
+@fast(20)
+@given(strategies.of(Header))
+def test_header_block_id_is_cached_and_matches_the_reference(header: Header) -> None:
+    assert header.block_id == sha256(ref.encode(header))
+    assert header.block_id is header.block_id
+
+
+def test_typed_ids_have_no_dict_and_survive_pickling() -> None:
+    for value in (Hash32(b"\x01" * 32), Height(7), Gas(0), PublicKeyBytes(b"\x02" * 32)):
+        assert not hasattr(value, "__dict__")
+        clone = pickle.loads(pickle.dumps(value))
+        assert type(clone) is type(value) and clone == value
+    with pytest.raises(TypeError):
+        Height(True)
+    with pytest.raises(ValueError):
+        Round(2**32)
+    with pytest.raises(ValueError):
+        Hash32(b"short")
+    assert type(Height(Round(3))) is Height
+
+
+def test_encoding_from_many_threads_gives_the_same_bytes() -> None:
+    values = [_tx(i) for i in range(20)] + [_kitchen().replace(small=i) for i in range(5)]
+    expected = [ref.encode(v) for v in values]
+    failures: list[str] = []
+
+    def work() -> None:
+        for _ in range(50):
+            for v, want in zip(values, expected, strict=True):
+                if copy.copy(v).encode() != want or type(v).decode(want) != v:
+                    failures.append(type(v).__name__)
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert not any(t.is_alive() for t in threads)
+    assert not failures
