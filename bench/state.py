@@ -191,9 +191,11 @@ def bench_state(workdir: str, sizes: list[int], rounds: int) -> dict[int, tuple[
     print(f"  waited {wait_until_quiet():.0f} s for LevelDB's background compaction to finish", flush=True)
     for state in states:
         state.warm_up()
+    c0, h0 = time.process_time(), time.thread_time()
     for _ in range(rounds):
         for state in states:
             state.round()
+    background = (time.process_time() - c0) - (time.thread_time() - h0)
     print(f"{'keys':>10} {'compute us/key':>15} {'(CPU)':>7} {'commit us/key':>14} {'(CPU)':>7} {'(thread)':>8} "
           f"{'cold CPU':>9} {'nodes written':>14} {'reads warm':>11} {'reads cold':>11} {'cache nodes':>12} "
           f"{'MiB':>5} {'proof B':>8}")
@@ -211,6 +213,8 @@ def bench_state(workdir: str, sizes: list[int], rounds: int) -> dict[int, tuple[
     print("  (per key. CPU: time.process_time, all threads of the process, LevelDB's compaction included;"
           " thread: the calling thread only.\n   cold CPU: compute_update of a fresh map over the same database, i.e."
           " an empty node cache. reads: LevelDB node reads per key with the cache as the rounds left it / empty)")
+    print(f"  LevelDB's background thread (compaction; one thread for all databases of the process, so it lands in"
+          f" whichever round runs) used {background:.2f} s of CPU during the {rounds * len(states)} rounds")
     print(f"(load average after: {os.getloadavg()[0]:.2f})")
     return results
 

@@ -18,29 +18,31 @@ from typing import Final, final
 from core.errors import StorageError
 from core.state.cache import MAX_DEPTH, Entry, NodeCache
 from core.state.hashing import EMPTY_ROOT, LEAF_TAG, VALUE_TAG, key_path, value_hash
-from core.state.nodes import (
+from core.state.inner import (
     DENSE,
     FULL_PATH,
+    NODE_PREFIX,
+    PATH_BITS,
+    dense_values,
+    inner_of,
+    path_value_one,
+    path_values,
+    sparse_hash,
+)
+from core.state.nodes import (
     HEAD,
     INTERNAL,
     LEAF,
-    NODE_PREFIX,
-    PATH_BITS,
     Child,
     check_node,
     child_offset,
     child_prefix,
     decode_internal,
     decode_leaf,
-    dense_values,
     fold,
-    inner_of,
     leaf_key,
     nibble_at,
     node_key,
-    path_value_one,
-    path_values,
-    sparse_hash,
     version_bytes,
     version_of,
 )
@@ -615,7 +617,13 @@ class AuthenticatedMap:
                     return None
                 return decode_leaf(self._load_leaf(leaf_key(ref[1], path)))[1]
             nibble = nibble_at(path, depth)
-            ref = decode_internal(self._node(node_key(ref[1], depth, packed))).get(nibble)
+            raw = self._node(node_key(ref[1], depth, packed))
+            present, leaves = check_node(raw)
+            bit = 0x8000 >> nibble
+            if not present & bit:
+                return None
+            off = child_offset(present, leaves, nibble)
+            ref = raw[off + 8 : off + 40], version_of(raw[off : off + 8]), raw[off + 40 : off + 72] if leaves & bit else None
             packed = child_prefix(packed, depth, nibble)
             depth += 1
         return None

@@ -14,19 +14,15 @@ from hypothesis import strategies as st
 
 from core.errors import StorageError
 from core.state import EMPTY_ROOT, AuthenticatedMap, verify_proof
+from core.state.inner import dense_values, inner_of, path_value_one, path_values, sparse_hash
 from core.state.nodes import (
     HEAD,
     INTERNAL,
     check_node,
     child_offset,
     decode_internal,
-    dense_values,
     encode_internal,
-    inner_of,
     internal_hash,
-    path_value_one,
-    path_values,
-    sparse_hash,
 )
 from core.store import KeySpace, KVStore, LevelDBStore, MemoryStore
 
