@@ -31,7 +31,7 @@ from consensus.state import ConsensusState
 from consensus.wal import FileWAL, WriteAheadLog
 from core.block import ProposalBlock
 from core.errors import InferchainError
-from core.evidence import Evidence, EvidenceEnvelope
+from core.evidence import Evidence, EvidenceEnvelope, evidence_height
 from core.keys import PrivateKey
 from core.limits import MAX_BLOCK_TXS
 from core.store import LevelDBStore
@@ -120,6 +120,7 @@ class Node:
             self.home.load_validator_key(passphrase) if self.config.validator else None)
         self.sig_cache = SigCache(self.config.mempool.sig_cache_size)
         self.vote_verifier = VoteVerifier()
+        self._evidence_max_age = consensus_params(self.genesis, self.config).max_evidence_age
         self.block_checks = BlockChecks()
         self.alarms: list[str] = []
         self.db = LevelDBStore(self.home.data_dir)
@@ -249,6 +250,7 @@ class Node:
         gossip.set_handler(TopicKind.EVIDENCE, self._on_evidence)
         gossip.set_hook(TopicKind.PROPOSALS, self._proposal_hook)
         gossip.set_hook(TopicKind.VOTES, self._vote_hook)
+        gossip.set_hook(TopicKind.EVIDENCE, self._evidence_hook)
         rr = service.reqresp
         rr.serve_status(self._status_provider)
         rr.serve_blocks(self._block_provider)
@@ -350,12 +352,14 @@ class Node:
     async def _publish_consensus(self, message: Vote | ProposalBlock | Evidence) -> None:
         if self.p2p is None:
             return
+        # Our own signed messages were built and checked here (the block by build_block, evidence by the
+        # consensus machine): publishing them skips the envelope check a peer's copy gets.
         if isinstance(message, Vote):
-            await self.p2p.publish(TopicKind.VOTES, message.encode())
+            await self.p2p.publish(TopicKind.VOTES, message.encode(), check=False)
         elif isinstance(message, ProposalBlock):
-            await self.p2p.publish(TopicKind.PROPOSALS, message.encode())
+            await self.p2p.publish(TopicKind.PROPOSALS, message.encode(), check=False)
         else:
-            await self.p2p.publish(TopicKind.EVIDENCE, EvidenceEnvelope(message).encode())
+            await self.p2p.publish(TopicKind.EVIDENCE, EvidenceEnvelope(message).encode(), check=False)
 
     async def _on_proposal(self, message: GossipMessage) -> None:
         if self.driver is not None:
@@ -391,6 +395,23 @@ class Node:
     async def _vote_hook(self, message: GossipMessage) -> GossipVerdict:
         vote: Vote = message.value
         return self._membership(int(vote.height), vote.validator)
+
+    async def _evidence_hook(self, message: GossipMessage) -> GossipVerdict:
+        """Evidence is relayed only against a validator of its height and within the evidence age.
+
+        Checking a WrongInference piece means re-running a model, so this cheap membership check comes
+        first: a peer cannot make us run models with evidence against keys that never validated.
+        """
+        evidence: Evidence = message.value.evidence
+        height = int(evidence_height(evidence))
+        current = int(self.blockstore.height) + 1
+        if height > current + 1 or height + self._evidence_max_age < current:
+            return GossipVerdict.IGNORE
+        try:
+            vset = self.app.validator_set(Height(height))
+        except (ValueError, LookupError, InferchainError):
+            return GossipVerdict.IGNORE
+        return GossipVerdict.ACCEPT if vset.get_by_key(evidence.offender) is not None else GossipVerdict.REJECT
 
     # ---------------------------------------------------------------- what we serve peers
 
