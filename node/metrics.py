@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 __all__ = ["CONTENT_TYPE_LATEST", "NodeMetrics", "StatusSample", "TimedExecutor"]
@@ -37,6 +37,8 @@ class StatusSample:
     poi_wrong: int = 0
     poi_missed: int = 0
     catching_up: bool = False
+    # p2p's counters (P2PCounters.snapshot(): drops, penalties, bans, handler errors, ...), by name.
+    p2p: tuple[tuple[str, int], ...] = ()
 
     @property
     def poi_score(self) -> float:
@@ -74,6 +76,12 @@ class _StatusCollector(Collector):
         counts.add_metric(["wrong"], s.poi_wrong)
         counts.add_metric(["missed"], s.poi_missed)
         yield counts
+        if s.p2p:
+            p2p = CounterMetricFamily("inferchain_p2p_events", "p2p counters: gossip delivered/dropped/rejected, "
+                                      "penalties, bans, handler errors, requests", labels=["event"])
+            for name, value in s.p2p:
+                p2p.add_metric([name], value)
+            yield p2p
 
 
 class NodeMetrics:

@@ -13,6 +13,7 @@ class P2PCounters:
     published: Counter[str] = field(default_factory=Counter)  # by topic kind
     delivered: Counter[str] = field(default_factory=Counter)  # handed to the node's handler
     delivery_dropped: Counter[str] = field(default_factory=Counter)  # node's handler too slow, buffer full
+    handler_errors: Counter[str] = field(default_factory=Counter)  # a bug of ours met while handling a message
     rejected: Counter[str] = field(default_factory=Counter)  # by offense name
     ignored: Counter[str] = field(default_factory=Counter)  # not relayed, not penalized (hook said so)
     duplicates: int = 0  # copies that arrived while the first was still being validated

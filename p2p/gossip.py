@@ -130,6 +130,13 @@ class Gossip:
                 self.offense(message.forwarder, Offense.INVALID, f"node handler: {exc}")
             except InferchainError as exc:
                 logger.info("node handler refused a %s message: %s", kind.value, exc)
+            except Exception:
+                # A bug of ours, met while handling one message: as CometBFT's reactors recover from a panic
+                # in Receive, drop that message loudly (traceback, counter on /metrics) and keep the topic
+                # alive; ending the drain task would stop the whole node for one message.
+                self._counters.handler_errors[kind.value] += 1
+                logger.exception("BUG: node handler failed on a %s message %s from %s", kind.value,
+                                 message.msg_id.hex()[:16], message.forwarder)
 
     # ------------------------------------------------------------------ publishing
 

@@ -59,3 +59,10 @@ def test_replacing_the_status_source_does_not_duplicate_metrics() -> None:
     metrics = NodeMetrics(lambda: StatusSample(1, 0, 0, 0))
     metrics.set_status_source(lambda: StatusSample(9, 0, 0, 0))
     assert scrape(metrics)["inferchain_height"] == 9
+
+
+def test_p2p_counters_are_exported() -> None:
+    sample = StatusSample(1, 0, 2, 0, p2p=(("delivery_dropped.votes", 3), ("handler_errors.txs", 1)))
+    scraped = scrape(NodeMetrics(lambda: sample))
+    assert scraped["inferchain_p2p_events_total{event=delivery_dropped.votes}"] == 3
+    assert scraped["inferchain_p2p_events_total{event=handler_errors.txs}"] == 1

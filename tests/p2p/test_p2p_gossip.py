@@ -144,3 +144,27 @@ async def test_connections_beyond_max_peers_are_closed() -> None:
             await wait_until(lambda: hub.counters.peers_refused >= 2)
             await wait_until(lambda: len(hub.connected_peers()) <= 1)
             assert len(hub.connected_peers()) <= 1
+
+
+@pytest.mark.trio
+async def test_a_bug_in_the_node_handler_drops_that_message_and_the_topic_keeps_working() -> None:
+    """A handler that raises a non-InferchainError (a bug of ours) must not end the topic's drain task."""
+    handled: list[int] = []
+
+    async def handler(message: GossipMessage) -> None:
+        await trio.lowlevel.checkpoint()
+        if message.value.height == 13:
+            raise RuntimeError("simulated bug")
+        handled.append(int(message.value.height))
+
+    def configure(i: int, service: object) -> None:
+        if i == 0:
+            service.gossip.set_handler(TopicKind.VOTES, handler)  # type: ignore[attr-defined]
+
+    with trio.fail_after(60):
+        async with running_nodes(2, configure=configure) as nodes:
+            await wait_for_mesh(nodes)
+            await nodes[1].publish(TopicKind.VOTES, make_vote(CHAIN, KEYS[1], 13).encode())
+            await wait_until(lambda: nodes[0].counters.handler_errors[TopicKind.VOTES.value] == 1)
+            await nodes[1].publish(TopicKind.VOTES, make_vote(CHAIN, KEYS[1], 14).encode())
+            await wait_until(lambda: handled == [14])
