@@ -17,7 +17,7 @@ import trio
 from core.app import Application, FinalizeOutcome
 from core.block import Block
 from core.errors import StorageError
-from core.evidence import evidence_hash
+from core.evidence import offence_id
 from core.store import KeySpace, KVStore, space
 from core.types import Height
 from core.votes import Commit
@@ -84,8 +84,8 @@ class Chain:
                         f"the header certifies {block.header.state_root.hex()[:16]}")
                 self.blockstore.stage(batch, block, commit, next_proposers)
                 evidence = self._evidence.bind(batch)
-                for ev in block.evidence:  # committed evidence is no longer pending
-                    evidence.delete(evidence_hash(ev))
+                for ev in block.evidence:  # a committed offence is no longer pending, whichever proof of it
+                    evidence.delete(offence_id(ev))
         except BaseException:
             self.blockstore.reload_head()
             raise

@@ -48,7 +48,7 @@ from consensus.wal import WriteAheadLog
 from core.app import Application, Verdict
 from core.block import Block, ProposalBlock
 from core.errors import DecodeError, DoubleSignError, InferchainError, LocalFault
-from core.evidence import Evidence, EvidenceEnvelope, WrongInference, evidence_hash
+from core.evidence import Evidence, EvidenceEnvelope, WrongInference, evidence_height, offence_id
 from core.hashing import ZERO_HASH
 from core.store import KeySpace, space
 from core.types import Height, Timestamp
@@ -179,11 +179,32 @@ class ConsensusDriver:
                 # The replay committed the WAL's height: move on.
                 await self.feed(self.new_height_event(int(self.chain.height) + 1), sync=True)
             await self.feed(Resume(self.now()))
-        for raw in [v for _, v in self._evidence.iterate()]:
+        await self._load_pending_evidence()
+
+    async def _load_pending_evidence(self) -> None:
+        """Feed stored pending evidence back in; drop what can no longer be included (too old, unreadable)."""
+        oldest = int(self.chain.height) + 1 - self.state.params.max_evidence_age
+        pending: list[Evidence] = []
+        stale: list[bytes] = []
+        for key, raw in self._evidence.iterate():
             try:
                 evidence = EvidenceEnvelope.decode(raw).evidence
             except DecodeError:
+                stale.append(key)
                 continue
+            if int(evidence_height(evidence)) < oldest:
+                stale.append(key)
+            else:
+                pending.append(evidence)
+        if stale:
+            def drop() -> None:
+                with self.chain.db.write_batch(sync=True) as batch:
+                    view = self._evidence.bind(batch)
+                    for key in stale:
+                        view.delete(key)
+
+            await trio.to_thread.run_sync(drop, limiter=self._sign_threads)
+        for evidence in pending:
             await self.feed(EvidenceReceived(self.now(), evidence))
 
     async def _publisher(self) -> None:
@@ -336,7 +357,8 @@ class ConsensusDriver:
 
         def store() -> None:
             with self.chain.db.write_batch(sync=True) as batch:
-                self._evidence.bind(batch).put(evidence_hash(evidence), envelope.encode())
+                # Keyed by offence: the commit of any proof of it clears every stored proof of it.
+                self._evidence.bind(batch).put(offence_id(evidence), envelope.encode())
 
         # An fsync: in a worker thread, like every other durable write of the driver (the loop task waits).
         await trio.to_thread.run_sync(store, limiter=self._sign_threads)

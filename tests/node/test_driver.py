@@ -3,6 +3,7 @@ real validation verdicts, and WAL replay after a restart."""
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from typing import Any
 
@@ -14,7 +15,7 @@ from consensus.actions import BuildBlock, ReportEvidence
 from consensus.wal import MemoryWAL
 from core.app import BlockTemplate, VerdictKind
 from core.block import Block, compute_results_root
-from core.evidence import EvidenceEnvelope, duplicate_vote, evidence_hash
+from core.evidence import EvidenceEnvelope, duplicate_vote, offence_id
 from core.hashing import ZERO_HASH, sha256
 from core.store import KeySpace, LevelDBStore, space
 from core.tensor import Tensor
@@ -170,7 +171,31 @@ async def test_reported_evidence_is_stored_durably_off_the_event_loop(tmp_path, 
         monkeypatch.setattr(LevelDBStore, "write_batch", recording)
         await driver.perform(ReportEvidence(evidence))
         assert writers and all(thread is not loop_thread and sync for thread, sync in writers)
-        stored = space(node.db, KeySpace.EVIDENCE).get(evidence_hash(evidence))
+        stored = space(node.db, KeySpace.EVIDENCE).get(offence_id(evidence))
         assert stored is not None and EvidenceEnvelope.decode(stored).evidence == evidence
+    finally:
+        node.close()
+
+
+@pytest.mark.trio
+async def test_pending_evidence_that_can_no_longer_be_included_is_dropped_on_start(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    node = local_node(make_home(tmp_path, "v0", genesis_doc(4), validator=0))
+    try:
+        driver = node.build_driver(MemoryWAL())
+        cheat = validator_key(SEED, 2)
+
+        def prevote(block: bytes) -> Vote:
+            return Vote(VoteType.PREVOTE, Height(1), Round(0), sha256(block), Timestamp(0), cheat.public_key, None,
+                        ZERO_SIGNATURE).signed(cheat, node.chain_id)
+
+        evidence = duplicate_vote(prevote(b"a"), prevote(b"b"))
+        pending = space(node.db, KeySpace.EVIDENCE)
+        with node.db.write_batch() as batch:
+            pending.bind(batch).put(offence_id(evidence), EvidenceEnvelope(evidence).encode())
+            pending.bind(batch).put(b"\x01" * 32, b"not evidence")
+        # With an evidence age that makes height 1 too old, both entries go; nothing is fed to the machine.
+        driver.state.params = dataclasses.replace(driver.state.params, max_evidence_age=-5)
+        await driver._load_pending_evidence()
+        assert list(pending.iterate()) == []
     finally:
         node.close()
