@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import enum
+import inspect
 import pickle
 import threading
 from typing import Annotated, Any
@@ -368,3 +369,28 @@ def test_encoding_from_many_threads_gives_the_same_bytes() -> None:
         t.join(timeout=60)
     assert not any(t.is_alive() for t in threads)
     assert not failures
+
+
+@wire(max_bytes=64)
+class _WithDefault(Wire):
+    a: U8
+    b: U8 = 7
+
+
+def test_generated_init_takes_the_dataclass_parameters() -> None:
+    sig = inspect.signature(_WithDefault)
+    assert [(p.name, p.default) for p in sig.parameters.values()] == [("a", inspect.Parameter.empty), ("b", 7)]
+    assert _WithDefault(1) == _WithDefault(1, 7) == _WithDefault(a=1) == _WithDefault(b=7, a=1)
+    assert _WithDefault(1).encode() == ref.encode(_WithDefault(1, 7))
+    with pytest.raises(TypeError):
+        _WithDefault()  # type: ignore[call-arg]
+    with pytest.raises(TypeError):
+        _WithDefault(1, 2, 3)  # type: ignore[call-arg]
+    with pytest.raises(TypeError):
+        _WithDefault(1, c=3)  # type: ignore[call-arg]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        _WithDefault(1).a = 2  # type: ignore[misc]
+    tx = _tx()
+    assert tx._wire_bytes is None and tx._wire_hash is None
+    assert [p.name for p in inspect.signature(Transaction).parameters.values()] == [
+        f.name for f in dataclasses.fields(Transaction)]
