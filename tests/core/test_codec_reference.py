@@ -97,6 +97,8 @@ class _Kitchen(Wire):
     choices: Annotated[tuple[_Leaf | _Pair, ...], MaxLen(3)]
     maybe_choice: _Leaf | _Pair | None
     maybe_u32s: Annotated[tuple[U32, ...], MaxLen(2)] | None
+    type: U8  # names of builtins the generated code must not shadow
+    len: Annotated[bytes, MaxLen(2)]
 
 
 @wire(max_bytes=1024)
@@ -260,7 +262,7 @@ def _kitchen() -> _Kitchen:
     return _Kitchen(True, 1, -5, Height(9), Round(1), _Color.BLUE, Address(b"\x01" * 20), b"xy", "héllo",
                     None, leaf, (leaf,), (False,), (_Color.RED,), (Height(2),), (4, 5), (Hash32(b"\x02" * 32),),
                     (b"z",), ("é",), (None, 3), ((1,), ()), _Pair(None, -1), (leaf, _Pair(Hash32(b"\x03" * 32), 2)),
-                    None, (6,))
+                    None, (6,), 4, b"")
 
 
 def test_union_and_class_type_errors() -> None:
@@ -394,3 +396,19 @@ def test_generated_init_takes_the_dataclass_parameters() -> None:
     assert tx._wire_bytes is None and tx._wire_hash is None
     assert [p.name for p in inspect.signature(Transaction).parameters.values()] == [
         f.name for f in dataclasses.fields(Transaction)]
+
+
+def test_generated_replace_matches_dataclasses_replace() -> None:
+    value = _WithDefault(1, 2)
+    for changes in ({}, {"a": 5}, {"b": 9}, {"a": 3, "b": 4}):
+        new = value.replace(**changes)
+        assert same(new, dataclasses.replace(value, **changes))
+        assert new is not value
+    with pytest.raises(TypeError):
+        value.replace(c=1)
+    with pytest.raises(TypeError):
+        value.replace(1)  # type: ignore[call-arg]
+    sub = _Undecorated(5, (1,))
+    assert type(sub.replace(a=6)) is _Undecorated and sub.replace(a=6) == _Undecorated(6, (1,))
+    tx = _tx()
+    assert tx.hash and tx.replace(fee=Amount(21))._wire_hash is None
