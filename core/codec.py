@@ -475,6 +475,7 @@ class _Codec:
 
     enc_obj: Enc  # value -> plain msgpack object (`to_obj`); checks the value's type
     enc_raw: Enc  # value -> object msgpack packs to the same bytes, typed ids left as they are
+    enc_bytes: Callable[[Any], bytes] | None  # value -> bytes, splicing in cached encodings; None: no cached parts
     dec: Dec  # msgpack object -> value, every decoding rule
     encode: Callable[[Any], bytes]
     decode: Callable[[type, Any], Any]
@@ -526,6 +527,7 @@ class _Source:
             fn: Callable[[Any], Any] = {
                 "enc_obj": lambda v: _codec(cls).enc_obj(v),
                 "enc_raw": lambda v: _codec(cls).enc_raw(v),
+                "encode": lambda v: _codec(cls).encode(v),
                 "dec": lambda o: _codec(cls).dec(o),
             }[what]
         else:
@@ -690,6 +692,88 @@ def _dec_lines(src: _Source, spec: Spec, o: str, where: str, ind: int) -> list[s
     raise AssertionError(kind)
 
 
+def _spliced(spec: Spec) -> bool:
+    """Whether a field's encoding can include cached encodings (a CachedWire value, or one inside)."""
+    kind = spec[0]
+    if kind == "wire":
+        nested = spec[1]
+        return issubclass(nested, CachedWire) or (nested not in _in_progress
+                                                   and _codec(nested).enc_bytes is not None)
+    if kind == "opt":
+        return _spliced(spec[1])
+    if kind == "seq":
+        return spec[1][0] == "wire" and _spliced(spec[1])
+    return False
+
+
+def _array_header(n: int) -> bytes:
+    """msgpack's header of an array of n items."""
+    if n <= 15:
+        return bytes((0x90 | n,))
+    return b"\xdc" + n.to_bytes(2, "big") if n <= 0xFFFF else b"\xdd" + n.to_bytes(4, "big")
+
+
+_ARRAY_HEADERS = tuple(_array_header(n) for n in range(16))
+_NAMESPACE["_array_header"] = _array_header
+_NAMESPACE["_ARRAY_HEADERS"] = _ARRAY_HEADERS
+
+
+def _bytes_expr(src: _Source, spec: Spec, x: str) -> str:
+    """Expression encoding the wire value `x` (of a spliced spec's wire type) to bytes, type checked."""
+    nested = spec[1]
+    if issubclass(nested, CachedWire):
+        return (f"({src.nested(nested, 'encode')}({x}) if type({x}) is {src.ref(nested)} "
+                f"else _enc_class_error({x}, {nested.__name__!r}))")
+    return f"{src.ref(_enc_bytes_of(nested))}({x})"
+
+
+def _enc_bytes_of(cls: type) -> Callable[[Any], bytes]:
+    fn = _codec(cls).enc_bytes
+    assert fn is not None
+    return fn
+
+
+def _splice_lines(src: _Source, spec: Spec, x: str, where: str, ind: int) -> list[str]:
+    """Statements that check the spliced field `x` and leave its encoding (bytes) in `x`."""
+    p = " " * ind
+    kind = spec[0]
+    if kind == "wire":
+        return [f"{p}{x} = {_bytes_expr(src, spec, x)}"]
+    if kind == "opt":
+        return [f"{p}if {x} is None: {x} = b'\\xc0'", f"{p}else:", *_splice_lines(src, spec[1], x, where, ind + 4)]
+    if kind == "seq":
+        _, inner, n = spec
+        return [f"{p}if type({x}) is not tuple or len({x}) > {n}: _enc_seq_error({x}, {n}, {where!r})",
+                f"{p}{x} = (_ARRAY_HEADERS[len({x})] if len({x}) < 16 else _array_header(len({x}))) "
+                f"+ b''.join([{_bytes_expr(src, inner, '_i')} for _i in {x}])"]
+    raise AssertionError(kind)
+
+
+def _splice_body(src: _Source, specs: list[Spec], fields: list[str], name: str) -> list[str]:
+    """Body of `enc_bytes`: fields in order, cached encodings spliced in, runs of other fields packed."""
+    lines: list[str] = []
+    parts = [repr(_array_header(len(specs)))]
+    run: list[str] = []
+
+    def flush() -> None:
+        if run:
+            skip = len(_array_header(len(run)))
+            parts.append(f"_packer.pack([{', '.join(run)}])[{skip}:]")
+            run.clear()
+
+    for i, spec in enumerate(specs):
+        where = f"{name}.{fields[i]}"
+        if _spliced(spec):
+            lines += _splice_lines(src, spec, f"f{i}", where, 4)
+            flush()
+            parts.append(f"f{i}")
+        else:
+            lines += _enc_lines(src, spec, f"f{i}", where, False, 4)
+            run.append(f"f{i}")
+    flush()
+    return [*lines, f"    return b''.join([{', '.join(parts)}])"]
+
+
 def _builder(cls: type) -> type | None:
     """A mutable twin of `cls` (same base, same slots) to fill a decoded value before it becomes a `cls`.
 
@@ -732,6 +816,9 @@ def _compile_class(cls: type) -> _Codec:
 
         raw_body = enc_body(False)
         obj_body = enc_body(True)
+        # Types holding CachedWire values encode by splicing their cached encodings into the output (msgpack
+        # is concatenative: an array is its header followed by its items' encodings).
+        splice_body = _splice_body(src, specs, fields, name) if any(_spliced(sp) for sp in specs) else None
         dec_body = [line for i, spec in enumerate(specs)
                     for line in _dec_lines(src, spec, vs[i], f"{name}.{fields[i]}", 4)]
 
@@ -754,13 +841,16 @@ def _compile_class(cls: type) -> _Codec:
                        *loads, *raw_body, f"    return {out}"]),
             "\n".join(["def enc_obj(v):", f"    if type(v) is not {c}: _enc_class_error(v, {name!r})",
                        *loads, *obj_body, f"    return {out}"]),
+            *(["\n".join(["def enc_bytes(v):", f"    if type(v) is not {c}: _enc_class_error(v, {name!r})",
+                          *loads, *splice_body])] if splice_body is not None else []),
             "\n".join(["def dec(o):", f"    if type(o) is not list or len(o) != {n}: _dec_class_error(o, {n}, {name!r})",
                        unpacked, *dec_body, *construct, "    return v"]),
             "\n".join(["def encode(self):",
                        *(["    try:", "        data = self._wire_bytes", "    except AttributeError:",
                           "        data = None", "    if data is not None: return data"] if cached else []),
                        f"    if type(self) is not {c}: return _slow_encode(self)",
-                       "    v = self", *loads, *raw_body, f"    data = _packer.pack({out})",
+                       *(["    data = enc_bytes(self)"] if splice_body is not None else
+                         ["    v = self", *loads, *raw_body, f"    data = _packer.pack({out})"]),
                        *(["    _set_cached_bytes(self, data)"] if cached else []),
                        "    return data"]),
             "\n".join(["def decode(cls, data):",
@@ -787,8 +877,8 @@ def _compile_class(cls: type) -> _Codec:
         ])
         ns = src.ns
         exec(compile(text, f"<wire codec {cls.__module__}.{cls.__qualname__}>", "exec"), ns)
-        codec = _Codec(ns["enc_obj"], ns["enc_raw"], ns["dec"], ns["encode"], ns["decode"], ns["to_obj"],
-                       ns["from_obj"], text)
+        codec = _Codec(ns["enc_obj"], ns["enc_raw"], ns.get("enc_bytes"), ns["dec"], ns["encode"], ns["decode"],
+                       ns["to_obj"], ns["from_obj"], text)
     finally:
         _in_progress.discard(cls)
     cls._codec = codec  # type: ignore[attr-defined]
