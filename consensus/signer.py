@@ -16,6 +16,7 @@ from consensus.params import Step
 from core.block import ProposalBlock
 from core.codec import MaxLen, Wire, wire
 from core.errors import DecodeError, DoubleSignError, StorageError
+from core.fsio import write_atomic
 from core.keys import PrivateKey
 from core.limits import MAX_PROPOSAL_MESSAGE_BYTES
 from core.types import Address, Hash32, Height, Round
@@ -84,23 +85,8 @@ class FileSignState:
             raise StorageError(f"sign state {self.path} is corrupt: {exc}") from exc
 
     def save(self, record: SignRecord) -> None:
-        tmp = self.path + ".tmp"
-        data = record.encode()
         try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            try:
-                view = memoryview(data)
-                while view:
-                    view = view[os.write(fd, view):]
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            os.replace(tmp, self.path)
-            dfd = os.open(os.path.dirname(os.path.abspath(self.path)), os.O_RDONLY)
-            try:
-                os.fsync(dfd)
-            finally:
-                os.close(dfd)
+            write_atomic(self.path, record.encode(), mode=0o600)
         except OSError as exc:
             raise StorageError(f"cannot write sign state {self.path}: {exc}") from exc
 

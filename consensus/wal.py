@@ -16,6 +16,7 @@ from typing import Protocol
 
 from consensus.events import Event, NewHeight, WalRecord, decode_event, encode_event
 from core.errors import DecodeError, StorageError
+from core.fsio import write_atomic
 
 _HEADER = struct.Struct(">II")
 MAX_RECORD = WalRecord.MAX_BYTES
@@ -179,17 +180,7 @@ class FileWAL:
 
     def _rotate(self, first: bytes) -> None:
         self._file.close()
-        tmp = self.path + ".tmp"
-        with open(tmp, "wb") as f:
-            f.write(first)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self.path)
-        dfd = os.open(os.path.dirname(os.path.abspath(self.path)), os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
+        write_atomic(self.path, first, mode=0o644)
         self._file = open(self.path, "ab")  # noqa: SIM115
 
     def replay(self) -> list[Event]:

@@ -20,6 +20,7 @@ from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
 from core.address import encode_address
 from core.errors import KeyFileError
+from core.fsio import write_atomic
 from core.keys import PrivateKey
 
 FORMAT_VERSION = 1
@@ -61,22 +62,9 @@ def save_key(path: str | os.PathLike[str], key: PrivateKey, passphrase: str | No
 
 
 def write_private_file(path: Path, data: bytes) -> None:
-    """Atomically write `data` to `path` with mode 0600."""
+    """Atomically write `data` to `path` with mode 0600, creating the parent directory."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.fchmod(fd, 0o600)
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    write_atomic(path, data, mode=0o600)
 
 
 def is_encrypted(path: str | os.PathLike[str]) -> bool:
