@@ -15,7 +15,7 @@ from consensus.actions import BuildBlock, ReportEvidence
 from consensus.wal import MemoryWAL
 from core.app import BlockTemplate, VerdictKind
 from core.block import Block, compute_results_root
-from core.evidence import EvidenceEnvelope, duplicate_vote, offence_id
+from core.evidence import DuplicateVote, EvidenceEnvelope, duplicate_vote, offence_id
 from core.hashing import ZERO_HASH, sha256
 from core.store import KeySpace, LevelDBStore, space
 from core.tensor import Tensor
@@ -148,18 +148,23 @@ async def test_vote_requests_before_the_first_height_get_an_empty_answer(tmp_pat
         node.close()
 
 
+def _equivocation(chain_id: str) -> DuplicateVote:
+    """Validator 2 prevoting for two blocks at height 1, round 0."""
+    cheat = validator_key(SEED, 2)
+
+    def prevote(block: bytes) -> Vote:
+        return Vote(VoteType.PREVOTE, Height(1), Round(0), sha256(block), Timestamp(0), cheat.public_key, None,
+                    ZERO_SIGNATURE).signed(cheat, chain_id)
+
+    return duplicate_vote(prevote(b"a"), prevote(b"b"))
+
+
 @pytest.mark.trio
 async def test_reported_evidence_is_stored_durably_off_the_event_loop(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     node = local_node(make_home(tmp_path, "v0", genesis_doc(4), validator=0))
     try:
         driver = node.build_driver(MemoryWAL())
-        cheat = validator_key(SEED, 2)
-
-        def prevote(block: bytes) -> Vote:
-            return Vote(VoteType.PREVOTE, Height(1), Round(0), sha256(block), Timestamp(0), cheat.public_key, None,
-                        ZERO_SIGNATURE).signed(cheat, node.chain_id)
-
-        evidence = duplicate_vote(prevote(b"a"), prevote(b"b"))
+        evidence = _equivocation(node.chain_id)
         loop_thread = threading.current_thread()
         writers: list[tuple[threading.Thread, bool]] = []
         original = LevelDBStore.write_batch
@@ -182,13 +187,7 @@ async def test_pending_evidence_that_can_no_longer_be_included_is_dropped_on_sta
     node = local_node(make_home(tmp_path, "v0", genesis_doc(4), validator=0))
     try:
         driver = node.build_driver(MemoryWAL())
-        cheat = validator_key(SEED, 2)
-
-        def prevote(block: bytes) -> Vote:
-            return Vote(VoteType.PREVOTE, Height(1), Round(0), sha256(block), Timestamp(0), cheat.public_key, None,
-                        ZERO_SIGNATURE).signed(cheat, node.chain_id)
-
-        evidence = duplicate_vote(prevote(b"a"), prevote(b"b"))
+        evidence = _equivocation(node.chain_id)
         pending = space(node.db, KeySpace.EVIDENCE)
         with node.db.write_batch() as batch:
             pending.bind(batch).put(offence_id(evidence), EvidenceEnvelope(evidence).encode())
