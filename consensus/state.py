@@ -42,7 +42,7 @@ from consensus.proposer import ProposerPriorities
 from consensus.voteset import Added, VoteSet
 from core.app import BlockTemplate, Verdict, VerdictKind
 from core.block import Block, ProposalBlock
-from core.errors import InferchainError, InvalidBlock, InvalidEvidence
+from core.errors import InvalidBlock, InvalidEvidence, RemoteError
 from core.evidence import (
     DuplicateVote,
     Evidence,
@@ -642,7 +642,7 @@ class ConsensusState:
             return
         try:
             verify_commit(self._vs, commit.block_id, commit, self.chain_id, signature_ok=self._signature_ok)
-        except InferchainError:
+        except RemoteError:
             return
         self._note_block(block, out, commit.block_id)
         for vote in commit.precommits:

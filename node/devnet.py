@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from core.errors import ConfigError, InferchainError
+from core.errors import ConfigError, LocalError
 from core.keys import PrivateKey
 
 DEFAULT_VALIDATORS = 4
@@ -41,7 +41,7 @@ STOP_GRACE_S = 10.0
 TERM_GRACE_S = 5.0
 
 
-class DevnetError(InferchainError):
+class DevnetError(LocalError):
     """The devnet directory or its processes are not in the state a command needs."""
 
 

@@ -26,7 +26,7 @@ from libp2p.request_response import (
 
 from core.block import Block
 from core.codec import Wire
-from core.errors import DecodeError, InferchainError
+from core.errors import DecodeError, LocalError, RemoteError
 from core.limits import MAX_VALIDATORS
 from core.types import Hash32, Height
 from core.votes import Commit, Vote
@@ -166,8 +166,11 @@ class ReqResp:
             except WrongChain as exc:
                 self._counters.requests_refused[name] += 1
                 return _response(ResponseCode.BAD_REQUEST, reason=str(exc))
-            except InferchainError as exc:
+            except RemoteError as exc:  # a request this node refuses to serve
                 self._counters.requests_refused[name] += 1
+                return _response(ResponseCode.UNAVAILABLE, reason=str(exc))
+            except LocalError as exc:  # our fault (e.g. the database): unavailable, never the peer's
+                logger.warning("serving a %s request to %s failed on our side: %s", name, peer, exc)
                 return _response(ResponseCode.UNAVAILABLE, reason=str(exc))
             self._counters.requests_served[name] += 1
             return _response(ResponseCode.OK, body.encode())
@@ -191,7 +194,7 @@ class ReqResp:
             result = await trio.to_thread.run_sync(self._check_blocks, start, end, body)
         else:
             result = self._check_blocks(start, end, body)
-        if isinstance(result, InferchainError):
+        if isinstance(result, RemoteError):
             self._bad_response(peer, "blocks", result)
         return result
 
@@ -278,7 +281,7 @@ class ReqResp:
         except DecodeError as exc:
             self._bad_response(peer, cls.__name__, exc)
 
-    def _check_blocks(self, start: int, end: int, body: bytes) -> list[SyncedBlock] | InferchainError:
+    def _check_blocks(self, start: int, end: int, body: bytes) -> list[SyncedBlock] | RemoteError:
         """Decode and cross-check a block response; returns the error instead of raising (thread-safe)."""
         try:
             response = BlocksResponse.decode(body)
@@ -299,7 +302,7 @@ class ReqResp:
         except DecodeError as exc:
             return exc
 
-    def _bad_response(self, peer: ID, name: str, error: InferchainError) -> NoReturn:
+    def _bad_response(self, peer: ID, name: str, error: RemoteError) -> NoReturn:
         self._counters.requests_failed[name] += 1
         self._on_offense(peer, Offense.BAD_RESPONSE, f"{name}: {error}")
         if isinstance(error, BadResponse | WrongChain):

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from core.app import Verdict
 from core.block import Block
-from core.errors import InferchainError, InvalidBlock, InvalidEvidence, LocalFault
+from core.errors import InvalidBlock, InvalidEvidence, LocalError, RemoteError
 from core.evidence import DuplicateProposal, DuplicateVote, Evidence, WrongInference, validate_evidence_basic
 from core.header import PROTOCOL_VERSION, TxResult
 from core.state import StateUpdate
@@ -61,9 +61,9 @@ def validate_block(new_view: Callable[[], StateView], compute_update: Callable[[
                    block: Block, engine: Engine, checks: Checks) -> Validated:
     try:
         return _validate(new_view, compute_update, block, engine, checks)
-    except LocalFault as fault:
+    except LocalError as fault:  # this node's fault (worker, limit, storage): it cannot judge the block
         return Validated(Verdict.local_fault(str(fault)))
-    except InferchainError as exc:  # the proposer's fault: a verdict on the block
+    except RemoteError as exc:  # the proposer's fault: a verdict on the block
         return Validated(Verdict.invalid(str(exc)))
     except Exception as exc:
         # A bug of ours met on a peer's block: never a verdict on the proposer, never a crash of every
