@@ -24,7 +24,7 @@ from core.tensor import DType, Tensor
 from core.types import Address, Amount, Gas, Hash32, Height, Nonce, PublicKeyBytes, Timestamp
 from core.validators import MAX_TOTAL_POWER, ValidatorEntry, ValidatorList, ValidatorSet
 from vm.params import (
-    ConsensusParams,
+    ChainConsensusParams,
     NamedInt,
     Params,
     RewardParams,
@@ -187,7 +187,8 @@ def parse_time(text: Any) -> Timestamp:
 
 def parse_params(doc: Mapping[str, Any]) -> Params:
     try:
-        consensus = ConsensusParams.from_obj(_values(ConsensusParams, _get(doc, "consensus", "genesis"), "consensus"))
+        consensus = ChainConsensusParams.from_obj(
+            _values(ChainConsensusParams, _get(doc, "consensus", "genesis"), "consensus"))
         vm_doc = _get(doc, "vm", "genesis")
         vm_values = _values(VMParams, vm_doc, "vm", skip=("sandbox_limits", "gas_schedule"))
         vm_values.append([n.to_obj() for n in _named(_get(vm_doc, "sandbox_limits", "vm"), "vm.sandbox_limits")])
