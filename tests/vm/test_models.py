@@ -14,7 +14,7 @@ import pytest
 from vm.models import MODELS_DIR, POI_MODEL, load_model, manifest, model_names
 from vm.sandbox.check import check_model
 from vm.sandbox.executor import InferJob, LocalExecutor, ModelPackage
-from vm.sandbox.spec import ModelClass
+from vm.sandbox.spec import CompareMode
 
 pytestmark = pytest.mark.vm
 
@@ -56,9 +56,9 @@ def test_chain_accepts_each_model_as_declared(name: str) -> None:
 
 
 def test_declared_classes() -> None:
-    assert load_model("digits_mlp").spec.model_class is ModelClass.TOLERANT
-    assert load_model("digits_int8").spec.model_class is ModelClass.EXACT
-    assert load_model(POI_MODEL).spec.model_class is ModelClass.EXACT
+    assert load_model("digits_mlp").spec.model_class is CompareMode.TOLERANT
+    assert load_model("digits_int8").spec.model_class is CompareMode.EXACT
+    assert load_model(POI_MODEL).spec.model_class is CompareMode.EXACT
 
 
 def test_poi_digest_is_a_high_entropy_integer_tensor() -> None:

@@ -16,7 +16,7 @@ from vm.sandbox.attacks import canonical, make_model, tensor
 from vm.sandbox.check import check_model
 from vm.sandbox.limits import DEFAULT_LIMITS, GasSchedule
 from vm.sandbox.meter import meter
-from vm.sandbox.spec import ModelClass, ModelSpec, TensorSpec, Tolerance
+from vm.sandbox.spec import ArraySpec, CompareMode, ModelSpec, Tolerance
 
 pytestmark = pytest.mark.vm
 
@@ -87,7 +87,7 @@ def _conv_net(batch: int) -> tuple[bytes, ModelSpec]:
         helper.make_node("Gemm", ["f", "fc"], ["y"]),
     ]
     spec = ModelSpec(
-        (TensorSpec("x", "float32", (batch, 1, 8, 8)),), ModelClass.TOLERANT, 16, Tolerance(2, 100)
+        (ArraySpec("x", "float32", (batch, 1, 8, 8)),), CompareMode.TOLERANT, 16, Tolerance(2, 100)
     )
     model = make_model(nodes, [tensor("x", TensorProto.FLOAT, (batch, 1, 8, 8))], [tensor("y", TensorProto.FLOAT, (batch, 10))], [w, b, fc])
     return canonical(model, spec), spec
@@ -122,7 +122,7 @@ def test_quantized_matmul_counts_like_matmul() -> None:
     zps = [numpy_helper.from_array(np.array(z, np.uint8), n) for n, z in (("za", 0), ("zb", 128), ("zy", 5))]
     w = numpy_helper.from_array(np.full((16, 8), 130, np.uint8), "w")
     node = helper.make_node("QLinearMatMul", ["a", "sa", "za", "w", "sb", "zb", "sy", "zy"], ["y"])
-    spec = ModelSpec((TensorSpec("a", "uint8", (3, 16)),), ModelClass.EXACT)
+    spec = ModelSpec((ArraySpec("a", "uint8", (3, 16)),), CompareMode.EXACT)
     model = make_model([node], [tensor("a", TensorProto.UINT8, (3, 16))], [tensor("y", TensorProto.UINT8, (3, 8))], [w, *scales, *zps])
     model_bytes = canonical(model, spec)
     assert meter(model_bytes).macs == 3 * 8 * 16

@@ -35,7 +35,7 @@ if TYPE_CHECKING:
         quantize,
         within_tolerance,
     )
-    from vm.sandbox.spec import ModelClass, ModelInfo, ModelSpec, TensorSpec, Tolerance
+    from vm.sandbox.spec import ArraySpec, CompareMode, ModelInfo, ModelSpec, Tolerance
     from vm.sandbox.worker import WorkerPool
 
 _EXPORTS = {
@@ -72,17 +72,19 @@ _EXPORTS = {
     "outputs_agree": "vm.sandbox.numeric",
     "quantize": "vm.sandbox.numeric",
     "within_tolerance": "vm.sandbox.numeric",
-    "ModelClass": "vm.sandbox.spec",
+    "CompareMode": "vm.sandbox.spec",
     "ModelInfo": "vm.sandbox.spec",
     "ModelSpec": "vm.sandbox.spec",
-    "TensorSpec": "vm.sandbox.spec",
+    "ArraySpec": "vm.sandbox.spec",
     "Tolerance": "vm.sandbox.spec",
     "WorkerPool": "vm.sandbox.worker",
 }
 
 __all__ = [
     "DEFAULT_LIMITS",
+    "ArraySpec",
     "CheckJob",
+    "CompareMode",
     "Executor",
     "GasSchedule",
     "GoldenCase",
@@ -94,7 +96,6 @@ __all__ = [
     "JobResult",
     "LocalExecutor",
     "MeterReport",
-    "ModelClass",
     "ModelInfo",
     "ModelPackage",
     "ModelRuntimeError",
@@ -103,7 +104,6 @@ __all__ = [
     "NonFiniteOutput",
     "OffGridOutput",
     "SandboxLimits",
-    "TensorSpec",
     "Tolerance",
     "WorkerFault",
     "WorkerLimits",

@@ -45,10 +45,10 @@ from vm.sandbox.spec import (
     ALLOWED_DTYPES,
     FLOAT_DTYPES,
     INTEGER_DTYPES,
-    ModelClass,
+    ArraySpec,
+    CompareMode,
     ModelInfo,
     ModelSpec,
-    TensorSpec,
 )
 
 _CONTRIB_DOMAINS = frozenset({"com.microsoft", "com.microsoft.nchwc", "com.microsoft.experimental", "ai.onnx.contrib"})
@@ -83,7 +83,7 @@ def check_model(model_bytes: bytes, spec: ModelSpec) -> ModelInfo:
 def validate_spec(spec: ModelSpec) -> None:
     """Registration metadata rules: IO declarations, class, grid exponent and protocol minimum tolerances."""
     limits = spec.limits
-    if not isinstance(spec.model_class, ModelClass):
+    if not isinstance(spec.model_class, CompareMode):
         raise InvalidModel(f"unknown model class {spec.model_class!r}")
     if not spec.inputs or len(spec.inputs) > limits.max_inputs:
         raise InvalidModel(f"a model declares 1 to {limits.max_inputs} inputs")
@@ -96,7 +96,7 @@ def validate_spec(spec: ModelSpec) -> None:
         if t.size > limits.max_tensor_elements or t.nbytes > limits.max_tensor_bytes:
             raise InvalidModel(f"input {t.name!r} is over the tensor cap")
     k, tol = spec.grid_k, spec.tolerance
-    if spec.model_class is ModelClass.EXACT:
+    if spec.model_class is CompareMode.EXACT:
         if k != 0 or tol.t_abs != 0 or tol.t_rel_ppm != 0:
             raise InvalidModel("an exact model declares no grid and no tolerance")
         return
@@ -215,7 +215,7 @@ def _check_io(model: ModelProto, spec: ModelSpec) -> None:
     for value in g.input:
         if value.name in init_names:
             raise InvalidModel(f"input {value.name!r} is also an initializer")
-    declared = [TensorSpec(v.name, *_io_type(v, "input")) for v in g.input]
+    declared = [ArraySpec(v.name, *_io_type(v, "input")) for v in g.input]
     if tuple(declared) != spec.inputs:
         raise InvalidModel(
             f"model inputs {_describe(declared)} differ from the declared inputs {_describe(spec.inputs)}"
@@ -227,7 +227,7 @@ def _check_io(model: ModelProto, spec: ModelSpec) -> None:
         _io_type(value, "output")
 
 
-def _describe(specs: tuple[TensorSpec, ...] | list[TensorSpec]) -> str:
+def _describe(specs: tuple[ArraySpec, ...] | list[ArraySpec]) -> str:
     return ", ".join(f"{t.name}:{t.dtype}{list(t.shape)}" for t in specs)
 
 
@@ -324,9 +324,9 @@ def _is_float(types: TypeTable, name: str) -> bool:
     return t is not None and t.dtype in FLOAT_DTYPES
 
 
-def _check_class(model: ModelProto, types: TypeTable, model_class: ModelClass) -> None:
+def _check_class(model: ModelProto, types: TypeTable, model_class: CompareMode) -> None:
     g = model.graph
-    if model_class is ModelClass.EXACT:
+    if model_class is CompareMode.EXACT:
         for value in g.input:
             if _is_float(types, value.name):
                 raise InvalidModel(f"exact model has a float input {value.name!r}")
@@ -378,7 +378,7 @@ def _info(model_bytes: bytes, model: ModelProto, types: TypeTable, spec: ModelSp
     for value in model.graph.output:
         t: TensorType = types[value.name]
         assert t.shape is not None and t.dtype in NAME_TO_ONNX
-        outputs.append(TensorSpec(value.name, t.dtype, t.shape))
+        outputs.append(ArraySpec(value.name, t.dtype, t.shape))
     parameter_bytes = sum(initializer_type(i).nbytes for i in model.graph.initializer)
     opset = next(int(op.version) for op in model.opset_import if op.domain in ("", "ai.onnx"))
     return ModelInfo(
