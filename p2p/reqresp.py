@@ -39,8 +39,8 @@ from p2p.messages import (
     BlocksRequest,
     BlocksResponse,
     ChainStatus,
-    ModelChunk,
     ModelChunkRequest,
+    ModelChunkResponse,
     Response,
     ResponseCode,
     StatusRequest,
@@ -56,7 +56,7 @@ logger = logging.getLogger(__name__)
 StatusProvider = Callable[[], Awaitable[ChainStatus]]
 BlockProvider = Callable[[Height], Awaitable[StoredBlock | None]]
 VoteProvider = Callable[[VotesRequest], Awaitable[Sequence[Vote]]]
-ModelProvider = Callable[[Hash32, int, int], Awaitable[ModelChunk | None]]
+ModelProvider = Callable[[Hash32, int, int], Awaitable[ModelChunkResponse | None]]
 Progress = Callable[[int, int], None]
 OffenseSink = Callable[[ID, Offense, str], None]
 
@@ -239,7 +239,7 @@ class ReqResp:
         total: int | None = None
         while total is None or received < total:
             request = ModelChunkRequest(model_id, received, MODEL_CHUNK)
-            chunk = self._decode_body(peer, ModelChunk, await self._request(peer, "model", request))
+            chunk = self._decode_body(peer, ModelChunkResponse, await self._request(peer, "model", request))
             if total is None:
                 if chunk.total > max_size:
                     self._bad_response(peer, "model", BadResponse(f"model of {chunk.total} bytes exceeds {max_size}"))
