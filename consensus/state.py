@@ -36,7 +36,7 @@ from consensus.events import (
     VoteReceived,
     VotesFetched,
 )
-from consensus.evidence import EvidencePool, check_evidence
+from consensus.evidence import EvidencePool, validate_evidence
 from consensus.params import ConsensusParams, Step
 from consensus.proposer import ProposerPriorities
 from consensus.voteset import Added, VoteSet
@@ -130,7 +130,7 @@ class ConsensusState:
         self.me = me
         self.params = params or ConsensusParams()
         self._verify = verifier
-        self._check_block: BlockChecker = Block.validate_basic if block_checker is None else block_checker
+        self._validate_block_basic: BlockChecker = Block.validate_basic if block_checker is None else block_checker
         self._sig_cache: SignatureCache = {} if signature_cache is None else signature_cache
         self._pool = EvidencePool(self.params.max_evidence_age)
         self._future: list[ProposalReceived | VoteReceived] = []
@@ -512,7 +512,7 @@ class ConsensusState:
     def _structural_problem(self, block: Block, out: list[Action]) -> str | None:
         h = block.header
         try:
-            self._check_block(block)
+            self._validate_block_basic(block)
         except InvalidBlock as exc:
             return str(exc)
         if h.chain_id != self.chain_id or h.height != self._height:
@@ -539,7 +539,7 @@ class ConsensusState:
         keys = set()
         for ev in block.evidence:
             try:
-                check_evidence(ev, self.chain_id, int(self._height), self.params.max_evidence_age, self._verify)
+                validate_evidence(ev, self.chain_id, int(self._height), self.params.max_evidence_age, self._verify)
             except InvalidEvidence as exc:
                 return f"evidence: {exc}"
             key = offence_id(ev)
@@ -616,7 +616,7 @@ class ConsensusState:
         if self._pool.knows(evidence):
             return
         try:
-            check_evidence(evidence, self.chain_id, int(self._height), self.params.max_evidence_age,
+            validate_evidence(evidence, self.chain_id, int(self._height), self.params.max_evidence_age,
                            self._verify)
         except InvalidEvidence:
             return

@@ -415,7 +415,7 @@ class ConsensusDriver:
 
     async def on_evidence(self, evidence: Evidence) -> None:
         if isinstance(evidence, WrongInference):
-            confirmed = await trio.to_thread.run_sync(self.app.check_evidence, evidence, limiter=self._app_threads)
+            confirmed = await trio.to_thread.run_sync(self.app.is_valid_evidence, evidence, limiter=self._app_threads)
             if not confirmed:
                 return
         await self.submit(EvidenceReceived(self.now(), evidence))

@@ -52,7 +52,7 @@ from node.sigcache import SigCache, VoteVerifier
 from node.sync import BlockSync, ConsensusCatchUp, stored_block
 from p2p.batcher import TxBatcher
 from p2p.config import P2PConfig
-from p2p.envelope import check_tx_batch
+from p2p.envelope import decode_tx_batch
 from p2p.identity import peer_id_of
 from p2p.messages import ChainStatus, TxBatch, VotesRequest
 from p2p.service import P2PService
@@ -242,7 +242,7 @@ class Node:
         gossip = service.gossip
         # Each signature is verified once per node (DESIGN.md §4): the batch envelope check goes through the
         # node's cache, so a transaction seen on several paths (RPC, gossip, block) is verified once.
-        gossip.set_envelope(TopicKind.TXS, functools.partial(check_tx_batch, chain_id=self.chain_id,
+        gossip.set_envelope(TopicKind.TXS, functools.partial(decode_tx_batch, chain_id=self.chain_id,
                                                              verify=self.sig_cache.verify))
         gossip.set_handler(TopicKind.TXS, self._on_tx_batch)
         gossip.set_handler(TopicKind.PROPOSALS, self._on_proposal)

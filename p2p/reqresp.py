@@ -191,9 +191,9 @@ class ReqResp:
         end = min(end, start + MAX_BLOCKS_PER_REQUEST - 1)
         body = await self._request(peer, "blocks", BlocksRequest(Height(start), Height(end)))
         if len(body) >= _THREAD_THRESHOLD:
-            result = await trio.to_thread.run_sync(self._check_blocks, start, end, body)
+            result = await trio.to_thread.run_sync(self._decode_blocks, start, end, body)
         else:
-            result = self._check_blocks(start, end, body)
+            result = self._decode_blocks(start, end, body)
         if isinstance(result, RemoteError):
             self._bad_response(peer, "blocks", result)
         return result
@@ -281,7 +281,7 @@ class ReqResp:
         except DecodeError as exc:
             self._bad_response(peer, cls.__name__, exc)
 
-    def _check_blocks(self, start: int, end: int, body: bytes) -> list[SyncedBlock] | RemoteError:
+    def _decode_blocks(self, start: int, end: int, body: bytes) -> list[SyncedBlock] | RemoteError:
         """Decode and cross-check a block response; returns the error instead of raising (thread-safe)."""
         try:
             response = BlocksResponse.decode(body)

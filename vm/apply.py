@@ -19,7 +19,7 @@ from core.tx import Transaction
 from core.types import Address, Gas, Hash32, Height
 from core.validators import ValidatorEntry
 from core.votes import Commit
-from vm.blockbytes import check_basics
+from vm.blockbytes import get_block_bytes
 from vm.execute import (
     BlockContext,
     InferWork,
@@ -183,7 +183,7 @@ def apply_block(state: StateView, block: Block,
     header = block.header
     if header.height != chain.height + 1:
         raise InvalidBlock(f"block {header.height} does not follow height {chain.height}")
-    parts = check_basics(block)
+    parts = get_block_bytes(block)
     ctx = context_for(state, block)
     executor = BlockExecutor(state, ctx, header.last_block_id)
     try:

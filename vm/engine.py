@@ -197,10 +197,10 @@ class Engine:
                     continue
                 checked.append((item, spec, int(result.info.gas_per_call)))
         if checked:
-            resolutions.update(self._check_golden(checked))
+            resolutions.update(self._get_golden_resolutions(checked))
         return resolutions, challenge_output
 
-    def _check_golden(self, checked: list[tuple[RegisterWork, ModelSpec, int]]) -> dict[int, Resolution]:
+    def _get_golden_resolutions(self, checked: list[tuple[RegisterWork, ModelSpec, int]]) -> dict[int, Resolution]:
         jobs: list[Job] = []
         owners: list[int] = []
         for n, (item, spec, _) in enumerate(checked):

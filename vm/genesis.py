@@ -352,7 +352,7 @@ def parse_genesis(doc: Any, *, base_dir: Path = REPO_ROOT, file_hash: Hash32 = Z
         raise ConfigError("genesis: a model is listed twice")
     for m in models:
         if m.poi:
-            _check_poi_model(m)
+            _validate_poi_model(m)
     keys = doc.get("keys")
     seed_phrase = keys.get("seed_phrase") if isinstance(keys, Mapping) else None
     genesis = Genesis(chain_id, genesis_time, params, tuple(validators), tuple(accounts), models, file_hash,
@@ -369,7 +369,7 @@ def parse_genesis(doc: Any, *, base_dir: Path = REPO_ROOT, file_hash: Hash32 = Z
     return genesis
 
 
-def _check_poi_model(m: GenesisModel) -> None:
+def _validate_poi_model(m: GenesisModel) -> None:
     meta = m.meta
     if meta.model_class is not ModelClass.EXACT:
         raise ConfigError(f"genesis: PoI model {m.name} must be of class exact")

@@ -13,7 +13,7 @@ from onnx import TensorProto, helper, numpy_helper
 from core.errors import InvalidModel
 from vm.models import load_model
 from vm.sandbox.attacks import canonical, make_model, tensor
-from vm.sandbox.check import check_model
+from vm.sandbox.check import validate_model
 from vm.sandbox.limits import DEFAULT_LIMITS, GasSchedule
 from vm.sandbox.meter import meter
 from vm.sandbox.spec import ArraySpec, CompareMode, ModelSpec, Tolerance
@@ -106,7 +106,7 @@ def test_small_conv_net_matches_hand_count() -> None:
     ]
     assert report.macs == 2304 + 640
     assert report.gas == _gas(nodes)
-    assert check_model(model_bytes, spec).gas_per_call == report.gas
+    assert validate_model(model_bytes, spec).gas_per_call == report.gas
 
 
 def test_work_scales_exactly_with_batch() -> None:
@@ -126,7 +126,7 @@ def test_quantized_matmul_counts_like_matmul() -> None:
     model = make_model([node], [tensor("a", TensorProto.UINT8, (3, 16))], [tensor("y", TensorProto.UINT8, (3, 8))], [w, *scales, *zps])
     model_bytes = canonical(model, spec)
     assert meter(model_bytes).macs == 3 * 8 * 16
-    assert check_model(model_bytes, spec).macs == 3 * 8 * 16
+    assert validate_model(model_bytes, spec).macs == 3 * 8 * 16
 
 
 def test_pinning_shapes_changes_the_price() -> None:

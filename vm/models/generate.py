@@ -27,7 +27,7 @@ import numpy as np
 from onnx import ModelProto, TensorProto, helper, numpy_helper
 
 from vm.sandbox.canonicalize import canonicalize
-from vm.sandbox.check import check_model
+from vm.sandbox.check import validate_model
 from vm.sandbox.executor import InferJob, LocalExecutor, ModelPackage
 from vm.sandbox.golden import encode_golden, make_golden
 from vm.sandbox.spec import ArraySpec, CompareMode, ModelSpec, Tolerance
@@ -204,7 +204,7 @@ def _golden(model_bytes: bytes, spec: ModelSpec, cases: list[dict[str, np.ndarra
 
 
 def _entry(name: str, model_bytes: bytes, spec: ModelSpec, golden: bytes, about: str) -> dict[str, Any]:
-    info = check_model(model_bytes, spec)
+    info = validate_model(model_bytes, spec)
     return {
         "name": name,
         "about": about,

@@ -1,4 +1,4 @@
-"""The chain-side model checker: `check_model(bytes, spec) -> ModelInfo`, or InvalidModel with one line.
+"""The chain-side model checker: `validate_model(bytes, spec) -> ModelInfo`, or InvalidModel with one line.
 
 Every validator reaches the same verdict from the bytes, the spec and the pinned onnx/onnxruntime versions:
 cheap byte and structure rules first (so hostile inputs are refused before any expensive step), then ONNX's
@@ -54,29 +54,29 @@ from vm.sandbox.spec import (
 _CONTRIB_DOMAINS = frozenset({"com.microsoft", "com.microsoft.nchwc", "com.microsoft.experimental", "ai.onnx.contrib"})
 
 
-def check_model(model_bytes: bytes, spec: ModelSpec) -> ModelInfo:
+def validate_model(model_bytes: bytes, spec: ModelSpec) -> ModelInfo:
     """Accept canonical model bytes that obey every registration rule for `spec`; else raise InvalidModel."""
     limits = spec.limits
     validate_spec(spec)
     model = parse_model(model_bytes, limits)
-    _check_structure(model, limits)
-    _check_initializers(model, limits)
-    _check_io(model, spec)
+    _validate_structure(model, limits)
+    _validate_initializers(model, limits)
+    _validate_io(model, spec)
     try:
         onnx.checker.check_model(model)
     except Exception as exc:  # onnx raises ValidationError and others for ill-formed graphs
         raise InvalidModel(f"ill-formed graph: {one_line(exc)}") from None
     types = infer_types(model)
-    _check_static(model, types, limits)
-    _check_canonical(model_bytes, model, types, spec)
-    _check_node_rules(model, types, limits)
-    _check_class(model, types, spec.model_class)
+    _validate_static(model, types, limits)
+    _validate_canonical(model_bytes, model, types, spec)
+    _validate_node_rules(model, types, limits)
+    _validate_class(model, types, spec.model_class)
     report = meter_graph(model, types, limits.gas)
     if report.macs > limits.max_macs:
         raise InvalidModel(f"model needs {report.macs} MACs per call, over the cap of {limits.max_macs}")
     if report.gas > limits.max_gas_per_call:
         raise InvalidModel(f"model costs {report.gas} gas per call, over the cap of {limits.max_gas_per_call}")
-    _check_runtime_accepts(model_bytes)
+    _validate_runtime_accepts(model_bytes)
     return _info(model_bytes, model, types, spec, report)
 
 
@@ -114,7 +114,7 @@ def _op_name(node: NodeProto) -> str:
     return f"{node.domain}.{node.op_type}" if node.domain else node.op_type
 
 
-def _check_structure(model: ModelProto, limits: SandboxLimits) -> None:
+def _validate_structure(model: ModelProto, limits: SandboxLimits) -> None:
     if not limits.min_ir_version <= model.ir_version <= limits.max_ir_version:
         raise InvalidModel(
             f"IR version {model.ir_version} outside [{limits.min_ir_version}, {limits.max_ir_version}]"
@@ -170,7 +170,7 @@ def _check_structure(model: ModelProto, limits: SandboxLimits) -> None:
                     raise InvalidModel(f"{op}: tensor attribute {attr.name!r} is not allowed")
 
 
-def _check_initializers(model: ModelProto, limits: SandboxLimits) -> None:
+def _validate_initializers(model: ModelProto, limits: SandboxLimits) -> None:
     """Initializers must carry exactly the bytes their dims declare, as raw data, in an allowed dtype."""
     total = 0
     for init in model.graph.initializer:
@@ -206,7 +206,7 @@ def _io_type(value: onnx.ValueInfoProto, what: str) -> tuple[str, tuple[int, ...
     return dtype, tuple(int(d.dim_value) for d in t.tensor_type.shape.dim)
 
 
-def _check_io(model: ModelProto, spec: ModelSpec) -> None:
+def _validate_io(model: ModelProto, spec: ModelSpec) -> None:
     g = model.graph
     limits = spec.limits
     if not 1 <= len(g.output) <= limits.max_outputs:
@@ -231,7 +231,7 @@ def _describe(specs: tuple[ArraySpec, ...] | list[ArraySpec]) -> str:
     return ", ".join(f"{t.name}:{t.dtype}{list(t.shape)}" for t in specs)
 
 
-def _check_static(model: ModelProto, types: TypeTable, limits: SandboxLimits) -> None:
+def _validate_static(model: ModelProto, types: TypeTable, limits: SandboxLimits) -> None:
     """Every computed tensor has an allowed dtype and a static shape within the tensor caps."""
     for value in model.graph.output:
         t = types.get(value.name)
@@ -263,7 +263,7 @@ def _check_static(model: ModelProto, types: TypeTable, limits: SandboxLimits) ->
         raise InvalidModel(f"activations take {total} bytes, over the cap of {limits.max_activation_bytes}")
 
 
-def _check_canonical(model_bytes: bytes, model: ModelProto, types: TypeTable, spec: ModelSpec) -> None:
+def _validate_canonical(model_bytes: bytes, model: ModelProto, types: TypeTable, spec: ModelSpec) -> None:
     foldable = find_foldable(model, types, spec.limits)
     if foldable:
         node = model.graph.node[foldable[0]]
@@ -279,7 +279,7 @@ def _constant(model: ModelProto, name: str) -> onnx.TensorProto | None:
     return next((i for i in model.graph.initializer if i.name == name), None)
 
 
-def _check_node_rules(model: ModelProto, types: TypeTable, limits: SandboxLimits) -> None:
+def _validate_node_rules(model: ModelProto, types: TypeTable, limits: SandboxLimits) -> None:
     """Op-specific rules that keep every allowed op total and identical across CPUs."""
     for node in model.graph.node:
         op = node.op_type
@@ -324,7 +324,7 @@ def _is_float(types: TypeTable, name: str) -> bool:
     return t is not None and t.dtype in FLOAT_DTYPES
 
 
-def _check_class(model: ModelProto, types: TypeTable, model_class: CompareMode) -> None:
+def _validate_class(model: ModelProto, types: TypeTable, model_class: CompareMode) -> None:
     g = model.graph
     if model_class is CompareMode.EXACT:
         for value in g.input:
@@ -361,7 +361,7 @@ def _check_class(model: ModelProto, types: TypeTable, model_class: CompareMode) 
             raise InvalidModel("tolerant model takes MaxPool indices of float values")
 
 
-def _check_runtime_accepts(model_bytes: bytes) -> None:
+def _validate_runtime_accepts(model_bytes: bytes) -> None:
     """ORT (pinned) must build a session: a checked model never fails to load later."""
     from vm.sandbox.session import create_session
 

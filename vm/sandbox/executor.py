@@ -155,12 +155,12 @@ class Runner:
         except Exception as exc:  # a checked model always loads; this one was never checked
             raise ModelRuntimeError(f"model cannot be loaded: {one_line(exc, 160)}") from None
         if package.golden is not None:
-            self._check_golden(loaded, package.golden)
+            self._validate_golden(loaded, package.golden)
         self._cache[package.model_id] = loaded
         self._used += cost
         return loaded
 
-    def _check_golden(self, loaded: _Loaded, golden: GoldenVectors) -> None:
+    def _validate_golden(self, loaded: _Loaded, golden: GoldenVectors) -> None:
         spec = loaded.package.spec
         actual = []
         try:
@@ -218,10 +218,10 @@ class Runner:
 
     @staticmethod
     def check(model_bytes: bytes, spec: ModelSpec) -> JobResult:
-        from vm.sandbox.check import check_model
+        from vm.sandbox.check import validate_model
 
         try:
-            return JobResult(info=check_model(model_bytes, spec))
+            return JobResult(info=validate_model(model_bytes, spec))
         except InvalidModel as exc:
             return JobResult(error=exc)
 

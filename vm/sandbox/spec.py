@@ -104,7 +104,7 @@ class ModelSpec:
 
 @dataclass(frozen=True, slots=True)
 class ModelInfo:
-    """What `check_model` derived from accepted bytes: IO, static price and a summary of the graph."""
+    """What `validate_model` derived from accepted bytes: IO, static price and a summary of the graph."""
 
     sha256: bytes
     model_class: CompareMode
