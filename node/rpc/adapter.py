@@ -1,6 +1,6 @@
-"""The RPC's view of a running `node.service.Node`: its read side (`node.queries.Queries`) plus the two
-optional methods the API offers when the backend has them (chain parameters, rejections after entry), and
-the status sample that the metrics gauges read at scrape time."""
+"""The RPC's view of a running `node.service.Node`: its read side (`node.queries.Queries`) plus the optional
+method the API offers when the backend has it (chain parameters), and the status sample that the metrics
+gauges read at scrape time."""
 
 from __future__ import annotations
 

@@ -19,6 +19,7 @@ from core.state import StateProof
 from core.tx import Transaction
 from core.types import Address, Hash32, Height, Timestamp
 from core.votes import Commit
+from node.events import TxOutcome
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,10 +140,14 @@ class NodeApi(Protocol):
     async def submit_txs(self, txs: Sequence[Transaction]) -> list[SubmitVerdict]: ...
 
     def committed_blocks(self) -> AbstractAsyncContextManager[AsyncIterator[Block]]:
-        """A stream of every block committed from now on, in height order."""
+        """A stream of every block committed from now on, in height order (the node's `EventHub`); raises
+        OverflowError when too many are open."""
+        ...
+
+    async def wait_for_tx(self, tx_hash: Hash32) -> TxOutcome:
+        """Until the transaction is committed or rejected after mempool entry (evicted, validators
+        disagreed); the caller bounds the wait. Checks the block store before it waits."""
         ...
 
     # Optional (looked up with getattr, so older backends still serve the rest of the API):
     #   def params(self) -> vm.params.Params             -- the chain parameters at the latest height
-    #   def tx_outcome(self, tx_hash) -> TxOutcome | None -- a rejection after mempool entry (commit mode
-    #                                                        reports "rejected: validators disagreed")
