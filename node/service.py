@@ -18,7 +18,6 @@ import functools
 import logging
 import os
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import trio
@@ -428,8 +427,3 @@ class Node:
         # The machine answers () for whatever it does not hold (before its first height too); anything it
         # raises is a bug of ours, which request-response logs with its traceback while resetting the stream.
         return self.driver.state.votes_for_peer(request.height, request.round, request.type, request.have)
-
-
-def open_node(home: str | Path, **kwargs: Any) -> Node:
-    """Shorthand for the CLI: `Node.from_home`."""
-    return Node.from_home(home, **kwargs)

@@ -14,7 +14,6 @@ import trio
 from core.address import encode_address, parse_address
 from core.block import Block
 from core.errors import DecodeError
-from core.hashing import sha256
 from core.header import TxResult
 from core.tx import Transaction
 from core.types import Address, Hash32, Height
@@ -358,8 +357,3 @@ async def params(api: NodeApi) -> dict[str, Any]:
     if read is None:
         raise RpcError(E.NOT_READY, "this node does not expose its chain parameters")
     return dict(to_json(read()))
-
-
-def tx_hash_of_hex(tx_hex: str) -> str:
-    """The hash a broadcast will report, for clients that want it before the answer."""
-    return sha256(bytes.fromhex(tx_hex)).hex()
