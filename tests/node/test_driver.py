@@ -35,7 +35,7 @@ from tests.node.helpers import (
     running,
     wait_until,
 )
-from vm.genesis_tool import validator_key
+from tools.genesis import validator_key
 
 pytestmark = pytest.mark.node
 
