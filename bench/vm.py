@@ -28,9 +28,9 @@ from onnx import TensorProto, helper, numpy_helper
 
 from core.app import BlockTemplate
 from core.hashing import ZERO_HASH, sha256
-from core.store import LevelDBStore
 from core.tensor import Tensor
 from core.types import Amount, Height, Round, Timestamp
+from node.leveldb import LevelDBStore
 from tools.genesis import account_key, make_genesis
 from vm.app import VMApplication
 from vm.engine import sandbox_limits

@@ -34,7 +34,6 @@ from core.errors import InferchainError
 from core.evidence import Evidence, EvidenceEnvelope, evidence_height
 from core.keys import PrivateKey
 from core.limits import MAX_BLOCK_TXS
-from core.store import LevelDBStore
 from core.tx import Transaction
 from core.types import Address, Height
 from core.votes import Vote
@@ -45,6 +44,7 @@ from node.config import NodeConfig
 from node.driver import BlockLimits, ConsensusDriver
 from node.events import EventHub
 from node.home import NodeHome
+from node.leveldb import LevelDBStore
 from node.mempool import Mempool, RemovalReason
 from node.queries import Queries
 from node.rpc.api import SubmitVerdict

@@ -9,8 +9,9 @@ import pytest
 
 from core.errors import StorageError
 from core.state import AuthenticatedMap
-from core.store import BatchContext, KVStore, LevelDBStore, WriteBatch
+from core.store import BatchContext, KVStore, WriteBatch
 from node.blockstore import BlockStore
+from node.leveldb import LevelDBStore
 from p2p.testing.chain import build_chain
 
 pytestmark = pytest.mark.node

@@ -18,11 +18,12 @@ from core.app import BlockTemplate, VerdictKind
 from core.block import Block, compute_results_root
 from core.evidence import DuplicateVote, EvidenceEnvelope, duplicate_vote, offence_id
 from core.hashing import ZERO_HASH, sha256
-from core.store import KeySpace, LevelDBStore, space
+from core.store import KeySpace, space
 from core.tensor import Tensor
 from core.types import Height, Round, Timestamp
 from core.votes import ZERO_SIGNATURE, Vote, VoteType
 from node.events import TxState
+from node.leveldb import LevelDBStore
 from node.mempool import REJECTED_DISAGREED
 from p2p.messages import VotesRequest
 from tests.node.helpers import (
