@@ -3,7 +3,7 @@
 `KVStore` is the contract; `MemoryStore` is its deterministic in-memory implementation (the simulator and
 tests), and the node's database, `node.leveldb.LevelDBStore`, is the I/O one. Writes go only through atomic
 batches, and one batch opened on the database can span every key space, so a block and all the state writes
-it causes commit together (DESIGN §6).
+it causes commit together (docs/design.md §6).
 """
 
 from __future__ import annotations

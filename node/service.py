@@ -8,7 +8,7 @@
         node.stop()                                       # or cancel the nursery
     # resources (LevelDB, worker processes, WAL) are closed when run() returns
 
-Start-up order (DESIGN.md §4): handshake (replay stored blocks into state if it is behind), p2p up, block
+Start-up order (docs/design.md §4.5, §4.10): handshake (replay stored blocks into state if it is behind), p2p up, block
 sync from peers, then consensus with WAL replay of the current height.
 """
 
@@ -240,7 +240,7 @@ class Node:
             self.node_key,
         )
         gossip = service.gossip
-        # Each signature is verified once per node (DESIGN.md §4): the batch envelope check goes through the
+        # Each signature is verified once per node (docs/design.md §4.11): the batch envelope check goes through the
         # node's cache, so a transaction seen on several paths (RPC, gossip, block) is verified once.
         gossip.set_envelope(TopicKind.TXS, functools.partial(check_tx_batch, chain_id=self.chain_id,
                                                              verify=self.sig_cache.verify))

@@ -1,4 +1,4 @@
-"""The consensus driver with a real VMApplication: the disagreement back-off of DESIGN.md §2.6 driven by
+"""The consensus driver with a real VMApplication: the disagreement back-off of docs/design.md §2.6 driven by
 real validation verdicts, and WAL replay after a restart."""
 
 from __future__ import annotations

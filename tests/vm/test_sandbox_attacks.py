@@ -1,4 +1,4 @@
-"""Every attack of DESIGN §2 and research/onnx-determinism.md is refused at registration, with its reason.
+"""Every attack of docs/design.md §2.11-§2.12 is refused at registration, with its reason.
 
 Each case is built as real model bytes by `tools.attacks`; the verdict must be an InvalidModel whose
 one-line message names the rule, whether the check runs directly or as a CheckJob of an executor.
