@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.stamp-install
 # Parallel workers for the CPU-bound suites (core, vm, consensus).
 WORKERS ?= 2
 
-.PHONY: install test test-parallel test-serial lint typecheck bench devnet clean models
+.PHONY: install test test-parallel test-serial lint typecheck bench devnet clean models vectors
 
 install: $(STAMP)
 
@@ -45,6 +45,10 @@ devnet: install
 # Regenerate the committed demo models (deterministic: same bytes as in the repository).
 models: install
 	$(BIN)/python -m tools.models
+
+# Regenerate the spec vectors in tests/vectors (tests/vm/test_vectors.py checks them byte for byte).
+vectors: install
+	$(BIN)/python -m tools.vectors
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis build *.egg-info .devnet
