@@ -29,7 +29,7 @@ test-serial: install
 
 lint: install
 	$(BIN)/ruff check .
-	$(BIN)/mypy core vm consensus
+	$(BIN)/mypy core vm consensus tools
 
 # Each bench prints its figures and ratios against a raw baseline measured in the same run.
 BENCHES := codec_crypto state vm_sandbox vm consensus p2p node
@@ -44,7 +44,7 @@ devnet: install
 
 # Regenerate the committed demo models (deterministic: same bytes as in the repository).
 models: install
-	$(BIN)/python -m vm.models.generate
+	$(BIN)/python -m tools.models
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis build *.egg-info .devnet

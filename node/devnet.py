@@ -3,7 +3,7 @@
 Validator i's consensus key is `PrivateKey.derive(seed_phrase, "validator", i)` and its libp2p key derives
 from the same seed, so every node's peer id is known before any process starts and each home lists all
 the others as bootstrap peers. With 4 validators the repository's genesis.json is used as is; another N
-runs `python -m vm.genesis_tool --validators N` (same seed, same derivation). State persists across
+runs `python -m tools.genesis --validators N` (same seed, same derivation). State persists across
 restarts (homes are only created once); `reset` deletes the directory.
 
     devnet = Devnet(root, validators=4)
@@ -150,7 +150,7 @@ class Devnet:
         if self.validators == DEFAULT_VALIDATORS and self.seed_phrase == DEFAULT_SEED_PHRASE and repo_genesis.exists():
             shutil.copyfile(repo_genesis, self.genesis_path)
             return
-        cmd = [self.python, "-m", "vm.genesis_tool", "--validators", str(self.validators),
+        cmd = [self.python, "-m", "tools.genesis", "--validators", str(self.validators),
                "--seed-phrase", self.seed_phrase, "--out", str(self.genesis_path)]
         done = subprocess.run(cmd, cwd=repo_root(), capture_output=True, text=True, timeout=300, check=False)
         if done.returncode != 0:

@@ -8,7 +8,7 @@
         node.stop()                                       # or cancel the nursery
     # resources (LevelDB, worker processes, WAL) are closed when run() returns
 
-Start-up order (DESIGN.md §4): handshake (replay stored blocks into state if it is behind), p2p up, block
+Start-up order (docs/design.md §4.5, §4.10): handshake (replay stored blocks into state if it is behind), p2p up, block
 sync from peers, then consensus with WAL replay of the current height.
 """
 
@@ -34,7 +34,6 @@ from core.errors import InferchainError
 from core.evidence import Evidence, EvidenceEnvelope, evidence_height
 from core.keys import PrivateKey
 from core.limits import MAX_BLOCK_TXS
-from core.store import LevelDBStore
 from core.tx import Transaction
 from core.types import Address, Height
 from core.votes import Vote
@@ -45,6 +44,7 @@ from node.config import NodeConfig
 from node.driver import BlockLimits, ConsensusDriver
 from node.events import EventHub
 from node.home import NodeHome
+from node.leveldb import LevelDBStore
 from node.mempool import Mempool, RemovalReason
 from node.queries import Queries
 from node.rpc.api import SubmitVerdict
@@ -240,7 +240,7 @@ class Node:
             self.node_key,
         )
         gossip = service.gossip
-        # Each signature is verified once per node (DESIGN.md §4): the batch envelope check goes through the
+        # Each signature is verified once per node (docs/design.md §4.11): the batch envelope check goes through the
         # node's cache, so a transaction seen on several paths (RPC, gossip, block) is verified once.
         gossip.set_envelope(TopicKind.TXS, functools.partial(decode_tx_batch, chain_id=self.chain_id,
                                                              verify=self.sig_cache.verify))

@@ -1,6 +1,6 @@
 """Catching up with peers: block sync before joining consensus, and vote/commit catch-up while in it.
 
-Block sync (DESIGN.md §4): ask connected peers for their status, fetch blocks with their commits from the
+Block sync (docs/design.md §4.10): ask connected peers for their status, fetch blocks with their commits from the
 best one, verify each commit against the validator set this node knows for that height (consensus's
 `verify_commit`), check the header's validator hashes and body, and commit through `Chain.commit` (the
 application applies without running models; the state root must match the header). A peer whose block
