@@ -28,7 +28,7 @@ from core.types import Height
 from node.chain import Chain, ChainDiverged
 from node.config import SyncSection
 from p2p.errors import NotFound
-from p2p.messages import ChainStatus, StoredBlock, VotesRequest
+from p2p.messages import ChainStatus, VotesRequest
 from p2p.reqresp import SyncedBlock
 from p2p.scoring import Offense
 from p2p.service import P2PService
@@ -225,13 +225,3 @@ class ConsensusCatchUp:
                         await trio.sleep(0.01)
                 return int(status.height) > height
         return False
-
-
-def stored_block(chain: Chain, height: Height) -> StoredBlock | None:
-    """What this node serves for a peer's block request."""
-    store = chain.blockstore
-    block = store.block_bytes(height)
-    commit = store.commit_bytes(height)
-    if block is None or commit is None:
-        return None
-    return StoredBlock(height, block, commit)

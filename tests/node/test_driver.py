@@ -28,6 +28,7 @@ from core.votes import ZERO_SIGNATURE, Vote, VoteType
 from node.events import TxState
 from node.leveldb import LevelDBStore
 from node.mempool import REJECTED_DISAGREED
+from node.providers import ChainProviders
 from p2p.messages import VotesRequest
 from tests.node.helpers import (
     SEED,
@@ -156,7 +157,8 @@ async def test_vote_requests_before_the_first_height_get_an_empty_answer(tmp_pat
     try:
         node.driver = node.build_driver(MemoryWAL())
         request = VotesRequest(Height(1), Round(0), VoteType.PREVOTE, b"")
-        assert tuple(await node._vote_provider(request)) == ()
+        providers = ChainProviders(node.chain, node.chain_id, lambda: node.driver)
+        assert tuple(await providers.votes(request)) == ()
     finally:
         node.close()
 
