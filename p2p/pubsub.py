@@ -8,6 +8,11 @@
 - Validation and delivery go to a `Gate` (our pipeline and per-topic buffers) instead of upstream's
   validator registry, result cache and 32-slot subscription channels that drop silently (pitfall 4).
 - Outbound RPCs dropped on a full peer queue are counted.
+- One writer at a time per pubsub stream (`write_msg`): upstream's message-cache replay and pending flush
+  write straight to a peer's stream while its sending loop writes to it too, and Yamux sends a write larger
+  than the stream's window in pieces, so two writers interleaved their frames and the receiver could not
+  parse them (an honest peer was cut off as MALFORMED_FRAME). A write that fails or is cancelled part-way
+  resets the stream: nothing may follow half a frame.
 - No per-peer task of the library may end the service (and with it the process): every task the Pubsub or
   GossipSub manager starts for a peer is contained (logged, counted in `contained_errors`), and the two
   teardown paths (blacklist teardown, dead-peer cleanup) are idempotent. Upstream raised `KeyError` when a
@@ -19,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
+import weakref
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
@@ -35,6 +41,8 @@ from p2p.counters import P2PCounters
 from p2p.scoring import Offense
 
 logger = logging.getLogger(__name__)
+
+_RESET_TIMEOUT_S = 2.0
 
 
 def content_msg_id(msg: rpc_pb2.Message) -> bytes:
@@ -76,6 +84,7 @@ class GuardedPubsub(Pubsub):
         # Upstream seeds with int(time.time()); with seqno-keyed equivocation checks a node restarted within
         # the same seconds range reuses numbers and loses its new messages (pitfall 5).
         self.counter = time.time_ns()
+        self._write_locks: weakref.WeakKeyDictionary[INetStream, trio.Lock] = weakref.WeakKeyDictionary()
 
     async def run(self) -> None:
         contain_peer_tasks(self.manager, "pubsub", self._counters)
@@ -114,6 +123,23 @@ class GuardedPubsub(Pubsub):
             await _reset_quietly(stream)
         self._handle_dead_peer(peer_id)
         self._forget_all_subscriptions(peer_id)
+
+    async def write_msg(self, stream: INetStream, rpc_msg: rpc_pb2.RPC) -> bool:
+        """Write one length-prefixed RPC, alone on the stream until it is complete (see module docstring)."""
+        lock = self._write_locks.get(stream)
+        if lock is None:
+            lock = self._write_locks[stream] = trio.Lock()
+        async with lock:
+            whole = False
+            try:
+                ok = await super().write_msg(stream, rpc_msg)
+                whole = ok
+                return ok
+            finally:
+                if not whole:
+                    # Failed, cancelled or reset in the middle of a frame: the peer must not parse what follows.
+                    with trio.CancelScope(shield=True, deadline=trio.current_time() + _RESET_TIMEOUT_S):
+                        await _reset_quietly(stream)
 
     def _contained(self, what: str) -> None:
         self._counters.contained_errors += 1
