@@ -123,7 +123,7 @@ class BlockValidated(Wire):
 class EvidenceReceived(Wire):
     """Evidence from gossip or from storage after a restart.
 
-    For WrongInference the driver first asks `Application.check_evidence` and feeds only what it confirmed;
+    For WrongInference the driver first asks `Application.is_valid_evidence` and feeds only what it confirmed;
     the machine checks signatures, structure and age of every kind.
     """
 

@@ -36,13 +36,13 @@ from consensus.events import (
     VoteReceived,
     VotesFetched,
 )
-from consensus.evidence import EvidencePool, check_evidence
+from consensus.evidence import EvidencePool, validate_evidence
 from consensus.params import ConsensusParams, Step
 from consensus.proposer import ProposerPriorities
 from consensus.voteset import Added, VoteSet
 from core.app import BlockTemplate, Verdict, VerdictKind
 from core.block import Block, ProposalBlock
-from core.errors import InferchainError, InvalidBlock, InvalidEvidence
+from core.errors import InvalidBlock, InvalidEvidence, RemoteError
 from core.evidence import (
     DuplicateVote,
     Evidence,
@@ -141,7 +141,7 @@ class ConsensusState:
         self.me = me
         self.params = params or ConsensusParams()
         self._verify = verifier
-        self._check_block: BlockChecker = Block.validate_basic if block_checker is None else block_checker
+        self._validate_block_basic: BlockChecker = Block.validate_basic if block_checker is None else block_checker
         self._sig_cache: SignatureCache = {} if signature_cache is None else signature_cache
         self._pool = EvidencePool(self.params.max_evidence_age)
         self._known_sets = _ValidatorSets()
@@ -524,7 +524,7 @@ class ConsensusState:
     def _structural_problem(self, block: Block, out: list[Action]) -> str | None:
         h = block.header
         try:
-            self._check_block(block)
+            self._validate_block_basic(block)
         except InvalidBlock as exc:
             return str(exc)
         if h.chain_id != self.chain_id or h.height != self._height:
@@ -551,7 +551,7 @@ class ConsensusState:
         keys = set()
         for ev in block.evidence:
             try:
-                check_evidence(ev, self.chain_id, int(self._height), self.params.max_evidence_age, self._verify)
+                validate_evidence(ev, self.chain_id, int(self._height), self.params.max_evidence_age, self._verify)
             except InvalidEvidence as exc:
                 return f"evidence: {exc}"
             key = offence_id(ev)
@@ -628,7 +628,7 @@ class ConsensusState:
         if self._pool.knows(evidence):
             return
         try:
-            check_evidence(evidence, self.chain_id, int(self._height), self.params.max_evidence_age,
+            validate_evidence(evidence, self.chain_id, int(self._height), self.params.max_evidence_age,
                            self._verify)
         except InvalidEvidence:
             return
@@ -654,7 +654,7 @@ class ConsensusState:
             return
         try:
             verify_commit(self._vs, commit.block_id, commit, self.chain_id, signature_ok=self._signature_ok)
-        except InferchainError:
+        except RemoteError:
             return
         self._note_block(block, out, commit.block_id)
         for vote in commit.precommits:

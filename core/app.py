@@ -119,6 +119,6 @@ class Application(Protocol):
         """H(challenge output ‖ validator ‖ height) for `height`, or None if this node cannot answer."""
         ...
 
-    def check_evidence(self, evidence: Evidence) -> bool:
+    def is_valid_evidence(self, evidence: Evidence) -> bool:
         """True when application-level evidence (a wrong exact inference) proves misbehaviour."""
         ...

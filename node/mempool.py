@@ -169,7 +169,7 @@ class Mempool:
         failure = self._failures.get(key)
         if failure is not None and len(failure.proposers) >= DISAGREEMENT_PROPOSERS:
             return AddResult(tx_hash, False, REJECTED_DISAGREED)
-        reason = self._check_stateless(tx)
+        reason = self._get_stateless_reason(tx)
         if reason is not None:
             return AddResult(tx_hash, False, reason)
         if signature_checked:
@@ -213,7 +213,7 @@ class Mempool:
         self._notify()
         return AddResult(tx_hash, True, added=True)
 
-    def _check_stateless(self, tx: Transaction) -> str | None:
+    def _get_stateless_reason(self, tx: Transaction) -> str | None:
         if tx.chain_id != self.chain_id:
             return f"wrong chain id {tx.chain_id!r}"
         if tx.gas_limit <= 0:

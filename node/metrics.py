@@ -51,6 +51,10 @@ class _StatusCollector(Collector):
     def __init__(self, sample: Callable[[], StatusSample | None]) -> None:
         self._sample = sample
 
+    def describe(self) -> Iterator[Metric]:
+        """Nothing: registering this collector must not read the node (it may still be under construction)."""
+        return iter(())
+
     def collect(self) -> Iterator[Metric]:
         s = self._sample()
         if s is None:

@@ -84,7 +84,7 @@ class Queries:
         if key is not None:
             try:
                 is_validator = key.address in node.app.validator_set(Height(height + 1))
-            except (LookupError, StorageError):
+            except (ValueError, LookupError, StorageError):  # ValueError: the state is behind the block store
                 is_validator = False
         return StatusView(
             chain_id=node.chain_id,

@@ -23,12 +23,12 @@ from libp2p.peer.id import ID
 
 from consensus.commit import verify_commit
 from consensus.proposer import ProposerPriorities
-from core.errors import InferchainError, InvalidBlock
+from core.errors import InvalidBlock, LocalError, RemoteError
 from core.types import Height
 from node.chain import Chain, ChainDiverged
 from node.config import SyncSection
-from p2p.errors import NotFound, RequestFailed
-from p2p.messages import ChainStatus, StoredBlock, VotesRequest
+from p2p.errors import NotFound
+from p2p.messages import ChainStatus, VotesRequest
 from p2p.reqresp import SyncedBlock
 from p2p.scoring import Offense
 from p2p.service import P2PService
@@ -52,7 +52,7 @@ async def peer_statuses(p2p: P2PService, per_peer_s: float = _STATUS_TIMEOUT_S) 
         with trio.move_on_after(per_peer_s):
             try:
                 out.append(PeerStatus(peer, await p2p.reqresp.status(peer)))
-            except InferchainError as exc:
+            except RemoteError as exc:
                 logger.debug("status of %s: %s", peer, exc)
 
     async with trio.open_nursery() as nursery:
@@ -161,7 +161,7 @@ class BlockSync:
                 logger.warning("block sync: peer %s sent a block that does not verify: %s", best.peer, exc)
                 self.p2p.penalize(best.peer, Offense.BAD_RESPONSE, str(exc))
                 failures.add(best.peer)
-            except (RequestFailed, InferchainError) as exc:
+            except RemoteError as exc:  # a LocalError (our database) propagates: stop, like ChainDiverged
                 logger.info("block sync from %s failed: %s", best.peer, exc)
                 failures.add(best.peer)
 
@@ -193,8 +193,10 @@ class ConsensusCatchUp:
             try:
                 with trio.move_on_after(max(2.0, 4 * self.interval_s)):
                     behind = await self.round_with(peer)
-            except InferchainError as exc:
+            except RemoteError as exc:
                 logger.debug("catch-up with %s: %s", peer, exc)
+            except LocalError as exc:  # ours, not the peer's: say so, try again next round
+                logger.warning("catch-up with %s failed on our side: %s", peer, exc)
 
     async def round_with(self, peer: ID) -> bool:
         """One exchange with `peer`; True when it fed a commit and the peer is further ahead still."""
@@ -223,13 +225,3 @@ class ConsensusCatchUp:
                         await trio.sleep(0.01)
                 return int(status.height) > height
         return False
-
-
-def stored_block(chain: Chain, height: Height) -> StoredBlock | None:
-    """What this node serves for a peer's block request."""
-    store = chain.blockstore
-    block = store.block_bytes(height)
-    commit = store.commit_bytes(height)
-    if block is None or commit is None:
-        return None
-    return StoredBlock(height, block, commit)

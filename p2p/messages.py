@@ -119,7 +119,7 @@ class ModelChunkRequest(Wire):
 
 
 @wire(max_bytes=MODEL_CHUNK + 128)
-class ModelChunk(Wire):
+class ModelChunkResponse(Wire):
     """Bytes offset..offset+len(data) of a model of `total` bytes."""
 
     total: U64

@@ -16,10 +16,10 @@ from onnx import FunctionProto, ModelProto, TensorProto, TrainingInfoProto, help
 
 from vm.sandbox.canonicalize import canonicalize
 from vm.sandbox.limits import DEFAULT_LIMITS, SandboxLimits
-from vm.sandbox.spec import ModelClass, ModelSpec, TensorSpec, Tolerance
+from vm.sandbox.spec import ArraySpec, CompareMode, ModelSpec, Tolerance
 
 F, I64, U8 = TensorProto.FLOAT, TensorProto.INT64, TensorProto.UINT8
-TOLERANT: dict[str, Any] = {"model_class": ModelClass.TOLERANT, "grid_k": 16, "tolerance": Tolerance(2, 100)}
+TOLERANT: dict[str, Any] = {"model_class": CompareMode.TOLERANT, "grid_k": 16, "tolerance": Tolerance(2, 100)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,8 +51,8 @@ def tensor(name: str, elem: int, shape: Sequence[int | str] | None) -> Any:
 
 
 def spec(*inputs: tuple[str, str, tuple[int, ...]], limits: SandboxLimits = DEFAULT_LIMITS, **kw: Any) -> ModelSpec:
-    args: dict[str, Any] = {"model_class": ModelClass.EXACT, **kw}
-    return ModelSpec(tuple(TensorSpec(n, d, s) for n, d, s in inputs), limits=limits, **args)
+    args: dict[str, Any] = {"model_class": CompareMode.EXACT, **kw}
+    return ModelSpec(tuple(ArraySpec(n, d, s) for n, d, s in inputs), limits=limits, **args)
 
 
 def canonical(model: ModelProto, model_spec: ModelSpec) -> bytes:

@@ -7,6 +7,7 @@ as chunk transactions; the chain only checks and hashes what it receives.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -180,7 +181,7 @@ def register(path: Path, name: str, model_class: str, grid_k: int, tol_abs: int,
                                  gas_limits=limits, gas_price=ctx.gas_price(), chunk_bytes=MAX_CHUNK_BYTES)
         last = None
         with click.progressbar(length=len(canonical), label=f"uploading {len(chunks)} chunk(s)",
-                               file=click.get_text_stream("stderr")) as bar:
+                               file=sys.stderr) as bar:
             for start in range(0, len(txs), UPLOAD_BATCH):
                 batch = txs[start:start + UPLOAD_BATCH]
                 final = start + UPLOAD_BATCH >= len(txs)
