@@ -187,7 +187,7 @@ def collect(world: World) -> Cases:
     add("precommits_0_and_2", p2p_messages.VotesResponse((c1.precommits[0], c1.precommits[2])))
     model_bytes = app.view().model_bytes(registered.model_id, 2)
     add("first_2048_bytes", p2p_messages.ModelChunkRequest(registered.model_id, 0, 2048))
-    add("model_bytes_from_2048", p2p_messages.ModelChunk(len(model_bytes), 2048, model_bytes[2048:]))
+    add("model_bytes_from_2048", p2p_messages.ModelChunkResponse(len(model_bytes), 2048, model_bytes[2048:]))
 
     # consensus
     add("signed_proposal_1", SignRecord(Height(1), Round(0), Step.PROPOSE, world.proposals[0].encode()))

@@ -178,6 +178,6 @@ def wrong_inference(world: World) -> WrongInference:
     forged = Block(header, block.txs, tuple(results), block.last_commit, block.evidence)
     proposer = world.key_of(block.header.proposer)
     evidence = make_wrong_inference(ProposalBlock(world.sign_proposal(proposer, forged), forged), index)
-    if not world.app.check_evidence(evidence):
+    if not world.app.is_valid_evidence(evidence):
         raise AssertionError("the forged output must be provably wrong")
     return evidence
