@@ -41,7 +41,7 @@ test-serial: install
 
 lint: install
 	$(BIN)/ruff check .
-	$(BIN)/mypy core vm consensus node p2p
+	$(BIN)/mypy core vm consensus node p2p tools
 
 # Each bench prints its figures and ratios against a raw baseline measured in the same run.
 BENCHES := codec_crypto state vm_sandbox vm consensus p2p node
@@ -56,7 +56,7 @@ devnet: install
 
 # Regenerate the committed demo models (deterministic: same bytes as in the repository).
 models: install
-	$(BIN)/python -m vm.models.generate
+	$(BIN)/python -m tools.models
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis build *.egg-info .devnet

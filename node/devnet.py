@@ -3,7 +3,7 @@
 Validator i's consensus key is `PrivateKey.derive(seed_phrase, "validator", i)` and its libp2p key derives
 from the same seed, so every node's peer id is known before any process starts and each home lists all
 the others as bootstrap peers. With 4 validators the repository's genesis.json is used as is; another N
-runs `python -m vm.genesis_tool --validators N` (same seed, same derivation). State persists across
+runs `python -m tools.genesis --validators N` (same seed, same derivation). State persists across
 restarts (homes are only created once); `reset` deletes the directory.
 
     devnet = Devnet(root, validators=4)
@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from core.errors import ConfigError, InferchainError
+from core.errors import ConfigError, LocalError
 from core.keys import PrivateKey
 
 DEFAULT_VALIDATORS = 4
@@ -41,7 +41,7 @@ STOP_GRACE_S = 10.0
 TERM_GRACE_S = 5.0
 
 
-class DevnetError(InferchainError):
+class DevnetError(LocalError):
     """The devnet directory or its processes are not in the state a command needs."""
 
 
@@ -150,7 +150,7 @@ class Devnet:
         if self.validators == DEFAULT_VALIDATORS and self.seed_phrase == DEFAULT_SEED_PHRASE and repo_genesis.exists():
             shutil.copyfile(repo_genesis, self.genesis_path)
             return
-        cmd = [self.python, "-m", "vm.genesis_tool", "--validators", str(self.validators),
+        cmd = [self.python, "-m", "tools.genesis", "--validators", str(self.validators),
                "--seed-phrase", self.seed_phrase, "--out", str(self.genesis_path)]
         done = subprocess.run(cmd, cwd=repo_root(), capture_output=True, text=True, timeout=300, check=False)
         if done.returncode != 0:

@@ -133,7 +133,7 @@ class NodeMetrics:
 class TimedExecutor:
     """Wraps the VM's model executor to feed `inferchain_inference_seconds`.
 
-    The executor runs one batch of jobs per block (DESIGN.md §2.8), so the time of a batch is spread evenly
+    The executor runs one batch of jobs per block (docs/design.md §2.8), so the time of a batch is spread evenly
     over its inference jobs; it includes the hand-off to the worker process, which is what a block's
     inference work costs this node. Phase "check" is a registration check, "run" an inference.
     """

@@ -9,7 +9,7 @@
         node.stop()                                       # or cancel the nursery
     # resources (LevelDB, worker processes, WAL) are closed when run() returns
 
-Start-up order (DESIGN.md §4): the RPC server (when enabled: status answers while the node catches up),
+Start-up order (docs/design.md §4.5, §4.10): the RPC server (when enabled: status answers while the node catches up),
 handshake (replay stored blocks into state if it is behind), p2p up, block sync from peers, then consensus
 with WAL replay of the current height. What gossip and request/response deliver is handled in
 `node.gossip_hooks` (checks), `node.gossip_handlers` (delivery) and `node.providers` (what we serve).
@@ -37,7 +37,6 @@ from core.errors import InferchainError
 from core.evidence import Evidence, EvidenceEnvelope
 from core.keys import PrivateKey
 from core.limits import MAX_BLOCK_TXS
-from core.store import LevelDBStore
 from core.tx import Transaction
 from core.types import Address, Height
 from core.votes import Vote
@@ -50,6 +49,7 @@ from node.events import EventHub
 from node.gossip_handlers import GossipHandlers
 from node.gossip_hooks import GossipHooks
 from node.home import NodeHome
+from node.leveldb import LevelDBStore
 from node.mempool import Mempool, RemovalReason
 from node.metrics import NodeMetrics, TimedExecutor
 from node.providers import ChainProviders
@@ -60,7 +60,7 @@ from node.sync import BlockSync, ConsensusCatchUp
 from node.views import SubmitVerdict
 from p2p.batcher import TxBatcher
 from p2p.config import P2PConfig
-from p2p.envelope import check_tx_batch
+from p2p.envelope import decode_tx_batch
 from p2p.identity import peer_id_of
 from p2p.service import P2PService
 from p2p.topics import TopicKind
@@ -264,9 +264,9 @@ class Node:
             self.node_key,
         )
         gossip = service.gossip
-        # Each signature is verified once per node (DESIGN.md §4): the batch envelope check goes through the
+        # Each signature is verified once per node (docs/design.md §4.11): the batch envelope check goes through the
         # node's cache, so a transaction seen on several paths (RPC, gossip, block) is verified once.
-        gossip.set_envelope(TopicKind.TXS, functools.partial(check_tx_batch, chain_id=self.chain_id,
+        gossip.set_envelope(TopicKind.TXS, functools.partial(decode_tx_batch, chain_id=self.chain_id,
                                                              verify=self.sig_cache.verify))
         hooks = GossipHooks(self.chain, self._evidence_max_age)
         gossip.set_hook(TopicKind.PROPOSALS, hooks.proposal)

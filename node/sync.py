@@ -1,6 +1,6 @@
 """Catching up with peers: block sync before joining consensus, and vote/commit catch-up while in it.
 
-Block sync (DESIGN.md §4): ask connected peers for their status, fetch blocks with their commits from the
+Block sync (docs/design.md §4.10): ask connected peers for their status, fetch blocks with their commits from the
 best one, verify each commit against the validator set this node knows for that height (consensus's
 `verify_commit`), check the header's validator hashes and body, and commit through `Chain.commit` (the
 application applies without running models; the state root must match the header). A peer whose block
@@ -26,12 +26,12 @@ from consensus.commit import verify_commit
 from consensus.proposer import ProposerPriorities
 from consensus.state import ConsensusState
 from core.block import Block
-from core.errors import InferchainError, InvalidBlock
+from core.errors import InvalidBlock, LocalError, RemoteError
 from core.types import Height
 from core.votes import Commit, Vote
 from node.chain import Chain, ChainDiverged
 from node.config import SyncSection
-from p2p.errors import NotFound, RequestFailed
+from p2p.errors import NotFound
 from p2p.messages import ChainStatus, VotesRequest
 from p2p.reqresp import SyncedBlock
 from p2p.scoring import Offense
@@ -56,7 +56,7 @@ async def peer_statuses(p2p: P2PService, per_peer_s: float = _STATUS_TIMEOUT_S) 
         with trio.move_on_after(per_peer_s):
             try:
                 out.append(PeerStatus(peer, await p2p.reqresp.status(peer)))
-            except InferchainError as exc:
+            except RemoteError as exc:
                 logger.debug("status of %s: %s", peer, exc)
 
     async with trio.open_nursery() as nursery:
@@ -165,7 +165,7 @@ class BlockSync:
                 logger.warning("block sync: peer %s sent a block that does not verify: %s", best.peer, exc)
                 self.p2p.penalize(best.peer, Offense.BAD_RESPONSE, str(exc))
                 failures.add(best.peer)
-            except (RequestFailed, InferchainError) as exc:
+            except RemoteError as exc:  # a LocalError (our database) propagates: stop, like ChainDiverged
                 logger.info("block sync from %s failed: %s", best.peer, exc)
                 failures.add(best.peer)
 
@@ -210,8 +210,10 @@ class ConsensusCatchUp:
             try:
                 with trio.move_on_after(max(2.0, 4 * self.interval_s)):
                     behind = await self.round_with(peer)
-            except InferchainError as exc:
+            except RemoteError as exc:
                 logger.debug("catch-up with %s: %s", peer, exc)
+            except LocalError as exc:  # ours, not the peer's: say so, try again next round
+                logger.warning("catch-up with %s failed on our side: %s", peer, exc)
 
     async def round_with(self, peer: ID) -> bool:
         """One exchange with `peer`; True when it fed a commit and the peer is further ahead still."""

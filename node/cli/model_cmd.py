@@ -1,6 +1,6 @@
 """`inferchain model register|list|show`: canonicalize a model locally, upload it in chunks, read models.
 
-Registration follows DESIGN.md §2.1: the client rewrites the model into canonical form, runs it with the
+Registration follows docs/design.md §2.1: the client rewrites the model into canonical form, runs it with the
 pinned session options to compute golden outputs (float outputs on the declared grid), and uploads the bytes
 as chunk transactions; the chain only checks and hashes what it receives.
 """

@@ -20,7 +20,7 @@ from node.service import Node, consensus_params
 from p2p.topics import TopicKind
 from p2p.validation import GossipMessage, GossipVerdict
 from tests.node.helpers import genesis_doc, local_node, make_home, validator_key
-from vm.genesis_tool import DEFAULT_SEED_PHRASE
+from tools.genesis import DEFAULT_SEED_PHRASE
 
 pytestmark = pytest.mark.node
 

@@ -16,7 +16,7 @@ from node.gossip_hooks import vote_verdict
 from node.service import Node
 from p2p.validation import GossipVerdict
 from tests.node.helpers import genesis_doc, local_node, make_home, validator_key
-from vm.genesis_tool import DEFAULT_SEED_PHRASE
+from tools.genesis import DEFAULT_SEED_PHRASE
 
 pytestmark = pytest.mark.node
 

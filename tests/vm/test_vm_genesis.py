@@ -12,10 +12,10 @@ from click.testing import CliRunner
 
 from core.errors import ConfigError
 from core.keys import PrivateKey
-from core.store import LevelDBStore
+from node.leveldb import LevelDBStore
+from tools.genesis import main, make_genesis
 from vm.app import VMApplication
 from vm.genesis import REPO_ROOT, load_genesis, parse_genesis
-from vm.genesis_tool import main, make_genesis
 from vm.sandbox.executor import LocalExecutor
 
 pytestmark = pytest.mark.vm

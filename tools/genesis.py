@@ -1,4 +1,4 @@
-"""Generate a devnet genesis.json, deterministically: `python -m vm.genesis_tool --validators N --out FILE`.
+"""Generate a devnet genesis.json, deterministically: `python -m tools.genesis --validators N --out FILE`.
 
 Validator i's consensus key is `PrivateKey.derive(seed_phrase, "validator", i)`; account j's key is
 `PrivateKey.derive(seed_phrase, "account", j)`, and validator i is owned by account i. These keys are
