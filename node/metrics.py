@@ -11,11 +11,12 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
+
+from vm.sandbox.executor import CheckJob, Executor, Job, JobResult
 
 __all__ = ["CONTENT_TYPE_LATEST", "NodeMetrics", "StatusSample", "TimedExecutor"]
 
@@ -137,21 +138,18 @@ class TimedExecutor:
     inference work costs this node. Phase "check" is a registration check, "run" an inference.
     """
 
-    def __init__(self, inner: Any, metrics: NodeMetrics) -> None:
+    def __init__(self, inner: Executor, metrics: NodeMetrics) -> None:
         self._inner = inner
         self._metrics = metrics
 
-    def run_batch(self, jobs: Sequence[Any]) -> list[Any]:
+    def run_batch(self, jobs: Sequence[Job]) -> list[JobResult]:
         started = time.perf_counter()
-        results: list[Any] = self._inner.run_batch(jobs)
+        results = self._inner.run_batch(jobs)
         if jobs:
             each = (time.perf_counter() - started) / len(jobs)
             for job in jobs:
-                self._metrics.observe_inference(each, "check" if type(job).__name__ == "CheckJob" else "run")
+                self._metrics.observe_inference(each, "check" if isinstance(job, CheckJob) else "run")
         return results
 
     def close(self) -> None:
         self._inner.close()
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._inner, name)

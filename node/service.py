@@ -54,11 +54,10 @@ from node.mempool import Mempool, RemovalReason
 from node.metrics import NodeMetrics, TimedExecutor
 from node.providers import ChainProviders
 from node.queries import Queries
-from node.rpc.adapter import NodeBackend
-from node.rpc.api import SubmitVerdict
 from node.rpc.server import RpcServer
 from node.sigcache import SigCache, VoteVerifier
 from node.sync import BlockSync, ConsensusCatchUp
+from node.views import SubmitVerdict
 from p2p.batcher import TxBatcher
 from p2p.config import P2PConfig
 from p2p.envelope import decode_tx_batch
@@ -158,14 +157,14 @@ class Node:
         self.syncing = False
         self.running = trio.Event()
         self._cancel: trio.CancelScope | None = None
+        self._nursery: trio.Nursery | None = None  # run()'s: commits start the next PoI challenge in it
         self._recheck_wanted = trio.Event()
         self.chain.on_commit(self._on_commit)
         self.mempool.on_removed(self._on_tx_removed)
         # The read side's consumers: metrics gauges sampled at scrape time, and the RPC server (run() starts it).
-        backend = NodeBackend(self)
-        self.metrics.set_status_source(backend.status_sample)
+        self.metrics.set_status_source(self.queries.status_sample)
         rpc = self.config.rpc
-        self.rpc = RpcServer(backend, host=rpc.host, port=rpc.port, metrics=self.metrics) if rpc.enabled else None
+        self.rpc = RpcServer(self.queries, host=rpc.host, port=rpc.port, metrics=self.metrics) if rpc.enabled else None
 
     @classmethod
     def from_home(cls, home: str | os.PathLike[str], **kwargs: Any) -> Node:
@@ -207,6 +206,7 @@ class Node:
             with trio.CancelScope() as scope:
                 self._cancel = scope
                 async with trio.open_nursery() as nursery:
+                    self._nursery = nursery
                     if self.rpc is not None:
                         url = await nursery.start(self.rpc.run)
                         logger.info("rpc on %s", url)
@@ -238,6 +238,7 @@ class Node:
                                 self.blockstore.height, self.validator_address)
                     task_status.started(self)
         finally:
+            self._nursery = None
             self.running = trio.Event()
             if wal is not None:
                 wal.close()
@@ -309,15 +310,9 @@ class Node:
         self.mempool.update(block.height, block.txs)
         self._recheck_wanted.set()
         self.events.block_committed(block)
-        if self.validator_key is not None and self.driver is not None:
+        if self.validator_key is not None and self.driver is not None and self._nursery is not None:
             # Start the PoI challenge of the next height now, so the first precommit finds it ready.
-            assert self.p2p is not None
-            self._start_soon(self._warm_challenge, int(block.height) + 1)
-
-    def _start_soon(self, fn: Any, *args: Any) -> None:
-        nursery = getattr(self.driver, "_nursery", None)
-        if nursery is not None:
-            nursery.start_soon(fn, *args)
+            self._nursery.start_soon(self._warm_challenge, int(block.height) + 1)
 
     async def _warm_challenge(self, height: int) -> None:
         try:

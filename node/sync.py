@@ -15,16 +15,20 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import trio
 from libp2p.peer.id import ID
 
 from consensus.commit import verify_commit
 from consensus.proposer import ProposerPriorities
+from consensus.state import ConsensusState
+from core.block import Block
 from core.errors import InvalidBlock, LocalError, RemoteError
 from core.types import Height
+from core.votes import Commit, Vote
 from node.chain import Chain, ChainDiverged
 from node.config import SyncSection
 from p2p.errors import NotFound
@@ -166,10 +170,23 @@ class BlockSync:
                 failures.add(best.peer)
 
 
+class CatchUpTarget(Protocol):
+    """What catch-up reads from and feeds to consensus (`node.driver.ConsensusDriver` is one)."""
+
+    state: ConsensusState
+
+    @property
+    def height(self) -> Height: ...
+
+    async def on_votes_fetched(self, votes: Sequence[Vote]) -> None: ...
+
+    async def on_commit_fetched(self, block: Block, commit: Commit) -> None: ...
+
+
 class ConsensusCatchUp:
     """While in consensus: recover lost votes and commits from peers over request/response."""
 
-    def __init__(self, p2p: P2PService, driver: object, chain: Chain, interval_s: float = 0.5,
+    def __init__(self, p2p: P2PService, driver: CatchUpTarget, chain: Chain, interval_s: float = 0.5,
                  on_behind: Callable[[int], None] | None = None) -> None:
         self.p2p = p2p
         self.driver = driver
@@ -201,14 +218,14 @@ class ConsensusCatchUp:
     async def round_with(self, peer: ID) -> bool:
         """One exchange with `peer`; True when it fed a commit and the peer is further ahead still."""
         driver = self.driver
-        state = driver.state  # type: ignore[attr-defined]
+        state = driver.state
         for q in state.catch_up_queries():
             votes = await self.p2p.reqresp.votes(peer, VotesRequest(q.height, q.round, q.type, q.have))
             if votes:
                 self.votes_fetched += len(votes)
-                await driver.on_votes_fetched(votes)  # type: ignore[attr-defined]
+                await driver.on_votes_fetched(votes)
         status = await self.p2p.reqresp.status(peer)
-        height = int(driver.height)  # type: ignore[attr-defined]
+        height = int(driver.height)
         if int(status.height) < height or int(self.chain.height) >= height:
             return False
         try:
@@ -218,7 +235,7 @@ class ConsensusCatchUp:
         for synced in fetched:
             if int(synced.block.height) == height:
                 self.commits_fetched += 1
-                await driver.on_commit_fetched(synced.block, synced.commit)  # type: ignore[attr-defined]
+                await driver.on_commit_fetched(synced.block, synced.commit)
                 # Give the driver the time to commit it, then go on at once if the peer is further ahead.
                 with trio.move_on_after(2.0):
                     while int(self.chain.height) < height:  # noqa: ASYNC110 - no event for a commit here

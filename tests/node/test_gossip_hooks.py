@@ -7,7 +7,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from vm.genesis_tool import DEFAULT_SEED_PHRASE
 
 from core.hashing import sha256
 from core.keys import PrivateKey
@@ -17,6 +16,7 @@ from node.gossip_hooks import vote_verdict
 from node.service import Node
 from p2p.validation import GossipVerdict
 from tests.node.helpers import genesis_doc, local_node, make_home, validator_key
+from tools.genesis import DEFAULT_SEED_PHRASE
 
 pytestmark = pytest.mark.node
 
