@@ -28,13 +28,13 @@ from onnx import TensorProto, helper, numpy_helper
 
 from core.app import BlockTemplate
 from core.hashing import ZERO_HASH, sha256
-from core.store import LevelDBStore
 from core.tensor import Tensor
 from core.types import Amount, Height, Round, Timestamp
+from node.leveldb import LevelDBStore
+from tools.genesis import account_key, make_genesis
 from vm.app import VMApplication
 from vm.engine import sandbox_limits
 from vm.genesis import Genesis, parse_genesis
-from vm.genesis_tool import account_key, make_genesis
 from vm.sandbox.canonicalize import canonicalize
 from vm.sandbox.executor import InferJob, LocalExecutor, ModelPackage
 from vm.sandbox.golden import make_golden, save_golden

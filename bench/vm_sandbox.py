@@ -13,8 +13,8 @@ from collections.abc import Callable
 import numpy as np
 
 from core.errors import InvalidModel
+from tools.attacks import ATTACKS
 from vm.models import load_model, model_names
-from vm.sandbox.attacks import ATTACKS
 from vm.sandbox.canonicalize import canonicalize
 from vm.sandbox.check import validate_model
 from vm.sandbox.executor import InferJob, LocalExecutor, ModelPackage

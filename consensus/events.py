@@ -63,7 +63,7 @@ class VoteReceived(Wire):
 
 @wire(max_bytes=600 * MAX_VALIDATORS + 64, tag=4)
 class VotesFetched(Wire):
-    """Votes a peer sent back to a catch-up query (DESIGN.md §4)."""
+    """Votes a peer sent back to a catch-up query (docs/design.md §4.8)."""
 
     now: Timestamp
     votes: Annotated[tuple[Vote, ...], MaxLen(MAX_VALIDATORS)]

@@ -306,7 +306,7 @@ class ConsensusDriver:
         return verdict
 
     def _note_disagreement(self, block: Block, verdict: Verdict) -> None:
-        """DESIGN.md §2.6: a transaction with model work whose output this node did not reproduce is backed
+        """docs/design.md §2.6: a transaction with model work whose output this node did not reproduce is backed
         off in its mempool. Wrong `exact` outputs (verdict.wrong_outputs) prove the proposer wrong instead:
         those transactions stay eligible."""
         exact = set(verdict.wrong_outputs)

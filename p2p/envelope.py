@@ -27,7 +27,7 @@ TxVerifier = Callable[[Transaction, bytes], bool]
 
 def decode_tx_batch(data: bytes, chain_id: str, verify: TxVerifier | None = None) -> TxBatch:
     """`verify(tx, tx_hash)` lets the node use its verified-signature cache (each signature checked once
-    per node, DESIGN §4); by default every signature is verified here."""
+    per node, docs/design.md §4.11); by default every signature is verified here."""
     batch = TxBatch.decode(data)
     if not batch.txs:
         raise DecodeError("empty transaction batch")

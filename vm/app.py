@@ -89,7 +89,7 @@ class _LRU:
 
 
 class VMApplication:
-    """The application of DESIGN.md §1 over one LevelDB (`store`).
+    """The application of docs/design.md §1 over one LevelDB (`store`).
 
     `executor`: the sandbox's `WorkerPool` on a node (created here with `workers` processes when None),
     `LocalExecutor` in tools. `verify_tx(tx, tx_hash)`: the node's shared signature cache

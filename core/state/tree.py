@@ -3,7 +3,7 @@
 Versions are block heights. Nodes are immutable and keyed by version, so every committed version stays
 readable until pruned; an update reads and rewrites only the internal nodes on the paths of the keys it
 touches (O(touched keys * log n)) and never reads a leaf. `compute_update` is pure; `stage` puts its writes
-into the caller's batch, so a block and the state it causes commit atomically (DESIGN §6).
+into the caller's batch, so a block and the state it causes commit atomically (docs/design.md §6).
 """
 
 from __future__ import annotations

@@ -20,10 +20,11 @@ from core.types import Address, Hash32, Height
 from core.votes import Commit
 from node.events import TxOutcome, TxState
 from node.rpc import errors as E
-from node.rpc.api import AccountView, InferenceView, ModelView, NodeApi, StatusView, TxView, ValidatorsView
+from node.rpc.api import NodeApi
 from node.rpc.dispatch import Param, Registry
 from node.rpc.errors import RpcError
 from node.rpc.jsonenc import raw, to_json
+from node.views import AccountView, InferenceView, ModelView, StatusView, TxView, ValidatorsView
 
 MAX_BROADCAST_BATCH = 64
 DEFAULT_COMMIT_TIMEOUT_S = 30.0
@@ -353,7 +354,7 @@ async def poi(api: NodeApi, address: Address | None) -> list[dict[str, Any]]:
                            "consensus timeouts, PoI models.",
                  result="Params", result_schema=OBJ, errors=(E.NOT_READY,))
 async def params(api: NodeApi) -> dict[str, Any]:
-    read = getattr(api, "params", None)  # optional in NodeApi: a node without it answers NOT_READY
-    if read is None:
+    current = api.params()
+    if current is None:
         raise RpcError(E.NOT_READY, "this node does not expose its chain parameters")
-    return dict(to_json(read()))
+    return dict(to_json(current))

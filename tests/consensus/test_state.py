@@ -456,3 +456,19 @@ def test_verify_commit_rejects_short_forged_or_foreign_commits() -> None:
     with pytest.raises(InvalidBlock):
         verify_commit(world.validators, bid, good.replace(
             precommits=(*votes, signed_vote(stranger, VoteType.PRECOMMIT, 1, 0, bid))), CHAIN_ID)
+
+
+def test_each_machine_owns_its_validator_sets_and_reuses_them_from_height_to_height() -> None:
+    """Two machines in one process share no cached set; one machine does not rebuild a set that recurs."""
+    a = Harness([1, 1, 1, 1], me_is_proposer=True)
+    b = Harness([1, 1, 1, 1], me_is_proposer=False)
+    a.start()
+    b.start()
+    assert a.state.validators == b.state.validators
+    assert a.state.validators is not b.state.validators
+    first = a.state.validators
+    vs = a.world.validators
+    a.feed(NewHeight(Timestamp(a.now + 1), Height(2), a.prio, vs.entries, vs.entries, ZERO_HASH,
+                     Timestamp(T0), None))
+    assert a.state.height == 2
+    assert a.state.validators is first

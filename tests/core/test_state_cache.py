@@ -24,7 +24,8 @@ from core.state.nodes import (
     encode_internal,
     internal_hash,
 )
-from core.store import KeySpace, KVStore, LevelDBStore, MemoryStore
+from core.store import KeySpace, KVStore, MemoryStore
+from node.leveldb import LevelDBStore
 
 from .test_state import apply, spec_root
 

@@ -1,4 +1,4 @@
-"""The consensus driver with a real VMApplication: the disagreement back-off of DESIGN.md §2.6 driven by
+"""The consensus driver with a real VMApplication: the disagreement back-off of docs/design.md §2.6 driven by
 real validation verdicts, and WAL replay after a restart."""
 
 from __future__ import annotations
@@ -21,12 +21,14 @@ from core.block import Block, compute_results_root
 from core.errors import LocalFault
 from core.evidence import DuplicateVote, EvidenceEnvelope, duplicate_vote, offence_id
 from core.hashing import ZERO_HASH, sha256
-from core.store import KeySpace, LevelDBStore, space
+from core.store import KeySpace, space
 from core.tensor import Tensor
 from core.types import Height, Round, Timestamp
 from core.votes import ZERO_SIGNATURE, Vote, VoteType
 from node.events import TxState
+from node.leveldb import LevelDBStore
 from node.mempool import REJECTED_DISAGREED
+from node.providers import ChainProviders
 from p2p.messages import VotesRequest
 from tests.node.helpers import (
     SEED,
@@ -38,7 +40,7 @@ from tests.node.helpers import (
     running,
     wait_until,
 )
-from vm.genesis_tool import validator_key
+from tools.genesis import validator_key
 
 pytestmark = pytest.mark.node
 
@@ -155,7 +157,8 @@ async def test_vote_requests_before_the_first_height_get_an_empty_answer(tmp_pat
     try:
         node.driver = node.build_driver(MemoryWAL())
         request = VotesRequest(Height(1), Round(0), VoteType.PREVOTE, b"")
-        assert tuple(await node._vote_provider(request)) == ()
+        providers = ChainProviders(node.chain, node.chain_id, lambda: node.driver)
+        assert tuple(await providers.votes(request)) == ()
     finally:
         node.close()
 

@@ -14,7 +14,7 @@ from p2p.messages import ChainStatus, ModelChunkResponse, StoredBlock, VotesRequ
 from p2p.reqresp import SyncedBlock
 from p2p.scoring import Offense
 from p2p.service import P2PService
-from p2p.testchain import build_chain, make_vote, validator_keys
+from p2p.testing.chain import build_chain, make_vote, validator_keys
 from tests.p2p.helpers import CHAIN, running_nodes
 
 pytestmark = [pytest.mark.p2p]

@@ -19,7 +19,7 @@ from p2p.identity import load_node_key, load_or_create_node_key, node_key_from_s
 from p2p.messages import BlocksRequest, TxBatch, VotesRequest, bitset
 from p2p.ratelimit import PeerRateLimiter
 from p2p.scoring import Action, Offense, ScoreBook
-from p2p.testchain import make_tx, make_vote, validator_keys
+from p2p.testing.chain import make_tx, make_vote, validator_keys
 from p2p.topics import TopicKind, topic_name
 
 pytestmark = [pytest.mark.p2p]

@@ -98,7 +98,7 @@ def test_quantized_classifier_agrees_with_the_float_model() -> None:
 @pytest.mark.slow
 def test_generator_reproduces_the_committed_files(tmp_path: Path) -> None:
     pytest.importorskip("skl2onnx")
-    from vm.models.generate import generate
+    from tools.models import generate
 
     out = tmp_path
     regenerated = generate(out)

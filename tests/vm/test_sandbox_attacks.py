@@ -1,6 +1,6 @@
-"""Every attack of DESIGN §2 and research/onnx-determinism.md is refused at registration, with its reason.
+"""Every attack of docs/design.md §2.11-§2.12 is refused at registration, with its reason.
 
-Each case is built as real model bytes by `vm.sandbox.attacks`; the verdict must be an InvalidModel whose
+Each case is built as real model bytes by `tools.attacks`; the verdict must be an InvalidModel whose
 one-line message names the rule, whether the check runs directly or as a CheckJob of an executor.
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 
 from core.errors import InvalidModel
-from vm.sandbox.attacks import ATTACKS, Attack
+from tools.attacks import ATTACKS, Attack
 from vm.sandbox.check import validate_model
 from vm.sandbox.executor import CheckJob, LocalExecutor
 

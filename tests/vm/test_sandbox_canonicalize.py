@@ -12,8 +12,8 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from core.errors import InvalidModel
+from tools.attacks import make_model, tensor
 from vm.models import load_model, model_names
-from vm.sandbox.attacks import make_model, tensor
 from vm.sandbox.canonicalize import canonicalize
 from vm.sandbox.check import validate_model
 from vm.sandbox.session import create_session
@@ -223,7 +223,7 @@ def test_shapes_must_name_exactly_the_inputs() -> None:
 
 
 def test_refuses_what_cannot_be_canonical() -> None:
-    from vm.sandbox.attacks import ATTACKS
+    from tools.attacks import ATTACKS
 
     for name, reason in (("external_data", "external data"), ("loop_1e12", "control flow"), ("training_info", "training")):
         model_bytes, spec = next(a for a in ATTACKS if a.name == name).build()

@@ -14,8 +14,8 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from core.errors import InvalidModel
+from tools.attacks import canonical, make_model, tensor
 from vm.models import load_model, model_names
-from vm.sandbox.attacks import canonical, make_model, tensor
 from vm.sandbox.check import validate_model, validate_spec
 from vm.sandbox.limits import SandboxLimits
 from vm.sandbox.spec import ArraySpec, CompareMode, ModelSpec, Tolerance

@@ -10,8 +10,8 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from core.errors import InferenceError, LocalFault
+from tools.attacks import make_model, tensor
 from vm.models import load_model, model_names
-from vm.sandbox.attacks import make_model, tensor
 from vm.sandbox.errors import GoldenMismatch, InputMismatch, ModelRuntimeError, NonFiniteOutput
 from vm.sandbox.executor import CheckJob, InferJob, LocalExecutor, ModelPackage, Runner
 from vm.sandbox.golden import make_golden

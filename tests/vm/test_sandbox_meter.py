@@ -11,8 +11,8 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from core.errors import InvalidModel
+from tools.attacks import canonical, make_model, tensor
 from vm.models import load_model
-from vm.sandbox.attacks import canonical, make_model, tensor
 from vm.sandbox.check import validate_model
 from vm.sandbox.limits import DEFAULT_LIMITS, GasSchedule
 from vm.sandbox.meter import meter

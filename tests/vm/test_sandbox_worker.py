@@ -14,8 +14,8 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from core.errors import LocalFault
+from tools.attacks import make_model, tensor
 from vm.models import load_model, model_names
-from vm.sandbox.attacks import make_model, tensor
 from vm.sandbox.errors import GoldenMismatch, InputMismatch, WorkerFault
 from vm.sandbox.executor import CheckJob, InferJob, Job, JobResult, LocalExecutor, ModelPackage
 from vm.sandbox.golden import make_golden

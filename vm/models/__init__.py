@@ -1,7 +1,7 @@
 """The committed demo and proof-of-inference models, with golden vectors and a manifest.
 
 `load_model(name)` returns the bytes (sha256-checked against manifest.json), the registration spec and the
-golden vectors; `vm.models.generate` rebuilds them all deterministically. Names: digits_mlp (tolerant),
+golden vectors; `tools.models` rebuilds them all deterministically. Names: digits_mlp (tolerant),
 digits_int8 (exact), poi_mix (exact, the PoI model).
 """
 

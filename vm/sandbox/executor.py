@@ -1,4 +1,4 @@
-"""Jobs, results and the executor that runs them: one hand-off of many jobs per block (DESIGN §2.8).
+"""Jobs, results and the executor that runs them: one hand-off of many jobs per block (docs/design.md §2.8).
 
 A job is an inference (`InferJob`: a model package and its inputs) or a registration check (`CheckJob`).
 A result carries canonical outputs, a ModelInfo, or a deterministic verdict (InvalidModel/InferenceError).

@@ -1,4 +1,4 @@
-"""Golden vectors (DESIGN §2.7): inputs and their canonical outputs, checked when a node loads a model.
+"""Golden vectors (docs/design.md §2.7): inputs and their canonical outputs, checked when a node loads a model.
 
 Stored as .npz with members `case<i>.in.<name>` and `case<i>.out.<name>`, written with fixed zip timestamps
 so that regenerating them gives the same bytes. Outputs are canonical: float outputs already on the grid.

@@ -1,4 +1,4 @@
-"""The numeric rules of DESIGN §2.3-2.4: float outputs on an integer grid, and agreement in integers.
+"""The numeric rules of docs/design.md §2.3-§2.4: float outputs on an integer grid, and agreement in integers.
 
 Grid: q = round(y * 2^k), ties to even. y * 2^k is computed in float64, where multiplying a float32/float64
 by a power of two is exact (k >= 0, no overflow for finite float32; float64 overflow shows up as Inf), and

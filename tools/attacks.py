@@ -1,7 +1,7 @@
 """A corpus of hostile or broken models that registration must refuse, each built on demand as real bytes.
 
-It is the executable form of DESIGN §2 "Registration rejects..." and of the attack table in
-research/onnx-determinism.md: tests/vm/test_sandbox_attacks.py checks every entry is refused with its
+It is the executable form of docs/design.md §2.11 (what registration refuses) and of the attacks measured
+in §2.12: tests/vm/test_sandbox_attacks.py checks every entry is refused with its
 expected reason, and bench/vm_sandbox.py times each refusal. `expect` is a fragment of the one-line message.
 """
 

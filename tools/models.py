@@ -1,6 +1,6 @@
 """Generate the committed demo and PoI models, their golden vectors and manifest.json.
 
-Regenerate with `make models` or `python -m vm.models.generate [--out DIR]` (needs the `models` extra:
+Regenerate with `make models` or `python -m tools.models [--out DIR]` (needs the `models` extra:
 scikit-learn, skl2onnx). Everything is seeded and single-threaded, so a run with the pinned versions
 reproduces the committed bytes (tests/vm/test_models.py checks this). The models:
 
@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 from onnx import ModelProto, TensorProto, helper, numpy_helper
 
+from vm.models import MODELS_DIR
 from vm.sandbox.canonicalize import canonicalize
 from vm.sandbox.check import validate_model
 from vm.sandbox.executor import InferJob, LocalExecutor, ModelPackage
@@ -34,7 +35,6 @@ from vm.sandbox.spec import ArraySpec, CompareMode, ModelSpec, Tolerance
 
 OPSET = 17
 SEED = 20240601
-MODELS_DIR = Path(__file__).resolve().parent
 # Digits pixels are 0..16; the integer models take them scaled to 0..240 as uint8.
 PIXEL_SCALE = 15
 MOD_PRIME = 2_147_483_647  # 2^31 - 1
