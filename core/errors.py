@@ -74,3 +74,8 @@ class ConfigError(InferchainError):
 
 class DoubleSignError(InferchainError):
     """The signer refused to sign: it already signed at a later or conflicting height/round/step."""
+
+
+class BindError(InferchainError):
+    """This node cannot listen on a configured address (taken by another program, not local, not permitted);
+    the message names the address. Raised at startup only; the node exits with it."""
