@@ -39,6 +39,7 @@ from typing import Any
 
 from bench._util import rate
 from core.keys import PrivateKey, verify
+from core.types import Amount
 from node.client import Client, RpcError
 from tests.realnet import RealNet
 from vm.txs import Transfer, build_tx
@@ -71,7 +72,7 @@ def presign(net: RealNet, senders: list[PrivateKey], count: int, sink: Any) -> l
     nonces = [0] * len(senders)
     for k in range(count):
         s = k % len(senders)
-        tx = build_tx(senders[s], Transfer(sink, 1), chain_id=net.chain_id, nonce=nonces[s], gas_limit=GAS_LIMIT,
+        tx = build_tx(senders[s], Transfer(sink, Amount(1)), chain_id=net.chain_id, nonce=nonces[s], gas_limit=GAS_LIMIT,
                       fee=FEE)
         nonces[s] += 1
         raw = tx.encode()
