@@ -13,8 +13,8 @@ batch as soon as an endpoint answers. Commits are read from node 0's blocks.
 Per load it prints: the rate actually sent; committed tx/s (transactions in the blocks node 0 committed
 during a window as long as the send window, shifted by the step's median finality); finality p50/p99
 (scheduled send -> block seen committed on node 0); block interval (header times) and block fill (txs per
-block, share of max_block_bytes) in that window; refusals (by reason) and transactions accepted but never
-committed; CPU per committed transaction (all node processes with their sandbox workers, from /proc, over
+block, share of max_block_bytes) in that window; refusals (by reason) and `pending`: transactions accepted
+but not yet committed when the drain ended (an overloaded step's backlog, which then lands in the next); CPU per committed transaction (all node processes with their sandbox workers, from /proc, over
 the send window and the drain, divided by the step's committed transactions); and RSS per node at the end.
 The baseline, measured in the same run: one core's Ed25519 verifications per second, and the ceiling that
 implies when every validator verifies every transaction once on this machine's cores.
@@ -312,7 +312,7 @@ def main(argv: list[str] | None = None) -> int:
         leaders = [net.pid(i) for i in net.indices]
         sink = net.account_key(0).address
         print(f"\n{'offered':>8} {'sent/s':>8} {'commit/s':>9} {'p50 s':>7} {'p99 s':>7} {'blk int s':>9} "
-              f"{'tx/blk':>7} {'fill%':>6} {'refused':>8} {'lost':>6} {'cpu ms/tx':>9}  refusals")
+              f"{'tx/blk':>7} {'fill%':>6} {'refused':>8} {'pending':>7} {'cpu ms/tx':>9}  refusals")
         try:
             for step, offered in enumerate(loads):
                 senders = [net.account_key(1 + step * args.senders + i) for i in range(args.senders)]
@@ -325,7 +325,7 @@ def main(argv: list[str] | None = None) -> int:
                 cpu1 = cpu_seconds(leaders)
                 finality = [observer.committed[h] - out.scheduled[h] for h in out.accepted
                             if h in observer.committed]
-                lost = sum(1 for h in out.accepted if h not in observer.committed)
+                pending = sum(1 for h in out.accepted if h not in observer.committed)
                 # Throughput over the send window shifted by the median finality (when this step's commits land).
                 lag = pct(finality, 0.5) if finality else 0.0
                 in_window = [b for b in observer.blocks if start + lag <= b.seen <= start + lag + window]
@@ -341,7 +341,7 @@ def main(argv: list[str] | None = None) -> int:
                 label = "max" if offered is None else str(offered)
                 print(f"{label:>8} {out.sent / window:>8,.0f} {committed_in_window / window:>9,.0f} "
                       f"{pct(finality, 0.5):>7.2f} {pct(finality, 0.99):>7.2f} {interval:>9.2f} "
-                      f"{per_block:>7,.0f} {fill:>6.1f} {sum(out.refused.values()):>8} {lost:>6} {cpu_ms:>9.2f}"
+                      f"{per_block:>7,.0f} {fill:>6.1f} {sum(out.refused.values()):>8} {pending:>7} {cpu_ms:>9.2f}"
                       f"  {reasons}", flush=True)
         finally:
             observer.stop.set()
