@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import pytest
 
 from node.client import Client, NodeUnreachable
-from node.devnet import pid_alive
+from node.devnet import free_ports, pid_alive
 from tests.realnet import RealNet, report
 
 pytestmark = pytest.mark.e2e
@@ -57,9 +57,16 @@ def test_a_paused_validator_is_silent_then_catches_up(net: RealNet) -> None:
     net.wait_height(net.height(0), [3], timeout=90)
 
 
-def test_an_extra_non_validator_node_syncs(net: RealNet) -> None:
-    index = net.add_node()
+def test_an_extra_non_validator_node_syncs_even_if_its_first_port_was_taken(net: RealNet) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        held = holder.getsockname()[1]
+        net.devnet.ports[4] = (held, free_ports(1)[0])  # as if another program took the port it was given
+        index = net.add_node()
     assert index == 4 and net.indices == [0, 1, 2, 3, 4]
+    assert net.spec(4).p2p_port != held
+    assert f"error: cannot listen on /ip4/127.0.0.1/tcp/{held}" in net.spec(4).log_path.read_text()
     target = net.height(0)
     net.wait_height(target, [index], timeout=120)
     status = net.client(index).status()

@@ -221,8 +221,20 @@ class RealNet:
         peers = bootstrap if bootstrap is not None else [self.spec(i).p2p_addr for i in range(self.validators)]
         self.devnet.init_home(index, validator=validator, bootstrap=peers)
         self._extra.add(index)
-        if start:
-            self.restart(index, timeout=timeout)
+        for attempt in range(1, BIND_ATTEMPTS + 1):
+            if not start:
+                break
+            try:
+                self.restart(index, timeout=timeout)
+                break
+            except NodeExited as exc:
+                if not exc.bind_failure or attempt == BIND_ATTEMPTS:
+                    raise
+                self.devnet.ports.pop(index, None)  # another program took a port: new ones, same home
+                self.devnet.init_home(index, validator=validator, bootstrap=peers)
+                stale = self._clients.pop(index, None)
+                if stale is not None:
+                    stale.close()
         return index
 
     def _proc(self, index: int) -> subprocess.Popen[bytes]:
