@@ -44,9 +44,14 @@ class P2PConfig:
     mesh_degree_high: int = 12
     reconnect_min_s: float = 0.5
     reconnect_max_s: float = 10.0
-    # Publish waits while any peer's outbound queue (32 RPCs upstream) holds this many (pitfall 4).
+    # A transaction batch waits (at most publish_pacing_timeout_s) while a draining peer's outbound queue
+    # (32 RPCs upstream) holds this many (pitfall 4); consensus messages never wait.
     outbound_high_water: int = 20
     publish_pacing_timeout_s: float = 5.0
+    # A peer that does not accept one outbound RPC (<= 1 MiB) within this is stalled and dropped.
+    peer_write_timeout_s: float = 10.0
+    # A peer stuck this long on one write is no longer waited for by pacing.
+    peer_stall_s: float = 1.0
     # Delivered messages buffered per topic between validation and the node's handler.
     delivery_buffer: int = 2048
     request_timeout_s: float = 10.0
@@ -65,3 +70,5 @@ class P2PConfig:
             raise ValueError("mesh degrees must satisfy 0 < low <= degree <= high")
         if not 0 < self.outbound_high_water < 32:
             raise ValueError("outbound_high_water must be below the upstream queue size of 32")
+        if not 0 < self.peer_stall_s < self.peer_write_timeout_s:
+            raise ValueError("peer_stall_s must be positive and below peer_write_timeout_s")

@@ -18,7 +18,8 @@ class P2PCounters:
     ignored: Counter[str] = field(default_factory=Counter)  # not relayed, not penalized (hook said so)
     duplicates: int = 0  # copies that arrived while the first was still being validated
     outbound_dropped: int = 0  # RPCs upstream dropped because a peer's queue was full
-    publish_waits: int = 0  # publishes that had to wait for outbound queues to drain
+    publish_waits: int = 0  # tx batch publishes that had to wait for a draining peer's queue
+    peers_stalled: int = 0  # peers dropped because they did not accept an outbound RPC in time
     publish_pacing_timeouts: int = 0
     malformed_frames: int = 0  # contained errors from the library's pubsub stream and push paths
     contained_errors: int = 0  # library tasks for one peer or message that raised: logged, never fatal
@@ -27,6 +28,7 @@ class P2PCounters:
     requests_refused: Counter[str] = field(default_factory=Counter)  # inbound ones we refused
     penalties: int = 0
     disconnects: int = 0
+    disconnects_stalled: int = 0  # connections closed because the peer stopped taking our messages
     bans: int = 0
     reconnects: int = 0
     dial_failures: int = 0

@@ -77,6 +77,12 @@ class PeerManager:
             self._post("drop", peer)
         return action
 
+    def drop_stalled(self, peer: ID) -> None:
+        """A peer that stopped taking our messages: close its connections (no penalty: it may be overloaded,
+        not hostile); it may dial back, or be redialed, like any peer."""
+        self._counters.disconnects_stalled += 1
+        self._post("stalled", peer)
+
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
@@ -101,11 +107,30 @@ class PeerManager:
             self._blacklisted.add(peer)
 
     async def _handle_events(self) -> None:
-        async for what, peer in self._events_receive:
-            if what == "drop":
-                await self._disconnect(peer)
-            elif what == "connected":
-                await self._admit(peer)
+        # Each event in its own task: closing one dead peer's connections may take seconds and must not hold
+        # the admission or the drop of any other peer.
+        async with trio.open_nursery() as nursery:
+            async for what, peer in self._events_receive:
+                if what == "drop":
+                    nursery.start_soon(self._disconnect, peer)
+                elif what == "stalled":
+                    nursery.start_soon(self._close_transport, peer)
+                elif what == "connected":
+                    nursery.start_soon(self._admit, peer)
+
+    async def _close_transport(self, peer: ID) -> None:
+        """Close the peer's sockets first: a write blocked in the kernel on a peer that reads nothing holds
+        Yamux's connection write lock, so a polite close (GO_AWAY) would wait behind it forever."""
+        for conn in list(self._host.get_network().get_connections(peer)):
+            secured = getattr(conn.muxed_conn, "secured_conn", None)
+            if secured is None:
+                continue
+            with trio.move_on_after(_DIAL_TIMEOUT_S):
+                try:
+                    await secured.close()
+                except Exception as exc:
+                    logger.debug("closing the transport of %s failed: %s: %s", peer, type(exc).__name__, exc)
+        await self._disconnect(peer)
 
     async def _admit(self, peer: ID) -> None:
         """Inbound connections beyond max_peers, and banned peers, are closed at once."""

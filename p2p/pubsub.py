@@ -7,7 +7,11 @@
 - Message ids are SHA-256 of the data; the sequence number starts at time.time_ns() (pitfall 5).
 - Validation and delivery go to a `Gate` (our pipeline and per-topic buffers) instead of upstream's
   validator registry, result cache and 32-slot subscription channels that drop silently (pitfall 4).
-- Outbound RPCs dropped on a full peer queue are counted.
+- Outbound RPCs dropped on a full peer queue are counted. Messages of the consensus topics go out ahead of
+  queued bulk (transaction batches): upstream's queue has a priority lane, used only for control messages.
+- A slow or dead peer costs only itself: each peer's sending loop writes one RPC at a time under a deadline;
+  a peer that takes longer than that to accept one RPC is stalled and dropped (its transport closed, which
+  also unblocks a write stuck in the kernel), and publishing waits only on peers that are draining.
 - One writer at a time per pubsub stream (`write_msg`): upstream's message-cache replay and pending flush
   write straight to a peer's stream while its sending loop writes to it too, and Yamux sends a write larger
   than the stream's window in pieces, so two writers interleaved their frames and the receiver could not
@@ -35,6 +39,7 @@ from libp2p.peer.id import ID
 from libp2p.pubsub.gossipsub import GossipSub
 from libp2p.pubsub.pb import rpc_pb2
 from libp2p.pubsub.pubsub import Pubsub
+from libp2p.pubsub.rpc_queue import OutBoundQueueSize, RpcQueue
 from libp2p.pubsub.validators import signature_validator
 
 from p2p.counters import P2PCounters
@@ -43,6 +48,7 @@ from p2p.scoring import Offense
 logger = logging.getLogger(__name__)
 
 _RESET_TIMEOUT_S = 2.0
+OUTBOUND_QUEUE_SIZE: int = OutBoundQueueSize  # RPCs per peer; a push beyond is dropped
 
 
 def content_msg_id(msg: rpc_pb2.Message) -> bytes:
@@ -59,13 +65,23 @@ class Gate(Protocol):
 
     def offense(self, peer: ID, offense: Offense, detail: str) -> None: ...
 
+    def stalled(self, peer: ID, detail: str) -> None: ...
+
 
 class CountingGossipSub(GossipSub):
-    """GossipSub that counts the outbound RPCs it drops on a full per-peer queue."""
+    """GossipSub that counts the outbound RPCs it drops on a full per-peer queue and sends the messages of
+    `priority_topics` ahead of other queued RPCs."""
 
-    def __init__(self, *args: Any, counters: P2PCounters, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, counters: P2PCounters, priority_topics: frozenset[str] = frozenset(),
+                 **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._counters = counters
+        self._priority_topics = priority_topics
+
+    def send_rpc(self, peer_id: ID, rpc: rpc_pb2.RPC, priority: bool = False) -> None:
+        if not priority and self._priority_topics:
+            priority = any(t in self._priority_topics for m in rpc.publish for t in m.topicIDs)
+        super().send_rpc(peer_id, rpc, priority)
 
     async def run(self) -> None:
         contain_peer_tasks(self.manager, "gossipsub", self._counters)
@@ -77,10 +93,15 @@ class CountingGossipSub(GossipSub):
 
 
 class GuardedPubsub(Pubsub):
-    def __init__(self, host: IHost, router: GossipSub, gate: Gate, counters: P2PCounters, **kwargs: Any):
+    def __init__(self, host: IHost, router: GossipSub, gate: Gate, counters: P2PCounters, *,
+                 write_timeout_s: float = 10.0, stall_s: float = 1.0, **kwargs: Any):
         super().__init__(host, router, msg_id_constructor=content_msg_id, **kwargs)
         self._gate = gate
         self._counters = counters
+        self._write_timeout_s = write_timeout_s
+        self._stall_s = stall_s
+        # peer -> when the RPC being written to it started; absent while its sending loop waits for work
+        self._writing_since: dict[ID, float] = {}
         # Upstream seeds with int(time.time()); with seqno-keyed equivocation checks a node restarted within
         # the same seconds range reuses numbers and loses its new messages (pitfall 5).
         self.counter = time.time_ns()
@@ -168,9 +189,49 @@ class GuardedPubsub(Pubsub):
     def notify_subscriptions(self, publish_message: rpc_pb2.Message) -> None:
         self._gate.deliver(publish_message)
 
-    def max_outbound_queue(self) -> int:
-        """Longest per-peer outbound queue: what publishing paces against (pitfall 4)."""
-        return max((len(q) for q in self.peer_queues.values()), default=0)
+    async def handle_sending_messages(self, peer_id: ID, stream: INetStream, queue: RpcQueue) -> None:
+        """A peer's sending loop (replaces upstream's): one RPC at a time, each under a deadline.
+
+        Upstream waits as long as the peer takes: a paused peer (SIGSTOP, cut cable) never acknowledges,
+        Yamux windows grow to 16 MiB under load, so the write blocks in the kernel forever, its queue stays
+        full, and everything that waits on queues waits on it. Here a peer that does not take one RPC within
+        `write_timeout_s` is declared stalled and dropped; it costs nobody else more than that.
+        """
+        try:
+            while True:
+                rpc = await queue.pop()
+                if rpc is None:
+                    return
+                self._writing_since[peer_id] = trio.current_time()
+                try:
+                    with trio.move_on_after(self._write_timeout_s) as deadline:
+                        ok = await self.write_msg(stream, rpc)
+                finally:
+                    self._writing_since.pop(peer_id, None)
+                if deadline.cancelled_caught:
+                    self._counters.peers_stalled += 1
+                    self._handle_dead_peer(peer_id)
+                    self._gate.stalled(peer_id, f"one RPC not accepted within {self._write_timeout_s:g} s")
+                    return
+                if not ok:
+                    return
+        except Exception:
+            self._contained(f"sending loop of {peer_id}")
+            self._handle_dead_peer(peer_id)
+
+    def congested_peers(self, high_water: int) -> list[ID]:
+        """Peers whose outbound queue holds `high_water` RPCs or more and that are draining it: what bulk
+        publishing paces against (pitfall 4). A peer stuck on one write for `stall_s` is not waited for."""
+        now = trio.current_time()
+        out = []
+        for peer, queue in list(self.peer_queues.items()):
+            if len(queue) < high_water:
+                continue
+            since = self._writing_since.get(peer)
+            if since is not None and now - since >= self._stall_s:
+                continue
+            out.append(peer)
+        return out
 
 
 def contain_peer_tasks(manager: Any, service: str, counters: P2PCounters) -> None:

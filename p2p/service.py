@@ -38,7 +38,8 @@ class P2PService:
         self.counters = P2PCounters()
         self.host = build_host(key, config.listen_addrs, yamux_release_on_read=config.yamux_release_on_read)
         self.peers = PeerManager(self.host, config, self.counters)
-        self.gossip = Gossip(self.host, config, self.counters, self._offense)
+        self.gossip = Gossip(self.host, config, self.counters, self._offense,
+                             lambda peer, _detail: self.peers.drop_stalled(peer))
         self.reqresp = ReqResp(self.host, config, self.counters, self._offense)
         for addr in config.bootstrap:
             self.peers.add_persistent(parse_peer_addr(addr))
