@@ -16,6 +16,19 @@ class PenaltyPolicy:
     disconnect_ban_s: float = 30.0  # a disconnected peer may not come back for this long
     ban_s: float = 600.0
     half_life_s: float = 60.0  # penalties fade so one honest mistake is forgotten
+    # A peer disconnected this many times for misbehaviour within ban_s is banned: a hostile peer cannot
+    # wait out each short refusal, reconnect and start again forever.
+    strikes_to_ban: int = 2
+    # Peers the score book remembers at most (scores, bans, strikes); the oldest are forgotten first.
+    max_tracked_peers: int = 4096
+
+    def __post_init__(self) -> None:
+        if not self.ban_below < self.disconnect_below < 0:
+            raise ValueError("thresholds must satisfy ban_below < disconnect_below < 0")
+        if not 0 < self.disconnect_ban_s < self.ban_s / 2:
+            raise ValueError("disconnect_ban_s must be positive and shorter than half of ban_s")
+        if self.strikes_to_ban < 1 or self.max_tracked_peers < 1:
+            raise ValueError("strikes_to_ban and max_tracked_peers must be at least 1")
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,6 +40,12 @@ class RateLimits:
     gossip_bytes_per_s: float = 32 * 1024 * 1024
     requests_per_s: float = 50.0
     request_burst: float = 100.0
+    # Bytes we answer one peer with (all request/response protocols): a 20-byte blocks request costs ~1 MiB,
+    # so requests alone are no budget. Over it, requests are refused as RATE_LIMITED (no penalty).
+    served_bytes_per_s: float = 8 * 1024 * 1024
+    served_bytes_burst: float = 16 * 1024 * 1024
+    # Peers whose rate state is kept at most (it is also freed when a peer disconnects).
+    max_tracked_peers: int = 4096
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,6 +17,14 @@ class RequestFailed(InferchainError):
     """A request the peer did not answer usefully: timeout, refusal, transport failure, unknown protocol."""
 
 
+class RateLimited(RequestFailed):
+    """The peer refused the request for our request rate or its byte budget for us: wait, or ask another."""
+
+
+class NotServed(RequestFailed):
+    """The peer announced (libp2p identify) protocols that do not include this one: not asked at all."""
+
+
 class NotFound(RequestFailed):
     """The peer answered that it lacks what was asked."""
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import trio
 from libp2p.abc import IHost
@@ -34,6 +34,9 @@ from p2p.ratelimit import PeerRateLimiter
 from p2p.scoring import Offense
 from p2p.topics import TopicKind, topic_cap, topic_name
 from p2p.validation import GossipMessage, GossipVerdict, StateHook, TopicPipeline
+
+if TYPE_CHECKING:
+    from trio_typing import TaskStatus  # trio-stubs (a libp2p dependency) export it only here
 
 logger = logging.getLogger(__name__)
 
@@ -65,7 +68,8 @@ class Gossip:
         }
         self._handlers: dict[TopicKind, Handler] = {}
         self._limiter = PeerRateLimiter(
-            config.rates.gossip_msgs_per_s, config.rates.gossip_burst, config.rates.gossip_bytes_per_s
+            config.rates.gossip_msgs_per_s, config.rates.gossip_burst, config.rates.gossip_bytes_per_s,
+            max_peers=config.rates.max_tracked_peers,
         )
         self._rejected: OrderedDict[bytes, Offense] = OrderedDict()
         self._accepted: OrderedDict[bytes, GossipMessage] = OrderedDict()
@@ -95,7 +99,7 @@ class Gossip:
 
     # ------------------------------------------------------------------ running
 
-    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+    async def run(self, *, task_status: TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         cfg = self._config
         self.router = CountingGossipSub(
             protocols=[PROTOCOL_ID_V11, PROTOCOL_ID],
@@ -182,6 +186,13 @@ class Gossip:
                 await trio.sleep(_PACING_POLL_S)
         if scope.cancelled_caught:
             self._counters.publish_pacing_timeouts += 1
+
+    def forget_peer(self, peer: ID) -> None:
+        """The peer disconnected: free its rate state (its score stays with the peer manager)."""
+        self._limiter.forget(str(peer))
+
+    def tracked_peers(self) -> int:
+        return self._limiter.tracked()
 
     def mesh_peers(self, kind: TopicKind) -> set[ID]:
         router = self.router

@@ -17,6 +17,9 @@
   than the stream's window in pieces, so two writers interleaved their frames and the receiver could not
   parse them (an honest peer was cut off as MALFORMED_FRAME). A write that fails or is cancelled part-way
   resets the stream: nothing may follow half a frame.
+- Inbound frames are read by our loop (`continuously_read_stream`), with the same handling as upstream's but a
+  frame over `LIBP2P_FRAME_MAX` costs its sender MALFORMED_FRAME (upstream only reset the stream, so a peer
+  could send 1.5 MiB frames forever without a penalty).
 - No per-peer task of the library may end the service (and with it the process): every task the Pubsub or
   GossipSub manager starts for a peer is contained (logged, counted in `contained_errors`), and the two
   teardown paths (blacklist teardown, dead-peer cleanup) are idempotent. Upstream raised `KeyError` when a
@@ -35,14 +38,19 @@ from typing import Any, Protocol
 import trio
 from libp2p.abc import IHost, INetStream
 from libp2p.exceptions import ValidationError
+from libp2p.io.exceptions import IOException, MessageTooLarge
+from libp2p.network.stream.exceptions import StreamEOF
 from libp2p.peer.id import ID
 from libp2p.pubsub.gossipsub import GossipSub
 from libp2p.pubsub.pb import rpc_pb2
-from libp2p.pubsub.pubsub import Pubsub
+from libp2p.pubsub.pubsub import GossipsubEvent, Pubsub
 from libp2p.pubsub.rpc_queue import OutBoundQueueSize, RpcQueue
+from libp2p.pubsub.utils import maybe_consume_signed_record
 from libp2p.pubsub.validators import signature_validator
+from libp2p.utils.varint import read_varint_prefixed_bytes_limited
 
 from p2p.counters import P2PCounters
+from p2p.limits import LIBP2P_FRAME_MAX
 from p2p.scoring import Offense
 
 logger = logging.getLogger(__name__)
@@ -95,7 +103,8 @@ class CountingGossipSub(GossipSub):
 class GuardedPubsub(Pubsub):
     def __init__(self, host: IHost, router: GossipSub, gate: Gate, counters: P2PCounters, *,
                  write_timeout_s: float = 10.0, stall_s: float = 1.0, **kwargs: Any):
-        super().__init__(host, router, msg_id_constructor=content_msg_id, **kwargs)
+        super().__init__(host, router, msg_id_constructor=content_msg_id, max_inbound_rpc_size=LIBP2P_FRAME_MAX,
+                         **kwargs)
         self._gate = gate
         self._counters = counters
         self._write_timeout_s = write_timeout_s
@@ -126,6 +135,53 @@ class GuardedPubsub(Pubsub):
                 self._contained("penalizing a peer for a malformed frame")
             await _reset_quietly(stream)
             self._handle_dead_peer(peer_id)
+
+    async def continuously_read_stream(self, stream: INetStream) -> None:
+        """Upstream's read loop with the frame limit enforced as an offense (see module docstring).
+
+        What the loop does with a parsed RPC is upstream's: signed peer record, publishes (each pushed in its
+        own task), subscriptions (capped per RPC), control to the router. A frame that does not parse raises
+        out of here into `stream_handler`, which penalizes MALFORMED_FRAME.
+        """
+        peer_id = stream.muxed_conn.peer_id
+        while self.manager.is_running:
+            try:
+                incoming = await read_varint_prefixed_bytes_limited(stream, self.max_inbound_rpc_size)
+            except MessageTooLarge as exc:
+                self._counters.oversized_frames += 1
+                self._gate.offense(peer_id, Offense.MALFORMED_FRAME, f"pubsub frame over the limit: {exc}")
+                await _reset_quietly(stream)
+                self._handle_dead_peer(peer_id)
+                return
+            except IOException as exc:  # EOF, reset, closed connection: the peer left, nothing to blame
+                if not isinstance(exc, StreamEOF):
+                    logger.debug("pubsub stream of %s ended: %s", peer_id, exc)
+                return
+            rpc = rpc_pb2.RPC()
+            rpc.ParseFromString(incoming)
+            if not maybe_consume_signed_record(rpc, self.host, peer_id):
+                logger.debug("peer %s sent an invalid signed peer record; RPC ignored", peer_id)
+                continue
+            for msg in rpc.publish:
+                if self._is_subscribed_to_msg(msg) and self.manager.is_running:
+                    self.manager.run_task(self.push_msg, peer_id, msg)
+            if rpc.subscriptions:
+                if len(rpc.subscriptions) > self.max_subscriptions_per_rpc:
+                    logger.debug("peer %s sent %d subscriptions in one RPC; ignored", peer_id,
+                                 len(rpc.subscriptions))
+                else:
+                    for sub in rpc.subscriptions:
+                        self.handle_subscription(peer_id, sub)
+            if rpc.HasField("control"):
+                await self.router.handle_rpc(rpc, peer_id)
+            if stream.metric_send_channel is not None:
+                event = GossipsubEvent()
+                event.peer_id = peer_id.pretty()
+                event.message_size = len(incoming)
+                event.publish = bool(rpc.publish)
+                event.subopts = bool(rpc.subscriptions)
+                event.control = rpc.HasField("control")
+                await stream.metric_send_channel.send(event)
 
     def _handle_dead_peer(self, peer_id: ID) -> None:
         """Upstream's cleanup, which several paths (stream handler, sender, notifee, teardown) may all run for
