@@ -27,7 +27,7 @@ MUXER_PROTOCOLS = (YAMUX_PROTOCOL_ID,)
 def build_host(key: KeyPair, listen_addrs: Sequence[str], *, yamux_release_on_read: bool = False) -> IHost:
     """A host whose only security transport is Noise: `new_host()`'s default also accepts plaintext,
     over which a dialer can claim any peer id without proof."""
-    # Read by Yamux at call time; process-wide. Batched window updates halve per-message CPU (research/p2p.md).
+    # Read by Yamux at call time; process-wide. Batched window updates halve per-message CPU (docs/design.md §5.5).
     os.environ.setdefault("PY_YAMUX_RELEASE_ON_READ", "1" if yamux_release_on_read else "0")
     noise = NoiseTransport(key, noise_privkey=create_x25519_key_pair().private_key)
     return new_host(

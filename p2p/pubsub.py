@@ -1,4 +1,4 @@
-"""py-libp2p's Pubsub and GossipSub with the repairs our chain needs (research/p2p.md pitfalls 2-5).
+"""py-libp2p's Pubsub and GossipSub with the repairs our chain needs (docs/p2p.md, upstream pitfalls 2-5).
 
 - Anything the library raises while parsing a peer's pubsub stream or pushing its message is contained
   and reported, not allowed to kill the swarm or the pubsub service (pitfall 2, and a second crash found
@@ -60,7 +60,7 @@ OUTBOUND_QUEUE_SIZE: int = OutBoundQueueSize  # RPCs per peer; a push beyond is 
 
 
 def content_msg_id(msg: rpc_pb2.Message) -> bytes:
-    """Message id = SHA-256 of the message bytes (DESIGN §5): identical bytes are one message."""
+    """Message id = SHA-256 of the message bytes (docs/design.md §5.2): identical bytes are one message."""
     return hashlib.sha256(msg.data).digest()
 
 

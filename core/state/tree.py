@@ -3,7 +3,7 @@
 Versions are block heights. Nodes are immutable and keyed by version, so every committed version stays
 readable until pruned; an update reads and rewrites only the internal nodes on the paths of the keys it
 touches (O(touched keys * log n)) and never reads a leaf. `compute_update` is pure; `stage` puts its writes
-into the caller's batch, so a block and the state it causes commit atomically (DESIGN §6).
+into the caller's batch, so a block and the state it causes commit atomically (docs/design.md §6).
 """
 
 from __future__ import annotations
@@ -34,11 +34,11 @@ from core.state.nodes import (
     INTERNAL,
     LEAF,
     Child,
-    check_node,
     child_offset,
     child_prefix,
     decode_internal,
     decode_leaf,
+    decode_node_bitmaps,
     fold,
     leaf_key,
     nibble_at,
@@ -189,7 +189,7 @@ class _Updater:
             inner = None
         else:
             raw, inner = entry[1], entry[2]
-        present, leaves = check_node(raw)
+        present, leaves = decode_node_bitmaps(raw)
         changes: list[_Change] = []
         at = depth >> 1
         shift = 0 if depth & 1 else 4
@@ -246,7 +246,7 @@ class _Updater:
                 else:
                     raw = load(version + position)
                     inner = None
-                    present, leaves = check_node(raw)
+                    present, leaves = decode_node_bitmaps(raw)
                 bit = 0x8000 >> nibble
                 shift = 16 - nibble
                 off = 5 + 40 * (present >> shift).bit_count() + 32 * (leaves >> shift).bit_count()
@@ -618,7 +618,7 @@ class AuthenticatedMap:
                 return decode_leaf(self._load_leaf(leaf_key(ref[1], path)))[1]
             nibble = nibble_at(path, depth)
             raw = self._node(node_key(ref[1], depth, packed))
-            present, leaves = check_node(raw)
+            present, leaves = decode_node_bitmaps(raw)
             bit = 0x8000 >> nibble
             if not present & bit:
                 return None

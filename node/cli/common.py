@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 import click
 
-from core.errors import InferchainError, KeyFileError
+from core.errors import KeyFileError, RemoteError
 from core.keyfile import is_encrypted, load_key
 from core.keys import PrivateKey
 
@@ -27,7 +27,7 @@ DEFAULT_KEYRING = "~/.inferchain/keys"
 PASSPHRASE_ENV = "INFERCHAIN_PASSPHRASE"
 
 
-class CliError(InferchainError):
+class CliError(RemoteError):
     """A mistake in how a command was called or what it was given; the message is the whole story."""
 
 

@@ -19,12 +19,14 @@ from core.header import TxResult
 from core.tx import Transaction
 from core.types import Address, Hash32, Height
 from core.votes import Commit
+from node.events import TxState
 from node.rpc import errors as E
-from node.rpc.api import AccountView, InferenceView, ModelView, NodeApi, StatusView, TxView, ValidatorsView
+from node.rpc.api import NodeApi
 from node.rpc.dispatch import Param, Registry
 from node.rpc.errors import RpcError
 from node.rpc.hub import EventHub, Landed
 from node.rpc.jsonenc import raw, to_json
+from node.views import AccountView, InferenceView, ModelView, StatusView, TxView, ValidatorsView
 
 MAX_BROADCAST_BATCH = 64
 DEFAULT_COMMIT_TIMEOUT_S = 30.0
@@ -246,15 +248,14 @@ async def _wait_landed(api: NodeApi, receive: trio.MemoryReceiveChannel[Landed],
         view = api.tx(tx_hash)
         if view is not None:
             return landed_json(Landed(view.tx, view.result, view.height, view.index))
-        outcome_of = getattr(api, "tx_outcome", None)  # optional: rejections after mempool entry
         while True:
             with trio.move_on_after(REJECTION_POLL_S):
                 try:
                     return landed_json(await receive.receive())
                 except trio.EndOfChannel:
                     break
-            outcome = outcome_of(tx_hash) if outcome_of is not None else None
-            if outcome is not None and getattr(outcome.state, "value", None) == "rejected":
+            outcome = api.tx_outcome(tx_hash)  # a rejection after mempool entry ends the wait
+            if outcome is not None and outcome.state is TxState.REJECTED:
                 raise RpcError(E.TX_REJECTED, f"transaction {tx_hash.hex()[:16]} left the mempool: "
                                               f"{outcome.reason}", data={"hash": tx_hash.hex()})
     view = api.tx(tx_hash)
@@ -372,10 +373,10 @@ async def poi(api: NodeApi, hub: EventHub, address: Address | None) -> list[dict
                            "consensus timeouts, PoI models.",
                  result="Params", result_schema=OBJ, errors=(E.NOT_READY,))
 async def params(api: NodeApi, hub: EventHub) -> dict[str, Any]:
-    read = getattr(api, "params", None)  # optional in NodeApi: a node without it answers NOT_READY
-    if read is None:
+    current = api.params()
+    if current is None:
         raise RpcError(E.NOT_READY, "this node does not expose its chain parameters")
-    return dict(to_json(read()))
+    return dict(to_json(current))
 
 
 def tx_hash_of_hex(tx_hex: str) -> str:

@@ -33,7 +33,7 @@ from core.types import Address, Amount, Gas, Hash32, Height, Nonce, Round, Times
 from core.validators import ValidatorEntry, ValidatorSet
 from core.votes import ZERO_SIGNATURE, Commit, Vote, VoteType
 from node.events import TxOutcome, TxState
-from node.rpc.api import (
+from node.views import (
     AccountView,
     InferenceView,
     ModelView,
@@ -188,6 +188,10 @@ class SimChain:
         return InferenceView(block.txs[i], block.results[i], block.height, i, block.header,
                              merkle_proof([t.hash for t in block.txs], i),
                              merkle_proof([r.encode() for r in block.results], i), self.commits[loc[0]])
+
+    def params(self) -> None:
+        """A chain without published parameters: the RPC answers NOT_READY (clients fall back to genesis)."""
+        return None
 
     def tx_outcome(self, tx_hash: Hash32) -> TxOutcome | None:
         reason = self.rejected.get(bytes(tx_hash))

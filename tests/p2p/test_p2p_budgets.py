@@ -18,8 +18,8 @@ from p2p.host import parse_peer_addr
 from p2p.messages import VotesRequest, bitset
 from p2p.reqresp import SyncedBlock
 from p2p.service import P2PService
-from p2p.testchain import make_tx
-from p2p.testnode import NodeProcess, free_port
+from p2p.testing.chain import make_tx
+from p2p.testing.node import NodeProcess, free_port
 from p2p.topics import TopicKind
 from tests.p2p.attacker import Attacker, attacker
 from tests.p2p.helpers import CHAIN, running_nodes, wait_until

@@ -10,12 +10,12 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from core.errors import InferenceError, LocalFault
+from tools.attacks import make_model, tensor
 from vm.models import load_model, model_names
-from vm.sandbox.attacks import make_model, tensor
 from vm.sandbox.errors import GoldenMismatch, InputMismatch, ModelRuntimeError, NonFiniteOutput
 from vm.sandbox.executor import CheckJob, InferJob, LocalExecutor, ModelPackage, Runner
 from vm.sandbox.golden import make_golden
-from vm.sandbox.spec import ModelClass, ModelSpec, TensorSpec, Tolerance
+from vm.sandbox.spec import ArraySpec, CompareMode, ModelSpec, Tolerance
 
 pytestmark = pytest.mark.vm
 
@@ -28,8 +28,8 @@ def package(name: str) -> ModelPackage:
     return ModelPackage(name.encode(), model.model_bytes, model.spec, model.golden)
 
 
-def _raw_package(model_id: bytes, model: object, inputs: tuple[TensorSpec, ...], cls: ModelClass = ModelClass.TOLERANT) -> ModelPackage:
-    spec = ModelSpec(inputs, cls, 16 if cls is ModelClass.TOLERANT else 0, TOL if cls is ModelClass.TOLERANT else Tolerance())
+def _raw_package(model_id: bytes, model: object, inputs: tuple[ArraySpec, ...], cls: CompareMode = CompareMode.TOLERANT) -> ModelPackage:
+    spec = ModelSpec(inputs, cls, 16 if cls is CompareMode.TOLERANT else 0, TOL if cls is CompareMode.TOLERANT else Tolerance())
     return ModelPackage(model_id, model.SerializeToString(), spec)  # type: ignore[attr-defined]
 
 
@@ -79,7 +79,7 @@ def test_runtime_failure_is_a_verdict() -> None:
         [tensor("y", F, (2, 3))],
         [table],
     )
-    pkg = _raw_package(b"gather", model, (TensorSpec("i", "int64", (2,)),))
+    pkg = _raw_package(b"gather", model, (ArraySpec("i", "int64", (2,)),))
     ok, bad = LocalExecutor().run_batch(
         [InferJob(pkg, {"i": np.array([0, 3], np.int64)}), InferJob(pkg, {"i": np.array([0, 99], np.int64)})]
     )
@@ -89,7 +89,7 @@ def test_runtime_failure_is_a_verdict() -> None:
 
 def test_non_finite_output_is_a_verdict() -> None:
     model = make_model([helper.make_node("Log", ["x"], ["y"])], [tensor("x", F, (1, 2))], [tensor("y", F, (1, 2))])
-    pkg = _raw_package(b"log", model, (TensorSpec("x", "float32", (1, 2)),))
+    pkg = _raw_package(b"log", model, (ArraySpec("x", "float32", (1, 2)),))
     result = LocalExecutor().run_batch([InferJob(pkg, {"x": np.array([[1.0, 0.0]], np.float32)})])[0]
     assert isinstance(result.error, NonFiniteOutput)
 

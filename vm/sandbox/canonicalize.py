@@ -1,4 +1,4 @@
-"""Client-side canonicalizer run by `inferchain model register` (DESIGN §2.1); the chain only checks its output.
+"""Client-side canonicalizer run by `inferchain model register` (docs/design.md §2.1); the chain only checks its output.
 
 `canonicalize(bytes, input_shapes)` returns the one canonical form of a model: local functions inlined,
 input shapes pinned, Constant nodes and constant subgraphs folded into initializers (with ORT's pinned
@@ -210,7 +210,7 @@ def _normalize_initializers(model: ModelProto) -> None:
         if init.name in seen:
             raise InvalidModel(f"initializer {init.name!r} is defined twice")
         seen.add(init.name)
-        _check_tensor_size(init)
+        _validate_tensor_size(init)
         try:
             array = numpy_helper.to_array(init)
         except Exception as exc:  # malformed tensor payloads raise several types
@@ -220,7 +220,7 @@ def _normalize_initializers(model: ModelProto) -> None:
     g.initializer.extend(fresh)
 
 
-def _check_tensor_size(init: TensorProto) -> None:
+def _validate_tensor_size(init: TensorProto) -> None:
     """Refuse before decoding a tensor whose declared size its payload does not carry."""
     count = 1
     for d in init.dims:
