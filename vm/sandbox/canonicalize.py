@@ -29,14 +29,23 @@ from vm.sandbox.graph import (
     has_external_data,
     infer_types,
     iter_graph_attributes,
+    library_verdict,
     node_inputs,
     one_line,
     parse_model,
+    validate_declared,
 )
 from vm.sandbox.limits import DEFAULT_LIMITS, SandboxLimits
 from vm.sandbox.ops import QUANTIZED_OPERANDS
 
 _MAX_FOLD_ROUNDS = 64
+_CONSTANT_ATTRIBUTES = {
+    "value": onnx.AttributeProto.TENSOR,
+    "value_float": onnx.AttributeProto.FLOAT,
+    "value_floats": onnx.AttributeProto.FLOATS,
+    "value_int": onnx.AttributeProto.INT,
+    "value_ints": onnx.AttributeProto.INTS,
+}
 
 
 def canonicalize(
@@ -44,9 +53,15 @@ def canonicalize(
     input_shapes: Mapping[str, Sequence[int]],
     limits: SandboxLimits = DEFAULT_LIMITS,
 ) -> bytes:
-    """The canonical bytes of a model with its inputs pinned to `input_shapes` (name -> static shape)."""
-    model = parse_model(model_bytes, limits)
-    return serialize(canonicalize_proto(model, input_shapes, limits, allow_eval=True))
+    """The canonical bytes of a model with its inputs pinned to `input_shapes` (name -> static shape).
+
+    Total like the checker: the canonical bytes, or InvalidModel with one bounded line.
+    """
+    try:
+        model = parse_model(model_bytes, limits)
+        return serialize(canonicalize_proto(model, input_shapes, limits, allow_eval=True))
+    except InvalidModel as exc:
+        raise InvalidModel(one_line(exc)) from None
 
 
 def serialize(model: ModelProto) -> bytes:
@@ -68,8 +83,10 @@ def canonicalize_proto(
     model.DiscardUnknownFields()
     _refuse_uncanonicalizable(model)
     if len(model.functions):
-        model.CopyFrom(onnx.inliner.inline_local_functions(model))
+        with library_verdict("inlining local functions"):
+            model.CopyFrom(onnx.inliner.inline_local_functions(model))
         del model.functions[:]
+        validate_declared(model, limits)  # the inlined nodes are new declarations
     _strip(model)
     _pin_inputs(model, input_shapes)
     _constants_to_initializers(model)
@@ -184,6 +201,8 @@ def _constants_to_initializers(model: ModelProto) -> None:
             raise InvalidModel("Constant node must have exactly one value attribute")
         attr = node.attribute[0]
         value: np.ndarray
+        if _CONSTANT_ATTRIBUTES.get(attr.name) != attr.type or (attr.name == "value" and not attr.HasField("t")):
+            raise InvalidModel(f"Constant attribute {attr.name!r} is not allowed or does not carry its value")
         if attr.name == "value":
             value = numpy_helper.to_array(attr.t)
         elif attr.name == "value_float":
@@ -210,7 +229,6 @@ def _normalize_initializers(model: ModelProto) -> None:
         if init.name in seen:
             raise InvalidModel(f"initializer {init.name!r} is defined twice")
         seen.add(init.name)
-        _check_tensor_size(init)
         try:
             array = numpy_helper.to_array(init)
         except Exception as exc:  # malformed tensor payloads raise several types
@@ -218,27 +236,6 @@ def _normalize_initializers(model: ModelProto) -> None:
         fresh.append(numpy_helper.from_array(np.asarray(array, order="C"), init.name))
     del g.initializer[:]
     g.initializer.extend(fresh)
-
-
-def _check_tensor_size(init: TensorProto) -> None:
-    """Refuse before decoding a tensor whose declared size its payload does not carry."""
-    count = 1
-    for d in init.dims:
-        if d < 0:
-            raise InvalidModel(f"initializer {init.name!r} has a negative dimension")
-        count *= d
-    dtype = onnx.helper.tensor_dtype_to_np_dtype(init.data_type) if init.data_type in NAME_TO_ONNX.values() else None
-    if dtype is None:
-        raise InvalidModel(f"initializer {init.name!r} has an unsupported element type {init.data_type}")
-    if init.HasField("raw_data"):
-        have = len(init.raw_data)
-        want = count * np.dtype(dtype).itemsize
-    else:
-        fields = ("float_data", "int32_data", "int64_data", "double_data", "uint64_data", "string_data")
-        have = sum(len(getattr(init, f)) for f in fields)
-        want = count * (2 if init.data_type in (TensorProto.COMPLEX64, TensorProto.COMPLEX128) else 1)
-    if have != want:
-        raise InvalidModel(f"initializer {init.name!r} declares {count} elements but carries {have} values/bytes")
 
 
 def _dropout_to_identity(model: ModelProto) -> None:

@@ -25,6 +25,7 @@ from vm.sandbox.graph import (
     infer_types,
     initializer_type,
     iter_graph_attributes,
+    library_verdict,
     node_inputs,
     one_line,
     parse_model,
@@ -55,17 +56,26 @@ _CONTRIB_DOMAINS = frozenset({"com.microsoft", "com.microsoft.nchwc", "com.micro
 
 
 def check_model(model_bytes: bytes, spec: ModelSpec) -> ModelInfo:
-    """Accept canonical model bytes that obey every registration rule for `spec`; else raise InvalidModel."""
+    """Accept canonical model bytes that obey every registration rule for `spec`; else raise InvalidModel.
+
+    Total: for any bytes and any spec the outcome is a ModelInfo or InvalidModel with one bounded line
+    (a LocalFault only when this node runs out of memory). Any other exception is a bug in the checker.
+    """
+    try:
+        return _check_model(model_bytes, spec)
+    except InvalidModel as exc:  # names quoted in a message can be long: the verdict stays one short line
+        raise InvalidModel(one_line(exc)) from None
+
+
+def _check_model(model_bytes: bytes, spec: ModelSpec) -> ModelInfo:
     limits = spec.limits
     validate_spec(spec)
     model = parse_model(model_bytes, limits)
     _check_structure(model, limits)
     _check_initializers(model, limits)
     _check_io(model, spec)
-    try:
+    with library_verdict("ill-formed graph: onnx's checker"):
         onnx.checker.check_model(model)
-    except Exception as exc:  # onnx raises ValidationError and others for ill-formed graphs
-        raise InvalidModel(f"ill-formed graph: {one_line(exc)}") from None
     types = infer_types(model)
     _check_static(model, types, limits)
     _check_canonical(model_bytes, model, types, spec)

@@ -224,6 +224,12 @@ class Runner:
             return JobResult(info=check_model(model_bytes, spec))
         except InvalidModel as exc:
             return JobResult(error=exc)
+        except LocalFault:
+            raise
+        except MemoryError:
+            raise WorkerFault("out of memory in the model checker") from None
+        except Exception as exc:  # a bug in the checker (it is total): this node cannot decide, never a verdict
+            raise WorkerFault(f"the model checker failed: {type(exc).__name__}: {one_line(exc, 160)}") from None
 
 
 def _validated_inputs(
