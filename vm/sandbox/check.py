@@ -372,15 +372,22 @@ def _check_class(model: ModelProto, types: TypeTable, model_class: ModelClass) -
 
 
 def _check_runtime_accepts(model_bytes: bytes) -> None:
-    """ORT (pinned) must build a session: a checked model never fails to load later."""
-    from vm.sandbox.session import create_session
+    """ORT (pinned) must build a session: a checked model never fails to load later.
+
+    Only ORT's model refusals (a closed list of status types) are a verdict; any other failure to build
+    the session is this node's fault.
+    """
+    from vm.sandbox.errors import RuntimeFault
+    from vm.sandbox.session import MODEL_REFUSALS, create_session
 
     try:
         create_session(bytes(model_bytes))
+    except MODEL_REFUSALS as exc:
+        raise InvalidModel(f"runtime refuses the model: {one_line(exc)}") from None
     except LocalFault:
         raise
-    except Exception as exc:  # ORT's refusal of the bytes is a deterministic verdict
-        raise InvalidModel(f"runtime refuses the model: {one_line(exc)}") from None
+    except Exception as exc:  # not a refusal of the bytes: memory, threads, files, a runtime bug
+        raise RuntimeFault(f"runtime failed to build a session: {type(exc).__name__}: {one_line(exc)}") from None
 
 
 def _info(model_bytes: bytes, model: ModelProto, types: TypeTable, spec: ModelSpec, report: MeterReport) -> ModelInfo:
