@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import heapq
+import struct
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -154,8 +155,8 @@ def _strip(model: ModelProto) -> None:
         for attr in node.attribute:
             attr.ClearField("doc_string")
         node.attribute.sort(key=lambda a: a.name)
-        if node.domain == "ai.onnx":
-            node.domain = ""
+        if node.domain in ("", "ai.onnx"):
+            node.ClearField("domain")  # absent, explicit "" and the alias mean the same domain
     for value in (*g.input, *g.output):
         value.ClearField("doc_string")
         del value.metadata_props[:]
@@ -182,12 +183,11 @@ def _pin_inputs(model: ModelProto, input_shapes: Mapping[str, Sequence[int]]) ->
     for value in g.input:
         if not value.type.HasField("tensor_type"):
             raise InvalidModel(f"input {value.name!r} is not a tensor")
-        shape = value.type.tensor_type.shape
-        shape.Clear()
-        for d in input_shapes[value.name]:
-            if isinstance(d, bool) or not isinstance(d, int | np.integer) or d < 0:
-                raise InvalidModel(f"input {value.name!r}: shape must be ints >= 0")
-            shape.dim.add().dim_value = int(d)
+        dims = input_shapes[value.name]
+        if any(isinstance(d, bool) or not isinstance(d, int | np.integer) or d < 0 for d in dims):
+            raise InvalidModel(f"input {value.name!r}: shape must be ints >= 0")
+        # Rebuilt, not edited: no field of the old type survives with or without presence.
+        value.type.CopyFrom(helper.make_tensor_type_proto(value.type.tensor_type.elem_type, [int(d) for d in dims]))
 
 
 def _constants_to_initializers(model: ModelProto) -> None:
@@ -471,9 +471,64 @@ def _uint8_operands(model: ModelProto, types: TypeTable) -> None:
                 node.input[zero_point] = zname
 
 
+_VALUE_ATTRIBUTES = frozenset({
+    onnx.AttributeProto.INT, onnx.AttributeProto.FLOAT, onnx.AttributeProto.STRING,
+    onnx.AttributeProto.INTS, onnx.AttributeProto.FLOATS, onnx.AttributeProto.STRINGS,
+})
+
+
+def _attribute_key(attr: onnx.AttributeProto) -> tuple[object, ...]:
+    """What an attribute means: its type and value (floats by their bits: -0.0 is not 0.0)."""
+    value = helper.get_attribute_value(attr)
+    if attr.type == onnx.AttributeProto.FLOAT:
+        value = struct.pack("<f", value)
+    elif attr.type == onnx.AttributeProto.FLOATS:
+        value = struct.pack(f"<{len(value)}f", *value)
+    elif attr.type in (onnx.AttributeProto.INTS, onnx.AttributeProto.STRINGS):
+        value = tuple(value)
+    return (attr.type, value)
+
+
+def _normalize_nodes(model: ModelProto) -> None:
+    """One encoding per node meaning: default domain absent, no trailing empty optional inputs or outputs,
+    no attribute at its schema default, attribute tensors in raw form without a name, attributes by name."""
+    opset = _opset(model)
+    for node in model.graph.node:
+        if node.domain in ("", "ai.onnx"):
+            node.ClearField("domain")
+        if node.HasField("overload") and not node.overload:
+            node.ClearField("overload")
+        while len(node.input) and not node.input[-1]:
+            del node.input[-1]
+        while len(node.output) and not node.output[-1]:
+            del node.output[-1]
+        schema = None
+        if not node.domain:
+            with contextlib.suppress(onnx.defs.SchemaError):  # an unknown op: the checker refuses it
+                schema = onnx.defs.get_schema(node.op_type, opset, "")
+        kept = []
+        for attr in sorted(node.attribute, key=lambda a: a.name):
+            if attr.HasField("t"):
+                attr.t.CopyFrom(numpy_helper.from_array(np.asarray(numpy_helper.to_array(attr.t), order="C")))
+            spec = schema.attributes.get(attr.name) if schema is not None else None
+            default = spec.default_value if spec is not None else None
+            if (default is not None and attr.type in _VALUE_ATTRIBUTES and default.type == attr.type
+                    and not attr.ref_attr_name and _attribute_key(attr) == _attribute_key(default)):
+                continue
+            kept.append(attr)
+        if len(kept) != len(node.attribute) or [a.name for a in node.attribute] != [a.name for a in kept]:
+            copies = [onnx.AttributeProto() for _ in kept]
+            for copy, attr in zip(copies, kept, strict=True):
+                copy.CopyFrom(attr)
+            del node.attribute[:]
+            node.attribute.extend(copies)
+
+
 def _finish(model: ModelProto) -> None:
-    """Opsets actually used, the matching IR version, typed outputs, sorted initializers."""
+    """Opsets actually used, the matching IR version, one encoding per node, typed outputs, sorted
+    initializers."""
     g = model.graph
+    _normalize_nodes(model)
     used = {n.domain for n in g.node} | {""}
     imports = sorted(
         ((("" if op.domain == "ai.onnx" else op.domain), int(op.version)) for op in model.opset_import),

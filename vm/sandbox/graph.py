@@ -170,7 +170,7 @@ def _validate_text(message: Message) -> None:
                     raise InvalidModel(f"{current.DESCRIPTOR.name}.{fd.name} is not valid UTF-8")
 
 
-def _validate_opsets(model: ModelProto) -> int | None:
+def _validate_opsets(model: ModelProto) -> int:
     """Opset imports: each domain once ("ai.onnx" is the default domain), versions in [1, 2^31)."""
     seen: dict[str, int] = {}
     for opset_id in model.opset_import:
@@ -180,7 +180,9 @@ def _validate_opsets(model: ModelProto) -> int | None:
         if not 1 <= opset_id.version <= _MAX_OPSET_VERSION:
             raise InvalidModel(f"opset {domain or 'ai.onnx'!r} has version {opset_id.version}")
         seen[domain] = int(opset_id.version)
-    return seen.get("")
+    if "" not in seen:
+        raise InvalidModel("model imports no default ONNX opset")
+    return seen[""]
 
 
 def _validate_values(values: Iterable[ValueInfoProto], what: str, limits: SandboxLimits) -> None:
