@@ -144,7 +144,9 @@ def prepare_model(model_bytes: bytes, *, name: str, model_class: str, grid_k: in
         vectors.append(GoldenVector(tuple(Tensor.from_numpy(feed[s.name]) for s in inputs), tuple(outs)))
     cls = ModelClass.EXACT if model_class == "exact" else ModelClass.TOLERANT
     meta = ModelMeta(name, inputs, outputs, cls, grid_k, tol_abs, tol_rel_ppm, Amount(fee_per_call), tuple(vectors))
-    return canonical, meta
+    # The chain's own decoding rules (the metadata cap among them), before anything is signed: DecodeError
+    # is one line on the command line.
+    return canonical, ModelMeta.decode(meta.encode())
 
 
 @model.command("register")
