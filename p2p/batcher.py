@@ -1,6 +1,6 @@
 """Transaction batcher: gossip transactions in batches of ~256 KiB, never one message per transaction.
 
-py-libp2p's cost is per message (~3 ms of CPU per delivery), not per byte (research/p2p.md), so batching is
+py-libp2p's cost is per message (~3 ms of CPU per delivery), not per byte (docs/design.md §5.2), so batching is
 what lets gossip carry thousands of transactions per second.
 """
 

@@ -21,6 +21,7 @@ class P2PCounters:
     publish_waits: int = 0  # publishes that had to wait for outbound queues to drain
     publish_pacing_timeouts: int = 0
     malformed_frames: int = 0  # contained errors from the library's pubsub stream and push paths
+    contained_errors: int = 0  # library tasks for one peer or message that raised: logged, never fatal
     requests_served: Counter[str] = field(default_factory=Counter)
     requests_failed: Counter[str] = field(default_factory=Counter)  # our outbound requests that failed
     requests_refused: Counter[str] = field(default_factory=Counter)  # inbound ones we refused

@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
-from core.errors import InferchainError, PeerMisbehaved
+from core.errors import PeerMisbehaved, RemoteError
 
 
-class WrongChain(InferchainError):
+class WrongChain(RemoteError):
     """A message or peer of another chain id: not necessarily malicious, never accepted."""
 
 
-class Oversized(InferchainError):
+class Oversized(RemoteError):
     """A message over its topic's byte cap, refused before decoding."""
 
 
-class RequestFailed(InferchainError):
-    """A request the peer did not answer usefully: timeout, refusal, transport failure, unknown protocol."""
+class RequestFailed(RemoteError):
+    """A request the peer did not answer usefully: timeout, refusal, transport failure, unknown protocol.
+    Not necessarily misbehaviour: ask another peer, do not penalize (that is `BadResponse`)."""
 
 
 class NotFound(RequestFailed):

@@ -18,7 +18,7 @@ from libp2p.pubsub.gossipsub import PROTOCOL_ID, PROTOCOL_ID_V11
 from libp2p.pubsub.pb import rpc_pb2
 from libp2p.tools.anyio_service import background_trio_service
 
-from core.errors import InferchainError, PeerMisbehaved
+from core.errors import LocalError, PeerMisbehaved, RemoteError
 from core.hashing import sha256
 from core.types import Hash32
 from p2p.config import P2PConfig
@@ -128,8 +128,11 @@ class Gossip:
                 await handler(message)
             except PeerMisbehaved as exc:
                 self.offense(message.forwarder, Offense.INVALID, f"node handler: {exc}")
-            except InferchainError as exc:
+            except RemoteError as exc:
                 logger.info("node handler refused a %s message: %s", kind.value, exc)
+            except LocalError as exc:  # our own fault: never blamed on the peer
+                logger.warning("node handler could not handle a %s message (a fault of this node): %s",
+                               kind.value, exc)
             except Exception:
                 # A bug of ours, met while handling one message: as CometBFT's reactors recover from a panic
                 # in Receive, drop that message loudly (traceback, counter on /metrics) and keep the topic
@@ -143,7 +146,7 @@ class Gossip:
     async def publish(self, kind: TopicKind, data: bytes, *, check: bool = True) -> Hash32:
         """Check our own message like a peer would, wait for room in the outbound queues, publish.
 
-        Raises the envelope's InferchainError for a message peers would reject. `check=False` skips the
+        Raises the envelope's RemoteError for a message peers would reject. `check=False` skips the
         envelope check (not the size cap) for bytes built from values the caller already verified, such as a
         batch of mempool transactions: re-verifying them costs one signature check per transaction.
         """

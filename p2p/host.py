@@ -11,7 +11,6 @@ from libp2p.abc import IHost
 from libp2p.crypto.keys import KeyPair
 from libp2p.crypto.x25519 import create_new_key_pair as create_x25519_key_pair
 from libp2p.custom_types import TProtocol
-from libp2p.peer.id import ID
 from libp2p.peer.peerinfo import PeerInfo, info_from_p2p_addr
 from libp2p.security.noise.transport import PROTOCOL_ID as NOISE_PROTOCOL_ID
 from libp2p.security.noise.transport import Transport as NoiseTransport
@@ -27,7 +26,7 @@ MUXER_PROTOCOLS = (YAMUX_PROTOCOL_ID,)
 def build_host(key: KeyPair, listen_addrs: Sequence[str], *, yamux_release_on_read: bool = False) -> IHost:
     """A host whose only security transport is Noise: `new_host()`'s default also accepts plaintext,
     over which a dialer can claim any peer id without proof."""
-    # Read by Yamux at call time; process-wide. Batched window updates halve per-message CPU (research/p2p.md).
+    # Read by Yamux at call time; process-wide. Batched window updates halve per-message CPU (docs/design.md §5.5).
     os.environ.setdefault("PY_YAMUX_RELEASE_ON_READ", "1" if yamux_release_on_read else "0")
     noise = NoiseTransport(key, noise_privkey=create_x25519_key_pair().private_key)
     return new_host(
@@ -60,7 +59,3 @@ def peer_addr(host: IHost) -> str:
     if not addrs:
         raise RuntimeError("host is not listening")
     return str(addrs[0])
-
-
-def is_connected(host: IHost, peer: ID) -> bool:
-    return bool(host.get_network().get_connections(peer))

@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING
 
 import trio
 from libp2p.abc import IHost, INetConn, INetStream, INetwork, INotifee
-from libp2p.exceptions import BaseLibp2pError
 from libp2p.peer.id import ID
 from libp2p.peer.peerinfo import PeerInfo
 from multiaddr import Multiaddr
@@ -125,8 +124,8 @@ class PeerManager:
         with trio.move_on_after(_DIAL_TIMEOUT_S):
             try:
                 await self._host.disconnect(peer)
-            except (BaseLibp2pError, OSError) as exc:
-                logger.debug("closing %s failed: %s", peer, exc)
+            except Exception as exc:  # whatever closing a peer's connections meets, it ends no task of ours
+                logger.debug("closing %s failed: %s: %s", peer, type(exc).__name__, exc)
 
     async def _sweep(self) -> None:
         """Lift expired bans from pubsub's blacklist and forget faded scores."""
@@ -160,9 +159,9 @@ class PeerManager:
             try:
                 with trio.fail_after(_DIAL_TIMEOUT_S):
                     await self._host.connect(info)
-            except (trio.TooSlowError, BaseLibp2pError, OSError) as exc:
+            except Exception as exc:  # a dial's failure, whatever the library raises, is that peer's problem
                 self._counters.dial_failures += 1
-                logger.debug("dial %s failed: %s", peer, exc)
+                logger.debug("dial %s failed: %s: %s", peer, type(exc).__name__, exc)
                 await trio.sleep(delay * random.uniform(0.8, 1.2))
                 delay = min(delay * 2, cfg.reconnect_max_s)
                 continue

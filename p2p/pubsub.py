@@ -1,4 +1,4 @@
-"""py-libp2p's Pubsub and GossipSub with the repairs our chain needs (research/p2p.md pitfalls 2-5).
+"""py-libp2p's Pubsub and GossipSub with the repairs our chain needs (docs/p2p.md, upstream pitfalls 2-5).
 
 - Anything the library raises while parsing a peer's pubsub stream or pushing its message is contained
   and reported, not allowed to kill the swarm or the pubsub service (pitfall 2, and a second crash found
@@ -8,6 +8,15 @@
 - Validation and delivery go to a `Gate` (our pipeline and per-topic buffers) instead of upstream's
   validator registry, result cache and 32-slot subscription channels that drop silently (pitfall 4).
 - Outbound RPCs dropped on a full peer queue are counted.
+- One writer at a time per pubsub stream (`write_msg`): upstream's message-cache replay and pending flush
+  write straight to a peer's stream while its sending loop writes to it too, and Yamux sends a write larger
+  than the stream's window in pieces, so two writers interleaved their frames and the receiver could not
+  parse them (an honest peer was cut off as MALFORMED_FRAME). A write that fails or is cancelled part-way
+  resets the stream: nothing may follow half a frame.
+- No per-peer task of the library may end the service (and with it the process): every task the Pubsub or
+  GossipSub manager starts for a peer is contained (logged, counted in `contained_errors`), and the two
+  teardown paths (blacklist teardown, dead-peer cleanup) are idempotent. Upstream raised `KeyError` when a
+  blacklisted peer's stream handler removed it first, which ended a validator's process.
 """
 
 from __future__ import annotations
@@ -15,6 +24,8 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
+import weakref
+from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 import trio
@@ -31,9 +42,11 @@ from p2p.scoring import Offense
 
 logger = logging.getLogger(__name__)
 
+_RESET_TIMEOUT_S = 2.0
+
 
 def content_msg_id(msg: rpc_pb2.Message) -> bytes:
-    """Message id = SHA-256 of the message bytes (DESIGN §5): identical bytes are one message."""
+    """Message id = SHA-256 of the message bytes (docs/design.md §5.2): identical bytes are one message."""
     return hashlib.sha256(msg.data).digest()
 
 
@@ -54,6 +67,10 @@ class CountingGossipSub(GossipSub):
         super().__init__(*args, **kwargs)
         self._counters = counters
 
+    async def run(self) -> None:
+        contain_peer_tasks(self.manager, "gossipsub", self._counters)
+        await super().run()
+
     def _handle_dropped_rpc(self, peer_id: ID, rpc: rpc_pb2.RPC, reason: str) -> None:
         self._counters.outbound_dropped += 1
         super()._handle_dropped_rpc(peer_id, rpc, reason)
@@ -67,8 +84,14 @@ class GuardedPubsub(Pubsub):
         # Upstream seeds with int(time.time()); with seqno-keyed equivocation checks a node restarted within
         # the same seconds range reuses numbers and loses its new messages (pitfall 5).
         self.counter = time.time_ns()
+        self._write_locks: weakref.WeakKeyDictionary[INetStream, trio.Lock] = weakref.WeakKeyDictionary()
+
+    async def run(self) -> None:
+        contain_peer_tasks(self.manager, "pubsub", self._counters)
+        await super().run()
 
     async def stream_handler(self, stream: INetStream) -> None:
+        # Runs in the swarm's connection nursery: anything escaping here ends the host, so nothing may.
         peer_id = stream.muxed_conn.peer_id
         try:
             await super().stream_handler(stream)
@@ -76,9 +99,51 @@ class GuardedPubsub(Pubsub):
             # Library code parsing a remote peer's bytes: whatever it raises (protobuf DecodeError on a garbage
             # frame, pitfall 2) is the peer's fault and must stay inside this stream.
             self._counters.malformed_frames += 1
-            self._gate.offense(peer_id, Offense.MALFORMED_FRAME, f"{type(exc).__name__}: {exc}")
+            try:
+                self._gate.offense(peer_id, Offense.MALFORMED_FRAME, f"{type(exc).__name__}: {exc}")
+            except Exception:
+                self._contained("penalizing a peer for a malformed frame")
             await _reset_quietly(stream)
             self._handle_dead_peer(peer_id)
+
+    def _handle_dead_peer(self, peer_id: ID) -> None:
+        """Upstream's cleanup, which several paths (stream handler, sender, notifee, teardown) may all run for
+        one peer: the first does the work, the others find nothing; an error in it is contained."""
+        try:
+            super()._handle_dead_peer(peer_id)
+        except Exception:
+            self._contained(f"dead-peer cleanup of {peer_id}")
+
+    async def _teardown_if_connected(self, peer_id: ID) -> None:
+        """Blacklist teardown (replaces upstream's, whose `del self.peers[peer]` raised KeyError when the peer's
+        stream handler had removed it during the awaited reset): reset the stream, then the one idempotent
+        cleanup, which also closes the peer's outbound queue and tells the router."""
+        stream = self.peers.get(peer_id)
+        if stream is not None:
+            await _reset_quietly(stream)
+        self._handle_dead_peer(peer_id)
+        self._forget_all_subscriptions(peer_id)
+
+    async def write_msg(self, stream: INetStream, rpc_msg: rpc_pb2.RPC) -> bool:
+        """Write one length-prefixed RPC, alone on the stream until it is complete (see module docstring)."""
+        lock = self._write_locks.get(stream)
+        if lock is None:
+            lock = self._write_locks[stream] = trio.Lock()
+        async with lock:
+            whole = False
+            try:
+                ok = await super().write_msg(stream, rpc_msg)
+                whole = ok
+                return ok
+            finally:
+                if not whole:
+                    # Failed, cancelled or reset in the middle of a frame: the peer must not parse what follows.
+                    with trio.CancelScope(shield=True, deadline=trio.current_time() + _RESET_TIMEOUT_S):
+                        await _reset_quietly(stream)
+
+    def _contained(self, what: str) -> None:
+        self._counters.contained_errors += 1
+        logger.exception("BUG (contained): %s failed", what)
 
     async def push_msg(self, msg_forwarder: ID, msg: rpc_pb2.Message) -> None:
         if msg_forwarder == self.my_id:
@@ -106,6 +171,36 @@ class GuardedPubsub(Pubsub):
     def max_outbound_queue(self) -> int:
         """Longest per-peer outbound queue: what publishing paces against (pitfall 4)."""
         return max((len(q) for q in self.peer_queues.values()), default=0)
+
+
+def contain_peer_tasks(manager: Any, service: str, counters: P2PCounters) -> None:
+    """Wrap `manager.run_task` so that a non-daemon task that raises is logged and counted, not fatal.
+
+    The library's service manager cancels the whole service (Pubsub or GossipSub) when any task it started
+    raises, and our node cannot run without them. Those tasks are per peer or per message (push a message,
+    send to a peer, tear a peer down, retry a stream, replay the message cache): whatever one of them meets,
+    the right outcome is that this one peer or message is affected, never the process. Daemon tasks (the
+    service's own loops) are left as they are: their failure is a bug that must stay visible.
+    """
+    run_task: Callable[..., None] = manager.run_task
+
+    def contained_run_task(async_fn: Callable[..., Awaitable[Any]], *args: Any, daemon: bool = False,
+                           name: str | None = None, **kwargs: Any) -> None:
+        if daemon:
+            run_task(async_fn, *args, daemon=True, name=name, **kwargs)
+            return
+        label = name or getattr(async_fn, "__qualname__", repr(async_fn))
+
+        async def contained(*task_args: Any) -> None:
+            try:
+                await async_fn(*task_args)
+            except Exception:
+                counters.contained_errors += 1
+                logger.exception("BUG (contained): %s task %s failed", service, label)
+
+        run_task(contained, *args, name=label, **kwargs)
+
+    manager.run_task = contained_run_task
 
 
 async def _reset_quietly(stream: INetStream) -> None:

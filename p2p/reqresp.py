@@ -26,7 +26,7 @@ from libp2p.request_response import (
 
 from core.block import Block
 from core.codec import Wire
-from core.errors import DecodeError, InferchainError
+from core.errors import DecodeError, LocalError, RemoteError
 from core.limits import MAX_VALIDATORS
 from core.types import Hash32, Height
 from core.votes import Commit, Vote
@@ -39,8 +39,8 @@ from p2p.messages import (
     BlocksRequest,
     BlocksResponse,
     ChainStatus,
-    ModelChunk,
     ModelChunkRequest,
+    ModelChunkResponse,
     Response,
     ResponseCode,
     StatusRequest,
@@ -56,7 +56,7 @@ logger = logging.getLogger(__name__)
 StatusProvider = Callable[[], Awaitable[ChainStatus]]
 BlockProvider = Callable[[Height], Awaitable[StoredBlock | None]]
 VoteProvider = Callable[[VotesRequest], Awaitable[Sequence[Vote]]]
-ModelProvider = Callable[[Hash32, int, int], Awaitable[ModelChunk | None]]
+ModelProvider = Callable[[Hash32, int, int], Awaitable[ModelChunkResponse | None]]
 Progress = Callable[[int, int], None]
 OffenseSink = Callable[[ID, Offense, str], None]
 
@@ -166,8 +166,11 @@ class ReqResp:
             except WrongChain as exc:
                 self._counters.requests_refused[name] += 1
                 return _response(ResponseCode.BAD_REQUEST, reason=str(exc))
-            except InferchainError as exc:
+            except RemoteError as exc:  # a request this node refuses to serve
                 self._counters.requests_refused[name] += 1
+                return _response(ResponseCode.UNAVAILABLE, reason=str(exc))
+            except LocalError as exc:  # our fault (e.g. the database): unavailable, never the peer's
+                logger.warning("serving a %s request to %s failed on our side: %s", name, peer, exc)
                 return _response(ResponseCode.UNAVAILABLE, reason=str(exc))
             self._counters.requests_served[name] += 1
             return _response(ResponseCode.OK, body.encode())
@@ -188,10 +191,10 @@ class ReqResp:
         end = min(end, start + MAX_BLOCKS_PER_REQUEST - 1)
         body = await self._request(peer, "blocks", BlocksRequest(Height(start), Height(end)))
         if len(body) >= _THREAD_THRESHOLD:
-            result = await trio.to_thread.run_sync(self._check_blocks, start, end, body)
+            result = await trio.to_thread.run_sync(self._decode_blocks, start, end, body)
         else:
-            result = self._check_blocks(start, end, body)
-        if isinstance(result, InferchainError):
+            result = self._decode_blocks(start, end, body)
+        if isinstance(result, RemoteError):
             self._bad_response(peer, "blocks", result)
         return result
 
@@ -236,7 +239,7 @@ class ReqResp:
         total: int | None = None
         while total is None or received < total:
             request = ModelChunkRequest(model_id, received, MODEL_CHUNK)
-            chunk = self._decode_body(peer, ModelChunk, await self._request(peer, "model", request))
+            chunk = self._decode_body(peer, ModelChunkResponse, await self._request(peer, "model", request))
             if total is None:
                 if chunk.total > max_size:
                     self._bad_response(peer, "model", BadResponse(f"model of {chunk.total} bytes exceeds {max_size}"))
@@ -278,7 +281,7 @@ class ReqResp:
         except DecodeError as exc:
             self._bad_response(peer, cls.__name__, exc)
 
-    def _check_blocks(self, start: int, end: int, body: bytes) -> list[SyncedBlock] | InferchainError:
+    def _decode_blocks(self, start: int, end: int, body: bytes) -> list[SyncedBlock] | RemoteError:
         """Decode and cross-check a block response; returns the error instead of raising (thread-safe)."""
         try:
             response = BlocksResponse.decode(body)
@@ -299,7 +302,7 @@ class ReqResp:
         except DecodeError as exc:
             return exc
 
-    def _bad_response(self, peer: ID, name: str, error: InferchainError) -> NoReturn:
+    def _bad_response(self, peer: ID, name: str, error: RemoteError) -> NoReturn:
         self._counters.requests_failed[name] += 1
         self._on_offense(peer, Offense.BAD_RESPONSE, f"{name}: {error}")
         if isinstance(error, BadResponse | WrongChain):

@@ -28,9 +28,7 @@ from vm.sandbox.executor import CheckJob, Executor, InferJob, Job, JobResult, Mo
 from vm.sandbox.golden import GoldenVectors, golden_mismatch, make_golden
 from vm.sandbox.limits import GasSchedule, SandboxLimits
 from vm.sandbox.numeric import find_disagreement
-from vm.sandbox.spec import ModelClass as SandboxClass
-from vm.sandbox.spec import ModelSpec, Tolerance
-from vm.sandbox.spec import TensorSpec as SandboxTensorSpec
+from vm.sandbox.spec import ArraySpec, CompareMode, ModelSpec, Tolerance
 from vm.state import StateView
 from vm.txs import ModelClass, ModelMeta, TensorSpec
 
@@ -46,18 +44,18 @@ def dtype_name(dtype: DType) -> str:
     return dtype.numpy.name
 
 
-def sandbox_tensor_spec(spec: TensorSpec) -> SandboxTensorSpec:
-    return SandboxTensorSpec(spec.name, dtype_name(spec.dtype), tuple(int(d) for d in spec.shape))
+def sandbox_tensor_spec(spec: TensorSpec) -> ArraySpec:
+    return ArraySpec(spec.name, dtype_name(spec.dtype), tuple(int(d) for d in spec.shape))
 
 
 def model_spec(meta: ModelMeta, limits: SandboxLimits) -> ModelSpec:
     """The sandbox's view of registration metadata; ValueError if the metadata cannot be one."""
-    model_class = SandboxClass.EXACT if meta.model_class is ModelClass.EXACT else SandboxClass.TOLERANT
+    model_class = CompareMode.EXACT if meta.model_class is ModelClass.EXACT else CompareMode.TOLERANT
     return ModelSpec(tuple(sandbox_tensor_spec(t) for t in meta.inputs), model_class, int(meta.grid_k),
                      Tolerance(int(meta.tol_abs), int(meta.tol_rel_ppm)), limits)
 
 
-def output_specs(meta: ModelMeta) -> tuple[SandboxTensorSpec, ...]:
+def output_specs(meta: ModelMeta) -> tuple[ArraySpec, ...]:
     return tuple(sandbox_tensor_spec(t) for t in meta.outputs)
 
 
@@ -89,7 +87,7 @@ def disagreement(meta: ModelMeta, claimed: Sequence[Tensor], local: Sequence[Ten
     specs = output_specs(meta)
     if len(claimed) != len(specs) or len(local) != len(specs):
         return "wrong number of outputs"
-    model_class = SandboxClass.EXACT if meta.model_class is ModelClass.EXACT else SandboxClass.TOLERANT
+    model_class = CompareMode.EXACT if meta.model_class is ModelClass.EXACT else CompareMode.TOLERANT
     return find_disagreement(
         specs, model_class, Tolerance(int(meta.tol_abs), int(meta.tol_rel_ppm)),
         {s.name: t.to_numpy() for s, t in zip(specs, claimed, strict=True)},
@@ -224,10 +222,10 @@ class Engine:
                         continue
                     checked.append((item, spec, int(result.info.gas_per_call)))
         if checked:
-            resolutions.update(self._check_golden(checked))
+            resolutions.update(self._get_golden_resolutions(checked))
         return resolutions, challenge_output
 
-    def _check_golden(self, checked: list[tuple[RegisterWork, ModelSpec, int]]) -> dict[int, Resolution]:
+    def _get_golden_resolutions(self, checked: list[tuple[RegisterWork, ModelSpec, int]]) -> dict[int, Resolution]:
         jobs: list[Job] = []
         owners: list[int] = []
         for n, (item, spec, _) in enumerate(checked):

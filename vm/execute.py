@@ -88,7 +88,7 @@ Work = InferWork | RegisterWork
 
 
 @dataclass(frozen=True, slots=True)
-class TxOutcome:
+class TxExecution:
     """The part of a result that execution decides; for work items `result` is provisional (status OK,
     no outputs) until the work is resolved."""
 
@@ -142,7 +142,7 @@ class _Gas:
 
 
 def execute_tx(view: StateView, ctx: BlockContext, index: int, tx: Transaction,
-               sender: Address | None = None) -> TxOutcome:
+               sender: Address | None = None) -> TxExecution:
     """Execute one includable transaction (see `inclusion_error`): charge the fee, bump the nonce, run the
     kind's handler. Never raises for anything the transaction contains."""
     sender = tx.sender_address if sender is None else sender
@@ -151,20 +151,20 @@ def execute_tx(view: StateView, ctx: BlockContext, index: int, tx: Transaction,
     gas = _Gas(tx.gas_limit)
     payload_type = PAYLOAD_TYPES.get(tx.kind)  # type: ignore[call-overload]
     if payload_type is None:
-        return TxOutcome(_result(TxStatus.FAILED, tx.gas_limit, f"unknown transaction kind {tx.kind}"),
+        return TxExecution(_result(TxStatus.FAILED, tx.gas_limit, f"unknown transaction kind {tx.kind}"),
                          fee=tx.fee)
     try:
         payload = payload_type.decode(tx.payload)
     except DecodeError:
-        return TxOutcome(_result(TxStatus.FAILED, tx.gas_limit, "malformed payload"), fee=tx.fee)
+        return TxExecution(_result(TxStatus.FAILED, tx.gas_limit, "malformed payload"), fee=tx.fee)
     handler = _HANDLERS[TxKind(tx.kind)]
     try:
         status, data, work = handler(view, ctx, index, sender, payload, gas)
     except _OutOfGas:
-        return TxOutcome(_result(TxStatus.OUT_OF_GAS, tx.gas_limit, "out of gas"), fee=tx.fee)
+        return TxExecution(_result(TxStatus.OUT_OF_GAS, tx.gas_limit, "out of gas"), fee=tx.fee)
     except _Failed as failure:
-        return TxOutcome(_result(failure.status, gas.used, failure.log), fee=tx.fee)
-    return TxOutcome(_result(status, gas.used, "", data), work, fee=tx.fee)
+        return TxExecution(_result(failure.status, gas.used, failure.log), fee=tx.fee)
+    return TxExecution(_result(status, gas.used, "", data), work, fee=tx.fee)
 
 
 def _result(status: TxStatus, gas_used: int, log: str, data: bytes = b"") -> TxResult:

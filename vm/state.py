@@ -2,7 +2,7 @@
 
 Every record is a `@wire` value (one canonical encoding, so the state root is well defined). Keys are a
 one-byte table tag followed by the record's id; the map hashes keys, so the layout only needs to be unique.
-Inference outputs are not state: they live in blocks and receipts (DESIGN.md §6).
+Inference outputs are not state: they live in blocks, in each transaction's result (docs/design.md §6).
 """
 
 from __future__ import annotations

@@ -1,12 +1,13 @@
 """`inferchain model register|list|show`: canonicalize a model locally, upload it in chunks, read models.
 
-Registration follows DESIGN.md §2.1: the client rewrites the model into canonical form, runs it with the
+Registration follows docs/design.md §2.1: the client rewrites the model into canonical form, runs it with the
 pinned session options to compute golden outputs (float outputs on the declared grid), and uploads the bytes
 as chunk transactions; the chain only checks and hashes what it receives.
 """
 
 from __future__ import annotations
 
+import sys
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -199,7 +200,7 @@ def register(path: Path, name: str, model_class: str, grid_k: int, tol_abs: int,
                                  gas_limits=limits, gas_price=ctx.gas_price(), chunk_bytes=MAX_CHUNK_BYTES)
         last = None
         with click.progressbar(length=len(canonical), label=f"uploading {len(chunks)} chunk(s)",
-                               file=click.get_text_stream("stderr")) as bar:
+                               file=sys.stderr) as bar:
             for start in range(0, len(txs), UPLOAD_BATCH):
                 batch = txs[start:start + UPLOAD_BATCH]
                 final = start + UPLOAD_BATCH >= len(txs)

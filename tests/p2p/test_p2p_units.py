@@ -13,13 +13,13 @@ from core.types import Height, Round
 from core.votes import VoteType
 from p2p.batcher import TxBatcher, encode_tx_batch
 from p2p.config import P2PConfig, PenaltyPolicy
-from p2p.envelope import check_evidence, check_tx_batch, check_vote
+from p2p.envelope import decode_evidence, decode_tx_batch, decode_vote
 from p2p.errors import WrongChain
 from p2p.identity import load_node_key, load_or_create_node_key, node_key_from_seed, peer_id_of, save_node_key
 from p2p.messages import BlocksRequest, TxBatch, VotesRequest, bitset
 from p2p.ratelimit import PeerRateLimiter
 from p2p.scoring import Action, Offense, ScoreBook
-from p2p.testchain import make_tx, make_vote, validator_keys
+from p2p.testing.chain import make_tx, make_vote, validator_keys
 from p2p.topics import TopicKind, topic_name
 
 pytestmark = [pytest.mark.p2p]
@@ -72,46 +72,46 @@ def test_tx_batch_built_from_encoded_txs_is_the_canonical_encoding() -> None:
 
 def test_tx_batch_envelope_refuses_wrong_chain_bad_signature_duplicates_and_empty() -> None:
     good = make_tx(CHAIN, 1)
-    assert check_tx_batch(encode_tx_batch([good.encode()]), CHAIN).txs == (good,)
+    assert decode_tx_batch(encode_tx_batch([good.encode()]), CHAIN).txs == (good,)
     with pytest.raises(WrongChain):
-        check_tx_batch(encode_tx_batch([make_tx("elsewhere", 1).encode()]), CHAIN)
+        decode_tx_batch(encode_tx_batch([make_tx("elsewhere", 1).encode()]), CHAIN)
     forged = good.replace(fee=good.fee + 1)
     with pytest.raises(InvalidSignature):
-        check_tx_batch(encode_tx_batch([forged.encode()]), CHAIN)
+        decode_tx_batch(encode_tx_batch([forged.encode()]), CHAIN)
     with pytest.raises(InvalidTransaction):
-        check_tx_batch(encode_tx_batch([good.encode(), good.encode()]), CHAIN)
+        decode_tx_batch(encode_tx_batch([good.encode(), good.encode()]), CHAIN)
     with pytest.raises(DecodeError):
-        check_tx_batch(encode_tx_batch([]), CHAIN)
+        decode_tx_batch(encode_tx_batch([]), CHAIN)
     with pytest.raises(DecodeError):
-        check_tx_batch(b"\x91\x91\xc0", CHAIN)
+        decode_tx_batch(b"\x91\x91\xc0", CHAIN)
     seen: list[bytes] = []
     batch = encode_tx_batch([good.encode()])
-    assert check_tx_batch(batch, CHAIN, verify=lambda tx, h: seen.append(h) is None).txs == (good,)
+    assert decode_tx_batch(batch, CHAIN, verify=lambda tx, h: seen.append(h) is None).txs == (good,)
     assert seen == [good.hash]
     with pytest.raises(InvalidSignature):
-        check_tx_batch(batch, CHAIN, verify=lambda tx, h: False)
+        decode_tx_batch(batch, CHAIN, verify=lambda tx, h: False)
 
 
 def test_vote_envelope_binds_the_chain_id_through_the_signature() -> None:
     vote = make_vote(CHAIN, KEYS[0], 3)
-    assert check_vote(vote.encode(), CHAIN) == vote
+    assert decode_vote(vote.encode(), CHAIN) == vote
     with pytest.raises(InvalidSignature):
-        check_vote(vote.encode(), "other-chain")
+        decode_vote(vote.encode(), "other-chain")
     with pytest.raises(DecodeError):
-        check_vote(vote.encode() + b"\x00", CHAIN)
+        decode_vote(vote.encode() + b"\x00", CHAIN)
 
 
 def test_duplicate_vote_evidence_needs_two_signed_conflicting_votes_of_one_validator() -> None:
     a = make_vote(CHAIN, KEYS[0], 5, block_id=sha256(b"a"))
     b = make_vote(CHAIN, KEYS[0], 5, block_id=sha256(b"b"))
-    assert check_evidence(EvidenceEnvelope(duplicate_vote(a, b)).encode(), CHAIN)
+    assert decode_evidence(EvidenceEnvelope(duplicate_vote(a, b)).encode(), CHAIN)
     with pytest.raises(InvalidEvidence):
-        check_evidence(EvidenceEnvelope(DuplicateVote(a, a)).encode(), CHAIN)
+        decode_evidence(EvidenceEnvelope(DuplicateVote(a, a)).encode(), CHAIN)
     other = make_vote(CHAIN, KEYS[1], 5, block_id=sha256(b"b"))
     with pytest.raises(InvalidEvidence):
-        check_evidence(EvidenceEnvelope(duplicate_vote(a, other)).encode(), CHAIN)
+        decode_evidence(EvidenceEnvelope(duplicate_vote(a, other)).encode(), CHAIN)
     with pytest.raises(InvalidSignature):
-        check_evidence(EvidenceEnvelope(duplicate_vote(a, b.replace(round=Round(0), timestamp=b.timestamp + 1)))
+        decode_evidence(EvidenceEnvelope(duplicate_vote(a, b.replace(round=Round(0), timestamp=b.timestamp + 1)))
                        .encode(), CHAIN)
 
 
@@ -120,7 +120,7 @@ def test_evidence_gossip_refuses_what_consensus_refuses() -> None:
     ev = duplicate_vote(make_vote(CHAIN, KEYS[0], 5, block_id=sha256(b"a")),
                         make_vote(CHAIN, KEYS[0], 5, block_id=sha256(b"b")))
     with pytest.raises(InvalidEvidence, match="canonical order"):
-        check_evidence(EvidenceEnvelope(DuplicateVote(ev.vote_b, ev.vote_a)).encode(), CHAIN)
+        decode_evidence(EvidenceEnvelope(DuplicateVote(ev.vote_b, ev.vote_a)).encode(), CHAIN)
 
 
 def test_request_messages_check_their_ranges() -> None:

@@ -25,13 +25,13 @@ from onnx import ModelProto, TensorProto, helper, numpy_helper
 from core.hashing import sha256
 from tests.vm import protomut
 from vm.sandbox.canonicalize import canonicalize
-from vm.sandbox.check import check_model
-from vm.sandbox.spec import ModelClass, ModelSpec, TensorSpec, Tolerance
+from vm.sandbox.check import validate_model
+from vm.sandbox.spec import ArraySpec, CompareMode, ModelSpec, Tolerance
 
 pytestmark = pytest.mark.vm
 
 F, U8, I32 = TensorProto.FLOAT, TensorProto.UINT8, TensorProto.INT32
-TOLERANT: dict[str, Any] = {"model_class": ModelClass.TOLERANT, "grid_k": 16, "tolerance": Tolerance(2, 100)}
+TOLERANT: dict[str, Any] = {"model_class": CompareMode.TOLERANT, "grid_k": 16, "tolerance": Tolerance(2, 100)}
 
 
 def _value(name: str, elem: int, shape: list[int]) -> Any:
@@ -68,9 +68,9 @@ def bases() -> tuple[tuple[bytes, ModelSpec], ...]:
         [numpy_helper.from_array(rng.integers(0, 256, (8, 3), dtype=np.uint8), "w"),
          numpy_helper.from_array(np.array(7, np.uint8), "za")])
     return (
-        (dense.SerializeToString(), ModelSpec((TensorSpec("x", "float32", (2, 4)),), **TOLERANT)),
-        (conv.SerializeToString(), ModelSpec((TensorSpec("x", "float32", (1, 1, 4, 4)),), **TOLERANT)),
-        (integer.SerializeToString(), ModelSpec((TensorSpec("a", "uint8", (2, 8)),), ModelClass.EXACT)),
+        (dense.SerializeToString(), ModelSpec((ArraySpec("x", "float32", (2, 4)),), **TOLERANT)),
+        (conv.SerializeToString(), ModelSpec((ArraySpec("x", "float32", (1, 1, 4, 4)),), **TOLERANT)),
+        (integer.SerializeToString(), ModelSpec((ArraySpec("a", "uint8", (2, 8)),), CompareMode.EXACT)),
     )
 
 
@@ -192,7 +192,7 @@ TRANSFORMS: dict[str, Callable[[ModelProto], None]] = {
 def canonical_of(index: int) -> bytes:
     data, spec = bases()[index]
     canonical = canonicalize(data, spec.input_shapes)
-    check_model(canonical, spec)
+    validate_model(canonical, spec)
     return canonical
 
 
@@ -216,7 +216,7 @@ def test_any_combination_of_re_encodings_gives_one_id(index: int, names: list[st
     spec = bases()[index][1]
     canonical = canonicalize(_variant(index, names), spec.input_shapes)
     assert sha256(canonical) == sha256(canonical_of(index))
-    assert check_model(canonical, spec).sha256 == sha256(canonical_of(index))
+    assert validate_model(canonical, spec).sha256 == sha256(canonical_of(index))
 
 
 def test_canonical_bytes_hold_no_explicit_empty_domain_or_default_attribute() -> None:

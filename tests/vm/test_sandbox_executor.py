@@ -10,8 +10,8 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from core.errors import InferenceError, InvalidModel, LocalFault
+from tools.attacks import make_model, tensor
 from vm.models import load_model, model_names
-from vm.sandbox.attacks import make_model, tensor
 from vm.sandbox.canonicalize import canonicalize
 from vm.sandbox.errors import (
     GoldenMismatch,
@@ -23,7 +23,7 @@ from vm.sandbox.errors import (
 )
 from vm.sandbox.executor import CheckJob, InferJob, LocalExecutor, ModelPackage, Runner
 from vm.sandbox.golden import make_golden
-from vm.sandbox.spec import ModelClass, ModelSpec, TensorSpec, Tolerance
+from vm.sandbox.spec import ArraySpec, CompareMode, ModelSpec, Tolerance
 from vm.sandbox.worker import WorkerPool
 
 pytestmark = pytest.mark.vm
@@ -37,8 +37,8 @@ def package(name: str) -> ModelPackage:
     return ModelPackage(name.encode(), model.model_bytes, model.spec, model.golden)
 
 
-def _raw_package(model_id: bytes, model: object, inputs: tuple[TensorSpec, ...], cls: ModelClass = ModelClass.TOLERANT) -> ModelPackage:
-    spec = ModelSpec(inputs, cls, 16 if cls is ModelClass.TOLERANT else 0, TOL if cls is ModelClass.TOLERANT else Tolerance())
+def _raw_package(model_id: bytes, model: object, inputs: tuple[ArraySpec, ...], cls: CompareMode = CompareMode.TOLERANT) -> ModelPackage:
+    spec = ModelSpec(inputs, cls, 16 if cls is CompareMode.TOLERANT else 0, TOL if cls is CompareMode.TOLERANT else Tolerance())
     return ModelPackage(model_id, model.SerializeToString(), spec)  # type: ignore[attr-defined]
 
 
@@ -88,7 +88,7 @@ def _gather_package() -> ModelPackage:
         [tensor("y", F, (2, 3))],
         [table],
     )
-    return _raw_package(b"gather", model, (TensorSpec("i", "int64", (2,)),))
+    return _raw_package(b"gather", model, (ArraySpec("i", "int64", (2,)),))
 
 
 def test_an_onnx_runtime_error_is_a_local_fault_never_a_verdict() -> None:
@@ -115,7 +115,7 @@ def test_an_onnx_runtime_error_in_a_worker_is_a_local_fault_and_the_pool_recover
 def test_only_our_own_checks_are_inference_verdicts() -> None:
     """The closed list: wrong inputs (checked before the run), non-finite and off-grid outputs (after)."""
     pkg = _raw_package(b"exp", make_model([helper.make_node("Exp", ["x"], ["y"])], [tensor("x", F, (1, 2))],
-                                          [tensor("y", F, (1, 2))]), (TensorSpec("x", "float32", (1, 2)),))
+                                          [tensor("y", F, (1, 2))]), (ArraySpec("x", "float32", (1, 2)),))
     results = LocalExecutor().run_batch([
         InferJob(pkg, {"x": np.zeros((1, 3), np.float32)}),
         InferJob(pkg, {"x": np.array([[1.0, 100.0]], np.float32)}),  # e^100 is inf in float32
@@ -130,7 +130,7 @@ def test_a_model_the_runtime_has_no_kernel_for_is_refused_at_registration() -> N
     registration verdicts; the same failure can then never reach inference."""
     model = make_model([helper.make_node("Relu", ["x"], ["y"])], [tensor("x", TensorProto.INT16, (2,))],
                        [tensor("y", TensorProto.INT16, (2,))])
-    spec = ModelSpec((TensorSpec("x", "int16", (2,)),), ModelClass.EXACT)
+    spec = ModelSpec((ArraySpec("x", "int16", (2,)),), CompareMode.EXACT)
     canonical = canonicalize(model.SerializeToString(), spec.input_shapes)
     result = LocalExecutor().run_batch([CheckJob(canonical, spec)])[0]
     assert isinstance(result.error, InvalidModel) and "runtime refuses the model" in str(result.error)
@@ -139,7 +139,7 @@ def test_a_model_the_runtime_has_no_kernel_for_is_refused_at_registration() -> N
 
 def test_non_finite_output_is_a_verdict() -> None:
     model = make_model([helper.make_node("Log", ["x"], ["y"])], [tensor("x", F, (1, 2))], [tensor("y", F, (1, 2))])
-    pkg = _raw_package(b"log", model, (TensorSpec("x", "float32", (1, 2)),))
+    pkg = _raw_package(b"log", model, (ArraySpec("x", "float32", (1, 2)),))
     result = LocalExecutor().run_batch([InferJob(pkg, {"x": np.array([[1.0, 0.0]], np.float32)})])[0]
     assert isinstance(result.error, NonFiniteOutput)
 

@@ -22,16 +22,16 @@ from core.errors import InvalidModel, LocalFault
 from tests.vm import protomut
 from vm.models import load_model
 from vm.sandbox.canonicalize import canonicalize
-from vm.sandbox.check import check_model, validate_spec
+from vm.sandbox.check import validate_model, validate_spec
 from vm.sandbox.executor import CheckJob, Runner
 from vm.sandbox.limits import DEFAULT_LIMITS
-from vm.sandbox.spec import ModelClass, ModelInfo, ModelSpec, TensorSpec, Tolerance
+from vm.sandbox.spec import ArraySpec, CompareMode, ModelInfo, ModelSpec, Tolerance
 from vm.sandbox.worker import WorkerPool
 
 pytestmark = pytest.mark.vm
 
 F, U8, I32 = TensorProto.FLOAT, TensorProto.UINT8, TensorProto.INT32
-TOLERANT: dict[str, Any] = {"model_class": ModelClass.TOLERANT, "grid_k": 16, "tolerance": Tolerance(2, 100)}
+TOLERANT: dict[str, Any] = {"model_class": CompareMode.TOLERANT, "grid_k": 16, "tolerance": Tolerance(2, 100)}
 R = TypeVar("R")
 
 
@@ -54,9 +54,9 @@ def seeds() -> tuple[tuple[bytes, ModelSpec], ...]:
     """Small real models that reach every step: canonical ones, ones the canonicalizer must rewrite (Constant,
     folding, Dropout, Softmax, int8 operands, a local function) and a committed model."""
     rng = np.random.default_rng(3)
-    x14 = ModelSpec((TensorSpec("x", "float32", (1, 4)),), **TOLERANT)
-    x18 = ModelSpec((TensorSpec("x", "float32", (1, 8)),), **TOLERANT)
-    a216 = ModelSpec((TensorSpec("a", "uint8", (2, 16)),), ModelClass.EXACT)
+    x14 = ModelSpec((ArraySpec("x", "float32", (1, 4)),), **TOLERANT)
+    x18 = ModelSpec((ArraySpec("x", "float32", (1, 8)),), **TOLERANT)
+    a216 = ModelSpec((ArraySpec("a", "uint8", (2, 16)),), CompareMode.EXACT)
     w = numpy_helper.from_array(rng.standard_normal((4, 3)).astype(np.float32), "w")
     b = numpy_helper.from_array(rng.standard_normal((3,)).astype(np.float32), "b")
     affine = _model([helper.make_node("MatMul", ["x", "w"], ["h"]), helper.make_node("Add", ["h", "b"], ["y"])],
@@ -130,12 +130,12 @@ def test_mutated_models_are_accepted_or_refused_with_a_typed_error(
         seed: int, mutations: list[tuple[str, int, int, int]], damage: tuple[int, int, int] | None) -> None:
     spec = seeds()[seed][1]
     data = mutated(seed, mutations, damage)
-    result = verdict(lambda: check_model(data, spec))
+    result = verdict(lambda: validate_model(data, spec))
     assert isinstance(result, ModelInfo | InvalidModel)
     canonical = verdict(lambda: canonicalize(data, spec.input_shapes))
     if isinstance(canonical, bytes) and (canonical, seed) not in _CHECKED:  # many mutations canonicalize alike
         _CHECKED.add((canonical, seed))
-        assert isinstance(verdict(lambda: check_model(canonical, spec)), ModelInfo | InvalidModel)
+        assert isinstance(verdict(lambda: validate_model(canonical, spec)), ModelInfo | InvalidModel)
 
 
 _CHECKED: set[tuple[bytes, int]] = set()
@@ -183,15 +183,15 @@ def _non_utf8_names() -> bytes:
 ], ids=["negative-dim", "huge-dim", "non-utf8-name", "empty-name", "duplicate-input", "arity", "dtype"])
 def test_malformed_declarations_are_refused_before_any_type_is_built(data: bytes, expect: str) -> None:
     """The 102-byte models of the report: a negative dimension and non-UTF-8 names raised ValueError."""
-    spec = ModelSpec((TensorSpec("x", "float32", (1, 4)),), **TOLERANT)
+    spec = ModelSpec((ArraySpec("x", "float32", (1, 4)),), **TOLERANT)
     with pytest.raises(InvalidModel, match=expect):
-        check_model(data, spec)
+        validate_model(data, spec)
     with pytest.raises(InvalidModel, match=expect):
         canonicalize(data, {"x": (1, 4)})
 
 
 def test_malformed_declarations_in_a_worker_are_verdicts_and_the_worker_lives(pool: WorkerPool) -> None:
-    spec = ModelSpec((TensorSpec("x", "float32", (1, 4)),), **TOLERANT)
+    spec = ModelSpec((ArraySpec("x", "float32", (1, 4)),), **TOLERANT)
     good = canonicalize(relu_model([1, 4]), spec.input_shapes)
     restarts = pool.restarts
     results = pool.run_batch([CheckJob(relu_model([1, -4]), spec), CheckJob(_non_utf8_names(), spec),
@@ -204,28 +204,28 @@ def test_malformed_declarations_in_a_worker_are_verdicts_and_the_worker_lives(po
 def test_a_bug_in_the_checker_is_a_local_fault_not_a_crash_or_a_verdict(pool: WorkerPool) -> None:
     """A spec the VM should never build (limits of the wrong type) makes the checker itself fail: that is
     this node's fault (typed), never a verdict on the model and never an untyped exception."""
-    spec = ModelSpec((TensorSpec("x", "float32", (1, 4)),), limits=None, **TOLERANT)  # type: ignore[arg-type]
+    spec = ModelSpec((ArraySpec("x", "float32", (1, 4)),), limits=None, **TOLERANT)  # type: ignore[arg-type]
     with pytest.raises(LocalFault, match="checker failed"):
         Runner.check(relu_model([1, 4]), spec)
     with pytest.raises(LocalFault, match="checker failed"):
         pool.run_batch([CheckJob(relu_model([1, 4]), spec)])
-    good = ModelSpec((TensorSpec("x", "float32", (1, 4)),), **TOLERANT)
+    good = ModelSpec((ArraySpec("x", "float32", (1, 4)),), **TOLERANT)
     assert pool.run_batch([CheckJob(canonicalize(relu_model([1, 4]), good.input_shapes), good)])[0].ok
 
 
 @settings(max_examples=300, deadline=None)
 @given(st.lists(st.integers(0, (1 << 32) - 1), min_size=0, max_size=8), st.integers(0, 255),
-       st.integers(0, (1 << 32) - 1), st.integers(0, (1 << 32) - 1), st.sampled_from(list(ModelClass)))
-def test_any_chain_spec_gets_a_verdict(shape: list[int], k: int, t_abs: int, t_rel: int, cls: ModelClass) -> None:
+       st.integers(0, (1 << 32) - 1), st.integers(0, (1 << 32) - 1), st.sampled_from(list(CompareMode)))
+def test_any_chain_spec_gets_a_verdict(shape: list[int], k: int, t_abs: int, t_rel: int, cls: CompareMode) -> None:
     """Registration metadata as the chain can carry it (U32 dims, U8 k, U32 tolerances): never a crash."""
-    spec = ModelSpec((TensorSpec("x", "float32", tuple(shape)),), cls, k, Tolerance(t_abs, t_rel), DEFAULT_LIMITS)
+    spec = ModelSpec((ArraySpec("x", "float32", tuple(shape)),), cls, k, Tolerance(t_abs, t_rel), DEFAULT_LIMITS)
     verdict(lambda: validate_spec(spec))
-    verdict(lambda: check_model(relu_model(list(shape)), spec))
+    verdict(lambda: validate_model(relu_model(list(shape)), spec))
 
 
 def test_input_sizes_do_not_wrap_around() -> None:
     """(2^16)^4 elements is 2^64, which an int64 product wraps to 0: the cap must see the true size."""
-    spec = ModelSpec((TensorSpec("x", "float32", (1 << 16,) * 4),), **TOLERANT)
+    spec = ModelSpec((ArraySpec("x", "float32", (1 << 16,) * 4),), **TOLERANT)
     assert spec.inputs[0].size == 1 << 64
     with pytest.raises(InvalidModel, match="over the tensor cap"):
         validate_spec(spec)

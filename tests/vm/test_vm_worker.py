@@ -17,9 +17,9 @@ from core.tensor import DType, Tensor
 from core.types import Amount
 from tests.vm.devnet import Devnet
 from tests.vm.helpers import memory_hog_model, meta_for, spec
+from tools.genesis import make_genesis
 from vm.execute import InferWork
 from vm.genesis import parse_genesis
-from vm.genesis_tool import make_genesis
 from vm.sandbox.executor import LocalExecutor
 from vm.sandbox.golden import make_golden, save_golden
 from vm.sandbox.limits import WorkerLimits

@@ -1,4 +1,4 @@
-"""Client-side canonicalizer run by `inferchain model register` (DESIGN §2.1); the chain only checks its output.
+"""Client-side canonicalizer run by `inferchain model register` (docs/design.md §2.1); the chain only checks its output.
 
 `canonicalize(bytes, input_shapes)` returns the one canonical form of a model: local functions inlined,
 input shapes pinned, Constant nodes and constant subgraphs folded into initializers (with ORT's pinned

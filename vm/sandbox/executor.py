@@ -1,4 +1,4 @@
-"""Jobs, results and the executor that runs them: one hand-off of many jobs per block (DESIGN §2.8).
+"""Jobs, results and the executor that runs them: one hand-off of many jobs per block (docs/design.md §2.8).
 
 A job is an inference (`InferJob`: a model package and its inputs) or a registration check (`CheckJob`).
 A result carries canonical outputs, a ModelInfo, or a deterministic verdict (InvalidModel/InferenceError).
@@ -21,7 +21,7 @@ from vm.sandbox.errors import GoldenMismatch, InputMismatch, RuntimeFault, Worke
 from vm.sandbox.golden import GoldenVectors, golden_mismatch
 from vm.sandbox.graph import one_line
 from vm.sandbox.numeric import canonical_outputs
-from vm.sandbox.spec import ModelInfo, ModelSpec, TensorSpec
+from vm.sandbox.spec import ArraySpec, ModelInfo, ModelSpec
 
 _ORT_DTYPES = {
     "tensor(float)": "float32",
@@ -93,19 +93,19 @@ class _Loaded:
     session: Any
     package: ModelPackage
     output_names: list[str]
-    outputs: tuple[TensorSpec, ...]
+    outputs: tuple[ArraySpec, ...]
     cost: int
     inputs: tuple[tuple[str, np.dtype[Any], tuple[int, ...]], ...] = ()
 
 
-def _output_specs(session: Any) -> tuple[TensorSpec, ...]:
+def _output_specs(session: Any) -> tuple[ArraySpec, ...]:
     specs = []
     for o in session.get_outputs():
         dtype = _ORT_DTYPES.get(o.type)
         if dtype is None:  # the checker allows no such output: this model was never checked
             raise RuntimeFault(f"output {o.name!r} has unsupported type {o.type}")
         shape = tuple(d if isinstance(d, int) and d >= 0 else 0 for d in (o.shape or []))
-        specs.append(TensorSpec(o.name, dtype, shape))
+        specs.append(ArraySpec(o.name, dtype, shape))
     return tuple(specs)
 
 
@@ -144,12 +144,12 @@ class Runner:
         except Exception as exc:  # a checked model always loads: failing here is this node's fault
             raise RuntimeFault(f"runtime cannot load the model: {type(exc).__name__}: {one_line(exc, 160)}") from None
         if package.golden is not None:
-            self._check_golden(loaded, package.golden)
+            self._validate_golden(loaded, package.golden)
         self._cache[package.model_id] = loaded
         self._used += cost
         return loaded
 
-    def _check_golden(self, loaded: _Loaded, golden: GoldenVectors) -> None:
+    def _validate_golden(self, loaded: _Loaded, golden: GoldenVectors) -> None:
         spec = loaded.package.spec
         actual = []
         try:
@@ -207,10 +207,10 @@ class Runner:
 
     @staticmethod
     def check(model_bytes: bytes, spec: ModelSpec) -> JobResult:
-        from vm.sandbox.check import check_model
+        from vm.sandbox.check import validate_model
 
         try:
-            return JobResult(info=check_model(model_bytes, spec))
+            return JobResult(info=validate_model(model_bytes, spec))
         except InvalidModel as exc:
             return JobResult(error=exc)
         except LocalFault:

@@ -1,8 +1,8 @@
-"""ONNX Runtime sessions with the pinned options of DESIGN §2.2, whatever the environment says.
+"""ONNX Runtime sessions with the pinned options of docs/design.md §2.2, whatever the environment says.
 
 CPU execution provider only, one intra-op and one inter-op thread, sequential execution, graph optimizations
-disabled, IEEE denormals (no flush-to-zero), no spinning threads, ONNX format only. research/onnx-determinism.md
-measured that this setup gives identical bits on AVX2 and AVX512 for canonical models.
+disabled, IEEE denormals (no flush-to-zero), no spinning threads, ONNX format only. Measurement
+(docs/design.md §2.12) showed that this setup gives identical bits on AVX2 and AVX512 for canonical models.
 """
 
 from __future__ import annotations

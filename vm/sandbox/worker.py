@@ -1,4 +1,4 @@
-"""Sandbox worker processes and the pool the node hands each block's jobs to (DESIGN §2.8).
+"""Sandbox worker processes and the pool the node hands each block's jobs to (docs/design.md §2.8).
 
 Workers are started with multiprocessing's 'spawn' context (a fresh interpreter: no inherited threads,
 locks or ORT state). Each one scrubs threading variables from its environment, ignores SIGINT, sets RLIMIT_AS
