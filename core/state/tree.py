@@ -140,6 +140,27 @@ def _packed(path: bytes, depth: int) -> bytes:
     return path[:half]
 
 
+# A node on the way down (see `_Updater._descend`).
+_Frame = tuple[bytes, bytes, bytes, bytes | None, int, int, int, int, int]
+
+
+def _level_value(digest: bytes, sibling: bytes, mine: int, theirs: int, leaves: int, right: int) -> bytes:
+    """One level of a node's inner hash tree on the changed child's path (see nodes.path_values): the value
+    of the subtree holding `digest` (its children `mine`) joined with its sibling subtree's kept value
+    (children `theirs`), under the rules for empty and one-leaf subtrees; `right`: ours is the right half."""
+    if mine and theirs:
+        return _sha256(NODE_PREFIX + sibling + digest if right else NODE_PREFIX + digest + sibling).digest()
+    if mine:
+        if mine & (mine - 1) or not leaves & mine:
+            return _sha256(NODE_PREFIX + _EMPTY + digest if right else NODE_PREFIX + digest + _EMPTY).digest()
+        return digest  # a lone leaf moves up unchanged
+    if theirs:
+        if theirs & (theirs - 1) or not leaves & theirs:
+            return _sha256(NODE_PREFIX + sibling + _EMPTY if right else NODE_PREFIX + _EMPTY + sibling).digest()
+        return sibling
+    return _EMPTY
+
+
 @final
 class _Updater:
     """One compute_update run: walks the old tree along the sorted changes and collects the new nodes.
@@ -216,16 +237,22 @@ class _Updater:
         return self._rewrite(key, raw, inner, present, leaves, changes)
 
     def single(self, ref: _Ref | None, depth: int, index: int) -> _Ref | None:
-        """`update` for one item: walk down to where its path ends, then rewrite the nodes on the way back.
+        """`update` for one item: walk down to where its path ends (`_descend`), put the new leaf, leaves or
+        nothing there (`_bottom`), then rewrite the nodes on the way back up (`_ascend`).
 
-        This is where nearly every node below the top three levels is rewritten, so it is written out in full
+        Nearly every node below the top three levels is rewritten here, so the steps are written out in full
         (`_rewrite` and `path_value_one` inlined): at a million keys each update spends most of its time here.
         """
         path, key, value = self.items[index]
-        top = ref
+        frames, found, depth = self._descend(ref, depth, path)
+        changed, new = self._bottom(found, depth, path, key, value)
+        return self._ascend(frames, new) if changed else ref
+
+    def _descend(self, ref: _Ref | None, depth: int, path: bytes) -> tuple[list[_Frame], _Ref | None, int]:
+        """The nodes on `path` from `ref` down to where it ends (an absent child or a leaf), with that leaf."""
         # Per node on the way down: version, position, bytes, inner hashes, bitmaps, the child's nibble and where
         # its record is (offset, length; 0: absent).
-        frames: list[tuple[bytes, bytes, bytes, bytes | None, int, int, int, int, int]] = []
+        frames: list[_Frame] = []
         if ref is not None and ref[2] is None:
             cache, load, unpack = self.cache, self.load, HEAD.unpack_from
             version = ref[1]
@@ -260,10 +287,16 @@ class _Updater:
                     break
                 frames.append((version, position, raw, inner, present, leaves, nibble, off, 40))
                 version = raw[off : off + 8]  # an internal child: only its version is needed to find it
+        return frames, ref, depth
+
+    def _bottom(self, ref: _Ref | None, depth: int, path: bytes, key: bytes, value: bytes | None
+                ) -> tuple[bool, _Ref | None]:
+        """What replaces `ref` (where the descent ended): a new leaf, a new node holding two leaves, or nothing
+        (a deletion); first whether the update changes anything at all."""
         new: _Ref | None
         if ref is None:
             if value is None:
-                return top  # deleting an absent key
+                return False, None  # deleting an absent key
             new = self.new_leaf(path, key, value)
         elif (other := ref[2]) == path:
             if value is None:
@@ -271,16 +304,19 @@ class _Updater:
             else:
                 digest = _sha256(_LEAF_TAG + path + _sha256(_VALUE_TAG + value).digest()).digest()
                 if digest == ref[0]:
-                    return top  # set to the value it already has
+                    return False, None  # set to the value it already has
                 new = self.new_leaf(path, key, value, digest)
             self.stale.append(_STALE_LEAF + ref[1] + path)
         elif value is None:
-            return top  # deleting an absent key
+            return False, None  # deleting an absent key
         else:
             leaf = self.new_leaf(path, key, value)
             assert other is not None
             new = self.build(depth, [leaf, ref] if path < other else [ref, leaf])
-        # Back up: each node gets its one changed child.
+        return True, new
+
+    def _ascend(self, frames: list[_Frame], new: _Ref | None) -> _Ref | None:
+        """Back up: each node on the path gets its one changed child, its new bytes and its new hash."""
         new_version = self.version
         stale, node_writes, cache_entries = self.stale, self.node_writes, self.cache_entries
         sha, tag, empty, join = _sha256, NODE_PREFIX, _EMPTY, b"".join
@@ -367,53 +403,12 @@ class _Updater:
                     digest = sha(tag + empty + digest if nibble & 1 else tag + digest + empty).digest()
                 pair_value = digest
                 # The quarter, the half and the node: the sibling's value is kept in the inner hashes.
-                mine = new_present & pair_mask
-                theirs = new_present & pair_sibling_mask
-                sibling = inner[sibling_pair]
-                if mine and theirs:
-                    digest = sha(tag + sibling + digest if nibble & 2 else tag + digest + sibling).digest()
-                elif mine:
-                    if mine & (mine - 1) or not new_leaves & mine:
-                        digest = sha(tag + empty + digest if nibble & 2 else tag + digest + empty).digest()
-                elif theirs:
-                    if theirs & (theirs - 1) or not new_leaves & theirs:
-                        digest = sha(tag + sibling + empty if nibble & 2 else tag + empty + sibling).digest()
-                    else:
-                        digest = sibling
-                else:
-                    digest = empty
-                quarter_value = digest
-                mine = new_present & quarter_mask
-                theirs = new_present & quarter_sibling_mask
-                sibling = inner[sibling_quarter]
-                if mine and theirs:
-                    digest = sha(tag + sibling + digest if nibble & 4 else tag + digest + sibling).digest()
-                elif mine:
-                    if mine & (mine - 1) or not new_leaves & mine:
-                        digest = sha(tag + empty + digest if nibble & 4 else tag + digest + empty).digest()
-                elif theirs:
-                    if theirs & (theirs - 1) or not new_leaves & theirs:
-                        digest = sha(tag + sibling + empty if nibble & 4 else tag + empty + sibling).digest()
-                    else:
-                        digest = sibling
-                else:
-                    digest = empty
-                half_value = digest
-                mine = new_present & half_mask
-                theirs = new_present & half_sibling_mask
-                sibling = inner[sibling_half]
-                if mine and theirs:
-                    digest = sha(tag + sibling + digest if nibble & 8 else tag + digest + sibling).digest()
-                elif mine:
-                    if mine & (mine - 1) or not new_leaves & mine:
-                        digest = sha(tag + empty + digest if nibble & 8 else tag + digest + empty).digest()
-                elif theirs:
-                    if theirs & (theirs - 1) or not new_leaves & theirs:
-                        digest = sha(tag + sibling + empty if nibble & 8 else tag + empty + sibling).digest()
-                    else:
-                        digest = sibling
-                else:
-                    digest = empty
+                quarter_value = digest = _level_value(digest, inner[sibling_pair], new_present & pair_mask,
+                                                  new_present & pair_sibling_mask, new_leaves, nibble & 2)
+                half_value = digest = _level_value(digest, inner[sibling_quarter], new_present & quarter_mask,
+                                                   new_present & quarter_sibling_mask, new_leaves, nibble & 4)
+                digest = _level_value(digest, inner[sibling_half], new_present & half_mask,
+                                      new_present & half_sibling_mask, new_leaves, nibble & 8)
                 new_inner = join((inner[a], half_value, inner[b], quarter_value, inner[c], pair_value, inner[d]))
             cache_entries[position[0]][position] = new_version, new_raw, new_inner
             new = digest, new_version, None

@@ -155,6 +155,24 @@ def test_commands_that_need_a_node_say_which_node_they_could_not_reach(tmp_path:
     assert bad_hash.returncode == 1 and "not a hash" in bad_hash.stderr
 
 
+def test_without_node_the_cli_uses_the_running_devnet_of_this_checkout(tmp_path: Path) -> None:
+    """A devnet's pid file names its nodes' RPC URLs: with a live supervisor the CLI talks to node0; with
+    none alive it falls back to the standard address (and says which one it could not reach)."""
+    env = {"INFERCHAIN_DEVNET_DIR": str(tmp_path)}
+    env_without_node = {k: v for k, v in os.environ.items() if k != "INFERCHAIN_NODE"}
+    pid_file = tmp_path / "devnet.pid"
+    pid_file.write_text(json.dumps({"supervisor": os.getpid(), "nodes": {}, "rpc": {"0": "http://127.0.0.1:9"}}))
+    live = subprocess.run([sys.executable, "-m", "node.cli", "query", "status"], cwd=REPO, capture_output=True,
+                          text=True, timeout=120, env={**env_without_node, **env}, check=False)
+    assert live.returncode == 1 and "cannot reach the node at http://127.0.0.1:9" in live.stderr
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    pid_file.write_text(json.dumps({"supervisor": dead.pid, "nodes": {}, "rpc": {"0": "http://127.0.0.1:9"}}))
+    stale = subprocess.run([sys.executable, "-m", "node.cli", "query", "status"], cwd=REPO, capture_output=True,
+                           text=True, timeout=120, env={**env_without_node, **env}, check=False)
+    assert stale.returncode == 1 and "http://127.0.0.1:26657" in stale.stderr
+
+
 def test_usage_errors_exit_2_with_clicks_message() -> None:
     result = run_main(["tx", "send"])
     assert result.returncode == 2 and "Usage" in result.stderr and "Traceback" not in result.stderr
