@@ -8,8 +8,10 @@ from the pinned inputs, never the model's own value_info.
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import onnx
 from google.protobuf.descriptor import FieldDescriptor
@@ -154,20 +156,33 @@ def validate_declared(model: ModelProto, limits: SandboxLimits) -> None:
 
 
 def _validate_text(message: Message) -> None:
-    """Every string field anywhere in the message is valid UTF-8 (the parser hands back bytes otherwise)."""
+    """Every string field anywhere in the message is valid UTF-8 (the parser hands back bytes otherwise).
+
+    Only string and message fields are read: reading a bytes field (an initializer's raw data) would copy it.
+    """
     stack = [message]
     while stack:
         current = stack.pop()
-        for fd, value in current.ListFields():
-            if fd.type == FieldDescriptor.TYPE_MESSAGE:
-                if fd.is_repeated:
-                    stack.extend(value)
-                else:
-                    stack.append(value)
-            elif fd.type == FieldDescriptor.TYPE_STRING:
-                values = value if fd.is_repeated else (value,)
-                if any(not isinstance(v, str) for v in values):
-                    raise InvalidModel(f"{current.DESCRIPTOR.name}.{fd.name} is not valid UTF-8")
+        strings, messages = _text_fields(current.DESCRIPTOR)
+        for name, repeated in strings:
+            if repeated:
+                if any(not isinstance(v, str) for v in getattr(current, name)):
+                    raise InvalidModel(f"{current.DESCRIPTOR.name}.{name} is not valid UTF-8")
+            elif current.HasField(name) and not isinstance(getattr(current, name), str):
+                raise InvalidModel(f"{current.DESCRIPTOR.name}.{name} is not valid UTF-8")
+        for name, repeated in messages:
+            if repeated:
+                stack.extend(getattr(current, name))
+            elif current.HasField(name):
+                stack.append(getattr(current, name))
+
+
+@functools.cache
+def _text_fields(descriptor: Any) -> tuple[tuple[tuple[str, bool], ...], tuple[tuple[str, bool], ...]]:
+    """(string fields, message fields) of a message type, each as (name, is repeated)."""
+    strings = tuple((f.name, f.is_repeated) for f in descriptor.fields if f.type == FieldDescriptor.TYPE_STRING)
+    messages = tuple((f.name, f.is_repeated) for f in descriptor.fields if f.type == FieldDescriptor.TYPE_MESSAGE)
+    return strings, messages
 
 
 def _validate_opsets(model: ModelProto) -> int:
