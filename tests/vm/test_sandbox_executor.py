@@ -10,6 +10,10 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from core.errors import InferenceError, InvalidModel, LocalFault
+from core.tensor import Tensor
+from core.types import Amount
+from tests.vm.devnet import Devnet
+from tests.vm.helpers import upload_txs
 from tools.attacks import make_model, tensor
 from vm.models import load_model, model_names
 from vm.sandbox.canonicalize import canonicalize
@@ -25,6 +29,7 @@ from vm.sandbox.executor import CheckJob, InferJob, LocalExecutor, ModelPackage,
 from vm.sandbox.golden import make_golden
 from vm.sandbox.spec import ArraySpec, CompareMode, ModelSpec, Tolerance
 from vm.sandbox.worker import WorkerPool
+from vm.txs import GoldenVector, ModelClass, ModelMeta, TensorSpec, split_model
 
 pytestmark = pytest.mark.vm
 
@@ -201,3 +206,24 @@ def test_pinned_models_survive_eviction_within_a_batch() -> None:
         runner.infer(pkg.model_id, pkg, pkg.golden.cases[0].inputs, pinned)  # type: ignore[union-attr]
     assert runner.cached_ids() == pinned
     assert runner.infer(a.model_id, None, a.golden.cases[0].inputs, pinned).ok  # type: ignore[union-attr]
+
+
+def test_a_registration_whose_golden_input_makes_the_runtime_fail_is_left_out_not_committed(net: Devnet) -> None:
+    """The other edge of item 5: a model whose golden input fails inside ONNX Runtime (a Gather index out of
+    range) would fail the same way everywhere, but from here that error looks like an environment fault.
+    Registration runs the golden inputs, so the failure is a local fault on the proposer: it leaves the
+    upload out (alarm) instead of committing a verdict, and the chain goes on."""
+    pkg = _gather_package()
+    canonical = canonicalize(pkg.model_bytes, pkg.spec.input_shapes)
+    i64 = Tensor.from_numpy(np.array([0, 99], np.int64))  # row 99 of a 4-row table
+    grid = Tensor.from_numpy(np.zeros((2, 3), np.int64))
+    meta = ModelMeta("gather", (TensorSpec("i", i64.dtype, (2,)),), (TensorSpec("y", Tensor.from_numpy(
+        np.zeros((2, 3), np.float32)).dtype, (2, 3)),), ModelClass.TOLERANT, 16, 2, 100, Amount(0),
+        (GoldenVector((i64,), (grid,)),))
+    txs = upload_txs(net.account(5), canonical, meta, params=net.genesis.params, chain_id=net.genesis.chain_id,
+                     first_nonce=0)
+    block = net.step(txs)
+    assert block.txs == ()
+    assert any("runtime failed: InvalidArgument" in line for line in net.alarms)
+    assert net.apps[0].view().model(split_model(canonical, meta)[0].model_id) is None
+    net.step()
