@@ -367,6 +367,37 @@ def node_inputs(node: NodeProto) -> Iterable[str]:
     return (name for name in node.input if name)
 
 
+INDEXED_OPS = frozenset({"Gather", "GatherElements"})
+
+
+def find_index_inputs(model: ModelProto) -> tuple[tuple[str, int], ...]:
+    """Graph inputs read as Gather/GatherElements indices, each with its bound n (valid: -n <= i < n).
+
+    The bound is the indexed axis of the data operand, read from its declaration (an initializer's dims or
+    a graph input's pinned shape), so no shape inference is needed. The checker only accepts run-time
+    indices that come straight from a graph input into such data, and the executor checks them before
+    each run: an out-of-range index is our own verdict, never an error inside ONNX Runtime.
+    """
+    g = model.graph
+    inputs = {v.name for v in g.input}
+    dims: dict[str, tuple[int, ...]] = {i.name: tuple(int(d) for d in i.dims) for i in g.initializer}
+    for value in g.input:
+        if value.type.HasField("tensor_type"):
+            dims[value.name] = tuple(int(d.dim_value) for d in value.type.tensor_type.shape.dim)
+    bounds: dict[str, int] = {}
+    for node in g.node:
+        if node.op_type not in INDEXED_OPS or node.domain not in ("", "ai.onnx") or len(node.input) < 2:
+            continue
+        indices, shape = node.input[1], dims.get(node.input[0])
+        if indices not in inputs or not shape:
+            continue
+        axis = next((int(a.i) for a in node.attribute if a.name == "axis"), 0)
+        if -len(shape) <= axis < len(shape):
+            bound = shape[axis]
+            bounds[indices] = min(bound, bounds.get(indices, bound))
+    return tuple(sorted(bounds.items()))
+
+
 def find_foldable(
     model: ModelProto, types: TypeTable, limits: SandboxLimits, constants: Iterable[str] = ()
 ) -> list[int]:
