@@ -10,11 +10,18 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from core.errors import InferenceError, InvalidModel, LocalFault
+from core.header import TxStatus
+from core.tensor import Tensor
+from core.types import Amount
+from tests.vm.devnet import Devnet
+from tests.vm.helpers import upload_txs
 from tools.attacks import make_model, tensor
 from vm.models import load_model, model_names
 from vm.sandbox.canonicalize import canonicalize
+from vm.sandbox.check import validate_model
 from vm.sandbox.errors import (
     GoldenMismatch,
+    IndexOutOfRange,
     InputMismatch,
     NonFiniteOutput,
     OffGridOutput,
@@ -25,6 +32,7 @@ from vm.sandbox.executor import CheckJob, InferJob, LocalExecutor, ModelPackage,
 from vm.sandbox.golden import make_golden
 from vm.sandbox.spec import ArraySpec, CompareMode, ModelSpec, Tolerance
 from vm.sandbox.worker import WorkerPool
+from vm.txs import GoldenVector, ModelClass, ModelMeta, TensorSpec, split_model
 
 pytestmark = pytest.mark.vm
 
@@ -80,22 +88,24 @@ def test_wrong_inputs_are_a_verdict(inputs: dict[str, np.ndarray]) -> None:
     assert isinstance(result.error, InputMismatch) and result.outputs is None
 
 
-def _gather_package() -> ModelPackage:
+def _gather_package(computed: bool = False) -> ModelPackage:
+    """Rows of a 4x3 table by an int64[2] input; `computed`: the indices are i + 0, computed at run time
+    (the checker refuses that, so only an unchecked package can bring such a Gather to the runtime)."""
     table = numpy_helper.from_array(np.arange(12, dtype=np.float32).reshape(4, 3), "table")
-    model = make_model(
-        [helper.make_node("Gather", ["table", "i"], ["y"])],
-        [tensor("i", TensorProto.INT64, (2,))],
-        [tensor("y", F, (2, 3))],
-        [table],
-    )
-    return _raw_package(b"gather", model, (ArraySpec("i", "int64", (2,)),))
+    zero = numpy_helper.from_array(np.array(0, np.int64), "zero")
+    nodes = [helper.make_node("Gather", ["table", "j" if computed else "i"], ["y"])]
+    if computed:
+        nodes.insert(0, helper.make_node("Add", ["i", "zero"], ["j"]))
+    model = make_model(nodes, [tensor("i", TensorProto.INT64, (2,))], [tensor("y", F, (2, 3))],
+                       [table, zero] if computed else [table])
+    return _raw_package(b"gather-computed" if computed else b"gather", model, (ArraySpec("i", "int64", (2,)),))
 
 
 def test_an_onnx_runtime_error_is_a_local_fault_never_a_verdict() -> None:
     """ORT's errors are not sorted by their text: a Gather index out of range (INVALID_ARGUMENT) and a thread
     or memory failure look alike from here, and a committed INFERENCE_FAILED for an exact model is evidence
     that slashes. Only our own checks are verdicts; whatever ORT raises is this node's fault."""
-    pkg = _gather_package()
+    pkg = _gather_package(computed=True)
     executor = LocalExecutor()
     ok = executor.run_batch([InferJob(pkg, {"i": np.array([0, 3], np.int64)})])[0]
     assert ok.outputs is not None and ok.outputs["y"].tolist() == [[0, 65536, 131072], [589824, 655360, 720896]]
@@ -105,11 +115,56 @@ def test_an_onnx_runtime_error_is_a_local_fault_never_a_verdict() -> None:
 
 
 def test_an_onnx_runtime_error_in_a_worker_is_a_local_fault_and_the_pool_recovers() -> None:
-    pkg = _gather_package()
+    pkg = _gather_package(computed=True)
     with WorkerPool(size=1) as pool:
         with pytest.raises(WorkerFault, match="runtime failed: InvalidArgument"):
             pool.run_batch([InferJob(pkg, {"i": np.array([0, 99], np.int64)})])
         assert pool.run_batch([InferJob(pkg, {"i": np.array([1, 2], np.int64)})])[0].ok
+        # An index that comes straight from an input is checked before the run: our own verdict, no fault.
+        direct = _gather_package()
+        results = pool.run_batch([InferJob(direct, {"i": np.array([0, 99], np.int64)}),
+                                  InferJob(direct, {"i": np.array([-4, 3], np.int64)})])
+        assert isinstance(results[0].error, IndexOutOfRange) and results[1].ok
+        assert pool.restarts == 1
+
+
+@pytest.mark.parametrize(("indices", "ok"), [([0, 3], True), ([-4, -1], True), ([0, 4], False), ([-5, 0], False),
+                                             ([2**62, 0], False)])
+def test_an_index_out_of_range_is_our_own_verdict(indices: list[int], ok: bool) -> None:
+    result = LocalExecutor().run_batch([InferJob(_gather_package(), {"i": np.array(indices, np.int64)})])[0]
+    assert result.ok if ok else isinstance(result.error, IndexOutOfRange)
+
+
+def _gather_model(indices: str, data: str, inits: list[TensorProto]) -> tuple[bytes, ModelSpec]:
+    spec = ModelSpec((ArraySpec("x", "float32", (4, 3)), ArraySpec("i", "int64", (2,))), CompareMode.TOLERANT, 16,
+                     TOL)
+    nodes = [helper.make_node("Relu", ["x"], ["r"]), helper.make_node("Add", ["i", "zero"], ["j"]),
+             helper.make_node("Gather", [data, indices], ["g"]), helper.make_node("Add", ["g", "r2"], ["y"]),
+             helper.make_node("ReduceSum", ["r", "axes"], ["r2"], keepdims=0)]
+    model = make_model(nodes, [tensor("x", F, (4, 3)), tensor("i", TensorProto.INT64, (2,))],
+                       [tensor("y", F, (2, 3))],
+                       [numpy_helper.from_array(np.array(0, np.int64), "zero"),
+                        numpy_helper.from_array(np.array([0], np.int64), "axes"),
+                        numpy_helper.from_array(np.ones((4, 3), np.float32), "table"), *inits])
+    return canonicalize(model.SerializeToString(), spec.input_shapes), spec
+
+
+@pytest.mark.parametrize(("indices", "data", "expect"), [
+    ("i", "table", None),  # an input indexing a declared table: checked before each run
+    ("i", "x", None),  # an input indexing an input: the same
+    ("c", "r", None),  # constant indices in range
+    ("j", "table", "indices must be a constant, or a graph input"),  # computed at run time
+    ("i", "r", "indices must be a constant, or a graph input"),  # indexing a computed tensor
+    ("bad", "r", "index out of range [-4, 4)"),  # a constant out of range
+])
+def test_registration_admits_only_indices_the_executor_can_check(indices: str, data: str, expect: str | None) -> None:
+    model_bytes, spec = _gather_model(indices, data, [numpy_helper.from_array(np.array([3, -4], np.int64), "c"),
+                                                      numpy_helper.from_array(np.array([1, 4], np.int64), "bad")])
+    if expect is None:
+        assert validate_model(model_bytes, spec).outputs[0].shape == (2, 3)
+    else:
+        with pytest.raises(InvalidModel, match=expect.replace("[", r"\[").replace(")", r"\)")):
+            validate_model(model_bytes, spec)
 
 
 def test_only_our_own_checks_are_inference_verdicts() -> None:
@@ -201,3 +256,23 @@ def test_pinned_models_survive_eviction_within_a_batch() -> None:
         runner.infer(pkg.model_id, pkg, pkg.golden.cases[0].inputs, pinned)  # type: ignore[union-attr]
     assert runner.cached_ids() == pinned
     assert runner.infer(a.model_id, None, a.golden.cases[0].inputs, pinned).ok  # type: ignore[union-attr]
+
+
+def test_a_registration_whose_golden_input_is_out_of_range_is_refused_on_chain(net: Devnet) -> None:
+    """The other edge of item 5: a Gather index out of range used to fail inside ONNX Runtime, which now is
+    a local fault (a proposer would leave such an upload out forever). Indices come straight from an input
+    (the checker's rule), so the executor checks them first: the golden run gives our own verdict and the
+    registration is refused in the block, the same on every node."""
+    pkg = _gather_package()
+    canonical = canonicalize(pkg.model_bytes, pkg.spec.input_shapes)
+    i64 = Tensor.from_numpy(np.array([0, 99], np.int64))  # row 99 of a 4-row table
+    grid = Tensor.from_numpy(np.zeros((2, 3), np.int64))
+    meta = ModelMeta("gather", (TensorSpec("i", i64.dtype, (2,)),), (TensorSpec("y", Tensor.from_numpy(
+        np.zeros((2, 3), np.float32)).dtype, (2, 3)),), ModelClass.TOLERANT, 16, 2, 100, Amount(0),
+        (GoldenVector((i64,), (grid,)),))
+    txs = upload_txs(net.account(5), canonical, meta, params=net.genesis.params, chain_id=net.genesis.chain_id,
+                     first_nonce=0)
+    block = net.step(txs)
+    assert len(block.txs) == 1 and block.results[0].status is TxStatus.MODEL_REJECTED
+    assert block.results[0].log == "a golden input fails to run" and not net.alarms
+    assert net.apps[0].view().model(split_model(canonical, meta)[0].model_id) is None

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from vm.sandbox.check import validate_model, validate_spec
     from vm.sandbox.errors import (
         GoldenMismatch,
+        IndexOutOfRange,
         InputMismatch,
         NonFiniteOutput,
         OffGridOutput,
@@ -43,6 +44,7 @@ _EXPORTS = {
     "validate_model": "vm.sandbox.check",
     "validate_spec": "vm.sandbox.check",
     "GoldenMismatch": "vm.sandbox.errors",
+    "IndexOutOfRange": "vm.sandbox.errors",
     "InputMismatch": "vm.sandbox.errors",
     "RuntimeFault": "vm.sandbox.errors",
     "NonFiniteOutput": "vm.sandbox.errors",
@@ -90,6 +92,7 @@ __all__ = [
     "GoldenCase",
     "GoldenMismatch",
     "GoldenVectors",
+    "IndexOutOfRange",
     "InferJob",
     "InputMismatch",
     "Job",

@@ -16,6 +16,7 @@ from core.errors import InvalidModel, LocalFault
 from core.hashing import sha256
 from vm.sandbox.canonicalize import canonicalize_proto, serialize
 from vm.sandbox.graph import (
+    INDEXED_OPS,
     NAME_TO_ONNX,
     TensorType,
     TypeTable,
@@ -327,6 +328,28 @@ def _validate_node_rules(model: ModelProto, types: TypeTable, limits: SandboxLim
             training = next((a.i for a in node.attribute if a.name == "training_mode"), 0)
             if training or len([o for o in node.output if o]) != 1:
                 raise InvalidModel("BatchNormalization in training mode is not allowed")
+        if op in INDEXED_OPS:
+            _validate_indices(model, types, node)
+
+
+def _validate_indices(model: ModelProto, types: TypeTable, node: NodeProto) -> None:
+    """Gather/GatherElements fail inside ONNX Runtime on an index out of range, which the executor could not
+    tell from an environment fault. So indices are constants (checked here) or come straight from a graph
+    input into declared data (checked by the executor before each run, a verdict of our own)."""
+    data, indices = node.input[0], node.input[1]
+    shape = types[data].shape or ()
+    axis = next((int(a.i) for a in node.attribute if a.name == "axis"), 0)
+    bound = shape[axis] if -len(shape) <= axis < len(shape) else 0
+    constant = _constant(model, indices)
+    if constant is not None:
+        values = numpy_helper.to_array(constant)
+        if values.size and (int(values.min()) < -bound or int(values.max()) >= bound):
+            raise InvalidModel(f"{node.op_type} index out of range [-{bound}, {bound})")
+        return
+    declared = {v.name for v in model.graph.input} | {i.name for i in model.graph.initializer}
+    if indices not in {v.name for v in model.graph.input} or data not in declared:
+        raise InvalidModel(f"{node.op_type} indices must be a constant, or a graph input indexing a declared "
+                           "tensor (an index computed at run time could fail inside the runtime)")
 
 
 def _is_float(types: TypeTable, name: str) -> bool:

@@ -22,6 +22,11 @@ class OffGridOutput(InferenceError):
     """A float output whose grid value round(y * 2^k) does not fit in int64."""
 
 
+class IndexOutOfRange(InferenceError):
+    """An input read as Gather/GatherElements indices holds an index outside the indexed axis (checked by the
+    executor before the run, so ONNX Runtime never meets it)."""
+
+
 class WorkerFault(LocalFault):
     """A worker crashed, timed out, hit a resource limit or broke the protocol."""
 

@@ -17,7 +17,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from core.errors import InferenceError, InvalidModel, LocalFault
-from vm.sandbox.errors import GoldenMismatch, InputMismatch, RuntimeFault, WorkerFault
+from vm.sandbox.errors import GoldenMismatch, IndexOutOfRange, InputMismatch, RuntimeFault, WorkerFault
 from vm.sandbox.golden import GoldenVectors, golden_mismatch
 from vm.sandbox.graph import one_line
 from vm.sandbox.numeric import canonical_outputs
@@ -96,6 +96,7 @@ class _Loaded:
     outputs: tuple[ArraySpec, ...]
     cost: int
     inputs: tuple[tuple[str, np.dtype[Any], tuple[int, ...]], ...] = ()
+    index_bounds: tuple[tuple[str, int], ...] = ()  # inputs read as Gather indices: valid in [-n, n)
 
 
 def _output_specs(session: Any) -> tuple[ArraySpec, ...]:
@@ -139,6 +140,7 @@ class Runner:
             session = create_session(package.model_bytes)
             loaded = _Loaded(session, package, [o.name for o in session.get_outputs()], _output_specs(session), cost)
             loaded.inputs = tuple((t.name, np.dtype(t.dtype), t.shape) for t in package.spec.inputs)
+            loaded.index_bounds = _index_bounds(package.model_bytes)
         except LocalFault:
             raise
         except Exception as exc:  # a checked model always loads: failing here is this node's fault
@@ -168,6 +170,10 @@ class Runner:
     def _run(self, loaded: _Loaded, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         spec = loaded.package.spec
         feeds = _validated_inputs(loaded.inputs, inputs)
+        for name, bound in loaded.index_bounds:
+            values = feeds[name]
+            if values.size and (int(values.min()) < -bound or int(values.max()) >= bound):
+                raise IndexOutOfRange(f"input {name!r} holds an index outside [-{bound}, {bound})")
         try:
             raw = loaded.session.run(loaded.output_names, feeds)
         except MemoryError:
@@ -219,6 +225,20 @@ class Runner:
             raise WorkerFault("out of memory in the model checker") from None
         except Exception as exc:  # a bug in the checker (it is total): this node cannot decide, never a verdict
             raise WorkerFault(f"the model checker failed: {type(exc).__name__}: {one_line(exc, 160)}") from None
+
+
+def _index_bounds(model_bytes: bytes) -> tuple[tuple[str, int], ...]:
+    """Inputs of the model read as Gather/GatherElements indices, with their bounds (parsed once per load,
+    and only when the bytes can hold such a node)."""
+    if b"Gather" not in model_bytes:
+        return ()
+    from onnx import ModelProto
+
+    from vm.sandbox.graph import find_index_inputs
+
+    model = ModelProto()
+    model.ParseFromString(model_bytes)
+    return find_index_inputs(model)
 
 
 def _validated_inputs(

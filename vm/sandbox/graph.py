@@ -8,8 +8,10 @@ from the pinned inputs, never the model's own value_info.
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import onnx
 from google.protobuf.descriptor import FieldDescriptor
@@ -154,20 +156,33 @@ def validate_declared(model: ModelProto, limits: SandboxLimits) -> None:
 
 
 def _validate_text(message: Message) -> None:
-    """Every string field anywhere in the message is valid UTF-8 (the parser hands back bytes otherwise)."""
+    """Every string field anywhere in the message is valid UTF-8 (the parser hands back bytes otherwise).
+
+    Only string and message fields are read: reading a bytes field (an initializer's raw data) would copy it.
+    """
     stack = [message]
     while stack:
         current = stack.pop()
-        for fd, value in current.ListFields():
-            if fd.type == FieldDescriptor.TYPE_MESSAGE:
-                if fd.is_repeated:
-                    stack.extend(value)
-                else:
-                    stack.append(value)
-            elif fd.type == FieldDescriptor.TYPE_STRING:
-                values = value if fd.is_repeated else (value,)
-                if any(not isinstance(v, str) for v in values):
-                    raise InvalidModel(f"{current.DESCRIPTOR.name}.{fd.name} is not valid UTF-8")
+        strings, messages = _text_fields(current.DESCRIPTOR)
+        for name, repeated in strings:
+            if repeated:
+                if any(not isinstance(v, str) for v in getattr(current, name)):
+                    raise InvalidModel(f"{current.DESCRIPTOR.name}.{name} is not valid UTF-8")
+            elif current.HasField(name) and not isinstance(getattr(current, name), str):
+                raise InvalidModel(f"{current.DESCRIPTOR.name}.{name} is not valid UTF-8")
+        for name, repeated in messages:
+            if repeated:
+                stack.extend(getattr(current, name))
+            elif current.HasField(name):
+                stack.append(getattr(current, name))
+
+
+@functools.cache
+def _text_fields(descriptor: Any) -> tuple[tuple[tuple[str, bool], ...], tuple[tuple[str, bool], ...]]:
+    """(string fields, message fields) of a message type, each as (name, is repeated)."""
+    strings = tuple((f.name, f.is_repeated) for f in descriptor.fields if f.type == FieldDescriptor.TYPE_STRING)
+    messages = tuple((f.name, f.is_repeated) for f in descriptor.fields if f.type == FieldDescriptor.TYPE_MESSAGE)
+    return strings, messages
 
 
 def _validate_opsets(model: ModelProto) -> int:
@@ -350,6 +365,37 @@ def has_external_data(tensor: TensorProto) -> bool:
 def node_inputs(node: NodeProto) -> Iterable[str]:
     """Names of the node's present inputs (optional inputs are given as "")."""
     return (name for name in node.input if name)
+
+
+INDEXED_OPS = frozenset({"Gather", "GatherElements"})
+
+
+def find_index_inputs(model: ModelProto) -> tuple[tuple[str, int], ...]:
+    """Graph inputs read as Gather/GatherElements indices, each with its bound n (valid: -n <= i < n).
+
+    The bound is the indexed axis of the data operand, read from its declaration (an initializer's dims or
+    a graph input's pinned shape), so no shape inference is needed. The checker only accepts run-time
+    indices that come straight from a graph input into such data, and the executor checks them before
+    each run: an out-of-range index is our own verdict, never an error inside ONNX Runtime.
+    """
+    g = model.graph
+    inputs = {v.name for v in g.input}
+    dims: dict[str, tuple[int, ...]] = {i.name: tuple(int(d) for d in i.dims) for i in g.initializer}
+    for value in g.input:
+        if value.type.HasField("tensor_type"):
+            dims[value.name] = tuple(int(d.dim_value) for d in value.type.tensor_type.shape.dim)
+    bounds: dict[str, int] = {}
+    for node in g.node:
+        if node.op_type not in INDEXED_OPS or node.domain not in ("", "ai.onnx") or len(node.input) < 2:
+            continue
+        indices, shape = node.input[1], dims.get(node.input[0])
+        if indices not in inputs or not shape:
+            continue
+        axis = next((int(a.i) for a in node.attribute if a.name == "axis"), 0)
+        if -len(shape) <= axis < len(shape):
+            bound = shape[axis]
+            bounds[indices] = min(bound, bounds.get(indices, bound))
+    return tuple(sorted(bounds.items()))
 
 
 def find_foldable(
