@@ -47,6 +47,7 @@ from libp2p.pubsub.pubsub import GossipsubEvent, Pubsub
 from libp2p.pubsub.rpc_queue import OutBoundQueueSize, RpcQueue
 from libp2p.pubsub.utils import maybe_consume_signed_record
 from libp2p.pubsub.validators import signature_validator
+from libp2p.utils.connection_shutdown import is_expected_connection_shutdown
 from libp2p.utils.varint import read_varint_prefixed_bytes_limited
 
 from p2p.counters import P2PCounters
@@ -271,6 +272,9 @@ class GuardedPubsub(Pubsub):
                     return
                 if not ok:
                     return
+        except IOException as exc:  # the connection went away under the write: the peer left
+            logger.debug("sending to %s ended: %s: %s", peer_id, type(exc).__name__, exc)
+            self._handle_dead_peer(peer_id)
         except Exception:
             self._contained(f"sending loop of {peer_id}")
             self._handle_dead_peer(peer_id)
@@ -311,7 +315,10 @@ def contain_peer_tasks(manager: Any, service: str, counters: P2PCounters) -> Non
         async def contained(*task_args: Any) -> None:
             try:
                 await async_fn(*task_args)
-            except Exception:
+            except Exception as exc:
+                if is_expected_connection_shutdown(exc):  # a peer hanging up, as upstream's manager judges it
+                    logger.debug("%s task %s ended with its connection: %s", service, label, exc)
+                    return
                 counters.contained_errors += 1
                 logger.exception("BUG (contained): %s task %s failed", service, label)
 
