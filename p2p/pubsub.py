@@ -47,6 +47,7 @@ from libp2p.pubsub.pubsub import GossipsubEvent, Pubsub
 from libp2p.pubsub.rpc_queue import OutBoundQueueSize, RpcQueue
 from libp2p.pubsub.utils import maybe_consume_signed_record
 from libp2p.pubsub.validators import signature_validator
+from libp2p.utils.connection_shutdown import is_expected_connection_shutdown
 from libp2p.utils.varint import read_varint_prefixed_bytes_limited
 
 from p2p.counters import P2PCounters
@@ -258,22 +259,31 @@ class GuardedPubsub(Pubsub):
                 rpc = await queue.pop()
                 if rpc is None:
                     return
-                self._writing_since[peer_id] = trio.current_time()
+                started = self._writing_since[peer_id] = trio.current_time()
                 try:
                     with trio.move_on_after(self._write_timeout_s) as deadline:
                         ok = await self.write_msg(stream, rpc)
                 finally:
                     self._writing_since.pop(peer_id, None)
                 if deadline.cancelled_caught:
-                    self._counters.peers_stalled += 1
-                    self._handle_dead_peer(peer_id)
-                    self._gate.stalled(peer_id, f"one RPC not accepted within {self._write_timeout_s:g} s")
+                    self._stalled(peer_id, f"one RPC not accepted within {self._write_timeout_s:g} s")
                     return
                 if not ok:
+                    if trio.current_time() - started >= self._stall_s:
+                        # Yamux gives up on a stream whose window stayed shut for 5 s: the peer read nothing.
+                        self._stalled(peer_id, "stream reset after its window stayed shut")
                     return
+        except IOException as exc:  # the connection went away under the write: the peer left
+            logger.debug("sending to %s ended: %s: %s", peer_id, type(exc).__name__, exc)
+            self._handle_dead_peer(peer_id)
         except Exception:
             self._contained(f"sending loop of {peer_id}")
             self._handle_dead_peer(peer_id)
+
+    def _stalled(self, peer_id: ID, detail: str) -> None:
+        self._counters.peers_stalled += 1
+        self._handle_dead_peer(peer_id)
+        self._gate.stalled(peer_id, detail)
 
     def congested_peers(self, high_water: int) -> list[ID]:
         """Peers whose outbound queue holds `high_water` RPCs or more and that are draining it: what bulk
@@ -311,7 +321,10 @@ def contain_peer_tasks(manager: Any, service: str, counters: P2PCounters) -> Non
         async def contained(*task_args: Any) -> None:
             try:
                 await async_fn(*task_args)
-            except Exception:
+            except Exception as exc:
+                if is_expected_connection_shutdown(exc):  # a peer hanging up, as upstream's manager judges it
+                    logger.debug("%s task %s ended with its connection: %s", service, label, exc)
+                    return
                 counters.contained_errors += 1
                 logger.exception("BUG (contained): %s task %s failed", service, label)
 

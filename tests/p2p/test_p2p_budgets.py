@@ -6,22 +6,20 @@ import contextlib
 
 import pytest
 import trio
-from libp2p.pubsub.pb import rpc_pb2
-from libp2p.utils import encode_varint_prefixed
+from libp2p.peer.id import ID
+from libp2p.peer.peerstore import PeerStoreError
 
 from core.types import Height, Round
 from core.votes import VoteType
-from p2p.batcher import encode_tx_batch
 from p2p.config import PenaltyPolicy, RateLimits
 from p2p.errors import NotServed, RateLimited
 from p2p.host import parse_peer_addr
 from p2p.messages import VotesRequest, bitset
 from p2p.reqresp import SyncedBlock
 from p2p.service import P2PService
-from p2p.testing.chain import make_tx
 from p2p.testing.node import NodeProcess, free_port
 from p2p.topics import TopicKind
-from tests.p2p.attacker import Attacker, attacker
+from tests.adversary.peer import Attacker, attacker
 from tests.p2p.helpers import CHAIN, running_nodes, wait_until
 from tests.p2p.test_p2p_processes import processes
 from tests.p2p.test_p2p_reqresp import CHAIN_DATA, serve
@@ -90,12 +88,6 @@ def refusal_over(victim: P2PService, bad: Attacker) -> bool:
         and not pubsub.is_peer_blacklisted(bad.peer_id)
 
 
-async def send_frame_quietly(stream: object, frame: bytes) -> None:
-    """Write a frame the victim will refuse part-way: its reset may fail our write, which is expected."""
-    with trio.move_on_after(10), contextlib.suppress(Exception):
-        await stream.write(encode_varint_prefixed(frame))  # type: ignore[attr-defined]
-
-
 @pytest.mark.trio
 async def test_oversized_pubsub_frames_cost_the_sender_and_a_repeat_offender_is_banned() -> None:
     """A foreign peer sent 1.5 MiB pubsub frames: upstream reset the stream each time, without a penalty, and
@@ -105,7 +97,7 @@ async def test_oversized_pubsub_frames_cost_the_sender_and_a_repeat_offender_is_
             for round_ in (1, 2):
                 bad.host.get_network().unblock_peer(victim.peer_id)  # type: ignore[attr-defined]
                 stream = await bad.open_meshsub(victim.addr)
-                await send_frame_quietly(stream, b"\x0a" * (3 * MIB // 2))
+                await Attacker.send_oversized(stream, 3 * MIB // 2)
                 await wait_until(lambda r=round_: victim.counters.oversized_frames == r)
                 await wait_until(lambda: not victim.host.get_network().get_connections(bad.peer_id))
                 if round_ == 1:
@@ -120,16 +112,15 @@ async def test_oversized_pubsub_frames_cost_the_sender_and_a_repeat_offender_is_
 async def test_a_peer_disconnected_twice_for_small_offenses_is_banned() -> None:
     """Scores halve every 60 s and a disconnected peer may return after 30 s: a peer whose offenses each cost
     little (50 for wrong-chain batches) was disconnected at -100 again and again, never reaching -200."""
-    wrong_chain = [encode_tx_batch([make_tx("other-chain", 100 * r + n).encode()]) for r in range(4) for n in (0, 1)]
     with trio.fail_after(90):
         async with running_nodes(1, penalties=SHORT_REFUSAL) as (victim,), attacker(b"small offenses") as bad:
             topic = victim.gossip.topic(TopicKind.TXS)
             for round_ in (1, 2):
                 bad.host.get_network().unblock_peer(victim.peer_id)  # type: ignore[attr-defined]
                 stream = await bad.open_meshsub(victim.addr)
-                for data in wrong_chain[4 * (round_ - 1):4 * round_]:
-                    with contextlib.suppress(Exception):
-                        await Attacker.send_rpc(stream, rpc_pb2.RPC(publish=[bad.signed_message(topic, data)]))
+                for n in range(4):
+                    with contextlib.suppress(Exception):  # the victim may cut us off before the last
+                        await Attacker.send_rpc(stream, bad.wrong_chain_batch(topic, 10 * round_ + n))
                 await wait_until(lambda: not victim.host.get_network().get_connections(bad.peer_id))
                 if round_ == 1:
                     assert victim.counters.disconnects == 1 and victim.counters.bans == 0
@@ -148,8 +139,14 @@ async def test_requests_go_only_to_peers_that_announced_our_protocols() -> None:
                 attacker(b"foreign") as foreign:
             await foreign.host.connect(parse_peer_addr(client.addr))
             store = client.host.get_peerstore()
-            await wait_until(lambda: bool(store.get_protocols(foreign.peer_id)), within=30)  # identify done
-            await wait_until(lambda: bool(store.get_protocols(server.peer_id)), within=30)
+
+            def identified(peer: ID) -> bool:
+                try:
+                    return bool(store.get_protocols(peer))
+                except PeerStoreError:  # not in the peerstore yet
+                    return False
+
+            await wait_until(lambda: identified(foreign.peer_id) and identified(server.peer_id), within=30)
             assert set(client.peers_serving("votes")) == {server.peer_id}
             with pytest.raises(NotServed):
                 await client.reqresp.votes(foreign.peer_id, request)

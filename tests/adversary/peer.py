@@ -1,7 +1,12 @@
-"""A misbehaving peer for tests: a real Noise host that writes whatever frames it likes on /meshsub/1.1.0."""
+"""A misbehaving peer: a real Noise host that writes whatever frames it likes on /meshsub/1.1.0.
+
+It speaks no protocol of ours by itself (identify announces only libp2p's), so it also plays the foreign
+libp2p peer that a node must not send requests to.
+"""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -14,8 +19,10 @@ from libp2p.pubsub.pb import rpc_pb2
 from libp2p.pubsub.validators import PUBSUB_SIGNING_PREFIX
 from libp2p.utils import encode_varint_prefixed
 
+from p2p.batcher import encode_tx_batch
 from p2p.host import build_host, parse_multiaddr, parse_peer_addr
 from p2p.identity import node_key_from_seed
+from p2p.testing.chain import make_tx
 
 
 class Attacker:
@@ -46,6 +53,18 @@ class Attacker:
     @staticmethod
     async def send_raw(stream: INetStream, frame: bytes) -> None:
         await stream.write(encode_varint_prefixed(frame))
+
+    @staticmethod
+    async def send_oversized(stream: INetStream, size: int, *, within: float = 10.0) -> None:
+        """One frame of `size` bytes (over the 1 MiB limit for `size` > 1 MiB). The victim refuses it
+        part-way by resetting the stream, which may fail this write: that is the expected outcome."""
+        with trio.move_on_after(within), contextlib.suppress(Exception):
+            await stream.write(encode_varint_prefixed(b"\x0a" * size))
+
+    def wrong_chain_batch(self, topic: str, n: int) -> rpc_pb2.RPC:
+        """A signed publish of a transaction batch for another chain: a small offense (wrong_chain, 50)."""
+        data = encode_tx_batch([make_tx("other-chain", n).encode()])
+        return rpc_pb2.RPC(publish=[self.signed_message(topic, data)])
 
 
 @asynccontextmanager
