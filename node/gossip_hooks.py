@@ -281,8 +281,11 @@ class TxAdmission:
 
     def __init__(self, account: Callable[[Address], AccountInfo], mempool: Mempool, sig_cache: SigCache,
                  relay: Relay | None = None, limits: TxGossipLimits | None = None,
-                 clock: Callable[[], float] = trio.current_time) -> None:
+                 clock: Callable[[], float] = trio.current_time, is_syncing: Callable[[], bool] | None = None) -> None:
+        """`is_syncing`: while it says so, batches are IGNOREd unexamined: a node still syncing blocks cannot
+        tell an unfunded sender from one funded in a block it has not reached."""
         self._account = account
+        self._is_syncing = is_syncing or (lambda: False)
         self._mempool = mempool
         self._sig_cache = sig_cache
         self._relay = relay
@@ -315,6 +318,8 @@ class TxAdmission:
 
     async def __call__(self, message: GossipMessage) -> GossipVerdict:
         batch: TxBatch = message.value
+        if self._is_syncing():
+            return GossipVerdict.IGNORE
         budget = self._budget(str(message.forwarder))
         admitted = unfunded = refused = 0
         to_verify: list[tuple[Transaction, bytes]] = []

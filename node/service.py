@@ -272,7 +272,8 @@ class Node:
         # state checks and within the sender's budget (docs/security.md); the envelope only decodes.
         gossip.set_envelope(TopicKind.TXS, functools.partial(decode_tx_batch, chain_id=self.chain_id,
                                                              verify=defer_signature_check))
-        self.tx_admission = TxAdmission(_MempoolState(self.app).account, self.mempool, self.sig_cache, relay=self._relay_tx)
+        self.tx_admission = TxAdmission(_MempoolState(self.app).account, self.mempool, self.sig_cache,
+                                        relay=self._relay_tx, is_syncing=lambda: self.syncing)
         gossip.set_hook(TopicKind.TXS, self.tx_admission)
         hooks = GossipHooks(self.chain, self._evidence_max_age, our_round=lambda: self.consensus_round)
         self.gossip_hooks = hooks

@@ -211,3 +211,16 @@ async def test_a_false_wrong_inference_claim_is_refused_after_one_model_run(tmp_
             assert await hooks.evidence(message) is GossipVerdict.REJECT
             assert await hooks.evidence(message) is GossipVerdict.REJECT  # a replay: no second model run
             assert runs == [False]
+
+
+@pytest.mark.trio
+async def test_a_node_still_syncing_blocks_judges_no_transaction(node: Node) -> None:
+    syncing = True
+    admission = TxAdmission(_MempoolState(node.app).account, node.mempool, node.sig_cache,
+                            limits=TxGossipLimits(unfunded_tolerance=0), is_syncing=lambda: syncing)
+    # Senders funded in blocks this node has not reached look unfunded to it: no blame, no work.
+    junk = _batch(unfunded_txs(node.chain_id, 50, keys=5))
+    assert await admission(junk) is GossipVerdict.IGNORE
+    assert admission.unfunded_tally(str(PEER)) == 0
+    syncing = False
+    assert await admission(junk) is GossipVerdict.REJECT
