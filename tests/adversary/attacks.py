@@ -15,13 +15,13 @@ from dataclasses import dataclass, field
 
 import trio
 
-from core.block import Block, ProposalBlock, compute_results_root, compute_txs_root
+from core.block import Block, ProposalBlock, compute_last_commit_hash, compute_results_root, compute_txs_root
 from core.evidence import EvidenceEnvelope
 from core.hashing import sha256
 from core.keys import PrivateKey
 from core.tx import Transaction
 from core.types import Amount, Height, Round, SignatureBytes, Timestamp
-from core.votes import Proposal, Vote
+from core.votes import Commit, Proposal, Vote
 from p2p.messages import ChainStatus, StoredBlock, TxBatch, VotesRequest
 from p2p.service import P2PService
 from vm.evidence import make_wrong_inference
@@ -83,23 +83,25 @@ def batches(txs: list[Transaction], per_batch: int) -> list[bytes]:
     return [TxBatch(tuple(txs[i:i + per_batch])).encode() for i in range(0, len(txs), per_batch)]
 
 
-def heavy_block(template: Block, filler: Transaction, count: int) -> Block:
-    """`template` (a committed block, so `validate_basic` holds) carrying `count` copies of `filler`: well
-    formed, heavy, and useless to consensus."""
+def heavy_block(template: Block, filler: Transaction, count: int, parent: Block, parent_commit: Commit) -> Block:
+    """A block on top of `parent` (its commit as the last commit, so `validate_basic` holds and it decodes as
+    a proposal of the next height) carrying `count` copies of `filler` and `template`'s first result: well
+    formed, heavy, and useless to consensus (its state root and proposer are `template`'s)."""
     txs = (filler,) * count
-    results = (template.results[0],) * count if template.results else ()
-    if not results:
+    if not template.results:
         raise ValueError("the template block needs one transaction result to copy")
-    header = template.header.replace(txs_root=compute_txs_root(txs), results_root=compute_results_root(results))
-    return template.replace(header=header, txs=txs, results=results)
+    results = (template.results[0],) * count
+    header = template.header.replace(height=Height(int(parent.height) + 1), last_block_id=parent.id,
+                                     last_commit_hash=compute_last_commit_hash(parent_commit),
+                                     txs_root=compute_txs_root(txs), results_root=compute_results_root(results))
+    return template.replace(header=header, txs=txs, results=results, last_commit=parent_commit)
 
 
-def wrong_round_proposals(key: PrivateKey, chain_id: str, block: Block, height: int,
-                          rounds: Iterable[int]) -> list[bytes]:
-    """Proposals for (height, r) signed by `key` for each round r, all carrying `block`."""
+def wrong_round_proposals(key: PrivateKey, chain_id: str, block: Block, rounds: Iterable[int]) -> list[bytes]:
+    """Proposals for (block's height, r) signed by `key` for each round r, all carrying `block`."""
     out = []
     for r in rounds:
-        proposal = Proposal(Height(height), Round(r), -1, block.id, Timestamp(block.header.time), key.public_key,
+        proposal = Proposal(block.height, Round(r), -1, block.id, Timestamp(block.header.time), key.public_key,
                             SignatureBytes(b"\0" * 64)).signed(key, chain_id)
         out.append(ProposalBlock(proposal, block).encode())
     return out
