@@ -21,7 +21,6 @@ import functools
 import logging
 import os
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import trio
@@ -266,10 +265,10 @@ class Node:
             self.node_key,
         )
         gossip = service.gossip
-        # Each signature is verified once per node (docs/design.md §4.11): the batch envelope check goes through the
-        # node's cache, so a transaction seen on several paths (RPC, gossip, block) is verified once.
         # Signatures of a gossiped batch are checked by the transactions hook (TxAdmission), after the cheap
-        # state checks and within the sender's budget (docs/security.md); the envelope only decodes.
+        # state checks and within the sender's budget (docs/security.md); the envelope only decodes. The hook
+        # verifies through the node's cache, so each signature is still verified once per node (docs/design.md
+        # §4.11) whatever path (RPC, gossip, block) a transaction comes by.
         gossip.set_envelope(TopicKind.TXS, functools.partial(decode_tx_batch, chain_id=self.chain_id,
                                                              verify=defer_signature_check))
         self.tx_admission = TxAdmission(_MempoolState(self.app).account, self.mempool, self.sig_cache,
@@ -393,8 +392,3 @@ class Node:
             await self.p2p.publish(TopicKind.PROPOSALS, message.encode(), check=False)
         else:
             await self.p2p.publish(TopicKind.EVIDENCE, EvidenceEnvelope(message).encode(), check=False)
-
-
-def open_node(home: str | Path, **kwargs: Any) -> Node:
-    """Shorthand for the CLI: `Node.from_home`."""
-    return Node.from_home(home, **kwargs)

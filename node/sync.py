@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -74,7 +74,7 @@ async def peer_statuses(p2p: P2PService, per_peer_s: float = _STATUS_TIMEOUT_S) 
                 logger.debug("status of %s: %s", peer, exc)
 
     async with trio.open_nursery() as nursery:
-        for peer in p2p.connected_peers():
+        for peer in p2p.peers_serving("status"):
             nursery.start_soon(ask, peer)
     out.sort(key=lambda s: int(s.status.height), reverse=True)
     return out
@@ -277,15 +277,13 @@ class CatchUpTarget(Protocol):
 class ConsensusCatchUp:
     """While in consensus: recover lost votes and commits from peers over request/response."""
 
-    def __init__(self, p2p: P2PService, driver: CatchUpTarget, chain: Chain, interval_s: float = 0.5,
-                 on_behind: Callable[[int], None] | None = None) -> None:
+    def __init__(self, p2p: P2PService, driver: CatchUpTarget, chain: Chain, interval_s: float = 0.5) -> None:
         self.p2p = p2p
         self.driver = driver
         self.chain = chain
         self.interval_s = interval_s
         self.votes_fetched = 0
         self.commits_fetched = 0
-        self._on_behind = on_behind
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         task_status.started()
@@ -294,7 +292,7 @@ class ConsensusCatchUp:
             if not behind:
                 await trio.sleep(self.interval_s)
             behind = False
-            peers = self.p2p.connected_peers()
+            peers = self.p2p.peers_serving("votes")
             if not peers:
                 continue
             peer = random.choice(peers)
