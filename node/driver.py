@@ -400,8 +400,9 @@ class ConsensusDriver:
     async def on_vote(self, vote: Vote) -> None:
         await self.submit(VoteReceived(self.now(), vote))
 
-    async def on_evidence(self, evidence: Evidence) -> None:
-        if isinstance(evidence, WrongInference):
+    async def on_evidence(self, evidence: Evidence, *, confirmed: bool = False) -> None:
+        """`confirmed`: the gossip hook already re-ran this wrong-inference claim (on its own limiter)."""
+        if isinstance(evidence, WrongInference) and not confirmed:
             confirmed = await trio.to_thread.run_sync(self.app.is_valid_evidence, evidence, limiter=self._app_threads)
             if not confirmed:
                 return

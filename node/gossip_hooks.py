@@ -1,21 +1,54 @@
 """The node's gossip hooks: what a message must satisfy against this node's chain to be delivered and relayed.
 
 p2p's pipeline (`p2p.validation`) runs a topic's hook after the size cap and the envelope check, so a hook
-sees a decoded value whose signatures verified; it decides with the node's state: ACCEPT (deliver and
-relay), IGNORE (drop without blaming the sender: a stale or far-future height, a set this node does not
-know) or REJECT (drop and penalize the sender). Each check is a plain function of the chain and the value,
-so it can be tested and made stricter on its own; `GossipHooks` only binds them to p2p's hook signature.
+sees a decoded value whose signatures verified (transactions excepted: see below); it decides with the node's
+state: ACCEPT (deliver and relay), IGNORE (drop without blaming the sender: a stale or far-future height, a set
+this node does not know, an honest race) or REJECT (drop and penalize the sender). docs/security.md lists the
+attacks each rule answers.
+
+- Votes: a validator of a height next to ours.
+- Proposals: the proposer of that height and round, for a round at most `PROPOSAL_ROUND_WINDOW` ahead of
+  ours, and at most two different blocks per height and round (the second is an equivocation, kept so
+  consensus can prove it): nothing else reaches the WAL.
+- Evidence: against a validator of a recent height; a wrong-inference claim is re-executed here, on its own
+  limiter (one check at a time, a short queue, one check per offence), before it is relayed; a false claim
+  is REJECTed.
+- Transactions (`TxAdmission`): a batch is relayed only when this node's mempool admits every transaction in
+  it; cheap state checks come before signature checks, signature checks are budgeted per peer, and only
+  faults that do not depend on our state count against the sender.
 """
 
 from __future__ import annotations
 
+import math
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import trio
+
+from consensus.proposer import ProposerPriorities
 from core.block import ProposalBlock
-from core.errors import InferchainError
-from core.evidence import Evidence, evidence_height
-from core.types import Height
+from core.errors import InferchainError, InvalidSignature
+from core.evidence import Evidence, WrongInference, evidence_height, offence_id
+from core.hashing import sha256
+from core.tx import Transaction
+from core.types import Address, Height
 from core.votes import Vote
 from node.chain import Chain
+from node.mempool import AccountInfo, Mempool
+from node.sigcache import SigCache
+from p2p.messages import TxBatch
 from p2p.validation import GossipMessage, GossipVerdict
+
+# Proposals for rounds further than this ahead of the round this node is in are not relayed.
+PROPOSAL_ROUND_WINDOW = 4
+# Different blocks relayed per height and round: the proposal, and one twin that proves an equivocation.
+PROPOSALS_PER_ROUND = 2
+# Wrong-inference checks waiting for the evidence limiter beyond the running one; more are IGNOREd.
+EVIDENCE_QUEUE = 4
+# Offences whose check result is remembered.
+EVIDENCE_MEMORY = 4096
 
 
 def membership_verdict(chain: Chain, height: int, public_key: bytes, *, behind: int = 1,
@@ -32,9 +65,47 @@ def membership_verdict(chain: Chain, height: int, public_key: bytes, *, behind: 
     return GossipVerdict.ACCEPT if vset.get_by_key(public_key) is not None else GossipVerdict.REJECT
 
 
-def proposal_verdict(chain: Chain, proposal: ProposalBlock) -> GossipVerdict:
-    """A proposal is relayed only from a validator of its height, for a height next to ours."""
-    return membership_verdict(chain, int(proposal.proposal.height), proposal.proposal.proposer)
+def get_proposer_priorities(chain: Chain, height: int) -> ProposerPriorities | None:
+    """The proposer priorities of `height` (the one being decided, or the next); None when this node cannot
+    compute them (another height, a set it does not know yet)."""
+    current = int(chain.height) + 1
+    if not current <= height <= current + 1:
+        return None
+    try:
+        if current == 1:
+            priorities = ProposerPriorities.genesis(chain.app.validator_set(Height(1)))
+        else:
+            raw = chain.blockstore.next_proposers()
+            if raw is None:
+                return None
+            priorities = ProposerPriorities.decode(raw)
+        if height == current + 1:
+            priorities = priorities.advance(chain.app.validator_set(Height(height)))
+    except (ValueError, LookupError, InferchainError):
+        return None
+    return priorities
+
+
+def proposal_verdict(chain: Chain, proposal: ProposalBlock, our_round: int = 0) -> GossipVerdict:
+    """A proposal is relayed only from the proposer of its height and round, for a height next to ours and a
+    round at most `PROPOSAL_ROUND_WINDOW` ahead of `our_round` (0 for the next height). A validator signing
+    a proposal for a round it does not propose in is REJECTed."""
+    p = proposal.proposal
+    height, round_ = int(p.height), int(p.round)
+    current = int(chain.height) + 1
+    verdict = membership_verdict(chain, height, p.proposer, behind=0)
+    if verdict is not GossipVerdict.ACCEPT:
+        return verdict
+    base = our_round if height == current else 0
+    if round_ > base + PROPOSAL_ROUND_WINDOW:
+        return GossipVerdict.IGNORE
+    priorities = get_proposer_priorities(chain, height)
+    if priorities is None:
+        return GossipVerdict.IGNORE
+    member = priorities.validator_set().get_by_key(p.proposer)
+    if member is None or member.address != priorities.proposer(round_):
+        return GossipVerdict.REJECT
+    return GossipVerdict.ACCEPT
 
 
 def vote_verdict(chain: Chain, vote: Vote) -> GossipVerdict:
@@ -51,16 +122,93 @@ def evidence_verdict(chain: Chain, evidence: Evidence, max_age: int) -> GossipVe
     return membership_verdict(chain, int(evidence_height(evidence)), evidence.offender, behind=max_age)
 
 
-class GossipHooks:
-    """The verdict functions over this node's chain, as p2p's state hooks (`p2p.validation.StateHook`)."""
+class ProposalWindow:
+    """At most `PROPOSALS_PER_ROUND` different blocks per (height, round) pass; forgets heights below ours."""
 
-    def __init__(self, chain: Chain, evidence_max_age: int) -> None:
+    def __init__(self) -> None:
+        self._blocks: dict[tuple[int, int], set[bytes]] = {}
+
+    def is_admitted(self, current: int, proposal: ProposalBlock) -> bool:
+        for key in [k for k in self._blocks if k[0] < current]:
+            del self._blocks[key]
+        key = (int(proposal.proposal.height), int(proposal.proposal.round))
+        blocks = self._blocks.setdefault(key, set())
+        block_id = bytes(proposal.proposal.block_id)
+        if block_id in blocks:
+            return True
+        if len(blocks) >= PROPOSALS_PER_ROUND:
+            return False
+        blocks.add(block_id)
+        return True
+
+
+EvidenceCheck = Callable[[Evidence], bool]
+
+
+class EvidenceChecks:
+    """Re-executes wrong-inference claims before relay: one check at a time on this limiter (never the
+    driver's build/validate one), at most `EVIDENCE_QUEUE` waiting, one check per offence (`offence_id`)."""
+
+    def __init__(self, check: EvidenceCheck) -> None:
+        self._check = check
+        self._limiter = trio.CapacityLimiter(1)
+        self._waiting = 0
+        self._results: OrderedDict[bytes, tuple[bytes, bool]] = OrderedDict()  # offence -> (evidence hash, ok)
+        self.runs = 0
+
+    def is_confirmed(self, evidence: Evidence) -> bool:
+        """Whether this exact piece was checked and found true (the driver need not check it again)."""
+        known = self._results.get(bytes(offence_id(evidence)))
+        return known is not None and known == (bytes(sha256(evidence.encode())), True)
+
+    async def verdict(self, evidence: WrongInference) -> GossipVerdict:
+        offence = bytes(offence_id(evidence))
+        digest = bytes(sha256(evidence.encode()))
+        known = self._results.get(offence)
+        if known is not None:
+            if known[0] != digest:
+                return GossipVerdict.IGNORE  # another proof of an offence already checked: one check each
+            return GossipVerdict.IGNORE if known[1] else GossipVerdict.REJECT  # true: relayed once already
+        if self._waiting >= EVIDENCE_QUEUE:
+            return GossipVerdict.IGNORE  # busy: drop it unjudged, blame nobody
+        self._waiting += 1
+        try:
+            async with self._limiter:
+                known = self._results.get(offence)
+                if known is None:
+                    self.runs += 1
+                    ok = await trio.to_thread.run_sync(self._check, evidence)
+                    known = (digest, ok)
+                    self._results[offence] = known
+                    while len(self._results) > EVIDENCE_MEMORY:
+                        self._results.popitem(last=False)
+                    return GossipVerdict.ACCEPT if ok else GossipVerdict.REJECT
+        finally:
+            self._waiting -= 1
+        return GossipVerdict.IGNORE  # checked meanwhile (another copy of the same offence)
+
+
+class GossipHooks:
+    """The verdict functions over this node's chain, as p2p's state hooks (`p2p.validation.StateHook`).
+
+    `our_round` returns the round consensus is in (0 before it runs); `check_evidence` confirms a
+    wrong-inference claim by re-running the model (the application's `is_valid_evidence`).
+    """
+
+    def __init__(self, chain: Chain, evidence_max_age: int, *, our_round: Callable[[], int] | None = None,
+                 check_evidence: EvidenceCheck | None = None) -> None:
         self._chain = chain
         self._evidence_max_age = evidence_max_age
+        self._our_round = our_round or (lambda: 0)
+        self._proposals = ProposalWindow()
+        self.evidence_checks = EvidenceChecks(check_evidence or chain.app.is_valid_evidence)
 
     async def proposal(self, message: GossipMessage) -> GossipVerdict:
         value: ProposalBlock = message.value
-        return proposal_verdict(self._chain, value)
+        verdict = proposal_verdict(self._chain, value, self._our_round())
+        if verdict is GossipVerdict.ACCEPT and not self._proposals.is_admitted(int(self._chain.height) + 1, value):
+            return GossipVerdict.IGNORE
+        return verdict
 
     async def vote(self, message: GossipMessage) -> GossipVerdict:
         value: Vote = message.value
@@ -68,4 +216,156 @@ class GossipHooks:
 
     async def evidence(self, message: GossipMessage) -> GossipVerdict:
         value: Evidence = message.value.evidence  # the EvidenceEnvelope the envelope check decoded
-        return evidence_verdict(self._chain, value, self._evidence_max_age)
+        verdict = evidence_verdict(self._chain, value, self._evidence_max_age)
+        if verdict is not GossipVerdict.ACCEPT or not isinstance(value, WrongInference):
+            return verdict
+        return await self.evidence_checks.verdict(value)
+
+
+# ------------------------------------------------------------------------------------------- transactions
+
+
+def defer_signature_check(tx: Transaction, tx_hash: bytes) -> bool:
+    """The transactions topic's envelope check verifies no signature: `TxAdmission` does, after the cheap
+    state checks, within the sender's budget (p2p's `decode_tx_batch` takes this as its verifier)."""
+    return True
+
+
+def is_unfunded(balance: int, tx: Transaction) -> bool:
+    """The sender's committed balance cannot pay even this transaction's fee (a nonexistent account has 0)."""
+    return balance < tx.fee
+
+
+@dataclass(frozen=True, slots=True)
+class TxGossipLimits:
+    """Per-peer budgets of the transactions topic. Defaults are several times what the bench's maximum load
+    asks of one peer (docs/security.md)."""
+
+    verify_per_s: float = 4_000.0  # signature checks per second per peer
+    verify_burst: float = 16_000.0
+    unfunded_tolerance: float = 2_048.0  # unfunded-sender transactions (decaying tally) before a penalty
+    unfunded_half_life_s: float = 30.0
+    peers: int = 1024  # peers whose budgets are remembered
+
+
+@dataclass(slots=True)
+class _PeerBudget:
+    tokens: float
+    unfunded: float
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class TxAdmissionCounts:
+    """What one batch came to (for tests and metrics)."""
+
+    admitted: int = 0  # newly in our mempool, or already there
+    unfunded: int = 0
+    refused: int = 0  # by the mempool (a stale nonce, full, ...): an honest race, no blame
+    unverified: int = 0  # over the peer's signature budget: not looked at
+
+
+Relay = Callable[[Transaction], Awaitable[None]]
+
+
+class TxAdmission:
+    """The transactions topic's hook: admit a batch into the mempool, relay it only if every transaction got
+    in, re-batch (through `relay`) what got in from a batch that is not relayed.
+
+    Order of work per transaction, cheapest first: already in the mempool → skip; sender unfunded in the
+    committed state (`is_unfunded`) → tallied against the peer, no signature check; nonce already used →
+    skip (an honest race); then the signature, within the peer's budget of checks per second; then the
+    mempool's own checks. A bad signature REJECTs the batch; a peer whose unfunded tally passes the
+    tolerance is REJECTed (penalized) for each further such batch; nothing else blames the sender.
+    """
+
+    def __init__(self, account: Callable[[Address], AccountInfo], mempool: Mempool, sig_cache: SigCache,
+                 relay: Relay | None = None, limits: TxGossipLimits | None = None,
+                 clock: Callable[[], float] = trio.current_time, is_syncing: Callable[[], bool] | None = None) -> None:
+        """`is_syncing`: while it says so, batches are IGNOREd unexamined: a node still syncing blocks cannot
+        tell an unfunded sender from one funded in a block it has not reached."""
+        self._account = account
+        self._is_syncing = is_syncing or (lambda: False)
+        self._mempool = mempool
+        self._sig_cache = sig_cache
+        self._relay = relay
+        self.limits = limits or TxGossipLimits()
+        self._clock = clock
+        self._peers: OrderedDict[str, _PeerBudget] = OrderedDict()
+        self._threads = trio.CapacityLimiter(1)
+        self.last = TxAdmissionCounts()
+        self.signatures_checked = 0
+
+    def _budget(self, peer: str) -> _PeerBudget:
+        now = self._clock()
+        budget = self._peers.get(peer)
+        lim = self.limits
+        if budget is None:
+            budget = _PeerBudget(lim.verify_burst, 0.0, now)
+            self._peers[peer] = budget
+            while len(self._peers) > lim.peers:
+                self._peers.popitem(last=False)
+        else:
+            self._peers.move_to_end(peer)
+            elapsed = max(0.0, now - budget.at)
+            budget.tokens = min(lim.verify_burst, budget.tokens + elapsed * lim.verify_per_s)
+            budget.unfunded *= math.pow(0.5, elapsed / lim.unfunded_half_life_s)
+            budget.at = now
+        return budget
+
+    def unfunded_tally(self, peer: str) -> float:
+        return self._budget(peer).unfunded
+
+    async def __call__(self, message: GossipMessage) -> GossipVerdict:
+        batch: TxBatch = message.value
+        if self._is_syncing():
+            return GossipVerdict.IGNORE
+        budget = self._budget(str(message.forwarder))
+        admitted = unfunded = refused = 0
+        to_verify: list[tuple[Transaction, bytes]] = []
+        for i, tx in enumerate(batch.txs):
+            if i and i % 256 == 0:
+                await trio.lowlevel.checkpoint()
+            tx_hash = bytes(tx.hash)
+            if tx_hash in self._mempool:
+                admitted += 1
+                continue
+            account = self._account(tx.sender_address)  # committed state
+            if is_unfunded(int(account.balance), tx):
+                unfunded += 1
+            elif tx.nonce < int(account.nonce):
+                refused += 1
+            else:
+                to_verify.append((tx, tx_hash))
+        allowed = min(len(to_verify), int(budget.tokens))
+        budget.tokens -= allowed
+        unverified = len(to_verify) - allowed
+        checking = to_verify[:allowed]
+        if checking:
+            ok = await trio.to_thread.run_sync(
+                lambda: all(self._sig_cache.verify(tx, tx_hash) for tx, tx_hash in checking), limiter=self._threads)
+            self.signatures_checked += len(checking)
+            if not ok:
+                raise InvalidSignature(f"a transaction of batch {message.msg_id.hex()[:16]} is badly signed")
+        added: list[Transaction] = []
+        for i, (tx, _) in enumerate(checking):
+            if i and i % 256 == 0:
+                await trio.lowlevel.checkpoint()
+            result = self._mempool.add(tx, signature_checked=True)
+            if not result.accepted:
+                refused += 1
+                continue
+            admitted += 1
+            if result.added:
+                added.append(tx)
+        self.last = TxAdmissionCounts(admitted, unfunded, refused, unverified)
+        budget.unfunded += unfunded
+        if admitted == len(batch.txs):
+            return GossipVerdict.ACCEPT  # gossipsub relays the batch as it came
+        if self._relay is not None:
+            for tx in added:
+                await self._relay(tx)  # our own batches carry what we admitted
+        if unfunded and budget.unfunded > self.limits.unfunded_tolerance:
+            return GossipVerdict.REJECT
+        return GossipVerdict.IGNORE
+

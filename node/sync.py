@@ -6,6 +6,12 @@ best one, verify each commit against the validator set this node knows for that 
 application applies without running models; the state root must match the header). A peer whose block
 does not verify is penalized and another is tried.
 
+A status is a claim, not a proof (docs/security.md, "Sync liar"): only heights a peer serves count. A peer
+that claims a height and then serves nothing up to it is penalized and not asked again; every exchange
+either applies a verified block or drops a peer, block sync gives up after `MAX_SYNC_S`, and it stops at once
+when validators holding more than a third of the next height's power are seen voting at that height (at
+least one honest validator is deciding it: CometBFT's switch to consensus).
+
 Consensus catch-up (docs/consensus.md): every `interval` a random peer is asked for the votes of the current
 height and round this node lacks, and, when its status shows it already committed our height, for that
 block and commit (CommitFetched).
@@ -26,12 +32,12 @@ from consensus.commit import verify_commit
 from consensus.proposer import ProposerPriorities
 from consensus.state import ConsensusState
 from core.block import Block
-from core.errors import InvalidBlock, LocalError, RemoteError
+from core.errors import InferchainError, InvalidBlock, LocalError, RemoteError
 from core.types import Height
 from core.votes import Commit, Vote
 from node.chain import Chain, ChainDiverged
 from node.config import SyncSection
-from p2p.errors import NotFound
+from p2p.errors import BadResponse, NotFound
 from p2p.messages import ChainStatus, VotesRequest
 from p2p.reqresp import SyncedBlock
 from p2p.scoring import Offense
@@ -40,6 +46,14 @@ from p2p.service import P2PService
 logger = logging.getLogger(__name__)
 
 _STATUS_TIMEOUT_S = 3.0
+# Block sync ends after this long whatever peers claim; consensus catch-up goes on from where it got.
+MAX_SYNC_S = 300.0
+# ... and after this many exchanges in a row that applied no block.
+MAX_IDLE_EXCHANGES = 8
+
+
+class ClaimNotServed(BadResponse):
+    """A peer claimed a height in its status and then could not serve the blocks up to it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,7 +74,7 @@ async def peer_statuses(p2p: P2PService, per_peer_s: float = _STATUS_TIMEOUT_S) 
                 logger.debug("status of %s: %s", peer, exc)
 
     async with trio.open_nursery() as nursery:
-        for peer in p2p.connected_peers():
+        for peer in p2p.peers_serving("status"):
             nursery.start_soon(ask, peer)
     out.sort(key=lambda s: int(s.status.height), reverse=True)
     return out
@@ -97,23 +111,67 @@ def verify_synced_block(chain: Chain, synced: SyncedBlock, chain_id: str) -> Pro
     return current.advance(next_vset)
 
 
+class ConsensusSighting:
+    """Votes gossiped while this node syncs: who is seen voting at the height this node would decide next.
+
+    `is_seen()` once validators with more than a third of that height's power signed a vote for it: at least
+    one of them is honest, so consensus is at our next height and there is nothing left to sync. Votes reach
+    here only after their signature verified (p2p's envelope check) and their height passed the vote hook.
+    """
+
+    def __init__(self, chain: Chain) -> None:
+        self._chain = chain
+        self._height = 0
+        self._voters: set[bytes] = set()
+        self._power = 0
+        self.seen = trio.Event()
+
+    def note_vote(self, vote: Vote) -> None:
+        h = int(self._chain.height) + 1
+        if int(vote.height) != h or self.seen.is_set():
+            return
+        if self._height != h:
+            self._height, self._voters, self._power = h, set(), 0
+        key = bytes(vote.validator)
+        if key in self._voters:
+            return
+        try:
+            vset = self._chain.app.validator_set(Height(h))
+        except (ValueError, LookupError, InferchainError):
+            return
+        entry = vset.get_by_key(vote.validator)
+        if entry is None:
+            return
+        self._voters.add(key)
+        self._power += int(entry.power)
+        if 3 * self._power > vset.total_power:  # more than a third: at least one honest validator
+            self.seen.set()
+
+
 class BlockSync:
-    def __init__(self, chain: Chain, p2p: P2PService, chain_id: str, config: SyncSection | None = None) -> None:
+    def __init__(self, chain: Chain, p2p: P2PService, chain_id: str, config: SyncSection | None = None,
+                 *, max_sync_s: float = MAX_SYNC_S) -> None:
         self.chain = chain
         self.p2p = p2p
         self.chain_id = chain_id
         self.config = config or SyncSection()
+        self.max_sync_s = max_sync_s
         self.synced_blocks = 0
-        self.best_height = 0
+        self.best_height = 0  # the highest height a peer proved by serving it
+        self.liars: set[ID] = set()  # peers that claimed heights they could not serve
+        self.sighting = ConsensusSighting(chain)
+        self.switched_to_consensus = False
         self._threads = trio.CapacityLimiter(1)
 
     async def apply(self, synced: SyncedBlock) -> None:
         """Verify and commit one fetched block; InvalidBlock when the block or its commit is wrong."""
         next_proposers = await trio.to_thread.run_sync(verify_synced_block, self.chain, synced, self.chain_id,
                                                        limiter=self._threads)
-        await self.chain.commit(synced.block, synced.commit,
-                                None if next_proposers is None else next_proposers.encode())
+        with trio.CancelScope(shield=True):  # a switch to consensus never interrupts a commit
+            await self.chain.commit(synced.block, synced.commit,
+                                    None if next_proposers is None else next_proposers.encode())
         self.synced_blocks += 1
+        self.best_height = max(self.best_height, int(synced.block.height))
 
     async def sync_from(self, peer: ID, target: int) -> int:
         """Fetch and apply blocks from `peer` up to `target`; returns how many were applied."""
@@ -132,14 +190,16 @@ class BlockSync:
             end = min(target, start + self.config.batch - 1)
             fetched = await self.p2p.reqresp.fetch_blocks(peer, start, end, on_blocks)
             if fetched == 0:
-                break
+                # Heights only grow and blocks are never deleted: an honest peer serves what it claimed.
+                raise ClaimNotServed(f"peer {peer} claimed height {target} but served nothing from {start}")
             start = int(self.chain.height) + 1
         return applied
 
     async def catch_up(self, *, wait_for_peers_s: float = 5.0) -> int:
         """Sync until no peer is more than `catch_up_threshold` ahead; returns blocks applied.
 
-        Waits up to `wait_for_peers_s` for a first peer (a lone validator starts at once).
+        Waits up to `wait_for_peers_s` for a first peer (a lone validator starts at once). Returns early when
+        peers are seen voting at our next height (`switched_to_consensus`), or after `max_sync_s`.
         """
         if not self.config.enabled:
             return 0
@@ -147,20 +207,46 @@ class BlockSync:
             while not self.p2p.connected_peers():  # noqa: ASYNC110 - libp2p gives no event for this
                 await trio.sleep(0.1)
         total = 0
+        async with trio.open_nursery() as nursery:
+            async def switch() -> None:
+                await self.sighting.seen.wait()
+                self.switched_to_consensus = True
+                logger.info("block sync: validators are voting at height %d; joining consensus",
+                            int(self.chain.height) + 1)
+                nursery.cancel_scope.cancel()
+
+            nursery.start_soon(switch)
+            with trio.move_on_after(self.max_sync_s) as deadline:
+                total = await self._sync_loop()
+            if deadline.cancelled_caught:
+                logger.warning("block sync: gave up after %.0f s at height %d; consensus catch-up goes on",
+                               self.max_sync_s, self.chain.height)
+            nursery.cancel_scope.cancel()
+        return total
+
+    async def _sync_loop(self) -> int:
+        total = 0
         failures: set[ID] = set()
-        while True:
+        idle = 0
+        while idle < MAX_IDLE_EXCHANGES:
             statuses = [s for s in await peer_statuses(self.p2p) if s.peer not in failures]
             if not statuses:
                 return total
             best = statuses[0]
-            self.best_height = max(self.best_height, int(best.status.height))
-            if int(best.status.height) <= int(self.chain.height) + self.config.catch_up_threshold - 1:
+            claimed = int(best.status.height)
+            if claimed <= int(self.chain.height) + self.config.catch_up_threshold - 1:
                 return total
-            logger.info("block sync: at %d, peer %s at %d", self.chain.height, best.peer, best.status.height)
+            logger.info("block sync: at %d, peer %s claims %d", self.chain.height, best.peer, claimed)
+            before = self.synced_blocks
             try:
-                total += await self.sync_from(best.peer, int(best.status.height))
+                await self.sync_from(best.peer, claimed)
             except ChainDiverged:
                 raise
+            except ClaimNotServed as exc:
+                logger.warning("block sync: %s", exc)
+                self.p2p.penalize(best.peer, Offense.BAD_RESPONSE, str(exc))
+                self.liars.add(best.peer)
+                failures.add(best.peer)
             except InvalidBlock as exc:
                 logger.warning("block sync: peer %s sent a block that does not verify: %s", best.peer, exc)
                 self.p2p.penalize(best.peer, Offense.BAD_RESPONSE, str(exc))
@@ -168,6 +254,11 @@ class BlockSync:
             except RemoteError as exc:  # a LocalError (our database) propagates: stop, like ChainDiverged
                 logger.info("block sync from %s failed: %s", best.peer, exc)
                 failures.add(best.peer)
+            applied = self.synced_blocks - before
+            total += applied
+            idle = 0 if applied else idle + 1
+        logger.warning("block sync: %d exchanges in a row applied nothing; joining consensus", idle)
+        return total
 
 
 class CatchUpTarget(Protocol):
@@ -201,7 +292,7 @@ class ConsensusCatchUp:
             if not behind:
                 await trio.sleep(self.interval_s)
             behind = False
-            peers = self.p2p.connected_peers()
+            peers = self.p2p.peers_serving("votes")
             if not peers:
                 continue
             peer = random.choice(peers)
@@ -229,6 +320,8 @@ class ConsensusCatchUp:
         try:
             fetched = await self.p2p.reqresp.blocks(peer, height, height)
         except NotFound:
+            # It claimed a height it cannot serve (block sync's ClaimNotServed): not asked again soon.
+            self.p2p.penalize(peer, Offense.BAD_RESPONSE, f"claimed height {status.height}, has no block {height}")
             return False
         for synced in fetched:
             if int(synced.block.height) == height:

@@ -1,76 +1,148 @@
-"""A misbehaving peer: a real Noise host that writes whatever frames it likes on /meshsub/1.1.0.
+"""`AdversaryPeer`: a real peer of a test network, under the test's control.
 
-It speaks no protocol of ours by itself (identify announces only libp2p's), so it also plays the foreign
-libp2p peer that a node must not send requests to.
+    with AdversaryPeer(net.chain_id, "liar", bootstrap=[net.spec(0).p2p_addr], configure=lie) as peer:
+        peer.call(publish_junk, peer.service)          # any async function, run on the peer's trio loop
+        peer.is_connected(net.spec(0).peer_id)
+
+The peer runs our own `P2PService` (libp2p host with Noise and Yamux, gossipsub with our topics,
+request/response with our protocols) on a trio loop in a background thread, so a synchronous real-network
+test can drive it. `configure(service)` runs before the service starts: it replaces providers, envelope
+checks and handlers (what the peer serves, what it decodes, what it records). Bootstrap peers are redialed
+for as long as the peer runs, as a node would.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+import threading
+from collections import Counter
+from collections.abc import Awaitable, Callable, Sequence
+from types import TracebackType
+from typing import Any, TypeVar
 
 import trio
-from libp2p.abc import IHost, INetStream
-from libp2p.crypto.keys import KeyPair
 from libp2p.peer.id import ID
-from libp2p.pubsub.gossipsub import PROTOCOL_ID_V11
-from libp2p.pubsub.pb import rpc_pb2
-from libp2p.pubsub.validators import PUBSUB_SIGNING_PREFIX
-from libp2p.utils import encode_varint_prefixed
 
-from p2p.batcher import encode_tx_batch
-from p2p.host import build_host, parse_multiaddr, parse_peer_addr
+from p2p.config import P2PConfig
 from p2p.identity import node_key_from_seed
-from p2p.testing.chain import make_tx
+from p2p.service import P2PService
+from p2p.topics import TopicKind
+from p2p.validation import GossipMessage
+
+T = TypeVar("T")
+
+START_TIMEOUT_S = 60.0
 
 
-class Attacker:
-    def __init__(self, host: IHost, key: KeyPair) -> None:
-        self.host = host
-        self.key = key
-        self.peer_id: ID = host.get_id()
-        self._seqno = 1
+class AdversaryPeer:
+    def __init__(self, chain_id: str, name: str, *, bootstrap: Sequence[str] = (),
+                 configure: Callable[[P2PService], None] | None = None, record: Sequence[TopicKind] = ()) -> None:
+        """`record`: topics whose delivered messages are kept in `messages` (and counted in `received`)."""
+        self.chain_id = chain_id
+        self.name = name
+        self.key = node_key_from_seed(f"adversary/{name}".encode())
+        self.bootstrap = tuple(bootstrap)
+        self._configure = configure
+        self._record = tuple(record)
+        self.received: Counter[TopicKind] = Counter()
+        self.messages: dict[TopicKind, list[GossipMessage]] = {kind: [] for kind in TopicKind}
+        self.service: P2PService | None = None
+        self._token: trio.lowlevel.TrioToken | None = None
+        self._stop: trio.Event | None = None
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._main, name=f"adversary-{name}", daemon=True)
 
-    async def open_meshsub(self, victim_addr: str) -> INetStream:
-        info = parse_peer_addr(victim_addr)
-        await self.host.connect(info)
-        return await self.host.new_stream(info.peer_id, [PROTOCOL_ID_V11])
+    # ------------------------------------------------------------------------------------------ lifecycle
 
-    def signed_message(self, topic: str, data: bytes) -> rpc_pb2.Message:
-        """A pubsub message with a valid pubsub signature by this peer: only the payload is bad."""
-        self._seqno += 1
-        msg = rpc_pb2.Message(data=data, topicIDs=[topic], from_id=self.peer_id.to_bytes(),
-                              seqno=self._seqno.to_bytes(8, "big"))
-        msg.signature = self.key.private_key.sign(PUBSUB_SIGNING_PREFIX.encode() + msg.SerializeToString())
-        msg.key = self.key.public_key.serialize()
-        return msg
+    def start(self, timeout: float = START_TIMEOUT_S) -> AdversaryPeer:
+        self._thread.start()
+        if not self._ready.wait(timeout) or self._error is not None:
+            raise AssertionError(f"adversary {self.name} did not start: {self._error!r}")
+        return self
 
-    @staticmethod
-    async def send_rpc(stream: INetStream, rpc: rpc_pb2.RPC) -> None:
-        await stream.write(encode_varint_prefixed(rpc.SerializeToString()))
+    def close(self, timeout: float = 30.0) -> None:
+        if self._token is not None and self._stop is not None and self._thread.is_alive():
+            stop = self._stop
+            with contextlib.suppress(trio.RunFinishedError):
+                trio.from_thread.run_sync(stop.set, trio_token=self._token)
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            raise AssertionError(f"adversary {self.name} did not stop within {timeout} s")
 
-    @staticmethod
-    async def send_raw(stream: INetStream, frame: bytes) -> None:
-        await stream.write(encode_varint_prefixed(frame))
+    def __enter__(self) -> AdversaryPeer:
+        return self.start()
 
-    @staticmethod
-    async def send_oversized(stream: INetStream, size: int, *, within: float = 10.0) -> None:
-        """One frame of `size` bytes (over the 1 MiB limit for `size` > 1 MiB). The victim refuses it
-        part-way by resetting the stream, which may fail this write: that is the expected outcome."""
-        with trio.move_on_after(within), contextlib.suppress(Exception):
-            await stream.write(encode_varint_prefixed(b"\x0a" * size))
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
 
-    def wrong_chain_batch(self, topic: str, n: int) -> rpc_pb2.RPC:
-        """A signed publish of a transaction batch for another chain: a small offense (wrong_chain, 50)."""
-        data = encode_tx_batch([make_tx("other-chain", n).encode()])
-        return rpc_pb2.RPC(publish=[self.signed_message(topic, data)])
+    def _main(self) -> None:
+        try:
+            trio.run(self._run)
+        except BaseException as exc:  # surfaced to the test by start() / call()
+            self._error = exc
+            self._ready.set()
 
+    async def _run(self) -> None:
+        service = P2PService(P2PConfig(chain_id=self.chain_id, bootstrap=self.bootstrap), self.key)
+        for kind in self._record:
+            service.gossip.set_handler(kind, self._recorder(kind))
+        if self._configure is not None:
+            self._configure(service)
+        self._token = trio.lowlevel.current_trio_token()
+        self._stop = trio.Event()
+        async with trio.open_nursery() as nursery:
+            await nursery.start(service.run)
+            self.service = service
+            self._ready.set()
+            await self._stop.wait()
+            nursery.cancel_scope.cancel()
 
-@asynccontextmanager
-async def attacker(seed: bytes = b"attacker") -> AsyncIterator[Attacker]:
-    key = node_key_from_seed(seed)
-    host = build_host(key, ["/ip4/127.0.0.1/tcp/0"])
-    async with host.run(listen_addrs=[parse_multiaddr("/ip4/127.0.0.1/tcp/0")]):
-        yield Attacker(host, key)
-        await trio.lowlevel.checkpoint()
+    def _recorder(self, kind: TopicKind) -> Callable[[GossipMessage], Awaitable[None]]:
+        async def record(message: GossipMessage) -> None:
+            self.received[kind] += 1
+            self.messages[kind].append(message)
+            await trio.lowlevel.checkpoint()
+
+        return record
+
+    # ------------------------------------------------------------------------------------------ driving
+
+    @property
+    def peer_id(self) -> str:
+        return str(self._require().peer_id)
+
+    @property
+    def addr(self) -> str:
+        """`/ip4/127.0.0.1/tcp/…/p2p/<peer id>`: what a node puts in its bootstrap list to dial this peer."""
+        return self._require().addr
+
+    def call(self, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
+        """Run `fn(*args)` on the peer's trio loop and return its result."""
+        if self._token is None:
+            raise AssertionError(f"adversary {self.name} is not running: {self._error!r}")
+        return trio.from_thread.run(fn, *args, trio_token=self._token)
+
+    def is_connected(self, peer_id: str) -> bool:
+        service = self._require()
+
+        async def check() -> bool:
+            await trio.lowlevel.checkpoint()
+            return ID.from_base58(peer_id) in service.connected_peers()
+
+        return self.call(check)
+
+    def publish(self, kind: TopicKind, data: bytes) -> None:
+        """Publish as is: no check of our own (the point is to send what honest nodes would not)."""
+        service = self._require()
+
+        async def send() -> None:
+            await service.publish(kind, data, check=False)
+
+        self.call(send)
+
+    def _require(self) -> P2PService:
+        if self.service is None:
+            raise AssertionError(f"adversary {self.name} is not running: {self._error!r}")
+        return self.service

@@ -9,15 +9,26 @@ import pytest
 import trio
 
 from core.errors import InvalidBlock
-from core.types import SignatureBytes
+from core.hashing import sha256
+from core.types import Height, Round, SignatureBytes, Timestamp
+from core.votes import Vote, VoteType
 from node.blockstore import BlockStore
 from node.leveldb import LevelDBStore
-from node.sync import BlockSync
+from node.sync import BlockSync, ConsensusSighting
 from p2p.reqresp import SyncedBlock
 from p2p.topics import TopicKind
 from p2p.validation import GossipMessage
-from tests.node.helpers import genesis_doc, local_node, make_home, running, wait_until, with_bootstrap
+from tests.node.helpers import (
+    genesis_doc,
+    local_node,
+    make_home,
+    running,
+    validator_key,
+    wait_until,
+    with_bootstrap,
+)
 from tests.node.test_network import assert_same_chain, start_network
+from tools.genesis import DEFAULT_SEED_PHRASE
 
 pytestmark = pytest.mark.node
 
@@ -82,3 +93,23 @@ async def test_a_node_that_loses_every_gossiped_vote_follows_through_catch_up(tm
             assert recovered > 0
             target = min(n.height for n in everyone)
             assert_same_chain(everyone, target)
+
+
+def test_block_sync_switches_to_consensus_once_a_third_of_the_power_votes_at_its_next_height(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    node = local_node(make_home(tmp_path, "n", genesis_doc(4), validator=None))
+    try:
+        sighting = ConsensusSighting(node.chain)
+
+        def prevote(i: int, height: int) -> Vote:
+            key = validator_key(DEFAULT_SEED_PHRASE, i)
+            return Vote(VoteType.PREVOTE, Height(height), Round(0), sha256(b"b"), Timestamp(1), key.public_key,
+                        None, SignatureBytes(b"\0" * 64)).signed(key, node.chain_id)
+
+        sighting.note_vote(prevote(0, 5))  # consensus far ahead: nothing to say about our next height
+        sighting.note_vote(prevote(0, 1))
+        sighting.note_vote(prevote(0, 1))  # one validator twice is still a quarter of the power
+        assert not sighting.seen.is_set()
+        sighting.note_vote(prevote(1, 1))  # half the power votes at height 1: an honest one among them
+        assert sighting.seen.is_set()
+    finally:
+        node.close()

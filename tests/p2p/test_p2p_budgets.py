@@ -19,7 +19,7 @@ from p2p.reqresp import SyncedBlock
 from p2p.service import P2PService
 from p2p.testing.node import NodeProcess, free_port
 from p2p.topics import TopicKind
-from tests.adversary.peer import Attacker, attacker
+from tests.adversary.frames import Attacker, attacker
 from tests.p2p.helpers import CHAIN, running_nodes, wait_until
 from tests.p2p.test_p2p_processes import processes
 from tests.p2p.test_p2p_reqresp import CHAIN_DATA, serve

@@ -10,7 +10,7 @@ from libp2p.pubsub.gossipsub import PROTOCOL_ID_V11
 
 from p2p.testing.chain import make_vote, validator_keys
 from p2p.topics import TopicKind
-from tests.adversary.peer import Attacker
+from tests.adversary.frames import Attacker
 from tests.p2p.helpers import CHAIN, Inbox, running_nodes, wait_for_mesh, wait_until
 
 pytestmark = [pytest.mark.p2p]

@@ -18,7 +18,7 @@ from p2p.identity import node_key_from_seed
 from p2p.scoring import Offense
 from p2p.testing.chain import make_tx, make_vote, validator_keys
 from p2p.topics import TopicKind
-from tests.adversary.peer import Attacker, attacker
+from tests.adversary.frames import Attacker, attacker
 from tests.p2p.helpers import CHAIN, Inbox, running_nodes, wait_for_mesh, wait_until
 
 pytestmark = [pytest.mark.p2p]
