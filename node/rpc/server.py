@@ -29,6 +29,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from core.address import encode_address
 from core.block import Block
+from core.errors import BindError
 from node.events import SubscriberTooSlow
 from node.metrics import CONTENT_TYPE_LATEST, NodeMetrics
 from node.rpc import errors as E
@@ -284,8 +285,22 @@ class RpcServer:
         async with trio.open_nursery() as nursery:
             if self.metrics is not None:
                 await nursery.start(self._observe_blocks, self.metrics)
-            binds: list[str] = await nursery.start(
-                partial(serve, self.app, self._hypercorn_config()))  # type: ignore[arg-type]
+            try:
+                binds: list[str] = await nursery.start(
+                    partial(serve, self.app, self._hypercorn_config()))  # type: ignore[arg-type]
+            except (OSError, BaseExceptionGroup) as exc:  # hypercorn's nested nurseries wrap a bind failure
+                cause = _only_os_error(exc)
+                if cause is None:
+                    raise
+                raise BindError(f"cannot listen on {self.host}:{self.port} for RPC (rpc.address): "
+                                f"{cause.strerror or cause}") from None
             self.url = binds[0]
             log.info("rpc listening on %s", self.url)
             task_status.started(self.url)
+
+
+def _only_os_error(exc: BaseException) -> OSError | None:
+    """The OSError that `exc` is, or that a group holds as its only leaf; else None."""
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    return exc if isinstance(exc, OSError) else None
