@@ -27,6 +27,11 @@ class ConsensusParams:
     timeout_precommit_delta_ms: int = 500
     # After a commit: time to gather late precommits (PoI answers, proposer bonus) before round 0 starts.
     timeout_commit_ms: int = 1000
+    # When every precommit of the last height is already in there is nothing left to gather: round 0 starts
+    # once this long has passed since the last block's time (at once if it already has; never later than
+    # timeout_commit would). It paces an idle chain: each height issues PoI rewards and costs every
+    # validator a PoI challenge and its fsyncs. docs/performance.md has the reasons for the defaults.
+    next_block_delay_ms: int = 1000
     # A proposal whose block time is further than this ahead of the local clock gets a nil prevote.
     max_clock_drift_ms: int = 10_000
     # Evidence older than this many heights is neither accepted nor included.

@@ -335,7 +335,7 @@ class ConsensusState:
                 if member is not None:
                     self._last_precommits.add(vote, *member)
         self._pool.prune(int(ev.height))
-        self._schedule(0, Step.COMMIT, out)
+        self._wait_for_round_zero(int(ev.now), out)
         buffered, self._future = self._future, []
         for item in buffered:
             if isinstance(item, VoteReceived) and item.vote.height == ev.height:
@@ -343,6 +343,27 @@ class ConsensusState:
             elif isinstance(item, ProposalReceived) and item.proposal_block.proposal.height == ev.height:
                 self._on_proposal(item.proposal_block, item.now, out)
         self._progress(ev.now, out)
+
+    def _wait_for_round_zero(self, now: int, out: list[Action]) -> None:
+        """After a commit: wait `timeout_commit` for the last height's missing precommits (PoI answers, the
+        proposer's bonus). With none missing (or no last height) only `next_block_delay` since the last block's
+        time is left, and round 0 starts at once when that has passed (CometBFT's skip_timeout_commit)."""
+        if not self._last_precommits_complete():
+            self._schedule(0, Step.COMMIT, out)
+            return
+        wait = self._last_block_time + self.params.next_block_delay_ms - now
+        wait = min(wait, self.params.timeout_commit_ms)
+        if wait <= 0:
+            self._start_round(0, now, out)
+        else:
+            self._schedule(0, Step.COMMIT, out, wait)
+
+    def _last_precommits_complete(self) -> bool:
+        """Whether every validator of the last height has a precommit here (vacuously at height 1)."""
+        if self._height == 1:
+            return True
+        lp = self._last_precommits
+        return lp is not None and lp.power >= lp.validators.total_power
 
     def _start_round(self, r: int, now: int, out: list[Action]) -> None:
         """StartRound(r) (L11)."""
@@ -376,8 +397,8 @@ class ConsensusState:
         return Commit(Height(self._height - 1), Round(self._last_round), self._last_block_id,
                       self._last_precommits.commit_votes(self._last_block_id))
 
-    def _schedule(self, r: int, step: Step, out: list[Action]) -> None:
-        ms = self.params.timeout_ms(step, r)
+    def _schedule(self, r: int, step: Step, out: list[Action], ms: int | None = None) -> None:
+        ms = self.params.timeout_ms(step, r) if ms is None else ms
         self._scheduled[(r, step)] = ms
         out.append(ScheduleTimeout(self._height, Round(r), step, ms))
 
@@ -466,6 +487,8 @@ class ConsensusState:
         added, held = lp.add(vote, *member)
         if added is Added.CONFLICT and held is not None:
             self._add_evidence(duplicate_vote(held, vote), out)
+        elif added is Added.NEW and not self._round_started and self._last_precommits_complete():
+            self._wait_for_round_zero(int(self._last_now), out)  # the last one came in: no more to gather
 
     def _on_proposal(self, pb: ProposalBlock, now: int, out: list[Action]) -> None:
         p = pb.proposal
@@ -509,6 +532,9 @@ class ConsensusState:
             else:
                 self._validating.add(bid)
                 out.append(ValidateBlock(block))
+        if p.round == 0 and not self._round_started:
+            # Only the proposer gathers late precommits (into its block's last commit): the others vote now.
+            self._start_round(0, now, out)
 
     def _note_block(self, block: Block, out: list[Action], bid: Hash32) -> None:
         """Remember a block of this height and judge what consensus itself must check."""

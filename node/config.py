@@ -54,6 +54,8 @@ class ConsensusSection:
     timeout_precommit_ms: int | None = None
     timeout_precommit_delta_ms: int | None = None
     timeout_commit_ms: int | None = None
+    # Not in genesis: None keeps consensus.params.ConsensusParams's default.
+    next_block_delay_ms: int | None = None
     # Propose a block at each height even with an empty mempool (PoI needs every height).
     create_empty_blocks: bool = True
 

@@ -45,6 +45,9 @@ DEFAULT_BASE_PORT = 26700
 DEFAULT_SEED_PHRASE = "inferchain devnet publicly known seed - never use these keys for anything of value"
 MANIFEST = "devnet.json"
 PID_FILE = "devnet.pid"
+# Round 0 of the next height starts this long after the last block's time when every precommit is in (a
+# local config override: consensus.params.ConsensusParams.next_block_delay_ms; docs/performance.md).
+NEXT_BLOCK_DELAY_MS = 200
 STOP_GRACE_S = 10.0
 TERM_GRACE_S = 5.0
 
@@ -63,8 +66,15 @@ class NodeSpec:
     home: Path
     p2p_port: int
     rpc_port: int
-    peer_id: str
+    node_seed: bytes
     validator_address: str
+
+    @property
+    def peer_id(self) -> str:
+        """Computed when asked: it needs libp2p, which starting or stopping the processes does not."""
+        from p2p.identity import node_key_from_seed, peer_id_of
+
+        return str(peer_id_of(node_key_from_seed(self.node_seed)))
 
     @property
     def rpc_url(self) -> str:
@@ -124,12 +134,9 @@ class Devnet:
         return self.root / f"node{index}"
 
     def spec(self, index: int) -> NodeSpec:
-        from p2p.identity import node_key_from_seed, peer_id_of
-
-        peer = str(peer_id_of(node_key_from_seed(node_key_seed(self.seed_phrase, index))))
         address = str(PrivateKey.derive(self.seed_phrase, "validator", index).address)
         p2p_port, rpc_port = self.ports_of(index)
-        return NodeSpec(index, self.home(index), p2p_port, rpc_port, peer, address)
+        return NodeSpec(index, self.home(index), p2p_port, rpc_port, node_key_seed(self.seed_phrase, index), address)
 
     def ports_of(self, index: int) -> tuple[int, int]:
         """Node `index`'s (p2p, rpc) ports: recorded ones, else base_port + 2i and + 2i + 1."""
@@ -198,7 +205,7 @@ class Devnet:
                     f"{self.root} holds a devnet of {manifest.get('validators')} validators; "
                     f"pass --reset to start over with {self.validators}")
             self._adopt_ports(manifest)
-            self._write_block_time()
+            self._write_consensus_overrides()
             return False
         self.root.mkdir(parents=True, exist_ok=True)
         if not self.base_port:
@@ -254,24 +261,30 @@ class Devnet:
             moniker=f"devnet-{index}", validator=validator,
             p2p=P2PSection(listen_addrs=(f"/ip4/127.0.0.1/tcp/{spec.p2p_port}",), bootstrap=tuple(peers)),
             rpc=RPCSection(address=f"127.0.0.1:{spec.rpc_port}"),
-            consensus=ConsensusSection(timeout_commit_ms=self.block_time_ms))
+            consensus=ConsensusSection(timeout_commit_ms=self.block_time_ms, next_block_delay_ms=NEXT_BLOCK_DELAY_MS))
         init_home(spec.home, self.genesis_path, config=config,
                   validator_key=PrivateKey.derive(self.seed_phrase, "validator", index) if validator else None,
                   generate_validator_key=False, node_key_seed=node_key_seed(self.seed_phrase, index),
                   overwrite=spec.home.exists())
         return spec
 
-    def _write_block_time(self) -> None:
-        """Apply --block-time to existing homes (it is a local config override, not a genesis value)."""
-        if self.block_time_ms is None:
-            return
+    def _write_consensus_overrides(self) -> None:
+        """Apply --block-time to existing homes, and the devnet's block delay to homes made before it existed
+        (both are local config overrides, not genesis values)."""
         from node.config import load_config, write_config
 
-        for spec in self.specs():
-            path = spec.home / "config.toml"
-            if path.exists():
-                cfg = load_config(path)
-                write_config(path, cfg.replace(consensus=_replace(cfg.consensus, timeout_commit_ms=self.block_time_ms)))
+        for index in range(self.validators):
+            path = self.home(index) / "config.toml"
+            if not path.exists():
+                continue
+            cfg = load_config(path)
+            old = cfg.consensus
+            new = _replace(old, timeout_commit_ms=old.timeout_commit_ms if self.block_time_ms is None
+                           else self.block_time_ms,
+                           next_block_delay_ms=NEXT_BLOCK_DELAY_MS if old.next_block_delay_ms is None
+                           else old.next_block_delay_ms)
+            if new != old:
+                write_config(path, cfg.replace(consensus=new))
 
     # ------------------------------------------------------------------------------------------ processes
 

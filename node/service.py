@@ -71,6 +71,8 @@ from vm.sandbox.worker import WorkerPool
 logger = logging.getLogger(__name__)
 
 _SUBMIT_THREAD_THRESHOLD = 16
+# At start-up, the longest wait for peers (block sync's wait for a first one, then for a quorum's worth).
+PEER_WAIT_S = 5.0
 
 
 class _MempoolState:
@@ -105,6 +107,7 @@ def consensus_params(genesis: Genesis, config: NodeConfig) -> ConsensusParams:
         timeout_precommit_ms=pick(c.timeout_precommit_ms, g.timeout_precommit_ms),
         timeout_precommit_delta_ms=pick(c.timeout_precommit_delta_ms, g.timeout_precommit_delta_ms),
         timeout_commit_ms=pick(c.timeout_commit_ms, g.timeout_commit_ms),
+        next_block_delay_ms=pick(c.next_block_delay_ms, ConsensusParams().next_block_delay_ms),
         max_evidence_age=int(genesis.params.slashing.max_evidence_age),
     )
 
@@ -215,6 +218,10 @@ class Node:
                     if replayed:
                         logger.info("handshake replayed %d blocks", replayed)
                     self.mempool.update(self.blockstore.height, [])
+                    if self.validator_key is not None:
+                        # The first precommit needs this height's PoI challenge (a sandbox worker process to
+                        # start, ONNX Runtime to load): run it now, alongside p2p start-up and the wait for peers.
+                        nursery.start_soon(self._warm_challenge, int(self.blockstore.height) + 1)
                     wal = FileWAL(self.home.wal_dir / "consensus.wal")
                     self.p2p = self._build_p2p()
                     await nursery.start(self.p2p.run)
@@ -227,9 +234,11 @@ class Node:
                     try:
                         # A node with no bootstrap peers (a lone validator) does not wait for any.
                         await self.block_sync.catch_up(
-                            wait_for_peers_s=5.0 if self.config.p2p.bootstrap else 0.0)
+                            wait_for_peers_s=PEER_WAIT_S if self.config.p2p.bootstrap else 0.0)
                     finally:
                         self.syncing = False
+                    if self.config.p2p.bootstrap:
+                        await self._wait_for_quorum_peers(PEER_WAIT_S)
                     self.driver = self.build_driver(wal)
                     await nursery.start(self.driver.run)
                     self.catch_up = ConsensusCatchUp(self.p2p, self.driver, self.chain)
@@ -244,6 +253,18 @@ class Node:
             if wal is not None:
                 wal.close()
             self.close()
+
+    async def _wait_for_quorum_peers(self, limit_s: float) -> None:
+        """Before the first height: wait (at most `limit_s`) until enough peers hear our proposals that a
+        quorum of the validators would, so a proposal made at once is not lost to a mesh still forming.
+        Peer ids are not validator keys, so this counts peers against validators (equal power), not power."""
+        validators = len(self.app.validator_set(Height(int(self.blockstore.height) + 1)))
+        quorum = 2 * validators // 3 + 1
+        needed = quorum - (1 if self.validator_key is not None else 0)
+        assert self.p2p is not None
+        with trio.move_on_after(limit_s):
+            while len(self.p2p.gossip.topic_peers(TopicKind.PROPOSALS)) < needed:  # noqa: ASYNC110 - no event
+                await trio.sleep(0.02)
 
     def stop(self) -> None:
         if self._cancel is not None:

@@ -19,9 +19,17 @@ import numpy as np
 from core.errors import InferenceError, InvalidModel, LocalFault
 from vm.sandbox.errors import GoldenMismatch, IndexOutOfRange, InputMismatch, RuntimeFault, WorkerFault
 from vm.sandbox.golden import GoldenVectors, golden_mismatch
-from vm.sandbox.graph import one_line
 from vm.sandbox.numeric import canonical_outputs
 from vm.sandbox.spec import ArraySpec, ModelInfo, ModelSpec
+
+
+def one_line(text: object, limit: int = 200) -> str:
+    """vm.sandbox.graph's, imported when an error needs it: graph imports onnx (~0.8 s of CPU), which the
+    node process otherwise never needs (model checks run in the sandbox workers)."""
+    from vm.sandbox.graph import one_line as flatten
+
+    return flatten(text, limit)
+
 
 _ORT_DTYPES = {
     "tensor(float)": "float32",

@@ -606,7 +606,10 @@ class SimNode:
         if self.state is None:
             return
         c = self.cluster
-        peers = [n.index for n in c.nodes if n.index != self.index]
+        # Like the node's catch-up, which asks among its connected peers: a crashed node has no connections.
+        peers = [n.index for n in c.nodes if n.index != self.index and n.up]
+        if not peers:
+            return
         dst = c.rng.choice(peers)
         c.send(self.index, dst, ("catchup", int(self.state.height), self.state.catch_up_queries()))
 

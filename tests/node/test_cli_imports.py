@@ -1,0 +1,81 @@
+"""A local CLI command imports only what it uses: `keys show` and `--help` never load libp2p, ONNX Runtime,
+numpy, the HTTP client or the RPC server (issue 11: those imports made every command take ~1 s). Each case
+runs the real entry point in a fresh child process and reads its `sys.modules` after the command finished."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import click
+import pytest
+from click.testing import CliRunner
+
+from node.cli import cli
+from node.cli.root import COMMANDS, summary_command
+
+pytestmark = pytest.mark.node
+
+REPO = Path(__file__).resolve().parents[2]
+
+# Top-level packages a local command must not load.
+HEAVY = ("libp2p", "onnxruntime", "onnx", "numpy", "trio", "httpx", "hypercorn", "starlette", "plyvel")
+
+CHILD = """
+import json, sys
+from node.cli import main
+try:
+    main(sys.argv[1:])
+except SystemExit as exc:
+    code = exc.code
+print(json.dumps({"exit": code, "modules": sorted({m.split('.')[0] for m in sys.modules})}), file=sys.stderr)
+"""
+
+
+def loaded_by(args: list[str], env: dict[str, str]) -> tuple[int, set[str], str]:
+    proc = subprocess.run([sys.executable, "-c", CHILD, *args], cwd=REPO, capture_output=True, text=True,
+                          timeout=120, env={**os.environ, **env}, check=False)
+    report = json.loads(proc.stderr.strip().splitlines()[-1])
+    return report["exit"], set(report["modules"]), proc.stdout
+
+
+@pytest.fixture
+def keyring(tmp_path: Path) -> dict[str, str]:
+    env = {"INFERCHAIN_KEYRING": str(tmp_path / "keys")}
+    made = CliRunner().invoke(cli, ["keys", "import", "alice", "--seed", "01" * 32], env=env)
+    assert made.exit_code == 0, made.output
+    return env
+
+
+@pytest.mark.parametrize("args", [["--help"], ["keys", "show", "alice"], ["keys", "show", "alice", "--json"],
+                                  ["keys", "list"], ["keys", "--help"]])
+def test_local_commands_load_no_heavy_package(args: list[str], keyring: dict[str, str]) -> None:
+    code, modules, out = loaded_by(args, keyring)
+    assert code in (0, None), out
+    assert out.strip()
+    assert modules & set(HEAVY) == set(), f"{args} imported {sorted(modules & set(HEAVY))}"
+    assert "click" in modules  # the probe sees what the command imported
+
+
+def test_the_probe_sees_a_heavy_import(keyring: dict[str, str]) -> None:
+    """The check above can fail: `query --help` loads its command module, which imports the HTTP client."""
+    code, modules, _ = loaded_by(["query", "--help"], keyring)
+    assert code in (0, None)
+    assert "httpx" in modules
+
+
+def test_help_summaries_are_the_commands_own() -> None:
+    """`inferchain --help` lists the summaries of node.cli.root without importing the commands; each equals
+    what the imported command itself would show, at any width."""
+    group = cli
+    assert isinstance(group, click.Group)
+    ctx = click.Context(group)
+    assert group.list_commands(ctx) == sorted(COMMANDS)
+    for name in COMMANDS:
+        command = group.get_command(ctx, name)
+        assert command is not None and command.name == name
+        for limit in (30, 45, 200):
+            assert summary_command(name).get_short_help_str(limit) == command.get_short_help_str(limit)
