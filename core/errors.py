@@ -6,7 +6,6 @@
     │   ├── InvalidSignature
     │   ├── InvalidTransaction
     │   ├── InvalidBlock
-    │   ├── InvalidVote
     │   ├── InvalidEvidence
     │   │   └── InvalidEvidenceSignature  (also an InvalidSignature)
     │   ├── InvalidModel
@@ -56,10 +55,6 @@ class InvalidTransaction(RemoteError):
 
 class InvalidBlock(RemoteError):
     """A block, header or commit that breaks a consensus rule."""
-
-
-class InvalidVote(RemoteError):
-    """A vote or proposal that breaks a consensus rule."""
 
 
 class InvalidEvidence(RemoteError):

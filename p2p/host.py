@@ -12,7 +12,6 @@ from libp2p.abc import IHost
 from libp2p.crypto.keys import KeyPair
 from libp2p.crypto.x25519 import create_new_key_pair as create_x25519_key_pair
 from libp2p.custom_types import TProtocol
-from libp2p.peer.id import ID
 from libp2p.peer.peerinfo import PeerInfo, info_from_p2p_addr
 from libp2p.security.noise.transport import PROTOCOL_ID as NOISE_PROTOCOL_ID
 from libp2p.security.noise.transport import Transport as NoiseTransport
@@ -84,7 +83,3 @@ def peer_addr(host: IHost) -> str:
     if not addrs:
         raise RuntimeError("host is not listening")
     return str(addrs[0])
-
-
-def is_connected(host: IHost, peer: ID) -> bool:
-    return bool(host.get_network().get_connections(peer))
