@@ -134,10 +134,16 @@ class VMApplication:
             batch.put(META_KEY, AppMeta(Height(0), ZERO_HASH).encode())
 
     def _genesis_gas(self, model: GenesisModel) -> int:
+        """The model's checked gas per call, from the sandbox: its worker process holds the ONNX checker anyway
+        (for the PoI challenge), so starting a chain does not load onnx into the node process (issue 11)."""
         from vm.engine import model_spec
-        from vm.sandbox.check import validate_model
+        from vm.sandbox.executor import CheckJob
 
-        return validate_model(model.model_bytes, model_spec(model.meta, sandbox_limits(self.genesis.params))).gas_per_call
+        spec = model_spec(model.meta, sandbox_limits(self.genesis.params))
+        [result] = self.executor.run_batch([CheckJob(model.model_bytes, spec)])
+        if result.info is None:
+            raise result.error or LocalFault("the sandbox returned no verdict on a genesis model")
+        return result.info.gas_per_call
 
     def close(self) -> None:
         self.engine.close()
