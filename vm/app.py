@@ -21,6 +21,7 @@ from core.codec import Wire, wire
 from core.errors import InvalidBlock, LocalFault, StorageError
 from core.evidence import Evidence, WrongInference, evidence_height
 from core.hashing import ZERO_HASH
+from core.header import TxResult
 from core.state import AuthenticatedMap, StateUpdate
 from core.store import KeySpace, KVStore
 from core.tensor import Tensor
@@ -31,11 +32,11 @@ from core.votes import Vote
 from vm.apply import apply_block
 from vm.build import build_block
 from vm.engine import Engine, challenge_for, sandbox_limits
-from vm.evidence import is_wrong_inference, make_wrong_inference
+from vm.evidence import is_wrong_inference, make_wrong_inference, precheck_wrong_inference
 from vm.execute import BlockContext, inclusion_error
 from vm.genesis import Genesis, GenesisModel, genesis_state
 from vm.poi import compute_commitment
-from vm.process import is_evidence_punishable
+from vm.process import select_punishable
 from vm.sandbox.executor import Executor, LocalExecutor
 from vm.state import ModelRecord, StateView
 from vm.validate import Checks, is_equivocation, validate_block
@@ -247,14 +248,10 @@ class VMApplication:
         return lambda view: view.compute_update(self.state_map, height)
 
     def _usable_evidence(self, evidence: Sequence[Evidence], ctx: BlockContext) -> list[Evidence]:
-        view = self._view()
-        out = []
-        for ev in evidence:
-            if not self.is_valid_evidence(ev):
-                continue
-            if is_evidence_punishable(view, ctx, ev):
-                out.append(ev)
-        return out
+        """The proposer's filter: what proves its offence, then what `validate_block` accepts (the one
+        stateful rule, `vm.process.evidence_problem`, applied in order on a scratch view)."""
+        proven = [ev for ev in evidence if self.is_valid_evidence(ev)]
+        return select_punishable(self._view(), ctx, proven)
 
     def build_block(self, template: BlockTemplate, txs: Sequence[Transaction]) -> Block:
         """Raises LocalFault when this node cannot compute the PoI reveal the block must carry, or when its
@@ -360,6 +357,13 @@ class VMApplication:
             return False
         vset = self._validator_set_or_none(evidence_height(evidence))
         return vset is not None and vset.get_by_key(evidence.offender) is not None
+
+    def precheck_wrong_inference(self, evidence: WrongInference, committed: TxResult | None) -> str | None:
+        """The cheap checks of wrong-inference evidence, no model run (`vm.evidence.precheck_wrong_inference`):
+        why it proves nothing, or None when it is worth `is_valid_evidence` (which re-runs the model).
+        `committed`: the result the chain committed for the evidence's transaction (None: not committed)."""
+        return precheck_wrong_inference(evidence, chain_id=self.chain_id, validator_set=self._validator_set_or_none,
+                                        model=self._model_record, committed=committed)
 
     def wrong_inference_evidence(self, signed: ProposalBlock) -> tuple[WrongInference, ...]:
         """Evidence against `signed`'s proposer for each exact output that `validate_block` found wrong."""
