@@ -5,10 +5,13 @@ punished for an offence committed while it was in it (Cosmos x/slashing semantic
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
+from core.block import compute_evidence_hash
+from core.errors import ConfigError
 from core.evidence import DuplicateVote
 from core.hashing import sha256
 from core.types import Address, Amount, Height, PublicKeyBytes, Round, Timestamp
@@ -17,7 +20,7 @@ from tests.vm.devnet import Devnet, devnet_genesis
 from vm.genesis import Genesis
 from vm.params import BPS
 from vm.state import UnbondingQueue, unbonding_key
-from vm.txs import Unstake
+from vm.txs import Stake, Unstake
 
 pytestmark = pytest.mark.vm
 
@@ -90,3 +93,64 @@ def test_unstaking_after_equivocating_does_not_escape_the_slash(chain: Devnet) -
     net.step()
     assert net.apps[0].view().account(owner.address).balance == balance + stake - expected
     net.assert_supply_conserved()
+
+
+def test_a_validator_that_left_the_set_is_still_slashed(chain: Devnet) -> None:
+    """It unbonds everything right after equivocating and is out of the set when its evidence lands, at the
+    very end of the window: still slashed, the owner's unbonding entry pays."""
+    net = chain
+    net.step()
+    offender = next(a for a in net.keys if a != net.proposer_for(2))
+    stake = net.apps[0].view().validator(offender).stake  # type: ignore[union-attr]
+    owner = net.account(owner_index(net, offender))
+    net.step([net.tx(owner, Unstake(PublicKeyBytes(net.keys[offender].public_key), Amount(stake)),
+                     gas_limit=10_000)])
+    while net.height < 1 + MAX_AGE - 1:
+        net.step()
+    landing = net.height + 1
+    assert landing - 1 == MAX_AGE
+    assert offender not in net.apps[0].validator_set(Height(landing))
+    evidence = double_vote(net, offender, 1)
+    block = net.step(evidence=[evidence])
+    assert block.evidence == (evidence,)
+    record = net.apps[0].view().validator(offender)
+    expected = stake * net.genesis.params.slashing.double_sign_slash_bps // BPS
+    assert record is not None and record.tombstoned and record.slashed == expected
+    assert unbonding_of(net, offender) == stake - expected
+    net.assert_supply_conserved()
+
+
+def test_stake_bonded_after_the_offence_is_not_slashed(chain: Devnet) -> None:
+    """The slash is a fraction of the stake bonded at the offence height (its power then), however much the
+    owner bonds afterwards."""
+    net = chain
+    net.step()
+    offender = next(a for a in net.keys if a != net.proposer_for(2))
+    stake = net.apps[0].view().validator(offender).stake  # type: ignore[union-attr]
+    owner = net.account(owner_index(net, offender))
+    net.step([net.tx(owner, Stake(PublicKeyBytes(net.keys[offender].public_key), Amount(stake)), gas_limit=10_000)])
+    assert net.apps[0].view().validator(offender).stake == 2 * stake  # type: ignore[union-attr]
+    net.step(evidence=[double_vote(net, offender, 1)])
+    record = net.apps[0].view().validator(offender)
+    expected = stake * net.genesis.params.slashing.double_sign_slash_bps // BPS
+    assert record is not None and record.slashed == expected and record.stake == 2 * stake - expected
+    net.assert_supply_conserved()
+
+
+def test_evidence_older_than_the_window_is_refused_and_the_window_fits_the_unbonding_period(
+        chain: Devnet) -> None:
+    net = chain
+    net.step()
+    offender = next(a for a in net.keys if a != net.proposer_for(2))
+    evidence = double_vote(net, offender, 1)
+    while net.height < 1 + MAX_AGE:
+        net.step()
+    assert net.propose(evidence=[evidence]).evidence == ()  # the proposer's filter
+    block = net.propose()
+    forged = replace(block, evidence=(evidence,),
+                     header=replace(block.header, evidence_hash=compute_evidence_hash((evidence,))))
+    verdict = net.apps[1].validate_block(forged)  # block validation: the same rule
+    assert verdict.kind.value == "invalid" and "outside the window" in verdict.reason
+    with pytest.raises(ConfigError, match=r"max_evidence_age must be between 1 and staking\.unbonding_blocks"):
+        devnet_genesis(4, staking={"unbonding_blocks": UNBONDING},
+                       slashing={"max_evidence_age": UNBONDING + 1})
