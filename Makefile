@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.stamp-install
 # Parallel workers for the CPU-bound suites (core, vm, consensus).
 WORKERS ?= 2
 
-.PHONY: install test test-parallel test-serial lint typecheck bench devnet clean models
+.PHONY: install test test-parallel test-serial lint typecheck bench devnet clean models vectors
 
 install: $(STAMP)
 
@@ -44,7 +44,7 @@ lint: install
 	$(BIN)/mypy core vm consensus node p2p tools
 
 # Each bench prints its figures and ratios against a raw baseline measured in the same run.
-BENCHES := codec_crypto state vm_sandbox vm consensus p2p node
+BENCHES := codec_crypto state vm_sandbox vm consensus p2p node devnet
 
 bench: install
 	@for b in $(BENCHES); do \
@@ -57,6 +57,10 @@ devnet: install
 # Regenerate the committed demo models (deterministic: same bytes as in the repository).
 models: install
 	$(BIN)/python -m tools.models
+
+# Regenerate the spec vectors in tests/vectors (tests/vm/test_vectors.py checks them byte for byte).
+vectors: install
+	$(BIN)/python -m tools.vectors
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis build *.egg-info .devnet

@@ -78,9 +78,6 @@ class EvidencePool:
             self._pending.pop(key, None)
             self._committed[key] = int(evidence_height(e))
 
-    def is_committed(self, evidence: Evidence) -> bool:
-        return offence_id(evidence) in self._committed
-
     def knows(self, evidence: Evidence) -> bool:
         """The offence is already pending or committed (no need to check this copy)."""
         key = offence_id(evidence)

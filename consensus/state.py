@@ -183,10 +183,6 @@ class ConsensusState:
         return self._locked_round, self._locked_id
 
     @property
-    def decided(self) -> Block | None:
-        return self._decided
-
-    @property
     def validators(self) -> ValidatorSet:
         return self._vs
 

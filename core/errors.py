@@ -6,7 +6,6 @@
     │   ├── InvalidSignature
     │   ├── InvalidTransaction
     │   ├── InvalidBlock
-    │   ├── InvalidVote
     │   ├── InvalidEvidence
     │   │   └── InvalidEvidenceSignature  (also an InvalidSignature)
     │   ├── InvalidModel
@@ -18,7 +17,8 @@
         ├── StorageError
         ├── DoubleSignError
         ├── ConfigError              the operator's node home, config or genesis file
-        └── KeyFileError             the operator's key file
+        ├── KeyFileError             the operator's key file
+        └── BindError                a configured listen address this node cannot bind
 
 A handler catches by the split: `RemoteError` means refuse the input (and penalize the peer where the
 protocol says so); `LocalError` means alarm, stop or retry, and never report it as the sender's fault. A bug in
@@ -55,10 +55,6 @@ class InvalidTransaction(RemoteError):
 
 class InvalidBlock(RemoteError):
     """A block, header or commit that breaks a consensus rule."""
-
-
-class InvalidVote(RemoteError):
-    """A vote or proposal that breaks a consensus rule."""
 
 
 class InvalidEvidence(RemoteError):
@@ -107,3 +103,8 @@ class ConfigError(LocalError):
 class KeyFileError(LocalError):
     """A key file that is missing, unreadable, too permissive, corrupt or locked with another passphrase:
     the operator's file, so the command or node stops with a one-line message."""
+
+
+class BindError(LocalError):
+    """This node cannot listen on a configured address (another program holds it, not a local address, not
+    permitted): the operator's setup, so the node stops with a one-line message naming the address."""

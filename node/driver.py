@@ -127,28 +127,15 @@ class ConsensusDriver:
 
     @property
     def height(self) -> Height:
-        try:
-            return self.state.height
-        except AttributeError:  # before the first NewHeight
-            return Height(self.chain.height + 1)
+        return self.state.height
 
     @property
     def round(self) -> int:
-        try:
-            return int(self.state.round)
-        except AttributeError:  # before the first NewHeight
-            return 0
+        return int(self.state.round)
 
     async def submit(self, event: Event) -> None:
         """Queue an input for the loop (gossip handlers, catch-up); waits when the loop is behind."""
         await self._send.send(event)
-
-    def submit_nowait(self, event: Event) -> bool:
-        try:
-            self._send.send_nowait(event)
-        except trio.WouldBlock:
-            return False
-        return True
 
     def now(self) -> Timestamp:
         return Timestamp(self._clock())

@@ -21,7 +21,6 @@ import functools
 import logging
 import os
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import trio
@@ -375,8 +374,3 @@ class Node:
             await self.p2p.publish(TopicKind.PROPOSALS, message.encode(), check=False)
         else:
             await self.p2p.publish(TopicKind.EVIDENCE, EvidenceEnvelope(message).encode(), check=False)
-
-
-def open_node(home: str | Path, **kwargs: Any) -> Node:
-    """Shorthand for the CLI: `Node.from_home`."""
-    return Node.from_home(home, **kwargs)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -185,15 +185,13 @@ class CatchUpTarget(Protocol):
 class ConsensusCatchUp:
     """While in consensus: recover lost votes and commits from peers over request/response."""
 
-    def __init__(self, p2p: P2PService, driver: CatchUpTarget, chain: Chain, interval_s: float = 0.5,
-                 on_behind: Callable[[int], None] | None = None) -> None:
+    def __init__(self, p2p: P2PService, driver: CatchUpTarget, chain: Chain, interval_s: float = 0.5) -> None:
         self.p2p = p2p
         self.driver = driver
         self.chain = chain
         self.interval_s = interval_s
         self.votes_fetched = 0
         self.commits_fetched = 0
-        self._on_behind = on_behind
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         task_status.started()

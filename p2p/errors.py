@@ -18,6 +18,14 @@ class RequestFailed(RemoteError):
     Not necessarily misbehaviour: ask another peer, do not penalize (that is `BadResponse`)."""
 
 
+class RateLimited(RequestFailed):
+    """The peer refused the request for our request rate or its byte budget for us: wait, or ask another."""
+
+
+class NotServed(RequestFailed):
+    """The peer announced (libp2p identify) protocols that do not include this one: not asked at all."""
+
+
 class NotFound(RequestFailed):
     """The peer answered that it lacks what was asked."""
 

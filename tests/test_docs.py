@@ -1,5 +1,6 @@
 """The documentation stands alone: the README indexes every page in docs/, every `docs/design.md §N`
-citation in the repository names a section that exists, and no file cites a document the clone lacks."""
+citation in the repository names a section that exists, every repository path a doc names exists, and no
+file cites a document the clone lacks."""
 
 from __future__ import annotations
 
@@ -45,6 +46,15 @@ def test_every_design_citation_names_a_section_that_exists() -> None:
 def test_the_citation_pattern_reads_ranges_and_lists() -> None:
     assert cited_sections("see docs/design.md §2.3-§2.4, and docs/design.md §4.5, §4.10): x") == {
         "2.3", "2.4", "4.5", "4.10"}
+
+
+def test_every_repository_path_a_doc_names_exists() -> None:
+    """Files move; the docs that name them (`node/chain.py`, `tests/vectors/`) must move with them."""
+    pages = [*sorted((ROOT / "docs").glob("*.md")), ROOT / "README.md", ROOT / "tests" / "vectors" / "README.md"]
+    named = re.compile(r"`((?:core|vm|consensus|p2p|node|tools|tests|bench|docs)/[\w/.]*)`")
+    missing = sorted(f"{page.relative_to(ROOT)}: {path}" for page in pages
+                     for path in set(named.findall(page.read_text())) if not (ROOT / path).exists())
+    assert missing == []
 
 
 def test_no_file_cites_a_document_outside_the_repository() -> None:

@@ -37,7 +37,7 @@ from vm.execute import BlockContext, inclusion_error
 from vm.genesis import Genesis, GenesisModel, genesis_state
 from vm.poi import compute_commitment
 from vm.process import select_punishable
-from vm.sandbox.executor import Executor, LocalExecutor
+from vm.sandbox.executor import Executor
 from vm.state import ModelRecord, StateView
 from vm.validate import Checks, is_equivocation, validate_block
 
@@ -381,8 +381,3 @@ class VMApplication:
         chain = view.chain()
         ctx = BlockContext(self.chain_id, Height(chain.height + 1), chain.time, Address(b"\x00" * 20), view.params())
         return inclusion_error(view, ctx, tx)
-
-
-def local_executor() -> Executor:
-    """An in-process executor (no isolation) for tools and benchmarks."""
-    return LocalExecutor()

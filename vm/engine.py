@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from core.errors import LocalFault
 from core.header import TxStatus
 from core.limits import MAX_TENSOR_BYTES, MAX_TENSOR_DIMS
 from core.tensor import DType, Tensor
@@ -112,6 +113,28 @@ def resolutions_agree(meta: ModelMeta | None, claimed: Resolution, local: Resolu
 
 
 @dataclass(frozen=True, slots=True)
+class _InferSlot:
+    """A batch job that resolves the inference at `index` in the block."""
+
+    index: int
+
+
+@dataclass(frozen=True, slots=True)
+class _CheckSlot:
+    """A batch job that checks the registration at `index` in the block."""
+
+    index: int
+
+
+@dataclass(frozen=True, slots=True)
+class _ChallengeSlot:
+    """The batch job that runs the block's PoI challenge."""
+
+
+_Slot = _InferSlot | _CheckSlot | _ChallengeSlot
+
+
+@dataclass(frozen=True, slots=True)
 class ChallengeRun:
     """A PoI challenge to run with the block's work: the PoI model and its generated inputs."""
 
@@ -151,14 +174,14 @@ class Engine:
         a model. Raises LocalFault when this node cannot decide."""
         limits = sandbox_limits(params)
         jobs: list[Job] = []
-        slots: list[tuple[str, int]] = []  # ("infer"|"check"|"challenge", work index)
+        slots: list[_Slot] = []  # what each job resolves, in job order
         resolutions: dict[int, Resolution] = {}
         registrations: dict[int, tuple[RegisterWork, ModelSpec]] = {}
         for item in work:
             if isinstance(item, InferWork):
                 pkg = self.package(item.model_id, item.model.meta, limits)
                 jobs.append(InferJob(pkg, feeds(item.model.meta, item.inputs)))
-                slots.append(("infer", item.index))
+                slots.append(_InferSlot(item.index))
             else:
                 verdict = static_registration_verdict(item.meta)
                 if verdict is not None:
@@ -171,31 +194,33 @@ class Engine:
                     continue
                 registrations[item.index] = (item, spec)
                 jobs.append(CheckJob(item.model_bytes, spec))
-                slots.append(("check", item.index))
+                slots.append(_CheckSlot(item.index))
         if challenge is not None:
             pkg = self.package(challenge.model_id, challenge.meta, limits)
             jobs.append(InferJob(pkg, feeds(challenge.meta, challenge.inputs)))
-            slots.append(("challenge", -1))
+            slots.append(_ChallengeSlot())
         results = self.executor.run_batch(jobs) if jobs else []
         challenge_output: tuple[Tensor, ...] | None = None
         checked: list[tuple[RegisterWork, ModelSpec, int]] = []
-        for (kind, index), result in zip(slots, results, strict=True):
-            if kind == "infer":
-                resolutions[index] = infer_resolution(result)
-            elif kind == "challenge":
-                if result.outputs is None:
-                    raise ValueError(f"the PoI model failed: {type(result.error).__name__}")
-                challenge_output = to_tensors(result.outputs)
-            else:
-                item, spec = registrations[index]
-                if result.info is None:
-                    resolutions[index] = RegisterResolution(False, 0, _one_line(str(result.error)))
-                    continue
-                declared = output_specs(item.meta)
-                if result.info.outputs != declared:
-                    resolutions[index] = RegisterResolution(False, 0, "declared outputs differ from the graph")
-                    continue
-                checked.append((item, spec, int(result.info.gas_per_call)))
+        for slot, result in zip(slots, results, strict=True):
+            match slot:
+                case _InferSlot(index=index):
+                    resolutions[index] = infer_resolution(result)
+                case _ChallengeSlot():
+                    if result.outputs is None:
+                        # A registered (checked, golden-tested) PoI model that fails here: this node's fault.
+                        raise LocalFault(f"the PoI model failed: {type(result.error).__name__}")
+                    challenge_output = to_tensors(result.outputs)
+                case _CheckSlot(index=index):
+                    item, spec = registrations[index]
+                    if result.info is None:
+                        resolutions[index] = RegisterResolution(False, 0, _one_line(str(result.error)))
+                        continue
+                    declared = output_specs(item.meta)
+                    if result.info.outputs != declared:
+                        resolutions[index] = RegisterResolution(False, 0, "declared outputs differ from the graph")
+                        continue
+                    checked.append((item, spec, int(result.info.gas_per_call)))
         if checked:
             resolutions.update(self._get_golden_resolutions(checked))
         return resolutions, challenge_output

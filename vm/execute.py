@@ -24,6 +24,7 @@ from vm.params import Params
 from vm.state import (
     KEY_CANDIDATES,
     MAX_CANDIDATES,
+    MAX_UPLOAD_CHUNKS,
     Account,
     CandidateList,
     ExpiryList,
@@ -52,8 +53,6 @@ from vm.txs import (
     Unstake,
     compute_model_id,
 )
-
-MAX_UPLOAD_CHUNKS = 8192 * 8  # the received-chunks bitmap is at most 8 KiB
 
 
 @dataclass(frozen=True, slots=True)

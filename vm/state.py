@@ -22,6 +22,8 @@ from vm.txs import ModelMeta, UploadHeader
 # evidence may still name (max_evidence_age back) up to last+2, plus this margin. Slashing reads the offence
 # height's set from it (membership and power at the offence), so a validator that left stays punishable.
 VSET_MARGIN = 8
+MAX_UPLOAD_CHUNKS = 0xFFFF  # UploadHeader.n_chunks is a U16
+RECEIVED_BITMAP_BYTES = (MAX_UPLOAD_CHUNKS + 7) // 8
 
 W = TypeVar("W", bound=Wire)
 
@@ -73,13 +75,13 @@ class UnbondingQueue(Wire):
     entries: Annotated[tuple[UnbondingEntry, ...], MaxLen(MAX_BLOCK_TXS)]
 
 
-@wire(max_bytes=UploadHeader.MAX_BYTES + 256)
+@wire(max_bytes=UploadHeader.MAX_BYTES + RECEIVED_BITMAP_BYTES + 256)
 class Upload(Wire):
     """An upload in progress; `received` is a bitmap of the chunks that landed."""
 
     owner: Address
     header: UploadHeader
-    received: Annotated[bytes, MaxLen(8192)]
+    received: Annotated[bytes, MaxLen(RECEIVED_BITMAP_BYTES)]
     expires_at: Height
 
     @property

@@ -11,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import os
-import struct
 from collections.abc import Iterator, Mapping
 from typing import Final, final
 
@@ -39,6 +38,7 @@ from core.state.nodes import (
     decode_internal,
     decode_leaf,
     decode_node_bitmaps,
+    encode_leaf,
     fold,
     leaf_key,
     nibble_at,
@@ -130,7 +130,6 @@ _HIGH: Final = tuple(bytes((b & 0xF0,)) for b in range(256))
 _sha256 = hashlib.sha256
 _VALUE_TAG = bytes((len(VALUE_TAG),)) + VALUE_TAG
 _LEAF_TAG = bytes((len(LEAF_TAG),)) + LEAF_TAG
-_KEY_LEN = struct.Struct(">I").pack
 
 
 def _packed(path: bytes, depth: int) -> bytes:
@@ -168,7 +167,7 @@ class _Updater:
     def new_leaf(self, path: bytes, key: bytes, value: bytes, digest: bytes | None = None) -> _Ref:
         if digest is None:
             digest = _sha256(_LEAF_TAG + path + _sha256(_VALUE_TAG + value).digest()).digest()
-        self.leaf_writes.append((self.version + path, _KEY_LEN(len(key)) + key + value))
+        self.leaf_writes.append((self.version + path, encode_leaf(key, value)))
         return digest, self.version, path
 
     def update(self, ref: _Ref | None, depth: int, lo: int, hi: int) -> _Ref | None:

@@ -91,8 +91,11 @@ def up(root: Path | None, validators: int, block_time: float | None, base_port: 
             signal.signal(s, handler)
         if net.procs:
             click.echo("\nstopping nodes…", err=True)
-            codes = net.stop_all()
-            click.echo(f"stopped {len(codes)} node(s)", err=True)
+            running = sum(p.poll() is None for p in net.procs.values())
+            exited = len(net.procs) - running
+            net.stop_all()
+            gone = f" ({exited} had already exited: see their logs)" if exited else ""
+            click.echo(f"stopped {running} running node(s){gone}", err=True)
 
 
 def _print_accounts(net: Devnet) -> None:
@@ -187,9 +190,10 @@ def status(root: Path | None, as_json: bool) -> None:
                f"{'running' if alive else 'not running'}")
     for row in rows:
         if "error" in row:
-            click.echo(f"  node{row['node']}  {row['rpc']}  pid={row['pid']}  down")
+            state = "not running" if row["pid"] is None else f"pid {row['pid']}, not answering"
+            click.echo(f"  node{row['node']}  {row['rpc']}  down ({state})")
         else:
-            click.echo(f"  node{row['node']}  {row['rpc']}  pid={row['pid']}  height={row['height']} "
+            click.echo(f"  node{row['node']}  {row['rpc']}  pid {row['pid']}  height={row['height']} "
                        f"round={row['round']} peers={row['peers']}{'  catching up' if row['catching_up'] else ''}")
         click.echo(f"         p2p {row['p2p']}")
 

@@ -49,12 +49,13 @@ class NodeApi(Protocol):
     async def submit_txs(self, txs: Sequence[Transaction]) -> list[SubmitVerdict]: ...
 
     def committed_blocks(self) -> AbstractAsyncContextManager[AsyncIterator[Block]]:
-        """A stream of every block committed from now on, in height order."""
+        """A stream of every block committed from now on, in height order (the node's `EventHub`); raises
+        OverflowError when too many are open."""
         ...
 
-    def tx_outcome(self, tx_hash: Hash32) -> TxOutcome | None:
-        """Committed, or rejected after mempool entry (commit mode reports "rejected: validators disagreed");
-        None while pending or unknown."""
+    async def wait_for_tx(self, tx_hash: Hash32) -> TxOutcome:
+        """Until the transaction is committed or rejected after mempool entry (commit mode reports "rejected:
+        validators disagreed"); the caller bounds the wait. Checks the block store before it waits."""
         ...
 
     def params(self) -> Wire | None:

@@ -56,9 +56,5 @@ class RpcError(RemoteError):
         return self.message
 
 
-def invalid_params(message: str) -> RpcError:
-    return RpcError(INVALID_PARAMS, message)
-
-
 def not_found(message: str) -> RpcError:
     return RpcError(NOT_FOUND, message)

@@ -127,7 +127,10 @@ def test_address_text_round_trip(raw: bytes) -> None:
     assert text.startswith("ic1")
     assert decode_address(text) == raw
     assert decode_address(text.upper()) == raw
-    assert parse_address(raw.hex()) == raw
+    assert parse_address(text) == raw
+    for hex_form in (raw.hex(), "0x" + raw.hex(), "0X" + raw.hex().upper()):
+        with pytest.raises(ValueError, match="hex address, not an Inferchain address"):
+            parse_address(hex_form)
 
 
 @settings(max_examples=200)

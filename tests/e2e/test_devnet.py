@@ -19,7 +19,7 @@ import httpx
 import numpy as np
 import pytest
 
-from core.types import Height
+from core.types import Amount, Height
 from node.client import Client, RpcError
 from tests.realnet import RealNet, realnet_fixture
 from vm.txs import Transfer, build_tx
@@ -104,7 +104,7 @@ def test_killed_validator_restarts_catches_up_and_votes_again(net: RealNet) -> N
         nonce = c0.account(sender.address).nonce
         with Client(net.spec(0).rpc_url, timeout=10) as client:
             while not stop.is_set():
-                tx = build_tx(sender, Transfer(to.address, 1), chain_id=status.chain_id, nonce=nonce,
+                tx = build_tx(sender, Transfer(to.address, Amount(1)), chain_id=status.chain_id, nonce=nonce,
                               gas_limit=1000, fee=1000)
                 try:
                     if client.broadcast_tx(tx).accepted:

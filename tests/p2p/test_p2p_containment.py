@@ -7,8 +7,8 @@ import os
 import pytest
 import trio
 from libp2p.pubsub.gossipsub import PROTOCOL_ID_V11
-from p2p.testchain import make_vote, validator_keys
 
+from p2p.testing.chain import make_vote, validator_keys
 from p2p.topics import TopicKind
 from tests.p2p.attacker import Attacker
 from tests.p2p.helpers import CHAIN, Inbox, running_nodes, wait_for_mesh, wait_until

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 import trio
-from p2p.testchain import make_tx
 
 from p2p.batcher import encode_tx_batch
+from p2p.testing.chain import make_tx
 from p2p.topics import TopicKind
 from tests.p2p.helpers import CHAIN, Inbox, running_nodes, wait_for_mesh, wait_until
 

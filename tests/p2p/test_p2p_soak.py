@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 import trio
-from p2p.testnode import NodeProcess, free_port, peer_addr_for
 
+from p2p.testing.node import NodeProcess, free_port, peer_addr_for
 from tests.p2p.test_p2p_processes import processes, wait_for_mesh
 
 pytestmark = [pytest.mark.p2p, pytest.mark.slow]

@@ -181,3 +181,32 @@ async def test_batcher_flushes_on_size_and_on_its_interval(mock_clock: trio.test
         assert [len(TxBatch.decode(b).txs) for b in published] == [4, 4, 1]
         nursery.cancel_scope.cancel()
     assert [tx for b in published for tx in TxBatch.decode(b).txs] == txs[:9]
+
+
+def test_repeat_disconnects_ban_a_peer_whose_offenses_each_cost_little() -> None:
+    book = ScoreBook(PenaltyPolicy(disconnect_ban_s=30, ban_s=600, half_life_s=60, strikes_to_ban=2))
+    for t in (0.0, 0.1, 0.2):
+        book.penalize("p", Offense.WRONG_CHAIN, now=t)
+    assert book.is_banned("p", now=1)
+    # offenses still in flight when it was cut off are no new strike
+    assert book.penalize("p", Offense.INVALID, now=1) is Action.NONE
+    # it comes back after the refusal, score decayed to about -100: one more small offense is the second strike
+    assert not book.is_banned("p", now=31)
+    assert book.penalize("p", Offense.INVALID, now=31) is Action.BAN
+    assert book.is_banned("p", now=600)
+    assert book.penalize("p", Offense.MALFORMED_FRAME, now=40) is Action.NONE  # already banned: counted once
+    # strikes expire with the ban period
+    assert book.penalize("q", Offense.MALFORMED_FRAME, now=0) is Action.DISCONNECT
+    assert book.penalize("q", Offense.MALFORMED_FRAME, now=1000) is Action.DISCONNECT
+
+
+def test_score_book_and_rate_tables_are_bounded() -> None:
+    book = ScoreBook(PenaltyPolicy(max_tracked_peers=100))
+    limiter = PeerRateLimiter(msgs_per_s=10, msg_burst=10, bytes_per_s=1000, max_peers=100)
+    for i in range(10_000):
+        book.penalize(f"p{i}", Offense.MALFORMED_FRAME, now=0)
+        limiter.allow(f"p{i}", 10, now=0)
+    assert book.tracked() <= 300 and limiter.tracked() <= 200
+    assert book.is_banned("p9999", now=1)  # the newest are kept
+    limiter.forget("p9999")
+    assert limiter.tracked() <= 198

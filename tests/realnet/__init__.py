@@ -4,9 +4,10 @@
 `wait_until` is the bounded wait; `report` puts node logs into failed tests' reports.
 """
 
+from tests.realnet import report
 from tests.realnet.fixture import realnet_fixture
 from tests.realnet.network import BIND_FAILURE, NetworkError, NodeExited, RealNet
 from tests.realnet.waits import WaitTimeout, wait_until
 
-__all__ = ["BIND_FAILURE", "NetworkError", "NodeExited", "RealNet", "WaitTimeout", "realnet_fixture",
+__all__ = ["BIND_FAILURE", "NetworkError", "NodeExited", "RealNet", "WaitTimeout", "realnet_fixture", "report",
            "wait_until"]

@@ -12,8 +12,9 @@
 Homes, keys and genesis come from `node.devnet.Devnet` (validator i's keys derive from the public devnet
 seed). Ports come from the OS; a node that finds one taken (another program got it first) exits with its
 one-line "cannot listen" message, and `start` moves the whole network to new free ports and tries again.
-A node counts as ready only when its process is alive and its RPC answers with this chain's id and that
-node's own peer id: an open port alone may belong to another program. Every failure message carries each
+A node counts as ready only when its process is alive and its RPC answers with this chain's id, that node's
+own peer id and, among its listen addresses, the p2p address it was given (the node reports that once its
+p2p host listens and it runs): an open port alone may belong to another program. Every failure message carries each
 node's state, height and log tail (`describe`). This module does not use pytest: `bench/` drives it too.
 """
 
@@ -221,8 +222,20 @@ class RealNet:
         peers = bootstrap if bootstrap is not None else [self.spec(i).p2p_addr for i in range(self.validators)]
         self.devnet.init_home(index, validator=validator, bootstrap=peers)
         self._extra.add(index)
-        if start:
-            self.restart(index, timeout=timeout)
+        for attempt in range(1, BIND_ATTEMPTS + 1):
+            if not start:
+                break
+            try:
+                self.restart(index, timeout=timeout)
+                break
+            except NodeExited as exc:
+                if not exc.bind_failure or attempt == BIND_ATTEMPTS:
+                    raise
+                self.devnet.ports.pop(index, None)  # another program took a port: new ones, same home
+                self.devnet.init_home(index, validator=validator, bootstrap=peers)
+                stale = self._clients.pop(index, None)
+                if stale is not None:
+                    stale.close()
         return index
 
     def _proc(self, index: int) -> subprocess.Popen[bytes]:
@@ -234,8 +247,9 @@ class RealNet:
     # ------------------------------------------------------------------------------------------ readiness
 
     def wait_ready(self, indices: Iterable[int], *, timeout: float = START_TIMEOUT_S) -> None:
-        """Until each node's process is alive and its RPC answers with this chain's id and its own peer id.
-        A node that exits meanwhile raises NodeExited at once (with its log)."""
+        """Until each node's process is alive and its RPC answers with this chain's id, its own peer id and
+        its p2p address among the addresses it listens on. A node that exits meanwhile raises NodeExited at
+        once (with its log)."""
         pending = set(indices)
         seen: dict[int, str] = {}
 
@@ -247,10 +261,13 @@ class RealNet:
                 except RpcError as exc:
                     seen[index] = str(exc)
                     continue
-                expected = (self.chain_id, self.spec(index).peer_id)
-                if (status.chain_id, status.node_id) != expected:
+                spec = self.spec(index)
+                if (status.chain_id, status.node_id) != (self.chain_id, spec.peer_id):
                     seen[index] = (f"port answered as chain {status.chain_id!r} node {status.node_id}, "
-                                   f"not {expected[0]!r} node {expected[1]}")
+                                   f"not {self.chain_id!r} node {spec.peer_id}")
+                    continue
+                if spec.p2p_addr not in status.listen_addrs:  # its RPC runs first; p2p may still fail to bind
+                    seen[index] = f"RPC up, p2p not yet listening on {spec.p2p_addr} ({status.listen_addrs})"
                     continue
                 pending.discard(index)
             return not pending

@@ -32,8 +32,7 @@ def _digits() -> tuple[np.ndarray, np.ndarray]:
     import importlib.util
 
     spec = importlib.util.find_spec("sklearn")
-    if spec is None or not spec.submodule_search_locations:
-        pytest.skip("scikit-learn (the models extra) is not installed")
+    assert spec is not None and spec.submodule_search_locations, "scikit-learn (the models extra): run make install"
     path = Path(next(iter(spec.submodule_search_locations))) / "datasets" / "data" / "digits.csv.gz"
     data = np.loadtxt(path, delimiter=",")
     return data[:, :-1], data[:, -1].astype(np.int64)

@@ -45,6 +45,24 @@ def test_tool_is_deterministic_and_keys_derive_from_the_seed(tmp_path: Path) -> 
         PrivateKey.derive(seed, "validator", i).public_key.hex() for i in range(7)]
 
 
+def test_tool_applies_overrides_and_refuses_bad_ones_in_one_line(tmp_path: Path) -> None:
+    runner = CliRunner()
+    out = tmp_path / "g.json"
+    result = runner.invoke(main, ["-n", "2", "--accounts", "3", "--out", str(out),
+                                  "--overrides", '{"slashing": {"jail_blocks": 5}}'])
+    assert result.exit_code == 0, result.output
+    doc = json.loads(out.read_text())
+    assert doc["slashing"]["jail_blocks"] == 5 and len(doc["accounts"]) == 3
+    assert parse_genesis(doc).params.slashing.jail_blocks == 5
+    for overrides, message in (('{"slashing": {"max_misses": 99}}', "max_misses"),
+                               ('{"nope": {}}', "unknown sections"),
+                               ("[1]", "expected an object"),
+                               ("{", "not JSON")):
+        result = runner.invoke(main, ["--out", str(tmp_path / "bad.json"), "--overrides", overrides])
+        assert result.exit_code != 0 and message in result.output, (overrides, result.output)
+        assert not (tmp_path / "bad.json").exists()
+
+
 @pytest.mark.parametrize(("edit", "message"), [
     (lambda d: d.pop("chain_id"), "chain_id is missing"),
     (lambda d: d["accounts"][0].update(address="ic1notanaddress"), "accounts[0].address"),

@@ -19,9 +19,9 @@ if TYPE_CHECKING:
     from vm.sandbox.errors import (
         GoldenMismatch,
         InputMismatch,
-        ModelRuntimeError,
         NonFiniteOutput,
         OffGridOutput,
+        RuntimeFault,
         WorkerFault,
     )
     from vm.sandbox.executor import CheckJob, Executor, InferJob, Job, JobResult, LocalExecutor, ModelPackage
@@ -44,7 +44,7 @@ _EXPORTS = {
     "validate_spec": "vm.sandbox.check",
     "GoldenMismatch": "vm.sandbox.errors",
     "InputMismatch": "vm.sandbox.errors",
-    "ModelRuntimeError": "vm.sandbox.errors",
+    "RuntimeFault": "vm.sandbox.errors",
     "NonFiniteOutput": "vm.sandbox.errors",
     "OffGridOutput": "vm.sandbox.errors",
     "WorkerFault": "vm.sandbox.errors",
@@ -98,11 +98,11 @@ __all__ = [
     "MeterReport",
     "ModelInfo",
     "ModelPackage",
-    "ModelRuntimeError",
     "ModelSpec",
     "NodeCost",
     "NonFiniteOutput",
     "OffGridOutput",
+    "RuntimeFault",
     "SandboxLimits",
     "Tolerance",
     "WorkerFault",

@@ -25,6 +25,7 @@ from vm.sandbox.graph import (
     infer_types,
     initializer_type,
     iter_graph_attributes,
+    library_verdict,
     node_inputs,
     one_line,
     parse_model,
@@ -55,17 +56,26 @@ _CONTRIB_DOMAINS = frozenset({"com.microsoft", "com.microsoft.nchwc", "com.micro
 
 
 def validate_model(model_bytes: bytes, spec: ModelSpec) -> ModelInfo:
-    """Accept canonical model bytes that obey every registration rule for `spec`; else raise InvalidModel."""
+    """Accept canonical model bytes that obey every registration rule for `spec`; else raise InvalidModel.
+
+    Total: for any bytes and any spec the outcome is a ModelInfo or InvalidModel with one bounded line
+    (a LocalFault only when this node runs out of memory). Any other exception is a bug in the checker.
+    """
+    try:
+        return _validate_model(model_bytes, spec)
+    except InvalidModel as exc:  # names quoted in a message can be long: the verdict stays one short line
+        raise InvalidModel(one_line(exc)) from None
+
+
+def _validate_model(model_bytes: bytes, spec: ModelSpec) -> ModelInfo:
     limits = spec.limits
     validate_spec(spec)
     model = parse_model(model_bytes, limits)
     _validate_structure(model, limits)
     _validate_initializers(model, limits)
     _validate_io(model, spec)
-    try:
+    with library_verdict("ill-formed graph: onnx's checker"):
         onnx.checker.check_model(model)
-    except Exception as exc:  # onnx raises ValidationError and others for ill-formed graphs
-        raise InvalidModel(f"ill-formed graph: {one_line(exc)}") from None
     types = infer_types(model)
     _validate_static(model, types, limits)
     _validate_canonical(model_bytes, model, types, spec)
@@ -362,15 +372,22 @@ def _validate_class(model: ModelProto, types: TypeTable, model_class: CompareMod
 
 
 def _validate_runtime_accepts(model_bytes: bytes) -> None:
-    """ORT (pinned) must build a session: a checked model never fails to load later."""
-    from vm.sandbox.session import create_session
+    """ORT (pinned) must build a session: a checked model never fails to load later.
+
+    Only ORT's model refusals (a closed list of status types) are a verdict; any other failure to build
+    the session is this node's fault.
+    """
+    from vm.sandbox.errors import RuntimeFault
+    from vm.sandbox.session import MODEL_REFUSALS, create_session
 
     try:
         create_session(bytes(model_bytes))
+    except MODEL_REFUSALS as exc:
+        raise InvalidModel(f"runtime refuses the model: {one_line(exc)}") from None
     except LocalFault:
         raise
-    except Exception as exc:  # ORT's refusal of the bytes is a deterministic verdict
-        raise InvalidModel(f"runtime refuses the model: {one_line(exc)}") from None
+    except Exception as exc:  # not a refusal of the bytes: memory, threads, files, a runtime bug
+        raise RuntimeFault(f"runtime failed to build a session: {type(exc).__name__}: {one_line(exc)}") from None
 
 
 def _info(model_bytes: bytes, model: ModelProto, types: TypeTable, spec: ModelSpec, report: MeterReport) -> ModelInfo:

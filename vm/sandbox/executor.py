@@ -17,7 +17,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from core.errors import InferenceError, InvalidModel, LocalFault
-from vm.sandbox.errors import GoldenMismatch, InputMismatch, ModelRuntimeError, WorkerFault
+from vm.sandbox.errors import GoldenMismatch, InputMismatch, RuntimeFault, WorkerFault
 from vm.sandbox.golden import GoldenVectors, golden_mismatch
 from vm.sandbox.graph import one_line
 from vm.sandbox.numeric import canonical_outputs
@@ -102,20 +102,11 @@ def _output_specs(session: Any) -> tuple[ArraySpec, ...]:
     specs = []
     for o in session.get_outputs():
         dtype = _ORT_DTYPES.get(o.type)
-        if dtype is None:
-            raise ModelRuntimeError(f"output {o.name!r} has unsupported type {o.type}")
+        if dtype is None:  # the checker allows no such output: this model was never checked
+            raise RuntimeFault(f"output {o.name!r} has unsupported type {o.type}")
         shape = tuple(d if isinstance(d, int) and d >= 0 else 0 for d in (o.shape or []))
         specs.append(ArraySpec(o.name, dtype, shape))
     return tuple(specs)
-
-
-def _run_error(exc: BaseException) -> Exception:
-    """An ORT failure during a run: a resource problem is a local fault, anything else a verdict."""
-    from vm.sandbox.session import is_resource_error
-
-    if is_resource_error(exc):
-        return WorkerFault(f"out of memory during inference: {one_line(exc, 160)}")
-    return ModelRuntimeError(f"runtime error: {one_line(exc, 160)}")
 
 
 class Runner:
@@ -150,10 +141,8 @@ class Runner:
             loaded.inputs = tuple((t.name, np.dtype(t.dtype), t.shape) for t in package.spec.inputs)
         except LocalFault:
             raise
-        except InferenceError:
-            raise
-        except Exception as exc:  # a checked model always loads; this one was never checked
-            raise ModelRuntimeError(f"model cannot be loaded: {one_line(exc, 160)}") from None
+        except Exception as exc:  # a checked model always loads: failing here is this node's fault
+            raise RuntimeFault(f"runtime cannot load the model: {type(exc).__name__}: {one_line(exc, 160)}") from None
         if package.golden is not None:
             self._validate_golden(loaded, package.golden)
         self._cache[package.model_id] = loaded
@@ -183,8 +172,8 @@ class Runner:
             raw = loaded.session.run(loaded.output_names, feeds)
         except MemoryError:
             raise WorkerFault("out of memory during inference") from None
-        except Exception as exc:  # ORT's error types derive from Exception directly; classified, not swallowed
-            raise _run_error(exc) from None
+        except Exception as exc:  # whatever ORT raises: a local fault, never a verdict (see errors.py)
+            raise RuntimeFault(f"runtime failed: {type(exc).__name__}: {one_line(exc, 160)}") from None
         return canonical_outputs(dict(zip(loaded.output_names, raw, strict=True)), loaded.outputs, spec.grid_k)
 
     def session_for(
@@ -224,6 +213,12 @@ class Runner:
             return JobResult(info=validate_model(model_bytes, spec))
         except InvalidModel as exc:
             return JobResult(error=exc)
+        except LocalFault:
+            raise
+        except MemoryError:
+            raise WorkerFault("out of memory in the model checker") from None
+        except Exception as exc:  # a bug in the checker (it is total): this node cannot decide, never a verdict
+            raise WorkerFault(f"the model checker failed: {type(exc).__name__}: {one_line(exc, 160)}") from None
 
 
 def _validated_inputs(

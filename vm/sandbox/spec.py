@@ -7,6 +7,7 @@ names ("uint8", "float32", ...), shapes are tuples of ints, so the VM can encode
 from __future__ import annotations
 
 import enum
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -51,7 +52,7 @@ class ArraySpec:
 
     @property
     def size(self) -> int:
-        return int(np.prod(self.shape, dtype=np.int64)) if self.shape else 1
+        return math.prod(self.shape)  # Python ints: a product of U32 dims must not wrap around
 
     @property
     def nbytes(self) -> int:
