@@ -91,3 +91,4 @@ def test_a_block_carries_evidence_of_earlier_heights_within_the_window() -> None
     assert pool.pending(10, 5) == ()
     assert pool.pending(10, 6) == (ev,)
     assert [is_evidence_in_window(5, b, 10) for b in (5, 6, 15, 16)] == [False, True, True, False]
+    assert not is_evidence_in_window(0, 1, 10)  # no set signs height 0: such "evidence" proves nothing

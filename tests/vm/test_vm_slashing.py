@@ -154,3 +154,18 @@ def test_evidence_older_than_the_window_is_refused_and_the_window_fits_the_unbon
     with pytest.raises(ConfigError, match=r"max_evidence_age must be between 1 and staking\.unbonding_blocks"):
         devnet_genesis(4, staking={"unbonding_blocks": UNBONDING},
                        slashing={"max_evidence_age": UNBONDING + 1})
+
+
+def test_evidence_of_height_zero_is_refused(chain: Devnet) -> None:
+    """No validator set signs height 0: a pair of height-0 votes is no offence, and a block carrying one
+    is invalid (it used to reach the state's validator-set ring at an unwritten slot)."""
+    net = chain
+    net.step()
+    offender = next(a for a in net.keys if a != net.proposer_for(2))
+    evidence = double_vote(net, offender, 0)
+    assert net.propose(evidence=[evidence]).evidence == ()
+    block = net.propose()
+    forged = replace(block, evidence=(evidence,),
+                     header=replace(block.header, evidence_hash=compute_evidence_hash((evidence,))))
+    verdict = net.apps[1].validate_block(forged)
+    assert verdict.kind.value == "invalid" and "outside the window" in verdict.reason
