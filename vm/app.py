@@ -19,7 +19,7 @@ from core.app import AppInfo, BlockTemplate, FinalizeOutcome, Verdict
 from core.block import Block, ProposalBlock
 from core.codec import Wire, wire
 from core.errors import InvalidBlock, LocalFault, StorageError
-from core.evidence import Evidence, WrongInference, evidence_height
+from core.evidence import Evidence, WrongInference, evidence_hash, evidence_height
 from core.hashing import ZERO_HASH
 from core.header import TxResult
 from core.state import AuthenticatedMap, StateUpdate
@@ -112,6 +112,7 @@ class VMApplication:
         self.engine = Engine(executor, self._model_bytes)
         self._tx_sigs = _LRU(200_000)
         self._vote_sigs = _LRU(20_000)
+        self._confirmed: OrderedDict[bytes, None] = OrderedDict()  # hashes of proven wrong-inference evidence
         self._verify_tx: Callable[[Transaction, Hash32], bool] = verify_tx or (
             lambda tx, tx_hash: self._tx_sigs.check(tx_hash, tx.verify_signature))
         self._alarm = alarm or (lambda line: logger.error("VM local fault: %s", line))
@@ -342,9 +343,22 @@ class VMApplication:
         return self._view().model(model_id)
 
     def _is_wrong_inference_strict(self, ev: WrongInference) -> bool:
-        """For validation: LocalFault propagates (this node cannot judge the block)."""
-        return is_wrong_inference(ev, chain_id=self.chain_id, validator_set=self._validator_set_or_none,
-                                     model=self._model_record, engine=self.engine, params=self._view().params())
+        """For validation: LocalFault propagates (this node cannot judge the block). A confirmed piece of
+        evidence is remembered by its hash, so proposing and validating blocks that carry it (every round
+        until it is included) runs its model once; a refusal is not remembered (this node may lack the
+        model's registration yet)."""
+        key = bytes(evidence_hash(ev))
+        with self._lock:
+            if key in self._confirmed:
+                return True
+        proven = is_wrong_inference(ev, chain_id=self.chain_id, validator_set=self._validator_set_or_none,
+                                    model=self._model_record, engine=self.engine, params=self._view().params())
+        if proven:
+            with self._lock:
+                self._confirmed[key] = None
+                while len(self._confirmed) > 1024:
+                    self._confirmed.popitem(last=False)
+        return proven
 
     def is_valid_evidence(self, evidence: Evidence) -> bool:
         if isinstance(evidence, WrongInference):

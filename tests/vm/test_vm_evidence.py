@@ -112,5 +112,9 @@ def test_wrong_inference_evidence_is_prechecked_without_running_a_model(tmp_path
         assert counting.jobs == before, "the precheck ran a model"
         assert judge.is_valid_evidence(real)
         assert counting.jobs == before + 1
+        # Once per piece of evidence: proposing with it again, or validating a block that carries it, runs
+        # no model.
+        assert judge.is_valid_evidence(real)
+        assert counting.jobs == before + 1
     finally:
         net.close()
