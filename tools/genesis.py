@@ -80,7 +80,7 @@ DEFAULT_PARAMS: dict[str, Any] = {
         "miss_window": 32,
         "max_misses": 16,
         "jail_blocks": 100,
-        "max_evidence_age": 1_000,
+        "max_evidence_age": 100,  # at most unbonding_blocks (vm.params.validate_params)
     },
 }
 

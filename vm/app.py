@@ -19,8 +19,9 @@ from core.app import AppInfo, BlockTemplate, FinalizeOutcome, Verdict
 from core.block import Block, ProposalBlock
 from core.codec import Wire, wire
 from core.errors import InvalidBlock, LocalFault, StorageError
-from core.evidence import Evidence, WrongInference, evidence_height
+from core.evidence import Evidence, WrongInference, evidence_hash, evidence_height
 from core.hashing import ZERO_HASH
+from core.header import TxResult
 from core.state import AuthenticatedMap, StateUpdate
 from core.store import KeySpace, KVStore
 from core.tensor import Tensor
@@ -31,11 +32,11 @@ from core.votes import Vote
 from vm.apply import apply_block
 from vm.build import build_block
 from vm.engine import Engine, challenge_for, sandbox_limits
-from vm.evidence import is_wrong_inference, make_wrong_inference
+from vm.evidence import is_wrong_inference, make_wrong_inference, precheck_wrong_inference
 from vm.execute import BlockContext, inclusion_error
 from vm.genesis import Genesis, GenesisModel, genesis_state
 from vm.poi import compute_commitment
-from vm.process import is_evidence_punishable
+from vm.process import select_punishable
 from vm.sandbox.executor import Executor
 from vm.state import ModelRecord, StateView
 from vm.validate import Checks, is_equivocation, validate_block
@@ -111,6 +112,7 @@ class VMApplication:
         self.engine = Engine(executor, self._model_bytes)
         self._tx_sigs = _LRU(200_000)
         self._vote_sigs = _LRU(20_000)
+        self._confirmed: OrderedDict[bytes, None] = OrderedDict()  # hashes of proven wrong-inference evidence
         self._verify_tx: Callable[[Transaction, Hash32], bool] = verify_tx or (
             lambda tx, tx_hash: self._tx_sigs.check(tx_hash, tx.verify_signature))
         self._alarm = alarm or (lambda line: logger.error("VM local fault: %s", line))
@@ -253,14 +255,10 @@ class VMApplication:
         return lambda view: view.compute_update(self.state_map, height)
 
     def _usable_evidence(self, evidence: Sequence[Evidence], ctx: BlockContext) -> list[Evidence]:
-        view = self._view()
-        out = []
-        for ev in evidence:
-            if not self.is_valid_evidence(ev):
-                continue
-            if is_evidence_punishable(view, ctx, ev):
-                out.append(ev)
-        return out
+        """The proposer's filter: what proves its offence, then what `validate_block` accepts (the one
+        stateful rule, `vm.process.evidence_problem`, applied in order on a scratch view)."""
+        proven = [ev for ev in evidence if self.is_valid_evidence(ev)]
+        return select_punishable(self._view(), ctx, proven)
 
     def build_block(self, template: BlockTemplate, txs: Sequence[Transaction]) -> Block:
         """Raises LocalFault when this node cannot compute the PoI reveal the block must carry, or when its
@@ -351,9 +349,22 @@ class VMApplication:
         return self._view().model(model_id)
 
     def _is_wrong_inference_strict(self, ev: WrongInference) -> bool:
-        """For validation: LocalFault propagates (this node cannot judge the block)."""
-        return is_wrong_inference(ev, chain_id=self.chain_id, validator_set=self._validator_set_or_none,
-                                     model=self._model_record, engine=self.engine, params=self._view().params())
+        """For validation: LocalFault propagates (this node cannot judge the block). A confirmed piece of
+        evidence is remembered by its hash, so proposing and validating blocks that carry it (every round
+        until it is included) runs its model once; a refusal is not remembered (this node may lack the
+        model's registration yet)."""
+        key = bytes(evidence_hash(ev))
+        with self._lock:
+            if key in self._confirmed:
+                return True
+        proven = is_wrong_inference(ev, chain_id=self.chain_id, validator_set=self._validator_set_or_none,
+                                    model=self._model_record, engine=self.engine, params=self._view().params())
+        if proven:
+            with self._lock:
+                self._confirmed[key] = None
+                while len(self._confirmed) > 1024:
+                    self._confirmed.popitem(last=False)
+        return proven
 
     def is_valid_evidence(self, evidence: Evidence) -> bool:
         if isinstance(evidence, WrongInference):
@@ -366,6 +377,13 @@ class VMApplication:
             return False
         vset = self._validator_set_or_none(evidence_height(evidence))
         return vset is not None and vset.get_by_key(evidence.offender) is not None
+
+    def precheck_wrong_inference(self, evidence: WrongInference, committed: TxResult | None) -> str | None:
+        """The cheap checks of wrong-inference evidence, no model run (`vm.evidence.precheck_wrong_inference`):
+        why it proves nothing, or None when it is worth `is_valid_evidence` (which re-runs the model).
+        `committed`: the result the chain committed for the evidence's transaction (None: not committed)."""
+        return precheck_wrong_inference(evidence, chain_id=self.chain_id, validator_set=self._validator_set_or_none,
+                                        model=self._model_record, committed=committed)
 
     def wrong_inference_evidence(self, signed: ProposalBlock) -> tuple[WrongInference, ...]:
         """Evidence against `signed`'s proposer for each exact output that `validate_block` found wrong."""

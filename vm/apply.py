@@ -80,9 +80,10 @@ class BlockExecutor:
 
     def begin(self, reveal: Tensor | None, last_commit: Commit | None, evidence: Sequence[Evidence]) -> None:
         view, ctx = self.view, self.ctx
+        # Evidence first: an unbonding entry that finishes in this block is still slashable in it.
+        self.punished = punish_evidence(view, ctx, evidence, self.ledger)
         release_unbonding(view, ctx)
         expire_uploads(view, ctx)
-        self.punished = punish_evidence(view, ctx, evidence, self.ledger)
         score_poi(view, ctx, reveal, self.ledger)
         fix_commitments(view, ctx, last_commit, self.ledger)
 

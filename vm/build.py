@@ -180,6 +180,7 @@ def assemble(template: BlockTemplate, txs: tuple[Transaction, ...], results: tup
         version=PROTOCOL_VERSION,
         chain_id=template.chain_id,
         height=template.height,
+        round=template.round,
         time=template.time,
         last_block_id=template.last_block_id,
         proposer=template.proposer,

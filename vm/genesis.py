@@ -47,6 +47,7 @@ from vm.state import (
     chunk_key,
     model_key,
     vset_key,
+    vset_ring,
 )
 from vm.txs import MAX_CHUNK_BYTES, GoldenVector, ModelClass, ModelMeta, TensorSpec, compute_model_id
 
@@ -402,7 +403,7 @@ def genesis_state(genesis: Genesis, gas_per_call: Callable[[GenesisModel], int])
         Address(ValidatorEntry(v.public_key, 1).address) for v in genesis.validators))))
     entries = genesis.validator_set().entries
     for height in (1, 2):
-        view.put(vset_key(height), ValidatorList(entries))
+        view.put(vset_key(height, vset_ring(params)), ValidatorList(entries))
     for m in genesis.models:
         try:
             gas = gas_per_call(m)

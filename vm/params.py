@@ -128,6 +128,9 @@ def validate_params(p: Params) -> None:
         raise ValueError("slashing.miss_window must be between 1 and 64")
     if not 1 <= p.slashing.max_misses <= p.slashing.miss_window:
         raise ValueError("slashing.max_misses must be between 1 and miss_window")
+    if not 1 <= p.slashing.max_evidence_age <= p.staking.unbonding_blocks:
+        # Stake unbonded after an offence must still be there when its evidence lands (Cosmos x/slashing).
+        raise ValueError("slashing.max_evidence_age must be between 1 and staking.unbonding_blocks")
     if p.staking.power_unit == 0:
         raise ValueError("staking.power_unit must be positive")
     if p.staking.min_validator_stake < p.staking.power_unit:

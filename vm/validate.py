@@ -15,7 +15,7 @@ from core.app import Verdict
 from core.block import Block
 from core.errors import InvalidBlock, InvalidEvidence, LocalError, RemoteError
 from core.evidence import DuplicateProposal, DuplicateVote, Evidence, WrongInference, validate_evidence_basic
-from core.header import PROTOCOL_VERSION, TxResult
+from core.header import HeaderRules, TxResult, validate_header
 from core.state import StateUpdate
 from core.tensor import Tensor
 from core.tx import Transaction
@@ -80,23 +80,11 @@ def _validate(new_view: Callable[[], StateView], compute_update: Callable[[State
     header = block.header
     h = int(header.height)
     parts = get_block_bytes(block)
-    if header.version != PROTOCOL_VERSION:
-        raise InvalidBlock(f"unknown protocol version {header.version}")
-    if header.chain_id != checks.chain_id:
-        raise InvalidBlock("block is for another chain")
     if h != chain.height + 1:
         raise InvalidBlock(f"block {h} does not follow height {chain.height}")
-    if header.last_block_id != checks.last_block_id:
-        raise InvalidBlock("block does not extend the last committed block")
-    if header.time < chain.time or (h > 1 and header.time == chain.time):
-        raise InvalidBlock("block time is not after the previous block's")
     vset = ValidatorSet(view.validator_list(h))
-    if header.validators_hash != vset.hash:
-        raise InvalidBlock("validators_hash is not the hash of this height's set")
-    if header.next_validators_hash != ValidatorSet(view.validator_list(h + 1)).hash:
-        raise InvalidBlock("next_validators_hash is not the hash of the next height's set")
-    if header.proposer not in vset:
-        raise InvalidBlock("proposer is not a validator of this height")
+    validate_header(header, HeaderRules(checks.chain_id, chain.height + 1, checks.last_block_id, chain.time, vset,
+                                        ValidatorSet(view.validator_list(h + 1)).hash))
     if parts.size > params.consensus.max_block_bytes:
         raise InvalidBlock("block exceeds max_block_bytes")
     if sum(tx.gas_limit for tx in block.txs) > params.consensus.max_block_gas:
@@ -108,8 +96,8 @@ def _validate(new_view: Callable[[], StateView], compute_update: Callable[[State
                 raise InvalidBlock("last commit holds a precommit of a non-member")
             if not checks.verify_vote(vote):
                 raise InvalidBlock("last commit holds a badly signed precommit")
-    for ev in block.evidence:
-        _validate_evidence(ev, checks)
+    for i, ev in enumerate(block.evidence):
+        _validate_evidence(i, ev, checks)
     expected_reveal = checks.reveal() if h >= 3 else None
     if header.poi_reveal != expected_reveal:
         raise InvalidBlock("PoI reveal differs from this node's challenge output")
@@ -161,15 +149,13 @@ def _validate(new_view: Callable[[], StateView], compute_update: Callable[[State
     return Validated(Verdict.valid(), update, results, (), updates, tuple(executor.punished))
 
 
-def _validate_evidence(ev: Evidence, checks: Checks) -> None:
-    if isinstance(ev, WrongInference):
-        if not checks.is_wrong_inference(ev):
-            raise InvalidBlock("evidence of a wrong inference does not hold")
-        return
-    try:
-        validate_evidence_basic(ev, checks.chain_id)
-    except InvalidEvidence as exc:
-        raise InvalidBlock(f"equivocation evidence does not hold: {exc}") from None
+def _validate_evidence(index: int, ev: Evidence, checks: Checks) -> None:
+    """That evidence proves its offence (the same test the proposer's filter applies: `is_equivocation`, or
+    the model re-run); whether it may be punished in this block is `vm.process.evidence_problem`, which the
+    executor applies in `begin`."""
+    proven = checks.is_wrong_inference(ev) if isinstance(ev, WrongInference) else is_equivocation(ev, checks.chain_id)
+    if not proven:
+        raise InvalidBlock(f"evidence {index} does not prove its offence")
 
 
 def is_equivocation(ev: DuplicateVote | DuplicateProposal, chain_id: str) -> bool:
