@@ -65,8 +65,12 @@ class MempoolSection:
     max_txs_per_sender: int = 256
     # How far ahead of the account's nonce a transaction may be queued.
     max_nonce_gap: int = 64
+    # Transactions a sender may have waiting behind a nonce gap (they cannot go into a block yet).
+    max_gapped_per_sender: int = 16
     # A transaction not included within this many heights is dropped.
     ttl_heights: int = 600
+    # ... or within this many while it still waits behind a nonce gap.
+    gapped_ttl_heights: int = 60
     # A replacement (same sender and nonce) must raise the fee per gas by this many percent.
     replace_bump_percent: int = 10
     # Verified-signature cache size (transaction hashes).
@@ -129,11 +133,14 @@ def validate_config(cfg: NodeConfig) -> None:
     host, sep, port = cfg.rpc.address.rpartition(":")
     if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
         raise ConfigError(f"rpc.address: expected host:port, got {cfg.rpc.address!r}")
-    for name in ("max_txs", "max_bytes", "max_txs_per_sender", "ttl_heights", "sig_cache_size"):
+    for name in ("max_txs", "max_bytes", "max_txs_per_sender", "ttl_heights", "gapped_ttl_heights",
+                 "sig_cache_size"):
         if getattr(cfg.mempool, name) < 1:
             raise ConfigError(f"mempool.{name}: must be positive")
-    if cfg.mempool.max_nonce_gap < 0 or cfg.mempool.replace_bump_percent < 0:
-        raise ConfigError("mempool.max_nonce_gap and mempool.replace_bump_percent must not be negative")
+    mp = cfg.mempool
+    if mp.max_nonce_gap < 0 or mp.replace_bump_percent < 0 or mp.max_gapped_per_sender < 0:
+        raise ConfigError("mempool.max_nonce_gap, mempool.max_gapped_per_sender and "
+                          "mempool.replace_bump_percent must not be negative")
     for f in dataclasses.fields(ConsensusSection):
         value = getattr(cfg.consensus, f.name)
         if f.name.endswith("_ms") and value is not None and not 0 <= value <= 600_000:
