@@ -28,7 +28,7 @@ async def run_node(home: NodeHome, passphrase: str | None) -> None:
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with trio.open_nursery() as nursery:
             if rpc.enabled:
-                server = RpcServer(backend, host=rpc.host, port=rpc.port, metrics=metrics)
+                server = RpcServer(backend, host=rpc.host, port=rpc.port, metrics=metrics, config=rpc)
                 url = await nursery.start(server.run)
                 log.info("rpc on %s", url)
             nursery.start_soon(_run_then_cancel, node, nursery.cancel_scope)

@@ -43,6 +43,7 @@ class EventHub:
         self._subscribers: dict[int, trio.MemorySendChannel[Block]] = {}
         self._waiters: dict[bytes, list[trio.MemorySendChannel[Landed]]] = {}
         self._next_id = 0
+        self._count_changed = trio.Event()
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         async with self._api.committed_blocks() as blocks:
@@ -65,8 +66,10 @@ class EventHub:
                 log.info("dropping subscriber %d: %d blocks behind", sub_id, SUBSCRIBER_BUFFER)
                 send.close()
                 del self._subscribers[sub_id]
+                self._changed()
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 del self._subscribers[sub_id]
+                self._changed()
 
     def subscribe(self) -> tuple[int, trio.MemoryReceiveChannel[Block]]:
         """A channel of every block committed from now on; closed if the reader falls too far behind."""
@@ -75,12 +78,27 @@ class EventHub:
         send, receive = trio.open_memory_channel[Block](SUBSCRIBER_BUFFER)
         self._next_id += 1
         self._subscribers[self._next_id] = send
+        self._changed()
         return self._next_id, receive
 
     def unsubscribe(self, sub_id: int) -> None:
         send = self._subscribers.pop(sub_id, None)
         if send is not None:
             send.close()
+            self._changed()
+
+    @property
+    def subscribers(self) -> int:
+        return len(self._subscribers)
+
+    async def wait_subscribers(self, at_most: int) -> None:
+        """Until at most `at_most` subscriptions are open (tests and shutdown use it)."""
+        while len(self._subscribers) > at_most:
+            await self._count_changed.wait()
+
+    def _changed(self) -> None:
+        self._count_changed.set()
+        self._count_changed = trio.Event()
 
     def wait_for(self, tx_hash: Hash32) -> trio.MemoryReceiveChannel[Landed]:
         """A channel that receives where `tx_hash` lands, once; register before submitting."""

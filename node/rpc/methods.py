@@ -27,6 +27,7 @@ from node.rpc.hub import EventHub, Landed
 from node.rpc.jsonenc import raw, to_json
 
 MAX_BROADCAST_BATCH = 64
+MAX_MODELS_PAGE = 100
 DEFAULT_COMMIT_TIMEOUT_S = 30.0
 MAX_COMMIT_TIMEOUT_S = 120.0
 REJECTION_POLL_S = 0.25
@@ -324,7 +325,11 @@ async def account(api: NodeApi, hub: EventHub, address: Address, height: Height 
                                parse=parse_height),),
                  result="Validators", result_schema=OBJ, errors=(E.NOT_FOUND,))
 async def validators(api: NodeApi, hub: EventHub, height: Height | None) -> dict[str, Any]:
-    return validators_json(api.validators(height))
+    try:
+        view = api.validators(height)
+    except LookupError:  # NodeApi: a height whose set is not known (0, or beyond the next two)
+        raise E.not_found(f"no validator set known for height {height}") from None
+    return validators_json(view)
 
 
 @registry.method("model", "A registered model's metadata, owner, price and registration height.",
@@ -334,10 +339,24 @@ async def model(api: NodeApi, hub: EventHub, model_id: Hash32) -> dict[str, Any]
     return model_json(_need(api.model(model_id), f"no registered model {model_id.hex()}"))
 
 
-@registry.method("models", "Every registered model (metadata without golden vectors).",
-                 result="Models", result_schema={"type": "array", "items": OBJ})
-async def models(api: NodeApi, hub: EventHub) -> list[dict[str, Any]]:
-    return [model_json(m) for m in api.models()]
+def parse_limit(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_MODELS_PAGE:
+        raise ValueError(f"limit is an integer from 1 to {MAX_MODELS_PAGE}")
+    return value
+
+
+@registry.method("models", "Registered models in model-id order, a page at a time (metadata without golden "
+                           "vectors); the next page starts after the last id of this one.",
+                 params=(Param("after", HASH, "list ids after this one; omit for the first page", required=False,
+                               parse=parse_hash),
+                         Param("limit", {"type": "integer", "minimum": 1, "maximum": MAX_MODELS_PAGE},
+                               f"models per page (at most {MAX_MODELS_PAGE})", required=False, parse=parse_limit,
+                               default=MAX_MODELS_PAGE)),
+                 result="Models", result_schema={"type": "array", "items": OBJ, "maxItems": MAX_MODELS_PAGE})
+async def models(api: NodeApi, hub: EventHub, after: Hash32 | None, limit: int) -> list[dict[str, Any]]:
+    # A page reads and decodes up to MAX_MODELS_PAGE records (and the first call builds the node's index):
+    # off the event loop.
+    return await trio.to_thread.run_sync(lambda: [model_json(m) for m in api.models(after, limit)])
 
 
 @registry.method("inference", "An inference's outputs with their proof against the block's results root "

@@ -6,8 +6,8 @@
     GET  /metrics       Prometheus text format
     WS   /ws            JSON-RPC plus `subscribe`/`unsubscribe` for new blocks and transaction results
 
-Binds 127.0.0.1 by default: the API can submit transactions and is not meant for the open internet
-without a proxy in front.
+Binds 127.0.0.1 by default. Every request passes `node.rpc.guard.Guard` first (Host and Origin checks,
+bearer token, JSON content type, per-client rates and counts from the `[rpc]` config section).
 """
 
 from __future__ import annotations
@@ -29,11 +29,13 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from core.address import encode_address
 from core.block import Block
+from node.config import RPCSection
 from node.metrics import CONTENT_TYPE_LATEST, NodeMetrics
 from node.rpc import errors as E
 from node.rpc.api import NodeApi
-from node.rpc.dispatch import Method, Registry, error_response, handle_payload
+from node.rpc.dispatch import Method, Registry, error_response, handle_payload, valid_id
 from node.rpc.errors import RpcError
+from node.rpc.guard import Guard, RateLimits, client_of
 from node.rpc.hub import EventHub
 from node.rpc.jsonenc import to_json
 from node.rpc.methods import parse_address_param, parse_hash, result_json
@@ -73,7 +75,10 @@ def _render_json(content: Any) -> bytes:
     return json.dumps(content, ensure_ascii=False, allow_nan=False, indent=None, separators=(",", ":")).encode()
 
 
-def build_app(api: NodeApi, hub: EventHub, metrics: NodeMetrics | None = None) -> Starlette:
+def build_app(api: NodeApi, hub: EventHub, metrics: NodeMetrics | None = None,
+              config: RPCSection | None = None, limits: RateLimits | None = None) -> Guard:
+    config = config or RPCSection()
+    limits = limits or RateLimits(config)
     registry = build_registry()
     bound = {"api": api, "hub": hub}
 
@@ -108,15 +113,16 @@ def build_app(api: NodeApi, hub: EventHub, metrics: NodeMetrics | None = None) -
 
     async def ws_route(websocket: WebSocket) -> None:
         await websocket.accept()
-        await _serve_websocket(websocket, registry, bound, hub)
+        await _serve_websocket(websocket, registry, bound, hub, limits)
 
-    return Starlette(routes=[
+    app = Starlette(routes=[
         Route("/", rpc, methods=["POST"]),
         Route("/health", health, methods=["GET"]),
         Route("/openrpc.json", openrpc, methods=["GET"]),
         Route("/metrics", metrics_route, methods=["GET"]),
         WebSocketRoute("/ws", ws_route),
     ])
+    return Guard(app, config, limits)
 
 
 # ------------------------------------------------------------------------------------------------ websocket
@@ -163,10 +169,20 @@ def _notifications(sub: Subscription, block: Block) -> list[dict[str, Any]]:
     return out
 
 
-async def _serve_websocket(ws: WebSocket, registry: Registry, bound: dict[str, Any], hub: EventHub) -> None:
+async def _serve_websocket(ws: WebSocket, registry: Registry, bound: dict[str, Any], hub: EventHub,
+                           limits: RateLimits) -> None:
     outbox_send, outbox_receive = trio.open_memory_channel[str](WS_OUTBOX)
     subs: dict[str, tuple[int, trio.CancelScope]] = {}
     next_sub = 0
+    client = client_of(ws.scope)
+    cfg = limits.cfg
+
+    def drop(sub_key: str) -> tuple[int, trio.CancelScope] | None:
+        entry = subs.pop(sub_key, None)
+        if entry is not None:
+            hub.unsubscribe(entry[0])
+            RateLimits.leave(limits.subscriptions, client)
+        return entry
 
     async def writer() -> None:
         async for text in outbox_receive:
@@ -184,34 +200,39 @@ async def _serve_websocket(ws: WebSocket, registry: Registry, bound: dict[str, A
             # The hub closed our channel: we fell too far behind. Say so; the client resubscribes.
             await outbox_send.send(json.dumps({"jsonrpc": "2.0", "method": "subscription_dropped", "params": {
                 "subscription": sub_key, "reason": "subscriber too slow; resubscribe and query missed blocks"}}))
-        subs.pop(sub_key, None)
+        drop(sub_key)
 
     async def local(request: dict[str, Any], nursery: trio.Nursery) -> dict[str, Any]:
         nonlocal next_sub
         req_id = request.get("id")
+        if not valid_id(req_id):
+            return error_response(None, RpcError(E.INVALID_REQUEST, "id must be a string, a number or null"))
         try:
             if request["method"] == "subscribe":
                 if len(subs) >= MAX_SUBSCRIPTIONS_PER_CONNECTION:
-                    raise RpcError(E.INVALID_REQUEST,
+                    raise RpcError(E.RATE_LIMITED,
                                    f"at most {MAX_SUBSCRIPTIONS_PER_CONNECTION} subscriptions per connection")
                 sub = _parse_subscription(request.get("params"))
+                if not RateLimits.enter(limits.subscriptions, client, cfg.subscriptions_per_client):
+                    raise RpcError(E.RATE_LIMITED, f"at most {cfg.subscriptions_per_client} subscriptions "
+                                                   "per client")
                 try:
                     hub_id, channel = hub.subscribe()
                 except OverflowError as exc:
+                    RateLimits.leave(limits.subscriptions, client)
                     raise RpcError(E.NOT_READY, str(exc)) from None
                 next_sub += 1
                 key = f"{next_sub:x}"
-                scope = await nursery.start(forward, key, sub, channel)
-                subs[key] = (hub_id, scope)
+                subs[key] = (hub_id, await nursery.start(forward, key, sub, channel))
                 return {"jsonrpc": "2.0", "id": req_id, "result": key}
             params = request.get("params")
             wanted = params.get("subscription") if isinstance(params, dict) else (
                 params[0] if isinstance(params, list) and params else None)
             if not isinstance(wanted, str) or wanted not in subs:
                 raise RpcError(E.INVALID_PARAMS, "unsubscribe: unknown subscription")
-            hub_id, scope = subs.pop(wanted)
-            hub.unsubscribe(hub_id)
-            scope.cancel()
+            entry = drop(wanted)
+            if entry is not None:
+                entry[1].cancel()
             return {"jsonrpc": "2.0", "id": req_id, "result": True}
         except RpcError as err:
             return error_response(req_id, err)
@@ -220,26 +241,36 @@ async def _serve_websocket(ws: WebSocket, registry: Registry, bound: dict[str, A
         nursery.start_soon(writer)
         try:
             while True:
-                text = await ws.receive_text()
-                try:
-                    request = json.loads(text)
-                except (ValueError, RecursionError):
-                    request = None
-                if isinstance(request, dict) and request.get("jsonrpc") == "2.0" and \
-                        request.get("method") in ("subscribe", "unsubscribe"):
-                    answer: Any = await local(request, nursery)
+                message = await ws.receive()
+                if message["type"] == "websocket.disconnect":
+                    break
+                text = message.get("text")
+                if not limits.take(client):
+                    answer: Any = error_response(None, RpcError(
+                        E.RATE_LIMITED, f"over {cfg.requests_per_s:g} requests per second; slow down"))
+                elif text is None:
+                    answer = error_response(None, RpcError(E.INVALID_REQUEST,
+                                                           "binary frames are not JSON-RPC; send text frames"))
                 else:
-                    answer = await handle_payload(registry, text, bound)
+                    try:
+                        request = json.loads(text)
+                    except (ValueError, RecursionError):
+                        request = None
+                    if isinstance(request, dict) and request.get("jsonrpc") == "2.0" and \
+                            request.get("method") in ("subscribe", "unsubscribe"):
+                        answer = await local(request, nursery)
+                    else:
+                        answer = await handle_payload(registry, text, bound)
                 if answer is not None:
                     await outbox_send.send(await trio.to_thread.run_sync(json.dumps, answer))
         except WebSocketDisconnect:
             pass
-        except (KeyError, RuntimeError) as exc:
-            # Binary frames or a protocol misuse by the client: close this connection only.
+        except RuntimeError as exc:
+            # A protocol misuse by the client: close this connection only.
             log.debug("websocket closed: %s", exc)
         finally:
-            for hub_id, _scope in subs.values():
-                hub.unsubscribe(hub_id)
+            for key in list(subs):
+                drop(key)
             nursery.cancel_scope.cancel()
 
 
@@ -250,11 +281,13 @@ class RpcServer:
     """Runs the hub and the HTTP server; `await nursery.start(server.run)` returns the bound URL."""
 
     def __init__(self, api: NodeApi, *, host: str = "127.0.0.1", port: int = 26657,
-                 metrics: NodeMetrics | None = None) -> None:
+                 metrics: NodeMetrics | None = None, config: RPCSection | None = None) -> None:
         self.api = api
         self.metrics = metrics
+        self.config = config or RPCSection(address=f"{host}:{port}")
+        self.limits = RateLimits(self.config)
         self.hub = EventHub(api, metrics)
-        self.app = build_app(api, self.hub, metrics)
+        self.app = build_app(api, self.hub, metrics, self.config, self.limits)
         self.host = host
         self.port = port
         self.url: str | None = None
@@ -266,7 +299,7 @@ class RpcServer:
         cfg.errorlog = logging.getLogger("hypercorn.error")
         cfg.graceful_timeout = 1.0
         cfg.websocket_max_message_size = MAX_WS_MESSAGE_BYTES
-        cfg.h11_max_incomplete_size = 64 * 1024
+        cfg.h11_max_incomplete_size = self.config.max_header_bytes
         return cfg
 
     async def run(self, *, task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED) -> None:

@@ -52,7 +52,7 @@ class ModelChain(SimChain):
                 return ModelView(IDS[name], rec.encode(), rec)
         return None
 
-    def models(self) -> list[ModelView]:
+    def models(self, after: Hash32 | None = None, limit: int = 100) -> list[ModelView]:
         return [ModelView(IDS[n], r.encode(), r) for n, r in (("two", TWO), ("one", ONE))]
 
 

@@ -17,6 +17,8 @@ from tests.node.simchain import CHAIN_ID, SimChain
 
 pytestmark = pytest.mark.node
 
+JSON = {"content-type": "application/json"}
+
 
 @pytest.fixture
 def chain() -> SimChain:
@@ -177,7 +179,7 @@ def test_validators_and_poi(served, chain: SimChain) -> None:
 ])
 def test_malformed_requests_get_error_objects_and_the_server_keeps_serving(served, body: bytes,
                                                                           code: int) -> None:
-    response = httpx.post(served.url + "/", content=body, timeout=10)
+    response = httpx.post(served.url + "/", content=body, headers=JSON, timeout=10)
     assert response.status_code == 200
     error = response.json()["error"]
     assert error["code"] == code
@@ -211,7 +213,7 @@ def test_batch_answers_each_request_and_skips_notifications(served) -> None:
 
 
 def test_oversized_body_is_refused(served) -> None:
-    response = httpx.post(served.url + "/", content=b" " * (9 * 1024 * 1024), timeout=30)
+    response = httpx.post(served.url + "/", content=b" " * (9 * 1024 * 1024), headers=JSON, timeout=30)
     assert response.status_code == 413
     assert response.json()["error"]["code"] == E.INVALID_REQUEST
 
@@ -285,8 +287,5 @@ def test_websocket_subscriptions_deliver_blocks_and_tx_results(served, chain: Si
 
     trio.run(main)
     # The connection closed: its subscriptions leave the hub (as soon as the server sees the close).
-    import time
-    deadline = time.monotonic() + 10
-    while served.on_loop(lambda: len(served.server.hub._subscribers)) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert served.on_loop(lambda: len(served.server.hub._subscribers)) == 0
+    served.on_loop_async(served.server.hub.wait_subscribers, 0, limit_s=10)
+    assert served.on_loop(lambda: served.server.hub.subscribers) == 0
