@@ -25,7 +25,7 @@ from core.types import Address, Amount, Gas, Nonce
 from core.votes import ZERO_SIGNATURE
 from node.config import MempoolSection
 from node.mempool import Mempool
-from vm.execute import admission_error
+from vm.execute import account_inclusion_error, admission_error
 from vm.genesis import parse_params
 from vm.genesis_tool import make_genesis
 from vm.state import Account
@@ -47,6 +47,9 @@ class RichState:
 
     def check_tx(self, tx: Transaction, account: Account) -> str | None:
         return admission_error(tx, CHAIN, VM_PARAMS, account)
+
+    def inclusion_error(self, tx: Transaction, account: Account) -> str | None:
+        return account_inclusion_error(tx, CHAIN, VM_PARAMS, account)
 
 
 _PAYLOAD = Transfer(Address(b"\x42" * 20), Amount(1)).encode()

@@ -1,6 +1,7 @@
 """The mempool: transactions waiting for a block, checked once on entry, ordered for the next proposal.
 
-The inclusion rules are the VM's (`vm.execute.admission_error`, reached through `MempoolState.check_tx`):
+The inclusion rules are the VM's (`vm.execute.admission_error` through `MempoolState.check_tx` on entry;
+`account_inclusion_error` through `MempoolState.inclusion_error` when a block changed the accounts):
 chain id, gas cap, fee >= gas_limit x min_gas_price, nonce and balance, a payload that decodes. The mempool
 asks with the sender's account as its pending transactions would leave it (nonce = this transaction's,
 balance less the fees of its pending predecessors), so a sender may queue transactions ahead. What stays
@@ -82,7 +83,11 @@ class MempoolState(Protocol):
     def account(self, address: Address) -> AccountInfo: ...
 
     def check_tx(self, tx: Transaction, account: Account) -> str | None:
-        """The VM's verdict on `tx` after a sender's account in state `account` (None: includable)."""
+        """The VM's entry verdict on `tx` after a sender's account in state `account` (None: take it)."""
+        ...
+
+    def inclusion_error(self, tx: Transaction, account: Account) -> str | None:
+        """The VM's inclusion rule alone (no payload decoding): what a new committed state can change."""
         ...
 
 
@@ -428,7 +433,7 @@ class Mempool:
                 projected = Account(Amount(max(0, sender.balance - fees)), Nonce(nonce))
                 fees += entry.tx.fee
                 age = height - entry.added_height
-                if self._state.check_tx(entry.tx, projected) is not None:
+                if self._state.inclusion_error(entry.tx, projected) is not None:
                     self._remove(entry, RemovalReason.INSUFFICIENT_BALANCE)
                 elif age > self.config.ttl_heights or (
                         age > self.config.gapped_ttl_heights and nonce > sender.ready_end):

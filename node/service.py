@@ -59,6 +59,7 @@ from p2p.service import P2PService
 from p2p.topics import TopicKind
 from p2p.validation import GossipMessage, GossipVerdict
 from vm.app import VMApplication
+from vm.execute import account_inclusion_error
 from vm.genesis import Genesis, load_genesis
 from vm.sandbox.executor import Executor
 from vm.state import Account
@@ -79,6 +80,9 @@ class _MempoolState:
 
     def check_tx(self, tx: Transaction, account: Account) -> str | None:
         return self._app.check_tx(tx, account=account, verify=False)  # the mempool keeps the signature cache
+
+    def inclusion_error(self, tx: Transaction, account: Account) -> str | None:
+        return account_inclusion_error(tx, self._app.chain_id, self._app.genesis.params.vm, account)
 
 
 def consensus_params(genesis: Genesis, config: NodeConfig) -> ConsensusParams:

@@ -17,7 +17,7 @@ from core.types import Address, Amount, Gas, Nonce
 from node.config import MempoolSection
 from node.mempool import REJECTED_DISAGREED, Mempool, RemovalReason
 from node.sigcache import SigCache
-from vm.execute import admission_error
+from vm.execute import account_inclusion_error, admission_error
 from vm.genesis import parse_params
 from vm.genesis_tool import make_genesis
 from vm.state import Account
@@ -53,6 +53,9 @@ class Accounts:
     def check_tx(self, tx: Transaction, account: Account) -> str | None:
         self.checks += 1
         return admission_error(tx, CHAIN, self.params, account)
+
+    def inclusion_error(self, tx: Transaction, account: Account) -> str | None:
+        return account_inclusion_error(tx, CHAIN, self.params, account)
 
 
 def tx(key: int, nonce: int, *, fee: int = 1000, gas: int = 1000, chain: str = CHAIN) -> Transaction:
