@@ -25,9 +25,9 @@ from core.types import Address, Amount, Gas, Nonce
 from core.votes import ZERO_SIGNATURE
 from node.config import MempoolSection
 from node.mempool import Mempool
+from tools.genesis import make_genesis
 from vm.execute import account_inclusion_error, admission_error
 from vm.genesis import parse_params
-from vm.genesis_tool import make_genesis
 from vm.state import Account
 from vm.txs import KIND_OF, Transfer
 

@@ -16,8 +16,8 @@ import time
 from pathlib import Path
 
 from core.state import AuthenticatedMap
-from core.store import LevelDBStore
 from core.types import Hash32
+from node.leveldb import LevelDBStore
 from node.queries import ModelIndex
 from vm.state import model_key
 

@@ -1,7 +1,8 @@
 """Events for readers outside consensus: a stream of committed blocks, and waiting for one transaction.
 
-The commit path only ever calls non-blocking methods here: a subscriber that falls behind by more than its
-buffer is cut off (its stream ends with `SubscriberTooSlow`), it never slows the chain down.
+The node's one event hub: the RPC's websocket subscriptions, its commit-mode waits and its block metrics all
+read from here. The commit path only ever calls non-blocking methods here: a subscriber that falls behind by
+more than its buffer is cut off (its stream ends with `SubscriberTooSlow`), it never slows the chain down.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from core.types import Hash32, Height
 logger = logging.getLogger(__name__)
 
 SUBSCRIBER_BUFFER = 256
+MAX_SUBSCRIBERS = 1024
 
 
 class SubscriberTooSlow(Exception):
@@ -57,6 +59,7 @@ class EventHub:
         self._outcomes: dict[bytes, TxOutcome] = {}
         self._outcome_order: list[bytes] = []
         self._outcome_memory = 10_000
+        self._subscriber_left = trio.Event()
 
     # ---------------------------------------------------------------- publishing (commit path, never blocks)
 
@@ -70,9 +73,15 @@ class EventHub:
                 logger.warning("block subscriber fell %d blocks behind; dropping it", SUBSCRIBER_BUFFER)
                 sub.dropped = True
                 sub.send.close()
-                self._subscribers.discard(sub)
+                self._drop(sub)
             except trio.ClosedResourceError:
-                self._subscribers.discard(sub)
+                self._drop(sub)
+
+    def _drop(self, sub: _Subscriber) -> None:
+        if sub in self._subscribers:
+            self._subscribers.discard(sub)
+            self._subscriber_left.set()
+            self._subscriber_left = trio.Event()
 
     def tx_rejected(self, tx_hash: Hash32, reason: str) -> None:
         """A transaction left the mempool without being committed (evicted, disagreed, expired...)."""
@@ -93,6 +102,21 @@ class EventHub:
             event.set()
 
     # ---------------------------------------------------------------- reading
+
+    @property
+    def subscribers(self) -> int:
+        """Open block streams."""
+        return len(self._subscribers)
+
+    async def wait_subscribers(self, at_most: int) -> None:
+        """Until at most `at_most` block streams are open (a closed connection's leave as the server sees it)."""
+        while len(self._subscribers) > at_most:
+            await self._subscriber_left.wait()
+
+    @property
+    def waiting(self) -> int:
+        """Tasks waiting for a transaction's outcome."""
+        return sum(len(w) for w in self._waiters.values())
 
     def outcome(self, tx_hash: bytes) -> TxOutcome | None:
         """A remembered rejection (or a commit someone waited for); the block store has every commit."""
@@ -122,13 +146,16 @@ class EventHub:
 
     @asynccontextmanager
     async def committed_blocks(self) -> AsyncIterator[AsyncIterator[Block]]:
-        """Every block committed from now on, in height order, until the context exits."""
+        """Every block committed from now on, in height order, until the context exits. OverflowError when
+        `MAX_SUBSCRIBERS` streams are open already."""
+        if len(self._subscribers) >= MAX_SUBSCRIBERS:
+            raise OverflowError(f"too many block subscriptions (at most {MAX_SUBSCRIBERS})")
         sub = _Subscriber()
         self._subscribers.add(sub)
         try:
             yield _iterate(sub)
         finally:
-            self._subscribers.discard(sub)
+            self._drop(sub)
             sub.send.close()
             sub.receive.close()
 

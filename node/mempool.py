@@ -22,7 +22,7 @@ transactions (at most `max_txs_per_sender`), and `reap` costs O(txs reaped x log
 
 After each block `update` drops what was committed, what became stale (nonce, balance) and what aged out.
 
-Disagreement: when this node's validation of a block fails on a transaction, the
+Disagreement (docs/design.md §2.6): when this node's validation of a block fails on a transaction, the
 transaction is backed off (skipped in our proposals for 2^k heights); after failures under three distinct
 proposers it is evicted with `rejected: validators disagreed`, which the submitter sees.
 """

@@ -31,14 +31,14 @@ from core.votes import Vote
 from vm.apply import apply_block
 from vm.build import build_block
 from vm.engine import Engine, challenge_for, sandbox_limits
-from vm.evidence import check_wrong_inference, make_wrong_inference
+from vm.evidence import is_wrong_inference, make_wrong_inference
 from vm.execute import BlockContext, admission_error
 from vm.genesis import Genesis, GenesisModel, genesis_state
 from vm.poi import compute_commitment
 from vm.process import is_evidence_punishable
-from vm.sandbox.executor import Executor, LocalExecutor
+from vm.sandbox.executor import Executor
 from vm.state import Account, ModelRecord, StateView
-from vm.validate import Checks, check_equivocation, validate_block
+from vm.validate import Checks, is_equivocation, validate_block
 
 if TYPE_CHECKING:
     from core.store import WriteBatch
@@ -89,7 +89,7 @@ class _LRU:
 
 
 class VMApplication:
-    """The application of DESIGN.md §1 over one LevelDB (`store`).
+    """The application of docs/design.md §1 over one LevelDB (`store`).
 
     `executor`: the sandbox's `WorkerPool` on a node (created here with `workers` processes when None),
     `LocalExecutor` in tools. `verify_tx(tx, tx_hash)`: the node's shared signature cache
@@ -135,9 +135,9 @@ class VMApplication:
 
     def _genesis_gas(self, model: GenesisModel) -> int:
         from vm.engine import model_spec
-        from vm.sandbox.check import check_model
+        from vm.sandbox.check import validate_model
 
-        return check_model(model.model_bytes, model_spec(model.meta, sandbox_limits(self.genesis.params))).gas_per_call
+        return validate_model(model.model_bytes, model_spec(model.meta, sandbox_limits(self.genesis.params))).gas_per_call
 
     def close(self) -> None:
         self.engine.close()
@@ -250,7 +250,7 @@ class VMApplication:
         view = self._view()
         out = []
         for ev in evidence:
-            if not self.check_evidence(ev):
+            if not self.is_valid_evidence(ev):
                 continue
             if is_evidence_punishable(view, ctx, ev):
                 out.append(ev)
@@ -290,7 +290,7 @@ class VMApplication:
             verify_tx=self._verify_tx,
             verify_vote=self._verify_vote,
             reveal=lambda: self._required_reveal(h),
-            check_wrong_inference=self._check_wrong_inference_strict,
+            is_wrong_inference=self._is_wrong_inference_strict,
         )
         validated = validate_block(lambda: self._view(version), self._compute_update_for(h), block, self.engine,
                                    checks)
@@ -344,19 +344,19 @@ class VMApplication:
     def _model_record(self, model_id: Hash32) -> ModelRecord | None:
         return self._view().model(model_id)
 
-    def _check_wrong_inference_strict(self, ev: WrongInference) -> bool:
+    def _is_wrong_inference_strict(self, ev: WrongInference) -> bool:
         """For validation: LocalFault propagates (this node cannot judge the block)."""
-        return check_wrong_inference(ev, chain_id=self.chain_id, validator_set=self._validator_set_or_none,
+        return is_wrong_inference(ev, chain_id=self.chain_id, validator_set=self._validator_set_or_none,
                                      model=self._model_record, engine=self.engine, params=self._view().params())
 
-    def check_evidence(self, evidence: Evidence) -> bool:
+    def is_valid_evidence(self, evidence: Evidence) -> bool:
         if isinstance(evidence, WrongInference):
             try:
-                return self._check_wrong_inference_strict(evidence)
+                return self._is_wrong_inference_strict(evidence)
             except LocalFault as fault:
                 self._alarm(f"checking evidence: {fault}")
                 return False
-        if not check_equivocation(evidence, self.chain_id):
+        if not is_equivocation(evidence, self.chain_id):
             return False
         vset = self._validator_set_or_none(evidence_height(evidence))
         return vset is not None and vset.get_by_key(evidence.offender) is not None
@@ -379,7 +379,3 @@ class VMApplication:
             account = self._view().account(tx.sender_address)
         return admission_error(tx, self.chain_id, self.genesis.params.vm, account)
 
-
-def local_executor() -> Executor:
-    """An in-process executor (no isolation) for tools and benchmarks."""
-    return LocalExecutor()

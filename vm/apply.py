@@ -19,12 +19,12 @@ from core.tx import Transaction
 from core.types import Address, Gas, Hash32, Height
 from core.validators import ValidatorEntry
 from core.votes import Commit
-from vm.blockbytes import check_basics
+from vm.blockbytes import get_block_bytes
 from vm.execute import (
     BlockContext,
     InferWork,
     RegisterWork,
-    TxOutcome,
+    TxExecution,
     Work,
     drop_upload,
     execute_tx,
@@ -74,7 +74,7 @@ class BlockExecutor:
         self.ctx = ctx
         self.last_block_id = last_block_id
         self.ledger = Ledger()
-        self._outcomes: list[TxOutcome] = []
+        self._outcomes: list[TxExecution] = []
         self.punished: list[Evidence] = []
         self._sender: tuple[Transaction, Address] | None = None  # the last checked tx's sender address
 
@@ -90,7 +90,7 @@ class BlockExecutor:
         self._sender = (tx, tx.sender_address)
         return inclusion_error(self.view, self.ctx, tx, self._sender[1])
 
-    def add(self, tx: Transaction) -> TxOutcome:
+    def add(self, tx: Transaction) -> TxExecution:
         """Execute `tx`, which the caller has checked with `inclusion_error`."""
         sender = self._sender[1] if self._sender is not None and self._sender[0] is tx else None
         outcome = execute_tx(self.view, self.ctx, len(self._outcomes), tx, sender)
@@ -183,7 +183,7 @@ def apply_block(state: StateView, block: Block,
     header = block.header
     if header.height != chain.height + 1:
         raise InvalidBlock(f"block {header.height} does not follow height {chain.height}")
-    parts = check_basics(block)
+    parts = get_block_bytes(block)
     ctx = context_for(state, block)
     executor = BlockExecutor(state, ctx, header.last_block_id)
     try:

@@ -24,6 +24,7 @@ from vm.params import Params, VMParams
 from vm.state import (
     KEY_CANDIDATES,
     MAX_CANDIDATES,
+    MAX_UPLOAD_CHUNKS,
     Account,
     CandidateList,
     ExpiryList,
@@ -52,8 +53,6 @@ from vm.txs import (
     Unstake,
     compute_model_id,
 )
-
-MAX_UPLOAD_CHUNKS = 8192 * 8  # the received-chunks bitmap is at most 8 KiB
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,7 +88,7 @@ Work = InferWork | RegisterWork
 
 
 @dataclass(frozen=True, slots=True)
-class TxOutcome:
+class TxExecution:
     """The part of a result that execution decides; for work items `result` is provisional (status OK,
     no outputs) until the work is resolved."""
 
@@ -171,7 +170,7 @@ class _Gas:
 
 
 def execute_tx(view: StateView, ctx: BlockContext, index: int, tx: Transaction,
-               sender: Address | None = None) -> TxOutcome:
+               sender: Address | None = None) -> TxExecution:
     """Execute one includable transaction (see `inclusion_error`): charge the fee, bump the nonce, run the
     kind's handler. Never raises for anything the transaction contains."""
     sender = tx.sender_address if sender is None else sender
@@ -182,15 +181,15 @@ def execute_tx(view: StateView, ctx: BlockContext, index: int, tx: Transaction,
     if isinstance(payload, str):
         # The committed log keeps the short form (no decoder detail): it is part of the block's results.
         log = "malformed payload" if payload.startswith("malformed payload") else payload
-        return TxOutcome(_result(TxStatus.FAILED, tx.gas_limit, log), fee=tx.fee)
+        return TxExecution(_result(TxStatus.FAILED, tx.gas_limit, log), fee=tx.fee)
     handler = _HANDLERS[TxKind(tx.kind)]
     try:
         status, data, work = handler(view, ctx, index, sender, payload, gas)
     except _OutOfGas:
-        return TxOutcome(_result(TxStatus.OUT_OF_GAS, tx.gas_limit, "out of gas"), fee=tx.fee)
+        return TxExecution(_result(TxStatus.OUT_OF_GAS, tx.gas_limit, "out of gas"), fee=tx.fee)
     except _Failed as failure:
-        return TxOutcome(_result(failure.status, gas.used, failure.log), fee=tx.fee)
-    return TxOutcome(_result(status, gas.used, "", data), work, fee=tx.fee)
+        return TxExecution(_result(failure.status, gas.used, failure.log), fee=tx.fee)
+    return TxExecution(_result(status, gas.used, "", data), work, fee=tx.fee)
 
 
 def _result(status: TxStatus, gas_used: int, log: str, data: bytes = b"") -> TxResult:

@@ -1,5 +1,5 @@
 """Mempool: entry checks, proposal order (fee per gas, then nonce), limits and eviction, re-check after a
-block, and the disagreement back-off."""
+block, and the disagreement back-off of docs/design.md §2.6."""
 
 from __future__ import annotations
 
@@ -17,9 +17,9 @@ from core.types import Address, Amount, Gas, Nonce
 from node.config import MempoolSection
 from node.mempool import REJECTED_DISAGREED, Mempool, RemovalReason
 from node.sigcache import SigCache
+from tools.genesis import make_genesis
 from vm.execute import account_inclusion_error, admission_error
 from vm.genesis import parse_params
-from vm.genesis_tool import make_genesis
 from vm.state import Account
 from vm.txs import Transfer, TxKind, build_tx
 

@@ -17,7 +17,6 @@ from hypothesis import strategies as st
 
 from node.config import RPCSection
 from node.rpc import errors as E
-from node.rpc.adapter import NodeBackend
 from tests.node.helpers import genesis_doc, local_node, make_home
 from tests.node.rpc_harness import Served, ServerThread
 
@@ -34,7 +33,7 @@ LOAD = RPCSection(address="127.0.0.1:0", requests_per_s=1e6, burst=1_000_000, co
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Served, dict[str, Any]]]:
     node = local_node(make_home(Path(tmp_path_factory.mktemp("fuzz")), "solo", genesis_doc(1), validator=0))
     try:
-        with ServerThread(NodeBackend(node), config=LOAD) as s:
+        with ServerThread(node.queries, config=LOAD) as s:
             doc = httpx.get(s.url + "/openrpc.json", timeout=30).json()
             yield s, doc
     finally:

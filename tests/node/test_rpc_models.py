@@ -11,11 +11,10 @@ import pytest
 
 from core.keys import PrivateKey
 from core.state import AuthenticatedMap
-from core.store import LevelDBStore
 from core.types import Hash32
+from node.leveldb import LevelDBStore
 from node.queries import ModelIndex
 from node.rpc import errors as E
-from node.rpc.adapter import NodeBackend
 from tests.node.helpers import genesis_doc, local_node, make_home
 from tests.node.rpc_harness import ServerThread
 from vm.state import model_key, upload_key
@@ -34,7 +33,7 @@ def call(url: str, method: str, params: object) -> dict:
 def test_models_come_a_page_at_a_time_in_id_order(tmp_path: Path) -> None:
     node = local_node(make_home(tmp_path, "solo", genesis_doc(1), validator=0))
     try:
-        with ServerThread(NodeBackend(node)) as s:
+        with ServerThread(node.queries) as s:
             everything = call(s.url, "models", {})["result"]
             ids = [m["model_id"] for m in everything]
             assert len(ids) >= 2 and ids == sorted(ids)

@@ -57,12 +57,10 @@ def meta_for(name: str, model_bytes: bytes, inputs: Sequence[TensorSpec], output
              tol_abs: int = 0, tol_rel_ppm: int = 0, fee_per_call: int = 0) -> ModelMeta:
     """Registration metadata with golden outputs computed by running the model in-process."""
     from vm.engine import model_spec, sandbox_limits  # noqa: F401  (limits are the defaults here)
-    from vm.sandbox.spec import ModelClass as SClass
-    from vm.sandbox.spec import ModelSpec, Tolerance
-    from vm.sandbox.spec import TensorSpec as STensorSpec
+    from vm.sandbox.spec import ArraySpec, CompareMode, ModelSpec, Tolerance
 
-    spec = ModelSpec(tuple(STensorSpec(t.name, t.dtype.numpy.name, tuple(t.shape)) for t in inputs),
-                     SClass.EXACT if model_class is ModelClass.EXACT else SClass.TOLERANT, grid_k,
+    spec = ModelSpec(tuple(ArraySpec(t.name, t.dtype.numpy.name, tuple(t.shape)) for t in inputs),
+                     CompareMode.EXACT if model_class is ModelClass.EXACT else CompareMode.TOLERANT, grid_k,
                      Tolerance(tol_abs, tol_rel_ppm))
     package = ModelPackage(b"golden:" + name.encode(), model_bytes, spec, None)
     executor = LocalExecutor()
