@@ -48,7 +48,7 @@ def parse_hash(value: Any) -> Hash32:
 
 def parse_address_param(value: Any) -> Address:
     if not isinstance(value, str):
-        raise ValueError("an address is bech32m text (ic1...) or 40 hex digits")
+        raise ValueError("an address is bech32m text (ic1...)")
     return parse_address(value)
 
 
@@ -95,7 +95,7 @@ def parse_timeout(value: Any) -> float:
 
 HEX = {"type": "string", "pattern": "^[0-9a-f]*$"}
 HASH = {"type": "string", "pattern": "^(0x)?[0-9a-fA-F]{64}$"}
-ADDRESS = {"type": "string", "description": "bech32m address (ic1...) or 40 hex digits"}
+ADDRESS = {"type": "string", "description": "bech32m address (ic1...)"}
 HEIGHT = {"type": "integer", "minimum": 0}
 OBJ = {"type": "object"}
 
