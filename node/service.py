@@ -64,9 +64,11 @@ from p2p.identity import peer_id_of
 from p2p.service import P2PService
 from p2p.topics import TopicKind
 from vm.app import VMApplication
+from vm.execute import account_inclusion_error
 from vm.genesis import Genesis, load_genesis
 from vm.sandbox.executor import Executor
 from vm.sandbox.worker import WorkerPool
+from vm.state import Account
 
 logger = logging.getLogger(__name__)
 
@@ -76,7 +78,7 @@ PEER_WAIT_S = 5.0
 
 
 class _MempoolState:
-    """The mempool's view of committed state, read from the VM."""
+    """The mempool's view of committed state, and the VM's inclusion rules, read from the VM."""
 
     def __init__(self, app: VMApplication) -> None:
         self._app = app
@@ -84,11 +86,11 @@ class _MempoolState:
     def account(self, address: Address) -> Any:
         return self._app.view().account(address)
 
-    def min_gas_price(self) -> int:
-        return int(self._app.genesis.params.vm.min_gas_price)
+    def check_tx(self, tx: Transaction, account: Account) -> str | None:
+        return self._app.check_tx(tx, account=account, verify=False)  # the mempool keeps the signature cache
 
-    def max_tx_gas(self) -> int:
-        return int(self._app.genesis.params.vm.max_tx_gas)
+    def inclusion_error(self, tx: Transaction, account: Account) -> str | None:
+        return account_inclusion_error(tx, self._app.chain_id, self._app.genesis.params.vm, account)
 
 
 def consensus_params(genesis: Genesis, config: NodeConfig) -> ConsensusParams:
@@ -168,7 +170,8 @@ class Node:
         # The read side's consumers: metrics gauges sampled at scrape time, and the RPC server (run() starts it).
         self.metrics.set_status_source(self.queries.status_sample)
         rpc = self.config.rpc
-        self.rpc = RpcServer(self.queries, host=rpc.host, port=rpc.port, metrics=self.metrics) if rpc.enabled else None
+        self.rpc = (RpcServer(self.queries, host=rpc.host, port=rpc.port, metrics=self.metrics, config=rpc)
+                    if rpc.enabled else None)
 
     @classmethod
     def from_home(cls, home: str | os.PathLike[str], **kwargs: Any) -> Node:

@@ -33,12 +33,12 @@ from vm.apply import apply_block
 from vm.build import build_block
 from vm.engine import Engine, challenge_for, sandbox_limits
 from vm.evidence import is_wrong_inference, make_wrong_inference, precheck_wrong_inference
-from vm.execute import BlockContext, inclusion_error
+from vm.execute import BlockContext, admission_error
 from vm.genesis import Genesis, GenesisModel, genesis_state
 from vm.poi import compute_commitment
 from vm.process import select_punishable
 from vm.sandbox.executor import Executor
-from vm.state import ModelRecord, StateView
+from vm.state import Account, ModelRecord, StateView
 from vm.validate import Checks, is_equivocation, validate_block
 
 if TYPE_CHECKING:
@@ -393,11 +393,13 @@ class VMApplication:
 
     # ------------------------------------------------------------------------------------------ mempool
 
-    def check_tx(self, tx: Transaction) -> str | None:
-        """Why `tx` could not be included in the next block right now (None: it could)."""
-        if not self._verify_tx(tx, tx.hash):
-            return "bad signature"
-        view = self._view()
-        chain = view.chain()
-        ctx = BlockContext(self.chain_id, Height(chain.height + 1), chain.time, Address(b"\x00" * 20), view.params())
-        return inclusion_error(view, ctx, tx)
+    def check_tx(self, tx: Transaction, *, account: Account | None = None, verify: bool = True) -> str | None:
+        """Why `tx` should not be taken for the next block (None: it may): `vm.execute.admission_error`
+        against the sender's committed account, or against `account` (the mempool's projection of it after
+        the sender's pending transactions); the signature too unless `verify` is False."""
+        if verify and not self._verify_tx(tx, tx.hash):
+            return "invalid signature"
+        if account is None:
+            account = self._view().account(tx.sender_address)
+        return admission_error(tx, self.chain_id, self.genesis.params.vm, account)
+

@@ -20,7 +20,7 @@ from core.header import TxResult, TxStatus
 from core.tensor import Tensor
 from core.tx import Transaction
 from core.types import Address, Amount, Gas, Hash32, Height, Nonce, PublicKeyBytes, Timestamp
-from vm.params import Params
+from vm.params import Params, VMParams
 from vm.state import (
     KEY_CANDIDATES,
     MAX_CANDIDATES,
@@ -113,19 +113,47 @@ class _OutOfGas(Exception):
 def inclusion_error(view: StateView, ctx: BlockContext, tx: Transaction, sender: Address | None = None) -> str | None:
     """Why `tx` cannot be in this block at all (None: it can). A block holding such a transaction is
     invalid; anything else a transaction gets wrong fails it inside the block, fee paid."""
-    vm = ctx.params.vm
-    if tx.chain_id != ctx.chain_id:
-        return "wrong chain id"
+    account = view.account(tx.sender_address if sender is None else sender)
+    return account_inclusion_error(tx, ctx.chain_id, ctx.params.vm, account)
+
+
+def account_inclusion_error(tx: Transaction, chain_id: str, vm: VMParams, account: Account) -> str | None:
+    """`inclusion_error` with the sender's account given: the one statement of the inclusion rules (the
+    mempool asks with the account as the sender's pending predecessors would leave it)."""
+    if tx.chain_id != chain_id:
+        return f"wrong chain id {tx.chain_id!r}"
     if tx.gas_limit > vm.max_tx_gas:
         return f"gas limit {tx.gas_limit:d} exceeds the per-transaction maximum {vm.max_tx_gas:d}"
     if tx.fee < tx.gas_limit * vm.min_gas_price:
         return f"fee {tx.fee:d} is below gas_limit x min_gas_price = {tx.gas_limit * vm.min_gas_price:d}"
-    account = view.account(tx.sender_address if sender is None else sender)
     if tx.nonce != account.nonce:
         return f"nonce {tx.nonce:d} is not the account's next nonce {account.nonce:d}"
     if account.balance < tx.fee:
         return f"balance {account.balance:d} cannot pay the fee {tx.fee:d}"
     return None
+
+
+def decode_payload(tx: Transaction) -> Wire | str:
+    """The transaction's payload, or why it has none: such a transaction is includable but fails in any
+    block, fee paid."""
+    payload_type = PAYLOAD_TYPES.get(tx.kind)  # type: ignore[call-overload]
+    if payload_type is None:
+        return f"unknown transaction kind {tx.kind}"
+    try:
+        payload: Wire = payload_type.decode(tx.payload)
+    except DecodeError as exc:
+        return f"malformed payload: {exc}"
+    return payload
+
+
+def admission_error(tx: Transaction, chain_id: str, vm: VMParams, account: Account) -> str | None:
+    """Why a node should not take `tx` for a later block (None: it may): it cannot be included after an
+    account in state `account`, or it could only fail. The mempool's entry check; signatures aside."""
+    reason = account_inclusion_error(tx, chain_id, vm, account)
+    if reason is not None:
+        return reason
+    payload = decode_payload(tx)
+    return payload if isinstance(payload, str) else None
 
 
 class _Gas:
@@ -149,14 +177,11 @@ def execute_tx(view: StateView, ctx: BlockContext, index: int, tx: Transaction,
     account = view.account(sender)
     view.set_account(sender, Account(Amount(account.balance - tx.fee), Nonce(account.nonce + 1)))
     gas = _Gas(tx.gas_limit)
-    payload_type = PAYLOAD_TYPES.get(tx.kind)  # type: ignore[call-overload]
-    if payload_type is None:
-        return TxExecution(_result(TxStatus.FAILED, tx.gas_limit, f"unknown transaction kind {tx.kind}"),
-                         fee=tx.fee)
-    try:
-        payload = payload_type.decode(tx.payload)
-    except DecodeError:
-        return TxExecution(_result(TxStatus.FAILED, tx.gas_limit, "malformed payload"), fee=tx.fee)
+    payload = decode_payload(tx)
+    if isinstance(payload, str):
+        # The committed log keeps the short form (no decoder detail): it is part of the block's results.
+        log = "malformed payload" if payload.startswith("malformed payload") else payload
+        return TxExecution(_result(TxStatus.FAILED, tx.gas_limit, log), fee=tx.fee)
     handler = _HANDLERS[TxKind(tx.kind)]
     try:
         status, data, work = handler(view, ctx, index, sender, payload, gas)

@@ -175,7 +175,7 @@ class SimChain:
     def model(self, model_id: Hash32) -> ModelView | None:
         return None
 
-    def models(self) -> Sequence[ModelView]:
+    def models(self, after: Hash32 | None = None, limit: int = 100) -> Sequence[ModelView]:
         return []
 
     def inference(self, tx_hash: Hash32) -> InferenceView | None:
