@@ -69,7 +69,7 @@ def node(tmp_path: Path) -> Iterator[Node]:
 
 
 def _proposal(node: Node, key: PrivateKey, round_: int, salt: bytes = b"") -> ProposalBlock:
-    header = Header(1, node.chain_id, Height(1), Timestamp(1), ZERO_HASH, key.address, ZERO_HASH, ZERO_HASH,
+    header = Header(1, node.chain_id, Height(1), Round(round_), Timestamp(1), ZERO_HASH, key.address, ZERO_HASH, ZERO_HASH,
                     sha256(salt), ZERO_HASH, ZERO_HASH, ZERO_HASH, ZERO_HASH, None)
     block = Block(header, (), (), None, ())
     proposal = Proposal(Height(1), Round(round_), -1, block.id, Timestamp(1), key.public_key,
