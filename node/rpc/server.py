@@ -12,6 +12,7 @@ bearer token, JSON content type, per-client rates and counts from the `[rpc]` co
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 from dataclasses import dataclass
@@ -86,11 +87,14 @@ def build_app(api: NodeApi, metrics: NodeMetrics | None = None, config: RPCSecti
     async def rpc(request: Request) -> Response:
         body = bytearray()
         try:
-            async for chunk in request.stream():
-                body += chunk
-                if len(body) > MAX_BODY_BYTES:
-                    return JSONResponse(error_response(None, RpcError(
-                        E.INVALID_REQUEST, f"request body over {MAX_BODY_BYTES} bytes")), status_code=413)
+            # aclosing: an oversized body stops the stream early, and starlette's generator must be closed
+            # now, not left to the garbage collector (a ResourceWarning, and the request's receive channel).
+            async with contextlib.aclosing(request.stream()) as chunks:
+                async for chunk in chunks:
+                    body += chunk
+                    if len(body) > MAX_BODY_BYTES:
+                        return JSONResponse(error_response(None, RpcError(
+                            E.INVALID_REQUEST, f"request body over {MAX_BODY_BYTES} bytes")), status_code=413)
         except ClientDisconnect:
             return Response(status_code=400)
         answer = await handle_payload(registry, bytes(body), bound)
