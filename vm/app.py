@@ -378,6 +378,16 @@ class VMApplication:
         vset = self._validator_set_or_none(evidence_height(evidence))
         return vset is not None and vset.get_by_key(evidence.offender) is not None
 
+    def check_wrong_inference(self, evidence: WrongInference) -> bool | None:
+        """`is_valid_evidence` for a wrong-inference claim, telling our own fault apart: True when the model's
+        real output proves the claim, False when it refutes it, None when this node cannot run the model now
+        (a local fault: the claim is neither relayed nor blamed on its sender)."""
+        try:
+            return self._is_wrong_inference_strict(evidence)
+        except LocalFault as fault:
+            self._alarm(f"checking evidence: {fault}")
+            return None
+
     def precheck_wrong_inference(self, evidence: WrongInference, committed: TxResult | None) -> str | None:
         """The cheap checks of wrong-inference evidence, no model run (`vm.evidence.precheck_wrong_inference`):
         why it proves nothing, or None when it is worth `is_valid_evidence` (which re-runs the model).

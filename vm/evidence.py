@@ -33,6 +33,10 @@ def make_wrong_inference(signed: ProposalBlock, tx_index: int) -> WrongInference
                           tx_proof, result_proof)
 
 
+# The one precheck refusal that may mean only that the checking node is behind (see precheck_wrong_inference).
+NOT_COMMITTED = "the transaction is not in a committed block"
+
+
 def precheck_wrong_inference(ev: WrongInference, *, chain_id: str,
                              validator_set: Callable[[Height], ValidatorSet | None],
                              model: Callable[[Hash32], ModelRecord | None],
@@ -62,7 +66,7 @@ def precheck_wrong_inference(ev: WrongInference, *, chain_id: str,
     except InvalidBlock:
         return "the claimed result is not an inference outcome"
     if committed is None:
-        return "the transaction is not in a committed block"
+        return NOT_COMMITTED
     if committed == ev.result:
         return "the claimed result is the committed one"
     return None
