@@ -117,6 +117,7 @@ class VMApplication:
         self._challenges: OrderedDict[tuple[int, bytes], Tensor | None] = OrderedDict()
         self._executions: OrderedDict[bytes, Execution] = OrderedDict()
         self._wrong_exact: OrderedDict[bytes, tuple[int, ...]] = OrderedDict()
+        self._build_faults: OrderedDict[bytes, tuple[Hash32, ...]] = OrderedDict()
         self._lock = threading.RLock()
         self._vsets: OrderedDict[int, ValidatorSet] = OrderedDict()
         if self.state_map.latest_version() is None:
@@ -133,11 +134,13 @@ class VMApplication:
             self.state_map.stage(batch, update)
             batch.put(META_KEY, AppMeta(Height(0), ZERO_HASH).encode())
 
-    def _genesis_gas(self, model: GenesisModel) -> int:
-        from vm.engine import model_spec
+    def _genesis_gas(self, model: GenesisModel) -> tuple[int, int]:
+        from vm.engine import model_load_gas, model_spec
         from vm.sandbox.check import check_model
 
-        return check_model(model.model_bytes, model_spec(model.meta, sandbox_limits(self.genesis.params))).gas_per_call
+        limits = sandbox_limits(self.genesis.params)
+        info = check_model(model.model_bytes, model_spec(model.meta, limits))
+        return info.gas_per_call, model_load_gas(limits.gas, model.meta, len(model.model_bytes), info)
 
     def close(self) -> None:
         self.engine.close()
@@ -277,8 +280,19 @@ class VMApplication:
                             verify=self._verify_tx, reveal=reveal, evidence=evidence)
         for fault in built.faults:
             self._alarm(f"building block {h}: {fault}")
+        if built.faulted:
+            with self._lock:
+                self._build_faults[bytes(built.block.id)] = built.faulted
+                while len(self._build_faults) > 16:
+                    self._build_faults.popitem(last=False)
         self._remember(built.block.id, Execution(version, built.update, built.validator_updates, built.punished))
         return built.block
+
+    def build_faults(self, block: Block) -> tuple[Hash32, ...]:
+        """Hashes of the transactions `build_block` left out of `block` because their model work met a local
+        fault on this node (a worker killed, out of time or memory); asked once per built block."""
+        with self._lock:
+            return self._build_faults.pop(bytes(block.id), ())
 
     def validate_block(self, block: Block) -> Verdict:
         version = self.last_height

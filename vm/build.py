@@ -50,6 +50,9 @@ class Built:
     faults: tuple[str, ...]  # local faults met while building (alarms); the block excludes their work
     validator_updates: tuple[ValidatorEntry, ...] = ()
     punished: tuple[Evidence, ...] = ()
+    # Transactions whose model work was in a hand-off that met a local fault (a worker killed or timed out):
+    # left out of the block; the node backs them off like transactions validators disagreed on.
+    faulted: tuple[Hash32, ...] = ()
 
 
 def build_block(new_view: Callable[[], StateView], compute_update: Callable[[StateView], StateUpdate],
@@ -71,6 +74,7 @@ def build_block(new_view: Callable[[], StateView], compute_update: Callable[[Sta
     excluded_models: set[bytes] = set()
     no_model_work = False
     faults: list[str] = []
+    faulted: list[Hash32] = []
     memo: dict[tuple[object, ...], Resolution] = {}
     encoded: dict[int, TxBytes] = {}  # by id(tx): each candidate is encoded and hashed once
     commit_raw = None if template.last_commit is None else template.last_commit.encode()
@@ -122,6 +126,7 @@ def build_block(new_view: Callable[[], StateView], compute_update: Callable[[Sta
                 if no_model_work:
                     raise
                 faults.append(str(fault))
+                faulted.extend(bytes_of(picked[w.index]).hash for w in pending)
                 no_model_work = True
                 continue
             for index, resolution in resolved.items():
@@ -137,7 +142,8 @@ def build_block(new_view: Callable[[], StateView], compute_update: Callable[[Sta
                                 evidence_raws) - max_bytes
             if excess <= 0 or not picked:
                 updates = validator_updates(view.validator_list(ctx.height + 1), view.validator_list(ctx.height + 2))
-                return Built(block, update, results, tuple(faults), updates, tuple(executor.punished))
+                return Built(block, update, results, tuple(faults), updates, tuple(executor.punished),
+                             tuple(faulted))
             # Outputs made it too large: drop transactions from the end until their bytes cover the excess.
             for tx, result_raw in zip(reversed(picked), reversed(result_parts), strict=True):
                 candidates.remove(tx)

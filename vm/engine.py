@@ -26,9 +26,10 @@ from vm.poi import compute_challenge_inputs, compute_seed, pick_model
 from vm.sandbox.executor import CheckJob, Executor, InferJob, Job, JobResult, ModelPackage
 from vm.sandbox.golden import GoldenVectors, golden_mismatch, make_golden
 from vm.sandbox.limits import GasSchedule, SandboxLimits
+from vm.sandbox.meter import load_gas
 from vm.sandbox.numeric import find_disagreement
 from vm.sandbox.spec import ModelClass as SandboxClass
-from vm.sandbox.spec import ModelSpec, Tolerance
+from vm.sandbox.spec import ModelInfo, ModelSpec, Tolerance
 from vm.sandbox.spec import TensorSpec as SandboxTensorSpec
 from vm.state import StateView
 from vm.txs import ModelClass, ModelMeta, TensorSpec
@@ -102,7 +103,7 @@ def resolutions_agree(meta: ModelMeta | None, claimed: Resolution, local: Resolu
         assert isinstance(claimed, RegisterResolution)
         if claimed.accepted != local.accepted:
             return "registration verdict differs"
-        if claimed.gas_per_call != local.gas_per_call:
+        if claimed.gas_per_call != local.gas_per_call or claimed.gas_load != local.gas_load:
             return "registration price differs"
         return None
     assert isinstance(claimed, InferResolution) and meta is not None
@@ -180,7 +181,7 @@ class Engine:
             slots.append(("challenge", -1))
         results = self.executor.run_batch(jobs) if jobs else []
         challenge_output: tuple[Tensor, ...] | None = None
-        checked: list[tuple[RegisterWork, ModelSpec, int]] = []
+        checked: list[tuple[RegisterWork, ModelSpec, ModelInfo]] = []
         for (kind, index), result in zip(slots, results, strict=True):
             if kind == "infer":
                 resolutions[index] = infer_resolution(result)
@@ -197,12 +198,12 @@ class Engine:
                 if result.info.outputs != declared:
                     resolutions[index] = RegisterResolution(False, 0, "declared outputs differ from the graph")
                     continue
-                checked.append((item, spec, int(result.info.gas_per_call)))
+                checked.append((item, spec, result.info))
         if checked:
             resolutions.update(self._check_golden(checked))
         return resolutions, challenge_output
 
-    def _check_golden(self, checked: list[tuple[RegisterWork, ModelSpec, int]]) -> dict[int, Resolution]:
+    def _check_golden(self, checked: list[tuple[RegisterWork, ModelSpec, ModelInfo]]) -> dict[int, Resolution]:
         jobs: list[Job] = []
         owners: list[int] = []
         for n, (item, spec, _) in enumerate(checked):
@@ -216,7 +217,7 @@ class Engine:
         for n, result in zip(owners, results, strict=True):
             by_item.setdefault(n, []).append(result)
         out: dict[int, Resolution] = {}
-        for n, (item, spec, gas) in enumerate(checked):
+        for n, (item, spec, info) in enumerate(checked):
             runs = by_item.get(n, [])
             if any(r.outputs is None for r in runs):
                 out[item.index] = RegisterResolution(False, 0, "a golden input fails to run")
@@ -226,7 +227,8 @@ class Engine:
             if why is not None:
                 out[item.index] = RegisterResolution(False, 0, "golden vectors do not reproduce")
                 continue
-            out[item.index] = RegisterResolution(True, gas, "")
+            out[item.index] = RegisterResolution(True, int(info.gas_per_call), "",
+                                                 model_load_gas(spec.limits.gas, item.meta, len(item.model_bytes), info))
         return out
 
     def run_challenge(self, challenge: ChallengeRun, params: Params) -> tuple[Tensor, ...]:
@@ -234,6 +236,12 @@ class Engine:
 
     def close(self) -> None:
         self.executor.close()
+
+
+def model_load_gas(schedule: GasSchedule, meta: ModelMeta, model_bytes: int, info: ModelInfo) -> int:
+    """The load charge of a registered model (`vm.sandbox.meter.load_gas` on its checked facts)."""
+    return load_gas(schedule, model_bytes=model_bytes, nodes=int(info.node_count), golden_runs=len(meta.golden),
+                    gas_per_call=int(info.gas_per_call))
 
 
 def static_registration_verdict(meta: ModelMeta) -> str | None:

@@ -142,8 +142,32 @@ class _Gas:
             raise _OutOfGas
 
 
+class BlockModels:
+    """The distinct models a block's inferences use, in block order (docs/vm.md, "Gas"): the first
+    inference on a model pays the model's load (`ModelRecord.gas_load`), and a block uses at most
+    `vm.max_block_models` of them. Validators agree on both from the block alone, whatever their caches."""
+
+    __slots__ = ("cap", "used")
+
+    def __init__(self, cap: int) -> None:
+        self.cap = cap
+        self.used: set[bytes] = set()
+
+    def inclusion_error(self, view: StateView, tx: Transaction) -> str | None:
+        """Why `tx` cannot join this block: an inference on one model more than the block may use."""
+        if tx.kind != TxKind.INFER or len(self.used) < self.cap:
+            return None
+        try:
+            model_id = Infer.decode(tx.payload).model_id
+        except DecodeError:
+            return None  # fails inside the block without loading anything
+        if bytes(model_id) in self.used or view.model(model_id) is None:
+            return None
+        return f"the block already uses {self.cap} distinct models (vm.max_block_models)"
+
+
 def execute_tx(view: StateView, ctx: BlockContext, index: int, tx: Transaction,
-               sender: Address | None = None) -> TxOutcome:
+               sender: Address | None = None, *, models: BlockModels) -> TxOutcome:
     """Execute one includable transaction (see `inclusion_error`): charge the fee, bump the nonce, run the
     kind's handler. Never raises for anything the transaction contains."""
     sender = tx.sender_address if sender is None else sender
@@ -158,9 +182,11 @@ def execute_tx(view: StateView, ctx: BlockContext, index: int, tx: Transaction,
         payload = payload_type.decode(tx.payload)
     except DecodeError:
         return TxOutcome(_result(TxStatus.FAILED, tx.gas_limit, "malformed payload"), fee=tx.fee)
-    handler = _HANDLERS[TxKind(tx.kind)]
     try:
-        status, data, work = handler(view, ctx, index, sender, payload, gas)
+        if tx.kind == TxKind.INFER:  # the one handler that needs the block's models
+            status, data, work = _infer(view, ctx, index, sender, payload, gas, models)
+        else:
+            status, data, work = _HANDLERS[TxKind(tx.kind)](view, ctx, index, sender, payload, gas)
     except _OutOfGas:
         return TxOutcome(_result(TxStatus.OUT_OF_GAS, tx.gas_limit, "out of gas"), fee=tx.fee)
     except _Failed as failure:
@@ -330,13 +356,14 @@ def drop_upload(view: StateView, model_id: Hash32, n_chunks: int) -> None:
         view.delete(chunk_key(model_id, i))
 
 
-def register_model(view: StateView, ctx: BlockContext, work: RegisterWork, gas_per_call: int) -> None:
+def register_model(view: StateView, ctx: BlockContext, work: RegisterWork, gas_per_call: int,
+                   gas_load: int) -> None:
     """The accepted verdict of a registration: the model becomes callable from the next block."""
     upload = view.get(upload_key(work.model_id), Upload)
     assert upload is not None
     header = upload.header
     view.put(model_key(work.model_id), ModelRecord(work.owner, header.meta, header.bytes_hash, header.total_bytes,
-                                                   header.n_chunks, Gas(gas_per_call), ctx.height))
+                                                   header.n_chunks, Gas(gas_per_call), ctx.height, Gas(gas_load)))
     view.delete(upload_key(work.model_id))
 
 
@@ -347,7 +374,8 @@ def sandbox_limit(params: Params, name: str) -> int:
     raise LookupError(f"sandbox limit {name!r} missing from the parameters")
 
 
-def _infer(view: StateView, ctx: BlockContext, index: int, sender: Address, p: Wire, gas: _Gas) -> _Handled:
+def _infer(view: StateView, ctx: BlockContext, index: int, sender: Address, p: Wire, gas: _Gas,
+           models: BlockModels) -> _Handled:
     assert isinstance(p, Infer)
     vm = ctx.params.vm
     input_bytes = sum(len(t.data) for t in p.inputs)
@@ -368,6 +396,9 @@ def _infer(view: StateView, ctx: BlockContext, index: int, sender: Address, p: W
     src = view.account(sender)
     if royalty > src.balance:
         raise _Failed(f"balance {src.balance:d} cannot pay the model's fee {royalty:d}")
+    if bytes(p.model_id) not in models.used:  # the block's first use loads the model (on a cold worker)
+        gas.charge(model.gas_load)
+        models.used.add(bytes(p.model_id))
     if royalty:
         view.set_account(sender, src.replace(balance=Amount(src.balance - royalty)))
         owner = view.account(model.owner)
@@ -381,7 +412,6 @@ _HANDLERS = {
     TxKind.UNSTAKE: _unstake,
     TxKind.UNJAIL: _unjail,
     TxKind.MODEL_CHUNK: _model_chunk,
-    TxKind.INFER: _infer,
 }
 
 
@@ -397,10 +427,13 @@ def chunk_gas(params: Params, chunk: ModelChunk, total_bytes: int, last: bool) -
     return gas
 
 
-def infer_gas(params: Params, model: ModelRecord, inputs: tuple[Tensor, ...]) -> int:
-    """Gas an inference on `model` uses: base + per input byte + the model's metered price per call."""
+def infer_gas(params: Params, model: ModelRecord, inputs: tuple[Tensor, ...], *, first_use: bool = True) -> int:
+    """Gas an inference on `model` uses: base + per input byte + the model's metered price per call, plus
+    the model's load when it is the first inference on the model in its block (`first_use`; a sender cannot
+    know where its transaction lands, so the safe quote includes it)."""
     vm = params.vm
-    return vm.gas_infer_base + vm.gas_infer_per_io_byte * sum(len(t.data) for t in inputs) + model.gas_per_call
+    gas = vm.gas_infer_base + vm.gas_infer_per_io_byte * sum(len(t.data) for t in inputs) + model.gas_per_call
+    return gas + model.gas_load if first_use else gas
 
 
 def kind_gas(params: Params, kind: TxKind) -> int:

@@ -60,6 +60,7 @@ DEFAULT_PARAMS: dict[str, Any] = {
         "gas_infer_per_io_byte": 1,
         "upload_expiry_blocks": 100,
         "max_infer_input_bytes": 256 * 1024,
+        "max_block_models": 32,
     },
     "staking": {
         "min_validator_stake": 1_000 * TOKEN,
