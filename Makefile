@@ -32,7 +32,7 @@ lint: install
 	$(BIN)/mypy core vm consensus
 
 # Each bench prints its figures and ratios against a raw baseline measured in the same run.
-BENCHES := codec_crypto state vm_sandbox vm consensus p2p node
+BENCHES := codec_crypto state vm_sandbox vm gas_calibration worst_block consensus p2p node
 
 bench: install
 	@for b in $(BENCHES); do \

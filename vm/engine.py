@@ -198,6 +198,11 @@ class Engine:
                 if result.info.outputs != declared:
                     resolutions[index] = RegisterResolution(False, 0, "declared outputs differ from the graph")
                     continue
+                load = model_load_gas(limits.gas, item.meta, len(item.model_bytes), result.info)
+                if load > item.gas_left:  # refused before the golden runs it did not pay for
+                    resolutions[index] = RegisterResolution(
+                        False, 0, f"gas left {item.gas_left} does not cover the model's load {load}")
+                    continue
                 checked.append((item, spec, result.info))
         if checked:
             resolutions.update(self._check_golden(checked))

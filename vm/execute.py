@@ -14,13 +14,14 @@ from dataclasses import dataclass
 
 from core.address import address_from_public_key
 from core.codec import Wire
-from core.errors import DecodeError
+from core.errors import DecodeError, InvalidModel
 from core.hashing import sha256
 from core.header import TxResult, TxStatus
 from core.tensor import Tensor
 from core.tx import Transaction
 from core.types import Address, Amount, Gas, Hash32, Height, Nonce, PublicKeyBytes, Timestamp
 from vm.params import Params
+from vm.sandbox.meter import load_gas, meter, node_count
 from vm.state import (
     KEY_CANDIDATES,
     MAX_CANDIDATES,
@@ -83,6 +84,9 @@ class RegisterWork:
     meta: ModelMeta
     model_bytes: bytes
     n_chunks: int
+    # Gas the completing chunk has left after its charges: it must cover the model's load (a session and
+    # the golden runs), which only the graph check can price (docs/vm.md, "Gas of a model").
+    gas_left: int = 0
 
 
 Work = InferWork | RegisterWork
@@ -331,8 +335,11 @@ def _model_chunk(view: StateView, ctx: BlockContext, index: int, sender: Address
         raise _Failed("chunk too large")
     upload = upload.with_chunk(p.index)
     complete = upload.received_count == header.n_chunks
+    model_bytes = b""
     if complete:
-        gas.charge(vm.gas_register_base + vm.gas_register_per_byte * header.total_bytes)
+        model_bytes = b"".join(p.data if i == p.index else view.get_raw(chunk_key(mid, i)) or b""
+                               for i in range(header.n_chunks))
+        gas.charge(registration_check_gas(ctx.params, model_bytes))
     # -- writes
     if new_upload is not None:
         ekey = expiry_key(upload.expires_at)
@@ -342,11 +349,11 @@ def _model_chunk(view: StateView, ctx: BlockContext, index: int, sender: Address
     view.put_raw(chunk_key(mid, p.index), p.data)
     if not complete:
         return TxStatus.OK, b"", None
-    model_bytes = view.model_bytes(mid, header.n_chunks)
     if len(model_bytes) != header.total_bytes or sha256(model_bytes) != header.bytes_hash:
         drop_upload(view, mid, header.n_chunks)
         raise _Failed("model bytes do not match the upload header", TxStatus.MODEL_REJECTED)
-    return TxStatus.OK, b"", RegisterWork(index, mid, sender, header.meta, model_bytes, header.n_chunks)
+    return TxStatus.OK, b"", RegisterWork(index, mid, sender, header.meta, model_bytes, header.n_chunks,
+                                          gas.limit - gas.used)
 
 
 def drop_upload(view: StateView, model_id: Hash32, n_chunks: int) -> None:
@@ -418,13 +425,35 @@ _HANDLERS = {
 # ------------------------------------------------------------------------------------------------ gas quotes
 
 
-def chunk_gas(params: Params, chunk: ModelChunk, total_bytes: int, last: bool) -> int:
-    """Gas a chunk transaction uses (the last chunk of an upload also pays for the registration check)."""
+def registration_check_gas(params: Params, model_bytes: bytes) -> int:
+    """Gas the completing chunk pays for the registration check, from the model's size and node count."""
+    vm = params.vm
+    return (vm.gas_register_base + vm.gas_register_per_byte * len(model_bytes)
+            + vm.gas_register_per_node * node_count(model_bytes))
+
+
+def registration_gas(params: Params, model_bytes: bytes, meta: ModelMeta) -> int:
+    """All the gas a registration needs: the check, then the model's load (a session and the golden runs),
+    priced by metering the model as the chain will (client side; the chain refuses a registration whose
+    completing chunk has less gas left than the load)."""
+    from vm.engine import sandbox_limits
+
+    limits = sandbox_limits(params)
+    try:
+        report = meter(model_bytes, limits=limits)
+    except InvalidModel:  # the checker refuses it before anything loads
+        return registration_check_gas(params, model_bytes)
+    return registration_check_gas(params, model_bytes) + load_gas(
+        limits.gas, model_bytes=len(model_bytes), nodes=len(report.nodes), golden_runs=len(meta.golden),
+        gas_per_call=report.gas)
+
+
+def chunk_gas(params: Params, chunk: ModelChunk, total_bytes: int, last: bool, *,
+              registration: int = 0) -> int:
+    """Gas a chunk transaction uses; the last chunk of an upload adds `registration` (`registration_gas`)."""
     vm = params.vm
     gas = vm.gas_chunk_base + vm.gas_chunk_per_byte * len(chunk.data)
-    if last:
-        gas += vm.gas_register_base + vm.gas_register_per_byte * total_bytes
-    return gas
+    return gas + registration if last else gas
 
 
 def infer_gas(params: Params, model: ModelRecord, inputs: tuple[Tensor, ...], *, first_use: bool = True) -> int:

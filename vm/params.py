@@ -55,6 +55,7 @@ class VMParams(Wire):
     gas_chunk_per_byte: Gas
     gas_register_base: Gas
     gas_register_per_byte: Gas
+    gas_register_per_node: Gas
     gas_infer_base: Gas
     gas_infer_per_io_byte: Gas
     upload_expiry_blocks: U32

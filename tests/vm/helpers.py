@@ -14,7 +14,7 @@ from core.hashing import sha256
 from core.keys import PrivateKey
 from core.tensor import DType, Tensor
 from core.tx import Transaction
-from vm.execute import chunk_gas
+from vm.execute import chunk_gas, registration_gas
 from vm.genesis_tool import make_genesis
 from vm.params import Params
 from vm.sandbox.canonicalize import canonicalize
@@ -86,9 +86,10 @@ def upload_txs(key: PrivateKey, model_bytes: bytes, meta: ModelMeta, *, params: 
                first_nonce: int, chunk_bytes: int = 256 * 1024) -> list[Transaction]:
     """The chunk transactions of one upload, each with exactly the gas it needs."""
     chunks = split_model(model_bytes, meta, chunk_bytes)
+    registration = registration_gas(params, model_bytes, meta)
     txs = []
     for i, chunk in enumerate(chunks):
-        gas = chunk_gas(params, chunk, len(model_bytes), i == len(chunks) - 1)
+        gas = chunk_gas(params, chunk, len(model_bytes), i == len(chunks) - 1, registration=registration)
         txs.append(build_tx(key, chunk, chain_id=chain_id, nonce=first_nonce + i, gas_limit=gas,
                             fee=gas * params.vm.min_gas_price))
     return txs

@@ -15,18 +15,19 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from core.header import TxStatus
-from core.tensor import Tensor
+from core.tensor import DType, Tensor
+from core.tx import Transaction
 from core.types import Amount, Hash32
 from tests.vm.devnet import Devnet
-from tests.vm.helpers import _model, genesis_doc_with, memory_hog_model
-from vm.execute import BlockModels, infer_gas
+from tests.vm.helpers import _model, genesis_doc_with, memory_hog_model, meta_for, spec
+from vm.execute import BlockModels, chunk_gas, infer_gas, registration_check_gas, registration_gas
 from vm.genesis import Genesis, parse_genesis
 from vm.sandbox.canonicalize import canonicalize
 from vm.sandbox.executor import LocalExecutor
 from vm.sandbox.limits import DEFAULT_LIMITS, WorkerLimits
 from vm.sandbox.meter import load_gas, meter
 from vm.sandbox.worker import WorkerPool
-from vm.txs import Infer, Transfer
+from vm.txs import Infer, ModelClass, Transfer, build_tx, split_model
 
 pytestmark = pytest.mark.vm
 
@@ -193,3 +194,43 @@ def test_a_call_whose_work_faults_the_proposers_worker_is_left_out_and_reported(
         assert verdict.is_valid
     finally:
         net.close()
+
+
+def _upload(net: Devnet, model_bytes: bytes, registration: int) -> tuple[Transaction, ...]:
+    meta = meta_for("reg", model_bytes, [spec("x", DType.INT32, (1, 1))], [spec("y", DType.INT32, (1, 1))],
+                    ModelClass.EXACT, [[np.array([[3]], np.int32)]])
+    owner = net.account(5)
+    chunks = split_model(model_bytes, meta, len(model_bytes) // 2 + 1)
+    params = net.genesis.params
+    nonce = net.apps[0].view().account(owner.address).nonce
+    return tuple(build_tx(owner, c, chain_id=net.genesis.chain_id, nonce=nonce + i,
+                          gas_limit=(g := chunk_gas(params, c, len(model_bytes), i == len(chunks) - 1,
+                                                    registration=registration)), fee=g)
+                 for i, c in enumerate(chunks))
+
+
+def test_a_registration_pays_its_check_by_node_count_and_its_load_before_the_golden_runs(chains: Devnet) -> None:
+    """The checker's cost grows with the node count and the load's with the model: the completing chunk pays
+    the check at execution, and a registration whose remaining gas cannot pay the load is refused before
+    its golden vectors run."""
+    net = chains
+    params = net.genesis.params
+    model_bytes = chain_model(256, 99)
+    meta = meta_for("reg", model_bytes, [spec("x", DType.INT32, (1, 1))], [spec("y", DType.INT32, (1, 1))],
+                    ModelClass.EXACT, [[np.array([[3]], np.int32)]])
+    check = registration_check_gas(params, model_bytes)
+    assert check == (params.vm.gas_register_base + params.vm.gas_register_per_byte * len(model_bytes)
+                     + params.vm.gas_register_per_node * 256)
+    full = registration_gas(params, model_bytes, meta)
+    assert full - check == load_gas(DEFAULT_LIMITS.gas, model_bytes=len(model_bytes), nodes=256, golden_runs=1,
+                                    gas_per_call=meter(model_bytes).gas)
+    # Only the check paid: charged at execution, then refused before the load and golden runs.
+    short = _upload(net, model_bytes, check)
+    block = net.step(short)
+    last = block.results[-1]
+    assert last.status is TxStatus.MODEL_REJECTED and "does not cover the model's load" in last.log
+    last_chunk = split_model(model_bytes, meta, len(model_bytes) // 2 + 1)[-1]
+    assert last.gas_used == params.vm.gas_chunk_base + params.vm.gas_chunk_per_byte * len(last_chunk.data) + check
+    # The full quote registers it.
+    block = net.step(_upload(net, model_bytes, full))
+    assert block.results[-1].status is TxStatus.OK

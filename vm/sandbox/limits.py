@@ -17,7 +17,7 @@ class GasSchedule:
     """Gas prices of static metering (docs/sandbox.md has the table). One MAC costs `per_mac` gas."""
 
     per_call: int = 1_000
-    per_node: int = 50
+    per_node: int = 100
     per_mac: int = 1
     # Activation bytes written by each node cost ceil(bytes / activation_bytes_per_gas) gas.
     activation_bytes_per_gas: int = 16

@@ -141,6 +141,17 @@ def meter(
     return meter_graph(model, infer_types(model), limits.gas)
 
 
+def node_count(model_bytes: bytes) -> int:
+    """Nodes of the model's main graph, from the protobuf alone (no checks); 0 if the bytes do not parse.
+    The VM prices a registration check by it before the checker runs."""
+    model = ModelProto()
+    try:
+        model.ParseFromString(model_bytes)
+    except Exception:  # protobuf's DecodeError; hostile bytes are refused by the checker, cheaply
+        return 0
+    return len(model.graph.node)
+
+
 def load_gas(schedule: GasSchedule, *, model_bytes: int, nodes: int, golden_runs: int, gas_per_call: int) -> int:
     """Gas of loading a model into a cold worker: session creation from static facts (file bytes, node
     count), plus the golden vectors the worker runs before the model's first use."""
@@ -148,4 +159,4 @@ def load_gas(schedule: GasSchedule, *, model_bytes: int, nodes: int, golden_runs
             + golden_runs * gas_per_call)
 
 
-__all__ = ["MeterReport", "NodeCost", "TensorType", "load_gas", "meter", "meter_graph"]
+__all__ = ["MeterReport", "NodeCost", "TensorType", "load_gas", "meter", "meter_graph", "node_count"]
