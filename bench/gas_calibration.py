@@ -22,12 +22,12 @@ from pathlib import Path
 from bench.synth import Synth, conv, elementwise, expand, matmul, node_chain, weights
 from vm.engine import sandbox_limits
 from vm.genesis import REPO_ROOT, load_genesis
-from vm.sandbox.check import check_model
+from vm.sandbox.check import validate_model
 from vm.sandbox.executor import InferJob, ModelPackage
 from vm.sandbox.limits import SandboxLimits
 from vm.sandbox.meter import load_gas, meter
 from vm.sandbox.session import create_session
-from vm.sandbox.spec import ModelClass, ModelSpec, TensorSpec, Tolerance
+from vm.sandbox.spec import ArraySpec, CompareMode, ModelSpec, Tolerance
 from vm.sandbox.worker import WorkerPool
 
 
@@ -54,10 +54,10 @@ def load_ns(s: Synth, repeat: int) -> float:
 
 
 def spec_of(s: Synth, limits: SandboxLimits) -> ModelSpec:
-    inputs = (TensorSpec(s.input_name, s.input_dtype, s.input_shape),)
+    inputs = (ArraySpec(s.input_name, s.input_dtype, s.input_shape),)
     if s.exact:
-        return ModelSpec(inputs, ModelClass.EXACT, limits=limits)
-    return ModelSpec(inputs, ModelClass.TOLERANT, 16, Tolerance(1 << 16, 1000), limits)
+        return ModelSpec(inputs, CompareMode.EXACT, limits=limits)
+    return ModelSpec(inputs, CompareMode.TOLERANT, 16, Tolerance(1 << 16, 1000), limits)
 
 
 class Table:
@@ -132,7 +132,7 @@ def main() -> None:
     # Registration: the graph check (canonical re-check, onnx checker, shape inference, metering, a session).
     def check_ns(s: Synth, lim: SandboxLimits, repeat: int) -> float:
         spec = spec_of(s, lim)
-        return best_of(lambda: check_model(s.model_bytes, spec), repeat)
+        return best_of(lambda: validate_model(s.model_bytes, spec), repeat)
 
     per_node_check = (check_ns(big, limits, 3) - check_ns(small, limits, 3)) / (4096 - 256)
     vm = params.vm

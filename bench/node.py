@@ -18,16 +18,16 @@ import trio
 
 from core.app import BlockTemplate
 from core.hashing import ZERO_HASH
-from core.store import LevelDBStore
 from core.tx import Transaction
 from core.types import Height, Round, Timestamp
 from core.votes import ZERO_SIGNATURE, Commit, Vote, VoteType
 from node.config import ConsensusSection, NodeConfig, P2PSection, RPCSection
 from node.home import init_home
+from node.leveldb import LevelDBStore
 from node.service import Node
+from tools.genesis import DEFAULT_SEED_PHRASE, account_key, make_genesis, validator_key
 from vm.app import VMApplication
 from vm.genesis import parse_genesis
-from vm.genesis_tool import DEFAULT_SEED_PHRASE, account_key, make_genesis, validator_key
 from vm.sandbox.executor import LocalExecutor
 from vm.txs import Transfer, build_tx
 

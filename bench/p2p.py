@@ -18,7 +18,7 @@ from typing import Any
 
 import trio
 
-from p2p.testnode import NodeProcess, free_port, peer_addr_for
+from p2p.testing.node import NodeProcess, free_port, peer_addr_for
 
 N = 4
 

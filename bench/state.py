@@ -32,7 +32,8 @@ from collections.abc import Callable
 import plyvel
 
 from core.state import AuthenticatedMap
-from core.store import KeySpace, LevelDBStore, space
+from core.store import KeySpace, space
+from node.leveldb import LevelDBStore
 
 UPDATE_KEYS = 1_000
 INSERT_SHARE = 0.1

@@ -28,23 +28,30 @@ from onnx import TensorProto, helper, numpy_helper
 
 from core.app import BlockTemplate
 from core.hashing import ZERO_HASH, sha256
-from core.store import LevelDBStore
 from core.tensor import Tensor
 from core.types import Amount, Height, Round, Timestamp
+from node.leveldb import LevelDBStore
+from tools.genesis import account_key, make_genesis
 from vm.app import VMApplication
 from vm.engine import sandbox_limits
 from vm.execute import infer_gas
 from vm.genesis import Genesis, parse_genesis
-from vm.genesis_tool import account_key, make_genesis
 from vm.sandbox.canonicalize import canonicalize
 from vm.sandbox.executor import InferJob, LocalExecutor, ModelPackage
 from vm.sandbox.golden import make_golden, save_golden
 from vm.sandbox.session import create_session
-from vm.sandbox.spec import ModelClass, ModelSpec, TensorSpec, Tolerance
+from vm.sandbox.spec import ArraySpec, CompareMode, ModelSpec, Tolerance
 from vm.sandbox.worker import WorkerPool
-from vm.txs import GoldenVector, Infer, ModelMeta, Transfer, build_tx, compute_model_id
-from vm.txs import ModelClass as VMClass
-from vm.txs import TensorSpec as VMTensorSpec
+from vm.txs import (
+    GoldenVector,
+    Infer,
+    ModelClass,
+    ModelMeta,
+    TensorSpec,
+    Transfer,
+    build_tx,
+    compute_model_id,
+)
 
 CONV_INPUT = (1, 4, 32, 32)
 
@@ -73,14 +80,14 @@ def bench_genesis(tmp: Path) -> tuple[Genesis, bytes]:
     """The devnet genesis with roomy block limits, plus the conv model."""
     model_bytes = conv_model()
     x = np.random.default_rng(2).random(CONV_INPUT, dtype=np.float32)
-    spec = ModelSpec((TensorSpec("x", "float32", CONV_INPUT),), ModelClass.TOLERANT, 16, Tolerance(64, 200))
+    spec = ModelSpec((ArraySpec("x", "float32", CONV_INPUT),), CompareMode.TOLERANT, 16, Tolerance(64, 200))
     out = LocalExecutor().run_batch([InferJob(ModelPackage(b"g", model_bytes, spec, None), {"x": x})])[0]
     assert out.outputs is not None
     (tmp / "conv.onnx").write_bytes(model_bytes)
     save_golden(tmp / "conv.golden.npz", make_golden([({"x": x}, dict(out.outputs))]))
-    inputs = (VMTensorSpec("x", Tensor.from_numpy(x).dtype, CONV_INPUT),)
-    outputs = (VMTensorSpec("y", Tensor.from_numpy(x).dtype, (1, 64)),)
-    meta = ModelMeta("conv", inputs, outputs, VMClass.TOLERANT, 16, 64, 200, Amount(0),
+    inputs = (TensorSpec("x", Tensor.from_numpy(x).dtype, CONV_INPUT),)
+    outputs = (TensorSpec("y", Tensor.from_numpy(x).dtype, (1, 64)),)
+    meta = ModelMeta("conv", inputs, outputs, ModelClass.TOLERANT, 16, 64, 200, Amount(0),
                      (GoldenVector((Tensor.from_numpy(x),), tuple(Tensor.from_numpy(v) for v in out.outputs.values())),))
     doc = make_genesis(4, accounts=20, overrides={
         "consensus": {"max_block_gas": 10**12}, "vm": {"max_tx_gas": 10**11}})

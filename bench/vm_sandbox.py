@@ -13,10 +13,10 @@ from collections.abc import Callable
 import numpy as np
 
 from core.errors import InvalidModel
+from tools.attacks import ATTACKS
 from vm.models import load_model, model_names
-from vm.sandbox.attacks import ATTACKS
 from vm.sandbox.canonicalize import canonicalize
-from vm.sandbox.check import check_model
+from vm.sandbox.check import validate_model
 from vm.sandbox.executor import InferJob, LocalExecutor, ModelPackage
 from vm.sandbox.meter import meter
 from vm.sandbox.session import create_session
@@ -36,7 +36,7 @@ def best_of(fn: Callable[[], object], repeat: int) -> float:
 
 def _refuse(model_bytes: bytes, spec: object) -> None:
     try:
-        check_model(model_bytes, spec)  # type: ignore[arg-type]
+        validate_model(model_bytes, spec)  # type: ignore[arg-type]
     except InvalidModel:
         return
     raise AssertionError("attack model was accepted")
@@ -56,10 +56,10 @@ def bench_attacks() -> bool:
 
 
 def bench_checks() -> None:
-    print("\nreal models: check_model / canonicalize (fixed point) / meter, best of 5")
+    print("\nreal models: validate_model / canonicalize (fixed point) / meter, best of 5")
     for name in model_names():
         m = load_model(name)
-        check = best_of(lambda m=m: check_model(m.model_bytes, m.spec), 5)
+        check = best_of(lambda m=m: validate_model(m.model_bytes, m.spec), 5)
         canon = best_of(lambda m=m: canonicalize(m.model_bytes, m.spec.input_shapes), 5)
         price = best_of(lambda m=m: meter(m.model_bytes), 5)
         print(

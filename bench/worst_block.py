@@ -46,19 +46,19 @@ from core.block import Block
 from core.hashing import sha256
 from core.keys import PrivateKey
 from core.limits import MAX_BLOCK_TXS
-from core.store import LevelDBStore
 from core.tensor import Tensor
 from core.tx import Transaction
 from core.types import Amount, Hash32, Height, Round, Timestamp
+from node.leveldb import LevelDBStore
+from tools.genesis import account_key
 from vm.app import VMApplication
 from vm.build import HEADER_RESERVE, RESULT_RESERVE
 from vm.engine import sandbox_limits
 from vm.execute import chunk_gas, infer_gas, kind_gas, registration_gas
 from vm.genesis import REPO_ROOT, Genesis, parse_genesis
-from vm.genesis_tool import account_key
 from vm.sandbox.executor import InferJob, LocalExecutor, ModelPackage
 from vm.sandbox.golden import make_golden, save_golden
-from vm.sandbox.spec import ModelClass, ModelSpec, TensorSpec, Tolerance
+from vm.sandbox.spec import ArraySpec, CompareMode, ModelSpec, Tolerance
 from vm.sandbox.worker import WorkerPool
 from vm.state import ModelRecord
 from vm.txs import GoldenVector, Infer, ModelMeta, Transfer, TxKind, build_tx, compute_model_id, split_model
@@ -74,9 +74,9 @@ K, T_ABS, T_REL = 16, 1 << 16, 1000  # tolerant models: a grid of 2^-16, generou
 
 def _meta(s: Synth, name: str) -> tuple[ModelMeta, dict[str, np.ndarray], dict[str, np.ndarray]]:
     x = s.sample()
-    inputs = (TensorSpec(s.input_name, s.input_dtype, s.input_shape),)
-    spec = (ModelSpec(inputs, ModelClass.EXACT) if s.exact
-            else ModelSpec(inputs, ModelClass.TOLERANT, K, Tolerance(T_ABS, T_REL)))
+    inputs = (ArraySpec(s.input_name, s.input_dtype, s.input_shape),)
+    spec = (ModelSpec(inputs, CompareMode.EXACT) if s.exact
+            else ModelSpec(inputs, CompareMode.TOLERANT, K, Tolerance(T_ABS, T_REL)))
     out = LocalExecutor().run_batch([InferJob(ModelPackage(b"g", s.model_bytes, spec, None), {s.input_name: x})])[0]
     assert out.outputs is not None, out.error
     outputs = dict(out.outputs)
@@ -243,14 +243,14 @@ def _calls(chain: Chain, names: Sequence[str], sample: Callable[[int], np.ndarra
 def _first_use_gas(params: Any, s: Synth) -> int:
     """Gas of the first call on a model of this shape (priced as registration would price it)."""
     from vm.engine import model_load_gas
-    from vm.sandbox.check import check_model
+    from vm.sandbox.check import validate_model
 
     limits = sandbox_limits(params)
     meta = _meta(s, "probe")[0]
-    spec = ModelSpec((TensorSpec(s.input_name, s.input_dtype, s.input_shape),),
-                     ModelClass.EXACT if s.exact else ModelClass.TOLERANT, meta.grid_k,
+    spec = ModelSpec((ArraySpec(s.input_name, s.input_dtype, s.input_shape),),
+                     CompareMode.EXACT if s.exact else CompareMode.TOLERANT, meta.grid_k,
                      Tolerance(meta.tol_abs, meta.tol_rel_ppm), limits)
-    info = check_model(s.model_bytes, spec)
+    info = validate_model(s.model_bytes, spec)
     io = int(np.prod(s.input_shape)) * np.dtype(s.input_dtype).itemsize
     return (params.vm.gas_infer_base + params.vm.gas_infer_per_io_byte * io + info.gas_per_call
             + model_load_gas(limits.gas, meta, len(s.model_bytes), info))

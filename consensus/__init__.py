@@ -31,7 +31,7 @@ from consensus.events import (
     decode_event,
     encode_event,
 )
-from consensus.evidence import EvidencePool, check_evidence
+from consensus.evidence import EvidencePool, validate_evidence
 from consensus.params import ConsensusParams, Step
 from consensus.proposer import ProposerPriorities
 from consensus.signer import FileSignState, MemorySignState, Signer, SignRecord, SignState
@@ -39,10 +39,42 @@ from consensus.state import ConsensusState, VoteQuery
 from consensus.wal import FileWAL, MemoryWAL, WriteAheadLog
 
 __all__ = [
-    "Action", "BlockBuilt", "BlockValidated", "Broadcast", "BuildBlock", "CommitBlock", "CommitFetched",
-    "ConsensusParams", "ConsensusState", "Event", "EvidencePool", "EvidenceReceived", "FileSignState", "FileWAL",
-    "MemorySignState", "MemoryWAL", "NewHeight", "ProposalReceived", "ProposerPriorities", "RaiseAlarm",
-    "ReportEvidence", "Resume", "ScheduleTimeout", "Sign", "SignRecord", "SignState", "Signer", "Step",
-    "TimeoutFired", "ValidateBlock", "VoteQuery", "VoteReceived", "VotesFetched", "WriteAheadLog",
-    "check_evidence", "decode_event", "encode_event", "verify_commit",
+    "Action",
+    "BlockBuilt",
+    "BlockValidated",
+    "Broadcast",
+    "BuildBlock",
+    "CommitBlock",
+    "CommitFetched",
+    "ConsensusParams",
+    "ConsensusState",
+    "Event",
+    "EvidencePool",
+    "EvidenceReceived",
+    "FileSignState",
+    "FileWAL",
+    "MemorySignState",
+    "MemoryWAL",
+    "NewHeight",
+    "ProposalReceived",
+    "ProposerPriorities",
+    "RaiseAlarm",
+    "ReportEvidence",
+    "Resume",
+    "ScheduleTimeout",
+    "Sign",
+    "SignRecord",
+    "SignState",
+    "Signer",
+    "Step",
+    "TimeoutFired",
+    "ValidateBlock",
+    "VoteQuery",
+    "VoteReceived",
+    "VotesFetched",
+    "WriteAheadLog",
+    "decode_event",
+    "encode_event",
+    "validate_evidence",
+    "verify_commit",
 ]

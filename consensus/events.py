@@ -63,7 +63,7 @@ class VoteReceived(Wire):
 
 @wire(max_bytes=600 * MAX_VALIDATORS + 64, tag=4)
 class VotesFetched(Wire):
-    """Votes a peer sent back to a catch-up query (DESIGN.md §4)."""
+    """Votes a peer sent back to a catch-up query (docs/design.md §4.8)."""
 
     now: Timestamp
     votes: Annotated[tuple[Vote, ...], MaxLen(MAX_VALIDATORS)]
@@ -123,7 +123,7 @@ class BlockValidated(Wire):
 class EvidenceReceived(Wire):
     """Evidence from gossip or from storage after a restart.
 
-    For WrongInference the driver first asks `Application.check_evidence` and feeds only what it confirmed;
+    For WrongInference the driver first asks `Application.is_valid_evidence` and feeds only what it confirmed;
     the machine checks signatures, structure and age of every kind.
     """
 

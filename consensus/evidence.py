@@ -22,7 +22,7 @@ from core.keys import verify
 from core.types import Hash32
 
 
-def check_evidence(evidence: Evidence, chain_id: str, height: int, max_age: int,
+def validate_evidence(evidence: Evidence, chain_id: str, height: int, max_age: int,
                    verifier: Verifier = verify) -> None:
     """Raises InvalidEvidence unless `evidence` proves what it claims (core's stateless rules) and is at
     most `max_age` old at `height` (the height of the block that would include it)."""
@@ -63,9 +63,6 @@ class EvidencePool:
             key = offence_id(e)
             self._pending.pop(key, None)
             self._committed[key] = int(evidence_height(e))
-
-    def is_committed(self, evidence: Evidence) -> bool:
-        return offence_id(evidence) in self._committed
 
     def knows(self, evidence: Evidence) -> bool:
         """The offence is already pending or committed (no need to check this copy)."""

@@ -1,4 +1,4 @@
-"""The validator's signer with the double-sign guard (DESIGN.md §4).
+"""The validator's signer with the double-sign guard (docs/design.md §4.6).
 
 Height/round/step (HRS) only ever move forward. Before a signed message leaves the signer it is persisted,
 atomically and durably, together with its HRS. Asked again for the same HRS, whatever the new request's

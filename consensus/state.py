@@ -36,13 +36,13 @@ from consensus.events import (
     VoteReceived,
     VotesFetched,
 )
-from consensus.evidence import EvidencePool, check_evidence
+from consensus.evidence import EvidencePool, validate_evidence
 from consensus.params import ConsensusParams, Step
 from consensus.proposer import ProposerPriorities
 from consensus.voteset import Added, VoteSet
 from core.app import BlockTemplate, Verdict, VerdictKind
 from core.block import Block, ProposalBlock
-from core.errors import InferchainError, InvalidBlock, InvalidEvidence
+from core.errors import InvalidBlock, InvalidEvidence, RemoteError
 from core.evidence import (
     DuplicateVote,
     Evidence,
@@ -68,28 +68,39 @@ SignatureCache = dict[object, bool]
 BlockChecker = Callable[[Block], None]
 SIGNATURE_CACHE_LIMIT = 100_000
 
-_SETS: dict[tuple[ValidatorEntry, ...], ValidatorSet] = {}
-_MEMBERS: dict[Hash32, dict[bytes, tuple[Address, int]]] = {}
 
+class _ValidatorSets:
+    """The validator sets one machine has seen, with each set's member map; owned by one ConsensusState.
 
-def _validator_set(entries: tuple[ValidatorEntry, ...]) -> ValidatorSet:
-    """Sets recur from height to height; building one hashes every key, so keep the last few."""
-    vs = _SETS.get(entries)
-    if vs is None:
-        if len(_SETS) > 64:
-            _SETS.clear()
-        vs = _SETS[entries] = ValidatorSet(entries)
-    return vs
+    Sets recur from height to height (a height names its set, the next and the last, mostly the same one):
+    building a set hashes every key, and the member map (public key -> (address, power)) lets a vote be
+    placed without hashing. Keeps the last few of each, per instance, so machines in one process share
+    nothing.
+    """
 
+    __slots__ = ("_members", "_sets")
+    LIMIT = 8
 
-def _members(vs: ValidatorSet) -> dict[bytes, tuple[Address, int]]:
-    """Public key -> (address, power), so a vote costs no hashing to place."""
-    m = _MEMBERS.get(vs.hash)
-    if m is None:
-        if len(_MEMBERS) > 64:
-            _MEMBERS.clear()
-        m = _MEMBERS[vs.hash] = {bytes(e.public_key): (e.address, int(e.power)) for e in vs}
-    return m
+    def __init__(self) -> None:
+        self._sets: dict[tuple[ValidatorEntry, ...], ValidatorSet] = {}
+        self._members: dict[Hash32, dict[bytes, tuple[Address, int]]] = {}
+
+    def validator_set(self, entries: tuple[ValidatorEntry, ...]) -> ValidatorSet:
+        vs = self._sets.get(entries)
+        if vs is None:
+            if len(self._sets) >= self.LIMIT:
+                self._sets.clear()
+            vs = self._sets[entries] = ValidatorSet(entries)
+        return vs
+
+    def members(self, vs: ValidatorSet) -> dict[bytes, tuple[Address, int]]:
+        m = self._members.get(vs.hash)
+        if m is None:
+            if len(self._members) >= self.LIMIT:
+                self._members.clear()
+            m = self._members[vs.hash] = {bytes(e.public_key): (e.address, int(e.power)) for e in vs}
+        return m
+
 
 # Messages for rounds further ahead than this are dropped (bounds memory against a flooding validator).
 MAX_ROUND_AHEAD = 1000
@@ -130,9 +141,10 @@ class ConsensusState:
         self.me = me
         self.params = params or ConsensusParams()
         self._verify = verifier
-        self._check_block: BlockChecker = Block.validate_basic if block_checker is None else block_checker
+        self._validate_block_basic: BlockChecker = Block.validate_basic if block_checker is None else block_checker
         self._sig_cache: SignatureCache = {} if signature_cache is None else signature_cache
         self._pool = EvidencePool(self.params.max_evidence_age)
+        self._known_sets = _ValidatorSets()
         self._future: list[ProposalReceived | VoteReceived] = []
         self._started = False  # a NewHeight was handled
         self._last_now = 0
@@ -163,10 +175,6 @@ class ConsensusState:
     @property
     def locked(self) -> tuple[int, Hash32 | None]:
         return self._locked_round, self._locked_id
-
-    @property
-    def decided(self) -> Block | None:
-        return self._decided
 
     @property
     def validators(self) -> ValidatorSet:
@@ -305,13 +313,13 @@ class ConsensusState:
         self._reset_height()
         self._started = True
         self._proposers = ev.proposers
-        self._vs = _validator_set(ev.proposers.validators)
-        self._members = _members(self._vs)
+        self._vs = self._known_sets.validator_set(ev.proposers.validators)
+        self._members = self._known_sets.members(self._vs)
         self._addresses = tuple(self._members[bytes(e.public_key)][0] for e in ev.proposers.validators)
         self._proposer_cache = []
-        self._next_vs = _validator_set(ev.next_validators) if ev.next_validators else self._vs
-        self._last_vs = _validator_set(ev.last_validators) if ev.last_validators else None
-        self._last_members = _members(self._last_vs) if self._last_vs is not None else {}
+        self._next_vs = self._known_sets.validator_set(ev.next_validators) if ev.next_validators else self._vs
+        self._last_vs = self._known_sets.validator_set(ev.last_validators) if ev.last_validators else None
+        self._last_members = self._known_sets.members(self._last_vs) if self._last_vs is not None else {}
         self._last_block_id = ev.last_block_id
         self._last_block_time = ev.last_block_time
         self._last_round = -1
@@ -512,7 +520,7 @@ class ConsensusState:
     def _structural_problem(self, block: Block, out: list[Action]) -> str | None:
         h = block.header
         try:
-            self._check_block(block)
+            self._validate_block_basic(block)
         except InvalidBlock as exc:
             return str(exc)
         if h.chain_id != self.chain_id or h.height != self._height:
@@ -539,7 +547,7 @@ class ConsensusState:
         keys = set()
         for ev in block.evidence:
             try:
-                check_evidence(ev, self.chain_id, int(self._height), self.params.max_evidence_age, self._verify)
+                validate_evidence(ev, self.chain_id, int(self._height), self.params.max_evidence_age, self._verify)
             except InvalidEvidence as exc:
                 return f"evidence: {exc}"
             key = offence_id(ev)
@@ -616,7 +624,7 @@ class ConsensusState:
         if self._pool.knows(evidence):
             return
         try:
-            check_evidence(evidence, self.chain_id, int(self._height), self.params.max_evidence_age,
+            validate_evidence(evidence, self.chain_id, int(self._height), self.params.max_evidence_age,
                            self._verify)
         except InvalidEvidence:
             return
@@ -642,7 +650,7 @@ class ConsensusState:
             return
         try:
             verify_commit(self._vs, commit.block_id, commit, self.chain_id, signature_ok=self._signature_ok)
-        except InferchainError:
+        except RemoteError:
             return
         self._note_block(block, out, commit.block_id)
         for vote in commit.precommits:

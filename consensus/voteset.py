@@ -108,6 +108,3 @@ class VoteSet:
             v = self.vote_for(address, block_id)
             out.append(v if v is not None else self.votes[address])
         return tuple(out)
-
-    def sorted_votes(self) -> tuple[Vote, ...]:
-        return tuple(self.votes[a] for a in sorted(self.votes))

@@ -1,4 +1,4 @@
-"""Write-ahead log of consensus inputs (DESIGN.md §4).
+"""Write-ahead log of consensus inputs (docs/design.md §4.5).
 
 The driver appends every event before handling it; the node's own signed messages (and each NewHeight) are
 fsynced before anything leaves the node. On restart the log of the current height is replayed. A record is

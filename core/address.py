@@ -81,11 +81,19 @@ def decode_address(text: str) -> Address:
 
 
 def parse_address(text: str) -> Address:
-    """Accept the bech32m form or 40 hex digits (for tools); raises ValueError otherwise."""
+    """The one text form users and files give: bech32m (`ic1…`); raises ValueError with a one-line reason.
+
+    Hex is refused on purpose: a `0x…` string is most likely another chain's address, and the same 20 bytes
+    read as an Inferchain address belong to nobody the sender meant (tools that hold raw bytes call
+    `Address.from_hex` themselves).
+    """
     stripped = text.strip()
-    if stripped.startswith(HRP + "1"):
-        return decode_address(stripped)
-    try:
-        return Address.from_hex(stripped)
-    except ValueError:
-        raise ValueError(f"not an address: {stripped[:60]!r}") from None
+    if not stripped.lower().startswith(HRP + "1") and _looks_like_hex(stripped):
+        raise ValueError(f"{stripped[:60]!r} is a hex address, not an Inferchain address: "
+                         f"give the {HRP}1… form (`inferchain keys show NAME --address`)")
+    return decode_address(stripped)
+
+
+def _looks_like_hex(text: str) -> bool:
+    digits = text[2:] if text[:2].lower() == "0x" else text
+    return bool(digits) and all(c in "0123456789abcdefABCDEF" for c in digits)

@@ -8,7 +8,7 @@ Calls happen on the node's consensus path, in this order for each height h:
    proposal (re-execution; the verdict decides prevote-for-block vs prevote-nil);
 3. `finalize_block(block, batch)` once a commit for the block is seen: applies it without running any
    model and stages every state write into the caller's write batch, which the node commits together
-   with the block and its commit (one atomic batch, DESIGN.md §6).
+   with the block and its commit (one atomic batch, docs/design.md §6).
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ class Verdict:
     bad_txs: tuple[int, ...] = ()
     reason: str = ""
     # Indices (a subset of bad_txs) whose `exact` inference output is provably wrong: consensus turns each
-    # into WrongInference evidence against the proposer (DESIGN.md §2.6).
+    # into WrongInference evidence against the proposer (docs/design.md §2.6).
     wrong_outputs: tuple[int, ...] = ()
 
     @classmethod
@@ -124,6 +124,6 @@ class Application(Protocol):
         """H(challenge output ‖ validator ‖ height) for `height`, or None if this node cannot answer."""
         ...
 
-    def check_evidence(self, evidence: Evidence) -> bool:
+    def is_valid_evidence(self, evidence: Evidence) -> bool:
         """True when application-level evidence (a wrong exact inference) proves misbehaviour."""
         ...

@@ -1,7 +1,7 @@
 """Block header and per-transaction results.
 
 The header commits to everything in the block body and to the state after applying the block
-(DESIGN.md §4), so a commit of the header certifies the block's own state.
+(docs/design.md §4.2), so a commit of the header certifies the block's own state.
 """
 
 from __future__ import annotations

@@ -1,7 +1,9 @@
 """Key files: one JSON document per key, mode 0600, optionally sealed with a passphrase.
 
 Sealing uses scrypt (n=2^15, r=8, p=1) to derive a 256-bit key and AES-256-GCM over the seed, with the
-public key as associated data, so a wrong passphrase and a tampered file are both detected. Files are
+public key as associated data, so a wrong passphrase and a tampered file are both detected. Loading refuses
+scrypt parameters below a floor (n >= 2^15, r >= 8, p >= 1) or above a ceiling, so a file cannot be weakened
+to a cheap KDF behind its owner's back; tests that need a fast KDF lower the floor explicitly (`min_kdf_n`). Files are
 written atomically (temporary file, fsync, rename) and refused on load when group or others can read them,
 as ssh does with private keys.
 """
@@ -27,6 +29,12 @@ FORMAT_VERSION = 1
 SCRYPT_N = 1 << 15
 SCRYPT_R = 8
 SCRYPT_P = 1
+# The weakest scrypt cost a key file may name (load and save); the ceilings bound the work a file can demand.
+MIN_SCRYPT_N = SCRYPT_N
+MIN_SCRYPT_R = SCRYPT_R
+MAX_SCRYPT_N = 1 << 20
+MAX_SCRYPT_R = 32
+MAX_SCRYPT_P = 16
 
 
 def _kdf(passphrase: str, salt: bytes, n: int, r: int, p: int) -> bytes:
@@ -34,8 +42,11 @@ def _kdf(passphrase: str, salt: bytes, n: int, r: int, p: int) -> bytes:
 
 
 def save_key(path: str | os.PathLike[str], key: PrivateKey, passphrase: str | None = None,
-             *, overwrite: bool = False, kdf_n: int = SCRYPT_N) -> None:
-    """Write `key` to `path` (mode 0600); with a passphrase the seed is encrypted."""
+             *, overwrite: bool = False, kdf_n: int = SCRYPT_N, min_kdf_n: int = MIN_SCRYPT_N) -> None:
+    """Write `key` to `path` (mode 0600); with a passphrase the seed is encrypted.
+
+    `kdf_n` below `min_kdf_n` is refused: a test that wants a fast KDF lowers both explicitly.
+    """
     path = Path(path)
     if path.exists() and not overwrite:
         raise KeyFileError(f"{path}: already exists; refusing to overwrite a key")
@@ -51,6 +62,7 @@ def save_key(path: str | os.PathLike[str], key: PrivateKey, passphrase: str | No
     else:
         if not passphrase:
             raise KeyFileError("an empty passphrase is not allowed; omit it for an unencrypted key")
+        validate_kdf_params(kdf_n, SCRYPT_R, SCRYPT_P, min_kdf_n, what=str(path))
         salt, nonce = os.urandom(16), os.urandom(12)
         sealed = AESGCM(_kdf(passphrase, salt, kdf_n, SCRYPT_R, SCRYPT_P)).encrypt(
             nonce, key.seed, bytes(key.public_key))
@@ -71,8 +83,25 @@ def is_encrypted(path: str | os.PathLike[str]) -> bool:
     return _read_doc(Path(path)).get("encryption") != "none"
 
 
-def load_key(path: str | os.PathLike[str], passphrase: str | None = None) -> PrivateKey:
-    """Read a key file; every failure is a KeyFileError with a one-line reason."""
+def validate_kdf_params(n: int, r: int, p: int, min_n: int = MIN_SCRYPT_N, *, what: str = "key file") -> None:
+    """Raise KeyFileError unless scrypt (n, r, p) is at least the floor and at most the ceiling."""
+    if n < 2 or n & (n - 1):
+        raise KeyFileError(f"{what}: scrypt n={n} is not a power of two")
+    if n < min_n or r < MIN_SCRYPT_R or p < 1:
+        raise KeyFileError(f"{what}: scrypt parameters n={n}, r={r}, p={p} are below the floor "
+                           f"n={min_n}, r={MIN_SCRYPT_R}, p=1 (a weakened key file)")
+    if n > MAX_SCRYPT_N or r > MAX_SCRYPT_R or p > MAX_SCRYPT_P:
+        raise KeyFileError(f"{what}: scrypt parameters n={n}, r={r}, p={p} are above the ceiling "
+                           f"n={MAX_SCRYPT_N}, r={MAX_SCRYPT_R}, p={MAX_SCRYPT_P}")
+
+
+def load_key(path: str | os.PathLike[str], passphrase: str | None = None, *,
+             min_kdf_n: int = MIN_SCRYPT_N) -> PrivateKey:
+    """Read a key file; every failure is a KeyFileError with a one-line reason.
+
+    A sealed file whose scrypt cost is below the floor (`min_kdf_n`, r >= 8, p >= 1) is refused before the
+    passphrase is tried.
+    """
     path = Path(path)
     doc = _read_doc(path)
     encryption = doc.get("encryption")
@@ -84,8 +113,7 @@ def load_key(path: str | os.PathLike[str], passphrase: str | None = None) -> Pri
                 raise KeyFileError(f"{path}: key is encrypted; a passphrase is required")
             kdf = doc["kdf"]
             n, r, p = int(kdf["n"]), int(kdf["r"]), int(kdf["p"])
-            if not (2 <= n <= 1 << 20 and 1 <= r <= 32 and 1 <= p <= 16):
-                raise KeyFileError(f"{path}: scrypt parameters out of range")
+            validate_kdf_params(n, r, p, min_kdf_n, what=str(path))
             public = bytes.fromhex(doc["public_key"])
             try:
                 seed = AESGCM(_kdf(passphrase, bytes.fromhex(kdf["salt"]), n, r, p)).decrypt(

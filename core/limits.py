@@ -1,6 +1,6 @@
 """Hard size limits of the wire format. Consensus parameters in genesis may set tighter ones, never looser.
 
-py-libp2p refuses messages over 1 MiB, so a proposal with its block must stay below that (DESIGN.md §5).
+py-libp2p refuses messages over 1 MiB, so a proposal with its block must stay below that (docs/design.md §5.4).
 """
 
 KIB = 1024

@@ -93,6 +93,10 @@ class BoundedInt(int):
     def __repr__(self) -> str:
         return f"{type(self).__name__}({int(self)})"
 
+    def __str__(self) -> str:
+        """Digits, as people and messages want them (`no block at height 7`); repr() keeps the type name."""
+        return int.__repr__(self)
+
 
 class Height(BoundedInt):
     """A block height; genesis state is height 0, the first block is height 1."""

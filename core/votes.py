@@ -86,10 +86,6 @@ class Proposal(Wire):
     def verify_signature(self, chain_id: str) -> bool:
         return verify(self.proposer, self.sign_bytes(chain_id), self.signature)
 
-    @property
-    def proposer_address(self) -> Address:
-        return address_from_public_key(self.proposer)
-
 
 @wire(max_bytes=600 * MAX_VALIDATORS + 128)
 class Commit(Wire):

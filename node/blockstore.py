@@ -1,7 +1,7 @@
 """The block store: committed blocks by height and id, the commit that finalized each, and a tx index.
 
 Writes are only staged into a caller's batch (`stage`), the same batch the application stages its state
-writes into, so a crash leaves the node at block h or h+1, never between (DESIGN.md §6). The in-memory head
+writes into, so a crash leaves the node at block h or h+1, never between (docs/design.md §6). The in-memory head
 moves only after that batch committed (`advance`).
 
 Key layout (each in its own KeySpace):

@@ -2,7 +2,7 @@
 
 Both the consensus driver and block sync commit through `Chain.commit`: `finalize_block` stages every state
 write into a batch, the block store stages the block, its commit and its tx index into the same batch, and
-the batch is written with fsync; only then do in-memory heads move (DESIGN.md §6). The work runs in a worker
+the batch is written with fsync; only then do in-memory heads move (docs/design.md §6). The work runs in a worker
 thread so the event loop keeps serving peers and timeouts.
 """
 
@@ -93,7 +93,7 @@ class Chain:
         logger.info("committed block %d %s (%d txs)", block.height, block.id.hex()[:12], len(block.txs))
         return outcome
 
-    # ---------------------------------------------------------------- start-up handshake (DESIGN.md §4)
+    # ---------------------------------------------------------------- start-up handshake (docs/design.md §4.5)
 
     def handshake(self) -> int:
         """Bring the application up to the block store; returns the number of blocks replayed.

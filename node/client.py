@@ -93,10 +93,6 @@ class ResultInfo:
         return cls(o["status"], o["gas_used"], tuple(tensor_from_json(t) for t in o["outputs"]),
                    bytes.fromhex(o["data"]), o["log"])
 
-    @classmethod
-    def from_result(cls, r: TxResult) -> ResultInfo:
-        return cls(r.status.name.lower(), int(r.gas_used), r.outputs, r.data, r.log)
-
 
 @dataclass(frozen=True, slots=True)
 class BroadcastResult:

@@ -3,7 +3,7 @@
 Validator i's consensus key is `PrivateKey.derive(seed_phrase, "validator", i)` and its libp2p key derives
 from the same seed, so every node's peer id is known before any process starts and each home lists all
 the others as bootstrap peers. With 4 validators the repository's genesis.json is used as is; another N
-runs `python -m vm.genesis_tool --validators N` (same seed, same derivation). State persists across
+runs `python -m tools.genesis --validators N` (same seed, same derivation). State persists across
 restarts (homes are only created once); `reset` deletes the directory.
 
     devnet = Devnet(root, validators=4)
@@ -12,7 +12,13 @@ restarts (homes are only created once); `reset` deletes the directory.
     ...
     devnet.stop_all()           # SIGINT, bounded wait, SIGTERM, SIGKILL
 
-The CLI's `devnet up|status|down` drive this class; tests/e2e drive it directly to kill and restart nodes.
+Ports: node i listens for p2p on `base_port + 2i` and RPC on `base_port + 2i + 1`, or, with `base_port=0`,
+on free ports the OS hands out, recorded per node in `devnet.json` (so `status`, `down` and a restart find
+them). Genesis overrides (`{"consensus": {...}, "vm": {...}}`) and the number of funded accounts make a
+genesis with the genesis tool instead of the repository's file.
+
+The CLI's `devnet up|status|down` drive this class; tests/realnet (the real-network test harness, see
+docs/testing.md) drives it to start, kill, pause and restart nodes.
 """
 
 from __future__ import annotations
@@ -22,14 +28,16 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from core.errors import ConfigError, InferchainError
+from core.errors import ConfigError, LocalError
 from core.keys import PrivateKey
 
 DEFAULT_VALIDATORS = 4
@@ -41,7 +49,7 @@ STOP_GRACE_S = 10.0
 TERM_GRACE_S = 5.0
 
 
-class DevnetError(InferchainError):
+class DevnetError(LocalError):
     """The devnet directory or its processes are not in the state a command needs."""
 
 
@@ -79,14 +87,32 @@ def node_key_seed(seed_phrase: str, index: int) -> bytes:
 class Devnet:
     def __init__(self, root: Path | str | None = None, *, validators: int = DEFAULT_VALIDATORS,
                  base_port: int = DEFAULT_BASE_PORT, block_time_ms: int | None = None,
-                 seed_phrase: str = DEFAULT_SEED_PHRASE, python: str = sys.executable) -> None:
+                 seed_phrase: str = DEFAULT_SEED_PHRASE, python: str = sys.executable,
+                 genesis_overrides: Mapping[str, Mapping[str, Any]] | None = None,
+                 accounts: int | None = None) -> None:
         self.root = Path(root) if root is not None else repo_root() / ".devnet"
         self.validators = validators
         self.base_port = base_port
         self.block_time_ms = block_time_ms
         self.seed_phrase = seed_phrase
         self.python = python
+        self.genesis_overrides = {k: dict(v) for k, v in (genesis_overrides or {}).items()}
+        self.accounts = accounts
+        # Node index -> (p2p port, rpc port) where not base_port + 2i: free ports, recorded in the manifest.
+        self.ports: dict[int, tuple[int, int]] = {}
         self.procs: dict[int, subprocess.Popen[bytes]] = {}
+
+    @classmethod
+    def open(cls, root: Path | str | None = None) -> Devnet:
+        """The devnet already prepared in `root`, as its manifest describes it (count, seed, ports)."""
+        net = cls(root)
+        manifest = net.load_manifest()
+        if manifest is None:
+            raise DevnetError(f"no devnet in {net.root} (start one with `inferchain devnet up`)")
+        net.validators = int(manifest["validators"])
+        net.seed_phrase = str(manifest.get("seed_phrase", DEFAULT_SEED_PHRASE))
+        net._adopt_ports(manifest)
+        return net
 
     # ------------------------------------------------------------------------------------------ layout
 
@@ -102,8 +128,46 @@ class Devnet:
 
         peer = str(peer_id_of(node_key_from_seed(node_key_seed(self.seed_phrase, index))))
         address = str(PrivateKey.derive(self.seed_phrase, "validator", index).address)
-        return NodeSpec(index, self.home(index), self.base_port + 2 * index, self.base_port + 2 * index + 1, peer,
-                        address)
+        p2p_port, rpc_port = self.ports_of(index)
+        return NodeSpec(index, self.home(index), p2p_port, rpc_port, peer, address)
+
+    def ports_of(self, index: int) -> tuple[int, int]:
+        """Node `index`'s (p2p, rpc) ports: recorded ones, else base_port + 2i and + 2i + 1."""
+        if index in self.ports:
+            return self.ports[index]
+        if not self.base_port:
+            raise DevnetError(f"node{index} has no ports yet (free ports are assigned by prepare or add_ports)")
+        return self.base_port + 2 * index, self.base_port + 2 * index + 1
+
+    def add_ports(self, indices: list[int]) -> None:
+        """Give nodes `indices` free ports (an extra node, or every node before the devnet is created)."""
+        fresh = free_ports(2 * len(indices), avoid={p for pair in self.ports.values() for p in pair})
+        for k, index in enumerate(indices):
+            self.ports[index] = (fresh[2 * k], fresh[2 * k + 1])
+        if (self.root / MANIFEST).exists():
+            self._write_manifest()
+
+    def move_to_free_ports(self) -> None:
+        """New free ports for every node with a home (after another program took one of ours): rewrites
+        each home's listen, RPC and bootstrap addresses and the manifest. The nodes must be stopped."""
+        from node.config import load_config, write_config
+
+        if any(p.poll() is None for p in self.procs.values()):
+            raise DevnetError("stop the nodes before moving them to other ports")
+        indices = sorted(set(range(self.validators)) | set(self.ports))
+        self.ports.clear()
+        self.base_port = 0
+        self.add_ports(indices)
+        validator_addrs = [s.p2p_addr for s in self.specs()]
+        for index in indices:
+            spec = self.spec(index)
+            path = spec.home / "config.toml"
+            if not path.exists():
+                continue
+            cfg = load_config(path)
+            p2p = _replace(cfg.p2p, listen_addrs=(f"/ip4/127.0.0.1/tcp/{spec.p2p_port}",),
+                           bootstrap=tuple(a for a in validator_addrs if a != spec.p2p_addr))
+            write_config(path, cfg.replace(p2p=p2p, rpc=_replace(cfg.rpc, address=f"127.0.0.1:{spec.rpc_port}")))
 
     def specs(self) -> list[NodeSpec]:
         return [self.spec(i) for i in range(self.validators)]
@@ -133,25 +197,44 @@ class Devnet:
                 raise DevnetError(
                     f"{self.root} holds a devnet of {manifest.get('validators')} validators; "
                     f"pass --reset to start over with {self.validators}")
-            self.base_port = int(manifest.get("base_port", self.base_port))
+            self._adopt_ports(manifest)
             self._write_block_time()
             return False
         self.root.mkdir(parents=True, exist_ok=True)
+        if not self.base_port:
+            self.add_ports([i for i in range(self.validators) if i not in self.ports])
         self._write_genesis()
         for spec in self.specs():
             self.init_home(spec.index, validator=True)
-        (self.root / MANIFEST).write_text(json.dumps({
-            "validators": self.validators, "base_port": self.base_port, "seed_phrase": self.seed_phrase,
-            "genesis": str(self.genesis_path), "created": int(time.time())}, indent=2) + "\n")
+        self._write_manifest()
         return True
+
+    def _adopt_ports(self, manifest: dict[str, Any]) -> None:
+        self.base_port = int(manifest.get("base_port", self.base_port))
+        ports = manifest.get("ports") or {}
+        self.ports = {int(i): (int(pair[0]), int(pair[1])) for i, pair in ports.items()}
+
+    def _write_manifest(self) -> None:
+        previous = self.load_manifest() or {}
+        doc = {"validators": self.validators, "base_port": self.base_port, "seed_phrase": self.seed_phrase,
+               "genesis": str(self.genesis_path), "created": previous.get("created", int(time.time())),
+               "ports": {str(i): list(pair) for i, pair in sorted(self.ports.items())}}
+        (self.root / MANIFEST).write_text(json.dumps(doc, indent=2) + "\n")
 
     def _write_genesis(self) -> None:
         repo_genesis = repo_root() / "genesis.json"
-        if self.validators == DEFAULT_VALIDATORS and self.seed_phrase == DEFAULT_SEED_PHRASE and repo_genesis.exists():
+        if (self.validators == DEFAULT_VALIDATORS and self.seed_phrase == DEFAULT_SEED_PHRASE
+                and not self.genesis_overrides and self.accounts is None and repo_genesis.exists()):
             shutil.copyfile(repo_genesis, self.genesis_path)
             return
-        cmd = [self.python, "-m", "vm.genesis_tool", "--validators", str(self.validators),
+        # The genesis tool is developer tooling (tools/, not in the wheel): run it as a process from the
+        # checkout, never imported into the node (docs/architecture.md).
+        cmd = [self.python, "-m", "tools.genesis", "--validators", str(self.validators),
                "--seed-phrase", self.seed_phrase, "--out", str(self.genesis_path)]
+        if self.accounts is not None:
+            cmd += ["--accounts", str(self.accounts)]
+        if self.genesis_overrides:
+            cmd += ["--overrides", json.dumps(self.genesis_overrides)]
         done = subprocess.run(cmd, cwd=repo_root(), capture_output=True, text=True, timeout=300, check=False)
         if done.returncode != 0:
             last = (done.stderr.strip().splitlines() or ["no output"])[-1]
@@ -162,6 +245,8 @@ class Devnet:
         from node.config import ConsensusSection, NodeConfig, P2PSection, RPCSection
         from node.home import init_home
 
+        if not self.base_port and index not in self.ports:
+            self.add_ports([index])
         spec = self.spec(index)
         peers = bootstrap if bootstrap is not None else [
             s.p2p_addr for s in self.specs() if s.index != index]
@@ -217,7 +302,7 @@ class Devnet:
         """SIGKILL node `index` (a crash, for tests)."""
         proc = self.procs.pop(index, None)
         if proc is not None and proc.poll() is None:
-            proc.kill()
+            signal_group(proc, signal.SIGKILL)
             proc.wait(timeout=STOP_GRACE_S)
 
     def stop(self, index: int) -> int | None:
@@ -318,20 +403,53 @@ def wait_pids(pids: list[int], timeout: float) -> bool:
     return True
 
 
+def signal_group(proc: subprocess.Popen[bytes], sig: signal.Signals) -> None:
+    """Send `sig` to the node and its sandbox workers (each node runs in its own session: pgid == pid)."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, sig)
+
+
 def stop_processes(procs: list[subprocess.Popen[bytes]]) -> list[int | None]:
-    """SIGINT every process, wait up to STOP_GRACE_S, SIGTERM the rest, then SIGKILL; returns exit codes."""
+    """SIGINT every process, wait up to STOP_GRACE_S, SIGTERM the rest, then SIGKILL their process groups;
+    returns exit codes. A process paused with SIGSTOP is continued first, or it could not see SIGINT."""
+    for p in procs:
+        if p.poll() is None:
+            signal_group(p, signal.SIGCONT)
     for sig, grace in ((signal.SIGINT, STOP_GRACE_S), (signal.SIGTERM, TERM_GRACE_S), (signal.SIGKILL, 5.0)):
         running = [p for p in procs if p.poll() is None]
         if not running:
             break
         for p in running:
-            with contextlib.suppress(ProcessLookupError):
-                p.send_signal(sig)
+            if sig == signal.SIGKILL:
+                signal_group(p, sig)
+            else:
+                with contextlib.suppress(ProcessLookupError):
+                    p.send_signal(sig)
         deadline = time.monotonic() + grace
         for p in running:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 p.wait(timeout=max(0.0, deadline - time.monotonic()))
     return [p.poll() for p in procs]
+
+
+def free_ports(count: int, *, avoid: set[int] | None = None) -> list[int]:
+    """`count` distinct TCP ports on 127.0.0.1 that the OS reports free now (all held open at once, so they
+    differ). Another program may still take one before a node binds it: a node that cannot bind says so
+    and exits, and the caller moves the devnet to new ports (`move_to_free_ports`)."""
+    held: list[socket.socket] = []
+    ports: list[int] = []
+    try:
+        while len(ports) < count:
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            held.append(s)
+            s.bind(("127.0.0.1", 0))
+            port = int(s.getsockname()[1])
+            if port not in (avoid or set()):
+                ports.append(port)
+    finally:
+        for s in held:
+            s.close()
+    return ports
 
 
 def account_keys(seed_phrase: str, count: int) -> list[PrivateKey]:

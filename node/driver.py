@@ -47,7 +47,15 @@ from consensus.state import ConsensusState
 from consensus.wal import WriteAheadLog
 from core.app import Application, Verdict
 from core.block import Block, ProposalBlock
-from core.errors import DecodeError, DoubleSignError, InferchainError, LocalFault
+from core.errors import (
+    DecodeError,
+    DoubleSignError,
+    InferchainError,
+    LocalError,
+    LocalFault,
+    RemoteError,
+    StorageError,
+)
 from core.evidence import Evidence, EvidenceEnvelope, WrongInference, evidence_height, offence_id
 from core.hashing import ZERO_HASH
 from core.store import KeySpace, space
@@ -119,28 +127,15 @@ class ConsensusDriver:
 
     @property
     def height(self) -> Height:
-        try:
-            return self.state.height
-        except AttributeError:  # before the first NewHeight
-            return Height(self.chain.height + 1)
+        return self.state.height
 
     @property
     def round(self) -> int:
-        try:
-            return int(self.state.round)
-        except AttributeError:  # before the first NewHeight
-            return 0
+        return int(self.state.round)
 
     async def submit(self, event: Event) -> None:
         """Queue an input for the loop (gossip handlers, catch-up); waits when the loop is behind."""
         await self._send.send(event)
-
-    def submit_nowait(self, event: Event) -> bool:
-        try:
-            self._send.send_nowait(event)
-        except trio.WouldBlock:
-            return False
-        return True
 
     def now(self) -> Timestamp:
         return Timestamp(self._clock())
@@ -229,8 +224,11 @@ class ConsensusDriver:
         self.fed += 1
         try:
             actions = self.state.handle(event)
-        except InferchainError as exc:  # a peer's input the machine refuses
+        except RemoteError as exc:  # a peer's input the machine refuses
             logger.info("consensus refused %s: %s", type(event).__name__, exc)
+            return
+        except LocalError as exc:  # our own fault: alarm, never blame the input's sender
+            self.raise_alarm(f"consensus could not handle {type(event).__name__}: {exc}")
             return
         for action in actions:
             await self.perform(action)
@@ -311,7 +309,7 @@ class ConsensusDriver:
         return verdict
 
     def _note_disagreement(self, block: Block, verdict: Verdict) -> None:
-        """DESIGN.md §2.6: a transaction with model work whose output this node did not reproduce is backed
+        """docs/design.md §2.6: a transaction with model work whose output this node did not reproduce is backed
         off in its mempool. Wrong `exact` outputs (verdict.wrong_outputs) prove the proposer wrong instead:
         those transactions stay eligible."""
         exact = set(verdict.wrong_outputs)
@@ -379,12 +377,12 @@ class ConsensusDriver:
         else:
             raw = store.next_proposers()
             if raw is None:
-                raise InferchainError(f"no proposer priorities stored for height {height}")
+                raise StorageError(f"no proposer priorities stored for height {height}")
             proposers = ProposerPriorities.decode(raw)
             last = store.block(height - 1)
             commit = store.commit(height - 1)
             if last is None or commit is None:
-                raise InferchainError(f"block {height - 1} or its commit is missing")
+                raise StorageError(f"block {height - 1} or its commit is missing")
             last_block_id, last_time, last_commit = last.id, last.header.time, commit
             last_validators = app.validator_set(Height(height - 1)).entries
         return NewHeight(self.now(), Height(height), proposers, app.validator_set(Height(height + 1)).entries,
@@ -407,7 +405,7 @@ class ConsensusDriver:
 
     async def on_evidence(self, evidence: Evidence) -> None:
         if isinstance(evidence, WrongInference):
-            confirmed = await trio.to_thread.run_sync(self.app.check_evidence, evidence, limiter=self._app_threads)
+            confirmed = await trio.to_thread.run_sync(self.app.is_valid_evidence, evidence, limiter=self._app_threads)
             if not confirmed:
                 return
         await self.submit(EvidenceReceived(self.now(), evidence))

@@ -1,7 +1,8 @@
 """Events for readers outside consensus: a stream of committed blocks, and waiting for one transaction.
 
-The commit path only ever calls non-blocking methods here: a subscriber that falls behind by more than its
-buffer is cut off (its stream ends with `SubscriberTooSlow`), it never slows the chain down.
+The node's one event hub: the RPC's websocket subscriptions, its commit-mode waits and its block metrics all
+read from here. The commit path only ever calls non-blocking methods here: a subscriber that falls behind by
+more than its buffer is cut off (its stream ends with `SubscriberTooSlow`), it never slows the chain down.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from core.types import Hash32, Height
 logger = logging.getLogger(__name__)
 
 SUBSCRIBER_BUFFER = 256
+MAX_SUBSCRIBERS = 1024
 
 
 class SubscriberTooSlow(Exception):
@@ -94,6 +96,16 @@ class EventHub:
 
     # ---------------------------------------------------------------- reading
 
+    @property
+    def subscribers(self) -> int:
+        """Open block streams."""
+        return len(self._subscribers)
+
+    @property
+    def waiting(self) -> int:
+        """Tasks waiting for a transaction's outcome."""
+        return sum(len(w) for w in self._waiters.values())
+
     def outcome(self, tx_hash: bytes) -> TxOutcome | None:
         """A remembered rejection (or a commit someone waited for); the block store has every commit."""
         return self._outcomes.get(bytes(tx_hash))
@@ -122,7 +134,10 @@ class EventHub:
 
     @asynccontextmanager
     async def committed_blocks(self) -> AsyncIterator[AsyncIterator[Block]]:
-        """Every block committed from now on, in height order, until the context exits."""
+        """Every block committed from now on, in height order, until the context exits. OverflowError when
+        `MAX_SUBSCRIBERS` streams are open already."""
+        if len(self._subscribers) >= MAX_SUBSCRIBERS:
+            raise OverflowError(f"too many block subscriptions (at most {MAX_SUBSCRIBERS})")
         sub = _Subscriber()
         self._subscribers.add(sub)
         try:

@@ -8,7 +8,7 @@
     <home>/wal/                 consensus write-ahead log
     <home>/sign_state.json      the signer's double-sign guard (last signed height/round/step)
 
-The node key and the validator key are separate (DESIGN.md §5): the network identity can be rotated without
+The node key and the validator key are separate (docs/design.md §5.1): the network identity can be rotated without
 touching consensus keys.
 """
 

@@ -11,7 +11,7 @@ better-paying transaction evicts the cheapest tail (a sender's last nonce, so no
 
 After each block `update` drops what was committed, what became stale (nonce, balance) and what aged out.
 
-Disagreement (DESIGN.md §2.6): when this node's validation of a block fails on a transaction, the
+Disagreement (docs/design.md §2.6): when this node's validation of a block fails on a transaction, the
 transaction is backed off (skipped in our proposals for 2^k heights); after failures under three distinct
 proposers it is evicted with `rejected: validators disagreed`, which the submitter sees.
 """
@@ -169,7 +169,7 @@ class Mempool:
         failure = self._failures.get(key)
         if failure is not None and len(failure.proposers) >= DISAGREEMENT_PROPOSERS:
             return AddResult(tx_hash, False, REJECTED_DISAGREED)
-        reason = self._check_stateless(tx)
+        reason = self._get_stateless_reason(tx)
         if reason is not None:
             return AddResult(tx_hash, False, reason)
         if signature_checked:
@@ -213,7 +213,7 @@ class Mempool:
         self._notify()
         return AddResult(tx_hash, True, added=True)
 
-    def _check_stateless(self, tx: Transaction) -> str | None:
+    def _get_stateless_reason(self, tx: Transaction) -> str | None:
         if tx.chain_id != self.chain_id:
             return f"wrong chain id {tx.chain_id!r}"
         if tx.gas_limit <= 0:
@@ -334,7 +334,7 @@ class Mempool:
             if not sender.txs:
                 self._senders.pop(key, None)
 
-    # ---------------------------------------------------------------- disagreement (DESIGN.md §2.6)
+    # ---------------------------------------------------------------- disagreement (docs/design.md §2.6)
 
     def report_disagreement(self, tx_hash: bytes, proposer: bytes, height: int) -> bool:
         """This node's validation of `proposer`'s block at `height` failed on `tx_hash`.

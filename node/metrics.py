@@ -11,11 +11,12 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
+
+from vm.sandbox.executor import CheckJob, Executor, Job, JobResult
 
 __all__ = ["CONTENT_TYPE_LATEST", "NodeMetrics", "StatusSample", "TimedExecutor"]
 
@@ -50,6 +51,10 @@ class StatusSample:
 class _StatusCollector(Collector):
     def __init__(self, sample: Callable[[], StatusSample | None]) -> None:
         self._sample = sample
+
+    def describe(self) -> Iterator[Metric]:
+        """Nothing: registering this collector must not read the node (it may still be under construction)."""
+        return iter(())
 
     def collect(self) -> Iterator[Metric]:
         s = self._sample()
@@ -128,26 +133,23 @@ class NodeMetrics:
 class TimedExecutor:
     """Wraps the VM's model executor to feed `inferchain_inference_seconds`.
 
-    The executor runs one batch of jobs per block (DESIGN.md §2.8), so the time of a batch is spread evenly
+    The executor runs one batch of jobs per block (docs/design.md §2.8), so the time of a batch is spread evenly
     over its inference jobs; it includes the hand-off to the worker process, which is what a block's
     inference work costs this node. Phase "check" is a registration check, "run" an inference.
     """
 
-    def __init__(self, inner: Any, metrics: NodeMetrics) -> None:
+    def __init__(self, inner: Executor, metrics: NodeMetrics) -> None:
         self._inner = inner
         self._metrics = metrics
 
-    def run_batch(self, jobs: Sequence[Any]) -> list[Any]:
+    def run_batch(self, jobs: Sequence[Job]) -> list[JobResult]:
         started = time.perf_counter()
-        results: list[Any] = self._inner.run_batch(jobs)
+        results = self._inner.run_batch(jobs)
         if jobs:
             each = (time.perf_counter() - started) / len(jobs)
             for job in jobs:
-                self._metrics.observe_inference(each, "check" if type(job).__name__ == "CheckJob" else "run")
+                self._metrics.observe_inference(each, "check" if isinstance(job, CheckJob) else "run")
         return results
 
     def close(self) -> None:
         self._inner.close()
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._inner, name)

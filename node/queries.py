@@ -1,6 +1,6 @@
 """The read side of a running node: plain methods the RPC server (node.rpc) calls, plus submission.
 
-`Queries` satisfies `node.rpc.api.NodeApi`. Reads go to the block store and to the authenticated state at a
+`Queries` satisfies `node.rpc.api.NodeApi` and samples the metrics gauges. Reads go to the block store and to the authenticated state at a
 committed version (= block height), never to consensus internals, so they are safe at any moment; the
 values are core wire types, and every proof is checkable without trusting this node.
 """
@@ -12,14 +12,16 @@ from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING
 
 from core.block import Block
-from core.errors import StorageError
+from core.codec import Wire
+from core.errors import InferchainError, StorageError
 from core.merkle import merkle_proof
 from core.state import AuthenticatedMap
 from core.tx import Transaction
 from core.types import Address, Hash32, Height
 from core.votes import Commit
 from node.events import TxOutcome, TxState
-from node.rpc.api import (
+from node.metrics import StatusSample
+from node.views import (
     AccountView,
     InferenceView,
     ModelView,
@@ -84,7 +86,7 @@ class Queries:
         if key is not None:
             try:
                 is_validator = key.address in node.app.validator_set(Height(height + 1))
-            except (LookupError, StorageError):
+            except (ValueError, LookupError, StorageError):  # ValueError: the state is behind the block store
                 is_validator = False
         return StatusView(
             chain_id=node.chain_id,
@@ -146,6 +148,25 @@ class Queries:
             return TxOutcome(tx_hash, TxState.COMMITTED, view.height, view.index, view.result)
         return self._node.events.outcome(tx_hash)
 
+    def status_sample(self) -> StatusSample | None:
+        """What the metrics gauges show, read when Prometheus scrapes; None when the status cannot be read."""
+        try:
+            s = self.status()
+        except InferchainError:
+            return None
+        correct = wrong = missed = 0
+        if s.validator is not None:
+            try:
+                mine = self.validator(s.validator)
+            except InferchainError:
+                mine = None
+            if mine is not None:
+                correct, wrong, missed = mine.poi_correct, mine.poi_wrong, mine.poi_missed
+        p2p = self._node.p2p
+        counters = tuple(sorted(p2p.counters.snapshot().items())) if p2p is not None else ()
+        return StatusSample(int(s.height), s.round, s.peers, s.mempool_size, s.mempool_bytes, s.is_validator,
+                            correct, wrong, missed, s.catching_up, counters)
+
     # ---------------------------------------------------------------- state, with proofs
 
     def account(self, address: Address, height: Height | None) -> AccountView:
@@ -188,6 +209,10 @@ class Queries:
             one = self.validator(address)
             return [] if one is None else [one]
         return list(self.validators(None).validators)
+
+    def params(self) -> Wire:
+        """The chain parameters (`vm.params.Params`) at the latest committed height."""
+        return self._node.app.view().params()
 
     def model(self, model_id: Hash32) -> ModelView | None:
         version = self._version(None)

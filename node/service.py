@@ -1,4 +1,5 @@
-"""The composition root: a `Node` wires the stores, the VM, the mempool, p2p, block sync and consensus.
+"""The composition root: a `Node` builds the stores, the VM, the mempool, metrics and the RPC server, and
+`run` starts p2p, block sync and consensus around them.
 
     node = Node.from_home("/path/to/home")              # or Node(home, config=..., executor=...)
     async with trio.open_nursery() as nursery:
@@ -8,8 +9,10 @@
         node.stop()                                       # or cancel the nursery
     # resources (LevelDB, worker processes, WAL) are closed when run() returns
 
-Start-up order (DESIGN.md §4): handshake (replay stored blocks into state if it is behind), p2p up, block
-sync from peers, then consensus with WAL replay of the current height.
+Start-up order (docs/design.md §4.5, §4.10): the RPC server (when enabled: status answers while the node catches up),
+handshake (replay stored blocks into state if it is behind), p2p up, block sync from peers, then consensus
+with WAL replay of the current height. What gossip and request/response deliver is handled in
+`node.gossip_hooks` (checks), `node.gossip_handlers` (delivery) and `node.providers` (what we serve).
 """
 
 from __future__ import annotations
@@ -18,7 +21,6 @@ import functools
 import logging
 import os
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import trio
@@ -31,10 +33,9 @@ from consensus.state import ConsensusState
 from consensus.wal import FileWAL, WriteAheadLog
 from core.block import ProposalBlock
 from core.errors import InferchainError
-from core.evidence import Evidence, EvidenceEnvelope, evidence_height
+from core.evidence import Evidence, EvidenceEnvelope
 from core.keys import PrivateKey
 from core.limits import MAX_BLOCK_TXS
-from core.store import LevelDBStore
 from core.tx import Transaction
 from core.types import Address, Height
 from core.votes import Vote
@@ -44,23 +45,28 @@ from node.chain import Chain, Committed
 from node.config import NodeConfig
 from node.driver import BlockLimits, ConsensusDriver
 from node.events import EventHub
+from node.gossip_handlers import GossipHandlers
+from node.gossip_hooks import GossipHooks
 from node.home import NodeHome
+from node.leveldb import LevelDBStore
 from node.mempool import Mempool, RemovalReason
+from node.metrics import NodeMetrics, TimedExecutor
+from node.providers import ChainProviders
 from node.queries import Queries
-from node.rpc.api import SubmitVerdict
+from node.rpc.server import RpcServer
 from node.sigcache import SigCache, VoteVerifier
-from node.sync import BlockSync, ConsensusCatchUp, stored_block
+from node.sync import BlockSync, ConsensusCatchUp
+from node.views import SubmitVerdict
 from p2p.batcher import TxBatcher
 from p2p.config import P2PConfig
-from p2p.envelope import check_tx_batch
+from p2p.envelope import decode_tx_batch
 from p2p.identity import peer_id_of
-from p2p.messages import ChainStatus, TxBatch, VotesRequest
 from p2p.service import P2PService
 from p2p.topics import TopicKind
-from p2p.validation import GossipMessage, GossipVerdict
 from vm.app import VMApplication
 from vm.genesis import Genesis, load_genesis
 from vm.sandbox.executor import Executor
+from vm.sandbox.worker import WorkerPool
 
 logger = logging.getLogger(__name__)
 
@@ -104,7 +110,11 @@ def consensus_params(genesis: Genesis, config: NodeConfig) -> ConsensusParams:
 
 
 class Node:
-    """One Inferchain node over its home directory. Construct, then `await nursery.start(node.run)`."""
+    """One Inferchain node over its home directory. Construct, then `await nursery.start(node.run)`.
+
+    `executor` runs the VM's model jobs (default: a pool of `workers` sandbox processes); the node times it
+    for its metrics either way.
+    """
 
     def __init__(self, home: NodeHome | str | os.PathLike[str], *, config: NodeConfig | None = None,
                  passphrase: str | None = None, executor: Executor | None = None, workers: int = 1,
@@ -123,9 +133,11 @@ class Node:
         self._evidence_max_age = consensus_params(self.genesis, self.config).max_evidence_age
         self.block_checks = BlockChecks()
         self.alarms: list[str] = []
+        self.metrics = NodeMetrics()
         self.db = LevelDBStore(self.home.data_dir)
         try:
-            self.app = VMApplication(self.db, self.genesis, executor=executor, workers=workers,
+            models = executor if executor is not None else WorkerPool(size=workers)
+            self.app = VMApplication(self.db, self.genesis, executor=TimedExecutor(models, self.metrics),
                                      verify_tx=self.sig_cache.verify, alarm=self._alarm)
             self.blockstore = BlockStore(self.db, self.chain_id)
         except BaseException:
@@ -144,9 +156,14 @@ class Node:
         self.syncing = False
         self.running = trio.Event()
         self._cancel: trio.CancelScope | None = None
+        self._nursery: trio.Nursery | None = None  # run()'s: commits start the next PoI challenge in it
         self._recheck_wanted = trio.Event()
         self.chain.on_commit(self._on_commit)
         self.mempool.on_removed(self._on_tx_removed)
+        # The read side's consumers: metrics gauges sampled at scrape time, and the RPC server (run() starts it).
+        self.metrics.set_status_source(self.queries.status_sample)
+        rpc = self.config.rpc
+        self.rpc = RpcServer(self.queries, host=rpc.host, port=rpc.port, metrics=self.metrics) if rpc.enabled else None
 
     @classmethod
     def from_home(cls, home: str | os.PathLike[str], **kwargs: Any) -> Node:
@@ -181,17 +198,22 @@ class Node:
     # ---------------------------------------------------------------- running
 
     async def run(self, *, task_status: trio.TaskStatus[Node] = trio.TASK_STATUS_IGNORED) -> None:
-        """Run every service until cancelled (or `stop()`); closes the node's resources on the way out."""
+        """Start every service in order and run until cancelled (or `stop()`); closes the node's resources on
+        the way out."""
         wal: FileWAL | None = None
         try:
             with trio.CancelScope() as scope:
                 self._cancel = scope
-                replayed = await trio.to_thread.run_sync(self.chain.handshake)
-                if replayed:
-                    logger.info("handshake replayed %d blocks", replayed)
-                self.mempool.update(self.blockstore.height, [])
-                wal = FileWAL(self.home.wal_dir / "consensus.wal")
                 async with trio.open_nursery() as nursery:
+                    self._nursery = nursery
+                    if self.rpc is not None:
+                        url = await nursery.start(self.rpc.run)
+                        logger.info("rpc on %s", url)
+                    replayed = await trio.to_thread.run_sync(self.chain.handshake)
+                    if replayed:
+                        logger.info("handshake replayed %d blocks", replayed)
+                    self.mempool.update(self.blockstore.height, [])
+                    wal = FileWAL(self.home.wal_dir / "consensus.wal")
                     self.p2p = self._build_p2p()
                     await nursery.start(self.p2p.run)
                     self.batcher = TxBatcher(self._publish_batch,
@@ -215,6 +237,7 @@ class Node:
                                 self.blockstore.height, self.validator_address)
                     task_status.started(self)
         finally:
+            self._nursery = None
             self.running = trio.Event()
             if wal is not None:
                 wal.close()
@@ -240,21 +263,25 @@ class Node:
             self.node_key,
         )
         gossip = service.gossip
-        # Each signature is verified once per node (DESIGN.md §4): the batch envelope check goes through the
+        # Each signature is verified once per node (docs/design.md §4.11): the batch envelope check goes through the
         # node's cache, so a transaction seen on several paths (RPC, gossip, block) is verified once.
-        gossip.set_envelope(TopicKind.TXS, functools.partial(check_tx_batch, chain_id=self.chain_id,
+        gossip.set_envelope(TopicKind.TXS, functools.partial(decode_tx_batch, chain_id=self.chain_id,
                                                              verify=self.sig_cache.verify))
-        gossip.set_handler(TopicKind.TXS, self._on_tx_batch)
-        gossip.set_handler(TopicKind.PROPOSALS, self._on_proposal)
-        gossip.set_handler(TopicKind.VOTES, self._on_vote)
-        gossip.set_handler(TopicKind.EVIDENCE, self._on_evidence)
-        gossip.set_hook(TopicKind.PROPOSALS, self._proposal_hook)
-        gossip.set_hook(TopicKind.VOTES, self._vote_hook)
-        gossip.set_hook(TopicKind.EVIDENCE, self._evidence_hook)
+        hooks = GossipHooks(self.chain, self._evidence_max_age)
+        gossip.set_hook(TopicKind.PROPOSALS, hooks.proposal)
+        gossip.set_hook(TopicKind.VOTES, hooks.vote)
+        gossip.set_hook(TopicKind.EVIDENCE, hooks.evidence)
+        handlers = GossipHandlers(chain_id=self.chain_id, mempool=self.mempool, block_checks=self.block_checks,
+                                  vote_verifier=self.vote_verifier, driver=lambda: self.driver)
+        gossip.set_handler(TopicKind.TXS, handlers.tx_batch)
+        gossip.set_handler(TopicKind.PROPOSALS, handlers.proposal)
+        gossip.set_handler(TopicKind.VOTES, handlers.vote)
+        gossip.set_handler(TopicKind.EVIDENCE, handlers.evidence)
+        providers = ChainProviders(self.chain, self.chain_id, lambda: self.driver)
         rr = service.reqresp
-        rr.serve_status(self._status_provider)
-        rr.serve_blocks(self._block_provider)
-        rr.serve_votes(self._vote_provider)
+        rr.serve_status(providers.status)
+        rr.serve_blocks(providers.block)
+        rr.serve_votes(providers.votes)
         return service
 
     def build_driver(self, wal: WriteAheadLog) -> ConsensusDriver:
@@ -282,15 +309,9 @@ class Node:
         self.mempool.update(block.height, block.txs)
         self._recheck_wanted.set()
         self.events.block_committed(block)
-        if self.validator_key is not None and self.driver is not None:
+        if self.validator_key is not None and self.driver is not None and self._nursery is not None:
             # Start the PoI challenge of the next height now, so the first precommit finds it ready.
-            assert self.p2p is not None
-            self._start_soon(self._warm_challenge, int(block.height) + 1)
-
-    def _start_soon(self, fn: Any, *args: Any) -> None:
-        nursery = getattr(self.driver, "_nursery", None)
-        if nursery is not None:
-            nursery.start_soon(fn, *args)
+            self._nursery.start_soon(self._warm_challenge, int(block.height) + 1)
 
     async def _warm_challenge(self, height: int) -> None:
         try:
@@ -340,13 +361,6 @@ class Node:
         except InferchainError as exc:
             logger.warning("tx batch not published: %s", exc)
 
-    async def _on_tx_batch(self, message: GossipMessage) -> None:
-        batch: TxBatch = message.value
-        for i, tx in enumerate(batch.txs):
-            if i and i % 256 == 0:
-                await trio.lowlevel.checkpoint()  # a full batch is thousands of entries: let others run
-            self.mempool.add(tx, signature_checked=True)  # the envelope check verified every signature
-
     # ---------------------------------------------------------------- consensus messages
 
     async def _publish_consensus(self, message: Vote | ProposalBlock | Evidence) -> None:
@@ -360,76 +374,3 @@ class Node:
             await self.p2p.publish(TopicKind.PROPOSALS, message.encode(), check=False)
         else:
             await self.p2p.publish(TopicKind.EVIDENCE, EvidenceEnvelope(message).encode(), check=False)
-
-    async def _on_proposal(self, message: GossipMessage) -> None:
-        if self.driver is not None:
-            pb: ProposalBlock = message.value
-            self.block_checks.mark(pb.block)  # the envelope check ran validate_basic (in a thread if large)
-            await self.driver.on_proposal(pb)
-
-    async def _on_vote(self, message: GossipMessage) -> None:
-        if self.driver is not None:
-            vote: Vote = message.value
-            self.vote_verifier.mark_verified(vote, self.chain_id)  # the envelope check verified it
-            await self.driver.on_vote(vote)
-
-    async def _on_evidence(self, message: GossipMessage) -> None:
-        if self.driver is not None:
-            await self.driver.on_evidence(message.value.evidence)
-
-    def _membership(self, height: int, public_key: bytes) -> GossipVerdict:
-        """Node-side gossip check: is the signer a validator of that height? Stale or far-future: ignore."""
-        current = int(self.blockstore.height) + 1
-        if height < current - 1 or height > current + 1:
-            return GossipVerdict.IGNORE
-        try:
-            vset = self.app.validator_set(Height(height))
-        except (ValueError, LookupError, InferchainError):
-            return GossipVerdict.IGNORE
-        return GossipVerdict.ACCEPT if vset.get_by_key(public_key) is not None else GossipVerdict.REJECT
-
-    async def _proposal_hook(self, message: GossipMessage) -> GossipVerdict:
-        pb: ProposalBlock = message.value
-        return self._membership(int(pb.proposal.height), pb.proposal.proposer)
-
-    async def _vote_hook(self, message: GossipMessage) -> GossipVerdict:
-        vote: Vote = message.value
-        return self._membership(int(vote.height), vote.validator)
-
-    async def _evidence_hook(self, message: GossipMessage) -> GossipVerdict:
-        """Evidence is relayed only against a validator of its height and within the evidence age.
-
-        Checking a WrongInference piece means re-running a model, so this cheap membership check comes
-        first: a peer cannot make us run models with evidence against keys that never validated.
-        """
-        evidence: Evidence = message.value.evidence
-        height = int(evidence_height(evidence))
-        current = int(self.blockstore.height) + 1
-        if height > current + 1 or height + self._evidence_max_age < current:
-            return GossipVerdict.IGNORE
-        try:
-            vset = self.app.validator_set(Height(height))
-        except (ValueError, LookupError, InferchainError):
-            return GossipVerdict.IGNORE
-        return GossipVerdict.ACCEPT if vset.get_by_key(evidence.offender) is not None else GossipVerdict.REJECT
-
-    # ---------------------------------------------------------------- what we serve peers
-
-    async def _status_provider(self) -> ChainStatus:
-        store = self.blockstore
-        return ChainStatus(self.chain_id, store.height, store.head_id, store.base)
-
-    async def _block_provider(self, height: Height) -> Any:
-        return stored_block(self.chain, height)
-
-    async def _vote_provider(self, request: VotesRequest) -> Sequence[Vote]:
-        if self.driver is None:
-            return ()
-        # The machine answers () for whatever it does not hold (before its first height too); anything it
-        # raises is a bug of ours, which request-response logs with its traceback while resetting the stream.
-        return self.driver.state.votes_for_peer(request.height, request.round, request.type, request.have)
-
-
-def open_node(home: str | Path, **kwargs: Any) -> Node:
-    """Shorthand for the CLI: `Node.from_home`."""
-    return Node.from_home(home, **kwargs)

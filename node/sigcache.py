@@ -1,4 +1,4 @@
-"""Verified-signature cache: each transaction signature is verified once per node (DESIGN.md §4).
+"""Verified-signature cache: each transaction signature is verified once per node (docs/design.md §4.11).
 
 Keyed by transaction hash, which covers the signature, so a hit means these exact bytes verified before.
 Shared by the mempool (entry), gossip (the p2p envelope check verifies whole batches) and block

@@ -1,6 +1,6 @@
 """Catching up with peers: block sync before joining consensus, and vote/commit catch-up while in it.
 
-Block sync (DESIGN.md §4): ask connected peers for their status, fetch blocks with their commits from the
+Block sync (docs/design.md §4.10): ask connected peers for their status, fetch blocks with their commits from the
 best one, verify each commit against the validator set this node knows for that height (consensus's
 `verify_commit`), check the header's validator hashes and body, and commit through `Chain.commit` (the
 application applies without running models; the state root must match the header). A peer whose block
@@ -15,20 +15,24 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Callable
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import trio
 from libp2p.peer.id import ID
 
 from consensus.commit import verify_commit
 from consensus.proposer import ProposerPriorities
-from core.errors import InferchainError, InvalidBlock
+from consensus.state import ConsensusState
+from core.block import Block
+from core.errors import InvalidBlock, LocalError, RemoteError
 from core.types import Height
+from core.votes import Commit, Vote
 from node.chain import Chain, ChainDiverged
 from node.config import SyncSection
-from p2p.errors import NotFound, RequestFailed
-from p2p.messages import ChainStatus, StoredBlock, VotesRequest
+from p2p.errors import NotFound
+from p2p.messages import ChainStatus, VotesRequest
 from p2p.reqresp import SyncedBlock
 from p2p.scoring import Offense
 from p2p.service import P2PService
@@ -52,7 +56,7 @@ async def peer_statuses(p2p: P2PService, per_peer_s: float = _STATUS_TIMEOUT_S) 
         with trio.move_on_after(per_peer_s):
             try:
                 out.append(PeerStatus(peer, await p2p.reqresp.status(peer)))
-            except InferchainError as exc:
+            except RemoteError as exc:
                 logger.debug("status of %s: %s", peer, exc)
 
     async with trio.open_nursery() as nursery:
@@ -161,23 +165,34 @@ class BlockSync:
                 logger.warning("block sync: peer %s sent a block that does not verify: %s", best.peer, exc)
                 self.p2p.penalize(best.peer, Offense.BAD_RESPONSE, str(exc))
                 failures.add(best.peer)
-            except (RequestFailed, InferchainError) as exc:
+            except RemoteError as exc:  # a LocalError (our database) propagates: stop, like ChainDiverged
                 logger.info("block sync from %s failed: %s", best.peer, exc)
                 failures.add(best.peer)
+
+
+class CatchUpTarget(Protocol):
+    """What catch-up reads from and feeds to consensus (`node.driver.ConsensusDriver` is one)."""
+
+    state: ConsensusState
+
+    @property
+    def height(self) -> Height: ...
+
+    async def on_votes_fetched(self, votes: Sequence[Vote]) -> None: ...
+
+    async def on_commit_fetched(self, block: Block, commit: Commit) -> None: ...
 
 
 class ConsensusCatchUp:
     """While in consensus: recover lost votes and commits from peers over request/response."""
 
-    def __init__(self, p2p: P2PService, driver: object, chain: Chain, interval_s: float = 0.5,
-                 on_behind: Callable[[int], None] | None = None) -> None:
+    def __init__(self, p2p: P2PService, driver: CatchUpTarget, chain: Chain, interval_s: float = 0.5) -> None:
         self.p2p = p2p
         self.driver = driver
         self.chain = chain
         self.interval_s = interval_s
         self.votes_fetched = 0
         self.commits_fetched = 0
-        self._on_behind = on_behind
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         task_status.started()
@@ -193,20 +208,22 @@ class ConsensusCatchUp:
             try:
                 with trio.move_on_after(max(2.0, 4 * self.interval_s)):
                     behind = await self.round_with(peer)
-            except InferchainError as exc:
+            except RemoteError as exc:
                 logger.debug("catch-up with %s: %s", peer, exc)
+            except LocalError as exc:  # ours, not the peer's: say so, try again next round
+                logger.warning("catch-up with %s failed on our side: %s", peer, exc)
 
     async def round_with(self, peer: ID) -> bool:
         """One exchange with `peer`; True when it fed a commit and the peer is further ahead still."""
         driver = self.driver
-        state = driver.state  # type: ignore[attr-defined]
+        state = driver.state
         for q in state.catch_up_queries():
             votes = await self.p2p.reqresp.votes(peer, VotesRequest(q.height, q.round, q.type, q.have))
             if votes:
                 self.votes_fetched += len(votes)
-                await driver.on_votes_fetched(votes)  # type: ignore[attr-defined]
+                await driver.on_votes_fetched(votes)
         status = await self.p2p.reqresp.status(peer)
-        height = int(driver.height)  # type: ignore[attr-defined]
+        height = int(driver.height)
         if int(status.height) < height or int(self.chain.height) >= height:
             return False
         try:
@@ -216,20 +233,10 @@ class ConsensusCatchUp:
         for synced in fetched:
             if int(synced.block.height) == height:
                 self.commits_fetched += 1
-                await driver.on_commit_fetched(synced.block, synced.commit)  # type: ignore[attr-defined]
+                await driver.on_commit_fetched(synced.block, synced.commit)
                 # Give the driver the time to commit it, then go on at once if the peer is further ahead.
                 with trio.move_on_after(2.0):
                     while int(self.chain.height) < height:  # noqa: ASYNC110 - no event for a commit here
                         await trio.sleep(0.01)
                 return int(status.height) > height
         return False
-
-
-def stored_block(chain: Chain, height: Height) -> StoredBlock | None:
-    """What this node serves for a peer's block request."""
-    store = chain.blockstore
-    block = store.block_bytes(height)
-    commit = store.commit_bytes(height)
-    if block is None or commit is None:
-        return None
-    return StoredBlock(height, block, commit)

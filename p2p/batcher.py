@@ -1,17 +1,21 @@
 """Transaction batcher: gossip transactions in batches of ~256 KiB, never one message per transaction.
 
-py-libp2p's cost is per message (~3 ms of CPU per delivery), not per byte (research/p2p.md), so batching is
+py-libp2p's cost is per message (~3 ms of CPU per delivery), not per byte (docs/design.md §5.2), so batching is
 what lets gossip carry thousands of transactions per second.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING
 
 import trio
 
 from core.tx import Transaction
 from p2p.limits import TX_BATCH_MAX, TX_BATCH_TARGET, TXS_PER_BATCH_MAX
+
+if TYPE_CHECKING:
+    from trio_typing import TaskStatus  # trio-stubs (a libp2p dependency) export it only here
 
 Publish = Callable[[bytes], Awaitable[object]]
 
@@ -46,7 +50,7 @@ class TxBatcher:
     async def add(self, tx: Transaction | bytes) -> None:
         await self._send.send(tx.encode() if isinstance(tx, Transaction) else bytes(tx))
 
-    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+    async def run(self, *, task_status: TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         task_status.started()
         carry: bytes | None = None
         while True:

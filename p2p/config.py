@@ -16,6 +16,19 @@ class PenaltyPolicy:
     disconnect_ban_s: float = 30.0  # a disconnected peer may not come back for this long
     ban_s: float = 600.0
     half_life_s: float = 60.0  # penalties fade so one honest mistake is forgotten
+    # A peer disconnected this many times for misbehaviour within ban_s is banned: a hostile peer cannot
+    # wait out each short refusal, reconnect and start again forever.
+    strikes_to_ban: int = 2
+    # Peers the score book remembers at most (scores, bans, strikes); the oldest are forgotten first.
+    max_tracked_peers: int = 4096
+
+    def __post_init__(self) -> None:
+        if not self.ban_below < self.disconnect_below < 0:
+            raise ValueError("thresholds must satisfy ban_below < disconnect_below < 0")
+        if not 0 < self.disconnect_ban_s < self.ban_s / 2:
+            raise ValueError("disconnect_ban_s must be positive and shorter than half of ban_s")
+        if self.strikes_to_ban < 1 or self.max_tracked_peers < 1:
+            raise ValueError("strikes_to_ban and max_tracked_peers must be at least 1")
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,6 +40,12 @@ class RateLimits:
     gossip_bytes_per_s: float = 32 * 1024 * 1024
     requests_per_s: float = 50.0
     request_burst: float = 100.0
+    # Bytes we answer one peer with (all request/response protocols): a 20-byte blocks request costs ~1 MiB,
+    # so requests alone are no budget. Over it, requests are refused as RATE_LIMITED (no penalty).
+    served_bytes_per_s: float = 8 * 1024 * 1024
+    served_bytes_burst: float = 16 * 1024 * 1024
+    # Peers whose rate state is kept at most (it is also freed when a peer disconnects).
+    max_tracked_peers: int = 4096
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,9 +63,14 @@ class P2PConfig:
     mesh_degree_high: int = 12
     reconnect_min_s: float = 0.5
     reconnect_max_s: float = 10.0
-    # Publish waits while any peer's outbound queue (32 RPCs upstream) holds this many (pitfall 4).
+    # A transaction batch waits (at most publish_pacing_timeout_s) while a draining peer's outbound queue
+    # (32 RPCs upstream) holds this many (pitfall 4); consensus messages never wait.
     outbound_high_water: int = 20
     publish_pacing_timeout_s: float = 5.0
+    # A peer that does not accept one outbound RPC (<= 1 MiB) within this is stalled and dropped.
+    peer_write_timeout_s: float = 10.0
+    # A peer stuck this long on one write is no longer waited for by pacing.
+    peer_stall_s: float = 1.0
     # Delivered messages buffered per topic between validation and the node's handler.
     delivery_buffer: int = 2048
     request_timeout_s: float = 10.0
@@ -65,3 +89,5 @@ class P2PConfig:
             raise ValueError("mesh degrees must satisfy 0 < low <= degree <= high")
         if not 0 < self.outbound_high_water < 32:
             raise ValueError("outbound_high_water must be below the upstream queue size of 32")
+        if not 0 < self.peer_stall_s < self.peer_write_timeout_s:
+            raise ValueError("peer_stall_s must be positive and below peer_write_timeout_s")

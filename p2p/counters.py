@@ -18,14 +18,21 @@ class P2PCounters:
     ignored: Counter[str] = field(default_factory=Counter)  # not relayed, not penalized (hook said so)
     duplicates: int = 0  # copies that arrived while the first was still being validated
     outbound_dropped: int = 0  # RPCs upstream dropped because a peer's queue was full
-    publish_waits: int = 0  # publishes that had to wait for outbound queues to drain
+    publish_waits: int = 0  # tx batch publishes that had to wait for a draining peer's queue
+    peers_stalled: int = 0  # peers dropped because they did not accept an outbound RPC in time
     publish_pacing_timeouts: int = 0
     malformed_frames: int = 0  # contained errors from the library's pubsub stream and push paths
+    oversized_frames: int = 0  # pubsub frames over the 1 MiB limit (each also a MALFORMED_FRAME offense)
+    contained_errors: int = 0  # library tasks for one peer or message that raised: logged, never fatal
     requests_served: Counter[str] = field(default_factory=Counter)
     requests_failed: Counter[str] = field(default_factory=Counter)  # our outbound requests that failed
     requests_refused: Counter[str] = field(default_factory=Counter)  # inbound ones we refused
+    requests_skipped: Counter[str] = field(default_factory=Counter)  # not sent: the peer does not serve it
+    served_bytes: int = 0  # response bytes we answered peers with
+    served_budget_refusals: int = 0  # requests refused because the peer spent its byte budget
     penalties: int = 0
     disconnects: int = 0
+    disconnects_stalled: int = 0  # connections closed because the peer stopped taking our messages
     bans: int = 0
     reconnects: int = 0
     dial_failures: int = 0

@@ -1,6 +1,6 @@
 """Stateless checks of each topic's messages with core's wire types: decode, chain id, signatures.
 
-Each check takes the message bytes and returns the decoded value or raises an InferchainError whose class
+Each check takes the message bytes and returns the decoded value or raises a RemoteError whose class
 says what was wrong (DecodeError, WrongChain, InvalidSignature, ...). Checks that need chain state, such as
 validator-set membership, belong to the node's hook, not here.
 """
@@ -25,9 +25,9 @@ EnvelopeCheck = Callable[[bytes], Any]
 TxVerifier = Callable[[Transaction, bytes], bool]
 
 
-def check_tx_batch(data: bytes, chain_id: str, verify: TxVerifier | None = None) -> TxBatch:
+def decode_tx_batch(data: bytes, chain_id: str, verify: TxVerifier | None = None) -> TxBatch:
     """`verify(tx, tx_hash)` lets the node use its verified-signature cache (each signature checked once
-    per node, DESIGN §4); by default every signature is verified here."""
+    per node, docs/design.md §4.11); by default every signature is verified here."""
     batch = TxBatch.decode(data)
     if not batch.txs:
         raise DecodeError("empty transaction batch")
@@ -44,7 +44,7 @@ def check_tx_batch(data: bytes, chain_id: str, verify: TxVerifier | None = None)
     return batch
 
 
-def check_proposal(data: bytes, chain_id: str) -> ProposalBlock:
+def decode_proposal(data: bytes, chain_id: str) -> ProposalBlock:
     message = ProposalBlock.decode(data)
     if message.block.header.chain_id != chain_id:
         raise WrongChain(f"block for chain {message.block.header.chain_id!r}, expected {chain_id!r}")
@@ -54,7 +54,7 @@ def check_proposal(data: bytes, chain_id: str) -> ProposalBlock:
     return message
 
 
-def check_vote(data: bytes, chain_id: str) -> Vote:
+def decode_vote(data: bytes, chain_id: str) -> Vote:
     """A vote signs over the chain id, so a vote of another chain fails here as a bad signature."""
     vote = Vote.decode(data)
     if not vote.verify_signature(chain_id):
@@ -62,7 +62,7 @@ def check_vote(data: bytes, chain_id: str) -> Vote:
     return vote
 
 
-def check_evidence(data: bytes, chain_id: str) -> EvidenceEnvelope:
+def decode_evidence(data: bytes, chain_id: str) -> EvidenceEnvelope:
     """Core's stateless evidence rules (the same consensus applies, so nothing is relayed that consensus
     would refuse); re-running a model (wrong inference) and validator-set membership are the node's hook."""
     envelope = EvidenceEnvelope.decode(data)
@@ -76,8 +76,8 @@ def check_evidence(data: bytes, chain_id: str) -> EvidenceEnvelope:
 def core_envelopes(chain_id: str) -> dict[TopicKind, EnvelopeCheck]:
     """The default envelope check of every topic, bound to `chain_id`."""
     return {
-        TopicKind.TXS: lambda data: check_tx_batch(data, chain_id),
-        TopicKind.PROPOSALS: lambda data: check_proposal(data, chain_id),
-        TopicKind.VOTES: lambda data: check_vote(data, chain_id),
-        TopicKind.EVIDENCE: lambda data: check_evidence(data, chain_id),
+        TopicKind.TXS: lambda data: decode_tx_batch(data, chain_id),
+        TopicKind.PROPOSALS: lambda data: decode_proposal(data, chain_id),
+        TopicKind.VOTES: lambda data: decode_vote(data, chain_id),
+        TopicKind.EVIDENCE: lambda data: decode_evidence(data, chain_id),
     }

@@ -2,19 +2,28 @@
 
 from __future__ import annotations
 
-from core.errors import InferchainError, PeerMisbehaved
+from core.errors import PeerMisbehaved, RemoteError
 
 
-class WrongChain(InferchainError):
+class WrongChain(RemoteError):
     """A message or peer of another chain id: not necessarily malicious, never accepted."""
 
 
-class Oversized(InferchainError):
+class Oversized(RemoteError):
     """A message over its topic's byte cap, refused before decoding."""
 
 
-class RequestFailed(InferchainError):
-    """A request the peer did not answer usefully: timeout, refusal, transport failure, unknown protocol."""
+class RequestFailed(RemoteError):
+    """A request the peer did not answer usefully: timeout, refusal, transport failure, unknown protocol.
+    Not necessarily misbehaviour: ask another peer, do not penalize (that is `BadResponse`)."""
+
+
+class RateLimited(RequestFailed):
+    """The peer refused the request for our request rate or its byte budget for us: wait, or ask another."""
+
+
+class NotServed(RequestFailed):
+    """The peer announced (libp2p identify) protocols that do not include this one: not asked at all."""
 
 
 class NotFound(RequestFailed):

@@ -1,4 +1,8 @@
-"""Gossip service: the four chain topics over GossipSub, their pipelines, paced publishing, delivery.
+"""Gossip service: the four chain topics over GossipSub, their pipelines, publishing, delivery.
+
+Publishing waits, bounded, for room in the queues of peers that are draining theirs, so that a burst is not
+dropped by upstream's 32-RPC queues; consensus messages (proposals, votes, evidence) keep room reserved and
+are sent ahead of queued transaction batches. No publish ever waits for a stalled peer (see pubsub.py).
 
 Delivered messages go through one bounded buffer per topic to the node's handler, drained by one task per
 topic; a full buffer drops and counts (the node is too slow), never blocks the network.
@@ -9,7 +13,7 @@ from __future__ import annotations
 import logging
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import trio
 from libp2p.abc import IHost
@@ -18,23 +22,27 @@ from libp2p.pubsub.gossipsub import PROTOCOL_ID, PROTOCOL_ID_V11
 from libp2p.pubsub.pb import rpc_pb2
 from libp2p.tools.anyio_service import background_trio_service
 
-from core.errors import InferchainError, PeerMisbehaved
+from core.errors import LocalError, PeerMisbehaved, RemoteError
 from core.hashing import sha256
 from core.types import Hash32
 from p2p.config import P2PConfig
 from p2p.counters import P2PCounters
 from p2p.envelope import EnvelopeCheck, core_envelopes
 from p2p.errors import Oversized
-from p2p.pubsub import CountingGossipSub, GuardedPubsub
+from p2p.pubsub import OUTBOUND_QUEUE_SIZE, CountingGossipSub, GuardedPubsub
 from p2p.ratelimit import PeerRateLimiter
 from p2p.scoring import Offense
 from p2p.topics import TopicKind, topic_cap, topic_name
 from p2p.validation import GossipMessage, GossipVerdict, StateHook, TopicPipeline
 
+if TYPE_CHECKING:
+    from trio_typing import TaskStatus  # trio-stubs (a libp2p dependency) export it only here
+
 logger = logging.getLogger(__name__)
 
 Handler = Callable[[GossipMessage], Awaitable[None]]
 OffenseSink = Callable[[ID, Offense, str], None]
+StallSink = Callable[[ID, str], None]
 
 _REJECT_CACHE = 4096
 _PENDING_DELIVERY = 4096
@@ -45,11 +53,13 @@ _PACING_POLL_S = 0.002
 class Gossip:
     """Owns the Pubsub/GossipSub pair of one host run (a stopped Pubsub cannot restart: pitfall 7)."""
 
-    def __init__(self, host: IHost, config: P2PConfig, counters: P2PCounters, on_offense: OffenseSink):
+    def __init__(self, host: IHost, config: P2PConfig, counters: P2PCounters, on_offense: OffenseSink,
+                 on_stalled: StallSink | None = None):
         self._host = host
         self._config = config
         self._counters = counters
         self._on_offense = on_offense
+        self._on_stalled = on_stalled
         self._topics = {kind: topic_name(config.chain_id, kind) for kind in TopicKind}
         self._kinds = {name: kind for kind, name in self._topics.items()}
         envelopes = core_envelopes(config.chain_id)
@@ -58,7 +68,8 @@ class Gossip:
         }
         self._handlers: dict[TopicKind, Handler] = {}
         self._limiter = PeerRateLimiter(
-            config.rates.gossip_msgs_per_s, config.rates.gossip_burst, config.rates.gossip_bytes_per_s
+            config.rates.gossip_msgs_per_s, config.rates.gossip_burst, config.rates.gossip_bytes_per_s,
+            max_peers=config.rates.max_tracked_peers,
         )
         self._rejected: OrderedDict[bytes, Offense] = OrderedDict()
         self._accepted: OrderedDict[bytes, GossipMessage] = OrderedDict()
@@ -66,7 +77,6 @@ class Gossip:
         self._delivered: OrderedDict[bytes, None] = OrderedDict()
         self._buffers: dict[TopicKind, tuple[trio.MemorySendChannel[GossipMessage],
                                              trio.MemoryReceiveChannel[GossipMessage]]] = {}
-        self._publish_lock = trio.Lock()
         self.pubsub: GuardedPubsub | None = None
         self.router: CountingGossipSub | None = None
 
@@ -89,7 +99,7 @@ class Gossip:
 
     # ------------------------------------------------------------------ running
 
-    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+    async def run(self, *, task_status: TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         cfg = self._config
         self.router = CountingGossipSub(
             protocols=[PROTOCOL_ID_V11, PROTOCOL_ID],
@@ -103,8 +113,10 @@ class Gossip:
             adaptive_gossip_enabled=False,
             eclipse_protection_enabled=False,
             counters=self._counters,
+            priority_topics=frozenset(self._topics[k] for k in TopicKind if k is not TopicKind.TXS),
         )
-        self.pubsub = GuardedPubsub(self._host, self.router, self, self._counters)
+        self.pubsub = GuardedPubsub(self._host, self.router, self, self._counters,
+                                    write_timeout_s=cfg.peer_write_timeout_s, stall_s=cfg.peer_stall_s)
         for kind in TopicKind:
             self._buffers[kind] = trio.open_memory_channel[GossipMessage](cfg.delivery_buffer)
         async with background_trio_service(self.pubsub), background_trio_service(self.router):
@@ -128,8 +140,11 @@ class Gossip:
                 await handler(message)
             except PeerMisbehaved as exc:
                 self.offense(message.forwarder, Offense.INVALID, f"node handler: {exc}")
-            except InferchainError as exc:
+            except RemoteError as exc:
                 logger.info("node handler refused a %s message: %s", kind.value, exc)
+            except LocalError as exc:  # our own fault: never blamed on the peer
+                logger.warning("node handler could not handle a %s message (a fault of this node): %s",
+                               kind.value, exc)
             except Exception:
                 # A bug of ours, met while handling one message: as CometBFT's reactors recover from a panic
                 # in Receive, drop that message loudly (traceback, counter on /metrics) and keep the topic
@@ -141,9 +156,9 @@ class Gossip:
     # ------------------------------------------------------------------ publishing
 
     async def publish(self, kind: TopicKind, data: bytes, *, check: bool = True) -> Hash32:
-        """Check our own message like a peer would, wait for room in the outbound queues, publish.
+        """Check our own message like a peer would, publish (a tx batch first waits for room, see module doc).
 
-        Raises the envelope's InferchainError for a message peers would reject. `check=False` skips the
+        Raises the envelope's RemoteError for a message peers would reject. `check=False` skips the
         envelope check (not the size cap) for bytes built from values the caller already verified, such as a
         batch of mempool transactions: re-verifying them costs one signature check per transaction.
         """
@@ -152,25 +167,35 @@ class Gossip:
             await pipeline.decode(data)
         elif len(data) > pipeline.cap:
             raise Oversized(f"{kind.value}: {len(data)} bytes exceeds the cap of {pipeline.cap}")
-        async with self._publish_lock:
-            await self._pace()
-            pubsub = self._require_pubsub()
-            await pubsub.publish(self._topics[kind], data)
+        await self._pace(kind)
+        pubsub = self._require_pubsub()
+        await pubsub.publish(self._topics[kind], data)
         self._counters.published[kind.value] += 1
         return sha256(data)
 
-    async def _pace(self) -> None:
-        """Upstream drops, silently, whatever does not fit a peer's 32-RPC queue (pitfall 4)."""
+    async def _pace(self, kind: TopicKind) -> None:
+        """Upstream drops, silently, whatever does not fit a peer's 32-RPC queue (pitfall 4): a publish waits
+        (bounded) while a peer that is draining its queue has no room. A transaction batch leaves room for
+        consensus messages (it waits from `outbound_high_water`), a consensus message waits only for a full
+        queue, and goes out ahead of the batches. Never global: a stalled peer is not waited for."""
         pubsub = self._require_pubsub()
-        if pubsub.max_outbound_queue() < self._config.outbound_high_water:
+        high_water = self._config.outbound_high_water if kind is TopicKind.TXS else OUTBOUND_QUEUE_SIZE
+        if not pubsub.congested_peers(high_water):
             return
         self._counters.publish_waits += 1
         with trio.move_on_after(self._config.publish_pacing_timeout_s) as scope:
             # Upstream's RpcQueue signals pushes, not pops: polling is the only way to see it drain.
-            while pubsub.max_outbound_queue() >= self._config.outbound_high_water:  # noqa: ASYNC110
+            while pubsub.congested_peers(high_water):  # noqa: ASYNC110
                 await trio.sleep(_PACING_POLL_S)
         if scope.cancelled_caught:
             self._counters.publish_pacing_timeouts += 1
+
+    def forget_peer(self, peer: ID) -> None:
+        """The peer disconnected: free its rate state (its score stays with the peer manager)."""
+        self._limiter.forget(str(peer))
+
+    def tracked_peers(self) -> int:
+        return self._limiter.tracked()
 
     def mesh_peers(self, kind: TopicKind) -> set[ID]:
         router = self.router
@@ -242,6 +267,11 @@ class Gossip:
     def offense(self, peer: ID, offense: Offense, detail: str) -> None:
         logger.info("peer %s: %s (%s)", peer, offense.name, detail[:200])
         self._on_offense(peer, offense, detail)
+
+    def stalled(self, peer: ID, detail: str) -> None:
+        logger.warning("peer %s stalled: %s; dropping it", peer, detail)
+        if self._on_stalled is not None:
+            self._on_stalled(peer, detail)
 
 
 def _remember(cache: OrderedDict[bytes, Any], key: bytes, value: Any, limit: int) -> None:

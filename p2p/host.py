@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 from collections.abc import Sequence
 
 import multiaddr
@@ -11,14 +12,13 @@ from libp2p.abc import IHost
 from libp2p.crypto.keys import KeyPair
 from libp2p.crypto.x25519 import create_new_key_pair as create_x25519_key_pair
 from libp2p.custom_types import TProtocol
-from libp2p.peer.id import ID
 from libp2p.peer.peerinfo import PeerInfo, info_from_p2p_addr
 from libp2p.security.noise.transport import PROTOCOL_ID as NOISE_PROTOCOL_ID
 from libp2p.security.noise.transport import Transport as NoiseTransport
 from libp2p.stream_muxer.yamux.yamux import PROTOCOL_ID as YAMUX_PROTOCOL_ID
 from libp2p.stream_muxer.yamux.yamux import Yamux
 
-from core.errors import ConfigError
+from core.errors import BindError, ConfigError
 
 SECURITY_PROTOCOLS = (NOISE_PROTOCOL_ID,)
 MUXER_PROTOCOLS = (YAMUX_PROTOCOL_ID,)
@@ -27,7 +27,7 @@ MUXER_PROTOCOLS = (YAMUX_PROTOCOL_ID,)
 def build_host(key: KeyPair, listen_addrs: Sequence[str], *, yamux_release_on_read: bool = False) -> IHost:
     """A host whose only security transport is Noise: `new_host()`'s default also accepts plaintext,
     over which a dialer can claim any peer id without proof."""
-    # Read by Yamux at call time; process-wide. Batched window updates halve per-message CPU (research/p2p.md).
+    # Read by Yamux at call time; process-wide. Batched window updates halve per-message CPU (docs/design.md §5.5).
     os.environ.setdefault("PY_YAMUX_RELEASE_ON_READ", "1" if yamux_release_on_read else "0")
     noise = NoiseTransport(key, noise_privkey=create_x25519_key_pair().private_key)
     return new_host(
@@ -36,6 +36,29 @@ def build_host(key: KeyPair, listen_addrs: Sequence[str], *, yamux_release_on_re
         muxer_opt={TProtocol(YAMUX_PROTOCOL_ID): Yamux},
         listen_addrs=[parse_multiaddr(a) for a in listen_addrs],
     )
+
+
+def ensure_listening(host: IHost, listen_addrs: Sequence[multiaddr.Multiaddr]) -> None:
+    """Raise BindError naming the first address the running host is not listening on: libp2p logs a failed
+    listen and goes on, which would leave a node that nobody can dial."""
+    listening = set(host.get_network().listeners)
+    for maddr in listen_addrs:
+        if str(maddr) not in listening:
+            raise BindError(f"cannot listen on {maddr} for p2p (p2p.listen_addrs): {_bind_failure(maddr)}")
+
+
+def _bind_failure(maddr: multiaddr.Multiaddr) -> str:
+    """Why a TCP address cannot be bound, asked of the OS again (libp2p keeps the reason to its log)."""
+    try:
+        ip, port = maddr.value_for_protocol("ip4"), int(maddr.value_for_protocol("tcp"))
+    except Exception:  # the multiaddr package raises several types for a missing protocol
+        return "no TCP transport listens there"
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            probe.bind((ip, port))
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    return "the listener failed to start"
 
 
 def parse_multiaddr(text: str) -> multiaddr.Multiaddr:
@@ -60,7 +83,3 @@ def peer_addr(host: IHost) -> str:
     if not addrs:
         raise RuntimeError("host is not listening")
     return str(addrs[0])
-
-
-def is_connected(host: IHost, peer: ID) -> bool:
-    return bool(host.get_network().get_connections(peer))

@@ -16,7 +16,7 @@ ENVELOPE_SLACK = 4 * KIB
 # Request/response payloads we produce stay under this (the library caps requests at 1 MiB).
 RESPONSE_MAX = LIBP2P_FRAME_MAX - ENVELOPE_SLACK
 REQUEST_MAX = 64 * KIB
-# Model bytes travel in chunks of this size (DESIGN §5: chunk transactions are at most 256 KiB).
+# Model bytes travel in chunks of this size (docs/design.md §5.4: chunk transactions are at most 256 KiB).
 MODEL_CHUNK = 256 * KIB
 MODEL_MAX = 256 * MIB
 # One gossiped transaction batch: the batcher flushes at TX_BATCH_TARGET; a single transaction larger than that

@@ -21,7 +21,7 @@ MAX_BLOCKS_PER_REQUEST = 1000
 
 @wire(max_bytes=TX_BATCH_MAX)
 class TxBatch(Wire):
-    """Transactions gossiped together: message count, not bytes, is py-libp2p's cost (research/p2p.md)."""
+    """Transactions gossiped together: message count, not bytes, is py-libp2p's cost (docs/design.md §5.2)."""
 
     txs: Annotated[tuple[Transaction, ...], MaxLen(TXS_PER_BATCH_MAX)]
 
@@ -86,7 +86,7 @@ class BlocksResponse(Wire):
 
 @wire(max_bytes=128)
 class VotesRequest(Wire):
-    """Vote catch-up (DESIGN §4): the votes of one height, round and type that the requester lacks.
+    """Vote catch-up (docs/design.md §4.8): the votes of one height, round and type that the requester lacks.
 
     `have` is a bitset over the validator set of that height in address order (bit i = byte i//8,
     bit i%8 from the least significant end): set bits are votes the requester already holds.
@@ -119,7 +119,7 @@ class ModelChunkRequest(Wire):
 
 
 @wire(max_bytes=MODEL_CHUNK + 128)
-class ModelChunk(Wire):
+class ModelChunkResponse(Wire):
     """Bytes offset..offset+len(data) of a model of `total` bytes."""
 
     total: U64

@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING
 
 import trio
 from libp2p.abc import IHost, INetConn, INetStream, INetwork, INotifee
-from libp2p.exceptions import BaseLibp2pError
 from libp2p.peer.id import ID
 from libp2p.peer.peerinfo import PeerInfo
 from multiaddr import Multiaddr
@@ -23,6 +22,8 @@ from p2p.counters import P2PCounters
 from p2p.scoring import Action, Offense, ScoreBook
 
 if TYPE_CHECKING:
+    from trio_typing import TaskStatus  # trio-stubs (a libp2p dependency) export it only here
+
     from p2p.pubsub import GuardedPubsub
 
 logger = logging.getLogger(__name__)
@@ -30,6 +31,7 @@ logger = logging.getLogger(__name__)
 _DIAL_TIMEOUT_S = 5.0
 _CONNECTED_POLL_S = 0.5
 _SWEEP_S = 1.0
+_GONE_SETTLE_S = 0.5
 _PEERSTORE_TTL_S = 120  # upstream default; we re-add bootstrap addresses before every dial (pitfall 7)
 
 
@@ -46,7 +48,12 @@ class PeerManager:
         self._nursery: trio.Nursery | None = None
         self._blacklisted: set[ID] = set()
         self.pubsub: GuardedPubsub | None = None
+        self._on_gone: list[Callable[[ID], None]] = []
         host.get_network().register_notifee(_Notifee(self))
+
+    def on_peer_gone(self, callback: Callable[[ID], None]) -> None:
+        """Call `callback(peer)` when a peer's last connection closes (to free per-peer state)."""
+        self._on_gone.append(callback)
 
     def add_persistent(self, info: PeerInfo) -> None:
         """A peer we keep dialing for as long as we run (bootstrap peers, validators we know)."""
@@ -78,7 +85,13 @@ class PeerManager:
             self._post("drop", peer)
         return action
 
-    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+    def drop_stalled(self, peer: ID) -> None:
+        """A peer that stopped taking our messages: close its connections (no penalty: it may be overloaded,
+        not hostile); it may dial back, or be redialed, like any peer."""
+        self._counters.disconnects_stalled += 1
+        self._post("stalled", peer)
+
+    async def run(self, *, task_status: TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
             for peer in list(self._persistent):
@@ -102,11 +115,43 @@ class PeerManager:
             self._blacklisted.add(peer)
 
     async def _handle_events(self) -> None:
-        async for what, peer in self._events_receive:
-            if what == "drop":
-                await self._disconnect(peer)
-            elif what == "connected":
-                await self._admit(peer)
+        # Each event in its own task: closing one dead peer's connections may take seconds and must not hold
+        # the admission or the drop of any other peer.
+        async with trio.open_nursery() as nursery:
+            async for what, peer in self._events_receive:
+                if what == "drop":
+                    nursery.start_soon(self._disconnect, peer)
+                elif what == "stalled":
+                    nursery.start_soon(self._close_transport, peer)
+                elif what == "connected":
+                    nursery.start_soon(self._admit, peer)
+                elif what == "disconnected":
+                    nursery.start_soon(self._gone, peer)
+
+    async def _gone(self, peer: ID) -> None:
+        # The swarm notifies while it is still taking the connection down: look once it is done.
+        await trio.sleep(_GONE_SETTLE_S)
+        if self._host.get_network().get_connections(peer):
+            return  # connected again, or another connection to the peer is still open
+        for callback in self._on_gone:
+            try:
+                callback(peer)
+            except Exception:
+                logger.exception("BUG: freeing the state of %s failed", peer)
+
+    async def _close_transport(self, peer: ID) -> None:
+        """Close the peer's sockets first: a write blocked in the kernel on a peer that reads nothing holds
+        Yamux's connection write lock, so a polite close (GO_AWAY) would wait behind it forever."""
+        for conn in list(self._host.get_network().get_connections(peer)):
+            secured = getattr(conn.muxed_conn, "secured_conn", None)
+            if secured is None:
+                continue
+            with trio.move_on_after(_DIAL_TIMEOUT_S):
+                try:
+                    await secured.close()
+                except Exception as exc:
+                    logger.debug("closing the transport of %s failed: %s: %s", peer, type(exc).__name__, exc)
+        await self._disconnect(peer)
 
     async def _admit(self, peer: ID) -> None:
         """Inbound connections beyond max_peers, and banned peers, are closed at once."""
@@ -125,8 +170,8 @@ class PeerManager:
         with trio.move_on_after(_DIAL_TIMEOUT_S):
             try:
                 await self._host.disconnect(peer)
-            except (BaseLibp2pError, OSError) as exc:
-                logger.debug("closing %s failed: %s", peer, exc)
+            except Exception as exc:  # whatever closing a peer's connections meets, it ends no task of ours
+                logger.debug("closing %s failed: %s: %s", peer, type(exc).__name__, exc)
 
     async def _sweep(self) -> None:
         """Lift expired bans from pubsub's blacklist and forget faded scores."""
@@ -160,9 +205,9 @@ class PeerManager:
             try:
                 with trio.fail_after(_DIAL_TIMEOUT_S):
                     await self._host.connect(info)
-            except (trio.TooSlowError, BaseLibp2pError, OSError) as exc:
+            except Exception as exc:  # a dial's failure, whatever the library raises, is that peer's problem
                 self._counters.dial_failures += 1
-                logger.debug("dial %s failed: %s", peer, exc)
+                logger.debug("dial %s failed: %s: %s", peer, type(exc).__name__, exc)
                 await trio.sleep(delay * random.uniform(0.8, 1.2))
                 delay = min(delay * 2, cfg.reconnect_max_s)
                 continue
@@ -189,6 +234,7 @@ class _Notifee(INotifee):
         await trio.lowlevel.checkpoint()
 
     async def disconnected(self, network: INetwork, conn: INetConn) -> None:
+        self._manager._post("disconnected", conn.muxed_conn.peer_id)
         await trio.lowlevel.checkpoint()
 
     async def opened_stream(self, network: INetwork, stream: INetStream) -> None:

@@ -1,4 +1,4 @@
-"""py-libp2p's Pubsub and GossipSub with the repairs our chain needs (research/p2p.md pitfalls 2-5).
+"""py-libp2p's Pubsub and GossipSub with the repairs our chain needs (docs/p2p.md, upstream pitfalls 2-5).
 
 - Anything the library raises while parsing a peer's pubsub stream or pushing its message is contained
   and reported, not allowed to kill the swarm or the pubsub service (pitfall 2, and a second crash found
@@ -7,7 +7,23 @@
 - Message ids are SHA-256 of the data; the sequence number starts at time.time_ns() (pitfall 5).
 - Validation and delivery go to a `Gate` (our pipeline and per-topic buffers) instead of upstream's
   validator registry, result cache and 32-slot subscription channels that drop silently (pitfall 4).
-- Outbound RPCs dropped on a full peer queue are counted.
+- Outbound RPCs dropped on a full peer queue are counted. Messages of the consensus topics go out ahead of
+  queued bulk (transaction batches): upstream's queue has a priority lane, used only for control messages.
+- A slow or dead peer costs only itself: each peer's sending loop writes one RPC at a time under a deadline;
+  a peer that takes longer than that to accept one RPC is stalled and dropped (its transport closed, which
+  also unblocks a write stuck in the kernel), and publishing waits only on peers that are draining.
+- One writer at a time per pubsub stream (`write_msg`): upstream's message-cache replay and pending flush
+  write straight to a peer's stream while its sending loop writes to it too, and Yamux sends a write larger
+  than the stream's window in pieces, so two writers interleaved their frames and the receiver could not
+  parse them (an honest peer was cut off as MALFORMED_FRAME). A write that fails or is cancelled part-way
+  resets the stream: nothing may follow half a frame.
+- Inbound frames are read by our loop (`continuously_read_stream`), with the same handling as upstream's but a
+  frame over `LIBP2P_FRAME_MAX` costs its sender MALFORMED_FRAME (upstream only reset the stream, so a peer
+  could send 1.5 MiB frames forever without a penalty).
+- No per-peer task of the library may end the service (and with it the process): every task the Pubsub or
+  GossipSub manager starts for a peer is contained (logged, counted in `contained_errors`), and the two
+  teardown paths (blacklist teardown, dead-peer cleanup) are idempotent. Upstream raised `KeyError` when a
+  blacklisted peer's stream handler removed it first, which ended a validator's process.
 """
 
 from __future__ import annotations
@@ -15,25 +31,36 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
+import weakref
+from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 import trio
 from libp2p.abc import IHost, INetStream
 from libp2p.exceptions import ValidationError
+from libp2p.io.exceptions import IOException, MessageTooLarge
+from libp2p.network.stream.exceptions import StreamEOF
 from libp2p.peer.id import ID
 from libp2p.pubsub.gossipsub import GossipSub
 from libp2p.pubsub.pb import rpc_pb2
-from libp2p.pubsub.pubsub import Pubsub
+from libp2p.pubsub.pubsub import GossipsubEvent, Pubsub
+from libp2p.pubsub.rpc_queue import OutBoundQueueSize, RpcQueue
+from libp2p.pubsub.utils import maybe_consume_signed_record
 from libp2p.pubsub.validators import signature_validator
+from libp2p.utils.varint import read_varint_prefixed_bytes_limited
 
 from p2p.counters import P2PCounters
+from p2p.limits import LIBP2P_FRAME_MAX
 from p2p.scoring import Offense
 
 logger = logging.getLogger(__name__)
 
+_RESET_TIMEOUT_S = 2.0
+OUTBOUND_QUEUE_SIZE: int = OutBoundQueueSize  # RPCs per peer; a push beyond is dropped
+
 
 def content_msg_id(msg: rpc_pb2.Message) -> bytes:
-    """Message id = SHA-256 of the message bytes (DESIGN §5): identical bytes are one message."""
+    """Message id = SHA-256 of the message bytes (docs/design.md §5.2): identical bytes are one message."""
     return hashlib.sha256(msg.data).digest()
 
 
@@ -46,13 +73,27 @@ class Gate(Protocol):
 
     def offense(self, peer: ID, offense: Offense, detail: str) -> None: ...
 
+    def stalled(self, peer: ID, detail: str) -> None: ...
+
 
 class CountingGossipSub(GossipSub):
-    """GossipSub that counts the outbound RPCs it drops on a full per-peer queue."""
+    """GossipSub that counts the outbound RPCs it drops on a full per-peer queue and sends the messages of
+    `priority_topics` ahead of other queued RPCs."""
 
-    def __init__(self, *args: Any, counters: P2PCounters, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, counters: P2PCounters, priority_topics: frozenset[str] = frozenset(),
+                 **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._counters = counters
+        self._priority_topics = priority_topics
+
+    def send_rpc(self, peer_id: ID, rpc: rpc_pb2.RPC, priority: bool = False) -> None:
+        if not priority and self._priority_topics:
+            priority = any(t in self._priority_topics for m in rpc.publish for t in m.topicIDs)
+        super().send_rpc(peer_id, rpc, priority)
+
+    async def run(self) -> None:
+        contain_peer_tasks(self.manager, "gossipsub", self._counters)
+        await super().run()
 
     def _handle_dropped_rpc(self, peer_id: ID, rpc: rpc_pb2.RPC, reason: str) -> None:
         self._counters.outbound_dropped += 1
@@ -60,15 +101,27 @@ class CountingGossipSub(GossipSub):
 
 
 class GuardedPubsub(Pubsub):
-    def __init__(self, host: IHost, router: GossipSub, gate: Gate, counters: P2PCounters, **kwargs: Any):
-        super().__init__(host, router, msg_id_constructor=content_msg_id, **kwargs)
+    def __init__(self, host: IHost, router: GossipSub, gate: Gate, counters: P2PCounters, *,
+                 write_timeout_s: float = 10.0, stall_s: float = 1.0, **kwargs: Any):
+        super().__init__(host, router, msg_id_constructor=content_msg_id, max_inbound_rpc_size=LIBP2P_FRAME_MAX,
+                         **kwargs)
         self._gate = gate
         self._counters = counters
+        self._write_timeout_s = write_timeout_s
+        self._stall_s = stall_s
+        # peer -> when the RPC being written to it started; absent while its sending loop waits for work
+        self._writing_since: dict[ID, float] = {}
         # Upstream seeds with int(time.time()); with seqno-keyed equivocation checks a node restarted within
         # the same seconds range reuses numbers and loses its new messages (pitfall 5).
         self.counter = time.time_ns()
+        self._write_locks: weakref.WeakKeyDictionary[INetStream, trio.Lock] = weakref.WeakKeyDictionary()
+
+    async def run(self) -> None:
+        contain_peer_tasks(self.manager, "pubsub", self._counters)
+        await super().run()
 
     async def stream_handler(self, stream: INetStream) -> None:
+        # Runs in the swarm's connection nursery: anything escaping here ends the host, so nothing may.
         peer_id = stream.muxed_conn.peer_id
         try:
             await super().stream_handler(stream)
@@ -76,9 +129,98 @@ class GuardedPubsub(Pubsub):
             # Library code parsing a remote peer's bytes: whatever it raises (protobuf DecodeError on a garbage
             # frame, pitfall 2) is the peer's fault and must stay inside this stream.
             self._counters.malformed_frames += 1
-            self._gate.offense(peer_id, Offense.MALFORMED_FRAME, f"{type(exc).__name__}: {exc}")
+            try:
+                self._gate.offense(peer_id, Offense.MALFORMED_FRAME, f"{type(exc).__name__}: {exc}")
+            except Exception:
+                self._contained("penalizing a peer for a malformed frame")
             await _reset_quietly(stream)
             self._handle_dead_peer(peer_id)
+
+    async def continuously_read_stream(self, stream: INetStream) -> None:
+        """Upstream's read loop with the frame limit enforced as an offense (see module docstring).
+
+        What the loop does with a parsed RPC is upstream's: signed peer record, publishes (each pushed in its
+        own task), subscriptions (capped per RPC), control to the router. A frame that does not parse raises
+        out of here into `stream_handler`, which penalizes MALFORMED_FRAME.
+        """
+        peer_id = stream.muxed_conn.peer_id
+        while self.manager.is_running:
+            try:
+                incoming = await read_varint_prefixed_bytes_limited(stream, self.max_inbound_rpc_size)
+            except MessageTooLarge as exc:
+                self._counters.oversized_frames += 1
+                self._gate.offense(peer_id, Offense.MALFORMED_FRAME, f"pubsub frame over the limit: {exc}")
+                await _reset_quietly(stream)
+                self._handle_dead_peer(peer_id)
+                return
+            except IOException as exc:  # EOF, reset, closed connection: the peer left, nothing to blame
+                if not isinstance(exc, StreamEOF):
+                    logger.debug("pubsub stream of %s ended: %s", peer_id, exc)
+                return
+            rpc = rpc_pb2.RPC()
+            rpc.ParseFromString(incoming)
+            if not maybe_consume_signed_record(rpc, self.host, peer_id):
+                logger.debug("peer %s sent an invalid signed peer record; RPC ignored", peer_id)
+                continue
+            for msg in rpc.publish:
+                if self._is_subscribed_to_msg(msg) and self.manager.is_running:
+                    self.manager.run_task(self.push_msg, peer_id, msg)
+            if rpc.subscriptions:
+                if len(rpc.subscriptions) > self.max_subscriptions_per_rpc:
+                    logger.debug("peer %s sent %d subscriptions in one RPC; ignored", peer_id,
+                                 len(rpc.subscriptions))
+                else:
+                    for sub in rpc.subscriptions:
+                        self.handle_subscription(peer_id, sub)
+            if rpc.HasField("control"):
+                await self.router.handle_rpc(rpc, peer_id)
+            if stream.metric_send_channel is not None:
+                event = GossipsubEvent()
+                event.peer_id = peer_id.pretty()
+                event.message_size = len(incoming)
+                event.publish = bool(rpc.publish)
+                event.subopts = bool(rpc.subscriptions)
+                event.control = rpc.HasField("control")
+                await stream.metric_send_channel.send(event)
+
+    def _handle_dead_peer(self, peer_id: ID) -> None:
+        """Upstream's cleanup, which several paths (stream handler, sender, notifee, teardown) may all run for
+        one peer: the first does the work, the others find nothing; an error in it is contained."""
+        try:
+            super()._handle_dead_peer(peer_id)
+        except Exception:
+            self._contained(f"dead-peer cleanup of {peer_id}")
+
+    async def _teardown_if_connected(self, peer_id: ID) -> None:
+        """Blacklist teardown (replaces upstream's, whose `del self.peers[peer]` raised KeyError when the peer's
+        stream handler had removed it during the awaited reset): reset the stream, then the one idempotent
+        cleanup, which also closes the peer's outbound queue and tells the router."""
+        stream = self.peers.get(peer_id)
+        if stream is not None:
+            await _reset_quietly(stream)
+        self._handle_dead_peer(peer_id)
+        self._forget_all_subscriptions(peer_id)
+
+    async def write_msg(self, stream: INetStream, rpc_msg: rpc_pb2.RPC) -> bool:
+        """Write one length-prefixed RPC, alone on the stream until it is complete (see module docstring)."""
+        lock = self._write_locks.get(stream)
+        if lock is None:
+            lock = self._write_locks[stream] = trio.Lock()
+        async with lock:
+            whole = False
+            try:
+                ok = await super().write_msg(stream, rpc_msg)
+                whole = ok
+                return ok
+            finally:
+                if not whole:
+                    # Failed, cancelled or reset in the middle of a frame: the peer must not parse what follows.
+                    with trio.CancelScope(shield=True, deadline=trio.current_time() + _RESET_TIMEOUT_S):
+                        await _reset_quietly(stream)
+
+    def _contained(self, what: str) -> None:
+        self._counters.contained_errors += 1
+        logger.exception("BUG (contained): %s failed", what)
 
     async def push_msg(self, msg_forwarder: ID, msg: rpc_pb2.Message) -> None:
         if msg_forwarder == self.my_id:
@@ -103,9 +245,79 @@ class GuardedPubsub(Pubsub):
     def notify_subscriptions(self, publish_message: rpc_pb2.Message) -> None:
         self._gate.deliver(publish_message)
 
-    def max_outbound_queue(self) -> int:
-        """Longest per-peer outbound queue: what publishing paces against (pitfall 4)."""
-        return max((len(q) for q in self.peer_queues.values()), default=0)
+    async def handle_sending_messages(self, peer_id: ID, stream: INetStream, queue: RpcQueue) -> None:
+        """A peer's sending loop (replaces upstream's): one RPC at a time, each under a deadline.
+
+        Upstream waits as long as the peer takes: a paused peer (SIGSTOP, cut cable) never acknowledges,
+        Yamux windows grow to 16 MiB under load, so the write blocks in the kernel forever, its queue stays
+        full, and everything that waits on queues waits on it. Here a peer that does not take one RPC within
+        `write_timeout_s` is declared stalled and dropped; it costs nobody else more than that.
+        """
+        try:
+            while True:
+                rpc = await queue.pop()
+                if rpc is None:
+                    return
+                self._writing_since[peer_id] = trio.current_time()
+                try:
+                    with trio.move_on_after(self._write_timeout_s) as deadline:
+                        ok = await self.write_msg(stream, rpc)
+                finally:
+                    self._writing_since.pop(peer_id, None)
+                if deadline.cancelled_caught:
+                    self._counters.peers_stalled += 1
+                    self._handle_dead_peer(peer_id)
+                    self._gate.stalled(peer_id, f"one RPC not accepted within {self._write_timeout_s:g} s")
+                    return
+                if not ok:
+                    return
+        except Exception:
+            self._contained(f"sending loop of {peer_id}")
+            self._handle_dead_peer(peer_id)
+
+    def congested_peers(self, high_water: int) -> list[ID]:
+        """Peers whose outbound queue holds `high_water` RPCs or more and that are draining it: what bulk
+        publishing paces against (pitfall 4). A peer stuck on one write for `stall_s` is not waited for."""
+        now = trio.current_time()
+        out = []
+        for peer, queue in list(self.peer_queues.items()):
+            if len(queue) < high_water:
+                continue
+            since = self._writing_since.get(peer)
+            if since is not None and now - since >= self._stall_s:
+                continue
+            out.append(peer)
+        return out
+
+
+def contain_peer_tasks(manager: Any, service: str, counters: P2PCounters) -> None:
+    """Wrap `manager.run_task` so that a non-daemon task that raises is logged and counted, not fatal.
+
+    The library's service manager cancels the whole service (Pubsub or GossipSub) when any task it started
+    raises, and our node cannot run without them. Those tasks are per peer or per message (push a message,
+    send to a peer, tear a peer down, retry a stream, replay the message cache): whatever one of them meets,
+    the right outcome is that this one peer or message is affected, never the process. Daemon tasks (the
+    service's own loops) are left as they are: their failure is a bug that must stay visible.
+    """
+    run_task: Callable[..., None] = manager.run_task
+
+    def contained_run_task(async_fn: Callable[..., Awaitable[Any]], *args: Any, daemon: bool = False,
+                           name: str | None = None, **kwargs: Any) -> None:
+        if daemon:
+            run_task(async_fn, *args, daemon=True, name=name, **kwargs)
+            return
+        label = name or getattr(async_fn, "__qualname__", repr(async_fn))
+
+        async def contained(*task_args: Any) -> None:
+            try:
+                await async_fn(*task_args)
+            except Exception:
+                counters.contained_errors += 1
+                logger.exception("BUG (contained): %s task %s failed", service, label)
+
+        run_task(contained, *args, name=label, **kwargs)
+
+    manager.run_task = contained_run_task
 
 
 async def _reset_quietly(stream: INetStream) -> None:

@@ -7,6 +7,7 @@ Each exchange is one request and one response on a fresh stream (libp2p.request_
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -26,21 +27,21 @@ from libp2p.request_response import (
 
 from core.block import Block
 from core.codec import Wire
-from core.errors import DecodeError, InferchainError
+from core.errors import DecodeError, LocalError, RemoteError
 from core.limits import MAX_VALIDATORS
 from core.types import Hash32, Height
 from core.votes import Commit, Vote
 from p2p.config import P2PConfig
 from p2p.counters import P2PCounters
-from p2p.errors import BadResponse, NotFound, RequestFailed, WrongChain
+from p2p.errors import BadResponse, NotFound, NotServed, RateLimited, RequestFailed, WrongChain
 from p2p.limits import LIBP2P_FRAME_MAX, MODEL_CHUNK, MODEL_MAX, REQUEST_MAX, RESPONSE_MAX
 from p2p.messages import (
     MAX_BLOCKS_PER_REQUEST,
     BlocksRequest,
     BlocksResponse,
     ChainStatus,
-    ModelChunk,
     ModelChunkRequest,
+    ModelChunkResponse,
     Response,
     ResponseCode,
     StatusRequest,
@@ -48,7 +49,7 @@ from p2p.messages import (
     VotesRequest,
     VotesResponse,
 )
-from p2p.ratelimit import PeerRateLimiter
+from p2p.ratelimit import ByteBudget, PeerRateLimiter
 from p2p.scoring import Offense
 
 logger = logging.getLogger(__name__)
@@ -56,16 +57,22 @@ logger = logging.getLogger(__name__)
 StatusProvider = Callable[[], Awaitable[ChainStatus]]
 BlockProvider = Callable[[Height], Awaitable[StoredBlock | None]]
 VoteProvider = Callable[[VotesRequest], Awaitable[Sequence[Vote]]]
-ModelProvider = Callable[[Hash32, int, int], Awaitable[ModelChunk | None]]
+ModelProvider = Callable[[Hash32, int, int], Awaitable[ModelChunkResponse | None]]
 Progress = Callable[[int, int], None]
 OffenseSink = Callable[[ID, Offense, str], None]
 
 W = TypeVar("W", bound=Wire)
+T = TypeVar("T")
 
 # Per stored block in a BlocksResponse: msgpack headers of the entry, its height and two byte strings.
 _BLOCK_OVERHEAD = 32
 # Decoding a large block response (thousands of transactions) runs in a worker thread.
 _THREAD_THRESHOLD = 64 * 1024
+# A peer that refuses for rate: wait this long (doubling, at most _RATE_RETRY_MAX_S) before asking again,
+# at most _RATE_RETRIES times for one exchange of a long transfer.
+_RATE_RETRY_S = 0.25
+_RATE_RETRY_MAX_S = 2.0
+_RATE_RETRIES = 30
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,12 +89,16 @@ def protocol_ids(chain_id: str) -> dict[str, TProtocol]:
 
 class ReqResp:
     def __init__(self, host: IHost, config: P2PConfig, counters: P2PCounters, on_offense: OffenseSink):
+        self._host = host
         self._config = config
         self._counters = counters
         self._on_offense = on_offense
         self._rr = RequestResponse(host)
         self._protocols = protocol_ids(config.chain_id)
-        self._limiter = PeerRateLimiter(config.rates.requests_per_s, config.rates.request_burst)
+        rates = config.rates
+        self._limiter = PeerRateLimiter(rates.requests_per_s, rates.request_burst, max_peers=rates.max_tracked_peers)
+        self._served = ByteBudget(rates.served_bytes_per_s, rates.served_bytes_burst,
+                                  max_peers=rates.max_tracked_peers)
         self._client_config = RequestResponseConfig(
             timeout=config.request_timeout_s, max_request_size=REQUEST_MAX, max_response_size=LIBP2P_FRAME_MAX
         )
@@ -153,26 +164,41 @@ class ReqResp:
                 self._counters.requests_refused[name] += 1
                 self._on_offense(peer, Offense.RATE_LIMITED, f"{name} requests")
                 return _response(ResponseCode.RATE_LIMITED, reason="rate limited")
-            try:
-                request = request_type.decode(payload)
-            except DecodeError as exc:
+            if not self._served.available(str(peer), trio.current_time()):
+                # An honest syncing peer gets here too: refuse without blame, it waits and asks again.
                 self._counters.requests_refused[name] += 1
-                self._on_offense(peer, Offense.BAD_REQUEST, f"{name}: {exc}")
-                return _response(ResponseCode.BAD_REQUEST, reason=str(exc))
-            try:
-                body = await handle(request, peer)
-            except NotFound as exc:
-                return _response(ResponseCode.NOT_FOUND, reason=str(exc))
-            except WrongChain as exc:
-                self._counters.requests_refused[name] += 1
-                return _response(ResponseCode.BAD_REQUEST, reason=str(exc))
-            except InferchainError as exc:
-                self._counters.requests_refused[name] += 1
-                return _response(ResponseCode.UNAVAILABLE, reason=str(exc))
-            self._counters.requests_served[name] += 1
-            return _response(ResponseCode.OK, body.encode())
+                self._counters.served_budget_refusals += 1
+                return _response(ResponseCode.RATE_LIMITED, reason="byte budget for this peer spent")
+            response = await self._answer(name, request_type, handle, payload, peer)
+            self._served.charge(str(peer), len(response), trio.current_time())
+            self._counters.served_bytes += len(response)
+            return response
 
         self._rr.set_handler(self._protocols[name], handler, BytesCodec(), self._server_config)
+
+    async def _answer(self, name: str, request_type: type[W], handle: Callable[[Any, ID], Awaitable[Wire]],
+                      payload: bytes, peer: ID) -> bytes:
+        try:
+            request = request_type.decode(payload)
+        except DecodeError as exc:
+            self._counters.requests_refused[name] += 1
+            self._on_offense(peer, Offense.BAD_REQUEST, f"{name}: {exc}")
+            return _response(ResponseCode.BAD_REQUEST, reason=str(exc))
+        try:
+            body = await handle(request, peer)
+        except NotFound as exc:
+            return _response(ResponseCode.NOT_FOUND, reason=str(exc))
+        except WrongChain as exc:
+            self._counters.requests_refused[name] += 1
+            return _response(ResponseCode.BAD_REQUEST, reason=str(exc))
+        except RemoteError as exc:  # a request this node refuses to serve
+            self._counters.requests_refused[name] += 1
+            return _response(ResponseCode.UNAVAILABLE, reason=str(exc))
+        except LocalError as exc:  # our fault (e.g. the database): unavailable, never the peer's
+            logger.warning("serving a %s request to %s failed on our side: %s", name, peer, exc)
+            return _response(ResponseCode.UNAVAILABLE, reason=str(exc))
+        self._counters.requests_served[name] += 1
+        return _response(ResponseCode.OK, body.encode())
 
     # ------------------------------------------------------------------ requesting
 
@@ -188,10 +214,10 @@ class ReqResp:
         end = min(end, start + MAX_BLOCKS_PER_REQUEST - 1)
         body = await self._request(peer, "blocks", BlocksRequest(Height(start), Height(end)))
         if len(body) >= _THREAD_THRESHOLD:
-            result = await trio.to_thread.run_sync(self._check_blocks, start, end, body)
+            result = await trio.to_thread.run_sync(self._decode_blocks, start, end, body)
         else:
-            result = self._check_blocks(start, end, body)
-        if isinstance(result, InferchainError):
+            result = self._decode_blocks(start, end, body)
+        if isinstance(result, RemoteError):
             self._bad_response(peer, "blocks", result)
         return result
 
@@ -199,13 +225,14 @@ class ReqResp:
                            on_blocks: Callable[[list[SyncedBlock]], Awaitable[None]]) -> int:
         """Blocks start..end in as many requests as needed, each chunk handed to `on_blocks` in order.
 
-        Returns the number fetched; stops early (NotFound) when the peer has no more.
+        Returns the number fetched; stops early (NotFound) when the peer has no more. A peer that refuses for
+        rate (its byte budget for us) is asked again after a pause, a bounded number of times.
         """
         fetched = 0
         height = start
         while height <= end:
             try:
-                chunk = await self.blocks(peer, height, end)
+                chunk = await _patiently(functools.partial(self.blocks, peer, height, end))
             except NotFound:
                 break
             await on_blocks(chunk)
@@ -236,7 +263,8 @@ class ReqResp:
         total: int | None = None
         while total is None or received < total:
             request = ModelChunkRequest(model_id, received, MODEL_CHUNK)
-            chunk = self._decode_body(peer, ModelChunk, await self._request(peer, "model", request))
+            body = await _patiently(functools.partial(self._request, peer, "model", request))
+            chunk = self._decode_body(peer, ModelChunkResponse, body)
             if total is None:
                 if chunk.total > max_size:
                     self._bad_response(peer, "model", BadResponse(f"model of {chunk.total} bytes exceeds {max_size}"))
@@ -253,7 +281,27 @@ class ReqResp:
 
     # ------------------------------------------------------------------ internals
 
+    def serves(self, peer: ID, name: str) -> bool:
+        """Whether the peer may serve protocol `name`: it announced it (libp2p identify), or has announced
+        nothing yet (identify still running). A foreign libp2p peer that announced other protocols does not."""
+        try:
+            announced = self._host.get_peerstore().get_protocols(peer)
+        except Exception:  # an unknown peer: the peerstore raises rather than answer empty
+            return True
+        return not announced or self._protocols[name] in announced
+
+    def forget_peer(self, peer: ID) -> None:
+        """The peer disconnected: free its rate state."""
+        self._limiter.forget(str(peer))
+        self._served.forget(str(peer))
+
+    def tracked_peers(self) -> int:
+        return self._limiter.tracked() + self._served.tracked()
+
     async def _request(self, peer: ID, name: str, request: Wire) -> bytes:
+        if not self.serves(peer, name):
+            self._counters.requests_skipped[name] += 1
+            raise NotServed(f"{peer} does not serve {self._protocols[name]}")
         try:
             payload = await self._rr.send_request(
                 peer, [self._protocols[name]], request.encode(), BytesCodec(), self._client_config
@@ -267,6 +315,9 @@ class ReqResp:
             self._bad_response(peer, name, exc)
         if response.code is ResponseCode.NOT_FOUND:
             raise NotFound(f"{name}: {response.reason}")
+        if response.code is ResponseCode.RATE_LIMITED:
+            self._counters.requests_failed[name] += 1
+            raise RateLimited(f"{name} request to {peer} refused: {response.reason}")
         if response.code is not ResponseCode.OK:
             self._counters.requests_failed[name] += 1
             raise RequestFailed(f"{name} request to {peer} refused: {response.code.name}: {response.reason}")
@@ -278,7 +329,7 @@ class ReqResp:
         except DecodeError as exc:
             self._bad_response(peer, cls.__name__, exc)
 
-    def _check_blocks(self, start: int, end: int, body: bytes) -> list[SyncedBlock] | InferchainError:
+    def _decode_blocks(self, start: int, end: int, body: bytes) -> list[SyncedBlock] | RemoteError:
         """Decode and cross-check a block response; returns the error instead of raising (thread-safe)."""
         try:
             response = BlocksResponse.decode(body)
@@ -299,12 +350,24 @@ class ReqResp:
         except DecodeError as exc:
             return exc
 
-    def _bad_response(self, peer: ID, name: str, error: InferchainError) -> NoReturn:
+    def _bad_response(self, peer: ID, name: str, error: RemoteError) -> NoReturn:
         self._counters.requests_failed[name] += 1
         self._on_offense(peer, Offense.BAD_RESPONSE, f"{name}: {error}")
         if isinstance(error, BadResponse | WrongChain):
             raise error
         raise BadResponse(f"{name} response from {peer}: {error}") from error
+
+
+async def _patiently(request: Callable[[], Awaitable[T]]) -> T:
+    """`request()`, asked again after a growing pause while the peer refuses it for rate."""
+    delay = _RATE_RETRY_S
+    for _ in range(_RATE_RETRIES):
+        try:
+            return await request()
+        except RateLimited:
+            await trio.sleep(delay)
+            delay = min(2 * delay, _RATE_RETRY_MAX_S)
+    return await request()
 
 
 def _response(code: ResponseCode, body: bytes = b"", reason: str = "") -> bytes:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import enum
 import math
 from dataclasses import dataclass
+from typing import Any
 
 from p2p.config import PenaltyPolicy
 
@@ -53,12 +54,18 @@ class _Entry:
 
 
 class ScoreBook:
-    """Scores start at 0, drop by each offense's penalty and decay back toward 0 with a half-life."""
+    """Scores start at 0, drop by each offense's penalty and decay back toward 0 with a half-life.
+
+    Reaching `disconnect_below` is a strike; `strikes_to_ban` strikes within `ban_s` ban the peer, whatever its
+    score (scores decay, so a peer that reconnects after each short refusal would otherwise never reach
+    `ban_below`). Every table is bounded by `max_tracked_peers`, oldest first out.
+    """
 
     def __init__(self, policy: PenaltyPolicy) -> None:
         self._policy = policy
         self._entries: dict[str, _Entry] = {}
         self._banned_until: dict[str, float] = {}
+        self._strikes: dict[str, list[float]] = {}
 
     def score(self, peer: str, now: float) -> float:
         entry = self._entries.get(peer)
@@ -68,17 +75,29 @@ class ScoreBook:
 
     def penalize(self, peer: str, offense: Offense, now: float) -> Action:
         """Record the offense; say whether the peer must now be disconnected (short ban) or banned."""
+        policy = self._policy
         score = self.score(peer, now) - offense.penalty
-        self._entries[peer] = _Entry(score, now)
-        if score <= self._policy.ban_below:
-            self._banned_until[peer] = now + self._policy.ban_s
-            return Action.BAN
-        if score <= self._policy.disconnect_below:
-            self._banned_until[peer] = max(
-                self._banned_until.get(peer, 0.0), now + self._policy.disconnect_ban_s
-            )
-            return Action.DISCONNECT
-        return Action.NONE
+        _put(self._entries, peer, _Entry(score, now), policy.max_tracked_peers)
+        if score > policy.disconnect_below:
+            return Action.NONE
+        if score <= policy.ban_below:
+            return self._ban(peer, now)
+        if self.is_banned(peer, now):
+            return Action.NONE  # already refused: offenses in flight when it was cut off are no new strike
+        strikes = [t for t in self._strikes.get(peer, []) if now - t < policy.ban_s] + [now]
+        _put(self._strikes, peer, strikes[-policy.strikes_to_ban:], policy.max_tracked_peers)
+        if len(strikes) >= policy.strikes_to_ban:
+            return self._ban(peer, now)
+        until = max(self._banned_until.get(peer, 0.0), now + policy.disconnect_ban_s)
+        _put(self._banned_until, peer, until, policy.max_tracked_peers)
+        return Action.DISCONNECT
+
+    def _ban(self, peer: str, now: float) -> Action:
+        current = self._banned_until.get(peer, 0.0)
+        if current - now > self._policy.ban_s / 2:
+            return Action.NONE  # already banned (a disconnect refusal is shorter than half a ban)
+        _put(self._banned_until, peer, now + self._policy.ban_s, self._policy.max_tracked_peers)
+        return Action.BAN
 
     def is_banned(self, peer: str, now: float) -> bool:
         until = self._banned_until.get(peer)
@@ -93,6 +112,20 @@ class ScoreBook:
         return [p for p in list(self._banned_until) if self.is_banned(p, now)]
 
     def forget_idle(self, now: float, below: float = 1.0) -> None:
-        """Drop entries that decayed to almost nothing, so the book stays bounded by active offenders."""
+        """Drop entries that decayed to almost nothing and strikes older than `ban_s`."""
         for peer in [p for p in self._entries if -self.score(p, now) < below]:
             del self._entries[peer]
+        for peer in [p for p, times in self._strikes.items() if now - times[-1] >= self._policy.ban_s]:
+            del self._strikes[peer]
+
+    def tracked(self) -> int:
+        """Entries held over all tables (for tests and metrics)."""
+        return len(self._entries) + len(self._banned_until) + len(self._strikes)
+
+
+def _put(table: dict[str, Any], key: str, value: Any, limit: int) -> None:
+    """Insert as the newest entry; past `limit` entries, forget the oldest."""
+    table.pop(key, None)
+    table[key] = value
+    while len(table) > limit:
+        del table[next(iter(table))]

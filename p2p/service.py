@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
 import trio
 from libp2p.abc import IHost
@@ -21,12 +22,15 @@ from core.types import Hash32
 from p2p.config import P2PConfig
 from p2p.counters import P2PCounters
 from p2p.gossip import Gossip
-from p2p.host import build_host, parse_multiaddr, parse_peer_addr, peer_addr
+from p2p.host import build_host, ensure_listening, parse_multiaddr, parse_peer_addr, peer_addr
 from p2p.identity import peer_id_of
 from p2p.peers import PeerManager
 from p2p.reqresp import ReqResp
 from p2p.scoring import Offense
 from p2p.topics import TopicKind
+
+if TYPE_CHECKING:
+    from trio_typing import TaskStatus  # trio-stubs (a libp2p dependency) export it only here
 
 logger = logging.getLogger(__name__)
 
@@ -38,16 +42,20 @@ class P2PService:
         self.counters = P2PCounters()
         self.host = build_host(key, config.listen_addrs, yamux_release_on_read=config.yamux_release_on_read)
         self.peers = PeerManager(self.host, config, self.counters)
-        self.gossip = Gossip(self.host, config, self.counters, self._offense)
+        self.gossip = Gossip(self.host, config, self.counters, self._offense,
+                             lambda peer, _detail: self.peers.drop_stalled(peer))
         self.reqresp = ReqResp(self.host, config, self.counters, self._offense)
+        self.peers.on_peer_gone(self.gossip.forget_peer)
+        self.peers.on_peer_gone(self.reqresp.forget_peer)
         for addr in config.bootstrap:
             self.peers.add_persistent(parse_peer_addr(addr))
         self._started = trio.Event()
 
-    async def run(self, *, task_status: trio.TaskStatus[P2PService] = trio.TASK_STATUS_IGNORED) -> None:
+    async def run(self, *, task_status: TaskStatus[P2PService] = trio.TASK_STATUS_IGNORED) -> None:
         """Listen, start gossip, dial bootstrap peers; `task_status.started(self)` once all of that is up."""
         listen = [parse_multiaddr(a) for a in self.config.listen_addrs]
         async with self.host.run(listen_addrs=listen), trio.open_nursery() as nursery:
+            ensure_listening(self.host, listen)
             await _stop_auto_connector(self.host)
             await nursery.start(self.gossip.run)
             self.peers.pubsub = self.gossip.pubsub
@@ -74,6 +82,12 @@ class P2PService:
 
     def connected_peers(self) -> list[ID]:
         return self.peers.connected_peers()
+
+    def peers_serving(self, protocol: str) -> list[ID]:
+        """Connected peers that may serve one of our request protocols ("status", "blocks", "votes", "model"):
+        those that announced it, or have not announced anything yet. Ask only these (a foreign libp2p peer
+        speaks none of ours); requests to others fail at once with `NotServed`, without a stream."""
+        return [p for p in self.peers.connected_peers() if self.reqresp.serves(p, protocol)]
 
     def penalize(self, peer: ID, offense: Offense, detail: str = "") -> None:
         """For the node: a peer whose message failed a later check (e.g. a block that does not verify)."""

@@ -14,7 +14,7 @@ from typing import Any
 import trio
 from libp2p.peer.id import ID
 
-from core.errors import DecodeError, InferchainError, InvalidSignature
+from core.errors import DecodeError, InvalidSignature, LocalError, RemoteError
 from core.types import Hash32
 from p2p.envelope import EnvelopeCheck
 from p2p.errors import Oversized, WrongChain
@@ -58,7 +58,7 @@ class Outcome:
     reason: str = ""
 
 
-def offense_of(error: InferchainError) -> Offense:
+def offense_of(error: RemoteError) -> Offense:
     if isinstance(error, Oversized):
         return Offense.OVERSIZED
     if isinstance(error, DecodeError):
@@ -80,7 +80,7 @@ class TopicPipeline:
         self.hook = hook
 
     async def decode(self, data: bytes) -> Any:
-        """Size cap and envelope check; raises an InferchainError naming what is wrong."""
+        """Size cap and envelope check; raises a RemoteError naming what is wrong."""
         if len(data) > self.cap:
             raise Oversized(f"{self.kind.value}: {len(data)} bytes exceeds the cap of {self.cap}")
         if len(data) >= THREAD_THRESHOLD:
@@ -90,15 +90,21 @@ class TopicPipeline:
     async def run(self, data: bytes, msg_id: Hash32, forwarder: ID, origin: ID) -> Outcome:
         try:
             value = await self.decode(data)
-        except InferchainError as exc:
+        except RemoteError as exc:
             return Outcome(GossipVerdict.REJECT, offense_of(exc), reason=str(exc))
+        except LocalError as exc:  # our fault, not the sender's: drop the message, penalize nobody
+            logger.warning("envelope check for %s failed on our side: %s", self.kind.value, exc)
+            return Outcome(GossipVerdict.IGNORE, reason=str(exc))
         message = GossipMessage(self.kind, data, value, msg_id, forwarder, origin)
         if self.hook is None:
             return Outcome(GossipVerdict.ACCEPT, message=message)
         try:
             verdict = await self.hook(message)
-        except InferchainError as exc:
+        except RemoteError as exc:
             return Outcome(GossipVerdict.REJECT, offense_of(exc), reason=str(exc))
+        except LocalError as exc:  # our fault, not the sender's: drop the message, penalize nobody
+            logger.warning("state hook for %s failed on our side: %s", self.kind.value, exc)
+            return Outcome(GossipVerdict.IGNORE, reason=str(exc))
         except Exception:
             # A bug in the node's hook must not take gossip down nor be blamed on the peer.
             logger.exception("state hook for %s failed; ignoring the message", self.kind.value)

@@ -14,3 +14,20 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         raise pytest.UsageError(
             f"{len(unmarked)} test(s) carry no suite marker ({', '.join(SUITES)}), e.g. {unmarked[0]}; "
             "add `pytestmark = pytest.mark.<suite>` to the module")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    from tests.realnet import report
+
+    report.begin()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> object:
+    """A failed test that used a real network (tests/realnet) shows each node's state and log tail."""
+    from tests.realnet import report
+
+    outcome = yield
+    report.attach(outcome)  # type: ignore[arg-type]
+    return outcome

@@ -31,14 +31,14 @@ from core.votes import Vote
 from vm.apply import apply_block
 from vm.build import build_block
 from vm.engine import Engine, challenge_for, sandbox_limits
-from vm.evidence import check_wrong_inference, make_wrong_inference
+from vm.evidence import is_wrong_inference, make_wrong_inference
 from vm.execute import BlockContext, inclusion_error
 from vm.genesis import Genesis, GenesisModel, genesis_state
 from vm.poi import compute_commitment
 from vm.process import is_evidence_punishable
-from vm.sandbox.executor import Executor, LocalExecutor
+from vm.sandbox.executor import Executor
 from vm.state import ModelRecord, StateView
-from vm.validate import Checks, check_equivocation, validate_block
+from vm.validate import Checks, is_equivocation, validate_block
 
 if TYPE_CHECKING:
     from core.store import WriteBatch
@@ -89,7 +89,7 @@ class _LRU:
 
 
 class VMApplication:
-    """The application of DESIGN.md §1 over one LevelDB (`store`).
+    """The application of docs/design.md §1 over one LevelDB (`store`).
 
     `executor`: the sandbox's `WorkerPool` on a node (created here with `workers` processes when None),
     `LocalExecutor` in tools. `verify_tx(tx, tx_hash)`: the node's shared signature cache
@@ -136,10 +136,10 @@ class VMApplication:
 
     def _genesis_gas(self, model: GenesisModel) -> tuple[int, int]:
         from vm.engine import model_load_gas, model_spec
-        from vm.sandbox.check import check_model
+        from vm.sandbox.check import validate_model
 
         limits = sandbox_limits(self.genesis.params)
-        info = check_model(model.model_bytes, model_spec(model.meta, limits))
+        info = validate_model(model.model_bytes, model_spec(model.meta, limits))
         return info.gas_per_call, model_load_gas(limits.gas, model.meta, len(model.model_bytes), info)
 
     def close(self) -> None:
@@ -253,7 +253,7 @@ class VMApplication:
         view = self._view()
         out = []
         for ev in evidence:
-            if not self.check_evidence(ev):
+            if not self.is_valid_evidence(ev):
                 continue
             if is_evidence_punishable(view, ctx, ev):
                 out.append(ev)
@@ -304,7 +304,7 @@ class VMApplication:
             verify_tx=self._verify_tx,
             verify_vote=self._verify_vote,
             reveal=lambda: self._required_reveal(h),
-            check_wrong_inference=self._check_wrong_inference_strict,
+            is_wrong_inference=self._is_wrong_inference_strict,
         )
         validated = validate_block(lambda: self._view(version), self._compute_update_for(h), block, self.engine,
                                    checks)
@@ -358,19 +358,19 @@ class VMApplication:
     def _model_record(self, model_id: Hash32) -> ModelRecord | None:
         return self._view().model(model_id)
 
-    def _check_wrong_inference_strict(self, ev: WrongInference) -> bool:
+    def _is_wrong_inference_strict(self, ev: WrongInference) -> bool:
         """For validation: LocalFault propagates (this node cannot judge the block)."""
-        return check_wrong_inference(ev, chain_id=self.chain_id, validator_set=self._validator_set_or_none,
+        return is_wrong_inference(ev, chain_id=self.chain_id, validator_set=self._validator_set_or_none,
                                      model=self._model_record, engine=self.engine, params=self._view().params())
 
-    def check_evidence(self, evidence: Evidence) -> bool:
+    def is_valid_evidence(self, evidence: Evidence) -> bool:
         if isinstance(evidence, WrongInference):
             try:
-                return self._check_wrong_inference_strict(evidence)
+                return self._is_wrong_inference_strict(evidence)
             except LocalFault as fault:
                 self._alarm(f"checking evidence: {fault}")
                 return False
-        if not check_equivocation(evidence, self.chain_id):
+        if not is_equivocation(evidence, self.chain_id):
             return False
         vset = self._validator_set_or_none(evidence_height(evidence))
         return vset is not None and vset.get_by_key(evidence.offender) is not None
@@ -391,8 +391,3 @@ class VMApplication:
         chain = view.chain()
         ctx = BlockContext(self.chain_id, Height(chain.height + 1), chain.time, Address(b"\x00" * 20), view.params())
         return inclusion_error(view, ctx, tx)
-
-
-def local_executor() -> Executor:
-    """An in-process executor (no isolation) for tools and benchmarks."""
-    return LocalExecutor()

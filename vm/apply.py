@@ -19,13 +19,13 @@ from core.tx import Transaction
 from core.types import Address, Gas, Hash32, Height
 from core.validators import ValidatorEntry
 from core.votes import Commit
-from vm.blockbytes import check_basics
+from vm.blockbytes import get_block_bytes
 from vm.execute import (
     BlockContext,
     BlockModels,
     InferWork,
     RegisterWork,
-    TxOutcome,
+    TxExecution,
     Work,
     drop_upload,
     execute_tx,
@@ -77,7 +77,7 @@ class BlockExecutor:
         self.last_block_id = last_block_id
         self.ledger = Ledger()
         self.models = BlockModels(ctx.params.vm.max_block_models)
-        self._outcomes: list[TxOutcome] = []
+        self._outcomes: list[TxExecution] = []
         self.punished: list[Evidence] = []
         self._sender: tuple[Transaction, Address] | None = None  # the last checked tx's sender address
 
@@ -94,7 +94,7 @@ class BlockExecutor:
         reason = inclusion_error(self.view, self.ctx, tx, self._sender[1])
         return reason if reason is not None else self.models.inclusion_error(self.view, tx)
 
-    def add(self, tx: Transaction) -> TxOutcome:
+    def add(self, tx: Transaction) -> TxExecution:
         """Execute `tx`, which the caller has checked with `inclusion_error`."""
         sender = self._sender[1] if self._sender is not None and self._sender[0] is tx else None
         outcome = execute_tx(self.view, self.ctx, len(self._outcomes), tx, sender, models=self.models)
@@ -187,7 +187,7 @@ def apply_block(state: StateView, block: Block,
     header = block.header
     if header.height != chain.height + 1:
         raise InvalidBlock(f"block {header.height} does not follow height {chain.height}")
-    parts = check_basics(block)
+    parts = get_block_bytes(block)
     ctx = context_for(state, block)
     executor = BlockExecutor(state, ctx, header.last_block_id)
     try:

@@ -66,7 +66,7 @@ class BlockBytes:
     size: int
 
 
-def check_basics(block: Block) -> BlockBytes:
+def get_block_bytes(block: Block) -> BlockBytes:
     """core.block.Block.validate_basic with every encoding done once; raises InvalidBlock the same way."""
     h = block.header
     if len(block.results) != len(block.txs):

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from core.errors import LocalFault
 from core.header import TxStatus
 from core.limits import MAX_TENSOR_BYTES, MAX_TENSOR_DIMS
 from core.tensor import DType, Tensor
@@ -28,9 +29,7 @@ from vm.sandbox.golden import GoldenVectors, golden_mismatch, make_golden
 from vm.sandbox.limits import GasSchedule, SandboxLimits
 from vm.sandbox.meter import load_gas
 from vm.sandbox.numeric import find_disagreement
-from vm.sandbox.spec import ModelClass as SandboxClass
-from vm.sandbox.spec import ModelInfo, ModelSpec, Tolerance
-from vm.sandbox.spec import TensorSpec as SandboxTensorSpec
+from vm.sandbox.spec import ArraySpec, CompareMode, ModelInfo, ModelSpec, Tolerance
 from vm.state import StateView
 from vm.txs import ModelClass, ModelMeta, TensorSpec
 
@@ -46,18 +45,18 @@ def dtype_name(dtype: DType) -> str:
     return dtype.numpy.name
 
 
-def sandbox_tensor_spec(spec: TensorSpec) -> SandboxTensorSpec:
-    return SandboxTensorSpec(spec.name, dtype_name(spec.dtype), tuple(int(d) for d in spec.shape))
+def sandbox_tensor_spec(spec: TensorSpec) -> ArraySpec:
+    return ArraySpec(spec.name, dtype_name(spec.dtype), tuple(int(d) for d in spec.shape))
 
 
 def model_spec(meta: ModelMeta, limits: SandboxLimits) -> ModelSpec:
     """The sandbox's view of registration metadata; ValueError if the metadata cannot be one."""
-    model_class = SandboxClass.EXACT if meta.model_class is ModelClass.EXACT else SandboxClass.TOLERANT
+    model_class = CompareMode.EXACT if meta.model_class is ModelClass.EXACT else CompareMode.TOLERANT
     return ModelSpec(tuple(sandbox_tensor_spec(t) for t in meta.inputs), model_class, int(meta.grid_k),
                      Tolerance(int(meta.tol_abs), int(meta.tol_rel_ppm)), limits)
 
 
-def output_specs(meta: ModelMeta) -> tuple[SandboxTensorSpec, ...]:
+def output_specs(meta: ModelMeta) -> tuple[ArraySpec, ...]:
     return tuple(sandbox_tensor_spec(t) for t in meta.outputs)
 
 
@@ -89,7 +88,7 @@ def disagreement(meta: ModelMeta, claimed: Sequence[Tensor], local: Sequence[Ten
     specs = output_specs(meta)
     if len(claimed) != len(specs) or len(local) != len(specs):
         return "wrong number of outputs"
-    model_class = SandboxClass.EXACT if meta.model_class is ModelClass.EXACT else SandboxClass.TOLERANT
+    model_class = CompareMode.EXACT if meta.model_class is ModelClass.EXACT else CompareMode.TOLERANT
     return find_disagreement(
         specs, model_class, Tolerance(int(meta.tol_abs), int(meta.tol_rel_ppm)),
         {s.name: t.to_numpy() for s, t in zip(specs, claimed, strict=True)},
@@ -112,6 +111,28 @@ def resolutions_agree(meta: ModelMeta | None, claimed: Resolution, local: Resolu
     if local.status is TxStatus.OK and claimed.outputs != local.outputs:  # equal bytes agree in every class
         return disagreement(meta, claimed.outputs, local.outputs)
     return None
+
+
+@dataclass(frozen=True, slots=True)
+class _InferSlot:
+    """A batch job that resolves the inference at `index` in the block."""
+
+    index: int
+
+
+@dataclass(frozen=True, slots=True)
+class _CheckSlot:
+    """A batch job that checks the registration at `index` in the block."""
+
+    index: int
+
+
+@dataclass(frozen=True, slots=True)
+class _ChallengeSlot:
+    """The batch job that runs the block's PoI challenge."""
+
+
+_Slot = _InferSlot | _CheckSlot | _ChallengeSlot
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,14 +175,14 @@ class Engine:
         a model. Raises LocalFault when this node cannot decide."""
         limits = sandbox_limits(params)
         jobs: list[Job] = []
-        slots: list[tuple[str, int]] = []  # ("infer"|"check"|"challenge", work index)
+        slots: list[_Slot] = []  # what each job resolves, in job order
         resolutions: dict[int, Resolution] = {}
         registrations: dict[int, tuple[RegisterWork, ModelSpec]] = {}
         for item in work:
             if isinstance(item, InferWork):
                 pkg = self.package(item.model_id, item.model.meta, limits)
                 jobs.append(InferJob(pkg, feeds(item.model.meta, item.inputs)))
-                slots.append(("infer", item.index))
+                slots.append(_InferSlot(item.index))
             else:
                 verdict = static_registration_verdict(item.meta)
                 if verdict is not None:
@@ -174,41 +195,43 @@ class Engine:
                     continue
                 registrations[item.index] = (item, spec)
                 jobs.append(CheckJob(item.model_bytes, spec))
-                slots.append(("check", item.index))
+                slots.append(_CheckSlot(item.index))
         if challenge is not None:
             pkg = self.package(challenge.model_id, challenge.meta, limits)
             jobs.append(InferJob(pkg, feeds(challenge.meta, challenge.inputs)))
-            slots.append(("challenge", -1))
+            slots.append(_ChallengeSlot())
         results = self.executor.run_batch(jobs) if jobs else []
         challenge_output: tuple[Tensor, ...] | None = None
         checked: list[tuple[RegisterWork, ModelSpec, ModelInfo]] = []
-        for (kind, index), result in zip(slots, results, strict=True):
-            if kind == "infer":
-                resolutions[index] = infer_resolution(result)
-            elif kind == "challenge":
-                if result.outputs is None:
-                    raise ValueError(f"the PoI model failed: {type(result.error).__name__}")
-                challenge_output = to_tensors(result.outputs)
-            else:
-                item, spec = registrations[index]
-                if result.info is None:
-                    resolutions[index] = RegisterResolution(False, 0, _one_line(str(result.error)))
-                    continue
-                declared = output_specs(item.meta)
-                if result.info.outputs != declared:
-                    resolutions[index] = RegisterResolution(False, 0, "declared outputs differ from the graph")
-                    continue
-                load = model_load_gas(limits.gas, item.meta, len(item.model_bytes), result.info)
-                if load > item.gas_left:  # refused before the golden runs it did not pay for
-                    resolutions[index] = RegisterResolution(
-                        False, 0, f"gas left {item.gas_left} does not cover the model's load {load}")
-                    continue
-                checked.append((item, spec, result.info))
+        for slot, result in zip(slots, results, strict=True):
+            match slot:
+                case _InferSlot(index=index):
+                    resolutions[index] = infer_resolution(result)
+                case _ChallengeSlot():
+                    if result.outputs is None:
+                        # A registered (checked, golden-tested) PoI model that fails here: this node's fault.
+                        raise LocalFault(f"the PoI model failed: {type(result.error).__name__}")
+                    challenge_output = to_tensors(result.outputs)
+                case _CheckSlot(index=index):
+                    item, spec = registrations[index]
+                    if result.info is None:
+                        resolutions[index] = RegisterResolution(False, 0, _one_line(str(result.error)))
+                        continue
+                    declared = output_specs(item.meta)
+                    if result.info.outputs != declared:
+                        resolutions[index] = RegisterResolution(False, 0, "declared outputs differ from the graph")
+                        continue
+                    load = model_load_gas(limits.gas, item.meta, len(item.model_bytes), result.info)
+                    if load > item.gas_left:  # refused before the golden runs it did not pay for
+                        resolutions[index] = RegisterResolution(
+                            False, 0, f"gas left {item.gas_left} does not cover the model's load {load}")
+                        continue
+                    checked.append((item, spec, result.info))
         if checked:
-            resolutions.update(self._check_golden(checked))
+            resolutions.update(self._get_golden_resolutions(checked))
         return resolutions, challenge_output
 
-    def _check_golden(self, checked: list[tuple[RegisterWork, ModelSpec, ModelInfo]]) -> dict[int, Resolution]:
+    def _get_golden_resolutions(self, checked: list[tuple[RegisterWork, ModelSpec, ModelInfo]]) -> dict[int, Resolution]:
         jobs: list[Job] = []
         owners: list[int] = []
         for n, (item, spec, _) in enumerate(checked):

@@ -32,7 +32,7 @@ def make_wrong_inference(signed: ProposalBlock, tx_index: int) -> WrongInference
                           tx_proof, result_proof)
 
 
-def check_wrong_inference(ev: WrongInference, *, chain_id: str,
+def is_wrong_inference(ev: WrongInference, *, chain_id: str,
                           validator_set: Callable[[Height], ValidatorSet | None],
                           model: Callable[[Hash32], ModelRecord | None], engine: Engine,
                           params: Params) -> bool:
@@ -67,4 +67,4 @@ def check_wrong_inference(ev: WrongInference, *, chain_id: str,
     return resolutions_agree(record.meta, claimed, local[0]) is not None
 
 
-__all__ = ["check_wrong_inference", "make_wrong_inference"]
+__all__ = ["is_wrong_inference", "make_wrong_inference"]

@@ -25,6 +25,7 @@ from vm.sandbox.meter import load_gas, meter, node_count
 from vm.state import (
     KEY_CANDIDATES,
     MAX_CANDIDATES,
+    MAX_UPLOAD_CHUNKS,
     Account,
     CandidateList,
     ExpiryList,
@@ -53,8 +54,6 @@ from vm.txs import (
     Unstake,
     compute_model_id,
 )
-
-MAX_UPLOAD_CHUNKS = 8192 * 8  # the received-chunks bitmap is at most 8 KiB
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,7 +92,7 @@ Work = InferWork | RegisterWork
 
 
 @dataclass(frozen=True, slots=True)
-class TxOutcome:
+class TxExecution:
     """The part of a result that execution decides; for work items `result` is provisional (status OK,
     no outputs) until the work is resolved."""
 
@@ -171,7 +170,7 @@ class BlockModels:
 
 
 def execute_tx(view: StateView, ctx: BlockContext, index: int, tx: Transaction,
-               sender: Address | None = None, *, models: BlockModels) -> TxOutcome:
+               sender: Address | None = None, *, models: BlockModels) -> TxExecution:
     """Execute one includable transaction (see `inclusion_error`): charge the fee, bump the nonce, run the
     kind's handler. Never raises for anything the transaction contains."""
     sender = tx.sender_address if sender is None else sender
@@ -180,22 +179,22 @@ def execute_tx(view: StateView, ctx: BlockContext, index: int, tx: Transaction,
     gas = _Gas(tx.gas_limit)
     payload_type = PAYLOAD_TYPES.get(tx.kind)  # type: ignore[call-overload]
     if payload_type is None:
-        return TxOutcome(_result(TxStatus.FAILED, tx.gas_limit, f"unknown transaction kind {tx.kind}"),
+        return TxExecution(_result(TxStatus.FAILED, tx.gas_limit, f"unknown transaction kind {tx.kind}"),
                          fee=tx.fee)
     try:
         payload = payload_type.decode(tx.payload)
     except DecodeError:
-        return TxOutcome(_result(TxStatus.FAILED, tx.gas_limit, "malformed payload"), fee=tx.fee)
+        return TxExecution(_result(TxStatus.FAILED, tx.gas_limit, "malformed payload"), fee=tx.fee)
     try:
         if tx.kind == TxKind.INFER:  # the one handler that needs the block's models
             status, data, work = _infer(view, ctx, index, sender, payload, gas, models)
         else:
             status, data, work = _HANDLERS[TxKind(tx.kind)](view, ctx, index, sender, payload, gas)
     except _OutOfGas:
-        return TxOutcome(_result(TxStatus.OUT_OF_GAS, tx.gas_limit, "out of gas"), fee=tx.fee)
+        return TxExecution(_result(TxStatus.OUT_OF_GAS, tx.gas_limit, "out of gas"), fee=tx.fee)
     except _Failed as failure:
-        return TxOutcome(_result(failure.status, gas.used, failure.log), fee=tx.fee)
-    return TxOutcome(_result(status, gas.used, "", data), work, fee=tx.fee)
+        return TxExecution(_result(failure.status, gas.used, failure.log), fee=tx.fee)
+    return TxExecution(_result(status, gas.used, "", data), work, fee=tx.fee)
 
 
 def _result(status: TxStatus, gas_used: int, log: str, data: bytes = b"") -> TxResult:

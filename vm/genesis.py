@@ -24,7 +24,7 @@ from core.tensor import DType, Tensor
 from core.types import Address, Amount, Gas, Hash32, Height, Nonce, PublicKeyBytes, Timestamp
 from core.validators import MAX_TOTAL_POWER, ValidatorEntry, ValidatorList, ValidatorSet
 from vm.params import (
-    ConsensusParams,
+    ChainConsensusParams,
     NamedInt,
     Params,
     RewardParams,
@@ -187,7 +187,8 @@ def parse_time(text: Any) -> Timestamp:
 
 def parse_params(doc: Mapping[str, Any]) -> Params:
     try:
-        consensus = ConsensusParams.from_obj(_values(ConsensusParams, _get(doc, "consensus", "genesis"), "consensus"))
+        consensus = ChainConsensusParams.from_obj(
+            _values(ChainConsensusParams, _get(doc, "consensus", "genesis"), "consensus"))
         vm_doc = _get(doc, "vm", "genesis")
         vm_values = _values(VMParams, vm_doc, "vm", skip=("sandbox_limits", "gas_schedule"))
         vm_values.append([n.to_obj() for n in _named(_get(vm_doc, "sandbox_limits", "vm"), "vm.sandbox_limits")])
@@ -351,7 +352,7 @@ def parse_genesis(doc: Any, *, base_dir: Path = REPO_ROOT, file_hash: Hash32 = Z
         raise ConfigError("genesis: a model is listed twice")
     for m in models:
         if m.poi:
-            _check_poi_model(m)
+            _validate_poi_model(m)
     keys = doc.get("keys")
     seed_phrase = keys.get("seed_phrase") if isinstance(keys, Mapping) else None
     genesis = Genesis(chain_id, genesis_time, params, tuple(validators), tuple(accounts), models, file_hash,
@@ -368,7 +369,7 @@ def parse_genesis(doc: Any, *, base_dir: Path = REPO_ROOT, file_hash: Hash32 = Z
     return genesis
 
 
-def _check_poi_model(m: GenesisModel) -> None:
+def _validate_poi_model(m: GenesisModel) -> None:
     meta = m.meta
     if meta.model_class is not ModelClass.EXACT:
         raise ConfigError(f"genesis: PoI model {m.name} must be of class exact")

@@ -14,7 +14,7 @@ BPS = 10_000
 
 
 @wire(max_bytes=256)
-class ConsensusParams(Wire):
+class ChainConsensusParams(Wire):
     """Read by consensus and the node (timeouts); `max_block_bytes` and `max_block_gas` bind block building."""
 
     timeout_propose_ms: U32
@@ -110,7 +110,7 @@ class SlashingParams(Wire):
 
 @wire(max_bytes=8192)
 class Params(Wire):
-    consensus: ConsensusParams
+    consensus: ChainConsensusParams
     vm: VMParams
     staking: StakingParams
     rewards: RewardParams

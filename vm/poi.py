@@ -1,4 +1,4 @@
-"""Proof of inference (DESIGN.md §3): the challenge of a height, its commitment, and the scoring rule.
+"""Proof of inference (docs/design.md §3): the challenge of a height, its commitment, and the scoring rule.
 
 Everything here is pure: the seed comes from (chain id, height, id of the previous block), the input from
 counter-mode hashing of the seed, and a commitment binds the output to its signer and height so that a

@@ -2,7 +2,7 @@
 
 Every record is a `@wire` value (one canonical encoding, so the state root is well defined). Keys are a
 one-byte table tag followed by the record's id; the map hashes keys, so the layout only needs to be unique.
-Inference outputs are not state: they live in blocks and receipts (DESIGN.md §6).
+Inference outputs are not state: they live in blocks, in each transaction's result (docs/design.md §6).
 """
 
 from __future__ import annotations
@@ -19,6 +19,8 @@ from vm.params import Params
 from vm.txs import ModelMeta, UploadHeader
 
 VSET_RING = 8  # validator sets are kept for heights last-5 .. last+2 (slot = height mod 8)
+MAX_UPLOAD_CHUNKS = 0xFFFF  # UploadHeader.n_chunks is a U16
+RECEIVED_BITMAP_BYTES = (MAX_UPLOAD_CHUNKS + 7) // 8
 
 W = TypeVar("W", bound=Wire)
 
@@ -70,13 +72,13 @@ class UnbondingQueue(Wire):
     entries: Annotated[tuple[UnbondingEntry, ...], MaxLen(MAX_BLOCK_TXS)]
 
 
-@wire(max_bytes=UploadHeader.MAX_BYTES + 256)
+@wire(max_bytes=UploadHeader.MAX_BYTES + RECEIVED_BITMAP_BYTES + 256)
 class Upload(Wire):
     """An upload in progress; `received` is a bitmap of the chunks that landed."""
 
     owner: Address
     header: UploadHeader
-    received: Annotated[bytes, MaxLen(8192)]
+    received: Annotated[bytes, MaxLen(RECEIVED_BITMAP_BYTES)]
     expires_at: Height
 
     @property

@@ -111,6 +111,14 @@ class ModelMeta(Wire):
     fee_per_call: Amount
     golden: Annotated[tuple[GoldenVector, ...], MaxLen(MAX_GOLDEN_VECTORS)]
 
+    def validate_wire(self) -> None:
+        # One cap for what is written and what is read: metadata arrives nested in a chunk (whose own limit
+        # is larger), and is stored in the upload and model records, whose limits are this cap plus their
+        # other fields. Without this a chunk could carry metadata that no later read of a record decodes.
+        size = len(self.encode())
+        if size > MAX_META_BYTES:
+            raise ValueError(f"metadata takes {size} bytes, over the cap of {MAX_META_BYTES}")
+
 
 @wire(max_bytes=MAX_META_BYTES + 128)
 class UploadHeader(Wire):

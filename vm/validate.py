@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from core.app import Verdict
 from core.block import Block
-from core.errors import InferchainError, InvalidBlock, InvalidEvidence, LocalFault
+from core.errors import InvalidBlock, InvalidEvidence, LocalError, RemoteError
 from core.evidence import DuplicateProposal, DuplicateVote, Evidence, WrongInference, validate_evidence_basic
 from core.header import PROTOCOL_VERSION, TxResult
 from core.state import StateUpdate
@@ -23,7 +23,7 @@ from core.types import Hash32
 from core.validators import ValidatorEntry, ValidatorSet
 from core.votes import Vote
 from vm.apply import BlockExecutor, Resolution, committed_resolution
-from vm.blockbytes import check_basics
+from vm.blockbytes import get_block_bytes
 from vm.engine import Engine, resolutions_agree
 from vm.execute import BlockContext, InferWork
 from vm.process import validator_updates
@@ -54,16 +54,16 @@ class Checks:
     verify_tx: Callable[[Transaction, Hash32], bool]
     verify_vote: Callable[[Vote], bool]
     reveal: Callable[[], Tensor | None]
-    check_wrong_inference: Callable[[WrongInference], bool]
+    is_wrong_inference: Callable[[WrongInference], bool]
 
 
 def validate_block(new_view: Callable[[], StateView], compute_update: Callable[[StateView], StateUpdate],
                    block: Block, engine: Engine, checks: Checks) -> Validated:
     try:
         return _validate(new_view, compute_update, block, engine, checks)
-    except LocalFault as fault:
+    except LocalError as fault:  # this node's fault (worker, limit, storage): it cannot judge the block
         return Validated(Verdict.local_fault(str(fault)))
-    except InferchainError as exc:  # the proposer's fault: a verdict on the block
+    except RemoteError as exc:  # the proposer's fault: a verdict on the block
         return Validated(Verdict.invalid(str(exc)))
     except Exception as exc:
         # A bug of ours met on a peer's block: never a verdict on the proposer, never a crash of every
@@ -79,7 +79,7 @@ def _validate(new_view: Callable[[], StateView], compute_update: Callable[[State
     chain = view.chain()
     header = block.header
     h = int(header.height)
-    parts = check_basics(block)
+    parts = get_block_bytes(block)
     if header.version != PROTOCOL_VERSION:
         raise InvalidBlock(f"unknown protocol version {header.version}")
     if header.chain_id != checks.chain_id:
@@ -109,7 +109,7 @@ def _validate(new_view: Callable[[], StateView], compute_update: Callable[[State
             if not checks.verify_vote(vote):
                 raise InvalidBlock("last commit holds a badly signed precommit")
     for ev in block.evidence:
-        _check_evidence(ev, checks)
+        _validate_evidence(ev, checks)
     expected_reveal = checks.reveal() if h >= 3 else None
     if header.poi_reveal != expected_reveal:
         raise InvalidBlock("PoI reveal differs from this node's challenge output")
@@ -161,9 +161,9 @@ def _validate(new_view: Callable[[], StateView], compute_update: Callable[[State
     return Validated(Verdict.valid(), update, results, (), updates, tuple(executor.punished))
 
 
-def _check_evidence(ev: Evidence, checks: Checks) -> None:
+def _validate_evidence(ev: Evidence, checks: Checks) -> None:
     if isinstance(ev, WrongInference):
-        if not checks.check_wrong_inference(ev):
+        if not checks.is_wrong_inference(ev):
             raise InvalidBlock("evidence of a wrong inference does not hold")
         return
     try:
@@ -172,7 +172,7 @@ def _check_evidence(ev: Evidence, checks: Checks) -> None:
         raise InvalidBlock(f"equivocation evidence does not hold: {exc}") from None
 
 
-def check_equivocation(ev: DuplicateVote | DuplicateProposal, chain_id: str) -> bool:
+def is_equivocation(ev: DuplicateVote | DuplicateProposal, chain_id: str) -> bool:
     """Core's stateless rules: two validly signed messages of one signer, same kind, height and round,
     different block ids, in canonical order."""
     try:

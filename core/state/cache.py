@@ -24,10 +24,6 @@ Entry = tuple[bytes, bytes, bytes | None]
 
 MAX_DEPTH: Final = 64
 
-MAX_ENTRY_BYTES: Final = 2_000
-"""An upper bound on what one entry holds: a full node of 16 leaf children (1,157 bytes), its inner hashes
-(448), the position key and the tuple and dict slot around them."""
-
 
 @final
 class NodeCache:

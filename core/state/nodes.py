@@ -207,7 +207,7 @@ def child_offset(present: int, leaves: int, nibble: int) -> int:
     return 5 + 40 * (present >> shift).bit_count() + 32 * (leaves >> shift).bit_count()
 
 
-def check_node(data: bytes) -> tuple[int, int]:
+def decode_node_bitmaps(data: bytes) -> tuple[int, int]:
     """The (present, leaves) bitmaps of a stored internal node; StorageError if its bytes are not one."""
     kind, present, leaves = _INTERNAL_HEAD.unpack_from(data)
     if kind != INTERNAL or leaves & ~present or len(data) != 5 + 40 * present.bit_count() + 32 * leaves.bit_count():

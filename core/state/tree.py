@@ -3,7 +3,7 @@
 Versions are block heights. Nodes are immutable and keyed by version, so every committed version stays
 readable until pruned; an update reads and rewrites only the internal nodes on the paths of the keys it
 touches (O(touched keys * log n)) and never reads a leaf. `compute_update` is pure; `stage` puts its writes
-into the caller's batch, so a block and the state it causes commit atomically (DESIGN §6).
+into the caller's batch, so a block and the state it causes commit atomically (docs/design.md §6).
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import os
-import struct
 from collections.abc import Iterator, Mapping
 from typing import Final, final
 
@@ -34,11 +33,12 @@ from core.state.nodes import (
     INTERNAL,
     LEAF,
     Child,
-    check_node,
     child_offset,
     child_prefix,
     decode_internal,
     decode_leaf,
+    decode_node_bitmaps,
+    encode_leaf,
     fold,
     leaf_key,
     nibble_at,
@@ -130,7 +130,6 @@ _HIGH: Final = tuple(bytes((b & 0xF0,)) for b in range(256))
 _sha256 = hashlib.sha256
 _VALUE_TAG = bytes((len(VALUE_TAG),)) + VALUE_TAG
 _LEAF_TAG = bytes((len(LEAF_TAG),)) + LEAF_TAG
-_KEY_LEN = struct.Struct(">I").pack
 
 
 def _packed(path: bytes, depth: int) -> bytes:
@@ -168,7 +167,7 @@ class _Updater:
     def new_leaf(self, path: bytes, key: bytes, value: bytes, digest: bytes | None = None) -> _Ref:
         if digest is None:
             digest = _sha256(_LEAF_TAG + path + _sha256(_VALUE_TAG + value).digest()).digest()
-        self.leaf_writes.append((self.version + path, _KEY_LEN(len(key)) + key + value))
+        self.leaf_writes.append((self.version + path, encode_leaf(key, value)))
         return digest, self.version, path
 
     def update(self, ref: _Ref | None, depth: int, lo: int, hi: int) -> _Ref | None:
@@ -189,7 +188,7 @@ class _Updater:
             inner = None
         else:
             raw, inner = entry[1], entry[2]
-        present, leaves = check_node(raw)
+        present, leaves = decode_node_bitmaps(raw)
         changes: list[_Change] = []
         at = depth >> 1
         shift = 0 if depth & 1 else 4
@@ -246,7 +245,7 @@ class _Updater:
                 else:
                     raw = load(version + position)
                     inner = None
-                    present, leaves = check_node(raw)
+                    present, leaves = decode_node_bitmaps(raw)
                 bit = 0x8000 >> nibble
                 shift = 16 - nibble
                 off = 5 + 40 * (present >> shift).bit_count() + 32 * (leaves >> shift).bit_count()
@@ -618,7 +617,7 @@ class AuthenticatedMap:
                 return decode_leaf(self._load_leaf(leaf_key(ref[1], path)))[1]
             nibble = nibble_at(path, depth)
             raw = self._node(node_key(ref[1], depth, packed))
-            present, leaves = check_node(raw)
+            present, leaves = decode_node_bitmaps(raw)
             bit = 0x8000 >> nibble
             if not present & bit:
                 return None

@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 import click
 
-from core.errors import InferchainError, KeyFileError
+from core.errors import KeyFileError, RemoteError
 from core.keyfile import is_encrypted, load_key
 from core.keys import PrivateKey
 
@@ -25,9 +25,16 @@ DEFAULT_NODE = "http://127.0.0.1:26657"
 DEFAULT_HOME = "~/.inferchain/node"
 DEFAULT_KEYRING = "~/.inferchain/keys"
 PASSPHRASE_ENV = "INFERCHAIN_PASSPHRASE"
+U64_MAX = 2**64 - 1
 
 
-class CliError(InferchainError):
+def u64(minimum: int = 0) -> click.IntRange:
+    """An integer option or argument that fits the chain's u64 amounts, fees, gas and nonces (click refuses
+    anything else with a usage error, exit 2, instead of a traceback from deep inside)."""
+    return click.IntRange(min=minimum, max=U64_MAX)
+
+
+class CliError(RemoteError):
     """A mistake in how a command was called or what it was given; the message is the whole story."""
 
 
@@ -70,11 +77,11 @@ def tx_options(fn: F) -> F:
                      help="Signing key: a name in the keyring or a path to a key file."),
         keyring_option,
         node_option,
-        click.option("--fee", type=click.IntRange(min=0), default=None,
+        click.option("--fee", type=u64(), default=None,
                      help="Fee in the smallest unit (default: gas limit x the chain's minimum gas price)."),
-        click.option("--gas-limit", type=click.IntRange(min=1), default=None,
+        click.option("--gas-limit", type=u64(1), default=None,
                      help="Gas limit (default: what the chain's gas schedule charges this transaction)."),
-        click.option("--nonce", type=click.IntRange(min=0), default=None,
+        click.option("--nonce", type=u64(), default=None,
                      help="Nonce (default: the account's next nonce)."),
         click.option("--no-wait", is_flag=True, help="Return after the mempool accepts it; do not wait for the block."),
         click.option("--timeout", type=click.FloatRange(min=0.1, max=120), default=30.0, show_default=True,
@@ -134,9 +141,32 @@ def echo_json(value: Any) -> None:
 
 
 def echo_pairs(pairs: list[tuple[str, Any]]) -> None:
-    width = max((len(k) for k, _ in pairs), default=0)
-    for key, value in pairs:
+    """`key: value` lines for people: yes/no for flags, `-` for nothing, and no line for an empty text."""
+    shown = [(k, display(v)) for k, v in pairs if v != ""]
+    width = max((len(k) for k, _ in shown), default=0)
+    for key, value in shown:
         click.echo(f"{key + ':':<{width + 1}} {value}")
+
+
+def display(value: Any) -> str:
+    """A value as a person reads it (never Python's spelling: True, None, Height(5))."""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if value is None:
+        return "-"
+    if isinstance(value, int):
+        return str(int(value))
+    return str(value)
+
+
+def tx_kind_name(kind: int) -> str:
+    """`transfer`, `infer`, ... for a transaction's kind number (the number itself if this CLI does not know it)."""
+    from vm.txs import TxKind
+
+    try:
+        return TxKind(kind).name.lower()
+    except ValueError:
+        return f"kind {int(kind)}"
 
 
 def warn(message: str) -> None:

@@ -49,8 +49,9 @@ def _raise_stop(signum: int, frame: FrameType | None) -> None:
               help="Number of validators (4 uses the repository's genesis.json; others run the genesis tool).")
 @click.option("--block-time", type=click.FloatRange(min=0.05, max=600), default=None,
               help="Seconds to wait after a commit before the next height (sets timeout_commit on every node).")
-@click.option("--base-port", type=click.IntRange(1024, 65000), default=DEFAULT_BASE_PORT, show_default=True,
-              help="Node i listens for p2p on base+2i and RPC on base+2i+1.")
+@click.option("--base-port", type=click.IntRange(0, 65000), default=DEFAULT_BASE_PORT, show_default=True,
+              help="Node i listens for p2p on base+2i and RPC on base+2i+1; 0 takes free ports from the OS "
+                   "(recorded in DIR/devnet.json). A resumed devnet keeps the ports it was created with.")
 @click.option("--reset", is_flag=True, help="Delete the devnet's state and start a new chain.")
 @click.option("--detach", is_flag=True, help="Start the nodes and return; stop them with `inferchain devnet down`.")
 def up(root: Path | None, validators: int, block_time: float | None, base_port: int, reset: bool,
@@ -90,8 +91,11 @@ def up(root: Path | None, validators: int, block_time: float | None, base_port: 
             signal.signal(s, handler)
         if net.procs:
             click.echo("\nstopping nodes…", err=True)
-            codes = net.stop_all()
-            click.echo(f"stopped {len(codes)} node(s)", err=True)
+            running = sum(p.poll() is None for p in net.procs.values())
+            exited = len(net.procs) - running
+            net.stop_all()
+            gone = f" ({exited} had already exited: see their logs)" if exited else ""
+            click.echo(f"stopped {running} running node(s){gone}", err=True)
 
 
 def _print_accounts(net: Devnet) -> None:
@@ -166,12 +170,7 @@ def _watch(net: Devnet) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
 def status(root: Path | None, as_json: bool) -> None:
     """Processes and chain status of a devnet started elsewhere."""
-    net = Devnet(root)
-    manifest = net.load_manifest()
-    if manifest is None:
-        raise DevnetError(f"no devnet in {net.root} (start one with `inferchain devnet up`)")
-    net.validators = int(manifest["validators"])
-    net.base_port = int(manifest.get("base_port", DEFAULT_BASE_PORT))
+    net = Devnet.open(root)
     alive = net.running_pids()
     rows = []
     for spec in net.specs():
@@ -191,9 +190,10 @@ def status(root: Path | None, as_json: bool) -> None:
                f"{'running' if alive else 'not running'}")
     for row in rows:
         if "error" in row:
-            click.echo(f"  node{row['node']}  {row['rpc']}  pid={row['pid']}  down")
+            state = "not running" if row["pid"] is None else f"pid {row['pid']}, not answering"
+            click.echo(f"  node{row['node']}  {row['rpc']}  down ({state})")
         else:
-            click.echo(f"  node{row['node']}  {row['rpc']}  pid={row['pid']}  height={row['height']} "
+            click.echo(f"  node{row['node']}  {row['rpc']}  pid {row['pid']}  height={row['height']} "
                        f"round={row['round']} peers={row['peers']}{'  catching up' if row['catching_up'] else ''}")
         click.echo(f"         p2p {row['p2p']}")
 

@@ -1,19 +1,21 @@
 """`inferchain model register|list|show`: canonicalize a model locally, upload it in chunks, read models.
 
-Registration follows DESIGN.md §2.1: the client rewrites the model into canonical form, runs it with the
+Registration follows docs/design.md §2.1: the client rewrites the model into canonical form, runs it with the
 pinned session options to compute golden outputs (float outputs on the declared grid), and uploads the bytes
 as chunk transactions; the chain only checks and hashes what it receives.
 """
 
 from __future__ import annotations
 
+import sys
+import zipfile
 from pathlib import Path
 from typing import Any
 
 import click
 import numpy as np
 
-from core.errors import InvalidModel
+from core.errors import InvalidModel, LocalFault
 from core.tensor import DType, Tensor
 from core.types import Amount
 from node.cli.chainctx import chain_context
@@ -59,12 +61,10 @@ def _parse_shapes(items: tuple[str, ...]) -> dict[str, list[int]]:
 
 
 def _declared_shapes(model_bytes: bytes) -> dict[str, list[int]]:
-    import onnx
+    from vm.sandbox.graph import parse_model
+    from vm.sandbox.limits import DEFAULT_LIMITS
 
-    try:
-        proto = onnx.load_from_string(model_bytes)
-    except Exception as exc:  # protobuf raises its own DecodeError
-        raise InvalidModel(f"not an ONNX model ({type(exc).__name__})") from None
+    proto = parse_model(model_bytes, DEFAULT_LIMITS)  # InvalidModel (one line) for anything malformed
     initializers = {i.name for i in proto.graph.initializer}
     shapes: dict[str, list[int]] = {}
     for inp in proto.graph.input:
@@ -82,7 +82,10 @@ def _specs(nodes: list[Any]) -> tuple[TensorSpec, ...]:
     for n in nodes:
         np_name = n.type.removeprefix("tensor(").removesuffix(")")
         np_name = {"float": "float32", "double": "float64", "float16": "float16"}.get(np_name, np_name)
-        out.append(TensorSpec(n.name, DType.from_name(np_name), tuple(int(d) for d in n.shape)))
+        try:
+            out.append(TensorSpec(n.name, DType.from_name(np_name), tuple(int(d) for d in n.shape)))
+        except (TypeError, ValueError) as exc:
+            raise InvalidModel(f"model tensor {n.name!r} ({n.type}) cannot be registered: {exc}") from None
     return tuple(out)
 
 
@@ -102,12 +105,18 @@ def prepare_model(model_bytes: bytes, *, name: str, model_class: str, grid_k: in
                   ) -> tuple[bytes, ModelMeta]:
     """Canonical bytes and registration metadata, with golden outputs computed by the pinned runtime."""
     from vm.sandbox.canonicalize import canonicalize
+    from vm.sandbox.graph import one_line
     from vm.sandbox.numeric import quantize
     from vm.sandbox.session import create_session
 
     shapes = input_shapes or _declared_shapes(model_bytes)
     canonical = canonicalize(model_bytes, shapes)
-    session = create_session(canonical)
+    try:
+        session = create_session(canonical)
+    except LocalFault:
+        raise
+    except Exception as exc:  # ORT's refusals have no common base class; the user gets one line
+        raise InvalidModel(f"the runtime refuses the canonical model: {one_line(exc)}") from None
     inputs = _specs(session.get_inputs())
     outputs = _specs(session.get_outputs())
     cases = golden_inputs or [
@@ -121,8 +130,14 @@ def prepare_model(model_bytes: bytes, *, name: str, model_class: str, grid_k: in
             arr = np.asarray(case[s.name])
             if tuple(arr.shape) != tuple(s.shape):
                 raise CliError(f"golden input {s.name!r} has shape {arr.shape}, the model takes {tuple(s.shape)}")
-            feed[s.name] = arr.astype(s.dtype.numpy)
-        raw = session.run([o.name for o in outputs], feed)
+            try:
+                feed[s.name] = arr.astype(s.dtype.numpy)
+            except (TypeError, ValueError):
+                raise CliError(f"golden input {s.name!r} ({arr.dtype}) cannot be cast to {s.dtype.numpy}") from None
+        try:
+            raw = session.run([o.name for o in outputs], feed)
+        except Exception as exc:  # the chain would refuse a model whose golden inputs do not run
+            raise InvalidModel(f"the model fails on its golden inputs: {one_line(exc)}") from None
         outs = []
         for spec, value in zip(outputs, raw, strict=True):
             arr = np.asarray(value)
@@ -130,7 +145,9 @@ def prepare_model(model_bytes: bytes, *, name: str, model_class: str, grid_k: in
         vectors.append(GoldenVector(tuple(Tensor.from_numpy(feed[s.name]) for s in inputs), tuple(outs)))
     cls = ModelClass.EXACT if model_class == "exact" else ModelClass.TOLERANT
     meta = ModelMeta(name, inputs, outputs, cls, grid_k, tol_abs, tol_rel_ppm, Amount(fee_per_call), tuple(vectors))
-    return canonical, meta
+    # The chain's own decoding rules (the metadata cap among them), before anything is signed: DecodeError
+    # is one line on the command line.
+    return canonical, ModelMeta.decode(meta.encode())
 
 
 @model.command("register")
@@ -158,8 +175,11 @@ def register(path: Path, name: str, model_class: str, grid_k: int, tol_abs: int,
         raise CliError("--fee does not apply to uploads: each chunk pays its gas limit x the minimum gas price")
     golden: list[dict[str, np.ndarray]] = []
     if golden_inputs is not None:
-        with np.load(golden_inputs) as data:
-            golden = [{k: data[k] for k in data.files}]
+        try:
+            with np.load(golden_inputs, allow_pickle=False) as data:
+                golden = [{k: data[k] for k in data.files}]
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile, AttributeError) as exc:
+            raise CliError(f"--golden-inputs {golden_inputs}: not a .npz of arrays ({type(exc).__name__})") from None
     if model_class == "exact":
         grid_k, tol_abs, tol_rel_ppm = 0, 0, 0
     canonical, meta = prepare_model(path.read_bytes(), name=name, model_class=model_class, grid_k=grid_k,
@@ -180,7 +200,7 @@ def register(path: Path, name: str, model_class: str, grid_k: int, tol_abs: int,
                                  gas_limits=limits, gas_price=ctx.gas_price(), chunk_bytes=MAX_CHUNK_BYTES)
         last = None
         with click.progressbar(length=len(canonical), label=f"uploading {len(chunks)} chunk(s)",
-                               file=click.get_text_stream("stderr")) as bar:
+                               file=sys.stderr) as bar:
             for start in range(0, len(txs), UPLOAD_BATCH):
                 batch = txs[start:start + UPLOAD_BATCH]
                 final = start + UPLOAD_BATCH >= len(txs)

@@ -16,6 +16,7 @@ from node.cli.common import (
     json_option,
     key_file_for,
     node_option,
+    tx_kind_name,
 )
 from node.client import Client
 from node.rpc.jsonenc import to_json
@@ -99,7 +100,7 @@ def block(height: int | None, node_url: str, as_json: bool) -> None:
     b, h = info.block, info.header
     if as_json:
         echo_json({"id": b.id.hex(), "header": to_json(h),
-                   "txs": [{"hash": t.hash.hex(), "kind": t.kind, "sender": str(t.sender_address),
+                   "txs": [{"hash": t.hash.hex(), "kind": tx_kind_name(t.kind), "sender": str(t.sender_address),
                             "status": r.status.name.lower(), "gas_used": int(r.gas_used), "log": r.log}
                            for t, r in zip(b.txs, b.results, strict=False)],
                    "commit_signatures": len(info.commit.precommits) if info.commit else None})
@@ -110,7 +111,7 @@ def block(height: int | None, node_url: str, as_json: bool) -> None:
                 ("poi reveal", "yes" if h.poi_reveal is not None else "no"),
                 ("commit", f"{len(info.commit.precommits)} precommits" if info.commit else "not yet")])
     for t, r in zip(b.txs, b.results, strict=False):
-        click.echo(f"  {t.hash.hex()}  kind={t.kind}  {r.status.name.lower()}  gas={int(r.gas_used)}"
+        click.echo(f"  {t.hash.hex()}  {tx_kind_name(t.kind)}  {r.status.name.lower()}  gas={int(r.gas_used)}"
                    + (f"  {r.log}" if r.log else ""))
 
 
@@ -124,7 +125,7 @@ def tx(tx_hash: str, node_url: str, as_json: bool) -> None:
         info = client.tx(_hash_arg(tx_hash))
     t, r = info.tx, info.result
     doc = {"hash": t.hash.hex(), "height": info.height, "index": info.index, "sender": str(t.sender_address),
-           "nonce": int(t.nonce), "kind": t.kind, "fee": int(t.fee), "gas_limit": int(t.gas_limit),
+           "nonce": int(t.nonce), "kind": tx_kind_name(t.kind), "fee": int(t.fee), "gas_limit": int(t.gas_limit),
            "status": r.status.name.lower(), "gas_used": int(r.gas_used), "log": r.log,
            "outputs": [to_json(o) for o in r.outputs]}
     if as_json:

@@ -1,36 +1,28 @@
-"""`inferchain node run`'s body: the node and its RPC server in one nursery, stopped cleanly by a signal."""
+"""`inferchain node run`'s body: the node (with its RPC server and metrics) until a signal stops it cleanly."""
 
 from __future__ import annotations
 
 import logging
 import signal
+from typing import TYPE_CHECKING
 
 import trio
 
 from node.home import NodeHome
-from node.metrics import NodeMetrics, TimedExecutor
-from node.rpc.adapter import NodeBackend
-from node.rpc.server import RpcServer
+
+if TYPE_CHECKING:  # imported when the command runs: `inferchain --help` need not load libp2p and ONNX
+    from node.service import Node
 
 log = logging.getLogger("inferchain.node")
 
 
 async def run_node(home: NodeHome, passphrase: str | None) -> None:
-    """Run until SIGINT or SIGTERM; the RPC starts first so status answers while the node syncs."""
+    """Run until SIGINT or SIGTERM, or until the node stops on its own (a fatal error raises instead)."""
     from node.service import Node
-    from vm.sandbox.worker import WorkerPool
 
-    metrics = NodeMetrics()
-    node = Node(home, passphrase=passphrase, executor=TimedExecutor(WorkerPool(size=1), metrics))
-    backend = NodeBackend(node)
-    metrics.set_status_source(backend.status_sample)
-    rpc = node.config.rpc
+    node = Node(home, passphrase=passphrase, workers=1)
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with trio.open_nursery() as nursery:
-            if rpc.enabled:
-                server = RpcServer(backend, host=rpc.host, port=rpc.port, metrics=metrics)
-                url = await nursery.start(server.run)
-                log.info("rpc on %s", url)
             nursery.start_soon(_run_then_cancel, node, nursery.cancel_scope)
             async for signum in signals:
                 log.info("received %s: stopping", signal.Signals(signum).name)
@@ -38,7 +30,6 @@ async def run_node(home: NodeHome, passphrase: str | None) -> None:
                 break
 
 
-async def _run_then_cancel(node: object, scope: trio.CancelScope) -> None:
-    """If the node stops on its own (a fatal error raises instead), stop the RPC with it."""
-    await node.run()  # type: ignore[attr-defined]
+async def _run_then_cancel(node: Node, scope: trio.CancelScope) -> None:
+    await node.run()
     scope.cancel()

@@ -12,7 +12,7 @@ from core.keys import PrivateKey
 from core.tx import Transaction
 from core.types import Amount, PublicKeyBytes
 from node.cli.chainctx import chain_context
-from node.cli.common import CliError, echo_json, echo_pairs, load_signing_key, tx_options
+from node.cli.common import CliError, echo_json, echo_pairs, load_signing_key, tx_options, u64
 from node.client import BroadcastResult, Client
 from vm.txs import Stake, Transfer, Unjail, Unstake, build_tx
 
@@ -58,7 +58,7 @@ def _send(key: PrivateKey, payload: Any, gas_name: str, node_url: str, fee: int 
 
 @tx.command("send")
 @click.argument("to")
-@click.argument("amount", type=click.IntRange(min=1))
+@click.argument("amount", type=u64(1))
 @tx_options
 def send(to: str, amount: int, from_key: str, keyring: Path, node_url: str, fee: int | None,
          gas_limit: int | None, nonce: int | None, no_wait: bool, timeout: float, as_json: bool) -> None:
@@ -102,7 +102,7 @@ def validator_options(fn: Any) -> Any:
 
 
 @tx.command("stake")
-@click.argument("amount", type=click.IntRange(min=1))
+@click.argument("amount", type=u64(1))
 @validator_options
 @tx_options
 def stake(amount: int, validator: str | None, validator_key: Path | None, from_key: str, keyring: Path,
@@ -117,7 +117,7 @@ def stake(amount: int, validator: str | None, validator_key: Path | None, from_k
 
 
 @tx.command("unstake")
-@click.argument("amount", type=click.IntRange(min=1))
+@click.argument("amount", type=u64(1))
 @validator_options
 @tx_options
 def unstake(amount: int, validator: str | None, validator_key: Path | None, from_key: str, keyring: Path,

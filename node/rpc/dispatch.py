@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from core.errors import InferchainError
+from core.errors import LocalError, RemoteError
 from node.rpc.errors import (
     INTERNAL_ERROR,
     INVALID_PARAMS,
@@ -80,7 +80,7 @@ class Method:
                 kwargs[p.name] = p.parse(params[p.name])
             except RpcError:
                 raise
-            except (ValueError, TypeError, InferchainError) as exc:
+            except (ValueError, TypeError, RemoteError) as exc:
                 raise RpcError(INVALID_PARAMS, f"{self.name}: param {p.name!r}: {exc}") from None
         return kwargs
 
@@ -130,9 +130,13 @@ async def handle_one(registry: Registry, request: Any, bound: dict[str, Any]) ->
         result = await method.handler(**bound, **kwargs)
     except RpcError as err:
         return None if is_notification else error_response(req_id, err)
-    except InferchainError as err:
-        # A cause outside our code (bad input reaching the node's checks): report it, do not crash.
+    except RemoteError as err:
+        # The client's bad input reaching the node's checks: a client error, do not crash.
         return None if is_notification else error_response(req_id, RpcError(INVALID_PARAMS, str(err)))
+    except LocalError as err:
+        # This node's own fault (storage, workers, config): a server error, never blamed on the request.
+        log.warning("rpc method %s failed on our side: %s", name, err)
+        return None if is_notification else error_response(req_id, RpcError(INTERNAL_ERROR, str(err)))
     except Exception:  # a bug of ours: log it with its traceback, answer one line, keep serving
         log.exception("rpc method %s failed", name)
         return None if is_notification else error_response(

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from core.errors import InferchainError
+from core.errors import RemoteError
 
 PARSE_ERROR = -32700
 INVALID_REQUEST = -32600
@@ -36,8 +36,9 @@ CODE_NAMES = {
 }
 
 
-class RpcError(InferchainError):
-    """A JSON-RPC error object: a code and a one-line message (and optional structured data)."""
+class RpcError(RemoteError):
+    """A JSON-RPC error object: a code and a one-line message (and optional structured data). Remote for
+    whoever receives it: the client that sent bad params, or the client reading a server's answer."""
 
     def __init__(self, code: int, message: str, data: Any = None) -> None:
         super().__init__(message)
@@ -53,10 +54,6 @@ class RpcError(InferchainError):
 
     def __str__(self) -> str:
         return self.message
-
-
-def invalid_params(message: str) -> RpcError:
-    return RpcError(INVALID_PARAMS, message)
 
 
 def not_found(message: str) -> RpcError:

@@ -1,6 +1,6 @@
 """The JSON-RPC methods: parameters, result shapes and handlers, declared once (see `dispatch`).
 
-Handlers receive the node (`api`), the block fan-out (`hub`) and their parsed parameters. Results are
+Handlers receive the node (`api`) and their parsed parameters. Results are
 plain JSON; values a client checks bit for bit also come as `raw` hex of their canonical encoding.
 """
 
@@ -14,22 +14,21 @@ import trio
 from core.address import encode_address, parse_address
 from core.block import Block
 from core.errors import DecodeError
-from core.hashing import sha256
 from core.header import TxResult
 from core.tx import Transaction
 from core.types import Address, Hash32, Height
 from core.votes import Commit
+from node.events import TxOutcome, TxState
 from node.rpc import errors as E
-from node.rpc.api import AccountView, InferenceView, ModelView, NodeApi, StatusView, TxView, ValidatorsView
+from node.rpc.api import NodeApi
 from node.rpc.dispatch import Param, Registry
 from node.rpc.errors import RpcError
-from node.rpc.hub import EventHub, Landed
 from node.rpc.jsonenc import raw, to_json
+from node.views import AccountView, InferenceView, ModelView, StatusView, TxView, ValidatorsView
 
 MAX_BROADCAST_BATCH = 64
 DEFAULT_COMMIT_TIMEOUT_S = 30.0
 MAX_COMMIT_TIMEOUT_S = 120.0
-REJECTION_POLL_S = 0.25
 
 # ------------------------------------------------------------------------------------------------ parsers
 
@@ -177,9 +176,8 @@ def inference_json(v: InferenceView) -> dict[str, Any]:
     }
 
 
-def landed_json(landed: Landed) -> dict[str, Any]:
-    return {"hash": landed.tx.hash.hex(), "height": int(landed.height), "index": landed.index,
-            "result": result_json(landed.result)}
+def landed_json(tx_hash: Hash32, height: Height, index: int, result: TxResult) -> dict[str, Any]:
+    return {"hash": tx_hash.hex(), "height": int(height), "index": index, "result": result_json(result)}
 
 
 # ------------------------------------------------------------------------------------------------ methods
@@ -195,13 +193,13 @@ def _need(value: Any, what: str) -> Any:
 
 @registry.method("status", "The node's chain position, consensus round, peers and mempool.",
                  result="Status", result_schema=OBJ)
-async def status(api: NodeApi, hub: EventHub) -> dict[str, Any]:
+async def status(api: NodeApi) -> dict[str, Any]:
     return status_json(api.status())
 
 
 @registry.method("health", "Liveness: ok while the node's services run; says whether it is catching up.",
                  result="Health", result_schema=OBJ)
-async def health(api: NodeApi, hub: EventHub) -> dict[str, Any]:
+async def health(api: NodeApi) -> dict[str, Any]:
     s = api.status()
     return {"ok": True, "height": int(s.height), "catching_up": s.catching_up, "peers": s.peers}
 
@@ -216,50 +214,34 @@ BROADCAST_PARAMS_MODE = (
 )
 
 
-async def _broadcast(api: NodeApi, hub: EventHub, txs: Sequence[Transaction], mode: str,
-                     wait_s: float) -> list[dict[str, Any]]:
-    waiters = {bytes(tx.hash): hub.wait_for(tx.hash) for tx in txs} if mode == "commit" else {}
-    try:
-        verdicts = await api.submit_txs(txs)
-        out: list[dict[str, Any]] = []
-        for tx, verdict in zip(txs, verdicts, strict=True):
-            if not verdict.accepted:
-                out.append({"hash": tx.hash.hex(), "accepted": False, "error": verdict.reason})
-                continue
-            entry: dict[str, Any] = {"hash": tx.hash.hex(), "accepted": True}
-            if mode == "commit":
-                landed = await _wait_landed(api, waiters[bytes(tx.hash)], tx.hash, wait_s)
-                entry.update(landed)
-            out.append(entry)
-        return out
-    finally:
-        for tx in txs:
-            receive = waiters.get(bytes(tx.hash))
-            if receive is not None:
-                hub.forget(tx.hash, receive)
+async def _broadcast(api: NodeApi, txs: Sequence[Transaction], mode: str, wait_s: float) -> list[dict[str, Any]]:
+    verdicts = await api.submit_txs(txs)
+    out: list[dict[str, Any]] = []
+    for tx, verdict in zip(txs, verdicts, strict=True):
+        if not verdict.accepted:
+            out.append({"hash": tx.hash.hex(), "accepted": False, "error": verdict.reason})
+            continue
+        entry: dict[str, Any] = {"hash": tx.hash.hex(), "accepted": True}
+        if mode == "commit":
+            entry.update(await _wait_landed(api, tx.hash, wait_s))
+        out.append(entry)
+    return out
 
 
-async def _wait_landed(api: NodeApi, receive: trio.MemoryReceiveChannel[Landed], tx_hash: Hash32,
-                       wait_s: float) -> dict[str, Any]:
+async def _wait_landed(api: NodeApi, tx_hash: Hash32, wait_s: float) -> dict[str, Any]:
+    """Wait on the node's event hub (which checks the block store first): no polling, nothing to unregister."""
+    outcome: TxOutcome | None = None
     with trio.move_on_after(wait_s):
-        # The transaction may have landed before we registered (a duplicate submission): check the index.
-        view = api.tx(tx_hash)
-        if view is not None:
-            return landed_json(Landed(view.tx, view.result, view.height, view.index))
-        outcome_of = getattr(api, "tx_outcome", None)  # optional: rejections after mempool entry
-        while True:
-            with trio.move_on_after(REJECTION_POLL_S):
-                try:
-                    return landed_json(await receive.receive())
-                except trio.EndOfChannel:
-                    break
-            outcome = outcome_of(tx_hash) if outcome_of is not None else None
-            if outcome is not None and getattr(outcome.state, "value", None) == "rejected":
-                raise RpcError(E.TX_REJECTED, f"transaction {tx_hash.hex()[:16]} left the mempool: "
-                                              f"{outcome.reason}", data={"hash": tx_hash.hex()})
+        outcome = await api.wait_for_tx(tx_hash)
+    if outcome is not None and outcome.state is TxState.REJECTED:
+        raise RpcError(E.TX_REJECTED, f"transaction {tx_hash.hex()[:16]} left the mempool: {outcome.reason}",
+                       data={"hash": tx_hash.hex()})
+    if outcome is not None and outcome.height is not None and outcome.index is not None \
+            and outcome.result is not None:
+        return landed_json(tx_hash, outcome.height, outcome.index, outcome.result)
     view = api.tx(tx_hash)
     if view is not None:
-        return landed_json(Landed(view.tx, view.result, view.height, view.index))
+        return landed_json(tx_hash, view.height, view.index, view.result)
     raise RpcError(E.TIMEOUT, f"transaction {tx_hash.hex()[:16]} not in a block after {wait_s:g} s "
                               "(it may still land; query it with `tx`)")
 
@@ -269,9 +251,9 @@ async def _wait_landed(api: NodeApi, receive: trio.MemoryReceiveChannel[Landed],
     params=(Param("tx", HEX, "hex of the transaction's canonical encoding", parse=parse_tx),
             *BROADCAST_PARAMS_MODE),
     result="BroadcastResult", result_schema=OBJ, errors=(E.TX_REJECTED, E.TIMEOUT))
-async def broadcast_tx(api: NodeApi, hub: EventHub, tx: Transaction, mode: str,
+async def broadcast_tx(api: NodeApi, tx: Transaction, mode: str,
                        timeout: float) -> dict[str, Any]:  # noqa: ASYNC109 - the API's parameter
-    (entry,) = await _broadcast(api, hub, [tx], mode, timeout)
+    (entry,) = await _broadcast(api, [tx], mode, timeout)
     if not entry["accepted"]:
         raise RpcError(E.TX_REJECTED, f"transaction rejected: {entry['error']}", data={"hash": entry["hash"]})
     return entry
@@ -283,16 +265,16 @@ async def broadcast_tx(api: NodeApi, hub: EventHub, tx: Transaction, mode: str,
                   "hex transactions", parse=parse_txs),
             *BROADCAST_PARAMS_MODE),
     result="BroadcastResults", result_schema={"type": "array", "items": OBJ}, errors=(E.TIMEOUT,))
-async def broadcast_txs(api: NodeApi, hub: EventHub, txs: list[Transaction], mode: str,
+async def broadcast_txs(api: NodeApi, txs: list[Transaction], mode: str,
                         timeout: float) -> list[dict[str, Any]]:  # noqa: ASYNC109 - the API's parameter
-    return await _broadcast(api, hub, txs, mode, timeout)
+    return await _broadcast(api, txs, mode, timeout)
 
 
 @registry.method("block", "A block with its results and the commit that finalizes it (latest by default).",
                  params=(Param("height", HEIGHT, "block height; omit for the latest", required=False,
                                parse=parse_height),),
                  result="Block", result_schema=OBJ, errors=(E.NOT_FOUND,))
-async def block(api: NodeApi, hub: EventHub, height: Height | None) -> dict[str, Any]:
+async def block(api: NodeApi, height: Height | None) -> dict[str, Any]:
     def read() -> dict[str, Any]:
         found = _need(api.block(height), f"no block at height {height}" if height is not None else "no block yet")
         return block_json(*found)
@@ -304,7 +286,7 @@ async def block(api: NodeApi, hub: EventHub, height: Height | None) -> dict[str,
 @registry.method("tx", "A committed transaction with its result, height and index.",
                  params=(Param("hash", HASH, "transaction hash", parse=parse_hash),),
                  result="Tx", result_schema=OBJ, errors=(E.NOT_FOUND,))
-async def tx(api: NodeApi, hub: EventHub, hash: Hash32) -> dict[str, Any]:
+async def tx(api: NodeApi, hash: Hash32) -> dict[str, Any]:
     # Reading it may decode a whole block (tens of ms): off the event loop.
     return await trio.to_thread.run_sync(
         lambda: tx_json(_need(api.tx(hash), f"no committed transaction {hash.hex()}")))
@@ -315,7 +297,7 @@ async def tx(api: NodeApi, hub: EventHub, hash: Hash32) -> dict[str, Any]:
                          Param("height", HEIGHT, "height; omit for the latest", required=False,
                                parse=parse_height)),
                  result="Account", result_schema=OBJ, errors=(E.NOT_FOUND,))
-async def account(api: NodeApi, hub: EventHub, address: Address, height: Height | None) -> dict[str, Any]:
+async def account(api: NodeApi, address: Address, height: Height | None) -> dict[str, Any]:
     return account_json(api.account(address, height))
 
 
@@ -323,20 +305,20 @@ async def account(api: NodeApi, hub: EventHub, address: Address, height: Height 
                  params=(Param("height", HEIGHT, "height; omit for the next block", required=False,
                                parse=parse_height),),
                  result="Validators", result_schema=OBJ, errors=(E.NOT_FOUND,))
-async def validators(api: NodeApi, hub: EventHub, height: Height | None) -> dict[str, Any]:
+async def validators(api: NodeApi, height: Height | None) -> dict[str, Any]:
     return validators_json(api.validators(height))
 
 
 @registry.method("model", "A registered model's metadata, owner, price and registration height.",
                  params=(Param("model_id", HASH, "model id", parse=parse_hash),),
                  result="Model", result_schema=OBJ, errors=(E.NOT_FOUND,))
-async def model(api: NodeApi, hub: EventHub, model_id: Hash32) -> dict[str, Any]:
+async def model(api: NodeApi, model_id: Hash32) -> dict[str, Any]:
     return model_json(_need(api.model(model_id), f"no registered model {model_id.hex()}"))
 
 
 @registry.method("models", "Every registered model (metadata without golden vectors).",
                  result="Models", result_schema={"type": "array", "items": OBJ})
-async def models(api: NodeApi, hub: EventHub) -> list[dict[str, Any]]:
+async def models(api: NodeApi) -> list[dict[str, Any]]:
     return [model_json(m) for m in api.models()]
 
 
@@ -344,7 +326,7 @@ async def models(api: NodeApi, hub: EventHub) -> list[dict[str, Any]]:
                               "and the commit that finalizes the block.",
                  params=(Param("hash", HASH, "hash of the infer transaction", parse=parse_hash),),
                  result="Inference", result_schema=OBJ, errors=(E.NOT_FOUND,))
-async def inference(api: NodeApi, hub: EventHub, hash: Hash32) -> dict[str, Any]:
+async def inference(api: NodeApi, hash: Hash32) -> dict[str, Any]:
     def read() -> dict[str, Any]:
         view = _need(api.inference(hash), f"no committed inference {hash.hex()} (or not final yet)")
         return inference_json(view)
@@ -357,7 +339,7 @@ async def inference(api: NodeApi, hub: EventHub, hash: Hash32) -> dict[str, Any]
                  params=(Param("address", ADDRESS, "one validator; omit for all", required=False,
                                parse=parse_address_param),),
                  result="PoiScores", result_schema={"type": "array", "items": OBJ}, errors=(E.NOT_FOUND,))
-async def poi(api: NodeApi, hub: EventHub, address: Address | None) -> list[dict[str, Any]]:
+async def poi(api: NodeApi, address: Address | None) -> list[dict[str, Any]]:
     vals = api.validators(None).validators
     if address is not None:
         vals = tuple(v for v in vals if v.address == address)
@@ -371,13 +353,8 @@ async def poi(api: NodeApi, hub: EventHub, address: Address | None) -> list[dict
 @registry.method("params", "The chain parameters in force: gas prices and schedule, staking, rewards, slashing, "
                            "consensus timeouts, PoI models.",
                  result="Params", result_schema=OBJ, errors=(E.NOT_READY,))
-async def params(api: NodeApi, hub: EventHub) -> dict[str, Any]:
-    read = getattr(api, "params", None)  # optional in NodeApi: a node without it answers NOT_READY
-    if read is None:
+async def params(api: NodeApi) -> dict[str, Any]:
+    current = api.params()
+    if current is None:
         raise RpcError(E.NOT_READY, "this node does not expose its chain parameters")
-    return dict(to_json(read()))
-
-
-def tx_hash_of_hex(tx_hex: str) -> str:
-    """The hash a broadcast will report, for clients that want it before the answer."""
-    return sha256(bytes.fromhex(tx_hex)).hex()
+    return dict(to_json(current))

@@ -29,12 +29,13 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from core.address import encode_address
 from core.block import Block
+from core.errors import BindError
+from node.events import SubscriberTooSlow
 from node.metrics import CONTENT_TYPE_LATEST, NodeMetrics
 from node.rpc import errors as E
 from node.rpc.api import NodeApi
 from node.rpc.dispatch import Method, Registry, error_response, handle_payload
 from node.rpc.errors import RpcError
-from node.rpc.hub import EventHub
 from node.rpc.jsonenc import to_json
 from node.rpc.methods import parse_address_param, parse_hash, result_json
 from node.rpc.methods import registry as base_registry
@@ -61,7 +62,7 @@ def build_registry() -> Registry:
     """The node's methods plus `rpc.discover` (which describes them all, itself included)."""
     reg = Registry(dict(base_registry.methods))
 
-    async def discover(api: NodeApi, hub: EventHub) -> dict[str, Any]:
+    async def discover(api: NodeApi) -> dict[str, Any]:
         return build_openrpc(reg)
 
     reg.add(Method("rpc.discover", "This API's OpenRPC document.", (), "OpenRPC",
@@ -73,9 +74,9 @@ def _render_json(content: Any) -> bytes:
     return json.dumps(content, ensure_ascii=False, allow_nan=False, indent=None, separators=(",", ":")).encode()
 
 
-def build_app(api: NodeApi, hub: EventHub, metrics: NodeMetrics | None = None) -> Starlette:
+def build_app(api: NodeApi, metrics: NodeMetrics | None = None) -> Starlette:
     registry = build_registry()
-    bound = {"api": api, "hub": hub}
+    bound = {"api": api}
 
     async def rpc(request: Request) -> Response:
         body = bytearray()
@@ -108,7 +109,7 @@ def build_app(api: NodeApi, hub: EventHub, metrics: NodeMetrics | None = None) -
 
     async def ws_route(websocket: WebSocket) -> None:
         await websocket.accept()
-        await _serve_websocket(websocket, registry, bound, hub)
+        await _serve_websocket(websocket, registry, bound, api)
 
     return Starlette(routes=[
         Route("/", rpc, methods=["POST"]),
@@ -163,27 +164,30 @@ def _notifications(sub: Subscription, block: Block) -> list[dict[str, Any]]:
     return out
 
 
-async def _serve_websocket(ws: WebSocket, registry: Registry, bound: dict[str, Any], hub: EventHub) -> None:
+async def _serve_websocket(ws: WebSocket, registry: Registry, bound: dict[str, Any], api: NodeApi) -> None:
     outbox_send, outbox_receive = trio.open_memory_channel[str](WS_OUTBOX)
-    subs: dict[str, tuple[int, trio.CancelScope]] = {}
+    subs: dict[str, trio.CancelScope] = {}
     next_sub = 0
 
     async def writer() -> None:
         async for text in outbox_receive:
             await ws.send_text(text)
 
-    async def forward(sub_key: str, sub: Subscription, channel: trio.MemoryReceiveChannel[Block], *,
+    async def forward(sub_key: str, sub: Subscription, *,
                       task_status: trio.TaskStatus[trio.CancelScope] = trio.TASK_STATUS_IGNORED) -> None:
         with trio.CancelScope() as scope:
-            task_status.started(scope)
-            async with channel:
-                async for block in channel:
-                    for result in _notifications(sub, block):
-                        await outbox_send.send(json.dumps({"jsonrpc": "2.0", "method": "subscription", "params": {
-                            "subscription": sub_key, "topic": sub.topic, "result": result}}))
-            # The hub closed our channel: we fell too far behind. Say so; the client resubscribes.
-            await outbox_send.send(json.dumps({"jsonrpc": "2.0", "method": "subscription_dropped", "params": {
-                "subscription": sub_key, "reason": "subscriber too slow; resubscribe and query missed blocks"}}))
+            try:
+                async with api.committed_blocks() as blocks:  # OverflowError reaches nursery.start
+                    task_status.started(scope)
+                    async for block in blocks:
+                        for result in _notifications(sub, block):
+                            await outbox_send.send(json.dumps({"jsonrpc": "2.0", "method": "subscription",
+                                                               "params": {"subscription": sub_key,
+                                                                          "topic": sub.topic, "result": result}}))
+            except SubscriberTooSlow:
+                # The node's hub cut our stream: we fell too far behind. Say so; the client resubscribes.
+                await outbox_send.send(json.dumps({"jsonrpc": "2.0", "method": "subscription_dropped", "params": {
+                    "subscription": sub_key, "reason": "subscriber too slow; resubscribe and query missed blocks"}}))
         subs.pop(sub_key, None)
 
     async def local(request: dict[str, Any], nursery: trio.Nursery) -> dict[str, Any]:
@@ -195,23 +199,19 @@ async def _serve_websocket(ws: WebSocket, registry: Registry, bound: dict[str, A
                     raise RpcError(E.INVALID_REQUEST,
                                    f"at most {MAX_SUBSCRIPTIONS_PER_CONNECTION} subscriptions per connection")
                 sub = _parse_subscription(request.get("params"))
-                try:
-                    hub_id, channel = hub.subscribe()
-                except OverflowError as exc:
-                    raise RpcError(E.NOT_READY, str(exc)) from None
                 next_sub += 1
                 key = f"{next_sub:x}"
-                scope = await nursery.start(forward, key, sub, channel)
-                subs[key] = (hub_id, scope)
+                try:
+                    subs[key] = await nursery.start(forward, key, sub)
+                except OverflowError as exc:
+                    raise RpcError(E.NOT_READY, str(exc)) from None
                 return {"jsonrpc": "2.0", "id": req_id, "result": key}
             params = request.get("params")
             wanted = params.get("subscription") if isinstance(params, dict) else (
                 params[0] if isinstance(params, list) and params else None)
             if not isinstance(wanted, str) or wanted not in subs:
                 raise RpcError(E.INVALID_PARAMS, "unsubscribe: unknown subscription")
-            hub_id, scope = subs.pop(wanted)
-            hub.unsubscribe(hub_id)
-            scope.cancel()
+            subs.pop(wanted).cancel()
             return {"jsonrpc": "2.0", "id": req_id, "result": True}
         except RpcError as err:
             return error_response(req_id, err)
@@ -238,26 +238,38 @@ async def _serve_websocket(ws: WebSocket, registry: Registry, bound: dict[str, A
             # Binary frames or a protocol misuse by the client: close this connection only.
             log.debug("websocket closed: %s", exc)
         finally:
-            for hub_id, _scope in subs.values():
-                hub.unsubscribe(hub_id)
-            nursery.cancel_scope.cancel()
+            nursery.cancel_scope.cancel()  # each subscription leaves the node's hub as its task ends
 
 
 # ------------------------------------------------------------------------------------------------ serving
 
 
 class RpcServer:
-    """Runs the hub and the HTTP server; `await nursery.start(server.run)` returns the bound URL."""
+    """Runs the HTTP server (and the block metrics, read from the node's hub); `await nursery.start(server.run)`
+    returns the bound URL."""
 
     def __init__(self, api: NodeApi, *, host: str = "127.0.0.1", port: int = 26657,
                  metrics: NodeMetrics | None = None) -> None:
         self.api = api
         self.metrics = metrics
-        self.hub = EventHub(api, metrics)
-        self.app = build_app(api, self.hub, metrics)
+        self.app = build_app(api, metrics)
         self.host = host
         self.port = port
         self.url: str | None = None
+
+    async def _observe_blocks(self, metrics: NodeMetrics, *,
+                              task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        started = False
+        while True:
+            try:
+                async with self.api.committed_blocks() as blocks:
+                    if not started:
+                        task_status.started()
+                        started = True
+                    async for block in blocks:
+                        metrics.observe_block(int(block.header.time), len(block.txs))
+            except SubscriberTooSlow:
+                log.warning("block metrics fell behind the node's hub; resubscribing")
 
     def _hypercorn_config(self) -> HypercornConfig:
         cfg = HypercornConfig()
@@ -271,9 +283,24 @@ class RpcServer:
 
     async def run(self, *, task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED) -> None:
         async with trio.open_nursery() as nursery:
-            await nursery.start(self.hub.run)
-            binds: list[str] = await nursery.start(
-                partial(serve, self.app, self._hypercorn_config()))  # type: ignore[arg-type]
+            if self.metrics is not None:
+                await nursery.start(self._observe_blocks, self.metrics)
+            try:
+                binds: list[str] = await nursery.start(
+                    partial(serve, self.app, self._hypercorn_config()))  # type: ignore[arg-type]
+            except (OSError, BaseExceptionGroup) as exc:  # hypercorn's nested nurseries wrap a bind failure
+                cause = _only_os_error(exc)
+                if cause is None:
+                    raise
+                raise BindError(f"cannot listen on {self.host}:{self.port} for RPC (rpc.address): "
+                                f"{cause.strerror or cause}") from None
             self.url = binds[0]
             log.info("rpc listening on %s", self.url)
             task_status.started(self.url)
+
+
+def _only_os_error(exc: BaseException) -> OSError | None:
+    """The OSError that `exc` is, or that a group holds as its only leaf; else None."""
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    return exc if isinstance(exc, OSError) else None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from consensus.evidence import EvidencePool, check_evidence
+from consensus.evidence import EvidencePool, validate_evidence
 from core.errors import InvalidEvidence
 from core.evidence import DuplicateVote, duplicate_vote
 from core.hashing import sha256
@@ -27,26 +27,26 @@ def dup(h: int, r: int = 0, ids: tuple[bytes, bytes] = (b"a", b"b")) -> Duplicat
 
 def test_duplicate_vote_checks() -> None:
     ev = dup(5)
-    check_evidence(ev, CHAIN_ID, 5, 10)
+    validate_evidence(ev, CHAIN_ID, 5, 10)
     with pytest.raises(InvalidEvidence):
-        check_evidence(DuplicateVote(ev.vote_b, ev.vote_a), CHAIN_ID, 5, 10)  # not canonical
+        validate_evidence(DuplicateVote(ev.vote_b, ev.vote_a), CHAIN_ID, 5, 10)  # not canonical
     with pytest.raises(InvalidEvidence):
-        check_evidence(ev, CHAIN_ID, 16, 10)  # too old
+        validate_evidence(ev, CHAIN_ID, 16, 10)  # too old
     with pytest.raises(InvalidEvidence):
-        check_evidence(ev, CHAIN_ID, 4, 10)  # from the future
+        validate_evidence(ev, CHAIN_ID, 4, 10)  # from the future
     with pytest.raises(InvalidEvidence):
-        check_evidence(ev, "other-chain", 5, 10)
+        validate_evidence(ev, "other-chain", 5, 10)
     same = signed_vote(BAD, VoteType.PRECOMMIT, 5, 0, sha256(b"a"))
     with pytest.raises(InvalidEvidence):
-        check_evidence(duplicate_vote(same, same.replace(timestamp=Timestamp(1)).signed(BAD, CHAIN_ID)),
+        validate_evidence(duplicate_vote(same, same.replace(timestamp=Timestamp(1)).signed(BAD, CHAIN_ID)),
                        CHAIN_ID, 5, 10)
     other = signed_vote(WORLD.keys[1], VoteType.PRECOMMIT, 5, 0, sha256(b"b"))
     with pytest.raises(InvalidEvidence):
-        check_evidence(duplicate_vote(ev.vote_a, other), CHAIN_ID, 5, 10)
+        validate_evidence(duplicate_vote(ev.vote_a, other), CHAIN_ID, 5, 10)
     forged = ev.vote_b.replace(round=ev.vote_b.round)  # same fields, then break the signature
     forged = forged.replace(signature=ev.vote_a.signature)
     with pytest.raises(InvalidEvidence):
-        check_evidence(duplicate_vote(ev.vote_a, forged), CHAIN_ID, 5, 10)
+        validate_evidence(duplicate_vote(ev.vote_a, forged), CHAIN_ID, 5, 10)
 
 
 def test_pool_dedups_offences_orders_oldest_first_and_expires() -> None:

@@ -32,7 +32,7 @@ from consensus.events import (
     decode_event,
     encode_event,
 )
-from consensus.evidence import check_evidence
+from consensus.evidence import validate_evidence
 from consensus.params import Step
 from consensus.proposer import ProposerPriorities
 from consensus.signer import MemorySignState, Signer
@@ -281,8 +281,7 @@ def test_locked_validator_prevotes_nil_on_a_new_value_but_follows_a_later_polka(
     assert h.state.round == 1
     # Round 1 proposes another block without a proof of lock: nil.
     pb1 = h.proposal(1, time=T0 + 1)
-    if h.prio.proposer(1) == h.me.address:
-        pytest.skip("this seed makes us the round 1 proposer")
+    assert h.prio.proposer(1) != h.me.address, "the harness must not make us the round 1 proposer"
     h.feed(ProposalReceived(Timestamp(T0), pb1))
     out = h.sign_and_feed(h.feed(BlockValidated.of(T0, pb1.block.id, Verdict.valid())))
     assert [v.block_id for v in signed_votes(out, VoteType.PREVOTE)] == [None]
@@ -294,8 +293,7 @@ def test_locked_validator_prevotes_nil_on_a_new_value_but_follows_a_later_polka(
     h.votes(VoteType.PRECOMMIT, 1, None, others)
     h.sign_and_feed(h.feed(TimeoutFired(Timestamp(T0), Height(1), Round(1), Step.PRECOMMIT)))
     proposer2 = h.world.key_of(h.prio.proposer(2))
-    if proposer2.address == h.me.address:
-        pytest.skip("this seed makes us the round 2 proposer")
+    assert proposer2.address != h.me.address, "the harness must not make us the round 2 proposer"
     out = h.sign_and_feed(h.feed(ProposalReceived(Timestamp(T0), signed_proposal(proposer2, pb1.block, 2, 1))))
     assert [v.block_id for v in signed_votes(out, VoteType.PREVOTE)] == [pb1.block.id]
 
@@ -320,7 +318,7 @@ def test_conflicting_votes_become_duplicate_vote_evidence_and_both_count() -> No
     out = h.feed(VoteReceived(Timestamp(T0), b))
     ev = [x.evidence for x in only(out, ReportEvidence)]
     assert len(ev) == 1 and isinstance(ev[0], DuplicateVote)
-    check_evidence(ev[0], CHAIN_ID, 1, 10)
+    validate_evidence(ev[0], CHAIN_ID, 1, 10)
     assert {ev[0].vote_a, ev[0].vote_b} == {a, b}
     # The same offence again (re-gossiped evidence) is not reported twice.
     assert only(h.feed(EvidenceReceived(Timestamp(T0), ev[0])), ReportEvidence) == []
@@ -353,7 +351,7 @@ def test_conflicting_proposals_become_duplicate_proposal_evidence() -> None:
     out = h.feed(ProposalReceived(Timestamp(T0), b))
     ev = [x.evidence for x in only(out, ReportEvidence)]
     assert len(ev) == 1 and isinstance(ev[0], DuplicateProposal)
-    check_evidence(ev[0], CHAIN_ID, 1, 10)
+    validate_evidence(ev[0], CHAIN_ID, 1, 10)
     # The twin block is validated too: the others may polka on it.
     assert [x.block.id for x in only(out, ValidateBlock)] == [b.block.id]
 
@@ -374,8 +372,8 @@ def test_wrong_exact_output_becomes_wrong_inference_evidence() -> None:
     out = h.sign_and_feed(h.feed(BlockValidated.of(T0, block.id, verdict)))
     ev = [x.evidence for x in only(out, ReportEvidence)]
     assert len(ev) == 1 and isinstance(ev[0], WrongInference)
-    check_evidence(ev[0], CHAIN_ID, 1, 10)
-    assert h.app.check_evidence(ev[0])
+    validate_evidence(ev[0], CHAIN_ID, 1, 10)
+    assert h.app.is_valid_evidence(ev[0])
     assert [v.block_id for v in signed_votes(out, VoteType.PREVOTE)] == [None]
 
 
@@ -456,3 +454,19 @@ def test_verify_commit_rejects_short_forged_or_foreign_commits() -> None:
     with pytest.raises(InvalidBlock):
         verify_commit(world.validators, bid, good.replace(
             precommits=(*votes, signed_vote(stranger, VoteType.PRECOMMIT, 1, 0, bid))), CHAIN_ID)
+
+
+def test_each_machine_owns_its_validator_sets_and_reuses_them_from_height_to_height() -> None:
+    """Two machines in one process share no cached set; one machine does not rebuild a set that recurs."""
+    a = Harness([1, 1, 1, 1], me_is_proposer=True)
+    b = Harness([1, 1, 1, 1], me_is_proposer=False)
+    a.start()
+    b.start()
+    assert a.state.validators == b.state.validators
+    assert a.state.validators is not b.state.validators
+    first = a.state.validators
+    vs = a.world.validators
+    a.feed(NewHeight(Timestamp(a.now + 1), Height(2), a.prio, vs.entries, vs.entries, ZERO_HASH,
+                     Timestamp(T0), None))
+    assert a.state.height == 2
+    assert a.state.validators is first

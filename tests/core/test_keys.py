@@ -17,7 +17,7 @@ from core.keys import PrivateKey, verify
 
 pytestmark = pytest.mark.core
 
-FAST_KDF = 1 << 10  # tests use a cheap scrypt cost; the default is 2^15
+FAST_KDF = 1 << 10  # tests use a cheap scrypt cost, lowering the floor explicitly; the default is 2^15
 
 
 def test_sign_and_verify() -> None:
@@ -54,14 +54,33 @@ def test_plain_key_file_round_trip_with_mode_0600(tmp_path: Path) -> None:
 def test_encrypted_key_file_needs_the_right_passphrase(tmp_path: Path) -> None:
     key = PrivateKey.generate()
     path = tmp_path / "k.json"
-    save_key(path, key, "correct horse", kdf_n=FAST_KDF)
+    save_key(path, key, "correct horse", kdf_n=FAST_KDF, min_kdf_n=FAST_KDF)
     assert is_encrypted(path)
     assert key.seed.hex() not in path.read_text()
-    assert load_key(path, "correct horse").public_key == key.public_key
+    assert load_key(path, "correct horse", min_kdf_n=FAST_KDF).public_key == key.public_key
     with pytest.raises(KeyFileError, match="wrong passphrase"):
-        load_key(path, "wrong")
+        load_key(path, "wrong", min_kdf_n=FAST_KDF)
     with pytest.raises(KeyFileError, match="passphrase is required"):
         load_key(path)
+
+
+def test_scrypt_parameters_below_the_floor_are_refused(tmp_path: Path) -> None:
+    """A sealed file rewritten to a cheap KDF (n=2, r=1) would make a stolen file easy to brute-force."""
+    path = tmp_path / "k.json"
+    with pytest.raises(KeyFileError, match="below the floor"):
+        save_key(path, PrivateKey.generate(), "pw", kdf_n=FAST_KDF)
+    assert not path.exists()
+    save_key(path, PrivateKey.generate(), "pw", kdf_n=FAST_KDF, min_kdf_n=FAST_KDF)
+    with pytest.raises(KeyFileError, match=r"n=1024, r=8, p=1 are below the floor"):
+        load_key(path, "pw")
+    doc = json.loads(path.read_text())
+    for n, r, p, why in ((2, 8, 1, "below the floor"), (1 << 15, 1, 1, "below the floor"),
+                         (1 << 15, 8, 0, "below the floor"), (3 << 14, 8, 1, "not a power of two"),
+                         (1 << 21, 8, 1, "above the ceiling")):
+        doc["kdf"].update(n=n, r=r, p=p)
+        path.write_text(json.dumps(doc))
+        with pytest.raises(KeyFileError, match=why):
+            load_key(path, "pw", min_kdf_n=FAST_KDF if n >= FAST_KDF else 2 * n)
 
 
 def test_key_file_readable_by_others_is_refused(tmp_path: Path) -> None:
@@ -108,7 +127,10 @@ def test_address_text_round_trip(raw: bytes) -> None:
     assert text.startswith("ic1")
     assert decode_address(text) == raw
     assert decode_address(text.upper()) == raw
-    assert parse_address(raw.hex()) == raw
+    assert parse_address(text) == raw
+    for hex_form in (raw.hex(), "0x" + raw.hex(), "0X" + raw.hex().upper()):
+        with pytest.raises(ValueError, match="hex address, not an Inferchain address"):
+            parse_address(hex_form)
 
 
 @settings(max_examples=200)

@@ -16,8 +16,9 @@ from core.hashing import ZERO_HASH
 from core.state import EMPTY_ROOT, AuthenticatedMap, key_path, verify_proof
 from core.state.hashing import leaf_hash, node_hash, value_hash
 from core.state.nodes import child_prefix, decode_internal, leaf_key, node_key
-from core.store import KeySpace, KVStore, LevelDBStore, MemoryStore, space
+from core.store import KeySpace, KVStore, MemoryStore, space
 from core.types import Hash32
+from node.leveldb import LevelDBStore
 
 pytestmark = pytest.mark.core
 

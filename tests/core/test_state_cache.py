@@ -18,13 +18,14 @@ from core.state.inner import dense_values, inner_of, path_value_one, path_values
 from core.state.nodes import (
     HEAD,
     INTERNAL,
-    check_node,
     child_offset,
     decode_internal,
+    decode_node_bitmaps,
     encode_internal,
     internal_hash,
 )
-from core.store import KeySpace, KVStore, LevelDBStore, MemoryStore
+from core.store import KeySpace, KVStore, MemoryStore
+from node.leveldb import LevelDBStore
 
 from .test_state import apply, spec_root
 
@@ -47,7 +48,7 @@ def _children(slots: list[tuple[bytes, int, bytes | None] | None]) -> dict[int, 
 def test_dense_and_sparse_hashes_equal_the_reference_fold(slots: list[tuple[bytes, int, bytes | None] | None]) -> None:
     children = _children(slots)
     raw = encode_internal(children)
-    present, leaves = check_node(raw)
+    present, leaves = decode_node_bitmaps(raw)
     expected = internal_hash(children)
     assert dense_values(raw, present, leaves)[1] == expected
     assert sparse_hash(raw, present, leaves) == expected
@@ -61,7 +62,7 @@ def test_path_updates_equal_a_full_rehash(
 ) -> None:
     children = _children(slots)
     raw = encode_internal(children)
-    present, leaves = check_node(raw)
+    present, leaves = decode_node_bitmaps(raw)
     inner = inner_of(dense_values(raw, present, leaves))
     new_children = dict(children)
     for nibble, child in changes.items():
@@ -72,7 +73,7 @@ def test_path_updates_equal_a_full_rehash(
     if not new_children:
         return
     new_raw = encode_internal(new_children)
-    new_present, new_leaves = check_node(new_raw)
+    new_present, new_leaves = decode_node_bitmaps(new_raw)
     expected = dense_values(new_raw, new_present, new_leaves)
     assert expected[1] == internal_hash(new_children)
     changed = {16 + nibble: (child[0] if child is not None else bytes(EMPTY_ROOT)) for nibble, child in changes.items()}
@@ -91,10 +92,10 @@ def test_path_updates_equal_a_full_rehash(
 
 def test_corrupt_nodes_are_refused() -> None:
     raw = encode_internal({1: (bytes(32), 5, None), 9: (bytes(range(32)), 5, bytes(32))})
-    check_node(raw)
+    decode_node_bitmaps(raw)
     for bad in [raw[:-1], raw + b"\x00", bytes((3,)) + raw[1:], HEAD.pack(INTERNAL, 0x4000, 0x0040) + raw[5:]]:
         with pytest.raises(StorageError):
-            check_node(bad)
+            decode_node_bitmaps(bad)
 
 
 def test_a_corrupt_stored_node_raises_storage_error(tmp_path: Path) -> None:

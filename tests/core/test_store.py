@@ -12,7 +12,8 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from core.errors import StorageError
-from core.store import KeySpace, KVStore, LevelDBStore, MemoryStore, PrefixedStore, prefix_upper_bound, space
+from core.store import KeySpace, KVStore, MemoryStore, PrefixedStore, prefix_upper_bound, space
+from node.leveldb import LevelDBStore
 
 pytestmark = pytest.mark.core
 

@@ -1,5 +1,9 @@
 """`inferchain devnet up|status|down` as a user runs them: a supervisor process, another terminal's
-commands, Ctrl-C, persistence across restarts, --reset, and a validator count other than 4."""
+commands, Ctrl-C, persistence across restarts, --reset, and a validator count other than 4.
+
+`devnet up --base-port 0` takes free ports from the OS and records them in devnet.json, where these tests
+read them (never a fixed port). A node counts as up when its RPC answers with its own peer id.
+"""
 
 from __future__ import annotations
 
@@ -8,21 +12,17 @@ import os
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
 
 import pytest
 
 from node.client import Client, RpcError
-from node.devnet import Devnet, pid_alive
+from node.devnet import Devnet, DevnetError, pid_alive
+from tests.realnet import wait_until
 
 pytestmark = pytest.mark.e2e
 
 REPO = Path(__file__).resolve().parents[2]
-BASE_PORT = 28700
-T = TypeVar("T")
 
 
 def cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
@@ -32,29 +32,37 @@ def cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
 
 def start_up(root: Path, *extra: str) -> subprocess.Popen[str]:
     return subprocess.Popen([sys.executable, "-m", "node.cli", "devnet", "up", "--dir", str(root), "--validators", "3",
-                             "--base-port", str(BASE_PORT), "--block-time", "0.2", *extra],
+                             "--base-port", "0", "--block-time", "0.2", *extra],
                             cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
-def wait_for(what: str, check: Callable[[], T | None], timeout: float) -> T:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            value = check()
-            if value:
-                return value
-        except RpcError:
-            pass
-        time.sleep(0.25)
-    raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
-
-
 def heights(root: Path) -> list[int]:
+    """Each node's height, read from the RPC ports devnet.json records now; an RpcError (so `wait_until`
+    polls again) while the manifest is not written yet or a port answers as another node."""
+    try:
+        net = Devnet.open(root)
+    except DevnetError as exc:
+        raise RpcError(-1, str(exc)) from None
     out = []
-    for i in range(3):
-        with Client(f"http://127.0.0.1:{BASE_PORT + 2 * i + 1}", timeout=2) as c:
-            out.append(c.status().height)
+    for spec in net.specs():
+        with Client(spec.rpc_url, timeout=2) as c:
+            status = c.status()
+        if status.node_id != spec.peer_id:
+            raise RpcError(-1, f"{spec.rpc_url} answers as {status.node_id}, not node{spec.index}")
+        out.append(status.height)
     return out
+
+
+def logs(root: Path) -> str:
+    """The last lines of each node's log, for a failure message."""
+    parts = []
+    for log in sorted(root.glob("node*/node.log")):
+        parts.append(f"--- {log}:\n" + "\n".join(log.read_text(errors="replace").splitlines()[-30:]))
+    return "\n".join(parts) or "(no node logs)"
+
+
+def rpc_url(root: Path, index: int = 0) -> str:
+    return Devnet.open(root).spec(index).rpc_url
 
 
 def stop(proc: subprocess.Popen[str], sig: signal.Signals = signal.SIGINT) -> str:
@@ -79,14 +87,14 @@ def test_devnet_up_status_down_restart_and_reset(tmp_path: Path) -> None:
     up = start_up(root)
     pids: list[int] = []
     try:
-        wait_for("3 nodes past height 3", lambda: min(heights(root)) >= 3, 120)
+        wait_until("3 nodes past height 3", lambda: min(heights(root)) >= 3, 120, detail=lambda: logs(root))
         pids = node_pids(root)
         status = cli("devnet", "status", "--dir", str(root), "--json")
         assert status.returncode == 0, status.stderr
         doc = json.loads(status.stdout)
         assert doc["running"] is True and doc["validators"] == 3
         assert all(row["height"] >= 3 and row["peers"] >= 2 for row in doc["nodes"])
-        again = cli("devnet", "up", "--dir", str(root), "--validators", "3", "--base-port", str(BASE_PORT))
+        again = cli("devnet", "up", "--dir", str(root), "--validators", "3", "--base-port", "0")
         assert again.returncode == 1 and "already running" in again.stderr
         # Ctrl-C in the devnet's terminal stops every node cleanly.
         output = stop(up, signal.SIGINT)
@@ -98,7 +106,7 @@ def test_devnet_up_status_down_restart_and_reset(tmp_path: Path) -> None:
             if pid_alive(pid):
                 os.kill(pid, signal.SIGKILL)
     assert "publicly known" in output.lower() or "PUBLISHED" in output
-    assert f"http://127.0.0.1:{BASE_PORT + 1}" in output and "height" in output
+    assert rpc_url(root) in output and "height" in output
     assert "stopped 3 node(s)" in output
     assert not any(pid_alive(p) for p in pids)
     assert not (root / "devnet.pid").exists()
@@ -108,16 +116,18 @@ def test_devnet_up_status_down_restart_and_reset(tmp_path: Path) -> None:
     assert last == 3
 
     # Restart: the same chain continues (state persisted), then `devnet down` from another terminal.
-    reached = Devnet(root, validators=3, base_port=BASE_PORT)
+    reached = Devnet.open(root)
+    first_ports = reached.ports
     up = start_up(root)
     try:
         before = max(
             int(line.split("committed block ")[1].split()[0])
             for i in range(3) for line in (root / f"node{i}" / "node.log").read_text().splitlines()
             if "committed block " in line)
-        wait_for("the chain to continue past its old height",
-                 lambda: min(heights(root)) >= before + 2, 120)
-        with Client(f"http://127.0.0.1:{BASE_PORT + 1}", timeout=5) as c:
+        wait_until("the chain to continue past its old height", lambda: min(heights(root)) >= before + 2, 120,
+                   detail=lambda: logs(root))
+        assert Devnet.open(root).ports == first_ports, "a resumed devnet moved to other ports"
+        with Client(rpc_url(root), timeout=5) as c:
             last_time = int(c.block().header.time)
         down = cli("devnet", "down", "--dir", str(root))
         assert down.returncode == 0 and "stopped" in down.stdout, down.stderr
@@ -130,12 +140,12 @@ def test_devnet_up_status_down_restart_and_reset(tmp_path: Path) -> None:
     assert not reached.running_pids()
 
     # A different validator count needs --reset; --reset starts a new chain.
-    other = cli("devnet", "up", "--dir", str(root), "--validators", "2", "--base-port", str(BASE_PORT))
+    other = cli("devnet", "up", "--dir", str(root), "--validators", "2", "--base-port", "0")
     assert other.returncode == 1 and "--reset" in other.stderr
     up = start_up(root, "--reset")
     try:
-        wait_for("a fresh chain", lambda: min(heights(root)) >= 1, 120)
-        with Client(f"http://127.0.0.1:{BASE_PORT + 1}", timeout=5) as c:
+        wait_until("a fresh chain", lambda: min(heights(root)) >= 1, 120, detail=lambda: logs(root))
+        with Client(rpc_url(root), timeout=5) as c:
             assert int(c.block(1).header.time) > last_time, "block 1 is from before the reset"
     finally:
         stop(up, signal.SIGTERM)

@@ -16,7 +16,7 @@ from core.tx import Transaction
 from node.config import ConsensusSection, NodeConfig, P2PSection, RPCSection, SyncSection
 from node.home import NodeHome, init_home
 from node.service import Node
-from vm.genesis_tool import DEFAULT_SEED_PHRASE, account_key, make_genesis, validator_key
+from tools.genesis import DEFAULT_SEED_PHRASE, account_key, make_genesis, validator_key
 from vm.models import manifest
 from vm.sandbox.executor import LocalExecutor
 from vm.txs import Infer, Transfer, build_tx

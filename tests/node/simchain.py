@@ -9,10 +9,9 @@ layer needs; the full node is tested end to end in tests/e2e.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 
 import numpy as np
-import trio
 
 from core.block import (
     Block,
@@ -32,8 +31,8 @@ from core.tx import Transaction
 from core.types import Address, Amount, Gas, Hash32, Height, Nonce, Round, Timestamp
 from core.validators import ValidatorEntry, ValidatorSet
 from core.votes import ZERO_SIGNATURE, Commit, Vote, VoteType
-from node.events import TxOutcome, TxState
-from node.rpc.api import (
+from node.events import EventHub, TxOutcome, TxState
+from node.views import (
     AccountView,
     InferenceView,
     ModelView,
@@ -65,8 +64,7 @@ class SimChain:
         self.tx_index: dict[bytes, tuple[int, int]] = {}
         self.pending: list[Transaction] = []
         self.refuse_reason: str | None = None
-        self.rejected: dict[bytes, str] = {}  # left the mempool after entry (node.events.TxState.REJECTED)
-        self._subscribers: list[trio.MemorySendChannel[Block]] = []
+        self.events = EventHub()  # the node's hub, as a node has one
         self.round = 0
 
     # -- producing
@@ -112,12 +110,13 @@ class SimChain:
         self.blocks.append(block)
         for i, tx in enumerate(txs):
             self.tx_index[bytes(tx.hash)] = (h, i)
-        for send in list(self._subscribers):
-            try:
-                send.send_nowait(block)
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
-                self._subscribers.remove(send)
+        self.events.block_committed(block)
         return block
+
+    def reject(self, tx_hash: Hash32, reason: str) -> None:
+        """The transaction leaves the mempool after entry, as a node evicts one (validators disagreed...)."""
+        self.pending = [tx for tx in self.pending if tx.hash != tx_hash]
+        self.events.tx_rejected(tx_hash, reason)
 
     def transfer(self, sender: int, to: Address, amount: int, nonce: int | None = None) -> Transaction:
         key = self.account_keys[sender]
@@ -189,9 +188,17 @@ class SimChain:
                              merkle_proof([t.hash for t in block.txs], i),
                              merkle_proof([r.encode() for r in block.results], i), self.commits[loc[0]])
 
-    def tx_outcome(self, tx_hash: Hash32) -> TxOutcome | None:
-        reason = self.rejected.get(bytes(tx_hash))
-        return TxOutcome(tx_hash, TxState.REJECTED, reason=reason) if reason is not None else None
+    def params(self) -> None:
+        """A chain without published parameters: the RPC answers NOT_READY (clients fall back to genesis)."""
+        return None
+
+    async def wait_for_tx(self, tx_hash: Hash32) -> TxOutcome:
+        """As `node.queries.Queries.wait_for_tx`: the block store first, then the hub."""
+        loc = self.tx_index.get(bytes(tx_hash))
+        if loc is not None:
+            block = self.blocks[loc[0] - 1]
+            return TxOutcome(tx_hash, TxState.COMMITTED, block.height, loc[1], block.results[loc[1]])
+        return await self.events.wait_for_tx(tx_hash)
 
     async def submit_txs(self, txs: Sequence[Transaction]) -> list[SubmitVerdict]:
         out = []
@@ -209,14 +216,5 @@ class SimChain:
                 out.append(SubmitVerdict(tx.hash, True))
         return out
 
-    @asynccontextmanager
-    async def committed_blocks(self) -> AsyncIterator[AsyncIterator[Block]]:
-        send, receive = trio.open_memory_channel[Block](1000)
-        self._subscribers.append(send)
-        try:
-            async with receive:
-                yield receive
-        finally:
-            if send in self._subscribers:
-                self._subscribers.remove(send)
-            await send.aclose()
+    def committed_blocks(self) -> AbstractAsyncContextManager[AsyncIterator[Block]]:
+        return self.events.committed_blocks()

@@ -14,7 +14,7 @@ from core.block import Block
 from core.errors import InvalidBlock
 from core.hashing import sha256
 from node.blockcheck import BlockChecks
-from p2p.testchain import build_chain
+from p2p.testing.chain import build_chain
 from tests.node.helpers import genesis_doc, local_node, make_home, running, wait_until
 
 pytestmark = pytest.mark.node

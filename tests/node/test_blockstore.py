@@ -9,9 +9,10 @@ import pytest
 
 from core.errors import StorageError
 from core.state import AuthenticatedMap
-from core.store import BatchContext, KVStore, LevelDBStore, WriteBatch
+from core.store import BatchContext, KVStore, WriteBatch
 from node.blockstore import BlockStore
-from p2p.testchain import build_chain
+from node.leveldb import LevelDBStore
+from p2p.testing.chain import build_chain
 
 pytestmark = pytest.mark.node
 
@@ -149,9 +150,9 @@ async def test_a_failed_commit_of_a_real_block_leaves_block_store_and_vm_state_u
     from core.votes import ZERO_SIGNATURE, Commit, Vote, VoteType
     from node.chain import Chain
     from tests.node.helpers import SEED, account, transfer
+    from tools.genesis import make_genesis, validator_key
     from vm.app import VMApplication
     from vm.genesis import parse_genesis
-    from vm.genesis_tool import make_genesis, validator_key
     from vm.sandbox.executor import LocalExecutor
 
     genesis = parse_genesis(make_genesis(1))

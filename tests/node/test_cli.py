@@ -55,7 +55,8 @@ def test_encrypted_key_needs_its_passphrase(runner: CliRunner, tmp_path: Path) -
     doc = json.loads((tmp_path / "keys" / "sealed.json").read_text())
     assert doc["encryption"] != "none" and "seed" not in doc
     ok = runner.invoke(cli, ["keys", "show", "sealed"], env={"INFERCHAIN_PASSPHRASE": "correct horse"})
-    assert ok.exit_code == 0 and "(encrypted)" not in ok.output and "True" in ok.output
+    assert ok.exit_code == 0 and "(encrypted)" not in ok.output
+    assert "\nencrypted:  yes\n" in ok.output and "True" not in ok.output
     listed = runner.invoke(cli, ["keys", "list"])
     assert "(encrypted)" in listed.output
 
@@ -157,6 +158,24 @@ def test_commands_that_need_a_node_say_which_node_they_could_not_reach(tmp_path:
 def test_usage_errors_exit_2_with_clicks_message() -> None:
     result = run_main(["tx", "send"])
     assert result.returncode == 2 and "Usage" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_hex_address_is_refused_before_anything_is_signed(tmp_path: Path) -> None:
+    """A `0x…` address is most likely another chain's: sending to the same 20 bytes read as an ic1… address
+    would pay nobody the user meant, so it is a one-line error (before the key is even opened)."""
+    for text in ("0x" + "ab" * 20, "ab" * 20):
+        result = run_main(["tx", "send", text, "5", "--from", "nobody", "--keyring", str(tmp_path),
+                           "--node", "http://127.0.0.1:9"])
+        assert result.returncode == 1, result.stderr
+        assert "hex address, not an Inferchain address" in result.stderr
+        assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+
+
+def test_amounts_beyond_u64_are_a_usage_error_not_a_traceback(tmp_path: Path) -> None:
+    result = run_main(["tx", "send", "ic1w0950e8ll6d7j0xlhhvpvnvrpej6m7c7y545hx", str(2**64), "--from", "nobody",
+                       "--keyring", str(tmp_path), "--node", "http://127.0.0.1:9"])
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "18446744073709551615" in result.stderr  # click names the range
 
 
 def test_main_maps_user_errors_to_exit_1(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:

@@ -1,10 +1,11 @@
-"""The consensus driver with a real VMApplication: the disagreement back-off of DESIGN.md §2.6 driven by
+"""The consensus driver with a real VMApplication: the disagreement back-off of docs/design.md §2.6 driven by
 real validation verdicts, and WAL replay after a restart."""
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import threading
 from typing import Any
 
@@ -14,17 +15,21 @@ import trio
 
 from consensus.actions import BuildBlock, ReportEvidence
 from consensus.events import NewHeight
+from consensus.state import ConsensusState
 from consensus.wal import FileWAL, MemoryWAL
 from core.app import BlockTemplate, VerdictKind
 from core.block import Block, compute_results_root
+from core.errors import LocalFault
 from core.evidence import DuplicateVote, EvidenceEnvelope, duplicate_vote, offence_id
 from core.hashing import ZERO_HASH, sha256
-from core.store import KeySpace, LevelDBStore, space
+from core.store import KeySpace, space
 from core.tensor import Tensor
 from core.types import Amount, Height, Round, Timestamp
 from core.votes import ZERO_SIGNATURE, Vote, VoteType
 from node.events import TxState
+from node.leveldb import LevelDBStore
 from node.mempool import REJECTED_DISAGREED
+from node.providers import ChainProviders
 from node.service import Node
 from p2p.messages import VotesRequest
 from tests.node.helpers import (
@@ -38,7 +43,7 @@ from tests.node.helpers import (
     wait_until,
 )
 from tests.vm.helpers import genesis_doc_with, memory_hog_model
-from vm.genesis_tool import validator_key
+from tools.genesis import validator_key
 from vm.sandbox.limits import WorkerLimits
 from vm.sandbox.worker import WorkerPool
 from vm.txs import Infer, build_tx
@@ -158,7 +163,8 @@ async def test_vote_requests_before_the_first_height_get_an_empty_answer(tmp_pat
     try:
         node.driver = node.build_driver(MemoryWAL())
         request = VotesRequest(Height(1), Round(0), VoteType.PREVOTE, b"")
-        assert tuple(await node._vote_provider(request)) == ()
+        providers = ChainProviders(node.chain, node.chain_id, lambda: node.driver)
+        assert tuple(await providers.votes(request)) == ()
     finally:
         node.close()
 
@@ -238,8 +244,37 @@ async def test_a_transaction_that_faults_the_proposers_worker_backs_off(tmp_path
                                  validator_key(SEED, 0).address, ZERO_HASH, None, ())
         with trio.fail_after(60):
             await driver._build(BuildBlock(template))
-        assert any("memory" in line for line in driver.alarms + node.alarms)
+        assert any("building block 1: worker" in line for line in node.alarms)
         assert node.mempool.is_backed_off(tx.hash) and node.mempool.disagreement_count(tx.hash) == 1
         assert node.mempool.reap(max_txs=10, max_bytes=1 << 20, max_gas=gas) == []
+    finally:
+        node.close()
+
+
+@pytest.mark.trio
+async def test_a_local_fault_while_handling_a_vote_is_alarmed_as_ours_not_refused_as_the_peers(  # type: ignore[no-untyped-def]
+        tmp_path, caplog) -> None:
+    """Our own fault met while the machine handles a peer's vote (here the signature verifier cannot run)
+    raises an alarm; it is never logged as consensus refusing the peer's input."""
+    node = local_node(make_home(tmp_path, "v0", genesis_doc(4), validator=0))
+    try:
+        driver = node.build_driver(MemoryWAL())
+
+        def verifier_down(public_key: bytes, message: bytes, signature: bytes) -> bool:
+            raise LocalFault("signature verifier unavailable")
+
+        driver.state = ConsensusState(node.chain_id, driver.state.me, driver.state.params, verifier=verifier_down)
+        peer = validator_key(SEED, 1)
+        vote = Vote(VoteType.PREVOTE, Height(1), Round(0), sha256(b"a block"), Timestamp(0), peer.public_key, None,
+                    ZERO_SIGNATURE).signed(peer, node.chain_id)
+        caplog.set_level(logging.INFO, logger="node.driver")
+        with trio.fail_after(30):
+            async with trio.open_nursery() as nursery:
+                await nursery.start(driver.run)
+                await driver.on_vote(vote)
+                await wait_until(lambda: any("VoteReceived" in alarm for alarm in driver.alarms), 20)
+                nursery.cancel_scope.cancel()
+        assert any("signature verifier unavailable" in alarm for alarm in driver.alarms)
+        assert not [r for r in caplog.records if "consensus refused" in r.getMessage()]
     finally:
         node.close()

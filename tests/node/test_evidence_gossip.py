@@ -1,5 +1,6 @@
-"""The node's gossip hook for evidence: only evidence against a validator of its height, of a recent height,
-is relayed and handed to consensus (checking WrongInference evidence means re-running a model)."""
+"""The node's gossip hook for evidence (node.gossip_hooks): only evidence against a validator of its height, of
+a recent height, is relayed and handed to consensus (checking WrongInference evidence means re-running a
+model)."""
 
 from __future__ import annotations
 
@@ -14,11 +15,12 @@ from core.hashing import sha256
 from core.keys import PrivateKey
 from core.types import Height, Round, SignatureBytes, Timestamp
 from core.votes import Vote, VoteType
-from node.service import Node
+from node.gossip_hooks import GossipHooks
+from node.service import Node, consensus_params
 from p2p.topics import TopicKind
 from p2p.validation import GossipMessage, GossipVerdict
 from tests.node.helpers import genesis_doc, local_node, make_home, validator_key
-from vm.genesis_tool import DEFAULT_SEED_PHRASE
+from tools.genesis import DEFAULT_SEED_PHRASE
 
 pytestmark = pytest.mark.node
 
@@ -42,19 +44,23 @@ def node(tmp_path: Path) -> Iterator[Node]:
     n.close()
 
 
+def _hooks(node: Node) -> GossipHooks:
+    return GossipHooks(node.chain, consensus_params(node.genesis, node.config).max_evidence_age)
+
+
 @pytest.mark.trio
 async def test_evidence_against_a_validator_of_a_recent_height_is_accepted(node: Node) -> None:
     message = _equivocation(validator_key(DEFAULT_SEED_PHRASE, 0), node.chain_id, 1)
-    assert await node._evidence_hook(message) is GossipVerdict.ACCEPT
+    assert await _hooks(node).evidence(message) is GossipVerdict.ACCEPT
 
 
 @pytest.mark.trio
 async def test_evidence_against_a_key_that_never_validated_is_rejected(node: Node) -> None:
     message = _equivocation(PrivateKey.derive("outsider", "validator", 0), node.chain_id, 1)
-    assert await node._evidence_hook(message) is GossipVerdict.REJECT
+    assert await _hooks(node).evidence(message) is GossipVerdict.REJECT
 
 
 @pytest.mark.trio
 async def test_evidence_from_the_far_future_is_ignored(node: Node) -> None:
     message = _equivocation(validator_key(DEFAULT_SEED_PHRASE, 0), node.chain_id, 50)
-    assert await node._evidence_hook(message) is GossipVerdict.IGNORE
+    assert await _hooks(node).evidence(message) is GossipVerdict.IGNORE

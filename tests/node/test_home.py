@@ -95,8 +95,8 @@ def test_missing_or_broken_files_are_one_line_errors(tmp_path) -> None:  # type:
 
 
 def test_the_home_is_self_contained_model_files_are_copied_next_to_genesis(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from tools.genesis import make_genesis
     from vm.genesis import load_genesis
-    from vm.genesis_tool import make_genesis
 
     doc = make_genesis(1)
     home = init_home(tmp_path / "h", doc)

@@ -1,5 +1,5 @@
 """Mempool: entry checks, proposal order (fee per gas, then nonce), limits and eviction, re-check after a
-block, and the disagreement back-off of DESIGN.md §2.6."""
+block, and the disagreement back-off of docs/design.md §2.6."""
 
 from __future__ import annotations
 

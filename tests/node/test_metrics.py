@@ -5,7 +5,9 @@ from __future__ import annotations
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from node.metrics import NodeMetrics, StatusSample
+from node.metrics import NodeMetrics, StatusSample, TimedExecutor
+from vm.models import load_model
+from vm.sandbox.executor import CheckJob, InferJob, LocalExecutor, ModelPackage
 
 pytestmark = pytest.mark.node
 
@@ -66,3 +68,21 @@ def test_p2p_counters_are_exported() -> None:
     scraped = scrape(NodeMetrics(lambda: sample))
     assert scraped["inferchain_p2p_events_total{event=delivery_dropped.votes}"] == 3
     assert scraped["inferchain_p2p_events_total{event=handler_errors.txs}"] == 1
+
+
+def test_the_timed_executor_counts_registration_checks_and_inferences_apart() -> None:
+    """Real jobs on a real in-process executor: one check and two inferences of the committed PoI model."""
+    model = load_model("poi_mix")
+    package = ModelPackage(b"poi_mix", model.model_bytes, model.spec, model.golden)
+    inputs = model.golden.cases[0].inputs
+    metrics = NodeMetrics()
+    executor = TimedExecutor(LocalExecutor(), metrics)
+    try:
+        results = executor.run_batch([CheckJob(model.model_bytes, model.spec), InferJob(package, inputs),
+                                      InferJob(package, inputs)])
+    finally:
+        executor.close()
+    assert [r.ok for r in results] == [True, True, True]
+    values = scrape(metrics)
+    assert values["inferchain_inference_seconds_count{phase=check}"] == 1
+    assert values["inferchain_inference_seconds_count{phase=run}"] == 2

@@ -104,7 +104,7 @@ async def test_equivocation_evidence_is_gossiped_included_once_and_punished_ever
     from core.types import Round, Timestamp
     from core.votes import ZERO_SIGNATURE, Vote, VoteType
     from tests.node.helpers import SEED
-    from vm.genesis_tool import validator_key
+    from tools.genesis import validator_key
 
     genesis = genesis_doc(4)
     with trio.fail_after(180):

@@ -83,7 +83,8 @@ async def test_single_validator_commits_blocks_with_transactions_and_serves_proo
 
 @pytest.mark.trio
 async def test_handshake_replays_stored_blocks_into_a_state_that_is_behind(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    from core.store import KeySpace, LevelDBStore
+    from core.store import KeySpace
+    from node.leveldb import LevelDBStore
     from tests.node.helpers import local_node
 
     genesis = genesis_doc(1)

@@ -107,7 +107,7 @@ def test_commit_mode_times_out_with_a_timeout_error(chain: SimChain) -> None:
         tx = served.on_loop(lambda: chain.transfer(0, chain.account_keys[1].address, 1))
         err = rpc(served.url, "broadcast_tx", {"tx": tx.encode().hex(), "mode": "commit", "timeout": 0.3})
         assert err["error"]["code"] == E.TIMEOUT
-        assert served.server.hub.waiting == 0
+        assert served.on_loop(lambda: chain.events.waiting) == 0
 
 
 def test_commit_mode_reports_a_rejection_after_mempool_entry(chain: SimChain) -> None:
@@ -115,8 +115,7 @@ def test_commit_mode_reports_a_rejection_after_mempool_entry(chain: SimChain) ->
         tx = served.on_loop(lambda: chain.transfer(0, chain.account_keys[1].address, 1))
 
         def evict() -> None:
-            chain.pending.clear()
-            chain.rejected[bytes(tx.hash)] = "rejected: validators disagreed"
+            chain.reject(tx.hash, "rejected: validators disagreed")
 
         import threading
         timer = threading.Timer(0.3, lambda: served.on_loop(evict))
@@ -226,11 +225,11 @@ def test_openrpc_document_lists_every_registered_method_with_its_params(served) 
         assert set(by_name) == set(registry.methods)
         for name, method in registry.methods.items():
             assert [p["name"] for p in by_name[name]["params"]] == [p.name for p in method.params]
-    # Every handler takes exactly the declared params (plus the bound api and hub), so a parameter
+    # Every handler takes exactly the declared params (plus the bound api), so a parameter
     # cannot be added to the code without being in the spec.
     for name, method in registry.methods.items():
         signature = list(inspect.signature(method.handler).parameters)
-        assert signature == ["api", "hub", *(p.name for p in method.params)], name
+        assert signature == ["api", *(p.name for p in method.params)], name
 
 
 def test_metrics_expose_height_round_peers_mempool_and_histograms(served, chain: SimChain) -> None:
@@ -247,6 +246,7 @@ def test_metrics_expose_height_round_peers_mempool_and_histograms(served, chain:
 def test_websocket_subscriptions_deliver_blocks_and_tx_results(served, chain: SimChain) -> None:
     ws_url = served.url.replace("http://", "ws://") + "/ws"
     tx = served.on_loop(lambda: chain.transfer(1, chain.account_keys[0].address, 3))
+    before = served.on_loop(lambda: chain.events.subscribers)  # the server's block metrics read one stream
 
     async def main() -> None:
         with trio.fail_after(15):
@@ -284,9 +284,9 @@ def test_websocket_subscriptions_deliver_blocks_and_tx_results(served, chain: Si
                         break
 
     trio.run(main)
-    # The connection closed: its subscriptions leave the hub (as soon as the server sees the close).
+    # The connection closed: its subscriptions leave the node's hub (as soon as the server sees the close).
     import time
     deadline = time.monotonic() + 10
-    while served.on_loop(lambda: len(served.server.hub._subscribers)) and time.monotonic() < deadline:
+    while served.on_loop(lambda: chain.events.subscribers) > before and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert served.on_loop(lambda: len(served.server.hub._subscribers)) == 0
+    assert served.on_loop(lambda: chain.events.subscribers) == before

@@ -9,7 +9,6 @@ import pytest
 
 from core.types import Hash32, Height
 from node.rpc import methods
-from node.rpc.hub import EventHub
 from tests.node.simchain import SimChain
 
 pytestmark = pytest.mark.node
@@ -39,13 +38,12 @@ class RecordingChain(SimChain):
 async def test_block_tx_and_inference_reads_leave_the_event_loop() -> None:
     chain = RecordingChain()
     block = chain.produce()
-    hub = EventHub(chain)
-    assert (await methods.block(chain, hub, None))["height"] == 1
-    assert (await methods.block(chain, hub, Height(1)))["id"] == block.id.hex()
+    assert (await methods.block(chain, None))["height"] == 1
+    assert (await methods.block(chain, Height(1)))["id"] == block.id.hex()
     missing = Hash32(b"\x01" * 32)
     for call in (methods.tx, methods.inference):
         with pytest.raises(methods.RpcError):  # not found, raised in the worker thread, reaches the caller
-            await call(chain, hub, missing)
+            await call(chain, missing)
     loop = threading.current_thread()
     assert len(chain.reader_threads) == 4
     assert all(thread is not loop for thread in chain.reader_threads)

@@ -9,9 +9,9 @@ import pytest
 import trio
 
 from core.errors import InvalidBlock
-from core.store import LevelDBStore
 from core.types import SignatureBytes
 from node.blockstore import BlockStore
+from node.leveldb import LevelDBStore
 from node.sync import BlockSync
 from p2p.reqresp import SyncedBlock
 from p2p.topics import TopicKind

@@ -46,12 +46,13 @@ class Inbox:
 @asynccontextmanager
 async def running_nodes(n: int, *, seed: str = "node", full_mesh: bool = True,
                         configure: Callable[[int, P2PService], None] | None = None,
+                        dial: tuple[str, ...] = (),
                         **config_changes: Any) -> AsyncIterator[list[P2PService]]:
-    """n services, each dialing all earlier ones (full mesh) or only the first (star)."""
+    """n services, each dialing all earlier ones (full mesh) or only the first (star), and `dial`."""
     async with trio.open_nursery() as nursery:
         services: list[P2PService] = []
         for i in range(n):
-            peers = [s.addr for s in services] if full_mesh else [s.addr for s in services[:1]]
+            peers = [*dial, *([s.addr for s in services] if full_mesh else [s.addr for s in services[:1]])]
             service = P2PService(config(bootstrap=tuple(peers), **config_changes),
                                  node_key_from_seed(f"{seed}-{i}".encode()))
             if configure is not None:

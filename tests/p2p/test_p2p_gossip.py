@@ -12,7 +12,7 @@ from core.types import Round, Timestamp
 from core.votes import Proposal
 from p2p.batcher import TxBatcher, encode_tx_batch
 from p2p.scoring import Offense
-from p2p.testchain import build_chain, make_tx, make_vote, validator_keys
+from p2p.testing.chain import build_chain, make_tx, make_vote, validator_keys
 from p2p.topics import TopicKind
 from p2p.validation import GossipMessage, GossipVerdict
 from tests.p2p.helpers import CHAIN, Inbox, running_nodes, wait_for_mesh, wait_until

@@ -16,7 +16,7 @@ from p2p.config import PenaltyPolicy
 from p2p.host import parse_multiaddr, parse_peer_addr
 from p2p.identity import node_key_from_seed
 from p2p.scoring import Offense
-from p2p.testchain import make_tx, make_vote, validator_keys
+from p2p.testing.chain import make_tx, make_vote, validator_keys
 from p2p.topics import TopicKind
 from tests.p2p.attacker import Attacker, attacker
 from tests.p2p.helpers import CHAIN, Inbox, running_nodes, wait_for_mesh, wait_until

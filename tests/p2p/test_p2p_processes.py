@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 import pytest
 import trio
 
-from p2p.testnode import NodeProcess, free_port, peer_addr_for
+from p2p.testing.node import NodeProcess, free_port, peer_addr_for
 
 pytestmark = [pytest.mark.p2p]
 

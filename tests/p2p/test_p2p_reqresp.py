@@ -10,11 +10,11 @@ from core.types import Hash32, Height, Round
 from core.votes import Vote, VoteType
 from p2p.errors import BadResponse, NotFound, RequestFailed
 from p2p.limits import MODEL_CHUNK, RESPONSE_MAX
-from p2p.messages import ChainStatus, ModelChunk, StoredBlock, VotesRequest, bitset
+from p2p.messages import ChainStatus, ModelChunkResponse, StoredBlock, VotesRequest, bitset
 from p2p.reqresp import SyncedBlock
 from p2p.scoring import Offense
 from p2p.service import P2PService
-from p2p.testchain import build_chain, make_vote, validator_keys
+from p2p.testing.chain import build_chain, make_vote, validator_keys
 from tests.p2p.helpers import CHAIN, running_nodes
 
 pytestmark = [pytest.mark.p2p]
@@ -39,11 +39,11 @@ def serve(service: P2PService) -> None:
         held = [make_vote(CHAIN, k, request.height, request.round, request.type) for k in KEYS]
         return [v for i, v in enumerate(held) if not request.holds(i)]
 
-    async def model(model_id: Hash32, offset: int, length: int) -> ModelChunk | None:
+    async def model(model_id: Hash32, offset: int, length: int) -> ModelChunkResponse | None:
         await trio.lowlevel.checkpoint()
         if model_id != MODEL_ID:
             return None
-        return ModelChunk(len(MODEL), offset, MODEL[offset:offset + length])
+        return ModelChunkResponse(len(MODEL), offset, MODEL[offset:offset + length])
 
     service.reqresp.serve_status(status)
     service.reqresp.serve_blocks(block)

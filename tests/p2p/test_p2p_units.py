@@ -13,13 +13,13 @@ from core.types import Height, Round
 from core.votes import VoteType
 from p2p.batcher import TxBatcher, encode_tx_batch
 from p2p.config import P2PConfig, PenaltyPolicy
-from p2p.envelope import check_evidence, check_tx_batch, check_vote
+from p2p.envelope import decode_evidence, decode_tx_batch, decode_vote
 from p2p.errors import WrongChain
 from p2p.identity import load_node_key, load_or_create_node_key, node_key_from_seed, peer_id_of, save_node_key
 from p2p.messages import BlocksRequest, TxBatch, VotesRequest, bitset
 from p2p.ratelimit import PeerRateLimiter
 from p2p.scoring import Action, Offense, ScoreBook
-from p2p.testchain import make_tx, make_vote, validator_keys
+from p2p.testing.chain import make_tx, make_vote, validator_keys
 from p2p.topics import TopicKind, topic_name
 
 pytestmark = [pytest.mark.p2p]
@@ -72,46 +72,46 @@ def test_tx_batch_built_from_encoded_txs_is_the_canonical_encoding() -> None:
 
 def test_tx_batch_envelope_refuses_wrong_chain_bad_signature_duplicates_and_empty() -> None:
     good = make_tx(CHAIN, 1)
-    assert check_tx_batch(encode_tx_batch([good.encode()]), CHAIN).txs == (good,)
+    assert decode_tx_batch(encode_tx_batch([good.encode()]), CHAIN).txs == (good,)
     with pytest.raises(WrongChain):
-        check_tx_batch(encode_tx_batch([make_tx("elsewhere", 1).encode()]), CHAIN)
+        decode_tx_batch(encode_tx_batch([make_tx("elsewhere", 1).encode()]), CHAIN)
     forged = good.replace(fee=good.fee + 1)
     with pytest.raises(InvalidSignature):
-        check_tx_batch(encode_tx_batch([forged.encode()]), CHAIN)
+        decode_tx_batch(encode_tx_batch([forged.encode()]), CHAIN)
     with pytest.raises(InvalidTransaction):
-        check_tx_batch(encode_tx_batch([good.encode(), good.encode()]), CHAIN)
+        decode_tx_batch(encode_tx_batch([good.encode(), good.encode()]), CHAIN)
     with pytest.raises(DecodeError):
-        check_tx_batch(encode_tx_batch([]), CHAIN)
+        decode_tx_batch(encode_tx_batch([]), CHAIN)
     with pytest.raises(DecodeError):
-        check_tx_batch(b"\x91\x91\xc0", CHAIN)
+        decode_tx_batch(b"\x91\x91\xc0", CHAIN)
     seen: list[bytes] = []
     batch = encode_tx_batch([good.encode()])
-    assert check_tx_batch(batch, CHAIN, verify=lambda tx, h: seen.append(h) is None).txs == (good,)
+    assert decode_tx_batch(batch, CHAIN, verify=lambda tx, h: seen.append(h) is None).txs == (good,)
     assert seen == [good.hash]
     with pytest.raises(InvalidSignature):
-        check_tx_batch(batch, CHAIN, verify=lambda tx, h: False)
+        decode_tx_batch(batch, CHAIN, verify=lambda tx, h: False)
 
 
 def test_vote_envelope_binds_the_chain_id_through_the_signature() -> None:
     vote = make_vote(CHAIN, KEYS[0], 3)
-    assert check_vote(vote.encode(), CHAIN) == vote
+    assert decode_vote(vote.encode(), CHAIN) == vote
     with pytest.raises(InvalidSignature):
-        check_vote(vote.encode(), "other-chain")
+        decode_vote(vote.encode(), "other-chain")
     with pytest.raises(DecodeError):
-        check_vote(vote.encode() + b"\x00", CHAIN)
+        decode_vote(vote.encode() + b"\x00", CHAIN)
 
 
 def test_duplicate_vote_evidence_needs_two_signed_conflicting_votes_of_one_validator() -> None:
     a = make_vote(CHAIN, KEYS[0], 5, block_id=sha256(b"a"))
     b = make_vote(CHAIN, KEYS[0], 5, block_id=sha256(b"b"))
-    assert check_evidence(EvidenceEnvelope(duplicate_vote(a, b)).encode(), CHAIN)
+    assert decode_evidence(EvidenceEnvelope(duplicate_vote(a, b)).encode(), CHAIN)
     with pytest.raises(InvalidEvidence):
-        check_evidence(EvidenceEnvelope(DuplicateVote(a, a)).encode(), CHAIN)
+        decode_evidence(EvidenceEnvelope(DuplicateVote(a, a)).encode(), CHAIN)
     other = make_vote(CHAIN, KEYS[1], 5, block_id=sha256(b"b"))
     with pytest.raises(InvalidEvidence):
-        check_evidence(EvidenceEnvelope(duplicate_vote(a, other)).encode(), CHAIN)
+        decode_evidence(EvidenceEnvelope(duplicate_vote(a, other)).encode(), CHAIN)
     with pytest.raises(InvalidSignature):
-        check_evidence(EvidenceEnvelope(duplicate_vote(a, b.replace(round=Round(0), timestamp=b.timestamp + 1)))
+        decode_evidence(EvidenceEnvelope(duplicate_vote(a, b.replace(round=Round(0), timestamp=b.timestamp + 1)))
                        .encode(), CHAIN)
 
 
@@ -120,7 +120,7 @@ def test_evidence_gossip_refuses_what_consensus_refuses() -> None:
     ev = duplicate_vote(make_vote(CHAIN, KEYS[0], 5, block_id=sha256(b"a")),
                         make_vote(CHAIN, KEYS[0], 5, block_id=sha256(b"b")))
     with pytest.raises(InvalidEvidence, match="canonical order"):
-        check_evidence(EvidenceEnvelope(DuplicateVote(ev.vote_b, ev.vote_a)).encode(), CHAIN)
+        decode_evidence(EvidenceEnvelope(DuplicateVote(ev.vote_b, ev.vote_a)).encode(), CHAIN)
 
 
 def test_request_messages_check_their_ranges() -> None:
@@ -181,3 +181,32 @@ async def test_batcher_flushes_on_size_and_on_its_interval(mock_clock: trio.test
         assert [len(TxBatch.decode(b).txs) for b in published] == [4, 4, 1]
         nursery.cancel_scope.cancel()
     assert [tx for b in published for tx in TxBatch.decode(b).txs] == txs[:9]
+
+
+def test_repeat_disconnects_ban_a_peer_whose_offenses_each_cost_little() -> None:
+    book = ScoreBook(PenaltyPolicy(disconnect_ban_s=30, ban_s=600, half_life_s=60, strikes_to_ban=2))
+    for t in (0.0, 0.1, 0.2):
+        book.penalize("p", Offense.WRONG_CHAIN, now=t)
+    assert book.is_banned("p", now=1)
+    # offenses still in flight when it was cut off are no new strike
+    assert book.penalize("p", Offense.INVALID, now=1) is Action.NONE
+    # it comes back after the refusal, score decayed to about -100: one more small offense is the second strike
+    assert not book.is_banned("p", now=31)
+    assert book.penalize("p", Offense.INVALID, now=31) is Action.BAN
+    assert book.is_banned("p", now=600)
+    assert book.penalize("p", Offense.MALFORMED_FRAME, now=40) is Action.NONE  # already banned: counted once
+    # strikes expire with the ban period
+    assert book.penalize("q", Offense.MALFORMED_FRAME, now=0) is Action.DISCONNECT
+    assert book.penalize("q", Offense.MALFORMED_FRAME, now=1000) is Action.DISCONNECT
+
+
+def test_score_book_and_rate_tables_are_bounded() -> None:
+    book = ScoreBook(PenaltyPolicy(max_tracked_peers=100))
+    limiter = PeerRateLimiter(msgs_per_s=10, msg_burst=10, bytes_per_s=1000, max_peers=100)
+    for i in range(10_000):
+        book.penalize(f"p{i}", Offense.MALFORMED_FRAME, now=0)
+        limiter.allow(f"p{i}", 10, now=0)
+    assert book.tracked() <= 300 and limiter.tracked() <= 200
+    assert book.is_banned("p9999", now=1)  # the newest are kept
+    limiter.forget("p9999")
+    assert limiter.tracked() <= 198

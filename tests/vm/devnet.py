@@ -14,13 +14,13 @@ from core.block import Block, ProposalBlock
 from core.evidence import Evidence
 from core.hashing import ZERO_HASH
 from core.keys import PrivateKey
-from core.store import LevelDBStore
 from core.tx import Transaction
 from core.types import Address, Hash32, Height, Round, Timestamp
 from core.votes import ZERO_SIGNATURE, Commit, Proposal, Vote, VoteType
+from node.leveldb import LevelDBStore
+from tools.genesis import account_key, make_genesis, validator_key
 from vm.app import VMApplication
 from vm.genesis import Genesis, parse_genesis
-from vm.genesis_tool import account_key, make_genesis, validator_key
 from vm.process import candidates
 from vm.sandbox.executor import Executor, LocalExecutor
 from vm.state import UnbondingQueue, unbonding_key

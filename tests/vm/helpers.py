@@ -14,8 +14,8 @@ from core.hashing import sha256
 from core.keys import PrivateKey
 from core.tensor import DType, Tensor
 from core.tx import Transaction
+from tools.genesis import make_genesis
 from vm.execute import chunk_gas, registration_gas
-from vm.genesis_tool import make_genesis
 from vm.params import Params
 from vm.sandbox.canonicalize import canonicalize
 from vm.sandbox.executor import InferJob, LocalExecutor, ModelPackage
@@ -62,12 +62,10 @@ def meta_for(name: str, model_bytes: bytes, inputs: Sequence[TensorSpec], output
              tol_abs: int = 0, tol_rel_ppm: int = 0, fee_per_call: int = 0) -> ModelMeta:
     """Registration metadata with golden outputs computed by running the model in-process."""
     from vm.engine import model_spec, sandbox_limits  # noqa: F401  (limits are the defaults here)
-    from vm.sandbox.spec import ModelClass as SClass
-    from vm.sandbox.spec import ModelSpec, Tolerance
-    from vm.sandbox.spec import TensorSpec as STensorSpec
+    from vm.sandbox.spec import ArraySpec, CompareMode, ModelSpec, Tolerance
 
-    spec = ModelSpec(tuple(STensorSpec(t.name, t.dtype.numpy.name, tuple(t.shape)) for t in inputs),
-                     SClass.EXACT if model_class is ModelClass.EXACT else SClass.TOLERANT, grid_k,
+    spec = ModelSpec(tuple(ArraySpec(t.name, t.dtype.numpy.name, tuple(t.shape)) for t in inputs),
+                     CompareMode.EXACT if model_class is ModelClass.EXACT else CompareMode.TOLERANT, grid_k,
                      Tolerance(tol_abs, tol_rel_ppm))
     package = ModelPackage(b"golden:" + name.encode(), model_bytes, spec, None)
     executor = LocalExecutor()

@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 
 from vm.models import MODELS_DIR, POI_MODEL, load_model, manifest, model_names
-from vm.sandbox.check import check_model
+from vm.sandbox.check import validate_model
 from vm.sandbox.executor import InferJob, LocalExecutor, ModelPackage
-from vm.sandbox.spec import ModelClass
+from vm.sandbox.spec import CompareMode
 
 pytestmark = pytest.mark.vm
 
@@ -32,8 +32,7 @@ def _digits() -> tuple[np.ndarray, np.ndarray]:
     import importlib.util
 
     spec = importlib.util.find_spec("sklearn")
-    if spec is None or not spec.submodule_search_locations:
-        pytest.skip("scikit-learn (the models extra) is not installed")
+    assert spec is not None and spec.submodule_search_locations, "scikit-learn (the models extra): run make install"
     path = Path(next(iter(spec.submodule_search_locations))) / "datasets" / "data" / "digits.csv.gz"
     data = np.loadtxt(path, delimiter=",")
     return data[:, :-1], data[:, -1].astype(np.int64)
@@ -51,14 +50,14 @@ def test_manifest_lists_every_file_with_its_hash() -> None:
 @pytest.mark.parametrize("name", ["digits_mlp", "digits_int8", "poi_mix"])
 def test_chain_accepts_each_model_as_declared(name: str) -> None:
     model = load_model(name)
-    info = check_model(model.model_bytes, model.spec)
+    info = validate_model(model.model_bytes, model.spec)
     assert (info.gas_per_call, info.macs, info.outputs) == (model.gas_per_call, model.macs, model.outputs)
 
 
 def test_declared_classes() -> None:
-    assert load_model("digits_mlp").spec.model_class is ModelClass.TOLERANT
-    assert load_model("digits_int8").spec.model_class is ModelClass.EXACT
-    assert load_model(POI_MODEL).spec.model_class is ModelClass.EXACT
+    assert load_model("digits_mlp").spec.model_class is CompareMode.TOLERANT
+    assert load_model("digits_int8").spec.model_class is CompareMode.EXACT
+    assert load_model(POI_MODEL).spec.model_class is CompareMode.EXACT
 
 
 def test_poi_digest_is_a_high_entropy_integer_tensor() -> None:
@@ -98,7 +97,7 @@ def test_quantized_classifier_agrees_with_the_float_model() -> None:
 @pytest.mark.slow
 def test_generator_reproduces_the_committed_files(tmp_path: Path) -> None:
     pytest.importorskip("skl2onnx")
-    from vm.models.generate import generate
+    from tools.models import generate
 
     out = tmp_path
     regenerated = generate(out)

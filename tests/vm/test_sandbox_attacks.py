@@ -1,6 +1,6 @@
-"""Every attack of DESIGN §2 and research/onnx-determinism.md is refused at registration, with its reason.
+"""Every attack of docs/design.md §2.11-§2.12 is refused at registration, with its reason.
 
-Each case is built as real model bytes by `vm.sandbox.attacks`; the verdict must be an InvalidModel whose
+Each case is built as real model bytes by `tools.attacks`; the verdict must be an InvalidModel whose
 one-line message names the rule, whether the check runs directly or as a CheckJob of an executor.
 """
 
@@ -9,8 +9,8 @@ from __future__ import annotations
 import pytest
 
 from core.errors import InvalidModel
-from vm.sandbox.attacks import ATTACKS, Attack
-from vm.sandbox.check import check_model
+from tools.attacks import ATTACKS, Attack
+from vm.sandbox.check import validate_model
 from vm.sandbox.executor import CheckJob, LocalExecutor
 
 pytestmark = pytest.mark.vm
@@ -20,7 +20,7 @@ pytestmark = pytest.mark.vm
 def test_attack_is_refused_with_its_reason(attack: Attack) -> None:
     model_bytes, spec = attack.build()
     with pytest.raises(InvalidModel) as refused:
-        check_model(model_bytes, spec)
+        validate_model(model_bytes, spec)
     message = str(refused.value)
     assert attack.expect in message
     assert "\n" not in message and len(message) <= 300
@@ -47,6 +47,6 @@ def test_size_cap_applies_before_parsing() -> None:
     attack = next(a for a in ATTACKS if a.name == "oversized_garbage")
     model_bytes, spec = attack.build()
     with pytest.raises(InvalidModel, match="over the cap"):
-        check_model(model_bytes, spec)
+        validate_model(model_bytes, spec)
     with pytest.raises(InvalidModel, match="not an ONNX model"):
-        check_model(model_bytes[: spec.limits.max_model_bytes], spec)
+        validate_model(model_bytes[: spec.limits.max_model_bytes], spec)

@@ -12,17 +12,17 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from core.errors import InvalidModel
+from tools.attacks import make_model, tensor
 from vm.models import load_model, model_names
-from vm.sandbox.attacks import make_model, tensor
 from vm.sandbox.canonicalize import canonicalize
-from vm.sandbox.check import check_model
+from vm.sandbox.check import validate_model
 from vm.sandbox.session import create_session
-from vm.sandbox.spec import ModelClass, ModelSpec, TensorSpec, Tolerance
+from vm.sandbox.spec import ArraySpec, CompareMode, ModelSpec, Tolerance
 
 pytestmark = pytest.mark.vm
 
 F = TensorProto.FLOAT
-TOL = {"model_class": ModelClass.TOLERANT, "grid_k": 20, "tolerance": Tolerance(16, 200)}
+TOL = {"model_class": CompareMode.TOLERANT, "grid_k": 20, "tolerance": Tolerance(16, 200)}
 
 
 def _run(model_bytes: bytes, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
@@ -63,8 +63,8 @@ def test_rewrites_into_checked_canonical_form() -> None:
     assert [d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim] == [3, 8]
     assert [d.dim_value for d in model.graph.output[0].type.tensor_type.shape.dim] == [3, 5]
     assert [o.domain for o in model.opset_import] == [""]
-    spec = ModelSpec((TensorSpec("x", "float32", (3, 8)),), **TOL)
-    assert check_model(canonical, spec).outputs == (TensorSpec("p", "float32", (3, 5)),)
+    spec = ModelSpec((ArraySpec("x", "float32", (3, 8)),), **TOL)
+    assert validate_model(canonical, spec).outputs == (ArraySpec("p", "float32", (3, 5)),)
 
 
 def test_split_softmax_matches_the_fused_op() -> None:
@@ -108,7 +108,7 @@ def test_int8_weights_move_to_uint8_with_identical_outputs() -> None:
     a = rng.integers(0, 256, size=(2, 16), dtype=np.uint8)
     expected = (a.astype(np.int64) @ (w.astype(np.int64) - zp.astype(np.int64))).astype(np.int32)
     np.testing.assert_array_equal(_run(canonical, {"a": a})[0], expected)
-    check_model(canonical, ModelSpec((TensorSpec("a", "uint8", (2, 16)),), ModelClass.EXACT))
+    validate_model(canonical, ModelSpec((ArraySpec("a", "uint8", (2, 16)),), CompareMode.EXACT))
 
 
 def test_int8_weight_without_zero_point_gets_zero_point_128() -> None:
@@ -223,7 +223,7 @@ def test_shapes_must_name_exactly_the_inputs() -> None:
 
 
 def test_refuses_what_cannot_be_canonical() -> None:
-    from vm.sandbox.attacks import ATTACKS
+    from tools.attacks import ATTACKS
 
     for name, reason in (("external_data", "external data"), ("loop_1e12", "control flow"), ("training_info", "training")):
         model_bytes, spec = next(a for a in ATTACKS if a.name == name).build()

@@ -11,12 +11,12 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from core.errors import InvalidModel
+from tools.attacks import canonical, make_model, tensor
 from vm.models import load_model
-from vm.sandbox.attacks import canonical, make_model, tensor
-from vm.sandbox.check import check_model
+from vm.sandbox.check import validate_model
 from vm.sandbox.limits import DEFAULT_LIMITS, GasSchedule
 from vm.sandbox.meter import meter
-from vm.sandbox.spec import ModelClass, ModelSpec, TensorSpec, Tolerance
+from vm.sandbox.spec import ArraySpec, CompareMode, ModelSpec, Tolerance
 
 pytestmark = pytest.mark.vm
 
@@ -87,7 +87,7 @@ def _conv_net(batch: int) -> tuple[bytes, ModelSpec]:
         helper.make_node("Gemm", ["f", "fc"], ["y"]),
     ]
     spec = ModelSpec(
-        (TensorSpec("x", "float32", (batch, 1, 8, 8)),), ModelClass.TOLERANT, 16, Tolerance(2, 100)
+        (ArraySpec("x", "float32", (batch, 1, 8, 8)),), CompareMode.TOLERANT, 16, Tolerance(2, 100)
     )
     model = make_model(nodes, [tensor("x", TensorProto.FLOAT, (batch, 1, 8, 8))], [tensor("y", TensorProto.FLOAT, (batch, 10))], [w, b, fc])
     return canonical(model, spec), spec
@@ -106,7 +106,7 @@ def test_small_conv_net_matches_hand_count() -> None:
     ]
     assert report.macs == 2304 + 640
     assert report.gas == _gas(nodes)
-    assert check_model(model_bytes, spec).gas_per_call == report.gas
+    assert validate_model(model_bytes, spec).gas_per_call == report.gas
 
 
 def test_work_scales_exactly_with_batch() -> None:
@@ -122,11 +122,11 @@ def test_quantized_matmul_counts_like_matmul() -> None:
     zps = [numpy_helper.from_array(np.array(z, np.uint8), n) for n, z in (("za", 0), ("zb", 128), ("zy", 5))]
     w = numpy_helper.from_array(np.full((16, 8), 130, np.uint8), "w")
     node = helper.make_node("QLinearMatMul", ["a", "sa", "za", "w", "sb", "zb", "sy", "zy"], ["y"])
-    spec = ModelSpec((TensorSpec("a", "uint8", (3, 16)),), ModelClass.EXACT)
+    spec = ModelSpec((ArraySpec("a", "uint8", (3, 16)),), CompareMode.EXACT)
     model = make_model([node], [tensor("a", TensorProto.UINT8, (3, 16))], [tensor("y", TensorProto.UINT8, (3, 8))], [w, *scales, *zps])
     model_bytes = canonical(model, spec)
     assert meter(model_bytes).macs == 3 * 8 * 16
-    assert check_model(model_bytes, spec).macs == 3 * 8 * 16
+    assert validate_model(model_bytes, spec).macs == 3 * 8 * 16
 
 
 def test_pinning_shapes_changes_the_price() -> None:

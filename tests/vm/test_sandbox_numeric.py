@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from vm.sandbox.errors import NonFiniteOutput, OffGridOutput
 from vm.sandbox.numeric import canonical_outputs, find_disagreement, outputs_agree, quantize, within_tolerance
-from vm.sandbox.spec import ModelClass, TensorSpec, Tolerance
+from vm.sandbox.spec import ArraySpec, CompareMode, Tolerance
 
 pytestmark = pytest.mark.vm
 
@@ -45,7 +45,7 @@ def test_values_beyond_int64_fail() -> None:
 
 
 def test_canonical_outputs_keep_integers_and_order() -> None:
-    specs = (TensorSpec("s", "float32", (2,)), TensorSpec("n", "int32", (2,)))
+    specs = (ArraySpec("s", "float32", (2,)), ArraySpec("n", "int32", (2,)))
     raw = {"n": np.array([3, -4], np.int32), "s": np.array([0.25, -0.125], np.float32)}
     out = canonical_outputs(raw, specs, 3)
     assert list(out) == ["s", "n"]
@@ -95,23 +95,23 @@ def test_fast_path_equals_exact_integer_formula(pairs: list[tuple[int, int]], t_
 
 
 def test_disagreement_rules_by_class() -> None:
-    specs = (TensorSpec("s", "float32", (2,)), TensorSpec("n", "int64", (2,)))
+    specs = (ArraySpec("s", "float32", (2,)), ArraySpec("n", "int64", (2,)))
     tol = Tolerance(1, 100)
     local = {"s": np.array([100, 200], np.int64), "n": np.array([7, 8], np.int64)}
     near = {"s": np.array([101, 199], np.int64), "n": np.array([7, 8], np.int64)}
-    assert outputs_agree(specs, ModelClass.TOLERANT, tol, near, local)
+    assert outputs_agree(specs, CompareMode.TOLERANT, tol, near, local)
     int_off = {"s": local["s"], "n": np.array([7, 9], np.int64)}
-    assert find_disagreement(specs, ModelClass.TOLERANT, tol, int_off, local) == "output 'n' differs"
+    assert find_disagreement(specs, CompareMode.TOLERANT, tol, int_off, local) == "output 'n' differs"
     far = {"s": np.array([102, 200], np.int64), "n": local["n"]}
-    assert "tolerance" in (find_disagreement(specs, ModelClass.TOLERANT, tol, far, local) or "")
-    exact_specs = (TensorSpec("n", "int64", (2,)),)
-    assert not outputs_agree(exact_specs, ModelClass.EXACT, Tolerance(), {"n": np.array([7, 9])}, {"n": local["n"]})
+    assert "tolerance" in (find_disagreement(specs, CompareMode.TOLERANT, tol, far, local) or "")
+    exact_specs = (ArraySpec("n", "int64", (2,)),)
+    assert not outputs_agree(exact_specs, CompareMode.EXACT, Tolerance(), {"n": np.array([7, 9])}, {"n": local["n"]})
 
 
 def test_disagreement_on_dtype_shape_or_names() -> None:
-    specs = (TensorSpec("n", "int32", (2,)),)
+    specs = (ArraySpec("n", "int32", (2,)),)
     good = {"n": np.array([1, 2], np.int32)}
-    assert outputs_agree(specs, ModelClass.EXACT, Tolerance(), good, good)
-    assert not outputs_agree(specs, ModelClass.EXACT, Tolerance(), {"n": np.array([1, 2], np.int64)}, good)
-    assert not outputs_agree(specs, ModelClass.EXACT, Tolerance(), {"n": np.array([[1, 2]], np.int32)}, good)
-    assert not outputs_agree(specs, ModelClass.EXACT, Tolerance(), {"m": good["n"]}, good)
+    assert outputs_agree(specs, CompareMode.EXACT, Tolerance(), good, good)
+    assert not outputs_agree(specs, CompareMode.EXACT, Tolerance(), {"n": np.array([1, 2], np.int64)}, good)
+    assert not outputs_agree(specs, CompareMode.EXACT, Tolerance(), {"n": np.array([[1, 2]], np.int32)}, good)
+    assert not outputs_agree(specs, CompareMode.EXACT, Tolerance(), {"m": good["n"]}, good)

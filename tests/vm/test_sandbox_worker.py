@@ -14,13 +14,13 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from core.errors import LocalFault
+from tools.attacks import make_model, tensor
 from vm.models import load_model, model_names
-from vm.sandbox.attacks import make_model, tensor
 from vm.sandbox.errors import GoldenMismatch, InputMismatch, WorkerFault
 from vm.sandbox.executor import CheckJob, InferJob, Job, JobResult, LocalExecutor, ModelPackage
 from vm.sandbox.golden import make_golden
 from vm.sandbox.limits import WorkerLimits
-from vm.sandbox.spec import ModelClass, ModelSpec, TensorSpec, Tolerance
+from vm.sandbox.spec import ArraySpec, CompareMode, ModelSpec, Tolerance
 from vm.sandbox.worker import WorkerPool
 
 pytestmark = pytest.mark.vm
@@ -64,8 +64,8 @@ def assert_same(a: list[JobResult], b: list[JobResult]) -> None:
         assert type(x.error) is type(y.error) and str(x.error) == str(y.error)
 
 
-def _model_package(model_id: bytes, model: object, inputs: tuple[TensorSpec, ...]) -> ModelPackage:
-    return ModelPackage(model_id, model.SerializeToString(), ModelSpec(inputs, ModelClass.EXACT))  # type: ignore[attr-defined]
+def _model_package(model_id: bytes, model: object, inputs: tuple[ArraySpec, ...]) -> ModelPackage:
+    return ModelPackage(model_id, model.SerializeToString(), ModelSpec(inputs, CompareMode.EXACT))  # type: ignore[attr-defined]
 
 
 def crash_job(a: int = -(2**31), b: int = -1) -> InferJob:
@@ -75,7 +75,7 @@ def crash_job(a: int = -(2**31), b: int = -1) -> InferJob:
         [tensor("a", TensorProto.INT32, (1,)), tensor("b", TensorProto.INT32, (1,))],
         [tensor("y", TensorProto.INT32, (1,))],
     )
-    specs = (TensorSpec("a", "int32", (1,)), TensorSpec("b", "int32", (1,)))
+    specs = (ArraySpec("a", "int32", (1,)), ArraySpec("b", "int32", (1,)))
     return InferJob(_model_package(b"crash", model, specs), {"a": np.array([a], np.int32), "b": np.array([b], np.int32)})
 
 
@@ -85,7 +85,7 @@ def memory_job() -> InferJob:
     nodes = [helper.make_node("Expand", ["x", "shape"], ["big"]), helper.make_node("ReduceMax", ["big"], ["y"], keepdims=0)]
     model = make_model(nodes, [tensor("x", F, (1,))], [tensor("y", F, ())], [shape])
     pkg = ModelPackage(
-        b"memory", model.SerializeToString(), ModelSpec((TensorSpec("x", "float32", (1,)),), ModelClass.TOLERANT, 0, Tolerance(1, 100))
+        b"memory", model.SerializeToString(), ModelSpec((ArraySpec("x", "float32", (1,)),), CompareMode.TOLERANT, 0, Tolerance(1, 100))
     )
     return InferJob(pkg, {"x": np.ones(1, np.float32)})
 
@@ -95,8 +95,8 @@ def heavy_job(layers: int) -> InferJob:
     n = 2048
     nodes = [helper.make_node("MatMul", ["x" if i == 0 else f"t{i}", "w"], [f"t{i + 1}" if i < layers - 1 else "y"]) for i in range(layers)]
     model = make_model(nodes, [tensor("x", F, (n, n)), tensor("w", F, (n, n))], [tensor("y", F, (n, n))])
-    specs = (TensorSpec("x", "float32", (n, n)), TensorSpec("w", "float32", (n, n)))
-    pkg = ModelPackage(b"heavy", model.SerializeToString(), ModelSpec(specs, ModelClass.TOLERANT, 0, Tolerance(1, 100)))
+    specs = (ArraySpec("x", "float32", (n, n)), ArraySpec("w", "float32", (n, n)))
+    pkg = ModelPackage(b"heavy", model.SerializeToString(), ModelSpec(specs, CompareMode.TOLERANT, 0, Tolerance(1, 100)))
     value = np.full((n, n), 1e-3, np.float32)
     return InferJob(pkg, {"x": value, "w": value})
 

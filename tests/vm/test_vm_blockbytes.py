@@ -11,7 +11,7 @@ from core.errors import InvalidBlock
 from core.types import Amount
 from tests.vm.devnet import Devnet
 from tests.vm.test_vm_evidence import double_vote
-from vm.blockbytes import array_header_size, check_basics
+from vm.blockbytes import array_header_size, get_block_bytes
 from vm.txs import Transfer
 
 pytestmark = pytest.mark.vm
@@ -27,13 +27,13 @@ def test_sizes_and_roots_match_core(net: Devnet) -> None:
     for count in (0, 1, 17):
         txs = [net.tx(a, Transfer(b.address, Amount(i)), gas_limit=1000) for i in range(count)]
         block = net.step(txs, evidence=[double_vote(net, 0, net.height)] if count == 17 else [])
-        parts = check_basics(block)
+        parts = get_block_bytes(block)
         assert parts.size == len(block.encode())
         assert compute_txs_root(block.txs) == block.header.txs_root
         assert compute_results_root(block.results) == block.header.results_root
         assert [t.hash for t in parts.txs] == [tx.hash for tx in block.txs]
     broken = replace(block, results=(*block.results[:-1], replace(block.results[-1], log="x")))
     with pytest.raises(InvalidBlock):
-        check_basics(broken)
+        get_block_bytes(broken)
     with pytest.raises(InvalidBlock):
         broken.validate_basic()

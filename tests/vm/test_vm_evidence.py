@@ -29,7 +29,7 @@ def test_double_vote_is_slashed_once_and_tombstones(net: Devnet) -> None:
     net.step()
     evidence = double_vote(net, 0, 1)
     offender = evidence.vote_a.validator_address
-    assert all(app.check_evidence(evidence) for app in net.apps)
+    assert all(app.is_valid_evidence(evidence) for app in net.apps)
     before = net.apps[0].view().validator(offender)
     block = net.step(evidence=[evidence])
     assert block.evidence == (evidence,)
@@ -53,7 +53,7 @@ def test_evidence_that_proves_nothing_is_refused(net: Devnet) -> None:
     bad_sig = DuplicateVote(good.vote_a, replace(good.vote_b, signature=good.vote_a.signature))
     swapped = DuplicateVote(good.vote_b, good.vote_a)  # not in canonical order: consensus refuses it too
     for ev in (same_block, bad_sig, swapped):
-        assert not net.apps[0].check_evidence(ev)
+        assert not net.apps[0].is_valid_evidence(ev)
         assert net.propose(evidence=[ev]).evidence == ()
     # A proposer that includes it anyway proposes an invalid block.
     block = net.propose()

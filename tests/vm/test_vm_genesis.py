@@ -12,10 +12,10 @@ from click.testing import CliRunner
 
 from core.errors import ConfigError
 from core.keys import PrivateKey
-from core.store import LevelDBStore
+from node.leveldb import LevelDBStore
+from tools.genesis import main, make_genesis
 from vm.app import VMApplication
 from vm.genesis import REPO_ROOT, load_genesis, parse_genesis
-from vm.genesis_tool import main, make_genesis
 from vm.sandbox.executor import LocalExecutor
 
 pytestmark = pytest.mark.vm
@@ -43,6 +43,24 @@ def test_tool_is_deterministic_and_keys_derive_from_the_seed(tmp_path: Path) -> 
     seed = doc["keys"]["seed_phrase"]
     assert [v["public_key"] for v in doc["validators"]] == [
         PrivateKey.derive(seed, "validator", i).public_key.hex() for i in range(7)]
+
+
+def test_tool_applies_overrides_and_refuses_bad_ones_in_one_line(tmp_path: Path) -> None:
+    runner = CliRunner()
+    out = tmp_path / "g.json"
+    result = runner.invoke(main, ["-n", "2", "--accounts", "3", "--out", str(out),
+                                  "--overrides", '{"slashing": {"jail_blocks": 5}}'])
+    assert result.exit_code == 0, result.output
+    doc = json.loads(out.read_text())
+    assert doc["slashing"]["jail_blocks"] == 5 and len(doc["accounts"]) == 3
+    assert parse_genesis(doc).params.slashing.jail_blocks == 5
+    for overrides, message in (('{"slashing": {"max_misses": 99}}', "max_misses"),
+                               ('{"nope": {}}', "unknown sections"),
+                               ("[1]", "expected an object"),
+                               ("{", "not JSON")):
+        result = runner.invoke(main, ["--out", str(tmp_path / "bad.json"), "--overrides", overrides])
+        assert result.exit_code != 0 and message in result.output, (overrides, result.output)
+        assert not (tmp_path / "bad.json").exists()
 
 
 @pytest.mark.parametrize(("edit", "message"), [

@@ -118,11 +118,11 @@ def test_a_wrong_exact_output_becomes_evidence_and_is_punished(net: Devnet) -> N
     signed = net.sign_proposal(wrong)
     (evidence,) = net.apps[1].wrong_inference_evidence(signed)
     assert evidence == make_wrong_inference(signed, 0)
-    assert net.apps[0].check_evidence(evidence) and net.apps[1].check_evidence(evidence)
+    assert net.apps[0].is_valid_evidence(evidence) and net.apps[1].is_valid_evidence(evidence)
     # The honest output proves nothing.
-    assert not net.apps[1].check_evidence(make_wrong_inference(net.sign_proposal(block), 0))
+    assert not net.apps[1].is_valid_evidence(make_wrong_inference(net.sign_proposal(block), 0))
     forged: WrongInference = replace(evidence, result=block.results[0])
-    assert not net.apps[1].check_evidence(forged)
+    assert not net.apps[1].is_valid_evidence(forged)
     # The chain moves on with the honest block; the next block carries the evidence.
     net.commit(block)
     offender = wrong.header.proposer

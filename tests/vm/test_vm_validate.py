@@ -23,7 +23,7 @@ def test_a_bug_met_while_validating_is_an_alarmed_local_fault(net: Devnet, monke
     def broken(_: Block) -> NoReturn:
         raise bug("simulated bug")
 
-    monkeypatch.setattr(vm.validate, "check_basics", broken)
+    monkeypatch.setattr(vm.validate, "get_block_bytes", broken)
     verdict = net.apps[1].validate_block(block)
     # Neither a crash of every validator the block reaches nor an "invalid" verdict on an honest proposer.
     assert verdict.kind is VerdictKind.LOCAL_FAULT

@@ -17,9 +17,9 @@ from core.tensor import DType, Tensor
 from core.types import Amount
 from tests.vm.devnet import Devnet
 from tests.vm.helpers import memory_hog_model, meta_for, spec
+from tools.genesis import make_genesis
 from vm.execute import InferWork
 from vm.genesis import parse_genesis
-from vm.genesis_tool import make_genesis
 from vm.sandbox.executor import LocalExecutor
 from vm.sandbox.golden import make_golden, save_golden
 from vm.sandbox.limits import WorkerLimits
@@ -128,8 +128,9 @@ def test_a_model_that_exhausts_its_worker_is_a_local_fault_and_the_node_goes_on(
         block = net.propose([tx])  # node 0 runs it without limits
         assert block.results[0].status is TxStatus.OK
         (verdict,) = net.validate(block)
-        assert verdict.kind.value == "local_fault" and "memory" in verdict.reason
-        assert any("memory" in line for line in net.alarms)
+        # ORT's allocation failure is not recognised by its text any more: whatever the worker met is a fault.
+        assert verdict.kind.value == "local_fault" and verdict.reason.startswith("worker")
+        assert any(verdict.reason[:40] in line for line in net.alarms)
         # As proposer, node 1 leaves the transaction out instead of stalling.
         own = net.apps[1].build_block(net.template(), [tx])
         assert own.txs == ()

@@ -1,7 +1,7 @@
 """The committed demo and proof-of-inference models, with golden vectors and a manifest.
 
 `load_model(name)` returns the bytes (sha256-checked against manifest.json), the registration spec and the
-golden vectors; `vm.models.generate` rebuilds them all deterministically. Names: digits_mlp (tolerant),
+golden vectors; `tools.models` rebuilds them all deterministically. Names: digits_mlp (tolerant),
 digits_int8 (exact), poi_mix (exact, the PoI model).
 """
 
@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from vm.sandbox.golden import GoldenVectors, decode_golden
-from vm.sandbox.spec import ModelClass, ModelSpec, TensorSpec, Tolerance
+from vm.sandbox.spec import ArraySpec, CompareMode, ModelSpec, Tolerance
 
 MODELS_DIR = Path(__file__).resolve().parent
 POI_MODEL = "poi_mix"
@@ -29,7 +29,7 @@ class DemoModel:
     model_bytes: bytes
     spec: ModelSpec
     golden: GoldenVectors
-    outputs: tuple[TensorSpec, ...]
+    outputs: tuple[ArraySpec, ...]
     gas_per_call: int
     macs: int
 
@@ -44,8 +44,8 @@ def model_names() -> tuple[str, ...]:
     return tuple(entry["name"] for entry in manifest()["models"])
 
 
-def _specs(items: list[dict[str, Any]]) -> tuple[TensorSpec, ...]:
-    return tuple(TensorSpec(t["name"], t["dtype"], tuple(t["shape"])) for t in items)
+def _specs(items: list[dict[str, Any]]) -> tuple[ArraySpec, ...]:
+    return tuple(ArraySpec(t["name"], t["dtype"], tuple(t["shape"])) for t in items)
 
 
 def load_model(name: str) -> DemoModel:
@@ -61,7 +61,7 @@ def load_model(name: str) -> DemoModel:
         raise ValueError(f"{entry['golden']} does not match its sha256 in manifest.json")
     spec = ModelSpec(
         inputs=_specs(entry["inputs"]),
-        model_class=ModelClass(entry["class"]),
+        model_class=CompareMode(entry["class"]),
         grid_k=entry["grid_k"],
         tolerance=Tolerance(entry["t_abs"], entry["t_rel_ppm"]),
     )

@@ -2,7 +2,7 @@
 
 Public API (docs/sandbox.md):
     canonicalize(bytes, input_shapes) -> bytes          client side (`inferchain model register`)
-    check_model(bytes, ModelSpec) -> ModelInfo          chain side; raises InvalidModel
+    validate_model(bytes, ModelSpec) -> ModelInfo          chain side; raises InvalidModel
     meter(bytes) -> MeterReport                         static gas of one call
     quantize / canonical_outputs / outputs_agree        the grid and the agreement check
     WorkerPool.run_batch(jobs) / LocalExecutor          execution: one hand-off of jobs per block
@@ -15,13 +15,13 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from vm.sandbox.canonicalize import canonicalize
-    from vm.sandbox.check import check_model, validate_spec
+    from vm.sandbox.check import validate_model, validate_spec
     from vm.sandbox.errors import (
         GoldenMismatch,
         InputMismatch,
-        ModelRuntimeError,
         NonFiniteOutput,
         OffGridOutput,
+        RuntimeFault,
         WorkerFault,
     )
     from vm.sandbox.executor import CheckJob, Executor, InferJob, Job, JobResult, LocalExecutor, ModelPackage
@@ -35,16 +35,16 @@ if TYPE_CHECKING:
         quantize,
         within_tolerance,
     )
-    from vm.sandbox.spec import ModelClass, ModelInfo, ModelSpec, TensorSpec, Tolerance
+    from vm.sandbox.spec import ArraySpec, CompareMode, ModelInfo, ModelSpec, Tolerance
     from vm.sandbox.worker import WorkerPool
 
 _EXPORTS = {
     "canonicalize": "vm.sandbox.canonicalize",
-    "check_model": "vm.sandbox.check",
+    "validate_model": "vm.sandbox.check",
     "validate_spec": "vm.sandbox.check",
     "GoldenMismatch": "vm.sandbox.errors",
     "InputMismatch": "vm.sandbox.errors",
-    "ModelRuntimeError": "vm.sandbox.errors",
+    "RuntimeFault": "vm.sandbox.errors",
     "NonFiniteOutput": "vm.sandbox.errors",
     "OffGridOutput": "vm.sandbox.errors",
     "WorkerFault": "vm.sandbox.errors",
@@ -72,17 +72,19 @@ _EXPORTS = {
     "outputs_agree": "vm.sandbox.numeric",
     "quantize": "vm.sandbox.numeric",
     "within_tolerance": "vm.sandbox.numeric",
-    "ModelClass": "vm.sandbox.spec",
+    "CompareMode": "vm.sandbox.spec",
     "ModelInfo": "vm.sandbox.spec",
     "ModelSpec": "vm.sandbox.spec",
-    "TensorSpec": "vm.sandbox.spec",
+    "ArraySpec": "vm.sandbox.spec",
     "Tolerance": "vm.sandbox.spec",
     "WorkerPool": "vm.sandbox.worker",
 }
 
 __all__ = [
     "DEFAULT_LIMITS",
+    "ArraySpec",
     "CheckJob",
+    "CompareMode",
     "Executor",
     "GasSchedule",
     "GoldenCase",
@@ -94,23 +96,20 @@ __all__ = [
     "JobResult",
     "LocalExecutor",
     "MeterReport",
-    "ModelClass",
     "ModelInfo",
     "ModelPackage",
-    "ModelRuntimeError",
     "ModelSpec",
     "NodeCost",
     "NonFiniteOutput",
     "OffGridOutput",
+    "RuntimeFault",
     "SandboxLimits",
-    "TensorSpec",
     "Tolerance",
     "WorkerFault",
     "WorkerLimits",
     "WorkerPool",
     "canonical_outputs",
     "canonicalize",
-    "check_model",
     "decode_golden",
     "encode_golden",
     "find_disagreement",
@@ -118,6 +117,7 @@ __all__ = [
     "meter",
     "outputs_agree",
     "quantize",
+    "validate_model",
     "validate_spec",
     "within_tolerance",
 ]

@@ -1,4 +1,4 @@
-"""Client-side canonicalizer run by `inferchain model register` (DESIGN §2.1); the chain only checks its output.
+"""Client-side canonicalizer run by `inferchain model register` (docs/design.md §2.1); the chain only checks its output.
 
 `canonicalize(bytes, input_shapes)` returns the one canonical form of a model: local functions inlined,
 input shapes pinned, Constant nodes and constant subgraphs folded into initializers (with ORT's pinned
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import heapq
+import struct
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -29,14 +30,23 @@ from vm.sandbox.graph import (
     has_external_data,
     infer_types,
     iter_graph_attributes,
+    library_verdict,
     node_inputs,
     one_line,
     parse_model,
+    validate_declared,
 )
 from vm.sandbox.limits import DEFAULT_LIMITS, SandboxLimits
 from vm.sandbox.ops import QUANTIZED_OPERANDS
 
 _MAX_FOLD_ROUNDS = 64
+_CONSTANT_ATTRIBUTES = {
+    "value": onnx.AttributeProto.TENSOR,
+    "value_float": onnx.AttributeProto.FLOAT,
+    "value_floats": onnx.AttributeProto.FLOATS,
+    "value_int": onnx.AttributeProto.INT,
+    "value_ints": onnx.AttributeProto.INTS,
+}
 
 
 def canonicalize(
@@ -44,9 +54,15 @@ def canonicalize(
     input_shapes: Mapping[str, Sequence[int]],
     limits: SandboxLimits = DEFAULT_LIMITS,
 ) -> bytes:
-    """The canonical bytes of a model with its inputs pinned to `input_shapes` (name -> static shape)."""
-    model = parse_model(model_bytes, limits)
-    return serialize(canonicalize_proto(model, input_shapes, limits, allow_eval=True))
+    """The canonical bytes of a model with its inputs pinned to `input_shapes` (name -> static shape).
+
+    Total like the checker: the canonical bytes, or InvalidModel with one bounded line.
+    """
+    try:
+        model = parse_model(model_bytes, limits)
+        return serialize(canonicalize_proto(model, input_shapes, limits, allow_eval=True))
+    except InvalidModel as exc:
+        raise InvalidModel(one_line(exc)) from None
 
 
 def serialize(model: ModelProto) -> bytes:
@@ -68,8 +84,10 @@ def canonicalize_proto(
     model.DiscardUnknownFields()
     _refuse_uncanonicalizable(model)
     if len(model.functions):
-        model.CopyFrom(onnx.inliner.inline_local_functions(model))
+        with library_verdict("inlining local functions"):
+            model.CopyFrom(onnx.inliner.inline_local_functions(model))
         del model.functions[:]
+        validate_declared(model, limits)  # the inlined nodes are new declarations
     _strip(model)
     _pin_inputs(model, input_shapes)
     _constants_to_initializers(model)
@@ -137,8 +155,8 @@ def _strip(model: ModelProto) -> None:
         for attr in node.attribute:
             attr.ClearField("doc_string")
         node.attribute.sort(key=lambda a: a.name)
-        if node.domain == "ai.onnx":
-            node.domain = ""
+        if node.domain in ("", "ai.onnx"):
+            node.ClearField("domain")  # absent, explicit "" and the alias mean the same domain
     for value in (*g.input, *g.output):
         value.ClearField("doc_string")
         del value.metadata_props[:]
@@ -165,12 +183,11 @@ def _pin_inputs(model: ModelProto, input_shapes: Mapping[str, Sequence[int]]) ->
     for value in g.input:
         if not value.type.HasField("tensor_type"):
             raise InvalidModel(f"input {value.name!r} is not a tensor")
-        shape = value.type.tensor_type.shape
-        shape.Clear()
-        for d in input_shapes[value.name]:
-            if isinstance(d, bool) or not isinstance(d, int | np.integer) or d < 0:
-                raise InvalidModel(f"input {value.name!r}: shape must be ints >= 0")
-            shape.dim.add().dim_value = int(d)
+        dims = input_shapes[value.name]
+        if any(isinstance(d, bool) or not isinstance(d, int | np.integer) or d < 0 for d in dims):
+            raise InvalidModel(f"input {value.name!r}: shape must be ints >= 0")
+        # Rebuilt, not edited: no field of the old type survives with or without presence.
+        value.type.CopyFrom(helper.make_tensor_type_proto(value.type.tensor_type.elem_type, [int(d) for d in dims]))
 
 
 def _constants_to_initializers(model: ModelProto) -> None:
@@ -184,6 +201,8 @@ def _constants_to_initializers(model: ModelProto) -> None:
             raise InvalidModel("Constant node must have exactly one value attribute")
         attr = node.attribute[0]
         value: np.ndarray
+        if _CONSTANT_ATTRIBUTES.get(attr.name) != attr.type or (attr.name == "value" and not attr.HasField("t")):
+            raise InvalidModel(f"Constant attribute {attr.name!r} is not allowed or does not carry its value")
         if attr.name == "value":
             value = numpy_helper.to_array(attr.t)
         elif attr.name == "value_float":
@@ -210,7 +229,6 @@ def _normalize_initializers(model: ModelProto) -> None:
         if init.name in seen:
             raise InvalidModel(f"initializer {init.name!r} is defined twice")
         seen.add(init.name)
-        _check_tensor_size(init)
         try:
             array = numpy_helper.to_array(init)
         except Exception as exc:  # malformed tensor payloads raise several types
@@ -218,27 +236,6 @@ def _normalize_initializers(model: ModelProto) -> None:
         fresh.append(numpy_helper.from_array(np.asarray(array, order="C"), init.name))
     del g.initializer[:]
     g.initializer.extend(fresh)
-
-
-def _check_tensor_size(init: TensorProto) -> None:
-    """Refuse before decoding a tensor whose declared size its payload does not carry."""
-    count = 1
-    for d in init.dims:
-        if d < 0:
-            raise InvalidModel(f"initializer {init.name!r} has a negative dimension")
-        count *= d
-    dtype = onnx.helper.tensor_dtype_to_np_dtype(init.data_type) if init.data_type in NAME_TO_ONNX.values() else None
-    if dtype is None:
-        raise InvalidModel(f"initializer {init.name!r} has an unsupported element type {init.data_type}")
-    if init.HasField("raw_data"):
-        have = len(init.raw_data)
-        want = count * np.dtype(dtype).itemsize
-    else:
-        fields = ("float_data", "int32_data", "int64_data", "double_data", "uint64_data", "string_data")
-        have = sum(len(getattr(init, f)) for f in fields)
-        want = count * (2 if init.data_type in (TensorProto.COMPLEX64, TensorProto.COMPLEX128) else 1)
-    if have != want:
-        raise InvalidModel(f"initializer {init.name!r} declares {count} elements but carries {have} values/bytes")
 
 
 def _dropout_to_identity(model: ModelProto) -> None:
@@ -474,9 +471,64 @@ def _uint8_operands(model: ModelProto, types: TypeTable) -> None:
                 node.input[zero_point] = zname
 
 
+_VALUE_ATTRIBUTES = frozenset({
+    onnx.AttributeProto.INT, onnx.AttributeProto.FLOAT, onnx.AttributeProto.STRING,
+    onnx.AttributeProto.INTS, onnx.AttributeProto.FLOATS, onnx.AttributeProto.STRINGS,
+})
+
+
+def _attribute_key(attr: onnx.AttributeProto) -> tuple[object, ...]:
+    """What an attribute means: its type and value (floats by their bits: -0.0 is not 0.0)."""
+    value = helper.get_attribute_value(attr)
+    if attr.type == onnx.AttributeProto.FLOAT:
+        value = struct.pack("<f", value)
+    elif attr.type == onnx.AttributeProto.FLOATS:
+        value = struct.pack(f"<{len(value)}f", *value)
+    elif attr.type in (onnx.AttributeProto.INTS, onnx.AttributeProto.STRINGS):
+        value = tuple(value)
+    return (attr.type, value)
+
+
+def _normalize_nodes(model: ModelProto) -> None:
+    """One encoding per node meaning: default domain absent, no trailing empty optional inputs or outputs,
+    no attribute at its schema default, attribute tensors in raw form without a name, attributes by name."""
+    opset = _opset(model)
+    for node in model.graph.node:
+        if node.domain in ("", "ai.onnx"):
+            node.ClearField("domain")
+        if node.HasField("overload") and not node.overload:
+            node.ClearField("overload")
+        while len(node.input) and not node.input[-1]:
+            del node.input[-1]
+        while len(node.output) and not node.output[-1]:
+            del node.output[-1]
+        schema = None
+        if not node.domain:
+            with contextlib.suppress(onnx.defs.SchemaError):  # an unknown op: the checker refuses it
+                schema = onnx.defs.get_schema(node.op_type, opset, "")
+        kept = []
+        for attr in sorted(node.attribute, key=lambda a: a.name):
+            if attr.HasField("t"):
+                attr.t.CopyFrom(numpy_helper.from_array(np.asarray(numpy_helper.to_array(attr.t), order="C")))
+            spec = schema.attributes.get(attr.name) if schema is not None else None
+            default = spec.default_value if spec is not None else None
+            if (default is not None and attr.type in _VALUE_ATTRIBUTES and default.type == attr.type
+                    and not attr.ref_attr_name and _attribute_key(attr) == _attribute_key(default)):
+                continue
+            kept.append(attr)
+        if len(kept) != len(node.attribute) or [a.name for a in node.attribute] != [a.name for a in kept]:
+            copies = [onnx.AttributeProto() for _ in kept]
+            for copy, attr in zip(copies, kept, strict=True):
+                copy.CopyFrom(attr)
+            del node.attribute[:]
+            node.attribute.extend(copies)
+
+
 def _finish(model: ModelProto) -> None:
-    """Opsets actually used, the matching IR version, typed outputs, sorted initializers."""
+    """Opsets actually used, the matching IR version, one encoding per node, typed outputs, sorted
+    initializers."""
     g = model.graph
+    _normalize_nodes(model)
     used = {n.domain for n in g.node} | {""}
     imports = sorted(
         ((("" if op.domain == "ai.onnx" else op.domain), int(op.version)) for op in model.opset_import),

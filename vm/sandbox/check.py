@@ -1,4 +1,4 @@
-"""The chain-side model checker: `check_model(bytes, spec) -> ModelInfo`, or InvalidModel with one line.
+"""The chain-side model checker: `validate_model(bytes, spec) -> ModelInfo`, or InvalidModel with one line.
 
 Every validator reaches the same verdict from the bytes, the spec and the pinned onnx/onnxruntime versions:
 cheap byte and structure rules first (so hostile inputs are refused before any expensive step), then ONNX's
@@ -25,6 +25,7 @@ from vm.sandbox.graph import (
     infer_types,
     initializer_type,
     iter_graph_attributes,
+    library_verdict,
     node_inputs,
     one_line,
     parse_model,
@@ -45,45 +46,54 @@ from vm.sandbox.spec import (
     ALLOWED_DTYPES,
     FLOAT_DTYPES,
     INTEGER_DTYPES,
-    ModelClass,
+    ArraySpec,
+    CompareMode,
     ModelInfo,
     ModelSpec,
-    TensorSpec,
 )
 
 _CONTRIB_DOMAINS = frozenset({"com.microsoft", "com.microsoft.nchwc", "com.microsoft.experimental", "ai.onnx.contrib"})
 
 
-def check_model(model_bytes: bytes, spec: ModelSpec) -> ModelInfo:
-    """Accept canonical model bytes that obey every registration rule for `spec`; else raise InvalidModel."""
+def validate_model(model_bytes: bytes, spec: ModelSpec) -> ModelInfo:
+    """Accept canonical model bytes that obey every registration rule for `spec`; else raise InvalidModel.
+
+    Total: for any bytes and any spec the outcome is a ModelInfo or InvalidModel with one bounded line
+    (a LocalFault only when this node runs out of memory). Any other exception is a bug in the checker.
+    """
+    try:
+        return _validate_model(model_bytes, spec)
+    except InvalidModel as exc:  # names quoted in a message can be long: the verdict stays one short line
+        raise InvalidModel(one_line(exc)) from None
+
+
+def _validate_model(model_bytes: bytes, spec: ModelSpec) -> ModelInfo:
     limits = spec.limits
     validate_spec(spec)
     model = parse_model(model_bytes, limits)
-    _check_structure(model, limits)
-    _check_initializers(model, limits)
-    _check_io(model, spec)
-    try:
+    _validate_structure(model, limits)
+    _validate_initializers(model, limits)
+    _validate_io(model, spec)
+    with library_verdict("ill-formed graph: onnx's checker"):
         onnx.checker.check_model(model)
-    except Exception as exc:  # onnx raises ValidationError and others for ill-formed graphs
-        raise InvalidModel(f"ill-formed graph: {one_line(exc)}") from None
     types = infer_types(model)
-    _check_static(model, types, limits)
-    _check_canonical(model_bytes, model, types, spec)
-    _check_node_rules(model, types, limits)
-    _check_class(model, types, spec.model_class)
+    _validate_static(model, types, limits)
+    _validate_canonical(model_bytes, model, types, spec)
+    _validate_node_rules(model, types, limits)
+    _validate_class(model, types, spec.model_class)
     report = meter_graph(model, types, limits.gas)
     if report.macs > limits.max_macs:
         raise InvalidModel(f"model needs {report.macs} MACs per call, over the cap of {limits.max_macs}")
     if report.gas > limits.max_gas_per_call:
         raise InvalidModel(f"model costs {report.gas} gas per call, over the cap of {limits.max_gas_per_call}")
-    _check_runtime_accepts(model_bytes)
+    _validate_runtime_accepts(model_bytes)
     return _info(model_bytes, model, types, spec, report)
 
 
 def validate_spec(spec: ModelSpec) -> None:
     """Registration metadata rules: IO declarations, class, grid exponent and protocol minimum tolerances."""
     limits = spec.limits
-    if not isinstance(spec.model_class, ModelClass):
+    if not isinstance(spec.model_class, CompareMode):
         raise InvalidModel(f"unknown model class {spec.model_class!r}")
     if not spec.inputs or len(spec.inputs) > limits.max_inputs:
         raise InvalidModel(f"a model declares 1 to {limits.max_inputs} inputs")
@@ -96,7 +106,7 @@ def validate_spec(spec: ModelSpec) -> None:
         if t.size > limits.max_tensor_elements or t.nbytes > limits.max_tensor_bytes:
             raise InvalidModel(f"input {t.name!r} is over the tensor cap")
     k, tol = spec.grid_k, spec.tolerance
-    if spec.model_class is ModelClass.EXACT:
+    if spec.model_class is CompareMode.EXACT:
         if k != 0 or tol.t_abs != 0 or tol.t_rel_ppm != 0:
             raise InvalidModel("an exact model declares no grid and no tolerance")
         return
@@ -114,7 +124,7 @@ def _op_name(node: NodeProto) -> str:
     return f"{node.domain}.{node.op_type}" if node.domain else node.op_type
 
 
-def _check_structure(model: ModelProto, limits: SandboxLimits) -> None:
+def _validate_structure(model: ModelProto, limits: SandboxLimits) -> None:
     if not limits.min_ir_version <= model.ir_version <= limits.max_ir_version:
         raise InvalidModel(
             f"IR version {model.ir_version} outside [{limits.min_ir_version}, {limits.max_ir_version}]"
@@ -170,7 +180,7 @@ def _check_structure(model: ModelProto, limits: SandboxLimits) -> None:
                     raise InvalidModel(f"{op}: tensor attribute {attr.name!r} is not allowed")
 
 
-def _check_initializers(model: ModelProto, limits: SandboxLimits) -> None:
+def _validate_initializers(model: ModelProto, limits: SandboxLimits) -> None:
     """Initializers must carry exactly the bytes their dims declare, as raw data, in an allowed dtype."""
     total = 0
     for init in model.graph.initializer:
@@ -206,7 +216,7 @@ def _io_type(value: onnx.ValueInfoProto, what: str) -> tuple[str, tuple[int, ...
     return dtype, tuple(int(d.dim_value) for d in t.tensor_type.shape.dim)
 
 
-def _check_io(model: ModelProto, spec: ModelSpec) -> None:
+def _validate_io(model: ModelProto, spec: ModelSpec) -> None:
     g = model.graph
     limits = spec.limits
     if not 1 <= len(g.output) <= limits.max_outputs:
@@ -215,7 +225,7 @@ def _check_io(model: ModelProto, spec: ModelSpec) -> None:
     for value in g.input:
         if value.name in init_names:
             raise InvalidModel(f"input {value.name!r} is also an initializer")
-    declared = [TensorSpec(v.name, *_io_type(v, "input")) for v in g.input]
+    declared = [ArraySpec(v.name, *_io_type(v, "input")) for v in g.input]
     if tuple(declared) != spec.inputs:
         raise InvalidModel(
             f"model inputs {_describe(declared)} differ from the declared inputs {_describe(spec.inputs)}"
@@ -227,11 +237,11 @@ def _check_io(model: ModelProto, spec: ModelSpec) -> None:
         _io_type(value, "output")
 
 
-def _describe(specs: tuple[TensorSpec, ...] | list[TensorSpec]) -> str:
+def _describe(specs: tuple[ArraySpec, ...] | list[ArraySpec]) -> str:
     return ", ".join(f"{t.name}:{t.dtype}{list(t.shape)}" for t in specs)
 
 
-def _check_static(model: ModelProto, types: TypeTable, limits: SandboxLimits) -> None:
+def _validate_static(model: ModelProto, types: TypeTable, limits: SandboxLimits) -> None:
     """Every computed tensor has an allowed dtype and a static shape within the tensor caps."""
     for value in model.graph.output:
         t = types.get(value.name)
@@ -263,7 +273,7 @@ def _check_static(model: ModelProto, types: TypeTable, limits: SandboxLimits) ->
         raise InvalidModel(f"activations take {total} bytes, over the cap of {limits.max_activation_bytes}")
 
 
-def _check_canonical(model_bytes: bytes, model: ModelProto, types: TypeTable, spec: ModelSpec) -> None:
+def _validate_canonical(model_bytes: bytes, model: ModelProto, types: TypeTable, spec: ModelSpec) -> None:
     foldable = find_foldable(model, types, spec.limits)
     if foldable:
         node = model.graph.node[foldable[0]]
@@ -279,7 +289,7 @@ def _constant(model: ModelProto, name: str) -> onnx.TensorProto | None:
     return next((i for i in model.graph.initializer if i.name == name), None)
 
 
-def _check_node_rules(model: ModelProto, types: TypeTable, limits: SandboxLimits) -> None:
+def _validate_node_rules(model: ModelProto, types: TypeTable, limits: SandboxLimits) -> None:
     """Op-specific rules that keep every allowed op total and identical across CPUs."""
     for node in model.graph.node:
         op = node.op_type
@@ -324,9 +334,9 @@ def _is_float(types: TypeTable, name: str) -> bool:
     return t is not None and t.dtype in FLOAT_DTYPES
 
 
-def _check_class(model: ModelProto, types: TypeTable, model_class: ModelClass) -> None:
+def _validate_class(model: ModelProto, types: TypeTable, model_class: CompareMode) -> None:
     g = model.graph
-    if model_class is ModelClass.EXACT:
+    if model_class is CompareMode.EXACT:
         for value in g.input:
             if _is_float(types, value.name):
                 raise InvalidModel(f"exact model has a float input {value.name!r}")
@@ -361,16 +371,23 @@ def _check_class(model: ModelProto, types: TypeTable, model_class: ModelClass) -
             raise InvalidModel("tolerant model takes MaxPool indices of float values")
 
 
-def _check_runtime_accepts(model_bytes: bytes) -> None:
-    """ORT (pinned) must build a session: a checked model never fails to load later."""
-    from vm.sandbox.session import create_session
+def _validate_runtime_accepts(model_bytes: bytes) -> None:
+    """ORT (pinned) must build a session: a checked model never fails to load later.
+
+    Only ORT's model refusals (a closed list of status types) are a verdict; any other failure to build
+    the session is this node's fault.
+    """
+    from vm.sandbox.errors import RuntimeFault
+    from vm.sandbox.session import MODEL_REFUSALS, create_session
 
     try:
         create_session(bytes(model_bytes))
+    except MODEL_REFUSALS as exc:
+        raise InvalidModel(f"runtime refuses the model: {one_line(exc)}") from None
     except LocalFault:
         raise
-    except Exception as exc:  # ORT's refusal of the bytes is a deterministic verdict
-        raise InvalidModel(f"runtime refuses the model: {one_line(exc)}") from None
+    except Exception as exc:  # not a refusal of the bytes: memory, threads, files, a runtime bug
+        raise RuntimeFault(f"runtime failed to build a session: {type(exc).__name__}: {one_line(exc)}") from None
 
 
 def _info(model_bytes: bytes, model: ModelProto, types: TypeTable, spec: ModelSpec, report: MeterReport) -> ModelInfo:
@@ -378,7 +395,7 @@ def _info(model_bytes: bytes, model: ModelProto, types: TypeTable, spec: ModelSp
     for value in model.graph.output:
         t: TensorType = types[value.name]
         assert t.shape is not None and t.dtype in NAME_TO_ONNX
-        outputs.append(TensorSpec(value.name, t.dtype, t.shape))
+        outputs.append(ArraySpec(value.name, t.dtype, t.shape))
     parameter_bytes = sum(initializer_type(i).nbytes for i in model.graph.initializer)
     opset = next(int(op.version) for op in model.opset_import if op.domain in ("", "ai.onnx"))
     return ModelInfo(

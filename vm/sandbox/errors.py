@@ -1,7 +1,8 @@
 """Sandbox errors, refined from core's roots so the VM can commit a stable code (the class name), not text.
 
-Verdicts (the same on every node): `InvalidModel` and the `InferenceError` subclasses. Local faults (this
-node cannot decide; prevote nil): `WorkerFault` and `GoldenMismatch`.
+Verdicts (the same on every node): `InvalidModel` and the `InferenceError` subclasses, all of them our own
+checks before and after a run, never an error ONNX Runtime raised. Local faults (this node cannot decide;
+prevote nil): `WorkerFault` (and its `RuntimeFault`) and `GoldenMismatch`.
 """
 
 from __future__ import annotations
@@ -21,12 +22,13 @@ class OffGridOutput(InferenceError):
     """A float output whose grid value round(y * 2^k) does not fit in int64."""
 
 
-class ModelRuntimeError(InferenceError):
-    """ONNX Runtime refused the run for a data-dependent reason (e.g. a Gather index out of range)."""
-
-
 class WorkerFault(LocalFault):
     """A worker crashed, timed out, hit a resource limit or broke the protocol."""
+
+
+class RuntimeFault(WorkerFault):
+    """ONNX Runtime failed to load or run a checked model on this node. Never a verdict: ORT's errors are
+    not sorted by their text, and the same error kind can come from this machine (memory, threads)."""
 
 
 class GoldenMismatch(LocalFault):

@@ -1,4 +1,4 @@
-"""Jobs, results and the executor that runs them: one hand-off of many jobs per block (DESIGN §2.8).
+"""Jobs, results and the executor that runs them: one hand-off of many jobs per block (docs/design.md §2.8).
 
 A job is an inference (`InferJob`: a model package and its inputs) or a registration check (`CheckJob`).
 A result carries canonical outputs, a ModelInfo, or a deterministic verdict (InvalidModel/InferenceError).
@@ -17,11 +17,11 @@ from typing import Any, Protocol
 import numpy as np
 
 from core.errors import InferenceError, InvalidModel, LocalFault
-from vm.sandbox.errors import GoldenMismatch, InputMismatch, ModelRuntimeError, WorkerFault
+from vm.sandbox.errors import GoldenMismatch, InputMismatch, RuntimeFault, WorkerFault
 from vm.sandbox.golden import GoldenVectors, golden_mismatch
 from vm.sandbox.graph import one_line
 from vm.sandbox.numeric import canonical_outputs
-from vm.sandbox.spec import ModelInfo, ModelSpec, TensorSpec
+from vm.sandbox.spec import ArraySpec, ModelInfo, ModelSpec
 
 _ORT_DTYPES = {
     "tensor(float)": "float32",
@@ -93,29 +93,20 @@ class _Loaded:
     session: Any
     package: ModelPackage
     output_names: list[str]
-    outputs: tuple[TensorSpec, ...]
+    outputs: tuple[ArraySpec, ...]
     cost: int
     inputs: tuple[tuple[str, np.dtype[Any], tuple[int, ...]], ...] = ()
 
 
-def _output_specs(session: Any) -> tuple[TensorSpec, ...]:
+def _output_specs(session: Any) -> tuple[ArraySpec, ...]:
     specs = []
     for o in session.get_outputs():
         dtype = _ORT_DTYPES.get(o.type)
-        if dtype is None:
-            raise ModelRuntimeError(f"output {o.name!r} has unsupported type {o.type}")
+        if dtype is None:  # the checker allows no such output: this model was never checked
+            raise RuntimeFault(f"output {o.name!r} has unsupported type {o.type}")
         shape = tuple(d if isinstance(d, int) and d >= 0 else 0 for d in (o.shape or []))
-        specs.append(TensorSpec(o.name, dtype, shape))
+        specs.append(ArraySpec(o.name, dtype, shape))
     return tuple(specs)
-
-
-def _run_error(exc: BaseException) -> Exception:
-    """An ORT failure during a run: a resource problem is a local fault, anything else a verdict."""
-    from vm.sandbox.session import is_resource_error
-
-    if is_resource_error(exc):
-        return WorkerFault(f"out of memory during inference: {one_line(exc, 160)}")
-    return ModelRuntimeError(f"runtime error: {one_line(exc, 160)}")
 
 
 class Runner:
@@ -150,17 +141,15 @@ class Runner:
             loaded.inputs = tuple((t.name, np.dtype(t.dtype), t.shape) for t in package.spec.inputs)
         except LocalFault:
             raise
-        except InferenceError:
-            raise
-        except Exception as exc:  # a checked model always loads; this one was never checked
-            raise ModelRuntimeError(f"model cannot be loaded: {one_line(exc, 160)}") from None
+        except Exception as exc:  # a checked model always loads: failing here is this node's fault
+            raise RuntimeFault(f"runtime cannot load the model: {type(exc).__name__}: {one_line(exc, 160)}") from None
         if package.golden is not None:
-            self._check_golden(loaded, package.golden)
+            self._validate_golden(loaded, package.golden)
         self._cache[package.model_id] = loaded
         self._used += cost
         return loaded
 
-    def _check_golden(self, loaded: _Loaded, golden: GoldenVectors) -> None:
+    def _validate_golden(self, loaded: _Loaded, golden: GoldenVectors) -> None:
         spec = loaded.package.spec
         actual = []
         try:
@@ -183,8 +172,8 @@ class Runner:
             raw = loaded.session.run(loaded.output_names, feeds)
         except MemoryError:
             raise WorkerFault("out of memory during inference") from None
-        except Exception as exc:  # ORT's error types derive from Exception directly; classified, not swallowed
-            raise _run_error(exc) from None
+        except Exception as exc:  # whatever ORT raises: a local fault, never a verdict (see errors.py)
+            raise RuntimeFault(f"runtime failed: {type(exc).__name__}: {one_line(exc, 160)}") from None
         return canonical_outputs(dict(zip(loaded.output_names, raw, strict=True)), loaded.outputs, spec.grid_k)
 
     def session_for(
@@ -218,12 +207,18 @@ class Runner:
 
     @staticmethod
     def check(model_bytes: bytes, spec: ModelSpec) -> JobResult:
-        from vm.sandbox.check import check_model
+        from vm.sandbox.check import validate_model
 
         try:
-            return JobResult(info=check_model(model_bytes, spec))
+            return JobResult(info=validate_model(model_bytes, spec))
         except InvalidModel as exc:
             return JobResult(error=exc)
+        except LocalFault:
+            raise
+        except MemoryError:
+            raise WorkerFault("out of memory in the model checker") from None
+        except Exception as exc:  # a bug in the checker (it is total): this node cannot decide, never a verdict
+            raise WorkerFault(f"the model checker failed: {type(exc).__name__}: {one_line(exc, 160)}") from None
 
 
 def _validated_inputs(

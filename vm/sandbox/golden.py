@@ -1,4 +1,4 @@
-"""Golden vectors (DESIGN §2.7): inputs and their canonical outputs, checked when a node loads a model.
+"""Golden vectors (docs/design.md §2.7): inputs and their canonical outputs, checked when a node loads a model.
 
 Stored as .npz with members `case<i>.in.<name>` and `case<i>.out.<name>`, written with fixed zip timestamps
 so that regenerating them gives the same bytes. Outputs are canonical: float outputs already on the grid.
@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from vm.sandbox.numeric import find_disagreement
-from vm.sandbox.spec import ModelClass, TensorSpec, Tolerance
+from vm.sandbox.spec import ArraySpec, CompareMode, Tolerance
 
 _FIXED_TIME = (1980, 1, 1, 0, 0, 0)
 MAX_GOLDEN_BYTES = 16 << 20
@@ -89,8 +89,8 @@ def load_golden(path: Path) -> GoldenVectors:
 
 def golden_mismatch(
     golden: GoldenVectors,
-    outputs: tuple[TensorSpec, ...],
-    model_class: ModelClass,
+    outputs: tuple[ArraySpec, ...],
+    model_class: CompareMode,
     tolerance: Tolerance,
     actual: Sequence[Mapping[str, np.ndarray]],
 ) -> str | None:

@@ -7,15 +7,17 @@ from the pinned inputs, never the model's own value_info.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
-import numpy as np
 import onnx
+from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import DecodeError as ProtobufDecodeError
-from onnx import AttributeProto, ModelProto, NodeProto, TensorProto
+from google.protobuf.message import Message
+from onnx import AttributeProto, ModelProto, NodeProto, TensorProto, ValueInfoProto
 
-from core.errors import InvalidModel
+from core.errors import InvalidModel, LocalFault
 from vm.sandbox.limits import SandboxLimits
 from vm.sandbox.ops import NEVER_FOLD
 
@@ -38,6 +40,11 @@ _ONNX_TO_NAME: dict[int, str] = {
     TensorProto.COMPLEX128: "complex128",
 }
 NAME_TO_ONNX: dict[str, int] = {v: k for k, v in _ONNX_TO_NAME.items()}
+# Bytes per element of each named dtype (strings count as 8: they are refused, this only bounds work).
+_ITEMSIZE: dict[str, int] = {
+    "bool": 1, "int8": 1, "uint8": 1, "int16": 2, "uint16": 2, "int32": 4, "uint32": 4, "int64": 8, "uint64": 8,
+    "float32": 4, "float64": 8, "float16": 2, "bfloat16": 2, "string": 8, "complex64": 8, "complex128": 16,
+}
 
 
 def dtype_name(elem_type: int) -> str:
@@ -67,7 +74,198 @@ def parse_model(model_bytes: bytes, limits: SandboxLimits) -> ModelProto:
         raise InvalidModel(f"not an ONNX model: {one_line(exc, 80)}") from None
     if not model.HasField("graph") or model.ir_version <= 0 or len(model.opset_import) == 0:
         raise InvalidModel("not an ONNX model: no graph, IR version or opset")
+    validate_declared(model, limits)
     return model
+
+
+@contextlib.contextmanager
+def library_verdict(what: str) -> Iterator[None]:
+    """Turn a refusal by onnx's own checks (shape inference, checker, inliner) into InvalidModel.
+
+    Used only around library calls on bytes that `validate_declared` already accepted: onnx raises several
+    types for ill-formed graphs and any of them is the same verdict on every node (pinned onnx). Running
+    out of memory is not a verdict: it is this node's fault.
+    """
+    try:
+        yield
+    except MemoryError:
+        raise LocalFault(f"out of memory in {what}") from None
+    except InvalidModel:
+        raise
+    except Exception as exc:  # onnx's refusals have no common base class
+        raise InvalidModel(f"{what} failed: {one_line(exc)}") from None
+
+
+# ---- declared metadata, validated before any type is built from it --------------------------------------
+
+_DATA_TYPES = frozenset(_ONNX_TO_NAME)
+_ATTRIBUTE_TYPES = frozenset(AttributeProto.AttributeType.values()) - {AttributeProto.UNDEFINED}
+_MAX_OPSET_VERSION = (1 << 31) - 1
+# Which typed field carries a tensor's values, how many per element, and the range an integer value must
+# fit (numpy refuses to cast an out-of-range Python int, so a payload is checked before it is decoded).
+_TYPED_FIELD: dict[int, tuple[str, int, tuple[int, int] | None]] = {
+    TensorProto.FLOAT: ("float_data", 1, None),
+    TensorProto.DOUBLE: ("double_data", 1, None),
+    TensorProto.COMPLEX64: ("float_data", 2, None),
+    TensorProto.COMPLEX128: ("double_data", 2, None),
+    TensorProto.BOOL: ("int32_data", 1, (0, 1)),
+    TensorProto.INT8: ("int32_data", 1, (-(1 << 7), (1 << 7) - 1)),
+    TensorProto.UINT8: ("int32_data", 1, (0, (1 << 8) - 1)),
+    TensorProto.INT16: ("int32_data", 1, (-(1 << 15), (1 << 15) - 1)),
+    TensorProto.UINT16: ("int32_data", 1, (0, (1 << 16) - 1)),
+    TensorProto.FLOAT16: ("int32_data", 1, (0, (1 << 16) - 1)),
+    TensorProto.BFLOAT16: ("int32_data", 1, (0, (1 << 16) - 1)),
+    TensorProto.INT32: ("int32_data", 1, None),
+    TensorProto.INT64: ("int64_data", 1, None),
+    TensorProto.UINT32: ("uint64_data", 1, (0, (1 << 32) - 1)),
+    TensorProto.UINT64: ("uint64_data", 1, None),
+    TensorProto.STRING: ("string_data", 1, None),
+}
+_VALUE_FIELDS = ("float_data", "int32_data", "string_data", "int64_data", "double_data", "uint64_data")
+
+
+def validate_declared(model: ModelProto, limits: SandboxLimits) -> None:
+    """Refuse a model whose declared metadata no later step may read as given; else return.
+
+    Runs right after parsing, before any name, dimension, dtype or payload is used to build a value: every
+    string is UTF-8; opset imports are unique with sane versions; graph inputs, outputs and initializers
+    have non-empty unique names, known element types and dimensions in [0, cap]; every tensor (initializer
+    or attribute) has a payload that matches its dims and dtype, with integer values in range; every node
+    of the default domain names a known op with an input and output count its schema allows, and its
+    attributes have unique names and known types. Later rules (the checker's, the canonicalizer's) may
+    refuse more, but none of them can meet a malformed declaration.
+    """
+    _validate_text(model)
+    default_opset = _validate_opsets(model)
+    g = model.graph
+    _validate_values(g.input, "input", limits)
+    _validate_values(g.output, "output", limits)
+    names: set[str] = set()
+    for init in g.initializer:
+        validate_tensor(init, limits, "initializer")
+        if init.name in names:
+            raise InvalidModel(f"initializer {init.name!r} is defined twice")
+        names.add(init.name)
+    for node in g.node:
+        _validate_node(node, default_opset, limits)
+    for function in model.functions:
+        for node in function.node:
+            _validate_node(node, None, limits)
+
+
+def _validate_text(message: Message) -> None:
+    """Every string field anywhere in the message is valid UTF-8 (the parser hands back bytes otherwise)."""
+    stack = [message]
+    while stack:
+        current = stack.pop()
+        for fd, value in current.ListFields():
+            if fd.type == FieldDescriptor.TYPE_MESSAGE:
+                if fd.is_repeated:
+                    stack.extend(value)
+                else:
+                    stack.append(value)
+            elif fd.type == FieldDescriptor.TYPE_STRING:
+                values = value if fd.is_repeated else (value,)
+                if any(not isinstance(v, str) for v in values):
+                    raise InvalidModel(f"{current.DESCRIPTOR.name}.{fd.name} is not valid UTF-8")
+
+
+def _validate_opsets(model: ModelProto) -> int:
+    """Opset imports: each domain once ("ai.onnx" is the default domain), versions in [1, 2^31)."""
+    seen: dict[str, int] = {}
+    for opset_id in model.opset_import:
+        domain = "" if opset_id.domain == "ai.onnx" else opset_id.domain
+        if domain in seen:
+            raise InvalidModel(f"opset domain {domain or 'ai.onnx'!r} is imported twice")
+        if not 1 <= opset_id.version <= _MAX_OPSET_VERSION:
+            raise InvalidModel(f"opset {domain or 'ai.onnx'!r} has version {opset_id.version}")
+        seen[domain] = int(opset_id.version)
+    if "" not in seen:
+        raise InvalidModel("model imports no default ONNX opset")
+    return seen[""]
+
+
+def _validate_values(values: Iterable[ValueInfoProto], what: str, limits: SandboxLimits) -> None:
+    names: set[str] = set()
+    for value in values:
+        if not value.name:
+            raise InvalidModel(f"a graph {what} has an empty name")
+        if value.name in names:
+            raise InvalidModel(f"graph {what} {value.name!r} is declared twice")
+        names.add(value.name)
+        if not value.type.HasField("tensor_type"):
+            continue  # the checker refuses sequences, maps and optionals by name
+        tt = value.type.tensor_type
+        if tt.elem_type not in _DATA_TYPES:
+            raise InvalidModel(f"{what} {value.name!r} has an unknown element type {tt.elem_type}")
+        if len(tt.shape.dim) > limits.max_rank:
+            raise InvalidModel(f"{what} {value.name!r} has rank {len(tt.shape.dim)}, over the cap of {limits.max_rank}")
+        # An input's dims become its type; an output's are a claim the checker compares with what the graph
+        # computes (so a huge one is refused there, naming both).
+        cap = limits.max_tensor_elements if what == "input" else (1 << 63) - 1
+        for d in tt.shape.dim:
+            if d.HasField("dim_value") and not 0 <= d.dim_value <= cap:
+                raise InvalidModel(f"{what} {value.name!r} declares dimension {d.dim_value}")
+
+
+def validate_tensor(tensor: TensorProto, limits: SandboxLimits, what: str) -> None:
+    """A tensor whose dims, dtype and payload agree, so that decoding it cannot fail or allocate much."""
+    if has_external_data(tensor):
+        raise InvalidModel(f"external data is not allowed ({what} {tensor.name!r})")
+    if tensor.data_type not in _DATA_TYPES:
+        raise InvalidModel(f"{what} {tensor.name!r} has an unknown element type {tensor.data_type}")
+    if len(tensor.dims) > limits.max_rank:
+        raise InvalidModel(f"{what} {tensor.name!r} has rank {len(tensor.dims)}, over the cap of {limits.max_rank}")
+    count = 1
+    for d in tensor.dims:
+        if d < 0:
+            raise InvalidModel(f"{what} {tensor.name!r} has a negative dimension")
+        count *= d
+    field, per_element, bounds = _TYPED_FIELD[tensor.data_type]
+    item = _ITEMSIZE[dtype_name(tensor.data_type)]
+    if count * item > limits.max_parameter_bytes:
+        raise InvalidModel(f"{what} {tensor.name!r} declares {count} elements, over the parameter cap")
+    if any(d > limits.max_tensor_elements for d in tensor.dims):  # e.g. (0, 2^62): empty, yet no real shape
+        raise InvalidModel(f"{what} {tensor.name!r} declares a dimension over {limits.max_tensor_elements}")
+    if tensor.HasField("raw_data"):
+        if any(len(getattr(tensor, f)) for f in _VALUE_FIELDS) or tensor.data_type == TensorProto.STRING:
+            raise InvalidModel(f"{what} {tensor.name!r} carries both raw and typed values")
+        if len(tensor.raw_data) != count * item:
+            raise InvalidModel(
+                f"{what} {tensor.name!r} declares {count} elements but carries {len(tensor.raw_data)} bytes")
+        return
+    if any(len(getattr(tensor, f)) for f in _VALUE_FIELDS if f != field):
+        raise InvalidModel(f"{what} {tensor.name!r} carries values in a field its dtype does not use")
+    values = getattr(tensor, field)
+    if len(values) != count * per_element:
+        raise InvalidModel(f"{what} {tensor.name!r} declares {count} elements but carries {len(values)} values")
+    if bounds is not None and len(values) and not bounds[0] <= min(values) <= max(values) <= bounds[1]:
+        raise InvalidModel(f"{what} {tensor.name!r} holds values outside its dtype's range")
+
+
+def _validate_node(node: NodeProto, default_opset: int | None, limits: SandboxLimits) -> None:
+    if not node.op_type:
+        raise InvalidModel("a node has no op type")
+    if default_opset is not None and node.domain in ("", "ai.onnx"):
+        try:
+            schema = onnx.defs.get_schema(node.op_type, default_opset, "")
+        except onnx.defs.SchemaError:
+            raise InvalidModel(f"unknown op {node.op_type} (opset {default_opset})") from None
+        if not schema.min_input <= len(node.input) <= schema.max_input:
+            raise InvalidModel(f"{node.op_type} has {len(node.input)} inputs")
+        if not schema.min_output <= len(node.output) <= schema.max_output:
+            raise InvalidModel(f"{node.op_type} has {len(node.output)} outputs")
+    attribute_names: set[str] = set()
+    for attr in node.attribute:
+        if not attr.name or attr.name in attribute_names:
+            raise InvalidModel(f"{node.op_type} has an empty or repeated attribute name {attr.name!r}")
+        attribute_names.add(attr.name)
+        if attr.type not in _ATTRIBUTE_TYPES:
+            raise InvalidModel(f"{node.op_type} attribute {attr.name!r} has an unknown type {attr.type}")
+        if attr.HasField("t"):
+            validate_tensor(attr.t, limits, f"{node.op_type} attribute")
+        for t in attr.tensors:
+            validate_tensor(t, limits, f"{node.op_type} attribute")
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,8 +286,7 @@ class TensorType:
 
     @property
     def nbytes(self) -> int:
-        item = np.dtype(self.dtype).itemsize if self.dtype in NAME_TO_ONNX and self.dtype != "string" else 8
-        return self.size * item
+        return self.size * _ITEMSIZE.get(self.dtype, 8)
 
 
 TypeTable = dict[str, TensorType]
@@ -127,10 +324,8 @@ def infer_types(model: ModelProto) -> TypeTable:
         # Declared output shapes are claims, not facts: infer them, the checker compares.
         if value.type.HasField("tensor_type"):
             value.type.tensor_type.ClearField("shape")
-    try:
+    with library_verdict("shape inference"):
         inferred = onnx.shape_inference.infer_shapes(probe, check_type=True, strict_mode=True, data_prop=True)
-    except Exception as exc:  # onnx raises several types for malformed graphs; any of them is a verdict
-        raise InvalidModel(f"shape inference failed: {one_line(exc)}") from None
     g = inferred.graph
     table: TypeTable = {}
     for init in g.initializer:

@@ -38,7 +38,7 @@ class GasSchedule:
 
 @dataclass(frozen=True, slots=True)
 class SandboxLimits:
-    """Caps every validator applies at registration (DESIGN §2). Integers only: this is consensus data."""
+    """Caps every validator applies at registration (docs/design.md §2.11). Integers only: this is consensus data."""
 
     max_model_bytes: int = 32 * MIB
     max_nodes: int = 4_096

@@ -1,4 +1,4 @@
-"""Static metering (DESIGN §2.9): the gas of one inference, computed from the graph before anything runs.
+"""Static metering (docs/design.md §2.9): the gas of one inference, computed from the graph before anything runs.
 
 Shapes come from strict ONNX shape inference with data propagation on the pinned inputs (the model's own
 value_info is dropped), so every count below is exact for the run that follows. Per node:

@@ -1,4 +1,4 @@
-"""The numeric rules of DESIGN §2.3-2.4: float outputs on an integer grid, and agreement in integers.
+"""The numeric rules of docs/design.md §2.3-§2.4: float outputs on an integer grid, and agreement in integers.
 
 Grid: q = round(y * 2^k), ties to even. y * 2^k is computed in float64, where multiplying a float32/float64
 by a power of two is exact (k >= 0, no overflow for finite float32; float64 overflow shows up as Inf), and
@@ -18,7 +18,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from vm.sandbox.errors import NonFiniteOutput, OffGridOutput
-from vm.sandbox.spec import GRID_DTYPE, ModelClass, TensorSpec, Tolerance
+from vm.sandbox.spec import GRID_DTYPE, ArraySpec, CompareMode, Tolerance
 
 PPM = 1_000_000
 _TWO_63 = float(2**63)
@@ -47,7 +47,7 @@ def quantize(y: np.ndarray, grid_k: int, name: str = "output") -> np.ndarray:
 
 
 def canonical_outputs(
-    raw: Mapping[str, np.ndarray], outputs: Sequence[TensorSpec], grid_k: int
+    raw: Mapping[str, np.ndarray], outputs: Sequence[ArraySpec], grid_k: int
 ) -> dict[str, np.ndarray]:
     """Model outputs as committed: floats on the grid, integers unchanged (in declared order)."""
     result: dict[str, np.ndarray] = {}
@@ -75,8 +75,8 @@ def within_tolerance(q_claim: np.ndarray, q_local: np.ndarray, tolerance: Tolera
 
 
 def find_disagreement(
-    outputs: Sequence[TensorSpec],
-    model_class: ModelClass,
+    outputs: Sequence[ArraySpec],
+    model_class: CompareMode,
     tolerance: Tolerance,
     claimed: Mapping[str, np.ndarray],
     local: Mapping[str, np.ndarray],
@@ -89,7 +89,7 @@ def find_disagreement(
         want = np.dtype(spec.committed_dtype)
         if c.dtype != want or v.dtype != want or c.shape != spec.shape or v.shape != spec.shape:
             return f"output {spec.name!r} has the wrong dtype or shape"
-        if spec.is_float and model_class is ModelClass.TOLERANT:
+        if spec.is_float and model_class is CompareMode.TOLERANT:
             if not within_tolerance(c, v, tolerance):
                 return f"output {spec.name!r} is outside the tolerance"
         elif not np.array_equal(c, v):
@@ -98,8 +98,8 @@ def find_disagreement(
 
 
 def outputs_agree(
-    outputs: Sequence[TensorSpec],
-    model_class: ModelClass,
+    outputs: Sequence[ArraySpec],
+    model_class: CompareMode,
     tolerance: Tolerance,
     claimed: Mapping[str, np.ndarray],
     local: Mapping[str, np.ndarray],

@@ -1,6 +1,6 @@
 """The op table: which ONNX ops a canonical model may use, how each is priced, which are discontinuous.
 
-An op absent from `PRICED_OPS` has no price and is refused (DESIGN §2.9). The other sets exist only to give
+An op absent from `PRICED_OPS` has no price and is refused (docs/design.md §2.9). The other sets exist only to give
 a precise rejection message. All ops are in the default ONNX domain; `ai.onnx.ml` ops are refused (ONNX shape
 inference loses their batch dimension, so they would need rules of their own).
 """

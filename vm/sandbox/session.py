@@ -1,8 +1,8 @@
-"""ONNX Runtime sessions with the pinned options of DESIGN §2.2, whatever the environment says.
+"""ONNX Runtime sessions with the pinned options of docs/design.md §2.2, whatever the environment says.
 
 CPU execution provider only, one intra-op and one inter-op thread, sequential execution, graph optimizations
-disabled, IEEE denormals (no flush-to-zero), no spinning threads, ONNX format only. research/onnx-determinism.md
-measured that this setup gives identical bits on AVX2 and AVX512 for canonical models.
+disabled, IEEE denormals (no flush-to-zero), no spinning threads, ONNX format only. Measurement
+(docs/design.md §2.12) showed that this setup gives identical bits on AVX2 and AVX512 for canonical models.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import os
 from typing import Any
 
 import onnxruntime as ort
+from onnxruntime.capi import onnxruntime_pybind11_state as _ort_status
 
 from core.errors import LocalFault
 
@@ -27,7 +28,18 @@ _CONFIG_ENTRIES = {
     "session.disable_prepacking": "0",
 }
 
-_MEMORY_MARKERS = ("bad_alloc", "failed to allocate", "out of memory", "cannot allocate", "memoryerror")
+# The closed list of ORT errors that say "these bytes are not a model this runtime accepts": status codes
+# ORT assigns while it validates a graph (no kernel for a type, an invalid graph or argument, unparsable
+# bytes). They depend on the bytes and the pinned build only, so registration may commit them as a verdict.
+# Everything else ORT raises (FAIL, RUNTIME_EXCEPTION, EP_FAIL, ENGINE_ERROR, ...) can come from this
+# machine (memory, threads, files) and is a local fault; errors are never sorted by their text.
+MODEL_REFUSALS: tuple[type[Exception], ...] = (
+    _ort_status.InvalidArgument,
+    _ort_status.InvalidGraph,
+    _ort_status.InvalidProtobuf,
+    _ort_status.NotImplemented,
+    _ort_status.NoModel,
+)
 
 
 def scrub_environment(environ: Any = None) -> list[str]:
@@ -53,23 +65,14 @@ def pinned_session_options() -> ort.SessionOptions:
     return so
 
 
-def is_resource_error(exc: BaseException) -> bool:
-    """Whether an ORT/Python error is about this machine's resources (a local fault, never a verdict)."""
-    if isinstance(exc, MemoryError):
-        return True
-    text = str(exc).lower()
-    return any(marker in text for marker in _MEMORY_MARKERS)
-
-
 def create_session(model_bytes: bytes) -> ort.InferenceSession:
-    """A session with the pinned options. ORT errors propagate; resource errors become LocalFault."""
+    """A session with the pinned options. ORT's errors propagate (callers sort them by type with
+    `MODEL_REFUSALS`); running out of memory in Python is a LocalFault. No fallback retry: ORT's fallback
+    would build the same session again and print to stdout."""
     try:
         return ort.InferenceSession(
-            model_bytes, sess_options=pinned_session_options(), providers=["CPUExecutionProvider"]
+            model_bytes, sess_options=pinned_session_options(), providers=["CPUExecutionProvider"],
+            enable_fallback=0,
         )
-    except MemoryError as exc:
-        raise LocalFault(f"out of memory creating a session: {exc}") from None
-    except Exception as exc:  # ORT's error types derive from Exception: only resource errors are changed
-        if is_resource_error(exc):
-            raise LocalFault(f"out of memory creating a session: {str(exc)[:200]}") from None
-        raise
+    except MemoryError:
+        raise LocalFault("out of memory creating a session") from None

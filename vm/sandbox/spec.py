@@ -7,6 +7,7 @@ names ("uint8", "float32", ...), shapes are tuples of ints, so the VM can encode
 from __future__ import annotations
 
 import enum
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -24,7 +25,7 @@ ALLOWED_DTYPES = INTEGER_DTYPES | FLOAT_DTYPES
 GRID_DTYPE = "int64"
 
 
-class ModelClass(enum.StrEnum):
+class CompareMode(enum.StrEnum):
     """How validators compare outputs: `exact` bit for bit; `tolerant` within the declared tolerance."""
 
     EXACT = "exact"
@@ -32,7 +33,7 @@ class ModelClass(enum.StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
-class TensorSpec:
+class ArraySpec:
     """Name, numpy dtype name and static shape of one model input or output."""
 
     name: str
@@ -41,17 +42,17 @@ class TensorSpec:
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name:
-            raise ValueError("TensorSpec.name must be a non-empty str")
+            raise ValueError("ArraySpec.name must be a non-empty str")
         if self.dtype not in ALLOWED_DTYPES:
-            raise ValueError(f"TensorSpec {self.name!r}: dtype {self.dtype!r} is not allowed")
+            raise ValueError(f"ArraySpec {self.name!r}: dtype {self.dtype!r} is not allowed")
         if not isinstance(self.shape, tuple) or not all(
             isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in self.shape
         ):
-            raise ValueError(f"TensorSpec {self.name!r}: shape must be a tuple of ints >= 0")
+            raise ValueError(f"ArraySpec {self.name!r}: shape must be a tuple of ints >= 0")
 
     @property
     def size(self) -> int:
-        return int(np.prod(self.shape, dtype=np.int64)) if self.shape else 1
+        return math.prod(self.shape)  # Python ints: a product of U32 dims must not wrap around
 
     @property
     def nbytes(self) -> int:
@@ -91,8 +92,8 @@ EXACT_TOLERANCE = Tolerance(0, 0)
 class ModelSpec:
     """Registration metadata the chain checks a model against, plus the protocol caps in force."""
 
-    inputs: tuple[TensorSpec, ...]
-    model_class: ModelClass
+    inputs: tuple[ArraySpec, ...]
+    model_class: CompareMode
     grid_k: int = 0
     tolerance: Tolerance = EXACT_TOLERANCE
     limits: SandboxLimits = field(default=DEFAULT_LIMITS)
@@ -104,12 +105,12 @@ class ModelSpec:
 
 @dataclass(frozen=True, slots=True)
 class ModelInfo:
-    """What `check_model` derived from accepted bytes: IO, static price and a summary of the graph."""
+    """What `validate_model` derived from accepted bytes: IO, static price and a summary of the graph."""
 
     sha256: bytes
-    model_class: ModelClass
-    inputs: tuple[TensorSpec, ...]
-    outputs: tuple[TensorSpec, ...]
+    model_class: CompareMode
+    inputs: tuple[ArraySpec, ...]
+    outputs: tuple[ArraySpec, ...]
     opset: int
     gas_per_call: int
     macs: int

@@ -1,4 +1,4 @@
-"""Sandbox worker processes and the pool the node hands each block's jobs to (DESIGN §2.8).
+"""Sandbox worker processes and the pool the node hands each block's jobs to (docs/design.md §2.8).
 
 Workers are started with multiprocessing's 'spawn' context (a fresh interpreter: no inherited threads,
 locks or ORT state). Each one scrubs threading variables from its environment, ignores SIGINT, sets RLIMIT_AS
@@ -26,6 +26,20 @@ from core.errors import LocalFault
 from vm.sandbox.errors import GoldenMismatch, WorkerFault
 from vm.sandbox.executor import CheckJob, InferJob, Job, JobResult, ModelPackage
 from vm.sandbox.limits import WorkerLimits
+from vm.sandbox.protocol import (
+    Batch,
+    CheckWire,
+    Describe,
+    Described,
+    Done,
+    Fault,
+    FromWorker,
+    GoldenFault,
+    InferWire,
+    Ready,
+    Stop,
+    WireJob,
+)
 
 _STOP_TIMEOUT_S = 5.0
 
@@ -44,24 +58,22 @@ def _worker_main(conn: Connection, limits: WorkerLimits) -> None:
 
     resource.setrlimit(resource.RLIMIT_AS, (limits.memory_bytes, limits.memory_bytes))
     runner = Runner(limits.session_cache_bytes)
-    conn.send(("ready", {"pid": os.getpid(), "removed_env": removed, "ort": onnxruntime.__version__}))
+    conn.send(Ready(os.getpid(), tuple(removed), onnxruntime.__version__))
     while True:
         try:
             message = conn.recv()
         except (EOFError, OSError):
             return
-        kind = message[0]
-        if kind == "stop":
-            return
-        if kind == "describe":
-            conn.send(("describe", _describe(runner)))
-            continue
-        if kind != "batch":
-            conn.send(("fault", "internal", f"unknown message {kind!r}"))
-            continue
-        _, jobs, cpu_seconds = message
-        _set_cpu_budget(cpu_seconds)
-        conn.send(_serve_batch(runner, jobs))
+        match message:
+            case Stop():
+                return
+            case Describe():
+                conn.send(Described(_describe(runner)))
+            case Batch(jobs=jobs, cpu_seconds=cpu_seconds):
+                _set_cpu_budget(cpu_seconds)
+                conn.send(_serve_batch(runner, jobs))
+            case _:
+                conn.send(Fault(f"unknown message {type(message).__name__}", internal=True))
 
 
 def _set_cpu_budget(seconds: int) -> None:
@@ -74,26 +86,24 @@ def _set_cpu_budget(seconds: int) -> None:
     resource.setrlimit(resource.RLIMIT_CPU, (soft, hard))
 
 
-def _serve_batch(runner: Any, jobs: list[tuple[int, tuple[Any, ...]]]) -> tuple[Any, ...]:
-    pinned = frozenset(job[1] for _, job in jobs if job[0] == "infer")
+def _serve_batch(runner: Any, jobs: tuple[WireJob, ...]) -> Done | GoldenFault | Fault:
+    pinned = frozenset(job.model_id for job in jobs if isinstance(job, InferWire))
     replies: list[tuple[int, JobResult]] = []
     try:
-        for index, job in jobs:
-            if job[0] == "infer":
-                _, model_id, package, inputs = job
-                replies.append((index, runner.infer(model_id, package, inputs, pinned)))
+        for job in jobs:
+            if isinstance(job, InferWire):
+                replies.append((job.index, runner.infer(job.model_id, job.package, job.inputs, pinned)))
             else:
-                _, model_bytes, spec = job
-                replies.append((index, runner.check(model_bytes, spec)))
+                replies.append((job.index, runner.check(job.model_bytes, job.spec)))
     except GoldenMismatch as exc:
-        return ("fault", "golden", exc.model_id, exc.detail, runner.cached_ids())
+        return GoldenFault(exc.model_id, exc.detail, runner.cached_ids())
     except LocalFault as exc:
-        return ("fault", "local", str(exc))
+        return Fault(str(exc))
     except MemoryError:
-        return ("fault", "local", "out of memory")
+        return Fault("out of memory")
     except Exception as exc:  # a bug in our code: loud local fault, never a verdict
-        return ("fault", "internal", repr(exc)[:300])
-    return ("done", replies, runner.cached_ids())
+        return Fault(repr(exc)[:300], internal=True)
+    return Done(tuple(replies), runner.cached_ids())
 
 
 def _describe(runner: Any) -> dict[str, Any]:
@@ -115,7 +125,7 @@ def _describe(runner: Any) -> dict[str, Any]:
 class _Worker:
     process: Any
     conn: Connection
-    info: dict[str, Any]
+    info: Ready
     cached: frozenset[bytes] = frozenset()
 
 
@@ -167,13 +177,17 @@ class WorkerPool:
             for slot in range(self._size):
                 worker = self._ensure(slot)
                 try:
-                    worker.conn.send(("describe",))
+                    worker.conn.send(Describe())
                     if not worker.conn.poll(self._limits.start_timeout_s):
                         raise WorkerFault("worker did not answer")
-                    out.append(worker.conn.recv()[1])
+                    reply = worker.conn.recv()
                 except (OSError, EOFError) as exc:
                     self._discard(slot)
                     raise WorkerFault(f"worker failed: {exc}") from None
+                if not isinstance(reply, Described):
+                    self._discard(slot)
+                    raise WorkerFault(f"worker answered Describe with {type(reply).__name__}")
+                out.append(dict(reply.info))
             return out
 
     def run_batch(self, jobs: Sequence[Job], timeout_s: float | None = None) -> list[JobResult]:
@@ -198,7 +212,7 @@ class WorkerPool:
             for slot, slot_jobs in plan.items():
                 try:
                     worker = self._ensure(slot)
-                    worker.conn.send(("batch", self._wire(worker, slot_jobs), self._limits.cpu_seconds_per_batch))
+                    worker.conn.send(Batch(self._wire(worker, slot_jobs), self._limits.cpu_seconds_per_batch))
                     sent[slot] = worker
                 except LocalFault as exc:
                     fault = fault or exc
@@ -217,41 +231,46 @@ class WorkerPool:
             assert all(r is not None for r in results)
             return [r for r in results if r is not None]
 
-    def _wire(self, worker: _Worker, slot_jobs: list[tuple[int, Job]]) -> list[tuple[int, tuple[Any, ...]]]:
-        wire: list[tuple[int, tuple[Any, ...]]] = []
+    def _wire(self, worker: _Worker, slot_jobs: list[tuple[int, Job]]) -> tuple[WireJob, ...]:
+        wire: list[WireJob] = []
         shipping: set[bytes] = set()
         for index, job in slot_jobs:
             if isinstance(job, CheckJob):
-                wire.append((index, ("check", job.model_bytes, job.spec)))
+                wire.append(CheckWire(index, job.model_bytes, job.spec))
                 continue
             model_id = job.model.model_id
             package: ModelPackage | None = None
             if model_id not in worker.cached and model_id not in shipping:
                 package = job.model
                 shipping.add(model_id)
-            wire.append((index, ("infer", model_id, package, dict(job.inputs))))
-        return wire
+            wire.append(InferWire(index, model_id, package, dict(job.inputs)))
+        return tuple(wire)
 
     def _collect(self, slot: int, worker: _Worker, deadline: float) -> list[tuple[int, JobResult]]:
         try:
             if not worker.conn.poll(max(0.0, deadline - time.monotonic())):
                 self._discard(slot)
                 raise WorkerFault("worker timed out")
-            reply = worker.conn.recv()
+            reply: FromWorker = worker.conn.recv()
         except (OSError, EOFError):
             worker.process.join(_STOP_TIMEOUT_S)
             code = worker.process.exitcode
             self._discard(slot)
             raise WorkerFault(f"worker died (exit code {code})") from None
-        if reply[0] == "done":
-            worker.cached = reply[2]
-            return list(reply[1])
-        if reply[0] == "fault" and reply[1] == "golden":
-            worker.cached = reply[4]
-            self._quarantined.add(reply[2])
-            raise GoldenMismatch(reply[2], reply[3])
-        self._discard(slot)
-        raise WorkerFault(f"worker fault: {reply[2] if len(reply) > 2 else reply}")
+        match reply:
+            case Done(results=results, cached=cached):
+                worker.cached = cached
+                return list(results)
+            case GoldenFault(model_id=model_id, detail=detail, cached=cached):
+                worker.cached = cached
+                self._quarantined.add(model_id)
+                raise GoldenMismatch(model_id, detail)
+            case Fault(message=message, internal=internal):
+                self._discard(slot)
+                raise WorkerFault(f"worker {'bug' if internal else 'fault'}: {message}")
+            case _:
+                self._discard(slot)
+                raise WorkerFault(f"worker answered a batch with {type(reply).__name__}")
 
     def _ensure(self, slot: int) -> _Worker:
         worker = self._workers[slot]
@@ -269,14 +288,14 @@ class WorkerPool:
                 ready = parent.recv()
         except (OSError, EOFError):
             ready = None
-        if not ready or ready[0] != "ready":
+        if not isinstance(ready, Ready):
             # Read the exit code before _kill closes the process object (reading it after raises).
             exitcode = process.exitcode
             _kill(process)
             parent.close()
             reason = "did not start in time" if exitcode is None else f"failed to start (exit code {exitcode})"
             raise WorkerFault(f"worker {reason}")
-        worker = _Worker(process, parent, ready[1])
+        worker = _Worker(process, parent, ready)
         self._workers[slot] = worker
         if self._started_once[slot]:
             self.restarts += 1
@@ -298,7 +317,7 @@ class WorkerPool:
                 if worker is None:
                     continue
                 with contextlib.suppress(OSError, EOFError, ValueError):
-                    worker.conn.send(("stop",))
+                    worker.conn.send(Stop())
                 worker.process.join(_STOP_TIMEOUT_S)
                 self._discard(slot)
 

@@ -138,7 +138,7 @@ class StandInApp:
         if wrong:
             return Verdict.invalid("wrong inference output", wrong, wrong)
         for ev in block.evidence:
-            if isinstance(ev, WrongInference) and not self.check_evidence(ev):
+            if isinstance(ev, WrongInference) and not self.is_valid_evidence(ev):
                 return Verdict.invalid("wrong-inference evidence that proves nothing")
         if h.state_root != self._root_after(h.txs_root, h.results_root, h.evidence_hash):
             return Verdict.invalid("state root mismatch")
@@ -175,7 +175,7 @@ class StandInApp:
             return sha256_concat(b"made up", int(height).to_bytes(8, "big"))
         return honest_poi(int(height), validator)
 
-    def check_evidence(self, evidence: Evidence) -> bool:
+    def is_valid_evidence(self, evidence: Evidence) -> bool:
         if not isinstance(evidence, WrongInference):
             return False
         return evidence.result != correct_result(evidence.tx)

@@ -585,7 +585,7 @@ class SimNode:
         elif kind == "evidence":
             ev = msg[1]
             assert isinstance(ev, WrongInference | DuplicateVote | DuplicateProposal)
-            if isinstance(ev, WrongInference) and not self.app.check_evidence(ev):
+            if isinstance(ev, WrongInference) and not self.app.is_valid_evidence(ev):
                 return
             self.feed(EvidenceReceived(now, ev))
         elif kind == "catchup":

@@ -1,4 +1,4 @@
-"""Generate a devnet genesis.json, deterministically: `python -m vm.genesis_tool --validators N --out FILE`.
+"""Generate a devnet genesis.json, deterministically: `python -m tools.genesis --validators N --out FILE`.
 
 Validator i's consensus key is `PrivateKey.derive(seed_phrase, "validator", i)`; account j's key is
 `PrivateKey.derive(seed_phrase, "account", j)`, and validator i is owned by account i. These keys are
@@ -17,6 +17,7 @@ from typing import Any
 import click
 
 from core.address import encode_address
+from core.errors import ConfigError
 from core.hashing import sha256
 from core.keys import PrivateKey
 from core.types import Amount
@@ -176,6 +177,25 @@ def write_genesis(doc: dict[str, Any], out: Path) -> None:
     out.write_text(json.dumps(doc, indent=2) + "\n")
 
 
+def parse_overrides(text: str | None) -> dict[str, dict[str, Any]]:
+    """`--overrides`: a JSON object of parameter sections, each an object of values, e.g.
+    `{"slashing": {"jail_blocks": 5}}`; the sections are those of DEFAULT_PARAMS."""
+    if text is None:
+        return {}
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise click.BadParameter(f"not JSON: {exc}", param_hint="--overrides") from None
+    if not isinstance(value, dict) or not all(isinstance(v, dict) for v in value.values()):
+        raise click.BadParameter("expected an object of sections, each an object of values",
+                                 param_hint="--overrides")
+    unknown = sorted(set(value) - set(DEFAULT_PARAMS))
+    if unknown:
+        raise click.BadParameter(f"unknown sections {unknown}; known: {sorted(DEFAULT_PARAMS)}",
+                                 param_hint="--overrides")
+    return value
+
+
 @click.command()
 @click.option("--validators", "-n", type=click.IntRange(1, 100), default=4, show_default=True)
 @click.option("--accounts", type=click.IntRange(1, 10_000), default=None,
@@ -183,13 +203,18 @@ def write_genesis(doc: dict[str, Any], out: Path) -> None:
 @click.option("--chain-id", default=DEFAULT_CHAIN_ID, show_default=True)
 @click.option("--seed-phrase", default=DEFAULT_SEED_PHRASE, show_default=True)
 @click.option("--genesis-time", default=DEFAULT_GENESIS_TIME, show_default=True)
+@click.option("--overrides", default=None, metavar="JSON",
+              help='parameter overrides, e.g. \'{"slashing": {"jail_blocks": 5}}\'')
 @click.option("--out", "-o", type=click.Path(dir_okay=False, path_type=Path), required=True)
 def main(validators: int, accounts: int | None, chain_id: str, seed_phrase: str, genesis_time: str,
-         out: Path) -> None:
+         overrides: str | None, out: Path) -> None:
     """Write a devnet genesis file whose keys derive from a PUBLIC seed phrase."""
-    doc = make_genesis(validators, accounts=accounts, chain_id=chain_id, seed_phrase=seed_phrase,
-                       genesis_time=genesis_time)
-    parse_genesis(json.loads(json.dumps(doc)))  # refuse to write a file the node would refuse
+    try:
+        doc = make_genesis(validators, accounts=accounts, chain_id=chain_id, seed_phrase=seed_phrase,
+                           genesis_time=genesis_time, overrides=parse_overrides(overrides))
+        parse_genesis(json.loads(json.dumps(doc)))  # refuse to write a file the node would refuse
+    except (ValueError, ConfigError) as exc:
+        raise click.ClickException(f"genesis refused: {exc}") from None
     write_genesis(doc, out)
     click.echo(f"wrote {out}: {validators} validators, {len(doc['accounts'])} accounts, "
                f"{len(doc['models'])} models (PUBLICLY KNOWN KEYS)")

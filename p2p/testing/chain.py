@@ -1,4 +1,4 @@
-"""A deterministic synthetic chain of wire-valid blocks with signed commits, for tests, testnode and bench.
+"""A deterministic synthetic chain of wire-valid blocks with signed commits, for tests, p2p.testing.node and bench.
 
 The blocks pass `Block.validate_basic` and their commits carry real precommit signatures of a known
 validator set, but no VM ran: state and results roots are placeholders. Never use outside tests and benches.

@@ -1,6 +1,6 @@
 """A p2p node as an OS process for tests and benches, driven by JSON lines on stdin/stdout.
 
-    python -m p2p.testnode --seed n0 --listen /ip4/127.0.0.1/tcp/40001 --peer <addr> [--serve-chain 500]
+    python -m p2p.testing.node --seed n0 --listen /ip4/127.0.0.1/tcp/40001 --peer <addr> [--serve-chain 500]
 
 Events are printed as `@@ {json}` lines, because py-libp2p itself prints to stdout (pitfall 7). Commands:
 `publish_votes`, `publish_timed`, `offer_txs`, `sync`, `stats`, `peers`, `quit` (see `_handle`).
@@ -25,7 +25,7 @@ from typing import Any
 import trio
 
 MARK = "@@ "
-_REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CHAIN = "p2p-testnet"
 
 
@@ -50,7 +50,7 @@ class _Node:
         from p2p.config import P2PConfig
         from p2p.identity import node_key_from_seed
         from p2p.service import P2PService
-        from p2p.testchain import build_chain
+        from p2p.testing.chain import build_chain
 
         self.args = args
         self.service = P2PService(
@@ -291,7 +291,7 @@ class NodeProcess:
         self._changed = trio.Event()
 
     async def start(self, nursery: trio.Nursery) -> None:
-        argv = [sys.executable, "-m", "p2p.testnode", "--seed", self.seed, "--chain", self.chain,
+        argv = [sys.executable, "-m", "p2p.testing.node", "--seed", self.seed, "--chain", self.chain,
                 "--listen", f"/ip4/127.0.0.1/tcp/{self.port}", *[a for p in self.peers for a in ("--peer", p)],
                 *self.extra]
         self._events = []

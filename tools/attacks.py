@@ -1,7 +1,7 @@
 """A corpus of hostile or broken models that registration must refuse, each built on demand as real bytes.
 
-It is the executable form of DESIGN §2 "Registration rejects..." and of the attack table in
-research/onnx-determinism.md: tests/vm/test_sandbox_attacks.py checks every entry is refused with its
+It is the executable form of docs/design.md §2.11 (what registration refuses) and of the attacks measured
+in §2.12: tests/vm/test_sandbox_attacks.py checks every entry is refused with its
 expected reason, and bench/vm_sandbox.py times each refusal. `expect` is a fragment of the one-line message.
 """
 
@@ -16,10 +16,10 @@ from onnx import FunctionProto, ModelProto, TensorProto, TrainingInfoProto, help
 
 from vm.sandbox.canonicalize import canonicalize
 from vm.sandbox.limits import DEFAULT_LIMITS, SandboxLimits
-from vm.sandbox.spec import ModelClass, ModelSpec, TensorSpec, Tolerance
+from vm.sandbox.spec import ArraySpec, CompareMode, ModelSpec, Tolerance
 
 F, I64, U8 = TensorProto.FLOAT, TensorProto.INT64, TensorProto.UINT8
-TOLERANT: dict[str, Any] = {"model_class": ModelClass.TOLERANT, "grid_k": 16, "tolerance": Tolerance(2, 100)}
+TOLERANT: dict[str, Any] = {"model_class": CompareMode.TOLERANT, "grid_k": 16, "tolerance": Tolerance(2, 100)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,8 +51,8 @@ def tensor(name: str, elem: int, shape: Sequence[int | str] | None) -> Any:
 
 
 def spec(*inputs: tuple[str, str, tuple[int, ...]], limits: SandboxLimits = DEFAULT_LIMITS, **kw: Any) -> ModelSpec:
-    args: dict[str, Any] = {"model_class": ModelClass.EXACT, **kw}
-    return ModelSpec(tuple(TensorSpec(n, d, s) for n, d, s in inputs), limits=limits, **args)
+    args: dict[str, Any] = {"model_class": CompareMode.EXACT, **kw}
+    return ModelSpec(tuple(ArraySpec(n, d, s) for n, d, s in inputs), limits=limits, **args)
 
 
 def canonical(model: ModelProto, model_spec: ModelSpec) -> bytes:

@@ -1,6 +1,6 @@
 """Generate the committed demo and PoI models, their golden vectors and manifest.json.
 
-Regenerate with `make models` or `python -m vm.models.generate [--out DIR]` (needs the `models` extra:
+Regenerate with `make models` or `python -m tools.models [--out DIR]` (needs the `models` extra:
 scikit-learn, skl2onnx). Everything is seeded and single-threaded, so a run with the pinned versions
 reproduces the committed bytes (tests/vm/test_models.py checks this). The models:
 
@@ -26,15 +26,15 @@ from typing import Any
 import numpy as np
 from onnx import ModelProto, TensorProto, helper, numpy_helper
 
+from vm.models import MODELS_DIR
 from vm.sandbox.canonicalize import canonicalize
-from vm.sandbox.check import check_model
+from vm.sandbox.check import validate_model
 from vm.sandbox.executor import InferJob, LocalExecutor, ModelPackage
 from vm.sandbox.golden import encode_golden, make_golden
-from vm.sandbox.spec import ModelClass, ModelSpec, TensorSpec, Tolerance
+from vm.sandbox.spec import ArraySpec, CompareMode, ModelSpec, Tolerance
 
 OPSET = 17
 SEED = 20240601
-MODELS_DIR = Path(__file__).resolve().parent
 # Digits pixels are 0..16; the integer models take them scaled to 0..240 as uint8.
 PIXEL_SCALE = 15
 MOD_PRIME = 2_147_483_647  # 2^31 - 1
@@ -204,7 +204,7 @@ def _golden(model_bytes: bytes, spec: ModelSpec, cases: list[dict[str, np.ndarra
 
 
 def _entry(name: str, model_bytes: bytes, spec: ModelSpec, golden: bytes, about: str) -> dict[str, Any]:
-    info = check_model(model_bytes, spec)
+    info = validate_model(model_bytes, spec)
     return {
         "name": name,
         "about": about,
@@ -233,21 +233,21 @@ def generate(out_dir: Path) -> dict[str, Any]:
         (
             "digits_mlp",
             lambda: build_digits_mlp(clf),
-            ModelSpec((TensorSpec("x", "float32", (1, 64)),), ModelClass.TOLERANT, 20, Tolerance(32, 200)),
+            ModelSpec((ArraySpec("x", "float32", (1, 64)),), CompareMode.TOLERANT, 20, Tolerance(32, 200)),
             [{"x": (row / 16.0).astype(np.float32).reshape(1, 64)} for row in held_out],
             "float MLP on sklearn digits (pixels / 16); outputs class probabilities on the 2^-20 grid",
         ),
         (
             "digits_int8",
             lambda: build_digits_int8(clf, x[:1500]),
-            ModelSpec((TensorSpec("u", "uint8", (1, 64)),), ModelClass.EXACT),
+            ModelSpec((ArraySpec("u", "uint8", (1, 64)),), CompareMode.EXACT),
             [{"u": (row * PIXEL_SCALE).astype(np.uint8).reshape(1, 64)} for row in held_out],
             "integer-only quantized digits MLP (pixels * 15 as uint8); outputs int32 class scores",
         ),
         (
             "poi_mix",
             build_poi_mix,
-            ModelSpec((TensorSpec("challenge", "uint8", (1, 64)),), ModelClass.EXACT),
+            ModelSpec((ArraySpec("challenge", "uint8", (1, 64)),), CompareMode.EXACT),
             [{"challenge": rng.integers(0, 256, size=(1, 64), dtype=np.uint8)} for _ in range(4)],
             "proof-of-inference mixer: uint8[1,64] challenge -> int32[1,16] digest",
         ),

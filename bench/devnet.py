@@ -1,0 +1,361 @@
+"""Devnet bench: committed transfers per second and finality on a real N-validator devnet (real OS processes
+on free ports, started and stopped by the tests' real-network harness, tests/realnet).
+
+    python -m bench.devnet [--validators 4] [--duration 5] [--loads 200,500,1000,2000,max]
+    python -m bench.devnet --duration 60          # the real figure
+
+For each offered load (transactions per second, open loop) it pre-signs transfers from senders used by no
+other step (so a refused transaction leaves no nonce gap for the next step), sends them in batches through
+every node's RPC `broadcast_txs` on a fixed schedule (a slow answer does not delay the next batch, and
+finality counts from the scheduled send time, so queueing is not hidden), then drains. `max` sends the next
+batch as soon as an endpoint answers. Commits are read from node 0's blocks.
+
+Per load it prints: the rate actually sent; committed tx/s (transactions in the blocks node 0 committed
+during a window as long as the send window, shifted by the step's median finality); finality p50/p99
+(scheduled send -> block seen committed on node 0); block interval (header times) and block fill (txs per
+block, share of max_block_bytes) in that window; refusals (by reason) and `pending`: transactions accepted
+but not yet committed when the drain ended (an overloaded step's backlog, which then lands in the next); CPU per committed transaction (all node processes with their sandbox workers, from /proc, over
+the send window and the drain, divided by the step's committed transactions); and RSS per node at the end.
+The baseline, measured in the same run: one core's Ed25519 verifications per second, and the ceiling that
+implies when every validator verifies every transaction once on this machine's cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import queue
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench._util import rate
+from core.keys import PrivateKey, verify
+from core.types import Amount
+from node.client import Client, RpcError
+from tests.realnet import RealNet
+from vm.txs import Transfer, build_tx
+
+BATCH_INTERVAL_S = 0.1
+MAX_BATCH = 64  # transactions per broadcast_txs call (the RPC's limit)
+WORKERS_PER_ENDPOINT = 3
+DRAIN_S = 30.0
+STALL_S = 10.0  # the drain ends when nothing new commits for this long
+GAS_LIMIT = 1000
+FEE = 1000
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+# ------------------------------------------------------------------------------------------------ workload
+
+
+@dataclass(slots=True)
+class Signed:
+    hash: bytes
+    hex: str
+    size: int
+
+
+def presign(net: RealNet, senders: list[PrivateKey], count: int, sink: Any) -> list[list[Signed]]:
+    """`count` transfers, spread round-robin over `senders`; one list per endpoint (sender i pinned to
+    endpoint i mod E, so one sender's nonces reach one node in order)."""
+    endpoints = len(net.indices)
+    per_endpoint: list[list[Signed]] = [[] for _ in range(endpoints)]
+    nonces = [0] * len(senders)
+    for k in range(count):
+        s = k % len(senders)
+        tx = build_tx(senders[s], Transfer(sink, Amount(1)), chain_id=net.chain_id, nonce=nonces[s], gas_limit=GAS_LIMIT,
+                      fee=FEE)
+        nonces[s] += 1
+        raw = tx.encode()
+        per_endpoint[s % endpoints].append(Signed(bytes(tx.hash), raw.hex(), len(raw)))
+    return per_endpoint
+
+
+# ------------------------------------------------------------------------------------------------ observing
+
+
+@dataclass
+class Block:
+    height: int
+    seen: float  # monotonic time the observer saw it committed
+    time_ms: int  # header time
+    txs: int
+    bytes: int
+
+
+@dataclass
+class Observer:
+    """Polls node 0 for new blocks; records each block and the commit time of every transaction hash."""
+
+    client: Client
+    committed: dict[bytes, float] = field(default_factory=dict)
+    blocks: list[Block] = field(default_factory=list)
+    stop: threading.Event = field(default_factory=threading.Event)
+    errors: int = 0
+
+    def run(self) -> None:
+        height = self.client.status().height
+        while not self.stop.is_set():
+            try:
+                top = self.client.status().height
+                seen = time.monotonic()
+                for h in range(height + 1, top + 1):
+                    block = self.client.block(h).block
+                    for tx in block.txs:
+                        self.committed[bytes(tx.hash)] = seen
+                    self.blocks.append(Block(h, seen, int(block.header.time), len(block.txs),
+                                             sum(len(tx.encode()) for tx in block.txs)))
+                height = top
+            except RpcError:
+                self.errors += 1
+            self.stop.wait(0.05)
+
+
+# ------------------------------------------------------------------------------------------------ sending
+
+
+@dataclass
+class Sent:
+    scheduled: dict[bytes, float] = field(default_factory=dict)
+    accepted: set[bytes] = field(default_factory=set)
+    refused: Counter[str] = field(default_factory=Counter)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    sent: int = 0
+
+
+def endpoint_worker(url: str, work: queue.Queue[tuple[float, list[Signed]] | None], out: Sent) -> None:
+    with Client(url, timeout=60) as client:
+        while True:
+            item = work.get()
+            if item is None:
+                return
+            scheduled, batch = item
+            try:
+                answers = client.call("broadcast_txs", {"txs": [s.hex for s in batch], "mode": "sync"}, timeout=60)
+            except RpcError as exc:
+                with out.lock:
+                    out.refused[f"rpc error: {str(exc)[:60]}"] += len(batch)
+                    out.sent += len(batch)
+                continue
+            with out.lock:
+                out.sent += len(batch)
+                for signed, answer in zip(batch, answers, strict=True):
+                    out.scheduled[signed.hash] = scheduled
+                    if answer.get("accepted"):
+                        out.accepted.add(signed.hash)
+                    else:
+                        out.refused[_reason(answer.get("error"))] += 1
+
+
+def _reason(error: object) -> str:
+    text = str(error or "refused")
+    return text.split(":")[0][:60]
+
+
+def run_step(net: RealNet, offered: int | None, work: list[list[Signed]], duration: float) -> tuple[Sent, float]:
+    """Send `work` (one list per endpoint) at `offered` tx/s (None: as fast as answers come) for
+    `duration` seconds; returns what was sent and when sending started."""
+    out = Sent()
+    urls = net.rpc_urls()
+    queues: list[queue.Queue[tuple[float, list[Signed]] | None]] = [queue.Queue() for _ in urls]
+    threads = [threading.Thread(target=endpoint_worker, args=(url, q, out), daemon=True)
+               for url, q in zip(urls, queues, strict=True) for _ in range(WORKERS_PER_ENDPOINT)]
+    for t in threads:
+        t.start()
+    start = time.monotonic()
+    cursors = [0] * len(urls)
+    if offered is None:
+        # Closed per worker: each endpoint gets a new batch whenever one of its workers is idle.
+        while time.monotonic() - start < duration and any(c < len(w) for c, w in zip(cursors, work, strict=True)):
+            for e, q in enumerate(queues):
+                if q.qsize() < 1 and cursors[e] < len(work[e]):
+                    batch = work[e][cursors[e]:cursors[e] + MAX_BATCH]
+                    cursors[e] += len(batch)
+                    q.put((time.monotonic(), batch))
+            time.sleep(0.005)
+    else:
+        ticks = int(duration / BATCH_INTERVAL_S)
+        per_endpoint = offered * BATCH_INTERVAL_S / len(urls)
+        for tick in range(ticks):
+            due = start + tick * BATCH_INTERVAL_S
+            delay = due - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            for e, q in enumerate(queues):
+                upto = min(len(work[e]), round((tick + 1) * per_endpoint))
+                for at in range(cursors[e], upto, MAX_BATCH):
+                    q.put((due, work[e][at:min(upto, at + MAX_BATCH)]))
+                cursors[e] = max(cursors[e], upto)
+    for q in queues:
+        for _ in range(WORKERS_PER_ENDPOINT):
+            q.put(None)
+    for t in threads:
+        t.join(120)
+    return out, start
+
+
+# ------------------------------------------------------------------------------------------------ /proc
+
+
+def group_pids(leader: int) -> list[int]:
+    """The node process and its sandbox workers (each node runs in its own process group)."""
+    pids = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[2]) == leader:
+                pids.append(int(entry))
+    return pids
+
+
+def cpu_seconds(leaders: list[int]) -> float:
+    total = 0
+    for leader in leaders:
+        for pid in group_pids(leader):
+            try:
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / TICK
+
+
+def rss_mib(leader: int) -> tuple[float, float]:
+    """(node process, node with its workers) resident memory in MiB."""
+    own = group = 0.0
+    for pid in group_pids(leader):
+        try:
+            line = next(x for x in Path(f"/proc/{pid}/status").read_text().splitlines() if x.startswith("VmRSS:"))
+        except (OSError, StopIteration):
+            continue
+        kib = float(line.split()[1])
+        group += kib
+        if pid == leader:
+            own = kib
+    return own / 1024, group / 1024
+
+
+# ------------------------------------------------------------------------------------------------ report
+
+
+def pct(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    values = sorted(values)
+    return values[min(len(values) - 1, int(q * len(values)))]
+
+
+def drain(observer: Observer, out: Sent, timeout: float) -> None:
+    """Until every accepted transaction is committed, or nothing new commits for STALL_S, or `timeout`."""
+    deadline = time.monotonic() + timeout
+    last_count, last_change = -1, time.monotonic()
+    while time.monotonic() < deadline:
+        done = sum(1 for h in out.accepted if h in observer.committed)
+        if done == len(out.accepted):
+            return
+        if done != last_count:
+            last_count, last_change = done, time.monotonic()
+        elif time.monotonic() - last_change > STALL_S:
+            return
+        time.sleep(0.2)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--validators", type=int, default=4)
+    ap.add_argument("--duration", type=float, default=5.0, help="seconds of sending per load (60 for the figure)")
+    ap.add_argument("--loads", default="200,500,1000,2000,max", help="offered tx/s per step; max = as fast as "
+                    "the endpoints answer")
+    ap.add_argument("--senders", type=int, default=256, help="funded senders per step")
+    ap.add_argument("--max-rate-budget", type=int, default=4000,
+                    help="tx/s pre-signed for the max step (it ends early if it sends them all)")
+    ap.add_argument("--block-time-ms", type=int, default=None, help="timeout_commit (default: genesis value)")
+    args = ap.parse_args(argv)
+    loads: list[int | None] = [None if x.strip() == "max" else int(x) for x in args.loads.split(",")]
+
+    key = PrivateKey.derive("bench", "verify", 0)
+    message = b"m" * 200
+    signature = key.sign(message)
+    public = bytes(key.public_key)
+    verify_rate = rate(lambda: verify(public, message, signature), min_seconds=1.0)
+    cores = os.cpu_count() or 1
+    ceiling = verify_rate * cores / args.validators
+    print(f"Ed25519 verify (one core): {verify_rate:,.0f}/s; every validator verifying every tx once on "
+          f"{cores} cores bounds the devnet at {ceiling:,.0f} tx/s")
+
+    accounts = 1 + args.senders * len(loads)
+    with tempfile.TemporaryDirectory(prefix="bench-devnet-") as tmp, \
+            RealNet(Path(tmp) / "net", validators=args.validators, block_time_ms=args.block_time_ms,
+                    accounts=accounts) as net:
+        t0 = time.monotonic()
+        net.start()
+        net.wait_height(1, timeout=120)
+        print(f"devnet of {args.validators} validators ({accounts} funded accounts): start to first block on "
+              f"every node {time.monotonic() - t0:.1f} s")
+        genesis = json.loads(net.devnet.genesis_path.read_text())
+        max_block_bytes = int(genesis["consensus"]["max_block_bytes"])
+        observer = Observer(Client(net.spec(0).rpc_url, timeout=30))
+        watcher = threading.Thread(target=observer.run, daemon=True)
+        watcher.start()
+        leaders = [net.pid(i) for i in net.indices]
+        sink = net.account_key(0).address
+        print(f"\n{'offered':>8} {'sent/s':>8} {'commit/s':>9} {'p50 s':>7} {'p99 s':>7} {'blk int s':>9} "
+              f"{'tx/blk':>7} {'fill%':>6} {'refused':>8} {'pending':>7} {'cpu ms/tx':>9}  refusals")
+        try:
+            for step, offered in enumerate(loads):
+                senders = [net.account_key(1 + step * args.senders + i) for i in range(args.senders)]
+                budget = int((offered or args.max_rate_budget) * args.duration)
+                work = presign(net, senders, budget, sink)
+                cpu0 = cpu_seconds(leaders)
+                out, start = run_step(net, offered, work, args.duration)
+                window = time.monotonic() - start
+                drain(observer, out, DRAIN_S)
+                cpu1 = cpu_seconds(leaders)
+                finality = [observer.committed[h] - out.scheduled[h] for h in out.accepted
+                            if h in observer.committed]
+                pending = sum(1 for h in out.accepted if h not in observer.committed)
+                # Throughput over the send window shifted by the median finality (when this step's commits land).
+                lag = pct(finality, 0.5) if finality else 0.0
+                in_window = [b for b in observer.blocks if start + lag <= b.seen <= start + lag + window]
+                committed_in_window = sum(b.txs for b in in_window)
+                step_committed = len(finality)
+                times = [b.time_ms for b in in_window]
+                interval = statistics.mean(b - a for a, b in itertools.pairwise(times)) / 1000 \
+                    if len(times) > 1 else float("nan")
+                per_block = statistics.mean(b.txs for b in in_window) if in_window else 0.0
+                fill = 100 * statistics.mean(b.bytes for b in in_window) / max_block_bytes if in_window else 0.0
+                cpu_ms = 1000 * (cpu1 - cpu0) / step_committed if step_committed else float("nan")
+                reasons = ", ".join(f"{r} x{n}" for r, n in out.refused.most_common(3))
+                label = "max" if offered is None else str(offered)
+                print(f"{label:>8} {out.sent / window:>8,.0f} {committed_in_window / window:>9,.0f} "
+                      f"{pct(finality, 0.5):>7.2f} {pct(finality, 0.99):>7.2f} {interval:>9.2f} "
+                      f"{per_block:>7,.0f} {fill:>6.1f} {sum(out.refused.values()):>8} {pending:>7} {cpu_ms:>9.2f}"
+                      f"  {reasons}", flush=True)
+        finally:
+            observer.stop.set()
+            watcher.join(10)
+            observer.client.close()
+        print("\nRSS per node (node process / with sandbox workers):")
+        for i, leader in zip(net.indices, leaders, strict=True):
+            own, group = rss_mib(leader)
+            print(f"  node{i}: {own:,.0f} MiB / {group:,.0f} MiB")
+        best = max((b.txs for b in observer.blocks), default=0)
+        print(f"largest block: {best} txs; observer RPC errors: {observer.errors}")
+    print("every devnet process stopped")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,110 @@
+"""The messages that cross the process boundary between the pool and a sandbox worker.
+
+One small frozen class per message, so each side matches on the type and reads named fields: no tuple
+positions, no string tags, no `reply[2] if len(reply) > 2`. Messages are pickled over a multiprocessing
+pipe; both ends run the same code. A worker answers each `Batch` with exactly one of `Done`, `GoldenFault`
+or `Fault`, `Describe` with `Described`, and says `Ready` once after it started.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from vm.sandbox.executor import JobResult, ModelPackage
+from vm.sandbox.spec import ModelSpec
+
+# ---- jobs inside a batch -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class InferWire:
+    """An inference; `package` is None when the worker already holds the model (`model_id`)."""
+
+    index: int  # position of the job in the caller's batch
+    model_id: bytes
+    package: ModelPackage | None
+    inputs: Mapping[str, np.ndarray]
+
+
+@dataclass(frozen=True, slots=True)
+class CheckWire:
+    """A registration check of model bytes against their spec."""
+
+    index: int
+    model_bytes: bytes
+    spec: ModelSpec
+
+
+WireJob = InferWire | CheckWire
+
+# ---- parent -> worker ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """One block's jobs for this worker, run under a CPU budget of `cpu_seconds` more seconds."""
+
+    jobs: tuple[WireJob, ...]
+    cpu_seconds: int
+
+
+@dataclass(frozen=True, slots=True)
+class Describe:
+    """Ask for diagnostics (pid, threading environment, session settings)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Stop:
+    """Exit cleanly."""
+
+
+ToWorker = Batch | Describe | Stop
+
+# ---- worker -> parent ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Ready:
+    """Sent once when the worker has scrubbed its environment, imported everything and set its limits."""
+
+    pid: int
+    removed_env: tuple[str, ...]
+    ort_version: str
+
+
+@dataclass(frozen=True, slots=True)
+class Done:
+    """Every job of the batch ran: results by batch index, and the models the worker now holds."""
+
+    results: tuple[tuple[int, JobResult], ...]
+    cached: frozenset[bytes]
+
+
+@dataclass(frozen=True, slots=True)
+class GoldenFault:
+    """A model's golden vectors did not reproduce: the worker quarantined it and stays usable."""
+
+    model_id: bytes
+    detail: str
+    cached: frozenset[bytes]
+
+
+@dataclass(frozen=True, slots=True)
+class Fault:
+    """This worker cannot decide the batch: a local fault (resource, runtime) or a bug (`internal`).
+    The pool discards the worker either way."""
+
+    message: str
+    internal: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Described:
+    info: Mapping[str, Any] = field(default_factory=dict)
+
+
+FromWorker = Ready | Done | GoldenFault | Fault | Described
