@@ -6,17 +6,18 @@ distinct models (distinct ids) of one shape can be made.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from onnx import TensorProto, helper, numpy_helper
+from onnx import NodeProto, TensorProto, helper, numpy_helper
 
 from vm.sandbox.canonicalize import canonicalize
 from vm.sandbox.limits import SandboxLimits
 
 OPSET = 17
-_NP = {TensorProto.FLOAT: np.float32, TensorProto.INT32: np.int32, TensorProto.INT64: np.int64,
-       TensorProto.UINT8: np.uint8}
+_NP: dict[int, str] = {TensorProto.FLOAT: "float32", TensorProto.INT32: "int32", TensorProto.INT64: "int64",
+                       TensorProto.UINT8: "uint8"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,15 +38,15 @@ class Synth:
         return rng.integers(0, 8, self.input_shape).astype(self.input_dtype)
 
 
-def _finish(name: str, nodes: list[object], x: tuple[str, int, tuple[int, ...]], y: tuple[str, int, tuple[int, ...]],
+def _finish(name: str, nodes: Sequence[NodeProto], x: tuple[str, int, tuple[int, ...]], y: tuple[str, int, tuple[int, ...]],
             inits: list[TensorProto], limits: SandboxLimits | None = None) -> Synth:
-    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info(x[0], x[1], list(x[2]))],  # type: ignore[arg-type]
+    graph = helper.make_graph(list(nodes), "g", [helper.make_tensor_value_info(x[0], x[1], list(x[2]))],
                               [helper.make_tensor_value_info(y[0], y[1], list(y[2]))], inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
     model.ir_version = 8
     raw = model.SerializeToString()
     canonical = canonicalize(raw, {x[0]: x[2]}) if limits is None else canonicalize(raw, {x[0]: x[2]}, limits)
-    return Synth(name, canonical, x[0], np.dtype(_NP[x[1]]).name, x[2], np.dtype(_NP[y[1]]).name, y[2],
+    return Synth(name, canonical, x[0], _NP[x[1]], x[2], _NP[y[1]], y[2],
                  y[1] != TensorProto.FLOAT)
 
 

@@ -34,7 +34,7 @@ import statistics
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +56,7 @@ from vm.build import HEADER_RESERVE, RESULT_RESERVE
 from vm.engine import sandbox_limits
 from vm.execute import chunk_gas, infer_gas, kind_gas, registration_gas
 from vm.genesis import REPO_ROOT, Genesis, parse_genesis
+from vm.params import Params
 from vm.sandbox.executor import InferJob, LocalExecutor, ModelPackage
 from vm.sandbox.golden import make_golden, save_golden
 from vm.sandbox.spec import ArraySpec, CompareMode, ModelSpec, Tolerance
@@ -126,7 +127,7 @@ class Chain:
         self.next = 0
 
     @property
-    def params(self) -> Any:
+    def params(self) -> Params:
         return self.genesis.params
 
     def record(self, name: str) -> tuple[Hash32, ModelRecord]:
@@ -201,11 +202,9 @@ class Built:
 class Scenario:
     name: str
     build: Callable[[Path, dict[str, Any], argparse.Namespace], Built]
-    about: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
-def _budget_txs(params: Any, tx_bytes: int, gas: int) -> int:
+def _budget_txs(params: Params, tx_bytes: int, gas: int) -> int:
     """How many transactions of this size and gas a block can hold at most."""
     by_bytes = (params.consensus.max_block_bytes - HEADER_RESERVE) // (tx_bytes + RESULT_RESERVE)
     by_gas = params.consensus.max_block_gas // max(1, gas)
@@ -216,7 +215,7 @@ def _calls(chain: Chain, names: Sequence[str], sample: Callable[[int], np.ndarra
     """One first call per model (paying its load), then hot calls round robin until nothing more fits."""
     params = chain.params
     out: list[Transaction] = []
-    gas_left = params.consensus.max_block_gas
+    gas_left = int(params.consensus.max_block_gas)
     hot_gas = []
     for n, name in enumerate(names):
         model_id, record = chain.record(name)
@@ -240,7 +239,7 @@ def _calls(chain: Chain, names: Sequence[str], sample: Callable[[int], np.ndarra
     return out
 
 
-def _first_use_gas(params: Any, s: Synth) -> int:
+def _first_use_gas(params: Params, s: Synth) -> int:
     """Gas of the first call on a model of this shape (priced as registration would price it)."""
     from vm.engine import model_load_gas
     from vm.sandbox.check import validate_model
