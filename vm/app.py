@@ -119,6 +119,7 @@ class VMApplication:
         self._challenges: OrderedDict[tuple[int, bytes], Tensor | None] = OrderedDict()
         self._executions: OrderedDict[bytes, Execution] = OrderedDict()
         self._wrong_exact: OrderedDict[bytes, tuple[int, ...]] = OrderedDict()
+        self._build_faults: OrderedDict[bytes, tuple[Hash32, ...]] = OrderedDict()
         self._lock = threading.RLock()
         self._vsets: OrderedDict[int, ValidatorSet] = OrderedDict()
         if self.state_map.latest_version() is None:
@@ -135,17 +136,17 @@ class VMApplication:
             self.state_map.stage(batch, update)
             batch.put(META_KEY, AppMeta(Height(0), ZERO_HASH).encode())
 
-    def _genesis_gas(self, model: GenesisModel) -> int:
-        """The model's checked gas per call, from the sandbox: its worker process holds the ONNX checker anyway
-        (for the PoI challenge), so starting a chain does not load onnx into the node process (issue 11)."""
-        from vm.engine import model_spec
+    def _genesis_gas(self, model: GenesisModel) -> tuple[int, int]:
+        """The model's checked gas per call and its load gas, from the sandbox: its worker process holds the ONNX
+        checker anyway (for the PoI challenge), so starting a chain does not load onnx into the node process."""
+        from vm.engine import model_load_gas, model_spec
         from vm.sandbox.executor import CheckJob
 
-        spec = model_spec(model.meta, sandbox_limits(self.genesis.params))
-        [result] = self.executor.run_batch([CheckJob(model.model_bytes, spec)])
+        limits = sandbox_limits(self.genesis.params)
+        [result] = self.executor.run_batch([CheckJob(model.model_bytes, model_spec(model.meta, limits))])
         if result.info is None:
             raise result.error or LocalFault("the sandbox returned no verdict on a genesis model")
-        return result.info.gas_per_call
+        return result.info.gas_per_call, model_load_gas(limits.gas, model.meta, len(model.model_bytes), result.info)
 
     def close(self) -> None:
         self.engine.close()
@@ -281,8 +282,19 @@ class VMApplication:
                             verify=self._verify_tx, reveal=reveal, evidence=evidence)
         for fault in built.faults:
             self._alarm(f"building block {h}: {fault}")
+        if built.faulted:
+            with self._lock:
+                self._build_faults[bytes(built.block.id)] = built.faulted
+                while len(self._build_faults) > 16:
+                    self._build_faults.popitem(last=False)
         self._remember(built.block.id, Execution(version, built.update, built.validator_updates, built.punished))
         return built.block
+
+    def build_faults(self, block: Block) -> tuple[Hash32, ...]:
+        """Hashes of the transactions `build_block` left out of `block` because their model work met a local
+        fault on this node (a worker killed, out of time or memory); asked once per built block."""
+        with self._lock:
+            return self._build_faults.pop(bytes(block.id), ())
 
     def validate_block(self, block: Block) -> Verdict:
         version = self.last_height

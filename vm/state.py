@@ -108,6 +108,8 @@ class ModelRecord(Wire):
     n_chunks: U16
     gas_per_call: Gas
     registered_at: Height
+    # Charged to the first inference on the model in a block (meter.load_gas): loading it into a cold worker.
+    gas_load: Gas
 
 
 @wire(max_bytes=34 * MAX_BLOCK_TXS + 16)
@@ -159,6 +161,7 @@ class RegistrationData(Wire):
 
     model_id: Hash32
     gas_per_call: Gas
+    gas_load: Gas
 
 
 @wire(max_bytes=22 * 4096 + 16)

@@ -193,7 +193,8 @@ def infer(model_ref: str, inputs: Path, max_model_fee: int | None, cast: bool, f
         tensors = load_inputs(inputs, record.meta.inputs, cast=cast)
         ctx = chain_context(client, key, nonce)
         input_bytes = sum(len(t.data) for t in tensors)
-        extra = int(record.gas_per_call) + (int(ctx.vm["gas_infer_per_io_byte"]) * input_bytes if ctx.vm else 0)
+        # The model's load is included: the sender cannot know whether its call is the block's first on it.
+        extra = int(record.gas_per_call) + int(record.gas_load) + (int(ctx.vm["gas_infer_per_io_byte"]) * input_bytes if ctx.vm else 0)
         gas = ctx.gas("gas_infer_base", gas_limit, extra)
         royalty = int(record.meta.fee_per_call) if max_model_fee is None else max_model_fee
         payload = Infer(Hash32.from_hex(model_id), tensors, Amount(royalty))

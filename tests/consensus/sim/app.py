@@ -128,6 +128,9 @@ class StandInApp:
             poi_reveal=None)
         return Block(header, chosen, tuple(results), template.last_commit, template.evidence)
 
+    def build_faults(self, block: Block) -> tuple[Hash32, ...]:
+        return ()  # no sandbox here: nothing is ever left out for a local fault
+
     def validate_block(self, block: Block) -> Verdict:
         self.validations += 1
         h = block.header
