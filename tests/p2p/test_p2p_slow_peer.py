@@ -60,8 +60,10 @@ async def test_a_paused_peer_does_not_hold_the_others_messages_and_is_dropped() 
                         if stats["counters"].get("peers_stalled", 0) >= 1:
                             break
                         await trio.sleep(1)
+                # out of the mesh (its connection was closed; redials of a stopped process cannot complete a
+                # handshake, but may show a connection for a moment, so the mesh is what is asserted)
                 peers = await publisher.request("peers", "peers")
-                assert ids[3] not in peers["peers"]
+                assert ids[3] not in peers["mesh"]
             finally:
                 paused.process.send_signal(signal.SIGCONT)
             # once it runs again it reconnects and gets new messages
