@@ -14,7 +14,9 @@ Per load it prints: the rate actually sent; committed tx/s (transactions in the 
 during a window as long as the send window, shifted by the step's median finality); finality p50/p99
 (scheduled send -> block seen committed on node 0); block interval (header times) and block fill (txs per
 block, share of max_block_bytes) in that window; refusals (by reason) and `pending`: transactions accepted
-but not yet committed when the drain ended (an overloaded step's backlog, which then lands in the next); CPU per committed transaction (all node processes with their sandbox workers, from /proc, over
+but not yet committed when the drain ended (an overloaded step's backlog, which then lands in the next); PoI
+challenges missed during the step by all validators and validators jailed at its end (a faster pipeline must
+not jail slow honest validators); CPU per committed transaction (all node processes with their sandbox workers, from /proc, over
 the send window and the drain, divided by the step's committed transactions); and RSS per node at the end.
 The baseline, measured in the same run: one core's Ed25519 verifications per second, and the ceiling that
 implies when every validator verifies every transaction once on this machine's cores.
@@ -275,6 +277,12 @@ def drain(observer: Observer, out: Sent, timeout: float) -> None:
         time.sleep(0.2)
 
 
+def poi_totals(client: Client) -> tuple[int, int]:
+    """PoI challenges missed so far by all validators together, and how many validators are jailed now."""
+    scores = client.poi()
+    return sum(s.missed for s in scores), sum(bool(s.jailed) for s in scores)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--validators", type=int, default=4)
@@ -319,16 +327,20 @@ def main(argv: list[str] | None = None) -> int:
         leaders = [net.pid(i) for i in net.indices]
         sink = net.account_key(0).address
         print(f"\n{'offered':>8} {'sent/s':>8} {'commit/s':>9} {'p50 s':>7} {'p99 s':>7} {'blk int s':>9} "
-              f"{'tx/blk':>7} {'fill%':>6} {'refused':>8} {'pending':>7} {'cpu ms/tx':>9}  refusals")
+              f"{'tx/blk':>7} {'fill%':>6} {'refused':>8} {'pending':>7} {'cpu ms/tx':>9} {'PoI miss':>8} "
+              f"{'jailed':>6}  refusals")
+        poi_client = Client(net.spec(0).rpc_url, timeout=30)
         try:
             for step, offered in enumerate(loads):
                 senders = [net.account_key(firsts[step] + i) for i in range(senders_per_step[step])]
                 work = presign(net, senders, budgets[step], sink)
                 cpu0 = cpu_seconds(leaders)
+                missed0, _ = poi_totals(poi_client)
                 out, start = run_step(net, offered, work, args.duration)
                 window = time.monotonic() - start
                 drain(observer, out, DRAIN_S)
                 cpu1 = cpu_seconds(leaders)
+                missed1, jailed = poi_totals(poi_client)
                 finality = [observer.committed[h] - out.scheduled[h] for h in out.accepted
                             if h in observer.committed]
                 pending = sum(1 for h in out.accepted if h not in observer.committed)
@@ -348,7 +360,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{label:>8} {out.sent / window:>8,.0f} {committed_in_window / window:>9,.0f} "
                       f"{pct(finality, 0.5):>7.2f} {pct(finality, 0.99):>7.2f} {interval:>9.2f} "
                       f"{per_block:>7,.0f} {fill:>6.1f} {sum(out.refused.values()):>8} {pending:>7} {cpu_ms:>9.2f}"
-                      f"  {reasons}", flush=True)
+                      f" {missed1 - missed0:>8} {jailed:>6}  {reasons}", flush=True)
         finally:
             observer.stop.set()
             watcher.join(10)

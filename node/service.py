@@ -10,7 +10,8 @@
     # resources (LevelDB, worker processes, WAL) are closed when run() returns
 
 Start-up order (docs/design.md §4.5, §4.10): the RPC server (when enabled: status answers while the node catches up),
-handshake (replay stored blocks into state if it is behind), p2p up, block sync from peers, then consensus
+handshake (replay stored blocks into state if it is behind), the next PoI challenge warming in the background, p2p up,
+block sync from peers, a quorum's worth of peers on the proposals topic (at most PEER_WAIT_S), then consensus
 with WAL replay of the current height. What gossip and request/response deliver is handled in
 `node.gossip_hooks` (checks), `node.gossip_handlers` (delivery) and `node.providers` (what we serve).
 """
