@@ -18,6 +18,7 @@ from core.types import Amount, Height, PublicKeyBytes, Round, Timestamp
 from core.votes import ZERO_SIGNATURE, Vote, VoteType
 from tests.vm.devnet import Devnet
 from vm.evidence import make_wrong_inference
+from vm.execute import infer_gas
 from vm.genesis import Genesis
 from vm.sandbox.executor import Job, JobResult, LocalExecutor
 from vm.txs import Infer, Stake
@@ -92,7 +93,10 @@ def test_wrong_inference_evidence_is_prechecked_without_running_a_model(tmp_path
     try:
         digits = next(m.model_id for m in net.genesis.models if m.name == "digits_int8")
         inputs = Tensor.from_numpy(np.random.default_rng(0).integers(0, 256, (1, 64)).astype(np.uint8))
-        block = net.propose([net.tx(net.account(6), Infer(digits, (inputs,), Amount(0)), gas_limit=20_000)])
+        record = net.apps[0].view().model(digits)
+        assert record is not None
+        gas = infer_gas(net.genesis.params, record, (inputs,))  # the quote includes the model's first-use load
+        block = net.propose([net.tx(net.account(6), Infer(digits, (inputs,), Amount(0)), gas_limit=gas)])
         out = block.results[0].outputs[0].to_numpy().copy()
         out.flat[0] += 1
         results = (replace(block.results[0], outputs=(Tensor.from_numpy(out),)),)
