@@ -293,7 +293,8 @@ def main(argv: list[str] | None = None) -> int:
                     help=f"funded senders per step, at least one per {PER_SENDER} transactions of the step")
     ap.add_argument("--max-rate-budget", type=int, default=4000,
                     help="tx/s pre-signed for the max step (it ends early if it sends them all)")
-    ap.add_argument("--block-time-ms", type=int, default=None, help="timeout_commit (default: genesis value)")
+    ap.add_argument("--block-time-ms", type=int, default=None,
+                    help="timeout_commit and next_block_delay (default: genesis and the devnet's 200 ms)")
     args = ap.parse_args(argv)
     loads: list[int | None] = [None if x.strip() == "max" else int(x) for x in args.loads.split(",")]
 

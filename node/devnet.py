@@ -261,12 +261,16 @@ class Devnet:
             moniker=f"devnet-{index}", validator=validator,
             p2p=P2PSection(listen_addrs=(f"/ip4/127.0.0.1/tcp/{spec.p2p_port}",), bootstrap=tuple(peers)),
             rpc=RPCSection(address=f"127.0.0.1:{spec.rpc_port}"),
-            consensus=ConsensusSection(timeout_commit_ms=self.block_time_ms, next_block_delay_ms=NEXT_BLOCK_DELAY_MS))
+            consensus=ConsensusSection(timeout_commit_ms=self.block_time_ms, next_block_delay_ms=self._block_delay_ms()))
         init_home(spec.home, self.genesis_path, config=config,
                   validator_key=PrivateKey.derive(self.seed_phrase, "validator", index) if validator else None,
                   generate_validator_key=False, node_key_seed=node_key_seed(self.seed_phrase, index),
                   overwrite=spec.home.exists())
         return spec
+
+    def _block_delay_ms(self) -> int:
+        """--block-time paces blocks whether or not every precommit is in; else the devnet's default."""
+        return NEXT_BLOCK_DELAY_MS if self.block_time_ms is None else self.block_time_ms
 
     def _write_consensus_overrides(self) -> None:
         """Apply --block-time to existing homes, and the devnet's block delay to homes made before it existed
@@ -281,8 +285,8 @@ class Devnet:
             old = cfg.consensus
             new = _replace(old, timeout_commit_ms=old.timeout_commit_ms if self.block_time_ms is None
                            else self.block_time_ms,
-                           next_block_delay_ms=NEXT_BLOCK_DELAY_MS if old.next_block_delay_ms is None
-                           else old.next_block_delay_ms)
+                           next_block_delay_ms=old.next_block_delay_ms if old.next_block_delay_ms is not None
+                           and self.block_time_ms is None else self._block_delay_ms())
             if new != old:
                 write_config(path, cfg.replace(consensus=new))
 

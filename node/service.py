@@ -74,7 +74,8 @@ from vm.state import Account
 logger = logging.getLogger(__name__)
 
 _SUBMIT_THREAD_THRESHOLD = 16
-# At start-up, the longest wait for peers (block sync's wait for a first one, then for a quorum's worth).
+# At start-up, the longest wait for peers, one budget for both block sync's wait for a first one and the wait
+# for a quorum's worth.
 PEER_WAIT_S = 5.0
 
 
@@ -235,6 +236,7 @@ class Node:
                     nursery.start_soon(self._recheck_loop)
                     self.block_sync = BlockSync(self.chain, self.p2p, self.chain_id, self.config.sync)
                     self.syncing = True
+                    peers_since = trio.current_time()
                     try:
                         # A node with no bootstrap peers (a lone validator) does not wait for any.
                         await self.block_sync.catch_up(
@@ -242,7 +244,7 @@ class Node:
                     finally:
                         self.syncing = False
                     if self.config.p2p.bootstrap:
-                        await self._wait_for_quorum_peers(PEER_WAIT_S)
+                        await self._wait_for_quorum_peers(max(0.0, PEER_WAIT_S - (trio.current_time() - peers_since)))
                     self.driver = self.build_driver(wal)
                     await nursery.start(self.driver.run)
                     self.catch_up = ConsensusCatchUp(self.p2p, self.driver, self.chain)

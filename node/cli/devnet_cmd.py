@@ -48,7 +48,8 @@ def _raise_stop(signum: int, frame: FrameType | None) -> None:
 @click.option("--validators", "-n", type=click.IntRange(1, 64), default=DEFAULT_VALIDATORS, show_default=True,
               help="Number of validators (4 uses the repository's genesis.json; others run the genesis tool).")
 @click.option("--block-time", type=click.FloatRange(min=0.05, max=600), default=None,
-              help="Seconds to wait after a commit before the next height (sets timeout_commit on every node).")
+              help="Seconds from one block to the next height's proposal (sets timeout_commit and "
+                   "next_block_delay on every node).")
 @click.option("--base-port", type=click.IntRange(0, 65000), default=DEFAULT_BASE_PORT, show_default=True,
               help="Node i listens for p2p on base+2i and RPC on base+2i+1; 0 takes free ports from the OS "
                    "(recorded in DIR/devnet.json). A resumed devnet keeps the ports it was created with.")

@@ -65,7 +65,7 @@ class RealNet:
                  env: Mapping[str, str] | None = None, seed_phrase: str = DEFAULT_SEED_PHRASE) -> None:
         """`genesis` overrides parameter sections (`{"consensus": {"max_block_gas": ...}}`), `accounts` sets
         how many funded accounts genesis holds (account i's key: `account_key(i)`), `env` is added to every
-        node process's environment, `block_time_ms` is each node's timeout_commit."""
+        node process's environment, `block_time_ms` is each node's timeout_commit and next_block_delay."""
         self.devnet = Devnet(Path(root), validators=validators, base_port=0, block_time_ms=block_time_ms,
                              seed_phrase=seed_phrase, genesis_overrides=genesis, accounts=accounts)
         self.env = dict(env or {})
