@@ -107,7 +107,7 @@ def test_devnet_up_status_down_restart_and_reset(tmp_path: Path) -> None:
                 os.kill(pid, signal.SIGKILL)
     assert "publicly known" in output.lower() or "PUBLISHED" in output
     assert rpc_url(root) in output and "height" in output
-    assert "stopped 3 node(s)" in output
+    assert "stopped 3 running node(s)" in output and "already exited" not in output
     assert not any(pid_alive(p) for p in pids)
     assert not (root / "devnet.pid").exists()
     for i in range(3):
