@@ -49,6 +49,7 @@ def test_file_wal_replays_the_current_height_after_reopen(tmp_path: Path) -> Non
     reopened = FileWAL(path)
     assert reopened.replay() == later
     assert reopened.truncated_bytes == 0
+    reopened.close()
 
 
 def test_a_torn_last_record_is_cut_at_every_possible_offset(tmp_path: Path) -> None:
@@ -76,7 +77,9 @@ def test_a_torn_last_record_is_cut_at_every_possible_offset(tmp_path: Path) -> N
     damaged = bytearray(with_last)
     damaged[-1] ^= 1
     path.write_bytes(bytes(damaged))
-    assert FileWAL(path).replay() == evs
+    reopened = FileWAL(path)
+    assert reopened.replay() == evs
+    reopened.close()
 
 
 def test_damage_before_the_last_record_is_refused(tmp_path: Path) -> None:
@@ -101,6 +104,7 @@ def test_new_height_starts_a_fresh_log(tmp_path: Path) -> None:
     wal.append(new_height(2))
     assert path.stat().st_size < size_one / 10
     assert wal.replay() == [new_height(2)]
+    wal.close()
 
 
 def test_memory_wal_power_loss_keeps_only_synced_records() -> None:

@@ -112,6 +112,9 @@ def commits(draw: st.DrawFn) -> Commit:
 def proposal_blocks(draw: st.DrawFn) -> ProposalBlock:
     block = draw(of(Block))
     p = draw(proposals())
+    # The block was built in the proposal's round, or (a re-proposal) no later than its POL round.
+    built = int(p.round) if int(p.pol_round) < 0 else draw(st.integers(0, int(p.pol_round)))
+    block = block.replace(header=block.header.replace(round=Round(built)))
     return ProposalBlock(p.replace(block_id=block.id, height=block.height), block)
 
 
