@@ -74,7 +74,7 @@ def samples(key: PrivateKey) -> list[tuple[str, Wire]]:
     precommits = tuple(vote.replace(height=Height(9), validator=PrivateKey.derive("bench", "v", i).public_key)
                        for i in range(4))
     commit = Commit(Height(9), Round(0), ZERO_HASH, precommits)
-    header = Header(1, "bench-1", Height(10), Timestamp(5), ZERO_HASH, Address(b"\1" * 20),
+    header = Header(1, "bench-1", Height(10), Round(0), Timestamp(5), ZERO_HASH, Address(b"\1" * 20),
                     compute_txs_root(txs), compute_results_root(results), ZERO_HASH, ZERO_HASH, ZERO_HASH,
                     compute_last_commit_hash(commit), compute_evidence_hash(()), None)
     block = Block(header, txs, results, commit, ())

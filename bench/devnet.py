@@ -5,7 +5,7 @@ on free ports, started and stopped by the tests' real-network harness, tests/rea
     python -m bench.devnet --duration 60          # the real figure
 
 For each offered load (transactions per second, open loop) it pre-signs transfers from senders used by no
-other step (so a refused transaction leaves no nonce gap for the next step), sends them in batches through
+other step (so a refused transaction leaves no nonce gap for the next step; at most PER_SENDER each), sends them in batches through
 every node's RPC `broadcast_txs` on a fixed schedule (a slow answer does not delay the next batch, and
 finality counts from the scheduled send time, so queueing is not hidden), then drains. `max` sends the next
 batch as soon as an endpoint answers. Commits are read from node 0's blocks.
@@ -14,7 +14,9 @@ Per load it prints: the rate actually sent; committed tx/s (transactions in the 
 during a window as long as the send window, shifted by the step's median finality); finality p50/p99
 (scheduled send -> block seen committed on node 0); block interval (header times) and block fill (txs per
 block, share of max_block_bytes) in that window; refusals (by reason) and `pending`: transactions accepted
-but not yet committed when the drain ended (an overloaded step's backlog, which then lands in the next); CPU per committed transaction (all node processes with their sandbox workers, from /proc, over
+but not yet committed when the drain ended (an overloaded step's backlog, which then lands in the next); PoI
+challenges missed during the step by all validators and validators jailed at its end (a faster pipeline must
+not jail slow honest validators); CPU per committed transaction (all node processes with their sandbox workers, from /proc, over
 the send window and the drain, divided by the step's committed transactions); and RSS per node at the end.
 The baseline, measured in the same run: one core's Ed25519 verifications per second, and the ceiling that
 implies when every validator verifies every transaction once on this machine's cores.
@@ -47,6 +49,9 @@ from vm.txs import Transfer, build_tx
 BATCH_INTERVAL_S = 0.1
 MAX_BATCH = 64  # transactions per broadcast_txs call (the RPC's limit)
 WORKERS_PER_ENDPOINT = 3
+# Transactions per sender and step: under the mempool's max_nonce_gap (64), so a step whose commits lag its
+# sends is refused for being overloaded, not for one sender's nonces running ahead.
+PER_SENDER = 48
 DRAIN_S = 30.0
 STALL_S = 10.0  # the drain ends when nothing new commits for this long
 GAS_LIMIT = 1000
@@ -72,8 +77,8 @@ def presign(net: RealNet, senders: list[PrivateKey], count: int, sink: Any) -> l
     nonces = [0] * len(senders)
     for k in range(count):
         s = k % len(senders)
-        tx = build_tx(senders[s], Transfer(sink, Amount(1)), chain_id=net.chain_id, nonce=nonces[s], gas_limit=GAS_LIMIT,
-                      fee=FEE)
+        tx = build_tx(senders[s], Transfer(sink, Amount(1)), chain_id=net.chain_id, nonce=nonces[s],
+                      gas_limit=GAS_LIMIT, fee=FEE)
         nonces[s] += 1
         raw = tx.encode()
         per_endpoint[s % endpoints].append(Signed(bytes(tx.hash), raw.hex(), len(raw)))
@@ -272,13 +277,20 @@ def drain(observer: Observer, out: Sent, timeout: float) -> None:
         time.sleep(0.2)
 
 
+def poi_totals(client: Client) -> tuple[int, int]:
+    """PoI challenges missed so far by all validators together, and how many validators are jailed now."""
+    scores = client.poi()
+    return sum(s.missed for s in scores), sum(bool(s.jailed) for s in scores)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--validators", type=int, default=4)
     ap.add_argument("--duration", type=float, default=5.0, help="seconds of sending per load (60 for the figure)")
     ap.add_argument("--loads", default="200,500,1000,2000,max", help="offered tx/s per step; max = as fast as "
                     "the endpoints answer")
-    ap.add_argument("--senders", type=int, default=256, help="funded senders per step")
+    ap.add_argument("--senders", type=int, default=256,
+                    help=f"funded senders per step, at least one per {PER_SENDER} transactions of the step")
     ap.add_argument("--max-rate-budget", type=int, default=4000,
                     help="tx/s pre-signed for the max step (it ends early if it sends them all)")
     ap.add_argument("--block-time-ms", type=int, default=None, help="timeout_commit (default: genesis value)")
@@ -295,7 +307,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"Ed25519 verify (one core): {verify_rate:,.0f}/s; every validator verifying every tx once on "
           f"{cores} cores bounds the devnet at {ceiling:,.0f} tx/s")
 
-    accounts = 1 + args.senders * len(loads)
+    budgets = [int((offered or args.max_rate_budget) * args.duration) for offered in loads]
+    senders_per_step = [max(args.senders, -(-budget // PER_SENDER)) for budget in budgets]
+    firsts = list(itertools.accumulate([1, *senders_per_step]))
+    accounts = firsts[-1]
     with tempfile.TemporaryDirectory(prefix="bench-devnet-") as tmp, \
             RealNet(Path(tmp) / "net", validators=args.validators, block_time_ms=args.block_time_ms,
                     accounts=accounts) as net:
@@ -312,17 +327,20 @@ def main(argv: list[str] | None = None) -> int:
         leaders = [net.pid(i) for i in net.indices]
         sink = net.account_key(0).address
         print(f"\n{'offered':>8} {'sent/s':>8} {'commit/s':>9} {'p50 s':>7} {'p99 s':>7} {'blk int s':>9} "
-              f"{'tx/blk':>7} {'fill%':>6} {'refused':>8} {'pending':>7} {'cpu ms/tx':>9}  refusals")
+              f"{'tx/blk':>7} {'fill%':>6} {'refused':>8} {'pending':>7} {'cpu ms/tx':>9} {'PoI miss':>8} "
+              f"{'jailed':>6}  refusals")
+        poi_client = Client(net.spec(0).rpc_url, timeout=30)
         try:
             for step, offered in enumerate(loads):
-                senders = [net.account_key(1 + step * args.senders + i) for i in range(args.senders)]
-                budget = int((offered or args.max_rate_budget) * args.duration)
-                work = presign(net, senders, budget, sink)
+                senders = [net.account_key(firsts[step] + i) for i in range(senders_per_step[step])]
+                work = presign(net, senders, budgets[step], sink)
                 cpu0 = cpu_seconds(leaders)
+                missed0, _ = poi_totals(poi_client)
                 out, start = run_step(net, offered, work, args.duration)
                 window = time.monotonic() - start
                 drain(observer, out, DRAIN_S)
                 cpu1 = cpu_seconds(leaders)
+                missed1, jailed = poi_totals(poi_client)
                 finality = [observer.committed[h] - out.scheduled[h] for h in out.accepted
                             if h in observer.committed]
                 pending = sum(1 for h in out.accepted if h not in observer.committed)
@@ -342,7 +360,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{label:>8} {out.sent / window:>8,.0f} {committed_in_window / window:>9,.0f} "
                       f"{pct(finality, 0.5):>7.2f} {pct(finality, 0.99):>7.2f} {interval:>9.2f} "
                       f"{per_block:>7,.0f} {fill:>6.1f} {sum(out.refused.values()):>8} {pending:>7} {cpu_ms:>9.2f}"
-                      f"  {reasons}", flush=True)
+                      f" {missed1 - missed0:>8} {jailed:>6}  {reasons}", flush=True)
         finally:
             observer.stop.set()
             watcher.join(10)

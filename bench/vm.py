@@ -34,6 +34,7 @@ from node.leveldb import LevelDBStore
 from tools.genesis import account_key, make_genesis
 from vm.app import VMApplication
 from vm.engine import sandbox_limits
+from vm.execute import infer_gas
 from vm.genesis import Genesis, parse_genesis
 from vm.sandbox.canonicalize import canonicalize
 from vm.sandbox.executor import InferJob, LocalExecutor, ModelPackage
@@ -121,17 +122,21 @@ def inference_rows(genesis: Genesis, proposer: Node, validator: Node, name: str,
                    make_input: Callable[[int], np.ndarray], rounds: int) -> None:
     model = next(m for m in genesis.models if m.name == name)
     seed = genesis.seed_phrase or ""
-    gas_limit = 10**8
     inputs = [make_input(i) for i in range(k)]
+    record = proposer.app.view().model(model.model_id)
+    assert record is not None
     txs = []
     for i in range(k):
         key = account_key(seed, 4 + i % 16)
-        txs.append(build_tx(key, Infer(model.model_id, (Tensor.from_numpy(inputs[i]),), Amount(0)),
+        x = (Tensor.from_numpy(inputs[i]),)
+        gas_limit = infer_gas(genesis.params, record, x)  # with the model's load: any of them may come first
+        txs.append(build_tx(key, Infer(model.model_id, x, Amount(0)),
                             chain_id=genesis.chain_id, nonce=i // 16, gas_limit=gas_limit, fee=gas_limit))
     tpl = template(genesis, proposer.app)
     proposer.app.build_block(tpl, txs)  # warm: sessions cached in the workers, signatures cached
     block = proposer.app.build_block(tpl, txs)
     assert len(block.txs) == k, f"only {len(block.txs)} of {k} inferences fit"
+    assert all(r.status.name == "OK" for r in block.results), {r.log for r in block.results}
     empty = proposer.app.build_block(tpl, [])
     assert validator.app.validate_block(block).is_valid
     input_name = model.meta.inputs[0].name

@@ -1,8 +1,9 @@
 """Evidence checks and the pending-evidence pool (dedup by offence, expiry by height).
 
 What proves an offence without state is core's (`core.evidence.validate_evidence_basic`); consensus adds
-that the evidence is not older than `max_age` heights nor from the future. Whether the offender still
-has stake to slash, and whether it was already punished, is the application's.
+the height window (`core.evidence.is_evidence_in_window`: a block carries evidence of strictly earlier
+heights, at most `max_age` back). Whether the offender was a validator at the offence height, still has
+stake to slash, and was not punished already, is the application's (`vm.process.evidence_problem`).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from core.evidence import (
     Verifier,
     evidence_hash,
     evidence_height,
+    is_evidence_in_window,
     offence_id,
     validate_evidence_basic,
 )
@@ -29,6 +31,16 @@ def validate_evidence(evidence: Evidence, chain_id: str, height: int, max_age: i
     h = evidence_height(evidence)
     if h > height or h + max_age < height:
         raise InvalidEvidence(f"evidence of height {h} is outside the window at height {height}")
+    validate_evidence_basic(evidence, chain_id, verifier)
+
+
+def validate_block_evidence(evidence: Evidence, chain_id: str, block_height: int, max_age: int,
+                            verifier: Verifier = verify) -> None:
+    """Raises InvalidEvidence unless block `block_height` may carry `evidence`: inside the window and
+    proving what it claims (core's stateless rules)."""
+    h = evidence_height(evidence)
+    if not is_evidence_in_window(h, block_height, max_age):
+        raise InvalidEvidence(f"evidence of height {h} is outside the window of block {block_height}")
     validate_evidence_basic(evidence, chain_id, verifier)
 
 
@@ -53,9 +65,11 @@ class EvidencePool:
         return True
 
     def pending(self, limit: int, height: int) -> tuple[Evidence, ...]:
-        """Oldest first (then by hash): what a proposer at `height` includes."""
+        """Oldest first (then by hash): what a proposer at `height` includes (evidence of `height` itself
+        waits for the next block)."""
         self.prune(height)
-        items = sorted(self._pending.values(), key=lambda t: (t[0], bytes(t[1])))
+        items = sorted((t for t in self._pending.values() if is_evidence_in_window(t[0], height, self.max_age)),
+                       key=lambda t: (t[0], bytes(t[1])))
         return tuple(e for _, _, e in items[:limit])
 
     def mark_committed(self, evidence: Iterable[Evidence]) -> None:

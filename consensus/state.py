@@ -36,7 +36,7 @@ from consensus.events import (
     VoteReceived,
     VotesFetched,
 )
-from consensus.evidence import EvidencePool, validate_evidence
+from consensus.evidence import EvidencePool, validate_block_evidence, validate_evidence
 from consensus.params import ConsensusParams, Step
 from consensus.proposer import ProposerPriorities
 from consensus.voteset import Added, VoteSet
@@ -49,8 +49,10 @@ from core.evidence import (
     WrongInference,
     duplicate_proposal,
     duplicate_vote,
+    evidence_height,
     offence_id,
 )
+from core.header import HeaderRules, is_build_round_ok, validate_header
 from core.keys import verify
 from core.merkle import merkle_proof
 from core.types import Address, Hash32, Height, PublicKeyBytes, Round, Timestamp
@@ -144,6 +146,10 @@ class ConsensusState:
         self._validate_block_basic: BlockChecker = Block.validate_basic if block_checker is None else block_checker
         self._sig_cache: SignatureCache = {} if signature_cache is None else signature_cache
         self._pool = EvidencePool(self.params.max_evidence_age)
+        # Public key -> the latest height whose set this machine saw it in, for the evidence window: evidence
+        # against a validator that has left the set since its offence is still taken (the application
+        # decides membership at the offence height from its state; this is the machine's cheap guard).
+        self._member_heights: dict[bytes, int] = {}
         self._known_sets = _ValidatorSets()
         self._future: list[ProposalReceived | VoteReceived] = []
         self._started = False  # a NewHeight was handled
@@ -185,6 +191,10 @@ class ConsensusState:
             more = max(8, len(self._proposer_cache))
             self._proposer_cache = self._proposers.proposers(len(self._proposer_cache) + more, self._addresses)
         return self._proposer_cache[round_]
+
+    def knows_evidence(self, evidence: Evidence) -> bool:
+        """Its offence (`core.evidence.offence_id`) is already pending or committed here: a copy needs no check."""
+        return self._pool.knows(evidence)
 
     def pending_evidence(self) -> tuple[Evidence, ...]:
         return self._pool.pending(self.params.max_block_evidence, int(self._height))
@@ -335,6 +345,7 @@ class ConsensusState:
                 if member is not None:
                     self._last_precommits.add(vote, *member)
         self._pool.prune(int(ev.height))
+        self._note_members(int(ev.height))
         self._wait_for_round_zero(int(ev.now), out)
         buffered, self._future = self._future, []
         for item in buffered:
@@ -364,6 +375,15 @@ class ConsensusState:
             return True
         lp = self._last_precommits
         return lp is not None and lp.power >= lp.validators.total_power
+
+    def _note_members(self, height: int) -> None:
+        for key in self._last_members:
+            self._member_heights[key] = max(self._member_heights.get(key, 0), height - 1)
+        for key in self._members:
+            self._member_heights[key] = height
+        oldest = height - self.params.max_evidence_age
+        for key in [k for k, h in self._member_heights.items() if h < oldest]:
+            del self._member_heights[key]
 
     def _start_round(self, r: int, now: int, out: list[Action]) -> None:
         """StartRound(r) (L11)."""
@@ -499,6 +519,8 @@ class ConsensusState:
             return
         if pb.block.height != p.height or not -1 <= p.pol_round < p.round:
             return
+        if not is_build_round_ok(int(pb.block.header.round), int(p.round), int(p.pol_round)):
+            return  # a fresh proposal's block is built in its round, a re-proposal's by its POL round
         member = self._members.get(bytes(p.proposer))
         if member is None or member[0] != self.proposer(p.round):
             return
@@ -519,7 +541,7 @@ class ConsensusState:
         else:
             self._proposals[p.round] = pb
         block = pb.block
-        self._note_block(block, out, bid)
+        self._note_block(block, out, bid, int(p.round))
         if block.header.time <= now + self.params.max_clock_drift_ms:
             self._timely.add(bid)
         if p.proposer == self.me:
@@ -536,29 +558,23 @@ class ConsensusState:
             # Only the proposer gathers late precommits (into its block's last commit): the others vote now.
             self._start_round(0, now, out)
 
-    def _note_block(self, block: Block, out: list[Action], bid: Hash32) -> None:
-        """Remember a block of this height and judge what consensus itself must check."""
+    def _note_block(self, block: Block, out: list[Action], bid: Hash32, max_round: int) -> None:
+        """Remember a block of this height and judge what consensus itself must check; `max_round` is the
+        round of the proposal or commit that carries it (the block was built in that round or before)."""
         if bid in self._blocks:
             return
         self._blocks[bid] = block
-        self._block_problem[bid] = self._structural_problem(block, out)
+        self._block_problem[bid] = self._structural_problem(block, out, max_round)
 
-    def _structural_problem(self, block: Block, out: list[Action]) -> str | None:
+    def _structural_problem(self, block: Block, out: list[Action], max_round: int) -> str | None:
         h = block.header
         try:
             self._validate_block_basic(block)
+            validate_header(h, HeaderRules(self.chain_id, int(self._height), self._last_block_id,
+                                           int(self._last_block_time), self._vs, self._next_vs.hash,
+                                           self.proposer, max_round))
         except InvalidBlock as exc:
             return str(exc)
-        if h.chain_id != self.chain_id or h.height != self._height:
-            return "wrong chain or height"
-        if h.last_block_id != self._last_block_id:
-            return "does not extend the last block"
-        if h.validators_hash != self._vs.hash or h.next_validators_hash != self._next_vs.hash:
-            return "wrong validator set hashes"
-        if h.proposer not in self._vs:
-            return "proposer is not a validator"
-        if h.time <= self._last_block_time:
-            return "block time not after the previous block"
         if self._height > 1:
             if block.last_commit is None or self._last_vs is None:
                 return "missing last commit"
@@ -573,7 +589,8 @@ class ConsensusState:
         keys = set()
         for ev in block.evidence:
             try:
-                validate_evidence(ev, self.chain_id, int(self._height), self.params.max_evidence_age, self._verify)
+                validate_block_evidence(ev, self.chain_id, int(self._height), self.params.max_evidence_age,
+                                        self._verify)
             except InvalidEvidence as exc:
                 return f"evidence: {exc}"
             key = offence_id(ev)
@@ -658,9 +675,8 @@ class ConsensusState:
             out.append(ReportEvidence(evidence))
 
     def _on_evidence(self, evidence: Evidence, out: list[Action]) -> None:
-        offender = evidence.offender
-        known = bytes(offender) in self._members or bytes(offender) in self._last_members
-        if not known or self._pool.knows(evidence):
+        last_seen = self._member_heights.get(bytes(evidence.offender))
+        if last_seen is None or last_seen < evidence_height(evidence) or self._pool.knows(evidence):
             return
         self._add_evidence(evidence, out)
         if isinstance(evidence, DuplicateVote):
@@ -678,7 +694,7 @@ class ConsensusState:
             verify_commit(self._vs, commit.block_id, commit, self.chain_id, signature_ok=self._signature_ok)
         except RemoteError:
             return
-        self._note_block(block, out, commit.block_id)
+        self._note_block(block, out, commit.block_id, int(commit.round))
         for vote in commit.precommits:
             self._on_vote(vote, int(ev.now), out)
 

@@ -107,6 +107,11 @@ class Application(Protocol):
         """Pick transactions, run inferences and registrations, fill results, PoI reveal and roots."""
         ...
 
+    def build_faults(self, block: Block) -> tuple[Hash32, ...]:
+        """Transactions `build_block` left out of `block` because their work met a local fault on this node;
+        the node backs them off in its mempool (asked once per built block)."""
+        ...
+
     def validate_block(self, block: Block) -> Verdict:
         """Re-execute a proposed block and judge it; never raises for a bad block."""
         ...

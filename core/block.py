@@ -8,7 +8,7 @@ from core.codec import MaxLen, Wire, wire
 from core.errors import InvalidBlock
 from core.evidence import Evidence, evidence_hash
 from core.hashing import ZERO_HASH, sha256
-from core.header import Header, TxResult
+from core.header import Header, TxResult, is_build_round_ok
 from core.limits import MAX_BLOCK_BYTES, MAX_BLOCK_EVIDENCE, MAX_BLOCK_TXS, MAX_PROPOSAL_MESSAGE_BYTES
 from core.merkle import merkle_root
 from core.tx import Transaction
@@ -83,6 +83,10 @@ class ProposalBlock(Wire):
             raise ValueError("proposal does not sign this block")
         if self.proposal.height != self.block.height:
             raise ValueError("proposal height differs from the block's")
+        p = self.proposal
+        if not is_build_round_ok(int(self.block.header.round), int(p.round), int(p.pol_round)):
+            raise ValueError(f"a proposal of round {int(p.round)} (POL round {int(p.pol_round)}) carries a block "
+                             f"built in round {int(self.block.header.round)}")
 
     @property
     def hash(self) -> Hash32:

@@ -105,6 +105,13 @@ def evidence_round(evidence: Evidence) -> Round:
     return evidence.proposal.round
 
 
+def is_evidence_in_window(offence_height: int, block_height: int, max_age: int) -> bool:
+    """Whether block `block_height` may carry evidence of an offence at `offence_height`: a strictly earlier
+    height (at least 1: there is no validator set of height 0) at most `max_age` back (consensus's block
+    check, its pool and the VM all ask this)."""
+    return 1 <= offence_height < block_height <= offence_height + max_age
+
+
 class OffenceKind(enum.Enum):
     """What kind of offence; the value is part of the offence id's preimage (and so of state keys)."""
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -29,6 +30,7 @@ from core.validators import ValidatorEntry, ValidatorSet
 from core.votes import Commit, VoteType
 from node.rpc.errors import RpcError
 from node.rpc.jsonenc import tensor_from_json
+from node.rpc.methods import MAX_MODELS_PAGE as MODELS_PAGE
 
 __all__ = [
     "AccountInfo", "BlockInfo", "BroadcastResult", "Client", "InferenceInfo", "ModelInfo", "NodeUnreachable",
@@ -260,9 +262,12 @@ class InferenceInfo:
 class Client:
     """`Client(url)`; every method is one JSON-RPC call (or one batch) and returns a typed value."""
 
-    def __init__(self, url: str = DEFAULT_URL, *, timeout: float = 10.0) -> None:
+    def __init__(self, url: str = DEFAULT_URL, *, timeout: float = 10.0, token: str | None = None) -> None:
+        """`token`: the node's rpc.auth_token (default: $INFERCHAIN_RPC_TOKEN), sent as a bearer token."""
         self.url = url.rstrip("/")
-        self._http = httpx.Client(timeout=timeout)
+        token = token if token is not None else os.environ.get("INFERCHAIN_RPC_TOKEN", "")
+        self._http = httpx.Client(timeout=timeout,
+                                  headers={"authorization": f"Bearer {token}"} if token else None)
         self._ids = itertools.count(1)
 
     def close(self) -> None:
@@ -355,7 +360,13 @@ class Client:
         return _model_info(self.call("model", {"model_id": _hex(model_id)}))
 
     def models(self) -> list[ModelInfo]:
-        return [_model_info(o) for o in self.call("models")]
+        """Every registered model, read a page at a time."""
+        out: list[ModelInfo] = []
+        while True:
+            page = self.call("models", {"after": out[-1].model_id.hex()} if out else {})
+            out += [_model_info(o) for o in page]
+            if not page or len(page) < MODELS_PAGE:
+                return out
 
     def inference(self, tx_hash: bytes | str) -> InferenceInfo:
         o = self.call("inference", {"hash": _hex(tx_hash)})

@@ -29,14 +29,41 @@ class P2PSection:
     heartbeat_s: float = 1.0
 
 
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1", "[::1]")
+
+
 @dataclass(frozen=True, slots=True)
 class RPCSection:
+    """The RPC server: where it binds, who may use it and how much each client may ask.
+
+    Limits are per client (its IP address), so a load driver on the same host raises them here."""
+
     enabled: bool = True
     address: str = f"127.0.0.1:{DEFAULT_RPC_PORT}"
+    # Bearer token every request but GET /health must carry (`Authorization: Bearer <token>`); required
+    # when `address` binds beyond loopback.
+    auth_token: str = ""
+    # Host header names served besides the loopback names and the bound host ("*": any; DNS rebinding
+    # protection off). Browser Origins admitted besides the node's own (same host and port).
+    allowed_hosts: tuple[str, ...] = ()
+    allowed_origins: tuple[str, ...] = ()
+    # Requests (HTTP requests and websocket messages) per second per client, with bursts of `burst`.
+    requests_per_s: float = 100.0
+    burst: int = 200
+    # Requests of one client being answered at once (a commit-mode broadcast holds one for its wait).
+    concurrent_per_client: int = 32
+    websockets_per_client: int = 8
+    subscriptions_per_client: int = 64
+    # Request line and headers together.
+    max_header_bytes: int = 64 * 1024
 
     @property
     def host(self) -> str:
         return self.address.rpartition(":")[0]
+
+    @property
+    def loopback(self) -> bool:
+        return self.host in LOOPBACK_HOSTS
 
     @property
     def port(self) -> int:
@@ -67,8 +94,12 @@ class MempoolSection:
     max_txs_per_sender: int = 256
     # How far ahead of the account's nonce a transaction may be queued.
     max_nonce_gap: int = 64
+    # Transactions a sender may have waiting behind a nonce gap (they cannot go into a block yet).
+    max_gapped_per_sender: int = 16
     # A transaction not included within this many heights is dropped.
     ttl_heights: int = 600
+    # ... or within this many while it still waits behind a nonce gap.
+    gapped_ttl_heights: int = 60
     # A replacement (same sender and nonce) must raise the fee per gas by this many percent.
     replace_bump_percent: int = 10
     # Verified-signature cache size (transaction hashes).
@@ -131,11 +162,26 @@ def validate_config(cfg: NodeConfig) -> None:
     host, sep, port = cfg.rpc.address.rpartition(":")
     if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
         raise ConfigError(f"rpc.address: expected host:port, got {cfg.rpc.address!r}")
-    for name in ("max_txs", "max_bytes", "max_txs_per_sender", "ttl_heights", "sig_cache_size"):
+    rpc = cfg.rpc
+    if not rpc.loopback and not rpc.auth_token:
+        raise ConfigError(f"rpc.auth_token: required when rpc.address binds beyond loopback ({rpc.address})")
+    if rpc.auth_token and (len(rpc.auth_token) < 16 or not rpc.auth_token.isprintable() or " " in rpc.auth_token):
+        raise ConfigError("rpc.auth_token: at least 16 printable characters without spaces")
+    for name in ("burst", "concurrent_per_client", "websockets_per_client", "subscriptions_per_client"):
+        if getattr(rpc, name) < 1:
+            raise ConfigError(f"rpc.{name}: must be positive")
+    if not rpc.requests_per_s > 0:
+        raise ConfigError("rpc.requests_per_s: must be positive")
+    if not 1024 <= rpc.max_header_bytes <= 1 << 20:
+        raise ConfigError("rpc.max_header_bytes: must be between 1024 and 1048576")
+    for name in ("max_txs", "max_bytes", "max_txs_per_sender", "ttl_heights", "gapped_ttl_heights",
+                 "sig_cache_size"):
         if getattr(cfg.mempool, name) < 1:
             raise ConfigError(f"mempool.{name}: must be positive")
-    if cfg.mempool.max_nonce_gap < 0 or cfg.mempool.replace_bump_percent < 0:
-        raise ConfigError("mempool.max_nonce_gap and mempool.replace_bump_percent must not be negative")
+    mp = cfg.mempool
+    if mp.max_nonce_gap < 0 or mp.replace_bump_percent < 0 or mp.max_gapped_per_sender < 0:
+        raise ConfigError("mempool.max_nonce_gap, mempool.max_gapped_per_sender and "
+                          "mempool.replace_bump_percent must not be negative")
     for f in dataclasses.fields(ConsensusSection):
         value = getattr(cfg.consensus, f.name)
         if f.name.endswith("_ms") and value is not None and not 0 <= value <= 600_000:

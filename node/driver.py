@@ -288,6 +288,9 @@ class ConsensusDriver:
                 return  # the height was committed meanwhile (a commit of another round): nothing to build
             self.raise_alarm(f"cannot build block {template.height}: {fault}")
             return
+        for tx_hash in self.app.build_faults(block):
+            # A local fault on our own proposal backs the transaction off like a disagreement (docs/vm.md).
+            self.mempool.report_disagreement(tx_hash, block.header.proposer, block.height)
         await self.submit(BlockBuilt(self.now(), template.height, template.round, block))
 
     async def _validate(self, action: ValidateBlock) -> None:

@@ -59,6 +59,7 @@ class EventHub:
         self._outcomes: dict[bytes, TxOutcome] = {}
         self._outcome_order: list[bytes] = []
         self._outcome_memory = 10_000
+        self._subscriber_left = trio.Event()
 
     # ---------------------------------------------------------------- publishing (commit path, never blocks)
 
@@ -72,9 +73,15 @@ class EventHub:
                 logger.warning("block subscriber fell %d blocks behind; dropping it", SUBSCRIBER_BUFFER)
                 sub.dropped = True
                 sub.send.close()
-                self._subscribers.discard(sub)
+                self._drop(sub)
             except trio.ClosedResourceError:
-                self._subscribers.discard(sub)
+                self._drop(sub)
+
+    def _drop(self, sub: _Subscriber) -> None:
+        if sub in self._subscribers:
+            self._subscribers.discard(sub)
+            self._subscriber_left.set()
+            self._subscriber_left = trio.Event()
 
     def tx_rejected(self, tx_hash: Hash32, reason: str) -> None:
         """A transaction left the mempool without being committed (evicted, disagreed, expired...)."""
@@ -100,6 +107,11 @@ class EventHub:
     def subscribers(self) -> int:
         """Open block streams."""
         return len(self._subscribers)
+
+    async def wait_subscribers(self, at_most: int) -> None:
+        """Until at most `at_most` block streams are open (a closed connection's leave as the server sees it)."""
+        while len(self._subscribers) > at_most:
+            await self._subscriber_left.wait()
 
     @property
     def waiting(self) -> int:
@@ -143,7 +155,7 @@ class EventHub:
         try:
             yield _iterate(sub)
         finally:
-            self._subscribers.discard(sub)
+            self._drop(sub)
             sub.send.close()
             sub.receive.close()
 

@@ -24,6 +24,7 @@ import math
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
 
 import trio
 
@@ -32,6 +33,7 @@ from core.block import ProposalBlock
 from core.errors import InferchainError, InvalidSignature
 from core.evidence import Evidence, WrongInference, evidence_height, offence_id
 from core.hashing import sha256
+from core.header import TxResult
 from core.tx import Transaction
 from core.types import Address, Height
 from core.votes import Vote
@@ -40,6 +42,7 @@ from node.mempool import AccountInfo, Mempool
 from node.sigcache import SigCache
 from p2p.messages import TxBatch
 from p2p.validation import GossipMessage, GossipVerdict
+from vm.evidence import NOT_COMMITTED
 
 # Proposals for rounds further than this ahead of the round this node is in are not relayed.
 PROPOSAL_ROUND_WINDOW = 4
@@ -142,7 +145,17 @@ class ProposalWindow:
         return True
 
 
-EvidenceCheck = Callable[[Evidence], bool]
+# True: the claim is proven; False: it is false (its sender is blamed); None: this node cannot tell now.
+EvidenceCheck = Callable[[Evidence], "bool | None"]
+
+
+@runtime_checkable
+class WrongInferenceChecks(Protocol):
+    """What the application offers for wrong-inference claims (vm.app.VMApplication): cheap checks first."""
+
+    def precheck_wrong_inference(self, evidence: WrongInference, committed: TxResult | None) -> str | None: ...
+
+    def check_wrong_inference(self, evidence: WrongInference) -> bool | None: ...
 
 
 class EvidenceChecks:
@@ -178,6 +191,8 @@ class EvidenceChecks:
                 if known is None:
                     self.runs += 1
                     ok = await trio.to_thread.run_sync(self._check, evidence)
+                    if ok is None:
+                        return GossipVerdict.IGNORE  # our own fault: no relay, no blame, not remembered
                     known = (digest, ok)
                     self._results[offence] = known
                     while len(self._results) > EVIDENCE_MEMORY:
@@ -201,7 +216,23 @@ class GossipHooks:
         self._evidence_max_age = evidence_max_age
         self._our_round = our_round or (lambda: 0)
         self._proposals = ProposalWindow()
-        self.evidence_checks = EvidenceChecks(check_evidence or chain.app.is_valid_evidence)
+        self.evidence_checks = EvidenceChecks(check_evidence or self._check_wrong_inference)
+
+    def _check_wrong_inference(self, evidence: Evidence) -> bool | None:
+        """The VM's cheap checks first (proofs, membership, the model, the committed result), then the
+        model run only for a claim they cannot refute (runs in a worker thread, on the evidence limiter)."""
+        app = self._chain.app
+        if not isinstance(evidence, WrongInference) or not isinstance(app, WrongInferenceChecks):
+            return app.is_valid_evidence(evidence)
+        store = self._chain.blockstore
+        location = store.tx_location(bytes(evidence.tx.hash))
+        block = None if location is None else store.block(location.height)
+        committed = None if block is None or location is None else block.results[location.index]
+        reason = app.precheck_wrong_inference(evidence, committed)
+        if reason is not None:
+            # Not committed (yet) here may mean this node is behind: no blame; anything else is a false claim.
+            return None if committed is None and reason == NOT_COMMITTED else False
+        return app.check_wrong_inference(evidence)
 
     async def proposal(self, message: GossipMessage) -> GossipVerdict:
         value: ProposalBlock = message.value

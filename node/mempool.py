@@ -1,13 +1,24 @@
 """The mempool: transactions waiting for a block, checked once on entry, ordered for the next proposal.
 
-Entry checks mirror the VM's inclusion rules (vm.execute.inclusion_error) so that what we propose is
-includable: chain id, gas cap, fee >= gas_limit x min_gas_price, signature (once per node, `SigCache`),
-nonce not below the account's, and the sender's balance covering the fees of all its pending transactions up
-to this one. A transaction may wait up to `max_nonce_gap` nonces ahead of its account.
+The inclusion rules are the VM's (`vm.execute.admission_error` through `MempoolState.check_tx` on entry;
+`account_inclusion_error` through `MempoolState.inclusion_error` when a block changed the accounts):
+chain id, gas cap, fee >= gas_limit x min_gas_price, nonce and balance, a payload that decodes. The mempool
+asks with the sender's account as its pending transactions would leave it (nonce = this transaction's,
+balance less the fees of its pending predecessors), so a sender may queue transactions ahead. What stays
+here is the mempool's own business: the signature (once per node, `SigCache`), ordering, limits,
+replacement, eviction and the disagreement back-off.
 
 Order for a proposal: the highest fee per gas first, each sender's transactions in nonce order (a sender's
-next transaction competes only once its predecessor is in). Limits: count, bytes, per sender; when full, a
-better-paying transaction evicts the cheapest tail (a sender's last nonce, so no gap opens).
+next transaction competes only once its predecessor is in). A transaction is *ready* when every nonce from
+the account's up to its own is pending; otherwise it is *gapped* (it cannot go into a block yet). Limits:
+count, bytes, per sender, gapped per sender (`max_gapped_per_sender`), how far ahead (`max_nonce_gap`) and
+how long (`ttl_heights`; `gapped_ttl_heights` while gapped). When full, gapped transactions are evicted
+first (a ready newcomer evicts any; a gapped one only cheaper gapped ones), then the cheapest ready tail (a
+sender's last nonce, so no gap opens) that pays less than the newcomer.
+
+Cost: two sorted indexes (`sortedcontainers.SortedList`) hold one key per sender, its eviction candidate
+and its next ready transaction, so an add or an eviction is O(log senders) plus the sender's own
+transactions (at most `max_txs_per_sender`), and `reap` costs O(txs reaped x log senders).
 
 After each block `update` drops what was committed, what became stale (nonce, balance) and what aged out.
 
@@ -21,19 +32,19 @@ from __future__ import annotations
 import enum
 import heapq
 import logging
-from collections.abc import Callable, Iterable, Iterator
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from fractions import Fraction
 from typing import Protocol
 
 import trio
+from sortedcontainers import SortedList
 
-from core.errors import DecodeError
 from core.tx import Transaction
-from core.types import Address, Hash32
+from core.types import Address, Amount, Hash32, Nonce
 from node.config import MempoolSection
 from node.sigcache import SigCache
-from vm.txs import PAYLOAD_TYPES
+from vm.state import Account
 
 logger = logging.getLogger(__name__)
 
@@ -41,6 +52,11 @@ DISAGREEMENT_PROPOSERS = 3
 REJECTED_DISAGREED = "rejected: validators disagreed"
 _MAX_BACKOFF_HEIGHTS = 64
 _FAILURE_MEMORY = 10_000
+# `reap` stops after this many candidates in a row that do not fit the block's budgets.
+_REAP_MISSES = 256
+# The event loop gets a turn every this many adds of a batch, and every few milliseconds of a recheck.
+_ADD_SLICE = 64
+_SLICE_S = 0.005
 
 
 class RemovalReason(enum.Enum):
@@ -54,18 +70,25 @@ class RemovalReason(enum.Enum):
 
 
 class AccountInfo(Protocol):
-    balance: int
-    nonce: int
+    @property
+    def balance(self) -> int: ...
+
+    @property
+    def nonce(self) -> int: ...
 
 
 class MempoolState(Protocol):
-    """What the mempool reads from the committed state (the node adapts the VM to this)."""
+    """What the mempool reads from the committed state and the VM (the node adapts the VM to this)."""
 
     def account(self, address: Address) -> AccountInfo: ...
 
-    def min_gas_price(self) -> int: ...
+    def check_tx(self, tx: Transaction, account: Account) -> str | None:
+        """The VM's entry verdict on `tx` after a sender's account in state `account` (None: take it)."""
+        ...
 
-    def max_tx_gas(self) -> int: ...
+    def inclusion_error(self, tx: Transaction, account: Account) -> str | None:
+        """The VM's inclusion rule alone (no payload decoding): what a new committed state can change."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,10 +107,16 @@ class _Entry:
     size: int
     added_height: int
     seq: int
-    price: Fraction = field(init=False)
+    price: int = field(init=False)  # fee per gas, scaled by 2^128
 
     def __post_init__(self) -> None:
-        self.price = Fraction(self.tx.fee, self.tx.gas_limit)
+        # Exact order: fees and gas limits are below 2^64, so distinct fee/gas ratios differ by at least
+        # 2^-128 and their scaled floors differ. Integer keys compare ~20x faster than Fractions.
+        self.price = (self.tx.fee << 128) // self.tx.gas_limit
+
+
+_EvictKey = tuple[int, int, int, bytes]  # (ready?, price, -seq, sender): the lowest goes first
+_ReadyKey = tuple[int, int, bytes]  # (-price, seq, sender): the lowest is proposed first
 
 
 @dataclass(slots=True)
@@ -95,6 +124,16 @@ class _Sender:
     nonce: int  # the account's next nonce at the last check
     balance: int
     txs: dict[int, _Entry] = field(default_factory=dict)  # by nonce
+    ready_end: int = 0  # the first nonce >= `nonce` that is not pending: [nonce, ready_end) are ready
+    evict_key: _EvictKey | None = None  # this sender's key in Mempool._evict (its tail)
+    ready_key: _ReadyKey | None = None  # this sender's key in Mempool._ready (its head, when ready)
+
+    def is_ready(self, nonce: int) -> bool:
+        return self.nonce <= nonce < self.ready_end
+
+    @property
+    def gapped(self) -> int:
+        return len(self.txs) - (self.ready_end - self.nonce)
 
 
 @dataclass(slots=True)
@@ -115,6 +154,8 @@ class Mempool:
         self._state = state
         self._by_hash: dict[bytes, _Entry] = {}
         self._senders: dict[bytes, _Sender] = {}
+        self._evict: SortedList = SortedList()  # one _EvictKey per sender with transactions
+        self._ready: SortedList = SortedList()  # one _ReadyKey per sender whose next nonce is pending
         self._bytes = 0
         self._seq = 0
         self._height = 0
@@ -146,6 +187,10 @@ class Mempool:
     def txs(self) -> Iterator[Transaction]:
         return (e.tx for e in self._by_hash.values())
 
+    def gapped_count(self) -> int:
+        """Transactions that cannot go into a block yet (a nonce before them is missing)."""
+        return sum(s.gapped for s in self._senders.values())
+
     def on_removed(self, listener: RemovalListener) -> None:
         """Called for every transaction that leaves the mempool, with the reason."""
         self._listeners.append(listener)
@@ -169,129 +214,183 @@ class Mempool:
         failure = self._failures.get(key)
         if failure is not None and len(failure.proposers) >= DISAGREEMENT_PROPOSERS:
             return AddResult(tx_hash, False, REJECTED_DISAGREED)
-        reason = self._get_stateless_reason(tx)
-        if reason is not None:
-            return AddResult(tx_hash, False, reason)
-        if signature_checked:
-            self.sig_cache.mark_verified(tx_hash)
-        elif not self.sig_cache.verify(tx, tx_hash):
-            return AddResult(tx_hash, False, "invalid signature")
+        if tx.gas_limit <= 0:  # the mempool orders by fee per gas
+            return AddResult(tx_hash, False, "gas limit must be positive")
         sender_addr = tx.sender_address
-        sender = self._sender(sender_addr)
+        sender_key = bytes(sender_addr)
+        known = self._senders.get(sender_key)
+        sender = known if known is not None else self._new_sender(sender_addr)
         if tx.nonce < sender.nonce:
             return AddResult(tx_hash, False, f"nonce {tx.nonce} already used (account nonce is {sender.nonce})")
         if tx.nonce > sender.nonce + self.config.max_nonce_gap:
             return AddResult(tx_hash, False,
                              f"nonce {tx.nonce} is too far ahead of the account nonce {sender.nonce}")
+        # The VM's rules, as if the sender's pending predecessors were included first.
+        fees_before = sum(e.tx.fee for n, e in sender.txs.items() if sender.nonce <= n < tx.nonce)
+        projected = Account(Amount(max(0, sender.balance - fees_before)), Nonce(tx.nonce))
+        reason = self._state.check_tx(tx, projected)
+        if reason is not None:
+            if fees_before and reason.startswith("balance"):
+                reason = (f"balance {sender.balance} cannot pay the fees of this and earlier pending "
+                          f"transactions ({fees_before + tx.fee})")
+            return AddResult(tx_hash, False, reason)
+        if signature_checked:
+            self.sig_cache.mark_verified(tx_hash)
+        elif not self.sig_cache.verify(tx, tx_hash):
+            return AddResult(tx_hash, False, "invalid signature")
         entry = _Entry(tx, tx_hash, sender_addr, size if size is not None else len(tx.encode()), self._height,
                        self._next_seq())
         replaced = sender.txs.get(tx.nonce)
         if replaced is not None:
-            bump = replaced.price * (100 + self.config.replace_bump_percent) / 100
-            if entry.price < bump:
+            old = replaced.tx
+            if tx.fee * old.gas_limit * 100 < old.fee * tx.gas_limit * (100 + self.config.replace_bump_percent):
                 return AddResult(tx_hash, False,
                                  f"nonce {tx.nonce} already pending; a replacement must raise the fee per gas "
                                  f"by {self.config.replace_bump_percent}%")
-        fees = sum(e.tx.fee for n, e in sender.txs.items() if n < tx.nonce) + tx.fee
-        if fees > sender.balance:
-            return AddResult(tx_hash, False,
-                             f"balance {sender.balance} cannot pay the fees of this and earlier pending transactions ({fees})")
-        if replaced is None and len(sender.txs) >= self.config.max_txs_per_sender:
-            return AddResult(tx_hash, False, f"sender has {len(sender.txs)} pending transactions (the limit)")
+        else:
+            if len(sender.txs) >= self.config.max_txs_per_sender:
+                return AddResult(tx_hash, False, f"sender has {len(sender.txs)} pending transactions (the limit)")
+            if tx.nonce > sender.ready_end and sender.gapped >= self.config.max_gapped_per_sender:
+                return AddResult(tx_hash, False,
+                                 f"sender has {sender.gapped} transactions waiting behind a nonce gap (the limit)")
         if entry.size > self.config.max_bytes:
             return AddResult(tx_hash, False, "transaction larger than the mempool")
+        ready = sender.nonce <= tx.nonce <= sender.ready_end
+        freed = replaced.size if replaced is not None else 0
+        victims = self._victims(entry, ready, count=0 if replaced is not None else 1, size=entry.size - freed)
+        if victims is None:
+            return AddResult(tx_hash, False, "mempool is full")
+        if known is None:
+            self._senders[sender_key] = sender
         if replaced is not None:
             self._remove(replaced, RemovalReason.REPLACED)
-        if not self._make_room(entry):
-            if not sender.txs:
-                self._senders.pop(bytes(sender_addr), None)
-            return AddResult(tx_hash, False, "mempool is full")
-        sender = self._sender(sender_addr)
+        for victim in victims:
+            self._remove(victim, RemovalReason.EVICTED)
         sender.txs[tx.nonce] = entry
         self._by_hash[key] = entry
         self._bytes += entry.size
+        self._touch(sender_key, sender)
         self._notify()
         return AddResult(tx_hash, True, added=True)
 
-    def _get_stateless_reason(self, tx: Transaction) -> str | None:
-        if tx.chain_id != self.chain_id:
-            return f"wrong chain id {tx.chain_id!r}"
-        if tx.gas_limit <= 0:
-            return "gas limit must be positive"
-        max_gas = self._state.max_tx_gas()
-        if tx.gas_limit > max_gas:
-            return f"gas limit {tx.gas_limit} exceeds the per-transaction maximum {max_gas}"
-        min_fee = tx.gas_limit * self._state.min_gas_price()
-        if tx.fee < min_fee:
-            return f"fee {tx.fee} is below gas_limit x min_gas_price = {min_fee}"
-        payload_type = PAYLOAD_TYPES.get(tx.kind)  # type: ignore[call-overload]
-        if payload_type is None:
-            return f"unknown transaction kind {tx.kind}"
-        try:
-            payload_type.decode(tx.payload)
-        except DecodeError as exc:
-            return f"malformed payload: {exc}"
-        return None
+    async def add_many(self, txs: Sequence[Transaction], *, signature_checked: bool = False) -> list[AddResult]:
+        """`add` each of `txs` in order, giving the event loop a turn every `_ADD_SLICE` of them (a gossiped
+        batch holds thousands)."""
+        results = []
+        for i, tx in enumerate(txs):
+            if i and i % _ADD_SLICE == 0:
+                await trio.lowlevel.checkpoint()
+            results.append(self.add(tx, signature_checked=signature_checked))
+        return results
 
-    def _sender(self, address: Address) -> _Sender:
-        sender = self._senders.get(bytes(address))
-        if sender is None:
-            account = self._state.account(address)
-            sender = _Sender(int(account.nonce), int(account.balance))
-            self._senders[bytes(address)] = sender
-        return sender
+    def _new_sender(self, address: Address) -> _Sender:
+        account = self._state.account(address)
+        nonce = int(account.nonce)
+        return _Sender(nonce, int(account.balance), ready_end=nonce)
 
-    def _make_room(self, entry: _Entry) -> bool:
-        """Evict cheaper tails until `entry` fits; False (nothing evicted) if it cannot."""
+    def _victims(self, entry: _Entry, ready: bool, *, count: int, size: int) -> list[_Entry] | None:
+        """What to evict so that `entry` fits (None: it cannot), cheapest first and without touching its own
+        sender: gapped tails first, then (for a ready newcomer) ready tails paying less per gas."""
         cfg = self.config
-        need_count = len(self._by_hash) + 1 - cfg.max_txs
-        need_bytes = self._bytes + entry.size - cfg.max_bytes
+        need_count = len(self._by_hash) + count - cfg.max_txs
+        need_bytes = self._bytes + size - cfg.max_bytes
         if need_count <= 0 and need_bytes <= 0:
-            return True
-        tails = sorted(
-            (s.txs[max(s.txs)] for s in self._senders.values() if s.txs),
-            key=lambda e: (e.price, -e.seq),
-        )
+            return []
+        bound = (1 if ready else 0, entry.price)  # keys below it may be evicted for `entry`
+        own = bytes(entry.sender)
+        candidates = self._evict.irange(maximum=bound, inclusive=(True, False))
+        following: list[tuple[_EvictKey, _Entry, list[int]]] = []  # victims' senders' next tails
         victims: list[_Entry] = []
         freed_count = freed_bytes = 0
-        for tail in tails:
-            if tail.price >= entry.price or tail.sender == entry.sender:
-                continue
-            victims.append(tail)
+        next_key: _EvictKey | None = next(candidates, None)
+        while freed_count < need_count or freed_bytes < need_bytes:
+            if following and (next_key is None or following[0][0] < next_key):
+                _, victim, rest = heapq.heappop(following)
+                sender = self._senders[bytes(victim.sender)]
+            elif next_key is not None:
+                sender_key = next_key[3]
+                next_key = next(candidates, None)
+                if sender_key == own:
+                    continue
+                sender = self._senders[sender_key]
+                rest = sorted(sender.txs)
+                victim = sender.txs[rest.pop()]
+            else:
+                return None
+            victims.append(victim)
             freed_count += 1
-            freed_bytes += tail.size
-            if freed_count >= need_count and freed_bytes >= need_bytes:
-                break
-        if freed_count < need_count or freed_bytes < need_bytes:
-            return False
-        for victim in victims:
-            self._remove(victim, RemovalReason.EVICTED)
-        return True
+            freed_bytes += victim.size
+            if rest:
+                after = sender.txs[rest.pop()]
+                after_key = self._evict_key(sender, after)
+                if after_key < bound:
+                    heapq.heappush(following, (after_key, after, rest))
+        return victims
+
+    # ---------------------------------------------------------------- indexes
+
+    @staticmethod
+    def _evict_key(sender: _Sender, tail: _Entry) -> _EvictKey:
+        return (1 if sender.is_ready(tail.tx.nonce) else 0, tail.price, -tail.seq, bytes(tail.sender))
+
+    def _touch(self, key: bytes, sender: _Sender) -> None:
+        """Recompute `sender`'s ready run and its keys in both indexes after any change to it."""
+        if sender.evict_key is not None:
+            self._evict.remove(sender.evict_key)
+            sender.evict_key = None
+        if sender.ready_key is not None:
+            self._ready.remove(sender.ready_key)
+            sender.ready_key = None
+        end = sender.nonce
+        while end in sender.txs:
+            end += 1
+        sender.ready_end = end
+        if not sender.txs:
+            return
+        sender.evict_key = self._evict_key(sender, sender.txs[max(sender.txs)])
+        self._evict.add(sender.evict_key)
+        head = sender.txs.get(sender.nonce)
+        if head is not None:
+            sender.ready_key = (-head.price, head.seq, key)
+            self._ready.add(sender.ready_key)
+
+    def _forget(self, key: bytes) -> None:
+        sender = self._senders.pop(key, None)
+        if sender is not None:
+            sender.txs.clear()
+            self._touch(key, sender)
 
     # ---------------------------------------------------------------- proposal
 
     def reap(self, *, max_txs: int, max_bytes: int, max_gas: int) -> list[Transaction]:
-        """Transactions for our next proposal: executable ones (contiguous nonces from the account's), best
-        fee per gas first, senders' nonces in order, within the block's count, byte and gas budgets."""
-        heap: list[tuple[Fraction, int, bytes, int]] = []
-        for key, sender in self._senders.items():
-            first = sender.txs.get(sender.nonce)
-            if first is not None and not self.is_backed_off(first.tx_hash):
-                heap.append((-first.price, first.seq, key, sender.nonce))
-        heapq.heapify(heap)
+        """Transactions for our next proposal: ready ones (contiguous nonces from the account's), best fee
+        per gas first, senders' nonces in order, within the block's count, byte and gas budgets."""
+        heads = iter(self._ready)
+        next_head: _ReadyKey | None = next(heads, None)
+        following: list[tuple[int, int, bytes, int]] = []
         out: list[Transaction] = []
-        size = gas = 0
-        while heap and len(out) < max_txs:
-            _, _, key, nonce = heapq.heappop(heap)
+        size = gas = misses = 0
+        while len(out) < max_txs and misses < _REAP_MISSES:
+            if following and (next_head is None or following[0][:2] < next_head[:2]):
+                _, _, key, nonce = heapq.heappop(following)
+            elif next_head is not None:
+                key, next_head = next_head[2], next(heads, None)
+                nonce = self._senders[key].nonce
+            else:
+                break
             entry = self._senders[key].txs[nonce]
-            if size + entry.size > max_bytes or gas + entry.tx.gas_limit > max_gas:
+            if self.is_backed_off(entry.tx_hash):
                 continue  # this sender's later nonces cannot go without it
+            if size + entry.size > max_bytes or gas + entry.tx.gas_limit > max_gas:
+                misses += 1
+                continue
+            misses = 0
             out.append(entry.tx)
             size += entry.size
             gas += entry.tx.gas_limit
-            following = self._senders[key].txs.get(nonce + 1)
-            if following is not None and not self.is_backed_off(following.tx_hash):
-                heapq.heappush(heap, (-following.price, following.seq, key, nonce + 1))
+            after = self._senders[key].txs.get(nonce + 1)
+            if after is not None:
+                heapq.heappush(following, (-after.price, after.seq, key, nonce + 1))
         return out
 
     # ---------------------------------------------------------------- after a block
@@ -303,38 +402,44 @@ class Mempool:
             entry = self._by_hash.get(bytes(tx.hash))
             if entry is not None:
                 self._remove(entry, RemovalReason.COMMITTED)
-            sender = self._senders.get(bytes(tx.sender_address))
+            key = bytes(tx.sender_address)
+            sender = self._senders.get(key)
             if sender is not None and tx.nonce + 1 > sender.nonce:
                 sender.nonce = tx.nonce + 1
                 sender.balance = max(0, sender.balance - tx.fee)
+                self._touch(key, sender)
 
-    async def recheck(self, *, chunk: int = 256) -> None:
+    async def recheck(self) -> None:
         """Re-read every sender's account and drop what can no longer be included; off the consensus path
-        (it yields every `chunk` senders)."""
+        (it gives the event loop a turn every few milliseconds)."""
         height = self._height
-        for i, key in enumerate(list(self._senders)):
-            if i and i % chunk == 0:
+        deadline = time.perf_counter() + _SLICE_S
+        for key in list(self._senders):
+            if time.perf_counter() >= deadline:
                 await trio.lowlevel.checkpoint()
+                deadline = time.perf_counter() + _SLICE_S
             sender = self._senders.get(key)
             if sender is None:
                 continue
             account = self._state.account(Address(key))
             sender.nonce, sender.balance = int(account.nonce), int(account.balance)
+            self._touch(key, sender)
             fees = 0
             for nonce in sorted(sender.txs):
                 entry = sender.txs[nonce]
                 if nonce < sender.nonce:
                     self._remove(entry, RemovalReason.STALE_NONCE)
                     continue
+                projected = Account(Amount(max(0, sender.balance - fees)), Nonce(nonce))
                 fees += entry.tx.fee
-                if fees > sender.balance:
+                age = height - entry.added_height
+                if self._state.inclusion_error(entry.tx, projected) is not None:
                     self._remove(entry, RemovalReason.INSUFFICIENT_BALANCE)
-                elif height - entry.added_height > self.config.ttl_heights:
+                elif age > self.config.ttl_heights or (
+                        age > self.config.gapped_ttl_heights and nonce > sender.ready_end):
                     self._remove(entry, RemovalReason.EXPIRED)
-            if not sender.txs:
-                self._senders.pop(key, None)
 
-    # ---------------------------------------------------------------- disagreement (docs/design.md §2.6)
+    # ---------------------------------------------------------------- disagreement
 
     def report_disagreement(self, tx_hash: bytes, proposer: bytes, height: int) -> bool:
         """This node's validation of `proposer`'s block at `height` failed on `tx_hash`.
@@ -371,11 +476,14 @@ class Mempool:
         if self._by_hash.pop(key, None) is None:
             return
         self._bytes -= entry.size
-        sender = self._senders.get(bytes(entry.sender))
+        sender_key = bytes(entry.sender)
+        sender = self._senders.get(sender_key)
         if sender is not None:
             sender.txs.pop(entry.tx.nonce, None)
             if not sender.txs and reason is not RemovalReason.REPLACED:
-                del self._senders[bytes(entry.sender)]
+                self._forget(sender_key)
+            else:
+                self._touch(sender_key, sender)
         for listener in self._listeners:
             try:
                 listener(entry.tx_hash, entry.tx, reason)

@@ -7,13 +7,16 @@ values are core wire types, and every proof is checkable without trusting this n
 
 from __future__ import annotations
 
+import threading
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING
 
+from sortedcontainers import SortedList
+
 from core.block import Block
 from core.codec import Wire
-from core.errors import InferchainError, StorageError
+from core.errors import DecodeError, InferchainError, StorageError
 from core.merkle import merkle_proof
 from core.state import AuthenticatedMap
 from core.tx import Transaction
@@ -39,12 +42,69 @@ from vm.state import (
     ValidatorRecord,
     account_key,
     model_key,
+    upload_key,
 )
+from vm.txs import ModelChunk, TxKind
 
 if TYPE_CHECKING:
+    from node.chain import Committed
     from node.service import Node
 
 _MODEL_PREFIX = b"M"
+MAX_MODELS_PAGE = 100
+
+
+class ModelIndex:
+    """Registered model ids in id order, kept beside the state: the state's tree orders keys by their hash,
+    so listing one key prefix from it means walking every entry (~4 s at 1M entries).
+
+    Built by one walk of the state, in the calling (worker) thread, the first time it is read; then kept by
+    the node's commits: every upload chunk in a committed block names its model, which is checked against
+    the state at the next read (registered: indexed; upload gone, expired or refused: forgotten; still
+    open: checked again later). Reads and notes may come from different threads."""
+
+    def __init__(self) -> None:
+        self._ids: SortedList = SortedList()
+        self._built = False
+        self._pending: set[bytes] = set()  # model ids with upload chunks committed since the walk
+        self._lock = threading.Lock()
+
+    def note_block(self, txs: Sequence[Transaction]) -> None:
+        """From the commit listener (event loop): cheap, only upload chunks are decoded."""
+        ids = set()
+        for tx in txs:
+            if tx.kind == TxKind.MODEL_CHUNK:
+                try:
+                    ids.add(bytes(ModelChunk.decode(tx.payload).model_id))
+                except DecodeError:
+                    continue
+        if ids:
+            with self._lock:
+                self._pending |= ids
+
+    def page(self, state: AuthenticatedMap, version: int, after: bytes | None, limit: int) -> list[bytes]:
+        """Up to `limit` model ids after `after`, in id order; O(limit + open uploads) x log(models) once built."""
+        with self._lock:
+            if not self._built:
+                for key, _ in state.items(version):
+                    if key.startswith(_MODEL_PREFIX) and len(key) == 1 + 32:
+                        self._ids.add(key[1:])
+                self._built = True
+            for model_id in list(self._pending):
+                if model_id in self._ids:
+                    self._pending.discard(model_id)
+                elif state.get(_MODEL_PREFIX + model_id, version) is not None:
+                    self._ids.add(model_id)
+                    self._pending.discard(model_id)
+                elif state.get(upload_key(Hash32(model_id)), version) is None:
+                    self._pending.discard(model_id)
+            start = self._ids.irange(minimum=after, inclusive=(False, False)) if after is not None else iter(self._ids)
+            out: list[bytes] = []
+            for model_id in start:
+                if len(out) >= limit:
+                    break
+                out.append(model_id)
+            return out
 
 
 class Queries:
@@ -52,6 +112,11 @@ class Queries:
 
     def __init__(self, node: Node) -> None:
         self._node = node
+        self.model_index = ModelIndex()
+        node.chain.on_commit(self._on_commit)
+
+    def _on_commit(self, done: Committed) -> None:
+        self.model_index.note_block(done.block.txs)
 
     # ---------------------------------------------------------------- helpers
 
@@ -221,13 +286,15 @@ class Queries:
             return None
         return ModelView(model_id, raw, ModelRecord.decode(raw))
 
-    def models(self) -> Sequence[ModelView]:
-        """Every registered model; walks the state (fine for a devnet, O(state) in general)."""
+    def models(self, after: Hash32 | None = None, limit: int = MAX_MODELS_PAGE) -> Sequence[ModelView]:
+        """Up to `limit` registered models with ids after `after`, in id order (a page; `ModelIndex`).
+        Blocking: the first call walks the state once; call it from a worker thread."""
         version = self._version(None)
         out = []
-        for key, value in self._state.items(version):
-            if key.startswith(_MODEL_PREFIX) and len(key) == 1 + 32:
-                out.append(ModelView(Hash32(key[1:]), value, ModelRecord.decode(value)))
+        for model_id in self.model_index.page(self._state, version, after, min(limit, MAX_MODELS_PAGE)):
+            raw = self._state.get(_MODEL_PREFIX + model_id, version)
+            if raw is not None:
+                out.append(ModelView(Hash32(model_id), raw, ModelRecord.decode(raw)))
         return out
 
     # ---------------------------------------------------------------- writes and streams

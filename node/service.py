@@ -10,7 +10,8 @@
     # resources (LevelDB, worker processes, WAL) are closed when run() returns
 
 Start-up order (docs/design.md §4.5, §4.10): the RPC server (when enabled: status answers while the node catches up),
-handshake (replay stored blocks into state if it is behind), p2p up, block sync from peers, then consensus
+handshake (replay stored blocks into state if it is behind), the next PoI challenge warming in the background, p2p up,
+block sync from peers, a quorum's worth of peers on the proposals topic (at most PEER_WAIT_S), then consensus
 with WAL replay of the current height. What gossip and request/response deliver is handled in
 `node.gossip_hooks` (checks), `node.gossip_handlers` (delivery) and `node.providers` (what we serve).
 """
@@ -64,9 +65,11 @@ from p2p.identity import peer_id_of
 from p2p.service import P2PService
 from p2p.topics import TopicKind
 from vm.app import VMApplication
+from vm.execute import account_inclusion_error
 from vm.genesis import Genesis, load_genesis
 from vm.sandbox.executor import Executor
 from vm.sandbox.worker import WorkerPool
+from vm.state import Account
 
 logger = logging.getLogger(__name__)
 
@@ -76,7 +79,7 @@ PEER_WAIT_S = 5.0
 
 
 class _MempoolState:
-    """The mempool's view of committed state, read from the VM."""
+    """The mempool's view of committed state, and the VM's inclusion rules, read from the VM."""
 
     def __init__(self, app: VMApplication) -> None:
         self._app = app
@@ -84,11 +87,11 @@ class _MempoolState:
     def account(self, address: Address) -> Any:
         return self._app.view().account(address)
 
-    def min_gas_price(self) -> int:
-        return int(self._app.genesis.params.vm.min_gas_price)
+    def check_tx(self, tx: Transaction, account: Account) -> str | None:
+        return self._app.check_tx(tx, account=account, verify=False)  # the mempool keeps the signature cache
 
-    def max_tx_gas(self) -> int:
-        return int(self._app.genesis.params.vm.max_tx_gas)
+    def inclusion_error(self, tx: Transaction, account: Account) -> str | None:
+        return account_inclusion_error(tx, self._app.chain_id, self._app.genesis.params.vm, account)
 
 
 def consensus_params(genesis: Genesis, config: NodeConfig) -> ConsensusParams:
@@ -168,7 +171,8 @@ class Node:
         # The read side's consumers: metrics gauges sampled at scrape time, and the RPC server (run() starts it).
         self.metrics.set_status_source(self.queries.status_sample)
         rpc = self.config.rpc
-        self.rpc = RpcServer(self.queries, host=rpc.host, port=rpc.port, metrics=self.metrics) if rpc.enabled else None
+        self.rpc = (RpcServer(self.queries, host=rpc.host, port=rpc.port, metrics=self.metrics, config=rpc)
+                    if rpc.enabled else None)
 
     @classmethod
     def from_home(cls, home: str | os.PathLike[str], **kwargs: Any) -> Node:

@@ -33,6 +33,7 @@ from consensus.proposer import ProposerPriorities
 from consensus.state import ConsensusState
 from core.block import Block
 from core.errors import InferchainError, InvalidBlock, LocalError, RemoteError
+from core.header import HeaderRules, validate_header
 from core.types import Height
 from core.votes import Commit, Vote
 from node.chain import Chain, ChainDiverged
@@ -81,7 +82,9 @@ async def peer_statuses(p2p: P2PService, per_peer_s: float = _STATUS_TIMEOUT_S) 
 
 
 def verify_synced_block(chain: Chain, synced: SyncedBlock, chain_id: str) -> ProposerPriorities | None:
-    """Raise InvalidBlock unless `synced` is the next block, finalized under the set we know for it.
+    """Raise InvalidBlock unless `synced` is the next block, finalized under the set we know for it, with a
+    header that passes `core.header.validate_header` (its proposer the one of the round it was built in, no
+    later than the commit's round, when this node holds the height's proposer priorities).
 
     Returns the proposer priorities of the following height (None when they cannot be computed because
     nothing is stored for the current one). Pure CPU: run it in a worker thread.
@@ -91,24 +94,20 @@ def verify_synced_block(chain: Chain, synced: SyncedBlock, chain_id: str) -> Pro
     h = int(block.height)
     if h != int(store.height) + 1:
         raise InvalidBlock(f"synced block {h} does not follow our head {store.height}")
-    if h > 1 and block.header.last_block_id != store.head_id:
-        raise InvalidBlock(f"synced block {h} does not extend our head")
     block.validate_basic()
     vset = app.validator_set(Height(h))
-    if block.header.validators_hash != vset.hash:
-        raise InvalidBlock(f"synced block {h} names another validator set than the one we know")
     next_vset = app.validator_set(Height(h + 1))
-    if block.header.next_validators_hash != next_vset.hash:
-        raise InvalidBlock(f"synced block {h} names another next validator set than the one we know")
-    verify_commit(vset, block.id, commit, chain_id)
+    verify_commit(vset, block.id, commit, chain_id)  # first: the commit's round bounds the schedule's cost
+    current: ProposerPriorities | None
     if h == 1:
         current = ProposerPriorities.genesis(vset)
     else:
         raw = store.next_proposers()
-        if raw is None:
-            return None
-        current = ProposerPriorities.decode(raw)
-    return current.advance(next_vset)
+        current = None if raw is None else ProposerPriorities.decode(raw)
+    validate_header(block.header, HeaderRules(chain_id, h, store.head_id, app.info().last_block_time, vset,
+                                              next_vset.hash, None if current is None else current.proposer,
+                                              int(commit.round)))
+    return None if current is None else current.advance(next_vset)
 
 
 class ConsensusSighting:

@@ -177,13 +177,17 @@ class Gossip:
         """Upstream drops, silently, whatever does not fit a peer's 32-RPC queue (pitfall 4): a publish waits
         (bounded) while a peer that is draining its queue has no room. A transaction batch leaves room for
         consensus messages (it waits from `outbound_high_water`), a consensus message waits only for a full
-        queue, and goes out ahead of the batches. Never global: a stalled peer is not waited for."""
+        queue and at most `peer_stall_s`, and goes out ahead of the batches. Never global: a stalled peer is
+        not waited for."""
         pubsub = self._require_pubsub()
-        high_water = self._config.outbound_high_water if kind is TopicKind.TXS else OUTBOUND_QUEUE_SIZE
+        cfg = self._config
+        bulk = kind is TopicKind.TXS
+        high_water = cfg.outbound_high_water if bulk else OUTBOUND_QUEUE_SIZE
         if not pubsub.congested_peers(high_water):
             return
         self._counters.publish_waits += 1
-        with trio.move_on_after(self._config.publish_pacing_timeout_s) as scope:
+        # a consensus message waits at most peer_stall_s: a peer that slow may miss it and catch up later
+        with trio.move_on_after(cfg.publish_pacing_timeout_s if bulk else cfg.peer_stall_s) as scope:
             # Upstream's RpcQueue signals pushes, not pops: polling is the only way to see it drain.
             while pubsub.congested_peers(high_water):  # noqa: ASYNC110
                 await trio.sleep(_PACING_POLL_S)

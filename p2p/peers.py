@@ -131,6 +131,9 @@ class PeerManager:
     async def _gone(self, peer: ID) -> None:
         # The swarm notifies while it is still taking the connection down: look once it is done.
         await trio.sleep(_GONE_SETTLE_S)
+        pubsub = self.pubsub
+        if pubsub is not None and pubsub.manager.is_running:
+            pubsub.drop_stale_stream(peer)  # its pubsub stream may have lived on the connection that closed
         if self._host.get_network().get_connections(peer):
             return  # connected again, or another connection to the peer is still open
         for callback in self._on_gone:

@@ -280,6 +280,27 @@ class GuardedPubsub(Pubsub):
             self._contained(f"sending loop of {peer_id}")
             self._handle_dead_peer(peer_id)
 
+    async def _handle_new_peer(self, peer_id: ID) -> None:
+        self.drop_stale_stream(peer_id)
+        await super()._handle_new_peer(peer_id)
+
+    def drop_stale_stream(self, peer_id: ID) -> bool:
+        """Forget the peer's pubsub stream if the connection under it has closed.
+
+        Upstream keys a peer's stream by peer id and drops it on a disconnect only when no other connection
+        to the peer is open, and opens a new stream only for a peer it has none for. A peer that comes back
+        (after a pause, a cut link, our stall drop) while its old connection is still being torn down keeps
+        the dead stream for good: nothing is sent to it and its subscriptions are never heard again, so it
+        never rejoins the mesh. Called on every connect and disconnect of the peer; returns whether it
+        dropped one (the cleanup then opens a stream on a live connection).
+        """
+        stream = self.peers.get(peer_id)
+        if stream is None or not getattr(stream.muxed_conn, "is_closed", False):
+            return False
+        logger.debug("pubsub stream of %s is on a closed connection; replacing it", peer_id)
+        self._handle_dead_peer(peer_id)
+        return True
+
     def _stalled(self, peer_id: ID, detail: str) -> None:
         self._counters.peers_stalled += 1
         self._handle_dead_peer(peer_id)

@@ -56,11 +56,13 @@ DEFAULT_PARAMS: dict[str, Any] = {
         "gas_chunk_base": 10_000,
         "gas_chunk_per_byte": 1,
         "gas_register_base": 1_000_000,
-        "gas_register_per_byte": 2,
-        "gas_infer_base": 1_000,
+        "gas_register_per_byte": 8,
+        "gas_register_per_node": 30_000,
+        "gas_infer_base": 20_000,
         "gas_infer_per_io_byte": 1,
         "upload_expiry_blocks": 100,
         "max_infer_input_bytes": 256 * 1024,
+        "max_block_models": 32,
     },
     "staking": {
         "min_validator_stake": 1_000 * TOKEN,
@@ -80,7 +82,7 @@ DEFAULT_PARAMS: dict[str, Any] = {
         "miss_window": 32,
         "max_misses": 16,
         "jail_blocks": 100,
-        "max_evidence_age": 1_000,
+        "max_evidence_age": 100,  # at most unbonding_blocks (vm.params.validate_params)
     },
 }
 

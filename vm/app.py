@@ -19,8 +19,9 @@ from core.app import AppInfo, BlockTemplate, FinalizeOutcome, Verdict
 from core.block import Block, ProposalBlock
 from core.codec import Wire, wire
 from core.errors import InvalidBlock, LocalFault, StorageError
-from core.evidence import Evidence, WrongInference, evidence_height
+from core.evidence import Evidence, WrongInference, evidence_hash, evidence_height
 from core.hashing import ZERO_HASH
+from core.header import TxResult
 from core.state import AuthenticatedMap, StateUpdate
 from core.store import KeySpace, KVStore
 from core.tensor import Tensor
@@ -31,13 +32,13 @@ from core.votes import Vote
 from vm.apply import apply_block
 from vm.build import build_block
 from vm.engine import Engine, challenge_for, sandbox_limits
-from vm.evidence import is_wrong_inference, make_wrong_inference
-from vm.execute import BlockContext, inclusion_error
+from vm.evidence import is_wrong_inference, make_wrong_inference, precheck_wrong_inference
+from vm.execute import BlockContext, admission_error
 from vm.genesis import Genesis, GenesisModel, genesis_state
 from vm.poi import compute_commitment
-from vm.process import is_evidence_punishable
+from vm.process import select_punishable
 from vm.sandbox.executor import Executor
-from vm.state import ModelRecord, StateView
+from vm.state import Account, ModelRecord, StateView
 from vm.validate import Checks, is_equivocation, validate_block
 
 if TYPE_CHECKING:
@@ -111,12 +112,14 @@ class VMApplication:
         self.engine = Engine(executor, self._model_bytes)
         self._tx_sigs = _LRU(200_000)
         self._vote_sigs = _LRU(20_000)
+        self._confirmed: OrderedDict[bytes, None] = OrderedDict()  # hashes of proven wrong-inference evidence
         self._verify_tx: Callable[[Transaction, Hash32], bool] = verify_tx or (
             lambda tx, tx_hash: self._tx_sigs.check(tx_hash, tx.verify_signature))
         self._alarm = alarm or (lambda line: logger.error("VM local fault: %s", line))
         self._challenges: OrderedDict[tuple[int, bytes], Tensor | None] = OrderedDict()
         self._executions: OrderedDict[bytes, Execution] = OrderedDict()
         self._wrong_exact: OrderedDict[bytes, tuple[int, ...]] = OrderedDict()
+        self._build_faults: OrderedDict[bytes, tuple[Hash32, ...]] = OrderedDict()
         self._lock = threading.RLock()
         self._vsets: OrderedDict[int, ValidatorSet] = OrderedDict()
         if self.state_map.latest_version() is None:
@@ -133,11 +136,17 @@ class VMApplication:
             self.state_map.stage(batch, update)
             batch.put(META_KEY, AppMeta(Height(0), ZERO_HASH).encode())
 
-    def _genesis_gas(self, model: GenesisModel) -> int:
-        from vm.engine import model_spec
-        from vm.sandbox.check import validate_model
+    def _genesis_gas(self, model: GenesisModel) -> tuple[int, int]:
+        """The model's checked gas per call and its load gas, from the sandbox: its worker process holds the ONNX
+        checker anyway (for the PoI challenge), so starting a chain does not load onnx into the node process."""
+        from vm.engine import model_load_gas, model_spec
+        from vm.sandbox.executor import CheckJob
 
-        return validate_model(model.model_bytes, model_spec(model.meta, sandbox_limits(self.genesis.params))).gas_per_call
+        limits = sandbox_limits(self.genesis.params)
+        [result] = self.executor.run_batch([CheckJob(model.model_bytes, model_spec(model.meta, limits))])
+        if result.info is None:
+            raise result.error or LocalFault("the sandbox returned no verdict on a genesis model")
+        return result.info.gas_per_call, model_load_gas(limits.gas, model.meta, len(model.model_bytes), result.info)
 
     def close(self) -> None:
         self.engine.close()
@@ -247,14 +256,10 @@ class VMApplication:
         return lambda view: view.compute_update(self.state_map, height)
 
     def _usable_evidence(self, evidence: Sequence[Evidence], ctx: BlockContext) -> list[Evidence]:
-        view = self._view()
-        out = []
-        for ev in evidence:
-            if not self.is_valid_evidence(ev):
-                continue
-            if is_evidence_punishable(view, ctx, ev):
-                out.append(ev)
-        return out
+        """The proposer's filter: what proves its offence, then what `validate_block` accepts (the one
+        stateful rule, `vm.process.evidence_problem`, applied in order on a scratch view)."""
+        proven = [ev for ev in evidence if self.is_valid_evidence(ev)]
+        return select_punishable(self._view(), ctx, proven)
 
     def build_block(self, template: BlockTemplate, txs: Sequence[Transaction]) -> Block:
         """Raises LocalFault when this node cannot compute the PoI reveal the block must carry, or when its
@@ -277,8 +282,19 @@ class VMApplication:
                             verify=self._verify_tx, reveal=reveal, evidence=evidence)
         for fault in built.faults:
             self._alarm(f"building block {h}: {fault}")
+        if built.faulted:
+            with self._lock:
+                self._build_faults[bytes(built.block.id)] = built.faulted
+                while len(self._build_faults) > 16:
+                    self._build_faults.popitem(last=False)
         self._remember(built.block.id, Execution(version, built.update, built.validator_updates, built.punished))
         return built.block
+
+    def build_faults(self, block: Block) -> tuple[Hash32, ...]:
+        """Hashes of the transactions `build_block` left out of `block` because their model work met a local
+        fault on this node (a worker killed, out of time or memory); asked once per built block."""
+        with self._lock:
+            return self._build_faults.pop(bytes(block.id), ())
 
     def validate_block(self, block: Block) -> Verdict:
         version = self.last_height
@@ -345,9 +361,22 @@ class VMApplication:
         return self._view().model(model_id)
 
     def _is_wrong_inference_strict(self, ev: WrongInference) -> bool:
-        """For validation: LocalFault propagates (this node cannot judge the block)."""
-        return is_wrong_inference(ev, chain_id=self.chain_id, validator_set=self._validator_set_or_none,
-                                     model=self._model_record, engine=self.engine, params=self._view().params())
+        """For validation: LocalFault propagates (this node cannot judge the block). A confirmed piece of
+        evidence is remembered by its hash, so proposing and validating blocks that carry it (every round
+        until it is included) runs its model once; a refusal is not remembered (this node may lack the
+        model's registration yet)."""
+        key = bytes(evidence_hash(ev))
+        with self._lock:
+            if key in self._confirmed:
+                return True
+        proven = is_wrong_inference(ev, chain_id=self.chain_id, validator_set=self._validator_set_or_none,
+                                    model=self._model_record, engine=self.engine, params=self._view().params())
+        if proven:
+            with self._lock:
+                self._confirmed[key] = None
+                while len(self._confirmed) > 1024:
+                    self._confirmed.popitem(last=False)
+        return proven
 
     def is_valid_evidence(self, evidence: Evidence) -> bool:
         if isinstance(evidence, WrongInference):
@@ -361,6 +390,23 @@ class VMApplication:
         vset = self._validator_set_or_none(evidence_height(evidence))
         return vset is not None and vset.get_by_key(evidence.offender) is not None
 
+    def check_wrong_inference(self, evidence: WrongInference) -> bool | None:
+        """`is_valid_evidence` for a wrong-inference claim, telling our own fault apart: True when the model's
+        real output proves the claim, False when it refutes it, None when this node cannot run the model now
+        (a local fault: the claim is neither relayed nor blamed on its sender)."""
+        try:
+            return self._is_wrong_inference_strict(evidence)
+        except LocalFault as fault:
+            self._alarm(f"checking evidence: {fault}")
+            return None
+
+    def precheck_wrong_inference(self, evidence: WrongInference, committed: TxResult | None) -> str | None:
+        """The cheap checks of wrong-inference evidence, no model run (`vm.evidence.precheck_wrong_inference`):
+        why it proves nothing, or None when it is worth `is_valid_evidence` (which re-runs the model).
+        `committed`: the result the chain committed for the evidence's transaction (None: not committed)."""
+        return precheck_wrong_inference(evidence, chain_id=self.chain_id, validator_set=self._validator_set_or_none,
+                                        model=self._model_record, committed=committed)
+
     def wrong_inference_evidence(self, signed: ProposalBlock) -> tuple[WrongInference, ...]:
         """Evidence against `signed`'s proposer for each exact output that `validate_block` found wrong."""
         with self._lock:
@@ -369,11 +415,13 @@ class VMApplication:
 
     # ------------------------------------------------------------------------------------------ mempool
 
-    def check_tx(self, tx: Transaction) -> str | None:
-        """Why `tx` could not be included in the next block right now (None: it could)."""
-        if not self._verify_tx(tx, tx.hash):
-            return "bad signature"
-        view = self._view()
-        chain = view.chain()
-        ctx = BlockContext(self.chain_id, Height(chain.height + 1), chain.time, Address(b"\x00" * 20), view.params())
-        return inclusion_error(view, ctx, tx)
+    def check_tx(self, tx: Transaction, *, account: Account | None = None, verify: bool = True) -> str | None:
+        """Why `tx` should not be taken for the next block (None: it may): `vm.execute.admission_error`
+        against the sender's committed account, or against `account` (the mempool's projection of it after
+        the sender's pending transactions); the signature too unless `verify` is False."""
+        if verify and not self._verify_tx(tx, tx.hash):
+            return "invalid signature"
+        if account is None:
+            account = self._view().account(tx.sender_address)
+        return admission_error(tx, self.chain_id, self.genesis.params.vm, account)
+

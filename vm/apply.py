@@ -22,6 +22,7 @@ from core.votes import Commit
 from vm.blockbytes import get_block_bytes
 from vm.execute import (
     BlockContext,
+    BlockModels,
     InferWork,
     RegisterWork,
     TxExecution,
@@ -58,6 +59,7 @@ class RegisterResolution:
     accepted: bool
     gas_per_call: int = 0
     log: str = ""
+    gas_load: int = 0
 
 
 Resolution = InferResolution | RegisterResolution
@@ -67,33 +69,36 @@ class BlockExecutor:
     """Executes one block on a view: `begin`, then `add` per transaction, then `finish` with the
     resolved model work. Build, validate and apply differ only in where the resolutions come from."""
 
-    __slots__ = ("_outcomes", "_sender", "ctx", "last_block_id", "ledger", "punished", "view")
+    __slots__ = ("_outcomes", "_sender", "ctx", "last_block_id", "ledger", "models", "punished", "view")
 
     def __init__(self, view: StateView, ctx: BlockContext, last_block_id: Hash32) -> None:
         self.view = view
         self.ctx = ctx
         self.last_block_id = last_block_id
         self.ledger = Ledger()
+        self.models = BlockModels(ctx.params.vm.max_block_models)
         self._outcomes: list[TxExecution] = []
         self.punished: list[Evidence] = []
         self._sender: tuple[Transaction, Address] | None = None  # the last checked tx's sender address
 
     def begin(self, reveal: Tensor | None, last_commit: Commit | None, evidence: Sequence[Evidence]) -> None:
         view, ctx = self.view, self.ctx
+        # Evidence first: an unbonding entry that finishes in this block is still slashable in it.
+        self.punished = punish_evidence(view, ctx, evidence, self.ledger)
         release_unbonding(view, ctx)
         expire_uploads(view, ctx)
-        self.punished = punish_evidence(view, ctx, evidence, self.ledger)
         score_poi(view, ctx, reveal, self.ledger)
         fix_commitments(view, ctx, last_commit, self.ledger)
 
     def inclusion_error(self, tx: Transaction) -> str | None:
         self._sender = (tx, tx.sender_address)
-        return inclusion_error(self.view, self.ctx, tx, self._sender[1])
+        reason = inclusion_error(self.view, self.ctx, tx, self._sender[1])
+        return reason if reason is not None else self.models.inclusion_error(self.view, tx)
 
     def add(self, tx: Transaction) -> TxExecution:
         """Execute `tx`, which the caller has checked with `inclusion_error`."""
         sender = self._sender[1] if self._sender is not None and self._sender[0] is tx else None
-        outcome = execute_tx(self.view, self.ctx, len(self._outcomes), tx, sender)
+        outcome = execute_tx(self.view, self.ctx, len(self._outcomes), tx, sender, models=self.models)
         self.ledger.fees += outcome.fee
         self._outcomes.append(outcome)
         return outcome
@@ -115,7 +120,7 @@ class BlockExecutor:
             if isinstance(work, RegisterWork):
                 assert isinstance(resolution, RegisterResolution)
                 if resolution.accepted:
-                    register_model(self.view, self.ctx, work, resolution.gas_per_call)
+                    register_model(self.view, self.ctx, work, resolution.gas_per_call, resolution.gas_load)
                 else:
                     drop_upload(self.view, work.model_id, work.n_chunks)
         close_block(self.view, self.ctx, self.last_block_id, self.ledger)
@@ -128,7 +133,7 @@ def final_result(provisional: TxResult, work: Work, resolution: Resolution) -> T
         return TxResult(resolution.status, provisional.gas_used, resolution.outputs, b"", resolution.log)
     assert isinstance(resolution, RegisterResolution)
     if resolution.accepted:
-        data = RegistrationData(work.model_id, Gas(resolution.gas_per_call)).encode()
+        data = RegistrationData(work.model_id, Gas(resolution.gas_per_call), Gas(resolution.gas_load)).encode()
         return TxResult(TxStatus.OK, provisional.gas_used, (), data, "")
     return TxResult(TxStatus.MODEL_REJECTED, provisional.gas_used, (), b"", resolution.log)
 
@@ -151,7 +156,7 @@ def committed_resolution(work: Work, result: TxResult) -> Resolution:
         raise InvalidBlock(f"tx {work.index}: malformed registration data") from None
     if data.model_id != work.model_id:
         raise InvalidBlock(f"tx {work.index}: registration data names another model")
-    return RegisterResolution(True, int(data.gas_per_call), "")
+    return RegisterResolution(True, int(data.gas_per_call), "", int(data.gas_load))
 
 
 @dataclass(frozen=True, slots=True)

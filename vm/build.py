@@ -50,6 +50,9 @@ class Built:
     faults: tuple[str, ...]  # local faults met while building (alarms); the block excludes their work
     validator_updates: tuple[ValidatorEntry, ...] = ()
     punished: tuple[Evidence, ...] = ()
+    # Transactions whose model work was in a hand-off that met a local fault (a worker killed or timed out):
+    # left out of the block; the node backs them off like transactions validators disagreed on.
+    faulted: tuple[Hash32, ...] = ()
 
 
 def build_block(new_view: Callable[[], StateView], compute_update: Callable[[StateView], StateUpdate],
@@ -59,92 +62,147 @@ def build_block(new_view: Callable[[], StateView], compute_update: Callable[[Sta
     """Build block `template.height` on the state `new_view()` returns (a fresh view each call).
 
     `evidence` is the template's evidence that the caller checked; `reveal` the output of challenge h-2
-    (None below height 3).
+    (None below height 3). Each attempt runs three steps on a fresh view: select the transactions that fit,
+    resolve their model work in one hand-off, and trim the block if its outputs made it too large. A step
+    that learns something (a model unusable here, a local fault, outputs over the byte limit) narrows the
+    candidates and the next attempt starts over; what already ran is memoized, so no work runs twice.
     """
-    base = new_view()
-    params = base.params()
-    ctx = BlockContext(template.chain_id, template.height, template.time, template.proposer, params)
-    vset = ValidatorSet(base.validator_list(template.height))
-    next_vset = ValidatorSet(base.validator_list(template.height + 1))
-    max_bytes = params.consensus.max_block_bytes
-    candidates = list(txs)
-    excluded_models: set[bytes] = set()
-    no_model_work = False
-    faults: list[str] = []
-    memo: dict[tuple[object, ...], Resolution] = {}
-    encoded: dict[int, TxBytes] = {}  # by id(tx): each candidate is encoded and hashed once
-    commit_raw = None if template.last_commit is None else template.last_commit.encode()
-    evidence_raws = [evidence_raw(e) for e in evidence]
+    return _Builder(new_view, compute_update, template, txs, engine, verify, reveal, evidence).build()
 
-    def bytes_of(tx: Transaction) -> TxBytes:
-        tb = encoded.get(id(tx))
+
+@dataclass(slots=True)
+class _Selection:
+    """One attempt's transactions, executed on `executor`'s view, with their provisional outcomes."""
+
+    executor: BlockExecutor
+    picked: list[Transaction]
+
+
+class _Builder:
+    """The state that carries over between attempts: candidates left, models excluded, faults met, memo."""
+
+    def __init__(self, new_view: Callable[[], StateView], compute_update: Callable[[StateView], StateUpdate],
+                 template: BlockTemplate, txs: Sequence[Transaction], engine: Engine,
+                 verify: Callable[[Transaction, Hash32], bool], reveal: Tensor | None,
+                 evidence: Sequence[Evidence]) -> None:
+        self.new_view = new_view
+        self.compute_update = compute_update
+        self.template = template
+        self.engine = engine
+        self.verify = verify
+        self.reveal = reveal
+        self.evidence = tuple(evidence)
+        base = new_view()
+        self.params = base.params()
+        self.ctx = BlockContext(template.chain_id, template.height, template.time, template.proposer, self.params)
+        self.vset = ValidatorSet(base.validator_list(template.height))
+        self.next_vset = ValidatorSet(base.validator_list(template.height + 1))
+        self.candidates = list(txs)
+        self.excluded_models: set[bytes] = set()
+        self.no_model_work = False
+        self.faults: list[str] = []
+        self.faulted: list[Hash32] = []
+        self.memo: dict[tuple[object, ...], Resolution] = {}
+        self.encoded: dict[int, TxBytes] = {}  # by id(tx): each candidate is encoded and hashed once
+        self.commit_raw = None if template.last_commit is None else template.last_commit.encode()
+        self.evidence_raws = [evidence_raw(e) for e in evidence]
+
+    def bytes_of(self, tx: Transaction) -> TxBytes:
+        tb = self.encoded.get(id(tx))
         if tb is None:
-            tb = encoded[id(tx)] = tx_bytes(tx)
+            tb = self.encoded[id(tx)] = tx_bytes(tx)
         return tb
 
-    while True:
-        view = new_view()
-        executor = BlockExecutor(view, ctx, template.last_block_id)
-        executor.begin(reveal, template.last_commit, evidence)
+    def build(self) -> Built:
+        while True:
+            selection = self.select()
+            if selection is None:
+                continue
+            resolutions = self.resolve(selection)
+            if resolutions is None:
+                continue
+            built = self.finish(selection, resolutions)
+            if built is not None:
+                return built
+
+    def select(self) -> _Selection | None:
+        """Execute the candidates that fit the block's gas, bytes and count, in order, on a fresh view.
+        None when a transaction's model turned out to be unusable here (it is dropped; start over)."""
+        params, template = self.params, self.template
+        executor = BlockExecutor(self.new_view(), self.ctx, template.last_block_id)
+        executor.begin(self.reveal, template.last_commit, self.evidence)
         picked: list[Transaction] = []
         gas = 0
-        size = HEADER_RESERVE + len(commit_raw or b"") + sum(len(e) for e in evidence_raws)
-        for tx in candidates:
+        size = HEADER_RESERVE + len(self.commit_raw or b"") + sum(len(e) for e in self.evidence_raws)
+        for tx in self.candidates:
             if len(picked) >= MAX_BLOCK_TXS:
                 break
-            tb = bytes_of(tx)
+            tb = self.bytes_of(tx)
             tx_size = len(tb.raw) + RESULT_RESERVE
-            if gas + tx.gas_limit > params.consensus.max_block_gas or size + tx_size > max_bytes:
+            if gas + tx.gas_limit > params.consensus.max_block_gas or size + tx_size > params.consensus.max_block_bytes:
                 continue
-            if not verify(tx, tb.hash) or executor.inclusion_error(tx) is not None:
+            if not self.verify(tx, tb.hash) or executor.inclusion_error(tx) is not None:
                 continue
-            if _needs_excluded_work(tx, excluded_models, no_model_work):
+            if _needs_excluded_work(tx, self.excluded_models, self.no_model_work):
                 continue
             outcome = executor.add(tx)
             picked.append(tx)
             gas += tx.gas_limit
             size += tx_size
-            if outcome.work is not None and (no_model_work or _work_model(outcome.work) in excluded_models):
-                # Its model turned out to be unusable here: rebuild without it.
-                candidates.remove(tx)
+            if outcome.work is not None and (self.no_model_work or _work_model(outcome.work) in self.excluded_models):
+                self.candidates.remove(tx)  # its model turned out to be unusable here: rebuild without it
+                return None
+        return _Selection(executor, picked)
+
+    def resolve(self, selection: _Selection) -> dict[int, Resolution] | None:
+        """The selection's model work, run in one hand-off (memoized across attempts). None after a local
+        fault: a quarantined model is excluded, or on a worker failure all model work is (start over)."""
+        work = selection.executor.work
+        keys = {w.index: _memo_key(w) for w in work}
+        pending = [w for w in work if keys[w.index] not in self.memo]
+        try:
+            resolved, _ = self.engine.resolve(pending, self.params)
+        except GoldenMismatch as fault:
+            self.faults.append(str(fault))
+            self.excluded_models.add(bytes(fault.model_id))
+            return None
+        except LocalFault as fault:
+            if self.no_model_work:
+                raise
+            self.faults.append(str(fault))
+            self.faulted.extend(self.bytes_of(selection.picked[w.index]).hash for w in pending)
+            self.no_model_work = True
+            return None
+        for index, resolution in resolved.items():
+            self.memo[keys[index]] = resolution
+        return {w.index: self.memo[keys[w.index]] for w in work}
+
+    def finish(self, selection: _Selection, resolutions: dict[int, Resolution]) -> Built | None:
+        """Close the block with its results; None when its outputs made it exceed the byte limit (trimmed)."""
+        template, executor, picked = self.template, selection.executor, selection.picked
+        results = executor.finish(resolutions)
+        update = self.compute_update(executor.view)
+        tx_parts = [self.bytes_of(tx) for tx in picked]
+        result_parts = [r.encode() for r in results]
+        block = assemble(template, tuple(picked), results, self.evidence, self.reveal, self.vset, self.next_vset,
+                         update, txs_root([t.hash for t in tx_parts]), results_root(result_parts))
+        excess = block_size(block.header.encode(), [t.raw for t in tx_parts], result_parts, self.commit_raw,
+                            self.evidence_raws) - self.params.consensus.max_block_bytes
+        if excess > 0 and picked:
+            self.trim(picked, result_parts, excess)
+            return None
+        view = executor.view
+        updates = validator_updates(view.validator_list(self.ctx.height + 1), view.validator_list(self.ctx.height + 2))
+        return Built(block, update, results, tuple(self.faults), updates, tuple(executor.punished),
+                     tuple(self.faulted))
+
+    def trim(self, picked: list[Transaction], result_parts: list[bytes], excess: int) -> None:
+        """Outputs made the block too large: drop transactions from the end until their bytes cover it."""
+        for tx, result_raw in zip(reversed(picked), reversed(result_parts), strict=True):
+            self.candidates.remove(tx)
+            excess -= len(self.bytes_of(tx).raw) + len(result_raw)
+            if excess <= 0:
                 break
-        else:
-            work = executor.work
-            keys = {w.index: _memo_key(w) for w in work}
-            pending = [w for w in work if keys[w.index] not in memo]
-            try:
-                resolved, _ = engine.resolve(pending, params)
-            except GoldenMismatch as fault:
-                faults.append(str(fault))
-                excluded_models.add(bytes(fault.model_id))
-                continue
-            except LocalFault as fault:
-                if no_model_work:
-                    raise
-                faults.append(str(fault))
-                no_model_work = True
-                continue
-            for index, resolution in resolved.items():
-                memo[keys[index]] = resolution
-            resolutions = {w.index: memo[keys[w.index]] for w in work}
-            results = executor.finish(resolutions)
-            update = compute_update(view)
-            tx_parts = [bytes_of(tx) for tx in picked]
-            result_parts = [r.encode() for r in results]
-            block = assemble(template, tuple(picked), results, tuple(evidence), reveal, vset, next_vset, update,
-                             txs_root([t.hash for t in tx_parts]), results_root(result_parts))
-            excess = block_size(block.header.encode(), [t.raw for t in tx_parts], result_parts, commit_raw,
-                                evidence_raws) - max_bytes
-            if excess <= 0 or not picked:
-                updates = validator_updates(view.validator_list(ctx.height + 1), view.validator_list(ctx.height + 2))
-                return Built(block, update, results, tuple(faults), updates, tuple(executor.punished))
-            # Outputs made it too large: drop transactions from the end until their bytes cover the excess.
-            for tx, result_raw in zip(reversed(picked), reversed(result_parts), strict=True):
-                candidates.remove(tx)
-                excess -= len(bytes_of(tx).raw) + len(result_raw)
-                if excess <= 0:
-                    break
-            continue
 
 
 def _work_model(work: InferWork | RegisterWork) -> bytes:
@@ -180,6 +238,7 @@ def assemble(template: BlockTemplate, txs: tuple[Transaction, ...], results: tup
         version=PROTOCOL_VERSION,
         chain_id=template.chain_id,
         height=template.height,
+        round=template.round,
         time=template.time,
         last_block_id=template.last_block_id,
         proposer=template.proposer,

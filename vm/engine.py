@@ -27,8 +27,9 @@ from vm.poi import compute_challenge_inputs, compute_seed, pick_model
 from vm.sandbox.executor import CheckJob, Executor, InferJob, Job, JobResult, ModelPackage
 from vm.sandbox.golden import GoldenVectors, golden_mismatch, make_golden
 from vm.sandbox.limits import GasSchedule, SandboxLimits
+from vm.sandbox.meter import load_gas
 from vm.sandbox.numeric import find_disagreement
-from vm.sandbox.spec import ArraySpec, CompareMode, ModelSpec, Tolerance
+from vm.sandbox.spec import ArraySpec, CompareMode, ModelInfo, ModelSpec, Tolerance
 from vm.state import StateView
 from vm.txs import ModelClass, ModelMeta, TensorSpec
 
@@ -101,7 +102,7 @@ def resolutions_agree(meta: ModelMeta | None, claimed: Resolution, local: Resolu
         assert isinstance(claimed, RegisterResolution)
         if claimed.accepted != local.accepted:
             return "registration verdict differs"
-        if claimed.gas_per_call != local.gas_per_call:
+        if claimed.gas_per_call != local.gas_per_call or claimed.gas_load != local.gas_load:
             return "registration price differs"
         return None
     assert isinstance(claimed, InferResolution) and meta is not None
@@ -201,7 +202,7 @@ class Engine:
             slots.append(_ChallengeSlot())
         results = self.executor.run_batch(jobs) if jobs else []
         challenge_output: tuple[Tensor, ...] | None = None
-        checked: list[tuple[RegisterWork, ModelSpec, int]] = []
+        checked: list[tuple[RegisterWork, ModelSpec, ModelInfo]] = []
         for slot, result in zip(slots, results, strict=True):
             match slot:
                 case _InferSlot(index=index):
@@ -220,12 +221,17 @@ class Engine:
                     if result.info.outputs != declared:
                         resolutions[index] = RegisterResolution(False, 0, "declared outputs differ from the graph")
                         continue
-                    checked.append((item, spec, int(result.info.gas_per_call)))
+                    load = model_load_gas(limits.gas, item.meta, len(item.model_bytes), result.info)
+                    if load > item.gas_left:  # refused before the golden runs it did not pay for
+                        resolutions[index] = RegisterResolution(
+                            False, 0, f"gas left {item.gas_left} does not cover the model's load {load}")
+                        continue
+                    checked.append((item, spec, result.info))
         if checked:
             resolutions.update(self._get_golden_resolutions(checked))
         return resolutions, challenge_output
 
-    def _get_golden_resolutions(self, checked: list[tuple[RegisterWork, ModelSpec, int]]) -> dict[int, Resolution]:
+    def _get_golden_resolutions(self, checked: list[tuple[RegisterWork, ModelSpec, ModelInfo]]) -> dict[int, Resolution]:
         jobs: list[Job] = []
         owners: list[int] = []
         for n, (item, spec, _) in enumerate(checked):
@@ -239,7 +245,7 @@ class Engine:
         for n, result in zip(owners, results, strict=True):
             by_item.setdefault(n, []).append(result)
         out: dict[int, Resolution] = {}
-        for n, (item, spec, gas) in enumerate(checked):
+        for n, (item, spec, info) in enumerate(checked):
             runs = by_item.get(n, [])
             if any(r.outputs is None for r in runs):
                 out[item.index] = RegisterResolution(False, 0, "a golden input fails to run")
@@ -249,7 +255,8 @@ class Engine:
             if why is not None:
                 out[item.index] = RegisterResolution(False, 0, "golden vectors do not reproduce")
                 continue
-            out[item.index] = RegisterResolution(True, gas, "")
+            out[item.index] = RegisterResolution(True, int(info.gas_per_call), "",
+                                                 model_load_gas(spec.limits.gas, item.meta, len(item.model_bytes), info))
         return out
 
     def run_challenge(self, challenge: ChallengeRun, params: Params) -> tuple[Tensor, ...]:
@@ -257,6 +264,12 @@ class Engine:
 
     def close(self) -> None:
         self.executor.close()
+
+
+def model_load_gas(schedule: GasSchedule, meta: ModelMeta, model_bytes: int, info: ModelInfo) -> int:
+    """The load charge of a registered model (`vm.sandbox.meter.load_gas` on its checked facts)."""
+    return load_gas(schedule, model_bytes=model_bytes, nodes=int(info.node_count), golden_runs=len(meta.golden),
+                    gas_per_call=int(info.gas_per_call))
 
 
 def static_registration_verdict(meta: ModelMeta) -> str | None:

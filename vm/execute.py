@@ -14,13 +14,14 @@ from dataclasses import dataclass
 
 from core.address import address_from_public_key
 from core.codec import Wire
-from core.errors import DecodeError
+from core.errors import DecodeError, InvalidModel
 from core.hashing import sha256
 from core.header import TxResult, TxStatus
 from core.tensor import Tensor
 from core.tx import Transaction
 from core.types import Address, Amount, Gas, Hash32, Height, Nonce, PublicKeyBytes, Timestamp
-from vm.params import Params
+from vm.params import Params, VMParams
+from vm.sandbox.meter import load_gas, meter, node_count
 from vm.state import (
     KEY_CANDIDATES,
     MAX_CANDIDATES,
@@ -82,6 +83,9 @@ class RegisterWork:
     meta: ModelMeta
     model_bytes: bytes
     n_chunks: int
+    # Gas the completing chunk has left after its charges: it must cover the model's load (a session and
+    # the golden runs), which only the graph check can price (docs/vm.md, "Gas of a model").
+    gas_left: int = 0
 
 
 Work = InferWork | RegisterWork
@@ -113,19 +117,47 @@ class _OutOfGas(Exception):
 def inclusion_error(view: StateView, ctx: BlockContext, tx: Transaction, sender: Address | None = None) -> str | None:
     """Why `tx` cannot be in this block at all (None: it can). A block holding such a transaction is
     invalid; anything else a transaction gets wrong fails it inside the block, fee paid."""
-    vm = ctx.params.vm
-    if tx.chain_id != ctx.chain_id:
-        return "wrong chain id"
+    account = view.account(tx.sender_address if sender is None else sender)
+    return account_inclusion_error(tx, ctx.chain_id, ctx.params.vm, account)
+
+
+def account_inclusion_error(tx: Transaction, chain_id: str, vm: VMParams, account: Account) -> str | None:
+    """`inclusion_error` with the sender's account given: the one statement of the inclusion rules (the
+    mempool asks with the account as the sender's pending predecessors would leave it)."""
+    if tx.chain_id != chain_id:
+        return f"wrong chain id {tx.chain_id!r}"
     if tx.gas_limit > vm.max_tx_gas:
         return f"gas limit {tx.gas_limit:d} exceeds the per-transaction maximum {vm.max_tx_gas:d}"
     if tx.fee < tx.gas_limit * vm.min_gas_price:
         return f"fee {tx.fee:d} is below gas_limit x min_gas_price = {tx.gas_limit * vm.min_gas_price:d}"
-    account = view.account(tx.sender_address if sender is None else sender)
     if tx.nonce != account.nonce:
         return f"nonce {tx.nonce:d} is not the account's next nonce {account.nonce:d}"
     if account.balance < tx.fee:
         return f"balance {account.balance:d} cannot pay the fee {tx.fee:d}"
     return None
+
+
+def decode_payload(tx: Transaction) -> Wire | str:
+    """The transaction's payload, or why it has none: such a transaction is includable but fails in any
+    block, fee paid."""
+    payload_type = PAYLOAD_TYPES.get(tx.kind)  # type: ignore[call-overload]
+    if payload_type is None:
+        return f"unknown transaction kind {tx.kind}"
+    try:
+        payload: Wire = payload_type.decode(tx.payload)
+    except DecodeError as exc:
+        return f"malformed payload: {exc}"
+    return payload
+
+
+def admission_error(tx: Transaction, chain_id: str, vm: VMParams, account: Account) -> str | None:
+    """Why a node should not take `tx` for a later block (None: it may): it cannot be included after an
+    account in state `account`, or it could only fail. The mempool's entry check; signatures aside."""
+    reason = account_inclusion_error(tx, chain_id, vm, account)
+    if reason is not None:
+        return reason
+    payload = decode_payload(tx)
+    return payload if isinstance(payload, str) else None
 
 
 class _Gas:
@@ -141,25 +173,48 @@ class _Gas:
             raise _OutOfGas
 
 
+class BlockModels:
+    """The distinct models a block's inferences use, in block order (docs/vm.md, "Gas"): the first
+    inference on a model pays the model's load (`ModelRecord.gas_load`), and a block uses at most
+    `vm.max_block_models` of them. Validators agree on both from the block alone, whatever their caches."""
+
+    __slots__ = ("cap", "used")
+
+    def __init__(self, cap: int) -> None:
+        self.cap = cap
+        self.used: set[bytes] = set()
+
+    def inclusion_error(self, view: StateView, tx: Transaction) -> str | None:
+        """Why `tx` cannot join this block: an inference on one model more than the block may use."""
+        if tx.kind != TxKind.INFER or len(self.used) < self.cap:
+            return None
+        try:
+            model_id = Infer.decode(tx.payload).model_id
+        except DecodeError:
+            return None  # fails inside the block without loading anything
+        if bytes(model_id) in self.used or view.model(model_id) is None:
+            return None
+        return f"the block already uses {self.cap} distinct models (vm.max_block_models)"
+
+
 def execute_tx(view: StateView, ctx: BlockContext, index: int, tx: Transaction,
-               sender: Address | None = None) -> TxExecution:
+               sender: Address | None = None, *, models: BlockModels) -> TxExecution:
     """Execute one includable transaction (see `inclusion_error`): charge the fee, bump the nonce, run the
     kind's handler. Never raises for anything the transaction contains."""
     sender = tx.sender_address if sender is None else sender
     account = view.account(sender)
     view.set_account(sender, Account(Amount(account.balance - tx.fee), Nonce(account.nonce + 1)))
     gas = _Gas(tx.gas_limit)
-    payload_type = PAYLOAD_TYPES.get(tx.kind)  # type: ignore[call-overload]
-    if payload_type is None:
-        return TxExecution(_result(TxStatus.FAILED, tx.gas_limit, f"unknown transaction kind {tx.kind}"),
-                         fee=tx.fee)
+    payload = decode_payload(tx)
+    if isinstance(payload, str):
+        # The committed log keeps the short form (no decoder detail): it is part of the block's results.
+        log = "malformed payload" if payload.startswith("malformed payload") else payload
+        return TxExecution(_result(TxStatus.FAILED, tx.gas_limit, log), fee=tx.fee)
     try:
-        payload = payload_type.decode(tx.payload)
-    except DecodeError:
-        return TxExecution(_result(TxStatus.FAILED, tx.gas_limit, "malformed payload"), fee=tx.fee)
-    handler = _HANDLERS[TxKind(tx.kind)]
-    try:
-        status, data, work = handler(view, ctx, index, sender, payload, gas)
+        if tx.kind == TxKind.INFER:  # the one handler that needs the block's models
+            status, data, work = _infer(view, ctx, index, sender, payload, gas, models)
+        else:
+            status, data, work = _HANDLERS[TxKind(tx.kind)](view, ctx, index, sender, payload, gas)
     except _OutOfGas:
         return TxExecution(_result(TxStatus.OUT_OF_GAS, tx.gas_limit, "out of gas"), fee=tx.fee)
     except _Failed as failure:
@@ -304,8 +359,11 @@ def _model_chunk(view: StateView, ctx: BlockContext, index: int, sender: Address
         raise _Failed("chunk too large")
     upload = upload.with_chunk(p.index)
     complete = upload.received_count == header.n_chunks
+    model_bytes = b""
     if complete:
-        gas.charge(vm.gas_register_base + vm.gas_register_per_byte * header.total_bytes)
+        model_bytes = b"".join(p.data if i == p.index else view.get_raw(chunk_key(mid, i)) or b""
+                               for i in range(header.n_chunks))
+        gas.charge(registration_check_gas(ctx.params, model_bytes))
     # -- writes
     if new_upload is not None:
         ekey = expiry_key(upload.expires_at)
@@ -315,11 +373,11 @@ def _model_chunk(view: StateView, ctx: BlockContext, index: int, sender: Address
     view.put_raw(chunk_key(mid, p.index), p.data)
     if not complete:
         return TxStatus.OK, b"", None
-    model_bytes = view.model_bytes(mid, header.n_chunks)
     if len(model_bytes) != header.total_bytes or sha256(model_bytes) != header.bytes_hash:
         drop_upload(view, mid, header.n_chunks)
         raise _Failed("model bytes do not match the upload header", TxStatus.MODEL_REJECTED)
-    return TxStatus.OK, b"", RegisterWork(index, mid, sender, header.meta, model_bytes, header.n_chunks)
+    return TxStatus.OK, b"", RegisterWork(index, mid, sender, header.meta, model_bytes, header.n_chunks,
+                                          gas.limit - gas.used)
 
 
 def drop_upload(view: StateView, model_id: Hash32, n_chunks: int) -> None:
@@ -329,13 +387,14 @@ def drop_upload(view: StateView, model_id: Hash32, n_chunks: int) -> None:
         view.delete(chunk_key(model_id, i))
 
 
-def register_model(view: StateView, ctx: BlockContext, work: RegisterWork, gas_per_call: int) -> None:
+def register_model(view: StateView, ctx: BlockContext, work: RegisterWork, gas_per_call: int,
+                   gas_load: int) -> None:
     """The accepted verdict of a registration: the model becomes callable from the next block."""
     upload = view.get(upload_key(work.model_id), Upload)
     assert upload is not None
     header = upload.header
     view.put(model_key(work.model_id), ModelRecord(work.owner, header.meta, header.bytes_hash, header.total_bytes,
-                                                   header.n_chunks, Gas(gas_per_call), ctx.height))
+                                                   header.n_chunks, Gas(gas_per_call), ctx.height, Gas(gas_load)))
     view.delete(upload_key(work.model_id))
 
 
@@ -346,7 +405,8 @@ def sandbox_limit(params: Params, name: str) -> int:
     raise LookupError(f"sandbox limit {name!r} missing from the parameters")
 
 
-def _infer(view: StateView, ctx: BlockContext, index: int, sender: Address, p: Wire, gas: _Gas) -> _Handled:
+def _infer(view: StateView, ctx: BlockContext, index: int, sender: Address, p: Wire, gas: _Gas,
+           models: BlockModels) -> _Handled:
     assert isinstance(p, Infer)
     vm = ctx.params.vm
     input_bytes = sum(len(t.data) for t in p.inputs)
@@ -367,6 +427,9 @@ def _infer(view: StateView, ctx: BlockContext, index: int, sender: Address, p: W
     src = view.account(sender)
     if royalty > src.balance:
         raise _Failed(f"balance {src.balance:d} cannot pay the model's fee {royalty:d}")
+    if bytes(p.model_id) not in models.used:  # the block's first use loads the model (on a cold worker)
+        gas.charge(model.gas_load)
+        models.used.add(bytes(p.model_id))
     if royalty:
         view.set_account(sender, src.replace(balance=Amount(src.balance - royalty)))
         owner = view.account(model.owner)
@@ -380,26 +443,50 @@ _HANDLERS = {
     TxKind.UNSTAKE: _unstake,
     TxKind.UNJAIL: _unjail,
     TxKind.MODEL_CHUNK: _model_chunk,
-    TxKind.INFER: _infer,
 }
 
 
 # ------------------------------------------------------------------------------------------------ gas quotes
 
 
-def chunk_gas(params: Params, chunk: ModelChunk, total_bytes: int, last: bool) -> int:
-    """Gas a chunk transaction uses (the last chunk of an upload also pays for the registration check)."""
+def registration_check_gas(params: Params, model_bytes: bytes) -> int:
+    """Gas the completing chunk pays for the registration check, from the model's size and node count."""
+    vm = params.vm
+    return (vm.gas_register_base + vm.gas_register_per_byte * len(model_bytes)
+            + vm.gas_register_per_node * node_count(model_bytes))
+
+
+def registration_gas(params: Params, model_bytes: bytes, meta: ModelMeta) -> int:
+    """All the gas a registration needs: the check, then the model's load (a session and the golden runs),
+    priced by metering the model as the chain will (client side; the chain refuses a registration whose
+    completing chunk has less gas left than the load)."""
+    from vm.engine import sandbox_limits
+
+    limits = sandbox_limits(params)
+    try:
+        report = meter(model_bytes, limits=limits)
+    except InvalidModel:  # the checker refuses it before anything loads
+        return registration_check_gas(params, model_bytes)
+    return registration_check_gas(params, model_bytes) + load_gas(
+        limits.gas, model_bytes=len(model_bytes), nodes=len(report.nodes), golden_runs=len(meta.golden),
+        gas_per_call=report.gas)
+
+
+def chunk_gas(params: Params, chunk: ModelChunk, total_bytes: int, last: bool, *,
+              registration: int = 0) -> int:
+    """Gas a chunk transaction uses; the last chunk of an upload adds `registration` (`registration_gas`)."""
     vm = params.vm
     gas = vm.gas_chunk_base + vm.gas_chunk_per_byte * len(chunk.data)
-    if last:
-        gas += vm.gas_register_base + vm.gas_register_per_byte * total_bytes
-    return gas
+    return gas + registration if last else gas
 
 
-def infer_gas(params: Params, model: ModelRecord, inputs: tuple[Tensor, ...]) -> int:
-    """Gas an inference on `model` uses: base + per input byte + the model's metered price per call."""
+def infer_gas(params: Params, model: ModelRecord, inputs: tuple[Tensor, ...], *, first_use: bool = True) -> int:
+    """Gas an inference on `model` uses: base + per input byte + the model's metered price per call, plus
+    the model's load when it is the first inference on the model in its block (`first_use`; a sender cannot
+    know where its transaction lands, so the safe quote includes it)."""
     vm = params.vm
-    return vm.gas_infer_base + vm.gas_infer_per_io_byte * sum(len(t.data) for t in inputs) + model.gas_per_call
+    gas = vm.gas_infer_base + vm.gas_infer_per_io_byte * sum(len(t.data) for t in inputs) + model.gas_per_call
+    return gas + model.gas_load if first_use else gas
 
 
 def kind_gas(params: Params, kind: TxKind) -> int:

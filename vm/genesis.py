@@ -47,6 +47,7 @@ from vm.state import (
     chunk_key,
     model_key,
     vset_key,
+    vset_ring,
 )
 from vm.txs import MAX_CHUNK_BYTES, GoldenVector, ModelClass, ModelMeta, TensorSpec, compute_model_id
 
@@ -385,9 +386,9 @@ def _validate_poi_model(m: GenesisModel) -> None:
 # ------------------------------------------------------------------------------------------------ state
 
 
-def genesis_state(genesis: Genesis, gas_per_call: Callable[[GenesisModel], int]) -> StateView:
-    """The initial state as a view over the empty map; `gas_per_call` prices each genesis model (the
-    sandbox checker, which also refuses a model that breaks the registration rules)."""
+def genesis_state(genesis: Genesis, model_gas: Callable[[GenesisModel], tuple[int, int]]) -> StateView:
+    """The initial state as a view over the empty map; `model_gas` prices each genesis model as (gas per
+    call, load gas) (the sandbox checker, which also refuses a model that breaks the registration rules)."""
     view = StateView(None, None)
     params = genesis.params
     view.put(KEY_PARAMS, params)
@@ -402,17 +403,17 @@ def genesis_state(genesis: Genesis, gas_per_call: Callable[[GenesisModel], int])
         Address(ValidatorEntry(v.public_key, 1).address) for v in genesis.validators))))
     entries = genesis.validator_set().entries
     for height in (1, 2):
-        view.put(vset_key(height), ValidatorList(entries))
+        view.put(vset_key(height, vset_ring(params)), ValidatorList(entries))
     for m in genesis.models:
         try:
-            gas = gas_per_call(m)
+            gas, gas_load = model_gas(m)
         except InvalidModel as exc:
             raise ConfigError(f"genesis: model {m.name} breaks a registration rule: {exc}") from None
         pieces = [m.model_bytes[i:i + MAX_CHUNK_BYTES] for i in range(0, len(m.model_bytes), MAX_CHUNK_BYTES)]
         for i, piece in enumerate(pieces):
             view.put_raw(chunk_key(m.model_id, i), piece)
         view.put(model_key(m.model_id), ModelRecord(m.owner, m.meta, sha256(m.model_bytes), len(m.model_bytes),
-                                                    len(pieces), Gas(gas), Height(0)))
+                                                    len(pieces), Gas(gas), Height(0), Gas(gas_load)))
     view.put(KEY_CHAIN, ChainRecord(Height(0), genesis.genesis_time, ZERO_HASH, ZERO_HASH))
     view.put(KEY_SUPPLY, Supply(Amount(genesis.supply), Amount(0), Amount(0)))
     return view

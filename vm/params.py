@@ -41,7 +41,8 @@ class VMParams(Wire):
     """Gas prices, caps and tolerance minimums.
 
     Fees: the envelope's fee must be at least gas_limit x min_gas_price. Inference gas is
-    `gas_infer_base + gas_infer_per_io_byte x input bytes + the model's metered gas per call`.
+    `gas_infer_base + gas_infer_per_io_byte x input bytes + the model's metered gas per call`, plus the
+    model's load gas on the first inference on it in a block.
     """
 
     min_gas_price: Amount
@@ -54,10 +55,13 @@ class VMParams(Wire):
     gas_chunk_per_byte: Gas
     gas_register_base: Gas
     gas_register_per_byte: Gas
+    gas_register_per_node: Gas
     gas_infer_base: Gas
     gas_infer_per_io_byte: Gas
     upload_expiry_blocks: U32
     max_infer_input_bytes: U32
+    # Distinct models a block's inferences may use (each first use loads a model into a cold worker).
+    max_block_models: U16
     # The sandbox's consensus caps and metering prices (vm.sandbox.limits), by field name.
     sandbox_limits: Annotated[tuple[NamedInt, ...], MaxLen(64)]
     gas_schedule: Annotated[tuple[NamedInt, ...], MaxLen(16)]
@@ -128,6 +132,9 @@ def validate_params(p: Params) -> None:
         raise ValueError("slashing.miss_window must be between 1 and 64")
     if not 1 <= p.slashing.max_misses <= p.slashing.miss_window:
         raise ValueError("slashing.max_misses must be between 1 and miss_window")
+    if not 1 <= p.slashing.max_evidence_age <= p.staking.unbonding_blocks:
+        # Stake unbonded after an offence must still be there when its evidence lands (Cosmos x/slashing).
+        raise ValueError("slashing.max_evidence_age must be between 1 and staking.unbonding_blocks")
     if p.staking.power_unit == 0:
         raise ValueError("staking.power_unit must be positive")
     if p.staking.min_validator_stake < p.staking.power_unit:
@@ -136,6 +143,8 @@ def validate_params(p: Params) -> None:
         raise ValueError("staking.max_validators must be between 1 and 128")
     if p.vm.max_tx_gas > p.consensus.max_block_gas:
         raise ValueError("vm.max_tx_gas must not exceed consensus.max_block_gas")
+    if p.vm.max_block_models < 1:
+        raise ValueError("vm.max_block_models must be at least 1")
     if not p.poi_models:
         raise ValueError("at least one PoI model is required")
     if len(set(p.poi_models)) != len(p.poi_models):

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from core.address import address_from_public_key
-from core.evidence import Evidence, WrongInference, evidence_height, offence_id
+from core.errors import InvalidBlock
+from core.evidence import Evidence, WrongInference, evidence_height, is_evidence_in_window, offence_id
 from core.tensor import Tensor
 from core.types import Address, Amount, Hash32, Height, PublicKeyBytes
 from core.validators import MAX_TOTAL_POWER, ValidatorEntry, ValidatorList
@@ -38,6 +38,7 @@ from vm.state import (
     unbonding_key,
     upload_key,
     vset_key,
+    vset_ring,
 )
 
 
@@ -98,36 +99,105 @@ def expire_uploads(view: StateView, ctx: BlockContext) -> None:
     view.delete(key)
 
 
-def is_evidence_punishable(view: StateView, ctx: BlockContext, evidence: Evidence) -> bool:
-    """Not too old, from the past, about a known validator not yet tombstoned, and not punished before."""
-    h = evidence_height(evidence)
-    if h >= ctx.height or h + ctx.params.slashing.max_evidence_age < ctx.height:
-        return False
-    record = view.validator(address_from_public_key(evidence.offender))
-    if record is None or record.tombstoned:
-        return False
-    return view.get_raw(evidence_key(offence_id(evidence))) is None
+def evidence_problem(view: StateView, ctx: BlockContext, evidence: Evidence) -> str | None:
+    """Why block `ctx.height` cannot punish `evidence` (None: it can), on the state its earlier evidence left.
+
+    The one stateful evidence rule: the proposer's filter (`select_punishable`), block validation and block
+    application (`punish_evidence`) all apply it, in block order. The offence is inside the evidence window
+    (never older than the unbonding period, a genesis rule); the offender was in the validator set of the
+    offence height (even if it has left since: the set ring covers the window); it is not tombstoned; the
+    offence was not punished before. Whether the evidence proves its offence is checked before (signatures,
+    or a model re-run for a wrong inference).
+    """
+    h = int(evidence_height(evidence))
+    if not is_evidence_in_window(h, int(ctx.height), int(ctx.params.slashing.max_evidence_age)):
+        return f"evidence of height {h} is outside the window of block {ctx.height}"
+    entry = offender_at(view, h, evidence.offender)
+    if entry is None:
+        return f"the offender was not a validator at height {h}"
+    record = view.validator(entry.address)
+    if record is None:
+        return f"the offender of height {h} has no validator record"
+    if record.tombstoned:
+        return "the offender is already tombstoned"
+    if view.get_raw(evidence_key(offence_id(evidence))) is not None:
+        return "the offence was already punished"
+    return None
+
+
+def offender_at(view: StateView, height: int, public_key: bytes) -> ValidatorEntry | None:
+    """The offender's entry (its power) in the validator set of `height`, or None if it was not in it."""
+    return next((e for e in view.validator_list(height) if e.public_key == public_key), None)
 
 
 def punish_evidence(view: StateView, ctx: BlockContext, evidence: Sequence[Evidence],
                     ledger: Ledger) -> list[Evidence]:
-    punished = []
-    slashing = ctx.params.slashing
+    """Punish every item of a block's evidence; InvalidBlock if one breaks `evidence_problem`."""
+    for i, ev in enumerate(evidence):
+        problem = evidence_problem(view, ctx, ev)
+        if problem is not None:
+            raise InvalidBlock(f"block {ctx.height}: evidence {i}: {problem}")
+        _punish(view, ctx, ev, ledger)
+    return list(evidence)
+
+
+def select_punishable(view: StateView, ctx: BlockContext, evidence: Sequence[Evidence]) -> list[Evidence]:
+    """What a proposer includes: each item `punish_evidence` would accept after the ones kept before it.
+    Punishes them on `view`, which the caller throws away."""
+    ledger = Ledger()
+    kept = []
     for ev in evidence:
-        if not is_evidence_punishable(view, ctx, ev):
+        if evidence_problem(view, ctx, ev) is None:
+            _punish(view, ctx, ev, ledger)
+            kept.append(ev)
+    return kept
+
+
+def _punish(view: StateView, ctx: BlockContext, ev: Evidence, ledger: Ledger) -> None:
+    h = int(evidence_height(ev))
+    entry = offender_at(view, h, ev.offender)
+    assert entry is not None
+    address = entry.address
+    record = view.validator(address)
+    assert record is not None
+    slashing = ctx.params.slashing
+    if isinstance(ev, WrongInference):
+        record = jail(slash_offence(view, ctx, address, record, int(entry.power), h,
+                                    slashing.wrong_inference_slash_bps, ledger), ctx)
+    else:
+        record = slash_offence(view, ctx, address, record, int(entry.power), h, slashing.double_sign_slash_bps,
+                               ledger).replace(jailed=True, tombstoned=True)
+    view.set_validator(address, record)
+    view.put_raw(evidence_key(offence_id(ev)), ctx.height.to_bytes(8, "big"))
+
+
+def slash_offence(view: StateView, ctx: BlockContext, address: Address, record: ValidatorRecord, power: int,
+                  offence_height: int, bps: int, ledger: Ledger) -> ValidatorRecord:
+    """Slash `bps` of the stake bonded at the offence (its power then x power_unit), Cosmos x/slashing style:
+    first `bps` of each of the validator's unbonding entries begun at or after the offence height (they
+    are all still pending: the evidence window is at most the unbonding period, and evidence is punished
+    before the block releases anything), then the rest of the amount from its bonded stake, as far as it
+    goes. Everything slashed is burned and added to the record's `slashed`."""
+    staking = ctx.params.staking
+    target = power * staking.power_unit * bps // BPS
+    from_unbonding = 0
+    for begun in range(offence_height, int(ctx.height)):  # entries begun in block b finish at b + unbonding
+        key = unbonding_key(begun + staking.unbonding_blocks)
+        queue = view.get(key, UnbondingQueue)
+        if queue is None or all(e.validator != address for e in queue.entries):
             continue
-        address = address_from_public_key(ev.offender)
-        record = view.validator(address)
-        assert record is not None
-        if isinstance(ev, WrongInference):
-            record = jail(slash(record, slashing.wrong_inference_slash_bps, ledger), ctx)
-        else:
-            record = slash(record, slashing.double_sign_slash_bps, ledger).replace(
-                jailed=True, tombstoned=True)
-        view.set_validator(address, record)
-        view.put_raw(evidence_key(offence_id(ev)), ctx.height.to_bytes(8, "big"))
-        punished.append(ev)
-    return punished
+        entries = []
+        for e in queue.entries:
+            if e.validator == address:
+                cut = e.amount * bps // BPS
+                from_unbonding += cut
+                e = e.replace(amount=Amount(e.amount - cut))
+            entries.append(e)
+        view.put(key, UnbondingQueue(tuple(entries)))
+    from_stake = min(max(target - from_unbonding, 0), int(record.stake))
+    ledger.burned += from_unbonding + from_stake
+    return record.replace(stake=Amount(record.stake - from_stake),
+                          slashed=Amount(record.slashed + from_unbonding + from_stake))
 
 
 def score_poi(view: StateView, ctx: BlockContext, reveal: Tensor | None, ledger: Ledger) -> None:
@@ -253,9 +323,10 @@ def advance_validator_sets(view: StateView, ctx: BlockContext) -> None:
         computed = compute_validator_set(view, ctx.params)
         if computed:
             entries = computed
-    current = view.get(vset_key(target), ValidatorList)
+    key = vset_key(target, vset_ring(ctx.params))
+    current = view.get(key, ValidatorList)
     if current is None or current.validators != entries:
-        view.put(vset_key(target), ValidatorList(entries))
+        view.put(key, ValidatorList(entries))
 
 
 def validator_updates(old: Sequence[ValidatorEntry], new: Sequence[ValidatorEntry]) -> tuple[ValidatorEntry, ...]:

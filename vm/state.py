@@ -18,7 +18,10 @@ from core.validators import ValidatorEntry, ValidatorList
 from vm.params import Params
 from vm.txs import ModelMeta, UploadHeader
 
-VSET_RING = 8  # validator sets are kept for heights last-5 .. last+2 (slot = height mod 8)
+# Validator sets are kept in a ring of `vset_ring(params)` slots (slot = height mod ring): every height that
+# evidence may still name (max_evidence_age back) up to last+2, plus this margin. Slashing reads the offence
+# height's set from it (membership and power at the offence), so a validator that left stays punishable.
+VSET_MARGIN = 8
 MAX_UPLOAD_CHUNKS = 0xFFFF  # UploadHeader.n_chunks is a U16
 RECEIVED_BITMAP_BYTES = (MAX_UPLOAD_CHUNKS + 7) // 8
 
@@ -105,6 +108,8 @@ class ModelRecord(Wire):
     n_chunks: U16
     gas_per_call: Gas
     registered_at: Height
+    # Charged to the first inference on the model in a block (meter.load_gas): loading it into a cold worker.
+    gas_load: Gas
 
 
 @wire(max_bytes=34 * MAX_BLOCK_TXS + 16)
@@ -156,6 +161,7 @@ class RegistrationData(Wire):
 
     model_id: Hash32
     gas_per_call: Gas
+    gas_load: Gas
 
 
 @wire(max_bytes=22 * 4096 + 16)
@@ -203,8 +209,12 @@ def expiry_key(height: int) -> bytes:
     return b"X" + height.to_bytes(8, "big")
 
 
-def vset_key(height: int) -> bytes:
-    return b"S" + bytes([height % VSET_RING])
+def vset_ring(params: Params) -> int:
+    return int(params.slashing.max_evidence_age) + VSET_MARGIN
+
+
+def vset_key(height: int, ring: int) -> bytes:
+    return b"S" + (height % ring).to_bytes(4, "big")
 
 
 def evidence_key(digest: Hash32) -> bytes:
@@ -327,8 +337,9 @@ class StateView:
         return record
 
     def validator_list(self, height: int) -> tuple[ValidatorEntry, ...]:
-        """The set signing `height`, from the ring (valid for heights last-5 .. last+2 of this view)."""
-        record = self.get(vset_key(height), ValidatorList)
+        """The set signing `height`, from the ring: valid for heights last+2-ring+1 .. last+2 of this view,
+        which covers every height evidence may name (`vset_ring`)."""
+        record = self.get(vset_key(height, vset_ring(self.params())), ValidatorList)
         if record is None:
             raise LookupError(f"no validator set stored for height {height}")
         return record.validators

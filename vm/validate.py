@@ -8,14 +8,14 @@ node cannot judge (worker failure, quarantined model), on which it prevotes nil 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from core.app import Verdict
 from core.block import Block
 from core.errors import InvalidBlock, InvalidEvidence, LocalError, RemoteError
 from core.evidence import DuplicateProposal, DuplicateVote, Evidence, WrongInference, validate_evidence_basic
-from core.header import PROTOCOL_VERSION, TxResult
+from core.header import HeaderRules, TxResult, validate_header
 from core.state import StateUpdate
 from core.tensor import Tensor
 from core.tx import Transaction
@@ -23,9 +23,10 @@ from core.types import Hash32
 from core.validators import ValidatorEntry, ValidatorSet
 from core.votes import Vote
 from vm.apply import BlockExecutor, Resolution, committed_resolution
-from vm.blockbytes import get_block_bytes
+from vm.blockbytes import BlockBytes, get_block_bytes
 from vm.engine import Engine, resolutions_agree
-from vm.execute import BlockContext, InferWork
+from vm.execute import BlockContext, InferWork, Work
+from vm.params import Params
 from vm.process import validator_updates
 from vm.state import StateView
 from vm.txs import ModelClass
@@ -74,29 +75,48 @@ def validate_block(new_view: Callable[[], StateView], compute_update: Callable[[
 
 def _validate(new_view: Callable[[], StateView], compute_update: Callable[[StateView], StateUpdate],
               block: Block, engine: Engine, checks: Checks) -> Validated:
+    """The steps in order, each refusing what it can: the block's frame (header, limits, last commit,
+    evidence, PoI reveal), its transactions' admission, their work re-executed, and the results and root."""
     view = new_view()
     params = view.params()
+    parts = get_block_bytes(block)
+    _validate_frame(view, params, block, parts, checks)
+    header = block.header
+    executor = BlockExecutor(view, BlockContext(header.chain_id, header.height, header.time, header.proposer,
+                                                params), header.last_block_id)
+    try:
+        executor.begin(header.poi_reveal, block.last_commit, block.evidence)
+    except ValueError as exc:
+        raise InvalidBlock(str(exc)) from None
+    refused = _admit_txs(executor, block, parts, checks)
+    if refused is not None:
+        return refused
+    committed = _reproduce_work(executor.work, block, engine, params)
+    if isinstance(committed, Validated):
+        return committed
+    results = executor.finish(committed)
+    mismatched = [i for i, (mine, theirs) in enumerate(zip(results, block.results, strict=True)) if mine != theirs]
+    if mismatched:
+        return Validated(Verdict.invalid("results that execution does not reproduce", mismatched))
+    update = compute_update(view)
+    if update.root != header.state_root:
+        raise InvalidBlock("state root differs from execution")
+    h = int(header.height)
+    updates = validator_updates(view.validator_list(h + 1), view.validator_list(h + 2))
+    return Validated(Verdict.valid(), update, results, (), updates, tuple(executor.punished))
+
+
+def _validate_frame(view: StateView, params: Params, block: Block, parts: BlockBytes, checks: Checks) -> None:
+    """Everything but the transactions: height and header (`core.header.validate_header`), byte and gas
+    limits, the last commit's signers, the evidence's proofs and the PoI reveal; raises InvalidBlock."""
     chain = view.chain()
     header = block.header
     h = int(header.height)
-    parts = get_block_bytes(block)
-    if header.version != PROTOCOL_VERSION:
-        raise InvalidBlock(f"unknown protocol version {header.version}")
-    if header.chain_id != checks.chain_id:
-        raise InvalidBlock("block is for another chain")
     if h != chain.height + 1:
         raise InvalidBlock(f"block {h} does not follow height {chain.height}")
-    if header.last_block_id != checks.last_block_id:
-        raise InvalidBlock("block does not extend the last committed block")
-    if header.time < chain.time or (h > 1 and header.time == chain.time):
-        raise InvalidBlock("block time is not after the previous block's")
     vset = ValidatorSet(view.validator_list(h))
-    if header.validators_hash != vset.hash:
-        raise InvalidBlock("validators_hash is not the hash of this height's set")
-    if header.next_validators_hash != ValidatorSet(view.validator_list(h + 1)).hash:
-        raise InvalidBlock("next_validators_hash is not the hash of the next height's set")
-    if header.proposer not in vset:
-        raise InvalidBlock("proposer is not a validator of this height")
+    validate_header(header, HeaderRules(checks.chain_id, chain.height + 1, checks.last_block_id, chain.time, vset,
+                                        ValidatorSet(view.validator_list(h + 1)).hash))
     if parts.size > params.consensus.max_block_bytes:
         raise InvalidBlock("block exceeds max_block_bytes")
     if sum(tx.gas_limit for tx in block.txs) > params.consensus.max_block_gas:
@@ -108,29 +128,31 @@ def _validate(new_view: Callable[[], StateView], compute_update: Callable[[State
                 raise InvalidBlock("last commit holds a precommit of a non-member")
             if not checks.verify_vote(vote):
                 raise InvalidBlock("last commit holds a badly signed precommit")
-    for ev in block.evidence:
-        _validate_evidence(ev, checks)
+    for i, ev in enumerate(block.evidence):
+        _validate_evidence(i, ev, checks)
     expected_reveal = checks.reveal() if h >= 3 else None
     if header.poi_reveal != expected_reveal:
         raise InvalidBlock("PoI reveal differs from this node's challenge output")
 
-    ctx = BlockContext(header.chain_id, header.height, header.time, header.proposer, params)
-    executor = BlockExecutor(view, ctx, header.last_block_id)
-    try:
-        executor.begin(header.poi_reveal, block.last_commit, block.evidence)
-    except ValueError as exc:
-        raise InvalidBlock(str(exc)) from None
+
+def _admit_txs(executor: BlockExecutor, block: Block, parts: BlockBytes, checks: Checks) -> Validated | None:
+    """Each transaction's signature and inclusion rules, in block order; the verdict naming those that
+    cannot be included, or None when all were added to `executor`."""
     bad: list[int] = []
     for i, tx in enumerate(block.txs):
         if not checks.verify_tx(tx, parts.txs[i].hash) or executor.inclusion_error(tx) is not None:
             bad.append(i)
             continue
         executor.add(tx)
-    if bad:
-        return Validated(Verdict.invalid("transactions that cannot be included", bad))
+    return Validated(Verdict.invalid("transactions that cannot be included", bad)) if bad else None
 
-    work = executor.work
+
+def _reproduce_work(work: Sequence[Work], block: Block, engine: Engine, params: Params
+                    ) -> dict[int, Resolution] | Validated:
+    """The block's claimed outcome of each piece of work, once this node's own run agrees with every one;
+    otherwise the verdict naming those that are not outcomes or that this node does not reproduce."""
     committed: dict[int, Resolution] = {}
+    bad: list[int] = []
     for w in work:
         try:
             committed[w.index] = committed_resolution(w, block.results[w.index])
@@ -150,26 +172,16 @@ def _validate(new_view: Callable[[], StateView], compute_update: Callable[[State
     if bad:
         return Validated(Verdict.invalid("model outputs or verdicts this node does not reproduce", sorted(bad),
                                          wrong_exact), wrong_exact=tuple(wrong_exact))
-    results = executor.finish(committed)
-    mismatched = [i for i, (mine, theirs) in enumerate(zip(results, block.results, strict=True)) if mine != theirs]
-    if mismatched:
-        return Validated(Verdict.invalid("results that execution does not reproduce", mismatched))
-    update = compute_update(view)
-    if update.root != header.state_root:
-        raise InvalidBlock("state root differs from execution")
-    updates = validator_updates(view.validator_list(h + 1), view.validator_list(h + 2))
-    return Validated(Verdict.valid(), update, results, (), updates, tuple(executor.punished))
+    return committed
 
 
-def _validate_evidence(ev: Evidence, checks: Checks) -> None:
-    if isinstance(ev, WrongInference):
-        if not checks.is_wrong_inference(ev):
-            raise InvalidBlock("evidence of a wrong inference does not hold")
-        return
-    try:
-        validate_evidence_basic(ev, checks.chain_id)
-    except InvalidEvidence as exc:
-        raise InvalidBlock(f"equivocation evidence does not hold: {exc}") from None
+def _validate_evidence(index: int, ev: Evidence, checks: Checks) -> None:
+    """That evidence proves its offence (the same test the proposer's filter applies: `is_equivocation`, or
+    the model re-run); whether it may be punished in this block is `vm.process.evidence_problem`, which the
+    executor applies in `begin`."""
+    proven = checks.is_wrong_inference(ev) if isinstance(ev, WrongInference) else is_equivocation(ev, checks.chain_id)
+    if not proven:
+        raise InvalidBlock(f"evidence {index} does not prove its offence")
 
 
 def is_equivocation(ev: DuplicateVote | DuplicateProposal, chain_id: str) -> bool:

@@ -194,7 +194,7 @@ def register(path: Path, name: str, model_class: str, grid_k: int, tol_abs: int,
         for i, chunk in enumerate(chunks):
             extra = int(ctx.vm["gas_chunk_per_byte"]) * len(chunk.data) if ctx.vm else 0
             if i == len(chunks) - 1 and ctx.vm:
-                extra += int(ctx.vm["gas_register_base"]) + int(ctx.vm["gas_register_per_byte"]) * len(canonical)
+                extra += _registration_gas(ctx.vm, canonical, len(meta.golden))
             limits.append(ctx.gas("gas_chunk_base", gas_limit, extra))
         txs = build_model_upload(key, canonical, meta, chain_id=ctx.chain_id, first_nonce=ctx.nonce,
                                  gas_limits=limits, gas_price=ctx.gas_price(), chunk_bytes=MAX_CHUNK_BYTES)
@@ -279,3 +279,21 @@ def resolve_model_id(client: Client, text: str) -> str:
     if not matches:
         raise CliError(f"no registered model named {text!r} (give its id, or see `inferchain model list`)")
     raise CliError(f"{len(matches)} models are named {text!r}; give the model id")
+
+
+def _registration_gas(vm: dict[str, Any], canonical: bytes, golden_runs: int) -> int:
+    """The last chunk's registration gas (vm.execute.registration_gas) from the node's published VM params:
+    the check (base, per byte, per node) and the model's load (session and golden runs), metered here."""
+    from vm.sandbox.limits import GasSchedule, SandboxLimits
+    from vm.sandbox.meter import load_gas, meter
+
+    named = vm.get("gas_schedule") or {}
+    if isinstance(named, list):  # the RPC's form: [{"name": ..., "value": ...}]
+        named = {item["name"]: item["value"] for item in named}
+    schedule = GasSchedule(**{k: int(v) for k, v in named.items() if k in GasSchedule.__dataclass_fields__})
+    report = meter(canonical, limits=SandboxLimits(gas=schedule))
+    nodes = len(report.nodes)
+    return (int(vm["gas_register_base"]) + int(vm["gas_register_per_byte"]) * len(canonical)
+            + int(vm.get("gas_register_per_node", 0)) * nodes
+            + load_gas(schedule, model_bytes=len(canonical), nodes=nodes, golden_runs=golden_runs,
+                       gas_per_call=report.gas))

@@ -105,6 +105,11 @@ class Registry:
         return register
 
 
+def valid_id(req_id: Any) -> bool:
+    """JSON-RPC ids are strings, numbers or null (never booleans, arrays or objects)."""
+    return req_id is None or (isinstance(req_id, str | int) and not isinstance(req_id, bool))
+
+
 def error_response(req_id: Any, err: RpcError) -> dict[str, Any]:
     return {"jsonrpc": "2.0", "id": req_id, "error": err.to_json()}
 
@@ -115,7 +120,7 @@ async def handle_one(registry: Registry, request: Any, bound: dict[str, Any]) ->
         return error_response(None, RpcError(INVALID_REQUEST, "a request must be a JSON object"))
     req_id = request.get("id")
     is_notification = "id" not in request
-    if not (req_id is None or (isinstance(req_id, str | int) and not isinstance(req_id, bool))):
+    if not valid_id(req_id):
         return error_response(None, RpcError(INVALID_REQUEST, "id must be a string, a number or null"))
     if request.get("jsonrpc") != "2.0":
         return error_response(req_id, RpcError(INVALID_REQUEST, 'jsonrpc must be "2.0"'))

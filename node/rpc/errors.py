@@ -21,6 +21,8 @@ TX_REJECTED = -32002  # the mempool refused the transaction (the message says wh
 TIMEOUT = -32003  # commit mode: the transaction did not land in a block in time
 NOT_READY = -32004  # the node is starting or catching up and cannot answer this yet
 TX_FAILED = -32005  # reserved: the transaction landed but failed (commit mode reports it in the result)
+RATE_LIMITED = -32006  # this client is over its request, concurrency, connection or subscription limit
+FORBIDDEN = -32007  # missing or wrong bearer token, a Host or Origin this node does not serve
 
 CODE_NAMES = {
     PARSE_ERROR: "parse error",
@@ -33,6 +35,8 @@ CODE_NAMES = {
     TIMEOUT: "timeout",
     NOT_READY: "not ready",
     TX_FAILED: "transaction failed",
+    RATE_LIMITED: "rate limited",
+    FORBIDDEN: "forbidden",
 }
 
 

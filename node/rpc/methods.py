@@ -27,6 +27,7 @@ from node.rpc.jsonenc import raw, to_json
 from node.views import AccountView, InferenceView, ModelView, StatusView, TxView, ValidatorsView
 
 MAX_BROADCAST_BATCH = 64
+MAX_MODELS_PAGE = 100
 DEFAULT_COMMIT_TIMEOUT_S = 30.0
 MAX_COMMIT_TIMEOUT_S = 120.0
 
@@ -47,7 +48,7 @@ def parse_hash(value: Any) -> Hash32:
 
 def parse_address_param(value: Any) -> Address:
     if not isinstance(value, str):
-        raise ValueError("an address is bech32m text (ic1...) or 40 hex digits")
+        raise ValueError("an address is bech32m text (ic1...)")
     return parse_address(value)
 
 
@@ -94,7 +95,7 @@ def parse_timeout(value: Any) -> float:
 
 HEX = {"type": "string", "pattern": "^[0-9a-f]*$"}
 HASH = {"type": "string", "pattern": "^(0x)?[0-9a-fA-F]{64}$"}
-ADDRESS = {"type": "string", "description": "bech32m address (ic1...) or 40 hex digits"}
+ADDRESS = {"type": "string", "description": "bech32m address (ic1...)"}
 HEIGHT = {"type": "integer", "minimum": 0}
 OBJ = {"type": "object"}
 
@@ -306,7 +307,11 @@ async def account(api: NodeApi, address: Address, height: Height | None) -> dict
                                parse=parse_height),),
                  result="Validators", result_schema=OBJ, errors=(E.NOT_FOUND,))
 async def validators(api: NodeApi, height: Height | None) -> dict[str, Any]:
-    return validators_json(api.validators(height))
+    try:
+        view = api.validators(height)
+    except LookupError:  # NodeApi: a height whose set is not known (0, or beyond the next two)
+        raise E.not_found(f"no validator set known for height {height}") from None
+    return validators_json(view)
 
 
 @registry.method("model", "A registered model's metadata, owner, price and registration height.",
@@ -316,10 +321,24 @@ async def model(api: NodeApi, model_id: Hash32) -> dict[str, Any]:
     return model_json(_need(api.model(model_id), f"no registered model {model_id.hex()}"))
 
 
-@registry.method("models", "Every registered model (metadata without golden vectors).",
-                 result="Models", result_schema={"type": "array", "items": OBJ})
-async def models(api: NodeApi) -> list[dict[str, Any]]:
-    return [model_json(m) for m in api.models()]
+def parse_limit(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_MODELS_PAGE:
+        raise ValueError(f"limit is an integer from 1 to {MAX_MODELS_PAGE}")
+    return value
+
+
+@registry.method("models", "Registered models in model-id order, a page at a time (metadata without golden "
+                           "vectors); the next page starts after the last id of this one.",
+                 params=(Param("after", HASH, "list ids after this one; omit for the first page", required=False,
+                               parse=parse_hash),
+                         Param("limit", {"type": "integer", "minimum": 1, "maximum": MAX_MODELS_PAGE},
+                               f"models per page (at most {MAX_MODELS_PAGE})", required=False, parse=parse_limit,
+                               default=MAX_MODELS_PAGE)),
+                 result="Models", result_schema={"type": "array", "items": OBJ, "maxItems": MAX_MODELS_PAGE})
+async def models(api: NodeApi, after: Hash32 | None, limit: int) -> list[dict[str, Any]]:
+    # A page reads and decodes up to MAX_MODELS_PAGE records (and the first call builds the node's index):
+    # off the event loop.
+    return await trio.to_thread.run_sync(lambda: [model_json(m) for m in api.models(after, limit)])
 
 
 @registry.method("inference", "An inference's outputs with their proof against the block's results root "

@@ -6,12 +6,13 @@
     GET  /metrics       Prometheus text format
     WS   /ws            JSON-RPC plus `subscribe`/`unsubscribe` for new blocks and transaction results
 
-Binds 127.0.0.1 by default: the API can submit transactions and is not meant for the open internet
-without a proxy in front.
+Binds 127.0.0.1 by default. Every request passes `node.rpc.guard.Guard` first (Host and Origin checks,
+bearer token, JSON content type, per-client rates and counts from the `[rpc]` config section).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 from dataclasses import dataclass
@@ -30,12 +31,14 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from core.address import encode_address
 from core.block import Block
 from core.errors import BindError
+from node.config import RPCSection
 from node.events import SubscriberTooSlow
 from node.metrics import CONTENT_TYPE_LATEST, NodeMetrics
 from node.rpc import errors as E
 from node.rpc.api import NodeApi
-from node.rpc.dispatch import Method, Registry, error_response, handle_payload
+from node.rpc.dispatch import Method, Registry, error_response, handle_payload, valid_id
 from node.rpc.errors import RpcError
+from node.rpc.guard import Guard, RateLimits, client_of
 from node.rpc.jsonenc import to_json
 from node.rpc.methods import parse_address_param, parse_hash, result_json
 from node.rpc.methods import registry as base_registry
@@ -74,18 +77,24 @@ def _render_json(content: Any) -> bytes:
     return json.dumps(content, ensure_ascii=False, allow_nan=False, indent=None, separators=(",", ":")).encode()
 
 
-def build_app(api: NodeApi, metrics: NodeMetrics | None = None) -> Starlette:
+def build_app(api: NodeApi, metrics: NodeMetrics | None = None, config: RPCSection | None = None,
+              limits: RateLimits | None = None) -> Guard:
+    config = config or RPCSection()
+    limits = limits or RateLimits(config)
     registry = build_registry()
     bound = {"api": api}
 
     async def rpc(request: Request) -> Response:
         body = bytearray()
         try:
-            async for chunk in request.stream():
-                body += chunk
-                if len(body) > MAX_BODY_BYTES:
-                    return JSONResponse(error_response(None, RpcError(
-                        E.INVALID_REQUEST, f"request body over {MAX_BODY_BYTES} bytes")), status_code=413)
+            # aclosing: an oversized body stops the stream early, and starlette's generator must be closed
+            # now, not left to the garbage collector (a ResourceWarning, and the request's receive channel).
+            async with contextlib.aclosing(request.stream()) as chunks:
+                async for chunk in chunks:
+                    body += chunk
+                    if len(body) > MAX_BODY_BYTES:
+                        return JSONResponse(error_response(None, RpcError(
+                            E.INVALID_REQUEST, f"request body over {MAX_BODY_BYTES} bytes")), status_code=413)
         except ClientDisconnect:
             return Response(status_code=400)
         answer = await handle_payload(registry, bytes(body), bound)
@@ -109,18 +118,23 @@ def build_app(api: NodeApi, metrics: NodeMetrics | None = None) -> Starlette:
 
     async def ws_route(websocket: WebSocket) -> None:
         await websocket.accept()
-        await _serve_websocket(websocket, registry, bound, api)
+        await _serve_websocket(websocket, registry, bound, api, limits)
 
-    return Starlette(routes=[
+    app = Starlette(routes=[
         Route("/", rpc, methods=["POST"]),
         Route("/health", health, methods=["GET"]),
         Route("/openrpc.json", openrpc, methods=["GET"]),
         Route("/metrics", metrics_route, methods=["GET"]),
         WebSocketRoute("/ws", ws_route),
     ])
+    return Guard(app, config, limits)
 
 
 # ------------------------------------------------------------------------------------------------ websocket
+
+
+class _TooManySubscriptions(Exception):
+    """This client holds `subscriptions_per_client` already (raised out of `nursery.start`)."""
 
 
 def _parse_subscription(params: Any) -> Subscription:
@@ -164,10 +178,13 @@ def _notifications(sub: Subscription, block: Block) -> list[dict[str, Any]]:
     return out
 
 
-async def _serve_websocket(ws: WebSocket, registry: Registry, bound: dict[str, Any], api: NodeApi) -> None:
+async def _serve_websocket(ws: WebSocket, registry: Registry, bound: dict[str, Any], api: NodeApi,
+                           limits: RateLimits) -> None:
     outbox_send, outbox_receive = trio.open_memory_channel[str](WS_OUTBOX)
     subs: dict[str, trio.CancelScope] = {}
     next_sub = 0
+    client = client_of(ws.scope)
+    cfg = limits.cfg
 
     async def writer() -> None:
         async for text in outbox_receive:
@@ -176,6 +193,9 @@ async def _serve_websocket(ws: WebSocket, registry: Registry, bound: dict[str, A
     async def forward(sub_key: str, sub: Subscription, *,
                       task_status: trio.TaskStatus[trio.CancelScope] = trio.TASK_STATUS_IGNORED) -> None:
         with trio.CancelScope() as scope:
+            # Counted against the client from the subscribe until this task ends, whatever ends it.
+            if not RateLimits.enter(limits.subscriptions, client, cfg.subscriptions_per_client):
+                raise _TooManySubscriptions
             try:
                 async with api.committed_blocks() as blocks:  # OverflowError reaches nursery.start
                     task_status.started(scope)
@@ -188,15 +208,19 @@ async def _serve_websocket(ws: WebSocket, registry: Registry, bound: dict[str, A
                 # The node's hub cut our stream: we fell too far behind. Say so; the client resubscribes.
                 await outbox_send.send(json.dumps({"jsonrpc": "2.0", "method": "subscription_dropped", "params": {
                     "subscription": sub_key, "reason": "subscriber too slow; resubscribe and query missed blocks"}}))
+            finally:
+                RateLimits.leave(limits.subscriptions, client)
         subs.pop(sub_key, None)
 
     async def local(request: dict[str, Any], nursery: trio.Nursery) -> dict[str, Any]:
         nonlocal next_sub
         req_id = request.get("id")
+        if not valid_id(req_id):
+            return error_response(None, RpcError(E.INVALID_REQUEST, "id must be a string, a number or null"))
         try:
             if request["method"] == "subscribe":
                 if len(subs) >= MAX_SUBSCRIPTIONS_PER_CONNECTION:
-                    raise RpcError(E.INVALID_REQUEST,
+                    raise RpcError(E.RATE_LIMITED,
                                    f"at most {MAX_SUBSCRIPTIONS_PER_CONNECTION} subscriptions per connection")
                 sub = _parse_subscription(request.get("params"))
                 next_sub += 1
@@ -205,6 +229,9 @@ async def _serve_websocket(ws: WebSocket, registry: Registry, bound: dict[str, A
                     subs[key] = await nursery.start(forward, key, sub)
                 except OverflowError as exc:
                     raise RpcError(E.NOT_READY, str(exc)) from None
+                except _TooManySubscriptions:
+                    raise RpcError(E.RATE_LIMITED, f"at most {cfg.subscriptions_per_client} subscriptions "
+                                                   "per client") from None
                 return {"jsonrpc": "2.0", "id": req_id, "result": key}
             params = request.get("params")
             wanted = params.get("subscription") if isinstance(params, dict) else (
@@ -220,22 +247,32 @@ async def _serve_websocket(ws: WebSocket, registry: Registry, bound: dict[str, A
         nursery.start_soon(writer)
         try:
             while True:
-                text = await ws.receive_text()
-                try:
-                    request = json.loads(text)
-                except (ValueError, RecursionError):
-                    request = None
-                if isinstance(request, dict) and request.get("jsonrpc") == "2.0" and \
-                        request.get("method") in ("subscribe", "unsubscribe"):
-                    answer: Any = await local(request, nursery)
+                message = await ws.receive()
+                if message["type"] == "websocket.disconnect":
+                    break
+                text = message.get("text")
+                if not limits.take(client):
+                    answer: Any = error_response(None, RpcError(
+                        E.RATE_LIMITED, f"over {cfg.requests_per_s:g} requests per second; slow down"))
+                elif text is None:
+                    answer = error_response(None, RpcError(E.INVALID_REQUEST,
+                                                           "binary frames are not JSON-RPC; send text frames"))
                 else:
-                    answer = await handle_payload(registry, text, bound)
+                    try:
+                        request = json.loads(text)
+                    except (ValueError, RecursionError):
+                        request = None
+                    if isinstance(request, dict) and request.get("jsonrpc") == "2.0" and \
+                            request.get("method") in ("subscribe", "unsubscribe"):
+                        answer = await local(request, nursery)
+                    else:
+                        answer = await handle_payload(registry, text, bound)
                 if answer is not None:
                     await outbox_send.send(await trio.to_thread.run_sync(json.dumps, answer))
         except WebSocketDisconnect:
             pass
-        except (KeyError, RuntimeError) as exc:
-            # Binary frames or a protocol misuse by the client: close this connection only.
+        except RuntimeError as exc:
+            # A protocol misuse by the client: close this connection only.
             log.debug("websocket closed: %s", exc)
         finally:
             nursery.cancel_scope.cancel()  # each subscription leaves the node's hub as its task ends
@@ -249,10 +286,12 @@ class RpcServer:
     returns the bound URL."""
 
     def __init__(self, api: NodeApi, *, host: str = "127.0.0.1", port: int = 26657,
-                 metrics: NodeMetrics | None = None) -> None:
+                 metrics: NodeMetrics | None = None, config: RPCSection | None = None) -> None:
         self.api = api
         self.metrics = metrics
-        self.app = build_app(api, metrics)
+        self.config = config or RPCSection(address=f"{host}:{port}")
+        self.limits = RateLimits(self.config)
+        self.app = build_app(api, metrics, self.config, self.limits)
         self.host = host
         self.port = port
         self.url: str | None = None
@@ -278,7 +317,7 @@ class RpcServer:
         cfg.errorlog = logging.getLogger("hypercorn.error")
         cfg.graceful_timeout = 1.0
         cfg.websocket_max_message_size = MAX_WS_MESSAGE_BYTES
-        cfg.h11_max_incomplete_size = 64 * 1024
+        cfg.h11_max_incomplete_size = self.config.max_header_bytes
         return cfg
 
     async def run(self, *, task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED) -> None:

@@ -80,7 +80,7 @@ def build_chain(chain_id: str, length: int, *, txs_per_block: int = 0, tx_payloa
             nonce += 1
         results = tuple(TxResult(TxStatus.OK, Gas(0), (), b"", "") for _ in txs)
         header = Header(
-            version=PROTOCOL_VERSION, chain_id=chain_id, height=Height(h), time=Timestamp(1_700_000_000_000 + h),
+            version=PROTOCOL_VERSION, chain_id=chain_id, height=Height(h), round=Round(0), time=Timestamp(1_700_000_000_000 + h),
             last_block_id=last_id, proposer=keys[h % validators].address,
             txs_root=compute_txs_root(tuple(txs)), results_root=compute_results_root(results),
             state_root=sha256(b"state" + h.to_bytes(8, "big")), validators_hash=ZERO_HASH,

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from consensus.evidence import EvidencePool, validate_evidence
+from consensus.evidence import EvidencePool, validate_block_evidence, validate_evidence
 from core.errors import InvalidEvidence
-from core.evidence import DuplicateVote, duplicate_vote
+from core.evidence import DuplicateVote, duplicate_vote, is_evidence_in_window
 from core.hashing import sha256
 from core.types import Timestamp
 from core.votes import VoteType
@@ -75,3 +75,20 @@ def test_pool_keeps_one_entry_per_offence_as_the_vm_punishes_it() -> None:
     assert pool.knows(second)
     assert not pool.add(second, 7)
     assert pool.pending(10, 7) == ()
+
+
+def test_a_block_carries_evidence_of_earlier_heights_within_the_window() -> None:
+    """One window for consensus's block check, its pool and the VM (`is_evidence_in_window`): evidence of
+    height h goes in blocks h+1 .. h+max_age (the pool holds it back at h itself)."""
+    ev = dup(5)
+    for block_height in (6, 15):
+        validate_block_evidence(ev, CHAIN_ID, block_height, 10)
+    for block_height in (5, 4, 16):
+        with pytest.raises(InvalidEvidence):
+            validate_block_evidence(ev, CHAIN_ID, block_height, 10)
+    pool = EvidencePool(max_age=10)
+    assert pool.add(ev, 5)
+    assert pool.pending(10, 5) == ()
+    assert pool.pending(10, 6) == (ev,)
+    assert [is_evidence_in_window(5, b, 10) for b in (5, 6, 15, 16)] == [False, True, True, False]
+    assert not is_evidence_in_window(0, 1, 10)  # no set signs height 0: such "evidence" proves nothing

@@ -13,6 +13,7 @@ from collections import Counter
 
 import pytest
 
+from consensus.proposer import ProposerPriorities
 from tests.consensus.sim.cluster import Cluster, run_scenario
 from tests.consensus.sim.scenario import Behaviour, Scenario, scenario_from_seed
 
@@ -83,3 +84,31 @@ def test_wrong_outputs_and_lazy_poi_are_caught() -> None:
 def test_runs_are_deterministic_per_seed() -> None:
     a, b = run_scenario(scenario_from_seed(7)), run_scenario(scenario_from_seed(7))
     assert (a.end_ms, a.committed, a.messages) == (b.end_ms, b.committed, b.messages)
+
+
+def scheduled_proposer(cluster: Cluster, height: int, round_: int) -> bytes:
+    """The proposer consensus schedules for (height, round), from the priorities stored with height - 1."""
+    node = cluster.honest[0]
+    priorities = (ProposerPriorities.genesis(cluster.validators) if height == 1
+                  else node.store[height - 1].next_proposers)
+    return bytes(priorities.proposer(round_))
+
+
+def test_a_proposer_naming_others_in_its_header_is_refused() -> None:
+    """Issue 9.5: a Byzantine proposer puts another validator in its header (a different one each time),
+    half of its blocks with a result the others do not reproduce. Honest validators refuse the proposals
+    before re-executing them: no transaction collects disagreements under the named proposers (the mempool
+    evicts at three), no such block commits, every committed header names its build round's proposer."""
+    sc = Scenario(seed=13, powers=[3, 3, 3, 3], behaviours=[Behaviour.HONEST] * 3 + [Behaviour.FOREIGN_HEADER],
+                  heights=16)
+    cluster = Cluster(sc)
+    result = cluster.run()
+    assert result.ok, result.failures
+    byzantine = cluster.nodes[3]
+    named = {bytes(b.header.proposer) for b in byzantine.foreign_built.values()}
+    assert len(named) >= 3, "the attack named three distinct proposers"
+    for node in cluster.honest:
+        assert node.disagreements == {}, node.disagreements
+    for h, block in cluster.chain.items():
+        assert bytes(block.id) not in byzantine.foreign_built
+        assert bytes(block.header.proposer) == scheduled_proposer(cluster, h, int(block.header.round))

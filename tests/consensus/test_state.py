@@ -39,6 +39,7 @@ from consensus.signer import MemorySignState, Signer
 from consensus.state import ConsensusState
 from core.app import BlockTemplate, Verdict
 from core.block import Block, ProposalBlock
+from core.errors import DecodeError
 from core.evidence import DuplicateProposal, DuplicateVote, WrongInference
 from core.hashing import ZERO_HASH, sha256
 from core.keys import PrivateKey
@@ -470,3 +471,47 @@ def test_each_machine_owns_its_validator_sets_and_reuses_them_from_height_to_hei
                      Timestamp(T0), None))
     assert a.state.height == 2
     assert a.state.validators is first
+
+
+def test_evidence_against_a_validator_that_has_left_the_set_is_still_pooled() -> None:
+    """Issue 9.6: an offence committed while in the set stays punishable after the offender leaves it; a
+    key this machine never saw in a set within the evidence window is not pooled."""
+    h = Harness([1, 1, 1, 1], me_is_proposer=False)
+    h.start()
+    leaver = h.world.others(h.me)[0]
+    remaining = ValidatorSet([e for e in h.world.validators if e.address != leaver.address])
+    h.feed(NewHeight(Timestamp(T0), Height(2), ProposerPriorities.genesis(h.world.validators), remaining.entries,
+                     h.world.validators.entries, sha256(b"block 1"), Timestamp(T0), None))
+    h.feed(NewHeight(Timestamp(T0), Height(3), ProposerPriorities.genesis(remaining), remaining.entries,
+                     remaining.entries, sha256(b"block 2"), Timestamp(T0 + 1), None))
+    assert leaver.address not in h.state.validators
+    twins = [signed_vote(leaver, VoteType.PREVOTE, 1, 0, sha256(x)) for x in (b"a", b"b")]
+    evidence = DuplicateVote(*sorted(twins, key=lambda v: v.encode()))
+    out = h.feed(EvidenceReceived(Timestamp(T0), evidence))
+    assert [a.evidence for a in only(out, ReportEvidence)] == [evidence]
+    assert h.state.knows_evidence(evidence)
+    assert h.state.pending_evidence() == (evidence,)
+    stranger = PrivateKey.derive("t", "stranger", 0)
+    twins = [signed_vote(stranger, VoteType.PREVOTE, 1, 0, sha256(x)) for x in (b"a", b"b")]
+    assert only(h.feed(EvidenceReceived(Timestamp(T0), DuplicateVote(*sorted(twins, key=lambda v: v.encode())))),
+                ReportEvidence) == []
+
+
+def test_a_proposal_whose_header_names_another_validator_is_refused_before_validation() -> None:
+    """Issue 9.5: the round's proposer signs a block whose header names someone else (to credit its fees
+    elsewhere, or to spread 'disagreements' over several names): no ValidateBlock, a nil prevote."""
+    h = Harness([1, 1, 1, 1], me_is_proposer=False)
+    h.start()
+    proposer = h.world.key_of(h.prio.proposer(0))
+    other = h.world.others(proposer)[0]
+    block = block_for(h.app, h.world, 1, 0, T0, proposer=other.address)
+    out = h.sign_and_feed(h.feed(ProposalReceived(Timestamp(T0), signed_proposal(proposer, block, 0))))
+    assert only(out, ValidateBlock) == []
+    assert [v.block_id for v in signed_votes(out, VoteType.PREVOTE)] == [None]
+    assert "not the proposer of its round 0" in (h.state._block_problem[block.id] or "")
+    # A fresh proposal carrying a block built in another round is dropped outright (by the machine, and by
+    # the wire: such a ProposalBlock does not decode, so it never reaches the WAL from gossip).
+    later = signed_proposal(proposer, block_for(h.app, h.world, 1, 1, T0, proposer=h.prio.proposer(1)), 0)
+    assert h.state.handle(ProposalReceived(Timestamp(T0), later)) == []
+    with pytest.raises(DecodeError, match="carries a block built in round 1"):
+        ProposalBlock.decode(later.encode())

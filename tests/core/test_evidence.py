@@ -45,7 +45,7 @@ def wrong_inference(index: int) -> WrongInference:
                 for n in range(2))
     results = tuple(TxResult(TxStatus.OK, Gas(n), (), b"", "") for n in range(2))
     tx_leaves, result_leaves = [tx.hash for tx in txs], [r.encode() for r in results]
-    header = Header(PROTOCOL_VERSION, CHAIN, Height(5), Timestamp(9), ZERO_HASH, KEY.address,
+    header = Header(PROTOCOL_VERSION, CHAIN, Height(5), Round(0), Timestamp(9), ZERO_HASH, KEY.address,
                     merkle_root(tx_leaves), merkle_root(result_leaves), ZERO_HASH, ZERO_HASH, ZERO_HASH,
                     ZERO_HASH, ZERO_HASH, None)
     return WrongInference(proposal(header.block_id), header, index, txs[index], results[index],

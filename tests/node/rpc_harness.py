@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import trio
 
+from node.config import RPCSection
 from node.metrics import NodeMetrics, StatusSample
 from node.rpc.api import NodeApi
 from node.rpc.server import RpcServer
@@ -29,17 +30,25 @@ class Served:
         """Run `fn` on the server's trio loop (the api is not thread-safe)."""
         return trio.from_thread.run_sync(fn, trio_token=self.token)
 
+    def on_loop_async(self, fn: Callable[..., Awaitable[T]], *args: Any, limit_s: float) -> T:
+        """Await `fn(*args)` on the server's trio loop, failing after `limit_s` seconds."""
+        async def bounded() -> T:
+            with trio.fail_after(limit_s):
+                return await fn(*args)
+
+        return trio.from_thread.run(bounded, trio_token=self.token)
+
 
 class ServerThread:
     def __init__(self, api: NodeApi, *, autoproduce: Callable[[], object] | None = None,
-                 produce_every: float = 0.05) -> None:
+                 produce_every: float = 0.05, config: RPCSection | None = None) -> None:
         def sample() -> StatusSample:
             s = api.status()
             return StatusSample(int(s.height), s.round, s.peers, s.mempool_size, s.mempool_bytes,
                                 s.is_validator, 3, 1, 0, s.catching_up)
 
         self.metrics = NodeMetrics(sample)
-        self.server = RpcServer(api, host="127.0.0.1", port=0, metrics=self.metrics)
+        self.server = RpcServer(api, host="127.0.0.1", port=0, metrics=self.metrics, config=config)
         self.api = api
         self._autoproduce = autoproduce
         self._every = produce_every

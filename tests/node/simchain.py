@@ -97,7 +97,7 @@ class SimChain:
         root = self.state.commit(h, changes)
         last_commit = self.commits.get(h - 1)
         prev = self.blocks[-1].id if self.blocks else ZERO_HASH
-        header = Header(PROTOCOL_VERSION, CHAIN_ID, Height(h), Timestamp(GENESIS_TIME + 1000 * h), prev,
+        header = Header(PROTOCOL_VERSION, CHAIN_ID, Height(h), Round(0), Timestamp(GENESIS_TIME + 1000 * h), prev,
                         self.validator_keys[h % len(self.validator_keys)].address, compute_txs_root(txs),
                         compute_results_root(tuple(results)), root, self.vset.hash, self.vset.hash,
                         compute_last_commit_hash(last_commit), compute_evidence_hash(()), None)
@@ -175,7 +175,7 @@ class SimChain:
     def model(self, model_id: Hash32) -> ModelView | None:
         return None
 
-    def models(self) -> Sequence[ModelView]:
+    def models(self, after: Hash32 | None = None, limit: int = 100) -> Sequence[ModelView]:
         return []
 
     def inference(self, tx_hash: Hash32) -> InferenceView | None:

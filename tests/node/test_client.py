@@ -6,7 +6,8 @@ import socket
 
 import pytest
 
-from core.types import Hash32
+from core.address import encode_address
+from core.types import Address, Hash32
 from node.client import Client, NodeUnreachable, RpcError
 from node.rpc import errors as E
 from tests.node.rpc_harness import ServerThread
@@ -67,7 +68,7 @@ def test_commit_mode_transfer_moves_funds_and_the_account_proof_verifies(served,
 
 
 def test_absent_account_has_an_exclusion_proof(served, client: Client) -> None:
-    acc = client.account("00" * 20)
+    acc = client.account(encode_address(Address(b"\x00" * 20)))
     assert not acc.exists and acc.value is None
     assert acc.verify()
 

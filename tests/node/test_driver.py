@@ -4,6 +4,7 @@ real validation verdicts, and WAL replay after a restart."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import threading
 from typing import Any
@@ -23,12 +24,13 @@ from core.evidence import DuplicateVote, EvidenceEnvelope, duplicate_vote, offen
 from core.hashing import ZERO_HASH, sha256
 from core.store import KeySpace, space
 from core.tensor import Tensor
-from core.types import Height, Round, Timestamp
+from core.types import Amount, Height, Round, Timestamp
 from core.votes import ZERO_SIGNATURE, Vote, VoteType
 from node.events import TxState
 from node.leveldb import LevelDBStore
 from node.mempool import REJECTED_DISAGREED
 from node.providers import ChainProviders
+from node.service import Node
 from p2p.messages import VotesRequest
 from tests.node.helpers import (
     SEED,
@@ -40,7 +42,11 @@ from tests.node.helpers import (
     running,
     wait_until,
 )
+from tests.vm.helpers import genesis_doc_with, memory_hog_model
 from tools.genesis import validator_key
+from vm.sandbox.limits import WorkerLimits
+from vm.sandbox.worker import WorkerPool
+from vm.txs import Infer, build_tx
 
 pytestmark = pytest.mark.node
 
@@ -211,6 +217,36 @@ async def test_pending_evidence_that_can_no_longer_be_included_is_dropped_on_sta
         driver.state.params = dataclasses.replace(driver.state.params, max_evidence_age=-5)
         await driver._load_pending_evidence()
         assert list(pending.iterate()) == []
+    finally:
+        node.close()
+
+
+@pytest.mark.trio
+async def test_a_transaction_that_faults_the_proposers_worker_backs_off(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """docs/vm.md, "Local faults": a call whose model work kills our own worker while we build is left out of
+    the block and backed off in the mempool like one validators disagreed on, so the next proposal does not
+    meet the same fault."""
+    source = tmp_path / "source"
+    source.mkdir()
+    doc = genesis_doc_with(source, {"hog": memory_hog_model()}, {"max_tx_gas": 200_000_000})
+    doc["consensus"]["max_block_gas"] = 400_000_000
+    (source / "genesis.json").write_text(json.dumps(doc))
+    pool = WorkerPool(1, WorkerLimits(memory_bytes=300 << 20))  # the hog needs ~192 MiB of activations
+    node = Node(make_home(tmp_path, "v0", source / "genesis.json", validator=0), executor=pool)  # type: ignore[arg-type]
+    try:
+        driver = node.build_driver(MemoryWAL())
+        hog = next(m.model_id for m in node.genesis.models if m.name == "hog")
+        gas = 200_000_000
+        tx = build_tx(account(4), Infer(hog, (Tensor.from_numpy(np.array([[5]], np.int32)),), Amount(0)),
+                      chain_id=node.chain_id, nonce=0, gas_limit=gas, fee=gas)
+        assert node.mempool.add(tx).added
+        template = BlockTemplate(node.chain_id, Height(1), Round(0), Timestamp(int(node.genesis.genesis_time) + 1000),
+                                 validator_key(SEED, 0).address, ZERO_HASH, None, ())
+        with trio.fail_after(60):
+            await driver._build(BuildBlock(template))
+        assert any("building block 1: worker" in line for line in node.alarms)
+        assert node.mempool.is_backed_off(tx.hash) and node.mempool.disagreement_count(tx.hash) == 1
+        assert node.mempool.reap(max_txs=10, max_bytes=1 << 20, max_gas=gas) == []
     finally:
         node.close()
 

@@ -69,7 +69,7 @@ def node(tmp_path: Path) -> Iterator[Node]:
 
 
 def _proposal(node: Node, key: PrivateKey, round_: int, salt: bytes = b"") -> ProposalBlock:
-    header = Header(1, node.chain_id, Height(1), Timestamp(1), ZERO_HASH, key.address, ZERO_HASH, ZERO_HASH,
+    header = Header(1, node.chain_id, Height(1), Round(round_), Timestamp(1), ZERO_HASH, key.address, ZERO_HASH, ZERO_HASH,
                     sha256(salt), ZERO_HASH, ZERO_HASH, ZERO_HASH, ZERO_HASH, None)
     block = Block(header, (), (), None, ())
     proposal = Proposal(Height(1), Round(round_), -1, block.id, Timestamp(1), key.public_key,
@@ -211,6 +211,29 @@ async def test_a_false_wrong_inference_claim_is_refused_after_one_model_run(tmp_
             assert await hooks.evidence(message) is GossipVerdict.REJECT
             assert await hooks.evidence(message) is GossipVerdict.REJECT  # a replay: no second model run
             assert runs == [False]
+
+            # The node's own hook: the claim repeats the committed result, so the VM's cheap checks refute it
+            # before any model runs.
+            model_runs: list[object] = []
+            real_check = solo.app.check_wrong_inference
+            solo.app.check_wrong_inference = lambda ev: model_runs.append(ev) or real_check(ev)  # type: ignore[method-assign]
+            default = GossipHooks(solo.chain, consensus_params(solo.genesis, solo.config).max_evidence_age)
+            assert await default.evidence(message) is GossipVerdict.REJECT
+            assert model_runs == []
+
+            # A claim this node cannot check (its own fault, e.g. a worker that died) is neither relayed nor
+            # blamed on the sender, and not remembered: a later copy is checked again.
+            undecided: list[object] = []
+
+            def cannot_tell(evidence: object) -> None:
+                undecided.append(evidence)
+                return None
+
+            ours = GossipHooks(solo.chain, consensus_params(solo.genesis, solo.config).max_evidence_age,
+                               check_evidence=cannot_tell)
+            assert await ours.evidence(message) is GossipVerdict.IGNORE
+            assert await ours.evidence(message) is GossipVerdict.IGNORE
+            assert len(undecided) == 2
 
 
 @pytest.mark.trio

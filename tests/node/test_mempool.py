@@ -3,24 +3,33 @@ block, and the disagreement back-off of docs/design.md §2.6."""
 
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 import trio
+import trio.testing
 
 from core.keys import PrivateKey
 from core.tx import Transaction
-from core.types import Address, Amount
+from core.types import Address, Amount, Gas, Nonce
 from node.config import MempoolSection
 from node.mempool import REJECTED_DISAGREED, Mempool, RemovalReason
 from node.sigcache import SigCache
-from vm.txs import Transfer, build_tx
+from tools.genesis import make_genesis
+from vm.execute import account_inclusion_error, admission_error
+from vm.genesis import parse_params
+from vm.state import Account
+from vm.txs import Transfer, TxKind, build_tx
 
 pytestmark = pytest.mark.node
 
 CHAIN = "mempool-test"
 KEYS = [PrivateKey.derive("mempool tests", "account", i) for i in range(8)]
 SINK = Address(b"\x42" * 20)
+VM_PARAMS = parse_params(make_genesis(1, chain_id=CHAIN)).vm.replace(min_gas_price=Amount(1),
+                                                                        max_tx_gas=Gas(1_000_000))
 
 
 @dataclass
@@ -30,21 +39,23 @@ class _Account:
 
 
 class Accounts:
-    """The committed state the mempool reads, as a table (the mempool only sees it through MempoolState)."""
+    """The committed state the mempool reads, as a table, and the VM's real admission rule over the default
+    genesis parameters (the mempool only sees both through MempoolState)."""
 
     def __init__(self, balance: int = 10**9) -> None:
         self.table: dict[bytes, _Account] = {bytes(k.address): _Account(balance, 0) for k in KEYS}
-        self.gas_price = 1
-        self.tx_gas = 1_000_000
+        self.params = VM_PARAMS
+        self.checks = 0
 
     def account(self, address: Address) -> _Account:
         return self.table.get(bytes(address), _Account(0, 0))
 
-    def min_gas_price(self) -> int:
-        return self.gas_price
+    def check_tx(self, tx: Transaction, account: Account) -> str | None:
+        self.checks += 1
+        return admission_error(tx, CHAIN, self.params, account)
 
-    def max_tx_gas(self) -> int:
-        return self.tx_gas
+    def inclusion_error(self, tx: Transaction, account: Account) -> str | None:
+        return account_inclusion_error(tx, CHAIN, self.params, account)
 
 
 def tx(key: int, nonce: int, *, fee: int = 1000, gas: int = 1000, chain: str = CHAIN) -> Transaction:
@@ -214,7 +225,194 @@ async def test_wait_for_txs_wakes_on_the_first_transaction() -> None:
     with trio.fail_after(5):
         async with trio.open_nursery() as nursery:
             nursery.start_soon(waiter)
-            await trio.sleep(0.01)
+            await trio.testing.wait_all_tasks_blocked()
             assert not woke.is_set()
             mp.add(tx(0, 0))
             await woke.wait()
+
+
+# ------------------------------------------------------------------------------------------------ the VM's rules
+
+
+def test_the_entry_check_is_the_vms_rule_not_a_copy() -> None:
+    accounts = Accounts()
+    mp = pool(accounts)
+    assert mp.add(tx(0, 0, fee=1000, gas=1000)).added
+    # Raise the VM's minimum gas price: the mempool refuses with the VM's verdict, having no rule of its own.
+    accounts.params = accounts.params.replace(min_gas_price=Amount(2))
+    checks = accounts.checks
+    refused = mp.add(tx(1, 0, fee=1000, gas=1000))
+    assert accounts.checks == checks + 1
+    assert refused.reason == admission_error(tx(1, 0, fee=1000, gas=1000), CHAIN, accounts.params,
+                                             Account(Amount(10**9), Nonce(0)))
+    assert "below gas_limit x min_gas_price" in refused.reason
+    # What the VM would only fail (unknown kind, a payload that does not decode) is refused at the door.
+    unknown = Transaction.create(KEYS[2], chain_id=CHAIN, nonce=0, gas_limit=1000, fee=2000, kind=99,
+                                 payload=b"")
+    assert mp.add(unknown).reason == "unknown transaction kind 99"
+    garbled = Transaction.create(KEYS[2], chain_id=CHAIN, nonce=0, gas_limit=1000, fee=2000,
+                                 kind=int(TxKind.TRANSFER), payload=b"\x01\x02")
+    assert mp.add(garbled).reason.startswith("malformed payload")
+
+
+def test_a_node_mempool_asks_the_vm_application(tmp_path: Path) -> None:
+    """The node wires the mempool to VMApplication.check_tx over real LevelDB state."""
+    from tests.node.helpers import account, genesis_doc, local_node, make_home, transfer
+
+    node = local_node(make_home(tmp_path, "solo", genesis_doc(1), validator=0))
+    try:
+        key, sink = account(1), account(2)
+        params = node.genesis.params.vm
+        ok = transfer(node.chain_id, key, sink, 5, 0)
+        assert node.mempool.add(ok).added
+        assert node.app.check_tx(ok) is None
+        cheap = build_tx(key, Transfer(sink.address, Amount(1)), chain_id=node.chain_id, nonce=1,
+                         gas_limit=1000, fee=1000 * int(params.min_gas_price) - 1)
+        assert node.mempool.add(cheap).reason == node.app.check_tx(cheap, account=Account(
+            Amount(10**18), Nonce(cheap.nonce)))
+        assert "below gas_limit x min_gas_price" in node.mempool.add(cheap).reason
+        elsewhere = transfer("another-chain", key, sink, 5, 1)
+        assert node.mempool.add(elsewhere).reason == "wrong chain id 'another-chain'"
+    finally:
+        node.app.close()
+        node.db.close()
+
+
+# ------------------------------------------------------------------------------------------------ nonce gaps
+
+
+def test_gapped_transactions_are_bounded_per_sender() -> None:
+    mp = pool(max_gapped_per_sender=2)
+    assert mp.add(tx(0, 2)).added and mp.add(tx(0, 3)).added
+    assert "behind a nonce gap" in mp.add(tx(0, 4)).reason
+    assert mp.gapped_count() == 2 and reap(mp) == []
+    assert mp.add(tx(0, 0)).added  # ready itself; 2 and 3 still wait for 1
+    assert mp.add(tx(0, 1)).added and mp.gapped_count() == 0
+    assert [t.nonce for t in reap(mp)] == [0, 1, 2, 3]
+    assert mp.add(tx(0, 6)).added and mp.add(tx(0, 7)).added  # a new gap, a fresh allowance
+    assert "behind a nonce gap" in mp.add(tx(0, 9)).reason
+
+
+def test_gapped_transactions_are_evicted_first_and_never_evict_ready_ones() -> None:
+    mp = pool(max_txs=3)
+    removed: list[bytes] = []
+    mp.on_removed(lambda h, t, r: removed.append(bytes(h)))
+    gapped = tx(0, 5, fee=90_000)  # pays the most, but cannot go into a block
+    assert mp.add(gapped).added and mp.add(tx(1, 0, fee=1000)).added and mp.add(tx(2, 0, fee=1000)).added
+    # A gapped newcomer cannot push out a ready transaction, though it pays 85 times more ...
+    assert mp.add(tx(3, 7, fee=85_000)).reason == "mempool is full"
+    # ... but it may push out a cheaper gapped one.
+    richer_gap = tx(4, 1, fee=95_000)
+    assert mp.add(richer_gap).added and removed == [bytes(gapped.hash)]
+    # A ready newcomer evicts the gapped one first, even though the ready ones pay less than it.
+    assert mp.add(tx(5, 0, fee=1001)).added
+    assert removed == [bytes(gapped.hash), bytes(richer_gap.hash)]
+    assert mp.gapped_count() == 0 and len(mp) == 3
+
+
+@pytest.mark.trio
+async def test_gapped_transactions_expire_sooner() -> None:
+    mp = pool(ttl_heights=50, gapped_ttl_heights=5)
+    reasons: dict[bytes, RemovalReason] = {}
+    mp.on_removed(lambda h, t, r: reasons.__setitem__(bytes(h), r))
+    ready, gapped = tx(0, 0), tx(1, 3)
+    assert mp.add(ready).added and mp.add(gapped).added
+    mp.update(6, [])
+    await mp.recheck()
+    assert reasons == {bytes(gapped.hash): RemovalReason.EXPIRED} and ready.hash in mp
+
+
+@pytest.mark.trio
+async def test_a_gossiped_batch_lets_the_event_loop_run() -> None:
+    """A batch of thousands is added in slices: other tasks run while it is added."""
+    keys = [PrivateKey.derive("mempool tests", "batch", i) for i in range(40)]
+    accounts = Accounts()
+    for k in keys:
+        accounts.table[bytes(k.address)] = _Account(10**9, 0)
+    batch = [build_tx(k, Transfer(SINK, Amount(1)), chain_id=CHAIN, nonce=n, gas_limit=1000, fee=1000)
+             for n in range(50) for k in keys]
+    mp = pool(accounts, max_txs=100_000, max_nonce_gap=100, max_txs_per_sender=100)
+    ticks = 0
+    done = False
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while not done:
+            ticks += 1
+            await trio.lowlevel.checkpoint()
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(ticker)
+        before = ticks
+        results = await mp.add_many(batch, signature_checked=True)
+        during = ticks - before
+        done = True
+    assert all(r.added for r in results) and len(mp) == len(batch)
+    assert during >= len(batch) // 64 - 1
+
+
+# ------------------------------------------------------------------------------------------------ the indexes
+
+
+def _brute_reap(mp: Mempool) -> list[Transaction]:
+    """The proposal order by its definition, over every sender."""
+    chains = []
+    for sender in mp._senders.values():
+        run = []
+        n = sender.nonce
+        while n in sender.txs and not mp.is_backed_off(sender.txs[n].tx_hash):
+            run.append(sender.txs[n])
+            n += 1
+        if run:
+            chains.append(run)
+    out = []
+    while chains:
+        best = min(chains, key=lambda c: (-c[0].price, c[0].seq))
+        out.append(best.pop(0).tx)
+        if not best:
+            chains.remove(best)
+    return out
+
+
+def _check_indexes(mp: Mempool) -> None:
+    evict, ready = [], []
+    for key, s in mp._senders.items():
+        assert s.txs, "a sender without transactions is forgotten"
+        end = s.nonce
+        while end in s.txs:
+            end += 1
+        assert s.ready_end == end
+        tail = s.txs[max(s.txs)]
+        assert s.evict_key == (1 if s.nonce <= tail.tx.nonce < end else 0, tail.price, -tail.seq, key)
+        evict.append(s.evict_key)
+        head = s.txs.get(s.nonce)
+        assert s.ready_key == (None if head is None else (-head.price, head.seq, key))
+        if head is not None:
+            ready.append(s.ready_key)
+    assert sorted(evict) == list(mp._evict) and sorted(ready) == list(mp._ready)
+    assert len(mp) == sum(len(s.txs) for s in mp._senders.values())
+    assert mp.size_bytes == sum(e.size for s in mp._senders.values() for e in s.txs.values())
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_the_indexes_agree_with_the_definitions_under_random_traffic(seed: int) -> None:
+    rng = random.Random(seed)
+    accounts = Accounts()
+    mp = pool(accounts, max_txs=25, max_txs_per_sender=6, max_nonce_gap=8, max_gapped_per_sender=3)
+    for step in range(400):
+        k = rng.randrange(len(KEYS))
+        acct = accounts.table[bytes(KEYS[k].address)]
+        mp.add(tx(k, acct.nonce + rng.randrange(8), fee=rng.randrange(1000, 5000)), signature_checked=True)
+        if step % 37 == 36:  # a block commits a reaped prefix
+            block = reap(mp, rng.randrange(1, 10))
+            for t in block:
+                accounts.table[bytes(t.sender_address)].nonce = t.nonce + 1
+            mp.update(mp.height + 1, block)
+            trio.run(mp.recheck)
+        if step % 53 == 52:
+            victim = next(iter(mp.txs()), None)
+            if victim is not None:
+                mp.report_disagreement(victim.hash, bytes([step % 7]) * 20, mp.height)
+        _check_indexes(mp)
+        assert len(mp) <= 25
+        assert [t.hash for t in reap(mp)] == [t.hash for t in _brute_reap(mp)]

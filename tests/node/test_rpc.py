@@ -10,12 +10,16 @@ import pytest
 import trio
 from trio_websocket import open_websocket_url
 
+from core.address import encode_address
+from core.types import Address
 from node.rpc import errors as E
 from node.rpc.server import build_registry
 from tests.node.rpc_harness import ServerThread
 from tests.node.simchain import CHAIN_ID, SimChain
 
 pytestmark = pytest.mark.node
+
+JSON = {"content-type": "application/json"}
 
 
 @pytest.fixture
@@ -133,7 +137,7 @@ def test_account_has_a_state_proof(served, chain: SimChain) -> None:
     addr = str(chain.account_keys[0].address)
     result = rpc(served.url, "account", {"address": addr})["result"]
     assert result["exists"] is True and result["balance"] == 10**12
-    absent = rpc(served.url, "account", {"address": "00" * 20})["result"]
+    absent = rpc(served.url, "account", {"address": encode_address(Address(b"\x00" * 20))})["result"]
     assert absent["exists"] is False and absent["value"] is None and absent["proof"]
 
 
@@ -176,7 +180,7 @@ def test_validators_and_poi(served, chain: SimChain) -> None:
 ])
 def test_malformed_requests_get_error_objects_and_the_server_keeps_serving(served, body: bytes,
                                                                           code: int) -> None:
-    response = httpx.post(served.url + "/", content=body, timeout=10)
+    response = httpx.post(served.url + "/", content=body, headers=JSON, timeout=10)
     assert response.status_code == 200
     error = response.json()["error"]
     assert error["code"] == code
@@ -210,7 +214,7 @@ def test_batch_answers_each_request_and_skips_notifications(served) -> None:
 
 
 def test_oversized_body_is_refused(served) -> None:
-    response = httpx.post(served.url + "/", content=b" " * (9 * 1024 * 1024), timeout=30)
+    response = httpx.post(served.url + "/", content=b" " * (9 * 1024 * 1024), headers=JSON, timeout=30)
     assert response.status_code == 413
     assert response.json()["error"]["code"] == E.INVALID_REQUEST
 
@@ -285,8 +289,5 @@ def test_websocket_subscriptions_deliver_blocks_and_tx_results(served, chain: Si
 
     trio.run(main)
     # The connection closed: its subscriptions leave the node's hub (as soon as the server sees the close).
-    import time
-    deadline = time.monotonic() + 10
-    while served.on_loop(lambda: chain.events.subscribers) > before and time.monotonic() < deadline:
-        time.sleep(0.05)
+    served.on_loop_async(chain.events.wait_subscribers, before, limit_s=10)
     assert served.on_loop(lambda: chain.events.subscribers) == before

@@ -60,8 +60,10 @@ async def test_a_paused_peer_does_not_hold_the_others_messages_and_is_dropped() 
                         if stats["counters"].get("peers_stalled", 0) >= 1:
                             break
                         await trio.sleep(1)
+                # out of the mesh (its connection was closed; redials of a stopped process cannot complete a
+                # handshake, but may show a connection for a moment, so the mesh is what is asserted)
                 peers = await publisher.request("peers", "peers")
-                assert ids[3] not in peers["peers"]
+                assert ids[3] not in peers["mesh"]
             finally:
                 paused.process.send_signal(signal.SIGCONT)
             # once it runs again it reconnects and gets new messages
@@ -104,5 +106,9 @@ async def test_a_peer_behind_a_blackholed_link_is_dropped_and_costs_the_others_n
                 pubsub = publisher.gossip.pubsub
                 assert pubsub is not None and hidden.peer_id not in pubsub.peers
                 assert publisher.counters.contained_errors == 0
+                # once the link carries bytes again the peer is redialed and rejoins the mesh (it kept a dead
+                # pubsub stream for the publisher before: upstream replaces a peer's stream only if it has none)
                 proxy.heal()
+                await wait_until(lambda: hidden.peer_id in publisher.gossip.mesh_peers(TopicKind.VOTES), within=60)
+                await wait_until(lambda: publisher.peer_id in hidden.gossip.mesh_peers(TopicKind.VOTES), within=60)
                 nursery.cancel_scope.cancel()

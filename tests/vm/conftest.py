@@ -15,7 +15,7 @@ def genesis() -> Genesis:
     return devnet_genesis(
         4,
         staking={"unbonding_blocks": 3},
-        slashing={"miss_window": 4, "max_misses": 3, "jail_blocks": 2},
+        slashing={"miss_window": 4, "max_misses": 3, "jail_blocks": 2, "max_evidence_age": 3},
         vm={"upload_expiry_blocks": 3},
     )
 

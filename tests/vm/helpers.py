@@ -3,19 +3,24 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from core.hashing import sha256
 from core.keys import PrivateKey
 from core.tensor import DType, Tensor
 from core.tx import Transaction
-from vm.execute import chunk_gas
+from tools.genesis import make_genesis
+from vm.execute import chunk_gas, registration_gas
 from vm.params import Params
 from vm.sandbox.canonicalize import canonicalize
 from vm.sandbox.executor import InferJob, LocalExecutor, ModelPackage
-from vm.txs import GoldenVector, ModelClass, ModelMeta, TensorSpec, build_tx, split_model
+from vm.sandbox.golden import make_golden, save_golden
+from vm.txs import GoldenVector, ModelClass, ModelMeta, TensorSpec, build_tx, compute_model_id, split_model
 
 OPSET = 17
 
@@ -79,9 +84,10 @@ def upload_txs(key: PrivateKey, model_bytes: bytes, meta: ModelMeta, *, params: 
                first_nonce: int, chunk_bytes: int = 256 * 1024) -> list[Transaction]:
     """The chunk transactions of one upload, each with exactly the gas it needs."""
     chunks = split_model(model_bytes, meta, chunk_bytes)
+    registration = registration_gas(params, model_bytes, meta)
     txs = []
     for i, chunk in enumerate(chunks):
-        gas = chunk_gas(params, chunk, len(model_bytes), i == len(chunks) - 1)
+        gas = chunk_gas(params, chunk, len(model_bytes), i == len(chunks) - 1, registration=registration)
         txs.append(build_tx(key, chunk, chain_id=chain_id, nonce=first_nonce + i, gas_limit=gas,
                             fee=gas * params.vm.min_gas_price))
     return txs
@@ -98,3 +104,24 @@ def wide_model(width: int = 512) -> bytes:
                  [helper.make_tensor_value_info("x", TensorProto.INT32, [1, 1])],
                  [helper.make_tensor_value_info("y", TensorProto.INT32, [1, width])], [shape])
     return canonicalize(raw, {"x": (1, 1)})
+
+
+def genesis_doc_with(tmp_path: Path, models: dict[str, bytes], vm: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The test genesis document plus exact int32[1,1] -> int32[1,1] models, their files in `tmp_path`."""
+    doc = make_genesis(4)
+    doc["vm"].update(vm or {})
+    x = np.array([[3]], np.int32)
+    for name, model_bytes in models.items():
+        meta = meta_for(name, model_bytes, [spec("x", DType.INT32, (1, 1))], [spec("y", DType.INT32, (1, 1))],
+                        ModelClass.EXACT, [[x]])
+        (tmp_path / f"{name}.onnx").write_bytes(model_bytes)
+        save_golden(tmp_path / f"{name}.golden.npz",
+                    make_golden([({"x": x}, {"y": meta.golden[0].outputs[0].to_numpy()})]))
+        doc["models"].append({
+            "name": name, "id": compute_model_id(sha256(model_bytes), meta).hex(), "poi": False,
+            "owner": doc["accounts"][0]["address"], "file": f"{name}.onnx", "golden": f"{name}.golden.npz",
+            "class": "exact", "grid_k": 0, "t_abs": 0, "t_rel_ppm": 0, "fee_per_call": 0,
+            "inputs": [{"name": "x", "dtype": "int32", "shape": [1, 1]}],
+            "outputs": [{"name": "y", "dtype": "int32", "shape": [1, 1]}],
+        })
+    return doc

@@ -100,7 +100,8 @@ def test_records_at_the_cap_decode() -> None:
     assert UploadHeader.decode(header.encode()) == header
     upload = Upload(Address(bytes(20)), header, b"\xff" * RECEIVED_BITMAP_BYTES, Height(2**63 - 1))
     assert Upload.decode(upload.encode()) == upload
-    record = ModelRecord(Address(bytes(20)), meta, Hash32(bytes(32)), 2**32 - 1, 2**16 - 1, 2**64 - 1, Height(2**63 - 1))
+    record = ModelRecord(Address(bytes(20)), meta, Hash32(bytes(32)), 2**32 - 1, 2**16 - 1, 2**64 - 1, Height(2**63 - 1),
+                         2**64 - 1)
     assert ModelRecord.decode(record.encode()) == record
 
 

@@ -1,18 +1,27 @@
-"""Equivocation evidence: checked, included once, slashed and tombstoned."""
+"""Evidence on the real VM: equivocation checked, included once, slashed and tombstoned; wrong-inference
+evidence prechecked without running a model."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
+from pathlib import Path
 
+import numpy as np
 import pytest
 
-from core.block import compute_evidence_hash
+from core.block import compute_evidence_hash, compute_results_root
 from core.evidence import DuplicateVote
 from core.hashing import sha256
+from core.tensor import Tensor
 from core.types import Amount, Height, PublicKeyBytes, Round, Timestamp
 from core.votes import ZERO_SIGNATURE, Vote, VoteType
 from tests.vm.devnet import Devnet
-from vm.txs import Stake
+from vm.evidence import make_wrong_inference
+from vm.execute import infer_gas
+from vm.genesis import Genesis
+from vm.sandbox.executor import Job, JobResult, LocalExecutor
+from vm.txs import Infer, Stake
 
 pytestmark = pytest.mark.vm
 
@@ -61,3 +70,55 @@ def test_evidence_that_proves_nothing_is_refused(net: Devnet) -> None:
                      header=replace(block.header, evidence_hash=compute_evidence_hash((bad_sig,))))
     verdict = net.apps[1].validate_block(forged)
     assert verdict.kind.value == "invalid" and "evidence" in verdict.reason
+
+
+class CountingExecutor(LocalExecutor):
+    """The real in-process sandbox executor, counting the model jobs it runs."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.jobs = 0
+
+    def run_batch(self, jobs: Sequence[Job]) -> list[JobResult]:
+        self.jobs += len(jobs)
+        return super().run_batch(jobs)
+
+
+def test_wrong_inference_evidence_is_prechecked_without_running_a_model(tmp_path: Path, genesis: Genesis) -> None:
+    """Issue 9.7 (VM side): `precheck_wrong_inference` refuses a replayed honest claim, a claim about a
+    transaction that is not committed, and a forged proof, and lets a real one through, all before any model
+    runs; `is_valid_evidence` then re-runs the model once."""
+    counting = CountingExecutor()
+    net = Devnet.start(tmp_path, genesis, executors=[LocalExecutor, lambda: counting])
+    try:
+        digits = next(m.model_id for m in net.genesis.models if m.name == "digits_int8")
+        inputs = Tensor.from_numpy(np.random.default_rng(0).integers(0, 256, (1, 64)).astype(np.uint8))
+        record = net.apps[0].view().model(digits)
+        assert record is not None
+        gas = infer_gas(net.genesis.params, record, (inputs,))  # the quote includes the model's first-use load
+        block = net.propose([net.tx(net.account(6), Infer(digits, (inputs,), Amount(0)), gas_limit=gas)])
+        out = block.results[0].outputs[0].to_numpy().copy()
+        out.flat[0] += 1
+        results = (replace(block.results[0], outputs=(Tensor.from_numpy(out),)),)
+        wrong = replace(block, results=results, header=replace(block.header, results_root=compute_results_root(results)))
+        real = make_wrong_inference(net.sign_proposal(wrong), 0)
+        replayed = make_wrong_inference(net.sign_proposal(block), 0)  # a public honest proposal, "claimed" wrong
+        forged = replace(real, result=block.results[0])  # the proof no longer matches the signed header
+        judge = net.apps[1]
+        before = counting.jobs
+        # Nothing is committed yet: no claim about the transaction can be checked cheaply.
+        assert judge.precheck_wrong_inference(real, None) == "the transaction is not in a committed block"
+        net.commit(block)
+        committed = net.blocks[-1].results[0]
+        assert judge.precheck_wrong_inference(real, committed) is None
+        assert judge.precheck_wrong_inference(replayed, committed) == "the claimed result is the committed one"
+        assert "result is not in the block" in (judge.precheck_wrong_inference(forged, committed) or "")
+        assert counting.jobs == before, "the precheck ran a model"
+        assert judge.is_valid_evidence(real)
+        assert counting.jobs == before + 1
+        # Once per piece of evidence: proposing with it again, or validating a block that carries it, runs
+        # no model.
+        assert judge.is_valid_evidence(real)
+        assert counting.jobs == before + 1
+    finally:
+        net.close()

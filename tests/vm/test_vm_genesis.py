@@ -71,6 +71,9 @@ def test_tool_applies_overrides_and_refuses_bad_ones_in_one_line(tmp_path: Path)
     (lambda d: d["validators"][0].update(stake=1), "below staking.min_validator_stake"),
     (lambda d: d["vm"].update(unknown_knob=1), "unknown field 'unknown_knob'"),
     (lambda d: d["slashing"].update(max_misses=99), "max_misses"),
+    (lambda d: d["vm"].update(max_block_models=0), "max_block_models must be at least 1"),
+    (lambda d: d["vm"].pop("max_block_models"), "vm.max_block_models is missing"),
+    (lambda d: d["vm"]["gas_schedule"].update(load_per_node=-1), "load_per_node must be >= 0"),
     (lambda d: d.update(genesis_time="yesterday"), "genesis_time"),
 ])
 def test_bad_genesis_is_a_one_line_config_error(edit: Any, message: str) -> None:

@@ -47,23 +47,24 @@ def shifted(result: TxResult, delta: int) -> TxResult:
 
 def test_exact_and_tolerant_inferences_commit_their_outputs(net: Devnet) -> None:
     user = net.account(6)
-    block = net.step([net.tx(user, Infer(model_id(net, "digits_int8"), (digits_u(),), Amount(0)), gas_limit=20_000),
-                      net.tx(user, Infer(model_id(net, "digits_mlp"), (digits_x(),), Amount(0)), gas_limit=20_000)])
+    block = net.step([net.tx(user, Infer(model_id(net, "digits_int8"), (digits_u(),), Amount(0)), gas_limit=2_000_000),
+                      net.tx(user, Infer(model_id(net, "digits_mlp"), (digits_x(),), Amount(0)), gas_limit=2_000_000)])
     exact, tolerant = block.results
     assert exact.status is TxStatus.OK and exact.outputs[0].dtype == DType.INT32
     assert tolerant.status is TxStatus.OK and tolerant.outputs[0].dtype == DType.INT64  # on the 2^k grid
     gas = net.genesis.params.vm
     record = net.apps[0].view().model(model_id(net, "digits_int8"))
     assert record is not None
-    assert exact.gas_used == gas.gas_infer_base + 64 * gas.gas_infer_per_io_byte + record.gas_per_call
+    # The block's first inference on the model also pays its load.
+    assert exact.gas_used == gas.gas_infer_base + 64 * gas.gas_infer_per_io_byte + record.gas_per_call + record.gas_load
 
 
 def test_static_rules_fail_an_inference_without_running_it(net: Devnet) -> None:
     user = net.account(6)
     wrong_shape = Tensor.from_numpy(np.zeros((1, 63), dtype=np.float32))
     block = net.step([
-        net.tx(user, Infer(model_id(net, "digits_mlp"), (wrong_shape,), Amount(0)), gas_limit=20_000),
-        net.tx(user, Infer(Hash32(b"\x07" * 32), (digits_x(),), Amount(0)), gas_limit=20_000),
+        net.tx(user, Infer(model_id(net, "digits_mlp"), (wrong_shape,), Amount(0)), gas_limit=2_000_000),
+        net.tx(user, Infer(Hash32(b"\x07" * 32), (digits_x(),), Amount(0)), gas_limit=2_000_000),
         net.tx(user, Infer(model_id(net, "digits_mlp"), (digits_x(),), Amount(0)), gas_limit=2_000),
     ])
     assert [r.log for r in block.results] == ["inputs do not match the model's declared inputs", "unknown model",
@@ -84,8 +85,8 @@ def test_a_non_finite_output_fails_the_inference_on_every_node(net: Devnet) -> N
     bad = Tensor.from_numpy(np.array([[1, -1, 0, 2]], np.float32))
     good = Tensor.from_numpy(np.array([[1, 2, 4, 8]], np.float32))
     user = net.account(6)
-    block = net.step([net.tx(user, Infer(log_id, (bad,), Amount(0)), gas_limit=20_000),
-                      net.tx(user, Infer(log_id, (good,), Amount(0)), gas_limit=20_000)])
+    block = net.step([net.tx(user, Infer(log_id, (bad,), Amount(0)), gas_limit=2_000_000),
+                      net.tx(user, Infer(log_id, (good,), Amount(0)), gas_limit=2_000_000)])
     assert block.results[0].status is TxStatus.INFERENCE_FAILED and block.results[0].log == "NonFiniteOutput"
     assert block.results[0].gas_used > 0
     assert block.results[1].status is TxStatus.OK
@@ -93,8 +94,8 @@ def test_a_non_finite_output_fails_the_inference_on_every_node(net: Devnet) -> N
 
 def test_tolerant_output_within_tolerance_is_accepted_beyond_it_names_the_transaction(net: Devnet) -> None:
     user = net.account(6)
-    txs = [net.tx(net.account(7), Infer(model_id(net, "digits_int8"), (digits_u(1),), Amount(0)), gas_limit=20_000),
-           net.tx(user, Infer(model_id(net, "digits_mlp"), (digits_x(),), Amount(0)), gas_limit=20_000)]
+    txs = [net.tx(net.account(7), Infer(model_id(net, "digits_int8"), (digits_u(1),), Amount(0)), gas_limit=2_000_000),
+           net.tx(user, Infer(model_id(net, "digits_mlp"), (digits_x(),), Amount(0)), gas_limit=2_000_000)]
     block = net.propose(txs)
     honest = block.results[1]
     near = with_result(block, 1, shifted(honest, 1))  # one grid unit: within t_abs
@@ -110,7 +111,7 @@ def test_tolerant_output_within_tolerance_is_accepted_beyond_it_names_the_transa
 def test_a_wrong_exact_output_becomes_evidence_and_is_punished(net: Devnet) -> None:
     user = net.account(6)
     block = net.propose([net.tx(user, Infer(model_id(net, "digits_int8"), (digits_u(),), Amount(0)),
-                                gas_limit=20_000)])
+                                gas_limit=2_000_000)])
     wrong = with_result(block, 0, shifted(block.results[0], 1))
     verdict = net.apps[1].validate_block(wrong)
     assert verdict.kind.value == "invalid" and verdict.bad_txs == (0,) and verdict.wrong_outputs == (0,)
@@ -154,7 +155,7 @@ def test_outputs_that_overflow_the_block_push_transactions_to_later_blocks(tmp_p
                                          chain_id=net.genesis.chain_id, first_nonce=0))
         wide_id = RegistrationData.decode(registered.results[0].data).model_id
         txs = [net.tx(user, Infer(wide_id, (Tensor.from_numpy(np.array([[i]], np.int32)),), Amount(0)),
-                      gas_limit=50_000) for i in range(12)]
+                      gas_limit=2_000_000) for i in range(12)]
         included = 0
         while included < len(txs):
             block = net.step(txs[included:])

@@ -54,8 +54,8 @@ def test_upload_in_chunks_registers_when_the_last_chunk_lands(net: Devnet) -> No
     # Callable from the next block; the owner earns its fee per call.
     owner_before = net.apps[0].view().account(owner.address).balance
     x = Tensor.from_numpy(np.full((1, 64), 0.5, dtype=np.float32))
-    block = net.step([net.tx(user, Infer(model_id, (x,), Amount(7)), gas_limit=20_000),
-                      net.tx(user, Infer(model_id, (x,), Amount(6)), gas_limit=20_000)])
+    block = net.step([net.tx(user, Infer(model_id, (x,), Amount(7)), gas_limit=2_000_000),
+                      net.tx(user, Infer(model_id, (x,), Amount(6)), gas_limit=2_000_000)])
     assert block.results[0].status is TxStatus.OK and len(block.results[0].outputs) == 1
     assert block.results[1].log == "the model's fee 7 exceeds max_model_fee 6"
     assert net.apps[0].view().account(owner.address).balance == owner_before + 7

@@ -72,8 +72,8 @@ def test_build_and_validate_agree_whatever_the_environment(pooled: Devnet, monke
     for _ in range(4):
         u = Tensor.from_numpy(rng.integers(0, 256, (1, 64)).astype(np.uint8))
         x = Tensor.from_numpy(rng.random((1, 64), dtype=np.float32))
-        txs.append(net.tx(user, Infer(ids["digits_int8"], (u,), Amount(0)), gas_limit=20_000))  # type: ignore[arg-type]
-        txs.append(net.tx(user, Infer(ids["digits_mlp"], (x,), Amount(0)), gas_limit=20_000))  # type: ignore[arg-type]
+        txs.append(net.tx(user, Infer(ids["digits_int8"], (u,), Amount(0)), gas_limit=2_000_000))  # type: ignore[arg-type]
+        txs.append(net.tx(user, Infer(ids["digits_mlp"], (x,), Amount(0)), gas_limit=2_000_000))  # type: ignore[arg-type]
     for key, value in THREAD_ENV.items():  # also this process's environment while validating
         monkeypatch.setenv(key, value)
     for _ in range(3):  # reach heights with PoI reveals too
@@ -104,6 +104,8 @@ def _genesis_with_hog(tmp_path: Path) -> object:
     save_golden(tmp_path / "hog.golden.npz",
                 make_golden([({"x": x}, {"y": meta.golden[0].outputs[0].to_numpy()})]))
     doc = make_genesis(4)
+    # Its first use in a block pays a call plus a load that runs its golden input: ~160 M gas.
+    doc["vm"]["max_tx_gas"] = doc["consensus"]["max_block_gas"] = 200_000_000
     doc["models"].append({
         "name": "hog", "id": compute_model_id(sha256(model_bytes), meta).hex(), "poi": False,
         "owner": doc["accounts"][0]["address"], "file": "hog.onnx", "golden": "hog.golden.npz",
@@ -122,7 +124,7 @@ def test_a_model_that_exhausts_its_worker_is_a_local_fault_and_the_node_goes_on(
         hog = next(m.model_id for m in net.genesis.models if m.name == "hog")
         user = net.account(6)
         tx = net.tx(user, Infer(hog, (Tensor.from_numpy(np.array([[5]], np.int32)),), Amount(0)),
-                    gas_limit=90_000_000)
+                    gas_limit=200_000_000)
         block = net.propose([tx])  # node 0 runs it without limits
         assert block.results[0].status is TxStatus.OK
         (verdict,) = net.validate(block)
@@ -166,7 +168,7 @@ def test_a_quarantined_model_is_left_out_by_the_proposer_and_a_local_fault_for_t
     try:
         model = next(m.model_id for m in genesis.models if m.name == "digits_int8")
         u = Tensor.from_numpy(np.zeros((1, 64), np.uint8))
-        tx = net.tx(net.account(6), Infer(model, (u,), Amount(0)), gas_limit=20_000)
+        tx = net.tx(net.account(6), Infer(model, (u,), Amount(0)), gas_limit=2_000_000)
         own = net.apps[1].build_block(net.template(), [tx])
         assert own.txs == ()  # left out, not a verdict
         assert any("golden" in line for line in net.alarms)

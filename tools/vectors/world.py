@@ -27,6 +27,7 @@ from core.votes import ZERO_SIGNATURE, Commit, Proposal, Vote, VoteType
 from tools.genesis import TOKEN, account_key, make_genesis, validator_key
 from vm.app import VMApplication
 from vm.evidence import make_wrong_inference
+from vm.execute import infer_gas
 from vm.genesis import Genesis, parse_genesis
 from vm.models import load_model
 from vm.sandbox.executor import LocalExecutor
@@ -131,10 +132,11 @@ def build_world() -> World:
     meta = registered.meta.replace(name="digits_int8_again")
     world.upload_meta = meta
     chunks = split_model(int8.model_bytes, meta, chunk_bytes=2048)
+    pixels = (Tensor(DType.UINT8, (1, 64), DIGIT_PIXELS),)
     world.txs = {
         "transfer": world.tx(a[0], Transfer(a[5].address, Amount(250 * TOKEN)), 0),
-        "infer": world.tx(a[1], Infer(world.model_id("digits_int8"),
-                                      (Tensor(DType.UINT8, (1, 64), DIGIT_PIXELS),), Amount(0)), 0),
+        "infer": world.tx(a[1], Infer(world.model_id("digits_int8"), pixels, Amount(0)), 0,
+                          infer_gas(app.view().params(), registered, pixels)),  # the block's first call: pays the load
         "stake": world.tx(a[2], Stake(v[2].public_key, Amount(1_000 * TOKEN)), 0),
         "unstake": world.tx(a[3], Unstake(v[3].public_key, Amount(5 * TOKEN)), 0),
         "unjail_refused": world.tx(a[1], Unjail(v[1].public_key), 1),

@@ -17,13 +17,19 @@ class GasSchedule:
     """Gas prices of static metering (docs/sandbox.md has the table). One MAC costs `per_mac` gas."""
 
     per_call: int = 1_000
-    per_node: int = 50
+    per_node: int = 100
     per_mac: int = 1
     # Activation bytes written by each node cost ceil(bytes / activation_bytes_per_gas) gas.
     activation_bytes_per_gas: int = 16
+    # Loading a model (session creation from its bytes, then its golden runs) is priced from static facts:
+    # load_base + load_per_node x nodes + load_per_kib x ceil(file bytes / 1024) + golden runs x gas per
+    # call (meter.load_gas; the VM charges it on a model's first use in a block, docs/vm.md "Gas").
+    load_base: int = 50_000
+    load_per_node: int = 15_000
+    load_per_kib: int = 2_048
 
     def __post_init__(self) -> None:
-        for name in ("per_call", "per_node", "per_mac"):
+        for name in ("per_call", "per_node", "per_mac", "load_base", "load_per_node", "load_per_kib"):
             if getattr(self, name) < 0:
                 raise ValueError(f"GasSchedule.{name} must be >= 0")
         if self.activation_bytes_per_gas < 1:

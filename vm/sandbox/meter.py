@@ -11,6 +11,9 @@ value_info is dropped), so every count below is exact for the run that follows. 
 
 and the model's gas per call is per_call + the sum over nodes. An op without a rule has no price and is
 refused, as is any node whose output shape is not static.
+
+Loading a model is priced apart (`load_gas`): a session is built from the bytes (its cost grows with the
+node count and the file size) and the golden vectors run once, each costing one call.
 """
 
 from __future__ import annotations
@@ -138,4 +141,22 @@ def meter(
     return meter_graph(model, infer_types(model), limits.gas)
 
 
-__all__ = ["MeterReport", "NodeCost", "TensorType", "meter", "meter_graph"]
+def node_count(model_bytes: bytes) -> int:
+    """Nodes of the model's main graph, from the protobuf alone (no checks); 0 if the bytes do not parse.
+    The VM prices a registration check by it before the checker runs."""
+    model = ModelProto()
+    try:
+        model.ParseFromString(model_bytes)
+    except Exception:  # protobuf's DecodeError; hostile bytes are refused by the checker, cheaply
+        return 0
+    return len(model.graph.node)
+
+
+def load_gas(schedule: GasSchedule, *, model_bytes: int, nodes: int, golden_runs: int, gas_per_call: int) -> int:
+    """Gas of loading a model into a cold worker: session creation from static facts (file bytes, node
+    count), plus the golden vectors the worker runs before the model's first use."""
+    return (schedule.load_base + schedule.load_per_node * nodes + schedule.load_per_kib * -(-model_bytes // 1024)
+            + golden_runs * gas_per_call)
+
+
+__all__ = ["MeterReport", "NodeCost", "TensorType", "load_gas", "meter", "meter_graph", "node_count"]

@@ -76,6 +76,7 @@ class StandInApp:
 
     def __init__(self, chain_id: str, validators: ValidatorSet, genesis_time: int, *, lazy_poi: bool = False,
                  bad_outputs: bool = False) -> None:
+        self.disputed_results = False  # the next block built carries a result others cannot reproduce
         self.chain_id = chain_id
         self.validators = validators
         self.genesis_time = genesis_time
@@ -111,17 +112,24 @@ class StandInApp:
         if self.bad_outputs and results:
             bogus = Tensor(DType.UINT8, (32,), bytes(32))
             results[0] = results[0].replace(outputs=(bogus,))
+        if self.disputed_results and results:
+            # Same output, another gas figure: not a provably wrong exact output, a disagreement (the
+            # stand-in for a tolerant model's output that this node does not reproduce).
+            results[0] = results[0].replace(gas_used=Gas(results[0].gas_used + 1))
         txs_root = compute_txs_root(chosen)
         results_root = compute_results_root(tuple(results))
         evidence_hash = compute_evidence_hash(template.evidence)
         header = Header(
-            version=PROTOCOL_VERSION, chain_id=self.chain_id, height=template.height, time=template.time,
+            version=PROTOCOL_VERSION, chain_id=self.chain_id, height=template.height, round=template.round, time=template.time,
             last_block_id=template.last_block_id, proposer=template.proposer, txs_root=txs_root,
             results_root=results_root, state_root=self._root_after(txs_root, results_root, evidence_hash),
             validators_hash=self.validators.hash, next_validators_hash=self.validators.hash,
             last_commit_hash=compute_last_commit_hash(template.last_commit), evidence_hash=evidence_hash,
             poi_reveal=None)
         return Block(header, chosen, tuple(results), template.last_commit, template.evidence)
+
+    def build_faults(self, block: Block) -> tuple[Hash32, ...]:
+        return ()  # no sandbox here: nothing is ever left out for a local fault
 
     def validate_block(self, block: Block) -> Verdict:
         self.validations += 1
@@ -131,9 +139,13 @@ class StandInApp:
         if h.time <= self.last_time:
             return Verdict.invalid("block time not after the previous block")
         wrong = [i for i, (tx, r) in enumerate(zip(block.txs, block.results, strict=True))
-                 if r != correct_result(tx)]
+                 if r.outputs != correct_result(tx).outputs]
         if wrong:
             return Verdict.invalid("wrong inference output", wrong, wrong)
+        disputed = [i for i, (tx, r) in enumerate(zip(block.txs, block.results, strict=True))
+                    if r != correct_result(tx)]
+        if disputed:
+            return Verdict.invalid("results this node does not reproduce", disputed)
         for ev in block.evidence:
             if isinstance(ev, WrongInference) and not self.is_valid_evidence(ev):
                 return Verdict.invalid("wrong-inference evidence that proves nothing")

@@ -9,6 +9,7 @@ through vote catch-up and commit fetching, as on the real network.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import heapq
 import random
@@ -332,6 +333,10 @@ class SimNode:
         self._alt: dict[bytes, Vote | ProposalBlock] = {}  # Byzantine: the conflicting twin of a message
         self.alarms: list[str] = []
         self.skew_ms = cluster.rng.randint(-300, 300)
+        # As node/driver.py's mempool: transaction hash -> the header proposers of blocks this node judged
+        # invalid on it without a provably wrong output (three distinct ones evict the transaction).
+        self.disagreements: dict[bytes, set[bytes]] = {}
+        self.foreign_built: dict[bytes, Block] = {}  # FOREIGN_HEADER: the blocks it built naming another
 
     @property
     def now(self) -> int:
@@ -485,13 +490,22 @@ class SimNode:
         elif isinstance(action, Sign):
             self._sign(action.message)
         elif isinstance(action, BuildBlock):
-            block = self.app.build_block(action.template, ())
             t = action.template
+            if self.behaviour is Behaviour.FOREIGN_HEADER:
+                others = [e.address for e in c.validators if e.address != t.proposer]
+                t = dataclasses.replace(t, proposer=others[(int(t.height) + int(t.round)) % len(others)])
+                self.app.disputed_results = (int(t.height) + int(t.round)) % 2 == 0
+            block = self.app.build_block(t, ())
+            if self.behaviour is Behaviour.FOREIGN_HEADER:
+                self.foreign_built[bytes(block.id)] = block
             c.after(self, c.rng.randint(5, 30),
                     lambda: self.feed(BlockBuilt(self.ts, t.height, t.round, block)))
         elif isinstance(action, ValidateBlock):
             verdict = self.app.validate_block(action.block)
             bid = action.block.id
+            for i in set(verdict.bad_txs) - set(verdict.wrong_outputs):  # node/driver.py _note_disagreement
+                tx_hash = bytes(action.block.txs[i].hash)
+                self.disagreements.setdefault(tx_hash, set()).add(bytes(action.block.header.proposer))
             c.after(self, c.rng.randint(5, 30), lambda: self.feed(BlockValidated.of(self.ts, bid, verdict)))
             if verdict.wrong_outputs and self.behaviour is Behaviour.HONEST and self.state is not None:
                 for pb in self.state._proposals.values():

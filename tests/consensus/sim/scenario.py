@@ -14,10 +14,14 @@ class Behaviour(enum.Enum):
     SILENT = "silent"  # sends nothing (until `silent_until`)
     LAZY_POI = "lazy PoI"  # makes up its proof-of-inference answers
     BAD_OUTPUTS = "bad outputs"  # proposes blocks with wrong inference outputs
+    # Proposes blocks whose header names another validator (a different one each time; issue 9.5), every
+    # other one with a result the others cannot reproduce, to get a user's transaction evicted as
+    # "validators disagreed" under three distinct proposers.
+    FOREIGN_HEADER = "foreign header"
 
 
 BYZANTINE = (Behaviour.EQUIVOCATE_PROPOSAL, Behaviour.DOUBLE_VOTE, Behaviour.SILENT, Behaviour.LAZY_POI,
-             Behaviour.BAD_OUTPUTS)
+             Behaviour.BAD_OUTPUTS, Behaviour.FOREIGN_HEADER)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,161 @@
+"""Gas calibrated to time: ns per unit of work on this machine, per cost class of the schedule, against the
+gas the schedule charges for that unit.
+
+The reference rate is the one the block limits promise: `max_block_gas` gas must validate within a third of
+`timeout_propose` (docs/vm.md, "Gas"), i.e. R = max_block_gas / (timeout_propose / 3) gas per ns. For each
+class the bench prints the measured ns per unit, the gas a unit needs at R (ns x R) and the gas the schedule
+charges; `margin` = charged / needed must be >= 1 for the class to be safe (the worst block then validates
+in time). Every run goes through ONNX Runtime with the chain's pinned session options (one thread), timed
+in CPU time (best of N), so a machine shared with other jobs measures what a dedicated core would; the worker
+round trip spans two processes and is timed on the wall clock.
+
+Run: `python -m bench.gas_calibration [--genesis genesis.json] [--repeat N]`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from bench.synth import Synth, conv, elementwise, expand, matmul, node_chain, weights
+from vm.engine import sandbox_limits
+from vm.genesis import REPO_ROOT, load_genesis
+from vm.sandbox.check import validate_model
+from vm.sandbox.executor import InferJob, ModelPackage
+from vm.sandbox.limits import SandboxLimits
+from vm.sandbox.meter import load_gas, meter
+from vm.sandbox.session import create_session
+from vm.sandbox.spec import ArraySpec, CompareMode, ModelSpec, Tolerance
+from vm.sandbox.worker import WorkerPool
+
+
+def best_of(fn: Callable[[], object], repeat: int, clock: Callable[[], int] = time.process_time_ns) -> float:
+    """Best time of `repeat` calls, in ns (best: the machine is shared, noise only adds). The default clock
+    is this process's CPU time: what the work costs a core of its own (sessions run on one thread)."""
+    best = float("inf")
+    for _ in range(repeat):
+        start = clock()
+        fn()
+        best = min(best, clock() - start)
+    return best
+
+
+def run_ns(s: Synth, repeat: int) -> float:
+    session = create_session(s.model_bytes)
+    feeds = {s.input_name: s.sample()}
+    session.run(None, feeds)
+    return best_of(lambda: session.run(None, feeds), repeat)
+
+
+def load_ns(s: Synth, repeat: int) -> float:
+    return best_of(lambda: create_session(s.model_bytes), repeat)
+
+
+def spec_of(s: Synth, limits: SandboxLimits) -> ModelSpec:
+    inputs = (ArraySpec(s.input_name, s.input_dtype, s.input_shape),)
+    if s.exact:
+        return ModelSpec(inputs, CompareMode.EXACT, limits=limits)
+    return ModelSpec(inputs, CompareMode.TOLERANT, 16, Tolerance(1 << 16, 1000), limits)
+
+
+class Table:
+    def __init__(self, rate: float) -> None:
+        self.rate = rate  # gas per ns
+        self.worst = float("inf")
+        print(f"  {'class':<44}{'ns/unit':>12}{'gas needed':>13}{'gas charged':>13}{'margin':>9}")
+
+    def row(self, label: str, ns_per_unit: float, charged: float) -> None:
+        needed = ns_per_unit * self.rate
+        margin = charged / needed if needed > 0 else float("inf")
+        self.worst = min(self.worst, margin)
+        flag = "" if margin >= 1 else "   UNDERPRICED"
+        print(f"  {label:<44}{ns_per_unit:>12.3f}{needed:>13.3f}{charged:>13.3f}{margin:>9.2f}{flag}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--genesis", type=Path, default=REPO_ROOT / "genesis.json")
+    parser.add_argument("--repeat", type=int, default=7)
+    args = parser.parse_args()
+    genesis = load_genesis(args.genesis)
+    params = genesis.params
+    limits = sandbox_limits(params)
+    g = limits.gas
+    budget_ns = params.consensus.timeout_propose_ms * 1e6 / 3
+    rate = params.consensus.max_block_gas / budget_ns
+    print(f"reference rate: max_block_gas {params.consensus.max_block_gas:,} in timeout_propose/3 = "
+          f"{budget_ns / 1e6:.0f} ms -> {rate:.4f} gas/ns; best of {args.repeat}")
+    table = Table(rate)
+    r = args.repeat
+
+    tiny_model = node_chain(1)
+    # Run time: per node (a chain of [1,1] Adds), per element, per activation byte, per MAC.
+    small, big = node_chain(256), node_chain(4096)
+    per_node = (run_ns(big, r * 3) - run_ns(small, r * 3)) / (4096 - 256)
+    table.row("run: per node (int32[1,1] Add chain)", per_node,
+              (meter(big.model_bytes).gas - meter(small.model_bytes).gas) / (4096 - 256))
+    for op in ("Add", "Exp", "Div", "Sqrt"):
+        a, b = elementwise(op, 1 << 18), elementwise(op, 1 << 21)
+        units = (1 << 21) - (1 << 18)
+        table.row(f"run: {op} per float32 element", (run_ns(b, r) - run_ns(a, r)) / units,
+                  (meter(b.model_bytes).gas - meter(a.model_bytes).gas) / units)
+    a, b = expand(1 << 18), expand(1 << 22)
+    units = (1 << 22) - (1 << 18)
+    table.row("run: Expand+Add per int64 element", (run_ns(b, r) - run_ns(a, r)) / units,
+              (meter(b.model_bytes).gas - meter(a.model_bytes).gas) / units)
+    for label, lo, hi in (
+        ("run: MatMul float per MAC", matmul(64, 256, 256), matmul(64, 1024, 1024)),
+        ("run: MatMul float per MAC, M=1 (matrix-vector)", matmul(1, 256, 256), matmul(1, 2048, 2048)),
+        ("run: MatMulInteger uint8 per MAC", matmul(64, 256, 256, True), matmul(64, 1024, 1024, True)),
+        ("run: Conv 3x3 float per MAC", conv(8, 8, 32), conv(32, 32, 64)),
+    ):
+        ra, rb = meter(lo.model_bytes), meter(hi.model_bytes)
+        units = rb.macs - ra.macs
+        table.row(label, (run_ns(hi, r) - run_ns(lo, r)) / units, (rb.gas - ra.gas) / units)
+
+    # Loading (session creation): per node, per file byte, and the fixed part.
+    base_ns = load_ns(node_chain(1), r * 3)
+    table.row("load: fixed part (1-node model)", base_ns, g.load_base + g.load_per_node)
+    load_node = (load_ns(big, r) - load_ns(small, r)) / (4096 - 256)
+    table.row("load: per node", load_node, g.load_per_node)
+    wide = SandboxLimits(max_model_bytes=128 << 20, max_parameter_bytes=128 << 20, max_tensor_bytes=128 << 20,
+                         max_tensor_elements=1 << 26)
+    w_small, w_big = weights(1 << 20, limits=wide), weights(100 << 20, limits=wide)
+    per_byte = (load_ns(w_big, max(3, r // 2)) - load_ns(w_small, r)) / (len(w_big.model_bytes) - len(w_small.model_bytes))
+    table.row("load: per file byte (weights, 1 -> 100 MB)", per_byte, g.load_per_kib / 1024)
+    priced = load_gas(g, model_bytes=len(w_big.model_bytes), nodes=2, golden_runs=0, gas_per_call=0)
+    print(f"  a 100 MB weights model: load {load_ns(w_big, 3) / 1e6:.0f} ms, priced {priced:,} gas "
+          f"(= {priced / rate / 1e6:.0f} ms at the reference rate)")
+
+    # Registration: the graph check (canonical re-check, onnx checker, shape inference, metering, a session).
+    def check_ns(s: Synth, lim: SandboxLimits, repeat: int) -> float:
+        spec = spec_of(s, lim)
+        return best_of(lambda: validate_model(s.model_bytes, spec), repeat)
+
+    per_node_check = (check_ns(big, limits, 3) - check_ns(small, limits, 3)) / (4096 - 256)
+    vm = params.vm
+    table.row("register: check per node", per_node_check, vm.gas_register_per_node)
+    c_small, c_big = weights(1 << 20, limits=wide), weights(32 << 20, limits=wide)
+    per_byte_check = (check_ns(c_big, wide, 3) - check_ns(c_small, wide, 3)) / (
+        len(c_big.model_bytes) - len(c_small.model_bytes))
+    table.row("register: check per file byte (weights, 1 -> 32 MB)", per_byte_check, vm.gas_register_per_byte)
+    table.row("register: check of a 1-node model", check_ns(tiny_model, limits, r),
+              vm.gas_register_base + vm.gas_register_per_node)
+
+    # One inference through a real worker (pipe, pickling, input checks, grid): the fixed cost per call.
+    tiny = node_chain(1)
+    pkg = ModelPackage(b"calibration", tiny.model_bytes, spec_of(tiny, limits))
+    with WorkerPool(1) as pool:
+        pool.start()
+        job = InferJob(pkg, {tiny.input_name: tiny.sample()})
+        pool.run_batch([job])
+        batch = [job] * 200
+        per_call = best_of(lambda: pool.run_batch(batch), r, time.perf_counter_ns) / len(batch)  # two processes
+    table.row("call: worker round trip per inference (1 node)", per_call, g.per_call + vm.gas_infer_base)
+    print(f"worst margin: {table.worst:.2f} (>= 1: every class validates within the budget at its price)")
+
+
+if __name__ == "__main__":
+    main()
