@@ -35,7 +35,7 @@ def spec(name: str, dtype: DType, *shape: int) -> TensorSpec:
 
 def record(name: str, *inputs: TensorSpec) -> ModelRecord:
     meta = ModelMeta(name, inputs, (spec("y", DType.FLOAT32, 1),), ModelClass.TOLERANT, 20, 32, 200, Amount(0), ())
-    return ModelRecord(Address(b"\x01" * 20), meta, Hash32(b"\x02" * 32), 1000, 1, Gas(100), Height(0))
+    return ModelRecord(Address(b"\x01" * 20), meta, Hash32(b"\x02" * 32), 1000, 1, Gas(100), Height(0), Gas(0))
 
 
 TWO = record("two", spec("a", DType.FLOAT32, 1, 4), spec("b", DType.UINT8, 2))
