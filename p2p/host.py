@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 from collections.abc import Sequence
 
 import multiaddr
+import trio
 from libp2p import new_host
-from libp2p.abc import IHost
+from libp2p.abc import IHost, INetConn
 from libp2p.crypto.keys import KeyPair
 from libp2p.crypto.x25519 import create_new_key_pair as create_x25519_key_pair
 from libp2p.custom_types import TProtocol
@@ -20,8 +22,11 @@ from libp2p.stream_muxer.yamux.yamux import Yamux
 
 from core.errors import BindError, ConfigError
 
+logger = logging.getLogger(__name__)
+
 SECURITY_PROTOCOLS = (NOISE_PROTOCOL_ID,)
 MUXER_PROTOCOLS = (YAMUX_PROTOCOL_ID,)
+CLOSE_CONNECTIONS_S = 5.0  # at shutdown: the GoAway frames and socket closes of every connection, at once
 
 
 def build_host(key: KeyPair, listen_addrs: Sequence[str], *, yamux_release_on_read: bool = False) -> IHost:
@@ -36,6 +41,27 @@ def build_host(key: KeyPair, listen_addrs: Sequence[str], *, yamux_release_on_re
         muxer_opt={TProtocol(YAMUX_PROTOCOL_ID): Yamux},
         listen_addrs=[parse_multiaddr(a) for a in listen_addrs],
     )
+
+
+async def close_connections(host: IHost) -> None:
+    """Close every connection's socket before the host stops. Upstream's swarm closes its connections in
+    the `finally` of its service, but that runs under the cancellation that stops the service: `SwarmConn.close`
+    marks the connection closed, its first await is cancelled, and the socket is left open for the garbage
+    collector (a ResourceWarning in each test that stops hosts; sockets held until collected in a node).
+    Shielded, and bounded so a peer that stopped reading cannot hold the shutdown. Call it inside
+    `host.run(...)`, in a `finally`, before the host stops."""
+    with trio.move_on_after(CLOSE_CONNECTIONS_S, shield=True):
+        async with trio.open_nursery() as nursery:
+            for conn in list(host.get_network().get_connections()):
+                nursery.start_soon(_close_connection, conn)
+
+
+async def _close_connection(conn: INetConn) -> None:
+    try:
+        await conn.close()  # a no-op when upstream's cancelled clean-up already marked it closed: hence
+        await conn.muxed_conn.close()  # the muxer's close, which closes the secured connection every call
+    except Exception as exc:  # a connection the peer already tore down can fail in several library types
+        logger.debug("closing a connection at shutdown: %s: %s", type(exc).__name__, exc)
 
 
 def ensure_listening(host: IHost, listen_addrs: Sequence[multiaddr.Multiaddr]) -> None:

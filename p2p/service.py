@@ -22,7 +22,14 @@ from core.types import Hash32
 from p2p.config import P2PConfig
 from p2p.counters import P2PCounters
 from p2p.gossip import Gossip
-from p2p.host import build_host, ensure_listening, parse_multiaddr, parse_peer_addr, peer_addr
+from p2p.host import (
+    build_host,
+    close_connections,
+    ensure_listening,
+    parse_multiaddr,
+    parse_peer_addr,
+    peer_addr,
+)
 from p2p.identity import peer_id_of
 from p2p.peers import PeerManager
 from p2p.reqresp import ReqResp
@@ -54,15 +61,19 @@ class P2PService:
     async def run(self, *, task_status: TaskStatus[P2PService] = trio.TASK_STATUS_IGNORED) -> None:
         """Listen, start gossip, dial bootstrap peers; `task_status.started(self)` once all of that is up."""
         listen = [parse_multiaddr(a) for a in self.config.listen_addrs]
-        async with self.host.run(listen_addrs=listen), trio.open_nursery() as nursery:
-            ensure_listening(self.host, listen)
-            await _stop_auto_connector(self.host)
-            await nursery.start(self.gossip.run)
-            self.peers.pubsub = self.gossip.pubsub
-            await nursery.start(self.peers.run)
-            self._started.set()
-            logger.info("p2p listening on %s", ", ".join(str(a) for a in self.host.get_addrs()))
-            task_status.started(self)
+        async with self.host.run(listen_addrs=listen):
+            try:
+                async with trio.open_nursery() as nursery:
+                    ensure_listening(self.host, listen)
+                    await _stop_auto_connector(self.host)
+                    await nursery.start(self.gossip.run)
+                    self.peers.pubsub = self.gossip.pubsub
+                    await nursery.start(self.peers.run)
+                    self._started.set()
+                    logger.info("p2p listening on %s", ", ".join(str(a) for a in self.host.get_addrs()))
+                    task_status.started(self)
+            finally:
+                await close_connections(self.host)
 
     async def wait_started(self) -> None:
         await self._started.wait()

@@ -31,7 +31,8 @@ COMMANDS: dict[str, Entry] = {
     "tx": Entry("node.cli.tx_cmd", "tx", "Send transactions: transfers and staking."),
     "model": Entry("node.cli.model_cmd", "model", "Register models and read the registry."),
     "infer": Entry("node.cli.infer_cmd", "infer",
-                   "Run MODEL (id or name) on INPUTS (.npy, .npz or .json); wait for finality and print the outputs."),
+                   "Run MODEL (id or name) on INPUTS (.npy, .npz or .json; matched to the model's inputs by name, "
+                   "with the declared dtype and shape); wait for finality and print the outputs."),
     "query": Entry("node.cli.query_cmd", "query", "Read accounts, blocks, transactions, validators and PoI scores."),
 }
 

@@ -20,7 +20,7 @@ from libp2p.pubsub.validators import PUBSUB_SIGNING_PREFIX
 from libp2p.utils import encode_varint_prefixed
 
 from p2p.batcher import encode_tx_batch
-from p2p.host import build_host, parse_multiaddr, parse_peer_addr
+from p2p.host import build_host, close_connections, parse_multiaddr, parse_peer_addr
 from p2p.identity import node_key_from_seed
 from p2p.testing.chain import make_tx
 
@@ -72,5 +72,8 @@ async def attacker(seed: bytes = b"attacker") -> AsyncIterator[Attacker]:
     key = node_key_from_seed(seed)
     host = build_host(key, ["/ip4/127.0.0.1/tcp/0"])
     async with host.run(listen_addrs=[parse_multiaddr("/ip4/127.0.0.1/tcp/0")]):
-        yield Attacker(host, key)
-        await trio.lowlevel.checkpoint()
+        try:
+            yield Attacker(host, key)
+            await trio.lowlevel.checkpoint()
+        finally:
+            await close_connections(host)
