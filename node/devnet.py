@@ -260,7 +260,10 @@ class Devnet:
         config = NodeConfig(
             moniker=f"devnet-{index}", validator=validator,
             p2p=P2PSection(listen_addrs=(f"/ip4/127.0.0.1/tcp/{spec.p2p_port}",), bootstrap=tuple(peers)),
-            rpc=RPCSection(address=f"127.0.0.1:{spec.rpc_port}"),
+            # A devnet's clients are load drivers and tests on this machine: per-client limits far above a
+            # public node's (docs/rpc.md), still finite.
+            rpc=RPCSection(address=f"127.0.0.1:{spec.rpc_port}", requests_per_s=100_000.0, burst=100_000,
+                           concurrent_per_client=512, websockets_per_client=64, subscriptions_per_client=1024),
             consensus=ConsensusSection(timeout_commit_ms=self.block_time_ms, next_block_delay_ms=self._block_delay_ms()))
         init_home(spec.home, self.genesis_path, config=config,
                   validator_key=PrivateKey.derive(self.seed_phrase, "validator", index) if validator else None,

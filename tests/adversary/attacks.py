@@ -98,12 +98,14 @@ def heavy_block(template: Block, filler: Transaction, count: int, parent: Block,
 
 
 def wrong_round_proposals(key: PrivateKey, chain_id: str, block: Block, rounds: Iterable[int]) -> list[bytes]:
-    """Proposals for (block's height, r) signed by `key` for each round r, all carrying `block`."""
+    """Proposals for (block's height, r) signed by `key` for each round r, each carrying `block` as built in
+    round r (a fresh proposal must carry a block of its own round, or it does not even decode)."""
     out = []
     for r in rounds:
-        proposal = Proposal(block.height, Round(r), -1, block.id, Timestamp(block.header.time), key.public_key,
+        built = block.replace(header=block.header.replace(round=Round(r)))
+        proposal = Proposal(built.height, Round(r), -1, built.id, Timestamp(built.header.time), key.public_key,
                             SignatureBytes(b"\0" * 64)).signed(key, chain_id)
-        out.append(ProposalBlock(proposal, block).encode())
+        out.append(ProposalBlock(proposal, built).encode())
     return out
 
 

@@ -101,7 +101,7 @@ def test_devnet_up_status_down_restart_and_reset(tmp_path: Path) -> None:
     finally:
         if up.poll() is None:
             up.kill()
-            up.wait(10)
+            up.communicate(timeout=10)
         for pid in pids:
             if pid_alive(pid):
                 os.kill(pid, signal.SIGKILL)
@@ -131,11 +131,11 @@ def test_devnet_up_status_down_restart_and_reset(tmp_path: Path) -> None:
             last_time = int(c.block().header.time)
         down = cli("devnet", "down", "--dir", str(root))
         assert down.returncode == 0 and "stopped" in down.stdout, down.stderr
-        up.wait(30)
+        up.communicate(timeout=30)  # reads and closes its output pipe
     finally:
         if up.poll() is None:
             up.kill()
-            up.wait(10)
+            up.communicate(timeout=10)
         reached.down()
     assert not reached.running_pids()
 
