@@ -26,8 +26,7 @@ from vm.params import Params
 from vm.poi import compute_challenge_inputs, compute_seed, pick_model
 from vm.sandbox.executor import CheckJob, Executor, InferJob, Job, JobResult, ModelPackage
 from vm.sandbox.golden import GoldenVectors, golden_mismatch, make_golden
-from vm.sandbox.limits import GasSchedule, SandboxLimits
-from vm.sandbox.meter import load_gas
+from vm.sandbox.limits import GasSchedule, SandboxLimits, load_gas
 from vm.sandbox.numeric import find_disagreement
 from vm.sandbox.spec import ArraySpec, CompareMode, ModelInfo, ModelSpec, Tolerance
 from vm.state import StateView
@@ -267,7 +266,7 @@ class Engine:
 
 
 def model_load_gas(schedule: GasSchedule, meta: ModelMeta, model_bytes: int, info: ModelInfo) -> int:
-    """The load charge of a registered model (`vm.sandbox.meter.load_gas` on its checked facts)."""
+    """The load charge of a registered model (`vm.sandbox.limits.load_gas` on its checked facts)."""
     return load_gas(schedule, model_bytes=model_bytes, nodes=int(info.node_count), golden_runs=len(meta.golden),
                     gas_per_call=int(info.gas_per_call))
 

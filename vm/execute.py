@@ -21,7 +21,6 @@ from core.tensor import Tensor
 from core.tx import Transaction
 from core.types import Address, Amount, Gas, Hash32, Height, Nonce, PublicKeyBytes, Timestamp
 from vm.params import Params, VMParams
-from vm.sandbox.meter import load_gas, meter, node_count
 from vm.state import (
     KEY_CANDIDATES,
     MAX_CANDIDATES,
@@ -451,6 +450,8 @@ _HANDLERS = {
 
 def registration_check_gas(params: Params, model_bytes: bytes) -> int:
     """Gas the completing chunk pays for the registration check, from the model's size and node count."""
+    from vm.sandbox.meter import node_count  # meter imports onnx, which a node does not load at start-up
+
     vm = params.vm
     return (vm.gas_register_base + vm.gas_register_per_byte * len(model_bytes)
             + vm.gas_register_per_node * node_count(model_bytes))
@@ -461,6 +462,7 @@ def registration_gas(params: Params, model_bytes: bytes, meta: ModelMeta) -> int
     priced by metering the model as the chain will (client side; the chain refuses a registration whose
     completing chunk has less gas left than the load)."""
     from vm.engine import sandbox_limits
+    from vm.sandbox.meter import load_gas, meter
 
     limits = sandbox_limits(params)
     try:

@@ -91,3 +91,11 @@ class WorkerLimits:
     start_timeout_s: float = 60.0
     # LRU bound of the per-worker session cache, by estimated session bytes.
     session_cache_bytes: int = 512 * MIB
+
+
+def load_gas(schedule: GasSchedule, *, model_bytes: int, nodes: int, golden_runs: int, gas_per_call: int) -> int:
+    """Gas of loading a model into a cold worker (here, not in `meter`, which imports onnx: a node prices its
+    genesis models at start-up without loading onnx): session creation from static facts (file bytes, node
+    count), plus the golden vectors the worker runs before the model's first use."""
+    return (schedule.load_base + schedule.load_per_node * nodes + schedule.load_per_kib * -(-model_bytes // 1024)
+            + golden_runs * gas_per_call)

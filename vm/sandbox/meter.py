@@ -26,7 +26,7 @@ from onnx import ModelProto, NodeProto
 
 from core.errors import InvalidModel
 from vm.sandbox.graph import TensorType, TypeTable, infer_types, parse_model
-from vm.sandbox.limits import DEFAULT_LIMITS, GasSchedule, SandboxLimits
+from vm.sandbox.limits import DEFAULT_LIMITS, GasSchedule, SandboxLimits, load_gas
 from vm.sandbox.ops import PRICED_OPS, Cost
 
 
@@ -150,13 +150,6 @@ def node_count(model_bytes: bytes) -> int:
     except Exception:  # protobuf's DecodeError; hostile bytes are refused by the checker, cheaply
         return 0
     return len(model.graph.node)
-
-
-def load_gas(schedule: GasSchedule, *, model_bytes: int, nodes: int, golden_runs: int, gas_per_call: int) -> int:
-    """Gas of loading a model into a cold worker: session creation from static facts (file bytes, node
-    count), plus the golden vectors the worker runs before the model's first use."""
-    return (schedule.load_base + schedule.load_per_node * nodes + schedule.load_per_kib * -(-model_bytes // 1024)
-            + golden_runs * gas_per_call)
 
 
 __all__ = ["MeterReport", "NodeCost", "TensorType", "load_gas", "meter", "meter_graph", "node_count"]
