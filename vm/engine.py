@@ -266,7 +266,7 @@ class Engine:
 
 
 def model_load_gas(schedule: GasSchedule, meta: ModelMeta, model_bytes: int, info: ModelInfo) -> int:
-    """The load charge of a registered model (`vm.sandbox.meter.load_gas` on its checked facts)."""
+    """The load charge of a registered model (`vm.sandbox.limits.load_gas` on its checked facts)."""
     return load_gas(schedule, model_bytes=model_bytes, nodes=int(info.node_count), golden_runs=len(meta.golden),
                     gas_per_call=int(info.gas_per_call))
 
