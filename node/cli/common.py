@@ -53,6 +53,8 @@ def default_node_url() -> str:
     """node0 of a devnet running from this checkout (its pid file names its nodes' RPC URLs; another devnet
     directory with $INFERCHAIN_DEVNET_DIR), else the standard local node address: a new terminal next to
     `make devnet` needs no INFERCHAIN_NODE."""
+    from node.devnet import pid_alive
+
     devnet_dir = os.environ.get("INFERCHAIN_DEVNET_DIR")
     pid_file = (Path(devnet_dir) if devnet_dir else repo_root() / ".devnet") / "devnet.pid"
     try:
@@ -60,20 +62,10 @@ def default_node_url() -> str:
         url = doc["rpc"]["0"]
         supervisor = doc.get("supervisor")
         nodes = doc.get("nodes", {})
-        alive = [pid for pid in [supervisor, *nodes.values()] if isinstance(pid, int) and _pid_alive(pid)]
+        alive = [pid for pid in [supervisor, *nodes.values()] if isinstance(pid, int) and pid_alive(pid)]
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return DEFAULT_NODE
     return url if isinstance(url, str) and alive else DEFAULT_NODE
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def node_option(fn: F) -> F:
