@@ -14,11 +14,12 @@ from hypothesis import strategies as st
 from core.errors import StorageError
 from core.hashing import ZERO_HASH
 from core.state import EMPTY_ROOT, AuthenticatedMap, key_path, verify_proof
-from core.state.hashing import leaf_hash, node_hash, value_hash
+from core.state.hashing import leaf_hash, value_hash
 from core.state.nodes import child_prefix, decode_internal, leaf_key, node_key
 from core.store import KeySpace, KVStore, MemoryStore, space
 from core.types import Hash32
 from node.leveldb import LevelDBStore
+from tools.vectors.state import definition_root
 
 pytestmark = pytest.mark.core
 
@@ -26,25 +27,9 @@ pytestmark = pytest.mark.core
 # --------------------------------------------------------------------------------------- the specification
 
 
-def _bit(path: bytes, index: int) -> int:
-    return (path[index >> 3] >> (7 - (index & 7))) & 1
-
-
-def spec_root(contents: Mapping[bytes, bytes]) -> bytes:
-    """The root by definition: the binary sparse Merkle tree over SHA-256(key), with one-entry subtrees
-    collapsed to their leaf. Written independently of the 16-way storage layout it checks."""
-
-    def subtree(entries: list[tuple[bytes, bytes]], depth: int) -> bytes:
-        if not entries:
-            return bytes(32)
-        if len(entries) == 1:
-            path, value = entries[0]
-            return leaf_hash(path, value_hash(value))
-        left = [e for e in entries if not _bit(e[0], depth)]
-        right = [e for e in entries if _bit(e[0], depth)]
-        return node_hash(subtree(left, depth + 1), subtree(right, depth + 1))
-
-    return subtree([(key_path(k), v) for k, v in contents.items()], 0)
+# The root by definition (the binary sparse Merkle tree over SHA-256(key), one-entry subtrees collapsed to
+# their leaf), written once, independently of the 16-way storage layout it checks; the vectors use it too.
+spec_root = definition_root
 
 
 def apply(model: dict[bytes, bytes], changes: Mapping[bytes, bytes | None]) -> dict[bytes, bytes]:
