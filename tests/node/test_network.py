@@ -81,7 +81,9 @@ async def test_a_validator_started_late_block_syncs_and_joins_consensus(tmp_path
             home = make_home(tmp_path, "late", genesis, validator=3)
             late = local_node(home, config=with_bootstrap(home, tuple(n.p2p_addr for n in nodes)))
             await stack.enter_async_context(running(late))
-            assert late.block_sync is not None and late.block_sync.synced_blocks >= 7
+            # Block sync fetched blocks; it may hand over to consensus before the last few (it switches as
+            # soon as it sees validators voting at its next height), so the count is not pinned.
+            assert late.block_sync is not None and late.block_sync.synced_blocks >= 1
             everyone = [*nodes, late]
             target = max(n.height for n in nodes) + 2
             await wait_until(lambda: min(n.height for n in everyone) >= target, 90)
