@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from core.hashing import sha256
 from core.keys import PrivateKey
 from core.types import Address, Amount, Height, PublicKeyBytes
 from tests.vm.devnet import Devnet, devnet_genesis
@@ -228,4 +229,44 @@ def test_an_account_delegates_to_a_bounded_number_of_validators(net: Devnet) -> 
     assert statuses[:MAX_DELEGATIONS_PER_ACCOUNT] == [0] * MAX_DELEGATIONS_PER_ACCOUNT
     assert statuses[-1] != 0 and "at most 16" in block.results[-1].log
     assert len(delegations_of(net.apps[0].view(), alice.address)) == MAX_DELEGATIONS_PER_ACCOUNT
+    net.assert_supply_conserved()
+
+
+def test_a_wrong_poi_answer_and_jailing_hit_delegators_pro_rata(net: Devnet) -> None:
+    """The validator answers a PoI challenge wrongly: its owner and its delegator lose the same fraction;
+    it is jailed with its delegated power; the delegator can still leave."""
+    v = validators(net)[2]
+    alice = delegator(net)
+    assert run(net, alice, Delegate(v, Amount(5_000 * TOKEN)))[0] == 0
+    while net.height < 3:
+        net.step()
+    view = net.apps[0].view()
+    owner_before, alice_before = self_stake(view, v), dict(delegations_of(view, alice.address))[v]
+    block_h = net.propose()
+    net.commit(block_h, poi={v: sha256(b"a guess")})
+    net.step()
+    net.step()  # scores the wrong answer
+    view = net.apps[0].view()
+    record = view.validator(v)
+    assert record is not None and record.poi_wrong == 1
+    bps = net.genesis.params.slashing.poi_wrong_slash_bps
+    total = owner_before + alice_before
+    slashed = total * bps // BPS
+    assert record.stake == total - slashed
+    owner_after, alice_after = self_stake(view, v), dict(delegations_of(view, alice.address))[v]
+    # Each loses bps of its part, to within the one token unit the share rounding may leave.
+    assert abs(owner_after - owner_before * (BPS - bps) // BPS) <= 1
+    assert abs(alice_after - alice_before * (BPS - bps) // BPS) <= 1
+    net.assert_supply_conserved()
+    # Jailed (misses), the validator leaves the set two heights later with all its delegated power.
+    for _ in range(net.genesis.params.slashing.max_misses):
+        block_h = net.propose()
+        net.commit(block_h, poi={v: None})
+    net.step()
+    net.step()
+    jailed = net.apps[0].view().validator(v)
+    assert jailed is not None and jailed.jailed
+    assert v not in net.apps[0].validator_set(Height(net.height + 2))
+    assert run(net, alice, Undelegate(v, Amount(alice_after)))[0] == 0
+    assert delegations_of(net.apps[0].view(), alice.address) == []
     net.assert_supply_conserved()
