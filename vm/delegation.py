@@ -283,7 +283,11 @@ def _unbond(view: StateView, sender: Address, address: Address, record: Validato
     view.put(pool_key(address), pool.replace(total_shares=pool.total_shares - burned))
     if d.shares == burned:
         view.delete(delegation_key(address, sender))
-        view.put(delegator_index_key(sender), DelegatorIndex(tuple(v for v in _index(view, sender) if v != address)))
+        rest = tuple(v for v in _index(view, sender) if v != address)
+        if rest:
+            view.put(delegator_index_key(sender), DelegatorIndex(rest))
+        else:
+            view.delete(delegator_index_key(sender))
     else:
         view.put(delegation_key(address, sender), d.replace(shares=d.shares - burned))
     view.set_validator(address, record.replace(stake=Amount(record.stake - removed)))
@@ -322,9 +326,9 @@ def process_redelegate(view: StateView, height: int, params: Params, sender: Add
     _mint_shares(dst_pool, dst.stake, removed)  # refuses before any write
     _unbond(view, sender, p.source, src, src_pool, d, burned, removed)
     done_at = height + params.staking.unbonding_blocks
-    dst = view.validator(p.destination) or dst
-    _bond(view, sender, p.destination, dst, get_pool(view, p.destination, dst),
-          view.get(delegation_key(p.destination, sender), Delegation), removed, done_at)
+    # The source's side touched only the source's records and the sender's balance: `dst` is still current.
+    _bond(view, sender, p.destination, dst, dst_pool, view.get(delegation_key(p.destination, sender), Delegation),
+          removed, done_at)
     key = redelegation_key(done_at)
     queue = view.get(key, RedelegationQueue) or RedelegationQueue(())
     entry = RedelegationEntry(sender, p.source, p.destination, Amount(removed))
