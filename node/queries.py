@@ -257,6 +257,21 @@ class Queries:
         out = [_validator_view(e.address, e.public_key, int(e.power), view.validator(e.address), True) for e in vset]
         return ValidatorsView(Height(target), vset.total_power, tuple(out))
 
+    def delegations(self, delegator: Address, height: Height | None) -> tuple[Height, list[tuple[Address, int, int, int]]]:
+        """(height, [(validator, bonded, rewards due, commission bps)]) of `delegator` at `height` (None: latest);
+        at most vm.state.MAX_DELEGATIONS_PER_ACCOUNT entries."""
+        from vm.delegation import delegations_of, get_pool, pending_rewards
+
+        version = self._version(height)
+        view = self._view(version)
+        out = []
+        for validator, amount in delegations_of(view, delegator):
+            record = view.validator(validator)
+            assert record is not None
+            out.append((validator, amount, pending_rewards(view, validator, delegator),
+                        int(get_pool(view, validator, record).commission_bps)))
+        return Height(version), out
+
     def validator(self, address: Address, height: Height | None = None) -> ValidatorView | None:
         version = self._version(height)
         view = self._view(version)

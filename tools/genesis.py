@@ -69,6 +69,7 @@ DEFAULT_PARAMS: dict[str, Any] = {
         "power_unit": TOKEN,
         "unbonding_blocks": 100,
         "max_validators": 100,
+        "commission_change_blocks": 86_400,  # a day of 1 s blocks
     },
     "rewards": {
         "poi_reward_per_block": 10 * TOKEN,

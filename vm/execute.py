@@ -20,6 +20,7 @@ from core.header import TxResult, TxStatus
 from core.tensor import Tensor
 from core.tx import Transaction
 from core.types import Address, Amount, Gas, Hash32, Height, Nonce, PublicKeyBytes, Timestamp
+from vm import delegation
 from vm.params import Params, VMParams
 from vm.state import (
     KEY_CANDIDATES,
@@ -283,8 +284,12 @@ def _stake(view: StateView, ctx: BlockContext, index: int, sender: Address, p: W
         listed = view.get(KEY_CANDIDATES, CandidateList)
         if listed is not None and len(listed.addresses) >= MAX_CANDIDATES:
             raise _Failed("the validator candidate list is full")
+    try:
+        record = delegation.bond_owner(view, address, record, p.amount)
+    except delegation.Refused as exc:
+        raise _Failed(str(exc)) from None
     view.set_account(sender, src.replace(balance=Amount(src.balance - p.amount)))
-    view.set_validator(address, record.replace(stake=Amount(record.stake + p.amount)))
+    view.set_validator(address, record)
     return TxStatus.OK, b"", None
 
 
@@ -292,13 +297,15 @@ def _unstake(view: StateView, ctx: BlockContext, index: int, sender: Address, p:
     assert isinstance(p, Unstake)
     gas.charge(ctx.params.vm.gas_unstake)
     address, record = _owned_validator(view, sender, p.validator)
-    if p.amount == 0 or p.amount > record.stake:
-        raise _Failed(f"unstake amount must be between 1 and the stake {record.stake:d}")
+    try:  # the owner's part of the stake: delegators' tokens are theirs to undelegate
+        record, removed = delegation.unbond_owner(view, address, record, p.amount)
+    except delegation.Refused as exc:
+        raise _Failed(str(exc)) from None
     done_at = ctx.height + ctx.params.staking.unbonding_blocks
     key = unbonding_key(done_at)
     queue = view.get(key, UnbondingQueue) or UnbondingQueue(())
-    view.set_validator(address, record.replace(stake=Amount(record.stake - p.amount)))
-    view.put(key, UnbondingQueue((*queue.entries, UnbondingEntry(sender, address, p.amount))))
+    view.set_validator(address, record)
+    view.put(key, UnbondingQueue((*queue.entries, UnbondingEntry(sender, address, Amount(removed)))))
     return TxStatus.OK, done_at.to_bytes(8, "big"), None
 
 
@@ -316,6 +323,17 @@ def _unjail(view: StateView, ctx: BlockContext, index: int, sender: Address, p: 
         raise _Failed("stake is below the validator minimum")
     view.set_validator(address, record.replace(jailed=False, miss_bits=0))
     return TxStatus.OK, b"", None
+
+
+def _delegation(view: StateView, ctx: BlockContext, index: int, sender: Address, p: Wire,
+                gas: _Gas) -> _Handled:
+    """delegate, undelegate, redelegate, withdraw-rewards, edit-validator: the rules are vm.delegation's."""
+    gas.charge(delegation.tx_gas(ctx.params, p))
+    try:
+        data = delegation.process_tx(view, int(ctx.height), ctx.params, sender, p)
+    except delegation.Refused as exc:
+        raise _Failed(str(exc)) from None
+    return TxStatus.OK, data, None
 
 
 # ------------------------------------------------------------------------------------------------ models
@@ -442,6 +460,11 @@ _HANDLERS = {
     TxKind.UNSTAKE: _unstake,
     TxKind.UNJAIL: _unjail,
     TxKind.MODEL_CHUNK: _model_chunk,
+    TxKind.DELEGATE: _delegation,
+    TxKind.UNDELEGATE: _delegation,
+    TxKind.REDELEGATE: _delegation,
+    TxKind.WITHDRAW_REWARDS: _delegation,
+    TxKind.EDIT_VALIDATOR: _delegation,
 }
 
 

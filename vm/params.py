@@ -75,12 +75,15 @@ class VMParams(Wire):
 
 @wire(max_bytes=256)
 class StakingParams(Wire):
-    """A validator joins once its stake reaches `min_validator_stake`; voting power = stake // power_unit."""
+    """A validator joins once its stake (its own plus delegations) reaches `min_validator_stake`; voting
+    power = stake // power_unit. A validator's commission moves at most its `max_change_bps` once per
+    `commission_change_blocks` (the chain's day, in blocks; docs/staking.md)."""
 
     min_validator_stake: Amount
     power_unit: Amount
     unbonding_blocks: U32
     max_validators: U16
+    commission_change_blocks: U32
 
 
 @wire(max_bytes=256)
@@ -139,6 +142,8 @@ def validate_params(p: Params) -> None:
         raise ValueError("staking.power_unit must be positive")
     if p.staking.min_validator_stake < p.staking.power_unit:
         raise ValueError("staking.min_validator_stake must be at least one power_unit")
+    if p.staking.commission_change_blocks == 0:
+        raise ValueError("staking.commission_change_blocks must be positive")
     if not 1 <= p.staking.max_validators <= 128:
         raise ValueError("staking.max_validators must be between 1 and 128")
     if p.vm.max_tx_gas > p.consensus.max_block_gas:

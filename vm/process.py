@@ -15,6 +15,7 @@ from core.tensor import Tensor
 from core.types import Address, Amount, Hash32, Height, PublicKeyBytes
 from core.validators import MAX_TOTAL_POWER, ValidatorEntry, ValidatorList
 from core.votes import Commit
+from vm import delegation
 from vm.execute import BlockContext, drop_upload
 from vm.params import BPS, Params
 from vm.poi import PoiOutcome, compute_rewards, score_commitments
@@ -57,6 +58,12 @@ class Ledger:
             credit(view, address, amount)
             self.issued += amount
 
+    def mint_to_validator(self, view: StateView, address: Address, record: ValidatorRecord, amount: int) -> None:
+        """Mint `amount` earned by a validator: shared with its delegators (`delegation.pay_rewards`)."""
+        if amount:
+            delegation.pay_rewards(view, address, record, amount)
+            self.issued += amount
+
 
 def credit(view: StateView, address: Address, amount: int) -> None:
     account = view.account(address)
@@ -78,6 +85,8 @@ def jail(record: ValidatorRecord, ctx: BlockContext) -> ValidatorRecord:
 
 
 def release_unbonding(view: StateView, ctx: BlockContext) -> None:
+    """Pay out the unbondings that mature in this block; redelegations maturing now stop being slashable."""
+    delegation.release_redelegations(view, int(ctx.height))
     key = unbonding_key(ctx.height)
     queue = view.get(key, UnbondingQueue)
     if queue is None:
@@ -85,7 +94,6 @@ def release_unbonding(view: StateView, ctx: BlockContext) -> None:
     for entry in queue.entries:
         credit(view, entry.owner, entry.amount)
     view.delete(key)
-
 
 def expire_uploads(view: StateView, ctx: BlockContext) -> None:
     key = expiry_key(ctx.height)
@@ -194,6 +202,9 @@ def slash_offence(view: StateView, ctx: BlockContext, address: Address, record: 
                 e = e.replace(amount=Amount(e.amount - cut))
             entries.append(e)
         view.put(key, UnbondingQueue(tuple(entries)))
+    # Stake redelegated away since the offence is cut at its destination (vm.delegation).
+    from_unbonding += delegation.slash_redelegations(view, address, offence_height, int(ctx.height), bps,
+                                                     int(staking.unbonding_blocks))
     from_stake = min(max(target - from_unbonding, 0), int(record.stake))
     ledger.burned += from_unbonding + from_stake
     return record.replace(stake=Amount(record.stake - from_stake),
@@ -230,7 +241,7 @@ def score_poi(view: StateView, ctx: BlockContext, reveal: Tensor | None, ledger:
         reward = rewards.get(score.validator, 0)
         if reward:
             record = record.replace(rewards=Amount(record.rewards + reward))
-            ledger.mint_to(view, record.owner, reward)
+            ledger.mint_to_validator(view, score.validator, record, reward)
         view.set_validator(score.validator, record)
     view.delete(KEY_POI)
 
@@ -253,7 +264,8 @@ def fix_commitments(view: StateView, ctx: BlockContext, last_commit: Commit | No
     view.put(KEY_POI, PendingPoi(last_commit.height, tuple(entries)))
     proposer = view.validator(ctx.proposer)
     if proposer is not None:
-        ledger.mint_to(view, proposer.owner, included * ctx.params.rewards.proposer_bonus_per_signature)
+        ledger.mint_to_validator(view, ctx.proposer, proposer,
+                                 included * ctx.params.rewards.proposer_bonus_per_signature)
 
 
 # ------------------------------------------------------------------------------------------------ end
@@ -270,7 +282,7 @@ def distribute_fees(view: StateView, ctx: BlockContext, ledger: Ledger) -> None:
     if proposer is None:
         burn = fees
     else:
-        credit(view, proposer.owner, fees - burn)
+        delegation.pay_rewards(view, ctx.proposer, proposer, fees - burn)
     ledger.burned += burn
 
 

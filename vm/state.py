@@ -131,7 +131,7 @@ class ChainRecord(Wire):
 
 @wire(max_bytes=64)
 class Supply(Wire):
-    """Conservation: genesis + issued - burned = balances + stakes + unbonding, always."""
+    """Conservation: genesis + issued - burned = balances + stakes + unbonding + reward pools, always."""
 
     genesis: Amount
     issued: Amount
@@ -171,6 +171,66 @@ class CandidateList(Wire):
     addresses: Annotated[tuple[Address, ...], MaxLen(4096)]
 
 
+# Delegation (vm/delegation.py). A validator's `stake` is all its bonded tokens, its owner's and its
+# delegators'; shares say who owns which part, so a slash or a reward touches one record, not one per holder.
+
+MAX_DELEGATIONS_PER_ACCOUNT = 16  # validators one account may delegate to at once
+ACC_BYTES = 32  # reward-per-share accumulators: unsigned big-endian integers, scaled by delegation.ACC_SCALE
+
+
+@wire(max_bytes=192)
+class ValidatorPool(Wire):
+    """The shares of a validator's stake and its delegators' reward pool. Absent until another account
+    delegates or the owner sets a commission: then the owner holds all the stake, one share per token.
+
+    `reward_pool` holds the delegators' rewards not yet withdrawn (and rounding dust); `reward_acc` is the
+    running reward per delegator share, scaled (lazy F1-style accounting: a delegator's due is its shares x
+    the accumulator's growth since it last settled)."""
+
+    total_shares: U64
+    owner_shares: U64
+    commission_bps: U16
+    max_commission_bps: U16
+    max_change_bps: U16
+    commission_changed_at: Height
+    reward_pool: Amount
+    reward_acc: Annotated[bytes, MaxLen(ACC_BYTES)]
+
+
+@wire(max_bytes=96)
+class Delegation(Wire):
+    """One account's delegation to one validator. `locked_until`: stake redelegated in cannot leave before
+    that height (when the redelegation matures), so a slash of its source still reaches it."""
+
+    shares: U64
+    reward_base: Annotated[bytes, MaxLen(ACC_BYTES)]
+    locked_until: Height
+
+
+@wire(max_bytes=22 * MAX_DELEGATIONS_PER_ACCOUNT + 16)
+class DelegatorIndex(Wire):
+    """The validators an account delegates to, sorted."""
+
+    validators: Annotated[tuple[Address, ...], MaxLen(MAX_DELEGATIONS_PER_ACCOUNT)]
+
+
+@wire(max_bytes=96)
+class RedelegationEntry(Wire):
+    """`amount` moved from `source` to `destination`: slashable for the source's offences until it matures."""
+
+    delegator: Address
+    source: Address
+    destination: Address
+    amount: Amount
+
+
+@wire(max_bytes=96 * MAX_BLOCK_TXS + 64)
+class RedelegationQueue(Wire):
+    """The redelegations that mature at one height (begun unbonding_blocks before)."""
+
+    entries: Annotated[tuple[RedelegationEntry, ...], MaxLen(MAX_BLOCK_TXS)]
+
+
 # ------------------------------------------------------------------------------------------------ keys
 
 KEY_CHAIN = b"\x00chain"
@@ -207,6 +267,22 @@ def model_key(model_id: Hash32) -> bytes:
 
 def expiry_key(height: int) -> bytes:
     return b"X" + height.to_bytes(8, "big")
+
+
+def pool_key(validator: Address) -> bytes:
+    return b"P" + validator
+
+
+def delegation_key(validator: Address, delegator: Address) -> bytes:
+    return b"D" + validator + delegator
+
+
+def delegator_index_key(delegator: Address) -> bytes:
+    return b"I" + delegator
+
+
+def redelegation_key(height: int) -> bytes:
+    return b"R" + height.to_bytes(8, "big")
 
 
 def vset_ring(params: Params) -> int:

@@ -31,6 +31,11 @@ class TxKind(enum.IntEnum):
     UNJAIL = 4
     MODEL_CHUNK = 5
     INFER = 6
+    DELEGATE = 7
+    UNDELEGATE = 8
+    REDELEGATE = 9
+    WITHDRAW_REWARDS = 10
+    EDIT_VALIDATOR = 11
 
 
 class ModelClass(enum.IntEnum):
@@ -69,6 +74,52 @@ class Unstake(Wire):
 @wire(max_bytes=64)
 class Unjail(Wire):
     validator: PublicKeyBytes
+
+
+@wire(max_bytes=128)
+class Delegate(Wire):
+    """Bond `amount` from the sender's balance to validator `validator` (its address); the sender earns a
+    share of its rewards and bears a share of its slashes (docs/staking.md)."""
+
+    validator: Address
+    amount: Amount
+
+
+@wire(max_bytes=128)
+class Undelegate(Wire):
+    """Start unbonding `amount` of the sender's delegation to `validator`; it returns after the unbonding
+    delay, and stays slashable for offences committed while it was bonded."""
+
+    validator: Address
+    amount: Amount
+
+
+@wire(max_bytes=128)
+class Redelegate(Wire):
+    """Move `amount` of the sender's delegation from `source` to `destination` without unbonding."""
+
+    source: Address
+    destination: Address
+    amount: Amount
+
+
+@wire(max_bytes=64)
+class WithdrawRewards(Wire):
+    """Pay the sender's accumulated rewards from `validator`, or from every validator it delegates to."""
+
+    validator: Address | None
+
+
+@wire(max_bytes=96)
+class EditValidator(Wire):
+    """Set the commission of a validator the sender owns, in basis points. `max_commission_bps` and
+    `max_change_bps` (per `staking.commission_change_blocks`) are the terms: settable only while no other
+    account delegates to the validator, fixed afterwards (docs/staking.md)."""
+
+    validator: PublicKeyBytes
+    commission_bps: U16
+    max_commission_bps: U16
+    max_change_bps: U16
 
 
 @wire(max_bytes=256)
@@ -155,7 +206,8 @@ class Infer(Wire):
     max_model_fee: Amount
 
 
-Payload = Transfer | Stake | Unstake | Unjail | ModelChunk | Infer
+Payload = (Transfer | Stake | Unstake | Unjail | ModelChunk | Infer | Delegate | Undelegate | Redelegate
+           | WithdrawRewards | EditValidator)
 
 PAYLOAD_TYPES: dict[TxKind, type[Wire]] = {
     TxKind.TRANSFER: Transfer,
@@ -164,6 +216,11 @@ PAYLOAD_TYPES: dict[TxKind, type[Wire]] = {
     TxKind.UNJAIL: Unjail,
     TxKind.MODEL_CHUNK: ModelChunk,
     TxKind.INFER: Infer,
+    TxKind.DELEGATE: Delegate,
+    TxKind.UNDELEGATE: Undelegate,
+    TxKind.REDELEGATE: Redelegate,
+    TxKind.WITHDRAW_REWARDS: WithdrawRewards,
+    TxKind.EDIT_VALIDATOR: EditValidator,
 }
 KIND_OF: dict[type[Wire], TxKind] = {cls: kind for kind, cls in PAYLOAD_TYPES.items()}
 

@@ -179,3 +179,6 @@ def poi(address: str | None, node_url: str, as_json: bool) -> None:
         state = " jailed" if s.jailed else ""
         click.echo(f"{s.address}  score={s.score:.3f}  correct={s.correct} wrong={s.wrong} missed={s.missed}"
                    f"  power={s.power}{state}")
+
+
+from node.cli import staking_cmd as _staking_cmd  # noqa: E402,F401  (adds delegations, rewards)

@@ -142,3 +142,6 @@ def unjail(validator: str | None, validator_key: Path | None, from_key: str, key
     key = load_signing_key(from_key, keyring)
     result = _send(key, Unjail(pub), "gas_unjail", node_url, fee, gas_limit, nonce, no_wait, timeout)
     report(result, as_json, owner=str(key.address), validator=pub.hex())
+
+
+from node.cli import staking_cmd as _staking_cmd  # noqa: E402,F401  (adds delegate, undelegate, redelegate, ...)

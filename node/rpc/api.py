@@ -40,6 +40,10 @@ class NodeApi(Protocol):
 
     def validators(self, height: Height | None) -> ValidatorsView: ...
 
+    def delegations(self, delegator: Address, height: Height | None) -> tuple[Height, list[tuple[Address, int, int, int]]]:
+        """(height, [(validator, bonded, rewards due, commission bps)]) of `delegator` (None: latest height)."""
+        ...
+
     def model(self, model_id: Hash32) -> ModelView | None: ...
 
     def models(self, after: Hash32 | None = None, limit: int = 100) -> Sequence[ModelView]:

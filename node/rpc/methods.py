@@ -314,6 +314,28 @@ async def validators(api: NodeApi, height: Height | None) -> dict[str, Any]:
     return validators_json(view)
 
 
+@registry.method("delegations", "An account's delegations: per validator the bonded amount, the rewards it may "
+                                "withdraw and the validator's commission (at most 16 validators).",
+                 params=(Param("address", ADDRESS, "delegator address", parse=parse_address_param),
+                         Param("height", HEIGHT, "height; omit for the latest", required=False,
+                               parse=parse_height)),
+                 result="Delegations", result_schema=OBJ, errors=(E.NOT_FOUND,))
+async def delegations(api: NodeApi, address: Address, height: Height | None) -> dict[str, Any]:
+    at, rows = api.delegations(address, height)
+    return {"delegator": encode_address(address), "height": int(at), "delegations": [
+        {"validator": encode_address(v), "amount": amount, "rewards": due, "commission_bps": bps}
+        for v, amount, due, bps in rows]}
+
+
+@registry.method("rewards", "The rewards an account may withdraw now, per validator and in total.",
+                 params=(Param("address", ADDRESS, "delegator address", parse=parse_address_param),),
+                 result="Rewards", result_schema=OBJ)
+async def rewards(api: NodeApi, address: Address) -> dict[str, Any]:
+    at, rows = api.delegations(address, None)
+    return {"delegator": encode_address(address), "height": int(at), "total": sum(r[2] for r in rows),
+            "rewards": [{"validator": encode_address(v), "amount": due} for v, _, due, _ in rows]}
+
+
 @registry.method("model", "A registered model's metadata, owner, price and registration height.",
                  params=(Param("model_id", HASH, "model id", parse=parse_hash),),
                  result="Model", result_schema=OBJ, errors=(E.NOT_FOUND,))

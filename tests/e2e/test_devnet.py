@@ -183,3 +183,39 @@ def test_fifth_node_joins_by_sync_stakes_votes_and_proposes(net: RealNet, keyrin
     assert c4.status().is_validator is True
     # And the devnet tooling sees all five nodes' logs and state on disk.
     assert spec.log_path.exists() and Height(proposed) > 0
+
+
+def test_cli_delegation_commission_rewards_and_undelegation(net: RealNet, keyring: Path) -> None:
+    """Issue 15 through the CLI and RPC: the owner sets a commission, another account delegates (its power
+    counts two heights later), earns a share of the validator's rewards, withdraws them and undelegates."""
+    c0 = net.client(0)
+    validator = net.validator_key(1)
+    address = str(validator.address)
+    cli(net, keyring, "keys", "import", "own1", "--seed", net.account_key(1).seed.hex())
+    cli(net, keyring, "keys", "import", "acc6", "--seed", net.account_key(6).seed.hex())
+    edit = json.loads(cli(net, keyring, "tx", "edit-validator", "--commission", "1000", "--max-commission", "2000",
+                          "--max-change", "100", "--validator", validator.public_key.hex(), "--from", "own1",
+                          "--json").stdout)
+    assert edit["status"] == "ok"
+    power = c0.validators().validators
+    before = next(v.power for v in power if v.address == address)
+    sent = json.loads(cli(net, keyring, "tx", "delegate", address, "2000000000", "--from", "acc6", "--json").stdout)
+    assert sent["status"] == "ok"
+    net.wait_height(sent["height"] + 2, [0], timeout=30)
+    after = next(v.power for v in c0.validators(sent["height"] + 2).validators if v.address == address)
+    assert after == before + 2_000
+    delegator = str(net.account_key(6).address)
+    shown = json.loads(cli(net, keyring, "query", "delegations", "acc6", "--json", node=2).stdout)
+    assert shown["delegator"] == delegator
+    assert [(d["validator"], d["amount"], d["commission_bps"]) for d in shown["delegations"]] == [
+        (address, 2_000_000_000, 1_000)]
+    net.wait_until("rewards for the delegator",
+                   lambda: json.loads(cli(net, keyring, "query", "rewards", delegator, "--json").stdout)["total"] > 0
+                   or None, 60)
+    withdrawn = json.loads(cli(net, keyring, "tx", "withdraw-rewards", "--from", "acc6", "--json").stdout)
+    assert withdrawn["status"] == "ok" and withdrawn["withdrawn"] > 0
+    out = json.loads(cli(net, keyring, "tx", "undelegate", address, "500000000", "--from", "acc6", "--json").stdout)
+    assert out["status"] == "ok"
+    net.wait_height(out["height"], [1], timeout=30)
+    left = c0.call("delegations", {"address": delegator, "height": out["height"]})
+    assert [d["amount"] for d in left["delegations"]] == [1_500_000_000]

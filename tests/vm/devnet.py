@@ -23,7 +23,7 @@ from vm.app import VMApplication
 from vm.genesis import Genesis, parse_genesis
 from vm.process import candidates
 from vm.sandbox.executor import Executor, LocalExecutor
-from vm.state import UnbondingQueue, unbonding_key
+from vm.state import UnbondingQueue, ValidatorPool, pool_key, unbonding_key
 from vm.txs import build_tx
 
 ABSENT = "absent"
@@ -144,8 +144,9 @@ class Devnet:
         return outcomes
 
     def holdings(self) -> int:
-        """balances + stakes + unbonding, summed record by record over every account and validator the
-        harness knows (genesis accounts, model owners, any key it signed with, every validator record)."""
+        """balances + stakes + unbonding + delegators' reward pools, summed record by record over every
+        account and validator the harness knows (genesis accounts, model owners, any key it signed with,
+        every validator record)."""
         view = self.apps[0].view()
         accounts = {a.address for a in self.genesis.accounts} | {m.owner for m in self.genesis.models}
         accounts |= set(self.nonces)
@@ -156,6 +157,7 @@ class Devnet:
                 accounts.add(record.owner)
         total = sum(view.account(a).balance for a in accounts)
         total += sum(r.stake for r in (view.validator(a) for a in validators) if r is not None)
+        total += sum(p.reward_pool for p in (view.get(pool_key(a), ValidatorPool) for a in validators) if p is not None)
         for h in range(self.height + 1, self.height + 1 + self.genesis.params.staking.unbonding_blocks + 1):
             queue = view.get(unbonding_key(h), UnbondingQueue)
             total += 0 if queue is None else sum(e.amount for e in queue.entries)

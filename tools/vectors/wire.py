@@ -168,6 +168,7 @@ def collect(world: World) -> Cases:
             add("unbonding_entry", record.entries[0])
         elif isinstance(record, vm_state.PendingPoi):
             add("poi_entry_0", record.entries[0])
+    _delegation_cases(world, add)
     raw_meta = app.store.get(META_KEY)
     assert raw_meta is not None
     add("app_meta_at_3", AppMeta.decode(raw_meta))
@@ -214,6 +215,26 @@ def collect(world: World) -> Cases:
     add("wal_new_height_1", WalRecord(new_height_1))
     add("wal_vote_received", WalRecord(vote_received))
     return cases
+
+
+def _delegation_cases(world: World, add: Callable[[str, Wire], None]) -> None:
+    """Delegation payloads and records (vm.delegation), built on the world's accounts and validators."""
+    from core.types import Amount
+
+    alice, v0, v1 = world.accounts[-1].address, world.validators[0].address, world.validators[1].address
+    acc = (5 << 64).to_bytes(vm_state.ACC_BYTES, "big")
+    add("delegate", vm_txs.Delegate(v0, Amount(5_000_000)))
+    add("undelegate", vm_txs.Undelegate(v0, Amount(1_000_000)))
+    add("redelegate", vm_txs.Redelegate(v0, v1, Amount(2_000_000)))
+    add("withdraw_all", vm_txs.WithdrawRewards(None))
+    add("withdraw_from_0", vm_txs.WithdrawRewards(v0))
+    add("edit_validator", vm_txs.EditValidator(world.validators[0].public_key, 1_000, 2_000, 100))
+    add("pool", vm_state.ValidatorPool(15_000_000, 10_000_000, 1_000, 2_000, 100, Height(7), Amount(42), acc))
+    add("delegation", vm_state.Delegation(5_000_000, acc, Height(0)))
+    add("delegator_index", vm_state.DelegatorIndex((v0, v1) if v0 < v1 else (v1, v0)))
+    entry = vm_state.RedelegationEntry(alice, v0, v1, Amount(2_000_000))
+    add("redelegation_entry", entry)
+    add("redelegation_queue", vm_state.RedelegationQueue((entry,)))
 
 
 def _some(value: Any) -> Any:

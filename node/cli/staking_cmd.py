@@ -1,0 +1,174 @@
+"""Delegation commands, attached to the `tx` and `query` groups (docs/staking.md):
+`tx delegate|undelegate|redelegate|withdraw-rewards|edit-validator` and `query delegations|rewards`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+from core.address import parse_address
+from core.types import Address, Amount
+from node.cli.chainctx import chain_context
+from node.cli.common import (
+    CliError,
+    echo_json,
+    echo_pairs,
+    format_amount,
+    json_option,
+    load_signing_key,
+    node_option,
+    tx_options,
+    u64,
+)
+from node.cli.query_cmd import _address_or_key, query
+from node.cli.tx_cmd import _send, _validator_pubkey, report, submit, tx, validator_options
+from node.client import Client
+from vm.txs import Delegate, EditValidator, Redelegate, Undelegate, WithdrawRewards, build_tx
+
+MAX_DELEGATIONS_PER_ACCOUNT = 16  # vm.state.MAX_DELEGATIONS_PER_ACCOUNT (withdrawing from all pays for each)
+BPS_RANGE = click.IntRange(min=0, max=10_000)
+
+
+def _validator_address(text: str, what: str = "VALIDATOR") -> Address:
+    try:
+        return parse_address(text)
+    except ValueError as exc:
+        raise CliError(f"{what}: {exc} (give the validator's address, ic1...)") from None
+
+
+@tx.command("delegate")
+@click.argument("validator")
+@click.argument("amount", type=u64(1))
+@tx_options
+def delegate(validator: str, amount: int, from_key: str, keyring: Path, node_url: str, fee: int | None,
+             gas_limit: int | None, nonce: int | None, no_wait: bool, timeout: float, as_json: bool) -> None:
+    """Delegate AMOUNT to VALIDATOR (its address): you share its rewards, less its commission, and its slashes."""
+    target = _validator_address(validator)
+    key = load_signing_key(from_key, keyring)
+    result = _send(key, Delegate(target, Amount(amount)), "gas_stake", node_url, fee, gas_limit, nonce, no_wait,
+                   timeout)
+    report(result, as_json, delegator=str(key.address), validator=str(target), amount=amount)
+
+
+@tx.command("undelegate")
+@click.argument("validator")
+@click.argument("amount", type=u64(1))
+@tx_options
+def undelegate(validator: str, amount: int, from_key: str, keyring: Path, node_url: str, fee: int | None,
+               gas_limit: int | None, nonce: int | None, no_wait: bool, timeout: float, as_json: bool) -> None:
+    """Start unbonding AMOUNT of your delegation to VALIDATOR; it returns after the unbonding delay and
+    stays slashable for offences committed while it was bonded."""
+    target = _validator_address(validator)
+    key = load_signing_key(from_key, keyring)
+    result = _send(key, Undelegate(target, Amount(amount)), "gas_unstake", node_url, fee, gas_limit, nonce,
+                   no_wait, timeout)
+    report(result, as_json, delegator=str(key.address), validator=str(target), amount=amount)
+
+
+@tx.command("redelegate")
+@click.argument("source")
+@click.argument("destination")
+@click.argument("amount", type=u64(1))
+@tx_options
+def redelegate(source: str, destination: str, amount: int, from_key: str, keyring: Path, node_url: str,
+               fee: int | None, gas_limit: int | None, nonce: int | None, no_wait: bool, timeout: float,
+               as_json: bool) -> None:
+    """Move AMOUNT of your delegation from SOURCE to DESTINATION without unbonding; it is locked at the
+    destination until the unbonding delay has passed."""
+    src, dst = _validator_address(source, "SOURCE"), _validator_address(destination, "DESTINATION")
+    key = load_signing_key(from_key, keyring)
+    with Client(node_url) as client:
+        ctx = chain_context(client, key, nonce)
+        gas = ctx.gas("gas_stake", gas_limit, extra=0 if ctx.vm is None else int(ctx.vm["gas_unstake"]))
+        signed = build_tx(key, Redelegate(src, dst, Amount(amount)), chain_id=ctx.chain_id, nonce=ctx.nonce,
+                          gas_limit=gas, fee=ctx.fee(gas, fee))
+        result = submit(client, signed, no_wait=no_wait, timeout=timeout)
+    report(result, as_json, delegator=str(key.address), source=str(src), destination=str(dst), amount=amount)
+
+
+@tx.command("withdraw-rewards")
+@click.option("--validator", default=None, metavar="ADDRESS", help="Only from this validator (default: all).")
+@tx_options
+def withdraw_rewards(validator: str | None, from_key: str, keyring: Path, node_url: str, fee: int | None,
+                     gas_limit: int | None, nonce: int | None, no_wait: bool, timeout: float, as_json: bool) -> None:
+    """Collect the rewards your delegations have earned."""
+    from node.cli.chainctx import chain_context
+    target = None if validator is None else _validator_address(validator, "--validator")
+    key = load_signing_key(from_key, keyring)
+    times = 1 if target is not None else MAX_DELEGATIONS_PER_ACCOUNT
+    with Client(node_url) as client:
+        ctx = chain_context(client, key, nonce)
+        gas = ctx.gas("gas_transfer", gas_limit, extra=0 if ctx.vm is None else
+                      (times - 1) * int(ctx.vm["gas_transfer"]))
+        signed = build_tx(key, WithdrawRewards(target), chain_id=ctx.chain_id, nonce=ctx.nonce, gas_limit=gas,
+                          fee=ctx.fee(gas, fee))
+        result = submit(client, signed, no_wait=no_wait, timeout=timeout)
+    extra: dict[str, Any] = {"delegator": str(key.address)}
+    if result.result is not None and result.result.ok:
+        extra["withdrawn"] = int.from_bytes(result.result.data, "big")
+    report(result, as_json, **extra)
+
+
+@tx.command("edit-validator")
+@click.option("--commission", "commission", type=BPS_RANGE, required=True, help="Commission, basis points.")
+@click.option("--max-commission", type=BPS_RANGE, required=True,
+              help="Highest commission ever allowed (fixed once others delegate).")
+@click.option("--max-change", type=BPS_RANGE, required=True,
+              help="Largest change per staking.commission_change_blocks (fixed once others delegate).")
+@validator_options
+@tx_options
+def edit_validator(commission: int, max_commission: int, max_change: int, validator: str | None,
+                   validator_key: Path | None, from_key: str, keyring: Path, node_url: str, fee: int | None,
+                   gas_limit: int | None, nonce: int | None, no_wait: bool, timeout: float, as_json: bool) -> None:
+    """Set the commission of a validator you own. Send it right after the first stake: the terms (maximum
+    and maximum change) are fixed once another account delegates."""
+    pub = _validator_pubkey(validator, validator_key)
+    key = load_signing_key(from_key, keyring)
+    result = _send(key, EditValidator(pub, commission, max_commission, max_change), "gas_unjail", node_url, fee,
+                   gas_limit, nonce, no_wait, timeout)
+    report(result, as_json, owner=str(key.address), validator=pub.hex(), commission_bps=commission,
+           max_commission_bps=max_commission, max_change_bps=max_change)
+
+
+@query.command("delegations")
+@click.argument("address")
+@click.option("--height", type=click.IntRange(min=0), default=None, help="At this height (default: latest).")
+@click.option("--keyring", envvar="INFERCHAIN_KEYRING", default="~/.inferchain/keys", type=click.Path(path_type=Path),
+              help="Keyring, to name an account by key name.")
+@node_option
+@json_option
+def delegations(address: str, height: int | None, keyring: Path, node_url: str, as_json: bool) -> None:
+    """What ADDRESS (or a key name) delegates: per validator the bonded amount, its rewards due and the
+    validator's commission."""
+    addr = _address_or_key(address, keyring)
+    with Client(node_url) as client:
+        o = client.call("delegations", {"address": addr, "height": height})
+    if as_json:
+        echo_json(o)
+        return
+    click.echo(f"delegations of {o['delegator']} at height {o['height']}:")
+    for d in o["delegations"]:
+        click.echo(f"  {d['validator']}  bonded={format_amount(d['amount'])}  rewards={format_amount(d['rewards'])}"
+                   f"  commission={d['commission_bps'] / 100:.2f}%")
+    if not o["delegations"]:
+        click.echo("  none")
+
+
+@query.command("rewards")
+@click.argument("address")
+@click.option("--keyring", envvar="INFERCHAIN_KEYRING", default="~/.inferchain/keys", type=click.Path(path_type=Path),
+              help="Keyring, to name an account by key name.")
+@node_option
+@json_option
+def rewards(address: str, keyring: Path, node_url: str, as_json: bool) -> None:
+    """Rewards ADDRESS (or a key name) may withdraw now, per validator and in total."""
+    addr = _address_or_key(address, keyring)
+    with Client(node_url) as client:
+        o = client.call("rewards", {"address": addr})
+    if as_json:
+        echo_json(o)
+        return
+    echo_pairs([("delegator", o["delegator"]), ("height", o["height"]), ("total", format_amount(o["total"]))]
+               + [(r["validator"], format_amount(r["amount"])) for r in o["rewards"]])
