@@ -140,12 +140,18 @@ def model_entries(owner: str, include: tuple[str, ...] | None = None) -> list[di
     return entries
 
 
+# Genesis validators' commission terms (basis points): 5 %, at most 20 %, moving at most 1 point per edit.
+DEVNET_COMMISSION = {"rate_bps": 500, "max_bps": 2_000, "max_change_bps": 100}
+
+
 def make_genesis(validators: int = 4, *, accounts: int | None = None, chain_id: str = DEFAULT_CHAIN_ID,
                  seed_phrase: str = DEFAULT_SEED_PHRASE, genesis_time: str = DEFAULT_GENESIS_TIME,
                  stake: int = 10_000 * TOKEN, balance: int = 1_000_000 * TOKEN,
                  overrides: dict[str, dict[str, Any]] | None = None,
-                 models: tuple[str, ...] | None = None) -> dict[str, Any]:
-    """The genesis document (a dict ready for json.dump); same arguments, same document."""
+                 models: tuple[str, ...] | None = None,
+                 commission: dict[str, int] | None = DEVNET_COMMISSION) -> dict[str, Any]:
+    """The genesis document (a dict ready for json.dump); same arguments, same document. `commission`: the
+    terms every validator publishes at genesis (None: none, so no one may delegate before edit-validator)."""
     if validators < 1:
         raise ValueError("at least one validator")
     n_accounts = validators + 4 if accounts is None else accounts
@@ -165,7 +171,7 @@ def make_genesis(validators: int = 4, *, accounts: int | None = None, chain_id: 
         **params,
         "validators": [
             {"name": f"validator-{i}", "public_key": validator_key(seed_phrase, i).public_key.hex(),
-             "owner": owners[i], "stake": stake}
+             "owner": owners[i], "stake": stake, **({"commission": commission} if commission else {})}
             for i in range(validators)
         ],
         "accounts": [{"name": f"account-{i}", "address": owners[i], "balance": balance} for i in range(n_accounts)],

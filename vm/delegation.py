@@ -237,6 +237,10 @@ def _target(view: StateView, params: Params, sender: Address, address: Address, 
         raise Refused("the validator is tombstoned")
     if record.owner == sender:
         raise Refused("the owner bonds to its own validator with a stake transaction")
+    if view.get(pool_key(address), ValidatorPool) is None:
+        # Terms set by the owner before anyone can delegate: otherwise the first delegator of one token would
+        # freeze the terms at their defaults (0 / 0) before the owner's edit-validator lands.
+        raise Refused("the validator has not published commission terms (its owner sends edit-validator first)")
     existing = view.get(delegation_key(address, sender), Delegation)
     if existing is None and len(_index(view, sender)) - frees_slot >= MAX_DELEGATIONS_PER_ACCOUNT:
         raise Refused(f"an account may delegate to at most {MAX_DELEGATIONS_PER_ACCOUNT} validators")

@@ -24,6 +24,7 @@ from core.tensor import DType, Tensor
 from core.types import Address, Amount, Gas, Hash32, Height, Nonce, PublicKeyBytes, Timestamp
 from core.validators import MAX_TOTAL_POWER, ValidatorEntry, ValidatorList, ValidatorSet
 from vm.params import (
+    BPS,
     ChainConsensusParams,
     NamedInt,
     Params,
@@ -34,6 +35,7 @@ from vm.params import (
     validate_params,
 )
 from vm.state import (
+    ACC_BYTES,
     KEY_CANDIDATES,
     KEY_CHAIN,
     KEY_PARAMS,
@@ -44,8 +46,10 @@ from vm.state import (
     ModelRecord,
     StateView,
     Supply,
+    ValidatorPool,
     chunk_key,
     model_key,
+    pool_key,
     vset_key,
     vset_ring,
 )
@@ -61,6 +65,9 @@ class GenesisValidator:
     public_key: PublicKeyBytes
     owner: Address
     stake: Amount
+    # Commission terms (rate, max rate, max change per edit; basis points) published at genesis; None: the
+    # owner publishes them with edit-validator before anyone may delegate (docs/staking.md).
+    commission: tuple[int, int, int] | None = None
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -335,7 +342,8 @@ def parse_genesis(doc: Any, *, base_dir: Path = REPO_ROOT, file_hash: Hash32 = Z
         if stake < params.staking.min_validator_stake:
             raise ConfigError(f"genesis: {where}.stake is below staking.min_validator_stake")
         validators.append(GenesisValidator(item.get("name", where), pk, _address(_get(item, "owner", where),
-                                                                                  f"{where}.owner"), Amount(stake)))
+                                                                                  f"{where}.owner"), Amount(stake),
+                                           _commission(item, where)))
     if not validators:
         raise ConfigError("genesis: at least one validator is required")
     if len({v.public_key for v in validators}) != len(validators):
@@ -386,6 +394,20 @@ def _validate_poi_model(m: GenesisModel) -> None:
 # ------------------------------------------------------------------------------------------------ state
 
 
+def _commission(item: Mapping[str, Any], where: str) -> tuple[int, int, int] | None:
+    doc = item.get("commission")
+    if doc is None:
+        return None
+    if not isinstance(doc, Mapping):
+        raise ConfigError(f"genesis: {where}.commission must be an object")
+    where = f"{where}.commission"
+    terms = (_int(doc, "rate_bps", where, hi=BPS), _int(doc, "max_bps", where, hi=BPS),
+             _int(doc, "max_change_bps", where, hi=BPS))
+    if terms[0] > terms[1]:
+        raise ConfigError(f"genesis: {where}.rate_bps must not exceed max_bps")
+    return terms
+
+
 def genesis_state(genesis: Genesis, model_gas: Callable[[GenesisModel], tuple[int, int]]) -> StateView:
     """The initial state as a view over the empty map; `model_gas` prices each genesis model as (gas per
     call, load gas) (the sandbox checker, which also refuses a model that breaks the registration rules)."""
@@ -399,6 +421,9 @@ def genesis_state(genesis: Genesis, model_gas: Callable[[GenesisModel], tuple[in
     for v in genesis.validators:
         address = Address(ValidatorEntry(v.public_key, 1).address)
         view.set_validator(address, new_validator(v.public_key, v.owner).replace(stake=v.stake))
+        if v.commission is not None:
+            view.put(pool_key(address), ValidatorPool(v.stake, v.stake, *v.commission, Height(0), Amount(0),
+                                                      bytes(ACC_BYTES)))
     view.put(KEY_CANDIDATES, CandidateList(tuple(sorted(
         Address(ValidatorEntry(v.public_key, 1).address) for v in genesis.validators))))
     entries = genesis.validator_set().entries

@@ -17,9 +17,9 @@ from core.keys import PrivateKey
 from core.types import Address, Amount, Height, PublicKeyBytes
 from tests.vm.devnet import Devnet, devnet_genesis
 from tests.vm.test_vm_slashing import double_vote
-from tools.genesis import TOKEN
+from tools.genesis import TOKEN, make_genesis
 from vm.delegation import delegations_of, pending_rewards, self_stake
-from vm.genesis import Genesis
+from vm.genesis import Genesis, parse_genesis
 from vm.params import BPS
 from vm.state import MAX_DELEGATIONS_PER_ACCOUNT, UnbondingQueue, unbonding_key
 from vm.txs import Delegate, EditValidator, Redelegate, Stake, Transfer, Undelegate, Unstake, WithdrawRewards
@@ -39,9 +39,24 @@ def delegation_genesis() -> Genesis:
 
 @pytest.fixture
 def net(tmp_path: Path, delegation_genesis: Genesis) -> Iterator[Devnet]:
-    devnet = Devnet.start(tmp_path, delegation_genesis, nodes=2)
+    devnet = Devnet.start(tmp_path, delegation_genesis, nodes=2)  # genesis publishes every validator's terms
     yield devnet
     devnet.close()
+
+
+def test_no_one_delegates_before_the_owner_publishes_terms(tmp_path: Path) -> None:
+    """The attack: a first delegation of one unit would fix the terms at their defaults before the owner's
+    edit-validator lands. Delegations (and redelegations) wait for the owner's terms."""
+    net = Devnet.start(tmp_path, parse_genesis(make_genesis(4, commission=None)), nodes=2)
+    try:
+        v = validators(net)[0]
+        status, log = run(net, delegator(net), Delegate(v, Amount(1)))
+        assert status != 0 and "commission terms" in log
+        assert run(net, owner_of(net, v), EditValidator(pubkey(net, v), 500, 2_000, 100))[0] == 0
+        assert run(net, delegator(net), Delegate(v, Amount(1)))[0] == 0
+        net.assert_supply_conserved()
+    finally:
+        net.close()
 
 
 def run(net: Devnet, key: PrivateKey, payload: object, *, evidence: tuple[object, ...] = ()) -> tuple[int, str]:
@@ -221,8 +236,9 @@ def test_an_account_delegates_to_a_bounded_number_of_validators(net: Devnet) -> 
     txs = [net.tx(funder, Transfer(o.address, Amount(2_000 * TOKEN))) for o in owners]
     net.step(txs)
     keys = [PrivateKey.derive("delegation-cap", "validator", i) for i in range(len(owners))]
-    net.step([net.tx(o, Stake(PublicKeyBytes(k.public_key), Amount(1_000 * TOKEN))) for o, k in zip(owners, keys,
-                                                                                                       strict=True)])
+    net.step([tx for o, k in zip(owners, keys, strict=True)
+              for tx in (net.tx(o, Stake(PublicKeyBytes(k.public_key), Amount(1_000 * TOKEN))),
+                         net.tx(o, EditValidator(PublicKeyBytes(k.public_key), 0, 1_000, 100)))])
     targets = [k.address for k in keys]
     block = net.step([net.tx(alice, Delegate(t, Amount(TOKEN))) for t in targets])
     statuses = [r.status for r in block.results]
