@@ -181,6 +181,9 @@ class Queries:
             return None
         return block, store.commit(h)
 
+    def block_height(self, block_id: Hash32) -> Height | None:
+        return self._node.blockstore.height_of(block_id)
+
     def tx(self, tx_hash: Hash32) -> TxView | None:
         store = self._node.blockstore
         loc = store.tx_location(tx_hash)

@@ -151,6 +151,9 @@ class SimChain:
             return None
         return self.blocks[h - 1], self.commits.get(h)
 
+    def block_height(self, block_id: Hash32) -> Height | None:
+        return next((b.height for b in self.blocks if b.id == block_id), None)
+
     def tx(self, tx_hash: Hash32) -> TxView | None:
         loc = self.tx_index.get(bytes(tx_hash))
         if loc is None:

@@ -1,0 +1,175 @@
+"""The explorer's aggregate queries (`ots_*`, after Otterscan's namespace): a few calls that each answer one
+page of the explorer, every one bounded by a paging cap and run off the event loop.
+
+    ots_recentBlocks  the newest `count` (<= 100) blocks: time, interval, txs, gas, proposer and who signed
+    ots_txDetail      a transaction with its payload decoded (an inference's inputs as tensors)
+    ots_search        what a search box string names: a height, a block, a tx, an account or a model
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import trio
+
+from core.address import encode_address, parse_address
+from core.errors import DecodeError
+from core.tx import Transaction
+from core.types import Hash32, Height
+from core.votes import Commit, VoteType
+from node.rpc import errors as E
+from node.rpc.api import NodeApi
+from node.rpc.dispatch import Param, Registry
+from node.rpc.jsonenc import to_json
+from node.rpc.methods import HASH, OBJ, parse_hash, tx_json
+from vm.state import ModelRecord
+from vm.txs import PAYLOAD_TYPES, TxKind
+
+MAX_RECENT_BLOCKS = 100
+MAX_SEARCH_CHARS = 128
+MAX_MODEL_NAME_SCAN = 1000
+"""`ots_search` by model name reads at most this many models (ten pages of the node's model index)."""
+
+registry = Registry()
+
+
+def parse_count(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_RECENT_BLOCKS:
+        raise ValueError(f"count is an integer from 1 to {MAX_RECENT_BLOCKS}")
+    return value
+
+
+def parse_query(value: Any) -> str:
+    if not isinstance(value, str) or not 0 < len(value.strip()) <= MAX_SEARCH_CHARS:
+        raise ValueError(f"query is a non-empty string of at most {MAX_SEARCH_CHARS} characters")
+    return value.strip()
+
+
+def signers_json(commit: Commit | None, block_id: bytes) -> list[dict[str, Any]]:
+    """Per precommit in the commit of a block: who, whether it is for the block, and whether it carries a
+    proof-of-inference answer (a precommit without one is a missed challenge)."""
+    if commit is None:
+        return []
+    return [{"validator": encode_address(v.validator_address), "for_block": v.block_id == block_id,
+             "poi": v.poi is not None} for v in commit.precommits if v.type == VoteType.PRECOMMIT]
+
+
+def recent_blocks(api: NodeApi, count: int) -> list[dict[str, Any]]:
+    newest = api.block(None)
+    if newest is None:
+        return []
+    top = int(newest[0].height)
+    out: list[dict[str, Any]] = []
+    previous_time: int | None = None
+    # One more block than asked, below the oldest, so that the oldest one has an interval too.
+    for h in range(max(1, top - count), top + 1):
+        found = newest if h == top else api.block(Height(h))
+        if found is None:
+            previous_time = None
+            continue
+        block, commit = found
+        t = int(block.header.time)
+        if h > top - count:
+            out.append({"height": h, "id": block.id.hex(), "time": t,
+                        "interval": t - previous_time if previous_time is not None else None,
+                        "txs": len(block.txs), "gas_used": sum(int(r.gas_used) for r in block.results),
+                        "fees": sum(int(tx.fee) for tx in block.txs),
+                        "proposer": encode_address(block.header.proposer),
+                        "signers": signers_json(commit, bytes(block.id))})
+        previous_time = t
+    out.reverse()
+    return out
+
+
+@registry.method("ots_recentBlocks", "The newest blocks, newest first: time, interval to the block before, "
+                                     "transactions, gas, fees, proposer and the precommits of each commit.",
+                 params=(Param("count", {"type": "integer", "minimum": 1, "maximum": MAX_RECENT_BLOCKS},
+                               f"how many blocks (at most {MAX_RECENT_BLOCKS})", required=False,
+                               parse=parse_count, default=20),),
+                 result="RecentBlocks", result_schema={"type": "array", "items": OBJ,
+                                                       "maxItems": MAX_RECENT_BLOCKS})
+async def ots_recent_blocks(api: NodeApi, count: int) -> list[dict[str, Any]]:
+    # Up to 101 block reads and decodes: off the event loop.
+    return await trio.to_thread.run_sync(recent_blocks, api, count)
+
+
+def payload_json(tx: Transaction) -> dict[str, Any]:
+    """The payload by its kind's fields; a payload that does not decode says so (it was refused in-block)."""
+    try:
+        kind = TxKind(tx.kind)
+    except ValueError:
+        return {"kind": f"unknown ({tx.kind})", "error": "unknown transaction kind"}
+    try:
+        payload = PAYLOAD_TYPES[kind].decode(tx.payload)
+    except DecodeError as exc:
+        return {"kind": kind.name.lower(), "error": str(exc)}
+    body = to_json(payload)
+    if isinstance(body, dict) and isinstance(body.get("header"), dict):
+        meta = body["header"].get("meta")
+        if isinstance(meta, dict):
+            meta.pop("golden", None)
+    if kind == TxKind.MODEL_CHUNK and isinstance(body, dict):
+        body["data"] = f"{len(tx.payload)} bytes"
+    return {"kind": kind.name.lower(), **(body if isinstance(body, dict) else {"value": body})}
+
+
+@registry.method("ots_txDetail", "A committed transaction with its result and its payload decoded "
+                                 "(an inference's inputs as tensors).",
+                 params=(Param("hash", HASH, "transaction hash", parse=parse_hash),),
+                 result="TxDetail", result_schema=OBJ, errors=(E.NOT_FOUND,))
+async def ots_tx_detail(api: NodeApi, hash: Hash32) -> dict[str, Any]:
+    def read() -> dict[str, Any]:
+        view = api.tx(hash)
+        if view is None:
+            raise E.not_found(f"no committed transaction {hash.hex()}")
+        return {**tx_json(view), "payload": payload_json(view.tx)}
+
+    return await trio.to_thread.run_sync(read)
+
+
+_HEX64 = re.compile(r"^(0x)?[0-9a-fA-F]{64}$")
+
+
+def search(api: NodeApi, query: str) -> dict[str, Any]:
+    """What `query` names, checked in a fixed order; {"kind": "none"} when nothing matches."""
+    if query.isdigit() and len(query) <= 20:
+        height = int(query)
+        if height >= 1 and api.block(Height(height)) is not None:
+            return {"kind": "block", "height": height}
+        return {"kind": "none"}
+    if _HEX64.match(query):
+        key = Hash32.from_hex(query)
+        if api.tx(key) is not None:
+            return {"kind": "tx", "hash": key.hex()}
+        found = api.block_height(key)
+        if found is not None:
+            return {"kind": "block", "height": int(found)}
+        if api.model(key) is not None:
+            return {"kind": "model", "model_id": key.hex()}
+        return {"kind": "none"}
+    if query.startswith("ic1"):
+        try:
+            return {"kind": "account", "address": encode_address(parse_address(query))}
+        except ValueError:
+            return {"kind": "none"}
+    after: Hash32 | None = None
+    for _ in range(MAX_MODEL_NAME_SCAN // 100):
+        page = api.models(after, 100)
+        for m in page:
+            if isinstance(m.record, ModelRecord) and m.record.meta.name == query:
+                return {"kind": "model", "model_id": m.model_id.hex()}
+        if len(page) < 100:
+            break
+        after = page[-1].model_id
+    return {"kind": "none"}
+
+
+@registry.method("ots_search", "What a search string names: a height, block hash, tx hash, address, model id "
+                               "or model name (the first match in that order).",
+                 params=(Param("query", {"type": "string", "maxLength": MAX_SEARCH_CHARS},
+                               "the text typed into the explorer's search box", parse=parse_query),),
+                 result="SearchHit", result_schema=OBJ)
+async def ots_search(api: NodeApi, query: str) -> dict[str, Any]:
+    # A model-name search reads up to MAX_MODEL_NAME_SCAN model records: off the event loop.
+    return await trio.to_thread.run_sync(search, api, query)
