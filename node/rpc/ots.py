@@ -28,6 +28,8 @@ from vm.txs import PAYLOAD_TYPES, TxKind
 
 MAX_RECENT_BLOCKS = 100
 MAX_SEARCH_CHARS = 128
+MAX_TX_HASHES = 20
+"""`ots_recentBlocks` lists at most this many transaction hashes per block (the count is always exact)."""
 MAX_MODEL_NAME_SCAN = 1000
 """`ots_search` by model name reads at most this many models (ten pages of the node's model index)."""
 
@@ -73,7 +75,8 @@ def recent_blocks(api: NodeApi, count: int) -> list[dict[str, Any]]:
         if h > top - count:
             out.append({"height": h, "id": block.id.hex(), "time": t,
                         "interval": t - previous_time if previous_time is not None else None,
-                        "txs": len(block.txs), "gas_used": sum(int(r.gas_used) for r in block.results),
+                        "txs": len(block.txs), "tx_hashes": [tx.hash.hex() for tx in block.txs[:MAX_TX_HASHES]],
+                        "gas_used": sum(int(r.gas_used) for r in block.results),
                         "fees": sum(int(tx.fee) for tx in block.txs),
                         "proposer": encode_address(block.header.proposer),
                         "signers": signers_json(commit, bytes(block.id))})
