@@ -11,9 +11,12 @@ const liveState = document.getElementById("live");
 const HOME_BLOCKS = 40;
 let route = "";
 let refreshing = false;
+// Each navigation bumps the generation; an answer that arrives for an older one is dropped, so a slow live
+// refresh of the home page never paints over the page the reader has moved to.
+let generation = 0;
 
-function show(...nodes) {
-  main.replaceChildren(...nodes);
+function show(gen, ...nodes) {
+  if (gen === generation) main.replaceChildren(...nodes);
 }
 
 function failure(err) {
@@ -183,17 +186,22 @@ const PAGES = { block: blockPage, tx: txPage, account: accountPage, validators: 
                 models: modelsPage, model: modelPage };
 
 async function render() {
+  const gen = ++generation;
   route = location.hash.replace(/^#\/?/, "");
   const [name, ...args] = route.split("/").map(decodeURIComponent);
   const page = name ? PAGES[name] : home;
   document.body.dataset.page = name || "home";
-  if (!page) return show(el("p", { class: "error" }, "no such page"));
-  try {
-    show(...[await page(...args)].flat(2));
-  } catch (err) {
-    show(failure(err));
+  document.body.dataset.ready = "0";
+  if (page) {
+    try {
+      show(gen, ...[await page(...args)].flat(2));
+    } catch (err) {
+      show(gen, failure(err));
+    }
+  } else {
+    show(gen, el("p", { class: "error" }, "no such page"));
   }
-  document.body.dataset.ready = "1";
+  if (gen === generation) document.body.dataset.ready = "1";
 }
 
 async function search(event) {
@@ -216,7 +224,8 @@ subscribeBlocks(async (b) => {
   document.getElementById("head").textContent = `head ${b.height}`;
   if (route === "" && !refreshing) {
     refreshing = true;
-    try { show(...(await home()).flat(2)); } catch (err) { show(failure(err)); } finally { refreshing = false; }
+    const gen = generation;
+    try { show(gen, ...(await home()).flat(2)); } catch (err) { show(gen, failure(err)); } finally { refreshing = false; }
   }
 }, (state) => { liveState.textContent = state; liveState.className = state; });
 
