@@ -22,6 +22,7 @@ from core.state import AuthenticatedMap
 from core.tx import Transaction
 from core.types import Address, Hash32, Height
 from core.votes import Commit
+from node.chainindex import AccountTx
 from node.events import TxOutcome, TxState
 from node.metrics import StatusSample
 from node.views import (
@@ -34,6 +35,7 @@ from node.views import (
     ValidatorsView,
     ValidatorView,
 )
+from vm.poi import PoiOutcome
 from vm.state import (
     EMPTY_ACCOUNT,
     Account,
@@ -180,6 +182,13 @@ class Queries:
         if block is None:
             return None
         return block, store.commit(h)
+
+    def account_txs(self, address: Address, limit: int,
+                    before: tuple[int, int] | None = None) -> Sequence[AccountTx]:
+        return self._node.chain_index.account_txs(address, limit, before)
+
+    def poi_outcomes(self, height: int) -> Sequence[tuple[Address, PoiOutcome]] | None:
+        return self._node.chain_index.poi_outcomes(height)
 
     def block_height(self, block_id: Hash32) -> Height | None:
         return self._node.blockstore.height_of(block_id)

@@ -3,12 +3,14 @@ page of the explorer, every one bounded by a paging cap and run off the event lo
 
     ots_recentBlocks  the newest `count` (<= 100) blocks: time, interval, txs, gas, proposer and who signed
     ots_txDetail      a transaction with its payload decoded (an inference's inputs as tensors)
+    ots_accountTxs    an account's transactions, newest first, a page (<= 25) at a time (node.chainindex)
     ots_search        what a search box string names: a height, a block, a tx, an account or a model
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from typing import Any
 
 import trio
@@ -16,19 +18,22 @@ import trio
 from core.address import encode_address, parse_address
 from core.errors import DecodeError
 from core.tx import Transaction
-from core.types import Hash32, Height
+from core.types import Address, Hash32, Height
 from core.votes import Commit, VoteType
 from node.rpc import errors as E
 from node.rpc.api import NodeApi
 from node.rpc.dispatch import Param, Registry
 from node.rpc.jsonenc import to_json
-from node.rpc.methods import HASH, OBJ, parse_hash, tx_json
+from node.rpc.methods import ADDRESS, HASH, OBJ, parse_address_param, parse_hash, tx_json, tx_summary
+from vm.poi import PoiOutcome
 from vm.state import ModelRecord
 from vm.txs import PAYLOAD_TYPES, TxKind
 
 MAX_RECENT_BLOCKS = 100
 MAX_SEARCH_CHARS = 128
 MAX_TX_HASHES = 20
+MAX_ACCOUNT_TXS = 25
+"""`ots_accountTxs` page size cap: each entry reads the block holding it."""
 """`ots_recentBlocks` lists at most this many transaction hashes per block (the count is always exact)."""
 MAX_MODEL_NAME_SCAN = 1000
 """`ots_search` by model name reads at most this many models (ten pages of the node's model index)."""
@@ -57,6 +62,13 @@ def signers_json(commit: Commit | None, block_id: bytes) -> list[dict[str, Any]]
              "poi": v.poi is not None} for v in commit.precommits if v.type == VoteType.PRECOMMIT]
 
 
+def poi_json(outcomes: Sequence[tuple[Address, PoiOutcome]] | None) -> list[dict[str, str]] | None:
+    """How each validator's answer to this height's PoI challenge scored; None until block height+2."""
+    if outcomes is None:
+        return None
+    return [{"validator": encode_address(a), "outcome": o.value} for a, o in outcomes]
+
+
 def recent_blocks(api: NodeApi, count: int) -> list[dict[str, Any]]:
     newest = api.block(None)
     if newest is None:
@@ -79,7 +91,8 @@ def recent_blocks(api: NodeApi, count: int) -> list[dict[str, Any]]:
                         "gas_used": sum(int(r.gas_used) for r in block.results),
                         "fees": sum(int(tx.fee) for tx in block.txs),
                         "proposer": encode_address(block.header.proposer),
-                        "signers": signers_json(commit, bytes(block.id))})
+                        "signers": signers_json(commit, bytes(block.id)),
+                        "poi": poi_json(api.poi_outcomes(h))})
         previous_time = t
     out.reverse()
     return out
@@ -129,6 +142,50 @@ async def ots_tx_detail(api: NodeApi, hash: Hash32) -> dict[str, Any]:
         return {**tx_json(view), "payload": payload_json(view.tx)}
 
     return await trio.to_thread.run_sync(read)
+
+
+def parse_cursor(value: Any) -> tuple[int, int]:
+    if (not isinstance(value, list) or len(value) != 2
+            or not all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v < 2**32 for v in value)):
+        raise ValueError("before is [height, index] of the last transaction of the previous page")
+    return int(value[0]), int(value[1])
+
+
+def parse_account_limit(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_ACCOUNT_TXS:
+        raise ValueError(f"limit is an integer from 1 to {MAX_ACCOUNT_TXS}")
+    return value
+
+
+def account_txs(api: NodeApi, address: Address, limit: int, before: tuple[int, int] | None) -> dict[str, Any]:
+    entries = api.account_txs(address, limit, before)
+    out = []
+    for e in entries:
+        view = api.tx(e.tx_hash)
+        if view is None:  # indexed but not readable (pruned): say so rather than drop it
+            out.append({"hash": e.tx_hash.hex(), "height": e.height, "index": e.index})
+            continue
+        out.append({"hash": e.tx_hash.hex(), "height": e.height, "index": e.index, **tx_summary(view.tx),
+                    "status": view.result.status.name.lower(), "gas_used": int(view.result.gas_used)})
+    last = entries[-1] if len(entries) == limit else None
+    return {"txs": out, "next": [last.height, last.index] if last is not None else None}
+
+
+@registry.method("ots_accountTxs", "An account's transactions (sent, or transfers received), newest first, "
+                                   "from the node's index; `next` continues with the following page.",
+                 params=(Param("address", ADDRESS, "account address", parse=parse_address_param),
+                         Param("limit", {"type": "integer", "minimum": 1, "maximum": MAX_ACCOUNT_TXS},
+                               f"transactions per page (at most {MAX_ACCOUNT_TXS})", required=False,
+                               parse=parse_account_limit, default=MAX_ACCOUNT_TXS),
+                         Param("before", {"type": "array", "items": {"type": "integer", "minimum": 0},
+                                          "minItems": 2, "maxItems": 2},
+                               "[height, index] from the previous page's `next`; omit for the newest",
+                               required=False, parse=parse_cursor)),
+                 result="AccountTxs", result_schema=OBJ)
+async def ots_account_txs(api: NodeApi, address: Address, limit: int,
+                          before: tuple[int, int] | None) -> dict[str, Any]:
+    # Up to MAX_ACCOUNT_TXS index reads and block decodes: off the event loop.
+    return await trio.to_thread.run_sync(account_txs, api, address, limit, before)
 
 
 _HEX64 = re.compile(r"^(0x)?[0-9a-fA-F]{64}$")

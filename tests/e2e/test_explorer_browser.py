@@ -144,7 +144,8 @@ def test_home_loads_without_console_errors_and_follows_new_blocks_live(page: Pag
     page.until("three new heads", lambda: page.number("#head") > first + 2)
     # The list of latest blocks is redrawn from the live feed: its top row follows the head.
     page.until("a newer block in the list", lambda: page.number("table.blocks tbody tr td") > first)
-    assert page.tab.locator("svg.heat rect.cell.answered").count() > 0
+    # The heat strip shows scored PoI answers (the index scores challenge h once block h+2 reveals it).
+    assert page.tab.locator("svg.heat rect.cell.correct").count() > 0
     assert page.tab.locator("svg.chart").count() == 2
     assert "Latest transactions" in page.text()
     page.tab.screenshot(path=str(shots / "explorer-home.png"), full_page=True)
@@ -201,6 +202,8 @@ def test_account_validator_and_model_pages(page: Page, net: RealNet, sent: dict[
     page.open(f"#/account/{sent['to']}")
     balance = net.client(0).account(sent["to"]).balance
     assert str(balance) in page.text()
+    # Its recent transactions come from the node's index: the transfer it received is listed.
+    assert page.tab.locator(f"table.account-txs a[href='#/tx/{sent['transfer']['hash']}']").count() == 1
     page.tab.screenshot(path=str(shots / "explorer-account.png"), full_page=True)
     page.open("#/validators")
     assert page.tab.locator("table.validators tbody tr").count() == 4

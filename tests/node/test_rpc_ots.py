@@ -111,3 +111,20 @@ def test_the_explorer_page_and_its_files_carry_a_strict_content_security_policy(
     for missing in ("/explorer/nope.js", "/explorer/../node/rpc/server.py", "/explorer/%2e%2e/assets.py"):
         answer = httpx.get(served.url + missing, timeout=10)
         assert answer.status_code == 404, missing
+
+
+def test_account_txs_pages_newest_first_from_the_index_and_caps_the_page(served) -> None:
+    chain: SimChain = served.api
+    to = chain.account_keys[1].address
+    hashes = []
+    for amount in range(1, 5):
+        hashes.append(queue(served, lambda amount=amount: chain.transfer(0, to, amount)).hash.hex())
+        served.on_loop(chain.produce)
+    first = rpc(served.url, "ots_accountTxs", {"address": encode_address(to), "limit": 3})["result"]
+    assert [t["hash"] for t in first["txs"]] == hashes[::-1][:3]
+    assert first["txs"][0]["status"] == "ok" and first["txs"][0]["kind"] == 1
+    rest = rpc(served.url, "ots_accountTxs", {"address": encode_address(to), "before": first["next"]})["result"]
+    assert [t["hash"] for t in rest["txs"]] == [hashes[0]] and rest["next"] is None
+    for bad in ({"limit": 26}, {"before": [1]}, {"before": [-1, 0]}, {"limit": 0}):
+        answer = rpc(served.url, "ots_accountTxs", {"address": encode_address(to), **bad})
+        assert answer["error"]["code"] == E.INVALID_PARAMS, bad

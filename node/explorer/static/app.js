@@ -35,7 +35,7 @@ async function home() {
   const lastSigners = recent.length ? recent[0].signers.filter((s) => s.for_block).length : 0;
   const names = vals.validators.map((v) => v.address);
   const cells = new Map();
-  for (const b of chron) for (const s of b.signers) cells.set(`${s.validator}@${b.height}`, s.poi ? "answered" : "missed");
+  for (const b of chron) for (const p of b.poi ?? []) cells.set(`${p.validator}@${b.height}`, p.outcome);
   const txs = recent.flatMap((b) => b.tx_hashes.map((h) => [b.height, h])).slice(0, 20);
   return [
     el("section", { class: "cards" },
@@ -47,8 +47,8 @@ async function home() {
       barChart("block interval", chron.map((b) => b.height), chron.map((b) => (b.interval ?? NaN) / 1000), "s"),
       barChart("tx/s", chron.map((b) => b.height),
                chron.map((b) => (b.interval ? b.txs / (b.interval / 1000) : NaN)), "tx/s"),
-      heatStrip("PoI per validator per height", chron.map((b) => b.height), names,
-                (v, h) => cells.get(`${v}@${h}`) ?? "absent")),
+      heatStrip("PoI per validator per challenge height", chron.map((b) => b.height), names,
+                (v, h) => cells.get(`${v}@${h}`) ?? "unscored")),
     el("h2", {}, "Latest blocks"),
     table(["height", "id", "time", "txs", "gas", "proposer", "signed"], recent.slice(0, 15).map((b) => [
       link(["block", b.height], b.height), short(b.id), time(b.time), b.txs, b.gas_used,
@@ -140,15 +140,26 @@ async function checkProof(hash, height, target) {
 }
 
 async function accountPage(address) {
-  const [a, vals] = await Promise.all([call("account", { address }), call("validators")]);
+  const [a, vals, recent] = await Promise.all([
+    call("account", { address }), call("validators"), call("ots_accountTxs", { address, limit: 25 }),
+  ]);
   const owned = vals.validators.filter((v) => v.owner === address || v.address === address);
   return [
     el("h2", {}, "Account"),
     facts([["address", a.address], ["balance", a.balance], ["nonce", a.nonce], ["exists", a.exists ? "yes" : "no"],
            ["stake", owned.reduce((n, v) => n + v.stake, 0)], ["at height", a.height]]),
     owned.length ? [el("h3", {}, "Validators it owns or is"), validatorTable(owned)] : [],
+    el("h3", {}, "Recent transactions"),
+    recent.txs.length
+      ? table(["height", "hash", "kind", "from", "status", "fee"], recent.txs.map((t) => [
+          link(["block", t.height], t.height), link(["tx", t.hash], short(t.hash, 16)), KINDS[t.kind] ?? t.kind,
+          t.sender ? link(["account", t.sender], short(t.sender, 16)) : "–", t.status ? status(t.status) : "–", t.fee ?? "–",
+        ]), "list account-txs")
+      : el("p", {}, "no transactions"),
   ];
 }
+
+const KINDS = { 1: "transfer", 2: "stake", 3: "unstake", 4: "unjail", 5: "model chunk", 6: "infer" };
 
 function validatorTable(list) {
   return table(["address", "power", "stake", "PoI score", "correct", "wrong", "missed", "jailed", "slashed"], list.map((v) => [

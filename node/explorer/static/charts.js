@@ -31,11 +31,12 @@ export function barChart(title, labels, values, unit) {
   return root;
 }
 
-// One row per validator, one cell per height (oldest first): answered (poi), missed, or absent.
+// One row per validator, one cell per challenge height (oldest first), coloured by how its answer scored.
 export function heatStrip(title, heights, validators, cellOf) {
   const cell = 12, left = 120, top = 20;
   const width = left + heights.length * cell + 4, height = top + validators.length * cell + 18;
-  const root = svg("svg", { viewBox: `0 0 ${width} ${height}`, class: "heat", role: "img", "aria-label": title });
+  const root = svg("svg", { viewBox: `0 0 ${width} ${height}`, width, height, class: "heat", role: "img",
+                            "aria-label": title });
   root.append(svg("title", {}, title));
   root.append(svg("text", { x: 0, y: 12, class: "label" }, title));
   validators.forEach((v, row) => {
@@ -49,6 +50,6 @@ export function heatStrip(title, heights, validators, cellOf) {
     });
   });
   root.append(svg("text", { x: left, y: height - 4, class: "axis" },
-                  "green: answered, red: missed (no PoI answer), grey: no precommit"));
+                  "green: correct, red: wrong, orange: absent (missed), grey: not scored yet"));
   return root;
 }
