@@ -14,7 +14,7 @@ export function barChart(title, labels, values, unit) {
   const root = svg("svg", { viewBox: `0 0 ${width} ${height}`, class: "chart", role: "img", "aria-label": title });
   root.append(svg("title", {}, title));
   const max = Math.max(1e-9, ...values.filter((v) => Number.isFinite(v)));
-  const step = (width - pad) / Math.max(1, values.length);
+  const step = (width - 2 * pad) / Math.max(1, values.length);
   values.forEach((v, i) => {
     const h = Number.isFinite(v) ? ((height - 2 * pad) * v) / max : 0;
     const bar = svg("rect", { x: pad + i * step + 1, y: height - pad - h, width: Math.max(1, step - 2), height: h,
