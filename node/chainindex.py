@@ -3,6 +3,7 @@ path, by a task that follows the node's event hub and reads committed blocks fro
 
     a ‖ address ‖ height ‖ index  -> tx hash    every transaction an account sent or received (transfers)
     p ‖ height                    -> outcomes   how each validator's PoI answer for challenge `height` scored
+    c ‖ model id                  -> count      inference transactions on the model that ran (status ok)
     h                             -> height     the last block indexed
 
 Everything here is derived from committed blocks: losing the directory loses nothing (it is rebuilt from the
@@ -22,18 +23,20 @@ import trio
 
 from core.block import Block
 from core.errors import DecodeError
+from core.header import TxStatus
 from core.store import KVStore
 from core.types import Address, Hash32, Height
 from node.events import SubscriberTooSlow
 from vm.poi import PoiOutcome, score_commitments
 from vm.state import PendingPoi, PoiEntry
-from vm.txs import Transfer, TxKind
+from vm.txs import Infer, Transfer, TxKind
 
 log = logging.getLogger(__name__)
 
 _HEIGHT = b"h"
 _ACCOUNT = b"a"
 _POI = b"p"
+_CALLS = b"c"
 _OUTCOME_CODE = {PoiOutcome.CORRECT: 1, PoiOutcome.WRONG: 2, PoiOutcome.ABSENT: 3}
 _OUTCOME_OF = {code: outcome for outcome, code in _OUTCOME_CODE.items()}
 CATCH_UP_BATCH = 256
@@ -48,6 +51,13 @@ class AccountTx:
     height: int
     index: int
     tx_hash: Hash32
+
+
+def _infer_model(payload: bytes) -> bytes | None:
+    try:
+        return bytes(Infer.decode(payload).model_id)
+    except DecodeError:  # cannot happen for a call that ran; never let it stop the index
+        return None
 
 
 def _u64(n: int) -> bytes:
@@ -86,6 +96,10 @@ class ChainIndex:
                 break
         return out
 
+    def model_calls(self, model_id: Hash32) -> int:
+        raw = self.db.get(_CALLS + bytes(model_id))
+        return 0 if raw is None else int.from_bytes(raw, "big")
+
     def poi_outcomes(self, height: int) -> list[tuple[Address, PoiOutcome]] | None:
         """How each member's answer to challenge `height` scored; None until block height+2 is indexed."""
         raw = self.db.get(_POI + _u64(height))
@@ -115,8 +129,13 @@ class ChainIndex:
 
     def _index(self, block: Block, previous: Block | None) -> None:
         height = int(block.height)
+        calls: dict[bytes, int] = {}
         with self.db.write_batch() as batch:
-            for index, tx in enumerate(block.txs):
+            for index, (tx, result) in enumerate(zip(block.txs, block.results, strict=False)):
+                if tx.kind == TxKind.INFER and result.status == TxStatus.OK:
+                    model_id = _infer_model(tx.payload)
+                    if model_id is not None:
+                        calls[model_id] = calls.get(model_id, self.model_calls(Hash32(model_id))) + 1
                 suffix = _u64(height) + index.to_bytes(4, "big")
                 batch.put(_ACCOUNT + bytes(tx.sender_address) + suffix, bytes(tx.hash))
                 if tx.kind == TxKind.TRANSFER:
@@ -126,6 +145,8 @@ class ChainIndex:
                         continue
                     if to != tx.sender_address:
                         batch.put(_ACCOUNT + bytes(to) + suffix, bytes(tx.hash))
+            for model_id, count in calls.items():
+                batch.put(_CALLS + model_id, _u64(count))
             scored = self._score(block, previous)
             if scored is not None:
                 batch.put(_POI + _u64(height - 2), scored)

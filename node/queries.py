@@ -187,6 +187,9 @@ class Queries:
                     before: tuple[int, int] | None = None) -> Sequence[AccountTx]:
         return self._node.chain_index.account_txs(address, limit, before)
 
+    def model_calls(self, model_id: Hash32) -> int:
+        return self._node.chain_index.model_calls(model_id)
+
     def poi_outcomes(self, height: int) -> Sequence[tuple[Address, PoiOutcome]] | None:
         return self._node.chain_index.poi_outcomes(height)
 

@@ -72,6 +72,10 @@ class NodeApi(Protocol):
         `before` (height, index) continues a page."""
         ...
 
+    def model_calls(self, model_id: Hash32) -> int:
+        """Inferences on the model that ran (the explorer's index)."""
+        ...
+
     def poi_outcomes(self, height: int) -> Sequence[tuple[Address, PoiOutcome]] | None:
         """How each validator's answer to PoI challenge `height` scored (the explorer's index); None until
         indexed."""

@@ -4,6 +4,7 @@ page of the explorer, every one bounded by a paging cap and run off the event lo
     ots_recentBlocks  the newest `count` (<= 100) blocks: time, interval, txs, gas, proposer and who signed
     ots_txDetail      a transaction with its payload decoded (an inference's inputs as tensors)
     ots_accountTxs    an account's transactions, newest first, a page (<= 25) at a time (node.chainindex)
+    ots_modelStats    a model's calls (from the index) and its golden vectors
     ots_search        what a search box string names: a height, a block, a tx, an account or a model
 """
 
@@ -186,6 +187,22 @@ async def ots_account_txs(api: NodeApi, address: Address, limit: int,
                           before: tuple[int, int] | None) -> dict[str, Any]:
     # Up to MAX_ACCOUNT_TXS index reads and block decodes: off the event loop.
     return await trio.to_thread.run_sync(account_txs, api, address, limit, before)
+
+
+@registry.method("ots_modelStats", "A model's usage and checks: inferences that ran on it (the node's index) "
+                                   "and the golden vectors it was checked against at registration.",
+                 params=(Param("model_id", HASH, "model id", parse=parse_hash),),
+                 result="ModelStats", result_schema=OBJ, errors=(E.NOT_FOUND,))
+async def ots_model_stats(api: NodeApi, model_id: Hash32) -> dict[str, Any]:
+    def read() -> dict[str, Any]:
+        view = api.model(model_id)
+        if view is None or not isinstance(view.record, ModelRecord):
+            raise E.not_found(f"no registered model {model_id.hex()}")
+        golden = len(view.record.meta.golden)
+        return {"model_id": model_id.hex(), "calls": api.model_calls(model_id), "golden_vectors": golden,
+                "golden_status": f"{golden} golden vector(s) reproduced by the chain at registration"}
+
+    return await trio.to_thread.run_sync(read)
 
 
 _HEX64 = re.compile(r"^(0x)?[0-9a-fA-F]{64}$")

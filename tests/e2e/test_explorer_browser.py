@@ -211,6 +211,8 @@ def test_account_validator_and_model_pages(page: Page, net: RealNet, sent: dict[
     page.search("digits_int8", "model")
     assert "Model digits_int8" in page.text()
     assert sent["inference"]["model_id"] in page.text()
+    calls = page.tab.locator("table.facts tr:has(th:text-is('calls')) td").inner_text()
+    assert int(calls) >= 1  # the inference sent above, counted by the node's index
     page.tab.screenshot(path=str(shots / "explorer-model.png"), full_page=True)
     assert page.errors == []
 

@@ -161,6 +161,9 @@ class SimChain:
                     before: tuple[int, int] | None = None) -> Sequence[AccountTx]:
         return self.index.account_txs(address, limit, before)
 
+    def model_calls(self, model_id: Hash32) -> int:
+        return self.index.model_calls(model_id)
+
     def poi_outcomes(self, height: int) -> Sequence[tuple[Address, PoiOutcome]] | None:
         return self.index.poi_outcomes(height)
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from core.store import MemoryStore
+from core.types import Hash32
 from node.chainindex import ChainIndex
 from node.leveldb import LevelDBStore
 from tests.node.simchain import SimChain
@@ -71,3 +72,14 @@ def test_a_lost_index_is_rebuilt_from_the_blocks_alone(tmp_path: Path) -> None:
     a = chain.account_keys[0].address
     assert again.account_txs(a, 100) == first.account_txs(a, 100)
     first.db.close()
+
+
+def test_inferences_that_ran_are_counted_per_model(tmp_path: Path) -> None:
+    chain = SimChain()
+    for values in ([1.0], [2.0, 3.0]):
+        chain.pending.append(chain.infer(0, values))
+        chain.produce()
+    index = open_index(tmp_path / "index", chain)
+    index.catch_up()
+    assert index.model_calls(Hash32(b"\x07" * 32)) == 2 and index.model_calls(Hash32(b"\x08" * 32)) == 0
+    index.db.close()

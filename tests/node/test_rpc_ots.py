@@ -73,6 +73,7 @@ def test_tx_detail_decodes_an_inference_payload_and_reports_missing_txs(served) 
     assert payload["inputs"][0]["dtype"] == "float32" and payload["inputs"][0]["shape"] == [3]
     assert detail["height"] == 1 and detail["raw_tx"] == tx.encode().hex()
     assert rpc(served.url, "ots_txDetail", {"hash": "ab" * 32})["error"]["code"] == E.NOT_FOUND
+    assert rpc(served.url, "ots_modelStats", {"model_id": "07" * 32})["error"]["code"] == E.NOT_FOUND
 
 
 def test_search_names_heights_blocks_txs_and_accounts_and_refuses_oversized_queries(served) -> None:

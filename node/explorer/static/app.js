@@ -181,12 +181,13 @@ async function modelsPage() {
 }
 
 async function modelPage(id) {
-  const m = await call("model", { model_id: id });
+  const [m, stats] = await Promise.all([call("model", { model_id: id }), call("ots_modelStats", { model_id: id })]);
   const spec = (s) => `${s.name}: ${s.dtype} [${s.shape.join(", ")}]`;
   return [el("h2", {}, `Model ${m.name}`), facts([
     ["id", m.model_id], ["owner", link(["account", m.owner], m.owner)], ["class", m.model_class],
     ["inputs", m.inputs.map(spec).join("; ")], ["outputs", m.outputs.map(spec).join("; ")],
     ["gas per call", m.gas_per_call], ["fee per call", m.fee_per_call], ["bytes", m.total_bytes],
+    ["calls", stats.calls], ["golden", stats.golden_status],
     ["registered at", link(["block", m.registered_at], m.registered_at)],
   ])];
 }
