@@ -15,9 +15,10 @@ the commit of h (carried by block h+1), scored against the output revealed in bl
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Callable, Sequence
-from contextlib import AbstractAsyncContextManager
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
+from contextlib import AbstractAsyncContextManager, aclosing
 from dataclasses import dataclass
+from typing import cast
 
 import trio
 
@@ -178,7 +179,9 @@ class ChainIndex:
         started = False
         while True:
             try:
-                async with committed_blocks() as blocks:
+                async with committed_blocks() as blocks, aclosing(cast(AsyncGenerator[Block, None], blocks)):
+                    # aclosing: a cancel that lands while a batch is indexed leaves the stream suspended at
+                    # its yield; it is closed here, not by the garbage collector.
                     while await trio.to_thread.run_sync(self.catch_up):
                         pass
                     if not started:
