@@ -5,6 +5,7 @@ path, by a task that follows the node's event hub and reads committed blocks fro
     p ‖ height                    -> outcomes   how each validator's PoI answer for challenge `height` scored
     c ‖ model id                  -> count      inference transactions on the model that ran (status ok)
     h                             -> height     the last block indexed
+    i                             -> block id   its id: an index of another chain (a reset home) is dropped
 
 Everything here is derived from committed blocks: losing the directory loses nothing (it is rebuilt from the
 block store on the next start), and the index never feeds back into consensus or the VM. The PoI outcomes are
@@ -35,6 +36,7 @@ from vm.txs import Infer, Transfer, TxKind
 log = logging.getLogger(__name__)
 
 _HEIGHT = b"h"
+_HEAD_ID = b"i"
 _ACCOUNT = b"a"
 _POI = b"p"
 _CALLS = b"c"
@@ -113,6 +115,7 @@ class ChainIndex:
 
     def catch_up(self, limit: int = CATCH_UP_BATCH) -> int:
         """Index up to `limit` committed blocks above the indexed height; returns how many (blocking I/O)."""
+        self._drop_if_foreign()
         done = 0
         previous: Block | None = None
         height = self.indexed_height()
@@ -127,6 +130,28 @@ class ChainIndex:
             height += 1
             done += 1
         return done
+
+    def _drop_if_foreign(self) -> None:
+        """Delete the whole index when its last block is not this chain's block at that height."""
+        height = self.indexed_height()
+        if height == 0:
+            return
+        block = self._blocks(height) if height <= self._head() else None
+        if block is not None and self.db.get(_HEAD_ID) == bytes(block.id):
+            return
+        log.warning("the explorer index at height %d is not of this chain; rebuilding it", height)
+        pending: list[bytes] = []
+        for key, _ in self.db.iterate():  # LevelDB iterates a snapshot: deleting meanwhile is safe
+            pending.append(key)
+            if len(pending) >= 10_000:
+                self._delete(pending)
+        self._delete(pending)
+
+    def _delete(self, keys: list[bytes]) -> None:
+        with self.db.write_batch() as batch:
+            for key in keys:
+                batch.delete(key)
+        keys.clear()
 
     def _index(self, block: Block, previous: Block | None) -> None:
         height = int(block.height)
@@ -152,6 +177,7 @@ class ChainIndex:
             if scored is not None:
                 batch.put(_POI + _u64(height - 2), scored)
             batch.put(_HEIGHT, _u64(height))
+            batch.put(_HEAD_ID, bytes(block.id))
 
     def _score(self, block: Block, previous: Block | None) -> bytes | None:
         """The outcomes of challenge height-2, if this block reveals its output and the previous block's last

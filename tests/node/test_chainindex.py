@@ -83,3 +83,22 @@ def test_inferences_that_ran_are_counted_per_model(tmp_path: Path) -> None:
     index.catch_up()
     assert index.model_calls(Hash32(b"\x07" * 32)) == 2 and index.model_calls(Hash32(b"\x08" * 32)) == 0
     index.db.close()
+
+
+def test_an_index_of_another_chain_is_dropped_and_rebuilt(tmp_path: Path) -> None:
+    """A home whose data/ was reset keeps index/: the index must not show the old chain's transactions."""
+    old = SimChain(balance=10**12)
+    for _ in range(4):
+        send(old, 0, 1, 7)
+        old.produce()
+    index = open_index(tmp_path / "index", old)
+    index.catch_up()
+    index.db.close()
+    new = SimChain(balance=10**11)  # other genesis balances: other state roots, other block ids
+    fresh = send(new, 0, 1, 9)
+    new.produce()
+    new.produce()
+    index = open_index(tmp_path / "index", new)
+    assert index.catch_up() == 2 and index.indexed_height() == 2
+    assert [bytes(e.tx_hash) for e in index.account_txs(new.account_keys[0].address, 100)] == [fresh]
+    index.db.close()
