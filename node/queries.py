@@ -338,5 +338,5 @@ def _validator_view(address: Address, public_key: bytes, power: int, record: Val
     return ValidatorView(address, bytes(record.public_key), power, record.owner, int(record.stake),
                          record.jailed, int(record.jailed_until), record.tombstoned, int(record.poi_correct),
                          int(record.poi_wrong), int(record.poi_missed), int(record.slashed),
-                         int(record.rewards), in_set)
+                         int(record.rewards), in_set, int(record.miss_bits).bit_count())
 

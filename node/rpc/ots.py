@@ -5,6 +5,7 @@ page of the explorer, every one bounded by a paging cap and run off the event lo
     ots_txDetail      a transaction with its payload decoded (an inference's inputs as tensors)
     ots_accountTxs    an account's transactions, newest first, a page (<= 25) at a time (node.chainindex)
     ots_modelStats    a model's calls (from the index) and its golden vectors
+    ots_validators    the signing set as `validators`, with PoI misses in the slashing window and its limits
     ots_search        what a search box string names: a height, a block, a tx, an account or a model
 """
 
@@ -25,7 +26,16 @@ from node.rpc import errors as E
 from node.rpc.api import NodeApi
 from node.rpc.dispatch import Param, Registry
 from node.rpc.jsonenc import to_json
-from node.rpc.methods import ADDRESS, HASH, OBJ, parse_address_param, parse_hash, tx_json, tx_summary
+from node.rpc.methods import (
+    ADDRESS,
+    HASH,
+    OBJ,
+    parse_address_param,
+    parse_hash,
+    tx_json,
+    tx_summary,
+    validators_json,
+)
 from vm.poi import PoiOutcome
 from vm.state import ModelRecord
 from vm.txs import PAYLOAD_TYPES, TxKind
@@ -187,6 +197,21 @@ async def ots_account_txs(api: NodeApi, address: Address, limit: int,
                           before: tuple[int, int] | None) -> dict[str, Any]:
     # Up to MAX_ACCOUNT_TXS index reads and block decodes: off the event loop.
     return await trio.to_thread.run_sync(account_txs, api, address, limit, before)
+
+
+@registry.method("ots_validators", "The next block's signing set as `validators` returns it, with each "
+                                   "validator's PoI misses in the slashing window and the window's size and limit.",
+                 result="ValidatorsWindow", result_schema=OBJ)
+async def ots_validators(api: NodeApi) -> dict[str, Any]:
+    view = api.validators(None)
+    body = validators_json(view)
+    for entry, v in zip(body["validators"], view.validators, strict=True):
+        entry["window_misses"] = v.window_misses
+    current = api.params()
+    slashing = getattr(current, "slashing", None)
+    body["miss_window"] = int(slashing.miss_window) if slashing is not None else None
+    body["max_misses"] = int(slashing.max_misses) if slashing is not None else None
+    return body
 
 
 @registry.method("ots_modelStats", "A model's usage and checks: inferences that ran on it (the node's index) "

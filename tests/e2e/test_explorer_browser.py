@@ -207,6 +207,7 @@ def test_account_validator_and_model_pages(page: Page, net: RealNet, sent: dict[
     page.tab.screenshot(path=str(shots / "explorer-account.png"), full_page=True)
     page.open("#/validators")
     assert page.tab.locator("table.validators tbody tr").count() == 4
+    assert "misses in window" in page.tab.inner_text("table.validators thead")
     page.tab.screenshot(path=str(shots / "explorer-validators.png"), full_page=True)
     page.search("digits_int8", "model")
     assert "Model digits_int8" in page.text()

@@ -129,3 +129,12 @@ def test_account_txs_pages_newest_first_from_the_index_and_caps_the_page(served)
     for bad in ({"limit": 26}, {"before": [1]}, {"before": [-1, 0]}, {"limit": 0}):
         answer = rpc(served.url, "ots_accountTxs", {"address": encode_address(to), **bad})
         assert answer["error"]["code"] == E.INVALID_PARAMS, bad
+
+
+def test_validators_carry_their_misses_in_the_slashing_window(served) -> None:
+    chain: SimChain = served.api
+    served.on_loop(chain.produce)
+    body = rpc(served.url, "ots_validators")["result"]
+    assert {v["address"] for v in body["validators"]} == {encode_address(k.address) for k in chain.validator_keys}
+    assert all(v["window_misses"] == 0 for v in body["validators"])
+    assert body["miss_window"] is None  # this chain publishes no parameters

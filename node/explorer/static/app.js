@@ -32,7 +32,9 @@ async function home() {
   const chron = [...recent].reverse();
   const intervals = chron.filter((b) => b.interval !== null).map((b) => b.interval);
   const avg = intervals.length ? intervals.reduce((a, b) => a + b, 0) / intervals.length : null;
-  const lastSigners = recent.length ? recent[0].signers.filter((s) => s.for_block).length : 0;
+  // Up: precommitted at least one of the last five blocks (a commit holds the quorum, not always every vote).
+  const upSet = new Set(recent.slice(0, 5).flatMap((b) => b.signers.filter((s) => s.for_block).map((s) => s.validator)));
+  const lastSigners = vals.validators.filter((v) => upSet.has(v.address)).length;
   const names = vals.validators.map((v) => v.address);
   const cells = new Map();
   for (const b of chron) for (const p of b.poi ?? []) cells.set(`${p.validator}@${b.height}`, p.outcome);
@@ -41,7 +43,7 @@ async function home() {
     el("section", { class: "cards" },
       card("head", link(["block", status.height], status.height), `block ${short(status.block_id)}`),
       card("block interval", avg === null ? "–" : `${(avg / 1000).toFixed(2)} s`, `mean of the last ${intervals.length}`),
-      card("validators up", `${lastSigners} / ${names.length}`, "precommitted the head"),
+      card("validators up", `${lastSigners} / ${names.length}`, "precommitted one of the last 5 blocks"),
       card("chain", status.chain_id, `peers ${status.peers}, mempool ${status.mempool_size}`)),
     el("section", { class: "pictures" },
       barChart("block interval", chron.map((b) => b.height), chron.map((b) => (b.interval ?? NaN) / 1000), "s"),
@@ -161,16 +163,22 @@ async function accountPage(address) {
 
 const KINDS = { 1: "transfer", 2: "stake", 3: "unstake", 4: "unjail", 5: "model chunk", 6: "infer" };
 
-function validatorTable(list) {
-  return table(["address", "power", "stake", "PoI score", "correct", "wrong", "missed", "jailed", "slashed"], list.map((v) => [
-    link(["account", v.address], short(v.address, 20)), v.power, v.stake, v.poi.score, v.poi.correct, v.poi.wrong,
-    v.poi.missed, v.jailed ? (v.tombstoned ? "tombstoned" : `until ${v.jailed_until}`) : "no", v.slashed,
-  ]), "list validators");
+function validatorTable(list, window) {
+  const head = ["address", "power", "stake", "PoI score", "correct", "wrong", "missed", "jailed", "slashed"];
+  if (window) head.splice(7, 0, `misses in window (${window.miss_window}, jail at ${window.max_misses})`);
+  return table(head, list.map((v) => {
+    const row = [link(["account", v.address], short(v.address, 20)), v.power, v.stake, v.poi.score, v.poi.correct,
+                 v.poi.wrong, v.poi.missed, v.jailed ? (v.tombstoned ? "tombstoned" : `until ${v.jailed_until}`) : "no",
+                 v.slashed];
+    if (window) row.splice(7, 0, v.window_misses);
+    return row;
+  }), "list validators");
 }
 
 async function validatorsPage() {
-  const vals = await call("validators");
-  return [el("h2", {}, `Validators (next height ${vals.height}, total power ${vals.total_power})`), validatorTable(vals.validators)];
+  const vals = await call("ots_validators");
+  return [el("h2", {}, `Validators (next height ${vals.height}, total power ${vals.total_power})`),
+          validatorTable(vals.validators, vals.miss_window === null ? null : vals)];
 }
 
 async function modelsPage() {
