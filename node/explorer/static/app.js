@@ -196,7 +196,7 @@ async function modelPage(id) {
     ["inputs", m.inputs.map(spec).join("; ")], ["outputs", m.outputs.map(spec).join("; ")],
     ["gas per call", m.gas_per_call], ["fee per call", m.fee_per_call], ["bytes", m.total_bytes],
     ["calls", stats.calls], ["golden", stats.golden_status],
-    ["registered at", link(["block", m.registered_at], m.registered_at)],
+    ["registered at", m.registered_at > 0 ? link(["block", m.registered_at], m.registered_at) : "genesis"],
   ])];
 }
 
