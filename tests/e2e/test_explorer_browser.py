@@ -61,8 +61,11 @@ def sent(net: RealNet, tmp_path_factory: pytest.TempPathFactory) -> dict[str, An
     path = tmp_path_factory.mktemp("inputs") / "x.npy"
     np.save(path, x)
     inference = json.loads(cli("infer", "digits_int8", str(path), "--from", "dev0", "--json"))
-    assert transfer["status"] == "ok" and inference["status"] == "ok"
-    return {"transfer": transfer, "inference": inference, "to": to, "input": x}
+    floats = path.with_name("x.json")
+    floats.write_text(json.dumps({"x": [[(i % 16) / 16 for i in range(64)]]}))
+    tolerant = json.loads(cli("infer", "digits_mlp", str(floats), "--from", "dev0", "--json"))
+    assert transfer["status"] == "ok" and inference["status"] == "ok" and tolerant["status"] == "ok"
+    return {"transfer": transfer, "inference": inference, "tolerant": tolerant, "to": to, "input": x}
 
 
 @pytest.fixture(scope="module")
@@ -195,6 +198,14 @@ def test_an_inference_shows_its_inputs_outputs_and_a_proof_verified_in_the_page(
     shown_out = [float(c) for c in grids.nth(1).locator("td").all_inner_texts()]
     assert shown_out == [float(v) for v in np.asarray(inference["outputs"][0]["values"]).reshape(-1)]
     page.tab.screenshot(path=str(shots / "explorer-inference.png"), full_page=True)
+
+    # A float model's outputs are committed on a grid; the page shows them as q / 2^k, as the CLI does.
+    tolerant = sent["tolerant"]
+    page.open(f"#/tx/{tolerant['hash']}")
+    page.tab.wait_for_selector("#proof.verified", timeout=WAIT_MS)
+    shown = [float(c) for c in page.tab.locator("table.grid").nth(1).locator("td").all_inner_texts()]
+    assert shown == [float(v) for v in np.asarray(tolerant["outputs"][0]["values"]).reshape(-1)]
+    assert "shown as q / 2^" in page.text()
     assert page.errors == []
 
 

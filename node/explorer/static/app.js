@@ -93,12 +93,18 @@ function status(s) {
   return el("span", { class: s === "ok" ? "ok" : "bad" }, s);
 }
 
-function grid(tensor) {
+// A tensor as a table of numbers. `gridK`: the output is a float committed on the grid q = round(y * 2^k), and
+// each cell shows q / 2^k (q itself in the cell's title).
+function grid(tensor, name, gridK = null) {
   const rows = tensorRows(tensor);
-  return el("div", { class: "tensor" },
-    el("div", { class: "note" }, `${tensor.dtype} [${tensor.shape.join(", ")}]`),
-    el("table", { class: "grid" }, rows.slice(0, 64).map((r) => el("tr", {}, r.slice(0, 64).map((v) => el("td", {}, v))))));
+  const cell = (v) => (gridK === null ? el("td", {}, v) : el("td", { title: `q = ${v}` }, Number(v) / 2 ** gridK));
+  const note = `${name ? name + ": " : ""}${tensor.dtype} [${tensor.shape.join(", ")}]` +
+    (gridK === null ? "" : `, committed on the grid q = round(y·2^${gridK}), shown as q / 2^${gridK}`);
+  return el("div", { class: "tensor" }, el("div", { class: "note" }, note),
+    el("table", { class: "grid" }, rows.slice(0, 64).map((r) => el("tr", {}, r.slice(0, 64).map(cell)))));
 }
+
+const FLOATS = new Set(["float16", "float32", "float64"]);
 
 async function txPage(hash) {
   const t = await call("ots_txDetail", { hash });
@@ -112,10 +118,15 @@ async function txPage(hash) {
            ["result data", t.result.data || "–"]]),
   ];
   if (p.kind === "infer") {
-    parts.push(el("h3", {}, "Inputs"), facts([["model", link(["model", p.model_id], p.model_id)],
+    const model = await call("model", { model_id: p.model_id }).catch(() => null);
+    const specs = model ? model.outputs : [];
+    parts.push(el("h3", {}, "Inputs"), facts([["model", link(["model", p.model_id], model ? model.name : p.model_id)],
                                                ["max model fee", p.max_model_fee]]),
-               ...p.inputs.map(grid));
-    parts.push(el("h3", {}, "Outputs"), ...t.result.outputs.map(grid));
+               ...p.inputs.map((x, i) => grid(x, model && model.inputs[i] ? model.inputs[i].name : "")));
+    parts.push(el("h3", {}, "Outputs"), ...t.result.outputs.map((y, i) => {
+      const spec = specs[i];
+      return grid(y, spec ? spec.name : "", spec && FLOATS.has(spec.dtype) ? Number(model.grid_k) : null);
+    }));
     const proof = el("p", { class: "proof", id: "proof" }, "checking the proof…");
     parts.push(el("h3", {}, "Proof"), proof);
     checkProof(t.hash, t.height, proof);
