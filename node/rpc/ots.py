@@ -231,13 +231,14 @@ async def ots_model_stats(api: NodeApi, model_id: Hash32) -> dict[str, Any]:
 
 
 _HEX64 = re.compile(r"^(0x)?[0-9a-fA-F]{64}$")
+_DIGITS = re.compile(r"^[0-9]{1,20}$")
 
 
 def search(api: NodeApi, query: str) -> dict[str, Any]:
     """What `query` names, checked in a fixed order; {"kind": "none"} when nothing matches."""
-    if query.isdigit() and len(query) <= 20:
+    if _DIGITS.match(query):  # ASCII digits only: str.isdigit() also takes '²', which int() refuses
         height = int(query)
-        if height >= 1 and api.block(Height(height)) is not None:
+        if 1 <= height <= int(api.status().height) and api.block(Height(height)) is not None:
             return {"kind": "block", "height": height}
         return {"kind": "none"}
     if _HEX64.match(query):

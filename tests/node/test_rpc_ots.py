@@ -88,6 +88,7 @@ def test_search_names_heights_blocks_txs_and_accounts_and_refuses_oversized_quer
 
     assert search("2") == {"kind": "block", "height": 2}
     assert search("99") == {"kind": "none"}
+    assert search("²") == {"kind": "none"} and search("9" * 20) == {"kind": "none"}
     assert search(chain.blocks[1].id.hex()) == {"kind": "block", "height": 2}
     assert search("0x" + tx.hash.hex().upper()) == {"kind": "tx", "hash": tx.hash.hex()}
     assert search(encode_address(to)) == {"kind": "account", "address": encode_address(to)}
