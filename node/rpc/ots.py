@@ -20,7 +20,7 @@ import trio
 from core.address import encode_address, parse_address
 from core.errors import DecodeError
 from core.tx import Transaction
-from core.types import Address, Hash32, Height
+from core.types import U64_MAX, Address, Hash32, Height
 from core.votes import Commit, VoteType
 from node.rpc import errors as E
 from node.rpc.api import NodeApi
@@ -238,7 +238,7 @@ def search(api: NodeApi, query: str) -> dict[str, Any]:
     """What `query` names, checked in a fixed order; {"kind": "none"} when nothing matches."""
     if _DIGITS.match(query):  # ASCII digits only: str.isdigit() also takes '²', which int() refuses
         height = int(query)
-        if 1 <= height <= int(api.status().height) and api.block(Height(height)) is not None:
+        if 1 <= height <= U64_MAX and api.block(Height(height)) is not None:
             return {"kind": "block", "height": height}
         return {"kind": "none"}
     if _HEX64.match(query):
