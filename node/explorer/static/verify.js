@@ -32,6 +32,9 @@ function equal(a, b) {
 }
 
 export async function sha256(bytes) {
+  if (!globalThis.crypto?.subtle) {
+    throw new Error("the browser offers no WebCrypto here: open the explorer from 127.0.0.1, localhost or over https");
+  }
   return new Uint8Array(await crypto.subtle.digest("SHA-256", bytes));
 }
 
