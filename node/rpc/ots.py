@@ -43,9 +43,9 @@ from vm.txs import PAYLOAD_TYPES, TxKind
 MAX_RECENT_BLOCKS = 100
 MAX_SEARCH_CHARS = 128
 MAX_TX_HASHES = 20
+"""`ots_recentBlocks` lists at most this many transaction hashes per block (the count is always exact)."""
 MAX_ACCOUNT_TXS = 25
 """`ots_accountTxs` page size cap: each entry reads the block holding it."""
-"""`ots_recentBlocks` lists at most this many transaction hashes per block (the count is always exact)."""
 MAX_MODEL_NAME_SCAN = 1000
 """`ots_search` by model name reads at most this many models (ten pages of the node's model index)."""
 
