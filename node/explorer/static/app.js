@@ -261,5 +261,9 @@ subscribeBlocks(async (b) => {
 }, (state) => { liveState.textContent = state; liveState.className = state; });
 
 document.getElementById("search").addEventListener("submit", search);
+call("status").then((s) => {
+  const head = document.getElementById("head");
+  if (!head.textContent) head.textContent = `head ${s.height}`;
+}).catch(() => {});
 window.addEventListener("hashchange", render);
 render();
