@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import numpy as np
 import pytest
 
@@ -135,6 +136,36 @@ def page(browser: Any, net: RealNet) -> Iterator[Page]:
         yield p
     finally:
         p.close()
+
+
+def rpc(net: RealNet, method: str, params: dict[str, Any] | None = None) -> Any:
+    body = {"jsonrpc": "2.0", "id": 1, "method": method, "params": params or {}}
+    answer = httpx.post(net.spec(0).rpc_url, json=body, timeout=10).json()
+    assert "error" not in answer, answer
+    return answer["result"]
+
+
+def test_the_index_scores_poi_exactly_as_the_chain_does(net: RealNet) -> None:
+    """The heat strip's data (node/chainindex.py) against the validators' PoI counters in state: summed over
+    every scored challenge, each validator's correct / wrong / absent outcomes equal its counters."""
+    net.wait_height(6, [0])  # a few challenges scored
+    vals = rpc(net, "validators")
+    latest = vals["height"] - 1  # the records are read at this height: challenges up to latest - 2 are scored
+    assert latest - 2 <= 100, "the chain outgrew one ots_recentBlocks page before this test ran"
+
+    def indexed() -> list[dict[str, Any]] | None:
+        blocks = rpc(net, "ots_recentBlocks", {"count": 100})
+        scored = [b for b in blocks if b["height"] <= latest - 2]
+        return scored if all(b["poi"] is not None for b in scored) else None
+
+    scored = net.wait_until("the index to score every challenge up to the validators' height", indexed, 30)
+    assert min(b["height"] for b in scored) == 1
+    for v in vals["validators"]:
+        outcomes = [p["outcome"] for b in scored for p in b["poi"] if p["validator"] == v["address"]]
+        counted = {o: outcomes.count(o) for o in ("correct", "wrong", "absent")}
+        assert counted == {"correct": v["poi"]["correct"], "wrong": v["poi"]["wrong"],
+                           "absent": v["poi"]["missed"]}, v["address"]
+    assert sum(v["poi"]["correct"] for v in vals["validators"]) > 0
 
 
 def test_home_loads_without_console_errors_and_follows_new_blocks_live(page: Page, net: RealNet, sent: dict[str, Any],
