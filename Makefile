@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.stamp-install
 # Parallel workers for the CPU-bound suites (core, vm, consensus).
 WORKERS ?= 2
 
-.PHONY: install test test-parallel test-serial lint typecheck bench devnet clean models vectors
+.PHONY: install browser test test-parallel test-serial lint typecheck bench devnet clean models vectors
 
 install: $(STAMP)
 
@@ -28,15 +28,22 @@ for name in ("trio-stubs", "outcome-stubs"):
 endef
 export DROP_STALE_STUBS
 
+# The explorer's browser tests (tests/e2e/test_explorer_browser.py) drive Debian's Chromium through Playwright
+# (no browser download): installed here when run as root, else one line says what to install.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else echo "the explorer's browser tests need Chromium: sudo apt-get install -y chromium" >&2; fi; }
+
 # CPU-bound suites run on pytest-xdist workers; suites with real processes,
 # sockets or real-time timeouts run serially so they do not flake.
-test: install
+test: install browser
 	$(MAKE) --no-print-directory test-parallel test-serial
 
 test-parallel: install
 	$(BIN)/python -m pytest -m "core or vm or consensus" -n $(WORKERS)
 
-test-serial: install
+test-serial: install browser
 	$(BIN)/python -m pytest -m "p2p or node or e2e"
 
 lint: install
@@ -44,7 +51,7 @@ lint: install
 	$(BIN)/mypy core vm consensus node p2p tools
 
 # Each bench prints its figures and ratios against a raw baseline measured in the same run.
-BENCHES := codec_crypto state vm_sandbox vm gas_calibration worst_block consensus p2p node junk_txs mempool rpc delegation devnet
+BENCHES := codec_crypto state vm_sandbox vm gas_calibration worst_block consensus p2p node junk_txs mempool rpc delegation explorer devnet
 
 bench: install
 	@for b in $(BENCHES); do \

@@ -22,6 +22,7 @@ from core.state import AuthenticatedMap
 from core.tx import Transaction
 from core.types import Address, Hash32, Height
 from core.votes import Commit
+from node.chainindex import AccountTx
 from node.events import TxOutcome, TxState
 from node.metrics import StatusSample
 from node.views import (
@@ -34,6 +35,7 @@ from node.views import (
     ValidatorsView,
     ValidatorView,
 )
+from vm.poi import PoiOutcome
 from vm.state import (
     EMPTY_ACCOUNT,
     Account,
@@ -180,6 +182,19 @@ class Queries:
         if block is None:
             return None
         return block, store.commit(h)
+
+    def account_txs(self, address: Address, limit: int,
+                    before: tuple[int, int] | None = None) -> Sequence[AccountTx]:
+        return self._node.chain_index.account_txs(address, limit, before)
+
+    def model_calls(self, model_id: Hash32) -> int:
+        return self._node.chain_index.model_calls(model_id)
+
+    def poi_outcomes(self, height: int) -> Sequence[tuple[Address, PoiOutcome]] | None:
+        return self._node.chain_index.poi_outcomes(height)
+
+    def block_height(self, block_id: Hash32) -> Height | None:
+        return self._node.blockstore.height_of(block_id)
 
     def tx(self, tx_hash: Hash32) -> TxView | None:
         store = self._node.blockstore
@@ -338,5 +353,5 @@ def _validator_view(address: Address, public_key: bytes, power: int, record: Val
     return ValidatorView(address, bytes(record.public_key), power, record.owner, int(record.stake),
                          record.jailed, int(record.jailed_until), record.tombstoned, int(record.poi_correct),
                          int(record.poi_wrong), int(record.poi_missed), int(record.slashed),
-                         int(record.rewards), in_set)
+                         int(record.rewards), in_set, int(record.miss_bits).bit_count())
 

@@ -43,6 +43,7 @@ from core.votes import Vote
 from node.blockcheck import BlockChecks
 from node.blockstore import BlockStore
 from node.chain import Chain, Committed
+from node.chainindex import ChainIndex
 from node.config import NodeConfig
 from node.driver import BlockLimits, ConsensusDriver
 from node.events import EventHub
@@ -147,10 +148,14 @@ class Node:
             self.app = VMApplication(self.db, self.genesis, executor=TimedExecutor(models, self.metrics),
                                      verify_tx=self.sig_cache.verify, alarm=self._alarm)
             self.blockstore = BlockStore(self.db, self.chain_id)
+            # The explorer's indexes: their own LevelDB, written after commits by run()'s indexing task.
+            self.index_db = LevelDBStore(self.home.root / "index")
         except BaseException:
             self.db.close()
             raise
         self.state_map = self.app.state_map
+        self.chain_index = ChainIndex(self.index_db, self.blockstore.block, lambda: int(self.blockstore.height),
+                                      self._set_members)
         self.chain = Chain(self.db, self.blockstore, self.app)
         self.mempool = Mempool(self.chain_id, _MempoolState(self.app), self.config.mempool, self.sig_cache)
         self.events = EventHub()
@@ -223,6 +228,7 @@ class Node:
                     if replayed:
                         logger.info("handshake replayed %d blocks", replayed)
                     self.mempool.update(self.blockstore.height, [])
+                    nursery.start_soon(self.chain_index.run, self.events.committed_blocks)
                     if self.validator_key is not None:
                         # The first precommit needs this height's PoI challenge (a sandbox worker process to
                         # start, ONNX Runtime to load): run it now, alongside p2p start-up and the wait for peers.
@@ -283,6 +289,15 @@ class Node:
         finally:
             if not self.db.closed:
                 self.db.close()
+            if not self.index_db.closed:
+                self.index_db.close()
+
+    def _set_members(self, height: int) -> list[tuple[Address, int]] | None:
+        """The set that signed `height` (for the explorer's PoI index); None once the node no longer knows it."""
+        try:
+            return [(e.address, int(e.power)) for e in self.app.validator_set(Height(height))]
+        except (ValueError, LookupError):
+            return None
 
     def _build_p2p(self) -> P2PService:
         cfg = self.config.p2p

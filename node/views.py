@@ -75,6 +75,7 @@ class ValidatorView:
     slashed: int
     rewards: int
     in_set: bool  # signs the height asked for
+    window_misses: int = 0  # PoI misses among the last `miss_window` scored heights (jailed at `max_misses`)
 
 
 @dataclass(frozen=True, slots=True)

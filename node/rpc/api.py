@@ -15,6 +15,7 @@ from core.codec import Wire
 from core.tx import Transaction
 from core.types import Address, Hash32, Height
 from core.votes import Commit
+from node.chainindex import AccountTx
 from node.events import TxOutcome
 from node.views import (
     AccountView,
@@ -25,6 +26,7 @@ from node.views import (
     TxView,
     ValidatorsView,
 )
+from vm.poi import PoiOutcome
 
 
 class NodeApi(Protocol):
@@ -32,6 +34,10 @@ class NodeApi(Protocol):
 
     def block(self, height: Height | None) -> tuple[Block, Commit | None] | None:
         """The block at `height` (None: the latest) and the commit that finalizes it, if known."""
+        ...
+
+    def block_height(self, block_id: Hash32) -> Height | None:
+        """The height of a committed block by its id (the block store's index), or None."""
         ...
 
     def tx(self, tx_hash: Hash32) -> TxView | None: ...
@@ -62,6 +68,21 @@ class NodeApi(Protocol):
     async def wait_for_tx(self, tx_hash: Hash32) -> TxOutcome:
         """Until the transaction is committed or rejected after mempool entry (commit mode reports "rejected:
         validators disagreed"); the caller bounds the wait. Checks the block store before it waits."""
+        ...
+
+    def account_txs(self, address: Address, limit: int,
+                    before: tuple[int, int] | None = None) -> Sequence[AccountTx]:
+        """The account's transactions (sent, or transfers received), newest first, from the explorer's index;
+        `before` (height, index) continues a page."""
+        ...
+
+    def model_calls(self, model_id: Hash32) -> int:
+        """Inferences on the model that ran (the explorer's index)."""
+        ...
+
+    def poi_outcomes(self, height: int) -> Sequence[tuple[Address, PoiOutcome]] | None:
+        """How each validator's answer to PoI challenge `height` scored (the explorer's index); None until
+        indexed."""
         ...
 
     def params(self) -> Wire | None:

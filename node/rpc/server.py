@@ -4,6 +4,7 @@
     GET  /health        200 {"ok": true, ...} while the node runs (for load balancers and scripts)
     GET  /openrpc.json  the API's OpenRPC document (also `rpc.discover`)
     GET  /metrics       Prometheus text format
+    GET  /explorer      the block explorer (static pages from node/explorer, strict content-security policy)
     WS   /ws            JSON-RPC plus `subscribe`/`unsubscribe` for new blocks and transaction results
 
 Binds 127.0.0.1 by default. Every request passes `node.rpc.guard.Guard` first (Host and Origin checks,
@@ -33,6 +34,7 @@ from core.block import Block
 from core.errors import BindError
 from node.config import RPCSection
 from node.events import SubscriberTooSlow
+from node.explorer.assets import explorer_routes
 from node.metrics import CONTENT_TYPE_LATEST, NodeMetrics
 from node.rpc import errors as E
 from node.rpc.api import NodeApi
@@ -43,6 +45,7 @@ from node.rpc.jsonenc import to_json
 from node.rpc.methods import parse_address_param, parse_hash, result_json
 from node.rpc.methods import registry as base_registry
 from node.rpc.openrpc import build_openrpc
+from node.rpc.ots import registry as ots_registry
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +66,7 @@ class Subscription:
 
 def build_registry() -> Registry:
     """The node's methods plus `rpc.discover` (which describes them all, itself included)."""
-    reg = Registry(dict(base_registry.methods))
+    reg = Registry({**base_registry.methods, **ots_registry.methods})
 
     async def discover(api: NodeApi) -> dict[str, Any]:
         return build_openrpc(reg)
@@ -126,6 +129,7 @@ def build_app(api: NodeApi, metrics: NodeMetrics | None = None, config: RPCSecti
         Route("/openrpc.json", openrpc, methods=["GET"]),
         Route("/metrics", metrics_route, methods=["GET"]),
         WebSocketRoute("/ws", ws_route),
+        *explorer_routes(),
     ])
     return Guard(app, config, limits)
 

@@ -31,6 +31,7 @@ from core.tx import Transaction
 from core.types import Address, Amount, Gas, Hash32, Height, Nonce, Round, Timestamp
 from core.validators import ValidatorEntry, ValidatorSet
 from core.votes import ZERO_SIGNATURE, Commit, Vote, VoteType
+from node.chainindex import AccountTx, ChainIndex
 from node.events import EventHub, TxOutcome, TxState
 from node.views import (
     AccountView,
@@ -42,6 +43,7 @@ from node.views import (
     ValidatorsView,
     ValidatorView,
 )
+from vm.poi import PoiOutcome
 from vm.state import Account, account_key
 from vm.txs import Infer, Transfer, TxKind
 
@@ -65,6 +67,9 @@ class SimChain:
         self.pending: list[Transaction] = []
         self.refuse_reason: str | None = None
         self.events = EventHub()  # the node's hub, as a node has one
+        # The explorer's index over an in-memory store, brought up to date after each block.
+        self.index = ChainIndex(MemoryStore(), lambda h: self.blocks[h - 1] if 1 <= h <= self.height() else None,
+                                self.height, lambda h: [(e.address, int(e.power)) for e in self.vset])
         self.round = 0
 
     # -- producing
@@ -110,6 +115,7 @@ class SimChain:
         self.blocks.append(block)
         for i, tx in enumerate(txs):
             self.tx_index[bytes(tx.hash)] = (h, i)
+        self.index.catch_up()
         self.events.block_committed(block)
         return block
 
@@ -150,6 +156,19 @@ class SimChain:
         if not 1 <= h <= self.height():
             return None
         return self.blocks[h - 1], self.commits.get(h)
+
+    def account_txs(self, address: Address, limit: int,
+                    before: tuple[int, int] | None = None) -> Sequence[AccountTx]:
+        return self.index.account_txs(address, limit, before)
+
+    def model_calls(self, model_id: Hash32) -> int:
+        return self.index.model_calls(model_id)
+
+    def poi_outcomes(self, height: int) -> Sequence[tuple[Address, PoiOutcome]] | None:
+        return self.index.poi_outcomes(height)
+
+    def block_height(self, block_id: Hash32) -> Height | None:
+        return next((b.height for b in self.blocks if b.id == block_id), None)
 
     def tx(self, tx_hash: Hash32) -> TxView | None:
         loc = self.tx_index.get(bytes(tx_hash))
