@@ -115,3 +115,21 @@ def conv(c_in: int, c_out: int, hw: int, kernel: int = 3, salt: int = 0) -> Synt
              helper.make_node("ReduceMax", ["c"], ["y"], keepdims=1)]
     return _finish(f"conv{c_in}x{c_out}x{hw}", nodes, ("x", TensorProto.FLOAT, (1, c_in, hw, hw)),
                    ("y", TensorProto.FLOAT, (1, 1, 1, 1)), [w])
+
+
+def resnet50(limits: SandboxLimits) -> Synth:
+    """ResNet-50 at [1,3,224,224] from onnx's backend test data (`light_resnet50`: the real graph with
+    constant weights), upgraded from its old opset to OPSET and canonicalized under `limits` (it needs
+    ~18 MB and ~4.1 G MACs, more than the default caps on model bytes allow)."""
+    import os
+
+    import onnx
+    from onnx import version_converter
+
+    path = os.path.join(os.path.dirname(onnx.__file__), "backend", "test", "data", "light", "light_resnet50.onnx")
+    model = version_converter.convert_version(onnx.load(path), OPSET)
+    model.ir_version = 8
+    x = model.graph.input[0].name
+    shape = (1, 3, 224, 224)
+    canonical = canonicalize(model.SerializeToString(), {x: shape}, limits)
+    return Synth("resnet50", canonical, x, "float32", shape, "float32", (1, 1000), False)

@@ -45,7 +45,7 @@ def _rules(cost: Cost, weight: int, *ops: str) -> dict[str, OpRule]:
 # on top of the output bytes (per_activation_byte each), in classes of measured cost (Add ~0.19 ns per
 # float32 element, Div ~0.28, Sqrt ~0.41, Exp ~0.24: the transcendental class is priced for its slowest,
 # unmeasured members). Reductions and pools: per element read (~0.2 ns), the bytes they write being few.
-_READ = 2
+_READ = 3
 PRICED_OPS: dict[str, OpRule] = {
     "MatMul": OpRule(Cost.MATMUL, _READ),
     "MatMulInteger": OpRule(Cost.MATMUL, _READ),
