@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from onnx import TensorProto, helper
+from onnx import TensorProto, helper, numpy_helper
 
 from core.errors import LocalFault
 from tests.vm.test_sandbox_worker import assert_same, heavy_job, mixed_jobs
@@ -74,6 +74,21 @@ def test_arrays_of_every_size_arrive_exactly_and_the_arena_grows() -> None:
         assert _mapped(info["pid"]) == 1
     result = LocalExecutor().run_batch([large[0]])[0]
     assert result.outputs is not None and result.outputs["y"].nbytes * 3 > MIN_ARENA_BYTES // 2
+
+
+def test_outputs_larger_than_the_arena_still_arrive() -> None:
+    """An 8 MiB output from a 4-byte input: the arena sized for the inputs cannot hold it, so it travels in the
+    reply message instead."""
+    shape = numpy_helper.from_array(np.array([1024, 1024], np.int64), "s")
+    model = make_model([helper.make_node("Expand", ["x", "s"], ["y"])], [tensor("x", TensorProto.INT64, (1, 1))],
+                       [tensor("y", TensorProto.INT64, (1024, 1024))], [shape])
+    spec = ModelSpec((ArraySpec("x", "int64", (1, 1)),), CompareMode.EXACT)
+    job = InferJob(ModelPackage(b"expand", model.SerializeToString(), spec), {"x": np.array([[7]], np.int64)})
+    jobs: list[Job] = [job, doubling_job((1, 7), "uint8", 0)]
+    with WorkerPool(size=1) as pool:
+        results = pool.run_batch(jobs)
+    assert results[0].outputs is not None and results[0].outputs["y"].nbytes > MIN_ARENA_BYTES
+    assert_same(results, LocalExecutor().run_batch(jobs))
 
 
 def test_the_pipe_baseline_gives_the_same_results() -> None:
