@@ -132,7 +132,8 @@ def bench_handoff() -> None:
                 session.run(None, feeds)
             raw = (time.process_time() - start) / calls
             for per in (1, 16 if calls < 100 else 400):
-                jobs = [InferJob(pkg, inputs)] * per
+                # Distinct arrays per job, as in a block (pickle would send one array shared by all jobs once).
+                jobs = [InferJob(pkg, {k: v.copy() for k, v in inputs.items()}) for _ in range(per)]
                 row = {}
                 for label, pool in pools.items():
                     pool.run_batch(jobs)

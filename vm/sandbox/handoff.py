@@ -24,6 +24,7 @@ MIN_ARENA_BYTES = 4 << 20
 # Dtypes that travel as raw bytes; anything else (objects, structured dtypes) is pickled on the pipe, and the
 # worker then refuses it as an input mismatch exactly as before.
 _PLAIN_KINDS = frozenset("biuf")
+INLINE_BYTES = 4096
 
 _T = TypeVar("_T")
 
@@ -58,9 +59,11 @@ def _aligned(n: int) -> int:
     return -(-n // ALIGN) * ALIGN
 
 
-def is_plain(value: object) -> bool:
-    """An array the arena can carry: a numpy array of a bool/int/uint/float dtype in native byte order."""
-    return (type(value) is np.ndarray and value.dtype.kind in _PLAIN_KINDS
+def in_arena(value: object) -> bool:
+    """Whether an array travels in the arena: a numpy array of a bool/int/uint/float dtype in native byte
+    order, of at least INLINE_BYTES. Smaller ones are pickled into the message: for them naming a place in
+    the arena costs more than the copies it saves (bench/vm_sandbox.py, hand-off part)."""
+    return (type(value) is np.ndarray and value.nbytes >= INLINE_BYTES and value.dtype.kind in _PLAIN_KINDS
             and value.dtype.isnative)
 
 
@@ -112,8 +115,8 @@ class Writer:
 
 
 def arena_bytes_for(inputs: list[Mapping[str, Any]]) -> int:
-    """Bytes the plain inputs of a batch take in an arena, alignment included."""
-    return sum(_aligned(v.nbytes) for job in inputs for v in job.values() if is_plain(v))
+    """Bytes the inputs of a batch take in an arena, alignment included."""
+    return sum(_aligned(v.nbytes) for job in inputs for v in job.values() if in_arena(v))
 
 
 def arena_size(need: int) -> int:

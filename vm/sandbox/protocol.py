@@ -99,9 +99,10 @@ class Ready:
 @compact
 @dataclass(frozen=True, slots=True)
 class SharedOutputs:
-    """The canonical outputs of a successful inference, written into the arena by the worker."""
+    """The canonical outputs of a successful inference: in the arena (`ArrayRef`), or in the message (small
+    arrays, or ones the arena had no room for)."""
 
-    arrays: tuple[tuple[str, ArrayRef], ...]
+    arrays: tuple[tuple[str, np.ndarray | ArrayRef], ...]
 
 
 @compact

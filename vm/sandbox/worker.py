@@ -29,7 +29,7 @@ import numpy as np
 from core.errors import LocalFault
 from vm.sandbox.errors import GoldenMismatch, WorkerFault
 from vm.sandbox.executor import CheckJob, InferJob, Job, JobResult, ModelPackage
-from vm.sandbox.handoff import Arena, ArrayRef, Writer, arena_bytes_for, arena_size, is_plain
+from vm.sandbox.handoff import Arena, ArrayRef, Writer, arena_bytes_for, arena_size, in_arena
 from vm.sandbox.limits import WorkerLimits
 from vm.sandbox.protocol import (
     Batch,
@@ -137,16 +137,15 @@ def _resolve(arena: Arena | None, value: np.ndarray | ArrayRef) -> np.ndarray:
 
 
 def _share(writer: Writer | None, result: JobResult) -> JobResult | SharedOutputs:
-    """The outputs written into the arena when they all fit after the inputs, else the result as it is."""
-    if writer is None or result.outputs is None or not all(is_plain(v) for v in result.outputs.values()):
+    """The outputs written into the arena where they belong there and fit after the inputs; the others stay
+    in the message."""
+    if writer is None or result.outputs is None or not any(in_arena(v) for v in result.outputs.values()):
         return result
-    refs = []
+    arrays: list[tuple[str, np.ndarray | ArrayRef]] = []
     for name, value in result.outputs.items():
-        ref = writer.put(value)
-        if ref is None:
-            return result
-        refs.append((name, ref))
-    return SharedOutputs(tuple(refs))
+        ref = writer.put(value) if in_arena(value) else None
+        arrays.append((name, value if ref is None else ref))
+    return SharedOutputs(tuple(arrays))
 
 
 def _describe(runner: Any) -> dict[str, Any]:
@@ -307,7 +306,7 @@ class WorkerPool:
                 shipping.add(model_id)
             inputs: dict[str, np.ndarray | ArrayRef] = {}
             for name, value in job.inputs.items():
-                ref = writer.put(value) if is_plain(value) else None
+                ref = writer.put(value) if in_arena(value) else None
                 inputs[name] = value if ref is None else ref
             wire.append(InferWire(index, model_id, package, inputs))
         return tuple(wire), writer.end
@@ -354,8 +353,10 @@ class WorkerPool:
             return result
         try:
             assert worker.arena is not None
-            return JobResult(outputs={name: worker.arena.copy_out(ref) for name, ref in result.arrays})
-        except (AssertionError, ValueError, TypeError) as exc:
+            arena = worker.arena
+            return JobResult(outputs={name: arena.copy_out(value) if isinstance(value, ArrayRef) else value
+                                      for name, value in result.arrays})
+        except (AssertionError, ValueError, TypeError) as exc:  # numpy refuses a ref outside the arena
             self._discard(slot)
             raise WorkerFault(f"worker bug: outputs outside the arena: {exc}") from None
 
