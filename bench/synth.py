@@ -115,3 +115,34 @@ def conv(c_in: int, c_out: int, hw: int, kernel: int = 3, salt: int = 0) -> Synt
              helper.make_node("ReduceMax", ["c"], ["y"], keepdims=1)]
     return _finish(f"conv{c_in}x{c_out}x{hw}", nodes, ("x", TensorProto.FLOAT, (1, c_in, hw, hw)),
                    ("y", TensorProto.FLOAT, (1, 1, 1, 1)), [w])
+
+
+def resnet50(limits: SandboxLimits) -> Synth:
+    """ResNet-50 at [1,3,224,224] from onnx's backend test data (`light_resnet50`: the real graph with
+    constant weights), upgraded from its old opset to OPSET and canonicalized under `limits` (it needs
+    ~18 MB and ~4.1 G MACs, more than the default caps on model bytes allow)."""
+    import os
+
+    import onnx
+    from onnx import version_converter
+
+    path = os.path.join(os.path.dirname(onnx.__file__), "backend", "test", "data", "light", "light_resnet50.onnx")
+    model = version_converter.convert_version(onnx.load(path), OPSET)
+    model.ir_version = 8
+    x = model.graph.input[0].name
+    shape = (1, 3, 224, 224)
+    canonical = canonicalize(model.SerializeToString(), {x: shape}, limits)
+    return Synth("resnet50", canonical, x, "float32", shape, "float32", (1, 1000), False)
+
+
+def batched_matmuls(rows: int = 64, width: int = 4096, salt: int = 0) -> Synth:
+    """float32[1,64] broadcast to [rows,64], then [rows,64] x [64,width] x [width,64]: ~2 x rows x 64 x width
+    MACs of batched MatMul per call from a 256-byte input (a block of them is bound by gas, not bytes)."""
+    rng = np.random.default_rng(salt)
+    shape = numpy_helper.from_array(np.array([rows, 64], dtype=np.int64), "s")
+    w1 = numpy_helper.from_array((rng.standard_normal((64, width)) * 0.1).astype(np.float32), "w1")
+    w2 = numpy_helper.from_array((rng.standard_normal((width, 64)) * 0.1).astype(np.float32), "w2")
+    nodes = [helper.make_node("Expand", ["x", "s"], ["e"]), helper.make_node("MatMul", ["e", "w1"], ["h"]),
+             helper.make_node("MatMul", ["h", "w2"], ["m"]), helper.make_node("ReduceMax", ["m"], ["y"], keepdims=1)]
+    return _finish(f"bmm{rows}x{width}", nodes, ("x", TensorProto.FLOAT, (1, 64)), ("y", TensorProto.FLOAT, (1, 1)),
+                   [shape, w1, w2])

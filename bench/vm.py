@@ -4,11 +4,14 @@
    transactions, minus an empty block, divided by K, against a raw `session.run` of the same model on the
    same input with the pinned session options. Goals: <= 1.10x for a model of >= 1 ms; <= +100 us per
    inference for tiny models when a block carries many. The node's real sandbox (worker processes) is used.
+   The sandbox alone is also timed for one job per hand-off and for the whole block's jobs in one hand-off,
+   through the shared-memory arena (the node's) and through the pipe (the old hand-off, the baseline), both
+   in the same run; `--handoff pipe` makes the nodes themselves use the pipe.
 2. Transfers applied per second: finalize_block of a block of transfers on a node that did not see it before
    (pure apply_block with signature checks + state root + staging), and after validate_block (the usual
    path: signatures cached, execution reused), against the raw Ed25519 verification rate of the same txs.
 
-Run: python -m bench.vm [--quick]
+Run: python -m bench.vm [--quick] [--handoff shm|pipe]
 """
 
 from __future__ import annotations
@@ -102,8 +105,8 @@ def bench_genesis(tmp: Path) -> tuple[Genesis, bytes]:
 
 
 class Node:
-    def __init__(self, tmp: Path, genesis: Genesis, name: str) -> None:
-        self.pool = WorkerPool(1)
+    def __init__(self, tmp: Path, genesis: Genesis, name: str, shared_memory: bool = True) -> None:
+        self.pool = WorkerPool(1, shared_memory=shared_memory)
         self.pool.start()
         self.app = VMApplication(LevelDBStore(tmp / name), genesis, executor=self.pool)
 
@@ -119,7 +122,7 @@ def template(genesis: Genesis, app: VMApplication) -> BlockTemplate:
 
 
 def inference_rows(genesis: Genesis, proposer: Node, validator: Node, name: str, k: int,
-                   make_input: Callable[[int], np.ndarray], rounds: int) -> None:
+                   make_input: Callable[[int], np.ndarray], rounds: int, pipe: WorkerPool) -> None:
     model = next(m for m in genesis.models if m.name == name)
     seed = genesis.seed_phrase or ""
     inputs = [make_input(i) for i in range(k)]
@@ -147,6 +150,13 @@ def inference_rows(genesis: Genesis, proposer: Node, validator: Node, name: str,
     session.run(names, feeds)
     jobs = [InferJob(proposer.app.engine.package(model.model_id, model.meta, sandbox_limits(genesis.params)),
                      {input_name: x}) for x in inputs]
+    pipe.run_batch(jobs)
+    singles = min(k, 50)
+
+    def one_by_one(pool: WorkerPool) -> None:
+        for job in jobs[:singles]:
+            pool.run_batch([job])
+
     # Every quantity is measured once per round, interleaved, and the best round is kept: other load on a
     # shared machine then disturbs raw and VM figures alike.
     best: dict[str, float] = {}
@@ -154,6 +164,9 @@ def inference_rows(genesis: Genesis, proposer: Node, validator: Node, name: str,
         sample = {
             "raw": _timed(lambda: [session.run(names, feeds) for _ in range(calls)]) / calls,
             "sandbox": _timed(lambda: proposer.pool.run_batch(jobs)) / k,
+            "pipe": _timed(lambda: pipe.run_batch(jobs)) / k,
+            "single": _timed(lambda: one_by_one(proposer.pool)) / singles,
+            "single_pipe": _timed(lambda: one_by_one(pipe)) / singles,
             "build": _timed(lambda: proposer.app.build_block(tpl, txs)),
             "build0": _timed(lambda: proposer.app.build_block(tpl, [])),
             "validate": _timed(lambda: validator.app.validate_block(block)),
@@ -164,7 +177,11 @@ def inference_rows(genesis: Genesis, proposer: Node, validator: Node, name: str,
     raw, sandbox = best["raw"], best["sandbox"]
     per_build = (best["build"] - best["build0"]) / k
     per_val = (best["validate"] - best["validate0"]) / k
-    print(f"  {name:<12} K={k:<4} raw session.run {raw * 1e6:8.1f} us | sandbox run_batch alone {sandbox * 1e6:8.1f} us")
+    print(f"  {name:<12} K={k:<4} raw session.run {raw * 1e6:8.1f} us")
+    for label, which in (("sandbox, K jobs per hand-off, shm", "sandbox"), ("sandbox, K jobs per hand-off, pipe", "pipe"),
+                         ("sandbox, 1 job per hand-off, shm", "single"), ("sandbox, 1 job per hand-off, pipe", "single_pipe")):
+        t = best[which]
+        print(f"  {'':<19}{label:<35}{t * 1e6:9.1f} us = {t / raw:5.2f}x raw, +{(t - raw) * 1e6:7.1f} us")
     for label, t in (("build_block", per_build), ("validate_block", per_val)):
         print(f"  {'':<19}in {label:<15}{t * 1e6:9.1f} us = {t / raw:5.2f}x raw, +{(t - raw) * 1e6:7.1f} us "
               f"(VM's own share beyond the sandbox: {(t - sandbox) * 1e6:+7.1f} us)")
@@ -222,23 +239,27 @@ class _Rollback(Exception):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--handoff", choices=("shm", "pipe"), default="shm", help="the nodes' hand-off")
     args = parser.parse_args()
     rounds = 3 if args.quick else 7
     tmp = Path(tempfile.mkdtemp(prefix="bench-vm-"))
     try:
         genesis, _ = bench_genesis(tmp)
-        proposer, validator = Node(tmp, genesis, "p"), Node(tmp, genesis, "v")
+        shm = args.handoff == "shm"
+        proposer, validator = Node(tmp, genesis, "p", shm), Node(tmp, genesis, "v", shm)
+        pipe = WorkerPool(1, shared_memory=False)
         rng = np.random.default_rng(0)
         print("1. Per-inference cost inside blocks (worker-process sandbox) vs raw session.run, same model and input")
         k_tiny = 100 if args.quick else 400
         inference_rows(genesis, proposer, validator, "digits_int8", k_tiny,
-                       lambda i: rng.integers(0, 256, (1, 64)).astype(np.uint8), rounds)
+                       lambda i: rng.integers(0, 256, (1, 64)).astype(np.uint8), rounds, pipe)
         inference_rows(genesis, proposer, validator, "digits_mlp", k_tiny,
-                       lambda i: rng.random((1, 64), dtype=np.float32), rounds)
+                       lambda i: rng.random((1, 64), dtype=np.float32), rounds, pipe)
         inference_rows(genesis, proposer, validator, "conv", 8 if args.quick else 32,
-                       lambda i: rng.random(CONV_INPUT, dtype=np.float32), rounds)
+                       lambda i: rng.random(CONV_INPUT, dtype=np.float32), rounds, pipe)
         proposer.close()
         validator.close()
+        pipe.close()
         print("2. Transfers per second vs raw signature verification (same transactions)")
         transfer_rows(genesis, tmp, 2000 if args.quick else 4000, rounds)
     finally:

@@ -1,17 +1,24 @@
 """ONNX sandbox costs: time to refuse each attack model, to check the real models, and what the worker pool
 adds per inference over a raw `session.run` on the same model and input, measured in the same run.
 
-Run: `make bench` or `python -m bench.vm_sandbox [--batch N]`. Goal: every refusal under 1 s.
+The hand-off part compares the shared-memory hand-off (the node's) with the old pipe hand-off, one job and
+many jobs per hand-off, in CPU time of both processes (the pool's and the worker's, from /proc): on a
+shared machine wall time mostly measures the scheduler.
+
+Run: `make bench` or `python -m bench.vm_sandbox [--batch N] [--handoff-only]`. Goal: every refusal under 1 s.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 
+from bench.synth import Synth
 from core.errors import InvalidModel
 from tools.attacks import ATTACKS
 from vm.models import load_model, model_names
@@ -20,6 +27,7 @@ from vm.sandbox.check import validate_model
 from vm.sandbox.executor import InferJob, LocalExecutor, ModelPackage
 from vm.sandbox.meter import meter
 from vm.sandbox.session import create_session
+from vm.sandbox.spec import ArraySpec, CompareMode, ModelSpec, Tolerance
 from vm.sandbox.worker import WorkerPool
 
 REFUSAL_GOAL_S = 1.0
@@ -97,13 +105,66 @@ def bench_execution(batch: int) -> None:
         pool.close()
 
 
+def _cpu_s(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def bench_handoff() -> None:
+    from bench.synth import conv
+
+    print("\nhand-off: CPU per inference of pool + worker, shared memory vs pipe, against raw session.run CPU")
+    print(f"  {'model':<22}{'jobs/hand-off':>14}{'raw':>10}{'shm':>22}{'pipe':>22}")
+    pools = {"shm": WorkerPool(1), "pipe": WorkerPool(1, shared_memory=False)}
+    try:
+        pids = {name: pool.describe()[0]["pid"] for name, pool in pools.items()}
+        tiny = load_model("digits_int8")
+        big = conv(32, 32, 64)  # float32[1,32,64,64] input: 512 KiB
+        cases = [("digits_int8", ModelPackage(b"tiny", tiny.model_bytes, tiny.spec, tiny.golden),
+                  dict(tiny.golden.cases[0].inputs), 3000),
+                 ("conv 512 KiB input", ModelPackage(b"conv", big.model_bytes, _spec(big)),
+                  {big.input_name: big.sample()}, 48)]
+        for name, pkg, inputs, calls in cases:
+            session = create_session(pkg.model_bytes)
+            feeds = {k: np.asarray(v) for k, v in inputs.items()}
+            start = time.process_time()
+            for _ in range(calls):
+                session.run(None, feeds)
+            raw = (time.process_time() - start) / calls
+            for per in (1, 16 if calls < 100 else 400):
+                # Distinct arrays per job, as in a block (pickle would send one array shared by all jobs once).
+                jobs = [InferJob(pkg, {k: v.copy() for k, v in inputs.items()}) for _ in range(per)]
+                row = {}
+                for label, pool in pools.items():
+                    pool.run_batch(jobs)
+                    start, worker = time.process_time(), _cpu_s(pids[label])
+                    for _ in range(calls // per):
+                        pool.run_batch(jobs)
+                    row[label] = (time.process_time() - start + _cpu_s(pids[label]) - worker) / (calls // per * per)
+                print(f"  {name:<22}{per:>14}{raw * 1e6:>8.1f}µs" + "".join(
+                    f"{row[k] * 1e6:>9.1f}µs {row[k] / raw:5.2f}x +{(row[k] - raw) * 1e6:4.0f}" for k in pools))
+    finally:
+        for pool in pools.values():
+            pool.close()
+
+
+def _spec(s: Synth) -> ModelSpec:
+    return ModelSpec((ArraySpec(s.input_name, s.input_dtype, s.input_shape),), CompareMode.TOLERANT, 16,
+                     Tolerance(1 << 16, 1000))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--batch", type=int, default=1000, help="inferences per hand-off")
+    parser.add_argument("--handoff-only", action="store_true")
     args = parser.parse_args()
+    if args.handoff_only:
+        bench_handoff()
+        return
     ok = bench_attacks()
     bench_checks()
     bench_execution(args.batch)
+    bench_handoff()
     if not ok:
         raise SystemExit("some refusal took longer than the goal")
 

@@ -17,6 +17,7 @@ Blocks (each fills the block gas, bytes and transaction count as far as the sche
   activations   calls writing 64 MiB int64 tensors (Expand + Add)
   exp           transcendental element work on 2^22-element tensors
   macs          float MatMul [1,2048] x [2048,1016] (matrix-vector: the slowest MAC per gas)
+  macs-batched  batched float MatMuls from a 256-byte input (bench/synth.batched_matmuls): MACs bound by gas
   big-inputs    the largest inference inputs a registrable model takes (its golden input fits the 30 KiB
                 metadata cap, so max_infer_input_bytes is out of reach)
   registrations uploads completed in one block (check, session, golden runs), 4,096-node models; the block
@@ -40,7 +41,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.synth import Synth, expand, matmul, node_chain, weights
+from bench.synth import Synth, batched_matmuls, expand, matmul, node_chain, weights
 from core.app import BlockTemplate
 from core.block import Block
 from core.hashing import sha256
@@ -342,6 +343,7 @@ SCENARIOS = [
     Scenario("activations", model_calls(lambda salt: expand(1 << 23, salt), distinct=False)),
     Scenario("exp", model_calls(lambda salt: _expand_exp(1 << 22, salt), distinct=False)),
     Scenario("macs", model_calls(lambda salt: matmul(1, 2048, 1016, salt=salt), distinct=False)),
+    Scenario("macs-batched", model_calls(lambda salt: batched_matmuls(salt=salt), distinct=False)),
     Scenario("big-inputs", model_calls(lambda salt: _big_input(salt), distinct=False)),
     Scenario("registrations", registrations),
 ]

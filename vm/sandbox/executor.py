@@ -19,6 +19,7 @@ import numpy as np
 from core.errors import InferenceError, InvalidModel, LocalFault
 from vm.sandbox.errors import GoldenMismatch, IndexOutOfRange, InputMismatch, RuntimeFault, WorkerFault
 from vm.sandbox.golden import GoldenVectors, golden_mismatch
+from vm.sandbox.handoff import compact
 from vm.sandbox.numeric import canonical_outputs
 from vm.sandbox.spec import ArraySpec, ModelInfo, ModelSpec
 
@@ -77,6 +78,7 @@ class CheckJob:
 Job = InferJob | CheckJob
 
 
+@compact
 @dataclass(frozen=True, slots=True)
 class JobResult:
     """Canonical outputs (InferJob) or a ModelInfo (CheckJob), or the deterministic verdict `error`."""

@@ -14,26 +14,34 @@ MIB = 1 << 20
 
 @dataclass(frozen=True, slots=True)
 class GasSchedule:
-    """Gas prices of static metering (docs/sandbox.md has the table). One MAC costs `per_mac` gas."""
+    """Gas prices of static metering, calibrated to time by bench/gas_calibration.py (docs/sandbox.md, "Gas").
+
+    A node's work is counted in work units (about 1/40 ns of one core each: one float MAC is one unit), and
+    `work_units_per_gas` of them make one gas, so one gas is about 2.5 ns of work: half the 5 ns per gas the
+    block limits promise (max_block_gas in a third of timeout_propose), a safety factor of 2.
+    """
 
     per_call: int = 1_000
-    per_node: int = 100
+    per_node: int = 110
+    work_units_per_gas: int = 100
+    # Work units per MAC; element work is counted in work units by the op table (vm/sandbox/ops.py).
     per_mac: int = 1
-    # Activation bytes written by each node cost ceil(bytes / activation_bytes_per_gas) gas.
-    activation_bytes_per_gas: int = 16
+    # Work units per byte of the outputs a node writes (activation memory).
+    per_activation_byte: int = 4
     # Loading a model (session creation from its bytes, then its golden runs) is priced from static facts:
     # load_base + load_per_node x nodes + load_per_kib x ceil(file bytes / 1024) + golden runs x gas per
     # call (meter.load_gas; the VM charges it on a model's first use in a block, docs/vm.md "Gas").
     load_base: int = 50_000
     load_per_node: int = 15_000
-    load_per_kib: int = 2_048
+    load_per_kib: int = 4_096
 
     def __post_init__(self) -> None:
-        for name in ("per_call", "per_node", "per_mac", "load_base", "load_per_node", "load_per_kib"):
+        for name in ("per_call", "per_node", "per_mac", "per_activation_byte", "load_base", "load_per_node",
+                     "load_per_kib"):
             if getattr(self, name) < 0:
                 raise ValueError(f"GasSchedule.{name} must be >= 0")
-        if self.activation_bytes_per_gas < 1:
-            raise ValueError("GasSchedule.activation_bytes_per_gas must be >= 1")
+        if self.work_units_per_gas < 1:
+            raise ValueError("GasSchedule.work_units_per_gas must be >= 1")
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,7 +63,7 @@ class SandboxLimits:
     # Sum of the sizes of every tensor computed at run time: an upper bound on a run's working memory.
     max_activation_bytes: int = 256 * MIB
     max_parameter_bytes: int = 32 * MIB
-    max_macs: int = 2_000_000_000
+    max_macs: int = 8_000_000_000
     max_gas_per_call: int = 4_000_000_000
     # The canonicalizer folds a constant-only node only when its outputs are at most this large.
     max_fold_bytes: int = 1 * MIB

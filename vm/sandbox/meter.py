@@ -5,9 +5,11 @@ value_info is dropped), so every count below is exact for the run that follows. 
 
     macs        MatMul family: prod(out) * K;  Gemm: M * N * K;  Conv family: prod(out) * prod(W.shape[1:])
     elementwise element-wise ops: prod(out) * weight;  reductions: prod(in0) * weight;
-                pools: prod(out) * prod(kernel_shape) * weight;  views (Reshape...): 0
+                pools: prod(out) * prod(kernel_shape) * weight;  views (Reshape...): 0;
+                MatMul, Gemm and Conv families: prod(B or W) * weight (each weight read once per call:
+                what a matrix-vector product spends its time on)
     bytes       the node's output bytes (activation memory it writes)
-    gas         per_node + macs * per_mac + elementwise + ceil(bytes / activation_bytes_per_gas)
+    gas         per_node + ceil((macs * per_mac + elementwise + bytes * per_activation_byte) / work_units_per_gas)
 
 and the model's gas per call is per_call + the sum over nodes. An op without a rule has no price and is
 refused, as is any node whose output shape is not static.
@@ -74,15 +76,17 @@ def _node_work(node: NodeProto, types: TypeTable) -> tuple[int, int]:
     out = _prod(_shape(types, node.output[0], node))
     if rule.cost is Cost.MATMUL:
         a = _shape(types, node.input[0], node)
-        return out * (a[-1] if a else 1), 0
+        b = _shape(types, node.input[rule.weight_input], node)
+        return out * (a[-1] if a else 1), _prod(b) * rule.weight
     if rule.cost is Cost.GEMM:
         a = _shape(types, node.input[0], node)
+        b = _shape(types, node.input[1], node)
         trans_a = next((x.i for x in node.attribute if x.name == "transA"), 0)
         k = a[0] if trans_a else a[1]
-        return out * k, 0
+        return out * k, _prod(b) * rule.weight
     if rule.cost is Cost.CONV:
         w = _shape(types, node.input[rule.weight_input], node)
-        return out * _prod(w[1:]), 0
+        return out * _prod(w[1:]), _prod(w) * rule.weight
     if rule.cost is Cost.ELEMENTWISE:
         total = sum(_prod(_shape(types, o, node)) for o in node.output if o)
         return 0, total * rule.weight
@@ -106,12 +110,8 @@ def meter_graph(model: ModelProto, types: TypeTable, schedule: GasSchedule) -> M
             if o:
                 _shape(types, o, node)
                 out_bytes += types[o].nbytes
-        gas = (
-            schedule.per_node
-            + macs * schedule.per_mac
-            + elementwise
-            + -(-out_bytes // schedule.activation_bytes_per_gas)
-        )
+        work = macs * schedule.per_mac + elementwise + out_bytes * schedule.per_activation_byte
+        gas = schedule.per_node + -(-work // schedule.work_units_per_gas)
         costs.append(NodeCost(index, node.op_type, macs, elementwise, out_bytes, gas))
     histogram = Counter(c.op_type for c in costs)
     return MeterReport(

@@ -12,11 +12,13 @@ from dataclasses import dataclass
 
 
 class Cost(enum.Enum):
-    """How a node's work is counted from static shapes (docs/sandbox.md, "Metering")."""
+    """How a node's work is counted from static shapes (docs/sandbox.md, "Metering"). Weights are work units
+    (vm/sandbox/limits.py GasSchedule: one float MAC is one unit, about 1/40 ns), measured by
+    bench/gas_calibration.py with a safety factor of 2."""
 
-    MATMUL = "matmul"  # MACs = prod(out) * K, K = A.shape[-1]
-    GEMM = "gemm"  # MACs = M * N * K
-    CONV = "conv"  # MACs = prod(out) * prod(W.shape[1:])
+    MATMUL = "matmul"  # MACs = prod(out) * K, K = A.shape[-1]; plus prod(B) * weight (weights read)
+    GEMM = "gemm"  # MACs = M * N * K; plus prod(B) * weight
+    CONV = "conv"  # MACs = prod(out) * prod(W.shape[1:]); plus prod(W) * weight
     ELEMENTWISE = "elementwise"  # work = prod(out) * weight
     REDUCE = "reduce"  # work = prod(in0) * weight
     POOL = "pool"  # work = prod(out) * prod(kernel_shape) * weight
@@ -27,7 +29,7 @@ class Cost(enum.Enum):
 class OpRule:
     cost: Cost
     weight: int = 1
-    # Index of the weight input for CONV (whose shape[1:] is the per-output reduction).
+    # Index of the weight input of MATMUL and CONV (B, or W whose shape[1:] is the per-output reduction).
     weight_input: int = 1
 
 
@@ -38,16 +40,22 @@ def _rules(cost: Cost, weight: int, *ops: str) -> dict[str, OpRule]:
     return {op: OpRule(cost, weight) for op in ops}
 
 
+# Weights in work units. Matrix ops: per weight element read (a matrix-vector product reads one per MAC and
+# runs at ~0.06 ns per MAC against ~0.02-0.025 ns for batched MatMul and Conv). Element-wise ops: per element,
+# on top of the output bytes (per_activation_byte each), in classes of measured cost (Add ~0.19 ns per
+# float32 element, Div ~0.28, Sqrt ~0.41, Exp ~0.24: the transcendental class is priced for its slowest,
+# unmeasured members). Reductions and pools: per element read (~0.2 ns), the bytes they write being few.
+_READ = 3
 PRICED_OPS: dict[str, OpRule] = {
-    "MatMul": OpRule(Cost.MATMUL),
-    "MatMulInteger": OpRule(Cost.MATMUL),
-    "QLinearMatMul": OpRule(Cost.MATMUL),
-    "Gemm": OpRule(Cost.GEMM),
-    "Conv": OpRule(Cost.CONV, weight_input=1),
-    "ConvInteger": OpRule(Cost.CONV, weight_input=1),
-    "QLinearConv": OpRule(Cost.CONV, weight_input=3),
+    "MatMul": OpRule(Cost.MATMUL, _READ),
+    "MatMulInteger": OpRule(Cost.MATMUL, _READ),
+    "QLinearMatMul": OpRule(Cost.MATMUL, _READ, weight_input=3),
+    "Gemm": OpRule(Cost.GEMM, _READ),
+    "Conv": OpRule(Cost.CONV, _READ, weight_input=1),
+    "ConvInteger": OpRule(Cost.CONV, _READ, weight_input=1),
+    "QLinearConv": OpRule(Cost.CONV, _READ, weight_input=3),
     **_rules(
-        _E, 1,
+        _E, 4,
         "Add", "Sub", "Mul", "Neg", "Abs", "Relu", "LeakyRelu", "PRelu", "Clip", "Max", "Min", "Sum",
         "Mean", "Where", "Not", "And", "Or", "Xor", "Equal", "Less", "Greater", "LessOrEqual",
         "GreaterOrEqual", "Sign", "Round", "Floor", "Ceil", "IsNaN", "IsInf", "Cast", "Identity",
@@ -56,17 +64,17 @@ PRICED_OPS: dict[str, OpRule] = {
         "Pad", "DepthToSpace", "SpaceToDepth",
     ),
     **_rules(
-        _E, 2, "Div", "Mod", "Reciprocal", "BatchNormalization", "QuantizeLinear", "DequantizeLinear"
+        _E, 8, "Div", "Mod", "Reciprocal", "BatchNormalization", "QuantizeLinear", "DequantizeLinear"
     ),
-    **_rules(_E, 4, "Sqrt"),
-    **_rules(_E, 8, "Exp", "Log", "Tanh", "Sigmoid", "Erf", "Softplus", "Elu", "Selu", "Celu", "Gelu", "Pow"),
+    **_rules(_E, 16, "Sqrt"),
+    **_rules(_E, 32, "Exp", "Log", "Tanh", "Sigmoid", "Erf", "Softplus", "Elu", "Selu", "Celu", "Gelu", "Pow"),
     **_rules(
-        Cost.REDUCE, 1,
+        Cost.REDUCE, 8,
         "ReduceSum", "ReduceMean", "ReduceMax", "ReduceMin", "ReduceProd", "ReduceL1", "ReduceL2",
         "ReduceSumSquare", "ArgMax", "ArgMin", "GlobalAveragePool", "GlobalMaxPool",
     ),
-    **_rules(Cost.REDUCE, 8, "ReduceLogSumExp", "LayerNormalization"),
-    **_rules(Cost.POOL, 1, "MaxPool", "AveragePool"),
+    **_rules(Cost.REDUCE, 32, "ReduceLogSumExp", "LayerNormalization"),
+    **_rules(Cost.POOL, 8, "MaxPool", "AveragePool"),
     **_rules(Cost.VIEW, 0, "Reshape", "Flatten", "Squeeze", "Unsqueeze"),
 }
 

@@ -3,7 +3,9 @@
 One small frozen class per message, so each side matches on the type and reads named fields: no tuple
 positions, no string tags, no `reply[2] if len(reply) > 2`. Messages are pickled over a multiprocessing
 pipe; both ends run the same code. A worker answers each `Batch` with exactly one of `Done`, `GoldenFault`
-or `Fault`, `Describe` with `Described`, and says `Ready` once after it started.
+or `Fault`, `Describe` with `Described`, and says `Ready` once after it started. Array data travels in the
+shared arena (vm/sandbox/handoff.py): `ShareArena` is followed on the pipe by the arena's file descriptor,
+and jobs and results name their arrays by `ArrayRef`.
 """
 
 from __future__ import annotations
@@ -15,21 +17,25 @@ from typing import Any
 import numpy as np
 
 from vm.sandbox.executor import JobResult, ModelPackage
+from vm.sandbox.handoff import ArrayRef, compact
 from vm.sandbox.spec import ModelSpec
 
 # ---- jobs inside a batch -------------------------------------------------------------------------------
 
 
+@compact
 @dataclass(frozen=True, slots=True)
 class InferWire:
-    """An inference; `package` is None when the worker already holds the model (`model_id`)."""
+    """An inference; `package` is None when the worker already holds the model (`model_id`). Inputs are in
+    the arena (`ArrayRef`), or pickled when the arena cannot carry them (not a plain numpy array)."""
 
     index: int  # position of the job in the caller's batch
     model_id: bytes
     package: ModelPackage | None
-    inputs: Mapping[str, np.ndarray]
+    inputs: Mapping[str, np.ndarray | ArrayRef]
 
 
+@compact
 @dataclass(frozen=True, slots=True)
 class CheckWire:
     """A registration check of model bytes against their spec."""
@@ -44,29 +50,43 @@ WireJob = InferWire | CheckWire
 # ---- parent -> worker ----------------------------------------------------------------------------------
 
 
+@compact
 @dataclass(frozen=True, slots=True)
 class Batch:
-    """One block's jobs for this worker, run under a CPU budget of `cpu_seconds` more seconds."""
+    """One block's jobs for this worker, run under a CPU budget of `cpu_seconds` more seconds. The worker
+    may write outputs into the arena from byte `free_from` on (the inputs lie before it)."""
 
     jobs: tuple[WireJob, ...]
     cpu_seconds: int
+    free_from: int = 0
 
 
+@compact
+@dataclass(frozen=True, slots=True)
+class ShareArena:
+    """Use a new arena of `size` bytes from now on; its file descriptor follows on the pipe (SCM_RIGHTS)."""
+
+    size: int
+
+
+@compact
 @dataclass(frozen=True, slots=True)
 class Describe:
     """Ask for diagnostics (pid, threading environment, session settings)."""
 
 
+@compact
 @dataclass(frozen=True, slots=True)
 class Stop:
     """Exit cleanly."""
 
 
-ToWorker = Batch | Describe | Stop
+ToWorker = Batch | ShareArena | Describe | Stop
 
 # ---- worker -> parent ----------------------------------------------------------------------------------
 
 
+@compact
 @dataclass(frozen=True, slots=True)
 class Ready:
     """Sent once when the worker has scrubbed its environment, imported everything and set its limits."""
@@ -76,14 +96,25 @@ class Ready:
     ort_version: str
 
 
+@compact
+@dataclass(frozen=True, slots=True)
+class SharedOutputs:
+    """The canonical outputs of a successful inference: in the arena (`ArrayRef`), or in the message (small
+    arrays, or ones the arena had no room for)."""
+
+    arrays: tuple[tuple[str, np.ndarray | ArrayRef], ...]
+
+
+@compact
 @dataclass(frozen=True, slots=True)
 class Done:
     """Every job of the batch ran: results by batch index, and the models the worker now holds."""
 
-    results: tuple[tuple[int, JobResult], ...]
+    results: tuple[tuple[int, JobResult | SharedOutputs], ...]
     cached: frozenset[bytes]
 
 
+@compact
 @dataclass(frozen=True, slots=True)
 class GoldenFault:
     """A model's golden vectors did not reproduce: the worker quarantined it and stays usable."""
@@ -93,6 +124,7 @@ class GoldenFault:
     cached: frozenset[bytes]
 
 
+@compact
 @dataclass(frozen=True, slots=True)
 class Fault:
     """This worker cannot decide the batch: a local fault (resource, runtime) or a bug (`internal`).
@@ -102,6 +134,7 @@ class Fault:
     internal: bool = False
 
 
+@compact
 @dataclass(frozen=True, slots=True)
 class Described:
     info: Mapping[str, Any] = field(default_factory=dict)

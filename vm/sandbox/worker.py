@@ -4,7 +4,8 @@ Workers are started with multiprocessing's 'spawn' context (a fresh interpreter:
 locks or ORT state). Each one scrubs threading variables from its environment, ignores SIGINT, sets RLIMIT_AS
 once and RLIMIT_CPU per hand-off, and runs the shared `Runner` (pinned sessions, LRU cache, golden checks).
 A crash, timeout, limit hit or protocol error raises LocalFault from `run_batch`; the broken worker is
-discarded and a new one is started by the next call, never in a loop.
+discarded and a new one is started by the next call, never in a loop. Inputs and outputs travel through the
+worker's shared arena (vm/sandbox/handoff.py): one small message each way per block.
 """
 
 from __future__ import annotations
@@ -20,11 +21,15 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
+from multiprocessing.reduction import recv_handle, send_handle
 from typing import Any
+
+import numpy as np
 
 from core.errors import LocalFault
 from vm.sandbox.errors import GoldenMismatch, WorkerFault
 from vm.sandbox.executor import CheckJob, InferJob, Job, JobResult, ModelPackage
+from vm.sandbox.handoff import Arena, ArrayRef, Writer, arena_bytes_for, arena_size, in_arena
 from vm.sandbox.limits import WorkerLimits
 from vm.sandbox.protocol import (
     Batch,
@@ -37,6 +42,8 @@ from vm.sandbox.protocol import (
     GoldenFault,
     InferWire,
     Ready,
+    ShareArena,
+    SharedOutputs,
     Stop,
     WireJob,
 )
@@ -58,6 +65,7 @@ def _worker_main(conn: Connection, limits: WorkerLimits) -> None:
 
     resource.setrlimit(resource.RLIMIT_AS, (limits.memory_bytes, limits.memory_bytes))
     runner = Runner(limits.session_cache_bytes)
+    arena: Arena | None = None
     conn.send(Ready(os.getpid(), tuple(removed), onnxruntime.__version__))
     while True:
         try:
@@ -69,9 +77,16 @@ def _worker_main(conn: Connection, limits: WorkerLimits) -> None:
                 return
             case Describe():
                 conn.send(Described(_describe(runner)))
-            case Batch(jobs=jobs, cpu_seconds=cpu_seconds):
+            case ShareArena(size=size):
+                try:
+                    fd = recv_handle(conn)
+                except (EOFError, OSError):
+                    return
+                arena = Arena(size, fd)
+                arena.close()  # the mapping keeps the memory; the descriptor is not needed any more
+            case Batch(jobs=jobs, cpu_seconds=cpu_seconds, free_from=free_from):
                 _set_cpu_budget(cpu_seconds)
-                conn.send(_serve_batch(runner, jobs))
+                conn.send(_serve_batch(runner, jobs, arena, free_from))
             case _:
                 conn.send(Fault(f"unknown message {type(message).__name__}", internal=True))
 
@@ -86,13 +101,17 @@ def _set_cpu_budget(seconds: int) -> None:
     resource.setrlimit(resource.RLIMIT_CPU, (soft, hard))
 
 
-def _serve_batch(runner: Any, jobs: tuple[WireJob, ...]) -> Done | GoldenFault | Fault:
+def _serve_batch(runner: Any, jobs: tuple[WireJob, ...], arena: Arena | None, free_from: int) -> Done | GoldenFault | Fault:
     pinned = frozenset(job.model_id for job in jobs if isinstance(job, InferWire))
-    replies: list[tuple[int, JobResult]] = []
+    replies: list[tuple[int, JobResult | SharedOutputs]] = []
+    writer = None if arena is None else Writer(arena, free_from)
     try:
         for job in jobs:
             if isinstance(job, InferWire):
-                replies.append((job.index, runner.infer(job.model_id, job.package, job.inputs, pinned)))
+                inputs = {name: _resolve(arena, value) for name, value in job.inputs.items()}
+                result = runner.infer(job.model_id, job.package, inputs, pinned)
+                del inputs  # no view of the arena outlives the job
+                replies.append((job.index, _share(writer, result)))
             else:
                 replies.append((job.index, runner.check(job.model_bytes, job.spec)))
     except GoldenMismatch as exc:
@@ -104,6 +123,29 @@ def _serve_batch(runner: Any, jobs: tuple[WireJob, ...]) -> Done | GoldenFault |
     except Exception as exc:  # a bug in our code: loud local fault, never a verdict
         return Fault(repr(exc)[:300], internal=True)
     return Done(tuple(replies), runner.cached_ids())
+
+
+def _resolve(arena: Arena | None, value: np.ndarray | ArrayRef) -> np.ndarray:
+    if not isinstance(value, ArrayRef):
+        return value
+    if arena is None:
+        raise WorkerFault("an input names the arena, but none was shared")
+    try:
+        return arena.view(value)
+    except (ValueError, TypeError) as exc:
+        raise WorkerFault(f"input outside the arena: {exc}") from None
+
+
+def _share(writer: Writer | None, result: JobResult) -> JobResult | SharedOutputs:
+    """The outputs written into the arena where they belong there and fit after the inputs; the others stay
+    in the message."""
+    if writer is None or result.outputs is None or not any(in_arena(v) for v in result.outputs.values()):
+        return result
+    arrays: list[tuple[str, np.ndarray | ArrayRef]] = []
+    for name, value in result.outputs.items():
+        ref = writer.put(value) if in_arena(value) else None
+        arrays.append((name, value if ref is None else ref))
+    return SharedOutputs(tuple(arrays))
 
 
 def _describe(runner: Any) -> dict[str, Any]:
@@ -127,6 +169,7 @@ class _Worker:
     conn: Connection
     info: Ready
     cached: frozenset[bytes] = frozenset()
+    arena: Arena | None = None
 
 
 def _slot_of(model_id: bytes, size: int) -> int:
@@ -140,10 +183,12 @@ class WorkerPool:
     cross the pipe only when that worker does not hold the model. Thread-safe: calls are serialized.
     """
 
-    def __init__(self, size: int = 1, limits: WorkerLimits | None = None) -> None:
+    def __init__(self, size: int = 1, limits: WorkerLimits | None = None, *, shared_memory: bool = True) -> None:
+        """`shared_memory=False` sends arrays pickled on the pipe instead (the baseline bench/vm.py compares)."""
         if size < 1:
             raise ValueError("pool size must be >= 1")
         self._size = size
+        self._shared_memory = shared_memory
         self._limits = limits or WorkerLimits()
         self._ctx = multiprocessing.get_context("spawn")
         self._workers: list[_Worker | None] = [None] * size
@@ -212,7 +257,8 @@ class WorkerPool:
             for slot, slot_jobs in plan.items():
                 try:
                     worker = self._ensure(slot)
-                    worker.conn.send(Batch(self._wire(worker, slot_jobs), self._limits.cpu_seconds_per_batch))
+                    wire, free_from = self._wire(worker, slot_jobs)
+                    worker.conn.send(Batch(wire, self._limits.cpu_seconds_per_batch, free_from))
                     sent[slot] = worker
                 except LocalFault as exc:
                     fault = fault or exc
@@ -231,7 +277,22 @@ class WorkerPool:
             assert all(r is not None for r in results)
             return [r for r in results if r is not None]
 
-    def _wire(self, worker: _Worker, slot_jobs: list[tuple[int, Job]]) -> tuple[WireJob, ...]:
+    def _wire(self, worker: _Worker, slot_jobs: list[tuple[int, Job]]) -> tuple[tuple[WireJob, ...], int]:
+        """The jobs as the worker receives them, their inputs written into its arena; and where the free
+        part of the arena begins."""
+        if not self._shared_memory:
+            return self._wire_pickled(worker, slot_jobs), 0
+        need = arena_bytes_for([job.inputs for _, job in slot_jobs if isinstance(job, InferJob)])
+        arena = worker.arena
+        if arena is None or arena.size < 2 * need:
+            arena = Arena(arena_size(need))
+            try:
+                worker.conn.send(ShareArena(arena.size))
+                send_handle(worker.conn, arena.fd, worker.process.pid)
+            finally:
+                arena.close()  # the worker holds its own descriptor now; the mapping stays here
+            worker.arena = arena
+        writer = Writer(arena)
         wire: list[WireJob] = []
         shipping: set[bytes] = set()
         for index, job in slot_jobs:
@@ -243,8 +304,12 @@ class WorkerPool:
             if model_id not in worker.cached and model_id not in shipping:
                 package = job.model
                 shipping.add(model_id)
-            wire.append(InferWire(index, model_id, package, dict(job.inputs)))
-        return tuple(wire)
+            inputs: dict[str, np.ndarray | ArrayRef] = {}
+            for name, value in job.inputs.items():
+                ref = writer.put(value) if in_arena(value) else None
+                inputs[name] = value if ref is None else ref
+            wire.append(InferWire(index, model_id, package, inputs))
+        return tuple(wire), writer.end
 
     def _collect(self, slot: int, worker: _Worker, deadline: float) -> list[tuple[int, JobResult]]:
         try:
@@ -260,7 +325,7 @@ class WorkerPool:
         match reply:
             case Done(results=results, cached=cached):
                 worker.cached = cached
-                return list(results)
+                return [(index, self._unshare(slot, worker, result)) for index, result in results]
             case GoldenFault(model_id=model_id, detail=detail, cached=cached):
                 worker.cached = cached
                 self._quarantined.add(model_id)
@@ -271,6 +336,29 @@ class WorkerPool:
             case _:
                 self._discard(slot)
                 raise WorkerFault(f"worker answered a batch with {type(reply).__name__}")
+
+    def _wire_pickled(self, worker: _Worker, slot_jobs: list[tuple[int, Job]]) -> tuple[WireJob, ...]:
+        wire: list[WireJob] = []
+        for index, job in slot_jobs:
+            if isinstance(job, CheckJob):
+                wire.append(CheckWire(index, job.model_bytes, job.spec))
+            else:
+                package = None if job.model.model_id in worker.cached else job.model
+                wire.append(InferWire(index, job.model.model_id, package, dict(job.inputs)))
+        return tuple(wire)
+
+    def _unshare(self, slot: int, worker: _Worker, result: JobResult | SharedOutputs) -> JobResult:
+        """A result with private copies of the outputs the worker left in the arena."""
+        if isinstance(result, JobResult):
+            return result
+        try:
+            assert worker.arena is not None
+            arena = worker.arena
+            return JobResult(outputs={name: arena.copy_out(value) if isinstance(value, ArrayRef) else value
+                                      for name, value in result.arrays})
+        except (AssertionError, ValueError, TypeError) as exc:  # numpy refuses a ref outside the arena
+            self._discard(slot)
+            raise WorkerFault(f"worker bug: outputs outside the arena: {exc}") from None
 
     def _ensure(self, slot: int) -> _Worker:
         worker = self._workers[slot]
@@ -308,6 +396,7 @@ class WorkerPool:
         if worker is not None:
             _kill(worker.process)
             worker.conn.close()
+            worker.arena = None  # unmapped once no array views it; nothing to unlink (memfd)
 
     def close(self) -> None:
         """Stop every worker (politely, then by force after a bounded wait)."""
