@@ -16,6 +16,7 @@ from core.limits import KIB, MAX_TENSOR_DIMS
 from core.tensor import DType, Tensor
 from core.tx import Transaction
 from core.types import Address, Amount, Hash32, PublicKeyBytes
+from vm.gov.types import Deposit, SubmitProposal, Vote
 
 MAX_CHUNK_BYTES = 256 * KIB
 MAX_MODEL_NAME_BYTES = 64
@@ -31,6 +32,10 @@ class TxKind(enum.IntEnum):
     UNJAIL = 4
     MODEL_CHUNK = 5
     INFER = 6
+    # Governance (vm/gov): 20-29.
+    SUBMIT_PROPOSAL = 20
+    DEPOSIT = 21
+    VOTE = 22
 
 
 class ModelClass(enum.IntEnum):
@@ -155,7 +160,7 @@ class Infer(Wire):
     max_model_fee: Amount
 
 
-Payload = Transfer | Stake | Unstake | Unjail | ModelChunk | Infer
+Payload = Transfer | Stake | Unstake | Unjail | ModelChunk | Infer | SubmitProposal | Deposit | Vote
 
 PAYLOAD_TYPES: dict[TxKind, type[Wire]] = {
     TxKind.TRANSFER: Transfer,
@@ -164,6 +169,9 @@ PAYLOAD_TYPES: dict[TxKind, type[Wire]] = {
     TxKind.UNJAIL: Unjail,
     TxKind.MODEL_CHUNK: ModelChunk,
     TxKind.INFER: Infer,
+    TxKind.SUBMIT_PROPOSAL: SubmitProposal,
+    TxKind.DEPOSIT: Deposit,
+    TxKind.VOTE: Vote,
 }
 KIND_OF: dict[type[Wire], TxKind] = {cls: kind for kind, cls in PAYLOAD_TYPES.items()}
 
