@@ -228,8 +228,11 @@ class VMApplication:
             if key in self._challenges:
                 return self._challenges[key]
         try:
-            challenge = challenge_for(self._view(), self.chain_id, height, prev)
-            outputs = self.engine.run_challenge(challenge, self._view().params())
+            # On the state block `height` was built on, not the latest: governance changes the PoI models,
+            # and every node must pose the same challenge whenever it computes it.
+            view = self._view(height - 1)
+            challenge = challenge_for(view, self.chain_id, height, prev)
+            outputs = self.engine.run_challenge(challenge, view.params())
             output: Tensor | None = outputs[0] if outputs else None
         except LocalFault as fault:
             self._alarm(f"PoI challenge {height}: {fault}")
