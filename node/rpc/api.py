@@ -25,6 +25,7 @@ from node.views import (
     TxView,
     ValidatorsView,
 )
+from vm.gov.reader import GovReader
 
 
 class NodeApi(Protocol):
@@ -58,6 +59,10 @@ class NodeApi(Protocol):
     async def wait_for_tx(self, tx_hash: Hash32) -> TxOutcome:
         """Until the transaction is committed or rejected after mempool entry (commit mode reports "rejected:
         validators disagreed"); the caller bounds the wait. Checks the block store before it waits."""
+        ...
+
+    def gov(self) -> GovReader:
+        """Governance records at the latest height (proposals, deposits, votes, the upgrade plan)."""
         ...
 
     def params(self) -> Wire | None:
