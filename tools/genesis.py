@@ -84,10 +84,10 @@ DEFAULT_PARAMS: dict[str, Any] = {
         "jail_blocks": 100,
         "max_evidence_age": 100,  # at most unbonding_blocks (vm.params.validate_params)
     },
-    "gov": {  # Cosmos x/gov v1 defaults, with periods in blocks (docs/governance.md)
+    "gov": {  # Cosmos x/gov v1 defaults; periods in blocks, short for a devnet (docs/governance.md)
         "min_deposit": 10 * TOKEN,
-        "max_deposit_blocks": 1_000,
-        "voting_blocks": 1_000,
+        "max_deposit_blocks": 120,
+        "voting_blocks": 60,
         "quorum_bps": 3_340,
         "threshold_bps": 5_000,
         "veto_threshold_bps": 3_340,
