@@ -9,6 +9,7 @@ votes and timeouts meanwhile. Signing (fsync of the sign state, maybe the PoI ch
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import time
@@ -271,8 +272,15 @@ class ConsensusDriver:
         """Before `height` starts (and before its NewHeight reaches the WAL): its timeouts and block limits
         from the committed state. The node's callable raises UpgradeNeeded when this build cannot run the
         height (a software upgrade is due there), which ends the node with its one line."""
-        if self._height_params is not None:
-            self.state.params, self.limits = self._height_params(height)
+        if self._height_params is None:
+            return
+        params, limits = self._height_params(height)
+        changes = [f"{f.name} {getattr(old, f.name)} -> {getattr(new, f.name)}"
+                   for old, new in ((self.state.params, params), (self.limits, limits))
+                   for f in dataclasses.fields(new) if getattr(old, f.name) != getattr(new, f.name)]
+        if changes:
+            logger.info("height %d: consensus parameters from state: %s", height, ", ".join(changes))
+        self.state.params, self.limits = params, limits
 
     def raise_alarm(self, reason: str) -> None:
         logger.error("ALARM: %s", reason)

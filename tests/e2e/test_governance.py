@@ -1,5 +1,6 @@
-"""Governance on a real 4-validator devnet (real processes, tests/realnet): a parameter change and a PoI
-model addition pass and take effect at the same height on every node, with the same state root; a software
+"""Governance on a real 4-validator devnet (real processes, tests/realnet): a parameter change (block gas
+and a consensus timeout) and a PoI model addition pass and take effect at the same height on every node,
+with the same state root, consensus reading the new values from state; the gov CLI works; a software
 upgrade halts every node at its height with one line naming the version to run, and restarting them with
 the upgrade enabled resumes the chain. One network serves the module; the tests run in file order."""
 
@@ -73,7 +74,8 @@ def test_a_parameter_change_and_a_poi_model_take_effect_at_the_same_height_every
     digits_int8 = model_id.hex()
     poi_before = net.client(0).call("params")["poi_models"]
     assert digits_int8 not in poi_before
-    change = ParameterChangeProposal((ParamChange("consensus.max_block_gas", NEW_MAX_BLOCK_GAS),))
+    change = ParameterChangeProposal((ParamChange("consensus.max_block_gas", NEW_MAX_BLOCK_GAS),
+                                      ParamChange("consensus.timeout_propose_ms", 4_000)))
     add = PoiModelsProposal((model_id,), ())
     done = submit_and_pass(net, [change, add])
     assert [d["status"] for d in done] == ["passed", "passed"], done
@@ -88,6 +90,10 @@ def test_a_parameter_change_and_a_poi_model_take_effect_at_the_same_height_every
         assert params["poi_models"] == [*poi_before, digits_int8]
         assert [net.client(i).call("proposal", {"id": d["id"]})["result"] for d in done] == \
             ["passed and executed"] * 2
+        # Consensus took the new timeout and block limit from state for the next height, on every node.
+        line = (f"height {end + 1}: consensus parameters from state: timeout_propose_ms 3000 -> 4000, "
+                f"max_gas 200000000 -> {NEW_MAX_BLOCK_GAS}")
+        assert line in net.spec(i).log_path.read_text(), net.log_tail(i)
     # Challenges that may now pick digits_int8 keep every validator correct (no node poses another one).
     for v in net.client(0).call("poi"):
         assert v["wrong"] == 0 and not v["jailed"], v
