@@ -18,6 +18,7 @@ from vm import delegation, upgrades
 from vm.genesis import Genesis
 from vm.gov.store import ESCROW, get_applied_upgrades, get_next_proposal_id, get_proposal, get_upgrade_plan
 from vm.gov.types import (
+    MAX_QUEUED,
     Content,
     Deposit,
     ParamChange,
@@ -303,3 +304,16 @@ def test_a_software_upgrade_stops_an_old_node_and_runs_on_a_new_one(
     assert upgrades.is_upgrade_applied(view, "v2")
     refused = net.step([submit(net, 4, SoftwareUpgradeProposal("v2", Height(height + 50), ""))])
     assert "has already run" in refused.results[0].log
+
+
+def test_end_of_block_work_is_bounded_per_height(net: Devnet) -> None:
+    """At most 64 proposals end their deposit period at one height: the 65th submission of a block fails
+    (a spammer cannot make one block's governance step arbitrarily long), and the 64 close together."""
+    txs = [net.tx(net.account(4 + i % 4), SubmitProposal("spam", "", TextProposal(), Amount(1)), gas_limit=GAS)
+           for i in range(MAX_QUEUED + 1)]
+    block = net.step(txs)
+    assert all(r.status == 0 for r in block.results[:MAX_QUEUED])
+    assert "too many proposals already end their deposit period" in block.results[MAX_QUEUED].log
+    assert step_to(net, proposal(net, 1).deposit_end) == MAX_QUEUED  # each deposit of 1 burned
+    assert {proposal(net, pid).status for pid in range(1, MAX_QUEUED + 1)} == {ProposalStatus.REJECTED}
+    assert_conserved(net)
