@@ -16,6 +16,8 @@ from click.testing import CliRunner
 from core.keys import PrivateKey
 from core.types import Amount, Height
 from node.cli import cli
+from node.client import RpcError
+from node.rpc.errors import INVALID_PARAMS, NOT_FOUND
 from tests.realnet import RealNet, realnet_fixture
 from vm.gov.types import (
     ParamChange,
@@ -128,6 +130,14 @@ def test_the_gov_commands_propose_vote_and_read(net: RealNet, tmp_path: Path,
     assert doc["tally"]["yes"] * 4 == doc["tally"]["bonded"] * 3  # the tally if the vote ended now
     listed = runner.invoke(cli, ["gov", "list", "--status", "voting_period", *url])
     assert f"{pid}  voting_period" in listed.output and "hello" in listed.output
+    # Bad requests get a typed error with one line, never a crash.
+    for params, code in (({"id": 10_000}, NOT_FOUND), ({"id": 0}, INVALID_PARAMS), ({"id": "1"}, INVALID_PARAMS)):
+        with pytest.raises(RpcError) as err:
+            net.client(0).call("proposal", params)
+        assert err.value.code == code and "\n" not in str(err.value)
+    with pytest.raises(RpcError) as err:
+        net.client(0).call("proposals", {"status": "nonsense"})
+    assert err.value.code == INVALID_PARAMS
 
 
 def test_a_software_upgrade_halts_every_node_and_the_upgraded_nodes_resume(net: RealNet) -> None:
