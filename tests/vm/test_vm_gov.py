@@ -172,13 +172,18 @@ def test_a_deposit_period_that_ends_below_the_minimum_burns_the_deposit(net: Dev
 def test_a_passed_parameter_change_takes_effect_at_the_next_block_and_refunds_the_deposit(net: Devnet) -> None:
     proposer = net.account(4).address
     before = balance(net, proposer)
+    digits = next(m.model_id for m in net.genesis.models if m.name == "digits_int8")
+    priced = net.apps[0].view().model(digits)
     change = ParameterChangeProposal((ParamChange("consensus.max_block_gas", 150_000_000),
-                                      ParamChange("gov.burn_vote_quorum", 1)))
+                                      ParamChange("gov.burn_vote_quorum", 1),
+                                      ParamChange("vm.gas_schedule.per_node", 400)))
     done, burn = run_vote(net, change, {0: VoteOption.YES, 1: VoteOption.YES, 2: VoteOption.NO})
     assert done.status is ProposalStatus.PASSED and burn == 0, done.result_log
     assert done.tally is not None and done.tally.yes == 2 * done.tally.no == done.tally.bonded // 2
     params = net.apps[0].view().params()
     assert params.consensus.max_block_gas == 150_000_000 and params.gov.burn_vote_quorum
+    assert dict((n.name, n.value) for n in params.vm.gas_schedule)["per_node"] == 400
+    assert net.apps[0].view().model(digits) == priced  # registered models keep their metered prices
     assert balance(net, proposer) == before - GAS  # the deposit came back; the submission's fee did not
     assert balance(net, ESCROW) == 0
     assert_conserved(net)
