@@ -95,3 +95,13 @@ async def upgrade(api: NodeApi) -> dict[str, Any]:
     reader = api.gov()
     plan = reader.upgrade_plan()
     return {"plan": None if plan is None else to_json(plan), "applied": to_json(reader.applied_upgrades().entries)}
+
+
+@registry.method("gov_events", "The governance events of a block: each proposal that closed in it, with its new "
+                               "status and why (passed and executed, rejected, vetoed, failed at execution).",
+                 params=(Param("height", {"type": "integer", "minimum": 1}, "the block height",
+                               parse=parse_proposal_id),),
+                 result="GovEvents", result_schema={"type": "array", "items": OBJ})
+async def gov_events(api: NodeApi, height: int) -> list[dict[str, Any]]:
+    return [{"proposal_id": int(e.proposal_id), "status": e.status.name.lower(), "log": e.log}
+            for e in api.gov().events(height).events]

@@ -92,6 +92,8 @@ def test_a_parameter_change_and_a_poi_model_take_effect_at_the_same_height_every
         assert params["poi_models"] == [*poi_before, digits_int8]
         assert [net.client(i).call("proposal", {"id": d["id"]})["result"] for d in done] == \
             ["passed and executed"] * 2
+        assert net.client(i).call("gov_events", {"height": end}) == [
+            {"proposal_id": d["id"], "status": "passed", "log": "passed and executed"} for d in done]
         # Consensus took the new timeout and block limit from state for the next height, on every node.
         line = (f"height {end + 1}: consensus parameters from state: timeout_propose_ms 3000 -> 4000, "
                 f"max_gas 200000000 -> {NEW_MAX_BLOCK_GAS}")

@@ -16,6 +16,7 @@ from core.types import Address, Amount, Hash32, Height
 from tests.vm.devnet import Devnet, devnet_genesis
 from vm import delegation, upgrades
 from vm.genesis import Genesis
+from vm.gov.reader import GovReader
 from vm.gov.store import ESCROW, get_applied_upgrades, get_next_proposal_id, get_proposal, get_upgrade_plan
 from vm.gov.types import (
     MAX_QUEUED,
@@ -201,6 +202,8 @@ def test_a_veto_rejects_and_burns_the_deposit(net: Devnet) -> None:
     done, burn = run_vote(net, TextProposal(), {0: VoteOption.YES, 1: VoteOption.YES, 2: VoteOption.NO_WITH_VETO,
                                           3: VoteOption.NO_WITH_VETO})
     assert done.status is ProposalStatus.REJECTED and done.result_log == "rejected: vetoed"
+    events = GovReader(net.apps[0].view()).events(int(done.voting_end)).events
+    assert [(e.proposal_id, e.status, e.log) for e in events] == [(1, ProposalStatus.REJECTED, "rejected: vetoed")]
     assert burn == MIN_DEPOSIT
     assert_conserved(net)
 
@@ -259,6 +262,9 @@ def test_a_passed_proposal_that_no_longer_executes_fails_and_leaves_state_unchan
     while net.height < proposal(net, 2).voting_end:
         net.step()
     first, second = proposal(net, 1), proposal(net, 2)
+    events = GovReader(net.apps[0].view()).events(int(second.voting_end)).events
+    assert [(e.proposal_id, e.status) for e in events] == [(1, ProposalStatus.PASSED), (2, ProposalStatus.FAILED)]
+    assert events[1].log == second.result_log
     assert first.status is ProposalStatus.PASSED
     assert second.status is ProposalStatus.FAILED
     assert second.result_log == ("passed, but execution failed: vm.max_tx_gas must not exceed "

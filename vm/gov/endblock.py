@@ -1,5 +1,6 @@
 """Governance at the end of each block: close the deposit periods and the votes that end at its height,
 in proposal order, and carry out the proposals that passed. Deterministic: state and the block height only.
+Each closing is recorded as an event of the block, in state (`Ge` + height: provable like any record).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from vm.gov.store import (
     ESCROW,
     VOTING_END,
     deposits_key,
+    events_key,
     get_deposits,
     get_proposal,
     get_queue,
@@ -23,7 +25,7 @@ from vm.gov.store import (
     votes_key,
 )
 from vm.gov.tally import Verdict, burns_deposit, compute_tally, compute_verdict
-from vm.gov.types import MAX_RESULT_LOG_BYTES, Proposal, ProposalStatus
+from vm.gov.types import MAX_RESULT_LOG_BYTES, GovEvent, GovEvents, Proposal, ProposalStatus
 from vm.state import StateView
 
 if TYPE_CHECKING:
@@ -35,23 +37,31 @@ def process_gov_end_block(view: StateView, ctx: BlockContext) -> int:
     burned = 0
     height = int(ctx.height)
     gov = ctx.params.gov
+    closed: list[Proposal] = []
     for proposal_id in get_queue(view, DEPOSIT_END, height).proposal_ids:
         proposal = get_proposal(view, proposal_id)
         if proposal is None or proposal.status is not ProposalStatus.DEPOSIT_PERIOD:
             continue  # its vote opened: the voting queue closes it
         burned += _settle_deposits(view, proposal_id, burn=gov.burn_deposit_prevote)
-        view.put(proposal_key(proposal_id), proposal.replace(
-            status=ProposalStatus.REJECTED, result_log="rejected: the deposit period ended below the minimum"))
+        proposal = proposal.replace(status=ProposalStatus.REJECTED,
+                                    result_log="rejected: the deposit period ended below the minimum")
+        view.put(proposal_key(proposal_id), proposal)
+        closed.append(proposal)
     view.delete(queue_key(DEPOSIT_END, height))
     for proposal_id in get_queue(view, VOTING_END, height).proposal_ids:
         proposal = get_proposal(view, proposal_id)
         assert proposal is not None and proposal.status is ProposalStatus.VOTING_PERIOD
-        burned += _close_vote(view, ctx, proposal)
+        spent, proposal = _close_vote(view, ctx, proposal)
+        burned += spent
+        closed.append(proposal)
     view.delete(queue_key(VOTING_END, height))
+    if closed:
+        view.put(events_key(height), GovEvents(tuple(GovEvent(p.proposal_id, p.status, p.result_log)
+                                                     for p in closed)))
     return burned
 
 
-def _close_vote(view: StateView, ctx: BlockContext, proposal: Proposal) -> int:
+def _close_vote(view: StateView, ctx: BlockContext, proposal: Proposal) -> tuple[int, Proposal]:
     gov = ctx.params.gov
     pid = int(proposal.proposal_id)
     tally = compute_tally(view, int(ctx.height), get_votes(view, pid))
@@ -66,9 +76,9 @@ def _close_vote(view: StateView, ctx: BlockContext, proposal: Proposal) -> int:
             status, log = ProposalStatus.PASSED, "passed and executed"
         except ContentRefused as exc:
             status, log = ProposalStatus.FAILED, f"passed, but execution failed: {exc}"
-    view.put(proposal_key(pid), proposal.replace(status=status, tally=tally,
-                                                 result_log=_clip(log)))
-    return burned
+    proposal = proposal.replace(status=status, tally=tally, result_log=_clip(log))
+    view.put(proposal_key(pid), proposal)
+    return burned, proposal
 
 
 def _settle_deposits(view: StateView, proposal_id: int, *, burn: bool) -> int:

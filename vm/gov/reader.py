@@ -5,6 +5,7 @@ from __future__ import annotations
 from vm.gov.store import (
     get_applied_upgrades,
     get_deposits,
+    get_events,
     get_next_proposal_id,
     get_proposal,
     get_upgrade_plan,
@@ -14,6 +15,7 @@ from vm.gov.tally import compute_tally
 from vm.gov.types import (
     AppliedUpgrades,
     DepositList,
+    GovEvents,
     Proposal,
     ProposalStatus,
     TallyResult,
@@ -57,6 +59,9 @@ class GovReader:
         if proposal.status is not ProposalStatus.VOTING_PERIOD:
             return proposal.tally
         return compute_tally(self._view, self._view.chain().height, get_votes(self._view, proposal.proposal_id))
+
+    def events(self, height: int) -> GovEvents:
+        return get_events(self._view, height)
 
     def upgrade_plan(self) -> UpgradePlan | None:
         return get_upgrade_plan(self._view)

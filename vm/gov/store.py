@@ -1,7 +1,7 @@
 """Where governance keeps its records in state, and the escrow account that holds deposits.
 
 Keys: `Gp`/`Gd`/`Gv` + proposal id (proposal, deposits, votes); `Gq` + `d`/`v` + height (proposals whose
-deposit or voting period ends there); the next id, the upgrade plan and the applied upgrades under `\\x00`.
+deposit or voting period ends there); `Ge` + height (the events of that block); the next id, the upgrade plan and the applied upgrades under `\\x00`.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from vm.gov.types import (
     MAX_QUEUED,
     AppliedUpgrades,
     DepositList,
+    GovEvents,
     Proposal,
     ProposalQueue,
     UpgradePlan,
@@ -40,6 +41,14 @@ def deposits_key(proposal_id: int) -> bytes:
 
 def votes_key(proposal_id: int) -> bytes:
     return b"Gv" + proposal_id.to_bytes(8, "big")
+
+
+def events_key(height: int) -> bytes:
+    return b"Ge" + height.to_bytes(8, "big")
+
+
+def get_events(view: StateView, height: int) -> GovEvents:
+    return view.get(events_key(height), GovEvents) or GovEvents(())
 
 
 def queue_key(kind: bytes, height: int) -> bytes:

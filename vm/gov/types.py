@@ -169,6 +169,22 @@ class ProposalQueue(Wire):
     proposal_ids: Annotated[tuple[U64, ...], MaxLen(MAX_QUEUED)]
 
 
+@wire(max_bytes=MAX_RESULT_LOG_BYTES + 32)
+class GovEvent(Wire):
+    """A proposal that closed in a block: its new status and the one-line why."""
+
+    proposal_id: U64
+    status: ProposalStatus
+    log: Annotated[str, MaxLen(MAX_RESULT_LOG_BYTES)]
+
+
+@wire(max_bytes=(MAX_RESULT_LOG_BYTES + 32) * 2 * MAX_QUEUED + 16)
+class GovEvents(Wire):
+    """The governance events of one block, in the order they happened (deposit periods, then votes)."""
+
+    events: Annotated[tuple[GovEvent, ...], MaxLen(2 * MAX_QUEUED)]
+
+
 @wire(max_bytes=MAX_UPGRADE_NAME_BYTES + MAX_UPGRADE_INFO_BYTES + 48)
 class UpgradePlan(Wire):
     """The one scheduled software upgrade (a later passed upgrade proposal replaces it)."""
