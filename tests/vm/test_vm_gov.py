@@ -221,6 +221,15 @@ def test_all_abstaining_rejects(net: Devnet) -> None:
     assert done.result_log == "rejected: every vote abstained" and burn == 0
 
 
+def test_accounts_without_stake_cannot_vote(net: Devnet) -> None:
+    """Else funded accounts with no stake could fill the proposal's voter list (1,024) for the price of
+    their fees and shut the validators' owners out of the vote."""
+    all_ok(net.step([submit(net, 4, TextProposal())]))
+    block = net.step([vote(net, 6, 1, VoteOption.NO), vote(net, 0, 1, VoteOption.YES)])
+    assert "no stake to vote with" in block.results[0].log and block.results[1].status == 0
+    assert [e.voter for e in GovReader(net.apps[0].view()).votes(1).entries] == [net.account(0).address]
+
+
 def test_a_later_vote_replaces_the_earlier_one(net: Devnet) -> None:
     all_ok(net.step([submit(net, 4, TextProposal())]))
     all_ok(net.step([vote(net, 0, 1, VoteOption.NO), vote(net, 1, 1, VoteOption.YES)]))

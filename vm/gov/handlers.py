@@ -27,6 +27,7 @@ from vm.gov.store import (
     set_next_proposal_id,
     votes_key,
 )
+from vm.gov.tally import has_voting_power
 from vm.gov.types import (
     MAX_DEPOSITORS,
     MAX_VOTERS,
@@ -125,6 +126,9 @@ def process_vote(view: StateView, ctx: BlockContext, sender: Address, p: Vote, c
     if proposal.status is not ProposalStatus.VOTING_PERIOD:
         raise GovRefused(f"proposal {p.proposal_id:d} is not in its voting period")
     votes = {e.voter: e.option for e in get_votes(view, p.proposal_id).entries}
+    if sender not in votes and not has_voting_power(view, int(ctx.height), sender):
+        # Else accounts without stake could fill the voter list and shut the stake out of the vote.
+        raise GovRefused("the sender has no stake to vote with (it owns no bonded validator and delegates none)")
     if sender not in votes and len(votes) >= MAX_VOTERS:
         raise GovRefused(f"proposal {p.proposal_id:d} has {MAX_VOTERS} voters already")
     votes[sender] = p.option

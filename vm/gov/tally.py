@@ -24,13 +24,27 @@ class Verdict(enum.Enum):
     REJECTED = "rejected: threshold not reached"
 
 
-def compute_tally(view: StateView, height: int, votes: VoteList) -> TallyResult:
-    """Stake per option for the votes of a proposal whose vote ends at block `height`."""
+def bonded_validators(view: StateView, height: int) -> dict[Address, ValidatorRecord]:
+    """The validators whose stake counts after block `height`: the next height's set, less jailed and
+    tombstoned ones."""
     bonded: dict[Address, ValidatorRecord] = {}
     for entry in view.validator_list(height + 1):
         record = view.validator(entry.address)
         if record is not None and not record.jailed and not record.tombstoned:
             bonded[entry.address] = record
+    return bonded
+
+
+def has_voting_power(view: StateView, height: int, account: Address) -> bool:
+    """Whether a vote of `account` could weigh anything: it owns a bonded validator or delegates."""
+    if any(r.owner == account for r in bonded_validators(view, height).values()):
+        return True
+    return bool(delegation.delegations_of(view, account))
+
+
+def compute_tally(view: StateView, height: int, votes: VoteList) -> TallyResult:
+    """Stake per option for the votes of a proposal whose vote ends at block `height`."""
+    bonded = bonded_validators(view, height)
     by_voter = {e.voter: e.option for e in votes.entries}
     totals = dict.fromkeys(VoteOption, 0)
     deducted = dict.fromkeys(bonded, 0)
