@@ -145,9 +145,12 @@ def test_a_deposit_below_the_minimum_waits_then_others_open_the_vote(net: Devnet
     all_ok(net.step([submit(net, 4, TextProposal(), deposit=MIN_DEPOSIT // 2)]))
     assert proposal(net, 1).status is ProposalStatus.DEPOSIT_PERIOD
     assert balance(net, ESCROW) == MIN_DEPOSIT // 2
-    block = net.step([net.tx(net.account(5), Deposit(1, Amount(MIN_DEPOSIT // 2)), gas_limit=GAS),
-                      net.tx(net.account(5), Deposit(9, Amount(1)), gas_limit=GAS)])
-    assert block.results[0].status == 0 and "no proposal 9" in block.results[1].log
+    block = net.step([net.tx(net.account(6), Deposit(1, Amount(15)), gas_limit=GAS),
+                      net.tx(net.account(5), Deposit(1, Amount(MIN_DEPOSIT // 2)), gas_limit=GAS),
+                      net.tx(net.account(5), Deposit(9, Amount(100)), gas_limit=GAS)])
+    # Dust from a new depositor is refused: 64 depositors must always add up to the minimum (1000 / 64).
+    assert "first deposit must be at least 16" in block.results[0].log
+    assert block.results[1].status == 0 and "no proposal 9" in block.results[2].log
     opened = proposal(net, 1)
     assert opened.status is ProposalStatus.VOTING_PERIOD and opened.total_deposit == MIN_DEPOSIT
     assert opened.voting_end == net.height + VOTING
@@ -156,8 +159,8 @@ def test_a_deposit_below_the_minimum_waits_then_others_open_the_vote(net: Devnet
 
 
 def test_a_deposit_period_that_ends_below_the_minimum_burns_the_deposit(net: Devnet) -> None:
-    all_ok(net.step([submit(net, 4, TextProposal(), deposit=10)]))
-    assert step_to(net, proposal(net, 1).deposit_end) == 10
+    all_ok(net.step([submit(net, 4, TextProposal(), deposit=20)]))
+    assert step_to(net, proposal(net, 1).deposit_end) == 20
     closed = proposal(net, 1)
     assert closed.status is ProposalStatus.REJECTED and "below the minimum" in closed.result_log
     assert balance(net, ESCROW) == 0
@@ -329,11 +332,11 @@ def test_a_software_upgrade_stops_an_old_node_and_runs_on_a_new_one(
 def test_end_of_block_work_is_bounded_per_height(net: Devnet) -> None:
     """At most 64 proposals end their deposit period at one height: the 65th submission of a block fails
     (a spammer cannot make one block's governance step arbitrarily long), and the 64 close together."""
-    txs = [net.tx(net.account(4 + i % 4), SubmitProposal("spam", "", TextProposal(), Amount(1)), gas_limit=GAS)
+    txs = [net.tx(net.account(4 + i % 4), SubmitProposal("spam", "", TextProposal(), Amount(20)), gas_limit=GAS)
            for i in range(MAX_QUEUED + 1)]
     block = net.step(txs)
     assert all(r.status == 0 for r in block.results[:MAX_QUEUED])
     assert "too many proposals already end their deposit period" in block.results[MAX_QUEUED].log
-    assert step_to(net, proposal(net, 1).deposit_end) == MAX_QUEUED  # each deposit of 1 burned
+    assert step_to(net, proposal(net, 1).deposit_end) == 20 * MAX_QUEUED  # each deposit burned
     assert {proposal(net, pid).status for pid in range(1, MAX_QUEUED + 1)} == {ProposalStatus.REJECTED}
     assert_conserved(net)

@@ -65,8 +65,7 @@ def process_submit_proposal(view: StateView, ctx: BlockContext, sender: Address,
         validate_content(view, ctx.params, int(ctx.height), p.content)
     except ContentRefused as exc:
         raise GovRefused(f"invalid proposal: {exc}") from None
-    if p.initial_deposit == 0:
-        raise GovRefused("a proposal needs an initial deposit")
+    _check_first_deposit(ctx, p.initial_deposit)
     _check_balance(view, sender, p.initial_deposit)
     deposit_end = Height(ctx.height + gov.max_deposit_blocks)
     if is_queue_full(view, DEPOSIT_END, deposit_end):
@@ -100,8 +99,10 @@ def process_deposit(view: StateView, ctx: BlockContext, sender: Address, p: Depo
     _check_balance(view, sender, p.amount)
     deposits = get_deposits(view, p.proposal_id)
     previous = next((e.amount for e in deposits.entries if e.depositor == sender), None)
-    if previous is None and len(deposits.entries) >= MAX_DEPOSITORS:
-        raise GovRefused(f"proposal {p.proposal_id:d} has {MAX_DEPOSITORS} depositors already")
+    if previous is None:
+        if len(deposits.entries) >= MAX_DEPOSITORS:
+            raise GovRefused(f"proposal {p.proposal_id:d} has {MAX_DEPOSITORS} depositors already")
+        _check_first_deposit(ctx, p.amount)
     total = Amount(proposal.total_deposit + p.amount)
     opens = proposal.status is ProposalStatus.DEPOSIT_PERIOD and total >= gov.min_deposit
     if opens and is_queue_full(view, VOTING_END, ctx.height + gov.voting_blocks):
@@ -134,6 +135,19 @@ def process_vote(view: StateView, ctx: BlockContext, sender: Address, p: Vote, c
     votes[sender] = p.option
     view.put(votes_key(p.proposal_id), VoteList(tuple(VoteEntry(a, votes[a]) for a in sorted(votes))))
     return b""
+
+
+def min_first_deposit(min_deposit: int) -> int:
+    """The least a depositor's first deposit may be: a full list of depositors then always reaches the
+    minimum, so filling the list with dust cannot keep a proposal from its vote."""
+    return max(1, -(-min_deposit // MAX_DEPOSITORS))
+
+
+def _check_first_deposit(ctx: BlockContext, amount: int) -> None:
+    least = min_first_deposit(ctx.params.gov.min_deposit)
+    if amount < least:
+        raise GovRefused(f"a depositor's first deposit must be at least {least:d} (gov.min_deposit / "
+                         f"{MAX_DEPOSITORS})")
 
 
 def _check_balance(view: StateView, sender: Address, amount: int) -> None:
