@@ -17,7 +17,11 @@ class Step(enum.IntEnum):
 
 @dataclass(frozen=True, slots=True)
 class ConsensusParams:
-    """Timeouts grow linearly with the round (arXiv 1807.04938 §4), so after GST some round is long enough."""
+    """Timeouts grow linearly with the round (arXiv 1807.04938 §4), so after GST some round is long enough.
+
+    The machine's own settings. On a node they come from the chain's parameters in state
+    (`vm.params.ChainConsensusParams`, which governance may change) through one rule,
+    `node.service.consensus_params`, asked again before every height; the defaults serve the simulator."""
 
     timeout_propose_ms: int = 3000
     timeout_propose_delta_ms: int = 500

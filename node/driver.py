@@ -9,6 +9,7 @@ votes and timeouts meanwhile. Signing (fsync of the sign state, maybe the PoI ch
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import time
@@ -41,6 +42,7 @@ from consensus.events import (
     VoteReceived,
     VotesFetched,
 )
+from consensus.params import ConsensusParams
 from consensus.proposer import ProposerPriorities
 from consensus.signer import Signer
 from consensus.state import ConsensusState
@@ -95,7 +97,8 @@ class ConsensusDriver:
     def __init__(self, *, chain: Chain, state: ConsensusState, wal: WriteAheadLog, signer: Signer | None,
                  mempool: Mempool, limits: BlockLimits, genesis_time: int, publish: Publisher,
                  alarm: AlarmSink | None = None, clock: Callable[[], int] = now_ms,
-                 inbox_size: int = 4096, block_checks: BlockChecks | None = None) -> None:
+                 inbox_size: int = 4096, block_checks: BlockChecks | None = None,
+                 height_params: Callable[[int], tuple[ConsensusParams, BlockLimits]] | None = None) -> None:
         self.chain = chain
         self.app: Application = chain.app
         self.state = state
@@ -103,6 +106,8 @@ class ConsensusDriver:
         self.signer = signer
         self.mempool = mempool
         self.limits = limits
+        # The parameters in committed state, read before each height starts (governance changes them).
+        self._height_params = height_params
         self.genesis_time = genesis_time
         self._publish = publish
         self._alarm = alarm or (lambda reason: logger.error("ALARM: %s", reason))
@@ -165,6 +170,8 @@ class ConsensusDriver:
             self._replaying = True
             try:
                 for event in events:
+                    if isinstance(event, NewHeight):
+                        self._start_height(int(event.height))
                     for action in self.state.handle(event):
                         if isinstance(action, CommitBlock | ReportEvidence):
                             await self.perform(action)
@@ -216,6 +223,8 @@ class ConsensusDriver:
 
     async def feed(self, event: Event, *, sync: bool = False) -> None:
         """WAL first, then handle, then perform the actions in order."""
+        if isinstance(event, NewHeight):
+            self._start_height(int(event.height))
         if sync or isinstance(event, NewHeight):
             # fsync in a worker thread: the loop task waits (order matters), the event loop does not.
             await trio.to_thread.run_sync(lambda: self.wal.append(event, sync=True), limiter=self._sign_threads)
@@ -258,6 +267,20 @@ class ConsensusDriver:
             return
         assert self._nursery is not None
         self._nursery.start_soon(fn, *args)
+
+    def _start_height(self, height: int) -> None:
+        """Before `height` starts (and before its NewHeight reaches the WAL): its timeouts and block limits
+        from the committed state. The node's callable raises UpgradeNeeded when this build cannot run the
+        height (a software upgrade is due there), which ends the node with its one line."""
+        if self._height_params is None:
+            return
+        params, limits = self._height_params(height)
+        changes = [f"{f.name} {getattr(old, f.name)} -> {getattr(new, f.name)}"
+                   for old, new in ((self.state.params, params), (self.limits, limits))
+                   for f in dataclasses.fields(new) if getattr(old, f.name) != getattr(new, f.name)]
+        if changes:
+            logger.info("height %d: consensus parameters from state: %s", height, ", ".join(changes))
+        self.state.params, self.limits = params, limits
 
     def raise_alarm(self, reason: str) -> None:
         logger.error("ALARM: %s", reason)

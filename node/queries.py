@@ -35,6 +35,7 @@ from node.views import (
     ValidatorsView,
     ValidatorView,
 )
+from vm.gov.reader import GovReader
 from vm.poi import PoiOutcome
 from vm.state import (
     EMPTY_ACCOUNT,
@@ -308,6 +309,10 @@ class Queries:
     def params(self) -> Wire:
         """The chain parameters (`vm.params.Params`) at the latest committed height."""
         return self._node.app.view().params()
+
+    def gov(self) -> GovReader:
+        """Governance records (proposals, deposits, votes, the upgrade plan) at the latest height."""
+        return GovReader(self._view(self._version(None)))
 
     def model(self, model_id: Hash32) -> ModelView | None:
         version = self._version(None)

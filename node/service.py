@@ -68,9 +68,11 @@ from p2p.topics import TopicKind
 from vm.app import VMApplication
 from vm.execute import account_inclusion_error
 from vm.genesis import Genesis, load_genesis
+from vm.params import Params
 from vm.sandbox.executor import Executor
 from vm.sandbox.worker import WorkerPool
 from vm.state import Account
+from vm.upgrades import UpgradeNeeded
 
 logger = logging.getLogger(__name__)
 
@@ -93,12 +95,15 @@ class _MempoolState:
         return self._app.check_tx(tx, account=account, verify=False)  # the mempool keeps the signature cache
 
     def inclusion_error(self, tx: Transaction, account: Account) -> str | None:
-        return account_inclusion_error(tx, self._app.chain_id, self._app.genesis.params.vm, account)
+        return account_inclusion_error(tx, self._app.chain_id, self._app.current_params().vm, account)
 
 
-def consensus_params(genesis: Genesis, config: NodeConfig) -> ConsensusParams:
-    """Genesis timeouts, with the node config's local overrides."""
-    g = genesis.params.consensus
+def consensus_params(source: Params | Genesis, config: NodeConfig) -> ConsensusParams:
+    """The one rule from chain parameters to the consensus machine's: the timeouts in state (genesis, then
+    governance; a Genesis gives its own), with the node config's local overrides. The driver asks again at
+    every height."""
+    params = source.params if isinstance(source, Genesis) else source
+    g = params.consensus
     c = config.consensus
 
     def pick(override: int | None, value: int) -> int:
@@ -113,8 +118,13 @@ def consensus_params(genesis: Genesis, config: NodeConfig) -> ConsensusParams:
         timeout_precommit_delta_ms=pick(c.timeout_precommit_delta_ms, g.timeout_precommit_delta_ms),
         timeout_commit_ms=pick(c.timeout_commit_ms, g.timeout_commit_ms),
         next_block_delay_ms=pick(c.next_block_delay_ms, ConsensusParams().next_block_delay_ms),
-        max_evidence_age=int(genesis.params.slashing.max_evidence_age),
+        max_evidence_age=int(params.slashing.max_evidence_age),
     )
+
+
+def block_limits(params: Params) -> BlockLimits:
+    """What the proposer reaps from the mempool for a block under `params`."""
+    return BlockLimits(MAX_BLOCK_TXS, int(params.consensus.max_block_bytes), int(params.consensus.max_block_gas))
 
 
 class Node:
@@ -138,7 +148,7 @@ class Node:
             self.home.load_validator_key(passphrase) if self.config.validator else None)
         self.sig_cache = SigCache(self.config.mempool.sig_cache_size)
         self.vote_verifier = VoteVerifier()
-        self._evidence_max_age = consensus_params(self.genesis, self.config).max_evidence_age
+        self._evidence_max_age = consensus_params(self.genesis, self.config).max_evidence_age  # fixed (vm.gov)
         self.block_checks = BlockChecks()
         self.alarms: list[str] = []
         self.metrics = NodeMetrics()
@@ -348,14 +358,23 @@ class Node:
             signer = Signer(self.validator_key, self.chain_id, FileSignState(self.home.sign_state_path),
                             self.app.poi_commitment)
             me = self.validator_key.public_key
-        params = consensus_params(self.genesis, self.config)
-        state = ConsensusState(self.chain_id, me, params, verifier=self.vote_verifier,
+        app, config = self.app, self.config
+        current = app.current_params()
+        state = ConsensusState(self.chain_id, me, consensus_params(current, config), verifier=self.vote_verifier,
                                block_checker=self.block_checks)
-        g = self.genesis.params.consensus
-        limits = BlockLimits(MAX_BLOCK_TXS, int(g.max_block_bytes), int(g.max_block_gas))
+
+        def height_params(height: int) -> tuple[ConsensusParams, BlockLimits]:
+            reason = app.upgrade_needed(height)
+            if reason is not None:
+                logger.error("%s", reason)
+                raise UpgradeNeeded(reason)
+            params = app.current_params()
+            return consensus_params(params, config), block_limits(params)
+
         return ConsensusDriver(chain=self.chain, state=state, wal=wal, signer=signer, mempool=self.mempool,
-                               limits=limits, genesis_time=int(self.genesis.genesis_time),
-                               publish=self._publish_consensus, alarm=self._alarm, block_checks=self.block_checks)
+                               limits=block_limits(current), genesis_time=int(self.genesis.genesis_time),
+                               publish=self._publish_consensus, alarm=self._alarm, block_checks=self.block_checks,
+                               height_params=height_params)
 
     # ---------------------------------------------------------------- after each commit
 

@@ -85,6 +85,20 @@ DEFAULT_PARAMS: dict[str, Any] = {
         "jail_blocks": 100,
         "max_evidence_age": 100,  # at most unbonding_blocks (vm.params.validate_params)
     },
+    "gov": {  # Cosmos x/gov v1 defaults; periods in blocks, short for a devnet (docs/governance.md)
+        "min_deposit": 10 * TOKEN,
+        "max_deposit_blocks": 120,
+        "voting_blocks": 60,
+        "quorum_bps": 3_340,
+        "threshold_bps": 5_000,
+        "veto_threshold_bps": 3_340,
+        "burn_deposit_prevote": True,
+        "burn_vote_quorum": False,
+        "burn_vote_veto": True,
+        "gas_submit_proposal": 50_000,
+        "gas_deposit": 10_000,
+        "gas_vote": 10_000,
+    },
 }
 
 

@@ -29,12 +29,15 @@ from core.tx import Transaction
 from core.types import Address, Hash32, Height, Timestamp
 from core.validators import ValidatorEntry, ValidatorSet
 from core.votes import Vote
+from vm import upgrades
 from vm.apply import apply_block
 from vm.build import build_block
 from vm.engine import Engine, challenge_for, sandbox_limits
 from vm.evidence import is_wrong_inference, make_wrong_inference, precheck_wrong_inference
 from vm.execute import BlockContext, admission_error
 from vm.genesis import Genesis, GenesisModel, genesis_state
+from vm.gov.store import get_upgrade_plan
+from vm.params import Params
 from vm.poi import compute_commitment
 from vm.process import select_punishable
 from vm.sandbox.executor import Executor
@@ -122,9 +125,10 @@ class VMApplication:
         self._build_faults: OrderedDict[bytes, tuple[Hash32, ...]] = OrderedDict()
         self._lock = threading.RLock()
         self._vsets: OrderedDict[int, ValidatorSet] = OrderedDict()
+        self._params: tuple[int, Params] | None = None
         if self.state_map.latest_version() is None:
             self._init_genesis()
-        elif self._view().params() != genesis.params:
+        elif self._view(0).params() != genesis.params:  # governance changes the latest ones
             raise StorageError("the database holds another chain's state (parameters differ from genesis)")
 
     # ------------------------------------------------------------------------------------------ setup
@@ -228,8 +232,11 @@ class VMApplication:
             if key in self._challenges:
                 return self._challenges[key]
         try:
-            challenge = challenge_for(self._view(), self.chain_id, height, prev)
-            outputs = self.engine.run_challenge(challenge, self._view().params())
+            # On the state block `height` was built on, not the latest: governance changes the PoI models,
+            # and every node must pose the same challenge whenever it computes it.
+            view = self._view(height - 1)
+            challenge = challenge_for(view, self.chain_id, height, prev)
+            outputs = self.engine.run_challenge(challenge, view.params())
             output: Tensor | None = outputs[0] if outputs else None
         except LocalFault as fault:
             self._alarm(f"PoI challenge {height}: {fault}")
@@ -423,5 +430,25 @@ class VMApplication:
             return "invalid signature"
         if account is None:
             account = self._view().account(tx.sender_address)
-        return admission_error(tx, self.chain_id, self.genesis.params.vm, account)
+        return admission_error(tx, self.chain_id, self.current_params().vm, account)
+
+    def upgrade_needed(self, height: int) -> str | None:
+        """Why this node cannot run block `height` (None: it can): a software upgrade is scheduled there and
+        this build's registry lacks it (vm/upgrades.py). One line, naming the version to run."""
+        plan = get_upgrade_plan(self._view())
+        if plan is None or plan.height != height or plan.name in upgrades.REGISTRY:
+            return None
+        return upgrades.upgrade_needed_message(plan.name, height, plan.info)
+
+    def current_params(self) -> Params:
+        """The parameters in force for the next block: the committed state's (governance changes them)."""
+        height = self.last_height
+        with self._lock:
+            cached = self._params
+            if cached is not None and cached[0] == height:
+                return cached[1]
+        params = self._view(height).params()
+        with self._lock:
+            self._params = (height, params)
+        return params
 

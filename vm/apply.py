@@ -43,6 +43,7 @@ from vm.process import (
     validator_updates,
 )
 from vm.state import RegistrationData, StateView
+from vm.upgrades import process_upgrade
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +84,7 @@ class BlockExecutor:
 
     def begin(self, reveal: Tensor | None, last_commit: Commit | None, evidence: Sequence[Evidence]) -> None:
         view, ctx = self.view, self.ctx
+        process_upgrade(view, ctx.height)  # a scheduled upgrade runs first, or this node stops here
         # Evidence first: an unbonding entry that finishes in this block is still slashable in it.
         self.punished = punish_evidence(view, ctx, evidence, self.ledger)
         release_unbonding(view, ctx)

@@ -21,6 +21,8 @@ from core.tensor import Tensor
 from core.tx import Transaction
 from core.types import Address, Amount, Gas, Hash32, Height, Nonce, PublicKeyBytes, Timestamp
 from vm import delegation
+from vm.gov.handlers import GovRefused, process_deposit, process_submit_proposal, process_vote
+from vm.gov.types import Deposit, SubmitProposal, Vote
 from vm.params import Params, VMParams
 from vm.state import (
     KEY_CANDIDATES,
@@ -454,7 +456,25 @@ def _infer(view: StateView, ctx: BlockContext, index: int, sender: Address, p: W
     return TxStatus.OK, b"", InferWork(index, p.model_id, model, p.inputs)
 
 
+def _gov(view: StateView, ctx: BlockContext, index: int, sender: Address, p: Wire, gas: _Gas) -> _Handled:
+    """Governance transactions (vm/gov/handlers.py); a refusal there is a failed transaction here."""
+    try:
+        if isinstance(p, SubmitProposal):
+            data = process_submit_proposal(view, ctx, sender, p, gas.charge)
+        elif isinstance(p, Deposit):
+            data = process_deposit(view, ctx, sender, p, gas.charge)
+        else:
+            assert isinstance(p, Vote)
+            data = process_vote(view, ctx, sender, p, gas.charge)
+    except GovRefused as exc:
+        raise _Failed(str(exc)) from None
+    return TxStatus.OK, data, None
+
+
 _HANDLERS = {
+    TxKind.SUBMIT_PROPOSAL: _gov,
+    TxKind.DEPOSIT: _gov,
+    TxKind.VOTE: _gov,
     TxKind.TRANSFER: _transfer,
     TxKind.STAKE: _stake,
     TxKind.UNSTAKE: _unstake,

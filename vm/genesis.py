@@ -26,6 +26,7 @@ from core.validators import MAX_TOTAL_POWER, ValidatorEntry, ValidatorList, Vali
 from vm.params import (
     BPS,
     ChainConsensusParams,
+    GovParams,
     NamedInt,
     Params,
     RewardParams,
@@ -211,22 +212,50 @@ def parse_params(doc: Mapping[str, Any]) -> Params:
     for entry in _list(doc, "models", "genesis"):
         if isinstance(entry, Mapping) and entry.get("poi") is True:
             poi_ids.append(_hash(_get(entry, "id", "models[]"), "models[].id"))
-    params = Params(consensus, vm, staking, rewards, slashing, tuple(poi_ids))
+    gov = _gov_params(_get(doc, "gov", "genesis"))
+    try:
+        return validate_chain_params(Params(consensus, vm, staking, rewards, slashing, tuple(poi_ids), gov))
+    except ValueError as exc:
+        raise ConfigError(f"genesis: {exc}") from None
+
+
+def _gov_params(obj: Any) -> GovParams:
+    fields = dataclasses.fields(GovParams)
+    flags = tuple(f.name for f in fields if f.type in (bool, "bool"))
+    ints = iter(_values(GovParams, obj, "gov", skip=flags))
+    values: list[Any] = []
+    for f in fields:
+        if f.name in flags:
+            flag = _get(obj, f.name, "gov")
+            if not isinstance(flag, bool):
+                raise ConfigError(f"genesis: gov.{f.name} must be true or false")
+            values.append(flag)
+        else:
+            values.append(next(ints))
+    try:
+        return GovParams.from_obj(values)
+    except (DecodeError, TypeError, ValueError) as exc:
+        raise ConfigError(f"genesis: gov: {exc}") from None
+
+
+def validate_chain_params(params: Params) -> Params:
+    """The one check of a parameter record, at genesis and for a governance change: the cross-field rules,
+    every field within its wire range, the block-size cap and the sandbox's limits. ValueError says why."""
     try:
         validate_params(params)
         params = Params.decode(params.encode())  # every field within its wire range
-    except ValueError as exc:
-        raise ConfigError(f"genesis: {exc}") from None
-    except Exception as exc:  # the codec's range checks raise several types; genesis is the user's file
-        raise ConfigError(f"genesis: parameters out of range: {exc}") from None
-    if consensus.max_block_bytes > MAX_GENESIS_BLOCK_BYTES:
-        raise ConfigError(f"genesis: consensus.max_block_bytes must be at most {MAX_GENESIS_BLOCK_BYTES}")
+    except ValueError:
+        raise
+    except Exception as exc:  # the codec's range checks raise several types
+        raise ValueError(f"parameters out of range: {exc}") from None
+    if params.consensus.max_block_bytes > MAX_GENESIS_BLOCK_BYTES:
+        raise ValueError(f"consensus.max_block_bytes must be at most {MAX_GENESIS_BLOCK_BYTES}")
     try:
         from vm.engine import sandbox_limits
 
         sandbox_limits(params)
     except (TypeError, ValueError) as exc:
-        raise ConfigError(f"genesis: vm.sandbox_limits or vm.gas_schedule: {exc}") from None
+        raise ValueError(f"vm.sandbox_limits or vm.gas_schedule: {exc}") from None
     return params
 
 
@@ -379,16 +408,24 @@ def parse_genesis(doc: Any, *, base_dir: Path = REPO_ROOT, file_hash: Hash32 = Z
 
 
 def _validate_poi_model(m: GenesisModel) -> None:
-    meta = m.meta
+    problem = poi_model_problem(m.meta)
+    if problem is not None:
+        raise ConfigError(f"genesis: PoI model {m.name} {problem}")
+
+
+def poi_model_problem(meta: ModelMeta) -> str | None:
+    """Why a model cannot serve PoI challenges (None: it can): exact class, integer inputs, one integer
+    output of at least 64 bits (high entropy). Genesis and a governance PoI-model change both ask this."""
     if meta.model_class is not ModelClass.EXACT:
-        raise ConfigError(f"genesis: PoI model {m.name} must be of class exact")
+        return "must be of class exact"
     if any(t.dtype.is_float for t in meta.inputs):
-        raise ConfigError(f"genesis: PoI model {m.name} must take integer inputs")
+        return "must take integer inputs"
     if len(meta.outputs) != 1:
-        raise ConfigError(f"genesis: PoI model {m.name} must have exactly one output")
+        return "must have exactly one output"
     out = meta.outputs[0]
     if out.dtype.is_float or out.dtype == DType.BOOL or math.prod(out.shape) * out.dtype.itemsize < 8:
-        raise ConfigError(f"genesis: PoI model {m.name} must output an integer tensor of at least 64 bits")
+        return "must output an integer tensor of at least 64 bits"
+    return None
 
 
 # ------------------------------------------------------------------------------------------------ state

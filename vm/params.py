@@ -11,6 +11,7 @@ from core.codec import I64, U8, U16, U32, MaxLen, Wire, wire
 from core.types import Amount, Gas, Hash32
 
 BPS = 10_000
+MAX_POI_MODELS = 16
 
 
 @wire(max_bytes=256)
@@ -111,6 +112,27 @@ class SlashingParams(Wire):
     max_evidence_age: U32
 
 
+@wire(max_bytes=256)
+class GovParams(Wire):
+    """Governance (docs/governance.md), after Cosmos x/gov v1: a proposal needs `min_deposit` within
+    `max_deposit_blocks` to open its vote, which lasts `voting_blocks`. It passes with a quorum of bonded
+    stake voting, more than `threshold_bps` of the non-abstaining votes yes, and at most `veto_threshold_bps`
+    of all votes no-with-veto. The `burn_*` flags say which failures burn the deposits (else refunded)."""
+
+    min_deposit: Amount
+    max_deposit_blocks: U32
+    voting_blocks: U32
+    quorum_bps: U16
+    threshold_bps: U16
+    veto_threshold_bps: U16
+    burn_deposit_prevote: bool
+    burn_vote_quorum: bool
+    burn_vote_veto: bool
+    gas_submit_proposal: Gas
+    gas_deposit: Gas
+    gas_vote: Gas
+
+
 @wire(max_bytes=8192)
 class Params(Wire):
     consensus: ChainConsensusParams
@@ -118,7 +140,8 @@ class Params(Wire):
     staking: StakingParams
     rewards: RewardParams
     slashing: SlashingParams
-    poi_models: Annotated[tuple[Hash32, ...], MaxLen(16)]
+    poi_models: Annotated[tuple[Hash32, ...], MaxLen(MAX_POI_MODELS)]
+    gov: GovParams
 
     def validate_wire(self) -> None:
         validate_params(self)
@@ -154,4 +177,14 @@ def validate_params(p: Params) -> None:
         raise ValueError("at least one PoI model is required")
     if len(set(p.poi_models)) != len(p.poi_models):
         raise ValueError("poi_models lists a model twice")
+    g = p.gov
+    for name in ("quorum_bps", "threshold_bps", "veto_threshold_bps"):
+        if not 1 <= getattr(g, name) <= BPS:
+            raise ValueError(f"gov.{name} must be between 1 and 10000")
+    if g.min_deposit == 0:
+        raise ValueError("gov.min_deposit must be positive")
+    if g.max_deposit_blocks < 1 or g.voting_blocks < 1:
+        raise ValueError("gov.max_deposit_blocks and gov.voting_blocks must be at least 1")
+    if max(g.gas_submit_proposal, g.gas_deposit, g.gas_vote) > p.vm.max_tx_gas:
+        raise ValueError("gov gas prices must not exceed vm.max_tx_gas")
 

@@ -17,6 +17,7 @@ from core.validators import MAX_TOTAL_POWER, ValidatorEntry, ValidatorList
 from core.votes import Commit
 from vm import delegation
 from vm.execute import BlockContext, drop_upload
+from vm.gov.endblock import process_gov_end_block
 from vm.params import BPS, Params
 from vm.poi import PoiOutcome, compute_rewards, score_commitments
 from vm.state import (
@@ -351,7 +352,8 @@ def validator_updates(old: Sequence[ValidatorEntry], new: Sequence[ValidatorEntr
 
 
 def close_block(view: StateView, ctx: BlockContext, last_block_id: Hash32, ledger: Ledger) -> None:
-    """Fees, the validator set for h+2, the chain record and the supply record."""
+    """Governance, fees, the validator set for h+2, the chain record and the supply record."""
+    ledger.burned += process_gov_end_block(view, ctx)
     distribute_fees(view, ctx, ledger)
     advance_validator_sets(view, ctx)
     chain = view.chain()

@@ -16,6 +16,7 @@ from core.limits import KIB, MAX_TENSOR_DIMS
 from core.tensor import DType, Tensor
 from core.tx import Transaction
 from core.types import Address, Amount, Hash32, PublicKeyBytes
+from vm.gov.types import Deposit, SubmitProposal, Vote
 
 MAX_CHUNK_BYTES = 256 * KIB
 MAX_MODEL_NAME_BYTES = 64
@@ -36,6 +37,10 @@ class TxKind(enum.IntEnum):
     REDELEGATE = 9
     WITHDRAW_REWARDS = 10
     EDIT_VALIDATOR = 11
+    # Governance (vm/gov): 20-29.
+    SUBMIT_PROPOSAL = 20
+    DEPOSIT = 21
+    VOTE = 22
 
 
 class ModelClass(enum.IntEnum):
@@ -207,7 +212,7 @@ class Infer(Wire):
 
 
 Payload = (Transfer | Stake | Unstake | Unjail | ModelChunk | Infer | Delegate | Undelegate | Redelegate
-           | WithdrawRewards | EditValidator)
+           | WithdrawRewards | EditValidator | SubmitProposal | Deposit | Vote)
 
 PAYLOAD_TYPES: dict[TxKind, type[Wire]] = {
     TxKind.TRANSFER: Transfer,
@@ -221,6 +226,9 @@ PAYLOAD_TYPES: dict[TxKind, type[Wire]] = {
     TxKind.REDELEGATE: Redelegate,
     TxKind.WITHDRAW_REWARDS: WithdrawRewards,
     TxKind.EDIT_VALIDATOR: EditValidator,
+    TxKind.SUBMIT_PROPOSAL: SubmitProposal,
+    TxKind.DEPOSIT: Deposit,
+    TxKind.VOTE: Vote,
 }
 KIND_OF: dict[type[Wire], TxKind] = {cls: kind for kind, cls in PAYLOAD_TYPES.items()}
 

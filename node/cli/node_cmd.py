@@ -21,12 +21,20 @@ def node() -> None:
 @home_option
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default=None,
               help="Override the config's log level.")
-def run(home: Path, log_level: str | None) -> None:
+@click.option("--upgrade", "upgrade_names", multiple=True, metavar="NAME", envvar="INFERCHAIN_UPGRADE",
+              help="Run the scheduled software upgrade NAME, one that needs no state migration (a node that "
+                   "lacks it stops at the upgrade height; docs/governance.md).")
+def run(home: Path, log_level: str | None, upgrade_names: tuple[str, ...]) -> None:
     """Run the node in HOME (created by `inferchain init`): p2p, consensus, RPC on the config's address."""
     import trio
 
     from node.cli.runner import run_node
     from node.home import NodeHome
+    from vm import upgrades
+
+    for name in upgrade_names:
+        if name not in upgrades.REGISTRY:
+            upgrades.register(upgrades.Upgrade(name, upgrades.no_migration))
 
     node_home = NodeHome.at(home)
     node_home.check()

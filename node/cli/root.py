@@ -33,7 +33,10 @@ COMMANDS: dict[str, Entry] = {
     "infer": Entry("node.cli.infer_cmd", "infer",
                    "Run MODEL (id or name) on INPUTS (.npy, .npz or .json; matched to the model's inputs by name, "
                    "with the declared dtype and shape); wait for finality and print the outputs."),
-    "query": Entry("node.cli.query_cmd", "query", "Read accounts, blocks, transactions, validators and PoI scores."),
+    "query": Entry("node.cli.gov_cmd", "query", "Read accounts, blocks, transactions, validators and PoI scores."),
+    "gov": Entry("node.cli.gov_cmd", "gov",
+                 "Governance: propose parameter, PoI-model and software-upgrade changes; deposit; vote; read "
+                 "proposals."),
 }
 
 

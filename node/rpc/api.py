@@ -26,6 +26,7 @@ from node.views import (
     TxView,
     ValidatorsView,
 )
+from vm.gov.reader import GovReader
 from vm.poi import PoiOutcome
 
 
@@ -83,6 +84,8 @@ class NodeApi(Protocol):
     def poi_outcomes(self, height: int) -> Sequence[tuple[Address, PoiOutcome]] | None:
         """How each validator's answer to PoI challenge `height` scored (the explorer's index); None until
         indexed."""
+    def gov(self) -> GovReader:
+        """Governance records at the latest height (proposals, deposits, votes, the upgrade plan)."""
         ...
 
     def params(self) -> Wire | None:

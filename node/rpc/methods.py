@@ -399,3 +399,8 @@ async def params(api: NodeApi) -> dict[str, Any]:
     if current is None:
         raise RpcError(E.NOT_READY, "this node does not expose its chain parameters")
     return dict(to_json(current))
+
+
+from node.rpc import gov_methods as _gov_methods  # noqa: E402 - registers the governance methods on `registry`
+
+__all__ = ["_gov_methods", "registry"]

@@ -49,6 +49,7 @@ from core.types import Address, Height, Round, Timestamp
 from core.validators import ValidatorList
 from core.votes import Commit, Proposal, Vote, VoteType
 from p2p import messages as p2p_messages
+from tools.vectors.gov import add_gov_cases
 from tools.vectors.render import dump, render, schema
 from tools.vectors.world import World
 from vm import state as vm_state
@@ -172,6 +173,7 @@ def collect(world: World) -> Cases:
     raw_meta = app.store.get(META_KEY)
     assert raw_meta is not None
     add("app_meta_at_3", AppMeta.decode(raw_meta))
+    add_gov_cases(world, add)
 
     # p2p
     add("batch_of_block_1", p2p_messages.TxBatch(b1.txs))
