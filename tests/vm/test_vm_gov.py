@@ -44,8 +44,9 @@ GAS = 100_000
 
 @pytest.fixture(scope="module")
 def gov_genesis() -> Genesis:
+    # max_tx_gas below the block limit, so a proposal can lower max_block_gas and stay valid.
     return devnet_genesis(4, gov={"voting_blocks": VOTING, "max_deposit_blocks": DEPOSIT_BLOCKS,
-                                  "min_deposit": MIN_DEPOSIT})
+                                  "min_deposit": MIN_DEPOSIT}, vm={"max_tx_gas": 100_000_000})
 
 
 @pytest.fixture
