@@ -15,7 +15,7 @@ from typing import Any
 import click
 import numpy as np
 
-from core.errors import InvalidModel, LocalFault
+from core.errors import DecodeError, InvalidModel, LocalFault
 from core.tensor import DType, Tensor
 from core.types import Amount
 from node.cli.chainctx import chain_context
@@ -147,7 +147,10 @@ def prepare_model(model_bytes: bytes, *, name: str, model_class: str, grid_k: in
     meta = ModelMeta(name, inputs, outputs, cls, grid_k, tol_abs, tol_rel_ppm, Amount(fee_per_call), tuple(vectors))
     # The chain's own decoding rules (the metadata cap among them), before anything is signed: DecodeError
     # is one line on the command line.
-    return canonical, ModelMeta.decode(meta.encode())
+    try:
+        return canonical, ModelMeta.decode(meta.encode())
+    except (ValueError, DecodeError) as exc:  # encode's length caps, decode's (the metadata cap)
+        raise InvalidModel(f"the registration metadata is over the chain's caps: {one_line(exc)}") from None
 
 
 @model.command("register")
