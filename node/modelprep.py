@@ -61,6 +61,9 @@ def upgrade(model_bytes: bytes, limits: SandboxLimits = DEFAULT_LIMITS) -> Upgra
     opset = _default_opset(model)
     if opset < MIN_SOURCE_OPSET:
         raise InvalidModel(f"opset {opset} is too old to convert (the client converts opset >= {MIN_SOURCE_OPSET})")
+    for value in (*model.graph.input, *model.graph.output):
+        if value.type.HasField("tensor_type") and value.type.tensor_type.elem_type == onnx.TensorProto.STRING:
+            raise InvalidModel(f"{value.name!r} is a string tensor: the chain runs numeric tensors only")
     changes: list[str] = []
     target = min(max(opset, limits.min_opset), limits.max_opset)
     if target != opset:

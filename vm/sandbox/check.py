@@ -35,6 +35,7 @@ from vm.sandbox.limits import SandboxLimits
 from vm.sandbox.meter import MeterReport, meter_graph
 from vm.sandbox.ops import (
     CANONICALIZED_OPS,
+    CONSTANT_INPUTS,
     CONTROL_FLOW_OPS,
     DISCONTINUOUS_ON_FLOAT,
     FLOAT_SCALE_SLOTS,
@@ -330,6 +331,21 @@ def _validate_node_rules(model: ModelProto, types: TypeTable, limits: SandboxLim
                 raise InvalidModel("BatchNormalization in training mode is not allowed")
         if op in INDEXED_OPS:
             _validate_indices(model, types, node)
+        for slot in sorted(CONSTANT_INPUTS.get(op, ())):
+            if slot < len(node.input) and node.input[slot] and _constant(model, node.input[slot]) is None:
+                raise InvalidModel(f"{op} input {slot} must be a constant")
+        if op == "Resize" and types[node.input[0]].dtype in INTEGER_DTYPES and _attr_s(node, "mode", "nearest") != "nearest":
+            # Interpolated integers are rounded from float weights: only nearest keeps integer data exact.
+            raise InvalidModel("Resize of integers must use mode 'nearest'")
+
+
+def _attr_s(node: NodeProto, name: str, default: str) -> str:
+    value = next((a.s for a in node.attribute if a.name == name), None)
+    return default if value is None else value.decode("utf-8", "replace")
+
+
+def _attr_f(node: NodeProto, name: str, default: float) -> float:
+    return next((float(a.f) for a in node.attribute if a.name == name), default)
 
 
 def _validate_indices(model: ModelProto, types: TypeTable, node: NodeProto) -> None:
@@ -379,11 +395,17 @@ def _validate_class(model: ModelProto, types: TypeTable, model_class: CompareMod
                         f"exact model uses float constant {init.name!r} in {node.op_type} (only quantization scales)"
                     )
         return
+    read = {name for node in g.node for name in node_inputs(node)} | {o.name for o in g.output}
     for node in g.node:
         op = node.op_type
         float_in = any(_is_float(types, name) for name in node_inputs(node))
         if not float_in:
             continue
+        if op == "TopK" and not (len(node.output) > 1 and node.output[1] in read):
+            continue  # the k largest values are continuous in the input; only their indices jump at ties
+        if op == "Shrink" and _attr_f(node, "bias", 0.0) != _attr_f(node, "lambd", 0.5):
+            # y jumps by lambd - bias at |x| = lambd: continuous only when bias == lambd (soft shrink).
+            raise InvalidModel("tolerant model applies discontinuous Shrink (bias != lambd) to float values")
         if op in DISCONTINUOUS_ON_FLOAT:
             raise InvalidModel(f"tolerant model applies discontinuous {op} to float values")
         if op == "Cast":

@@ -83,17 +83,41 @@ def _node_work(node: NodeProto, types: TypeTable) -> tuple[int, int]:
     if rule.cost is Cost.CONV:
         w = _shape(types, node.input[rule.weight_input], node)
         return out * _prod(w[1:]), 0
+    if rule.cost is Cost.CONV_TRANSPOSE:
+        x = _shape(types, node.input[0], node)
+        w = _shape(types, node.input[rule.weight_input], node)
+        return _prod(x) * _prod(w[1:]), 0
+    if rule.cost is Cost.EINSUM:
+        return _einsum_macs(node, types), 0
     if rule.cost is Cost.ELEMENTWISE:
         total = sum(_prod(_shape(types, o, node)) for o in node.output if o)
         return 0, total * rule.weight
     if rule.cost is Cost.REDUCE:
         return 0, _prod(_shape(types, node.input[0], node)) * rule.weight
     if rule.cost is Cost.POOL:
-        kernel = next((list(x.ints) for x in node.attribute if x.name == "kernel_shape"), None)
-        if not kernel:
-            raise InvalidModel(f"{node.op_type} needs a kernel_shape")
+        attr = next((x for x in node.attribute if x.name == rule.kernel_attr), None)
+        kernel = (list(attr.ints) or [attr.i]) if attr is not None else None
+        if not kernel or any(k < 1 for k in kernel):
+            raise InvalidModel(f"{node.op_type} needs a positive {rule.kernel_attr}")
         return 0, out * _prod(kernel) * rule.weight
     return 0, 0  # Cost.VIEW
+
+
+def _einsum_macs(node: NodeProto, types: TypeTable) -> int:
+    """The naive loop count of an Einsum: every distinct index letter once, at its size (no ellipsis)."""
+    equation = next((x.s.decode("ascii", "replace") for x in node.attribute if x.name == "equation"), "")
+    lhs = equation.replace(" ", "").split("->")[0]
+    terms = lhs.split(",")
+    if "." in equation or len(terms) != len([n for n in node.input if n]):
+        raise InvalidModel("Einsum needs an equation without ellipsis, one term per input")
+    sizes: dict[str, int] = {}
+    for term, name in zip(terms, node.input, strict=True):
+        shape = _shape(types, name, node)
+        if len(term) != len(shape) or not term.isalpha():
+            raise InvalidModel(f"Einsum term {term!r} does not match its input's rank {len(shape)}")
+        for letter, dim in zip(term, shape, strict=True):
+            sizes[letter] = max(sizes.get(letter, 1), dim)
+    return _prod(list(sizes.values()))
 
 
 def meter_graph(model: ModelProto, types: TypeTable, schedule: GasSchedule) -> MeterReport:

@@ -17,9 +17,11 @@ class Cost(enum.Enum):
     MATMUL = "matmul"  # MACs = prod(out) * K, K = A.shape[-1]
     GEMM = "gemm"  # MACs = M * N * K
     CONV = "conv"  # MACs = prod(out) * prod(W.shape[1:])
+    CONV_TRANSPOSE = "conv_transpose"  # MACs = prod(in0) * prod(W.shape[1:]) (each input scatters a kernel)
+    EINSUM = "einsum"  # MACs = product of the sizes of every distinct index letter
     ELEMENTWISE = "elementwise"  # work = prod(out) * weight
     REDUCE = "reduce"  # work = prod(in0) * weight
-    POOL = "pool"  # work = prod(out) * prod(kernel_shape) * weight
+    POOL = "pool"  # work = prod(out) * prod(kernel attribute) * weight
     VIEW = "view"  # no element work (shape change only)
 
 
@@ -29,6 +31,8 @@ class OpRule:
     weight: int = 1
     # Index of the weight input for CONV (whose shape[1:] is the per-output reduction).
     weight_input: int = 1
+    # The window attribute of a POOL op (ints, or one int: LRN's channel window `size`).
+    kernel_attr: str = "kernel_shape"
 
 
 _E = Cost.ELEMENTWISE
@@ -67,6 +71,14 @@ PRICED_OPS: dict[str, OpRule] = {
     ),
     **_rules(Cost.REDUCE, 8, "ReduceLogSumExp", "LayerNormalization"),
     **_rules(Cost.POOL, 1, "MaxPool", "AveragePool"),
+    # Issue 12's ops (docs/sandbox.md, "Ops added for the models people have": each one's determinism).
+    "ConvTranspose": OpRule(Cost.CONV_TRANSPOSE, weight_input=1),
+    "Einsum": OpRule(Cost.EINSUM),
+    "LRN": OpRule(Cost.POOL, 8, kernel_attr="size"),
+    "InstanceNormalization": OpRule(Cost.REDUCE, 8),
+    "TopK": OpRule(Cost.REDUCE, 4),
+    **_rules(_E, 1, "Shrink"),
+    **_rules(_E, 16, "Resize"),
     **_rules(Cost.VIEW, 0, "Reshape", "Flatten", "Squeeze", "Unsqueeze"),
 }
 
@@ -87,6 +99,13 @@ DISCONTINUOUS_ON_FLOAT = frozenset(
         "Floor", "Ceil", "Sign", "IsNaN", "IsInf", "QuantizeLinear", "Mod", "NonMaxSuppression",
     }
 )
+
+# Inputs that must be constants (initializers) for an op to have a static meaning and price: the Resize
+# geometry (roi, scales, sizes) and TopK's K.
+CONSTANT_INPUTS: dict[str, frozenset[int]] = {
+    "Resize": frozenset({1, 2, 3}),
+    "TopK": frozenset({1}),
+}
 
 # Integer matrix ops: (operand index, zero-point index) pairs whose dtype must be uint8 in canonical form.
 QUANTIZED_OPERANDS: dict[str, tuple[tuple[int, int], ...]] = {
