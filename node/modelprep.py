@@ -26,8 +26,10 @@ from vm.apply import RegisterResolution
 from vm.engine import Engine
 from vm.execute import RegisterWork
 from vm.sandbox.executor import LocalExecutor
-from vm.sandbox.graph import one_line, parse_model
+from vm.sandbox.check import validate_model
+from vm.sandbox.graph import dtype_name, one_line, parse_model
 from vm.sandbox.limits import DEFAULT_LIMITS, GasSchedule, SandboxLimits
+from vm.sandbox.spec import ArraySpec, CompareMode, ModelInfo, ModelSpec, Tolerance
 from vm.txs import ModelMeta, split_model
 
 # The oldest models the client converts: IR 3 (initializers listed as inputs) and opset 6 (pytorch's old
@@ -133,6 +135,21 @@ def _prelu_channel_slopes(model: ModelProto) -> list[str]:
                 value.type.CopyFrom(helper.make_tensor_type_proto(slope.data_type, list(shaped.shape)))
         changes.append(f"PRelu slope {slope.name!r} reshaped to {list(shaped.shape)} (per channel, as in opset 6)")
     return changes
+
+
+def check_graph(canonical: bytes, model_class: str, grid_k: int, tol_abs: int, tol_rel_ppm: int,
+                limits: SandboxLimits = DEFAULT_LIMITS) -> ModelInfo:
+    """The chain's graph checker (`vm.sandbox.validate_model`) on canonical bytes, with the inputs they
+    declare: refuses with the chain's own message before the client builds a session or computes anything."""
+    model = onnx.load_from_string(canonical)
+    inputs = []
+    for value in model.graph.input:
+        tt = value.type.tensor_type
+        inputs.append(ArraySpec(value.name, dtype_name(tt.elem_type), tuple(int(d.dim_value) for d in tt.shape.dim)))
+    exact = model_class == "exact"
+    spec = ModelSpec(tuple(inputs), CompareMode.EXACT if exact else CompareMode.TOLERANT,
+                     0 if exact else grid_k, Tolerance(0, 0) if exact else Tolerance(tol_abs, tol_rel_ppm), limits)
+    return validate_model(canonical, spec)
 
 
 def limits_from_vm_params(vm: Mapping[str, Any] | None) -> SandboxLimits:

@@ -104,6 +104,7 @@ def prepare_model(model_bytes: bytes, *, name: str, model_class: str, grid_k: in
                   fee_per_call: int, input_shapes: dict[str, list[int]], golden_inputs: list[dict[str, np.ndarray]]
                   ) -> tuple[bytes, ModelMeta]:
     """Canonical bytes and registration metadata, with golden outputs computed by the pinned runtime."""
+    from node.modelprep import check_graph
     from vm.sandbox.canonicalize import canonicalize
     from vm.sandbox.graph import one_line
     from vm.sandbox.numeric import quantize
@@ -111,6 +112,7 @@ def prepare_model(model_bytes: bytes, *, name: str, model_class: str, grid_k: in
 
     shapes = input_shapes or _declared_shapes(model_bytes)
     canonical = canonicalize(model_bytes, shapes)
+    check_graph(canonical, model_class, grid_k, tol_abs, tol_rel_ppm)  # the chain's refusals, before any run
     try:
         session = create_session(canonical)
     except LocalFault:
