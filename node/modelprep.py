@@ -25,8 +25,8 @@ from core.types import Address, Hash32
 from vm.apply import RegisterResolution
 from vm.engine import Engine
 from vm.execute import RegisterWork
-from vm.sandbox.executor import LocalExecutor
 from vm.sandbox.check import validate_model
+from vm.sandbox.executor import LocalExecutor
 from vm.sandbox.graph import dtype_name, one_line, parse_model
 from vm.sandbox.limits import DEFAULT_LIMITS, GasSchedule, SandboxLimits
 from vm.sandbox.spec import ArraySpec, CompareMode, ModelInfo, ModelSpec, Tolerance
@@ -130,9 +130,9 @@ def _prelu_channel_slopes(model: ModelProto) -> list[str]:
         value = numpy_helper.to_array(slope)
         shaped = value.reshape((value.size,) + (1,) * (len(x.shape) - 2))
         slope.CopyFrom(numpy_helper.from_array(shaped, slope.name))
-        for value in g.input:  # before IR 4 the initializer is also a graph input, with its shape
-            if value.name == slope.name:
-                value.type.CopyFrom(helper.make_tensor_type_proto(slope.data_type, list(shaped.shape)))
+        for entry in g.input:  # before IR 4 the initializer is also a graph input, with its shape
+            if entry.name == slope.name:
+                entry.type.CopyFrom(helper.make_tensor_type_proto(slope.data_type, list(shaped.shape)))
         changes.append(f"PRelu slope {slope.name!r} reshaped to {list(shaped.shape)} (per channel, as in opset 6)")
     return changes
 
