@@ -57,6 +57,8 @@ def _default_opset(model: ModelProto) -> int:
 
 def upgrade(model_bytes: bytes, limits: SandboxLimits = DEFAULT_LIMITS) -> Upgraded:
     """`model_bytes` converted into [limits.min_opset, limits.max_opset] (InvalidModel, one line, if not)."""
+    changes: list[str] = []
+    model_bytes = _drop_repeated_opsets(model_bytes, limits, changes)
     model = parse_model(model_bytes, limits)
     if model.ir_version < MIN_SOURCE_IR:
         raise InvalidModel(f"IR version {model.ir_version} is too old to convert (the client converts IR >= 3)")
@@ -66,7 +68,6 @@ def upgrade(model_bytes: bytes, limits: SandboxLimits = DEFAULT_LIMITS) -> Upgra
     for value in (*model.graph.input, *model.graph.output):
         if value.type.HasField("tensor_type") and value.type.tensor_type.elem_type == onnx.TensorProto.STRING:
             raise InvalidModel(f"{value.name!r} is a string tensor: the chain runs numeric tensors only")
-    changes: list[str] = []
     target = min(max(opset, limits.min_opset), limits.max_opset)
     if target != opset:
         if opset < _PRELU_CHANNEL_SLOPE_OPSET:
@@ -79,6 +80,31 @@ def upgrade(model_bytes: bytes, limits: SandboxLimits = DEFAULT_LIMITS) -> Upgra
         changes.append(f"IR version {model.ir_version} -> {ir}")
         model.ir_version = ir
     return Upgraded(model.SerializeToString(), tuple(changes))
+
+
+def _drop_repeated_opsets(model_bytes: bytes, limits: SandboxLimits, changes: list[str]) -> bytes:
+    """skl2onnx imports the default domain twice at the same version; one import of it means the same."""
+    if len(model_bytes) > limits.max_model_bytes:
+        return model_bytes  # parse_model refuses it
+    model = ModelProto()
+    try:
+        model.ParseFromString(bytes(model_bytes))
+    except Exception:  # protobuf's DecodeError and friends: parse_model gives the verdict
+        return model_bytes
+    seen: dict[str, int] = {}
+    kept = []
+    for op in model.opset_import:
+        domain = "" if op.domain == "ai.onnx" else op.domain
+        if seen.get(domain) == op.version:
+            changes.append(f"repeated import of opset {domain or 'ai.onnx'} {op.version} dropped")
+            continue
+        seen.setdefault(domain, op.version)
+        kept.append(helper.make_opsetid(op.domain, op.version))
+    if len(kept) == len(model.opset_import):
+        return model_bytes
+    del model.opset_import[:]
+    model.opset_import.extend(kept)
+    return model.SerializeToString()
 
 
 def _convert(model: ModelProto, opset: int, target: int) -> ModelProto:

@@ -34,11 +34,17 @@ from vm.sandbox.graph import (
 from vm.sandbox.limits import SandboxLimits
 from vm.sandbox.meter import MeterReport, meter_graph
 from vm.sandbox.ops import (
+    BIT_EXACT_OPS,
     CANONICALIZED_OPS,
     CONSTANT_INPUTS,
     CONTROL_FLOW_OPS,
     DISCONTINUOUS_ON_FLOAT,
     FLOAT_SCALE_SLOTS,
+    ML_DECISIONS,
+    ML_DOMAIN,
+    ML_FLOAT_LABELS,
+    ML_OPS,
+    ML_OPSETS,
     PRICED_OPS,
     QUANTIZED_OPERANDS,
     RANDOM_OPS,
@@ -143,8 +149,10 @@ def _validate_structure(model: ModelProto, limits: SandboxLimits) -> None:
         domains[domain] = int(opset_id.version)
         if domain in _CONTRIB_DOMAINS:
             raise InvalidModel(f"contrib domain {domain!r} is not allowed")
-        if domain == "ai.onnx.ml":
-            raise InvalidModel("domain 'ai.onnx.ml' is not allowed (its ops have no static shape rule here)")
+        if domain == ML_DOMAIN:
+            if int(opset_id.version) not in ML_OPSETS:
+                raise InvalidModel(f"ai.onnx.ml opset {opset_id.version} outside [{ML_OPSETS[0]}, {ML_OPSETS[-1]}]")
+            continue
         if domain != "":
             raise InvalidModel(f"custom domain {domain!r} is not allowed")
     if "" not in domains:
@@ -161,9 +169,15 @@ def _validate_structure(model: ModelProto, limits: SandboxLimits) -> None:
     for node in g.node:
         if node.domain in _CONTRIB_DOMAINS:
             raise InvalidModel(f"contrib op {_op_name(node)} is not allowed")
-        if node.domain not in ("", "ai.onnx"):
-            raise InvalidModel(f"custom op {_op_name(node)} is not allowed")
         op = node.op_type
+        if node.domain == ML_DOMAIN and ML_DOMAIN in domains:
+            if op == "ZipMap":
+                raise InvalidModel("ai.onnx.ml.ZipMap outputs maps, not tensors: export with zipmap=False")
+            if op not in ML_OPS:
+                raise InvalidModel(f"op {_op_name(node)} has no price")
+        elif node.domain not in ("", "ai.onnx"):
+            raise InvalidModel(f"custom op {_op_name(node)} is not allowed")
+        priced = op in ML_OPS if node.domain == ML_DOMAIN else op in PRICED_OPS
         if op in CONTROL_FLOW_OPS or any(True for _ in iter_graph_attributes(node)):
             raise InvalidModel(f"control flow op {op} is not allowed")
         if op in RANDOM_OPS:
@@ -172,7 +186,7 @@ def _validate_structure(model: ModelProto, limits: SandboxLimits) -> None:
             raise InvalidModel(f"training-only op {op} is not allowed")
         if op in CANONICALIZED_OPS:
             raise InvalidModel(f"not canonical: {op} must be rewritten by the canonicalizer")
-        if op not in PRICED_OPS:
+        if not priced:
             raise InvalidModel(f"op {op} has no price")
         for attr in node.attribute:
             tensor_attr = attr.HasField("t") or len(attr.tensors) or attr.HasField("sparse_tensor")
@@ -396,10 +410,14 @@ def _validate_class(model: ModelProto, types: TypeTable, model_class: CompareMod
                     )
         return
     read = {name for node in g.node for name in node_inputs(node)} | {o.name for o in g.output}
+    exact = _bit_exact_tensors(model)
     for node in g.node:
         op = node.op_type
         float_in = any(_is_float(types, name) for name in node_inputs(node))
         if not float_in:
+            continue
+        if node.domain == ML_DOMAIN:
+            _validate_ml_class(node, exact, read)
             continue
         if op == "TopK" and not (len(node.output) > 1 and node.output[1] in read):
             continue  # the k largest values are continuous in the input; only their indices jump at ties
@@ -414,6 +432,31 @@ def _validate_class(model: ModelProto, types: TypeTable, model_class: CompareMod
                 raise InvalidModel(f"tolerant model casts float values to {dtype_name(to)}")
         if op == "MaxPool" and len(node.output) > 1 and node.output[1]:
             raise InvalidModel("tolerant model takes MaxPool indices of float values")
+
+
+def _bit_exact_tensors(model: ModelProto) -> set[str]:
+    """Tensors bit-identical on every CPU: the graph inputs, and the outputs of `BIT_EXACT_OPS` whose inputs
+    all are (constants are too). Discontinuous steps on them cannot split honest nodes."""
+    g = model.graph
+    exact = {v.name for v in g.input} | {i.name for i in g.initializer}
+    for node in g.node:
+        if node.op_type not in BIT_EXACT_OPS or not all(name in exact for name in node_inputs(node)):
+            continue
+        if node.op_type in ML_DECISIONS and _attr_s(node, "post_transform", "NONE") != "NONE":
+            continue  # a logistic or softmax transform goes through exp, whose last bit differs between libms
+        exact.update(o for o in node.output if o)
+    return exact
+
+
+def _validate_ml_class(node: NodeProto, exact: set[str], read: set[str]) -> None:
+    """Tolerant rules of the ai.onnx.ml ops on float values: tree decisions only on bit-exact inputs, and
+    no label (an argmax of float scores) from linear models or SVMs: commit the probabilities instead."""
+    op = node.op_type
+    if op in ML_DECISIONS and not all(name in exact for name in node_inputs(node)):
+        raise InvalidModel(f"tolerant model applies {op} decisions to computed float values (bit-exact inputs only)")
+    if op in ML_FLOAT_LABELS and node.output and node.output[0] in read:
+        raise InvalidModel(f"tolerant model reads the label of {op} (discontinuous on float scores): "
+                           "commit the probabilities, not the label")
 
 
 def _validate_runtime_accepts(model_bytes: bytes) -> None:

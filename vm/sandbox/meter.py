@@ -27,7 +27,7 @@ from onnx import ModelProto, NodeProto
 from core.errors import InvalidModel
 from vm.sandbox.graph import TensorType, TypeTable, infer_types, parse_model
 from vm.sandbox.limits import DEFAULT_LIMITS, GasSchedule, SandboxLimits, load_gas
-from vm.sandbox.ops import PRICED_OPS, Cost
+from vm.sandbox.ops import ML_DOMAIN, ML_OPS, PRICED_OPS, Cost
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +69,8 @@ def _prod(dims: Sequence[int]) -> int:
 def _node_work(node: NodeProto, types: TypeTable) -> tuple[int, int]:
     """(macs, elementwise work) of one node."""
     rule = PRICED_OPS.get(node.op_type) if node.domain == "" else None
+    if node.domain == ML_DOMAIN and node.op_type in ML_OPS:
+        rule = ML_OPS[node.op_type][0]
     if rule is None:
         raise InvalidModel(f"op {node.domain or 'ai.onnx'}.{node.op_type} has no price")
     out = _prod(_shape(types, node.output[0], node))
@@ -89,6 +91,16 @@ def _node_work(node: NodeProto, types: TypeTable) -> tuple[int, int]:
         return _prod(x) * _prod(w[1:]), 0
     if rule.cost is Cost.EINSUM:
         return _einsum_macs(node, types), 0
+    if rule.cost is Cost.ML_LINEAR:
+        x = _shape(types, node.input[0], node)
+        rows = x[0] if len(x) == 2 else 1
+        params = sum(len(a.floats) for a in node.attribute if a.name in ("coefficients", "support_vectors"))
+        return rows * params * rule.weight, 0
+    if rule.cost is Cost.ML_TREES:
+        x = _shape(types, node.input[0], node)
+        rows = x[0] if len(x) == 2 else 1
+        nodes = next((len(a.ints) for a in node.attribute if a.name == "nodes_nodeids"), 0)
+        return 0, rows * nodes * rule.weight
     if rule.cost is Cost.ELEMENTWISE:
         total = sum(_prod(_shape(types, o, node)) for o in node.output if o)
         return 0, total * rule.weight
