@@ -1,7 +1,7 @@
 """Client-side model preparation for `inferchain model register`: upgrade old models, then pre-check the
 registration with the chain's own functions before anything is paid for.
 
-`upgrade` takes any model from IR >= 3 and default opset >= 7 into the chain's supported range (onnx's
+`upgrade` takes any model from IR >= 3 and default opset >= 6 into the chain's supported range (onnx's
 version converter, plus the repairs it does not make) and lists what it changed; a model it cannot convert is
 refused with the op and opset that stopped it. `precheck` runs the VM's registration verdict
 (`vm.engine.Engine.resolve_with_limits`: the static metadata rules, the graph checker, the price, the golden
@@ -117,16 +117,24 @@ def _convert(model: ModelProto, opset: int, target: int) -> ModelProto:
 
 def _blocker(model: ModelProto, opset: int, target: int, exc: Exception) -> str:
     """The first op (in graph order) that onnx cannot convert alone, with its opset; else onnx's message."""
+    try:
+        typed = onnx.shape_inference.infer_shapes(model)  # best effort: types for the one-node probes
+    except Exception:  # an ill-typed model: probes go without intermediate types
+        typed = model
+    g = typed.graph
+    infos = {v.name: v for v in (*g.input, *g.value_info, *g.output)}
+    inits = {i.name: i for i in g.initializer}
     seen: set[tuple[str, str]] = set()
-    for node in model.graph.node:
+    for node in g.node:
         key = (node.domain, node.op_type)
         if key in seen:
             continue
         seen.add(key)
-        probe = ModelProto()
-        probe.CopyFrom(model)
-        probe.graph.ClearField("node")
-        probe.graph.node.append(node)
+        ins = [infos.get(n) or helper.make_empty_tensor_value_info(n) for n in node.input if n and n not in inits]
+        outs = [infos.get(n) or helper.make_empty_tensor_value_info(n) for n in node.output if n]
+        used = [inits[n] for n in dict.fromkeys(node.input) if n in inits]
+        probe = helper.make_model(helper.make_graph([node], "probe", ins, outs, used),
+                                  opset_imports=list(model.opset_import), ir_version=model.ir_version)
         with contextlib.suppress(Exception):
             onnx.version_converter.convert_version(probe, target)
             continue

@@ -74,8 +74,10 @@ def test_too_old_or_unconvertible_models_are_refused_with_what_stopped_them() ->
         upgrade(old.SerializeToString())
     # BatchNormalization with spatial=0 (per-element statistics) has no equivalent from opset 9 on.
     ones = numpy_helper.from_array(np.ones((1,), np.float32), "s")
-    up = make_model([helper.make_node("BatchNormalization", ["x", "s", "s", "s", "s"], ["y"], spatial=0)],
-                    [vi("x", F, (1, 1, 2, 2))], [vi("y", F, None)], [ones], opset=7, ir=4)
+    nodes = [helper.make_node("Relu", ["x"], ["a"]),
+             helper.make_node("BatchNormalization", ["a", "s", "s", "s", "s"], ["b"], spatial=0),
+             helper.make_node("Relu", ["b"], ["y"])]
+    up = make_model(nodes, [vi("x", F, (1, 1, 2, 2))], [vi("y", F, None)], [ones], opset=7, ir=4)
     with pytest.raises(InvalidModel, match=r"cannot convert opset 7 -> 13: op BatchNormalization \(opset 7\)"):
         upgrade(up.SerializeToString())
 
