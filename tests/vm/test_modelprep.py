@@ -25,8 +25,11 @@ from tools.attacks import make_model
 from tools.attacks import tensor as vi
 from vm.engine import Engine
 from vm.execute import RegisterWork
+from vm.sandbox.canonicalize import canonicalize
+from vm.sandbox.check import validate_model
 from vm.sandbox.executor import LocalExecutor
 from vm.sandbox.limits import DEFAULT_LIMITS
+from vm.sandbox.spec import ArraySpec, CompareMode, ModelSpec, Tolerance
 from vm.txs import GoldenVector, ModelMeta, split_model
 
 pytestmark = pytest.mark.vm
@@ -160,3 +163,18 @@ def test_dry_run_refuses_what_the_chain_would_refuse(tmp_path: Path, capsys: pyt
     out = capsys.readouterr()
     assert exited.value.code == 1
     assert "the chain would refuse this registration: a model needs a name" in out.err
+
+
+def test_an_opset_6_prelu_converted_without_the_repair_is_refused_by_the_chain() -> None:
+    """What onnx's converter alone makes of pytorch's old PRelu passes ONNX's checks and shape inference, then
+    fails in ONNX Runtime on every call: the checker's broadcast rule refuses it as a verdict, and the
+    client's repair makes it register (the corpus test runs it)."""
+    import onnx.version_converter
+
+    converted = onnx.version_converter.convert_version(onnx.load_from_string(_old_prelu()), 13)
+    canonical = canonicalize(converted.SerializeToString(), {"0": (2, 3, 4, 5)})
+    spec = ModelSpec((ArraySpec("0", "float32", (2, 3, 4, 5)),), CompareMode.TOLERANT, 16, Tolerance(32, 200))
+    with pytest.raises(InvalidModel, match=r"PRelu slope \[3\] does not broadcast to \[2, 3, 4, 5\]"):
+        validate_model(canonical, spec)
+    repaired = canonicalize(upgrade(_old_prelu()).model_bytes, {"0": (2, 3, 4, 5)})
+    assert validate_model(repaired, spec).gas_per_call > 0

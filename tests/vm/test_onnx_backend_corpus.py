@@ -3,8 +3,8 @@ real client path, or is refused with the reason its entry in tests/vm/backend_re
 with why); every registered one runs in a sandbox worker and matches onnx's expected outputs within the
 declared tolerance.
 
-CI budget: about 10 s of CPU for the registrations and 5 s for the runs over ~150 models (2-core dev VM),
-one test per model so xdist spreads them, one worker pool per xdist worker.
+CI budget: under 20 s of CPU for ~150 models on 2 xdist workers (measured 15.5 s on the 2-core dev VM), one
+test per model so xdist spreads them, one worker pool per xdist worker.
 """
 
 from __future__ import annotations

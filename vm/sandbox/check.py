@@ -345,12 +345,24 @@ def _validate_node_rules(model: ModelProto, types: TypeTable, limits: SandboxLim
                 raise InvalidModel("BatchNormalization in training mode is not allowed")
         if op in INDEXED_OPS:
             _validate_indices(model, types, node)
+        if op == "PRelu" and not _broadcasts_to(types[node.input[1]].shape or (), types[node.input[0]].shape or ()):
+            # ONNX's shape inference only copies X's shape; ORT then fails on every call (an opset-6 slope of
+            # one value per channel, kept by the version converter, does not broadcast from the last axis).
+            raise InvalidModel(f"PRelu slope {list(types[node.input[1]].shape or ())} does not broadcast to "
+                               f"{list(types[node.input[0]].shape or ())}")
         for slot in sorted(CONSTANT_INPUTS.get(op, ())):
             if slot < len(node.input) and node.input[slot] and _constant(model, node.input[slot]) is None:
                 raise InvalidModel(f"{op} input {slot} must be a constant")
         if op == "Resize" and types[node.input[0]].dtype in INTEGER_DTYPES and _attr_s(node, "mode", "nearest") != "nearest":
             # Interpolated integers are rounded from float weights: only nearest keeps integer data exact.
             raise InvalidModel("Resize of integers must use mode 'nearest'")
+
+
+def _broadcasts_to(shape: tuple[int, ...], target: tuple[int, ...]) -> bool:
+    """Whether `shape` broadcasts to `target` unidirectionally (numpy rules, `target` unchanged)."""
+    if len(shape) > len(target):
+        return False
+    return all(d in (1, t) for d, t in zip(reversed(shape), reversed(target), strict=False))
 
 
 def _attr_s(node: NodeProto, name: str, default: str) -> str:
