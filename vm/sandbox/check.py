@@ -33,6 +33,7 @@ from vm.sandbox.graph import (
 )
 from vm.sandbox.limits import SandboxLimits
 from vm.sandbox.meter import MeterReport, meter_graph
+from vm.sandbox.mlrules import validate_ml_node
 from vm.sandbox.ops import (
     BIT_EXACT_OPS,
     CANONICALIZED_OPS,
@@ -343,6 +344,9 @@ def _validate_node_rules(model: ModelProto, types: TypeTable, limits: SandboxLim
             training = next((a.i for a in node.attribute if a.name == "training_mode"), 0)
             if training or len([o for o in node.output if o]) != 1:
                 raise InvalidModel("BatchNormalization in training mode is not allowed")
+        if node.domain == ML_DOMAIN:
+            validate_ml_node(model, node, types)
+            continue
         if op in INDEXED_OPS:
             _validate_indices(model, types, node)
         if op == "PRelu" and not _broadcasts_to(types[node.input[1]].shape or (), types[node.input[0]].shape or ()):

@@ -396,7 +396,8 @@ def _ml_shapes(model: ModelProto, table: TypeTable) -> dict[str, TensorType]:
                 ruled[node.output[0]] = TensorType(x.dtype, (*x.shape[:-1], indices.size))
         elif kind is MlShape.TARGETS:
             targets = next((int(attrs[n].i) for n in ("n_targets", "targets") if n in attrs), 1)
-            ruled[node.output[0]] = TensorType("float32", (rows, targets))
+            if targets >= 1:
+                ruled[node.output[0]] = TensorType("float32", (rows, targets))
         else:
             ints, strings = attrs.get("classlabels_ints") or attrs.get("classlabels_int64s"), \
                 attrs.get("classlabels_strings")
@@ -405,7 +406,8 @@ def _ml_shapes(model: ModelProto, table: TypeTable) -> dict[str, TensorType]:
                 ruled[node.output[0]] = TensorType("int64", (rows,))
             if len(node.output) > 1 and node.output[1] and classes:
                 ruled[node.output[1]] = TensorType("float32", (rows, classes))
-    return {name: t for name, t in ruled.items() if name not in table or table[name].shape is None}
+    return {name: t for name, t in ruled.items()
+            if t.dtype in NAME_TO_ONNX and (name not in table or table[name].shape is None)}
 
 
 def iter_graph_attributes(node: NodeProto) -> Iterator[AttributeProto]:

@@ -104,15 +104,13 @@ ML_OPS: dict[str, tuple[OpRule, MlShape]] = {
     "Normalizer": (OpRule(Cost.REDUCE, 2), MlShape.SAME),
     "LinearClassifier": (OpRule(Cost.ML_LINEAR), MlShape.CLASSES),
     "LinearRegressor": (OpRule(Cost.ML_LINEAR), MlShape.TARGETS),
-    "SVMClassifier": (OpRule(Cost.ML_LINEAR, 8), MlShape.CLASSES),
-    "SVMRegressor": (OpRule(Cost.ML_LINEAR, 8), MlShape.TARGETS),
     "TreeEnsembleClassifier": (OpRule(Cost.ML_TREES, 2), MlShape.CLASSES),
     "TreeEnsembleRegressor": (OpRule(Cost.ML_TREES, 2), MlShape.TARGETS),
     "ArrayFeatureExtractor": (OpRule(_E, 1), MlShape.FEATURES),
 }
 # Classifiers whose label output (output 0) is an argmax of scores computed in floating point: a dot product
 # whose rounding may differ between CPUs (FMA or not), so the label can flip near a tie.
-ML_FLOAT_LABELS = frozenset({"LinearClassifier", "SVMClassifier"})
+ML_FLOAT_LABELS = frozenset({"LinearClassifier"})
 # Ops whose decisions compare float inputs with thresholds: deterministic only on bit-exact inputs.
 ML_DECISIONS = frozenset({"TreeEnsembleClassifier", "TreeEnsembleRegressor"})
 # Ops whose outputs are bit-identical on every CPU whenever their inputs are: copies and views, and tree
