@@ -466,7 +466,7 @@ def _bit_exact_tensors(model: ModelProto) -> set[str]:
 
 def _validate_ml_class(node: NodeProto, exact: set[str], read: set[str]) -> None:
     """Tolerant rules of the ai.onnx.ml ops on float values: tree decisions only on bit-exact inputs, and
-    no label (an argmax of float scores) from linear models or SVMs: commit the probabilities instead."""
+    no label (an argmax of float scores) from linear classifiers: commit the probabilities instead."""
     op = node.op_type
     if op in ML_DECISIONS and not all(name in exact for name in node_inputs(node)):
         raise InvalidModel(f"tolerant model applies {op} decisions to computed float values (bit-exact inputs only)")

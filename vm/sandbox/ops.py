@@ -20,7 +20,7 @@ class Cost(enum.Enum):
     CONV = "conv"  # MACs = prod(out) * prod(W.shape[1:])
     CONV_TRANSPOSE = "conv_transpose"  # MACs = prod(in0) * prod(W.shape[1:]) (each input scatters a kernel)
     EINSUM = "einsum"  # MACs = product of the sizes of every distinct index letter
-    ML_LINEAR = "ml_linear"  # MACs = rows * (len(coefficients) + len(support_vectors)): linear models, SVMs
+    ML_LINEAR = "ml_linear"  # MACs = rows * (len(coefficients) + len(support_vectors)) (no SVM is priced yet)
     ML_TREES = "ml_trees"  # work = rows * len(nodes_nodeids) * weight: at most every node of every tree
     ELEMENTWISE = "elementwise"  # work = prod(out) * weight
     REDUCE = "reduce"  # work = prod(in0) * weight
