@@ -215,3 +215,17 @@ def test_new_ops_need_static_geometry() -> None:
     ellipsis = make_model([helper.make_node("Einsum", ["a", "a"], ["y"], equation="...i,...i->...")],
                           [vi("a", F, (2, 3))], [vi("y", F, None)])
     assert "ellipsis" in _refused(ellipsis, spec(("a", "float32", (2, 3)), **TOLERANT))
+
+
+@pytest.mark.parametrize(("node", "expect"), [
+    (helper.make_node("LRN", ["x"], ["y"], size=2), "odd size"),
+    (helper.make_node("LRN", ["x"], ["y"], size=3, alpha=-1.0), "positive alpha"),
+    (helper.make_node("Resize", ["x", "", "scales"], ["y"], mode="bogus"), "Resize mode"),
+    (helper.make_node("Resize", ["x", "", "scales"], ["y"], coordinate_transformation_mode="x"), "coordinate"),
+], ids=["lrn-even", "lrn-alpha", "resize-mode", "resize-coordinates"])
+def test_attributes_the_runtime_would_fail_on_are_verdicts(node: object, expect: str) -> None:
+    """ORT refuses these when it builds a session, with a generic failure (a local fault on every node):
+    the checker refuses them first."""
+    scales = _init("scales", np.array([1, 1, 2, 2], np.float32))
+    model = make_model([node], [vi("x", F, (1, 3, 2, 2))], [vi("y", F, None)], [scales])
+    assert expect in _refused(model, spec(("x", "float32", (1, 3, 2, 2)), **TOLERANT))

@@ -98,6 +98,19 @@ def seeds() -> tuple[tuple[bytes, ModelSpec], ...]:
     ], [_value("x", F, [1, 4])], [_value("f", F, [1, 2]), _value("t", F, [1, 1]), _value("p", F, [1, 2])],
         [numpy_helper.from_array(np.array([0, 2], np.int64), "idx")],
         opsets=[helper.make_opsetid("", 17), helper.make_opsetid("ai.onnx.ml", 3)])
+    new_ops = _model([
+        helper.make_node("LRN", ["x"], ["a"], size=3), helper.make_node("InstanceNormalization", ["a", "s", "b"], ["c"]),
+        helper.make_node("ConvTranspose", ["c", "w"], ["d"]),
+        helper.make_node("Resize", ["d", "", "sc"], ["e"], mode="linear"),
+        helper.make_node("Shrink", ["e"], ["f"], bias=0.5, lambd=0.5),
+        helper.make_node("TopK", ["f", "k"], ["g", "gi"], axis=-1),
+        helper.make_node("Einsum", ["g", "g"], ["y"], equation="nchw,nchw->nch"),
+    ], [_value("x", F, [1, 2, 3, 3])], [_value("y", F, [1, 2, 8])], [
+        numpy_helper.from_array(rng.standard_normal((2, 2, 2, 2)).astype(np.float32), "w"),
+        numpy_helper.from_array(np.array([2], np.int64), "k"),
+        numpy_helper.from_array(np.array([1, 1, 2, 2], np.float32), "sc"),
+        numpy_helper.from_array(np.ones(2, np.float32), "s"), numpy_helper.from_array(np.zeros(2, np.float32), "b")])
+    x2 = ModelSpec((ArraySpec("x", "float32", (1, 2, 3, 3)),), **TOLERANT)
     digits = load_model("digits_int8")
     return (
         (canonicalize(relu_model([1, 4]), x14.input_shapes), x14),
@@ -108,6 +121,7 @@ def seeds() -> tuple[tuple[bytes, ModelSpec], ...]:
         (function, x14),
         (digits.model_bytes, digits.spec),
         (canonicalize(ml, x14.input_shapes), x14),
+        (canonicalize(new_ops, x2.input_shapes), x2),
     )
 
 
@@ -140,7 +154,7 @@ DAMAGE = st.none() | st.tuples(st.integers(0, 2), st.integers(0, 1 << 16), st.in
 
 
 @settings(max_examples=10_000, deadline=None, suppress_health_check=list(HealthCheck))
-@given(st.integers(0, 7), st.lists(MUTATION, min_size=1, max_size=3), DAMAGE)
+@given(st.integers(0, 8), st.lists(MUTATION, min_size=1, max_size=3), DAMAGE)
 def test_mutated_models_are_accepted_or_refused_with_a_typed_error(
         seed: int, mutations: list[tuple[str, int, int, int]], damage: tuple[int, int, int] | None) -> None:
     spec = seeds()[seed][1]

@@ -357,9 +357,14 @@ def _validate_node_rules(model: ModelProto, types: TypeTable, limits: SandboxLim
         for slot in sorted(CONSTANT_INPUTS.get(op, ())):
             if slot < len(node.input) and node.input[slot] and _constant(model, node.input[slot]) is None:
                 raise InvalidModel(f"{op} input {slot} must be a constant")
-        if op == "Resize" and types[node.input[0]].dtype in INTEGER_DTYPES and _attr_s(node, "mode", "nearest") != "nearest":
-            # Interpolated integers are rounded from float weights: only nearest keeps integer data exact.
-            raise InvalidModel("Resize of integers must use mode 'nearest'")
+        if op == "Resize":
+            _validate_resize(node, types)
+        if op == "LRN":
+            # ORT's kernel refuses (a generic failure, so a local fault) an even or non-positive window and
+            # non-positive alpha or beta: refused here first, as a verdict.
+            size = next((int(a.i) for a in node.attribute if a.name == "size"), 0)
+            if size < 1 or size % 2 == 0 or _attr_f(node, "alpha", 1e-4) <= 0 or _attr_f(node, "beta", 0.75) <= 0:
+                raise InvalidModel("LRN needs an odd size >= 1 and positive alpha and beta")
 
 
 def _broadcasts_to(shape: tuple[int, ...], target: tuple[int, ...]) -> bool:
@@ -367,6 +372,26 @@ def _broadcasts_to(shape: tuple[int, ...], target: tuple[int, ...]) -> bool:
     if len(shape) > len(target):
         return False
     return all(d in (1, t) for d, t in zip(reversed(shape), reversed(target), strict=False))
+
+
+_RESIZE_STRINGS = {
+    "mode": ("nearest", frozenset({"nearest", "linear", "cubic"})),
+    "coordinate_transformation_mode": ("half_pixel", frozenset({
+        "half_pixel", "half_pixel_symmetric", "pytorch_half_pixel", "align_corners", "asymmetric",
+        "tf_crop_and_resize"})),
+    "nearest_mode": ("round_prefer_floor", frozenset({"round_prefer_floor", "round_prefer_ceil", "floor", "ceil"})),
+    "keep_aspect_ratio_policy": ("stretch", frozenset({"stretch", "not_larger", "not_smaller"})),
+}
+
+
+def _validate_resize(node: NodeProto, types: TypeTable) -> None:
+    """Resize's string attributes name known modes (ORT fails generically on others), and integers use
+    nearest (interpolated integers are rounded from float weights: only nearest keeps them exact)."""
+    for name, (default, allowed) in _RESIZE_STRINGS.items():
+        if _attr_s(node, name, default) not in allowed:
+            raise InvalidModel(f"Resize {name} is not one of {sorted(allowed)}")
+    if types[node.input[0]].dtype in INTEGER_DTYPES and _attr_s(node, "mode", "nearest") != "nearest":
+        raise InvalidModel("Resize of integers must use mode 'nearest'")
 
 
 def _attr_s(node: NodeProto, name: str, default: str) -> str:
