@@ -541,11 +541,8 @@ def _integer_reduction_cap() -> tuple[bytes, ModelSpec]:
 
 
 def _unpriced_op() -> tuple[bytes, ModelSpec]:
-    k = numpy_helper.from_array(np.array([2], np.int64), "k")
-    model = make_model(
-        [helper.make_node("TopK", ["x", "k"], ["y", "i"])], [tensor("x", F, (1, 4))], [tensor("y", F, (1, 2))], [k]
-    )
-    return _raw(model), _float_spec()
+    model = make_model([helper.make_node("Det", ["x"], ["y"])], [tensor("x", F, (1, 4, 4))], [tensor("y", F, (1,))])
+    return _raw(model), _float_spec((1, 4, 4))
 
 
 def _batchnorm_training() -> tuple[bytes, ModelSpec]:
@@ -615,6 +612,6 @@ ATTACKS: tuple[Attack, ...] = (
     Attack("integer_pow", "Pow on int64 (overflow through doubles)", _integer_pow, "integer Pow"),
     Attack("int8_activation", "MatMulInteger with a run-time int8 operand", _int8_activation, "int8"),
     Attack("integer_reduction_cap", "MatMulInteger over 40,000 products (int32 overflow)", _integer_reduction_cap, "reduces over 40000"),
-    Attack("unpriced_op", "TopK (no price)", _unpriced_op, "op TopK has no price"),
+    Attack("unpriced_op", "Det (no price)", _unpriced_op, "op Det has no price"),
     Attack("batchnorm_training", "BatchNormalization(training_mode=1)", _batchnorm_training, "training mode"),
 )

@@ -25,7 +25,7 @@ from vm.execute import InferWork, RegisterWork, Work
 from vm.params import Params
 from vm.poi import compute_challenge_inputs, compute_seed, pick_model
 from vm.sandbox.executor import CheckJob, Executor, InferJob, Job, JobResult, ModelPackage
-from vm.sandbox.golden import GoldenVectors, golden_mismatch, make_golden
+from vm.sandbox.golden import GoldenVectors, golden_mismatch, make_golden, wider_tolerance
 from vm.sandbox.limits import GasSchedule, SandboxLimits, load_gas
 from vm.sandbox.numeric import find_disagreement
 from vm.sandbox.spec import ArraySpec, CompareMode, ModelInfo, ModelSpec, Tolerance
@@ -172,7 +172,12 @@ class Engine:
                 challenge: ChallengeRun | None = None) -> tuple[dict[int, Resolution], tuple[Tensor, ...] | None]:
         """Resolve a block's work (and a PoI challenge) in one hand-off, plus one more if the block registers
         a model. Raises LocalFault when this node cannot decide."""
-        limits = sandbox_limits(params)
+        return self.resolve_with_limits(work, sandbox_limits(params), challenge)
+
+    def resolve_with_limits(self, work: Sequence[Work], limits: SandboxLimits, challenge: ChallengeRun | None = None
+                            ) -> tuple[dict[int, Resolution], tuple[Tensor, ...] | None]:
+        """`resolve` under the sandbox caps and prices `limits` (the client's pre-check runs this with the
+        chain's published parameters: one registration rule, in one place)."""
         jobs: list[Job] = []
         slots: list[_Slot] = []  # what each job resolves, in job order
         resolutions: dict[int, Resolution] = {}
@@ -249,9 +254,15 @@ class Engine:
             if any(r.outputs is None for r in runs):
                 out[item.index] = RegisterResolution(False, 0, "a golden input fails to run")
                 continue
-            why = golden_mismatch(golden_vectors(item.meta), output_specs(item.meta), spec.model_class,
-                                  spec.tolerance, [dict(r.outputs or {}) for r in runs])
-            if why is not None:
+            golden, declared = golden_vectors(item.meta), output_specs(item.meta)
+            actual = [dict(r.outputs or {}) for r in runs]
+            if golden_mismatch(golden, declared, spec.model_class, spec.tolerance, actual) is not None:
+                # The inference rule: outside the tolerance is a disagreement. Near it (within twice the
+                # tolerance) honest nodes may fall on both sides, so this node cannot decide: a local fault,
+                # never a verdict that could split them. Far outside it, or any exact difference, refuses.
+                if golden_mismatch(golden, declared, spec.model_class, wider_tolerance(spec.tolerance),
+                                   actual) is None:
+                    raise LocalFault(f"golden outputs of registration {item.index} are near the tolerance")
                 out[item.index] = RegisterResolution(False, 0, "golden vectors do not reproduce")
                 continue
             out[item.index] = RegisterResolution(True, int(info.gas_per_call), "",

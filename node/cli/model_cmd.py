@@ -7,20 +7,22 @@ as chunk transactions; the chain only checks and hashes what it receives.
 
 from __future__ import annotations
 
+import json
 import sys
 import zipfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 import numpy as np
 
-from core.errors import InvalidModel, LocalFault
+from core.errors import DecodeError, InvalidModel, LocalFault
 from core.tensor import DType, Tensor
-from core.types import Amount
+from core.types import Address, Amount
 from node.cli.chainctx import chain_context
 from node.cli.common import (
     CliError,
+    default_genesis,
     echo_json,
     echo_pairs,
     json_option,
@@ -28,7 +30,8 @@ from node.cli.common import (
     node_option,
     tx_options,
 )
-from node.client import Client, ModelInfo
+from node.client import Client, ModelInfo, NodeUnreachable, RpcError
+from node.rpc.errors import NOT_FOUND
 from vm.txs import (
     MAX_CHUNK_BYTES,
     GoldenVector,
@@ -38,6 +41,9 @@ from vm.txs import (
     build_model_upload,
     split_model,
 )
+
+if TYPE_CHECKING:
+    from vm.apply import RegisterResolution
 
 UPLOAD_BATCH = 3  # chunk transactions per broadcast_txs call (each is up to ~256 KiB, hex-doubled on the wire)
 
@@ -104,6 +110,7 @@ def prepare_model(model_bytes: bytes, *, name: str, model_class: str, grid_k: in
                   fee_per_call: int, input_shapes: dict[str, list[int]], golden_inputs: list[dict[str, np.ndarray]]
                   ) -> tuple[bytes, ModelMeta]:
     """Canonical bytes and registration metadata, with golden outputs computed by the pinned runtime."""
+    from node.modelprep import check_graph
     from vm.sandbox.canonicalize import canonicalize
     from vm.sandbox.graph import one_line
     from vm.sandbox.numeric import quantize
@@ -111,6 +118,7 @@ def prepare_model(model_bytes: bytes, *, name: str, model_class: str, grid_k: in
 
     shapes = input_shapes or _declared_shapes(model_bytes)
     canonical = canonicalize(model_bytes, shapes)
+    check_graph(canonical, model_class, grid_k, tol_abs, tol_rel_ppm)  # the chain's refusals, before any run
     try:
         session = create_session(canonical)
     except LocalFault:
@@ -147,7 +155,10 @@ def prepare_model(model_bytes: bytes, *, name: str, model_class: str, grid_k: in
     meta = ModelMeta(name, inputs, outputs, cls, grid_k, tol_abs, tol_rel_ppm, Amount(fee_per_call), tuple(vectors))
     # The chain's own decoding rules (the metadata cap among them), before anything is signed: DecodeError
     # is one line on the command line.
-    return canonical, ModelMeta.decode(meta.encode())
+    try:
+        return canonical, ModelMeta.decode(meta.encode())
+    except (ValueError, DecodeError) as exc:  # encode's length caps, decode's (the metadata cap)
+        raise InvalidModel(f"the registration metadata is over the chain's caps: {one_line(exc)}") from None
 
 
 @model.command("register")
@@ -165,12 +176,15 @@ def prepare_model(model_bytes: bytes, *, name: str, model_class: str, grid_k: in
 @click.option("--input-shape", multiple=True, metavar="NAME=D1,D2", help="Pin a dynamic input shape; repeatable.")
 @click.option("--golden-inputs", type=click.Path(dir_okay=False, exists=True, path_type=Path), default=None,
               help=".npz of golden inputs by input name (default: two seeded random inputs).")
+@click.option("--dry-run", is_flag=True,
+              help="Convert, canonicalize and run the chain's registration check here; print the price, send nothing.")
 @tx_options
 def register(path: Path, name: str, model_class: str, grid_k: int, tol_abs: int, tol_rel_ppm: int,
-             fee_per_call: int, input_shape: tuple[str, ...], golden_inputs: Path | None, from_key: str,
-             keyring: Path, node_url: str, fee: int | None, gas_limit: int | None, nonce: int | None, no_wait: bool,
-             timeout: float, as_json: bool) -> None:
-    """Canonicalize the ONNX model at PATH, upload it in chunks and wait for its registration."""
+             fee_per_call: int, input_shape: tuple[str, ...], golden_inputs: Path | None, dry_run: bool,
+             from_key: str, keyring: Path, node_url: str, fee: int | None, gas_limit: int | None, nonce: int | None,
+             no_wait: bool, timeout: float, as_json: bool) -> None:
+    """Convert and canonicalize the ONNX model at PATH, check it as the chain will, upload it in chunks and
+    wait for its registration."""
     if fee is not None:
         raise CliError("--fee does not apply to uploads: each chunk pays its gas limit x the minimum gas price")
     golden: list[dict[str, np.ndarray]] = []
@@ -182,14 +196,23 @@ def register(path: Path, name: str, model_class: str, grid_k: int, tol_abs: int,
             raise CliError(f"--golden-inputs {golden_inputs}: not a .npz of arrays ({type(exc).__name__})") from None
     if model_class == "exact":
         grid_k, tol_abs, tol_rel_ppm = 0, 0, 0
-    canonical, meta = prepare_model(path.read_bytes(), name=name, model_class=model_class, grid_k=grid_k,
+    from node.modelprep import upgrade  # onnx: only the commands that prepare a model load it
+
+    upgraded = upgrade(path.read_bytes())
+    for change in upgraded.changes:
+        click.echo(f"converted: {change}", err=True)
+    canonical, meta = prepare_model(upgraded.model_bytes, name=name, model_class=model_class, grid_k=grid_k,
                                     tol_abs=tol_abs, tol_rel_ppm=tol_rel_ppm, fee_per_call=fee_per_call,
                                     input_shapes=_parse_shapes(input_shape), golden_inputs=golden)
-    key = load_signing_key(from_key, keyring)
     chunks = split_model(canonical, meta)
     model_id = chunks[0].model_id
+    if dry_run:
+        _dry_run(canonical, meta, node_url, upgraded.changes, as_json)
+        return
+    key = load_signing_key(from_key, keyring)
     with Client(node_url, timeout=60) as client:
         ctx = chain_context(client, key, nonce)
+        _refuse_as_the_chain_would(client, canonical, meta, ctx.vm, key.address)
         limits = []
         for i, chunk in enumerate(chunks):
             extra = int(ctx.vm["gas_chunk_per_byte"]) * len(chunk.data) if ctx.vm else 0
@@ -218,6 +241,59 @@ def register(path: Path, name: str, model_class: str, grid_k: int, tol_abs: int,
            "chunks": len(chunks), "last_tx": last.hash.hex() if last else None,
            "height": last.height if last else None,
            "status": "registered" if last and last.height is not None else "uploaded (not waited for)"}
+    if as_json:
+        echo_json(doc)
+    else:
+        echo_pairs(list(doc.items()))
+
+
+def _registered(client: Client, model_id: bytes) -> bool:
+    try:
+        client.model(model_id)
+    except RpcError as err:
+        if err.code == NOT_FOUND:
+            return False
+        raise
+    return True
+
+
+def _refuse_as_the_chain_would(client: Client | None, canonical: bytes, meta: ModelMeta,
+                               vm: dict[str, Any] | None, owner: Address) -> RegisterResolution:
+    """The chain's registration verdict computed here (node.modelprep.precheck); CliError if it refuses."""
+    from node.modelprep import limits_from_vm_params, precheck, refusal
+
+    model_id = split_model(canonical, meta)[0].model_id
+    if client is not None and _registered(client, model_id):
+        raise CliError(f"model {model_id.hex()} is already registered")
+    resolution = precheck(canonical, meta, limits_from_vm_params(vm), owner)
+    why = refusal(resolution)
+    if why is not None:
+        raise CliError(f"the chain would refuse this registration: {why}")
+    return resolution
+
+
+def _dry_run(canonical: bytes, meta: ModelMeta, node_url: str, changes: tuple[str, ...], as_json: bool) -> None:
+    """What `register` would send and pay, from the node's parameters (the repository's genesis when the
+    node cannot be reached); nothing is signed or sent."""
+    vm: dict[str, Any] | None = None
+    source = "node"
+    try:
+        with Client(node_url, timeout=10) as client:
+            vm = client.call("params").get("vm")
+            resolution = _refuse_as_the_chain_would(client, canonical, meta, vm, Address(bytes(20)))
+    except (NodeUnreachable, RpcError):
+        vm, source = json.loads(default_genesis().read_text()).get("vm"), "genesis.json (node unreachable)"
+        resolution = _refuse_as_the_chain_would(None, canonical, meta, vm, Address(bytes(20)))
+    chunks = split_model(canonical, meta)
+    gas = 0
+    if vm:
+        gas = sum(int(vm["gas_chunk_base"]) + int(vm["gas_chunk_per_byte"]) * len(c.data) for c in chunks)
+        gas += _registration_gas(vm, canonical, len(meta.golden))
+    price = int(vm["min_gas_price"]) if vm else 1
+    doc = {"model_id": chunks[0].model_id.hex(), "name": meta.name, "class": meta.model_class.name.lower(),
+           "bytes": len(canonical), "chunks": len(chunks), "converted": "; ".join(changes) or "nothing",
+           "gas_per_call": resolution.gas_per_call, "gas_load": resolution.gas_load, "upload_gas": gas,
+           "upload_fee": gas * price, "params_from": source, "status": "would register (dry run: nothing sent)"}
     if as_json:
         echo_json(doc)
     else:

@@ -229,3 +229,24 @@ def test_refuses_what_cannot_be_canonical() -> None:
         model_bytes, spec = next(a for a in ATTACKS if a.name == name).build()
         with pytest.raises(InvalidModel, match=reason):
             canonicalize(model_bytes, spec.input_shapes)
+
+
+def test_ir3_model_with_initializers_listed_as_inputs_canonicalizes() -> None:
+    """Before IR 4 every initializer is also a graph input (pytorch's old exports: Linear without bias,
+    Embedding). Removing those entries must not leave shape inference without the initializers' types."""
+    rng = np.random.default_rng(3)
+    w = rng.standard_normal((3, 4)).astype(np.float32)
+    nodes = [helper.make_node("Transpose", ["w"], ["wt"]), helper.make_node("MatMul", ["x", "wt"], ["y"])]
+    graph = helper.make_graph(
+        nodes, "old", [tensor("x", F, ("N", 4)), tensor("w", F, (3, 4))], [tensor("y", F, ("N", 3))],
+        [numpy_helper.from_array(w, "w")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=3)
+    canonical = canonicalize(model.SerializeToString(), {"x": (2, 4)})
+    proto = onnx.load_from_string(canonical)
+    assert proto.ir_version == 7 and [v.name for v in proto.graph.input] == ["x"]
+    x = rng.standard_normal((2, 4)).astype(np.float32)
+    assert _ops(canonical) == ["MatMul"]  # the constant Transpose was folded: its input had a type
+    np.testing.assert_allclose(_run(canonical, {"x": x})[0], x @ w.T, rtol=1e-6)
+    spec = ModelSpec((ArraySpec("x", "float32", (2, 4)),), **TOL)
+    assert validate_model(canonical, spec).gas_per_call > 0

@@ -151,7 +151,7 @@ def test_pinning_shapes_changes_the_price() -> None:
 
 
 def test_unpriced_op_is_refused() -> None:
-    model = make_model([helper.make_node("Einsum", ["x", "x"], ["y"], equation="ij,ij->ij")], [tensor("x", TensorProto.FLOAT, (2, 2))], [tensor("y", TensorProto.FLOAT, (2, 2))])
+    model = make_model([helper.make_node("Det", ["x"], ["y"])], [tensor("x", TensorProto.FLOAT, (2, 2))], [tensor("y", TensorProto.FLOAT, ())])
     with pytest.raises(InvalidModel, match="has no price"):
         meter(model.SerializeToString())
 

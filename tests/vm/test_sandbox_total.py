@@ -84,6 +84,33 @@ def seeds() -> tuple[tuple[bytes, ModelSpec], ...]:
     function = _model([helper.make_node("double", ["x"], ["y"], domain="local")], [_value("x", F, [1, 4])],
                       [_value("y", F, [1, 4])], functions=[double],
                       opsets=[helper.make_opsetid("", 17), helper.make_opsetid("local", 1)])
+    ml = _model([
+        helper.make_node("ArrayFeatureExtractor", ["x", "idx"], ["f"], domain="ai.onnx.ml"),
+        helper.make_node("TreeEnsembleRegressor", ["x"], ["t"], domain="ai.onnx.ml", n_targets=1,
+                         nodes_treeids=[0, 0, 0], nodes_nodeids=[0, 1, 2], nodes_featureids=[1, 0, 0],
+                         nodes_modes=["BRANCH_LEQ", "LEAF", "LEAF"], nodes_values=[0.5, 0.0, 0.0],
+                         nodes_truenodeids=[1, 0, 0], nodes_falsenodeids=[2, 0, 0], target_treeids=[0, 0],
+                         target_nodeids=[1, 2], target_ids=[0, 0], target_weights=[-1.0, 1.0]),
+        helper.make_node("Scaler", ["x"], ["s"], domain="ai.onnx.ml", offset=[0.5], scale=[2.0]),
+        helper.make_node("LinearClassifier", ["s"], ["label", "p"], domain="ai.onnx.ml", classlabels_ints=[0, 1],
+                         coefficients=[1.0, -1.0, 0.5, 0.0, -1.0, 1.0, -0.5, 0.0], intercepts=[0.0, 0.1],
+                         post_transform="SOFTMAX"),
+    ], [_value("x", F, [1, 4])], [_value("f", F, [1, 2]), _value("t", F, [1, 1]), _value("p", F, [1, 2])],
+        [numpy_helper.from_array(np.array([0, 2], np.int64), "idx")],
+        opsets=[helper.make_opsetid("", 17), helper.make_opsetid("ai.onnx.ml", 3)])
+    new_ops = _model([
+        helper.make_node("LRN", ["x"], ["a"], size=3), helper.make_node("InstanceNormalization", ["a", "s", "b"], ["c"]),
+        helper.make_node("ConvTranspose", ["c", "w"], ["d"]),
+        helper.make_node("Resize", ["d", "", "sc"], ["e"], mode="linear"),
+        helper.make_node("Shrink", ["e"], ["f"], bias=0.5, lambd=0.5),
+        helper.make_node("TopK", ["f", "k"], ["g", "gi"], axis=-1),
+        helper.make_node("Einsum", ["g", "g"], ["y"], equation="nchw,nchw->nch"),
+    ], [_value("x", F, [1, 2, 3, 3])], [_value("y", F, [1, 2, 8])], [
+        numpy_helper.from_array(rng.standard_normal((2, 2, 2, 2)).astype(np.float32), "w"),
+        numpy_helper.from_array(np.array([2], np.int64), "k"),
+        numpy_helper.from_array(np.array([1, 1, 2, 2], np.float32), "sc"),
+        numpy_helper.from_array(np.ones(2, np.float32), "s"), numpy_helper.from_array(np.zeros(2, np.float32), "b")])
+    x2 = ModelSpec((ArraySpec("x", "float32", (1, 2, 3, 3)),), **TOLERANT)
     digits = load_model("digits_int8")
     return (
         (canonicalize(relu_model([1, 4]), x14.input_shapes), x14),
@@ -93,6 +120,8 @@ def seeds() -> tuple[tuple[bytes, ModelSpec], ...]:
         (attributes, x14),
         (function, x14),
         (digits.model_bytes, digits.spec),
+        (canonicalize(ml, x14.input_shapes), x14),
+        (canonicalize(new_ops, x2.input_shapes), x2),
     )
 
 
@@ -125,7 +154,7 @@ DAMAGE = st.none() | st.tuples(st.integers(0, 2), st.integers(0, 1 << 16), st.in
 
 
 @settings(max_examples=10_000, deadline=None, suppress_health_check=list(HealthCheck))
-@given(st.integers(0, 6), st.lists(MUTATION, min_size=1, max_size=3), DAMAGE)
+@given(st.integers(0, 8), st.lists(MUTATION, min_size=1, max_size=3), DAMAGE)
 def test_mutated_models_are_accepted_or_refused_with_a_typed_error(
         seed: int, mutations: list[tuple[str, int, int, int]], damage: tuple[int, int, int] | None) -> None:
     spec = seeds()[seed][1]

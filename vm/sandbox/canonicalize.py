@@ -40,6 +40,8 @@ from vm.sandbox.limits import DEFAULT_LIMITS, SandboxLimits
 from vm.sandbox.ops import QUANTIZED_OPERANDS
 
 _MAX_FOLD_ROUNDS = 64
+# The first IR version in which an initializer need not also be listed as a graph input.
+_IR_INITIALIZERS_NOT_INPUTS = 4
 _CONSTANT_ATTRIBUTES = {
     "value": onnx.AttributeProto.TENSOR,
     "value_float": onnx.AttributeProto.FLOAT,
@@ -173,6 +175,11 @@ def _pin_inputs(model: ModelProto, input_shapes: Mapping[str, Sequence[int]]) ->
     g = model.graph
     init_names = {i.name for i in g.initializer}
     real = [v for v in g.input if v.name not in init_names]
+    if len(real) != len(g.input) and model.ir_version < _IR_INITIALIZERS_NOT_INPUTS:
+        # Before IR 4 an initializer had to be a graph input, and shape inference of such a model takes an
+        # initializer's type from its input entry only. The entries go, so the IR version rises first
+        # (`_finish` later sets the version the opsets need).
+        model.ir_version = _IR_INITIALIZERS_NOT_INPUTS
     del g.input[:]
     g.input.extend(real)
     names = [v.name for v in real]

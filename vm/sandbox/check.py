@@ -33,11 +33,19 @@ from vm.sandbox.graph import (
 )
 from vm.sandbox.limits import SandboxLimits
 from vm.sandbox.meter import MeterReport, meter_graph
+from vm.sandbox.mlrules import validate_ml_node
 from vm.sandbox.ops import (
+    BIT_EXACT_OPS,
     CANONICALIZED_OPS,
+    CONSTANT_INPUTS,
     CONTROL_FLOW_OPS,
     DISCONTINUOUS_ON_FLOAT,
     FLOAT_SCALE_SLOTS,
+    ML_DECISIONS,
+    ML_DOMAIN,
+    ML_FLOAT_LABELS,
+    ML_OPS,
+    ML_OPSETS,
     PRICED_OPS,
     QUANTIZED_OPERANDS,
     RANDOM_OPS,
@@ -142,8 +150,10 @@ def _validate_structure(model: ModelProto, limits: SandboxLimits) -> None:
         domains[domain] = int(opset_id.version)
         if domain in _CONTRIB_DOMAINS:
             raise InvalidModel(f"contrib domain {domain!r} is not allowed")
-        if domain == "ai.onnx.ml":
-            raise InvalidModel("domain 'ai.onnx.ml' is not allowed (its ops have no static shape rule here)")
+        if domain == ML_DOMAIN:
+            if int(opset_id.version) not in ML_OPSETS:
+                raise InvalidModel(f"ai.onnx.ml opset {opset_id.version} outside [{ML_OPSETS[0]}, {ML_OPSETS[-1]}]")
+            continue
         if domain != "":
             raise InvalidModel(f"custom domain {domain!r} is not allowed")
     if "" not in domains:
@@ -160,9 +170,15 @@ def _validate_structure(model: ModelProto, limits: SandboxLimits) -> None:
     for node in g.node:
         if node.domain in _CONTRIB_DOMAINS:
             raise InvalidModel(f"contrib op {_op_name(node)} is not allowed")
-        if node.domain not in ("", "ai.onnx"):
-            raise InvalidModel(f"custom op {_op_name(node)} is not allowed")
         op = node.op_type
+        if node.domain == ML_DOMAIN and ML_DOMAIN in domains:
+            if op == "ZipMap":
+                raise InvalidModel("ai.onnx.ml.ZipMap outputs maps, not tensors: export with zipmap=False")
+            if op not in ML_OPS:
+                raise InvalidModel(f"op {_op_name(node)} has no price")
+        elif node.domain not in ("", "ai.onnx"):
+            raise InvalidModel(f"custom op {_op_name(node)} is not allowed")
+        priced = op in ML_OPS if node.domain == ML_DOMAIN else op in PRICED_OPS
         if op in CONTROL_FLOW_OPS or any(True for _ in iter_graph_attributes(node)):
             raise InvalidModel(f"control flow op {op} is not allowed")
         if op in RANDOM_OPS:
@@ -171,7 +187,7 @@ def _validate_structure(model: ModelProto, limits: SandboxLimits) -> None:
             raise InvalidModel(f"training-only op {op} is not allowed")
         if op in CANONICALIZED_OPS:
             raise InvalidModel(f"not canonical: {op} must be rewritten by the canonicalizer")
-        if op not in PRICED_OPS:
+        if not priced:
             raise InvalidModel(f"op {op} has no price")
         for attr in node.attribute:
             tensor_attr = attr.HasField("t") or len(attr.tensors) or attr.HasField("sparse_tensor")
@@ -328,8 +344,88 @@ def _validate_node_rules(model: ModelProto, types: TypeTable, limits: SandboxLim
             training = next((a.i for a in node.attribute if a.name == "training_mode"), 0)
             if training or len([o for o in node.output if o]) != 1:
                 raise InvalidModel("BatchNormalization in training mode is not allowed")
+        if node.domain == ML_DOMAIN:
+            validate_ml_node(model, node, types)
+            continue
         if op in INDEXED_OPS:
             _validate_indices(model, types, node)
+        if op == "PRelu" and not _broadcasts_to(types[node.input[1]].shape or (), types[node.input[0]].shape or ()):
+            # ONNX's shape inference only copies X's shape; ORT then fails on every call (an opset-6 slope of
+            # one value per channel, kept by the version converter, does not broadcast from the last axis).
+            raise InvalidModel(f"PRelu slope {list(types[node.input[1]].shape or ())} does not broadcast to "
+                               f"{list(types[node.input[0]].shape or ())}")
+        for slot in sorted(CONSTANT_INPUTS.get(op, ())):
+            if slot < len(node.input) and node.input[slot] and _constant(model, node.input[slot]) is None:
+                raise InvalidModel(f"{op} input {slot} must be a constant")
+        if op == "Resize":
+            _validate_resize(model, node, types)
+        if op == "LRN":
+            # ORT's kernel refuses (a generic failure, so a local fault) an even or non-positive window and
+            # non-positive alpha or beta: refused here first, as a verdict.
+            size = next((int(a.i) for a in node.attribute if a.name == "size"), 0)
+            if size < 1 or size % 2 == 0 or _attr_f(node, "alpha", 1e-4) <= 0 or _attr_f(node, "beta", 0.75) <= 0:
+                raise InvalidModel("LRN needs an odd size >= 1 and positive alpha and beta")
+
+
+def _broadcasts_to(shape: tuple[int, ...], target: tuple[int, ...]) -> bool:
+    """Whether `shape` broadcasts to `target` unidirectionally (numpy rules, `target` unchanged)."""
+    if len(shape) > len(target):
+        return False
+    return all(d in (1, t) for d, t in zip(reversed(shape), reversed(target), strict=False))
+
+
+_RESIZE_STRINGS = {
+    "mode": ("nearest", frozenset({"nearest", "linear", "cubic"})),
+    "coordinate_transformation_mode": ("half_pixel", frozenset({
+        "half_pixel", "half_pixel_symmetric", "pytorch_half_pixel", "align_corners", "asymmetric",
+        "tf_crop_and_resize"})),
+    "nearest_mode": ("round_prefer_floor", frozenset({"round_prefer_floor", "round_prefer_ceil", "floor", "ceil"})),
+    "keep_aspect_ratio_policy": ("stretch", frozenset({"stretch", "not_larger", "not_smaller"})),
+}
+
+
+def _validate_resize(model: ModelProto, node: NodeProto, types: TypeTable) -> None:
+    """Resize's string attributes name known modes (ORT fails generically on others), and integers use
+    nearest (interpolated integers are rounded from float weights: only nearest keeps them exact)."""
+    for name, (default, allowed) in _RESIZE_STRINGS.items():
+        if _attr_s(node, name, default) not in allowed:
+            raise InvalidModel(f"Resize {name} is not one of {sorted(allowed)}")
+    mode = _attr_s(node, "mode", "nearest")
+    if types[node.input[0]].dtype in INTEGER_DTYPES and mode != "nearest":
+        raise InvalidModel("Resize of integers must use mode 'nearest'")
+    if mode != "nearest" and not _interpolation_axes_supported(mode, _resize_unit_axes(model, node, types)):
+        # ORT's kernel refuses these at session build with a generic failure (a local fault on every node).
+        raise InvalidModel(f"Resize mode {mode!r} interpolates only the inner 2 axes of a 4-D input (or the "
+                           "inner 3 of 5-D; linear also any 2-D or 3-D input)")
+
+
+def _resize_unit_axes(model: ModelProto, node: NodeProto, types: TypeTable) -> tuple[bool, ...]:
+    """For each axis of Resize's input, whether its scale is exactly 1 (from the constant scales, else from
+    the static output shape: ORT derives scales from sizes as out / in)."""
+    scales = _constant(model, node.input[2]) if len(node.input) > 2 and node.input[2] else None
+    if scales is not None:
+        values = numpy_helper.to_array(scales).reshape(-1)
+        return tuple(bool(v == 1.0) for v in values)
+    shape_in, shape_out = types[node.input[0]].shape or (), types[node.output[0]].shape or ()
+    return tuple(i == o for i, o in zip(shape_in, shape_out, strict=False))
+
+
+def _interpolation_axes_supported(mode: str, unit: tuple[bool, ...]) -> bool:
+    """ORT's ScalesValidation (upsamplebase.h) for 'linear' and 'cubic'."""
+    rank = len(unit)
+    if mode == "cubic":
+        return rank == 2 or (rank == 4 and unit[0] and unit[1])
+    return (rank in (2, 3) or (rank == 4 and unit[0] and (unit[1] or unit[3]))
+            or (rank == 5 and unit[0] and unit[1]))
+
+
+def _attr_s(node: NodeProto, name: str, default: str) -> str:
+    value = next((a.s for a in node.attribute if a.name == name), None)
+    return default if value is None else value.decode("utf-8", "replace")
+
+
+def _attr_f(node: NodeProto, name: str, default: float) -> float:
+    return next((float(a.f) for a in node.attribute if a.name == name), default)
 
 
 def _validate_indices(model: ModelProto, types: TypeTable, node: NodeProto) -> None:
@@ -379,11 +475,21 @@ def _validate_class(model: ModelProto, types: TypeTable, model_class: CompareMod
                         f"exact model uses float constant {init.name!r} in {node.op_type} (only quantization scales)"
                     )
         return
+    read = {name for node in g.node for name in node_inputs(node)} | {o.name for o in g.output}
+    exact = _bit_exact_tensors(model)
     for node in g.node:
         op = node.op_type
         float_in = any(_is_float(types, name) for name in node_inputs(node))
         if not float_in:
             continue
+        if node.domain == ML_DOMAIN:
+            _validate_ml_class(node, exact, read)
+            continue
+        if op == "TopK" and not (len(node.output) > 1 and node.output[1] in read):
+            continue  # the k largest values are continuous in the input; only their indices jump at ties
+        if op == "Shrink" and _attr_f(node, "bias", 0.0) != _attr_f(node, "lambd", 0.5):
+            # y jumps by lambd - bias at |x| = lambd: continuous only when bias == lambd (soft shrink).
+            raise InvalidModel("tolerant model applies discontinuous Shrink (bias != lambd) to float values")
         if op in DISCONTINUOUS_ON_FLOAT:
             raise InvalidModel(f"tolerant model applies discontinuous {op} to float values")
         if op == "Cast":
@@ -392,6 +498,31 @@ def _validate_class(model: ModelProto, types: TypeTable, model_class: CompareMod
                 raise InvalidModel(f"tolerant model casts float values to {dtype_name(to)}")
         if op == "MaxPool" and len(node.output) > 1 and node.output[1]:
             raise InvalidModel("tolerant model takes MaxPool indices of float values")
+
+
+def _bit_exact_tensors(model: ModelProto) -> set[str]:
+    """Tensors bit-identical on every CPU: the graph inputs, and the outputs of `BIT_EXACT_OPS` whose inputs
+    all are (constants are too). Discontinuous steps on them cannot split honest nodes."""
+    g = model.graph
+    exact = {v.name for v in g.input} | {i.name for i in g.initializer}
+    for node in g.node:
+        if node.op_type not in BIT_EXACT_OPS or not all(name in exact for name in node_inputs(node)):
+            continue
+        if node.op_type in ML_DECISIONS and _attr_s(node, "post_transform", "NONE") != "NONE":
+            continue  # a logistic or softmax transform goes through exp, whose last bit differs between libms
+        exact.update(o for o in node.output if o)
+    return exact
+
+
+def _validate_ml_class(node: NodeProto, exact: set[str], read: set[str]) -> None:
+    """Tolerant rules of the ai.onnx.ml ops on float values: tree decisions only on bit-exact inputs, and
+    no label (an argmax of float scores) from linear classifiers: commit the probabilities instead."""
+    op = node.op_type
+    if op in ML_DECISIONS and not all(name in exact for name in node_inputs(node)):
+        raise InvalidModel(f"tolerant model applies {op} decisions to computed float values (bit-exact inputs only)")
+    if op in ML_FLOAT_LABELS and node.output and node.output[0] in read:
+        raise InvalidModel(f"tolerant model reads the label of {op} (discontinuous on float scores): "
+                           "commit the probabilities, not the label")
 
 
 def _validate_runtime_accepts(model_bytes: bytes) -> None:

@@ -102,3 +102,14 @@ def golden_mismatch(
         if why is not None:
             return f"case {i}: {why}"
     return None
+
+
+# How far beyond its tolerance a registration's golden output may be and still be a local fault, not a verdict.
+GOLDEN_MARGIN = 2
+
+
+def wider_tolerance(tolerance: Tolerance) -> Tolerance:
+    """The band in which a registration's golden mismatch is this node's fault (vm/engine.py): honest nodes
+    drift well inside the tolerance, so a golden output beyond GOLDEN_MARGIN x the tolerance is wrong on
+    every one of them, while one just outside it may be within it on another CPU."""
+    return Tolerance(tolerance.t_abs * GOLDEN_MARGIN, min(tolerance.t_rel_ppm * GOLDEN_MARGIN, 1_000_000))

@@ -21,7 +21,7 @@ from onnx import AttributeProto, ModelProto, NodeProto, TensorProto, ValueInfoPr
 
 from core.errors import InvalidModel, LocalFault
 from vm.sandbox.limits import SandboxLimits
-from vm.sandbox.ops import NEVER_FOLD
+from vm.sandbox.ops import ML_DOMAIN, ML_OPS, NEVER_FOLD, MlShape
 
 _ONNX_TO_NAME: dict[int, str] = {
     TensorProto.BOOL: "bool",
@@ -330,7 +330,9 @@ def infer_types(model: ModelProto) -> TypeTable:
     """Types of every tensor by strict ONNX shape inference with data propagation.
 
     The model's own value_info and declared output shapes are ignored (they are untrusted claims); the
-    result holds what the graph computes from its pinned inputs. Raises InvalidModel on any inference error.
+    result holds what the graph computes from its pinned inputs. `ai.onnx.ml` ops, whose batch dimension ONNX
+    loses, get their shapes from `ops.ML_OPS` and inference runs again from them (once per such op at most).
+    Raises InvalidModel on any inference error.
     """
     probe = ModelProto()
     probe.CopyFrom(model)
@@ -339,6 +341,23 @@ def infer_types(model: ModelProto) -> TypeTable:
         # Declared output shapes are claims, not facts: infer them, the checker compares.
         if value.type.HasField("tensor_type"):
             value.type.tensor_type.ClearField("shape")
+    ml_nodes = sum(1 for n in probe.graph.node if n.domain == ML_DOMAIN)
+    for _ in range(ml_nodes + 1):
+        table = _infer_once(probe)
+        ruled = _ml_shapes(probe, table)
+        if not ruled:
+            return table
+        outputs = {o.name: o for o in probe.graph.output}
+        for name, t in ruled.items():
+            typed = onnx.helper.make_tensor_type_proto(NAME_TO_ONNX[t.dtype], list(t.shape or ()))
+            if name in outputs:
+                outputs[name].type.CopyFrom(typed)
+            else:
+                probe.graph.value_info.append(onnx.helper.make_value_info(name, typed))
+    return table
+
+
+def _infer_once(probe: ModelProto) -> TypeTable:
     with library_verdict("shape inference"):
         inferred = onnx.shape_inference.infer_shapes(probe, check_type=True, strict_mode=True, data_prop=True)
     g = inferred.graph
@@ -350,6 +369,45 @@ def infer_types(model: ModelProto) -> TypeTable:
         if vt is not None and value.name not in table:
             table[value.name] = vt
     return table
+
+
+def _ml_shapes(model: ModelProto, table: TypeTable) -> dict[str, TensorType]:
+    """Static types, by `ops.ML_OPS`, of the `ai.onnx.ml` outputs inference left without one (their input 0
+    must be static already: the rule of an op that follows another one waits for the next round). A wrong
+    rule cannot pass registration: the golden runs compare ORT's real outputs with the declared shapes."""
+    ruled: dict[str, TensorType] = {}
+    for node in model.graph.node:
+        entry = ML_OPS.get(node.op_type) if node.domain == ML_DOMAIN else None
+        x = table.get(node.input[0]) if entry is not None and node.input else None
+        if entry is None or x is None or x.shape is None:
+            continue
+        outputs = [o for o in node.output if o and (o not in table or table[o].shape is None)]
+        if not outputs:
+            continue
+        rows = x.shape[0] if len(x.shape) == 2 else 1
+        attrs = {a.name: a for a in node.attribute}
+        kind = entry[1]
+        if kind is MlShape.SAME:
+            for name in outputs:
+                ruled[name] = TensorType("float32", x.shape)
+        elif kind is MlShape.FEATURES:
+            indices = table.get(node.input[1]) if len(node.input) > 1 else None
+            if indices is not None and indices.shape is not None:
+                ruled[node.output[0]] = TensorType(x.dtype, (*x.shape[:-1], indices.size))
+        elif kind is MlShape.TARGETS:
+            targets = next((int(attrs[n].i) for n in ("n_targets", "targets") if n in attrs), 1)
+            if targets >= 1:
+                ruled[node.output[0]] = TensorType("float32", (rows, targets))
+        else:
+            ints, strings = attrs.get("classlabels_ints") or attrs.get("classlabels_int64s"), \
+                attrs.get("classlabels_strings")
+            classes = len(ints.ints) if ints is not None else len(strings.strings) if strings is not None else 0
+            if ints is not None and node.output[0]:
+                ruled[node.output[0]] = TensorType("int64", (rows,))
+            if len(node.output) > 1 and node.output[1] and classes:
+                ruled[node.output[1]] = TensorType("float32", (rows, classes))
+    return {name: t for name, t in ruled.items()
+            if t.dtype in NAME_TO_ONNX and (name not in table or table[name].shape is None)}
 
 
 def iter_graph_attributes(node: NodeProto) -> Iterator[AttributeProto]:

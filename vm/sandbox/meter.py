@@ -29,7 +29,7 @@ from onnx import ModelProto, NodeProto
 from core.errors import InvalidModel
 from vm.sandbox.graph import TensorType, TypeTable, infer_types, parse_model
 from vm.sandbox.limits import DEFAULT_LIMITS, GasSchedule, SandboxLimits, load_gas
-from vm.sandbox.ops import PRICED_OPS, Cost
+from vm.sandbox.ops import ML_DOMAIN, ML_OPS, PRICED_OPS, Cost
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +71,8 @@ def _prod(dims: Sequence[int]) -> int:
 def _node_work(node: NodeProto, types: TypeTable) -> tuple[int, int]:
     """(macs, elementwise work) of one node."""
     rule = PRICED_OPS.get(node.op_type) if node.domain == "" else None
+    if node.domain == ML_DOMAIN and node.op_type in ML_OPS:
+        rule = ML_OPS[node.op_type][0]
     if rule is None:
         raise InvalidModel(f"op {node.domain or 'ai.onnx'}.{node.op_type} has no price")
     out = _prod(_shape(types, node.output[0], node))
@@ -87,17 +89,51 @@ def _node_work(node: NodeProto, types: TypeTable) -> tuple[int, int]:
     if rule.cost is Cost.CONV:
         w = _shape(types, node.input[rule.weight_input], node)
         return out * _prod(w[1:]), _prod(w) * rule.weight
+    if rule.cost is Cost.CONV_TRANSPOSE:
+        x = _shape(types, node.input[0], node)
+        w = _shape(types, node.input[rule.weight_input], node)
+        return _prod(x) * _prod(w[1:]), _prod(w) * rule.weight
+    if rule.cost is Cost.EINSUM:
+        return _einsum_macs(node, types), 0
+    if rule.cost is Cost.ML_LINEAR:
+        x = _shape(types, node.input[0], node)
+        rows = x[0] if len(x) == 2 else 1
+        params = sum(len(a.floats) for a in node.attribute if a.name in ("coefficients", "support_vectors"))
+        return rows * params * rule.weight, 0
+    if rule.cost is Cost.ML_TREES:
+        x = _shape(types, node.input[0], node)
+        rows = x[0] if len(x) == 2 else 1
+        nodes = next((len(a.ints) for a in node.attribute if a.name == "nodes_nodeids"), 0)
+        return 0, rows * nodes * rule.weight
     if rule.cost is Cost.ELEMENTWISE:
         total = sum(_prod(_shape(types, o, node)) for o in node.output if o)
         return 0, total * rule.weight
     if rule.cost is Cost.REDUCE:
         return 0, _prod(_shape(types, node.input[0], node)) * rule.weight
     if rule.cost is Cost.POOL:
-        kernel = next((list(x.ints) for x in node.attribute if x.name == "kernel_shape"), None)
-        if not kernel:
-            raise InvalidModel(f"{node.op_type} needs a kernel_shape")
+        attr = next((x for x in node.attribute if x.name == rule.kernel_attr), None)
+        kernel = (list(attr.ints) or [attr.i]) if attr is not None else None
+        if not kernel or any(k < 1 for k in kernel):
+            raise InvalidModel(f"{node.op_type} needs a positive {rule.kernel_attr}")
         return 0, out * _prod(kernel) * rule.weight
     return 0, 0  # Cost.VIEW
+
+
+def _einsum_macs(node: NodeProto, types: TypeTable) -> int:
+    """The naive loop count of an Einsum: every distinct index letter once, at its size (no ellipsis)."""
+    equation = next((x.s.decode("ascii", "replace") for x in node.attribute if x.name == "equation"), "")
+    lhs = equation.replace(" ", "").split("->")[0]
+    terms = lhs.split(",")
+    if "." in equation or len(terms) != len([n for n in node.input if n]):
+        raise InvalidModel("Einsum needs an equation without ellipsis, one term per input")
+    sizes: dict[str, int] = {}
+    for term, name in zip(terms, node.input, strict=True):
+        shape = _shape(types, name, node)
+        if len(term) != len(shape) or not term.isalpha():
+            raise InvalidModel(f"Einsum term {term!r} does not match its input's rank {len(shape)}")
+        for letter, dim in zip(term, shape, strict=True):
+            sizes[letter] = max(sizes.get(letter, 1), dim)
+    return _prod(list(sizes.values()))
 
 
 def meter_graph(model: ModelProto, types: TypeTable, schedule: GasSchedule) -> MeterReport:

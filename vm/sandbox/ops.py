@@ -1,8 +1,9 @@
 """The op table: which ONNX ops a canonical model may use, how each is priced, which are discontinuous.
 
-An op absent from `PRICED_OPS` has no price and is refused (docs/design.md §2.9). The other sets exist only to give
-a precise rejection message. All ops are in the default ONNX domain; `ai.onnx.ml` ops are refused (ONNX shape
-inference loses their batch dimension, so they would need rules of their own).
+An op absent from `PRICED_OPS` (default domain) or `ML_OPS` (`ai.onnx.ml`, the ops scikit-learn exports) has
+no price and is refused (docs/design.md §2.9). The other sets exist only to give a precise rejection message.
+ONNX shape inference loses the batch dimension of `ai.onnx.ml` ops: `ML_OPS` gives each one its shape rule
+(vm/sandbox/graph.py applies it).
 """
 
 from __future__ import annotations
@@ -19,9 +20,14 @@ class Cost(enum.Enum):
     MATMUL = "matmul"  # MACs = prod(out) * K, K = A.shape[-1]; plus prod(B) * weight (weights read)
     GEMM = "gemm"  # MACs = M * N * K; plus prod(B) * weight
     CONV = "conv"  # MACs = prod(out) * prod(W.shape[1:]); plus prod(W) * weight
+    # MACs = prod(in0) * prod(W.shape[1:]) (each input scatters a kernel); plus prod(W) * weight
+    CONV_TRANSPOSE = "conv_transpose"
+    EINSUM = "einsum"  # MACs = product of the sizes of every distinct index letter
+    ML_LINEAR = "ml_linear"  # MACs = rows * (len(coefficients) + len(support_vectors)) (no SVM is priced yet)
+    ML_TREES = "ml_trees"  # work = rows * len(nodes_nodeids) * weight: at most every node of every tree
     ELEMENTWISE = "elementwise"  # work = prod(out) * weight
     REDUCE = "reduce"  # work = prod(in0) * weight
-    POOL = "pool"  # work = prod(out) * prod(kernel_shape) * weight
+    POOL = "pool"  # work = prod(out) * prod(kernel attribute) * weight
     VIEW = "view"  # no element work (shape change only)
 
 
@@ -31,6 +37,8 @@ class OpRule:
     weight: int = 1
     # Index of the weight input of MATMUL and CONV (B, or W whose shape[1:] is the per-output reduction).
     weight_input: int = 1
+    # The window attribute of a POOL op (ints, or one int: LRN's channel window `size`).
+    kernel_attr: str = "kernel_shape"
 
 
 _E = Cost.ELEMENTWISE
@@ -75,8 +83,54 @@ PRICED_OPS: dict[str, OpRule] = {
     ),
     **_rules(Cost.REDUCE, 32, "ReduceLogSumExp", "LayerNormalization"),
     **_rules(Cost.POOL, 8, "MaxPool", "AveragePool"),
+    # Issue 12's ops (docs/sandbox.md, "Ops added for the models people have": each one's determinism).
+    # Not calibrated one by one: each is priced as the calibrated class it resembles (weights in the same
+    # work units as the rows above: ConvTranspose as Conv, LRN as a pool x8, InstanceNormalization as
+    # LayerNormalization, TopK as a heavy reduction).
+    "ConvTranspose": OpRule(Cost.CONV_TRANSPOSE, _READ, weight_input=1),
+    "Einsum": OpRule(Cost.EINSUM),
+    "LRN": OpRule(Cost.POOL, 64, kernel_attr="size"),
+    "InstanceNormalization": OpRule(Cost.REDUCE, 32),
+    "TopK": OpRule(Cost.REDUCE, 32),
+    **_rules(_E, 4, "Shrink"),
+    **_rules(_E, 64, "Resize"),
     **_rules(Cost.VIEW, 0, "Reshape", "Flatten", "Squeeze", "Unsqueeze"),
 }
+
+ML_DOMAIN = "ai.onnx.ml"
+# The ai.onnx.ml opsets accepted (skl2onnx writes 1 to 3; later versions move attributes into tensors).
+ML_OPSETS = range(1, 4)
+
+
+class MlShape(enum.Enum):
+    """How an `ai.onnx.ml` op's outputs get their static shapes (vm/sandbox/graph.py); N = input 0's rows."""
+
+    SAME = "same"  # every output has input 0's shape (Scaler, Normalizer)
+    CLASSES = "classes"  # label [N], scores [N, number of class labels]
+    TARGETS = "targets"  # [N, targets] (attribute `n_targets` or `targets`, default 1)
+    FEATURES = "features"  # input 0's shape with its last axis the number of (constant) indices
+
+
+ML_OPS: dict[str, tuple[OpRule, MlShape]] = {
+    "Scaler": (OpRule(_E, 8), MlShape.SAME),
+    "Normalizer": (OpRule(Cost.REDUCE, 16), MlShape.SAME),
+    "LinearClassifier": (OpRule(Cost.ML_LINEAR), MlShape.CLASSES),
+    "LinearRegressor": (OpRule(Cost.ML_LINEAR), MlShape.TARGETS),
+    "TreeEnsembleClassifier": (OpRule(Cost.ML_TREES, 8), MlShape.CLASSES),
+    "TreeEnsembleRegressor": (OpRule(Cost.ML_TREES, 8), MlShape.TARGETS),
+    "ArrayFeatureExtractor": (OpRule(_E, 4), MlShape.FEATURES),
+}
+# Classifiers whose label output (output 0) is an argmax of scores computed in floating point: a dot product
+# whose rounding may differ between CPUs (FMA or not), so the label can flip near a tie.
+ML_FLOAT_LABELS = frozenset({"LinearClassifier"})
+# Ops whose decisions compare float inputs with thresholds: deterministic only on bit-exact inputs.
+ML_DECISIONS = frozenset({"TreeEnsembleClassifier", "TreeEnsembleRegressor"})
+# Ops whose outputs are bit-identical on every CPU whenever their inputs are: copies and views, and tree
+# ensembles without a post transform (comparisons, then constant leaf weights summed in a fixed order).
+BIT_EXACT_OPS = frozenset({
+    "Identity", "Reshape", "Flatten", "Squeeze", "Unsqueeze", "Transpose", "Concat", "Slice", "Split",
+    "Gather", "ArrayFeatureExtractor", "Cast", "TreeEnsembleClassifier", "TreeEnsembleRegressor",
+})
 
 CONTROL_FLOW_OPS = frozenset({"Loop", "If", "Scan", "SequenceMap"})
 RANDOM_OPS = frozenset(
@@ -95,6 +149,13 @@ DISCONTINUOUS_ON_FLOAT = frozenset(
         "Floor", "Ceil", "Sign", "IsNaN", "IsInf", "QuantizeLinear", "Mod", "NonMaxSuppression",
     }
 )
+
+# Inputs that must be constants (initializers) for an op to have a static meaning and price: the Resize
+# geometry (roi, scales, sizes) and TopK's K.
+CONSTANT_INPUTS: dict[str, frozenset[int]] = {
+    "Resize": frozenset({1, 2, 3}),
+    "TopK": frozenset({1}),
+}
 
 # Integer matrix ops: (operand index, zero-point index) pairs whose dtype must be uint8 in canonical form.
 QUANTIZED_OPERANDS: dict[str, tuple[tuple[int, int], ...]] = {
