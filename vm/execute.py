@@ -344,7 +344,7 @@ def _model_chunk(view: StateView, ctx: BlockContext, index: int, sender: Address
         if not 0 < header.n_chunks <= min(MAX_UPLOAD_CHUNKS, header.total_bytes):
             raise _Failed("invalid chunk count")
         upload = new_upload = Upload(sender, header, bytes((header.n_chunks + 7) // 8),
-                                     Height(ctx.height + vm.upload_expiry_blocks))
+                                     Height(ctx.height + upload_lifetime(vm, header.total_bytes)))
     elif upload is None:
         raise _Failed("no upload in progress for this model")
     if upload.owner != sender:
@@ -377,6 +377,11 @@ def _model_chunk(view: StateView, ctx: BlockContext, index: int, sender: Address
         raise _Failed("model bytes do not match the upload header", TxStatus.MODEL_REJECTED)
     return TxStatus.OK, b"", RegisterWork(index, mid, sender, header.meta, model_bytes, header.n_chunks,
                                           gas.limit - gas.used)
+
+
+def upload_lifetime(vm: VMParams, total_bytes: int) -> int:
+    """Blocks an upload of `total_bytes` stays open: a fixed part, plus a part that grows with its size."""
+    return vm.upload_expiry_blocks + vm.upload_expiry_blocks_per_mib * -(-total_bytes // (1 << 20))
 
 
 def drop_upload(view: StateView, model_id: Hash32, n_chunks: int) -> None:

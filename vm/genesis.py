@@ -19,7 +19,6 @@ from typing import Any
 from core.address import parse_address
 from core.errors import ConfigError, DecodeError, InvalidModel
 from core.hashing import ZERO_HASH, sha256
-from core.limits import KIB
 from core.tensor import DType, Tensor
 from core.types import Address, Amount, Gas, Hash32, Height, Nonce, PublicKeyBytes, Timestamp
 from core.validators import MAX_TOTAL_POWER, ValidatorEntry, ValidatorList, ValidatorSet
@@ -52,7 +51,6 @@ from vm.state import (
 from vm.txs import MAX_CHUNK_BYTES, GoldenVector, ModelClass, ModelMeta, TensorSpec, compute_model_id
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-MAX_GENESIS_BLOCK_BYTES = 900 * KIB
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -212,8 +210,6 @@ def parse_params(doc: Mapping[str, Any]) -> Params:
         raise ConfigError(f"genesis: {exc}") from None
     except Exception as exc:  # the codec's range checks raise several types; genesis is the user's file
         raise ConfigError(f"genesis: parameters out of range: {exc}") from None
-    if consensus.max_block_bytes > MAX_GENESIS_BLOCK_BYTES:
-        raise ConfigError(f"genesis: consensus.max_block_bytes must be at most {MAX_GENESIS_BLOCK_BYTES}")
     try:
         from vm.engine import sandbox_limits
 

@@ -40,7 +40,7 @@ class GasSchedule:
 class SandboxLimits:
     """Caps every validator applies at registration (docs/design.md §2.11). Integers only: this is consensus data."""
 
-    max_model_bytes: int = 32 * MIB
+    max_model_bytes: int = 128 * MIB  # ResNet-50, DenseNet-121 and Inception fit with their weights folded
     max_nodes: int = 4_096
     max_initializers: int = 4_096
     min_ir_version: int = 7
@@ -54,7 +54,7 @@ class SandboxLimits:
     max_tensor_bytes: int = 64 * MIB
     # Sum of the sizes of every tensor computed at run time: an upper bound on a run's working memory.
     max_activation_bytes: int = 256 * MIB
-    max_parameter_bytes: int = 32 * MIB
+    max_parameter_bytes: int = 128 * MIB
     max_macs: int = 2_000_000_000
     max_gas_per_call: int = 4_000_000_000
     # The canonicalizer folds a constant-only node only when its outputs are at most this large.
