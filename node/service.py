@@ -40,6 +40,7 @@ from core.limits import MAX_BLOCK_TXS
 from core.tx import Transaction
 from core.types import Address, Height
 from core.votes import Vote
+from node.blobstore import FileBlobStore
 from node.blockcheck import BlockChecks
 from node.blockstore import BlockStore
 from node.chain import Chain, Committed
@@ -144,8 +145,9 @@ class Node:
         self.db = LevelDBStore(self.home.data_dir)
         try:
             models = executor if executor is not None else WorkerPool(size=workers)
+            self.blobs = FileBlobStore(self.home.blob_dir)
             self.app = VMApplication(self.db, self.genesis, executor=TimedExecutor(models, self.metrics),
-                                     verify_tx=self.sig_cache.verify, alarm=self._alarm)
+                                     verify_tx=self.sig_cache.verify, alarm=self._alarm, blobs=self.blobs)
             self.blockstore = BlockStore(self.db, self.chain_id)
         except BaseException:
             self.db.close()

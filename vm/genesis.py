@@ -43,7 +43,6 @@ from vm.state import (
     ModelRecord,
     StateView,
     Supply,
-    chunk_key,
     model_key,
     vset_key,
     vset_ring,
@@ -405,11 +404,10 @@ def genesis_state(genesis: Genesis, model_gas: Callable[[GenesisModel], tuple[in
             gas, gas_load = model_gas(m)
         except InvalidModel as exc:
             raise ConfigError(f"genesis: model {m.name} breaks a registration rule: {exc}") from None
-        pieces = [m.model_bytes[i:i + MAX_CHUNK_BYTES] for i in range(0, len(m.model_bytes), MAX_CHUNK_BYTES)]
-        for i, piece in enumerate(pieces):
-            view.put_raw(chunk_key(m.model_id, i), piece)
+        view.put_blob(m.model_bytes)
+        n_chunks = -(-len(m.model_bytes) // MAX_CHUNK_BYTES)  # as an upload in full chunks would have it
         view.put(model_key(m.model_id), ModelRecord(m.owner, m.meta, sha256(m.model_bytes), len(m.model_bytes),
-                                                    len(pieces), Gas(gas), Height(0), Gas(gas_load)))
+                                                    n_chunks, Gas(gas), Height(0), Gas(gas_load)))
     view.put(KEY_CHAIN, ChainRecord(Height(0), genesis.genesis_time, ZERO_HASH, ZERO_HASH))
     view.put(KEY_SUPPLY, Supply(Amount(genesis.supply), Amount(0), Amount(0)))
     return view

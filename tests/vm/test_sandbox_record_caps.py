@@ -21,7 +21,7 @@ from tests.vm.devnet import Devnet
 from tests.vm.helpers import upload_txs
 from vm.execute import infer_gas
 from vm.sandbox.canonicalize import canonicalize
-from vm.state import MAX_UPLOAD_CHUNKS, RECEIVED_BITMAP_BYTES, ModelRecord, Upload
+from vm.state import CHUNK_LIST_BYTES, MAX_UPLOAD_CHUNKS, ModelRecord, Upload
 from vm.txs import (
     MAX_GOLDEN_VECTORS,
     MAX_META_BYTES,
@@ -94,11 +94,11 @@ def meta_at(size: int) -> tuple[bytes, ModelMeta]:
 
 
 def test_records_at_the_cap_decode() -> None:
-    """The records that carry metadata decode at its cap, the upload with a full received-chunks bitmap."""
+    """The records that carry metadata decode at its cap, the upload with a full list of chunk hashes."""
     _, meta = meta_at(MAX_META_BYTES)
     header = UploadHeader(meta, MAX_UPLOAD_CHUNKS, MAX_UPLOAD_CHUNKS, Hash32(bytes(32)))
     assert UploadHeader.decode(header.encode()) == header
-    upload = Upload(Address(bytes(20)), header, b"\xff" * RECEIVED_BITMAP_BYTES, Height(2**63 - 1))
+    upload = Upload(Address(bytes(20)), header, b"\xff" * CHUNK_LIST_BYTES, Height(2**63 - 1))
     assert Upload.decode(upload.encode()) == upload
     record = ModelRecord(Address(bytes(20)), meta, Hash32(bytes(32)), 2**32 - 1, 2**16 - 1, 2**64 - 1, Height(2**63 - 1),
                          2**64 - 1)

@@ -99,7 +99,7 @@ def test_initial_state(tmp_path: Path) -> None:
     for model in genesis.models:
         record = view.model(model.model_id)
         assert record is not None and record.gas_per_call > 0
-        assert view.model_bytes(model.model_id, record.n_chunks) == model.model_bytes
+        assert view.model_bytes(record) == model.model_bytes
     root = info.state_root
     app.close()
     app.store.close()
