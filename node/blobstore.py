@@ -71,6 +71,18 @@ class FileBlobStore:
                 if len(raw) == 32:
                     yield Hash32(raw)
 
+    def read_range(self, digest: Hash32, offset: int, length: int) -> bytes | None:
+        """Bytes offset..offset+length of a blob, unchecked (what a peer fetching it checks against the
+        digest once whole); None if absent."""
+        try:
+            with self._path(digest).open("rb") as f:
+                f.seek(offset)
+                return f.read(length)
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise StorageError(f"cannot read blob {bytes(digest).hex()[:16]}: {exc.strerror}") from None
+
     def size(self, digest: Hash32) -> int | None:
         try:
             return self._path(digest).stat().st_size

@@ -33,7 +33,7 @@ from consensus.signer import FileSignState, Signer
 from consensus.state import ConsensusState
 from consensus.wal import FileWAL, WriteAheadLog
 from core.block import ProposalBlock
-from core.errors import InferchainError
+from core.errors import InferchainError, LocalError
 from core.evidence import Evidence, EvidenceEnvelope
 from core.keys import PrivateKey
 from core.limits import MAX_BLOCK_TXS
@@ -41,6 +41,7 @@ from core.tx import Transaction
 from core.types import Address, Height
 from core.votes import Vote
 from node.blobstore import FileBlobStore
+from node.blobsync import BlobProvider, repair_blobs
 from node.blockcheck import BlockChecks
 from node.blockstore import BlockStore
 from node.chain import Chain, Committed
@@ -245,6 +246,7 @@ class Node:
                             wait_for_peers_s=PEER_WAIT_S if self.config.p2p.bootstrap else 0.0)
                     finally:
                         self.syncing = False
+                    await self._repair_blobs()
                     if self.config.p2p.bootstrap:
                         await self._wait_for_quorum_peers(max(0.0, PEER_WAIT_S - (trio.current_time() - peers_since)))
                     self.driver = self.build_driver(wal)
@@ -320,7 +322,20 @@ class Node:
         rr.serve_status(providers.status)
         rr.serve_blocks(providers.block)
         rr.serve_votes(providers.votes)
+        rr.serve_models(BlobProvider(self.db, self.blobs).model)
         return service
+
+    async def _repair_blobs(self) -> None:
+        """Fetch the blobs the committed state names that this node lacks (docs/state.md, "Blobs"); a blob no
+        peer serves is an alarm: the node runs on, and fails the blocks that need it as its own fault."""
+        assert self.p2p is not None
+        try:
+            fetched = await repair_blobs(self.p2p, self.db, self.blobs)
+        except LocalError as exc:
+            self._alarm(f"blob repair: {exc}")
+            return
+        if fetched:
+            logger.info("fetched %d missing blobs from peers", fetched)
 
     def _note_sync_vote(self, vote: Vote) -> None:
         if self.block_sync is not None:

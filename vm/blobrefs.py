@@ -29,6 +29,11 @@ def ref_count(store: KVStore, digest: bytes) -> int:
     return 0 if raw is None else int.from_bytes(raw, "big")
 
 
+def named_blobs(store: KVStore) -> list[Hash32]:
+    """Every blob a committed record names."""
+    return [Hash32(key[1:]) for key, _ in store.iterate(_REFS) if len(key) == 33]
+
+
 def stage_blob_changes(store: KVStore, blobs: BlobStore, batch: WriteBatch, changes: BlobChanges) -> None:
     """Store the new blobs that stay named (durably, now) and stage the new counts in `batch`."""
     counts: dict[bytes, int] = {}
