@@ -17,6 +17,8 @@ from tests.vm.devnet import Devnet
 from tests.vm.helpers import meta_for, spec, upload_txs
 from vm.execute import infer_gas, upload_lifetime
 from vm.sandbox.canonicalize import canonicalize
+from vm.sandbox.limits import NODE_RESERVE_BYTES, WorkerLimits
+from vm.sandbox.worker import WorkerPool
 from vm.state import RegistrationData
 from vm.txs import HEADER_INLINE_BYTES, Infer, ModelClass, split_model
 
@@ -87,3 +89,17 @@ def test_upload_lifetime_grows_with_the_model(net: Devnet) -> None:
     small, big = upload_lifetime(vm, 1000), upload_lifetime(vm, 128 << 20)
     assert small == vm.upload_expiry_blocks + vm.upload_expiry_blocks_per_mib
     assert big == vm.upload_expiry_blocks + 128 * vm.upload_expiry_blocks_per_mib
+
+
+def test_the_worker_pool_keeps_to_the_validator_memory_budget() -> None:
+    """Four validators on 24 GiB: each validator's workers and node stay within 6 GiB, so a pool that could
+    outgrow it is refused when it is made, before any worker starts."""
+    limits = WorkerLimits()
+    assert 4 * limits.validator_budget_bytes <= 24 << 30
+    largest = max(n for n in range(1, 16) if n * limits.worker_resident_bytes() + NODE_RESERVE_BYTES
+                  <= limits.validator_budget_bytes)
+    WorkerPool(largest).close()
+    with pytest.raises(ValueError, match="over the budget"):
+        WorkerPool(largest + 1)
+    # The cache holds at least two sessions of a model at the 128 MiB cap (2 x bytes + overhead each).
+    assert limits.session_cache_bytes >= 2 * (2 * (128 << 20) + (256 << 10))

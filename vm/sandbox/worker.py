@@ -145,6 +145,7 @@ class WorkerPool:
             raise ValueError("pool size must be >= 1")
         self._size = size
         self._limits = limits or WorkerLimits()
+        self._limits.validate_pool(size)
         self._ctx = multiprocessing.get_context("spawn")
         self._workers: list[_Worker | None] = [None] * size
         self._quarantined: set[bytes] = set()
