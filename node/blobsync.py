@@ -10,8 +10,11 @@ Peers serve a blob only while a committed record of theirs names it (`BlobProvid
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Callable
+from typing import Any
 
+import click
 import trio
 
 from core.blobs import BlobStore, blob_digest
@@ -66,6 +69,23 @@ async def fetch_blob(p2p: P2PService, blobs: BlobStore, digest: Hash32, *, max_s
         await trio.to_thread.run_sync(blobs.put_blobs, {bytes(digest): data})
         return data
     raise LocalFault(f"no peer served blob {digest.hex()[:16]}")
+
+
+def progress_bar(digest: Hash32) -> Progress:
+    """A progress bar on stderr for one blob's download (click's: a bar on a terminal, the label
+    elsewhere), finished when the last byte arrives."""
+    state: dict[str, Any] = {"bar": None, "got": 0}
+
+    def update(got: int, total: int) -> None:
+        if state["bar"] is None:
+            state["bar"] = click.progressbar(length=total, label=f"fetching blob {digest.hex()[:16]}",
+                                             file=sys.stderr)
+        state["bar"].update(got - state["got"])
+        state["got"] = got
+        if got >= total:
+            state["bar"].render_finish()
+
+    return update
 
 
 def missing_blobs(store: KVStore, blobs: BlobStore) -> list[Hash32]:

@@ -41,7 +41,7 @@ from core.tx import Transaction
 from core.types import Address, Height
 from core.votes import Vote
 from node.blobstore import FileBlobStore
-from node.blobsync import BlobProvider, repair_blobs
+from node.blobsync import BlobProvider, progress_bar, repair_blobs
 from node.blockcheck import BlockChecks
 from node.blockstore import BlockStore
 from node.chain import Chain, Committed
@@ -330,7 +330,7 @@ class Node:
         peer serves is an alarm: the node runs on, and fails the blocks that need it as its own fault."""
         assert self.p2p is not None
         try:
-            fetched = await repair_blobs(self.p2p, self.db, self.blobs)
+            fetched = await repair_blobs(self.p2p, self.db, self.blobs, progress=progress_bar)
         except LocalError as exc:
             self._alarm(f"blob repair: {exc}")
             return

@@ -4,6 +4,7 @@ the node takes the blob from an honest peer. Peers serve only blobs their commit
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +15,7 @@ from core.blobs import blob_digest
 from core.errors import LocalFault
 from core.types import Hash32
 from node.blobstore import FileBlobStore
-from node.blobsync import BlobProvider, fetch_blob, missing_blobs, repair_blobs
+from node.blobsync import BlobProvider, fetch_blob, missing_blobs, progress_bar, repair_blobs
 from node.leveldb import LevelDBStore
 from p2p.messages import ModelChunkResponse
 from p2p.scoring import Offense
@@ -86,9 +87,14 @@ async def test_a_lying_peer_is_penalized_and_the_blob_comes_from_an_honest_one(t
                 # With the honest peer serving, the blob arrives whole and checked, whichever peer is asked first.
                 honest_open.set()
                 progress: list[int] = []
-                assert await repair_blobs(me, me_db, mine, progress=lambda d: lambda got, total: progress.append(got)) == 1
+
+                def bar(digest: Hash32) -> Callable[[int, int], None]:
+                    shown = progress_bar(digest)  # the node's bar, on stderr
+                    return lambda got, total: (progress.append(got), shown(got, total))  # type: ignore[func-returns-value]
+
+                assert await repair_blobs(me, me_db, mine, progress=bar) == 1
                 assert mine.get_blob(DIGEST) == BLOB and missing_blobs(me_db, mine) == []
-                assert progress[-1] == len(BLOB)
+                assert progress[-5:] == [min(n << 18, len(BLOB)) for n in range(1, 6)]  # (the liar may go first)
                 assert me.peers.scores.score(str(good.peer_id), trio.current_time()) > -1
     finally:
         for db in (honest_db, garbage_db, me_db):
