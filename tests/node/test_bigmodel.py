@@ -133,3 +133,38 @@ def test_a_64_mib_model_uploads_registers_restarts_syncs_and_leaves_no_garbage(t
 
 def _infer(model_id: Hash32, inputs: tuple[Tensor, ...]) -> Infer:
     return Infer(model_id, inputs, Amount(0))
+
+
+class _Crash(Exception):
+    pass
+
+
+def test_a_crash_before_the_state_commits_leaves_no_name_without_its_blob(tmp_path: Path) -> None:
+    """The block's blobs are on disk before its batch commits; a crash in between leaves an unnamed blob,
+    which start-up sweeps; the block then commits again and names its blob."""
+    genesis = devnet_genesis(4)
+    net = Devnet.start(tmp_path, genesis, nodes=1, blobs=lambda i: FileBlobStore(tmp_path / f"blobs{i}"))
+    try:
+        data = np.random.default_rng(5).bytes(300_000)
+        meta = _meta("crash")
+        [first, _] = split_model(data, meta)
+        tx = upload_txs(net.account(5), data, meta, params=genesis.params, chain_id=genesis.chain_id,
+                        first_nonce=0)[0]
+        block = net.propose([tx])
+        app = net.apps[0]
+        with pytest.raises(_Crash), app.store.write_batch(sync=True) as batch:
+            app.finalize_block(block, batch)
+            assert app.blobs.get_blob(sha256(first.data)) is not None  # durable before the state names it
+            raise _Crash  # the process dies before the batch commits
+        assert app.view().get(upload_key(first.model_id), Upload) is None
+        net.close()
+        reopened = VMApplication(LevelDBStore(tmp_path / "node0"), genesis, executor=LocalExecutor(),
+                                 blobs=FileBlobStore(tmp_path / "blobs0"))
+        net.apps = [reopened]
+        assert reopened.blobs.get_blob(sha256(first.data)) is None  # swept: nothing names it
+        net.commit(block)
+        upload = reopened.view().get(upload_key(first.model_id), Upload)
+        assert upload is not None and upload.chunk_hash(0) == sha256(first.data)
+        assert reopened.blobs.get_blob(sha256(first.data)) == first.data
+    finally:
+        net.close()
