@@ -21,7 +21,7 @@ from core.block import Block, ProposalBlock
 from core.codec import Wire, wire
 from core.errors import InvalidBlock, LocalFault, StorageError
 from core.evidence import Evidence, WrongInference, evidence_hash, evidence_height
-from core.hashing import ZERO_HASH
+from core.hashing import ZERO_HASH, sha256
 from core.header import TxResult
 from core.state import AuthenticatedMap, StateUpdate
 from core.store import KeySpace, KVStore
@@ -132,6 +132,7 @@ class VMApplication:
             self._init_genesis()
         elif self._view().params() != genesis.params:
             raise StorageError("the database holds another chain's state (parameters differ from genesis)")
+        self._restore_genesis_blobs()
         collect_garbage(self.store, self.blobs, sweep=True)
 
     # ------------------------------------------------------------------------------------------ setup
@@ -143,6 +144,14 @@ class VMApplication:
             stage_blob_changes(self.store, self.blobs, batch, view.blob_changes())
             self.state_map.stage(batch, update)
             batch.put(META_KEY, AppMeta(Height(0), ZERO_HASH).encode())
+
+    def _restore_genesis_blobs(self) -> None:
+        """Genesis models' bytes come with the genesis file: a blob store that lacks them (a new directory, an
+        in-memory store over a kept database) gets them back from there rather than from peers."""
+        missing = {bytes(sha256(m.model_bytes)): m.model_bytes for m in self.genesis.models}
+        missing = {d: data for d, data in missing.items() if self.blobs.size(Hash32(d)) is None}
+        if missing:
+            self.blobs.put_blobs(missing)
 
     def _genesis_gas(self, model: GenesisModel) -> tuple[int, int]:
         """The model's checked gas per call and its load gas, from the sandbox: its worker process holds the ONNX

@@ -106,5 +106,8 @@ def test_initial_state(tmp_path: Path) -> None:
     # Reopening finds the same state and does not re-initialise it.
     again = VMApplication(LevelDBStore(tmp_path / "db"), genesis, executor=LocalExecutor())
     assert again.info().state_root == root
+    for model in genesis.models:  # a fresh (in-memory) blob store gets the genesis models back from genesis
+        record = again.view().model(model.model_id)
+        assert record is not None and again.view().model_bytes(record) == model.model_bytes
     again.close()
     again.store.close()
