@@ -155,7 +155,15 @@ def admission_error(tx: Transaction, chain_id: str, vm: VMParams, account: Accou
     if reason is not None:
         return reason
     payload = decode_payload(tx)
+    if isinstance(payload, Infer):
+        return _input_cap_error(payload, vm)  # over the cap it could only fail, and may not fit any block
     return payload if isinstance(payload, str) else None
+
+
+def _input_cap_error(p: Infer, vm: VMParams) -> str | None:
+    if sum(len(t.data) for t in p.inputs) > vm.max_infer_input_bytes:
+        return f"inputs exceed {vm.max_infer_input_bytes} bytes"
+    return None
 
 
 class _Gas:
@@ -423,8 +431,9 @@ def _infer(view: StateView, ctx: BlockContext, index: int, sender: Address, p: W
     vm = ctx.params.vm
     input_bytes = sum(len(t.data) for t in p.inputs)
     gas.charge(vm.gas_infer_base + vm.gas_infer_per_io_byte * input_bytes)
-    if input_bytes > vm.max_infer_input_bytes:
-        raise _Failed(f"inputs exceed {vm.max_infer_input_bytes} bytes")
+    reason = _input_cap_error(p, vm)
+    if reason is not None:
+        raise _Failed(reason)
     model = view.model(p.model_id)
     if model is None:
         raise _Failed("unknown model")

@@ -12,10 +12,10 @@ from core.errors import TooLarge
 from core.header import TxStatus
 from core.limits import MAX_TENSOR_BYTES
 from core.tensor import DType, Tensor
-from core.types import Amount
+from core.types import Amount, Hash32
 from tests.vm.devnet import Devnet
 from tests.vm.helpers import meta_for, spec, upload_txs
-from vm.execute import infer_gas, upload_lifetime
+from vm.execute import admission_error, infer_gas, upload_lifetime
 from vm.sandbox.canonicalize import canonicalize
 from vm.sandbox.limits import NODE_RESERVE_BYTES, WorkerLimits
 from vm.sandbox.worker import WorkerPool
@@ -103,3 +103,15 @@ def test_the_worker_pool_keeps_to_the_validator_memory_budget() -> None:
         WorkerPool(largest + 1)
     # The cache holds at least two sessions of a model at the 128 MiB cap (2 x bytes + overhead each).
     assert limits.session_cache_bytes >= 2 * (2 * (128 << 20) + (256 << 10))
+
+
+def test_the_mempool_refuses_an_inference_over_the_input_cap(net: Devnet) -> None:
+    """A 1 MiB input is a valid tensor but over vm.max_infer_input_bytes: it could only fail (and would not
+    fit a block today), so the mempool's entry check refuses it; an ImageNet image is admitted."""
+    vm, user = net.genesis.params.vm, net.account(6)
+    account = net.apps[0].view().account(user.address)
+    for data, refused in ((np.zeros(MAX_TENSOR_BYTES // 4, np.float32), True), (image(3), False)):
+        tx = net.tx(user, Infer(Hash32(bytes(32)), (Tensor.from_numpy(data),), Amount(0)), gas_limit=2_000_000,
+                    nonce=account.nonce)
+        reason = admission_error(tx, net.genesis.chain_id, vm, account)
+        assert (reason == f"inputs exceed {vm.max_infer_input_bytes} bytes") if refused else reason is None
