@@ -36,7 +36,7 @@ from typing import Annotated, Any, ClassVar, TypeVar, dataclass_transform, get_a
 
 import msgpack
 
-from core.errors import DecodeError
+from core.errors import DecodeError, TooLarge
 from core.types import I64_MAX, I64_MIN, U64_MAX, BoundedInt, FixedBytes, Hash32
 
 
@@ -362,7 +362,7 @@ def _enc_bytes_slow(v: Any, max_len: int, where: str) -> bytes:
     if not isinstance(v, bytes):
         raise TypeError(f"{where}: expected bytes")
     if len(v) > max_len:
-        raise ValueError(f"{where}: {len(v)} bytes exceeds {max_len}")
+        raise TooLarge(f"{where}: {len(v)} bytes exceeds {max_len}")
     return bytes(v)
 
 
@@ -370,7 +370,7 @@ def _enc_str_slow(v: Any, max_len: int, where: str) -> str:
     if not isinstance(v, str):
         raise TypeError(f"{where}: expected str")
     if len(v.encode()) > max_len:
-        raise ValueError(f"{where}: string exceeds {max_len} bytes")
+        raise TooLarge(f"{where}: string exceeds {max_len} bytes")
     return str(v)
 
 
@@ -381,7 +381,7 @@ def _enc_bool_error(where: str) -> typing.NoReturn:
 def _enc_seq_error(v: Any, max_len: int, where: str) -> typing.NoReturn:
     if type(v) is not tuple:
         raise TypeError(f"{where}: expected a tuple, got {type(v).__name__}")
-    raise ValueError(f"{where}: {len(v)} items exceeds {max_len}")
+    raise TooLarge(f"{where}: {len(v)} items exceeds {max_len}")
 
 
 def _enc_class_error(v: Any, name: str) -> typing.NoReturn:

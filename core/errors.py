@@ -45,6 +45,11 @@ class DecodeError(RemoteError):
     """Bytes that are not the one canonical encoding of the expected type."""
 
 
+class TooLarge(RemoteError, ValueError):
+    """A value over a size cap of the wire format (core.limits): refused before it is encoded or sent. A
+    ValueError too, so callers that validate with `except ValueError` keep working."""
+
+
 class InvalidSignature(RemoteError):
     """A signature that does not verify against the claimed key and sign-bytes."""
 

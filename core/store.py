@@ -33,7 +33,9 @@ class KeySpace(IntEnum):
     STATE_LEAVES = 0x13
     # 0x14-0x1F: more state tables
     MODELS = 0x20
-    # 0x21-0x2F: model data
+    BLOB_REFS = 0x21  # node-local: how many committed state records name each blob (vm.blobrefs)
+    BLOB_GARBAGE = 0x22  # node-local: blobs no committed record names any more, to delete
+    # 0x23-0x2F: model data
     WAL_META = 0x30
     EVIDENCE = 0x31
     SIGN_STATE = 0x32

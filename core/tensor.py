@@ -9,6 +9,7 @@ from typing import Annotated
 import numpy as np
 
 from core.codec import U32, MaxLen, Wire, wire
+from core.errors import TooLarge
 from core.limits import MAX_TENSOR_BYTES, MAX_TENSOR_DIMS
 
 
@@ -93,6 +94,8 @@ class Tensor(Wire):
     def from_numpy(cls, array: np.ndarray) -> Tensor:
         arr = np.asarray(array)
         dtype = DType.from_numpy(arr.dtype)
+        if arr.nbytes > MAX_TENSOR_BYTES:
+            raise TooLarge(f"tensor of {arr.nbytes} bytes exceeds the cap of {MAX_TENSOR_BYTES}")
         data = np.ascontiguousarray(arr, dtype=dtype.numpy).tobytes()
         tensor = cls(dtype, tuple(int(d) for d in arr.shape), data)
         tensor.validate_wire()

@@ -67,6 +67,11 @@ class NodeHome:
         return self.root / "data"
 
     @property
+    def blob_dir(self) -> Path:
+        """Model bytes, by hash (node.blobstore)."""
+        return self.root / "blobs"
+
+    @property
     def wal_dir(self) -> Path:
         return self.root / "wal"
 

@@ -33,13 +33,15 @@ from consensus.signer import FileSignState, Signer
 from consensus.state import ConsensusState
 from consensus.wal import FileWAL, WriteAheadLog
 from core.block import ProposalBlock
-from core.errors import InferchainError
+from core.errors import InferchainError, LocalError
 from core.evidence import Evidence, EvidenceEnvelope
 from core.keys import PrivateKey
 from core.limits import MAX_BLOCK_TXS
 from core.tx import Transaction
 from core.types import Address, Height
 from core.votes import Vote
+from node.blobstore import FileBlobStore
+from node.blobsync import BlobProvider, progress_bar, repair_blobs
 from node.blockcheck import BlockChecks
 from node.blockstore import BlockStore
 from node.chain import Chain, Committed
@@ -155,8 +157,9 @@ class Node:
         self.db = LevelDBStore(self.home.data_dir)
         try:
             models = executor if executor is not None else WorkerPool(size=workers)
+            self.blobs = FileBlobStore(self.home.blob_dir)
             self.app = VMApplication(self.db, self.genesis, executor=TimedExecutor(models, self.metrics),
-                                     verify_tx=self.sig_cache.verify, alarm=self._alarm)
+                                     verify_tx=self.sig_cache.verify, alarm=self._alarm, blobs=self.blobs)
             self.blockstore = BlockStore(self.db, self.chain_id)
             # The explorer's indexes: their own LevelDB, written after commits by run()'s indexing task.
             self.index_db = LevelDBStore(self.home.root / "index")
@@ -259,6 +262,7 @@ class Node:
                             wait_for_peers_s=PEER_WAIT_S if self.config.p2p.bootstrap else 0.0)
                     finally:
                         self.syncing = False
+                    await self._repair_blobs()
                     if self.config.p2p.bootstrap:
                         await self._wait_for_quorum_peers(max(0.0, PEER_WAIT_S - (trio.current_time() - peers_since)))
                     self.driver = self.build_driver(wal)
@@ -343,7 +347,20 @@ class Node:
         rr.serve_status(providers.status)
         rr.serve_blocks(providers.block)
         rr.serve_votes(providers.votes)
+        rr.serve_models(BlobProvider(self.db, self.blobs).model)
         return service
+
+    async def _repair_blobs(self) -> None:
+        """Fetch the blobs the committed state names that this node lacks (docs/state.md, "Blobs"); a blob no
+        peer serves is an alarm: the node runs on, and fails the blocks that need it as its own fault."""
+        assert self.p2p is not None
+        try:
+            fetched = await repair_blobs(self.p2p, self.db, self.blobs, progress=progress_bar)
+        except LocalError as exc:
+            self._alarm(f"blob repair: {exc}")
+            return
+        if fetched:
+            logger.info("fetched %d missing blobs from peers", fetched)
 
     def _note_sync_vote(self, vote: Vote) -> None:
         if self.block_sync is not None:

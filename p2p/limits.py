@@ -20,9 +20,10 @@ REQUEST_MAX = 64 * KIB
 MODEL_CHUNK = 256 * KIB
 MODEL_MAX = 256 * MIB
 # One gossiped transaction batch: the batcher flushes at TX_BATCH_TARGET; a single transaction larger than that
-# (a model chunk, up to core.limits.MAX_TX_BYTES) travels alone.
+# (a model chunk, an inference on an ImageNet image) travels alone, and any transaction a block can hold
+# (vm.params.MAX_RELAY_BLOCK_BYTES) fits.
 TX_BATCH_TARGET = 256 * KIB
-TX_BATCH_MAX = 512 * KIB
+TX_BATCH_MAX = 960 * KIB
 TXS_PER_BATCH_MAX = 8192
 
 
@@ -33,7 +34,7 @@ class TopicLimits:
     tx_batch: int = TX_BATCH_MAX
     proposal: int = MAX_PROPOSAL_MESSAGE_BYTES  # a proposal with its block
     vote: int = 1 * KIB
-    evidence: int = 600 * KIB  # wrong-inference evidence carries a transaction and proofs
+    evidence: int = 1000 * KIB  # wrong-inference evidence carries a transaction (up to a block's size) and proofs
 
     def __post_init__(self) -> None:
         for name in ("tx_batch", "proposal", "vote", "evidence"):

@@ -61,7 +61,8 @@ DEFAULT_PARAMS: dict[str, Any] = {
         "gas_infer_base": 20_000,
         "gas_infer_per_io_byte": 1,
         "upload_expiry_blocks": 100,
-        "max_infer_input_bytes": 256 * 1024,
+        "upload_expiry_blocks_per_mib": 25,
+        "max_infer_input_bytes": 640 * 1024,  # an ImageNet image (602,112 B) fits
         "max_block_models": 32,
     },
     "staking": {
@@ -102,7 +103,7 @@ DEFAULT_PARAMS: dict[str, Any] = {
 }
 
 
-def sandbox_params(max_model_bytes: int = 8 << 20) -> dict[str, dict[str, int]]:
+def sandbox_params(max_model_bytes: int = 128 << 20) -> dict[str, dict[str, int]]:
     limits = {f.name: getattr(SandboxLimits(), f.name) for f in dataclasses.fields(SandboxLimits) if f.name != "gas"}
     limits["max_model_bytes"] = max_model_bytes
     gas = {f.name: getattr(GasSchedule(), f.name) for f in dataclasses.fields(GasSchedule)}

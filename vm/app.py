@@ -16,11 +16,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from core.app import AppInfo, BlockTemplate, FinalizeOutcome, Verdict
+from core.blobs import BlobStore, MemoryBlobs
 from core.block import Block, ProposalBlock
 from core.codec import Wire, wire
 from core.errors import InvalidBlock, LocalFault, StorageError
 from core.evidence import Evidence, WrongInference, evidence_hash, evidence_height
-from core.hashing import ZERO_HASH
+from core.hashing import ZERO_HASH, sha256
 from core.header import TxResult
 from core.state import AuthenticatedMap, StateUpdate
 from core.store import KeySpace, KVStore
@@ -31,6 +32,7 @@ from core.validators import ValidatorEntry, ValidatorSet
 from core.votes import Vote
 from vm import upgrades
 from vm.apply import apply_block
+from vm.blobrefs import collect_garbage, stage_blob_changes
 from vm.build import build_block
 from vm.engine import Engine, challenge_for, sandbox_limits
 from vm.evidence import is_wrong_inference, make_wrong_inference, precheck_wrong_inference
@@ -41,7 +43,7 @@ from vm.params import Params
 from vm.poi import compute_commitment
 from vm.process import select_punishable
 from vm.sandbox.executor import Executor
-from vm.state import Account, ModelRecord, StateView
+from vm.state import Account, BlobChanges, ModelRecord, StateView
 from vm.validate import Checks, is_equivocation, validate_block
 
 if TYPE_CHECKING:
@@ -68,6 +70,7 @@ class Execution:
     update: StateUpdate
     validator_updates: tuple[ValidatorEntry, ...]
     punished: tuple[Evidence, ...]
+    blobs: BlobChanges
 
 
 class _LRU:
@@ -102,8 +105,11 @@ class VMApplication:
 
     def __init__(self, store: KVStore, genesis: Genesis, *, executor: Executor | None = None, workers: int = 1,
                  verify_tx: Callable[[Transaction, Hash32], bool] | None = None,
-                 alarm: Callable[[str], None] | None = None) -> None:
+                 alarm: Callable[[str], None] | None = None, blobs: BlobStore | None = None) -> None:
         self.store = store
+        # Model bytes; a node passes its node.blobstore.FileBlobStore, tools keep them in memory.
+        self.blobs: BlobStore = MemoryBlobs() if blobs is None else blobs
+        self._blob_changes: OrderedDict[tuple[int, bytes], BlobChanges] = OrderedDict()
         self.genesis = genesis
         self.chain_id = genesis.chain_id
         self.state_map = AuthenticatedMap(store)
@@ -130,6 +136,8 @@ class VMApplication:
             self._init_genesis()
         elif self._view(0).params() != genesis.params:  # governance changes the latest ones
             raise StorageError("the database holds another chain's state (parameters differ from genesis)")
+        self._restore_genesis_blobs()
+        collect_garbage(self.store, self.blobs, sweep=True)
 
     # ------------------------------------------------------------------------------------------ setup
 
@@ -137,8 +145,17 @@ class VMApplication:
         view = genesis_state(self.genesis, self._genesis_gas)
         update = self.state_map.compute_update(None, 0, view.changes())
         with self.store.write_batch(sync=True) as batch:
+            stage_blob_changes(self.store, self.blobs, batch, view.blob_changes())
             self.state_map.stage(batch, update)
             batch.put(META_KEY, AppMeta(Height(0), ZERO_HASH).encode())
+
+    def _restore_genesis_blobs(self) -> None:
+        """Genesis models' bytes come with the genesis file: a blob store that lacks them (a new directory, an
+        in-memory store over a kept database) gets them back from there rather than from peers."""
+        missing = {bytes(sha256(m.model_bytes)): m.model_bytes for m in self.genesis.models}
+        missing = {d: data for d, data in missing.items() if self.blobs.size(Hash32(d)) is None}
+        if missing:
+            self.blobs.put_blobs(missing)
 
     def _genesis_gas(self, model: GenesisModel) -> tuple[int, int]:
         """The model's checked gas per call and its load gas, from the sandbox: its worker process holds the ONNX
@@ -165,7 +182,7 @@ class VMApplication:
         return latest
 
     def _view(self, version: int | None = None) -> StateView:
-        return StateView(self.state_map, self.last_height if version is None else version)
+        return StateView(self.state_map, self.last_height if version is None else version, self.blobs)
 
     def view(self, version: int | None = None) -> StateView:
         """A read-only view of the committed state at `version` (default: the latest)."""
@@ -182,7 +199,7 @@ class VMApplication:
         record = view.model(model_id)
         if record is None:
             raise LookupError(f"model {model_id.hex()[:16]} is not registered")
-        return view.model_bytes(model_id, record.n_chunks)
+        return view.model_bytes(record)
 
     def info(self) -> AppInfo:
         version = self.last_height
@@ -260,7 +277,24 @@ class VMApplication:
                 self._executions.popitem(last=False)
 
     def _compute_update_for(self, height: int) -> Callable[[StateView], StateUpdate]:
-        return lambda view: view.compute_update(self.state_map, height)
+        def compute(view: StateView) -> StateUpdate:
+            update = view.compute_update(self.state_map, height)
+            # The view's blobs go with its update to `finalize_block`; the same base and root name the same
+            # blobs (the state lists their hashes), so that pair is the key.
+            with self._lock:
+                self._blob_changes[(int(view.version or 0), bytes(update.root))] = view.blob_changes()
+                while len(self._blob_changes) > 32:
+                    self._blob_changes.popitem(last=False)
+            return update
+
+        return compute
+
+    def _blobs_of(self, version: int, update: StateUpdate) -> BlobChanges:
+        with self._lock:
+            changes = self._blob_changes.get((version, bytes(update.root)))
+        if changes is None:
+            raise LocalFault("the blobs of an executed block were forgotten")
+        return changes
 
     def _usable_evidence(self, evidence: Sequence[Evidence], ctx: BlockContext) -> list[Evidence]:
         """The proposer's filter: what proves its offence, then what `validate_block` accepts (the one
@@ -294,7 +328,8 @@ class VMApplication:
                 self._build_faults[bytes(built.block.id)] = built.faulted
                 while len(self._build_faults) > 16:
                     self._build_faults.popitem(last=False)
-        self._remember(built.block.id, Execution(version, built.update, built.validator_updates, built.punished))
+        self._remember(built.block.id, Execution(version, built.update, built.validator_updates, built.punished,
+                                                 self._blobs_of(version, built.update)))
         return built.block
 
     def build_faults(self, block: Block) -> tuple[Hash32, ...]:
@@ -326,7 +361,7 @@ class VMApplication:
                     self._wrong_exact.popitem(last=False)
         if validated.update is not None:
             self._remember(block.id, Execution(version, validated.update, validated.validator_updates,
-                                               validated.punished))
+                                               validated.punished, self._blobs_of(version, validated.update)))
         return validated.verdict
 
     def _required_reveal(self, height: int) -> Tensor | None:
@@ -344,9 +379,11 @@ class VMApplication:
             view = self._view(version)
             result = apply_block(view, block, self._verify_tx)
             update = view.compute_update(self.state_map, h)
-            execution = Execution(version, update, result.validator_updates, result.punished)
+            execution = Execution(version, update, result.validator_updates, result.punished, view.blob_changes())
         if execution.update.root != block.header.state_root:
             raise InvalidBlock(f"block {h}: applying it gives another state root than its header")
+        collect_garbage(self.store, self.blobs)  # what the last commit stopped naming; that batch is durable
+        stage_blob_changes(self.store, self.blobs, batch, execution.blobs)  # blobs fsynced before the state
         self.state_map.stage(batch, execution.update)
         batch.put(META_KEY, AppMeta(Height(h), block.id).encode())
         with self._lock:

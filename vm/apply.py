@@ -124,7 +124,7 @@ class BlockExecutor:
                 if resolution.accepted:
                     register_model(self.view, self.ctx, work, resolution.gas_per_call, resolution.gas_load)
                 else:
-                    drop_upload(self.view, work.model_id, work.n_chunks)
+                    drop_upload(self.view, work.model_id)
         close_block(self.view, self.ctx, self.last_block_id, self.ledger)
         return tuple(results)
 

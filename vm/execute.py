@@ -37,7 +37,6 @@ from vm.state import (
     UnbondingQueue,
     Upload,
     ValidatorRecord,
-    chunk_key,
     expiry_key,
     model_key,
     unbonding_key,
@@ -159,7 +158,15 @@ def admission_error(tx: Transaction, chain_id: str, vm: VMParams, account: Accou
     if reason is not None:
         return reason
     payload = decode_payload(tx)
+    if isinstance(payload, Infer):
+        return _input_cap_error(payload, vm)  # over the cap it could only fail, and may not fit any block
     return payload if isinstance(payload, str) else None
+
+
+def _input_cap_error(p: Infer, vm: VMParams) -> str | None:
+    if sum(len(t.data) for t in p.inputs) > vm.max_infer_input_bytes:
+        return f"inputs exceed {vm.max_infer_input_bytes} bytes"
+    return None
 
 
 class _Gas:
@@ -363,8 +370,7 @@ def _model_chunk(view: StateView, ctx: BlockContext, index: int, sender: Address
             raise _Failed(f"model size must be between 1 and {max_bytes} bytes")
         if not 0 < header.n_chunks <= min(MAX_UPLOAD_CHUNKS, header.total_bytes):
             raise _Failed("invalid chunk count")
-        upload = new_upload = Upload(sender, header, bytes((header.n_chunks + 7) // 8),
-                                     Height(ctx.height + vm.upload_expiry_blocks))
+        upload = new_upload = Upload.open(sender, header, Height(ctx.height + upload_lifetime(vm, header.total_bytes)))
     elif upload is None:
         raise _Failed("no upload in progress for this model")
     if upload.owner != sender:
@@ -376,45 +382,60 @@ def _model_chunk(view: StateView, ctx: BlockContext, index: int, sender: Address
         raise _Failed(f"chunk {p.index:d} already received")
     if len(p.data) > MAX_CHUNK_BYTES:  # the codec bounds it already; kept as the stated rule
         raise _Failed("chunk too large")
-    upload = upload.with_chunk(p.index)
-    complete = upload.received_count == header.n_chunks
+    complete = upload.received_count == header.n_chunks - 1
     model_bytes = b""
-    if complete:
-        model_bytes = b"".join(p.data if i == p.index else view.get_raw(chunk_key(mid, i)) or b""
-                               for i in range(header.n_chunks))
+    if complete:  # this chunk completes the upload: the check's gas first
+        model_bytes = _assemble(view, upload, p)
         gas.charge(registration_check_gas(ctx.params, model_bytes))
     # -- writes
     if new_upload is not None:
         ekey = expiry_key(upload.expires_at)
         expiring = view.get(ekey, ExpiryList) or ExpiryList(())
         view.put(ekey, ExpiryList((*expiring.model_ids, mid)))
+    upload = upload.with_chunk(p.index, view.put_blob(p.data))  # the bytes become a blob, the record its hash
     view.put(ukey, upload)
-    view.put_raw(chunk_key(mid, p.index), p.data)
     if not complete:
         return TxStatus.OK, b"", None
     if len(model_bytes) != header.total_bytes or sha256(model_bytes) != header.bytes_hash:
-        drop_upload(view, mid, header.n_chunks)
+        drop_upload(view, mid)
         raise _Failed("model bytes do not match the upload header", TxStatus.MODEL_REJECTED)
     return TxStatus.OK, b"", RegisterWork(index, mid, sender, header.meta, model_bytes, header.n_chunks,
                                           gas.limit - gas.used)
 
 
-def drop_upload(view: StateView, model_id: Hash32, n_chunks: int) -> None:
-    """Forget an upload and every chunk it stored (expired, rejected or mismatched)."""
+def _assemble(view: StateView, upload: Upload, p: ModelChunk) -> bytes:
+    """The upload's bytes once `p` lands (its earlier chunks from their blobs)."""
+    return b"".join(p.data if i == p.index else view.get_blob(upload.chunk_hash(i) or Hash32(bytes(32)))
+                    for i in range(upload.header.n_chunks))
+
+
+def upload_lifetime(vm: VMParams, total_bytes: int) -> int:
+    """Blocks an upload of `total_bytes` stays open: a fixed part, plus a part that grows with its size."""
+    return vm.upload_expiry_blocks + vm.upload_expiry_blocks_per_mib * -(-total_bytes // (1 << 20))
+
+
+def drop_upload(view: StateView, model_id: Hash32) -> None:
+    """Close an upload (expired, registered, rejected or mismatched): forget its record and release its
+    chunks' blobs, which the node collects once no committed record names them."""
+    upload = view.get(upload_key(model_id), Upload)
+    if upload is None:
+        return
+    for digest in upload.landed():
+        view.release_blob(digest)
     view.delete(upload_key(model_id))
-    for i in range(n_chunks):
-        view.delete(chunk_key(model_id, i))
 
 
 def register_model(view: StateView, ctx: BlockContext, work: RegisterWork, gas_per_call: int,
                    gas_load: int) -> None:
-    """The accepted verdict of a registration: the model becomes callable from the next block."""
+    """The accepted verdict of a registration: the model becomes callable from the next block. Its bytes
+    become one blob named by the model record; the chunks' blobs are released with the upload."""
     upload = view.get(upload_key(work.model_id), Upload)
     assert upload is not None
     header = upload.header
+    view.put_blob(work.model_bytes)
     view.put(model_key(work.model_id), ModelRecord(work.owner, header.meta, header.bytes_hash, header.total_bytes,
                                                    header.n_chunks, Gas(gas_per_call), ctx.height, Gas(gas_load)))
-    view.delete(upload_key(work.model_id))
+    drop_upload(view, work.model_id)
 
 
 def sandbox_limit(params: Params, name: str) -> int:
@@ -430,8 +451,9 @@ def _infer(view: StateView, ctx: BlockContext, index: int, sender: Address, p: W
     vm = ctx.params.vm
     input_bytes = sum(len(t.data) for t in p.inputs)
     gas.charge(vm.gas_infer_base + vm.gas_infer_per_io_byte * input_bytes)
-    if input_bytes > vm.max_infer_input_bytes:
-        raise _Failed(f"inputs exceed {vm.max_infer_input_bytes} bytes")
+    reason = _input_cap_error(p, vm)
+    if reason is not None:
+        raise _Failed(reason)
     model = view.model(p.model_id)
     if model is None:
         raise _Failed("unknown model")

@@ -19,7 +19,6 @@ from typing import Any
 from core.address import parse_address
 from core.errors import ConfigError, DecodeError, InvalidModel
 from core.hashing import ZERO_HASH, sha256
-from core.limits import KIB
 from core.tensor import DType, Tensor
 from core.types import Address, Amount, Gas, Hash32, Height, Nonce, PublicKeyBytes, Timestamp
 from core.validators import MAX_TOTAL_POWER, ValidatorEntry, ValidatorList, ValidatorSet
@@ -48,7 +47,6 @@ from vm.state import (
     StateView,
     Supply,
     ValidatorPool,
-    chunk_key,
     model_key,
     pool_key,
     vset_key,
@@ -57,7 +55,6 @@ from vm.state import (
 from vm.txs import MAX_CHUNK_BYTES, GoldenVector, ModelClass, ModelMeta, TensorSpec, compute_model_id
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-MAX_GENESIS_BLOCK_BYTES = 900 * KIB
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -248,8 +245,6 @@ def validate_chain_params(params: Params) -> Params:
         raise
     except Exception as exc:  # the codec's range checks raise several types
         raise ValueError(f"parameters out of range: {exc}") from None
-    if params.consensus.max_block_bytes > MAX_GENESIS_BLOCK_BYTES:
-        raise ValueError(f"consensus.max_block_bytes must be at most {MAX_GENESIS_BLOCK_BYTES}")
     try:
         from vm.engine import sandbox_limits
 
@@ -471,11 +466,10 @@ def genesis_state(genesis: Genesis, model_gas: Callable[[GenesisModel], tuple[in
             gas, gas_load = model_gas(m)
         except InvalidModel as exc:
             raise ConfigError(f"genesis: model {m.name} breaks a registration rule: {exc}") from None
-        pieces = [m.model_bytes[i:i + MAX_CHUNK_BYTES] for i in range(0, len(m.model_bytes), MAX_CHUNK_BYTES)]
-        for i, piece in enumerate(pieces):
-            view.put_raw(chunk_key(m.model_id, i), piece)
+        view.put_blob(m.model_bytes)
+        n_chunks = -(-len(m.model_bytes) // MAX_CHUNK_BYTES)  # as an upload in full chunks would have it
         view.put(model_key(m.model_id), ModelRecord(m.owner, m.meta, sha256(m.model_bytes), len(m.model_bytes),
-                                                    len(pieces), Gas(gas), Height(0), Gas(gas_load)))
+                                                    n_chunks, Gas(gas), Height(0), Gas(gas_load)))
     view.put(KEY_CHAIN, ChainRecord(Height(0), genesis.genesis_time, ZERO_HASH, ZERO_HASH))
     view.put(KEY_SUPPLY, Supply(Amount(genesis.supply), Amount(0), Amount(0)))
     return view

@@ -8,10 +8,17 @@ from __future__ import annotations
 from typing import Annotated
 
 from core.codec import I64, U8, U16, U32, MaxLen, Wire, wire
+from core.limits import KIB, MAX_BLOCK_BYTES, MAX_TENSOR_BYTES
 from core.types import Amount, Gas, Hash32
 
 BPS = 10_000
 MAX_POI_MODELS = 16
+# What the relay carries today: a block rides in one proposal message (core.limits.MAX_BLOCK_BYTES) next
+# to the proposal's own fields and the last commit, for which this much of it is kept free.
+RELAY_RESERVE_BYTES = 60 * KIB
+MAX_RELAY_BLOCK_BYTES = MAX_BLOCK_BYTES - RELAY_RESERVE_BYTES
+# An inference transaction's bytes besides its input data: the envelope, signature and tensor framing.
+INFER_FRAMING_BYTES = 4 * KIB
 
 
 @wire(max_bytes=256)
@@ -59,7 +66,10 @@ class VMParams(Wire):
     gas_register_per_node: Gas
     gas_infer_base: Gas
     gas_infer_per_io_byte: Gas
+    # An upload expires upload_expiry_blocks + upload_expiry_blocks_per_mib x its size in MiB (rounded up)
+    # after its first chunk: a 128 MiB model needs hundreds of blocks' worth of chunks.
     upload_expiry_blocks: U32
+    upload_expiry_blocks_per_mib: U32
     max_infer_input_bytes: U32
     # Distinct models a block's inferences may use (each first use loads a model into a cold worker).
     max_block_models: U16
@@ -171,6 +181,15 @@ def validate_params(p: Params) -> None:
         raise ValueError("staking.max_validators must be between 1 and 128")
     if p.vm.max_tx_gas > p.consensus.max_block_gas:
         raise ValueError("vm.max_tx_gas must not exceed consensus.max_block_gas")
+    if p.consensus.max_block_bytes > MAX_RELAY_BLOCK_BYTES:
+        raise ValueError(f"consensus.max_block_bytes must be at most {MAX_RELAY_BLOCK_BYTES}, what one proposal "
+                         "message carries")
+    if p.vm.max_infer_input_bytes > MAX_TENSOR_BYTES:
+        raise ValueError(f"vm.max_infer_input_bytes must be at most {MAX_TENSOR_BYTES} (core.limits.MAX_TENSOR_BYTES)")
+    if p.vm.max_infer_input_bytes + INFER_FRAMING_BYTES > p.consensus.max_block_bytes:
+        # Otherwise an inference within the input cap could never be included in a block.
+        raise ValueError(f"vm.max_infer_input_bytes must leave {INFER_FRAMING_BYTES} bytes of "
+                         "consensus.max_block_bytes for the transaction's framing")
     if p.vm.max_block_models < 1:
         raise ValueError("vm.max_block_models must be at least 1")
     if not p.poi_models:

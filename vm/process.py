@@ -104,7 +104,7 @@ def expire_uploads(view: StateView, ctx: BlockContext) -> None:
     for model_id in expiring.model_ids:
         upload = view.get(upload_key(model_id), Upload)
         if upload is not None and upload.expires_at == ctx.height:
-            drop_upload(view, model_id, upload.header.n_chunks)
+            drop_upload(view, model_id)
     view.delete(key)
 
 

@@ -3,14 +3,18 @@
 Every record is a `@wire` value (one canonical encoding, so the state root is well defined). Keys are a
 one-byte table tag followed by the record's id; the map hashes keys, so the layout only needs to be unique.
 Inference outputs are not state: they live in blocks, in each transaction's result (docs/design.md §6).
+Model bytes are not state either: records hold their hashes, the bytes are node-local blobs (core.blobs).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Annotated, Any, Protocol, TypeVar
 
+from core.blobs import BlobReader, blob_digest
 from core.codec import U16, U32, U64, MaxLen, Wire, wire
+from core.errors import StorageError
 from core.limits import MAX_BLOCK_TXS, MAX_VALIDATORS
 from core.state import AuthenticatedMap, StateUpdate
 from core.types import Address, Amount, Gas, Hash32, Height, Nonce, PublicKeyBytes, Timestamp
@@ -22,8 +26,11 @@ from vm.txs import ModelMeta, UploadHeader
 # evidence may still name (max_evidence_age back) up to last+2, plus this margin. Slashing reads the offence
 # height's set from it (membership and power at the offence), so a validator that left stays punishable.
 VSET_MARGIN = 8
-MAX_UPLOAD_CHUNKS = 0xFFFF  # UploadHeader.n_chunks is a U16
-RECEIVED_BITMAP_BYTES = (MAX_UPLOAD_CHUNKS + 7) // 8
+# An upload's record lists its chunks' hashes and is rewritten by every chunk, so the count is bounded: 1024
+# full chunks is 256 MiB, twice the model cap.
+MAX_UPLOAD_CHUNKS = 1024
+CHUNK_LIST_BYTES = 32 * MAX_UPLOAD_CHUNKS
+NO_CHUNK = bytes(32)
 
 W = TypeVar("W", bound=Wire)
 
@@ -75,31 +82,46 @@ class UnbondingQueue(Wire):
     entries: Annotated[tuple[UnbondingEntry, ...], MaxLen(MAX_BLOCK_TXS)]
 
 
-@wire(max_bytes=UploadHeader.MAX_BYTES + RECEIVED_BITMAP_BYTES + 256)
+@wire(max_bytes=UploadHeader.MAX_BYTES + CHUNK_LIST_BYTES + 256)
 class Upload(Wire):
-    """An upload in progress; `received` is a bitmap of the chunks that landed."""
+    """An upload in progress; `chunks` holds the SHA-256 of each chunk that landed, 32 bytes per index in
+    order (zeros: not yet). The chunks' bytes are blobs."""
 
     owner: Address
     header: UploadHeader
-    received: Annotated[bytes, MaxLen(RECEIVED_BITMAP_BYTES)]
+    chunks: Annotated[bytes, MaxLen(CHUNK_LIST_BYTES)]
     expires_at: Height
+
+    def validate_wire(self) -> None:
+        if len(self.chunks) != 32 * self.header.n_chunks:
+            raise ValueError("an upload lists exactly one hash per chunk")
+
+    @classmethod
+    def open(cls, owner: Address, header: UploadHeader, expires_at: Height) -> Upload:
+        return cls(owner, header, NO_CHUNK * header.n_chunks, expires_at)
+
+    def chunk_hash(self, index: int) -> Hash32 | None:
+        digest = self.chunks[32 * index:32 * index + 32]
+        return None if digest == NO_CHUNK else Hash32(digest)
+
+    def landed(self) -> list[Hash32]:
+        """Hashes of the chunks that landed, in index order."""
+        return [h for h in (self.chunk_hash(i) for i in range(self.header.n_chunks)) if h is not None]
 
     @property
     def received_count(self) -> int:
-        return sum(bin(b).count("1") for b in self.received)
+        return len(self.landed())
 
     def has_chunk(self, index: int) -> bool:
-        return bool(self.received[index >> 3] & (1 << (index & 7)))
+        return self.chunk_hash(index) is not None
 
-    def with_chunk(self, index: int) -> Upload:
-        bits = bytearray(self.received)
-        bits[index >> 3] |= 1 << (index & 7)
-        return self.replace(received=bytes(bits))
+    def with_chunk(self, index: int, digest: Hash32) -> Upload:
+        return self.replace(chunks=self.chunks[:32 * index] + bytes(digest) + self.chunks[32 * index + 32:])
 
 
 @wire(max_bytes=ModelMeta.MAX_BYTES + 256)
 class ModelRecord(Wire):
-    """A registered model: metadata, where its bytes are (chunks in state), and its static price."""
+    """A registered model: metadata, its bytes' hash (the blob that holds them) and its static price."""
 
     owner: Address
     meta: ModelMeta
@@ -257,10 +279,6 @@ def upload_key(model_id: Hash32) -> bytes:
     return b"U" + model_id
 
 
-def chunk_key(model_id: Hash32, index: int) -> bytes:
-    return b"C" + model_id + index.to_bytes(2, "big")
-
-
 def model_key(model_id: Hash32) -> bytes:
     return b"M" + model_id
 
@@ -309,20 +327,59 @@ class StateReader(Protocol):
 _ABSENT: Any = object()
 
 
+@dataclass(frozen=True, slots=True)
+class BlobChanges:
+    """What a view did to blobs: bytes to store (by digest), and reference-count changes by digest (a chunk
+    listed by an upload, or a model's bytes named by its record, is one reference)."""
+
+    new: dict[bytes, bytes]
+    refs: dict[bytes, int]
+
+
 class StateView:
     """The state at `version` (None: empty) plus the changes made on top; nothing is written anywhere.
 
     Reads go through to the reader once per key; records are kept decoded, and encoded only when the
-    changes are collected.
+    changes are collected. Blobs named by the state are read from `blobs`; new ones are kept in the view
+    until the node stores them with the block (`blob_changes`).
     """
 
-    __slots__ = ("_cache", "_dirty", "_reader", "version")
+    __slots__ = ("_blob_refs", "_blobs", "_cache", "_dirty", "_new_blobs", "_reader", "version")
 
-    def __init__(self, reader: StateReader | None, version: int | None) -> None:
+    def __init__(self, reader: StateReader | None, version: int | None, blobs: BlobReader | None = None) -> None:
         self._reader = reader
         self.version = version
         self._cache: dict[bytes, Any] = {}  # key -> decoded record, raw bytes, or None (absent)
         self._dirty: set[bytes] = set()
+        self._blobs = blobs
+        self._new_blobs: dict[bytes, bytes] = {}
+        self._blob_refs: dict[bytes, int] = {}
+
+    # blobs -----------------------------------------------------------------------------------------
+
+    def put_blob(self, data: bytes) -> Hash32:
+        """Keep `data` as a blob and count one reference to it; its digest."""
+        digest = blob_digest(data)
+        self._new_blobs.setdefault(bytes(digest), bytes(data))
+        self._blob_refs[bytes(digest)] = self._blob_refs.get(bytes(digest), 0) + 1
+        return digest
+
+    def release_blob(self, digest: Hash32) -> None:
+        """Drop one reference to a blob (its upload closed); unreferenced blobs are collected later."""
+        self._blob_refs[bytes(digest)] = self._blob_refs.get(bytes(digest), 0) - 1
+
+    def get_blob(self, digest: Hash32) -> bytes:
+        """A blob the state names. Missing is this node's fault (its blob store lost what its state names),
+        never the transaction's: StorageError."""
+        data = self._new_blobs.get(bytes(digest))
+        if data is None and self._blobs is not None:
+            data = self._blobs.get_blob(digest)
+        if data is None:
+            raise StorageError(f"blob {digest.hex()[:16]} named by the state is missing from this node")
+        return data
+
+    def blob_changes(self) -> BlobChanges:
+        return BlobChanges(dict(self._new_blobs), {d: n for d, n in self._blob_refs.items() if n})
 
     # raw access ------------------------------------------------------------------------------------
 
@@ -420,12 +477,7 @@ class StateView:
             raise LookupError(f"no validator set stored for height {height}")
         return record.validators
 
-    def model_bytes(self, model_id: Hash32, n_chunks: int) -> bytes:
-        parts = []
-        for i in range(n_chunks):
-            raw = self.get_raw(chunk_key(model_id, i))
-            if raw is None:
-                raise LookupError(f"model {model_id.hex()[:16]} lacks chunk {i}")
-            parts.append(raw)
-        return b"".join(parts)
+    def model_bytes(self, record: ModelRecord) -> bytes:
+        """A registered model's bytes, from its blob."""
+        return self.get_blob(record.bytes_hash)
 

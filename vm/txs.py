@@ -12,7 +12,7 @@ from typing import Annotated
 from core.codec import U8, U16, U32, MaxLen, Wire, wire
 from core.hashing import sha256, sha256_concat
 from core.keys import PrivateKey
-from core.limits import KIB, MAX_TENSOR_DIMS
+from core.limits import KIB, MAX_TENSOR_DIMS, MAX_TX_PAYLOAD_BYTES
 from core.tensor import DType, Tensor
 from core.tx import Transaction
 from core.types import Address, Amount, Hash32, PublicKeyBytes
@@ -22,7 +22,13 @@ MAX_CHUNK_BYTES = 256 * KIB
 MAX_MODEL_NAME_BYTES = 64
 MAX_MODEL_IO = 16
 MAX_GOLDEN_VECTORS = 4
-MAX_META_BYTES = 30 * KIB
+# Golden vectors sit in the metadata, so it holds an ImageNet image (602,112 B) and its outputs. Bound by the
+# relay today: chunk 0 carries the metadata and must fit in one block (vm.params.MAX_RELAY_BLOCK_BYTES); once
+# blocks travel in parts this can grow to MAX_TENSOR_BYTES plus room for the outputs.
+MAX_META_BYTES = 768 * KIB
+# A header up to this size rides in chunk 0 with a full chunk of data; a larger one (big golden vectors)
+# rides alone, so that chunk 0 stays within a transaction's payload.
+HEADER_INLINE_BYTES = 32 * KIB
 
 
 class TxKind(enum.IntEnum):
@@ -201,7 +207,7 @@ class ModelChunk(Wire):
             raise ValueError("exactly chunk 0 carries the upload header")
 
 
-@wire(max_bytes=MAX_CHUNK_BYTES + 4 * KIB)
+@wire(max_bytes=MAX_TX_PAYLOAD_BYTES)
 class Infer(Wire):
     """Run `model_id` on `inputs`. `max_model_fee` caps the royalty the sender accepts to pay the owner;
     gas and the fee for it are the envelope's."""
@@ -239,11 +245,14 @@ def compute_model_id(bytes_hash: bytes, meta: ModelMeta) -> Hash32:
 
 
 def split_model(model_bytes: bytes, meta: ModelMeta, chunk_bytes: int = MAX_CHUNK_BYTES) -> list[ModelChunk]:
-    """The chunk payloads that upload `model_bytes` with `meta`, in order (chunk 0 carries the header)."""
+    """The chunk payloads that upload `model_bytes` with `meta`, in order (chunk 0 carries the header, and
+    no data when the header is over HEADER_INLINE_BYTES)."""
     if not 0 < chunk_bytes <= MAX_CHUNK_BYTES:
         raise ValueError(f"chunk size must be in (0, {MAX_CHUNK_BYTES}]")
     pieces = [model_bytes[i:i + chunk_bytes] for i in range(0, len(model_bytes), chunk_bytes)] or [b""]
     digest = sha256(model_bytes)
+    if len(UploadHeader(meta, len(model_bytes), len(pieces), digest).encode()) > HEADER_INLINE_BYTES:
+        pieces.insert(0, b"")
     header = UploadHeader(meta, len(model_bytes), len(pieces), digest)
     model_id = compute_model_id(digest, meta)
     return [ModelChunk(model_id, i, piece, header if i == 0 else None) for i, piece in enumerate(pieces)]

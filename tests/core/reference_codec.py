@@ -17,7 +17,7 @@ from typing import Annotated, Any, get_args, get_origin
 import msgpack
 
 from core.codec import IntRange, MaxLen, Wire
-from core.errors import DecodeError
+from core.errors import DecodeError, TooLarge
 from core.types import BoundedInt, FixedBytes
 
 Enc = Callable[[Any], Any]
@@ -176,7 +176,7 @@ def _sequence(inner: tuple[Enc, Dec], max_len: int, where: str) -> tuple[Enc, De
         if type(v) is not tuple:
             raise TypeError(f"{where}: expected a tuple, got {type(v).__name__}")
         if len(v) > max_len:
-            raise ValueError(f"{where}: {len(v)} items exceeds {max_len}")
+            raise TooLarge(f"{where}: {len(v)} items exceeds {max_len}")
         return [enc_i(x) for x in v]
 
     def dec(o: Any) -> tuple[Any, ...]:
@@ -258,7 +258,7 @@ def _bytes(max_len: int, where: str) -> tuple[Enc, Dec]:
         if not isinstance(v, bytes):
             raise TypeError(f"{where}: expected bytes")
         if len(v) > max_len:
-            raise ValueError(f"{where}: {len(v)} bytes exceeds {max_len}")
+            raise TooLarge(f"{where}: {len(v)} bytes exceeds {max_len}")
         return bytes(v)
 
     def dec(o: Any) -> bytes:
@@ -276,7 +276,7 @@ def _str(max_len: int, where: str) -> tuple[Enc, Dec]:
         if not isinstance(v, str):
             raise TypeError(f"{where}: expected str")
         if len(v.encode()) > max_len:
-            raise ValueError(f"{where}: string exceeds {max_len} bytes")
+            raise TooLarge(f"{where}: string exceeds {max_len} bytes")
         return str(v)
 
     def dec(o: Any) -> str:

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from core.app import BlockTemplate, FinalizeOutcome, Verdict
+from core.blobs import BlobStore
 from core.block import Block, ProposalBlock
 from core.evidence import Evidence
 from core.hashing import ZERO_HASH
@@ -51,13 +52,16 @@ class Devnet:
     @classmethod
     def start(cls, tmp_path: Path, genesis: Genesis | None = None, nodes: int = 1,
               executor: Callable[[], Executor] = LocalExecutor,
-              executors: Sequence[Callable[[], Executor]] | None = None) -> Devnet:
-        """`nodes` applications, each on its own LevelDB; `executors` gives each its own sandbox."""
+              executors: Sequence[Callable[[], Executor]] | None = None,
+              blobs: Callable[[int], BlobStore] | None = None) -> Devnet:
+        """`nodes` applications, each on its own LevelDB; `executors` gives each its own sandbox, `blobs(i)`
+        node i's blob store (default: in memory)."""
         genesis = genesis or devnet_genesis()
         factories = list(executors) if executors is not None else [executor] * nodes
         alarms: list[str] = []
         apps = [VMApplication(LevelDBStore(tmp_path / f"node{i}"), genesis, executor=factory(),
-                              alarm=alarms.append) for i, factory in enumerate(factories)]
+                              alarm=alarms.append, blobs=None if blobs is None else blobs(i))
+                for i, factory in enumerate(factories)]
         seed = genesis.seed_phrase
         assert seed is not None
         keys = {}

@@ -1,8 +1,8 @@
 """Whatever registration accepts, every later read decodes: what is written and what is read share one cap.
 
 A model at every metadata cap (16 inputs and 16 outputs with 64-byte names and rank 8, a 64-byte name, 4
-golden vectors, metadata exactly MAX_META_BYTES long) registers in two chunks (so its upload record is read
-back) and serves an inference through build, validate and apply. Metadata one byte over the cap is refused
+golden vectors, metadata exactly MAX_META_BYTES long) registers in three chunks (chunk 0 carries the
+oversized header alone; the upload record is read back) and serves an inference through build, validate and apply. Metadata one byte over the cap is refused
 as a malformed transaction, and the chain goes on (it used to register, after which every block that
 called the model failed to build: its record could not be decoded).
 """
@@ -21,7 +21,7 @@ from tests.vm.devnet import Devnet
 from tests.vm.helpers import upload_txs
 from vm.execute import infer_gas
 from vm.sandbox.canonicalize import canonicalize
-from vm.state import MAX_UPLOAD_CHUNKS, RECEIVED_BITMAP_BYTES, ModelRecord, Upload
+from vm.state import CHUNK_LIST_BYTES, MAX_UPLOAD_CHUNKS, ModelRecord, Upload
 from vm.txs import (
     MAX_GOLDEN_VECTORS,
     MAX_META_BYTES,
@@ -78,7 +78,7 @@ def meta_of(first: int, name_bytes: int) -> tuple[bytes, ModelMeta]:
 def meta_at(size: int) -> tuple[bytes, ModelMeta]:
     """Model bytes and metadata whose encoding is exactly `size` bytes (input 0 grows 8 bytes a step; the
     model name fills the rest, one byte a character)."""
-    low, high = 1, 8192
+    low, high = 1, 1 << 17
     while low < high:  # the widest input 0 whose metadata (with a 56-byte name) fits
         mid = (low + high + 1) // 2
         if len(meta_of(mid, 56)[1].encode()) <= size:
@@ -94,11 +94,11 @@ def meta_at(size: int) -> tuple[bytes, ModelMeta]:
 
 
 def test_records_at_the_cap_decode() -> None:
-    """The records that carry metadata decode at its cap, the upload with a full received-chunks bitmap."""
+    """The records that carry metadata decode at its cap, the upload with a full list of chunk hashes."""
     _, meta = meta_at(MAX_META_BYTES)
     header = UploadHeader(meta, MAX_UPLOAD_CHUNKS, MAX_UPLOAD_CHUNKS, Hash32(bytes(32)))
     assert UploadHeader.decode(header.encode()) == header
-    upload = Upload(Address(bytes(20)), header, b"\xff" * RECEIVED_BITMAP_BYTES, Height(2**63 - 1))
+    upload = Upload(Address(bytes(20)), header, b"\xff" * CHUNK_LIST_BYTES, Height(2**63 - 1))
     assert Upload.decode(upload.encode()) == upload
     record = ModelRecord(Address(bytes(20)), meta, Hash32(bytes(32)), 2**32 - 1, 2**16 - 1, 2**64 - 1, Height(2**63 - 1),
                          2**64 - 1)
@@ -107,7 +107,7 @@ def test_records_at_the_cap_decode() -> None:
 
 def test_metadata_over_the_cap_does_not_decode() -> None:
     _, meta = meta_at(MAX_META_BYTES + 1)
-    with pytest.raises(DecodeError, match="exceeds the limit of 30720"):
+    with pytest.raises(DecodeError, match=f"exceeds the limit of {MAX_META_BYTES}"):
         ModelMeta.decode(meta.encode())
     header = UploadHeader(meta, 1, 1, Hash32(bytes(32)))
     with pytest.raises(DecodeError, match="over the cap"):
@@ -119,10 +119,10 @@ def test_a_model_at_every_cap_registers_and_serves_an_inference(net: Devnet) -> 
     model_bytes, meta = meta_at(MAX_META_BYTES)
     txs = upload_txs(owner, model_bytes, meta, params=net.genesis.params, chain_id=net.genesis.chain_id,
                      first_nonce=0, chunk_bytes=len(model_bytes) // 2 + 1)
-    assert len(txs) == 2  # the upload record (metadata at its cap) is written, then read back
+    assert len(txs) == 3  # the upload record (metadata at its cap) is written, then read back
     model_id = split_model(model_bytes, meta, len(model_bytes) // 2 + 1)[0].model_id
-    assert net.step(txs[:1]).results[0].status is TxStatus.OK
-    landed = net.step(txs[1:]).results[0]
+    assert [r.status for r in net.step(txs[:2]).results] == [TxStatus.OK, TxStatus.OK]
+    landed = net.step(txs[2:]).results[0]
     assert landed.status is TxStatus.OK, landed.log
     record = net.apps[0].view().model(model_id)  # a fresh view: decoded from the stored bytes
     assert record is not None and record.meta == meta

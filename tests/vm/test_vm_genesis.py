@@ -67,6 +67,9 @@ def test_tool_applies_overrides_and_refuses_bad_ones_in_one_line(tmp_path: Path)
     (lambda d: d.pop("chain_id"), "chain_id is missing"),
     (lambda d: d["accounts"][0].update(address="ic1notanaddress"), "accounts[0].address"),
     (lambda d: d["consensus"].update(max_block_bytes=2_000_000), "max_block_bytes"),
+    (lambda d: d["consensus"].update(max_block_bytes=930_000), "what one proposal message carries"),
+    (lambda d: d["vm"].update(max_infer_input_bytes=2 << 20), "max_infer_input_bytes must be at most 1048576"),
+    (lambda d: d["vm"].update(max_infer_input_bytes=900 * 1024), "for the transaction's framing"),
     (lambda d: d["models"][0].update(id="00" * 32), "models[0].id"),
     (lambda d: d["validators"][0].update(stake=1), "below staking.min_validator_stake"),
     (lambda d: d["vm"].update(unknown_knob=1), "unknown field 'unknown_knob'"),
@@ -96,12 +99,15 @@ def test_initial_state(tmp_path: Path) -> None:
     for model in genesis.models:
         record = view.model(model.model_id)
         assert record is not None and record.gas_per_call > 0
-        assert view.model_bytes(model.model_id, record.n_chunks) == model.model_bytes
+        assert view.model_bytes(record) == model.model_bytes
     root = info.state_root
     app.close()
     app.store.close()
     # Reopening finds the same state and does not re-initialise it.
     again = VMApplication(LevelDBStore(tmp_path / "db"), genesis, executor=LocalExecutor())
     assert again.info().state_root == root
+    for model in genesis.models:  # a fresh (in-memory) blob store gets the genesis models back from genesis
+        record = again.view().model(model.model_id)
+        assert record is not None and again.view().model_bytes(record) == model.model_bytes
     again.close()
     again.store.close()

@@ -144,7 +144,7 @@ def test_outputs_that_overflow_the_block_push_transactions_to_later_blocks(tmp_p
     from tests.vm.devnet import devnet_genesis
     from tests.vm.helpers import wide_model
 
-    genesis = devnet_genesis(4, consensus={"max_block_bytes": 14_000})
+    genesis = devnet_genesis(4, consensus={"max_block_bytes": 14_000}, vm={"max_infer_input_bytes": 8_000})
     net = Devnet.start(tmp_path, genesis, nodes=2)
     try:
         owner, user = net.account(5), net.account(6)

@@ -5,13 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from core.hashing import sha256
 from core.header import TxStatus
 from core.tensor import DType, Tensor
 from core.types import Amount
 from tests.vm.devnet import Devnet
 from tests.vm.helpers import upload_txs
 from vm.models import load_model
-from vm.state import RegistrationData, Upload, chunk_key, upload_key
+from vm.state import RegistrationData, Upload, upload_key
 from vm.txs import GoldenVector, Infer, ModelClass, ModelMeta, TensorSpec, split_model
 
 pytestmark = pytest.mark.vm
@@ -87,8 +88,10 @@ def test_an_incomplete_upload_expires(net: Devnet) -> None:
     while net.height < upload.expires_at:
         net.step()
     view = net.apps[0].view()
-    assert view.get(upload_key(model_id), Upload) is None and view.get_raw(chunk_key(model_id, 0)) is None
+    assert view.get(upload_key(model_id), Upload) is None
     assert net.step(txs[1:2]).results[0].log == "no upload in progress for this model"
+    chunk_blob = sha256(split_model(model_bytes, meta, 4096)[0].data)
+    assert all(app.blobs.get_blob(chunk_blob) is None for app in net.apps)  # collected after the expiry
 
 
 def test_a_model_that_breaks_the_rules_gets_a_rejection_verdict(net: Devnet) -> None:
@@ -100,7 +103,9 @@ def test_a_model_that_breaks_the_rules_gets_a_rejection_verdict(net: Devnet) -> 
     assert block.results[0].status is TxStatus.MODEL_REJECTED and block.results[0].log
     model_id = split_model(junk, meta)[0].model_id
     view = net.apps[0].view()
-    assert view.model(model_id) is None and view.get_raw(chunk_key(model_id, 0)) is None
+    assert view.model(model_id) is None and view.get(upload_key(model_id), Upload) is None
+    net.step()  # the rejected upload's blobs go once the block that released them is committed
+    assert all(app.blobs.get_blob(sha256(junk)) is None for app in net.apps)
 
 
 def test_golden_vectors_that_do_not_reproduce_reject_the_model(net: Devnet) -> None:

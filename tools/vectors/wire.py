@@ -188,7 +188,9 @@ def collect(world: World) -> Cases:
     add("blocks_1_and_2", p2p_messages.BlocksResponse(tuple(stored)))
     add("precommits_lacking_0_and_2", p2p_messages.VotesRequest(Height(1), Round(0), VoteType.PRECOMMIT, b"\x0a"))
     add("precommits_0_and_2", p2p_messages.VotesResponse((c1.precommits[0], c1.precommits[2])))
-    model_bytes = app.view().model_bytes(registered.model_id, 2)
+    registered_record = app.view().model(registered.model_id)
+    assert registered_record is not None
+    model_bytes = app.view().model_bytes(registered_record)
     add("first_2048_bytes", p2p_messages.ModelChunkRequest(registered.model_id, 0, 2048))
     add("model_bytes_from_2048", p2p_messages.ModelChunkResponse(len(model_bytes), 2048, model_bytes[2048:]))
 

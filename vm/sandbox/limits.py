@@ -48,7 +48,7 @@ class GasSchedule:
 class SandboxLimits:
     """Caps every validator applies at registration (docs/design.md §2.11). Integers only: this is consensus data."""
 
-    max_model_bytes: int = 32 * MIB
+    max_model_bytes: int = 128 * MIB  # ResNet-50, DenseNet-121 and Inception fit with their weights folded
     max_nodes: int = 4_096
     max_initializers: int = 4_096
     min_ir_version: int = 7
@@ -62,7 +62,7 @@ class SandboxLimits:
     max_tensor_bytes: int = 64 * MIB
     # Sum of the sizes of every tensor computed at run time: an upper bound on a run's working memory.
     max_activation_bytes: int = 256 * MIB
-    max_parameter_bytes: int = 32 * MIB
+    max_parameter_bytes: int = 128 * MIB
     max_macs: int = 8_000_000_000
     max_gas_per_call: int = 4_000_000_000
     # The canonicalizer folds a constant-only node only when its outputs are at most this large.
@@ -85,6 +85,13 @@ class SandboxLimits:
 
 DEFAULT_LIMITS = SandboxLimits()
 
+GIB = 1024 * MIB
+# ONNX Runtime, numpy and onnx loaded in a worker, before any session.
+WORKER_BASE_BYTES = 256 * MIB
+# The node process: blocks, mempool, state caches, and a registration's model bytes (up to 3 copies of a
+# 128 MiB model while it is assembled, hashed and handed to a worker).
+NODE_RESERVE_BYTES = 1536 * MIB
+
 
 @dataclass(frozen=True, slots=True)
 class WorkerLimits:
@@ -97,8 +104,23 @@ class WorkerLimits:
     # Wall-clock limit per hand-off and for a worker to start.
     batch_timeout_s: float = 90.0
     start_timeout_s: float = 60.0
-    # LRU bound of the per-worker session cache, by estimated session bytes.
-    session_cache_bytes: int = 512 * MIB
+    # LRU bound of the per-worker session cache, by estimated session bytes (2 x model bytes + overhead):
+    # three 128 MiB models, or many small ones.
+    session_cache_bytes: int = 1024 * MIB
+    # What one validator's workers may hold resident together (docs/sandbox.md, "Memory budget"): four
+    # validators' sandboxes in 24 GiB leave 6 GiB each, of which the node process keeps NODE_RESERVE_BYTES.
+    validator_budget_bytes: int = 6 * GIB
+
+    def worker_resident_bytes(self) -> int:
+        """What one worker may keep resident: its session cache, one run's activations, the runtime itself."""
+        return self.session_cache_bytes + DEFAULT_LIMITS.max_activation_bytes + WORKER_BASE_BYTES
+
+    def validate_pool(self, size: int) -> None:
+        """Refuse a pool whose workers could together exceed the validator's budget (ValueError)."""
+        need = size * self.worker_resident_bytes() + NODE_RESERVE_BYTES
+        if need > self.validator_budget_bytes:
+            raise ValueError(f"{size} sandbox workers may hold {need // MIB} MiB with the node, over the budget "
+                             f"of {self.validator_budget_bytes // MIB} MiB (fewer workers or a smaller cache)")
 
 
 def load_gas(schedule: GasSchedule, *, model_bytes: int, nodes: int, golden_runs: int, gas_per_call: int) -> int:

@@ -190,6 +190,7 @@ class WorkerPool:
         self._size = size
         self._shared_memory = shared_memory
         self._limits = limits or WorkerLimits()
+        self._limits.validate_pool(size)
         self._ctx = multiprocessing.get_context("spawn")
         self._workers: list[_Worker | None] = [None] * size
         self._quarantined: set[bytes] = set()
