@@ -61,7 +61,7 @@ class SandboxLimits:
     max_tensor_elements: int = 1 << 24
     max_tensor_bytes: int = 64 * MIB
     # Sum of the sizes of every tensor computed at run time: an upper bound on a run's working memory.
-    max_activation_bytes: int = 256 * MIB
+    max_activation_bytes: int = 512 * MIB
     max_parameter_bytes: int = 128 * MIB
     max_macs: int = 8_000_000_000
     max_gas_per_call: int = 4_000_000_000
