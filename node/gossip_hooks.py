@@ -30,6 +30,7 @@ import trio
 
 from consensus.proposer import ProposerPriorities
 from core.block import ProposalBlock
+from core.compact import CompactProposal
 from core.errors import InferchainError, InvalidSignature
 from core.evidence import Evidence, WrongInference, evidence_height, offence_id
 from core.hashing import sha256
@@ -89,7 +90,7 @@ def get_proposer_priorities(chain: Chain, height: int) -> ProposerPriorities | N
     return priorities
 
 
-def proposal_verdict(chain: Chain, proposal: ProposalBlock, our_round: int = 0) -> GossipVerdict:
+def proposal_verdict(chain: Chain, proposal: ProposalBlock | CompactProposal, our_round: int = 0) -> GossipVerdict:
     """A proposal is relayed only from the proposer of its height and round, for a height next to ours and a
     round at most `PROPOSAL_ROUND_WINDOW` ahead of `our_round` (0 for the next height). A validator signing
     a proposal for a round it does not propose in is REJECTed."""
@@ -131,7 +132,7 @@ class ProposalWindow:
     def __init__(self) -> None:
         self._blocks: dict[tuple[int, int], set[bytes]] = {}
 
-    def is_admitted(self, current: int, proposal: ProposalBlock) -> bool:
+    def is_admitted(self, current: int, proposal: ProposalBlock | CompactProposal) -> bool:
         for key in [k for k in self._blocks if k[0] < current]:
             del self._blocks[key]
         key = (int(proposal.proposal.height), int(proposal.proposal.round))
@@ -235,7 +236,7 @@ class GossipHooks:
         return app.check_wrong_inference(evidence)
 
     async def proposal(self, message: GossipMessage) -> GossipVerdict:
-        value: ProposalBlock = message.value
+        value: ProposalBlock | CompactProposal = message.value
         verdict = proposal_verdict(self._chain, value, self._our_round())
         if verdict is GossipVerdict.ACCEPT and not self._proposals.is_admitted(int(self._chain.height) + 1, value):
             return GossipVerdict.IGNORE
