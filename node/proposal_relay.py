@@ -3,9 +3,10 @@
 A proposal names its transactions by hash; nearly all are already in this node's mempool through transaction
 gossip. The few it lacks (sent to the proposer's RPC a moment before it built, or refused here) are asked for
 over request/response: first from the peer that forwarded the proposal, then from its proposer, then from any
-other peer, each within `per_peer_s`, all within `total_s`. A peer that does not answer, or answers with
-transactions it was not asked for, only costs its share of the time (and, for a wrong answer, a penalty in
-p2p): it cannot stall the proposal past `total_s`. If the transactions cannot be found in time the proposal
+other peer, each within `per_peer_s`, all within `total_s`, looking at the mempool again meanwhile (gossip
+still in flight fills gaps too). A peer that does not answer, or answers with transactions it was not asked
+for, only costs its share of the time (and, for a wrong answer, a penalty in p2p): it cannot stall the
+proposal past `total_s`. If the transactions cannot be found in time the proposal
 is dropped here; consensus then times out the propose step as for a proposal never received, and catches
 up on the block by vote and commit catch-up if the others decide it (docs/security.md).
 """
@@ -28,6 +29,8 @@ from core.types import Hash32
 from p2p.messages import MAX_TXS_PER_REQUEST
 
 logger = logging.getLogger(__name__)
+
+_MEMPOOL_POLL_S = 0.05
 
 TxLookup = Callable[[bytes], Transaction | None]
 TxFetch = Callable[[ID, Sequence[Hash32]], Awaitable[list[Transaction]]]
@@ -79,8 +82,7 @@ class ProposalAssembler:
         """The full proposal, or None when its transactions could not all be found within the limits."""
         found, missing = compact.missing(self.get)
         if missing:
-            got = await self._fetch_missing(missing, [forwarder, origin, *self._peers()])
-            self.fetched += len(got)
+            got = await self._find_missing(missing, [forwarder, origin, *self._peers()])
             found = [tx if tx is not None else got.get(h) for tx, h in zip(found, compact.tx_hashes, strict=True)]
         txs = [tx for tx in found if tx is not None]
         if len(txs) != len(found):
@@ -98,12 +100,23 @@ class ProposalAssembler:
         self._remember(txs)
         return message
 
-    async def _fetch_missing(self, missing: list[Hash32], candidates: list[ID]) -> dict[bytes, Transaction]:
+    async def _find_missing(self, missing: list[Hash32], candidates: list[ID]) -> dict[bytes, Transaction]:
+        """Peers one after the other, each within `per_peer_s`; before each, and after the last until the
+        deadline, the mempool is looked at again: transaction gossip still in flight fills gaps too."""
         got: dict[bytes, Transaction] = {}
+
+        def still_missing() -> list[Hash32]:
+            for h in missing:
+                if h not in got:
+                    tx = self._lookup(h)
+                    if tx is not None:
+                        got[bytes(h)] = tx
+            return [h for h in missing if h not in got]
+
         asked: set[ID] = set()
         with trio.move_on_after(self.limits.total_s):
             for peer in candidates:
-                want = [h for h in missing if h not in got]
+                want = still_missing()
                 if not want:
                     break
                 if peer in asked:
@@ -114,8 +127,11 @@ class ProposalAssembler:
                         for start in range(0, len(want), MAX_TXS_PER_REQUEST):
                             for tx in await self._fetch(peer, want[start:start + MAX_TXS_PER_REQUEST]):
                                 got[bytes(tx.hash)] = tx
+                                self.fetched += 1
                     except RemoteError as exc:  # BadResponse was penalized by p2p; any failure: ask the next
                         logger.debug("transactions from %s: %s", peer, exc)
+            while still_missing():
+                await trio.sleep(_MEMPOOL_POLL_S)
         return got
 
     def _remember(self, txs: list[Transaction]) -> None:
