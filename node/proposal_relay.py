@@ -130,7 +130,7 @@ class ProposalAssembler:
                                 self.fetched += 1
                     except RemoteError as exc:  # BadResponse was penalized by p2p; any failure: ask the next
                         logger.debug("transactions from %s: %s", peer, exc)
-            while still_missing():
+            while still_missing():  # noqa: ASYNC110 - the mempool offers no event per arrival
                 await trio.sleep(_MEMPOOL_POLL_S)
         return got
 
