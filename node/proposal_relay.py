@@ -2,11 +2,11 @@
 
 A proposal names its transactions by hash; nearly all are already in this node's mempool through transaction
 gossip. The few it lacks (sent to the proposer's RPC a moment before it built, or refused here) are asked for
-over request/response: first from the peer that forwarded the proposal, then from its proposer, then from any
-other peer, each within `per_peer_s`, all within `total_s`, looking at the mempool again meanwhile (gossip
-still in flight fills gaps too). A peer that does not answer, or answers with transactions it was not asked
-for, only costs its share of the time (and, for a wrong answer, a penalty in p2p): it cannot stall the
-proposal past `total_s`. If the transactions cannot be found in time the proposal
+over request/response: first from the peer that forwarded the proposal, then (hedged: the earlier request
+keeps running) from its proposer after `per_peer_s`, then from any other peer, all within `total_s`, looking
+at the mempool again meanwhile (gossip still in flight fills gaps too). A peer that does not answer, or
+answers with transactions it was not asked for, only costs `per_peer_s` (and, for a wrong answer, a penalty
+in p2p): it cannot stall the proposal past `total_s`. If the transactions cannot be found in time the proposal
 is dropped here; consensus then times out the propose step as for a proposal never received, and catches
 up on the block by vote and commit catch-up if the others decide it (docs/security.md).
 """
@@ -101,8 +101,10 @@ class ProposalAssembler:
         return message
 
     async def _find_missing(self, missing: list[Hash32], candidates: list[ID]) -> dict[bytes, Transaction]:
-        """Peers one after the other, each within `per_peer_s`; before each, and after the last until the
-        deadline, the mempool is looked at again: transaction gossip still in flight fills gaps too."""
+        """Hedged requests: the next peer is asked whenever `per_peer_s` passes without everything found,
+        while earlier requests keep running (a slow honest peer still counts, a staller costs only its
+        `per_peer_s`); the mempool is looked at meanwhile, since transaction gossip still in flight fills gaps
+        too. Everything stops at `total_s` or once nothing is missing."""
         got: dict[bytes, Transaction] = {}
 
         def still_missing() -> list[Hash32]:
@@ -113,25 +115,37 @@ class ProposalAssembler:
                         got[bytes(h)] = tx
             return [h for h in missing if h not in got]
 
-        asked: set[ID] = set()
-        with trio.move_on_after(self.limits.total_s):
-            for peer in candidates:
+        async def ask(peer: ID, finished: trio.Event) -> None:
+            try:
                 want = still_missing()
-                if not want:
-                    break
-                if peer in asked:
-                    continue
-                asked.add(peer)
-                with trio.move_on_after(self.limits.per_peer_s):
-                    try:
-                        for start in range(0, len(want), MAX_TXS_PER_REQUEST):
-                            for tx in await self._fetch(peer, want[start:start + MAX_TXS_PER_REQUEST]):
-                                got[bytes(tx.hash)] = tx
-                                self.fetched += 1
-                    except RemoteError as exc:  # BadResponse was penalized by p2p; any failure: ask the next
-                        logger.debug("transactions from %s: %s", peer, exc)
-            while still_missing():  # noqa: ASYNC110 - the mempool offers no event per arrival
-                await trio.sleep(_MEMPOOL_POLL_S)
+                for start in range(0, len(want), MAX_TXS_PER_REQUEST):
+                    for tx in await self._fetch(peer, want[start:start + MAX_TXS_PER_REQUEST]):
+                        if bytes(tx.hash) not in got:
+                            got[bytes(tx.hash)] = tx
+                            self.fetched += 1
+            except RemoteError as exc:  # BadResponse was penalized by p2p; any failure: the others go on
+                logger.debug("transactions from %s: %s", peer, exc)
+            finally:
+                finished.set()
+
+        with trio.move_on_after(self.limits.total_s):
+            async with trio.open_nursery() as nursery:
+                asked: set[ID] = set()
+                for peer in candidates:
+                    if not still_missing():
+                        break
+                    if peer in asked:
+                        continue
+                    asked.add(peer)
+                    finished = trio.Event()
+                    nursery.start_soon(ask, peer, finished)
+                    # Until this peer answers or fails, `per_peer_s` passes, or nothing is missing any more.
+                    hedge_at = trio.current_time() + self.limits.per_peer_s
+                    while still_missing() and not finished.is_set() and trio.current_time() < hedge_at:  # noqa: ASYNC110
+                        await trio.sleep(_MEMPOOL_POLL_S)
+                while still_missing():  # noqa: ASYNC110 - the mempool offers no event per arrival
+                    await trio.sleep(_MEMPOOL_POLL_S)
+                nursery.cancel_scope.cancel()
         return got
 
     def _remember(self, txs: list[Transaction]) -> None:
