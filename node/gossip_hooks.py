@@ -76,15 +76,18 @@ def get_proposer_priorities(chain: Chain, height: int) -> ProposerPriorities | N
     if not current <= height <= current + 1:
         return None
     try:
-        if current == 1:
+        # What is stored, not `chain.height`: a commit in progress has stored the next priorities already.
+        stored, raw = chain.blockstore.stored_next_proposers()
+        if stored == 0:
             priorities = ProposerPriorities.genesis(chain.app.validator_set(Height(1)))
+        elif raw is None:
+            return None
         else:
-            raw = chain.blockstore.next_proposers()
-            if raw is None:
-                return None
             priorities = ProposerPriorities.decode(raw)
-        if height == current + 1:
+        if height == int(stored) + 2:
             priorities = priorities.advance(chain.app.validator_set(Height(height)))
+        elif height != int(stored) + 1:
+            return None
     except (ValueError, LookupError, InferchainError):
         return None
     return priorities
