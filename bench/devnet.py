@@ -16,7 +16,8 @@ during a window as long as the send window, shifted by the step's median finalit
 block, share of max_block_bytes) in that window; refusals (by reason) and `pending`: transactions accepted
 but not yet committed when the drain ended (an overloaded step's backlog, which then lands in the next); PoI
 challenges missed during the step by all validators and validators jailed at its end (a faster pipeline must
-not jail slow honest validators); CPU per committed transaction (all node processes with their sandbox workers, from /proc, over
+not jail slow honest validators); the load driver's own CPU per transaction sent (`drv ms/tx`: this process
+during the send window; signing happens before it); CPU per committed transaction (all node processes with their sandbox workers, from /proc, over
 the send window and the drain, divided by the step's committed transactions); and RSS per node at the end.
 The baseline, measured in the same run: one core's Ed25519 verifications per second, and the ceiling that
 implies when every validator verifies every transaction once on this machine's cores.
@@ -29,6 +30,7 @@ import itertools
 import json
 import os
 import queue
+import resource
 import statistics
 import sys
 import tempfile
@@ -277,6 +279,12 @@ def drain(observer: Observer, out: Sent, timeout: float) -> None:
         time.sleep(0.2)
 
 
+def driver_cpu_seconds() -> float:
+    """CPU of this process (the load driver: its sender threads and the block observer), user + system."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def poi_totals(client: Client) -> tuple[int, int]:
     """PoI challenges missed so far by all validators together, and how many validators are jailed now."""
     scores = client.poi()
@@ -329,16 +337,18 @@ def main(argv: list[str] | None = None) -> int:
         sink = net.account_key(0).address
         print(f"\n{'offered':>8} {'sent/s':>8} {'commit/s':>9} {'p50 s':>7} {'p99 s':>7} {'blk int s':>9} "
               f"{'tx/blk':>7} {'fill%':>6} {'refused':>8} {'pending':>7} {'cpu ms/tx':>9} {'PoI miss':>8} "
-              f"{'jailed':>6}  refusals")
+              f"{'jailed':>6} {'drv ms/tx':>9}  refusals")
         poi_client = Client(net.spec(0).rpc_url, timeout=30)
         try:
             for step, offered in enumerate(loads):
                 senders = [net.account_key(firsts[step] + i) for i in range(senders_per_step[step])]
                 work = presign(net, senders, budgets[step], sink)
                 cpu0 = cpu_seconds(leaders)
+                driver0 = driver_cpu_seconds()
                 missed0, _ = poi_totals(poi_client)
                 out, start = run_step(net, offered, work, args.duration)
                 window = time.monotonic() - start
+                driver1 = driver_cpu_seconds()
                 drain(observer, out, DRAIN_S)
                 cpu1 = cpu_seconds(leaders)
                 missed1, jailed = poi_totals(poi_client)
@@ -356,12 +366,13 @@ def main(argv: list[str] | None = None) -> int:
                 per_block = statistics.mean(b.txs for b in in_window) if in_window else 0.0
                 fill = 100 * statistics.mean(b.bytes for b in in_window) / max_block_bytes if in_window else 0.0
                 cpu_ms = 1000 * (cpu1 - cpu0) / step_committed if step_committed else float("nan")
+                driver_ms = 1000 * (driver1 - driver0) / out.sent if out.sent else float("nan")
                 reasons = ", ".join(f"{r} x{n}" for r, n in out.refused.most_common(3))
                 label = "max" if offered is None else str(offered)
                 print(f"{label:>8} {out.sent / window:>8,.0f} {committed_in_window / window:>9,.0f} "
                       f"{pct(finality, 0.5):>7.2f} {pct(finality, 0.99):>7.2f} {interval:>9.2f} "
                       f"{per_block:>7,.0f} {fill:>6.1f} {sum(out.refused.values()):>8} {pending:>7} {cpu_ms:>9.2f}"
-                      f" {missed1 - missed0:>8} {jailed:>6}  {reasons}", flush=True)
+                      f" {missed1 - missed0:>8} {jailed:>6} {driver_ms:>9.3f}  {reasons}", flush=True)
         finally:
             observer.stop.set()
             watcher.join(10)

@@ -34,25 +34,35 @@ class Block(Wire):
 
     def validate_basic(self) -> None:
         """Checks that need no state: the header's hashes match the body. Raises InvalidBlock."""
-        h = self.header
-        if len(self.results) != len(self.txs):
-            raise InvalidBlock(f"block {h.height}: {len(self.txs)} txs but {len(self.results)} results")
-        if compute_txs_root(self.txs) != h.txs_root:
-            raise InvalidBlock(f"block {h.height}: txs_root does not match the transactions")
-        if compute_results_root(self.results) != h.results_root:
-            raise InvalidBlock(f"block {h.height}: results_root does not match the results")
-        if compute_last_commit_hash(self.last_commit) != h.last_commit_hash:
-            raise InvalidBlock(f"block {h.height}: last_commit_hash does not match the last commit")
-        if compute_evidence_hash(self.evidence) != h.evidence_hash:
-            raise InvalidBlock(f"block {h.height}: evidence_hash does not match the evidence")
-        if (h.height == 1) != (self.last_commit is None):
-            raise InvalidBlock(f"block {h.height}: last commit must be absent exactly at height 1")
-        if self.last_commit is not None and (
-                self.last_commit.height != h.height - 1 or self.last_commit.block_id != h.last_block_id):
-            raise InvalidBlock(f"block {h.height}: last commit is not for the previous block")
-        for tx in self.txs:
-            if tx.chain_id != h.chain_id:
-                raise InvalidBlock(f"block {h.height}: transaction {tx.hash.hex()[:16]} is for another chain")
+        validate_body(self.header, tuple(tx.hash for tx in self.txs), self.results, self.last_commit, self.evidence)
+        validate_tx_chains(self.header, self.txs)
+
+
+def validate_body(h: Header, tx_hashes: tuple[Hash32, ...], results: tuple[TxResult, ...],
+                  last_commit: Commit | None, evidence: tuple[Evidence, ...]) -> None:
+    """The header's hashes match a body given by its transactions' hashes (a full block, or a compact proposal
+    before its transactions are found). Raises InvalidBlock."""
+    if len(results) != len(tx_hashes):
+        raise InvalidBlock(f"block {h.height}: {len(tx_hashes)} txs but {len(results)} results")
+    if merkle_root(list(tx_hashes)) != h.txs_root:
+        raise InvalidBlock(f"block {h.height}: txs_root does not match the transactions")
+    if compute_results_root(results) != h.results_root:
+        raise InvalidBlock(f"block {h.height}: results_root does not match the results")
+    if compute_last_commit_hash(last_commit) != h.last_commit_hash:
+        raise InvalidBlock(f"block {h.height}: last_commit_hash does not match the last commit")
+    if compute_evidence_hash(evidence) != h.evidence_hash:
+        raise InvalidBlock(f"block {h.height}: evidence_hash does not match the evidence")
+    if (h.height == 1) != (last_commit is None):
+        raise InvalidBlock(f"block {h.height}: last commit must be absent exactly at height 1")
+    if last_commit is not None and (last_commit.height != h.height - 1 or last_commit.block_id != h.last_block_id):
+        raise InvalidBlock(f"block {h.height}: last commit is not for the previous block")
+
+
+def validate_tx_chains(h: Header, txs: tuple[Transaction, ...]) -> None:
+    """Every transaction of the block is for the header's chain. Raises InvalidBlock."""
+    for tx in txs:
+        if tx.chain_id != h.chain_id:
+            raise InvalidBlock(f"block {h.height}: transaction {tx.hash.hex()[:16]} is for another chain")
 
 
 def compute_txs_root(txs: tuple[Transaction, ...]) -> Hash32:
@@ -79,15 +89,20 @@ class ProposalBlock(Wire):
     block: Block
 
     def validate_wire(self) -> None:
-        if self.proposal.block_id != self.block.id:
-            raise ValueError("proposal does not sign this block")
-        if self.proposal.height != self.block.height:
-            raise ValueError("proposal height differs from the block's")
-        p = self.proposal
-        if not is_build_round_ok(int(self.block.header.round), int(p.round), int(p.pol_round)):
-            raise ValueError(f"a proposal of round {int(p.round)} (POL round {int(p.pol_round)}) carries a block "
-                             f"built in round {int(self.block.header.round)}")
+        validate_proposal_signs(self.proposal, self.block.header)
 
     @property
     def hash(self) -> Hash32:
         return sha256(self.encode())
+
+
+def validate_proposal_signs(p: Proposal, header: Header) -> None:
+    """The proposal signs this header's block, at its height, in a round that may carry a block built in the
+    header's round. Raises ValueError (a wire rule: the codec reports it as a DecodeError)."""
+    if p.block_id != header.block_id:
+        raise ValueError("proposal does not sign this block")
+    if p.height != header.height:
+        raise ValueError("proposal height differs from the block's")
+    if not is_build_round_ok(int(header.round), int(p.round), int(p.pol_round)):
+        raise ValueError(f"a proposal of round {int(p.round)} (POL round {int(p.pol_round)}) carries a block "
+                         f"built in round {int(header.round)}")

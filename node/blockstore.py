@@ -148,6 +148,18 @@ class BlockStore:
         """The encoded proposer priorities of height `height + 1`, stored with the head block."""
         return self._meta.get(_NEXT_PROPOSERS)
 
+    def stored_next_proposers(self) -> tuple[Height, bytes | None]:
+        """The stored head's height with the proposer priorities of the height after it, read as one pair.
+
+        A commit writes both in one batch but moves `height` only after it (from a worker thread), so
+        `height` and `next_proposers()` read meanwhile belong to different heights; this reads the head
+        record around the priorities until both reads agree."""
+        while True:
+            before = self._meta.get(_HEAD)
+            raw = self._meta.get(_NEXT_PROPOSERS)
+            if self._meta.get(_HEAD) == before:
+                return Height(0 if before is None else int.from_bytes(before[:8], "big")), raw
+
     def block_bytes(self, height: int) -> bytes | None:
         if not 1 <= height <= self._height:
             return None

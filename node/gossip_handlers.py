@@ -13,10 +13,12 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from core.block import ProposalBlock
+from core.compact import CompactProposal
 from core.evidence import Evidence
 from core.votes import Vote
 from node.blockcheck import BlockChecks
 from node.driver import ConsensusDriver
+from node.proposal_relay import ProposalAssembler
 from node.sigcache import VoteVerifier
 from p2p.validation import GossipMessage
 
@@ -27,7 +29,10 @@ class GossipHandlers:
     def __init__(self, *, chain_id: str, block_checks: BlockChecks, vote_verifier: VoteVerifier,
                  driver: Callable[[], ConsensusDriver | None],
                  on_sync_vote: Callable[[Vote], None] | None = None,
-                 is_evidence_confirmed: Callable[[Evidence], bool] | None = None) -> None:
+                 is_evidence_confirmed: Callable[[Evidence], bool] | None = None,
+                 assembler: ProposalAssembler | None = None) -> None:
+        """`assembler` rebuilds compact proposals; without one they are dropped (full ones still pass)."""
+        self._assembler = assembler
         self._chain_id = chain_id
         self._is_evidence_confirmed = is_evidence_confirmed or (lambda evidence: False)
         self._block_checks = block_checks
@@ -37,10 +42,18 @@ class GossipHandlers:
 
     async def proposal(self, message: GossipMessage) -> None:
         driver = self._driver()
-        if driver is not None:
-            pb: ProposalBlock = message.value
-            self._block_checks.mark(pb.block)  # the envelope check ran validate_basic (in a thread if large)
-            await driver.on_proposal(pb)
+        if driver is None:
+            return
+        value: ProposalBlock | CompactProposal = message.value
+        if isinstance(value, CompactProposal):
+            if self._assembler is None:
+                return
+            rebuilt = await self._assembler.assemble(value, forwarder=message.forwarder, origin=message.origin)
+            if rebuilt is None:
+                return
+            value = rebuilt  # the envelope check ran the compact validate_basic, rebuild matched every tx hash
+        self._block_checks.mark(value.block)  # the envelope check ran validate_basic (in a thread if large)
+        await driver.on_proposal(value)
 
     async def vote(self, message: GossipMessage) -> None:
         driver = self._driver()

@@ -30,6 +30,7 @@ import trio
 
 from consensus.proposer import ProposerPriorities
 from core.block import ProposalBlock
+from core.compact import CompactProposal
 from core.errors import InferchainError, InvalidSignature
 from core.evidence import Evidence, WrongInference, evidence_height, offence_id
 from core.hashing import sha256
@@ -75,21 +76,24 @@ def get_proposer_priorities(chain: Chain, height: int) -> ProposerPriorities | N
     if not current <= height <= current + 1:
         return None
     try:
-        if current == 1:
+        # What is stored, not `chain.height`: a commit in progress has stored the next priorities already.
+        stored, raw = chain.blockstore.stored_next_proposers()
+        if stored == 0:
             priorities = ProposerPriorities.genesis(chain.app.validator_set(Height(1)))
+        elif raw is None:
+            return None
         else:
-            raw = chain.blockstore.next_proposers()
-            if raw is None:
-                return None
             priorities = ProposerPriorities.decode(raw)
-        if height == current + 1:
+        if height == int(stored) + 2:
             priorities = priorities.advance(chain.app.validator_set(Height(height)))
+        elif height != int(stored) + 1:
+            return None
     except (ValueError, LookupError, InferchainError):
         return None
     return priorities
 
 
-def proposal_verdict(chain: Chain, proposal: ProposalBlock, our_round: int = 0) -> GossipVerdict:
+def proposal_verdict(chain: Chain, proposal: ProposalBlock | CompactProposal, our_round: int = 0) -> GossipVerdict:
     """A proposal is relayed only from the proposer of its height and round, for a height next to ours and a
     round at most `PROPOSAL_ROUND_WINDOW` ahead of `our_round` (0 for the next height). A validator signing
     a proposal for a round it does not propose in is REJECTed."""
@@ -131,7 +135,7 @@ class ProposalWindow:
     def __init__(self) -> None:
         self._blocks: dict[tuple[int, int], set[bytes]] = {}
 
-    def is_admitted(self, current: int, proposal: ProposalBlock) -> bool:
+    def is_admitted(self, current: int, proposal: ProposalBlock | CompactProposal) -> bool:
         for key in [k for k in self._blocks if k[0] < current]:
             del self._blocks[key]
         key = (int(proposal.proposal.height), int(proposal.proposal.round))
@@ -235,7 +239,7 @@ class GossipHooks:
         return app.check_wrong_inference(evidence)
 
     async def proposal(self, message: GossipMessage) -> GossipVerdict:
-        value: ProposalBlock = message.value
+        value: ProposalBlock | CompactProposal = message.value
         verdict = proposal_verdict(self._chain, value, self._our_round())
         if verdict is GossipVerdict.ACCEPT and not self._proposals.is_admitted(int(self._chain.height) + 1, value):
             return GossipVerdict.IGNORE

@@ -33,6 +33,7 @@ from consensus.signer import FileSignState, Signer
 from consensus.state import ConsensusState
 from consensus.wal import FileWAL, WriteAheadLog
 from core.block import ProposalBlock
+from core.compact import compact_of
 from core.errors import InferchainError, LocalError
 from core.evidence import Evidence, EvidenceEnvelope
 from core.keys import PrivateKey
@@ -55,6 +56,7 @@ from node.home import NodeHome
 from node.leveldb import LevelDBStore
 from node.mempool import Mempool, RemovalReason
 from node.metrics import NodeMetrics, TimedExecutor
+from node.proposal_relay import ProposalAssembler
 from node.providers import ChainProviders
 from node.queries import Queries
 from node.rpc.server import RpcServer
@@ -176,6 +178,7 @@ class Node:
         self.p2p: P2PService | None = None
         self.tx_admission: TxAdmission | None = None
         self.gossip_hooks: GossipHooks | None = None
+        self.proposal_assembler: ProposalAssembler | None = None
         self.driver: ConsensusDriver | None = None
         self.block_sync: BlockSync | None = None
         self.catch_up: ConsensusCatchUp | None = None
@@ -335,15 +338,19 @@ class Node:
         gossip.set_hook(TopicKind.PROPOSALS, hooks.proposal)
         gossip.set_hook(TopicKind.VOTES, hooks.vote)
         gossip.set_hook(TopicKind.EVIDENCE, hooks.evidence)
+        # Proposals travel compact (transactions by hash, core.compact); what the mempool lacks is fetched.
+        rr = service.reqresp
+        assembler = ProposalAssembler(self.mempool.get, rr.txs, lambda: service.peers_serving("txs"))
+        self.proposal_assembler = assembler
         handlers = GossipHandlers(chain_id=self.chain_id, block_checks=self.block_checks,
                                   vote_verifier=self.vote_verifier, driver=lambda: self.driver,
                                   on_sync_vote=self._note_sync_vote,
-                                  is_evidence_confirmed=hooks.evidence_checks.is_confirmed)
+                                  is_evidence_confirmed=hooks.evidence_checks.is_confirmed, assembler=assembler)
         gossip.set_handler(TopicKind.PROPOSALS, handlers.proposal)
         gossip.set_handler(TopicKind.VOTES, handlers.vote)
         gossip.set_handler(TopicKind.EVIDENCE, handlers.evidence)
         providers = ChainProviders(self.chain, self.chain_id, lambda: self.driver)
-        rr = service.reqresp
+        rr.serve_txs(assembler.serve)
         rr.serve_status(providers.status)
         rr.serve_blocks(providers.block)
         rr.serve_votes(providers.votes)
@@ -467,6 +474,6 @@ class Node:
         if isinstance(message, Vote):
             await self.p2p.publish(TopicKind.VOTES, message.encode(), check=False)
         elif isinstance(message, ProposalBlock):
-            await self.p2p.publish(TopicKind.PROPOSALS, message.encode(), check=False)
+            await self.p2p.publish(TopicKind.PROPOSALS, compact_of(message).encode(), check=False)
         else:
             await self.p2p.publish(TopicKind.EVIDENCE, EvidenceEnvelope(message).encode(), check=False)

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from core.block import ProposalBlock
+from core.compact import CompactProposal
 from core.errors import DecodeError, InvalidSignature, InvalidTransaction
 from core.evidence import EvidenceEnvelope, WrongInference, validate_evidence_basic
 from core.tx import Transaction
@@ -44,13 +45,23 @@ def decode_tx_batch(data: bytes, chain_id: str, verify: TxVerifier | None = None
     return batch
 
 
-def decode_proposal(data: bytes, chain_id: str) -> ProposalBlock:
-    message = ProposalBlock.decode(data)
-    if message.block.header.chain_id != chain_id:
-        raise WrongChain(f"block for chain {message.block.header.chain_id!r}, expected {chain_id!r}")
+def decode_proposal(data: bytes, chain_id: str) -> ProposalBlock | CompactProposal:
+    """A proposal with its full block, or its compact form (transactions by hash, what proposers publish):
+    the two encode as msgpack arrays of different lengths, so a message decodes as at most one of them."""
+    message: ProposalBlock | CompactProposal
+    try:
+        message = CompactProposal.decode(data)
+    except DecodeError:
+        message = ProposalBlock.decode(data)
+    header = message.header if isinstance(message, CompactProposal) else message.block.header
+    if header.chain_id != chain_id:
+        raise WrongChain(f"block for chain {header.chain_id!r}, expected {chain_id!r}")
     if not message.proposal.verify_signature(chain_id):
         raise InvalidSignature(f"proposal {message.proposal.height}/{message.proposal.round}: bad signature")
-    message.block.validate_basic()
+    if isinstance(message, CompactProposal):
+        message.validate_basic()
+    else:
+        message.block.validate_basic()
     return message
 
 

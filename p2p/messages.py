@@ -17,6 +17,8 @@ from p2p.limits import MODEL_CHUNK, REQUEST_MAX, RESPONSE_MAX, TX_BATCH_MAX, TXS
 
 # At most this many blocks are asked for in one request; a response holds as many as fit in RESPONSE_MAX.
 MAX_BLOCKS_PER_REQUEST = 1000
+# At most this many transactions are asked for by hash in one request (34 bytes each, under REQUEST_MAX).
+MAX_TXS_PER_REQUEST = 1500
 
 
 @wire(max_bytes=TX_BATCH_MAX)
@@ -125,6 +127,24 @@ class ModelChunkResponse(Wire):
     total: U64
     offset: U64
     data: Annotated[bytes, MaxLen(MODEL_CHUNK)]
+
+
+@wire(max_bytes=REQUEST_MAX)
+class TxsRequest(Wire):
+    """Transactions by hash: those of a compact proposal the requester's mempool lacks."""
+
+    hashes: Annotated[tuple[Hash32, ...], MaxLen(MAX_TXS_PER_REQUEST)]
+
+    def validate_wire(self) -> None:
+        if not self.hashes:
+            raise ValueError("no transaction asked for")
+
+
+@wire(max_bytes=RESPONSE_MAX)
+class TxsResponse(Wire):
+    """The asked-for transactions the provider holds, as many as fit in one response, in the asked order."""
+
+    txs: Annotated[tuple[Transaction, ...], MaxLen(MAX_TXS_PER_REQUEST)]
 
 
 def bitset(indices: list[int] | set[int] | range) -> bytes:

@@ -1,4 +1,4 @@
-"""Request/response protocols: status, blocks with commits, vote catch-up, model bytes.
+"""Request/response protocols: status, blocks with commits, vote catch-up, model bytes, transactions by hash.
 
 Each exchange is one request and one response on a fresh stream (libp2p.request_response), every frame under
 1 MiB. Long transfers are many exchanges: block ranges continue where the last response stopped, models go by
@@ -29,6 +29,7 @@ from core.block import Block
 from core.codec import Wire
 from core.errors import DecodeError, LocalError, RemoteError
 from core.limits import MAX_VALIDATORS
+from core.tx import Transaction
 from core.types import Hash32, Height
 from core.votes import Commit, Vote
 from p2p.config import P2PConfig
@@ -37,6 +38,7 @@ from p2p.errors import BadResponse, NotFound, NotServed, RateLimited, RequestFai
 from p2p.limits import LIBP2P_FRAME_MAX, MODEL_CHUNK, MODEL_MAX, REQUEST_MAX, RESPONSE_MAX
 from p2p.messages import (
     MAX_BLOCKS_PER_REQUEST,
+    MAX_TXS_PER_REQUEST,
     BlocksRequest,
     BlocksResponse,
     ChainStatus,
@@ -46,6 +48,8 @@ from p2p.messages import (
     ResponseCode,
     StatusRequest,
     StoredBlock,
+    TxsRequest,
+    TxsResponse,
     VotesRequest,
     VotesResponse,
 )
@@ -58,6 +62,7 @@ StatusProvider = Callable[[], Awaitable[ChainStatus]]
 BlockProvider = Callable[[Height], Awaitable[StoredBlock | None]]
 VoteProvider = Callable[[VotesRequest], Awaitable[Sequence[Vote]]]
 ModelProvider = Callable[[Hash32, int, int], Awaitable[ModelChunkResponse | None]]
+TxProvider = Callable[[Sequence[Hash32]], Awaitable[Sequence[Transaction]]]
 Progress = Callable[[int, int], None]
 OffenseSink = Callable[[ID, Offense, str], None]
 
@@ -84,7 +89,7 @@ class SyncedBlock:
 
 
 def protocol_ids(chain_id: str) -> dict[str, TProtocol]:
-    return {name: TProtocol(f"/inferchain/{chain_id}/{name}/1") for name in ("status", "blocks", "votes", "model")}
+    return {name: TProtocol(f"/inferchain/{chain_id}/{name}/1") for name in ("status", "blocks", "votes", "model", "txs")}
 
 
 class ReqResp:
@@ -156,6 +161,21 @@ class ReqResp:
             return chunk
 
         self._serve("model", ModelChunkRequest, handle)
+
+    def serve_txs(self, provider: TxProvider) -> None:
+        """Transactions by hash: those `provider` holds among the asked ones, in the asked order, as many as
+        fit in one response."""
+        async def handle(request: TxsRequest, peer: ID) -> Wire:
+            out: list[Transaction] = []
+            size = 0
+            for tx in await provider(request.hashes):
+                size += len(tx.encode()) + 8
+                if size > RESPONSE_MAX - 1024:
+                    break
+                out.append(tx)
+            return TxsResponse(tuple(out))
+
+        self._serve("txs", TxsRequest, handle)
 
     def _serve(self, name: str, request_type: type[W], handle: Callable[[Any, ID], Awaitable[Wire]]) -> None:
         async def handler(payload: bytes, context: RequestContext) -> bytes:
@@ -251,6 +271,35 @@ class ReqResp:
             if not vote.verify_signature(chain_id):
                 self._bad_response(peer, "votes", BadResponse("vote with a bad signature"))
         return list(response.votes)
+
+    async def txs(self, peer: ID, hashes: Sequence[Hash32]) -> list[Transaction]:
+        """The transactions among `hashes` (at most MAX_TXS_PER_REQUEST) that the peer holds. A response with a
+        transaction not asked for, or out of the asked order, is the peer's fault (BadResponse)."""
+        asked = tuple(hashes[:MAX_TXS_PER_REQUEST])
+        body = await self._request(peer, "txs", TxsRequest(asked))
+        if len(body) >= _THREAD_THRESHOLD:
+            result = await trio.to_thread.run_sync(self._decode_txs, asked, body)
+        else:
+            result = self._decode_txs(asked, body)
+        if isinstance(result, RemoteError):
+            self._bad_response(peer, "txs", result)
+        return result
+
+    @staticmethod
+    def _decode_txs(asked: tuple[Hash32, ...], body: bytes) -> list[Transaction] | RemoteError:
+        try:
+            response = TxsResponse.decode(body)
+        except DecodeError as exc:
+            return exc
+        position = 0
+        for tx in response.txs:
+            tx_hash = tx.hash
+            while position < len(asked) and asked[position] != tx_hash:
+                position += 1
+            if position == len(asked):
+                return BadResponse(f"transaction {tx_hash.hex()[:16]} was not asked for (or is out of order)")
+            position += 1
+        return list(response.txs)
 
     async def fetch_model(self, peer: ID, model_id: Hash32, *, progress: Progress | None = None,
                           max_size: int = MODEL_MAX) -> bytes:

@@ -17,6 +17,7 @@ from collections.abc import Iterator
 import pytest
 
 from core.block import Block, ProposalBlock
+from core.compact import CompactProposal
 from core.tx import Transaction
 from core.types import Amount
 from p2p.messages import TxBatch
@@ -229,8 +230,13 @@ def test_false_wrong_inference_evidence_is_refused_and_its_sender_dropped(net: R
         committed = net.client(0).block(result.height).block
 
         def public(committed: Block = committed) -> ProposalBlock | None:
-            return next((m.value for m in observer.messages[TopicKind.PROPOSALS]
-                         if m.value.block.id == committed.id), None)
+            for m in observer.messages[TopicKind.PROPOSALS]:
+                value = m.value
+                if isinstance(value, CompactProposal) and value.header.block_id == committed.id:
+                    return value.rebuild(committed.txs)  # proposals travel compact: the block's txs by hash
+                if isinstance(value, ProposalBlock) and value.block.id == committed.id:
+                    return value
+            return None
 
         signed = net.wait_until(f"the observer to have seen the proposal of block {result.height}", public, 30)
         index = next(i for i, t in enumerate(signed.block.txs) if t.hash == tx.hash)

@@ -15,6 +15,7 @@ from libp2p.peer.id import ID
 
 from consensus.proposer import ProposerPriorities
 from core.block import Block, ProposalBlock
+from core.compact import compact_of
 from core.errors import InvalidSignature
 from core.evidence import EvidenceEnvelope
 from core.hashing import ZERO_HASH, sha256
@@ -86,10 +87,12 @@ def test_only_the_proposer_of_the_round_is_relayed(node: Node) -> None:
     for r in range(4):
         proposer = _proposer_key(node, r)
         assert proposal_verdict(node.chain, _proposal(node, proposer, r)) is GossipVerdict.ACCEPT
+        assert proposal_verdict(node.chain, compact_of(_proposal(node, proposer, r))) is GossipVerdict.ACCEPT
         for i in range(4):
             other = validator_key(DEFAULT_SEED_PHRASE, i)
             if other.address != proposer.address:
                 assert proposal_verdict(node.chain, _proposal(node, other, r)) is GossipVerdict.REJECT
+                assert proposal_verdict(node.chain, compact_of(_proposal(node, other, r))) is GossipVerdict.REJECT
 
 
 def test_proposals_beyond_the_round_window_are_ignored(node: Node) -> None:
@@ -107,6 +110,11 @@ async def test_at_most_two_blocks_per_height_and_round_reach_consensus(node: Nod
     verdicts = [await hooks.proposal(_message(TopicKind.PROPOSALS, pb, pb.encode()))
                 for pb in (first, twin, third, first)]
     assert verdicts == [GossipVerdict.ACCEPT, GossipVerdict.ACCEPT, GossipVerdict.IGNORE, GossipVerdict.ACCEPT]
+    # The compact form of a third block counts against the same window (a proposer cannot send a third
+    # block, and so make every peer fetch its transactions, by sending it compact).
+    compact_third = compact_of(third)
+    assert await hooks.proposal(_message(TopicKind.PROPOSALS, compact_third, compact_third.encode())) \
+        is GossipVerdict.IGNORE
 
 
 # ------------------------------------------------------------------------------------------------ transactions

@@ -69,6 +69,8 @@ async def test_four_validators_agree_on_every_block_and_state_root(tmp_path) -> 
             for n in nodes:
                 assert n.queries.tx(pay.hash) is not None
                 assert n.queries.status().peers >= 3
+            # Proposals travelled compact (transactions by hash) and every non-proposer rebuilt them.
+            assert all(n.proposal_assembler is not None and n.proposal_assembler.rebuilt > 0 for n in nodes)
 
 
 @pytest.mark.trio

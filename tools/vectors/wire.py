@@ -33,6 +33,7 @@ from consensus.signer import SignRecord
 from core.app import Verdict
 from core.block import Block, ProposalBlock
 from core.codec import Wire
+from core.compact import CompactProposal, compact_of
 from core.errors import DecodeError
 from core.evidence import (
     DuplicateProposal,
@@ -113,6 +114,7 @@ def collect(world: World) -> Cases:
         add(f"header_{i}", block.header)
         add(f"block_{i}", block)
     add("proposal_block_3", world.proposals[2])
+    add("compact_proposal_block_1", compact_of(world.proposals[0]))
     names = {tx.hash: name for name, tx in world.txs.items()}
     for block in (b1, b2):
         for tx, result in zip(block.txs, block.results, strict=True):
@@ -192,6 +194,8 @@ def collect(world: World) -> Cases:
     assert registered_record is not None
     model_bytes = app.view().model_bytes(registered_record)
     add("first_2048_bytes", p2p_messages.ModelChunkRequest(registered.model_id, 0, 2048))
+    add("txs_of_block_1", p2p_messages.TxsRequest(tuple(tx.hash for tx in b1.txs)))
+    add("txs_of_block_1_held", p2p_messages.TxsResponse(b1.txs))
     add("model_bytes_from_2048", p2p_messages.ModelChunkResponse(len(model_bytes), 2048, model_bytes[2048:]))
 
     # consensus
@@ -271,6 +275,8 @@ def extras(value: Wire, chain_id: str) -> dict[str, Any]:
         out["ids"] = {"commit_hash": value.hash.hex()}
     elif isinstance(value, ProposalBlock):
         out["ids"] = {"hash": value.hash.hex(), "block_id": value.block.id.hex()}
+    elif isinstance(value, CompactProposal):
+        out["ids"] = {"block_id": value.header.block_id.hex()}
     elif isinstance(value, EvidenceEnvelope):
         out["ids"] = {"evidence_hash": value.hash.hex(), "offence_id": offence_id(value.evidence).hex()}
     elif isinstance(value, DuplicateVote | DuplicateProposal | WrongInference):

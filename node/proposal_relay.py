@@ -1,0 +1,156 @@
+"""Rebuilding compact proposals (core.compact): transactions from the mempool, the rest fetched from peers.
+
+A proposal names its transactions by hash; nearly all are already in this node's mempool through transaction
+gossip. The few it lacks (sent to the proposer's RPC a moment before it built, or refused here) are asked for
+over request/response: first from the peer that forwarded the proposal, then (hedged: the earlier request
+keeps running) from its proposer after `per_peer_s`, then from any other peer, all within `total_s`, looking
+at the mempool again meanwhile (gossip still in flight fills gaps too). A peer that does not answer, or
+answers with transactions it was not asked for, only costs `per_peer_s` (and, for a wrong answer, a penalty
+in p2p): it cannot stall the proposal past `total_s`. If the transactions cannot be found in time the proposal
+is dropped here; consensus then times out the propose step as for a proposal never received, and catches
+up on the block by vote and commit catch-up if the others decide it (docs/security.md).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+
+import trio
+from libp2p.peer.id import ID
+
+from core.block import ProposalBlock
+from core.compact import CompactProposal
+from core.errors import InvalidBlock, RemoteError
+from core.tx import Transaction
+from core.types import Hash32
+from p2p.messages import MAX_TXS_PER_REQUEST
+
+logger = logging.getLogger(__name__)
+
+_MEMPOOL_POLL_S = 0.05
+
+TxLookup = Callable[[bytes], Transaction | None]
+TxFetch = Callable[[ID, Sequence[Hash32]], Awaitable[list[Transaction]]]
+
+
+@dataclass(frozen=True, slots=True)
+class FetchLimits:
+    """Time a proposal's missing transactions may take: per peer asked, and in all (under the genesis
+    `timeout_propose` of 3 s, so a proposal that arrives in time is still rebuilt in time)."""
+
+    per_peer_s: float = 1.0
+    total_s: float = 2.5
+    remembered_txs: int = 20_000  # transactions of recently rebuilt proposals, for a later round's copy
+
+
+class ProposalAssembler:
+    """`lookup` finds a transaction locally (the mempool); `fetch(peer, hashes)` asks a peer
+    (`p2p.reqresp.ReqResp.txs`); `peers()` lists the other peers that may serve transactions."""
+
+    def __init__(self, lookup: TxLookup, fetch: TxFetch, peers: Callable[[], list[ID]],
+                 limits: FetchLimits | None = None) -> None:
+        self._lookup = lookup
+        self._fetch = fetch
+        self._peers = peers
+        self.limits = limits or FetchLimits()
+        self._recent: OrderedDict[bytes, Transaction] = OrderedDict()
+        self.rebuilt = 0  # proposals rebuilt
+        self.fetched = 0  # transactions fetched from peers
+        self.dropped = 0  # proposals whose transactions could not be found in time
+
+    def get(self, tx_hash: bytes) -> Transaction | None:
+        """A transaction from the mempool or a recently rebuilt proposal."""
+        tx = self._lookup(tx_hash)
+        return tx if tx is not None else self._recent.get(tx_hash)
+
+    async def serve(self, hashes: Sequence[Hash32]) -> list[Transaction]:
+        """What this node serves to peers (`p2p.reqresp.ReqResp.serve_txs`): the asked ones it holds, in order."""
+        out: list[Transaction] = []
+        for i, tx_hash in enumerate(hashes):
+            if i and i % 256 == 0:
+                await trio.lowlevel.checkpoint()
+            tx = self.get(tx_hash)
+            if tx is not None:
+                out.append(tx)
+        await trio.lowlevel.checkpoint()
+        return out
+
+    async def assemble(self, compact: CompactProposal, *, forwarder: ID, origin: ID) -> ProposalBlock | None:
+        """The full proposal, or None when its transactions could not all be found within the limits."""
+        found, missing = compact.missing(self.get)
+        if missing:
+            got = await self._find_missing(missing, [forwarder, origin, *self._peers()])
+            found = [tx if tx is not None else got.get(h) for tx, h in zip(found, compact.tx_hashes, strict=True)]
+        txs = [tx for tx in found if tx is not None]
+        if len(txs) != len(found):
+            self.dropped += 1
+            logger.info("proposal %d/%d dropped: %d of its %d transactions not found in %.1f s",
+                        int(compact.proposal.height), int(compact.proposal.round), len(found) - len(txs),
+                        len(found), self.limits.total_s)
+            return None
+        try:
+            message = compact.rebuild(txs)
+        except InvalidBlock as exc:  # a transaction of another chain named by hash: the proposer's block is bad
+            logger.info("proposal %d/%d refused: %s", int(compact.proposal.height), int(compact.proposal.round), exc)
+            return None
+        self.rebuilt += 1
+        self._remember(txs)
+        return message
+
+    async def _find_missing(self, missing: list[Hash32], candidates: list[ID]) -> dict[bytes, Transaction]:
+        """Hedged requests: the next peer is asked whenever `per_peer_s` passes without everything found,
+        while earlier requests keep running (a slow honest peer still counts, a staller costs only its
+        `per_peer_s`); the mempool is looked at meanwhile, since transaction gossip still in flight fills gaps
+        too. Everything stops at `total_s` or once nothing is missing."""
+        got: dict[bytes, Transaction] = {}
+
+        def still_missing() -> list[Hash32]:
+            for h in missing:
+                if h not in got:
+                    tx = self._lookup(h)
+                    if tx is not None:
+                        got[bytes(h)] = tx
+            return [h for h in missing if h not in got]
+
+        async def ask(peer: ID, finished: trio.Event) -> None:
+            try:
+                want = still_missing()
+                for start in range(0, len(want), MAX_TXS_PER_REQUEST):
+                    for tx in await self._fetch(peer, want[start:start + MAX_TXS_PER_REQUEST]):
+                        if bytes(tx.hash) not in got:
+                            got[bytes(tx.hash)] = tx
+                            self.fetched += 1
+            except RemoteError as exc:  # BadResponse was penalized by p2p; any failure: the others go on
+                logger.debug("transactions from %s: %s", peer, exc)
+            finally:
+                finished.set()
+
+        with trio.move_on_after(self.limits.total_s):
+            async with trio.open_nursery() as nursery:
+                asked: set[ID] = set()
+                for peer in candidates:
+                    if not still_missing():
+                        break
+                    if peer in asked:
+                        continue
+                    asked.add(peer)
+                    finished = trio.Event()
+                    nursery.start_soon(ask, peer, finished)
+                    # Until this peer answers or fails, `per_peer_s` passes, or nothing is missing any more.
+                    hedge_at = trio.current_time() + self.limits.per_peer_s
+                    while still_missing() and not finished.is_set() and trio.current_time() < hedge_at:  # noqa: ASYNC110
+                        await trio.sleep(_MEMPOOL_POLL_S)
+                while still_missing():  # noqa: ASYNC110 - the mempool offers no event per arrival
+                    await trio.sleep(_MEMPOOL_POLL_S)
+                nursery.cancel_scope.cancel()
+        return got
+
+    def _remember(self, txs: list[Transaction]) -> None:
+        for tx in txs:
+            self._recent[bytes(tx.hash)] = tx
+            self._recent.move_to_end(bytes(tx.hash))
+        while len(self._recent) > self.limits.remembered_txs:
+            self._recent.popitem(last=False)
