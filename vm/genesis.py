@@ -22,6 +22,7 @@ from core.hashing import ZERO_HASH, sha256
 from core.limits import KIB
 from core.tensor import DType, Tensor
 from core.types import Address, Amount, Gas, Hash32, Height, Nonce, PublicKeyBytes, Timestamp
+from core.units import DEFAULT_TOKEN, MAX_DECIMALS, Token
 from core.validators import MAX_TOTAL_POWER, ValidatorEntry, ValidatorList, ValidatorSet
 from vm.params import (
     ChainConsensusParams,
@@ -186,6 +187,18 @@ def parse_time(text: Any) -> Timestamp:
     return Timestamp(ms)
 
 
+def _token(doc: Mapping[str, Any]) -> Token:
+    """The `token` section (display unit, base unit, decimals); a genesis without one gets ifc/uifc/6."""
+    if "token" not in doc:
+        return DEFAULT_TOKEN
+    item = _get(doc, "token", "genesis")
+    try:
+        return Token.from_obj([_str(item, "display", "token"), _str(item, "base", "token"),
+                               _int(item, "decimals", "token", 0, MAX_DECIMALS)])
+    except (DecodeError, TypeError, ValueError) as exc:
+        raise ConfigError(f"genesis: token: {exc}") from None
+
+
 def parse_params(doc: Mapping[str, Any]) -> Params:
     try:
         consensus = ChainConsensusParams.from_obj(
@@ -204,7 +217,7 @@ def parse_params(doc: Mapping[str, Any]) -> Params:
     for entry in _list(doc, "models", "genesis"):
         if isinstance(entry, Mapping) and entry.get("poi") is True:
             poi_ids.append(_hash(_get(entry, "id", "models[]"), "models[].id"))
-    params = Params(consensus, vm, staking, rewards, slashing, tuple(poi_ids))
+    params = Params(consensus, vm, staking, rewards, slashing, tuple(poi_ids), _token(doc))
     try:
         validate_params(params)
         params = Params.decode(params.encode())  # every field within its wire range

@@ -9,6 +9,7 @@ from typing import Annotated
 
 from core.codec import I64, U8, U16, U32, MaxLen, Wire, wire
 from core.types import Amount, Gas, Hash32
+from core.units import Token
 
 BPS = 10_000
 
@@ -116,6 +117,8 @@ class Params(Wire):
     rewards: RewardParams
     slashing: SlashingParams
     poi_models: Annotated[tuple[Hash32, ...], MaxLen(16)]
+    # The token's display and base units (core.units); amounts everywhere else are base units.
+    token: Token
 
     def validate_wire(self) -> None:
         validate_params(self)

@@ -18,6 +18,7 @@ import click
 from core.errors import KeyFileError, RemoteError
 from core.keyfile import is_encrypted, load_key
 from core.keys import PrivateKey
+from core.units import DEFAULT_TOKEN, AmountText, Token, parse_amount_text
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -36,6 +37,38 @@ def u64(minimum: int = 0) -> click.IntRange:
 
 class CliError(RemoteError):
     """A mistake in how a command was called or what it was given; the message is the whole story."""
+
+
+class AmountParam(click.ParamType[AmountText, Any]):
+    """An amount as typed (`10ifc`, `2.5ifc`, `1500uifc`, `1500` = base units): its form is checked at once
+    (a usage error, exit 2), its value once the chain's token is known (`resolve_amount`)."""
+
+    name = "amount"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> AmountText:
+        if isinstance(value, AmountText):
+            return value
+        try:
+            parsed = parse_amount_text(str(value))
+            if parsed.unit is None:
+                parsed.resolve(DEFAULT_TOKEN)  # base units: the range check needs no token
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+        return parsed
+
+
+AMOUNT = AmountParam()
+
+
+def resolve_amount(amount: AmountText, token: Token, what: str = "AMOUNT", *, minimum: int = 0) -> int:
+    """The amount in base units, or a one-line CliError naming the argument."""
+    try:
+        value = amount.resolve(token)
+    except ValueError as exc:
+        raise CliError(f"{what}: {exc}") from None
+    if value < minimum:
+        raise CliError(f"{what}: must be at least {minimum} {token.base}")
+    return value
 
 
 def repo_root() -> Path:
@@ -97,8 +130,8 @@ def tx_options(fn: F) -> F:
                      help="Signing key: a name in the keyring or a path to a key file."),
         keyring_option,
         node_option,
-        click.option("--fee", type=u64(), default=None,
-                     help="Fee in the smallest unit (default: gas limit x the chain's minimum gas price)."),
+        click.option("--fee", type=AMOUNT, default=None,
+                     help="Fee, e.g. 0.01ifc or 10000 (base units) (default: gas limit x the minimum gas price)."),
         click.option("--gas-limit", type=u64(1), default=None,
                      help="Gas limit (default: what the chain's gas schedule charges this transaction)."),
         click.option("--nonce", type=u64(), default=None,
@@ -160,6 +193,15 @@ def echo_json(value: Any) -> None:
     click.echo(json.dumps(value, indent=2, sort_keys=False, default=str))
 
 
+def emit(doc: dict[str, Any], as_json: bool, *, shown: dict[str, str] | None = None) -> None:
+    """The one way a command prints its result: `doc` as JSON for scripts (amounts in base units), else as
+    `key: value` lines for people, with `shown` replacing some values by their human form (amounts in ifc)."""
+    if as_json:
+        echo_json(doc)
+    else:
+        echo_pairs([(key.replace("_", " "), (shown or {}).get(key, value)) for key, value in doc.items()])
+
+
 def echo_pairs(pairs: list[tuple[str, Any]]) -> None:
     """`key: value` lines for people: yes/no for flags, `-` for nothing, and no line for an empty text."""
     shown = [(k, display(v)) for k, v in pairs if v != ""]
@@ -191,7 +233,3 @@ def tx_kind_name(kind: int) -> str:
 
 def warn(message: str) -> None:
     click.secho(message, fg="yellow", err=True)
-
-
-def format_amount(value: int) -> str:
-    return f"{value:,}".replace(",", "_")

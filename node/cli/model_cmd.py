@@ -168,7 +168,7 @@ def prepare_model(model_bytes: bytes, *, name: str, model_class: str, grid_k: in
 @tx_options
 def register(path: Path, name: str, model_class: str, grid_k: int, tol_abs: int, tol_rel_ppm: int,
              fee_per_call: int, input_shape: tuple[str, ...], golden_inputs: Path | None, from_key: str,
-             keyring: Path, node_url: str, fee: int | None, gas_limit: int | None, nonce: int | None, no_wait: bool,
+             keyring: Path, node_url: str, fee: object, gas_limit: int | None, nonce: int | None, no_wait: bool,
              timeout: float, as_json: bool) -> None:
     """Canonicalize the ONNX model at PATH, upload it in chunks and wait for its registration."""
     if fee is not None:

@@ -8,16 +8,17 @@ from pathlib import Path
 import click
 
 from core.address import encode_address, parse_address
+from core.units import format_amount
 from node.cli.common import (
     CliError,
     echo_json,
     echo_pairs,
-    format_amount,
     json_option,
     key_file_for,
     node_option,
     tx_kind_name,
 )
+from node.cli.units import chain_token
 from node.client import Client
 from node.rpc.jsonenc import to_json
 
@@ -61,13 +62,15 @@ def account(address: str, height: int | None, keyring: Path, node_url: str, as_j
     with Client(node_url) as client:
         acc = client.account(addr, height)
         header = client.block(acc.height).header if acc.height > 0 else None
+        token = chain_token(client)
     root = header.state_root if header is not None else acc.state_root
     verified = acc.verify(root)
     if as_json:
         echo_json({"address": encode_address(acc.address), "height": acc.height, "balance": acc.balance,
-                   "nonce": acc.nonce, "exists": acc.exists, "state_root": root.hex(), "proof_verified": verified})
+                   "denom": token.base, "nonce": acc.nonce, "exists": acc.exists, "state_root": root.hex(),
+                   "proof_verified": verified})
     else:
-        echo_pairs([("address", encode_address(acc.address)), ("balance", format_amount(acc.balance)),
+        echo_pairs([("address", encode_address(acc.address)), ("balance", format_amount(acc.balance, token)),
                     ("nonce", acc.nonce), ("height", acc.height),
                     ("proof", "verified against the block's state root" if verified else "DOES NOT VERIFY")])
     if not verified:
@@ -152,6 +155,7 @@ def validators(height: int | None, node_url: str, as_json: bool) -> None:
     """The validator set with stake, power, jail state and PoI counts."""
     with Client(node_url) as client:
         info = client.validators(height)
+        token = chain_token(client)
     if as_json:
         echo_json({"height": info.height, "total_power": info.total_power,
                    "validators": [{f: (getattr(v, f).hex() if isinstance(getattr(v, f), bytes) else getattr(v, f))
@@ -160,7 +164,7 @@ def validators(height: int | None, node_url: str, as_json: bool) -> None:
     click.echo(f"validators signing height {info.height} (total power {info.total_power}):")
     for v in info.validators:
         state = "tombstoned" if v.tombstoned else "jailed" if v.jailed else "active"
-        click.echo(f"  {v.address}  power={v.power}  stake={format_amount(v.stake)}  {state}  "
+        click.echo(f"  {v.address}  power={v.power}  stake={format_amount(v.stake, token).replace(' ', '')}  {state}  "
                    f"poi={v.poi_correct}/{v.poi_wrong}/{v.poi_missed} (correct/wrong/missed)")
 
 
