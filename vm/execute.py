@@ -37,6 +37,7 @@ from vm.state import (
     chunk_key,
     expiry_key,
     model_key,
+    model_name_key,
     unbonding_key,
     upload_key,
 )
@@ -338,6 +339,8 @@ def _model_chunk(view: StateView, ctx: BlockContext, index: int, sender: Address
             raise _Failed("model already registered")
         if upload is not None:
             raise _Failed("an upload of this model is already in progress")
+        if view.get_raw(model_name_key(header.meta.name)) is not None:
+            raise _Failed(f"the model name {header.meta.name!r} is taken (names are first come per chain)")
         max_bytes = sandbox_limit(ctx.params, "max_model_bytes")
         if not 0 < header.total_bytes <= max_bytes:
             raise _Failed(f"model size must be between 1 and {max_bytes} bytes")
@@ -368,6 +371,7 @@ def _model_chunk(view: StateView, ctx: BlockContext, index: int, sender: Address
         ekey = expiry_key(upload.expires_at)
         expiring = view.get(ekey, ExpiryList) or ExpiryList(())
         view.put(ekey, ExpiryList((*expiring.model_ids, mid)))
+        view.put_raw(model_name_key(header.meta.name), mid)
     view.put(ukey, upload)
     view.put_raw(chunk_key(mid, p.index), p.data)
     if not complete:
@@ -380,7 +384,10 @@ def _model_chunk(view: StateView, ctx: BlockContext, index: int, sender: Address
 
 
 def drop_upload(view: StateView, model_id: Hash32, n_chunks: int) -> None:
-    """Forget an upload and every chunk it stored (expired, rejected or mismatched)."""
+    """Forget an upload and every chunk it stored (expired, rejected or mismatched), and free its name."""
+    upload = view.get(upload_key(model_id), Upload)
+    if upload is not None and view.get_raw(model_name_key(upload.header.meta.name)) == model_id:
+        view.delete(model_name_key(upload.header.meta.name))
     view.delete(upload_key(model_id))
     for i in range(n_chunks):
         view.delete(chunk_key(model_id, i))

@@ -47,6 +47,7 @@ from vm.state import (
     Supply,
     chunk_key,
     model_key,
+    model_name_key,
     vset_key,
     vset_ring,
 )
@@ -364,6 +365,8 @@ def parse_genesis(doc: Any, *, base_dir: Path = REPO_ROOT, file_hash: Hash32 = Z
     models = tuple(_model(entry, i, base_dir) for i, entry in enumerate(_list(doc, "models", "genesis")))
     if len({m.model_id for m in models}) != len(models):
         raise ConfigError("genesis: a model is listed twice")
+    if len({m.meta.name for m in models}) != len(models):
+        raise ConfigError("genesis: two models have the same name (names are unique per chain)")
     for m in models:
         if m.poi:
             _validate_poi_model(m)
@@ -427,6 +430,7 @@ def genesis_state(genesis: Genesis, model_gas: Callable[[GenesisModel], tuple[in
             view.put_raw(chunk_key(m.model_id, i), piece)
         view.put(model_key(m.model_id), ModelRecord(m.owner, m.meta, sha256(m.model_bytes), len(m.model_bytes),
                                                     len(pieces), Gas(gas), Height(0), Gas(gas_load)))
+        view.put_raw(model_name_key(m.meta.name), m.model_id)
     view.put(KEY_CHAIN, ChainRecord(Height(0), genesis.genesis_time, ZERO_HASH, ZERO_HASH))
     view.put(KEY_SUPPLY, Supply(Amount(genesis.supply), Amount(0), Amount(0)))
     return view

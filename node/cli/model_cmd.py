@@ -189,6 +189,7 @@ def register(path: Path, name: str, model_class: str, grid_k: int, tol_abs: int,
     chunks = split_model(canonical, meta)
     model_id = chunks[0].model_id
     with Client(node_url, timeout=60) as client:
+        ensure_name_free(client, name)
         ctx = chain_context(client, key, nonce)
         limits = []
         for i, chunk in enumerate(chunks):
@@ -266,6 +267,15 @@ def show(model_id: str, node_url: str, as_json: bool) -> None:
         click.echo(f"input  {s['name']}: {s['dtype']} {s['shape']}")
     for s in outs:
         click.echo(f"output {s['name']}: {s['dtype']} {s['shape']}")
+
+
+def ensure_name_free(client: Client, name: str) -> None:
+    """Names are first come per chain (the VM refuses a taken one at the upload's first chunk); refusing it
+    here costs the user no fee at all."""
+    holder = next((m for m in client.models() if m.name == name), None)
+    if holder is not None:
+        raise CliError(f"the model name {name!r} is taken (model {holder.model_id.hex()[:16]}…, owner "
+                       f"{holder.owner}); names are first come per chain: choose another --name")
 
 
 def resolve_model_id(client: Client, text: str) -> str:
