@@ -23,8 +23,8 @@ from core.units import DEFAULT_TOKEN, AmountText, Token, parse_amount_text
 F = TypeVar("F", bound=Callable[..., Any])
 
 DEFAULT_NODE = "http://127.0.0.1:26657"
-DEFAULT_HOME = "~/.inferchain/node"
-DEFAULT_KEYRING = "~/.inferchain/keys"
+CLI_HOME_ENV = "INFERCHAIN_HOME"  # this user's inferchain directory: keyring in keys/, default node home in node/
+DEFAULT_CLI_HOME = "~/.inferchain"
 PASSPHRASE_ENV = "INFERCHAIN_PASSPHRASE"
 U64_MAX = 2**64 - 1
 
@@ -107,16 +107,34 @@ def node_option(fn: F) -> F:
                         help="RPC URL of the node to talk to (env INFERCHAIN_NODE).")(fn)
 
 
+def cli_home() -> Path:
+    """`$INFERCHAIN_HOME`, else ~/.inferchain: one directory per user (or per project, by setting the variable)."""
+    return Path(os.path.expanduser(os.environ.get(CLI_HOME_ENV) or DEFAULT_CLI_HOME))
+
+
+def default_keyring() -> Path:
+    return cli_home() / "keys"
+
+
 def home_option(fn: F) -> F:
-    return click.option("--home", envvar="INFERCHAIN_HOME", default=DEFAULT_HOME, show_default=True,
-                        type=click.Path(file_okay=False, path_type=Path),
-                        help="Node home directory (env INFERCHAIN_HOME).")(fn)
+    return click.option("--home", default=lambda: cli_home() / "node",
+                        show_default=f"${CLI_HOME_ENV}/node, else {DEFAULT_CLI_HOME}/node",
+                        type=click.Path(file_okay=False, path_type=Path), help="Node home directory.")(fn)
 
 
 def keyring_option(fn: F) -> F:
-    return click.option("--keyring", envvar="INFERCHAIN_KEYRING", default=DEFAULT_KEYRING, show_default=True,
+    return click.option("--keyring", envvar="INFERCHAIN_KEYRING", default=default_keyring,
+                        show_default=f"${CLI_HOME_ENV}/keys, else {DEFAULT_CLI_HOME}/keys",
                         type=click.Path(file_okay=False, path_type=Path),
-                        help="Directory of named key files (env INFERCHAIN_KEYRING).")(fn)
+                        help="Directory of named key files (env INFERCHAIN_KEYRING). One keyring serves every "
+                             "chain: a name, once taken, is never overwritten.")(fn)
+
+
+def key_exists_error(name: str, path: Path) -> CliError:
+    """A clash in the keyring: say that it is shared and never overwritten, and how to use another one."""
+    return CliError(f"a key named {name!r} already exists at {path}; the keyring is shared by every chain and "
+                    f"never overwrites a key: choose another name, or another keyring with --keyring DIR "
+                    f"(or {CLI_HOME_ENV}=DIR for DIR/keys)")
 
 
 def json_option(fn: F) -> F:

@@ -15,6 +15,7 @@ from node.cli.common import (
     echo_pairs,
     json_option,
     key_file_for,
+    keyring_option,
     node_option,
     tx_kind_name,
 )
@@ -52,8 +53,7 @@ def status(node_url: str, as_json: bool) -> None:
 @query.command("account")
 @click.argument("address")
 @click.option("--height", type=click.IntRange(min=0), default=None, help="At this height (default: latest).")
-@click.option("--keyring", envvar="INFERCHAIN_KEYRING", default="~/.inferchain/keys", type=click.Path(path_type=Path),
-              help="Keyring, to name an account by key name.")
+@keyring_option
 @node_option
 @json_option
 def account(address: str, height: int | None, keyring: Path, node_url: str, as_json: bool) -> None:
