@@ -1,4 +1,5 @@
-"""`inferchain devnet up|status|down`: a local multi-validator chain (node.devnet) from one terminal."""
+"""`inferchain devnet up|status|down|logs|fund|snapshot|restore|snapshots`: a local multi-validator chain
+(node.devnet) from one terminal."""
 
 from __future__ import annotations
 
@@ -11,7 +12,10 @@ from types import FrameType
 
 import click
 
-from node.cli.common import F, echo_json, warn
+from core.errors import DecodeError
+from core.keys import PrivateKey
+from core.units import DEFAULT_TOKEN, Token, format_amount
+from node.cli.common import AMOUNT, F, echo_json, emit, json_option, resolve_amount, warn
 from node.client import Client, RpcError
 from node.devnet import (
     DEFAULT_BASE_PORT,
@@ -33,6 +37,16 @@ def dir_option(fn: F) -> F:
 @click.group()
 def devnet() -> None:
     """A local devnet of validator processes on 127.0.0.1 (keys are publicly known)."""
+
+
+def _register_snapshot_commands() -> None:
+    from node.cli.devnet_snapshot_cmd import restore, snapshot, snapshots
+
+    for command in (snapshot, restore, snapshots):
+        devnet.add_command(command)
+
+
+_register_snapshot_commands()
 
 
 class _Stop(Exception):
@@ -69,7 +83,8 @@ def up(root: Path | None, validators: int, block_time: float | None, base_port: 
         click.echo(f"reset: removed {net.root}")
     created = net.prepare()
     click.echo(f"{'created' if created else 'resuming'} devnet in {net.root} ({net.validators} validators)")
-    _print_accounts(net)
+    token = _print_chain(net)
+    _print_accounts(net, token)
     previous = {s: signal.signal(s, _raise_stop) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         net.start_all()
@@ -99,7 +114,38 @@ def up(root: Path | None, validators: int, block_time: float | None, base_port: 
             click.echo(f"stopped {running} running node(s){gone}", err=True)
 
 
-def _print_accounts(net: Devnet) -> None:
+def _genesis_doc(net: Devnet) -> dict[str, object]:
+    import json
+
+    try:
+        doc = json.loads(net.genesis_path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return doc if isinstance(doc, dict) else {}
+
+
+def genesis_token(doc: dict[str, object]) -> Token:
+    item = doc.get("token")
+    if not isinstance(item, dict):
+        return DEFAULT_TOKEN
+    try:
+        return Token.from_obj([item.get("display"), item.get("base"), item.get("decimals")])
+    except (TypeError, ValueError, DecodeError):
+        return DEFAULT_TOKEN
+
+
+def _print_chain(net: Devnet) -> Token:
+    """The banner's chain line: chain id, the token's units and the minimum gas price."""
+    doc = _genesis_doc(net)
+    token = genesis_token(doc)
+    vm = doc.get("vm")
+    price = vm.get("min_gas_price") if isinstance(vm, dict) else None
+    click.echo(f"chain id {doc.get('chain_id', '?')}   token {token.display} = 10^{token.decimals} {token.base}   "
+               f"min gas price {price if price is not None else '?'} {token.base}/gas")
+    return token
+
+
+def _print_accounts(net: Devnet, token: Token) -> None:
     accounts = genesis_accounts(net.genesis_path)
     keys = {str(k.address): k for k in account_keys(net.seed_phrase, max(len(accounts), net.validators))}
     warn("WARNING: these keys derive from a PUBLISHED seed phrase. Anyone can spend from them. "
@@ -108,7 +154,8 @@ def _print_accounts(net: Devnet) -> None:
     for acc in accounts:
         key = keys.get(acc["address"])
         seed = key.seed.hex() if key is not None else "(not derived from the devnet seed)"
-        click.echo(f"  {acc.get('name', ''):<10} {acc['address']}  balance={acc['balance']}  seed={seed}")
+        balance = format_amount(int(acc["balance"]), token).replace(" ", "")
+        click.echo(f"  {acc.get('name', ''):<10} {acc['address']}  balance={balance}  seed={seed}")
 
 
 def _status_line(net: Devnet, clients: list[Client]) -> str:
@@ -210,3 +257,71 @@ def down(root: Path | None) -> None:
         return
     stopped = net.down()
     click.echo(f"stopped: {', '.join(stopped) if stopped else 'nothing left to stop'}")
+
+
+@devnet.command("logs")
+@dir_option
+@click.option("--node", "node_index", type=click.IntRange(min=0), default=None, help="Only node I's log.")
+@click.option("--follow", "-f", is_flag=True, help="Keep printing new lines until Ctrl-C.")
+def logs(root: Path | None, node_index: int | None, follow: bool) -> None:
+    """The nodes' logs interleaved in time order, each line prefixed with its node."""
+    from node.devnet_logs import follow as follow_logs
+    from node.devnet_logs import merged
+
+    net = Devnet.open(root)
+    indices = range(net.validators) if node_index is None else [node_index]
+    if node_index is not None and node_index >= net.validators:
+        raise DevnetError(f"--node {node_index}: the devnet has nodes 0 to {net.validators - 1}")
+    files = {f"node{i}": net.spec(i).log_path for i in indices}
+    for line in merged(files):
+        click.echo(line)
+    if follow:
+        try:
+            follow_logs(files, click.echo, stop=lambda: False)
+        except KeyboardInterrupt:
+            return
+
+
+@devnet.command("fund")
+@click.argument("address")
+@click.argument("amount", type=AMOUNT)
+@dir_option
+@click.option("--timeout", type=click.FloatRange(min=0.1, max=120), default=30.0, show_default=True,
+              help="Seconds to wait for the block.")
+@json_option
+def fund(address: str, amount: object, root: Path | None, timeout: float, as_json: bool) -> None:
+    """Send AMOUNT (e.g. 100ifc) to ADDRESS from the devnet's prefunded accounts (a faucet)."""
+    from core.address import parse_address
+    from core.types import Amount
+    from core.units import AmountText
+    from node.cli.chainctx import chain_context
+    from node.cli.tx_cmd import submit
+    from vm.txs import Transfer, build_tx
+
+    assert isinstance(amount, AmountText)
+    try:
+        recipient = parse_address(address)
+    except ValueError as exc:
+        raise DevnetError(f"ADDRESS: {exc}") from None
+    net = Devnet.open(root)
+    with Client(net.spec(0).rpc_url, timeout=max(timeout + 5, 10)) as client:
+        probe = chain_context(client, account_keys(net.seed_phrase, 1)[0], None)
+        value = resolve_amount(amount, probe.token, minimum=1)
+        funder = _richest_account(net, client, value)
+        ctx = chain_context(client, funder, None)
+        gas = ctx.gas("gas_transfer", None)
+        signed = build_tx(funder, Transfer(recipient, Amount(value)), chain_id=ctx.chain_id, nonce=ctx.nonce,
+                          gas_limit=gas, fee=ctx.fee(gas, None))
+        result = submit(client, signed, no_wait=False, timeout=timeout)
+    emit({"to": str(recipient), "amount": value, "from": str(funder.address), "hash": result.hash.hex(),
+          "height": result.height}, as_json, shown={"amount": format_amount(value, ctx.token)})
+
+
+def _richest_account(net: Devnet, client: Client, value: int) -> PrivateKey:
+    """The prefunded account with the largest balance, preferring those that own no validator."""
+    accounts = genesis_accounts(net.genesis_path)
+    keys = account_keys(net.seed_phrase, max(len(accounts), net.validators))
+    best = max(keys, key=lambda k: (keys.index(k) >= net.validators, client.account(k.address).balance))
+    if client.account(best.address).balance < value:
+        raise DevnetError(f"no prefunded account holds {value} base units")
+    return best

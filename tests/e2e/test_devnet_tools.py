@@ -1,0 +1,86 @@
+"""The devnet's tools on one real 3-validator devnet: the banner, the faucet (`devnet fund`), `devnet logs`,
+and snapshots (taken while running, restored after `down`, resumed by `up`). Free ports only."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from core.keys import PrivateKey
+from node.client import Client
+from node.devnet import Devnet
+from tests.e2e.test_devnet_cli import REPO, cli, heights, logs
+from tests.realnet import wait_until
+
+pytestmark = pytest.mark.e2e
+
+TO = str(PrivateKey.derive("devnet tools test", "recipient", 0).address)  # holds nothing in genesis
+
+
+def up_detached(root: Path) -> str:
+    done = subprocess.run([sys.executable, "-m", "node.cli", "devnet", "up", "--dir", str(root), "--validators", "3",
+                           "--base-port", "0", "--block-time", "0.2", "--detach"],
+                          cwd=REPO, capture_output=True, text=True, timeout=180, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout + done.stderr
+
+
+def balance(root: Path) -> int:
+    with Client(Devnet.open(root).spec(0).rpc_url, timeout=5) as c:
+        return c.account(TO).balance
+
+
+def test_banner_faucet_logs_and_snapshots_on_one_devnet(tmp_path: Path) -> None:
+    root = tmp_path / "dn"
+    snaps = tmp_path / "dn-snapshots"
+    try:
+        banner = up_detached(root)
+        assert "chain id inferchain-devnet-1 " in banner
+        assert "chain id " in banner and "token ifc = 10^6 uifc" in banner and "min gas price 1 uifc/gas" in banner
+        assert "balance=1_000_000ifc" in banner
+        wait_until("3 nodes past height 2", lambda: min(heights(root)) >= 2, 120, detail=lambda: logs(root))
+
+        funded = cli("devnet", "fund", TO, "2.5ifc", "--dir", str(root), "--json")
+        assert funded.returncode == 0, funded.stderr
+        assert json.loads(funded.stdout)["amount"] == 2_500_000 and balance(root) == 2_500_000
+        refused = cli("devnet", "fund", TO, "10^9ifc", "--dir", str(root))
+        assert refused.returncode == 2 and "Traceback" not in refused.stderr
+
+        merged = cli("devnet", "logs", "--dir", str(root))
+        assert merged.returncode == 0
+        lines = merged.stdout.splitlines()
+        assert {line.split(" | ")[0] for line in lines} == {"node0", "node1", "node2"}
+        stamps = [line.split(" | ", 1)[1][:23] for line in lines if line.split(" | ", 1)[1][:4].isdigit()]
+        assert stamps == sorted(stamps)  # one stream in time order
+        one = cli("devnet", "logs", "--node", "1", "--dir", str(root))
+        assert one.stdout and all(line.startswith("node1 | ") for line in one.stdout.splitlines())
+
+        # A snapshot of the running devnet: paused, copied, resumed (it keeps producing blocks).
+        taken = cli("devnet", "snapshot", "funded", "--dir", str(root), "--json")
+        assert taken.returncode == 0, taken.stderr
+        at = json.loads(taken.stdout)["height"]
+        assert at >= 2 and (snaps / "funded" / "node0").is_dir()
+        wait_until("blocks after the snapshot", lambda: min(heights(root)) >= at + 3, 120, detail=lambda: logs(root))
+        assert cli("devnet", "snapshot", "funded", "--dir", str(root)).returncode == 1  # never overwritten
+        assert cli("devnet", "fund", TO, "1ifc", "--dir", str(root)).returncode == 0
+        assert balance(root) == 3_500_000
+        busy = cli("devnet", "restore", "funded", "--dir", str(root))
+        assert busy.returncode == 1 and "stop it first" in busy.stderr
+
+        listed = json.loads(cli("devnet", "snapshots", "--dir", str(root), "--json").stdout)
+        assert [s["name"] for s in listed] == ["funded"]
+
+        assert cli("devnet", "down", "--dir", str(root)).returncode == 0
+        restored = cli("devnet", "restore", "funded", "--dir", str(root))
+        assert restored.returncode == 0, restored.stderr
+        up_detached(root)
+        wait_until("the restored chain to move on", lambda: min(heights(root)) >= at + 1, 120,
+                   detail=lambda: logs(root))
+        assert balance(root) == 2_500_000  # the second faucet payment came after the snapshot
+    finally:
+        Devnet(root).down()
+    assert not Devnet(root).running_pids()
