@@ -34,6 +34,8 @@ COMMANDS: dict[str, Entry] = {
                    "Run MODEL (id or name) on INPUTS (.npy, .npz or .json; matched to the model's inputs by name, "
                    "with the declared dtype and shape); wait for finality and print the outputs."),
     "query": Entry("node.cli.query_cmd", "query", "Read accounts, blocks, transactions, validators and PoI scores."),
+    "export": Entry("node.cli.export_cmd", "export",
+                    "Export a stopped node's state at a height as a genesis-shaped JSON file (every table, checked)."),
     "completion": Entry("node.cli.completion_cmd", "completion",
                         "Print the shell completion script for SHELL (bash, zsh or fish)."),
 }
