@@ -99,11 +99,12 @@ class Devnet:
                  base_port: int = DEFAULT_BASE_PORT, block_time_ms: int | None = None,
                  seed_phrase: str = DEFAULT_SEED_PHRASE, python: str = sys.executable,
                  genesis_overrides: Mapping[str, Mapping[str, Any]] | None = None,
-                 accounts: int | None = None) -> None:
+                 accounts: int | None = None, idle_block_time_ms: int | None = None) -> None:
         self.root = Path(root) if root is not None else repo_root() / ".devnet"
         self.validators = validators
         self.base_port = base_port
         self.block_time_ms = block_time_ms
+        self.idle_block_time_ms = idle_block_time_ms  # node.idle; None: every height at the normal pace
         self.seed_phrase = seed_phrase
         self.python = python
         self.genesis_overrides = {k: dict(v) for k, v in (genesis_overrides or {}).items()}
@@ -264,7 +265,8 @@ class Devnet:
             # public node's (docs/rpc.md), still finite.
             rpc=RPCSection(address=f"127.0.0.1:{spec.rpc_port}", requests_per_s=100_000.0, burst=100_000,
                            concurrent_per_client=512, websockets_per_client=64, subscriptions_per_client=1024),
-            consensus=ConsensusSection(timeout_commit_ms=self.block_time_ms, next_block_delay_ms=self._block_delay_ms()))
+            consensus=ConsensusSection(timeout_commit_ms=self.block_time_ms, next_block_delay_ms=self._block_delay_ms(),
+                                       idle_block_time_ms=self.idle_block_time_ms))
         init_home(spec.home, self.genesis_path, config=config,
                   validator_key=PrivateKey.derive(self.seed_phrase, "validator", index) if validator else None,
                   generate_validator_key=False, node_key_seed=node_key_seed(self.seed_phrase, index),
@@ -276,8 +278,8 @@ class Devnet:
         return NEXT_BLOCK_DELAY_MS if self.block_time_ms is None else self.block_time_ms
 
     def _write_consensus_overrides(self) -> None:
-        """Apply --block-time to existing homes, and the devnet's block delay to homes made before it existed
-        (both are local config overrides, not genesis values)."""
+        """Apply --block-time and the idle block time to existing homes, and the devnet's block delay to homes
+        made before it existed (all local config overrides, not genesis values)."""
         from node.config import load_config, write_config
 
         for index in range(self.validators):
@@ -289,7 +291,8 @@ class Devnet:
             new = _replace(old, timeout_commit_ms=old.timeout_commit_ms if self.block_time_ms is None
                            else self.block_time_ms,
                            next_block_delay_ms=old.next_block_delay_ms if old.next_block_delay_ms is not None
-                           and self.block_time_ms is None else self._block_delay_ms())
+                           and self.block_time_ms is None else self._block_delay_ms(),
+                           idle_block_time_ms=self.idle_block_time_ms)
             if new != old:
                 write_config(path, cfg.replace(consensus=new))
 

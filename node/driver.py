@@ -64,6 +64,7 @@ from core.validators import ValidatorEntry
 from core.votes import Commit, Vote
 from node.blockcheck import BlockChecks
 from node.chain import Chain
+from node.idle import IdlePacer
 from node.mempool import Mempool
 from vm.txs import TxKind
 
@@ -95,7 +96,8 @@ class ConsensusDriver:
     def __init__(self, *, chain: Chain, state: ConsensusState, wal: WriteAheadLog, signer: Signer | None,
                  mempool: Mempool, limits: BlockLimits, genesis_time: int, publish: Publisher,
                  alarm: AlarmSink | None = None, clock: Callable[[], int] = now_ms,
-                 inbox_size: int = 4096, block_checks: BlockChecks | None = None) -> None:
+                 inbox_size: int = 4096, block_checks: BlockChecks | None = None,
+                 idle: IdlePacer | None = None) -> None:
         self.chain = chain
         self.app: Application = chain.app
         self.state = state
@@ -109,6 +111,9 @@ class ConsensusDriver:
         self._clock = clock
         # The machine's block checker, if it is this cache: blocks are checked here in worker threads first.
         self._block_checks = block_checks
+        # Idle pacing (node.idle): when this node starts a height, never what it decides.
+        self._idle = idle
+        self._base_params = state.params
         self._send, self._receive = trio.open_memory_channel[Event](inbox_size)
         self._outbox_send, self._outbox_receive = trio.open_memory_channel[Vote | ProposalBlock | Evidence](
             math.inf)
@@ -216,6 +221,11 @@ class ConsensusDriver:
 
     async def feed(self, event: Event, *, sync: bool = False) -> None:
         """WAL first, then handle, then perform the actions in order."""
+        if self._idle is not None:
+            if isinstance(event, NewHeight):
+                self.state.params = self._idle.params_for_height(self._base_params)
+            else:
+                self._idle.note(event)
         if sync or isinstance(event, NewHeight):
             # fsync in a worker thread: the loop task waits (order matters), the event loop does not.
             await trio.to_thread.run_sync(lambda: self.wal.append(event, sync=True), limiter=self._sign_threads)
@@ -268,7 +278,10 @@ class ConsensusDriver:
     # ---------------------------------------------------------------- actions
 
     async def _timeout(self, action: ScheduleTimeout) -> None:
-        await trio.sleep(action.duration_ms / 1000)
+        if self._idle is not None:
+            await self._idle.sleep(action, self._base_params)
+        else:
+            await trio.sleep(action.duration_ms / 1000)
         await self.submit(TimeoutFired(self.now(), action.height, action.round, action.step))
 
     async def _build(self, action: BuildBlock) -> None:

@@ -325,6 +325,8 @@ class Node:
             self.block_sync.sighting.note_vote(vote)
 
     def build_driver(self, wal: WriteAheadLog) -> ConsensusDriver:
+        from node.idle import idle_pacer
+
         """The consensus driver over this node's chain, mempool and signer (run() builds its own; tests and
         tools may build one around another WAL)."""
         signer = None
@@ -340,7 +342,8 @@ class Node:
         limits = BlockLimits(MAX_BLOCK_TXS, int(g.max_block_bytes), int(g.max_block_gas))
         return ConsensusDriver(chain=self.chain, state=state, wal=wal, signer=signer, mempool=self.mempool,
                                limits=limits, genesis_time=int(self.genesis.genesis_time),
-                               publish=self._publish_consensus, alarm=self._alarm, block_checks=self.block_checks)
+                               publish=self._publish_consensus, alarm=self._alarm, block_checks=self.block_checks,
+                               idle=idle_pacer(self.config.consensus.idle_block_time_ms, self.mempool))
 
     # ---------------------------------------------------------------- after each commit
 

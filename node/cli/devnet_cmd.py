@@ -27,6 +27,7 @@ from node.devnet import (
 )
 
 STATUS_EVERY_S = 1.0
+DEFAULT_IDLE_BLOCK_TIME_S = 5.0  # an idle devnet: one block (one PoI challenge) per 5 s instead of 5 per second
 
 
 def dir_option(fn: F) -> F:
@@ -64,16 +65,22 @@ def _raise_stop(signum: int, frame: FrameType | None) -> None:
 @click.option("--block-time", type=click.FloatRange(min=0.05, max=600), default=None,
               help="Seconds from one block to the next height's proposal (sets timeout_commit and "
                    "next_block_delay on every node).")
+@click.option("--idle-block-time", type=click.FloatRange(min=0.5, max=3600), default=None,
+              help=f"With no transaction waiting, one block per this many seconds; the first transaction brings "
+                   f"the normal pace back (default: {DEFAULT_IDLE_BLOCK_TIME_S:g} s, none with --block-time).")
 @click.option("--base-port", type=click.IntRange(0, 65000), default=DEFAULT_BASE_PORT, show_default=True,
               help="Node i listens for p2p on base+2i and RPC on base+2i+1; 0 takes free ports from the OS "
                    "(recorded in DIR/devnet.json). A resumed devnet keeps the ports it was created with.")
 @click.option("--reset", is_flag=True, help="Delete the devnet's state and start a new chain.")
 @click.option("--detach", is_flag=True, help="Start the nodes and return; stop them with `inferchain devnet down`.")
-def up(root: Path | None, validators: int, block_time: float | None, base_port: int, reset: bool,
-       detach: bool) -> None:
+def up(root: Path | None, validators: int, block_time: float | None, idle_block_time: float | None, base_port: int,
+       reset: bool, detach: bool) -> None:
     """Start the devnet; prints accounts, RPC URLs and a live status line. Ctrl-C stops every node."""
+    if idle_block_time is None and block_time is None:
+        idle_block_time = DEFAULT_IDLE_BLOCK_TIME_S
     net = Devnet(root, validators=validators, base_port=base_port,
-                 block_time_ms=int(block_time * 1000) if block_time is not None else None)
+                 block_time_ms=int(block_time * 1000) if block_time is not None else None,
+                 idle_block_time_ms=int(idle_block_time * 1000) if idle_block_time is not None else None)
     alive = net.running_pids()
     if alive:
         raise DevnetError(f"a devnet is already running from {net.root} ({', '.join(alive)}); "
@@ -84,6 +91,9 @@ def up(root: Path | None, validators: int, block_time: float | None, base_port: 
     created = net.prepare()
     click.echo(f"{'created' if created else 'resuming'} devnet in {net.root} ({net.validators} validators)")
     token = _print_chain(net)
+    if net.idle_block_time_ms:
+        click.echo(f"idle pace: one block per {net.idle_block_time_ms / 1000:g} s while no transaction waits "
+                   "(--idle-block-time)")
     _print_accounts(net, token)
     previous = {s: signal.signal(s, _raise_stop) for s in (signal.SIGINT, signal.SIGTERM)}
     try:

@@ -1,8 +1,10 @@
 """The devnet's tools on one real 3-validator devnet: the banner, the faucet (`devnet fund`), `devnet logs`,
-and snapshots (taken while running, restored after `down`, resumed by `up`). Free ports only."""
+snapshots (taken while running, restored after `down`, resumed by `up`) and idle pacing (slow empty
+heights, judged by the blocks' own times; a transaction ends the wait). Free ports only."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import subprocess
 import sys
@@ -21,12 +23,20 @@ pytestmark = pytest.mark.e2e
 TO = str(PrivateKey.derive("devnet tools test", "recipient", 0).address)  # holds nothing in genesis
 
 
-def up_detached(root: Path) -> str:
+IDLE_S = 4
+
+
+def up_detached(root: Path, *pace: str) -> str:
     done = subprocess.run([sys.executable, "-m", "node.cli", "devnet", "up", "--dir", str(root), "--validators", "3",
-                           "--base-port", "0", "--block-time", "0.2", "--detach"],
+                           "--base-port", "0", *(pace or ("--block-time", "0.2")), "--detach"],
                           cwd=REPO, capture_output=True, text=True, timeout=180, check=False)
     assert done.returncode == 0, done.stdout + done.stderr
     return done.stdout + done.stderr
+
+
+def block_times(root: Path, first: int, last: int) -> list[int]:
+    with Client(Devnet.open(root).spec(0).rpc_url, timeout=5) as c:
+        return [int(c.block(h).header.time) for h in range(first, last + 1)]
 
 
 def balance(root: Path) -> int:
@@ -77,10 +87,26 @@ def test_banner_faucet_logs_and_snapshots_on_one_devnet(tmp_path: Path) -> None:
         assert cli("devnet", "down", "--dir", str(root)).returncode == 0
         restored = cli("devnet", "restore", "funded", "--dir", str(root))
         assert restored.returncode == 0, restored.stderr
-        up_detached(root)
+
+        # Resumed with idle pacing: empty heights come one per IDLE_S (by the blocks' own times), and a
+        # transaction ends the wait at once.
+        banner = up_detached(root, "--idle-block-time", str(IDLE_S))
+        assert f"one block per {IDLE_S} s while no transaction waits" in banner
         wait_until("the restored chain to move on", lambda: min(heights(root)) >= at + 1, 120,
                    detail=lambda: logs(root))
         assert balance(root) == 2_500_000  # the second faucet payment came after the snapshot
+        start = max(heights(root))
+        wait_until("three idle heights", lambda: min(heights(root)) >= start + 3, 8 * IDLE_S + 60,
+                   detail=lambda: logs(root))
+        times = block_times(root, start + 1, start + 3)
+        assert all(b - a >= IDLE_S * 1000 * 0.9 for a, b in itertools.pairwise(times)), times
+        seen = max(heights(root))
+        wait_until("a new idle block", lambda: max(heights(root)) > seen, 3 * IDLE_S + 30, poll=0.05)
+        funded = cli("devnet", "fund", TO, "1ifc", "--dir", str(root), "--json")
+        assert funded.returncode == 0, funded.stderr
+        height = json.loads(funded.stdout)["height"]
+        before, included = block_times(root, height - 1, height)
+        assert included - before < IDLE_S * 1000 * 0.75, (before, included)
     finally:
         Devnet(root).down()
     assert not Devnet(root).running_pids()
