@@ -18,6 +18,7 @@ import numpy as np
 from core.errors import InvalidModel, LocalFault
 from core.tensor import DType, Tensor
 from core.types import Amount
+from core.units import format_amount
 from node.cli.chainctx import chain_context
 from node.cli.common import (
     CliError,
@@ -28,6 +29,7 @@ from node.cli.common import (
     node_option,
     tx_options,
 )
+from node.cli.units import chain_token
 from node.client import Client, ModelInfo
 from vm.txs import (
     MAX_CHUNK_BYTES,
@@ -256,13 +258,15 @@ def show(model_id: str, node_url: str, as_json: bool) -> None:
     """One model's metadata: class, inputs, outputs, price, owner."""
     with Client(node_url) as client:
         m = client.model(resolve_model_id(client, model_id))
+        token = chain_token(client)
     doc = _model_doc(m)
     if as_json:
         echo_json(doc)
         return
     ins = doc.pop("inputs")
     outs = doc.pop("outputs")
-    echo_pairs(list(doc.items()))
+    doc["fee_per_call"] = format_amount(int(doc["fee_per_call"]), token)
+    echo_pairs([(k.replace("_", " "), v) for k, v in doc.items()])
     for s in ins:
         click.echo(f"input  {s['name']}: {s['dtype']} {s['shape']}")
     for s in outs:

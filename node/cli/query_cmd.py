@@ -13,6 +13,7 @@ from node.cli.common import (
     CliError,
     echo_json,
     echo_pairs,
+    emit,
     json_option,
     key_file_for,
     keyring_option,
@@ -126,6 +127,7 @@ def tx(tx_hash: str, node_url: str, as_json: bool) -> None:
     """A committed transaction and its result."""
     with Client(node_url) as client:
         info = client.tx(_hash_arg(tx_hash))
+        token = chain_token(client)
     t, r = info.tx, info.result
     doc = {"hash": t.hash.hex(), "height": info.height, "index": info.index, "sender": str(t.sender_address),
            "nonce": int(t.nonce), "kind": tx_kind_name(t.kind), "fee": int(t.fee), "gas_limit": int(t.gas_limit),
@@ -135,7 +137,7 @@ def tx(tx_hash: str, node_url: str, as_json: bool) -> None:
         echo_json(doc)
     else:
         doc.pop("outputs")
-        echo_pairs(list(doc.items()))
+        emit(doc, False, shown={"fee": format_amount(int(t.fee), token)})
         for i, out in enumerate(r.outputs):
             click.echo(f"output {i}: {out.to_numpy().tolist()}")
 

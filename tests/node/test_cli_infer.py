@@ -205,3 +205,5 @@ def test_model_register_refuses_a_taken_name_before_any_fee(served: tuple[ModelC
                                  "--from", "payer", "--node", s.url])
     refused(result, "the model name 'one' is taken", "choose another --name")
     assert chain.pending == []
+    shown = runner.invoke(cli, ["model", "show", "one", "--node", s.url])
+    assert shown.exit_code == 0 and "fee per call:" in shown.output and "0 ifc" in shown.output

@@ -41,6 +41,8 @@ def test_amounts_with_units_are_sent_exactly_and_shown_in_ifc(tmp_path: Path,
         raw = runner.invoke(cli, ["tx", "send", to, "1500uifc", "--fee", "1000", "--json", *common])
         doc = json.loads(raw.output)
         assert doc["amount"] == 1500 and doc["status"] == "ok"
+        shown_tx = runner.invoke(cli, ["query", "tx", doc["hash"], *node]).output
+        assert "0.001 ifc" in shown_tx and "gas limit:" in shown_tx
         bare = runner.invoke(cli, ["tx", "send", to, "7", "--fee", "1000", *common])
         assert bare.exit_code == 0 and "0.000007 ifc" in bare.output
         account = json.loads(runner.invoke(cli, ["query", "account", to, "--json", *node]).output)
