@@ -99,12 +99,14 @@ class Devnet:
                  base_port: int = DEFAULT_BASE_PORT, block_time_ms: int | None = None,
                  seed_phrase: str = DEFAULT_SEED_PHRASE, python: str = sys.executable,
                  genesis_overrides: Mapping[str, Mapping[str, Any]] | None = None,
-                 accounts: int | None = None, idle_block_time_ms: int | None = None) -> None:
+                 accounts: int | None = None, idle_block_time_ms: int | None = None,
+                 from_genesis: Path | None = None) -> None:
         self.root = Path(root) if root is not None else repo_root() / ".devnet"
         self.validators = validators
         self.base_port = base_port
         self.block_time_ms = block_time_ms
         self.idle_block_time_ms = idle_block_time_ms  # node.idle; None: every height at the normal pace
+        self.from_genesis = from_genesis  # an exported state (inferchain export) to fork from (vm.fork)
         self.seed_phrase = seed_phrase
         self.python = python
         self.genesis_overrides = {k: dict(v) for k, v in (genesis_overrides or {}).items()}
@@ -200,6 +202,9 @@ class Devnet:
         """Create genesis and every home unless they exist; True when created now. Refuses a directory
         made for another validator count or seed (state must not silently mix chains)."""
         manifest = self.load_manifest()
+        if manifest is not None and self.from_genesis is not None:
+            raise DevnetError(f"{self.root} holds a devnet already; --from-genesis starts a new one "
+                              "(use another --dir, or --reset)")
         if manifest is not None:
             if manifest.get("validators") != self.validators or manifest.get("seed_phrase") != self.seed_phrase:
                 raise DevnetError(
@@ -230,6 +235,9 @@ class Devnet:
         (self.root / MANIFEST).write_text(json.dumps(doc, indent=2) + "\n")
 
     def _write_genesis(self) -> None:
+        if self.from_genesis is not None:
+            self._write_fork_genesis(self.from_genesis)
+            return
         repo_genesis = repo_root() / "genesis.json"
         if (self.validators == DEFAULT_VALIDATORS and self.seed_phrase == DEFAULT_SEED_PHRASE
                 and not self.genesis_overrides and self.accounts is None and repo_genesis.exists()):
@@ -247,6 +255,32 @@ class Devnet:
         if done.returncode != 0:
             last = (done.stderr.strip().splitlines() or ["no output"])[-1]
             raise DevnetError(f"genesis tool failed: {last}")
+
+    def _write_fork_genesis(self, exported_path: Path) -> None:
+        """A genesis that forks the exported state (node.export's file, vm.fork): this devnet's validators
+        replace the exported set, under the chain id `<exported>-fork`, timed after the exported block."""
+        try:
+            exported = json.loads(exported_path.read_text())
+            meta = exported["exported"]
+            chain_id = f"{exported['chain_id']}-fork"[:64]
+            block_time = int(meta["block_time_ms"])
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise DevnetError(f"{exported_path}: not a file from `inferchain export` ({exc})") from None
+        ours_path = self.root / "validators.json"
+        previous = self.from_genesis
+        self.from_genesis = None
+        try:
+            self._write_genesis()  # the devnet's own genesis, for its validator section
+        finally:
+            self.from_genesis = previous
+        ours = json.loads(self.genesis_path.read_text())
+        self.genesis_path.rename(ours_path)
+        doc = {**exported, "chain_id": chain_id, "genesis_time": block_time + 1000, "keys": ours.get("keys"),
+               "validators": ours["validators"], "accounts": [],
+               "note": f"A fork of {exported['chain_id']} at height {meta['height']} (state root "
+                       f"{meta['state_root']}), with this devnet's validators. {ours.get('note', '')}".strip()}
+        self.genesis_path.write_text(json.dumps(doc) + "\n")
+        ours_path.unlink()
 
     def init_home(self, index: int, *, validator: bool, bootstrap: list[str] | None = None) -> NodeSpec:
         """Create node `index`'s home (its derived keys, its ports, every other devnet node as bootstrap)."""

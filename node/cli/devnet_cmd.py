@@ -72,15 +72,19 @@ def _raise_stop(signum: int, frame: FrameType | None) -> None:
               help="Node i listens for p2p on base+2i and RPC on base+2i+1; 0 takes free ports from the OS "
                    "(recorded in DIR/devnet.json). A resumed devnet keeps the ports it was created with.")
 @click.option("--reset", is_flag=True, help="Delete the devnet's state and start a new chain.")
+@click.option("--from-genesis", type=click.Path(dir_okay=False, exists=True, path_type=Path), default=None,
+              help="Start a new devnet from a state exported with `inferchain export` (its accounts, models and "
+                   "stakes), with this devnet's validators in place of the exported ones.")
 @click.option("--detach", is_flag=True, help="Start the nodes and return; stop them with `inferchain devnet down`.")
 def up(root: Path | None, validators: int, block_time: float | None, idle_block_time: float | None, base_port: int,
-       reset: bool, detach: bool) -> None:
+       reset: bool, from_genesis: Path | None, detach: bool) -> None:
     """Start the devnet; prints accounts, RPC URLs and a live status line. Ctrl-C stops every node."""
     if idle_block_time is None and block_time is None:
         idle_block_time = DEFAULT_IDLE_BLOCK_TIME_S
     net = Devnet(root, validators=validators, base_port=base_port,
                  block_time_ms=int(block_time * 1000) if block_time is not None else None,
-                 idle_block_time_ms=int(idle_block_time * 1000) if idle_block_time is not None else None)
+                 idle_block_time_ms=int(idle_block_time * 1000) if idle_block_time is not None else None,
+                 from_genesis=from_genesis)
     alive = net.running_pids()
     if alive:
         raise DevnetError(f"a devnet is already running from {net.root} ({', '.join(alive)}); "
@@ -91,6 +95,10 @@ def up(root: Path | None, validators: int, block_time: float | None, idle_block_
     created = net.prepare()
     click.echo(f"{'created' if created else 'resuming'} devnet in {net.root} ({net.validators} validators)")
     token = _print_chain(net)
+    note = _genesis_doc(net).get("exported")
+    if isinstance(note, dict):
+        click.echo(f"forked from {note.get('chain_id')} at height {note.get('height')}: its accounts, models and "
+                   "stakes, with this devnet's validators")
     if net.idle_block_time_ms:
         click.echo(f"idle pace: one block per {net.idle_block_time_ms / 1000:g} s while no transaction waits "
                    "(--idle-block-time)")

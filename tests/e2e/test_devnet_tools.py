@@ -39,6 +39,26 @@ def block_times(root: Path, first: int, last: int) -> list[int]:
         return [int(c.block(h).header.time) for h in range(first, last + 1)]
 
 
+def send_right_after_a_block(root: Path) -> int:
+    """Wait for a new block, then at once send 1ifc to TO from a prefunded account (in-process: no CLI start-up
+    between the block and the transaction); the height that includes it."""
+    from core.types import Amount
+    from node.devnet import account_keys
+    from vm.txs import Transfer, build_tx
+
+    net = Devnet.open(root)
+    key = account_keys(net.seed_phrase, 6)[5]
+    with Client(net.spec(0).rpc_url, timeout=30) as c:
+        seen = c.status().height
+        wait_until("a new idle block", lambda: c.status().height > seen, 3 * IDLE_S + 30, poll=0.05)
+        tx = build_tx(key, Transfer(PrivateKey.derive("devnet tools test", "recipient", 0).address,
+                                    Amount(1_000_000)),
+                      chain_id=c.status().chain_id, nonce=c.account(key.address).nonce, gas_limit=1000, fee=1000)
+        result = c.broadcast_tx(tx, mode="commit", timeout=30)
+    assert result.height is not None and result.result is not None and result.result.ok
+    return int(result.height)
+
+
 def balance(root: Path) -> int:
     with Client(Devnet.open(root).spec(0).rpc_url, timeout=5) as c:
         return c.account(TO).balance
@@ -46,6 +66,7 @@ def balance(root: Path) -> int:
 
 def test_banner_faucet_logs_and_snapshots_on_one_devnet(tmp_path: Path) -> None:
     root = tmp_path / "dn"
+    fork = tmp_path / "fork"
     snaps = tmp_path / "dn-snapshots"
     try:
         banner = up_detached(root)
@@ -100,13 +121,27 @@ def test_banner_faucet_logs_and_snapshots_on_one_devnet(tmp_path: Path) -> None:
                    detail=lambda: logs(root))
         times = block_times(root, start + 1, start + 3)
         assert all(b - a >= IDLE_S * 1000 * 0.9 for a, b in itertools.pairwise(times)), times
-        seen = max(heights(root))
-        wait_until("a new idle block", lambda: max(heights(root)) > seen, 3 * IDLE_S + 30, poll=0.05)
-        funded = cli("devnet", "fund", TO, "1ifc", "--dir", str(root), "--json")
-        assert funded.returncode == 0, funded.stderr
-        height = json.loads(funded.stdout)["height"]
+        height = send_right_after_a_block(root)
         before, included = block_times(root, height - 1, height)
         assert included - before < IDLE_S * 1000 * 0.75, (before, included)
+
+        # Export node0's state (stopped) and fork it: a new devnet of 2 validators with the same balances.
+        assert cli("devnet", "down", "--dir", str(root)).returncode == 0
+        exported = tmp_path / "export.json"
+        done = cli("export", "--home", str(root / "node0"), "--out", str(exported), "--json")
+        assert done.returncode == 0, done.stderr
+        assert json.loads(done.stdout)["height"] >= height
+        forked = subprocess.run([sys.executable, "-m", "node.cli", "devnet", "up", "--dir", str(fork), "--validators",
+                                 "2", "--base-port", "0", "--block-time", "0.2", "--from-genesis", str(exported),
+                                 "--detach"], cwd=REPO, capture_output=True, text=True, timeout=180, check=False)
+        assert forked.returncode == 0, forked.stdout + forked.stderr
+        assert "forked from inferchain-devnet-1 at height" in forked.stdout
+        wait_until("the fork to make blocks", lambda: min(heights(fork)) >= 3, 120, detail=lambda: logs(fork))
+        assert balance(fork) == 3_500_000
+        with Client(Devnet.open(fork).spec(1).rpc_url, timeout=5) as c:
+            assert c.status().chain_id == "inferchain-devnet-1-fork"
+            assert len(c.validators().validators) == 2
     finally:
         Devnet(root).down()
-    assert not Devnet(root).running_pids()
+        Devnet(fork).down()
+    assert not Devnet(root).running_pids() and not Devnet(fork).running_pids()
