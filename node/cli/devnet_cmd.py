@@ -336,10 +336,11 @@ def fund(address: str, amount: object, root: Path | None, timeout: float, as_jso
 
 
 def _richest_account(net: Devnet, client: Client, value: int) -> PrivateKey:
-    """The prefunded account with the largest balance, preferring those that own no validator."""
+    """A prefunded account that can pay `value`: the richest of those that own no validator, else the richest."""
     accounts = genesis_accounts(net.genesis_path)
     keys = account_keys(net.seed_phrase, max(len(accounts), net.validators))
-    best = max(keys, key=lambda k: (keys.index(k) >= net.validators, client.account(k.address).balance))
-    if client.account(best.address).balance < value:
+    able = sorted((i >= net.validators, balance, i) for i, k in enumerate(keys)
+                  if (balance := client.account(k.address).balance) >= value)
+    if not able:
         raise DevnetError(f"no prefunded account holds {value} base units")
-    return best
+    return keys[able[-1][2]]
