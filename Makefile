@@ -10,11 +10,16 @@ WORKERS ?= 2
 
 install: $(STAMP)
 
+# Quiet on success: pip's and setuptools' output goes to $(INSTALL_LOG), shown in full only if a step fails.
+INSTALL_LOG := $(VENV)/install.log
+QUIET = >>$(INSTALL_LOG) 2>&1 || { cat $(INSTALL_LOG); echo "make install failed (log: $(INSTALL_LOG))"; exit 1; }
+
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev,models]'
-	$(BIN)/python -c "$$DROP_STALE_STUBS"
+	@echo "installing into $(VENV) (log: $(INSTALL_LOG))"; : > $(INSTALL_LOG)
+	@$(BIN)/python -m pip install --quiet --upgrade pip $(QUIET)
+	@$(BIN)/python -m pip install --quiet -e '.[dev,models]' $(QUIET)
+	@$(BIN)/python -c "$$DROP_STALE_STUBS" $(QUIET)
 	@touch $(STAMP)
 
 # trio ships its own type hints (py.typed). trio-typing, which libp2p and multiaddr require at run time (for
@@ -59,7 +64,7 @@ bench: install
 	done
 
 devnet: install
-	$(BIN)/inferchain devnet up
+	@$(BIN)/inferchain devnet up
 
 # Regenerate the committed demo models (deterministic: same bytes as in the repository).
 models: install

@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from core.errors import ConfigError
+
+logger = logging.getLogger(__name__)
 
 DEFAULT_P2P_PORT = 26656
 DEFAULT_RPC_PORT = 26657
@@ -83,8 +86,10 @@ class ConsensusSection:
     timeout_commit_ms: int | None = None
     # Not in genesis: None keeps consensus.params.ConsensusParams's default.
     next_block_delay_ms: int | None = None
-    # Propose a block at each height even with an empty mempool (PoI needs every height).
-    create_empty_blocks: bool = True
+    # Idle pacing (node.idle): a height that starts with no transaction ready waits up to this long after the
+    # last block before its round 0 (a transaction, or a peer's proposal or vote of the height, ends the wait).
+    # None: the normal pace. Local timing only: when to start a height, never what goes into a block.
+    idle_block_time_ms: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,6 +221,11 @@ def load_config(path: str | Path) -> NodeConfig:
         raise ConfigError(f"{path}: {exc}") from None
 
 
+# Keys older homes may still hold: accepted and ignored with a warning, so those homes keep starting.
+RETIRED_KEYS = {"consensus.create_empty_blocks": "nothing read it; idle chains slow down with "
+                                                  "consensus.idle_block_time_ms instead"}
+
+
 def config_from_dict(doc: Any) -> NodeConfig:
     if not isinstance(doc, dict):
         raise ConfigError("config must be a table of sections")
@@ -239,6 +249,9 @@ def _build(cls: type, values: dict[str, Any], where: str) -> Any:
     fields = {f.name: f for f in dataclasses.fields(cls)}
     kwargs: dict[str, Any] = {}
     for key, value in values.items():
+        if f"{where}{key}" in RETIRED_KEYS:
+            logger.warning("config: %s%s is no longer read (%s)", where, key, RETIRED_KEYS[f"{where}{key}"])
+            continue
         f = fields.get(key)
         if f is None:
             known = ", ".join(sorted(fields))

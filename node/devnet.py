@@ -99,11 +99,14 @@ class Devnet:
                  base_port: int = DEFAULT_BASE_PORT, block_time_ms: int | None = None,
                  seed_phrase: str = DEFAULT_SEED_PHRASE, python: str = sys.executable,
                  genesis_overrides: Mapping[str, Mapping[str, Any]] | None = None,
-                 accounts: int | None = None) -> None:
+                 accounts: int | None = None, idle_block_time_ms: int | None = None,
+                 from_genesis: Path | None = None) -> None:
         self.root = Path(root) if root is not None else repo_root() / ".devnet"
         self.validators = validators
         self.base_port = base_port
         self.block_time_ms = block_time_ms
+        self.idle_block_time_ms = idle_block_time_ms  # node.idle; None: every height at the normal pace
+        self.from_genesis = from_genesis  # an exported state (inferchain export) to fork from (vm.fork)
         self.seed_phrase = seed_phrase
         self.python = python
         self.genesis_overrides = {k: dict(v) for k, v in (genesis_overrides or {}).items()}
@@ -199,6 +202,9 @@ class Devnet:
         """Create genesis and every home unless they exist; True when created now. Refuses a directory
         made for another validator count or seed (state must not silently mix chains)."""
         manifest = self.load_manifest()
+        if manifest is not None and self.from_genesis is not None:
+            raise DevnetError(f"{self.root} holds a devnet already; --from-genesis starts a new one "
+                              "(use another --dir, or --reset)")
         if manifest is not None:
             if manifest.get("validators") != self.validators or manifest.get("seed_phrase") != self.seed_phrase:
                 raise DevnetError(
@@ -229,6 +235,9 @@ class Devnet:
         (self.root / MANIFEST).write_text(json.dumps(doc, indent=2) + "\n")
 
     def _write_genesis(self) -> None:
+        if self.from_genesis is not None:
+            self._write_fork_genesis(self.from_genesis)
+            return
         repo_genesis = repo_root() / "genesis.json"
         if (self.validators == DEFAULT_VALIDATORS and self.seed_phrase == DEFAULT_SEED_PHRASE
                 and not self.genesis_overrides and self.accounts is None and repo_genesis.exists()):
@@ -247,6 +256,32 @@ class Devnet:
             last = (done.stderr.strip().splitlines() or ["no output"])[-1]
             raise DevnetError(f"genesis tool failed: {last}")
 
+    def _write_fork_genesis(self, exported_path: Path) -> None:
+        """A genesis that forks the exported state (node.export's file, vm.fork): this devnet's validators
+        replace the exported set, under the chain id `<exported>-fork`, timed after the exported block."""
+        try:
+            exported = json.loads(exported_path.read_text())
+            meta = exported["exported"]
+            chain_id = f"{exported['chain_id']}-fork"[:64]
+            block_time = int(meta["block_time_ms"])
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise DevnetError(f"{exported_path}: not a file from `inferchain export` ({exc})") from None
+        ours_path = self.root / "validators.json"
+        previous = self.from_genesis
+        self.from_genesis = None
+        try:
+            self._write_genesis()  # the devnet's own genesis, for its validator section
+        finally:
+            self.from_genesis = previous
+        ours = json.loads(self.genesis_path.read_text())
+        self.genesis_path.rename(ours_path)
+        doc = {**exported, "chain_id": chain_id, "genesis_time": block_time + 1000, "keys": ours.get("keys"),
+               "validators": ours["validators"], "accounts": [],
+               "note": f"A fork of {exported['chain_id']} at height {meta['height']} (state root "
+                       f"{meta['state_root']}), with this devnet's validators. {ours.get('note', '')}".strip()}
+        self.genesis_path.write_text(json.dumps(doc) + "\n")
+        ours_path.unlink()
+
     def init_home(self, index: int, *, validator: bool, bootstrap: list[str] | None = None) -> NodeSpec:
         """Create node `index`'s home (its derived keys, its ports, every other devnet node as bootstrap)."""
         from node.config import ConsensusSection, NodeConfig, P2PSection, RPCSection
@@ -264,7 +299,8 @@ class Devnet:
             # public node's (docs/rpc.md), still finite.
             rpc=RPCSection(address=f"127.0.0.1:{spec.rpc_port}", requests_per_s=100_000.0, burst=100_000,
                            concurrent_per_client=512, websockets_per_client=64, subscriptions_per_client=1024),
-            consensus=ConsensusSection(timeout_commit_ms=self.block_time_ms, next_block_delay_ms=self._block_delay_ms()))
+            consensus=ConsensusSection(timeout_commit_ms=self.block_time_ms, next_block_delay_ms=self._block_delay_ms(),
+                                       idle_block_time_ms=self.idle_block_time_ms))
         init_home(spec.home, self.genesis_path, config=config,
                   validator_key=PrivateKey.derive(self.seed_phrase, "validator", index) if validator else None,
                   generate_validator_key=False, node_key_seed=node_key_seed(self.seed_phrase, index),
@@ -276,8 +312,8 @@ class Devnet:
         return NEXT_BLOCK_DELAY_MS if self.block_time_ms is None else self.block_time_ms
 
     def _write_consensus_overrides(self) -> None:
-        """Apply --block-time to existing homes, and the devnet's block delay to homes made before it existed
-        (both are local config overrides, not genesis values)."""
+        """Apply --block-time and the idle block time to existing homes, and the devnet's block delay to homes
+        made before it existed (all local config overrides, not genesis values)."""
         from node.config import load_config, write_config
 
         for index in range(self.validators):
@@ -289,7 +325,8 @@ class Devnet:
             new = _replace(old, timeout_commit_ms=old.timeout_commit_ms if self.block_time_ms is None
                            else self.block_time_ms,
                            next_block_delay_ms=old.next_block_delay_ms if old.next_block_delay_ms is not None
-                           and self.block_time_ms is None else self._block_delay_ms())
+                           and self.block_time_ms is None else self._block_delay_ms(),
+                           idle_block_time_ms=self.idle_block_time_ms)
             if new != old:
                 write_config(path, cfg.replace(consensus=new))
 

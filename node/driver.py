@@ -66,6 +66,7 @@ from core.validators import ValidatorEntry
 from core.votes import Commit, Vote
 from node.blockcheck import BlockChecks
 from node.chain import Chain
+from node.idle import IdlePacer
 from node.mempool import Mempool
 from vm.txs import TxKind
 
@@ -98,7 +99,8 @@ class ConsensusDriver:
                  mempool: Mempool, limits: BlockLimits, genesis_time: int, publish: Publisher,
                  alarm: AlarmSink | None = None, clock: Callable[[], int] = now_ms,
                  inbox_size: int = 4096, block_checks: BlockChecks | None = None,
-                 height_params: Callable[[int], tuple[ConsensusParams, BlockLimits]] | None = None) -> None:
+                 height_params: Callable[[int], tuple[ConsensusParams, BlockLimits]] | None = None,
+                 idle: IdlePacer | None = None) -> None:
         self.chain = chain
         self.app: Application = chain.app
         self.state = state
@@ -114,6 +116,9 @@ class ConsensusDriver:
         self._clock = clock
         # The machine's block checker, if it is this cache: blocks are checked here in worker threads first.
         self._block_checks = block_checks
+        # Idle pacing (node.idle): when this node starts a height, never what it decides.
+        self._idle = idle
+        self._base_params = state.params
         self._send, self._receive = trio.open_memory_channel[Event](inbox_size)
         self._outbox_send, self._outbox_receive = trio.open_memory_channel[Vote | ProposalBlock | Evidence](
             math.inf)
@@ -225,6 +230,10 @@ class ConsensusDriver:
         """WAL first, then handle, then perform the actions in order."""
         if isinstance(event, NewHeight):
             self._start_height(int(event.height))
+            if self._idle is not None:  # when to start the height, never what goes in it
+                self.state.params = self._idle.params_for_height(self._base_params)
+        elif self._idle is not None:
+            self._idle.note(event)
         if sync or isinstance(event, NewHeight):
             # fsync in a worker thread: the loop task waits (order matters), the event loop does not.
             await trio.to_thread.run_sync(lambda: self.wal.append(event, sync=True), limiter=self._sign_threads)
@@ -276,11 +285,12 @@ class ConsensusDriver:
             return
         params, limits = self._height_params(height)
         changes = [f"{f.name} {getattr(old, f.name)} -> {getattr(new, f.name)}"
-                   for old, new in ((self.state.params, params), (self.limits, limits))
+                   for old, new in ((self._base_params, params), (self.limits, limits))
                    for f in dataclasses.fields(new) if getattr(old, f.name) != getattr(new, f.name)]
         if changes:
             logger.info("height %d: consensus parameters from state: %s", height, ", ".join(changes))
-        self.state.params, self.limits = params, limits
+        # The idle pacer (if any) stretches these base timings per height; the state's values stay the base.
+        self.state.params, self._base_params, self.limits = params, params, limits
 
     def raise_alarm(self, reason: str) -> None:
         logger.error("ALARM: %s", reason)
@@ -291,7 +301,10 @@ class ConsensusDriver:
     # ---------------------------------------------------------------- actions
 
     async def _timeout(self, action: ScheduleTimeout) -> None:
-        await trio.sleep(action.duration_ms / 1000)
+        if self._idle is not None:
+            await self._idle.sleep(action, self._base_params)
+        else:
+            await trio.sleep(action.duration_ms / 1000)
         await self.submit(TimeoutFired(self.now(), action.height, action.round, action.step))
 
     async def _build(self, action: BuildBlock) -> None:

@@ -376,6 +376,8 @@ class Node:
     def build_driver(self, wal: WriteAheadLog) -> ConsensusDriver:
         """The consensus driver over this node's chain, mempool and signer (run() builds its own; tests and
         tools may build one around another WAL)."""
+        from node.idle import idle_pacer
+
         signer = None
         me = None
         if self.validator_key is not None:
@@ -398,7 +400,8 @@ class Node:
         return ConsensusDriver(chain=self.chain, state=state, wal=wal, signer=signer, mempool=self.mempool,
                                limits=block_limits(current), genesis_time=int(self.genesis.genesis_time),
                                publish=self._publish_consensus, alarm=self._alarm, block_checks=self.block_checks,
-                               height_params=height_params)
+                               height_params=height_params,
+                               idle=idle_pacer(self.config.consensus.idle_block_time_ms, self.mempool))
 
     # ---------------------------------------------------------------- after each commit
 

@@ -35,9 +35,10 @@ PUBLIC_KEYS_NOTE = (
     "'keys' with core.keys.PrivateKey.derive(seed_phrase, purpose, index). Anyone can sign with them. "
     "Local development only; never hold value on this chain."
 )
-TOKEN = 1_000_000  # smallest units per token
+TOKEN = 1_000_000  # smallest units per token (token.decimals = 6)
 
 DEFAULT_PARAMS: dict[str, Any] = {
+    "token": {"display": "ifc", "base": "uifc", "decimals": 6},
     "consensus": {
         "timeout_propose_ms": 3000, "timeout_propose_delta_ms": 500,
         "timeout_prevote_ms": 1000, "timeout_prevote_delta_ms": 500,

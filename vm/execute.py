@@ -39,6 +39,7 @@ from vm.state import (
     ValidatorRecord,
     expiry_key,
     model_key,
+    model_name_key,
     unbonding_key,
     upload_key,
 )
@@ -365,6 +366,8 @@ def _model_chunk(view: StateView, ctx: BlockContext, index: int, sender: Address
             raise _Failed("model already registered")
         if upload is not None:
             raise _Failed("an upload of this model is already in progress")
+        if view.get_raw(model_name_key(header.meta.name)) is not None:
+            raise _Failed(f"the model name {header.meta.name!r} is taken (names are first come per chain)")
         max_bytes = sandbox_limit(ctx.params, "max_model_bytes")
         if not 0 < header.total_bytes <= max_bytes:
             raise _Failed(f"model size must be between 1 and {max_bytes} bytes")
@@ -392,6 +395,7 @@ def _model_chunk(view: StateView, ctx: BlockContext, index: int, sender: Address
         ekey = expiry_key(upload.expires_at)
         expiring = view.get(ekey, ExpiryList) or ExpiryList(())
         view.put(ekey, ExpiryList((*expiring.model_ids, mid)))
+        view.put_raw(model_name_key(header.meta.name), mid)
     upload = upload.with_chunk(p.index, view.put_blob(p.data))  # the bytes become a blob, the record its hash
     view.put(ukey, upload)
     if not complete:
@@ -416,10 +420,13 @@ def upload_lifetime(vm: VMParams, total_bytes: int) -> int:
 
 def drop_upload(view: StateView, model_id: Hash32) -> None:
     """Close an upload (expired, registered, rejected or mismatched): forget its record and release its
-    chunks' blobs, which the node collects once no committed record names them."""
+    chunks' blobs, which the node collects once no committed record names them. An upload that did not
+    register frees its name (a registered model keeps it)."""
     upload = view.get(upload_key(model_id), Upload)
     if upload is None:
         return
+    if view.model(model_id) is None and view.get_raw(model_name_key(upload.header.meta.name)) == model_id:
+        view.delete(model_name_key(upload.header.meta.name))
     for digest in upload.landed():
         view.release_blob(digest)
     view.delete(upload_key(model_id))

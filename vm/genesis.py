@@ -21,7 +21,9 @@ from core.errors import ConfigError, DecodeError, InvalidModel
 from core.hashing import ZERO_HASH, sha256
 from core.tensor import DType, Tensor
 from core.types import Address, Amount, Gas, Hash32, Height, Nonce, PublicKeyBytes, Timestamp
+from core.units import DEFAULT_TOKEN, MAX_DECIMALS, Token
 from core.validators import MAX_TOTAL_POWER, ValidatorEntry, ValidatorList, ValidatorSet
+from vm.fork import Fork, fork_state
 from vm.params import (
     BPS,
     ChainConsensusParams,
@@ -48,6 +50,7 @@ from vm.state import (
     Supply,
     ValidatorPool,
     model_key,
+    model_name_key,
     pool_key,
     vset_key,
     vset_ring,
@@ -95,6 +98,7 @@ class Genesis:
     models: tuple[GenesisModel, ...]
     hash: Hash32  # SHA-256 of the file's bytes
     seed_phrase: str | None = None
+    fork: Fork | None = None  # an exported state to start from (vm.fork), with `validators` replacing its set
 
     @property
     def supply(self) -> int:
@@ -191,6 +195,18 @@ def parse_time(text: Any) -> Timestamp:
     return Timestamp(ms)
 
 
+def _token(doc: Mapping[str, Any]) -> Token:
+    """The `token` section (display unit, base unit, decimals); a genesis without one gets ifc/uifc/6."""
+    if "token" not in doc:
+        return DEFAULT_TOKEN
+    item = _get(doc, "token", "genesis")
+    try:
+        return Token.from_obj([_str(item, "display", "token"), _str(item, "base", "token"),
+                               _int(item, "decimals", "token", 0, MAX_DECIMALS)])
+    except (DecodeError, TypeError, ValueError) as exc:
+        raise ConfigError(f"genesis: token: {exc}") from None
+
+
 def parse_params(doc: Mapping[str, Any]) -> Params:
     try:
         consensus = ChainConsensusParams.from_obj(
@@ -211,7 +227,8 @@ def parse_params(doc: Mapping[str, Any]) -> Params:
             poi_ids.append(_hash(_get(entry, "id", "models[]"), "models[].id"))
     gov = _gov_params(_get(doc, "gov", "genesis"))
     try:
-        return validate_chain_params(Params(consensus, vm, staking, rewards, slashing, tuple(poi_ids), gov))
+        return validate_chain_params(Params(consensus, vm, staking, rewards, slashing, tuple(poi_ids), gov,
+                                            _token(doc)))
     except ValueError as exc:
         raise ConfigError(f"genesis: {exc}") from None
 
@@ -347,6 +364,27 @@ def _model(entry: Any, i: int, base_dir: Path) -> GenesisModel:
                         model_bytes)
 
 
+def _fork(doc: Mapping[str, Any]) -> Fork | None:
+    """The exported state a forked genesis starts from (`exported` and `state`, node.export's format)."""
+    if "state" not in doc:
+        return None
+    try:
+        height = _int(_get(doc, "exported", "genesis"), "height", "exported")
+        pairs = tuple((bytes.fromhex(k), bytes.fromhex(v)) for rows in _get(doc, "state", "genesis").values()
+                      for k, v in rows)
+    except (AttributeError, TypeError, ValueError) as exc:
+        raise ConfigError(f"genesis: state: not an exported state ({exc})") from None
+    return Fork(height, pairs)
+
+
+def _fork_params(fork: Fork) -> Params:
+    try:
+        params = fork.params()
+    except (DecodeError, ValueError) as exc:
+        raise ConfigError(f"genesis: state: {exc}") from None
+    return params
+
+
 def parse_genesis(doc: Any, *, base_dir: Path = REPO_ROOT, file_hash: Hash32 = ZERO_HASH) -> Genesis:
     if not isinstance(doc, Mapping):
         raise ConfigError("genesis: the file must hold a JSON object")
@@ -354,7 +392,8 @@ def parse_genesis(doc: Any, *, base_dir: Path = REPO_ROOT, file_hash: Hash32 = Z
     if len(chain_id.encode()) > 64 or not chain_id.isprintable():
         raise ConfigError("genesis: chain_id must be at most 64 printable bytes")
     genesis_time = parse_time(_get(doc, "genesis_time", "genesis"))
-    params = parse_params(doc)
+    fork = _fork(doc)
+    params = parse_params(doc) if fork is None else _fork_params(fork)
     validators = []
     for i, item in enumerate(_list(doc, "validators", "genesis")):
         where = f"validators[{i}]"
@@ -373,23 +412,26 @@ def parse_genesis(doc: Any, *, base_dir: Path = REPO_ROOT, file_hash: Hash32 = Z
     if len({v.public_key for v in validators}) != len(validators):
         raise ConfigError("genesis: a validator is listed twice")
     accounts = []
-    for i, item in enumerate(_list(doc, "accounts", "genesis")):
+    for i, item in enumerate(_list(doc, "accounts", "genesis") if fork is None else []):  # a fork has its own
         where = f"accounts[{i}]"
         accounts.append(GenesisAccount(item.get("name", where) if isinstance(item, Mapping) else where,
                                        _address(_get(item, "address", where), f"{where}.address"),
                                        Amount(_int(item, "balance", where))))
     if len({a.address for a in accounts}) != len(accounts):
         raise ConfigError("genesis: an account is listed twice")
-    models = tuple(_model(entry, i, base_dir) for i, entry in enumerate(_list(doc, "models", "genesis")))
+    models = tuple(_model(entry, i, base_dir) for i, entry in enumerate(_list(doc, "models", "genesis"))
+                   if fork is None)
     if len({m.model_id for m in models}) != len(models):
         raise ConfigError("genesis: a model is listed twice")
+    if len({m.meta.name for m in models}) != len(models):
+        raise ConfigError("genesis: two models have the same name (names are unique per chain)")
     for m in models:
         if m.poi:
             _validate_poi_model(m)
     keys = doc.get("keys")
     seed_phrase = keys.get("seed_phrase") if isinstance(keys, Mapping) else None
     genesis = Genesis(chain_id, genesis_time, params, tuple(validators), tuple(accounts), models, file_hash,
-                      seed_phrase if isinstance(seed_phrase, str) else None)
+                      seed_phrase if isinstance(seed_phrase, str) else None, fork)
     supply = genesis.supply
     if supply >= 1 << 62:
         raise ConfigError("genesis: total supply must stay below 2^62")
@@ -443,6 +485,9 @@ def _commission(item: Mapping[str, Any], where: str) -> tuple[int, int, int] | N
 def genesis_state(genesis: Genesis, model_gas: Callable[[GenesisModel], tuple[int, int]]) -> StateView:
     """The initial state as a view over the empty map; `model_gas` prices each genesis model as (gas per
     call, load gas) (the sandbox checker, which also refuses a model that breaks the registration rules)."""
+    if genesis.fork is not None:
+        return fork_state(genesis.fork, [(v.public_key, v.owner, int(v.stake)) for v in genesis.validators],
+                          genesis.genesis_time)
     view = StateView(None, None)
     params = genesis.params
     view.put(KEY_PARAMS, params)
@@ -470,6 +515,7 @@ def genesis_state(genesis: Genesis, model_gas: Callable[[GenesisModel], tuple[in
         n_chunks = -(-len(m.model_bytes) // MAX_CHUNK_BYTES)  # as an upload in full chunks would have it
         view.put(model_key(m.model_id), ModelRecord(m.owner, m.meta, sha256(m.model_bytes), len(m.model_bytes),
                                                     n_chunks, Gas(gas), Height(0), Gas(gas_load)))
+        view.put_raw(model_name_key(m.meta.name), m.model_id)
     view.put(KEY_CHAIN, ChainRecord(Height(0), genesis.genesis_time, ZERO_HASH, ZERO_HASH))
     view.put(KEY_SUPPLY, Supply(Amount(genesis.supply), Amount(0), Amount(0)))
     return view

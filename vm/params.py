@@ -10,6 +10,7 @@ from typing import Annotated
 from core.codec import I64, U8, U16, U32, MaxLen, Wire, wire
 from core.limits import KIB, MAX_BLOCK_BYTES, MAX_TENSOR_BYTES
 from core.types import Amount, Gas, Hash32
+from core.units import Token
 
 BPS = 10_000
 MAX_POI_MODELS = 16
@@ -152,6 +153,8 @@ class Params(Wire):
     slashing: SlashingParams
     poi_models: Annotated[tuple[Hash32, ...], MaxLen(MAX_POI_MODELS)]
     gov: GovParams
+    # The token's display and base units (core.units); amounts everywhere else are base units.
+    token: Token
 
     def validate_wire(self) -> None:
         validate_params(self)

@@ -283,6 +283,12 @@ def model_key(model_id: Hash32) -> bytes:
     return b"M" + model_id
 
 
+def model_name_key(name: str) -> bytes:
+    """The name index: a model's name -> the id (32 raw bytes) of the model that holds it, from the start of
+    its upload (first come per chain) until the upload is dropped; names are exact strings."""
+    return b"N" + name.encode()
+
+
 def expiry_key(height: int) -> bytes:
     return b"X" + height.to_bytes(8, "big")
 

@@ -7,9 +7,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from core.keys import PrivateKey
+from core.units import Token
 from node.cli.common import CliError, default_genesis
-from node.client import Client, RpcError
-from node.rpc.errors import NOT_READY
+from node.cli.units import chain_params, token_from_params
+from node.client import Client
 
 
 @dataclass(frozen=True, slots=True)
@@ -17,6 +18,7 @@ class ChainContext:
     chain_id: str
     nonce: int
     vm: dict[str, Any] | None  # the VM params (gas schedule, min gas price), None if the node hides them
+    token: Token               # the chain's units, for reading and showing amounts
 
     def gas_price(self) -> int:
         return int(self.vm["min_gas_price"]) if self.vm else 1
@@ -37,22 +39,17 @@ def chain_context(client: Client, key: PrivateKey, nonce: int | None) -> ChainCo
     status = client.status()
     if nonce is None:
         nonce = client.account(key.address).nonce
-    try:
-        params = client.call("params")
-        vm = params.get("vm")
-    except RpcError as err:
-        if err.code != NOT_READY:
-            raise
-        vm = _genesis_vm_params(status.chain_id)
-    return ChainContext(status.chain_id, nonce, vm)
+    params = chain_params(client) or _genesis_params(status.chain_id)
+    vm = params.get("vm") if params else None
+    return ChainContext(status.chain_id, nonce, vm if isinstance(vm, dict) else None, token_from_params(params))
 
 
-def _genesis_vm_params(chain_id: str) -> dict[str, Any] | None:
-    """The repository's genesis VM params, when the node runs that chain and does not publish its own."""
+def _genesis_params(chain_id: str) -> dict[str, Any] | None:
+    """The repository's genesis params (vm, token), when the node runs that chain and does not publish its own."""
     try:
         doc = json.loads(default_genesis().read_text())
     except (OSError, ValueError):
         return None
     if doc.get("chain_id") != chain_id or not isinstance(doc.get("vm"), dict):
         return None
-    return dict(doc["vm"])
+    return {"vm": dict(doc["vm"]), "token": doc.get("token")}

@@ -18,12 +18,13 @@ import click
 from core.errors import KeyFileError, RemoteError
 from core.keyfile import is_encrypted, load_key
 from core.keys import PrivateKey
+from core.units import DEFAULT_TOKEN, AmountText, Token, parse_amount_text
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 DEFAULT_NODE = "http://127.0.0.1:26657"
-DEFAULT_HOME = "~/.inferchain/node"
-DEFAULT_KEYRING = "~/.inferchain/keys"
+CLI_HOME_ENV = "INFERCHAIN_HOME"  # this user's inferchain directory: keyring in keys/, default node home in node/
+DEFAULT_CLI_HOME = "~/.inferchain"
 PASSPHRASE_ENV = "INFERCHAIN_PASSPHRASE"
 U64_MAX = 2**64 - 1
 
@@ -36,6 +37,38 @@ def u64(minimum: int = 0) -> click.IntRange:
 
 class CliError(RemoteError):
     """A mistake in how a command was called or what it was given; the message is the whole story."""
+
+
+class AmountParam(click.ParamType[AmountText, Any]):
+    """An amount as typed (`10ifc`, `2.5ifc`, `1500uifc`, `1500` = base units): its form is checked at once
+    (a usage error, exit 2), its value once the chain's token is known (`resolve_amount`)."""
+
+    name = "amount"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> AmountText:
+        if isinstance(value, AmountText):
+            return value
+        try:
+            parsed = parse_amount_text(str(value))
+            if parsed.unit is None:
+                parsed.resolve(DEFAULT_TOKEN)  # base units: the range check needs no token
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+        return parsed
+
+
+AMOUNT = AmountParam()
+
+
+def resolve_amount(amount: AmountText, token: Token, what: str = "AMOUNT", *, minimum: int = 0) -> int:
+    """The amount in base units, or a one-line CliError naming the argument."""
+    try:
+        value = amount.resolve(token)
+    except ValueError as exc:
+        raise CliError(f"{what}: {exc}") from None
+    if value < minimum:
+        raise CliError(f"{what}: must be at least {minimum} {token.base}")
+    return value
 
 
 def repo_root() -> Path:
@@ -74,16 +107,34 @@ def node_option(fn: F) -> F:
                         help="RPC URL of the node to talk to (env INFERCHAIN_NODE).")(fn)
 
 
+def cli_home() -> Path:
+    """`$INFERCHAIN_HOME`, else ~/.inferchain: one directory per user (or per project, by setting the variable)."""
+    return Path(os.path.expanduser(os.environ.get(CLI_HOME_ENV) or DEFAULT_CLI_HOME))
+
+
+def default_keyring() -> Path:
+    return cli_home() / "keys"
+
+
 def home_option(fn: F) -> F:
-    return click.option("--home", envvar="INFERCHAIN_HOME", default=DEFAULT_HOME, show_default=True,
-                        type=click.Path(file_okay=False, path_type=Path),
-                        help="Node home directory (env INFERCHAIN_HOME).")(fn)
+    return click.option("--home", default=lambda: cli_home() / "node",
+                        show_default=f"${CLI_HOME_ENV}/node, else {DEFAULT_CLI_HOME}/node",
+                        type=click.Path(file_okay=False, path_type=Path), help="Node home directory.")(fn)
 
 
 def keyring_option(fn: F) -> F:
-    return click.option("--keyring", envvar="INFERCHAIN_KEYRING", default=DEFAULT_KEYRING, show_default=True,
+    return click.option("--keyring", envvar="INFERCHAIN_KEYRING", default=default_keyring,
+                        show_default=f"${CLI_HOME_ENV}/keys, else {DEFAULT_CLI_HOME}/keys",
                         type=click.Path(file_okay=False, path_type=Path),
-                        help="Directory of named key files (env INFERCHAIN_KEYRING).")(fn)
+                        help="Directory of named key files (env INFERCHAIN_KEYRING). One keyring serves every "
+                             "chain: a name, once taken, is never overwritten.")(fn)
+
+
+def key_exists_error(name: str, path: Path) -> CliError:
+    """A clash in the keyring: say that it is shared and never overwritten, and how to use another one."""
+    return CliError(f"a key named {name!r} already exists at {path}; the keyring is shared by every chain and "
+                    f"never overwrites a key: choose another name, or another keyring with --keyring DIR "
+                    f"(or {CLI_HOME_ENV}=DIR for DIR/keys)")
 
 
 def json_option(fn: F) -> F:
@@ -97,8 +148,8 @@ def tx_options(fn: F) -> F:
                      help="Signing key: a name in the keyring or a path to a key file."),
         keyring_option,
         node_option,
-        click.option("--fee", type=u64(), default=None,
-                     help="Fee in the smallest unit (default: gas limit x the chain's minimum gas price)."),
+        click.option("--fee", type=AMOUNT, default=None,
+                     help="Fee, e.g. 0.01ifc or 10000 (base units) (default: gas limit x the minimum gas price)."),
         click.option("--gas-limit", type=u64(1), default=None,
                      help="Gas limit (default: what the chain's gas schedule charges this transaction)."),
         click.option("--nonce", type=u64(), default=None,
@@ -160,6 +211,15 @@ def echo_json(value: Any) -> None:
     click.echo(json.dumps(value, indent=2, sort_keys=False, default=str))
 
 
+def emit(doc: dict[str, Any], as_json: bool, *, shown: dict[str, str] | None = None) -> None:
+    """The one way a command prints its result: `doc` as JSON for scripts (amounts in base units), else as
+    `key: value` lines for people, with `shown` replacing some values by their human form (amounts in ifc)."""
+    if as_json:
+        echo_json(doc)
+    else:
+        echo_pairs([(key.replace("_", " "), (shown or {}).get(key, value)) for key, value in doc.items()])
+
+
 def echo_pairs(pairs: list[tuple[str, Any]]) -> None:
     """`key: value` lines for people: yes/no for flags, `-` for nothing, and no line for an empty text."""
     shown = [(k, display(v)) for k, v in pairs if v != ""]
@@ -191,7 +251,3 @@ def tx_kind_name(kind: int) -> str:
 
 def warn(message: str) -> None:
     click.secho(message, fg="yellow", err=True)
-
-
-def format_amount(value: int) -> str:
-    return f"{value:,}".replace(",", "_")

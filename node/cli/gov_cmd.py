@@ -13,6 +13,7 @@ import click
 
 from core.keys import PrivateKey
 from core.types import Amount, Hash32, Height
+from core.units import AmountText, Token
 from node.cli.common import (
     CliError,
     echo_json,
@@ -20,11 +21,13 @@ from node.cli.common import (
     json_option,
     load_signing_key,
     node_option,
+    resolve_amount,
     tx_options,
     u64,
 )
 from node.cli.query_cmd import query
 from node.cli.tx_cmd import report, submit
+from node.cli.units import chain_token
 from node.client import Client
 from vm.gov.types import (
     Content,
@@ -49,17 +52,19 @@ def gov() -> None:
     """Governance: propose parameter, PoI-model and software-upgrade changes; deposit; vote; read proposals."""
 
 
-def _send_gov(key: PrivateKey, payload: Any, gas_name: str, node_url: str, fee: int | None,
-              gas_limit: int | None, nonce: int | None, no_wait: bool, timeout: float) -> Any:
+def _send_gov(key: PrivateKey, payload: Any, gas_name: str, node_url: str, fee: AmountText | None,
+              gas_limit: int | None, nonce: int | None, no_wait: bool, timeout: float) -> tuple[Any, Token]:
+    """Sign and broadcast a governance transaction; the result and the chain's token (for amounts shown)."""
     with Client(node_url) as client:
         status = client.status()
         params = client.call("params")
+        token = chain_token(client)
         gas = gas_limit if gas_limit is not None else int(params["gov"][gas_name])
         price = int(params["vm"]["min_gas_price"])
         next_nonce = client.account(key.address).nonce if nonce is None else nonce
         signed = build_tx(key, payload, chain_id=status.chain_id, nonce=next_nonce, gas_limit=gas,
-                          fee=fee if fee is not None else gas * price)
-        return submit(client, signed, no_wait=no_wait, timeout=timeout)
+                          fee=resolve_amount(fee, token, "--fee") if fee is not None else gas * price)
+        return submit(client, signed, no_wait=no_wait, timeout=timeout), token
 
 
 def _min_deposit(node_url: str) -> int:
@@ -83,7 +88,7 @@ def proposal_options(fn: Any) -> Any:
 
 
 def _propose(content: Content, title: str, summary: str, deposit: int | None, from_key: str, keyring: Path,
-             node_url: str, fee: int | None, gas_limit: int | None, nonce: int | None, no_wait: bool,
+             node_url: str, fee: AmountText | None, gas_limit: int | None, nonce: int | None, no_wait: bool,
              timeout: float, as_json: bool) -> None:
     key = load_signing_key(from_key, keyring)
     amount = deposit if deposit is not None else _min_deposit(node_url)
@@ -92,11 +97,12 @@ def _propose(content: Content, title: str, summary: str, deposit: int | None, fr
         payload = SubmitProposal.decode(payload.encode())  # within the wire limits, before anything is signed
     except ValueError as exc:
         raise CliError(f"proposal: {exc}") from None
-    result = _send_gov(key, payload, "gas_submit_proposal", node_url, fee, gas_limit, nonce, no_wait, timeout)
-    extra: dict[str, Any] = {"deposit": amount}
+    result, token = _send_gov(key, payload, "gas_submit_proposal", node_url, fee, gas_limit, nonce, no_wait,
+                              timeout)
+    extra: dict[str, Any] = {}
     if result.result is not None and len(result.result.data) == 8:
         extra["proposal_id"] = int.from_bytes(result.result.data, "big")
-    report(result, as_json, **extra)
+    report(result, as_json, token, {"deposit": amount}, **extra)
 
 
 @gov.group("propose")
@@ -163,26 +169,26 @@ def text(**kw: Any) -> None:
 @click.argument("proposal_id", type=u64(1))
 @click.argument("amount", type=u64(1))
 @tx_options
-def deposit(proposal_id: int, amount: int, from_key: str, keyring: Path, node_url: str, fee: int | None,
+def deposit(proposal_id: int, amount: int, from_key: str, keyring: Path, node_url: str, fee: AmountText | None,
             gas_limit: int | None, nonce: int | None, no_wait: bool, timeout: float, as_json: bool) -> None:
     """Add AMOUNT to the deposit of PROPOSAL_ID (reaching gov.min_deposit opens its vote)."""
     key = load_signing_key(from_key, keyring)
-    result = _send_gov(key, Deposit(proposal_id, Amount(amount)), "gas_deposit", node_url, fee, gas_limit, nonce,
-                       no_wait, timeout)
-    report(result, as_json, proposal_id=proposal_id, amount=amount)
+    result, token = _send_gov(key, Deposit(proposal_id, Amount(amount)), "gas_deposit", node_url, fee, gas_limit,
+                              nonce, no_wait, timeout)
+    report(result, as_json, token, {"amount": amount}, proposal_id=proposal_id)
 
 
 @gov.command("vote")
 @click.argument("proposal_id", type=u64(1))
 @click.argument("option", type=click.Choice(list(OPTIONS)))
 @tx_options
-def vote(proposal_id: int, option: str, from_key: str, keyring: Path, node_url: str, fee: int | None,
+def vote(proposal_id: int, option: str, from_key: str, keyring: Path, node_url: str, fee: AmountText | None,
          gas_limit: int | None, nonce: int | None, no_wait: bool, timeout: float, as_json: bool) -> None:
     """Vote on PROPOSAL_ID; a validator's owner votes with its stake, a later vote replaces an earlier one."""
     key = load_signing_key(from_key, keyring)
-    result = _send_gov(key, Vote(proposal_id, OPTIONS[option]), "gas_vote", node_url, fee, gas_limit, nonce,
-                       no_wait, timeout)
-    report(result, as_json, proposal_id=proposal_id, option=option)
+    result, token = _send_gov(key, Vote(proposal_id, OPTIONS[option]), "gas_vote", node_url, fee, gas_limit,
+                              nonce, no_wait, timeout)
+    report(result, as_json, token, proposal_id=proposal_id, option=option)
 
 
 # ------------------------------------------------------------------------------------------------ read

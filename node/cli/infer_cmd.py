@@ -12,8 +12,18 @@ import numpy as np
 
 from core.tensor import Tensor
 from core.types import Amount, Hash32
+from core.units import AmountText
 from node.cli.chainctx import chain_context
-from node.cli.common import CliError, echo_json, echo_pairs, load_signing_key, tx_options
+from node.cli.common import (
+    AMOUNT,
+    CliError,
+    echo_json,
+    echo_pairs,
+    emit,
+    load_signing_key,
+    resolve_amount,
+    tx_options,
+)
 from node.cli.model_cmd import resolve_model_id
 from node.cli.tx_cmd import submit
 from node.client import Client
@@ -175,13 +185,13 @@ def decode_outputs(record: ModelRecord, outputs: tuple[Tensor, ...]) -> list[dic
 @click.command()
 @click.argument("model_ref", metavar="MODEL")
 @click.argument("inputs", type=click.Path(dir_okay=False, exists=True, path_type=Path))
-@click.option("--max-model-fee", type=click.IntRange(min=0), default=None,
-              help="Most royalty you accept to pay the model's owner (default: its current fee per call).")
+@click.option("--max-model-fee", type=AMOUNT, default=None,
+              help="Most royalty you accept to pay the model's owner, e.g. 0.5ifc (default: its current fee per call).")
 @click.option("--cast", is_flag=True,
               help="Convert inputs of another dtype when no value changes (float narrowing may round).")
 @tx_options
-def infer(model_ref: str, inputs: Path, max_model_fee: int | None, cast: bool, from_key: str, keyring: Path,
-          node_url: str, fee: int | None, gas_limit: int | None, nonce: int | None, no_wait: bool, timeout: float,
+def infer(model_ref: str, inputs: Path, max_model_fee: AmountText | None, cast: bool, from_key: str,
+          keyring: Path, node_url: str, fee: AmountText | None, gas_limit: int | None, nonce: int | None, no_wait: bool, timeout: float,
           as_json: bool) -> None:
     """Run MODEL (id or name) on INPUTS (.npy, .npz or .json; matched to the model's inputs by name, with
     the declared dtype and shape); wait for finality and print the outputs."""
@@ -196,13 +206,14 @@ def infer(model_ref: str, inputs: Path, max_model_fee: int | None, cast: bool, f
         # The model's load is included: the sender cannot know whether its call is the block's first on it.
         extra = int(record.gas_per_call) + int(record.gas_load) + (int(ctx.vm["gas_infer_per_io_byte"]) * input_bytes if ctx.vm else 0)
         gas = ctx.gas("gas_infer_base", gas_limit, extra)
-        royalty = int(record.meta.fee_per_call) if max_model_fee is None else max_model_fee
+        royalty = (int(record.meta.fee_per_call) if max_model_fee is None
+                   else resolve_amount(max_model_fee, ctx.token, "--max-model-fee"))
         payload = Infer(Hash32.from_hex(model_id), tensors, Amount(royalty))
         signed = build_tx(key, payload, chain_id=ctx.chain_id, nonce=ctx.nonce, gas_limit=gas,
-                          fee=ctx.fee(gas, fee))
+                          fee=ctx.fee(gas, None if fee is None else resolve_amount(fee, ctx.token, "--fee")))
         result = submit(client, signed, no_wait=no_wait, timeout=timeout)
         if no_wait:
-            echo_pairs([("hash", result.hash.hex()), ("status", "accepted into the mempool")])
+            emit({"hash": result.hash.hex(), "status": "accepted into the mempool"}, as_json)
             return
         proof = client.inference(result.hash)
         verified = proof.verify(client.validators(proof.height).validator_set())

@@ -13,6 +13,8 @@ from node.cli.common import (
     CliError,
     echo_json,
     echo_pairs,
+    json_option,
+    key_exists_error,
     key_file_for,
     keyring_option,
     keyring_path,
@@ -32,13 +34,13 @@ def keys() -> None:
 @keyring_option
 @click.option("--encrypt", is_flag=True,
               help=f"Seal the key with a passphrase (prompted twice, or ${PASSPHRASE_ENV}).")
-@click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
+@json_option
 def keys_new(name: str, keyring: Path, encrypt: bool, as_json: bool) -> None:
     """Generate a new key NAME in the keyring."""
     validate_key_name(name)
     path = keyring_path(keyring) / f"{name}.json"
     if path.exists():
-        raise CliError(f"a key named {name!r} already exists ({path}); keys are never overwritten")
+        raise key_exists_error(name, path)
     passphrase = read_passphrase("Passphrase", confirm=True) if encrypt else None
     key = PrivateKey.generate()
     keyring_path(keyring).mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -51,7 +53,8 @@ def keys_new(name: str, keyring: Path, encrypt: bool, as_json: bool) -> None:
 @click.option("--seed", "seed_hex", required=True, help="The 32-byte seed as 64 hex digits (e.g. a devnet key).")
 @keyring_option
 @click.option("--encrypt", is_flag=True, help="Seal the key with a passphrase.")
-def keys_import(name: str, seed_hex: str, keyring: Path, encrypt: bool) -> None:
+@json_option
+def keys_import(name: str, seed_hex: str, keyring: Path, encrypt: bool, as_json: bool) -> None:
     """Store an existing key (from its seed) as NAME in the keyring."""
     validate_key_name(name)
     try:
@@ -60,18 +63,18 @@ def keys_import(name: str, seed_hex: str, keyring: Path, encrypt: bool) -> None:
         raise CliError(f"--seed: not a 32-byte hex seed ({exc})") from None
     path = keyring_path(keyring) / f"{name}.json"
     if path.exists():
-        raise CliError(f"a key named {name!r} already exists ({path}); keys are never overwritten")
+        raise key_exists_error(name, path)
     passphrase = read_passphrase("Passphrase", confirm=True) if encrypt else None
     keyring_path(keyring).mkdir(parents=True, exist_ok=True, mode=0o700)
     save_key(path, key, passphrase)
-    _print_key(name, path, key, passphrase is not None, False)
+    _print_key(name, path, key, passphrase is not None, as_json)
 
 
 @keys.command("show")
 @click.argument("name_or_path")
 @keyring_option
 @click.option("--address", "address_only", is_flag=True, help="Print only the address (for scripts).")
-@click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
+@json_option
 def keys_show(name_or_path: str, keyring: Path, address_only: bool, as_json: bool) -> None:
     """Show a key's address and public key (never its secret)."""
     path = key_file_for(name_or_path, keyring)
@@ -84,7 +87,7 @@ def keys_show(name_or_path: str, keyring: Path, address_only: bool, as_json: boo
 
 @keys.command("list")
 @keyring_option
-@click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
+@json_option
 def keys_list(keyring: Path, as_json: bool) -> None:
     """List the keys in the keyring (addresses are read without decrypting)."""
     import json

@@ -19,6 +19,7 @@ import numpy as np
 from core.errors import DecodeError, InvalidModel, LocalFault
 from core.tensor import DType, Tensor
 from core.types import Address, Amount
+from core.units import format_amount
 from node.cli.chainctx import chain_context
 from node.cli.common import (
     CliError,
@@ -30,6 +31,7 @@ from node.cli.common import (
     node_option,
     tx_options,
 )
+from node.cli.units import chain_token
 from node.client import Client, ModelInfo, NodeUnreachable, RpcError
 from node.rpc.errors import NOT_FOUND
 from vm.txs import (
@@ -181,7 +183,7 @@ def prepare_model(model_bytes: bytes, *, name: str, model_class: str, grid_k: in
 @tx_options
 def register(path: Path, name: str, model_class: str, grid_k: int, tol_abs: int, tol_rel_ppm: int,
              fee_per_call: int, input_shape: tuple[str, ...], golden_inputs: Path | None, dry_run: bool,
-             from_key: str, keyring: Path, node_url: str, fee: int | None, gas_limit: int | None, nonce: int | None,
+             from_key: str, keyring: Path, node_url: str, fee: object, gas_limit: int | None, nonce: int | None,
              no_wait: bool, timeout: float, as_json: bool) -> None:
     """Convert and canonicalize the ONNX model at PATH, check it as the chain will, upload it in chunks and
     wait for its registration."""
@@ -211,6 +213,7 @@ def register(path: Path, name: str, model_class: str, grid_k: int, tol_abs: int,
         return
     key = load_signing_key(from_key, keyring)
     with Client(node_url, timeout=60) as client:
+        ensure_name_free(client, name)
         ctx = chain_context(client, key, nonce)
         _refuse_as_the_chain_would(client, canonical, meta, ctx.vm, key.address)
         limits = []
@@ -331,17 +334,28 @@ def show(model_id: str, node_url: str, as_json: bool) -> None:
     """One model's metadata: class, inputs, outputs, price, owner."""
     with Client(node_url) as client:
         m = client.model(resolve_model_id(client, model_id))
+        token = chain_token(client)
     doc = _model_doc(m)
     if as_json:
         echo_json(doc)
         return
     ins = doc.pop("inputs")
     outs = doc.pop("outputs")
-    echo_pairs(list(doc.items()))
+    doc["fee_per_call"] = format_amount(int(doc["fee_per_call"]), token)
+    echo_pairs([(k.replace("_", " "), v) for k, v in doc.items()])
     for s in ins:
         click.echo(f"input  {s['name']}: {s['dtype']} {s['shape']}")
     for s in outs:
         click.echo(f"output {s['name']}: {s['dtype']} {s['shape']}")
+
+
+def ensure_name_free(client: Client, name: str) -> None:
+    """Names are first come per chain (the VM refuses a taken one at the upload's first chunk); refusing it
+    here costs the user no fee at all."""
+    holder = next((m for m in client.models() if m.name == name), None)
+    if holder is not None:
+        raise CliError(f"the model name {name!r} is taken (model {holder.model_id.hex()[:16]}…, owner "
+                       f"{holder.owner}); names are first come per chain: choose another --name")
 
 
 def resolve_model_id(client: Client, text: str) -> str:

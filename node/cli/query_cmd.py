@@ -8,16 +8,19 @@ from pathlib import Path
 import click
 
 from core.address import encode_address, parse_address
+from core.units import format_amount
 from node.cli.common import (
     CliError,
     echo_json,
     echo_pairs,
-    format_amount,
+    emit,
     json_option,
     key_file_for,
+    keyring_option,
     node_option,
     tx_kind_name,
 )
+from node.cli.units import chain_token
 from node.client import Client
 from node.rpc.jsonenc import to_json
 
@@ -51,8 +54,7 @@ def status(node_url: str, as_json: bool) -> None:
 @query.command("account")
 @click.argument("address")
 @click.option("--height", type=click.IntRange(min=0), default=None, help="At this height (default: latest).")
-@click.option("--keyring", envvar="INFERCHAIN_KEYRING", default="~/.inferchain/keys", type=click.Path(path_type=Path),
-              help="Keyring, to name an account by key name.")
+@keyring_option
 @node_option
 @json_option
 def account(address: str, height: int | None, keyring: Path, node_url: str, as_json: bool) -> None:
@@ -61,13 +63,15 @@ def account(address: str, height: int | None, keyring: Path, node_url: str, as_j
     with Client(node_url) as client:
         acc = client.account(addr, height)
         header = client.block(acc.height).header if acc.height > 0 else None
+        token = chain_token(client)
     root = header.state_root if header is not None else acc.state_root
     verified = acc.verify(root)
     if as_json:
         echo_json({"address": encode_address(acc.address), "height": acc.height, "balance": acc.balance,
-                   "nonce": acc.nonce, "exists": acc.exists, "state_root": root.hex(), "proof_verified": verified})
+                   "denom": token.base, "nonce": acc.nonce, "exists": acc.exists, "state_root": root.hex(),
+                   "proof_verified": verified})
     else:
-        echo_pairs([("address", encode_address(acc.address)), ("balance", format_amount(acc.balance)),
+        echo_pairs([("address", encode_address(acc.address)), ("balance", format_amount(acc.balance, token)),
                     ("nonce", acc.nonce), ("height", acc.height),
                     ("proof", "verified against the block's state root" if verified else "DOES NOT VERIFY")])
     if not verified:
@@ -123,6 +127,7 @@ def tx(tx_hash: str, node_url: str, as_json: bool) -> None:
     """A committed transaction and its result."""
     with Client(node_url) as client:
         info = client.tx(_hash_arg(tx_hash))
+        token = chain_token(client)
     t, r = info.tx, info.result
     doc = {"hash": t.hash.hex(), "height": info.height, "index": info.index, "sender": str(t.sender_address),
            "nonce": int(t.nonce), "kind": tx_kind_name(t.kind), "fee": int(t.fee), "gas_limit": int(t.gas_limit),
@@ -132,7 +137,7 @@ def tx(tx_hash: str, node_url: str, as_json: bool) -> None:
         echo_json(doc)
     else:
         doc.pop("outputs")
-        echo_pairs(list(doc.items()))
+        emit(doc, False, shown={"fee": format_amount(int(t.fee), token)})
         for i, out in enumerate(r.outputs):
             click.echo(f"output {i}: {out.to_numpy().tolist()}")
 
@@ -152,6 +157,7 @@ def validators(height: int | None, node_url: str, as_json: bool) -> None:
     """The validator set with stake, power, jail state and PoI counts."""
     with Client(node_url) as client:
         info = client.validators(height)
+        token = chain_token(client)
     if as_json:
         echo_json({"height": info.height, "total_power": info.total_power,
                    "validators": [{f: (getattr(v, f).hex() if isinstance(getattr(v, f), bytes) else getattr(v, f))
@@ -160,7 +166,7 @@ def validators(height: int | None, node_url: str, as_json: bool) -> None:
     click.echo(f"validators signing height {info.height} (total power {info.total_power}):")
     for v in info.validators:
         state = "tombstoned" if v.tombstoned else "jailed" if v.jailed else "active"
-        click.echo(f"  {v.address}  power={v.power}  stake={format_amount(v.stake)}  {state}  "
+        click.echo(f"  {v.address}  power={v.power}  stake={format_amount(v.stake, token).replace(' ', '')}  {state}  "
                    f"poi={v.poi_correct}/{v.poi_wrong}/{v.poi_missed} (correct/wrong/missed)")
 
 

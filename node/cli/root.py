@@ -37,6 +37,10 @@ COMMANDS: dict[str, Entry] = {
     "gov": Entry("node.cli.gov_cmd", "gov",
                  "Governance: propose parameter, PoI-model and software-upgrade changes; deposit; vote; read "
                  "proposals."),
+    "export": Entry("node.cli.export_cmd", "export",
+                    "Export a stopped node's state at a height as a genesis-shaped JSON file (every table, checked)."),
+    "completion": Entry("node.cli.completion_cmd", "completion",
+                        "Print the shell completion script for SHELL (bash, zsh or fish)."),
 }
 
 

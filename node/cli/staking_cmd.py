@@ -4,26 +4,27 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import click
 
 from core.address import parse_address
 from core.types import Address, Amount
+from core.units import AmountText, format_amount
 from node.cli.chainctx import chain_context
 from node.cli.common import (
+    AMOUNT,
     CliError,
     echo_json,
     echo_pairs,
-    format_amount,
     json_option,
     load_signing_key,
     node_option,
+    resolve_amount,
     tx_options,
-    u64,
 )
 from node.cli.query_cmd import _address_or_key, query
-from node.cli.tx_cmd import _send, _validator_pubkey, report, submit, tx, validator_options
+from node.cli.tx_cmd import _send, _token_and_amount, _validator_pubkey, report, submit, tx, validator_options
+from node.cli.units import chain_token
 from node.client import Client
 from vm.txs import Delegate, EditValidator, Redelegate, Undelegate, WithdrawRewards, build_tx
 
@@ -40,75 +41,83 @@ def _validator_address(text: str, what: str = "VALIDATOR") -> Address:
 
 @tx.command("delegate")
 @click.argument("validator")
-@click.argument("amount", type=u64(1))
+@click.argument("amount", type=AMOUNT)
 @tx_options
-def delegate(validator: str, amount: int, from_key: str, keyring: Path, node_url: str, fee: int | None,
-             gas_limit: int | None, nonce: int | None, no_wait: bool, timeout: float, as_json: bool) -> None:
+def delegate(validator: str, amount: AmountText, from_key: str, keyring: Path, node_url: str,
+             fee: AmountText | None, gas_limit: int | None, nonce: int | None, no_wait: bool, timeout: float,
+             as_json: bool) -> None:
     """Delegate AMOUNT to VALIDATOR (its address): you share its rewards, less its commission, and its slashes."""
     target = _validator_address(validator)
     key = load_signing_key(from_key, keyring)
-    result = _send(key, Delegate(target, Amount(amount)), "gas_stake", node_url, fee, gas_limit, nonce, no_wait,
-                   timeout)
-    report(result, as_json, delegator=str(key.address), validator=str(target), amount=amount)
+    with Client(node_url) as client:
+        token, value = _token_and_amount(client, amount)
+        result = _send(key, Delegate(target, Amount(value)), "gas_stake", client, fee, gas_limit, nonce, no_wait,
+                       timeout)
+    report(result, as_json, token, {"amount": value}, delegator=str(key.address), validator=str(target))
 
 
 @tx.command("undelegate")
 @click.argument("validator")
-@click.argument("amount", type=u64(1))
+@click.argument("amount", type=AMOUNT)
 @tx_options
-def undelegate(validator: str, amount: int, from_key: str, keyring: Path, node_url: str, fee: int | None,
-               gas_limit: int | None, nonce: int | None, no_wait: bool, timeout: float, as_json: bool) -> None:
+def undelegate(validator: str, amount: AmountText, from_key: str, keyring: Path, node_url: str,
+               fee: AmountText | None, gas_limit: int | None, nonce: int | None, no_wait: bool, timeout: float,
+               as_json: bool) -> None:
     """Start unbonding AMOUNT of your delegation to VALIDATOR; it returns after the unbonding delay and
     stays slashable for offences committed while it was bonded."""
     target = _validator_address(validator)
     key = load_signing_key(from_key, keyring)
-    result = _send(key, Undelegate(target, Amount(amount)), "gas_unstake", node_url, fee, gas_limit, nonce,
-                   no_wait, timeout)
-    report(result, as_json, delegator=str(key.address), validator=str(target), amount=amount)
+    with Client(node_url) as client:
+        token, value = _token_and_amount(client, amount)
+        result = _send(key, Undelegate(target, Amount(value)), "gas_unstake", client, fee, gas_limit, nonce,
+                       no_wait, timeout)
+    report(result, as_json, token, {"amount": value}, delegator=str(key.address), validator=str(target))
 
 
 @tx.command("redelegate")
 @click.argument("source")
 @click.argument("destination")
-@click.argument("amount", type=u64(1))
+@click.argument("amount", type=AMOUNT)
 @tx_options
-def redelegate(source: str, destination: str, amount: int, from_key: str, keyring: Path, node_url: str,
-               fee: int | None, gas_limit: int | None, nonce: int | None, no_wait: bool, timeout: float,
+def redelegate(source: str, destination: str, amount: AmountText, from_key: str, keyring: Path, node_url: str,
+               fee: AmountText | None, gas_limit: int | None, nonce: int | None, no_wait: bool, timeout: float,
                as_json: bool) -> None:
     """Move AMOUNT of your delegation from SOURCE to DESTINATION without unbonding; it is locked at the
     destination until the unbonding delay has passed."""
     src, dst = _validator_address(source, "SOURCE"), _validator_address(destination, "DESTINATION")
     key = load_signing_key(from_key, keyring)
     with Client(node_url) as client:
+        token, value = _token_and_amount(client, amount)
         ctx = chain_context(client, key, nonce)
         gas = ctx.gas("gas_stake", gas_limit, extra=0 if ctx.vm is None else int(ctx.vm["gas_unstake"]))
-        signed = build_tx(key, Redelegate(src, dst, Amount(amount)), chain_id=ctx.chain_id, nonce=ctx.nonce,
-                          gas_limit=gas, fee=ctx.fee(gas, fee))
+        signed = build_tx(key, Redelegate(src, dst, Amount(value)), chain_id=ctx.chain_id, nonce=ctx.nonce,
+                          gas_limit=gas, fee=ctx.fee(gas, None if fee is None else resolve_amount(fee, token, "--fee")))
         result = submit(client, signed, no_wait=no_wait, timeout=timeout)
-    report(result, as_json, delegator=str(key.address), source=str(src), destination=str(dst), amount=amount)
+    report(result, as_json, token, {"amount": value}, delegator=str(key.address), source=str(src),
+           destination=str(dst))
 
 
 @tx.command("withdraw-rewards")
 @click.option("--validator", default=None, metavar="ADDRESS", help="Only from this validator (default: all).")
 @tx_options
-def withdraw_rewards(validator: str | None, from_key: str, keyring: Path, node_url: str, fee: int | None,
+def withdraw_rewards(validator: str | None, from_key: str, keyring: Path, node_url: str, fee: AmountText | None,
                      gas_limit: int | None, nonce: int | None, no_wait: bool, timeout: float, as_json: bool) -> None:
     """Collect the rewards your delegations have earned."""
-    from node.cli.chainctx import chain_context
     target = None if validator is None else _validator_address(validator, "--validator")
     key = load_signing_key(from_key, keyring)
     times = 1 if target is not None else MAX_DELEGATIONS_PER_ACCOUNT
     with Client(node_url) as client:
+        token = chain_token(client)
         ctx = chain_context(client, key, nonce)
         gas = ctx.gas("gas_transfer", gas_limit, extra=0 if ctx.vm is None else
                       (times - 1) * int(ctx.vm["gas_transfer"]))
         signed = build_tx(key, WithdrawRewards(target), chain_id=ctx.chain_id, nonce=ctx.nonce, gas_limit=gas,
-                          fee=ctx.fee(gas, fee))
+                          fee=ctx.fee(gas, None if fee is None else resolve_amount(fee, token, "--fee")))
         result = submit(client, signed, no_wait=no_wait, timeout=timeout)
-    extra: dict[str, Any] = {"delegator": str(key.address)}
+    amounts: dict[str, int] = {}
     if result.result is not None and result.result.ok:
-        extra["withdrawn"] = int.from_bytes(result.result.data, "big")
-    report(result, as_json, **extra)
+        amounts["withdrawn"] = int.from_bytes(result.result.data, "big")
+    report(result, as_json, token, amounts, delegator=str(key.address))
 
 
 @tx.command("edit-validator")
@@ -120,15 +129,17 @@ def withdraw_rewards(validator: str | None, from_key: str, keyring: Path, node_u
 @validator_options
 @tx_options
 def edit_validator(commission: int, max_commission: int, max_change: int, validator: str | None,
-                   validator_key: Path | None, from_key: str, keyring: Path, node_url: str, fee: int | None,
+                   validator_key: Path | None, from_key: str, keyring: Path, node_url: str, fee: AmountText | None,
                    gas_limit: int | None, nonce: int | None, no_wait: bool, timeout: float, as_json: bool) -> None:
     """Set the commission of a validator you own. Send it right after the first stake: the terms (maximum
     and maximum change) are fixed once another account delegates."""
     pub = _validator_pubkey(validator, validator_key)
     key = load_signing_key(from_key, keyring)
-    result = _send(key, EditValidator(pub, commission, max_commission, max_change), "gas_unjail", node_url, fee,
-                   gas_limit, nonce, no_wait, timeout)
-    report(result, as_json, owner=str(key.address), validator=pub.hex(), commission_bps=commission,
+    with Client(node_url) as client:
+        result = _send(key, EditValidator(pub, commission, max_commission, max_change), "gas_unjail", client, fee,
+                       gas_limit, nonce, no_wait, timeout)
+        token = chain_token(client)
+    report(result, as_json, token, owner=str(key.address), validator=pub.hex(), commission_bps=commission,
            max_commission_bps=max_commission, max_change_bps=max_change)
 
 
@@ -145,12 +156,14 @@ def delegations(address: str, height: int | None, keyring: Path, node_url: str, 
     addr = _address_or_key(address, keyring)
     with Client(node_url) as client:
         o = client.call("delegations", {"address": addr, "height": height})
+        token = chain_token(client)
     if as_json:
         echo_json(o)
         return
     click.echo(f"delegations of {o['delegator']} at height {o['height']}:")
     for d in o["delegations"]:
-        click.echo(f"  {d['validator']}  bonded={format_amount(d['amount'])}  rewards={format_amount(d['rewards'])}"
+        click.echo(f"  {d['validator']}  bonded={format_amount(d['amount'], token)}  "
+                   f"rewards={format_amount(d['rewards'], token)}"
                    f"  commission={d['commission_bps'] / 100:.2f}%")
     if not o["delegations"]:
         click.echo("  none")
@@ -167,8 +180,9 @@ def rewards(address: str, keyring: Path, node_url: str, as_json: bool) -> None:
     addr = _address_or_key(address, keyring)
     with Client(node_url) as client:
         o = client.call("rewards", {"address": addr})
+        token = chain_token(client)
     if as_json:
         echo_json(o)
         return
-    echo_pairs([("delegator", o["delegator"]), ("height", o["height"]), ("total", format_amount(o["total"]))]
-               + [(r["validator"], format_amount(r["amount"])) for r in o["rewards"]])
+    echo_pairs([("delegator", o["delegator"]), ("height", o["height"]), ("total", format_amount(o["total"], token))]
+               + [(r["validator"], format_amount(r["amount"], token)) for r in o["rewards"]])

@@ -11,8 +11,10 @@ from core.address import parse_address
 from core.keys import PrivateKey
 from core.tx import Transaction
 from core.types import Amount, PublicKeyBytes
+from core.units import AmountText, Token, format_amount
 from node.cli.chainctx import chain_context
-from node.cli.common import CliError, echo_json, echo_pairs, load_signing_key, tx_options, u64
+from node.cli.common import AMOUNT, CliError, emit, load_signing_key, resolve_amount, tx_options
+from node.cli.units import chain_token
 from node.client import BroadcastResult, Client
 from vm.txs import Stake, Transfer, Unjail, Unstake, build_tx
 
@@ -32,45 +34,52 @@ def submit(client: Client, transaction: Transaction, *, no_wait: bool, timeout: 
     return result
 
 
-def report(result: BroadcastResult, as_json: bool, **extra: Any) -> None:
-    doc: dict[str, Any] = {"hash": result.hash.hex(), **extra}
+def report(result: BroadcastResult, as_json: bool, token: Token, amounts: dict[str, int] | None = None,
+           **extra: Any) -> None:
+    """The transaction's hash, sender and amounts, then its block and result (or that the mempool took it).
+
+    JSON amounts are integers of the base unit; people read them in the display unit."""
+    doc: dict[str, Any] = {"hash": result.hash.hex(), **extra, **(amounts or {})}
     if result.height is not None:
         doc["height"] = result.height
         doc["status"] = result.result.status if result.result else None
         doc["gas_used"] = result.result.gas_used if result.result else None
     else:
         doc["status"] = "accepted into the mempool"
-    if as_json:
-        echo_json(doc)
-    else:
-        echo_pairs(list(doc.items()))
+    emit(doc, as_json, shown={k: format_amount(v, token) for k, v in (amounts or {}).items()})
 
 
-def _send(key: PrivateKey, payload: Any, gas_name: str, node_url: str, fee: int | None, gas_limit: int | None,
-          nonce: int | None, no_wait: bool, timeout: float) -> BroadcastResult:
-    with Client(node_url) as client:
-        ctx = chain_context(client, key, nonce)
-        gas = ctx.gas(gas_name, gas_limit)
-        signed = build_tx(key, payload, chain_id=ctx.chain_id, nonce=ctx.nonce, gas_limit=gas,
-                          fee=ctx.fee(gas, fee))
-        return submit(client, signed, no_wait=no_wait, timeout=timeout)
+def _send(key: PrivateKey, payload: Any, gas_name: str, client: Client, fee: AmountText | None,
+          gas_limit: int | None, nonce: int | None, no_wait: bool, timeout: float) -> BroadcastResult:
+    ctx = chain_context(client, key, nonce)
+    gas = ctx.gas(gas_name, gas_limit)
+    fee_value = ctx.fee(gas, None if fee is None else resolve_amount(fee, ctx.token, "--fee"))
+    signed = build_tx(key, payload, chain_id=ctx.chain_id, nonce=ctx.nonce, gas_limit=gas, fee=fee_value)
+    return submit(client, signed, no_wait=no_wait, timeout=timeout)
+
+
+def _token_and_amount(client: Client, amount: AmountText) -> tuple[Token, int]:
+    token = chain_token(client)
+    return token, resolve_amount(amount, token, minimum=1)
 
 
 @tx.command("send")
 @click.argument("to")
-@click.argument("amount", type=u64(1))
+@click.argument("amount", type=AMOUNT)
 @tx_options
-def send(to: str, amount: int, from_key: str, keyring: Path, node_url: str, fee: int | None,
+def send(to: str, amount: AmountText, from_key: str, keyring: Path, node_url: str, fee: AmountText | None,
          gas_limit: int | None, nonce: int | None, no_wait: bool, timeout: float, as_json: bool) -> None:
-    """Transfer AMOUNT (smallest unit) to the address TO."""
+    """Transfer AMOUNT to the address TO (10ifc, 2.5ifc, 1500uifc; a bare integer counts base units)."""
     try:
         recipient = parse_address(to)
     except ValueError as exc:
         raise CliError(f"TO: {exc}") from None
     key = load_signing_key(from_key, keyring)
-    result = _send(key, Transfer(recipient, Amount(amount)), "gas_transfer", node_url, fee, gas_limit, nonce,
-                   no_wait, timeout)
-    report(result, as_json, sender=str(key.address), to=str(recipient), amount=amount)
+    with Client(node_url) as client:
+        token, value = _token_and_amount(client, amount)
+        result = _send(key, Transfer(recipient, Amount(value)), "gas_transfer", client, fee, gas_limit, nonce,
+                       no_wait, timeout)
+    report(result, as_json, token, {"amount": value}, sender=str(key.address), to=str(recipient))
 
 
 def _validator_pubkey(validator: str | None, validator_key: Path | None) -> PublicKeyBytes:
@@ -102,46 +111,52 @@ def validator_options(fn: Any) -> Any:
 
 
 @tx.command("stake")
-@click.argument("amount", type=u64(1))
+@click.argument("amount", type=AMOUNT)
 @validator_options
 @tx_options
-def stake(amount: int, validator: str | None, validator_key: Path | None, from_key: str, keyring: Path,
-          node_url: str, fee: int | None, gas_limit: int | None, nonce: int | None, no_wait: bool, timeout: float,
-          as_json: bool) -> None:
+def stake(amount: AmountText, validator: str | None, validator_key: Path | None, from_key: str, keyring: Path,
+          node_url: str, fee: AmountText | None, gas_limit: int | None, nonce: int | None, no_wait: bool,
+          timeout: float, as_json: bool) -> None:
     """Bond AMOUNT to a validator; the first stake makes the sender its owner (a new validator joins
     the set two heights after its stake reaches the minimum)."""
     pub = _validator_pubkey(validator, validator_key)
     key = load_signing_key(from_key, keyring)
-    result = _send(key, Stake(pub, Amount(amount)), "gas_stake", node_url, fee, gas_limit, nonce, no_wait, timeout)
-    report(result, as_json, owner=str(key.address), validator=pub.hex(), amount=amount)
+    with Client(node_url) as client:
+        token, value = _token_and_amount(client, amount)
+        result = _send(key, Stake(pub, Amount(value)), "gas_stake", client, fee, gas_limit, nonce, no_wait, timeout)
+    report(result, as_json, token, {"amount": value}, owner=str(key.address), validator=pub.hex())
 
 
 @tx.command("unstake")
-@click.argument("amount", type=u64(1))
+@click.argument("amount", type=AMOUNT)
 @validator_options
 @tx_options
-def unstake(amount: int, validator: str | None, validator_key: Path | None, from_key: str, keyring: Path,
-            node_url: str, fee: int | None, gas_limit: int | None, nonce: int | None, no_wait: bool,
+def unstake(amount: AmountText, validator: str | None, validator_key: Path | None, from_key: str, keyring: Path,
+            node_url: str, fee: AmountText | None, gas_limit: int | None, nonce: int | None, no_wait: bool,
             timeout: float, as_json: bool) -> None:
     """Start unbonding AMOUNT from a validator you own; it returns after the unbonding delay."""
     pub = _validator_pubkey(validator, validator_key)
     key = load_signing_key(from_key, keyring)
-    result = _send(key, Unstake(pub, Amount(amount)), "gas_unstake", node_url, fee, gas_limit, nonce, no_wait,
-                   timeout)
-    report(result, as_json, owner=str(key.address), validator=pub.hex(), amount=amount)
+    with Client(node_url) as client:
+        token, value = _token_and_amount(client, amount)
+        result = _send(key, Unstake(pub, Amount(value)), "gas_unstake", client, fee, gas_limit, nonce, no_wait,
+                       timeout)
+    report(result, as_json, token, {"amount": value}, owner=str(key.address), validator=pub.hex())
 
 
 @tx.command("unjail")
 @validator_options
 @tx_options
 def unjail(validator: str | None, validator_key: Path | None, from_key: str, keyring: Path, node_url: str,
-           fee: int | None, gas_limit: int | None, nonce: int | None, no_wait: bool, timeout: float,
+           fee: AmountText | None, gas_limit: int | None, nonce: int | None, no_wait: bool, timeout: float,
            as_json: bool) -> None:
     """Release a validator you own from jail once its jail time is over."""
     pub = _validator_pubkey(validator, validator_key)
     key = load_signing_key(from_key, keyring)
-    result = _send(key, Unjail(pub), "gas_unjail", node_url, fee, gas_limit, nonce, no_wait, timeout)
-    report(result, as_json, owner=str(key.address), validator=pub.hex())
+    with Client(node_url) as client:
+        result = _send(key, Unjail(pub), "gas_unjail", client, fee, gas_limit, nonce, no_wait, timeout)
+        token = chain_token(client)
+    report(result, as_json, token, owner=str(key.address), validator=pub.hex())
 
 
 from node.cli import staking_cmd as _staking_cmd  # noqa: E402,F401  (adds delegate, undelegate, redelegate, ...)

@@ -75,8 +75,8 @@ def test_key_errors_are_one_line_and_non_zero(tmp_path: Path) -> None:
     assert run_main(["keys", "new", "bob"], env).returncode == 0
     again = run_main(["keys", "new", "bob"], env)
     assert again.returncode == 1
-    assert again.stderr.strip() == (f"error: a key named 'bob' already exists ({tmp_path / 'keys' / 'bob.json'}); "
-                                    "keys are never overwritten")
+    assert again.stderr.startswith(f"error: a key named 'bob' already exists at {tmp_path / 'keys' / 'bob.json'}; ")
+    assert again.stderr.count("\n") == 1 and "never overwrites" in again.stderr
     missing = run_main(["keys", "show", "nobody"], env)
     assert missing.returncode == 1 and missing.stderr.startswith("error: ") and "not found" in missing.stderr
     assert len(missing.stderr.strip().splitlines()) == 1 and "Traceback" not in missing.stderr
@@ -193,7 +193,7 @@ def test_amounts_beyond_u64_are_a_usage_error_not_a_traceback(tmp_path: Path) ->
     result = run_main(["tx", "send", "ic1w0950e8ll6d7j0xlhhvpvnvrpej6m7c7y545hx", str(2**64), "--from", "nobody",
                        "--keyring", str(tmp_path), "--node", "http://127.0.0.1:9"])
     assert result.returncode == 2 and "Traceback" not in result.stderr
-    assert "18446744073709551615" in result.stderr  # click names the range
+    assert "more than the largest amount, 18446744073709551615 uifc" in result.stderr
 
 
 def test_main_maps_user_errors_to_exit_1(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:

@@ -190,3 +190,20 @@ def test_the_real_entry_point_prints_one_line_and_no_traceback(served: tuple[Mod
     assert done.returncode == 1
     assert done.stderr.startswith("error: ") and done.stderr.count("\n") == 1, done.stderr
     assert "a string" in done.stderr and chain.pending == []
+
+
+def test_model_register_refuses_a_taken_name_before_any_fee(served: tuple[ModelChain, Served, CliRunner],
+                                                            tmp_path: Path) -> None:
+    """Names are first come per chain (the VM refuses a taken one at the first chunk, for that chunk's fee);
+    the CLI checks the registry first so the user pays nothing."""
+    from vm.models import load_model
+
+    chain, s, runner = served
+    path = tmp_path / "m.onnx"
+    path.write_bytes(load_model("digits_mlp").model_bytes)
+    result = runner.invoke(cli, ["model", "register", str(path), "--name", "one", "--class", "tolerant",
+                                 "--from", "payer", "--node", s.url])
+    refused(result, "the model name 'one' is taken", "choose another --name")
+    assert chain.pending == []
+    shown = runner.invoke(cli, ["model", "show", "one", "--node", s.url])
+    assert shown.exit_code == 0 and "fee per call:" in shown.output and "0 ifc" in shown.output

@@ -147,6 +147,7 @@ def collect(world: World) -> Cases:
     add("staking_params", params.staking)
     add("reward_params", params.rewards)
     add("slashing_params", params.slashing)
+    add("token", params.token)
     add("sandbox_limit_0", params.vm.sandbox_limits[0])
     add("account_0", view.account(world.accounts[0].address))
     for i in (0, 3):
