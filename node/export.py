@@ -19,12 +19,23 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from core.blobs import BlobReader
 from core.codec import Wire
 from core.errors import LocalError, StorageError
 from core.state import AuthenticatedMap
 from core.store import KVStore, MemoryStore
 from core.types import Hash32
 from core.validators import ValidatorList
+from vm.gov.store import KEY_APPLIED_UPGRADES, KEY_NEXT_PROPOSAL, KEY_UPGRADE_PLAN
+from vm.gov.types import (
+    AppliedUpgrades,
+    DepositList,
+    GovEvents,
+    Proposal,
+    ProposalQueue,
+    UpgradePlan,
+    VoteList,
+)
 from vm.params import Params
 from vm.state import (
     KEY_CANDIDATES,
@@ -35,12 +46,16 @@ from vm.state import (
     Account,
     CandidateList,
     ChainRecord,
+    Delegation,
+    DelegatorIndex,
     ExpiryList,
     ModelRecord,
     PendingPoi,
+    RedelegationQueue,
     Supply,
     UnbondingQueue,
     Upload,
+    ValidatorPool,
     ValidatorRecord,
 )
 
@@ -81,6 +96,17 @@ def _model_name(key: bytes, value: bytes) -> None:
         raise ValueError("a model name must map to a 32-byte model id")
 
 
+_GOV_RECORDS: dict[bytes, type[Wire]] = {b"p": Proposal, b"d": DepositList, b"v": VoteList, b"e": GovEvents,
+                                         b"q": ProposalQueue}
+
+
+def _governance(key: bytes, value: bytes) -> None:
+    cls = _GOV_RECORDS.get(key[1:2])
+    if cls is None:
+        raise ValueError(f"unknown governance record {key[1:2]!r}")
+    cls.decode(value)
+
+
 # Singletons by exact key; tables by their one-byte prefix (vm.state's key layout).
 SINGLETONS: dict[bytes, Table] = {
     KEY_CHAIN: Table("chain", _record(ChainRecord)),
@@ -88,18 +114,27 @@ SINGLETONS: dict[bytes, Table] = {
     KEY_PARAMS: Table("params", _record(Params)),
     KEY_POI: Table("pending_poi", _record(PendingPoi)),
     KEY_CANDIDATES: Table("candidates", _record(CandidateList)),
+    KEY_NEXT_PROPOSAL: Table("gov_next_proposal", _raw(None, 8)),
+    KEY_UPGRADE_PLAN: Table("upgrade_plan", _record(UpgradePlan)),
+    KEY_APPLIED_UPGRADES: Table("applied_upgrades", _record(AppliedUpgrades)),
 }
 TABLES: dict[bytes, Table] = {
     b"A": Table("accounts", _record(Account, 21)),
     b"V": Table("validators", _record(ValidatorRecord, 21)),
     b"Q": Table("unbonding", _record(UnbondingQueue, 9)),
     b"U": Table("uploads", _record(Upload, 33)),
-    b"C": Table("chunks", _raw(35)),
     b"M": Table("models", _record(ModelRecord, 33)),
     b"N": Table("model_names", _model_name),
     b"X": Table("expiries", _record(ExpiryList, 9)),
     b"S": Table("validator_sets", _record(ValidatorList, 5)),
     b"E": Table("evidence", _raw(33, 8)),
+    # Delegation (vm/delegation.py, docs/staking.md).
+    b"P": Table("validator_pools", _record(ValidatorPool, 21)),
+    b"D": Table("delegations", _record(Delegation, 41)),
+    b"I": Table("delegator_index", _record(DelegatorIndex, 21)),
+    b"R": Table("redelegations", _record(RedelegationQueue, 9)),
+    # Governance (vm/gov/store.py, docs/governance.md): one prefix, records told apart by the second byte.
+    b"G": Table("governance", _governance),
 }
 
 
@@ -137,8 +172,19 @@ def state_root_of(pairs: Iterable[tuple[bytes, bytes]]) -> Hash32:
     return update.root
 
 
-def export_state(store: KVStore, genesis_doc: dict[str, Any], height: int | None = None) -> dict[str, Any]:
-    """The genesis-shaped export of the state in `store` at `height` (default: the latest)."""
+def named_blob_digests(tables: dict[str, list[list[str]]]) -> list[Hash32]:
+    """The blobs the exported records name: each model's bytes and each open upload's landed chunks."""
+    digests = {ModelRecord.decode(bytes.fromhex(v)).bytes_hash for _, v in tables.get("models", [])}
+    for _, v in tables.get("uploads", []):
+        digests.update(Upload.decode(bytes.fromhex(v)).landed())
+    return sorted(digests)
+
+
+def export_state(store: KVStore, genesis_doc: dict[str, Any], height: int | None = None,
+                 blobs: BlobReader | None = None) -> dict[str, Any]:
+    """The genesis-shaped export of the state in `store` at `height` (default: the latest). With `blobs`, the
+    file also carries the model bytes the state names by hash (`blobs`: hex digest -> hex bytes), so a fork
+    of it is complete; without, it holds the state alone."""
     state_map = AuthenticatedMap(store)
     latest = state_map.latest_version()
     if latest is None:
@@ -154,6 +200,14 @@ def export_state(store: KVStore, genesis_doc: dict[str, Any], height: int | None
     doc["exported"] = {"format": FORMAT, "chain_id": genesis_doc.get("chain_id"), "height": version,
                        "state_root": root.hex(), "block_time_ms": int(chain.time)}
     doc["state"] = tables
+    if blobs is not None:
+        carried: dict[str, str] = {}
+        for digest in named_blob_digests(tables):
+            data = blobs.get_blob(digest)
+            if data is None:
+                raise ExportError(f"blob {digest.hex()[:16]} named by the state is missing from this node")
+            carried[digest.hex()] = data.hex()
+        doc["blobs"] = carried
     return doc
 
 
@@ -168,7 +222,9 @@ def export_home(home: Path, height: int | None) -> dict[str, Any]:
         store = LevelDBStore(node_home.data_dir, create=False)
     except StorageError as exc:
         raise ExportError(f"{exc} (export reads a stopped node's database: stop the node first)") from None
+    from node.blobstore import FileBlobStore
+
     try:
-        return export_state(store, genesis_doc, height)
+        return export_state(store, genesis_doc, height, FileBlobStore(node_home.blob_dir))
     finally:
         store.close()

@@ -16,10 +16,11 @@ replacing the exported set:
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from core.hashing import ZERO_HASH
+from core.hashing import ZERO_HASH, sha256
 from core.types import Address, Amount, Hash32, Height, PublicKeyBytes, Timestamp
 from core.validators import ValidatorEntry, ValidatorList
 from vm.params import Params
@@ -52,6 +53,14 @@ class Fork:
 
     height: int
     pairs: tuple[tuple[bytes, bytes], ...]
+    # The model bytes the state names by hash (the export's `blobs`).
+    blobs: Mapping[bytes, bytes] = dataclasses.field(default_factory=dict)
+
+    def blob(self, digest: Hash32) -> bytes:
+        data = self.blobs.get(bytes(digest))
+        if data is None or sha256(data) != digest:
+            raise ValueError(f"the exported file lacks the bytes of blob {digest.hex()[:16]} (export with them)")
+        return data
 
     def params(self) -> Params:
         raw = dict(self.pairs).get(KEY_PARAMS)
@@ -91,9 +100,12 @@ def fork_state(fork: Fork, validators: Iterable[tuple[PublicKeyBytes, Address, i
         elif tag == b"U":
             upload = Upload.decode(value)
             view.put(key, upload.replace(expires_at=_due(int(upload.expires_at), at, 1)))
+            for digest in upload.landed():  # one reference per record that names a blob, as on the old chain
+                view.put_blob(fork.blob(digest))
         elif tag == b"M":
             model = ModelRecord.decode(value)
             view.put(key, model.replace(registered_at=_due(int(model.registered_at), at, 0)))
+            view.put_blob(fork.blob(model.bytes_hash))
         elif tag == b"E":
             view.put_raw(key, int(_due(int.from_bytes(value, "big"), at, 0)).to_bytes(8, "big"))
         else:

@@ -372,9 +372,10 @@ def _fork(doc: Mapping[str, Any]) -> Fork | None:
         height = _int(_get(doc, "exported", "genesis"), "height", "exported")
         pairs = tuple((bytes.fromhex(k), bytes.fromhex(v)) for rows in _get(doc, "state", "genesis").values()
                       for k, v in rows)
+        blobs = {bytes.fromhex(k): bytes.fromhex(v) for k, v in doc.get("blobs", {}).items()}
     except (AttributeError, TypeError, ValueError) as exc:
         raise ConfigError(f"genesis: state: not an exported state ({exc})") from None
-    return Fork(height, pairs)
+    return Fork(height, pairs, blobs)
 
 
 def _fork_params(fork: Fork) -> Params:
@@ -486,8 +487,11 @@ def genesis_state(genesis: Genesis, model_gas: Callable[[GenesisModel], tuple[in
     """The initial state as a view over the empty map; `model_gas` prices each genesis model as (gas per
     call, load gas) (the sandbox checker, which also refuses a model that breaks the registration rules)."""
     if genesis.fork is not None:
-        return fork_state(genesis.fork, [(v.public_key, v.owner, int(v.stake)) for v in genesis.validators],
-                          genesis.genesis_time)
+        try:
+            return fork_state(genesis.fork, [(v.public_key, v.owner, int(v.stake)) for v in genesis.validators],
+                              genesis.genesis_time)
+        except ValueError as exc:
+            raise ConfigError(f"genesis: state: {exc}") from None
     view = StateView(None, None)
     params = genesis.params
     view.put(KEY_PARAMS, params)
