@@ -1,9 +1,9 @@
-"""Randomized staking sequences on the VM's own paths (issue 15): signed transactions through `execute_tx`,
+"""Randomized staking and governance sequences on the VM's own paths (issue 15): signed transactions through `execute_tx`,
 block boundaries through `close_block` and `release_unbonding`, slashes through `slash_offence`, `slash`
 and `jail`, rewards through the ledger, all on one `StateView` started from a parsed genesis.
 
-After every step: supply = genesis + minted - burned, and balances + bonded + unbonding + reward pools sum
-to it; nothing is negative; shares add up; the reward pools can pay every delegator's due; and a slash for
+After every step: supply = genesis + minted - burned, and balances + bonded + unbonding + reward pools +
+deposits (the escrow account) sum to it; the escrow holds exactly the deposits of open proposals; nothing is negative; shares add up; the reward pools can pay every delegator's due; and a slash for
 an offence burns the whole fraction of the stake bonded at the offence (unless nothing is left to take),
 wherever that stake has gone since (unbonding, redelegated).
 """
@@ -18,12 +18,16 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from core.keys import PrivateKey
-from core.types import Address, Hash32, Height, Timestamp
+from core.types import Address, Amount, Hash32, Height, Timestamp
 from tests.vm.devnet import devnet_genesis
 from tools.genesis import TOKEN, account_key
 from vm.delegation import delegations_of, pending_rewards, self_stake
 from vm.execute import BlockContext, BlockModels, execute_tx
 from vm.genesis import genesis_state
+from vm.gov.store import ESCROW, deposits_key, get_next_proposal_id, get_proposal
+from vm.gov.types import Deposit as GovDeposit
+from vm.gov.types import DepositList, ProposalStatus, SubmitProposal, TextProposal, VoteOption
+from vm.gov.types import Vote as GovVote
 from vm.params import BPS
 from vm.process import Ledger, close_block, jail, offender_at, release_unbonding, slash, slash_offence
 from vm.state import (
@@ -45,7 +49,8 @@ UNBONDING = 4
 MAX_AGE = 3
 
 GENESIS = devnet_genesis(N_VALIDATORS, staking={"unbonding_blocks": UNBONDING, "commission_change_blocks": 2},
-                         slashing={"max_evidence_age": MAX_AGE, "jail_blocks": 2})
+                         slashing={"max_evidence_age": MAX_AGE, "jail_blocks": 2},
+                         gov={"voting_blocks": 3, "max_deposit_blocks": 4, "min_deposit": 100 * TOKEN})
 PARAMS = GENESIS.params
 SEED = GENESIS.seed_phrase or ""
 KEYS = [account_key(SEED, i) for i in range(N_ACCOUNTS)]
@@ -183,6 +188,19 @@ class StakingMachine(RuleBasedStateMachine):
         self.view.set_validator(validator, slash(record, PARAMS.slashing.poi_wrong_slash_bps, self.ledger))
         self.slashed_at[validator].append(self.height)
 
+    @rule(who=accounts, amount=st.integers(1, 150).map(lambda t: t * TOKEN))
+    def propose(self, who: int, amount: int) -> None:
+        """A text proposal (its deposit may be under the minimum: then it waits for deposits or lapses)."""
+        self._send(KEYS[who], SubmitProposal("supply machine", "", TextProposal(), Amount(amount)))
+
+    @rule(who=accounts, proposal=st.integers(1, 6), amount=st.integers(1, 120).map(lambda t: t * TOKEN))
+    def deposit(self, who: int, proposal: int, amount: int) -> None:
+        self._send(KEYS[who], GovDeposit(proposal, Amount(amount)))
+
+    @rule(who=accounts, proposal=st.integers(1, 6), option=st.sampled_from(list(VoteOption)))
+    def vote(self, who: int, proposal: int, option: VoteOption) -> None:
+        self._send(KEYS[who], GovVote(proposal, option))
+
     @precondition(lambda self: self.height < 40)
     @rule()
     def next_block(self) -> None:
@@ -208,7 +226,7 @@ class StakingMachine(RuleBasedStateMachine):
         view = self.view
         supply = view.supply()
         expected = supply.genesis + supply.issued + self.ledger.issued - supply.burned - self.ledger.burned
-        balances = [view.account(k.address).balance for k in KEYS]
+        balances = [view.account(k.address).balance for k in KEYS] + [view.account(ESCROW).balance]
         records = [view.validator(v) for v in VALIDATORS]
         pools = [view.get(pool_key(v), ValidatorPool) for v in VALIDATORS]
         unbonding = 0
@@ -221,8 +239,24 @@ class StakingMachine(RuleBasedStateMachine):
         assert all(r is not None and r.stake >= 0 for r in records)
         bonded = sum(r.stake for r in records if r is not None)
         reward_pools = sum(p.reward_pool for p in pools if p is not None)
-        # Fees paid in the open block are held by the ledger until close_block shares or burns them.
+        # Fees paid in the open block are held by the ledger until close_block shares or burns them; deposits
+        # are the escrow account's balance (among `balances`) until refunded or burned.
         assert sum(balances) + bonded + unbonding + reward_pools + self.ledger.fees == expected
+
+    @invariant()
+    def escrow_holds_exactly_the_open_deposits(self) -> None:
+        """Every token in escrow belongs to a proposal still in its deposit or voting period; closed ones
+        have been refunded or burned in full."""
+        held = 0
+        for proposal_id in range(1, get_next_proposal_id(self.view)):
+            proposal = get_proposal(self.view, proposal_id)
+            assert proposal is not None
+            listed = self.view.get(deposits_key(proposal_id), DepositList)
+            total = 0 if listed is None else sum(e.amount for e in listed.entries)
+            if proposal.status in (ProposalStatus.DEPOSIT_PERIOD, ProposalStatus.VOTING_PERIOD):
+                assert total == proposal.total_deposit
+                held += total
+        assert self.view.account(ESCROW).balance == held
 
     @invariant()
     def shares_add_up_and_pools_can_pay(self) -> None:
@@ -257,6 +291,16 @@ def test_machine_runs_transactions_that_succeed() -> None:
     m.redelegate(0, 20, v1)
     m.undelegate(0, 50)
     m.withdraw(4, None)
-    assert m.ok == 5
+    m.propose(5, 150 * TOKEN)
+    m.vote(0, 1, VoteOption.YES)
+    m.vote(1, 1, VoteOption.YES)
+    m.propose(6, 10 * TOKEN)
+    m.deposit(5, 2, 5 * TOKEN)
+    assert m.ok == 10
+    for _ in range(5):
+        m.next_block()
+        m.escrow_holds_exactly_the_open_deposits()
+    assert get_proposal(m.view, 1).status is ProposalStatus.PASSED  # type: ignore[union-attr]
+    assert get_proposal(m.view, 2).status is ProposalStatus.REJECTED  # type: ignore[union-attr]
     m.supply_is_conserved()
     m.shares_add_up_and_pools_can_pay()
