@@ -30,7 +30,7 @@ from core.validators import ValidatorEntry, ValidatorSet
 from core.votes import Commit, VoteType
 from node.rpc.errors import RpcError
 from node.rpc.jsonenc import tensor_from_json
-from node.rpc.methods import MAX_MODELS_PAGE as MODELS_PAGE
+from node.rpc.paging import MAX_MODELS_PAGE as MODELS_PAGE
 
 __all__ = [
     "AccountInfo", "BlockInfo", "BroadcastResult", "Client", "InferenceInfo", "ModelInfo", "NodeUnreachable",

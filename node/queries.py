@@ -25,6 +25,7 @@ from core.votes import Commit
 from node.chainindex import AccountTx
 from node.events import TxOutcome, TxState
 from node.metrics import StatusSample
+from node.rpc.paging import MAX_MODELS_PAGE
 from node.views import (
     AccountView,
     InferenceView,
@@ -54,7 +55,6 @@ if TYPE_CHECKING:
     from node.service import Node
 
 _MODEL_PREFIX = b"M"
-MAX_MODELS_PAGE = 100
 
 
 class ModelIndex:

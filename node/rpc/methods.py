@@ -24,10 +24,10 @@ from node.rpc.api import NodeApi
 from node.rpc.dispatch import Param, Registry
 from node.rpc.errors import RpcError
 from node.rpc.jsonenc import raw, to_json
+from node.rpc.paging import MAX_MODELS_PAGE
 from node.views import AccountView, InferenceView, ModelView, StatusView, TxView, ValidatorsView
 
 MAX_BROADCAST_BATCH = 64
-MAX_MODELS_PAGE = 100
 DEFAULT_COMMIT_TIMEOUT_S = 30.0
 MAX_COMMIT_TIMEOUT_S = 120.0
 

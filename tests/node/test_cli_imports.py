@@ -79,3 +79,18 @@ def test_help_summaries_are_the_commands_own() -> None:
         assert command is not None and command.name == name
         for limit in (30, 45, 200):
             assert summary_command(name).get_short_help_str(limit) == command.get_short_help_str(limit)
+
+
+@pytest.mark.parametrize("group", ["tx", "query", "model", "gov"])
+def test_a_remote_command_group_does_not_load_the_node_or_the_server(group: str, keyring: dict[str, str]) -> None:
+    """A command that talks to a node needs the HTTP client, never the node's own stack: libp2p, ONNX
+    Runtime, the RPC server and its methods (the client once imported the server's page size from them)."""
+    code, modules, out = loaded_by([group, "--help"], keyring)
+    assert code in (0, None), out
+    assert modules & {"libp2p", "onnxruntime", "onnx", "hypercorn", "starlette", "plyvel"} == set()
+    child = subprocess.run([sys.executable, "-c", "import sys; from node.cli import main\ntry:\n"
+                            f"    main([{group!r}, '--help'])\nexcept SystemExit:\n    pass\n"
+                            "print('node.rpc.methods' in sys.modules, file=sys.stderr)"],
+                           cwd=REPO, capture_output=True, text=True, timeout=120, env={**os.environ, **keyring},
+                           check=False)
+    assert child.stderr.strip().splitlines()[-1] == "False"
