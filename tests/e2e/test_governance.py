@@ -37,9 +37,11 @@ MIN_DEPOSIT = 1_000
 GAS = 100_000
 NEW_MAX_BLOCK_GAS = 150_000_000
 
+# max_tx_gas under the block gas the proposal lowers to (the calibrated default has them equal).
 net = realnet_fixture(validators=4, block_time_ms=200, ready_height=2,
                       genesis={"gov": {"voting_blocks": VOTING, "max_deposit_blocks": VOTING,
-                                       "min_deposit": MIN_DEPOSIT}})
+                                       "min_deposit": MIN_DEPOSIT},
+                               "vm": {"max_tx_gas": 100_000_000}})
 
 
 def signed(net: RealNet, key: PrivateKey, payload: Any, nonces: dict[bytes, int]) -> Any:
