@@ -6,7 +6,7 @@ page of the explorer, every one bounded by a paging cap and run off the event lo
     ots_accountTxs    an account's transactions, newest first, a page (<= 25) at a time (node.chainindex)
     ots_modelStats    a model's calls (from the index) and its golden vectors
     ots_validators    the signing set as `validators`, with PoI misses in the slashing window and its limits
-    ots_search        what a search box string names: a height, a block, a tx, an account or a model
+    ots_search        what a search box string names: a height, a block, a tx, an account, a model or a proposal
 """
 
 from __future__ import annotations
@@ -232,6 +232,9 @@ async def ots_model_stats(api: NodeApi, model_id: Hash32) -> dict[str, Any]:
 
 _HEX64 = re.compile(r"^(0x)?[0-9a-fA-F]{64}$")
 _DIGITS = re.compile(r"^[0-9]{1,20}$")
+_PROPOSAL = re.compile(r"^(?:#|proposal\s+#?)([0-9]{1,20})$", re.IGNORECASE)
+"""'#3' or 'proposal 3': a bare number is a height, so a proposal id needs its prefix (a model so named is found
+when no such proposal exists)."""
 
 
 def search(api: NodeApi, query: str) -> dict[str, Any]:
@@ -241,6 +244,9 @@ def search(api: NodeApi, query: str) -> dict[str, Any]:
         if 1 <= height <= U64_MAX and api.block(Height(height)) is not None:
             return {"kind": "block", "height": height}
         return {"kind": "none"}
+    proposal = _PROPOSAL.match(query)
+    if proposal and 1 <= int(proposal.group(1)) <= U64_MAX and api.gov().proposal(int(proposal.group(1))):
+        return {"kind": "proposal", "id": int(proposal.group(1))}
     if _HEX64.match(query):
         key = Hash32.from_hex(query)
         if api.tx(key) is not None:
@@ -268,8 +274,8 @@ def search(api: NodeApi, query: str) -> dict[str, Any]:
     return {"kind": "none"}
 
 
-@registry.method("ots_search", "What a search string names: a height, block hash, tx hash, address, model id "
-                               "or model name (the first match in that order).",
+@registry.method("ots_search", "What a search string names: a height, a proposal ('#3' or 'proposal 3'), block "
+                               "hash, tx hash, address, model id or model name (the first match in that order).",
                  params=(Param("query", {"type": "string", "maxLength": MAX_SEARCH_CHARS},
                                "the text typed into the explorer's search box", parse=parse_query),),
                  result="SearchHit", result_schema=OBJ)

@@ -3,7 +3,8 @@
 One network and one browser serve the module. Each test opens a page of the explorer served by a node and
 checks what a person would see: the page loads without console errors and follows new blocks live, search
 finds a transaction, an inference's proof is checked in the page ("verified by N of M validators' power"),
-the page's Ed25519 and sign-bytes agree with tests/vectors, and hostile text in a link is shown, not run.
+the page's Ed25519 and sign-bytes agree with tests/vectors, hostile text in a link is shown, not run, and a
+proposal with its deposits, votes and tally, and an account's delegation, are shown as the chain holds them.
 A screenshot of each page type is saved under the directory the module prints (docs/img holds copies).
 """
 
@@ -23,7 +24,10 @@ import httpx
 import numpy as np
 import pytest
 
+from core.types import Amount, PublicKeyBytes
 from tests.realnet import RealNet, realnet_fixture
+from vm.gov.types import Deposit, SubmitProposal, TextProposal, Vote, VoteOption
+from vm.txs import Delegate, EditValidator, build_tx
 
 pytestmark = pytest.mark.e2e
 
@@ -32,7 +36,11 @@ VECTORS = REPO / "tests" / "vectors" / "wire"
 WAIT_MS = 30_000
 NO_BROWSER = "the explorer's browser tests need Chromium: apt-get install -y chromium (make test does it as root)"
 
-net = realnet_fixture(validators=4, block_time_ms=200, ready_height=2)
+VOTING = 8
+MIN_DEPOSIT = 1_000
+# A short vote, so that the proposal below closes (and shows its tally) within a few seconds.
+net = realnet_fixture(validators=4, block_time_ms=200, ready_height=2,
+                      genesis={"gov": {"voting_blocks": VOTING, "max_deposit_blocks": VOTING, "min_deposit": MIN_DEPOSIT}})
 
 
 @pytest.fixture(scope="module")
@@ -67,6 +75,47 @@ def sent(net: RealNet, tmp_path_factory: pytest.TempPathFactory) -> dict[str, An
     tolerant = json.loads(cli("infer", "digits_mlp", str(floats), "--from", "dev0", "--json"))
     assert transfer["status"] == "ok" and inference["status"] == "ok" and tolerant["status"] == "ok"
     return {"transfer": transfer, "inference": inference, "tolerant": tolerant, "to": to, "input": x}
+
+
+@pytest.fixture(scope="module")
+def governed(net: RealNet) -> dict[str, Any]:
+    """Signed transactions, as tests/e2e/test_governance.py sends them: account 4 submits a text proposal with
+    the minimum deposit, account 6 adds to it, the four validator owners vote (three yes, one no) and the vote
+    closes; validator 0's owner publishes commission terms and account 5 delegates to it."""
+    client = net.client(0)
+    params = rpc(net, "params")
+    gas = 2 * max(int(params["vm"]["gas_stake"]), int(params["gov"]["gas_submit_proposal"]),
+                  int(params["gov"]["gas_vote"]), int(params["gov"]["gas_deposit"])) + 100_000
+    fee = gas * int(params["vm"]["min_gas_price"])
+    nonces: dict[int, int] = {}
+
+    def signed(account: int, payload: Any) -> Any:
+        key = net.account_key(account)
+        if account not in nonces:
+            nonces[account] = client.account(key.address).nonce
+        nonces[account] += 1
+        return build_tx(key, payload, chain_id=net.chain_id, nonce=nonces[account] - 1, gas_limit=gas, fee=fee)
+
+    def commit(txs: list[Any]) -> list[Any]:
+        landed = client.broadcast_txs(txs, mode="commit", timeout=60)
+        for result in landed:
+            assert result.result is not None and result.result.ok, result
+        return landed
+
+    owner = str(net.account_key(0).address)
+    validator = next(v for v in rpc(net, "validators")["validators"] if v["owner"] == owner)
+    terms = EditValidator(PublicKeyBytes(bytes.fromhex(validator["public_key"])), 500, 2_000, 100)
+    submit = SubmitProposal("Explorer shows governance", "A text proposal sent by the explorer's browser test.",
+                            TextProposal(), Amount(MIN_DEPOSIT))
+    landed = commit([signed(4, submit), signed(0, terms)])
+    pid = int.from_bytes(landed[0].result.data, "big")
+    votes = [signed(i, Vote(pid, VoteOption.NO if i == 3 else VoteOption.YES)) for i in range(4)]
+    commit([signed(6, Deposit(pid, Amount(250))), signed(5, Delegate(validator["address"], Amount(3_000))), *votes])
+    doc = rpc(net, "proposal", {"id": pid})
+    net.wait_height(doc["voting_end"] + 1, [0, 1], timeout=60)
+    doc = rpc(net, "proposal", {"id": pid})
+    assert doc["status"] == "passed" and len(doc["votes"]) == 4 and doc["total_deposit"] == MIN_DEPOSIT + 250, doc
+    return {"proposal": doc, "validator": validator["address"], "delegator": str(net.account_key(5).address)}
 
 
 @pytest.fixture(scope="module")
@@ -310,3 +359,53 @@ def test_hostile_text_in_a_link_is_shown_as_text_never_run(page: Page) -> None:
         setTimeout(() => resolve('no violation'), 5000);
     })""")
     assert violated.startswith("script-src") and page.tab.title() == "Inferchain explorer"
+
+
+def test_governance_list_and_proposal_page_show_the_proposal_its_deposits_votes_and_tally(
+        page: Page, net: RealNet, governed: dict[str, Any], shots: Path) -> None:
+    p = governed["proposal"]
+    page.open()
+    page.tab.click("header nav a[href='#/governance']")
+    page.ready("governance")
+    row = page.tab.locator(f"table.proposals tbody tr:has(a[href='#/proposal/{p['id']}'])")
+    assert row.count() == 1
+    cells = row.locator("td").all_inner_texts()
+    tally = p["tally"]
+    assert cells == [f"#{p['id']}", p["title"], "text", "passed", str(p["total_deposit"]), str(p["voting_end"]),
+                     f"yes {tally['yes']}, no {tally['no']}, veto 0, abstain 0 of {tally['bonded']} bonded"]
+    page.tab.screenshot(path=str(shots / "explorer-governance-list.png"), full_page=True)
+
+    row.locator("a").first.click()
+    page.ready("proposal")
+    text = page.text()
+    assert f"Proposal #{p['id']}: {p['title']}" in text and p["summary"] in text and "passed and executed" in text
+    depositors = page.tab.locator("table.deposits tbody tr td:first-child a").evaluate_all(
+        "links => links.map((a) => a.getAttribute('href'))")
+    assert depositors == [f"#/account/{d['depositor']}" for d in p["deposits"]] and len(depositors) == 2
+    options = page.tab.locator("table.votes tbody tr td:nth-child(2)").all_inner_texts()
+    assert sorted(options) == ["no", "yes", "yes", "yes"]
+    yes = page.tab.locator("table.facts tr:has(th:text-is('yes')) td").inner_text()
+    assert int(yes) == tally["yes"] > 0
+    page.tab.screenshot(path=str(shots / "explorer-governance.png"), full_page=True)
+
+    # The search box takes a proposal id with its prefix ('#3', 'proposal 3'); a bare number stays a height.
+    page.open()
+    page.search(f"#{p['id']}", "proposal")
+    assert page.tab.url.endswith(f"#/proposal/{p['id']}")
+    page.open()
+    page.search(f"Proposal {p['id']}", "proposal")
+    page.tab.fill("#q", "#999999")
+    page.tab.press("#q", "Enter")
+    page.tab.wait_for_selector("#search-note:has-text('nothing found')", timeout=WAIT_MS)
+    assert page.errors == []
+
+
+def test_an_accounts_page_lists_its_delegations(page: Page, net: RealNet, governed: dict[str, Any]) -> None:
+    page.open(f"#/account/{governed['delegator']}")
+    rows = page.tab.locator("table.delegations tbody tr")
+    assert rows.count() == 1
+    cells = rows.first.locator("td").all_inner_texts()
+    assert rows.first.locator(f"a[href='#/account/{governed['validator']}']").count() == 1
+    assert cells[1] == "3000" and int(cells[2]) >= 0 and cells[3] == "5 %"
+    assert "delegate" in page.tab.inner_text("table.account-txs")
+    assert page.errors == []

@@ -1,7 +1,9 @@
 // The explorer: a hash-routed page over the node's JSON-RPC (`#/`, `#/block/H`, `#/tx/HASH`,
-// `#/account/ADDR`, `#/validators`, `#/models`, `#/model/ID`) with a live feed from the websocket.
+// `#/account/ADDR`, `#/validators`, `#/models`, `#/model/ID`, `#/governance`, `#/proposal/ID`) with a live feed
+// from the websocket.
 import { barChart, heatStrip } from "./charts.js";
 import { el, facts, link, short, table, time } from "./dom.js";
+import { governancePage, proposalPage } from "./gov.js";
 import { call, subscribeBlocks } from "./rpc.js";
 import { tensorRows } from "./tensor.js";
 import { verifyInference } from "./verify.js";
@@ -153,8 +155,9 @@ async function checkProof(hash, height, target) {
 }
 
 async function accountPage(address) {
-  const [a, vals, recent] = await Promise.all([
+  const [a, vals, recent, bonds] = await Promise.all([
     call("account", { address }), call("validators"), call("ots_accountTxs", { address, limit: 25 }),
+    call("delegations", { address }),
   ]);
   const owned = vals.validators.filter((v) => v.owner === address || v.address === address);
   return [
@@ -162,6 +165,12 @@ async function accountPage(address) {
     facts([["address", a.address], ["balance", a.balance], ["nonce", a.nonce], ["exists", a.exists ? "yes" : "no"],
            ["stake", owned.reduce((n, v) => n + v.stake, 0)], ["at height", a.height]]),
     owned.length ? [el("h3", {}, "Validators it owns or is"), validatorTable(owned)] : [],
+    el("h3", {}, "Delegations"),
+    bonds.delegations.length
+      ? table(["validator", "bonded", "rewards due", "commission"], bonds.delegations.map((d) => [
+          link(["account", d.validator], short(d.validator, 20)), d.amount, d.rewards, `${d.commission_bps / 100} %`,
+        ]), "list delegations")
+      : el("p", {}, "no delegations"),
     el("h3", {}, "Recent transactions"),
     recent.txs.length
       ? table(["height", "hash", "kind", "from", "status", "fee"], recent.txs.map((t) => [
@@ -172,7 +181,9 @@ async function accountPage(address) {
   ];
 }
 
-const KINDS = { 1: "transfer", 2: "stake", 3: "unstake", 4: "unjail", 5: "model chunk", 6: "infer" };
+const KINDS = { 1: "transfer", 2: "stake", 3: "unstake", 4: "unjail", 5: "model chunk", 6: "infer", 7: "delegate",
+                8: "undelegate", 9: "redelegate", 10: "withdraw rewards", 11: "edit validator", 20: "submit proposal",
+                21: "deposit", 22: "vote" };
 
 function validatorTable(list, window) {
   const head = ["address", "power", "stake", "PoI score", "correct", "wrong", "missed", "jailed", "slashed"];
@@ -214,7 +225,7 @@ async function modelPage(id) {
 // ---------------------------------------------------------------------------------------------- routing
 
 const PAGES = { block: blockPage, tx: txPage, account: accountPage, validators: validatorsPage,
-                models: modelsPage, model: modelPage };
+                models: modelsPage, model: modelPage, governance: governancePage, proposal: proposalPage };
 
 async function render() {
   const gen = ++generation;
@@ -243,7 +254,7 @@ async function search(event) {
   try {
     const hit = await call("ots_search", { query: input.value });
     const target = { block: ["block", hit.height], tx: ["tx", hit.hash], account: ["account", hit.address],
-                     model: ["model", hit.model_id] }[hit.kind];
+                     model: ["model", hit.model_id], proposal: ["proposal", hit.id] }[hit.kind];
     if (!target) { note.textContent = "nothing found"; return; }
     location.hash = "#/" + target.map(encodeURIComponent).join("/");
   } catch (err) {
