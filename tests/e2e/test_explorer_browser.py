@@ -24,6 +24,7 @@ import httpx
 import numpy as np
 import pytest
 
+from core.address import parse_address
 from core.types import Amount, PublicKeyBytes
 from tests.realnet import RealNet, realnet_fixture
 from vm.gov.types import Deposit, SubmitProposal, TextProposal, Vote, VoteOption
@@ -36,9 +37,9 @@ VECTORS = REPO / "tests" / "vectors" / "wire"
 WAIT_MS = 30_000
 NO_BROWSER = "the explorer's browser tests need Chromium: apt-get install -y chromium (make test does it as root)"
 
-VOTING = 8
+VOTING = 20
 MIN_DEPOSIT = 1_000
-# A short vote, so that the proposal below closes (and shows its tally) within a few seconds.
+# A short vote: the proposal below is seen open (deposits, votes) and then closed (tally) within seconds.
 net = realnet_fixture(validators=4, block_time_ms=200, ready_height=2,
                       genesis={"gov": {"voting_blocks": VOTING, "max_deposit_blocks": VOTING, "min_deposit": MIN_DEPOSIT}})
 
@@ -80,8 +81,8 @@ def sent(net: RealNet, tmp_path_factory: pytest.TempPathFactory) -> dict[str, An
 @pytest.fixture(scope="module")
 def governed(net: RealNet) -> dict[str, Any]:
     """Signed transactions, as tests/e2e/test_governance.py sends them: account 4 submits a text proposal with
-    the minimum deposit, account 6 adds to it, the four validator owners vote (three yes, one no) and the vote
-    closes; validator 0's owner publishes commission terms and account 5 delegates to it."""
+    the minimum deposit, account 6 adds to it, the four validator owners vote (three yes, one no); validator
+    0's owner publishes commission terms and account 5 delegates to it. The vote is still open on return."""
     client = net.client(0)
     params = rpc(net, "params")
     gas = 2 * max(int(params["vm"]["gas_stake"]), int(params["gov"]["gas_submit_proposal"]),
@@ -110,11 +111,9 @@ def governed(net: RealNet) -> dict[str, Any]:
     landed = commit([signed(4, submit), signed(0, terms)])
     pid = int.from_bytes(landed[0].result.data, "big")
     votes = [signed(i, Vote(pid, VoteOption.NO if i == 3 else VoteOption.YES)) for i in range(4)]
-    commit([signed(6, Deposit(pid, Amount(250))), signed(5, Delegate(validator["address"], Amount(3_000))), *votes])
+    commit([signed(6, Deposit(pid, Amount(250))), signed(5, Delegate(parse_address(validator["address"]), Amount(3_000))), *votes])
     doc = rpc(net, "proposal", {"id": pid})
-    net.wait_height(doc["voting_end"] + 1, [0, 1], timeout=60)
-    doc = rpc(net, "proposal", {"id": pid})
-    assert doc["status"] == "passed" and len(doc["votes"]) == 4 and doc["total_deposit"] == MIN_DEPOSIT + 250, doc
+    assert doc["status"] == "voting_period" and len(doc["votes"]) == 4 and doc["total_deposit"] == MIN_DEPOSIT + 250
     return {"proposal": doc, "validator": validator["address"], "delegator": str(net.account_key(5).address)}
 
 
@@ -368,28 +367,37 @@ def test_governance_list_and_proposal_page_show_the_proposal_its_deposits_votes_
     page.tab.click("header nav a[href='#/governance']")
     page.ready("governance")
     row = page.tab.locator(f"table.proposals tbody tr:has(a[href='#/proposal/{p['id']}'])")
-    assert row.count() == 1
-    cells = row.locator("td").all_inner_texts()
-    tally = p["tally"]
-    assert cells == [f"#{p['id']}", p["title"], "text", "passed", str(p["total_deposit"]), str(p["voting_end"]),
-                     f"yes {tally['yes']}, no {tally['no']}, veto 0, abstain 0 of {tally['bonded']} bonded"]
-    page.tab.screenshot(path=str(shots / "explorer-governance-list.png"), full_page=True)
+    assert row.locator("td").all_inner_texts() == [
+        f"#{p['id']}", p["title"], "text", "voting period", str(p["total_deposit"]), str(p["voting_end"]), "voting"]
 
+    # While the vote runs: its deposits and votes, and the tally so far.
     row.locator("a").first.click()
     page.ready("proposal")
     text = page.text()
-    assert f"Proposal #{p['id']}: {p['title']}" in text and p["summary"] in text and "passed and executed" in text
+    assert f"Proposal #{p['id']}: {p['title']}" in text and p["summary"] in text and "Tally so far" in text
     depositors = page.tab.locator("table.deposits tbody tr td:first-child a").evaluate_all(
         "links => links.map((a) => a.getAttribute('href'))")
     assert depositors == [f"#/account/{d['depositor']}" for d in p["deposits"]] and len(depositors) == 2
     options = page.tab.locator("table.votes tbody tr td:nth-child(2)").all_inner_texts()
     assert sorted(options) == ["no", "yes", "yes", "yes"]
-    yes = page.tab.locator("table.facts tr:has(th:text-is('yes')) td").inner_text()
-    assert int(yes) == tally["yes"] > 0
     page.tab.screenshot(path=str(shots / "explorer-governance.png"), full_page=True)
 
+    # Closed: the list and the page show the result and the final tally.
+    net.wait_height(p["voting_end"] + 1, [1], timeout=60)
+    closed = rpc(net, "proposal", {"id": p["id"]})
+    tally = closed["tally"]
+    assert closed["status"] == "passed" and tally["yes"] > 0 and tally["no"] > 0, closed
+    page.open("#/governance")
+    row = page.tab.locator(f"table.proposals tbody tr:has(a[href='#/proposal/{p['id']}'])")
+    assert row.locator("td").all_inner_texts()[3:] == [
+        "passed", str(p["total_deposit"]), str(p["voting_end"]),
+        f"yes {tally['yes']}, no {tally['no']}, veto 0, abstain 0 of {tally['bonded']} bonded"]
+    page.tab.screenshot(path=str(shots / "explorer-governance-list.png"), full_page=True)
+    page.open(f"#/proposal/{p['id']}")
+    assert "passed and executed" in page.text()
+    assert int(page.tab.locator("table.facts tr:has(th:text-is('yes')) td").inner_text()) == tally["yes"]
+
     # The search box takes a proposal id with its prefix ('#3', 'proposal 3'); a bare number stays a height.
-    page.open()
     page.search(f"#{p['id']}", "proposal")
     assert page.tab.url.endswith(f"#/proposal/{p['id']}")
     page.open()

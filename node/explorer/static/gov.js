@@ -79,11 +79,14 @@ export async function proposalPage(id) {
     p.tally ? facts([["yes", p.tally.yes], ["no", p.tally.no], ["no with veto", p.tally.no_with_veto],
                      ["abstain", p.tally.abstain], ["bonded", p.tally.bonded]])
       : el("p", {}, "no tally until the vote opens"),
-    el("h3", {}, `Deposits (${p.deposits.length})`),
-    table(["depositor", "amount"], p.deposits.map((d) => [link(["account", d.depositor], short(d.depositor, 20)), d.amount]),
-          "list deposits"),
-    el("h3", {}, `Votes (${p.votes.length})`),
-    table(["voter", "option"], p.votes.map((v) => [link(["account", v.voter], short(v.voter, 20)), v.option.replaceAll("_", " ")]),
-          "list votes"),
+    closed ? el("p", { class: "note" }, "deposits and votes are removed from state when the vote closes (the deposits " +
+                "refunded or burnt); the tally above is what remains") : [
+      el("h3", {}, `Deposits (${p.deposits.length})`),
+      table(["depositor", "amount"], p.deposits.map((d) => [link(["account", d.depositor], short(d.depositor, 20)),
+                                                           d.amount]), "list deposits"),
+      el("h3", {}, `Votes (${p.votes.length})`),
+      table(["voter", "option"], p.votes.map((v) => [link(["account", v.voter], short(v.voter, 20)),
+                                                     v.option.replaceAll("_", " ")]), "list votes"),
+    ],
   ];
 }
