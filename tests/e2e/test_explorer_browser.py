@@ -38,6 +38,7 @@ WAIT_MS = 30_000
 NO_BROWSER = "the explorer's browser tests need Chromium: apt-get install -y chromium (make test does it as root)"
 
 VOTING = 20
+HOSTILE_SUMMARY = "A text proposal from the browser test <img src=x onerror=\"document.title='pwned'\">"
 MIN_DEPOSIT = 1_000
 # A short vote: the proposal below is seen open (deposits, votes) and then closed (tally) within seconds.
 net = realnet_fixture(validators=4, block_time_ms=200, ready_height=2,
@@ -82,7 +83,9 @@ def sent(net: RealNet, tmp_path_factory: pytest.TempPathFactory) -> dict[str, An
 def governed(net: RealNet) -> dict[str, Any]:
     """Signed transactions, as tests/e2e/test_governance.py sends them: account 4 submits a text proposal with
     the minimum deposit, account 6 adds to it, the four validator owners vote (three yes, one no); validator
-    0's owner publishes commission terms and account 5 delegates to it. The vote is still open on return."""
+    0's owner publishes commission terms and account 5 delegates to it. The vote is still open on return.
+    The summary is markup with a script handler: anyone may put such text on chain (a proposal's title and summary
+    are the proposer's)."""
     client = net.client(0)
     params = rpc(net, "params")
     gas = 2 * max(int(params["vm"]["gas_stake"]), int(params["gov"]["gas_submit_proposal"]),
@@ -106,8 +109,7 @@ def governed(net: RealNet) -> dict[str, Any]:
     owner = str(net.account_key(0).address)
     validator = next(v for v in rpc(net, "validators")["validators"] if v["owner"] == owner)
     terms = EditValidator(PublicKeyBytes(bytes.fromhex(validator["public_key"])), 500, 2_000, 100)
-    submit = SubmitProposal("Explorer shows governance", "A text proposal sent by the explorer's browser test.",
-                            TextProposal(), Amount(MIN_DEPOSIT))
+    submit = SubmitProposal("Explorer shows governance", HOSTILE_SUMMARY, TextProposal(), Amount(MIN_DEPOSIT))
     landed = commit([signed(4, submit), signed(0, terms)])
     pid = int.from_bytes(landed[0].result.data, "big")
     votes = [signed(i, Vote(pid, VoteOption.NO if i == 3 else VoteOption.YES)) for i in range(4)]
@@ -374,7 +376,10 @@ def test_governance_list_and_proposal_page_show_the_proposal_its_deposits_votes_
     row.locator("a").first.click()
     page.ready("proposal")
     text = page.text()
-    assert f"Proposal #{p['id']}: {p['title']}" in text and p["summary"] in text and "Tally so far" in text
+    assert f"Proposal #{p['id']}: {p['title']}" in text and "Tally so far" in text
+    # Attack: the proposer's summary is markup; the page shows it as text, creates no element, runs nothing.
+    assert HOSTILE_SUMMARY in text and page.tab.locator("main img").count() == 0
+    assert page.tab.title() == "Inferchain explorer"
     depositors = page.tab.locator("table.deposits tbody tr td:first-child a").evaluate_all(
         "links => links.map((a) => a.getAttribute('href'))")
     assert depositors == [f"#/account/{d['depositor']}" for d in p["deposits"]] and len(depositors) == 2
@@ -408,7 +413,8 @@ def test_governance_list_and_proposal_page_show_the_proposal_its_deposits_votes_
     assert page.errors == []
 
 
-def test_an_accounts_page_lists_its_delegations(page: Page, net: RealNet, governed: dict[str, Any]) -> None:
+def test_an_accounts_page_lists_its_delegations(page: Page, net: RealNet, governed: dict[str, Any],
+                                               shots: Path) -> None:
     page.open(f"#/account/{governed['delegator']}")
     rows = page.tab.locator("table.delegations tbody tr")
     assert rows.count() == 1
@@ -416,4 +422,5 @@ def test_an_accounts_page_lists_its_delegations(page: Page, net: RealNet, govern
     assert rows.first.locator(f"a[href='#/account/{governed['validator']}']").count() == 1
     assert cells[1] == "3000" and int(cells[2]) >= 0 and cells[3] == "5 %"
     assert "delegate" in page.tab.inner_text("table.account-txs")
+    page.tab.screenshot(path=str(shots / "explorer-delegations.png"), full_page=True)
     assert page.errors == []
