@@ -37,7 +37,7 @@ VECTORS = REPO / "tests" / "vectors" / "wire"
 WAIT_MS = 30_000
 NO_BROWSER = "the explorer's browser tests need Chromium: apt-get install -y chromium (make test does it as root)"
 
-VOTING = 20
+VOTING = 30  # blocks (~6 s): the page is checked while the vote runs, with room for a slow browser
 HOSTILE_SUMMARY = "A text proposal from the browser test <img src=x onerror=\"document.title='pwned'\">"
 MIN_DEPOSIT = 1_000
 # A short vote: the proposal below is seen open (deposits, votes) and then closed (tally) within seconds.
