@@ -219,14 +219,14 @@ def register(path: Path, name: str, model_class: str, grid_k: int, tol_abs: int,
     with Client(node_url, timeout=60) as client:
         ensure_name_free(client, name)
         ctx = chain_context(client, key, nonce)
-        _refuse_as_the_chain_would(client, canonical, meta, ctx.vm, key.address)
         limits = []
         for i, chunk in enumerate(chunks):
             extra = int(ctx.vm["gas_chunk_per_byte"]) * len(chunk.data) if ctx.vm else 0
             if i == len(chunks) - 1 and ctx.vm:
                 extra += _registration_gas(ctx.vm, canonical, len(meta.golden))
             limits.append(ctx.gas("gas_chunk_base", gas_limit, extra))
-        over_tx_gas(ctx.vm, limits[-1] if gas_limit is None else 0)
+        over_tx_gas(ctx.vm, limits[-1] if gas_limit is None else 0)  # before the (slower) full pre-check
+        _refuse_as_the_chain_would(client, canonical, meta, ctx.vm, key.address)
         txs = build_model_upload(key, canonical, meta, chain_id=ctx.chain_id, first_nonce=ctx.nonce,
                                  gas_limits=limits, gas_price=ctx.gas_price(), chunk_bytes=MAX_CHUNK_BYTES)
         last = None
@@ -286,21 +286,26 @@ def _dry_run(canonical: bytes, meta: ModelMeta, node_url: str, changes: tuple[st
     node cannot be reached); nothing is signed or sent."""
     vm: dict[str, Any] | None = None
     source = "node"
+    reached = False
     try:
         with Client(node_url, timeout=10) as client:
             vm = client.call("params").get("vm")
-            resolution = _refuse_as_the_chain_would(client, canonical, meta, vm, Address(bytes(20)))
+            reached = True
     except (NodeUnreachable, RpcError):
         vm, source = json.loads(default_genesis().read_text()).get("vm"), "genesis.json (node unreachable)"
-        resolution = _refuse_as_the_chain_would(None, canonical, meta, vm, Address(bytes(20)))
     chunks = split_model(canonical, meta)
     gas = 0
     if vm:
         gas = sum(int(vm["gas_chunk_base"]) + int(vm["gas_chunk_per_byte"]) * len(c.data) for c in chunks)
         last_chunk = int(vm["gas_chunk_base"]) + int(vm["gas_chunk_per_byte"]) * len(chunks[-1].data)
         registration = _registration_gas(vm, canonical, len(meta.golden))
-        over_tx_gas(vm, last_chunk + registration)
+        over_tx_gas(vm, last_chunk + registration)  # before the (slower) full pre-check
         gas += registration
+    if reached:
+        with Client(node_url, timeout=10) as client:
+            resolution = _refuse_as_the_chain_would(client, canonical, meta, vm, Address(bytes(20)))
+    else:
+        resolution = _refuse_as_the_chain_would(None, canonical, meta, vm, Address(bytes(20)))
     price = int(vm["min_gas_price"]) if vm else 1
     doc = {"model_id": chunks[0].model_id.hex(), "name": meta.name, "class": meta.model_class.name.lower(),
            "bytes": len(canonical), "chunks": len(chunks), "converted": "; ".join(changes) or "nothing",
