@@ -28,12 +28,14 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
 from onnx import ModelProto, TensorProto, helper, numpy_helper
 
-_FLOATS = {TensorProto.FLOAT: np.float32, TensorProto.DOUBLE: np.float64, TensorProto.FLOAT16: np.float16}
+_FLOATS: dict[int, np.dtype[Any]] = {TensorProto.FLOAT: np.dtype(np.float32), TensorProto.DOUBLE: np.dtype(np.float64),
+                                     TensorProto.FLOAT16: np.dtype(np.float16)}
 _LINEAR = ("Conv", "ConvTranspose", "Gemm", "MatMul")
 LOGIT_STD = 2.0
 
@@ -103,9 +105,9 @@ def randomize_weights(model_bytes: bytes, seed: int) -> bytes:
     for init in graph.initializer:
         if init.data_type not in _FLOATS:
             continue
-        op, slot, node = _role(model, init.name)
+        op, slot, consumer = _role(model, init.name)
         shape = tuple(int(d) for d in init.dims)
-        values = random_weight(op, slot, node, shape, rng).astype(_FLOATS[init.data_type])
+        values = random_weight(op, slot, consumer, shape, rng).astype(_FLOATS[init.data_type])
         init.CopyFrom(numpy_helper.from_array(values, init.name))
     _calibrate_logits(model, rng)
     return model.SerializeToString()
