@@ -48,6 +48,10 @@ if TYPE_CHECKING:
     from vm.apply import RegisterResolution
 
 UPLOAD_BATCH = 3  # chunk transactions per broadcast_txs call (each is up to ~256 KiB, hex-doubled on the wire)
+# Chunks sent ahead of the account's committed nonce: every UPLOAD_WINDOW chunks the upload waits for its batch
+# to commit, staying under the mempool's nonce gap (node config mempool.max_nonce_gap, 64 by default): a
+# model over 64 chunks (~16 MB) sent at once had its later chunks refused after the earlier ones were paid.
+UPLOAD_WINDOW = 16 * UPLOAD_BATCH
 
 
 @click.group()
@@ -215,13 +219,14 @@ def register(path: Path, name: str, model_class: str, grid_k: int, tol_abs: int,
     with Client(node_url, timeout=60) as client:
         ensure_name_free(client, name)
         ctx = chain_context(client, key, nonce)
-        _refuse_as_the_chain_would(client, canonical, meta, ctx.vm, key.address)
         limits = []
         for i, chunk in enumerate(chunks):
             extra = int(ctx.vm["gas_chunk_per_byte"]) * len(chunk.data) if ctx.vm else 0
             if i == len(chunks) - 1 and ctx.vm:
                 extra += _registration_gas(ctx.vm, canonical, len(meta.golden))
             limits.append(ctx.gas("gas_chunk_base", gas_limit, extra))
+        over_tx_gas(ctx.vm, limits[-1] if gas_limit is None else 0)  # before the (slower) full pre-check
+        _refuse_as_the_chain_would(client, canonical, meta, ctx.vm, key.address)
         txs = build_model_upload(key, canonical, meta, chain_id=ctx.chain_id, first_nonce=ctx.nonce,
                                  gas_limits=limits, gas_price=ctx.gas_price(), chunk_bytes=MAX_CHUNK_BYTES)
         last = None
@@ -230,7 +235,8 @@ def register(path: Path, name: str, model_class: str, grid_k: int, tol_abs: int,
             for start in range(0, len(txs), UPLOAD_BATCH):
                 batch = txs[start:start + UPLOAD_BATCH]
                 final = start + UPLOAD_BATCH >= len(txs)
-                mode = "commit" if final and not no_wait else "sync"
+                window_end = (start + UPLOAD_BATCH) % UPLOAD_WINDOW == 0
+                mode = "commit" if (final and not no_wait) or (window_end and not final) else "sync"
                 results = client.broadcast_txs(batch, mode=mode, timeout=timeout)
                 for r in results:
                     if not r.accepted:
@@ -280,18 +286,26 @@ def _dry_run(canonical: bytes, meta: ModelMeta, node_url: str, changes: tuple[st
     node cannot be reached); nothing is signed or sent."""
     vm: dict[str, Any] | None = None
     source = "node"
+    reached = False
     try:
         with Client(node_url, timeout=10) as client:
             vm = client.call("params").get("vm")
-            resolution = _refuse_as_the_chain_would(client, canonical, meta, vm, Address(bytes(20)))
+            reached = True
     except (NodeUnreachable, RpcError):
         vm, source = json.loads(default_genesis().read_text()).get("vm"), "genesis.json (node unreachable)"
-        resolution = _refuse_as_the_chain_would(None, canonical, meta, vm, Address(bytes(20)))
     chunks = split_model(canonical, meta)
     gas = 0
     if vm:
         gas = sum(int(vm["gas_chunk_base"]) + int(vm["gas_chunk_per_byte"]) * len(c.data) for c in chunks)
-        gas += _registration_gas(vm, canonical, len(meta.golden))
+        last_chunk = int(vm["gas_chunk_base"]) + int(vm["gas_chunk_per_byte"]) * len(chunks[-1].data)
+        registration = _registration_gas(vm, canonical, len(meta.golden))
+        over_tx_gas(vm, last_chunk + registration)  # before the (slower) full pre-check
+        gas += registration
+    if reached:
+        with Client(node_url, timeout=10) as client:
+            resolution = _refuse_as_the_chain_would(client, canonical, meta, vm, Address(bytes(20)))
+    else:
+        resolution = _refuse_as_the_chain_would(None, canonical, meta, vm, Address(bytes(20)))
     price = int(vm["min_gas_price"]) if vm else 1
     doc = {"model_id": chunks[0].model_id.hex(), "name": meta.name, "class": meta.model_class.name.lower(),
            "bytes": len(canonical), "chunks": len(chunks), "converted": "; ".join(changes) or "nothing",
@@ -369,6 +383,18 @@ def resolve_model_id(client: Client, text: str) -> str:
     if not matches:
         raise CliError(f"no registered model named {text!r} (give its id, or see `inferchain model list`)")
     raise CliError(f"{len(matches)} models are named {text!r}; give the model id")
+
+
+def over_tx_gas(vm: dict[str, Any] | None, last_chunk_gas: int) -> None:
+    """CliError, before anything is signed, when the last chunk (which pays for the registration's check and
+    the model's load) needs more gas than one transaction may carry: the chain would refuse that chunk after
+    the others were paid for."""
+    if vm is None or "max_tx_gas" not in vm:
+        return
+    cap = int(vm["max_tx_gas"])
+    if last_chunk_gas > cap:
+        raise CliError(f"this model's registration needs {last_chunk_gas} gas in its last chunk, over the chain's "
+                       f"per-transaction maximum {cap} (vm.max_tx_gas): this chain cannot register it")
 
 
 def _registration_gas(vm: dict[str, Any], canonical: bytes, golden_runs: int) -> int:
