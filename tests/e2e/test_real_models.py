@@ -1,8 +1,8 @@
 """onnx's shipped `light` CNNs on a real 4-validator devnet (real processes, tests/realnet), through the real
 CLI as a user runs it (`inferchain model register` and `inferchain infer` as subprocesses).
 
-1. SqueezeNet, ShuffleNet, Inception v1 and v2, ResNet-50 and DenseNet-121 (every light CNN but VGG-19,
-   AlexNet and ZFNet, over the tensor cap) register exactly as shipped (IR 3, opset 9: the CLI converts
+1. SqueezeNet, ShuffleNet, Inception v1 and v2 and ResNet-50 (every light CNN but VGG-19, AlexNet and ZFNet,
+   over the tensor cap, and DenseNet-121, run in the VM corpus test for time) register exactly as shipped (IR 3, opset 9: the CLI converts
    them), tolerant, input shape pinned, onnx's own test input as the golden input; one inference transaction
    on each with that input commits, its proof verifies, every node holds the same committed outputs, and
    they match onnx's expected outputs within the declared tolerance.
@@ -14,10 +14,10 @@ CLI as a user runs it (`inferchain model register` and `inferchain infer` as sub
 3. A model whose registration is over the per-transaction gas cap is refused by the CLI before any chunk
    is paid for.
 
-Wall time on the shared 2-core machine: 245 s for the module at load average 8 (DenseNet-121 67 s, Inception
-v2 46 s, ResNet-50 34 s, the refusal 24 s, each small model 7-12 s, the devnet's start 9 s); the uploads of
-the 13-26 MB canonical models and the CLI's local preparation of each model dominate. Over the ~3 minutes
-aimed at: dropping Inception v2 and DenseNet-121 (the largest) would save about 110 s.
+Wall time on the shared 2-core machine: 245 s for the module at load average 8 with DenseNet-121 (67 s of
+it, now left out), Inception v2 46 s, ResNet-50 34 s, the refusal 24 s, each small model 7-12 s, the
+devnet's start 9 s; the uploads of the 13-26 MB canonical models and the CLI's local preparation of each
+model dominate.
 """
 
 from __future__ import annotations
@@ -44,7 +44,9 @@ pytestmark = pytest.mark.e2e
 
 REPO = Path(__file__).resolve().parents[2]
 MODELS = ("light_squeezenet", "light_shufflenet")
-SHIPPED = (*MODELS, "light_inception_v1", "light_inception_v2", "light_resnet50", "light_densenet121")
+# DenseNet-121 (67 s of this module at load 8) is left to tests/vm/test_onnx_backend_corpus.py, which registers
+# it through the same client path and runs it through the worker pool: the suite's time budget.
+SHIPPED = (*MODELS, "light_inception_v1", "light_inception_v2", "light_resnet50")
 # Declared at registration (what a user passes for a float image classifier): a fine grid, so a comparison
 # within the tolerance is tight (32 / 2^24 ~ 2e-6 absolute, plus 200 ppm).
 GRID_K, TOL_ABS, TOL_REL_PPM = 24, 32, 200
