@@ -1,13 +1,15 @@
 """The initial state of a chain forked from an exported state (`inferchain export`, then
 `inferchain devnet up --from-genesis FILE`; Cosmos's in-place testnet).
 
-The fork keeps every account, model, upload, unbonding entry and piece of evidence of the exported state and
+The fork keeps every account, model, upload, unbonding entry, piece of evidence, delegation, redelegation and
+open proposal of the exported state and
 starts again at height 0 under its own chain id, with its own validators (the genesis file's `validators`)
 replacing the exported set:
 
 - heights recorded in the state count from the fork: a record due at old height h is due at h - H (H = the
-  exported height), at 1 at the earliest (unbonding releases, upload expiries), or at 0 (registration and
-  evidence heights);
+  exported height), at 1 at the earliest (unbonding and redelegation maturities, upload expiries, proposals'
+  deposit and voting ends, a scheduled upgrade), or at 0 (registration, evidence, commission-change, lock
+  and applied-upgrade heights); governance's closing events are old history and are dropped;
 - the exported validators stay in state (their stake stays counted in the supply) but leave the candidate
   list, so none is in a set again unless its owner stakes it back; a new validator whose key already has a
   record takes it over with the new stake, unjailed; the supply record follows the stake it adds or drops;
@@ -23,6 +25,8 @@ from dataclasses import dataclass
 from core.hashing import ZERO_HASH, sha256
 from core.types import Address, Amount, Hash32, Height, PublicKeyBytes, Timestamp
 from core.validators import ValidatorEntry, ValidatorList
+from vm.gov.store import KEY_APPLIED_UPGRADES, KEY_UPGRADE_PLAN, queue_key
+from vm.gov.types import AppliedUpgrades, Proposal, ProposalQueue, UpgradePlan
 from vm.params import Params
 from vm.state import (
     KEY_CANDIDATES,
@@ -32,15 +36,20 @@ from vm.state import (
     KEY_SUPPLY,
     CandidateList,
     ChainRecord,
+    Delegation,
     ExpiryList,
     ModelRecord,
+    RedelegationEntry,
+    RedelegationQueue,
     StateView,
     Supply,
     UnbondingEntry,
     UnbondingQueue,
     Upload,
+    ValidatorPool,
     ValidatorRecord,
     expiry_key,
+    redelegation_key,
     unbonding_key,
     vset_key,
     vset_ring,
@@ -73,6 +82,35 @@ def _due(height: int, at: int, earliest: int) -> Height:
     return Height(max(earliest, height - at))
 
 
+def _fork_gov(view: StateView, key: bytes, value: bytes, at: int) -> None:
+    """Governance records with their heights counted from the fork: open proposals keep the blocks they have
+    left (their deposit and voting ends, and the queues keyed by those ends, move down by the exported
+    height); closing events are history of the old chain and start afresh, like the chain record."""
+    if key == KEY_UPGRADE_PLAN:
+        plan = UpgradePlan.decode(value)
+        view.put(key, plan.replace(height=_due(int(plan.height), at, 1)))
+    elif key == KEY_APPLIED_UPGRADES:
+        applied = AppliedUpgrades.decode(value)
+        view.put(key, applied.replace(entries=tuple(u.replace(height=_due(int(u.height), at, 0))
+                                                    for u in applied.entries)))
+    elif key[:2] == b"Gp":
+        p = Proposal.decode(value)
+        view.put(key, p.replace(submit_height=_due(int(p.submit_height), at, 0),
+                                deposit_end=_due(int(p.deposit_end), at, 1),
+                                voting_start=_due(int(p.voting_start), at, 0) if p.voting_start else p.voting_start,
+                                voting_end=_due(int(p.voting_end), at, 1) if p.voting_end else p.voting_end))
+    elif key[:2] == b"Gq":
+        kind, height = key[2:3], int.from_bytes(key[3:], "big")
+        shifted = queue_key(kind, int(_due(height, at, 1)))
+        queued = view.get(shifted, ProposalQueue)
+        ids = ProposalQueue.decode(value).proposal_ids
+        view.put(shifted, ProposalQueue((*queued.proposal_ids, *ids) if queued is not None else ids))
+    elif key[:2] == b"Ge":
+        return
+    else:
+        view.put_raw(key, value)
+
+
 def fork_state(fork: Fork, validators: Iterable[tuple[PublicKeyBytes, Address, int]], genesis_time: Timestamp
                ) -> StateView:
     """The forked chain's state at height 0; `validators` as (public key, owner, stake)."""
@@ -85,6 +123,7 @@ def fork_state(fork: Fork, validators: Iterable[tuple[PublicKeyBytes, Address, i
     records: dict[Address, ValidatorRecord] = {}
     unbonding: dict[int, list[UnbondingEntry]] = {}
     expiring: dict[int, list[Hash32]] = {}
+    redelegating: dict[int, list[RedelegationEntry]] = {}
     for key, value in state.items():
         tag = key[:1]
         if key in (KEY_POI, KEY_CANDIDATES, KEY_CHAIN) or tag == b"S":
@@ -108,12 +147,25 @@ def fork_state(fork: Fork, validators: Iterable[tuple[PublicKeyBytes, Address, i
             view.put_blob(fork.blob(model.bytes_hash))
         elif tag == b"E":
             view.put_raw(key, int(_due(int.from_bytes(value, "big"), at, 0)).to_bytes(8, "big"))
+        elif tag == b"R":  # redelegations mature (and stop being slashable) as many blocks on
+            due = _due(int.from_bytes(key[1:], "big"), at, 1)
+            redelegating.setdefault(due, []).extend(RedelegationQueue.decode(value).entries)
+        elif tag == b"D":
+            d = Delegation.decode(value)
+            view.put(key, d.replace(locked_until=_due(int(d.locked_until), at, 0)))
+        elif tag == b"P":
+            pool = ValidatorPool.decode(value)
+            view.put(key, pool.replace(commission_changed_at=_due(int(pool.commission_changed_at), at, 0)))
+        elif tag == b"G" or key in (KEY_UPGRADE_PLAN, KEY_APPLIED_UPGRADES):
+            _fork_gov(view, key, value, at)
         else:
             view.put_raw(key, value)
     for release, queued in unbonding.items():
         view.put(unbonding_key(release), UnbondingQueue(tuple(queued)))
     for expiry, ids in expiring.items():
         view.put(expiry_key(expiry), ExpiryList(tuple(ids)))
+    for matures, moved in redelegating.items():
+        view.put(redelegation_key(matures), RedelegationQueue(tuple(moved)))
     supply = Supply.decode(state[KEY_SUPPLY])
     added = dropped = 0
     entries: list[ValidatorEntry] = []

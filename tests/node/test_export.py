@@ -32,7 +32,7 @@ def busy_chain(tmp_path: Path) -> Devnet:
     """A chain whose state holds a record of every table: accounts, validators (a new one, one slashed),
     unbonding, an open upload with its chunk and expiry, a registered model and its name, evidence."""
     overrides = {"staking": {"unbonding_blocks": 20}, "slashing": {"max_evidence_age": 5},
-                 "vm": {"upload_expiry_blocks": 50}, "gov": {"voting_blocks": 2}}
+                 "vm": {"upload_expiry_blocks": 50}, "gov": {"voting_blocks": 4}}
     tmp_path.mkdir(exist_ok=True)
     net = Devnet.start(tmp_path, devnet_genesis(4, **overrides), nodes=1)
     net.step()
@@ -128,7 +128,9 @@ def test_a_fork_of_the_export_runs_with_its_own_validators_and_keeps_the_state(t
     place of the exported 5; balances, models and pending unbonding carry over, the supply still adds up."""
     from tools.genesis import make_genesis as fresh
     from vm.genesis import parse_genesis
-    from vm.state import UnbondingQueue, unbonding_key
+    from vm.gov.store import ESCROW, get_proposal
+    from vm.gov.types import ProposalStatus
+    from vm.state import RedelegationQueue, UnbondingQueue, redelegation_key, unbonding_key
 
     net = busy_chain(tmp_path / "chain")
     try:
@@ -140,6 +142,8 @@ def test_a_fork_of_the_export_runs_with_its_own_validators_and_keeps_the_state(t
         balance = old_view.account(rich).balance
         model_ids = [bytes.fromhex(k)[1:] for k, _ in exported["state"]["models"]]
         pending = [int.from_bytes(bytes.fromhex(k)[1:], "big") for k, _ in exported["state"]["unbonding"]]
+        maturing = [int.from_bytes(bytes.fromhex(k)[1:], "big") for k, _ in exported["state"]["redelegations"]]
+        open_proposal = get_proposal(old_view, 2)
     finally:
         net.close()
     assert pending and all(h > at for h in pending)
@@ -154,12 +158,20 @@ def test_a_fork_of_the_export_runs_with_its_own_validators_and_keeps_the_state(t
         assert [e.address for e in fork.apps[0].validator_set(1).entries] == sorted(
             e.address for e in genesis.validator_set().entries)
         assert view.get(unbonding_key(pending[0] - at), UnbondingQueue) is not None  # due as many blocks on
+        assert maturing and view.get(redelegation_key(maturing[0] - at), RedelegationQueue) is not None
+        assert open_proposal is not None and open_proposal.status is ProposalStatus.VOTING_PERIOD
+        forked = get_proposal(view, 2)
+        assert forked is not None and forked.voting_end == open_proposal.voting_end - at  # blocks left kept
         fork.step([fork.tx(fork.account(7), Transfer(fork.account(6).address, Amount(5)), gas_limit=10_000)])
         for _ in range(4):
             fork.step()
         assert len(fork.apps[0].validator_set(fork.height).entries) == 2
         assert fork.apps[0].view().account(rich).balance < balance  # it paid, on the fork's chain id
         assert supply_gap(fork) == 0
+        closed = get_proposal(fork.apps[0].view(), 2)  # its voting end came on the fork's own heights
+        assert closed is not None and closed.status not in (ProposalStatus.DEPOSIT_PERIOD,
+                                                            ProposalStatus.VOTING_PERIOD)
+        assert fork.apps[0].view().account(ESCROW).balance == 0
     finally:
         fork.close()
 
