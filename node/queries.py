@@ -270,7 +270,8 @@ class Queries:
         except ValueError as exc:
             raise LookupError(str(exc)) from None
         view = self._view(latest)
-        out = [_validator_view(e.address, e.public_key, int(e.power), view.validator(e.address), True) for e in vset]
+        out = [_validator_view(view, e.address, e.public_key, int(e.power), view.validator(e.address), True)
+               for e in vset]
         return ValidatorsView(Height(target), vset.total_power, tuple(out))
 
     def delegations(self, delegator: Address, height: Height | None) -> tuple[Height, list[tuple[Address, int, int, int]]]:
@@ -296,7 +297,7 @@ class Queries:
             return None
         vset = self._node.app.validator_set(Height(version + 1))
         entry = vset.get(address)
-        return _validator_view(address, record.public_key, int(entry.power) if entry else 0, record,
+        return _validator_view(view, address, record.public_key, int(entry.power) if entry else 0, record,
                                entry is not None)
 
     def poi(self, address: Address | None = None) -> list[ValidatorView]:
@@ -351,12 +352,14 @@ class Queries:
         return self._node.events.committed_blocks()
 
 
-def _validator_view(address: Address, public_key: bytes, power: int, record: ValidatorRecord | None,
-                    in_set: bool) -> ValidatorView:
+def _validator_view(view: StateView, address: Address, public_key: bytes, power: int,
+                    record: ValidatorRecord | None, in_set: bool) -> ValidatorView:
+    from vm.delegation import get_pool, self_stake
+
     if record is None:
         return ValidatorView(address, bytes(public_key), power, None, 0, False, 0, False, 0, 0, 0, 0, 0, in_set)
     return ValidatorView(address, bytes(record.public_key), power, record.owner, int(record.stake),
                          record.jailed, int(record.jailed_until), record.tombstoned, int(record.poi_correct),
                          int(record.poi_wrong), int(record.poi_missed), int(record.slashed),
-                         int(record.rewards), in_set, int(record.miss_bits).bit_count())
-
+                         int(record.rewards), in_set, int(record.miss_bits).bit_count(),
+                         self_stake(view, address), int(get_pool(view, address, record).commission_bps))

@@ -76,6 +76,8 @@ class ValidatorView:
     rewards: int
     in_set: bool  # signs the height asked for
     window_misses: int = 0  # PoI misses among the last `miss_window` scored heights (jailed at `max_misses`)
+    self_stake: int = 0  # the owner's part of `stake`; the rest is delegated (docs/staking.md)
+    commission_bps: int = 0
 
 
 @dataclass(frozen=True, slots=True)

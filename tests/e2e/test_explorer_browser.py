@@ -423,4 +423,9 @@ def test_an_accounts_page_lists_its_delegations(page: Page, net: RealNet, govern
     assert cells[1] == "3000" and int(cells[2]) >= 0 and cells[3] == "5 %"
     assert "delegate" in page.tab.inner_text("table.account-txs")
     page.tab.screenshot(path=str(shots / "explorer-delegations.png"), full_page=True)
+    # The validators view splits each validator's stake into its owner's and the delegated part.
+    page.open("#/validators")
+    row = page.tab.locator("table.list tbody tr", has=page.tab.locator(f"a[href='#/account/{governed['validator']}']"))
+    stake, own, delegated, commission = row.first.locator("td").all_inner_texts()[2:6]
+    assert int(own) + int(delegated) == int(stake) and int(delegated) >= 3000 and commission == "5 %"
     assert page.errors == []
