@@ -266,10 +266,11 @@ def _bond(view: StateView, sender: Address, address: Address, record: ValidatorR
     view.set_validator(address, record.replace(stake=Amount(record.stake + amount)))
 
 
-def _source(view: StateView, height: int, sender: Address, address: Address,
-            amount: int) -> tuple[ValidatorRecord, ValidatorPool, Delegation, int, int]:
+def _source(view: StateView, height: int, sender: Address, address: Address, amount: int,
+            drop_worthless: bool = False) -> tuple[ValidatorRecord, ValidatorPool, Delegation, int, int]:
     """Checks for taking `amount` out of the sender's delegation to `address`: (record, pool, delegation,
-    shares burned, tokens removed)."""
+    shares burned, tokens removed). With `drop_worthless`, a delegation worth nothing (its validator slashed
+    to zero) is closed whatever `amount` says, so it frees its slot among the account's delegations."""
     record = view.validator(address)
     d = view.get(delegation_key(address, sender), Delegation)
     if record is None or d is None:
@@ -277,6 +278,8 @@ def _source(view: StateView, height: int, sender: Address, address: Address,
     if height < d.locked_until:
         raise Refused(f"stake redelegated to this validator is locked until height {d.locked_until:d}")
     pool = get_pool(view, address, record)
+    if drop_worthless and compute_value(d.shares, pool, record.stake) == 0:
+        return record, pool, d, d.shares, 0
     burned, removed = _burn_shares(pool, record.stake, d.shares, amount)
     return record, pool, d, burned, removed
 
@@ -311,8 +314,10 @@ def process_delegate(view: StateView, height: int, params: Params, sender: Addre
 
 
 def process_undelegate(view: StateView, height: int, params: Params, sender: Address, p: Undelegate) -> bytes:
-    record, pool, d, burned, removed = _source(view, height, sender, p.validator, p.amount)
+    record, pool, d, burned, removed = _source(view, height, sender, p.validator, p.amount, drop_worthless=True)
     _unbond(view, sender, p.validator, record, pool, d, burned, removed)
+    if removed == 0:  # a worthless delegation closed: nothing to unbond
+        return height.to_bytes(8, "big")
     done_at = height + params.staking.unbonding_blocks
     key = unbonding_key(done_at)
     queue = view.get(key, UnbondingQueue) or UnbondingQueue(())

@@ -286,3 +286,29 @@ def test_a_wrong_poi_answer_and_jailing_hit_delegators_pro_rata(net: Devnet) -> 
     assert run(net, alice, Undelegate(v, Amount(alice_after)))[0] == 0
     assert delegations_of(net.apps[0].view(), alice.address) == []
     net.assert_supply_conserved()
+
+
+def test_a_delegation_worth_nothing_can_be_closed_to_free_its_slot(tmp_path: Path) -> None:
+    """A validator slashed to zero leaves its delegators' records worth nothing; undelegating closes such a
+    record (any amount), so it stops using one of the account's MAX_DELEGATIONS_PER_ACCOUNT slots."""
+    genesis = devnet_genesis(4, staking={"unbonding_blocks": UNBONDING}, slashing={
+        "max_evidence_age": MAX_AGE, "jail_blocks": 2, "double_sign_slash_bps": BPS})
+    net = Devnet.start(tmp_path, genesis, nodes=2)
+    try:
+        net.step()
+        v = next(a for a in validators(net) if a not in (net.proposer_for(2), net.proposer_for(3)))
+        alice = delegator(net)
+        assert run(net, alice, Delegate(v, Amount(1_000 * TOKEN)))[0] == 0
+        while net.height < 4:
+            net.step()
+        net.step(evidence=[double_vote(net, v, net.height)])
+        view = net.apps[0].view()
+        assert view.validator(v).stake == 0  # type: ignore[union-attr]
+        assert delegations_of(view, alice.address) == [(v, 0)]
+        status, log = run(net, alice, Undelegate(v, Amount(1)))
+        assert status == 0, log
+        assert delegations_of(net.apps[0].view(), alice.address) == []
+        assert unbonding_to(net, alice.address) == 0
+        net.assert_supply_conserved()
+    finally:
+        net.close()
