@@ -103,5 +103,11 @@ async def upgrade(api: NodeApi) -> dict[str, Any]:
                                parse=parse_proposal_id),),
                  result="GovEvents", result_schema={"type": "array", "items": OBJ})
 async def gov_events(api: NodeApi, height: int) -> list[dict[str, Any]]:
-    return [{"proposal_id": int(e.proposal_id), "status": e.status.name.lower(), "log": e.log}
+    return gov_events_json(api, height)
+
+
+def gov_events_json(api: NodeApi, height: int) -> list[dict[str, Any]]:
+    """Each proposal that closed in block `height` (at most MAX_QUEUED per kind): the `gov_events` method's
+    result and the `gov_events` subscription's notifications."""
+    return [{"proposal_id": int(e.proposal_id), "status": e.status.name.lower(), "log": e.log, "height": height}
             for e in api.gov().events(height).events]

@@ -40,6 +40,7 @@ from node.rpc import errors as E
 from node.rpc.api import NodeApi
 from node.rpc.dispatch import Method, Registry, error_response, handle_payload, valid_id
 from node.rpc.errors import RpcError
+from node.rpc.gov_methods import gov_events_json
 from node.rpc.guard import Guard, RateLimits, client_of
 from node.rpc.jsonenc import to_json
 from node.rpc.methods import parse_address_param, parse_hash, result_json
@@ -145,7 +146,8 @@ def _parse_subscription(params: Any) -> Subscription:
     if isinstance(params, list) and params:
         params = params[0] if isinstance(params[0], dict) else {"topic": params[0]}
     if not isinstance(params, dict):
-        raise RpcError(E.INVALID_PARAMS, 'subscribe: params are {topic: "new_blocks" | "tx_results", ...}')
+        raise RpcError(E.INVALID_PARAMS, 'subscribe: params are {topic: "new_blocks" | "tx_results" | '
+                                         '"gov_events", ...}')
     topic = params.get("topic")
     extra = set(params) - {"topic", "hash", "sender"}
     if extra:
@@ -154,6 +156,10 @@ def _parse_subscription(params: Any) -> Subscription:
         if len(params) > 1:
             raise RpcError(E.INVALID_PARAMS, "subscribe: new_blocks takes no filter")
         return Subscription("new_blocks")
+    if topic == "gov_events":
+        if len(params) > 1:
+            raise RpcError(E.INVALID_PARAMS, "subscribe: gov_events takes no filter")
+        return Subscription("gov_events")
     if topic == "tx_results":
         try:
             tx_hash = bytes(parse_hash(params["hash"])) if params.get("hash") is not None else None
@@ -161,10 +167,12 @@ def _parse_subscription(params: Any) -> Subscription:
         except ValueError as exc:
             raise RpcError(E.INVALID_PARAMS, f"subscribe: {exc}") from None
         return Subscription("tx_results", tx_hash, sender)
-    raise RpcError(E.INVALID_PARAMS, 'subscribe: topic is "new_blocks" or "tx_results"')
+    raise RpcError(E.INVALID_PARAMS, 'subscribe: topic is "new_blocks", "tx_results" or "gov_events"')
 
 
-def _notifications(sub: Subscription, block: Block) -> list[dict[str, Any]]:
+def _notifications(sub: Subscription, block: Block, api: NodeApi) -> list[dict[str, Any]]:
+    if sub.topic == "gov_events":  # the proposals that closed in this block (a bounded state read)
+        return gov_events_json(api, int(block.height))
     if sub.topic == "new_blocks":
         h = block.header
         return [{"height": int(h.height), "id": block.id.hex(), "time": int(h.time),
@@ -204,7 +212,7 @@ async def _serve_websocket(ws: WebSocket, registry: Registry, bound: dict[str, A
                 async with api.committed_blocks() as blocks:  # OverflowError reaches nursery.start
                     task_status.started(scope)
                     async for block in blocks:
-                        for result in _notifications(sub, block):
+                        for result in _notifications(sub, block, api):
                             await outbox_send.send(json.dumps({"jsonrpc": "2.0", "method": "subscription",
                                                                "params": {"subscription": sub_key,
                                                                           "topic": sub.topic, "result": result}}))

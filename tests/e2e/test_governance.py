@@ -7,11 +7,14 @@ the upgrade enabled resumes the chain. One network serves the module; the tests 
 from __future__ import annotations
 
 import json
+import threading
 from pathlib import Path
 from typing import Any
 
 import pytest
+import trio
 from click.testing import CliRunner
+from trio_websocket import open_websocket_url
 
 from core.keys import PrivateKey
 from core.types import Amount, Height
@@ -73,6 +76,36 @@ def submit_and_pass(net: RealNet, contents: list[Any]) -> list[dict[str, Any]]:
     return [net.client(0).call("proposal", {"id": pid}) for pid in ids]
 
 
+class GovEventListener:
+    """A websocket subscriber to node `index`'s `gov_events` topic, in a thread of its own (trio), collecting
+    notifications until `count` have arrived or `timeout_s` passes."""
+
+    def __init__(self, net: RealNet, index: int, count: int, timeout_s: float = 120.0) -> None:
+        self.url = net.spec(index).rpc_url.replace("http://", "ws://") + "/ws"
+        self.count, self.timeout_s = count, timeout_s
+        self.events: list[dict[str, Any]] = []
+        self.subscribed = threading.Event()
+        self.thread = threading.Thread(target=trio.run, args=(self._listen,), daemon=True)
+        self.thread.start()
+        assert self.subscribed.wait(30), "no gov_events subscription"
+
+    async def _listen(self) -> None:
+        with trio.move_on_after(self.timeout_s):
+            async with open_websocket_url(self.url) as ws:
+                await ws.send_message(json.dumps({"jsonrpc": "2.0", "id": 1, "method": "subscribe",
+                                                  "params": {"topic": "gov_events"}}))
+                assert "result" in json.loads(await ws.get_message())
+                self.subscribed.set()
+                while len(self.events) < self.count:
+                    message = json.loads(await ws.get_message())
+                    if message.get("method") == "subscription":
+                        self.events.append(message["params"]["result"])
+
+    def join(self) -> list[dict[str, Any]]:
+        self.thread.join(self.timeout_s + 10)
+        return self.events
+
+
 def test_a_parameter_change_and_a_poi_model_take_effect_at_the_same_height_everywhere(net: RealNet) -> None:
     model_id = next(m.model_id for m in net.client(0).models() if m.name == "digits_int8")
     digits_int8 = model_id.hex()
@@ -81,6 +114,7 @@ def test_a_parameter_change_and_a_poi_model_take_effect_at_the_same_height_every
     change = ParameterChangeProposal((ParamChange("consensus.max_block_gas", NEW_MAX_BLOCK_GAS),
                                       ParamChange("consensus.timeout_propose_ms", 4_000)))
     add = PoiModelsProposal((model_id,), ())
+    listener = GovEventListener(net, 1, count=2)  # pushed as the proposals close, not polled
     done = submit_and_pass(net, [change, add])
     assert [d["status"] for d in done] == ["passed", "passed"], done
     end = done[0]["voting_end"]
@@ -95,11 +129,12 @@ def test_a_parameter_change_and_a_poi_model_take_effect_at_the_same_height_every
         assert [net.client(i).call("proposal", {"id": d["id"]})["result"] for d in done] == \
             ["passed and executed"] * 2
         assert net.client(i).call("gov_events", {"height": end}) == [
-            {"proposal_id": d["id"], "status": "passed", "log": "passed and executed"} for d in done]
+            {"proposal_id": d["id"], "status": "passed", "log": "passed and executed", "height": end} for d in done]
         # Consensus took the new timeout and block limit from state for the next height, on every node.
         line = (f"height {end + 1}: consensus parameters from state: timeout_propose_ms 3000 -> 4000, "
                 f"max_gas 200000000 -> {NEW_MAX_BLOCK_GAS}")
         assert line in net.spec(i).log_path.read_text(), net.log_tail(i)
+    assert listener.join() == net.client(0).call("gov_events", {"height": end})
     # Challenges that may now pick digits_int8 keep every validator correct (no node poses another one).
     for v in net.client(0).call("poi"):
         assert v["wrong"] == 0 and not v["jailed"], v
