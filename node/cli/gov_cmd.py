@@ -14,6 +14,7 @@ import click
 from core.keys import PrivateKey
 from core.types import Amount, Hash32, Height
 from core.units import AmountText, Token
+from node.cli.chainctx import chain_context
 from node.cli.common import (
     CliError,
     echo_json,
@@ -27,7 +28,6 @@ from node.cli.common import (
 )
 from node.cli.query_cmd import query
 from node.cli.tx_cmd import report, submit
-from node.cli.units import chain_token
 from node.client import Client
 from vm.gov.types import (
     Content,
@@ -54,17 +54,15 @@ def gov() -> None:
 
 def _send_gov(key: PrivateKey, payload: Any, gas_name: str, node_url: str, fee: AmountText | None,
               gas_limit: int | None, nonce: int | None, no_wait: bool, timeout: float) -> tuple[Any, Token]:
-    """Sign and broadcast a governance transaction; the result and the chain's token (for amounts shown)."""
+    """Sign and broadcast a governance transaction; the result and the chain's token (for amounts shown).
+    Chain id, nonce, gas price and token come from the one chain context every tx command uses; the gas
+    limit from governance's own prices (`gov.gas_*`)."""
     with Client(node_url) as client:
-        status = client.status()
-        params = client.call("params")
-        token = chain_token(client)
-        gas = gas_limit if gas_limit is not None else int(params["gov"][gas_name])
-        price = int(params["vm"]["min_gas_price"])
-        next_nonce = client.account(key.address).nonce if nonce is None else nonce
-        signed = build_tx(key, payload, chain_id=status.chain_id, nonce=next_nonce, gas_limit=gas,
-                          fee=resolve_amount(fee, token, "--fee") if fee is not None else gas * price)
-        return submit(client, signed, no_wait=no_wait, timeout=timeout), token
+        ctx = chain_context(client, key, nonce)
+        gas = gas_limit if gas_limit is not None else int(client.call("params")["gov"][gas_name])
+        fee_value = ctx.fee(gas, None if fee is None else resolve_amount(fee, ctx.token, "--fee"))
+        signed = build_tx(key, payload, chain_id=ctx.chain_id, nonce=ctx.nonce, gas_limit=gas, fee=fee_value)
+        return submit(client, signed, no_wait=no_wait, timeout=timeout), ctx.token
 
 
 def _min_deposit(node_url: str) -> int:
