@@ -515,14 +515,24 @@ def _bit_exact_tensors(model: ModelProto) -> set[str]:
 
 
 def _validate_ml_class(node: NodeProto, exact: set[str], read: set[str]) -> None:
-    """Tolerant rules of the ai.onnx.ml ops on float values: tree decisions only on bit-exact inputs, and
-    no label (an argmax of float scores) from linear classifiers: commit the probabilities instead."""
+    """Tolerant rules of the ai.onnx.ml ops on float values: tree decisions and LabelEncoder lookups only on
+    bit-exact inputs; no label (an argmax or vote of float scores) from linear or SVM classifiers, no SVM
+    probabilities (libsvm's coupling solver stops on a float test), no one-class SVM sign."""
     op = node.op_type
     if op in ML_DECISIONS and not all(name in exact for name in node_inputs(node)):
-        raise InvalidModel(f"tolerant model applies {op} decisions to computed float values (bit-exact inputs only)")
+        what = "key lookups" if op == "LabelEncoder" else "decisions"
+        raise InvalidModel(f"tolerant model applies {op} {what} to computed float values (bit-exact inputs only)")
     if op in ML_FLOAT_LABELS and node.output and node.output[0] in read:
         raise InvalidModel(f"tolerant model reads the label of {op} (discontinuous on float scores): "
                            "commit the probabilities, not the label")
+    probabilities = any(a.name == "prob_a" and len(a.floats) for a in node.attribute)
+    if op == "SVMClassifier" and probabilities and len(node.output) > 1 and node.output[1] in read:
+        raise InvalidModel("tolerant model reads SVMClassifier probabilities: libsvm's pairwise coupling stops on a "
+                           "float test and jumps there (by 0.005 for two classes): commit the decision scores "
+                           "(export without probability=True)")
+    one_class = any(a.name == "one_class" and a.i for a in node.attribute)
+    if op == "SVMRegressor" and one_class and node.output[0] in read:
+        raise InvalidModel("tolerant model reads a one-class SVMRegressor (the sign of a float score)")
 
 
 def _validate_runtime_accepts(model_bytes: bytes) -> None:

@@ -394,6 +394,20 @@ def _ml_shapes(model: ModelProto, table: TypeTable) -> dict[str, TensorType]:
             indices = table.get(node.input[1]) if len(node.input) > 1 else None
             if indices is not None and indices.shape is not None:
                 ruled[node.output[0]] = TensorType(x.dtype, (*x.shape[:-1], indices.size))
+        elif kind is MlShape.MAPPED:
+            values = "int64" if "values_int64s" in attrs else "float32" if "values_floats" in attrs else ""
+            if values:
+                ruled[node.output[0]] = TensorType(values, x.shape)
+        elif kind is MlShape.SVM_CLASSES:
+            ints = attrs.get("classlabels_ints")
+            classes = len(ints.ints) if ints is not None else 0
+            vectors = sum(attrs["vectors_per_class"].ints) if "vectors_per_class" in attrs else 0
+            probabilities = "prob_a" in attrs and len(attrs["prob_a"].floats) > 0
+            scores = classes if probabilities or vectors <= 0 else classes * (classes - 1) // 2 if classes > 2 else 2
+            if ints is not None and node.output[0]:
+                ruled[node.output[0]] = TensorType("int64", (rows,))
+            if len(node.output) > 1 and node.output[1] and classes:
+                ruled[node.output[1]] = TensorType("float32", (rows, scores))
         elif kind is MlShape.TARGETS:
             targets = next((int(attrs[n].i) for n in ("n_targets", "targets") if n in attrs), 1)
             if targets >= 1:

@@ -29,7 +29,7 @@ from onnx import ModelProto, NodeProto
 from core.errors import InvalidModel
 from vm.sandbox.graph import TensorType, TypeTable, infer_types, parse_model
 from vm.sandbox.limits import DEFAULT_LIMITS, GasSchedule, SandboxLimits, load_gas
-from vm.sandbox.ops import ML_DOMAIN, ML_OPS, PRICED_OPS, Cost
+from vm.sandbox.ops import ML_DOMAIN, ML_OPS, PRICED_OPS, SVM_COUPLING_WEIGHT, SVM_KERNEL_WEIGHT, Cost
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +100,8 @@ def _node_work(node: NodeProto, types: TypeTable) -> tuple[int, int]:
         rows = x[0] if len(x) == 2 else 1
         params = sum(len(a.floats) for a in node.attribute if a.name in ("coefficients", "support_vectors"))
         return rows * params * rule.weight, 0
+    if rule.cost is Cost.ML_SVM:
+        return _svm_work(node, types, rule.weight)
     if rule.cost is Cost.ML_TREES:
         x = _shape(types, node.input[0], node)
         rows = x[0] if len(x) == 2 else 1
@@ -117,6 +119,30 @@ def _node_work(node: NodeProto, types: TypeTable) -> tuple[int, int]:
             raise InvalidModel(f"{node.op_type} needs a positive {rule.kernel_attr}")
         return 0, out * _prod(kernel) * rule.weight
     return 0, 0  # Cost.VIEW
+
+
+def _svm_work(node: NodeProto, types: TypeTable, loop_weight: int) -> tuple[int, int]:
+    """(macs, work) of SVMClassifier/SVMRegressor, per ONNX Runtime's kernel: kernel values against every
+    support vector (a GEMM, or RBF's scalar distance loop), the kernel function per value, the dual sums (a
+    scalar loop over the coefficients) and, with prob_a, libsvm's pairwise coupling (classes^2 per sweep)."""
+    x = _shape(types, node.input[0], node)
+    rows = x[0] if len(x) == 2 else 1
+    attrs = {a.name: a for a in node.attribute}
+    support = len(attrs["support_vectors"].floats) if "support_vectors" in attrs else 0
+    coefficients = len(attrs["coefficients"].floats) if "coefficients" in attrs else 0
+    vectors = (sum(attrs["vectors_per_class"].ints) if "vectors_per_class" in attrs
+               else attrs["n_supports"].i if "n_supports" in attrs else 0)
+    kernel = attrs["kernel_type"].s.decode("ascii", "replace") if "kernel_type" in attrs else "LINEAR"
+    if not support or vectors <= 0:  # ORT's linear mode: one GEMM of the input by the coefficients
+        return rows * coefficients, 0
+    macs = 0 if kernel == "RBF" else rows * support
+    work = rows * (coefficients + (support if kernel == "RBF" else 0)) * loop_weight
+    if kernel != "LINEAR":
+        work += rows * vectors * SVM_KERNEL_WEIGHT
+    if node.op_type == "SVMClassifier" and "prob_a" in attrs and len(attrs["prob_a"].floats):
+        classes = len(attrs["classlabels_ints"].ints) if "classlabels_ints" in attrs else 0
+        work += rows * classes * classes * SVM_COUPLING_WEIGHT
+    return macs, work
 
 
 def _einsum_macs(node: NodeProto, types: TypeTable) -> int:

@@ -23,7 +23,10 @@ class Cost(enum.Enum):
     # MACs = prod(in0) * prod(W.shape[1:]) (each input scatters a kernel); plus prod(W) * weight
     CONV_TRANSPOSE = "conv_transpose"
     EINSUM = "einsum"  # MACs = product of the sizes of every distinct index letter
-    ML_LINEAR = "ml_linear"  # MACs = rows * (len(coefficients) + len(support_vectors)) (no SVM is priced yet)
+    ML_LINEAR = "ml_linear"  # MACs = rows * len(coefficients)
+    # Kernel machines (meter._svm_work): kernel values by GEMM (MACs) or, for RBF, a scalar loop (work per
+    # support-vector element); the dual sums, the kernel's transcendental and libsvm's probability coupling.
+    ML_SVM = "ml_svm"
     ML_TREES = "ml_trees"  # work = rows * len(nodes_nodeids) * weight: at most every node of every tree
     ELEMENTWISE = "elementwise"  # work = prod(out) * weight
     REDUCE = "reduce"  # work = prod(in0) * weight
@@ -109,7 +112,21 @@ class MlShape(enum.Enum):
     CLASSES = "classes"  # label [N], scores [N, number of class labels]
     TARGETS = "targets"  # [N, targets] (attribute `n_targets` or `targets`, default 1)
     FEATURES = "features"  # input 0's shape with its last axis the number of (constant) indices
+    # label [N], scores [N, S]: S = classes with probabilities (or without support vectors), else one per
+    # pair of classes, and 2 for two classes (ONNX Runtime's SVMClassifier)
+    SVM_CLASSES = "svm_classes"
+    MAPPED = "mapped"  # input 0's shape, in the dtype of the `values_*` attribute (LabelEncoder)
 
+
+# Work weights of the ai.onnx.ml ops with work of their own, from bench/gas_calibration.py's "ml:" rows
+# (docs/sandbox.md, "Gas"): SVM per element of a scalar loop (RBF's distances: 0.59 ns; the dual sums: 0.82
+# ns per coefficient), per kernel value of a transcendental kernel (RBF's exp, POLY's pow, SIGMOID's tanh),
+# per classes^2 of libsvm's probability coupling (16 ns measured at the few sweeps random inputs take;
+# priced for its 100-sweep bound); LabelEncoder per lookup (up to 8.6 ns in a map of 65,536 keys).
+SVM_LOOP_WEIGHT = 40
+SVM_KERNEL_WEIGHT = 32
+SVM_COUPLING_WEIGHT = 8000
+LABEL_ENCODER_WEIGHT = 360
 
 ML_OPS: dict[str, tuple[OpRule, MlShape]] = {
     "Scaler": (OpRule(_E, 8), MlShape.SAME),
@@ -119,17 +136,23 @@ ML_OPS: dict[str, tuple[OpRule, MlShape]] = {
     "TreeEnsembleClassifier": (OpRule(Cost.ML_TREES, 8), MlShape.CLASSES),
     "TreeEnsembleRegressor": (OpRule(Cost.ML_TREES, 8), MlShape.TARGETS),
     "ArrayFeatureExtractor": (OpRule(_E, 4), MlShape.FEATURES),
+    # Weights measured by bench/gas_calibration.py ("ml:" rows), safety factor 2 (docs/sandbox.md, "Gas").
+    "SVMClassifier": (OpRule(Cost.ML_SVM, SVM_LOOP_WEIGHT), MlShape.SVM_CLASSES),
+    "SVMRegressor": (OpRule(Cost.ML_SVM, SVM_LOOP_WEIGHT), MlShape.TARGETS),
+    "LabelEncoder": (OpRule(_E, LABEL_ENCODER_WEIGHT), MlShape.MAPPED),
 }
 # Classifiers whose label output (output 0) is an argmax of scores computed in floating point: a dot product
 # whose rounding may differ between CPUs (FMA or not), so the label can flip near a tie.
-ML_FLOAT_LABELS = frozenset({"LinearClassifier"})
-# Ops whose decisions compare float inputs with thresholds: deterministic only on bit-exact inputs.
-ML_DECISIONS = frozenset({"TreeEnsembleClassifier", "TreeEnsembleRegressor"})
+# SVMClassifier's label is a vote of signs of float kernel sums (never bit-exact: exp, GEMM kernels per CPU).
+ML_FLOAT_LABELS = frozenset({"LinearClassifier", "SVMClassifier"})
+# Ops whose decisions compare float inputs with thresholds or keys: deterministic only on bit-exact inputs.
+ML_DECISIONS = frozenset({"TreeEnsembleClassifier", "TreeEnsembleRegressor", "LabelEncoder"})
 # Ops whose outputs are bit-identical on every CPU whenever their inputs are: copies and views, and tree
-# ensembles without a post transform (comparisons, then constant leaf weights summed in a fixed order).
+# ensembles without a post transform (comparisons, then constant leaf weights summed in a fixed order), and
+# LabelEncoder (a lookup whose outputs are constants).
 BIT_EXACT_OPS = frozenset({
     "Identity", "Reshape", "Flatten", "Squeeze", "Unsqueeze", "Transpose", "Concat", "Slice", "Split",
-    "Gather", "ArrayFeatureExtractor", "Cast", "TreeEnsembleClassifier", "TreeEnsembleRegressor",
+    "Gather", "ArrayFeatureExtractor", "Cast", "TreeEnsembleClassifier", "TreeEnsembleRegressor", "LabelEncoder",
 })
 
 CONTROL_FLOW_OPS = frozenset({"Loop", "If", "Scan", "SequenceMap"})
