@@ -399,13 +399,13 @@ def _ml_shapes(model: ModelProto, table: TypeTable) -> dict[str, TensorType]:
             if values:
                 ruled[node.output[0]] = TensorType(values, x.shape)
         elif kind is MlShape.SVM_CLASSES:
-            ints = attrs.get("classlabels_ints")
-            classes = len(ints.ints) if ints is not None else 0
+            ints, strings = attrs.get("classlabels_ints"), attrs.get("classlabels_strings")
+            classes = len(ints.ints) if ints is not None else len(strings.strings) if strings is not None else 0
             vectors = sum(attrs["vectors_per_class"].ints) if "vectors_per_class" in attrs else 0
             probabilities = "prob_a" in attrs and len(attrs["prob_a"].floats) > 0
             scores = classes if probabilities or vectors <= 0 else classes * (classes - 1) // 2 if classes > 2 else 2
-            if ints is not None and node.output[0]:
-                ruled[node.output[0]] = TensorType("int64", (rows,))
+            if node.output[0] and classes:  # string labels get their type, refused by the dtype rule
+                ruled[node.output[0]] = TensorType("int64" if ints is not None else "string", (rows,))
             if len(node.output) > 1 and node.output[1] and classes:
                 ruled[node.output[1]] = TensorType("float32", (rows, scores))
         elif kind is MlShape.TARGETS:
