@@ -110,6 +110,18 @@ def seeds() -> tuple[tuple[bytes, ModelSpec], ...]:
         numpy_helper.from_array(np.array([2], np.int64), "k"),
         numpy_helper.from_array(np.array([1, 1, 2, 2], np.float32), "sc"),
         numpy_helper.from_array(np.ones(2, np.float32), "s"), numpy_helper.from_array(np.zeros(2, np.float32), "b")])
+    kernels = _model([
+        helper.make_node("SVMClassifier", ["x"], ["label", "c"], domain="ai.onnx.ml", kernel_type="RBF",
+                         kernel_params=[0.5, 0.0, 3.0], vectors_per_class=[1, 1, 1], classlabels_ints=[0, 1, 2],
+                         support_vectors=rng.standard_normal(12).astype(np.float32).tolist(),
+                         coefficients=[1.0, -1.0, 0.5, 0.5, -0.5, 1.0], rho=[0.1, -0.1, 0.2]),
+        helper.make_node("SVMRegressor", ["x"], ["r"], domain="ai.onnx.ml", kernel_type="POLY",
+                         kernel_params=[0.5, 1.0, 2.0], n_supports=2, coefficients=[1.0, -1.0], rho=[0.5],
+                         support_vectors=rng.standard_normal(8).astype(np.float32).tolist()),
+        helper.make_node("LabelEncoder", ["x"], ["e"], domain="ai.onnx.ml", keys_floats=[0.0, 1.0, 2.0],
+                         values_floats=[5.0, 6.0, 7.0], default_float=0.5),
+    ], [_value("x", F, [1, 4])], [_value("c", F, [1, 3]), _value("r", F, [1, 1]), _value("e", F, [1, 4])],
+        opsets=[helper.make_opsetid("", 17), helper.make_opsetid("ai.onnx.ml", 3)])
     x2 = ModelSpec((ArraySpec("x", "float32", (1, 2, 3, 3)),), **TOLERANT)
     digits = load_model("digits_int8")
     return (
@@ -122,6 +134,7 @@ def seeds() -> tuple[tuple[bytes, ModelSpec], ...]:
         (digits.model_bytes, digits.spec),
         (canonicalize(ml, x14.input_shapes), x14),
         (canonicalize(new_ops, x2.input_shapes), x2),
+        (canonicalize(kernels, x14.input_shapes), x14),
     )
 
 
@@ -154,7 +167,7 @@ DAMAGE = st.none() | st.tuples(st.integers(0, 2), st.integers(0, 1 << 16), st.in
 
 
 @settings(max_examples=10_000, deadline=None, suppress_health_check=list(HealthCheck))
-@given(st.integers(0, 8), st.lists(MUTATION, min_size=1, max_size=3), DAMAGE)
+@given(st.integers(0, 9), st.lists(MUTATION, min_size=1, max_size=3), DAMAGE)
 def test_mutated_models_are_accepted_or_refused_with_a_typed_error(
         seed: int, mutations: list[tuple[str, int, int, int]], damage: tuple[int, int, int] | None) -> None:
     spec = seeds()[seed][1]

@@ -38,6 +38,8 @@ from tools.attacks import canonical, make_model, spec
 from tools.attacks import tensor as vi
 from vm.genesis import Genesis
 from vm.sandbox.check import validate_model
+from vm.sandbox.meter import meter
+from vm.sandbox.ops import LABEL_ENCODER_WEIGHT, SVM_COUPLING_WEIGHT, SVM_KERNEL_WEIGHT, SVM_LOOP_WEIGHT
 from vm.sandbox.session import create_session
 from vm.sandbox.spec import CompareMode, Tolerance
 from vm.sandbox.worker import WorkerPool
@@ -276,3 +278,25 @@ def test_svm_and_label_encoder_attributes_are_checked_before_the_runtime_sees_th
         validate_model(canonical(model, s), s)
     if runtime_accepts:
         create_session(model.SerializeToString())
+
+
+def test_svm_and_label_encoder_prices_are_their_hand_counts() -> None:
+    """meter._svm_work and LabelEncoder's weight, counted by hand from ops' weights on 3 rows x 2 features."""
+    rows, s = 3, spec(("x", "float32", (3, 2)), **TOLERANT)
+    rbf = _svc(kernel_type="RBF", classlabels_ints=[0, 1, 2], vectors_per_class=[1, 2, 1],
+               support_vectors=[0.5] * 8, coefficients=[1.0] * 8, rho=[0.0] * 3, prob_a=[-1.0] * 3, prob_b=[0.0] * 3)
+    poly = helper.make_node("SVMRegressor", ["x"], ["r"], domain="ai.onnx.ml", kernel_type="POLY",
+                            kernel_params=[1.0, 0.0, 2.0], n_supports=3, support_vectors=[0.5] * 6,
+                            coefficients=[1.0] * 3, rho=[0.0])
+    linear = helper.make_node("SVMClassifier", ["x"], ["l2", "c2"], domain="ai.onnx.ml", kernel_params=[0.0] * 3,
+                              coefficients=[1.0] * 6, rho=[0.0], classlabels_ints=[0, 1, 2])
+    lookup = helper.make_node("LabelEncoder", ["x"], ["e"], domain="ai.onnx.ml", keys_floats=[1.0], values_int64s=[1])
+    model = _ml([rbf, poly, linear, lookup], [vi("x", F, (rows, 2))],
+                [vi("scores", F, None), vi("r", F, None), vi("c2", F, None), vi("e", TensorProto.INT64, None)])
+    counts = [(n.macs, n.elementwise) for n in meter(canonical(model, s), limits=s.limits).nodes]
+    assert sorted(counts) == sorted([
+        (0, rows * (8 * SVM_LOOP_WEIGHT + 8 * SVM_LOOP_WEIGHT + 4 * SVM_KERNEL_WEIGHT + 9 * SVM_COUPLING_WEIGHT)),
+        (rows * 6, rows * (3 * SVM_LOOP_WEIGHT + 3 * SVM_KERNEL_WEIGHT)),
+        (rows * 6, 0),
+        (0, rows * 2 * LABEL_ENCODER_WEIGHT),
+    ])
