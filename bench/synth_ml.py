@@ -40,12 +40,14 @@ def svm_regressor(rows: int, vectors: int, features: int, kernel: str = "RBF", s
 
 
 def svm_classifier(rows: int, classes: int, per_class: int, features: int, probabilities: bool,
-                   kernel: str = "LINEAR", salt: int = 0) -> Synth:
+                   kernel: str = "LINEAR", salt: int = 0, sharpness: float = 1.0) -> Synth:
     """An SVMClassifier (one-vs-one, libsvm layout) with `per_class` support vectors per class; with
-    `probabilities`, prob_a/prob_b turn on the pairwise coupling (classes^2 work per sweep and row)."""
+    `probabilities`, prob_a/prob_b turn on the pairwise coupling (classes^2 work per sweep and row); a large
+    `sharpness` (prob_a's scale) pushes the pairwise probabilities to their clamps, where the solver needs more
+    sweeps."""
     rng = np.random.default_rng(salt)
     vectors, pairs = classes * per_class, classes * (classes - 1) // 2
-    prob = {"prob_a": (-rng.random(pairs) - 0.5).astype(np.float32).tolist(),
+    prob = {"prob_a": ((-rng.random(pairs) - 0.5) * sharpness).astype(np.float32).tolist(),
             "prob_b": rng.standard_normal(pairs).astype(np.float32).tolist()} if probabilities else {}
     node = helper.make_node(
         "SVMClassifier", ["x"], ["label", "scores"], domain="ai.onnx.ml", kernel_type=kernel,
