@@ -51,7 +51,7 @@ pytestmark = pytest.mark.vm
 K = 20
 ROWS = 4
 ML = ("ai.onnx.ml", 3)
-F = TensorProto.FLOAT
+F, _I64 = TensorProto.FLOAT, TensorProto.INT64
 TOLERANT = {"model_class": CompareMode.TOLERANT, "grid_k": K, "tolerance": Tolerance(32, 200)}
 
 
@@ -220,6 +220,18 @@ def test_the_probability_coupling_jumps_where_the_refusal_says() -> None:
         validate_model(canonical(unlabeled, s), s)
 
 
+def test_an_svm_label_is_refused_on_integer_inputs_too() -> None:
+    """ORT casts integer features to float and sums kernels in float: the label is as discontinuous as on
+    float inputs (the check used to look at ai.onnx.ml ops only when an input was a float)."""
+    s = spec(("x", "int64", (2, 2)), **TOLERANT)
+    model = _ml([_svc(support_vectors=[1.0, -1.0, 0.5, 0.5])], [vi("x", _I64, (2, 2))],
+                [vi("label", _I64, None), vi("scores", F, None)])
+    with pytest.raises(InvalidModel, match="reads the label of SVMClassifier"):
+        validate_model(canonical(model, s), s)
+    del model.graph.output[0]
+    validate_model(canonical(model, s), s)
+
+
 def test_label_encoder_forms_outside_the_safe_set_are_refused_with_their_reason() -> None:
     strings = LabelEncoder().fit(np.array(["a", "b", "c"]))
     with pytest.raises(InvalidModel, match="string tensor"):
@@ -241,9 +253,6 @@ def test_label_encoder_forms_outside_the_safe_set_are_refused_with_their_reason(
                [vi("y", TensorProto.INT64, None)])
     with pytest.raises(InvalidModel, match="casts float values to int64"):
         validate_model(canonical(cast, s), s)
-
-
-_I64 = TensorProto.INT64
 
 
 @pytest.mark.parametrize(("node", "expect", "runtime_accepts"), [

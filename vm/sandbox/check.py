@@ -480,10 +480,10 @@ def _validate_class(model: ModelProto, types: TypeTable, model_class: CompareMod
     for node in g.node:
         op = node.op_type
         float_in = any(_is_float(types, name) for name in node_inputs(node))
-        if not float_in:
+        if node.domain == ML_DOMAIN:  # classifiers compute float scores from integer inputs too
+            _validate_ml_class(node, exact, read, float_in)
             continue
-        if node.domain == ML_DOMAIN:
-            _validate_ml_class(node, exact, read)
+        if not float_in:
             continue
         if op == "TopK" and not (len(node.output) > 1 and node.output[1] in read):
             continue  # the k largest values are continuous in the input; only their indices jump at ties
@@ -514,12 +514,12 @@ def _bit_exact_tensors(model: ModelProto) -> set[str]:
     return exact
 
 
-def _validate_ml_class(node: NodeProto, exact: set[str], read: set[str]) -> None:
+def _validate_ml_class(node: NodeProto, exact: set[str], read: set[str], float_in: bool) -> None:
     """Tolerant rules of the ai.onnx.ml ops on float values: tree decisions and LabelEncoder lookups only on
     bit-exact inputs; no label (an argmax or vote of float scores) from linear or SVM classifiers, no SVM
     probabilities (libsvm's coupling solver stops on a float test), no one-class SVM sign."""
     op = node.op_type
-    if op in ML_DECISIONS and not all(name in exact for name in node_inputs(node)):
+    if op in ML_DECISIONS and float_in and not all(name in exact for name in node_inputs(node)):
         what = "key lookups" if op == "LabelEncoder" else "decisions"
         raise InvalidModel(f"tolerant model applies {op} {what} to computed float values (bit-exact inputs only)")
     if op in ML_FLOAT_LABELS and node.output and node.output[0] in read:
