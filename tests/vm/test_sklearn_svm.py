@@ -26,6 +26,7 @@ from sklearn.preprocessing import LabelEncoder, OrdinalEncoder
 from sklearn.svm import SVC, SVR
 
 from core.errors import InvalidModel
+from core.hashing import sha256
 from core.header import TxStatus
 from core.tensor import Tensor
 from core.types import Amount
@@ -38,6 +39,7 @@ from tools.attacks import canonical, make_model, spec
 from tools.attacks import tensor as vi
 from vm.genesis import Genesis
 from vm.sandbox.check import validate_model
+from vm.sandbox.executor import InferJob, ModelPackage
 from vm.sandbox.meter import meter
 from vm.sandbox.ops import LABEL_ENCODER_WEIGHT, SVM_COUPLING_WEIGHT, SVM_KERNEL_WEIGHT, SVM_LOOP_WEIGHT
 from vm.sandbox.session import create_session
@@ -125,7 +127,8 @@ def _cases() -> list[Case]:
 
 
 @pytest.fixture
-def pools(tmp_path: Path, genesis: Genesis, monkeypatch: pytest.MonkeyPatch) -> Iterator[Devnet]:
+def pools(tmp_path: Path, genesis: Genesis,
+          monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Devnet, WorkerPool, WorkerPool]]:
     """Two nodes on real worker pools; node 1's worker inherits a hostile threading environment."""
     plain = WorkerPool(1)
     plain.start()
@@ -136,15 +139,16 @@ def pools(tmp_path: Path, genesis: Genesis, monkeypatch: pytest.MonkeyPatch) -> 
         hostile.start()
     net = Devnet.start(tmp_path, genesis, executors=[lambda: plain, lambda: hostile])
     try:
-        yield net
+        yield net, plain, hostile
     finally:
         net.close()
         plain.close()
         hostile.close()
 
 
-def test_svm_and_label_encoder_models_register_and_answer_alike_on_two_worker_pools(pools: Devnet) -> None:
-    net = pools
+def test_svm_and_label_encoder_models_register_and_answer_alike_on_two_worker_pools(
+        pools: tuple[Devnet, WorkerPool, WorkerPool]) -> None:
+    net, plain, hostile = pools
     cases = _cases()
     owner, user = net.account(5), net.account(6)
     txs, nonce = [], 0
@@ -168,6 +172,13 @@ def test_svm_and_label_encoder_models_register_and_answer_alike_on_two_worker_po
             np.testing.assert_array_equal(committed.to_numpy(), raw[0], err_msg=case.name)
             np.testing.assert_array_equal(committed.to_numpy(), case.expected, err_msg=case.name)
             continue
+        # The hostile environment changes no bit: the same job in both workers gives the same bytes.
+        model_spec = spec(("X", str(case.query.dtype), case.query.shape), **TOLERANT)
+        job = InferJob(ModelPackage(bytes(sha256(case.canonical)), case.canonical, model_spec), {"X": case.query})
+        [mine], [theirs] = plain.run_batch([job]), hostile.run_batch([job])
+        assert mine.outputs is not None and theirs.outputs is not None
+        for name, value in mine.outputs.items():
+            np.testing.assert_array_equal(theirs.outputs[name], value, err_msg=case.name)
         got = committed.to_numpy() / 2.0**K
         np.testing.assert_allclose(got, raw[0], atol=2.0**-K, rtol=0, err_msg=case.name)
         np.testing.assert_allclose(got, case.expected, atol=1e-4, rtol=1e-4, err_msg=case.name)
