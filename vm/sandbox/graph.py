@@ -326,6 +326,48 @@ def initializer_type(init: TensorProto) -> TensorType:
     return TensorType(dtype_name(init.data_type), tuple(int(d) for d in init.dims))
 
 
+# Float initializers of at least this many bytes lose their values in `skeleton`. No ONNX shape-inference or
+# data-propagation function reads the values of a float tensor other than a small parameter list (Resize and
+# Upsample scales, Range's scalars: at most 5 elements); shape propagation reads integer tensors only.
+SKELETON_MIN_BYTES = 4096
+_FLOAT_TYPES = frozenset({TensorProto.FLOAT, TensorProto.DOUBLE, TensorProto.FLOAT16, TensorProto.BFLOAT16})
+
+
+def skeleton(model: ModelProto) -> ModelProto:
+    """A copy of `model` whose large float initializers keep their name, dtype and dims but not their values
+    (`raw_data` set empty): what shape inference needs. Inference of a 100 MB model otherwise serializes and
+    parses every weight again (most of the registration check's time went there). A rule that read such
+    values would fail on the empty payload, a refusal the same on every node, never a different shape."""
+    probe = ModelProto()
+    _copy_fields(model, probe, skip="graph")
+    _copy_fields(model.graph, probe.graph, skip="initializer")
+    for init in model.graph.initializer:
+        copy = probe.graph.initializer.add()
+        if (init.data_type in _FLOAT_TYPES and init.HasField("raw_data")
+                and initializer_type(init).nbytes >= SKELETON_MIN_BYTES):
+            _copy_fields(init, copy, skip="raw_data")
+            copy.raw_data = b""
+        else:
+            copy.CopyFrom(init)
+    return probe
+
+
+def _copy_fields(src: Message, dst: Message, skip: str) -> None:
+    """Copy every field of `src` but `skip` into the empty message `dst`, without reading `skip`."""
+    for field in src.DESCRIPTOR.fields:
+        name = field.name
+        if name == skip:
+            continue
+        if field.is_repeated:
+            if len(getattr(src, name)):
+                getattr(dst, name).extend(getattr(src, name))
+        elif src.HasField(name):
+            if field.type == FieldDescriptor.TYPE_MESSAGE:
+                getattr(dst, name).CopyFrom(getattr(src, name))
+            else:
+                setattr(dst, name, getattr(src, name))
+
+
 def infer_types(model: ModelProto) -> TypeTable:
     """Types of every tensor by strict ONNX shape inference with data propagation.
 
@@ -334,8 +376,7 @@ def infer_types(model: ModelProto) -> TypeTable:
     loses, get their shapes from `ops.ML_OPS` and inference runs again from them (once per such op at most).
     Raises InvalidModel on any inference error.
     """
-    probe = ModelProto()
-    probe.CopyFrom(model)
+    probe = skeleton(model)
     del probe.graph.value_info[:]
     for value in probe.graph.output:
         # Declared output shapes are claims, not facts: infer them, the checker compares.
