@@ -228,7 +228,8 @@ def _constants_to_initializers(model: ModelProto) -> None:
 
 
 # Element types whose raw little-endian bytes numpy reads and writes unchanged (to_array/from_array is the
-# identity on them): not bool (any non-zero byte reads as True) nor the types numpy has no native form of.
+# identity on them, tests/vm/test_sandbox_check_copies.py); bool and the types numpy has no native form of
+# (bfloat16, float8, int4) still take the rebuild.
 _RAW_IDENTITY = frozenset({
     TensorProto.FLOAT, TensorProto.DOUBLE, TensorProto.FLOAT16, TensorProto.INT8, TensorProto.INT16,
     TensorProto.INT32, TensorProto.INT64, TensorProto.UINT8, TensorProto.UINT16, TensorProto.UINT32,

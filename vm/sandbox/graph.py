@@ -326,25 +326,33 @@ def initializer_type(init: TensorProto) -> TensorType:
     return TensorType(dtype_name(init.data_type), tuple(int(d) for d in init.dims))
 
 
-# Float initializers of at least this many bytes lose their values in `skeleton`. No ONNX shape-inference or
-# data-propagation function reads the values of a float tensor other than a small parameter list (Resize and
-# Upsample scales, Range's scalars: at most 5 elements); shape propagation reads integer tensors only.
-SKELETON_MIN_BYTES = 4096
-_FLOAT_TYPES = frozenset({TensorProto.FLOAT, TensorProto.DOUBLE, TensorProto.FLOAT16, TensorProto.BFLOAT16})
+# Initializers of at least this many bytes lose their values in `skeleton`, except 0-D and 1-D int32/int64
+# tensors: ONNX's data propagation reads any of those (Add, Mul, Concat, Gather of shape values). Its
+# shape-inference functions read the values of shape parameters only (Reshape/Expand shapes, Slice and Pad
+# lists, axes, scales, Range and TopK scalars): at most 2 x max_rank int64 (128 bytes at max_rank 8). A read
+# of a stripped tensor fails ("data size mismatch"): a refusal, the same on every node, never another shape.
+SKELETON_MIN_BYTES = 256
+PROPAGATED_TYPES = frozenset({TensorProto.INT32, TensorProto.INT64})
+
+
+def strippable(init: TensorProto) -> bool:
+    """Whether `skeleton` drops the values of this (raw, size-checked) initializer."""
+    if not init.HasField("raw_data") or (init.data_type in PROPAGATED_TYPES and len(init.dims) <= 1):
+        return False
+    return initializer_type(init).nbytes >= SKELETON_MIN_BYTES
 
 
 def skeleton(model: ModelProto) -> ModelProto:
-    """A copy of `model` whose large float initializers keep their name, dtype and dims but not their values
+    """A copy of `model` whose large initializers keep their name, dtype and dims but not their values
     (`raw_data` set empty): what shape inference needs. Inference of a 100 MB model otherwise serializes and
     parses every weight again (most of the registration check's time went there). A rule that read such
-    values would fail on the empty payload, a refusal the same on every node, never a different shape."""
+    values fails on the empty payload, a refusal the same on every node, never a different shape."""
     probe = ModelProto()
     _copy_fields(model, probe, skip="graph")
     _copy_fields(model.graph, probe.graph, skip="initializer")
     for init in model.graph.initializer:
         copy = probe.graph.initializer.add()
-        if (init.data_type in _FLOAT_TYPES and init.HasField("raw_data")
-                and initializer_type(init).nbytes >= SKELETON_MIN_BYTES):
+        if strippable(init):
             _copy_fields(init, copy, skip="raw_data")
             copy.raw_data = b""
         else:
