@@ -16,10 +16,10 @@ CLI as a user runs it (`inferchain model register` and `inferchain infer` as sub
 
 The devnet runs the default genesis's gas limits (tools/genesis.py): no override.
 
-Wall time on the shared 2-core machine: 245 s for the module at load average 8 with DenseNet-121 (67 s of
-it, now left out), Inception v2 46 s, ResNet-50 34 s, the refusal 24 s, each small model 7-12 s, the
-devnet's start 9 s; the uploads of the 13-26 MB canonical models and the CLI's local preparation of each
-model dominate.
+Wall time on the shared 2-core machine: 326-391 s for the module at load average 15-17 (245 s at load 8
+before, with a 500M gas override); Inception v2 46 s, ResNet-50 34 s, the refusal 24 s, each small model
+7-12 s, the devnet's start 9 s at load 8; the uploads of the 13-21 MB canonical models and the CLI's local
+preparation of each model dominate.
 """
 
 from __future__ import annotations
