@@ -30,7 +30,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from bench.synth import Synth, conv, elementwise, expand, matmul, node_chain, resnet50, weights
+from bench.synth import Synth, conv, elementwise, expand, lookup, matmul, node_chain, resnet50, weights
 from bench.synth_ml import label_encoder, svm_classifier, svm_regressor
 from vm.engine import sandbox_limits
 from vm.genesis import REPO_ROOT, load_genesis
@@ -168,6 +168,11 @@ def main() -> None:
     table.row("register: check per file byte (weights, 1 -> 32 MB)", per_byte_check, vm.gas_register_per_byte)
     table.row("register: check of a 1-node model", check_ns(tiny_model, limits, r),
               vm.gas_register_base + vm.gas_register_per_node)
+    # 1-D integer constants: ONNX's data propagation reads each element (int32: the most elements per byte).
+    l_small, l_big = lookup(1 << 16), lookup(1 << 21)
+    per_element = (check_ns(l_big, limits, 3) - check_ns(l_small, limits, 3)) / ((1 << 21) - (1 << 16))
+    table.row("register: check per propagated element (1-D int32)", per_element,
+              vm.gas_register_per_propagated_element + vm.gas_register_per_byte * 4)
 
     # One inference through a real worker (pipe, pickling, input checks, grid): the fixed cost per call.
     tiny = node_chain(1)

@@ -74,6 +74,15 @@ def weights(nbytes: int, salt: int = 0, limits: SandboxLimits | None = None) -> 
                    ("y", TensorProto.FLOAT, (1, 1)), [init], limits)
 
 
+def lookup(entries: int, salt: int = 0, limits: SandboxLimits | None = None) -> Synth:
+    """y = table[x] over a 1-D int32 table: the registration check reads every entry (ONNX's data propagation
+    of 1-D integer constants), the run one."""
+    table = numpy_helper.from_array(np.arange(entries, dtype=np.int32) * 7 + salt, "table")
+    node = helper.make_node("Gather", ["table", "x"], ["y"])
+    return _finish(f"lookup{entries}", [node], ("x", TensorProto.INT32, (1, 1)), ("y", TensorProto.INT32, (1, 1)),
+                   [table], limits)
+
+
 def elementwise(op: str, n: int, salt: int = 0) -> Synth:
     """`op` on a float32[1,n] (binary ops add a constant), reduced to [1,1] so the output stays small."""
     c = numpy_helper.from_array(np.array([1.0 + salt], dtype=np.float32), "c")

@@ -521,12 +521,21 @@ _HANDLERS = {
 
 
 def registration_check_gas(params: Params, model_bytes: bytes) -> int:
-    """Gas the completing chunk pays for the registration check, from the model's size and node count."""
-    from vm.sandbox.meter import node_count  # onnx's protobuf: loaded on the first registration, not at start
-
+    """Gas the completing chunk pays for the registration check, from the model's size, node count and
+    propagated elements (docs/sandbox.md, "Gas")."""
     vm = params.vm
-    return (vm.gas_register_base + vm.gas_register_per_byte * len(model_bytes)
-            + vm.gas_register_per_node * node_count(model_bytes))
+    return check_gas(vm.gas_register_base, vm.gas_register_per_byte, vm.gas_register_per_node,
+                     vm.gas_register_per_propagated_element, model_bytes)
+
+
+def check_gas(base: int, per_byte: int, per_node: int, per_propagated_element: int, model_bytes: bytes) -> int:
+    """The registration check's price from its four parameters: the one formula (the CLI quotes it from the
+    node's published parameters)."""
+    # onnx's protobuf: loaded on the first registration, not at start
+    from vm.sandbox.meter import check_facts
+
+    nodes, elements = check_facts(model_bytes)
+    return base + per_byte * len(model_bytes) + per_node * nodes + per_propagated_element * elements
 
 
 def registration_gas(params: Params, model_bytes: bytes, meta: ModelMeta) -> int:

@@ -65,6 +65,8 @@ class VMParams(Wire):
     gas_register_base: Gas
     gas_register_per_byte: Gas
     gas_register_per_node: Gas
+    # Per element of the 0-D/1-D int32/int64 initializers, which ONNX's data propagation reads one by one.
+    gas_register_per_propagated_element: Gas
     gas_infer_base: Gas
     gas_infer_per_io_byte: Gas
     # An upload expires upload_expiry_blocks + upload_expiry_blocks_per_mib x its size in MiB (rounded up)

@@ -399,7 +399,8 @@ def over_tx_gas(vm: dict[str, Any] | None, last_chunk_gas: int) -> None:
 
 def _registration_gas(vm: dict[str, Any], canonical: bytes, golden_runs: int) -> int:
     """The last chunk's registration gas (vm.execute.registration_gas) from the node's published VM params:
-    the check (base, per byte, per node) and the model's load (session and golden runs), metered here."""
+    the check (`vm.execute.check_gas`) and the model's load (session and golden runs), metered here."""
+    from vm.execute import check_gas
     from vm.sandbox.limits import GasSchedule, SandboxLimits
     from vm.sandbox.meter import load_gas, meter
 
@@ -409,7 +410,8 @@ def _registration_gas(vm: dict[str, Any], canonical: bytes, golden_runs: int) ->
     schedule = GasSchedule(**{k: int(v) for k, v in named.items() if k in GasSchedule.__dataclass_fields__})
     report = meter(canonical, limits=SandboxLimits(gas=schedule))
     nodes = len(report.nodes)
-    return (int(vm["gas_register_base"]) + int(vm["gas_register_per_byte"]) * len(canonical)
-            + int(vm.get("gas_register_per_node", 0)) * nodes
-            + load_gas(schedule, model_bytes=len(canonical), nodes=nodes, golden_runs=golden_runs,
-                       gas_per_call=report.gas))
+    check = check_gas(int(vm["gas_register_base"]), int(vm["gas_register_per_byte"]),
+                      int(vm.get("gas_register_per_node", 0)), int(vm.get("gas_register_per_propagated_element", 0)),
+                      canonical)
+    return check + load_gas(schedule, model_bytes=len(canonical), nodes=nodes, golden_runs=golden_runs,
+                            gas_per_call=report.gas)

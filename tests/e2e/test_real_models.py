@@ -10,14 +10,16 @@ CLI as a user runs it (`inferchain model register` and `inferchain infer` as sub
    ShuffleNet are registered again with seeded random weights (tools/random_weights.py) and called on a
    seeded random image; the chain's committed grid values match raw onnxruntime (default session, no
    sandbox) on the converted model within the declared tolerance, and are far from uniform. (ResNet-50 with
-   random weights is 100 MB canonical: over even this devnet's gas cap, see MAX_TX_GAS.)
+   random weights is 100 MB canonical: over the default gas cap, see MAX_TX_GAS.)
 3. A model whose registration is over the per-transaction gas cap is refused by the CLI before any chunk
    is paid for.
 
-Wall time on the shared 2-core machine: 245 s for the module at load average 8 with DenseNet-121 (67 s of
-it, now left out), Inception v2 46 s, ResNet-50 34 s, the refusal 24 s, each small model 7-12 s, the
-devnet's start 9 s; the uploads of the 13-26 MB canonical models and the CLI's local preparation of each
-model dominate.
+The devnet runs the default genesis's gas limits (tools/genesis.py): no override.
+
+Wall time on the shared 2-core machine: 326-391 s for the module at load average 15-17 (245 s at load 8
+before, with a 500M gas override); Inception v2 46 s, ResNet-50 34 s, the refusal 24 s, each small model
+7-12 s, the devnet's start 9 s at load 8; the uploads of the 13-21 MB canonical models and the CLI's local
+preparation of each model dominate.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from onnx import TensorProto, helper, numpy_helper
 from node.modelprep import upgrade
 from tests.realnet import RealNet, realnet_fixture
 from tests.vm.backend_corpus import DATA, load_case
+from tools.genesis import DEFAULT_PARAMS
 from tools.random_weights import randomize_weights
 from vm.sandbox.canonicalize import canonicalize
 
@@ -52,14 +55,13 @@ SHIPPED = (*MODELS, "light_inception_v1", "light_inception_v2", "light_resnet50"
 GRID_K, TOL_ABS, TOL_REL_PPM = 24, 32, 200
 SEED = 2026
 
-# A model's last upload chunk pays for its registration: the check (10 gas per canonical byte, 40k per node)
-# and its load. For the 13-26 MB canonical Inception, ResNet-50 and DenseNet-121 models that is 221-454M gas,
-# over the default genesis's max_tx_gas of 200M (DenseNet-121's first call, 207M with its load, is over it
-# too), so this devnet allows 500M per transaction and per block. ResNet-50 with random weights (100 MB
-# canonical, ~1.1G gas) would stay over it: the last test shows the CLI's refusal of such a model.
-MAX_TX_GAS = 500_000_000
-net = realnet_fixture(validators=4, block_time_ms=200, ready_height=2,
-                      genesis={"vm": {"max_tx_gas": MAX_TX_GAS}, "consensus": {"max_block_gas": MAX_TX_GAS}})
+# The default genesis's gas limits (max_tx_gas = max_block_gas = 200M): a model's last upload chunk pays
+# for its registration, the check (3 gas per canonical byte, 40k per node) and its load. For the 13-21 MB
+# canonical Inception v1/v2 and ResNet-50 that is 125-194M gas (docs/sandbox.md, "Registration of big
+# models"). DenseNet-121 (269M) and ResNet-50 with random weights (100 MB canonical, ~830M) stay over it:
+# the last test shows the CLI's refusal of such a model.
+MAX_TX_GAS = DEFAULT_PARAMS["vm"]["max_tx_gas"]
+net = realnet_fixture(validators=4, block_time_ms=200, ready_height=2)
 
 
 @pytest.fixture(scope="module")
@@ -149,7 +151,7 @@ def test_random_weights_in_the_same_architecture_match_raw_onnxruntime(
 
 def test_a_model_whose_registration_is_over_the_transaction_gas_cap_is_refused_before_anything_is_paid(
         net: RealNet, keyring: Path, tmp_path: Path) -> None:
-    """A model with 64 MiB of weights (one MatMul) would need ~700M gas in its last chunk (as would ResNet-50
+    """A model with 64 MiB of weights (one MatMul) would need ~470M gas in its last chunk (as would ResNet-50
     with random weights, 100 MB canonical): the CLI refuses it with one line before signing anything, instead
     of uploading chunks the chain then cannot complete; --dry-run says the same."""
     rng = np.random.default_rng(SEED)

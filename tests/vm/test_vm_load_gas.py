@@ -27,6 +27,7 @@ from vm.sandbox.executor import LocalExecutor
 from vm.sandbox.limits import DEFAULT_LIMITS, WorkerLimits
 from vm.sandbox.meter import load_gas, meter
 from vm.sandbox.worker import WorkerPool
+from vm.state import RegistrationData
 from vm.txs import Infer, ModelClass, Transfer, build_tx, split_model
 
 pytestmark = pytest.mark.vm
@@ -220,7 +221,7 @@ def test_a_registration_pays_its_check_by_node_count_and_its_load_before_the_gol
                     ModelClass.EXACT, [[np.array([[3]], np.int32)]])
     check = registration_check_gas(params, model_bytes)
     assert check == (params.vm.gas_register_base + params.vm.gas_register_per_byte * len(model_bytes)
-                     + params.vm.gas_register_per_node * 256)
+                     + params.vm.gas_register_per_node * 256 + params.vm.gas_register_per_propagated_element * 1)
     full = registration_gas(params, model_bytes, meta)
     assert full - check == load_gas(DEFAULT_LIMITS.gas, model_bytes=len(model_bytes), nodes=256, golden_runs=1,
                                     gas_per_call=meter(model_bytes).gas)
@@ -234,3 +235,44 @@ def test_a_registration_pays_its_check_by_node_count_and_its_load_before_the_gol
     # The full quote registers it.
     block = net.step(_upload(net, model_bytes, full))
     assert block.results[-1].status is TxStatus.OK
+
+
+def lookup_model(entries: int) -> bytes:
+    """y = table[x] with a 1-D int32 table of `entries` constants: an exact lookup, and a model whose check
+    is slow per byte (ONNX's data propagation reads every element of a 1-D integer constant, ~340 ns each)."""
+    table = numpy_helper.from_array(np.arange(entries, dtype=np.int32) * 7, "table")
+    raw = _model([helper.make_node("Gather", ["table", "x"], ["y"])],
+                 [helper.make_tensor_value_info("x", TensorProto.INT32, [1, 1])],
+                 [helper.make_tensor_value_info("y", TensorProto.INT32, [1, 1])], [table])
+    return canonicalize(raw, {"x": (1, 1)})
+
+
+def test_a_registration_pays_its_check_per_propagated_element_so_integer_vectors_cannot_undercut_it(
+        chains: Devnet) -> None:
+    """The attack: a model made of 1-D integer constants, whose check costs ~340 ns per element (~85 ns per
+    byte) while bytes are priced for weights that shape inference skips (`graph.skeleton`). Its completing
+    chunk pays per propagated element too: a chunk that carries only the per-byte and per-node price runs
+    out of gas, fee paid, before the checker runs; the full quote registers it."""
+    net = chains
+    params = net.genesis.params
+    vm = params.vm
+    entries = 1 << 16
+    model_bytes = lookup_model(entries)
+    check = registration_check_gas(params, model_bytes)
+    per_element = vm.gas_register_per_propagated_element
+    assert per_element > 0 and check == (vm.gas_register_base + vm.gas_register_per_byte * len(model_bytes)
+                                         + vm.gas_register_per_node * 1 + per_element * entries)
+    meta = meta_for("reg", model_bytes, [spec("x", DType.INT32, (1, 1))], [spec("y", DType.INT32, (1, 1))],
+                    ModelClass.EXACT, [[np.array([[3]], np.int32)]])
+    full = registration_gas(params, model_bytes, meta)
+    block = net.step(_upload(net, model_bytes, full - per_element * entries))
+    assert block.results[-1].status is TxStatus.OUT_OF_GAS
+    # The upload stays open: its last chunk again, paying the full quote, registers the model.
+    owner = net.account(5)
+    last = split_model(model_bytes, meta, len(model_bytes) // 2 + 1)[-1]
+    gas = chunk_gas(params, last, len(model_bytes), True, registration=full)
+    nonce = net.apps[0].view().account(owner.address).nonce
+    block = net.step([build_tx(owner, last, chain_id=net.genesis.chain_id, nonce=nonce, gas_limit=gas, fee=gas)])
+    assert block.results[-1].status is TxStatus.OK
+    registered = RegistrationData.decode(block.results[-1].data)
+    assert net.apps[0].view().model(registered.model_id) is not None

@@ -227,6 +227,28 @@ def _constants_to_initializers(model: ModelProto) -> None:
     g.node.extend(keep)
 
 
+# Element types whose raw little-endian bytes numpy reads and writes unchanged (to_array/from_array is the
+# identity on them, tests/vm/test_sandbox_check_copies.py); bool and the types numpy has no native form of
+# (bfloat16, float8, int4) still take the rebuild.
+_RAW_IDENTITY = frozenset({
+    TensorProto.FLOAT, TensorProto.DOUBLE, TensorProto.FLOAT16, TensorProto.INT8, TensorProto.INT16,
+    TensorProto.INT32, TensorProto.INT64, TensorProto.UINT8, TensorProto.UINT16, TensorProto.UINT32,
+    TensorProto.UINT64,
+})
+_BARE_FIELDS = frozenset({"name", "dims", "data_type", "raw_data"})
+
+
+def _bare(init: TensorProto) -> bool:
+    """Whether the tensor sets no field but the ones `numpy_helper.from_array` writes (by presence: reading
+    the raw data would copy it)."""
+    for field in TensorProto.DESCRIPTOR.fields:
+        if field.name in _BARE_FIELDS:
+            continue
+        if len(getattr(init, field.name)) if field.is_repeated else init.HasField(field.name):
+            return False
+    return True
+
+
 def _normalize_initializers(model: ModelProto) -> None:
     """Every initializer in one representation: raw little-endian bytes, no doc string."""
     g = model.graph
@@ -236,13 +258,17 @@ def _normalize_initializers(model: ModelProto) -> None:
         if init.name in seen:
             raise InvalidModel(f"initializer {init.name!r} is defined twice")
         seen.add(init.name)
+        if init.data_type in _RAW_IDENTITY and init.HasField("raw_data") and _bare(init):
+            fresh.append(init)  # from_array(to_array(init)) would rebuild the same bytes: skip the copy
+            continue
         try:
             array = numpy_helper.to_array(init)
         except Exception as exc:  # malformed tensor payloads raise several types
             raise InvalidModel(f"initializer {init.name!r} is malformed: {one_line(exc, 80)}") from None
         fresh.append(numpy_helper.from_array(np.asarray(array, order="C"), init.name))
-    del g.initializer[:]
-    g.initializer.extend(fresh)
+    if any(new is not old for new, old in zip(fresh, g.initializer, strict=True)):  # else: no copy of the weights
+        del g.initializer[:]
+        g.initializer.extend(fresh)
 
 
 def _dropout_to_identity(model: ModelProto) -> None:

@@ -326,6 +326,56 @@ def initializer_type(init: TensorProto) -> TensorType:
     return TensorType(dtype_name(init.data_type), tuple(int(d) for d in init.dims))
 
 
+# Initializers of at least this many bytes lose their values in `skeleton`, except 0-D and 1-D int32/int64
+# tensors: ONNX's data propagation reads any of those (Add, Mul, Concat, Gather of shape values). Its
+# shape-inference functions read the values of shape parameters only (Reshape/Expand shapes, Slice and Pad
+# lists, axes, scales, Range and TopK scalars): at most 2 x max_rank int64 (128 bytes at max_rank 8). A read
+# of a stripped tensor fails ("data size mismatch"): a refusal, the same on every node, never another shape.
+SKELETON_MIN_BYTES = 256
+PROPAGATED_TYPES = frozenset({TensorProto.INT32, TensorProto.INT64})
+
+
+def strippable(init: TensorProto) -> bool:
+    """Whether `skeleton` drops the values of this (raw, size-checked) initializer."""
+    if not init.HasField("raw_data") or (init.data_type in PROPAGATED_TYPES and len(init.dims) <= 1):
+        return False
+    return initializer_type(init).nbytes >= SKELETON_MIN_BYTES
+
+
+def skeleton(model: ModelProto) -> ModelProto:
+    """A copy of `model` whose large initializers keep their name, dtype and dims but not their values
+    (`raw_data` set empty): what shape inference needs. Inference of a 100 MB model otherwise serializes and
+    parses every weight again (most of the registration check's time went there). A rule that read such
+    values fails on the empty payload, a refusal the same on every node, never a different shape."""
+    probe = ModelProto()
+    _copy_fields(model, probe, skip="graph")
+    _copy_fields(model.graph, probe.graph, skip="initializer")
+    for init in model.graph.initializer:
+        copy = probe.graph.initializer.add()
+        if strippable(init):
+            _copy_fields(init, copy, skip="raw_data")
+            copy.raw_data = b""
+        else:
+            copy.CopyFrom(init)
+    return probe
+
+
+def _copy_fields(src: Message, dst: Message, skip: str) -> None:
+    """Copy every field of `src` but `skip` into the empty message `dst`, without reading `skip`."""
+    for field in src.DESCRIPTOR.fields:
+        name = field.name
+        if name == skip:
+            continue
+        if field.is_repeated:
+            if len(getattr(src, name)):
+                getattr(dst, name).extend(getattr(src, name))
+        elif src.HasField(name):
+            if field.type == FieldDescriptor.TYPE_MESSAGE:
+                getattr(dst, name).CopyFrom(getattr(src, name))
+            else:
+                setattr(dst, name, getattr(src, name))
+
+
 def infer_types(model: ModelProto) -> TypeTable:
     """Types of every tensor by strict ONNX shape inference with data propagation.
 
@@ -334,8 +384,7 @@ def infer_types(model: ModelProto) -> TypeTable:
     loses, get their shapes from `ops.ML_OPS` and inference runs again from them (once per such op at most).
     Raises InvalidModel on any inference error.
     """
-    probe = ModelProto()
-    probe.CopyFrom(model)
+    probe = skeleton(model)
     del probe.graph.value_info[:]
     for value in probe.graph.output:
         # Declared output shapes are claims, not facts: infer them, the checker compares.
