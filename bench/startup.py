@@ -1,0 +1,165 @@
+"""Start-up bench: `inferchain devnet up` to the first final block, and local CLI commands, as a user runs
+them (real processes, free ports), against `python -c pass` measured in the same run.
+
+    python -m bench.startup [--runs 3] [--validators 4] [--cli-runs 5]
+
+Devnet: each run starts `python -m node.cli devnet up --base-port 0` in a fresh directory (genesis, homes,
+keys made by `devnet up` itself) and polls every node's RPC; it prints the wall time from the process start
+to the first node answering, to the first node and to every node at height >= 1, and the CPU of the whole
+process tree (supervisor, nodes, sandbox workers; read from /proc) at that moment. Then one resumed start of
+the last directory (homes and chain already there). CLI: the median wall and CPU (user + sys of the child)
+of `--help`, `keys show`, `devnet status` (of a stopped devnet: no node to ask) and `python -c pass`.
+The load average is printed with each figure: these are wall-clock numbers on a shared machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from node.client import Client, RpcError
+
+REPO = Path(__file__).resolve().parents[1]
+POLL_S = 0.05
+TIMEOUT_S = 120.0
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def load() -> str:
+    return "load average " + " ".join(f"{x:.1f}" for x in os.getloadavg())
+
+
+def tree_cpu(root_pid: int) -> float:
+    """User + system CPU seconds of `root_pid` and every live descendant (from /proc)."""
+    children: dict[int, list[int]] = {}
+    cpu: dict[int, float] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        pid, ppid = int(entry.name), int(fields[1])
+        children.setdefault(ppid, []).append(pid)
+        cpu[pid] = (int(fields[11]) + int(fields[12]) + int(fields[13]) + int(fields[14])) / TICKS
+    total, todo = 0.0, [root_pid]
+    while todo:
+        pid = todo.pop()
+        total += cpu.get(pid, 0.0)
+        todo += children.get(pid, [])
+    return total
+
+
+def devnet_up_once(root: Path, validators: int) -> dict[str, float]:
+    """Start `devnet up` in `root`, wait until every node has a final block, stop it; the timings."""
+    out = root.parent / f"{root.name}.out"
+    t0 = time.monotonic()
+    with out.open("w") as sink:
+        proc = subprocess.Popen([sys.executable, "-m", "node.cli", "devnet", "up", "--dir", str(root),
+                                 "--validators", str(validators), "--base-port", "0"],
+                                cwd=REPO, stdout=sink, stderr=subprocess.STDOUT)
+    marks: dict[str, float] = {}
+    clients: list[Client] = []
+    try:
+        deadline = t0 + TIMEOUT_S
+        while "all" not in marks:
+            if time.monotonic() > deadline or proc.poll() is not None:
+                raise SystemExit(f"devnet up did not reach height 1 on every node:\n{out.read_text()[-2000:]}")
+            if not clients and (root / "devnet.pid").exists():
+                ports = json.loads((root / "devnet.json").read_text())["ports"]
+                clients = [Client(f"http://127.0.0.1:{ports[str(i)][1]}", timeout=1) for i in range(validators)]
+            heights = []
+            for c in clients:
+                try:
+                    heights.append(c.status().height)
+                except RpcError:
+                    pass
+            now = time.monotonic() - t0
+            if heights:
+                marks.setdefault("rpc", now)
+            if any(h >= 1 for h in heights):
+                marks.setdefault("first", now)
+            if len(heights) == validators and min(heights) >= 1:
+                marks["all"] = now
+                marks["cpu"] = tree_cpu(proc.pid)
+            time.sleep(POLL_S)
+    finally:
+        for c in clients:
+            c.close()
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+    return marks
+
+
+def cli_once(args: list[str], env: dict[str, str]) -> tuple[float, float]:
+    """Wall and CPU seconds of one child process."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.perf_counter()
+    subprocess.run(args, cwd=REPO, env=env, capture_output=True, check=False, timeout=120)
+    wall = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--runs", type=int, default=3, help="fresh devnets to start")
+    ap.add_argument("--validators", type=int, default=4)
+    ap.add_argument("--cli-runs", type=int, default=5, help="runs of each CLI command (interleaved)")
+    args = ap.parse_args(argv)
+
+    with tempfile.TemporaryDirectory(prefix="bench-startup-") as tmp:
+        env = {**os.environ, "INFERCHAIN_KEYRING": str(Path(tmp) / "keys")}
+        cli = [sys.executable, "-m", "node.cli"]
+        subprocess.run([*cli, "keys", "import", "alice", "--seed", "01" * 32], env=env, cwd=REPO, check=True,
+                       capture_output=True)
+        stopped = Path(tmp) / "stopped"
+        subprocess.run([*cli, "devnet", "up", "--dir", str(stopped), "--base-port", "0", "--validators", "1",
+                        "--detach"], env=env, cwd=REPO, check=True, capture_output=True)
+        subprocess.run([*cli, "devnet", "down", "--dir", str(stopped)], env=env, cwd=REPO, check=True,
+                       capture_output=True)
+        commands = {"python -c pass (baseline)": [sys.executable, "-c", "pass"],
+                    "inferchain --help": [*cli, "--help"],
+                    "inferchain keys show alice": [*cli, "keys", "show", "alice"],
+                    "inferchain devnet status (stopped)": [*cli, "devnet", "status", "--dir", str(stopped)]}
+        samples: dict[str, list[tuple[float, float]]] = {name: [] for name in commands}
+        print(f"CLI commands, {args.cli_runs} interleaved runs each, {load()}:")
+        for _ in range(args.cli_runs):
+            for name, argv_ in commands.items():
+                samples[name].append(cli_once(argv_, env))
+        base = statistics.median(w for w, _ in samples["python -c pass (baseline)"])
+        for name, runs in samples.items():
+            wall = statistics.median(w for w, _ in runs)
+            cpu = statistics.median(c for _, c in runs)
+            print(f"  {name:<38} wall {wall:6.3f} s (min {min(w for w, _ in runs):.3f})  cpu {cpu:6.3f} s"
+                  f"   ratio to baseline {wall / base:5.1f}")
+
+        print(f"\n`devnet up` ({args.validators} validators), process start to ...:")
+        root = Path(tmp) / "dn"
+        for run in range(args.runs):
+            root = Path(tmp) / f"dn{run}"
+            print(f"  fresh   {fmt(devnet_up_once(root, args.validators))}   {load()}")
+        print(f"  resumed {fmt(devnet_up_once(root, args.validators))}   {load()}")
+
+
+def fmt(marks: dict[str, float]) -> str:
+    return (f"first RPC {marks['rpc']:5.2f} s  first final block {marks['first']:5.2f} s  on every node "
+            f"{marks['all']:5.2f} s  (CPU of all processes {marks['cpu']:5.1f} s)")
+
+
+if __name__ == "__main__":
+    main()
