@@ -1,7 +1,7 @@
 """Start-up bench: `inferchain devnet up` to the first final block, and local CLI commands, as a user runs
 them (real processes, free ports), against `python -c pass` measured in the same run.
 
-    python -m bench.startup [--runs 3] [--validators 4] [--cli-runs 5]
+    python -m bench.startup [--runs 3] [--validators 4] [--cli-runs 5] [--baseline DIR]
 
 Devnet: each run starts `python -m node.cli devnet up --base-port 0` in a fresh directory (genesis, homes,
 keys made by `devnet up` itself) and polls every node's RPC; it prints the wall time from the process start
@@ -9,12 +9,15 @@ to the first node answering, to the first node and to every node with a new fina
 process tree (supervisor, nodes, sandbox workers; read from /proc) at that moment. Then one resumed start of
 the last directory (homes and chain already there; the first block made after the restart counts). CLI: the median wall and CPU (user + sys of the child)
 of `--help`, `keys show`, `devnet status` (of a stopped devnet: no node to ask) and `python -c pass`.
-The load average is printed with each figure: these are wall-clock numbers on a shared machine.
+With `--baseline DIR` (another checkout, e.g. the merge base) each measurement of this tree alternates with
+the same one of DIR's code. The load average is printed with each figure: wall-clock numbers on a shared
+machine move with it; the CPU seconds much less.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import resource
@@ -65,14 +68,15 @@ def tree_cpu(root_pid: int) -> dict[str, float]:
     return kinds
 
 
-def devnet_up_once(root: Path, validators: int) -> dict[str, float]:
-    """Start `devnet up` in `root`, wait until every node has a final block, stop it; the timings."""
+def devnet_up_once(repo: Path, root: Path, validators: int) -> dict[str, float]:
+    """Start `devnet up` of the code in `repo` in `root`, wait until every node has a new final block, stop
+    it; the timings."""
     out = root.parent / f"{root.name}.out"
     t0 = time.monotonic()
     with out.open("w") as sink:
         proc = subprocess.Popen([sys.executable, "-m", "node.cli", "devnet", "up", "--dir", str(root),
                                  "--validators", str(validators), "--base-port", "0"],
-                                cwd=REPO, stdout=sink, stderr=subprocess.STDOUT)
+                                cwd=repo, stdout=sink, stderr=subprocess.STDOUT)
     marks: dict[str, float] = {}
     start_height: dict[str, int] = {}
     clients: list[Client] = []
@@ -86,10 +90,8 @@ def devnet_up_once(root: Path, validators: int) -> dict[str, float]:
                 clients = [Client(f"http://127.0.0.1:{ports[str(i)][1]}", timeout=1) for i in range(validators)]
             heights = []
             for c in clients:
-                try:
+                with contextlib.suppress(RpcError):
                     heights.append(c.status().height)
-                except RpcError:
-                    pass
             now = time.monotonic() - t0
             if heights and "rpc" not in marks:
                 marks["rpc"] = now
@@ -112,11 +114,11 @@ def devnet_up_once(root: Path, validators: int) -> dict[str, float]:
     return marks
 
 
-def cli_once(args: list[str], env: dict[str, str]) -> tuple[float, float]:
-    """Wall and CPU seconds of one child process."""
+def cli_once(repo: Path, args: list[str], env: dict[str, str]) -> tuple[float, float]:
+    """Wall and CPU seconds of one child process run in `repo` (`python -m` imports that checkout's code)."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
-    subprocess.run(args, cwd=REPO, env=env, capture_output=True, check=False, timeout=120)
+    subprocess.run(args, cwd=repo, env=env, capture_output=True, check=False, timeout=120)
     wall = time.perf_counter() - t0
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
@@ -124,10 +126,14 @@ def cli_once(args: list[str], env: dict[str, str]) -> tuple[float, float]:
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--runs", type=int, default=3, help="fresh devnets to start")
+    ap.add_argument("--runs", type=int, default=3, help="fresh devnets to start (per tree)")
     ap.add_argument("--validators", type=int, default=4)
     ap.add_argument("--cli-runs", type=int, default=5, help="runs of each CLI command (interleaved)")
+    ap.add_argument("--baseline", type=Path, default=None,
+                    help="a checkout of the code to compare with (e.g. `git archive BASE | tar -x -C DIR`): its "
+                         "runs alternate with this tree's")
     args = ap.parse_args(argv)
+    trees = {"this tree": REPO} | ({"baseline": args.baseline.resolve()} if args.baseline else {})
 
     with tempfile.TemporaryDirectory(prefix="bench-startup-") as tmp:
         env = {**os.environ, "INFERCHAIN_KEYRING": str(Path(tmp) / "keys")}
@@ -139,28 +145,32 @@ def main(argv: list[str] | None = None) -> None:
                         "--detach"], env=env, cwd=REPO, check=True, capture_output=True)
         subprocess.run([*cli, "devnet", "down", "--dir", str(stopped)], env=env, cwd=REPO, check=True,
                        capture_output=True)
-        commands = {"python -c pass (baseline)": [sys.executable, "-c", "pass"],
-                    "inferchain --help": [*cli, "--help"],
+        commands = {"inferchain --help": [*cli, "--help"],
                     "inferchain keys show alice": [*cli, "keys", "show", "alice"],
                     "inferchain devnet status (stopped)": [*cli, "devnet", "status", "--dir", str(stopped)]}
-        samples: dict[str, list[tuple[float, float]]] = {name: [] for name in commands}
+        samples: dict[tuple[str, str], list[tuple[float, float]]] = {}
         print(f"CLI commands, {args.cli_runs} interleaved runs each, {load()}:")
         for _ in range(args.cli_runs):
+            samples.setdefault(("python -c pass", ""), []).append(cli_once(REPO, [sys.executable, "-c", "pass"], env))
             for name, argv_ in commands.items():
-                samples[name].append(cli_once(argv_, env))
-        base = statistics.median(w for w, _ in samples["python -c pass (baseline)"])
-        for name, runs in samples.items():
+                for tree, repo in trees.items():
+                    samples.setdefault((name, tree), []).append(cli_once(repo, argv_, env))
+        base = statistics.median(w for w, _ in samples[("python -c pass", "")])
+        for (name, tree), runs in samples.items():
             wall = statistics.median(w for w, _ in runs)
             cpu = statistics.median(c for _, c in runs)
-            print(f"  {name:<38} wall {wall:6.3f} s (min {min(w for w, _ in runs):.3f})  cpu {cpu:6.3f} s"
-                  f"   ratio to baseline {wall / base:5.1f}")
+            print(f"  {name:<36}{tree:<10} wall {wall:6.3f} s (min {min(w for w, _ in runs):.3f})  cpu {cpu:6.3f} s"
+                  f"   {wall / base:5.1f}x python -c pass")
+        print(f"  (ends at {load()})")
 
         print(f"\n`devnet up` ({args.validators} validators), process start to ...:")
-        root = Path(tmp) / "dn"
+        last: dict[str, Path] = {}
         for run in range(args.runs):
-            root = Path(tmp) / f"dn{run}"
-            print(f"  fresh   {fmt(devnet_up_once(root, args.validators))}   {load()}")
-        print(f"  resumed {fmt(devnet_up_once(root, args.validators))}   {load()}")
+            for tree, repo in trees.items():
+                last[tree] = Path(tmp) / f"{tree.replace(' ', '-')}-{run}"
+                print(f"  {tree:<10} fresh   {fmt(devnet_up_once(repo, last[tree], args.validators))}   {load()}")
+        for tree, repo in trees.items():
+            print(f"  {tree:<10} resumed {fmt(devnet_up_once(repo, last[tree], args.validators))}   {load()}")
 
 
 def fmt(marks: dict[str, float]) -> str:
