@@ -44,7 +44,9 @@ def run(home: Path, log_level: str | None, upgrade_names: tuple[str, ...]) -> No
     passphrase = None
     if node_home.validator_key_path.exists() and is_encrypted(node_home.validator_key_path):
         passphrase = read_passphrase("Passphrase of the validator key")
-    pool = start_sandbox_pool()  # before the node's own imports (node.service), which it overlaps
+    # A validator needs its sandbox worker for the first block's PoI challenge: start it before the node's own
+    # imports (node.service), which it overlaps. A full node starts one when a block first needs it.
+    pool = start_sandbox_pool() if config.validator else None
     try:
         trio.run(run_node, node_home, passphrase, pool)
     except KeyboardInterrupt:
@@ -58,5 +60,6 @@ def run(home: Path, log_level: str | None, upgrade_names: tuple[str, ...]) -> No
             raise causes[0] from None
         raise
     finally:
-        pool.close()  # the node closes it when it ran; not when it failed before it held the pool
+        if pool is not None:
+            pool.close()  # the node closes it when it ran; not when it failed before it held the pool
     click.echo("node stopped", err=True)

@@ -40,7 +40,8 @@ def _start_quietly(pool: WorkerPool) -> None:
 
 async def run_node(home: NodeHome, passphrase: str | None, pool: WorkerPool | None = None) -> None:
     """Run until SIGINT or SIGTERM, or until the node stops on its own (a fatal error raises instead).
-    `pool`: the sandbox pool to run models in (`start_sandbox_pool`); the node closes it when it stops."""
+    `pool`: the sandbox pool to run models in (`start_sandbox_pool`; None: the node's own, started on first
+    use); the node closes it when it stops."""
     from node.service import Node
 
     node = Node(home, passphrase=passphrase, workers=1, executor=pool)
