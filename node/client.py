@@ -14,23 +14,26 @@ import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
 from core.address import parse_address
-from core.block import Block
-from core.header import Header, TxResult
-from core.merkle import MerkleProof, verify_merkle_proof
-from core.state import StateProof, verify_proof
-from core.tensor import Tensor
-from core.tx import Transaction
 from core.types import Address, Hash32
-from core.validators import ValidatorEntry, ValidatorSet
-from core.votes import Commit, VoteType
 from node.rpc.errors import RpcError
-from node.rpc.jsonenc import tensor_from_json
 from node.rpc.paging import MAX_MODELS_PAGE as MODELS_PAGE
+
+if TYPE_CHECKING:
+    # Decoded where a method needs them: the block, proof and tensor types (numpy with them) cost ~0.15 s of
+    # CPU to import, which `status`, `devnet status` and `devnet up`'s status loop never use.
+    from core.block import Block
+    from core.header import Header, TxResult
+    from core.merkle import MerkleProof
+    from core.state import StateProof
+    from core.tensor import Tensor
+    from core.tx import Transaction
+    from core.validators import ValidatorSet
+    from core.votes import Commit
 
 __all__ = [
     "AccountInfo", "BlockInfo", "BroadcastResult", "Client", "InferenceInfo", "ModelInfo", "NodeUnreachable",
@@ -92,6 +95,8 @@ class ResultInfo:
 
     @classmethod
     def from_json(cls, o: dict[str, Any]) -> ResultInfo:
+        from node.rpc.jsonenc import tensor_from_json
+
         return cls(o["status"], o["gas_used"], tuple(tensor_from_json(t) for t in o["outputs"]),
                    bytes.fromhex(o["data"]), o["log"])
 
@@ -152,6 +157,8 @@ class AccountInfo:
         """True when the proof shows this value (or absence) under `state_root` (default: the one sent).
 
         Pass a state root taken from a header you trust (a committed block's) to trust nothing else."""
+        from core.state import verify_proof
+
         root = Hash32(state_root) if state_root is not None else self.state_root
         return verify_proof(root, self.key, self.value, self.proof)
 
@@ -184,6 +191,8 @@ class ValidatorsInfo:
     def validator_set(self) -> ValidatorSet:
         """The signing set (validators in the set with power), for checking commits."""
         from core.types import PublicKeyBytes
+        from core.validators import ValidatorEntry, ValidatorSet
+
         return ValidatorSet([ValidatorEntry(PublicKeyBytes(v.public_key), v.power)
                              for v in self.validators if v.in_set and v.power > 0])
 
@@ -235,6 +244,9 @@ class InferenceInfo:
     def verify(self, validators: ValidatorSet | None = None) -> bool:
         """Check the Merkle proofs against the header and that the commit is for this header; with the
         validator set of that height, also that precommits of more than 2/3 of its power sign it."""
+        from core.merkle import verify_merkle_proof
+        from core.votes import VoteType
+
         h = self.header
         if not verify_merkle_proof(h.results_root, self.result.encode(), self.result_proof):
             return False
@@ -266,7 +278,9 @@ class Client:
         """`token`: the node's rpc.auth_token (default: $INFERCHAIN_RPC_TOKEN), sent as a bearer token."""
         self.url = url.rstrip("/")
         token = token if token is not None else os.environ.get("INFERCHAIN_RPC_TOKEN", "")
-        self._http = httpx.Client(timeout=timeout,
+        # TLS settings only for an https URL: building the verifying context loads the CA bundle (~0.1 s of
+        # CPU per client), which a plain-HTTP client never uses (every local CLI command pays it otherwise).
+        self._http = httpx.Client(timeout=timeout, verify=self.url.startswith("https://"),
                                   headers={"authorization": f"Bearer {token}"} if token else None)
         self._ids = itertools.count(1)
 
@@ -332,16 +346,24 @@ class Client:
         return result
 
     def block(self, height: int | None = None) -> BlockInfo:
+        from core.block import Block
+        from core.votes import Commit
+
         o = self.call("block", {"height": height})
         commit = Commit.decode(bytes.fromhex(o["commit"])) if o.get("commit") else None
         return BlockInfo(Block.decode(bytes.fromhex(o["raw"])), commit)
 
     def tx(self, tx_hash: bytes | str) -> TxInfo:
+        from core.header import TxResult
+        from core.tx import Transaction
+
         o = self.call("tx", {"hash": _hex(tx_hash)})
         return TxInfo(Transaction.decode(bytes.fromhex(o["raw_tx"])), TxResult.decode(bytes.fromhex(o["raw_result"])),
                       o["height"], o["index"], o["block_time"])
 
     def account(self, address: Address | str, height: int | None = None) -> AccountInfo:
+        from core.state import StateProof
+
         o = self.call("account", {"address": str(address), "height": height})
         return AccountInfo(parse_address(o["address"]), o["height"], Hash32.from_hex(o["state_root"]),
                            o["exists"], o["balance"], o["nonce"], bytes.fromhex(o["key"]),
@@ -369,6 +391,11 @@ class Client:
                 return out
 
     def inference(self, tx_hash: bytes | str) -> InferenceInfo:
+        from core.header import Header, TxResult
+        from core.merkle import MerkleProof
+        from core.tx import Transaction
+        from core.votes import Commit
+
         o = self.call("inference", {"hash": _hex(tx_hash)})
         return InferenceInfo(
             Transaction.decode(bytes.fromhex(o["raw_tx"])), TxResult.decode(bytes.fromhex(o["raw_result"])),

@@ -71,10 +71,10 @@ class NodeSpec:
 
     @property
     def peer_id(self) -> str:
-        """Computed when asked: it needs libp2p, which starting or stopping the processes does not."""
-        from p2p.identity import node_key_from_seed, peer_id_of
+        """Computed without libp2p (p2p.peerid): creating homes and `devnet status` need only its text."""
+        from p2p.peerid import node_seed_peer_id
 
-        return str(peer_id_of(node_key_from_seed(self.node_seed)))
+        return node_seed_peer_id(self.node_seed)
 
     @property
     def rpc_url(self) -> str:

@@ -20,16 +20,16 @@ import shutil
 import stat
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-from libp2p.crypto.keys import KeyPair
-from libp2p.crypto.serialization import deserialize_private_key
+from typing import TYPE_CHECKING, Any
 
 from core.errors import ConfigError, KeyFileError
 from core.keyfile import load_key, save_key, write_private_file
 from core.keys import PrivateKey
 from node.config import NodeConfig, load_config, write_config
-from p2p.identity import new_node_key, node_key_from_seed, peer_id_of
+from p2p.peerid import ed25519_peer_id, ed25519_private_key_protobuf, node_seed_secret
+
+if TYPE_CHECKING:  # libp2p is imported where a key object is needed: a devnet's homes are written without it
+    from libp2p.crypto.keys import KeyPair
 
 NODE_KEY_FORMAT = 1
 
@@ -123,18 +123,37 @@ def read_genesis(path: Path) -> dict[str, Any]:
 
 
 def save_node_key(path: Path, key: KeyPair, *, overwrite: bool = False) -> None:
+    from p2p.identity import peer_id_of
+
+    _write_node_key(path, str(peer_id_of(key)), key.private_key.serialize(), overwrite=overwrite)
+
+
+def save_seeded_node_key(path: Path, seed: bytes, *, overwrite: bool = False) -> None:
+    """The file `save_node_key` writes for `p2p.identity.node_key_from_seed(seed)`, byte for byte, without
+    importing libp2p (p2p.peerid)."""
+    secret = node_seed_secret(seed)
+    _write_node_key(path, ed25519_peer_id(bytes(PrivateKey(secret).public_key)), ed25519_private_key_protobuf(secret),
+                    overwrite=overwrite)
+
+
+def _write_node_key(path: Path, peer_id: str, private_key: bytes, *, overwrite: bool) -> None:
     if path.exists() and not overwrite:
         raise KeyFileError(f"{path}: already exists; refusing to overwrite a key")
     doc = {
         "inferchain_node_key": NODE_KEY_FORMAT,
         "type": "libp2p-ed25519",
-        "peer_id": str(peer_id_of(key)),
-        "private_key": key.private_key.serialize().hex(),
+        "peer_id": peer_id,
+        "private_key": private_key.hex(),
     }
     write_private_file(path, (json.dumps(doc, indent=2) + "\n").encode())
 
 
 def load_node_key(path: Path) -> KeyPair:
+    from libp2p.crypto.keys import KeyPair
+    from libp2p.crypto.serialization import deserialize_private_key
+
+    from p2p.identity import peer_id_of
+
     try:
         st = path.stat()
     except FileNotFoundError:
@@ -195,8 +214,12 @@ def init_home(
     _copy_model_files(doc, _genesis_dir(genesis), home.root)
     write_config(home.root / "config.toml", config or NodeConfig())
     if not home.node_key_path.exists():
-        key = node_key or (node_key_from_seed(node_key_seed) if node_key_seed is not None else new_node_key())
-        save_node_key(home.node_key_path, key)
+        if node_key is None and node_key_seed is not None:
+            save_seeded_node_key(home.node_key_path, node_key_seed)
+        else:
+            from p2p.identity import new_node_key
+
+            save_node_key(home.node_key_path, node_key or new_node_key())
     if not home.validator_key_path.exists():
         if validator_key is not None:
             save_key(home.validator_key_path, validator_key, passphrase)

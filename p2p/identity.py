@@ -14,14 +14,12 @@ from libp2p.identity_utils import load_identity, save_identity
 from libp2p.peer.id import ID
 
 from core.errors import KeyFileError
-from core.hashing import tagged_hash
-
-_SEED_TAG = b"inferchain/node-key/v1"
+from p2p.peerid import node_seed_secret
 
 
 def node_key_from_seed(seed: bytes) -> KeyPair:
     """Deterministic node key from any seed (devnets, tests); domain-separated from validator keys."""
-    return create_new_key_pair(seed=bytes(tagged_hash(_SEED_TAG, seed)))
+    return create_new_key_pair(seed=node_seed_secret(seed))
 
 
 def new_node_key() -> KeyPair:

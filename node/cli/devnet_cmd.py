@@ -27,6 +27,7 @@ from node.devnet import (
 )
 
 STATUS_EVERY_S = 1.0
+STATUS_LOG_EVERY_S = 5.0  # not a terminal: a status line at least this often
 DEFAULT_IDLE_BLOCK_TIME_S = 5.0  # an idle devnet: one block (one PoI challenge) per 5 s instead of 5 per second
 
 
@@ -176,7 +177,8 @@ def _print_accounts(net: Devnet, token: Token) -> None:
         click.echo(f"  {acc.get('name', ''):<10} {acc['address']}  balance={balance}  seed={seed}")
 
 
-def _status_line(net: Devnet, clients: list[Client]) -> str:
+def _status_line(net: Devnet, clients: list[Client]) -> tuple[str, tuple[int, bool]]:
+    """The live status line, and its phase: how many nodes answer and whether any block is final yet."""
     heights: list[int | None] = []
     rounds: list[int] = []
     peers: list[int] = []
@@ -194,21 +196,25 @@ def _status_line(net: Devnet, clients: list[Client]) -> str:
     up_count = sum(h is not None for h in heights)
     known = [h for h in heights if h is not None]
     if not known:
-        return f"waiting for nodes to answer… (0/{len(clients)} up)"
+        return f"waiting for nodes to answer… (0/{len(clients)} up)", (0, False)
     age = ""
     if times and max(known) > 0:
         seconds = max(0.0, time.time() - max(times) / 1000)
         stamp = datetime.datetime.fromtimestamp(max(times) / 1000).strftime("%H:%M:%S")
         age = f"  last block {stamp} ({seconds:.1f}s ago)"
     return (f"height {max(known)}  round {max(rounds)}  peers {min(peers)}-{max(peers)}  "
-            f"nodes up {up_count}/{len(clients)}{age}")
+            f"nodes up {up_count}/{len(clients)}{age}"), (up_count, max(known) > 0)
 
 
 def _watch(net: Devnet) -> None:
+    """Poll the nodes until a signal stops us. On a terminal the status line is redrawn in place; into a
+    file or pipe a line is written whenever the phase changes (a node comes up or goes down, the first block
+    is final) and every STATUS_LOG_EVERY_S otherwise, so a log shows that the devnet came up however fast."""
     clients = [Client(spec.rpc_url, timeout=0.8) for spec in net.specs()]
     tty = sys.stdout.isatty()
     reported: set[int] = set()
     last_print = 0.0
+    last_phase: tuple[int, bool] | None = None
     try:
         while True:
             for index, proc in list(net.procs.items()):
@@ -218,13 +224,14 @@ def _watch(net: Devnet) -> None:
                     click.echo(f"\nnode{index} exited with status {code}; see {net.spec(index).log_path}", err=True)
             if reported and len(reported) == len(net.procs):
                 raise DevnetError("every node exited; see the node logs under " + str(net.root))
-            line = _status_line(net, clients)
+            line, phase = _status_line(net, clients)
             now = time.monotonic()
             if tty:
                 click.echo("\r\033[K" + line, nl=False)
-            elif now - last_print >= 5:
+            elif phase != last_phase or now - last_print >= STATUS_LOG_EVERY_S:
                 click.echo(line)
                 last_print = now
+                last_phase = phase
             time.sleep(STATUS_EVERY_S)
     finally:
         for c in clients:

@@ -28,7 +28,7 @@ def run(home: Path, log_level: str | None, upgrade_names: tuple[str, ...]) -> No
     """Run the node in HOME (created by `inferchain init`): p2p, consensus, RPC on the config's address."""
     import trio
 
-    from node.cli.runner import run_node
+    from node.cli.runner import run_node, start_sandbox_pool
     from node.home import NodeHome
     from vm import upgrades
 
@@ -44,8 +44,11 @@ def run(home: Path, log_level: str | None, upgrade_names: tuple[str, ...]) -> No
     passphrase = None
     if node_home.validator_key_path.exists() and is_encrypted(node_home.validator_key_path):
         passphrase = read_passphrase("Passphrase of the validator key")
+    # A validator needs its sandbox worker for the first block's PoI challenge: start it before the node's own
+    # imports (node.service), which it overlaps. A full node starts one when a block first needs it.
+    pool = start_sandbox_pool() if config.validator else None
     try:
-        trio.run(run_node, node_home, passphrase)
+        trio.run(run_node, node_home, passphrase, pool)
     except KeyboardInterrupt:
         pass
     except BaseExceptionGroup as group:
@@ -56,4 +59,7 @@ def run(home: Path, log_level: str | None, upgrade_names: tuple[str, ...]) -> No
         if len(causes) == 1 and isinstance(causes[0], InferchainError | OSError):
             raise causes[0] from None
         raise
+    finally:
+        if pool is not None:
+            pool.close()  # the node closes it when it ran; not when it failed before it held the pool
     click.echo("node stopped", err=True)

@@ -4,23 +4,47 @@ from __future__ import annotations
 
 import logging
 import signal
+import threading
 from typing import TYPE_CHECKING
 
 import trio
 
+from core.errors import LocalFault
 from node.home import NodeHome
 
 if TYPE_CHECKING:  # imported when the command runs: `inferchain --help` need not load libp2p and ONNX
     from node.service import Node
+    from vm.sandbox.worker import WorkerPool
 
 log = logging.getLogger("inferchain.node")
 
 
-async def run_node(home: NodeHome, passphrase: str | None) -> None:
-    """Run until SIGINT or SIGTERM, or until the node stops on its own (a fatal error raises instead)."""
+def start_sandbox_pool() -> WorkerPool:
+    """The node's sandbox pool (one worker), its worker starting now in a background thread: the worker's
+    interpreter loads ONNX Runtime while this process imports the node (libp2p, the VM), instead of after
+    it, and the node's first use of the pool waits only for what is left. A worker that fails to start here
+    is started again, and its fault reported, by that first use."""
+    from vm.sandbox.worker import WorkerPool
+
+    pool = WorkerPool(size=1)
+    threading.Thread(target=_start_quietly, args=(pool,), name="sandbox-start", daemon=True).start()
+    return pool
+
+
+def _start_quietly(pool: WorkerPool) -> None:
+    try:
+        pool.start()
+    except LocalFault as exc:
+        log.debug("sandbox worker did not start early: %s", exc)
+
+
+async def run_node(home: NodeHome, passphrase: str | None, pool: WorkerPool | None = None) -> None:
+    """Run until SIGINT or SIGTERM, or until the node stops on its own (a fatal error raises instead).
+    `pool`: the sandbox pool to run models in (`start_sandbox_pool`; None: the node's own, started on first
+    use); the node closes it when it stops."""
     from node.service import Node
 
-    node = Node(home, passphrase=passphrase, workers=1)
+    node = Node(home, passphrase=passphrase, workers=1, executor=pool)
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(_run_then_cancel, node, nursery.cancel_scope)

@@ -30,10 +30,16 @@ def cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
                           timeout=timeout, check=False)
 
 
-def start_up(root: Path, *extra: str) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, "-m", "node.cli", "devnet", "up", "--dir", str(root), "--validators", "3",
-                             "--base-port", "0", "--block-time", "0.2", *extra],
-                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+def start_up(root: Path, out: Path, *extra: str) -> subprocess.Popen[str]:
+    """`devnet up` writing its banner and status lines to the file `out` (read while it runs, see `output`)."""
+    with out.open("w") as sink:
+        return subprocess.Popen([sys.executable, "-m", "node.cli", "devnet", "up", "--dir", str(root),
+                                 "--validators", "3", "--base-port", "0", "--block-time", "0.2", *extra],
+                                cwd=REPO, stdout=sink, stderr=subprocess.STDOUT, text=True)
+
+
+def output(out: Path) -> str:
+    return out.read_text(errors="replace") if out.exists() else ""
 
 
 def heights(root: Path) -> list[int]:
@@ -65,16 +71,17 @@ def rpc_url(root: Path, index: int = 0) -> str:
     return Devnet.open(root).spec(index).rpc_url
 
 
-def stop(proc: subprocess.Popen[str], sig: signal.Signals = signal.SIGINT) -> str:
+def stop(proc: subprocess.Popen[str], out: Path, sig: signal.Signals = signal.SIGINT) -> str:
+    """Signal `devnet up`, wait for it (bounded) and return everything it wrote."""
     if proc.poll() is None:
         proc.send_signal(sig)
     try:
-        output, _ = proc.communicate(timeout=40)
+        proc.wait(timeout=40)
     except subprocess.TimeoutExpired:
         proc.kill()
-        output, _ = proc.communicate(timeout=10)
+        proc.wait(timeout=10)
         raise AssertionError("devnet up did not stop within 40 s") from None
-    return output
+    return output(out)
 
 
 def node_pids(root: Path) -> list[int]:
@@ -84,10 +91,15 @@ def node_pids(root: Path) -> list[int]:
 
 def test_devnet_up_status_down_restart_and_reset(tmp_path: Path) -> None:
     root = tmp_path / "dn"
-    up = start_up(root)
+    out = tmp_path / "up.out"
+    up = start_up(root, out)
     pids: list[int] = []
     try:
         wait_until("3 nodes past height 3", lambda: min(heights(root)) >= 3, 120, detail=lambda: logs(root))
+        # devnet up's own status loop polls the nodes on its own schedule: wait for the line it prints once
+        # every node answers past block 0, before asserting on its output.
+        wait_until("devnet up to report 3/3 nodes up at a height", lambda: "nodes up 3/3" in output(out)
+                   and "height " in output(out), 60, detail=lambda: output(out))
         pids = node_pids(root)
         status = cli("devnet", "status", "--dir", str(root), "--json")
         assert status.returncode == 0, status.stderr
@@ -97,17 +109,17 @@ def test_devnet_up_status_down_restart_and_reset(tmp_path: Path) -> None:
         again = cli("devnet", "up", "--dir", str(root), "--validators", "3", "--base-port", "0")
         assert again.returncode == 1 and "already running" in again.stderr
         # Ctrl-C in the devnet's terminal stops every node cleanly.
-        output = stop(up, signal.SIGINT)
+        printed = stop(up, out, signal.SIGINT)
     finally:
         if up.poll() is None:
             up.kill()
-            up.communicate(timeout=10)
+            up.wait(timeout=10)
         for pid in pids:
             if pid_alive(pid):
                 os.kill(pid, signal.SIGKILL)
-    assert "publicly known" in output.lower() or "PUBLISHED" in output
-    assert rpc_url(root) in output and "height" in output
-    assert "stopped 3 running node(s)" in output and "already exited" not in output
+    assert "publicly known" in printed.lower() or "PUBLISHED" in printed
+    assert rpc_url(root) in printed and "nodes up 3/3" in printed
+    assert "stopped 3 running node(s)" in printed and "already exited" not in printed
     assert not any(pid_alive(p) for p in pids)
     assert not (root / "devnet.pid").exists()
     for i in range(3):
@@ -118,7 +130,7 @@ def test_devnet_up_status_down_restart_and_reset(tmp_path: Path) -> None:
     # Restart: the same chain continues (state persisted), then `devnet down` from another terminal.
     reached = Devnet.open(root)
     first_ports = reached.ports
-    up = start_up(root)
+    up = start_up(root, out)
     try:
         before = max(
             int(line.split("committed block ")[1].split()[0])
@@ -131,21 +143,21 @@ def test_devnet_up_status_down_restart_and_reset(tmp_path: Path) -> None:
             last_time = int(c.block().header.time)
         down = cli("devnet", "down", "--dir", str(root))
         assert down.returncode == 0 and "stopped" in down.stdout, down.stderr
-        up.communicate(timeout=30)  # reads and closes its output pipe
+        up.wait(timeout=30)
     finally:
         if up.poll() is None:
             up.kill()
-            up.communicate(timeout=10)
+            up.wait(timeout=10)
         reached.down()
     assert not reached.running_pids()
 
     # A different validator count needs --reset; --reset starts a new chain.
     other = cli("devnet", "up", "--dir", str(root), "--validators", "2", "--base-port", "0")
     assert other.returncode == 1 and "--reset" in other.stderr
-    up = start_up(root, "--reset")
+    up = start_up(root, out, "--reset")
     try:
         wait_until("a fresh chain", lambda: min(heights(root)) >= 1, 120, detail=lambda: logs(root))
         with Client(rpc_url(root), timeout=5) as c:
             assert int(c.block(1).header.time) > last_time, "block 1 is from before the reset"
     finally:
-        stop(up, signal.SIGTERM)
+        stop(up, out, signal.SIGTERM)

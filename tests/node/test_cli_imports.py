@@ -94,3 +94,30 @@ def test_a_remote_command_group_does_not_load_the_node_or_the_server(group: str,
                            cwd=REPO, capture_output=True, text=True, timeout=120, env={**os.environ, **keyring},
                            check=False)
     assert child.stderr.strip().splitlines()[-1] == "False"
+
+
+def test_devnet_status_and_up_load_neither_libp2p_nor_onnx(tmp_path: Path, keyring: dict[str, str]) -> None:
+    """`devnet status` and `devnet up`'s own process (it writes every home, node keys included, and starts the
+    nodes) compute peer ids without libp2p (p2p.peerid) and leave ONNX to the nodes' sandbox workers. The
+    nodes `devnet up --detach` started are real and are stopped here. (Fails with node.devnet computing peer
+    ids through p2p.identity, or node.client importing core.block at the top.)"""
+    from node.devnet import Devnet
+
+    root = tmp_path / "dn"
+    Devnet(root, validators=1, base_port=0).prepare()
+    code, modules, out = loaded_by(["devnet", "status", "--dir", str(root)], keyring)
+    assert code in (0, None), out
+    assert "p2p /ip4/127.0.0.1/tcp/" in out and "/p2p/12D3KooW" in out
+    # The RPC client decodes blocks and tensors only in the methods that return them: no numpy for a status.
+    assert modules & {"libp2p", "onnxruntime", "onnx", "plyvel", "numpy"} == set()
+
+    fresh = tmp_path / "fresh"
+    try:
+        code, modules, out = loaded_by(["devnet", "up", "--dir", str(fresh), "--validators", "1", "--base-port", "0",
+                                        "--detach"], keyring)
+        assert code in (0, None), out
+        assert "detached" in out
+        assert modules & {"libp2p", "onnxruntime", "onnx", "plyvel"} == set()
+    finally:
+        Devnet(fresh).down()
+    assert not Devnet(fresh).running_pids()
