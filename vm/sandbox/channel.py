@@ -38,7 +38,7 @@ def _reduce_array(value: np.ndarray) -> Any:
     """A plain C-ordered array as its bytes (a bytearray in the pickle, so the copy received is writable, as
     with numpy's own pickling), dtype string and shape; anything else as numpy pickles it."""
     if value.dtype.kind in _PLAIN_KINDS and value.dtype.isnative and value.flags.c_contiguous:
-        data = pickle.PickleBuffer(value) if value.flags.writeable else bytearray(value.data)
+        data = pickle.PickleBuffer(value.data) if value.flags.writeable else bytearray(value.data)
         return _array_from, (data, value.dtype.str, value.shape)
     return value.__reduce_ex__(5)
 
@@ -132,7 +132,8 @@ class Channel:
     def _complete(self) -> bool:
         if len(self._pending) < _HEADER.size:
             return False
-        return len(self._pending) >= _HEADER.size + _HEADER.unpack_from(self._pending)[0]
+        (size,) = _HEADER.unpack_from(self._pending)
+        return len(self._pending) >= _HEADER.size + int(size)
 
     def _fill(self) -> None:
         if self._ancillary:
