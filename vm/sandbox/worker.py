@@ -70,6 +70,7 @@ def _worker_main(sock: socket.socket, limits: WorkerLimits) -> None:
     conn = Channel(sock, accept_fds=True)
     conn.send(Ready(os.getpid(), tuple(removed), onnxruntime.__version__))
     told: frozenset[bytes] | None = None  # the cached models the pool was last told of
+    cpu_soft = -1
     while True:
         try:
             message = conn.recv()
@@ -88,7 +89,7 @@ def _worker_main(sock: socket.socket, limits: WorkerLimits) -> None:
                 arena = Arena(size, fd)
                 arena.close()  # the mapping keeps the memory; the descriptor is not needed any more
             case Batch(jobs=jobs, cpu_seconds=cpu_seconds, free_from=free_from):
-                _set_cpu_budget(cpu_seconds, cpu_hard)
+                cpu_soft = _set_cpu_budget(cpu_seconds, cpu_hard, cpu_soft)
                 reply = _serve_batch(runner, jobs, arena, free_from, told)
                 if isinstance(reply, (Done, GoldenFault)) and reply.cached is not None:
                     told = reply.cached
@@ -97,13 +98,17 @@ def _worker_main(sock: socket.socket, limits: WorkerLimits) -> None:
                 conn.send(Fault(f"unknown message {type(message).__name__}", internal=True))
 
 
-def _set_cpu_budget(seconds: int, hard: int) -> None:
+def _set_cpu_budget(seconds: int, hard: int, current: int = -1) -> int:
+    """Set the soft CPU limit to the whole seconds used so far + `seconds` (unless it is `current`, the
+    limit already set: most hand-offs use less than a second); returns the limit."""
     usage = resource.getrusage(resource.RUSAGE_SELF)
     used = math.ceil(usage.ru_utime + usage.ru_stime)
     soft = used + seconds
     if hard != resource.RLIM_INFINITY:
         soft = min(soft, hard)
-    resource.setrlimit(resource.RLIMIT_CPU, (soft, hard))
+    if soft != current:
+        resource.setrlimit(resource.RLIMIT_CPU, (soft, hard))
+    return soft
 
 
 def _serve_batch(runner: Any, jobs: tuple[WireJob, ...], arena: Arena | None, free_from: int,
@@ -252,7 +257,7 @@ class WorkerPool:
         with self._lock:
             if self._closed:
                 raise WorkerFault("pool is closed")
-            for job in jobs:
+            for job in jobs if self._quarantined else ():
                 if isinstance(job, InferJob) and job.model.model_id in self._quarantined:
                     raise GoldenMismatch(job.model.model_id, "model is quarantined on this node")
             deadline = time.monotonic() + (self._limits.batch_timeout_s if timeout_s is None else timeout_s)
