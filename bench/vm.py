@@ -219,12 +219,14 @@ def handoff_cases(genesis: Genesis) -> list[tuple[str, ModelPackage, dict[str, n
 def handoff_rows(genesis: Genesis, pool: WorkerPool, pairs: int) -> None:
     """The goal table: one job per hand-off through the pool against raw `session.run` (pinned options, same
     input), measured in alternating pairs (which goes first alternates too); medians of each side's wall time.
-    Also CPU per call (raw: this process; VM: this process + the worker, from /proc/PID/schedstat) and the
-    worker's wait in the run queue per job: on a loaded machine the wall figures measure the scheduler."""
+    Also CPU per call (raw: this process; VM: this process + the worker, from /proc/PID/schedstat), the
+    worker's wait in the run queue per job (on a loaded machine the wall figures measure the scheduler), and
+    the mean wall time of the runtime's own `run` inside the worker (the rest of the VM time is the hand-off)."""
     (info,) = pool.describe()
     worker = int(info["pid"])
     print(f"  {'model':<16}{'raw median':>12}{'VM median':>12}{'VM/raw':>8}{'VM-raw':>11}   "
-          f"{'raw CPU':>9}{'VM CPU':>10}{'VM/raw':>8}{'VM-raw':>10}{'worker queued':>15}  goal (wall)")
+          f"{'raw CPU':>9}{'VM CPU':>10}{'VM/raw':>8}{'VM-raw':>10}{'worker queued':>15}{'run in worker':>15}"
+          "  goal (wall)")
     for name, package, inputs in handoff_cases(genesis):
         session = create_session(package.model_bytes)
         names = [o.name for o in session.get_outputs()]
@@ -237,6 +239,7 @@ def handoff_rows(genesis: Genesis, pool: WorkerPool, pairs: int) -> None:
         cpu = [0.0, 0.0]
         n = pairs if "digits" in name else max(20, pairs // 10)
         ran0, queued0 = _schedstat(worker)
+        (before,) = pool.describe()
         for i in range(n):
             for side in ((0, 1) if i % 2 else (1, 0)):
                 start, start_cpu = time.perf_counter(), time.process_time()
@@ -247,6 +250,8 @@ def handoff_rows(genesis: Genesis, pool: WorkerPool, pairs: int) -> None:
                 (vm_times if side else raw_times).append(time.perf_counter() - start)
                 cpu[side] += time.process_time() - start_cpu
         ran1, queued1 = _schedstat(worker)
+        (after,) = pool.describe()
+        in_worker = (after["run_seconds"] - before["run_seconds"]) / max(1, after["runs"] - before["runs"])
         raw, vm = statistics.median(raw_times), statistics.median(vm_times)
         raw_cpu, vm_cpu = cpu[0] / n, (cpu[1] + ran1 - ran0) / n
         if raw >= 1e-3:
@@ -255,7 +260,7 @@ def handoff_rows(genesis: Genesis, pool: WorkerPool, pairs: int) -> None:
             goal = f"<= +100 us: {'met' if vm - raw <= 100e-6 else 'NOT met'}" if "digits" in name else "(between)"
         print(f"  {name:<16}{raw * 1e6:>10.1f}us{vm * 1e6:>10.1f}us{vm / raw:>7.2f}x{(vm - raw) * 1e6:>+9.1f}us   "
               f"{raw_cpu * 1e6:>7.1f}us{vm_cpu * 1e6:>8.1f}us{vm_cpu / raw_cpu:>7.2f}x{(vm_cpu - raw_cpu) * 1e6:>+8.1f}us"
-              f"{(queued1 - queued0) / n * 1e6:>13.1f}us  {goal}")
+              f"{(queued1 - queued0) / n * 1e6:>13.1f}us{in_worker * 1e6:>13.1f}us  {goal}")
 
 
 def _schedstat(pid: int) -> tuple[float, float]:

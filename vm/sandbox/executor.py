@@ -9,6 +9,7 @@ batch instead: it is never a verdict. `LocalExecutor` runs jobs in this process 
 
 from __future__ import annotations
 
+import time
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -132,6 +133,10 @@ class Runner:
         self._cache_bytes = cache_bytes
         self._used = 0
         self.quarantined: set[bytes] = set()
+        # Inferences run and the wall seconds spent inside the runtime (diagnostics: bench/vm.py separates the
+        # hand-off's cost from the runtime's in the worker).
+        self.runs = 0
+        self.run_seconds = 0.0
 
     def cached_ids(self) -> frozenset[bytes]:
         return frozenset(self._cache)
@@ -190,7 +195,10 @@ class Runner:
             if values.size and (int(values.min()) < -bound or int(values.max()) >= bound):
                 raise IndexOutOfRange(f"input {name!r} holds an index outside [-{bound}, {bound})")
         try:
+            start = time.perf_counter()
             raw = loaded.run(loaded.output_names, feeds, None)
+            self.run_seconds += time.perf_counter() - start
+            self.runs += 1
         except MemoryError:
             raise WorkerFault("out of memory during inference") from None
         except Exception as exc:  # whatever ORT raises: a local fault, never a verdict (see errors.py)

@@ -64,13 +64,12 @@ def _worker_main(sock: socket.socket, limits: WorkerLimits) -> None:
     from vm.sandbox.executor import Runner
 
     resource.setrlimit(resource.RLIMIT_AS, (limits.memory_bytes, limits.memory_bytes))
-    _, cpu_hard = resource.getrlimit(resource.RLIMIT_CPU)  # only root could raise it: read once
+    cpu_budget = _CpuBudget()
     runner = Runner(limits.session_cache_bytes)
     arena: Arena | None = None
     conn = Channel(sock, accept_fds=True)
     conn.send(Ready(os.getpid(), tuple(removed), onnxruntime.__version__))
     told: frozenset[bytes] | None = None  # the cached models the pool was last told of
-    cpu_soft = -1
     while True:
         try:
             message = conn.recv()
@@ -89,7 +88,7 @@ def _worker_main(sock: socket.socket, limits: WorkerLimits) -> None:
                 arena = Arena(size, fd)
                 arena.close()  # the mapping keeps the memory; the descriptor is not needed any more
             case Batch(jobs=jobs, cpu_seconds=cpu_seconds, free_from=free_from):
-                cpu_soft = _set_cpu_budget(cpu_seconds, cpu_hard, cpu_soft)
+                cpu_budget.renew(cpu_seconds)
                 reply = _serve_batch(runner, jobs, arena, free_from, told)
                 if isinstance(reply, (Done, GoldenFault)) and reply.cached is not None:
                     told = reply.cached
@@ -98,17 +97,32 @@ def _worker_main(sock: socket.socket, limits: WorkerLimits) -> None:
                 conn.send(Fault(f"unknown message {type(message).__name__}", internal=True))
 
 
-def _set_cpu_budget(seconds: int, hard: int, current: int = -1) -> int:
-    """Set the soft CPU limit to the whole seconds used so far + `seconds` (unless it is `current`, the
-    limit already set: most hand-offs use less than a second); returns the limit."""
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    used = math.ceil(usage.ru_utime + usage.ru_stime)
-    soft = used + seconds
-    if hard != resource.RLIM_INFINITY:
-        soft = min(soft, hard)
-    if soft != current:
-        resource.setrlimit(resource.RLIMIT_CPU, (soft, hard))
-    return soft
+class _CpuBudget:
+    """RLIMIT_CPU at the whole CPU seconds used so far + each hand-off's budget. The worker runs one thread
+    (ORT with one intra-op and one inter-op thread runs on the caller's), so its CPU time grows no faster
+    than wall time: within REFRESH_S of the last setting the limit still leaves the budget less REFRESH_S,
+    and is renewed only after that (getrusage + setrlimit cost 5-30 µs on a loaded machine, most of a tiny
+    job's hand-off). A limit hit is a local fault (SIGXCPU), never a verdict, so this reads wall time."""
+
+    REFRESH_S = 0.25
+
+    def __init__(self) -> None:
+        _, self._hard = resource.getrlimit(resource.RLIMIT_CPU)  # only root could raise it: read once
+        self._soft = -1
+        self._set_at = -math.inf
+
+    def renew(self, seconds: int) -> None:
+        now = time.monotonic()
+        if now - self._set_at < self.REFRESH_S and self._soft >= 0:
+            return
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        soft = math.ceil(usage.ru_utime + usage.ru_stime + self.REFRESH_S) + seconds
+        if self._hard != resource.RLIM_INFINITY:
+            soft = min(soft, self._hard)
+        if soft != self._soft:
+            resource.setrlimit(resource.RLIMIT_CPU, (soft, self._hard))
+            self._soft = soft
+        self._set_at = now
 
 
 def _serve_batch(runner: Any, jobs: tuple[WireJob, ...], arena: Arena | None, free_from: int,
@@ -176,6 +190,8 @@ def _describe(runner: Any) -> dict[str, Any]:
         "graph_optimization_level": str(so.graph_optimization_level),
         "rlimit_as": resource.getrlimit(resource.RLIMIT_AS)[0],
         "cached": len(runner.cached_ids()),
+        "runs": runner.runs,
+        "run_seconds": runner.run_seconds,
     }
 
 
