@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import math
 import shutil
 import statistics
 import tempfile
@@ -251,7 +252,9 @@ def handoff_rows(genesis: Genesis, pool: WorkerPool, pairs: int) -> None:
                 cpu[side] += time.process_time() - start_cpu
         ran1, queued1 = _schedstat(worker)
         (after,) = pool.describe()
-        in_worker = (after["run_seconds"] - before["run_seconds"]) / max(1, after["runs"] - before["runs"])
+        # (A pool without these diagnostics, an older one being compared, shows nan.)
+        in_worker = ((after.get("run_seconds", math.nan) - before.get("run_seconds", math.nan))
+                     / max(1, after.get("runs", 0) - before.get("runs", 0)))
         raw, vm = statistics.median(raw_times), statistics.median(vm_times)
         raw_cpu, vm_cpu = cpu[0] / n, (cpu[1] + ran1 - ran0) / n
         if raw >= 1e-3:
