@@ -123,3 +123,13 @@ def test_a_stream_cut_mid_message_is_an_eof() -> None:
     with pytest.raises(EOFError):
         receiver.recv()
     receiver.close()
+
+
+def test_a_length_beyond_the_limit_is_refused_before_allocating() -> None:
+    a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    receiver = Channel(b)
+    a.sendall((1 << 62).to_bytes(8, "little") + b"x")
+    with pytest.raises(OSError, match="exceeds the channel's limit"):
+        receiver.recv()
+    a.close()
+    receiver.close()

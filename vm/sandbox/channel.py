@@ -27,6 +27,9 @@ import numpy as np
 
 _HEADER = struct.Struct("<Q")
 _CHUNK = 1 << 16
+# Larger than any message the pool and its workers exchange (model bytes are capped far below): a length
+# beyond it is garbage on the socket, refused before anything is allocated.
+MAX_MESSAGE_BYTES = 4 << 30
 _PLAIN_KINDS = frozenset("biuf")
 
 
@@ -93,10 +96,13 @@ class Channel:
         return bool(self._poller.poll(None if timeout_s is None else max(0, int(timeout_s * 1000 + 0.999))))
 
     def recv(self) -> Any:
-        """The next message; EOFError when the other end closed the socket."""
+        """The next message; EOFError when the other end closed the socket, OSError for a length over
+        MAX_MESSAGE_BYTES."""
         while len(self._pending) < _HEADER.size:
             self._fill()
         (size,) = _HEADER.unpack_from(self._pending)
+        if size > MAX_MESSAGE_BYTES:
+            raise OSError(f"a message of {size} bytes exceeds the channel's limit")
         total = _HEADER.size + size
         if len(self._pending) < total and size > _CHUNK:
             # Large: read the rest straight into a buffer of the right size.
