@@ -100,8 +100,8 @@ def _worker_main(sock: socket.socket, limits: WorkerLimits) -> None:
 class _CpuBudget:
     """RLIMIT_CPU at the whole CPU seconds used so far + each hand-off's budget. The worker runs one thread
     (ORT with one intra-op and one inter-op thread runs on the caller's), so its CPU time grows no faster
-    than wall time: within REFRESH_S of the last setting the limit still leaves the budget less REFRESH_S,
-    and is renewed only after that (getrusage + setrlimit cost 5-30 µs on a loaded machine, most of a tiny
+    than wall time: the limit is set REFRESH_S above used + budget, so within REFRESH_S of the last setting
+    it still leaves each hand-off its whole budget, and it is renewed only after that (getrusage + setrlimit cost 5-30 µs on a loaded machine, most of a tiny
     job's hand-off). A limit hit is a local fault (SIGXCPU), never a verdict, so this reads wall time."""
 
     REFRESH_S = 0.25
@@ -405,6 +405,9 @@ class WorkerPool:
         process = self._ctx.Process(target=_worker_main, args=(child, self._limits), daemon=True)
         try:
             process.start()
+        except BaseException:
+            parent.close()
+            raise
         finally:
             child.close()
         ready = None
