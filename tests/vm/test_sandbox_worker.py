@@ -7,6 +7,9 @@ them, which is exactly why the pool must survive them anyway.
 
 from __future__ import annotations
 
+import math
+import resource
+import time
 from collections.abc import Iterator
 
 import numpy as np
@@ -201,3 +204,28 @@ def test_closed_pool_refuses_work() -> None:
     p.close()
     with pytest.raises(WorkerFault, match="closed"):
         p.run_batch(mixed_jobs(1))
+
+
+def test_cpu_budget_is_renewed_from_the_cpu_used_but_not_on_every_hand_off() -> None:
+    """The worker's RLIMIT_CPU (vm.sandbox.worker._CpuBudget, run here in the test process with an hour's
+    budget and restored after): set from the CPU used so far, left alone by hand-offs that follow within
+    REFRESH_S (no syscalls), renewed from the CPU used since once that is past."""
+    from vm.sandbox.worker import _CpuBudget
+
+    original = resource.getrlimit(resource.RLIMIT_CPU)
+    try:
+        budget = _CpuBudget()
+        budget.renew(3600)
+        first = resource.getrlimit(resource.RLIMIT_CPU)[0]
+        used = resource.getrusage(resource.RUSAGE_SELF)
+        assert first == math.ceil(used.ru_utime + used.ru_stime + _CpuBudget.REFRESH_S) + 3600
+        resource.setrlimit(resource.RLIMIT_CPU, original)  # a renewal within REFRESH_S must not touch it
+        budget.renew(3600)
+        assert resource.getrlimit(resource.RLIMIT_CPU) == original
+        start = time.process_time()
+        while time.process_time() - start < 1.05:  # burn CPU past the next whole second
+            pass
+        budget.renew(3600)
+        assert resource.getrlimit(resource.RLIMIT_CPU)[0] > first
+    finally:
+        resource.setrlimit(resource.RLIMIT_CPU, original)

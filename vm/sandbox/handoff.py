@@ -4,7 +4,8 @@ Each worker shares one anonymous memory file (memfd) with the pool: the pool wri
 the worker reads them in place and writes the canonical outputs after them; the pipe carries only small
 messages with `ArrayRef`s (dtype, shape, offset). The file has no name (nothing under /dev/shm), so a worker
 killed mid-batch leaks nothing: the memory is freed when the last process holding it closes it. The pool
-creates the file and passes its descriptor over the pipe (SCM_RIGHTS); a larger block gets a new, larger one.
+creates the file and passes its descriptor with a message (SCM_RIGHTS, vm/sandbox/channel.py); a larger
+block gets a new, larger one.
 """
 
 from __future__ import annotations

@@ -1,11 +1,11 @@
 """The messages that cross the process boundary between the pool and a sandbox worker.
 
 One small frozen class per message, so each side matches on the type and reads named fields: no tuple
-positions, no string tags, no `reply[2] if len(reply) > 2`. Messages are pickled over a multiprocessing
-pipe; both ends run the same code. A worker answers each `Batch` with exactly one of `Done`, `GoldenFault`
+positions, no string tags, no `reply[2] if len(reply) > 2`. Messages are pickled over a socket
+(vm/sandbox/channel.py); both ends run the same code. A worker answers each `Batch` with exactly one of `Done`, `GoldenFault`
 or `Fault`, `Describe` with `Described`, and says `Ready` once after it started. Array data travels in the
-shared arena (vm/sandbox/handoff.py): `ShareArena` is followed on the pipe by the arena's file descriptor,
-and jobs and results name their arrays by `ArrayRef`.
+shared arena (vm/sandbox/handoff.py): `ShareArena` carries the arena's file descriptor (SCM_RIGHTS), and
+jobs and results name their arrays by `ArrayRef`.
 """
 
 from __future__ import annotations
@@ -64,7 +64,7 @@ class Batch:
 @compact
 @dataclass(frozen=True, slots=True)
 class ShareArena:
-    """Use a new arena of `size` bytes from now on; its file descriptor follows on the pipe (SCM_RIGHTS)."""
+    """Use a new arena of `size` bytes from now on; its file descriptor travels with this message."""
 
     size: int
 
@@ -108,10 +108,11 @@ class SharedOutputs:
 @compact
 @dataclass(frozen=True, slots=True)
 class Done:
-    """Every job of the batch ran: results by batch index, and the models the worker now holds."""
+    """Every job of the batch ran: results by batch index, and the models the worker now holds (None: the
+    same as in its previous reply)."""
 
     results: tuple[tuple[int, JobResult | SharedOutputs], ...]
-    cached: frozenset[bytes]
+    cached: frozenset[bytes] | None
 
 
 @compact
@@ -121,7 +122,7 @@ class GoldenFault:
 
     model_id: bytes
     detail: str
-    cached: frozenset[bytes]
+    cached: frozenset[bytes] | None
 
 
 @compact

@@ -16,17 +16,17 @@ import multiprocessing
 import os
 import resource
 import signal
+import socket
 import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from multiprocessing.connection import Connection
-from multiprocessing.reduction import recv_handle, send_handle
 from typing import Any
 
 import numpy as np
 
 from core.errors import LocalFault
+from vm.sandbox.channel import Channel
 from vm.sandbox.errors import GoldenMismatch, WorkerFault
 from vm.sandbox.executor import CheckJob, InferJob, Job, JobResult, ModelPackage
 from vm.sandbox.handoff import Arena, ArrayRef, Writer, arena_bytes_for, arena_size, in_arena
@@ -51,7 +51,7 @@ from vm.sandbox.protocol import (
 _STOP_TIMEOUT_S = 5.0
 
 
-def _worker_main(conn: Connection, limits: WorkerLimits) -> None:
+def _worker_main(sock: socket.socket, limits: WorkerLimits) -> None:
     """Entry point of a worker process: serve batches until told to stop or the pipe closes."""
     from vm.sandbox.session import scrub_environment
 
@@ -64,9 +64,12 @@ def _worker_main(conn: Connection, limits: WorkerLimits) -> None:
     from vm.sandbox.executor import Runner
 
     resource.setrlimit(resource.RLIMIT_AS, (limits.memory_bytes, limits.memory_bytes))
+    cpu_budget = _CpuBudget()
     runner = Runner(limits.session_cache_bytes)
     arena: Arena | None = None
+    conn = Channel(sock, accept_fds=True)
     conn.send(Ready(os.getpid(), tuple(removed), onnxruntime.__version__))
+    told: frozenset[bytes] | None = None  # the cached models the pool was last told of
     while True:
         try:
             message = conn.recv()
@@ -79,29 +82,51 @@ def _worker_main(conn: Connection, limits: WorkerLimits) -> None:
                 conn.send(Described(_describe(runner)))
             case ShareArena(size=size):
                 try:
-                    fd = recv_handle(conn)
-                except (EOFError, OSError):
+                    fd = conn.take_fd()
+                except OSError:
                     return
                 arena = Arena(size, fd)
                 arena.close()  # the mapping keeps the memory; the descriptor is not needed any more
             case Batch(jobs=jobs, cpu_seconds=cpu_seconds, free_from=free_from):
-                _set_cpu_budget(cpu_seconds)
-                conn.send(_serve_batch(runner, jobs, arena, free_from))
+                cpu_budget.renew(cpu_seconds)
+                reply = _serve_batch(runner, jobs, arena, free_from, told)
+                if isinstance(reply, (Done, GoldenFault)) and reply.cached is not None:
+                    told = reply.cached
+                conn.send(reply)
             case _:
                 conn.send(Fault(f"unknown message {type(message).__name__}", internal=True))
 
 
-def _set_cpu_budget(seconds: int) -> None:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    used = math.ceil(usage.ru_utime + usage.ru_stime)
-    _, hard = resource.getrlimit(resource.RLIMIT_CPU)
-    soft = used + seconds
-    if hard != resource.RLIM_INFINITY:
-        soft = min(soft, hard)
-    resource.setrlimit(resource.RLIMIT_CPU, (soft, hard))
+class _CpuBudget:
+    """RLIMIT_CPU at the whole CPU seconds used so far + each hand-off's budget. The worker runs one thread
+    (ORT with one intra-op and one inter-op thread runs on the caller's), so its CPU time grows no faster
+    than wall time: the limit is set REFRESH_S above used + budget, so within REFRESH_S of the last setting
+    it still leaves each hand-off its whole budget, and it is renewed only after that (getrusage + setrlimit cost 5-30 µs on a loaded machine, most of a tiny
+    job's hand-off). A limit hit is a local fault (SIGXCPU), never a verdict, so this reads wall time."""
+
+    REFRESH_S = 0.25
+
+    def __init__(self) -> None:
+        _, self._hard = resource.getrlimit(resource.RLIMIT_CPU)  # only root could raise it: read once
+        self._soft = -1
+        self._set_at = -math.inf
+
+    def renew(self, seconds: int) -> None:
+        now = time.monotonic()
+        if now - self._set_at < self.REFRESH_S and self._soft >= 0:
+            return
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        soft = math.ceil(usage.ru_utime + usage.ru_stime + self.REFRESH_S) + seconds
+        if self._hard != resource.RLIM_INFINITY:
+            soft = min(soft, self._hard)
+        if soft != self._soft:
+            resource.setrlimit(resource.RLIMIT_CPU, (soft, self._hard))
+            self._soft = soft
+        self._set_at = now
 
 
-def _serve_batch(runner: Any, jobs: tuple[WireJob, ...], arena: Arena | None, free_from: int) -> Done | GoldenFault | Fault:
+def _serve_batch(runner: Any, jobs: tuple[WireJob, ...], arena: Arena | None, free_from: int,
+                 told: frozenset[bytes] | None = None) -> Done | GoldenFault | Fault:
     pinned = frozenset(job.model_id for job in jobs if isinstance(job, InferWire))
     replies: list[tuple[int, JobResult | SharedOutputs]] = []
     writer = None if arena is None else Writer(arena, free_from)
@@ -115,14 +140,19 @@ def _serve_batch(runner: Any, jobs: tuple[WireJob, ...], arena: Arena | None, fr
             else:
                 replies.append((job.index, runner.check(job.model_bytes, job.spec)))
     except GoldenMismatch as exc:
-        return GoldenFault(exc.model_id, exc.detail, runner.cached_ids())
+        return GoldenFault(exc.model_id, exc.detail, _news(runner.cached_ids(), told))
     except LocalFault as exc:
         return Fault(str(exc))
     except MemoryError:
         return Fault("out of memory")
     except Exception as exc:  # a bug in our code: loud local fault, never a verdict
         return Fault(repr(exc)[:300], internal=True)
-    return Done(tuple(replies), runner.cached_ids())
+    return Done(tuple(replies), _news(runner.cached_ids(), told))
+
+
+def _news(cached: frozenset[bytes], told: frozenset[bytes] | None) -> frozenset[bytes] | None:
+    """The cached models, or None when the pool already knows them (the usual case: no set on the pipe)."""
+    return None if cached == told else cached
 
 
 def _resolve(arena: Arena | None, value: np.ndarray | ArrayRef) -> np.ndarray:
@@ -160,13 +190,15 @@ def _describe(runner: Any) -> dict[str, Any]:
         "graph_optimization_level": str(so.graph_optimization_level),
         "rlimit_as": resource.getrlimit(resource.RLIMIT_AS)[0],
         "cached": len(runner.cached_ids()),
+        "runs": runner.runs,
+        "run_seconds": runner.run_seconds,
     }
 
 
 @dataclass(slots=True)
 class _Worker:
     process: Any
-    conn: Connection
+    conn: Channel
     info: Ready
     cached: frozenset[bytes] = frozenset()
     arena: Arena | None = None
@@ -241,7 +273,7 @@ class WorkerPool:
         with self._lock:
             if self._closed:
                 raise WorkerFault("pool is closed")
-            for job in jobs:
+            for job in jobs if self._quarantined else ():
                 if isinstance(job, InferJob) and job.model.model_id in self._quarantined:
                     raise GoldenMismatch(job.model.model_id, "model is quarantined on this node")
             deadline = time.monotonic() + (self._limits.batch_timeout_s if timeout_s is None else timeout_s)
@@ -288,8 +320,7 @@ class WorkerPool:
         if arena is None or arena.size < 2 * need:
             arena = Arena(arena_size(need))
             try:
-                worker.conn.send(ShareArena(arena.size))
-                send_handle(worker.conn, arena.fd, worker.process.pid)
+                worker.conn.send(ShareArena(arena.size), (arena.fd,))
             finally:
                 arena.close()  # the worker holds its own descriptor now; the mapping stays here
             worker.arena = arena
@@ -325,10 +356,12 @@ class WorkerPool:
             raise WorkerFault(f"worker died (exit code {code})") from None
         match reply:
             case Done(results=results, cached=cached):
-                worker.cached = cached
+                if cached is not None:
+                    worker.cached = cached
                 return [(index, self._unshare(slot, worker, result)) for index, result in results]
             case GoldenFault(model_id=model_id, detail=detail, cached=cached):
-                worker.cached = cached
+                if cached is not None:
+                    worker.cached = cached
                 self._quarantined.add(model_id)
                 raise GoldenMismatch(model_id, detail)
             case Fault(message=message, internal=internal):
@@ -367,10 +400,16 @@ class WorkerPool:
             return worker
         if worker is not None:
             self._discard(slot)
-        parent, child = self._ctx.Pipe(duplex=True)
+        parent_sock, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        parent = Channel(parent_sock)
         process = self._ctx.Process(target=_worker_main, args=(child, self._limits), daemon=True)
-        process.start()
-        child.close()
+        try:
+            process.start()
+        except BaseException:
+            parent.close()
+            raise
+        finally:
+            child.close()
         ready = None
         try:
             if parent.poll(self._limits.start_timeout_s):

@@ -1,0 +1,156 @@
+"""The socket between the pool and one sandbox worker: framed pickles, one system call per message each way.
+
+multiprocessing's `Connection` spends most of a small message's cost around the message: a pickler that
+copies copyreg's dispatch table for every message, two reads per message (length, then body), a selector
+built for every `poll`, and numpy arrays pickled with their dtype's whole state (protocol 4). A `Channel`
+writes length and body in one `send`, reads whatever has arrived into one preallocated buffer (usually the
+whole message), keeps one `select.poll` object, and pickles numpy arrays at protocol 5 as raw bytes plus
+dtype string and shape (bench/vm.py, "hand-off"). File descriptors (the arena's memfd) travel as SCM_RIGHTS
+ancillary data of the message that announces them; the pool's end never accepts any (the kernel closes
+descriptors a worker tries to send it).
+"""
+
+from __future__ import annotations
+
+import array
+import copyreg
+import io
+import os
+import pickle
+import select
+import socket
+import struct
+from collections import deque
+from typing import Any
+
+import numpy as np
+
+_HEADER = struct.Struct("<Q")
+_CHUNK = 1 << 16
+# Larger than any message the pool and its workers exchange (model bytes are capped far below): a length
+# beyond it is garbage on the socket, refused before anything is allocated.
+MAX_MESSAGE_BYTES = 4 << 30
+_PLAIN_KINDS = frozenset("biuf")
+
+
+def _array_from(data: bytearray, dtype: str, shape: tuple[int, ...]) -> np.ndarray:
+    return np.frombuffer(data, dtype).reshape(shape)
+
+
+def _reduce_array(value: np.ndarray) -> Any:
+    """A plain C-ordered array as its bytes (a bytearray in the pickle, so the copy received is writable, as
+    with numpy's own pickling), dtype string and shape; anything else as numpy pickles it."""
+    if value.dtype.kind in _PLAIN_KINDS and value.dtype.isnative and value.flags.c_contiguous:
+        data = pickle.PickleBuffer(value.data) if value.flags.writeable else bytearray(value.data)
+        return _array_from, (data, value.dtype.str, value.shape)
+    return value.__reduce_ex__(5)
+
+
+class _Pickler(pickle.Pickler):
+    dispatch_table = copyreg.dispatch_table.copy()
+    dispatch_table[np.ndarray] = _reduce_array
+
+
+def dumps(message: object) -> bytes:
+    """A message as the channel sends it (protocol 5, arrays as raw bytes)."""
+    buffer = io.BytesIO()
+    _Pickler(buffer, 5).dump(message)
+    return buffer.getvalue()
+
+
+class Channel:
+    """One end of a connected AF_UNIX stream socket. `accept_fds` lets this end receive file descriptors
+    (the worker's); `fds` holds the ones received, in order, for the message that announced them."""
+
+    def __init__(self, sock: socket.socket, *, accept_fds: bool = False) -> None:
+        sock.setblocking(True)
+        self._sock = sock
+        self._poller = select.poll()
+        self._poller.register(sock.fileno(), select.POLLIN)
+        self._chunk = bytearray(_CHUNK)
+        self._pending = bytearray()
+        self._ancillary = socket.CMSG_SPACE(array.array("i", [0]).itemsize) if accept_fds else 0
+        self.fds: deque[int] = deque()
+
+    def fileno(self) -> int:
+        return self._sock.fileno()
+
+    def send(self, message: object, fds: tuple[int, ...] = ()) -> None:
+        data = dumps(message)
+        header = _HEADER.pack(len(data))
+        if fds:
+            sent = self._sock.sendmsg([header, data], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))])
+            rest = memoryview(header + data)[sent:]
+            if rest:
+                self._sock.sendall(rest)
+        elif len(data) <= _CHUNK:
+            self._sock.sendall(header + data)
+        else:  # a large message (model bytes): no copy to join the header
+            self._sock.sendall(header)
+            self._sock.sendall(data)
+
+    def poll(self, timeout_s: float | None = None) -> bool:
+        """Whether a message (or the end of the stream) can be read now, waiting at most `timeout_s`."""
+        if self._complete():
+            return True
+        return bool(self._poller.poll(None if timeout_s is None else max(0, int(timeout_s * 1000 + 0.999))))
+
+    def recv(self) -> Any:
+        """The next message; EOFError when the other end closed the socket, OSError for a length over
+        MAX_MESSAGE_BYTES."""
+        while len(self._pending) < _HEADER.size:
+            self._fill()
+        (size,) = _HEADER.unpack_from(self._pending)
+        if size > MAX_MESSAGE_BYTES:
+            raise OSError(f"a message of {size} bytes exceeds the channel's limit")
+        total = _HEADER.size + size
+        if len(self._pending) < total and size > _CHUNK:
+            # Large: read the rest straight into a buffer of the right size.
+            body = bytearray(size)
+            have = len(self._pending) - _HEADER.size
+            body[:have] = self._pending[_HEADER.size:]
+            self._pending.clear()
+            view = memoryview(body)
+            while have < size:
+                n = self._sock.recv_into(view[have:])
+                if n == 0:
+                    raise EOFError("channel closed mid-message")
+                have += n
+            return pickle.loads(body)
+        while len(self._pending) < total:
+            self._fill()
+        with memoryview(self._pending) as view, view[_HEADER.size:total] as body_view:
+            message = pickle.loads(body_view)
+        del self._pending[:total]
+        return message
+
+    def take_fd(self) -> int:
+        """The next file descriptor received (OSError if none came)."""
+        if not self.fds:
+            raise OSError("no file descriptor arrived with the message")
+        return self.fds.popleft()
+
+    def close(self) -> None:
+        while self.fds:
+            os.close(self.fds.popleft())
+        self._sock.close()
+
+    def _complete(self) -> bool:
+        if len(self._pending) < _HEADER.size:
+            return False
+        (size,) = _HEADER.unpack_from(self._pending)
+        return len(self._pending) >= _HEADER.size + int(size)
+
+    def _fill(self) -> None:
+        if self._ancillary:
+            n, ancillary, _, _ = self._sock.recvmsg_into([self._chunk], self._ancillary)
+            for level, kind, data in ancillary:
+                if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                    fds = array.array("i")
+                    fds.frombytes(data[: len(data) - len(data) % fds.itemsize])
+                    self.fds.extend(fds)
+        else:
+            n = self._sock.recv_into(self._chunk)
+        if n == 0:
+            raise EOFError("channel closed")
+        self._pending += memoryview(self._chunk)[:n]
