@@ -91,13 +91,18 @@ def _declared_shapes(model_bytes: bytes) -> dict[str, list[int]]:
 
 def keep_outputs(model_bytes: bytes, names: tuple[str, ...]) -> bytes:
     """The model with only the named graph outputs (canonicalization then drops the nodes only the others
-    needed): a float classifier exported with its label registers its probabilities alone."""
+    needed): a float classifier exported with its label registers its probabilities alone. Runs before the
+    conversion, so a string label dropped here is never refused."""
     if not names:
         return model_bytes
-    from vm.sandbox.graph import parse_model
-    from vm.sandbox.limits import DEFAULT_LIMITS
+    from google.protobuf.message import DecodeError as ProtobufDecodeError
+    from onnx import ModelProto
 
-    proto = parse_model(model_bytes, DEFAULT_LIMITS)
+    proto = ModelProto()
+    try:
+        proto.ParseFromString(model_bytes)
+    except (ProtobufDecodeError, RuntimeError, ValueError):
+        raise InvalidModel("not an ONNX model: its bytes do not parse") from None
     have = [o.name for o in proto.graph.output]
     unknown = [n for n in names if n not in have]
     if unknown:
@@ -233,10 +238,10 @@ def register(path: Path, name: str, model_class: str, grid_k: int, tol_abs: int,
         grid_k, tol_abs, tol_rel_ppm = 0, 0, 0
     from node.modelprep import upgrade  # onnx: only the commands that prepare a model load it
 
-    upgraded = upgrade(path.read_bytes())
+    upgraded = upgrade(keep_outputs(path.read_bytes(), outputs))  # a dropped string label is never converted
     for change in upgraded.changes:
         click.echo(f"converted: {change}", err=True)
-    kept = keep_outputs(upgraded.model_bytes, outputs)
+    kept = upgraded.model_bytes
     try:
         canonical, meta = prepare_model(kept, name=name, model_class=model_class, grid_k=grid_k,
                                         tol_abs=tol_abs, tol_rel_ppm=tol_rel_ppm, fee_per_call=fee_per_call,
