@@ -92,7 +92,7 @@ def _declared_shapes(model_bytes: bytes) -> dict[str, list[int]]:
 def keep_outputs(model_bytes: bytes, names: tuple[str, ...]) -> bytes:
     """The model with only the named graph outputs (canonicalization then drops the nodes only the others
     needed): a float classifier exported with its label registers its probabilities alone. Runs before the
-    conversion, so a string label dropped here is never refused."""
+    conversion, which refuses string graph outputs at once: a dropped one no longer matters."""
     if not names:
         return model_bytes
     from google.protobuf.message import DecodeError as ProtobufDecodeError
@@ -238,21 +238,20 @@ def register(path: Path, name: str, model_class: str, grid_k: int, tol_abs: int,
         grid_k, tol_abs, tol_rel_ppm = 0, 0, 0
     from node.modelprep import upgrade  # onnx: only the commands that prepare a model load it
 
-    upgraded = upgrade(keep_outputs(path.read_bytes(), outputs))  # a dropped string label is never converted
+    upgraded = upgrade(keep_outputs(path.read_bytes(), outputs))
     for change in upgraded.changes:
         click.echo(f"converted: {change}", err=True)
-    kept = upgraded.model_bytes
     try:
-        canonical, meta = prepare_model(kept, name=name, model_class=model_class, grid_k=grid_k,
+        canonical, meta = prepare_model(upgraded.model_bytes, name=name, model_class=model_class, grid_k=grid_k,
                                         tol_abs=tol_abs, tol_rel_ppm=tol_rel_ppm, fee_per_call=fee_per_call,
                                         input_shapes=_parse_shapes(input_shape), golden_inputs=golden)
     except InvalidModel as exc:
         if "reads the label of" not in str(exc):
             raise
-        others = [n for n in _output_names(kept) if "label" not in n.lower()]
-        hint = " ".join(f"--output {n}" for n in others) or "--output NAME"
+        names = _output_names(upgraded.model_bytes)
+        hint = " ".join(f"--output {n}" for n in names if "label" not in n.lower()) or "--output NAME"
         raise CliError(f"{exc}; register the other outputs alone with {hint} "
-                       f"(this model's outputs: {', '.join(map(repr, _output_names(kept)))})") from None
+                       f"(this model's outputs: {', '.join(map(repr, names))})") from None
     chunks = split_model(canonical, meta)
     model_id = chunks[0].model_id
     if dry_run:
