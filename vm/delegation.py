@@ -13,6 +13,7 @@ from core.address import address_from_public_key
 from core.codec import Wire
 from core.types import U64_MAX, Address, Amount, Height
 from vm.params import BPS, Params
+from vm.queuecuts import process_cut_since
 from vm.state import (
     ACC_BYTES,
     KEY_CANDIDATES,
@@ -402,21 +403,8 @@ def slash_redelegations(view: StateView, address: Address, offence_height: int, 
     """Slash `bps` of every redelegation out of `address` begun at or after the offence height, from the
     delegation at its destination (locked, so still there, though the destination's own slashes may have
     shrunk it: then as far as it goes). Returns the tokens taken, which the caller burns."""
-    taken_total = 0
-    for begun in range(offence_height, height):
-        key = redelegation_key(begun + unbonding_blocks)
-        queue = view.get(key, RedelegationQueue)
-        if queue is None or all(e.source != address for e in queue.entries):
-            continue
-        entries = []
-        for e in queue.entries:
-            if e.source == address:
-                cut = e.amount * bps // BPS
-                taken_total += _take_from_delegation(view, e.destination, e.delegator, cut)
-                e = e.replace(amount=Amount(e.amount - cut))
-            entries.append(e)
-        view.put(key, RedelegationQueue(tuple(entries)))
-    return taken_total
+    cuts = process_cut_since(view, RedelegationQueue, address, range(offence_height, height), unbonding_blocks, bps)
+    return sum(_take_from_delegation(view, e.destination, e.delegator, cut) for e, cut in cuts)
 
 
 def _take_from_delegation(view: StateView, address: Address, delegator: Address, amount: int) -> int:

@@ -20,6 +20,7 @@ from vm.execute import BlockContext, drop_upload
 from vm.gov.endblock import process_gov_end_block
 from vm.params import BPS, Params
 from vm.poi import PoiOutcome, compute_rewards, score_commitments
+from vm.queuecuts import process_cut_since
 from vm.state import (
     KEY_CANDIDATES,
     KEY_CHAIN,
@@ -189,20 +190,9 @@ def slash_offence(view: StateView, ctx: BlockContext, address: Address, record: 
     goes. Everything slashed is burned and added to the record's `slashed`."""
     staking = ctx.params.staking
     target = power * staking.power_unit * bps // BPS
-    from_unbonding = 0
-    for begun in range(offence_height, int(ctx.height)):  # entries begun in block b finish at b + unbonding
-        key = unbonding_key(begun + staking.unbonding_blocks)
-        queue = view.get(key, UnbondingQueue)
-        if queue is None or all(e.validator != address for e in queue.entries):
-            continue
-        entries = []
-        for e in queue.entries:
-            if e.validator == address:
-                cut = e.amount * bps // BPS
-                from_unbonding += cut
-                e = e.replace(amount=Amount(e.amount - cut))
-            entries.append(e)
-        view.put(key, UnbondingQueue(tuple(entries)))
+    begun = range(offence_height, int(ctx.height))
+    cuts = process_cut_since(view, UnbondingQueue, address, begun, int(staking.unbonding_blocks), bps)
+    from_unbonding = sum(cut for _, cut in cuts)
     # Stake redelegated away since the offence is cut at its destination (vm.delegation).
     from_unbonding += delegation.slash_redelegations(view, address, offence_height, int(ctx.height), bps,
                                                      int(staking.unbonding_blocks))

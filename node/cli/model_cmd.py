@@ -89,6 +89,37 @@ def _declared_shapes(model_bytes: bytes) -> dict[str, list[int]]:
     return shapes
 
 
+def keep_outputs(model_bytes: bytes, names: tuple[str, ...]) -> bytes:
+    """The model with only the named graph outputs (canonicalization then drops the nodes only the others
+    needed): a float classifier exported with its label registers its probabilities alone. Runs before the
+    conversion, which refuses string graph outputs at once: a dropped one no longer matters."""
+    if not names:
+        return model_bytes
+    from google.protobuf.message import DecodeError as ProtobufDecodeError
+    from onnx import ModelProto
+
+    proto = ModelProto()
+    try:
+        proto.ParseFromString(model_bytes)
+    except (ProtobufDecodeError, RuntimeError, ValueError):
+        raise InvalidModel("not an ONNX model: its bytes do not parse") from None
+    have = [o.name for o in proto.graph.output]
+    unknown = [n for n in names if n not in have]
+    if unknown:
+        raise CliError(f"--output {unknown[0]!r}: the model's outputs are {', '.join(map(repr, have))}")
+    keep = [o for o in proto.graph.output if o.name in names]
+    del proto.graph.output[:]
+    proto.graph.output.extend(keep)
+    return proto.SerializeToString()
+
+
+def _output_names(model_bytes: bytes) -> list[str]:
+    from vm.sandbox.graph import parse_model
+    from vm.sandbox.limits import DEFAULT_LIMITS
+
+    return [o.name for o in parse_model(model_bytes, DEFAULT_LIMITS).graph.output]
+
+
 def _specs(nodes: list[Any]) -> tuple[TensorSpec, ...]:
     out = []
     for n in nodes:
@@ -182,12 +213,15 @@ def prepare_model(model_bytes: bytes, *, name: str, model_class: str, grid_k: in
 @click.option("--input-shape", multiple=True, metavar="NAME=D1,D2", help="Pin a dynamic input shape; repeatable.")
 @click.option("--golden-inputs", type=click.Path(dir_okay=False, exists=True, path_type=Path), default=None,
               help=".npz of golden inputs by input name (default: two seeded random inputs).")
+@click.option("--output", "outputs", multiple=True, metavar="NAME",
+              help="Register only this graph output (repeatable), e.g. a classifier's probabilities without its "
+                   "label; the default is every output.")
 @click.option("--dry-run", is_flag=True,
               help="Convert, canonicalize and run the chain's registration check here; print the price, send nothing.")
 @tx_options
 def register(path: Path, name: str, model_class: str, grid_k: int, tol_abs: int, tol_rel_ppm: int,
-             fee_per_call: int, input_shape: tuple[str, ...], golden_inputs: Path | None, dry_run: bool,
-             from_key: str, keyring: Path, node_url: str, fee: object, gas_limit: int | None, nonce: int | None,
+             fee_per_call: int, input_shape: tuple[str, ...], golden_inputs: Path | None, outputs: tuple[str, ...],
+             dry_run: bool, from_key: str, keyring: Path, node_url: str, fee: object, gas_limit: int | None, nonce: int | None,
              no_wait: bool, timeout: float, as_json: bool) -> None:
     """Convert and canonicalize the ONNX model at PATH, check it as the chain will, upload it in chunks and
     wait for its registration."""
@@ -204,12 +238,20 @@ def register(path: Path, name: str, model_class: str, grid_k: int, tol_abs: int,
         grid_k, tol_abs, tol_rel_ppm = 0, 0, 0
     from node.modelprep import upgrade  # onnx: only the commands that prepare a model load it
 
-    upgraded = upgrade(path.read_bytes())
+    upgraded = upgrade(keep_outputs(path.read_bytes(), outputs))
     for change in upgraded.changes:
         click.echo(f"converted: {change}", err=True)
-    canonical, meta = prepare_model(upgraded.model_bytes, name=name, model_class=model_class, grid_k=grid_k,
-                                    tol_abs=tol_abs, tol_rel_ppm=tol_rel_ppm, fee_per_call=fee_per_call,
-                                    input_shapes=_parse_shapes(input_shape), golden_inputs=golden)
+    try:
+        canonical, meta = prepare_model(upgraded.model_bytes, name=name, model_class=model_class, grid_k=grid_k,
+                                        tol_abs=tol_abs, tol_rel_ppm=tol_rel_ppm, fee_per_call=fee_per_call,
+                                        input_shapes=_parse_shapes(input_shape), golden_inputs=golden)
+    except InvalidModel as exc:
+        if "reads the label of" not in str(exc):
+            raise
+        names = _output_names(upgraded.model_bytes)
+        hint = " ".join(f"--output {n}" for n in names if "label" not in n.lower()) or "--output NAME"
+        raise CliError(f"{exc}; register the other outputs alone with {hint} "
+                       f"(this model's outputs: {', '.join(map(repr, names))})") from None
     chunks = split_model(canonical, meta)
     model_id = chunks[0].model_id
     if dry_run:

@@ -1,4 +1,5 @@
-"""End to end with real processes: a 4-validator devnet, the CLI, a crash and restart, a fifth validator.
+"""End to end with real processes: a 4-validator devnet, the CLI (scikit-learn models registered and called
+included), a crash and restart, a fifth validator.
 
 One network (tests/realnet) serves the whole module (starting processes is the slow part); the tests run in
 file order and each leaves the chain running for the next. Ports are free ones from the OS, every wait is
@@ -14,6 +15,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
@@ -219,3 +221,69 @@ def test_cli_delegation_commission_rewards_and_undelegation(net: RealNet, keyrin
     net.wait_height(out["height"], [1], timeout=30)
     left = c0.call("delegations", {"address": delegator, "height": out["height"]})
     assert [d["amount"] for d in left["delegations"]] == [1_500_000_000]
+
+
+def _sklearn_models(tmp_path: Path) -> dict[str, tuple[Path, Any]]:
+    """StandardScaler + LogisticRegression and a RandomForest fitted on iris, exported by skl2onnx as a user
+    would (zipmap=False: ZipMap outputs maps, which the chain refuses; the exporter's default opsets)."""
+    from skl2onnx import to_onnx
+    from sklearn.datasets import load_iris
+    from sklearn.ensemble import RandomForestClassifier
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    x, y = load_iris(return_X_y=True)
+    x = x.astype(np.float32)
+    pipe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=500)).fit(x, y)
+    forest = RandomForestClassifier(n_estimators=8, max_depth=4, random_state=0).fit(x, y)
+    out = {}
+    for name, estimator, final in (("iris_logistic", pipe, pipe.steps[-1][1]), ("iris_forest", forest, forest)):
+        path = tmp_path / f"{name}.onnx"
+        path.write_bytes(to_onnx(estimator, x[:1], options={id(final): {"zipmap": False}}).SerializeToString())
+        out[name] = (path, estimator)
+    return out
+
+
+def test_sklearn_pipelines_register_and_run_through_the_cli(net: RealNet, keyring: Path, tmp_path: Path) -> None:
+    """Issue 12 on real processes, through `inferchain model register` and `inferchain infer` as a user runs
+    them: the logistic regression with `--output probabilities` (the tolerant class refuses its label, an
+    argmax of float scores: tests/node/test_cli_model_outputs.py) and the forest as exported (its tree
+    decisions read the transaction's own floats: bit-exact, label included). Each inference commits the same
+    outputs on every node, its proof verifies, and they match scikit-learn and raw onnxruntime within the
+    declared tolerance (the CLI's defaults: k = 20, t_abs = 32, t_rel = 200 ppm)."""
+    import onnxruntime as ort
+    from sklearn.datasets import load_iris
+
+    from node.modelprep import upgrade
+
+    cli(net, keyring, "keys", "import", "acc2", "--seed", net.account_key(2).seed.hex())
+    x = load_iris(return_X_y=True)[0].astype(np.float32)
+    np.savez(tmp_path / "golden.npz", X=x[[0, 60, 120, 140]])
+    queries = x[[10, 70, 110, 149]]
+    np.savez(tmp_path / "query.npz", X=queries)
+    models = _sklearn_models(tmp_path)
+    common = ("--class", "tolerant", "--input-shape", "X=4,4", "--golden-inputs", str(tmp_path / "golden.npz"),
+              "--from", "acc2", "--json")
+    k = 20
+    for name, (path, estimator) in models.items():
+        keep = ("--output", "probabilities") if name == "iris_logistic" else ()
+        reg = json.loads(cli(net, keyring, "model", "register", str(path), "--name", name, *keep, *common).stdout)
+        assert reg["status"] == "registered", reg
+        done = json.loads(cli(net, keyring, "infer", name, str(tmp_path / "query.npz"), "--from", "acc2", "--json",
+                              node=1).stdout)
+        assert done["status"] == "ok" and done["proof"].startswith("verified"), done
+        net.wait_height(done["height"], timeout=30)
+        committed = [[o.to_numpy() for o in net.client(i).tx(done["hash"]).result.outputs] for i in net.indices]
+        assert len(committed[0]) == (1 if keep else 2)  # label and probabilities, unless --output drops the label
+        for other in committed[1:]:
+            assert all(np.array_equal(a, b) for a, b in zip(committed[0], other, strict=True)), name
+        probs = committed[0][-1]
+        assert np.array_equal(np.asarray(done["outputs"][-1]["values"]) * 2.0 ** k, probs)
+        raw = ort.InferenceSession(upgrade(path.read_bytes()).model_bytes,
+                                   providers=["CPUExecutionProvider"]).run(None, {"X": queries})
+        for expected in (estimator.predict_proba(queries), raw[-1]):
+            ref = np.rint(expected.astype(np.float64) * 2.0 ** k).astype(np.int64)
+            assert np.all(np.abs(probs - ref) <= 32 + 200e-6 * np.abs(ref)), (name, probs, ref)
+        if name == "iris_forest":
+            assert np.array_equal(committed[0][0], estimator.predict(queries))
