@@ -16,7 +16,7 @@ CLI as a user runs it (`inferchain model register` and `inferchain infer` as sub
 
 The devnet runs the default genesis's gas limits (tools/genesis.py): no override.
 
-Wall time on the shared 2-core machine: 326-391 s for the module at load average 15-17 (245 s at load 8
+Wall time on the shared 2-core machine: 279 s for the module at load average 12, 326-391 s at 15-17 (245 s at load 8
 before, with a 500M gas override); Inception v2 46 s, ResNet-50 34 s, the refusal 24 s, each small model
 7-12 s, the devnet's start 9 s at load 8; the uploads of the 13-21 MB canonical models and the CLI's local
 preparation of each model dominate.
