@@ -293,9 +293,10 @@ def _validate_canonical(model_bytes: bytes, model: ModelProto, types: TypeTable,
     if foldable:
         node = model.graph.node[foldable[0]]
         raise InvalidModel(f"not canonical: constant node {node.op_type} -> {node.output[0]!r} must be folded")
-    copy = ModelProto()
-    copy.CopyFrom(model)
-    canonical = serialize(canonicalize_proto(copy, spec.input_shapes, spec.limits, allow_eval=False))
+    # Canonicalized in place, not on a copy (a copy of every weight, ~0.7 ns per byte): if the result serializes
+    # to `model_bytes` it is `model` unchanged (a message is determined by its serialization), and the later
+    # rules read it as parsed; if not, the model is refused and never read again.
+    canonical = serialize(canonicalize_proto(model, spec.input_shapes, spec.limits, allow_eval=False))
     if canonical != bytes(model_bytes):
         raise InvalidModel("not canonical: bytes differ from their canonical form (run the canonicalizer)")
 
