@@ -312,8 +312,9 @@ class TxAdmission:
     skip (an honest race); then the signature, within the peer's budget of checks per second; then the
     mempool's own checks. A sender with pending transactions is judged on the mempool's copy of its committed
     account (`Mempool.known_account`), which the mempool's own checks use anyway; the state is read only for
-    other senders and whenever that copy would refuse (the state then decides, and any blame). A bad signature REJECTs the batch; a peer whose unfunded tally passes the
-    tolerance is REJECTed (penalized) for each further such batch; nothing else blames the sender.
+    other senders and whenever that copy would refuse (the state then decides, and any blame). A bad
+    signature REJECTs the batch; a peer whose unfunded tally passes the tolerance is REJECTed (penalized) for
+    each further such batch; nothing else blames the sender.
     """
 
     def __init__(self, account: Callable[[Address], AccountInfo], mempool: Mempool, sig_cache: SigCache,
