@@ -1,11 +1,8 @@
 """Verified-signature cache: each transaction signature is verified once per node (docs/design.md §4.11).
 
 Keyed by transaction hash, which covers the signature, so a hit means these exact bytes verified before.
-Shared by the mempool (entry), gossip (the transactions hook verifies whole batches in a worker thread) and
-block validation in the VM's worker thread. A lookup takes no lock: each OrderedDict operation on bytes keys is
-atomic under the GIL, and a key evicted between the lookup and its refresh only costs a verification later.
-Writes (insert and evict) take the lock so that two threads never trim the LRU below its capacity together.
-A lock on the hit path cost the event loop a wait whenever a worker thread held it across a GIL switch.
+Shared by the mempool (entry), gossip (the p2p envelope check verifies whole batches) and block
+validation in the VM's worker thread; hence the lock.
 """
 
 from __future__ import annotations
@@ -28,7 +25,8 @@ class SigCache:
         self.verifications = 0
 
     def __contains__(self, tx_hash: object) -> bool:
-        return tx_hash in self._verified
+        with self._lock:
+            return tx_hash in self._verified
 
     def __len__(self) -> int:
         return len(self._verified)
@@ -41,20 +39,14 @@ class SigCache:
             while len(self._verified) > self._capacity:
                 self._verified.popitem(last=False)
 
-    def _is_known(self, key: bytes) -> bool:
-        """Whether `key` verified before, refreshing its place in the LRU (no lock: see the module doc)."""
-        try:
-            self._verified.move_to_end(key)
-        except KeyError:
-            return False
-        return True
-
     def verify(self, tx: Transaction, tx_hash: bytes | None = None) -> bool:
         """True when the signature is valid, verifying it only if this hash was never verified before."""
         key = bytes(tx_hash if tx_hash is not None else tx.hash)
-        if self._is_known(key):
-            self.hits += 1
-            return True
+        with self._lock:
+            if key in self._verified:
+                self._verified.move_to_end(key)
+                self.hits += 1
+                return True
         self.verifications += 1
         if not tx.verify_signature():
             return False
