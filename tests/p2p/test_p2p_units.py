@@ -199,6 +199,7 @@ async def test_batcher_under_load_publishes_at_most_once_per_interval(mock_clock
         await nursery.start(batcher.run)
         start = trio.current_time()
         await batcher.add(txs[0])
+        await trio.testing.wait_all_tasks_blocked()  # the batcher took it (its delay counts from here)
         mock_clock.jump(0.05)
         await trio.testing.wait_all_tasks_blocked()
         assert [(round(t - start, 3), n) for t, n in published] == [(0.05, 1)]
