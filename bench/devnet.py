@@ -18,7 +18,8 @@ but not yet committed when the drain ended (an overloaded step's backlog, which 
 challenges missed during the step by all validators and validators jailed at its end (a faster pipeline must
 not jail slow honest validators); the load driver's own CPU per transaction sent (`drv ms/tx`: this process
 during the send window; signing happens before it); CPU per committed transaction (all node processes with their sandbox workers, from /proc, over
-the send window and the drain, divided by the step's committed transactions); and RSS per node at the end.
+the send window and the drain, divided by the step's committed transactions; then the same per node, where
+node 0's share includes serving the block observer); and RSS per node at the end.
 The baseline, measured in the same run: one core's Ed25519 verifications per second, and the ceiling that
 implies when every validator verifies every transaction once on this machine's cores.
 """
@@ -227,16 +228,19 @@ def group_pids(leader: int) -> list[int]:
     return pids
 
 
-def cpu_seconds(leaders: list[int]) -> float:
-    total = 0
+def node_cpu_seconds(leaders: list[int]) -> list[float]:
+    """CPU seconds (user + system) of each node with its sandbox workers."""
+    out = []
     for leader in leaders:
+        total = 0
         for pid in group_pids(leader):
             try:
                 fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
             except OSError:
                 continue
             total += int(fields[11]) + int(fields[12])  # utime, stime
-    return total / TICK
+        out.append(total / TICK)
+    return out
 
 
 def rss_mib(leader: int) -> tuple[float, float]:
@@ -343,14 +347,16 @@ def main(argv: list[str] | None = None) -> int:
             for step, offered in enumerate(loads):
                 senders = [net.account_key(firsts[step] + i) for i in range(senders_per_step[step])]
                 work = presign(net, senders, budgets[step], sink)
-                cpu0 = cpu_seconds(leaders)
+                nodes0 = node_cpu_seconds(leaders)
+                cpu0 = sum(nodes0)
                 driver0 = driver_cpu_seconds()
                 missed0, _ = poi_totals(poi_client)
                 out, start = run_step(net, offered, work, args.duration)
                 window = time.monotonic() - start
                 driver1 = driver_cpu_seconds()
                 drain(observer, out, DRAIN_S)
-                cpu1 = cpu_seconds(leaders)
+                nodes1 = node_cpu_seconds(leaders)
+                cpu1 = sum(nodes1)
                 missed1, jailed = poi_totals(poi_client)
                 finality = [observer.committed[h] - out.scheduled[h] for h in out.accepted
                             if h in observer.committed]
@@ -373,6 +379,10 @@ def main(argv: list[str] | None = None) -> int:
                       f"{pct(finality, 0.5):>7.2f} {pct(finality, 0.99):>7.2f} {interval:>9.2f} "
                       f"{per_block:>7,.0f} {fill:>6.1f} {sum(out.refused.values()):>8} {pending:>7} {cpu_ms:>9.2f}"
                       f" {missed1 - missed0:>8} {jailed:>6} {driver_ms:>9.3f}  {reasons}", flush=True)
+                if step_committed:  # node 0 also serves the block observer (every block as JSON)
+                    print("         cpu ms/tx by node: " + ", ".join(
+                        f"node{i} {1000 * (b - a) / step_committed:.2f}"
+                        for i, a, b in zip(net.indices, nodes0, nodes1, strict=True)), flush=True)
         finally:
             observer.stop.set()
             watcher.join(10)

@@ -310,8 +310,11 @@ class TxAdmission:
     Order of work per transaction, cheapest first: already in the mempool → skip; sender unfunded in the
     committed state (`is_unfunded`) → tallied against the peer, no signature check; nonce already used →
     skip (an honest race); then the signature, within the peer's budget of checks per second; then the
-    mempool's own checks. A bad signature REJECTs the batch; a peer whose unfunded tally passes the
-    tolerance is REJECTed (penalized) for each further such batch; nothing else blames the sender.
+    mempool's own checks. A sender with pending transactions is judged on the mempool's copy of its committed
+    account (`Mempool.known_account`), which the mempool's own checks use anyway; the state is read only for
+    other senders and whenever that copy would refuse (the state then decides, and any blame). A bad
+    signature REJECTs the batch; a peer whose unfunded tally passes the tolerance is REJECTed (penalized) for
+    each further such batch; nothing else blames the sender.
     """
 
     def __init__(self, account: Callable[[Address], AccountInfo], mempool: Mempool, sig_cache: SigCache,
@@ -358,6 +361,8 @@ class TxAdmission:
         budget = self._budget(str(message.forwarder))
         admitted = unfunded = refused = 0
         to_verify: list[tuple[Transaction, bytes]] = []
+        height = self._mempool.height
+        read: dict[bytes, AccountInfo] = {}  # accounts read from the state, for the mempool's new senders
         for i, tx in enumerate(batch.txs):
             if i and i % 256 == 0:
                 await trio.lowlevel.checkpoint()
@@ -365,7 +370,10 @@ class TxAdmission:
             if tx_hash in self._mempool:
                 admitted += 1
                 continue
-            account = self._account(tx.sender_address)  # committed state
+            sender = tx.sender_address
+            account = self._mempool.known_account(sender)
+            if account is None or is_unfunded(int(account.balance), tx) or tx.nonce < int(account.nonce):
+                account = read[bytes(sender)] = self._account(sender)  # committed state
             if is_unfunded(int(account.balance), tx):
                 unfunded += 1
             elif tx.nonce < int(account.nonce):
@@ -383,10 +391,14 @@ class TxAdmission:
             if not ok:
                 raise InvalidSignature(f"a transaction of batch {message.msg_id.hex()[:16]} is badly signed")
         added: list[Transaction] = []
+        if self._mempool.height != height:
+            read.clear()  # a block was committed meanwhile: the mempool reads its new senders itself
         for i, (tx, _) in enumerate(checking):
             if i and i % 256 == 0:
                 await trio.lowlevel.checkpoint()
-            result = self._mempool.add(tx, signature_checked=True)
+                if self._mempool.height != height:
+                    read.clear()
+            result = self._mempool.add(tx, signature_checked=True, account=read.get(bytes(tx.sender_address)))
             if not result.accepted:
                 refused += 1
                 continue

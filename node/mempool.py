@@ -180,6 +180,12 @@ class Mempool:
         """The committed height the mempool was last checked against."""
         return self._height
 
+    def known_account(self, address: Address) -> AccountInfo | None:
+        """The committed account of a sender with pending transactions as the mempool holds it (read when its
+        first transaction came, kept current by `update` after each block and by `recheck`); None for a sender
+        it does not hold. Saves the gossip hook a state read per transaction of a busy sender."""
+        return self._senders.get(bytes(address))
+
     def get(self, tx_hash: bytes) -> Transaction | None:
         entry = self._by_hash.get(bytes(tx_hash))
         return None if entry is None else entry.tx
@@ -201,11 +207,14 @@ class Mempool:
 
     # ---------------------------------------------------------------- entry
 
-    def add(self, tx: Transaction, *, size: int | None = None, signature_checked: bool = False) -> AddResult:
+    def add(self, tx: Transaction, *, size: int | None = None, signature_checked: bool = False,
+            account: AccountInfo | None = None) -> AddResult:
         """Check `tx` and keep it if it may be included; never raises for anything the transaction holds.
 
         `signature_checked`: the caller verified the signature already (a gossiped batch's envelope check);
-        it goes into the cache instead of being verified twice.
+        it goes into the cache instead of being verified twice. `account`: the sender's committed account,
+        read by the caller since the last `update` (the gossip hook reads it anyway), used instead of a second
+        read when the mempool holds nothing of this sender yet.
         """
         tx_hash = tx.hash
         key = bytes(tx_hash)
@@ -219,7 +228,7 @@ class Mempool:
         sender_addr = tx.sender_address
         sender_key = bytes(sender_addr)
         known = self._senders.get(sender_key)
-        sender = known if known is not None else self._new_sender(sender_addr)
+        sender = known if known is not None else self._new_sender(sender_addr, account)
         if tx.nonce < sender.nonce:
             return AddResult(tx_hash, False, f"nonce {tx.nonce} already used (account nonce is {sender.nonce})")
         if tx.nonce > sender.nonce + self.config.max_nonce_gap:
@@ -283,8 +292,9 @@ class Mempool:
             results.append(self.add(tx, signature_checked=signature_checked))
         return results
 
-    def _new_sender(self, address: Address) -> _Sender:
-        account = self._state.account(address)
+    def _new_sender(self, address: Address, account: AccountInfo | None = None) -> _Sender:
+        if account is None:
+            account = self._state.account(address)
         nonce = int(account.nonce)
         return _Sender(nonce, int(account.balance), ready_end=nonce)
 

@@ -1,11 +1,16 @@
 """Transaction batcher: gossip transactions in batches of ~256 KiB, never one message per transaction.
 
 py-libp2p's cost is per message (~3 ms of CPU per delivery), not per byte (docs/design.md §5.2), so batching is
-what lets gossip carry thousands of transactions per second.
+what lets gossip carry thousands of transactions per second. Two clocks bound a batch: `max_delay_s` after its
+first transaction (what a lone transaction waits on an idle node), and `min_interval_s` after the previous
+publish (under steady load batches go out at most that often, so they grow with the load instead of staying
+at one delay's worth: every message costs each of the other validators its transport, its decode and its
+relays, docs/performance.md "CPU per transaction"). A batch that reaches `target_bytes` goes at once.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING
 
@@ -18,6 +23,9 @@ if TYPE_CHECKING:
     from trio_typing import TaskStatus  # trio-stubs (a libp2p dependency) export it only here
 
 Publish = Callable[[bytes], Awaitable[object]]
+
+# Under load, at most one batch per this many seconds per node (see the module doc).
+MIN_INTERVAL_S = 0.1
 
 
 def _array_header(n: int) -> bytes:
@@ -35,14 +43,16 @@ def encode_tx_batch(encoded_txs: Sequence[bytes]) -> bytes:
 
 
 class TxBatcher:
-    """Collects transactions and publishes a batch when it reaches `target_bytes` or `max_delay_s` passes
-    after its first transaction. `add` waits when `capacity` transactions are already queued."""
+    """Collects transactions and publishes a batch when it reaches `target_bytes`, or when both `max_delay_s`
+    have passed since its first transaction and `min_interval_s` since the previous publish. `add` waits when
+    `capacity` transactions are already queued."""
 
     def __init__(self, publish: Publish, *, target_bytes: int = TX_BATCH_TARGET, max_delay_s: float = 0.1,
-                 capacity: int = 16384) -> None:
+                 min_interval_s: float = MIN_INTERVAL_S, capacity: int = 16384) -> None:
         self._publish = publish
         self._target = target_bytes
         self._max_delay = max_delay_s
+        self._min_interval = min_interval_s
         self._send, self._receive = trio.open_memory_channel[bytes](capacity)
         self.batches = 0
         self.txs = 0
@@ -53,11 +63,12 @@ class TxBatcher:
     async def run(self, *, task_status: TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         task_status.started()
         carry: bytes | None = None
+        last = -math.inf
         while True:
             first = carry if carry is not None else await self._receive.receive()
             carry = None
             batch, size = [first], len(first)
-            with trio.move_on_after(self._max_delay):
+            with trio.move_on_at(max(trio.current_time() + self._max_delay, last + self._min_interval)):
                 while size < self._target and len(batch) < TXS_PER_BATCH_MAX:
                     tx = await self._receive.receive()
                     if size + len(tx) > min(self._target, TX_BATCH_MAX - 16):
@@ -66,5 +77,6 @@ class TxBatcher:
                     batch.append(tx)
                     size += len(tx)
             await self._publish(encode_tx_batch(batch))
+            last = trio.current_time()
             self.batches += 1
             self.txs += len(batch)

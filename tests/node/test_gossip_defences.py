@@ -22,7 +22,7 @@ from core.hashing import ZERO_HASH, sha256
 from core.header import Header
 from core.keys import PrivateKey
 from core.tx import Transaction
-from core.types import Height, Round, SignatureBytes, Timestamp
+from core.types import Address, Height, Round, SignatureBytes, Timestamp
 from core.votes import Proposal
 from node.gossip_hooks import (
     PROPOSAL_ROUND_WINDOW,
@@ -31,6 +31,7 @@ from node.gossip_hooks import (
     TxGossipLimits,
     proposal_verdict,
 )
+from node.mempool import AccountInfo
 from node.service import Node, _MempoolState, consensus_params
 from p2p.messages import TxBatch
 from p2p.topics import TopicKind
@@ -145,6 +146,30 @@ async def test_a_batch_the_mempool_takes_whole_is_relayed(node: Node) -> None:
     txs = [transfer(node.chain_id, account(4 + i), account(0), 5, 0) for i in range(3)]
     assert await admission(_batch(txs)) is GossipVerdict.ACCEPT
     assert all(tx.hash in node.mempool for tx in txs) and relay.txs == []
+
+
+@pytest.mark.trio
+async def test_the_state_is_read_once_per_new_sender_and_never_for_a_sender_with_pending_txs(node: Node) -> None:
+    reads: list[bytes] = []
+    state = _MempoolState(node.app)
+
+    def account_read(address: Address) -> AccountInfo:
+        reads.append(bytes(address))
+        return state.account(address)
+
+    admission = TxAdmission(account_read, node.mempool, node.sig_cache, relay=_Relay())
+    first = [transfer(node.chain_id, account(4 + i), account(0), 5, 0) for i in range(3)]
+    assert await admission(_batch(first)) is GossipVerdict.ACCEPT
+    assert sorted(reads) == sorted(bytes(tx.sender_address) for tx in first)  # the hook's; the mempool reused it
+    reads.clear()
+    more = [transfer(node.chain_id, account(4 + i), account(0), 5, n) for i in range(3) for n in (1, 2)]
+    assert await admission(_batch(more)) is GossipVerdict.ACCEPT
+    assert reads == [] and all(tx.hash in node.mempool for tx in more)
+    # A sender the mempool holds, sending a nonce the mempool's copy calls used: the state decides.
+    stale = transfer(node.chain_id, account(4), account(0), 6, 0)
+    node.mempool.update(node.mempool.height, [first[0]])  # as if its nonce 0 were committed
+    assert await admission(_batch([stale])) is GossipVerdict.IGNORE
+    assert reads == [bytes(stale.sender_address)] and admission.last.refused == 1
 
 
 @pytest.mark.trio

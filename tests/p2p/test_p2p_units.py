@@ -183,6 +183,39 @@ async def test_batcher_flushes_on_size_and_on_its_interval(mock_clock: trio.test
     assert [tx for b in published for tx in TxBatch.decode(b).txs] == txs[:9]
 
 
+@pytest.mark.trio
+async def test_batcher_under_load_publishes_at_most_once_per_interval(mock_clock: trio.testing.MockClock) -> None:
+    """A lone transaction waits `max_delay_s`; one that follows a publish waits for `min_interval_s` after it,
+    collecting everything that arrives meanwhile into one message."""
+    published: list[tuple[float, int]] = []
+
+    async def publish(data: bytes) -> None:
+        published.append((trio.current_time(), len(TxBatch.decode(data).txs)))
+        await trio.lowlevel.checkpoint()
+
+    batcher = TxBatcher(publish, max_delay_s=0.05, min_interval_s=0.3)
+    txs = [make_tx(CHAIN, i) for i in range(6)]
+    async with trio.open_nursery() as nursery:
+        await nursery.start(batcher.run)
+        start = trio.current_time()
+        await batcher.add(txs[0])
+        await trio.testing.wait_all_tasks_blocked()  # the batcher took it (its delay counts from here)
+        mock_clock.jump(0.05)
+        await trio.testing.wait_all_tasks_blocked()
+        assert [(round(t - start, 3), n) for t, n in published] == [(0.05, 1)]
+        for tx in txs[1:]:
+            mock_clock.jump(0.05)
+            await batcher.add(tx)
+            await trio.testing.wait_all_tasks_blocked()
+        mock_clock.jump(0.049)
+        await trio.testing.wait_all_tasks_blocked()
+        assert len(published) == 1  # not yet 0.3 s after the first publish, though 0.25 s after the next tx
+        mock_clock.jump(0.002)
+        await trio.testing.wait_all_tasks_blocked()
+        assert [(round(t - start, 2), n) for t, n in published] == [(0.05, 1), (0.35, 5)]
+        nursery.cancel_scope.cancel()
+
+
 def test_repeat_disconnects_ban_a_peer_whose_offenses_each_cost_little() -> None:
     book = ScoreBook(PenaltyPolicy(disconnect_ban_s=30, ban_s=600, half_life_s=60, strikes_to_ban=2))
     for t in (0.0, 0.1, 0.2):
