@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
 from core.block import compute_results_root, compute_txs_root
 from core.errors import InvalidBlock
 from core.types import Amount
-from tests.vm.devnet import Devnet
+from tests.vm.devnet import Devnet, devnet_genesis
 from tests.vm.test_vm_evidence import double_vote
-from vm.blockbytes import array_header_size, get_block_bytes
+from vm.blockbytes import array_header_size, get_block_bytes, get_result_bound
+from vm.build import HEADER_RESERVE
 from vm.txs import Transfer
 
 pytestmark = pytest.mark.vm
@@ -37,3 +39,35 @@ def test_sizes_and_roots_match_core(net: Devnet) -> None:
         get_block_bytes(broken)
     with pytest.raises(InvalidBlock):
         broken.validate_basic()
+
+
+def test_results_stay_within_their_bound(net: Devnet) -> None:
+    """The bound the builder counts before execution covers every result execution writes: transfers that
+    succeed, one that fails with a log, and (test_vm_inference) an inference's declared outputs."""
+    a, b = net.account(6), net.account(7)
+    net.step()
+    txs = [net.tx(a, Transfer(b.address, Amount(i)), gas_limit=1000) for i in range(3)]
+    txs.append(net.tx(a, Transfer(b.address, Amount(Amount.MAX)), gas_limit=1000))  # more than the balance
+    block = net.step(txs)
+    assert len(block.results) == 4 and block.results[-1].log
+    for tx, result in zip(block.txs, block.results, strict=True):
+        assert len(result.encode()) <= get_result_bound(tx, lambda _: None)
+
+
+def test_a_block_of_transfers_fills_to_its_byte_cap(tmp_path: Path) -> None:
+    """Each executed transfer counts its exact result (a few bytes), not a flat reserve: the block fills
+    until the next transaction and its result's bound no longer fit (with 320 bytes reserved per result,
+    this block held less than half as many)."""
+    cap = 24_000
+    net = Devnet.start(tmp_path, devnet_genesis(4, consensus={"max_block_bytes": cap}, vm={"max_infer_input_bytes": 8_000}), nodes=2)
+    try:
+        a, b = net.account(6), net.account(7)
+        net.step()
+        txs = [net.tx(a, Transfer(b.address, Amount(1)), gas_limit=1000) for _ in range(200)]
+        block = net.step(txs)
+        size = len(block.encode())
+        room = len(txs[0].encode()) + get_result_bound(txs[0], lambda _: None)
+        assert 0 < len(block.txs) < len(txs)
+        assert cap - HEADER_RESERVE - room < size <= cap
+    finally:
+        net.close()
