@@ -62,26 +62,27 @@ def compute_output_bound(spec: TensorSpec) -> int:
             + bin_size(elements * item))
 
 
-def compute_result_bound(gas_limit: int, outputs: Sequence[TensorSpec] = ()) -> int:
+def compute_result_bound(gas_limit: int, outputs: Sequence[TensorSpec] = (),
+                         data_bytes: int = MAX_RESULT_DATA_BYTES) -> int:
     """The most bytes a transaction's result can encode to: status, gas used (at most its limit), the
-    outputs declared for its model (an inference; none otherwise), kind data and a log at their caps."""
+    outputs declared for its model (an inference; none otherwise), kind data up to `data_bytes` and a log
+    at its cap."""
     return (array_header_size(5) + 1 + uint_size(gas_limit)
             + array_header_size(len(outputs)) + sum(compute_output_bound(s) for s in outputs)
-            + bin_size(MAX_RESULT_DATA_BYTES) + str_size(MAX_LOG_BYTES))
+            + bin_size(data_bytes) + str_size(MAX_LOG_BYTES))
 
 
 def get_result_bound(tx: Transaction, model: Callable[[Hash32], ModelRecord | None]) -> int:
     """`compute_result_bound` for `tx` before it executes; `model` looks a model up in the state the
     transaction will run on (an inference's outputs are those its model declares)."""
-    outputs: tuple[TensorSpec, ...] = ()
-    if tx.kind == TxKind.INFER:
-        try:
-            record = model(Infer.decode(tx.payload).model_id)
-        except DecodeError:
-            record = None  # fails with a log, no outputs
-        if record is not None:
-            outputs = record.meta.outputs
-    return compute_result_bound(tx.gas_limit, outputs)
+    if tx.kind != TxKind.INFER:
+        return compute_result_bound(tx.gas_limit)
+    try:
+        record = model(Infer.decode(tx.payload).model_id)
+    except DecodeError:
+        record = None  # fails with a log, no outputs
+    # An inference's result carries outputs or a log, never kind data (vm.apply.final_result).
+    return compute_result_bound(tx.gas_limit, () if record is None else record.meta.outputs, data_bytes=0)
 
 
 @dataclass(frozen=True, slots=True)
