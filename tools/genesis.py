@@ -44,10 +44,11 @@ DEFAULT_PARAMS: dict[str, Any] = {
         "timeout_prevote_ms": 1000, "timeout_prevote_delta_ms": 500,
         "timeout_precommit_ms": 1000, "timeout_precommit_delta_ms": 500,
         "timeout_commit_ms": 1000,
-        # 2,000 transfers/s (~166 B each with its result) at blocks 1.5 s apart is ~500 KB; 2 MiB leaves room
-        # for bursts (up to core.limits.MAX_BLOCK_TXS transfers) and for an inference with inputs at the cap
-        # next to them.
-        "max_block_bytes": 2 * 1024 * 1024,
+        # The smallest round size that holds an inference with inputs at the cap (1000 KiB) and up to ~120 KiB
+        # of outputs, other transactions and the last commit. A block of transfers (~164 B each with its
+        # result) then holds ~7,100: 2,000 transfers/s needs ~500 KB at blocks 1.5 s apart; a larger block
+        # only adds work per round (bench/worst_block.py: 10,000 transfers take 0.88 of the budget).
+        "max_block_bytes": 1152 * 1024,
         "max_block_gas": 200_000_000,
     },
     "vm": {
