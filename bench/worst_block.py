@@ -45,15 +45,16 @@ from bench.synth import Synth, batched_matmuls, expand, matmul, node_chain, weig
 from core.app import BlockTemplate
 from core.block import Block
 from core.hashing import sha256
+from core.header import TxResult, TxStatus
 from core.keys import PrivateKey
 from core.limits import MAX_BLOCK_TXS
 from core.tensor import Tensor
 from core.tx import Transaction
-from core.types import Amount, Hash32, Height, Round, Timestamp
+from core.types import Amount, Gas, Hash32, Height, Round, Timestamp
 from node.leveldb import LevelDBStore
 from tools.genesis import account_key
 from vm.app import VMApplication
-from vm.build import HEADER_RESERVE, RESULT_RESERVE
+from vm.build import HEADER_RESERVE
 from vm.engine import sandbox_limits
 from vm.execute import chunk_gas, infer_gas, kind_gas, registration_gas
 from vm.genesis import REPO_ROOT, Genesis, parse_genesis
@@ -206,8 +207,10 @@ class Scenario:
 
 
 def _budget_txs(params: Params, tx_bytes: int, gas: int) -> int:
-    """How many transactions of this size and gas a block can hold at most."""
-    by_bytes = (params.consensus.max_block_bytes - HEADER_RESERVE) // (tx_bytes + RESULT_RESERVE)
+    """How many transactions of this size and gas a block can hold at most (each with the smallest result:
+    the builder counts a final result by its exact bytes, vm.blockbytes)."""
+    smallest = len(TxResult(TxStatus.OK, Gas(gas), (), b"", "").encode())
+    by_bytes = (params.consensus.max_block_bytes - HEADER_RESERVE) // (tx_bytes + smallest)
     by_gas = params.consensus.max_block_gas // max(1, gas)
     return max(1, min(by_bytes, by_gas, MAX_BLOCK_TXS))
 

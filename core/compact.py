@@ -17,13 +17,13 @@ from core.codec import MaxLen, Wire, wire
 from core.errors import InvalidBlock
 from core.evidence import Evidence
 from core.header import Header, TxResult
-from core.limits import MAX_BLOCK_EVIDENCE, MAX_BLOCK_TXS, MAX_PROPOSAL_MESSAGE_BYTES
+from core.limits import MAX_BLOCK_EVIDENCE, MAX_BLOCK_TXS, MAX_COMPACT_PROPOSAL_BYTES
 from core.tx import Transaction
 from core.types import Hash32
 from core.votes import Commit, Proposal
 
 
-@wire(max_bytes=MAX_PROPOSAL_MESSAGE_BYTES)
+@wire(max_bytes=MAX_COMPACT_PROPOSAL_BYTES)
 class CompactProposal(Wire):
     """A `ProposalBlock` with each transaction replaced by its hash; never larger than the full message (a
     hash is 32 bytes, a transaction more)."""

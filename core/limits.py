@@ -1,10 +1,11 @@
 """Hard size limits of the wire format. Consensus parameters in genesis may set tighter ones, never looser.
 
-Two kinds of cap live here. The value caps (a tensor, a transaction) are sized for real models: an ImageNet
-image is 602,112 bytes, so a tensor may hold 1 MiB. The relay caps are what one gossip message can carry:
-py-libp2p refuses messages over 1 MiB, so a proposal with its block stays below that (docs/design.md §5.4),
-and genesis checks its block and inference parameters against them (vm.params.validate_params). A value
-over its cap is refused with `core.errors.TooLarge`.
+Three kinds of cap live here. The value caps (a tensor, a transaction) are sized for real models: an ImageNet
+image is 602,112 bytes, so a tensor may hold 1 MiB. The gossip caps are what one gossip message can carry:
+py-libp2p refuses (and its sender drops) any pubsub RPC over 1 MiB, so a transaction that must be gossiped, a
+compact proposal and gossiped evidence stay below that. The block cap is what block sync (in parts, p2p's
+`blockpart` protocol), the WAL and the signer carry. Genesis checks its block and inference parameters
+against them (vm.params.validate_params). A value over its cap is refused with `core.errors.TooLarge`.
 """
 
 KIB = 1024
@@ -17,10 +18,18 @@ MAX_TENSOR_BYTES = 1 * MIB
 MAX_TX_PAYLOAD_BYTES = MAX_TENSOR_BYTES + 64 * KIB
 MAX_TX_BYTES = MAX_TX_PAYLOAD_BYTES + 8 * KIB
 MAX_BLOCK_TXS = 10_000
-# Relay caps: a block travels inside one proposal message, under the 1 MiB libp2p cap. Once proposals
-# carry transaction ids and parts travel separately, these are the caps to raise.
-MAX_BLOCK_BYTES = 960 * KIB
-MAX_PROPOSAL_MESSAGE_BYTES = 1000 * KIB
+# Gossip caps: one pubsub message's payload under py-libp2p's 1 MiB frame, less room for its envelope (topic,
+# sender, seqno, signature, key). A transaction travels in a batch; alone, it may take all but the batch's
+# framing. Proposals travel compact (core.compact: transactions by hash), under their own cap.
+MAX_GOSSIP_MESSAGE_BYTES = 1 * MIB - 4 * KIB
+MAX_GOSSIP_TX_BYTES = MAX_GOSSIP_MESSAGE_BYTES - 1 * KIB
+MAX_COMPACT_PROPOSAL_BYTES = 1000 * KIB
+# Block cap: blocks no longer ride in one message (compact proposals; block sync and commit catch-up fetch a
+# large block in parts), so this bounds memory per block (the WAL, the signer's record, one sync in flight),
+# not the frame. Genesis `max_block_bytes` sets the chain's own limit under it.
+MAX_BLOCK_BYTES = 4 * MIB
+# A proposal with its full block: what the signer and the WAL record.
+MAX_PROPOSAL_MESSAGE_BYTES = MAX_BLOCK_BYTES + 16 * KIB
 MAX_VALIDATORS = 128
 MAX_BLOCK_EVIDENCE = 32
 MAX_TENSOR_DIMS = 8

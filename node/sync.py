@@ -51,6 +51,8 @@ _STATUS_TIMEOUT_S = 3.0
 MAX_SYNC_S = 300.0
 # ... and after this many exchanges in a row that applied no block.
 MAX_IDLE_EXCHANGES = 8
+# Catch-up's fetch of one committed block, on top of its exchange's own time: a large block is a few parts.
+_BLOCK_FETCH_S = 8.0
 
 
 class ClaimNotServed(BadResponse):
@@ -296,8 +298,7 @@ class ConsensusCatchUp:
                 continue
             peer = random.choice(peers)
             try:
-                with trio.move_on_after(max(2.0, 4 * self.interval_s)):
-                    behind = await self.round_with(peer)
+                behind = await self.round_with(peer)
             except RemoteError as exc:
                 logger.debug("catch-up with %s: %s", peer, exc)
             except LocalError as exc:  # ours, not the peer's: say so, try again next round
@@ -307,21 +308,26 @@ class ConsensusCatchUp:
         """One exchange with `peer`; True when it fed a commit and the peer is further ahead still."""
         driver = self.driver
         state = driver.state
-        for q in state.catch_up_queries():
-            votes = await self.p2p.reqresp.votes(peer, VotesRequest(q.height, q.round, q.type, q.have))
-            if votes:
-                self.votes_fetched += len(votes)
-                await driver.on_votes_fetched(votes)
-        status = await self.p2p.reqresp.status(peer)
+        status: ChainStatus | None = None
+        with trio.move_on_after(max(2.0, 4 * self.interval_s)):
+            for q in state.catch_up_queries():
+                votes = await self.p2p.reqresp.votes(peer, VotesRequest(q.height, q.round, q.type, q.have))
+                if votes:
+                    self.votes_fetched += len(votes)
+                    await driver.on_votes_fetched(votes)
+            status = await self.p2p.reqresp.status(peer)
         height = int(driver.height)
-        if int(status.height) < height or int(self.chain.height) >= height:
+        if status is None or int(status.height) < height or int(self.chain.height) >= height:
             return False
-        try:
-            fetched = await self.p2p.reqresp.blocks(peer, height, height)
-        except NotFound:
-            # It claimed a height it cannot serve (block sync's ClaimNotServed): not asked again soon.
-            self.p2p.penalize(peer, Offense.BAD_RESPONSE, f"claimed height {status.height}, has no block {height}")
-            return False
+        fetched: list[SyncedBlock] = []
+        # A block too large for one response comes in parts (p2p.reqresp.block_in_parts): more time for it.
+        with trio.move_on_after(max(2.0, 4 * self.interval_s) + _BLOCK_FETCH_S):
+            try:
+                fetched = await self.p2p.reqresp.blocks(peer, height, height)
+            except NotFound:
+                # It claimed a height it cannot serve (block sync's ClaimNotServed): not asked again soon.
+                self.p2p.penalize(peer, Offense.BAD_RESPONSE, f"claimed height {status.height}, has no block {height}")
+                return False
         for synced in fetched:
             if int(synced.block.height) == height:
                 self.commits_fetched += 1

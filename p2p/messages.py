@@ -9,16 +9,27 @@ import enum
 from typing import Annotated
 
 from core.codec import U32, U64, MaxLen, Wire, wire
-from core.limits import MAX_CHAIN_ID_BYTES, MAX_VALIDATORS
+from core.limits import MAX_BLOCK_BYTES, MAX_CHAIN_ID_BYTES, MAX_VALIDATORS
 from core.tx import Transaction
 from core.types import Hash32, Height, Round
 from core.votes import Vote, VoteType
-from p2p.limits import MODEL_CHUNK, REQUEST_MAX, RESPONSE_MAX, TX_BATCH_MAX, TXS_PER_BATCH_MAX
+from p2p.limits import (
+    BLOCK_PART_BYTES,
+    MAX_BLOCK_PARTS,
+    MAX_STORED_BLOCK_BYTES,
+    MODEL_CHUNK,
+    REQUEST_MAX,
+    RESPONSE_MAX,
+    TX_BATCH_MAX,
+    TXS_PER_BATCH_MAX,
+)
 
 # At most this many blocks are asked for in one request; a response holds as many as fit in RESPONSE_MAX.
 MAX_BLOCKS_PER_REQUEST = 1000
 # At most this many transactions are asked for by hash in one request (34 bytes each, under REQUEST_MAX).
 MAX_TXS_PER_REQUEST = 1500
+# A stored block whose encoding is larger than this does not travel whole in a BlocksResponse, but in parts.
+WHOLE_BLOCK_MAX = RESPONSE_MAX - 64
 
 
 @wire(max_bytes=TX_BATCH_MAX)
@@ -72,18 +83,59 @@ class BlocksRequest(Wire):
             raise ValueError(f"bad block range {self.start}..{self.end}")
 
 
-@wire(max_bytes=RESPONSE_MAX)
+@wire(max_bytes=MAX_STORED_BLOCK_BYTES)
 class StoredBlock(Wire):
     """A block with the commit that finalizes it, as the canonical bytes the provider stores."""
 
     height: Height
-    block: Annotated[bytes, MaxLen(RESPONSE_MAX)]
-    commit: Annotated[bytes, MaxLen(RESPONSE_MAX)]
+    block: Annotated[bytes, MaxLen(MAX_BLOCK_BYTES)]
+    commit: Annotated[bytes, MaxLen(MAX_STORED_BLOCK_BYTES - MAX_BLOCK_BYTES)]
 
 
 @wire(max_bytes=RESPONSE_MAX)
 class BlocksResponse(Wire):
+    """The blocks from the asked start that fit one response; `next_size` is the encoded size of the
+    `StoredBlock` that follows them when it alone does not fit one response (0 otherwise): the requester
+    fetches it in parts (`BlockPartRequest`)."""
+
     blocks: Annotated[tuple[StoredBlock, ...], MaxLen(MAX_BLOCKS_PER_REQUEST)]
+    next_size: U32
+
+    def validate_wire(self) -> None:
+        if self.next_size and not WHOLE_BLOCK_MAX < self.next_size <= MAX_STORED_BLOCK_BYTES:
+            raise ValueError(f"a block of {self.next_size} bytes is not one to fetch in parts")
+
+
+@wire(max_bytes=64)
+class BlockPartRequest(Wire):
+    """Part `index` of the encoded `StoredBlock` at `height`: bytes index·BLOCK_PART_BYTES onwards."""
+
+    height: Height
+    index: U32
+
+    def validate_wire(self) -> None:
+        if self.height < 1 or self.index >= MAX_BLOCK_PARTS:
+            raise ValueError(f"bad block part {self.height}/{self.index}")
+
+
+@wire(max_bytes=BLOCK_PART_BYTES + 64)
+class BlockPart(Wire):
+    """One part of a stored block of `total` bytes; every part but the last is BLOCK_PART_BYTES long."""
+
+    height: Height
+    index: U32
+    total: U32
+    data: Annotated[bytes, MaxLen(BLOCK_PART_BYTES)]
+
+
+def block_part_span(total: int, index: int) -> tuple[int, int]:
+    """The byte range [start, end) of part `index` of a stored block of `total` bytes (empty past the end)."""
+    start = min(total, index * BLOCK_PART_BYTES)
+    return start, min(total, start + BLOCK_PART_BYTES)
+
+
+def count_block_parts(total: int) -> int:
+    return -(-total // BLOCK_PART_BYTES)
 
 
 @wire(max_bytes=128)

@@ -1,8 +1,8 @@
 """Request/response protocols: status, blocks with commits, vote catch-up, model bytes, transactions by hash.
 
 Each exchange is one request and one response on a fresh stream (libp2p.request_response), every frame under
-1 MiB. Long transfers are many exchanges: block ranges continue where the last response stopped, models go by
-256 KiB chunks. The node registers providers; p2p does timeouts, size limits, rate limits and containment.
+1 MiB. Long transfers are many exchanges: block ranges continue where the last response stopped, a block too
+large for one response comes in parts (`blockpart`, checked once assembled), models go by 256 KiB chunks. The node registers providers; p2p does timeouts, size limits, rate limits and containment.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from libp2p.request_response import (
 
 from core.block import Block
 from core.codec import Wire
-from core.errors import DecodeError, LocalError, RemoteError
+from core.errors import DecodeError, InvalidBlock, LocalError, RemoteError
 from core.limits import MAX_VALIDATORS
 from core.tx import Transaction
 from core.types import Hash32, Height
@@ -39,6 +39,9 @@ from p2p.limits import LIBP2P_FRAME_MAX, MODEL_CHUNK, MODEL_MAX, REQUEST_MAX, RE
 from p2p.messages import (
     MAX_BLOCKS_PER_REQUEST,
     MAX_TXS_PER_REQUEST,
+    WHOLE_BLOCK_MAX,
+    BlockPart,
+    BlockPartRequest,
     BlocksRequest,
     BlocksResponse,
     ChainStatus,
@@ -52,6 +55,8 @@ from p2p.messages import (
     TxsResponse,
     VotesRequest,
     VotesResponse,
+    block_part_span,
+    count_block_parts,
 )
 from p2p.ratelimit import ByteBudget, PeerRateLimiter
 from p2p.scoring import Offense
@@ -89,7 +94,8 @@ class SyncedBlock:
 
 
 def protocol_ids(chain_id: str) -> dict[str, TProtocol]:
-    return {name: TProtocol(f"/inferchain/{chain_id}/{name}/1") for name in ("status", "blocks", "votes", "model", "txs")}
+    names = ("status", "blocks", "blockpart", "votes", "model", "txs")
+    return {name: TProtocol(f"/inferchain/{chain_id}/{name}/1") for name in names}
 
 
 class ReqResp:
@@ -123,26 +129,51 @@ class ReqResp:
         self._serve("status", StatusRequest, handle)
 
     def serve_blocks(self, provider: BlockProvider) -> None:
+        """Block ranges (`blocks`) and the parts of a block too large for one response (`blockpart`)."""
+        async def stored_at(height: int) -> StoredBlock | None:
+            stored = await provider(Height(height))
+            if stored is not None and stored.height != height:
+                raise RuntimeError(f"block provider returned height {stored.height} for {height}")
+            return stored
+
         async def handle(request: BlocksRequest, peer: ID) -> Wire:
             blocks: list[StoredBlock] = []
             size = 16
             for height in range(request.start, request.end + 1):
-                stored = await provider(Height(height))
+                stored = await stored_at(height)
                 if stored is None:
                     break
-                if stored.height != height:
-                    raise RuntimeError(f"block provider returned height {stored.height} for {height}")
                 size += len(stored.block) + len(stored.commit) + _BLOCK_OVERHEAD
                 if size > RESPONSE_MAX:
-                    if not blocks:
-                        raise RequestFailed(f"block {height} does not fit in one response")
-                    break
+                    if blocks:  # the next request starts at this one
+                        break
+                    whole = len(stored.encode())
+                    if whole > WHOLE_BLOCK_MAX:  # alone too large for a response: the requester asks in parts
+                        return BlocksResponse((), whole)
                 blocks.append(stored)
             if not blocks:
                 raise NotFound(f"no blocks from height {request.start}")
-            return BlocksResponse(tuple(blocks))
+            return BlocksResponse(tuple(blocks), 0)
+
+        # The parts of one block are asked for one after the other: keep the last block's bytes.
+        last: list[tuple[int, bytes]] = []
+
+        async def handle_part(request: BlockPartRequest, peer: ID) -> Wire:
+            height = int(request.height)
+            raw = next((r for h, r in last if h == height), None)
+            if raw is None:
+                stored = await stored_at(height)
+                if stored is None:
+                    raise NotFound(f"no block at height {height}")
+                raw = stored.encode()
+                last[:] = [(height, raw)]
+            start, end = block_part_span(len(raw), int(request.index))
+            if start == end:
+                raise RequestFailed(f"block {height} has {count_block_parts(len(raw))} parts")
+            return BlockPart(request.height, request.index, len(raw), raw[start:end])
 
         self._serve("blocks", BlocksRequest, handle)
+        self._serve("blockpart", BlockPartRequest, handle_part)
 
     def serve_votes(self, provider: VoteProvider) -> None:
         async def handle(request: VotesRequest, peer: ID) -> Wire:
@@ -239,6 +270,29 @@ class ReqResp:
             result = self._decode_blocks(start, end, body)
         if isinstance(result, RemoteError):
             self._bad_response(peer, "blocks", result)
+        if isinstance(result, int):  # block `start` alone is larger than a response
+            return [await self.block_in_parts(peer, start, result)]
+        return result
+
+    async def block_in_parts(self, peer: ID, height: int, total: int) -> SyncedBlock:
+        """Block `height` as a stored block of `total` bytes, fetched part by part and checked once assembled
+        (its commit names it; the caller verifies the commit). Memory is bounded by `total`, which the wire
+        caps (MAX_STORED_BLOCK_BYTES), and time by the parts' count times the request timeout. A part that
+        is not the one asked for (height, index, total or length) is the peer's fault (BadResponse)."""
+        parts: list[bytes] = []
+        for index in range(count_block_parts(total)):
+            request = BlockPartRequest(Height(height), index)
+            body = await _patiently(functools.partial(self._request, peer, "blockpart", request))
+            part = self._decode_body(peer, BlockPart, body)
+            start, end = block_part_span(total, index)
+            if (int(part.height), int(part.index), int(part.total), len(part.data)) != (height, index, total,
+                                                                                       end - start):
+                self._bad_response(peer, "blockpart", BadResponse(
+                    f"part {index} of block {height} ({total} bytes) is not the one asked for"))
+            parts.append(part.data)
+        result = await trio.to_thread.run_sync(self._decode_stored, height, b"".join(parts))
+        if isinstance(result, RemoteError):
+            self._bad_response(peer, "blockpart", result)
         return result
 
     async def fetch_blocks(self, peer: ID, start: int, end: int,
@@ -378,26 +432,54 @@ class ReqResp:
         except DecodeError as exc:
             self._bad_response(peer, cls.__name__, exc)
 
-    def _decode_blocks(self, start: int, end: int, body: bytes) -> list[SyncedBlock] | RemoteError:
-        """Decode and cross-check a block response; returns the error instead of raising (thread-safe)."""
+    def _decode_blocks(self, start: int, end: int, body: bytes) -> list[SyncedBlock] | int | RemoteError:
+        """Decode and cross-check a block response: its blocks, or the size of block `start` when that one
+        comes in parts; returns the error instead of raising (thread-safe)."""
         try:
             response = BlocksResponse.decode(body)
-            if not response.blocks or len(response.blocks) > end - start + 1:
-                return BadResponse(f"{len(response.blocks)} blocks for range {start}..{end}")
-            out: list[SyncedBlock] = []
-            for offset, stored in enumerate(response.blocks):
-                height = start + offset
-                block, commit = Block.decode(stored.block), Commit.decode(stored.commit)
-                if stored.height != height or block.height != height or commit.height != height:
-                    return BadResponse(f"block response out of order at height {height}")
-                if commit.block_id != block.id:
-                    return BadResponse(f"commit at height {height} is for another block")
-                if block.header.chain_id != self._config.chain_id:
-                    return WrongChain(f"block {height} of chain {block.header.chain_id!r}")
-                out.append(SyncedBlock(block, commit))
-            return out
         except DecodeError as exc:
             return exc
+        if not response.blocks and response.next_size:
+            return int(response.next_size)
+        if not response.blocks or len(response.blocks) > end - start + 1:
+            return BadResponse(f"{len(response.blocks)} blocks for range {start}..{end}")
+        out: list[SyncedBlock] = []
+        for offset, stored in enumerate(response.blocks):
+            synced = self._check_stored(start + offset, stored)
+            if isinstance(synced, RemoteError):
+                return synced
+            out.append(synced)
+        return out
+
+    def _decode_stored(self, height: int, raw: bytes) -> SyncedBlock | RemoteError:
+        """An assembled stored block, decoded, cross-checked and its body checked against its header: parts
+        carry no proofs of their own, so a wrong part shows here, and it is the serving peer's (thread-safe)."""
+        try:
+            stored = StoredBlock.decode(raw)
+        except DecodeError as exc:
+            return exc
+        synced = self._check_stored(height, stored)
+        if isinstance(synced, SyncedBlock):
+            try:
+                synced.block.validate_basic()
+            except InvalidBlock as exc:
+                return BadResponse(f"assembled block {height}: {exc}")
+        return synced
+
+    def _check_stored(self, height: int, stored: StoredBlock) -> SyncedBlock | RemoteError:
+        """The block and commit of `stored`, if they are of `height`, of our chain, and the commit names the
+        block (its signatures are the caller's check)."""
+        try:
+            block, commit = Block.decode(stored.block), Commit.decode(stored.commit)
+        except DecodeError as exc:
+            return exc
+        if stored.height != height or block.height != height or commit.height != height:
+            return BadResponse(f"block response out of order at height {height}")
+        if commit.block_id != block.id:
+            return BadResponse(f"commit at height {height} is for another block")
+        if block.header.chain_id != self._config.chain_id:
+            return WrongChain(f"block {height} of chain {block.header.chain_id!r}")
+        return SyncedBlock(block, commit)
 
     def _bad_response(self, peer: ID, name: str, error: RemoteError) -> NoReturn:
         self._counters.requests_failed[name] += 1

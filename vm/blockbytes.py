@@ -1,29 +1,88 @@
-"""A block's encodings computed once: transaction bytes and hashes, result bytes, roots and exact size.
+"""A block's encodings computed once: transaction bytes and hashes, result bytes, roots and exact size;
+and the bound on a result's bytes that block building counts before the result exists.
 
 Hashing and encoding dominate the VM's own cost per transaction, so build and validate compute each
 transaction's and result's bytes once and derive from them everything core.block would recompute: the
 transaction root, the results root and the block's encoded size (msgpack arrays are concatenative: an
 array's encoding is its length header followed by its items' encodings).
+
+The consensus rule is the block's exact size (validate). The builder must decide whether a transaction fits
+before it executes it, so it counts `compute_result_bound` then, and the exact result once execution wrote
+it (every result but a model's work is final at that point).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import msgpack
 
 from core.block import Block, compute_evidence_hash, compute_last_commit_hash
-from core.errors import InvalidBlock
+from core.errors import DecodeError, InvalidBlock
 from core.evidence import Evidence
 from core.hashing import sha256
+from core.limits import MAX_LOG_BYTES, MAX_RESULT_DATA_BYTES, MAX_TENSOR_DIMS
 from core.merkle import merkle_root
 from core.tx import Transaction
 from core.types import Hash32
+from vm.state import ModelRecord
+from vm.txs import Infer, TensorSpec, TxKind
+
+# A committed float output element is an int64 on the model's grid; other dtypes keep their own width.
+_GRID_ITEM_BYTES = 8
 
 
 def array_header_size(n: int) -> int:
     return 1 if n <= 15 else 3 if n <= 0xFFFF else 5
+
+
+def uint_size(n: int) -> int:
+    """msgpack's encoding of a non-negative integer."""
+    return 1 if n < 0x80 else 2 if n <= 0xFF else 3 if n <= 0xFFFF else 5 if n <= 0xFFFF_FFFF else 9
+
+
+def bin_size(n: int) -> int:
+    """msgpack's encoding of `n` raw bytes."""
+    return n + (2 if n <= 0xFF else 3 if n <= 0xFFFF else 5)
+
+
+def str_size(n: int) -> int:
+    """msgpack's encoding of a string of `n` UTF-8 bytes."""
+    return n + (1 if n <= 31 else 2 if n <= 0xFF else 3 if n <= 0xFFFF else 5)
+
+
+def compute_output_bound(spec: TensorSpec) -> int:
+    """The most bytes one committed output of this declared shape encodes to ([dtype, shape, data])."""
+    elements = 1
+    for d in spec.shape:
+        elements *= int(d)
+    item = _GRID_ITEM_BYTES if spec.dtype.is_float else spec.dtype.itemsize
+    return (array_header_size(3) + 1 + array_header_size(MAX_TENSOR_DIMS) + 5 * len(spec.shape)
+            + bin_size(elements * item))
+
+
+def compute_result_bound(gas_limit: int, outputs: Sequence[TensorSpec] = (),
+                         data_bytes: int = MAX_RESULT_DATA_BYTES) -> int:
+    """The most bytes a transaction's result can encode to: status, gas used (at most its limit), the
+    outputs declared for its model (an inference; none otherwise), kind data up to `data_bytes` and a log
+    at its cap."""
+    return (array_header_size(5) + 1 + uint_size(gas_limit)
+            + array_header_size(len(outputs)) + sum(compute_output_bound(s) for s in outputs)
+            + bin_size(data_bytes) + str_size(MAX_LOG_BYTES))
+
+
+def get_result_bound(tx: Transaction, model: Callable[[Hash32], ModelRecord | None]) -> int:
+    """`compute_result_bound` for `tx` before it executes; `model` looks a model up in the state the
+    transaction will run on (an inference's outputs are those its model declares)."""
+    if tx.kind != TxKind.INFER:
+        return compute_result_bound(tx.gas_limit)
+    try:
+        record = model(Infer.decode(tx.payload).model_id)
+    except DecodeError:
+        record = None  # fails with a log, no outputs
+    # An inference's result carries outputs or a log, never kind data (vm.apply.final_result).
+    return compute_result_bound(tx.gas_limit, () if record is None else record.meta.outputs, data_bytes=0)
 
 
 @dataclass(frozen=True, slots=True)

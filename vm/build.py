@@ -22,14 +22,22 @@ from core.block import (
 from core.errors import DecodeError, LocalFault
 from core.evidence import Evidence
 from core.header import PROTOCOL_VERSION, Header, TxResult
-from core.limits import MAX_BLOCK_TXS
+from core.limits import MAX_BLOCK_TXS, MAX_COMPACT_PROPOSAL_BYTES
 from core.state import StateUpdate
 from core.tensor import Tensor
 from core.tx import Transaction
 from core.types import Hash32
 from core.validators import ValidatorEntry, ValidatorSet
 from vm.apply import BlockExecutor, Resolution
-from vm.blockbytes import TxBytes, block_size, evidence_raw, results_root, tx_bytes, txs_root
+from vm.blockbytes import (
+    TxBytes,
+    block_size,
+    evidence_raw,
+    get_result_bound,
+    results_root,
+    tx_bytes,
+    txs_root,
+)
 from vm.engine import Engine
 from vm.execute import BlockContext, InferWork, RegisterWork
 from vm.process import validator_updates
@@ -37,9 +45,11 @@ from vm.sandbox.errors import GoldenMismatch
 from vm.state import StateView
 from vm.txs import Infer, TxKind
 
-# Bytes a transaction's result adds to a block before its outputs are known (status, gas, data, log).
-RESULT_RESERVE = 320
 HEADER_RESERVE = 4096
+# A block must also travel as a compact proposal (core.compact) under its gossip cap: the signed proposal's
+# own fields, and 34 bytes (a msgpack bin 32) per transaction hash instead of the transaction.
+PROPOSAL_RESERVE = 1024
+HASH_ENTRY_BYTES = 34
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,12 +144,17 @@ class _Builder:
         picked: list[Transaction] = []
         gas = 0
         size = HEADER_RESERVE + len(self.commit_raw or b"") + sum(len(e) for e in self.evidence_raws)
+        compact = size + PROPOSAL_RESERVE  # the compact proposal: the same, with each transaction as its hash
+        view = executor.view
         for tx in self.candidates:
             if len(picked) >= MAX_BLOCK_TXS:
                 break
             tb = self.bytes_of(tx)
-            tx_size = len(tb.raw) + RESULT_RESERVE
-            if gas + tx.gas_limit > params.consensus.max_block_gas or size + tx_size > params.consensus.max_block_bytes:
+            # Room for the result it may write (vm.blockbytes); once executed, what it takes is counted.
+            bound = get_result_bound(tx, view.model)
+            if (gas + tx.gas_limit > params.consensus.max_block_gas
+                    or size + len(tb.raw) + bound > params.consensus.max_block_bytes
+                    or compact + HASH_ENTRY_BYTES + bound > MAX_COMPACT_PROPOSAL_BYTES):
                 continue
             if not self.verify(tx, tb.hash) or executor.inclusion_error(tx) is not None:
                 continue
@@ -148,7 +163,11 @@ class _Builder:
             outcome = executor.add(tx)
             picked.append(tx)
             gas += tx.gas_limit
-            size += tx_size
+            # A result without model work is final now; one with work is rewritten by its resolution,
+            # which stays within the bound.
+            result_size = len(outcome.result.encode()) if outcome.work is None else bound
+            size += len(tb.raw) + result_size
+            compact += HASH_ENTRY_BYTES + result_size
             if outcome.work is not None and (self.no_model_work or _work_model(outcome.work) in self.excluded_models):
                 self.candidates.remove(tx)  # its model turned out to be unusable here: rebuild without it
                 return None

@@ -8,17 +8,18 @@ from __future__ import annotations
 from typing import Annotated
 
 from core.codec import I64, U8, U16, U32, MaxLen, Wire, wire
-from core.limits import KIB, MAX_BLOCK_BYTES, MAX_TENSOR_BYTES
+from core.limits import KIB, MAX_BLOCK_BYTES, MAX_GOSSIP_TX_BYTES, MAX_TENSOR_BYTES
 from core.types import Amount, Gas, Hash32
 from core.units import Token
 
 BPS = 10_000
 MAX_POI_MODELS = 16
-# What the relay carries today: a block rides in one proposal message (core.limits.MAX_BLOCK_BYTES) next
-# to the proposal's own fields and the last commit, for which this much of it is kept free.
+# The most genesis may set as max_block_bytes: block sync (in parts), the WAL and the signer carry blocks up to
+# core.limits.MAX_BLOCK_BYTES, with this much kept free for the records around a block.
 RELAY_RESERVE_BYTES = 60 * KIB
 MAX_RELAY_BLOCK_BYTES = MAX_BLOCK_BYTES - RELAY_RESERVE_BYTES
-# An inference transaction's bytes besides its input data: the envelope, signature and tensor framing.
+# An inference transaction's bytes besides its input data: the envelope, signature and tensor framing. With
+# its inputs at the cap it must still be gossiped alone (core.limits.MAX_GOSSIP_TX_BYTES).
 INFER_FRAMING_BYTES = 4 * KIB
 
 
@@ -187,10 +188,14 @@ def validate_params(p: Params) -> None:
     if p.vm.max_tx_gas > p.consensus.max_block_gas:
         raise ValueError("vm.max_tx_gas must not exceed consensus.max_block_gas")
     if p.consensus.max_block_bytes > MAX_RELAY_BLOCK_BYTES:
-        raise ValueError(f"consensus.max_block_bytes must be at most {MAX_RELAY_BLOCK_BYTES}, what one proposal "
-                         "message carries")
+        raise ValueError(f"consensus.max_block_bytes must be at most {MAX_RELAY_BLOCK_BYTES} "
+                         "(vm.params.MAX_RELAY_BLOCK_BYTES)")
     if p.vm.max_infer_input_bytes > MAX_TENSOR_BYTES:
         raise ValueError(f"vm.max_infer_input_bytes must be at most {MAX_TENSOR_BYTES} (core.limits.MAX_TENSOR_BYTES)")
+    if p.vm.max_infer_input_bytes + INFER_FRAMING_BYTES > MAX_GOSSIP_TX_BYTES:
+        # Otherwise an inference within the input cap could not be gossiped to the proposers.
+        raise ValueError(f"vm.max_infer_input_bytes must be at most {MAX_GOSSIP_TX_BYTES - INFER_FRAMING_BYTES}: "
+                         "an inference at the cap must fit one gossip message (core.limits.MAX_GOSSIP_TX_BYTES)")
     if p.vm.max_infer_input_bytes + INFER_FRAMING_BYTES > p.consensus.max_block_bytes:
         # Otherwise an inference within the input cap could never be included in a block.
         raise ValueError(f"vm.max_infer_input_bytes must leave {INFER_FRAMING_BYTES} bytes of "

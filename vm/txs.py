@@ -12,7 +12,7 @@ from typing import Annotated
 from core.codec import U8, U16, U32, MaxLen, Wire, wire
 from core.hashing import sha256, sha256_concat
 from core.keys import PrivateKey
-from core.limits import KIB, MAX_TENSOR_DIMS, MAX_TX_PAYLOAD_BYTES
+from core.limits import KIB, MAX_GOSSIP_TX_BYTES, MAX_TENSOR_DIMS, MAX_TX_PAYLOAD_BYTES
 from core.tensor import DType, Tensor
 from core.tx import Transaction
 from core.types import Address, Amount, Hash32, PublicKeyBytes
@@ -22,10 +22,10 @@ MAX_CHUNK_BYTES = 256 * KIB
 MAX_MODEL_NAME_BYTES = 64
 MAX_MODEL_IO = 16
 MAX_GOLDEN_VECTORS = 4
-# Golden vectors sit in the metadata, so it holds an ImageNet image (602,112 B) and its outputs. Bound by the
-# relay today: chunk 0 carries the metadata and must fit in one block (vm.params.MAX_RELAY_BLOCK_BYTES); once
-# blocks travel in parts this can grow to MAX_TENSOR_BYTES plus room for the outputs.
-MAX_META_BYTES = 768 * KIB
+# Golden vectors sit in the metadata, so it holds an input at the genesis cap (vm.max_infer_input_bytes, at
+# most 1000 KiB) and its outputs. Bound by gossip: chunk 0 carries the metadata (alone when it is large) and
+# must fit one gossip message with its framing (core.limits.MAX_GOSSIP_TX_BYTES).
+MAX_META_BYTES = MAX_GOSSIP_TX_BYTES - 4 * KIB
 # A header up to this size rides in chunk 0 with a full chunk of data; a larger one (big golden vectors)
 # rides alone, so that chunk 0 stays within a transaction's payload.
 HEADER_INLINE_BYTES = 32 * KIB

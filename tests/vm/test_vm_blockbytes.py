@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 
+import numpy as np
 import pytest
 
-from core.block import compute_results_root, compute_txs_root
+from core.block import Block, compute_results_root, compute_txs_root
 from core.errors import InvalidBlock
-from core.types import Amount
-from tests.vm.devnet import Devnet
+from core.tensor import DType, Tensor
+from core.types import Amount, Hash32
+from tests.vm.devnet import Devnet, devnet_genesis
 from tests.vm.test_vm_evidence import double_vote
-from vm.blockbytes import array_header_size, get_block_bytes
-from vm.txs import Transfer
+from vm.blockbytes import array_header_size, compute_result_bound, get_block_bytes, get_result_bound
+from vm.build import HEADER_RESERVE
+from vm.state import RegistrationData
+from vm.txs import Infer, ModelClass, Transfer
 
 pytestmark = pytest.mark.vm
 
@@ -37,3 +42,65 @@ def test_sizes_and_roots_match_core(net: Devnet) -> None:
         get_block_bytes(broken)
     with pytest.raises(InvalidBlock):
         broken.validate_basic()
+
+
+def test_results_stay_within_their_bound(net: Devnet) -> None:
+    """The bound the builder counts before execution covers every result execution writes: transfers that
+    succeed, one that fails with a log, and (test_vm_inference) an inference's declared outputs."""
+    a, b = net.account(6), net.account(7)
+    net.step()
+    txs = [net.tx(a, Transfer(b.address, Amount(i)), gas_limit=1000) for i in range(3)]
+    txs.append(net.tx(a, Transfer(b.address, Amount(Amount.MAX)), gas_limit=1000))  # more than the balance
+    block = net.step(txs)
+    assert len(block.results) == 4 and block.results[-1].log
+    for tx, result in zip(block.txs, block.results, strict=True):
+        assert len(result.encode()) <= get_result_bound(tx, lambda _: None)
+
+
+def test_a_block_of_transfers_fills_to_its_byte_cap(tmp_path: Path) -> None:
+    """Each executed transfer counts its exact result (a few bytes), not a flat reserve: the block fills
+    until the next transaction and its result's bound no longer fit (with 320 bytes reserved per result,
+    this block held less than half as many)."""
+    cap = 24_000
+    net = Devnet.start(tmp_path, devnet_genesis(4, consensus={"max_block_bytes": cap}, vm={"max_infer_input_bytes": 8_000}), nodes=2)
+    try:
+        a, b = net.account(6), net.account(7)
+        net.step()
+        txs = [net.tx(a, Transfer(b.address, Amount(1)), gas_limit=1000) for _ in range(200)]
+        block = net.step(txs)
+        size = len(block.encode())
+        room = len(txs[0].encode()) + get_result_bound(txs[0], lambda _: None)
+        assert 0 < len(block.txs) < len(txs)
+        assert cap - HEADER_RESERVE - room < size <= cap
+    finally:
+        net.close()
+
+
+def test_inference_results_stay_within_their_declared_outputs_bound(tmp_path: Path) -> None:
+    from tests.vm.helpers import meta_for, spec, upload_txs, wide_model
+
+    net = Devnet.start(tmp_path, devnet_genesis(4), nodes=2)
+    try:
+        owner, user = net.account(5), net.account(6)
+        model_bytes = wide_model()
+        meta = meta_for("wide", model_bytes, [spec("x", DType.INT32, (1, 1))], [spec("y", DType.INT32, (1, 512))],
+                        ModelClass.EXACT, [[np.array([[1]], np.int32)]])
+        registered = net.step(upload_txs(owner, model_bytes, meta, params=net.genesis.params,
+                                         chain_id=net.genesis.chain_id, first_nonce=0))
+        record = net.apps[0].view().model(record_id(registered))
+        assert record is not None
+        txs = [net.tx(user, Infer(record_id(registered), (Tensor.from_numpy(np.array([[i]], np.int32)),), Amount(0)),
+                      gas_limit=2_000_000) for i in range(3)]
+        block = net.step(txs)
+        assert len(block.txs) == 3
+        bound = compute_result_bound(2_000_000, record.meta.outputs, data_bytes=0)
+        for tx, result in zip(block.txs, block.results, strict=True):
+            assert result.outputs[0].shape == (1, 512)
+            assert len(result.encode()) <= bound == get_result_bound(tx, lambda _: record)
+            assert bound < len(result.encode()) + 300  # the outputs are counted exactly; the log's cap is slack
+    finally:
+        net.close()
+
+
+def record_id(registered: Block) -> Hash32:
+    return RegistrationData.decode(registered.results[0].data).model_id

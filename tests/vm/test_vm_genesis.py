@@ -16,6 +16,7 @@ from node.leveldb import LevelDBStore
 from tools.genesis import main, make_genesis
 from vm.app import VMApplication
 from vm.genesis import REPO_ROOT, load_genesis, parse_genesis
+from vm.params import MAX_RELAY_BLOCK_BYTES
 from vm.sandbox.executor import LocalExecutor
 
 pytestmark = pytest.mark.vm
@@ -27,7 +28,7 @@ def test_repository_genesis_is_the_tool_output_and_loads() -> None:
     genesis = load_genesis(REPO_ROOT / "genesis.json")
     assert genesis.chain_id == "inferchain-devnet-1"
     assert len(genesis.validators) == 4
-    assert genesis.params.consensus.max_block_bytes <= 900 * 1024
+    assert genesis.params.consensus.max_block_bytes <= MAX_RELAY_BLOCK_BYTES
     assert "PUBLICLY KNOWN KEYS" in json.loads(committed)["note"]
     assert len(genesis.params.poi_models) == 1
 
@@ -66,10 +67,12 @@ def test_tool_applies_overrides_and_refuses_bad_ones_in_one_line(tmp_path: Path)
 @pytest.mark.parametrize(("edit", "message"), [
     (lambda d: d.pop("chain_id"), "chain_id is missing"),
     (lambda d: d["accounts"][0].update(address="ic1notanaddress"), "accounts[0].address"),
-    (lambda d: d["consensus"].update(max_block_bytes=2_000_000), "max_block_bytes"),
-    (lambda d: d["consensus"].update(max_block_bytes=930_000), "what one proposal message carries"),
+    (lambda d: d["consensus"].update(max_block_bytes=5_000_000), "max_block_bytes"),
+    (lambda d: d["consensus"].update(max_block_bytes=MAX_RELAY_BLOCK_BYTES + 1), "MAX_RELAY_BLOCK_BYTES"),
     (lambda d: d["vm"].update(max_infer_input_bytes=2 << 20), "max_infer_input_bytes must be at most 1048576"),
-    (lambda d: d["vm"].update(max_infer_input_bytes=900 * 1024), "for the transaction's framing"),
+    (lambda d: d["vm"].update(max_infer_input_bytes=1_040_000), "must fit one gossip message"),
+    (lambda d: (d["consensus"].update(max_block_bytes=900_000), d["vm"].update(max_infer_input_bytes=898_000)),
+     "for the transaction's framing"),
     (lambda d: d["models"][0].update(id="00" * 32), "models[0].id"),
     (lambda d: d["validators"][0].update(stake=1), "below staking.min_validator_stake"),
     (lambda d: d["vm"].update(unknown_knob=1), "unknown field 'unknown_knob'"),

@@ -188,7 +188,10 @@ def collect(world: World) -> Cases:
     add("blocks_1_to_3", p2p_messages.BlocksRequest(Height(1), Height(3)))
     stored = [p2p_messages.StoredBlock(b.height, b.encode(), c.encode()) for b, c in ((b1, c1), (b2, c2))]
     add("stored_block_2", stored[1])
-    add("blocks_1_and_2", p2p_messages.BlocksResponse(tuple(stored)))
+    add("blocks_1_and_2", p2p_messages.BlocksResponse(tuple(stored), 0))
+    add("part_0_of_block_2", p2p_messages.BlockPartRequest(Height(2), 0))
+    raw2 = stored[1].encode()
+    add("block_2_as_one_part", p2p_messages.BlockPart(Height(2), 0, len(raw2), raw2))
     add("precommits_lacking_0_and_2", p2p_messages.VotesRequest(Height(1), Round(0), VoteType.PRECOMMIT, b"\x0a"))
     add("precommits_0_and_2", p2p_messages.VotesResponse((c1.precommits[0], c1.precommits[2])))
     registered_record = app.view().model(registered.model_id)
