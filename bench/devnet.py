@@ -27,6 +27,7 @@ implies when every validator verifies every transaction once on this machine's c
 from __future__ import annotations
 
 import argparse
+import contextlib
 import itertools
 import json
 import os
@@ -307,6 +308,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="tx/s pre-signed for the max step (it ends early if it sends them all)")
     ap.add_argument("--block-time-ms", type=int, default=None,
                     help="timeout_commit and next_block_delay (default: genesis and the devnet's 200 ms)")
+    ap.add_argument("--keep", type=Path, default=None,
+                    help="run the devnet in this directory and keep it (node logs under its net/) after the run")
     args = ap.parse_args(argv)
     loads: list[int | None] = [None if x.strip() == "max" else int(x) for x in args.loads.split(",")]
 
@@ -324,7 +327,11 @@ def main(argv: list[str] | None = None) -> int:
     senders_per_step = [max(args.senders, -(-budget // PER_SENDER)) for budget in budgets]
     firsts = list(itertools.accumulate([1, *senders_per_step]))
     accounts = firsts[-1]
-    with tempfile.TemporaryDirectory(prefix="bench-devnet-") as tmp, \
+    keep = args.keep
+    if keep is not None:
+        keep.mkdir(parents=True, exist_ok=False)
+    with (contextlib.nullcontext(str(keep)) if keep is not None
+          else tempfile.TemporaryDirectory(prefix="bench-devnet-")) as tmp, \
             RealNet(Path(tmp) / "net", validators=args.validators, block_time_ms=args.block_time_ms,
                     accounts=accounts) as net:
         t0 = time.monotonic()

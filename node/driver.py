@@ -387,6 +387,9 @@ class ConsensusDriver:
         await self.chain.commit(block, action.commit, action.next_proposers.encode())
         if self._replaying:
             return
+        if int(action.commit.round) > 0:  # rounds lost at this height (a dropped or late proposal, timeouts)
+            logger.info("block %d decided in round %d (built in round %d)", int(block.height),
+                        int(action.commit.round), int(block.header.round))
         await self.feed(self.new_height_event(int(block.height) + 1), sync=True)
 
     async def _report_evidence(self, evidence: Evidence) -> None:

@@ -2,13 +2,21 @@
 
 A proposal names its transactions by hash; nearly all are already in this node's mempool through transaction
 gossip. The few it lacks (sent to the proposer's RPC a moment before it built, or refused here) are asked for
-over request/response: first from the peer that forwarded the proposal, then (hedged: the earlier request
-keeps running) from its proposer after `per_peer_s`, then from any other peer, all within `total_s`, looking
-at the mempool again meanwhile (gossip still in flight fills gaps too). A peer that does not answer, or
-answers with transactions it was not asked for, only costs `per_peer_s` (and, for a wrong answer, a penalty
-in p2p): it cannot stall the proposal past `total_s`. If the transactions cannot be found in time the proposal
-is dropped here; consensus then times out the propose step as for a proposal never received, and catches
-up on the block by vote and commit catch-up if the others decide it (docs/security.md).
+over request/response: first from its proposer (the one peer sure to hold them), then (hedged: the earlier
+request keeps running) from the peer that forwarded it after `per_peer_s`, then from any other peer, all
+within the round's fetch limit, looking at the mempool again meanwhile (gossip still in flight fills gaps
+too). A peer is asked again for the rest while it keeps sending some (a batch larger than one response). A
+peer that does not answer, or answers with transactions it was not asked for, only costs `per_peer_s` (and,
+for a wrong answer, a penalty in p2p): it cannot stall the proposal past the limit. If the transactions
+cannot be found in time the proposal is dropped here; consensus then times out the propose step as for a
+proposal never received, and catches up on the block by vote and commit catch-up if the others decide it
+(docs/security.md).
+
+Liveness under load (docs/performance.md, "stall under load"): the limit grows with the proposal's round as
+`timeout_propose` does (`total_s + per_round_s * round`, capped at `max_total_s`), and what a failed fetch
+did bring is kept for the next rounds' proposals, which name mostly the same transactions. A fixed limit let
+a loaded devnet lose every round: when answering takes longer than 2.5 s, no round could ever rebuild its
+proposal, while Tendermint's liveness rests on some round's timeouts being long enough.
 """
 
 from __future__ import annotations
@@ -38,12 +46,19 @@ TxFetch = Callable[[ID, Sequence[Hash32]], Awaitable[list[Transaction]]]
 
 @dataclass(frozen=True, slots=True)
 class FetchLimits:
-    """Time a proposal's missing transactions may take: per peer asked, and in all (under the genesis
-    `timeout_propose` of 3 s, so a proposal that arrives in time is still rebuilt in time)."""
+    """Time a proposal's missing transactions may take: per peer asked, and in all. In round r the limit is
+    `total_s + per_round_s * r` up to `max_total_s`: under the genesis `timeout_propose` (3 s, +0.5 s per
+    round) in every round, so a proposal that arrives in time is still rebuilt in time, and growing as it
+    does, so that under load some round's limit is long enough."""
 
     per_peer_s: float = 1.0
     total_s: float = 2.5
-    remembered_txs: int = 20_000  # transactions of recently rebuilt proposals, for a later round's copy
+    per_round_s: float = 0.5
+    max_total_s: float = 8.0
+    remembered_txs: int = 20_000  # transactions of recent proposals (rebuilt or not), for a later round's copy
+
+    def total_for(self, round_: int) -> float:
+        return min(self.total_s + self.per_round_s * max(round_, 0), max(self.max_total_s, self.total_s))
 
 
 class ProposalAssembler:
@@ -82,14 +97,17 @@ class ProposalAssembler:
         """The full proposal, or None when its transactions could not all be found within the limits."""
         found, missing = compact.missing(self.get)
         if missing:
-            got = await self._find_missing(missing, [forwarder, origin, *self._peers()])
+            total_s = self.limits.total_for(int(compact.proposal.round))
+            got = await self._find_missing(missing, [origin, forwarder, *self._peers()], total_s)
+            # Kept even if the proposal is dropped: the next rounds' proposals name mostly the same ones.
+            self._remember(list(got.values()))
             found = [tx if tx is not None else got.get(h) for tx, h in zip(found, compact.tx_hashes, strict=True)]
         txs = [tx for tx in found if tx is not None]
         if len(txs) != len(found):
             self.dropped += 1
             logger.info("proposal %d/%d dropped: %d of its %d transactions not found in %.1f s",
                         int(compact.proposal.height), int(compact.proposal.round), len(found) - len(txs),
-                        len(found), self.limits.total_s)
+                        len(found), self.limits.total_for(int(compact.proposal.round)))
             return None
         try:
             message = compact.rebuild(txs)
@@ -100,7 +118,8 @@ class ProposalAssembler:
         self._remember(txs)
         return message
 
-    async def _find_missing(self, missing: list[Hash32], candidates: list[ID]) -> dict[bytes, Transaction]:
+    async def _find_missing(self, missing: list[Hash32], candidates: list[ID],
+                            total_s: float) -> dict[bytes, Transaction]:
         """Hedged requests: the next peer is asked whenever `per_peer_s` passes without everything found,
         while earlier requests keep running (a slow honest peer still counts, a staller costs only its
         `per_peer_s`); the mempool is looked at meanwhile, since transaction gossip still in flight fills gaps
@@ -117,18 +136,24 @@ class ProposalAssembler:
 
         async def ask(peer: ID, finished: trio.Event) -> None:
             try:
+                # A response holds what fits in one message: ask again for the rest while answers bring some.
                 want = still_missing()
-                for start in range(0, len(want), MAX_TXS_PER_REQUEST):
-                    for tx in await self._fetch(peer, want[start:start + MAX_TXS_PER_REQUEST]):
+                while want:
+                    batch = want[:MAX_TXS_PER_REQUEST]
+                    answered = await self._fetch(peer, batch)
+                    for tx in answered:
                         if bytes(tx.hash) not in got:
                             got[bytes(tx.hash)] = tx
                             self.fetched += 1
+                    if not answered:
+                        break  # it holds none of these: the hedge asks the next peer
+                    want = still_missing()  # p2p checked the answer holds only asked ones: `want` shrank
             except RemoteError as exc:  # BadResponse was penalized by p2p; any failure: the others go on
                 logger.debug("transactions from %s: %s", peer, exc)
             finally:
                 finished.set()
 
-        with trio.move_on_after(self.limits.total_s):
+        with trio.move_on_after(total_s):
             async with trio.open_nursery() as nursery:
                 asked: set[ID] = set()
                 for peer in candidates:

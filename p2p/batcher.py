@@ -68,13 +68,18 @@ class TxBatcher:
             first = carry if carry is not None else await self._receive.receive()
             carry = None
             batch, size = [first], len(first)
+            # Peers refuse (and penalize) a batch holding one transaction twice: a second copy is left out.
+            in_batch = {first}
             with trio.move_on_at(max(trio.current_time() + self._max_delay, last + self._min_interval)):
                 while size < self._target and len(batch) < TXS_PER_BATCH_MAX:
                     tx = await self._receive.receive()
+                    if tx in in_batch:
+                        continue
                     if size + len(tx) > min(self._target, TX_BATCH_MAX - 16):
                         carry = tx
                         break
                     batch.append(tx)
+                    in_batch.add(tx)
                     size += len(tx)
             await self._publish(encode_tx_batch(batch))
             last = trio.current_time()

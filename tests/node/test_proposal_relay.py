@@ -90,9 +90,9 @@ async def test_missing_transactions_come_from_the_forwarder() -> None:
 
 
 @pytest.mark.trio
-async def test_a_forwarder_that_never_answers_cannot_stall_the_proposal() -> None:
-    """Attack: the peer that relays a compact proposal holds the fetch of its transactions open forever.
-    Defence: each peer gets `per_peer_s`, then the proposer is asked."""
+async def test_a_peer_that_never_answers_cannot_stall_the_proposal() -> None:
+    """Attack: the proposer (asked first) holds the fetch of its proposal's transactions open forever.
+    Defence: each peer gets `per_peer_s`, then the next one (here the forwarder) is asked."""
     def configure(i: int, service: P2PService) -> None:
         if i == 0:
             serve_honestly(service, BLOCK.txs)
@@ -100,17 +100,17 @@ async def test_a_forwarder_that_never_answers_cannot_stall_the_proposal() -> Non
             serve_stalling(service)
 
     with trio.fail_after(60):
-        async with running_nodes(3, configure=configure) as (proposer, staller, receiver):
+        async with running_nodes(3, configure=configure) as (forwarder, staller, receiver):
             assembler = receiver_assembler(receiver, BLOCK.txs[:25])
-            rebuilt = await assembler.assemble(COMPACT, forwarder=staller.peer_id, origin=proposer.peer_id)
+            rebuilt = await assembler.assemble(COMPACT, forwarder=forwarder.peer_id, origin=staller.peer_id)
             assert rebuilt == PROPOSAL
             assert assembler.fetched == 15
 
 
 @pytest.mark.trio
-async def test_a_forwarder_that_answers_with_other_transactions_is_penalized_and_bypassed() -> None:
-    """Attack: the relaying peer answers the fetch with transactions that were not asked for. Defence: the
-    response is refused (BadResponse, a penalty) and the proposer is asked."""
+async def test_a_peer_that_answers_with_other_transactions_is_penalized_and_bypassed() -> None:
+    """Attack: the peer asked first answers the fetch with transactions that were not asked for. Defence: the
+    response is refused (BadResponse, a penalty) and the next peer is asked."""
     def configure(i: int, service: P2PService) -> None:
         if i == 0:
             serve_honestly(service, BLOCK.txs)
@@ -118,9 +118,9 @@ async def test_a_forwarder_that_answers_with_other_transactions_is_penalized_and
             serve_lies(service)
 
     with trio.fail_after(60):
-        async with running_nodes(3, configure=configure) as (proposer, liar, receiver):
+        async with running_nodes(3, configure=configure) as (forwarder, liar, receiver):
             assembler = receiver_assembler(receiver, BLOCK.txs[:25])
-            rebuilt = await assembler.assemble(COMPACT, forwarder=liar.peer_id, origin=proposer.peer_id)
+            rebuilt = await assembler.assemble(COMPACT, forwarder=forwarder.peer_id, origin=liar.peer_id)
             assert rebuilt == PROPOSAL
             assert receiver.peers.scores.score(str(liar.peer_id), trio.current_time()) < 0
             assert receiver.counters.requests_failed["txs"] >= 1
@@ -138,6 +138,65 @@ async def test_a_proposal_whose_transactions_nobody_serves_is_dropped_within_the
             rebuilt = await assembler.assemble(COMPACT, forwarder=proposer.peer_id, origin=proposer.peer_id)
             assert rebuilt is None
             assert (assembler.rebuilt, assembler.dropped) == (0, 1)
+
+
+def reproposal(round_: int) -> CompactProposal:
+    """The same block proposed again in a later round (as a proposer holding it as its valid block does)."""
+    return compact_of(ProposalBlock(
+        Proposal(Height(1), Round(round_), 0, BLOCK.id, Timestamp(1), KEY.public_key, b"\0" * 64)
+        .signed(KEY, CHAIN), BLOCK))
+
+
+def serve_slowly(service: P2PService, txs: Sequence[Transaction], delay_s: float) -> None:
+    """A loaded proposer: it holds every transaction but answers only after `delay_s`."""
+    held = holding(txs)
+
+    async def provide(hashes: Sequence[Hash32]) -> list[Transaction]:
+        await trio.sleep(delay_s)
+        return [held[h] for h in hashes if h in held]
+
+    service.reqresp.serve_txs(provide)
+
+
+@pytest.mark.trio
+async def test_a_proposer_slower_than_the_first_rounds_limit_gets_a_later_rounds_proposal_rebuilt() -> None:
+    """The stall under load (docs/performance.md): the proposer is the one peer holding the transactions its
+    own RPC took (gossip never brought them), and it answers slower than the fetch limit. With a limit fixed
+    for every round, every round's proposal was dropped and the chain never committed; the limit grows with
+    the round as `timeout_propose` does, so a later round's copy is rebuilt (a staller still costs at most the
+    round's limit)."""
+    limits = FetchLimits(per_peer_s=1.0, total_s=1.0, per_round_s=1.5, max_total_s=2.5)
+    with trio.fail_after(60):
+        async with running_nodes(2, configure=lambda i, s: serve_slowly(s, BLOCK.txs, 1.5) if i == 0 else None) \
+                as (proposer, receiver):
+            assembler = ProposalAssembler(holding(BLOCK.txs[:20]).get, receiver.reqresp.txs, lambda: [], limits)
+            assert await assembler.assemble(COMPACT, forwarder=proposer.peer_id, origin=proposer.peer_id) is None
+            started = trio.current_time()
+            rebuilt = await assembler.assemble(reproposal(1), forwarder=proposer.peer_id, origin=proposer.peer_id)
+            assert rebuilt is not None and rebuilt.block == BLOCK
+            assert (assembler.dropped, assembler.rebuilt, assembler.fetched) == (1, 1, 20)
+            assert trio.current_time() - started <= limits.total_for(1) + 0.5  # bounded by the round's limit
+            assert limits.total_for(64) == 2.5
+
+
+@pytest.mark.trio
+async def test_transactions_fetched_for_a_dropped_proposal_serve_the_next_rounds_copy() -> None:
+    """A fetch that brings only part of a proposal's transactions in time is not wasted: the next round's
+    proposal (which names mostly the same transactions) needs only the rest. Here the only peer holds half of
+    the missing ones: the first copy is dropped, and the second is rebuilt once the rest arrive by gossip
+    (the mempool), with no transaction fetched twice."""
+    local = holding(BLOCK.txs[:20])
+    limits = FetchLimits(per_peer_s=0.5, total_s=1.0)
+    with trio.fail_after(60):
+        async with running_nodes(2, configure=lambda i, s: serve_honestly(s, BLOCK.txs[20:30]) if i == 0 else None) \
+                as (peer, receiver):
+            assembler = ProposalAssembler(local.get, receiver.reqresp.txs, lambda: [], limits)
+            assert await assembler.assemble(COMPACT, forwarder=peer.peer_id, origin=peer.peer_id) is None
+            assert (assembler.dropped, assembler.fetched) == (1, 10)
+            local.update(holding(BLOCK.txs[30:]))  # the rest arrive by gossip; the fetched ten do not
+            rebuilt = await assembler.assemble(reproposal(1), forwarder=peer.peer_id, origin=peer.peer_id)
+            assert rebuilt is not None and rebuilt.block == BLOCK
+            assert (assembler.rebuilt, assembler.fetched) == (1, 10)
 
 
 def test_a_compact_proposal_whose_hashes_do_not_match_its_header_is_refused() -> None:

@@ -184,6 +184,30 @@ async def test_batcher_flushes_on_size_and_on_its_interval(mock_clock: trio.test
 
 
 @pytest.mark.trio
+async def test_batcher_never_puts_one_transaction_twice_in_a_batch(mock_clock: trio.testing.MockClock) -> None:
+    """Peers refuse a batch holding one transaction twice and penalize its sender (the envelope check), so a
+    transaction handed to the batcher twice within one batch (seen once in a loaded devnet) goes out once."""
+    published: list[bytes] = []
+
+    async def publish(data: bytes) -> None:
+        published.append(data)
+        await trio.lowlevel.checkpoint()
+
+    batcher = TxBatcher(publish, max_delay_s=0.5)
+    txs = [make_tx(CHAIN, i) for i in range(3)]
+    async with trio.open_nursery() as nursery:
+        await nursery.start(batcher.run)
+        for tx in (txs[0], txs[1], txs[0], txs[2], txs[1]):
+            await batcher.add(tx)
+        await trio.testing.wait_all_tasks_blocked()
+        mock_clock.jump(0.6)
+        await trio.testing.wait_all_tasks_blocked()
+        nursery.cancel_scope.cancel()
+    assert len(published) == 1
+    assert list(decode_tx_batch(published[0], CHAIN).txs) == txs
+
+
+@pytest.mark.trio
 async def test_batcher_under_load_publishes_at_most_once_per_interval(mock_clock: trio.testing.MockClock) -> None:
     """A lone transaction waits `max_delay_s`; one that follows a publish waits for `min_interval_s` after it,
     collecting everything that arrives meanwhile into one message."""
