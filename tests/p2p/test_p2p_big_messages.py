@@ -8,12 +8,15 @@ frame cap is now 2 MiB both ways (p2p.limits.LIBP2P_FRAME_MAX, set by GuardedPub
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Sequence
 
 import pytest
 import trio
 from libp2p.pubsub.pb import rpc_pb2
 
 from core.limits import MAX_TX_PAYLOAD_BYTES
+from core.tx import Transaction
+from core.types import Hash32
 from p2p.batcher import encode_tx_batch
 from p2p.errors import Oversized
 from p2p.limits import DEFAULT_TOPIC_LIMITS, LIBP2P_FRAME_MAX
@@ -88,3 +91,22 @@ async def test_a_message_over_the_caps_is_refused_at_the_sender_and_at_the_recei
                 await wait_until(lambda: not nodes[1].host.get_network().get_connections(bad.peer_id))
             await trio.sleep(0.5)
             assert not inboxes[1].messages[TopicKind.TXS]
+
+
+@pytest.mark.trio
+async def test_the_txs_protocol_returns_a_transaction_at_the_payload_cap() -> None:
+    """A compact proposal's missing transaction is fetched over `txs` (node/proposal_relay.py): the largest
+    transaction (~1.07 MiB) fits one response, which was capped under 1 MiB before."""
+    largest = make_tx(CHAIN, 1, payload_bytes=MAX_TX_PAYLOAD_BYTES)
+    small = make_tx(CHAIN, 2)
+
+    async def provide(hashes: Sequence[Hash32]) -> list[Transaction]:
+        await trio.lowlevel.checkpoint()
+        held = {bytes(t.hash): t for t in (largest, small)}
+        return [held[bytes(h)] for h in hashes if bytes(h) in held]
+
+    with trio.fail_after(60):
+        async with running_nodes(2, configure=lambda i, s: s.reqresp.serve_txs(provide) if i == 0 else None
+                                 ) as (server, client):
+            got = await client.reqresp.txs(server.peer_id, [largest.hash, small.hash])
+            assert [t.hash for t in got] == [largest.hash, small.hash]
