@@ -20,9 +20,9 @@ from core.tensor import DType, Tensor
 from core.types import Amount
 from tests.realnet import RealNet, realnet_fixture
 from tests.vm.helpers import meta_for, spec, upload_txs
+from vm.execute import infer_gas
 from vm.genesis import load_genesis
 from vm.sandbox.canonicalize import canonicalize
-from vm.execute import infer_gas
 from vm.state import ModelRecord, RegistrationData
 from vm.txs import Infer, ModelClass, build_tx
 
