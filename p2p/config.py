@@ -40,8 +40,9 @@ class RateLimits:
     gossip_bytes_per_s: float = 32 * 1024 * 1024
     requests_per_s: float = 50.0
     request_burst: float = 100.0
-    # Bytes we answer one peer with (all request/response protocols): a 20-byte blocks request costs ~1 MiB,
-    # so requests alone are no budget. Over it, requests are refused as RATE_LIMITED (no penalty).
+    # Bytes we answer one peer with (all request/response protocols): a 20-byte blocks request costs up to one
+    # 2 MiB frame, so requests alone are no budget. Over it, requests are refused as RATE_LIMITED (no penalty);
+    # the burst still covers 8 whole frames, so one large block or transaction is never out of reach.
     served_bytes_per_s: float = 8 * 1024 * 1024
     served_bytes_burst: float = 16 * 1024 * 1024
     # Peers whose rate state is kept at most (it is also freed when a peer disconnects).
@@ -67,7 +68,8 @@ class P2PConfig:
     # (32 RPCs upstream) holds this many (pitfall 4); consensus messages never wait.
     outbound_high_water: int = 20
     publish_pacing_timeout_s: float = 5.0
-    # A peer that does not accept one outbound RPC (<= 1 MiB) within this is stalled and dropped.
+    # A peer that does not accept one outbound RPC (<= 2 MiB, p2p.limits.LIBP2P_FRAME_MAX) within this is stalled
+    # and dropped: ~200 KiB/s at the largest frame, far below any link a validator runs on.
     peer_write_timeout_s: float = 10.0
     # A peer stuck this long on one write is no longer waited for by pacing.
     peer_stall_s: float = 1.0

@@ -17,12 +17,12 @@ class P2PCounters:
     rejected: Counter[str] = field(default_factory=Counter)  # by offense name
     ignored: Counter[str] = field(default_factory=Counter)  # not relayed, not penalized (hook said so)
     duplicates: int = 0  # copies that arrived while the first was still being validated
-    outbound_dropped: int = 0  # RPCs upstream dropped because a peer's queue was full
+    outbound_dropped: int = 0  # RPCs upstream dropped: a peer's queue was full or the RPC over the frame cap
     publish_waits: int = 0  # tx batch publishes that had to wait for a draining peer's queue
     peers_stalled: int = 0  # peers dropped because they did not accept an outbound RPC in time
     publish_pacing_timeouts: int = 0
     malformed_frames: int = 0  # contained errors from the library's pubsub stream and push paths
-    oversized_frames: int = 0  # pubsub frames over the 1 MiB limit (each also a MALFORMED_FRAME offense)
+    oversized_frames: int = 0  # pubsub frames over the 2 MiB limit (each also a MALFORMED_FRAME offense)
     contained_errors: int = 0  # library tasks for one peer or message that raised: logged, never fatal
     requests_served: Counter[str] = field(default_factory=Counter)
     requests_failed: Counter[str] = field(default_factory=Counter)  # our outbound requests that failed

@@ -1,20 +1,24 @@
-"""Size limits of everything p2p carries; py-libp2p refuses any frame over 1 MiB, so all stay below it. A block
-larger than one response travels as several (`BLOCK_PART_BYTES` each, docs/p2p.md "Block sync in parts")."""
+"""Size limits of everything p2p carries; every frame (pubsub RPC, request, response) stays under
+`LIBP2P_FRAME_MAX` (core.limits.P2P_FRAME_BYTES, 2 MiB), the size p2p.pubsub and p2p.reqresp configure
+py-libp2p with. A block larger than one response travels as several (`BLOCK_PART_BYTES` each, docs/p2p.md
+"Block sync in parts")."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from core.limits import MAX_BLOCK_BYTES, MAX_COMPACT_PROPOSAL_BYTES, MAX_GOSSIP_MESSAGE_BYTES
+from core.limits import MAX_BLOCK_BYTES, MAX_COMPACT_PROPOSAL_BYTES, MAX_GOSSIP_MESSAGE_BYTES, P2P_FRAME_BYTES
 
 KIB = 1024
 MIB = 1024 * 1024
 
-# The hard ceiling of one pubsub RPC or request/response frame in py-libp2p 0.8.1.
-LIBP2P_FRAME_MAX = 1 * MIB
+# The ceiling of one pubsub RPC or request/response frame, sent or read. py-libp2p 0.8.1 defaults to 1 MiB for
+# pubsub (the outbound queue's `max_message_size`, which drops a larger RPC at the sender, and the inbound
+# `max_inbound_rpc_size`); p2p.pubsub raises both to this, and p2p.reqresp passes it as the response size.
+LIBP2P_FRAME_MAX = P2P_FRAME_BYTES
 # Room for the pubsub envelope (topic, from, seqno, signature, key) and the varint around our payload.
 ENVELOPE_SLACK = 4 * KIB
-# Request/response payloads we produce stay under this (the library caps requests at 1 MiB).
+# Request/response payloads we produce stay under this.
 RESPONSE_MAX = LIBP2P_FRAME_MAX - ENVELOPE_SLACK
 REQUEST_MAX = 64 * KIB
 # Model bytes travel in chunks of this size (docs/design.md §5.4: chunk transactions are at most 256 KiB).

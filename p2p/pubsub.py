@@ -19,7 +19,11 @@
   resets the stream: nothing may follow half a frame.
 - Inbound frames are read by our loop (`continuously_read_stream`), with the same handling as upstream's but a
   frame over `LIBP2P_FRAME_MAX` costs its sender MALFORMED_FRAME (upstream only reset the stream, so a peer
-  could send 1.5 MiB frames forever without a penalty).
+  could send oversized frames forever without a penalty).
+- Frames of up to `LIBP2P_FRAME_MAX` (2 MiB) go both ways: upstream makes each peer's outbound queue with its
+  default `max_message_size` of 1 MiB, which drops a larger RPC at the sender (counted as any drop, nothing
+  else), so a transaction with a 1 MiB input never left its node. `SizedQueues` sets each queue's size as it
+  is made; the inbound size is the constructor's `max_inbound_rpc_size`.
 - The signed peer record a peer attaches to every RPC is checked once per peer and record bytes
   (`SenderRecords`): upstream verified its signature on each RPC, duplicates and control RPCs included, one
   Ed25519 check per frame (3-4 % of a loaded node's CPU).
@@ -122,6 +126,22 @@ class SenderRecords:
         return len(self._accepted)
 
 
+class SizedQueues(dict[ID, RpcQueue]):
+    """`Pubsub.peer_queues` whose queues take RPCs of up to `max_message_size` bytes.
+
+    Upstream builds each peer's `RpcQueue()` inline in `_handle_new_peer` with the 1 MiB default and uses it at
+    once (pending flush, message-cache replay), so the size is set where the queue is stored, before any use.
+    """
+
+    def __init__(self, max_message_size: int) -> None:
+        super().__init__()
+        self.max_message_size = max_message_size
+
+    def __setitem__(self, peer_id: ID, queue: RpcQueue) -> None:
+        queue.max_message_size = self.max_message_size
+        super().__setitem__(peer_id, queue)
+
+
 class CountingGossipSub(GossipSub):
     """GossipSub that counts the outbound RPCs it drops on a full per-peer queue and sends the messages of
     `priority_topics` ahead of other queued RPCs."""
@@ -151,6 +171,7 @@ class GuardedPubsub(Pubsub):
                  write_timeout_s: float = 10.0, stall_s: float = 1.0, **kwargs: Any):
         super().__init__(host, router, msg_id_constructor=content_msg_id, max_inbound_rpc_size=LIBP2P_FRAME_MAX,
                          **kwargs)
+        self.peer_queues = SizedQueues(LIBP2P_FRAME_MAX)  # outbound frames as large as inbound ones
         self._gate = gate
         self._counters = counters
         self._write_timeout_s = write_timeout_s

@@ -44,8 +44,8 @@ DEFAULT_PARAMS: dict[str, Any] = {
         "timeout_prevote_ms": 1000, "timeout_prevote_delta_ms": 500,
         "timeout_precommit_ms": 1000, "timeout_precommit_delta_ms": 500,
         "timeout_commit_ms": 1000,
-        # The smallest round size that holds an inference with inputs at the cap (1000 KiB) and up to ~120 KiB
-        # of outputs, other transactions and the last commit. A block of transfers (~164 B each with its
+        # A round size that holds an inference with inputs at the cap (1 MiB) and up to ~100 KiB of outputs,
+        # other transactions and the last commit (~10 KiB for 100 validators). A block of transfers (~164 B each with its
         # result) then holds ~7,100: 2,000 transfers/s needs ~500 KB at blocks 1.5 s apart; a larger block
         # only adds work per round (bench/worst_block.py: 10,000 transfers take 0.88 of the budget).
         "max_block_bytes": 1152 * 1024,
@@ -68,10 +68,10 @@ DEFAULT_PARAMS: dict[str, Any] = {
         "gas_infer_per_io_byte": 1,
         "upload_expiry_blocks": 100,
         "upload_expiry_blocks_per_mib": 25,
-        # The largest cap that one gossip message still carries with the transaction and, for evidence of a
-        # wrong output, 16 KiB of outputs and proofs (core.limits.MAX_GOSSIP_TX_BYTES); an ImageNet image is
-        # 602,112 B.
-        "max_infer_input_bytes": 1000 * 1024,
+        # The tensor cap (core.limits.MAX_TENSOR_BYTES): an ImageNet image (602,112 B) with room to spare. The
+        # transaction (~1 MiB + 300 B) is gossiped alone, and evidence of a wrong output carries it with its
+        # outputs and proofs, both under the 2 MiB gossip frame (core.limits.P2P_FRAME_BYTES).
+        "max_infer_input_bytes": 1024 * 1024,
         "max_block_models": 32,
     },
     "staking": {

@@ -19,7 +19,8 @@ MAX_POI_MODELS = 16
 RELAY_RESERVE_BYTES = 60 * KIB
 MAX_RELAY_BLOCK_BYTES = MAX_BLOCK_BYTES - RELAY_RESERVE_BYTES
 # An inference transaction's bytes besides its input data: the envelope, signature and tensor framing. With
-# its inputs at the cap it must still be gossiped alone (core.limits.MAX_GOSSIP_TX_BYTES).
+# its inputs at the cap it must still be gossiped alone (core.limits.MAX_GOSSIP_TX_BYTES): checked once, below,
+# for the largest cap genesis may set (MAX_TENSOR_BYTES), so no genesis can break it.
 INFER_FRAMING_BYTES = 4 * KIB
 
 
@@ -192,10 +193,6 @@ def validate_params(p: Params) -> None:
                          "(vm.params.MAX_RELAY_BLOCK_BYTES)")
     if p.vm.max_infer_input_bytes > MAX_TENSOR_BYTES:
         raise ValueError(f"vm.max_infer_input_bytes must be at most {MAX_TENSOR_BYTES} (core.limits.MAX_TENSOR_BYTES)")
-    if p.vm.max_infer_input_bytes + INFER_FRAMING_BYTES > MAX_GOSSIP_TX_BYTES:
-        # Otherwise an inference within the input cap could not be gossiped to the proposers.
-        raise ValueError(f"vm.max_infer_input_bytes must be at most {MAX_GOSSIP_TX_BYTES - INFER_FRAMING_BYTES}: "
-                         "an inference at the cap must fit one gossip message (core.limits.MAX_GOSSIP_TX_BYTES)")
     if p.vm.max_infer_input_bytes + INFER_FRAMING_BYTES > p.consensus.max_block_bytes:
         # Otherwise an inference within the input cap could never be included in a block.
         raise ValueError(f"vm.max_infer_input_bytes must leave {INFER_FRAMING_BYTES} bytes of "
@@ -217,3 +214,7 @@ def validate_params(p: Params) -> None:
     if max(g.gas_submit_proposal, g.gas_deposit, g.gas_vote) > p.vm.max_tx_gas:
         raise ValueError("gov gas prices must not exceed vm.max_tx_gas")
 
+
+
+# Otherwise an inference within the input cap could not be gossiped to the proposers.
+assert MAX_TENSOR_BYTES + INFER_FRAMING_BYTES <= MAX_GOSSIP_TX_BYTES, "an inference at the cap must be gossiped"

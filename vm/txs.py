@@ -12,7 +12,7 @@ from typing import Annotated
 from core.codec import U8, U16, U32, MaxLen, Wire, wire
 from core.hashing import sha256, sha256_concat
 from core.keys import PrivateKey
-from core.limits import KIB, MAX_GOSSIP_TX_BYTES, MAX_TENSOR_DIMS, MAX_TX_PAYLOAD_BYTES
+from core.limits import KIB, MAX_TENSOR_BYTES, MAX_TENSOR_DIMS, MAX_TX_PAYLOAD_BYTES
 from core.tensor import DType, Tensor
 from core.tx import Transaction
 from core.types import Address, Amount, Hash32, PublicKeyBytes
@@ -22,10 +22,12 @@ MAX_CHUNK_BYTES = 256 * KIB
 MAX_MODEL_NAME_BYTES = 64
 MAX_MODEL_IO = 16
 MAX_GOLDEN_VECTORS = 4
-# Golden vectors sit in the metadata, so it holds an input at the genesis cap (vm.max_infer_input_bytes, at
-# most 1000 KiB) and its outputs. Bound by gossip: chunk 0 carries the metadata (alone when it is large) and
-# must fit one gossip message with its framing (core.limits.MAX_GOSSIP_TX_BYTES).
-MAX_META_BYTES = MAX_GOSSIP_TX_BYTES - 4 * KIB
+# Golden vectors sit in the metadata, so it holds an input at the largest genesis cap (vm.max_infer_input_bytes,
+# at most core.limits.MAX_TENSOR_BYTES, 1 MiB) and 48 KiB of outputs and specs. Bound by the transaction: chunk
+# 0 carries the metadata (alone when it is large) in its payload (core.limits.MAX_TX_PAYLOAD_BYTES), with 16 KiB
+# left for the chunk's and the upload header's own fields; a transaction at the cap is gossiped alone
+# (core.limits.MAX_GOSSIP_TX_BYTES).
+MAX_META_BYTES = MAX_TX_PAYLOAD_BYTES - 16 * KIB
 # A header up to this size rides in chunk 0 with a full chunk of data; a larger one (big golden vectors)
 # rides alone, so that chunk 0 stays within a transaction's payload.
 HEADER_INLINE_BYTES = 32 * KIB
@@ -276,3 +278,6 @@ def build_model_upload(key: PrivateKey, model_bytes: bytes, meta: ModelMeta, *, 
     limits = gas_limits if isinstance(gas_limits, list) else [gas_limits] * len(chunks)
     return [build_tx(key, chunk, chain_id=chain_id, nonce=first_nonce + i, gas_limit=limit,
                      fee=limit * gas_price) for i, (chunk, limit) in enumerate(zip(chunks, limits, strict=True))]
+
+
+assert MAX_META_BYTES >= MAX_TENSOR_BYTES + 32 * KIB, "a golden input at the tensor cap must fit the metadata"

@@ -56,7 +56,7 @@ class Attacker:
 
     @staticmethod
     async def send_oversized(stream: INetStream, size: int, *, within: float = 10.0) -> None:
-        """One frame of `size` bytes (over the 1 MiB limit for `size` > 1 MiB). The victim refuses it
+        """One frame of `size` bytes (over the limit for `size` > p2p.limits.LIBP2P_FRAME_MAX). The victim refuses it
         part-way by resetting the stream, which may fail this write: that is the expected outcome."""
         with trio.move_on_after(within), contextlib.suppress(Exception):
             await stream.write(encode_varint_prefixed(b"\x0a" * size))

@@ -22,8 +22,8 @@ from tests.p2p.helpers import CHAIN, running_nodes
 
 pytestmark = [pytest.mark.p2p]
 
-# Three blocks of ~1.6 MB each: four parts of at most 512 KiB apiece.
-CHAIN_DATA = build_chain(CHAIN, 3, txs_per_block=32, tx_payload=50_000)
+# Three blocks of ~2.4 MB each (over one 2 MiB response): five parts of at most 512 KiB apiece.
+CHAIN_DATA = build_chain(CHAIN, 3, txs_per_block=48, tx_payload=50_000)
 
 
 async def honest_block(height: Height) -> StoredBlock | None:

@@ -14,6 +14,7 @@ from core.votes import VoteType
 from p2p.config import PenaltyPolicy, RateLimits
 from p2p.errors import NotServed, RateLimited
 from p2p.host import parse_peer_addr
+from p2p.limits import LIBP2P_FRAME_MAX
 from p2p.messages import VotesRequest, bitset
 from p2p.reqresp import SyncedBlock
 from p2p.service import P2PService
@@ -90,14 +91,15 @@ def refusal_over(victim: P2PService, bad: Attacker) -> bool:
 
 @pytest.mark.trio
 async def test_oversized_pubsub_frames_cost_the_sender_and_a_repeat_offender_is_banned() -> None:
-    """A foreign peer sent 1.5 MiB pubsub frames: upstream reset the stream each time, without a penalty, and
-    the peer came back for more. Now the frame is an offense, and coming back to do it again is a ban."""
+    """A foreign peer sent pubsub frames over the limit (1.5 MiB when it was 1 MiB; now one byte over 2 MiB):
+    upstream reset the stream each time, without a penalty, and the peer came back for more. Now the frame is
+    an offense, and coming back to do it again is a ban."""
     with trio.fail_after(90):
         async with running_nodes(1, penalties=SHORT_REFUSAL) as (victim,), attacker(b"big frames") as bad:
             for round_ in (1, 2):
                 bad.host.get_network().unblock_peer(victim.peer_id)  # type: ignore[attr-defined]
                 stream = await bad.open_meshsub(victim.addr)
-                await Attacker.send_oversized(stream, 3 * MIB // 2)
+                await Attacker.send_oversized(stream, LIBP2P_FRAME_MAX + 1)
                 await wait_until(lambda r=round_: victim.counters.oversized_frames == r)
                 await wait_until(lambda: not victim.host.get_network().get_connections(bad.peer_id))
                 if round_ == 1:

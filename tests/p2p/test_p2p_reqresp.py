@@ -59,7 +59,7 @@ async def test_status_and_a_block_range_in_chunks_under_the_frame_limit() -> Non
             assert (status.height, status.head_hash) == (40, CHAIN_DATA.head.id)
 
             first = await client.reqresp.blocks(server.peer_id, 1, 40)
-            assert 1 < len(first) < 40  # one response holds only what fits under 1 MiB
+            assert 1 < len(first) < 40  # one response holds only what fits under 2 MiB
             assert sum(len(b.block.encode()) for b in first) < RESPONSE_MAX
 
             chunks: list[list[SyncedBlock]] = []
@@ -69,7 +69,7 @@ async def test_status_and_a_block_range_in_chunks_under_the_frame_limit() -> Non
                 await trio.lowlevel.checkpoint()
 
             fetched = await client.reqresp.fetch_blocks(server.peer_id, 1, 100, on_blocks)
-            assert fetched == 40 and len(chunks) >= 4
+            assert fetched == 40 and len(chunks) >= 3  # ~4.4 MB in responses of at most 2 MiB
             received = [b for chunk in chunks for b in chunk]
             assert [b.block.id for b in received] == [b.id for b in CHAIN_DATA.blocks]
             assert all(b.commit.block_id == b.block.id for b in received)

@@ -78,7 +78,7 @@ def meta_of(first: int, name_bytes: int) -> tuple[bytes, ModelMeta]:
 def meta_at(size: int) -> tuple[bytes, ModelMeta]:
     """Model bytes and metadata whose encoding is exactly `size` bytes (input 0 grows 8 bytes a step; the
     model name fills the rest, one byte a character)."""
-    low, high = 1, 1 << 17
+    low, high = 1, 1 << 18
     while low < high:  # the widest input 0 whose metadata (with a 56-byte name) fits
         mid = (low + high + 1) // 2
         if len(meta_of(mid, 56)[1].encode()) <= size:

@@ -106,12 +106,14 @@ def test_the_worker_pool_keeps_to_the_validator_memory_budget() -> None:
 
 
 def test_the_mempool_refuses_an_inference_over_the_input_cap(net: Devnet) -> None:
-    """A 1 MiB input is a valid tensor but over vm.max_infer_input_bytes: it could only fail (and would not
-    fit a block today), so the mempool's entry check refuses it; an ImageNet image is admitted."""
+    """Inputs of 1 MiB and 4 bytes (two valid tensors) are over vm.max_infer_input_bytes (1 MiB): they could
+    only fail, so the mempool's entry check refuses them; a 1 MiB input and an ImageNet image are admitted."""
     vm, user = net.genesis.params.vm, net.account(6)
     account = net.apps[0].view().account(user.address)
-    for data, refused in ((np.zeros(MAX_TENSOR_BYTES // 4, np.float32), True), (image(3), False)):
-        tx = net.tx(user, Infer(Hash32(bytes(32)), (Tensor.from_numpy(data),), Amount(0)), gas_limit=2_000_000,
-                    nonce=account.nonce)
+    at_cap = np.zeros(MAX_TENSOR_BYTES // 4, np.float32)
+    assert vm.max_infer_input_bytes == at_cap.nbytes
+    for inputs, refused in (((at_cap, np.zeros(1, np.float32)), True), ((at_cap,), False), ((image(3),), False)):
+        tensors = tuple(Tensor.from_numpy(x) for x in inputs)
+        tx = net.tx(user, Infer(Hash32(bytes(32)), tensors, Amount(0)), gas_limit=2_000_000, nonce=account.nonce)
         reason = admission_error(tx, net.genesis.chain_id, vm, account)
         assert (reason == f"inputs exceed {vm.max_infer_input_bytes} bytes") if refused else reason is None

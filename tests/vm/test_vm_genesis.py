@@ -70,7 +70,8 @@ def test_tool_applies_overrides_and_refuses_bad_ones_in_one_line(tmp_path: Path)
     (lambda d: d["consensus"].update(max_block_bytes=5_000_000), "max_block_bytes"),
     (lambda d: d["consensus"].update(max_block_bytes=MAX_RELAY_BLOCK_BYTES + 1), "MAX_RELAY_BLOCK_BYTES"),
     (lambda d: d["vm"].update(max_infer_input_bytes=2 << 20), "max_infer_input_bytes must be at most 1048576"),
-    (lambda d: d["vm"].update(max_infer_input_bytes=1_040_000), "must fit one gossip message"),
+    # One byte over the tensor cap; the cap itself (1 MiB) is the default and gossips alone (vm.params asserts it).
+    (lambda d: d["vm"].update(max_infer_input_bytes=(1 << 20) + 1), "max_infer_input_bytes must be at most 1048576"),
     (lambda d: (d["consensus"].update(max_block_bytes=900_000), d["vm"].update(max_infer_input_bytes=898_000)),
      "for the transaction's framing"),
     (lambda d: d["models"][0].update(id="00" * 32), "models[0].id"),
