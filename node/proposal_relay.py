@@ -39,6 +39,7 @@ from p2p.messages import MAX_TXS_PER_REQUEST
 logger = logging.getLogger(__name__)
 
 _MEMPOOL_POLL_S = 0.05
+_MAX_FETCH_S = 8.0  # the fetch window's cap in late rounds (unless round 0's own is larger)
 
 TxLookup = Callable[[bytes], Transaction | None]
 TxFetch = Callable[[ID, Sequence[Hash32]], Awaitable[list[Transaction]]]
@@ -47,18 +48,28 @@ TxFetch = Callable[[ID, Sequence[Hash32]], Awaitable[list[Transaction]]]
 @dataclass(frozen=True, slots=True)
 class FetchLimits:
     """Time a proposal's missing transactions may take: per peer asked, and in all. In round r the limit is
-    `total_s + per_round_s * r` up to `max_total_s`: under the genesis `timeout_propose` (3 s, +0.5 s per
-    round) in every round, so a proposal that arrives in time is still rebuilt in time, and growing as it
-    does, so that under load some round's limit is long enough."""
+    `total_s + per_round_s * r` up to `max_total_s`: under the chain's `timeout_propose` (`for_timeouts`, the
+    node's rule, renewed at every height from the consensus parameters in force) in every round, so a
+    proposal that arrives in time is still rebuilt in time, and growing as it does, so that under load some
+    round's limit is long enough. The defaults are those of the genesis timeouts (3 s, +0.5 s per round)."""
 
     per_peer_s: float = 1.0
     total_s: float = 2.5
     per_round_s: float = 0.5
-    max_total_s: float = 8.0
+    max_total_s: float = _MAX_FETCH_S
     remembered_txs: int = 20_000  # transactions of recent proposals (rebuilt or not), for a later round's copy
 
     def total_for(self, round_: int) -> float:
         return min(self.total_s + self.per_round_s * max(round_, 0), max(self.max_total_s, self.total_s))
+
+    @classmethod
+    def for_timeouts(cls, timeout_propose_ms: int, timeout_propose_delta_ms: int) -> FetchLimits:
+        """Limits under a `timeout_propose` of `timeout_propose_ms` (+ `timeout_propose_delta_ms` per round):
+        5/6 of it in round 0 (what a proposal that arrived on time leaves for its validation), growing by
+        the same delta, capped at 8 s or the round-0 figure, whichever is larger."""
+        total_s = timeout_propose_ms * 5 / 6 / 1000
+        return cls(total_s=total_s, per_round_s=timeout_propose_delta_ms / 1000,
+                   max_total_s=max(_MAX_FETCH_S, total_s))
 
 
 class ProposalAssembler:

@@ -56,7 +56,7 @@ from node.home import NodeHome
 from node.leveldb import LevelDBStore
 from node.mempool import Mempool, RemovalReason
 from node.metrics import NodeMetrics, TimedExecutor
-from node.proposal_relay import ProposalAssembler
+from node.proposal_relay import FetchLimits, ProposalAssembler
 from node.providers import ChainProviders
 from node.queries import Queries
 from node.rpc.server import RpcServer
@@ -395,7 +395,11 @@ class Node:
                 logger.error("%s", reason)
                 raise UpgradeNeeded(reason)
             params = app.current_params()
-            return consensus_params(params, config), block_limits(params)
+            consensus = consensus_params(params, config)
+            if self.proposal_assembler is not None:  # the relay's fetch window follows timeout_propose
+                self.proposal_assembler.limits = FetchLimits.for_timeouts(consensus.timeout_propose_ms,
+                                                                          consensus.timeout_propose_delta_ms)
+            return consensus, block_limits(params)
 
         return ConsensusDriver(chain=self.chain, state=state, wal=wal, signer=signer, mempool=self.mempool,
                                limits=block_limits(current), genesis_time=int(self.genesis.genesis_time),

@@ -210,3 +210,12 @@ def test_a_compact_proposal_whose_hashes_do_not_match_its_header_is_refused() ->
         decode_proposal(swapped.encode(), CHAIN)
     with pytest.raises(InvalidBlock):
         COMPACT.rebuild((BLOCK.txs[1], BLOCK.txs[0], *BLOCK.txs[2:]))
+
+
+def test_fetch_limits_follow_the_chains_timeout_propose() -> None:
+    genesis = FetchLimits.for_timeouts(3000, 500)
+    assert (genesis.total_for(0), genesis.total_for(1), genesis.total_for(64)) == (2.5, 3.0, 8.0)
+    slower = FetchLimits.for_timeouts(6_000, 1_000)  # a chain that governance gave a longer timeout_propose
+    assert (slower.total_for(0), slower.total_for(1), slower.total_for(64)) == (5.0, 6.0, 8.0)
+    slowest = FetchLimits.for_timeouts(12_000, 1_000)
+    assert (slowest.total_for(0), slowest.total_for(64)) == (10.0, 10.0)  # never under round 0's own figure
