@@ -24,7 +24,7 @@ from vm.execute import BlockModels, chunk_gas, infer_gas, registration_check_gas
 from vm.genesis import Genesis, parse_genesis
 from vm.sandbox.canonicalize import canonicalize
 from vm.sandbox.executor import LocalExecutor
-from vm.sandbox.limits import DEFAULT_LIMITS, WorkerLimits
+from vm.sandbox.limits import DEFAULT_LIMITS, WorkerLimits, registration_load_gas
 from vm.sandbox.meter import load_gas, meter
 from vm.sandbox.worker import WorkerPool
 from vm.state import RegistrationData
@@ -210,10 +210,10 @@ def _upload(net: Devnet, model_bytes: bytes, registration: int) -> tuple[Transac
                  for i, c in enumerate(chunks))
 
 
-def test_a_registration_pays_its_check_by_node_count_and_its_load_before_the_golden_runs(chains: Devnet) -> None:
-    """The checker's cost grows with the node count and the load's with the model: the completing chunk pays
-    the check at execution, and a registration whose remaining gas cannot pay the load is refused before
-    its golden vectors run."""
+def test_a_registration_pays_its_check_by_node_count_and_its_golden_runs_before_they_run(chains: Devnet) -> None:
+    """The checker's cost grows with the node count: the completing chunk pays the check at execution, and a
+    registration whose remaining gas cannot pay its golden runs (on the check's own session: no per-KiB
+    cold load) is refused before they run."""
     net = chains
     params = net.genesis.params
     model_bytes = chain_model(256, 99)
@@ -223,13 +223,16 @@ def test_a_registration_pays_its_check_by_node_count_and_its_load_before_the_gol
     assert check == (params.vm.gas_register_base + params.vm.gas_register_per_byte * len(model_bytes)
                      + params.vm.gas_register_per_node * 256 + params.vm.gas_register_per_propagated_element * 1)
     full = registration_gas(params, model_bytes, meta)
-    assert full - check == load_gas(DEFAULT_LIMITS.gas, model_bytes=len(model_bytes), nodes=256, golden_runs=1,
-                                    gas_per_call=meter(model_bytes).gas)
-    # Only the check paid: charged at execution, then refused before the load and golden runs.
+    runs = registration_load_gas(DEFAULT_LIMITS.gas, nodes=256, golden_runs=1, gas_per_call=meter(model_bytes).gas)
+    assert full - check == runs
+    # The stored first-use load still prices the cold path per KiB; the registration does not.
+    assert runs < load_gas(DEFAULT_LIMITS.gas, model_bytes=len(model_bytes), nodes=256, golden_runs=1,
+                           gas_per_call=meter(model_bytes).gas)
+    # Only the check paid: charged at execution, then refused before the golden runs.
     short = _upload(net, model_bytes, check)
     block = net.step(short)
     last = block.results[-1]
-    assert last.status is TxStatus.MODEL_REJECTED and "does not cover the model's load" in last.log
+    assert last.status is TxStatus.MODEL_REJECTED and "does not cover the golden runs" in last.log
     last_chunk = split_model(model_bytes, meta, len(model_bytes) // 2 + 1)[-1]
     assert last.gas_used == params.vm.gas_chunk_base + params.vm.gas_chunk_per_byte * len(last_chunk.data) + check
     # The full quote registers it.
