@@ -6,13 +6,16 @@ does (node/modelprep.py's upgrade, then the CLI's canonicalization with the inpu
 k = 16, onnx's own dummy input as the one golden input). Then:
 
 1. Gas, from the default genesis: the registration (the check: base, per canonical byte, per node, per
-   propagated element; the load: base, per node, per KiB, golden runs x gas per call) and the first
-   inference in a block (base, input bytes, the call, the load), each part with its share.
+   propagated element; its golden runs on the check's session: base, per node, golden runs x gas per call)
+   and the first inference in a block (base, input bytes, the call, the cold load: base, per node, per KiB,
+   golden runs), each part with its share.
 2. Time (CPU, best of N): each phase of the registration check (`check.validate_model`, phase by phase as
-   `_validate_model` runs them), a session, one run; then through a real worker pool the check job and the
-   golden job (load and run), CPU of the pool's process and its worker. Each timed part is set against the
-   gas that pays for it at the reference rate (max_block_gas in timeout_propose / 3): margin = priced time
-   / measured time (the schedule aims at >= 2).
+   `_validate_model` runs them), a session, one run; then through a real worker pool the registration job
+   (hand-off of the bytes, check, golden runs on the check's session) and a cold golden job (a first use:
+   hand-off, session, run), CPU of the pool's process and its worker; and the registration job's cost per
+   file byte on weight-heavy models (1 -> 32 MB), the part only `gas_register_per_byte` pays for. Each timed
+   part is set against the gas that pays for it at the reference rate (max_block_gas in timeout_propose / 3):
+   margin = priced time / measured time (the schedule aims at >= 2).
 
 Run: `python -m bench.model_gas [--model light_densenet121] [--repeat 3]`.
 """
@@ -28,7 +31,8 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from bench.gas_calibration import _cpu_ns, best_of
+from bench.gas_calibration import _cpu_ns, best_of, spec_of
+from bench.synth import Synth, weights
 from node.cli.model_cmd import prepare_model
 from node.modelprep import upgrade
 from vm.engine import feeds, model_spec, sandbox_limits
@@ -36,7 +40,7 @@ from vm.genesis import REPO_ROOT, load_genesis
 from vm.sandbox import check
 from vm.sandbox.executor import CheckJob, InferJob, ModelPackage
 from vm.sandbox.graph import infer_types, parse_model
-from vm.sandbox.limits import load_gas
+from vm.sandbox.limits import SandboxLimits, load_gas, registration_load_gas
 from vm.sandbox.meter import check_facts, meter, meter_graph
 from vm.sandbox.session import create_session
 from vm.sandbox.worker import WorkerPool
@@ -95,6 +99,13 @@ def main() -> None:
         "check: per node": vm.gas_register_per_node * nodes,
         "check: per propagated element": vm.gas_register_per_propagated_element * elements,
     }
+    runs_parts = {
+        "golden runs: base": g.load_base,
+        "golden runs: per node": g.load_per_node * nodes,
+        "golden runs: x gas per call": len(meta.golden) * report.gas,
+    }
+    assert sum(runs_parts.values()) == registration_load_gas(g, nodes=nodes, golden_runs=len(meta.golden),
+                                                             gas_per_call=report.gas)
     load_parts = {
         "load: base": g.load_base,
         "load: per node": g.load_per_node * nodes,
@@ -111,7 +122,7 @@ def main() -> None:
         "call: activation bytes": -(-report.activation_bytes * g.per_activation_byte // g.work_units_per_gas),
     }
     print(f"  gas per call {call:,} (the parts below round per node, so they sum to about it)")
-    parts("registration (last chunk)", {**check_parts, **load_parts}, vm.max_tx_gas)
+    parts("registration (last chunk)", {**check_parts, **runs_parts}, vm.max_tx_gas)
     parts("first inference in a block", {"infer: base + input bytes": vm.gas_infer_base + vm.gas_infer_per_io_byte
                                          * io_bytes, **call_parts, **load_parts}, vm.max_tx_gas)
 
@@ -152,23 +163,48 @@ def main() -> None:
     inputs = feeds(meta, meta.golden[0].inputs)
     session.run(None, inputs)
     row("one run (session.run)", best_of(lambda: session.run(None, inputs), r), call)
+    golden_inputs = tuple(feeds(meta, v.inputs) for v in meta.golden)
     with WorkerPool(1) as pool:
         (info,) = pool.describe()
-        best_check = best_golden = float("inf")
+        best_check = best_register = best_golden = float("inf")
         for n in range(r):
             c0, w0 = time.process_time_ns(), _cpu_ns(info["pid"])
             [checked] = pool.run_batch([CheckJob(canonical, spec)])
             c1, w1 = time.process_time_ns(), _cpu_ns(info["pid"])
+            [registered] = pool.run_batch([CheckJob(canonical, spec, golden_inputs, 1 << 62)])
+            c2, w2 = time.process_time_ns(), _cpu_ns(info["pid"])
             pkg = ModelPackage(b"registration:%d" % n, canonical, spec, None)  # a fresh id: a cold load
             [ran] = pool.run_batch([InferJob(pkg, inputs)])
-            c2, w2 = time.process_time_ns(), _cpu_ns(info["pid"])
-            assert checked.info is not None and ran.outputs is not None
+            c3, w3 = time.process_time_ns(), _cpu_ns(info["pid"])
+            assert checked.info is not None and registered.golden is not None and ran.outputs is not None
             best_check = min(best_check, c1 - c0 + w1 - w0)
-            best_golden = min(best_golden, c2 - c1 + w2 - w1)
-    row("pool: check job (pipe + check)", best_check, sum(check_parts.values()))
-    row("pool: golden job (pipe + session + run)", best_golden, sum(load_parts.values()))
-    row("pool: the registration's model work", best_check + best_golden,
-        sum(check_parts.values()) + sum(load_parts.values()))
+            best_register = min(best_register, c2 - c1 + w2 - w1)
+            best_golden = min(best_golden, c3 - c2 + w3 - w2)
+    row("pool: check alone (pipe + check)", best_check, sum(check_parts.values()))
+    row("pool: registration job (+ golden runs)", best_register, sum(check_parts.values()) + sum(runs_parts.values()))
+    row("pool: cold golden job (first use's load)", best_golden, sum(load_parts.values()))
+    # Per file byte: only gas_register_per_byte pays for the bytes of a registration now.
+    wide = SandboxLimits(max_model_bytes=128 << 20, max_parameter_bytes=128 << 20, max_tensor_bytes=128 << 20,
+                         max_tensor_elements=1 << 26)
+    small, big = weights(1 << 20, limits=wide), weights(32 << 20, limits=wide)
+    with WorkerPool(1) as pool:
+        (info,) = pool.describe()
+
+        def register_ns(s: Synth) -> float:
+            job = CheckJob(s.model_bytes, spec_of(s, wide), ({s.input_name: s.sample()},), 1 << 62)
+            best = float("inf")
+            for _ in range(max(3, r)):
+                start, worker_start = time.process_time_ns(), _cpu_ns(info["pid"])
+                [result] = pool.run_batch([job])
+                assert result.golden is not None
+                best = min(best, time.process_time_ns() - start + _cpu_ns(info["pid"]) - worker_start)
+            return best
+
+        per_byte = (register_ns(big) - register_ns(small)) / (len(big.model_bytes) - len(small.model_bytes))
+    print(f"  registration job per file byte (weights 1 -> 32 MB, through a worker): {per_byte:.2f} ns, priced "
+          f"{vm.gas_register_per_byte} gas = {vm.gas_register_per_byte / rate:.2f} ns: margin "
+          f"{vm.gas_register_per_byte / (per_byte * rate):.2f}")
+    assert ran.outputs is not None
     out = np.asarray(ran.outputs[next(iter(ran.outputs))])
     print(f"load average {os.getloadavg()[0]:.1f}; output {out.shape}")
 

@@ -61,7 +61,7 @@ DEFAULT_PARAMS: dict[str, Any] = {
         "gas_chunk_base": 10_000,
         "gas_chunk_per_byte": 1,
         "gas_register_base": 1_000_000,
-        "gas_register_per_byte": 3,
+        "gas_register_per_byte": 4,
         "gas_register_per_node": 40_000,
         "gas_register_per_propagated_element": 140,
         "gas_infer_base": 20_000,

@@ -2,8 +2,8 @@
 sandbox's answers into resolutions; judges agreement between committed and local outputs.
 
 The sandbox (vm/sandbox, another owner) runs the jobs: `Executor.run_batch` raises LocalFault when this
-node cannot decide, which callers turn into a local-fault verdict. Registration takes a second round only
-when a block registers a model: the golden vectors run after the graph passed the checker.
+node cannot decide, which callers turn into a local-fault verdict. A registration is one job of the same
+hand-off: the check, then its golden inputs on the session the check built, when its gas left pays for them.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from vm.params import Params
 from vm.poi import compute_challenge_inputs, compute_seed, pick_model
 from vm.sandbox.executor import CheckJob, Executor, InferJob, Job, JobResult, ModelPackage
 from vm.sandbox.golden import GoldenVectors, golden_mismatch, make_golden, wider_tolerance
-from vm.sandbox.limits import GasSchedule, SandboxLimits, load_gas
+from vm.sandbox.limits import GasSchedule, SandboxLimits, load_gas, registration_load_gas
 from vm.sandbox.numeric import find_disagreement
 from vm.sandbox.spec import ArraySpec, CompareMode, ModelInfo, ModelSpec, Tolerance
 from vm.state import StateView
@@ -198,7 +198,8 @@ class Engine:
                     resolutions[item.index] = RegisterResolution(False, 0, "invalid input declaration")
                     continue
                 registrations[item.index] = (item, spec)
-                jobs.append(CheckJob(item.model_bytes, spec))
+                jobs.append(CheckJob(item.model_bytes, spec,
+                                     tuple(feeds(item.meta, v.inputs) for v in item.meta.golden), item.gas_left))
                 slots.append(_CheckSlot(item.index))
         if challenge is not None:
             pkg = self.package(challenge.model_id, challenge.meta, limits)
@@ -206,7 +207,6 @@ class Engine:
             slots.append(_ChallengeSlot())
         results = self.executor.run_batch(jobs) if jobs else []
         challenge_output: tuple[Tensor, ...] | None = None
-        checked: list[tuple[RegisterWork, ModelSpec, ModelInfo]] = []
         for slot, result in zip(slots, results, strict=True):
             match slot:
                 case _InferSlot(index=index):
@@ -225,49 +225,8 @@ class Engine:
                     if result.info.outputs != declared:
                         resolutions[index] = RegisterResolution(False, 0, "declared outputs differ from the graph")
                         continue
-                    load = model_load_gas(limits.gas, item.meta, len(item.model_bytes), result.info)
-                    if load > item.gas_left:  # refused before the golden runs it did not pay for
-                        resolutions[index] = RegisterResolution(
-                            False, 0, f"gas left {item.gas_left} does not cover the model's load {load}")
-                        continue
-                    checked.append((item, spec, result.info))
-        if checked:
-            resolutions.update(self._get_golden_resolutions(checked))
+                    resolutions[index] = registration_resolution(item, spec, result.info, result.golden)
         return resolutions, challenge_output
-
-    def _get_golden_resolutions(self, checked: list[tuple[RegisterWork, ModelSpec, ModelInfo]]) -> dict[int, Resolution]:
-        jobs: list[Job] = []
-        owners: list[int] = []
-        for n, (item, spec, _) in enumerate(checked):
-            # Not the chain's model id (the model is not registered yet); no golden: these runs ARE the check.
-            pkg = ModelPackage(b"registration:" + bytes(item.model_id), item.model_bytes, spec, None)
-            for vector in item.meta.golden:
-                jobs.append(InferJob(pkg, feeds(item.meta, vector.inputs)))
-                owners.append(n)
-        results = self.executor.run_batch(jobs)
-        by_item: dict[int, list[JobResult]] = {}
-        for n, result in zip(owners, results, strict=True):
-            by_item.setdefault(n, []).append(result)
-        out: dict[int, Resolution] = {}
-        for n, (item, spec, info) in enumerate(checked):
-            runs = by_item.get(n, [])
-            if any(r.outputs is None for r in runs):
-                out[item.index] = RegisterResolution(False, 0, "a golden input fails to run")
-                continue
-            golden, declared = golden_vectors(item.meta), output_specs(item.meta)
-            actual = [dict(r.outputs or {}) for r in runs]
-            if golden_mismatch(golden, declared, spec.model_class, spec.tolerance, actual) is not None:
-                # The inference rule: outside the tolerance is a disagreement. Near it (within twice the
-                # tolerance) honest nodes may fall on both sides, so this node cannot decide: a local fault,
-                # never a verdict that could split them. Far outside it, or any exact difference, refuses.
-                if golden_mismatch(golden, declared, spec.model_class, wider_tolerance(spec.tolerance),
-                                   actual) is None:
-                    raise LocalFault(f"golden outputs of registration {item.index} are near the tolerance")
-                out[item.index] = RegisterResolution(False, 0, "golden vectors do not reproduce")
-                continue
-            out[item.index] = RegisterResolution(True, int(info.gas_per_call), "",
-                                                 model_load_gas(spec.limits.gas, item.meta, len(item.model_bytes), info))
-        return out
 
     def run_challenge(self, challenge: ChallengeRun, params: Params) -> tuple[Tensor, ...]:
         return self.resolve((), params, challenge)[1] or ()
@@ -280,6 +239,31 @@ def model_load_gas(schedule: GasSchedule, meta: ModelMeta, model_bytes: int, inf
     """The load charge of a registered model (`vm.sandbox.limits.load_gas` on its checked facts)."""
     return load_gas(schedule, model_bytes=model_bytes, nodes=int(info.node_count), golden_runs=len(meta.golden),
                     gas_per_call=int(info.gas_per_call))
+
+
+def registration_resolution(item: RegisterWork, spec: ModelSpec, info: ModelInfo,
+                            golden: tuple[Mapping[str, np.ndarray] | None, ...] | None) -> RegisterResolution:
+    """The verdict on a checked registration from its golden runs (`golden`: None when none ran)."""
+    runs = registration_load_gas(spec.limits.gas, nodes=int(info.node_count), golden_runs=len(item.meta.golden),
+                                 gas_per_call=int(info.gas_per_call))
+    if runs > item.gas_left:  # the worker ran no golden input it was not paid for (the same rule)
+        return RegisterResolution(False, 0, f"gas left {item.gas_left} does not cover the golden runs {runs}")
+    if golden is None or len(golden) != len(item.meta.golden):
+        raise LocalFault(f"the sandbox ran {0 if golden is None else len(golden)} of registration "
+                         f"{item.index}'s {len(item.meta.golden)} golden inputs")
+    if any(outputs is None for outputs in golden):
+        return RegisterResolution(False, 0, "a golden input fails to run")
+    vectors, declared = golden_vectors(item.meta), output_specs(item.meta)
+    actual = [dict(outputs or {}) for outputs in golden]
+    if golden_mismatch(vectors, declared, spec.model_class, spec.tolerance, actual) is not None:
+        # The inference rule: outside the tolerance is a disagreement. Near it (within twice the tolerance)
+        # honest nodes may fall on both sides, so this node cannot decide: a local fault, never a verdict that
+        # could split them. Far outside it, or any exact difference, refuses.
+        if golden_mismatch(vectors, declared, spec.model_class, wider_tolerance(spec.tolerance), actual) is None:
+            raise LocalFault(f"golden outputs of registration {item.index} are near the tolerance")
+        return RegisterResolution(False, 0, "golden vectors do not reproduce")
+    return RegisterResolution(True, int(info.gas_per_call), "",
+                              model_load_gas(spec.limits.gas, item.meta, len(item.model_bytes), info))
 
 
 def static_registration_verdict(meta: ModelMeta) -> str | None:

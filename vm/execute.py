@@ -539,20 +539,20 @@ def check_gas(base: int, per_byte: int, per_node: int, per_propagated_element: i
 
 
 def registration_gas(params: Params, model_bytes: bytes, meta: ModelMeta) -> int:
-    """All the gas a registration needs: the check, then the model's load (a session and the golden runs),
-    priced by metering the model as the chain will (client side; the chain refuses a registration whose
-    completing chunk has less gas left than the load)."""
+    """All the gas a registration needs: the check, then its golden runs on the check's session
+    (`registration_load_gas`), priced by metering the model as the chain will (client side; the chain refuses
+    a registration whose completing chunk has less gas left than the golden runs)."""
     from vm.engine import sandbox_limits
-    from vm.sandbox.meter import load_gas, meter
+    from vm.sandbox.limits import registration_load_gas
+    from vm.sandbox.meter import meter
 
     limits = sandbox_limits(params)
     try:
         report = meter(model_bytes, limits=limits)
     except InvalidModel:  # the checker refuses it before anything loads
         return registration_check_gas(params, model_bytes)
-    return registration_check_gas(params, model_bytes) + load_gas(
-        limits.gas, model_bytes=len(model_bytes), nodes=len(report.nodes), golden_runs=len(meta.golden),
-        gas_per_call=report.gas)
+    return registration_check_gas(params, model_bytes) + registration_load_gas(
+        limits.gas, nodes=len(report.nodes), golden_runs=len(meta.golden), gas_per_call=report.gas)
 
 
 def chunk_gas(params: Params, chunk: ModelChunk, total_bytes: int, last: bool, *,

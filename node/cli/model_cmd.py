@@ -441,10 +441,11 @@ def over_tx_gas(vm: dict[str, Any] | None, last_chunk_gas: int) -> None:
 
 def _registration_gas(vm: dict[str, Any], canonical: bytes, golden_runs: int) -> int:
     """The last chunk's registration gas (vm.execute.registration_gas) from the node's published VM params:
-    the check (`vm.execute.check_gas`) and the model's load (session and golden runs), metered here."""
+    the check (`vm.execute.check_gas`) and its golden runs on the check's session
+    (`vm.sandbox.limits.registration_load_gas`), metered here."""
     from vm.execute import check_gas
-    from vm.sandbox.limits import GasSchedule, SandboxLimits
-    from vm.sandbox.meter import load_gas, meter
+    from vm.sandbox.limits import GasSchedule, SandboxLimits, registration_load_gas
+    from vm.sandbox.meter import meter
 
     named = vm.get("gas_schedule") or {}
     if isinstance(named, list):  # the RPC's form: [{"name": ..., "value": ...}]
@@ -455,5 +456,4 @@ def _registration_gas(vm: dict[str, Any], canonical: bytes, golden_runs: int) ->
     check = check_gas(int(vm["gas_register_base"]), int(vm["gas_register_per_byte"]),
                       int(vm.get("gas_register_per_node", 0)), int(vm.get("gas_register_per_propagated_element", 0)),
                       canonical)
-    return check + load_gas(schedule, model_bytes=len(canonical), nodes=nodes, golden_runs=golden_runs,
-                            gas_per_call=report.gas)
+    return check + registration_load_gas(schedule, nodes=nodes, golden_runs=golden_runs, gas_per_call=report.gas)

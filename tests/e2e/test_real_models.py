@@ -2,7 +2,7 @@
 CLI as a user runs it (`inferchain model register` and `inferchain infer` as subprocesses).
 
 1. SqueezeNet, ShuffleNet, Inception v1 and v2 and ResNet-50 (every light CNN but VGG-19, AlexNet and ZFNet,
-   over the tensor cap, and DenseNet-121, over max_tx_gas, run in the VM corpus test) register exactly as shipped (IR 3, opset 9: the CLI converts
+   over the tensor cap, and DenseNet-121, whose first call is over max_tx_gas, run in the VM corpus test) register exactly as shipped (IR 3, opset 9: the CLI converts
    them), tolerant, input shape pinned, onnx's own test input as the golden input; one inference transaction
    on each with that input commits, its proof verifies, every node holds the same committed outputs, and
    they match onnx's expected outputs within the declared tolerance.
@@ -48,8 +48,8 @@ pytestmark = pytest.mark.e2e
 REPO = Path(__file__).resolve().parents[2]
 MODELS = ("light_squeezenet", "light_shufflenet")
 # DenseNet-121 is left to tests/vm/test_onnx_backend_corpus.py, which registers it through the same client path
-# and runs it through the worker pool: on the default genesis its registration (269M) and its first call in a
-# block (208M) are over max_tx_gas (docs/sandbox.md, "DenseNet-121: what bounds it"; `python -m bench.model_gas`).
+# and runs it through the worker pool: on the default genesis its registration fits (189M) but its first call in
+# a block (208M) is over max_tx_gas (docs/sandbox.md, "DenseNet-121: what bounds it"; `python -m bench.model_gas`).
 SHIPPED = (*MODELS, "light_inception_v1", "light_inception_v2", "light_resnet50")
 # Declared at registration (what a user passes for a float image classifier): a fine grid, so a comparison
 # within the tolerance is tight (32 / 2^24 ~ 2e-6 absolute, plus 200 ppm).
@@ -57,10 +57,10 @@ GRID_K, TOL_ABS, TOL_REL_PPM = 24, 32, 200
 SEED = 2026
 
 # The default genesis's gas limits (max_tx_gas = max_block_gas = 200M): a model's last upload chunk pays
-# for its registration, the check (3 gas per canonical byte, 40k per node) and its load. For the 13-21 MB
-# canonical Inception v1/v2 and ResNet-50 that is 125-194M gas (docs/sandbox.md, "Registration of big
-# models"). DenseNet-121 (269M) and ResNet-50 with random weights (100 MB canonical, ~830M) stay over it:
-# the last test shows the CLI's refusal of such a model.
+# for its registration, the check (4 gas per canonical byte, 40k per node) and its golden runs on the check's
+# session (docs/sandbox.md, "Registration of big models", "DenseNet-121: what bounds it"). ResNet-50 with
+# random weights (100 MB canonical, over 400M) stays over it: the last test shows the CLI's refusal of such a
+# model.
 MAX_TX_GAS = DEFAULT_PARAMS["vm"]["max_tx_gas"]
 net = realnet_fixture(validators=4, block_time_ms=200, ready_height=2)
 

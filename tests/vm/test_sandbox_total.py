@@ -248,7 +248,7 @@ def test_a_bug_in_the_checker_is_a_local_fault_not_a_crash_or_a_verdict(pool: Wo
     this node's fault (typed), never a verdict on the model and never an untyped exception."""
     spec = ModelSpec((ArraySpec("x", "float32", (1, 4)),), limits=None, **TOLERANT)  # type: ignore[arg-type]
     with pytest.raises(LocalFault, match="checker failed"):
-        Runner.check(relu_model([1, 4]), spec)
+        Runner(0).check(relu_model([1, 4]), spec)
     with pytest.raises(LocalFault, match="checker failed"):
         pool.run_batch([CheckJob(relu_model([1, 4]), spec)])
     good = ModelSpec((ArraySpec("x", "float32", (1, 4)),), **TOLERANT)

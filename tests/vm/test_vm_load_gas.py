@@ -20,11 +20,12 @@ from core.tx import Transaction
 from core.types import Amount, Hash32
 from tests.vm.devnet import Devnet
 from tests.vm.helpers import _model, genesis_doc_with, memory_hog_model, meta_for, spec
+from vm.engine import model_spec
 from vm.execute import BlockModels, chunk_gas, infer_gas, registration_check_gas, registration_gas
 from vm.genesis import Genesis, parse_genesis
 from vm.sandbox.canonicalize import canonicalize
-from vm.sandbox.executor import LocalExecutor
-from vm.sandbox.limits import DEFAULT_LIMITS, WorkerLimits
+from vm.sandbox.executor import CheckJob, InferJob, LocalExecutor, ModelPackage
+from vm.sandbox.limits import DEFAULT_LIMITS, WorkerLimits, registration_load_gas
 from vm.sandbox.meter import load_gas, meter
 from vm.sandbox.worker import WorkerPool
 from vm.state import RegistrationData
@@ -210,10 +211,10 @@ def _upload(net: Devnet, model_bytes: bytes, registration: int) -> tuple[Transac
                  for i, c in enumerate(chunks))
 
 
-def test_a_registration_pays_its_check_by_node_count_and_its_load_before_the_golden_runs(chains: Devnet) -> None:
-    """The checker's cost grows with the node count and the load's with the model: the completing chunk pays
-    the check at execution, and a registration whose remaining gas cannot pay the load is refused before
-    its golden vectors run."""
+def test_a_registration_pays_its_check_by_node_count_and_its_golden_runs_before_they_run(chains: Devnet) -> None:
+    """The checker's cost grows with the node count: the completing chunk pays the check at execution, and a
+    registration whose remaining gas cannot pay its golden runs (on the check's own session: no per-KiB
+    cold load) is refused before they run."""
     net = chains
     params = net.genesis.params
     model_bytes = chain_model(256, 99)
@@ -223,13 +224,16 @@ def test_a_registration_pays_its_check_by_node_count_and_its_load_before_the_gol
     assert check == (params.vm.gas_register_base + params.vm.gas_register_per_byte * len(model_bytes)
                      + params.vm.gas_register_per_node * 256 + params.vm.gas_register_per_propagated_element * 1)
     full = registration_gas(params, model_bytes, meta)
-    assert full - check == load_gas(DEFAULT_LIMITS.gas, model_bytes=len(model_bytes), nodes=256, golden_runs=1,
-                                    gas_per_call=meter(model_bytes).gas)
-    # Only the check paid: charged at execution, then refused before the load and golden runs.
+    runs = registration_load_gas(DEFAULT_LIMITS.gas, nodes=256, golden_runs=1, gas_per_call=meter(model_bytes).gas)
+    assert full - check == runs
+    # The stored first-use load still prices the cold path per KiB; the registration does not.
+    assert runs < load_gas(DEFAULT_LIMITS.gas, model_bytes=len(model_bytes), nodes=256, golden_runs=1,
+                           gas_per_call=meter(model_bytes).gas)
+    # Only the check paid: charged at execution, then refused before the golden runs.
     short = _upload(net, model_bytes, check)
     block = net.step(short)
     last = block.results[-1]
-    assert last.status is TxStatus.MODEL_REJECTED and "does not cover the model's load" in last.log
+    assert last.status is TxStatus.MODEL_REJECTED and "does not cover the golden runs" in last.log
     last_chunk = split_model(model_bytes, meta, len(model_bytes) // 2 + 1)[-1]
     assert last.gas_used == params.vm.gas_chunk_base + params.vm.gas_chunk_per_byte * len(last_chunk.data) + check
     # The full quote registers it.
@@ -276,3 +280,40 @@ def test_a_registration_pays_its_check_per_propagated_element_so_integer_vectors
     assert block.results[-1].status is TxStatus.OK
     registered = RegistrationData.decode(block.results[-1].data)
     assert net.apps[0].view().model(registered.model_id) is not None
+
+
+def test_a_registration_runs_its_golden_inputs_on_the_checks_session_in_one_worker_job() -> None:
+    """The registration is one job in a real worker: the check, then the golden inputs on the session the
+    check built, giving the same outputs as a cold load of the model; the worker runs none of them when the
+    gas left is one short of `registration_load_gas` (the VM's refusal rule, so nothing unpaid runs); a golden
+    input that fails with a verdict (a Gather index out of range) comes back as None, never a fault."""
+    model_bytes = chain_model(16, 5)
+    spec_ = model_spec(meta_for("reg", model_bytes, [spec("x", DType.INT32, (1, 1))],
+                                [spec("y", DType.INT32, (1, 1))], ModelClass.EXACT, [[np.array([[3]], np.int32)]]),
+                       DEFAULT_LIMITS)
+    inputs = ({"x": np.array([[3]], np.int32)}, {"x": np.array([[-9]], np.int32)})
+    with WorkerPool(1) as pool:
+        [checked] = pool.run_batch([CheckJob(model_bytes, spec_)])
+        assert checked.info is not None and checked.golden is None
+        need = registration_load_gas(DEFAULT_LIMITS.gas, nodes=16, golden_runs=2, gas_per_call=checked.info.gas_per_call)
+        runs = pool.describe()[0]["runs"]
+        [short] = pool.run_batch([CheckJob(model_bytes, spec_, inputs, need - 1)])
+        assert short.info == checked.info and short.golden is None
+        assert pool.describe()[0]["runs"] == runs  # nothing ran that the gas left did not pay for
+        [paid] = pool.run_batch([CheckJob(model_bytes, spec_, inputs, need)])
+        assert pool.describe()[0]["runs"] == runs + 2
+        assert paid.golden is not None and len(paid.golden) == 2
+        cold = pool.run_batch([InferJob(ModelPackage(b"cold", model_bytes, spec_), x) for x in inputs])
+        for got, want in zip(paid.golden, cold, strict=True):
+            assert got is not None and want.outputs is not None
+            assert {k: v.tolist() for k, v in got.items()} == {k: v.tolist() for k, v in want.outputs.items()}
+        assert [int(v) for v in paid.golden[0]["y"].ravel()] == [3 + 16 * 5]
+        table = lookup_model(64)
+        table_spec = model_spec(meta_for("t", table, [spec("x", DType.INT32, (1, 1))], [spec("y", DType.INT32, (1, 1))],
+                                         ModelClass.EXACT, [[np.array([[3]], np.int32)]]), DEFAULT_LIMITS)
+        [bad] = pool.run_batch([CheckJob(table, table_spec, ({"x": np.array([[3]], np.int32)},
+                                                             {"x": np.array([[64]], np.int32)}), 1 << 62)])
+        assert bad.info is not None and bad.golden is not None
+        assert bad.golden[0] is not None and [int(v) for v in bad.golden[0]["y"].ravel()] == [21]
+        assert bad.golden[1] is None
+        assert pool.restarts == 0

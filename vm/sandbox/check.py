@@ -9,6 +9,8 @@ to build a session from the bytes. docs/sandbox.md lists the rules.
 
 from __future__ import annotations
 
+from typing import Any
+
 import onnx
 from onnx import ModelProto, NodeProto, numpy_helper
 
@@ -70,13 +72,19 @@ def validate_model(model_bytes: bytes, spec: ModelSpec) -> ModelInfo:
     Total: for any bytes and any spec the outcome is a ModelInfo or InvalidModel with one bounded line
     (a LocalFault only when this node runs out of memory). Any other exception is a bug in the checker.
     """
+    return validate_model_session(model_bytes, spec)[0]
+
+
+def validate_model_session(model_bytes: bytes, spec: ModelSpec) -> tuple[ModelInfo, Any]:
+    """`validate_model`, also returning the pinned ORT session the check built (the registration's golden
+    inputs run on it, in the same job: no second hand-off of the bytes, no second session)."""
     try:
         return _validate_model(model_bytes, spec)
     except InvalidModel as exc:  # names quoted in a message can be long: the verdict stays one short line
         raise InvalidModel(one_line(exc)) from None
 
 
-def _validate_model(model_bytes: bytes, spec: ModelSpec) -> ModelInfo:
+def _validate_model(model_bytes: bytes, spec: ModelSpec) -> tuple[ModelInfo, Any]:
     limits = spec.limits
     validate_spec(spec)
     model = parse_model(model_bytes, limits)
@@ -96,8 +104,8 @@ def _validate_model(model_bytes: bytes, spec: ModelSpec) -> ModelInfo:
         raise InvalidModel(f"model needs {report.macs} MACs per call, over the cap of {limits.max_macs}")
     if report.gas > limits.max_gas_per_call:
         raise InvalidModel(f"model costs {report.gas} gas per call, over the cap of {limits.max_gas_per_call}")
-    _validate_runtime_accepts(model_bytes)
-    return _info(model_bytes, model, types, spec, report)
+    session = _validate_runtime_accepts(model_bytes)
+    return _info(model_bytes, model, types, spec, report), session
 
 
 def validate_spec(spec: ModelSpec) -> None:
@@ -534,7 +542,7 @@ def _validate_ml_class(node: NodeProto, exact: set[str], read: set[str], float_i
         raise InvalidModel("tolerant model reads a one-class SVMRegressor (the sign of a float score)")
 
 
-def _validate_runtime_accepts(model_bytes: bytes) -> None:
+def _validate_runtime_accepts(model_bytes: bytes) -> Any:
     """ORT (pinned) must build a session: a checked model never fails to load later.
 
     Only ORT's model refusals (a closed list of status types) are a verdict; any other failure to build
@@ -544,7 +552,7 @@ def _validate_runtime_accepts(model_bytes: bytes) -> None:
     from vm.sandbox.session import MODEL_REFUSALS, create_session
 
     try:
-        create_session(bytes(model_bytes))
+        return create_session(bytes(model_bytes))
     except MODEL_REFUSALS as exc:
         raise InvalidModel(f"runtime refuses the model: {one_line(exc)}") from None
     except LocalFault:

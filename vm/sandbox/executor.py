@@ -70,10 +70,14 @@ class InferJob:
 
 @dataclass(frozen=True, slots=True)
 class CheckJob:
-    """One registration check of canonical model bytes against their spec."""
+    """One registration check of canonical model bytes against their spec; then, if the model passes and
+    `gas_left` covers their price (`registration_load_gas`), its golden inputs run on the session the check
+    built (the chain's registration: one job, one hand-off of the bytes, one session)."""
 
     model_bytes: bytes
     spec: ModelSpec
+    golden_inputs: tuple[Mapping[str, np.ndarray], ...] = ()
+    gas_left: int = 0
 
 
 Job = InferJob | CheckJob
@@ -82,11 +86,16 @@ Job = InferJob | CheckJob
 @compact
 @dataclass(frozen=True, slots=True)
 class JobResult:
-    """Canonical outputs (InferJob) or a ModelInfo (CheckJob), or the deterministic verdict `error`."""
+    """Canonical outputs (InferJob) or a ModelInfo (CheckJob), or the deterministic verdict `error`.
+
+    A CheckJob's `golden` holds the canonical outputs of each golden input (None where the input failed
+    with a verdict), or is None when no golden input ran (none given, the check refused, or gas too short).
+    """
 
     outputs: Mapping[str, np.ndarray] | None = None
     info: ModelInfo | None = None
     error: InvalidModel | InferenceError | None = None
+    golden: tuple[Mapping[str, np.ndarray] | None, ...] | None = None
 
     @property
     def ok(self) -> bool:
@@ -156,11 +165,7 @@ class Runner:
         cost = 2 * len(package.model_bytes) + _SESSION_OVERHEAD
         self._evict(cost, pinned)
         try:
-            session = create_session(package.model_bytes)
-            loaded = _Loaded(session, package, [o.name for o in session.get_outputs()], _output_specs(session), cost)
-            loaded.inputs = tuple((t.name, np.dtype(t.dtype), t.shape) for t in package.spec.inputs)
-            loaded.index_bounds = _index_bounds(package.model_bytes)
-            loaded.run = getattr(session, "_sess", session).run
+            loaded = _loaded(create_session(package.model_bytes), package, cost)
         except LocalFault:
             raise
         except Exception as exc:  # a checked model always loads: failing here is this node's fault
@@ -234,12 +239,32 @@ class Runner:
         except InferenceError as exc:
             return JobResult(error=exc)
 
-    @staticmethod
-    def check(model_bytes: bytes, spec: ModelSpec) -> JobResult:
-        from vm.sandbox.check import validate_model
+    def check(self, model_bytes: bytes, spec: ModelSpec, golden_inputs: tuple[Mapping[str, np.ndarray], ...] = (),
+              gas_left: int = 0) -> JobResult:
+        """The registration check, then the golden inputs on the check's own session when `gas_left` pays
+        for them (the same rule the VM applies to the result: `registration_load_gas`)."""
+        from vm.sandbox.check import validate_model_session
+        from vm.sandbox.limits import registration_load_gas
 
         try:
-            return JobResult(info=validate_model(model_bytes, spec))
+            info, session = validate_model_session(model_bytes, spec)
+            if not golden_inputs or registration_load_gas(
+                    spec.limits.gas, nodes=info.node_count, golden_runs=len(golden_inputs),
+                    gas_per_call=info.gas_per_call) > gas_left:
+                return JobResult(info=info)
+            try:
+                loaded = _loaded(session, ModelPackage(b"registration", model_bytes, spec, None), 0)
+            except Exception as exc:  # the check's own session: failing here is this node's fault
+                raise RuntimeFault(f"runtime cannot use the checked session: {type(exc).__name__}: "
+                                   f"{one_line(exc, 160)}") from None
+            del session
+            golden: list[Mapping[str, np.ndarray] | None] = []
+            for inputs in golden_inputs:
+                try:
+                    golden.append(self._run(loaded, inputs))
+                except InferenceError:
+                    golden.append(None)
+            return JobResult(info=info, golden=tuple(golden))
         except InvalidModel as exc:
             return JobResult(error=exc)
         except LocalFault:
@@ -248,6 +273,15 @@ class Runner:
             raise WorkerFault("out of memory in the model checker") from None
         except Exception as exc:  # a bug in the checker (it is total): this node cannot decide, never a verdict
             raise WorkerFault(f"the model checker failed: {type(exc).__name__}: {one_line(exc, 160)}") from None
+
+
+def _loaded(session: Any, package: ModelPackage, cost: int) -> _Loaded:
+    """A built session ready to run jobs of `package` (its outputs, declared inputs and index bounds)."""
+    loaded = _Loaded(session, package, [o.name for o in session.get_outputs()], _output_specs(session), cost)
+    loaded.inputs = tuple((t.name, np.dtype(t.dtype), t.shape) for t in package.spec.inputs)
+    loaded.index_bounds = _index_bounds(package.model_bytes)
+    loaded.run = getattr(session, "_sess", session).run
+    return loaded
 
 
 def _index_bounds(model_bytes: bytes) -> tuple[tuple[str, int], ...]:
@@ -296,7 +330,7 @@ class LocalExecutor:
             if isinstance(job, InferJob):
                 results.append(self._runner.infer(job.model.model_id, job.model, job.inputs, pinned))
             else:
-                results.append(Runner.check(job.model_bytes, job.spec))
+                results.append(self._runner.check(job.model_bytes, job.spec, job.golden_inputs, job.gas_left))
         return results
 
     def close(self) -> None:

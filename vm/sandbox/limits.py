@@ -128,3 +128,10 @@ def load_gas(schedule: GasSchedule, *, model_bytes: int, nodes: int, golden_runs
     count), plus the golden vectors the worker runs before the model's first use."""
     return (schedule.load_base + schedule.load_per_node * nodes + schedule.load_per_kib * -(-model_bytes // 1024)
             + golden_runs * gas_per_call)
+
+
+def registration_load_gas(schedule: GasSchedule, *, nodes: int, golden_runs: int, gas_per_call: int) -> int:
+    """Gas of a registration's golden runs: they run in the check's own job, on the session the check built
+    from bytes already in the worker, so no cold load (no per-KiB term: the check's per-byte price covers
+    the bytes' hand-off and that session); base, per node and the runs as `load_gas`."""
+    return schedule.load_base + schedule.load_per_node * nodes + golden_runs * gas_per_call

@@ -38,11 +38,14 @@ class InferWire:
 @compact
 @dataclass(frozen=True, slots=True)
 class CheckWire:
-    """A registration check of model bytes against their spec."""
+    """A registration check of model bytes against their spec, then its golden inputs (pickled in the
+    message: a registration is rare, its inputs few) if `gas_left` pays for them (`executor.CheckJob`)."""
 
     index: int
     model_bytes: bytes
     spec: ModelSpec
+    golden_inputs: tuple[Mapping[str, np.ndarray], ...] = ()
+    gas_left: int = 0
 
 
 WireJob = InferWire | CheckWire

@@ -138,7 +138,7 @@ def _serve_batch(runner: Any, jobs: tuple[WireJob, ...], arena: Arena | None, fr
                 del inputs  # no view of the arena outlives the job
                 replies.append((job.index, _share(writer, result)))
             else:
-                replies.append((job.index, runner.check(job.model_bytes, job.spec)))
+                replies.append((job.index, runner.check(job.model_bytes, job.spec, job.golden_inputs, job.gas_left)))
     except GoldenMismatch as exc:
         return GoldenFault(exc.model_id, exc.detail, _news(runner.cached_ids(), told))
     except LocalFault as exc:
@@ -329,7 +329,7 @@ class WorkerPool:
         shipping: set[bytes] = set()
         for index, job in slot_jobs:
             if isinstance(job, CheckJob):
-                wire.append(CheckWire(index, job.model_bytes, job.spec))
+                wire.append(CheckWire(index, job.model_bytes, job.spec, tuple(job.golden_inputs), job.gas_left))
                 continue
             model_id = job.model.model_id
             package: ModelPackage | None = None
@@ -375,7 +375,7 @@ class WorkerPool:
         wire: list[WireJob] = []
         for index, job in slot_jobs:
             if isinstance(job, CheckJob):
-                wire.append(CheckWire(index, job.model_bytes, job.spec))
+                wire.append(CheckWire(index, job.model_bytes, job.spec, tuple(job.golden_inputs), job.gas_left))
             else:
                 package = None if job.model.model_id in worker.cached else job.model
                 wire.append(InferWire(index, job.model.model_id, package, dict(job.inputs)))
