@@ -8,8 +8,10 @@ as chunk transactions; the chain only checks and hashes what it receives.
 from __future__ import annotations
 
 import json
+import math
 import sys
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -265,7 +267,10 @@ def register(path: Path, name: str, model_class: str, grid_k: int, tol_abs: int,
         for i, chunk in enumerate(chunks):
             extra = int(ctx.vm["gas_chunk_per_byte"]) * len(chunk.data) if ctx.vm else 0
             if i == len(chunks) - 1 and ctx.vm:
-                extra += _registration_gas(ctx.vm, canonical, len(meta.golden))
+                quote = _gas_quote(ctx.vm, canonical, meta)
+                extra += quote.registration
+                if gas_limit is None:
+                    uncallable(ctx.vm, quote)
             limits.append(ctx.gas("gas_chunk_base", gas_limit, extra))
         over_tx_gas(ctx.vm, limits[-1] if gas_limit is None else 0)  # before the (slower) full pre-check
         _refuse_as_the_chain_would(client, canonical, meta, ctx.vm, key.address)
@@ -340,8 +345,10 @@ def _dry_run(canonical: bytes, meta: ModelMeta, node_url: str, changes: tuple[st
     if vm:
         gas = sum(int(vm["gas_chunk_base"]) + int(vm["gas_chunk_per_byte"]) * len(c.data) for c in chunks)
         last_chunk = int(vm["gas_chunk_base"]) + int(vm["gas_chunk_per_byte"]) * len(chunks[-1].data)
-        registration = _registration_gas(vm, canonical, len(meta.golden))
+        quote = _gas_quote(vm, canonical, meta)
+        registration = quote.registration
         over_tx_gas(vm, last_chunk + registration)  # before the (slower) full pre-check
+        uncallable(vm, quote)
         gas += registration
     if reached:
         with Client(node_url, timeout=10) as client:
@@ -439,12 +446,20 @@ def over_tx_gas(vm: dict[str, Any] | None, last_chunk_gas: int) -> None:
                        f"per-transaction maximum {cap} (vm.max_tx_gas): this chain cannot register it")
 
 
-def _registration_gas(vm: dict[str, Any], canonical: bytes, golden_runs: int) -> int:
+@dataclass(frozen=True, slots=True)
+class GasQuote:
+    registration: int  # the last chunk's registration gas (vm.execute.registration_gas)
+    first_call: int  # an inference's gas when it is the model's first use in its block (vm.execute.infer_gas)
+
+
+def _gas_quote(vm: dict[str, Any], canonical: bytes, meta: ModelMeta) -> GasQuote:
     """The last chunk's registration gas (vm.execute.registration_gas) from the node's published VM params:
     the check (`vm.execute.check_gas`) and its golden runs on the check's session
-    (`vm.sandbox.limits.registration_load_gas`), metered here."""
+    (`vm.sandbox.limits.registration_load_gas`), metered here; and what an inference on the model costs when
+    it is the first use in its block (`vm.execute.infer_gas`: base, input bytes, the metered call, the cold
+    load `vm.sandbox.limits.load_gas`)."""
     from vm.execute import check_gas
-    from vm.sandbox.limits import GasSchedule, SandboxLimits, registration_load_gas
+    from vm.sandbox.limits import GasSchedule, SandboxLimits, load_gas, registration_load_gas
     from vm.sandbox.meter import meter
 
     named = vm.get("gas_schedule") or {}
@@ -452,8 +467,29 @@ def _registration_gas(vm: dict[str, Any], canonical: bytes, golden_runs: int) ->
         named = {item["name"]: item["value"] for item in named}
     schedule = GasSchedule(**{k: int(v) for k, v in named.items() if k in GasSchedule.__dataclass_fields__})
     report = meter(canonical, limits=SandboxLimits(gas=schedule))
-    nodes = len(report.nodes)
+    nodes, golden_runs = len(report.nodes), len(meta.golden)
     check = check_gas(int(vm["gas_register_base"]), int(vm["gas_register_per_byte"]),
                       int(vm.get("gas_register_per_node", 0)), int(vm.get("gas_register_per_propagated_element", 0)),
                       canonical)
-    return check + registration_load_gas(schedule, nodes=nodes, golden_runs=golden_runs, gas_per_call=report.gas)
+    registration = check + registration_load_gas(schedule, nodes=nodes, golden_runs=golden_runs,
+                                                 gas_per_call=report.gas)
+    input_bytes = sum(math.prod(s.shape) * s.dtype.itemsize for s in meta.inputs)
+    first_call = (int(vm.get("gas_infer_base", 0)) + int(vm.get("gas_infer_per_io_byte", 0)) * input_bytes
+                  + report.gas + load_gas(schedule, model_bytes=len(canonical), nodes=nodes,
+                                          golden_runs=golden_runs, gas_per_call=report.gas))
+    return GasQuote(registration, first_call)
+
+
+def uncallable(vm: dict[str, Any] | None, quote: GasQuote) -> None:
+    """CliError, before anything is signed, when an inference that is the model's first use in its block
+    would need more gas than one transaction may carry: the chain would register the model (a later
+    governance change of vm.max_tx_gas could make it callable), but no inference on it could be included
+    today, so its registration fees would buy nothing. An explicit --gas-limit skips this, as it skips the
+    registration's own cap check."""
+    if vm is None or "max_tx_gas" not in vm:
+        return
+    cap = int(vm["max_tx_gas"])
+    if quote.first_call > cap:
+        raise CliError(f"an inference on this model needs {quote.first_call} gas when it is the first use in its "
+                       f"block (the call and the model's cold load), over the chain's per-transaction maximum "
+                       f"{cap} (vm.max_tx_gas): no inference on it could be included, so it is not registered")
