@@ -3,9 +3,19 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
+from hypothesis import settings
 
 SUITES = ("core", "vm", "consensus", "p2p", "node", "e2e")
+
+
+# CI runs the property tests derandomized: the same examples on every run, so a red CI is reproducible and a
+# green one is not luck. Runs on a developer's machine keep exploring new examples (hypothesis's default).
+settings.register_profile("ci", derandomize=True, print_blob=True)
+if os.environ.get("CI"):
+    settings.load_profile("ci")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
