@@ -264,15 +264,16 @@ def register(path: Path, name: str, model_class: str, grid_k: int, tol_abs: int,
         ensure_name_free(client, name)
         ctx = chain_context(client, key, nonce)
         limits = []
+        quote = None
         for i, chunk in enumerate(chunks):
             extra = int(ctx.vm["gas_chunk_per_byte"]) * len(chunk.data) if ctx.vm else 0
             if i == len(chunks) - 1 and ctx.vm:
                 quote = _gas_quote(ctx.vm, canonical, meta)
                 extra += quote.registration
-                if gas_limit is None:
-                    uncallable(ctx.vm, quote)
             limits.append(ctx.gas("gas_chunk_base", gas_limit, extra))
         over_tx_gas(ctx.vm, limits[-1] if gas_limit is None else 0)  # before the (slower) full pre-check
+        if quote is not None and gas_limit is None:
+            uncallable(ctx.vm, quote)
         _refuse_as_the_chain_would(client, canonical, meta, ctx.vm, key.address)
         txs = build_model_upload(key, canonical, meta, chain_id=ctx.chain_id, first_nonce=ctx.nonce,
                                  gas_limits=limits, gas_price=ctx.gas_price(), chunk_bytes=MAX_CHUNK_BYTES)
