@@ -11,14 +11,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from core.tensor import DType, Tensor
+from core.tensor import Tensor
 from node.cli.common import CliError
 from node.cli.model_cmd import _gas_quote, uncallable
 from tests.vm.devnet import Devnet, devnet_genesis
-from tests.vm.helpers import meta_for, spec, upload_txs, wide_model
+from tests.vm.helpers import wide_meta, wide_model
 from vm.execute import infer_gas
-from vm.state import RegistrationData
-from vm.txs import ModelClass
 
 pytestmark = pytest.mark.node
 
@@ -37,13 +35,10 @@ def test_the_quote_is_what_the_chain_charges_and_an_uncallable_model_is_refused(
     try:
         owner = net.account(5)
         model_bytes = wide_model()
-        meta = meta_for("wide", model_bytes, [spec("x", DType.INT32, (1, 1))], [spec("y", DType.INT32, (1, 512))],
-                        ModelClass.EXACT, [[np.array([[1]], np.int32)]])
+        meta = wide_meta(model_bytes)
         vm = _vm_dict(net)
         quote = _gas_quote(vm, model_bytes, meta)
-        block = net.step(upload_txs(owner, model_bytes, meta, params=net.genesis.params,
-                                    chain_id=net.genesis.chain_id, first_nonce=0))
-        model_id = RegistrationData.decode(block.results[-1].data).model_id
+        model_id = net.register(owner, model_bytes, meta)
         record = net.apps[0].view().model(model_id)
         assert record is not None
         x = (Tensor.from_numpy(np.array([[3]], np.int32)),)

@@ -24,8 +24,8 @@ from vm.app import VMApplication
 from vm.genesis import Genesis, parse_genesis
 from vm.process import candidates
 from vm.sandbox.executor import Executor, LocalExecutor
-from vm.state import UnbondingQueue, ValidatorPool, pool_key, unbonding_key
-from vm.txs import build_tx
+from vm.state import RegistrationData, UnbondingQueue, ValidatorPool, pool_key, unbonding_key
+from vm.txs import ModelMeta, build_tx
 
 ABSENT = "absent"
 
@@ -170,6 +170,14 @@ class Devnet:
     def assert_supply_conserved(self) -> None:
         supply = self.apps[0].view().supply()
         assert supply.genesis + supply.issued - supply.burned == self.holdings()
+
+    def register(self, owner: PrivateKey, model_bytes: bytes, meta: ModelMeta, *, first_nonce: int = 0) -> Hash32:
+        """Upload and register a model in one block; its id (the last chunk's registration result)."""
+        from tests.vm.helpers import upload_txs
+
+        block = self.step(upload_txs(owner, model_bytes, meta, params=self.genesis.params,
+                                     chain_id=self.genesis.chain_id, first_nonce=first_nonce))
+        return RegistrationData.decode(block.results[-1].data).model_id
 
     def step(self, txs: Sequence[Transaction] = (), *, evidence: Sequence[Evidence] = (),
              poi: dict[Address, Hash32 | str | None] | None = None,

@@ -106,6 +106,12 @@ def wide_model(width: int = 512) -> bytes:
     return canonicalize(raw, {"x": (1, 1)})
 
 
+def wide_meta(model_bytes: bytes, width: int = 512) -> ModelMeta:
+    """`wide_model`'s registration metadata: exact, int32[1,1] -> int32[1,width], one golden input."""
+    return meta_for("wide", model_bytes, [spec("x", DType.INT32, (1, 1))], [spec("y", DType.INT32, (1, width))],
+                    ModelClass.EXACT, [[np.array([[1]], np.int32)]])
+
+
 def genesis_doc_with(tmp_path: Path, models: dict[str, bytes], vm: dict[str, Any] | None = None) -> dict[str, Any]:
     """The test genesis document plus exact int32[1,1] -> int32[1,1] models, their files in `tmp_path`."""
     doc = make_genesis(4)

@@ -8,16 +8,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from core.block import Block, compute_results_root, compute_txs_root
+from core.block import compute_results_root, compute_txs_root
 from core.errors import InvalidBlock
-from core.tensor import DType, Tensor
-from core.types import Amount, Hash32
+from core.tensor import Tensor
+from core.types import Amount
 from tests.vm.devnet import Devnet, devnet_genesis
 from tests.vm.test_vm_evidence import double_vote
 from vm.blockbytes import array_header_size, compute_result_bound, get_block_bytes, get_result_bound
 from vm.build import HEADER_RESERVE
-from vm.state import RegistrationData
-from vm.txs import Infer, ModelClass, Transfer
+from vm.txs import Infer, Transfer
 
 pytestmark = pytest.mark.vm
 
@@ -77,19 +76,16 @@ def test_a_block_of_transfers_fills_to_its_byte_cap(tmp_path: Path) -> None:
 
 
 def test_inference_results_stay_within_their_declared_outputs_bound(tmp_path: Path) -> None:
-    from tests.vm.helpers import meta_for, spec, upload_txs, wide_model
+    from tests.vm.helpers import wide_meta, wide_model
 
     net = Devnet.start(tmp_path, devnet_genesis(4), nodes=2)
     try:
         owner, user = net.account(5), net.account(6)
         model_bytes = wide_model()
-        meta = meta_for("wide", model_bytes, [spec("x", DType.INT32, (1, 1))], [spec("y", DType.INT32, (1, 512))],
-                        ModelClass.EXACT, [[np.array([[1]], np.int32)]])
-        registered = net.step(upload_txs(owner, model_bytes, meta, params=net.genesis.params,
-                                         chain_id=net.genesis.chain_id, first_nonce=0))
-        record = net.apps[0].view().model(record_id(registered))
+        wide_id = net.register(owner, model_bytes, wide_meta(model_bytes))
+        record = net.apps[0].view().model(wide_id)
         assert record is not None
-        txs = [net.tx(user, Infer(record_id(registered), (Tensor.from_numpy(np.array([[i]], np.int32)),), Amount(0)),
+        txs = [net.tx(user, Infer(wide_id, (Tensor.from_numpy(np.array([[i]], np.int32)),), Amount(0)),
                       gas_limit=2_000_000) for i in range(3)]
         block = net.step(txs)
         assert len(block.txs) == 3
@@ -100,7 +96,3 @@ def test_inference_results_stay_within_their_declared_outputs_bound(tmp_path: Pa
             assert bound < len(result.encode()) + 300  # the outputs are counted exactly; the log's cap is slack
     finally:
         net.close()
-
-
-def record_id(registered: Block) -> Hash32:
-    return RegistrationData.decode(registered.results[0].data).model_id

@@ -142,18 +142,14 @@ def test_a_wrong_exact_output_becomes_evidence_and_is_punished(net: Devnet) -> N
 
 def test_outputs_that_overflow_the_block_push_transactions_to_later_blocks(tmp_path: Path) -> None:
     from tests.vm.devnet import devnet_genesis
-    from tests.vm.helpers import wide_model
+    from tests.vm.helpers import wide_meta, wide_model
 
     genesis = devnet_genesis(4, consensus={"max_block_bytes": 14_000}, vm={"max_infer_input_bytes": 8_000})
     net = Devnet.start(tmp_path, genesis, nodes=2)
     try:
         owner, user = net.account(5), net.account(6)
         model_bytes = wide_model()
-        meta = meta_for("wide", model_bytes, [spec("x", DType.INT32, (1, 1))], [spec("y", DType.INT32, (1, 512))],
-                        ModelClass.EXACT, [[np.array([[1]], np.int32)]])
-        registered = net.step(upload_txs(owner, model_bytes, meta, params=net.genesis.params,
-                                         chain_id=net.genesis.chain_id, first_nonce=0))
-        wide_id = RegistrationData.decode(registered.results[0].data).model_id
+        wide_id = net.register(owner, model_bytes, wide_meta(model_bytes))
         txs = [net.tx(user, Infer(wide_id, (Tensor.from_numpy(np.array([[i]], np.int32)),), Amount(0)),
                       gas_limit=2_000_000) for i in range(12)]
         included = 0
