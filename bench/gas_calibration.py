@@ -20,7 +20,8 @@ The "ml:" rows time the `ai.onnx.ml` kernel machines and LabelEncoder (bench/syn
 an RBF support-vector element (ORT's scalar distance loop, with the exp per support vector), a dual-sum
 coefficient (a scalar loop), a classes^2 unit of libsvm's probability coupling, a LabelEncoder lookup.
 
-Run: `python -m bench.gas_calibration [--genesis genesis.json] [--repeat N] [--skip-resnet] [--only-ml]`.
+Run: `python -m bench.gas_calibration [--genesis genesis.json] [--repeat N] [--skip-resnet] [--only-ml]
+[--only-cold-load]`.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ from vm.genesis import REPO_ROOT, load_genesis
 from vm.params import Params
 from vm.sandbox.check import validate_model
 from vm.sandbox.executor import CheckJob, InferJob, ModelPackage
-from vm.sandbox.limits import SandboxLimits
+from vm.sandbox.limits import GasSchedule, SandboxLimits
 from vm.sandbox.meter import load_gas, meter
 from vm.sandbox.session import create_session
 from vm.sandbox.spec import ArraySpec, CompareMode, ModelSpec, Tolerance
@@ -74,6 +75,45 @@ def load_ns(s: Synth, repeat: int) -> float:
     return best_of(lambda: create_session(s.model_bytes), repeat)
 
 
+def cold_path_ns(s: Synth, limits: SandboxLimits, repeat: int) -> float:
+    """CPU of a model's first use on a fresh validator, as a node pays it: the blob file read and hashed
+    (node.blobstore), the bytes handed to a freshly started worker, its session, its index scan and one run;
+    the node's CPU plus the worker's (best of `repeat`, a new worker each time, its start not counted)."""
+    import hashlib
+    import tempfile
+
+    from core.types import Hash32
+    from node.blobstore import FileBlobStore
+
+    spec = spec_of(s, limits)
+    inputs = {s.input_name: s.sample()}
+    digest = Hash32(hashlib.sha256(s.model_bytes).digest())
+    best = float("inf")
+    with tempfile.TemporaryDirectory(prefix="cold-path-") as tmp:
+        store = FileBlobStore(tmp)
+        store.put_blobs({digest: s.model_bytes})
+        for _ in range(repeat):
+            with WorkerPool(1) as pool:
+                (info,) = pool.describe()
+                start, worker_start = time.process_time_ns(), _cpu_ns(info["pid"])
+                model_bytes = store.get_blob(digest)
+                assert model_bytes is not None
+                [result] = pool.run_batch([InferJob(ModelPackage(digest, model_bytes, spec), inputs)])
+                best = min(best, time.process_time_ns() - start + _cpu_ns(info["pid"]) - worker_start)
+                assert result.outputs is not None
+                del model_bytes
+    return best
+
+
+def cold_load_row(table: Table, g: GasSchedule, wide: SandboxLimits, repeat: int) -> None:
+    """The cold path a validator pays per file byte (state read, hashing, hand-off, session: `load_per_kib` is
+    priced for it, not for the session alone), 1 -> 48 MB (about the largest first call max_tx_gas allows)."""
+    small, big = weights(1 << 20, limits=wide), weights(48 << 20, limits=wide)
+    cold = (cold_path_ns(big, wide, max(3, repeat // 2)) - cold_path_ns(small, wide, max(3, repeat // 2))) / (
+        len(big.model_bytes) - len(small.model_bytes))
+    table.row("load: cold path per file byte (file, worker)", cold, g.load_per_kib / 1024)
+
+
 def spec_of(s: Synth, limits: SandboxLimits) -> ModelSpec:
     inputs = (ArraySpec(s.input_name, s.input_dtype, s.input_shape),)
     if s.exact:
@@ -101,6 +141,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=7)
     parser.add_argument("--skip-resnet", action="store_true")
     parser.add_argument("--only-ml", action="store_true", help="only the ai.onnx.ml rows")
+    parser.add_argument("--only-cold-load", action="store_true", help="only the cold load per file byte")
     args = parser.parse_args()
     genesis = load_genesis(args.genesis)
     params = genesis.params
@@ -112,6 +153,11 @@ def main() -> None:
           f"{budget_ns / 1e6:.0f} ms -> {rate:.4f} gas/ns; best of {args.repeat}")
     table = Table(rate)
     r = args.repeat
+    wide = SandboxLimits(max_model_bytes=128 << 20, max_parameter_bytes=128 << 20, max_tensor_bytes=128 << 20,
+                         max_tensor_elements=1 << 26)
+    if args.only_cold_load:
+        cold_load_row(table, g, wide, r)
+        return
     ml_rows(table, r)
     if args.only_ml:
         print(f"worst margin: {table.worst:.2f}")
@@ -147,11 +193,10 @@ def main() -> None:
     table.row("load: fixed part (1-node model)", base_ns, g.load_base + g.load_per_node)
     load_node = (load_ns(big, r) - load_ns(small, r)) / (4096 - 256)
     table.row("load: per node", load_node, g.load_per_node)
-    wide = SandboxLimits(max_model_bytes=128 << 20, max_parameter_bytes=128 << 20, max_tensor_bytes=128 << 20,
-                         max_tensor_elements=1 << 26)
     w_small, w_big = weights(1 << 20, limits=wide), weights(100 << 20, limits=wide)
     per_byte = (load_ns(w_big, max(3, r // 2)) - load_ns(w_small, r)) / (len(w_big.model_bytes) - len(w_small.model_bytes))
     table.row("load: per file byte (weights, 1 -> 100 MB)", per_byte, g.load_per_kib / 1024)
+    cold_load_row(table, g, wide, r)
     priced = load_gas(g, model_bytes=len(w_big.model_bytes), nodes=2, golden_runs=0, gas_per_call=0)
     print(f"  a 100 MB weights model: load {load_ns(w_big, 3) / 1e6:.0f} ms, priced {priced:,} gas "
           f"(= {priced / rate / 1e6:.0f} ms at the reference rate)")

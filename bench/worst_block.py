@@ -13,7 +13,8 @@ Blocks (each fills the block gas, bytes and transaction count as far as the sche
   nodes-hot     calls to one 4,096-node model (per-node run cost)
   load-nodes    first calls to distinct 4,096-node models at the cap the gas allows, then hot calls
   load-512      the same with 512-node models
-  load-bytes    first calls to distinct weight-heavy models at the model size cap, then hot calls
+  load-bytes    first calls to distinct 8 MiB weight-heavy models, then hot calls
+  load-largest  the first call to the largest weights model whose first call fits max_tx_gas, then hot calls
   activations   calls writing 64 MiB int64 tensors (Expand + Add)
   exp           transcendental element work on 2^22-element tensors
   macs          float MatMul [1,2048] x [2048,1016] (matrix-vector: the slowest MAC per gas)
@@ -51,6 +52,7 @@ from core.limits import MAX_BLOCK_TXS
 from core.tensor import Tensor
 from core.tx import Transaction
 from core.types import Amount, Gas, Hash32, Height, Round, Timestamp
+from node.blobstore import FileBlobStore
 from node.leveldb import LevelDBStore
 from tools.genesis import account_key
 from vm.app import VMApplication
@@ -121,7 +123,10 @@ class Chain:
         self.genesis = genesis
         self.proposer = VMApplication(LevelDBStore(tmp / "proposer"), genesis, executor=LocalExecutor())
         self.validator_store = LevelDBStore(tmp / "validator")
-        VMApplication(self.validator_store, genesis, executor=LocalExecutor()).close()  # writes genesis
+        # The validator reads model bytes from files as a node does (node.blobstore: read, then SHA-256).
+        self.validator_blobs = tmp / "validator-blobs"
+        VMApplication(self.validator_store, genesis, executor=LocalExecutor(),
+                      blobs=FileBlobStore(self.validator_blobs)).close()  # writes genesis and its model files
         seed = genesis.seed_phrase or ""
         self.keys = [account_key(seed, i) for i in range(SENDERS)]
         self.nonces = [0] * SENDERS
@@ -164,7 +169,7 @@ class Chain:
         pool = WorkerPool(workers)
         pool.start()
         pids = [int(d["pid"]) for d in pool.describe()]
-        app = VMApplication(self.validator_store, self.genesis, executor=pool)
+        app = VMApplication(self.validator_store, self.genesis, executor=pool, blobs=FileBlobStore(self.validator_blobs))
         try:
             cpu0 = time.process_time() + sum(_cpu_of(p) for p in pids)
             start = time.perf_counter()
@@ -336,6 +341,17 @@ def registrations(tmp: Path, doc: dict[str, Any], args: argparse.Namespace) -> B
                  f" for the {fit} one-byte last chunks that fit", models=sample)
 
 
+def load_largest(tmp: Path, doc: dict[str, Any], args: argparse.Namespace) -> Built:
+    """First call to the largest weights model whose first call fits one transaction (a block of one cold
+    load at the byte price's limit), then hot calls."""
+    params = parse_genesis(json.loads(json.dumps(doc)), base_dir=REPO_ROOT).params
+    per_kib = sandbox_limits(params).gas.load_per_kib
+    size = (params.vm.max_tx_gas // max(1, per_kib)) << 10
+    while _first_use_gas(params, weights(size)) > params.vm.max_tx_gas:
+        size = size * 31 // 32
+    return model_calls(lambda salt: weights(size, salt), distinct=True)(tmp, doc, args)
+
+
 SCENARIOS = [
     Scenario("transfers", transfers),
     Scenario("tiny-calls", model_calls(lambda salt: node_chain(1, salt), distinct=False)),
@@ -343,6 +359,7 @@ SCENARIOS = [
     Scenario("load-nodes", model_calls(lambda salt: node_chain(4096, salt), distinct=True)),
     Scenario("load-512", model_calls(lambda salt: node_chain(512, salt), distinct=True)),
     Scenario("load-bytes", model_calls(lambda salt: weights((8 << 20) - (64 << 10), salt), distinct=True)),
+    Scenario("load-largest", load_largest),
     Scenario("activations", model_calls(lambda salt: expand(1 << 23, salt), distinct=False)),
     Scenario("exp", model_calls(lambda salt: _expand_exp(1 << 22, salt), distinct=False)),
     Scenario("macs", model_calls(lambda salt: matmul(1, 2048, 1016, salt=salt), distinct=False)),

@@ -33,7 +33,7 @@ class GasSchedule:
     # call (meter.load_gas; the VM charges it on a model's first use in a block, docs/vm.md "Gas").
     load_base: int = 50_000
     load_per_node: int = 15_000
-    load_per_kib: int = 4_096
+    load_per_kib: int = 3_584
 
     def __post_init__(self) -> None:
         for name in ("per_call", "per_node", "per_mac", "per_activation_byte", "load_base", "load_per_node",
