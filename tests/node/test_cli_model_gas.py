@@ -1,6 +1,8 @@
 """The CLI's gas quote for a registration and for the model's first call in a block (`node.cli.model_cmd`)
 equals what the chain charges (the real VM on LevelDB, two nodes), and a model whose first call could never
-fit one transaction is refused before anything is signed (`uncallable`)."""
+fit one transaction is refused before anything is signed (`uncallable`); DenseNet-121, the largest of onnx's
+light CNNs that registers, is callable on the default genesis (docs/sandbox.md, "DenseNet-121: what bounds
+it")."""
 
 from __future__ import annotations
 
@@ -11,12 +13,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from core.header import TxStatus
 from core.tensor import Tensor
+from core.types import Amount
 from node.cli.common import CliError
 from node.cli.model_cmd import _gas_quote, uncallable
+from tests.vm.backend_corpus import Registered, load_case, register
 from tests.vm.devnet import Devnet, devnet_genesis
-from tests.vm.helpers import wide_meta, wide_model
+from tests.vm.helpers import upload_txs, wide_meta, wide_model
 from vm.execute import infer_gas
+from vm.state import RegistrationData
+from vm.txs import Infer
 
 pytestmark = pytest.mark.node
 
@@ -46,5 +53,47 @@ def test_the_quote_is_what_the_chain_charges_and_an_uncallable_model_is_refused(
         uncallable({**vm, "max_tx_gas": quote.first_call}, quote)  # exactly fits: no refusal
         with pytest.raises(CliError, match="no inference on it could be included"):
             uncallable({**vm, "max_tx_gas": quote.first_call - 1}, quote)
+    finally:
+        net.close()
+
+
+def test_densenet121_prepared_by_the_client_registers_and_its_first_call_fits_on_the_default_genesis(
+        tmp_path: Path) -> None:
+    """onnx's DenseNet-121 (26.5 MB canonical, 670 nodes), prepared as `inferchain model register` prepares it:
+    the CLI's quote of its registration and of its first call in a block are within max_tx_gas, so the CLI
+    does not refuse it as uncallable; the real VM on the default genesis registers it (the upload over as
+    many blocks as the block bytes need), charges its first inference exactly the quote, and runs it."""
+    case = load_case("light/light_densenet121")
+    prepared = register(case)
+    assert isinstance(prepared, Registered), prepared
+    canonical, meta = prepared.canonical, prepared.meta
+    net = Devnet.start(tmp_path, devnet_genesis(4), nodes=1)
+    try:
+        vm = _vm_dict(net)
+        cap = int(vm["max_tx_gas"])  # type: ignore[call-overload]
+        quote = _gas_quote(vm, canonical, meta)
+        assert quote.registration <= cap and quote.first_call <= cap, quote
+        uncallable(vm, quote)  # the CLI registers it
+        owner = net.account(5)
+        params = net.genesis.params
+        txs = upload_txs(owner, canonical, meta, params=params, chain_id=net.genesis.chain_id,
+                         first_nonce=net.apps[0].view().account(owner.address).nonce)
+        net.nonces[owner.address] = int(txs[-1].nonce) + 1
+        per_block = (params.consensus.max_block_bytes - (64 << 10)) // len(txs[0].encode())
+        for start in range(0, len(txs), per_block):
+            block = net.step(txs[start:start + per_block])
+            assert all(r.status is TxStatus.OK for r in block.results), [r.log for r in block.results]
+        model_id = RegistrationData.decode(block.results[-1].data).model_id
+        assert block.results[-1].gas_used - params.vm.gas_chunk_base - params.vm.gas_chunk_per_byte * len(
+            txs[-1].payload) <= quote.registration
+        record = net.apps[0].view().model(model_id)
+        assert record is not None
+        x = tuple(Tensor.from_numpy(case.inputs[s.name].astype(s.dtype.numpy)) for s in meta.inputs)
+        assert infer_gas(params, record, x, first_use=True) == quote.first_call
+        block = net.step([net.tx(net.account(6), Infer(model_id, x, Amount(0)), gas_limit=quote.first_call)])
+        [result] = block.results
+        assert result.status is TxStatus.OK, result.log
+        assert result.gas_used == quote.first_call
+        assert [tuple(t.shape) for t in result.outputs] == [tuple(s.shape) for s in meta.outputs]
     finally:
         net.close()
