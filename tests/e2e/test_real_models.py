@@ -2,7 +2,7 @@
 CLI as a user runs it (`inferchain model register` and `inferchain infer` as subprocesses).
 
 1. SqueezeNet, ShuffleNet, Inception v1 and v2 and ResNet-50 (every light CNN but VGG-19, AlexNet and ZFNet,
-   over the tensor cap, and DenseNet-121, whose first call is over max_tx_gas, run in the VM corpus test) register exactly as shipped (IR 3, opset 9: the CLI converts
+   over the tensor cap, and DenseNet-121, proved in tests/node/test_cli_model_gas.py) register exactly as shipped (IR 3, opset 9: the CLI converts
    them), tolerant, input shape pinned, onnx's own test input as the golden input; one inference transaction
    on each with that input commits, its proof verifies, every node holds the same committed outputs, and
    they match onnx's expected outputs within the declared tolerance.
@@ -47,9 +47,10 @@ pytestmark = pytest.mark.e2e
 
 REPO = Path(__file__).resolve().parents[2]
 MODELS = ("light_squeezenet", "light_shufflenet")
-# DenseNet-121 is left to tests/vm/test_onnx_backend_corpus.py, which registers it through the same client path
-# and runs it through the worker pool: on the default genesis its registration fits (189M) but its first call in
-# a block (208M) is over max_tx_gas (docs/sandbox.md, "DenseNet-121: what bounds it"; `python -m bench.model_gas`).
+# DenseNet-121 registers (189M) and its first call in a block fits (194M of max_tx_gas 200M, docs/sandbox.md,
+# "DenseNet-121: what bounds it"), but its 26 MB upload and its preparation would add about a minute to this
+# module: tests/node/test_cli_model_gas.py proves it through the same client path, the CLI's gas quote and the
+# real VM on the default genesis, and tests/vm/test_onnx_backend_corpus.py its outputs through a worker.
 SHIPPED = (*MODELS, "light_inception_v1", "light_inception_v2", "light_resnet50")
 # Declared at registration (what a user passes for a float image classifier): a fine grid, so a comparison
 # within the tolerance is tight (32 / 2^24 ~ 2e-6 absolute, plus 200 ppm).
