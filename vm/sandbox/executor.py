@@ -286,8 +286,10 @@ def _loaded(session: Any, package: ModelPackage, cost: int) -> _Loaded:
 
 def _index_bounds(model_bytes: bytes) -> tuple[tuple[str, int], ...]:
     """Inputs of the model read as Gather/GatherElements indices, with their bounds (parsed once per load,
-    and only when the bytes can hold such a node)."""
-    if b"Gather" not in model_bytes:
+    and only when a node of the graph can be such a node: `wirescan` reads the nodes' bytes only)."""
+    from vm.sandbox.wirescan import graph_nodes_mention
+
+    if not graph_nodes_mention(model_bytes, b"Gather"):
         return ()
     from onnx import ModelProto
 
