@@ -3,7 +3,8 @@ block limits, and each one's validation time against `timeout_propose`, as one v
 
 The reference validator (docs/vm.md, "Gas"): one node with its sandbox worker pool as the node configures it
 (one worker process), cold caches (a fresh worker pool and application for every run: no session, package or
-signature cached), model loads and golden checks included, on this machine. The proposer builds each block
+signature cached), model bytes read from its blob files (node.blobstore: read, then SHA-256), model loads and
+golden checks included, on this machine. The proposer builds each block
 once (in-process executor; its time is not measured). The goal is that every block validates in under a third
 of `timeout_propose`, the rest being left for gossip, the prevote and the proposer's own build.
 
