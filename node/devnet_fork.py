@@ -6,9 +6,14 @@ TLS and relay stacks 0.5-0.7 s, our ~400 dataclasses 0.45 s: docs/performance.md
 were most of a devnet's start. `devnet up` in the foreground imports that code once (`preload`) and forks
 each node from it (`fork_node`): the children share the imported modules copy-on-write and run the same
 `inferchain node run --home HOME` entry point a started process would, in their own session, with output
-to the node's log. They are real, separate OS processes (own pid, session, signals, LevelDB, sandbox
-workers, which are still started as fresh interpreters by the node's pool); `ForkedNode` gives the supervisor
-the part of `subprocess.Popen` the devnet uses to watch and stop them. A forked node keeps the supervisor's
+to the node's log. They are real, separate OS processes (own pid, session, signals, LevelDB); `ForkedNode`
+gives the supervisor the part of `subprocess.Popen` the devnet uses to watch and stop them.
+
+A validator's sandbox worker (0.8 s of CPU importing ONNX Runtime and the model checker in a fresh
+interpreter) is forked the same way: the supervisor imports the sandbox too, and each node, first thing
+after it was forked (one thread, no database, socket or ONNX session yet), forks its worker
+(`WorkerPool.start_forked`). The worker then scrubs its environment, sets its limits and serves batches as a
+spawned one does (docs/sandbox.md); a worker started again after a fault is spawned. A forked node keeps the supervisor's
 command line in `ps`; its process name (`ps -o comm`, top) is `inferchain-nodeI`.
 
 Forking is only safe from a process with one thread and no open database, socket or event loop: the
@@ -19,6 +24,7 @@ processes as before.
 from __future__ import annotations
 
 import contextlib
+import importlib
 import logging
 import os
 import signal
@@ -30,14 +36,18 @@ import traceback
 from pathlib import Path
 from typing import NoReturn
 
+from core.errors import InferchainError
+
 _POLL_S = 0.02
+PRELOAD = ("node.cli.node_cmd", "node.cli.runner", "node.service",
+           "vm.sandbox.check", "vm.sandbox.executor", "vm.sandbox.worker")
 
 
 def preload() -> None:
-    """Import what `node run` imports before the node exists, so forked children need not."""
-    import node.cli.node_cmd
-    import node.cli.runner
-    import node.service  # noqa: F401
+    """Import what `node run` and its sandbox worker import before the node exists, so forked children need
+    not: the node's modules, and ONNX Runtime with the model checker for the worker each node forks."""
+    for name in PRELOAD:
+        importlib.import_module(name)
 
 
 def can_fork() -> bool:
@@ -119,7 +129,16 @@ def _child(home: Path, log_fd: int, cwd: Path) -> NoReturn:
         signal.signal(signal.SIGINT, signal.default_int_handler)
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         sys.argv = [sys.argv[0], "node", "run", "--home", str(home)]
-        from node.cli import main
+        from node.cli import main, runner
+        from node.home import NodeHome
+
+        try:
+            validator = NodeHome.at(home).load_config().validator
+        except (InferchainError, OSError):
+            validator = False  # `node run` reports the home's fault in its own words
+        if validator:
+            # Still one thread, nothing opened: the one moment a worker can be forked from this process.
+            runner.fork_sandbox_pool()
 
         main(["node", "run", "--home", str(home)])
         code = 0
