@@ -49,6 +49,7 @@ from node.chain import Chain, Committed
 from node.chainindex import ChainIndex
 from node.config import NodeConfig
 from node.driver import BlockLimits, ConsensusDriver
+from node.early_proposals import EarlyProposals
 from node.events import EventHub
 from node.gossip_handlers import GossipHandlers
 from node.gossip_hooks import GossipHooks, TxAdmission, defer_signature_check
@@ -179,6 +180,7 @@ class Node:
         self.tx_admission: TxAdmission | None = None
         self.gossip_hooks: GossipHooks | None = None
         self.proposal_assembler: ProposalAssembler | None = None
+        self.early_proposals: EarlyProposals | None = None
         self.driver: ConsensusDriver | None = None
         self.block_sync: BlockSync | None = None
         self.catch_up: ConsensusCatchUp | None = None
@@ -270,6 +272,10 @@ class Node:
                         await self._wait_for_quorum_peers(max(0.0, PEER_WAIT_S - (trio.current_time() - peers_since)))
                     self.driver = self.build_driver(wal)
                     await nursery.start(self.driver.run)
+                    assert self.early_proposals is not None
+                    early = await self.early_proposals.release()
+                    if early:
+                        logger.info("%d proposals that came before consensus started handed to it", early)
                     self.catch_up = ConsensusCatchUp(self.p2p, self.driver, self.chain)
                     await nursery.start(self.catch_up.run)
                     self.running.set()
@@ -346,7 +352,9 @@ class Node:
                                   vote_verifier=self.vote_verifier, driver=lambda: self.driver,
                                   on_sync_vote=self._note_sync_vote,
                                   is_evidence_confirmed=hooks.evidence_checks.is_confirmed, assembler=assembler)
-        gossip.set_handler(TopicKind.PROPOSALS, handlers.proposal)
+        # Until consensus runs, proposals are kept for it rather than dropped (node.early_proposals).
+        self.early_proposals = EarlyProposals(handlers.proposal)
+        gossip.set_handler(TopicKind.PROPOSALS, self.early_proposals.handle)
         gossip.set_handler(TopicKind.VOTES, handlers.vote)
         gossip.set_handler(TopicKind.EVIDENCE, handlers.evidence)
         providers = ChainProviders(self.chain, self.chain_id, lambda: self.driver)

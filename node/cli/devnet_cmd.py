@@ -106,7 +106,9 @@ def up(root: Path | None, validators: int, block_time: float | None, idle_block_
     _print_accounts(net, token)
     previous = {s: signal.signal(s, _raise_stop) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
-        net.start_all()
+        # In the foreground the nodes are forked from this process once it has imported the node (faster start);
+        # detached, each is its own `node run` process and this command returns without loading the node.
+        net.start_all(fork=not detach)
         click.echo("\nRPC endpoints:")
         for spec in net.specs():
             click.echo(f"  node{spec.index}  {spec.rpc_url}   (log: {spec.log_path})")

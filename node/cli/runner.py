@@ -18,14 +18,36 @@ if TYPE_CHECKING:  # imported when the command runs: `inferchain --help` need no
 
 log = logging.getLogger("inferchain.node")
 
+# A pool whose worker was forked before the node started (node.devnet_fork), for start_sandbox_pool to hand out.
+_forked_pool: WorkerPool | None = None
+
+
+def fork_sandbox_pool() -> None:
+    """Fork the node's sandbox worker now, from a process that has one thread and has imported what a worker
+    imports (a devnet node just forked from its supervisor): no interpreter to start, nothing to import.
+    `start_sandbox_pool` then returns this pool. A fork that fails leaves the pool to spawn on first use."""
+    global _forked_pool
+    from vm.sandbox.worker import WorkerPool
+
+    pool = WorkerPool(size=1)
+    try:
+        pool.start_forked()
+    except LocalFault as exc:
+        log.debug("sandbox worker not forked: %s", exc)
+    _forked_pool = pool
+
 
 def start_sandbox_pool() -> WorkerPool:
     """The node's sandbox pool (one worker), its worker starting now in a background thread: the worker's
     interpreter loads ONNX Runtime while this process imports the node (libp2p, the VM), instead of after
     it, and the node's first use of the pool waits only for what is left. A worker that fails to start here
     is started again, and its fault reported, by that first use."""
+    global _forked_pool
     from vm.sandbox.worker import WorkerPool
 
+    if _forked_pool is not None:
+        pool, _forked_pool = _forked_pool, None
+        return pool
     pool = WorkerPool(size=1)
     threading.Thread(target=_start_quietly, args=(pool,), name="sandbox-start", daemon=True).start()
     return pool

@@ -101,6 +101,11 @@ def test_devnet_up_status_down_restart_and_reset(tmp_path: Path) -> None:
         wait_until("devnet up to report 3/3 nodes up at a height", lambda: "nodes up 3/3" in output(out)
                    and "height " in output(out), 60, detail=lambda: output(out))
         pids = node_pids(root)
+        # In the foreground the nodes are forked from `devnet up` after it imported the node once
+        # (node.devnet_fork): its children, named after their home.
+        for pid in pids:
+            assert Path(f"/proc/{pid}/comm").read_text().strip().startswith("inferchain-node")
+            assert int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1]) == up.pid
         status = cli("devnet", "status", "--dir", str(root), "--json")
         assert status.returncode == 0, status.stderr
         doc = json.loads(status.stdout)

@@ -97,10 +97,12 @@ def test_a_remote_command_group_does_not_load_the_node_or_the_server(group: str,
 
 
 def test_devnet_status_and_up_load_neither_libp2p_nor_onnx(tmp_path: Path, keyring: dict[str, str]) -> None:
-    """`devnet status` and `devnet up`'s own process (it writes every home, node keys included, and starts the
-    nodes) compute peer ids without libp2p (p2p.peerid) and leave ONNX to the nodes' sandbox workers. The
-    nodes `devnet up --detach` started are real and are stopped here. (Fails with node.devnet computing peer
-    ids through p2p.identity, or node.client importing core.block at the top.)"""
+    """`devnet status` and `devnet up --detach`'s own process (it writes every home, node keys included, and
+    starts the nodes) compute peer ids without libp2p (p2p.peerid) and leave ONNX to the nodes' sandbox
+    workers. (In the foreground `devnet up` imports both on purpose, once, to fork its nodes from itself:
+    node.devnet_fork, tests/e2e/test_devnet_cli.py.) The nodes `devnet up --detach` started are real and are
+    stopped here. (Fails with node.devnet computing peer ids through p2p.identity, or node.client importing
+    core.block at the top.)"""
     from node.devnet import Devnet
 
     root = tmp_path / "dn"

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import math
 import multiprocessing
+import multiprocessing.util
 import os
 import resource
 import signal
@@ -248,6 +249,14 @@ class WorkerPool:
             for slot in range(self._size):
                 self._ensure(slot)
 
+    def start_forked(self) -> None:
+        """Start every worker now by forking this process instead of spawning an interpreter: only from a process
+        with one thread that has imported what a worker imports and holds nothing a worker must not inherit (a
+        devnet node right after it was itself forked, node.devnet_fork). Later restarts spawn as usual."""
+        with self._lock:
+            for slot in range(self._size):
+                self._ensure(slot, multiprocessing.get_context("fork"))
+
     def describe(self) -> list[dict[str, Any]]:
         """Diagnostics from each worker (pid, threading environment, session settings)."""
         with self._lock:
@@ -394,15 +403,17 @@ class WorkerPool:
             self._discard(slot)
             raise WorkerFault(f"worker bug: outputs outside the arena: {exc}") from None
 
-    def _ensure(self, slot: int) -> _Worker:
+    def _ensure(self, slot: int, ctx: Any = None) -> _Worker:
         worker = self._workers[slot]
         if worker is not None and worker.process.is_alive():
             return worker
         if worker is not None:
             self._discard(slot)
         parent_sock, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        if ctx is not None:  # a forked worker must not hold the pool's end: it would never see the pool go away
+            multiprocessing.util.register_after_fork(parent_sock, socket.socket.close)
         parent = Channel(parent_sock)
-        process = self._ctx.Process(target=_worker_main, args=(child, self._limits), daemon=True)
+        process = (ctx or self._ctx).Process(target=_worker_main, args=(child, self._limits), daemon=True)
         try:
             process.start()
         except BaseException:
