@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from core.errors import LocalFault
-from vm.sandbox.channel import Channel
+from vm.sandbox.channel import Channel, SpinWait
 from vm.sandbox.errors import GoldenMismatch, WorkerFault
 from vm.sandbox.executor import CheckJob, InferJob, Job, JobResult, ModelPackage
 from vm.sandbox.handoff import Arena, ArrayRef, Writer, arena_bytes_for, arena_size, in_arena
@@ -49,9 +49,14 @@ from vm.sandbox.protocol import (
 )
 
 _STOP_TIMEOUT_S = 5.0
+# Bounded busy-waits (channel.SpinWait): the pool for a batch's reply, a worker for its next batch. They keep
+# the waiting side's vCPU from halting during a job of up to REPLY_SPIN_S, and between jobs that follow each
+# other within NEXT_JOB_SPIN_S (docs/performance.md, "Single jobs").
+REPLY_SPIN_S = 0.002
+NEXT_JOB_SPIN_S = 0.002
 
 
-def _worker_main(sock: socket.socket, limits: WorkerLimits) -> None:
+def _worker_main(sock: socket.socket, limits: WorkerLimits, spin_s: float = 0.0) -> None:
     """Entry point of a worker process: serve batches until told to stop or the pipe closes."""
     from vm.sandbox.session import scrub_environment
 
@@ -70,8 +75,10 @@ def _worker_main(sock: socket.socket, limits: WorkerLimits) -> None:
     conn = Channel(sock, accept_fds=True)
     conn.send(Ready(os.getpid(), tuple(removed), onnxruntime.__version__))
     told: frozenset[bytes] | None = None  # the cached models the pool was last told of
+    spin = SpinWait(spin_s)
     while True:
         try:
+            conn.poll(None, spin)
             message = conn.recv()
         except (EOFError, OSError):
             return
@@ -79,7 +86,7 @@ def _worker_main(sock: socket.socket, limits: WorkerLimits) -> None:
             case Stop():
                 return
             case Describe():
-                conn.send(Described(_describe(runner)))
+                conn.send(Described(_describe(runner, spin)))
             case ShareArena(size=size):
                 try:
                     fd = conn.take_fd()
@@ -178,7 +185,7 @@ def _share(writer: Writer | None, result: JobResult) -> JobResult | SharedOutput
     return SharedOutputs(tuple(arrays))
 
 
-def _describe(runner: Any) -> dict[str, Any]:
+def _describe(runner: Any, spin: SpinWait) -> dict[str, Any]:
     from vm.sandbox.session import ENV_PREFIXES, pinned_session_options
 
     so = pinned_session_options()
@@ -192,6 +199,9 @@ def _describe(runner: Any) -> dict[str, Any]:
         "cached": len(runner.cached_ids()),
         "runs": runner.runs,
         "run_seconds": runner.run_seconds,
+        "spins": spin.spins,
+        "spin_hits": spin.hits,
+        "spins_contended": spin.contended,
     }
 
 
@@ -215,8 +225,10 @@ class WorkerPool:
     cross the pipe only when that worker does not hold the model. Thread-safe: calls are serialized.
     """
 
-    def __init__(self, size: int = 1, limits: WorkerLimits | None = None, *, shared_memory: bool = True) -> None:
-        """`shared_memory=False` sends arrays pickled on the pipe instead (the baseline bench/vm.py compares)."""
+    def __init__(self, size: int = 1, limits: WorkerLimits | None = None, *, shared_memory: bool = True,
+                 spin: bool = True) -> None:
+        """`shared_memory=False` sends arrays pickled on the pipe instead, `spin=False` makes both sides block
+        at once when they wait (the baselines bench/vm.py compares)."""
         if size < 1:
             raise ValueError("pool size must be >= 1")
         self._size = size
@@ -229,6 +241,8 @@ class WorkerPool:
         self._lock = threading.Lock()
         self._closed = False
         self._started_once = [False] * size
+        self._worker_spin_s = NEXT_JOB_SPIN_S if spin else 0.0
+        self.spin = SpinWait(REPLY_SPIN_S if spin else 0.0)
         # Workers started again after one was discarded (a crash, timeout or fault).
         self.restarts = 0
 
@@ -345,7 +359,7 @@ class WorkerPool:
 
     def _collect(self, slot: int, worker: _Worker, deadline: float) -> list[tuple[int, JobResult]]:
         try:
-            if not worker.conn.poll(max(0.0, deadline - time.monotonic())):
+            if not worker.conn.poll(max(0.0, deadline - time.monotonic()), self.spin):
                 self._discard(slot)
                 raise WorkerFault("worker timed out")
             reply: FromWorker = worker.conn.recv()
@@ -402,7 +416,8 @@ class WorkerPool:
             self._discard(slot)
         parent_sock, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         parent = Channel(parent_sock)
-        process = self._ctx.Process(target=_worker_main, args=(child, self._limits), daemon=True)
+        process = self._ctx.Process(target=_worker_main, args=(child, self._limits, self._worker_spin_s),
+                                    daemon=True)
         try:
             process.start()
         except BaseException:
