@@ -32,7 +32,12 @@ def test_a_spin_sees_a_message_that_arrives_while_it_polls() -> None:
     if not _TWO_CORES:  # the rule for one core: never spin, the blocking wait still gets the message
         assert spin.limit_s == 0.0
     arrived = threading.Event()
-    writer = threading.Thread(target=lambda: (arrived.wait(10), sender.send(("job", 1))))
+
+    def write() -> None:
+        arrived.wait(10)
+        sender.send(("job", 1))
+
+    writer = threading.Thread(target=write)
     writer.start()
     try:
         arrived.set()
