@@ -218,16 +218,20 @@ def handoff_cases(genesis: Genesis) -> list[tuple[str, ModelPackage, dict[str, n
     return cases
 
 
-def handoff_rows(genesis: Genesis, pools: dict[str, WorkerPool], pairs: int, blocks: int = 4) -> None:
+def handoff_rows(genesis: Genesis, pools: dict[str, WorkerPool], pairs: int, blocks: int = 4,
+                 gap_s: float = 0.0) -> None:
     """The goal table: one job per hand-off through the pool against raw `session.run` (pinned options, same
     input), measured in alternating pairs (which goes first alternates too); medians of each side's wall time.
     With several pools (the node's, and the baseline without spin-waits), each model's pairs are cut into
     `blocks` rounds that visit the pools in turn, so a change in the machine's load reaches every pool alike.
     Also CPU per call (raw: this process; VM: this process + the worker, from /proc/PID/schedstat), the
     worker's wait in the run queue per job (on a loaded machine the wall figures measure the scheduler), and
-    the mean wall time of the runtime's own `run` inside the worker (the rest of the VM time is the hand-off)."""
+    the mean wall time of the runtime's own `run` inside the worker (the rest of the VM time is the hand-off).
+    `gap_s` > 0 sleeps that long before each pair: every job then finds both processes idle (their spin-waits
+    over, their vCPUs halted), as a single job does that arrives on its own."""
     workers = {label: int(pool.describe()[0]["pid"]) for label, pool in pools.items()}
-    print(f"  load average at start: {os.getloadavg()[0]:.2f}")
+    print(f"  load average at start: {os.getloadavg()[0]:.2f}; "
+          + (f"{gap_s * 1e3:g} ms idle before each pair" if gap_s else "pairs back to back"))
     print(f"  {'model':<16}{'pool':<9}{'raw median':>12}{'VM median':>12}{'VM/raw':>8}{'VM-raw':>11}   "
           f"{'raw CPU':>9}{'VM CPU':>10}{'VM/raw':>8}{'VM-raw':>10}{'worker queued':>15}{'run in worker':>15}"
           "  goal (wall)")
@@ -244,7 +248,7 @@ def handoff_rows(genesis: Genesis, pools: dict[str, WorkerPool], pairs: int, blo
         stats = {label: _PairStats() for label in pools}
         for _ in range(blocks):
             for label, pool in pools.items():
-                stats[label].measure(pool, workers[label], session, names, inputs, job, per_block)
+                stats[label].measure(pool, workers[label], session, names, inputs, job, per_block, gap_s)
         for label, st in stats.items():
             raw, vm = statistics.median(st.raw), statistics.median(st.vm)
             count = len(st.raw)
@@ -278,10 +282,12 @@ class _PairStats:
         self.runs = 0
 
     def measure(self, pool: WorkerPool, worker: int, session: Any, names: list[str],
-                inputs: dict[str, np.ndarray], job: InferJob, n: int) -> None:
+                inputs: dict[str, np.ndarray], job: InferJob, n: int, gap_s: float) -> None:
         ran0, queued0 = _schedstat(worker)
         (before,) = pool.describe()
         for i in range(n):
+            if gap_s:
+                time.sleep(gap_s)
             for side in ((0, 1) if (i + len(self.raw)) % 2 else (1, 0)):
                 start, start_cpu = time.perf_counter(), time.process_time()
                 if side:
@@ -360,8 +366,11 @@ def main() -> None:
     parser.add_argument("--handoff", choices=("shm", "pipe"), default="shm", help="the nodes' hand-off")
     parser.add_argument("--part", choices=("all", "goal", "blocks", "transfers"), default="all")
     parser.add_argument("--pairs", type=int, default=0, help="raw/VM pairs per tiny model in the goal table")
-    parser.add_argument("--spin", choices=("on", "off", "both"), default="both",
-                        help="goal table: the node's pool (spin-waits on), the baseline without them, or both")
+    parser.add_argument("--spin", choices=("on", "off", "both", "forced"), default="both",
+                        help="goal table: the node's pool (spin-waits on), the baseline without them, both, or "
+                             "both and a pool that spins even on a contended core (what an idle machine would give)")
+    parser.add_argument("--gap-ms", type=float, default=0.0,
+                        help="goal table: idle time before each raw/VM pair (jobs that arrive on their own)")
     args = parser.parse_args()
     rounds = 3 if args.quick else 7
     tmp = Path(tempfile.mkdtemp(prefix="bench-vm-"))
@@ -370,10 +379,12 @@ def main() -> None:
         if args.part in ("all", "goal"):
             print("0. Issue 12's goal: one job per hand-off through the pool vs raw session.run (medians of pairs)")
             shm = args.handoff == "shm"
-            with WorkerPool(1, shared_memory=shm) as pool, WorkerPool(1, shared_memory=shm, spin=False) as still:
-                pools = {"node": pool} if args.spin == "on" else {"no spin": still} if args.spin == "off" else {
-                    "node": pool, "no spin": still}
-                handoff_rows(genesis, pools, args.pairs or (300 if args.quick else 2000))
+            with (WorkerPool(1, shared_memory=shm) as pool, WorkerPool(1, shared_memory=shm, spin=False) as still,
+                  WorkerPool(1, shared_memory=shm, spin_min_share=0.0) as forced):
+                choice = {"on": {"node": pool}, "off": {"no spin": still}, "both": {"node": pool, "no spin": still},
+                          "forced": {"node": pool, "forced": forced, "no spin": still}}
+                pools = choice[args.spin]
+                handoff_rows(genesis, pools, args.pairs or (300 if args.quick else 2000), gap_s=args.gap_ms / 1e3)
         if args.part in ("all", "blocks"):
             shm = args.handoff == "shm"
             proposer, validator = Node(tmp, genesis, "p", shm), Node(tmp, genesis, "v", shm)

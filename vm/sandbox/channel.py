@@ -76,8 +76,10 @@ class SpinWait:
     MAX_BACKOFF_S = 5.0
     _MIN_JUDGED_S = 20e-6  # shorter spins say nothing about contention (two clock reads and a poll)
 
-    def __init__(self, limit_s: float) -> None:
+    def __init__(self, limit_s: float, min_share: float = MIN_SHARE) -> None:
+        """`min_share` 0 spins whatever the contention (benches measure what spinning could give that way)."""
         self.limit_s = limit_s if limit_s > 0 and len(os.sched_getaffinity(0)) >= 2 else 0.0
+        self.min_share = min_share
         self._off_until = 0.0
         self._backoff_s = self.FIRST_BACKOFF_S
         # Counters for benches and tests: spins begun, spins that saw the message, spins judged contended.
@@ -93,7 +95,7 @@ class SpinWait:
         self.hits += hit
         if wall_s < self._MIN_JUDGED_S:
             return
-        if cpu_s < self.MIN_SHARE * wall_s:
+        if cpu_s < self.min_share * wall_s:
             self.contended += 1
             self._off_until = now + self._backoff_s
             self._backoff_s = min(2 * self._backoff_s, self.MAX_BACKOFF_S)

@@ -56,7 +56,8 @@ REPLY_SPIN_S = 0.002
 NEXT_JOB_SPIN_S = 0.002
 
 
-def _worker_main(sock: socket.socket, limits: WorkerLimits, spin_s: float = 0.0) -> None:
+def _worker_main(sock: socket.socket, limits: WorkerLimits, spin_s: float = 0.0,
+                 spin_min_share: float = SpinWait.MIN_SHARE) -> None:
     """Entry point of a worker process: serve batches until told to stop or the pipe closes."""
     from vm.sandbox.session import scrub_environment
 
@@ -75,7 +76,7 @@ def _worker_main(sock: socket.socket, limits: WorkerLimits, spin_s: float = 0.0)
     conn = Channel(sock, accept_fds=True)
     conn.send(Ready(os.getpid(), tuple(removed), onnxruntime.__version__))
     told: frozenset[bytes] | None = None  # the cached models the pool was last told of
-    spin = SpinWait(spin_s)
+    spin = SpinWait(spin_s, spin_min_share)
     while True:
         try:
             conn.poll(None, spin)
@@ -226,9 +227,10 @@ class WorkerPool:
     """
 
     def __init__(self, size: int = 1, limits: WorkerLimits | None = None, *, shared_memory: bool = True,
-                 spin: bool = True) -> None:
+                 spin: bool = True, spin_min_share: float = SpinWait.MIN_SHARE) -> None:
         """`shared_memory=False` sends arrays pickled on the pipe instead, `spin=False` makes both sides block
-        at once when they wait (the baselines bench/vm.py compares)."""
+        at once when they wait (the baselines bench/vm.py compares); `spin_min_share=0` spins even on a
+        contended core (channel.SpinWait: for benches only)."""
         if size < 1:
             raise ValueError("pool size must be >= 1")
         self._size = size
@@ -241,8 +243,8 @@ class WorkerPool:
         self._lock = threading.Lock()
         self._closed = False
         self._started_once = [False] * size
-        self._worker_spin_s = NEXT_JOB_SPIN_S if spin else 0.0
-        self.spin = SpinWait(REPLY_SPIN_S if spin else 0.0)
+        self._worker_spin = (NEXT_JOB_SPIN_S if spin else 0.0, spin_min_share)
+        self.spin = SpinWait(REPLY_SPIN_S if spin else 0.0, spin_min_share)
         # Workers started again after one was discarded (a crash, timeout or fault).
         self.restarts = 0
 
@@ -416,7 +418,7 @@ class WorkerPool:
             self._discard(slot)
         parent_sock, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         parent = Channel(parent_sock)
-        process = self._ctx.Process(target=_worker_main, args=(child, self._limits, self._worker_spin_s),
+        process = self._ctx.Process(target=_worker_main, args=(child, self._limits, *self._worker_spin),
                                     daemon=True)
         try:
             process.start()
