@@ -13,9 +13,12 @@
 
 0. Issue 12's goal, one job per hand-off: per model, raw `session.run` and `WorkerPool.run_batch([job])` in
    alternating pairs, medians of each: VM/raw (goal <= 1.10x for models of >= 1 ms) and VM - raw (goal
-   <= +100 us for tiny models).
+   <= +100 us for tiny models). The node's pool (bounded spin-waits, off while a core is contended) and the
+   baseline without spin-waits in the same run; `--spin forced` adds a pool that spins whatever the load
+   (what a node on an idle machine gets); `--gap-ms` idles before each pair (a job that arrives on its own).
 
 Run: python -m bench.vm [--quick] [--handoff shm|pipe] [--part all|goal|blocks|transfers] [--pairs N]
+     [--spin on|off|both|forced] [--gap-ms MS]
 """
 
 from __future__ import annotations
@@ -114,8 +117,8 @@ def bench_genesis(tmp: Path) -> tuple[Genesis, bytes]:
 
 
 class Node:
-    def __init__(self, tmp: Path, genesis: Genesis, name: str, shared_memory: bool = True) -> None:
-        self.pool = WorkerPool(1, shared_memory=shared_memory)
+    def __init__(self, tmp: Path, genesis: Genesis, name: str, shared_memory: bool = True, spin: bool = True) -> None:
+        self.pool = WorkerPool(1, shared_memory=shared_memory, spin=spin)
         self.pool.start()
         self.app = VMApplication(LevelDBStore(tmp / name), genesis, executor=self.pool)
 
@@ -368,7 +371,8 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, default=0, help="raw/VM pairs per tiny model in the goal table")
     parser.add_argument("--spin", choices=("on", "off", "both", "forced"), default="both",
                         help="goal table: the node's pool (spin-waits on), the baseline without them, both, or "
-                             "both and a pool that spins even on a contended core (what an idle machine would give)")
+                             "both and a pool that spins even on a contended core (what an idle machine would give); "
+                             "blocks: 'off' gives the nodes pools without spin-waits")
     parser.add_argument("--gap-ms", type=float, default=0.0,
                         help="goal table: idle time before each raw/VM pair (jobs that arrive on their own)")
     args = parser.parse_args()
@@ -387,7 +391,10 @@ def main() -> None:
                 handoff_rows(genesis, pools, args.pairs or (300 if args.quick else 2000), gap_s=args.gap_ms / 1e3)
         if args.part in ("all", "blocks"):
             shm = args.handoff == "shm"
-            proposer, validator = Node(tmp, genesis, "p", shm), Node(tmp, genesis, "v", shm)
+            spin = args.spin != "off"
+            proposer, validator = Node(tmp, genesis, "p", shm, spin), Node(tmp, genesis, "v", shm, spin)
+            print(f"  nodes' pools: {'spin-waits on' if spin else 'no spin-waits'}; load average "
+                  f"{os.getloadavg()[0]:.2f}")
             pipe = WorkerPool(1, shared_memory=False)
             rng = np.random.default_rng(0)
             print("1. Per-inference cost inside blocks (worker-process sandbox) vs raw session.run, same model and input")
