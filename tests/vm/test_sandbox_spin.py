@@ -1,6 +1,7 @@
 """The bounded spin-wait of the pool-worker channel (vm/sandbox/channel.py `SpinWait`): it sees a message that
 arrives while it polls, never waits past the caller's timeout, turns itself off while its core is contended
-(a real CPU hog on the same core), comes back after its back-off, and never spins on a single core.
+(a real CPU hog on the same core), comes back after its back-off, and never spins on a single core; the pool
+spins only for a batch its last hand-off says will be answered within the spin's bound, with the same results.
 """
 
 from __future__ import annotations
@@ -12,9 +13,13 @@ import sys
 import threading
 import time
 
+import numpy as np
 import pytest
 
+from vm.models import load_model
 from vm.sandbox.channel import Channel, SpinWait
+from vm.sandbox.executor import InferJob, LocalExecutor, ModelPackage
+from vm.sandbox.worker import REPLY_SPIN_S, WorkerPool
 
 pytestmark = pytest.mark.vm
 
@@ -117,3 +122,21 @@ def test_a_spin_on_a_core_another_process_wants_turns_spinning_off() -> None:
         hog.wait(10)
         if hog.stdout is not None:
             hog.stdout.close()
+
+
+def test_the_pool_spins_for_a_short_batch_but_not_for_one_its_last_hand_off_says_is_longer() -> None:
+    model = load_model("digits_int8")
+    package = ModelPackage(b"digits_int8", model.model_bytes, model.spec, model.golden)
+    rng = np.random.default_rng(5)
+    jobs = [InferJob(package, {"u": rng.integers(0, 256, (1, 64)).astype(np.uint8)}) for _ in range(1000)]
+    expected = [r.outputs["scores"].tolist() for r in LocalExecutor().run_batch(jobs)]  # type: ignore[index]
+    # min_share 0: spins even on a contended core, so only the length rule can keep it from spinning.
+    with WorkerPool(1, spin_min_share=0.0) as pool:
+        assert [r.outputs["scores"].tolist() for r in pool.run_batch(jobs)] == expected  # type: ignore[index]
+        long_batch = pool.spin.spins
+        assert [r.outputs["scores"].tolist() for r in pool.run_batch(jobs)] == expected  # type: ignore[index]
+        if pool.spin.limit_s:  # 1,000 jobs take longer than the 2 ms bound on any machine (>= 5 µs each)
+            assert REPLY_SPIN_S < 1000 * 5e-6
+            assert pool.spin.spins == long_batch
+            pool.run_batch(jobs[:1])  # estimated from the last hand-off: 1/1000 of it, within the bound
+            assert pool.spin.spins == long_batch + 1

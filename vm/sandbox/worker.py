@@ -213,6 +213,10 @@ class _Worker:
     info: Ready
     cached: frozenset[bytes] = frozenset()
     arena: Arena | None = None
+    # Wall seconds per job of this worker's last hand-off: the pool spins for a reply only when the batch
+    # should be answered within the spin's bound (a longer one would burn the CPU and hold the GIL for
+    # nothing), judged from the last one.
+    seconds_per_job: float = 0.0
 
 
 def _slot_of(model_id: bytes, size: int) -> int:
@@ -302,6 +306,7 @@ class WorkerPool:
                     slot, check_slot = check_slot, (check_slot + 1) % self._size
                 plan.setdefault(slot, []).append((index, job))
             sent: dict[int, _Worker] = {}
+            started = time.monotonic()
             fault: LocalFault | None = None
             for slot, slot_jobs in plan.items():
                 try:
@@ -316,11 +321,14 @@ class WorkerPool:
                     fault = fault or WorkerFault(f"worker failed while receiving a batch: {exc}")
             results: list[JobResult | None] = [None] * len(jobs)
             for slot, worker in sent.items():
+                jobs_here = len(plan[slot])
+                spin = self.spin if worker.seconds_per_job * jobs_here <= self.spin.limit_s else None
                 try:
-                    for index, result in self._collect(slot, worker, deadline):
+                    for index, result in self._collect(slot, worker, deadline, spin):
                         results[index] = result
                 except LocalFault as exc:
                     fault = fault or exc
+                worker.seconds_per_job = (time.monotonic() - started) / jobs_here
             if fault is not None:
                 raise fault
             assert all(r is not None for r in results)
@@ -359,9 +367,10 @@ class WorkerPool:
             wire.append(InferWire(index, model_id, package, inputs))
         return tuple(wire), writer.end
 
-    def _collect(self, slot: int, worker: _Worker, deadline: float) -> list[tuple[int, JobResult]]:
+    def _collect(self, slot: int, worker: _Worker, deadline: float,
+                 spin: SpinWait | None = None) -> list[tuple[int, JobResult]]:
         try:
-            if not worker.conn.poll(max(0.0, deadline - time.monotonic()), self.spin):
+            if not worker.conn.poll(max(0.0, deadline - time.monotonic()), spin):
                 self._discard(slot)
                 raise WorkerFault("worker timed out")
             reply: FromWorker = worker.conn.recv()
