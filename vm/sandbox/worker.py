@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from core.errors import LocalFault
-from vm.sandbox.channel import Channel
+from vm.sandbox.channel import Channel, SpinWait
 from vm.sandbox.errors import GoldenMismatch, WorkerFault
 from vm.sandbox.executor import CheckJob, InferJob, Job, JobResult, ModelPackage
 from vm.sandbox.handoff import Arena, ArrayRef, Writer, arena_bytes_for, arena_size, in_arena
@@ -50,9 +50,15 @@ from vm.sandbox.protocol import (
 )
 
 _STOP_TIMEOUT_S = 5.0
+# Bounded busy-waits (channel.SpinWait): the pool for a batch's reply, a worker for its next batch. They keep
+# the waiting side's vCPU from halting during a job of up to REPLY_SPIN_S, and between jobs that follow each
+# other within NEXT_JOB_SPIN_S (docs/performance.md, "Single jobs").
+REPLY_SPIN_S = 0.002
+NEXT_JOB_SPIN_S = 0.002
 
 
-def _worker_main(sock: socket.socket, limits: WorkerLimits) -> None:
+def _worker_main(sock: socket.socket, limits: WorkerLimits, spin_s: float = 0.0,
+                 spin_min_share: float = SpinWait.MIN_SHARE) -> None:
     """Entry point of a worker process: serve batches until told to stop or the pipe closes."""
     from vm.sandbox.session import scrub_environment
 
@@ -71,8 +77,10 @@ def _worker_main(sock: socket.socket, limits: WorkerLimits) -> None:
     conn = Channel(sock, accept_fds=True)
     conn.send(Ready(os.getpid(), tuple(removed), onnxruntime.__version__))
     told: frozenset[bytes] | None = None  # the cached models the pool was last told of
+    spin = SpinWait(spin_s, spin_min_share)
     while True:
         try:
+            conn.poll(None, spin)
             message = conn.recv()
         except (EOFError, OSError):
             return
@@ -80,7 +88,7 @@ def _worker_main(sock: socket.socket, limits: WorkerLimits) -> None:
             case Stop():
                 return
             case Describe():
-                conn.send(Described(_describe(runner)))
+                conn.send(Described(_describe(runner, spin)))
             case ShareArena(size=size):
                 try:
                     fd = conn.take_fd()
@@ -179,7 +187,7 @@ def _share(writer: Writer | None, result: JobResult) -> JobResult | SharedOutput
     return SharedOutputs(tuple(arrays))
 
 
-def _describe(runner: Any) -> dict[str, Any]:
+def _describe(runner: Any, spin: SpinWait) -> dict[str, Any]:
     from vm.sandbox.session import ENV_PREFIXES, pinned_session_options
 
     so = pinned_session_options()
@@ -193,6 +201,9 @@ def _describe(runner: Any) -> dict[str, Any]:
         "cached": len(runner.cached_ids()),
         "runs": runner.runs,
         "run_seconds": runner.run_seconds,
+        "spins": spin.spins,
+        "spin_hits": spin.hits,
+        "spins_contended": spin.contended,
     }
 
 
@@ -203,6 +214,10 @@ class _Worker:
     info: Ready
     cached: frozenset[bytes] = frozenset()
     arena: Arena | None = None
+    # Wall seconds per job of this worker's last hand-off: the pool spins for a reply only when the batch
+    # should be answered within the spin's bound (a longer one would burn the CPU and hold the GIL for
+    # nothing), judged from the last one.
+    seconds_per_job: float = 0.0
 
 
 def _slot_of(model_id: bytes, size: int) -> int:
@@ -216,8 +231,11 @@ class WorkerPool:
     cross the pipe only when that worker does not hold the model. Thread-safe: calls are serialized.
     """
 
-    def __init__(self, size: int = 1, limits: WorkerLimits | None = None, *, shared_memory: bool = True) -> None:
-        """`shared_memory=False` sends arrays pickled on the pipe instead (the baseline bench/vm.py compares)."""
+    def __init__(self, size: int = 1, limits: WorkerLimits | None = None, *, shared_memory: bool = True,
+                 spin: bool = True, spin_min_share: float = SpinWait.MIN_SHARE) -> None:
+        """`shared_memory=False` sends arrays pickled on the pipe instead, `spin=False` makes both sides block
+        at once when they wait (the baselines bench/vm.py compares); `spin_min_share=0` spins even on a
+        contended core (channel.SpinWait: for benches only)."""
         if size < 1:
             raise ValueError("pool size must be >= 1")
         self._size = size
@@ -230,6 +248,8 @@ class WorkerPool:
         self._lock = threading.Lock()
         self._closed = False
         self._started_once = [False] * size
+        self._worker_spin = (NEXT_JOB_SPIN_S if spin else 0.0, spin_min_share)
+        self.spin = SpinWait(REPLY_SPIN_S if spin else 0.0, spin_min_share)
         # Workers started again after one was discarded (a crash, timeout or fault).
         self.restarts = 0
 
@@ -295,6 +315,7 @@ class WorkerPool:
                     slot, check_slot = check_slot, (check_slot + 1) % self._size
                 plan.setdefault(slot, []).append((index, job))
             sent: dict[int, _Worker] = {}
+            started = time.monotonic()
             fault: LocalFault | None = None
             for slot, slot_jobs in plan.items():
                 try:
@@ -309,11 +330,14 @@ class WorkerPool:
                     fault = fault or WorkerFault(f"worker failed while receiving a batch: {exc}")
             results: list[JobResult | None] = [None] * len(jobs)
             for slot, worker in sent.items():
+                jobs_here = len(plan[slot])
+                spin = self.spin if worker.seconds_per_job * jobs_here <= self.spin.limit_s else None
                 try:
-                    for index, result in self._collect(slot, worker, deadline):
+                    for index, result in self._collect(slot, worker, deadline, spin):
                         results[index] = result
                 except LocalFault as exc:
                     fault = fault or exc
+                worker.seconds_per_job = (time.monotonic() - started) / jobs_here
             if fault is not None:
                 raise fault
             assert all(r is not None for r in results)
@@ -352,9 +376,10 @@ class WorkerPool:
             wire.append(InferWire(index, model_id, package, inputs))
         return tuple(wire), writer.end
 
-    def _collect(self, slot: int, worker: _Worker, deadline: float) -> list[tuple[int, JobResult]]:
+    def _collect(self, slot: int, worker: _Worker, deadline: float,
+                 spin: SpinWait | None = None) -> list[tuple[int, JobResult]]:
         try:
-            if not worker.conn.poll(max(0.0, deadline - time.monotonic())):
+            if not worker.conn.poll(max(0.0, deadline - time.monotonic()), spin):
                 self._discard(slot)
                 raise WorkerFault("worker timed out")
             reply: FromWorker = worker.conn.recv()
@@ -413,7 +438,8 @@ class WorkerPool:
         if ctx is not None:  # a forked worker must not hold the pool's end: it would never see the pool go away
             multiprocessing.util.register_after_fork(parent_sock, socket.socket.close)
         parent = Channel(parent_sock)
-        process = (ctx or self._ctx).Process(target=_worker_main, args=(child, self._limits), daemon=True)
+        process = (ctx or self._ctx).Process(target=_worker_main, args=(child, self._limits, *self._worker_spin),
+                                             daemon=True)
         try:
             process.start()
         except BaseException:

@@ -1,0 +1,142 @@
+"""The bounded spin-wait of the pool-worker channel (vm/sandbox/channel.py `SpinWait`): it sees a message that
+arrives while it polls, never waits past the caller's timeout, turns itself off while its core is contended
+(a real CPU hog on the same core), comes back after its back-off, and never spins on a single core; the pool
+spins only for a batch its last hand-off says will be answered within the spin's bound, with the same results.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from vm.models import load_model
+from vm.sandbox.channel import Channel, SpinWait
+from vm.sandbox.executor import InferJob, LocalExecutor, ModelPackage
+from vm.sandbox.worker import REPLY_SPIN_S, WorkerPool
+
+pytestmark = pytest.mark.vm
+
+_TWO_CORES = len(os.sched_getaffinity(0)) >= 2
+
+
+def _pair() -> tuple[Channel, Channel]:
+    a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    return Channel(a), Channel(b)
+
+
+def test_a_spin_sees_a_message_that_arrives_while_it_polls() -> None:
+    sender, receiver = _pair()
+    spin = SpinWait(30.0)  # longer than any scheduling delay of the sending thread
+    if not _TWO_CORES:  # the rule for one core: never spin, the blocking wait still gets the message
+        assert spin.limit_s == 0.0
+    arrived = threading.Event()
+
+    def write() -> None:
+        arrived.wait(10)
+        sender.send(("job", 1))
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    try:
+        arrived.set()
+        assert receiver.poll(30.0, spin)
+        assert receiver.recv() == ("job", 1)
+    finally:
+        writer.join(30)
+    assert not writer.is_alive()
+    if _TWO_CORES:
+        assert (spin.spins, spin.hits) == (1, 1)
+    sender.close()
+    receiver.close()
+
+
+def test_a_spin_never_outlasts_the_callers_timeout() -> None:
+    sender, receiver = _pair()
+    spin = SpinWait(30.0)
+    assert not receiver.poll(0.02, spin)  # nothing sent: returns after the 20 ms timeout, not the 30 s spin
+    assert spin.hits == 0
+    sender.send(("late", 2))
+    assert receiver.poll(0.0, spin)
+    assert receiver.recv() == ("late", 2)
+    sender.close()
+    receiver.close()
+
+
+def test_contended_spins_back_off_doubling_and_an_uncontended_one_resets_the_back_off() -> None:
+    spin = SpinWait(0.002)
+    if not _TWO_CORES:
+        assert not spin.active(0.0)
+        return
+    assert spin.active(100.0)
+    spin.record(cpu_s=40e-6, wall_s=100e-6, hit=True, now=100.0)  # 40 % of the wall time on the CPU
+    assert spin.contended == 1
+    assert not spin.active(100.0 + SpinWait.FIRST_BACKOFF_S / 2)
+    assert spin.active(100.0 + SpinWait.FIRST_BACKOFF_S)
+    spin.record(cpu_s=0.0, wall_s=1e-3, hit=False, now=200.0)
+    assert not spin.active(200.0 + SpinWait.FIRST_BACKOFF_S)  # doubled
+    assert spin.active(200.0 + 2 * SpinWait.FIRST_BACKOFF_S)
+    for i in range(20):
+        spin.record(cpu_s=0.0, wall_s=1e-3, hit=False, now=300.0 + i)
+    assert not spin.active(319.0 + SpinWait.MAX_BACKOFF_S - 0.01)  # capped, still off just before the cap
+    assert spin.active(319.0 + SpinWait.MAX_BACKOFF_S)
+    spin.record(cpu_s=1e-3, wall_s=1e-3, hit=True, now=400.0)  # had the core: spinning stays on
+    assert spin.active(400.0)
+    spin.record(cpu_s=0.0, wall_s=1e-3, hit=False, now=500.0)
+    assert spin.active(500.0 + SpinWait.FIRST_BACKOFF_S)  # the back-off started over
+    spin.record(cpu_s=0.0, wall_s=5e-6, hit=False, now=600.0)  # too short to judge
+    assert spin.active(600.0)
+    assert (spin.spins, spin.hits) == (25, 2)
+
+
+def test_a_spin_on_a_core_another_process_wants_turns_spinning_off() -> None:
+    """A real busy process pinned to this thread's core: the spin gets about half the core, so it judges the
+    core contended and stops spinning (the other process is not kept from its share)."""
+    spin = SpinWait(0.2)
+    if not _TWO_CORES:
+        assert spin.limit_s == 0.0
+        return
+    core = min(os.sched_getaffinity(0))
+    before = os.sched_getaffinity(0)
+    hog = subprocess.Popen([sys.executable, "-c", "import sys; print(flush=True); sys.stdout.close()\nwhile True: pass"],
+                           stdout=subprocess.PIPE)
+    try:
+        os.sched_setaffinity(hog.pid, {core})
+        assert hog.stdout is not None and hog.stdout.readline() == b"\n"  # it runs
+        os.sched_setaffinity(0, {core})
+        sender, receiver = _pair()
+        assert not receiver.poll(0.2, spin)
+        assert spin.contended == 1
+        assert not spin.active(time.monotonic())
+        sender.close()
+        receiver.close()
+    finally:
+        os.sched_setaffinity(0, before)
+        hog.kill()
+        hog.wait(10)
+        if hog.stdout is not None:
+            hog.stdout.close()
+
+
+def test_the_pool_spins_for_a_short_batch_but_not_for_one_its_last_hand_off_says_is_longer() -> None:
+    model = load_model("digits_int8")
+    package = ModelPackage(b"digits_int8", model.model_bytes, model.spec, model.golden)
+    rng = np.random.default_rng(5)
+    jobs = [InferJob(package, {"u": rng.integers(0, 256, (1, 64)).astype(np.uint8)}) for _ in range(1000)]
+    expected = [r.outputs["scores"].tolist() for r in LocalExecutor().run_batch(jobs)]  # type: ignore[index]
+    # min_share 0: spins even on a contended core, so only the length rule can keep it from spinning.
+    with WorkerPool(1, spin_min_share=0.0) as pool:
+        assert [r.outputs["scores"].tolist() for r in pool.run_batch(jobs)] == expected  # type: ignore[index]
+        long_batch = pool.spin.spins
+        assert [r.outputs["scores"].tolist() for r in pool.run_batch(jobs)] == expected  # type: ignore[index]
+        if pool.spin.limit_s:  # 1,000 jobs take longer than the 2 ms bound on any machine (>= 5 µs each)
+            assert REPLY_SPIN_S < 1000 * 5e-6
+            assert pool.spin.spins == long_batch
+            pool.run_batch(jobs[:1])  # estimated from the last hand-off: 1/1000 of it, within the bound
+            assert pool.spin.spins == long_batch + 1
