@@ -68,6 +68,7 @@ from node.blockcheck import BlockChecks
 from node.chain import Chain
 from node.idle import IdlePacer
 from node.mempool import Mempool
+from node.proposal_size import ProposalSizer
 from vm.txs import TxKind
 
 logger = logging.getLogger(__name__)
@@ -128,6 +129,8 @@ class ConsensusDriver:
         self._sign_threads = trio.CapacityLimiter(1)
         self._replaying = False
         self._evidence = space(chain.db, KeySpace.EVIDENCE)
+        # How many transactions our proposals take: what validates within a share of timeout_propose.
+        self.sizer = ProposalSizer()
         self.alarms: list[str] = []
         self.started = trio.Event()
         self.fed = 0
@@ -310,11 +313,15 @@ class ConsensusDriver:
     async def _build(self, action: BuildBlock) -> None:
         template = action.template
         lim = self.limits
-        txs = self.mempool.reap(max_txs=lim.max_txs, max_bytes=lim.max_bytes, max_gas=lim.max_gas)
+        max_txs = self.sizer.max_txs(self._base_params.timeout_propose_ms, lim.max_txs)
+        txs = self.mempool.reap(max_txs=max_txs, max_bytes=lim.max_bytes, max_gas=lim.max_gas)
+
         def build() -> Block:
+            started = time.perf_counter()  # proposer policy only (node.proposal_size): never in a block
             block = self.app.build_block(template, txs)
             if self._block_checks is not None:
                 self._block_checks.precheck(block)  # so the machine does not hash the block on the loop
+            self.sizer.observe_build(len(block.txs), time.perf_counter() - started)
             return block
 
         try:

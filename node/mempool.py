@@ -14,7 +14,9 @@ the account's up to its own is pending; otherwise it is *gapped* (it cannot go i
 count, bytes, per sender, gapped per sender (`max_gapped_per_sender`), how far ahead (`max_nonce_gap`) and
 how long (`ttl_heights`; `gapped_ttl_heights` while gapped). When full, gapped transactions are evicted
 first (a ready newcomer evicts any; a gapped one only cheaper gapped ones), then the cheapest ready tail (a
-sender's last nonce, so no gap opens) that pays less than the newcomer.
+sender's last nonce, so no gap opens) that pays less than the newcomer. Refusals that a later block can
+lift (full, a sender's limits, a nonce too far ahead) end with RETRY_LATER (`is_retryable`): a client sends
+the same transaction again, which is what keeps a loaded chain at capacity (docs/performance.md).
 
 Cost: two sorted indexes (`sortedcontainers.SortedList`) hold one key per sender, its eviction candidate
 and its next ready transaction, so an add or an eviction is O(log senders) plus the sender's own
@@ -50,6 +52,16 @@ logger = logging.getLogger(__name__)
 
 DISAGREEMENT_PROPOSERS = 3
 REJECTED_DISAGREED = "rejected: validators disagreed"
+# Refusals that say "not now" rather than "never": the client should send the same transaction again after a
+# block or two (a full mempool, a sender's queue at its limit, a nonce too far ahead of what is committed).
+# An honest client resubmits it instead of moving on to later nonces, which would only wait behind the gap.
+RETRY_LATER = "retry later"
+MEMPOOL_FULL = f"mempool full, {RETRY_LATER}"
+
+
+def is_retryable(reason: str) -> bool:
+    """Whether a refusal's one-line reason means "send it again later" (the rest never become valid)."""
+    return reason.endswith(RETRY_LATER)
 _MAX_BACKOFF_HEIGHTS = 64
 _FAILURE_MEMORY = 10_000
 # `reap` stops after this many candidates in a row that do not fit the block's budgets.
@@ -233,7 +245,7 @@ class Mempool:
             return AddResult(tx_hash, False, f"nonce {tx.nonce} already used (account nonce is {sender.nonce})")
         if tx.nonce > sender.nonce + self.config.max_nonce_gap:
             return AddResult(tx_hash, False,
-                             f"nonce {tx.nonce} is too far ahead of the account nonce {sender.nonce}")
+                             f"nonce {tx.nonce} is too far ahead of the account nonce {sender.nonce}, {RETRY_LATER}")
         # The VM's rules, as if the sender's pending predecessors were included first.
         fees_before = sum(e.tx.fee for n, e in sender.txs.items() if sender.nonce <= n < tx.nonce)
         projected = Account(Amount(max(0, sender.balance - fees_before)), Nonce(tx.nonce))
@@ -258,17 +270,18 @@ class Mempool:
                                  f"by {self.config.replace_bump_percent}%")
         else:
             if len(sender.txs) >= self.config.max_txs_per_sender:
-                return AddResult(tx_hash, False, f"sender has {len(sender.txs)} pending transactions (the limit)")
-            if tx.nonce > sender.ready_end and sender.gapped >= self.config.max_gapped_per_sender:
                 return AddResult(tx_hash, False,
-                                 f"sender has {sender.gapped} transactions waiting behind a nonce gap (the limit)")
+                                 f"sender has {len(sender.txs)} pending transactions (the limit), {RETRY_LATER}")
+            if tx.nonce > sender.ready_end and sender.gapped >= self.config.max_gapped_per_sender:
+                return AddResult(tx_hash, False, f"sender has {sender.gapped} transactions waiting behind a nonce "
+                                                 f"gap (the limit), {RETRY_LATER}")
         if entry.size > self.config.max_bytes:
             return AddResult(tx_hash, False, "transaction larger than the mempool")
         ready = sender.nonce <= tx.nonce <= sender.ready_end
         freed = replaced.size if replaced is not None else 0
         victims = self._victims(entry, ready, count=0 if replaced is not None else 1, size=entry.size - freed)
         if victims is None:
-            return AddResult(tx_hash, False, "mempool is full")
+            return AddResult(tx_hash, False, MEMPOOL_FULL)
         if known is None:
             self._senders[sender_key] = sender
         if replaced is not None:
