@@ -310,6 +310,21 @@ def test_gapped_transactions_are_evicted_first_and_never_evict_ready_ones() -> N
     assert mp.gapped_count() == 0 and len(mp) == 3
 
 
+def test_client_transactions_leave_room_for_the_transactions_peers_gossip() -> None:
+    """This node's clients fill half of the mempool at most: a peer's transactions, which its proposal will
+    name, still find room when our own clients send faster than blocks commit."""
+    mp = pool(max_txs=8)
+    assert all(mp.add(tx(k, 0), from_client=True).added for k in range(4))
+    refused = mp.add(tx(4, 0), from_client=True)
+    assert refused.reason == MEMPOOL_FULL and is_retryable(refused.reason)
+    assert all(mp.add(tx(k, 0)).added for k in range(4, 8))  # from peers: the other half
+    assert len(mp) == 8 and mp.add(tx(0, 1)).reason == MEMPOOL_FULL
+    # Past its share a client's better offer still takes the place of one cheaper tail, as from a peer.
+    removed: list[bytes] = []
+    mp.on_removed(lambda h, t, r: removed.append(bytes(h)))
+    assert mp.add(tx(0, 1, fee=5000), from_client=True).added and len(mp) == 8 and len(removed) == 1
+
+
 def test_attack_gapped_spam_cannot_keep_honest_senders_out_of_a_full_mempool() -> None:
     """Attack: spammers queue far-ahead nonces (which can never go into a block while the gap stays open) at
     a high fee until the mempool is full. Defence: gapped transactions are bounded per sender and are evicted
