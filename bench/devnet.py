@@ -14,7 +14,9 @@ the send window ends, its finality still counted from its first scheduled send; 
 instead (which leaves its sender's later nonces gapped). Commits are read from node 0's blocks.
 
 Per load it prints: the rate of new transactions sent (retries not counted); committed tx/s (transactions in the blocks node 0 committed
-during a window as long as the send window, shifted by the step's median finality); finality p50/p99
+during a window as long as the send window, shifted by the step's median finality) and `step/s` (the step's
+committed transactions over the time from its start to the last of them committed: the sustained figure when
+retries stretch finality); finality p50/p99
 (scheduled send -> block seen committed on node 0); block interval (header times) and block fill (txs per
 block, share of max_block_bytes) in that window; refusals (by reason) and `pending`: transactions accepted
 but not yet committed when the drain ended (an overloaded step's backlog, which then lands in the next); PoI
@@ -382,7 +384,7 @@ def main(argv: list[str] | None = None) -> int:
         watcher.start()
         leaders = [net.pid(i) for i in net.indices]
         sink = net.account_key(0).address
-        print(f"\n{'offered':>8} {'sent/s':>8} {'commit/s':>9} {'p50 s':>7} {'p99 s':>7} {'blk int s':>9} "
+        print(f"\n{'offered':>8} {'sent/s':>8} {'commit/s':>9} {'step/s':>7} {'p50 s':>7} {'p99 s':>7} {'blk int s':>9} "
               f"{'tx/blk':>7} {'fill%':>6} {'refused':>8} {'pending':>7} {'cpu ms/tx':>9} {'PoI miss':>8} "
               f"{'jailed':>6} {'drv ms/tx':>9}  refusals")
         poi_url = net.spec(0).rpc_url
@@ -409,6 +411,10 @@ def main(argv: list[str] | None = None) -> int:
                 in_window = [b for b in observer.blocks if start + lag <= b.seen <= start + lag + window]
                 committed_in_window = sum(b.txs for b in in_window)
                 step_committed = len(finality)
+                # The step's own rate: its transactions over the time from its start to its last commit (what a
+                # closed-loop step sustained; the window above shifts by a median that retries stretch).
+                last = max((observer.committed[h] for h in out.accepted if h in observer.committed), default=start)
+                step_rate = step_committed / (last - start) if last > start else 0.0
                 times = [b.time_ms for b in in_window]
                 interval = statistics.mean(b - a for a, b in itertools.pairwise(times)) / 1000 \
                     if len(times) > 1 else float("nan")
@@ -419,7 +425,7 @@ def main(argv: list[str] | None = None) -> int:
                 reasons = ", ".join([f"{r} x{n}" for r, n in out.refused.most_common(3)]
                                     + ([f"sent again x{out.retried}"] if out.retried else []))
                 label = "max" if offered is None else str(offered)
-                print(f"{label:>8} {(out.sent - out.retried) / window:>8,.0f} {committed_in_window / window:>9,.0f} "
+                print(f"{label:>8} {(out.sent - out.retried) / window:>8,.0f} {committed_in_window / window:>9,.0f} {step_rate:>7,.0f} "
                       f"{pct(finality, 0.5):>7.2f} {pct(finality, 0.99):>7.2f} {interval:>9.2f} "
                       f"{per_block:>7,.0f} {fill:>6.1f} {sum(out.refused.values()):>8} {pending:>7} {cpu_ms:>9.2f}"
                       f" {missed1 - missed0:>8} {jailed:>6} {driver_ms:>9.3f}  {reasons}", flush=True)
