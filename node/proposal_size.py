@@ -2,9 +2,8 @@
 stated share of `timeout_propose`.
 
 A proposal is useful only if the validators have rebuilt and validated it before their propose timeout; a
-block that takes longer loses its round at every height (docs/performance.md, "Blocks sized by the time
-validators need"). Gas does not bound that for cheap kinds (a transfer's gas is far under its validation
-time), so the proposer measures what a transaction costs here: the wall time of its own block builds (the
+block that takes longer loses its round at every height (docs/performance.md, "Sustained load"). Gas does
+not bound that for cheap kinds (a transfer's gas is far under its validation time), so the proposer measures what a transaction costs here: the wall time of its own block builds (the
 same execution validators repeat) per transaction, smoothed over recent builds, and reaps at most
 
     share x timeout_propose / seconds per transaction
