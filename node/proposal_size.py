@@ -4,7 +4,8 @@ stated share of `timeout_propose`.
 A proposal is useful only if the validators have rebuilt and validated it before their propose timeout; a
 block that takes longer loses its round at every height (docs/performance.md, "Sustained load"). Gas does
 not bound that for cheap kinds (a transfer's gas is far under its validation time), so the proposer measures what a transaction costs here: the wall time of its own block builds (the
-same execution validators repeat) per transaction, smoothed over recent builds, and reaps at most
+same execution validators repeat) and of its validations of other validators' blocks (which run while the
+other validators validate too, the contention a proposal meets) per transaction, smoothed, and reaps at most
 
     share x timeout_propose / seconds per transaction
 
@@ -23,9 +24,9 @@ VALIDATION_SHARE = 1 / 3
 # Before any measurement: a transfer's validation on a loaded core (bench/worst_block.py measures ~88 us
 # on a quiet one; four validators on two cores see two to three times that).
 PRIOR_SECONDS_PER_TX = 250e-6
-# Builds smaller than this are dominated by the block's fixed costs and say little about a transaction.
+# Blocks smaller than this are dominated by the block's fixed costs and say little about a transaction.
 MIN_SAMPLE_TXS = 100
-# Weight of the newest build in the running estimate.
+# Weight of the newest sample in the running estimate.
 SMOOTHING = 0.3
 # Never fewer than this per proposal, however slow the last builds were (a backlog must still drain).
 MIN_PROPOSAL_TXS = 256
@@ -39,8 +40,8 @@ class ProposalSizer:
     share: float = VALIDATION_SHARE
     samples: int = 0
 
-    def observe_build(self, txs: int, seconds: float) -> None:
-        """Record one build of `txs` transactions that took `seconds` of wall time."""
+    def observe(self, txs: int, seconds: float) -> None:
+        """Record one build or validation of a block of `txs` transactions that took `seconds` of wall time."""
         if txs < MIN_SAMPLE_TXS or seconds <= 0:
             return
         sample = seconds / txs

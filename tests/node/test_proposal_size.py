@@ -29,16 +29,16 @@ def test_the_estimate_follows_the_builds_of_this_node() -> None:
     sizer = ProposalSizer()
     before = sizer.max_txs(3000, 10_000)
     assert before == int(1.0 / PRIOR_SECONDS_PER_TX)
-    sizer.observe_build(MIN_SAMPLE_TXS - 1, 10.0)  # too small to say anything about a transaction
-    sizer.observe_build(5_000, 0.0)
+    sizer.observe(MIN_SAMPLE_TXS - 1, 10.0)  # too small to say anything about a transaction
+    sizer.observe(5_000, 0.0)
     assert sizer.samples == 0 and sizer.max_txs(3000, 10_000) == before
-    sizer.observe_build(2_000, 1.0)  # the first measurement replaces the prior: 500 us each
+    sizer.observe(2_000, 1.0)  # the first measurement replaces the prior: 500 us each
     assert sizer.seconds_per_tx == pytest.approx(500e-6) and sizer.max_txs(3000, 10_000) == 2_000
-    sizer.observe_build(2_000, 0.2)  # faster builds grow the next proposal, smoothed
+    sizer.observe(2_000, 0.2)  # faster builds grow the next proposal, smoothed
     assert sizer.seconds_per_tx == pytest.approx(SMOOTHING * 100e-6 + (1 - SMOOTHING) * 500e-6)
     assert sizer.max_txs(3000, 10_000) > 2_000
     for _ in range(30):
-        sizer.observe_build(2_000, 0.1)  # 50 us each: 20,000 would fit, the cap holds
+        sizer.observe(2_000, 0.1)  # 50 us each: 20,000 would fit, the cap holds
     assert sizer.max_txs(3000, 10_000) == 10_000
     # A longer timeout (a governance change, read per height) lets the same machine propose more.
     slow = ProposalSizer(seconds_per_tx=1e-3)
