@@ -8,10 +8,15 @@ For each offered load (transactions per second, open loop) it pre-signs transfer
 other step (so a refused transaction leaves no nonce gap for the next step; at most PER_SENDER each), sends them in batches through
 every node's RPC `broadcast_txs` on a fixed schedule (a slow answer does not delay the next batch, and
 finality counts from the scheduled send time, so queueing is not hidden), then drains. `max` sends the next
-batch as soon as an endpoint answers. Commits are read from node 0's blocks.
+batch as soon as an endpoint answers (closed loop: offered as fast as accepted). A transaction refused for
+now (a full mempool: `node.mempool.is_retryable`) is sent again after a pause, as a real client would, until
+the send window ends, its finality still counted from its first scheduled send; `--no-retry` skips it
+instead (which leaves its sender's later nonces gapped). Commits are read from node 0's blocks.
 
-Per load it prints: the rate actually sent; committed tx/s (transactions in the blocks node 0 committed
-during a window as long as the send window, shifted by the step's median finality); finality p50/p99
+Per load it prints: the rate of new transactions sent (retries not counted); committed tx/s (transactions in the blocks node 0 committed
+during a window as long as the send window, shifted by the step's median finality) and `step/s` (the step's
+committed transactions over the time from its start to the last of them committed: the sustained figure when
+retries stretch finality); finality p50/p99
 (scheduled send -> block seen committed on node 0); block interval (header times) and block fill (txs per
 block, share of max_block_bytes) in that window; refusals (by reason) and `pending`: transactions accepted
 but not yet committed when the drain ended (an overloaded step's backlog, which then lands in the next); PoI
@@ -47,6 +52,7 @@ from bench._util import rate
 from core.keys import PrivateKey, verify
 from core.types import Amount
 from node.client import Client, RpcError
+from node.mempool import is_retryable
 from tests.realnet import RealNet
 from vm.txs import Transfer, build_tx
 
@@ -57,6 +63,7 @@ WORKERS_PER_ENDPOINT = 3
 # sends is refused for being overloaded, not for one sender's nonces running ahead.
 PER_SENDER = 48
 DRAIN_S = 30.0
+RETRY_PAUSE_S = 0.1
 STALL_S = 10.0  # the drain ends when nothing new commits for this long
 GAS_LIMIT = 1000
 FEE = 1000
@@ -139,9 +146,17 @@ class Sent:
     refused: Counter[str] = field(default_factory=Counter)
     lock: threading.Lock = field(default_factory=threading.Lock)
     sent: int = 0
+    retried: int = 0  # refusals that said "retry later", sent again
 
 
-def endpoint_worker(url: str, work: queue.Queue[tuple[float, list[Signed]] | None], out: Sent) -> None:
+Work = queue.Queue[tuple[float, list[Signed]] | None]
+
+
+def endpoint_worker(url: str, work: Work, out: Sent, retry_until: float | None) -> None:
+    """Send each batch from `work`; a transaction refused with a reason that says "retry later"
+    (node.mempool.is_retryable: a full mempool, a sender's queue at its limit) goes back on the queue after
+    RETRY_PAUSE_S, with its original scheduled time, until `retry_until` (None: never retried). A real client
+    does the same: skipping the nonce would leave every later one of its sender waiting behind a gap."""
     with Client(url, timeout=60) as client:
         while True:
             item = work.get()
@@ -155,14 +170,23 @@ def endpoint_worker(url: str, work: queue.Queue[tuple[float, list[Signed]] | Non
                     out.refused[f"rpc error: {str(exc)[:60]}"] += len(batch)
                     out.sent += len(batch)
                 continue
+            again: list[Signed] = []
+            retry = retry_until is not None and time.monotonic() < retry_until
             with out.lock:
                 out.sent += len(batch)
                 for signed, answer in zip(batch, answers, strict=True):
                     out.scheduled[signed.hash] = scheduled
+                    error = str(answer.get("error") or "")
                     if answer.get("accepted"):
                         out.accepted.add(signed.hash)
+                    elif retry and is_retryable(error):
+                        again.append(signed)
                     else:
-                        out.refused[_reason(answer.get("error"))] += 1
+                        out.refused[_reason(error)] += 1
+                out.retried += len(again)
+            if again:
+                time.sleep(RETRY_PAUSE_S)  # back-pressure: this worker waits before its next batch
+                work.put((scheduled, again))
 
 
 def _reason(error: object) -> str:
@@ -170,17 +194,20 @@ def _reason(error: object) -> str:
     return text.split(":")[0][:60]
 
 
-def run_step(net: RealNet, offered: int | None, work: list[list[Signed]], duration: float) -> tuple[Sent, float]:
+def run_step(net: RealNet, offered: int | None, work: list[list[Signed]], duration: float, *,
+             retry: bool = True) -> tuple[Sent, float]:
     """Send `work` (one list per endpoint) at `offered` tx/s (None: as fast as answers come) for
-    `duration` seconds; returns what was sent and when sending started."""
+    `duration` seconds, sending again what was refused for now (`retry`) until the window ends; returns what
+    was sent and when sending started."""
     out = Sent()
     urls = net.rpc_urls()
-    queues: list[queue.Queue[tuple[float, list[Signed]] | None]] = [queue.Queue() for _ in urls]
-    threads = [threading.Thread(target=endpoint_worker, args=(url, q, out), daemon=True)
+    queues: list[Work] = [queue.Queue() for _ in urls]
+    start = time.monotonic()
+    retry_until = start + duration if retry else None
+    threads = [threading.Thread(target=endpoint_worker, args=(url, q, out, retry_until), daemon=True)
                for url, q in zip(urls, queues, strict=True) for _ in range(WORKERS_PER_ENDPOINT)]
     for t in threads:
         t.start()
-    start = time.monotonic()
     cursors = [0] * len(urls)
     if offered is None:
         # Closed per worker: each endpoint gets a new batch whenever one of its workers is idle.
@@ -209,6 +236,12 @@ def run_step(net: RealNet, offered: int | None, work: list[list[Signed]], durati
             q.put(None)
     for t in threads:
         t.join(120)
+    for q in queues:  # batches put back after the workers' stop signal: refused for now, never sent again
+        while not q.empty():
+            item = q.get()
+            if item is not None:
+                out.refused["not sent again (window over)"] += len(item[1])
+                out.retried -= len(item[1])
     return out, start
 
 
@@ -290,9 +323,11 @@ def driver_cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def poi_totals(client: Client) -> tuple[int, int]:
-    """PoI challenges missed so far by all validators together, and how many validators are jailed now."""
-    scores = client.poi()
+def poi_totals(url: str) -> tuple[int, int]:
+    """PoI challenges missed so far by all validators together, and how many validators are jailed now (a
+    fresh connection each time: the node closes one left idle while the next step is signed)."""
+    with Client(url, timeout=30) as client:
+        scores = client.poi()
     return sum(s.missed for s in scores), sum(bool(s.jailed) for s in scores)
 
 
@@ -308,6 +343,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="tx/s pre-signed for the max step (it ends early if it sends them all)")
     ap.add_argument("--block-time-ms", type=int, default=None,
                     help="timeout_commit and next_block_delay (default: genesis and the devnet's 200 ms)")
+    ap.add_argument("--no-retry", action="store_true",
+                    help="never send a refused transaction again (the old driver: a full mempool then leaves "
+                    "its sender's later nonces gapped)")
     ap.add_argument("--keep", type=Path, default=None,
                     help="run the devnet in this directory and keep it (node logs under its net/) after the run")
     args = ap.parse_args(argv)
@@ -346,10 +384,10 @@ def main(argv: list[str] | None = None) -> int:
         watcher.start()
         leaders = [net.pid(i) for i in net.indices]
         sink = net.account_key(0).address
-        print(f"\n{'offered':>8} {'sent/s':>8} {'commit/s':>9} {'p50 s':>7} {'p99 s':>7} {'blk int s':>9} "
+        print(f"\n{'offered':>8} {'sent/s':>8} {'commit/s':>9} {'step/s':>7} {'p50 s':>7} {'p99 s':>7} {'blk int s':>9} "
               f"{'tx/blk':>7} {'fill%':>6} {'refused':>8} {'pending':>7} {'cpu ms/tx':>9} {'PoI miss':>8} "
               f"{'jailed':>6} {'drv ms/tx':>9}  refusals")
-        poi_client = Client(net.spec(0).rpc_url, timeout=30)
+        poi_url = net.spec(0).rpc_url
         try:
             for step, offered in enumerate(loads):
                 senders = [net.account_key(firsts[step] + i) for i in range(senders_per_step[step])]
@@ -357,14 +395,14 @@ def main(argv: list[str] | None = None) -> int:
                 nodes0 = node_cpu_seconds(leaders)
                 cpu0 = sum(nodes0)
                 driver0 = driver_cpu_seconds()
-                missed0, _ = poi_totals(poi_client)
-                out, start = run_step(net, offered, work, args.duration)
+                missed0, _ = poi_totals(poi_url)
+                out, start = run_step(net, offered, work, args.duration, retry=not args.no_retry)
                 window = time.monotonic() - start
                 driver1 = driver_cpu_seconds()
                 drain(observer, out, DRAIN_S)
                 nodes1 = node_cpu_seconds(leaders)
                 cpu1 = sum(nodes1)
-                missed1, jailed = poi_totals(poi_client)
+                missed1, jailed = poi_totals(poi_url)
                 finality = [observer.committed[h] - out.scheduled[h] for h in out.accepted
                             if h in observer.committed]
                 pending = sum(1 for h in out.accepted if h not in observer.committed)
@@ -373,6 +411,10 @@ def main(argv: list[str] | None = None) -> int:
                 in_window = [b for b in observer.blocks if start + lag <= b.seen <= start + lag + window]
                 committed_in_window = sum(b.txs for b in in_window)
                 step_committed = len(finality)
+                # The step's own rate: its transactions over the time from its start to its last commit (what a
+                # closed-loop step sustained; the window above shifts by a median that retries stretch).
+                last = max((observer.committed[h] for h in out.accepted if h in observer.committed), default=start)
+                step_rate = step_committed / (last - start) if last > start else 0.0
                 times = [b.time_ms for b in in_window]
                 interval = statistics.mean(b - a for a, b in itertools.pairwise(times)) / 1000 \
                     if len(times) > 1 else float("nan")
@@ -380,9 +422,10 @@ def main(argv: list[str] | None = None) -> int:
                 fill = 100 * statistics.mean(b.bytes for b in in_window) / max_block_bytes if in_window else 0.0
                 cpu_ms = 1000 * (cpu1 - cpu0) / step_committed if step_committed else float("nan")
                 driver_ms = 1000 * (driver1 - driver0) / out.sent if out.sent else float("nan")
-                reasons = ", ".join(f"{r} x{n}" for r, n in out.refused.most_common(3))
+                reasons = ", ".join([f"{r} x{n}" for r, n in out.refused.most_common(3)]
+                                    + ([f"sent again x{out.retried}"] if out.retried else []))
                 label = "max" if offered is None else str(offered)
-                print(f"{label:>8} {out.sent / window:>8,.0f} {committed_in_window / window:>9,.0f} "
+                print(f"{label:>8} {(out.sent - out.retried) / window:>8,.0f} {committed_in_window / window:>9,.0f} {step_rate:>7,.0f} "
                       f"{pct(finality, 0.5):>7.2f} {pct(finality, 0.99):>7.2f} {interval:>9.2f} "
                       f"{per_block:>7,.0f} {fill:>6.1f} {sum(out.refused.values()):>8} {pending:>7} {cpu_ms:>9.2f}"
                       f" {missed1 - missed0:>8} {jailed:>6} {driver_ms:>9.3f}  {reasons}", flush=True)

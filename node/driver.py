@@ -68,6 +68,7 @@ from node.blockcheck import BlockChecks
 from node.chain import Chain
 from node.idle import IdlePacer
 from node.mempool import Mempool
+from node.proposal_size import ProposalSizer
 from vm.txs import TxKind
 
 logger = logging.getLogger(__name__)
@@ -128,6 +129,9 @@ class ConsensusDriver:
         self._sign_threads = trio.CapacityLimiter(1)
         self._replaying = False
         self._evidence = space(chain.db, KeySpace.EVIDENCE)
+        # How many transactions our proposals take: what validates within a share of timeout_propose.
+        self.sizer = ProposalSizer()
+        self._built: set[bytes] = set()  # ids of blocks this node built (their validation is no sample)
         self.alarms: list[str] = []
         self.started = trio.Event()
         self.fed = 0
@@ -310,11 +314,15 @@ class ConsensusDriver:
     async def _build(self, action: BuildBlock) -> None:
         template = action.template
         lim = self.limits
-        txs = self.mempool.reap(max_txs=lim.max_txs, max_bytes=lim.max_bytes, max_gas=lim.max_gas)
+        max_txs = self.sizer.max_txs(self._base_params.timeout_propose_ms, lim.max_txs)
+        txs = self.mempool.reap(max_txs=max_txs, max_bytes=lim.max_bytes, max_gas=lim.max_gas)
+
         def build() -> Block:
+            started = time.perf_counter()  # proposer policy only (node.proposal_size): never in a block
             block = self.app.build_block(template, txs)
             if self._block_checks is not None:
                 self._block_checks.precheck(block)  # so the machine does not hash the block on the loop
+            self.sizer.observe(len(block.txs), time.perf_counter() - started)
             return block
 
         try:
@@ -324,6 +332,9 @@ class ConsensusDriver:
                 return  # the height was committed meanwhile (a commit of another round): nothing to build
             self.raise_alarm(f"cannot build block {template.height}: {fault}")
             return
+        self._built.add(bytes(block.id))
+        if len(self._built) > 64:
+            self._built.clear()
         for tx_hash in self.app.build_faults(block):
             # A local fault on our own proposal backs the transaction off like a disagreement (docs/vm.md).
             self.mempool.report_disagreement(tx_hash, block.header.proposer, block.height)
@@ -334,8 +345,17 @@ class ConsensusDriver:
 
     async def validate(self, block: Block) -> Verdict:
         """Re-execute `block` off the event loop, note disagreements in the mempool, feed the verdict."""
+        sample = bytes(block.id) not in self._built
+
+        def validate() -> Verdict:
+            started = time.perf_counter()  # proposer policy only (node.proposal_size): never in a verdict
+            verdict = self.app.validate_block(block)
+            if sample and verdict.is_valid:
+                self.sizer.observe(len(block.txs), time.perf_counter() - started)
+            return verdict
+
         try:
-            verdict = await trio.to_thread.run_sync(self.app.validate_block, block, limiter=self._app_threads)
+            verdict = await trio.to_thread.run_sync(validate, limiter=self._app_threads)
         except LocalFault as fault:
             verdict = Verdict.local_fault(str(fault))
         if not verdict.is_valid:

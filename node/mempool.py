@@ -14,7 +14,11 @@ the account's up to its own is pending; otherwise it is *gapped* (it cannot go i
 count, bytes, per sender, gapped per sender (`max_gapped_per_sender`), how far ahead (`max_nonce_gap`) and
 how long (`ttl_heights`; `gapped_ttl_heights` while gapped). When full, gapped transactions are evicted
 first (a ready newcomer evicts any; a gapped one only cheaper gapped ones), then the cheapest ready tail (a
-sender's last nonce, so no gap opens) that pays less than the newcomer.
+sender's last nonce, so no gap opens) that pays less than the newcomer. Transactions from this node's own
+clients may fill only CLIENT_SHARE of it (past that, only in place of cheaper ones); the rest is kept for
+peers' gossip. Refusals that a later block can
+lift (full, a sender's limits, a nonce too far ahead) end with RETRY_LATER (`is_retryable`): a client sends
+the same transaction again, which is what keeps a loaded chain at capacity (docs/performance.md).
 
 Cost: two sorted indexes (`sortedcontainers.SortedList`) hold one key per sender, its eviction candidate
 and its next ready transaction, so an add or an eviction is O(log senders) plus the sender's own
@@ -50,6 +54,16 @@ logger = logging.getLogger(__name__)
 
 DISAGREEMENT_PROPOSERS = 3
 REJECTED_DISAGREED = "rejected: validators disagreed"
+# Refusals that say "not now" rather than "never": the client should send the same transaction again after a
+# block or two (a full mempool, a sender's queue at its limit, a nonce too far ahead of what is committed).
+# An honest client resubmits it instead of moving on to later nonces, which would only wait behind the gap.
+RETRY_LATER = "retry later"
+MEMPOOL_FULL = f"mempool full, {RETRY_LATER}"
+
+
+def is_retryable(reason: str) -> bool:
+    """Whether a refusal's one-line reason means "send it again later" (the rest never become valid)."""
+    return reason.endswith(RETRY_LATER)
 _MAX_BACKOFF_HEIGHTS = 64
 _FAILURE_MEMORY = 10_000
 # `reap` stops after this many candidates in a row that do not fit the block's budgets.
@@ -57,6 +71,11 @@ _REAP_MISSES = 256
 # The event loop gets a turn every this many adds of a batch, and every few milliseconds of a recheck.
 _ADD_SLICE = 64
 _SLICE_S = 0.005
+# Transactions from this node's own clients (RPC) may fill this share of the mempool's count and bytes; the
+# rest is kept for transactions gossiped by peers. Every node's client transactions reach every mempool, so
+# the total stays near this share and a peer's transactions, which its proposals will name, are not refused
+# for room here (a proposal whose transactions its validators refused is dropped: docs/performance.md).
+CLIENT_SHARE = 0.5
 
 
 class RemovalReason(enum.Enum):
@@ -208,8 +227,12 @@ class Mempool:
     # ---------------------------------------------------------------- entry
 
     def add(self, tx: Transaction, *, size: int | None = None, signature_checked: bool = False,
-            account: AccountInfo | None = None) -> AddResult:
+            account: AccountInfo | None = None, from_client: bool = False) -> AddResult:
         """Check `tx` and keep it if it may be included; never raises for anything the transaction holds.
+
+        `from_client`: it came from this node's RPC, not from a peer: it may fill only CLIENT_SHARE of the
+        mempool; past that it only takes the place of cheaper transactions (evicted as usual) or is refused
+        with MEMPOOL_FULL.
 
         `signature_checked`: the caller verified the signature already (a gossiped batch's envelope check);
         it goes into the cache instead of being verified twice. `account`: the sender's committed account,
@@ -233,7 +256,7 @@ class Mempool:
             return AddResult(tx_hash, False, f"nonce {tx.nonce} already used (account nonce is {sender.nonce})")
         if tx.nonce > sender.nonce + self.config.max_nonce_gap:
             return AddResult(tx_hash, False,
-                             f"nonce {tx.nonce} is too far ahead of the account nonce {sender.nonce}")
+                             f"nonce {tx.nonce} is too far ahead of the account nonce {sender.nonce}, {RETRY_LATER}")
         # The VM's rules, as if the sender's pending predecessors were included first.
         fees_before = sum(e.tx.fee for n, e in sender.txs.items() if sender.nonce <= n < tx.nonce)
         projected = Account(Amount(max(0, sender.balance - fees_before)), Nonce(tx.nonce))
@@ -258,17 +281,24 @@ class Mempool:
                                  f"by {self.config.replace_bump_percent}%")
         else:
             if len(sender.txs) >= self.config.max_txs_per_sender:
-                return AddResult(tx_hash, False, f"sender has {len(sender.txs)} pending transactions (the limit)")
-            if tx.nonce > sender.ready_end and sender.gapped >= self.config.max_gapped_per_sender:
                 return AddResult(tx_hash, False,
-                                 f"sender has {sender.gapped} transactions waiting behind a nonce gap (the limit)")
+                                 f"sender has {len(sender.txs)} pending transactions (the limit), {RETRY_LATER}")
+            if tx.nonce > sender.ready_end and sender.gapped >= self.config.max_gapped_per_sender:
+                return AddResult(tx_hash, False, f"sender has {sender.gapped} transactions waiting behind a nonce "
+                                                 f"gap (the limit), {RETRY_LATER}")
         if entry.size > self.config.max_bytes:
             return AddResult(tx_hash, False, "transaction larger than the mempool")
         ready = sender.nonce <= tx.nonce <= sender.ready_end
         freed = replaced.size if replaced is not None else 0
-        victims = self._victims(entry, ready, count=0 if replaced is not None else 1, size=entry.size - freed)
+        count, size = (0 if replaced is not None else 1), entry.size - freed
+        max_txs, max_bytes = self.config.max_txs, self.config.max_bytes
+        if from_client and (len(self._by_hash) + count > max_txs * CLIENT_SHARE
+                            or self._bytes + size > max_bytes * CLIENT_SHARE):
+            # Past its share a client's transaction only takes the place of cheaper ones: no net growth.
+            max_txs, max_bytes = min(max_txs, len(self._by_hash)), min(max_bytes, self._bytes)
+        victims = self._victims(entry, ready, count=count, size=size, max_txs=max_txs, max_bytes=max_bytes)
         if victims is None:
-            return AddResult(tx_hash, False, "mempool is full")
+            return AddResult(tx_hash, False, MEMPOOL_FULL)
         if known is None:
             self._senders[sender_key] = sender
         if replaced is not None:
@@ -298,12 +328,13 @@ class Mempool:
         nonce = int(account.nonce)
         return _Sender(nonce, int(account.balance), ready_end=nonce)
 
-    def _victims(self, entry: _Entry, ready: bool, *, count: int, size: int) -> list[_Entry] | None:
-        """What to evict so that `entry` fits (None: it cannot), cheapest first and without touching its own
-        sender: gapped tails first, then (for a ready newcomer) ready tails paying less per gas."""
-        cfg = self.config
-        need_count = len(self._by_hash) + count - cfg.max_txs
-        need_bytes = self._bytes + size - cfg.max_bytes
+    def _victims(self, entry: _Entry, ready: bool, *, count: int, size: int, max_txs: int,
+                 max_bytes: int) -> list[_Entry] | None:
+        """What to evict so that `entry` fits under `max_txs` and `max_bytes` (None: it cannot), cheapest
+        first and without touching its own sender: gapped tails first, then (for a ready newcomer) ready
+        tails paying less per gas."""
+        need_count = len(self._by_hash) + count - max_txs
+        need_bytes = self._bytes + size - max_bytes
         if need_count <= 0 and need_bytes <= 0:
             return []
         bound = (1 if ready else 0, entry.price)  # keys below it may be evicted for `entry`

@@ -457,7 +457,7 @@ class Node:
             await trio.to_thread.run_sync(lambda: [self.sig_cache.verify(tx) for tx in txs])
         verdicts = []
         for tx in txs:
-            result = self.mempool.add(tx)
+            result = self.mempool.add(tx, from_client=True)
             verdicts.append(SubmitVerdict(result.tx_hash, result.accepted, result.reason))
             if result.added and self.batcher is not None:
                 await self.batcher.add(tx)

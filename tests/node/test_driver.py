@@ -29,6 +29,7 @@ from core.votes import ZERO_SIGNATURE, Vote, VoteType
 from node.events import TxState
 from node.leveldb import LevelDBStore
 from node.mempool import REJECTED_DISAGREED
+from node.proposal_size import MIN_PROPOSAL_TXS
 from node.providers import ChainProviders
 from node.service import Node
 from p2p.messages import VotesRequest
@@ -40,6 +41,7 @@ from tests.node.helpers import (
     local_node,
     make_home,
     running,
+    transfer,
     wait_until,
 )
 from tests.vm.helpers import genesis_doc_with, memory_hog_model
@@ -276,5 +278,36 @@ async def test_a_local_fault_while_handling_a_vote_is_alarmed_as_ours_not_refuse
                 nursery.cancel_scope.cancel()
         assert any("signature verifier unavailable" in alarm for alarm in driver.alarms)
         assert not [r for r in caplog.records if "consensus refused" in r.getMessage()]
+    finally:
+        node.close()
+
+
+@pytest.mark.trio
+async def test_a_proposal_takes_what_the_measured_time_allows_and_the_build_is_measured(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """node/proposal_size.py: the proposer reaps no more than its estimate of what validates within a share of
+    timeout_propose (here the floor, as if each transaction took a second), and its real build is measured."""
+    node = local_node(make_home(tmp_path, "v0", genesis_doc(4), validator=0))
+    try:
+        driver = node.build_driver(MemoryWAL())
+        chain_id = node.chain_id
+        for sender in range(2, 8):
+            for nonce in range(50):
+                assert node.mempool.add(transfer(chain_id, account(sender), account(1), 1, nonce)).added
+        assert len(node.mempool) == 300
+        driver.sizer.seconds_per_tx = 1.0
+        reaped: list[int] = []
+        build = driver.app.build_block
+
+        def counting_build(template: BlockTemplate, txs: Any) -> Block:
+            reaped.append(len(txs))
+            return build(template, txs)
+
+        driver.app.build_block = counting_build  # type: ignore[method-assign]
+        template = BlockTemplate(chain_id, Height(1), Round(0), Timestamp(int(node.genesis.genesis_time) + 1000),
+                                 validator_key(SEED, 0).address, ZERO_HASH, None, ())
+        with trio.fail_after(60):
+            await driver._build(BuildBlock(template))
+        assert reaped == [MIN_PROPOSAL_TXS]
+        assert driver.sizer.samples == 1 and driver.sizer.seconds_per_tx < 1.0  # learned from the real build
     finally:
         node.close()

@@ -15,7 +15,7 @@ from core.keys import PrivateKey
 from core.tx import Transaction
 from core.types import Address, Amount, Gas, Nonce
 from node.config import MempoolSection
-from node.mempool import REJECTED_DISAGREED, Mempool, RemovalReason
+from node.mempool import MEMPOOL_FULL, REJECTED_DISAGREED, Mempool, RemovalReason, is_retryable
 from node.sigcache import SigCache
 from tools.genesis import make_genesis
 from vm.execute import account_inclusion_error, admission_error
@@ -138,7 +138,7 @@ def test_count_and_sender_limits_and_eviction_of_the_cheapest_tail() -> None:
     assert "limit" in mp.add(tx(0, 2, fee=3000)).reason
     cheap = tx(1, 0, fee=1200)
     assert mp.add(cheap).added
-    assert mp.add(tx(2, 0, fee=1200)).reason == "mempool is full"  # not better than any tail
+    assert mp.add(tx(2, 0, fee=1200)).reason == MEMPOOL_FULL  # not better than any tail
     better = tx(2, 0, fee=1500)
     assert mp.add(better).added
     assert removed == [(bytes(cheap.hash), RemovalReason.EVICTED)]
@@ -146,7 +146,7 @@ def test_count_and_sender_limits_and_eviction_of_the_cheapest_tail() -> None:
     # a0 pays least, but evicting it would strand a1 behind a nonce gap: only tails are evicted.
     assert mp.add(tx(3, 0, fee=2000)).added
     assert better.hash not in mp and a0.hash in mp and a1.hash in mp
-    assert mp.add(tx(4, 0, fee=1900)).reason == "mempool is full"
+    assert mp.add(tx(4, 0, fee=1900)).reason == MEMPOOL_FULL
 
 
 def test_byte_limit_and_replacement_needs_a_fee_bump() -> None:
@@ -300,7 +300,7 @@ def test_gapped_transactions_are_evicted_first_and_never_evict_ready_ones() -> N
     gapped = tx(0, 5, fee=90_000)  # pays the most, but cannot go into a block
     assert mp.add(gapped).added and mp.add(tx(1, 0, fee=1000)).added and mp.add(tx(2, 0, fee=1000)).added
     # A gapped newcomer cannot push out a ready transaction, though it pays 85 times more ...
-    assert mp.add(tx(3, 7, fee=85_000)).reason == "mempool is full"
+    assert mp.add(tx(3, 7, fee=85_000)).reason == MEMPOOL_FULL
     # ... but it may push out a cheaper gapped one.
     richer_gap = tx(4, 1, fee=95_000)
     assert mp.add(richer_gap).added and removed == [bytes(gapped.hash)]
@@ -308,6 +308,45 @@ def test_gapped_transactions_are_evicted_first_and_never_evict_ready_ones() -> N
     assert mp.add(tx(5, 0, fee=1001)).added
     assert removed == [bytes(gapped.hash), bytes(richer_gap.hash)]
     assert mp.gapped_count() == 0 and len(mp) == 3
+
+
+def test_client_transactions_leave_room_for_the_transactions_peers_gossip() -> None:
+    """This node's clients fill half of the mempool at most: a peer's transactions, which its proposal will
+    name, still find room when our own clients send faster than blocks commit."""
+    mp = pool(max_txs=8)
+    assert all(mp.add(tx(k, 0), from_client=True).added for k in range(4))
+    refused = mp.add(tx(4, 0), from_client=True)
+    assert refused.reason == MEMPOOL_FULL and is_retryable(refused.reason)
+    assert all(mp.add(tx(k, 0)).added for k in range(4, 8))  # from peers: the other half
+    assert len(mp) == 8 and mp.add(tx(0, 1)).reason == MEMPOOL_FULL
+    # Past its share a client's better offer still takes the place of one cheaper tail, as from a peer.
+    removed: list[bytes] = []
+    mp.on_removed(lambda h, t, r: removed.append(bytes(h)))
+    assert mp.add(tx(0, 1, fee=5000), from_client=True).added and len(mp) == 8 and len(removed) == 1
+
+
+def test_attack_gapped_spam_cannot_keep_honest_senders_out_of_a_full_mempool() -> None:
+    """Attack: spammers queue far-ahead nonces (which can never go into a block while the gap stays open) at
+    a high fee until the mempool is full. Defence: gapped transactions are bounded per sender and are evicted
+    first by any ready newcomer, so honest senders at the minimum fee still get in and into the proposal."""
+    spammers = [PrivateKey.derive("mempool tests", "gap spammer", i) for i in range(6)]
+    honest = [PrivateKey.derive("mempool tests", "honest", i) for i in range(4)]
+    accounts = Accounts()
+    for k in (*spammers, *honest):
+        accounts.table[bytes(k.address)] = _Account(10**9, 0)
+    mp = pool(accounts, max_txs=24, max_gapped_per_sender=4)
+    spam = [build_tx(k, Transfer(SINK, Amount(1)), chain_id=CHAIN, nonce=n, gas_limit=1000, fee=50_000)
+            for k in spammers for n in range(1, 9)]  # nonce 0 never sent: all of it stays gapped
+    admitted = [mp.add(t) for t in spam]
+    assert sum(r.added for r in admitted) == 24 and len(mp) == 24  # 4 per spammer; the mempool is full
+    assert all(is_retryable(r.reason) for r in admitted if not r.accepted)
+    honest_txs = [build_tx(k, Transfer(SINK, Amount(1)), chain_id=CHAIN, nonce=n, gas_limit=1000, fee=1000)
+                  for k in honest for n in range(5)]
+    assert all(mp.add(t).added for t in honest_txs)
+    assert {bytes(t.hash) for t in reap(mp)} == {bytes(t.hash) for t in honest_txs}
+    # A gapped newcomer that pays less than the gapped ones left cannot evict a ready one: a reason to retry.
+    late = build_tx(KEYS[0], Transfer(SINK, Amount(1)), chain_id=CHAIN, nonce=3, gas_limit=1000, fee=1000)
+    assert mp.add(late).reason == MEMPOOL_FULL and is_retryable(MEMPOOL_FULL)
 
 
 @pytest.mark.trio

@@ -1,0 +1,61 @@
+"""How many transactions this node puts in its own proposals: as many as its validators can check within a
+stated share of `timeout_propose`.
+
+A proposal is useful only if the validators have rebuilt and validated it before their propose timeout; a
+block that takes longer loses its round at every height (docs/performance.md, "Sustained load"). Gas does
+not bound that for cheap kinds (a transfer's gas is far under its validation time), so the proposer measures what a transaction costs here: the wall time of its own block builds (the
+same execution validators repeat) and of its validations of other validators' blocks (which run while the
+other validators validate too, the contention a proposal meets) per transaction, smoothed, and reaps at most
+
+    share x timeout_propose / seconds per transaction
+
+transactions. This is proposer policy, not a consensus rule: validators accept any valid block, nothing
+here enters a hash or a verdict, and the wall time read here never reaches the state machine or the VM.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# The share of timeout_propose one validation may take: the proposer builds (about one validation), the
+# compact proposal travels and is rebuilt, then each validator validates; a third each leaves room for the
+# relay and for validators that share cores with each other (a devnet on one machine).
+VALIDATION_SHARE = 1 / 3
+# Before any measurement: a transfer's validation on a loaded core (bench/worst_block.py measures ~88 us
+# on a quiet one; four validators on two cores see two to three times that).
+PRIOR_SECONDS_PER_TX = 250e-6
+# Blocks smaller than this are dominated by the block's fixed costs and say little about a transaction.
+MIN_SAMPLE_TXS = 100
+# Weight of the newest sample in the running estimate.
+SMOOTHING = 0.3
+# Never fewer than this per proposal, however slow the last builds were (a backlog must still drain).
+MIN_PROPOSAL_TXS = 256
+
+
+@dataclass(slots=True)
+class ProposalSizer:
+    """The running estimate of seconds per transaction, and the proposal size it implies."""
+
+    seconds_per_tx: float = PRIOR_SECONDS_PER_TX
+    share: float = VALIDATION_SHARE
+    samples: int = 0
+
+    def observe(self, txs: int, seconds: float) -> None:
+        """Record one build or validation of a block of `txs` transactions that took `seconds` of wall time."""
+        if txs < MIN_SAMPLE_TXS or seconds <= 0:
+            return
+        sample = seconds / txs
+        self.seconds_per_tx = sample if self.samples == 0 else (
+            SMOOTHING * sample + (1 - SMOOTHING) * self.seconds_per_tx)
+        self.samples += 1
+
+    def max_txs(self, timeout_propose_ms: int, limit: int) -> int:
+        """Transactions for the next proposal: what validates within `share` of the propose timeout, at least
+        MIN_PROPOSAL_TXS and at most `limit` (the block's own cap)."""
+        return compute_proposal_txs(timeout_propose_ms, self.share, self.seconds_per_tx, limit)
+
+
+def compute_proposal_txs(timeout_propose_ms: int, share: float, seconds_per_tx: float, limit: int) -> int:
+    budget_s = timeout_propose_ms / 1000 * share
+    fits = int(budget_s / seconds_per_tx) if seconds_per_tx > 0 else limit
+    return max(min(MIN_PROPOSAL_TXS, limit), min(limit, fits))
