@@ -13,9 +13,10 @@ commit observer are bench/devnet.py's (open loop at the offered rates, `max` as 
 Per step it prints bench/devnet.py's columns (committed/s over the send window shifted by the median finality,
 finality p50/p99, block interval, txs per block, byte fill, refusals, pending, CPU per committed tx of all
 node processes with their workers, PoI misses and jails, the driver's CPU per sent tx), then `gas%` (the
-blocks' summed gas limits against max_block_gas) and the CPU per committed inference split per node into the
+blocks' used gas against max_block_gas) and the CPU per committed inference split per node into the
 node process and its sandbox workers. With `--kind infer` (not `infer-only`) a closed-loop transfer step
-runs first on the same devnet, the baseline measured in the same run.
+runs last on the same devnet (its backlog would fill the mempool for the steps after it), the baseline
+measured in the same run.
 """
 
 from __future__ import annotations
@@ -69,6 +70,7 @@ class TinyModel:
     model_id: Hash32
     record: ModelRecord
     gas_limit: int  # the safe quote: first use in the block included
+    call_gas: int  # what each call but the block's first uses (the first adds record.gas_load)
 
 
 def find_tiny_exact(client: Client, genesis_doc: dict[str, object], params: Params) -> TinyModel:
@@ -83,7 +85,8 @@ def find_tiny_exact(client: Client, genesis_doc: dict[str, object], params: Para
         if sum(sizes) >= TINY_INPUT_BYTES:
             continue
         probe = _inputs(record, np.random.default_rng(0))
-        return TinyModel(m["name"], Hash32.from_hex(m["id"]), record, infer_gas(params, record, probe))
+        return TinyModel(m["name"], Hash32.from_hex(m["id"]), record, infer_gas(params, record, probe),
+                         infer_gas(params, record, probe, first_use=False))
     raise SystemExit("genesis has no tiny exact-class model to load the devnet with")
 
 
@@ -91,7 +94,7 @@ def _inputs(record: ModelRecord, rng: np.random.Generator) -> tuple[Tensor, ...]
     out = []
     for spec in record.meta.inputs:
         dtype = spec.dtype.numpy
-        info = np.iinfo(dtype)
+        info = np.iinfo(dtype.name)  # exact-class models take integers
         out.append(Tensor.from_numpy(rng.integers(info.min, int(info.max) + 1, size=tuple(spec.shape), dtype=dtype)))
     return tuple(out)
 
@@ -158,7 +161,7 @@ class StepFigures:
 
 def measure_step(net: RealNet, observer: Observer, poi_client: Client, leaders: list[int], label: str,
                  offered: int | None, work: list[list[Signed]], duration: float, max_block_bytes: int,
-                 max_block_gas: int, gas_per_tx: int) -> StepFigures:
+                 max_block_gas: int, gas_per_tx: int, gas_per_block: int) -> StepFigures:
     before = split_cpu_seconds(leaders)
     driver0 = driver_cpu_seconds()
     missed0, _ = poi_totals(poi_client)
@@ -169,12 +172,13 @@ def measure_step(net: RealNet, observer: Observer, poi_client: Client, leaders: 
     after = split_cpu_seconds(leaders)
     missed1, jailed = poi_totals(poi_client)
     return summarize(label, out, start, window, observer, before, after, driver1 - driver0, missed1 - missed0,
-                     jailed, max_block_bytes, max_block_gas, gas_per_tx)
+                     jailed, max_block_bytes, max_block_gas, gas_per_tx, gas_per_block)
 
 
 def summarize(label: str, out: Sent, start: float, window: float, observer: Observer,
               before: list[tuple[float, float]], after: list[tuple[float, float]], driver_s: float, missed: int,
-              jailed: int, max_block_bytes: int, max_block_gas: int, gas_per_tx: int) -> StepFigures:
+              jailed: int, max_block_bytes: int, max_block_gas: int, gas_per_tx: int, gas_per_block: int
+              ) -> StepFigures:
     finality = [observer.committed[h] - out.scheduled[h] for h in out.accepted if h in observer.committed]
     pending = sum(1 for h in out.accepted if h not in observer.committed)
     lag = pct(finality, 0.5) if finality else 0.0
@@ -190,7 +194,7 @@ def summarize(label: str, out: Sent, start: float, window: float, observer: Obse
     return StepFigures(
         label=label, sent_rate=out.sent / window, committed_rate=sum(b.txs for b in blocks) / window,
         p50=pct(finality, 0.5), p99=pct(finality, 0.99), interval=interval, per_block=per_block, fill=fill,
-        gas_fill=100 * per_block * gas_per_tx / max_block_gas, refused=sum(out.refused.values()), pending=pending,
+        gas_fill=100 * (per_block * gas_per_tx + gas_per_block * bool(blocks)) / max_block_gas, refused=sum(out.refused.values()), pending=pending,
         cpu_ms=cpu, missed=missed, jailed=jailed, driver_ms=1000 * driver_s / out.sent if out.sent else float("nan"),
         reasons=", ".join(f"{r} x{n}" for r, n in out.refused.most_common(3)), per_node=per_node)
 
@@ -215,7 +219,7 @@ def main_infer(args: argparse.Namespace) -> int:
     budgets = [int((offered or args.max_rate_budget) * args.duration) for offered in loads]
     compare = args.kind == "infer"
     if compare:
-        budgets = [int(TRANSFER_BASELINE_RATE * args.duration), *budgets]
+        budgets = [*budgets, int(TRANSFER_BASELINE_RATE * args.duration)]
     senders_per_step = [max(args.senders, -(-budget // PER_SENDER)) for budget in budgets]
     firsts = list(itertools.accumulate([1, *senders_per_step]))
     accounts = firsts[-1]
@@ -237,9 +241,9 @@ def main_infer(args: argparse.Namespace) -> int:
         max_block_gas = int(params.consensus.max_block_gas)
         gas_price = int(params.vm.min_gas_price)
         model = find_tiny_exact(net.client(0), doc, params)
-        print(f"model {model.name} ({model.record.meta.model_class.value}): gas per call {model.record.gas_per_call}, "
-              f"load {model.record.gas_load}, tx gas limit {model.gas_limit} -> at most "
-              f"{max_block_gas // model.gas_limit:,} inferences per block by gas")
+        print(f"model {model.name}: tx gas limit {model.gas_limit:,} (the load {model.record.gas_load:,} included), "
+              f"used {model.call_gas:,} by each call but the block's first: at most "
+              f"{(max_block_gas - model.gas_limit) // model.call_gas:,} inferences per block by gas")
         observer = Observer(Client(net.spec(0).rpc_url, timeout=30))
         watcher = threading.Thread(target=observer.run, daemon=True)
         watcher.start()
@@ -247,20 +251,20 @@ def main_infer(args: argparse.Namespace) -> int:
         poi_client = Client(net.spec(0).rpc_url, timeout=30)
         print("\n" + HEADER)
         steps: list[tuple[str, int | None, int]] = [(f"infer {'max' if o is None else o}", o, b)
-                                                    for o, b in zip(loads, budgets[compare:], strict=True)]
-        if compare:
-            steps.insert(0, ("xfer max", None, budgets[0]))
+                                                    for o, b in zip(loads, budgets, strict=False)]
+        if compare:  # last: its backlog and its byte-capped blocks would disturb the steps after it
+            steps.append(("xfer max", None, budgets[-1]))
         try:
             for step, (label, offered, budget) in enumerate(steps):
                 senders = [net.account_key(firsts[step] + i) for i in range(senders_per_step[step])]
                 if label.startswith("xfer"):
                     work = presign(net, senders, budget, net.account_key(0).address)
-                    gas_per_tx = int(params.vm.gas_transfer)
+                    gas_per_tx, gas_per_block = int(params.vm.gas_transfer), 0
                 else:
                     work = presign_infer(net, senders, budget, model, gas_price, seed=step)
-                    gas_per_tx = model.gas_limit
+                    gas_per_tx, gas_per_block = model.call_gas, int(model.record.gas_load)
                 print_step(measure_step(net, observer, poi_client, leaders, label, offered, work, args.duration,
-                                        max_block_bytes, max_block_gas, gas_per_tx))
+                                        max_block_bytes, max_block_gas, gas_per_tx, gas_per_block))
         finally:
             observer.stop.set()
             watcher.join(10)
