@@ -311,8 +311,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--keep", type=Path, default=None,
                     help="run the devnet in this directory and keep it (node logs under its net/) after the run")
     ap.add_argument("--kind", choices=("transfer", "infer", "infer-only"), default="transfer",
-                    help="the load: transfers; or tiny exact-class inferences after a transfer baseline step "
-                    "(infer) or without it (infer-only), bench/devnet_infer.py")
+                    help="the load: transfers; or tiny exact-class inferences followed by a transfer baseline "
+                    "step (infer) or without it (infer-only), bench/devnet_infer.py")
     args = ap.parse_args(argv)
     if args.kind != "transfer":
         from bench.devnet_infer import main_infer

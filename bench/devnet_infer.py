@@ -6,8 +6,8 @@ devnet (`python -m bench.devnet --kind infer`; the transfer load is the default 
 Each step pre-signs `Infer` transactions on the genesis's tiny exact-class model (digits_int8: uint8[1,64] in,
 int32[1,10] out; the first exact model genesis lists whose input is under 4 KiB, so its arrays travel inside
 the sandbox hand-off message) from senders used by no other step, each with its own random input and a gas
-limit of exactly the safe quote (`vm.execute.infer_gas` with the block's first-use load: the block gas check
-sums gas limits, so a loose limit would cap blocks by gas that is never used). Sending, draining and the
+limit of exactly the safe quote (`vm.execute.infer_gas` with the block's first-use load, as a wallet must
+quote it: the sender cannot know whether its call is its block's first on the model). Sending, draining and the
 commit observer are bench/devnet.py's (open loop at the offered rates, `max` as fast as the endpoints answer).
 
 Per step it prints bench/devnet.py's columns (committed/s over the send window shifted by the median finality,
