@@ -15,8 +15,8 @@ finality p50/p99, block interval, txs per block, byte fill, refusals, pending, C
 node processes with their workers, PoI misses and jails, the driver's CPU per sent tx), then `gas%` (the
 blocks' used gas against max_block_gas) and the CPU per committed inference split per node into the
 node process and its sandbox workers. With `--kind infer` (not `infer-only`) a closed-loop transfer step
-runs last on the same devnet (its backlog would fill the mempool for the steps after it), the baseline
-measured in the same run.
+runs last on the same devnet (its backlog would fill the mempool for the steps after it), once node 0's
+mempool has emptied (at most BASELINE_SETTLE_S): the baseline measured in the same run.
 """
 
 from __future__ import annotations
@@ -61,6 +61,7 @@ from vm.state import ModelRecord
 from vm.txs import Infer, build_tx
 
 TINY_INPUT_BYTES = 4096  # under the sandbox's in-message threshold: the hand-off carries the arrays itself
+BASELINE_SETTLE_S = 90.0  # how long the inference backlog may take to commit before the transfer baseline
 TRANSFER_BASELINE_RATE = 4000  # tx/s pre-signed for the transfer baseline step (closed loop, ends early if sent)
 
 
@@ -136,6 +137,17 @@ def split_cpu_seconds(leaders: list[int]) -> list[tuple[float, float]]:
                 workers += ticks
         out.append((own / TICK, workers / TICK))
     return out
+
+
+def settle(client: Client, timeout: float) -> None:
+    """Before the transfer baseline: wait (at most `timeout`) until node 0's mempool has emptied, so that the
+    baseline does not measure the inference steps' backlog; it says so when it gives up."""
+    deadline = time.monotonic() + timeout
+    while (left := client.status().mempool_size) > 0:
+        if time.monotonic() > deadline:
+            print(f"           (the transfer baseline starts with {left:,} transactions still pending on node 0)")
+            return
+        time.sleep(0.5)
 
 
 @dataclass
@@ -258,6 +270,7 @@ def main_infer(args: argparse.Namespace) -> int:
             for step, (label, offered, budget) in enumerate(steps):
                 senders = [net.account_key(firsts[step] + i) for i in range(senders_per_step[step])]
                 if label.startswith("xfer"):
+                    settle(poi_client, BASELINE_SETTLE_S)
                     work = presign(net, senders, budget, net.account_key(0).address)
                     gas_per_tx, gas_per_block = int(params.vm.gas_transfer), 0
                 else:
