@@ -348,7 +348,13 @@ def main(argv: list[str] | None = None) -> int:
                     "its sender's later nonces gapped)")
     ap.add_argument("--keep", type=Path, default=None,
                     help="run the devnet in this directory and keep it (node logs under its net/) after the run")
+    ap.add_argument("--kind", choices=("transfer", "infer", "infer-only"), default="transfer",
+                    help="the load: transfers; or tiny exact-class inferences followed by a transfer baseline "
+                    "step (infer) or without it (infer-only), bench/devnet_infer.py")
     args = ap.parse_args(argv)
+    if args.kind != "transfer":
+        from bench.devnet_infer import main_infer
+        return main_infer(args)
     loads: list[int | None] = [None if x.strip() == "max" else int(x) for x in args.loads.split(",")]
 
     key = PrivateKey.derive("bench", "verify", 0)

@@ -128,8 +128,11 @@ def consensus_params(source: Params | Genesis, config: NodeConfig) -> ConsensusP
 
 
 def block_limits(params: Params) -> BlockLimits:
-    """What the proposer reaps from the mempool for a block under `params`."""
-    return BlockLimits(MAX_BLOCK_TXS, int(params.consensus.max_block_bytes), int(params.consensus.max_block_gas))
+    """What the proposer reaps from the mempool for a block under `params`. Summed gas limits bound nothing
+    here: the block's gas rule counts gas used (`vm.apply.BlockExecutor.inclusion_error`), which the builder
+    applies; reaping by limits held blocks of tiny inferences, each reserving its model's load, to a tenth
+    of what the rule allows."""
+    return BlockLimits(MAX_BLOCK_TXS, int(params.consensus.max_block_bytes), MAX_BLOCK_TXS * int(params.vm.max_tx_gas))
 
 
 class Node:

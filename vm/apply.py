@@ -70,7 +70,7 @@ class BlockExecutor:
     """Executes one block on a view: `begin`, then `add` per transaction, then `finish` with the
     resolved model work. Build, validate and apply differ only in where the resolutions come from."""
 
-    __slots__ = ("_outcomes", "_sender", "ctx", "last_block_id", "ledger", "models", "punished", "view")
+    __slots__ = ("_outcomes", "_sender", "ctx", "gas_used", "last_block_id", "ledger", "models", "punished", "view")
 
     def __init__(self, view: StateView, ctx: BlockContext, last_block_id: Hash32) -> None:
         self.view = view
@@ -80,6 +80,7 @@ class BlockExecutor:
         self.models = BlockModels(ctx.params.vm.max_block_models)
         self._outcomes: list[TxExecution] = []
         self.punished: list[Evidence] = []
+        self.gas_used = 0  # by the transactions added so far: what the block's gas rule counts
         self._sender: tuple[Transaction, Address] | None = None  # the last checked tx's sender address
 
     def begin(self, reveal: Tensor | None, last_commit: Commit | None, evidence: Sequence[Evidence]) -> None:
@@ -93,6 +94,13 @@ class BlockExecutor:
         fix_commitments(view, ctx, last_commit, self.ledger)
 
     def inclusion_error(self, tx: Transaction) -> str | None:
+        """Why `tx` cannot join the block after those added so far (None: it can). The block's gas rule is
+        here, as in Ethereum: the gas its transactions used so far plus this one's limit fits
+        `max_block_gas`. Counting used gas, not the limits, matters for inferences: each must reserve its
+        model's load (its block's first call pays it) but only one per model per block uses it."""
+        left = self.ctx.params.consensus.max_block_gas - self.gas_used
+        if tx.gas_limit > left:
+            return f"gas limit {tx.gas_limit:d} exceeds the block's gas left {left:d}"
         self._sender = (tx, tx.sender_address)
         reason = inclusion_error(self.view, self.ctx, tx, self._sender[1])
         return reason if reason is not None else self.models.inclusion_error(self.view, tx)
@@ -102,6 +110,7 @@ class BlockExecutor:
         sender = self._sender[1] if self._sender is not None and self._sender[0] is tx else None
         outcome = execute_tx(self.view, self.ctx, len(self._outcomes), tx, sender, models=self.models)
         self.ledger.fees += outcome.fee
+        self.gas_used += outcome.result.gas_used
         self._outcomes.append(outcome)
         return outcome
 

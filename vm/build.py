@@ -142,7 +142,6 @@ class _Builder:
         executor = BlockExecutor(self.new_view(), self.ctx, template.last_block_id)
         executor.begin(self.reveal, template.last_commit, self.evidence)
         picked: list[Transaction] = []
-        gas = 0
         size = HEADER_RESERVE + len(self.commit_raw or b"") + sum(len(e) for e in self.evidence_raws)
         compact = size + PROPOSAL_RESERVE  # the compact proposal: the same, with each transaction as its hash
         view = executor.view
@@ -152,8 +151,7 @@ class _Builder:
             tb = self.bytes_of(tx)
             # Room for the result it may write (vm.blockbytes); once executed, what it takes is counted.
             bound = get_result_bound(tx, view.model)
-            if (gas + tx.gas_limit > params.consensus.max_block_gas
-                    or size + len(tb.raw) + bound > params.consensus.max_block_bytes
+            if (size + len(tb.raw) + bound > params.consensus.max_block_bytes
                     or compact + HASH_ENTRY_BYTES + bound > MAX_COMPACT_PROPOSAL_BYTES):
                 continue
             if not self.verify(tx, tb.hash) or executor.inclusion_error(tx) is not None:
@@ -162,7 +160,6 @@ class _Builder:
                 continue
             outcome = executor.add(tx)
             picked.append(tx)
-            gas += tx.gas_limit
             # A result without model work is final now; one with work is rewritten by its resolution,
             # which stays within the bound.
             result_size = len(outcome.result.encode()) if outcome.work is None else bound

@@ -107,8 +107,9 @@ def _validate(new_view: Callable[[], StateView], compute_update: Callable[[State
 
 
 def _validate_frame(view: StateView, params: Params, block: Block, parts: BlockBytes, checks: Checks) -> None:
-    """Everything but the transactions: height and header (`core.header.validate_header`), byte and gas
-    limits, the last commit's signers, the evidence's proofs and the PoI reveal; raises InvalidBlock."""
+    """Everything but the transactions: height and header (`core.header.validate_header`), the byte limit
+    (the gas rule counts used gas, transaction by transaction: `BlockExecutor.inclusion_error`), the last
+    commit's signers, the evidence's proofs and the PoI reveal; raises InvalidBlock."""
     chain = view.chain()
     header = block.header
     h = int(header.height)
@@ -119,8 +120,6 @@ def _validate_frame(view: StateView, params: Params, block: Block, parts: BlockB
                                         ValidatorSet(view.validator_list(h + 1)).hash))
     if parts.size > params.consensus.max_block_bytes:
         raise InvalidBlock("block exceeds max_block_bytes")
-    if sum(tx.gas_limit for tx in block.txs) > params.consensus.max_block_gas:
-        raise InvalidBlock("block exceeds max_block_gas")
     if block.last_commit is not None:
         members = ValidatorSet(view.validator_list(h - 1))
         for vote in block.last_commit.precommits:
