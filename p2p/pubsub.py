@@ -149,36 +149,33 @@ class ByteBudgetQueue(PriorityQueue):
         self.peak_bytes = 0
         self.refused = 0
         self._on_refused = on_refused
-        self._bulk: deque[tuple[rpc_pb2.RPC, int]] = deque()
-        self._urgent: deque[tuple[rpc_pb2.RPC, int]] = deque()
-
-    def __len__(self) -> int:
-        return len(self._bulk) + len(self._urgent)
+        # sizes of the RPCs in upstream's two deques, in the same order
+        self._bulk_sizes: deque[int] = deque()
+        self._urgent_sizes: deque[int] = deque()
 
     def room(self, priority: bool) -> int:
         """Bytes a push in that lane may still add."""
         return self.budget + (self.reserve if priority else 0) - self.held_bytes
 
     def push(self, rpc: rpc_pb2.RPC, priority: bool = False) -> bool:
-        if len(self) >= self.max_size:
-            return False
         size = rpc.ByteSize()
-        if size > self.room(priority):
+        if len(self) < self.max_size and size > self.room(priority):
             self.refused += 1
             if self._on_refused is not None:
                 self._on_refused()
             return False
-        (self._urgent if priority else self._bulk).append((rpc, size))
+        if not super().push(rpc, priority):
+            return False
+        (self._urgent_sizes if priority else self._bulk_sizes).append(size)
         self.held_bytes += size
         self.peak_bytes = max(self.peak_bytes, self.held_bytes)
         return True
 
     def pop(self) -> rpc_pb2.RPC | None:
-        lane = self._urgent or self._bulk
-        if not lane:
-            return None
-        rpc, size = lane.popleft()
-        self.held_bytes -= size
+        sizes = self._urgent_sizes if self._priority else self._bulk_sizes
+        rpc = super().pop()
+        if rpc is not None:
+            self.held_bytes -= sizes.popleft()
         return rpc
 
 
