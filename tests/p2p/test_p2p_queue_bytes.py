@@ -17,7 +17,7 @@ from libp2p.pubsub.rpc_queue import RpcQueue
 from core.hashing import sha256
 from p2p.batcher import encode_tx_batch
 from p2p.limits import DEFAULT_TOPIC_LIMITS, OUTBOUND_PRIORITY_RESERVE, OUTBOUND_QUEUE_BYTES
-from p2p.pubsub import byte_budget
+from p2p.pubsub import ByteBudgetQueue, byte_budget
 from p2p.testing.chain import make_tx, make_vote, validator_keys
 from p2p.topics import TopicKind
 from tests.adversary.frames import Attacker, attacker
@@ -110,3 +110,34 @@ async def test_a_peer_that_stops_reading_holds_at_most_its_byte_budget() -> None
             # the honest peer got every batch and the vote
             await wait_until(lambda: inboxes[1].ids(TopicKind.TXS) >= set(published)
                              and bytes(sha256(vote)) in inboxes[1].ids(TopicKind.VOTES), within=30)
+
+
+
+def publish_rpc(size: int) -> rpc_pb2.RPC:
+    """An RPC of exactly `size` bytes (for sizes of a few hundred bytes)."""
+    overhead = rpc_pb2.RPC(publish=[rpc_pb2.Message(data=b"\x00" * size, topicIDs=["t"])]).ByteSize() - size
+    rpc = rpc_pb2.RPC(publish=[rpc_pb2.Message(data=b"\x00" * (size - overhead), topicIDs=["t"])])
+    assert rpc.ByteSize() == size
+    return rpc
+
+
+def test_the_budget_refuses_bulk_past_it_keeps_a_reserve_for_priority_and_is_released_on_pop() -> None:
+    refusals: list[int] = []
+    lanes = ByteBudgetQueue(32, budget=1000, reserve=300, on_refused=lambda: refusals.append(1))
+    assert [lanes.push(publish_rpc(400)) for _ in range(3)] == [True, True, False]  # 1200 > 1000
+    assert (lanes.held_bytes, lanes.refused, len(refusals)) == (800, 1, 1)
+    assert lanes.push(publish_rpc(300), priority=True)  # 1100: within budget + reserve
+    assert not lanes.push(publish_rpc(300), priority=True)  # 1400 > 1300
+    assert not lanes.push(publish_rpc(200))  # bulk stays refused while over the budget
+    assert (lanes.held_bytes, lanes.peak_bytes, lanes.refused) == (1100, 1100, 3)
+    popped = lanes.pop()  # priority first; its bytes are released
+    assert popped is not None and popped.ByteSize() == 300 and lanes.held_bytes == 800
+    assert lanes.pop() is not None and lanes.held_bytes == 400
+    assert lanes.push(publish_rpc(400))  # room again
+    assert lanes.held_bytes == 800 and lanes.peak_bytes == 1100
+
+
+def test_the_rpc_count_bound_still_holds_and_is_not_counted_as_a_byte_refusal() -> None:
+    lanes = ByteBudgetQueue(2, budget=10_000, reserve=0)
+    assert [lanes.push(publish_rpc(200)) for _ in range(3)] == [True, True, False]
+    assert lanes.refused == 0 and lanes.held_bytes == 400
