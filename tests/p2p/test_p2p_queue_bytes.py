@@ -74,7 +74,8 @@ async def test_a_peer_that_stops_reading_holds_at_most_its_byte_budget() -> None
                 bad.peer_id in node.gossip.mesh_peers(k) for k in (TopicKind.TXS, TopicKind.VOTES)))
             queue = pubsub.peer_queues[bad.peer_id]
             lanes = byte_budget(queue)
-            assert lanes is not None
+            honest = byte_budget(pubsub.peer_queues[nodes[1].peer_id])
+            assert lanes is not None and honest is not None
             most = {"all": 0, "bulk": 0}
             with trio.CancelScope() as sampling:
                 async with trio.open_nursery() as nursery:
@@ -107,9 +108,11 @@ async def test_a_peer_that_stops_reading_holds_at_most_its_byte_budget() -> None
             assert node.counters.outbound_dropped >= node.counters.outbound_budget_drops
             # the vote still went into its queue, ahead of the batches, within the reserve
             assert in_reserve
-            # the honest peer got every batch and the vote
-            await wait_until(lambda: inboxes[1].ids(TopicKind.TXS) >= set(published)
-                             and bytes(sha256(vote)) in inboxes[1].ids(TopicKind.VOTES), within=30)
+            # the honest peer got the vote, and every batch its own queue took (all of them unless the loaded
+            # machine made one 2 MiB write to it take over `peer_stall_s`, so that pacing stopped waiting for it)
+            await wait_until(lambda: bytes(sha256(vote)) in inboxes[1].ids(TopicKind.VOTES), within=30)
+            await wait_until(lambda: len(inboxes[1].ids(TopicKind.TXS) & set(published))
+                             >= len(published) - honest.refused, within=30)
 
 
 
