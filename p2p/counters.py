@@ -18,6 +18,7 @@ class P2PCounters:
     ignored: Counter[str] = field(default_factory=Counter)  # not relayed, not penalized (hook said so)
     duplicates: int = 0  # copies that arrived while the first was still being validated
     outbound_dropped: int = 0  # RPCs upstream dropped: a peer's queue was full or the RPC over the frame cap
+    outbound_budget_drops: int = 0  # of those, RPCs refused because the peer's queue held its byte budget
     publish_waits: int = 0  # tx batch publishes that had to wait for a draining peer's queue
     peers_stalled: int = 0  # peers dropped because they did not accept an outbound RPC in time
     publish_pacing_timeouts: int = 0

@@ -29,6 +29,7 @@ from p2p.config import P2PConfig
 from p2p.counters import P2PCounters
 from p2p.envelope import EnvelopeCheck, core_envelopes
 from p2p.errors import Oversized
+from p2p.limits import ENVELOPE_SLACK
 from p2p.pubsub import OUTBOUND_QUEUE_SIZE, CountingGossipSub, GuardedPubsub
 from p2p.ratelimit import PeerRateLimiter
 from p2p.scoring import Offense
@@ -167,15 +168,16 @@ class Gossip:
             await pipeline.decode(data)
         elif len(data) > pipeline.cap:
             raise Oversized(f"{kind.value}: {len(data)} bytes exceeds the cap of {pipeline.cap}")
-        await self._pace(kind)
+        await self._pace(kind, len(data) + ENVELOPE_SLACK)
         pubsub = self._require_pubsub()
         await pubsub.publish(self._topics[kind], data)
         self._counters.published[kind.value] += 1
         return sha256(data)
 
-    async def _pace(self, kind: TopicKind) -> None:
-        """Upstream drops, silently, whatever does not fit a peer's 32-RPC queue (pitfall 4): a publish waits
-        (bounded) while a peer that is draining its queue has no room. A transaction batch leaves room for
+    async def _pace(self, kind: TopicKind, size: int) -> None:
+        """Upstream drops, silently, whatever does not fit a peer's 32-RPC queue (pitfall 4), and ours drops
+        what does not fit its byte budget: a publish waits (bounded) while a peer that is draining its queue
+        has no room for `size` bytes or one more RPC. A transaction batch leaves room for
         consensus messages (it waits from `outbound_high_water`), a consensus message waits only for a full
         queue and at most `peer_stall_s`, and goes out ahead of the batches. Never global: a stalled peer is
         not waited for."""
@@ -183,13 +185,13 @@ class Gossip:
         cfg = self._config
         bulk = kind is TopicKind.TXS
         high_water = cfg.outbound_high_water if bulk else OUTBOUND_QUEUE_SIZE
-        if not pubsub.congested_peers(high_water):
+        if not pubsub.congested_peers(high_water, size, not bulk):
             return
         self._counters.publish_waits += 1
         # a consensus message waits at most peer_stall_s: a peer that slow may miss it and catch up later
         with trio.move_on_after(cfg.publish_pacing_timeout_s if bulk else cfg.peer_stall_s) as scope:
             # Upstream's RpcQueue signals pushes, not pops: polling is the only way to see it drain.
-            while pubsub.congested_peers(high_water):  # noqa: ASYNC110
+            while pubsub.congested_peers(high_water, size, not bulk):  # noqa: ASYNC110
                 await trio.sleep(_PACING_POLL_S)
         if scope.cancelled_caught:
             self._counters.publish_pacing_timeouts += 1

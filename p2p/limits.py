@@ -35,6 +35,14 @@ TXS_PER_BATCH_MAX = 8192
 BLOCK_PART_BYTES = 512 * KIB
 MAX_STORED_BLOCK_BYTES = MAX_BLOCK_BYTES + 96 * KIB  # the block, its commit (up to 128 precommits), framing
 MAX_BLOCK_PARTS = -(-MAX_STORED_BLOCK_BYTES // BLOCK_PART_BYTES)
+# Bytes one peer's outbound pubsub queue may hold (p2p.pubsub.ByteBudgetQueue). Upstream bounds the queue in RPCs
+# only (32), so at the frame cap a peer that stops reading held 64 MiB until it was dropped as stalled (10 s),
+# ~3.2 GiB for 50 such peers. 8 MiB is four frames at the cap, or 32 honest 256 KiB batches: a peer that drains
+# never reaches it with pacing on (publishing waits for room), one that stalls holds no more. Past it a bulk RPC
+# to that peer is dropped (counted); priority RPCs (consensus topics, control) may use `OUTBOUND_PRIORITY_RESERVE`
+# more, one whole frame, so a full proposal still goes out to a peer whose queue is full of transaction batches.
+OUTBOUND_QUEUE_BYTES = 8 * MIB
+OUTBOUND_PRIORITY_RESERVE = LIBP2P_FRAME_MAX
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,6 +24,10 @@
   default `max_message_size` of 1 MiB, which drops a larger RPC at the sender (counted as any drop, nothing
   else), so a transaction with a 1 MiB input never left its node. `SizedQueues` sets each queue's size as it
   is made; the inbound size is the constructor's `max_inbound_rpc_size`.
+- Each peer's outbound queue is bounded in bytes as well as RPCs (`ByteBudgetQueue`, `OUTBOUND_QUEUE_BYTES`):
+  upstream's bound of 32 RPCs let a peer that stops reading hold 64 MiB at the frame cap until it was dropped
+  as stalled. Past the budget a bulk RPC to that peer is dropped and counted; priority RPCs have a reserve of
+  one frame more; publishing paces on the bytes a draining peer has room for.
 - The signed peer record a peer attaches to every RPC is checked once per peer and record bytes
   (`SenderRecords`): upstream verified its signature on each RPC, duplicates and control RPCs included, one
   Ed25519 check per frame (3-4 % of a loaded node's CPU).
@@ -39,6 +43,7 @@ import hashlib
 import logging
 import time
 import weakref
+from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
@@ -51,14 +56,14 @@ from libp2p.peer.id import ID
 from libp2p.pubsub.gossipsub import GossipSub
 from libp2p.pubsub.pb import rpc_pb2
 from libp2p.pubsub.pubsub import GossipsubEvent, Pubsub
-from libp2p.pubsub.rpc_queue import OutBoundQueueSize, RpcQueue
+from libp2p.pubsub.rpc_queue import OutBoundQueueSize, PriorityQueue, RpcQueue
 from libp2p.pubsub.utils import maybe_consume_signed_record
 from libp2p.pubsub.validators import signature_validator
 from libp2p.utils.connection_shutdown import is_expected_connection_shutdown
 from libp2p.utils.varint import read_varint_prefixed_bytes_limited
 
 from p2p.counters import P2PCounters
-from p2p.limits import LIBP2P_FRAME_MAX
+from p2p.limits import LIBP2P_FRAME_MAX, OUTBOUND_PRIORITY_RESERVE, OUTBOUND_QUEUE_BYTES
 from p2p.scoring import Offense
 
 logger = logging.getLogger(__name__)
@@ -126,19 +131,85 @@ class SenderRecords:
         return len(self._accepted)
 
 
-class SizedQueues(dict[ID, RpcQueue]):
-    """`Pubsub.peer_queues` whose queues take RPCs of up to `max_message_size` bytes.
+class ByteBudgetQueue(PriorityQueue):
+    """Upstream's two-lane queue of one peer's outbound RPCs, bounded in bytes as well as in RPCs.
 
-    Upstream builds each peer's `RpcQueue()` inline in `_handle_new_peer` with the 1 MiB default and uses it at
-    once (pending flush, message-cache replay), so the size is set where the queue is stored, before any use.
+    A bulk RPC is taken while the bytes held, with it, stay within `budget`; a priority RPC (a consensus topic's
+    message, control) while they stay within `budget + reserve`. A refused push returns False, which upstream's
+    `send_rpc` reports as a drop (`CountingGossipSub` counts it); `refused` counts the ones the bytes refused.
+    Bytes are released as the sending loop pops RPCs. `peak_bytes` is the most this queue ever held.
     """
 
-    def __init__(self, max_message_size: int) -> None:
+    def __init__(self, max_size: int, *, budget: int = OUTBOUND_QUEUE_BYTES,
+                 reserve: int = OUTBOUND_PRIORITY_RESERVE, on_refused: Callable[[], None] | None = None) -> None:
+        super().__init__(max_size)
+        self.budget = budget
+        self.reserve = reserve
+        self.held_bytes = 0
+        self.peak_bytes = 0
+        self.refused = 0
+        self._on_refused = on_refused
+        # sizes of the RPCs in upstream's two deques, in the same order
+        self._bulk_sizes: deque[int] = deque()
+        self._urgent_sizes: deque[int] = deque()
+
+    def room(self, priority: bool) -> int:
+        """Bytes a push in that lane may still add."""
+        return self.budget + (self.reserve if priority else 0) - self.held_bytes
+
+    def push(self, rpc: rpc_pb2.RPC, priority: bool = False) -> bool:
+        size = rpc.ByteSize()
+        if len(self) < self.max_size and size > self.room(priority):
+            self.refused += 1
+            if self._on_refused is not None:
+                self._on_refused()
+            return False
+        if not super().push(rpc, priority):
+            return False
+        (self._urgent_sizes if priority else self._bulk_sizes).append(size)
+        self.held_bytes += size
+        self.peak_bytes = max(self.peak_bytes, self.held_bytes)
+        return True
+
+    def pop(self) -> rpc_pb2.RPC | None:
+        sizes = self._urgent_sizes if self._priority else self._bulk_sizes
+        rpc = super().pop()
+        if rpc is not None:
+            self.held_bytes -= sizes.popleft()
+        return rpc
+
+
+def byte_budget(queue: RpcQueue) -> ByteBudgetQueue | None:
+    """The byte-bounded lanes of a queue made by `SizedQueues` (None for one made elsewhere)."""
+    lanes = queue._queue  # upstream's RpcQueue exposes no way to choose its inner queue
+    return lanes if isinstance(lanes, ByteBudgetQueue) else None
+
+
+class SizedQueues(dict[ID, RpcQueue]):
+    """`Pubsub.peer_queues` whose queues take RPCs of up to `max_message_size` bytes and hold at most
+    `budget` bytes of bulk (`ByteBudgetQueue`).
+
+    Upstream builds each peer's `RpcQueue()` inline in `_handle_new_peer` with the 1 MiB default and uses it at
+    once (pending flush, message-cache replay), so the size and the byte-bounded lanes are set where the queue
+    is stored, before any use (the queue is still empty there).
+    """
+
+    def __init__(self, max_message_size: int, *, budget: int = OUTBOUND_QUEUE_BYTES,
+                 reserve: int = OUTBOUND_PRIORITY_RESERVE, on_refused: Callable[[], None] | None = None) -> None:
         super().__init__()
         self.max_message_size = max_message_size
+        self.budget = budget
+        self.reserve = reserve
+        self._on_refused = on_refused
 
     def __setitem__(self, peer_id: ID, queue: RpcQueue) -> None:
         queue.max_message_size = self.max_message_size
+        if byte_budget(queue) is None:
+            if len(queue):
+                raise ValueError("a peer queue must be stored before anything is pushed to it")
+            queue._queue = ByteBudgetQueue(  # see byte_budget
+                queue._queue.max_size, budget=self.budget, reserve=self.reserve,
+                on_refused=self._on_refused)
         super().__setitem__(peer_id, queue)
 
 
@@ -171,7 +242,8 @@ class GuardedPubsub(Pubsub):
                  write_timeout_s: float = 10.0, stall_s: float = 1.0, **kwargs: Any):
         super().__init__(host, router, msg_id_constructor=content_msg_id, max_inbound_rpc_size=LIBP2P_FRAME_MAX,
                          **kwargs)
-        self.peer_queues = SizedQueues(LIBP2P_FRAME_MAX)  # outbound frames as large as inbound ones
+        # outbound frames as large as inbound ones, each peer's queue bounded in bytes
+        self.peer_queues = SizedQueues(LIBP2P_FRAME_MAX, on_refused=self._budget_refused)
         self._gate = gate
         self._counters = counters
         self._write_timeout_s = write_timeout_s
@@ -375,13 +447,24 @@ class GuardedPubsub(Pubsub):
         self._handle_dead_peer(peer_id)
         self._gate.stalled(peer_id, detail)
 
-    def congested_peers(self, high_water: int) -> list[ID]:
-        """Peers whose outbound queue holds `high_water` RPCs or more and that are draining it: what bulk
-        publishing paces against (pitfall 4). A peer stuck on one write for `stall_s` is not waited for."""
+    def _budget_refused(self) -> None:
+        self._counters.outbound_budget_drops += 1
+
+    def queued_bytes(self, peer_id: ID) -> tuple[int, int]:
+        """(bytes held now, most ever held) in the peer's outbound queue; (0, 0) without one."""
+        queue = self.peer_queues.get(peer_id)
+        lanes = byte_budget(queue) if queue is not None else None
+        return (lanes.held_bytes, lanes.peak_bytes) if lanes is not None else (0, 0)
+
+    def congested_peers(self, high_water: int, need_bytes: int = 0, priority: bool = False) -> list[ID]:
+        """Peers whose outbound queue holds `high_water` RPCs or more, or has less than `need_bytes` of room in
+        the `priority` lane's byte budget, and that are draining it: what publishing paces against (pitfall 4).
+        A peer stuck on one write for `stall_s` is not waited for."""
         now = trio.current_time()
         out = []
         for peer, queue in list(self.peer_queues.items()):
-            if len(queue) < high_water:
+            lanes = byte_budget(queue)
+            if len(queue) < high_water and (lanes is None or lanes.room(priority) >= need_bytes):
                 continue
             since = self._writing_since.get(peer)
             if since is not None and now - since >= self._stall_s:
