@@ -41,7 +41,7 @@ from vm.sandbox.protocol import (
     SharedOutputs,
 )
 from vm.sandbox.spec import ArraySpec, CompareMode, ModelInfo
-from vm.sandbox.worker import WorkerPool
+from vm.sandbox.worker import WorkerPool, _well_formed
 
 pytestmark = pytest.mark.vm
 
@@ -142,8 +142,7 @@ def test_pool_end_refuses_malformed_bodies(pair: tuple[socket.socket, Channel], 
 
 def test_every_reply_the_protocol_sends_decodes(pair: tuple[socket.socket, Channel]) -> None:
     theirs, channel = pair
-    info = ModelInfo(b"\1" * 32, CompareMode.TOLERANT, (ArraySpec("x", "float32", (1, 3)),),
-                     (ArraySpec("y", "int64", (1,)),), 17, 10, 3, 4, 5, 6, 7, (("Add", 1),))
+    info = _info()
     small = np.arange(6, dtype=np.int64).reshape(2, 3)
     big_endian = np.arange(3, dtype=">f8")  # not raw bytes on the channel: numpy's own pickling
     flags = np.array([True, False])
@@ -177,6 +176,56 @@ def test_every_reply_the_protocol_sends_decodes(pair: tuple[socket.socket, Chann
             assert got.cached == reply.cached
         else:
             assert got == reply
+
+
+def _info(**changes: object) -> ModelInfo:
+    fields: dict[str, object] = dict(
+        sha256=b"\1" * 32, model_class=CompareMode.TOLERANT, inputs=(ArraySpec("x", "float32", (1, 3)),),
+        outputs=(ArraySpec("y", "int64", (1,)),), opset=17, gas_per_call=10, macs=3, elementwise_ops=4,
+        activation_bytes=5, parameter_bytes=6, node_count=7, op_histogram=(("Add", 1),))
+    fields.update(changes)
+    return ModelInfo(**fields)  # type: ignore[arg-type]
+
+
+_SMALL = np.arange(3, dtype=np.int64)
+
+
+def _unchecked_spec(name: str, dtype: str, shape: tuple[int, ...]) -> ArraySpec:
+    """An ArraySpec its __post_init__ would refuse, as a pickle builds it (NEWOBJ + BUILD, no __init__)."""
+    spec = object.__new__(ArraySpec)
+    for field, value in (("name", name), ("dtype", dtype), ("shape", shape)):
+        object.__setattr__(spec, field, value)
+    return spec
+
+
+@pytest.mark.parametrize(("results", "ok"), [
+    pytest.param(((0, JobResult(outputs={"y": _SMALL})), (1, JobResult(info=_info()))), True, id="honest"),
+    pytest.param(((1, JobResult(info=_info())), (0, JobResult(outputs={"y": _SMALL}))), False, id="reordered"),
+    pytest.param(((0, JobResult(outputs={"y": _SMALL})),), False, id="one-missing"),
+    pytest.param(((0, JobResult(outputs={"y": np.array([1, "x"], dtype=object)})), (1, JobResult())), False,
+                 id="object-array"),
+    pytest.param(((0, JobResult(outputs={"y": _SMALL})), (1, JobResult(info=_info(gas_per_call="lots")))), False,
+                 id="info-field-type"),
+    pytest.param(((0, JobResult(outputs={"y": _SMALL})),
+                  (1, JobResult(info=_info(inputs=(_unchecked_spec("x", "object", (1,)),))))), False,
+                 id="spec-dtype-unchecked"),
+    pytest.param(((0, SharedOutputs((("y", "not an array"),))), (1, JobResult())), False,  # type: ignore[arg-type]
+                 id="shared-str"),
+    pytest.param(((0, JobResult(error=ValueError("x"))), (1, JobResult())), False,  # type: ignore[arg-type]
+                 id="foreign-error"),
+])
+def test_pool_refuses_done_it_cannot_read(pair: tuple[socket.socket, Channel], results: tuple[object, ...],
+                                          ok: bool) -> None:
+    """Allowed classes with contents no honest worker sends (a pickle sets fields without the constructors'
+    checks): what the pool would read from the Done is checked before it is used."""
+    theirs, channel = pair
+    theirs.sendall(_frame(dumps(Done(results, None))))  # type: ignore[arg-type]
+    try:
+        got = channel.recv()
+    except UndecodableReply:
+        assert not ok
+        return
+    assert _well_formed(got.results, got.cached, [0, 1]) is ok
 
 
 # ---- the attack against the real pool -------------------------------------------------------------------

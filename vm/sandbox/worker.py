@@ -49,7 +49,7 @@ from vm.sandbox.protocol import (
     Stop,
     WireJob,
 )
-from vm.sandbox.spec import ModelInfo
+from vm.sandbox.spec import ALLOWED_DTYPES, ArraySpec, CompareMode, ModelInfo
 
 _STOP_TIMEOUT_S = 5.0
 # Bounded busy-waits (channel.SpinWait): the pool for a batch's reply, a worker for its next batch. They keep
@@ -511,20 +511,44 @@ def _well_formed(results: object, cached: object, indices: list[int]) -> bool:
         if type(result) is SharedOutputs:
             if type(result.arrays) is not tuple or not all(
                     type(pair) is tuple and len(pair) == 2 and type(pair[0]) is str
-                    and type(pair[1]) in (np.ndarray, ArrayRef) for pair in result.arrays):
+                    and (type(pair[1]) is ArrayRef or _plain(pair[1])) for pair in result.arrays):
                 return False
         elif type(result) is not JobResult or not _result_types(result):
             return False
     return True
 
 
+def _plain(value: object) -> bool:
+    """A numpy array of numbers: not an object array a reply built with numpy's own reconstruction."""
+    return type(value) is np.ndarray and value.dtype.kind in "biuf"
+
+
+def _arrays(outputs: object) -> bool:
+    return type(outputs) is dict and all(type(k) is str and _plain(v) for k, v in outputs.items())
+
+
 def _result_types(result: JobResult) -> bool:
-    outputs, error = result.outputs, result.error
-    return ((outputs is None or (type(outputs) is dict and all(
-                type(k) is str and type(v) is np.ndarray for k, v in outputs.items())))
+    """Whether a result holds what the VM reads, of the types it reads them as (a reply can set fields
+    without the constructors' checks: NEWOBJ + BUILD)."""
+    outputs, error, info, golden = result.outputs, result.error, result.info, result.golden
+    return ((outputs is None or _arrays(outputs))
             and (error is None or isinstance(error, (InvalidModel, InferenceError)))
-            and (result.info is None or type(result.info) is ModelInfo)
-            and (result.golden is None or type(result.golden) is tuple))
+            and (info is None or _info_types(info))
+            and (golden is None or (type(golden) is tuple and all(g is None or _arrays(g) for g in golden))))
+
+
+def _info_types(info: object) -> bool:
+    if type(info) is not ModelInfo or type(info.sha256) is not bytes or type(info.model_class) is not CompareMode:
+        return False
+    numbers = (info.opset, info.gas_per_call, info.macs, info.elementwise_ops, info.activation_bytes,
+               info.parameter_bytes, info.node_count)
+    specs = (*info.inputs, *info.outputs) if type(info.inputs) is tuple and type(info.outputs) is tuple else (0,)
+    histogram = info.op_histogram
+    return (all(type(n) is int for n in numbers)
+            and all(type(a) is ArraySpec and type(a.name) is str and a.dtype in ALLOWED_DTYPES
+                    and type(a.shape) is tuple and all(type(d) is int for d in a.shape) for a in specs)
+            and type(histogram) is tuple and all(
+                type(h) is tuple and len(h) == 2 and type(h[0]) is str and type(h[1]) is int for h in histogram))
 
 
 def _kill(process: Any) -> None:
