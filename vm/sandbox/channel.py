@@ -8,6 +8,12 @@ whole message), keeps one `select.poll` object, and pickles numpy arrays at prot
 dtype string and shape (bench/vm.py, "hand-off"). File descriptors (the arena's memfd) travel as SCM_RIGHTS
 ancillary data of the message that announces them; the pool's end never accepts any (the kernel closes
 descriptors a worker tries to send it).
+
+The pool's end decodes with an allow-list (`allowed`): a worker may have been taken over through a bug in
+ONNX Runtime, and a plain unpickler runs whatever a pickle names (`os.system` by GLOBAL and REDUCE). Each
+GLOBAL in a reply must be one of the objects the protocol uses (vm/sandbox/protocol.py, REPLY_GLOBALS) or
+this module's own array reduction; anything else, and any message that does not decode, raises
+`UndecodableReply` (a WorkerFault) before a single refused object is called.
 """
 
 from __future__ import annotations
@@ -22,9 +28,12 @@ import socket
 import struct
 import time
 from collections import deque
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
+
+from vm.sandbox.errors import UndecodableReply
 
 _HEADER = struct.Struct("<Q")
 _CHUNK = 1 << 16
@@ -35,7 +44,10 @@ _PLAIN_KINDS = frozenset("biuf")
 
 
 def _array_from(data: bytearray, dtype: str, shape: tuple[int, ...]) -> np.ndarray:
-    return np.frombuffer(data, dtype).reshape(shape)
+    array = np.frombuffer(data, dtype)
+    if array.dtype.kind not in _PLAIN_KINDS:  # never an object array built from a peer's bytes
+        raise ValueError(f"dtype {dtype!r} does not travel as raw bytes")
+    return array.reshape(shape)
 
 
 def _reduce_array(value: np.ndarray) -> Any:
@@ -57,6 +69,31 @@ def dumps(message: object) -> bytes:
     buffer = io.BytesIO()
     _Pickler(buffer, 5).dump(message)
     return buffer.getvalue()
+
+
+class _AllowListUnpickler(pickle.Unpickler):
+    """An unpickler whose GLOBAL and STACK_GLOBAL resolve only names in `allowed` ((module, qualname) ->
+    object): a pickle can then call nothing else (REDUCE, NEWOBJ and BUILD need a callable or class from a
+    GLOBAL first)."""
+
+    def __init__(self, data: Any, allowed: Mapping[tuple[str, str], object]) -> None:
+        super().__init__(io.BytesIO(data))
+        self._allowed = allowed
+
+    def find_class(self, module: str, name: str) -> Any:
+        found = self._allowed.get((module, name))
+        if found is None:
+            raise pickle.UnpicklingError(f"{module}.{name} is not allowed in a message")
+        return found
+
+
+def allow_list(objects: tuple[object, ...]) -> dict[tuple[str, str], object]:
+    """The allow-list of a Channel: each object under the module and qualified name a pickle names it by,
+    and this module's own array reduction."""
+    table: dict[tuple[str, str], object] = {(_array_from.__module__, _array_from.__qualname__): _array_from}
+    for obj in objects:  # named as pickle's save_global names them (the defining module, the qualified name)
+        table[(str(getattr(obj, "__module__", "")), str(getattr(obj, "__qualname__", "")))] = obj
+    return table
 
 
 class SpinWait:
@@ -105,9 +142,11 @@ class SpinWait:
 
 class Channel:
     """One end of a connected AF_UNIX stream socket. `accept_fds` lets this end receive file descriptors
-    (the worker's); `fds` holds the ones received, in order, for the message that announced them."""
+    (the worker's); `fds` holds the ones received, in order, for the message that announced them. `allowed`
+    (from `allow_list`) makes `recv` resolve only those globals (the pool's end: it trusts no worker)."""
 
-    def __init__(self, sock: socket.socket, *, accept_fds: bool = False) -> None:
+    def __init__(self, sock: socket.socket, *, accept_fds: bool = False,
+                 allowed: Mapping[tuple[str, str], object] | None = None) -> None:
         sock.setblocking(True)
         self._sock = sock
         self._poller = select.poll()
@@ -116,6 +155,7 @@ class Channel:
         self._pending = bytearray()
         self._ancillary = socket.CMSG_SPACE(array.array("i", [0]).itemsize) if accept_fds else 0
         self.fds: deque[int] = deque()
+        self._allowed = allowed
 
     def fileno(self) -> int:
         return self._sock.fileno()
@@ -166,7 +206,8 @@ class Channel:
 
     def recv(self) -> Any:
         """The next message; EOFError when the other end closed the socket, OSError for a length over
-        MAX_MESSAGE_BYTES."""
+        MAX_MESSAGE_BYTES, UndecodableReply for a body the allow-list refuses or that does not decode (the
+        message is consumed: the stream stays in step)."""
         while len(self._pending) < _HEADER.size:
             self._fill()
         (size,) = _HEADER.unpack_from(self._pending)
@@ -185,13 +226,22 @@ class Channel:
                 if n == 0:
                     raise EOFError("channel closed mid-message")
                 have += n
-            return pickle.loads(body)
+            return self._decode(body)
         while len(self._pending) < total:
             self._fill()
-        with memoryview(self._pending) as view, view[_HEADER.size:total] as body_view:
-            message = pickle.loads(body_view)
-        del self._pending[:total]
-        return message
+        try:
+            with memoryview(self._pending) as view, view[_HEADER.size:total] as body_view:
+                return self._decode(body_view)
+        finally:
+            del self._pending[:total]
+
+    def _decode(self, body: Any) -> Any:
+        if self._allowed is None:
+            return pickle.loads(body)
+        try:
+            return _AllowListUnpickler(body, self._allowed).load()
+        except Exception as exc:  # whatever a crafted pickle makes numpy or an allowed class raise
+            raise UndecodableReply(f"undecodable message: {type(exc).__name__}: {str(exc)[:200]}") from None
 
     def take_fd(self) -> int:
         """The next file descriptor received (OSError if none came)."""

@@ -46,3 +46,8 @@ class GoldenMismatch(LocalFault):
 
     def __reduce__(self) -> tuple[type[GoldenMismatch], tuple[bytes, str]]:
         return (GoldenMismatch, (self.model_id, self.detail))
+
+
+class UndecodableReply(WorkerFault):
+    """A worker's message that does not decode, or that names a global outside the protocol's allow-list
+    (vm/sandbox/channel.py): the worker is broken or taken over; the pool discards it."""

@@ -6,6 +6,9 @@ positions, no string tags, no `reply[2] if len(reply) > 2`. Messages are pickled
 or `Fault`, `Describe` with `Described`, and says `Ready` once after it started. Array data travels in the
 shared arena (vm/sandbox/handoff.py): `ShareArena` carries the arena's file descriptor (SCM_RIGHTS), and
 jobs and results name their arrays by `ArrayRef`.
+
+The pool decodes what a worker sends with `REPLY_GLOBALS`, the only classes and functions a reply's pickle
+may name (channel.py, "allow-list"): a worker runs ONNX Runtime on anyone's model and is not trusted.
 """
 
 from __future__ import annotations
@@ -16,9 +19,12 @@ from typing import Any
 
 import numpy as np
 
+from core.errors import InferenceError, InvalidModel
+from vm.sandbox.channel import allow_list
+from vm.sandbox.errors import IndexOutOfRange, InputMismatch, NonFiniteOutput, OffGridOutput
 from vm.sandbox.executor import JobResult, ModelPackage
 from vm.sandbox.handoff import ArrayRef, compact
-from vm.sandbox.spec import ModelSpec
+from vm.sandbox.spec import ArraySpec, CompareMode, ModelInfo, ModelSpec
 
 # ---- jobs inside a batch -------------------------------------------------------------------------------
 
@@ -145,3 +151,18 @@ class Described:
 
 
 FromWorker = Ready | Done | GoldenFault | Fault | Described
+
+
+# ---- what a worker's reply may name ---------------------------------------------------------------------
+
+_SAMPLE = np.zeros(1, ">f8")  # numpy's own pickling (arrays the channel does not send as raw bytes)
+# Every global a reply's pickle names: the reply messages and what they hold (results, model info, the
+# verdicts a job can end in), and the functions numpy pickles arrays and dtypes with (taken from
+# numpy's own reductions, so their names follow the installed numpy). Frozenset, tuple, dict, bytes and
+# bytearray have opcodes of their own.
+REPLY_GLOBALS = allow_list((
+    Ready, SharedOutputs, Done, GoldenFault, Fault, Described,
+    ArrayRef, JobResult, ModelInfo, ArraySpec, CompareMode,
+    InvalidModel, InferenceError, InputMismatch, NonFiniteOutput, OffGridOutput, IndexOutOfRange,
+    np.ndarray, _SAMPLE.__reduce__()[0], _SAMPLE.__reduce_ex__(5)[0], np.dtype("f8").__reduce__()[0],
+))

@@ -26,13 +26,14 @@ from typing import Any
 
 import numpy as np
 
-from core.errors import LocalFault
+from core.errors import InferenceError, InvalidModel, LocalFault
 from vm.sandbox.channel import Channel, SpinWait
-from vm.sandbox.errors import GoldenMismatch, WorkerFault
+from vm.sandbox.errors import GoldenMismatch, UndecodableReply, WorkerFault
 from vm.sandbox.executor import CheckJob, InferJob, Job, JobResult, ModelPackage
 from vm.sandbox.handoff import Arena, ArrayRef, Writer, arena_bytes_for, arena_size, in_arena
 from vm.sandbox.limits import WorkerLimits
 from vm.sandbox.protocol import (
+    REPLY_GLOBALS,
     Batch,
     CheckWire,
     Describe,
@@ -48,6 +49,7 @@ from vm.sandbox.protocol import (
     Stop,
     WireJob,
 )
+from vm.sandbox.spec import ALLOWED_DTYPES, ArraySpec, CompareMode, ModelInfo
 
 _STOP_TIMEOUT_S = 5.0
 # Bounded busy-waits (channel.SpinWait): the pool for a batch's reply, a worker for its next batch. They keep
@@ -288,7 +290,7 @@ class WorkerPool:
                     if not worker.conn.poll(self._limits.start_timeout_s):
                         raise WorkerFault("worker did not answer")
                     reply = worker.conn.recv()
-                except (OSError, EOFError) as exc:
+                except (OSError, EOFError, UndecodableReply) as exc:
                     self._discard(slot)
                     raise WorkerFault(f"worker failed: {exc}") from None
                 if not isinstance(reply, Described):
@@ -333,7 +335,7 @@ class WorkerPool:
                 jobs_here = len(plan[slot])
                 spin = self.spin if worker.seconds_per_job * jobs_here <= self.spin.limit_s else None
                 try:
-                    for index, result in self._collect(slot, worker, deadline, spin):
+                    for index, result in self._collect(slot, worker, deadline, spin, [i for i, _ in plan[slot]]):
                         results[index] = result
                 except LocalFault as exc:
                     fault = fault or exc
@@ -376,24 +378,29 @@ class WorkerPool:
             wire.append(InferWire(index, model_id, package, inputs))
         return tuple(wire), writer.end
 
-    def _collect(self, slot: int, worker: _Worker, deadline: float,
-                 spin: SpinWait | None = None) -> list[tuple[int, JobResult]]:
+    def _collect(self, slot: int, worker: _Worker, deadline: float, spin: SpinWait | None,
+                 indices: list[int]) -> list[tuple[int, JobResult]]:
+        """The worker's results for the jobs at `indices` (batch positions, in the order sent)."""
         try:
             if not worker.conn.poll(max(0.0, deadline - time.monotonic()), spin):
                 self._discard(slot)
                 raise WorkerFault("worker timed out")
             reply: FromWorker = worker.conn.recv()
+        except UndecodableReply as exc:  # a broken or taken-over worker: never trust it again
+            self._discard(slot)
+            raise UndecodableReply(f"worker sent an {exc}") from None
         except (OSError, EOFError):
             worker.process.join(_STOP_TIMEOUT_S)
             code = worker.process.exitcode
             self._discard(slot)
             raise WorkerFault(f"worker died (exit code {code})") from None
         match reply:
-            case Done(results=results, cached=cached):
+            case Done(results=results, cached=cached) if _well_formed(results, cached, indices):
                 if cached is not None:
                     worker.cached = cached
                 return [(index, self._unshare(slot, worker, result)) for index, result in results]
-            case GoldenFault(model_id=model_id, detail=detail, cached=cached):
+            case GoldenFault(model_id=bytes() as model_id, detail=str() as detail, cached=cached) if (
+                    cached is None or _ids(cached)):
                 if cached is not None:
                     worker.cached = cached
                 self._quarantined.add(model_id)
@@ -403,7 +410,7 @@ class WorkerPool:
                 raise WorkerFault(f"worker {'bug' if internal else 'fault'}: {message}")
             case _:
                 self._discard(slot)
-                raise WorkerFault(f"worker answered a batch with {type(reply).__name__}")
+                raise WorkerFault(f"worker answered a batch with a malformed {type(reply).__name__}")
 
     def _wire_pickled(self, worker: _Worker, slot_jobs: list[tuple[int, Job]]) -> tuple[WireJob, ...]:
         wire: list[WireJob] = []
@@ -424,7 +431,7 @@ class WorkerPool:
             arena = worker.arena
             return JobResult(outputs={name: arena.copy_out(value) if isinstance(value, ArrayRef) else value
                                       for name, value in result.arrays})
-        except (AssertionError, ValueError, TypeError) as exc:  # numpy refuses a ref outside the arena
+        except (AssertionError, ValueError, TypeError, OverflowError) as exc:  # numpy refuses a ref outside the arena
             self._discard(slot)
             raise WorkerFault(f"worker bug: outputs outside the arena: {exc}") from None
 
@@ -437,7 +444,7 @@ class WorkerPool:
         parent_sock, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         if ctx is not None:  # a forked worker must not hold the pool's end: it would never see the pool go away
             multiprocessing.util.register_after_fork(parent_sock, socket.socket.close)
-        parent = Channel(parent_sock)
+        parent = Channel(parent_sock, allowed=REPLY_GLOBALS)
         process = (ctx or self._ctx).Process(target=_worker_main, args=(child, self._limits, *self._worker_spin),
                                              daemon=True)
         try:
@@ -451,7 +458,7 @@ class WorkerPool:
         try:
             if parent.poll(self._limits.start_timeout_s):
                 ready = parent.recv()
-        except (OSError, EOFError):
+        except (OSError, EOFError, UndecodableReply):
             ready = None
         if not isinstance(ready, Ready):
             # Read the exit code before _kill closes the process object (reading it after raises).
@@ -486,6 +493,62 @@ class WorkerPool:
                     worker.conn.send(Stop())
                 worker.process.join(_STOP_TIMEOUT_S)
                 self._discard(slot)
+
+
+def _ids(cached: object) -> bool:
+    return type(cached) is frozenset and all(type(model_id) is bytes for model_id in cached)
+
+
+def _well_formed(results: object, cached: object, indices: list[int]) -> bool:
+    """Whether a Done holds one result per job sent, in order, of the types the pool reads (the allow-list
+    bounds what a reply can build, not how a taken-over worker fills it)."""
+    if type(results) is not tuple or len(results) != len(indices) or not (cached is None or _ids(cached)):
+        return False
+    for item, index in zip(results, indices, strict=True):
+        if type(item) is not tuple or len(item) != 2 or item[0] != index:
+            return False
+        result = item[1]
+        if type(result) is SharedOutputs:
+            if type(result.arrays) is not tuple or not all(
+                    type(pair) is tuple and len(pair) == 2 and type(pair[0]) is str
+                    and (type(pair[1]) is ArrayRef or _plain(pair[1])) for pair in result.arrays):
+                return False
+        elif type(result) is not JobResult or not _result_types(result):
+            return False
+    return True
+
+
+def _plain(value: object) -> bool:
+    """A numpy array of numbers: not an object array a reply built with numpy's own reconstruction."""
+    return type(value) is np.ndarray and value.dtype.kind in "biuf"
+
+
+def _arrays(outputs: object) -> bool:
+    return type(outputs) is dict and all(type(k) is str and _plain(v) for k, v in outputs.items())
+
+
+def _result_types(result: JobResult) -> bool:
+    """Whether a result holds what the VM reads, of the types it reads them as (a reply can set fields
+    without the constructors' checks: NEWOBJ + BUILD)."""
+    outputs, error, info, golden = result.outputs, result.error, result.info, result.golden
+    return ((outputs is None or _arrays(outputs))
+            and (error is None or isinstance(error, (InvalidModel, InferenceError)))
+            and (info is None or _info_types(info))
+            and (golden is None or (type(golden) is tuple and all(g is None or _arrays(g) for g in golden))))
+
+
+def _info_types(info: object) -> bool:
+    if type(info) is not ModelInfo or type(info.sha256) is not bytes or type(info.model_class) is not CompareMode:
+        return False
+    numbers = (info.opset, info.gas_per_call, info.macs, info.elementwise_ops, info.activation_bytes,
+               info.parameter_bytes, info.node_count)
+    specs = (*info.inputs, *info.outputs) if type(info.inputs) is tuple and type(info.outputs) is tuple else (0,)
+    histogram = info.op_histogram
+    return (all(type(n) is int for n in numbers)
+            and all(type(a) is ArraySpec and type(a.name) is str and a.dtype in ALLOWED_DTYPES
+                    and type(a.shape) is tuple and all(type(d) is int for d in a.shape) for a in specs)
+            and type(histogram) is tuple and all(
+                type(h) is tuple and len(h) == 2 and type(h[0]) is str and type(h[1]) is int for h in histogram))
 
 
 def _kill(process: Any) -> None:
