@@ -10,8 +10,9 @@ process tree (supervisor, nodes, sandbox workers; read from /proc) at that momen
 the last directory (homes and chain already there; the first block made after the restart counts). CLI: the median wall and CPU (user + sys of the child)
 of `--help`, `keys show`, `devnet status` (of a stopped devnet: no node to ask) and `python -c pass`.
 With `--baseline DIR` (another checkout, e.g. the merge base) each measurement of this tree alternates with
-the same one of DIR's code. The load average is printed with each figure: wall-clock numbers on a shared
-machine move with it; the CPU seconds much less.
+the same one of DIR's code. Every tree's modules are compiled to bytecode first (`--no-compile`: not), so no
+process measures compiling our source, which a user's install does once. The load average is printed with
+each figure: wall-clock numbers on a shared machine move with it; the CPU seconds much less.
 """
 
 from __future__ import annotations
