@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING
 
 import click
 
@@ -16,7 +17,6 @@ from core.errors import DecodeError
 from core.keys import PrivateKey
 from core.units import DEFAULT_TOKEN, Token, format_amount
 from node.cli.common import AMOUNT, F, echo_json, emit, json_option, resolve_amount, warn
-from node.client import Client, RpcError
 from node.devnet import (
     DEFAULT_BASE_PORT,
     DEFAULT_VALIDATORS,
@@ -25,6 +25,9 @@ from node.devnet import (
     account_keys,
     genesis_accounts,
 )
+
+if TYPE_CHECKING:  # the RPC client (httpx) is imported by the commands that talk to a node, not by `status`
+    from node.client import Client
 
 STATUS_EVERY_S = 1.0
 STATUS_LOG_EVERY_S = 5.0  # not a terminal: a status line at least this often
@@ -181,6 +184,8 @@ def _print_accounts(net: Devnet, token: Token) -> None:
 
 def _status_line(net: Devnet, clients: list[Client]) -> tuple[str, tuple[int, bool]]:
     """The live status line, and its phase: how many nodes answer and whether any block is final yet."""
+    from node.client import RpcError
+
     heights: list[int | None] = []
     rounds: list[int] = []
     peers: list[int] = []
@@ -212,6 +217,8 @@ def _watch(net: Devnet) -> None:
     """Poll the nodes until a signal stops us. On a terminal the status line is redrawn in place; into a
     file or pipe a line is written whenever the phase changes (a node comes up or goes down, the first block
     is final) and every STATUS_LOG_EVERY_S otherwise, so a log shows that the devnet came up however fast."""
+    from node.client import Client
+
     clients = [Client(spec.rpc_url, timeout=0.8) for spec in net.specs()]
     tty = sys.stdout.isatty()
     reported: set[int] = set()
@@ -245,19 +252,11 @@ def _watch(net: Devnet) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
 def status(root: Path | None, as_json: bool) -> None:
     """Processes and chain status of a devnet started elsewhere."""
+    from node.devnet_status import node_rows
+
     net = Devnet.open(root)
+    rows = node_rows(net)
     alive = net.running_pids()
-    rows = []
-    for spec in net.specs():
-        row: dict[str, object] = {"node": spec.index, "rpc": spec.rpc_url, "p2p": spec.p2p_addr,
-                                  "pid": alive.get(f"node{spec.index}")}
-        try:
-            with Client(spec.rpc_url, timeout=1.0) as client:
-                s = client.status()
-            row.update(height=s.height, round=s.round, peers=s.peers, block_id=s.block_id, catching_up=s.catching_up)
-        except RpcError as err:
-            row.update(error=str(err))
-        rows.append(row)
     if as_json:
         echo_json({"dir": str(net.root), "validators": net.validators, "running": bool(alive), "nodes": rows})
         return
@@ -323,6 +322,7 @@ def fund(address: str, amount: object, root: Path | None, timeout: float, as_jso
     from core.units import AmountText
     from node.cli.chainctx import chain_context
     from node.cli.tx_cmd import submit
+    from node.client import Client
     from vm.txs import Transfer, build_tx
 
     assert isinstance(amount, AmountText)

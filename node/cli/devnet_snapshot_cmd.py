@@ -8,12 +8,14 @@ from pathlib import Path
 import click
 
 from node.cli.common import echo_json, emit, json_option
-from node.client import Client, RpcError
 from node.devnet import Devnet
 from node.devnet_snapshot import list_snapshots, restore_snapshot, take_snapshot
 
 
 def _height(net: Devnet) -> int | None:
+    # Imported here: `devnet status` registers these commands and needs no RPC client.
+    from node.client import Client, RpcError
+
     try:
         with Client(net.spec(0).rpc_url, timeout=2.0) as client:
             return client.status().height

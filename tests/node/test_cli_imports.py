@@ -110,8 +110,10 @@ def test_devnet_status_and_up_load_neither_libp2p_nor_onnx(tmp_path: Path, keyri
     code, modules, out = loaded_by(["devnet", "status", "--dir", str(root)], keyring)
     assert code in (0, None), out
     assert "p2p /ip4/127.0.0.1/tcp/" in out and "/p2p/12D3KooW" in out
-    # The RPC client decodes blocks and tensors only in the methods that return them: no numpy for a status.
-    assert modules & {"libp2p", "onnxruntime", "onnx", "plyvel", "numpy"} == set()
+    assert "down (not running)" in out
+    # A stopped devnet is reported from refused connections (node.devnet_status): no HTTP client (httpx, and
+    # trio through httpcore), so none of the heavy packages at all.
+    assert modules & set(HEAVY) == set(), f"devnet status imported {sorted(modules & set(HEAVY))}"
 
     fresh = tmp_path / "fresh"
     try:
@@ -123,3 +125,30 @@ def test_devnet_status_and_up_load_neither_libp2p_nor_onnx(tmp_path: Path, keyri
     finally:
         Devnet(fresh).down()
     assert not Devnet(fresh).running_pids()
+
+
+def test_devnet_status_asks_a_listening_node_and_skips_a_closed_port(tmp_path: Path,
+                                                                     keyring: dict[str, str]) -> None:
+    """`devnet status` decides by a plain connect whether to ask a node: a port something listens on (here a
+    real socket that accepts and never answers, as a hung node) is asked through the RPC client and reported
+    as not answering within the timeout; a closed port is reported as unreachable without the client. (Fails
+    if the connect check skipped a listening node, or if a stopped node's row lost its reason.)"""
+    import socket
+
+    from node.devnet import Devnet
+
+    root = tmp_path / "dn"
+    net = Devnet(root, validators=2, base_port=0)
+    net.prepare()
+    hung = socket.socket()
+    try:
+        hung.bind(("127.0.0.1", net.spec(0).rpc_port))
+        hung.listen(8)
+        code, modules, out = loaded_by(["devnet", "status", "--dir", str(root), "--json"], keyring)
+    finally:
+        hung.close()
+    assert code in (0, None), out
+    rows = {row["node"]: row for row in json.loads(out)["nodes"]}
+    assert "did not answer in time" in rows[0]["error"]
+    assert "cannot reach" in rows[1]["error"] and "refused" in rows[1]["error"].lower()
+    assert "httpx" in modules  # the listening node was asked through the RPC client
