@@ -442,7 +442,7 @@ class ReqResp:
 
         Upstream's own timeout does not bound the exchange on a link that went silent under load: the stream's
         reset after the timeout, and the shielded reset in `new_stream`'s clean-up, wait for Yamux's connection
-        write lock, held by a write blocked in the kernel; no cancellation reaches them (pitfall 13). So the
+        write lock, held by a write blocked in the kernel; no cancellation reaches them (docs/p2p.md, pitfall 17). So the
         exchange runs in a task of our nursery; past the bound the caller gets `RequestFailed` at once and the
         link is dropped as stalled (its socket closed, which frees the blocked task; the peer is redialed)."""
         nursery = self._nursery

@@ -1,6 +1,6 @@
 """A request to a peer behind a link that went silent under load: bounded, and the link is dropped and redialed.
 
-The liveness stall of the loaded devnet (docs/p2p.md, pitfall 13): upstream's request timeout did not bound
+The liveness stall of the loaded devnet (docs/p2p.md, pitfall 17): upstream's request timeout did not bound
 a request whose connection's writes were blocked; it waited until the gossip stall detector closed the link.
 """
 
