@@ -29,6 +29,7 @@ class P2PCounters:
     requests_failed: Counter[str] = field(default_factory=Counter)  # our outbound requests that failed
     requests_refused: Counter[str] = field(default_factory=Counter)  # inbound ones we refused
     requests_skipped: Counter[str] = field(default_factory=Counter)  # not sent: the peer does not serve it
+    requests_abandoned: int = 0  # requests not released within their bound: the caller went on, the link dropped
     served_bytes: int = 0  # response bytes we answered peers with
     served_budget_refusals: int = 0  # requests refused because the peer spent its byte budget
     penalties: int = 0

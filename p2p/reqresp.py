@@ -83,6 +83,9 @@ _THREAD_THRESHOLD = 64 * 1024
 _RATE_RETRY_S = 0.25
 _RATE_RETRY_MAX_S = 2.0
 _RATE_RETRIES = 30
+# Beyond request_timeout_s, how long a request may take to let go of its stream before the caller stops
+# waiting and the link is dropped as stalled (pitfall: a timed-out request can hang on a silent link).
+_RELEASE_GRACE_S = 2.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,11 +102,14 @@ def protocol_ids(chain_id: str) -> dict[str, TProtocol]:
 
 
 class ReqResp:
-    def __init__(self, host: IHost, config: P2PConfig, counters: P2PCounters, on_offense: OffenseSink):
+    def __init__(self, host: IHost, config: P2PConfig, counters: P2PCounters, on_offense: OffenseSink,
+                 on_stalled: Callable[[ID], None] | None = None):
         self._host = host
         self._config = config
         self._counters = counters
         self._on_offense = on_offense
+        self._on_stalled = on_stalled
+        self._nursery: trio.Nursery | None = None
         self._rr = RequestResponse(host)
         self._protocols = protocol_ids(config.chain_id)
         rates = config.rates
@@ -117,6 +123,13 @@ class ReqResp:
             timeout=config.request_timeout_s, max_request_size=REQUEST_MAX,
             max_response_size=LIBP2P_FRAME_MAX, max_concurrent_inbound=32,
         )
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Hold the nursery outbound exchanges run in, so that a caller never waits on one past its bound."""
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            task_status.started()
+            await trio.sleep_forever()
 
     # ------------------------------------------------------------------ serving (node registers providers)
 
@@ -406,9 +419,7 @@ class ReqResp:
             self._counters.requests_skipped[name] += 1
             raise NotServed(f"{peer} does not serve {self._protocols[name]}")
         try:
-            payload = await self._rr.send_request(
-                peer, [self._protocols[name]], request.encode(), BytesCodec(), self._client_config
-            )
+            payload = await self._exchange(peer, name, request.encode())
         except RequestResponseError as exc:
             self._counters.requests_failed[name] += 1
             raise RequestFailed(f"{name} request to {peer} failed: {type(exc).__name__}: {exc}") from exc
@@ -425,6 +436,42 @@ class ReqResp:
             self._counters.requests_failed[name] += 1
             raise RequestFailed(f"{name} request to {peer} refused: {response.code.name}: {response.reason}")
         return response.body
+
+    async def _exchange(self, peer: ID, name: str, payload: bytes) -> bytes:
+        """Send one request and read its response, waiting at most request_timeout_s plus a grace.
+
+        Upstream's own timeout does not bound the exchange on a link that went silent under load: the stream's
+        reset after the timeout, and the shielded reset in `new_stream`'s clean-up, wait for Yamux's connection
+        write lock, held by a write blocked in the kernel; no cancellation reaches them (docs/p2p.md, pitfall 17). So the
+        exchange runs in a task of our nursery; past the bound the caller gets `RequestFailed` at once and the
+        link is dropped as stalled (its socket closed, which frees the blocked task; the peer is redialed)."""
+        nursery = self._nursery
+        if nursery is None:  # not running (unit use): upstream's timeout is all there is
+            return await self._rr.send_request(peer, [self._protocols[name]], payload, BytesCodec(),
+                                               self._client_config)
+        send, receive = trio.open_memory_channel[bytes | Exception](1)
+
+        async def exchange() -> None:
+            try:
+                result: bytes | Exception = await self._rr.send_request(
+                    peer, [self._protocols[name]], payload, BytesCodec(), self._client_config)
+            except Exception as exc:  # handed to the caller, which maps it as before
+                result = exc
+            send.send_nowait(result)  # one slot, one message: never blocks, even when the caller gave up
+
+        nursery.start_soon(exchange)
+        with trio.move_on_after(self._config.request_timeout_s + _RELEASE_GRACE_S):
+            result = await receive.receive()
+            if isinstance(result, Exception):
+                raise result
+            return result
+        self._counters.requests_failed[name] += 1
+        self._counters.requests_abandoned += 1
+        logger.warning("%s request to %s: no answer and no release within %.0f s; dropping the link as stalled",
+                       name, peer, self._config.request_timeout_s + _RELEASE_GRACE_S)
+        if self._on_stalled is not None:
+            self._on_stalled(peer)
+        raise RequestFailed(f"{name} request to {peer}: no answer within {self._config.request_timeout_s:.0f} s")
 
     def _decode_body(self, peer: ID, cls: type[W], body: bytes) -> W:
         try:

@@ -51,7 +51,7 @@ class P2PService:
         self.peers = PeerManager(self.host, config, self.counters)
         self.gossip = Gossip(self.host, config, self.counters, self._offense,
                              lambda peer, _detail: self.peers.drop_stalled(peer))
-        self.reqresp = ReqResp(self.host, config, self.counters, self._offense)
+        self.reqresp = ReqResp(self.host, config, self.counters, self._offense, self.peers.drop_stalled)
         self.peers.on_peer_gone(self.gossip.forget_peer)
         self.peers.on_peer_gone(self.reqresp.forget_peer)
         for addr in config.bootstrap:
@@ -69,6 +69,7 @@ class P2PService:
                     await nursery.start(self.gossip.run)
                     self.peers.pubsub = self.gossip.pubsub
                     await nursery.start(self.peers.run)
+                    await nursery.start(self.reqresp.run)
                     self._started.set()
                     logger.info("p2p listening on %s", ", ".join(str(a) for a in self.host.get_addrs()))
                     task_status.started(self)
