@@ -44,6 +44,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -331,6 +332,33 @@ def poi_totals(url: str) -> tuple[int, int]:
     return sum(s.missed for s in scores), sum(bool(s.jailed) for s in scores)
 
 
+
+def plan_senders(budgets: list[int], min_senders: int) -> tuple[list[int], list[int], int]:
+    """Senders per step (enough that none signs more than PER_SENDER), each step's first account index, and
+    the number of funded accounts the devnet needs (account 0 is the sink)."""
+    senders_per_step = [max(min_senders, -(-budget // PER_SENDER)) for budget in budgets]
+    firsts = list(itertools.accumulate([1, *senders_per_step]))
+    return senders_per_step, firsts, firsts[-1]
+
+
+@contextlib.contextmanager
+def started_devnet(args: argparse.Namespace, accounts: int, *, prefix: str) -> Iterator[RealNet]:
+    """A real devnet of `args.validators` validators in a temporary directory (or `args.keep`), started and
+    at height 1 on every node; stopped on exit."""
+    keep = args.keep
+    if keep is not None:
+        keep.mkdir(parents=True, exist_ok=False)
+    with (contextlib.nullcontext(str(keep)) if keep is not None
+          else tempfile.TemporaryDirectory(prefix=prefix)) as tmp, \
+            RealNet(Path(tmp) / "net", validators=args.validators, block_time_ms=args.block_time_ms,
+                    accounts=accounts) as net:
+        t0 = time.monotonic()
+        net.start()
+        net.wait_height(1, timeout=120)
+        print(f"devnet of {args.validators} validators ({accounts} funded accounts): start to first block on "
+              f"every node {time.monotonic() - t0:.1f} s")
+        yield net
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--validators", type=int, default=4)
@@ -368,21 +396,8 @@ def main(argv: list[str] | None = None) -> int:
           f"{cores} cores bounds the devnet at {ceiling:,.0f} tx/s")
 
     budgets = [int((offered or args.max_rate_budget) * args.duration) for offered in loads]
-    senders_per_step = [max(args.senders, -(-budget // PER_SENDER)) for budget in budgets]
-    firsts = list(itertools.accumulate([1, *senders_per_step]))
-    accounts = firsts[-1]
-    keep = args.keep
-    if keep is not None:
-        keep.mkdir(parents=True, exist_ok=False)
-    with (contextlib.nullcontext(str(keep)) if keep is not None
-          else tempfile.TemporaryDirectory(prefix="bench-devnet-")) as tmp, \
-            RealNet(Path(tmp) / "net", validators=args.validators, block_time_ms=args.block_time_ms,
-                    accounts=accounts) as net:
-        t0 = time.monotonic()
-        net.start()
-        net.wait_height(1, timeout=120)
-        print(f"devnet of {args.validators} validators ({accounts} funded accounts): start to first block on "
-              f"every node {time.monotonic() - t0:.1f} s")
+    senders_per_step, firsts, accounts = plan_senders(budgets, args.senders)
+    with started_devnet(args, accounts, prefix="bench-devnet-") as net:
         genesis = json.loads(net.devnet.genesis_path.read_text())
         max_block_bytes = int(genesis["consensus"]["max_block_bytes"])
         observer = Observer(Client(net.spec(0).rpc_url, timeout=30))

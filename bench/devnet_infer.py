@@ -22,11 +22,9 @@ mempool has emptied (at most BASELINE_SETTLE_S): the baseline measured in the sa
 from __future__ import annotations
 
 import argparse
-import contextlib
 import itertools
 import json
 import statistics
-import tempfile
 import threading
 import time
 from dataclasses import dataclass
@@ -35,7 +33,6 @@ from pathlib import Path
 import numpy as np
 
 from bench.devnet import (
-    PER_SENDER,
     TICK,
     Observer,
     Sent,
@@ -44,10 +41,12 @@ from bench.devnet import (
     driver_cpu_seconds,
     group_pids,
     pct,
+    plan_senders,
     poi_totals,
     presign,
     rss_mib,
     run_step,
+    started_devnet,
 )
 from core.keys import PrivateKey
 from core.tensor import Tensor
@@ -232,21 +231,8 @@ def main_infer(args: argparse.Namespace) -> int:
     compare = args.kind == "infer"
     if compare:
         budgets = [*budgets, int(TRANSFER_BASELINE_RATE * args.duration)]
-    senders_per_step = [max(args.senders, -(-budget // PER_SENDER)) for budget in budgets]
-    firsts = list(itertools.accumulate([1, *senders_per_step]))
-    accounts = firsts[-1]
-    keep = args.keep
-    if keep is not None:
-        keep.mkdir(parents=True, exist_ok=False)
-    with (contextlib.nullcontext(str(keep)) if keep is not None
-          else tempfile.TemporaryDirectory(prefix="bench-devnet-infer-")) as tmp, \
-            RealNet(Path(tmp) / "net", validators=args.validators, block_time_ms=args.block_time_ms,
-                    accounts=accounts) as net:
-        t0 = time.monotonic()
-        net.start()
-        net.wait_height(1, timeout=120)
-        print(f"devnet of {args.validators} validators ({accounts} funded accounts): start to first block on "
-              f"every node {time.monotonic() - t0:.1f} s")
+    senders_per_step, firsts, accounts = plan_senders(budgets, args.senders)
+    with started_devnet(args, accounts, prefix="bench-devnet-infer-") as net:
         doc = json.loads(net.devnet.genesis_path.read_text())
         params = parse_genesis(doc).params
         max_block_bytes = int(params.consensus.max_block_bytes)
