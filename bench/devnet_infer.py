@@ -170,18 +170,18 @@ class StepFigures:
     per_node: list[tuple[float, float]]  # (node ms, workers ms) per committed tx
 
 
-def measure_step(net: RealNet, observer: Observer, poi_client: Client, leaders: list[int], label: str,
+def measure_step(net: RealNet, observer: Observer, poi_url: str, leaders: list[int], label: str,
                  offered: int | None, work: list[list[Signed]], duration: float, max_block_bytes: int,
                  max_block_gas: int, gas_per_tx: int, gas_per_block: int) -> StepFigures:
     before = split_cpu_seconds(leaders)
     driver0 = driver_cpu_seconds()
-    missed0, _ = poi_totals(poi_client)
+    missed0, _ = poi_totals(poi_url)
     out, start = run_step(net, offered, work, duration)
     window = time.monotonic() - start
     driver1 = driver_cpu_seconds()
     drain(observer, out, 30.0)
     after = split_cpu_seconds(leaders)
-    missed1, jailed = poi_totals(poi_client)
+    missed1, jailed = poi_totals(poi_url)
     return summarize(label, out, start, window, observer, before, after, driver1 - driver0, missed1 - missed0,
                      jailed, max_block_bytes, max_block_gas, gas_per_tx, gas_per_block)
 
@@ -262,7 +262,7 @@ def main_infer(args: argparse.Namespace) -> int:
                 else:
                     work = presign_infer(net, senders, budget, model, gas_price, seed=step)
                     gas_per_tx, gas_per_block = model.call_gas, int(model.record.gas_load)
-                print_step(measure_step(net, observer, poi_client, leaders, label, offered, work, args.duration,
+                print_step(measure_step(net, observer, net.spec(0).rpc_url, leaders, label, offered, work, args.duration,
                                         max_block_bytes, max_block_gas, gas_per_tx, gas_per_block))
         finally:
             observer.stop.set()

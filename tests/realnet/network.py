@@ -23,7 +23,6 @@ from __future__ import annotations
 import atexit
 import json
 import signal
-import subprocess
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from types import TracebackType
@@ -31,7 +30,15 @@ from typing import Any, TypeVar
 
 from core.keys import PrivateKey
 from node.client import Client, RpcError
-from node.devnet import DEFAULT_SEED_PHRASE, Devnet, DevnetError, NodeSpec, signal_group, stop_processes
+from node.devnet import (
+    DEFAULT_SEED_PHRASE,
+    Devnet,
+    DevnetError,
+    NodeProcess,
+    NodeSpec,
+    signal_group,
+    stop_processes,
+)
 from tests.realnet.waits import wait_until
 
 T = TypeVar("T")
@@ -238,7 +245,7 @@ class RealNet:
                     stale.close()
         return index
 
-    def _proc(self, index: int) -> subprocess.Popen[bytes]:
+    def _proc(self, index: int) -> NodeProcess:
         proc = self.devnet.procs.get(index)
         if proc is None or proc.poll() is not None:
             raise NetworkError(f"node{index} is not running")
