@@ -333,6 +333,16 @@ def poi_totals(url: str) -> tuple[int, int]:
 
 
 
+
+def print_run_end(net: RealNet, leaders: list[int], observer: Observer) -> None:
+    """What every devnet bench prints before stopping its devnet: RSS per node and the largest block seen."""
+    print("\nRSS per node (node process / with sandbox workers):")
+    for i, leader in zip(net.indices, leaders, strict=True):
+        own, group = rss_mib(leader)
+        print(f"  node{i}: {own:,.0f} MiB / {group:,.0f} MiB")
+    best = max((b.txs for b in observer.blocks), default=0)
+    print(f"largest block: {best} txs; observer RPC errors: {observer.errors}")
+
 def plan_senders(budgets: list[int], min_senders: int) -> tuple[list[int], list[int], int]:
     """Senders per step (enough that none signs more than PER_SENDER), each step's first account index, and
     the number of funded accounts the devnet needs (account 0 is the sink)."""
@@ -458,12 +468,7 @@ def main(argv: list[str] | None = None) -> int:
             observer.stop.set()
             watcher.join(10)
             observer.client.close()
-        print("\nRSS per node (node process / with sandbox workers):")
-        for i, leader in zip(net.indices, leaders, strict=True):
-            own, group = rss_mib(leader)
-            print(f"  node{i}: {own:,.0f} MiB / {group:,.0f} MiB")
-        best = max((b.txs for b in observer.blocks), default=0)
-        print(f"largest block: {best} txs; observer RPC errors: {observer.errors}")
+        print_run_end(net, leaders, observer)
     print("every devnet process stopped")
     return 0
 

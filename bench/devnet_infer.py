@@ -44,7 +44,7 @@ from bench.devnet import (
     plan_senders,
     poi_totals,
     presign,
-    rss_mib,
+    print_run_end,
     run_step,
     started_devnet,
 )
@@ -269,11 +269,6 @@ def main_infer(args: argparse.Namespace) -> int:
             watcher.join(10)
             observer.client.close()
             poi_client.close()
-        print("\nRSS per node (node process / with sandbox workers):")
-        for i, leader in zip(net.indices, leaders, strict=True):
-            own, group = rss_mib(leader)
-            print(f"  node{i}: {own:,.0f} MiB / {group:,.0f} MiB")
-        best = max((b.txs for b in observer.blocks), default=0)
-        print(f"largest block: {best} txs; observer RPC errors: {observer.errors}")
+        print_run_end(net, leaders, observer)
     print("every devnet process stopped")
     return 0
