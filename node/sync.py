@@ -14,13 +14,13 @@ least one honest validator is deciding it: CometBFT's switch to consensus).
 
 Consensus catch-up (docs/consensus.md): every `interval` a random peer is asked for the votes of the current
 height and round this node lacks, and, when its status shows it already committed our height, for that
-block and commit (CommitFetched).
+block and commit (CommitFetched). A peer whose round went unanswered cools down before it is asked again
+(node/catchup_peers.py), so a peer behind a silent link is not picked round after round.
 """
 
 from __future__ import annotations
 
 import logging
-import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -36,6 +36,7 @@ from core.errors import InferchainError, InvalidBlock, LocalError, RemoteError
 from core.header import HeaderRules, validate_header
 from core.types import Height
 from core.votes import Commit, Vote
+from node.catchup_peers import CatchUpPeers
 from node.chain import Chain, ChainDiverged
 from node.config import SyncSection
 from p2p.errors import BadResponse, NotFound
@@ -285,6 +286,9 @@ class ConsensusCatchUp:
         self.interval_s = interval_s
         self.votes_fetched = 0
         self.commits_fetched = 0
+        self.peer_choice: CatchUpPeers[ID] = CatchUpPeers(trio.current_time)
+        self.rounds_unanswered = 0
+        self._answered = False  # the current round got an answer from its peer
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         task_status.started()
@@ -293,16 +297,23 @@ class ConsensusCatchUp:
             if not behind:
                 await trio.sleep(self.interval_s)
             behind = False
-            peers = self.p2p.peers_serving("votes")
-            if not peers:
+            peer = self.peer_choice.choose(self.p2p.peers_serving("votes"))
+            if peer is None:
                 continue
-            peer = random.choice(peers)
+            self._answered = False
             try:
                 behind = await self.round_with(peer)
             except RemoteError as exc:
                 logger.debug("catch-up with %s: %s", peer, exc)
+                self._answered = False
             except LocalError as exc:  # ours, not the peer's: say so, try again next round
                 logger.warning("catch-up with %s failed on our side: %s", peer, exc)
+                continue
+            if self._answered:
+                self.peer_choice.record_answered(peer)
+            else:  # a RemoteError or a round that timed out with nothing fetched: ask others for a while
+                self.rounds_unanswered += 1
+                self.peer_choice.record_unanswered(peer)
 
     async def round_with(self, peer: ID) -> bool:
         """One exchange with `peer`; True when it fed a commit and the peer is further ahead still."""
@@ -312,10 +323,12 @@ class ConsensusCatchUp:
         with trio.move_on_after(max(2.0, 4 * self.interval_s)):
             for q in state.catch_up_queries():
                 votes = await self.p2p.reqresp.votes(peer, VotesRequest(q.height, q.round, q.type, q.have))
+                self._answered = True
                 if votes:
                     self.votes_fetched += len(votes)
                     await driver.on_votes_fetched(votes)
             status = await self.p2p.reqresp.status(peer)
+            self._answered = True
         height = int(driver.height)
         if status is None or int(status.height) < height or int(self.chain.height) >= height:
             return False
