@@ -5,7 +5,11 @@ from __future__ import annotations
 
 import random
 
+import pytest
+
 from node.catchup_peers import BASE_COOLDOWN_S, MAX_COOLDOWN_S, CatchUpPeers
+
+pytestmark = [pytest.mark.node]
 
 
 class FakeClock:
