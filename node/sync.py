@@ -287,6 +287,7 @@ class ConsensusCatchUp:
         self.votes_fetched = 0
         self.commits_fetched = 0
         self.peer_choice: CatchUpPeers[ID] = CatchUpPeers(trio.current_time)
+        self.rounds_answered = 0
         self.rounds_unanswered = 0
         self._answered = False  # the current round got an answer from its peer
 
@@ -310,6 +311,7 @@ class ConsensusCatchUp:
                 logger.warning("catch-up with %s failed on our side: %s", peer, exc)
                 continue
             if self._answered:
+                self.rounds_answered += 1
                 self.peer_choice.record_answered(peer)
             else:  # a RemoteError or a round that timed out with nothing fetched: ask others for a while
                 self.rounds_unanswered += 1

@@ -6,8 +6,15 @@ from __future__ import annotations
 import random
 
 import pytest
+import trio
 
+from consensus.state import ConsensusState
+from core.types import Height
 from node.catchup_peers import BASE_COOLDOWN_S, MAX_COOLDOWN_S, CatchUpPeers
+from node.sync import ConsensusCatchUp
+from tests.adversary.blackhole import BlackholeProxy
+from tests.p2p.helpers import CHAIN, running_nodes, wait_until
+from tests.p2p.test_p2p_reqresp import serve
 
 pytestmark = [pytest.mark.node]
 
@@ -75,3 +82,51 @@ def test_no_peers_gives_none_and_peers_that_left_are_forgotten() -> None:
     assert peers.choose(["other"]) == "other"
     # It left the serving set (its link was dropped); back after a redial, it starts afresh.
     assert peers.cooldown_left("gone") == 0.0
+
+
+class _FarAhead:
+    """Consensus before its first height (no vote queries) at a height no peer reached: each catch-up round
+    is one status exchange, answered or not, and feeds nothing."""
+
+    def __init__(self) -> None:
+        self.state = ConsensusState(CHAIN, None)
+        self.height = Height(10**9)
+
+    async def on_votes_fetched(self, votes: object) -> None:
+        raise AssertionError("no votes are asked for")
+
+    async def on_commit_fetched(self, block: object, commit: object) -> None:
+        raise AssertionError("no commit is asked for")
+
+
+class _NoChain:
+    height = Height(0)
+
+
+@pytest.mark.trio
+async def test_catch_up_keeps_asking_the_live_peer_after_one_went_silent() -> None:
+    # Real hosts: `good` answers; `far` is reached through a proxy that goes silent (no reset).
+    changes = {"request_timeout_s": 2.0, "peer_write_timeout_s": 60.0}
+    with trio.fail_after(90):
+        async with running_nodes(2, seed="catchup", configure=lambda i, s: serve(s), **changes) as (client, good), \
+                running_nodes(1, seed="catchup-far", dial=(good.addr,), configure=lambda i, s: serve(s),
+                              **changes) as (far,), \
+                trio.open_nursery() as nursery:
+            proxy = BlackholeProxy(int(far.addr.split("/tcp/")[1].split("/")[0]))
+            await nursery.start(proxy.serve)
+            client.add_peer(f"/ip4/127.0.0.1/tcp/{proxy.port}/p2p/{far.peer_id}")
+            await wait_until(lambda: {good.peer_id, far.peer_id} <= set(client.peers_serving("votes")), within=30)
+            await client.reqresp.status(far.peer_id)  # the link works
+            proxy.cut()
+
+            catch_up = ConsensusCatchUp(client, _FarAhead(), _NoChain(), interval_s=0.02)  # type: ignore[arg-type]
+            nursery.start_soon(catch_up.run)
+            await wait_until(lambda: catch_up.rounds_unanswered >= 1, within=30, poll=0.005)
+            assert catch_up.peer_choice.cooldown_left(far.peer_id) > 0
+            # While `far` cools down (2 s, and its next failure would take 2 s more) every round goes to `good`.
+            # Without the cool-down each round picks `far` with odds 1/2, and a pick blocks for 2 s and counts
+            # as unanswered: 8 rounds in a row without one is 1 in 256.
+            answered, unanswered = catch_up.rounds_answered, catch_up.rounds_unanswered
+            await wait_until(lambda: catch_up.rounds_answered >= answered + 8, within=30, poll=0.005)
+            assert catch_up.rounds_unanswered == unanswered
+            nursery.cancel_scope.cancel()
