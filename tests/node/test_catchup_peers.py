@@ -120,10 +120,12 @@ async def test_catch_up_keeps_asking_the_live_peer_after_one_went_silent() -> No
             proxy.cut()
 
             catch_up = ConsensusCatchUp(client, _FarAhead(), _NoChain(), interval_s=0.02)  # type: ignore[arg-type]
+            # A cool-down longer than the test, so a loaded machine's slow rounds cannot let it end mid-test.
+            catch_up.peer_choice = CatchUpPeers(trio.current_time, base_s=600.0, max_s=600.0)
             nursery.start_soon(catch_up.run)
             await wait_until(lambda: catch_up.rounds_unanswered >= 1, within=30, poll=0.005)
             assert catch_up.peer_choice.cooldown_left(far.peer_id) > 0
-            # While `far` cools down (2 s, and its next failure would take 2 s more) every round goes to `good`.
+            # While `far` cools down every round goes to `good`.
             # Without the cool-down each round picks `far` with odds 1/2, and a pick blocks for 2 s and counts
             # as unanswered: 8 rounds in a row without one is 1 in 256.
             answered, unanswered = catch_up.rounds_answered, catch_up.rounds_unanswered
