@@ -146,6 +146,11 @@ class _Sender:
     ready_end: int = 0  # the first nonce >= `nonce` that is not pending: [nonce, ready_end) are ready
     evict_key: _EvictKey | None = None  # this sender's key in Mempool._evict (its tail)
     ready_key: _ReadyKey | None = None  # this sender's key in Mempool._ready (its head, when ready)
+    # The ready run's fees, [nonce, ready_end), valid while `run_base == nonce` and `run_valid` (`_touch`
+    # extends it from `ready_end` instead of walking the run again; a removal inside the run voids it).
+    ready_fees: int = 0
+    run_base: int = -1
+    run_valid: bool = False
 
     def is_ready(self, nonce: int) -> bool:
         return self.nonce <= nonce < self.ready_end
@@ -258,7 +263,10 @@ class Mempool:
             return AddResult(tx_hash, False,
                              f"nonce {tx.nonce} is too far ahead of the account nonce {sender.nonce}, {RETRY_LATER}")
         # The VM's rules, as if the sender's pending predecessors were included first.
-        fees_before = sum(e.tx.fee for n, e in sender.txs.items() if sender.nonce <= n < tx.nonce)
+        if tx.nonce == sender.ready_end and sender.run_valid and sender.run_base == sender.nonce:
+            fees_before = sender.ready_fees  # the common case: the next nonce of a ready run
+        else:
+            fees_before = sum(e.tx.fee for n, e in sender.txs.items() if sender.nonce <= n < tx.nonce)
         projected = Account(Amount(max(0, sender.balance - fees_before)), Nonce(tx.nonce))
         reason = self._state.check_tx(tx, projected)
         if reason is not None:
@@ -382,13 +390,21 @@ class Mempool:
         if sender.ready_key is not None:
             self._ready.remove(sender.ready_key)
             sender.ready_key = None
-        end = sender.nonce
-        while end in sender.txs:
+        txs = sender.txs
+        if sender.run_valid and sender.run_base == sender.nonce:
+            end, fees = sender.ready_end, sender.ready_fees  # only additions since: extend the run
+        else:
+            end, fees = sender.nonce, 0
+        while (entry := txs.get(end)) is not None:
+            fees += entry.tx.fee
             end += 1
-        sender.ready_end = end
-        if not sender.txs:
+        sender.ready_end, sender.ready_fees = end, fees
+        sender.run_base, sender.run_valid = sender.nonce, True
+        if not txs:
             return
-        sender.evict_key = self._evict_key(sender, sender.txs[max(sender.txs)])
+        # Every pending nonce in the run (none gapped, none stale): the tail is the run's last.
+        tail = end - 1 if len(txs) == end - sender.nonce else max(txs)
+        sender.evict_key = self._evict_key(sender, txs[tail])
         self._evict.add(sender.evict_key)
         head = sender.txs.get(sender.nonce)
         if head is not None:
@@ -399,6 +415,7 @@ class Mempool:
         sender = self._senders.pop(key, None)
         if sender is not None:
             sender.txs.clear()
+            sender.run_valid = False
             self._touch(key, sender)
 
     # ---------------------------------------------------------------- proposal
@@ -521,6 +538,8 @@ class Mempool:
         sender = self._senders.get(sender_key)
         if sender is not None:
             sender.txs.pop(entry.tx.nonce, None)
+            if entry.tx.nonce < sender.ready_end:
+                sender.run_valid = False  # a hole in the run, or a fee that changes
             if not sender.txs and reason is not RemovalReason.REPLACED:
                 self._forget(sender_key)
             else:
