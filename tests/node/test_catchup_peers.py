@@ -12,9 +12,8 @@ from consensus.state import ConsensusState
 from core.types import Height
 from node.catchup_peers import BASE_COOLDOWN_S, MAX_COOLDOWN_S, CatchUpPeers
 from node.sync import ConsensusCatchUp
-from tests.adversary.blackhole import BlackholeProxy
-from tests.p2p.helpers import CHAIN, running_nodes, wait_until
-from tests.p2p.test_p2p_reqresp import serve
+from tests.p2p.helpers import CHAIN, wait_until
+from tests.p2p.silent_link import far_peer_behind_proxy
 
 pytestmark = [pytest.mark.node]
 
@@ -108,13 +107,8 @@ async def test_catch_up_keeps_asking_the_live_peer_after_one_went_silent() -> No
     # Real hosts: `good` answers; `far` is reached through a proxy that goes silent (no reset).
     changes = {"request_timeout_s": 2.0, "peer_write_timeout_s": 60.0}
     with trio.fail_after(90):
-        async with running_nodes(2, seed="catchup", configure=lambda i, s: serve(s), **changes) as (client, good), \
-                running_nodes(1, seed="catchup-far", dial=(good.addr,), configure=lambda i, s: serve(s),
-                              **changes) as (far,), \
+        async with far_peer_behind_proxy("catchup", **changes) as (client, good, far, proxy), \
                 trio.open_nursery() as nursery:
-            proxy = BlackholeProxy(int(far.addr.split("/tcp/")[1].split("/")[0]))
-            await nursery.start(proxy.serve)
-            client.add_peer(f"/ip4/127.0.0.1/tcp/{proxy.port}/p2p/{far.peer_id}")
             await wait_until(lambda: {good.peer_id, far.peer_id} <= set(client.peers_serving("votes")), within=30)
             await client.reqresp.status(far.peer_id)  # the link works
             proxy.cut()

@@ -14,9 +14,8 @@ from p2p.errors import RequestFailed
 from p2p.service import P2PService
 from p2p.testing.chain import make_tx, make_vote, validator_keys
 from p2p.topics import TopicKind
-from tests.adversary.blackhole import BlackholeProxy
-from tests.p2p.helpers import CHAIN, running_nodes, wait_until
-from tests.p2p.test_p2p_reqresp import serve
+from tests.p2p.helpers import CHAIN, wait_until
+from tests.p2p.silent_link import far_peer_behind_proxy
 
 pytestmark = [pytest.mark.p2p]
 
@@ -39,13 +38,8 @@ async def test_a_request_over_a_silent_link_is_bounded_and_the_link_is_redialed(
     # can end the wait (without it the request is held until the detector fires, after 60 s).
     changes = {"request_timeout_s": 2.0, "peer_write_timeout_s": 60.0}
     with trio.fail_after(120):
-        async with running_nodes(2, seed="dead", configure=lambda i, s: serve(s), **changes) as (client, other), \
-                running_nodes(1, seed="dead-far", dial=(other.addr,), configure=lambda i, s: serve(s),
-                              **changes) as (server,), \
+        async with far_peer_behind_proxy("dead", **changes) as (client, _near, server, proxy), \
                 trio.open_nursery() as nursery:
-            proxy = BlackholeProxy(int(server.addr.split("/tcp/")[1].split("/")[0]))
-            await nursery.start(proxy.serve)
-            client.add_peer(f"/ip4/127.0.0.1/tcp/{proxy.port}/p2p/{server.peer_id}")
             await wait_until(lambda: server.peer_id in client.gossip.mesh_peers(TopicKind.VOTES), within=30)
             await client.reqresp.status(server.peer_id)  # the link works
 
