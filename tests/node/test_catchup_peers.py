@@ -105,9 +105,8 @@ class _NoChain:
 @pytest.mark.trio
 async def test_catch_up_keeps_asking_the_live_peer_after_one_went_silent() -> None:
     # Real hosts: `good` answers; `far` is reached through a proxy that goes silent (no reset).
-    changes = {"request_timeout_s": 2.0, "peer_write_timeout_s": 60.0}
     with trio.fail_after(90):
-        async with far_peer_behind_proxy("catchup", **changes) as (client, good, far, proxy), \
+        async with far_peer_behind_proxy("catchup") as (client, good, far, proxy), \
                 trio.open_nursery() as nursery:
             await wait_until(lambda: {good.peer_id, far.peer_id} <= set(client.peers_serving("votes")), within=30)
             await client.reqresp.status(far.peer_id)  # the link works

@@ -36,9 +36,8 @@ async def _publish_load(publisher: P2PService) -> None:
 async def test_a_request_over_a_silent_link_is_bounded_and_the_link_is_redialed() -> None:
     # The gossip stall detector waits far longer than the request timeout, so only the request's own bound
     # can end the wait (without it the request is held until the detector fires, after 60 s).
-    changes = {"request_timeout_s": 2.0, "peer_write_timeout_s": 60.0}
     with trio.fail_after(120):
-        async with far_peer_behind_proxy("dead", **changes) as (client, _near, server, proxy), \
+        async with far_peer_behind_proxy("dead") as (client, _near, server, proxy), \
                 trio.open_nursery() as nursery:
             await wait_until(lambda: server.peer_id in client.gossip.mesh_peers(TopicKind.VOTES), within=30)
             await client.reqresp.status(server.peer_id)  # the link works
