@@ -80,6 +80,7 @@ DEFAULT_PARAMS: dict[str, Any] = {
         "unbonding_blocks": 100,
         "max_validators": 100,
         "commission_change_blocks": 86_400,  # a day of 1 s blocks
+        "min_self_stake": 100 * TOKEN,  # the owner's own stake, below which its validator is jailed
     },
     "rewards": {
         "poi_reward_per_block": 10 * TOKEN,

@@ -391,6 +391,30 @@ def process_edit(view: StateView, height: int, params: Params, sender: Address, 
 # ------------------------------------------------------------------------------------------------ block rules
 
 
+def is_self_stake_short(view: StateView, address: Address, record: ValidatorRecord, params: Params) -> bool:
+    """Whether the owner's own bonded tokens are below `staking.min_self_stake`."""
+    pool = get_pool(view, address, record)
+    return compute_value(pool.owner_shares, pool, record.stake) < params.staking.min_self_stake
+
+
+def process_self_stake_floor(view: StateView, params: Params) -> list[Address]:
+    """Jail every validator touched in this block (by its owner's unstake, a slash, anything) whose owner's
+    own stake is now below `staking.min_self_stake`: an owner with nothing bonded would lose nothing to its
+    validator's slashes (Cosmos x/staking jails on its `MinSelfDelegation` the same way). It stays jailed
+    until its owner stakes back and unjails. Runs before the block's validator set is computed; returns the
+    validators it jailed."""
+    jailed = []
+    for key in [k for k in view.touched() if k[:1] == b"V"]:
+        record = view.get(key, ValidatorRecord)
+        assert record is not None
+        address = Address(key[1:])
+        if record.jailed or record.tombstoned or not is_self_stake_short(view, address, record, params):
+            continue
+        view.set_validator(address, record.replace(jailed=True))
+        jailed.append(address)
+    return jailed
+
+
 def release_redelegations(view: StateView, height: int) -> None:
     """Redelegations maturing at `height` stop being slashable for their source (their locks end too)."""
     key = redelegation_key(height)

@@ -281,6 +281,9 @@ def _stake(view: StateView, ctx: BlockContext, index: int, sender: Address, p: W
     address = address_from_public_key(p.validator)
     record = view.validator(address)
     if record is None:
+        if p.amount < ctx.params.staking.min_self_stake:
+            raise _Failed(f"a new validator's first stake must be at least staking.min_self_stake "
+                          f"{ctx.params.staking.min_self_stake:d}")
         record = new_validator(p.validator, sender)
     elif record.owner != sender:
         raise _Failed("the validator is owned by another account")
@@ -331,6 +334,8 @@ def _unjail(view: StateView, ctx: BlockContext, index: int, sender: Address, p: 
         raise _Failed(f"jailed until height {record.jailed_until:d}")
     if record.stake < ctx.params.staking.min_validator_stake:
         raise _Failed("stake is below the validator minimum")
+    if delegation.is_self_stake_short(view, address, record, ctx.params):
+        raise _Failed("the owner's own stake is below staking.min_self_stake")
     view.set_validator(address, record.replace(jailed=False, miss_bits=0))
     return TxStatus.OK, b"", None
 

@@ -93,13 +93,15 @@ class VMParams(Wire):
 class StakingParams(Wire):
     """A validator joins once its stake (its own plus delegations) reaches `min_validator_stake`; voting
     power = stake // power_unit. A validator's commission moves at most its `max_change_bps` once per
-    `commission_change_blocks` (the chain's day, in blocks; docs/staking.md)."""
+    `commission_change_blocks` (the chain's day, in blocks). Its owner keeps at least `min_self_stake` of
+    its own bonded, or the validator is jailed (docs/staking.md, "Minimum self-stake")."""
 
     min_validator_stake: Amount
     power_unit: Amount
     unbonding_blocks: U32
     max_validators: U16
     commission_change_blocks: U32
+    min_self_stake: Amount
 
 
 @wire(max_bytes=256)
@@ -182,6 +184,10 @@ def validate_params(p: Params) -> None:
         raise ValueError("staking.power_unit must be positive")
     if p.staking.min_validator_stake < p.staking.power_unit:
         raise ValueError("staking.min_validator_stake must be at least one power_unit")
+    if not 1 <= p.staking.min_self_stake <= p.staking.min_validator_stake:
+        # Zero would let an owner bond nothing of its own (its slashes fall on delegators alone); above the
+        # candidacy minimum, that minimum would mean nothing.
+        raise ValueError("staking.min_self_stake must be between 1 and staking.min_validator_stake")
     if p.staking.commission_change_blocks == 0:
         raise ValueError("staking.commission_change_blocks must be positive")
     if not 1 <= p.staking.max_validators <= 128:

@@ -342,9 +342,11 @@ def validator_updates(old: Sequence[ValidatorEntry], new: Sequence[ValidatorEntr
 
 
 def close_block(view: StateView, ctx: BlockContext, last_block_id: Hash32, ledger: Ledger) -> None:
-    """Governance, fees, the validator set for h+2, the chain record and the supply record."""
+    """Governance, fees, the self-stake floor, the validator set for h+2, the chain record and the supply
+    record."""
     ledger.burned += process_gov_end_block(view, ctx)
     distribute_fees(view, ctx, ledger)
+    delegation.process_self_stake_floor(view, ctx.params)
     advance_validator_sets(view, ctx)
     chain = view.chain()
     view.put(KEY_CHAIN, ChainRecord(ctx.height, ctx.time, last_block_id, chain.last_block_id))
