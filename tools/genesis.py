@@ -58,6 +58,13 @@ DEFAULT_PARAMS: dict[str, Any] = {
         "gas_stake": 5_000,
         "gas_unstake": 5_000,
         "gas_unjail": 5_000,
+        # The delegation kinds: 1,000 gas per state record read or written on the kind's longest path, as
+        # bench/delegation_gas.py counts them (docs/staking.md, "Gas"); withdraw-rewards per validator.
+        "gas_delegate": 11_000,
+        "gas_undelegate": 12_000,
+        "gas_redelegate": 19_000,
+        "gas_withdraw_rewards": 7_000,
+        "gas_edit_validator": 5_000,
         "gas_chunk_base": 10_000,
         "gas_chunk_per_byte": 1,
         "gas_register_base": 1_000_000,

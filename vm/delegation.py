@@ -198,18 +198,19 @@ def unbond_owner(view: StateView, address: Address, record: ValidatorRecord,
 
 
 def tx_gas(params: Params, payload: Wire) -> int:
-    """Fixed gas of the delegation kinds, priced from the staking kinds' parameters."""
+    """Fixed gas of the delegation kinds: each its own price (docs/staking.md, "Gas"); withdraw-rewards pays
+    its price per validator, for all MAX_DELEGATIONS_PER_ACCOUNT when it names none."""
     vm = params.vm
     if isinstance(payload, Delegate):
-        return int(vm.gas_stake)
+        return int(vm.gas_delegate)
     if isinstance(payload, Undelegate):
-        return int(vm.gas_unstake)
+        return int(vm.gas_undelegate)
     if isinstance(payload, Redelegate):
-        return int(vm.gas_stake + vm.gas_unstake)
+        return int(vm.gas_redelegate)
     if isinstance(payload, WithdrawRewards):
-        return int(vm.gas_transfer) * (1 if payload.validator is not None else MAX_DELEGATIONS_PER_ACCOUNT)
+        return int(vm.gas_withdraw_rewards) * (1 if payload.validator is not None else MAX_DELEGATIONS_PER_ACCOUNT)
     assert isinstance(payload, EditValidator)
-    return int(vm.gas_unjail)
+    return int(vm.gas_edit_validator)
 
 
 def process_tx(view: StateView, height: int, params: Params, sender: Address, payload: Wire) -> bytes:

@@ -62,6 +62,12 @@ class VMParams(Wire):
     gas_stake: Gas
     gas_unstake: Gas
     gas_unjail: Gas
+    # The delegation kinds (docs/staking.md, "Gas"); withdraw-rewards is per validator (x 16 for "all").
+    gas_delegate: Gas
+    gas_undelegate: Gas
+    gas_redelegate: Gas
+    gas_withdraw_rewards: Gas
+    gas_edit_validator: Gas
     gas_chunk_base: Gas
     gas_chunk_per_byte: Gas
     gas_register_base: Gas
@@ -219,6 +225,12 @@ def validate_params(p: Params) -> None:
         raise ValueError("gov.max_deposit_blocks and gov.voting_blocks must be at least 1")
     if max(g.gas_submit_proposal, g.gas_deposit, g.gas_vote) > p.vm.max_tx_gas:
         raise ValueError("gov gas prices must not exceed vm.max_tx_gas")
+    from vm.state import MAX_DELEGATIONS_PER_ACCOUNT  # vm.state imports this module: read at call time
+
+    v = p.vm
+    if max(v.gas_delegate, v.gas_undelegate, v.gas_redelegate, v.gas_edit_validator,
+           v.gas_withdraw_rewards * MAX_DELEGATIONS_PER_ACCOUNT) > v.max_tx_gas:
+        raise ValueError("the delegation kinds' gas (withdraw-rewards x 16) must not exceed vm.max_tx_gas")
 
 
 

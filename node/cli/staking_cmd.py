@@ -51,7 +51,7 @@ def delegate(validator: str, amount: AmountText, from_key: str, keyring: Path, n
     key = load_signing_key(from_key, keyring)
     with Client(node_url) as client:
         token, value = _token_and_amount(client, amount)
-        result = _send(key, Delegate(target, Amount(value)), "gas_stake", client, fee, gas_limit, nonce, no_wait,
+        result = _send(key, Delegate(target, Amount(value)), "gas_delegate", client, fee, gas_limit, nonce, no_wait,
                        timeout)
     report(result, as_json, token, {"amount": value}, delegator=str(key.address), validator=str(target))
 
@@ -69,7 +69,7 @@ def undelegate(validator: str, amount: AmountText, from_key: str, keyring: Path,
     key = load_signing_key(from_key, keyring)
     with Client(node_url) as client:
         token, value = _token_and_amount(client, amount)
-        result = _send(key, Undelegate(target, Amount(value)), "gas_unstake", client, fee, gas_limit, nonce,
+        result = _send(key, Undelegate(target, Amount(value)), "gas_undelegate", client, fee, gas_limit, nonce,
                        no_wait, timeout)
     report(result, as_json, token, {"amount": value}, delegator=str(key.address), validator=str(target))
 
@@ -89,7 +89,7 @@ def redelegate(source: str, destination: str, amount: AmountText, from_key: str,
     with Client(node_url) as client:
         token, value = _token_and_amount(client, amount)
         ctx = chain_context(client, key, nonce)
-        gas = ctx.gas("gas_stake", gas_limit, extra=0 if ctx.vm is None else int(ctx.vm["gas_unstake"]))
+        gas = ctx.gas("gas_redelegate", gas_limit)
         signed = build_tx(key, Redelegate(src, dst, Amount(value)), chain_id=ctx.chain_id, nonce=ctx.nonce,
                           gas_limit=gas, fee=ctx.fee(gas, None if fee is None else resolve_amount(fee, token, "--fee")))
         result = submit(client, signed, no_wait=no_wait, timeout=timeout)
@@ -109,8 +109,8 @@ def withdraw_rewards(validator: str | None, from_key: str, keyring: Path, node_u
     with Client(node_url) as client:
         token = chain_token(client)
         ctx = chain_context(client, key, nonce)
-        gas = ctx.gas("gas_transfer", gas_limit, extra=0 if ctx.vm is None else
-                      (times - 1) * int(ctx.vm["gas_transfer"]))
+        gas = ctx.gas("gas_withdraw_rewards", gas_limit, extra=0 if ctx.vm is None else
+                      (times - 1) * int(ctx.vm["gas_withdraw_rewards"]))
         signed = build_tx(key, WithdrawRewards(target), chain_id=ctx.chain_id, nonce=ctx.nonce, gas_limit=gas,
                           fee=ctx.fee(gas, None if fee is None else resolve_amount(fee, token, "--fee")))
         result = submit(client, signed, no_wait=no_wait, timeout=timeout)
@@ -136,7 +136,7 @@ def edit_validator(commission: int, max_commission: int, max_change: int, valida
     pub = _validator_pubkey(validator, validator_key)
     key = load_signing_key(from_key, keyring)
     with Client(node_url) as client:
-        result = _send(key, EditValidator(pub, commission, max_commission, max_change), "gas_unjail", client, fee,
+        result = _send(key, EditValidator(pub, commission, max_commission, max_change), "gas_edit_validator", client, fee,
                        gas_limit, nonce, no_wait, timeout)
         token = chain_token(client)
     report(result, as_json, token, owner=str(key.address), validator=pub.hex(), commission_bps=commission,

@@ -18,8 +18,10 @@ from core.types import Address, Amount, Height, PublicKeyBytes
 from tests.vm.devnet import Devnet, devnet_genesis
 from tests.vm.test_vm_slashing import double_vote
 from tools.genesis import TOKEN, make_genesis
-from vm.delegation import delegations_of, pending_rewards, self_stake
+from vm.delegation import delegations_of, pending_rewards, self_stake, tx_gas
 from vm.genesis import Genesis, parse_genesis
+from vm.gov.params_change import apply_param_changes
+from vm.gov.types import ParamChange
 from vm.params import BPS
 from vm.state import MAX_DELEGATIONS_PER_ACCOUNT, UnbondingQueue, unbonding_key
 from vm.txs import Delegate, EditValidator, Redelegate, Stake, Transfer, Undelegate, Unstake, WithdrawRewards
@@ -122,11 +124,11 @@ def test_rewards_are_shared_with_commission_and_withdrawn(net: Devnet) -> None:
     record = view.validator(v)
     assert record is not None
     balance = view.account(alice.address).balance
-    block = net.step([net.tx(alice, WithdrawRewards(None), gas_limit=100_000)])
+    block = net.step([net.tx(alice, WithdrawRewards(None), gas_limit=tx_gas(net.genesis.params, WithdrawRewards(None)))])
     assert block.results[0].status == 0, block.results[0].log
     paid = int.from_bytes(block.results[0].data, "big")
     assert paid >= due  # the withdrawing block may add rewards of its own
-    fee = 100_000 * net.genesis.params.vm.min_gas_price
+    fee = tx_gas(net.genesis.params, WithdrawRewards(None)) * net.genesis.params.vm.min_gas_price
     assert net.apps[0].view().account(alice.address).balance == balance - fee + paid
     assert pending_rewards(net.apps[0].view(), v, alice.address) < due  # only the fees shared after it
     net.assert_supply_conserved()
@@ -312,3 +314,29 @@ def test_a_delegation_worth_nothing_can_be_closed_to_free_its_slot(tmp_path: Pat
         net.assert_supply_conserved()
     finally:
         net.close()
+
+
+def test_each_delegation_kind_pays_its_own_gas(net: Devnet) -> None:
+    """The delegation kinds have their own schedule entries (docs/staking.md, "Gas"), not the staking
+    kinds' prices; governance may change them within max_tx_gas."""
+    vm = net.genesis.params.vm
+    a, b = validators(net)[0], validators(net)[1]
+    alice = delegator(net)
+    prices = {"gas_stake": vm.gas_stake, "gas_unstake": vm.gas_unstake, "gas_unjail": vm.gas_unjail}
+    sent = [(Delegate(a, Amount(10 * TOKEN)), vm.gas_delegate),
+            (Undelegate(a, Amount(TOKEN)), vm.gas_undelegate),
+            (Redelegate(a, b, Amount(TOKEN)), vm.gas_redelegate),
+            (WithdrawRewards(a), vm.gas_withdraw_rewards),
+            (WithdrawRewards(None), vm.gas_withdraw_rewards * MAX_DELEGATIONS_PER_ACCOUNT)]
+    for payload, price in sent:
+        assert price not in prices.values() or isinstance(payload, WithdrawRewards)
+        block = net.step([net.tx(alice, payload, gas_limit=200_000)])
+        assert block.results[0].status == 0, block.results[0].log
+        assert block.results[0].gas_used == price == tx_gas(net.genesis.params, payload)
+    block = net.step([net.tx(owner_of(net, b), EditValidator(pubkey(net, b), 500, 2_000, 100), gas_limit=200_000)])
+    assert block.results[0].status == 0, block.results[0].log
+    assert block.results[0].gas_used == vm.gas_edit_validator
+    changed = apply_param_changes(net.genesis.params, [ParamChange("vm.gas_delegate", 20_000)])
+    assert tx_gas(changed, Delegate(a, Amount(1))) == 20_000
+    with pytest.raises(ValueError, match="delegation kinds' gas"):
+        apply_param_changes(net.genesis.params, [ParamChange("vm.gas_withdraw_rewards", vm.max_tx_gas // 8)])
