@@ -7,7 +7,10 @@ handler sees it, and how much one client (an IP address) may ask.
   127.0.0.1.
 - `Origin`, when a browser sends one: the node's own (same host and port as `Host`, so a future page the
   node serves itself may call it) or one of `allowed_origins` (403). Websockets included.
-- `Authorization: Bearer <auth_token>` when a token is configured (every route but `GET /health`; 401).
+- `Authorization: Bearer <auth_token>` when a token is configured (every route but `GET /health` and the
+  explorer's static files, which hold no chain data; 401). A browser cannot set that header on a websocket,
+  so a websocket may carry the token as the subprotocol `bearer.<base64url(token)>` instead, offered beside
+  `inferchain` (which the server selects), as Kubernetes does; never in the URL, which logs keep.
 - `POST /` with `Content-Type: application/json` (415): a cross-site form cannot post a simple request.
 - Per client: a token bucket of `requests_per_s` with bursts of `burst` (429), at most
   `concurrent_per_client` requests in flight (429) and `websockets_per_client` open websockets (refused at
@@ -19,6 +22,7 @@ one-line message; nothing here logs per request.
 
 from __future__ import annotations
 
+import base64
 import hmac
 import json
 import time
@@ -38,6 +42,10 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 _MAX_CLIENTS_TRACKED = 10_000
 _OPEN_PATHS = frozenset({"/health"})
+# The explorer's page, scripts and styles: static, the same on every node; the page asks for the token.
+_OPEN_PREFIX = "/explorer"
+WS_PROTOCOL = "inferchain"
+WS_TOKEN_PREFIX = "bearer."
 
 
 def _host_name(authority: str) -> str:
@@ -159,10 +167,11 @@ class Guard:
             return 403, E.FORBIDDEN, "this node does not serve that Host (add it to rpc.allowed_hosts)"
         if origin is not None and not self._origin_ok(origin, host):
             return 403, E.FORBIDDEN, "cross-origin requests are refused (add the origin to rpc.allowed_origins)"
-        path = scope.get("path", "")
-        if self._token is not None and path not in _OPEN_PATHS and (
-                auth is None or not hmac.compare_digest(auth, self._token)):
-            return 401, E.FORBIDDEN, "missing or wrong bearer token (Authorization: Bearer <rpc.auth_token>)"
+        if self._token is not None and not _is_open(scope):
+            if auth is None and scope["type"] == "websocket":
+                auth = _subprotocol_token(scope)
+            if auth is None or not hmac.compare_digest(auth, self._token):
+                return 401, E.FORBIDDEN, "missing or wrong bearer token (Authorization: Bearer <rpc.auth_token>)"
         if scope["type"] == "http" and scope.get("method") == "POST":
             media = (content_type or "").split(";")[0].strip().lower()
             if media != "application/json":
@@ -175,6 +184,28 @@ class Guard:
             return True
         parts = urlsplit(origin)
         return parts.scheme in ("http", "https") and host is not None and parts.netloc == host.strip().lower()
+
+
+def _is_open(scope: Scope) -> bool:
+    """Routes served without the token: the health check and the explorer's static files."""
+    path = str(scope.get("path", ""))
+    if path in _OPEN_PATHS:
+        return True
+    return scope["type"] == "http" and scope.get("method") in ("GET", "HEAD") and (
+        path == _OPEN_PREFIX or path.startswith(_OPEN_PREFIX + "/"))
+
+
+def _subprotocol_token(scope: Scope) -> bytes | None:
+    """`Bearer <token>` from a websocket's `bearer.<base64url(token)>` subprotocol, or None."""
+    for offered in scope.get("subprotocols") or ():
+        if isinstance(offered, str) and offered.startswith(WS_TOKEN_PREFIX):
+            encoded = offered[len(WS_TOKEN_PREFIX):]
+            try:
+                token = base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4))
+            except ValueError:
+                return None
+            return b"Bearer " + token
+    return None
 
 
 async def _refuse(kind: str, receive: Receive, send: Send, status: int, code: int, message: str) -> None:

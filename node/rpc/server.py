@@ -41,7 +41,7 @@ from node.rpc.api import NodeApi
 from node.rpc.dispatch import Method, Registry, error_response, handle_payload, valid_id
 from node.rpc.errors import RpcError
 from node.rpc.gov_methods import gov_events_json
-from node.rpc.guard import Guard, RateLimits, client_of
+from node.rpc.guard import WS_PROTOCOL, Guard, RateLimits, client_of
 from node.rpc.jsonenc import to_json
 from node.rpc.methods import parse_address_param, parse_hash, result_json
 from node.rpc.methods import registry as base_registry
@@ -121,7 +121,9 @@ def build_app(api: NodeApi, metrics: NodeMetrics | None = None, config: RPCSecti
         return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
     async def ws_route(websocket: WebSocket) -> None:
-        await websocket.accept()
+        # A browser that offers subprotocols (the explorer's token, node/rpc/guard.py) needs one selected.
+        offered = websocket.scope.get("subprotocols") or ()
+        await websocket.accept(subprotocol=WS_PROTOCOL if WS_PROTOCOL in offered else None)
         await _serve_websocket(websocket, registry, bound, api, limits)
 
     app = Starlette(routes=[

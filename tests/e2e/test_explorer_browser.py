@@ -4,12 +4,14 @@ One network and one browser serve the module. Each test opens a page of the expl
 checks what a person would see: the page loads without console errors and follows new blocks live, search
 finds a transaction, an inference's proof is checked in the page ("verified by N of M validators' power"),
 the page's Ed25519 and sign-bytes agree with tests/vectors, hostile text in a link is shown, not run, and a
-proposal with its deposits, votes and tally, and an account's delegation, are shown as the chain holds them.
+proposal with its deposits, votes and tally, and an account's delegation, are shown as the chain holds them;
+a node with rpc.auth_token serves the page, which asks for the token.
 A screenshot of each page type is saved under the directory the module prints (docs/img holds copies).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -26,6 +28,7 @@ import pytest
 
 from core.address import parse_address
 from core.types import Amount, PublicKeyBytes
+from node.config import load_config, write_config
 from tests.realnet import RealNet, realnet_fixture
 from vm.gov.types import Deposit, SubmitProposal, TextProposal, Vote, VoteOption
 from vm.txs import Delegate, EditValidator, build_tx
@@ -429,3 +432,44 @@ def test_an_accounts_page_lists_its_delegations(page: Page, net: RealNet, govern
     stake, own, delegated, commission = row.first.locator("td").all_inner_texts()[2:6]
     assert int(own) + int(delegated) == int(stake) and int(delegated) >= 3000 and commission == "5 %"
     assert page.errors == []
+
+
+def test_a_token_protected_nodes_explorer_asks_for_the_token_and_then_shows_the_chain(
+        browser: Any, net: RealNet, shots: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A node with rpc.auth_token (a fourth-plus node of the same chain) serves the page, which asks for the
+    token: a wrong one gets a clear refusal, the right one shows the chain, live over the websocket (the
+    token in its subprotocol). The token is kept in sessionStorage, never in localStorage or the URL."""
+    token = "explorer-browser-token-0123456789"
+    index = net.add_node(start=False)
+    config_path = net.spec(index).home / "config.toml"
+    config = load_config(config_path)
+    write_config(config_path, dataclasses.replace(config, rpc=dataclasses.replace(config.rpc, auth_token=token)))
+    monkeypatch.setenv("INFERCHAIN_RPC_TOKEN", token)  # the harness's own client for this node
+    net.restart(index)
+    page = Page(browser, net.spec(index).rpc_url.rstrip("/"))
+    try:
+        assert httpx.post(net.spec(index).rpc_url, json={"jsonrpc": "2.0", "id": 1, "method": "status"},
+                          timeout=10).status_code == 401
+        page.tab.goto(f"{page.base}/explorer")
+        page.ready("token")
+        assert "requires its RPC token" in page.tab.inner_text("#token-note")
+        page.tab.fill("#token", "not-the-token-not-the-token")
+        page.tab.press("#token", "Enter")
+        page.tab.wait_for_selector("#token-note:has-text('refused this token')", timeout=WAIT_MS)
+        page.ready("token")
+        page.tab.screenshot(path=str(shots / "explorer-token.png"), full_page=True)
+        page.errors.clear()  # the refusals above are the node's 401s, as they should be
+        page.tab.fill("#token", token)
+        page.tab.press("#token", "Enter")
+        page.ready("home")
+        page.tab.wait_for_selector("#live.live", timeout=WAIT_MS)  # the websocket took the token too
+        first = page.number("#head")
+        page.until("a new head over the websocket", lambda: page.number("#head") > first)
+        assert page.tab.locator("table.blocks tbody tr").count() > 0
+        assert page.tab.evaluate("sessionStorage.getItem('inferchain.rpcToken')") == token
+        assert page.tab.evaluate("localStorage.length") == 0
+        assert token not in page.tab.url
+        assert page.errors == []
+    finally:
+        page.close()
+        net.stop(index)

@@ -4,6 +4,7 @@ binary websocket frames and websocket ids. Each test mounts the attack the issue
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import socket
@@ -274,3 +275,28 @@ def test_raw_socket_with_a_huge_header_does_not_disturb_the_server(served: Serve
         reply = sock.recv(100)
     assert reply.startswith(b"HTTP/1.1 4")
     assert post(served.url).status_code == 200
+
+
+def test_a_browser_websocket_carries_the_token_as_a_subprotocol_and_the_explorer_page_is_open() -> None:
+    """Browsers cannot set Authorization on a websocket: the explorer offers `bearer.<base64url(token)>` beside
+    `inferchain` (node/rpc/guard.py). The right token opens it (the server selects `inferchain`); a wrong or
+    malformed one is refused at the handshake. The explorer's static page needs no token; its data does."""
+    def offer(token: str) -> str:
+        return "bearer." + base64.urlsafe_b64encode(token.encode()).decode().rstrip("=")
+
+    with serve(auth_token=TOKEN) as s:
+        url = s.url.replace("http", "ws") + "/ws"
+        assert httpx.get(s.url + "/explorer", timeout=10).status_code == 200
+        assert httpx.get(s.url + "/explorer/rpc.js", timeout=10).status_code == 200
+        assert post(s.url).status_code == 401
+
+        async def main() -> None:
+            with trio.fail_after(15):
+                for bad in (offer("wrong-token-wrong-token"), "bearer.%%%", offer(TOKEN)[:-2]):
+                    await ws_refused(url, [("Sec-WebSocket-Protocol", f"inferchain, {bad}")])
+                async with open_websocket_url(url, subprotocols=["inferchain", offer(TOKEN)]) as ws:
+                    assert ws.subprotocol == "inferchain"
+                    await ws.send_message(json.dumps({"jsonrpc": "2.0", "id": 1, "method": "health"}))
+                    assert json.loads(await ws.get_message())["result"]["ok"] is True
+
+        trio.run(main)

@@ -4,7 +4,7 @@
 import { barChart, heatStrip } from "./charts.js";
 import { el, facts, link, short, table, time } from "./dom.js";
 import { governancePage, proposalPage } from "./gov.js";
-import { call, subscribeBlocks } from "./rpc.js";
+import { AuthError, call, setRpcToken, subscribeBlocks } from "./rpc.js";
 import { tensorRows } from "./tensor.js";
 import { verifyInference } from "./verify.js";
 
@@ -239,12 +239,30 @@ async function render() {
     try {
       show(gen, ...[await page(...args)].flat(2));
     } catch (err) {
-      show(gen, failure(err));
+      if (err instanceof AuthError) document.body.dataset.page = "token";
+      show(gen, err instanceof AuthError ? tokenForm(err.message) : failure(err));
     }
   } else {
     show(gen, el("p", { class: "error" }, "no such page"));
   }
   if (gen === generation) document.body.dataset.ready = "1";
+}
+
+// The node wants its rpc.auth_token: ask once; the page reloads with it (rpc.js keeps it for this tab only).
+// The input has no name and the form no action: nothing can be submitted into a URL (and the policy's
+// form-action 'none' forbids it anyway).
+function tokenForm(message) {
+  const input = el("input", { id: "token", type: "password", autocomplete: "off", placeholder: "rpc.auth_token" });
+  const form = el("form", { id: "token-form" },
+    el("p", { id: "token-note", class: "error" }, message),
+    el("label", {}, "RPC token ", input), " ", el("button", { type: "submit" }, "use token"),
+    el("p", { class: "note" }, "Kept in this tab's session storage until the tab closes; sent to this node only."));
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    setRpcToken(input.value.trim());
+    location.reload();
+  });
+  return form;
 }
 
 async function search(event) {
