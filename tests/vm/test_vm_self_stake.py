@@ -24,7 +24,8 @@ from tools.genesis import TOKEN, make_genesis
 from vm.delegation import delegations_of, self_stake
 from vm.genesis import Genesis, parse_genesis
 from vm.gov.params_change import apply_param_changes
-from vm.gov.types import ParamChange
+from vm.gov.store import get_next_proposal_id, get_proposal
+from vm.gov.types import ParamChange, ParameterChangeProposal, ProposalStatus, SubmitProposal, Vote, VoteOption
 from vm.txs import Delegate, EditValidator, Stake, Undelegate, Unjail, Unstake
 
 pytestmark = pytest.mark.vm
@@ -158,6 +159,44 @@ def test_genesis_refuses_a_floor_of_zero_or_above_the_candidacy_minimum(value: i
     doc = make_genesis(4, overrides={"staking": {"min_self_stake": value}})
     with pytest.raises(ConfigError, match="min_self_stake must be between 1 and"):
         parse_genesis(doc)
+
+
+def test_a_governance_raise_of_the_floor_jails_an_owner_below_it(tmp_path: Path) -> None:
+    """The floor is governable; a raise reaches a member at once (PoI scoring writes its record every
+    block), so an owner who kept only the old floor is jailed; the others are untouched."""
+    genesis = devnet_genesis(4, staking={"unbonding_blocks": UNBONDING, "min_self_stake": MIN_SELF},
+                             slashing={"max_evidence_age": 5},
+                             gov={"voting_blocks": 3, "max_deposit_blocks": 3, "min_deposit": 1_000})
+    net = Devnet.start(tmp_path, genesis, nodes=2)
+    try:
+        v = sorted(net.keys)[2]
+        record = net.apps[0].view().validator(v)
+        assert record is not None
+        owner = next(net.account(i) for i in range(4) if net.account(i).address == record.owner)
+        pk = PublicKeyBytes(net.keys[v].public_key)
+        assert run(net, net.account(4), Delegate(v, Amount(5_000 * TOKEN))) == (0, "")
+        assert run(net, owner, Unstake(pk, Amount(record.stake - 2 * MIN_SELF))) == (0, "")
+        raised = 1_000 * TOKEN  # the most the floor may be: min_validator_stake
+        pid = get_next_proposal_id(net.apps[0].view())
+        change = ParameterChangeProposal((ParamChange("staking.min_self_stake", raised),))
+        assert run(net, net.account(5), SubmitProposal("raise", "why", change, Amount(1_000))) == (0, "")
+        voters = [i for i in range(4) if net.account(i).address != owner.address]
+        block = net.step([net.tx(net.account(i), Vote(pid, VoteOption.YES)) for i in voters])
+        assert all(r.status == 0 for r in block.results), [r.log for r in block.results]
+        found = get_proposal(net.apps[0].view(), pid)
+        assert found is not None
+        while net.height < found.voting_end + 2:
+            net.step()
+        passed = get_proposal(net.apps[0].view(), pid)
+        assert passed is not None and passed.status is ProposalStatus.PASSED, passed
+        view = net.apps[0].view()
+        assert view.params().staking.min_self_stake == raised
+        assert view.validator(v).jailed  # type: ignore[union-attr]
+        assert not in_set(net, v, net.height + 2)
+        assert not any(view.validator(o).jailed for o in net.keys if o != v)  # type: ignore[union-attr]
+        net.assert_supply_conserved()
+    finally:
+        net.close()
 
 
 def test_governance_may_change_the_floor_within_its_bounds(genesis: Genesis) -> None:
