@@ -25,7 +25,14 @@ from vm.delegation import delegations_of, self_stake
 from vm.genesis import Genesis, parse_genesis
 from vm.gov.params_change import apply_param_changes
 from vm.gov.store import get_next_proposal_id, get_proposal
-from vm.gov.types import ParamChange, ParameterChangeProposal, ProposalStatus, SubmitProposal, Vote, VoteOption
+from vm.gov.types import (
+    ParamChange,
+    ParameterChangeProposal,
+    ProposalStatus,
+    SubmitProposal,
+    Vote,
+    VoteOption,
+)
 from vm.txs import Delegate, EditValidator, Stake, Undelegate, Unjail, Unstake
 
 pytestmark = pytest.mark.vm
