@@ -398,12 +398,13 @@ def is_self_stake_short(view: StateView, address: Address, record: ValidatorReco
     return compute_value(pool.owner_shares, pool, record.stake) < params.staking.min_self_stake
 
 
-def process_self_stake_floor(view: StateView, params: Params) -> list[Address]:
+def process_self_stake_floor(view: StateView, params: Params, height: int) -> list[Address]:
     """Jail every validator touched in this block (by its owner's unstake, a slash, anything) whose owner's
     own stake is now below `staking.min_self_stake`: an owner with nothing bonded would lose nothing to its
     validator's slashes (Cosmos x/staking jails on its `MinSelfDelegation` the same way). It stays jailed
-    until its owner stakes back and unjails. Runs before the block's validator set is computed; returns the
-    validators it jailed."""
+    until its owner stakes back and unjails, which it may do from the next block (`jailed_until` is this
+    height, unless an earlier jail ends later). Runs before the block's validator set is computed; returns
+    the validators it jailed."""
     jailed = []
     for key in [k for k in view.touched() if k[:1] == b"V"]:
         record = view.get(key, ValidatorRecord)
@@ -411,7 +412,7 @@ def process_self_stake_floor(view: StateView, params: Params) -> list[Address]:
         address = Address(key[1:])
         if record.jailed or record.tombstoned or not is_self_stake_short(view, address, record, params):
             continue
-        view.set_validator(address, record.replace(jailed=True))
+        view.set_validator(address, record.replace(jailed=True, jailed_until=Height(max(record.jailed_until, height))))
         jailed.append(address)
     return jailed
 

@@ -346,7 +346,7 @@ def close_block(view: StateView, ctx: BlockContext, last_block_id: Hash32, ledge
     record."""
     ledger.burned += process_gov_end_block(view, ctx)
     distribute_fees(view, ctx, ledger)
-    delegation.process_self_stake_floor(view, ctx.params)
+    delegation.process_self_stake_floor(view, ctx.params, int(ctx.height))
     advance_validator_sets(view, ctx)
     chain = view.chain()
     view.put(KEY_CHAIN, ChainRecord(ctx.height, ctx.time, last_block_id, chain.last_block_id))
