@@ -50,6 +50,7 @@ from pathlib import Path
 from typing import Any
 
 from bench._util import rate
+from bench.devnet_fate import classify
 from core.keys import PrivateKey, verify
 from core.types import Amount
 from node.client import Client, RpcError
@@ -144,6 +145,7 @@ class Observer:
 class Sent:
     scheduled: dict[bytes, float] = field(default_factory=dict)
     accepted: set[bytes] = field(default_factory=set)
+    accepted_by: dict[bytes, int] = field(default_factory=dict)  # the endpoint (index in rpc_urls) that took it
     refused: Counter[str] = field(default_factory=Counter)
     lock: threading.Lock = field(default_factory=threading.Lock)
     sent: int = 0
@@ -153,7 +155,7 @@ class Sent:
 Work = queue.Queue[tuple[float, list[Signed]] | None]
 
 
-def endpoint_worker(url: str, work: Work, out: Sent, retry_until: float | None) -> None:
+def endpoint_worker(url: str, work: Work, out: Sent, retry_until: float | None, endpoint: int = 0) -> None:
     """Send each batch from `work`; a transaction refused with a reason that says "retry later"
     (node.mempool.is_retryable: a full mempool, a sender's queue at its limit) goes back on the queue after
     RETRY_PAUSE_S, with its original scheduled time, until `retry_until` (None: never retried). A real client
@@ -180,6 +182,7 @@ def endpoint_worker(url: str, work: Work, out: Sent, retry_until: float | None) 
                     error = str(answer.get("error") or "")
                     if answer.get("accepted"):
                         out.accepted.add(signed.hash)
+                        out.accepted_by[signed.hash] = endpoint
                     elif retry and is_retryable(error):
                         again.append(signed)
                     else:
@@ -205,8 +208,8 @@ def run_step(net: RealNet, offered: int | None, work: list[list[Signed]], durati
     queues: list[Work] = [queue.Queue() for _ in urls]
     start = time.monotonic()
     retry_until = start + duration if retry else None
-    threads = [threading.Thread(target=endpoint_worker, args=(url, q, out, retry_until), daemon=True)
-               for url, q in zip(urls, queues, strict=True) for _ in range(WORKERS_PER_ENDPOINT)]
+    threads = [threading.Thread(target=endpoint_worker, args=(url, q, out, retry_until, e), daemon=True)
+               for e, (url, q) in enumerate(zip(urls, queues, strict=True)) for _ in range(WORKERS_PER_ENDPOINT)]
     for t in threads:
         t.start()
     cursors = [0] * len(urls)
@@ -432,6 +435,8 @@ def main(argv: list[str] | None = None) -> int:
                 driver1 = driver_cpu_seconds()
                 drain(observer, out, DRAIN_S)
                 nodes1 = node_cpu_seconds(leaders)
+                fates = classify(net.rpc_urls(), out.accepted_by,
+                                 [h for h in out.accepted if h not in observer.committed])
                 cpu1 = sum(nodes1)
                 missed1, jailed = poi_totals(poi_url)
                 finality = [observer.committed[h] - out.scheduled[h] for h in out.accepted
@@ -460,6 +465,8 @@ def main(argv: list[str] | None = None) -> int:
                       f"{pct(finality, 0.5):>7.2f} {pct(finality, 0.99):>7.2f} {interval:>9.2f} "
                       f"{per_block:>7,.0f} {fill:>6.1f} {sum(out.refused.values()):>8} {pending:>7} {cpu_ms:>9.2f}"
                       f" {missed1 - missed0:>8} {jailed:>6} {driver_ms:>9.3f}  {reasons}", flush=True)
+                if fates.total:
+                    print("         " + fates.line(), flush=True)
                 if step_committed:  # node 0 also serves the block observer (every block as JSON)
                     print("         cpu ms/tx by node: " + ", ".join(
                         f"node{i} {1000 * (b - a) / step_committed:.2f}"
