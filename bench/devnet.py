@@ -112,30 +112,50 @@ class Block:
 
 @dataclass
 class Observer:
-    """Polls node 0 for new blocks; records each block and the commit time of every transaction hash."""
+    """Polls node 0 for new blocks; records each block and the commit time of every transaction hash.
+
+    It reads whole blocks (`block` RPC), a few hundred ms each for blocks of thousands of inferences, so under
+    load it can trail node 0 by several blocks: `read` against `top` says by how many (`drain` waits for it).
+    Any failure is counted and the poll goes on: the thread never ends before `stop`."""
 
     client: Client
     committed: dict[bytes, float] = field(default_factory=dict)
     blocks: list[Block] = field(default_factory=list)
     stop: threading.Event = field(default_factory=threading.Event)
     errors: int = 0
+    last_error: str = ""
+    read: int = 0  # the last height whose block was read
+    top: int = 0  # node 0's height at the last poll
+    reported: dict[int, float] = field(default_factory=dict)  # height -> when node 0 first reported it
 
     def run(self) -> None:
-        height = self.client.status().height
         while not self.stop.is_set():
             try:
+                if not self.read:
+                    self.read = self.client.status().height  # start at the current block
                 top = self.client.status().height
-                seen = time.monotonic()
-                for h in range(height + 1, top + 1):
+                now = time.monotonic()  # a block counts as committed when node 0 first reports its height
+                for h in range(max(self.top, self.read) + 1, top + 1):
+                    self.reported[h] = now
+                self.top = max(self.top, top)
+                for h in range(self.read + 1, self.top + 1):
                     block = self.client.block(h).block
+                    seen = self.reported.pop(h, now)
                     for tx in block.txs:
                         self.committed[bytes(tx.hash)] = seen
                     self.blocks.append(Block(h, seen, int(block.header.time), len(block.txs),
                                              sum(len(tx.encode()) for tx in block.txs)))
-                height = top
-            except RpcError:
+                    self.read = h
+                    if self.stop.is_set():
+                        return
+            except Exception as exc:  # an RPC error, a timeout, a block that does not decode: poll again
                 self.errors += 1
+                self.last_error = f"{type(exc).__name__}: {exc}"[:120]
             self.stop.wait(0.05)
+
+    @property
+    def behind(self) -> bool:
+        return self.read < self.top
 
 
 # ------------------------------------------------------------------------------------------------ sending
@@ -307,14 +327,16 @@ def pct(values: list[float], q: float) -> float:
 
 
 def drain(observer: Observer, out: Sent, timeout: float) -> None:
-    """Until every accepted transaction is committed, or nothing new commits for STALL_S, or `timeout`."""
+    """Until every accepted transaction is committed, or nothing new commits for STALL_S while the observer
+    has read every block node 0 has (a trailing observer is not a stalled chain), or `timeout`. What is still
+    uncommitted then is classified by asking the nodes (bench/devnet_fate.py)."""
     deadline = time.monotonic() + timeout
     last_count, last_change = -1, time.monotonic()
     while time.monotonic() < deadline:
         done = sum(1 for h in out.accepted if h in observer.committed)
         if done == len(out.accepted):
             return
-        if done != last_count:
+        if done != last_count or observer.behind:
             last_count, last_change = done, time.monotonic()
         elif time.monotonic() - last_change > STALL_S:
             return
@@ -344,7 +366,8 @@ def print_run_end(net: RealNet, leaders: list[int], observer: Observer) -> None:
         own, group = rss_mib(leader)
         print(f"  node{i}: {own:,.0f} MiB / {group:,.0f} MiB")
     best = max((b.txs for b in observer.blocks), default=0)
-    print(f"largest block: {best} txs; observer RPC errors: {observer.errors}")
+    print(f"largest block: {best} txs; observer RPC errors: {observer.errors}"
+          + (f" (last: {observer.last_error})" if observer.errors else ""))
 
 def plan_senders(budgets: list[int], min_senders: int) -> tuple[list[int], list[int], int]:
     """Senders per step (enough that none signs more than PER_SENDER), each step's first account index, and
@@ -435,13 +458,13 @@ def main(argv: list[str] | None = None) -> int:
                 driver1 = driver_cpu_seconds()
                 drain(observer, out, DRAIN_S)
                 nodes1 = node_cpu_seconds(leaders)
-                fates = classify(net.rpc_urls(), out.accepted_by,
-                                 [h for h in out.accepted if h not in observer.committed])
+                unseen = [h for h in out.accepted if h not in observer.committed]
+                fates = classify(net.rpc_urls(), out.accepted_by, unseen)
                 cpu1 = sum(nodes1)
                 missed1, jailed = poi_totals(poi_url)
                 finality = [observer.committed[h] - out.scheduled[h] for h in out.accepted
-                            if h in observer.committed]
-                pending = sum(1 for h in out.accepted if h not in observer.committed)
+                            if h in observer.committed and h not in fates.asked]
+                pending = len(unseen)  # when the drain ended (what the classification line splits)
                 # Throughput over the send window shifted by the median finality (when this step's commits land).
                 lag = pct(finality, 0.5) if finality else 0.0
                 in_window = [b for b in observer.blocks if start + lag <= b.seen <= start + lag + window]

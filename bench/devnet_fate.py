@@ -36,6 +36,7 @@ class Fates:
     pending_gapped: int = 0
     rejected: Counter[str] = field(default_factory=Counter)  # by the accepting node's reason
     lost: int = 0
+    asked: set[bytes] = field(default_factory=set)  # the hashes classified
 
     @property
     def total(self) -> int:
@@ -43,8 +44,8 @@ class Fates:
                 + sum(self.rejected.values()) + self.lost)
 
     def line(self) -> str:
-        parts = [f"committed (observer missed) {self.observer_missed}",
-                 f"committed on another node only {self.committed_elsewhere}",
+        parts = [f"committed on node 0 but not read by the observer {self.observer_missed}",
+                 f"committed on a node ahead of node 0 {self.committed_elsewhere}",
                  f"pending ready {self.pending_ready}", f"pending gapped {self.pending_gapped}",
                  *(f"{reason} {n}" for reason, n in self.rejected.most_common()),
                  f"LOST (no node holds or remembers it) {self.lost}"]
@@ -67,7 +68,7 @@ def classify(urls: Sequence[str], accepted_by: dict[bytes, int], unseen: Iterabl
     """Ask every node (`urls`, node 0 first: the observer's) about each of `unseen`; `accepted_by` names the
     index in `urls` of the endpoint that accepted each hash (whose reason for a rejection is reported)."""
     hashes = list(unseen)
-    fates = Fates()
+    fates = Fates(asked=set(hashes))
     if not hashes:
         return fates
     per_node = [statuses(url, hashes) for url in urls]

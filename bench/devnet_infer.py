@@ -193,8 +193,9 @@ def summarize(label: str, out: Sent, start: float, window: float, observer: Obse
               before: list[tuple[float, float]], after: list[tuple[float, float]], driver_s: float, missed: int,
               jailed: int, max_block_bytes: int, max_block_gas: int, gas_per_tx: int, gas_per_block: int,
               fates: Fates) -> StepFigures:
-    finality = [observer.committed[h] - out.scheduled[h] for h in out.accepted if h in observer.committed]
-    pending = sum(1 for h in out.accepted if h not in observer.committed)
+    finality = [observer.committed[h] - out.scheduled[h] for h in out.accepted
+                if h in observer.committed and h not in fates.asked]
+    pending = fates.total  # not seen committed when the drain ended
     lag = pct(finality, 0.5) if finality else 0.0
     blocks = [b for b in observer.blocks if start + lag <= b.seen <= start + lag + window]
     committed = len(finality)
