@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 import trio
 
+from bench.devnet_fate import classify
 from node.client import Client
 from node.config import RPCSection
 from tests.node.helpers import account, genesis_doc, local_node, make_home, running, transfer, wait_until
@@ -25,7 +26,8 @@ async def test_tx_status_follows_an_accepted_transaction_to_its_fate(tmp_path: P
         async with running(node):
             assert node.rpc is not None and node.rpc.url is not None
             await wait_until(lambda: node.height >= 1, 60)
-            client = Client(node.rpc.url, timeout=30)
+            url = node.rpc.url
+            client = Client(url, timeout=30)
 
             async def statuses(*txs: Any) -> list[dict[str, Any]]:
                 hashes = [tx.hash.hex() for tx in txs]
@@ -60,5 +62,12 @@ async def test_tx_status_follows_an_accepted_transaction_to_its_fate(tmp_path: P
                 assert got[1]["status"] == "rejected" and got[1]["reason"].startswith("replaced"), got[1]
                 assert got[2] == {"hash": replacement.hash.hex(), "status": "pending", "gapped": True}
                 assert got[3] == {"hash": never_sent.hash.hex(), "status": "unknown"}
+
+                # The devnet bench's accounting reads the same answers (bench/devnet_fate.py).
+                hashes = [bytes(t.hash) for t in (landed, gapped, replacement, never_sent)]
+                fates = await trio.to_thread.run_sync(lambda: classify([url], {}, hashes))
+                assert (fates.observer_missed, fates.pending_ready, fates.pending_gapped, fates.lost) == (1, 0, 1, 1)
+                assert list(fates.rejected) == [f"rejected: {got[1]['reason']}"]
+                assert fates.total == 4 and "LOST (no node holds or remembers it) 1" in fates.line()
             finally:
                 client.close()
