@@ -19,7 +19,9 @@ committed transactions over the time from its start to the last of them committe
 retries stretch finality); finality p50/p99
 (scheduled send -> block seen committed on node 0); block interval (header times) and block fill (txs per
 block, share of max_block_bytes) in that window; refusals (by reason) and `pending`: transactions accepted
-but not yet committed when the drain ended (an overloaded step's backlog, which then lands in the next); PoI
+but not seen committed when the drain ended (at most DRAIN_S: an overloaded step's backlog, which then lands
+in the next), split on the line below by asking every node where each one is (bench/devnet_fate.py:
+committed, pending ready or gapped and on how many nodes, rejected with the node's reason, or lost); PoI
 challenges missed during the step by all validators and validators jailed at its end (a faster pipeline must
 not jail slow honest validators); the load driver's own CPU per transaction sent (`drv ms/tx`: this process
 during the send window; signing happens before it); CPU per committed transaction (all node processes with their sandbox workers, from /proc, over
@@ -68,7 +70,7 @@ PER_SENDER = 48
 # still commit everything it was sent (docs/performance.md "Tiny inference on the devnet").
 DRAIN_S = 120.0
 RETRY_PAUSE_S = 0.1
-STALL_S = 10.0  # the drain ends when for this long nothing new commits and node 0 moves to no new height or round
+STALL_S = 10.0  # the drain ends when for this long nothing new commits and node 0's mempool is empty
 GAS_LIMIT = 1000
 FEE = 1000
 TICK = os.sysconf("SC_CLK_TCK")
@@ -128,8 +130,7 @@ class Observer:
     last_error: str = ""
     read: int = 0  # the last height whose block was read
     top: int = 0  # node 0's height at the last poll
-    moved: float = 0.0  # when node 0's (height, round) last changed, as polled
-    position: tuple[int, int] = (0, 0)
+    mempool: int = 0  # node 0's mempool size at the last poll
     reported: dict[int, float] = field(default_factory=dict)  # height -> when node 0 first reported it
 
     def run(self) -> None:
@@ -140,8 +141,7 @@ class Observer:
                 status = self.client.status()
                 top = status.height
                 now = time.monotonic()  # a block counts as committed when node 0 first reports its height
-                if (status.height, status.round) != self.position:
-                    self.position, self.moved = (status.height, status.round), now
+                self.mempool = status.mempool_size
                 for h in range(max(self.top, self.read) + 1, top + 1):
                     self.reported[h] = now
                 self.top = max(self.top, top)
@@ -334,11 +334,11 @@ def pct(values: list[float], q: float) -> float:
 
 
 def drain(observer: Observer, out: Sent, timeout: float = DRAIN_S) -> float:
-    """Until every accepted transaction is committed, or `timeout`, or for STALL_S nothing new commits, the
-    observer has read every block node 0 has (a trailing observer is not a stalled chain) and node 0 moved to
-    no new height or round (a height that takes rounds is slow, not stalled: it commits what it holds when it
-    decides). Returns the seconds it took. What is still uncommitted then is classified by asking the nodes
-    (bench/devnet_fate.py)."""
+    """Until every accepted transaction is committed, or `timeout`, or for STALL_S nothing new commits while
+    node 0's mempool is empty and the observer has read every block node 0 has. A mempool that still holds
+    transactions is a backlog, not a stall: one height can take a minute of lost rounds under load and then
+    commit what it holds; a trailing observer is not a stalled chain either. Returns the seconds it took.
+    What is still uncommitted then is classified by asking the nodes (bench/devnet_fate.py)."""
     start = time.monotonic()
     deadline = start + timeout
     last_count, last_change = -1, start
@@ -346,9 +346,9 @@ def drain(observer: Observer, out: Sent, timeout: float = DRAIN_S) -> float:
         done = sum(1 for h in out.accepted if h in observer.committed)
         if done == len(out.accepted):
             break
-        if done != last_count or observer.behind:
+        if done != last_count or observer.behind or observer.mempool:
             last_count, last_change = done, time.monotonic()
-        elif time.monotonic() - max(last_change, observer.moved) > STALL_S:
+        elif time.monotonic() - last_change > STALL_S:
             break
         time.sleep(0.2)
     return time.monotonic() - start

@@ -37,6 +37,9 @@ class Fates:
     rejected: Counter[str] = field(default_factory=Counter)  # by the accepting node's reason
     lost: int = 0
     asked: set[bytes] = field(default_factory=set)  # the hashes classified
+    # Pending ones by how many nodes' mempools hold them: gossip's reach (a proposal naming a transaction
+    # its validators lack waits for it, then is dropped: docs/performance.md)
+    held_by: Counter[int] = field(default_factory=Counter)
 
     @property
     def total(self) -> int:
@@ -49,7 +52,11 @@ class Fates:
                  f"pending ready {self.pending_ready}", f"pending gapped {self.pending_gapped}",
                  *(f"{reason} {n}" for reason, n in self.rejected.most_common()),
                  f"LOST (no node holds or remembers it) {self.lost}"]
-        return f"accepted, not seen committed: {self.total} = " + "; ".join(parts)
+        line = f"accepted, not seen committed: {self.total} = " + "; ".join(parts)
+        if self.held_by:
+            line += "; pending held by " + ", ".join(f"{k} node{'s' if k > 1 else ''} {n}"
+                                                     for k, n in sorted(self.held_by.items()))
+        return line
 
 
 def statuses(url: str, hashes: Sequence[bytes]) -> dict[bytes, dict[str, object]]:
@@ -79,10 +86,12 @@ def classify(urls: Sequence[str], accepted_by: dict[bytes, int], unseen: Iterabl
             fates.observer_missed += 1
         elif "committed" in states:
             fates.committed_elsewhere += 1
-        elif any(s == "pending" and not a.get("gapped") for s, a in zip(states, answers, strict=True)):
-            fates.pending_ready += 1
         elif "pending" in states:
-            fates.pending_gapped += 1
+            fates.held_by[states.count("pending")] += 1
+            if any(s == "pending" and not a.get("gapped") for s, a in zip(states, answers, strict=True)):
+                fates.pending_ready += 1
+            else:
+                fates.pending_gapped += 1
         else:
             own = answers[accepted_by.get(h, 0)]
             if own["status"] == "rejected":
