@@ -19,7 +19,9 @@ committed transactions over the time from its start to the last of them committe
 retries stretch finality); finality p50/p99
 (scheduled send -> block seen committed on node 0); block interval (header times) and block fill (txs per
 block, share of max_block_bytes) in that window; refusals (by reason) and `pending`: transactions accepted
-but not yet committed when the drain ended (an overloaded step's backlog, which then lands in the next); PoI
+but not seen committed when the drain ended (at most DRAIN_S: an overloaded step's backlog, which then lands
+in the next), split on the line below by asking every node where each one is (bench/devnet_fate.py:
+committed, pending ready or gapped and on how many nodes, rejected with the node's reason, or lost); PoI
 challenges missed during the step by all validators and validators jailed at its end (a faster pipeline must
 not jail slow honest validators); the load driver's own CPU per transaction sent (`drv ms/tx`: this process
 during the send window; signing happens before it); CPU per committed transaction (all node processes with their sandbox workers, from /proc, over
@@ -50,6 +52,7 @@ from pathlib import Path
 from typing import Any
 
 from bench._util import rate
+from bench.devnet_fate import classify
 from core.keys import PrivateKey, verify
 from core.types import Amount
 from node.client import Client, RpcError
@@ -63,9 +66,11 @@ WORKERS_PER_ENDPOINT = 3
 # Transactions per sender and step: under the mempool's max_nonce_gap (64), so a step whose commits lag its
 # sends is refused for being overloaded, not for one sender's nonces running ahead.
 PER_SENDER = 48
-DRAIN_S = 30.0
+# The drain's cap: an overloaded step can spend a minute on one height (rounds lost to late proposals) and
+# still commit everything it was sent (docs/performance.md "Tiny inference on the devnet").
+DRAIN_S = 120.0
 RETRY_PAUSE_S = 0.1
-STALL_S = 10.0  # the drain ends when nothing new commits for this long
+STALL_S = 10.0  # the drain ends when for this long nothing new commits and node 0's mempool is empty
 GAS_LIMIT = 1000
 FEE = 1000
 TICK = os.sysconf("SC_CLK_TCK")
@@ -111,30 +116,53 @@ class Block:
 
 @dataclass
 class Observer:
-    """Polls node 0 for new blocks; records each block and the commit time of every transaction hash."""
+    """Polls node 0 for new blocks; records each block and the commit time of every transaction hash.
+
+    It reads whole blocks (`block` RPC), a few hundred ms each for blocks of thousands of inferences, so under
+    load it can trail node 0 by several blocks: `read` against `top` says by how many (`drain` waits for it).
+    Any failure is counted and the poll goes on: the thread never ends before `stop`."""
 
     client: Client
     committed: dict[bytes, float] = field(default_factory=dict)
     blocks: list[Block] = field(default_factory=list)
     stop: threading.Event = field(default_factory=threading.Event)
     errors: int = 0
+    last_error: str = ""
+    read: int = 0  # the last height whose block was read
+    top: int = 0  # node 0's height at the last poll
+    mempool: int = 0  # node 0's mempool size at the last poll
+    reported: dict[int, float] = field(default_factory=dict)  # height -> when node 0 first reported it
 
     def run(self) -> None:
-        height = self.client.status().height
         while not self.stop.is_set():
             try:
-                top = self.client.status().height
-                seen = time.monotonic()
-                for h in range(height + 1, top + 1):
+                if not self.read:
+                    self.read = self.client.status().height  # start at the current block
+                status = self.client.status()
+                top = status.height
+                now = time.monotonic()  # a block counts as committed when node 0 first reports its height
+                self.mempool = status.mempool_size
+                for h in range(max(self.top, self.read) + 1, top + 1):
+                    self.reported[h] = now
+                self.top = max(self.top, top)
+                for h in range(self.read + 1, self.top + 1):
                     block = self.client.block(h).block
+                    seen = self.reported.pop(h, now)
                     for tx in block.txs:
                         self.committed[bytes(tx.hash)] = seen
                     self.blocks.append(Block(h, seen, int(block.header.time), len(block.txs),
                                              sum(len(tx.encode()) for tx in block.txs)))
-                height = top
-            except RpcError:
+                    self.read = h
+                    if self.stop.is_set():
+                        return
+            except Exception as exc:  # an RPC error, a timeout, a block that does not decode: poll again
                 self.errors += 1
+                self.last_error = f"{type(exc).__name__}: {exc}"[:120]
             self.stop.wait(0.05)
+
+    @property
+    def behind(self) -> bool:
+        return self.read < self.top
 
 
 # ------------------------------------------------------------------------------------------------ sending
@@ -144,6 +172,7 @@ class Observer:
 class Sent:
     scheduled: dict[bytes, float] = field(default_factory=dict)
     accepted: set[bytes] = field(default_factory=set)
+    accepted_by: dict[bytes, int] = field(default_factory=dict)  # the endpoint (index in rpc_urls) that took it
     refused: Counter[str] = field(default_factory=Counter)
     lock: threading.Lock = field(default_factory=threading.Lock)
     sent: int = 0
@@ -153,7 +182,7 @@ class Sent:
 Work = queue.Queue[tuple[float, list[Signed]] | None]
 
 
-def endpoint_worker(url: str, work: Work, out: Sent, retry_until: float | None) -> None:
+def endpoint_worker(url: str, work: Work, out: Sent, retry_until: float | None, endpoint: int = 0) -> None:
     """Send each batch from `work`; a transaction refused with a reason that says "retry later"
     (node.mempool.is_retryable: a full mempool, a sender's queue at its limit) goes back on the queue after
     RETRY_PAUSE_S, with its original scheduled time, until `retry_until` (None: never retried). A real client
@@ -180,6 +209,7 @@ def endpoint_worker(url: str, work: Work, out: Sent, retry_until: float | None) 
                     error = str(answer.get("error") or "")
                     if answer.get("accepted"):
                         out.accepted.add(signed.hash)
+                        out.accepted_by[signed.hash] = endpoint
                     elif retry and is_retryable(error):
                         again.append(signed)
                     else:
@@ -205,8 +235,8 @@ def run_step(net: RealNet, offered: int | None, work: list[list[Signed]], durati
     queues: list[Work] = [queue.Queue() for _ in urls]
     start = time.monotonic()
     retry_until = start + duration if retry else None
-    threads = [threading.Thread(target=endpoint_worker, args=(url, q, out, retry_until), daemon=True)
-               for url, q in zip(urls, queues, strict=True) for _ in range(WORKERS_PER_ENDPOINT)]
+    threads = [threading.Thread(target=endpoint_worker, args=(url, q, out, retry_until, e), daemon=True)
+               for e, (url, q) in enumerate(zip(urls, queues, strict=True)) for _ in range(WORKERS_PER_ENDPOINT)]
     for t in threads:
         t.start()
     cursors = [0] * len(urls)
@@ -303,19 +333,25 @@ def pct(values: list[float], q: float) -> float:
     return values[min(len(values) - 1, int(q * len(values)))]
 
 
-def drain(observer: Observer, out: Sent, timeout: float) -> None:
-    """Until every accepted transaction is committed, or nothing new commits for STALL_S, or `timeout`."""
-    deadline = time.monotonic() + timeout
-    last_count, last_change = -1, time.monotonic()
+def drain(observer: Observer, out: Sent, timeout: float = DRAIN_S) -> float:
+    """Until every accepted transaction is committed, or `timeout`, or for STALL_S nothing new commits while
+    node 0's mempool is empty and the observer has read every block node 0 has. A mempool that still holds
+    transactions is a backlog, not a stall: one height can take a minute of lost rounds under load and then
+    commit what it holds; a trailing observer is not a stalled chain either. Returns the seconds it took.
+    What is still uncommitted then is classified by asking the nodes (bench/devnet_fate.py)."""
+    start = time.monotonic()
+    deadline = start + timeout
+    last_count, last_change = -1, start
     while time.monotonic() < deadline:
         done = sum(1 for h in out.accepted if h in observer.committed)
         if done == len(out.accepted):
-            return
-        if done != last_count:
+            break
+        if done != last_count or observer.behind or observer.mempool:
             last_count, last_change = done, time.monotonic()
         elif time.monotonic() - last_change > STALL_S:
-            return
+            break
         time.sleep(0.2)
+    return time.monotonic() - start
 
 
 def driver_cpu_seconds() -> float:
@@ -341,7 +377,8 @@ def print_run_end(net: RealNet, leaders: list[int], observer: Observer) -> None:
         own, group = rss_mib(leader)
         print(f"  node{i}: {own:,.0f} MiB / {group:,.0f} MiB")
     best = max((b.txs for b in observer.blocks), default=0)
-    print(f"largest block: {best} txs; observer RPC errors: {observer.errors}")
+    print(f"largest block: {best} txs; observer RPC errors: {observer.errors}"
+          + (f" (last: {observer.last_error})" if observer.errors else ""))
 
 def plan_senders(budgets: list[int], min_senders: int) -> tuple[list[int], list[int], int]:
     """Senders per step (enough that none signs more than PER_SENDER), each step's first account index, and
@@ -430,13 +467,15 @@ def main(argv: list[str] | None = None) -> int:
                 out, start = run_step(net, offered, work, args.duration, retry=not args.no_retry)
                 window = time.monotonic() - start
                 driver1 = driver_cpu_seconds()
-                drain(observer, out, DRAIN_S)
+                drained = drain(observer, out)
                 nodes1 = node_cpu_seconds(leaders)
+                unseen = [h for h in out.accepted if h not in observer.committed]
+                fates = classify(net.rpc_urls(), out.accepted_by, unseen)
                 cpu1 = sum(nodes1)
                 missed1, jailed = poi_totals(poi_url)
                 finality = [observer.committed[h] - out.scheduled[h] for h in out.accepted
-                            if h in observer.committed]
-                pending = sum(1 for h in out.accepted if h not in observer.committed)
+                            if h in observer.committed and h not in fates.asked]
+                pending = len(unseen)  # when the drain ended (what the classification line splits)
                 # Throughput over the send window shifted by the median finality (when this step's commits land).
                 lag = pct(finality, 0.5) if finality else 0.0
                 in_window = [b for b in observer.blocks if start + lag <= b.seen <= start + lag + window]
@@ -460,6 +499,8 @@ def main(argv: list[str] | None = None) -> int:
                       f"{pct(finality, 0.5):>7.2f} {pct(finality, 0.99):>7.2f} {interval:>9.2f} "
                       f"{per_block:>7,.0f} {fill:>6.1f} {sum(out.refused.values()):>8} {pending:>7} {cpu_ms:>9.2f}"
                       f" {missed1 - missed0:>8} {jailed:>6} {driver_ms:>9.3f}  {reasons}", flush=True)
+                if fates.total:
+                    print(f"         after a drain of {drained:.0f} s: " + fates.line(), flush=True)
                 if step_committed:  # node 0 also serves the block observer (every block as JSON)
                     print("         cpu ms/tx by node: " + ", ".join(
                         f"node{i} {1000 * (b - a) / step_committed:.2f}"

@@ -48,6 +48,7 @@ from bench.devnet import (
     run_step,
     started_devnet,
 )
+from bench.devnet_fate import Fates, classify
 from core.keys import PrivateKey
 from core.tensor import Tensor
 from core.types import Amount, Hash32
@@ -168,6 +169,8 @@ class StepFigures:
     driver_ms: float
     reasons: str
     per_node: list[tuple[float, float]]  # (node ms, workers ms) per committed tx
+    fates: Fates  # where the accepted transactions not seen committed are (bench/devnet_fate.py)
+    drained: float  # seconds the drain took
 
 
 def measure_step(net: RealNet, observer: Observer, poi_url: str, leaders: list[int], label: str,
@@ -179,19 +182,21 @@ def measure_step(net: RealNet, observer: Observer, poi_url: str, leaders: list[i
     out, start = run_step(net, offered, work, duration)
     window = time.monotonic() - start
     driver1 = driver_cpu_seconds()
-    drain(observer, out, 30.0)
+    drained = drain(observer, out)
     after = split_cpu_seconds(leaders)
     missed1, jailed = poi_totals(poi_url)
+    fates = classify(net.rpc_urls(), out.accepted_by, [h for h in out.accepted if h not in observer.committed])
     return summarize(label, out, start, window, observer, before, after, driver1 - driver0, missed1 - missed0,
-                     jailed, max_block_bytes, max_block_gas, gas_per_tx, gas_per_block)
+                     jailed, max_block_bytes, max_block_gas, gas_per_tx, gas_per_block, fates, drained)
 
 
 def summarize(label: str, out: Sent, start: float, window: float, observer: Observer,
               before: list[tuple[float, float]], after: list[tuple[float, float]], driver_s: float, missed: int,
-              jailed: int, max_block_bytes: int, max_block_gas: int, gas_per_tx: int, gas_per_block: int
-              ) -> StepFigures:
-    finality = [observer.committed[h] - out.scheduled[h] for h in out.accepted if h in observer.committed]
-    pending = sum(1 for h in out.accepted if h not in observer.committed)
+              jailed: int, max_block_bytes: int, max_block_gas: int, gas_per_tx: int, gas_per_block: int,
+              fates: Fates, drained: float) -> StepFigures:
+    finality = [observer.committed[h] - out.scheduled[h] for h in out.accepted
+                if h in observer.committed and h not in fates.asked]
+    pending = fates.total  # not seen committed when the drain ended
     lag = pct(finality, 0.5) if finality else 0.0
     blocks = [b for b in observer.blocks if start + lag <= b.seen <= start + lag + window]
     committed = len(finality)
@@ -207,7 +212,8 @@ def summarize(label: str, out: Sent, start: float, window: float, observer: Obse
         p50=pct(finality, 0.5), p99=pct(finality, 0.99), interval=interval, per_block=per_block, fill=fill,
         gas_fill=100 * (per_block * gas_per_tx + gas_per_block * bool(blocks)) / max_block_gas, refused=sum(out.refused.values()), pending=pending,
         cpu_ms=cpu, missed=missed, jailed=jailed, driver_ms=1000 * driver_s / out.sent if out.sent else float("nan"),
-        reasons=", ".join(f"{r} x{n}" for r, n in out.refused.most_common(3)), per_node=per_node)
+        reasons=", ".join(f"{r} x{n}" for r, n in out.refused.most_common(3)), per_node=per_node, fates=fates,
+        drained=drained)
 
 
 HEADER = (f"{'offered':>10} {'sent/s':>8} {'commit/s':>9} {'p50 s':>7} {'p99 s':>7} {'blk int s':>9} {'tx/blk':>7} "
@@ -219,6 +225,8 @@ def print_step(f: StepFigures) -> None:
     print(f"{f.label:>10} {f.sent_rate:>8,.0f} {f.committed_rate:>9,.0f} {f.p50:>7.2f} {f.p99:>7.2f} "
           f"{f.interval:>9.2f} {f.per_block:>7,.0f} {f.fill:>6.1f} {f.gas_fill:>6.1f} {f.refused:>8} {f.pending:>7} "
           f"{f.cpu_ms:>9.2f} {f.missed:>8} {f.jailed:>6} {f.driver_ms:>9.3f}  {f.reasons}", flush=True)
+    if f.fates.total:
+        print(f"           after a drain of {f.drained:.0f} s: " + f.fates.line(), flush=True)
     print("           cpu ms/tx by node (node process + workers): " + ", ".join(
         f"node{i} {n:.2f}+{w:.2f}" for i, (n, w) in enumerate(f.per_node)), flush=True)
 

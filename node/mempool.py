@@ -214,6 +214,15 @@ class Mempool:
         entry = self._by_hash.get(bytes(tx_hash))
         return None if entry is None else entry.tx
 
+    def is_gapped(self, tx_hash: bytes) -> bool:
+        """Whether a pending transaction waits behind a nonce gap (cannot go into a block yet); False for one
+        not held."""
+        entry = self._by_hash.get(bytes(tx_hash))
+        if entry is None:
+            return False
+        sender = self._senders.get(bytes(entry.sender))
+        return sender is not None and not sender.is_ready(entry.tx.nonce)
+
     def txs(self) -> Iterator[Transaction]:
         return (e.tx for e in self._by_hash.values())
 

@@ -27,11 +27,16 @@ from node.events import TxOutcome, TxState
 from node.metrics import StatusSample
 from node.rpc.paging import MAX_MODELS_PAGE
 from node.views import (
+    TX_COMMITTED,
+    TX_PENDING,
+    TX_REJECTED,
+    TX_UNKNOWN,
     AccountView,
     InferenceView,
     ModelView,
     StatusView,
     SubmitVerdict,
+    TxStatusView,
     TxView,
     ValidatorsView,
     ValidatorView,
@@ -228,6 +233,20 @@ class Queries:
         if view is not None:
             return TxOutcome(tx_hash, TxState.COMMITTED, view.height, view.index, view.result)
         return self._node.events.outcome(tx_hash)
+
+    def tx_status(self, tx_hash: Hash32) -> TxStatusView:
+        """Committed (the block store's index only: no block is read), pending in the mempool, rejected after
+        entry (the event hub's memory of removals, with the reason), or unknown here."""
+        node = self._node
+        loc = node.blockstore.tx_location(tx_hash)
+        if loc is not None:
+            return TxStatusView(tx_hash, TX_COMMITTED, loc.height, loc.index)
+        if bytes(tx_hash) in node.mempool:
+            return TxStatusView(tx_hash, TX_PENDING, gapped=node.mempool.is_gapped(tx_hash))
+        outcome = node.events.outcome(tx_hash)
+        if outcome is not None and outcome.state is TxState.REJECTED:
+            return TxStatusView(tx_hash, TX_REJECTED, reason=outcome.reason)
+        return TxStatusView(tx_hash, TX_UNKNOWN)
 
     def status_sample(self) -> StatusSample | None:
         """What the metrics gauges show, read when Prometheus scrapes; None when the status cannot be read."""

@@ -109,6 +109,26 @@ class InferenceView:
     commit: Commit
 
 
+# Where a transaction stands on one node (`TxStatusView.state`).
+TX_COMMITTED = "committed"  # in a block this node committed
+TX_PENDING = "pending"  # in this node's mempool
+TX_REJECTED = "rejected"  # left this node's mempool uncommitted (evicted, expired, replaced...): `reason` says why
+TX_UNKNOWN = "unknown"  # none of these here (never seen, or its rejection is forgotten)
+
+
+@dataclass(frozen=True, slots=True)
+class TxStatusView:
+    """A transaction's fate as one node knows it: committed (at `height`, `index`), pending in its mempool
+    (`gapped`: waiting behind a nonce gap, so not proposable yet), rejected after entry (`reason`), or unknown."""
+
+    tx_hash: Hash32
+    state: str
+    height: Height | None = None
+    index: int | None = None
+    reason: str = ""
+    gapped: bool = False
+
+
 @dataclass(frozen=True, slots=True)
 class SubmitVerdict:
     tx_hash: Hash32

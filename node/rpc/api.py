@@ -23,6 +23,7 @@ from node.views import (
     ModelView,
     StatusView,
     SubmitVerdict,
+    TxStatusView,
     TxView,
     ValidatorsView,
 )
@@ -42,6 +43,10 @@ class NodeApi(Protocol):
         ...
 
     def tx(self, tx_hash: Hash32) -> TxView | None: ...
+
+    def tx_status(self, tx_hash: Hash32) -> TxStatusView:
+        """Committed, pending in this node's mempool, rejected after entry (with why), or unknown here."""
+        ...
 
     def account(self, address: Address, height: Height | None) -> AccountView: ...
 

@@ -25,9 +25,22 @@ from node.rpc.dispatch import Param, Registry
 from node.rpc.errors import RpcError
 from node.rpc.jsonenc import raw, to_json
 from node.rpc.paging import MAX_MODELS_PAGE
-from node.views import AccountView, InferenceView, ModelView, StatusView, TxView, ValidatorsView
+from node.views import (
+    TX_COMMITTED,
+    TX_PENDING,
+    TX_REJECTED,
+    TX_UNKNOWN,
+    AccountView,
+    InferenceView,
+    ModelView,
+    StatusView,
+    TxStatusView,
+    TxView,
+    ValidatorsView,
+)
 
 MAX_BROADCAST_BATCH = 64
+MAX_STATUS_HASHES = 256  # hashes per tx_status call: index and dict lookups, no block is read
 DEFAULT_COMMIT_TIMEOUT_S = 30.0
 MAX_COMMIT_TIMEOUT_S = 120.0
 
@@ -50,6 +63,20 @@ def parse_address_param(value: Any) -> Address:
     if not isinstance(value, str):
         raise ValueError("an address is bech32m text (ic1...)")
     return parse_address(value)
+
+
+def parse_hashes(value: Any) -> list[Hash32]:
+    if not isinstance(value, list) or not value:
+        raise ValueError("hashes is a non-empty array of transaction hashes")
+    if len(value) > MAX_STATUS_HASHES:
+        raise ValueError(f"at most {MAX_STATUS_HASHES} hashes per call, got {len(value)}")
+    out = []
+    for i, item in enumerate(value):
+        try:
+            out.append(parse_hash(item))
+        except ValueError as exc:
+            raise ValueError(f"hashes[{i}]: {exc}") from None
+    return out
 
 
 def parse_tx(value: Any) -> Transaction:
@@ -135,6 +162,17 @@ def tx_json(view: TxView) -> dict[str, Any]:
     return {"hash": view.tx.hash.hex(), "height": int(view.height), "index": view.index,
             "block_time": int(view.block_time), "tx": tx_summary(view.tx), "result": result_json(view.result),
             "raw_tx": raw(view.tx), "raw_result": raw(view.result)}
+
+
+def tx_status_json(v: TxStatusView) -> dict[str, Any]:
+    out: dict[str, Any] = {"hash": v.tx_hash.hex(), "status": v.state}
+    if v.state == TX_COMMITTED:
+        out.update(height=int(v.height or 0), index=v.index)
+    elif v.state == TX_PENDING:
+        out["gapped"] = v.gapped
+    elif v.state == TX_REJECTED:
+        out["reason"] = v.reason
+    return out
 
 
 def account_json(a: AccountView) -> dict[str, Any]:
@@ -292,6 +330,22 @@ async def tx(api: NodeApi, hash: Hash32) -> dict[str, Any]:
     # Reading it may decode a whole block (tens of ms): off the event loop.
     return await trio.to_thread.run_sync(
         lambda: tx_json(_need(api.tx(hash), f"no committed transaction {hash.hex()}")))
+
+
+@registry.method(
+    "tx_status", "Each transaction's fate on this node: committed (height, index), pending in its mempool (gapped: "
+                 "behind a nonce gap), rejected after it was accepted (reason: evicted, expired, replaced...), "
+                 "or unknown.",
+    params=(Param("hashes", {"type": "array", "items": HASH, "minItems": 1, "maxItems": MAX_STATUS_HASHES},
+                  f"transaction hashes (at most {MAX_STATUS_HASHES})", parse=parse_hashes),),
+    result="TxStatuses", result_schema={"type": "array", "items": {
+        "type": "object", "properties": {
+            "hash": HASH, "status": {"type": "string", "enum": [TX_COMMITTED, TX_PENDING, TX_REJECTED, TX_UNKNOWN]},
+            "height": HEIGHT, "index": {"type": "integer"}, "gapped": {"type": "boolean"},
+            "reason": {"type": "string"}}}})
+async def tx_status(api: NodeApi, hashes: list[Hash32]) -> list[dict[str, Any]]:
+    # Index lookups only (a LevelDB get per hash, no block decoded): on the loop, like `status`.
+    return [tx_status_json(api.tx_status(h)) for h in hashes]
 
 
 @registry.method("account", "Balance and nonce with a state proof against the state root at that height.",

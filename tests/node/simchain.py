@@ -34,11 +34,16 @@ from core.votes import ZERO_SIGNATURE, Commit, Vote, VoteType
 from node.chainindex import AccountTx, ChainIndex
 from node.events import EventHub, TxOutcome, TxState
 from node.views import (
+    TX_COMMITTED,
+    TX_PENDING,
+    TX_REJECTED,
+    TX_UNKNOWN,
     AccountView,
     InferenceView,
     ModelView,
     StatusView,
     SubmitVerdict,
+    TxStatusView,
     TxView,
     ValidatorsView,
     ValidatorView,
@@ -176,6 +181,18 @@ class SimChain:
             return None
         block = self.blocks[loc[0] - 1]
         return TxView(block.txs[loc[1]], block.results[loc[1]], block.height, loc[1], block.header.time)
+
+    def tx_status(self, tx_hash: Hash32) -> TxStatusView:
+        """As `node.queries.Queries.tx_status`: the block index, the pending list, then the hub's rejections."""
+        loc = self.tx_index.get(bytes(tx_hash))
+        if loc is not None:
+            return TxStatusView(tx_hash, TX_COMMITTED, Height(loc[0]), loc[1])
+        if any(tx.hash == tx_hash for tx in self.pending):
+            return TxStatusView(tx_hash, TX_PENDING)
+        outcome = self.events.outcome(tx_hash)
+        if outcome is not None and outcome.state is TxState.REJECTED:
+            return TxStatusView(tx_hash, TX_REJECTED, reason=outcome.reason)
+        return TxStatusView(tx_hash, TX_UNKNOWN)
 
     def account(self, address: Address, height: Height | None) -> AccountView:
         h = self.height() if height is None else int(height)

@@ -132,6 +132,29 @@ def test_commit_mode_reports_a_rejection_after_mempool_entry(chain: SimChain) ->
         assert "rejected: validators disagreed" in err["error"]["message"]
 
 
+def test_tx_status_tells_committed_pending_rejected_and_unknown_apart(chain: SimChain) -> None:
+    with ServerThread(chain) as served:  # blocks only when the test produces one
+        to = chain.account_keys[2].address
+        landed, waiting, evicted = served.on_loop(lambda: [chain.transfer(i, to, 1) for i in range(3)])
+        for tx in (landed, waiting, evicted):
+            assert rpc(served.url, "broadcast_tx", {"tx": tx.encode().hex()})["result"]["accepted"] is True
+        served.on_loop(lambda: chain.reject(evicted.hash, "evicted: mempool full"))
+        served.on_loop(lambda: setattr(chain, "pending", [t for t in chain.pending if t.hash != waiting.hash]))
+        block = served.on_loop(chain.produce)
+        served.on_loop(lambda: chain.pending.append(waiting))
+        hashes = [landed.hash.hex(), waiting.hash.hex(), evicted.hash.hex(), "ab" * 32]
+        got = rpc(served.url, "tx_status", {"hashes": hashes})["result"]
+        assert [g["hash"] for g in got] == hashes
+        assert got[0] == {"hash": hashes[0], "status": "committed", "height": int(block.height), "index": 0}
+        assert got[1] == {"hash": hashes[1], "status": "pending", "gapped": False}
+        assert got[2] == {"hash": hashes[2], "status": "rejected", "reason": "evicted: mempool full"}
+        assert got[3] == {"hash": hashes[3], "status": "unknown"}
+        too_many = rpc(served.url, "tx_status", {"hashes": ["ab" * 32] * 257})["error"]
+        assert too_many["code"] == E.INVALID_PARAMS and "at most 256" in too_many["message"]
+        bad = rpc(served.url, "tx_status", {"hashes": ["ab" * 32, "xyz"]})["error"]
+        assert bad["code"] == E.INVALID_PARAMS and "hashes[1]" in bad["message"]
+
+
 def test_account_has_a_state_proof(served, chain: SimChain) -> None:
     served.on_loop(chain.produce)
     addr = str(chain.account_keys[0].address)
