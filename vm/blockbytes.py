@@ -21,7 +21,6 @@ import msgpack
 from core.block import Block, compute_evidence_hash, compute_last_commit_hash
 from core.errors import DecodeError, InvalidBlock
 from core.evidence import Evidence
-from core.hashing import sha256
 from core.limits import MAX_LOG_BYTES, MAX_RESULT_DATA_BYTES, MAX_TENSOR_DIMS
 from core.merkle import merkle_root
 from core.tx import Transaction
@@ -92,8 +91,8 @@ class TxBytes:
 
 
 def tx_bytes(tx: Transaction) -> TxBytes:
-    raw = tx.encode()
-    return TxBytes(raw, sha256(raw))
+    # Both cached on the transaction (CachedWire): one the mempool or gossip already hashed costs nothing.
+    return TxBytes(tx.encode(), tx.hash)
 
 
 def txs_root(hashes: Sequence[Hash32]) -> Hash32:
