@@ -224,7 +224,7 @@ def execute_tx(view: StateView, ctx: BlockContext, index: int, tx: Transaction,
         if tx.kind == TxKind.INFER:  # the one handler that needs the block's models
             status, data, work = _infer(view, ctx, index, sender, payload, gas, models)
         else:
-            status, data, work = _HANDLERS[TxKind(tx.kind)](view, ctx, index, sender, payload, gas)
+            status, data, work = _HANDLERS[tx.kind](view, ctx, index, sender, payload, gas)  # keyed by int too
     except _OutOfGas:
         return TxExecution(_result(TxStatus.OUT_OF_GAS, tx.gas_limit, "out of gas"), fee=tx.fee)
     except _Failed as failure:
@@ -249,9 +249,9 @@ def _transfer(view: StateView, ctx: BlockContext, index: int, sender: Address, p
     if p.amount > src.balance:
         raise _Failed(f"balance {src.balance:d} is below the amount {p.amount:d}")
     if p.to != sender:
-        view.set_account(sender, src.replace(balance=Amount(src.balance - p.amount)))
+        view.set_account(sender, Account(Amount(src.balance - p.amount), src.nonce))
         dst = view.account(p.to)
-        view.set_account(p.to, dst.replace(balance=Amount(dst.balance + p.amount)))
+        view.set_account(p.to, Account(Amount(dst.balance + p.amount), dst.nonce))
     return TxStatus.OK, b"", None
 
 
