@@ -233,7 +233,20 @@ def execute_tx(view: StateView, ctx: BlockContext, index: int, tx: Transaction,
 
 
 def _result(status: TxStatus, gas_used: int, log: str, data: bytes = b"") -> TxResult:
-    return TxResult(status, Gas(gas_used), (), data, log)
+    if log or data:
+        return TxResult(status, Gas(gas_used), (), data, log)
+    # A result with neither log nor data is one of few values (a block of transfers has one): shared, as an
+    # immutable value may be, so a block allocates and encodes it once (`vm.build` encodes by identity).
+    key = (status, gas_used)
+    result = _PLAIN_RESULTS.get(key)
+    if result is None:
+        if len(_PLAIN_RESULTS) >= 1024:
+            _PLAIN_RESULTS.clear()
+        result = _PLAIN_RESULTS[key] = TxResult(status, Gas(gas_used), (), b"", "")
+    return result
+
+
+_PLAIN_RESULTS: dict[tuple[int, int], TxResult] = {}
 
 
 _Handled = tuple[TxStatus, bytes, Work | None]
