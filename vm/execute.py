@@ -10,6 +10,7 @@ or by reading the committed results (apply).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from core.address import address_from_public_key
@@ -224,7 +225,7 @@ def execute_tx(view: StateView, ctx: BlockContext, index: int, tx: Transaction,
         if tx.kind == TxKind.INFER:  # the one handler that needs the block's models
             status, data, work = _infer(view, ctx, index, sender, payload, gas, models)
         else:
-            status, data, work = _HANDLERS[tx.kind](view, ctx, index, sender, payload, gas)  # keyed by int too
+            status, data, work = _HANDLERS[tx.kind](view, ctx, index, sender, payload, gas)
     except _OutOfGas:
         return TxExecution(_result(TxStatus.OUT_OF_GAS, tx.gas_limit, "out of gas"), fee=tx.fee)
     except _Failed as failure:
@@ -513,7 +514,9 @@ def _gov(view: StateView, ctx: BlockContext, index: int, sender: Address, p: Wir
     return TxStatus.OK, data, None
 
 
-_HANDLERS = {
+_Handler = Callable[[StateView, BlockContext, int, Address, Wire, _Gas], _Handled]
+# Keyed by kind; TxKind is an IntEnum, so a transaction's plain int kind indexes it without building the enum.
+_HANDLERS: dict[int, _Handler] = {
     TxKind.SUBMIT_PROPOSAL: _gov,
     TxKind.DEPOSIT: _gov,
     TxKind.VOTE: _gov,
