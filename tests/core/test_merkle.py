@@ -44,6 +44,17 @@ def test_root_of_every_length_up_to_a_full_block_matches_rfc6962() -> None:
         assert merkle_root(items[:n]) == _rfc6962_root(items[:n]), n
 
 
+def test_root_of_shared_and_repeated_items_matches_rfc6962() -> None:
+    """Items that are one object (a block's shared result encoding) reuse hashes; the root is still RFC 6962's,
+    for runs of one object, alternations, and equal values that are distinct objects."""
+    a, b = bytes([1, 2, 3]), bytes([4, 5])
+    copy_of_a = bytes(bytearray(a))
+    patterns = [[a] * 1, [a] * 2, [a] * 7, [a] * 64, [a] * 1001, [a, b] * 9, [a, a, b, a, a, a, b, b, a],
+                [a, copy_of_a] * 5, [b] + [a] * 30 + [b], [a] * 16 + [b] * 16 + [a] * 3]
+    for items in patterns:
+        assert merkle_root(items) == _rfc6962_root(items), len(items)
+
+
 def test_leaf_cannot_pose_as_inner_node() -> None:
     two = merkle_root([b"a", b"b"])
     assert merkle_root([two]) != two
