@@ -1,15 +1,17 @@
 """The VM's CPU per transfer in a full block, as the nodes of a devnet run it (issue 11's VM line).
 
 A block of transfers from many funded senders to one sink (the devnet bench's traffic, `bench/devnet.py`),
-built by a proposer and met by a validator as a node meets it: decoded from its bytes, signatures already
-in the node's cache (the mempool and the gossip check verified them). Measured in CPU time
-(`time.process_time`), each step repeated `--rounds` times on the same apps (the commit's batch is
-discarded, so every round runs the same height), medians printed per transfer:
+built by a proposer and met by a validator as a node meets it: rebuilt from a compact proposal (its
+transactions the mempool's, decoded from gossip and hashed; its results decoded), signatures already in the
+node's cache (the gossip check and the mempool verified them). Each round gives every validator a fresh copy
+of the genesis database, so each runs the same height and commits it for real. Measured in CPU time
+(`time.process_time`), medians over `--rounds`, per transfer:
 
   build      `build_block` on the proposer (selection, execution, results, state root)
-  validate   `validate_block` on the validator (block bytes and roots, re-execution, state root)
-  finalize   `finalize_block` after `validate_block` plus the LevelDB batch write (staging)
-  apply      `finalize_block` of a block the node did not validate (sync, replay): `apply_block`
+  validate   `validate_block` on a validator (block bytes and roots, re-execution, state root)
+  commit     `finalize_block` after `validate_block` plus the LevelDB batch write (staging only)
+  apply      `finalize_block` of a block the node did not validate (sync, replay: `apply_block`, signatures
+             verified from a cold cache)
 
 Ed25519 verification of the same transactions is printed as the baseline (the signature floor of a node).
 
@@ -59,7 +61,7 @@ def main() -> None:
     ap.add_argument("--senders", type=int, default=256)
     ap.add_argument("--rounds", type=int, default=9)
     ap.add_argument("--profile", choices=("build", "validate", "finalize", "apply"), default=None,
-                    help="print a cProfile of this step (one extra run) instead of nothing")
+                    help="print a cProfile of three runs of this step instead of the figures")
     args = ap.parse_args()
 
     doc = make_genesis(4, accounts=FIRST_SENDER + args.senders, models=("digits_int8",),
