@@ -70,7 +70,7 @@ class BlockExecutor:
     """Executes one block on a view: `begin`, then `add` per transaction, then `finish` with the
     resolved model work. Build, validate and apply differ only in where the resolutions come from."""
 
-    __slots__ = ("_outcomes", "_sender", "ctx", "gas_used", "last_block_id", "ledger", "models", "punished", "view")
+    __slots__ = ("_addresses", "_outcomes", "_sender", "ctx", "gas_used", "last_block_id", "ledger", "models", "punished", "view")
 
     def __init__(self, view: StateView, ctx: BlockContext, last_block_id: Hash32) -> None:
         self.view = view
@@ -82,6 +82,7 @@ class BlockExecutor:
         self.punished: list[Evidence] = []
         self.gas_used = 0  # by the transactions added so far: what the block's gas rule counts
         self._sender: tuple[Transaction, Address] | None = None  # the last checked tx's sender address
+        self._addresses: dict[bytes, Address] = {}  # sender public key -> address
 
     def begin(self, reveal: Tensor | None, last_commit: Commit | None, evidence: Sequence[Evidence]) -> None:
         view, ctx = self.view, self.ctx
@@ -101,8 +102,11 @@ class BlockExecutor:
         left = self.ctx.params.consensus.max_block_gas - self.gas_used
         if tx.gas_limit > left:
             return f"gas limit {tx.gas_limit:d} exceeds the block's gas left {left:d}"
-        self._sender = (tx, tx.sender_address)
-        reason = inclusion_error(self.view, self.ctx, tx, self._sender[1])
+        sender = self._addresses.get(tx.sender)
+        if sender is None:  # one hash per sender and block, not per transaction
+            sender = self._addresses[tx.sender] = tx.sender_address
+        self._sender = (tx, sender)
+        reason = inclusion_error(self.view, self.ctx, tx, sender)
         return reason if reason is not None else self.models.inclusion_error(self.view, tx)
 
     def add(self, tx: Transaction) -> TxExecution:

@@ -21,7 +21,7 @@ import msgpack
 from core.block import Block, compute_evidence_hash, compute_last_commit_hash
 from core.errors import DecodeError, InvalidBlock
 from core.evidence import Evidence
-from core.hashing import sha256
+from core.header import TxResult
 from core.limits import MAX_LOG_BYTES, MAX_RESULT_DATA_BYTES, MAX_TENSOR_DIMS
 from core.merkle import merkle_root
 from core.tx import Transaction
@@ -92,8 +92,25 @@ class TxBytes:
 
 
 def tx_bytes(tx: Transaction) -> TxBytes:
-    raw = tx.encode()
-    return TxBytes(raw, sha256(raw))
+    # Both cached on the transaction (CachedWire): one the mempool or gossip already hashed costs nothing.
+    return TxBytes(tx.encode(), tx.hash)
+
+
+def result_raws(results: Sequence[TxResult]) -> tuple[bytes, ...]:
+    """Each result's encoding. Results without outputs take few values (a block of transfers: one), and equal
+    values encode alike (one canonical encoding), so each distinct one is encoded once; a result with outputs
+    is encoded as it is (its tensors are large, and unique)."""
+    memo: dict[TxResult, bytes] = {}
+    raws = []
+    for r in results:
+        if r.outputs:
+            raws.append(r.encode())
+            continue
+        raw = memo.get(r)
+        if raw is None:
+            raw = memo[r] = r.encode()
+        raws.append(raw)
+    return tuple(raws)
 
 
 def txs_root(hashes: Sequence[Hash32]) -> Hash32:
@@ -131,7 +148,7 @@ def get_block_bytes(block: Block) -> BlockBytes:
     if len(block.results) != len(block.txs):
         raise InvalidBlock(f"block {h.height}: {len(block.txs)} txs but {len(block.results)} results")
     txs = tuple(tx_bytes(tx) for tx in block.txs)
-    results = tuple(r.encode() for r in block.results)
+    results = result_raws(block.results)
     if txs_root([t.hash for t in txs]) != h.txs_root:
         raise InvalidBlock(f"block {h.height}: txs_root does not match the transactions")
     if results_root(results) != h.results_root:

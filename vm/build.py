@@ -86,6 +86,9 @@ class _Selection:
 
     executor: BlockExecutor
     picked: list[Transaction]
+    # Encodings of the final results by id (results are immutable and shared: `vm.execute._result`), kept alive
+    # by the executor's outcomes: `finish` reuses them instead of encoding again.
+    result_raws: dict[int, bytes]
 
 
 class _Builder:
@@ -145,12 +148,19 @@ class _Builder:
         size = HEADER_RESERVE + len(self.commit_raw or b"") + sum(len(e) for e in self.evidence_raws)
         compact = size + PROPOSAL_RESERVE  # the compact proposal: the same, with each transaction as its hash
         view = executor.view
+        result_raws: dict[int, bytes] = {}
+        plain_bounds: dict[int, int] = {}  # gas limit -> result bound of a transaction without model work
         for tx in self.candidates:
             if len(picked) >= MAX_BLOCK_TXS:
                 break
             tb = self.bytes_of(tx)
             # Room for the result it may write (vm.blockbytes); once executed, what it takes is counted.
-            bound = get_result_bound(tx, view.model)
+            if tx.kind == TxKind.INFER:
+                bound = get_result_bound(tx, view.model)
+            else:
+                bound = plain_bounds.get(tx.gas_limit, -1)
+                if bound < 0:
+                    bound = plain_bounds[tx.gas_limit] = get_result_bound(tx, view.model)
             if (size + len(tb.raw) + bound > params.consensus.max_block_bytes
                     or compact + HASH_ENTRY_BYTES + bound > MAX_COMPACT_PROPOSAL_BYTES):
                 continue
@@ -162,13 +172,19 @@ class _Builder:
             picked.append(tx)
             # A result without model work is final now; one with work is rewritten by its resolution,
             # which stays within the bound.
-            result_size = len(outcome.result.encode()) if outcome.work is None else bound
+            if outcome.work is None:
+                raw = result_raws.get(id(outcome.result))
+                if raw is None:
+                    raw = result_raws[id(outcome.result)] = outcome.result.encode()
+                result_size = len(raw)
+            else:
+                result_size = bound
             size += len(tb.raw) + result_size
             compact += HASH_ENTRY_BYTES + result_size
             if outcome.work is not None and (self.no_model_work or _work_model(outcome.work) in self.excluded_models):
                 self.candidates.remove(tx)  # its model turned out to be unusable here: rebuild without it
                 return None
-        return _Selection(executor, picked)
+        return _Selection(executor, picked, result_raws)
 
     def resolve(self, selection: _Selection) -> dict[int, Resolution] | None:
         """The selection's model work, run in one hand-off (memoized across attempts). None after a local
@@ -199,7 +215,8 @@ class _Builder:
         results = executor.finish(resolutions)
         update = self.compute_update(executor.view)
         tx_parts = [self.bytes_of(tx) for tx in picked]
-        result_parts = [r.encode() for r in results]
+        raws = selection.result_raws
+        result_parts = [raws.get(id(r)) or r.encode() for r in results]
         block = assemble(template, tuple(picked), results, self.evidence, self.reveal, self.vset, self.next_vset,
                          update, txs_root([t.hash for t in tx_parts]), results_root(result_parts))
         excess = block_size(block.header.encode(), [t.raw for t in tx_parts], result_parts, self.commit_raw,

@@ -10,6 +10,7 @@ or by reading the committed results (apply).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from core.address import address_from_public_key
@@ -224,7 +225,7 @@ def execute_tx(view: StateView, ctx: BlockContext, index: int, tx: Transaction,
         if tx.kind == TxKind.INFER:  # the one handler that needs the block's models
             status, data, work = _infer(view, ctx, index, sender, payload, gas, models)
         else:
-            status, data, work = _HANDLERS[TxKind(tx.kind)](view, ctx, index, sender, payload, gas)
+            status, data, work = _HANDLERS[tx.kind](view, ctx, index, sender, payload, gas)
     except _OutOfGas:
         return TxExecution(_result(TxStatus.OUT_OF_GAS, tx.gas_limit, "out of gas"), fee=tx.fee)
     except _Failed as failure:
@@ -233,7 +234,20 @@ def execute_tx(view: StateView, ctx: BlockContext, index: int, tx: Transaction,
 
 
 def _result(status: TxStatus, gas_used: int, log: str, data: bytes = b"") -> TxResult:
-    return TxResult(status, Gas(gas_used), (), data, log)
+    if log or data:
+        return TxResult(status, Gas(gas_used), (), data, log)
+    # A result with neither log nor data is one of few values (a block of transfers has one): shared, as an
+    # immutable value may be, so a block allocates and encodes it once (`vm.build` encodes by identity).
+    key = (status, gas_used)
+    result = _PLAIN_RESULTS.get(key)
+    if result is None:
+        if len(_PLAIN_RESULTS) >= 1024:
+            _PLAIN_RESULTS.clear()
+        result = _PLAIN_RESULTS[key] = TxResult(status, Gas(gas_used), (), b"", "")
+    return result
+
+
+_PLAIN_RESULTS: dict[tuple[int, int], TxResult] = {}
 
 
 _Handled = tuple[TxStatus, bytes, Work | None]
@@ -249,9 +263,9 @@ def _transfer(view: StateView, ctx: BlockContext, index: int, sender: Address, p
     if p.amount > src.balance:
         raise _Failed(f"balance {src.balance:d} is below the amount {p.amount:d}")
     if p.to != sender:
-        view.set_account(sender, src.replace(balance=Amount(src.balance - p.amount)))
+        view.set_account(sender, Account(Amount(src.balance - p.amount), src.nonce))
         dst = view.account(p.to)
-        view.set_account(p.to, dst.replace(balance=Amount(dst.balance + p.amount)))
+        view.set_account(p.to, Account(Amount(dst.balance + p.amount), dst.nonce))
     return TxStatus.OK, b"", None
 
 
@@ -505,7 +519,9 @@ def _gov(view: StateView, ctx: BlockContext, index: int, sender: Address, p: Wir
     return TxStatus.OK, data, None
 
 
-_HANDLERS = {
+_Handler = Callable[[StateView, BlockContext, int, Address, Wire, _Gas], _Handled]
+# Keyed by kind; TxKind is an IntEnum, so a transaction's plain int kind indexes it without building the enum.
+_HANDLERS: dict[int, _Handler] = {
     TxKind.SUBMIT_PROPOSAL: _gov,
     TxKind.DEPOSIT: _gov,
     TxKind.VOTE: _gov,

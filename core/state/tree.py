@@ -602,25 +602,43 @@ class AuthenticatedMap:
     # ------------------------------------------------------------------------------------------ reads
 
     def get(self, key: bytes, version: int) -> bytes | None:
-        path = key_path(key)
-        ref = self._root_child(version)
-        depth, packed = 0, b""
-        while ref is not None:
-            if ref[2] is not None:
-                if ref[2] != path:
-                    return None
-                return decode_leaf(self._load_leaf(leaf_key(ref[1], path)))[1]
-            nibble = nibble_at(path, depth)
-            raw = self._node(node_key(ref[1], depth, packed))
-            present, leaves = decode_node_bitmaps(raw)
+        """The value of `key` at `version` (None: absent). Walks down as `_Updater._descend` does: positions
+        from the key path, child versions kept as their stored 8 bytes, the node cache read in place."""
+        path = _sha256(key).digest()  # = key_path(key)
+        ref = self._root_ref(version)
+        if ref is None:
+            return None
+        _, child_version, leaf_path = ref
+        levels, load, unpack = self._cache.levels, self._load_node, HEAD.unpack_from
+        depth = 0
+        while leaf_path is None:
+            half = depth >> 1
+            byte = path[half]
+            if depth & 1:
+                position = _DEPTH[depth] + path[:half] + _HIGH[byte]
+                nibble = byte & 15
+            else:
+                position = _DEPTH[depth] + path[:half]
+                nibble = byte >> 4
+            entry = levels[depth].get(position)
+            if entry is not None and entry[0] == child_version:
+                raw = entry[1]  # validated when it was written
+                _, present, leaves = unpack(raw)
+            else:
+                raw = load(child_version + position)
+                present, leaves = decode_node_bitmaps(raw)
             bit = 0x8000 >> nibble
             if not present & bit:
                 return None
-            off = child_offset(present, leaves, nibble)
-            ref = raw[off + 8 : off + 40], version_of(raw[off : off + 8]), raw[off + 40 : off + 72] if leaves & bit else None
-            packed = child_prefix(packed, depth, nibble)
+            shift = 16 - nibble
+            off = 5 + 40 * (present >> shift).bit_count() + 32 * (leaves >> shift).bit_count()
+            child_version = raw[off : off + 8]
+            if leaves & bit:
+                leaf_path = raw[off + 40 : off + 72]
             depth += 1
-        return None
+        if leaf_path != path:
+            return None
+        return decode_leaf(self._load_leaf(child_version + path))[1]
 
     def items(self, version: int) -> Iterator[tuple[bytes, bytes]]:
         """Every (key, value) at `version`, in key-path order (for state export and audits)."""

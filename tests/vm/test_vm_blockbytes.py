@@ -10,11 +10,18 @@ import pytest
 
 from core.block import compute_results_root, compute_txs_root
 from core.errors import InvalidBlock
+from core.header import TxResult, TxStatus
 from core.tensor import Tensor
-from core.types import Amount
+from core.types import Amount, Gas
 from tests.vm.devnet import Devnet, devnet_genesis
 from tests.vm.test_vm_evidence import double_vote
-from vm.blockbytes import array_header_size, compute_result_bound, get_block_bytes, get_result_bound
+from vm.blockbytes import (
+    array_header_size,
+    compute_result_bound,
+    get_block_bytes,
+    get_result_bound,
+    result_raws,
+)
 from vm.build import HEADER_RESERVE
 from vm.txs import Infer, Transfer
 
@@ -23,6 +30,16 @@ pytestmark = pytest.mark.vm
 
 def test_array_headers() -> None:
     assert [array_header_size(n) for n in (0, 15, 16, 65535, 65536)] == [1, 1, 3, 3, 5]
+
+
+def test_results_encoded_once_per_distinct_value_are_each_results_encoding() -> None:
+    """Equal results share one encoding; results with outputs, logs, data or other gas keep their own."""
+    out = (Tensor.from_numpy(np.arange(4, dtype=np.int64)),)
+    results = [TxResult(TxStatus.OK, Gas(1000), (), b"", ""), TxResult(TxStatus.FAILED, Gas(1000), (), b"", "no"),
+               TxResult(TxStatus.OK, Gas(1000), (), b"", ""), TxResult(TxStatus.OK, Gas(999), (), b"", ""),
+               TxResult(TxStatus.OK, Gas(1000), out, b"", ""), TxResult(TxStatus.OK, Gas(1000), (), b"\x01", ""),
+               TxResult(TxStatus.OK, Gas(1000), out, b"", "")]
+    assert result_raws(results) == tuple(r.encode() for r in results)
 
 
 def test_sizes_and_roots_match_core(net: Devnet) -> None:
