@@ -41,6 +41,7 @@ _CHUNK = 1 << 16
 # beyond it is garbage on the socket, refused before anything is allocated.
 MAX_MESSAGE_BYTES = 4 << 30
 _PLAIN_KINDS = frozenset("biuf")
+_PROTO = b"\x80"  # the first byte of every pickle this channel writes; a flat message starts otherwise
 
 
 def _array_from(data: bytearray, dtype: str, shape: tuple[int, ...]) -> np.ndarray:
@@ -174,6 +175,16 @@ class Channel:
             self._sock.sendall(header)
             self._sock.sendall(data)
 
+    def send_parts(self, parts: list[Any]) -> None:
+        """A flat message (vm/sandbox/flat.py) given as buffers, sent with its length in one `sendmsg` (no
+        copy to join them). Its first byte must not be pickle's PROTO opcode."""
+        size = sum(memoryview(part).nbytes for part in parts)
+        header = _HEADER.pack(size)
+        sent = self._sock.sendmsg([header, *parts])
+        if sent < _HEADER.size + size:  # the socket's buffer was full: the rest, blocking
+            rest = memoryview(b"".join([header, *(memoryview(part).cast("B") for part in parts)]))[sent:]
+            self._sock.sendall(rest)
+
     def poll(self, timeout_s: float | None = None, spin: SpinWait | None = None) -> bool:
         """Whether a message (or the end of the stream) can be read now, waiting at most `timeout_s`: first
         polling without sleeping while `spin` allows, then blocked in the kernel."""
@@ -205,7 +216,8 @@ class Channel:
         return hit
 
     def recv(self) -> Any:
-        """The next message; EOFError when the other end closed the socket, OSError for a length over
+        """The next message: the object a pickled body holds, or a flat body's bytes (a `bytearray`, see
+        vm/sandbox/flat.py); EOFError when the other end closed the socket, OSError for a length over
         MAX_MESSAGE_BYTES, UndecodableReply for a body the allow-list refuses or that does not decode (the
         message is consumed: the stream stays in step)."""
         while len(self._pending) < _HEADER.size:
@@ -226,9 +238,13 @@ class Channel:
                 if n == 0:
                     raise EOFError("channel closed mid-message")
                 have += n
-            return self._decode(body)
+            return body if body[:1] != _PROTO else self._decode(body)
         while len(self._pending) < total:
             self._fill()
+        if self._pending[_HEADER.size:_HEADER.size + 1] != _PROTO:  # a flat message: its bytes, for the caller
+            body = self._pending[_HEADER.size:total]
+            del self._pending[:total]
+            return body
         try:
             with memoryview(self._pending) as view, view[_HEADER.size:total] as body_view:
                 return self._decode(body_view)

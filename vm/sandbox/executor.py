@@ -121,6 +121,7 @@ class _Loaded:
     # what `_validated_inputs` has already checked (names present, no OrtValues) and would only retry with
     # a fallback provider, which create_session disables; skipping it saves a few µs per job.
     run: Any = None
+    flat: Any = None  # the inputs' layout for flat jobs (vm/sandbox/flat.py), made on the first one
 
 
 def _output_specs(session: Any) -> tuple[ArraySpec, ...]:
@@ -193,8 +194,12 @@ class Runner:
         raise GoldenMismatch(model_id, why)
 
     def _run(self, loaded: _Loaded, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return self.run_feeds(loaded, _validated_inputs(loaded.inputs, inputs))
+
+    def run_feeds(self, loaded: _Loaded, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Canonical outputs of a run on inputs already of the declared names, dtypes and shapes (C order):
+        the index bounds checked first, then the run, then the grid."""
         spec = loaded.package.spec
-        feeds = _validated_inputs(loaded.inputs, inputs)
         for name, bound in loaded.index_bounds:
             values = feeds[name]
             if values.size and (int(values.min()) < -bound or int(values.max()) >= bound):

@@ -1,0 +1,261 @@
+"""One flat message each way for a single inference (docs/sandbox.md, "Flat messages for a single job").
+
+The commonest hand-off outside a block is one inference of a model the worker already holds. For it the pool
+sends a fixed binary layout (struct header, then the inputs' raw bytes, or their offsets in the shared arena)
+instead of a pickled `Batch`, and a worker that gets outputs answers with one (instead of a pickled `Done`):
+no protocol object is built, pickled or unpickled on either side. Anything else a worker has to say (a
+verdict, a fault, a golden mismatch) still travels as the pickled reply of vm/sandbox/protocol.py.
+
+A flat body never starts with pickle's PROTO opcode (0x80): the channel returns it as a `bytearray` and the
+receiver reads it here. `read_outputs` is how the pool reads a worker's bytes, which it does not trust (a
+worker runs ONNX Runtime on anyone's model): a bounded struct reader that can build nothing but `str` names
+and numeric numpy arrays of the dtypes below, each lying inside the message or the arena; anything else is
+`MalformedFlat` before an array is made.
+
+Job (pool -> worker), little-endian:
+    head    tag 'J', n inputs u16, cpu_seconds u32, free_from u64, len(model_id) u16, len(signature) u16
+    model_id, signature (`input_signature`: names, dtypes, shapes the pool checked the inputs against)
+    n slots (where u8: 0 in this message / 1 in the arena, offset u64, nbytes u64), in the spec's order
+    inline input bytes, each at an 8-byte aligned offset
+Outputs (worker -> pool):
+    head    tag 'O', n outputs u16
+    n slots (dtype code u8, ndim u8, where u8, len(name) u16, offset u64, nbytes u64, ndim dims u64, name)
+    inline output bytes
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from vm.sandbox.handoff import Arena, Writer, in_arena
+from vm.sandbox.spec import ArraySpec
+
+JOB_TAG = 0x4A  # "J"
+OUTPUTS_TAG = 0x4F  # "O"
+INLINE, IN_ARENA = 0, 1
+
+# Dtype codes: every dtype a canonical model's tensors may have (spec.ALLOWED_DTYPES), native byte order.
+DTYPES: tuple[np.dtype[Any], ...] = tuple(np.dtype(name) for name in (
+    "bool", "int8", "uint8", "int16", "uint16", "int32", "uint32", "int64", "uint64", "float32", "float64"))
+_CODES = {dtype: code for code, dtype in enumerate(DTYPES)}
+# Bounds on what a reply may declare: far above any checked model (numpy itself allows 64 dimensions).
+MAX_OUTPUTS = 1024
+MAX_NDIM = 32
+MAX_NAME_BYTES = 1024
+MAX_DIM = 1 << 40
+
+_JOB_HEAD = struct.Struct("<BxHIQHH")
+_JOB_SLOT = struct.Struct("<BxxxxxxxQQ")
+_OUT_HEAD = struct.Struct("<BxH")
+_OUT_SLOT = struct.Struct("<BBBxHxxQQ")
+_DIM = struct.Struct("<Q")
+
+
+class MalformedFlat(ValueError):
+    """A flat message that does not follow the layout (the pool discards the worker that sent it)."""
+
+
+def _aligned8(n: int) -> int:
+    return (n + 7) & ~7
+
+
+def input_signature(inputs: Sequence[ArraySpec]) -> bytes:
+    """The declared inputs as bytes (names, dtypes, shapes in order): the pool sends the signature of the spec
+    it checked the arrays against, the worker compares it with its loaded model's (the same unless two specs
+    share a model id), so a flat job is refused exactly when a pickled one would be."""
+    return repr(tuple((t.name, t.dtype, t.shape) for t in inputs)).encode()
+
+
+@dataclass(frozen=True, slots=True)
+class Layout:
+    """A model's declared inputs as the flat job needs them: checked once per spec (pool) or load (worker)."""
+
+    signature: bytes
+    inputs: tuple[tuple[str, np.dtype[Any], tuple[int, ...], int], ...]  # name, dtype, shape, nbytes
+
+    @classmethod
+    def of(cls, inputs: Sequence[ArraySpec]) -> Layout:
+        return cls(input_signature(inputs), tuple(
+            (t.name, np.dtype(t.dtype), t.shape, math.prod(t.shape) * np.dtype(t.dtype).itemsize) for t in inputs))
+
+    def arrays(self, inputs: Mapping[str, Any]) -> list[np.ndarray] | None:
+        """The inputs in declared order when each is a C-ordered numpy array of exactly the declared dtype and
+        shape (what the flat job carries), else None (the pickled batch then carries them, and the worker
+        gives its verdict on them as before)."""
+        if len(inputs) != len(self.inputs):
+            return None
+        arrays = []
+        for name, dtype, shape, _ in self.inputs:
+            value = inputs.get(name)
+            if type(value) is not np.ndarray or value.dtype != dtype or value.shape != shape \
+                    or not value.flags.c_contiguous:
+                return None
+            arrays.append(value)
+        return arrays
+
+
+@dataclass(frozen=True, slots=True)
+class FlatJob:
+    cpu_seconds: int
+    free_from: int
+    model_id: bytes
+    signature: bytes
+    slots: tuple[tuple[int, int, int], ...]  # where, offset, nbytes per input
+
+
+def job_parts(model_id: bytes, layout: Layout, arrays: Sequence[np.ndarray], cpu_seconds: int,
+              writer: Writer | None) -> list[Any]:
+    """The buffers of a flat job, to send as one message: inputs of INLINE_BYTES and more go into the arena
+    through `writer` (when there is one and they fit), the others follow the header."""
+    n = len(arrays)
+    slots_at = _JOB_HEAD.size + len(model_id) + len(layout.signature)
+    data_at = _aligned8(slots_at + n * _JOB_SLOT.size)
+    slots = bytearray()
+    inline: list[Any] = []
+    end = data_at
+    for value in arrays:
+        ref = writer.put(value) if writer is not None and in_arena(value) else None
+        if ref is not None:
+            slots += _JOB_SLOT.pack(IN_ARENA, ref.offset, value.nbytes)
+            continue
+        start = _aligned8(end)
+        if start > end:
+            inline.append(bytes(start - end))
+        slots += _JOB_SLOT.pack(INLINE, start, value.nbytes)
+        inline.append(value)
+        end = start + value.nbytes
+    head = _JOB_HEAD.pack(JOB_TAG, n, cpu_seconds, 0 if writer is None else writer.end, len(model_id),
+                          len(layout.signature))
+    pad = bytes(data_at - slots_at - len(slots))
+    return [head, model_id, layout.signature, slots, pad, *inline]
+
+
+def read_job(body: bytearray) -> FlatJob:
+    """A flat job's header (the pool is trusted; this still refuses a body its own header does not fit)."""
+    try:
+        tag, n, cpu_seconds, free_from, id_len, sig_len = _JOB_HEAD.unpack_from(body)
+        at = _JOB_HEAD.size
+        model_id = bytes(body[at:at + id_len])
+        at += id_len
+        signature = bytes(body[at:at + sig_len])
+        at += sig_len
+        slots = tuple(_JOB_SLOT.unpack_from(body, at + i * _JOB_SLOT.size) for i in range(n))
+    except struct.error as exc:
+        raise MalformedFlat(f"flat job: {exc}") from None
+    if tag != JOB_TAG or len(signature) != sig_len:
+        raise MalformedFlat("flat job: bad header")
+    return FlatJob(cpu_seconds, free_from, model_id, signature, slots)
+
+
+def job_inputs(job: FlatJob, layout: Layout, body: bytearray, arena: Arena | None) -> dict[str, np.ndarray]:
+    """The job's inputs by name, as views of the message or the arena (no copy)."""
+    if len(job.slots) != len(layout.inputs):
+        raise MalformedFlat("flat job: the inputs differ from the model's")
+    feeds: dict[str, np.ndarray] = {}
+    for (name, dtype, shape, nbytes), (where, offset, size) in zip(layout.inputs, job.slots, strict=True):
+        if size != nbytes:
+            raise MalformedFlat(f"flat job: input {name!r} has {size} bytes, not {nbytes}")
+        if where == INLINE and offset + size <= len(body):
+            feeds[name] = (np.frombuffer(body, dtype, nbytes // dtype.itemsize, offset).reshape(shape) if size
+                           else np.zeros(shape, dtype))
+        elif where == IN_ARENA and arena is not None and offset + size <= arena.size:
+            feeds[name] = arena.view_at(dtype, shape, offset)
+        else:
+            raise MalformedFlat(f"flat job: input {name!r} lies outside the message and the arena")
+    return feeds
+
+
+def outputs_parts(outputs: Mapping[str, np.ndarray], writer: Writer | None) -> list[Any] | None:
+    """The buffers of a flat reply carrying `outputs` (arrays of INLINE_BYTES and more in the arena when they
+    fit), or None when an output has no code here (the pickled reply then carries it)."""
+    slots = bytearray(_OUT_HEAD.pack(OUTPUTS_TAG, len(outputs)))
+    entries = []
+    for name, value in outputs.items():
+        if type(value) is not np.ndarray or value.dtype not in _CODES or not value.flags.c_contiguous:
+            return None
+        ref = writer.put(value) if writer is not None and in_arena(value) else None
+        name_bytes = name.encode()
+        entries.append((value, ref, name_bytes))
+        slots += bytes(_OUT_SLOT.size + _DIM.size * value.ndim + len(name_bytes))  # placeholders, sized
+    inline: list[Any] = []
+    end = _aligned8(len(slots))
+    at = _OUT_HEAD.size
+    for value, ref, name_bytes in entries:
+        if ref is not None:
+            where, offset = IN_ARENA, ref.offset
+        else:
+            where, offset = INLINE, end
+            inline.append(value)
+            end = _aligned8(end + value.nbytes)
+        _OUT_SLOT.pack_into(slots, at, _CODES[value.dtype], value.ndim, where, len(name_bytes), offset, value.nbytes)
+        at += _OUT_SLOT.size
+        for dim in value.shape:
+            _DIM.pack_into(slots, at, dim)
+            at += _DIM.size
+        slots[at:at + len(name_bytes)] = name_bytes
+        at += len(name_bytes)
+    parts: list[Any] = [slots, bytes(_aligned8(len(slots)) - len(slots))]
+    for value in inline:
+        parts.append(value)
+        pad = _aligned8(value.nbytes) - value.nbytes
+        if pad:
+            parts.append(bytes(pad))
+    return parts
+
+
+def read_outputs(body: bytearray, arena: Arena | None) -> dict[str, np.ndarray]:
+    """A worker's flat reply as canonical outputs by name; MalformedFlat unless every field is in bounds: a
+    known dtype code, at most MAX_NDIM dimensions whose product times the item size is the stated byte count,
+    a UTF-8 name of at most MAX_NAME_BYTES seen once, data inside the message (after the slots) or inside the
+    arena. Inline arrays are writable views of `body`; arena ones private copies (the arena is reused)."""
+    size = len(body)
+    if size < _OUT_HEAD.size:
+        raise MalformedFlat("flat reply shorter than its header")
+    tag, n = _OUT_HEAD.unpack_from(body)
+    if tag != OUTPUTS_TAG or n > MAX_OUTPUTS:
+        raise MalformedFlat("flat reply: bad header")
+    slots: list[tuple[str, np.dtype[Any], tuple[int, ...], int, int, int]] = []
+    names: set[str] = set()
+    at = _OUT_HEAD.size
+    for _ in range(n):
+        if at + _OUT_SLOT.size > size:
+            raise MalformedFlat("flat reply: truncated slot")
+        code, ndim, where, name_len, offset, nbytes = _OUT_SLOT.unpack_from(body, at)
+        at += _OUT_SLOT.size
+        if code >= len(DTYPES) or ndim > MAX_NDIM or name_len > MAX_NAME_BYTES or where not in (INLINE, IN_ARENA):
+            raise MalformedFlat("flat reply: slot out of range")
+        if at + ndim * _DIM.size + name_len > size:
+            raise MalformedFlat("flat reply: truncated slot")
+        shape = struct.unpack_from(f"<{ndim}Q", body, at)
+        at += ndim * _DIM.size
+        try:
+            name = body[at:at + name_len].decode()
+        except UnicodeDecodeError:
+            raise MalformedFlat("flat reply: a name is not UTF-8") from None
+        at += name_len
+        dtype = DTYPES[code]
+        if any(d > MAX_DIM for d in shape) or math.prod(shape) * dtype.itemsize != nbytes:
+            raise MalformedFlat(f"flat reply: output {name!r} has {nbytes} bytes for shape {shape}")
+        if name in names:
+            raise MalformedFlat(f"flat reply: output {name!r} twice")
+        names.add(name)
+        slots.append((name, dtype, shape, where, offset, nbytes))
+    outputs: dict[str, np.ndarray] = {}
+    for name, dtype, shape, where, offset, nbytes in slots:
+        if where == IN_ARENA:
+            if arena is None or offset + nbytes > arena.size:
+                raise MalformedFlat(f"flat reply: output {name!r} lies outside the arena")
+            outputs[name] = arena.view_at(dtype, shape, offset).copy()
+        elif offset < at or offset + nbytes > size:  # inline data lies after every slot, inside the message
+            raise MalformedFlat(f"flat reply: output {name!r} lies outside the message")
+        elif nbytes == 0:
+            outputs[name] = np.zeros(shape, dtype)
+        else:
+            outputs[name] = np.frombuffer(body, dtype, nbytes // dtype.itemsize, offset).reshape(shape)
+    return outputs
