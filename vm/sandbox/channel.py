@@ -182,7 +182,7 @@ class Channel:
         header = _HEADER.pack(size)
         sent = self._sock.sendmsg([header, *parts])
         if sent < _HEADER.size + size:  # the socket's buffer was full: the rest, blocking
-            rest = memoryview(b"".join([header, *(memoryview(part).cast("B") for part in parts)]))[sent:]
+            rest = memoryview(b"".join([header, *parts]))[sent:]
             self._sock.sendall(rest)
 
     def poll(self, timeout_s: float | None = None, spin: SpinWait | None = None) -> bool:

@@ -193,8 +193,12 @@ class Runner:
         self.quarantined.add(model_id)
         raise GoldenMismatch(model_id, why)
 
-    def _run(self, loaded: _Loaded, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def run_checked(self, loaded: _Loaded, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Canonical outputs of a run, after checking the inputs against the model's declared ones
+        (InputMismatch)."""
         return self.run_feeds(loaded, _validated_inputs(loaded.inputs, inputs))
+
+    _run = run_checked
 
     def run_feeds(self, loaded: _Loaded, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Canonical outputs of a run on inputs already of the declared names, dtypes and shapes (C order):

@@ -25,6 +25,7 @@ Outputs (worker -> pool):
 
 from __future__ import annotations
 
+import json
 import math
 import struct
 from collections.abc import Mapping, Sequence
@@ -66,10 +67,11 @@ def _aligned8(n: int) -> int:
 
 
 def input_signature(inputs: Sequence[ArraySpec]) -> bytes:
-    """The declared inputs as bytes (names, dtypes, shapes in order): the pool sends the signature of the spec
-    it checked the arrays against, the worker compares it with its loaded model's (the same unless two specs
-    share a model id), so a flat job is refused exactly when a pickled one would be."""
-    return repr(tuple((t.name, t.dtype, t.shape) for t in inputs)).encode()
+    """The declared inputs as bytes (JSON: names, dtypes, shapes in order). The pool sends the signature of the
+    spec it checked the arrays against; the worker compares it with its loaded model's (the same unless two
+    specs share a model id) and otherwise reads the arrays by this signature and checks them as a pickled job's
+    (`Layout.of_signature`), so a flat job gets exactly the pickled job's verdict."""
+    return json.dumps([[t.name, t.dtype, list(t.shape)] for t in inputs], separators=(",", ":")).encode()
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +85,11 @@ class Layout:
     def of(cls, inputs: Sequence[ArraySpec]) -> Layout:
         return cls(input_signature(inputs), tuple(
             (t.name, np.dtype(t.dtype), t.shape, math.prod(t.shape) * np.dtype(t.dtype).itemsize) for t in inputs))
+
+    @classmethod
+    def of_signature(cls, signature: bytes) -> Layout:
+        """The layout a pool's signature describes (ValueError, TypeError or KeyError if it describes none)."""
+        return cls.of([ArraySpec(name, dtype, tuple(shape)) for name, dtype, shape in json.loads(signature)])
 
     def arrays(self, inputs: Mapping[str, Any]) -> list[np.ndarray] | None:
         """The inputs in declared order when each is a C-ordered numpy array of exactly the declared dtype and
@@ -156,7 +163,7 @@ def read_job(body: bytearray) -> FlatJob:
 def job_inputs(job: FlatJob, layout: Layout, body: bytearray, arena: Arena | None) -> dict[str, np.ndarray]:
     """The job's inputs by name, as views of the message or the arena (no copy)."""
     if len(job.slots) != len(layout.inputs):
-        raise MalformedFlat("flat job: the inputs differ from the model's")
+        raise MalformedFlat("flat job: its slots differ from its signature")
     feeds: dict[str, np.ndarray] = {}
     for (name, dtype, shape, nbytes), (where, offset, size) in zip(layout.inputs, job.slots, strict=True):
         if size != nbytes:

@@ -29,7 +29,7 @@ import numpy as np
 from core.errors import InferenceError, InvalidModel, LocalFault
 from vm.sandbox import flat
 from vm.sandbox.channel import Channel, SpinWait
-from vm.sandbox.errors import GoldenMismatch, InputMismatch, UndecodableReply, WorkerFault
+from vm.sandbox.errors import GoldenMismatch, UndecodableReply, WorkerFault
 from vm.sandbox.executor import CheckJob, InferJob, Job, JobResult, ModelPackage
 from vm.sandbox.handoff import Arena, ArrayRef, Writer, arena_bytes_for, arena_size, in_arena
 from vm.sandbox.limits import WorkerLimits
@@ -181,9 +181,11 @@ def _serve_flat(runner: Any, body: bytearray, arena: Arena | None, cpu_budget: _
         layout = loaded.flat
         if layout is None:
             layout = loaded.flat = flat.Layout.of(loaded.package.spec.inputs)
-        if job.signature != layout.signature:
-            raise InputMismatch("inputs differ from the model's declared inputs")
-        outputs = runner.run_feeds(loaded, flat.job_inputs(job, layout, body, arena))
+        if job.signature == layout.signature:
+            outputs = runner.run_feeds(loaded, flat.job_inputs(job, layout, body, arena))
+        else:  # the pool checked the arrays against another spec of this model id: check them as a Batch's
+            outputs = runner.run_checked(loaded, flat.job_inputs(job, flat.Layout.of_signature(job.signature), body,
+                                                                 arena))
         parts = flat.outputs_parts(outputs, None if arena is None else Writer(arena, job.free_from))
         return Done(((0, JobResult(outputs=outputs)),), _news(runner.cached_ids(), told)) if parts is None else parts
     except InferenceError as exc:
@@ -293,8 +295,9 @@ class WorkerPool:
         self._flat_jobs = flat_jobs and shared_memory
         # Input layouts of the specs seen in single jobs (flat.Layout), by the spec object's id.
         self._layouts: dict[int, tuple[ModelSpec, flat.Layout]] = {}
-        # Workers started again after one was discarded (a crash, timeout or fault).
+        # Workers started again after one was discarded (a crash, timeout or fault); single jobs sent flat.
         self.restarts = 0
+        self.flat_runs = 0
 
     def __enter__(self) -> WorkerPool:
         return self
@@ -417,6 +420,7 @@ class WorkerPool:
         except (OSError, ValueError) as exc:
             self._discard(slot)
             raise WorkerFault(f"worker failed while receiving a batch: {exc}") from None
+        self.flat_runs += 1
         reply = self._receive(slot, worker, deadline, self.spin if worker.seconds_per_job <= self.spin.limit_s else None)
         worker.seconds_per_job = time.monotonic() - started
         if type(reply) is bytearray:
