@@ -83,7 +83,8 @@ def _worker_main(sock: socket.socket, limits: WorkerLimits, spin_s: float = 0.0,
     spin = SpinWait(spin_s, spin_min_share)
     while True:
         try:
-            conn.poll(None, spin)
+            if spin.active(time.monotonic()):  # else no poll: the recv blocks (one system call fewer per job)
+                conn.poll(None, spin)
             message = conn.recv()
         except (EOFError, OSError):
             return
@@ -400,7 +401,9 @@ class WorkerPool:
         model_id = job.model.model_id
         slot = _slot_of(model_id, self._size)
         worker = self._workers[slot]
-        if worker is None or model_id not in worker.cached or not worker.process.is_alive():
+        # A worker sends nothing between batches: something to read now means it died (end of stream) or broke
+        # step, and the pickled path sorts that out (`_ensure`). One poll instead of `is_alive` (getpid + wait4).
+        if worker is None or model_id not in worker.cached or worker.conn.poll(0):
             return None
         spec = job.model.spec
         entry = self._layouts.get(id(spec))
