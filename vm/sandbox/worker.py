@@ -58,6 +58,9 @@ _STOP_TIMEOUT_S = 5.0
 # other within NEXT_JOB_SPIN_S (docs/performance.md, "Single jobs").
 REPLY_SPIN_S = 0.002
 NEXT_JOB_SPIN_S = 0.002
+# A single job expected to take longer than REPLY_SPIN_S, up to this, is waited for asleep until shortly
+# before its expected end, then spun for (docs/performance.md, "Single jobs: one flat message").
+NAP_BEFORE_SPIN_S = 0.05
 
 
 def _worker_main(sock: socket.socket, limits: WorkerLimits, spin_s: float = 0.0,
@@ -424,7 +427,11 @@ class WorkerPool:
             self._discard(slot)
             raise WorkerFault(f"worker failed while receiving a batch: {exc}") from None
         self.flat_runs += 1
-        reply = self._receive(slot, worker, deadline, self.spin if worker.seconds_per_job <= self.spin.limit_s else None)
+        # Expected within the spin's bound: spin from the start; later (up to NAP_BEFORE_SPIN_S): sleep, then
+        # spin for the end (channel.Channel.poll, `expect_s`); later still: block.
+        expect = worker.seconds_per_job
+        reply = self._receive(slot, worker, deadline, None if expect > NAP_BEFORE_SPIN_S else self.spin,
+                              expect if expect > self.spin.limit_s else 0.0)
         worker.seconds_per_job = time.monotonic() - started
         if type(reply) is bytearray:
             try:
@@ -473,11 +480,12 @@ class WorkerPool:
         """The worker's results for the jobs at `indices` (batch positions, in the order sent)."""
         return self._interpret(slot, worker, self._receive(slot, worker, deadline, spin), indices)
 
-    def _receive(self, slot: int, worker: _Worker, deadline: float, spin: SpinWait | None) -> Any:
+    def _receive(self, slot: int, worker: _Worker, deadline: float, spin: SpinWait | None,
+                 expect_s: float = 0.0) -> Any:
         """The worker's next message (a reply object, or a flat reply's bytes); WorkerFault if none comes by
         `deadline` or it cannot be read (the worker is discarded)."""
         try:
-            if not worker.conn.poll(max(0.0, deadline - time.monotonic()), spin):
+            if not worker.conn.poll(max(0.0, deadline - time.monotonic()), spin, expect_s):
                 self._discard(slot)
                 raise WorkerFault("worker timed out")
             return worker.conn.recv()
