@@ -25,12 +25,13 @@ Outputs (worker -> pool):
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import struct
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -56,6 +57,18 @@ _JOB_SLOT = struct.Struct("<BxxxxxxxQQ")
 _OUT_HEAD = struct.Struct("<BxH")
 _OUT_SLOT = struct.Struct("<BBBxHxxQQ")
 _DIM = struct.Struct("<Q")
+
+
+@functools.cache
+def _job_slots(n: int) -> struct.Struct:
+    """The slots of a job of `n` inputs, in one struct."""
+    return struct.Struct("<" + _JOB_SLOT.format[1:] * n)
+
+
+@functools.cache
+def _out_slot(ndim: int) -> struct.Struct:
+    """An output's slot with its `ndim` dimensions (at most MAX_NDIM: the cache stays small)."""
+    return struct.Struct(_OUT_SLOT.format + "Q" * ndim)
 
 
 class MalformedFlat(ValueError):
@@ -107,13 +120,12 @@ class Layout:
         return arrays
 
 
-@dataclass(frozen=True, slots=True)
-class FlatJob:
+class FlatJob(NamedTuple):
     cpu_seconds: int
     free_from: int
     model_id: bytes
     signature: bytes
-    slots: tuple[tuple[int, int, int], ...]  # where, offset, nbytes per input
+    slots: tuple[int, ...]  # where, offset, nbytes of each input, flat
 
 
 def job_parts(model_id: bytes, layout: Layout, arrays: Sequence[np.ndarray], cpu_seconds: int,
@@ -123,49 +135,50 @@ def job_parts(model_id: bytes, layout: Layout, arrays: Sequence[np.ndarray], cpu
     n = len(arrays)
     slots_at = _JOB_HEAD.size + len(model_id) + len(layout.signature)
     data_at = _aligned8(slots_at + n * _JOB_SLOT.size)
-    slots = bytearray()
+    slots: list[int] = []
     inline: list[Any] = []
     end = data_at
     for value in arrays:
         ref = writer.put(value) if writer is not None and in_arena(value) else None
         if ref is not None:
-            slots += _JOB_SLOT.pack(IN_ARENA, ref.offset, value.nbytes)
+            slots += (IN_ARENA, ref.offset, value.nbytes)
             continue
         start = _aligned8(end)
         if start > end:
             inline.append(bytes(start - end))
-        slots += _JOB_SLOT.pack(INLINE, start, value.nbytes)
+        slots += (INLINE, start, value.nbytes)
         inline.append(value)
         end = start + value.nbytes
     head = _JOB_HEAD.pack(JOB_TAG, n, cpu_seconds, 0 if writer is None else writer.end, len(model_id),
                           len(layout.signature))
-    pad = bytes(data_at - slots_at - len(slots))
-    return [head, model_id, layout.signature, slots, pad, *inline]
+    pad = bytes(data_at - slots_at - n * _JOB_SLOT.size)
+    return [head, model_id, layout.signature, _job_slots(n).pack(*slots), pad, *inline]
 
 
 def read_job(body: bytearray) -> FlatJob:
     """A flat job's header (the pool is trusted; this still refuses a body its own header does not fit)."""
     try:
         tag, n, cpu_seconds, free_from, id_len, sig_len = _JOB_HEAD.unpack_from(body)
-        at = _JOB_HEAD.size
-        model_id = bytes(body[at:at + id_len])
-        at += id_len
-        signature = bytes(body[at:at + sig_len])
-        at += sig_len
-        slots = tuple(_JOB_SLOT.unpack_from(body, at + i * _JOB_SLOT.size) for i in range(n))
+        at = _JOB_HEAD.size + id_len + sig_len
+        signature = bytes(body[at - sig_len:at])
+        slots = _job_slots(n).unpack_from(body, at)
     except struct.error as exc:
         raise MalformedFlat(f"flat job: {exc}") from None
-    if tag != JOB_TAG or len(signature) != sig_len:
+    if tag != JOB_TAG:
         raise MalformedFlat("flat job: bad header")
-    return FlatJob(cpu_seconds, free_from, model_id, signature, slots)
+    return FlatJob(cpu_seconds, free_from, bytes(body[_JOB_HEAD.size:_JOB_HEAD.size + id_len]), signature, slots)
 
 
 def job_inputs(job: FlatJob, layout: Layout, body: bytearray, arena: Arena | None) -> dict[str, np.ndarray]:
     """The job's inputs by name, as views of the message or the arena (no copy)."""
-    if len(job.slots) != len(layout.inputs):
+    slots = job.slots
+    if len(slots) != 3 * len(layout.inputs):
         raise MalformedFlat("flat job: its slots differ from its signature")
     feeds: dict[str, np.ndarray] = {}
-    for (name, dtype, shape, nbytes), (where, offset, size) in zip(layout.inputs, job.slots, strict=True):
+    i = 0
+    for name, dtype, shape, nbytes in layout.inputs:
+        where, offset, size = slots[i], slots[i + 1], slots[i + 2]
+        i += 3
         if size != nbytes:
             raise MalformedFlat(f"flat job: input {name!r} has {size} bytes, not {nbytes}")
         if where == INLINE and offset + size <= len(body):
@@ -181,39 +194,33 @@ def job_inputs(job: FlatJob, layout: Layout, body: bytearray, arena: Arena | Non
 def outputs_parts(outputs: Mapping[str, np.ndarray], writer: Writer | None) -> list[Any] | None:
     """The buffers of a flat reply carrying `outputs` (arrays of INLINE_BYTES and more in the arena when they
     fit), or None when an output has no code here (the pickled reply then carries it)."""
-    slots = bytearray(_OUT_HEAD.pack(OUTPUTS_TAG, len(outputs)))
-    entries = []
+    names = []
+    size = _OUT_HEAD.size
     for name, value in outputs.items():
         if type(value) is not np.ndarray or value.dtype not in _CODES or not value.flags.c_contiguous:
             return None
+        encoded = name.encode()
+        names.append(encoded)
+        size += _OUT_SLOT.size + _DIM.size * value.ndim + len(encoded)
+    header = [_OUT_HEAD.pack(OUTPUTS_TAG, len(outputs))]
+    data: list[Any] = []
+    end = _aligned8(size)
+    for encoded, value in zip(names, outputs.values(), strict=True):
         ref = writer.put(value) if writer is not None and in_arena(value) else None
-        name_bytes = name.encode()
-        entries.append((value, ref, name_bytes))
-        slots += bytes(_OUT_SLOT.size + _DIM.size * value.ndim + len(name_bytes))  # placeholders, sized
-    inline: list[Any] = []
-    end = _aligned8(len(slots))
-    at = _OUT_HEAD.size
-    for value, ref, name_bytes in entries:
         if ref is not None:
             where, offset = IN_ARENA, ref.offset
         else:
             where, offset = INLINE, end
-            inline.append(value)
-            end = _aligned8(end + value.nbytes)
-        _OUT_SLOT.pack_into(slots, at, _CODES[value.dtype], value.ndim, where, len(name_bytes), offset, value.nbytes)
-        at += _OUT_SLOT.size
-        for dim in value.shape:
-            _DIM.pack_into(slots, at, dim)
-            at += _DIM.size
-        slots[at:at + len(name_bytes)] = name_bytes
-        at += len(name_bytes)
-    parts: list[Any] = [slots, bytes(_aligned8(len(slots)) - len(slots))]
-    for value in inline:
-        parts.append(value)
-        pad = _aligned8(value.nbytes) - value.nbytes
-        if pad:
-            parts.append(bytes(pad))
-    return parts
+            data.append(value)
+            pad = _aligned8(value.nbytes) - value.nbytes
+            if pad:
+                data.append(bytes(pad))
+            end += value.nbytes + pad
+        header.append(_out_slot(value.ndim).pack(_CODES[value.dtype], value.ndim, where, len(encoded), offset,
+                                                 value.nbytes, *value.shape))
+        header.append(encoded)
+    header.append(bytes(_aligned8(size) - size))
+    return header + data
 
 
 def read_outputs(body: bytearray, arena: Arena | None) -> dict[str, np.ndarray]:
@@ -233,21 +240,26 @@ def read_outputs(body: bytearray, arena: Arena | None) -> dict[str, np.ndarray]:
     for _ in range(n):
         if at + _OUT_SLOT.size > size:
             raise MalformedFlat("flat reply: truncated slot")
-        code, ndim, where, name_len, offset, nbytes = _OUT_SLOT.unpack_from(body, at)
-        at += _OUT_SLOT.size
-        if code >= len(DTYPES) or ndim > MAX_NDIM or name_len > MAX_NAME_BYTES or where not in (INLINE, IN_ARENA):
+        ndim = body[at + 1]
+        if ndim > MAX_NDIM:
             raise MalformedFlat("flat reply: slot out of range")
-        if at + ndim * _DIM.size + name_len > size:
+        slot = _out_slot(ndim)
+        if at + slot.size > size:
             raise MalformedFlat("flat reply: truncated slot")
-        shape = struct.unpack_from(f"<{ndim}Q", body, at)
-        at += ndim * _DIM.size
+        code, _, where, name_len, offset, nbytes, *dims = slot.unpack_from(body, at)
+        if code >= len(DTYPES) or name_len > MAX_NAME_BYTES or where not in (INLINE, IN_ARENA):
+            raise MalformedFlat("flat reply: slot out of range")
+        at += slot.size
+        if at + name_len > size:
+            raise MalformedFlat("flat reply: truncated slot")
+        shape = tuple(dims)
         try:
             name = body[at:at + name_len].decode()
         except UnicodeDecodeError:
             raise MalformedFlat("flat reply: a name is not UTF-8") from None
         at += name_len
         dtype = DTYPES[code]
-        if any(d > MAX_DIM for d in shape) or math.prod(shape) * dtype.itemsize != nbytes:
+        if max(shape, default=0) > MAX_DIM or math.prod(shape) * dtype.itemsize != nbytes:
             raise MalformedFlat(f"flat reply: output {name!r} has {nbytes} bytes for shape {shape}")
         if name in names:
             raise MalformedFlat(f"flat reply: output {name!r} twice")
