@@ -15,10 +15,12 @@
    alternating pairs, medians of each: VM/raw (goal <= 1.10x for models of >= 1 ms) and VM - raw (goal
    <= +100 us for tiny models). The node's pool (bounded spin-waits, off while a core is contended) and the
    baseline without spin-waits in the same run; `--spin forced` adds a pool that spins whatever the load
-   (what a node on an idle machine gets); `--gap-ms` idles before each pair (a job that arrives on its own).
+   (what a node on an idle machine gets); `--gap-ms` idles before each pair (a job that arrives on its own);
+   a pool that sends single jobs as pickled batches (`pickled`, the baseline of the flat messages) runs too
+   unless `--no-pickled`.
 
 Run: python -m bench.vm [--quick] [--handoff shm|pipe] [--part all|goal|blocks|transfers] [--pairs N]
-     [--spin on|off|both|forced] [--gap-ms MS]
+     [--spin on|off|both|forced] [--[no-]pickled] [--gap-ms MS]
 """
 
 from __future__ import annotations
@@ -373,6 +375,9 @@ def main() -> None:
                         help="goal table: the node's pool (spin-waits on), the baseline without them, both, or "
                              "both and a pool that spins even on a contended core (what an idle machine would give); "
                              "blocks: 'off' gives the nodes pools without spin-waits")
+    parser.add_argument("--pickled", action=argparse.BooleanOptionalAction, default=True,
+                        help="goal table: also a pool that sends single jobs as pickled batches (the node's spin "
+                             "settings; the baseline of the flat messages)")
     parser.add_argument("--gap-ms", type=float, default=0.0,
                         help="goal table: idle time before each raw/VM pair (jobs that arrive on their own)")
     args = parser.parse_args()
@@ -384,10 +389,13 @@ def main() -> None:
             print("0. Issue 12's goal: one job per hand-off through the pool vs raw session.run (medians of pairs)")
             shm = args.handoff == "shm"
             with (WorkerPool(1, shared_memory=shm) as pool, WorkerPool(1, shared_memory=shm, spin=False) as still,
-                  WorkerPool(1, shared_memory=shm, spin_min_share=0.0) as forced):
+                  WorkerPool(1, shared_memory=shm, spin_min_share=0.0) as forced,
+                  WorkerPool(1, shared_memory=shm, flat_jobs=False) as pickled):
                 choice = {"on": {"node": pool}, "off": {"no spin": still}, "both": {"node": pool, "no spin": still},
                           "forced": {"node": pool, "forced": forced, "no spin": still}}
                 pools = choice[args.spin]
+                if args.pickled:
+                    pools["pickled"] = pickled
                 handoff_rows(genesis, pools, args.pairs or (300 if args.quick else 2000), gap_s=args.gap_ms / 1e3)
         if args.part in ("all", "blocks"):
             shm = args.handoff == "shm"

@@ -1,8 +1,8 @@
 """ONNX sandbox costs: time to refuse each attack model, to check the real models, and what the worker pool
 adds per inference over a raw `session.run` on the same model and input, measured in the same run.
 
-The hand-off part compares the shared-memory hand-off (the node's) with the old pipe hand-off, one job and
-many jobs per hand-off, in CPU time of both processes (the pool's, and the worker's from /proc/PID/schedstat):
+The hand-off part compares the shared-memory hand-off (the node's; single jobs as flat messages, and as pickled
+batches) with the old pipe hand-off, one job and many jobs per hand-off, in CPU time of both processes (the pool's, and the worker's from /proc/PID/schedstat):
 on a shared machine wall time mostly measures the scheduler.
 
 Run: `make bench` or `python -m bench.vm_sandbox [--batch N] [--handoff-only]`. Goal: every refusal under 1 s.
@@ -114,8 +114,10 @@ def bench_handoff() -> None:
     from bench.synth import conv
 
     print("\nhand-off: CPU per inference of pool + worker, shared memory vs pipe, against raw session.run CPU")
-    print(f"  {'model':<22}{'jobs/hand-off':>14}{'raw':>10}{'shm':>22}{'pipe':>22}")
-    pools = {"shm": WorkerPool(1), "pipe": WorkerPool(1, shared_memory=False)}
+    print("  (shm: the node's pool, single jobs as flat messages; shm pickled: single jobs as pickled batches)")
+    print(f"  {'model':<22}{'jobs/hand-off':>14}{'raw':>10}{'shm':>22}{'shm pickled':>22}{'pipe':>22}")
+    pools = {"shm": WorkerPool(1), "shm pickled": WorkerPool(1, flat_jobs=False),
+             "pipe": WorkerPool(1, shared_memory=False)}
     try:
         pids = {name: pool.describe()[0]["pid"] for name, pool in pools.items()}
         tiny = load_model("digits_int8")

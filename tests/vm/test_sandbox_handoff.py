@@ -78,7 +78,7 @@ def test_arrays_of_every_size_arrive_exactly_and_the_arena_grows() -> None:
 
 def test_outputs_larger_than_the_arena_still_arrive() -> None:
     """An 8 MiB output from a 4-byte input: the arena sized for the inputs cannot hold it, so it travels in the
-    reply message instead."""
+    reply message instead (pickled in a batch's reply, raw in a single job's flat one)."""
     shape = numpy_helper.from_array(np.array([1024, 1024], np.int64), "s")
     model = make_model([helper.make_node("Expand", ["x", "s"], ["y"])], [tensor("x", TensorProto.INT64, (1, 1))],
                        [tensor("y", TensorProto.INT64, (1024, 1024))], [shape])
@@ -87,8 +87,11 @@ def test_outputs_larger_than_the_arena_still_arrive() -> None:
     jobs: list[Job] = [job, doubling_job((1, 7), "uint8", 0)]
     with WorkerPool(size=1) as pool:
         results = pool.run_batch(jobs)
+        alone = pool.run_batch([job])  # a single job of a held model: flat messages, the output in the reply
+        assert pool.flat_runs == 1
     assert results[0].outputs is not None and results[0].outputs["y"].nbytes > MIN_ARENA_BYTES
     assert_same(results, LocalExecutor().run_batch(jobs))
+    assert_same(alone, results[:1])
 
 
 def test_the_pipe_baseline_gives_the_same_results() -> None:

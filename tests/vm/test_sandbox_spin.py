@@ -1,5 +1,6 @@
 """The bounded spin-wait of the pool-worker channel (vm/sandbox/channel.py `SpinWait`): it sees a message that
-arrives while it polls, never waits past the caller's timeout, turns itself off while its core is contended
+arrives while it polls, never waits past the caller's timeout, sleeps through most of a wait it expects to be
+long but wakes for a message that comes early, turns itself off while its core is contended
 (a real CPU hog on the same core), comes back after its back-off, and never spins on a single core; the pool
 spins only for a batch its last hand-off says will be answered within the spin's bound, with the same results.
 """
@@ -65,6 +66,33 @@ def test_a_spin_never_outlasts_the_callers_timeout() -> None:
     sender.send(("late", 2))
     assert receiver.poll(0.0, spin)
     assert receiver.recv() == ("late", 2)
+    sender.close()
+    receiver.close()
+
+
+def test_a_message_expected_later_is_waited_for_asleep_and_the_nap_ends_when_it_arrives() -> None:
+    sender, receiver = _pair()
+    spin = SpinWait(30.0)
+    # Expected in 10 s: asleep until LEAD_S before then, but never past the caller's 20 ms timeout.
+    assert not receiver.poll(0.02, spin, expect_s=10.0)
+    assert spin.hits == 0
+    naps_over = threading.Event()
+
+    def write() -> None:
+        naps_over.wait(10)
+        sender.send(("early", 3))
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    try:
+        naps_over.set()
+        spins = spin.spins
+        assert receiver.poll(30.0, spin, expect_s=20.0)  # arrives during the nap: seen then, not 20 s later
+        assert receiver.recv() == ("early", 3)
+        assert spin.spins == spins  # the nap saw it; no spin began
+    finally:
+        writer.join(30)
+    assert not writer.is_alive()
     sender.close()
     receiver.close()
 

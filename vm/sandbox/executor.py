@@ -121,6 +121,7 @@ class _Loaded:
     # what `_validated_inputs` has already checked (names present, no OrtValues) and would only retry with
     # a fallback provider, which create_session disables; skipping it saves a few µs per job.
     run: Any = None
+    flat: Any = None  # the inputs' layout for flat jobs (vm/sandbox/flat.py), made on the first one
 
 
 def _output_specs(session: Any) -> tuple[ArraySpec, ...]:
@@ -192,9 +193,17 @@ class Runner:
         self.quarantined.add(model_id)
         raise GoldenMismatch(model_id, why)
 
-    def _run(self, loaded: _Loaded, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def run_checked(self, loaded: _Loaded, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Canonical outputs of a run, after checking the inputs against the model's declared ones
+        (InputMismatch)."""
+        return self.run_feeds(loaded, _validated_inputs(loaded.inputs, inputs))
+
+    _run = run_checked
+
+    def run_feeds(self, loaded: _Loaded, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Canonical outputs of a run on inputs already of the declared names, dtypes and shapes (C order):
+        the index bounds checked first, then the run, then the grid."""
         spec = loaded.package.spec
-        feeds = _validated_inputs(loaded.inputs, inputs)
         for name, bound in loaded.index_bounds:
             values = feeds[name]
             if values.size and (int(values.min()) < -bound or int(values.max()) >= bound):

@@ -94,6 +94,10 @@ class Arena:
         offset or an array that does not lie inside the arena."""
         return np.ndarray(ref.shape, ref.dtype, self._map, ref.offset)
 
+    def view_at(self, dtype: np.dtype[Any], shape: tuple[int, ...], offset: int) -> np.ndarray:
+        """The array of `dtype` and `shape` at `offset`, in place (the flat messages' form of `view`)."""
+        return np.ndarray(shape, dtype, self._map, offset)
+
     def copy_out(self, ref: ArrayRef) -> np.ndarray:
         """A private copy of the array `ref` points at (the arena is reused by the next hand-off)."""
         return self.view(ref).copy()

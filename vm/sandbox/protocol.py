@@ -7,6 +7,9 @@ or `Fault`, `Describe` with `Described`, and says `Ready` once after it started.
 shared arena (vm/sandbox/handoff.py): `ShareArena` carries the arena's file descriptor (SCM_RIGHTS), and
 jobs and results name their arrays by `ArrayRef`.
 
+A single inference of a model the worker holds skips these classes: it travels as one flat message each way
+(vm/sandbox/flat.py), and only its verdicts and faults come back as the pickled replies below.
+
 The pool decodes what a worker sends with `REPLY_GLOBALS`, the only classes and functions a reply's pickle
 may name (channel.py, "allow-list"): a worker runs ONNX Runtime on anyone's model and is not trusted.
 """

@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from core.errors import InferenceError, InvalidModel, LocalFault
+from vm.sandbox import flat
 from vm.sandbox.channel import Channel, SpinWait
 from vm.sandbox.errors import GoldenMismatch, UndecodableReply, WorkerFault
 from vm.sandbox.executor import CheckJob, InferJob, Job, JobResult, ModelPackage
@@ -49,7 +50,7 @@ from vm.sandbox.protocol import (
     Stop,
     WireJob,
 )
-from vm.sandbox.spec import ALLOWED_DTYPES, ArraySpec, CompareMode, ModelInfo
+from vm.sandbox.spec import ALLOWED_DTYPES, ArraySpec, CompareMode, ModelInfo, ModelSpec
 
 _STOP_TIMEOUT_S = 5.0
 # Bounded busy-waits (channel.SpinWait): the pool for a batch's reply, a worker for its next batch. They keep
@@ -57,6 +58,9 @@ _STOP_TIMEOUT_S = 5.0
 # other within NEXT_JOB_SPIN_S (docs/performance.md, "Single jobs").
 REPLY_SPIN_S = 0.002
 NEXT_JOB_SPIN_S = 0.002
+# A single job expected to take longer than REPLY_SPIN_S, up to this, is waited for asleep until shortly
+# before its expected end, then spun for (docs/performance.md, "Single jobs: one flat message").
+NAP_BEFORE_SPIN_S = 0.05
 
 
 def _worker_main(sock: socket.socket, limits: WorkerLimits, spin_s: float = 0.0,
@@ -82,10 +86,19 @@ def _worker_main(sock: socket.socket, limits: WorkerLimits, spin_s: float = 0.0,
     spin = SpinWait(spin_s, spin_min_share)
     while True:
         try:
-            conn.poll(None, spin)
+            if spin.active(time.monotonic()):  # else no poll: the recv blocks (one system call fewer per job)
+                conn.poll(None, spin)
             message = conn.recv()
         except (EOFError, OSError):
             return
+        if type(message) is bytearray:  # a flat job (vm/sandbox/flat.py): the single-inference fast path
+            reply = _serve_flat(runner, message, arena, cpu_budget, told)
+            del message  # no view of the job's bytes outlives it
+            if type(reply) is list:
+                conn.send_parts(reply)
+            else:
+                conn.send(reply)
+            continue
         match message:
             case Stop():
                 return
@@ -161,6 +174,36 @@ def _serve_batch(runner: Any, jobs: tuple[WireJob, ...], arena: Arena | None, fr
     return Done(tuple(replies), _news(runner.cached_ids(), told))
 
 
+def _serve_flat(runner: Any, body: bytearray, arena: Arena | None, cpu_budget: _CpuBudget,
+                told: frozenset[bytes] | None) -> list[Any] | Done | GoldenFault | Fault:
+    """A flat job: its outputs as a flat reply's buffers; a verdict, golden mismatch or fault as the pickled
+    reply a one-job Batch would get."""
+    try:
+        job = flat.read_job(body)
+        cpu_budget.renew(job.cpu_seconds)
+        loaded = runner.session_for(job.model_id, None)
+        layout = loaded.flat
+        if layout is None:
+            layout = loaded.flat = flat.Layout.of(loaded.package.spec.inputs)
+        if job.signature == layout.signature:
+            outputs = runner.run_feeds(loaded, flat.job_inputs(job, layout, body, arena))
+        else:  # the pool checked the arrays against another spec of this model id: check them as a Batch's
+            outputs = runner.run_checked(loaded, flat.job_inputs(job, flat.Layout.of_signature(job.signature), body,
+                                                                 arena))
+        parts = flat.outputs_parts(outputs, None if arena is None else Writer(arena, job.free_from))
+        return Done(((0, JobResult(outputs=outputs)),), _news(runner.cached_ids(), told)) if parts is None else parts
+    except InferenceError as exc:
+        return Done(((0, JobResult(error=exc)),), _news(runner.cached_ids(), told))
+    except GoldenMismatch as exc:
+        return GoldenFault(exc.model_id, exc.detail, _news(runner.cached_ids(), told))
+    except LocalFault as exc:
+        return Fault(str(exc))
+    except MemoryError:
+        return Fault("out of memory")
+    except Exception as exc:  # a bug in our code (a malformed flat job included): loud local fault, no verdict
+        return Fault(repr(exc)[:300], internal=True)
+
+
 def _news(cached: frozenset[bytes], told: frozenset[bytes] | None) -> frozenset[bytes] | None:
     """The cached models, or None when the pool already knows them (the usual case: no set on the pipe)."""
     return None if cached == told else cached
@@ -234,10 +277,11 @@ class WorkerPool:
     """
 
     def __init__(self, size: int = 1, limits: WorkerLimits | None = None, *, shared_memory: bool = True,
-                 spin: bool = True, spin_min_share: float = SpinWait.MIN_SHARE) -> None:
+                 spin: bool = True, spin_min_share: float = SpinWait.MIN_SHARE, flat_jobs: bool = True) -> None:
         """`shared_memory=False` sends arrays pickled on the pipe instead, `spin=False` makes both sides block
-        at once when they wait (the baselines bench/vm.py compares); `spin_min_share=0` spins even on a
-        contended core (channel.SpinWait: for benches only)."""
+        at once when they wait, `flat_jobs=False` sends a single inference as a pickled Batch like any other
+        (the baselines bench/vm.py compares); `spin_min_share=0` spins even on a contended core
+        (channel.SpinWait: for benches only)."""
         if size < 1:
             raise ValueError("pool size must be >= 1")
         self._size = size
@@ -252,8 +296,12 @@ class WorkerPool:
         self._started_once = [False] * size
         self._worker_spin = (NEXT_JOB_SPIN_S if spin else 0.0, spin_min_share)
         self.spin = SpinWait(REPLY_SPIN_S if spin else 0.0, spin_min_share)
-        # Workers started again after one was discarded (a crash, timeout or fault).
+        self._flat_jobs = flat_jobs and shared_memory
+        # Input layouts of the specs seen in single jobs (flat.Layout), by the spec object's id.
+        self._layouts: dict[int, tuple[ModelSpec, flat.Layout]] = {}
+        # Workers started again after one was discarded (a crash, timeout or fault); single jobs sent flat.
         self.restarts = 0
+        self.flat_runs = 0
 
     def __enter__(self) -> WorkerPool:
         return self
@@ -307,6 +355,10 @@ class WorkerPool:
             for job in jobs if self._quarantined else ():
                 if isinstance(job, InferJob) and job.model.model_id in self._quarantined:
                     raise GoldenMismatch(job.model.model_id, "model is quarantined on this node")
+            if len(jobs) == 1 and self._flat_jobs and type(jobs[0]) is InferJob:
+                result = self._run_flat(jobs[0], timeout_s)
+                if result is not None:
+                    return [result]
             deadline = time.monotonic() + (self._limits.batch_timeout_s if timeout_s is None else timeout_s)
             plan: dict[int, list[tuple[int, Job]]] = {}
             check_slot = 0
@@ -345,6 +397,51 @@ class WorkerPool:
             assert all(r is not None for r in results)
             return [r for r in results if r is not None]
 
+    def _run_flat(self, job: InferJob, timeout_s: float | None) -> JobResult | None:
+        """One inference as one flat message each way (vm/sandbox/flat.py), when its worker holds the model
+        and the inputs are exactly the declared arrays; None when it cannot go that way (the caller then sends
+        a pickled Batch, which also gives the verdict on inputs that do not match)."""
+        model_id = job.model.model_id
+        slot = _slot_of(model_id, self._size)
+        worker = self._workers[slot]
+        # A worker sends nothing between batches: something to read now means it died (end of stream) or broke
+        # step, and the pickled path sorts that out (`_ensure`). One poll instead of `is_alive` (getpid + wait4).
+        if worker is None or model_id not in worker.cached or worker.conn.poll(0):
+            return None
+        spec = job.model.spec
+        entry = self._layouts.get(id(spec))
+        if entry is None or entry[0] is not spec:
+            if len(self._layouts) >= 256:
+                self._layouts.clear()
+            entry = self._layouts[id(spec)] = (spec, flat.Layout.of(spec.inputs))
+        layout = entry[1]
+        arrays = layout.arrays(job.inputs)
+        if arrays is None:
+            return None
+        started = time.monotonic()
+        deadline = started + (self._limits.batch_timeout_s if timeout_s is None else timeout_s)
+        writer = None if worker.arena is None else Writer(worker.arena)
+        try:
+            worker.conn.send_parts(flat.job_parts(model_id, layout, arrays, self._limits.cpu_seconds_per_batch, writer))
+        except (OSError, ValueError) as exc:
+            self._discard(slot)
+            raise WorkerFault(f"worker failed while receiving a batch: {exc}") from None
+        self.flat_runs += 1
+        # Expected within the spin's bound: spin from the start; later (up to NAP_BEFORE_SPIN_S): sleep, then
+        # spin for the end (channel.Channel.poll, `expect_s`); later still: block.
+        expect = worker.seconds_per_job
+        reply = self._receive(slot, worker, deadline, None if expect > NAP_BEFORE_SPIN_S else self.spin,
+                              expect if expect > self.spin.limit_s else 0.0)
+        worker.seconds_per_job = time.monotonic() - started
+        if type(reply) is bytearray:
+            try:
+                return JobResult(outputs=flat.read_outputs(reply, worker.arena))
+            except flat.MalformedFlat as exc:
+                self._discard(slot)
+                raise UndecodableReply(f"worker sent a malformed reply: {exc}") from None
+        ((_, result),) = self._interpret(slot, worker, reply, [0])
+        return result
+
     def _wire(self, worker: _Worker, slot_jobs: list[tuple[int, Job]]) -> tuple[tuple[WireJob, ...], int]:
         """The jobs as the worker receives them, their inputs written into its arena; and where the free
         part of the arena begins."""
@@ -381,11 +478,17 @@ class WorkerPool:
     def _collect(self, slot: int, worker: _Worker, deadline: float, spin: SpinWait | None,
                  indices: list[int]) -> list[tuple[int, JobResult]]:
         """The worker's results for the jobs at `indices` (batch positions, in the order sent)."""
+        return self._interpret(slot, worker, self._receive(slot, worker, deadline, spin), indices)
+
+    def _receive(self, slot: int, worker: _Worker, deadline: float, spin: SpinWait | None,
+                 expect_s: float = 0.0) -> Any:
+        """The worker's next message (a reply object, or a flat reply's bytes); WorkerFault if none comes by
+        `deadline` or it cannot be read (the worker is discarded)."""
         try:
-            if not worker.conn.poll(max(0.0, deadline - time.monotonic()), spin):
+            if not worker.conn.poll(max(0.0, deadline - time.monotonic()), spin, expect_s):
                 self._discard(slot)
                 raise WorkerFault("worker timed out")
-            reply: FromWorker = worker.conn.recv()
+            return worker.conn.recv()
         except UndecodableReply as exc:  # a broken or taken-over worker: never trust it again
             self._discard(slot)
             raise UndecodableReply(f"worker sent an {exc}") from None
@@ -394,6 +497,11 @@ class WorkerPool:
             code = worker.process.exitcode
             self._discard(slot)
             raise WorkerFault(f"worker died (exit code {code})") from None
+
+    def _interpret(self, slot: int, worker: _Worker, reply: FromWorker | bytearray,
+                   indices: list[int]) -> list[tuple[int, JobResult]]:
+        """The results a pickled reply gives for the jobs at `indices`; LocalFault for a fault, a golden
+        mismatch or anything malformed (the worker is discarded but for a golden mismatch)."""
         match reply:
             case Done(results=results, cached=cached) if _well_formed(results, cached, indices):
                 if cached is not None:

@@ -1,0 +1,295 @@
+"""Flat messages for a single inference (vm/sandbox/flat.py): a one-job hand-off of a model the worker holds
+travels as one struct-framed message each way and gives exactly the results (and verdicts) of the pickled
+path and of the in-process executor; a worker killed between single jobs is replaced as before; and a worker
+taken over through ONNX Runtime that writes crafted flat replies makes the pool discard it, never build
+anything but numeric arrays, never run code (docs/security.md, "A worker taken over forges a flat reply").
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from onnx import TensorProto, helper
+
+import vm.sandbox.worker as worker_module
+from tests.vm.test_sandbox_handoff import doubling_job
+from tests.vm.test_sandbox_worker import assert_same, package
+from tools.attacks import make_model, tensor
+from vm.models import model_names
+from vm.sandbox import flat
+from vm.sandbox.channel import Channel, dumps
+from vm.sandbox.errors import UndecodableReply, WorkerFault
+from vm.sandbox.executor import InferJob, JobResult, LocalExecutor, ModelPackage
+from vm.sandbox.handoff import Arena, Writer
+from vm.sandbox.spec import ArraySpec, CompareMode, ModelSpec, Tolerance
+from vm.sandbox.worker import WorkerPool
+
+pytestmark = pytest.mark.vm
+
+_HIJACK_ENV = "INFERCHAIN_TEST_FLAT_HIJACK"  # "<case> <marker path>" for the hijacked worker
+
+
+def _digits_job(name: str, seed: int) -> InferJob:
+    pkg = package(name)
+    spec = pkg.spec.inputs[0]
+    rng = np.random.default_rng(seed)
+    value: np.ndarray = (rng.integers(0, 256, size=spec.shape, dtype=np.uint8) if spec.dtype == "uint8"
+                         else rng.random(spec.shape, dtype=np.float32))
+    return InferJob(pkg, {spec.name: value})
+
+
+def _div_job(a: np.ndarray, b: np.ndarray, model_id: bytes = b"fdiv", names: tuple[str, str] = ("a", "b")) -> InferJob:
+    """y = a / b in float32, two inputs (a tolerant model: outputs on the grid; b = 0 gives Inf)."""
+    model = make_model([helper.make_node("Div", ["a", "b"], ["y"])],
+                       [tensor("a", TensorProto.FLOAT, a.shape), tensor("b", TensorProto.FLOAT, b.shape)],
+                       [tensor("y", TensorProto.FLOAT, a.shape)])
+    spec = ModelSpec((ArraySpec(names[0], "float32", a.shape), ArraySpec(names[1], "float32", b.shape)),
+                     CompareMode.TOLERANT, 8, Tolerance(1, 0))
+    return InferJob(ModelPackage(model_id, model.SerializeToString(), spec), {names[0]: a, names[1]: b})
+
+
+def _one_by_one(pool: WorkerPool, jobs: list[InferJob]) -> list[JobResult]:
+    return [result for job in jobs for result in pool.run_batch([job])]
+
+
+@pytest.fixture(scope="module")
+def pools() -> Iterator[tuple[WorkerPool, WorkerPool]]:
+    with WorkerPool(1) as fast, WorkerPool(1, flat_jobs=False) as pickled:
+        yield fast, pickled
+
+
+def test_single_jobs_go_flat_and_give_the_pickled_results(pools: tuple[WorkerPool, WorkerPool]) -> None:
+    fast, pickled = pools
+    ones = np.ones((2, 3), np.float32)
+    jobs = [_digits_job(name, seed) for seed in range(2) for name in model_names()]
+    jobs += [doubling_job((1, 7), "uint8", 1), doubling_job((1, 7), "uint8", 2),
+             doubling_job((512, 512), "int32", 3),  # 1 MiB in and out: both through the arena
+             doubling_job((512, 512), "int32", 4),
+             _div_job(ones * 3, ones * 2), _div_job(ones, ones * 4)]
+    before = fast.flat_runs
+    got = _one_by_one(fast, jobs)
+    assert_same(got, _one_by_one(pickled, jobs))
+    assert_same(got, LocalExecutor().run_batch(list(jobs)))
+    # Every job after the first of its model went flat; the pickled baseline never does.
+    assert fast.flat_runs - before == len(jobs) - len({job.model.model_id for job in jobs})
+    assert pickled.flat_runs == 0
+    for result in got:  # arrays arrive writable, as from the pickled path
+        assert result.outputs is not None and all(v.flags.writeable for v in result.outputs.values())
+
+
+def test_verdicts_of_flat_jobs_equal_the_pickled_ones(pools: tuple[WorkerPool, WorkerPool]) -> None:
+    fast, pickled = pools
+    ones = np.ones((2, 3), np.float32)
+    jobs = [
+        _div_job(ones, ones, b"fdiv-verdicts"),  # loads the model (pickled batch)
+        _div_job(ones, np.zeros_like(ones), b"fdiv-verdicts"),  # flat: Inf -> NonFiniteOutput
+        _div_job(ones.astype(np.float64), ones.astype(np.float64), b"fdiv-verdicts"),  # wrong dtype: pickled
+        # Same model id, a spec that names its inputs otherwise: the pool checks the arrays against this spec
+        # and goes flat; the worker holds the first spec and refuses them, as the pickled path does.
+        _div_job(ones, ones, b"fdiv-verdicts", ("p", "q")),
+        _div_job(ones * 6, ones * 3, b"fdiv-verdicts"),
+    ]
+    local = LocalExecutor()
+    in_order = [local.run_batch([job])[0] for job in jobs]
+    before = fast.flat_runs
+    assert_same(_one_by_one(fast, jobs), in_order)
+    assert_same(_one_by_one(pickled, jobs), in_order)
+    assert fast.flat_runs - before == 3
+    assert [type(r.error).__name__ for r in in_order] == [
+        "NoneType", "NonFiniteOutput", "InputMismatch", "InputMismatch", "NoneType"]
+
+
+def test_a_worker_killed_between_single_jobs_is_replaced() -> None:
+    job = _digits_job("digits_mlp", 3)
+    expected = LocalExecutor().run_batch([job])
+    with WorkerPool(1) as pool:
+        for _ in range(2):
+            assert_same(pool.run_batch([job]), expected)
+        (info,) = pool.describe()
+        pid = int(info["pid"])
+        os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 10  # the kill is asynchronous: wait until every thread exited (not reaped)
+        while os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is None:
+            assert time.monotonic() < deadline, "the killed worker did not die"
+            time.sleep(0.01)
+        assert_same(pool.run_batch([job]), expected)  # model bytes again: a pickled batch to a new worker
+        assert_same(pool.run_batch([job]), expected)
+        assert pool.restarts == 1 and pool.flat_runs == 2
+
+
+# ---- the codec ------------------------------------------------------------------------------------------
+
+
+def _join(parts: list[object]) -> bytearray:
+    return bytearray(b"".join(parts))  # type: ignore[arg-type]
+
+
+_OUTPUTS = {
+    "grid": np.arange(-6, 6, dtype=np.int64).reshape(3, 4),
+    "flag": np.array([True, False, True]),
+    "scalar": np.array(7, np.uint8),
+    "empty": np.zeros((0, 5), np.int32),
+    "wide": np.arange(2048, dtype=np.float64),  # 16 KiB: into the arena when there is one
+    "é": np.array([1.5], np.float32),
+}
+
+
+@pytest.mark.parametrize("with_arena", [True, False])
+def test_outputs_round_trip_in_order_with_their_dtypes(with_arena: bool) -> None:
+    arena = Arena(1 << 20) if with_arena else None
+    try:
+        parts = flat.outputs_parts(_OUTPUTS, None if arena is None else Writer(arena, 4096))
+        assert parts is not None
+        got = flat.read_outputs(_join(parts), arena)
+    finally:
+        if arena is not None:
+            arena.close()
+    assert list(got) == list(_OUTPUTS)
+    for name, value in _OUTPUTS.items():
+        assert got[name].dtype == value.dtype and got[name].shape == value.shape
+        np.testing.assert_array_equal(got[name], value)
+
+
+def test_outputs_the_codec_cannot_name_go_pickled() -> None:
+    assert flat.outputs_parts({"y": np.zeros(2, ">f8")}, None) is None
+    assert flat.outputs_parts({"y": np.zeros((4, 4), np.int64)[:, ::2]}, None) is None
+
+
+def _valid_reply() -> bytearray:
+    parts = flat.outputs_parts({"y": np.arange(4, dtype=np.int64), "z": np.array([1], np.uint8)}, None)
+    assert parts is not None
+    return _join(parts)
+
+
+def _slot(code: int, ndim: int, where: int, name: bytes, offset: int, nbytes: int, dims: tuple[int, ...]) -> bytes:
+    return (bytes([code, ndim, where, 0]) + len(name).to_bytes(2, "little") + bytes(2)
+            + offset.to_bytes(8, "little") + nbytes.to_bytes(8, "little")
+            + b"".join(d.to_bytes(8, "little") for d in dims) + name)
+
+
+def _reply(*slots: bytes, data: bytes = b"") -> bytearray:
+    return bytearray(bytes([flat.OUTPUTS_TAG, 0]) + len(slots).to_bytes(2, "little") + b"".join(slots) + data)
+
+
+_INT64 = flat.DTYPES.index(np.dtype("int64"))
+# Crafted replies, each breaking one rule of `read_outputs`.
+MALFORMED = {
+    "empty": bytearray(),
+    "wrong-tag": bytearray(b"X") + _valid_reply()[1:],
+    "truncated": _valid_reply()[:30],
+    "too-many-outputs": _reply(data=b"")[:2] + (flat.MAX_OUTPUTS + 1).to_bytes(2, "little"),
+    "unknown-dtype": _reply(_slot(len(flat.DTYPES), 1, 0, b"y", 64, 8, (1,)), data=bytes(64)),
+    "object-dtype-code": _reply(_slot(255, 1, 0, b"y", 64, 8, (1,)), data=bytes(64)),
+    "size-lies": _reply(_slot(_INT64, 1, 0, b"y", 40, 8, (1 << 40,)), data=bytes(64)),
+    "huge-dim-of-nothing": _reply(_slot(_INT64, 2, 0, b"y", 48, 0, (0, 1 << 62)), data=bytes(64)),
+    "too-many-dims": _reply(_slot(_INT64, flat.MAX_NDIM + 1, 0, b"y", 0, 8, (1,) * (flat.MAX_NDIM + 1))),
+    "data-past-the-end": _reply(_slot(_INT64, 1, 0, b"y", 36, 8 * 100, (100,)), data=bytes(64)),
+    "data-over-the-slots": _reply(_slot(_INT64, 1, 0, b"y", 0, 8, (1,)), data=bytes(64)),
+    "offset-wraps": _reply(_slot(_INT64, 1, 0, b"y", (1 << 64) - 8, 8, (1,)), data=bytes(64)),
+    "arena-without-arena": _reply(_slot(_INT64, 1, 1, b"y", 0, 8, (1,))),
+    "bad-where": _reply(_slot(_INT64, 1, 7, b"y", 40, 8, (1,)), data=bytes(64)),
+    "name-not-utf8": _reply(_slot(_INT64, 1, 0, b"\xff\xfe", 48, 8, (1,)), data=bytes(64)),
+    "same-name-twice": _reply(_slot(_INT64, 1, 0, b"y", 96, 8, (1,)), _slot(_INT64, 1, 0, b"y", 96, 8, (1,)),
+                              data=bytes(64)),
+}
+
+
+@pytest.mark.parametrize("body", list(MALFORMED.values()), ids=list(MALFORMED))
+def test_malformed_replies_are_refused(body: bytearray) -> None:
+    with pytest.raises(flat.MalformedFlat):
+        flat.read_outputs(body, None)
+
+
+def test_arena_refs_outside_the_arena_are_refused() -> None:
+    arena = Arena(1 << 16)
+    try:
+        for offset in (arena.size - 4, arena.size, (1 << 64) - 8):
+            with pytest.raises(flat.MalformedFlat, match="outside the arena"):
+                flat.read_outputs(_reply(_slot(_INT64, 1, 1, b"y", offset, 8, (1,))), arena)
+    finally:
+        arena.close()
+
+
+def _is_plain(outputs: dict[str, np.ndarray]) -> bool:
+    return all(type(k) is str and type(v) is np.ndarray and v.dtype in flat.DTYPES for k, v in outputs.items())
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
+@given(st.data())
+def test_any_bytes_are_plain_arrays_or_refused(data: st.DataObject) -> None:
+    """Whatever a worker writes, the reader returns numeric arrays by str name or raises MalformedFlat."""
+    body = _valid_reply()
+    if data.draw(st.booleans()):
+        body = bytearray(data.draw(st.binary(max_size=300)))
+    else:
+        for _ in range(data.draw(st.integers(1, 6))):
+            at = data.draw(st.integers(0, len(body) - 1))
+            body[at] = data.draw(st.integers(0, 255))
+        body = body[:data.draw(st.integers(0, len(body)))]
+    try:
+        outputs = flat.read_outputs(body, None)
+    except flat.MalformedFlat:
+        return
+    assert _is_plain(outputs)
+
+
+# ---- the attack against the real pool -------------------------------------------------------------------
+
+
+class _Touch:
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def __reduce__(self) -> tuple[object, tuple[str]]:
+        return os.system, (f"touch {self.path}",)
+
+
+def _forged(case: str, marker: str) -> list[object]:
+    if case == "pickle":  # a code-running pickle in place of the flat reply
+        return [dumps(_Touch(marker))]
+    if case == "arena":  # an output that claims the node's memory past the arena
+        return [_reply(_slot(_INT64, 1, 1, b"y", 1 << 40, 8, (1,)))]
+    return [MALFORMED["size-lies"]]
+
+
+def _hijacked_worker_main(sock: socket.socket, limits: object, *spin: object) -> None:
+    """A real worker whose flat replies are replaced on the socket, as a worker taken over through ONNX
+    Runtime would write them."""
+    case, marker = os.environ[_HIJACK_ENV].split(" ", 1)
+
+    def send_parts(self: Channel, parts: list[object]) -> None:
+        for part in _forged(case, marker):
+            body = bytes(part)  # type: ignore[call-overload]
+            self._sock.sendall(len(body).to_bytes(8, "little") + body)
+
+    Channel.send_parts = send_parts  # type: ignore[method-assign]
+    worker_module._worker_main(sock, limits, *spin)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(("case", "error"), [("pickle", "not allowed"), ("arena", "outside the arena")])
+def test_a_taken_over_worker_cannot_forge_a_flat_reply(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, case: str,
+                                                       error: str) -> None:
+    marker = tmp_path / "pwned"
+    job = _digits_job("digits_int8", 7)
+    expected = LocalExecutor().run_batch([job])
+    real_main = worker_module._worker_main
+    monkeypatch.setenv(_HIJACK_ENV, f"{case} {marker}")
+    monkeypatch.setattr(worker_module, "_worker_main", _hijacked_worker_main)
+    with WorkerPool(1) as pool:
+        assert_same(pool.run_batch([job]), expected)  # the model's first job: a pickled batch, answered honestly
+        with pytest.raises(WorkerFault) as caught:
+            pool.run_batch([job])  # flat: the forged reply
+        assert isinstance(caught.value, UndecodableReply) and error in str(caught.value)
+        monkeypatch.setattr(worker_module, "_worker_main", real_main)
+        assert_same(pool.run_batch([job]), expected)  # the taken-over worker was discarded: a fresh one
+        assert pool.restarts == 1
+    assert not marker.exists()

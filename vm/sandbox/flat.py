@@ -1,0 +1,280 @@
+"""One flat message each way for a single inference (docs/sandbox.md, "Flat messages for a single job").
+
+The commonest hand-off outside a block is one inference of a model the worker already holds. For it the pool
+sends a fixed binary layout (struct header, then the inputs' raw bytes, or their offsets in the shared arena)
+instead of a pickled `Batch`, and a worker that gets outputs answers with one (instead of a pickled `Done`):
+no protocol object is built, pickled or unpickled on either side. Anything else a worker has to say (a
+verdict, a fault, a golden mismatch) still travels as the pickled reply of vm/sandbox/protocol.py.
+
+A flat body never starts with pickle's PROTO opcode (0x80): the channel returns it as a `bytearray` and the
+receiver reads it here. `read_outputs` is how the pool reads a worker's bytes, which it does not trust (a
+worker runs ONNX Runtime on anyone's model): a bounded struct reader that can build nothing but `str` names
+and numeric numpy arrays of the dtypes below, each lying inside the message or the arena; anything else is
+`MalformedFlat` before an array is made.
+
+Job (pool -> worker), little-endian:
+    head    tag 'J', n inputs u16, cpu_seconds u32, free_from u64, len(model_id) u16, len(signature) u16
+    model_id, signature (`input_signature`: names, dtypes, shapes the pool checked the inputs against)
+    n slots (where u8: 0 in this message / 1 in the arena, offset u64, nbytes u64), in the spec's order
+    inline input bytes, each at an 8-byte aligned offset
+Outputs (worker -> pool):
+    head    tag 'O', n outputs u16
+    n slots (dtype code u8, ndim u8, where u8, len(name) u16, offset u64, nbytes u64, ndim dims u64, name)
+    inline output bytes
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+import struct
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from vm.sandbox.handoff import Arena, Writer, in_arena
+from vm.sandbox.spec import ArraySpec
+
+JOB_TAG = 0x4A  # "J"
+OUTPUTS_TAG = 0x4F  # "O"
+INLINE, IN_ARENA = 0, 1
+
+# Dtype codes: every dtype a canonical model's tensors may have (spec.ALLOWED_DTYPES), native byte order.
+DTYPES: tuple[np.dtype[Any], ...] = tuple(np.dtype(name) for name in (
+    "bool", "int8", "uint8", "int16", "uint16", "int32", "uint32", "int64", "uint64", "float32", "float64"))
+_CODES = {dtype: code for code, dtype in enumerate(DTYPES)}
+# Bounds on what a reply may declare: far above any checked model (numpy itself allows 64 dimensions).
+MAX_OUTPUTS = 1024
+MAX_NDIM = 32
+MAX_NAME_BYTES = 1024
+MAX_DIM = 1 << 40
+
+_JOB_HEAD = struct.Struct("<BxHIQHH")
+_JOB_SLOT = struct.Struct("<BxxxxxxxQQ")
+_OUT_HEAD = struct.Struct("<BxH")
+_OUT_SLOT = struct.Struct("<BBBxHxxQQ")
+_DIM = struct.Struct("<Q")
+
+
+@functools.cache
+def _job_slots(n: int) -> struct.Struct:
+    """The slots of a job of `n` inputs, in one struct."""
+    return struct.Struct("<" + _JOB_SLOT.format[1:] * n)
+
+
+@functools.cache
+def _out_slot(ndim: int) -> struct.Struct:
+    """An output's slot with its `ndim` dimensions (at most MAX_NDIM: the cache stays small)."""
+    return struct.Struct(_OUT_SLOT.format + "Q" * ndim)
+
+
+class MalformedFlat(ValueError):
+    """A flat message that does not follow the layout (the pool discards the worker that sent it)."""
+
+
+def _aligned8(n: int) -> int:
+    return (n + 7) & ~7
+
+
+def input_signature(inputs: Sequence[ArraySpec]) -> bytes:
+    """The declared inputs as bytes (JSON: names, dtypes, shapes in order). The pool sends the signature of the
+    spec it checked the arrays against; the worker compares it with its loaded model's (the same unless two
+    specs share a model id) and otherwise reads the arrays by this signature and checks them as a pickled job's
+    (`Layout.of_signature`), so a flat job gets exactly the pickled job's verdict."""
+    return json.dumps([[t.name, t.dtype, list(t.shape)] for t in inputs], separators=(",", ":")).encode()
+
+
+@dataclass(frozen=True, slots=True)
+class Layout:
+    """A model's declared inputs as the flat job needs them: checked once per spec (pool) or load (worker)."""
+
+    signature: bytes
+    inputs: tuple[tuple[str, np.dtype[Any], tuple[int, ...], int], ...]  # name, dtype, shape, nbytes
+
+    @classmethod
+    def of(cls, inputs: Sequence[ArraySpec]) -> Layout:
+        return cls(input_signature(inputs), tuple(
+            (t.name, np.dtype(t.dtype), t.shape, math.prod(t.shape) * np.dtype(t.dtype).itemsize) for t in inputs))
+
+    @classmethod
+    def of_signature(cls, signature: bytes) -> Layout:
+        """The layout a pool's signature describes (ValueError, TypeError or KeyError if it describes none)."""
+        return cls.of([ArraySpec(name, dtype, tuple(shape)) for name, dtype, shape in json.loads(signature)])
+
+    def arrays(self, inputs: Mapping[str, Any]) -> list[np.ndarray] | None:
+        """The inputs in declared order when each is a C-ordered numpy array of exactly the declared dtype and
+        shape (what the flat job carries), else None (the pickled batch then carries them, and the worker
+        gives its verdict on them as before)."""
+        if len(inputs) != len(self.inputs):
+            return None
+        arrays = []
+        for name, dtype, shape, _ in self.inputs:
+            value = inputs.get(name)
+            if type(value) is not np.ndarray or value.dtype != dtype or value.shape != shape \
+                    or not value.flags.c_contiguous:
+                return None
+            arrays.append(value)
+        return arrays
+
+
+class FlatJob(NamedTuple):
+    cpu_seconds: int
+    free_from: int
+    model_id: bytes
+    signature: bytes
+    slots: tuple[int, ...]  # where, offset, nbytes of each input, flat
+
+
+def job_parts(model_id: bytes, layout: Layout, arrays: Sequence[np.ndarray], cpu_seconds: int,
+              writer: Writer | None) -> list[Any]:
+    """The buffers of a flat job, to send as one message: inputs of INLINE_BYTES and more go into the arena
+    through `writer` (when there is one and they fit), the others follow the header."""
+    n = len(arrays)
+    slots_at = _JOB_HEAD.size + len(model_id) + len(layout.signature)
+    data_at = _aligned8(slots_at + n * _JOB_SLOT.size)
+    slots: list[int] = []
+    inline: list[Any] = []
+    end = data_at
+    for value in arrays:
+        ref = writer.put(value) if writer is not None and in_arena(value) else None
+        if ref is not None:
+            slots += (IN_ARENA, ref.offset, value.nbytes)
+            continue
+        start = _aligned8(end)
+        if start > end:
+            inline.append(bytes(start - end))
+        slots += (INLINE, start, value.nbytes)
+        inline.append(value)
+        end = start + value.nbytes
+    head = _JOB_HEAD.pack(JOB_TAG, n, cpu_seconds, 0 if writer is None else writer.end, len(model_id),
+                          len(layout.signature))
+    pad = bytes(data_at - slots_at - n * _JOB_SLOT.size)
+    return [head, model_id, layout.signature, _job_slots(n).pack(*slots), pad, *inline]
+
+
+def read_job(body: bytearray) -> FlatJob:
+    """A flat job's header (the pool is trusted; this still refuses a body its own header does not fit)."""
+    try:
+        tag, n, cpu_seconds, free_from, id_len, sig_len = _JOB_HEAD.unpack_from(body)
+        at = _JOB_HEAD.size + id_len + sig_len
+        signature = bytes(body[at - sig_len:at])
+        slots = _job_slots(n).unpack_from(body, at)
+    except struct.error as exc:
+        raise MalformedFlat(f"flat job: {exc}") from None
+    if tag != JOB_TAG:
+        raise MalformedFlat("flat job: bad header")
+    return FlatJob(cpu_seconds, free_from, bytes(body[_JOB_HEAD.size:_JOB_HEAD.size + id_len]), signature, slots)
+
+
+def job_inputs(job: FlatJob, layout: Layout, body: bytearray, arena: Arena | None) -> dict[str, np.ndarray]:
+    """The job's inputs by name, as views of the message or the arena (no copy)."""
+    slots = job.slots
+    if len(slots) != 3 * len(layout.inputs):
+        raise MalformedFlat("flat job: its slots differ from its signature")
+    feeds: dict[str, np.ndarray] = {}
+    i = 0
+    for name, dtype, shape, nbytes in layout.inputs:
+        where, offset, size = slots[i], slots[i + 1], slots[i + 2]
+        i += 3
+        if size != nbytes:
+            raise MalformedFlat(f"flat job: input {name!r} has {size} bytes, not {nbytes}")
+        if where == INLINE and offset + size <= len(body):
+            feeds[name] = (np.frombuffer(body, dtype, nbytes // dtype.itemsize, offset).reshape(shape) if size
+                           else np.zeros(shape, dtype))
+        elif where == IN_ARENA and arena is not None and offset + size <= arena.size:
+            feeds[name] = arena.view_at(dtype, shape, offset)
+        else:
+            raise MalformedFlat(f"flat job: input {name!r} lies outside the message and the arena")
+    return feeds
+
+
+def outputs_parts(outputs: Mapping[str, np.ndarray], writer: Writer | None) -> list[Any] | None:
+    """The buffers of a flat reply carrying `outputs` (arrays of INLINE_BYTES and more in the arena when they
+    fit), or None when an output has no code here (the pickled reply then carries it)."""
+    names = []
+    size = _OUT_HEAD.size
+    for name, value in outputs.items():
+        if type(value) is not np.ndarray or value.dtype not in _CODES or not value.flags.c_contiguous:
+            return None
+        encoded = name.encode()
+        names.append(encoded)
+        size += _OUT_SLOT.size + _DIM.size * value.ndim + len(encoded)
+    header = [_OUT_HEAD.pack(OUTPUTS_TAG, len(outputs))]
+    data: list[Any] = []
+    end = _aligned8(size)
+    for encoded, value in zip(names, outputs.values(), strict=True):
+        ref = writer.put(value) if writer is not None and in_arena(value) else None
+        if ref is not None:
+            where, offset = IN_ARENA, ref.offset
+        else:
+            where, offset = INLINE, end
+            data.append(value)
+            pad = _aligned8(value.nbytes) - value.nbytes
+            if pad:
+                data.append(bytes(pad))
+            end += value.nbytes + pad
+        header.append(_out_slot(value.ndim).pack(_CODES[value.dtype], value.ndim, where, len(encoded), offset,
+                                                 value.nbytes, *value.shape))
+        header.append(encoded)
+    header.append(bytes(_aligned8(size) - size))
+    return header + data
+
+
+def read_outputs(body: bytearray, arena: Arena | None) -> dict[str, np.ndarray]:
+    """A worker's flat reply as canonical outputs by name; MalformedFlat unless every field is in bounds: a
+    known dtype code, at most MAX_NDIM dimensions whose product times the item size is the stated byte count,
+    a UTF-8 name of at most MAX_NAME_BYTES seen once, data inside the message (after the slots) or inside the
+    arena. Inline arrays are writable views of `body`; arena ones private copies (the arena is reused)."""
+    size = len(body)
+    if size < _OUT_HEAD.size:
+        raise MalformedFlat("flat reply shorter than its header")
+    tag, n = _OUT_HEAD.unpack_from(body)
+    if tag != OUTPUTS_TAG or n > MAX_OUTPUTS:
+        raise MalformedFlat("flat reply: bad header")
+    slots: list[tuple[str, np.dtype[Any], tuple[int, ...], int, int, int]] = []
+    names: set[str] = set()
+    at = _OUT_HEAD.size
+    for _ in range(n):
+        if at + _OUT_SLOT.size > size:
+            raise MalformedFlat("flat reply: truncated slot")
+        ndim = body[at + 1]
+        if ndim > MAX_NDIM:
+            raise MalformedFlat("flat reply: slot out of range")
+        slot = _out_slot(ndim)
+        if at + slot.size > size:
+            raise MalformedFlat("flat reply: truncated slot")
+        code, _, where, name_len, offset, nbytes, *dims = slot.unpack_from(body, at)
+        if code >= len(DTYPES) or name_len > MAX_NAME_BYTES or where not in (INLINE, IN_ARENA):
+            raise MalformedFlat("flat reply: slot out of range")
+        at += slot.size
+        if at + name_len > size:
+            raise MalformedFlat("flat reply: truncated slot")
+        shape = tuple(dims)
+        try:
+            name = body[at:at + name_len].decode()
+        except UnicodeDecodeError:
+            raise MalformedFlat("flat reply: a name is not UTF-8") from None
+        at += name_len
+        dtype = DTYPES[code]
+        if max(shape, default=0) > MAX_DIM or math.prod(shape) * dtype.itemsize != nbytes:
+            raise MalformedFlat(f"flat reply: output {name!r} has {nbytes} bytes for shape {shape}")
+        if name in names:
+            raise MalformedFlat(f"flat reply: output {name!r} twice")
+        names.add(name)
+        slots.append((name, dtype, shape, where, offset, nbytes))
+    outputs: dict[str, np.ndarray] = {}
+    for name, dtype, shape, where, offset, nbytes in slots:
+        if where == IN_ARENA:
+            if arena is None or offset + nbytes > arena.size:
+                raise MalformedFlat(f"flat reply: output {name!r} lies outside the arena")
+            outputs[name] = arena.view_at(dtype, shape, offset).copy()
+        elif offset < at or offset + nbytes > size:  # inline data lies after every slot, inside the message
+            raise MalformedFlat(f"flat reply: output {name!r} lies outside the message")
+        elif nbytes == 0:
+            outputs[name] = np.zeros(shape, dtype)
+        else:
+            outputs[name] = np.frombuffer(body, dtype, nbytes // dtype.itemsize, offset).reshape(shape)
+    return outputs
