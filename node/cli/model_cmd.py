@@ -37,12 +37,12 @@ from node.cli.units import chain_token
 from node.client import Client, ModelInfo, NodeUnreachable, RpcError
 from node.rpc.errors import NOT_FOUND
 from vm.txs import (
-    MAX_CHUNK_BYTES,
     GoldenVector,
+    ModelChunk,
     ModelClass,
     ModelMeta,
     TensorSpec,
-    build_model_upload,
+    sign_upload,
     split_model,
 )
 
@@ -254,10 +254,10 @@ def register(path: Path, name: str, model_class: str, grid_k: int, tol_abs: int,
         hint = " ".join(f"--output {n}" for n in names if "label" not in n.lower()) or "--output NAME"
         raise CliError(f"{exc}; register the other outputs alone with {hint} "
                        f"(this model's outputs: {', '.join(map(repr, names))})") from None
-    chunks = split_model(canonical, meta)
+    chunks = split_model(canonical, meta)  # the one hash of the whole model: the id, the precheck and the upload
     model_id = chunks[0].model_id
     if dry_run:
-        _dry_run(canonical, meta, node_url, upgraded.changes, as_json)
+        _dry_run(canonical, meta, chunks, node_url, upgraded.changes, as_json)
         return
     key = load_signing_key(from_key, keyring)
     with Client(node_url, timeout=60) as client:
@@ -274,9 +274,9 @@ def register(path: Path, name: str, model_class: str, grid_k: int, tol_abs: int,
         over_tx_gas(ctx.vm, limits[-1] if gas_limit is None else 0)  # before the (slower) full pre-check
         if quote is not None and gas_limit is None:
             uncallable(ctx.vm, quote)
-        _refuse_as_the_chain_would(client, canonical, meta, ctx.vm, key.address)
-        txs = build_model_upload(key, canonical, meta, chain_id=ctx.chain_id, first_nonce=ctx.nonce,
-                                 gas_limits=limits, gas_price=ctx.gas_price(), chunk_bytes=MAX_CHUNK_BYTES)
+        _refuse_as_the_chain_would(client, canonical, meta, chunks, ctx.vm, key.address)
+        txs = sign_upload(key, chunks, chain_id=ctx.chain_id, first_nonce=ctx.nonce, gas_limits=limits,
+                          gas_price=ctx.gas_price())
         last = None
         with click.progressbar(length=len(canonical), label=f"uploading {len(chunks)} chunk(s)",
                                file=sys.stderr) as bar:
@@ -314,22 +314,23 @@ def _registered(client: Client, model_id: bytes) -> bool:
     return True
 
 
-def _refuse_as_the_chain_would(client: Client | None, canonical: bytes, meta: ModelMeta,
+def _refuse_as_the_chain_would(client: Client | None, canonical: bytes, meta: ModelMeta, chunks: list[ModelChunk],
                                vm: dict[str, Any] | None, owner: Address) -> RegisterResolution:
     """The chain's registration verdict computed here (node.modelprep.precheck); CliError if it refuses."""
     from node.modelprep import limits_from_vm_params, precheck, refusal
 
-    model_id = split_model(canonical, meta)[0].model_id
+    model_id = chunks[0].model_id
     if client is not None and _registered(client, model_id):
         raise CliError(f"model {model_id.hex()} is already registered")
-    resolution = precheck(canonical, meta, limits_from_vm_params(vm), owner)
+    resolution = precheck(canonical, meta, limits_from_vm_params(vm), owner, chunks)
     why = refusal(resolution)
     if why is not None:
         raise CliError(f"the chain would refuse this registration: {why}")
     return resolution
 
 
-def _dry_run(canonical: bytes, meta: ModelMeta, node_url: str, changes: tuple[str, ...], as_json: bool) -> None:
+def _dry_run(canonical: bytes, meta: ModelMeta, chunks: list[ModelChunk], node_url: str, changes: tuple[str, ...],
+             as_json: bool) -> None:
     """What `register` would send and pay, from the node's parameters (the repository's genesis when the
     node cannot be reached); nothing is signed or sent."""
     vm: dict[str, Any] | None = None
@@ -341,7 +342,6 @@ def _dry_run(canonical: bytes, meta: ModelMeta, node_url: str, changes: tuple[st
             reached = True
     except (NodeUnreachable, RpcError):
         vm, source = json.loads(default_genesis().read_text()).get("vm"), "genesis.json (node unreachable)"
-    chunks = split_model(canonical, meta)
     gas = 0
     if vm:
         gas = sum(int(vm["gas_chunk_base"]) + int(vm["gas_chunk_per_byte"]) * len(c.data) for c in chunks)
@@ -353,9 +353,9 @@ def _dry_run(canonical: bytes, meta: ModelMeta, node_url: str, changes: tuple[st
         gas += registration
     if reached:
         with Client(node_url, timeout=10) as client:
-            resolution = _refuse_as_the_chain_would(client, canonical, meta, vm, Address(bytes(20)))
+            resolution = _refuse_as_the_chain_would(client, canonical, meta, chunks, vm, Address(bytes(20)))
     else:
-        resolution = _refuse_as_the_chain_would(None, canonical, meta, vm, Address(bytes(20)))
+        resolution = _refuse_as_the_chain_would(None, canonical, meta, chunks, vm, Address(bytes(20)))
     price = int(vm["min_gas_price"]) if vm else 1
     doc = {"model_id": chunks[0].model_id.hex(), "name": meta.name, "class": meta.model_class.name.lower(),
            "bytes": len(canonical), "chunks": len(chunks), "converted": "; ".join(changes) or "nothing",
