@@ -30,7 +30,7 @@ from vm.sandbox.executor import LocalExecutor
 from vm.sandbox.graph import dtype_name, one_line, parse_model
 from vm.sandbox.limits import DEFAULT_LIMITS, GasSchedule, SandboxLimits
 from vm.sandbox.spec import ArraySpec, CompareMode, ModelInfo, ModelSpec, Tolerance
-from vm.txs import ModelMeta, split_model
+from vm.txs import ModelChunk, ModelMeta, split_model
 
 # The oldest models the client converts: IR 3 (initializers listed as inputs) and opset 6 (pytorch's old
 # exports, onnx's backend corpus), with the one repair onnx's converter does not make (PRelu slopes).
@@ -207,10 +207,12 @@ def _no_registered_models(model_id: Hash32) -> bytes:
     raise LookupError("the pre-check resolves a registration only")
 
 
-def precheck(canonical: bytes, meta: ModelMeta, limits: SandboxLimits, owner: Address) -> RegisterResolution:
+def precheck(canonical: bytes, meta: ModelMeta, limits: SandboxLimits, owner: Address,
+             chunks: list[ModelChunk] | None = None) -> RegisterResolution:
     """The chain's registration verdict for these bytes and metadata, computed here: the same engine code
-    the VM runs in a block (metadata rules, graph checker, declared outputs, price, golden runs)."""
-    chunks = split_model(canonical, meta)
+    the VM runs in a block (metadata rules, graph checker, declared outputs, price, golden runs). `chunks`:
+    `split_model(canonical, meta)` when the caller has them (splitting hashes the whole model)."""
+    chunks = chunks or split_model(canonical, meta)
     work = RegisterWork(0, chunks[0].model_id, owner, meta, canonical, len(chunks), gas_left=2**62)
     engine = Engine(LocalExecutor(), _no_registered_models)
     try:

@@ -458,7 +458,7 @@ def register_model(view: StateView, ctx: BlockContext, work: RegisterWork, gas_p
     upload = view.get(upload_key(work.model_id), Upload)
     assert upload is not None
     header = upload.header
-    view.put_blob(work.model_bytes)
+    view.put_hashed_blob(work.model_bytes, header.bytes_hash)  # checked against it when the upload completed
     view.put(model_key(work.model_id), ModelRecord(work.owner, header.meta, header.bytes_hash, header.total_bytes,
                                                    header.n_chunks, Gas(gas_per_call), ctx.height, Gas(gas_load)))
     drop_upload(view, work.model_id)

@@ -366,9 +366,14 @@ class StateView:
     def put_blob(self, data: bytes) -> Hash32:
         """Keep `data` as a blob and count one reference to it; its digest."""
         digest = blob_digest(data)
+        self.put_hashed_blob(data, digest)
+        return digest
+
+    def put_hashed_blob(self, data: bytes, digest: Hash32) -> None:
+        """`put_blob` for bytes the caller has just checked against `digest` (a registration's assembled
+        model against its upload header's hash): the model is hashed once, not twice."""
         self._new_blobs.setdefault(bytes(digest), bytes(data))
         self._blob_refs[bytes(digest)] = self._blob_refs.get(bytes(digest), 0) + 1
-        return digest
 
     def release_blob(self, digest: Hash32) -> None:
         """Drop one reference to a blob (its upload closed); unreferenced blobs are collected later."""

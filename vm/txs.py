@@ -274,7 +274,14 @@ def build_model_upload(key: PrivateKey, model_bytes: bytes, meta: ModelMeta, *, 
                        first_nonce: int, gas_limits: list[int] | int, gas_price: int,
                        chunk_bytes: int = MAX_CHUNK_BYTES) -> list[Transaction]:
     """Chunk transactions for one upload, with consecutive nonces; fee = gas_limit x gas_price each."""
-    chunks = split_model(model_bytes, meta, chunk_bytes)
+    return sign_upload(key, split_model(model_bytes, meta, chunk_bytes), chain_id=chain_id,
+                       first_nonce=first_nonce, gas_limits=gas_limits, gas_price=gas_price)
+
+
+def sign_upload(key: PrivateKey, chunks: list[ModelChunk], *, chain_id: str, first_nonce: int,
+                gas_limits: list[int] | int, gas_price: int) -> list[Transaction]:
+    """`build_model_upload` for chunks already split (`split_model` hashes the whole model: a client that
+    split them to learn the model id signs them without hashing again)."""
     limits = gas_limits if isinstance(gas_limits, list) else [gas_limits] * len(chunks)
     return [build_tx(key, chunk, chain_id=chain_id, nonce=first_nonce + i, gas_limit=limit,
                      fee=limit * gas_price) for i, (chunk, limit) in enumerate(zip(chunks, limits, strict=True))]

@@ -11,6 +11,7 @@ import json
 import math
 import sys
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -37,12 +38,12 @@ from node.cli.units import chain_token
 from node.client import Client, ModelInfo, NodeUnreachable, RpcError
 from node.rpc.errors import NOT_FOUND
 from vm.txs import (
-    MAX_CHUNK_BYTES,
     GoldenVector,
+    ModelChunk,
     ModelClass,
     ModelMeta,
     TensorSpec,
-    build_model_upload,
+    sign_upload,
     split_model,
 )
 
@@ -146,9 +147,10 @@ def _golden_inputs(spec: TensorSpec, rng: np.random.Generator) -> np.ndarray:
 
 
 def prepare_model(model_bytes: bytes, *, name: str, model_class: str, grid_k: int, tol_abs: int, tol_rel_ppm: int,
-                  fee_per_call: int, input_shapes: dict[str, list[int]], golden_inputs: list[dict[str, np.ndarray]]
-                  ) -> tuple[bytes, ModelMeta]:
-    """Canonical bytes and registration metadata, with golden outputs computed by the pinned runtime."""
+                  fee_per_call: int, input_shapes: dict[str, list[int]], golden_inputs: list[dict[str, np.ndarray]],
+                  on_canonical: Callable[[bytes], None] | None = None) -> tuple[bytes, ModelMeta]:
+    """Canonical bytes and registration metadata, with golden outputs computed by the pinned runtime.
+    `on_canonical` sees the canonical bytes before the graph check and the golden runs (and may refuse)."""
     from node.modelprep import check_graph
     from vm.sandbox.canonicalize import canonicalize
     from vm.sandbox.graph import one_line
@@ -157,6 +159,8 @@ def prepare_model(model_bytes: bytes, *, name: str, model_class: str, grid_k: in
 
     shapes = input_shapes or _declared_shapes(model_bytes)
     canonical = canonicalize(model_bytes, shapes)
+    if on_canonical is not None:
+        on_canonical(canonical)
     check_graph(canonical, model_class, grid_k, tol_abs, tol_rel_ppm)  # the chain's refusals, before any run
     try:
         session = create_session(canonical)
@@ -243,10 +247,17 @@ def register(path: Path, name: str, model_class: str, grid_k: int, tol_abs: int,
     upgraded = upgrade(keep_outputs(path.read_bytes(), outputs))
     for change in upgraded.changes:
         click.echo(f"converted: {change}", err=True)
+    vm, source, reached = published_vm(node_url)
+
+    def refuse_early(canonical: bytes) -> None:  # before the check and the golden runs
+        if gas_limit is None and (reached or dry_run):
+            over_tx_gas(vm, registration_floor(vm, canonical), at_least=True)
+
     try:
         canonical, meta = prepare_model(upgraded.model_bytes, name=name, model_class=model_class, grid_k=grid_k,
                                         tol_abs=tol_abs, tol_rel_ppm=tol_rel_ppm, fee_per_call=fee_per_call,
-                                        input_shapes=_parse_shapes(input_shape), golden_inputs=golden)
+                                        input_shapes=_parse_shapes(input_shape), golden_inputs=golden,
+                                        on_canonical=refuse_early)
     except InvalidModel as exc:
         if "reads the label of" not in str(exc):
             raise
@@ -254,10 +265,10 @@ def register(path: Path, name: str, model_class: str, grid_k: int, tol_abs: int,
         hint = " ".join(f"--output {n}" for n in names if "label" not in n.lower()) or "--output NAME"
         raise CliError(f"{exc}; register the other outputs alone with {hint} "
                        f"(this model's outputs: {', '.join(map(repr, names))})") from None
-    chunks = split_model(canonical, meta)
+    chunks = split_model(canonical, meta)  # the one hash of the whole model: the id, the precheck and the upload
     model_id = chunks[0].model_id
     if dry_run:
-        _dry_run(canonical, meta, node_url, upgraded.changes, as_json)
+        _dry_run(canonical, meta, chunks, node_url, (vm, source, reached), upgraded.changes, as_json)
         return
     key = load_signing_key(from_key, keyring)
     with Client(node_url, timeout=60) as client:
@@ -274,9 +285,9 @@ def register(path: Path, name: str, model_class: str, grid_k: int, tol_abs: int,
         over_tx_gas(ctx.vm, limits[-1] if gas_limit is None else 0)  # before the (slower) full pre-check
         if quote is not None and gas_limit is None:
             uncallable(ctx.vm, quote)
-        _refuse_as_the_chain_would(client, canonical, meta, ctx.vm, key.address)
-        txs = build_model_upload(key, canonical, meta, chain_id=ctx.chain_id, first_nonce=ctx.nonce,
-                                 gas_limits=limits, gas_price=ctx.gas_price(), chunk_bytes=MAX_CHUNK_BYTES)
+        _refuse_as_the_chain_would(client, canonical, meta, chunks, ctx.vm, key.address)
+        txs = sign_upload(key, chunks, chain_id=ctx.chain_id, first_nonce=ctx.nonce, gas_limits=limits,
+                          gas_price=ctx.gas_price())
         last = None
         with click.progressbar(length=len(canonical), label=f"uploading {len(chunks)} chunk(s)",
                                file=sys.stderr) as bar:
@@ -314,34 +325,26 @@ def _registered(client: Client, model_id: bytes) -> bool:
     return True
 
 
-def _refuse_as_the_chain_would(client: Client | None, canonical: bytes, meta: ModelMeta,
+def _refuse_as_the_chain_would(client: Client | None, canonical: bytes, meta: ModelMeta, chunks: list[ModelChunk],
                                vm: dict[str, Any] | None, owner: Address) -> RegisterResolution:
     """The chain's registration verdict computed here (node.modelprep.precheck); CliError if it refuses."""
     from node.modelprep import limits_from_vm_params, precheck, refusal
 
-    model_id = split_model(canonical, meta)[0].model_id
+    model_id = chunks[0].model_id
     if client is not None and _registered(client, model_id):
         raise CliError(f"model {model_id.hex()} is already registered")
-    resolution = precheck(canonical, meta, limits_from_vm_params(vm), owner)
+    resolution = precheck(canonical, meta, limits_from_vm_params(vm), owner, chunks)
     why = refusal(resolution)
     if why is not None:
         raise CliError(f"the chain would refuse this registration: {why}")
     return resolution
 
 
-def _dry_run(canonical: bytes, meta: ModelMeta, node_url: str, changes: tuple[str, ...], as_json: bool) -> None:
+def _dry_run(canonical: bytes, meta: ModelMeta, chunks: list[ModelChunk], node_url: str,
+             published: tuple[dict[str, Any] | None, str, bool], changes: tuple[str, ...], as_json: bool) -> None:
     """What `register` would send and pay, from the node's parameters (the repository's genesis when the
     node cannot be reached); nothing is signed or sent."""
-    vm: dict[str, Any] | None = None
-    source = "node"
-    reached = False
-    try:
-        with Client(node_url, timeout=10) as client:
-            vm = client.call("params").get("vm")
-            reached = True
-    except (NodeUnreachable, RpcError):
-        vm, source = json.loads(default_genesis().read_text()).get("vm"), "genesis.json (node unreachable)"
-    chunks = split_model(canonical, meta)
+    vm, source, reached = published
     gas = 0
     if vm:
         gas = sum(int(vm["gas_chunk_base"]) + int(vm["gas_chunk_per_byte"]) * len(c.data) for c in chunks)
@@ -353,9 +356,9 @@ def _dry_run(canonical: bytes, meta: ModelMeta, node_url: str, changes: tuple[st
         gas += registration
     if reached:
         with Client(node_url, timeout=10) as client:
-            resolution = _refuse_as_the_chain_would(client, canonical, meta, vm, Address(bytes(20)))
+            resolution = _refuse_as_the_chain_would(client, canonical, meta, chunks, vm, Address(bytes(20)))
     else:
-        resolution = _refuse_as_the_chain_would(None, canonical, meta, vm, Address(bytes(20)))
+        resolution = _refuse_as_the_chain_would(None, canonical, meta, chunks, vm, Address(bytes(20)))
     price = int(vm["min_gas_price"]) if vm else 1
     doc = {"model_id": chunks[0].model_id.hex(), "name": meta.name, "class": meta.model_class.name.lower(),
            "bytes": len(canonical), "chunks": len(chunks), "converted": "; ".join(changes) or "nothing",
@@ -435,16 +438,35 @@ def resolve_model_id(client: Client, text: str) -> str:
     raise CliError(f"{len(matches)} models are named {text!r}; give the model id")
 
 
-def over_tx_gas(vm: dict[str, Any] | None, last_chunk_gas: int) -> None:
+def published_vm(node_url: str) -> tuple[dict[str, Any] | None, str, bool]:
+    """The node's VM parameters, else the repository's genesis's: (parameters, where from, node reached)."""
+    try:
+        with Client(node_url, timeout=10) as client:
+            return client.call("params").get("vm"), "node", True
+    except (NodeUnreachable, RpcError):
+        return json.loads(default_genesis().read_text()).get("vm"), "genesis.json (node unreachable)", False
+
+
+def registration_floor(vm: dict[str, Any] | None, canonical: bytes) -> int:
+    """A lower bound of the last chunk's gas from the canonical size alone (the chunk's base, the check's base
+    and per-byte terms): it refuses a model far over the cap before its check and golden runs are computed."""
+    if vm is None or "gas_register_per_byte" not in vm:
+        return 0
+    return (int(vm["gas_chunk_base"]) + int(vm["gas_register_base"])
+            + int(vm["gas_register_per_byte"]) * len(canonical))
+
+
+def over_tx_gas(vm: dict[str, Any] | None, last_chunk_gas: int, *, at_least: bool = False) -> None:
     """CliError, before anything is signed, when the last chunk (which pays for the registration's check and
     the model's load) needs more gas than one transaction may carry: the chain would refuse that chunk after
-    the others were paid for."""
+    the others were paid for. `at_least`: `last_chunk_gas` is a lower bound (`registration_floor`)."""
     if vm is None or "max_tx_gas" not in vm:
         return
     cap = int(vm["max_tx_gas"])
     if last_chunk_gas > cap:
-        raise CliError(f"this model's registration needs {last_chunk_gas} gas in its last chunk, over the chain's "
-                       f"per-transaction maximum {cap} (vm.max_tx_gas): this chain cannot register it")
+        raise CliError(f"this model's registration needs {'at least ' if at_least else ''}{last_chunk_gas} gas in "
+                       f"its last chunk, over the chain's per-transaction maximum {cap} (vm.max_tx_gas): this "
+                       "chain cannot register it")
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,14 +8,17 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import socket
 from pathlib import Path
 
 import numpy as np
 import pytest
+from onnx import TensorProto, helper, numpy_helper
 
 from core.header import TxStatus
 from core.tensor import Tensor
 from core.types import Amount
+from node.cli import main
 from node.cli.common import CliError
 from node.cli.model_cmd import _gas_quote, uncallable
 from tests.vm.backend_corpus import Registered, load_case, register
@@ -97,3 +100,43 @@ def test_densenet121_prepared_by_the_client_registers_and_its_first_call_fits_on
         assert [tuple(t.shape) for t in result.outputs] == [tuple(s.shape) for s in meta.outputs]
     finally:
         net.close()
+
+
+def _matmul_model(path: Path, cols: int) -> Path:
+    """x [1, 4096] @ w [4096, cols], w constant: 16 KiB of weight per column."""
+    weight = numpy_helper.from_array(np.full((4096, cols), 0.5, np.float32), "w")
+    graph = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["y"])], "big",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4096])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, cols])], initializer=[weight])
+    path.write_bytes(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+                     .SerializeToString())
+    return path
+
+
+def test_a_model_over_the_cap_by_its_size_alone_is_refused_before_its_check_and_golden_runs(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A 64 MiB weight needs at least 4 gas per canonical byte (268M) in its last chunk, over max_tx_gas (200M):
+    the CLI refuses it from the canonical size (`registration_floor`) before the graph check and the golden
+    runs, so even golden inputs of the wrong shape (which the golden runs would refuse) are never looked at.
+    --dry-run with no node answering prices from genesis.json."""
+    np.savez(tmp_path / "golden.npz", x=np.zeros((1, 3), np.float32))  # not the model's shape
+    with socket.socket() as s:  # a port the OS just handed out and took back: no node answers there
+        s.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{s.getsockname()[1]}"
+
+    def dry_run(path: Path) -> str:
+        with pytest.raises(SystemExit) as exited:
+            main(["model", "register", str(path), "--name", "big", "--class", "tolerant", "--from", "nobody",
+                  "--node", url, "--golden-inputs", str(tmp_path / "golden.npz"), "--dry-run"])
+        assert exited.value.code == 1
+        return capsys.readouterr().err.strip().splitlines()[-1]
+
+    error = dry_run(_matmul_model(tmp_path / "big.onnx", 4096))
+    assert error.startswith("error: this model's registration needs at least "), error
+    floor = int(error.split()[7])  # chunk base + check base + 4 per canonical byte (the weight and a little)
+    assert 4 * (4 * 4096 * 4096) + 1_010_000 < floor < 4 * (4 * 4096 * 4096 + 4096) + 1_010_000, error
+    assert error.endswith("over the chain's per-transaction maximum 200000000 (vm.max_tx_gas): this chain cannot "
+                          "register it"), error
+    # Under the cap by its size, the same golden inputs are refused by the golden runs (what the floor skipped).
+    error = dry_run(_matmul_model(tmp_path / "small.onnx", 16))
+    assert error == "error: golden input 'x' has shape (1, 3), the model takes (1, 4096)", error
