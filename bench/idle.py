@@ -1,7 +1,7 @@
 """Idle-devnet bench: what a real N-validator devnet costs in CPU when nobody sends anything (issue 11's fixed
 terms: per second and per height), on real node processes started and stopped by tests/realnet.
 
-    python -m bench.idle [--validators 4] [--duration 20] [--windows 3] [--profile DIR]
+    python -m bench.idle [--validators 4] [--duration 15] [--windows 2] [--block-time-ms 1000] [--profile DIR]
 
 After the first block on every node and a short warm-up, it measures `--windows` windows of `--duration`
 seconds each: every node's CPU (the node process with its sandbox workers, user + system, from /proc) and the
@@ -67,8 +67,8 @@ def cpu_split(leaders: list[int]) -> tuple[float, float, float]:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--validators", type=int, default=4)
-    ap.add_argument("--duration", type=float, default=20.0, help="seconds per measured window")
-    ap.add_argument("--windows", type=int, default=3)
+    ap.add_argument("--duration", type=float, default=15.0, help="seconds per measured window")
+    ap.add_argument("--windows", type=int, default=2)
     ap.add_argument("--block-time-ms", type=int, default=None,
                     help="timeout_commit and next_block_delay (default: genesis and the devnet's 200 ms)")
     ap.add_argument("--profile", type=Path, default=None, help="py-spy node 1 during the last window into DIR")
