@@ -276,14 +276,19 @@ class CatchUpTarget(Protocol):
     async def on_commit_fetched(self, block: Block, commit: Commit) -> None: ...
 
 
+# Catch-up asks once consensus has not changed height or round for this many looks in a row.
+STILL_LOOKS = 2
+
+
 class ConsensusCatchUp:
     """While in consensus: recover lost votes and commits from peers over request/response.
 
     A round of requests is skipped while consensus moves on by itself: when its height or round changed
-    since the last look (gossip delivered what it needed), unless it is waiting for precommits of the last
-    height that it lacks (PoI answers: they go into the next block). A stuck node stops moving and asks at
-    the next look. Each round is a status request and several vote queries, each a new stream, on the
-    asking node and on the peer answering it: on a devnet making 3-4 heights a second this was most of a
+    within the last STILL_LOOKS looks (gossip delivered what it needed; a height's wait for round 0 lasts up
+    to `timeout_commit`, 1 s by default), unless it is waiting for precommits of the last height that it
+    lacks (PoI answers: they go into the next block). A stuck node asks once it has not moved for
+    STILL_LOOKS looks. Each round is a status request and several vote queries, each a new stream, on the
+    asking node and on the peer answering it: on a devnet making 1-4 heights a second this was most of a
     node's request/response traffic, for nothing (docs/performance.md, "Fixed costs").
     """
 
@@ -300,6 +305,7 @@ class ConsensusCatchUp:
         self.rounds_skipped = 0  # looks at which consensus had moved on by itself (see the class docstring)
         self._answered = False  # the current round got an answer from its peer
         self._last_look: tuple[int, int] | None = None  # (height, round) at the last look
+        self._still = 0  # looks in a row at which it had not changed
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         task_status.started()
@@ -331,12 +337,16 @@ class ConsensusCatchUp:
                 self.peer_choice.record_unanswered(peer)
 
     def is_moving(self) -> bool:
-        """Whether consensus changed height or round since the last look and lacks no precommit of the last
-        height it still waits for (then there is nothing to recover now). Updates the last look."""
+        """Whether consensus changed height or round within the last STILL_LOOKS looks and lacks no
+        precommit of the last height it still waits for (then there is nothing to recover now). Counts this
+        look."""
         state = self.driver.state
         look = (int(self.driver.height), int(state.round))
-        moved, self._last_look = look != self._last_look, look
-        if not moved:
+        if look != self._last_look:
+            self._last_look, self._still = look, 0
+        else:
+            self._still += 1
+        if self._still >= STILL_LOOKS:
             return False
         last = look[0] - 1
         for query in state.catch_up_queries():
