@@ -208,13 +208,15 @@ class ChainIndex:
                 async with committed_blocks() as blocks, aclosing(cast(AsyncGenerator[Block, None], blocks)):
                     # aclosing: a cancel that lands while a batch is indexed leaves the stream suspended at
                     # its yield; it is closed here, not by the garbage collector.
-                    while await trio.to_thread.run_sync(self.catch_up):
+                    # A call that indexed less than a full batch reached the head: no second call to find
+                    # that out (one worker-thread hand-off per commit, not two).
+                    while await trio.to_thread.run_sync(self.catch_up) >= CATCH_UP_BATCH:
                         pass
                     if not started:
                         task_status.started()
                         started = True
                     async for _ in blocks:
-                        while await trio.to_thread.run_sync(self.catch_up):
+                        while await trio.to_thread.run_sync(self.catch_up) >= CATCH_UP_BATCH:
                             pass
             except SubscriberTooSlow:
                 log.info("the explorer index fell behind the node's hub; catching up from the block store")

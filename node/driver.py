@@ -230,19 +230,21 @@ class ConsensusDriver:
 
     # ---------------------------------------------------------------- the loop body
 
-    async def feed(self, event: Event, *, sync: bool = False) -> None:
-        """WAL first, then handle, then perform the actions in order."""
+    async def feed(self, event: Event, *, sync: bool = False, logged: bool = False) -> None:
+        """WAL first, then handle, then perform the actions in order. `logged`: the caller already appended
+        `event` to the WAL durably (our own signed message, in the signing thread)."""
         if isinstance(event, NewHeight):
             self._start_height(int(event.height))
             if self._idle is not None:  # when to start the height, never what goes in it
                 self.state.params = self._idle.params_for_height(self._base_params)
         elif self._idle is not None:
             self._idle.note(event)
-        if sync or isinstance(event, NewHeight):
-            # fsync in a worker thread: the loop task waits (order matters), the event loop does not.
-            await trio.to_thread.run_sync(lambda: self.wal.append(event, sync=True), limiter=self._sign_threads)
-        else:
-            self.wal.append(event)
+        if not logged:
+            if sync or isinstance(event, NewHeight):
+                # fsync in a worker thread: the loop task waits (order matters), the event loop does not.
+                await trio.to_thread.run_sync(lambda: self.wal.append(event, sync=True), limiter=self._sign_threads)
+            else:
+                self.wal.append(event)
         self.fed += 1
         try:
             actions = self.state.handle(event)
@@ -384,21 +386,24 @@ class ConsensusDriver:
         signer = self.signer
         wal = self.wal
 
-        def sync_then_sign() -> Vote | ProposalBlock:
+        def sync_sign_log() -> VoteReceived | ProposalReceived:
             # docs/consensus.md: every input that led to this signature must be durable before the signer
             # persists it, so a restart replays to exactly the stored message (never a different one).
             wal.sync()
-            return signer.sign(action.message)
+            signed = signer.sign(action.message)
+            # Our own signed message is durable in the WAL before anything leaves: logged in the same thread
+            # call (one hand-off per signature instead of two; the loop task waits for it either way).
+            event = (VoteReceived(self.now(), signed) if isinstance(signed, Vote)
+                     else ProposalReceived(self.now(), signed))
+            wal.append(event, sync=True)
+            return event
 
         try:
-            signed = await trio.to_thread.run_sync(sync_then_sign, limiter=self._sign_threads)
+            event = await trio.to_thread.run_sync(sync_sign_log, limiter=self._sign_threads)
         except DoubleSignError as exc:
             self.raise_alarm(f"signer refused: {exc}")
             return
-        if isinstance(signed, Vote):
-            await self.feed(VoteReceived(self.now(), signed), sync=True)
-        else:
-            await self.feed(ProposalReceived(self.now(), signed), sync=True)
+        await self.feed(event, logged=True)
 
     async def _commit(self, action: CommitBlock) -> None:
         block = action.block

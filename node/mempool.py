@@ -24,7 +24,12 @@ Cost: two sorted indexes (`sortedcontainers.SortedList`) hold one key per sender
 and its next ready transaction, so an add or an eviction is O(log senders) plus the sender's own
 transactions (at most `max_txs_per_sender`), and `reap` costs O(txs reaped x log senders).
 
-After each block `update` drops what was committed, what became stale (nonce, balance) and what aged out.
+After each block `update` drops what was committed and `recheck` what became stale (nonce, balance) and what
+aged out. Only a transaction's sender loses balance or nonce by it (the VM debits no one else), so `recheck`
+re-reads only the senders of the blocks committed since the last one; every `FULL_RECHECK_HEIGHTS` heights, and
+whenever a pending transaction may have reached its TTL, it re-reads every sender (what a block changes for
+all: the chain's parameters). A sender's balance that grew meanwhile (a transfer to it) is read again when the
+mempool's copy would refuse its transaction.
 
 Disagreement (docs/design.md §2.6): when this node's validation of a block fails on a transaction, the
 transaction is backed off (skipped in our proposals for 2^k heights); after failures under three distinct
@@ -36,6 +41,7 @@ from __future__ import annotations
 import enum
 import heapq
 import logging
+import math
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -71,6 +77,8 @@ _REAP_MISSES = 256
 # The event loop gets a turn every this many adds of a batch, and every few milliseconds of a recheck.
 _ADD_SLICE = 64
 _SLICE_S = 0.005
+# A recheck of every sender at least this often (heights); in between, only the blocks' senders.
+FULL_RECHECK_HEIGHTS = 16
 # Transactions from this node's own clients (RPC) may fill this share of the mempool's count and bytes; the
 # rest is kept for transactions gossiped by peers. Every node's client transactions reach every mempool, so
 # the total stays near this share and a peer's transactions, which its proposals will name, are not refused
@@ -186,6 +194,10 @@ class Mempool:
         self._failures: dict[bytes, _Failure] = {}
         self._listeners: list[RemovalListener] = []
         self._changed = trio.Event()
+        self._touched: set[bytes] = set()  # pending senders of the blocks committed since the last recheck
+        self._full_at = 0  # the height of the last recheck of every sender
+        self._expiry_due = math.inf  # no pending transaction can expire before this height (a lower bound)
+        self.rechecked = 0  # senders re-read by rechecks (for tests and benches)
 
     # ---------------------------------------------------------------- inspection
 
@@ -266,6 +278,23 @@ class Mempool:
         sender_key = bytes(sender_addr)
         known = self._senders.get(sender_key)
         sender = known if known is not None else self._new_sender(sender_addr, account)
+        result = self._add(tx, tx_hash, key, sender_addr, sender_key, known, sender, size, signature_checked,
+                           from_client)
+        if result.accepted or known is None or not result.reason.startswith("balance"):
+            return result
+        # The copy of a sender's balance is refreshed only by its own blocks' transactions between full
+        # rechecks: one that received funds meanwhile is read again before its transaction is refused.
+        fresh = self._state.account(sender_addr)
+        if int(fresh.balance) <= sender.balance or int(fresh.nonce) != sender.nonce:
+            return result
+        sender.balance = int(fresh.balance)
+        self._touch(sender_key, sender)
+        return self._add(tx, tx_hash, key, sender_addr, sender_key, known, sender, size, signature_checked,
+                         from_client)
+
+    def _add(self, tx: Transaction, tx_hash: Hash32, key: bytes, sender_addr: Address, sender_key: bytes,
+             known: _Sender | None, sender: _Sender, size: int | None, signature_checked: bool,
+             from_client: bool) -> AddResult:
         if tx.nonce < sender.nonce:
             return AddResult(tx_hash, False, f"nonce {tx.nonce} already used (account nonce is {sender.nonce})")
         if tx.nonce > sender.nonce + self.config.max_nonce_gap:
@@ -325,6 +354,7 @@ class Mempool:
         sender.txs[tx.nonce] = entry
         self._by_hash[key] = entry
         self._bytes += entry.size
+        self._expiry_due = min(self._expiry_due, self._height + self._ttl() + 1)
         self._touch(sender_key, sender)
         self._notify()
         return AddResult(tx_hash, True, added=True)
@@ -471,17 +501,29 @@ class Mempool:
                 self._remove(entry, RemovalReason.COMMITTED)
             key = bytes(tx.sender_address)
             sender = self._senders.get(key)
+            if sender is not None:
+                self._touched.add(key)
             if sender is not None and tx.nonce + 1 > sender.nonce:
                 sender.nonce = tx.nonce + 1
                 sender.balance = max(0, sender.balance - tx.fee)
                 self._touch(key, sender)
 
+    def _ttl(self) -> int:
+        return min(self.config.ttl_heights, self.config.gapped_ttl_heights)
+
     async def recheck(self) -> None:
-        """Re-read every sender's account and drop what can no longer be included; off the consensus path
+        """Re-read the accounts of the senders the blocks since the last recheck touched (of every sender
+        when due: see the module docstring) and drop what can no longer be included; off the consensus path
         (it gives the event loop a turn every few milliseconds)."""
         height = self._height
+        full = height - self._full_at >= FULL_RECHECK_HEIGHTS or height >= self._expiry_due
+        keys = list(self._senders) if full else [k for k in self._touched if k in self._senders]
+        self._touched = set()
+        if full:
+            self._full_at = height
+            self._expiry_due = math.inf
         deadline = time.perf_counter() + _SLICE_S
-        for key in list(self._senders):
+        for key in keys:
             if time.perf_counter() >= deadline:
                 await trio.lowlevel.checkpoint()
                 deadline = time.perf_counter() + _SLICE_S
@@ -489,6 +531,7 @@ class Mempool:
             if sender is None:
                 continue
             account = self._state.account(Address(key))
+            self.rechecked += 1
             sender.nonce, sender.balance = int(account.nonce), int(account.balance)
             self._touch(key, sender)
             fees = 0
@@ -505,6 +548,8 @@ class Mempool:
                 elif age > self.config.ttl_heights or (
                         age > self.config.gapped_ttl_heights and nonce > sender.ready_end):
                     self._remove(entry, RemovalReason.EXPIRED)
+                elif full:
+                    self._expiry_due = min(self._expiry_due, entry.added_height + self._ttl() + 1)
 
     # ---------------------------------------------------------------- disagreement
 

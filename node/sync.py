@@ -276,8 +276,21 @@ class CatchUpTarget(Protocol):
     async def on_commit_fetched(self, block: Block, commit: Commit) -> None: ...
 
 
+# Catch-up asks once consensus has not changed height or round for this many looks in a row.
+STILL_LOOKS = 2
+
+
 class ConsensusCatchUp:
-    """While in consensus: recover lost votes and commits from peers over request/response."""
+    """While in consensus: recover lost votes and commits from peers over request/response.
+
+    A round of requests is skipped while consensus moves on by itself: when its height or round changed
+    within the last STILL_LOOKS looks (gossip delivered what it needed; a height's wait for round 0 lasts up
+    to `timeout_commit`, 1 s by default), unless it is waiting for precommits of the last height that it
+    lacks (PoI answers: they go into the next block). A stuck node asks once it has not moved for
+    STILL_LOOKS looks. Each round is a status request and several vote queries, each a new stream, on the
+    asking node and on the peer answering it: on a devnet making 1-4 heights a second this was most of a
+    node's request/response traffic, for nothing (docs/performance.md, "Fixed costs").
+    """
 
     def __init__(self, p2p: P2PService, driver: CatchUpTarget, chain: Chain, interval_s: float = 0.5) -> None:
         self.p2p = p2p
@@ -289,7 +302,10 @@ class ConsensusCatchUp:
         self.peer_choice: CatchUpPeers[ID] = CatchUpPeers(trio.current_time)
         self.rounds_answered = 0
         self.rounds_unanswered = 0
+        self.rounds_skipped = 0  # looks at which consensus had moved on by itself (see the class docstring)
         self._answered = False  # the current round got an answer from its peer
+        self._last_look: tuple[int, int] | None = None  # (height, round) at the last look
+        self._still = 0  # looks in a row at which it had not changed
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         task_status.started()
@@ -297,6 +313,9 @@ class ConsensusCatchUp:
         while True:
             if not behind:
                 await trio.sleep(self.interval_s)
+                if self.is_moving():
+                    self.rounds_skipped += 1
+                    continue
             behind = False
             peer = self.peer_choice.choose(self.p2p.peers_serving("votes"))
             if peer is None:
@@ -316,6 +335,32 @@ class ConsensusCatchUp:
             else:  # a RemoteError or a round that timed out with nothing fetched: ask others for a while
                 self.rounds_unanswered += 1
                 self.peer_choice.record_unanswered(peer)
+
+    def is_moving(self) -> bool:
+        """Whether consensus changed height or round within the last STILL_LOOKS looks and lacks no
+        precommit of the last height it still waits for (then there is nothing to recover now). Counts this
+        look."""
+        state = self.driver.state
+        look = (int(self.driver.height), int(state.round))
+        if look != self._last_look:
+            self._last_look, self._still = look, 0
+        else:
+            self._still += 1
+        if self._still >= STILL_LOOKS:
+            return False
+        last = look[0] - 1
+        for query in state.catch_up_queries():
+            if int(query.height) == last and not self._is_complete(last, query.have):
+                return False
+        return True
+
+    def _is_complete(self, height: int, have: bytes) -> bool:
+        """Whether `have` holds a vote of every validator of `height` (False when the set is unknown)."""
+        try:
+            size = len(self.chain.app.validator_set(Height(height)))
+        except (ValueError, LookupError, InferchainError):
+            return False
+        return sum(bin(byte).count("1") for byte in have) >= size
 
     async def round_with(self, peer: ID) -> bool:
         """One exchange with `peer`; True when it fed a commit and the peer is further ahead still."""

@@ -14,7 +14,7 @@ import pytest
 import trio
 
 from consensus.actions import BuildBlock, ReportEvidence
-from consensus.events import NewHeight
+from consensus.events import NewHeight, VoteReceived
 from consensus.state import ConsensusState
 from consensus.wal import FileWAL, MemoryWAL
 from core.app import BlockTemplate, VerdictKind
@@ -311,3 +311,36 @@ async def test_a_proposal_takes_what_the_measured_time_allows_and_the_build_is_m
         assert driver.sizer.samples == 1 and driver.sizer.seconds_per_tx < 1.0  # learned from the real build
     finally:
         node.close()
+
+
+@pytest.mark.trio
+async def test_own_votes_are_fsynced_in_the_wal_off_the_event_loop_before_they_are_published(  # type: ignore[no-untyped-def]
+        tmp_path, monkeypatch) -> None:
+    # docs/consensus.md: the node's own signed messages are durable in the WAL before anything leaves.
+    # Signing and logging share one worker-thread call (one hand-off per signature, not two).
+    home = make_home(tmp_path, "solo", genesis_doc(1), validator=0)
+    node = local_node(home)
+    loop_thread = threading.current_thread()
+    order: list[tuple[str, object, bool, bool]] = []  # (what, vote, fsynced, on the event loop)
+    original_append, original_publish = FileWAL.append, Node._publish_consensus
+
+    def append(self: FileWAL, event: Any, *, sync: bool = False) -> None:
+        original_append(self, event, sync=sync)
+        if isinstance(event, VoteReceived):
+            order.append(("wal", event.vote, sync, threading.current_thread() is loop_thread))
+
+    async def publish(self: Node, message: Any) -> None:
+        if isinstance(message, Vote):
+            order.append(("published", message, False, True))
+        await original_publish(self, message)
+
+    monkeypatch.setattr(FileWAL, "append", append)
+    monkeypatch.setattr(Node, "_publish_consensus", publish)
+    with trio.fail_after(60):
+        async with running(node):
+            await wait_until(lambda: sum(what == "published" for what, *_ in order) >= 6, 30)
+    published = [(i, vote) for i, (what, vote, _, _) in enumerate(order) if what == "published"]
+    assert len(published) >= 6
+    for i, vote in published:
+        assert any(what == "wal" and logged == vote and sync and not on_loop
+                   for what, logged, sync, on_loop in order[:i]), f"vote {i} published before it was fsynced"

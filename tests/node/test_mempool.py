@@ -15,7 +15,14 @@ from core.keys import PrivateKey
 from core.tx import Transaction
 from core.types import Address, Amount, Gas, Nonce
 from node.config import MempoolSection
-from node.mempool import MEMPOOL_FULL, REJECTED_DISAGREED, Mempool, RemovalReason, is_retryable
+from node.mempool import (
+    FULL_RECHECK_HEIGHTS,
+    MEMPOOL_FULL,
+    REJECTED_DISAGREED,
+    Mempool,
+    RemovalReason,
+    is_retryable,
+)
 from node.sigcache import SigCache
 from tools.genesis import make_genesis
 from vm.execute import account_inclusion_error, admission_error
@@ -169,23 +176,76 @@ async def test_update_and_recheck_after_a_block() -> None:
     mp.on_removed(lambda h, t, r: reasons.__setitem__(bytes(h), r))
     committed = [tx(0, 0), tx(0, 1)]
     waiting = tx(0, 2)
-    for t in [*committed, waiting, tx(1, 0), tx(2, 0)]:
+    raced = tx(1, 0)  # the block holds another transaction of sender 1 with this nonce (another node's)
+    spends, unpaid = tx(2, 0), tx(2, 1)  # the block's transaction of sender 2 leaves it too little for the next
+    for t in [*committed, waiting, raced, spends, unpaid]:
         assert mp.add(t).added
-    # The block commits sender 0's first two; sender 1's nonce moved elsewhere; sender 2 lost its balance.
-    mp.update(1, committed)
+    block = [*committed, tx(1, 0, fee=1100), spends]
+    mp.update(1, block)
     assert [t.nonce for t in reap(mp) if t.sender == KEYS[0].public_key] == [2]
     a = accounts.table
     a[bytes(KEYS[0].address)].nonce = 2
     a[bytes(KEYS[1].address)].nonce = 1
-    a[bytes(KEYS[2].address)].balance = 10
+    a[bytes(KEYS[2].address)].nonce, a[bytes(KEYS[2].address)].balance = 1, 10
     await mp.recheck()
     assert reasons[bytes(committed[0].hash)] is RemovalReason.COMMITTED
-    assert reasons[bytes(tx(1, 0).hash)] is RemovalReason.STALE_NONCE
-    assert reasons[bytes(tx(2, 0).hash)] is RemovalReason.INSUFFICIENT_BALANCE
+    assert reasons[bytes(raced.hash)] is RemovalReason.STALE_NONCE
+    assert reasons[bytes(unpaid.hash)] is RemovalReason.INSUFFICIENT_BALANCE
     assert list(mp.txs()) == [waiting]
     mp.update(10, [])
     await mp.recheck()
     assert reasons[bytes(waiting.hash)] is RemovalReason.EXPIRED and len(mp) == 0
+
+
+@pytest.mark.trio
+async def test_a_recheck_reads_only_the_blocks_senders_until_a_full_one_is_due() -> None:
+    # Only a transaction's sender loses balance or nonce by it; every FULL_RECHECK_HEIGHTS heights every
+    # sender is read again (what a block changes for all, such as the chain's parameters).
+    accounts = Accounts()
+    mp = pool(accounts)
+    for k in range(4):
+        assert mp.add(tx(k, 0)).added and mp.add(tx(k, 1)).added
+    mp.update(1, [tx(0, 0)])
+    accounts.table[bytes(KEYS[0].address)].nonce = 1
+    await mp.recheck()
+    assert mp.rechecked == 1 and len(mp) == 7
+    # A parameter change makes every pending transfer too cheap: seen at the next full recheck, not before.
+    accounts.params = VM_PARAMS.replace(min_gas_price=Amount(10))
+    mp.update(FULL_RECHECK_HEIGHTS - 1, [])
+    await mp.recheck()
+    assert mp.rechecked == 1 and len(mp) == 7
+    mp.update(FULL_RECHECK_HEIGHTS + 1, [])
+    await mp.recheck()
+    assert mp.rechecked == 5 and len(mp) == 0
+
+
+@pytest.mark.trio
+async def test_a_recheck_reads_every_sender_once_a_transaction_may_have_expired() -> None:
+    mp = pool(ttl_heights=100, gapped_ttl_heights=3)
+    reasons: dict[bytes, RemovalReason] = {}
+    mp.on_removed(lambda h, t, r: reasons.__setitem__(bytes(h), r))
+    gapped = tx(1, 2)
+    assert mp.add(tx(0, 0)).added and mp.add(gapped).added
+    mp.update(3, [])
+    await mp.recheck()
+    assert mp.rechecked == 0 and gapped.hash in mp  # age 3: not expired yet, nothing read
+    mp.update(4, [])
+    await mp.recheck()
+    assert mp.rechecked == 2 and reasons == {bytes(gapped.hash): RemovalReason.EXPIRED}
+
+
+@pytest.mark.trio
+async def test_a_sender_whose_balance_grew_is_read_again_before_its_transaction_is_refused() -> None:
+    # Sender 0 can pay one fee; a block's transfer to it (not its own transaction, so the recheck after that
+    # block does not read it) pays more.
+    accounts = Accounts(balance=1000)
+    mp = pool(accounts)
+    assert mp.add(tx(0, 0)).added
+    assert not mp.add(tx(0, 1)).accepted  # its balance pays the first fee only
+    accounts.table[bytes(KEYS[0].address)].balance = 5000
+    mp.update(1, [tx(1, 0)])
+    await mp.recheck()
+    assert mp.add(tx(0, 1)).added
 
 
 def test_disagreement_backs_off_then_evicts_after_three_distinct_proposers() -> None:
