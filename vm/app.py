@@ -34,6 +34,7 @@ from vm import upgrades
 from vm.apply import apply_block
 from vm.blobrefs import collect_garbage, stage_blob_changes
 from vm.build import build_block
+from vm.checkmemo import CheckMemo
 from vm.engine import Engine, challenge_for, sandbox_limits
 from vm.evidence import is_wrong_inference, make_wrong_inference, precheck_wrong_inference
 from vm.execute import BlockContext, admission_error
@@ -118,7 +119,10 @@ class VMApplication:
 
             executor = WorkerPool(size=workers)
         self.executor = executor
-        self.engine = Engine(executor, self._model_bytes)
+        # Registration checks are memoized in front of the sandbox: one completing chunk reaches the VM in
+        # every round's block, the proposer's build and finalize (vm/checkmemo.py).
+        self.check_memo = CheckMemo(executor)
+        self.engine = Engine(self.check_memo, self._model_bytes)
         self._tx_sigs = _LRU(200_000)
         self._vote_sigs = _LRU(20_000)
         self._confirmed: OrderedDict[bytes, None] = OrderedDict()  # hashes of proven wrong-inference evidence
@@ -127,6 +131,7 @@ class VMApplication:
         self._alarm = alarm or (lambda line: logger.error("VM local fault: %s", line))
         self._challenges: OrderedDict[tuple[int, bytes], Tensor | None] = OrderedDict()
         self._executions: OrderedDict[bytes, Execution] = OrderedDict()
+        self.reused_executions = 0  # validations answered from `_executions` (diagnostics and tests)
         self._wrong_exact: OrderedDict[bytes, tuple[int, ...]] = OrderedDict()
         self._build_faults: OrderedDict[bytes, tuple[Hash32, ...]] = OrderedDict()
         self._lock = threading.RLock()
@@ -341,6 +346,8 @@ class VMApplication:
     def validate_block(self, block: Block) -> Verdict:
         version = self.last_height
         h = int(block.height)
+        if self._executed(block, version):
+            return Verdict.valid()
         meta = self._meta()
         checks = Checks(
             chain_id=self.chain_id,
@@ -363,6 +370,23 @@ class VMApplication:
             self._remember(block.id, Execution(version, validated.update, validated.validator_updates,
                                                validated.punished, self._blobs_of(version, validated.update)))
         return validated.verdict
+
+    def _executed(self, block: Block, version: int) -> bool:
+        """Whether `block` was already executed, and so found valid, on this state version: built here, or
+        validated before (a later round re-proposing the same block, Tendermint's proof-of-lock case). Its id
+        is its header's hash, which covers the parent, the state root and the body's hashes; the body is
+        checked against the header again, since a peer may send another body under a known header."""
+        with self._lock:
+            execution = self._executions.get(bytes(block.id))
+        if execution is None or execution.base_version != version:
+            return False
+        try:
+            block.validate_basic()
+        except InvalidBlock:
+            return False  # the full validation gives the verdict
+        with self._lock:
+            self.reused_executions += 1
+        return True
 
     def _required_reveal(self, height: int) -> Tensor | None:
         reveal = self.challenge_output(height - 2)

@@ -1,0 +1,124 @@
+"""`CheckMemo`: an executor in front of the sandbox that answers a registration check it has already run.
+
+A registration check (`CheckJob`: the model check, the ONNX Runtime session build and the golden runs) is a
+pure function of the job: the model bytes, the spec (declared inputs, class, grid, tolerance and the chain's
+sandbox caps and gas prices, everything the check reads from the parameters), the golden inputs and the gas
+left for them, under this build's checker and runtime. The same completing chunk reaches the VM several times
+in one height (round r's block, round r+1's block with another header, the proposer's own build, finalize),
+so the sandbox's answer is kept, keyed by a digest of exactly those inputs, and reused: the same `JobResult`
+object, hence the same verdict, gas and results. A local fault raises out of `run_batch` before anything is
+stored, so it is never memoized: the next block runs the check again. Inference jobs pass through untouched.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections import OrderedDict
+from collections.abc import Mapping, Sequence
+from importlib import metadata
+
+import numpy as np
+
+from vm.sandbox.executor import CheckJob, Executor, Job, JobResult
+
+# Bumped with any change to what a check decides. The memo lives in one process, where the code cannot change
+# under it; the version (with the runtime's) is in the key so that a memo ever kept longer could not outlive it.
+CHECK_CODE_VERSION = 1
+
+
+def _runtime_versions() -> bytes:
+    """The pinned checker and runtime versions, read from package metadata (importing onnx or onnxruntime in
+    the node process would cost ~1 s of CPU that the sandbox workers already pay)."""
+    parts = []
+    for name in ("onnx", "onnxruntime"):
+        try:
+            parts.append(f"{name}={metadata.version(name)}")
+        except metadata.PackageNotFoundError:
+            parts.append(f"{name}=?")
+    return ";".join(parts).encode()
+
+
+def _put(h: hashlib._Hash, data: bytes) -> None:
+    h.update(len(data).to_bytes(8, "big"))
+    h.update(data)
+
+
+def _put_feeds(h: hashlib._Hash, feeds: Mapping[str, np.ndarray]) -> None:
+    h.update(len(feeds).to_bytes(4, "big"))
+    for name, value in feeds.items():  # in the job's order: the order the worker sees
+        array = np.ascontiguousarray(value)
+        _put(h, name.encode())
+        _put(h, array.dtype.str.encode())
+        _put(h, repr(tuple(int(d) for d in array.shape)).encode())
+        _put(h, array.tobytes())
+
+
+def compute_check_key(job: CheckJob, code: bytes) -> bytes:
+    """The digest of everything a check's answer depends on: the model's content hash, the spec (with the
+    chain's sandbox caps and gas schedule, all integers and strings, so its repr is canonical within one
+    build), the golden inputs, the gas left for them, and `code` (checker and runtime versions)."""
+    h = hashlib.sha256(b"inferchain/check-memo/v1")
+    _put(h, code)
+    _put(h, hashlib.sha256(job.model_bytes).digest())
+    _put(h, repr(job.spec).encode())
+    h.update(len(job.golden_inputs).to_bytes(4, "big"))
+    for feeds in job.golden_inputs:
+        _put_feeds(h, feeds)
+    h.update(int(job.gas_left).to_bytes(16, "big", signed=True))
+    return h.digest()
+
+
+def _frozen(result: JobResult) -> JobResult:
+    """The result with its arrays made read-only: one object is handed to every later caller."""
+    for outputs in result.golden or ():
+        for array in (outputs or {}).values():
+            array.flags.writeable = False
+    return result
+
+
+class CheckMemo:
+    """An `Executor` that memoizes registration checks (LRU of `capacity` results) and forwards everything
+    else, in one `run_batch` of the wrapped executor per call. `hits` and `misses` count checks answered
+    from the memo and checks sent to the sandbox."""
+
+    def __init__(self, executor: Executor, capacity: int = 8) -> None:
+        self.executor = executor
+        self._capacity = capacity
+        self._items: OrderedDict[bytes, JobResult] = OrderedDict()
+        self._lock = threading.Lock()
+        self._code = f"check={CHECK_CODE_VERSION};".encode() + _runtime_versions()
+        self.hits = 0
+        self.misses = 0
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._items)
+
+    def run_batch(self, jobs: Sequence[Job]) -> list[JobResult]:
+        # Keys first, outside the lock: hashing a large model's bytes takes tens of milliseconds.
+        keys = {i: compute_check_key(job, self._code) for i, job in enumerate(jobs) if isinstance(job, CheckJob)}
+        results: dict[int, JobResult] = {}
+        with self._lock:
+            for i, key in keys.items():
+                hit = self._items.get(key)
+                if hit is not None:
+                    self._items.move_to_end(key)
+                    self.hits += 1
+                    results[i] = hit
+            self.misses += len(keys) - len(results)
+        forward = [i for i in range(len(jobs)) if i not in results]
+        # Raises LocalFault when this node cannot decide: nothing below runs, nothing is remembered.
+        answered = self.executor.run_batch([jobs[i] for i in forward]) if forward else []
+        with self._lock:
+            for i, result in zip(forward, answered, strict=True):
+                results[i] = result
+                if i in keys:
+                    self._items[keys[i]] = _frozen(result)
+                    self._items.move_to_end(keys[i])
+                    while len(self._items) > self._capacity:
+                        self._items.popitem(last=False)
+        return [results[i] for i in range(len(jobs))]
+
+    def close(self) -> None:
+        self.executor.close()
