@@ -34,8 +34,7 @@ def _round1_cpu(tmp: Path, model_mib: int, memo: bool) -> tuple[float, float, in
     meta = meta_for("w", synth.model_bytes, [spec("x", DType.FLOAT32, synth.input_shape)],
                     [spec("y", DType.FLOAT32, synth.output_shape)], ModelClass.TOLERANT, [[synth.sample(1)]],
                     grid_k=16, tol_abs=64, tol_rel_ppm=1000)
-    overrides = {"vm": {"max_tx_gas": 2_000_000_000}, "consensus": {"max_block_gas": 4_000_000_000}}
-    net = Devnet.start(tmp, devnet_genesis(**overrides), nodes=2)  # type: ignore[arg-type]
+    net = Devnet.start(tmp, devnet_genesis(), nodes=2)
     try:
         validator = net.apps[1]
         if not memo:  # the code before the memo: the engine hands checks to the sandbox itself

@@ -38,6 +38,10 @@ class CountingExecutor(LocalExecutor):
         super().__init__()
         self.checks = 0
 
+    def reset(self) -> None:
+        """Forget the genesis models' checks (the application's start runs them)."""
+        self.checks = 0
+
     def run_batch(self, jobs: Sequence[Job]) -> list[JobResult]:
         self.checks += sum(isinstance(job, CheckJob) for job in jobs)
         return super().run_batch(jobs)
@@ -62,6 +66,8 @@ def _later_round(net: Devnet, txs: Sequence[object], node: int = 0) -> Block:
 def counted(tmp_path: Path) -> tuple[Devnet, list[CountingExecutor]]:
     executors = [CountingExecutor(), CountingExecutor()]
     net = Devnet.start(tmp_path, executors=[lambda e=e: e for e in executors])  # type: ignore[misc]
+    for executor in executors:
+        executor.reset()
     yield net, executors  # type: ignore[misc]
     net.close()
 
@@ -85,7 +91,7 @@ def test_the_next_rounds_block_reuses_the_registration_check(counted: tuple[Devn
     assert proposer.checks == 1  # the proposer's build reused its own check
     assert [v.is_valid for v in net.validate(round1)] == [True]
     assert validator.checks == 1  # the validator's too: same verdict, gas and results (the header's root)
-    assert round1.results == round0.results and round1.header.state_root == round0.header.state_root
+    assert round1.results == round0.results  # (the state roots differ: the chain record holds the block time)
     result = round1.results[0]
     assert result.status is TxStatus.OK and result.gas_used > 0
 
