@@ -20,8 +20,10 @@ from core.tensor import DType
 from core.types import Gas, Timestamp
 from tests.vm.devnet import Devnet
 from tests.vm.helpers import memory_hog_model, meta_for, spec, upload_txs, wide_model
+from tools.genesis import make_genesis
 from vm.checkmemo import CheckMemo
 from vm.engine import feeds, model_spec, sandbox_limits
+from vm.genesis import parse_genesis
 from vm.sandbox.executor import CheckJob, Job, JobResult, LocalExecutor
 from vm.sandbox.limits import WorkerLimits
 from vm.sandbox.worker import WorkerPool
@@ -127,9 +129,6 @@ def test_a_reproposed_block_is_not_executed_again(counted: tuple[Devnet, list[Co
 
 
 def _check_job(model_bytes: bytes, meta: ModelMeta, limits_changes: dict[str, int] | None = None) -> CheckJob:
-    from vm.genesis import parse_genesis
-    from tools.genesis import make_genesis
-
     limits = sandbox_limits(parse_genesis(make_genesis(1)).params)
     if limits_changes:
         limits = dataclasses.replace(limits, gas=dataclasses.replace(limits.gas, **limits_changes))
