@@ -6,7 +6,7 @@ same height: same completing chunk, another header. Printed: CPU seconds of roun
 registration-check memo (vm/checkmemo.py) against the same validation with the sandbox called directly (the
 code before the memo), measured back to back in this run, with the load average.
 
-    .venv/bin/python -m bench.check_memo [--mib 8] [--repeat 3]
+    .venv/bin/python -m bench.check_memo [--model resnet50|MIB] [--repeat 3]
 """
 
 from __future__ import annotations
@@ -18,21 +18,29 @@ import time
 from pathlib import Path
 
 import numpy as np
+import onnx
 
-from bench.synth import weights
+from bench.synth import Synth, resnet50, weights
 from core.app import BlockTemplate
 from core.tensor import DType
 from core.types import Timestamp
 from tests.vm.devnet import Devnet, devnet_genesis
 from tests.vm.helpers import meta_for, spec, upload_txs
+from vm.sandbox.limits import DEFAULT_LIMITS
 from vm.txs import ModelClass
 
 
-def _round1_cpu(tmp: Path, model_mib: int, memo: bool) -> tuple[float, float, int]:
+def _synth(model: str) -> Synth:
+    if model == "resnet50":
+        return resnet50(DEFAULT_LIMITS)
+    return weights(int(model) << 20)
+
+
+def _round1_cpu(tmp: Path, synth: Synth, memo: bool) -> tuple[float, float, int]:
     """CPU seconds of validating round 0's block and round 1's, and the model's size."""
-    synth = weights(model_mib << 20)
-    meta = meta_for("w", synth.model_bytes, [spec("x", DType.FLOAT32, synth.input_shape)],
-                    [spec("y", DType.FLOAT32, synth.output_shape)], ModelClass.TOLERANT, [[synth.sample(1)]],
+    output = onnx.load_from_string(synth.model_bytes).graph.output[0].name
+    meta = meta_for(synth.name, synth.model_bytes, [spec(synth.input_name, DType.FLOAT32, synth.input_shape)],
+                    [spec(output, DType.FLOAT32, synth.output_shape)], ModelClass.TOLERANT, [[synth.sample(1)]],
                     grid_k=16, tol_abs=64, tol_rel_ppm=1000)
     net = Devnet.start(tmp, devnet_genesis(), nodes=2)
     try:
@@ -41,8 +49,13 @@ def _round1_cpu(tmp: Path, model_mib: int, memo: bool) -> tuple[float, float, in
             validator.engine.executor = validator.executor
         txs = upload_txs(net.account(5), synth.model_bytes, meta, params=net.genesis.params,
                          chain_id=net.genesis.chain_id, first_nonce=0)
-        net.step(txs[:-1])
+        pending = txs[:-1]
+        while pending:  # a block holds a few chunks
+            landed = {bytes(tx.hash) for tx in net.step(pending).txs}
+            assert landed, "no chunk fits a block"
+            pending = [tx for tx in pending if bytes(tx.hash) not in landed]
         round0 = net.propose(txs[-1:])
+        assert len(round0.txs) == 1 and round0.results[0].status.name == "OK", round0.results
         t = net.template()
         round1 = net.apps[0].build_block(BlockTemplate(t.chain_id, t.height, t.round, Timestamp(int(t.time) + 3000),
                                                        t.proposer, t.last_block_id, t.last_commit, t.evidence),
@@ -60,19 +73,21 @@ def _round1_cpu(tmp: Path, model_mib: int, memo: bool) -> tuple[float, float, in
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--mib", type=int, default=8, help="model size in MiB (a MatMul's weights)")
+    parser.add_argument("--model", default="resnet50",
+                        help="resnet50 (onnx's light_resnet50, canonical) or a size in MiB (a MatMul's weights)")
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
     before, after, r0 = [], [], []
     size = 0
+    synth = _synth(args.model)
     for _ in range(args.repeat):
         for memo in (False, True):
             with tempfile.TemporaryDirectory() as tmp:
-                first, second, size = _round1_cpu(Path(tmp), args.mib, memo)
+                first, second, size = _round1_cpu(Path(tmp), synth, memo)
             (after if memo else before).append(second)
             r0.append(first)
     load = os.getloadavg()
-    print(f"model {size / (1 << 20):.1f} MiB, {args.repeat} pairs back to back, load average "
+    print(f"model {synth.name}, {size / (1 << 20):.1f} MiB, {args.repeat} pairs back to back, load average "
           f"{load[0]:.2f} {load[1]:.2f} {load[2]:.2f} on {os.cpu_count()} CPUs")
     print(f"  round 0 validation (check runs)     median {np.median(r0):7.3f} s CPU")
     print(f"  round 1 validation, no memo         median {np.median(before):7.3f} s CPU")
