@@ -2,8 +2,10 @@
 
 It owns the authenticated state map, the sandbox executor (a worker pool unless one is passed in), the
 signature caches and the per-height PoI challenge outputs. Executions computed by `build_block` and
-`validate_block` are kept by block id, so `finalize_block` only stages their writes; a block it has not
-seen (block sync, replay) is applied with the pure `apply_block`, which never runs a model.
+`validate_block` are kept by block id, so `finalize_block` only stages their writes and a block already
+executed on the same state is not executed again; a block it has not seen (block sync, replay) is applied
+with the pure `apply_block`, which never runs a model. Registration checks go through `vm.checkmemo`, so a
+completing chunk proposed again in a later round is not checked again.
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ answered from the memo."""
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -65,12 +65,12 @@ def _later_round(net: Devnet, txs: Sequence[object], node: int = 0) -> Block:
 
 
 @pytest.fixture
-def counted(tmp_path: Path) -> tuple[Devnet, list[CountingExecutor]]:
+def counted(tmp_path: Path) -> Iterator[tuple[Devnet, list[CountingExecutor]]]:
     executors = [CountingExecutor(), CountingExecutor()]
     net = Devnet.start(tmp_path, executors=[lambda e=e: e for e in executors])  # type: ignore[misc]
     for executor in executors:
         executor.reset()
-    yield net, executors  # type: ignore[misc]
+    yield net, executors
     net.close()
 
 
