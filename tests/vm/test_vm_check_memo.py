@@ -170,7 +170,12 @@ def test_a_local_fault_is_not_memoized() -> None:
         assert len(memo) == 0
     finally:
         memo.close()
-    memo.executor = LocalExecutor()  # the same node, its sandbox healthy again: the check runs for real
-    [result] = memo.run_batch([job])
+    memo.executor = WorkerPool(1)  # the same node, its sandbox healthy again: the check runs for real
+    try:
+        [result] = memo.run_batch([job])
+        [again] = memo.run_batch([job])  # a verdict from a worker process is kept like any other
+    finally:
+        memo.close()
     assert result.info is not None and result.golden is not None and result.golden[0] is not None
-    assert memo.misses == 2 and memo.hits == 0 and len(memo) == 1
+    assert again is result and not result.golden[0]["y"].flags.writeable
+    assert memo.misses == 2 and memo.hits == 1 and len(memo) == 1
