@@ -56,10 +56,10 @@ def _wide(width: int = 512) -> tuple[bytes, ModelMeta]:
                                  [[np.array([[1]], np.int32)], [np.array([[7]], np.int32)]])
 
 
-def _later_round(net: Devnet, txs: Sequence[object], node: int = 0) -> Block:
-    """The next round's block at the same height: same transactions, another time, so another header."""
+def _later_round(net: Devnet, txs: Sequence[object], node: int = 0, rounds: int = 1) -> Block:
+    """A later round's block at the same height: same transactions, another time, so another header."""
     t = net.template()
-    later = BlockTemplate(t.chain_id, t.height, t.round, Timestamp(int(t.time) + 3000), t.proposer,
+    later = BlockTemplate(t.chain_id, t.height, t.round, Timestamp(int(t.time) + 3000 * rounds), t.proposer,
                           t.last_block_id, t.last_commit, t.evidence)
     return net.apps[node].build_block(later, txs)  # type: ignore[arg-type]
 
@@ -94,6 +94,8 @@ def test_the_next_rounds_block_reuses_the_registration_check(counted: tuple[Devn
     assert [v.is_valid for v in net.validate(round1)] == [True]
     assert validator.checks == 1  # the validator's too: same verdict, gas and results (the header's root)
     assert round1.results == round0.results  # (the state roots differ: the chain record holds the block time)
+    round2 = _later_round(net, txs[-1:], node=1, rounds=2)  # the validator proposes next: its build reuses it
+    assert validator.checks == 1 and round2.results == round0.results
     result = round1.results[0]
     assert result.status is TxStatus.OK and result.gas_used > 0
 
@@ -102,7 +104,7 @@ def test_the_next_rounds_block_reuses_the_registration_check(counted: tuple[Devn
     records = [app.view().model(model_id) for app in net.apps]
     assert records[0] is not None and records[0] == records[1]
     assert proposer.checks == validator.checks == 1
-    assert net.apps[1].check_memo.hits == 1 and net.apps[1].check_memo.misses == 1
+    assert net.apps[1].check_memo.hits == 2 and net.apps[1].check_memo.misses == 1
 
 
 def test_a_reproposed_block_is_not_executed_again(counted: tuple[Devnet, list[CountingExecutor]]) -> None:
