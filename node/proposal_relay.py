@@ -22,6 +22,7 @@ proposal, while Tendermint's liveness rests on some round's timeouts being long 
 from __future__ import annotations
 
 import logging
+import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -111,6 +112,7 @@ class ProposalAssembler:
 
     async def assemble(self, compact: CompactProposal, *, forwarder: ID, origin: ID) -> ProposalBlock | None:
         """The full proposal, or None when its transactions could not all be found within the limits."""
+        began = trio.current_time()
         found, missing = compact.missing(self.get)
         outcomes: list[str] = []
         if missing:
@@ -134,6 +136,11 @@ class ProposalAssembler:
             return None
         self.rebuilt += 1
         self._remember(txs)
+        # For the logs only: how late the proposal came (the proposer's clock against ours) and what it lacked.
+        late_s = (time.time() * 1000 - int(compact.proposal.timestamp)) / 1000
+        logger.info("proposal %d/%d rebuilt: %d transactions, %d missing on arrival, in %.2f s (%.1f s after "
+                    "signing)%s", int(compact.proposal.height), int(compact.proposal.round), len(txs), len(missing),
+                    trio.current_time() - began, late_s, f" (asked: {'; '.join(outcomes)})" if outcomes else "")
         return message
 
     async def _find_missing(self, missing: list[Hash32], candidates: list[ID], total_s: float,
