@@ -9,8 +9,11 @@ there. A proposal naming them loses its round at every validator whose pipeline 
 
 So a proposer reaps its own clients' transactions only once they have gone out in a gossip batch and
 `grace_s` has passed since. The grace follows the gossip lag peers show: when a peer asks this node (the
-proposal relay's fetch) for one of its own transactions that went out `age` seconds ago, that peer had not
-received it within `age`, and the grace rises to cover it; it decays again while no peer asks. Transactions
+proposal relay's fetch) for one of its own transactions that went out `age` seconds before our last
+proposal was built, that peer had not received it within `age`, and the grace rises to cover it; it decays
+again while no peer asks. The age is taken at the build, not when we serve the request: a starved proposer
+answers seconds late, and that delay is not gossip lag (seen in a loaded devnet: a 12.5 s age at serve
+time for a proposal built 6 s after the transactions went out). Transactions
 that reached this node from peers are not held: every validator got their batch from the same origin.
 
 Policy only: nothing here enters a block, a hash or a verdict. Validators accept any valid block whatever
@@ -45,6 +48,7 @@ class OwnTxHold:
     _published: OrderedDict[bytes, float] = field(default_factory=OrderedDict)  # hash -> when it went out
     _unpublished: set[bytes] = field(default_factory=set)
     _last_decay: float | None = None
+    built_at: float | None = None  # when our last proposal's transactions were reaped
     held: int = 0  # reaps that skipped a transaction for being too fresh (counter, for logs and tests)
     asked_own: int = 0  # own published transactions peers asked us for
 
@@ -81,10 +85,12 @@ class OwnTxHold:
         return True
 
     def asked(self, hashes: list[bytes], now: float) -> tuple[int, int, float]:
-        """Peers asked us for `hashes` (a proposal's missing ones): raise the grace to the oldest of our own
-        published ones they lacked. Returns (own unpublished, own published, oldest age) for the log."""
+        """Peers asked us for `hashes` (a proposal's missing ones): raise the grace to the oldest age (at our
+        last build) of our own published ones they lacked. Returns (own unpublished, own published, oldest
+        age) for the log."""
         unpublished = published = 0
         oldest = 0.0
+        seen_at = self.built_at if self.built_at is not None else now
         for h in hashes:
             h = bytes(h)
             if h in self._unpublished:
@@ -93,7 +99,7 @@ class OwnTxHold:
             at = self._published.get(h)
             if at is not None:
                 published += 1
-                oldest = max(oldest, now - at)
+                oldest = max(oldest, seen_at - at)
         if published:
             self.asked_own += published
             self.grace_s = min(MAX_GRACE_S, max(self.grace_s, oldest * LAG_MARGIN))
@@ -101,7 +107,8 @@ class OwnTxHold:
         return unpublished, published, oldest
 
     def decay(self, now: float) -> None:
-        """Called before each reap: the grace eases back toward MIN_GRACE_S while no peer asks."""
+        """Called before each reap (at `now`): the grace eases back toward MIN_GRACE_S while no peer asks."""
+        self.built_at = now
         if self._last_decay is not None:
             elapsed = max(0.0, now - self._last_decay)
             self.grace_s = max(MIN_GRACE_S, self.grace_s - (self.grace_s - MIN_GRACE_S) * min(1.0, DECAY_PER_S * elapsed))

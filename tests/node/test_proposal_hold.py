@@ -70,11 +70,12 @@ def test_the_grace_follows_the_lag_peers_show_and_decays_back() -> None:
     hold.queued(lagging, 0)
     hold.published(1, 10.0)
     hold.queued(fresh, 1)
-    assert hold.asked([lagging, fresh, unknown], 14.0) == (1, 1, 4.0)
+    hold.decay(14.0)  # our proposal is built at 14 s; the peer's request reaches us (starved) at 19 s
+    assert hold.asked([lagging, fresh, unknown], 19.0) == (1, 1, 4.0)
     assert hold.grace_s == pytest.approx(6.0)
+    hold.decay(110.0)
     hold.asked([lagging], 110.0)
     assert hold.grace_s == MAX_GRACE_S
-    hold.decay(110.0)
     hold.decay(120.0)  # 10 s without asks: half of the way back
     assert hold.grace_s == pytest.approx(MIN_GRACE_S + (MAX_GRACE_S - MIN_GRACE_S) / 2)
     hold.decay(1000.0)
