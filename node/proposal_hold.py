@@ -13,7 +13,7 @@ proposal relay's fetch) for one of its own transactions that went out `age` seco
 proposal was built, that peer had not received it within `age`, and the grace rises to cover it; it decays
 again while no peer asks. The age is taken at the build, not when we serve the request: a starved proposer
 answers seconds late, and that delay is not gossip lag (seen in a loaded devnet: a 12.5 s age at serve
-time for a proposal built 6 s after the transactions went out). Transactions
+time for transactions that had gone out 1.7 s before the build). Transactions
 that reached this node from peers are not held: every validator got their batch from the same origin.
 
 Policy only: nothing here enters a block, a hash or a verdict. Validators accept any valid block whatever
