@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import itertools
 import json
 import os
@@ -400,11 +401,25 @@ def started_devnet(args: argparse.Namespace, accounts: int, *, prefix: str) -> I
             RealNet(Path(tmp) / "net", validators=args.validators, block_time_ms=args.block_time_ms,
                     accounts=accounts) as net:
         t0 = time.monotonic()
+        if getattr(args, "no_hold", False):
+            hold_off(net)
         net.start()
         net.wait_height(1, timeout=120)
         print(f"devnet of {args.validators} validators ({accounts} funded accounts): start to first block on "
               f"every node {time.monotonic() - t0:.1f} s")
         yield net
+
+def hold_off(net: RealNet) -> None:
+    """Every node proposes its own clients' transactions at once (mempool.hold_own_txs = false: the
+    behaviour before node.proposal_hold), for before/after runs of the same code."""
+    from node.config import load_config, write_config
+
+    net.devnet.prepare()
+    for index in net.indices:
+        path = net.spec(index).home / "config.toml"
+        cfg = load_config(path)
+        write_config(path, cfg.replace(mempool=dataclasses.replace(cfg.mempool, hold_own_txs=False)))
+
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -421,6 +436,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-retry", action="store_true",
                     help="never send a refused transaction again (the old driver: a full mempool then leaves "
                     "its sender's later nonces gapped)")
+    ap.add_argument("--no-hold", action="store_true",
+                    help="proposers name their own clients' transactions at once (node.proposal_hold off)")
     ap.add_argument("--keep", type=Path, default=None,
                     help="run the devnet in this directory and keep it (node logs under its net/) after the run")
     ap.add_argument("--kind", choices=("transfer", "infer", "infer-only"), default="transfer",

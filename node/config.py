@@ -111,6 +111,9 @@ class MempoolSection:
     sig_cache_size: int = 100_000
     # Gossip transactions in batches: flush after this delay (seconds).
     gossip_batch_delay_s: float = 0.05
+    # Our proposals name our own clients' transactions only once gossiped and out for a grace that follows
+    # the lag peers show (node.proposal_hold); false proposes them at once (the behaviour before).
+    hold_own_txs: bool = True
 
 
 @dataclass(frozen=True, slots=True)

@@ -61,6 +61,7 @@ from core.errors import (
 from core.evidence import Evidence, EvidenceEnvelope, WrongInference, evidence_height, offence_id
 from core.hashing import ZERO_HASH
 from core.store import KeySpace, space
+from core.tx import Transaction
 from core.types import Height, Timestamp
 from core.validators import ValidatorEntry
 from core.votes import Commit, Vote
@@ -68,6 +69,7 @@ from node.blockcheck import BlockChecks
 from node.chain import Chain
 from node.idle import IdlePacer
 from node.mempool import Mempool
+from node.proposal_hold import OwnTxHold
 from node.proposal_size import ProposalSizer
 from vm.txs import TxKind
 
@@ -101,7 +103,7 @@ class ConsensusDriver:
                  alarm: AlarmSink | None = None, clock: Callable[[], int] = now_ms,
                  inbox_size: int = 4096, block_checks: BlockChecks | None = None,
                  height_params: Callable[[int], tuple[ConsensusParams, BlockLimits]] | None = None,
-                 idle: IdlePacer | None = None) -> None:
+                 idle: IdlePacer | None = None, hold: OwnTxHold | None = None) -> None:
         self.chain = chain
         self.app: Application = chain.app
         self.state = state
@@ -131,6 +133,8 @@ class ConsensusDriver:
         self._evidence = space(chain.db, KeySpace.EVIDENCE)
         # How many transactions our proposals take: what validates within a share of timeout_propose.
         self.sizer = ProposalSizer()
+        # Which of our own clients' transactions our proposals may name yet (node.proposal_hold).
+        self.hold = hold
         self._built: set[bytes] = set()  # ids of blocks this node built (their validation is no sample)
         self.alarms: list[str] = []
         self.started = trio.Event()
@@ -317,7 +321,7 @@ class ConsensusDriver:
         template = action.template
         lim = self.limits
         max_txs = self.sizer.max_txs(self._base_params.timeout_propose_ms, lim.max_txs)
-        txs = self.mempool.reap(max_txs=max_txs, max_bytes=lim.max_bytes, max_gas=lim.max_gas)
+        txs = self._reap(max_txs, action)
 
         def build() -> Block:
             started = time.perf_counter()  # proposer policy only (node.proposal_size): never in a block
@@ -341,6 +345,24 @@ class ConsensusDriver:
             # A local fault on our own proposal backs the transaction off like a disagreement (docs/vm.md).
             self.mempool.report_disagreement(tx_hash, block.header.proposer, block.height)
         await self.submit(BlockBuilt(self.now(), template.height, template.round, block))
+
+    def _reap(self, max_txs: int, action: BuildBlock) -> list[Transaction]:
+        """Our proposal's transactions: the mempool's best, less our own clients' ones peers may not hold
+        yet (proposer policy: the monotonic clock read here never enters the block)."""
+        lim = self.limits
+        hold = self.hold
+        if hold is None or not hold.enabled:
+            return self.mempool.reap(max_txs=max_txs, max_bytes=lim.max_bytes, max_gas=lim.max_gas)
+        now = trio.current_time()
+        hold.decay(now)
+        held_before = hold.held
+        txs = self.mempool.reap(max_txs=max_txs, max_bytes=lim.max_bytes, max_gas=lim.max_gas,
+                                may_propose=lambda tx_hash: hold.may_propose(tx_hash, now))
+        if hold.held > held_before:
+            logger.info("block %d/%d: %d transactions; %d of our clients' held back (not yet gossiped, or "
+                        "out for less than %.1f s)", int(action.template.height), int(action.template.round),
+                        len(txs), hold.held - held_before, hold.grace_s)
+        return txs
 
     async def _validate(self, action: ValidateBlock) -> None:
         await self.validate(action.block)

@@ -459,9 +459,12 @@ class Mempool:
 
     # ---------------------------------------------------------------- proposal
 
-    def reap(self, *, max_txs: int, max_bytes: int, max_gas: int) -> list[Transaction]:
+    def reap(self, *, max_txs: int, max_bytes: int, max_gas: int,
+             may_propose: Callable[[bytes], bool] | None = None) -> list[Transaction]:
         """Transactions for our next proposal: ready ones (contiguous nonces from the account's), best fee
-        per gas first, senders' nonces in order, within the block's count, byte and gas budgets."""
+        per gas first, senders' nonces in order, within the block's count, byte and gas budgets. A
+        transaction `may_propose` refuses (proposer policy, node.proposal_hold) is skipped with its sender's
+        later nonces, as a backed-off one is."""
         heads = iter(self._ready)
         next_head: _ReadyKey | None = next(heads, None)
         following: list[tuple[int, int, bytes, int]] = []
@@ -476,7 +479,7 @@ class Mempool:
             else:
                 break
             entry = self._senders[key].txs[nonce]
-            if self.is_backed_off(entry.tx_hash):
+            if self.is_backed_off(entry.tx_hash) or (may_propose is not None and not may_propose(entry.tx_hash)):
                 continue  # this sender's later nonces cannot go without it
             if size + entry.size > max_bytes or gas + entry.tx.gas_limit > max_gas:
                 misses += 1

@@ -22,6 +22,7 @@ proposal, while Tendermint's liveness rests on some round's timeouts being long 
 from __future__ import annotations
 
 import logging
+import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -74,11 +75,14 @@ class FetchLimits:
 
 class ProposalAssembler:
     """`lookup` finds a transaction locally (the mempool); `fetch(peer, hashes)` asks a peer
-    (`p2p.reqresp.ReqResp.txs`); `peers()` lists the other peers that may serve transactions."""
+    (`p2p.reqresp.ReqResp.txs`); `peers()` lists the other peers that may serve transactions; `on_asked`
+    hears what peers ask this node for."""
 
     def __init__(self, lookup: TxLookup, fetch: TxFetch, peers: Callable[[], list[ID]],
-                 limits: FetchLimits | None = None) -> None:
+                 limits: FetchLimits | None = None,
+                 on_asked: Callable[[Sequence[Hash32]], None] | None = None) -> None:
         self._lookup = lookup
+        self._on_asked = on_asked  # hears every hash list a peer asks us for (node.proposal_hold's feedback)
         self._fetch = fetch
         self._peers = peers
         self.limits = limits or FetchLimits()
@@ -94,6 +98,8 @@ class ProposalAssembler:
 
     async def serve(self, hashes: Sequence[Hash32]) -> list[Transaction]:
         """What this node serves to peers (`p2p.reqresp.ReqResp.serve_txs`): the asked ones it holds, in order."""
+        if self._on_asked is not None:
+            self._on_asked(hashes)
         out: list[Transaction] = []
         for i, tx_hash in enumerate(hashes):
             if i and i % 256 == 0:
@@ -106,19 +112,22 @@ class ProposalAssembler:
 
     async def assemble(self, compact: CompactProposal, *, forwarder: ID, origin: ID) -> ProposalBlock | None:
         """The full proposal, or None when its transactions could not all be found within the limits."""
+        began = trio.current_time()
         found, missing = compact.missing(self.get)
+        outcomes: list[str] = []
         if missing:
             total_s = self.limits.total_for(int(compact.proposal.round))
-            got = await self._find_missing(missing, [origin, forwarder, *self._peers()], total_s)
+            got = await self._find_missing(missing, [origin, forwarder, *self._peers()], total_s, outcomes)
             # Kept even if the proposal is dropped: the next rounds' proposals name mostly the same ones.
             self._remember(list(got.values()))
             found = [tx if tx is not None else got.get(h) for tx, h in zip(found, compact.tx_hashes, strict=True)]
         txs = [tx for tx in found if tx is not None]
         if len(txs) != len(found):
             self.dropped += 1
-            logger.info("proposal %d/%d dropped: %d of its %d transactions not found in %.1f s",
-                        int(compact.proposal.height), int(compact.proposal.round), len(found) - len(txs),
-                        len(found), self.limits.total_for(int(compact.proposal.round)))
+            logger.info("proposal %d/%d dropped: %d of its %d transactions not found in %.1f s (%d missing on "
+                        "arrival; asked: %s)", int(compact.proposal.height), int(compact.proposal.round),
+                        len(found) - len(txs), len(found), self.limits.total_for(int(compact.proposal.round)),
+                        len(missing), "; ".join(outcomes) or "nobody")
             return None
         try:
             message = compact.rebuild(txs)
@@ -127,31 +136,46 @@ class ProposalAssembler:
             return None
         self.rebuilt += 1
         self._remember(txs)
+        # For the logs only: how late the proposal came (the proposer's clock against ours) and what it lacked.
+        late_s = (time.time() * 1000 - int(compact.proposal.timestamp)) / 1000
+        logger.info("proposal %d/%d rebuilt: %d transactions, %d missing on arrival, in %.2f s (%.1f s after "
+                    "signing)%s", int(compact.proposal.height), int(compact.proposal.round), len(txs), len(missing),
+                    trio.current_time() - began, late_s, f" (asked: {'; '.join(outcomes)})" if outcomes else "")
         return message
 
-    async def _find_missing(self, missing: list[Hash32], candidates: list[ID],
-                            total_s: float) -> dict[bytes, Transaction]:
+    async def _find_missing(self, missing: list[Hash32], candidates: list[ID], total_s: float,
+                            outcomes: list[str]) -> dict[bytes, Transaction]:
         """Hedged requests: the next peer is asked whenever `per_peer_s` passes without everything found,
         while earlier requests keep running (a slow honest peer still counts, a staller costs only its
         `per_peer_s`); the mempool is looked at meanwhile, since transaction gossip still in flight fills gaps
-        too. Everything stops at `total_s` or once nothing is missing."""
+        too. Everything stops at `total_s` or once nothing is missing. `outcomes` receives one line per peer
+        asked (what it sent, in how long, or how it failed) for the log."""
         got: dict[bytes, Transaction] = {}
+        began = trio.current_time()
+        gossiped = 0  # found in the mempool meanwhile (transaction gossip still in flight)
 
         def still_missing() -> list[Hash32]:
+            nonlocal gossiped
             for h in missing:
                 if h not in got:
                     tx = self._lookup(h)
                     if tx is not None:
                         got[bytes(h)] = tx
+                        gossiped += 1
             return [h for h in missing if h not in got]
 
         async def ask(peer: ID, finished: trio.Event) -> None:
+            asked_at = trio.current_time()
+            sent = requests = 0
+            outcome = "cancelled"
             try:
                 # A response holds what fits in one message: ask again for the rest while answers bring some.
                 want = still_missing()
                 while want:
                     batch = want[:MAX_TXS_PER_REQUEST]
+                    requests += 1
                     answered = await self._fetch(peer, batch)
+                    sent += len(answered)
                     for tx in answered:
                         if bytes(tx.hash) not in got:
                             got[bytes(tx.hash)] = tx
@@ -159,10 +183,14 @@ class ProposalAssembler:
                     if not answered:
                         break  # it holds none of these: the hedge asks the next peer
                     want = still_missing()  # p2p checked the answer holds only asked ones: `want` shrank
+                outcome = "done"
             except RemoteError as exc:  # BadResponse was penalized by p2p; any failure: the others go on
                 logger.debug("transactions from %s: %s", peer, exc)
+                outcome = f"failed ({exc})"
             finally:
                 finished.set()
+                outcomes.append(f"{str(peer)[-6:]} +{asked_at - began:.1f}s: {sent} in {requests} requests, "
+                                f"{outcome} after {trio.current_time() - asked_at:.1f}s")
 
         with trio.move_on_after(total_s):
             async with trio.open_nursery() as nursery:
@@ -182,6 +210,7 @@ class ProposalAssembler:
                 while still_missing():  # noqa: ASYNC110 - the mempool offers no event per arrival
                     await trio.sleep(_MEMPOOL_POLL_S)
                 nursery.cancel_scope.cancel()
+        outcomes.append(f"{gossiped} arrived by gossip")
         return got
 
     def _remember(self, txs: list[Transaction]) -> None:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import math
 import os
 from collections.abc import Sequence
 from typing import Any
@@ -39,7 +40,7 @@ from core.evidence import Evidence, EvidenceEnvelope
 from core.keys import PrivateKey
 from core.limits import MAX_BLOCK_TXS
 from core.tx import Transaction
-from core.types import Address, Height
+from core.types import Address, Hash32, Height
 from core.votes import Vote
 from node.blobstore import FileBlobStore
 from node.blobsync import BlobProvider, progress_bar, repair_blobs
@@ -57,6 +58,7 @@ from node.home import NodeHome
 from node.leveldb import LevelDBStore
 from node.mempool import Mempool, RemovalReason
 from node.metrics import NodeMetrics, TimedExecutor
+from node.proposal_hold import OwnTxHold
 from node.proposal_relay import FetchLimits, ProposalAssembler
 from node.providers import ChainProviders
 from node.queries import Queries
@@ -188,6 +190,7 @@ class Node:
         self.block_sync: BlockSync | None = None
         self.catch_up: ConsensusCatchUp | None = None
         self.batcher: TxBatcher | None = None
+        self.own_hold = OwnTxHold(enabled=self.config.mempool.hold_own_txs)
         self.syncing = False
         self.running = trio.Event()
         self._cancel: trio.CancelScope | None = None
@@ -258,7 +261,8 @@ class Node:
                     self.p2p = self._build_p2p()
                     await nursery.start(self.p2p.run)
                     self.batcher = TxBatcher(self._publish_batch,
-                                             max_delay_s=self.config.mempool.gossip_batch_delay_s)
+                                             max_delay_s=self.config.mempool.gossip_batch_delay_s,
+                                             on_published=self._batch_out)
                     await nursery.start(self.batcher.run)
                     nursery.start_soon(self._recheck_loop)
                     self.block_sync = BlockSync(self.chain, self.p2p, self.chain_id, self.config.sync)
@@ -349,7 +353,8 @@ class Node:
         gossip.set_hook(TopicKind.EVIDENCE, hooks.evidence)
         # Proposals travel compact (transactions by hash, core.compact); what the mempool lacks is fetched.
         rr = service.reqresp
-        assembler = ProposalAssembler(self.mempool.get, rr.txs, lambda: service.peers_serving("txs"))
+        assembler = ProposalAssembler(self.mempool.get, rr.txs, lambda: service.peers_serving("txs"),
+                                      on_asked=self._peer_asked_txs)
         self.proposal_assembler = assembler
         handlers = GossipHandlers(chain_id=self.chain_id, block_checks=self.block_checks,
                                   vote_verifier=self.vote_verifier, driver=lambda: self.driver,
@@ -416,7 +421,8 @@ class Node:
                                limits=block_limits(current), genesis_time=int(self.genesis.genesis_time),
                                publish=self._publish_consensus, alarm=self._alarm, block_checks=self.block_checks,
                                height_params=height_params,
-                               idle=idle_pacer(self.config.consensus.idle_block_time_ms, self.mempool))
+                               idle=idle_pacer(self.config.consensus.idle_block_time_ms, self.mempool),
+                               hold=self.own_hold)
 
     # ---------------------------------------------------------------- after each commit
 
@@ -463,8 +469,23 @@ class Node:
             result = self.mempool.add(tx, from_client=True)
             verdicts.append(SubmitVerdict(result.tx_hash, result.accepted, result.reason))
             if result.added and self.batcher is not None:
-                await self.batcher.add(tx)
+                self.own_hold.queued(tx.hash, await self.batcher.add(tx))
         return verdicts
+
+    def _batch_out(self, through: int) -> None:
+        """The batcher has sent every item before `through`. With no peer on the topic (a lone validator)
+        nobody can lack them: they count as long out, so our proposals need not wait the grace."""
+        alone = self.p2p is None or not self.p2p.gossip.topic_peers(TopicKind.TXS)
+        self.own_hold.published(through, -math.inf if alone else trio.current_time())
+
+    def _peer_asked_txs(self, hashes: Sequence[Hash32]) -> None:
+        """A peer fetches transactions from us (a proposal it could not rebuild from its mempool): if they
+        include our own clients' ones, the gossip lag is longer than our proposals' grace (node.proposal_hold)."""
+        unpublished, published, oldest = self.own_hold.asked([bytes(h) for h in hashes], trio.current_time())
+        if unpublished or published:
+            logger.info("a peer asked for %d transactions: %d of our clients' not yet gossiped, %d gossiped "
+                        "(oldest %.1f s ago); proposal grace now %.1f s", len(hashes), unpublished, published,
+                        oldest, self.own_hold.grace_s)
 
     async def _relay_tx(self, tx: Transaction) -> None:
         """A gossiped transaction our mempool took from a batch that is not relayed whole: ours to batch."""

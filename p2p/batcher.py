@@ -6,6 +6,10 @@ first transaction (what a lone transaction waits on an idle node), and `min_inte
 publish (under steady load batches go out at most that often, so they grow with the load instead of staying
 at one delay's worth: every message costs each of the other validators its transport, its decode and its
 relays, docs/performance.md "CPU per transaction"). A batch that reaches `target_bytes` goes at once.
+
+Items are numbered in the order they are added (`add` returns the number); after each publish `on_published`
+hears how many items are out (published, or left out as a batch's second copy), so the node knows when its
+own clients' transactions went out (node.proposal_hold).
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ if TYPE_CHECKING:
     from trio_typing import TaskStatus  # trio-stubs (a libp2p dependency) export it only here
 
 Publish = Callable[[bytes], Awaitable[object]]
+OnPublished = Callable[[int], None]
 
 # Under load, at most one batch per this many seconds per node (see the module doc).
 MIN_INTERVAL_S = 0.1
@@ -48,24 +53,36 @@ class TxBatcher:
     `capacity` transactions are already queued."""
 
     def __init__(self, publish: Publish, *, target_bytes: int = TX_BATCH_TARGET, max_delay_s: float = 0.1,
-                 min_interval_s: float = MIN_INTERVAL_S, capacity: int = 16384) -> None:
+                 min_interval_s: float = MIN_INTERVAL_S, capacity: int = 16384,
+                 on_published: OnPublished | None = None) -> None:
         self._publish = publish
+        self._on_published = on_published
         self._target = target_bytes
         self._max_delay = max_delay_s
         self._min_interval = min_interval_s
         self._send, self._receive = trio.open_memory_channel[bytes](capacity)
         self.batches = 0
         self.txs = 0
+        self.added = 0  # items added so far: the next one's number
+        self.taken = 0  # items taken from the queue so far (FIFO)
 
-    async def add(self, tx: Transaction | bytes) -> None:
+    async def add(self, tx: Transaction | bytes) -> int:
+        """Queue one transaction; returns its item number (see `on_published`)."""
+        seq = self.added
+        self.added += 1
         await self._send.send(tx.encode() if isinstance(tx, Transaction) else bytes(tx))
+        return seq
 
     async def run(self, *, task_status: TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         task_status.started()
         carry: bytes | None = None
         last = -math.inf
         while True:
-            first = carry if carry is not None else await self._receive.receive()
+            if carry is not None:
+                first = carry
+            else:
+                first = await self._receive.receive()
+                self.taken += 1
             carry = None
             batch, size = [first], len(first)
             # Peers refuse (and penalize) a batch holding one transaction twice: a second copy is left out.
@@ -73,6 +90,7 @@ class TxBatcher:
             with trio.move_on_at(max(trio.current_time() + self._max_delay, last + self._min_interval)):
                 while size < self._target and len(batch) < TXS_PER_BATCH_MAX:
                     tx = await self._receive.receive()
+                    self.taken += 1
                     if tx in in_batch:
                         continue
                     if size + len(tx) > min(self._target, TX_BATCH_MAX - 16):
@@ -85,3 +103,6 @@ class TxBatcher:
             last = trio.current_time()
             self.batches += 1
             self.txs += len(batch)
+            if self._on_published is not None:
+                # Items come out in order; a carried one (taken last) waits for the next batch.
+                self._on_published(self.taken - (1 if carry is not None else 0))

@@ -1,0 +1,82 @@
+"""Proposer policy (node.proposal_hold): our own clients' transactions go into our proposals only once they
+have gone out in a gossip batch and a grace, following the lag peers show, has passed."""
+
+from __future__ import annotations
+
+import pytest
+import trio
+import trio.testing
+
+from node.proposal_hold import MAX_GRACE_S, MIN_GRACE_S, OwnTxHold
+from p2p.batcher import TxBatcher
+from p2p.messages import TxBatch
+from p2p.testing.chain import make_tx
+
+pytestmark = pytest.mark.node
+
+CHAIN = "hold"
+
+
+@pytest.mark.trio
+async def test_the_batcher_reports_which_items_are_out(mock_clock: trio.testing.MockClock) -> None:
+    """Items are numbered in order and reported out only once their batch is published; one carried to the
+    next batch (it did not fit) is not reported with the first."""
+    published: list[bytes] = []
+    outs: list[int] = []
+
+    async def publish(data: bytes) -> None:
+        published.append(data)
+        await trio.lowlevel.checkpoint()
+
+    batcher = TxBatcher(publish, target_bytes=4000, max_delay_s=0.5, on_published=outs.append)
+    txs = [make_tx(CHAIN, i, payload_bytes=700) for i in range(6)]  # ~870 B each: 4 fit in 4000 B
+    async with trio.open_nursery() as nursery:
+        await nursery.start(batcher.run)
+        assert [await batcher.add(tx) for tx in txs] == list(range(6))
+        await trio.testing.wait_all_tasks_blocked()
+        assert [len(TxBatch.decode(b).txs) for b in published] == [4]
+        assert outs == [4]  # the fifth was taken and carried: not out yet
+        mock_clock.jump(0.6)
+        await trio.testing.wait_all_tasks_blocked()
+        assert outs == [4, 6]
+        nursery.cancel_scope.cancel()
+
+
+def test_own_transactions_wait_for_their_batch_and_the_grace() -> None:
+    hold = OwnTxHold()
+    mine, theirs = b"m" * 32, b"t" * 32
+    hold.queued(mine, 7)
+    assert hold.may_propose(theirs, 0.0)  # a peer's transaction: every validator got the same batch
+    assert not hold.may_propose(mine, 100.0)  # not gossiped yet, however long it waited
+    hold.published(7, 100.0)  # items before 7 are out: ours is not
+    assert not hold.may_propose(mine, 100.0)
+    hold.published(8, 101.0)
+    assert not hold.may_propose(mine, 101.0 + MIN_GRACE_S / 2)
+    assert hold.may_propose(mine, 101.0 + MIN_GRACE_S)
+    assert hold.held == 3
+
+
+def test_a_disabled_hold_proposes_everything_at_once() -> None:
+    hold = OwnTxHold(enabled=False)
+    hold.queued(b"m" * 32, 0)
+    assert hold.may_propose(b"m" * 32, 0.0)
+
+
+def test_the_grace_follows_the_lag_peers_show_and_decays_back() -> None:
+    """A peer that asks for one of our transactions gossiped 4 s ago lacked it for 4 s: the grace covers that
+    (with a margin), never past MAX_GRACE_S, and eases back while nobody asks."""
+    hold = OwnTxHold()
+    lagging, fresh, unknown = b"a" * 32, b"b" * 32, b"c" * 32
+    hold.queued(lagging, 0)
+    hold.published(1, 10.0)
+    hold.queued(fresh, 1)
+    hold.decay(14.0)  # our proposal is built at 14 s; the peer's request reaches us (starved) at 19 s
+    assert hold.asked([lagging, fresh, unknown], 19.0) == (1, 1, 4.0)
+    assert hold.grace_s == pytest.approx(6.0)
+    hold.decay(110.0)
+    hold.asked([lagging], 110.0)
+    assert hold.grace_s == MAX_GRACE_S
+    hold.decay(120.0)  # 10 s without asks: half of the way back
+    assert hold.grace_s == pytest.approx(MIN_GRACE_S + (MAX_GRACE_S - MIN_GRACE_S) / 2)
+    hold.decay(1000.0)
+    assert hold.grace_s == MIN_GRACE_S
