@@ -203,7 +203,12 @@ class PeerManager:
                 await trio.sleep(_CONNECTED_POLL_S)
                 continue
             info = self._persistent[peer]
-            self._host.get_peerstore().add_addrs(peer, info.addrs, _PEERSTORE_TTL_S)
+            # Dial the addresses we were given, only: identify replaced them with the listen addresses the peer
+            # announced, which a proxy, NAT or port forward can make unreachable or a detour from here, and the
+            # swarm dials only the first TCP address it holds (a cut link came back around its proxy).
+            peerstore = self._host.get_peerstore()
+            peerstore.clear_addrs(peer)
+            peerstore.add_addrs(peer, info.addrs, _PEERSTORE_TTL_S)
             _unblock(network, peer)  # a failed dial blocks the peer for 60 s upstream (pitfall 6)
             try:
                 with trio.fail_after(_DIAL_TIMEOUT_S):
