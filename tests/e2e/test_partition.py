@@ -9,6 +9,7 @@ serves both tests, in file order; each leaves every link healed.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import threading
 import time
@@ -65,13 +66,18 @@ def linked(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Linked]:
                       accounts=VALIDATORS + 2 * SENDERS)
         links: dict[tuple[int, int], BlackholeProxy] = {}
         for a, b in CROSS:
-            links[(a, b)] = proxies.add(lambda b=b: net.spec(b).p2p_port)  # type: ignore[misc]
+            links[(a, b)] = proxies.add(functools.partial(p2p_port, net, b))
             net.route(a, b, links[(a, b)].port)
             net.route(b, a, None)
         with net:
             net.start()
             net.wait_height(2)
             yield Linked(net, proxies, links)
+
+
+def p2p_port(net: RealNet, index: int) -> int:
+    """Where a proxy forwards to, looked up per connection (the network may move ports while starting)."""
+    return net.spec(index).p2p_port
 
 
 # ---------------------------------------------------------------------------------------------- load
@@ -101,6 +107,7 @@ class TransferLoad:
                                     gas_limit=GAS_LIMIT, fee=FEE))
                        for n in range(PER_SENDER) for s, key in enumerate(self.senders)]
         self._stopped: set[int] = set()
+        self._began = self._ended = 0.0
 
     def start(self) -> TransferLoad:
         self._thread = threading.Thread(target=self._run, name="transfer-load", daemon=True)
@@ -116,7 +123,7 @@ class TransferLoad:
     def _run(self) -> None:
         clients = {i: Client(self.net.spec(i).rpc_url, timeout=10.0) for i in self.endpoints}
         per_tick = max(1, int(RATE * TICK_S))
-        begin = time.monotonic()
+        begin = self._began = self._ended = time.monotonic()
         try:
             for tick in itertools.count():
                 if self._stop.is_set() or not self._queue:
@@ -131,6 +138,7 @@ class TransferLoad:
                     self._send(clients[index], items)
                 self._stop.wait(max(0.0, begin + (tick + 1) * TICK_S - time.monotonic()))
         finally:
+            self._ended = time.monotonic()
             for client in clients.values():
                 client.close()
 
@@ -150,6 +158,10 @@ class TransferLoad:
                 else:
                     self.refused[tx_hash] = str(answers[k].get("error") or "refused")
                     self._stopped.add(sender)
+
+    def rate(self) -> float:
+        """Transactions sent per second of sending."""
+        return self.sent / max(self._ended - self._began, 1e-9)
 
     def snapshot(self) -> set[bytes]:
         with self.lock:
@@ -244,9 +256,9 @@ def test_one_silent_link_cut_under_load_keeps_the_chain_committing_and_heals(lin
     net.wait_height(top, timeout=60)
     assert_same_chain(net, net.indices, first, top)
     assert_no_honest_peer_penalized(net, before_penalties)
-    print(f"\none link cut: heights {cut_at}..{during} committed during the {CUT_S:g} s cut; {load.sent} sent, "
-          f"{len(load.accepted)} accepted and committed, {len(load.refused)} refused, {len(load.unanswered)} "
-          f"unanswered")
+    print(f"\none link cut: heights {cut_at}..{during} committed during the {CUT_S:g} s cut, longest gap between "
+          f"blocks {gap:.1f} s; {load.sent} sent ({load.rate():.0f} tx/s), {len(load.accepted)} accepted and "
+          f"committed, {len(load.refused)} refused, {len(load.unanswered)} unanswered")
 
 
 def test_a_2_2_partition_halts_without_forking_and_resumes_after_heal_losing_nothing(linked: Linked) -> None:
@@ -289,6 +301,7 @@ def test_a_2_2_partition_halts_without_forking_and_resumes_after_heal_losing_not
     assert not load.unanswered, f"{len(load.unanswered)} broadcasts went unanswered"
     for error in load.refused.values():  # refused, not lost: the sender was told why
         assert error and error != "refused", f"a transaction refused without a reason: {error!r}"
-    print(f"\n2|2 partition: halted at {decided} (heights {frozen}) for {HALT_S + SETTLE_S:g} s, resumed {resumed_s:.1f} s after the "
-          f"heal; {load.sent} sent, {len(load.accepted)} accepted and committed, {len(load.refused)} refused "
+    print(f"\n2|2 partition: halted at {decided} (heights {frozen}) for {HALT_S:g} s after a {SETTLE_S:g} s "
+          f"settle, resumed {resumed_s:.1f} s after the heal; {load.sent} sent ({load.rate():.0f} tx/s), "
+          f"{len(load.accepted)} accepted and committed, {len(load.refused)} refused "
           f"({sorted(set(load.refused.values()))[:3]})")
