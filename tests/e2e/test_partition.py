@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import itertools
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -209,6 +210,38 @@ def peer_counts(net: RealNet) -> dict[int, int]:
     return {i: net.client(i).status().peers for i in net.indices}
 
 
+def remote_ports(pid: int) -> set[int]:
+    """The remote ports of the established TCP connections process `pid` holds (from /proc)."""
+    inodes = set()
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:  # closed meanwhile
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[8:-1])
+    ports = set()
+    with open("/proc/net/tcp") as table:
+        for line in table.readlines()[1:]:
+            fields = line.split()
+            if fields[3] == "01" and fields[9] in inodes:  # ESTABLISHED
+                ports.add(int(fields[2].split(":")[1], 16))
+    return ports
+
+
+def assert_sides_meet_only_through_proxies(linked: Linked, *, all_linked: bool = False) -> None:
+    """No cross link runs around its proxy: neither end holds a connection to the other's p2p port; with
+    `all_linked`, each link's dialer also holds its connection through its proxy."""
+    net = linked.net
+    ports = {i: remote_ports(net.pid(i)) for i in net.indices}
+    around = [(a, b) for a, b in CROSS
+              if net.spec(b).p2p_port in ports[a] or net.spec(a).p2p_port in ports[b]]
+    assert not around, f"links {around} connected around their proxies"
+    if all_linked:
+        missing = [(a, b) for (a, b), proxy in linked.links.items() if proxy.port not in ports[a]]
+        assert not missing, f"links {missing} not connected through their proxies"
+
+
 def assert_no_honest_peer_penalized(net: RealNet, before: dict[int, float]) -> None:
     after = {i: penalties(net, i) for i in net.indices}
     assert after == before, f"honest peers penalized: penalties {before} -> {after}"
@@ -239,6 +272,7 @@ def test_one_silent_link_cut_under_load_keeps_the_chain_committing_and_heals(lin
             counts = peer_counts(net)
             assert counts[0] == counts[2] == 2, f"the cut link came back around the proxy: peers {counts}"
             time.sleep(0.5)
+        assert_sides_meet_only_through_proxies(linked)
         during = min(h for h in net.heights().values() if h is not None)
         assert during >= cut_at + 5, f"the chain did not keep committing while one link was cut: {cut_at} -> {during}"
         gap = max_commit_gap_s(net, 0, cut_at, during)
@@ -256,6 +290,7 @@ def test_one_silent_link_cut_under_load_keeps_the_chain_committing_and_heals(lin
     net.wait_height(top, timeout=60)
     assert_same_chain(net, net.indices, first, top)
     assert_no_honest_peer_penalized(net, before_penalties)
+    assert_sides_meet_only_through_proxies(linked, all_linked=True)
     print(f"\none link cut: heights {cut_at}..{during} committed during the {CUT_S:g} s cut, longest gap between "
           f"blocks {gap:.1f} s; {load.sent} sent ({load.rate():.0f} tx/s), {len(load.accepted)} accepted and "
           f"committed, {len(load.refused)} refused, {len(load.unanswered)} unanswered")
@@ -272,6 +307,7 @@ def test_a_2_2_partition_halts_without_forking_and_resumes_after_heal_losing_not
     load = TransferLoad(net, tuple(net.indices), sender_keys(net, 1)).start()
     try:
         net.wait_height(first + 2, timeout=60)
+        assert_sides_meet_only_through_proxies(linked, all_linked=True)
         proxies.cut(*cross)
         time.sleep(SETTLE_S)
         # A height decided before the cut may still reach a lagging node of either side; nothing newer may.
@@ -283,6 +319,7 @@ def test_a_2_2_partition_halts_without_forking_and_resumes_after_heal_losing_not
             assert max(now.values()) == decided, f"a side decided without 2/3 of the power: {decided} -> {now}"
             time.sleep(0.5)
         frozen = {i: net.height(i) for i in net.indices}
+        assert_sides_meet_only_through_proxies(linked)
         assert min(frozen.values()) >= decided - 1, f"the sides drifted apart: {frozen}"
         for h in range(first, decided + 1):  # no fork: each height has one block, wherever it is known
             assert_same_chain(net, [i for i in net.indices if frozen[i] >= h], h, h)
