@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 import pytest
 
 from core.keys import PrivateKey
+from core.tx import Transaction
 from core.types import Amount
 from node.client import Client, RpcError
 from tests.adversary.blackhole import BlackholeProxy, ProxyThread
@@ -86,9 +87,9 @@ def p2p_port(net: RealNet, index: int) -> int:
 
 @dataclass
 class TransferLoad:
-    """Pre-signed transfers offered at RATE tx/s from a thread through `endpoints` (sender s always through
-    the same node, so its nonces arrive in order). A sender stops at its first refusal or unanswered call:
-    an accepted transaction then never waits behind a nonce gap the driver made."""
+    """Pre-signed transfers offered at RATE tx/s through `endpoints`, one thread per endpoint (sender s always
+    through the same node, so its nonces arrive in order). A sender stops at its first refusal or unanswered
+    call: an accepted transaction then never waits behind a nonce gap the driver made."""
 
     net: RealNet
     endpoints: tuple[int, ...]
@@ -99,49 +100,48 @@ class TransferLoad:
     sent: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
     _stop: threading.Event = field(default_factory=threading.Event)
-    _thread: threading.Thread | None = None
+    _threads: list[threading.Thread] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         sink = PrivateKey.derive("partition test sink", "account", 0).address
         chain_id = self.net.chain_id
-        self._queue = [(s, build_tx(key, Transfer(sink, Amount(1)), chain_id=chain_id, nonce=n,
-                                    gas_limit=GAS_LIMIT, fee=FEE))
-                       for n in range(PER_SENDER) for s, key in enumerate(self.senders)]
+        self._queues: dict[int, list[tuple[int, Transaction]]] = {i: [] for i in self.endpoints}
+        for n in range(PER_SENDER):
+            for s, key in enumerate(self.senders):
+                tx = build_tx(key, Transfer(sink, Amount(1)), chain_id=chain_id, nonce=n, gas_limit=GAS_LIMIT,
+                              fee=FEE)
+                self._queues[self.endpoints[s % len(self.endpoints)]].append((s, tx))
         self._stopped: set[int] = set()
         self._began = self._ended = 0.0
 
     def start(self) -> TransferLoad:
-        self._thread = threading.Thread(target=self._run, name="transfer-load", daemon=True)
-        self._thread.start()
+        self._began = time.monotonic()
+        self._threads = [threading.Thread(target=self._run, args=(i,), name=f"transfer-load-{i}", daemon=True)
+                         for i in self.endpoints]
+        for thread in self._threads:
+            thread.start()
         return self
 
     def stop(self) -> None:
         self._stop.set()
-        if self._thread is not None:
-            self._thread.join(30)
-            assert not self._thread.is_alive(), "the load thread did not stop"
+        for thread in self._threads:
+            thread.join(30)
+            assert not thread.is_alive(), "a load thread did not stop"
+        self._ended = time.monotonic()
 
-    def _run(self) -> None:
-        clients = {i: Client(self.net.spec(i).rpc_url, timeout=10.0) for i in self.endpoints}
-        per_tick = max(1, int(RATE * TICK_S))
-        begin = self._began = self._ended = time.monotonic()
-        try:
+    def _run(self, index: int) -> None:
+        queue = self._queues[index]
+        per_tick = max(1, round(RATE * TICK_S / len(self.endpoints)))
+        with Client(self.net.spec(index).rpc_url, timeout=10.0) as client:
             for tick in itertools.count():
-                if self._stop.is_set() or not self._queue:
+                if self._stop.is_set() or not queue:
                     return
-                batch, self._queue = self._queue[:per_tick], self._queue[per_tick:]
-                by_endpoint: dict[int, list[tuple[int, bytes, str]]] = {}
-                for s, tx in batch:
-                    if s not in self._stopped:
-                        by_endpoint.setdefault(self.endpoints[s % len(self.endpoints)], []).append(
-                            (s, bytes(tx.hash), tx.encode().hex()))
-                for index, items in by_endpoint.items():
-                    self._send(clients[index], items)
-                self._stop.wait(max(0.0, begin + (tick + 1) * TICK_S - time.monotonic()))
-        finally:
-            self._ended = time.monotonic()
-            for client in clients.values():
-                client.close()
+                batch, queue = queue[:per_tick], queue[per_tick:]
+                with self.lock:
+                    items = [(s, bytes(tx.hash), tx.encode().hex()) for s, tx in batch if s not in self._stopped]
+                if items:
+                    self._send(client, items)
+                self._stop.wait(max(0.0, self._began + (tick + 1) * TICK_S - time.monotonic()))
 
     def _send(self, client: Client, items: list[tuple[int, bytes, str]]) -> None:
         try:
