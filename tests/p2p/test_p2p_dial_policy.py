@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import pytest
 import trio
+from libp2p.network.exceptions import SwarmException
 from libp2p.peer.id import ID
 from multiaddr import Multiaddr
 
@@ -58,4 +59,16 @@ async def test_a_request_to_a_peer_without_a_connection_fails_without_dialing_it
             second.host.get_peerstore().add_addrs(peer, [Multiaddr(first.addr.split("/p2p/")[0])], 120)
             with pytest.raises(RequestFailed, match="not connected"):
                 await second.reqresp.status(peer)
+            assert not second.host.get_network().get_connections(peer)
+
+
+@pytest.mark.trio
+async def test_the_swarm_dials_only_for_the_peer_manager() -> None:
+    """What a stream open to a peer without a connection does (a request racing its link's drop): refused."""
+    with trio.fail_after(60):
+        async with running_nodes(1, seed="gate-a") as (first,), running_nodes(1, seed="gate-b") as (second,):
+            peer = ID.from_base58(str(first.peer_id))
+            second.host.get_peerstore().add_addrs(peer, [Multiaddr(first.addr.split("/p2p/")[0])], 120)
+            with pytest.raises(SwarmException, match="only the peer manager dials"):
+                await second.host.get_network().dial_peer(peer)
             assert not second.host.get_network().get_connections(peer)
