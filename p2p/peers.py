@@ -1,7 +1,9 @@
 """Peer policy: keep bootstrap peers connected, cap the peer count, act on scores (disconnect, ban).
 
 Nothing in py-libp2p 0.8.1 reconnects, and a failed dial blocks the peer for 60 s (pitfall 6): we redial
-with backoff and lift that block first.
+with backoff and lift that block first. Only this class dials, and only at the configured addresses (pitfall
+18): the swarm refuses any other dial, such as the one opening a stream to a peer without a connection would
+make at the addresses the peer announced.
 """
 
 from __future__ import annotations
@@ -9,10 +11,12 @@ from __future__ import annotations
 import logging
 import random
 from collections.abc import Callable
+from contextvars import ContextVar
 from typing import TYPE_CHECKING
 
 import trio
 from libp2p.abc import IHost, INetConn, INetStream, INetwork, INotifee
+from libp2p.network.exceptions import SwarmException
 from libp2p.peer.id import ID
 from libp2p.peer.peerinfo import PeerInfo
 from multiaddr import Multiaddr
@@ -33,6 +37,8 @@ _CONNECTED_POLL_S = 0.5
 _SWEEP_S = 1.0
 _GONE_SETTLE_S = 0.5
 _PEERSTORE_TTL_S = 120  # upstream default; we re-add bootstrap addresses before every dial (pitfall 7)
+# Set in the peer manager's own dialing tasks: the swarm dials only for them.
+_DIALING: ContextVar[bool] = ContextVar("p2p_peer_manager_dialing", default=False)
 
 
 class PeerManager:
@@ -50,6 +56,7 @@ class PeerManager:
         self.pubsub: GuardedPubsub | None = None
         self._on_gone: list[Callable[[ID], None]] = []
         host.get_network().register_notifee(_Notifee(self))
+        _dial_only_for_us(host.get_network())
 
     def on_peer_gone(self, callback: Callable[[ID], None]) -> None:
         """Call `callback(peer)` when a peer's last connection closes (to free per-peer state)."""
@@ -189,6 +196,7 @@ class PeerManager:
             self.scores.forget_idle(now)
 
     async def _keep_connected(self, peer: ID) -> None:
+        _DIALING.set(True)  # this task's context only
         cfg = self._config
         network = self._host.get_network()
         delay = cfg.reconnect_min_s
@@ -203,7 +211,12 @@ class PeerManager:
                 await trio.sleep(_CONNECTED_POLL_S)
                 continue
             info = self._persistent[peer]
-            self._host.get_peerstore().add_addrs(peer, info.addrs, _PEERSTORE_TTL_S)
+            # Dial the addresses we were given, only: identify replaced them with the listen addresses the peer
+            # announced, which a proxy, NAT or port forward can make unreachable or a detour from here, and the
+            # swarm dials only the first TCP address it holds (a cut link came back around its proxy).
+            peerstore = self._host.get_peerstore()
+            peerstore.clear_addrs(peer)
+            peerstore.add_addrs(peer, info.addrs, _PEERSTORE_TTL_S)
             _unblock(network, peer)  # a failed dial blocks the peer for 60 s upstream (pitfall 6)
             try:
                 with trio.fail_after(_DIAL_TIMEOUT_S):
@@ -217,6 +230,18 @@ class PeerManager:
             if was_connected:
                 self._counters.reconnects += 1
             was_connected = True
+
+
+def _dial_only_for_us(network: INetwork) -> None:
+    """Make the swarm refuse every dial but the peer manager's (its `_keep_connected` tasks)."""
+    dial_peer = network.dial_peer
+
+    async def gated(peer_id: ID) -> list[INetConn]:
+        if not _DIALING.get():
+            raise SwarmException(f"not connected to {peer_id}; only the peer manager dials")
+        return await dial_peer(peer_id)
+
+    network.dial_peer = gated  # type: ignore[method-assign]
 
 
 def _unblock(network: object, peer: ID) -> None:

@@ -86,6 +86,9 @@ _RATE_RETRIES = 30
 # Beyond request_timeout_s, how long a request may take to let go of its stream before the caller stops
 # waiting and the link is dropped as stalled (pitfall: a timed-out request can hang on a silent link).
 _RELEASE_GRACE_S = 2.0
+# A request to a peer with no connection waits this long for the peer manager's dial, then fails (never dials).
+_CONNECT_WAIT_S = 2.0
+_CONNECT_POLL_S = 0.05
 
 
 @dataclass(frozen=True, slots=True)
@@ -415,6 +418,7 @@ class ReqResp:
         return self._limiter.tracked() + self._served.tracked()
 
     async def _request(self, peer: ID, name: str, request: Wire) -> bytes:
+        await self._wait_connected(peer, name)
         if not self.serves(peer, name):
             self._counters.requests_skipped[name] += 1
             raise NotServed(f"{peer} does not serve {self._protocols[name]}")
@@ -436,6 +440,19 @@ class ReqResp:
             self._counters.requests_failed[name] += 1
             raise RequestFailed(f"{name} request to {peer} refused: {response.code.name}: {response.reason}")
         return response.body
+
+    async def _wait_connected(self, peer: ID, name: str) -> None:
+        """Opening a stream to a peer without a connection would dial it at whatever addresses the peerstore
+        holds (those it announced, or a message origin's peer record), around the configured ones: only the
+        peer manager dials (docs/p2p.md, pitfall 18). So a request waits a little for the peer manager's
+        connection (a node that just started), then fails without dialing."""
+        network = self._host.get_network()
+        with trio.move_on_after(min(_CONNECT_WAIT_S, self._config.request_timeout_s)):
+            while not network.get_connections(peer):  # noqa: ASYNC110 - the swarm has no event to wait on
+                await trio.sleep(_CONNECT_POLL_S)
+            return
+        self._counters.requests_failed[name] += 1
+        raise RequestFailed(f"{name} request to {peer}: not connected")
 
     async def _exchange(self, peer: ID, name: str, payload: bytes) -> bytes:
         """Send one request and read its response, waiting at most request_timeout_s plus a grace.

@@ -6,6 +6,7 @@
         net.client(1).broadcast_tx(tx)    # one typed RPC client per node
         net.kill(3); net.restart(3)       # crash and come back (same home, same ports)
         net.pause(2); net.resume(2)       # SIGSTOP / SIGCONT: silent without closing its connections
+        net.route(0, 2, proxy.port)       # before start: node 0 dials node 2 through a proxy the test runs
         i = net.add_node()                # an extra non-validator node that syncs from the validators
     # leaving the block stops every process: SIGINT, then SIGTERM, then SIGKILL of its process group
 
@@ -21,6 +22,7 @@ node's state, height and log tail (`describe`). This module does not use pytest:
 from __future__ import annotations
 
 import atexit
+import dataclasses
 import json
 import signal
 from collections.abc import Callable, Iterable, Mapping
@@ -81,6 +83,7 @@ class RealNet:
         self._extra: set[int] = set()
         self._paused: set[int] = set()
         self._clients: dict[int, Client] = {}
+        self._routes: dict[tuple[int, int], int | None] = {}  # (dialer, peer) -> proxy port, or None: no dial
 
     # ------------------------------------------------------------------------------------------ lifecycle
 
@@ -88,6 +91,7 @@ class RealNet:
         """Create the network (genesis, homes, free ports) and start every node; returns when each one
         serves. Moves to new ports and retries when a node finds its port taken."""
         self.devnet.prepare()
+        self._write_routes()
         self.chain_id = str(json.loads(self.devnet.genesis_path.read_text())["chain_id"])
         if self not in _live:
             _live.append(self)
@@ -107,6 +111,7 @@ class RealNet:
                 self._stop_all()
                 self._drop_clients()
                 self.devnet.move_to_free_ports()
+                self._write_routes()
         raise AssertionError("unreachable")
 
     def close(self) -> None:
@@ -244,6 +249,34 @@ class RealNet:
                 if stale is not None:
                     stale.close()
         return index
+
+    def route(self, dialer: int, peer: int, port: int | None) -> None:
+        """Node `dialer` reaches node `peer` at 127.0.0.1:`port` (a proxy the test runs and can cut, e.g.
+        `tests.adversary.blackhole.ProxyThread`) instead of at `peer`'s own p2p port; `port=None`: `dialer`
+        does not dial `peer` at all (it only accepts `peer`'s dials). Call it before `start` (or restart
+        `dialer`): it rewrites `dialer`'s bootstrap list, at start and whenever the network moves ports. A
+        link that must only go through the proxy routes one end through it and the other end to None."""
+        self._routes[(dialer, peer)] = port
+        self._write_routes()
+
+    def _write_routes(self) -> None:
+        from node.config import load_config, write_config
+
+        for dialer in sorted({d for d, _ in self._routes}):
+            path = self.devnet.home(dialer) / "config.toml"
+            if not path.exists():
+                continue  # not prepared yet: `start` writes it
+            cfg = load_config(path)
+            entries = {addr.rsplit("/p2p/", 1)[-1]: addr for addr in cfg.p2p.bootstrap}
+            for (d, peer), port in self._routes.items():
+                if d != dialer:
+                    continue
+                peer_id = self.spec(peer).peer_id
+                if port is None:
+                    entries.pop(peer_id, None)
+                else:
+                    entries[peer_id] = f"/ip4/127.0.0.1/tcp/{port}/p2p/{peer_id}"
+            write_config(path, cfg.replace(p2p=dataclasses.replace(cfg.p2p, bootstrap=tuple(entries.values()))))
 
     def _proc(self, index: int) -> NodeProcess:
         proc = self.devnet.procs.get(index)
