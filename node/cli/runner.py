@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import signal
 import threading
@@ -64,16 +65,25 @@ async def run_node(home: NodeHome, passphrase: str | None, pool: WorkerPool | No
     """Run until SIGINT or SIGTERM, or until the node stops on its own (a fatal error raises instead).
     `pool`: the sandbox pool to run models in (`start_sandbox_pool`; None: the node's own, started on first
     use); the node closes it when it stops."""
+    from node import gctune
+
+    gc_setting = gctune.get_setting()
+    gctune.apply(gc_setting)  # before the node's imports: they are start-up's largest allocation
     from node.service import Node
 
     node = Node(home, passphrase=passphrase, workers=1, executor=pool)
-    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(_run_then_cancel, node, nursery.cancel_scope)
-            async for signum in signals:
-                log.info("received %s: stopping", signal.Signals(signum).name)
-                nursery.cancel_scope.cancel()
-                break
+    frozen = gctune.freeze(gc_setting)  # imports, genesis, stores: alive as long as the process
+    log.debug("gc: setting %s, thresholds %s, %d objects frozen", gc_setting.name, gc.get_threshold(), frozen)
+    try:
+        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(_run_then_cancel, node, nursery.cancel_scope)
+                async for signum in signals:
+                    log.info("received %s: stopping", signal.Signals(signum).name)
+                    nursery.cancel_scope.cancel()
+                    break
+    finally:
+        log.info("%s", gctune.summary())
 
 
 async def _run_then_cancel(node: Node, scope: trio.CancelScope) -> None:

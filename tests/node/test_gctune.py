@@ -1,0 +1,82 @@
+"""The node process's garbage-collector setting (node/gctune.py): a real node runs with the tuned thresholds
+and its start-up heap frozen, reports both and its collections' time in `/metrics`, and `INFERCHAIN_GC`
+chooses the interpreter's defaults instead or is refused with a one-line error.
+"""
+
+from __future__ import annotations
+
+import gc
+import re
+
+import httpx
+import pytest
+
+from core.errors import ConfigError
+from node import gctune
+from tests.realnet.fixture import realnet_fixture
+from tests.realnet.network import RealNet
+
+pytestmark = pytest.mark.node
+
+net = realnet_fixture(validators=1, ready_height=2)
+
+
+def scrape(net: RealNet) -> dict[str, float]:
+    text = httpx.get(net.rpc_urls()[0] + "/metrics", timeout=10).text
+    return {m[1]: float(m[2]) for m in re.finditer(r"^(inferchain_gc_[a-z_]+(?:\{[^}]*\})?) (\S+)$", text, re.M)}
+
+
+def test_a_node_process_runs_with_the_tuned_collector_and_reports_it(net: RealNet) -> None:
+    net.wait_height(4)  # some blocks under the setting: the node has allocated and collected since start-up
+    m = scrape(net)
+    assert [m[f'inferchain_gc_threshold{{generation="{g}"}}'] for g in range(3)] == list(gctune.THRESHOLDS)
+    assert m["inferchain_gc_frozen_objects"] > 50_000  # imports, genesis and stores: never scanned again
+    assert m['inferchain_gc_collections_total{generation="2"}'] >= 1  # the collect before the freeze, timed
+    assert m['inferchain_gc_seconds_total{generation="2"}'] > 0
+    assert all(m[f'inferchain_gc_collections_total{{generation="{g}"}}'] >= 0 for g in range(3))
+
+
+def test_INFERCHAIN_GC_python_leaves_the_interpreters_defaults(net: RealNet) -> None:
+    net.restart(0, env={gctune.ENV: "python"})
+    m = scrape(net)
+    assert [m[f'inferchain_gc_threshold{{generation="{g}"}}'] for g in range(3)] == [700, 10, 10]
+    assert m["inferchain_gc_frozen_objects"] == 0
+    net.restart(0, env={gctune.ENV: "20000,5,5"})
+    m = scrape(net)
+    assert [m[f'inferchain_gc_threshold{{generation="{g}"}}'] for g in range(3)] == [20000, 5, 5]
+    assert m["inferchain_gc_frozen_objects"] > 50_000
+    net.wait_height(net.height(0) + 2)  # and it still commits
+
+
+@pytest.mark.parametrize("value", ["lots", "0,10,10", "1000,10", "1000,-1,10", "1,2,3,4"])
+def test_a_setting_that_names_nothing_is_a_one_line_config_error(value: str) -> None:
+    with pytest.raises(ConfigError, match=gctune.ENV) as err:
+        gctune.get_setting({gctune.ENV: value})
+    assert "\n" not in str(err.value)
+
+
+def test_the_setting_is_read_from_the_environment() -> None:
+    assert gctune.get_setting({}) == gctune.TUNED
+    assert gctune.get_setting({gctune.ENV: " Tuned "}) == gctune.TUNED
+    assert gctune.get_setting({gctune.ENV: "python"}) == gctune.PYTHON
+    assert gctune.get_setting({gctune.ENV: "1000,5,0"}).thresholds == (1000, 5, 0)
+
+
+def test_the_timer_counts_each_collection_by_generation() -> None:
+    timer = gctune.GcTimer()
+    timer.install()
+    timer.install()  # once only
+    try:
+        cycle: list[object] = []
+        cycle.append(cycle)
+        del cycle
+        gc.collect(1)
+        gc.collect(2)
+    finally:
+        timer.uninstall()
+    stats = timer.stats()
+    assert stats.collections[1] >= 1 and stats.collections[2] >= 1
+    assert stats.collected[1] >= 1  # the list that held itself
+    assert 0 < stats.max_seconds[2] <= stats.seconds[2]
+    gc.collect(0)
+    assert timer.stats() == stats  # uninstalled: no longer called
