@@ -73,11 +73,13 @@ def apply(setting: GcSetting) -> None:
     timer.install()
 
 
-def freeze(setting: GcSetting) -> int:
+def freeze(setting: GcSetting, *, collect: bool = True) -> int:
     """Move every object the collector tracks now into the permanent generation, which it never scans
-    (after start-up: what is alive now lives as long as the process). Returns the frozen count."""
+    (after start-up: what is alive now lives as long as the process). `collect` first runs a full collection,
+    so start-up's cyclic garbage is freed rather than frozen. Returns the frozen count."""
     if setting.freeze:
-        gc.collect()  # start-up's own garbage is not frozen with it
+        if collect:
+            gc.collect()
         gc.freeze()
     return gc.get_freeze_count()
 

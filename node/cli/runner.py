@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 import trio
 
 from core.errors import LocalFault
+from node import gctune
 from node.home import NodeHome
 
 if TYPE_CHECKING:  # imported when the command runs: `inferchain --help` need not load libp2p and ONNX
@@ -65,8 +66,6 @@ async def run_node(home: NodeHome, passphrase: str | None, pool: WorkerPool | No
     """Run until SIGINT or SIGTERM, or until the node stops on its own (a fatal error raises instead).
     `pool`: the sandbox pool to run models in (`start_sandbox_pool`; None: the node's own, started on first
     use); the node closes it when it stops."""
-    from node import gctune
-
     gc_setting = gctune.get_setting()
     gctune.apply(gc_setting)  # before the node's imports: they are start-up's largest allocation
     from node.service import Node
@@ -77,7 +76,7 @@ async def run_node(home: NodeHome, passphrase: str | None, pool: WorkerPool | No
     try:
         with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
             async with trio.open_nursery() as nursery:
-                nursery.start_soon(_run_then_cancel, node, nursery.cancel_scope)
+                nursery.start_soon(_run_then_cancel, node, nursery.cancel_scope, gc_setting)
                 async for signum in signals:
                     log.info("received %s: stopping", signal.Signals(signum).name)
                     nursery.cancel_scope.cancel()
@@ -86,6 +85,10 @@ async def run_node(home: NodeHome, passphrase: str | None, pool: WorkerPool | No
         log.info("%s", gctune.summary())
 
 
-async def _run_then_cancel(node: Node, scope: trio.CancelScope) -> None:
-    await node.run()
+async def _run_then_cancel(node: Node, scope: trio.CancelScope, gc_setting: gctune.GcSetting) -> None:
+    async with trio.open_nursery() as nursery:
+        await nursery.start(node.run)
+        # Started (RPC, p2p, consensus): what their start imported and built lives as long as the node too.
+        gctune.freeze(gc_setting, collect=False)
+        log.info("started; %s", gctune.summary())
     scope.cancel()
