@@ -49,10 +49,10 @@ def preload() -> None:
     not: the node's modules, and ONNX Runtime with the model checker for the worker each node forks."""
     for name in PRELOAD:
         importlib.import_module(name)
-    _freeze_for_fork(collect=True)
+    _freeze_for_fork()
 
 
-def _freeze_for_fork(*, collect: bool) -> None:
+def _freeze_for_fork() -> None:
     """Freeze the supervisor's heap before a fork (node/gctune.py), as CPython's docs for `gc.freeze` advise:
     the children's collections then never scan, and so never write to and un-share, the pages they hold
     copy-on-write. Skipped under `INFERCHAIN_GC=python` (or a bad value, which the node reports itself)."""
@@ -63,8 +63,6 @@ def _freeze_for_fork(*, collect: bool) -> None:
     except InferchainError:
         return
     if setting.freeze:
-        if collect:
-            gc.collect()
         gc.freeze()
 
 
@@ -116,7 +114,7 @@ def fork_node(home: Path, log_path: Path, cwd: Path) -> ForkedNode:
     for stream in (sys.stdout, sys.stderr):  # or the child would write the parent's pending output again
         with contextlib.suppress(OSError, ValueError):
             stream.flush()
-    _freeze_for_fork(collect=False)
+    _freeze_for_fork()
     try:
         pid = os.fork()
     except BaseException:

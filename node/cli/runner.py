@@ -89,6 +89,6 @@ async def _run_then_cancel(node: Node, scope: trio.CancelScope, gc_setting: gctu
     async with trio.open_nursery() as nursery:
         await nursery.start(node.run)
         # Started (RPC, p2p, consensus): what their start imported and built lives as long as the node too.
-        gctune.freeze(gc_setting, collect=False)
+        gctune.freeze(gc_setting)
         log.info("started; %s", gctune.summary())
     scope.cancel()
