@@ -6,15 +6,17 @@ every 700 net allocations of container objects start a young collection, and eve
 whole heap; most of what those scans visit is the heap that start-up built and that never dies. So the node:
 
 - raises the thresholds (`THRESHOLDS`): fewer young collections, each over the same short-lived objects;
-- freezes what start-up built (`freeze`, once the node is constructed: imports, genesis, stores): the
-  collector never scans those objects again. A devnet supervisor freezes before it forks its nodes too, so
-  a child's collections do not write to (and un-share) the pages it shares copy-on-write with the parent.
+- freezes what start-up built (`freeze`, once the node is constructed: imports, genesis, stores; and once
+  it runs: RPC, p2p, consensus): the collector never scans those objects again. A devnet supervisor
+  freezes before it forks its nodes too, so a child's collections do not write to (and un-share) the pages
+  it shares copy-on-write with the parent.
 
-Reference counting still frees everything without a cycle at once; the thresholds only decide how often the
-cycle finder runs, so what they cost is the garbage in cycles that waits longer (docs/performance.md,
-"Garbage collection"). `INFERCHAIN_GC` picks the setting (`ENV`): unset or `tuned` for the above, `python`
-for the interpreter's defaults with nothing frozen, or three integers `T0,T1,T2` for those thresholds with
-the freeze. `GcTimer` times every collection by generation for the node's metrics.
+Reference counting still frees everything without a cycle at once (the per-transaction path makes no
+cycles); the thresholds only decide how often the cycle finder runs, so what they cost is the garbage in
+cycles that waits longer (docs/performance.md, "Garbage collection"). `INFERCHAIN_GC` picks the setting
+(`ENV`): unset or `tuned` for the above, `python` for the interpreter's defaults with nothing frozen, or
+three integers `T0,T1,T2` for those thresholds with the freeze. `GcTimer` times every collection by
+generation for the node's metrics.
 """
 
 from __future__ import annotations

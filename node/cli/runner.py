@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 import trio
 
-from core.errors import LocalFault
+from core.errors import ConfigError, LocalFault
 from node import gctune
 from node.home import NodeHome
 
@@ -66,7 +66,12 @@ async def run_node(home: NodeHome, passphrase: str | None, pool: WorkerPool | No
     """Run until SIGINT or SIGTERM, or until the node stops on its own (a fatal error raises instead).
     `pool`: the sandbox pool to run models in (`start_sandbox_pool`; None: the node's own, started on first
     use); the node closes it when it stops."""
-    gc_setting = gctune.get_setting()
+    try:
+        gc_setting = gctune.get_setting()
+    except ConfigError:
+        if pool is not None:
+            pool.close()
+        raise
     gctune.apply(gc_setting)  # before the node's imports: they are start-up's largest allocation
     from node.service import Node
 

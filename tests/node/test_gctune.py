@@ -55,6 +55,15 @@ def test_INFERCHAIN_GC_python_leaves_the_interpreters_defaults(net: RealNet) -> 
     net.wait_height(net.height(0) + 2)  # and it still commits
 
 
+def test_a_node_given_a_bad_setting_stops_at_once_with_one_line(net: RealNet) -> None:
+    out = subprocess.run([sys.executable, "-m", "node.cli", "node", "run", "--home", str(net.spec(0).home)],
+                         cwd=REPO, capture_output=True, text=True, timeout=120,
+                         env={**os.environ, gctune.ENV: "lots"}, check=False)
+    assert out.returncode != 0
+    assert "Traceback" not in out.stderr
+    assert [line for line in out.stderr.splitlines() if gctune.ENV in line] != []
+
+
 @pytest.mark.parametrize("value", ["lots", "0,10,10", "1000,10", "1000,-1,10", "1,2,3,4"])
 def test_a_setting_that_names_nothing_is_a_one_line_config_error(value: str) -> None:
     with pytest.raises(ConfigError, match=gctune.ENV) as err:
