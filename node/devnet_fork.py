@@ -24,6 +24,7 @@ processes as before.
 from __future__ import annotations
 
 import contextlib
+import gc
 import importlib
 import logging
 import os
@@ -48,6 +49,21 @@ def preload() -> None:
     not: the node's modules, and ONNX Runtime with the model checker for the worker each node forks."""
     for name in PRELOAD:
         importlib.import_module(name)
+    _freeze_for_fork()
+
+
+def _freeze_for_fork() -> None:
+    """Freeze the supervisor's heap before a fork (node/gctune.py), as CPython's docs for `gc.freeze` advise:
+    the children's collections then never scan, and so never write to and un-share, the pages they hold
+    copy-on-write. Skipped under `INFERCHAIN_GC=python` (or a bad value, which the node reports itself)."""
+    from node import gctune
+
+    try:
+        setting = gctune.get_setting()
+    except InferchainError:
+        return
+    if setting.freeze:
+        gc.freeze()
 
 
 def can_fork() -> bool:
@@ -98,6 +114,7 @@ def fork_node(home: Path, log_path: Path, cwd: Path) -> ForkedNode:
     for stream in (sys.stdout, sys.stderr):  # or the child would write the parent's pending output again
         with contextlib.suppress(OSError, ValueError):
             stream.flush()
+    _freeze_for_fork()
     try:
         pid = os.fork()
     except BaseException:

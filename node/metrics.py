@@ -8,6 +8,7 @@ interval, one inference's run time) is observed as it happens into histograms.
 
 from __future__ import annotations
 
+import gc
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram,
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from node.gctune import timer as gc_timer
 from vm.sandbox.executor import CheckJob, Executor, Job, JobResult
 
 __all__ = ["CONTENT_TYPE_LATEST", "NodeMetrics", "StatusSample", "TimedExecutor"]
@@ -89,6 +91,36 @@ class _StatusCollector(Collector):
             yield p2p
 
 
+class _GcCollector(Collector):
+    """The process's garbage collector (node/gctune.py): thresholds, frozen objects, and collections with
+    their time by generation. Process-wide figures: several nodes in one test process show the same."""
+
+    def collect(self) -> Iterator[Metric]:
+        stats = gc_timer.stats()
+        thresholds = GaugeMetricFamily("inferchain_gc_threshold", "The collector's threshold by generation",
+                                       labels=["generation"])
+        counts = CounterMetricFamily("inferchain_gc_collections", "Collections by generation",
+                                     labels=["generation"])
+        seconds = CounterMetricFamily("inferchain_gc_seconds", "Time spent in collections by generation",
+                                      labels=["generation"])
+        longest = GaugeMetricFamily("inferchain_gc_max_seconds", "The longest collection by generation",
+                                    labels=["generation"])
+        collected = CounterMetricFamily("inferchain_gc_collected_objects",
+                                        "Unreachable objects (cycles) freed by collections, by generation",
+                                        labels=["generation"])
+        for gen, threshold in enumerate(gc.get_threshold()):
+            label = [str(gen)]
+            thresholds.add_metric(label, threshold)
+            counts.add_metric(label, stats.collections[gen])
+            seconds.add_metric(label, stats.seconds[gen])
+            longest.add_metric(label, stats.max_seconds[gen])
+            collected.add_metric(label, stats.collected[gen])
+        yield from (thresholds, counts, seconds, longest, collected)
+        yield GaugeMetricFamily("inferchain_gc_frozen_objects",
+                                "Objects in the permanent generation (frozen after start-up, never scanned)",
+                                value=gc.get_freeze_count())
+
+
 class NodeMetrics:
     """The node's metrics. `observe_*` are called by the services; `render` by the `/metrics` route."""
 
@@ -105,6 +137,7 @@ class NodeMetrics:
             buckets=(0, 1, 5, 10, 50, 100, 500, 1000, 5000), registry=self.registry)
         self._last_block_time_ms: int | None = None
         self._status: _StatusCollector | None = None
+        self.registry.register(_GcCollector())
         if sample is not None:
             self.set_status_source(sample)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import signal
 import threading
@@ -9,7 +10,8 @@ from typing import TYPE_CHECKING
 
 import trio
 
-from core.errors import LocalFault
+from core.errors import ConfigError, LocalFault
+from node import gctune
 from node.home import NodeHome
 
 if TYPE_CHECKING:  # imported when the command runs: `inferchain --help` need not load libp2p and ONNX
@@ -64,18 +66,34 @@ async def run_node(home: NodeHome, passphrase: str | None, pool: WorkerPool | No
     """Run until SIGINT or SIGTERM, or until the node stops on its own (a fatal error raises instead).
     `pool`: the sandbox pool to run models in (`start_sandbox_pool`; None: the node's own, started on first
     use); the node closes it when it stops."""
+    try:
+        gc_setting = gctune.get_setting()
+    except ConfigError:
+        if pool is not None:
+            pool.close()
+        raise
+    gctune.apply(gc_setting)  # before the node's imports: they are start-up's largest allocation
     from node.service import Node
 
     node = Node(home, passphrase=passphrase, workers=1, executor=pool)
-    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(_run_then_cancel, node, nursery.cancel_scope)
-            async for signum in signals:
-                log.info("received %s: stopping", signal.Signals(signum).name)
-                nursery.cancel_scope.cancel()
-                break
+    frozen = gctune.freeze(gc_setting)  # imports, genesis, stores: alive as long as the process
+    log.debug("gc: setting %s, thresholds %s, %d objects frozen", gc_setting.name, gc.get_threshold(), frozen)
+    try:
+        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(_run_then_cancel, node, nursery.cancel_scope, gc_setting)
+                async for signum in signals:
+                    log.info("received %s: stopping", signal.Signals(signum).name)
+                    nursery.cancel_scope.cancel()
+                    break
+    finally:
+        log.info("%s", gctune.summary())
 
 
-async def _run_then_cancel(node: Node, scope: trio.CancelScope) -> None:
-    await node.run()
+async def _run_then_cancel(node: Node, scope: trio.CancelScope, gc_setting: gctune.GcSetting) -> None:
+    async with trio.open_nursery() as nursery:
+        await nursery.start(node.run)
+        # Started (RPC, p2p, consensus): what their start imported and built lives as long as the node too.
+        gctune.freeze(gc_setting)
+        log.info("started; %s", gctune.summary())
     scope.cancel()

@@ -1,0 +1,145 @@
+"""The node process's garbage-collector settings, and the time its collections take.
+
+A loaded node allocates millions of short-lived objects (transactions, results, gossip frames, trio tasks)
+over a large long-lived heap (imported modules, genesis, state caches). With CPython's defaults (700/10/10)
+every 700 net allocations of container objects start a young collection, and every 100th of those scans the
+whole heap; most of what those scans visit is the heap that start-up built and that never dies. So the node:
+
+- raises the thresholds (`THRESHOLDS`): fewer young collections, each over the same short-lived objects;
+- freezes what start-up built (`freeze`, once the node is constructed: imports, genesis, stores; and once
+  it runs: RPC, p2p, consensus): the collector never scans those objects again. A devnet supervisor
+  freezes before it forks its nodes too, so a child's collections do not write to (and un-share) the pages
+  it shares copy-on-write with the parent.
+
+Reference counting still frees everything without a cycle at once (the per-transaction path makes no
+cycles); the thresholds only decide how often the cycle finder runs, so what they cost is the garbage in
+cycles that waits longer (docs/performance.md, "Garbage collection"). `INFERCHAIN_GC` picks the setting
+(`ENV`): unset or `tuned` for the above, `python` for the interpreter's defaults with nothing frozen, or
+three integers `T0,T1,T2` for those thresholds with the freeze. `GcTimer` times every collection by
+generation for the node's metrics.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import time
+from dataclasses import dataclass
+
+from core.errors import ConfigError
+
+__all__ = ["ENV", "THRESHOLDS", "GcSetting", "GcStats", "GcTimer", "apply", "freeze", "get_setting", "summary", "timer"]
+
+ENV = "INFERCHAIN_GC"
+# Young collections every 50,000 net container allocations (one block's transfers and their results, not a
+# hundredth of one); a middle one every 20 of those, a full one every 10 middle ones.
+THRESHOLDS = (50_000, 20, 10)
+
+
+@dataclass(frozen=True, slots=True)
+class GcSetting:
+    """What `apply` does: thresholds to set (None: leave the interpreter's) and whether to freeze."""
+
+    name: str
+    thresholds: tuple[int, int, int] | None
+    freeze: bool
+
+
+TUNED = GcSetting("tuned", THRESHOLDS, True)
+PYTHON = GcSetting("python", None, False)
+
+
+def get_setting(environ: dict[str, str] | None = None) -> GcSetting:
+    """The setting `INFERCHAIN_GC` names; a value that names none is a ConfigError."""
+    value = (os.environ if environ is None else environ).get(ENV, "").strip().lower()
+    if value in ("", "tuned"):
+        return TUNED
+    if value == "python":
+        return PYTHON
+    parts = value.split(",")
+    try:
+        numbers = tuple(int(p) for p in parts)
+    except ValueError:
+        numbers = ()
+    if len(numbers) != 3 or numbers[0] < 1 or min(numbers) < 0:
+        raise ConfigError(f"{ENV}={value!r}: expected 'tuned', 'python' or three thresholds 'T0,T1,T2' "
+                          "(T0 >= 1)")
+    return GcSetting(value, (numbers[0], numbers[1], numbers[2]), True)
+
+
+def apply(setting: GcSetting) -> None:
+    """Set the thresholds now (call early: start-up's own allocations then pay fewer collections) and start
+    timing collections."""
+    if setting.thresholds is not None:
+        gc.set_threshold(*setting.thresholds)
+    timer.install()
+
+
+def freeze(setting: GcSetting) -> int:
+    """Move every object the collector tracks now into the permanent generation, which it never scans
+    (after start-up: what is alive now lives as long as the process). No collection first: at start-up it
+    took 70-80 ms of CPU per node to free ~300 objects (docs/performance.md). Returns the frozen count."""
+    if setting.freeze:
+        gc.freeze()
+    return gc.get_freeze_count()
+
+
+@dataclass(frozen=True, slots=True)
+class GcStats:
+    """Collections so far in this process, by generation (0, 1, 2), and the seconds they took."""
+
+    collections: tuple[int, int, int]
+    seconds: tuple[float, float, float]
+    max_seconds: tuple[float, float, float]
+    collected: tuple[int, int, int]
+
+
+class GcTimer:
+    """Times each collection through `gc.callbacks` (one call at its start and one at its end), in the CPU
+    time of the thread that collects (wall time on a loaded machine would count time the process waited)."""
+
+    def __init__(self) -> None:
+        self._started = 0.0
+        self._count = [0, 0, 0]
+        self._seconds = [0.0, 0.0, 0.0]
+        self._max = [0.0, 0.0, 0.0]
+        self._collected = [0, 0, 0]
+
+    def install(self) -> None:
+        if self._callback not in gc.callbacks:
+            gc.callbacks.append(self._callback)
+
+    def uninstall(self) -> None:
+        if self._callback in gc.callbacks:
+            gc.callbacks.remove(self._callback)
+
+    def _callback(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._started = time.thread_time()
+            return
+        took = time.thread_time() - self._started
+        gen = info["generation"]
+        self._count[gen] += 1
+        self._seconds[gen] += took
+        self._collected[gen] += info["collected"]
+        if took > self._max[gen]:
+            self._max[gen] = took
+
+    def stats(self) -> GcStats:
+        c, s, m, k = self._count, self._seconds, self._max, self._collected
+        return GcStats((c[0], c[1], c[2]), (s[0], s[1], s[2]), (m[0], m[1], m[2]), (k[0], k[1], k[2]))
+
+
+timer = GcTimer()
+
+
+def summary() -> str:
+    """One log line: this process's collections and their time by generation, against its CPU time."""
+    st = timer.stats()
+    gc_s = sum(st.seconds)
+    cpu_s = time.process_time()
+    share = 100 * gc_s / cpu_s if cpu_s > 0 else 0.0
+    gens = ", ".join(f"gen{g} {st.collections[g]} in {st.seconds[g] * 1e3:.0f} ms (longest "
+                     f"{st.max_seconds[g] * 1e3:.1f} ms, {st.collected[g]} freed)" for g in range(3))
+    return (f"gc: {gc_s:.2f} s of {cpu_s:.1f} s CPU ({share:.1f} %); {gens}; thresholds {gc.get_threshold()}, "
+            f"{gc.get_freeze_count()} frozen")
