@@ -140,6 +140,17 @@ def _packed(path: bytes, depth: int) -> bytes:
     return path[:half]
 
 
+def _step(path: bytes, depth: int) -> tuple[bytes, int]:
+    """Where the walk down to `path` is at `depth`: the node's key (depth byte + packed position) and the
+    nibble of `path` that picks its child there. The one rule both walks (`_Updater._descend`,
+    `AuthenticatedMap.get`) follow."""
+    half = depth >> 1
+    byte = path[half]
+    if depth & 1:
+        return _DEPTH[depth] + path[:half] + _HIGH[byte], byte & 15
+    return _DEPTH[depth] + path[:half], byte >> 4
+
+
 # A node on the way down (see `_Updater._descend`).
 _Frame = tuple[bytes, bytes, bytes, bytes | None, int, int, int, int, int]
 
@@ -257,14 +268,7 @@ class _Updater:
             cache, load, unpack = self.cache, self.load, HEAD.unpack_from
             version = ref[1]
             while True:
-                half = depth >> 1
-                byte = path[half]
-                if depth & 1:
-                    position = _DEPTH[depth] + path[:half] + _HIGH[byte]
-                    nibble = byte & 15
-                else:
-                    position = _DEPTH[depth] + path[:half]
-                    nibble = byte >> 4
+                position, nibble = _step(path, depth)
                 entry = cache[depth].get(position)
                 if entry is not None and entry[0] == version:
                     raw, inner = entry[1], entry[2]  # validated when it was written
@@ -612,14 +616,7 @@ class AuthenticatedMap:
         levels, load, unpack = self._cache.levels, self._load_node, HEAD.unpack_from
         depth = 0
         while leaf_path is None:
-            half = depth >> 1
-            byte = path[half]
-            if depth & 1:
-                position = _DEPTH[depth] + path[:half] + _HIGH[byte]
-                nibble = byte & 15
-            else:
-                position = _DEPTH[depth] + path[:half]
-                nibble = byte >> 4
+            position, nibble = _step(path, depth)
             entry = levels[depth].get(position)
             if entry is not None and entry[0] == child_version:
                 raw = entry[1]  # validated when it was written
