@@ -163,15 +163,21 @@ def _serve_batch(runner: Any, jobs: tuple[WireJob, ...], arena: Arena | None, fr
                 replies.append((job.index, _share(writer, result)))
             else:
                 replies.append((job.index, runner.check(job.model_bytes, job.spec, job.golden_inputs, job.gas_left)))
-    except GoldenMismatch as exc:
-        return GoldenFault(exc.model_id, exc.detail, _news(runner.cached_ids(), told))
-    except LocalFault as exc:
-        return Fault(str(exc))
-    except MemoryError:
-        return Fault("out of memory")
-    except Exception as exc:  # a bug in our code: loud local fault, never a verdict
-        return Fault(repr(exc)[:300], internal=True)
+    except Exception as exc:
+        return _failure(exc, runner, told)
     return Done(tuple(replies), _news(runner.cached_ids(), told))
+
+
+def _failure(exc: Exception, runner: Any, told: frozenset[bytes] | None) -> GoldenFault | Fault:
+    """The reply to a job that raised: a golden mismatch, this worker's local fault, or (anything else) a bug
+    in our code, reported loudly as an internal fault and never as a verdict."""
+    if isinstance(exc, GoldenMismatch):
+        return GoldenFault(exc.model_id, exc.detail, _news(runner.cached_ids(), told))
+    if isinstance(exc, LocalFault):
+        return Fault(str(exc))
+    if isinstance(exc, MemoryError):
+        return Fault("out of memory")
+    return Fault(repr(exc)[:300], internal=True)
 
 
 def _serve_flat(runner: Any, body: bytearray, arena: Arena | None, cpu_budget: _CpuBudget,
@@ -194,14 +200,8 @@ def _serve_flat(runner: Any, body: bytearray, arena: Arena | None, cpu_budget: _
         return Done(((0, JobResult(outputs=outputs)),), _news(runner.cached_ids(), told)) if parts is None else parts
     except InferenceError as exc:
         return Done(((0, JobResult(error=exc)),), _news(runner.cached_ids(), told))
-    except GoldenMismatch as exc:
-        return GoldenFault(exc.model_id, exc.detail, _news(runner.cached_ids(), told))
-    except LocalFault as exc:
-        return Fault(str(exc))
-    except MemoryError:
-        return Fault("out of memory")
-    except Exception as exc:  # a bug in our code (a malformed flat job included): loud local fault, no verdict
-        return Fault(repr(exc)[:300], internal=True)
+    except Exception as exc:  # a malformed flat job included: a bug of ours, never a verdict
+        return _failure(exc, runner, told)
 
 
 def _news(cached: frozenset[bytes], told: frozenset[bytes] | None) -> frozenset[bytes] | None:
