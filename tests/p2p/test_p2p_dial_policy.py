@@ -9,6 +9,9 @@ links of the partition devnet test (tests/e2e/test_partition.py) came back aroun
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
 import pytest
 import trio
 from libp2p.network.exceptions import SwarmException
@@ -16,6 +19,7 @@ from libp2p.peer.id import ID
 from multiaddr import Multiaddr
 
 from p2p.errors import RequestFailed
+from p2p.service import P2PService
 from tests.adversary.blackhole import BlackholeProxy
 from tests.p2p.helpers import running_nodes, wait_until
 
@@ -24,6 +28,16 @@ pytestmark = [pytest.mark.p2p]
 
 def _port(addr: str) -> int:
     return int(addr.split("/tcp/")[1].split("/")[0])
+
+
+@asynccontextmanager
+async def _apart(seed: str) -> AsyncIterator[tuple[P2PService, ID]]:
+    """(second, first's id): two running hosts, neither configured to dial the other; `second` knows where
+    `first` listens, as identify or a gossip origin's peer record leaves it in the peerstore."""
+    async with running_nodes(1, seed=f"{seed}-a") as (first,), running_nodes(1, seed=f"{seed}-b") as (second,):
+        peer = ID.from_base58(str(first.peer_id))
+        second.host.get_peerstore().add_addrs(peer, [Multiaddr(first.addr.split("/p2p/")[0])], 120)
+        yield second, peer
 
 
 @pytest.mark.trio
@@ -52,11 +66,7 @@ async def test_a_dropped_bootstrap_peer_is_redialed_through_its_configured_addre
 @pytest.mark.trio
 async def test_a_request_to_a_peer_without_a_connection_fails_without_dialing_it() -> None:
     with trio.fail_after(60):
-        async with running_nodes(1, seed="apart-a") as (first,), running_nodes(1, seed="apart-b") as (second,):
-            # Neither is configured to dial the other; `second` knows where `first` listens, as identify or a
-            # gossip origin's peer record leaves it in the peerstore.
-            peer = ID.from_base58(str(first.peer_id))
-            second.host.get_peerstore().add_addrs(peer, [Multiaddr(first.addr.split("/p2p/")[0])], 120)
+        async with _apart("apart") as (second, peer):
             with pytest.raises(RequestFailed, match="not connected"):
                 await second.reqresp.status(peer)
             assert not second.host.get_network().get_connections(peer)
@@ -66,9 +76,7 @@ async def test_a_request_to_a_peer_without_a_connection_fails_without_dialing_it
 async def test_the_swarm_dials_only_for_the_peer_manager() -> None:
     """What a stream open to a peer without a connection does (a request racing its link's drop): refused."""
     with trio.fail_after(60):
-        async with running_nodes(1, seed="gate-a") as (first,), running_nodes(1, seed="gate-b") as (second,):
-            peer = ID.from_base58(str(first.peer_id))
-            second.host.get_peerstore().add_addrs(peer, [Multiaddr(first.addr.split("/p2p/")[0])], 120)
+        async with _apart("gate") as (second, peer):
             with pytest.raises(SwarmException, match="only the peer manager dials"):
                 await second.host.get_network().dial_peer(peer)
             assert not second.host.get_network().get_connections(peer)
