@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import trio
 from libp2p.abc import IHost
 from libp2p.peer.id import ID
-from libp2p.pubsub.gossipsub import PROTOCOL_ID, PROTOCOL_ID_V11
+from libp2p.pubsub.gossipsub import PROTOCOL_ID, PROTOCOL_ID_V11, PROTOCOL_ID_V12
 from libp2p.pubsub.pb import rpc_pb2
 from libp2p.tools.anyio_service import background_trio_service
 
@@ -103,7 +103,8 @@ class Gossip:
     async def run(self, *, task_status: TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         cfg = self._config
         self.router = CountingGossipSub(
-            protocols=[PROTOCOL_ID_V11, PROTOCOL_ID],
+            # v1.2 for IDONTWANT (p2p/dontwant.py); peers speaking only v1.1 or v1.0 still interoperate
+            protocols=[PROTOCOL_ID_V12, PROTOCOL_ID_V11, PROTOCOL_ID],
             degree=cfg.mesh_degree,
             degree_low=cfg.mesh_degree_low,
             degree_high=cfg.mesh_degree_high,
@@ -115,6 +116,7 @@ class Gossip:
             eclipse_protection_enabled=False,
             counters=self._counters,
             priority_topics=frozenset(self._topics[k] for k in TopicKind if k is not TopicKind.TXS),
+            dont_want=cfg.dont_want,
         )
         self.pubsub = GuardedPubsub(self._host, self.router, self, self._counters,
                                     write_timeout_s=cfg.peer_write_timeout_s, stall_s=cfg.peer_stall_s)
@@ -218,6 +220,18 @@ class Gossip:
 
     # ------------------------------------------------------------------ Gate, called by GuardedPubsub
 
+    def is_copy(self, forwarder: ID, msg_id: bytes, size: int, seen: bool) -> bool:
+        """Whether to drop `msg` where it is read: a copy of a message already delivered (`seen` by upstream's
+        cache, or in ours) or still being validated. Copies count toward the forwarder's rate like any message,
+        but are dropped before the task, pubsub signature checks and hashing a first copy gets (pitfall 9)."""
+        if not (seen or msg_id in self._validating or msg_id in self._delivered):
+            return False
+        self._counters.duplicates += 1
+        if not self._limiter.allow(str(forwarder), size, trio.current_time()):
+            self._counters.ignored["rate_limited"] += 1
+            self.offense(forwarder, Offense.RATE_LIMITED, "gossip rate limit")
+        return True
+
     async def admit(self, forwarder: ID, msg: rpc_pb2.Message) -> bool:
         pubsub = self._require_pubsub()
         if len(msg.topicIDs) != 1 or msg.topicIDs[0] not in self._kinds:
@@ -243,6 +257,12 @@ class Gossip:
             self.offense(forwarder, cached, "relayed a message already rejected")
             return False
         self._validating.add(msg_id)
+        if self.router is not None:
+            # Before validation, as gossipsub v1.2 intends: the mesh peers' relays of this message come when
+            # their own validation ends, so "I have it" must reach them before that (p2p/dontwant.py).
+            # The forwarder will not send it back; the origin, when it is not the forwarder, may still hold its
+            # own copy for us in its queue, so it is told too.
+            self.router.announce_held(msg_id, msg.topicIDs[0], len(data), forwarder)
         try:
             outcome = await self._pipelines[kind].run(data, msg_id, forwarder, ID(msg.from_id))
         finally:
