@@ -9,8 +9,10 @@ send it (its own publish, a relay, still queued or not yet made) leaves that pee
 Two choices differ from py-libp2p's own v1.2 code, which announces after validation (when the relays it would
 prevent are already being sent) for every message, and forgets every announcement at each heartbeat:
 
-- announce on receipt, before validation (as the spec and go-libp2p do), and only for messages of at least
-  `min_bytes`: a small message (a vote) costs about as much to announce as to receive twice;
+- announce on receipt, before validation (as the spec and go-libp2p do), and only transaction batches of at
+  least `min_bytes`: a small message costs about as much to announce as to receive twice, and a consensus
+  message that a node IGNOREs for now (a proposal or vote a round ahead of it) is accepted from a later copy,
+  which an announcement would cancel;
 - keep each announcement `ttl_s` (not until the next heartbeat, which may be at once), at most `max_per_peer`
   ids a peer and `max_ids_per_rpc` from one control message.
 
@@ -32,8 +34,7 @@ class DontWantPolicy:
     """When to announce and how long to honour announcements; `enabled=False` turns both sides off."""
 
     enabled: bool = True
-    # Announce messages of at least this many data bytes (go-libp2p's default threshold is 1 KiB): tx batches,
-    # compact proposals and evidence, not votes.
+    # Announce transaction batches of at least this many data bytes (go-libp2p's default threshold is 1 KiB).
     min_bytes: int = 1024
     # An announcement is honoured for this long: longer than a message waits in validation and in a peer's
     # outbound queue under load, so a copy still queued when it arrives is also left out.
@@ -43,7 +44,6 @@ class DontWantPolicy:
     # A relay of a bulk (transaction batch) message leaves no sooner than this after the message arrived, so
     # that the other mesh peers' announcements, sent when they got it from the origin, are in by then. Without
     # it a relay of a small batch, validated in a millisecond, races those announcements and mostly wins.
-    # Consensus topics are never held: their messages take longer to validate than an announcement to arrive.
     bulk_relay_delay_s: float = 0.05
 
     def __post_init__(self) -> None:

@@ -281,15 +281,15 @@ class CountingGossipSub(GossipSub):
 
     def announce_held(self, msg_id: bytes, topic: str, size: int, forwarder: ID) -> int:
         """Tell the topic's mesh peers that speak v1.2, except the forwarder, that we hold the message, if it is
-        large enough to be worth it. Sent in the priority lane (where announcements to one peer are merged while
+        bulk (not one of `priority_topics`: a consensus message IGNOREd for now, such as a proposal a round
+        ahead, is accepted from a later copy, which an announcement would cancel) and large enough to be worth it. Sent in the priority lane (where announcements to one peer are merged while
         they wait, `ByteBudgetQueue`), without our peer record. Returns how many peers were told."""
         policy = self.dont_want.policy
-        if not policy.enabled or size < policy.min_bytes:
+        if not policy.enabled or size < policy.min_bytes or topic in self._priority_topics:
             return 0
-        if topic not in self._priority_topics:
-            self._arrived[msg_id] = self._clock()
-            while len(self._arrived) > _SENT_IDS:
-                self._arrived.popitem(last=False)
+        self._arrived[msg_id] = self._clock()
+        while len(self._arrived) > _SENT_IDS:
+            self._arrived.popitem(last=False)
         told = 0
         for peer in self.mesh.get(topic, ()):
             if peer == forwarder or self.peer_protocol.get(peer) not in _DONT_WANT_PROTOCOLS:
