@@ -191,6 +191,7 @@ async def compare_dont_want(rounds: int, rates: list[int], seconds: float) -> No
     print(f"p2p bench, IDONTWANT off/on: {N} processes, full mesh, {rounds} alternating rounds, {seconds:g} s per "
           f"rate; {os.cpu_count()} CPUs, load average at start {os.getloadavg()[0]:.1f}")
     print(f"  {'mode':<6}{'load':>6}" + _THROUGHPUT_HEADER[2:])
+    big: dict[str, list[tuple[float, dict[str, Any]]]] = {}
     for _ in range(rounds):
         for mode, extra in (("off", ("--no-dont-want",)), ("on", ())):
             async with network(*extra) as nodes:
@@ -198,7 +199,37 @@ async def compare_dont_want(rounds: int, rates: list[int], seconds: float) -> No
                     load = os.getloadavg()[0]
                     r = await throughput(nodes, rate // N, seconds)
                     print(f"  {mode:<6}{load:>6.1f}" + throughput_row(r)[2:], flush=True)
+                load = os.getloadavg()[0]
+                big.setdefault(mode, []).append((load, await large_messages(nodes)))
     print(_COLUMNS)
+    print(f"\n100 KB messages, each node publishing {LARGE_COUNT} at {LARGE_RATE:g}/s")
+    print(f"  {'mode':<6}{'load':>6}{'p50 ms':>8}{'p99 ms':>8}{'CPU ms/delivery':>17}{'delivered':>11}"
+          f"{'copies/msg':>12}{'frames/msg':>12}{'suppressed':>12}")
+    for round_ in range(rounds):
+        for mode in ("off", "on"):
+            load, r = big[mode][round_]
+            print(f"  {mode:<6}{load:>6.1f}{pct(r['lat_ms'], 0.5):>8.1f}{pct(r['lat_ms'], 0.99):>8.1f}"
+                  f"{r['cpu_ms']:>17.2f}{len(r['lat_ms']):>6}/{r['expected']:<4}{r['copies']:>12.2f}"
+                  f"{r['frames']:>12.2f}{r['suppressed']:>12.2f}")
+
+
+LARGE_COUNT, LARGE_RATE = 15, 10.0
+
+
+async def large_messages(nodes: list[NodeProcess]) -> dict[str, Any]:
+    """`latency_round` with 100 KB messages, plus copies, frames and suppressed relays per message and receiver."""
+    before = [s["counters"] for s in await everyone(nodes, "stats", "stats", 30)]
+    r = await latency_round(nodes, 100_000, LARGE_COUNT, LARGE_RATE)
+    after = [s["counters"] for s in await everyone(nodes, "stats", "stats", 30)]
+    sent = N * LARGE_COUNT * (N - 1)
+
+    def grown(name: str) -> float:
+        return sum(a.get(name, 0) - b.get(name, 0) for a, b in zip(after, before, strict=True)) / sent
+
+    lat = r["lat_ms"] or [float("nan")]
+    return {"lat_ms": lat, "expected": r["expected"], "cpu_ms": 1000 * r["cpu_s"] / max(1, len(r["lat_ms"])),
+            "copies": grown("messages_received"), "frames": grown("rpcs_received"),
+            "suppressed": grown("relays_suppressed")}
 
 
 if __name__ == "__main__":

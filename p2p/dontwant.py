@@ -34,8 +34,10 @@ class DontWantPolicy:
     """When to announce and how long to honour announcements; `enabled=False` turns both sides off."""
 
     enabled: bool = True
-    # Announce transaction batches of at least this many data bytes (go-libp2p's default threshold is 1 KiB).
-    min_bytes: int = 1024
+    # Announce transaction batches of at least this many data bytes. go-libp2p's threshold is 1 KiB; here a copy
+    # of a batch of a few KiB, dropped where it is read, costs about what an announcement frame costs, so only
+    # batches large enough that transport, decryption and hashing dominate are announced (docs/p2p.md).
+    min_bytes: int = 64 * 1024
     # An announcement is honoured for this long: longer than a message waits in validation and in a peer's
     # outbound queue under load, so a copy still queued when it arrives is also left out.
     ttl_s: float = 10.0

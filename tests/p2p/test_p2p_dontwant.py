@@ -30,7 +30,7 @@ def ids(n: int, start: int = 0) -> list[bytes]:
 
 
 def batch(tag: int, txs: int = 20) -> bytes:
-    """A valid tx batch of a few KiB (over the 1 KiB announcement threshold)."""
+    """A valid tx batch of a few KiB (the tests set the announcement threshold to 1 KiB; the default is 64 KiB)."""
     return encode_tx_batch([make_tx(CHAIN, 1000 * tag + n).encode() for n in range(txs)])
 
 
@@ -115,7 +115,7 @@ async def _copies_per_receiver(policy: DontWantPolicy) -> tuple[float, int]:
 async def test_in_a_full_mesh_a_large_message_reaches_each_node_about_once() -> None:
     # Generous delay so that announcements win on a loaded machine; the default is 50 ms.
     with trio.fail_after(90):
-        copies, missing = await _copies_per_receiver(DontWantPolicy(bulk_relay_delay_s=1.0))
+        copies, missing = await _copies_per_receiver(DontWantPolicy(bulk_relay_delay_s=1.0, min_bytes=1024))
         assert missing == 0
         assert copies <= 1.5  # without announcements each node reads each batch three times (checked below)
         copies_off, missing_off = await _copies_per_receiver(DontWantPolicy(enabled=False))
@@ -129,7 +129,7 @@ async def test_a_peer_that_lies_in_idontwant_starves_only_itself() -> None:
     leaf 1 will publish, and floods the centre with ids. Leaf 2 still gets the batch through the centre; the liar
     does not (its announcement is honoured for itself alone); the centre's memory for the liar stays bounded."""
     inboxes = [Inbox() for _ in range(4)]
-    policy = DontWantPolicy()
+    policy = DontWantPolicy(min_bytes=1024)
     with trio.fail_after(60):
         async with running_nodes(4, seed="liar", full_mesh=False, configure=lambda i, s: inboxes[i].attach(s),
                                  dont_want=policy) as nodes:
