@@ -88,13 +88,14 @@ def test_announcements_waiting_for_a_busy_peer_go_out_as_one_frame() -> None:
 # ---------------------------------------------------------------------------------------------- real hosts
 
 
-async def _copies_per_receiver(policy: DontWantPolicy) -> tuple[float, int]:
-    """4 nodes in a full mesh, each publishing two batches: copies read per batch and receiving node, and how
-    many batches some node did not deliver."""
+async def _copies_per_receiver(policy: DontWantPolicy) -> tuple[float, int, int]:
+    """4 nodes in a full mesh, each publishing two batches: copies read per batch and receiving node, how many
+    batches some node did not deliver, and how many copies beyond the first were not dropped where read."""
     inboxes = [Inbox() for _ in range(4)]
     async with running_nodes(4, seed="dw", configure=lambda i, s: inboxes[i].attach(s), dont_want=policy) as nodes:
         await wait_for_mesh(nodes, minimum=3)
         before = [n.counters.messages_received for n in nodes]
+        dups_before = [n.counters.duplicates for n in nodes]
         published: list[set[bytes]] = [set() for _ in nodes]
         for round_ in range(2):
             for i, node in enumerate(nodes):
@@ -108,19 +109,25 @@ async def _copies_per_receiver(policy: DontWantPolicy) -> tuple[float, int]:
         await trio.sleep(policy.bulk_relay_delay_s + 0.5)
         copies = sum(n.counters.messages_received - b for n, b in zip(nodes, before, strict=True))
         missing = sum(len(published[j] - inboxes[i].ids(TopicKind.TXS)) for i in range(4) for j in range(4) if j != i)
-        return copies / (len(nodes) * 2) / 3, missing
+        dropped = sum(n.counters.duplicates - b for n, b in zip(nodes, dups_before, strict=True))
+        first_copies = sum(len(inboxes[i].messages[TopicKind.TXS]) for i in range(4))
+        return copies / (len(nodes) * 2) / 3, missing, copies - first_copies - dropped
 
 
 @pytest.mark.trio
-async def test_in_a_full_mesh_a_large_message_reaches_each_node_about_once() -> None:
+async def test_in_a_full_mesh_a_large_message_reaches_each_node_about_once_and_copies_are_dropped_on_read() -> None:
     # Generous delay so that announcements win on a loaded machine; the default is 50 ms.
     with trio.fail_after(90):
-        copies, missing = await _copies_per_receiver(DontWantPolicy(bulk_relay_delay_s=1.0, min_bytes=1024))
+        copies, missing, undropped = await _copies_per_receiver(
+            DontWantPolicy(bulk_relay_delay_s=1.0, min_bytes=1024))
         assert missing == 0
         assert copies <= 1.5  # without announcements each node reads each batch three times (checked below)
-        copies_off, missing_off = await _copies_per_receiver(DontWantPolicy(enabled=False))
+        assert undropped == 0
+        copies_off, missing_off, undropped_off = await _copies_per_receiver(DontWantPolicy(enabled=False))
         assert missing_off == 0
         assert copies_off > 2.5
+        # every copy but the first is dropped where it is read (and counted), not after a task and signature checks
+        assert undropped_off == 0
 
 
 @pytest.mark.trio
