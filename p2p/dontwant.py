@@ -20,13 +20,23 @@ Why a lying peer cannot use this to keep a message from anyone else: an announce
 send to the peer that made it (the book is keyed by the authenticated peer id of the connection it came on).
 A peer that announces messages it lacks starves itself; it cannot suppress a relay to a third node, nor our
 own relaying of what we validated. Ids are content hashes (SHA-256 of the data), so a node announcing an id
-holds exactly those bytes, whoever it got them from. Memory per peer is bounded by `max_per_peer`.
+holds exactly those bytes, whoever it got them from; and an announcement names the id with its topic
+(`announcement_id`), so bytes sent on the wrong topic cannot cancel the real message. Memory per peer is
+bounded by `max_per_peer`.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections import OrderedDict
 from dataclasses import dataclass
+
+
+def announcement_id(topic: str, msg_id: bytes) -> bytes:
+    """What an announcement names: the message id bound to its topic. Ids hash the bytes alone, so without the
+    topic a peer could send a proposal's bytes on the transactions topic (where they fail), have us announce
+    them, and so keep the real proposal from us."""
+    return hashlib.sha256(topic.encode() + b"\0" + msg_id).digest()
 
 
 @dataclass(frozen=True, slots=True)

@@ -69,7 +69,7 @@ from libp2p.utils.connection_shutdown import is_expected_connection_shutdown
 from libp2p.utils.varint import read_varint_prefixed_bytes_limited
 
 from p2p.counters import P2PCounters
-from p2p.dontwant import DontWantBook, DontWantPolicy
+from p2p.dontwant import DontWantBook, DontWantPolicy, announcement_id
 from p2p.limits import LIBP2P_FRAME_MAX, OUTBOUND_PRIORITY_RESERVE, OUTBOUND_QUEUE_BYTES
 from p2p.scoring import Offense
 
@@ -93,7 +93,7 @@ def content_msg_id(msg: rpc_pb2.Message) -> bytes:
 class Gate(Protocol):
     """What the guarded pubsub asks of the gossip service."""
 
-    def is_copy(self, forwarder: ID, msg_id: bytes, size: int, seen: bool) -> bool: ...
+    def is_copy(self, forwarder: ID, topic: str, msg_id: bytes, size: int, seen: bool) -> bool: ...
 
     async def admit(self, forwarder: ID, msg: rpc_pb2.Message) -> bool: ...
 
@@ -290,12 +290,13 @@ class CountingGossipSub(GossipSub):
         self._arrived[msg_id] = self._clock()
         while len(self._arrived) > _SENT_IDS:
             self._arrived.popitem(last=False)
+        announced = announcement_id(topic, msg_id)
         told = 0
         for peer in self.mesh.get(topic, ()):
             if peer == forwarder or self.peer_protocol.get(peer) not in _DONT_WANT_PROTOCOLS:
                 continue
             rpc = rpc_pb2.RPC(control=rpc_pb2.ControlMessage(
-                idontwant=[rpc_pb2.ControlIDontWant(messageIDs=[msg_id])]))
+                idontwant=[rpc_pb2.ControlIDontWant(messageIDs=[announced])]))
             self.send_rpc(peer, rpc, priority=True)
             told += 1
         self._counters.idontwant_sent += told
@@ -321,8 +322,9 @@ class CountingGossipSub(GossipSub):
             yield from peers
             return
         now = self._clock()
+        keys = [announcement_id(topic, msg_id) for topic in topic_ids]
         for peer in peers:
-            if self.dont_want.holds(peer, msg_id, now):
+            if any(self.dont_want.holds(peer, key, now) for key in keys):
                 self._counters.relays_suppressed += 1
                 continue
             yield peer
@@ -333,7 +335,9 @@ class CountingGossipSub(GossipSub):
         policy = self.dont_want.policy
         if policy.enabled and len(pubsub_msg.data) >= policy.min_bytes:
             msg_id = content_msg_id(pubsub_msg)
-            self._sent_ids[(bytes(pubsub_msg.from_id), bytes(pubsub_msg.seqno))] = msg_id
+            if len(pubsub_msg.topicIDs) == 1:
+                key = announcement_id(pubsub_msg.topicIDs[0], msg_id)
+                self._sent_ids[(bytes(pubsub_msg.from_id), bytes(pubsub_msg.seqno))] = key
             while len(self._sent_ids) > _SENT_IDS:
                 self._sent_ids.popitem(last=False)
             arrived = self._arrived.pop(msg_id, None)
@@ -449,7 +453,8 @@ class GuardedPubsub(Pubsub):
             for msg in rpc.publish:
                 if self._is_subscribed_to_msg(msg) and self.manager.is_running:
                     msg_id = content_msg_id(msg)
-                    if self._gate.is_copy(peer_id, msg_id, len(msg.data), self.seen_messages.has(msg_id)):
+                    topic = msg.topicIDs[0] if len(msg.topicIDs) == 1 else ""
+                    if self._gate.is_copy(peer_id, topic, msg_id, len(msg.data), self.seen_messages.has(msg_id)):
                         continue  # a copy costs its parse and one hash, not a task and signature checks
                     self.manager.run_task(self.push_msg, peer_id, msg)
             if rpc.subscriptions:

@@ -11,12 +11,13 @@ from libp2p.pubsub.pb import rpc_pb2
 
 from core.hashing import sha256
 from p2p.batcher import encode_tx_batch
-from p2p.dontwant import DontWantBook, DontWantPolicy
+from p2p.dontwant import DontWantBook, DontWantPolicy, announcement_id
 from p2p.pubsub import MERGED_DONT_WANT_IDS, ByteBudgetQueue, CountingGossipSub
 from p2p.service import P2PService
 from p2p.testing.chain import make_tx
 from p2p.topics import TopicKind
 from tests.p2p.helpers import CHAIN, Inbox, running_nodes, wait_for_mesh, wait_until
+from tests.p2p.test_p2p_gossip import proposal_block
 
 pytestmark = [pytest.mark.p2p]
 
@@ -145,16 +146,17 @@ async def test_a_peer_that_lies_in_idontwant_starves_only_itself() -> None:
             await wait_until(lambda: len(centre.gossip.mesh_peers(TopicKind.TXS)) == 3)
             data = batch(7)
             msg_id = sha256(data)
+            announced = announcement_id(centre.gossip.topic(TopicKind.TXS), msg_id)  # what a v1.2 peer of ours sends
             router = _router(liar)
-            router.send_rpc(centre.peer_id, announcement(msg_id), priority=True)
+            router.send_rpc(centre.peer_id, announcement(announced), priority=True)
             for chunk in range(20):  # 20 x 500 ids (20 RPCs fit the liar's 32-RPC queue): over what is kept
                 router.send_rpc(centre.peer_id, announcement(*ids(500, start=500 * chunk)), priority=True)
             book = _router(centre).dont_want
             await wait_until(lambda: centre.counters.idontwant_received >= 20 * policy.max_ids_per_rpc)
             assert book.size(liar.peer_id) <= policy.max_per_peer
-            assert not book.holds(liar.peer_id, msg_id, time.monotonic())  # pushed out by its own flood
-            router.send_rpc(centre.peer_id, announcement(msg_id), priority=True)
-            await wait_until(lambda: book.holds(liar.peer_id, msg_id, time.monotonic()))
+            assert not book.holds(liar.peer_id, announced, time.monotonic())  # pushed out by its own flood
+            router.send_rpc(centre.peer_id, announcement(announced), priority=True)
+            await wait_until(lambda: book.holds(liar.peer_id, announced, time.monotonic()))
 
             await origin.publish(TopicKind.TXS, data, check=False)
             await wait_until(lambda: msg_id in inboxes[2].ids(TopicKind.TXS), within=20)
@@ -169,3 +171,30 @@ def _router(service: P2PService) -> CountingGossipSub:
     router = service.gossip.router
     assert router is not None
     return router
+
+
+@pytest.mark.trio
+async def test_bytes_sent_on_the_wrong_topic_neither_cancel_nor_condemn_the_real_message() -> None:
+    """A peer sends a proposal's bytes on the transactions topic (where they fail to decode) before the proposer
+    publishes it. The receivers reject and announce that transactions message; the real proposal still reaches
+    them and its forwarder is not blamed: announcements and the rejected, in-validation and delivered caches are
+    per topic. With an announcement naming the id alone, the proposer skipped the node that announced it."""
+    inboxes = [Inbox() for _ in range(3)]
+    policy = DontWantPolicy(min_bytes=1024)
+    with trio.fail_after(60):
+        async with running_nodes(3, seed="topic", configure=lambda i, s: inboxes[i].attach(s),
+                                 dont_want=policy) as nodes:
+            receiver, proposer, faker = nodes
+            await wait_for_mesh(nodes, minimum=2)
+            data = proposal_block()
+            assert len(data) >= policy.min_bytes
+            await faker.publish(TopicKind.TXS, data, check=False)
+            await wait_until(lambda: receiver.counters.rejected.total() >= 1
+                             and proposer.counters.rejected.total() >= 1)
+            await wait_until(lambda: receiver.counters.idontwant_sent >= 1)  # told the proposer it "holds" it
+            await trio.sleep(0.5)  # the announcement reaches the proposer
+            await proposer.publish(TopicKind.PROPOSALS, data)
+            await wait_until(lambda: sha256(data) in inboxes[0].ids(TopicKind.PROPOSALS), within=20)
+            # only the faker was blamed: one rejection each, none for the proposer's real message
+            assert receiver.counters.rejected.total() == 1
+            assert proposer.counters.rejected.total() == 1
