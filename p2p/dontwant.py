@@ -28,8 +28,29 @@ bounded by `max_per_peer`.
 from __future__ import annotations
 
 import hashlib
+import time
 from collections import OrderedDict
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
+
+import trio
+from libp2p.peer.id import ID
+from libp2p.pubsub.gossipsub import (
+    PROTOCOL_ID_V12,
+    PROTOCOL_ID_V13,
+    PROTOCOL_ID_V14,
+    PROTOCOL_ID_V20,
+    GossipSub,
+)
+from libp2p.pubsub.pb import rpc_pb2
+
+from p2p.counters import P2PCounters
+
+# router protocols that understand IDONTWANT (gossipsub v1.2 and later)
+_DONT_WANT_PROTOCOLS = frozenset({PROTOCOL_ID_V12, PROTOCOL_ID_V13, PROTOCOL_ID_V14, PROTOCOL_ID_V20})
+MERGED_DONT_WANT_IDS = 64  # ids in one merged announcement (a peer takes at most max_ids_per_rpc, 64 by default)
+_SENT_IDS = 8192  # announced messages remembered: (origin, seqno) -> id sent, and arrival times
 
 
 def announcement_id(topic: str, msg_id: bytes) -> bytes:
@@ -111,3 +132,122 @@ class DontWantBook:
     def size(self, peer: object) -> int:
         held = self._ids.get(peer)
         return len(held) if held is not None else 0
+
+
+def announced_ids(rpc: rpc_pb2.RPC) -> Any:
+    """The message ids of an RPC that is one IDONTWANT and nothing else (our announcements), else None."""
+    if rpc.publish or rpc.subscriptions or rpc.HasField("senderRecord") or not rpc.HasField("control"):
+        return None
+    control = rpc.control
+    if (len(control.idontwant) != 1 or control.ihave or control.iwant or control.graft or control.prune
+            or control.ListFields()[1:]):
+        return None
+    return control.idontwant[0].messageIDs
+
+
+class DontWantGossipSub(GossipSub):
+    """GossipSub with IDONTWANT kept as above: announced on receipt by the gossip gate (`announce_held`),
+    honoured for `ttl_s` when choosing whom to send a message to and again when a queued copy is about to be
+    written (`is_unwanted`, called by the pubsub's sending loop)."""
+
+    def __init__(self, *args: Any, counters: P2PCounters, priority_topics: frozenset[str] = frozenset(),
+                 dont_want: DontWantPolicy | None = None, clock: Callable[[], float] = time.monotonic,
+                 **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._counters = counters
+        self._priority_topics = priority_topics
+        self.dont_want = DontWantBook(dont_want or DontWantPolicy())
+        self._clock = clock
+        # (origin, seqno) -> announcement id of what we published or relayed lately: a queued RPC carries the
+        # message, not its id, and hashing it again before each write would cost what the check saves
+        self._sent_ids: OrderedDict[tuple[bytes, bytes], bytes] = OrderedDict()
+        # message id -> when it arrived, for messages announced and not yet relayed (bulk_relay_delay_s)
+        self._arrived: OrderedDict[bytes, float] = OrderedDict()
+
+    def announce_held(self, msg_id: bytes, topic: str, size: int, forwarder: ID) -> int:
+        """Tell the topic's mesh peers that speak v1.2, except the forwarder, that we hold the message, if it is
+        bulk (not one of `priority_topics`: a consensus message IGNOREd for now, such as a proposal a round
+        ahead, is accepted from a later copy, which an announcement would cancel) and of at least `min_bytes`.
+        Sent in the priority lane (announcements waiting for one peer are merged, `ByteBudgetQueue`), without
+        our peer record. Returns how many peers were told."""
+        policy = self.dont_want.policy
+        if not policy.enabled or size < policy.min_bytes or topic in self._priority_topics:
+            return 0
+        self._arrived[msg_id] = self._clock()
+        while len(self._arrived) > _SENT_IDS:
+            self._arrived.popitem(last=False)
+        announced = announcement_id(topic, msg_id)
+        told = 0
+        for peer in self.mesh.get(topic, ()):
+            if peer == forwarder or self.peer_protocol.get(peer) not in _DONT_WANT_PROTOCOLS:
+                continue
+            rpc = rpc_pb2.RPC(control=rpc_pb2.ControlMessage(
+                idontwant=[rpc_pb2.ControlIDontWant(messageIDs=[announced])]))
+            self.send_rpc(peer, rpc, priority=True)
+            told += 1
+        self._counters.idontwant_sent += told
+        return told
+
+    async def handle_idontwant(self, idontwant_msg: rpc_pb2.ControlIDontWant, sender_peer_id: ID) -> None:
+        if not self.dont_want.policy.enabled:
+            return
+        ids = list(idontwant_msg.messageIDs)
+        self._counters.idontwant_received += self.dont_want.add(sender_peer_id, ids, self._clock())
+
+    async def _emit_idontwant_for_message(self, msg_id: bytes, topic_ids: Any) -> None:
+        """Upstream announces after validation, every message to every v1.2 mesh peer: too late to save the
+        relays it is meant to save, and a control frame per vote. We announce on receipt (`announce_held`)."""
+
+    def _prune_idontwant_entries(self) -> None:
+        self.dont_want.prune(self._clock())
+
+    def _get_peers_to_send(self, topic_ids: Any, msg_forwarder: ID, origin: ID,
+                           msg_id: bytes | None = None) -> Iterator[ID]:
+        peers = super()._get_peers_to_send(topic_ids, msg_forwarder, origin, None)
+        if msg_id is None or not self.dont_want.policy.enabled:
+            yield from peers
+            return
+        now = self._clock()
+        keys = [announcement_id(topic, msg_id) for topic in topic_ids]
+        for peer in peers:
+            if any(self.dont_want.holds(peer, key, now) for key in keys):
+                self._counters.relays_suppressed += 1
+                continue
+            yield peer
+
+    async def publish(self, msg_forwarder: ID, pubsub_msg: rpc_pb2.Message) -> None:
+        """Send a validated message on (ours or a relay), remembering its id for `is_unwanted`; a relay of a
+        bulk message waits until `bulk_relay_delay_s` after it arrived (it runs in the message's own task)."""
+        policy = self.dont_want.policy
+        if policy.enabled and len(pubsub_msg.data) >= policy.min_bytes:
+            msg_id = hashlib.sha256(pubsub_msg.data).digest()
+            if len(pubsub_msg.topicIDs) == 1:
+                key = announcement_id(pubsub_msg.topicIDs[0], msg_id)
+                self._sent_ids[(bytes(pubsub_msg.from_id), bytes(pubsub_msg.seqno))] = key
+            while len(self._sent_ids) > _SENT_IDS:
+                self._sent_ids.popitem(last=False)
+            arrived = self._arrived.pop(msg_id, None)
+            if arrived is not None:
+                wait = arrived + policy.bulk_relay_delay_s - self._clock()
+                if wait > 0:
+                    await trio.sleep(wait)
+        await super().publish(msg_forwarder, pubsub_msg)
+
+    def is_unwanted(self, peer_id: ID, rpc: rpc_pb2.RPC) -> bool:
+        """Whether a queued RPC is one message the peer has told us, since it was queued, that it holds.
+
+        Only an RPC that is exactly one published message (no control, no subscriptions) is ever left out, so
+        nothing but that copy is lost; its id comes from `publish` (origin and sequence number are signed)."""
+        if (len(rpc.publish) != 1 or rpc.subscriptions or rpc.HasField("control")
+                or not self.dont_want.policy.enabled):
+            return False
+        msg = rpc.publish[0]
+        msg_id = self._sent_ids.get((bytes(msg.from_id), bytes(msg.seqno)))
+        if msg_id is None or not self.dont_want.holds(peer_id, msg_id, self._clock()):
+            return False
+        self._counters.relays_suppressed += 1
+        return True
+
+    def remove_peer(self, peer_id: ID) -> None:
+        self.dont_want.forget(peer_id)
+        super().remove_peer(peer_id)

@@ -43,8 +43,8 @@ import hashlib
 import logging
 import time
 import weakref
-from collections import OrderedDict, deque
-from collections.abc import Awaitable, Callable, Iterator
+from collections import deque
+from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 import trio
@@ -53,13 +53,7 @@ from libp2p.exceptions import ValidationError
 from libp2p.io.exceptions import IOException, MessageTooLarge
 from libp2p.network.stream.exceptions import StreamEOF
 from libp2p.peer.id import ID
-from libp2p.pubsub.gossipsub import (
-    PROTOCOL_ID_V12,
-    PROTOCOL_ID_V13,
-    PROTOCOL_ID_V14,
-    PROTOCOL_ID_V20,
-    GossipSub,
-)
+from libp2p.pubsub.gossipsub import GossipSub
 from libp2p.pubsub.pb import rpc_pb2
 from libp2p.pubsub.pubsub import GossipsubEvent, Pubsub
 from libp2p.pubsub.rpc_queue import OutBoundQueueSize, PriorityQueue, RpcQueue
@@ -69,7 +63,7 @@ from libp2p.utils.connection_shutdown import is_expected_connection_shutdown
 from libp2p.utils.varint import read_varint_prefixed_bytes_limited
 
 from p2p.counters import P2PCounters
-from p2p.dontwant import DontWantBook, DontWantPolicy, announcement_id
+from p2p.dontwant import MERGED_DONT_WANT_IDS, DontWantGossipSub, announced_ids
 from p2p.limits import LIBP2P_FRAME_MAX, OUTBOUND_PRIORITY_RESERVE, OUTBOUND_QUEUE_BYTES
 from p2p.scoring import Offense
 
@@ -79,10 +73,6 @@ _RESET_TIMEOUT_S = 2.0
 # A peer's unchanged signed record is consumed again (its addresses' TTL refreshed) after this long.
 SENDER_RECORD_REFRESH_S = 600.0
 OUTBOUND_QUEUE_SIZE: int = OutBoundQueueSize  # RPCs per peer; a push beyond is dropped
-# router protocols that understand IDONTWANT (gossipsub v1.2 and later)
-_DONT_WANT_PROTOCOLS = frozenset({PROTOCOL_ID_V12, PROTOCOL_ID_V13, PROTOCOL_ID_V14, PROTOCOL_ID_V20})
-MERGED_DONT_WANT_IDS = 64  # ids in one merged announcement (a peer takes at most max_ids_per_rpc, 64 by default)
-_SENT_IDS = 8192  # ids of large messages sent lately (origin, seqno -> id), for the check before each write
 
 
 def content_msg_id(msg: rpc_pb2.Message) -> bytes:
@@ -189,11 +179,11 @@ class ByteBudgetQueue(PriorityQueue):
     def _merge_announcement(self, rpc: rpc_pb2.RPC) -> bool:
         """An IDONTWANT-only RPC joins the one still waiting at the end of the priority lane, up to
         `MERGED_DONT_WANT_IDS` ids: one frame for what piled up while the peer's sending loop was busy."""
-        ids = _announced_ids(rpc)
+        ids = announced_ids(rpc)
         if ids is None or not self._priority:
             return False
         last = self._priority[-1]
-        waiting = _announced_ids(last)
+        waiting = announced_ids(last)
         if waiting is None or len(waiting) + len(ids) > MERGED_DONT_WANT_IDS:
             return False
         before = last.ByteSize()
@@ -210,17 +200,6 @@ class ByteBudgetQueue(PriorityQueue):
         if rpc is not None:
             self.held_bytes -= sizes.popleft()
         return rpc
-
-
-def _announced_ids(rpc: rpc_pb2.RPC) -> Any:
-    """The message ids of an RPC that is one IDONTWANT and nothing else (our announcements), else None."""
-    if rpc.publish or rpc.subscriptions or rpc.HasField("senderRecord") or not rpc.HasField("control"):
-        return None
-    control = rpc.control
-    if (len(control.idontwant) != 1 or control.ihave or control.iwant or control.graft or control.prune
-            or control.ListFields()[1:]):
-        return None
-    return control.idontwant[0].messageIDs
 
 
 def byte_budget(queue: RpcQueue) -> ByteBudgetQueue | None:
@@ -257,116 +236,10 @@ class SizedQueues(dict[ID, RpcQueue]):
         super().__setitem__(peer_id, queue)
 
 
-class CountingGossipSub(GossipSub):
-    """GossipSub that counts the outbound RPCs it drops on a full per-peer queue, sends the messages of
-    `priority_topics` ahead of other queued RPCs, and keeps IDONTWANT its own way (`p2p/dontwant.py`):
-    announced on receipt by the gossip gate (`announce_held`), honoured for `ttl_s` when choosing whom to send
-    a message to and again when a queued copy is about to be written (`is_unwanted`)."""
+class CountingGossipSub(DontWantGossipSub):
+    """GossipSub that counts the outbound RPCs it drops on a full per-peer queue and sends the messages of
+    `priority_topics` ahead of other queued RPCs (IDONTWANT: `DontWantGossipSub`, p2p/dontwant.py)."""
 
-    def __init__(self, *args: Any, counters: P2PCounters, priority_topics: frozenset[str] = frozenset(),
-                 dont_want: DontWantPolicy | None = None, clock: Callable[[], float] = time.monotonic,
-                 **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._counters = counters
-        self._priority_topics = priority_topics
-        self.dont_want = DontWantBook(dont_want or DontWantPolicy())
-        self._clock = clock
-        # (origin, seqno) -> message id of what we published or relayed lately: a queued RPC carries the
-        # message, not its id, and hashing it again before each write would cost what the check saves
-        self._sent_ids: OrderedDict[tuple[bytes, bytes], bytes] = OrderedDict()
-        # message id -> when it arrived, for messages announced and not yet relayed (bulk_relay_delay_s)
-        self._arrived: OrderedDict[bytes, float] = OrderedDict()
-
-    # ------------------------------------------------------------------ IDONTWANT
-
-    def announce_held(self, msg_id: bytes, topic: str, size: int, forwarder: ID) -> int:
-        """Tell the topic's mesh peers that speak v1.2, except the forwarder, that we hold the message, if it is
-        bulk (not one of `priority_topics`: a consensus message IGNOREd for now, such as a proposal a round
-        ahead, is accepted from a later copy, which an announcement would cancel) and large enough to be worth it. Sent in the priority lane (where announcements to one peer are merged while
-        they wait, `ByteBudgetQueue`), without our peer record. Returns how many peers were told."""
-        policy = self.dont_want.policy
-        if not policy.enabled or size < policy.min_bytes or topic in self._priority_topics:
-            return 0
-        self._arrived[msg_id] = self._clock()
-        while len(self._arrived) > _SENT_IDS:
-            self._arrived.popitem(last=False)
-        announced = announcement_id(topic, msg_id)
-        told = 0
-        for peer in self.mesh.get(topic, ()):
-            if peer == forwarder or self.peer_protocol.get(peer) not in _DONT_WANT_PROTOCOLS:
-                continue
-            rpc = rpc_pb2.RPC(control=rpc_pb2.ControlMessage(
-                idontwant=[rpc_pb2.ControlIDontWant(messageIDs=[announced])]))
-            self.send_rpc(peer, rpc, priority=True)
-            told += 1
-        self._counters.idontwant_sent += told
-        return told
-
-    async def handle_idontwant(self, idontwant_msg: rpc_pb2.ControlIDontWant, sender_peer_id: ID) -> None:
-        if not self.dont_want.policy.enabled:
-            return
-        ids = list(idontwant_msg.messageIDs)
-        self._counters.idontwant_received += self.dont_want.add(sender_peer_id, ids, self._clock())
-
-    async def _emit_idontwant_for_message(self, msg_id: bytes, topic_ids: Any) -> None:
-        """Upstream announces after validation, every message to every v1.2 mesh peer: too late to save the
-        relays it is meant to save, and a control frame per vote. We announce on receipt (`announce_held`)."""
-
-    def _prune_idontwant_entries(self) -> None:
-        self.dont_want.prune(self._clock())
-
-    def _get_peers_to_send(self, topic_ids: Any, msg_forwarder: ID, origin: ID,
-                           msg_id: bytes | None = None) -> Iterator[ID]:
-        peers = super()._get_peers_to_send(topic_ids, msg_forwarder, origin, None)
-        if msg_id is None or not self.dont_want.policy.enabled:
-            yield from peers
-            return
-        now = self._clock()
-        keys = [announcement_id(topic, msg_id) for topic in topic_ids]
-        for peer in peers:
-            if any(self.dont_want.holds(peer, key, now) for key in keys):
-                self._counters.relays_suppressed += 1
-                continue
-            yield peer
-
-    async def publish(self, msg_forwarder: ID, pubsub_msg: rpc_pb2.Message) -> None:
-        """Send a validated message on (ours or a relay), remembering its id for `is_unwanted`; a relay of a
-        bulk message waits until `bulk_relay_delay_s` after it arrived (it runs in the message's own task)."""
-        policy = self.dont_want.policy
-        if policy.enabled and len(pubsub_msg.data) >= policy.min_bytes:
-            msg_id = content_msg_id(pubsub_msg)
-            if len(pubsub_msg.topicIDs) == 1:
-                key = announcement_id(pubsub_msg.topicIDs[0], msg_id)
-                self._sent_ids[(bytes(pubsub_msg.from_id), bytes(pubsub_msg.seqno))] = key
-            while len(self._sent_ids) > _SENT_IDS:
-                self._sent_ids.popitem(last=False)
-            arrived = self._arrived.pop(msg_id, None)
-            if arrived is not None:
-                wait = arrived + policy.bulk_relay_delay_s - self._clock()
-                if wait > 0:
-                    await trio.sleep(wait)
-        await super().publish(msg_forwarder, pubsub_msg)
-
-    def is_unwanted(self, peer_id: ID, rpc: rpc_pb2.RPC) -> bool:
-        """Whether a queued RPC is one message the peer has told us, since it was queued, that it holds.
-
-        Only an RPC that is exactly one published message (no control, no subscriptions) is ever left out, so
-        nothing but that copy is lost; its id comes from `publish` (origin and sequence number are signed)."""
-        if (len(rpc.publish) != 1 or rpc.subscriptions or rpc.HasField("control")
-                or not self.dont_want.policy.enabled):
-            return False
-        msg = rpc.publish[0]
-        msg_id = self._sent_ids.get((bytes(msg.from_id), bytes(msg.seqno)))
-        if msg_id is None or not self.dont_want.holds(peer_id, msg_id, self._clock()):
-            return False
-        self._counters.relays_suppressed += 1
-        return True
-
-    def remove_peer(self, peer_id: ID) -> None:
-        self.dont_want.forget(peer_id)
-        super().remove_peer(peer_id)
-
-    # ------------------------------------------------------------------ queues
 
     def send_rpc(self, peer_id: ID, rpc: rpc_pb2.RPC, priority: bool = False) -> None:
         if not priority and self._priority_topics:
@@ -552,7 +425,7 @@ class GuardedPubsub(Pubsub):
                 rpc = await queue.pop()
                 if rpc is None:
                     return
-                if isinstance(self.router, CountingGossipSub) and self.router.is_unwanted(peer_id, rpc):
+                if isinstance(self.router, DontWantGossipSub) and self.router.is_unwanted(peer_id, rpc):
                     continue  # the peer got this message from someone else while it waited here
                 started = self._writing_since[peer_id] = trio.current_time()
                 try:

@@ -11,8 +11,14 @@ from libp2p.pubsub.pb import rpc_pb2
 
 from core.hashing import sha256
 from p2p.batcher import encode_tx_batch
-from p2p.dontwant import DontWantBook, DontWantPolicy, announcement_id
-from p2p.pubsub import MERGED_DONT_WANT_IDS, ByteBudgetQueue, CountingGossipSub
+from p2p.dontwant import (
+    MERGED_DONT_WANT_IDS,
+    DontWantBook,
+    DontWantGossipSub,
+    DontWantPolicy,
+    announcement_id,
+)
+from p2p.pubsub import ByteBudgetQueue
 from p2p.service import P2PService
 from p2p.testing.chain import make_tx
 from p2p.topics import TopicKind
@@ -167,7 +173,7 @@ async def test_a_peer_that_lies_in_idontwant_starves_only_itself() -> None:
             assert honest.counters.rejected.total() == 0
 
 
-def _router(service: P2PService) -> CountingGossipSub:
+def _router(service: P2PService) -> DontWantGossipSub:
     router = service.gossip.router
     assert router is not None
     return router
