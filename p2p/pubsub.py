@@ -28,6 +28,10 @@
   upstream's bound of 32 RPCs let a peer that stops reading hold 64 MiB at the frame cap until it was dropped
   as stalled. Past the budget a bulk RPC to that peer is dropped and counted; priority RPCs have a reserve of
   one frame more; publishing paces on the bytes a draining peer has room for.
+- A copy of a message already delivered or still being validated is dropped where its frame is read
+  (`Gate.is_copy`), before upstream spawns a task for it and checks its pubsub signature twice.
+- IDONTWANT (gossipsub v1.2) is `DontWantGossipSub` in p2p/dontwant.py; announcements waiting for a busy peer
+  are merged in its queue (`ByteBudgetQueue`).
 - The signed peer record a peer attaches to every RPC is checked once per peer and record bytes
   (`SenderRecords`): upstream verified its signature on each RPC, duplicates and control RPCs included, one
   Ed25519 check per frame (3-4 % of a loaded node's CPU).
