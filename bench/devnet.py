@@ -52,6 +52,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpx
+
 from bench._util import rate
 from bench.devnet_fate import classify
 from core.keys import PrivateKey, verify
@@ -294,6 +296,25 @@ def group_pids(leader: int) -> list[int]:
     return pids
 
 
+P2P_SHOWN = ("messages_received", "duplicates", "rpcs_received", "rpc_bytes_received", "relays_suppressed",
+             "idontwant_sent")
+
+
+def p2p_counters(url: str) -> dict[str, float]:
+    """The node's p2p counters (`/metrics`, P2PCounters by name) that the step report shows; {} if unreadable."""
+    out: dict[str, float] = {}
+    try:
+        text = httpx.get(url.rstrip("/") + "/metrics", timeout=10).text
+    except httpx.HTTPError:
+        return out
+    for line in text.splitlines():
+        if line.startswith("inferchain_p2p_events_total{"):
+            name = line.split('event="', 1)[1].split('"', 1)[0]
+            if name in P2P_SHOWN:
+                out[name] = float(line.rsplit(" ", 1)[1])
+    return out
+
+
 def node_cpu_seconds(leaders: list[int]) -> list[float]:
     """CPU seconds (user + system) of each node with its sandbox workers."""
     out = []
@@ -479,6 +500,7 @@ def main(argv: list[str] | None = None) -> int:
                 work = presign(net, senders, budgets[step], sink)
                 nodes0 = node_cpu_seconds(leaders)
                 cpu0 = sum(nodes0)
+                p2p0 = [p2p_counters(net.spec(i).rpc_url) for i in net.indices]
                 driver0 = driver_cpu_seconds()
                 missed0, _ = poi_totals(poi_url)
                 out, start = run_step(net, offered, work, args.duration, retry=not args.no_retry)
@@ -489,6 +511,7 @@ def main(argv: list[str] | None = None) -> int:
                 unseen = [h for h in out.accepted if h not in observer.committed]
                 fates = classify(net.rpc_urls(), out.accepted_by, unseen)
                 cpu1 = sum(nodes1)
+                p2p1 = [p2p_counters(net.spec(i).rpc_url) for i in net.indices]
                 missed1, jailed = poi_totals(poi_url)
                 finality = [observer.committed[h] - out.scheduled[h] for h in out.accepted
                             if h in observer.committed and h not in fates.asked]
@@ -522,6 +545,12 @@ def main(argv: list[str] | None = None) -> int:
                     print("         cpu ms/tx by node: " + ", ".join(
                         f"node{i} {1000 * (b - a) / step_committed:.2f}"
                         for i, a, b in zip(net.indices, nodes0, nodes1, strict=True)), flush=True)
+                    # gossip per committed transfer and node (docs/performance.md, "Gossip: duplicates ...")
+                    grown = {k: sum(b.get(k, 0) - a.get(k, 0) for a, b in zip(p2p0, p2p1, strict=True))
+                             / step_committed / len(leaders) for k in P2P_SHOWN}
+                    print("         gossip per tx per node: " + ", ".join(
+                        f"{k} {v * 1000:.1f}/1000" if k != "rpc_bytes_received" else f"bytes received {v:,.0f}"
+                        for k, v in grown.items()), flush=True)
         finally:
             observer.stop.set()
             watcher.join(10)

@@ -19,6 +19,7 @@ from typing import Any
 import trio
 
 from p2p.testing.node import NodeProcess, free_port, peer_addr_for
+from p2p.topics import TopicKind
 
 N = 4
 
@@ -114,6 +115,7 @@ async def throughput(nodes: list[NodeProcess], per_node_rate: int, seconds: floa
     await everyone(nodes, "reset_stats", "reset", 10)
     await everyone(nodes, "prepare_txs", "prepared", 120, count=count)
     await everyone(nodes, "reset_stats", "reset", 10)
+    before = [s["counters"] for s in await everyone(nodes, "stats", "stats", 30)]
     await everyone(nodes, "offer_txs", "offered", seconds * 10 + 60, rate=per_node_rate)
     expected = (N - 1) * count
     deadline = trio.current_time() + 15
@@ -124,11 +126,39 @@ async def throughput(nodes: list[NodeProcess], per_node_rate: int, seconds: floa
         await trio.sleep(0.5)
     received = sum(s["txs"] for s in stats)
     span = max(s["tx_span_s"] for s in stats) or seconds
+
+    def total(name: str) -> int:
+        """A p2p counter's growth during the step, summed over the nodes."""
+        return sum(s["counters"].get(name, 0) - b.get(name, 0) for s, b in zip(stats, before, strict=True))
+
+    def per_batch(name: str) -> float:
+        """Per batch published and per receiving node: 1.0 copies means each node got each batch once."""
+        return total(name) / max(1, batches) / (N - 1)
+
+    batches = total("published.txs")
     return {"offered_tps": N * per_node_rate, "lost": N * expected - received,
+            "copies": per_batch("messages_received"), "dups": per_batch("duplicates"),
+            "frames": per_batch("rpcs_received"), "suppressed": per_batch("relays_suppressed"),
+            "kib_rx": total("rpc_bytes_received") / 1024 / max(1, received),
             "delivered_tps": N * count / span, "cpu_us": 1e6 * sum(s["cpu_s"] for s in stats) / max(1, received),
-            "waits": sum(s["counters"].get("publish_waits", 0) for s in stats),
-            "drops": sum(s["counters"].get("outbound_dropped", 0) + sum(
-                v for k, v in s["counters"].items() if k.startswith("delivery_dropped")) for s in stats)}
+            "waits": total("publish_waits"),
+            "drops": total("outbound_dropped") + sum(total(f"delivery_dropped.{k.value}") for k in TopicKind)}
+
+
+_THROUGHPUT_HEADER = (f"  {'offered tx/s':>12}{'delivered tx/s':>16}{'late/lost':>10}{'dropped RPCs':>14}"
+                      f"{'CPU us/tx/node':>16}{'publish waits':>15}{'copies/batch':>14}{'dups/batch':>12}"
+                      f"{'frames/batch':>14}{'suppressed':>12}{'KiB rx/tx':>11}")
+
+
+def throughput_row(r: dict[str, float]) -> str:
+    return (f"  {int(r['offered_tps']):>12}{r['delivered_tps']:>16.0f}{int(r['lost']):>10}{int(r['drops']):>14}"
+            f"{r['cpu_us']:>16.0f}{int(r['waits']):>15}{r['copies']:>14.2f}{r['dups']:>12.2f}"
+            f"{r['frames']:>14.2f}{r['suppressed']:>12.2f}{r['kib_rx']:>11.3f}")
+
+
+_COLUMNS = ("  copies/batch, dups/batch, frames/batch: per batch published and per receiving node (1.00 copies = each "
+            "node got each batch once); suppressed: copies not sent (IDONTWANT), per batch and receiver; KiB rx/tx: "
+            "pubsub bytes a node read per transaction it received")
 
 
 async def main(quick: bool, only: str | None) -> None:
@@ -142,24 +172,77 @@ async def main(quick: bool, only: str | None) -> None:
             await everyone(nodes, "set_checks", "checks", 10, enabled=True)  # the latency rounds end with it off
             print("\nbatched transaction gossip (~260 B signed txs, batcher 256 KiB / 100 ms, checks on: every node "
                   "verifies every tx)")
-            print(f"  {'offered tx/s':>12}{'delivered tx/s':>16}{'late/lost':>10}{'dropped RPCs':>14}{'CPU us/tx/node':>16}"
-                  f"{'publish waits':>15}")
+            print(_THROUGHPUT_HEADER)
             best = 0
             for rate in (250, 500, 1000) if quick else (250, 500, 1000, 1500, 2000, 3000, 4000):
                 r = await throughput(nodes, rate, 3.0)
-                print(f"  {int(r['offered_tps']):>12}{r['delivered_tps']:>16.0f}{int(r['lost']):>10}{int(r['drops']):>14}"
-                      f"{r['cpu_us']:>16.0f}{int(r['waits']):>15}")
+                print(throughput_row(r))
                 if r["lost"]:
                     break
                 best = int(r["offered_tps"])
             print(f"  highest offered rate with every tx delivered within 15 s: {best} tx/s; sustained rate is the "
                   "delivered column where it keeps up with the offered one")
+            print(_COLUMNS)
     print(f"\nbench took {time.monotonic() - started:.0f} s; load average now {os.getloadavg()[0]:.1f}")
+
+
+async def compare_dont_want(rounds: int, rates: list[int], seconds: float) -> None:
+    """Batched gossip with IDONTWANT off and on (p2p/dontwant.py), networks alternating, same rates each."""
+    print(f"p2p bench, IDONTWANT off/on: {N} processes, full mesh, {rounds} alternating rounds, {seconds:g} s per "
+          f"rate; {os.cpu_count()} CPUs, load average at start {os.getloadavg()[0]:.1f}")
+    print(f"  {'mode':<6}{'load':>6}" + _THROUGHPUT_HEADER[2:])
+    big: dict[str, list[tuple[float, dict[str, Any]]]] = {}
+    for _ in range(rounds):
+        for mode, extra in (("off", ("--no-dont-want",)), ("on", ())):
+            async with network(*extra) as nodes:
+                for rate in rates:
+                    load = os.getloadavg()[0]
+                    r = await throughput(nodes, rate // N, seconds)
+                    print(f"  {mode:<6}{load:>6.1f}" + throughput_row(r)[2:], flush=True)
+                load = os.getloadavg()[0]
+                big.setdefault(mode, []).append((load, await large_messages(nodes)))
+    print(_COLUMNS)
+    print(f"\n100 KB messages, each node publishing {LARGE_COUNT} at {LARGE_RATE:g}/s")
+    print(f"  {'mode':<6}{'load':>6}{'p50 ms':>8}{'p99 ms':>8}{'CPU ms/delivery':>17}{'delivered':>11}"
+          f"{'copies/msg':>12}{'frames/msg':>12}{'suppressed':>12}")
+    for round_ in range(rounds):
+        for mode in ("off", "on"):
+            load, r = big[mode][round_]
+            print(f"  {mode:<6}{load:>6.1f}{pct(r['lat_ms'], 0.5):>8.1f}{pct(r['lat_ms'], 0.99):>8.1f}"
+                  f"{r['cpu_ms']:>17.2f}{len(r['lat_ms']):>6}/{r['expected']:<4}{r['copies']:>12.2f}"
+                  f"{r['frames']:>12.2f}{r['suppressed']:>12.2f}")
+
+
+LARGE_COUNT, LARGE_RATE = 15, 10.0
+
+
+async def large_messages(nodes: list[NodeProcess]) -> dict[str, Any]:
+    """`latency_round` with 100 KB messages, plus copies, frames and suppressed relays per message and receiver."""
+    before = [s["counters"] for s in await everyone(nodes, "stats", "stats", 30)]
+    r = await latency_round(nodes, 100_000, LARGE_COUNT, LARGE_RATE)
+    after = [s["counters"] for s in await everyone(nodes, "stats", "stats", 30)]
+    sent = N * LARGE_COUNT * (N - 1)
+
+    def grown(name: str) -> float:
+        return sum(a.get(name, 0) - b.get(name, 0) for a, b in zip(after, before, strict=True)) / sent
+
+    lat = r["lat_ms"] or [float("nan")]
+    return {"lat_ms": lat, "expected": r["expected"], "cpu_ms": 1000 * r["cpu_s"] / max(1, len(r["lat_ms"])),
+            "copies": grown("messages_received"), "frames": grown("rpcs_received"),
+            "suppressed": grown("relays_suppressed")}
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description="p2p gossip latency and throughput")
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--only", choices=("latency", "throughput"))
+    parser.add_argument("--dont-want", action="store_true",
+                        help="compare batched gossip with IDONTWANT off and on, alternating")
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--rates", default="1000,2000", help="offered tx/s in all (with --dont-want)")
+    parser.add_argument("--seconds", type=float, default=5.0, help="offering time per rate (with --dont-want)")
     args = parser.parse_args()
-    trio.run(main, args.quick, args.only)
+    if args.dont_want:
+        trio.run(compare_dont_want, args.rounds, [int(r) for r in args.rates.split(",")], args.seconds)
+    else:
+        trio.run(main, args.quick, args.only)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from p2p.dontwant import DontWantPolicy
 from p2p.limits import DEFAULT_TOPIC_LIMITS, TopicLimits
 
 
@@ -79,6 +80,9 @@ class P2PConfig:
     limits: TopicLimits = field(default_factory=lambda: DEFAULT_TOPIC_LIMITS)
     rates: RateLimits = field(default_factory=RateLimits)
     penalties: PenaltyPolicy = field(default_factory=PenaltyPolicy)
+    # IDONTWANT (gossipsub v1.2, p2p/dontwant.py): peers are told on receipt that we hold a large message, and
+    # what they told us is not sent to them again.
+    dont_want: DontWantPolicy = field(default_factory=DontWantPolicy)
     # Yamux sends a window update on every read by default; batching them halves small-message CPU.
     yamux_release_on_read: bool = False
 

@@ -16,7 +16,13 @@ class P2PCounters:
     handler_errors: Counter[str] = field(default_factory=Counter)  # a bug of ours met while handling a message
     rejected: Counter[str] = field(default_factory=Counter)  # by offense name
     ignored: Counter[str] = field(default_factory=Counter)  # not relayed, not penalized (hook said so)
-    duplicates: int = 0  # copies that arrived while the first was still being validated
+    duplicates: int = 0  # copies dropped because the message was being validated or was delivered already
+    rpcs_received: int = 0  # pubsub frames read from peers (publishes, control, subscriptions)
+    rpc_bytes_received: int = 0
+    messages_received: int = 0  # published messages in those frames, copies included
+    idontwant_sent: int = 0  # message ids we told a mesh peer not to send us (we have the message)
+    idontwant_received: int = 0  # message ids peers told us not to send them
+    relays_suppressed: int = 0  # copies not sent to a peer that had told us it holds the message
     outbound_dropped: int = 0  # RPCs upstream dropped: a peer's queue was full or the RPC over the frame cap
     outbound_budget_drops: int = 0  # of those, RPCs refused because the peer's queue held its byte budget
     publish_waits: int = 0  # tx batch publishes that had to wait for a draining peer's queue

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import trio
 from libp2p.abc import IHost
 from libp2p.peer.id import ID
-from libp2p.pubsub.gossipsub import PROTOCOL_ID, PROTOCOL_ID_V11
+from libp2p.pubsub.gossipsub import PROTOCOL_ID, PROTOCOL_ID_V11, PROTOCOL_ID_V12
 from libp2p.pubsub.pb import rpc_pb2
 from libp2p.tools.anyio_service import background_trio_service
 
@@ -72,10 +72,12 @@ class Gossip:
             config.rates.gossip_msgs_per_s, config.rates.gossip_burst, config.rates.gossip_bytes_per_s,
             max_peers=config.rates.max_tracked_peers,
         )
-        self._rejected: OrderedDict[bytes, Offense] = OrderedDict()
-        self._accepted: OrderedDict[bytes, GossipMessage] = OrderedDict()
-        self._validating: set[bytes] = set()
-        self._delivered: OrderedDict[bytes, None] = OrderedDict()
+        # Keyed by (topic, message id): the id is a hash of the bytes alone, and the same bytes sent on another
+        # topic (where they fail) must not make the honest copy look rejected or in validation.
+        self._rejected: OrderedDict[tuple[str, bytes], Offense] = OrderedDict()
+        self._accepted: OrderedDict[tuple[str, bytes], GossipMessage] = OrderedDict()
+        self._validating: set[tuple[str, bytes]] = set()
+        self._delivered: OrderedDict[tuple[str, bytes], None] = OrderedDict()
         self._buffers: dict[TopicKind, tuple[trio.MemorySendChannel[GossipMessage],
                                              trio.MemoryReceiveChannel[GossipMessage]]] = {}
         self.pubsub: GuardedPubsub | None = None
@@ -103,7 +105,8 @@ class Gossip:
     async def run(self, *, task_status: TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         cfg = self._config
         self.router = CountingGossipSub(
-            protocols=[PROTOCOL_ID_V11, PROTOCOL_ID],
+            # v1.2 for IDONTWANT (p2p/dontwant.py); peers speaking only v1.1 or v1.0 still interoperate
+            protocols=[PROTOCOL_ID_V12, PROTOCOL_ID_V11, PROTOCOL_ID],
             degree=cfg.mesh_degree,
             degree_low=cfg.mesh_degree_low,
             degree_high=cfg.mesh_degree_high,
@@ -115,6 +118,7 @@ class Gossip:
             eclipse_protection_enabled=False,
             counters=self._counters,
             priority_topics=frozenset(self._topics[k] for k in TopicKind if k is not TopicKind.TXS),
+            dont_want=cfg.dont_want,
         )
         self.pubsub = GuardedPubsub(self._host, self.router, self, self._counters,
                                     write_timeout_s=cfg.peer_write_timeout_s, stall_s=cfg.peer_stall_s)
@@ -218,6 +222,19 @@ class Gossip:
 
     # ------------------------------------------------------------------ Gate, called by GuardedPubsub
 
+    def is_copy(self, forwarder: ID, topic: str, msg_id: bytes, size: int, seen: bool) -> bool:
+        """Whether to drop `msg` where it is read: a copy of a message already delivered (`seen` by upstream's
+        cache, or in ours) or still being validated. Copies count toward the forwarder's rate like any message,
+        but are dropped before the task, pubsub signature checks and hashing a first copy gets (pitfall 9)."""
+        key = (topic, msg_id)
+        if not (seen or key in self._validating or key in self._delivered):
+            return False
+        self._counters.duplicates += 1
+        if not self._limiter.allow(str(forwarder), size, trio.current_time()):
+            self._counters.ignored["rate_limited"] += 1
+            self.offense(forwarder, Offense.RATE_LIMITED, "gossip rate limit")
+        return True
+
     async def admit(self, forwarder: ID, msg: rpc_pb2.Message) -> bool:
         pubsub = self._require_pubsub()
         if len(msg.topicIDs) != 1 or msg.topicIDs[0] not in self._kinds:
@@ -232,38 +249,46 @@ class Gossip:
             self.offense(forwarder, Offense.RATE_LIMITED, "gossip rate limit")
             return False
         msg_id = sha256(data)
-        if msg_id in self._validating or msg_id in self._delivered:
+        key = (msg.topicIDs[0], msg_id)
+        if key in self._validating or key in self._delivered:
             # Upstream marks a message seen only after validation, so copies from several peers can be
             # validated concurrently and each delivered: drop later copies here (no penalty, no CPU).
             self._counters.duplicates += 1
             return False
-        cached = self._rejected.get(msg_id)
+        cached = self._rejected.get(key)
         if cached is not None:
             self._counters.rejected[cached.value] += 1
             self.offense(forwarder, cached, "relayed a message already rejected")
             return False
-        self._validating.add(msg_id)
+        self._validating.add(key)
+        if self.router is not None:
+            # Before validation, as gossipsub v1.2 intends: the mesh peers' relays of this message come when
+            # their own validation ends, so "I have it" must reach them before that (p2p/dontwant.py).
+            # The forwarder will not send it back; the origin, when it is not the forwarder, may still hold its
+            # own copy for us in its queue, so it is told too.
+            self.router.announce_held(msg_id, msg.topicIDs[0], len(data), forwarder)
         try:
             outcome = await self._pipelines[kind].run(data, msg_id, forwarder, ID(msg.from_id))
         finally:
-            self._validating.discard(msg_id)
+            self._validating.discard(key)
         if outcome.verdict is GossipVerdict.ACCEPT and outcome.message is not None:
-            _remember(self._accepted, msg_id, outcome.message, _PENDING_DELIVERY)
+            _remember(self._accepted, key, outcome.message, _PENDING_DELIVERY)
             return True
         if outcome.verdict is GossipVerdict.IGNORE:
             self._counters.ignored[kind.value] += 1
             return False
         offense = outcome.offense or Offense.INVALID
-        _remember(self._rejected, msg_id, offense, _REJECT_CACHE)
+        _remember(self._rejected, key, offense, _REJECT_CACHE)
         self._counters.rejected[offense.value] += 1
         self.offense(forwarder, offense, f"{kind.value}: {outcome.reason}")
         return False
 
     def deliver(self, msg: rpc_pb2.Message) -> None:
-        message = self._accepted.pop(sha256(msg.data), None)
+        key = (msg.topicIDs[0] if len(msg.topicIDs) == 1 else "", sha256(msg.data))
+        message = self._accepted.pop(key, None)
         if message is None:
             return  # our own publish: the node already has it
-        _remember(self._delivered, message.msg_id, None, _DELIVERED_MEMORY)
+        _remember(self._delivered, key, None, _DELIVERED_MEMORY)
         send, _ = self._buffers[message.kind]
         try:
             send.send_nowait(message)
@@ -280,7 +305,7 @@ class Gossip:
             self._on_stalled(peer, detail)
 
 
-def _remember(cache: OrderedDict[bytes, Any], key: bytes, value: Any, limit: int) -> None:
+def _remember(cache: OrderedDict[tuple[str, bytes], Any], key: tuple[str, bytes], value: Any, limit: int) -> None:
     cache[key] = value
     cache.move_to_end(key)
     while len(cache) > limit:

@@ -28,6 +28,10 @@
   upstream's bound of 32 RPCs let a peer that stops reading hold 64 MiB at the frame cap until it was dropped
   as stalled. Past the budget a bulk RPC to that peer is dropped and counted; priority RPCs have a reserve of
   one frame more; publishing paces on the bytes a draining peer has room for.
+- A copy of a message already delivered or still being validated is dropped where its frame is read
+  (`Gate.is_copy`), before upstream spawns a task for it and checks its pubsub signature twice.
+- IDONTWANT (gossipsub v1.2) is `DontWantGossipSub` in p2p/dontwant.py; announcements waiting for a busy peer
+  are merged in its queue (`ByteBudgetQueue`).
 - The signed peer record a peer attaches to every RPC is checked once per peer and record bytes
   (`SenderRecords`): upstream verified its signature on each RPC, duplicates and control RPCs included, one
   Ed25519 check per frame (3-4 % of a loaded node's CPU).
@@ -63,6 +67,7 @@ from libp2p.utils.connection_shutdown import is_expected_connection_shutdown
 from libp2p.utils.varint import read_varint_prefixed_bytes_limited
 
 from p2p.counters import P2PCounters
+from p2p.dontwant import MERGED_DONT_WANT_IDS, DontWantGossipSub, announced_ids
 from p2p.limits import LIBP2P_FRAME_MAX, OUTBOUND_PRIORITY_RESERVE, OUTBOUND_QUEUE_BYTES
 from p2p.scoring import Offense
 
@@ -81,6 +86,8 @@ def content_msg_id(msg: rpc_pb2.Message) -> bytes:
 
 class Gate(Protocol):
     """What the guarded pubsub asks of the gossip service."""
+
+    def is_copy(self, forwarder: ID, topic: str, msg_id: bytes, size: int, seen: bool) -> bool: ...
 
     async def admit(self, forwarder: ID, msg: rpc_pb2.Message) -> bool: ...
 
@@ -158,6 +165,8 @@ class ByteBudgetQueue(PriorityQueue):
         return self.budget + (self.reserve if priority else 0) - self.held_bytes
 
     def push(self, rpc: rpc_pb2.RPC, priority: bool = False) -> bool:
+        if priority and self._merge_announcement(rpc):
+            return True
         size = rpc.ByteSize()
         if len(self) < self.max_size and size > self.room(priority):
             self.refused += 1
@@ -168,6 +177,24 @@ class ByteBudgetQueue(PriorityQueue):
             return False
         (self._urgent_sizes if priority else self._bulk_sizes).append(size)
         self.held_bytes += size
+        self.peak_bytes = max(self.peak_bytes, self.held_bytes)
+        return True
+
+    def _merge_announcement(self, rpc: rpc_pb2.RPC) -> bool:
+        """An IDONTWANT-only RPC joins the one still waiting at the end of the priority lane, up to
+        `MERGED_DONT_WANT_IDS` ids: one frame for what piled up while the peer's sending loop was busy."""
+        ids = announced_ids(rpc)
+        if ids is None or not self._priority:
+            return False
+        last = self._priority[-1]
+        waiting = announced_ids(last)
+        if waiting is None or len(waiting) + len(ids) > MERGED_DONT_WANT_IDS:
+            return False
+        before = last.ByteSize()
+        last.control.idontwant[0].messageIDs.extend(ids)
+        grown = last.ByteSize() - before
+        self._urgent_sizes[-1] += grown
+        self.held_bytes += grown
         self.peak_bytes = max(self.peak_bytes, self.held_bytes)
         return True
 
@@ -213,15 +240,10 @@ class SizedQueues(dict[ID, RpcQueue]):
         super().__setitem__(peer_id, queue)
 
 
-class CountingGossipSub(GossipSub):
+class CountingGossipSub(DontWantGossipSub):
     """GossipSub that counts the outbound RPCs it drops on a full per-peer queue and sends the messages of
-    `priority_topics` ahead of other queued RPCs."""
+    `priority_topics` ahead of other queued RPCs (IDONTWANT: `DontWantGossipSub`, p2p/dontwant.py)."""
 
-    def __init__(self, *args: Any, counters: P2PCounters, priority_topics: frozenset[str] = frozenset(),
-                 **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._counters = counters
-        self._priority_topics = priority_topics
 
     def send_rpc(self, peer_id: ID, rpc: rpc_pb2.RPC, priority: bool = False) -> None:
         if not priority and self._priority_topics:
@@ -299,11 +321,18 @@ class GuardedPubsub(Pubsub):
                 return
             rpc = rpc_pb2.RPC()
             rpc.ParseFromString(incoming)
+            self._counters.rpcs_received += 1
+            self._counters.rpc_bytes_received += len(incoming)
+            self._counters.messages_received += len(rpc.publish)
             if not self.sender_records.consume(rpc, peer_id):
                 logger.debug("peer %s sent an invalid signed peer record; RPC ignored", peer_id)
                 continue
             for msg in rpc.publish:
                 if self._is_subscribed_to_msg(msg) and self.manager.is_running:
+                    msg_id = content_msg_id(msg)
+                    topic = msg.topicIDs[0] if len(msg.topicIDs) == 1 else ""
+                    if self._gate.is_copy(peer_id, topic, msg_id, len(msg.data), self.seen_messages.has(msg_id)):
+                        continue  # a copy costs its parse and one hash, not a task and signature checks
                     self.manager.run_task(self.push_msg, peer_id, msg)
             if rpc.subscriptions:
                 if len(rpc.subscriptions) > self.max_subscriptions_per_rpc:
@@ -400,6 +429,8 @@ class GuardedPubsub(Pubsub):
                 rpc = await queue.pop()
                 if rpc is None:
                     return
+                if isinstance(self.router, DontWantGossipSub) and self.router.is_unwanted(peer_id, rpc):
+                    continue  # the peer got this message from someone else while it waited here
                 started = self._writing_since[peer_id] = trio.current_time()
                 try:
                     with trio.move_on_after(self._write_timeout_s) as deadline:

@@ -48,13 +48,15 @@ class _Node:
     def __init__(self, args: argparse.Namespace) -> None:
         from core.keys import PrivateKey
         from p2p.config import P2PConfig
+        from p2p.dontwant import DontWantPolicy
         from p2p.identity import node_key_from_seed
         from p2p.service import P2PService
         from p2p.testing.chain import build_chain
 
         self.args = args
         self.service = P2PService(
-            P2PConfig(chain_id=args.chain, listen_addrs=(args.listen,), bootstrap=tuple(args.peer)),
+            P2PConfig(chain_id=args.chain, listen_addrs=(args.listen,), bootstrap=tuple(args.peer),
+                      dont_want=DontWantPolicy(enabled=not args.no_dont_want)),
             node_key_from_seed(args.seed.encode()),
         )
         self.key = PrivateKey.derive("testnode", args.seed, 0)
@@ -268,6 +270,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--echo", action="store_true", help="print every received vote")
     parser.add_argument("--no-checks", action="store_true",
                         help="bench baseline: accept every message without decoding or signature checks")
+    parser.add_argument("--no-dont-want", action="store_true",
+                        help="neither send nor honour IDONTWANT (the behaviour before p2p/dontwant.py)")
     parser.add_argument("--log-level", default="WARNING")
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level, stream=sys.stderr,
