@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import enum
 import logging
+from collections import OrderedDict
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -23,6 +24,14 @@ logger = logging.getLogger(__name__)
 
 SUBSCRIBER_BUFFER = 256
 MAX_SUBSCRIBERS = 1024
+# Rejections remembered for `tx_status` and commit-mode waits, of any transaction (gossiped ones included);
+# past it the older half is forgotten.
+OUTCOME_MEMORY = 10_000
+# Rejections remembered of the transactions this node accepted from its own clients (a client asks the node
+# that answered "accepted"). Kept apart: an overloaded node rejects more gossiped transactions than the memory
+# above holds, which had its own clients' evictions read "unknown" (docs/performance.md, "The devnet at the
+# end of the CPU round"). ~150 bytes each.
+OWN_OUTCOME_MEMORY = 100_000
 
 
 class SubscriberTooSlow(Exception):
@@ -53,18 +62,26 @@ class _Subscriber:
 
 
 class EventHub:
-    def __init__(self) -> None:
+    def __init__(self, *, outcome_memory: int = OUTCOME_MEMORY, own_memory: int = OWN_OUTCOME_MEMORY) -> None:
         self._subscribers: set[_Subscriber] = set()
         self._waiters: dict[bytes, list[trio.Event]] = {}
         self._outcomes: dict[bytes, TxOutcome] = {}
         self._outcome_order: list[bytes] = []
-        self._outcome_memory = 10_000
+        self.outcome_memory = outcome_memory
+        # This node's own clients' transactions: pending ones (it answered "accepted"), then their rejections,
+        # kept apart so that a flood of rejected gossip cannot push them out of the memory above.
+        self._own_pending: dict[bytes, None] = {}
+        self._own_rejected: OrderedDict[bytes, TxOutcome] = OrderedDict()
+        self.own_memory = own_memory
         self._subscriber_left = trio.Event()
 
     # ---------------------------------------------------------------- publishing (commit path, never blocks)
 
     def block_committed(self, block: Block) -> None:
+        own = self._own_pending
         for index, (tx, result) in enumerate(zip(block.txs, block.results, strict=True)):
+            if own:
+                own.pop(bytes(tx.hash), None)  # the block store answers for it from now on
             self._resolve(TxOutcome(tx.hash, TxState.COMMITTED, block.height, index, result))
         for sub in list(self._subscribers):
             try:
@@ -83,9 +100,23 @@ class EventHub:
             self._subscriber_left.set()
             self._subscriber_left = trio.Event()
 
+    def own_accepted(self, tx_hash: Hash32) -> None:
+        """This node told one of its own clients that `tx_hash` was accepted: remember its fate for longer."""
+        key = bytes(tx_hash)
+        self._own_pending[key] = None
+        while len(self._own_pending) > self.own_memory:  # only if transactions leave by a path not seen here
+            del self._own_pending[next(iter(self._own_pending))]
+
     def tx_rejected(self, tx_hash: Hash32, reason: str) -> None:
         """A transaction left the mempool without being committed (evicted, disagreed, expired...)."""
-        self._resolve(TxOutcome(tx_hash, TxState.REJECTED, reason=reason))
+        outcome = TxOutcome(tx_hash, TxState.REJECTED, reason=reason)
+        key = bytes(tx_hash)
+        if key in self._own_pending:
+            del self._own_pending[key]
+            self._own_rejected[key] = outcome
+            while len(self._own_rejected) > self.own_memory:
+                self._own_rejected.popitem(last=False)
+        self._resolve(outcome)
 
     def _resolve(self, outcome: TxOutcome) -> None:
         key = bytes(outcome.tx_hash)
@@ -94,7 +125,7 @@ class EventHub:
             return  # committed transactions are found in the block store; remember only what it lacks
         self._outcomes[key] = outcome
         self._outcome_order.append(key)
-        if len(self._outcome_order) > self._outcome_memory:
+        if len(self._outcome_order) > self.outcome_memory:
             for old in self._outcome_order[: len(self._outcome_order) // 2]:
                 self._outcomes.pop(old, None)
             del self._outcome_order[: len(self._outcome_order) // 2]
@@ -118,9 +149,16 @@ class EventHub:
         """Tasks waiting for a transaction's outcome."""
         return sum(len(w) for w in self._waiters.values())
 
+    @property
+    def own_pending(self) -> int:
+        """Own clients' transactions accepted and not yet committed or rejected."""
+        return len(self._own_pending)
+
     def outcome(self, tx_hash: bytes) -> TxOutcome | None:
         """A remembered rejection (or a commit someone waited for); the block store has every commit."""
-        return self._outcomes.get(bytes(tx_hash))
+        key = bytes(tx_hash)
+        found = self._outcomes.get(key)
+        return found if found is not None else self._own_rejected.get(key)
 
     async def wait_for_tx(self, tx_hash: bytes) -> TxOutcome:
         """Wait until the transaction is committed or rejected; the caller bounds the wait (trio timeouts).

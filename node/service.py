@@ -468,6 +468,8 @@ class Node:
         for tx in txs:
             result = self.mempool.add(tx, from_client=True)
             verdicts.append(SubmitVerdict(result.tx_hash, result.accepted, result.reason))
+            if result.added:
+                self.events.own_accepted(result.tx_hash)  # its fate is remembered for the client (tx_status)
             if result.added and self.batcher is not None:
                 self.own_hold.queued(tx.hash, await self.batcher.add(tx))
         return verdicts

@@ -50,3 +50,26 @@ async def test_a_waiter_learns_a_rejection_or_the_block_and_leaves_no_trace() ->
     done = outcomes[bytes(landed.hash)]
     assert done.state is TxState.COMMITTED and done.height == block.height and done.index == 0
     assert chain.events.waiting == 0
+
+
+def test_an_own_clients_rejection_outlives_a_flood_of_other_rejections() -> None:
+    """The node that answered "accepted" keeps its own clients' rejections apart from the rejections of
+    gossiped transactions, which an overloaded node has more of than its general memory holds."""
+    hub = EventHub(outcome_memory=8, own_memory=4)
+    own, landed = Hash32(b"\x01" * 32), Hash32(b"\x02" * 32)
+    hub.own_accepted(own)
+    hub.own_accepted(landed)
+    hub.tx_rejected(own, "rejected: evicted: mempool full")
+    gossiped = [Hash32(bytes([0x10 + i]) * 32) for i in range(20)]
+    for tx_hash in gossiped:
+        hub.tx_rejected(tx_hash, "rejected: expired: not included in time")
+    assert hub.outcome(gossiped[0]) is None  # the general memory forgot the oldest
+    found = hub.outcome(own)
+    assert found is not None and found.state is TxState.REJECTED and found.reason == "rejected: evicted: mempool full"
+    assert hub.own_pending == 1 and hub.outcome(landed) is None  # accepted, neither committed nor rejected yet
+    # The own memory is bounded too: the oldest own rejection goes first.
+    extra = [Hash32(bytes([0x40 + i]) * 32) for i in range(5)]
+    for tx_hash in extra:
+        hub.own_accepted(tx_hash)
+        hub.tx_rejected(tx_hash, "rejected: evicted: mempool full")
+    assert hub.outcome(own) is None and hub.outcome(extra[-1]) is not None

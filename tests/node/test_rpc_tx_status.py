@@ -10,6 +10,7 @@ import pytest
 import trio
 
 from bench.devnet_fate import classify
+from core.types import Hash32
 from node.client import Client
 from node.config import MempoolSection, RPCSection
 from tests.node.helpers import account, genesis_doc, local_node, make_home, running, transfer, wait_until
@@ -70,10 +71,20 @@ async def test_tx_status_follows_an_accepted_transaction_to_its_fate(tmp_path: P
                 # said "accepted" and then dropped it, and says so.
                 other = account(1)
                 other_nonce = (await trio.to_thread.run_sync(lambda: client.account(other.address))).nonce
-                await submit(transfer(node.chain_id, other, receiver, 1, other_nonce))
+                others = transfer(node.chain_id, other, receiver, 1, other_nonce)
+                await submit(others)
                 (evicted,) = await statuses(replacement)
                 assert evicted == {"hash": replacement.hash.hex(), "status": "rejected",
                                    "reason": "evicted: mempool full"}
+                # Its own clients' rejections outlive the node's general memory of rejections, which an
+                # overloaded node fills with gossiped transactions' (here: the real hub, shrunk, then flooded).
+                node.events.outcome_memory = 4
+                for i in range(10):
+                    node.events.tx_rejected(Hash32(bytes([0xA0 + i]) * 32), "expired: not included in time")
+                assert await statuses(replacement) == [evicted]
+                # Committed own transactions are not kept among the pending ones (the block store answers).
+                await wait_until(lambda: node.blockstore.tx_location(others.hash) is not None, 60)
+                assert node.events.own_pending == 0
 
                 # The devnet bench's accounting reads the same answers (bench/devnet_fate.py).
                 hashes = [bytes(t.hash) for t in (landed, gapped, replacement, never_sent)]
