@@ -6,8 +6,8 @@ plain JSON; values a client checks bit for bit also come as `raw` hex of their c
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 import trio
 
@@ -44,6 +44,8 @@ MAX_STATUS_HASHES = 256  # hashes per tx_status call: index and dict lookups, no
 DEFAULT_COMMIT_TIMEOUT_S = 30.0
 MAX_COMMIT_TIMEOUT_S = 120.0
 
+T = TypeVar("T")
+
 # ------------------------------------------------------------------------------------------------ parsers
 
 
@@ -65,18 +67,23 @@ def parse_address_param(value: Any) -> Address:
     return parse_address(value)
 
 
-def parse_hashes(value: Any) -> list[Hash32]:
+def _parse_batch(value: Any, name: str, what: str, unit: str, limit: int, parse_item: Callable[[Any], T]) -> list[T]:
+    """A non-empty JSON array of at most `limit` items, each parsed by `parse_item`; an error names the item."""
     if not isinstance(value, list) or not value:
-        raise ValueError("hashes is a non-empty array of transaction hashes")
-    if len(value) > MAX_STATUS_HASHES:
-        raise ValueError(f"at most {MAX_STATUS_HASHES} hashes per call, got {len(value)}")
+        raise ValueError(f"{name} is a non-empty array of {what}")
+    if len(value) > limit:
+        raise ValueError(f"at most {limit} {unit} per call, got {len(value)}")
     out = []
     for i, item in enumerate(value):
         try:
-            out.append(parse_hash(item))
+            out.append(parse_item(item))
         except ValueError as exc:
-            raise ValueError(f"hashes[{i}]: {exc}") from None
+            raise ValueError(f"{name}[{i}]: {exc}") from None
     return out
+
+
+def parse_hashes(value: Any) -> list[Hash32]:
+    return _parse_batch(value, "hashes", "transaction hashes", "hashes", MAX_STATUS_HASHES, parse_hash)
 
 
 def parse_tx(value: Any) -> Transaction:
@@ -93,17 +100,7 @@ def parse_tx(value: Any) -> Transaction:
 
 
 def parse_txs(value: Any) -> list[Transaction]:
-    if not isinstance(value, list) or not value:
-        raise ValueError("txs is a non-empty array of hex transactions")
-    if len(value) > MAX_BROADCAST_BATCH:
-        raise ValueError(f"at most {MAX_BROADCAST_BATCH} transactions per call, got {len(value)}")
-    out = []
-    for i, item in enumerate(value):
-        try:
-            out.append(parse_tx(item))
-        except ValueError as exc:
-            raise ValueError(f"txs[{i}]: {exc}") from None
-    return out
+    return _parse_batch(value, "txs", "hex transactions", "transactions", MAX_BROADCAST_BATCH, parse_tx)
 
 
 def parse_mode(value: Any) -> str:
