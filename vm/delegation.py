@@ -406,7 +406,7 @@ def process_self_stake_floor(view: StateView, params: Params, height: int) -> li
     height, unless an earlier jail ends later). Runs before the block's validator set is computed; returns
     the validators it jailed."""
     jailed = []
-    for key in [k for k in view.touched() if k[:1] == b"V"]:
+    for key in list(view.touched(b"V")):
         record = view.get(key, ValidatorRecord)
         assert record is not None
         address = Address(key[1:])

@@ -284,7 +284,7 @@ def candidates(view: StateView) -> tuple[Address, ...]:
 
 def update_candidates(view: StateView, params: Params) -> bool:
     """Refresh the candidate index from the validator records touched in this view; True if any were."""
-    touched = [key for key in view.touched() if key[:1] == b"V"]
+    touched = list(view.touched(b"V"))
     if not touched:
         return False
     current = set(candidates(view))

@@ -442,8 +442,10 @@ class StateView:
         """The authenticated map's update for these changes on top of `version` (pure)."""
         return state_map.compute_update(self.version, new_version, self.changes())
 
-    def touched(self) -> Iterator[bytes]:
-        return iter(sorted(self._dirty))
+    def touched(self, prefix: bytes = b"") -> Iterator[bytes]:
+        """The keys written in this view that start with `prefix`, in key order (deterministic). Filtered
+        before sorting: a block of transfers touches thousands of keys and the block rules want a few."""
+        return iter(sorted(k for k in self._dirty if k.startswith(prefix)))
 
     # typed access ----------------------------------------------------------------------------------
 
