@@ -80,6 +80,13 @@ DEFAULT_PARAMS: dict[str, Any] = {
         # outputs and proofs, both under the 2 MiB gossip frame (core.limits.P2P_FRAME_BYTES).
         "max_infer_input_bytes": 1024 * 1024,
         "max_block_models": 32,
+        # Deferred activation: a check over 150M gas (a ~35 MB model) runs at a later height, paid in tokens;
+        # the whole registration (check and golden runs) up to 1.2G gas (a 128 MiB model is ~0.55G of check);
+        # the queue spaces activations by 200M gas of background work per block.
+        "defer_check_gas_over": 150_000_000,
+        "gas_register_deferred": 1_000_000,
+        "max_deferred_registration_gas": 1_200_000_000,
+        "background_gas_per_block": 200_000_000,
     },
     "staking": {
         "min_validator_stake": 1_000 * TOKEN,

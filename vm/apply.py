@@ -1,7 +1,9 @@
-"""`apply_block(state, block)`: the state transition. Pure, and it never runs a model.
+"""`apply_block(state, block)`: the state transition. Pure, and it runs no model of the block's transactions.
 
 Model work in the block (inference outputs, registration verdicts) is taken from the block's committed
-results; everything else is recomputed here and must equal what the block says. `BlockExecutor` is the one
+results; everything else is recomputed here and must equal what the block says. The one model check it may
+run is a deferred registration's activation (vm/deferred.py): a pure function of bytes and parameters that
+the block does not carry, computed through the `activate` callable the caller passes (the node's engine). `BlockExecutor` is the one
 pipeline that build, validate and apply share, so the three cannot drift apart.
 """
 
@@ -20,6 +22,7 @@ from core.types import Address, Gas, Hash32, Height
 from core.validators import ValidatorEntry
 from core.votes import Commit
 from vm.blockbytes import get_block_bytes
+from vm.deferred import Activator, process_activations
 from vm.execute import (
     BlockContext,
     BlockModels,
@@ -70,10 +73,13 @@ class BlockExecutor:
     """Executes one block on a view: `begin`, then `add` per transaction, then `finish` with the
     resolved model work. Build, validate and apply differ only in where the resolutions come from."""
 
-    __slots__ = ("_addresses", "_outcomes", "_sender", "ctx", "gas_used", "last_block_id", "ledger", "models", "punished", "view")
+    __slots__ = ("_addresses", "_outcomes", "_sender", "activate", "ctx", "gas_used", "last_block_id", "ledger",
+                 "models", "punished", "view")
 
-    def __init__(self, view: StateView, ctx: BlockContext, last_block_id: Hash32) -> None:
+    def __init__(self, view: StateView, ctx: BlockContext, last_block_id: Hash32,
+                 activate: Activator | None = None) -> None:
         self.view = view
+        self.activate = activate  # decides a deferred registration activating at this height (vm/deferred.py)
         self.ctx = ctx
         self.last_block_id = last_block_id
         self.ledger = Ledger()
@@ -138,6 +144,7 @@ class BlockExecutor:
                     register_model(self.view, self.ctx, work, resolution.gas_per_call, resolution.gas_load)
                 else:
                     drop_upload(self.view, work.model_id)
+        process_activations(self.view, self.ctx.height, self.ctx.params, self.activate)
         close_block(self.view, self.ctx, self.last_block_id, self.ledger)
         return tuple(results)
 
@@ -193,8 +200,10 @@ def _verify(tx: Transaction, tx_hash: Hash32) -> bool:
 
 
 def apply_block(state: StateView, block: Block,
-                verify: Callable[[Transaction, Hash32], bool] = _verify) -> ApplyResult:
-    """Apply a block that consensus committed, on `state` (the view at the previous height).
+                verify: Callable[[Transaction, Hash32], bool] = _verify,
+                activate: Activator | None = None) -> ApplyResult:
+    """Apply a block that consensus committed, on `state` (the view at the previous height). `activate`
+    decides a deferred registration due at this height (without it, such a block raises LocalFault).
 
     Raises InvalidBlock if the block is not a valid successor (which a commit by honest validators rules
     out); the caller still compares the resulting state root with the header's.
@@ -205,7 +214,7 @@ def apply_block(state: StateView, block: Block,
         raise InvalidBlock(f"block {header.height} does not follow height {chain.height}")
     parts = get_block_bytes(block)
     ctx = context_for(state, block)
-    executor = BlockExecutor(state, ctx, header.last_block_id)
+    executor = BlockExecutor(state, ctx, header.last_block_id, activate)
     try:
         executor.begin(header.poi_reveal, block.last_commit, block.evidence)
     except ValueError as exc:

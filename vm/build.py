@@ -142,7 +142,7 @@ class _Builder:
         """Execute the candidates that fit the block's gas, bytes and count, in order, on a fresh view.
         None when a transaction's model turned out to be unusable here (it is dropped; start over)."""
         params, template = self.params, self.template
-        executor = BlockExecutor(self.new_view(), self.ctx, template.last_block_id)
+        executor = BlockExecutor(self.new_view(), self.ctx, template.last_block_id, self.engine.resolve_deferred)
         executor.begin(self.reveal, template.last_commit, self.evidence)
         picked: list[Transaction] = []
         size = HEADER_RESERVE + len(self.commit_raw or b"") + sum(len(e) for e in self.evidence_raws)

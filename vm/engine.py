@@ -21,6 +21,7 @@ from core.limits import MAX_TENSOR_BYTES, MAX_TENSOR_DIMS
 from core.tensor import DType, Tensor
 from core.types import Hash32
 from vm.apply import InferResolution, RegisterResolution, Resolution
+from vm.deferred import DeferredModel
 from vm.execute import InferWork, RegisterWork, Work
 from vm.params import Params
 from vm.poi import compute_challenge_inputs, compute_seed, pick_model
@@ -227,6 +228,19 @@ class Engine:
                         continue
                     resolutions[index] = registration_resolution(item, spec, result.info, result.golden)
         return resolutions, challenge_output
+
+    def resolve_deferred(self, model_id: Hash32, record: DeferredModel, model_bytes: bytes,
+                         params: Params) -> tuple[bool, int, int, str]:
+        """The verdict on a deferred registration (`vm.deferred.Activator`): the check job a completing chunk
+        would run, with the gas its transaction left for the golden runs. The node's background precompute
+        calls this too, so its answer lands in `vm.checkmemo` under the key the activation asks for."""
+        header = record.header
+        work = RegisterWork(0, model_id, record.owner, header.meta, model_bytes, int(header.n_chunks),
+                            int(record.gas_left))
+        resolutions, _ = self.resolve((work,), params)
+        verdict = resolutions[0]
+        assert isinstance(verdict, RegisterResolution)
+        return verdict.accepted, verdict.gas_per_call, verdict.gas_load, verdict.log
 
     def run_challenge(self, challenge: ChallengeRun, params: Params) -> tuple[Tensor, ...]:
         return self.resolve((), params, challenge)[1] or ()

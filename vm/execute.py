@@ -22,6 +22,7 @@ from core.tensor import Tensor
 from core.tx import Transaction
 from core.types import Address, Amount, Gas, Hash32, Height, Nonce, PublicKeyBytes, Timestamp
 from vm import delegation
+from vm.deferred import is_deferred, is_pending, process_enqueue
 from vm.gov.handlers import GovRefused, process_deposit, process_submit_proposal, process_vote
 from vm.gov.types import Deposit, SubmitProposal, Vote
 from vm.params import Params, VMParams
@@ -172,11 +173,15 @@ def _input_cap_error(p: Infer, vm: VMParams) -> str | None:
 
 
 class _Gas:
-    __slots__ = ("limit", "used")
+    """The transaction's gas meter; `tokens` is what it paid beyond its fee (a deferred registration's check,
+    charged from the sender's balance: its gas cannot fit one transaction)."""
+
+    __slots__ = ("limit", "tokens", "used")
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self.used = 0
+        self.tokens = 0
 
     def charge(self, amount: int) -> None:
         self.used += amount
@@ -230,7 +235,7 @@ def execute_tx(view: StateView, ctx: BlockContext, index: int, tx: Transaction,
         return TxExecution(_result(TxStatus.OUT_OF_GAS, tx.gas_limit, "out of gas"), fee=tx.fee)
     except _Failed as failure:
         return TxExecution(_result(failure.status, gas.used, failure.log), fee=tx.fee)
-    return TxExecution(_result(status, gas.used, "", data), work, fee=tx.fee)
+    return TxExecution(_result(status, gas.used, "", data), work, fee=tx.fee + gas.tokens)
 
 
 def _result(status: TxStatus, gas_used: int, log: str, data: bytes = b"") -> TxResult:
@@ -383,6 +388,8 @@ def _model_chunk(view: StateView, ctx: BlockContext, index: int, sender: Address
             raise _Failed("model id does not match the upload header")
         if view.model(mid) is not None:
             raise _Failed("model already registered")
+        if is_pending(view, mid):
+            raise _Failed("the model's registration is pending activation")
         if upload is not None:
             raise _Failed("an upload of this model is already in progress")
         if view.get_raw(model_name_key(header.meta.name)) is not None:
@@ -406,9 +413,16 @@ def _model_chunk(view: StateView, ctx: BlockContext, index: int, sender: Address
         raise _Failed("chunk too large")
     complete = upload.received_count == header.n_chunks - 1
     model_bytes = b""
+    deferred_check = 0  # the check gas of a deferred registration, paid in tokens (vm/deferred.py)
     if complete:  # this chunk completes the upload: the check's gas first
         model_bytes = _assemble(view, upload, p)
-        gas.charge(registration_check_gas(ctx.params, model_bytes))
+        check = registration_check_gas(ctx.params, model_bytes)
+        if is_deferred(ctx.params, check):
+            gas.charge(vm.gas_register_deferred)
+            _validate_deferred(view, vm, sender, check, gas.limit - gas.used)
+            deferred_check = check
+        else:
+            gas.charge(check)
     # -- writes
     if new_upload is not None:
         ekey = expiry_key(upload.expires_at)
@@ -422,8 +436,28 @@ def _model_chunk(view: StateView, ctx: BlockContext, index: int, sender: Address
     if len(model_bytes) != header.total_bytes or sha256(model_bytes) != header.bytes_hash:
         drop_upload(view, mid)
         raise _Failed("model bytes do not match the upload header", TxStatus.MODEL_REJECTED)
+    if deferred_check:
+        price = deferred_check * vm.min_gas_price
+        src = view.account(sender)
+        view.set_account(sender, src.replace(balance=Amount(src.balance - price)))
+        gas.tokens += price
+        at = process_enqueue(view, ctx.params, ctx.height, sender, mid, header, model_bytes, deferred_check,
+                             gas.limit - gas.used)
+        drop_upload(view, mid)
+        return TxStatus.OK, int(at).to_bytes(8, "big"), None
     return TxStatus.OK, b"", RegisterWork(index, mid, sender, header.meta, model_bytes, header.n_chunks,
                                           gas.limit - gas.used)
+
+
+def _validate_deferred(view: StateView, vm: VMParams, sender: Address, check: int, gas_left: int) -> None:
+    """That a deferred registration fits its bound and its sender can pay its check in tokens."""
+    if check + gas_left > vm.max_deferred_registration_gas:
+        raise _Failed(f"check gas {check:d} plus the gas left for the golden runs {gas_left:d} exceeds "
+                      f"vm.max_deferred_registration_gas {vm.max_deferred_registration_gas:d}")
+    price = check * vm.min_gas_price
+    balance = view.account(sender).balance
+    if balance < price:
+        raise _Failed(f"balance {balance:d} cannot pay the deferred check's {check:d} gas ({price:d})")
 
 
 def _assemble(view: StateView, upload: Upload, p: ModelChunk) -> bytes:
@@ -444,7 +478,8 @@ def drop_upload(view: StateView, model_id: Hash32) -> None:
     upload = view.get(upload_key(model_id), Upload)
     if upload is None:
         return
-    if view.model(model_id) is None and view.get_raw(model_name_key(upload.header.meta.name)) == model_id:
+    if (view.model(model_id) is None and not is_pending(view, model_id)
+            and view.get_raw(model_name_key(upload.header.meta.name)) == model_id):
         view.delete(model_name_key(upload.header.meta.name))
     for digest in upload.landed():
         view.release_blob(digest)
@@ -574,6 +609,22 @@ def registration_gas(params: Params, model_bytes: bytes, meta: ModelMeta) -> int
         return registration_check_gas(params, model_bytes)
     return registration_check_gas(params, model_bytes) + registration_load_gas(
         limits.gas, nodes=len(report.nodes), golden_runs=len(meta.golden), gas_per_call=report.gas)
+
+
+def completing_gas(params: Params, model_bytes: bytes, meta: ModelMeta) -> int:
+    """What the completing chunk's gas limit needs beyond the chunk's own gas: the whole registration
+    (`registration_gas`), or for a deferred one (vm/deferred.py) the fixed part and the golden runs, its check
+    being paid in tokens (`deferred_check_price`)."""
+    check = registration_check_gas(params, model_bytes)
+    full = registration_gas(params, model_bytes, meta)
+    return params.vm.gas_register_deferred + full - check if is_deferred(params, check) else full
+
+
+def deferred_check_price(params: Params, model_bytes: bytes) -> int:
+    """The tokens a deferred registration's completing chunk pays for its check, besides its fee (0: the
+    registration is not deferred)."""
+    check = registration_check_gas(params, model_bytes)
+    return check * params.vm.min_gas_price if is_deferred(params, check) else 0
 
 
 def chunk_gas(params: Params, chunk: ModelChunk, total_bytes: int, last: bool, *,

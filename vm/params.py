@@ -84,6 +84,14 @@ class VMParams(Wire):
     max_infer_input_bytes: U32
     # Distinct models a block's inferences may use (each first use loads a model into a cold worker).
     max_block_models: U16
+    # Deferred activation (docs/sandbox.md, "Deferred activation"): a completing chunk whose check gas is over
+    # `defer_check_gas_over` pays `gas_register_deferred` in its transaction and its check gas in tokens; its
+    # check (bounded by `max_deferred_registration_gas` with its golden runs) runs at a later height, one entry
+    # per height, spaced so that activations ask for at most `background_gas_per_block` of work per block.
+    defer_check_gas_over: Gas
+    gas_register_deferred: Gas
+    max_deferred_registration_gas: Gas
+    background_gas_per_block: Gas
     # The sandbox's consensus caps and metering prices (vm.sandbox.limits), by field name.
     sandbox_limits: Annotated[tuple[NamedInt, ...], MaxLen(64)]
     gas_schedule: Annotated[tuple[NamedInt, ...], MaxLen(16)]
@@ -209,6 +217,10 @@ def validate_params(p: Params) -> None:
         # Otherwise an inference within the input cap could never be included in a block.
         raise ValueError(f"vm.max_infer_input_bytes must leave {INFER_FRAMING_BYTES} bytes of "
                          "consensus.max_block_bytes for the transaction's framing")
+    if p.vm.background_gas_per_block < 1:
+        raise ValueError("vm.background_gas_per_block must be positive")
+    if p.vm.gas_register_deferred > p.vm.max_tx_gas:
+        raise ValueError("vm.gas_register_deferred must not exceed vm.max_tx_gas")
     if p.vm.max_block_models < 1:
         raise ValueError("vm.max_block_models must be at least 1")
     if not p.poi_models:

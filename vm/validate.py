@@ -83,7 +83,7 @@ def _validate(new_view: Callable[[], StateView], compute_update: Callable[[State
     _validate_frame(view, params, block, parts, checks)
     header = block.header
     executor = BlockExecutor(view, BlockContext(header.chain_id, header.height, header.time, header.proposer,
-                                                params), header.last_block_id)
+                                                params), header.last_block_id, engine.resolve_deferred)
     try:
         executor.begin(header.poi_reveal, block.last_commit, block.evidence)
     except ValueError as exc:

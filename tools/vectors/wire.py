@@ -46,7 +46,7 @@ from core.evidence import (
 from core.hashing import ZERO_HASH, sha256
 from core.header import Header, TxResult
 from core.tx import Transaction
-from core.types import Address, Height, Round, Timestamp
+from core.types import Address, Gas, Height, Round, Timestamp
 from core.validators import ValidatorList
 from core.votes import Commit, Proposal, Vote, VoteType
 from p2p import messages as p2p_messages
@@ -157,6 +157,14 @@ def collect(world: World) -> Cases:
     registered = vm_state.RegistrationData.decode(b2.results[0].data)
     add("registration_of_digits_int8_again", registered)
     add("model_digits_int8_again", _some(view.model(registered.model_id)))
+    # Deferred activation (vm.deferred): the world registers in one block, so these are built on its upload.
+    from vm import deferred
+
+    pending = deferred.DeferredModel(world.accounts[0].address, _some(chunk0.header), Height(2), Height(7),
+                                     Gas(160_000_000), Gas(1_500_000), deferred.PENDING, "")
+    add("deferred_pending", pending)
+    add("deferred_rejected", pending.replace(status=deferred.REJECTED, log="golden vectors do not reproduce"))
+    add("deferred_tail_at_7", deferred.DeferredTail(Height(7)))
     # (prefix, version read, case name, type): records that exist only between blocks.
     records: list[tuple[bytes, int, str, type[Wire]]] = [
         (_unbonding_key(world), 1, "unbonding_queue_at_1", vm_state.UnbondingQueue),

@@ -1,0 +1,179 @@
+"""Deferred activation (vm/deferred.py): a registration whose check is over `vm.defer_check_gas_over` (here
+also over `vm.max_tx_gas`) is queued as pending, pays its check in tokens, and activates at the height the
+queue gives it, with one verdict on the builder, a validator and a node that applies the block from scratch.
+A flood of such registrations activates one per height, spaced by their work; a model whose golden runs
+fail is rejected at its activation on every node alike, its fees kept."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from core.hashing import sha256
+from core.header import TxStatus
+from core.keys import PrivateKey
+from core.tensor import DType, Tensor
+from core.tx import Transaction
+from tests.vm.devnet import Devnet, devnet_genesis
+from tests.vm.helpers import meta_for, spec
+from vm.deferred import PENDING, REGISTERED, REJECTED, activation_key, compute_defer_blocks, get_deferred
+from vm.execute import chunk_gas, completing_gas, deferred_check_price, registration_check_gas
+from vm.sandbox.canonicalize import canonicalize
+from vm.state import model_name_key
+from vm.txs import GoldenVector, ModelClass, ModelMeta, build_tx, compute_model_id, split_model
+
+pytestmark = pytest.mark.vm
+
+K = 32_768  # weights of K x 4 float32: 512 KiB, a check of ~2.6M gas at the default prices
+VM = {"max_tx_gas": 2_000_000, "defer_check_gas_over": 1_000_000, "gas_register_deferred": 100_000,
+      "max_deferred_registration_gas": 10_000_000, "background_gas_per_block": 1_000_000}
+
+
+def weights_model(seed: int) -> bytes:
+    """float32[1,K] x W[K,4] -> float32[1,4], W seeded random: 512 KiB of weights."""
+    w = np.random.default_rng(seed).standard_normal((K, 4)).astype(np.float32)
+    graph = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["y"])], "weights",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, K])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])],
+                              [numpy_helper.from_array(w, "w")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    return canonicalize(model.SerializeToString(), {"x": (1, K)})
+
+
+def weights_meta(name: str, model_bytes: bytes) -> ModelMeta:
+    x = np.random.default_rng(7).standard_normal((1, K)).astype(np.float32)
+    return meta_for(name, model_bytes, [spec("x", DType.FLOAT32, (1, K))], [spec("y", DType.FLOAT32, (1, 4))],
+                    ModelClass.TOLERANT, [[x]], grid_k=20, tol_abs=64, tol_rel_ppm=200)
+
+
+def lying_meta(meta: ModelMeta) -> ModelMeta:
+    """The same declaration with golden outputs far from what the model computes: its check fails."""
+    vector = meta.golden[0]
+    wrong = tuple(Tensor(t.dtype, t.shape, (np.frombuffer(t.data, np.int64) + 10**9).tobytes())
+                  for t in vector.outputs)
+    return meta.replace(golden=(GoldenVector(vector.inputs, wrong),))
+
+
+def upload(net: Devnet, key: PrivateKey, model_bytes: bytes, meta: ModelMeta) -> list[Transaction]:
+    params = net.genesis.params
+    chunks = split_model(model_bytes, meta, 256 * 1024)
+    nonce = net.apps[0].view().account(key.address).nonce
+    txs = []
+    for i, chunk in enumerate(chunks):
+        last = i == len(chunks) - 1
+        gas = chunk_gas(params, chunk, len(model_bytes), last,
+                        registration=completing_gas(params, model_bytes, meta) if last else 0)
+        txs.append(build_tx(key, chunk, chain_id=net.genesis.chain_id, nonce=nonce + i, gas_limit=gas,
+                            fee=gas * params.vm.min_gas_price))
+    return txs
+
+
+@pytest.fixture
+def net(tmp_path: Path) -> Iterator[Devnet]:
+    """Node 0 builds, node 1 validates, node 2 only applies committed blocks (block sync's path)."""
+    devnet = Devnet.start(tmp_path, devnet_genesis(vm=VM), nodes=3)
+    yield devnet
+    devnet.close()
+
+
+def step(net: Devnet, txs: list[Transaction] | None = None) -> None:
+    block = net.step(txs or [], validators=[1])
+    for result in block.results:
+        assert result.status is TxStatus.OK, result.log
+
+
+def test_a_registration_over_max_tx_gas_is_pending_and_activates_at_its_height(net: Devnet) -> None:
+    params = net.genesis.params
+    owner = net.account(5)
+    model_bytes = weights_model(1)
+    meta = weights_meta("big", model_bytes)
+    check = registration_check_gas(params, model_bytes)
+    assert check > params.vm.max_tx_gas  # it could never register in one transaction
+    model_id = compute_model_id(sha256(model_bytes), meta)
+    txs = upload(net, owner, model_bytes, meta)
+    for tx in txs[:-1]:
+        step(net, [tx])
+    before = net.apps[0].view().account(owner.address).balance
+    queued = net.step(txs[-1:], validators=[1])
+    [result] = queued.results
+    assert result.status is TxStatus.OK, result.log
+    activates_at = int.from_bytes(result.data, "big")
+    record = get_deferred(net.apps[0].view(), model_id)
+    assert record is not None and record.status == PENDING
+    work = int(record.check_gas) + int(record.gas_left)
+    assert activates_at == net.height + compute_defer_blocks(params, work) and activates_at > net.height + 1
+    # Only the fixed part and the chunk count against the block; the check is paid in tokens, not refunded.
+    assert result.gas_used == chunk_gas(params, split_model(model_bytes, meta, 256 * 1024)[-1], 0, True,
+                                        registration=params.vm.gas_register_deferred)
+    spent = before - net.apps[0].view().account(owner.address).balance
+    assert spent == txs[-1].fee + deferred_check_price(params, model_bytes) == txs[-1].fee + check
+    for app in net.apps:
+        assert app.view().model(model_id) is None
+        assert app.view().get_raw(model_name_key("big")) == model_id  # the name stays held while pending
+    # The same model cannot be uploaded again while it is pending.
+    again = upload(net, net.account(6), model_bytes, meta)[0]
+    assert net.step([again], validators=[1]).results[0].status is TxStatus.FAILED
+
+    while net.height < activates_at - 1:
+        step(net)
+        assert all(app.view().model(model_id) is None for app in net.apps)
+    step(net)  # the activation block: built by node 0, validated by node 1, applied from scratch by node 2
+    records = [app.view().model(model_id) for app in net.apps]
+    assert records[0] is not None and records[0] == records[1] == records[2]
+    assert int(records[0].registered_at) == activates_at
+    done = get_deferred(net.apps[2].view(), model_id)
+    assert done is not None and done.status == REGISTERED
+    assert net.apps[0].view().get_raw(activation_key(activates_at)) is None
+
+    assert int(records[0].gas_per_call) > 0 and int(records[0].gas_load) > 0
+    net.assert_supply_conserved()
+
+
+def test_a_flood_of_pending_registrations_activates_one_per_height_and_a_failing_one_is_rejected_alike(
+        net: Devnet) -> None:
+    """The attack: three large registrations completed in one block. Without the FIFO spacing they would all
+    run their checks in one block; with it, each activates alone, `compute_defer_blocks` after the previous
+    one, and the lying one is rejected by the same rule on the builder, a validator and a syncing node."""
+    params = net.genesis.params
+    owners = [net.account(5), net.account(6), net.account(7)]
+    models = [weights_model(seed) for seed in (11, 12, 13)]
+    metas = [weights_meta(f"flood{i}", m) for i, m in enumerate(models)]
+    metas[1] = lying_meta(metas[1])
+    uploads = [upload(net, owner, m, meta) for owner, m, meta in zip(owners, models, metas, strict=True)]
+    for txs in uploads:
+        for tx in txs[:-1]:
+            step(net, [tx])
+    balances = [net.apps[0].view().account(o.address).balance for o in owners]
+    queued = net.step([txs[-1] for txs in uploads], validators=[1])
+    heights = [int.from_bytes(r.data, "big") for r in queued.results]
+    mids = [compute_model_id(sha256(m), meta) for m, meta in zip(models, metas, strict=True)]
+    ids = [get_deferred(net.apps[0].view(), mid) for mid in mids]
+    assert all(r is not None for r in ids)
+    gaps = [b - a for a, b in zip([net.height, *heights], heights, strict=False)]
+    works = [int(r.check_gas) + int(r.gas_left) for r in ids if r is not None]
+    assert gaps == [compute_defer_blocks(params, w) for w in works]  # FIFO, each after the last
+    assert len(set(heights)) == 3
+
+    while net.height < heights[-1]:
+        step(net)
+        due = [h for h in heights if h == net.height]
+        # At most one activation's check in any block: the per-block background budget is never stacked.
+        assert len(due) <= 1
+    for i, mid in enumerate(mids):
+        verdicts = [get_deferred(app.view(), mid) for app in net.apps]
+        assert verdicts[0] == verdicts[1] == verdicts[2]
+        assert verdicts[0] is not None
+        if i == 1:
+            assert verdicts[0].status == REJECTED and verdicts[0].log == "golden vectors do not reproduce"
+            assert all(app.view().model(mid) is None for app in net.apps)
+            assert net.apps[0].view().get_raw(model_name_key("flood1")) is None  # the name is free again
+        else:
+            assert verdicts[0].status == REGISTERED and net.apps[2].view().model(mid) is not None
+    # Fees are never refunded: the rejected owner paid its check like the others.
+    spent = [b - net.apps[0].view().account(o.address).balance for b, o in zip(balances, owners, strict=True)]
+    assert spent[1] == uploads[1][-1].fee + registration_check_gas(params, models[1])
+    net.assert_supply_conserved()
