@@ -58,6 +58,7 @@ from node.home import NodeHome
 from node.leveldb import LevelDBStore
 from node.mempool import Mempool, RemovalReason
 from node.metrics import NodeMetrics, TimedExecutor
+from node.precompute import DeferredPrecompute
 from node.proposal_hold import OwnTxHold
 from node.proposal_relay import FetchLimits, ProposalAssembler
 from node.providers import ChainProviders
@@ -196,6 +197,7 @@ class Node:
         self._cancel: trio.CancelScope | None = None
         self._nursery: trio.Nursery | None = None  # run()'s: commits start the next PoI challenge in it
         self._recheck_wanted = trio.Event()
+        self.precompute = DeferredPrecompute(self.app, alarm=self._alarm)  # checks of deferred registrations
         self.chain.on_commit(self._on_commit)
         self.mempool.on_removed(self._on_tx_removed)
         # The read side's consumers: metrics gauges sampled at scrape time, and the RPC server (run() starts it).
@@ -253,6 +255,8 @@ class Node:
                         logger.info("handshake replayed %d blocks", replayed)
                     self.mempool.update(self.blockstore.height, [])
                     nursery.start_soon(self.chain_index.run, self.events.committed_blocks)
+                    nursery.start_soon(self.precompute.run)
+                    self.precompute.wake()  # registrations left pending by the blocks before this start
                     if self.validator_key is not None:
                         # The first precommit needs this height's PoI challenge (a sandbox worker process to
                         # start, ONNX Runtime to load): run it now, alongside p2p start-up and the wait for peers.
@@ -430,6 +434,7 @@ class Node:
         block = done.block
         self.mempool.update(block.height, block.txs)
         self._recheck_wanted.set()
+        self.precompute.wake()
         self.events.block_committed(block)
         if self.validator_key is not None and self.driver is not None and self._nursery is not None:
             # Start the PoI challenge of the next height now, so the first precommit finds it ready.

@@ -37,7 +37,8 @@ from vm.apply import apply_block
 from vm.blobrefs import collect_garbage, stage_blob_changes
 from vm.build import build_block
 from vm.checkmemo import CheckMemo
-from vm.engine import Engine, challenge_for, sandbox_limits
+from vm.deferred import pending_in_order
+from vm.engine import Engine, challenge_for, deferred_check_job, sandbox_limits
 from vm.evidence import is_wrong_inference, make_wrong_inference, precheck_wrong_inference
 from vm.execute import BlockContext, admission_error
 from vm.genesis import Genesis, GenesisModel, genesis_state
@@ -502,6 +503,20 @@ class VMApplication:
         if plan is None or plan.height != height or plan.name in upgrades.REGISTRY:
             return None
         return upgrades.upgrade_needed_message(plan.name, height, plan.info)
+
+    def precompute_deferred(self, executor: Executor, limit: int = 2) -> int:
+        """Run the checks of the next `limit` pending deferred registrations (vm/deferred.py) on `executor`, ahead
+        of their activation heights, into the check memo under the keys their activation will ask for (under
+        the committed parameters: a change before the activation only makes the activation compute it). How
+        many ran; LocalFault from `executor` propagates and nothing is kept."""
+        view = self._view()
+        params = view.params()
+        ran = 0
+        for model_id, record in pending_in_order(view, limit):
+            job = deferred_check_job(model_id, record, view.get_blob(record.header.bytes_hash), params)
+            if job is not None and self.check_memo.precompute(job, executor):
+                ran += 1
+        return ran
 
     def current_params(self) -> Params:
         """The parameters in force for the next block: the committed state's (governance changes them)."""

@@ -90,6 +90,7 @@ class CheckMemo:
         self._code = f"check={CHECK_CODE_VERSION};".encode() + _runtime_versions()
         self.hits = 0
         self.misses = 0
+        self.precomputed = 0  # checks answered ahead by `precompute` (deferred registrations)
 
     def __len__(self) -> int:
         with self._lock:
@@ -119,6 +120,23 @@ class CheckMemo:
                     while len(self._items) > self._capacity:
                         self._items.popitem(last=False)
         return [results[i] for i in range(len(jobs))]
+
+    def precompute(self, job: CheckJob, executor: Executor) -> bool:
+        """Answer `job` ahead of the block that will ask for it, on `executor` (a node's background worker, not
+        the pool the block path waits on), and keep the answer under the key that block's job will have.
+        False when it was already known. A local fault raises out of `executor` and nothing is kept."""
+        key = compute_check_key(job, self._code)
+        with self._lock:
+            if key in self._items:
+                return False
+        [result] = executor.run_batch([job])
+        with self._lock:
+            self._items[key] = _frozen(result)
+            self._items.move_to_end(key)
+            while len(self._items) > self._capacity:
+                self._items.popitem(last=False)
+            self.precomputed += 1
+        return True
 
     def close(self) -> None:
         self.executor.close()

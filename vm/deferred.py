@@ -101,6 +101,26 @@ def process_enqueue(view: StateView, params: Params, height: Height, owner: Addr
     return activates_at
 
 
+def pending_in_order(view: StateView, limit: int) -> list[tuple[Hash32, DeferredModel]]:
+    """The first `limit` registrations still pending in `view`, in activation order (the node's background
+    precompute reads them after each commit). Reads the activation slots from the next height to the tail."""
+    tail = view.get(KEY_DEFERRED_TAIL, DeferredTail)
+    out: list[tuple[Hash32, DeferredModel]] = []
+    if tail is None:
+        return out
+    height = int(view.chain().height)
+    for h in range(height + 1, int(tail.height) + 1):
+        raw = view.get_raw(activation_key(h))
+        if raw is None:
+            continue
+        record = get_deferred(view, Hash32(raw))
+        if record is not None and record.status == PENDING:
+            out.append((Hash32(raw), record))
+            if len(out) >= limit:
+                break
+    return out
+
+
 # The verdict on one activating registration: (accepted, gas_per_call, gas_load, log). The engine computes it
 # (`vm.engine.Engine.resolve_deferred`): the same check a completing chunk runs on the sync path.
 Activator = Callable[[Hash32, DeferredModel, bytes, Params], tuple[bool, int, int, str]]

@@ -199,8 +199,7 @@ class Engine:
                     resolutions[item.index] = RegisterResolution(False, 0, "invalid input declaration")
                     continue
                 registrations[item.index] = (item, spec)
-                jobs.append(CheckJob(item.model_bytes, spec,
-                                     tuple(feeds(item.meta, v.inputs) for v in item.meta.golden), item.gas_left))
+                jobs.append(check_job(item, spec))
                 slots.append(_CheckSlot(item.index))
         if challenge is not None:
             pkg = self.package(challenge.model_id, challenge.meta, limits)
@@ -232,12 +231,9 @@ class Engine:
     def resolve_deferred(self, model_id: Hash32, record: DeferredModel, model_bytes: bytes,
                          params: Params) -> tuple[bool, int, int, str]:
         """The verdict on a deferred registration (`vm.deferred.Activator`): the check job a completing chunk
-        would run, with the gas its transaction left for the golden runs. The node's background precompute
-        calls this too, so its answer lands in `vm.checkmemo` under the key the activation asks for."""
-        header = record.header
-        work = RegisterWork(0, model_id, record.owner, header.meta, model_bytes, int(header.n_chunks),
-                            int(record.gas_left))
-        resolutions, _ = self.resolve((work,), params)
+        would run, with the gas its transaction left for the golden runs (`deferred_check_job` is that job, for
+        the node's background precompute)."""
+        resolutions, _ = self.resolve((deferred_work(model_id, record, model_bytes),), params)
         verdict = resolutions[0]
         assert isinstance(verdict, RegisterResolution)
         return verdict.accepted, verdict.gas_per_call, verdict.gas_load, verdict.log
@@ -247,6 +243,32 @@ class Engine:
 
     def close(self) -> None:
         self.executor.close()
+
+
+def check_job(item: RegisterWork, spec: ModelSpec) -> CheckJob:
+    """The sandbox job of a registration: the check, then its golden inputs with the gas left for them."""
+    return CheckJob(item.model_bytes, spec, tuple(feeds(item.meta, v.inputs) for v in item.meta.golden),
+                    item.gas_left)
+
+
+def deferred_work(model_id: Hash32, record: DeferredModel, model_bytes: bytes) -> RegisterWork:
+    header = record.header
+    return RegisterWork(0, model_id, record.owner, header.meta, model_bytes, int(header.n_chunks),
+                        int(record.gas_left))
+
+
+def deferred_check_job(model_id: Hash32, record: DeferredModel, model_bytes: bytes,
+                       params: Params) -> CheckJob | None:
+    """The job `Engine.resolve_deferred` will hand the sandbox for this registration under `params`; None
+    when its verdict needs no sandbox (a metadata rule refuses it)."""
+    work = deferred_work(model_id, record, model_bytes)
+    if static_registration_verdict(work.meta) is not None:
+        return None
+    try:
+        spec = model_spec(work.meta, sandbox_limits(params))
+    except ValueError:
+        return None
+    return check_job(work, spec)
 
 
 def model_load_gas(schedule: GasSchedule, meta: ModelMeta, model_bytes: int, info: ModelInfo) -> int:

@@ -1,0 +1,76 @@
+"""Deferred registrations checked in the background (vm/deferred.py, docs/sandbox.md "Deferred activation").
+
+After each commit that leaves registrations pending, the node runs their checks on a sandbox worker of its
+own (one process, started on first need, so the block path's pool is never held by this work), and the
+answers land in the VM's check memo under the keys the activation blocks will ask for: at the activation
+height, building, validating and applying find the verdict instead of computing it. A local fault (the
+worker out of memory or time) is alarmed and nothing is kept; the activation then computes the check itself.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import trio
+
+from core.errors import InferchainError
+
+if TYPE_CHECKING:
+    from vm.app import VMApplication
+    from vm.sandbox.executor import Executor
+
+logger = logging.getLogger(__name__)
+
+
+def _one_worker() -> Executor:
+    from vm.sandbox.worker import WorkerPool
+
+    return WorkerPool(size=1)
+
+
+class DeferredPrecompute:
+    """`wake()` after a commit; `run` checks the next pending registrations in a thread, one at a time."""
+
+    def __init__(self, app: VMApplication, *, alarm: Callable[[str], None],
+                 make_executor: Callable[[], Executor] = _one_worker, ahead: int = 2) -> None:
+        self._app = app
+        self._alarm = alarm
+        self._make_executor = make_executor
+        self._ahead = ahead
+        self._executor: Executor | None = None
+        self._wanted = trio.Event()
+        self._passed = trio.Event()
+        self.ran = 0  # checks this node answered ahead of their activation
+
+    def wake(self) -> None:
+        self._wanted.set()
+
+    async def next_pass(self) -> None:
+        """Wait until the pass under way (or the next one) has finished."""
+        await self._passed.wait()
+
+    def _precompute(self) -> int:
+        if self._executor is None:
+            self._executor = self._make_executor()
+        return self._app.precompute_deferred(self._executor, self._ahead)
+
+    async def run(self) -> None:
+        try:
+            while True:
+                await self._wanted.wait()
+                self._wanted = trio.Event()
+                try:
+                    self.ran += await trio.to_thread.run_sync(self._precompute)
+                except InferchainError as exc:  # this node's fault: the activation will compute it itself
+                    self._alarm(f"background check of a deferred registration: {exc}")
+                passed, self._passed = self._passed, trio.Event()
+                passed.set()
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        if self._executor is not None:
+            self._executor.close()
+            self._executor = None
