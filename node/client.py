@@ -381,6 +381,12 @@ class Client:
     def model(self, model_id: bytes | str) -> ModelInfo:
         return _model_info(self.call("model", {"model_id": _hex(model_id)}))
 
+    def model_registration(self, model_id: bytes | str) -> dict[str, Any]:
+        """Where a model's registration stands: status 'registered', 'pending' (a deferred registration, with
+        `activates_at`) or 'rejected' (with `log`); RpcError NOT_FOUND if the chain never saw it complete."""
+        doc: dict[str, Any] = self.call("model_registration", {"model_id": _hex(model_id)})
+        return doc
+
     def models(self) -> list[ModelInfo]:
         """Every registered model, read a page at a time."""
         out: list[ModelInfo] = []

@@ -43,6 +43,7 @@ from node.views import (
 )
 from vm.gov.reader import GovReader
 from vm.poi import PoiOutcome
+from vm.query import query_deferred
 from vm.state import (
     EMPTY_ACCOUNT,
     Account,
@@ -340,6 +341,13 @@ class Queries:
         if raw is None:
             return None
         return ModelView(model_id, raw, ModelRecord.decode(raw))
+
+    def deferred_model(self, model_id: Hash32) -> ModelView | None:
+        """A deferred registration's record (vm/deferred.py), pending or decided; None if it never was one."""
+        proven = query_deferred(self._state, model_id, self._version(None))
+        if proven.raw is None or proven.value is None:
+            return None
+        return ModelView(model_id, proven.raw, proven.value)
 
     def models(self, after: Hash32 | None = None, limit: int = MAX_MODELS_PAGE) -> Sequence[ModelView]:
         """Up to `limit` registered models with ids after `after`, in id order (a page; `ModelIndex`).

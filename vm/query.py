@@ -13,6 +13,7 @@ from typing import Generic, TypeVar
 from core.codec import Wire
 from core.state import AuthenticatedMap, StateProof, verify_proof
 from core.types import Address, Hash32
+from vm.deferred import DeferredModel, deferred_key
 from vm.params import Params
 from vm.state import (
     EMPTY_ACCOUNT,
@@ -75,6 +76,12 @@ def query_validator(state_map: AuthenticatedMap, address: Address,
 
 def query_model(state_map: AuthenticatedMap, model_id: Hash32, version: int | None = None) -> Proven[ModelRecord]:
     return query(state_map, model_key(model_id), ModelRecord, version)
+
+
+def query_deferred(state_map: AuthenticatedMap, model_id: Hash32,
+                   version: int | None = None) -> Proven[DeferredModel]:
+    """A deferred registration's record (vm/deferred.py): pending with its activation height, or its verdict."""
+    return query(state_map, deferred_key(model_id), DeferredModel, version)
 
 
 def query_params(state_map: AuthenticatedMap, version: int | None = None) -> Proven[Params]:

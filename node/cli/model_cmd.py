@@ -252,6 +252,7 @@ def register(path: Path, name: str, model_class: str, grid_k: int, tol_abs: int,
     def refuse_early(canonical: bytes) -> None:  # before the check and the golden runs
         if gas_limit is None and (reached or dry_run):
             over_tx_gas(vm, registration_floor(vm, canonical), at_least=True)
+            over_first_call_floor(vm, canonical)
 
     try:
         canonical, meta = prepare_model(upgraded.model_bytes, name=name, model_class=model_class, grid_k=grid_k,
@@ -305,14 +306,42 @@ def register(path: Path, name: str, model_class: str, grid_k: int, tol_abs: int,
                                        + (f": {r.result.log}" if r.result.log else ""))
                 bar.update(sum(len(c.data) for c in chunks[start:start + UPLOAD_BATCH]))
                 last = results[-1]
+        status = "registered" if last and last.height is not None else "uploaded (not waited for)"
+        activated = None
+        if last is not None and last.result is not None and quote is not None and quote.deferred_check:
+            activated = _wait_for_activation(client, model_id, last.result.data, timeout)
+            status = "registered"
     doc = {"model_id": model_id.hex(), "name": name, "class": model_class, "bytes": len(canonical),
            "chunks": len(chunks), "last_tx": last.hash.hex() if last else None,
-           "height": last.height if last else None,
-           "status": "registered" if last and last.height is not None else "uploaded (not waited for)"}
+           "height": last.height if last else None, "status": status}
+    if activated is not None:
+        doc["activated_at"] = activated
     if as_json:
         echo_json(doc)
     else:
         echo_pairs(list(doc.items()))
+
+
+def _wait_for_activation(client: Client, model_id: bytes, data: bytes, timeout: float) -> int:
+    """A deferred registration (docs/sandbox.md, "Deferred activation"): its completing chunk's result names
+    the activation height; wait for it (`timeout` plus 5 s per block to go) and return that height once the
+    chain says registered; CliError with the chain's reason if it rejected the model."""
+    if len(data) != 8:
+        raise CliError("the completing chunk's result does not name an activation height")
+    activates_at = int.from_bytes(data, "big")
+    now = client.status().height
+    click.echo(f"pending, activates at height {activates_at} (now {now})", err=True)
+    try:
+        client.wait_for_height(activates_at, timeout=timeout + 5.0 * max(0, activates_at - now))
+    except RpcError as err:
+        raise CliError(f"model {model_id.hex()} is still pending (activates at height {activates_at}): "
+                       f"{err}") from None
+    doc = client.model_registration(model_id)
+    if doc.get("status") == "rejected":
+        raise CliError(f"the chain rejected model {model_id.hex()} at height {activates_at}: {doc.get('log', '')}")
+    if doc.get("status") != "registered":
+        raise CliError(f"model {model_id.hex()} is {doc.get('status')} after height {activates_at}")
+    return activates_at
 
 
 def _registered(client: Client, model_id: bytes) -> bool:
@@ -345,12 +374,12 @@ def _dry_run(canonical: bytes, meta: ModelMeta, chunks: list[ModelChunk], node_u
     """What `register` would send and pay, from the node's parameters (the repository's genesis when the
     node cannot be reached); nothing is signed or sent."""
     vm, source, reached = published
-    gas = 0
+    gas = deferred_check = 0
     if vm:
         gas = sum(int(vm["gas_chunk_base"]) + int(vm["gas_chunk_per_byte"]) * len(c.data) for c in chunks)
         last_chunk = int(vm["gas_chunk_base"]) + int(vm["gas_chunk_per_byte"]) * len(chunks[-1].data)
         quote = _gas_quote(vm, canonical, meta)
-        registration = quote.registration
+        registration, deferred_check = quote.registration, quote.deferred_check
         over_tx_gas(vm, last_chunk + registration)  # before the (slower) full pre-check
         uncallable(vm, quote)
         gas += registration
@@ -363,7 +392,8 @@ def _dry_run(canonical: bytes, meta: ModelMeta, chunks: list[ModelChunk], node_u
     doc = {"model_id": chunks[0].model_id.hex(), "name": meta.name, "class": meta.model_class.name.lower(),
            "bytes": len(canonical), "chunks": len(chunks), "converted": "; ".join(changes) or "nothing",
            "gas_per_call": resolution.gas_per_call, "gas_load": resolution.gas_load, "upload_gas": gas,
-           "upload_fee": gas * price, "params_from": source, "status": "would register (dry run: nothing sent)"}
+           "upload_fee": gas * price + deferred_check * price, "deferred_check_gas": deferred_check,
+           "params_from": source, "status": "would register (dry run: nothing sent)"}
     if as_json:
         echo_json(doc)
     else:
@@ -416,6 +446,27 @@ def show(model_id: str, node_url: str, as_json: bool) -> None:
         click.echo(f"output {s['name']}: {s['dtype']} {s['shape']}")
 
 
+@model.command("status")
+@click.argument("model_id")
+@node_option
+@json_option
+def registration_status(model_id: str, node_url: str, as_json: bool) -> None:
+    """Where a model's registration stands: registered, or (a deferred registration) pending with the height
+    it activates at, or rejected with the chain's reason."""
+    with Client(node_url) as client:
+        doc = client.model_registration(resolve_model_id(client, model_id))
+        height = client.status().height
+    if as_json:
+        echo_json({**doc, "height": height})
+        return
+    if doc["status"] == "pending":
+        click.echo(f"pending, activates at height {doc['activates_at']} (now {height})")
+    elif doc["status"] == "rejected":
+        click.echo(f"rejected at height {doc['activates_at']}: {doc.get('log', '')}")
+    else:
+        click.echo(f"registered at height {doc.get('registered_at')}")
+
+
 def ensure_name_free(client: Client, name: str) -> None:
     """Names are first come per chain (the VM refuses a taken one at the upload's first chunk); refusing it
     here costs the user no fee at all."""
@@ -452,8 +503,29 @@ def registration_floor(vm: dict[str, Any] | None, canonical: bytes) -> int:
     and per-byte terms): it refuses a model far over the cap before its check and golden runs are computed."""
     if vm is None or "gas_register_per_byte" not in vm:
         return 0
-    return (int(vm["gas_chunk_base"]) + int(vm["gas_register_base"])
-            + int(vm["gas_register_per_byte"]) * len(canonical))
+    check = int(vm["gas_register_base"]) + int(vm["gas_register_per_byte"]) * len(canonical)
+    if check > int(vm.get("defer_check_gas_over", check)):  # deferred: the check is paid in tokens
+        return int(vm["gas_chunk_base"]) + int(vm["gas_register_deferred"])
+    return int(vm["gas_chunk_base"]) + check
+
+
+def over_first_call_floor(vm: dict[str, Any] | None, canonical: bytes) -> None:
+    """CliError from the canonical size alone when an inference that is the model's first use in its block
+    needs more gas than one transaction may carry: its cold load's per-KiB term (`vm.sandbox.limits.load_gas`)
+    is over `vm.max_tx_gas` (the `uncallable` rule, before the check and the golden runs). A registration too
+    big for one transaction is deferred (vm/deferred.py); one whose model could never be called is not."""
+    if vm is None or "max_tx_gas" not in vm:
+        return
+    named = vm.get("gas_schedule") or {}
+    if isinstance(named, list):  # the RPC's form: [{"name": ..., "value": ...}]
+        named = {item["name"]: item["value"] for item in named}
+    floor = (int(vm.get("gas_infer_base", 0)) + int(named.get("load_base", 0))
+             + int(named.get("load_per_kib", 0)) * -(-len(canonical) // 1024))
+    cap = int(vm["max_tx_gas"])
+    if floor > cap:
+        raise CliError(f"an inference on this model needs at least {floor} gas when it is the first use in its "
+                       f"block (the model's cold load), over the chain's per-transaction maximum {cap} "
+                       "(vm.max_tx_gas): no inference on it could be included, so it is not registered")
 
 
 def over_tx_gas(vm: dict[str, Any] | None, last_chunk_gas: int, *, at_least: bool = False) -> None:
@@ -471,8 +543,9 @@ def over_tx_gas(vm: dict[str, Any] | None, last_chunk_gas: int, *, at_least: boo
 
 @dataclass(frozen=True, slots=True)
 class GasQuote:
-    registration: int  # the last chunk's registration gas (vm.execute.registration_gas)
+    registration: int  # the last chunk's registration gas (vm.execute.completing_gas)
     first_call: int  # an inference's gas when it is the model's first use in its block (vm.execute.infer_gas)
+    deferred_check: int = 0  # a deferred registration's check gas, paid in tokens (vm.execute.deferred_check_price)
 
 
 def _gas_quote(vm: dict[str, Any], canonical: bytes, meta: ModelMeta) -> GasQuote:
@@ -494,13 +567,15 @@ def _gas_quote(vm: dict[str, Any], canonical: bytes, meta: ModelMeta) -> GasQuot
     check = check_gas(int(vm["gas_register_base"]), int(vm["gas_register_per_byte"]),
                       int(vm.get("gas_register_per_node", 0)), int(vm.get("gas_register_per_propagated_element", 0)),
                       canonical)
-    registration = check + registration_load_gas(schedule, nodes=nodes, golden_runs=golden_runs,
-                                                 gas_per_call=report.gas)
+    golden = registration_load_gas(schedule, nodes=nodes, golden_runs=golden_runs, gas_per_call=report.gas)
+    registration, deferred_check = check + golden, 0
+    if check > int(vm.get("defer_check_gas_over", check)):  # deferred activation (vm/deferred.py)
+        registration, deferred_check = int(vm["gas_register_deferred"]) + golden, check
     input_bytes = sum(math.prod(s.shape) * s.dtype.itemsize for s in meta.inputs)
     first_call = (int(vm.get("gas_infer_base", 0)) + int(vm.get("gas_infer_per_io_byte", 0)) * input_bytes
                   + report.gas + load_gas(schedule, model_bytes=len(canonical), nodes=nodes,
                                           golden_runs=golden_runs, gas_per_call=report.gas))
-    return GasQuote(registration, first_call)
+    return GasQuote(registration, first_call, deferred_check)
 
 
 def uncallable(vm: dict[str, Any] | None, quote: GasQuote) -> None:

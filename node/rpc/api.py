@@ -58,6 +58,10 @@ class NodeApi(Protocol):
 
     def model(self, model_id: Hash32) -> ModelView | None: ...
 
+    def deferred_model(self, model_id: Hash32) -> ModelView | None:
+        """A deferred registration's record (vm.deferred.DeferredModel), pending or decided, or None."""
+        ...
+
     def models(self, after: Hash32 | None = None, limit: int = 100) -> Sequence[ModelView]:
         """Up to `limit` registered models with ids after `after`, in id order (blocking: run in a thread)."""
         ...

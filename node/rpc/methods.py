@@ -395,6 +395,28 @@ async def model(api: NodeApi, model_id: Hash32) -> dict[str, Any]:
     return model_json(_need(api.model(model_id), f"no registered model {model_id.hex()}"))
 
 
+@registry.method("model_registration",
+                 "Where a model's registration stands: 'registered' (with its height), or for a deferred "
+                 "registration (docs/sandbox.md, 'Deferred activation') 'pending' with the height it activates "
+                 "at, or 'rejected' with the reason.",
+                 params=(Param("model_id", HASH, "model id", parse=parse_hash),),
+                 result="ModelRegistration", result_schema=OBJ, errors=(E.NOT_FOUND,))
+async def model_registration(api: NodeApi, model_id: Hash32) -> dict[str, Any]:
+    registered = api.model(model_id)
+    deferred = api.deferred_model(model_id)
+    if registered is None and deferred is None:
+        raise E.not_found(f"no registration of model {model_id.hex()}")
+    doc: dict[str, Any] = {"model_id": model_id.hex(), "status": "registered", "deferred": deferred is not None}
+    if deferred is not None:
+        record: Any = deferred.record  # vm.deferred.DeferredModel (views keep records opaque)
+        doc.update(status=record.status_name, queued_at=int(record.queued_at),
+                   activates_at=int(record.activates_at), check_gas=int(record.check_gas), log=record.log)
+    if registered is not None:
+        model: Any = registered.record  # vm.state.ModelRecord
+        doc["registered_at"] = int(model.registered_at)
+    return doc
+
+
 def parse_limit(value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_MODELS_PAGE:
         raise ValueError(f"limit is an integer from 1 to {MAX_MODELS_PAGE}")

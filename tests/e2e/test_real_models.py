@@ -227,9 +227,10 @@ def test_random_weights_in_the_same_architecture_match_raw_onnxruntime(
 
 def test_a_model_whose_registration_is_over_the_transaction_gas_cap_is_refused_before_anything_is_paid(
         net: RealNet, keyring: Path, tmp_path: Path) -> None:
-    """A model with 64 MiB of weights (one MatMul) would need ~470M gas in its last chunk (as would ResNet-50
-    with random weights, 100 MB canonical): the CLI refuses it with one line before signing anything, instead
-    of uploading chunks the chain then cannot complete; --dry-run says the same."""
+    """A model with 64 MiB of weights (one MatMul) would register by deferred activation (its check is over
+    vm.defer_check_gas_over), but the cold load of its first call in a block needs ~235M gas, over max_tx_gas:
+    the CLI refuses it with one line before signing anything, instead of registering a model no inference
+    could use; --dry-run says the same."""
     rng = np.random.default_rng(SEED)
     weight = numpy_helper.from_array(rng.standard_normal((4096, 4096)).astype(np.float32), "w")
     graph = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["y"])], "big",
@@ -247,8 +248,8 @@ def test_a_model_whose_registration_is_over_the_transaction_gas_cap_is_refused_b
                               capture_output=True, text=True, timeout=240, check=False)
         assert done.returncode == 1
         error = done.stderr.strip().splitlines()[-1]
-        assert error.startswith("error: this model's registration needs "), done.stderr
+        assert error.startswith("error: an inference on this model needs at least "), done.stderr
         assert error.endswith(f"over the chain's per-transaction maximum {MAX_TX_GAS} (vm.max_tx_gas): "
-                              "this chain cannot register it"), done.stderr
+                              "no inference on it could be included, so it is not registered"), done.stderr
     assert net.client(0).account(sender).nonce == before
     assert "big" not in {m.name for m in net.client(0).models()}

@@ -115,10 +115,11 @@ def _matmul_model(path: Path, cols: int) -> Path:
 
 def test_a_model_over_the_cap_by_its_size_alone_is_refused_before_its_check_and_golden_runs(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """A 64 MiB weight needs at least 4 gas per canonical byte (268M) in its last chunk, over max_tx_gas (200M):
-    the CLI refuses it from the canonical size (`registration_floor`) before the graph check and the golden
-    runs, so even golden inputs of the wrong shape (which the golden runs would refuse) are never looked at.
-    --dry-run with no node answering prices from genesis.json."""
+    """A 64 MiB weight would register (its 268M of check gas is over `vm.defer_check_gas_over`: a deferred
+    activation), but an inference's cold load of it needs at least 3,584 gas per KiB (235M), over max_tx_gas
+    (200M): the CLI refuses it from the canonical size (`over_first_call_floor`) before the graph check and
+    the golden runs, so even golden inputs of the wrong shape (which the golden runs would refuse) are never
+    looked at. --dry-run with no node answering prices from genesis.json."""
     np.savez(tmp_path / "golden.npz", x=np.zeros((1, 3), np.float32))  # not the model's shape
     with socket.socket() as s:  # a port the OS just handed out and took back: no node answers there
         s.bind(("127.0.0.1", 0))
@@ -132,11 +133,11 @@ def test_a_model_over_the_cap_by_its_size_alone_is_refused_before_its_check_and_
         return capsys.readouterr().err.strip().splitlines()[-1]
 
     error = dry_run(_matmul_model(tmp_path / "big.onnx", 4096))
-    assert error.startswith("error: this model's registration needs at least "), error
-    floor = int(error.split()[7])  # chunk base + check base + 4 per canonical byte (the weight and a little)
-    assert 4 * (4 * 4096 * 4096) + 1_010_000 < floor < 4 * (4 * 4096 * 4096 + 4096) + 1_010_000, error
-    assert error.endswith("over the chain's per-transaction maximum 200000000 (vm.max_tx_gas): this chain cannot "
-                          "register it"), error
+    assert error.startswith("error: an inference on this model needs at least "), error
+    floor = int(error.split()[9])  # infer base + load base + 3,584 per KiB (the weight and a little)
+    assert 3584 * 4 * 4096 * 4 < floor < 3584 * (4 * 4096 * 4 + 4) + 70_000, error
+    assert error.endswith("over the chain's per-transaction maximum 200000000 (vm.max_tx_gas): no inference on it "
+                          "could be included, so it is not registered"), error
     # Under the cap by its size, the same golden inputs are refused by the golden runs (what the floor skipped).
     error = dry_run(_matmul_model(tmp_path / "small.onnx", 16))
     assert error == "error: golden input 'x' has shape (1, 3), the model takes (1, 4096)", error
