@@ -125,7 +125,7 @@ class VMApplication:
         # Registration checks are memoized in front of the sandbox: one completing chunk reaches the VM in
         # every round's block, the proposer's build and finalize (vm/checkmemo.py).
         self.check_memo = CheckMemo(executor)
-        self.engine = Engine(self.check_memo, self._model_bytes)
+        self.engine = Engine(self.check_memo, self._model_bytes, note_digest=self.check_memo.note_digest)
         self._tx_sigs = _LRU(200_000)
         self._vote_sigs = _LRU(20_000)
         self._confirmed: OrderedDict[bytes, None] = OrderedDict()  # hashes of proven wrong-inference evidence
@@ -513,7 +513,9 @@ class VMApplication:
         params = view.params()
         ran = 0
         for model_id, record in pending_in_order(view, limit):
-            job = deferred_check_job(model_id, record, view.get_blob(record.header.bytes_hash), params)
+            model_bytes = view.get_blob(record.header.bytes_hash)  # checked against that hash on read
+            self.check_memo.note_digest(model_bytes, record.header.bytes_hash)
+            job = deferred_check_job(model_id, record, model_bytes, params)
             if job is not None and self.check_memo.precompute(job, executor):
                 ran += 1
         return ran

@@ -54,13 +54,14 @@ def _put_feeds(h: hashlib._Hash, feeds: Mapping[str, np.ndarray]) -> None:
         _put(h, array.tobytes())
 
 
-def compute_check_key(job: CheckJob, code: bytes) -> bytes:
-    """The digest of everything a check's answer depends on: the model's content hash, the spec (with the
-    chain's sandbox caps and gas schedule, all integers and strings, so its repr is canonical within one
-    build), the golden inputs, the gas left for them, and `code` (checker and runtime versions)."""
+def compute_check_key(job: CheckJob, code: bytes, model_hash: bytes | None = None) -> bytes:
+    """The digest of everything a check's answer depends on: the model's content hash (`model_hash` when the
+    caller knows it: the SHA-256 of `job.model_bytes`), the spec (with the chain's sandbox caps and gas
+    schedule, all integers and strings, so its repr is canonical within one build), the golden inputs, the
+    gas left for them, and `code` (checker and runtime versions)."""
     h = hashlib.sha256(b"inferchain/check-memo/v1")
     _put(h, code)
-    _put(h, hashlib.sha256(job.model_bytes).digest())
+    _put(h, hashlib.sha256(job.model_bytes).digest() if model_hash is None else model_hash)
     _put(h, repr(job.spec).encode())
     h.update(len(job.golden_inputs).to_bytes(4, "big"))
     for feeds in job.golden_inputs:
@@ -91,14 +92,35 @@ class CheckMemo:
         self.hits = 0
         self.misses = 0
         self.precomputed = 0  # checks answered ahead by `precompute` (deferred registrations)
+        # Known SHA-256s of model bytes about to be checked, by the bytes object's id (the object is kept, so
+        # its id cannot be reused while listed): a 100 MB model is not hashed again for its key.
+        self._digests: OrderedDict[int, tuple[bytes, bytes]] = OrderedDict()
+        self.hashed = 0  # keys for which the model bytes were hashed here
 
     def __len__(self) -> int:
         with self._lock:
             return len(self._items)
 
+    def note_digest(self, model_bytes: bytes, digest: bytes) -> None:
+        """`digest` is the SHA-256 of `model_bytes` (the VM checked it against the upload header): the key of a
+        job carrying this very object uses it."""
+        with self._lock:
+            self._digests[id(model_bytes)] = (model_bytes, bytes(digest))
+            while len(self._digests) > 8:
+                self._digests.popitem(last=False)
+
+    def _key(self, job: CheckJob) -> bytes:
+        with self._lock:
+            known = self._digests.get(id(job.model_bytes))
+        if known is not None and known[0] is job.model_bytes:
+            return compute_check_key(job, self._code, known[1])
+        with self._lock:
+            self.hashed += 1
+        return compute_check_key(job, self._code)
+
     def run_batch(self, jobs: Sequence[Job]) -> list[JobResult]:
         # Keys first, outside the lock: hashing a large model's bytes takes tens of milliseconds.
-        keys = {i: compute_check_key(job, self._code) for i, job in enumerate(jobs) if isinstance(job, CheckJob)}
+        keys = {i: self._key(job) for i, job in enumerate(jobs) if isinstance(job, CheckJob)}
         results: dict[int, JobResult] = {}
         with self._lock:
             for i, key in keys.items():
@@ -125,7 +147,7 @@ class CheckMemo:
         """Answer `job` ahead of the block that will ask for it, on `executor` (a node's background worker, not
         the pool the block path waits on), and keep the answer under the key that block's job will have.
         False when it was already known. A local fault raises out of `executor` and nothing is kept."""
-        key = compute_check_key(job, self._code)
+        key = self._key(job)
         with self._lock:
             if key in self._items:
                 return False

@@ -151,8 +151,10 @@ class Engine:
     """
 
     def __init__(self, executor: Executor, model_bytes: Callable[[Hash32], bytes],
-                 cache_models: int = 64) -> None:
+                 cache_models: int = 64, note_digest: Callable[[bytes, Hash32], None] | None = None) -> None:
         self.executor = executor
+        # Told the known SHA-256 of a registration's bytes before its job is sent (`CheckMemo.note_digest`).
+        self._note_digest = note_digest
         self._model_bytes = model_bytes
         self._packages: OrderedDict[bytes, ModelPackage] = OrderedDict()
         self._cache_models = cache_models
@@ -199,6 +201,8 @@ class Engine:
                     resolutions[item.index] = RegisterResolution(False, 0, "invalid input declaration")
                     continue
                 registrations[item.index] = (item, spec)
+                if item.bytes_hash is not None and self._note_digest is not None:
+                    self._note_digest(item.model_bytes, item.bytes_hash)
                 jobs.append(check_job(item, spec))
                 slots.append(_CheckSlot(item.index))
         if challenge is not None:
@@ -254,7 +258,7 @@ def check_job(item: RegisterWork, spec: ModelSpec) -> CheckJob:
 def deferred_work(model_id: Hash32, record: DeferredModel, model_bytes: bytes) -> RegisterWork:
     header = record.header
     return RegisterWork(0, model_id, record.owner, header.meta, model_bytes, int(header.n_chunks),
-                        int(record.gas_left))
+                        int(record.gas_left), header.bytes_hash)
 
 
 def deferred_check_job(model_id: Hash32, record: DeferredModel, model_bytes: bytes,

@@ -90,6 +90,9 @@ class RegisterWork:
     # Gas the completing chunk has left after its charges: it must cover the model's load (a session and
     # the golden runs), which only the graph check can price (docs/vm.md, "Gas of a model").
     gas_left: int = 0
+    # SHA-256 of `model_bytes` when the VM already checked it (the upload header's): the check memo's key
+    # uses it instead of hashing the model again.
+    bytes_hash: Hash32 | None = None
 
 
 Work = InferWork | RegisterWork
@@ -446,7 +449,7 @@ def _model_chunk(view: StateView, ctx: BlockContext, index: int, sender: Address
         drop_upload(view, mid)
         return TxStatus.OK, int(at).to_bytes(8, "big"), None
     return TxStatus.OK, b"", RegisterWork(index, mid, sender, header.meta, model_bytes, header.n_chunks,
-                                          gas.limit - gas.used)
+                                          gas.limit - gas.used, header.bytes_hash)
 
 
 def _validate_deferred(view: StateView, vm: VMParams, sender: Address, check: int, gas_left: int) -> None:

@@ -82,6 +82,7 @@ def test_the_activation_finds_the_background_verdict_in_the_memo(
         net.step(validators=[1])  # node 0 builds, node 1 validates, node 2 applies the blocks from scratch
     builder, validator, syncing = executors
     assert builder.checks == 1  # no background run on the builder: the activation computed it
+    assert all(app.check_memo.hashed == 0 for app in net.apps)  # keyed by the known hash, never re-hashed
     assert validator.checks == 0 and syncing.checks == 0  # the others handed the sandbox no check
     assert net.apps[1].check_memo.hits >= 1 and net.apps[2].check_memo.hits == 1
     records = [app.view().model(model_id) for app in net.apps]

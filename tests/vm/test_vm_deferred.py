@@ -16,8 +16,11 @@ from core.header import TxStatus
 from core.tx import Transaction
 from tests.vm.deferred_models import VM, lying_meta, upload, weights_meta, weights_model
 from tests.vm.devnet import Devnet, devnet_genesis
+from vm.checkmemo import compute_check_key
 from vm.deferred import PENDING, REGISTERED, REJECTED, activation_key, compute_defer_blocks, get_deferred
+from vm.engine import feeds, model_spec, sandbox_limits
 from vm.execute import chunk_gas, deferred_check_price, registration_check_gas
+from vm.sandbox.executor import CheckJob
 from vm.state import model_name_key
 from vm.txs import compute_model_id, split_model
 
@@ -81,6 +84,8 @@ def test_a_registration_over_max_tx_gas_is_pending_and_activates_at_its_height(n
     assert net.apps[0].view().get_raw(activation_key(activates_at)) is None
 
     assert int(records[0].gas_per_call) > 0 and int(records[0].gas_load) > 0
+    # The check memo keyed the job by the upload header's hash, which the VM had checked: no second SHA-256.
+    assert all(app.check_memo.hashed == 0 and app.check_memo.misses >= 1 for app in net.apps)
     net.assert_supply_conserved()
 
 
@@ -128,3 +133,14 @@ def test_a_flood_of_pending_registrations_activates_one_per_height_and_a_failing
     spent = [b - net.apps[0].view().account(o.address).balance for b, o in zip(balances, owners, strict=True)]
     assert spent[1] == uploads[1][-1].fee + registration_check_gas(params, models[1])
     net.assert_supply_conserved()
+
+
+def test_the_check_memo_key_is_the_same_with_the_known_hash_as_with_its_own() -> None:
+    """The key a check job gets from the VM's known hash (`CheckMemo.note_digest`) is the one hashing the bytes
+    gives, so a verdict stored by either path answers the other."""
+    model_bytes = weights_model(31)
+    meta = weights_meta("key", model_bytes)
+    job = CheckJob(model_bytes, model_spec(meta, sandbox_limits(devnet_genesis(vm=VM).params)),
+                   tuple(feeds(meta, v.inputs) for v in meta.golden), 10**9)
+    assert compute_check_key(job, b"code") == compute_check_key(job, b"code", bytes(sha256(model_bytes)))
+    assert compute_check_key(job, b"code") != compute_check_key(job, b"code", bytes(32))
