@@ -13,7 +13,8 @@ replacing the exported set:
 - the exported validators stay in state (their stake stays counted in the supply) but leave the candidate
   list, so none is in a set again unless its owner stakes it back; a new validator whose key already has a
   record takes it over with the new stake, unjailed; the supply record follows the stake it adds or drops;
-- the validator-set ring, the pending PoI commitments and the chain record start afresh, as at genesis.
+- the validator-set ring, the pending PoI commitments and the chain record start afresh, as at genesis;
+- a pending deferred registration keeps the blocks it has left to its activation (vm/deferred.py).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from dataclasses import dataclass
 from core.hashing import ZERO_HASH, sha256
 from core.types import Address, Amount, Hash32, Height, PublicKeyBytes, Timestamp
 from core.validators import ValidatorEntry, ValidatorList
+from vm.deferred import KEY_DEFERRED_TAIL, PENDING, DeferredModel, DeferredTail, activation_key
 from vm.gov.store import KEY_APPLIED_UPGRADES, KEY_UPGRADE_PLAN, queue_key
 from vm.gov.types import AppliedUpgrades, Proposal, ProposalQueue, UpgradePlan
 from vm.params import Params
@@ -111,6 +113,22 @@ def _fork_gov(view: StateView, key: bytes, value: bytes, at: int) -> None:
         view.put_raw(key, value)
 
 
+def _fork_deferred(view: StateView, fork: Fork, key: bytes, value: bytes, at: int) -> None:
+    """Deferred registrations (vm/deferred.py) with their heights counted from the fork: a pending one keeps
+    the blocks it has left to its activation (its slot and the queue's tail move down with it) and names its
+    model's blob; a decided one keeps its verdict."""
+    if key == KEY_DEFERRED_TAIL:
+        view.put(key, DeferredTail(_due(int(DeferredTail.decode(value).height), at, 1)))
+    elif key[:1] == b"Z":
+        view.put_raw(activation_key(_due(int.from_bytes(key[1:], "big"), at, 1)), value)
+    else:
+        record = DeferredModel.decode(value)
+        view.put(key, record.replace(queued_at=_due(int(record.queued_at), at, 0),
+                                     activates_at=_due(int(record.activates_at), at, 1)))
+        if record.status == PENDING:
+            view.put_blob(fork.blob(record.header.bytes_hash))
+
+
 def fork_state(fork: Fork, validators: Iterable[tuple[PublicKeyBytes, Address, int]], genesis_time: Timestamp
                ) -> StateView:
     """The forked chain's state at height 0; `validators` as (public key, owner, stake)."""
@@ -158,6 +176,8 @@ def fork_state(fork: Fork, validators: Iterable[tuple[PublicKeyBytes, Address, i
             view.put(key, pool.replace(commission_changed_at=_due(int(pool.commission_changed_at), at, 0)))
         elif tag == b"G" or key in (KEY_UPGRADE_PLAN, KEY_APPLIED_UPGRADES):
             _fork_gov(view, key, value, at)
+        elif tag in (b"Y", b"Z") or key == KEY_DEFERRED_TAIL:
+            _fork_deferred(view, fork, key, value, at)
         else:
             view.put_raw(key, value)
     for release, queued in unbonding.items():

@@ -17,9 +17,19 @@ from core.tx import Transaction
 from tests.vm.deferred_models import VM, lying_meta, upload, weights_meta, weights_model
 from tests.vm.devnet import Devnet, devnet_genesis
 from vm.checkmemo import compute_check_key
-from vm.deferred import PENDING, REGISTERED, REJECTED, activation_key, compute_defer_blocks, get_deferred
+from vm.deferred import (
+    KEY_DEFERRED_TAIL,
+    PENDING,
+    REGISTERED,
+    REJECTED,
+    DeferredTail,
+    activation_key,
+    compute_defer_blocks,
+    get_deferred,
+)
 from vm.engine import feeds, model_spec, sandbox_limits
 from vm.execute import chunk_gas, deferred_check_price, registration_check_gas
+from vm.fork import Fork, fork_state
 from vm.sandbox.executor import CheckJob
 from vm.state import model_name_key
 from vm.txs import compute_model_id, split_model
@@ -144,3 +154,29 @@ def test_the_check_memo_key_is_the_same_with_the_known_hash_as_with_its_own() ->
                    tuple(feeds(meta, v.inputs) for v in meta.golden), 10**9)
     assert compute_check_key(job, b"code") == compute_check_key(job, b"code", bytes(sha256(model_bytes)))
     assert compute_check_key(job, b"code") != compute_check_key(job, b"code", bytes(32))
+
+
+def test_a_fork_keeps_a_pending_registration_with_the_blocks_it_has_left(net: Devnet) -> None:
+    """`vm/fork.py`: an exported state with a pending registration forks into one whose entry, slot and tail
+    count from the fork, and whose model blob is named (so the forked chain can run the activation)."""
+    model_bytes = weights_model(41)
+    meta = weights_meta("forked", model_bytes)
+    model_id = compute_model_id(sha256(model_bytes), meta)
+    txs = upload(net, net.account(5), model_bytes, meta)
+    for tx in txs:
+        step(net, [tx])
+    activates_at = int.from_bytes(net.blocks[-1].results[0].data, "big")
+    app, at = net.apps[0], net.height
+    digest = sha256(model_bytes)
+    blobs = {bytes(d): app.blobs.get_blob(d) for d in app.blobs.digests()}  # the export's blobs
+    assert blobs[bytes(digest)] == model_bytes
+    fork = Fork(at, tuple(app.state_map.items(at)), blobs)
+    validators = [(v.public_key, v.owner, int(v.stake)) for v in net.genesis.validators]
+    view = fork_state(fork, validators, net.genesis.genesis_time)
+    record = get_deferred(view, model_id)
+    assert record is not None and record.status == PENDING
+    assert int(record.activates_at) == activates_at - at and int(record.queued_at) == 0
+    assert view.get_raw(activation_key(activates_at - at)) == model_id
+    tail = view.get(KEY_DEFERRED_TAIL, DeferredTail)
+    assert tail is not None and int(tail.height) == activates_at - at
+    assert view.blob_changes().refs[bytes(digest)] == 1
