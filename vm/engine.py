@@ -171,14 +171,14 @@ class Engine:
             self._packages.move_to_end(model_id)
         return pkg
 
-    def resolve(self, work: Sequence[Work], params: Params,
-                challenge: ChallengeRun | None = None) -> tuple[dict[int, Resolution], tuple[Tensor, ...] | None]:
+    def resolve(self, work: Sequence[Work], params: Params, challenge: ChallengeRun | None = None, *,
+                near_rejects: bool = False) -> tuple[dict[int, Resolution], tuple[Tensor, ...] | None]:
         """Resolve a block's work (and a PoI challenge) in one hand-off, plus one more if the block registers
         a model. Raises LocalFault when this node cannot decide."""
-        return self.resolve_with_limits(work, sandbox_limits(params), challenge)
+        return self.resolve_with_limits(work, sandbox_limits(params), challenge, near_rejects=near_rejects)
 
-    def resolve_with_limits(self, work: Sequence[Work], limits: SandboxLimits, challenge: ChallengeRun | None = None
-                            ) -> tuple[dict[int, Resolution], tuple[Tensor, ...] | None]:
+    def resolve_with_limits(self, work: Sequence[Work], limits: SandboxLimits, challenge: ChallengeRun | None = None,
+                            *, near_rejects: bool = False) -> tuple[dict[int, Resolution], tuple[Tensor, ...] | None]:
         """`resolve` under the sandbox caps and prices `limits` (the client's pre-check runs this with the
         chain's published parameters: one registration rule, in one place)."""
         jobs: list[Job] = []
@@ -229,7 +229,8 @@ class Engine:
                     if result.info.outputs != declared:
                         resolutions[index] = RegisterResolution(False, 0, "declared outputs differ from the graph")
                         continue
-                    resolutions[index] = registration_resolution(item, spec, result.info, result.golden)
+                    resolutions[index] = registration_resolution(item, spec, result.info, result.golden,
+                                                                 near_rejects=near_rejects)
         return resolutions, challenge_output
 
     def resolve_deferred(self, model_id: Hash32, record: DeferredModel, model_bytes: bytes,
@@ -237,7 +238,9 @@ class Engine:
         """The verdict on a deferred registration (`vm.deferred.Activator`): the check job a completing chunk
         would run, with the gas its transaction left for the golden runs (`deferred_check_job` is that job, for
         the node's background precompute)."""
-        resolutions, _ = self.resolve((deferred_work(model_id, record, model_bytes),), params)
+        # Near the tolerance is a rejection here: the synchronous path leaves such a chunk out of its block,
+        # but an activation cannot be left out, and a local fault on every node would stall its height.
+        resolutions, _ = self.resolve((deferred_work(model_id, record, model_bytes),), params, near_rejects=True)
         verdict = resolutions[0]
         assert isinstance(verdict, RegisterResolution)
         return verdict.accepted, verdict.gas_per_call, verdict.gas_load, verdict.log
@@ -282,8 +285,11 @@ def model_load_gas(schedule: GasSchedule, meta: ModelMeta, model_bytes: int, inf
 
 
 def registration_resolution(item: RegisterWork, spec: ModelSpec, info: ModelInfo,
-                            golden: tuple[Mapping[str, np.ndarray] | None, ...] | None) -> RegisterResolution:
-    """The verdict on a checked registration from its golden runs (`golden`: None when none ran)."""
+                            golden: tuple[Mapping[str, np.ndarray] | None, ...] | None, *,
+                            near_rejects: bool = False) -> RegisterResolution:
+    """The verdict on a checked registration from its golden runs (`golden`: None when none ran).
+    `near_rejects`: golden outputs near the tolerance refuse the model instead of being a local fault (a
+    deferred activation, which no block can leave out)."""
     runs = registration_load_gas(spec.limits.gas, nodes=int(info.node_count), golden_runs=len(item.meta.golden),
                                  gas_per_call=int(info.gas_per_call))
     if runs > item.gas_left:  # the worker ran no golden input it was not paid for (the same rule)
@@ -300,6 +306,8 @@ def registration_resolution(item: RegisterWork, spec: ModelSpec, info: ModelInfo
         # honest nodes may fall on both sides, so this node cannot decide: a local fault, never a verdict that
         # could split them. Far outside it, or any exact difference, refuses.
         if golden_mismatch(vectors, declared, spec.model_class, wider_tolerance(spec.tolerance), actual) is None:
+            if near_rejects:
+                return RegisterResolution(False, 0, "golden outputs are near the tolerance")
             raise LocalFault(f"golden outputs of registration {item.index} are near the tolerance")
         return RegisterResolution(False, 0, "golden vectors do not reproduce")
     return RegisterResolution(True, int(info.gas_per_call), "",

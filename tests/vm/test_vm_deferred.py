@@ -14,7 +14,7 @@ import pytest
 from core.hashing import sha256
 from core.header import TxStatus
 from core.tx import Transaction
-from tests.vm.deferred_models import VM, lying_meta, upload, weights_meta, weights_model
+from tests.vm.deferred_models import VM, lying_meta, near_meta, upload, weights_meta, weights_model
 from tests.vm.devnet import Devnet, devnet_genesis
 from vm.checkmemo import compute_check_key
 from vm.deferred import (
@@ -180,3 +180,21 @@ def test_a_fork_keeps_a_pending_registration_with_the_blocks_it_has_left(net: De
     tail = view.get(KEY_DEFERRED_TAIL, DeferredTail)
     assert tail is not None and int(tail.height) == activates_at - at
     assert view.blob_changes().refs[bytes(digest)] == 1
+
+
+def test_golden_outputs_near_the_tolerance_reject_at_activation_instead_of_stalling_it(net: Devnet) -> None:
+    """On the synchronous path a registration whose golden outputs are near the tolerance is this node's fault
+    (the builder leaves the chunk out). An activation cannot be left out: as a fault it would stop every
+    node at that height. It is a rejection there, the same on the builder, a validator and an applying node."""
+    model_bytes = weights_model(51)
+    meta = near_meta(weights_meta("near", model_bytes))
+    model_id = compute_model_id(sha256(model_bytes), meta)
+    txs = upload(net, net.account(5), model_bytes, meta)
+    for tx in txs:
+        step(net, [tx])
+    activates_at = int.from_bytes(net.blocks[-1].results[0].data, "big")
+    while net.height < activates_at:
+        step(net)
+    verdicts = [get_deferred(app.view(), model_id) for app in net.apps]
+    assert verdicts[0] is not None and verdicts[0] == verdicts[1] == verdicts[2]
+    assert verdicts[0].status == REJECTED and verdicts[0].log == "golden outputs are near the tolerance"
