@@ -287,6 +287,8 @@ def register(path: Path, name: str, model_class: str, grid_k: int, tol_abs: int,
         if quote is not None and gas_limit is None:
             uncallable(ctx.vm, quote)
         _refuse_as_the_chain_would(client, canonical, meta, chunks, ctx.vm, key.address)
+        if quote is not None and quote.deferred_check:
+            _can_pay_deferred(client, key.address, sum(limits) * ctx.gas_price(), quote.deferred_check * ctx.gas_price())
         txs = sign_upload(key, chunks, chain_id=ctx.chain_id, first_nonce=ctx.nonce, gas_limits=limits,
                           gas_price=ctx.gas_price())
         last = None
@@ -320,6 +322,16 @@ def register(path: Path, name: str, model_class: str, grid_k: int, tol_abs: int,
         echo_json(doc)
     else:
         echo_pairs(list(doc.items()))
+
+
+def _can_pay_deferred(client: Client, sender: Address, fees: int, check_price: int) -> None:
+    """CliError before anything is signed when the sender cannot pay the chunks' fees and a deferred
+    registration's check (paid in tokens by the completing chunk): the chain would fail that chunk after the
+    others were paid for."""
+    balance = client.account(sender).balance
+    if balance < fees + check_price:
+        raise CliError(f"this registration is deferred (its check is paid in tokens, {check_price}, besides the "
+                       f"chunks' fees, {fees}): the balance {balance} cannot pay both")
 
 
 def _wait_for_activation(client: Client, model_id: bytes, data: bytes, timeout: float) -> int:
