@@ -1,9 +1,10 @@
 """Deferred registrations checked in the background (vm/deferred.py, docs/sandbox.md "Deferred activation").
 
 After each commit that leaves registrations pending, the node runs their checks on a sandbox worker of its
-own (one process, started on first need, so the block path's pool is never held by this work), and the
-answers land in the VM's check memo under the keys the activation blocks will ask for: at the activation
-height, building, validating and applying find the verdict instead of computing it. A local fault (the
+own (one process, started on first need and stopped when nothing is left to check, so the block path's pool
+is never held by this work), and the answers land in the VM's check memo under the keys the activation
+blocks will ask for: at the activation height, building, validating and applying find the verdict instead
+of computing it. A local fault (the
 worker out of memory or time) is alarmed and nothing is kept; the activation then computes the check itself.
 """
 
@@ -53,8 +54,11 @@ class DeferredPrecompute:
 
     def _precompute(self) -> int:
         if self._executor is None:
-            self._executor = self._make_executor()
-        return self._app.precompute_deferred(self._executor, self._ahead)
+            self._executor = self._make_executor()  # a pool starts its process on its first job, not here
+        ran = self._app.precompute_deferred(self._executor, self._ahead)
+        if ran == 0:  # nothing new pending: the worker (an ONNX Runtime process) is not kept idle
+            self.close()
+        return ran
 
     async def run(self) -> None:
         try:
