@@ -221,6 +221,9 @@ def validate_params(p: Params) -> None:
         raise ValueError("vm.background_gas_per_block must be positive")
     if p.vm.gas_register_deferred > p.vm.max_tx_gas:
         raise ValueError("vm.gas_register_deferred must not exceed vm.max_tx_gas")
+    if p.vm.max_deferred_registration_gas < p.vm.defer_check_gas_over:
+        # Otherwise every check the threshold defers would be over the bound: no such model could register.
+        raise ValueError("vm.max_deferred_registration_gas must be at least vm.defer_check_gas_over")
     if p.vm.max_block_models < 1:
         raise ValueError("vm.max_block_models must be at least 1")
     if not p.poi_models:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from core.errors import ConfigError
 from core.hashing import sha256
 from core.header import TxStatus
 from core.tx import Transaction
@@ -198,3 +199,13 @@ def test_golden_outputs_near_the_tolerance_reject_at_activation_instead_of_stall
     verdicts = [get_deferred(app.view(), model_id) for app in net.apps]
     assert verdicts[0] is not None and verdicts[0] == verdicts[1] == verdicts[2]
     assert verdicts[0].status == REJECTED and verdicts[0].log == "golden outputs are near the tolerance"
+
+
+@pytest.mark.parametrize(("vm", "reason"), [
+    ({"background_gas_per_block": 0}, "vm.background_gas_per_block must be positive"),
+    ({"max_deferred_registration_gas": 1}, "must be at least vm.defer_check_gas_over"),
+    ({"gas_register_deferred": 10**12}, "vm.gas_register_deferred must not exceed vm.max_tx_gas"),
+])
+def test_genesis_refuses_deferral_parameters_that_cannot_work(vm: dict[str, int], reason: str) -> None:
+    with pytest.raises(ConfigError, match=reason):
+        devnet_genesis(vm=vm)
