@@ -41,6 +41,7 @@ from node.views import (
     ValidatorsView,
     ValidatorView,
 )
+from vm.deferred import PENDING, DeferredModel, deferred_key
 from vm.gov.reader import GovReader
 from vm.poi import PoiOutcome
 from vm.query import query_deferred
@@ -63,6 +64,12 @@ if TYPE_CHECKING:
 _MODEL_PREFIX = b"M"
 
 
+def _is_pending_deferred(state: AuthenticatedMap, model_id: bytes, version: int) -> bool:
+    """A deferred registration waiting for its activation (vm/deferred.py): no upload any more, no record yet."""
+    raw = state.get(deferred_key(Hash32(model_id)), version)
+    return raw is not None and DeferredModel.decode(raw).status == PENDING
+
+
 class ModelIndex:
     """Registered model ids in id order, kept beside the state: the state's tree orders keys by their hash,
     so listing one key prefix from it means walking every entry (~4 s at 1M entries).
@@ -70,7 +77,7 @@ class ModelIndex:
     Built by one walk of the state, in the calling (worker) thread, the first time it is read; then kept by
     the node's commits: every upload chunk in a committed block names its model, which is checked against
     the state at the next read (registered: indexed; upload gone, expired or refused: forgotten; still
-    open: checked again later). Reads and notes may come from different threads."""
+    open, or a deferred registration still pending: checked again later). Reads and notes may come from different threads."""
 
     def __init__(self) -> None:
         self._ids: SortedList = SortedList()
@@ -105,7 +112,8 @@ class ModelIndex:
                 elif state.get(_MODEL_PREFIX + model_id, version) is not None:
                     self._ids.add(model_id)
                     self._pending.discard(model_id)
-                elif state.get(upload_key(Hash32(model_id)), version) is None:
+                elif (state.get(upload_key(Hash32(model_id)), version) is None
+                      and not _is_pending_deferred(state, model_id, version)):
                     self._pending.discard(model_id)
             start = self._ids.irange(minimum=after, inclusive=(False, False)) if after is not None else iter(self._ids)
             out: list[bytes] = []
