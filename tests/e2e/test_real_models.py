@@ -37,10 +37,10 @@ memo (vm/checkmemo.py), every round's new proposal at a height holding a 20-33 M
 the check again on every node, so those heights were decided in round 4 (27-80 s) and this module raised
 `timeout_propose` to 30 s. Measured since (docs/sandbox.md, "The light CNNs on a devnet"): at the default
 3 s, the registrations of the big models and their first calls (the cold load) still lose round 0 on the
-loaded two cores (13-14 heights a run: 19 of 27 decided in round 1, 5-9 s; 7 in round 2-3, 12-20 s; one
+loaded two cores (8-14 heights a run: 26 of 35 decided in round 1, 5-9 s; 8 in round 2-3, 12-20 s; one
 in round 4, 27 s; 1-14 s with the override, in round 0), and every height decides; the module's wall time
 moved with the machine's load more than with the override (30 s: 318 s and 509 s at load 10-17 and
-27-31; default: 378 s and 412 s at 17-20 and 20-23). So the override is gone.
+27-31; default: 377-412 s at 15-23). So the override is gone.
 
 The eleven registrations and their inferences run as CLI pipelines, PARALLEL at a time, each from its own
 account (its own nonces), largest model first, in one module fixture: uploads share blocks and one model's
