@@ -21,7 +21,12 @@ would build. The model's IR and opset are kept (an IR < 4 graph lists its initia
 new ones are listed too), so the result goes through `inferchain model register`'s conversion like the
 shipped file. Integer tensors (shapes, indices) are never touched.
 
-    python -m tools.random_weights IN.onnx OUT.onnx [--seed N]
+Materialized weights take their full size (4 bytes per float32), where a ConstantOfShape took a few bytes.
+`max_bytes` bounds the float weights' bytes: the largest convolution weights then stay their shipped
+ConstantOfShape nodes, as few as it takes (Inception v2's 44.9 MB of random weights are over what one
+registration can pay on the default genesis: tests/e2e/test_real_models.py).
+
+    python -m tools.random_weights IN.onnx OUT.onnx [--seed N] [--max-bytes B]
 """
 
 from __future__ import annotations
@@ -72,17 +77,20 @@ def random_weight(op: str, slot: int, node: onnx.NodeProto | None, shape: tuple[
     return rng.normal(0.0, 0.05, shape)
 
 
-def randomize_weights(model_bytes: bytes, seed: int) -> bytes:
+def randomize_weights(model_bytes: bytes, seed: int, *, max_bytes: int | None = None) -> bytes:
     """The model with every float weight replaced by seeded random values (same architecture, same IR and
-    opset); the same bytes and seed always give the same model."""
+    opset); the same bytes and seed always give the same model. `max_bytes` bounds the float weights' bytes
+    after materialization: the largest convolution weights stay their shipped ConstantOfShape nodes until
+    the rest fit (see `_kept_constant`)."""
     model = onnx.load_from_string(model_bytes)
     rng = np.random.default_rng(seed)
     graph = model.graph
     inits = {i.name: i for i in graph.initializer}
     listed = {i.name for i in graph.input}
+    kept = _kept_constant(model, inits, max_bytes)
     # ConstantOfShape nodes whose shape is a constant become float initializers.
     for node in list(graph.node):
-        if node.op_type != "ConstantOfShape" or node.input[0] not in inits:
+        if node.op_type != "ConstantOfShape" or node.input[0] not in inits or node.output[0] in kept:
             continue
         value = next((a.t for a in node.attribute if a.name == "value"), None)
         dtype = value.data_type if value is not None else TensorProto.FLOAT
@@ -111,6 +119,39 @@ def randomize_weights(model_bytes: bytes, seed: int) -> bytes:
         init.CopyFrom(numpy_helper.from_array(values, init.name))
     _calibrate_logits(model, rng)
     return model.SerializeToString()
+
+
+def _kept_constant(model: ModelProto, inits: dict[str, TensorProto], max_bytes: int | None) -> set[str]:
+    """The ConstantOfShape weights left as they are so that the float weights take at most `max_bytes` once
+    the others are materialized: convolution weights only (a constant last Gemm/MatMul would make every
+    class's logit the same function of the input), largest first, as few as it takes. A constant convolution
+    weight gives its output channels one value each window (the sum of the window times the constant); the
+    layers around it are random, so the network's output still depends on the whole input."""
+    if max_bytes is None:
+        return set()
+    floats = {i.name: int(np.prod(i.dims, dtype=np.int64)) * _FLOATS[i.data_type].itemsize
+              for i in model.graph.initializer if i.data_type in _FLOATS}
+    constants: dict[str, int] = {}
+    for node in model.graph.node:
+        if node.op_type != "ConstantOfShape" or node.input[0] not in inits:
+            continue
+        value = next((a.t for a in node.attribute if a.name == "value"), None)
+        dtype = value.data_type if value is not None else TensorProto.FLOAT
+        if dtype in _FLOATS:
+            count = int(np.prod(numpy_helper.to_array(inits[node.input[0]]), dtype=np.int64))
+            constants[node.output[0]] = count * _FLOATS[dtype].itemsize
+    total = sum(floats.values()) + sum(constants.values())
+    convs = sorted((n for n in constants if _role(model, n)[:2] == ("Conv", 1)), key=lambda n: (-constants[n], n))
+    kept: set[str] = set()
+    for name in convs:
+        if total <= max_bytes:
+            break
+        kept.add(name)
+        total -= constants[name]
+    if total > max_bytes:
+        raise ValueError(f"the float weights take {total} bytes with every convolution weight constant, "
+                         f"over max_bytes {max_bytes}")
+    return kept
 
 
 def _calibrate_logits(model: ModelProto, rng: np.random.Generator) -> None:
@@ -144,8 +185,10 @@ def main() -> None:
     parser.add_argument("src", type=Path)
     parser.add_argument("dst", type=Path)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--max-bytes", type=int, default=None,
+                        help="bound the float weights' bytes: the largest convolution weights stay constant")
     args = parser.parse_args()
-    args.dst.write_bytes(randomize_weights(args.src.read_bytes(), args.seed))
+    args.dst.write_bytes(randomize_weights(args.src.read_bytes(), args.seed, max_bytes=args.max_bytes))
 
 
 if __name__ == "__main__":
