@@ -25,6 +25,7 @@ Outputs (worker -> pool):
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import math
@@ -139,9 +140,9 @@ def job_parts(model_id: bytes, layout: Layout, arrays: Sequence[np.ndarray], cpu
     inline: list[Any] = []
     end = data_at
     for value in arrays:
-        ref = writer.put(value) if writer is not None and in_arena(value) else None
-        if ref is not None:
-            slots += (IN_ARENA, ref.offset, value.nbytes)
+        placed = writer.place(value) if writer is not None and in_arena(value) else None
+        if placed is not None:
+            slots += (IN_ARENA, placed, value.nbytes)
             continue
         start = _aligned8(end)
         if start > end:
@@ -206,9 +207,9 @@ def outputs_parts(outputs: Mapping[str, np.ndarray], writer: Writer | None) -> l
     data: list[Any] = []
     end = _aligned8(size)
     for encoded, value in zip(names, outputs.values(), strict=True):
-        ref = writer.put(value) if writer is not None and in_arena(value) else None
-        if ref is not None:
-            where, offset = IN_ARENA, ref.offset
+        placed = writer.place(value) if writer is not None and in_arena(value) else None
+        if placed is not None:
+            where, offset = IN_ARENA, placed
         else:
             where, offset = INLINE, end
             data.append(value)
@@ -278,3 +279,17 @@ def read_outputs(body: bytearray, arena: Arena | None) -> dict[str, np.ndarray]:
         else:
             outputs[name] = np.frombuffer(body, dtype, nbytes // dtype.itemsize, offset).reshape(shape)
     return outputs
+
+
+# The largest reply the pool keeps to read again while it waits for the next (`rehearse_read`): inline outputs
+# of a few KiB; a larger one would cost more to read than a warm cache saves.
+REHEARSAL_BYTES = 16 << 10
+
+
+def rehearse_read(body: bytearray) -> None:
+    """Read a reply already read once again, and drop the result: a pool waiting for a reply it expects soon
+    runs this so that `read_outputs`' code and data are in its vCPU's caches when the reply comes (after a
+    sleep of a millisecond or more they are not: docs/performance.md, "Single jobs: cold caches"). Outputs
+    in the arena are not read (no arena is given: a reply naming it stops at MalformedFlat)."""
+    with contextlib.suppress(MalformedFlat):
+        read_outputs(body, None)
