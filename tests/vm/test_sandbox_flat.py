@@ -242,6 +242,82 @@ def test_any_bytes_are_plain_arrays_or_refused(data: st.DataObject) -> None:
     assert _is_plain(outputs)
 
 
+def _same(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> bool:
+    return list(a) == list(b) and all(a[k].dtype == b[k].dtype and a[k].shape == b[k].shape
+                                      and np.array_equal(a[k], b[k]) for k in a)
+
+
+def test_the_reply_writer_sends_the_bytes_outputs_parts_sends() -> None:
+    """Its cached head is used only for outputs of the same names, dtypes and shapes in the same order; the
+    bytes are outputs_parts' whatever the outputs (new values, another shape, dtype, name or order)."""
+    writer = flat.ReplyWriter()
+    rng = np.random.default_rng(3)
+    base = {"y": rng.random((1, 10), dtype=np.float32).astype(np.int64), "z": np.array([7], np.uint8)}
+    cases = [base, {"y": base["y"] + 5, "z": np.array([9], np.uint8)},  # same layout, new values: cached head
+             {"y": np.arange(12, dtype=np.int64).reshape(3, 4), "z": base["z"]},  # another shape
+             {"y": base["y"].astype(np.int32), "z": base["z"]},  # another dtype
+             {"z": base["z"], "y": base["y"]},  # another order
+             {"y": base["y"]},  # fewer outputs
+             {"w": base["y"], "z": base["z"]},  # another name
+             {"y": np.arange(20, dtype=np.int64)[::2], "z": base["z"]},  # not C-ordered: pickled instead
+             {"y": np.arange(1024, dtype=np.float64), "z": base["z"]},  # 8 KiB: no cached head (arena-sized)
+             base]
+    for outputs in cases:
+        want = flat.outputs_parts(outputs, None)
+        got = writer.parts(outputs, None)
+        if want is None:
+            assert got is None
+            continue
+        assert got is not None and _join(got) == _join(want)
+        assert _same(flat.read_outputs(_join(got), None), outputs)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
+@given(st.data())
+def test_the_reply_reader_reads_any_bytes_as_read_outputs_does(data: st.DataObject) -> None:
+    """After a valid reply has given the reader its plan, whatever bytes come next are read exactly as
+    read_outputs reads them: the same arrays, or MalformedFlat (a forged reply gains nothing from the plan)."""
+    reader = flat.ReplyReader()
+    first = _valid_reply()
+    assert _same(reader.read(first, None), flat.read_outputs(first, None))
+    body = bytearray(first)
+    if data.draw(st.booleans()):
+        body = bytearray(data.draw(st.binary(max_size=300)))
+    else:
+        for _ in range(data.draw(st.integers(1, 6))):
+            at = data.draw(st.integers(0, len(body) - 1))
+            body[at] = data.draw(st.integers(0, 255))
+        body = body[:data.draw(st.integers(0, len(body)))]
+    try:
+        want = flat.read_outputs(body, None)
+    except flat.MalformedFlat:
+        with pytest.raises(flat.MalformedFlat):
+            reader.read(body, None)
+        return
+    got = reader.read(body, None)
+    assert _is_plain(got) and _same(got, want)
+
+
+def test_the_reply_reader_plans_only_all_inline_replies_and_reads_new_data_by_its_plan() -> None:
+    reader = flat.ReplyReader()
+    a = _valid_reply()
+    reader.read(a, None)
+    b = bytearray(a)
+    b[-16:-8] = (41).to_bytes(8, "little", signed=True)  # y[3]: same head and length, new data
+    assert reader.read(b, None)["y"].tolist() == [0, 1, 2, 41]
+    arena = Arena(1 << 20)
+    try:
+        parts = flat.outputs_parts({"wide": np.arange(2048, dtype=np.float64)}, Writer(arena, 4096))
+        assert parts is not None
+        in_arena = _join(parts)
+        assert reader.read(in_arena, arena)["wide"].tolist() == list(range(2048))
+        # An arena reply leaves no plan: the same bytes read again copy the arena's current contents.
+        arena.view_at(np.dtype("float64"), (1,), 4096)[0] = -1.0
+        assert reader.read(in_arena, arena)["wide"][0] == -1.0
+    finally:
+        arena.close()
+
+
 # ---- the attack against the real pool -------------------------------------------------------------------
 
 

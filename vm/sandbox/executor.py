@@ -122,6 +122,7 @@ class _Loaded:
     # a fallback provider, which create_session disables; skipping it saves a few µs per job.
     run: Any = None
     flat: Any = None  # the inputs' layout for flat jobs (vm/sandbox/flat.py), made on the first one
+    reply: Any = None  # the flat replies' writer (flat.ReplyWriter), made on the first one
 
 
 def _output_specs(session: Any) -> tuple[ArraySpec, ...]:

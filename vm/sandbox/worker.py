@@ -22,7 +22,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -197,7 +197,10 @@ def _serve_flat(runner: Any, body: bytearray, arena: Arena | None, cpu_budget: _
         else:  # the pool checked the arrays against another spec of this model id: check them as a Batch's
             outputs = runner.run_checked(loaded, flat.job_inputs(job, flat.Layout.of_signature(job.signature), body,
                                                                  arena))
-        parts = flat.outputs_parts(outputs, None if arena is None else Writer(arena, job.free_from))
+        replies = loaded.reply
+        if replies is None:
+            replies = loaded.reply = flat.ReplyWriter()
+        parts = replies.parts(outputs, None if arena is None else Writer(arena, job.free_from))
         return Done(((0, JobResult(outputs=outputs)),), _news(runner.cached_ids(), told)) if parts is None else parts
     except InferenceError as exc:
         return Done(((0, JobResult(error=exc)),), _news(runner.cached_ids(), told))
@@ -264,7 +267,9 @@ class _Worker:
     # should be answered within the spin's bound (a longer one would burn the CPU and hold the GIL for
     # nothing), judged from the last one.
     seconds_per_job: float = 0.0
-    # The last flat reply of inline outputs, read again while waiting for the next (flat.rehearse_read).
+    # The reader of its flat replies, and the last one of inline outputs, read again while waiting for the
+    # next (flat.rehearse_read).
+    reader: flat.ReplyReader = field(default_factory=flat.ReplyReader)
     last_reply: bytearray | None = None
 
 
@@ -440,11 +445,11 @@ class WorkerPool:
         last = worker.last_reply
         reply = self._receive(slot, worker, deadline, None if expect > NAP_BEFORE_SPIN_S else self.spin,
                               expect if expect > self.spin.limit_s else 0.0,
-                              None if last is None else functools.partial(self._rehearse, last))
+                              None if last is None else functools.partial(self._rehearse, worker.reader, last))
         worker.seconds_per_job = time.monotonic() - started
         if type(reply) is bytearray:
             try:
-                outputs = flat.read_outputs(reply, worker.arena)
+                outputs = worker.reader.read(reply, worker.arena)
             except flat.MalformedFlat as exc:
                 self._discard(slot)
                 raise UndecodableReply(f"worker sent a malformed reply: {exc}") from None
@@ -453,9 +458,9 @@ class WorkerPool:
         ((_, result),) = self._interpret(slot, worker, reply, [0])
         return result
 
-    def _rehearse(self, last: bytearray) -> None:
+    def _rehearse(self, reader: flat.ReplyReader, last: bytearray) -> None:
         self.rehearsals += 1
-        flat.rehearse_read(last)
+        flat.rehearse_read(reader, last)
 
     def _wire(self, worker: _Worker, slot_jobs: list[tuple[int, Job]]) -> tuple[tuple[WireJob, ...], int]:
         """The jobs as the worker receives them, their inputs written into its arena; and where the free
