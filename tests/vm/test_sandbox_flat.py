@@ -7,6 +7,7 @@ anything but numeric arrays, never run code (docs/security.md, "A worker taken o
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -21,15 +22,17 @@ from hypothesis import strategies as st
 from onnx import TensorProto, helper
 
 import vm.sandbox.worker as worker_module
+from core.errors import InferenceError
 from tests.vm.test_sandbox_handoff import doubling_job
 from tests.vm.test_sandbox_worker import assert_same, package
 from tools.attacks import make_model, tensor
 from vm.models import model_names
 from vm.sandbox import flat
 from vm.sandbox.channel import Channel, dumps
-from vm.sandbox.errors import UndecodableReply, WorkerFault
+from vm.sandbox.errors import NonFiniteOutput, UndecodableReply, WorkerFault
 from vm.sandbox.executor import InferJob, JobResult, LocalExecutor, ModelPackage
 from vm.sandbox.handoff import Arena, Writer
+from vm.sandbox.numeric import canonical_outputs
 from vm.sandbox.spec import ArraySpec, CompareMode, ModelSpec, Tolerance
 from vm.sandbox.worker import WorkerPool
 
@@ -106,6 +109,32 @@ def test_verdicts_of_flat_jobs_equal_the_pickled_ones(pools: tuple[WorkerPool, W
     assert fast.flat_runs - before == 3
     assert [type(r.error).__name__ for r in in_order] == [
         "NoneType", "NonFiniteOutput", "InputMismatch", "InputMismatch", "NoneType"]
+
+
+def test_raw_outputs_go_on_the_pool_side_grid_as_the_worker_would_put_them(
+        pools: tuple[WorkerPool, WorkerPool]) -> None:
+    """A flat reply of a grid model carries the raw outputs and the pool quantizes them (off-grid and
+    non-finite values give the worker's verdicts); past MAX_RAW_GRID_K the worker quantizes itself."""
+    fast, pickled = pools
+    ones = np.ones((2, 3), np.float32)
+    big = np.full((2, 3), 2.0**40, np.float32)
+    jobs: list[InferJob] = []
+    for k, model_id in ((8, b"fdiv-grid-8"), (40, b"fdiv-grid-40"), (flat.MAX_RAW_GRID_K + 1, b"fdiv-grid-255")):
+        for a, b in ((ones, ones), (ones * 3, ones * 7), (big, ones), (ones, np.zeros_like(ones)), (ones, ones * 9)):
+            job = _div_job(a, b, model_id)
+            spec = job.model.spec
+            package = ModelPackage(model_id, job.model.model_bytes,
+                                   ModelSpec(spec.inputs, spec.model_class, k, spec.tolerance))
+            jobs.append(InferJob(package, job.inputs))
+    local = LocalExecutor()
+    in_order = [local.run_batch([job])[0] for job in jobs]
+    before = fast.flat_runs
+    assert_same(_one_by_one(fast, jobs), in_order)
+    assert_same(_one_by_one(pickled, jobs), in_order)
+    assert fast.flat_runs - before == len(jobs) - 3
+    assert [type(r.error).__name__ for r in in_order[5:10]] == [
+        "NoneType", "NoneType", "OffGridOutput", "NonFiniteOutput", "NoneType"]  # 2^40 * 2^40 is off the grid
+    assert all(r.error is not None for r in in_order[12:14])  # k = 255: everything but ~0 is off the grid
 
 
 def test_a_worker_killed_between_single_jobs_is_replaced() -> None:
@@ -296,6 +325,27 @@ def test_the_reply_reader_reads_any_bytes_as_read_outputs_does(data: st.DataObje
         return
     got = reader.read(body, None)
     assert _is_plain(got) and _same(got, want)
+    with contextlib.suppress(InferenceError):  # on the grid its grid byte names: numeric arrays, or a verdict
+        assert _is_plain(reader.canonical(body, None))
+
+
+def test_a_replys_grid_byte_puts_its_float_outputs_on_that_grid() -> None:
+    raw = {"y": np.array([[0.5, -1.25, 3.0]], np.float32), "n": np.array([4, 5], np.int32),
+           "d": np.array([1.0 / 3], np.float64)}
+    specs = (ArraySpec("y", "float32", (1, 3)), ArraySpec("n", "int32", (2,)), ArraySpec("d", "float64", (1,)))
+    for k in (0, 3, 20):
+        parts = flat.outputs_parts(raw, None, k + 1)
+        assert parts is not None
+        body = _join(parts)
+        assert flat.reply_grid(body) == k
+        assert _same(flat.ReplyReader().canonical(body, None), canonical_outputs(raw, specs, k))
+    plain = flat.outputs_parts(canonical_outputs(raw, specs, 3), None)
+    assert plain is not None and flat.reply_grid(_join(plain)) is None
+    assert _same(flat.ReplyReader().canonical(_join(plain), None), canonical_outputs(raw, specs, 3))
+    nan = flat.outputs_parts({"y": np.array([np.nan], np.float32)}, None, 9)
+    assert nan is not None
+    with pytest.raises(NonFiniteOutput):
+        flat.ReplyReader().canonical(_join(nan), None)
 
 
 def test_the_reply_reader_plans_only_all_inline_replies_and_reads_new_data_by_its_plan() -> None:

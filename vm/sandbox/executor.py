@@ -204,7 +204,11 @@ class Runner:
     def run_feeds(self, loaded: _Loaded, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Canonical outputs of a run on inputs already of the declared names, dtypes and shapes (C order):
         the index bounds checked first, then the run, then the grid."""
-        spec = loaded.package.spec
+        return canonical_outputs(self.run_raw(loaded, feeds), loaded.outputs, loaded.package.spec.grid_k)
+
+    def run_raw(self, loaded: _Loaded, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """`run_feeds` before the grid: the runtime's outputs by name, in the declared order (a flat job's
+        worker sends these, and the pool puts them on the grid: vm/sandbox/flat.py)."""
         for name, bound in loaded.index_bounds:
             values = feeds[name]
             if values.size and (int(values.min()) < -bound or int(values.max()) >= bound):
@@ -218,7 +222,7 @@ class Runner:
             raise WorkerFault("out of memory during inference") from None
         except Exception as exc:  # whatever ORT raises: a local fault, never a verdict (see errors.py)
             raise RuntimeFault(f"runtime failed: {type(exc).__name__}: {one_line(exc, 160)}") from None
-        return canonical_outputs(dict(zip(loaded.output_names, raw, strict=True)), loaded.outputs, spec.grid_k)
+        return dict(zip(loaded.output_names, raw, strict=True))
 
     def session_for(
         self, model_id: bytes, package: ModelPackage | None, pinned: frozenset[bytes] = frozenset()

@@ -18,7 +18,7 @@ Job (pool -> worker), little-endian:
     n slots (where u8: 0 in this message / 1 in the arena, offset u64, nbytes u64), in the spec's order
     inline input bytes, each at an 8-byte aligned offset
 Outputs (worker -> pool):
-    head    tag 'O', n outputs u16
+    head    tag 'O', grid u8 (0: canonical outputs; k + 1: raw outputs, floats to go on the grid of k), n outputs u16
     n slots (dtype code u8, ndim u8, where u8, len(name) u16, offset u64, nbytes u64, ndim dims u64, name)
     inline output bytes
 """
@@ -36,7 +36,9 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from core.errors import InferenceError
 from vm.sandbox.handoff import Arena, Writer, in_arena
+from vm.sandbox.numeric import on_grid
 from vm.sandbox.spec import ArraySpec
 
 JOB_TAG = 0x4A  # "J"
@@ -55,7 +57,10 @@ MAX_DIM = 1 << 40
 
 _JOB_HEAD = struct.Struct("<BxHIQHH")
 _JOB_SLOT = struct.Struct("<BxxxxxxxQQ")
-_OUT_HEAD = struct.Struct("<BxH")
+_OUT_HEAD = struct.Struct("<BBH")
+# A reply's grid byte: 0 when its outputs are canonical, else grid_k + 1 for raw outputs whose floats the pool
+# puts on the grid (`ReplyReader.canonical`); a worker sends raw outputs for grid_k <= MAX_RAW_GRID_K.
+MAX_RAW_GRID_K = 254
 _OUT_SLOT = struct.Struct("<BBBxHxxQQ")
 _DIM = struct.Struct("<Q")
 
@@ -192,9 +197,9 @@ def job_inputs(job: FlatJob, layout: Layout, body: bytearray, arena: Arena | Non
     return feeds
 
 
-def outputs_parts(outputs: Mapping[str, np.ndarray], writer: Writer | None) -> list[Any] | None:
+def outputs_parts(outputs: Mapping[str, np.ndarray], writer: Writer | None, grid: int = 0) -> list[Any] | None:
     """The buffers of a flat reply carrying `outputs` (arrays of INLINE_BYTES and more in the arena when they
-    fit), or None when an output has no code here (the pickled reply then carries it)."""
+    fit) with its grid byte, or None when an output has no code here (the pickled reply then carries it)."""
     names = []
     size = _OUT_HEAD.size
     for name, value in outputs.items():
@@ -203,7 +208,7 @@ def outputs_parts(outputs: Mapping[str, np.ndarray], writer: Writer | None) -> l
         encoded = name.encode()
         names.append(encoded)
         size += _OUT_SLOT.size + _DIM.size * value.ndim + len(encoded)
-    header = [_OUT_HEAD.pack(OUTPUTS_TAG, len(outputs))]
+    header = [_OUT_HEAD.pack(OUTPUTS_TAG, grid, len(outputs))]
     data: list[Any] = []
     end = _aligned8(size)
     for encoded, value in zip(names, outputs.values(), strict=True):
@@ -241,7 +246,7 @@ def _read_slots(body: bytearray) -> tuple[list[_Slot], int]:
     size = len(body)
     if size < _OUT_HEAD.size:
         raise MalformedFlat("flat reply shorter than its header")
-    tag, n = _OUT_HEAD.unpack_from(body)
+    tag, _, n = _OUT_HEAD.unpack_from(body)
     if tag != OUTPUTS_TAG or n > MAX_OUTPUTS:
         raise MalformedFlat("flat reply: bad header")
     slots: list[_Slot] = []
@@ -329,14 +334,26 @@ class ReplyReader:
             self._head, self._size, self._plan = b"", -1, ()
         return outputs
 
+    def canonical(self, body: bytearray, arena: Arena | None) -> dict[str, np.ndarray]:
+        """A reply's outputs as committed: raw ones put on the grid its grid byte names (numeric.on_grid, whose
+        verdicts, NonFiniteOutput or OffGridOutput, it raises as the worker would have)."""
+        outputs = self.read(body, arena)
+        grid_k = reply_grid(body)
+        return outputs if grid_k is None else on_grid(outputs, grid_k)
+
+
+def reply_grid(body: bytearray) -> int | None:
+    """The grid_k a read reply's raw float outputs go on, or None when its outputs are canonical already."""
+    return body[1] - 1 if body[1] else None
+
 
 def rehearse_read(reader: ReplyReader, body: bytearray) -> None:
     """Read a reply already read once again, and drop the result: a pool waiting for a reply it expects soon
-    runs this so that the reader's code and data are in its vCPU's caches when the reply comes (after a
+    runs this so that the reader's code and data (and the grid's) are in its vCPU's caches when the reply comes (after a
     sleep of a millisecond or more they are not: docs/performance.md, "Single jobs: cold caches"). Outputs
     in the arena are not read (no arena is given: a reply naming it stops at MalformedFlat)."""
-    with contextlib.suppress(MalformedFlat):
-        reader.read(body, None)
+    with contextlib.suppress(MalformedFlat, InferenceError):
+        reader.canonical(body, None)
 
 
 class ReplyWriter:
@@ -347,11 +364,12 @@ class ReplyWriter:
 
     def __init__(self) -> None:
         self._head = b""
+        self._grid = 0
         self._expect: tuple[tuple[str, np.dtype[Any], tuple[int, ...], bytes], ...] | None = None
 
-    def parts(self, outputs: Mapping[str, np.ndarray], writer: Writer | None) -> list[Any] | None:
+    def parts(self, outputs: Mapping[str, np.ndarray], writer: Writer | None, grid: int = 0) -> list[Any] | None:
         expect = self._expect
-        if expect is not None and len(outputs) == len(expect):
+        if expect is not None and grid == self._grid and len(outputs) == len(expect):
             parts: list[Any] = [self._head]
             for (name, dtype, shape, pad), (got, value) in zip(expect, outputs.items(), strict=True):
                 if got != name or type(value) is not np.ndarray or value.dtype != dtype or value.shape != shape \
@@ -362,8 +380,9 @@ class ReplyWriter:
                     parts.append(pad)
             else:
                 return parts
-        full = outputs_parts(outputs, writer)
+        full = outputs_parts(outputs, writer, grid)
         if full is not None and not any(in_arena(v) for v in outputs.values()):
+            self._grid = grid
             head_count = 1 + 2 * len(outputs) + 1  # head, (slot, name) per output, padding
             self._head = b"".join(bytes(part) for part in full[:head_count])
             self._expect = tuple((name, value.dtype, value.shape, bytes(_aligned8(value.nbytes) - value.nbytes))

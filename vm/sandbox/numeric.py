@@ -18,7 +18,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from vm.sandbox.errors import NonFiniteOutput, OffGridOutput
-from vm.sandbox.spec import GRID_DTYPE, ArraySpec, CompareMode, Tolerance
+from vm.sandbox.spec import FLOAT_DTYPES, GRID_DTYPE, ArraySpec, CompareMode, Tolerance
 
 PPM = 1_000_000
 _TWO_63 = float(2**63)
@@ -65,6 +65,13 @@ def canonical_outputs(
         value = raw[spec.name]
         result[spec.name] = quantize(value, grid_k, spec.name) if spec.is_float else np.asarray(value, order="C")
     return result
+
+
+def on_grid(raw: Mapping[str, np.ndarray], grid_k: int) -> dict[str, np.ndarray]:
+    """`canonical_outputs` of outputs already in declared order, each float one told by its dtype (a session's
+    outputs have their declared dtypes): the pool's form for a flat reply of raw outputs (vm/sandbox/flat.py)."""
+    return {name: quantize(value, grid_k, name) if value.dtype.name in FLOAT_DTYPES else value
+            for name, value in raw.items()}
 
 
 def within_tolerance(q_claim: np.ndarray, q_local: np.ndarray, tolerance: Tolerance) -> bool:
@@ -121,6 +128,7 @@ __all__ = [
     "GRID_DTYPE",
     "canonical_outputs",
     "find_disagreement",
+    "on_grid",
     "outputs_agree",
     "quantize",
     "within_tolerance",

@@ -34,6 +34,7 @@ from vm.sandbox.errors import GoldenMismatch, UndecodableReply, WorkerFault
 from vm.sandbox.executor import CheckJob, InferJob, Job, JobResult, ModelPackage
 from vm.sandbox.handoff import Arena, ArrayRef, Writer, arena_bytes_for, arena_size, in_arena
 from vm.sandbox.limits import WorkerLimits
+from vm.sandbox.numeric import canonical_outputs
 from vm.sandbox.protocol import (
     REPLY_GLOBALS,
     Batch,
@@ -192,15 +193,25 @@ def _serve_flat(runner: Any, body: bytearray, arena: Arena | None, cpu_budget: _
         layout = loaded.flat
         if layout is None:
             layout = loaded.flat = flat.Layout.of(loaded.package.spec.inputs)
-        if job.signature == layout.signature:
+        writer = None if arena is None else Writer(arena, job.free_from)
+        replies: flat.ReplyWriter | None = loaded.reply
+        if replies is None:
+            replies = loaded.reply = flat.ReplyWriter()
+        grid_k = loaded.package.spec.grid_k
+        if job.signature == layout.signature and 0 <= grid_k <= flat.MAX_RAW_GRID_K:
+            # The raw outputs go back, and the pool puts them on the grid: after a long run this process's
+            # caches are cold, the pool's (which waited spinning, or read its last reply again) are not.
+            raw = runner.run_raw(loaded, flat.job_inputs(job, layout, body, arena))
+            parts = replies.parts(raw, writer, grid_k + 1)
+            if parts is not None:
+                return parts
+            outputs = canonical_outputs(raw, loaded.outputs, grid_k)
+        elif job.signature == layout.signature:
             outputs = runner.run_feeds(loaded, flat.job_inputs(job, layout, body, arena))
         else:  # the pool checked the arrays against another spec of this model id: check them as a Batch's
             outputs = runner.run_checked(loaded, flat.job_inputs(job, flat.Layout.of_signature(job.signature), body,
                                                                  arena))
-        replies = loaded.reply
-        if replies is None:
-            replies = loaded.reply = flat.ReplyWriter()
-        parts = replies.parts(outputs, None if arena is None else Writer(arena, job.free_from))
+        parts = replies.parts(outputs, writer)
         return Done(((0, JobResult(outputs=outputs)),), _news(runner.cached_ids(), told)) if parts is None else parts
     except InferenceError as exc:
         return Done(((0, JobResult(error=exc)),), _news(runner.cached_ids(), told))
@@ -449,11 +460,14 @@ class WorkerPool:
         worker.seconds_per_job = time.monotonic() - started
         if type(reply) is bytearray:
             try:
-                outputs = worker.reader.read(reply, worker.arena)
+                outputs = worker.reader.canonical(reply, worker.arena)
             except flat.MalformedFlat as exc:
                 self._discard(slot)
                 raise UndecodableReply(f"worker sent a malformed reply: {exc}") from None
-            worker.last_reply = reply if len(reply) <= flat.REHEARSAL_BYTES else None
+            except InferenceError as exc:  # raw outputs off the grid: the verdict the worker would have given
+                return JobResult(error=exc)
+            finally:
+                worker.last_reply = reply if len(reply) <= flat.REHEARSAL_BYTES else None
             return JobResult(outputs=outputs)
         ((_, result),) = self._interpret(slot, worker, reply, [0])
         return result
