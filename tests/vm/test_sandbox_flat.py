@@ -111,11 +111,14 @@ def test_verdicts_of_flat_jobs_equal_the_pickled_ones(pools: tuple[WorkerPool, W
         "NoneType", "NonFiniteOutput", "InputMismatch", "InputMismatch", "NoneType"]
 
 
+@pytest.mark.parametrize("spin", [True, False])
 def test_raw_outputs_go_on_the_pool_side_grid_as_the_worker_would_put_them(
-        pools: tuple[WorkerPool, WorkerPool]) -> None:
-    """A flat reply of a grid model carries the raw outputs and the pool quantizes them (off-grid and
-    non-finite values give the worker's verdicts); past MAX_RAW_GRID_K the worker quantizes itself."""
-    fast, pickled = pools
+        pools: tuple[WorkerPool, WorkerPool], spin: bool) -> None:
+    """A pool that spins asks for raw outputs and puts them on the grid itself (off-grid and non-finite values
+    give the worker's verdicts); one that blocks, and any model past MAX_RAW_GRID_K, gets them on the grid
+    from the worker. Both give the pickled path's and the in-process executor's results."""
+    _, pickled = pools
+    fast = WorkerPool(1, spin_min_share=0.0) if spin else WorkerPool(1, spin=False)
     ones = np.ones((2, 3), np.float32)
     big = np.full((2, 3), 2.0**40, np.float32)
     jobs: list[InferJob] = []
@@ -128,10 +131,18 @@ def test_raw_outputs_go_on_the_pool_side_grid_as_the_worker_would_put_them(
             jobs.append(InferJob(package, job.inputs))
     local = LocalExecutor()
     in_order = [local.run_batch([job])[0] for job in jobs]
-    before = fast.flat_runs
-    assert_same(_one_by_one(fast, jobs), in_order)
+    with fast:
+        got = []
+        for job in jobs:
+            worker = fast._workers[0]
+            if worker is not None:  # as if its last job was short (a model load before it takes long)
+                worker.seconds_per_job = 0.0
+            got += fast.run_batch([job])
+        assert_same(got, in_order)
+        assert fast.flat_runs == len(jobs) - 3
+        # Spinning (on two cores): every flat job of the grid-8 and grid-40 models came back raw.
+        assert fast.grids_here == (8 if spin and fast.spin.limit_s else 0)
     assert_same(_one_by_one(pickled, jobs), in_order)
-    assert fast.flat_runs - before == len(jobs) - 3
     assert [type(r.error).__name__ for r in in_order[5:10]] == [
         "NoneType", "NoneType", "OffGridOutput", "NonFiniteOutput", "NoneType"]  # 2^40 * 2^40 is off the grid
     assert all(r.error is not None for r in in_order[12:14])  # k = 255: everything but ~0 is off the grid

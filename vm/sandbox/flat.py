@@ -13,7 +13,7 @@ and numeric numpy arrays of the dtypes below, each lying inside the message or t
 `MalformedFlat` before an array is made.
 
 Job (pool -> worker), little-endian:
-    head    tag 'J', n inputs u16, cpu_seconds u32, free_from u64, len(model_id) u16, len(signature) u16
+    head    tag 'J', raw u8 (1: the pool takes raw outputs), n inputs u16, cpu_seconds u32, free_from u64, len(model_id) u16, len(signature) u16
     model_id, signature (`input_signature`: names, dtypes, shapes the pool checked the inputs against)
     n slots (where u8: 0 in this message / 1 in the arena, offset u64, nbytes u64), in the spec's order
     inline input bytes, each at an 8-byte aligned offset
@@ -55,7 +55,7 @@ MAX_NDIM = 32
 MAX_NAME_BYTES = 1024
 MAX_DIM = 1 << 40
 
-_JOB_HEAD = struct.Struct("<BxHIQHH")
+_JOB_HEAD = struct.Struct("<BBHIQHH")
 _JOB_SLOT = struct.Struct("<BxxxxxxxQQ")
 _OUT_HEAD = struct.Struct("<BBH")
 # A reply's grid byte: 0 when its outputs are canonical, else grid_k + 1 for raw outputs whose floats the pool
@@ -127,6 +127,7 @@ class Layout:
 
 
 class FlatJob(NamedTuple):
+    raw: bool  # the pool will put the outputs on the grid itself (it waits on warm caches)
     cpu_seconds: int
     free_from: int
     model_id: bytes
@@ -135,7 +136,7 @@ class FlatJob(NamedTuple):
 
 
 def job_parts(model_id: bytes, layout: Layout, arrays: Sequence[np.ndarray], cpu_seconds: int,
-              writer: Writer | None) -> list[Any]:
+              writer: Writer | None, raw: bool = False) -> list[Any]:
     """The buffers of a flat job, to send as one message: inputs of INLINE_BYTES and more go into the arena
     through `writer` (when there is one and they fit), the others follow the header."""
     n = len(arrays)
@@ -155,7 +156,7 @@ def job_parts(model_id: bytes, layout: Layout, arrays: Sequence[np.ndarray], cpu
         slots += (INLINE, start, value.nbytes)
         inline.append(value)
         end = start + value.nbytes
-    head = _JOB_HEAD.pack(JOB_TAG, n, cpu_seconds, 0 if writer is None else writer.end, len(model_id),
+    head = _JOB_HEAD.pack(JOB_TAG, raw, n, cpu_seconds, 0 if writer is None else writer.end, len(model_id),
                           len(layout.signature))
     pad = bytes(data_at - slots_at - n * _JOB_SLOT.size)
     return [head, model_id, layout.signature, _job_slots(n).pack(*slots), pad, *inline]
@@ -164,7 +165,7 @@ def job_parts(model_id: bytes, layout: Layout, arrays: Sequence[np.ndarray], cpu
 def read_job(body: bytearray) -> FlatJob:
     """A flat job's header (the pool is trusted; this still refuses a body its own header does not fit)."""
     try:
-        tag, n, cpu_seconds, free_from, id_len, sig_len = _JOB_HEAD.unpack_from(body)
+        tag, raw, n, cpu_seconds, free_from, id_len, sig_len = _JOB_HEAD.unpack_from(body)
         at = _JOB_HEAD.size + id_len + sig_len
         signature = bytes(body[at - sig_len:at])
         slots = _job_slots(n).unpack_from(body, at)
@@ -172,7 +173,7 @@ def read_job(body: bytearray) -> FlatJob:
         raise MalformedFlat(f"flat job: {exc}") from None
     if tag != JOB_TAG:
         raise MalformedFlat("flat job: bad header")
-    return FlatJob(cpu_seconds, free_from, bytes(body[_JOB_HEAD.size:_JOB_HEAD.size + id_len]), signature, slots)
+    return FlatJob(raw == 1, cpu_seconds, free_from, bytes(body[_JOB_HEAD.size:_JOB_HEAD.size + id_len]), signature, slots)
 
 
 def job_inputs(job: FlatJob, layout: Layout, body: bytearray, arena: Arena | None) -> dict[str, np.ndarray]:

@@ -198,9 +198,9 @@ def _serve_flat(runner: Any, body: bytearray, arena: Arena | None, cpu_budget: _
         if replies is None:
             replies = loaded.reply = flat.ReplyWriter()
         grid_k = loaded.package.spec.grid_k
-        if job.signature == layout.signature and 0 <= grid_k <= flat.MAX_RAW_GRID_K:
+        if job.raw and job.signature == layout.signature and 0 <= grid_k <= flat.MAX_RAW_GRID_K:
             # The raw outputs go back, and the pool puts them on the grid: after a long run this process's
-            # caches are cold, the pool's (which waited spinning, or read its last reply again) are not.
+            # caches are cold, the pool's (it waits spinning, or reads its last reply again) are not.
             raw = runner.run_raw(loaded, flat.job_inputs(job, layout, body, arena))
             parts = replies.parts(raw, writer, grid_k + 1)
             if parts is not None:
@@ -319,10 +319,11 @@ class WorkerPool:
         # Input layouts of the specs seen in single jobs (flat.Layout), by the spec object's id.
         self._layouts: dict[int, tuple[ModelSpec, flat.Layout]] = {}
         # Workers started again after one was discarded (a crash, timeout or fault); single jobs sent flat;
-        # flat replies read again while waiting (flat.rehearse_read).
+        # flat replies read again while waiting (flat.rehearse_read); flat replies put on the grid here.
         self.restarts = 0
         self.flat_runs = 0
         self.rehearsals = 0
+        self.grids_here = 0
 
     def __enter__(self) -> WorkerPool:
         return self
@@ -442,23 +443,27 @@ class WorkerPool:
         started = time.monotonic()
         deadline = started + (self._limits.batch_timeout_s if timeout_s is None else timeout_s)
         writer = None if worker.arena is None else Writer(worker.arena)
+        # Expected within the spin's bound: spin from the start; later (up to NAP_BEFORE_SPIN_S): sleep, then
+        # spin for the end (channel.Channel.poll, `expect_s`); later still: block. A pool that will spin asks
+        # for the raw outputs and puts them on the grid itself, on the caches its spin keeps warm; one that
+        # blocks has the worker do it, as before (docs/performance.md, "Single jobs: cold caches").
+        expect = worker.seconds_per_job
+        spin = None if expect > NAP_BEFORE_SPIN_S or not self.spin.active(started) else self.spin
         try:
-            worker.conn.send_parts(flat.job_parts(model_id, layout, arrays, self._limits.cpu_seconds_per_batch, writer))
+            worker.conn.send_parts(flat.job_parts(model_id, layout, arrays, self._limits.cpu_seconds_per_batch, writer,
+                                                  spin is not None))
         except (OSError, ValueError) as exc:
             self._discard(slot)
             raise WorkerFault(f"worker failed while receiving a batch: {exc}") from None
         self.flat_runs += 1
-        # Expected within the spin's bound: spin from the start; later (up to NAP_BEFORE_SPIN_S): sleep, then
-        # spin for the end (channel.Channel.poll, `expect_s`); later still: block.
         # Between the sleep and the spin the pool reads its last reply again (flat.rehearse_read): the read of
         # this one then runs on warm caches.
-        expect = worker.seconds_per_job
         last = worker.last_reply
-        reply = self._receive(slot, worker, deadline, None if expect > NAP_BEFORE_SPIN_S else self.spin,
-                              expect if expect > self.spin.limit_s else 0.0,
+        reply = self._receive(slot, worker, deadline, spin, expect if expect > self.spin.limit_s else 0.0,
                               None if last is None else functools.partial(self._rehearse, worker.reader, last))
         worker.seconds_per_job = time.monotonic() - started
         if type(reply) is bytearray:
+            self.grids_here += reply[1:2] != b"\0"  # the grid byte (flat.reply_grid): raw outputs
             try:
                 outputs = worker.reader.canonical(reply, worker.arena)
             except flat.MalformedFlat as exc:
