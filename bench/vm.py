@@ -15,7 +15,10 @@
    alternating pairs, medians of each: VM/raw (goal <= 1.10x for models of >= 1 ms) and VM - raw (goal
    <= +100 us for tiny models). The node's pool (bounded spin-waits, off while a core is contended) and the
    baseline without spin-waits in the same run; `--spin forced` adds a pool that spins whatever the load
-   (what a node on an idle machine gets); `--gap-ms` idles before each pair (a job that arrives on its own);
+   (what a node on an idle machine gets); `--gap-ms` idles before each pair (a job that arrives on its own,
+   as a validator's lone single job does: without it a tiny model's VM jobs, at most two raw runs apart,
+   always find the worker still spinning, which flatters them; docs/performance.md, "Single jobs: cold
+   caches");
    a pool that sends single jobs as pickled batches (`pickled`, the baseline of the flat messages) runs too
    unless `--no-pickled`.
 
@@ -129,9 +132,10 @@ class Node:
         self.app.store.close()
 
 
-def template(genesis: Genesis, app: VMApplication) -> BlockTemplate:
+def template(genesis: Genesis, app: VMApplication, later_ms: int = 0) -> BlockTemplate:
+    """Height 1's template; `later_ms` moves its time (another block id: an app executes a block id once)."""
     vset = app.validator_set(Height(1))
-    return BlockTemplate(genesis.chain_id, Height(1), Round(0), Timestamp(genesis.genesis_time + 1000),
+    return BlockTemplate(genesis.chain_id, Height(1), Round(0), Timestamp(genesis.genesis_time + 1000 + later_ms),
                          vset.entries[1].address, ZERO_HASH, None, ())
 
 
@@ -154,7 +158,7 @@ def inference_rows(genesis: Genesis, proposer: Node, validator: Node, name: str,
     block = proposer.app.build_block(tpl, txs)
     assert len(block.txs) == k, f"only {len(block.txs)} of {k} inferences fit"
     assert all(r.status.name == "OK" for r in block.results), {r.log for r in block.results}
-    empty = proposer.app.build_block(tpl, [])
+    proposer.app.build_block(tpl, [])  # warm the empty block's path too
     assert validator.app.validate_block(block).is_valid
     input_name = model.meta.inputs[0].name
     session = create_session(model.model_bytes)
@@ -171,10 +175,14 @@ def inference_rows(genesis: Genesis, proposer: Node, validator: Node, name: str,
         for job in jobs[:singles]:
             pool.run_batch([job])
 
+    # The validator remembers each block id it executed (vm/app.py `_executed`) and answers it again at once,
+    # so each round validates blocks it has not seen (the same transactions, another time).
+    fresh = [(proposer.app.build_block(template(genesis, proposer.app, r + 1), txs),
+              proposer.app.build_block(template(genesis, proposer.app, r + 1), [])) for r in range(rounds)]
     # Every quantity is measured once per round, interleaved, and each one's median over the rounds is kept:
     # other load on a shared machine then disturbs raw and VM figures alike.
     samples: dict[str, list[float]] = {}
-    for _ in range(rounds):
+    for full, none in fresh:
         sample = {
             "raw": _timed(lambda: [session.run(names, feeds) for _ in range(calls)]) / calls,
             "sandbox": _timed(lambda: proposer.pool.run_batch(jobs)) / k,
@@ -183,8 +191,8 @@ def inference_rows(genesis: Genesis, proposer: Node, validator: Node, name: str,
             "single_pipe": _timed(lambda: one_by_one(pipe)) / singles,
             "build": _timed(lambda: proposer.app.build_block(tpl, txs)),
             "build0": _timed(lambda: proposer.app.build_block(tpl, [])),
-            "validate": _timed(lambda: validator.app.validate_block(block)),
-            "validate0": _timed(lambda: validator.app.validate_block(empty)),
+            "validate": _timed(lambda: validator.app.validate_block(full)),  # noqa: B023
+            "validate0": _timed(lambda: validator.app.validate_block(none)),  # noqa: B023
         }
         for key, value in sample.items():
             samples.setdefault(key, []).append(value)
@@ -271,7 +279,8 @@ def handoff_rows(genesis: Genesis, pools: dict[str, WorkerPool], pairs: int, blo
         (info,) = pool.describe()
         print(f"  spin-waits, {label}: pool {pool.spin.hits}/{pool.spin.spins} saw the reply "
               f"({pool.spin.contended} contended); worker {info.get('spin_hits', 0)}/{info.get('spins', 0)} "
-              f"saw the next job ({info.get('spins_contended', 0)} contended)")
+              f"saw the next job ({info.get('spins_contended', 0)} contended); "
+              f"{getattr(pool, 'rehearsals', 0)} rereads of the last reply before a reply")
     print(f"  load average at end: {os.getloadavg()[0]:.2f}")
 
 

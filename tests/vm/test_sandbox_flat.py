@@ -7,6 +7,7 @@ anything but numeric arrays, never run code (docs/security.md, "A worker taken o
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -21,15 +22,17 @@ from hypothesis import strategies as st
 from onnx import TensorProto, helper
 
 import vm.sandbox.worker as worker_module
+from core.errors import InferenceError
 from tests.vm.test_sandbox_handoff import doubling_job
 from tests.vm.test_sandbox_worker import assert_same, package
 from tools.attacks import make_model, tensor
 from vm.models import model_names
 from vm.sandbox import flat
 from vm.sandbox.channel import Channel, dumps
-from vm.sandbox.errors import UndecodableReply, WorkerFault
+from vm.sandbox.errors import NonFiniteOutput, UndecodableReply, WorkerFault
 from vm.sandbox.executor import InferJob, JobResult, LocalExecutor, ModelPackage
 from vm.sandbox.handoff import Arena, Writer
+from vm.sandbox.numeric import canonical_outputs
 from vm.sandbox.spec import ArraySpec, CompareMode, ModelSpec, Tolerance
 from vm.sandbox.worker import WorkerPool
 
@@ -106,6 +109,43 @@ def test_verdicts_of_flat_jobs_equal_the_pickled_ones(pools: tuple[WorkerPool, W
     assert fast.flat_runs - before == 3
     assert [type(r.error).__name__ for r in in_order] == [
         "NoneType", "NonFiniteOutput", "InputMismatch", "InputMismatch", "NoneType"]
+
+
+@pytest.mark.parametrize("spin", [True, False])
+def test_raw_outputs_go_on_the_pool_side_grid_as_the_worker_would_put_them(
+        pools: tuple[WorkerPool, WorkerPool], spin: bool) -> None:
+    """A pool that spins asks for raw outputs and puts them on the grid itself (off-grid and non-finite values
+    give the worker's verdicts); one that blocks, and any model past MAX_RAW_GRID_K, gets them on the grid
+    from the worker. Both give the pickled path's and the in-process executor's results."""
+    _, pickled = pools
+    fast = WorkerPool(1, spin_min_share=0.0) if spin else WorkerPool(1, spin=False)
+    ones = np.ones((2, 3), np.float32)
+    big = np.full((2, 3), 2.0**40, np.float32)
+    jobs: list[InferJob] = []
+    for k, model_id in ((8, b"fdiv-grid-8"), (40, b"fdiv-grid-40"), (flat.MAX_RAW_GRID_K + 1, b"fdiv-grid-255")):
+        for a, b in ((ones, ones), (ones * 3, ones * 7), (big, ones), (ones, np.zeros_like(ones)), (ones, ones * 9)):
+            job = _div_job(a, b, model_id)
+            spec = job.model.spec
+            package = ModelPackage(model_id, job.model.model_bytes,
+                                   ModelSpec(spec.inputs, spec.model_class, k, spec.tolerance))
+            jobs.append(InferJob(package, job.inputs))
+    local = LocalExecutor()
+    in_order = [local.run_batch([job])[0] for job in jobs]
+    with fast:
+        got = []
+        for job in jobs:
+            worker = fast._workers[0]
+            if worker is not None:  # as if its last job was short (a model load before it takes long)
+                worker.seconds_per_job = 0.0
+            got += fast.run_batch([job])
+        assert_same(got, in_order)
+        assert fast.flat_runs == len(jobs) - 3
+        # Spinning (on two cores): every flat job of the grid-8 and grid-40 models came back raw.
+        assert fast.grids_here == (8 if spin and fast.spin.limit_s else 0)
+    assert_same(_one_by_one(pickled, jobs), in_order)
+    assert [type(r.error).__name__ for r in in_order[5:10]] == [
+        "NoneType", "NoneType", "OffGridOutput", "NonFiniteOutput", "NoneType"]  # 2^40 * 2^40 is off the grid
+    assert all(r.error is not None for r in in_order[12:14])  # k = 255: everything but ~0 is off the grid
 
 
 def test_a_worker_killed_between_single_jobs_is_replaced() -> None:
@@ -240,6 +280,103 @@ def test_any_bytes_are_plain_arrays_or_refused(data: st.DataObject) -> None:
     except flat.MalformedFlat:
         return
     assert _is_plain(outputs)
+
+
+def _same(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> bool:
+    return list(a) == list(b) and all(a[k].dtype == b[k].dtype and a[k].shape == b[k].shape
+                                      and np.array_equal(a[k], b[k]) for k in a)
+
+
+def test_the_reply_writer_sends_the_bytes_outputs_parts_sends() -> None:
+    """Its cached head is used only for outputs of the same names, dtypes and shapes in the same order; the
+    bytes are outputs_parts' whatever the outputs (new values, another shape, dtype, name or order)."""
+    writer = flat.ReplyWriter()
+    rng = np.random.default_rng(3)
+    base = {"y": rng.random((1, 10), dtype=np.float32).astype(np.int64), "z": np.array([7], np.uint8)}
+    cases = [base, {"y": base["y"] + 5, "z": np.array([9], np.uint8)},  # same layout, new values: cached head
+             {"y": np.arange(12, dtype=np.int64).reshape(3, 4), "z": base["z"]},  # another shape
+             {"y": base["y"].astype(np.int32), "z": base["z"]},  # another dtype
+             {"z": base["z"], "y": base["y"]},  # another order
+             {"y": base["y"]},  # fewer outputs
+             {"w": base["y"], "z": base["z"]},  # another name
+             {"y": np.arange(20, dtype=np.int64)[::2], "z": base["z"]},  # not C-ordered: pickled instead
+             {"y": np.arange(1024, dtype=np.float64), "z": base["z"]},  # 8 KiB: no cached head (arena-sized)
+             base]
+    for outputs in cases:
+        want = flat.outputs_parts(outputs, None)
+        got = writer.parts(outputs, None)
+        if want is None:
+            assert got is None
+            continue
+        assert got is not None and _join(got) == _join(want)
+        assert _same(flat.read_outputs(_join(got), None), outputs)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
+@given(st.data())
+def test_the_reply_reader_reads_any_bytes_as_read_outputs_does(data: st.DataObject) -> None:
+    """After a valid reply has given the reader its plan, whatever bytes come next are read exactly as
+    read_outputs reads them: the same arrays, or MalformedFlat (a forged reply gains nothing from the plan)."""
+    reader = flat.ReplyReader()
+    first = _valid_reply()
+    assert _same(reader.read(first, None), flat.read_outputs(first, None))
+    body = bytearray(first)
+    if data.draw(st.booleans()):
+        body = bytearray(data.draw(st.binary(max_size=300)))
+    else:
+        for _ in range(data.draw(st.integers(1, 6))):
+            at = data.draw(st.integers(0, len(body) - 1))
+            body[at] = data.draw(st.integers(0, 255))
+        body = body[:data.draw(st.integers(0, len(body)))]
+    try:
+        want = flat.read_outputs(body, None)
+    except flat.MalformedFlat:
+        with pytest.raises(flat.MalformedFlat):
+            reader.read(body, None)
+        return
+    got = reader.read(body, None)
+    assert _is_plain(got) and _same(got, want)
+    with contextlib.suppress(InferenceError):  # on the grid its grid byte names: numeric arrays, or a verdict
+        assert _is_plain(reader.canonical(body, None))
+
+
+def test_a_replys_grid_byte_puts_its_float_outputs_on_that_grid() -> None:
+    raw = {"y": np.array([[0.5, -1.25, 3.0]], np.float32), "n": np.array([4, 5], np.int32),
+           "d": np.array([1.0 / 3], np.float64)}
+    specs = (ArraySpec("y", "float32", (1, 3)), ArraySpec("n", "int32", (2,)), ArraySpec("d", "float64", (1,)))
+    for k in (0, 3, 20):
+        parts = flat.outputs_parts(raw, None, k + 1)
+        assert parts is not None
+        body = _join(parts)
+        assert flat.reply_grid(body) == k
+        assert _same(flat.ReplyReader().canonical(body, None), canonical_outputs(raw, specs, k))
+    plain = flat.outputs_parts(canonical_outputs(raw, specs, 3), None)
+    assert plain is not None and flat.reply_grid(_join(plain)) is None
+    assert _same(flat.ReplyReader().canonical(_join(plain), None), canonical_outputs(raw, specs, 3))
+    nan = flat.outputs_parts({"y": np.array([np.nan], np.float32)}, None, 9)
+    assert nan is not None
+    with pytest.raises(NonFiniteOutput):
+        flat.ReplyReader().canonical(_join(nan), None)
+
+
+def test_the_reply_reader_plans_only_all_inline_replies_and_reads_new_data_by_its_plan() -> None:
+    reader = flat.ReplyReader()
+    a = _valid_reply()
+    reader.read(a, None)
+    b = bytearray(a)
+    b[-16:-8] = (41).to_bytes(8, "little", signed=True)  # y[3]: same head and length, new data
+    assert reader.read(b, None)["y"].tolist() == [0, 1, 2, 41]
+    arena = Arena(1 << 20)
+    try:
+        parts = flat.outputs_parts({"wide": np.arange(2048, dtype=np.float64)}, Writer(arena, 4096))
+        assert parts is not None
+        in_arena = _join(parts)
+        assert reader.read(in_arena, arena)["wide"].tolist() == list(range(2048))
+        # An arena reply leaves no plan: the same bytes read again copy the arena's current contents.
+        arena.view_at(np.dtype("float64"), (1,), 4096)[0] = -1.0
+        assert reader.read(in_arena, arena)["wide"][0] == -1.0
+    finally:
+        arena.close()
 
 
 # ---- the attack against the real pool -------------------------------------------------------------------

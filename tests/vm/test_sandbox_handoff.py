@@ -76,6 +76,27 @@ def test_arrays_of_every_size_arrive_exactly_and_the_arena_grows() -> None:
     assert result.outputs is not None and result.outputs["y"].nbytes * 3 > MIN_ARENA_BYTES // 2
 
 
+@pytest.mark.parametrize("value", [
+    np.arange(6000, dtype=np.float32).reshape(60, 100),  # C order: one slice copy of the mapping
+    np.arange(12000, dtype=np.int64).reshape(120, 100)[:, ::2],  # strided: numpy's own copy
+    np.arange(8000, dtype=np.int64).reshape(80, 100).T,  # Fortran order
+    np.ones((4097,), bool),
+    np.zeros((0, 5), np.float64),
+])
+def test_the_writer_places_each_array_exactly_and_aligned(value: np.ndarray) -> None:
+    from vm.sandbox.handoff import ALIGN, Arena, Writer
+
+    arena = Arena(1 << 20)
+    writer = Writer(arena, 3)
+    first = writer.place(value)
+    second = writer.put(value)
+    assert first is not None and second is not None and first % ALIGN == 0 and second.offset % ALIGN == 0
+    for offset in (first, second.offset):
+        placed = arena.view_at(value.dtype, value.shape, offset)
+        assert placed.dtype == value.dtype and placed.shape == value.shape and np.array_equal(placed, value)
+    assert Writer(arena, arena.size - 8).place(np.ones(16, np.float32)) is None  # does not fit: nothing written
+
+
 def test_outputs_larger_than_the_arena_still_arrive() -> None:
     """An 8 MiB output from a 4-byte input: the arena sized for the inputs cannot hold it, so it travels in the
     reply message instead (pickled in a batch's reply, raw in a single job's flat one)."""

@@ -44,6 +44,41 @@ def test_values_beyond_int64_fail() -> None:
         quantize(np.array([1e300]), 40)  # finite, but y * 2^k overflows float64
 
 
+def _grid_reference(values: list[float], k: int) -> list[int] | type[Exception]:
+    """The grid rule in Python integers: round half to even of the exact y * 2^k, or the verdict's type."""
+    if any(v != v or v in (float("inf"), float("-inf")) for v in values):
+        return NonFiniteOutput  # whatever else the output holds
+    out = []
+    for v in values:
+        q = round(v * 2.0**k)  # float64 product of a float32 is exact here; round() ties to even
+        if not -(2**63) <= q < 2**63:
+            return OffGridOutput
+        out.append(q)
+    return out
+
+
+@given(st.lists(st.floats(width=32, allow_nan=True, allow_infinity=True), min_size=1, max_size=40),
+       st.sampled_from([0, 1, 8, 16, 24, 40, 63, 64, 100, 128, 129]))
+def test_float32_fast_path_matches_the_rule(values: list[float], k: int) -> None:
+    y = np.array(values, np.float32)
+    want = _grid_reference([float(v) for v in y], k)
+    if isinstance(want, list):
+        assert quantize(y, k).tolist() == want
+        assert quantize(y, k).dtype == np.int64
+    else:
+        with pytest.raises(want):
+            quantize(y, k)
+
+
+def test_float32_fast_path_edges() -> None:
+    assert quantize(np.array([2.0**62, -(2.0**63)], np.float32), 0).tolist() == [2**62, -(2**63)]
+    with pytest.raises(OffGridOutput):
+        quantize(np.array([2.0**63], np.float32), 0)
+    with pytest.raises(NonFiniteOutput):
+        quantize(np.array([np.inf, 2.0**70], np.float32), 0)
+    assert quantize(np.array([[-0.0, 0.5], [1.5, -2.5]], np.float32), 0).tolist() == [[0, 0], [2, -2]]
+
+
 def test_canonical_outputs_keep_integers_and_order() -> None:
     specs = (ArraySpec("s", "float32", (2,)), ArraySpec("n", "int32", (2,)))
     raw = {"n": np.array([3, -4], np.int32), "s": np.array([0.25, -0.125], np.float32)}

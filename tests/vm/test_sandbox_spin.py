@@ -1,6 +1,6 @@
 """The bounded spin-wait of the pool-worker channel (vm/sandbox/channel.py `SpinWait`): it sees a message that
 arrives while it polls, never waits past the caller's timeout, sleeps through most of a wait it expects to be
-long but wakes for a message that comes early, turns itself off while its core is contended
+long but wakes for a message that comes early, rehearses the caller's read once between that sleep and the spin, turns itself off while its core is contended
 (a real CPU hog on the same core), comes back after its back-off, and never spins on a single core; the pool
 spins only for a batch its last hand-off says will be answered within the spin's bound, with the same results.
 """
@@ -97,6 +97,27 @@ def test_a_message_expected_later_is_waited_for_asleep_and_the_nap_ends_when_it_
     receiver.close()
 
 
+def test_the_rehearsal_runs_once_between_the_nap_and_the_spin_and_never_when_the_nap_saw_the_message() -> None:
+    sender, receiver = _pair()
+    spin = SpinWait(30.0)
+    calls: list[float] = []
+    rehearse = lambda: calls.append(time.monotonic())  # noqa: E731
+    start = time.monotonic()
+    # Expected in 5 ms: asleep until LEAD_S before then, one rehearsal, then a spin until the 50 ms timeout.
+    assert not receiver.poll(0.05, spin, expect_s=0.005, rehearse=rehearse)
+    if not _TWO_CORES:  # no spin, no nap: the caller's wait is a plain blocking poll
+        assert calls == []
+        return
+    assert len(calls) == 1 and calls[0] - start >= 0.005 - SpinWait.LEAD_S
+    sender.send(("now", 4))
+    assert receiver.poll(1.0, spin, expect_s=0.005, rehearse=rehearse)  # already there: no nap, no rehearsal
+    assert receiver.recv() == ("now", 4)
+    assert receiver.poll(0.0, spin, rehearse=rehearse) is False  # nothing expected later: no nap to end
+    assert len(calls) == 1
+    sender.close()
+    receiver.close()
+
+
 def test_contended_spins_back_off_doubling_and_an_uncontended_one_resets_the_back_off() -> None:
     spin = SpinWait(0.002)
     if not _TWO_CORES:
@@ -168,3 +189,54 @@ def test_the_pool_spins_for_a_short_batch_but_not_for_one_its_last_hand_off_says
             assert pool.spin.spins == long_batch
             pool.run_batch(jobs[:1])  # estimated from the last hand-off: 1/1000 of it, within the bound
             assert pool.spin.spins == long_batch + 1
+
+
+def test_a_pool_that_rehearses_its_reads_gives_each_job_its_own_outputs_and_leaves_earlier_ones_intact() -> None:
+    """Single jobs longer than the spin's bound: the pool naps, reads its last reply again, then spins. Each
+    result is that job's (as computed in-process), and a result already returned is not changed by the
+    rehearsals (they only read)."""
+    model = _slow_model()
+    rng = np.random.default_rng(7)
+    jobs = [InferJob(model, {"x": rng.random((1, 16, 64, 64), dtype=np.float32)}) for _ in range(6)]
+    expected = [r.outputs["y"].tolist() for r in LocalExecutor().run_batch(jobs)]  # type: ignore[index]
+    with WorkerPool(1, spin_min_share=0.0) as pool:
+        got = []
+        for job in jobs:
+            for _ in range(2):
+                worker = pool._workers[0]
+                if worker is not None:  # as if its last job took 2.5 ms: nap ~2 ms, rehearse, spin (the run is longer)
+                    worker.seconds_per_job = REPLY_SPIN_S + 0.0005
+                got.append(pool.run_batch([job])[0])
+        first = [r.outputs["y"].copy() for r in got]  # type: ignore[index]
+        assert [r.outputs["y"].tolist() for r in got[::2]] == expected  # type: ignore[index]
+        assert [r.outputs["y"].tolist() for r in got[1::2]] == expected  # type: ignore[index]
+        assert pool.flat_runs == 11  # the first job carried the model: pickled
+        if pool.spin.limit_s:  # two cores: each flat job after the first napped, then read its last reply again
+            assert pool.rehearsals == 10
+        pool.run_batch([jobs[0]])
+        assert all(np.array_equal(r.outputs["y"], f) for r, f in zip(got, first, strict=True))  # type: ignore[index]
+
+
+def _slow_model() -> ModelPackage:
+    """A float conv net whose run takes several ms, far longer than REPLY_SPIN_S (3x3 convs 16->64->64 channels
+    on 64x64: ~190 M MACs)."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    from vm.sandbox.canonicalize import canonicalize
+    from vm.sandbox.spec import ArraySpec, CompareMode, ModelSpec, Tolerance
+
+    w = numpy_helper.from_array((np.random.default_rng(1).standard_normal((64, 16, 3, 3)) * 0.05).astype(np.float32),
+                                "w")
+    w2 = numpy_helper.from_array((np.random.default_rng(2).standard_normal((64, 64, 3, 3)) * 0.05).astype(np.float32),
+                                 "w2")
+    graph = helper.make_graph(
+        [helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1]),
+         helper.make_node("Conv", ["c", "w2"], ["c2"], pads=[1, 1, 1, 1]),
+         helper.make_node("ReduceMean", ["c2"], ["y"], axes=[2, 3], keepdims=0)], "slow",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, (1, 16, 64, 64))],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, (1, 64))], [w, w2])
+    onnx_model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    onnx_model.ir_version = 8
+    model_bytes = canonicalize(onnx_model.SerializeToString(), {"x": (1, 16, 64, 64)})
+    spec = ModelSpec((ArraySpec("x", "float32", (1, 16, 64, 64)),), CompareMode.TOLERANT, 16, Tolerance(64, 200))
+    return ModelPackage(b"slow-conv", model_bytes, spec)

@@ -28,7 +28,7 @@ import socket
 import struct
 import time
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -188,11 +188,14 @@ class Channel:
             rest = memoryview(b"".join([header, *parts]))[sent:]
             self._sock.sendall(rest)
 
-    def poll(self, timeout_s: float | None = None, spin: SpinWait | None = None, expect_s: float = 0.0) -> bool:
+    def poll(self, timeout_s: float | None = None, spin: SpinWait | None = None, expect_s: float = 0.0,
+             rehearse: Callable[[], object] | None = None) -> bool:
         """Whether a message (or the end of the stream) can be read now, waiting at most `timeout_s`: first
         polling without sleeping while `spin` allows, then blocked in the kernel. A message expected in
         `expect_s` (> `SpinWait.LEAD_S`) is first waited for blocked until LEAD_S before then, and spun for
-        after: the vCPU's wake-up from that sleep falls before the message, not after it."""
+        after: the vCPU's wake-up from that sleep falls before the message, not after it. `rehearse`, if
+        given, runs once between that sleep and the spin (the caller's reading of the message, on old bytes:
+        its code and data are then in this vCPU's caches when the message comes)."""
         if self._complete():
             return True
         if spin is not None:
@@ -202,6 +205,8 @@ class Channel:
                     nap = expect_s - spin.LEAD_S if timeout_s is None else min(expect_s - spin.LEAD_S, timeout_s)
                     if select.select([self._sock], [], [], nap)[0]:  # select: µs timeouts (poll: ms)
                         return True
+                    if rehearse is not None:
+                        rehearse()
                     now = time.monotonic()
                     if timeout_s is not None:
                         timeout_s = max(0.0, timeout_s - (now - start))

@@ -122,6 +122,7 @@ class _Loaded:
     # a fallback provider, which create_session disables; skipping it saves a few µs per job.
     run: Any = None
     flat: Any = None  # the inputs' layout for flat jobs (vm/sandbox/flat.py), made on the first one
+    reply: Any = None  # the flat replies' writer (flat.ReplyWriter), made on the first one
 
 
 def _output_specs(session: Any) -> tuple[ArraySpec, ...]:
@@ -203,7 +204,11 @@ class Runner:
     def run_feeds(self, loaded: _Loaded, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Canonical outputs of a run on inputs already of the declared names, dtypes and shapes (C order):
         the index bounds checked first, then the run, then the grid."""
-        spec = loaded.package.spec
+        return canonical_outputs(self.run_raw(loaded, feeds), loaded.outputs, loaded.package.spec.grid_k)
+
+    def run_raw(self, loaded: _Loaded, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """`run_feeds` before the grid: the runtime's outputs by name, in the declared order (a flat job's
+        worker sends these, and the pool puts them on the grid: vm/sandbox/flat.py)."""
         for name, bound in loaded.index_bounds:
             values = feeds[name]
             if values.size and (int(values.min()) < -bound or int(values.max()) >= bound):
@@ -217,7 +222,7 @@ class Runner:
             raise WorkerFault("out of memory during inference") from None
         except Exception as exc:  # whatever ORT raises: a local fault, never a verdict (see errors.py)
             raise RuntimeFault(f"runtime failed: {type(exc).__name__}: {one_line(exc, 160)}") from None
-        return canonical_outputs(dict(zip(loaded.output_names, raw, strict=True)), loaded.outputs, spec.grid_k)
+        return dict(zip(loaded.output_names, raw, strict=True))
 
     def session_for(
         self, model_id: bytes, package: ModelPackage | None, pinned: frozenset[bytes] = frozenset()

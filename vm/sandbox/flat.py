@@ -13,18 +13,19 @@ and numeric numpy arrays of the dtypes below, each lying inside the message or t
 `MalformedFlat` before an array is made.
 
 Job (pool -> worker), little-endian:
-    head    tag 'J', n inputs u16, cpu_seconds u32, free_from u64, len(model_id) u16, len(signature) u16
+    head    tag 'J', raw u8 (1: the pool takes raw outputs), n inputs u16, cpu_seconds u32, free_from u64, len(model_id) u16, len(signature) u16
     model_id, signature (`input_signature`: names, dtypes, shapes the pool checked the inputs against)
     n slots (where u8: 0 in this message / 1 in the arena, offset u64, nbytes u64), in the spec's order
     inline input bytes, each at an 8-byte aligned offset
 Outputs (worker -> pool):
-    head    tag 'O', n outputs u16
+    head    tag 'O', grid u8 (0: canonical outputs; k + 1: raw outputs, floats to go on the grid of k), n outputs u16
     n slots (dtype code u8, ndim u8, where u8, len(name) u16, offset u64, nbytes u64, ndim dims u64, name)
     inline output bytes
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import math
@@ -35,7 +36,9 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from core.errors import InferenceError
 from vm.sandbox.handoff import Arena, Writer, in_arena
+from vm.sandbox.numeric import on_grid
 from vm.sandbox.spec import ArraySpec
 
 JOB_TAG = 0x4A  # "J"
@@ -52,9 +55,12 @@ MAX_NDIM = 32
 MAX_NAME_BYTES = 1024
 MAX_DIM = 1 << 40
 
-_JOB_HEAD = struct.Struct("<BxHIQHH")
+_JOB_HEAD = struct.Struct("<BBHIQHH")
 _JOB_SLOT = struct.Struct("<BxxxxxxxQQ")
-_OUT_HEAD = struct.Struct("<BxH")
+_OUT_HEAD = struct.Struct("<BBH")
+# A reply's grid byte: 0 when its outputs are canonical, else grid_k + 1 for raw outputs whose floats the pool
+# puts on the grid (`ReplyReader.canonical`); a worker sends raw outputs for grid_k <= MAX_RAW_GRID_K.
+MAX_RAW_GRID_K = 254
 _OUT_SLOT = struct.Struct("<BBBxHxxQQ")
 _DIM = struct.Struct("<Q")
 
@@ -121,6 +127,7 @@ class Layout:
 
 
 class FlatJob(NamedTuple):
+    raw: bool  # the pool will put the outputs on the grid itself (it waits on warm caches)
     cpu_seconds: int
     free_from: int
     model_id: bytes
@@ -129,7 +136,7 @@ class FlatJob(NamedTuple):
 
 
 def job_parts(model_id: bytes, layout: Layout, arrays: Sequence[np.ndarray], cpu_seconds: int,
-              writer: Writer | None) -> list[Any]:
+              writer: Writer | None, raw: bool = False) -> list[Any]:
     """The buffers of a flat job, to send as one message: inputs of INLINE_BYTES and more go into the arena
     through `writer` (when there is one and they fit), the others follow the header."""
     n = len(arrays)
@@ -139,9 +146,9 @@ def job_parts(model_id: bytes, layout: Layout, arrays: Sequence[np.ndarray], cpu
     inline: list[Any] = []
     end = data_at
     for value in arrays:
-        ref = writer.put(value) if writer is not None and in_arena(value) else None
-        if ref is not None:
-            slots += (IN_ARENA, ref.offset, value.nbytes)
+        placed = writer.place(value) if writer is not None and in_arena(value) else None
+        if placed is not None:
+            slots += (IN_ARENA, placed, value.nbytes)
             continue
         start = _aligned8(end)
         if start > end:
@@ -149,7 +156,7 @@ def job_parts(model_id: bytes, layout: Layout, arrays: Sequence[np.ndarray], cpu
         slots += (INLINE, start, value.nbytes)
         inline.append(value)
         end = start + value.nbytes
-    head = _JOB_HEAD.pack(JOB_TAG, n, cpu_seconds, 0 if writer is None else writer.end, len(model_id),
+    head = _JOB_HEAD.pack(JOB_TAG, raw, n, cpu_seconds, 0 if writer is None else writer.end, len(model_id),
                           len(layout.signature))
     pad = bytes(data_at - slots_at - n * _JOB_SLOT.size)
     return [head, model_id, layout.signature, _job_slots(n).pack(*slots), pad, *inline]
@@ -158,7 +165,7 @@ def job_parts(model_id: bytes, layout: Layout, arrays: Sequence[np.ndarray], cpu
 def read_job(body: bytearray) -> FlatJob:
     """A flat job's header (the pool is trusted; this still refuses a body its own header does not fit)."""
     try:
-        tag, n, cpu_seconds, free_from, id_len, sig_len = _JOB_HEAD.unpack_from(body)
+        tag, raw, n, cpu_seconds, free_from, id_len, sig_len = _JOB_HEAD.unpack_from(body)
         at = _JOB_HEAD.size + id_len + sig_len
         signature = bytes(body[at - sig_len:at])
         slots = _job_slots(n).unpack_from(body, at)
@@ -166,7 +173,7 @@ def read_job(body: bytearray) -> FlatJob:
         raise MalformedFlat(f"flat job: {exc}") from None
     if tag != JOB_TAG:
         raise MalformedFlat("flat job: bad header")
-    return FlatJob(cpu_seconds, free_from, bytes(body[_JOB_HEAD.size:_JOB_HEAD.size + id_len]), signature, slots)
+    return FlatJob(raw == 1, cpu_seconds, free_from, bytes(body[_JOB_HEAD.size:_JOB_HEAD.size + id_len]), signature, slots)
 
 
 def job_inputs(job: FlatJob, layout: Layout, body: bytearray, arena: Arena | None) -> dict[str, np.ndarray]:
@@ -191,9 +198,9 @@ def job_inputs(job: FlatJob, layout: Layout, body: bytearray, arena: Arena | Non
     return feeds
 
 
-def outputs_parts(outputs: Mapping[str, np.ndarray], writer: Writer | None) -> list[Any] | None:
+def outputs_parts(outputs: Mapping[str, np.ndarray], writer: Writer | None, grid: int = 0) -> list[Any] | None:
     """The buffers of a flat reply carrying `outputs` (arrays of INLINE_BYTES and more in the arena when they
-    fit), or None when an output has no code here (the pickled reply then carries it)."""
+    fit) with its grid byte, or None when an output has no code here (the pickled reply then carries it)."""
     names = []
     size = _OUT_HEAD.size
     for name, value in outputs.items():
@@ -202,13 +209,13 @@ def outputs_parts(outputs: Mapping[str, np.ndarray], writer: Writer | None) -> l
         encoded = name.encode()
         names.append(encoded)
         size += _OUT_SLOT.size + _DIM.size * value.ndim + len(encoded)
-    header = [_OUT_HEAD.pack(OUTPUTS_TAG, len(outputs))]
+    header = [_OUT_HEAD.pack(OUTPUTS_TAG, grid, len(outputs))]
     data: list[Any] = []
     end = _aligned8(size)
     for encoded, value in zip(names, outputs.values(), strict=True):
-        ref = writer.put(value) if writer is not None and in_arena(value) else None
-        if ref is not None:
-            where, offset = IN_ARENA, ref.offset
+        placed = writer.place(value) if writer is not None and in_arena(value) else None
+        if placed is not None:
+            where, offset = IN_ARENA, placed
         else:
             where, offset = INLINE, end
             data.append(value)
@@ -228,13 +235,22 @@ def read_outputs(body: bytearray, arena: Arena | None) -> dict[str, np.ndarray]:
     known dtype code, at most MAX_NDIM dimensions whose product times the item size is the stated byte count,
     a UTF-8 name of at most MAX_NAME_BYTES seen once, data inside the message (after the slots) or inside the
     arena. Inline arrays are writable views of `body`; arena ones private copies (the arena is reused)."""
+    slots, at = _read_slots(body)
+    return _materialize(body, arena, slots, at)
+
+
+_Slot = tuple[str, np.dtype[Any], tuple[int, ...], int, int, int]  # name, dtype, shape, where, offset, nbytes
+
+
+def _read_slots(body: bytearray) -> tuple[list[_Slot], int]:
+    """A reply's slots, each checked on its own, and where the slots end."""
     size = len(body)
     if size < _OUT_HEAD.size:
         raise MalformedFlat("flat reply shorter than its header")
-    tag, n = _OUT_HEAD.unpack_from(body)
+    tag, _, n = _OUT_HEAD.unpack_from(body)
     if tag != OUTPUTS_TAG or n > MAX_OUTPUTS:
         raise MalformedFlat("flat reply: bad header")
-    slots: list[tuple[str, np.dtype[Any], tuple[int, ...], int, int, int]] = []
+    slots: list[_Slot] = []
     names: set[str] = set()
     at = _OUT_HEAD.size
     for _ in range(n):
@@ -265,6 +281,12 @@ def read_outputs(body: bytearray, arena: Arena | None) -> dict[str, np.ndarray]:
             raise MalformedFlat(f"flat reply: output {name!r} twice")
         names.add(name)
         slots.append((name, dtype, shape, where, offset, nbytes))
+    return slots, at
+
+
+def _materialize(body: bytearray, arena: Arena | None, slots: list[_Slot], at: int) -> dict[str, np.ndarray]:
+    """The outputs the slots describe, after checking that each lies inside the message or the arena."""
+    size = len(body)
     outputs: dict[str, np.ndarray] = {}
     for name, dtype, shape, where, offset, nbytes in slots:
         if where == IN_ARENA:
@@ -278,3 +300,92 @@ def read_outputs(body: bytearray, arena: Arena | None) -> dict[str, np.ndarray]:
         else:
             outputs[name] = np.frombuffer(body, dtype, nbytes // dtype.itemsize, offset).reshape(shape)
     return outputs
+
+
+# The largest reply the pool keeps to read again while it waits for the next (`rehearse_read`): inline outputs
+# of a few KiB; a larger one would cost more to read than a warm cache saves.
+REHEARSAL_BYTES = 16 << 10
+
+
+class ReplyReader:
+    """The pool's reader of one worker's flat replies. A reply whose length and every byte before its data (the
+    head and all slots) equal those of the last reply read in full, with all outputs inline, is read by that
+    reply's plan: the same names, dtypes, shapes and offsets, already checked against the same length, so only
+    the views are made (a model's replies differ only in their data). Anything else is read by
+    `read_outputs`' rules. After a larger model's run the full read costs ~65 us on cold caches against ~4 us
+    warm (docs/performance.md, "Single jobs: cold caches"); the plan touches far less."""
+
+    def __init__(self) -> None:
+        self._head = b""
+        self._size = -1
+        self._plan: tuple[tuple[str, np.dtype[Any], int, int, tuple[int, ...]], ...] = ()
+
+    def read(self, body: bytearray, arena: Arena | None) -> dict[str, np.ndarray]:
+        """As `read_outputs` (MalformedFlat for a reply that breaks a rule)."""
+        if len(body) == self._size and body.startswith(self._head):
+            return {name: np.frombuffer(body, dtype, count, offset).reshape(shape)
+                    for name, dtype, count, offset, shape in self._plan}
+        slots, at = _read_slots(body)
+        outputs = _materialize(body, arena, slots, at)
+        if all(where == INLINE and nbytes for _, _, _, where, _, nbytes in slots):
+            self._head, self._size = bytes(body[:at]), len(body)
+            self._plan = tuple((name, dtype, nbytes // dtype.itemsize, offset, shape)
+                               for name, dtype, shape, _, offset, nbytes in slots)
+        else:
+            self._head, self._size, self._plan = b"", -1, ()
+        return outputs
+
+    def canonical(self, body: bytearray, arena: Arena | None) -> dict[str, np.ndarray]:
+        """A reply's outputs as committed: raw ones put on the grid its grid byte names (numeric.on_grid, whose
+        verdicts, NonFiniteOutput or OffGridOutput, it raises as the worker would have)."""
+        outputs = self.read(body, arena)
+        grid_k = reply_grid(body)
+        return outputs if grid_k is None else on_grid(outputs, grid_k)
+
+
+def reply_grid(body: bytearray) -> int | None:
+    """The grid_k a read reply's raw float outputs go on, or None when its outputs are canonical already."""
+    return body[1] - 1 if body[1] else None
+
+
+def rehearse_read(reader: ReplyReader, body: bytearray) -> None:
+    """Read a reply already read once again, and drop the result: a pool waiting for a reply it expects soon
+    runs this so that the reader's code and data (and the grid's) are in its vCPU's caches when the reply comes (after a
+    sleep of a millisecond or more they are not: docs/performance.md, "Single jobs: cold caches"). Outputs
+    in the arena are not read (no arena is given: a reply naming it stops at MalformedFlat)."""
+    with contextlib.suppress(MalformedFlat, InferenceError):
+        reader.canonical(body, None)
+
+
+class ReplyWriter:
+    """A worker's flat replies for one loaded model: `outputs_parts`, and once a reply had only inline outputs,
+    the same head and slots again (joined once) for outputs of the same names, dtypes and shapes in the same
+    order (a model's outputs differ only in their values): the reply is then that head, the arrays and their
+    padding. Its bytes equal `outputs_parts`' for the same outputs (tests/vm/test_sandbox_flat.py)."""
+
+    def __init__(self) -> None:
+        self._head = b""
+        self._grid = 0
+        self._expect: tuple[tuple[str, np.dtype[Any], tuple[int, ...], bytes], ...] | None = None
+
+    def parts(self, outputs: Mapping[str, np.ndarray], writer: Writer | None, grid: int = 0) -> list[Any] | None:
+        expect = self._expect
+        if expect is not None and grid == self._grid and len(outputs) == len(expect):
+            parts: list[Any] = [self._head]
+            for (name, dtype, shape, pad), (got, value) in zip(expect, outputs.items(), strict=True):
+                if got != name or type(value) is not np.ndarray or value.dtype != dtype or value.shape != shape \
+                        or not value.flags.c_contiguous:
+                    break
+                parts.append(value)
+                if pad:
+                    parts.append(pad)
+            else:
+                return parts
+        full = outputs_parts(outputs, writer, grid)
+        if full is not None and not any(in_arena(v) for v in outputs.values()):
+            self._grid = grid
+            head_count = 1 + 2 * len(outputs) + 1  # head, (slot, name) per output, padding
+            self._head = b"".join(bytes(part) for part in full[:head_count])
+            self._expect = tuple((name, value.dtype, value.shape, bytes(_aligned8(value.nbytes) - value.nbytes))
+                                 for name, value in outputs.items())
+        return full

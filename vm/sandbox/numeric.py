@@ -18,12 +18,13 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from vm.sandbox.errors import NonFiniteOutput, OffGridOutput
-from vm.sandbox.spec import GRID_DTYPE, ArraySpec, CompareMode, Tolerance
+from vm.sandbox.spec import FLOAT_DTYPES, GRID_DTYPE, ArraySpec, CompareMode, Tolerance
 
 PPM = 1_000_000
 _TWO_63 = float(2**63)
 # Below this magnitude the tolerance check cannot overflow int64: 10^6 * 2^41 < 2^62.
 _FAST_BOUND = 1 << 40
+_FLOAT32_FAST_K = 128
 
 
 def quantize(y: np.ndarray, grid_k: int, name: str = "output") -> np.ndarray:
@@ -32,6 +33,15 @@ def quantize(y: np.ndarray, grid_k: int, name: str = "output") -> np.ndarray:
         raise TypeError(f"quantize expects floats, got {y.dtype}")
     if y.size == 0:
         return np.zeros(y.shape, np.int64)
+    if y.dtype == np.float32 and 0 <= grid_k <= _FLOAT32_FAST_K:
+        # The usual case in fewer numpy calls (they dominate when a model's run has left the caches cold:
+        # docs/performance.md, "Single jobs: cold caches"): y * 2^k in float64 (exact, and no float32 times 2^k
+        # for k <= 128 overflows float64), rounded half to even, then one reduction over the grid values: NaN
+        # propagates through it, and anything at or beyond 2^63 (or non-finite) takes the full rule below for
+        # its exact verdict. The same q as below bit for bit (tests/vm/test_sandbox_numeric.py).
+        grid: np.ndarray = np.rint(np.multiply(y, np.float64(2.0**grid_k), dtype=np.float64))
+        if float(np.abs(grid).max()) < _TWO_63:
+            return grid.astype(np.int64)
     # One reduction answers both questions: NaN propagates through max, Inf stays Inf.
     peak = float(np.abs(y).max())
     if math.isnan(peak) or math.isinf(peak):
@@ -55,6 +65,13 @@ def canonical_outputs(
         value = raw[spec.name]
         result[spec.name] = quantize(value, grid_k, spec.name) if spec.is_float else np.asarray(value, order="C")
     return result
+
+
+def on_grid(raw: Mapping[str, np.ndarray], grid_k: int) -> dict[str, np.ndarray]:
+    """`canonical_outputs` of outputs already in declared order, each float one told by its dtype (a session's
+    outputs have their declared dtypes): the pool's form for a flat reply of raw outputs (vm/sandbox/flat.py)."""
+    return {name: quantize(value, grid_k, name) if value.dtype.name in FLOAT_DTYPES else value
+            for name, value in raw.items()}
 
 
 def within_tolerance(q_claim: np.ndarray, q_local: np.ndarray, tolerance: Tolerance) -> bool:
@@ -111,6 +128,7 @@ __all__ = [
     "GRID_DTYPE",
     "canonical_outputs",
     "find_disagreement",
+    "on_grid",
     "outputs_agree",
     "quantize",
     "within_tolerance",

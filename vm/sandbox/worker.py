@@ -11,6 +11,7 @@ worker's shared arena (vm/sandbox/handoff.py): one small message each way per bl
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import multiprocessing
 import multiprocessing.util
@@ -20,8 +21,8 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -33,6 +34,7 @@ from vm.sandbox.errors import GoldenMismatch, UndecodableReply, WorkerFault
 from vm.sandbox.executor import CheckJob, InferJob, Job, JobResult, ModelPackage
 from vm.sandbox.handoff import Arena, ArrayRef, Writer, arena_bytes_for, arena_size, in_arena
 from vm.sandbox.limits import WorkerLimits
+from vm.sandbox.numeric import canonical_outputs
 from vm.sandbox.protocol import (
     REPLY_GLOBALS,
     Batch,
@@ -191,12 +193,25 @@ def _serve_flat(runner: Any, body: bytearray, arena: Arena | None, cpu_budget: _
         layout = loaded.flat
         if layout is None:
             layout = loaded.flat = flat.Layout.of(loaded.package.spec.inputs)
-        if job.signature == layout.signature:
+        writer = None if arena is None else Writer(arena, job.free_from)
+        replies: flat.ReplyWriter | None = loaded.reply
+        if replies is None:
+            replies = loaded.reply = flat.ReplyWriter()
+        grid_k = loaded.package.spec.grid_k
+        if job.raw and job.signature == layout.signature and 0 <= grid_k <= flat.MAX_RAW_GRID_K:
+            # The raw outputs go back, and the pool puts them on the grid: after a long run this process's
+            # caches are cold, the pool's (it waits spinning, or reads its last reply again) are not.
+            raw = runner.run_raw(loaded, flat.job_inputs(job, layout, body, arena))
+            parts = replies.parts(raw, writer, grid_k + 1)
+            if parts is not None:
+                return parts
+            outputs = canonical_outputs(raw, loaded.outputs, grid_k)
+        elif job.signature == layout.signature:
             outputs = runner.run_feeds(loaded, flat.job_inputs(job, layout, body, arena))
         else:  # the pool checked the arrays against another spec of this model id: check them as a Batch's
             outputs = runner.run_checked(loaded, flat.job_inputs(job, flat.Layout.of_signature(job.signature), body,
                                                                  arena))
-        parts = flat.outputs_parts(outputs, None if arena is None else Writer(arena, job.free_from))
+        parts = replies.parts(outputs, writer)
         return Done(((0, JobResult(outputs=outputs)),), _news(runner.cached_ids(), told)) if parts is None else parts
     except InferenceError as exc:
         return Done(((0, JobResult(error=exc)),), _news(runner.cached_ids(), told))
@@ -263,6 +278,10 @@ class _Worker:
     # should be answered within the spin's bound (a longer one would burn the CPU and hold the GIL for
     # nothing), judged from the last one.
     seconds_per_job: float = 0.0
+    # The reader of its flat replies, and the last one of inline outputs, read again while waiting for the
+    # next (flat.rehearse_read).
+    reader: flat.ReplyReader = field(default_factory=flat.ReplyReader)
+    last_reply: bytearray | None = None
 
 
 def _slot_of(model_id: bytes, size: int) -> int:
@@ -299,9 +318,12 @@ class WorkerPool:
         self._flat_jobs = flat_jobs and shared_memory
         # Input layouts of the specs seen in single jobs (flat.Layout), by the spec object's id.
         self._layouts: dict[int, tuple[ModelSpec, flat.Layout]] = {}
-        # Workers started again after one was discarded (a crash, timeout or fault); single jobs sent flat.
+        # Workers started again after one was discarded (a crash, timeout or fault); single jobs sent flat;
+        # flat replies read again while waiting (flat.rehearse_read); flat replies put on the grid here.
         self.restarts = 0
         self.flat_runs = 0
+        self.rehearsals = 0
+        self.grids_here = 0
 
     def __enter__(self) -> WorkerPool:
         return self
@@ -421,26 +443,43 @@ class WorkerPool:
         started = time.monotonic()
         deadline = started + (self._limits.batch_timeout_s if timeout_s is None else timeout_s)
         writer = None if worker.arena is None else Writer(worker.arena)
+        # Expected within the spin's bound: spin from the start; later (up to NAP_BEFORE_SPIN_S): sleep, then
+        # spin for the end (channel.Channel.poll, `expect_s`); later still: block. A pool that will spin asks
+        # for the raw outputs and puts them on the grid itself, on the caches its spin keeps warm; one that
+        # blocks has the worker do it, as before (docs/performance.md, "Single jobs: cold caches").
+        expect = worker.seconds_per_job
+        spin = None if expect > NAP_BEFORE_SPIN_S or not self.spin.active(started) else self.spin
         try:
-            worker.conn.send_parts(flat.job_parts(model_id, layout, arrays, self._limits.cpu_seconds_per_batch, writer))
+            worker.conn.send_parts(flat.job_parts(model_id, layout, arrays, self._limits.cpu_seconds_per_batch, writer,
+                                                  spin is not None))
         except (OSError, ValueError) as exc:
             self._discard(slot)
             raise WorkerFault(f"worker failed while receiving a batch: {exc}") from None
         self.flat_runs += 1
-        # Expected within the spin's bound: spin from the start; later (up to NAP_BEFORE_SPIN_S): sleep, then
-        # spin for the end (channel.Channel.poll, `expect_s`); later still: block.
-        expect = worker.seconds_per_job
-        reply = self._receive(slot, worker, deadline, None if expect > NAP_BEFORE_SPIN_S else self.spin,
-                              expect if expect > self.spin.limit_s else 0.0)
+        # Between the sleep and the spin the pool reads its last reply again (flat.rehearse_read): the read of
+        # this one then runs on warm caches.
+        last = worker.last_reply
+        reply = self._receive(slot, worker, deadline, spin, expect if expect > self.spin.limit_s else 0.0,
+                              None if last is None else functools.partial(self._rehearse, worker.reader, last))
         worker.seconds_per_job = time.monotonic() - started
         if type(reply) is bytearray:
+            self.grids_here += reply[1:2] != b"\0"  # the grid byte (flat.reply_grid): raw outputs
             try:
-                return JobResult(outputs=flat.read_outputs(reply, worker.arena))
+                outputs = worker.reader.canonical(reply, worker.arena)
             except flat.MalformedFlat as exc:
                 self._discard(slot)
                 raise UndecodableReply(f"worker sent a malformed reply: {exc}") from None
+            except InferenceError as exc:  # raw outputs off the grid: the verdict the worker would have given
+                return JobResult(error=exc)
+            finally:
+                worker.last_reply = reply if len(reply) <= flat.REHEARSAL_BYTES else None
+            return JobResult(outputs=outputs)
         ((_, result),) = self._interpret(slot, worker, reply, [0])
         return result
+
+    def _rehearse(self, reader: flat.ReplyReader, last: bytearray) -> None:
+        self.rehearsals += 1
+        flat.rehearse_read(reader, last)
 
     def _wire(self, worker: _Worker, slot_jobs: list[tuple[int, Job]]) -> tuple[tuple[WireJob, ...], int]:
         """The jobs as the worker receives them, their inputs written into its arena; and where the free
@@ -481,11 +520,11 @@ class WorkerPool:
         return self._interpret(slot, worker, self._receive(slot, worker, deadline, spin), indices)
 
     def _receive(self, slot: int, worker: _Worker, deadline: float, spin: SpinWait | None,
-                 expect_s: float = 0.0) -> Any:
+                 expect_s: float = 0.0, rehearse: Callable[[], object] | None = None) -> Any:
         """The worker's next message (a reply object, or a flat reply's bytes); WorkerFault if none comes by
         `deadline` or it cannot be read (the worker is discarded)."""
         try:
-            if not worker.conn.poll(max(0.0, deadline - time.monotonic()), spin, expect_s):
+            if not worker.conn.poll(max(0.0, deadline - time.monotonic()), spin, expect_s, rehearse):
                 self._discard(slot)
                 raise WorkerFault("worker timed out")
             return worker.conn.recv()
