@@ -17,7 +17,7 @@ k = 16, onnx's own dummy input as the one golden input). Then:
    part is set against the gas that pays for it at the reference rate (max_block_gas in timeout_propose / 3):
    margin = priced time / measured time (the schedule aims at >= 2).
 
-Run: `python -m bench.model_gas [--model light_densenet121] [--repeat 3]`.
+Run: `python -m bench.model_gas [--model light_densenet121] [--repeat 3] [--random-weights SEED]`.
 """
 
 from __future__ import annotations
@@ -49,11 +49,16 @@ from vm.txs import ModelMeta
 DATA = Path(onnx.__file__).parent / "backend" / "test" / "data" / "light"
 
 
-def prepare(name: str) -> tuple[bytes, ModelMeta]:
-    """The client's registration of onnx's `light/<name>.onnx` (as tests/vm/backend_corpus.py does)."""
+def prepare(name: str, seed: int | None = None) -> tuple[bytes, ModelMeta]:
+    """The client's registration of onnx's `light/<name>.onnx` (as tests/vm/backend_corpus.py does); with a
+    `seed`, of the same architecture with seeded random weights (tools/random_weights.py: nothing to fold)."""
     from onnx.backend.test.runner import Runner
 
+    from tools.random_weights import randomize_weights
+
     raw = (DATA / f"{name}.onnx").read_bytes()
+    if seed is not None:
+        raw = randomize_weights(raw, seed)
     model = onnx.load_from_string(raw)
     inits = {i.name for i in model.graph.initializer}
     inputs = {v.name: Runner.generate_dummy_data(v, seed=0, name=name) for v in model.graph.input
@@ -77,6 +82,8 @@ def main() -> None:
     parser.add_argument("--model", default="light_densenet121")
     parser.add_argument("--genesis", type=Path, default=REPO_ROOT / "genesis.json")
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--random-weights", type=int, metavar="SEED", help="the architecture with seeded random "
+                        "weights (ResNet-50: 100 MB canonical) instead of the shipped constant ones")
     args = parser.parse_args()
     params = load_genesis(args.genesis).params
     limits = sandbox_limits(params)
@@ -84,7 +91,7 @@ def main() -> None:
     rate = params.consensus.max_block_gas / (params.consensus.timeout_propose_ms * 1e6 / 3)  # gas per ns
     print(f"load average {os.getloadavg()[0]:.1f}; reference rate {rate:.3f} gas/ns; best of {args.repeat}")
 
-    canonical, meta = prepare(args.model)
+    canonical, meta = prepare(args.model, args.random_weights)
     spec = model_spec(meta, limits)
     nodes, elements = check_facts(canonical)
     report = meter(canonical, limits=limits)
