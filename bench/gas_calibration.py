@@ -129,7 +129,7 @@ def cold_load_sizes(g: GasSchedule, wide: SandboxLimits, rate: float, max_tx_gas
     measured CPU; the schedule aims at >= 2), and the slope per file byte between the smallest and largest."""
     print(f"cold load by size (CPU medians of {repeat}, a fresh worker each; load average "
           f"{os.getloadavg()[0]:.1f}):")
-    print(f"  {"MiB":>5}{'read+hash ms':>14}{'hand-off ms':>13}{'worker ms':>11}{'total ms':>10}{'ns/byte':>9}"
+    print(f"  {'MiB':>5}{'read+hash ms':>14}{'hand-off ms':>13}{'worker ms':>11}{'total ms':>10}{'ns/byte':>9}"
           f"{'load gas':>14}{'= ms':>8}{'margin':>8}  vs max_tx_gas")
     totals: dict[int, tuple[int, float]] = {}
     for mb in sizes_mb:
