@@ -35,7 +35,18 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from bench.synth import Synth, conv, elementwise, expand, lookup, matmul, node_chain, resnet50, weights
+from bench.synth import (
+    Synth,
+    conv,
+    conv_weights,
+    elementwise,
+    expand,
+    lookup,
+    matmul,
+    node_chain,
+    resnet50,
+    weights,
+)
 from bench.synth_ml import label_encoder, svm_classifier, svm_regressor
 from vm.engine import sandbox_limits
 from vm.genesis import REPO_ROOT, load_genesis
@@ -123,23 +134,24 @@ def cold_load_row(table: Table, g: GasSchedule, wide: SandboxLimits, repeat: int
 
 
 def cold_load_sizes(g: GasSchedule, wide: SandboxLimits, rate: float, max_tx_gas: int, repeat: int,
-                    sizes_mb: tuple[int, ...]) -> None:
+                    sizes_mb: tuple[int, ...], make: Callable[..., Synth] = weights) -> None:
     """The whole cold path of weight-heavy models of several sizes, median of `repeat` (each on a fresh
     worker), by part, against what `load_gas` charges for it (at the reference rate: margin = charged time /
-    measured CPU; the schedule aims at >= 2), and the slope per file byte between the smallest and largest."""
-    print(f"cold load by size (CPU medians of {repeat}, a fresh worker each; load average "
+    measured CPU; the schedule aims at >= 2), and the slope per file byte between the smallest and largest.
+    `make`: `weights` (a MatMul's, which ONNX Runtime prepacks: the dearest bytes) or `conv_weights` (a CNN's)."""
+    print(f"cold load by size, {make.__name__} models (CPU medians of {repeat}, a fresh worker each; load average "
           f"{os.getloadavg()[0]:.1f}):")
     print(f"  {'MiB':>5}{'read+hash ms':>14}{'hand-off ms':>13}{'worker ms':>11}{'total ms':>10}{'ns/byte':>9}"
           f"{'load gas':>14}{'= ms':>8}{'margin':>8}  vs max_tx_gas")
     totals: dict[int, tuple[int, float]] = {}
     for mb in sizes_mb:
-        s = weights(mb << 20, limits=wide)
+        s = make(mb << 20, limits=wide)
         parts = cold_path_parts(s, wide, repeat)
         read, hand, worker = (statistics.median(p[i] for p in parts) for i in range(3))
         total = statistics.median(sum(p) for p in parts)
         n = len(s.model_bytes)
         totals[mb] = (n, total)
-        # The synthetic model has 2 nodes; one golden run of it is negligible (a 256-wide MatMul).
+        # The synthetic models have 2 nodes; one golden run of either is negligible (256 MACs per weight).
         charged = load_gas(g, model_bytes=n, nodes=2, golden_runs=0, gas_per_call=0)
         print(f"  {n / (1 << 20):>5.0f}{read / 1e6:>14.1f}{hand / 1e6:>13.1f}{worker / 1e6:>11.1f}{total / 1e6:>10.1f}"
               f"{total / n:>9.2f}{charged:>14,}{charged / rate / 1e6:>8.0f}{charged / (total * rate):>8.2f}  "
@@ -195,8 +207,9 @@ def main() -> None:
     wide = SandboxLimits(max_model_bytes=128 << 20, max_parameter_bytes=128 << 20, max_tensor_bytes=128 << 20,
                          max_tensor_elements=1 << 26)
     if args.cold_load_sizes:
-        cold_load_sizes(g, wide, rate, params.vm.max_tx_gas, r,
-                        tuple(int(mb) for mb in args.cold_load_sizes.split(",")))
+        for make in (weights, conv_weights):
+            cold_load_sizes(g, wide, rate, params.vm.max_tx_gas, r,
+                            tuple(int(mb) for mb in args.cold_load_sizes.split(",")), make)
         return
     if args.only_cold_load:
         cold_load_row(table, g, wide, r)

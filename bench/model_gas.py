@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -35,7 +36,7 @@ from bench.gas_calibration import _cpu_ns, best_of, spec_of
 from bench.synth import Synth, weights
 from node.cli.model_cmd import prepare_model
 from node.modelprep import upgrade
-from vm.engine import feeds, model_spec, sandbox_limits
+from vm.engine import feeds, golden_vectors, model_spec, sandbox_limits
 from vm.genesis import REPO_ROOT, load_genesis
 from vm.sandbox import check
 from vm.sandbox.executor import CheckJob, InferJob, ModelPackage
@@ -43,6 +44,7 @@ from vm.sandbox.graph import infer_types, parse_model
 from vm.sandbox.limits import SandboxLimits, load_gas, registration_load_gas
 from vm.sandbox.meter import check_facts, meter, meter_graph
 from vm.sandbox.session import create_session
+from vm.sandbox.spec import ModelSpec
 from vm.sandbox.worker import WorkerPool
 from vm.txs import ModelMeta
 
@@ -70,6 +72,37 @@ def prepare(name: str, seed: int | None = None) -> tuple[bytes, ModelMeta]:
     return canonical, meta
 
 
+def fresh_cold_path(canonical: bytes, meta: ModelMeta, spec: ModelSpec, inputs: dict[str, np.ndarray],
+                    repeat: int) -> list[tuple[int, int, int]]:
+    """The first call on a fresh validator, `repeat` times on a fresh worker each (its start not counted):
+    (node: the blob file read and SHA-256 checked; node: the hand-off; worker: session, golden runs, the
+    call), CPU ns: what `load_gas` plus one call's gas pay for."""
+    import hashlib
+    import tempfile
+
+    from core.types import Hash32
+    from node.blobstore import FileBlobStore
+
+    digest = Hash32(hashlib.sha256(canonical).digest())
+    samples: list[tuple[int, int, int]] = []
+    with tempfile.TemporaryDirectory(prefix="model-gas-") as tmp:
+        store = FileBlobStore(tmp)
+        store.put_blobs({digest: canonical})
+        for _ in range(repeat):
+            with WorkerPool(1) as pool:
+                (info,) = pool.describe()
+                start, worker_start = time.process_time_ns(), _cpu_ns(info["pid"])
+                model_bytes = store.get_blob(digest)
+                assert model_bytes is not None
+                read = time.process_time_ns()
+                pkg = ModelPackage(bytes(digest), model_bytes, spec, golden_vectors(meta))
+                [ran] = pool.run_batch([InferJob(pkg, inputs)])
+                samples.append((read - start, time.process_time_ns() - read, _cpu_ns(info["pid"]) - worker_start))
+                assert ran.outputs is not None
+                del model_bytes, pkg
+    return samples
+
+
 def parts(title: str, items: dict[str, int], cap: int) -> None:
     total = sum(items.values())
     print(f"{title}: {total:,} gas ({'fits' if total <= cap else f'OVER max_tx_gas {cap:,} by {total - cap:,}'})")
@@ -82,6 +115,7 @@ def main() -> None:
     parser.add_argument("--model", default="light_densenet121")
     parser.add_argument("--genesis", type=Path, default=REPO_ROOT / "genesis.json")
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--only-cold-path", action="store_true", help="only the first call on fresh workers")
     parser.add_argument("--random-weights", type=int, metavar="SEED", help="the architecture with seeded random "
                         "weights (ResNet-50: 100 MB canonical) instead of the shipped constant ones")
     args = parser.parse_args()
@@ -135,6 +169,15 @@ def main() -> None:
 
     print("time (CPU, ms) against the gas that pays for it:")
     r = args.repeat
+    first_gas = sum(load_parts.values()) + call
+    cold = fresh_cold_path(canonical, meta, spec, feeds(meta, meta.golden[0].inputs), r)
+    read, hand, worker = (statistics.median(p[i] for p in cold) for i in range(3))
+    total = statistics.median(sum(p) for p in cold)
+    print(f"  first call on a fresh worker (median of {r}): read+hash {read / 1e6:.1f} ms, hand-off {hand / 1e6:.1f} "
+          f"ms, worker (session, golden run, call) {worker / 1e6:.1f} ms = {total / 1e6:.1f} ms; priced (load + "
+          f"call) {first_gas:,} gas = {first_gas / rate / 1e6:.1f} ms: margin {first_gas / (total * rate):.2f}")
+    if args.only_cold_path:
+        return
 
     def row(label: str, ns: float, gas: int) -> None:
         print(f"  {label:<44}{ns / 1e6:>9.1f} ms{gas:>14,} gas = {gas / rate / 1e6:>7.1f} ms  margin "
