@@ -21,19 +21,32 @@ an RBF support-vector element (ORT's scalar distance loop, with the exp per supp
 coefficient (a scalar loop), a classes^2 unit of libsvm's probability coupling, a LabelEncoder lookup.
 
 Run: `python -m bench.gas_calibration [--genesis genesis.json] [--repeat N] [--skip-resnet] [--only-ml]
-[--only-cold-load]`.
+[--only-cold-load] [--cold-load-sizes 8,32,64,100]`.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import os
+import statistics
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-from bench.synth import Synth, conv, elementwise, expand, lookup, matmul, node_chain, resnet50, weights
+from bench.synth import (
+    Synth,
+    conv,
+    conv_weights,
+    elementwise,
+    expand,
+    lookup,
+    matmul,
+    node_chain,
+    resnet50,
+    weights,
+)
 from bench.synth_ml import label_encoder, svm_classifier, svm_regressor
 from vm.engine import sandbox_limits
 from vm.genesis import REPO_ROOT, load_genesis
@@ -75,10 +88,10 @@ def load_ns(s: Synth, repeat: int) -> float:
     return best_of(lambda: create_session(s.model_bytes), repeat)
 
 
-def cold_path_ns(s: Synth, limits: SandboxLimits, repeat: int) -> float:
-    """CPU of a model's first use on a fresh validator, as a node pays it: the blob file read and hashed
-    (node.blobstore), the bytes handed to a freshly started worker, its session, its index scan and one run;
-    the node's CPU plus the worker's (best of `repeat`, a new worker each time, its start not counted)."""
+def cold_path_parts(s: Synth, limits: SandboxLimits, repeat: int) -> list[tuple[int, int, int]]:
+    """CPU of a model's first use on a fresh validator, as a node pays it, `repeat` times (a new worker each
+    time, its start not counted): (node: the blob file read and SHA-256 checked by node.blobstore; node: the
+    hand-off, pickling and pipe; worker: unpickling, session, index scan and one run), in ns."""
     import hashlib
     import tempfile
 
@@ -88,7 +101,7 @@ def cold_path_ns(s: Synth, limits: SandboxLimits, repeat: int) -> float:
     spec = spec_of(s, limits)
     inputs = {s.input_name: s.sample()}
     digest = Hash32(hashlib.sha256(s.model_bytes).digest())
-    best = float("inf")
+    samples: list[tuple[int, int, int]] = []
     with tempfile.TemporaryDirectory(prefix="cold-path-") as tmp:
         store = FileBlobStore(tmp)
         store.put_blobs({digest: s.model_bytes})
@@ -98,11 +111,17 @@ def cold_path_ns(s: Synth, limits: SandboxLimits, repeat: int) -> float:
                 start, worker_start = time.process_time_ns(), _cpu_ns(info["pid"])
                 model_bytes = store.get_blob(digest)
                 assert model_bytes is not None
-                [result] = pool.run_batch([InferJob(ModelPackage(digest, model_bytes, spec), inputs)])
-                best = min(best, time.process_time_ns() - start + _cpu_ns(info["pid"]) - worker_start)
+                read = time.process_time_ns()
+                [result] = pool.run_batch([InferJob(ModelPackage(bytes(digest), model_bytes, spec), inputs)])
+                samples.append((read - start, time.process_time_ns() - read, _cpu_ns(info["pid"]) - worker_start))
                 assert result.outputs is not None
                 del model_bytes
-    return best
+    return samples
+
+
+def cold_path_ns(s: Synth, limits: SandboxLimits, repeat: int) -> float:
+    """Best total CPU (node and worker) of `cold_path_parts`."""
+    return float(min(sum(p) for p in cold_path_parts(s, limits, repeat)))
 
 
 def cold_load_row(table: Table, g: GasSchedule, wide: SandboxLimits, repeat: int) -> None:
@@ -112,6 +131,36 @@ def cold_load_row(table: Table, g: GasSchedule, wide: SandboxLimits, repeat: int
     cold = (cold_path_ns(big, wide, max(3, repeat // 2)) - cold_path_ns(small, wide, max(3, repeat // 2))) / (
         len(big.model_bytes) - len(small.model_bytes))
     table.row("load: cold path per file byte (file, worker)", cold, g.load_per_kib / 1024)
+
+
+def cold_load_sizes(g: GasSchedule, wide: SandboxLimits, rate: float, max_tx_gas: int, repeat: int,
+                    sizes_mb: tuple[int, ...], make: Callable[..., Synth] = weights) -> None:
+    """The whole cold path of weight-heavy models of several sizes, median of `repeat` (each on a fresh
+    worker), by part, against what `load_gas` charges for it (at the reference rate: margin = charged time /
+    measured CPU; the schedule aims at >= 2), and the slope per file byte between the smallest and largest.
+    `make`: `weights` (a MatMul's, which ONNX Runtime prepacks: the dearest bytes) or `conv_weights` (a CNN's)."""
+    print(f"cold load by size, {make.__name__} models (CPU medians of {repeat}, a fresh worker each; load average "
+          f"{os.getloadavg()[0]:.1f}):")
+    print(f"  {'MiB':>5}{'read+hash ms':>14}{'hand-off ms':>13}{'worker ms':>11}{'total ms':>10}{'ns/byte':>9}"
+          f"{'load gas':>14}{'= ms':>8}{'margin':>8}  vs max_tx_gas")
+    totals: dict[int, tuple[int, float]] = {}
+    for mb in sizes_mb:
+        s = make(mb << 20, limits=wide)
+        parts = cold_path_parts(s, wide, repeat)
+        read, hand, worker = (statistics.median(p[i] for p in parts) for i in range(3))
+        total = statistics.median(sum(p) for p in parts)
+        n = len(s.model_bytes)
+        totals[mb] = (n, total)
+        # The synthetic models have 2 nodes; one golden run of either is negligible (256 MACs per weight).
+        charged = load_gas(g, model_bytes=n, nodes=2, golden_runs=0, gas_per_call=0)
+        print(f"  {n / (1 << 20):>5.0f}{read / 1e6:>14.1f}{hand / 1e6:>13.1f}{worker / 1e6:>11.1f}{total / 1e6:>10.1f}"
+              f"{total / n:>9.2f}{charged:>14,}{charged / rate / 1e6:>8.0f}{charged / (total * rate):>8.2f}  "
+              f"{charged / max_tx_gas:.2f}")
+    (n0, t0), (n1, t1) = totals[min(sizes_mb)], totals[max(sizes_mb)]
+    slope = (t1 - t0) / (n1 - n0)
+    print(f"  slope {min(sizes_mb)} -> {max(sizes_mb)} MB: {slope:.2f} ns per file byte; load_per_kib "
+          f"{g.load_per_kib} = {g.load_per_kib / 1024:.2f} gas per byte (margin {g.load_per_kib / 1024 / (slope * rate):.2f}); "
+          f"at a margin of 2 it would be {math.ceil(2 * slope * rate * 1024):,} per KiB")
 
 
 def spec_of(s: Synth, limits: SandboxLimits) -> ModelSpec:
@@ -142,6 +191,8 @@ def main() -> None:
     parser.add_argument("--skip-resnet", action="store_true")
     parser.add_argument("--only-ml", action="store_true", help="only the ai.onnx.ml rows")
     parser.add_argument("--only-cold-load", action="store_true", help="only the cold load per file byte")
+    parser.add_argument("--cold-load-sizes", default="",
+                        help="only the cold load of weight models of these sizes in MB, e.g. 8,32,64,100")
     args = parser.parse_args()
     genesis = load_genesis(args.genesis)
     params = genesis.params
@@ -155,6 +206,11 @@ def main() -> None:
     r = args.repeat
     wide = SandboxLimits(max_model_bytes=128 << 20, max_parameter_bytes=128 << 20, max_tensor_bytes=128 << 20,
                          max_tensor_elements=1 << 26)
+    if args.cold_load_sizes:
+        for make in (weights, conv_weights):
+            cold_load_sizes(g, wide, rate, params.vm.max_tx_gas, r,
+                            tuple(int(mb) for mb in args.cold_load_sizes.split(",")), make)
+        return
     if args.only_cold_load:
         cold_load_row(table, g, wide, r)
         return

@@ -17,13 +17,14 @@ k = 16, onnx's own dummy input as the one golden input). Then:
    part is set against the gas that pays for it at the reference rate (max_block_gas in timeout_propose / 3):
    margin = priced time / measured time (the schedule aims at >= 2).
 
-Run: `python -m bench.model_gas [--model light_densenet121] [--repeat 3]`.
+Run: `python -m bench.model_gas [--model light_densenet121] [--repeat 3] [--random-weights SEED]`.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -35,7 +36,7 @@ from bench.gas_calibration import _cpu_ns, best_of, spec_of
 from bench.synth import Synth, weights
 from node.cli.model_cmd import prepare_model
 from node.modelprep import upgrade
-from vm.engine import feeds, model_spec, sandbox_limits
+from vm.engine import feeds, golden_vectors, model_spec, sandbox_limits
 from vm.genesis import REPO_ROOT, load_genesis
 from vm.sandbox import check
 from vm.sandbox.executor import CheckJob, InferJob, ModelPackage
@@ -43,17 +44,23 @@ from vm.sandbox.graph import infer_types, parse_model
 from vm.sandbox.limits import SandboxLimits, load_gas, registration_load_gas
 from vm.sandbox.meter import check_facts, meter, meter_graph
 from vm.sandbox.session import create_session
+from vm.sandbox.spec import ModelSpec
 from vm.sandbox.worker import WorkerPool
 from vm.txs import ModelMeta
 
 DATA = Path(onnx.__file__).parent / "backend" / "test" / "data" / "light"
 
 
-def prepare(name: str) -> tuple[bytes, ModelMeta]:
-    """The client's registration of onnx's `light/<name>.onnx` (as tests/vm/backend_corpus.py does)."""
+def prepare(name: str, seed: int | None = None) -> tuple[bytes, ModelMeta]:
+    """The client's registration of onnx's `light/<name>.onnx` (as tests/vm/backend_corpus.py does); with a
+    `seed`, of the same architecture with seeded random weights (tools/random_weights.py: nothing to fold)."""
     from onnx.backend.test.runner import Runner
 
+    from tools.random_weights import randomize_weights
+
     raw = (DATA / f"{name}.onnx").read_bytes()
+    if seed is not None:
+        raw = randomize_weights(raw, seed)
     model = onnx.load_from_string(raw)
     inits = {i.name for i in model.graph.initializer}
     inputs = {v.name: Runner.generate_dummy_data(v, seed=0, name=name) for v in model.graph.input
@@ -63,6 +70,37 @@ def prepare(name: str) -> tuple[bytes, ModelMeta]:
         up.model_bytes, name=name, model_class="tolerant", grid_k=16, tol_abs=32, tol_rel_ppm=200, fee_per_call=0,
         input_shapes={k: list(v.shape) for k, v in inputs.items()}, golden_inputs=[inputs])
     return canonical, meta
+
+
+def fresh_cold_path(canonical: bytes, meta: ModelMeta, spec: ModelSpec, inputs: dict[str, np.ndarray],
+                    repeat: int) -> list[tuple[int, int, int]]:
+    """The first call on a fresh validator, `repeat` times on a fresh worker each (its start not counted):
+    (node: the blob file read and SHA-256 checked; node: the hand-off; worker: session, golden runs, the
+    call), CPU ns: what `load_gas` plus one call's gas pay for."""
+    import hashlib
+    import tempfile
+
+    from core.types import Hash32
+    from node.blobstore import FileBlobStore
+
+    digest = Hash32(hashlib.sha256(canonical).digest())
+    samples: list[tuple[int, int, int]] = []
+    with tempfile.TemporaryDirectory(prefix="model-gas-") as tmp:
+        store = FileBlobStore(tmp)
+        store.put_blobs({digest: canonical})
+        for _ in range(repeat):
+            with WorkerPool(1) as pool:
+                (info,) = pool.describe()
+                start, worker_start = time.process_time_ns(), _cpu_ns(info["pid"])
+                model_bytes = store.get_blob(digest)
+                assert model_bytes is not None
+                read = time.process_time_ns()
+                pkg = ModelPackage(bytes(digest), model_bytes, spec, golden_vectors(meta))
+                [ran] = pool.run_batch([InferJob(pkg, inputs)])
+                samples.append((read - start, time.process_time_ns() - read, _cpu_ns(info["pid"]) - worker_start))
+                assert ran.outputs is not None
+                del model_bytes, pkg
+    return samples
 
 
 def parts(title: str, items: dict[str, int], cap: int) -> None:
@@ -77,6 +115,9 @@ def main() -> None:
     parser.add_argument("--model", default="light_densenet121")
     parser.add_argument("--genesis", type=Path, default=REPO_ROOT / "genesis.json")
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--only-cold-path", action="store_true", help="only the first call on fresh workers")
+    parser.add_argument("--random-weights", type=int, metavar="SEED", help="the architecture with seeded random "
+                        "weights (ResNet-50: 100 MB canonical) instead of the shipped constant ones")
     args = parser.parse_args()
     params = load_genesis(args.genesis).params
     limits = sandbox_limits(params)
@@ -84,7 +125,7 @@ def main() -> None:
     rate = params.consensus.max_block_gas / (params.consensus.timeout_propose_ms * 1e6 / 3)  # gas per ns
     print(f"load average {os.getloadavg()[0]:.1f}; reference rate {rate:.3f} gas/ns; best of {args.repeat}")
 
-    canonical, meta = prepare(args.model)
+    canonical, meta = prepare(args.model, args.random_weights)
     spec = model_spec(meta, limits)
     nodes, elements = check_facts(canonical)
     report = meter(canonical, limits=limits)
@@ -128,6 +169,15 @@ def main() -> None:
 
     print("time (CPU, ms) against the gas that pays for it:")
     r = args.repeat
+    first_gas = sum(load_parts.values()) + call
+    cold = fresh_cold_path(canonical, meta, spec, feeds(meta, meta.golden[0].inputs), r)
+    read, hand, worker = (statistics.median(p[i] for p in cold) for i in range(3))
+    total = statistics.median(sum(p) for p in cold)
+    print(f"  first call on a fresh worker (median of {r}): read+hash {read / 1e6:.1f} ms, hand-off {hand / 1e6:.1f} "
+          f"ms, worker (session, golden run, call) {worker / 1e6:.1f} ms = {total / 1e6:.1f} ms; priced (load + "
+          f"call) {first_gas:,} gas = {first_gas / rate / 1e6:.1f} ms: margin {first_gas / (total * rate):.2f}")
+    if args.only_cold_path:
+        return
 
     def row(label: str, ns: float, gas: int) -> None:
         print(f"  {label:<44}{ns / 1e6:>9.1f} ms{gas:>14,} gas = {gas / rate / 1e6:>7.1f} ms  margin "

@@ -74,6 +74,18 @@ def weights(nbytes: int, salt: int = 0, limits: SandboxLimits | None = None) -> 
                    ("y", TensorProto.FLOAT, (1, 1)), [init], limits)
 
 
+def conv_weights(nbytes: int, salt: int = 0, limits: SandboxLimits | None = None) -> Synth:
+    """One float 1x1 Conv of a [1,256,1,1] input with k filters whose weights make the file `nbytes` long: the
+    weights of a CNN (ONNX Runtime prepacks a MatMul's or Gemm's weights at session creation, not a Conv's)."""
+    k = max(1, nbytes // (4 * 256))
+    w = np.random.default_rng(salt).standard_normal((k, 256, 1, 1)).astype(np.float32)
+    init = numpy_helper.from_array(w, "w")
+    node = helper.make_node("Conv", ["x", "w"], ["m"])
+    red = helper.make_node("ReduceSum", ["m"], ["y"], keepdims=1)
+    return _finish(f"convweights{nbytes >> 20}MB", [node, red], ("x", TensorProto.FLOAT, (1, 256, 1, 1)),
+                   ("y", TensorProto.FLOAT, (1, 1, 1, 1)), [init], limits)
+
+
 def lookup(entries: int, salt: int = 0, limits: SandboxLimits | None = None) -> Synth:
     """y = table[x] over a 1-D int32 table: the registration check reads every entry (ONNX's data propagation
     of 1-D integer constants), the run one."""

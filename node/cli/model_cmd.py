@@ -49,6 +49,7 @@ from vm.txs import (
 
 if TYPE_CHECKING:
     from vm.apply import RegisterResolution
+    from vm.sandbox.limits import GasSchedule
 
 UPLOAD_BATCH = 3  # chunk transactions per broadcast_txs call (each is up to ~256 KiB, hex-doubled on the wire)
 # Chunks sent ahead of the account's committed nonce: every UPLOAD_WINDOW chunks the upload waits for its batch
@@ -526,13 +527,13 @@ def over_first_call_floor(vm: dict[str, Any] | None, canonical: bytes) -> None:
     needs more gas than one transaction may carry: its cold load's per-KiB term (`vm.sandbox.limits.load_gas`)
     is over `vm.max_tx_gas` (the `uncallable` rule, before the check and the golden runs). A registration too
     big for one transaction is deferred (vm/deferred.py); one whose model could never be called is not."""
+    from vm.sandbox.limits import load_gas
+
     if vm is None or "max_tx_gas" not in vm:
         return
-    named = vm.get("gas_schedule") or {}
-    if isinstance(named, list):  # the RPC's form: [{"name": ..., "value": ...}]
-        named = {item["name"]: item["value"] for item in named}
-    floor = (int(vm.get("gas_infer_base", 0)) + int(named.get("load_base", 0))
-             + int(named.get("load_per_kib", 0)) * -(-len(canonical) // 1024))
+    # The load of a graph with no nodes and no golden runs: its base and per-KiB terms, the one formula.
+    floor = int(vm.get("gas_infer_base", 0)) + load_gas(_gas_schedule(vm), model_bytes=len(canonical), nodes=0,
+                                                         golden_runs=0, gas_per_call=0)
     cap = int(vm["max_tx_gas"])
     if floor > cap:
         raise CliError(f"an inference on this model needs at least {floor} gas when it is the first use in its "
@@ -553,6 +554,17 @@ def over_tx_gas(vm: dict[str, Any] | None, last_chunk_gas: int, *, at_least: boo
                        "chain cannot register it")
 
 
+def _gas_schedule(vm: dict[str, Any]) -> GasSchedule:
+    """The sandbox gas schedule from the node's published VM params (genesis form or the RPC's list of
+    name/value pairs); prices it does not name keep their defaults."""
+    from vm.sandbox.limits import GasSchedule
+
+    named = vm.get("gas_schedule") or {}
+    if isinstance(named, list):  # the RPC's form: [{"name": ..., "value": ...}]
+        named = {item["name"]: item["value"] for item in named}
+    return GasSchedule(**{k: int(v) for k, v in named.items() if k in GasSchedule.__dataclass_fields__})
+
+
 @dataclass(frozen=True, slots=True)
 class GasQuote:
     registration: int  # the last chunk's registration gas (vm.execute.completing_gas)
@@ -567,13 +579,10 @@ def _gas_quote(vm: dict[str, Any], canonical: bytes, meta: ModelMeta) -> GasQuot
     it is the first use in its block (`vm.execute.infer_gas`: base, input bytes, the metered call, the cold
     load `vm.sandbox.limits.load_gas`)."""
     from vm.execute import check_gas
-    from vm.sandbox.limits import GasSchedule, SandboxLimits, load_gas, registration_load_gas
+    from vm.sandbox.limits import SandboxLimits, load_gas, registration_load_gas
     from vm.sandbox.meter import meter
 
-    named = vm.get("gas_schedule") or {}
-    if isinstance(named, list):  # the RPC's form: [{"name": ..., "value": ...}]
-        named = {item["name"]: item["value"] for item in named}
-    schedule = GasSchedule(**{k: int(v) for k, v in named.items() if k in GasSchedule.__dataclass_fields__})
+    schedule = _gas_schedule(vm)
     report = meter(canonical, limits=SandboxLimits(gas=schedule))
     nodes, golden_runs = len(report.nodes), len(meta.golden)
     check = check_gas(int(vm["gas_register_base"]), int(vm["gas_register_per_byte"]),

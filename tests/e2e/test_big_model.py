@@ -7,9 +7,11 @@ at N; `inferchain model status` on another node says the same; every node holds 
 inference through `inferchain infer` matches raw onnxruntime within the declared tolerance.
 
 The threshold is lowered so that a 5 MB model takes the deferred path in seconds; the path is the one a
-100 MB model (ResNet-50 with random weights: its check alone is ~400M gas, twice max_tx_gas) takes, whose
-100 blocks of upload would not fit a test's time (and whose first call's cold load is over max_tx_gas at
-today's `load_per_kib`: docs/sandbox.md, "Deferred activation").
+100 MB model (ResNet-50 with random weights: its check alone is ~400M gas, twice max_tx_gas) takes. That
+model is not run here: its first call (a cold load, its golden run and the call: 736 ms of CPU on a fresh
+worker, priced 460M gas at a measured margin of 3.1) cannot fit max_tx_gas at honest prices, so the CLI
+refuses it (docs/sandbox.md, "The cold load of a 100 MB model"); its upload alone would take at least 98
+blocks (391 chunks of 256 KiB, 4 to a 1152 KiB block).
 """
 
 from __future__ import annotations
