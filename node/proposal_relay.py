@@ -75,14 +75,11 @@ class FetchLimits:
 
 class ProposalAssembler:
     """`lookup` finds a transaction locally (the mempool); `fetch(peer, hashes)` asks a peer
-    (`p2p.reqresp.ReqResp.txs`); `peers()` lists the other peers that may serve transactions; `on_asked`
-    hears what peers ask this node for."""
+    (`p2p.reqresp.ReqResp.txs`); `peers()` lists the other peers that may serve transactions."""
 
     def __init__(self, lookup: TxLookup, fetch: TxFetch, peers: Callable[[], list[ID]],
-                 limits: FetchLimits | None = None,
-                 on_asked: Callable[[Sequence[Hash32]], None] | None = None) -> None:
+                 limits: FetchLimits | None = None) -> None:
         self._lookup = lookup
-        self._on_asked = on_asked  # hears every hash list a peer asks us for (node.proposal_hold's feedback)
         self._fetch = fetch
         self._peers = peers
         self.limits = limits or FetchLimits()
@@ -98,8 +95,6 @@ class ProposalAssembler:
 
     async def serve(self, hashes: Sequence[Hash32]) -> list[Transaction]:
         """What this node serves to peers (`p2p.reqresp.ReqResp.serve_txs`): the asked ones it holds, in order."""
-        if self._on_asked is not None:
-            self._on_asked(hashes)
         out: list[Transaction] = []
         for i, tx_hash in enumerate(hashes):
             if i and i % 256 == 0:

@@ -353,8 +353,7 @@ class Node:
         gossip.set_hook(TopicKind.EVIDENCE, hooks.evidence)
         # Proposals travel compact (transactions by hash, core.compact); what the mempool lacks is fetched.
         rr = service.reqresp
-        assembler = ProposalAssembler(self.mempool.get, rr.txs, lambda: service.peers_serving("txs"),
-                                      on_asked=self._peer_asked_txs)
+        assembler = ProposalAssembler(self.mempool.get, rr.txs, lambda: service.peers_serving("txs"))
         self.proposal_assembler = assembler
         handlers = GossipHandlers(chain_id=self.chain_id, block_checks=self.block_checks,
                                   vote_verifier=self.vote_verifier, driver=lambda: self.driver,
@@ -366,7 +365,7 @@ class Node:
         gossip.set_handler(TopicKind.VOTES, handlers.vote)
         gossip.set_handler(TopicKind.EVIDENCE, handlers.evidence)
         providers = ChainProviders(self.chain, self.chain_id, lambda: self.driver)
-        rr.serve_txs(assembler.serve)
+        rr.serve_txs(assembler.serve, asked=self._peer_asked_txs)
         rr.serve_status(providers.status)
         rr.serve_blocks(providers.block)
         rr.serve_votes(providers.votes)
@@ -415,6 +414,9 @@ class Node:
             if self.proposal_assembler is not None:  # the relay's fetch window follows timeout_propose
                 self.proposal_assembler.limits = FetchLimits.for_timeouts(consensus.timeout_propose_ms,
                                                                           consensus.timeout_propose_delta_ms)
+            # The hold's grace: at most timeout_propose, and past the lags of f peers (node.proposal_hold).
+            self.own_hold.cap_s = consensus.timeout_propose_ms / 1000
+            self.own_hold.tolerated = (len(app.validator_set(Height(height))) - 1) // 3
             return consensus, block_limits(params)
 
         return ConsensusDriver(chain=self.chain, state=state, wal=wal, signer=signer, mempool=self.mempool,
@@ -480,14 +482,16 @@ class Node:
         alone = self.p2p is None or not self.p2p.gossip.topic_peers(TopicKind.TXS)
         self.own_hold.published(through, -math.inf if alone else trio.current_time())
 
-    def _peer_asked_txs(self, hashes: Sequence[Hash32]) -> None:
+    def _peer_asked_txs(self, peer: ID, hashes: Sequence[Hash32]) -> None:
         """A peer fetches transactions from us (a proposal it could not rebuild from its mempool): if they
-        include our own clients' ones, the gossip lag is longer than our proposals' grace (node.proposal_hold)."""
-        unpublished, published, oldest = self.own_hold.asked([bytes(h) for h in hashes], trio.current_time())
+        include our own clients' ones, that peer's gossip lag is longer than our proposals' grace
+        (node.proposal_hold)."""
+        unpublished, published, oldest = self.own_hold.asked(str(peer), [bytes(h) for h in hashes],
+                                                             trio.current_time())
         if unpublished or published:
-            logger.info("a peer asked for %d transactions: %d of our clients' not yet gossiped, %d gossiped "
-                        "(oldest %.1f s ago); proposal grace now %.1f s", len(hashes), unpublished, published,
-                        oldest, self.own_hold.grace_s)
+            logger.info("peer %s asked for %d transactions: %d of our clients' not yet gossiped, %d gossiped "
+                        "(oldest %.1f s ago); proposal grace now %.1f s", str(peer)[-6:], len(hashes), unpublished,
+                        published, oldest, self.own_hold.grace_s)
 
     async def _relay_tx(self, tx: Transaction) -> None:
         """A gossiped transaction our mempool took from a batch that is not relayed whole: ours to batch."""

@@ -68,6 +68,7 @@ BlockProvider = Callable[[Height], Awaitable[StoredBlock | None]]
 VoteProvider = Callable[[VotesRequest], Awaitable[Sequence[Vote]]]
 ModelProvider = Callable[[Hash32, int, int], Awaitable[ModelChunkResponse | None]]
 TxProvider = Callable[[Sequence[Hash32]], Awaitable[Sequence[Transaction]]]
+AskedHook = Callable[[ID, Sequence[Hash32]], None]
 Progress = Callable[[int, int], None]
 OffenseSink = Callable[[ID, Offense, str], None]
 
@@ -209,10 +210,12 @@ class ReqResp:
 
         self._serve("model", ModelChunkRequest, handle)
 
-    def serve_txs(self, provider: TxProvider) -> None:
+    def serve_txs(self, provider: TxProvider, *, asked: AskedHook | None = None) -> None:
         """Transactions by hash: those `provider` holds among the asked ones, in the asked order, as many as
-        fit in one response."""
+        fit in one response. `asked(peer, hashes)` hears who asked for what first (node.proposal_hold)."""
         async def handle(request: TxsRequest, peer: ID) -> Wire:
+            if asked is not None:
+                asked(peer, request.hashes)
             out: list[Transaction] = []
             size = 0
             for tx in await provider(request.hashes):
