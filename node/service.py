@@ -57,6 +57,7 @@ from node.gossip_hooks import GossipHooks, TxAdmission, defer_signature_check
 from node.home import NodeHome
 from node.leveldb import LevelDBStore
 from node.mempool import Mempool, RemovalReason
+from node.mempool_sync import MempoolSync
 from node.metrics import NodeMetrics, TimedExecutor
 from node.proposal_hold import OwnTxHold
 from node.proposal_relay import FetchLimits, ProposalAssembler
@@ -185,6 +186,7 @@ class Node:
         self.tx_admission: TxAdmission | None = None
         self.gossip_hooks: GossipHooks | None = None
         self.proposal_assembler: ProposalAssembler | None = None
+        self.mempool_sync: MempoolSync | None = None
         self.early_proposals: EarlyProposals | None = None
         self.driver: ConsensusDriver | None = None
         self.block_sync: BlockSync | None = None
@@ -265,6 +267,8 @@ class Node:
                                              on_published=self._batch_out)
                     await nursery.start(self.batcher.run)
                     nursery.start_soon(self._recheck_loop)
+                    assert self.mempool_sync is not None  # built with p2p
+                    await nursery.start(self.mempool_sync.run)
                     self.block_sync = BlockSync(self.chain, self.p2p, self.chain_id, self.config.sync)
                     self.syncing = True
                     peers_since = trio.current_time()
@@ -353,7 +357,12 @@ class Node:
         gossip.set_hook(TopicKind.EVIDENCE, hooks.evidence)
         # Proposals travel compact (transactions by hash, core.compact); what the mempool lacks is fetched.
         rr = service.reqresp
-        assembler = ProposalAssembler(self.mempool.get, rr.txs, lambda: service.peers_serving("txs"))
+        # Diverged mempools (a healed partition) are reconciled by pulling what a peer holds and we lack.
+        self.mempool_sync = MempoolSync(self.mempool, rr.pending, rr.txs, self.sig_cache.verify,
+                                        lambda: service.peers_serving("pending"), is_syncing=lambda: self.syncing)
+        rr.serve_pending(self.mempool_sync.serve)
+        assembler = ProposalAssembler(self.mempool.get, rr.txs, lambda: service.peers_serving("txs"),
+                                      on_missing=self.mempool_sync.proposal_missing)
         self.proposal_assembler = assembler
         handlers = GossipHandlers(chain_id=self.chain_id, block_checks=self.block_checks,
                                   vote_verifier=self.vote_verifier, driver=lambda: self.driver,

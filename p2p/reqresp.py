@@ -1,4 +1,5 @@
-"""Request/response protocols: status, blocks with commits, vote catch-up, model bytes, transactions by hash.
+"""Request/response protocols: status, blocks with commits, vote catch-up, model bytes, transactions by hash,
+pending transaction hashes.
 
 Each exchange is one request and one response on a fresh stream (libp2p.request_response), every frame under
 1 MiB. Long transfers are many exchanges: block ranges continue where the last response stopped, a block too
@@ -38,6 +39,7 @@ from p2p.errors import BadResponse, NotFound, NotServed, RateLimited, RequestFai
 from p2p.limits import LIBP2P_FRAME_MAX, MODEL_CHUNK, MODEL_MAX, REQUEST_MAX, RESPONSE_MAX
 from p2p.messages import (
     MAX_BLOCKS_PER_REQUEST,
+    MAX_PENDING_HASHES,
     MAX_TXS_PER_REQUEST,
     WHOLE_BLOCK_MAX,
     BlockPart,
@@ -47,6 +49,8 @@ from p2p.messages import (
     ChainStatus,
     ModelChunkRequest,
     ModelChunkResponse,
+    PendingRequest,
+    PendingResponse,
     Response,
     ResponseCode,
     StatusRequest,
@@ -69,6 +73,7 @@ VoteProvider = Callable[[VotesRequest], Awaitable[Sequence[Vote]]]
 ModelProvider = Callable[[Hash32, int, int], Awaitable[ModelChunkResponse | None]]
 TxProvider = Callable[[Sequence[Hash32]], Awaitable[Sequence[Transaction]]]
 AskedHook = Callable[[ID, Sequence[Hash32]], None]
+PendingProvider = Callable[[int], Awaitable[Sequence[Hash32]]]
 Progress = Callable[[int, int], None]
 OffenseSink = Callable[[ID, Offense, str], None]
 
@@ -101,7 +106,7 @@ class SyncedBlock:
 
 
 def protocol_ids(chain_id: str) -> dict[str, TProtocol]:
-    names = ("status", "blocks", "blockpart", "votes", "model", "txs")
+    names = ("status", "blocks", "blockpart", "votes", "model", "txs", "pending")
     return {name: TProtocol(f"/inferchain/{chain_id}/{name}/1") for name in names}
 
 
@@ -226,6 +231,14 @@ class ReqResp:
             return TxsResponse(tuple(out))
 
         self._serve("txs", TxsRequest, handle)
+
+    def serve_pending(self, provider: PendingProvider) -> None:
+        """Pending transaction hashes, best first: at most the asked limit (node.mempool_sync)."""
+        async def handle(request: PendingRequest, peer: ID) -> Wire:
+            hashes = tuple(await provider(int(request.limit)))
+            return PendingResponse(hashes[:int(request.limit)])
+
+        self._serve("pending", PendingRequest, handle)
 
     def _serve(self, name: str, request_type: type[W], handle: Callable[[Any, ID], Awaitable[Wire]]) -> None:
         async def handler(payload: bytes, context: RequestContext) -> bytes:
@@ -357,6 +370,16 @@ class ReqResp:
         if isinstance(result, RemoteError):
             self._bad_response(peer, "txs", result)
         return result
+
+    async def pending(self, peer: ID, limit: int = MAX_PENDING_HASHES) -> list[Hash32]:
+        """Up to `limit` hashes of the transactions pending at the peer, best first. More than asked for is
+        the peer's fault (BadResponse)."""
+        limit = max(1, min(limit, MAX_PENDING_HASHES))
+        body = await self._request(peer, "pending", PendingRequest(limit))
+        response = self._decode_body(peer, PendingResponse, body)
+        if len(response.hashes) > limit:
+            self._bad_response(peer, "pending", BadResponse(f"{len(response.hashes)} hashes for a limit of {limit}"))
+        return list(response.hashes)
 
     @staticmethod
     def _decode_txs(asked: tuple[Hash32, ...], body: bytes) -> list[Transaction] | RemoteError:
