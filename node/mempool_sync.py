@@ -13,7 +13,7 @@ Bounds (docs/security.md, "Mempool reconciliation"): one reconciliation at a tim
 `reconcile_s`, each peer at most once per `min_interval_s`, at most MAX_PENDING_HASHES hashes and `max_fetch` transactions each, fetched in
 MAX_TXS_PER_REQUEST batches (at most `max_requests`) under p2p's request, size and byte-rate limits, and a peer whose transaction
 fails its signature check is not asked again for `ban_s`. Serving: the answer is the mempool's reap order,
-built at most once per `serve_cache_s` whoever asks. Nothing fetched is relayed: each node reconciles with
+built at most once per `serve_cache_s` (and block) whoever asks. Nothing fetched is relayed: each node reconciles with
 its own peers.
 """
 
@@ -29,8 +29,8 @@ from libp2p.peer.id import ID
 
 from core.errors import RemoteError
 from core.tx import Transaction
-from core.types import Hash32
-from node.mempool import Mempool
+from core.types import Address, Hash32
+from node.mempool import AccountInfo, Mempool
 from p2p.messages import MAX_PENDING_HASHES, MAX_TXS_PER_REQUEST
 
 logger = logging.getLogger(__name__)
@@ -40,6 +40,15 @@ TxFetch = Callable[[ID, Sequence[Hash32]], Awaitable[list[Transaction]]]
 Verify = Callable[[Transaction, bytes], bool]
 
 _UNBOUNDED = 1 << 62  # the reap's byte and gas budgets when listing what is pending
+
+
+@dataclass(frozen=True, slots=True)
+class _NoAccount:
+    balance: int = 0
+    nonce: int = 0
+
+
+_NO_ACCOUNT = _NoAccount()
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,17 +75,21 @@ class SyncOutcome:
     lacked: int = 0  # of them, ones this node did not hold
     fetched: int = 0  # transactions the peer sent
     added: int = 0  # taken by the mempool
+    stale: int = 0  # nonce already used here (the peer is behind)
     bad_signatures: int = 0
 
 
 class MempoolSync:
     """`pending(peer, limit)` and `fetch(peer, hashes)` ask a peer (p2p.reqresp); `verify(tx, hash)` checks a
-    signature (the node's cache); `peers()` lists the connected peers that serve `pending`."""
+    signature (the node's cache); `peers()` lists the connected peers that serve `pending`; `account` reads a
+    sender's committed account (for one the mempool holds nothing of)."""
 
     def __init__(self, mempool: Mempool, pending: PendingFetch, fetch: TxFetch, verify: Verify,
                  peers: Callable[[], list[ID]], limits: SyncLimits | None = None,
-                 is_syncing: Callable[[], bool] | None = None) -> None:
+                 is_syncing: Callable[[], bool] | None = None,
+                 account: Callable[[Address], AccountInfo] | None = None) -> None:
         self._mempool = mempool
+        self._account = account or (lambda address: _NO_ACCOUNT)
         self._pending = pending
         self._fetch = fetch
         self._verify = verify
@@ -87,19 +100,20 @@ class MempoolSync:
         self._queued: set[ID] = set()
         self._last: OrderedDict[ID, float] = OrderedDict()  # peer -> when it was last reconciled (or banned)
         self._threads = trio.CapacityLimiter(1)
-        self._served: tuple[float, list[Hash32]] | None = None
+        self._served: tuple[float, int, list[Hash32]] | None = None  # (when, at which height, hashes)
         self.outcomes: list[tuple[ID, str, SyncOutcome]] = []  # the latest ones, for tests and logs
 
     # ---------------------------------------------------------------- serving
 
     async def serve(self, limit: int) -> list[Hash32]:
         """Our pending transactions' hashes, best first (the order our proposals would name them in)."""
-        now = trio.current_time()
-        if self._served is None or now - self._served[0] >= self.limits.serve_cache_s:
+        now, height = trio.current_time(), self._mempool.height
+        served = self._served
+        if served is None or now - served[0] >= self.limits.serve_cache_s or served[1] != height:
             txs = self._mempool.reap(max_txs=MAX_PENDING_HASHES, max_bytes=_UNBOUNDED, max_gas=_UNBOUNDED)
-            self._served = (now, [tx.hash for tx in txs])
+            served = self._served = (now, height, [tx.hash for tx in txs])
         await trio.lowlevel.checkpoint()
-        return self._served[1][:limit]
+        return served[2][:limit]
 
     # ---------------------------------------------------------------- triggers
 
@@ -193,7 +207,8 @@ class MempoolSync:
     async def _admit(self, txs: list[Transaction], outcome: SyncOutcome) -> bool:
         """Signatures off the event loop, then the mempool's own checks. False if one is badly signed: the
         peer listed it as pending, which an honest mempool never holds."""
-        fresh = [(tx, bytes(tx.hash)) for tx in txs if tx.hash not in self._mempool]
+        fresh = [(tx, bytes(tx.hash)) for tx in txs if tx.hash not in self._mempool and not self._is_stale(tx)]
+        outcome.stale += len(txs) - len(fresh)
         checked = await trio.to_thread.run_sync(lambda: [self._verify(tx, h) for tx, h in fresh],
                                                 limiter=self._threads)
         for i, ((tx, _), ok) in enumerate(zip(fresh, checked, strict=True)):
@@ -205,6 +220,13 @@ class MempoolSync:
             if self._mempool.add(tx, signature_checked=True).added:
                 outcome.added += 1
         return not outcome.bad_signatures
+
+    def _is_stale(self, tx: Transaction) -> bool:
+        """Its nonce is used already (committed here, while the peer that listed it is a block behind): no
+        signature check for it."""
+        known = self._mempool.known_account(tx.sender_address)
+        account = known if known is not None else self._account(tx.sender_address)
+        return tx.nonce < int(account.nonce)
 
     def _mark(self, peer: ID, at: float) -> None:
         self._last[peer] = max(at, self._last.get(peer, at))

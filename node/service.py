@@ -359,7 +359,8 @@ class Node:
         rr = service.reqresp
         # Diverged mempools (a healed partition) are reconciled by pulling what a peer holds and we lack.
         self.mempool_sync = MempoolSync(self.mempool, rr.pending, rr.txs, self.sig_cache.verify,
-                                        lambda: service.peers_serving("pending"), is_syncing=lambda: self.syncing)
+                                        lambda: service.peers_serving("pending"), is_syncing=lambda: self.syncing,
+                                        account=_MempoolState(self.app).account)
         rr.serve_pending(self.mempool_sync.serve)
         assembler = ProposalAssembler(self.mempool.get, rr.txs, lambda: service.peers_serving("txs"),
                                       on_missing=self.mempool_sync.proposal_missing)

@@ -32,10 +32,12 @@ class Peer:
     sync: MempoolSync
 
 
-def wire(service: P2PService, mempool: Mempool, limits: SyncLimits | None = None) -> MempoolSync:
+def wire(service: P2PService, mempool: Mempool, limits: SyncLimits | None = None,
+         accounts: Accounts | None = None, cache: SigCache | None = None) -> MempoolSync:
     """As node.service wires them: the mempool serves its pending list and its transactions."""
-    sync = MempoolSync(mempool, service.reqresp.pending, service.reqresp.txs, SigCache().verify,
-                       lambda: service.peers_serving("pending"), limits)
+    sync = MempoolSync(mempool, service.reqresp.pending, service.reqresp.txs, (cache if cache is not None else SigCache()).verify,
+                       lambda: service.peers_serving("pending"), limits,
+                       account=accounts.account if accounts is not None else None)
     service.reqresp.serve_pending(sync.serve)
 
     async def provide(hashes: Sequence[Hash32]) -> list[Transaction]:
@@ -188,3 +190,27 @@ async def test_a_peer_that_stalls_the_reconciliation_frees_the_turn_within_the_b
                 assert reconciled[staller.peer_id].added == 0
                 assert reconciled[honest.peer_id].added == 80
                 nursery.cancel_scope.cancel()
+
+
+@pytest.mark.trio
+async def test_transactions_already_committed_here_are_not_signature_checked() -> None:
+    """A peer a block behind lists what this node has committed already: those are fetched (the hash alone
+    does not tell) but dropped on their used nonce, before any signature check."""
+    accounts = Accounts()
+    accounts.table[bytes(KEYS[0].address)].nonce = PER_SENDER  # sender 0's forty are committed here
+    behind = holding(TXS[: 2 * PER_SENDER])
+    here = pool(accounts)
+    cache = SigCache()
+    syncs: list[MempoolSync] = []
+
+    def configure(i: int, service: P2PService) -> None:
+        syncs.append(wire(service, behind) if i == 0 else wire(service, here, accounts=accounts, cache=cache))
+
+    with trio.fail_after(60):
+        async with running_nodes(2, configure=configure), trio.open_nursery() as nursery:
+            await nursery.start(syncs[1].run)
+            await wait_until(lambda: len(syncs[1].outcomes) == 1, within=30)
+            nursery.cancel_scope.cancel()
+    (_, _, outcome), = syncs[1].outcomes
+    assert (outcome.lacked, outcome.fetched, outcome.stale, outcome.added) == (80, 80, 40, 40)
+    assert cache.verifications == 40
