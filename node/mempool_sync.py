@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import logging
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import trio
@@ -82,13 +82,16 @@ class SyncOutcome:
 class MempoolSync:
     """`pending(peer, limit)` and `fetch(peer, hashes)` ask a peer (p2p.reqresp); `verify(tx, hash)` checks a
     signature (the node's cache); `peers()` lists the connected peers that serve `pending`; `account` reads a
-    sender's committed account (for one the mempool holds nothing of)."""
+    sender's committed account (for one the mempool holds nothing of); `links()` names each open connection
+    as (peer, an id of the connection), so that a reconnect shows."""
 
     def __init__(self, mempool: Mempool, pending: PendingFetch, fetch: TxFetch, verify: Verify,
                  peers: Callable[[], list[ID]], limits: SyncLimits | None = None,
                  is_syncing: Callable[[], bool] | None = None,
-                 account: Callable[[Address], AccountInfo] | None = None) -> None:
+                 account: Callable[[Address], AccountInfo] | None = None,
+                 links: Callable[[], Iterable[tuple[ID, int]]] | None = None) -> None:
         self._mempool = mempool
+        self._links = links or (lambda: [(peer, 0) for peer in self._peers()])
         self._account = account or (lambda address: _NO_ACCOUNT)
         self._pending = pending
         self._fetch = fetch
@@ -160,11 +163,13 @@ class MempoolSync:
                                 else "")
 
     async def _watch_peers(self) -> None:
-        """A peer that connects (first, or again after a cut) may hold what we took nothing of meanwhile."""
-        known: set[ID] = set()
+        """A peer that connects (first, or again after a cut) may hold what we took nothing of meanwhile. A
+        link dropped and redialed between two looks shows as a new connection to a peer seen before."""
+        known: set[tuple[ID, int]] = set()
         while True:
-            current = set(self._peers())
-            for peer in current - known:
+            serving = set(self._peers())
+            current = {(peer, link) for peer, link in self._links() if peer in serving}
+            for peer in dict.fromkeys(peer for peer, _ in current - known):
                 self.request(peer, "connected")
             known = current
             await trio.sleep(self.limits.poll_s)

@@ -360,7 +360,10 @@ class Node:
         # Diverged mempools (a healed partition) are reconciled by pulling what a peer holds and we lack.
         self.mempool_sync = MempoolSync(self.mempool, rr.pending, rr.txs, self.sig_cache.verify,
                                         lambda: service.peers_serving("pending"), is_syncing=lambda: self.syncing,
-                                        account=_MempoolState(self.app).account)
+                                        account=_MempoolState(self.app).account,
+                                        links=lambda: [(peer, id(conn)) for peer, conns in
+                                                       service.host.get_network().get_connections_map().items()
+                                                       for conn in conns])
         rr.serve_pending(self.mempool_sync.serve)
         assembler = ProposalAssembler(self.mempool.get, rr.txs, lambda: service.peers_serving("txs"),
                                       on_missing=self.mempool_sync.proposal_missing)

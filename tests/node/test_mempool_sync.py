@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import pytest
 import trio
+from libp2p.peer.id import ID
 
 from core.tx import Transaction
 from core.types import Hash32
@@ -214,3 +215,40 @@ async def test_transactions_already_committed_here_are_not_signature_checked() -
     (_, _, outcome), = syncs[1].outcomes
     assert (outcome.lacked, outcome.fetched, outcome.stale, outcome.added) == (80, 80, 40, 40)
     assert cache.verifications == 40
+
+
+@pytest.mark.trio
+async def test_a_link_that_is_dropped_and_redialed_reconciles_again() -> None:
+    """A cut link is dropped (the stall detector) and redialed: the new connection reconciles again, even when
+    the peer never left the connected list between two looks."""
+    source = holding(TXS[:PER_SENDER])
+    behind = holding([])
+    mempools = [source, behind]
+    syncs: list[MempoolSync] = []
+
+    def configure(i: int, service: P2PService) -> None:
+        def links() -> list[tuple[ID, int]]:
+            return [(p, id(c)) for p, cs in service.host.get_network().get_connections_map().items() for c in cs]
+
+        syncs.append(MempoolSync(mempools[i], service.reqresp.pending, service.reqresp.txs, SigCache().verify,
+                                 lambda: service.peers_serving("pending"), SyncLimits(min_interval_s=0.0),
+                                 links=links))
+        service.reqresp.serve_pending(syncs[-1].serve)
+        service.reqresp.serve_txs(lambda hashes: _held(mempools[i], hashes))
+
+    with trio.fail_after(60):
+        async with running_nodes(2, configure=configure) as (origin, redialer), trio.open_nursery() as nursery:
+            sync = syncs[1]
+            await nursery.start(sync.run)
+            await wait_until(lambda: len(behind) == PER_SENDER, within=20)
+            for t in TXS[PER_SENDER: 2 * PER_SENDER]:  # taken while the link was down
+                assert source.add(t).added
+            await redialer.host.disconnect(origin.peer_id)
+            await wait_until(lambda: len(behind) == 2 * PER_SENDER, within=30)
+            assert [reason for _, reason, _ in sync.outcomes] == ["connected", "connected"]
+            nursery.cancel_scope.cancel()
+
+
+async def _held(mempool: Mempool, hashes: Sequence[Hash32]) -> list[Transaction]:
+    await trio.lowlevel.checkpoint()
+    return [t for t in (mempool.get(h) for h in hashes) if t is not None]
