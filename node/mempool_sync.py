@@ -5,7 +5,8 @@ Transaction gossip reaches a transaction's peers once, at entry. Whatever a node
 first proposals then name hundreds of transactions the other side lacks, more than the proposal relay's
 fetch brings in its window (docs/performance.md, "After a partition heals"). So a node asks a peer for the
 hashes of its pending transactions, best first (`p2p.reqresp.ReqResp.pending`, at most MAX_PENDING_HASHES),
-and fetches those it lacks (`ReqResp.txs`), checking each signature and handing it to the mempool as any
+and fetches those it lacks (`ReqResp.txs(for_sync=True)`: the `synctxs` protocol, which the proposer's hold
+does not count as gossip lag), checking each signature and handing it to the mempool as any
 gossiped transaction. It does so when a peer connects (again) and when a peer's proposal names many
 transactions it lacks (a link that came back without reconnecting).
 

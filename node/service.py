@@ -358,7 +358,8 @@ class Node:
         # Proposals travel compact (transactions by hash, core.compact); what the mempool lacks is fetched.
         rr = service.reqresp
         # Diverged mempools (a healed partition) are reconciled by pulling what a peer holds and we lack.
-        self.mempool_sync = MempoolSync(self.mempool, rr.pending, rr.txs, self.sig_cache.verify,
+        self.mempool_sync = MempoolSync(self.mempool, rr.pending, functools.partial(rr.txs, for_sync=True),
+                                        self.sig_cache.verify,
                                         lambda: service.peers_serving("pending"), is_syncing=lambda: self.syncing,
                                         account=_MempoolState(self.app).account,
                                         links=lambda: [(peer, id(conn)) for peer, conns in

@@ -106,7 +106,7 @@ class SyncedBlock:
 
 
 def protocol_ids(chain_id: str) -> dict[str, TProtocol]:
-    names = ("status", "blocks", "blockpart", "votes", "model", "txs", "pending")
+    names = ("status", "blocks", "blockpart", "votes", "model", "txs", "pending", "synctxs")
     return {name: TProtocol(f"/inferchain/{chain_id}/{name}/1") for name in names}
 
 
@@ -217,10 +217,10 @@ class ReqResp:
 
     def serve_txs(self, provider: TxProvider, *, asked: AskedHook | None = None) -> None:
         """Transactions by hash: those `provider` holds among the asked ones, in the asked order, as many as
-        fit in one response. `asked(peer, hashes)` hears who asked for what first (node.proposal_hold)."""
-        async def handle(request: TxsRequest, peer: ID) -> Wire:
-            if asked is not None:
-                asked(peer, request.hashes)
+        fit in one response; for a proposal's missing ones (`txs`) and for mempool reconciliation (`synctxs`,
+        the same messages). `asked(peer, hashes)` hears who asked for what by `txs` only: a proposal that
+        lacked them is evidence of gossip lag, a reconciliation is not (node.proposal_hold)."""
+        async def answer(request: TxsRequest) -> TxsResponse:
             out: list[Transaction] = []
             size = 0
             for tx in await provider(request.hashes):
@@ -230,7 +230,16 @@ class ReqResp:
                 out.append(tx)
             return TxsResponse(tuple(out))
 
+        async def handle(request: TxsRequest, peer: ID) -> Wire:
+            if asked is not None:
+                asked(peer, request.hashes)
+            return await answer(request)
+
+        async def handle_sync(request: TxsRequest, peer: ID) -> Wire:
+            return await answer(request)
+
         self._serve("txs", TxsRequest, handle)
+        self._serve("synctxs", TxsRequest, handle_sync)
 
     def serve_pending(self, provider: PendingProvider) -> None:
         """Pending transaction hashes, best first: at most the asked limit (node.mempool_sync)."""
@@ -358,17 +367,19 @@ class ReqResp:
                 self._bad_response(peer, "votes", BadResponse("vote with a bad signature"))
         return list(response.votes)
 
-    async def txs(self, peer: ID, hashes: Sequence[Hash32]) -> list[Transaction]:
-        """The transactions among `hashes` (at most MAX_TXS_PER_REQUEST) that the peer holds. A response with a
-        transaction not asked for, or out of the asked order, is the peer's fault (BadResponse)."""
+    async def txs(self, peer: ID, hashes: Sequence[Hash32], *, for_sync: bool = False) -> list[Transaction]:
+        """The transactions among `hashes` (at most MAX_TXS_PER_REQUEST) that the peer holds, for a proposal
+        (`txs`) or, `for_sync`, for mempool reconciliation (`synctxs`). A response with a transaction not
+        asked for, or out of the asked order, is the peer's fault (BadResponse)."""
         asked = tuple(hashes[:MAX_TXS_PER_REQUEST])
-        body = await self._request(peer, "txs", TxsRequest(asked))
+        name = "synctxs" if for_sync else "txs"
+        body = await self._request(peer, name, TxsRequest(asked))
         if len(body) >= _THREAD_THRESHOLD:
             result = await trio.to_thread.run_sync(self._decode_txs, asked, body)
         else:
             result = self._decode_txs(asked, body)
         if isinstance(result, RemoteError):
-            self._bad_response(peer, "txs", result)
+            self._bad_response(peer, name, result)
         return result
 
     async def pending(self, peer: ID, limit: int = MAX_PENDING_HASHES) -> list[Hash32]:

@@ -4,6 +4,7 @@ a peer that lists badly signed ones, or stalls, costs a bounded amount (docs/sec
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -36,7 +37,8 @@ class Peer:
 def wire(service: P2PService, mempool: Mempool, limits: SyncLimits | None = None,
          accounts: Accounts | None = None, cache: SigCache | None = None) -> MempoolSync:
     """As node.service wires them: the mempool serves its pending list and its transactions."""
-    sync = MempoolSync(mempool, service.reqresp.pending, service.reqresp.txs, (cache if cache is not None else SigCache()).verify,
+    sync = MempoolSync(mempool, service.reqresp.pending, functools.partial(service.reqresp.txs, for_sync=True),
+                       (cache if cache is not None else SigCache()).verify,
                        lambda: service.peers_serving("pending"), limits,
                        account=accounts.account if accounts is not None else None)
     service.reqresp.serve_pending(sync.serve)
@@ -230,7 +232,8 @@ async def test_a_link_that_is_dropped_and_redialed_reconciles_again() -> None:
         def links() -> list[tuple[ID, int]]:
             return [(p, id(c)) for p, cs in service.host.get_network().get_connections_map().items() for c in cs]
 
-        syncs.append(MempoolSync(mempools[i], service.reqresp.pending, service.reqresp.txs, SigCache().verify,
+        syncs.append(MempoolSync(mempools[i], service.reqresp.pending,
+                                 functools.partial(service.reqresp.txs, for_sync=True), SigCache().verify,
                                  lambda: service.peers_serving("pending"), SyncLimits(min_interval_s=0.0),
                                  links=links))
         service.reqresp.serve_pending(syncs[-1].serve)

@@ -73,3 +73,20 @@ async def test_a_peer_that_fetches_our_transactions_late_cannot_raise_our_grace(
             assert MIN_GRACE_S < slow_lag < TIMEOUT_PROPOSE_S
             assert hold.grace_s == pytest.approx(slow_lag, abs=0.05)  # the honest lag, not the attacker's
             assert hold.peer_lag(str(honest.peer_id), trio.current_time()) == MIN_GRACE_S
+
+
+@pytest.mark.trio
+async def test_a_peer_reconciling_its_mempool_does_not_raise_our_grace() -> None:
+    """A peer that pulls our pending transactions (node.mempool_sync, after a heal) fetches our own clients'
+    ones long after they went out; that is not gossip lag, and it goes by `synctxs`, which the hold does not
+    hear. The same fetch by `txs` (a proposal's missing ones) is heard."""
+    hold = OwnTxHold(tolerated=0, cap_s=TIMEOUT_PROPOSE_S)
+    with trio.fail_after(60):
+        async with running_nodes(2, configure=lambda i, s: serve_own(s, hold) if i == 0 else None) as (us, peer):
+            out(hold, 0)
+            await trio.sleep(1.0)
+            hold.decay(trio.current_time())
+            assert await peer.reqresp.txs(us.peer_id, [OWN[0].hash], for_sync=True) == [OWN[0]]
+            assert (hold.asked_own, hold.grace_s) == (0, MIN_GRACE_S)
+            assert await peer.reqresp.txs(us.peer_id, [OWN[0].hash]) == [OWN[0]]
+            assert hold.asked_own == 1 and hold.grace_s > MIN_GRACE_S
