@@ -1,21 +1,23 @@
 """Mempool reconciliation: pull from a peer the pending transactions this node lacks, when mempools diverged.
 
-Transaction gossip reaches a transaction's peers once, at entry. Whatever a node took while a link was down
-(a partition: each side gossips only within itself) stays where it is after the link comes back, and the
-first proposals then name hundreds of transactions the other side lacks, more than the proposal relay's
-fetch brings in its window (docs/performance.md, "After a partition heals"). So a node asks a peer for the
-hashes of its pending transactions, best first (`p2p.reqresp.ReqResp.pending`, at most MAX_PENDING_HASHES),
-and fetches those it lacks (`ReqResp.txs(for_sync=True)`: the `synctxs` protocol, which the proposer's hold
-does not count as gossip lag), checking each signature and handing it to the mempool as any
-gossiped transaction. It does so when a peer connects (again) and when a peer's proposal names many
-transactions it lacks (a link that came back without reconnecting).
+Transaction gossip reaches a transaction's peers once, at entry. What a node took while a link was down (a
+partition: each side gossips only within itself; a link dropped with its queue) stays where it is after the
+link comes back, and the next proposals name transactions the other side lacks and must fetch in the round's
+window (docs/performance.md, "After a partition heals"). So a node asks a peer for the hashes of its pending
+transactions, best first (`p2p.reqresp.ReqResp.pending`, at most MAX_PENDING_HASHES), and fetches those it
+lacks (`ReqResp.txs(for_sync=True)`: the `synctxs` protocol, which the proposer's hold does not count as
+gossip lag), checking each signature and handing it to the mempool as a gossiped transaction. It does so
+when a peer connects (again) and when a peer's proposal lacks many transactions here (a link that came back
+without a reconnect).
 
-Bounds (docs/security.md, "Mempool reconciliation"): one reconciliation at a time, for at most
-`reconcile_s`, each peer at most once per `min_interval_s`, at most MAX_PENDING_HASHES hashes and `max_fetch` transactions each, fetched in
-MAX_TXS_PER_REQUEST batches (at most `max_requests`) under p2p's request, size and byte-rate limits, and a peer whose transaction
-fails its signature check is not asked again for `ban_s`. Serving: the answer is the mempool's reap order,
-built at most once per `serve_cache_s` (and block) whoever asks. Nothing fetched is relayed: each node reconciles with
-its own peers.
+Bounds (docs/security.md, "Mempool reconciliation"): one reconciliation at a time, at most one a second
+(`spacing_s`), each for at most `reconcile_s`; each peer at most once per `min_interval_s`; at most
+MAX_PENDING_HASHES hashes and `max_fetch` transactions each, fetched in MAX_TXS_PER_REQUEST batches (at most
+`max_requests`) under p2p's request, size and byte-rate limits. Transactions no block could take (a used
+nonce, a sender that cannot pay the fee) are dropped before their signature check, and a peer that served a
+badly signed one is not asked again for `ban_s`. Serving: the answer is the mempool's reap order, built at
+most once per `serve_cache_s` (and block) whoever asks. Nothing fetched is relayed: each node reconciles
+with its own peers.
 """
 
 from __future__ import annotations
@@ -44,12 +46,14 @@ _UNBOUNDED = 1 << 62  # the reap's byte and gas budgets when listing what is pen
 
 
 @dataclass(frozen=True, slots=True)
-class _NoAccount:
-    balance: int = 0
+class _AnyAccount:
+    """Without a state to read (unit use), every sender counts as funded and at nonce 0."""
+
+    balance: int = 1 << 128
     nonce: int = 0
 
 
-_NO_ACCOUNT = _NoAccount()
+_ANY_ACCOUNT = _AnyAccount()
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +64,7 @@ class SyncLimits:
     max_fetch: int = MAX_PENDING_HASHES  # transactions fetched per reconciliation
     max_requests: int = 8  # transaction requests per reconciliation (a response holds ~1,500 transfers)
     reconcile_s: float = 15.0  # one reconciliation, in all: a peer that stalls it frees the turn after this
+    spacing_s: float = 1.0  # between the starts of two reconciliations, whatever the peers
     poll_s: float = 0.5  # how often the connected peers are looked at for new ones
     missing_trigger: int = 128  # a proposal lacking this many transactions starts a reconciliation
     queued_peers: int = 64  # reconciliations waiting their turn; more are dropped (the peer asks later)
@@ -76,7 +81,7 @@ class SyncOutcome:
     lacked: int = 0  # of them, ones this node did not hold
     fetched: int = 0  # transactions the peer sent
     added: int = 0  # taken by the mempool
-    stale: int = 0  # nonce already used here (the peer is behind)
+    stale: int = 0  # nonce already used here (the peer is behind), or a sender that cannot pay the fee
     bad_signatures: int = 0
 
 
@@ -93,7 +98,7 @@ class MempoolSync:
                  links: Callable[[], Iterable[tuple[ID, int]]] | None = None) -> None:
         self._mempool = mempool
         self._links = links or (lambda: [(peer, 0) for peer in self._peers()])
-        self._account = account or (lambda address: _NO_ACCOUNT)
+        self._account = account or (lambda address: _ANY_ACCOUNT)
         self._pending = pending
         self._fetch = fetch
         self._verify = verify
@@ -153,7 +158,8 @@ class MempoolSync:
                 self._queued.discard(peer)
                 if peer not in self._peers():
                     continue  # gone (or not yet identified): its connection will ask again
-                self._mark(peer, trio.current_time())
+                began = trio.current_time()
+                self._mark(peer, began)
                 outcome = await self.reconcile(peer)
                 self.outcomes.append((peer, reason, outcome))
                 del self.outcomes[:-32]
@@ -162,6 +168,8 @@ class MempoolSync:
                                 str(peer)[-6:], reason, outcome.listed, outcome.lacked, outcome.fetched,
                                 outcome.added, f", {outcome.bad_signatures} badly signed" if outcome.bad_signatures
                                 else "")
+                # However many peers ask for a turn (new ids connecting), at most one reconciliation a spacing.
+                await trio.sleep_until(began + self.limits.spacing_s)
 
     async def _watch_peers(self) -> None:
         """A peer that connects (first, or again after a cut) may hold what we took nothing of meanwhile. A
@@ -213,7 +221,7 @@ class MempoolSync:
     async def _admit(self, txs: list[Transaction], outcome: SyncOutcome) -> bool:
         """Signatures off the event loop, then the mempool's own checks. False if one is badly signed: the
         peer listed it as pending, which an honest mempool never holds."""
-        fresh = [(tx, bytes(tx.hash)) for tx in txs if tx.hash not in self._mempool and not self._is_stale(tx)]
+        fresh = [(tx, bytes(tx.hash)) for tx in txs if tx.hash not in self._mempool and not self._is_hopeless(tx)]
         outcome.stale += len(txs) - len(fresh)
         checked = await trio.to_thread.run_sync(lambda: [self._verify(tx, h) for tx, h in fresh],
                                                 limiter=self._threads)
@@ -227,12 +235,15 @@ class MempoolSync:
                 outcome.added += 1
         return not outcome.bad_signatures
 
-    def _is_stale(self, tx: Transaction) -> bool:
-        """Its nonce is used already (committed here, while the peer that listed it is a block behind): no
-        signature check for it."""
+    def _is_hopeless(self, tx: Transaction) -> bool:
+        """Its nonce is used already (committed here, while the peer that listed it is a block behind), or its
+        sender's committed balance cannot pay even its fee (as the gossip hook's cheap checks): dropped before
+        any signature check, so a peer cannot make us verify transactions no block could take."""
         known = self._mempool.known_account(tx.sender_address)
-        account = known if known is not None else self._account(tx.sender_address)
-        return tx.nonce < int(account.nonce)
+        if known is not None and tx.nonce >= int(known.nonce) and int(known.balance) >= tx.fee:
+            return False
+        account = self._account(tx.sender_address)
+        return tx.nonce < int(account.nonce) or int(account.balance) < tx.fee
 
     def _mark(self, peer: ID, at: float) -> None:
         self._last[peer] = max(at, self._last.get(peer, at))

@@ -196,12 +196,15 @@ async def test_a_peer_that_stalls_the_reconciliation_frees_the_turn_within_the_b
 
 
 @pytest.mark.trio
-async def test_transactions_already_committed_here_are_not_signature_checked() -> None:
-    """A peer a block behind lists what this node has committed already: those are fetched (the hash alone
-    does not tell) but dropped on their used nonce, before any signature check."""
+async def test_transactions_no_block_could_take_are_not_signature_checked() -> None:
+    """A peer a block behind lists what this node has committed already, and a peer may list transactions of
+    senders that cannot pay: those are fetched (the hash alone does not tell) but dropped on their used nonce
+    or empty balance, before any signature check."""
     accounts = Accounts()
     accounts.table[bytes(KEYS[0].address)].nonce = PER_SENDER  # sender 0's forty are committed here
     behind = holding(TXS[: 2 * PER_SENDER])
+    unfunded = Accounts()
+    unfunded.table[bytes(KEYS[1].address)].balance = 0  # sender 1 has nothing here
     here = pool(accounts)
     cache = SigCache()
     syncs: list[MempoolSync] = []
@@ -216,6 +219,22 @@ async def test_transactions_already_committed_here_are_not_signature_checked() -
             nursery.cancel_scope.cancel()
     (_, _, outcome), = syncs[1].outcomes
     assert (outcome.lacked, outcome.fetched, outcome.stale, outcome.added) == (80, 80, 40, 40)
+    assert cache.verifications == 40
+
+    cache = SigCache()
+    syncs.clear()
+
+    def configure_unfunded(i: int, service: P2PService) -> None:
+        syncs.append(wire(service, behind) if i == 0 else wire(service, pool(unfunded), accounts=unfunded,
+                                                              cache=cache))
+
+    with trio.fail_after(60):
+        async with running_nodes(2, configure=configure_unfunded), trio.open_nursery() as nursery:
+            await nursery.start(syncs[1].run)
+            await wait_until(lambda: len(syncs[1].outcomes) == 1, within=30)
+            nursery.cancel_scope.cancel()
+    (_, _, outcome), = syncs[1].outcomes
+    assert (outcome.fetched, outcome.stale, outcome.added) == (80, 40, 40)
     assert cache.verifications == 40
 
 
