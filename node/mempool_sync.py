@@ -88,16 +88,16 @@ class SyncOutcome:
 class MempoolSync:
     """`pending(peer, limit)` and `fetch(peer, hashes)` ask a peer (p2p.reqresp); `verify(tx, hash)` checks a
     signature (the node's cache); `peers()` lists the connected peers that serve `pending`; `account` reads a
-    sender's committed account (for one the mempool holds nothing of); `links()` names each open connection
-    as (peer, an id of the connection), so that a reconnect shows."""
+    sender's committed account (for one the mempool holds nothing of); `links()` lists each open connection
+    as (peer, the connection object), so that a reconnect shows."""
 
     def __init__(self, mempool: Mempool, pending: PendingFetch, fetch: TxFetch, verify: Verify,
                  peers: Callable[[], list[ID]], limits: SyncLimits | None = None,
                  is_syncing: Callable[[], bool] | None = None,
                  account: Callable[[Address], AccountInfo] | None = None,
-                 links: Callable[[], Iterable[tuple[ID, int]]] | None = None) -> None:
+                 links: Callable[[], Iterable[tuple[ID, object]]] | None = None) -> None:
         self._mempool = mempool
-        self._links = links or (lambda: [(peer, 0) for peer in self._peers()])
+        self._links: Callable[[], Iterable[tuple[ID, object]]] = links or (lambda: [(p, p) for p in self._peers()])
         self._account = account or (lambda address: _ANY_ACCOUNT)
         self._pending = pending
         self._fetch = fetch
@@ -174,7 +174,9 @@ class MempoolSync:
     async def _watch_peers(self) -> None:
         """A peer that connects (first, or again after a cut) may hold what we took nothing of meanwhile. A
         link dropped and redialed between two looks shows as a new connection to a peer seen before."""
-        known: set[tuple[ID, int]] = set()
+        # The connection objects themselves, held until the next look: a new one cannot reuse an old one's
+        # identity while the old one is held here (a reconnect between two looks would hide behind a reused id).
+        known: set[tuple[ID, object]] = set()
         while True:
             serving = set(self._peers())
             current = {(peer, link) for peer, link in self._links() if peer in serving}

@@ -362,7 +362,7 @@ class Node:
                                         self.sig_cache.verify,
                                         lambda: service.peers_serving("pending"), is_syncing=lambda: self.syncing,
                                         account=_MempoolState(self.app).account,
-                                        links=lambda: [(peer, id(conn)) for peer, conns in
+                                        links=lambda: [(peer, conn) for peer, conns in
                                                        service.host.get_network().get_connections_map().items()
                                                        for conn in conns])
         rr.serve_pending(self.mempool_sync.serve)

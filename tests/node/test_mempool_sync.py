@@ -248,8 +248,8 @@ async def test_a_link_that_is_dropped_and_redialed_reconciles_again() -> None:
     syncs: list[MempoolSync] = []
 
     def configure(i: int, service: P2PService) -> None:
-        def links() -> list[tuple[ID, int]]:
-            return [(p, id(c)) for p, cs in service.host.get_network().get_connections_map().items() for c in cs]
+        def links() -> list[tuple[ID, object]]:
+            return [(p, c) for p, cs in service.host.get_network().get_connections_map().items() for c in cs]
 
         syncs.append(MempoolSync(mempools[i], service.reqresp.pending,
                                  functools.partial(service.reqresp.txs, for_sync=True), SigCache().verify,
@@ -265,6 +265,7 @@ async def test_a_link_that_is_dropped_and_redialed_reconciles_again() -> None:
             await wait_until(lambda: len(behind) == PER_SENDER, within=20)
             for t in TXS[PER_SENDER: 2 * PER_SENDER]:  # taken while the link was down
                 assert source.add(t).added
+            await trio.sleep(SyncLimits().serve_cache_s)  # the origin lists what it holds once a second
             await redialer.host.disconnect(origin.peer_id)
             await wait_until(lambda: len(behind) == 2 * PER_SENDER, within=30)
             assert [reason for _, reason, _ in sync.outcomes] == ["connected", "connected"]
