@@ -10,11 +10,18 @@ there. A proposal naming them loses its round at every validator whose pipeline 
 So a proposer reaps its own clients' transactions only once they have gone out in a gossip batch and
 `grace_s` has passed since. The grace follows the gossip lag peers show: when a peer asks this node (the
 proposal relay's fetch) for one of its own transactions that went out `age` seconds before our last
-proposal was built, that peer had not received it within `age`, and the grace rises to cover it; it decays
-again while no peer asks. The age is taken at the build, not when we serve the request: a starved proposer
-answers seconds late, and that delay is not gossip lag (seen in a loaded devnet: a 12.5 s age at serve
-time for transactions that had gone out 1.7 s before the build). Transactions
-that reached this node from peers are not held: every validator got their batch from the same origin.
+proposal was built, that peer had not received it within `age`. The age is taken at the build, not when we
+serve the request: a starved proposer answers seconds late (seen in a loaded devnet: a 12.5 s age at serve
+time for transactions that had gone out 1.7 s before the build). Transactions that reached this node from
+peers are not held: every validator got their batch from the same origin.
+
+One peer cannot set the grace (docs/security.md, "A peer that inflates a proposer's hold"): each peer's lag
+is kept apart (easing back while it does not ask), and the grace is the (f+1)-th largest of them, f being
+the faults the validator set tolerates (`tolerated`): f peers that ask late on purpose, or lie, raise it
+only as far as some honest peer's lag already does, and the proposal still reaches in time the 2f peers
+(with us, 2f+1 of 3f+1) whose lags are at most the grace. It is capped by `timeout_propose` (`cap_s`, renewed at
+every height): a transaction gossiped that long ago that a peer still lacks is the peer's delay, not one a
+hold can wait out.
 
 Policy only: nothing here enters a block, a hash or a verdict. Validators accept any valid block whatever
 its transactions' ages, and the monotonic clock read here never reaches consensus or the VM.
@@ -27,27 +34,48 @@ from dataclasses import dataclass, field
 
 # The least grace: a batch's delivery and decoding at a peer on an idle devnet.
 MIN_GRACE_S = 0.5
-# The most: past it a held transaction would wait longer than the blocks it could otherwise join.
+# The most, whatever `timeout_propose` is: past it a held transaction would wait longer than the blocks it
+# could otherwise join.
 MAX_GRACE_S = 15.0
-# A peer that asked for a transaction published `age` s ago needs at least `age`: the grace is set this much
+# The genesis `timeout_propose` (3 s): the cap until the node sets the chain's own (`OwnTxHold.cap_s`).
+DEFAULT_CAP_S = 3.0
+# A peer that asked for a transaction published `age` s ago needs at least `age`: its lag is taken this much
 # above it, since the ask reached us only after the peer had given up waiting for gossip.
 LAG_MARGIN = 1.5
-# Per second without asks for our own transactions, the grace moves this share of the way back to MIN_GRACE_S.
+# Per second without asks from a peer, its lag moves this share of its way back to MIN_GRACE_S (linearly:
+# back after 20 s).
 DECAY_PER_S = 0.05
 # Own transactions remembered (published or queued); older ones count as long published.
 REMEMBERED = 100_000
+# Peers whose lag is kept (the latest to ask); the rest count as showing no lag.
+LAG_PEERS = 256
+
+
+@dataclass(slots=True)
+class _PeerLag:
+    lag_s: float  # the lag (with LAG_MARGIN) the peer showed at `at`
+    at: float
+
+    def now(self, now: float) -> float:
+        """The lag eased back toward MIN_GRACE_S for the time since the peer showed it."""
+        share = max(0.0, 1.0 - DECAY_PER_S * max(0.0, now - self.at))
+        return MIN_GRACE_S + (self.lag_s - MIN_GRACE_S) * share
 
 
 @dataclass(slots=True)
 class OwnTxHold:
-    """Tracks this node's own clients' transactions from the batcher queue to their gossip batch and after."""
+    """Tracks this node's own clients' transactions from the batcher queue to their gossip batch and after.
+
+    `tolerated` (f) and `cap_s` (`timeout_propose`) come from the chain at each height (node.service)."""
 
     grace_s: float = MIN_GRACE_S
     enabled: bool = True
+    tolerated: int = 0
+    cap_s: float = DEFAULT_CAP_S
     _queued: deque[tuple[int, bytes]] = field(default_factory=deque)  # (batcher sequence, hash), unpublished
     _published: OrderedDict[bytes, float] = field(default_factory=OrderedDict)  # hash -> when it went out
     _unpublished: set[bytes] = field(default_factory=set)
-    _last_decay: float | None = None
+    _lags: OrderedDict[str, _PeerLag] = field(default_factory=OrderedDict)  # peer -> the lag it showed
     built_at: float | None = None  # when our last proposal's transactions were reaped
     held: int = 0  # reaps that skipped a transaction for being too fresh (counter, for logs and tests)
     asked_own: int = 0  # own published transactions peers asked us for
@@ -84,10 +112,10 @@ class OwnTxHold:
             return False
         return True
 
-    def asked(self, hashes: list[bytes], now: float) -> tuple[int, int, float]:
-        """Peers asked us for `hashes` (a proposal's missing ones): raise the grace to the oldest age (at our
-        last build) of our own published ones they lacked. Returns (own unpublished, own published, oldest
-        age) for the log."""
+    def asked(self, peer: str, hashes: list[bytes], now: float) -> tuple[int, int, float]:
+        """`peer` asked us for `hashes` (a proposal's missing ones): its lag is the oldest age (at our last
+        build) of our own published ones it lacked. Returns (own unpublished, own published, oldest age) for
+        the log."""
         unpublished = published = 0
         oldest = 0.0
         seen_at = self.built_at if self.built_at is not None else now
@@ -102,14 +130,29 @@ class OwnTxHold:
                 oldest = max(oldest, seen_at - at)
         if published:
             self.asked_own += published
-            self.grace_s = min(MAX_GRACE_S, max(self.grace_s, oldest * LAG_MARGIN))
-            self._last_decay = now
+            known = self._lags.pop(peer, None)
+            lag = min(MAX_GRACE_S, max(oldest * LAG_MARGIN, known.now(now) if known is not None else 0.0))
+            self._lags[peer] = _PeerLag(lag, now)
+            while len(self._lags) > LAG_PEERS:
+                self._lags.popitem(last=False)
+            self._update(now)
         return unpublished, published, oldest
 
     def decay(self, now: float) -> None:
-        """Called before each reap (at `now`): the grace eases back toward MIN_GRACE_S while no peer asks."""
+        """Called before each reap (at `now`): peers' lags ease back while they do not ask."""
         self.built_at = now
-        if self._last_decay is not None:
-            elapsed = max(0.0, now - self._last_decay)
-            self.grace_s = max(MIN_GRACE_S, self.grace_s - (self.grace_s - MIN_GRACE_S) * min(1.0, DECAY_PER_S * elapsed))
-        self._last_decay = now
+        for peer in [p for p, lag in self._lags.items() if lag.now(now) <= MIN_GRACE_S]:
+            del self._lags[peer]
+        self._update(now)
+
+    def peer_lag(self, peer: str, now: float) -> float:
+        """The lag `peer` shows now (MIN_GRACE_S if none), for logs and tests."""
+        lag = self._lags.get(peer)
+        return MIN_GRACE_S if lag is None else lag.now(now)
+
+    def _update(self, now: float) -> None:
+        """The grace: the (f+1)-th largest lag peers show, f = `tolerated`, within MIN_GRACE_S..the cap."""
+        lags = sorted((lag.now(now) for lag in self._lags.values()), reverse=True)
+        f = max(0, self.tolerated)
+        grace = lags[f] if len(lags) > f else MIN_GRACE_S
+        self.grace_s = max(MIN_GRACE_S, min(grace, self.cap_s, MAX_GRACE_S))

@@ -75,14 +75,16 @@ class FetchLimits:
 
 class ProposalAssembler:
     """`lookup` finds a transaction locally (the mempool); `fetch(peer, hashes)` asks a peer
-    (`p2p.reqresp.ReqResp.txs`); `peers()` lists the other peers that may serve transactions; `on_asked`
-    hears what peers ask this node for."""
+    (`p2p.reqresp.ReqResp.txs`); `peers()` lists the other peers that may serve transactions; `on_missing`
+    hears what a proposal lacked."""
 
     def __init__(self, lookup: TxLookup, fetch: TxFetch, peers: Callable[[], list[ID]],
                  limits: FetchLimits | None = None,
-                 on_asked: Callable[[Sequence[Hash32]], None] | None = None) -> None:
+                 on_missing: Callable[[int, list[ID]], None] | None = None) -> None:
         self._lookup = lookup
-        self._on_asked = on_asked  # hears every hash list a peer asks us for (node.proposal_hold's feedback)
+        # Hears how many transactions a proposal lacked on arrival, and from whom it came (its origin and
+        # forwarder): many point at diverged mempools (node.mempool_sync).
+        self._on_missing = on_missing
         self._fetch = fetch
         self._peers = peers
         self.limits = limits or FetchLimits()
@@ -98,8 +100,6 @@ class ProposalAssembler:
 
     async def serve(self, hashes: Sequence[Hash32]) -> list[Transaction]:
         """What this node serves to peers (`p2p.reqresp.ReqResp.serve_txs`): the asked ones it holds, in order."""
-        if self._on_asked is not None:
-            self._on_asked(hashes)
         out: list[Transaction] = []
         for i, tx_hash in enumerate(hashes):
             if i and i % 256 == 0:
@@ -116,6 +116,8 @@ class ProposalAssembler:
         found, missing = compact.missing(self.get)
         outcomes: list[str] = []
         if missing:
+            if self._on_missing is not None:
+                self._on_missing(len(missing), [origin, forwarder])
             total_s = self.limits.total_for(int(compact.proposal.round))
             got = await self._find_missing(missing, [origin, forwarder, *self._peers()], total_s, outcomes)
             # Kept even if the proposal is dropped: the next rounds' proposals name mostly the same ones.

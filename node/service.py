@@ -57,6 +57,7 @@ from node.gossip_hooks import GossipHooks, TxAdmission, defer_signature_check
 from node.home import NodeHome
 from node.leveldb import LevelDBStore
 from node.mempool import Mempool, RemovalReason
+from node.mempool_sync import MempoolSync
 from node.metrics import NodeMetrics, TimedExecutor
 from node.precompute import DeferredPrecompute
 from node.proposal_hold import OwnTxHold
@@ -186,6 +187,7 @@ class Node:
         self.tx_admission: TxAdmission | None = None
         self.gossip_hooks: GossipHooks | None = None
         self.proposal_assembler: ProposalAssembler | None = None
+        self.mempool_sync: MempoolSync | None = None
         self.early_proposals: EarlyProposals | None = None
         self.driver: ConsensusDriver | None = None
         self.block_sync: BlockSync | None = None
@@ -269,6 +271,8 @@ class Node:
                                              on_published=self._batch_out)
                     await nursery.start(self.batcher.run)
                     nursery.start_soon(self._recheck_loop)
+                    assert self.mempool_sync is not None  # built with p2p
+                    await nursery.start(self.mempool_sync.run)
                     self.block_sync = BlockSync(self.chain, self.p2p, self.chain_id, self.config.sync)
                     self.syncing = True
                     peers_since = trio.current_time()
@@ -357,8 +361,17 @@ class Node:
         gossip.set_hook(TopicKind.EVIDENCE, hooks.evidence)
         # Proposals travel compact (transactions by hash, core.compact); what the mempool lacks is fetched.
         rr = service.reqresp
+        # Diverged mempools (a healed partition) are reconciled by pulling what a peer holds and we lack.
+        self.mempool_sync = MempoolSync(self.mempool, rr.pending, functools.partial(rr.txs, for_sync=True),
+                                        self.sig_cache.verify,
+                                        lambda: service.peers_serving("pending"), is_syncing=lambda: self.syncing,
+                                        account=_MempoolState(self.app).account,
+                                        links=lambda: [(peer, conn) for peer, conns in
+                                                       service.host.get_network().get_connections_map().items()
+                                                       for conn in conns])
+        rr.serve_pending(self.mempool_sync.serve)
         assembler = ProposalAssembler(self.mempool.get, rr.txs, lambda: service.peers_serving("txs"),
-                                      on_asked=self._peer_asked_txs)
+                                      on_missing=self.mempool_sync.proposal_missing)
         self.proposal_assembler = assembler
         handlers = GossipHandlers(chain_id=self.chain_id, block_checks=self.block_checks,
                                   vote_verifier=self.vote_verifier, driver=lambda: self.driver,
@@ -370,7 +383,7 @@ class Node:
         gossip.set_handler(TopicKind.VOTES, handlers.vote)
         gossip.set_handler(TopicKind.EVIDENCE, handlers.evidence)
         providers = ChainProviders(self.chain, self.chain_id, lambda: self.driver)
-        rr.serve_txs(assembler.serve)
+        rr.serve_txs(assembler.serve, asked=self._peer_asked_txs)
         rr.serve_status(providers.status)
         rr.serve_blocks(providers.block)
         rr.serve_votes(providers.votes)
@@ -419,6 +432,9 @@ class Node:
             if self.proposal_assembler is not None:  # the relay's fetch window follows timeout_propose
                 self.proposal_assembler.limits = FetchLimits.for_timeouts(consensus.timeout_propose_ms,
                                                                           consensus.timeout_propose_delta_ms)
+            # The hold's grace: at most timeout_propose, and past the lags of f peers (node.proposal_hold).
+            self.own_hold.cap_s = consensus.timeout_propose_ms / 1000
+            self.own_hold.tolerated = (len(app.validator_set(Height(height))) - 1) // 3
             return consensus, block_limits(params)
 
         return ConsensusDriver(chain=self.chain, state=state, wal=wal, signer=signer, mempool=self.mempool,
@@ -485,14 +501,16 @@ class Node:
         alone = self.p2p is None or not self.p2p.gossip.topic_peers(TopicKind.TXS)
         self.own_hold.published(through, -math.inf if alone else trio.current_time())
 
-    def _peer_asked_txs(self, hashes: Sequence[Hash32]) -> None:
+    def _peer_asked_txs(self, peer: ID, hashes: Sequence[Hash32]) -> None:
         """A peer fetches transactions from us (a proposal it could not rebuild from its mempool): if they
-        include our own clients' ones, the gossip lag is longer than our proposals' grace (node.proposal_hold)."""
-        unpublished, published, oldest = self.own_hold.asked([bytes(h) for h in hashes], trio.current_time())
+        include our own clients' ones, that peer's gossip lag is longer than our proposals' grace
+        (node.proposal_hold)."""
+        unpublished, published, oldest = self.own_hold.asked(str(peer), [bytes(h) for h in hashes],
+                                                             trio.current_time())
         if unpublished or published:
-            logger.info("a peer asked for %d transactions: %d of our clients' not yet gossiped, %d gossiped "
-                        "(oldest %.1f s ago); proposal grace now %.1f s", len(hashes), unpublished, published,
-                        oldest, self.own_hold.grace_s)
+            logger.info("peer %s asked for %d transactions: %d of our clients' not yet gossiped, %d gossiped "
+                        "(oldest %.1f s ago); proposal grace now %.1f s", str(peer)[-6:], len(hashes), unpublished,
+                        published, oldest, self.own_hold.grace_s)
 
     async def _relay_tx(self, tx: Transaction) -> None:
         """A gossiped transaction our mempool took from a batch that is not relayed whole: ours to batch."""

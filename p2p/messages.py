@@ -28,6 +28,8 @@ from p2p.limits import (
 MAX_BLOCKS_PER_REQUEST = 1000
 # At most this many transactions are asked for by hash in one request (34 bytes each, under REQUEST_MAX).
 MAX_TXS_PER_REQUEST = 1500
+# At most this many pending transaction hashes are asked for and answered in one exchange (~140 KB).
+MAX_PENDING_HASHES = 4096
 # A stored block whose encoding is larger than this does not travel whole in a BlocksResponse, but in parts.
 WHOLE_BLOCK_MAX = RESPONSE_MAX - 64
 
@@ -199,6 +201,26 @@ class TxsResponse(Wire):
     txs: Annotated[tuple[Transaction, ...], MaxLen(MAX_TXS_PER_REQUEST)]
 
 
+@wire(max_bytes=64)
+class PendingRequest(Wire):
+    """The hashes of the pending transactions a peer would propose first, at most `limit` of them: a node
+    whose mempool has diverged from the peer's (a healed partition) asks, then fetches what it lacks by
+    `TxsRequest` (node.mempool_sync)."""
+
+    limit: U32
+
+    def validate_wire(self) -> None:
+        if not 0 < self.limit <= MAX_PENDING_HASHES:
+            raise ValueError(f"limit must be in 1..{MAX_PENDING_HASHES}")
+
+
+@wire(max_bytes=MAX_PENDING_HASHES * 34 + 64)
+class PendingResponse(Wire):
+    """Pending transaction hashes, best first (the order the peer's proposals would name them in)."""
+
+    hashes: Annotated[tuple[Hash32, ...], MaxLen(MAX_PENDING_HASHES)]
+
+
 def bitset(indices: list[int] | set[int] | range) -> bytes:
     """The `have` bitset of VotesRequest for the given validator indices."""
     idx = sorted(indices)
@@ -213,3 +235,4 @@ def bitset(indices: list[int] | set[int] | range) -> bytes:
 
 
 assert REQUEST_MAX >= 128
+assert MAX_PENDING_HASHES * 34 + 64 <= RESPONSE_MAX

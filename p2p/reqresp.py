@@ -1,4 +1,5 @@
-"""Request/response protocols: status, blocks with commits, vote catch-up, model bytes, transactions by hash.
+"""Request/response protocols: status, blocks with commits, vote catch-up, model bytes, transactions by hash,
+pending transaction hashes.
 
 Each exchange is one request and one response on a fresh stream (libp2p.request_response), every frame under
 1 MiB. Long transfers are many exchanges: block ranges continue where the last response stopped, a block too
@@ -38,6 +39,7 @@ from p2p.errors import BadResponse, NotFound, NotServed, RateLimited, RequestFai
 from p2p.limits import LIBP2P_FRAME_MAX, MODEL_CHUNK, MODEL_MAX, REQUEST_MAX, RESPONSE_MAX
 from p2p.messages import (
     MAX_BLOCKS_PER_REQUEST,
+    MAX_PENDING_HASHES,
     MAX_TXS_PER_REQUEST,
     WHOLE_BLOCK_MAX,
     BlockPart,
@@ -47,6 +49,8 @@ from p2p.messages import (
     ChainStatus,
     ModelChunkRequest,
     ModelChunkResponse,
+    PendingRequest,
+    PendingResponse,
     Response,
     ResponseCode,
     StatusRequest,
@@ -68,6 +72,8 @@ BlockProvider = Callable[[Height], Awaitable[StoredBlock | None]]
 VoteProvider = Callable[[VotesRequest], Awaitable[Sequence[Vote]]]
 ModelProvider = Callable[[Hash32, int, int], Awaitable[ModelChunkResponse | None]]
 TxProvider = Callable[[Sequence[Hash32]], Awaitable[Sequence[Transaction]]]
+AskedHook = Callable[[ID, Sequence[Hash32]], None]
+PendingProvider = Callable[[int], Awaitable[Sequence[Hash32]]]
 Progress = Callable[[int, int], None]
 OffenseSink = Callable[[ID, Offense, str], None]
 
@@ -100,7 +106,7 @@ class SyncedBlock:
 
 
 def protocol_ids(chain_id: str) -> dict[str, TProtocol]:
-    names = ("status", "blocks", "blockpart", "votes", "model", "txs")
+    names = ("status", "blocks", "blockpart", "votes", "model", "txs", "pending", "synctxs")
     return {name: TProtocol(f"/inferchain/{chain_id}/{name}/1") for name in names}
 
 
@@ -209,10 +215,12 @@ class ReqResp:
 
         self._serve("model", ModelChunkRequest, handle)
 
-    def serve_txs(self, provider: TxProvider) -> None:
+    def serve_txs(self, provider: TxProvider, *, asked: AskedHook | None = None) -> None:
         """Transactions by hash: those `provider` holds among the asked ones, in the asked order, as many as
-        fit in one response."""
-        async def handle(request: TxsRequest, peer: ID) -> Wire:
+        fit in one response; for a proposal's missing ones (`txs`) and for mempool reconciliation (`synctxs`,
+        the same messages). `asked(peer, hashes)` hears who asked for what by `txs` only: a proposal that
+        lacked them is evidence of gossip lag, a reconciliation is not (node.proposal_hold)."""
+        async def answer(request: TxsRequest) -> TxsResponse:
             out: list[Transaction] = []
             size = 0
             for tx in await provider(request.hashes):
@@ -222,7 +230,24 @@ class ReqResp:
                 out.append(tx)
             return TxsResponse(tuple(out))
 
+        async def handle(request: TxsRequest, peer: ID) -> Wire:
+            if asked is not None:
+                asked(peer, request.hashes)
+            return await answer(request)
+
+        async def handle_sync(request: TxsRequest, peer: ID) -> Wire:
+            return await answer(request)
+
         self._serve("txs", TxsRequest, handle)
+        self._serve("synctxs", TxsRequest, handle_sync)
+
+    def serve_pending(self, provider: PendingProvider) -> None:
+        """Pending transaction hashes, best first: at most the asked limit (node.mempool_sync)."""
+        async def handle(request: PendingRequest, peer: ID) -> Wire:
+            hashes = tuple(await provider(int(request.limit)))
+            return PendingResponse(hashes[:int(request.limit)])
+
+        self._serve("pending", PendingRequest, handle)
 
     def _serve(self, name: str, request_type: type[W], handle: Callable[[Any, ID], Awaitable[Wire]]) -> None:
         async def handler(payload: bytes, context: RequestContext) -> bytes:
@@ -342,18 +367,30 @@ class ReqResp:
                 self._bad_response(peer, "votes", BadResponse("vote with a bad signature"))
         return list(response.votes)
 
-    async def txs(self, peer: ID, hashes: Sequence[Hash32]) -> list[Transaction]:
-        """The transactions among `hashes` (at most MAX_TXS_PER_REQUEST) that the peer holds. A response with a
-        transaction not asked for, or out of the asked order, is the peer's fault (BadResponse)."""
+    async def txs(self, peer: ID, hashes: Sequence[Hash32], *, for_sync: bool = False) -> list[Transaction]:
+        """The transactions among `hashes` (at most MAX_TXS_PER_REQUEST) that the peer holds, for a proposal
+        (`txs`) or, `for_sync`, for mempool reconciliation (`synctxs`). A response with a transaction not
+        asked for, or out of the asked order, is the peer's fault (BadResponse)."""
         asked = tuple(hashes[:MAX_TXS_PER_REQUEST])
-        body = await self._request(peer, "txs", TxsRequest(asked))
+        name = "synctxs" if for_sync else "txs"
+        body = await self._request(peer, name, TxsRequest(asked))
         if len(body) >= _THREAD_THRESHOLD:
             result = await trio.to_thread.run_sync(self._decode_txs, asked, body)
         else:
             result = self._decode_txs(asked, body)
         if isinstance(result, RemoteError):
-            self._bad_response(peer, "txs", result)
+            self._bad_response(peer, name, result)
         return result
+
+    async def pending(self, peer: ID, limit: int = MAX_PENDING_HASHES) -> list[Hash32]:
+        """Up to `limit` hashes of the transactions pending at the peer, best first. More than asked for is
+        the peer's fault (BadResponse)."""
+        limit = max(1, min(limit, MAX_PENDING_HASHES))
+        body = await self._request(peer, "pending", PendingRequest(limit))
+        response = self._decode_body(peer, PendingResponse, body)
+        if len(response.hashes) > limit:
+            self._bad_response(peer, "pending", BadResponse(f"{len(response.hashes)} hashes for a limit of {limit}"))
+        return list(response.hashes)
 
     @staticmethod
     def _decode_txs(asked: tuple[Hash32, ...], body: bytes) -> list[Transaction] | RemoteError:

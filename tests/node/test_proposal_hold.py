@@ -62,21 +62,47 @@ def test_a_disabled_hold_proposes_everything_at_once() -> None:
     assert hold.may_propose(b"m" * 32, 0.0)
 
 
-def test_the_grace_follows_the_lag_peers_show_and_decays_back() -> None:
+def test_the_grace_follows_the_lag_a_peer_shows_and_decays_back() -> None:
     """A peer that asks for one of our transactions gossiped 4 s ago lacked it for 4 s: the grace covers that
-    (with a margin), never past MAX_GRACE_S, and eases back while nobody asks."""
-    hold = OwnTxHold()
+    (with a margin), never past the cap (`timeout_propose`), and eases back while nobody asks."""
+    hold = OwnTxHold(cap_s=MAX_GRACE_S)
     lagging, fresh, unknown = b"a" * 32, b"b" * 32, b"c" * 32
     hold.queued(lagging, 0)
     hold.published(1, 10.0)
     hold.queued(fresh, 1)
     hold.decay(14.0)  # our proposal is built at 14 s; the peer's request reaches us (starved) at 19 s
-    assert hold.asked([lagging, fresh, unknown], 19.0) == (1, 1, 4.0)
+    assert hold.asked("p1", [lagging, fresh, unknown], 19.0) == (1, 1, 4.0)
     assert hold.grace_s == pytest.approx(6.0)
     hold.decay(110.0)
-    hold.asked([lagging], 110.0)
+    hold.asked("p1", [lagging], 110.0)
     assert hold.grace_s == MAX_GRACE_S
     hold.decay(120.0)  # 10 s without asks: half of the way back
     assert hold.grace_s == pytest.approx(MIN_GRACE_S + (MAX_GRACE_S - MIN_GRACE_S) / 2)
     hold.decay(1000.0)
     assert hold.grace_s == MIN_GRACE_S
+    hold.cap_s = 3.0  # the chain's timeout_propose
+    hold.asked("p1", [lagging], 1000.0)
+    assert hold.grace_s == 3.0
+
+
+def test_f_peers_cannot_raise_the_grace_past_what_the_honest_peers_lags_give() -> None:
+    """With f = 1 the grace is the second largest lag: one peer showing a huge lag (asking late on purpose)
+    moves nothing; it takes a second peer lagging as much, and the grace then follows the smaller of the
+    two."""
+    hold = OwnTxHold(tolerated=1, cap_s=MAX_GRACE_S)
+    old, new = b"o" * 32, b"n" * 32
+    hold.queued(old, 0)
+    hold.published(1, 0.0)
+    hold.decay(8.0)  # built 8 s after `old` went out
+    hold.asked("liar", [old], 8.0)
+    assert hold.peer_lag("liar", 8.0) == pytest.approx(12.0)
+    assert hold.grace_s == MIN_GRACE_S  # one peer alone moves nothing
+    hold.queued(new, 1)
+    hold.published(2, 8.5)
+    hold.decay(10.5)  # built 2 s after `new` went out; an honest peer lacked it
+    hold.asked("honest", [new], 10.5)
+    assert hold.peer_lag("liar", 10.5) > 10.0
+    assert hold.grace_s == pytest.approx(3.0)  # the honest lag (1.5 x 2 s), not the liar's
+    hold.tolerated = 0  # no fault tolerated (fewer than four validators): the largest lag counts
+    hold.decay(10.5)
+    assert hold.grace_s > 10.0

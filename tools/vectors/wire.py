@@ -208,6 +208,8 @@ def collect(world: World) -> Cases:
     add("first_2048_bytes", p2p_messages.ModelChunkRequest(registered.model_id, 0, 2048))
     add("txs_of_block_1", p2p_messages.TxsRequest(tuple(tx.hash for tx in b1.txs)))
     add("txs_of_block_1_held", p2p_messages.TxsResponse(b1.txs))
+    add("pending_first_4096", p2p_messages.PendingRequest(4096))
+    add("pending_of_block_1", p2p_messages.PendingResponse(tuple(tx.hash for tx in b1.txs)))
     add("model_bytes_from_2048", p2p_messages.ModelChunkResponse(len(model_bytes), 2048, model_bytes[2048:]))
 
     # consensus
