@@ -20,8 +20,8 @@ from core.tx import Transaction
 from core.types import Address, Gas, Hash32, Height
 from core.validators import ValidatorEntry
 from core.votes import Commit
+from vm.activation import VerdictSource, committed_verdict, process_activations
 from vm.blockbytes import get_block_bytes
-from vm.deferred import VerdictSource, committed_verdict, process_activations
 from vm.execute import (
     BlockContext,
     BlockModels,

@@ -28,6 +28,7 @@ from core.tensor import Tensor
 from core.tx import Transaction
 from core.types import Hash32
 from core.validators import ValidatorEntry, ValidatorSet
+from vm.activation import proposed_verdict
 from vm.apply import BlockExecutor, Resolution
 from vm.blockbytes import (
     TxBytes,
@@ -38,7 +39,6 @@ from vm.blockbytes import (
     tx_bytes,
     txs_root,
 )
-from vm.deferred import proposed_verdict
 from vm.engine import Engine
 from vm.execute import BlockContext, InferWork, RegisterWork
 from vm.process import validator_updates

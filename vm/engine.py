@@ -20,8 +20,9 @@ from core.header import TxStatus
 from core.limits import MAX_TENSOR_BYTES, MAX_TENSOR_DIMS
 from core.tensor import DType, Tensor
 from core.types import Hash32
+from vm.activation import LOG_NEAR, DeferredCheck
 from vm.apply import InferResolution, RegisterResolution, Resolution
-from vm.deferred import LOG_NEAR, DeferredCheck, DeferredModel
+from vm.deferred import DeferredModel
 from vm.execute import InferWork, RegisterWork, Work
 from vm.params import Params
 from vm.poi import compute_challenge_inputs, compute_seed, pick_model

@@ -22,9 +22,9 @@ from core.tx import Transaction
 from core.types import Hash32
 from core.validators import ValidatorEntry, ValidatorSet
 from core.votes import Vote
+from vm.activation import checked_verdict
 from vm.apply import BlockExecutor, Resolution, committed_resolution, system_result, validate_results_count
 from vm.blockbytes import BlockBytes, get_block_bytes
-from vm.deferred import checked_verdict
 from vm.engine import Engine, resolutions_agree
 from vm.execute import BlockContext, InferWork, Work
 from vm.params import Params

@@ -1,4 +1,4 @@
-"""The proposer's verdict on a deferred activation travels in its block (vm/deferred.py), as an inference's
+"""The proposer's verdict on a deferred activation travels in its block (vm/activation.py), as an inference's
 outputs do: a validator refuses a verdict its own check clearly contradicts, defers to the proposer where its
 own golden outputs sit near the tolerance, and a node applying the committed block takes the verdict from it.
 Attacks: a proposer lying either way, a block without the verdict or with one where none is due, and golden
@@ -21,16 +21,8 @@ from core.types import Gas, Hash32
 from tests.vm.deferred_models import VM, lying_meta, near_meta, upload, weights_meta, weights_model
 from tests.vm.devnet import Devnet, devnet_genesis
 from tests.vm.helpers import memory_hog_model, meta_for, spec
-from vm.deferred import (
-    LOG_POSTPONED,
-    LOG_UNCHECKED,
-    MAX_POSTPONEMENTS,
-    PENDING,
-    REGISTERED,
-    REJECTED,
-    DeferredCheck,
-    get_deferred,
-)
+from vm.activation import LOG_POSTPONED, LOG_UNCHECKED, MAX_POSTPONEMENTS, DeferredCheck
+from vm.deferred import PENDING, REGISTERED, REJECTED, get_deferred
 from vm.sandbox.executor import LocalExecutor
 from vm.sandbox.limits import WorkerLimits
 from vm.sandbox.worker import WorkerPool
