@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from core.app import VerdictKind
 from core.block import Block, compute_results_root
 from core.hashing import sha256
 from core.header import TxResult, TxStatus
@@ -159,21 +160,50 @@ def test_a_malformed_verdict_is_refused(net: Devnet) -> None:
         assert not verdict.is_valid, bad
 
 
+def hog() -> tuple[bytes, ModelMeta]:
+    """A model whose golden run needs ~192 MiB of activations (`memory_hog_model`), deferred under `HOG_VM`."""
+    model_bytes = memory_hog_model()
+    return model_bytes, meta_for("hog", model_bytes, [spec("x", DType.INT32, (1, 1))],
+                                 [spec("y", DType.INT32, (1, 1))], ModelClass.EXACT, [[np.array([[3]], np.int32)]])
+
+
+def tight() -> WorkerPool:
+    """A node whose sandbox workers are capped at 300 MiB of address space: the hog's run exhausts them."""
+    pool = WorkerPool(1, WorkerLimits(memory_bytes=300 << 20))
+    pool.start()
+    return pool
+
+
+def test_a_validator_that_cannot_run_the_check_has_a_local_fault_and_an_applying_node_needs_none(
+        tmp_path: Path) -> None:
+    model_bytes, meta = hog()
+    net = Devnet.start(tmp_path, devnet_genesis(vm=HOG_VM), executors=[LocalExecutor, tight, tight])
+    try:
+        model_id = compute_model_id(sha256(model_bytes), meta)
+        for tx in upload(net, net.account(5), model_bytes, meta):
+            net.step([tx], validators=[1])
+        record = get_deferred(net.apps[0].view(), model_id)
+        assert record is not None
+        while net.height < int(record.activates_at) - 1:
+            net.step(validators=[1])
+        block = net.propose()  # node 0's sandbox runs the hog: it registers
+        assert block.results[-1].status is TxStatus.OK
+        [verdict] = net.validate(block, [1])
+        assert verdict.kind is VerdictKind.LOCAL_FAULT  # prevote nil, never a verdict on the proposer
+        net.commit(block)  # the others committed it: node 1 and node 2 apply the block's verdict, running nothing
+        records = [app.view().model(model_id) for app in net.apps]
+        assert records[0] is not None and records[0] == records[1] == records[2]
+    finally:
+        net.close()
+
+
 def test_a_check_that_faults_on_every_node_is_postponed_then_rejected_and_the_chain_goes_on(tmp_path: Path) -> None:
     """A model whose golden run needs more memory than any node's sandbox allows (workers capped at 300 MiB):
     each activation's proposer has a local fault. It postpones the entry to the queue's tail, validators
     accept that unchecked, and after `MAX_POSTPONEMENTS` the activation rejects it: blocks keep committing.
     (Before, the activation raised LocalFault on every node: that height could not be built, forever.)"""
-    model_bytes = memory_hog_model()
-    meta = meta_for("hog", model_bytes, [spec("x", DType.INT32, (1, 1))], [spec("y", DType.INT32, (1, 1))],
-                    ModelClass.EXACT, [[np.array([[3]], np.int32)]])
-
-    def tight() -> WorkerPool:
-        pool = WorkerPool(1, WorkerLimits(memory_bytes=300 << 20))
-        pool.start()
-        return pool
-
-    net = Devnet.start(tmp_path, devnet_genesis(vm=HOG_VM), executors=[tight, tight, LocalExecutor])  # type: ignore[list-item]
+    model_bytes, meta = hog()
+    net = Devnet.start(tmp_path, devnet_genesis(vm=HOG_VM), executors=[tight, tight, LocalExecutor])
     try:
         model_id = compute_model_id(sha256(model_bytes), meta)
         for tx in upload(net, net.account(5), model_bytes, meta):
