@@ -20,7 +20,8 @@ from core.votes import Commit, Proposal
 class Block(Wire):
     header: Header
     txs: Annotated[tuple[Transaction, ...], MaxLen(MAX_BLOCK_TXS)]
-    results: Annotated[tuple[TxResult, ...], MaxLen(MAX_BLOCK_TXS)]
+    # One per transaction, then at most one system result (`is_results_count_ok`).
+    results: Annotated[tuple[TxResult, ...], MaxLen(MAX_BLOCK_TXS + 1)]
     last_commit: Commit | None  # None only in block 1
     evidence: Annotated[tuple[Evidence, ...], MaxLen(MAX_BLOCK_EVIDENCE)]
 
@@ -42,7 +43,7 @@ def validate_body(h: Header, tx_hashes: tuple[Hash32, ...], results: tuple[TxRes
                   last_commit: Commit | None, evidence: tuple[Evidence, ...]) -> None:
     """The header's hashes match a body given by its transactions' hashes (a full block, or a compact proposal
     before its transactions are found). Raises InvalidBlock."""
-    if len(results) != len(tx_hashes):
+    if not is_results_count_ok(len(tx_hashes), len(results)):
         raise InvalidBlock(f"block {h.height}: {len(tx_hashes)} txs but {len(results)} results")
     if merkle_root(list(tx_hashes)) != h.txs_root:
         raise InvalidBlock(f"block {h.height}: txs_root does not match the transactions")
@@ -56,6 +57,12 @@ def validate_body(h: Header, tx_hashes: tuple[Hash32, ...], results: tuple[TxRes
         raise InvalidBlock(f"block {h.height}: last commit must be absent exactly at height 1")
     if last_commit is not None and (last_commit.height != h.height - 1 or last_commit.block_id != h.last_block_id):
         raise InvalidBlock(f"block {h.height}: last commit is not for the previous block")
+
+
+def is_results_count_ok(n_txs: int, n_results: int) -> bool:
+    """One result per transaction, in order, then at most one system result: the verdict of a deferred
+    registration activating in the block (vm/deferred.py says when one is due; the results root covers it)."""
+    return n_results in (n_txs, n_txs + 1)
 
 
 def validate_tx_chains(h: Header, txs: tuple[Transaction, ...]) -> None:

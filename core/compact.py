@@ -31,7 +31,7 @@ class CompactProposal(Wire):
     proposal: Proposal
     header: Header
     tx_hashes: Annotated[tuple[Hash32, ...], MaxLen(MAX_BLOCK_TXS)]
-    results: Annotated[tuple[TxResult, ...], MaxLen(MAX_BLOCK_TXS)]
+    results: Annotated[tuple[TxResult, ...], MaxLen(MAX_BLOCK_TXS + 1)]  # as Block's
     last_commit: Commit | None
     evidence: Annotated[tuple[Evidence, ...], MaxLen(MAX_BLOCK_EVIDENCE)]
 

@@ -31,6 +31,7 @@ class TxStatus(enum.IntEnum):
     OUT_OF_GAS = 2
     INFERENCE_FAILED = 3  # the numeric rules failed the run (non-finite or off-grid output)
     MODEL_REJECTED = 4  # a registration verdict: the model broke a static rule
+    POSTPONED = 5  # a deferred activation's verdict (vm/deferred.py): the proposer could not check it
 
 
 @wire(max_bytes=MAX_TX_OUTPUTS * (256 * 1024 + 300) + MAX_RESULT_DATA_BYTES + 512)

@@ -79,7 +79,7 @@ class EventHub:
 
     def block_committed(self, block: Block) -> None:
         own = self._own_pending
-        for index, (tx, result) in enumerate(zip(block.txs, block.results, strict=True)):
+        for index, (tx, result) in enumerate(zip(block.txs, block.results[: len(block.txs)], strict=True)):
             if own:
                 own.pop(bytes(tx.hash), None)  # the block store answers for it from now on
             self._resolve(TxOutcome(tx.hash, TxState.COMMITTED, block.height, index, result))

@@ -404,7 +404,7 @@ class VMApplication:
             execution = self._executions.get(bytes(block.id))
         if execution is None or execution.base_version != version:
             view = self._view(version)
-            result = apply_block(view, block, self._verify_tx, self.engine.resolve_deferred)
+            result = apply_block(view, block, self._verify_tx)
             update = view.compute_update(self.state_map, h)
             execution = Execution(version, update, result.validator_updates, result.punished, view.blob_changes())
         if execution.update.root != block.header.state_root:

@@ -1,10 +1,9 @@
 """`apply_block(state, block)`: the state transition. Pure, and it runs no model of the block's transactions.
 
-Model work in the block (inference outputs, registration verdicts) is taken from the block's committed
-results; everything else is recomputed here and must equal what the block says. The one model check it may
-run is a deferred registration's activation (vm/deferred.py): a pure function of bytes and parameters that
-the block does not carry, computed through the `activate` callable the caller passes (the node's engine). `BlockExecutor` is the one
-pipeline that build, validate and apply share, so the three cannot drift apart.
+Model work in the block (inference outputs, registration verdicts, a deferred activation's verdict: its
+system result, vm/deferred.py) is taken from the block's committed results; everything else is recomputed here
+and must equal what the block says. `BlockExecutor` is the one pipeline that build, validate and apply share,
+so the three cannot drift apart.
 """
 
 from __future__ import annotations
@@ -21,8 +20,8 @@ from core.tx import Transaction
 from core.types import Address, Gas, Hash32, Height
 from core.validators import ValidatorEntry
 from core.votes import Commit
+from vm.activation import VerdictSource, committed_verdict, process_activations
 from vm.blockbytes import get_block_bytes
-from vm.deferred import Activator, process_activations
 from vm.execute import (
     BlockContext,
     BlockModels,
@@ -64,6 +63,9 @@ class RegisterResolution:
     gas_per_call: int = 0
     log: str = ""
     gas_load: int = 0
+    # Whether this node is sure of the verdict: only a deferred activation's check can be unsure (its golden
+    # outputs near the tolerance's edge; vm/deferred.py lets a validator defer to the proposer then).
+    certain: bool = True
 
 
 Resolution = InferResolution | RegisterResolution
@@ -73,13 +75,15 @@ class BlockExecutor:
     """Executes one block on a view: `begin`, then `add` per transaction, then `finish` with the
     resolved model work. Build, validate and apply differ only in where the resolutions come from."""
 
-    __slots__ = ("_addresses", "_outcomes", "_sender", "activate", "ctx", "gas_used", "last_block_id", "ledger",
-                 "models", "punished", "view")
+    __slots__ = ("_addresses", "_outcomes", "_sender", "ctx", "gas_used", "last_block_id", "ledger", "models",
+                 "punished", "verdict_of", "view")
 
     def __init__(self, view: StateView, ctx: BlockContext, last_block_id: Hash32,
-                 activate: Activator | None = None) -> None:
+                 verdict_of: VerdictSource | None = None) -> None:
         self.view = view
-        self.activate = activate  # decides a deferred registration activating at this height (vm/deferred.py)
+        # The verdict on a deferred registration activating at this height (vm/deferred.py): the builder's
+        # check, or the block's system result (checked by a validator, taken as committed by apply).
+        self.verdict_of = verdict_of
         self.ctx = ctx
         self.last_block_id = last_block_id
         self.ledger = Ledger()
@@ -129,7 +133,8 @@ class BlockExecutor:
         return [o.work for o in self._outcomes if o.work is not None]
 
     def finish(self, resolutions: Mapping[int, Resolution]) -> tuple[TxResult, ...]:
-        """Write the registration verdicts, close the block; the final results, in order."""
+        """Write the registration verdicts, close the block; the final results, in order, then the verdict of
+        a deferred activation due at this height (the block's system result), if any."""
         results = []
         for outcome in self._outcomes:
             work = outcome.work
@@ -144,9 +149,9 @@ class BlockExecutor:
                     register_model(self.view, self.ctx, work, resolution.gas_per_call, resolution.gas_load)
                 else:
                     drop_upload(self.view, work.model_id)
-        process_activations(self.view, self.ctx.height, self.ctx.params, self.activate)
+        activation = process_activations(self.view, self.ctx.height, self.ctx.params, self.verdict_of)
         close_block(self.view, self.ctx, self.last_block_id, self.ledger)
-        return tuple(results)
+        return (*results, activation) if activation is not None else tuple(results)
 
 
 def final_result(provisional: TxResult, work: Work, resolution: Resolution) -> TxResult:
@@ -199,11 +204,22 @@ def _verify(tx: Transaction, tx_hash: Hash32) -> bool:
     return tx.verify_signature()
 
 
+def system_result(block: Block) -> TxResult | None:
+    """The block's result after its transactions' (a deferred activation's verdict), if it carries one."""
+    return block.results[len(block.txs)] if len(block.results) > len(block.txs) else None
+
+
+def validate_results_count(block: Block, results: Sequence[TxResult]) -> None:
+    """Execution produced as many results as the block carries: a system result exactly when one is due."""
+    if len(results) != len(block.results):
+        raise InvalidBlock(f"block {block.height}: carries {len(block.results)} results, execution gives "
+                           f"{len(results)} (an activation verdict where none is due)")
+
+
 def apply_block(state: StateView, block: Block,
-                verify: Callable[[Transaction, Hash32], bool] = _verify,
-                activate: Activator | None = None) -> ApplyResult:
-    """Apply a block that consensus committed, on `state` (the view at the previous height). `activate`
-    decides a deferred registration due at this height (without it, such a block raises LocalFault).
+                verify: Callable[[Transaction, Hash32], bool] = _verify) -> ApplyResult:
+    """Apply a block that consensus committed, on `state` (the view at the previous height). A deferred
+    activation's verdict is the block's (block sync never re-runs the check).
 
     Raises InvalidBlock if the block is not a valid successor (which a commit by honest validators rules
     out); the caller still compares the resulting state root with the header's.
@@ -214,7 +230,7 @@ def apply_block(state: StateView, block: Block,
         raise InvalidBlock(f"block {header.height} does not follow height {chain.height}")
     parts = get_block_bytes(block)
     ctx = context_for(state, block)
-    executor = BlockExecutor(state, ctx, header.last_block_id, activate)
+    executor = BlockExecutor(state, ctx, header.last_block_id, committed_verdict(system_result(block)))
     try:
         executor.begin(header.poi_reveal, block.last_commit, block.evidence)
     except ValueError as exc:
@@ -228,6 +244,7 @@ def apply_block(state: StateView, block: Block,
         executor.add(tx)
     resolutions = {w.index: committed_resolution(w, block.results[w.index]) for w in executor.work}
     results = executor.finish(resolutions)
+    validate_results_count(block, results)
     for i, (mine, theirs) in enumerate(zip(results, block.results, strict=True)):
         if mine != theirs:
             raise InvalidBlock(f"block {header.height}: result of tx {i} differs from execution")

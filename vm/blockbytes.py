@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import msgpack
 
-from core.block import Block, compute_evidence_hash, compute_last_commit_hash
+from core.block import Block, compute_evidence_hash, compute_last_commit_hash, is_results_count_ok
 from core.errors import DecodeError, InvalidBlock
 from core.evidence import Evidence
 from core.header import TxResult
@@ -145,7 +145,7 @@ class BlockBytes:
 def get_block_bytes(block: Block) -> BlockBytes:
     """core.block.Block.validate_basic with every encoding done once; raises InvalidBlock the same way."""
     h = block.header
-    if len(block.results) != len(block.txs):
+    if not is_results_count_ok(len(block.txs), len(block.results)):
         raise InvalidBlock(f"block {h.height}: {len(block.txs)} txs but {len(block.results)} results")
     txs = tuple(tx_bytes(tx) for tx in block.txs)
     results = result_raws(block.results)

@@ -28,6 +28,7 @@ from core.tensor import Tensor
 from core.tx import Transaction
 from core.types import Hash32
 from core.validators import ValidatorEntry, ValidatorSet
+from vm.activation import proposed_verdict
 from vm.apply import BlockExecutor, Resolution
 from vm.blockbytes import (
     TxBytes,
@@ -116,6 +117,7 @@ class _Builder:
         self.faults: list[str] = []
         self.faulted: list[Hash32] = []
         self.memo: dict[tuple[object, ...], Resolution] = {}
+        self.activation = proposed_verdict(engine.check_deferred)  # memoized across attempts
         self.encoded: dict[int, TxBytes] = {}  # by id(tx): each candidate is encoded and hashed once
         self.commit_raw = None if template.last_commit is None else template.last_commit.encode()
         self.evidence_raws = [evidence_raw(e) for e in evidence]
@@ -142,7 +144,7 @@ class _Builder:
         """Execute the candidates that fit the block's gas, bytes and count, in order, on a fresh view.
         None when a transaction's model turned out to be unusable here (it is dropped; start over)."""
         params, template = self.params, self.template
-        executor = BlockExecutor(self.new_view(), self.ctx, template.last_block_id, self.engine.resolve_deferred)
+        executor = BlockExecutor(self.new_view(), self.ctx, template.last_block_id, self.activation)
         executor.begin(self.reveal, template.last_commit, self.evidence)
         picked: list[Transaction] = []
         size = HEADER_RESERVE + len(self.commit_raw or b"") + sum(len(e) for e in self.evidence_raws)
@@ -222,7 +224,7 @@ class _Builder:
         excess = block_size(block.header.encode(), [t.raw for t in tx_parts], result_parts, self.commit_raw,
                             self.evidence_raws) - self.params.consensus.max_block_bytes
         if excess > 0 and picked:
-            self.trim(picked, result_parts, excess)
+            self.trim(picked, result_parts[: len(picked)], excess)  # the activation verdict stays
             return None
         view = executor.view
         updates = validator_updates(view.validator_list(self.ctx.height + 1), view.validator_list(self.ctx.height + 2))

@@ -5,20 +5,19 @@ its block: the model's bytes become one blob, the model enters a FIFO queue in s
 check (with its golden runs) runs at the block end of its activation height. Each entry gets its own height,
 `ceil(work / vm.background_gas_per_block)` blocks after the queue's last one, so at most one activation runs per
 block and every node has those blocks to compute the verdict in the background (the node's precompute fills
-`vm.checkmemo` under the key the activation asks for). The verdict is a pure function of the bytes and the
-parameters, so a node that computes it synchronously at the activation height writes the same state.
+`vm.checkmemo` under the key the activation asks for).
+
+This file is the queue; `vm/activation.py` decides an entry at its height (the verdict the block carries).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Annotated
 
 from core.codec import U8, MaxLen, Wire, wire
-from core.errors import LocalFault
 from core.types import Address, Gas, Hash32, Height
 from vm.params import Params
-from vm.state import ModelRecord, StateView, model_key, model_name_key
+from vm.state import StateView
 from vm.txs import UploadHeader
 
 PENDING, REGISTERED, REJECTED = 0, 1, 2
@@ -51,6 +50,7 @@ class DeferredModel(Wire):
     gas_left: Gas
     status: U8
     log: Annotated[str, MaxLen(MAX_VERDICT_LOG_BYTES)]
+    postponed: U8  # times a proposer could not check it (`vm.activation.MAX_POSTPONEMENTS` at most)
 
     def validate_wire(self) -> None:
         if self.status not in STATUS_NAMES:
@@ -90,12 +90,18 @@ def process_enqueue(view: StateView, params: Params, height: Height, owner: Addr
                     header: UploadHeader, model_bytes: bytes, check_gas: int, gas_left: int) -> Height:
     """Queue a checked-against-its-header upload for activation; the model's bytes become the blob the record
     names (the caller drops the upload and its chunks). Returns the activation height."""
+    view.put_hashed_blob(model_bytes, header.bytes_hash)
+    return process_requeue(view, params, height, model_id,
+                  DeferredModel(owner, header, height, height, Gas(check_gas), Gas(gas_left), PENDING, "", 0))
+
+
+def process_requeue(view: StateView, params: Params, height: Height, model_id: Hash32, record: DeferredModel) -> Height:
+    """Put `record` at the queue's tail (a new entry, or a postponed one): its activation height is its work's
+    blocks after the last entry's, or after `height`. Returns it."""
     tail = view.get(KEY_DEFERRED_TAIL, DeferredTail)
     after = max(int(height), 0 if tail is None else int(tail.height))
-    activates_at = Height(after + compute_defer_blocks(params, check_gas + gas_left))
-    view.put_hashed_blob(model_bytes, header.bytes_hash)
-    view.put(deferred_key(model_id), DeferredModel(owner, header, height, activates_at, Gas(check_gas),
-                                                   Gas(gas_left), PENDING, ""))
+    activates_at = Height(after + compute_defer_blocks(params, int(record.check_gas) + int(record.gas_left)))
+    view.put(deferred_key(model_id), record.replace(activates_at=activates_at))
     view.put_raw(activation_key(activates_at), model_id)
     view.put(KEY_DEFERRED_TAIL, DeferredTail(activates_at))
     return activates_at
@@ -119,39 +125,3 @@ def pending_in_order(view: StateView, limit: int) -> list[tuple[Hash32, Deferred
             if len(out) >= limit:
                 break
     return out
-
-
-# The verdict on one activating registration: (accepted, gas_per_call, gas_load, log). The engine computes it
-# (`vm.engine.Engine.resolve_deferred`): the same check a completing chunk runs on the sync path.
-Activator = Callable[[Hash32, DeferredModel, bytes, Params], tuple[bool, int, int, str]]
-
-
-def process_activations(view: StateView, height: Height, params: Params, activate: Activator | None) -> None:
-    """Block end of `height`: decide the registration that activates here, if any, and write its verdict.
-    Raises LocalFault when this node cannot decide it (no sandbox, a worker failure): the block waits."""
-    raw = view.get_raw(activation_key(height))
-    if raw is None:
-        return
-    model_id = Hash32(raw)
-    record = get_deferred(view, model_id)
-    assert record is not None and record.status == PENDING
-    if activate is None:
-        raise LocalFault(f"block {height} activates a deferred registration and this executor has no sandbox")
-    header = record.header
-    accepted, gas_per_call, gas_load, log = activate(model_id, record, view.get_blob(header.bytes_hash), params)
-    if accepted:
-        view.put(model_key(model_id), ModelRecord(record.owner, header.meta, header.bytes_hash, header.total_bytes,
-                                                  header.n_chunks, Gas(gas_per_call), height, Gas(gas_load)))
-        record = record.replace(status=REGISTERED)
-    else:
-        view.release_blob(header.bytes_hash)
-        if view.get_raw(model_name_key(header.meta.name)) == model_id:
-            view.delete(model_name_key(header.meta.name))
-        record = record.replace(status=REJECTED, log=_clip(log))
-    view.put(deferred_key(model_id), record)
-    view.delete(activation_key(height))
-
-
-def _clip(log: str) -> str:
-    data = log.encode()
-    return log if len(data) <= MAX_VERDICT_LOG_BYTES else data[:MAX_VERDICT_LOG_BYTES].decode(errors="ignore")

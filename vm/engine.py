@@ -20,6 +20,7 @@ from core.header import TxStatus
 from core.limits import MAX_TENSOR_BYTES, MAX_TENSOR_DIMS
 from core.tensor import DType, Tensor
 from core.types import Hash32
+from vm.activation import LOG_NEAR, DeferredCheck
 from vm.apply import InferResolution, RegisterResolution, Resolution
 from vm.deferred import DeferredModel
 from vm.execute import InferWork, RegisterWork, Work
@@ -172,13 +173,13 @@ class Engine:
         return pkg
 
     def resolve(self, work: Sequence[Work], params: Params, challenge: ChallengeRun | None = None, *,
-                near_rejects: bool = False) -> tuple[dict[int, Resolution], tuple[Tensor, ...] | None]:
+                deferred: bool = False) -> tuple[dict[int, Resolution], tuple[Tensor, ...] | None]:
         """Resolve a block's work (and a PoI challenge) in one hand-off, plus one more if the block registers
         a model. Raises LocalFault when this node cannot decide."""
-        return self.resolve_with_limits(work, sandbox_limits(params), challenge, near_rejects=near_rejects)
+        return self.resolve_with_limits(work, sandbox_limits(params), challenge, deferred=deferred)
 
     def resolve_with_limits(self, work: Sequence[Work], limits: SandboxLimits, challenge: ChallengeRun | None = None,
-                            *, near_rejects: bool = False) -> tuple[dict[int, Resolution], tuple[Tensor, ...] | None]:
+                            *, deferred: bool = False) -> tuple[dict[int, Resolution], tuple[Tensor, ...] | None]:
         """`resolve` under the sandbox caps and prices `limits` (the client's pre-check runs this with the
         chain's published parameters: one registration rule, in one place)."""
         jobs: list[Job] = []
@@ -230,20 +231,19 @@ class Engine:
                         resolutions[index] = RegisterResolution(False, 0, "declared outputs differ from the graph")
                         continue
                     resolutions[index] = registration_resolution(item, spec, result.info, result.golden,
-                                                                 near_rejects=near_rejects)
+                                                                 deferred=deferred)
         return resolutions, challenge_output
 
-    def resolve_deferred(self, model_id: Hash32, record: DeferredModel, model_bytes: bytes,
-                         params: Params) -> tuple[bool, int, int, str]:
-        """The verdict on a deferred registration (`vm.deferred.Activator`): the check job a completing chunk
-        would run, with the gas its transaction left for the golden runs (`deferred_check_job` is that job, for
-        the node's background precompute)."""
-        # Near the tolerance is a rejection here: the synchronous path leaves such a chunk out of its block,
-        # but an activation cannot be left out, and a local fault on every node would stall its height.
-        resolutions, _ = self.resolve((deferred_work(model_id, record, model_bytes),), params, near_rejects=True)
+    def check_deferred(self, model_id: Hash32, record: DeferredModel, model_bytes: bytes,
+                       params: Params) -> DeferredCheck:
+        """This node's check of a deferred registration (`vm.deferred.Checker`): the check job a completing
+        chunk would run, with the gas its transaction left for the golden runs (`deferred_check_job` is that
+        job, for the node's background precompute), judged with the certainty bands of
+        `registration_resolution`. Raises LocalFault when this node cannot run it."""
+        resolutions, _ = self.resolve((deferred_work(model_id, record, model_bytes),), params, deferred=True)
         verdict = resolutions[0]
         assert isinstance(verdict, RegisterResolution)
-        return verdict.accepted, verdict.gas_per_call, verdict.gas_load, verdict.log
+        return DeferredCheck(verdict.accepted, verdict.gas_per_call, verdict.gas_load, verdict.log, verdict.certain)
 
     def run_challenge(self, challenge: ChallengeRun, params: Params) -> tuple[Tensor, ...]:
         return self.resolve((), params, challenge)[1] or ()
@@ -266,7 +266,7 @@ def deferred_work(model_id: Hash32, record: DeferredModel, model_bytes: bytes) -
 
 def deferred_check_job(model_id: Hash32, record: DeferredModel, model_bytes: bytes,
                        params: Params) -> CheckJob | None:
-    """The job `Engine.resolve_deferred` will hand the sandbox for this registration under `params`; None
+    """The job `Engine.check_deferred` will hand the sandbox for this registration under `params`; None
     when its verdict needs no sandbox (a metadata rule refuses it)."""
     work = deferred_work(model_id, record, model_bytes)
     if static_registration_verdict(work.meta) is not None:
@@ -286,10 +286,12 @@ def model_load_gas(schedule: GasSchedule, meta: ModelMeta, model_bytes: int, inf
 
 def registration_resolution(item: RegisterWork, spec: ModelSpec, info: ModelInfo,
                             golden: tuple[Mapping[str, np.ndarray] | None, ...] | None, *,
-                            near_rejects: bool = False) -> RegisterResolution:
+                            deferred: bool = False) -> RegisterResolution:
     """The verdict on a checked registration from its golden runs (`golden`: None when none ran).
-    `near_rejects`: golden outputs near the tolerance refuse the model instead of being a local fault (a
-    deferred activation, which no block can leave out)."""
+
+    `deferred`: a deferred activation (vm/deferred.py), which no block can leave out: golden outputs near the
+    tolerance are a rejection there instead of a local fault, and the verdict says whether this node is
+    certain of it (the proposer's verdict travels in the block; a validator defers to it when it is not)."""
     runs = registration_load_gas(spec.limits.gas, nodes=int(info.node_count), golden_runs=len(item.meta.golden),
                                  gas_per_call=int(info.gas_per_call))
     if runs > item.gas_left:  # the worker ran no golden input it was not paid for (the same rule)
@@ -301,17 +303,29 @@ def registration_resolution(item: RegisterWork, spec: ModelSpec, info: ModelInfo
         return RegisterResolution(False, 0, "a golden input fails to run")
     vectors, declared = golden_vectors(item.meta), output_specs(item.meta)
     actual = [dict(outputs or {}) for outputs in golden]
-    if golden_mismatch(vectors, declared, spec.model_class, spec.tolerance, actual) is not None:
-        # The inference rule: outside the tolerance is a disagreement. Near it (within twice the tolerance)
-        # honest nodes may fall on both sides, so this node cannot decide: a local fault, never a verdict that
-        # could split them. Far outside it, or any exact difference, refuses.
-        if golden_mismatch(vectors, declared, spec.model_class, wider_tolerance(spec.tolerance), actual) is None:
-            if near_rejects:
-                return RegisterResolution(False, 0, "golden outputs are near the tolerance")
-            raise LocalFault(f"golden outputs of registration {item.index} are near the tolerance")
-        return RegisterResolution(False, 0, "golden vectors do not reproduce")
-    return RegisterResolution(True, int(info.gas_per_call), "",
-                              model_load_gas(spec.limits.gas, item.meta, len(item.model_bytes), info))
+    gas_per_call = int(info.gas_per_call)
+    gas_load = model_load_gas(spec.limits.gas, item.meta, len(item.model_bytes), info)
+
+    def within(tolerance: Tolerance) -> bool:
+        return golden_mismatch(vectors, declared, spec.model_class, tolerance, actual) is None
+
+    # The inference rule: outside the tolerance is a disagreement. Near it (within twice the tolerance) honest
+    # nodes may fall on both sides: on the synchronous path this node cannot decide (a local fault: the builder
+    # leaves the chunk out). Far outside it, or any exact difference, refuses.
+    if within(spec.tolerance):
+        return RegisterResolution(True, gas_per_call, "", gas_load,
+                                  certain=not deferred or within(narrower_tolerance(spec.tolerance)))
+    if within(wider_tolerance(spec.tolerance)):
+        if deferred:
+            return RegisterResolution(False, gas_per_call, LOG_NEAR, gas_load, certain=False)
+        raise LocalFault(f"golden outputs of registration {item.index} are near the tolerance")
+    return RegisterResolution(False, 0, "golden vectors do not reproduce")
+
+
+def narrower_tolerance(tolerance: Tolerance) -> Tolerance:
+    """Half the tolerance: a deferred check's golden outputs within it pass on every honest node (which drift
+    well inside the tolerance), so a validator this sure refuses a proposer's rejection."""
+    return Tolerance(tolerance.t_abs // 2, tolerance.t_rel_ppm // 2)
 
 
 def static_registration_verdict(meta: ModelMeta) -> str | None:

@@ -22,7 +22,8 @@ from core.tx import Transaction
 from core.types import Hash32
 from core.validators import ValidatorEntry, ValidatorSet
 from core.votes import Vote
-from vm.apply import BlockExecutor, Resolution, committed_resolution
+from vm.activation import checked_verdict
+from vm.apply import BlockExecutor, Resolution, committed_resolution, system_result, validate_results_count
 from vm.blockbytes import BlockBytes, get_block_bytes
 from vm.engine import Engine, resolutions_agree
 from vm.execute import BlockContext, InferWork, Work
@@ -83,7 +84,8 @@ def _validate(new_view: Callable[[], StateView], compute_update: Callable[[State
     _validate_frame(view, params, block, parts, checks)
     header = block.header
     executor = BlockExecutor(view, BlockContext(header.chain_id, header.height, header.time, header.proposer,
-                                                params), header.last_block_id, engine.resolve_deferred)
+                                                params), header.last_block_id,
+                             checked_verdict(system_result(block), engine.check_deferred))
     try:
         executor.begin(header.poi_reveal, block.last_commit, block.evidence)
     except ValueError as exc:
@@ -95,6 +97,7 @@ def _validate(new_view: Callable[[], StateView], compute_update: Callable[[State
     if isinstance(committed, Validated):
         return committed
     results = executor.finish(committed)
+    validate_results_count(block, results)
     mismatched = [i for i, (mine, theirs) in enumerate(zip(results, block.results, strict=True)) if mine != theirs]
     if mismatched:
         return Validated(Verdict.invalid("results that execution does not reproduce", mismatched))

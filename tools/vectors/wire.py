@@ -158,11 +158,14 @@ def collect(world: World) -> Cases:
     add("registration_of_digits_int8_again", registered)
     add("model_digits_int8_again", _some(view.model(registered.model_id)))
     # Deferred activation (vm.deferred): the world registers in one block, so these are built on its upload.
-    from vm import deferred
+    from vm import activation, deferred
 
     pending = deferred.DeferredModel(world.accounts[0].address, _some(chunk0.header), Height(2), Height(7),
-                                     Gas(160_000_000), Gas(1_500_000), deferred.PENDING, "")
+                                     Gas(160_000_000), Gas(1_500_000), deferred.PENDING, "", 0)
     add("deferred_pending", pending)
+    add("deferred_postponed_once", pending.replace(postponed=1, activates_at=Height(9)))
+    # An activation block's system result (after its transactions' results): a postponement.
+    add("activation_postponed", activation.unchecked_result(pending))
     add("deferred_rejected", pending.replace(status=deferred.REJECTED, log="golden vectors do not reproduce"))
     add("deferred_tail_at_7", deferred.DeferredTail(Height(7)))
     # (prefix, version read, case name, type): records that exist only between blocks.
