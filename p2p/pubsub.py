@@ -9,8 +9,8 @@
   validator registry, result cache and 32-slot subscription channels that drop silently (pitfall 4).
 - Outbound RPCs dropped on a full peer queue are counted. Messages of the consensus topics go out ahead of
   queued bulk (transaction batches): upstream's queue has a priority lane, used only for control messages.
-- A slow or dead peer costs only itself: each peer's sending loop writes one RPC at a time under a deadline;
-  a peer that takes longer than that to accept one RPC is stalled and dropped (its transport closed, which
+- A slow or dead peer costs only itself: each peer's sending loop writes one frame at a time under a deadline;
+  a peer that takes longer than that to accept one frame is stalled and dropped (its transport closed, which
   also unblocks a write stuck in the kernel), and publishing waits only on peers that are draining.
 - One writer at a time per pubsub stream (`write_msg`): upstream's message-cache replay and pending flush
   write straight to a peer's stream while its sending loop writes to it too, and Yamux sends a write larger
@@ -30,6 +30,8 @@
   one frame more; publishing paces on the bytes a draining peer has room for.
 - A copy of a message already delivered or still being validated is dropped where its frame is read
   (`Gate.is_copy`), before upstream spawns a task for it and checks its pubsub signature twice.
+- The consensus RPCs queued for a peer when its sending loop takes one leave with it as one frame
+  (p2p/coalesce.py): each frame costs both sides a fixed amount of Python, whatever it holds.
 - IDONTWANT (gossipsub v1.2) is `DontWantGossipSub` in p2p/dontwant.py; announcements waiting for a busy peer
   are merged in its queue (`ByteBudgetQueue`).
 - The signed peer record a peer attaches to every RPC is checked once per peer and record bytes
@@ -443,7 +445,8 @@ class GuardedPubsub(Pubsub):
         self._gate.deliver(publish_message)
 
     async def handle_sending_messages(self, peer_id: ID, stream: INetStream, queue: RpcQueue) -> None:
-        """A peer's sending loop (replaces upstream's): one RPC at a time, each under a deadline.
+        """A peer's sending loop (replaces upstream's): one frame at a time, each under a deadline; a frame is
+        the RPC popped and, merged into it, the priority-lane RPCs queued behind it (`_coalesce_queued`).
 
         Upstream waits as long as the peer takes: a paused peer (SIGSTOP, cut cable) never acknowledges,
         Yamux windows grow to 16 MiB under load, so the write blocks in the kernel forever, its queue stays
