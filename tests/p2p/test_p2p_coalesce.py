@@ -26,7 +26,7 @@ from libp2p.pubsub.pb import rpc_pb2
 from libp2p.utils.varint import read_varint_prefixed_bytes_limited
 
 from p2p.batcher import encode_tx_batch
-from p2p.coalesce import COALESCE_BYTES
+from p2p.coalesce import COALESCE_BYTES, is_mergeable
 from p2p.limits import LIBP2P_FRAME_MAX
 from p2p.pubsub import GuardedPubsub
 from p2p.service import P2PService
@@ -146,3 +146,19 @@ async def test_a_merged_frame_stays_within_coalesce_bytes_and_bulk_batches_keep_
     # the first batch may have been popped before the write was held; the others wait for every vote
     assert order[-2:] == [TopicKind.TXS, TopicKind.TXS]
     assert order.index(TopicKind.TXS, 1) > max(i for i, k in enumerate(order) if k is TopicKind.VOTES)
+
+
+def test_only_publishes_announcements_and_the_peer_record_are_mergeable() -> None:
+    """What a receiver handles the same whether it comes alone or merged; subscriptions and the other control
+    messages keep a frame of their own."""
+    msg = rpc_pb2.Message(data=b"v", topicIDs=["t"])
+    dont_want = rpc_pb2.ControlMessage(idontwant=[rpc_pb2.ControlIDontWant(messageIDs=[b"\x01" * 32])])
+    assert is_mergeable(rpc_pb2.RPC(publish=[msg], senderRecord=b"record"))
+    assert is_mergeable(rpc_pb2.RPC(control=dont_want))
+    assert is_mergeable(rpc_pb2.RPC(publish=[msg], control=dont_want))
+    assert not is_mergeable(rpc_pb2.RPC(subscriptions=[rpc_pb2.RPC.SubOpts(subscribe=True, topicid="t")]))
+    graft = rpc_pb2.ControlMessage(graft=[rpc_pb2.ControlGraft(topicID="t")])
+    assert not is_mergeable(rpc_pb2.RPC(publish=[msg], control=graft))
+    ihave = rpc_pb2.ControlMessage(idontwant=list(dont_want.idontwant),
+                                   ihave=[rpc_pb2.ControlIHave(topicID="t", messageIDs=[b"x"])])
+    assert not is_mergeable(rpc_pb2.RPC(control=ihave))
