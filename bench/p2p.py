@@ -1,5 +1,8 @@
 """p2p bench: 4 node processes on 127.0.0.1, full mesh. `python -m bench.p2p [--quick] [--only ...]`
 
+`--dont-want` compares IDONTWANT off and on; `--coalesce` compares coalescing off and on (p2p/coalesce.py):
+consensus-like vote heights (CPU and frames read per delivered vote) and batched transfers, networks alternating.
+
 Prints gossip latency p50/p99 and CPU per delivery for 200 B and 100 KB messages with our full validation,
 against a baseline of the same network with decoding/signature checks switched off (rounds alternate, so
 load from other work on a shared machine falls on both alike), and the transactions per second that batched
@@ -232,17 +235,90 @@ async def large_messages(nodes: list[NodeProcess]) -> dict[str, Any]:
             "suppressed": grown("relays_suppressed")}
 
 
+async def vote_heights(nodes: list[NodeProcess], heights: int, burst: int, rate: float) -> dict[str, float]:
+    """Consensus-like traffic: `heights` times, at `rate` per second, every node publishes `burst` votes at
+    once (a validator's prevote and precommit, or several rounds' worth); each is relayed in the full mesh.
+    CPU of all nodes per delivered vote, and pubsub frames and published messages read per delivered vote."""
+    await everyone(nodes, "reset_stats", "reset", 10)
+    before = [s["counters"] for s in await everyone(nodes, "stats", "stats", 30)]
+    start = trio.current_time()
+    for h in range(heights):
+        await trio.sleep_until(start + h / rate)
+        await everyone(nodes, "publish_votes", "published", 30, count=burst, height=h + 1)
+    expected = N * (N - 1) * heights * burst
+    deadline = trio.current_time() + 20
+    while True:
+        stats = await everyone(nodes, "stats", "stats", 30)
+        grown = {name: sum(s["counters"].get(name, 0) - b.get(name, 0) for s, b in zip(stats, before, strict=True))
+                 for name in ("delivered.votes", "rpcs_received", "messages_received", "rpcs_sent", "frames_sent")}
+        if grown["delivered.votes"] >= expected or trio.current_time() > deadline:
+            break
+        await trio.sleep(0.25)
+    delivered = max(1, grown["delivered.votes"])
+    return {"delivered": grown["delivered.votes"], "expected": expected,
+            "cpu_us": 1e6 * sum(s["cpu_s"] for s in stats) / delivered,
+            "frames": grown["rpcs_received"] / delivered, "copies": grown["messages_received"] / delivered,
+            "merged": 1 - grown["frames_sent"] / max(1, grown["rpcs_sent"])}
+
+
+async def compare_coalesce(rounds: int, heights: int, bursts: list[int], rates: list[int], seconds: float) -> None:
+    """Vote heights and batched transfers with coalescing off (`--no-coalesce`) and on, networks alternating."""
+    print(f"p2p bench, coalescing off/on: {N} processes, full mesh, {rounds} alternating rounds; "
+          f"{os.cpu_count()} CPUs, load average at start {os.getloadavg()[0]:.1f}")
+    votes: dict[tuple[str, int], list[dict[str, float]]] = {}
+    txs: dict[tuple[str, int], list[dict[str, float]]] = {}
+    print(f"  {'mode':<6}{'load':>6}{'votes/height/node':>19}{'delivered':>14}{'CPU us/vote':>13}"
+          f"{'frames/vote':>13}{'copies/vote':>13}{'sent merged':>13}")
+    for _ in range(rounds):
+        for mode, extra in (("off", ("--no-coalesce",)), ("on", ())):
+            async with network(*extra) as nodes:
+                for burst in bursts:
+                    load = os.getloadavg()[0]
+                    r = await vote_heights(nodes, heights, burst, 10.0)
+                    votes.setdefault((mode, burst), []).append(r)
+                    print(f"  {mode:<6}{load:>6.1f}{burst:>19}{int(r['delivered']):>8}/{int(r['expected']):<5}"
+                          f"{r['cpu_us']:>13.0f}{r['frames']:>13.2f}{r['copies']:>13.2f}{r['merged']:>13.2f}",
+                          flush=True)
+                for rate in rates:
+                    load = os.getloadavg()[0]
+                    t = await throughput(nodes, rate // N, seconds)
+                    txs.setdefault((mode, rate), []).append(t)
+                    print(f"  {mode:<6}{load:>6.1f}  transfers {rate} tx/s offered: delivered {t['delivered_tps']:.0f}"
+                          f" tx/s, lost {int(t['lost'])}, CPU {t['cpu_us']:.0f} us/tx/node, "
+                          f"frames/batch {t['frames']:.2f}", flush=True)
+    print("\n  means over the rounds, on/off ratio (below 1: coalescing costs less)")
+    for burst in bursts:
+        on = statistics.mean(r["cpu_us"] for r in votes[("on", burst)])
+        off = statistics.mean(r["cpu_us"] for r in votes[("off", burst)])
+        f_on = statistics.mean(r["frames"] for r in votes[("on", burst)])
+        f_off = statistics.mean(r["frames"] for r in votes[("off", burst)])
+        print(f"  {burst} votes/height/node: CPU per delivered vote {off:.0f} -> {on:.0f} us ({on / off:.2f}x); "
+              f"frames read per vote {f_off:.2f} -> {f_on:.2f} ({f_on / f_off:.2f}x)")
+    for rate in rates:
+        on = statistics.mean(r["cpu_us"] for r in txs[("on", rate)])
+        off = statistics.mean(r["cpu_us"] for r in txs[("off", rate)])
+        print(f"  transfers at {rate} tx/s: CPU per tx per node {off:.0f} -> {on:.0f} us ({on / off:.2f}x)")
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description="p2p gossip latency and throughput")
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--only", choices=("latency", "throughput"))
     parser.add_argument("--dont-want", action="store_true",
                         help="compare batched gossip with IDONTWANT off and on, alternating")
+    parser.add_argument("--coalesce", action="store_true",
+                        help="compare vote heights and batched gossip with coalescing off and on, alternating")
+    parser.add_argument("--heights", type=int, default=100, help="vote heights per step (with --coalesce)")
+    parser.add_argument("--bursts", default="1,3", help="votes each node publishes per height (with --coalesce)")
     parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--rates", default="1000,2000", help="offered tx/s in all (with --dont-want)")
-    parser.add_argument("--seconds", type=float, default=5.0, help="offering time per rate (with --dont-want)")
+    parser.add_argument("--rates", default="1000,2000", help="offered tx/s in all (with --dont-want, --coalesce)")
+    parser.add_argument("--seconds", type=float, default=5.0,
+                        help="offering time per rate (with --dont-want, --coalesce)")
     args = parser.parse_args()
-    if args.dont_want:
+    if args.coalesce:
+        trio.run(compare_coalesce, args.rounds, args.heights, [int(b) for b in args.bursts.split(",")],
+                 [int(r) for r in args.rates.split(",")], args.seconds)
+    elif args.dont_want:
         trio.run(compare_dont_want, args.rounds, [int(r) for r in args.rates.split(",")], args.seconds)
     else:
         trio.run(main, args.quick, args.only)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from p2p.coalesce import COALESCE_BYTES
 from p2p.dontwant import DontWantPolicy
-from p2p.limits import DEFAULT_TOPIC_LIMITS, TopicLimits
+from p2p.limits import DEFAULT_TOPIC_LIMITS, ENVELOPE_SLACK, LIBP2P_FRAME_MAX, TopicLimits
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +84,9 @@ class P2PConfig:
     # IDONTWANT (gossipsub v1.2, p2p/dontwant.py): peers are told on receipt that we hold a large message, and
     # what they told us is not sent to them again.
     dont_want: DontWantPolicy = field(default_factory=DontWantPolicy)
+    # RPCs queued for one peer leave as one pubsub frame of up to this many bytes; 0 writes each RPC alone
+    # (p2p/coalesce.py). At most one transaction batch's worth, so a consensus message waits no longer.
+    coalesce_bytes: int = COALESCE_BYTES
     # Yamux sends a window update on every read by default; batching them halves small-message CPU.
     yamux_release_on_read: bool = False
 
@@ -95,5 +99,7 @@ class P2PConfig:
             raise ValueError("mesh degrees must satisfy 0 < low <= degree <= high")
         if not 0 < self.outbound_high_water < 32:
             raise ValueError("outbound_high_water must be below the upstream queue size of 32")
+        if not 0 <= self.coalesce_bytes <= LIBP2P_FRAME_MAX - ENVELOPE_SLACK:
+            raise ValueError("coalesce_bytes must be between 0 and the frame limit less its envelope slack")
         if not 0 < self.peer_stall_s < self.peer_write_timeout_s:
             raise ValueError("peer_stall_s must be positive and below peer_write_timeout_s")

@@ -20,6 +20,8 @@ class P2PCounters:
     rpcs_received: int = 0  # pubsub frames read from peers (publishes, control, subscriptions)
     rpc_bytes_received: int = 0
     messages_received: int = 0  # published messages in those frames, copies included
+    rpcs_sent: int = 0  # outbound RPCs written to peers (queued ones merged into one frame count each)
+    frames_sent: int = 0  # pubsub frames written to peers: rpcs_sent less those merged (p2p/coalesce.py)
     idontwant_sent: int = 0  # message ids we told a mesh peer not to send us (we have the message)
     idontwant_received: int = 0  # message ids peers told us not to send them
     relays_suppressed: int = 0  # copies not sent to a peer that had told us it holds the message

@@ -9,8 +9,8 @@
   validator registry, result cache and 32-slot subscription channels that drop silently (pitfall 4).
 - Outbound RPCs dropped on a full peer queue are counted. Messages of the consensus topics go out ahead of
   queued bulk (transaction batches): upstream's queue has a priority lane, used only for control messages.
-- A slow or dead peer costs only itself: each peer's sending loop writes one RPC at a time under a deadline;
-  a peer that takes longer than that to accept one RPC is stalled and dropped (its transport closed, which
+- A slow or dead peer costs only itself: each peer's sending loop writes one frame at a time under a deadline;
+  a peer that takes longer than that to accept one frame is stalled and dropped (its transport closed, which
   also unblocks a write stuck in the kernel), and publishing waits only on peers that are draining.
 - One writer at a time per pubsub stream (`write_msg`): upstream's message-cache replay and pending flush
   write straight to a peer's stream while its sending loop writes to it too, and Yamux sends a write larger
@@ -30,6 +30,8 @@
   one frame more; publishing paces on the bytes a draining peer has room for.
 - A copy of a message already delivered or still being validated is dropped where its frame is read
   (`Gate.is_copy`), before upstream spawns a task for it and checks its pubsub signature twice.
+- The consensus RPCs queued for a peer when its sending loop takes one leave with it as one frame
+  (p2p/coalesce.py): each frame costs both sides a fixed amount of Python, whatever it holds.
 - IDONTWANT (gossipsub v1.2) is `DontWantGossipSub` in p2p/dontwant.py; announcements waiting for a busy peer
   are merged in its queue (`ByteBudgetQueue`).
 - The signed peer record a peer attaches to every RPC is checked once per peer and record bytes
@@ -55,7 +57,7 @@ import trio
 from libp2p.abc import IHost, INetStream
 from libp2p.exceptions import ValidationError
 from libp2p.io.exceptions import IOException, MessageTooLarge
-from libp2p.network.stream.exceptions import StreamEOF
+from libp2p.network.stream.exceptions import StreamClosed, StreamEOF, StreamReset
 from libp2p.peer.id import ID
 from libp2p.pubsub.gossipsub import GossipSub
 from libp2p.pubsub.pb import rpc_pb2
@@ -64,8 +66,9 @@ from libp2p.pubsub.rpc_queue import OutBoundQueueSize, PriorityQueue, RpcQueue
 from libp2p.pubsub.utils import maybe_consume_signed_record
 from libp2p.pubsub.validators import signature_validator
 from libp2p.utils.connection_shutdown import is_expected_connection_shutdown
-from libp2p.utils.varint import read_varint_prefixed_bytes_limited
+from libp2p.utils.varint import encode_uvarint, read_varint_prefixed_bytes_limited
 
+from p2p.coalesce import COALESCE_BYTES, is_mergeable
 from p2p.counters import P2PCounters
 from p2p.dontwant import MERGED_DONT_WANT_IDS, DontWantGossipSub, announced_ids
 from p2p.limits import LIBP2P_FRAME_MAX, OUTBOUND_PRIORITY_RESERVE, OUTBOUND_QUEUE_BYTES
@@ -159,6 +162,7 @@ class ByteBudgetQueue(PriorityQueue):
         # sizes of the RPCs in upstream's two deques, in the same order
         self._bulk_sizes: deque[int] = deque()
         self._urgent_sizes: deque[int] = deque()
+        self.last_popped = (0, False)  # (bytes, whether priority) of the RPC `pop` returned last
 
     def room(self, priority: bool) -> int:
         """Bytes a push in that lane may still add."""
@@ -199,11 +203,22 @@ class ByteBudgetQueue(PriorityQueue):
         return True
 
     def pop(self) -> rpc_pb2.RPC | None:
-        sizes = self._urgent_sizes if self._priority else self._bulk_sizes
+        priority = bool(self._priority)
+        sizes = self._urgent_sizes if priority else self._bulk_sizes
         rpc = super().pop()
         if rpc is not None:
-            self.held_bytes -= sizes.popleft()
+            size = sizes.popleft()
+            self.held_bytes -= size
+            self.last_popped = (size, priority)
         return rpc
+
+    def peek(self) -> tuple[rpc_pb2.RPC, int, bool] | None:
+        """The RPC `pop` would return next, its bytes and whether it is in the priority lane; None if empty."""
+        if self._priority:
+            return self._priority[0], self._urgent_sizes[0], True
+        if self._non_priority:
+            return self._non_priority[0], self._bulk_sizes[0], False
+        return None
 
 
 def byte_budget(queue: RpcQueue) -> ByteBudgetQueue | None:
@@ -261,7 +276,8 @@ class CountingGossipSub(DontWantGossipSub):
 
 class GuardedPubsub(Pubsub):
     def __init__(self, host: IHost, router: GossipSub, gate: Gate, counters: P2PCounters, *,
-                 write_timeout_s: float = 10.0, stall_s: float = 1.0, **kwargs: Any):
+                 write_timeout_s: float = 10.0, stall_s: float = 1.0, coalesce_bytes: int = COALESCE_BYTES,
+                 **kwargs: Any):
         super().__init__(host, router, msg_id_constructor=content_msg_id, max_inbound_rpc_size=LIBP2P_FRAME_MAX,
                          **kwargs)
         # outbound frames as large as inbound ones, each peer's queue bounded in bytes
@@ -270,6 +286,8 @@ class GuardedPubsub(Pubsub):
         self._counters = counters
         self._write_timeout_s = write_timeout_s
         self._stall_s = stall_s
+        # RPCs queued for a peer leave as one frame up to this many bytes; 0 writes each alone (p2p/coalesce.py)
+        self._coalesce_bytes = coalesce_bytes
         # peer -> when the RPC being written to it started; absent while its sending loop waits for work
         self._writing_since: dict[ID, float] = {}
         # Upstream seeds with int(time.time()); with seqno-keyed equivocation checks a node restarted within
@@ -373,16 +391,26 @@ class GuardedPubsub(Pubsub):
         self._forget_all_subscriptions(peer_id)
 
     async def write_msg(self, stream: INetStream, rpc_msg: rpc_pb2.RPC) -> bool:
-        """Write one length-prefixed RPC, alone on the stream until it is complete (see module docstring)."""
+        """Write one length-prefixed RPC, alone on the stream until it is complete (see module docstring).
+
+        Upstream's, with the frame built by one concatenation: upstream copied the serialized RPC into a
+        bytearray and that into bytes again, two more copies of up to a frame. False when the stream was
+        closed or reset (the peer then goes through the dead-peer cleanup, as upstream)."""
         lock = self._write_locks.get(stream)
         if lock is None:
             lock = self._write_locks[stream] = trio.Lock()
         async with lock:
             whole = False
             try:
-                ok = await super().write_msg(stream, rpc_msg)
-                whole = ok
-                return ok
+                body = rpc_msg.SerializeToString()
+                try:
+                    await stream.write(encode_uvarint(len(body)) + body)
+                except (StreamClosed, StreamReset):
+                    logger.debug("writing to %s failed: stream closed or reset", stream.muxed_conn.peer_id)
+                    self._handle_dead_peer(stream.muxed_conn.peer_id)
+                    return False
+                whole = True
+                return True
             finally:
                 if not whole:
                     # Failed, cancelled or reset in the middle of a frame: the peer must not parse what follows.
@@ -417,20 +445,27 @@ class GuardedPubsub(Pubsub):
         self._gate.deliver(publish_message)
 
     async def handle_sending_messages(self, peer_id: ID, stream: INetStream, queue: RpcQueue) -> None:
-        """A peer's sending loop (replaces upstream's): one RPC at a time, each under a deadline.
+        """A peer's sending loop (replaces upstream's): one frame at a time, each under a deadline; a frame is
+        the RPC popped and, merged into it, the priority-lane RPCs queued behind it (`_coalesce_queued`).
 
         Upstream waits as long as the peer takes: a paused peer (SIGSTOP, cut cable) never acknowledges,
         Yamux windows grow to 16 MiB under load, so the write blocks in the kernel forever, its queue stays
         full, and everything that waits on queues waits on it. Here a peer that does not take one RPC within
         `write_timeout_s` is declared stalled and dropped; it costs nobody else more than that.
         """
+        lanes = byte_budget(queue) if self._coalesce_bytes > 0 else None
         try:
             while True:
                 rpc = await queue.pop()
                 if rpc is None:
                     return
-                if isinstance(self.router, DontWantGossipSub) and self.router.is_unwanted(peer_id, rpc):
+                if self._is_unwanted(peer_id, rpc):
                     continue  # the peer got this message from someone else while it waited here
+                taken = 1
+                if lanes is not None and is_mergeable(rpc):
+                    taken += self._coalesce_queued(peer_id, lanes, rpc)
+                self._counters.rpcs_sent += taken
+                self._counters.frames_sent += 1
                 started = self._writing_since[peer_id] = trio.current_time()
                 try:
                     with trio.move_on_after(self._write_timeout_s) as deadline:
@@ -451,6 +486,32 @@ class GuardedPubsub(Pubsub):
         except Exception:
             self._contained(f"sending loop of {peer_id}")
             self._handle_dead_peer(peer_id)
+
+    def _is_unwanted(self, peer_id: ID, rpc: rpc_pb2.RPC) -> bool:
+        return isinstance(self.router, DontWantGossipSub) and self.router.is_unwanted(peer_id, rpc)
+
+    def _coalesce_queued(self, peer_id: ID, lanes: ByteBudgetQueue, merged: rpc_pb2.RPC) -> int:
+        """Merge into `merged` (just popped) the priority-lane RPCs queued behind it, while they are mergeable
+        and the frame stays within `coalesce_bytes` (p2p/coalesce.py, which says why bulk RPCs are not);
+        returns how many were merged.
+
+        The popped RPCs are this peer's own (upstream's `send_rpc` queues a copy per peer), so merging into
+        the first changes nothing another peer is sent."""
+        size, priority = lanes.last_popped
+        merged_count = 0
+        if not priority:
+            return 0
+        while (head := lanes.peek()) is not None:
+            rpc, rpc_size, rpc_priority = head
+            if not rpc_priority or size + rpc_size > self._coalesce_bytes or not is_mergeable(rpc):
+                break
+            lanes.pop()
+            if self._is_unwanted(peer_id, rpc):
+                continue
+            merged.MergeFrom(rpc)
+            size += rpc_size
+            merged_count += 1
+        return merged_count
 
     async def _handle_new_peer(self, peer_id: ID) -> None:
         self.drop_stale_stream(peer_id)

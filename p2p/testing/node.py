@@ -47,6 +47,7 @@ def peer_addr_for(seed: str, port: int) -> str:
 class _Node:
     def __init__(self, args: argparse.Namespace) -> None:
         from core.keys import PrivateKey
+        from p2p.coalesce import COALESCE_BYTES
         from p2p.config import P2PConfig
         from p2p.dontwant import DontWantPolicy
         from p2p.identity import node_key_from_seed
@@ -56,7 +57,8 @@ class _Node:
         self.args = args
         self.service = P2PService(
             P2PConfig(chain_id=args.chain, listen_addrs=(args.listen,), bootstrap=tuple(args.peer),
-                      dont_want=DontWantPolicy(enabled=not args.no_dont_want)),
+                      dont_want=DontWantPolicy(enabled=not args.no_dont_want),
+                      coalesce_bytes=0 if args.no_coalesce else COALESCE_BYTES),
             node_key_from_seed(args.seed.encode()),
         )
         self.key = PrivateKey.derive("testnode", args.seed, 0)
@@ -272,6 +274,8 @@ def main(argv: list[str] | None = None) -> None:
                         help="bench baseline: accept every message without decoding or signature checks")
     parser.add_argument("--no-dont-want", action="store_true",
                         help="neither send nor honour IDONTWANT (the behaviour before p2p/dontwant.py)")
+    parser.add_argument("--no-coalesce", action="store_true",
+                        help="write each queued RPC as its own frame (the behaviour before p2p/coalesce.py)")
     parser.add_argument("--log-level", default="WARNING")
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level, stream=sys.stderr,
