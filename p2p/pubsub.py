@@ -481,6 +481,10 @@ class GuardedPubsub(Pubsub):
     def _budget_refused(self) -> None:
         self._counters.outbound_budget_drops += 1
 
+    def writing_since(self, peer_id: ID) -> float | None:
+        """When the RPC being written to the peer now started (trio clock); None while none is."""
+        return self._writing_since.get(peer_id)
+
     def queued_bytes(self, peer_id: ID) -> tuple[int, int]:
         """(bytes held now, most ever held) in the peer's outbound queue; (0, 0) without one."""
         queue = self.peer_queues.get(peer_id)
