@@ -42,7 +42,8 @@ def describe_arrival(message: GossipMessage, signed_ms: int) -> tuple[float, str
     if arrival is None:
         return late_s, "stages unknown"
     in_handler = trio.current_time() - arrival.handled if arrival.handled else 0.0
-    return late_s, (f"read {arrival.read_wall - signed_ms / 1000:.2f} s after signing, then "
+    via = "from its origin" if message.forwarder == message.origin else f"relayed by {str(message.forwarder)[-6:]}"
+    return late_s, (f"{via}, read {arrival.read_wall - signed_ms / 1000:.2f} s after signing, then "
                     f"{arrival.describe()}, handler {in_handler:.2f} s")
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from p2p.dontwant import DontWantPolicy
+from p2p.inbound import InboundPolicy
 from p2p.limits import DEFAULT_TOPIC_LIMITS, TopicLimits
 
 
@@ -83,6 +84,9 @@ class P2PConfig:
     # IDONTWANT (gossipsub v1.2, p2p/dontwant.py): peers are told on receipt that we hold a large message, and
     # what they told us is not sent to them again.
     dont_want: DontWantPolicy = field(default_factory=DontWantPolicy)
+    # Inbound transaction batches wait in bounded per-peer queues for a few workers (p2p/inbound.py), so that
+    # consensus messages, admitted at once, never queue behind a backlog of them.
+    inbound: InboundPolicy = field(default_factory=InboundPolicy)
     # Yamux sends a window update on every read by default; batching them halves small-message CPU.
     yamux_release_on_read: bool = False
 

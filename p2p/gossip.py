@@ -128,7 +128,8 @@ class Gossip:
             dont_want=cfg.dont_want,
         )
         self.pubsub = GuardedPubsub(self._host, self.router, self, self._counters,
-                                    write_timeout_s=cfg.peer_write_timeout_s, stall_s=cfg.peer_stall_s)
+                                    write_timeout_s=cfg.peer_write_timeout_s, stall_s=cfg.peer_stall_s,
+                                    bulk_topics=frozenset({self._topics[TopicKind.TXS]}), inbound=cfg.inbound)
         for kind in TopicKind:
             self._buffers[kind] = trio.open_memory_channel[GossipMessage](cfg.delivery_buffer)
         async with background_trio_service(self.pubsub), background_trio_service(self.router):

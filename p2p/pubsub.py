@@ -47,7 +47,7 @@ import hashlib
 import logging
 import time
 import weakref
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
@@ -68,6 +68,7 @@ from libp2p.utils.varint import read_varint_prefixed_bytes_limited
 
 from p2p.counters import P2PCounters
 from p2p.dontwant import MERGED_DONT_WANT_IDS, DontWantGossipSub, announced_ids
+from p2p.inbound import BulkQueues, InboundPolicy
 from p2p.limits import LIBP2P_FRAME_MAX, OUTBOUND_PRIORITY_RESERVE, OUTBOUND_QUEUE_BYTES
 from p2p.scoring import Offense
 
@@ -240,14 +241,55 @@ class SizedQueues(dict[ID, RpcQueue]):
         super().__setitem__(peer_id, queue)
 
 
+class OutboundTimes:
+    """When consensus RPCs were queued for each peer, so that the sending loop can log the slow ones: how long
+    one waited in the queue and how long its write took (bounded: the oldest entries are forgotten)."""
+
+    LOG_AFTER_S = 0.5
+    _LIMIT = 4096
+
+    def __init__(self) -> None:
+        # (peer, the publishes' (origin, seqno)) -> when queued; upstream queues a copy of the RPC, not it
+        self._queued: OrderedDict[tuple[ID, tuple[bytes, ...]], float] = OrderedDict()
+
+    @staticmethod
+    def _key(peer_id: ID, rpc: rpc_pb2.RPC) -> tuple[ID, tuple[bytes, ...]]:
+        return peer_id, tuple(m.from_id + m.seqno for m in rpc.publish)
+
+    def queued(self, peer_id: ID, rpc: rpc_pb2.RPC) -> None:
+        self._queued[self._key(peer_id, rpc)] = trio.current_time()
+        while len(self._queued) > self._LIMIT:
+            self._queued.popitem(last=False)
+
+    def written(self, peer_id: ID, rpc: rpc_pb2.RPC, started: float) -> None:
+        if not rpc.publish:
+            return
+        queued = self._queued.pop(self._key(peer_id, rpc), None)
+        if queued is None:
+            return
+        now = trio.current_time()
+        if now - queued >= self.LOG_AFTER_S:
+            topics = ",".join(t.rsplit("/", 2)[-2] for m in rpc.publish for t in m.topicIDs)
+            logger.info("%s message of %d bytes to %s written %.2f s after it was queued (queue %.2f s, write "
+                        "%.2f s)", topics, rpc.ByteSize(), str(peer_id)[-6:], now - queued, started - queued,
+                        now - started)
+
+
 class CountingGossipSub(DontWantGossipSub):
     """GossipSub that counts the outbound RPCs it drops on a full per-peer queue and sends the messages of
     `priority_topics` ahead of other queued RPCs (IDONTWANT: `DontWantGossipSub`, p2p/dontwant.py)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.outbound_times = OutboundTimes()
 
 
     def send_rpc(self, peer_id: ID, rpc: rpc_pb2.RPC, priority: bool = False) -> None:
         if not priority and self._priority_topics:
             priority = any(t in self._priority_topics for m in rpc.publish for t in m.topicIDs)
+            if priority:
+                # for the logs: when each consensus message was queued for each peer (OutboundTimes)
+                self.outbound_times.queued(peer_id, rpc)
         super().send_rpc(peer_id, rpc, priority)
 
     async def run(self) -> None:
@@ -261,9 +303,15 @@ class CountingGossipSub(DontWantGossipSub):
 
 class GuardedPubsub(Pubsub):
     def __init__(self, host: IHost, router: GossipSub, gate: Gate, counters: P2PCounters, *,
-                 write_timeout_s: float = 10.0, stall_s: float = 1.0, **kwargs: Any):
+                 write_timeout_s: float = 10.0, stall_s: float = 1.0, bulk_topics: frozenset[str] = frozenset(),
+                 inbound: InboundPolicy | None = None, **kwargs: Any):
+        """`bulk_topics`: topics whose inbound messages wait in `p2p.inbound.BulkQueues` for one of
+        `inbound.bulk_workers` workers; every other topic's messages are admitted at once."""
         super().__init__(host, router, msg_id_constructor=content_msg_id, max_inbound_rpc_size=LIBP2P_FRAME_MAX,
                          **kwargs)
+        self._bulk_topics = bulk_topics
+        self._inbound = inbound or InboundPolicy()
+        self.bulk = BulkQueues[rpc_pb2.Message](self._inbound)
         # outbound frames as large as inbound ones, each peer's queue bounded in bytes
         self.peer_queues = SizedQueues(LIBP2P_FRAME_MAX, on_refused=self._budget_refused)
         self._gate = gate
@@ -280,7 +328,19 @@ class GuardedPubsub(Pubsub):
 
     async def run(self) -> None:
         contain_peer_tasks(self.manager, "pubsub", self._counters)
+        for _ in range(self._inbound.bulk_workers):
+            self.manager.run_daemon_task(self._admit_bulk)
         await super().run()
+
+    async def _admit_bulk(self) -> None:
+        """One worker of the bulk topics: admits (and relays) their messages one at a time, oldest of each
+        forwarder first, forwarders in turn (`BulkQueues`)."""
+        while self.manager.is_running:
+            peer_id, msg = await self.bulk.take()
+            try:
+                await self.push_msg(peer_id, msg)
+            except Exception:
+                self._contained(f"admitting a bulk message from {peer_id}")
 
     async def stream_handler(self, stream: INetStream) -> None:
         # Runs in the swarm's connection nursery: anything escaping here ends the host, so nothing may.
@@ -331,9 +391,14 @@ class GuardedPubsub(Pubsub):
                 if self._is_subscribed_to_msg(msg) and self.manager.is_running:
                     msg_id = content_msg_id(msg)
                     topic = msg.topicIDs[0] if len(msg.topicIDs) == 1 else ""
-                    if self._gate.is_copy(peer_id, topic, msg_id, len(msg.data), self.seen_messages.has(msg_id)):
+                    key = (topic, msg_id)
+                    seen = self.seen_messages.has(msg_id) or self.bulk.holds(key)
+                    if self._gate.is_copy(peer_id, topic, msg_id, len(msg.data), seen):
                         continue  # a copy costs its parse and one hash, not a task and signature checks
-                    self.manager.run_task(self.push_msg, peer_id, msg)
+                    if topic not in self._bulk_topics:
+                        self.manager.run_task(self.push_msg, peer_id, msg)  # consensus: admitted at once
+                    elif not self.bulk.offer(peer_id, key, msg, len(msg.data)):
+                        self._counters.inbound_bulk_dropped += 1  # this forwarder's queue is full
             if rpc.subscriptions:
                 if len(rpc.subscriptions) > self.max_subscriptions_per_rpc:
                     logger.debug("peer %s sent %d subscriptions in one RPC; ignored", peer_id,
@@ -357,6 +422,7 @@ class GuardedPubsub(Pubsub):
         """Upstream's cleanup, which several paths (stream handler, sender, notifee, teardown) may all run for
         one peer: the first does the work, the others find nothing; an error in it is contained."""
         self.sender_records.forget(peer_id)
+        self.bulk.forget(peer_id)
         try:
             super()._handle_dead_peer(peer_id)
         except Exception:
@@ -437,6 +503,8 @@ class GuardedPubsub(Pubsub):
                         ok = await self.write_msg(stream, rpc)
                 finally:
                     self._writing_since.pop(peer_id, None)
+                if isinstance(self.router, CountingGossipSub):
+                    self.router.outbound_times.written(peer_id, rpc, started)
                 if deadline.cancelled_caught:
                     self._stalled(peer_id, f"one RPC not accepted within {self._write_timeout_s:g} s")
                     return

@@ -26,7 +26,10 @@ logger = logging.getLogger(__name__)
 # Envelope checks of messages at least this large run in a worker thread: a 256 KiB transaction batch
 # means hundreds of signature verifications, which must not stall the event loop (STYLE anti-patterns).
 THREAD_THRESHOLD = 8 * 1024
-_CHECK_THREADS = trio.CapacityLimiter(2)
+# Transaction batches and consensus messages take separate worker threads: a proposal's check must not wait
+# for the batches queued before it (docs/performance.md, "Consensus messages ahead of transaction gossip").
+_BULK_CHECK_THREADS = trio.CapacityLimiter(2)
+_CONSENSUS_CHECK_THREADS = trio.CapacityLimiter(1)
 
 
 class GossipVerdict(enum.Enum):
@@ -110,7 +113,8 @@ class TopicPipeline:
         if len(data) > self.cap:
             raise Oversized(f"{self.kind.value}: {len(data)} bytes exceeds the cap of {self.cap}")
         if len(data) >= THREAD_THRESHOLD:
-            return await trio.to_thread.run_sync(self.envelope, data, limiter=_CHECK_THREADS)
+            limiter = _BULK_CHECK_THREADS if self.kind is TopicKind.TXS else _CONSENSUS_CHECK_THREADS
+            return await trio.to_thread.run_sync(self.envelope, data, limiter=limiter)
         return self.envelope(data)
 
     async def run(self, data: bytes, msg_id: Hash32, forwarder: ID, origin: ID,
