@@ -324,6 +324,11 @@ class Gossip:
             arrival.checked = trio.current_time()
         if outcome.verdict is GossipVerdict.ACCEPT and outcome.message is not None:
             _remember(self._accepted, key, outcome.message, _PENDING_DELIVERY)
+            if kind is not TopicKind.TXS and self.router is not None:
+                # A large consensus message (a proposal) is announced once accepted, before our relay of it is
+                # queued: the other mesh peers' relays to us, 3 copies of up to ~1 MB each in a full mesh, are
+                # what their votes to us would otherwise wait behind (p2p/dontwant.py).
+                self.router.announce_held(msg_id, msg.topicIDs[0], len(data), forwarder, accepted=True)
             return True
         if outcome.verdict is GossipVerdict.IGNORE:
             self._counters.ignored[kind.value] += 1
