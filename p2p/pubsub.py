@@ -19,7 +19,10 @@
   resets the stream: nothing may follow half a frame.
 - Inbound frames are read by our loop (`continuously_read_stream`), with the same handling as upstream's but a
   frame over `LIBP2P_FRAME_MAX` costs its sender MALFORMED_FRAME (upstream only reset the stream, so a peer
-  could send oversized frames forever without a penalty).
+  could send oversized frames forever without a penalty), and the stream is read in chunks (`p2p.frames`):
+  upstream's reads per frame left a loaded node's streams seconds behind their senders.
+- Transaction batches wait for admission in bounded per-peer queues served by a few workers
+  (`p2p.inbound`); consensus messages are admitted at once (docs/p2p.md, "Consensus first").
 - Frames of up to `LIBP2P_FRAME_MAX` (2 MiB) go both ways: upstream makes each peer's outbound queue with its
   default `max_message_size` of 1 MiB, which drops a larger RPC at the sender (counted as any drop, nothing
   else), so a transaction with a 1 MiB input never left its node. `SizedQueues` sets each queue's size as it
@@ -64,10 +67,10 @@ from libp2p.pubsub.rpc_queue import OutBoundQueueSize, PriorityQueue, RpcQueue
 from libp2p.pubsub.utils import maybe_consume_signed_record
 from libp2p.pubsub.validators import signature_validator
 from libp2p.utils.connection_shutdown import is_expected_connection_shutdown
-from libp2p.utils.varint import read_varint_prefixed_bytes_limited
 
 from p2p.counters import P2PCounters
 from p2p.dontwant import MERGED_DONT_WANT_IDS, DontWantGossipSub, announced_ids
+from p2p.frames import READ_CHUNK_BYTES, FrameBuffer
 from p2p.inbound import BulkQueues, InboundPolicy
 from p2p.limits import LIBP2P_FRAME_MAX, OUTBOUND_PRIORITY_RESERVE, OUTBOUND_QUEUE_BYTES
 from p2p.scoring import Offense
@@ -359,64 +362,77 @@ class GuardedPubsub(Pubsub):
             self._handle_dead_peer(peer_id)
 
     async def continuously_read_stream(self, stream: INetStream) -> None:
-        """Upstream's read loop with the frame limit enforced as an offense (see module docstring).
+        """Upstream's read loop, reading in chunks (`p2p.frames`), with the frame limit enforced as an offense.
 
-        What the loop does with a parsed RPC is upstream's: signed peer record, publishes (each pushed in its
-        own task), subscriptions (capped per RPC), control to the router. A frame that does not parse raises
-        out of here into `stream_handler`, which penalizes MALFORMED_FRAME.
+        Each read takes whatever the stream holds (up to `READ_CHUNK_BYTES`) and every whole frame in it is
+        handled before the next read: the scheduler is visited per read, not several times per frame. A frame
+        that does not parse raises out of here into `stream_handler`, which penalizes MALFORMED_FRAME.
         """
         peer_id = stream.muxed_conn.peer_id
+        frames = FrameBuffer(self.max_inbound_rpc_size)
         while self.manager.is_running:
             try:
-                incoming = await read_varint_prefixed_bytes_limited(stream, self.max_inbound_rpc_size)
+                chunk = await stream.read(READ_CHUNK_BYTES)
+            except IOException as exc:  # EOF, reset, closed connection: the peer left, nothing to blame
+                if not isinstance(exc, StreamEOF):
+                    logger.debug("pubsub stream of %s ended: %s", peer_id, exc)
+                return
+            if not chunk:
+                return
+            frames.feed(chunk)
+            try:
+                complete = frames.take()
             except MessageTooLarge as exc:
                 self._counters.oversized_frames += 1
                 self._gate.offense(peer_id, Offense.MALFORMED_FRAME, f"pubsub frame over the limit: {exc}")
                 await _reset_quietly(stream)
                 self._handle_dead_peer(peer_id)
                 return
-            except IOException as exc:  # EOF, reset, closed connection: the peer left, nothing to blame
-                if not isinstance(exc, StreamEOF):
-                    logger.debug("pubsub stream of %s ended: %s", peer_id, exc)
-                return
-            rpc = rpc_pb2.RPC()
-            rpc.ParseFromString(incoming)
-            self._counters.rpcs_received += 1
-            self._counters.rpc_bytes_received += len(incoming)
-            self._counters.messages_received += len(rpc.publish)
-            if not self.sender_records.consume(rpc, peer_id):
-                logger.debug("peer %s sent an invalid signed peer record; RPC ignored", peer_id)
-                continue
-            for msg in rpc.publish:
-                if self._is_subscribed_to_msg(msg) and self.manager.is_running:
-                    msg_id = content_msg_id(msg)
-                    topic = msg.topicIDs[0] if len(msg.topicIDs) == 1 else ""
-                    key = (topic, msg_id)
-                    seen = self.seen_messages.has(msg_id) or self.bulk.holds(key)
-                    if self._gate.is_copy(peer_id, topic, msg_id, len(msg.data), seen):
-                        continue  # a copy costs its parse and one hash, not a task and signature checks
-                    if topic not in self._bulk_topics:
-                        self.manager.run_task(self.push_msg, peer_id, msg)  # consensus: admitted at once
-                    elif not self.bulk.offer(peer_id, key, msg, len(msg.data)):
-                        self._counters.inbound_bulk_dropped += 1  # this forwarder's queue is full
-            if rpc.subscriptions:
-                if len(rpc.subscriptions) > self.max_subscriptions_per_rpc:
-                    logger.debug("peer %s sent %d subscriptions in one RPC; ignored", peer_id,
-                                 len(rpc.subscriptions))
-                else:
-                    for sub in rpc.subscriptions:
-                        self.handle_subscription(peer_id, sub)
-            if rpc.HasField("control"):
-                rpc.ClearField("senderRecord")  # checked above; the router would verify it a second time
-                await self.router.handle_rpc(rpc, peer_id)
-            if stream.metric_send_channel is not None:
-                event = GossipsubEvent()
-                event.peer_id = peer_id.pretty()
-                event.message_size = len(incoming)
-                event.publish = bool(rpc.publish)
-                event.subopts = bool(rpc.subscriptions)
-                event.control = rpc.HasField("control")
-                await stream.metric_send_channel.send(event)
+            for incoming in complete:
+                if not self.manager.is_running:
+                    return
+                await self._handle_frame(peer_id, stream, incoming)
+
+    async def _handle_frame(self, peer_id: ID, stream: INetStream, incoming: bytes) -> None:
+        """What upstream's loop does with one frame: signed peer record, publishes (consensus topics each in
+        a task of its own, bulk ones queued), subscriptions (capped per RPC), control to the router."""
+        rpc = rpc_pb2.RPC()
+        rpc.ParseFromString(incoming)
+        self._counters.rpcs_received += 1
+        self._counters.rpc_bytes_received += len(incoming)
+        self._counters.messages_received += len(rpc.publish)
+        if not self.sender_records.consume(rpc, peer_id):
+            logger.debug("peer %s sent an invalid signed peer record; RPC ignored", peer_id)
+            return
+        for msg in rpc.publish:
+            if self._is_subscribed_to_msg(msg) and self.manager.is_running:
+                msg_id = content_msg_id(msg)
+                topic = msg.topicIDs[0] if len(msg.topicIDs) == 1 else ""
+                key = (topic, msg_id)
+                seen = self.seen_messages.has(msg_id) or self.bulk.holds(key)
+                if self._gate.is_copy(peer_id, topic, msg_id, len(msg.data), seen):
+                    continue  # a copy costs its parse and one hash, not a task and signature checks
+                if topic not in self._bulk_topics:
+                    self.manager.run_task(self.push_msg, peer_id, msg)  # consensus: admitted at once
+                elif not self.bulk.offer(peer_id, key, msg, len(msg.data)):
+                    self._counters.inbound_bulk_dropped += 1  # this forwarder's queue is full
+        if rpc.subscriptions:
+            if len(rpc.subscriptions) > self.max_subscriptions_per_rpc:
+                logger.debug("peer %s sent %d subscriptions in one RPC; ignored", peer_id, len(rpc.subscriptions))
+            else:
+                for sub in rpc.subscriptions:
+                    self.handle_subscription(peer_id, sub)
+        if rpc.HasField("control"):
+            rpc.ClearField("senderRecord")  # checked above; the router would verify it a second time
+            await self.router.handle_rpc(rpc, peer_id)
+        if stream.metric_send_channel is not None:
+            event = GossipsubEvent()
+            event.peer_id = peer_id.pretty()
+            event.message_size = len(incoming)
+            event.publish = bool(rpc.publish)
+            event.subopts = bool(rpc.subscriptions)
+            event.control = rpc.HasField("control")
+            await stream.metric_send_channel.send(event)
 
     def _handle_dead_peer(self, peer_id: ID) -> None:
         """Upstream's cleanup, which several paths (stream handler, sender, notifee, teardown) may all run for
