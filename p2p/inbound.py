@@ -36,7 +36,7 @@ MessageKey = tuple[str, bytes]  # (topic, message id)
 class InboundPolicy:
     """Bounds of the inbound bulk queues (per forwarder) and how many messages are admitted at a time."""
 
-    bulk_workers: int = 4
+    bulk_workers: int = 16
     peer_bytes: int = 16 * MIB  # two seconds of a peer at 8 MiB/s of batches; 16 frames at the cap
     peer_messages: int = 512
 
