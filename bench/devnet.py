@@ -297,7 +297,7 @@ def group_pids(leader: int) -> list[int]:
 
 
 P2P_SHOWN = ("messages_received", "duplicates", "rpcs_received", "rpc_bytes_received", "relays_suppressed",
-             "idontwant_sent", "rpcs_sent", "frames_sent")
+             "idontwant_sent", "rpcs_sent", "frames_sent", "inbound_bulk_dropped")
 
 
 def p2p_counters(url: str) -> dict[str, float]:

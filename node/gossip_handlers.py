@@ -10,7 +10,11 @@ consensus catch-up recovers what the node needs once it has joined; votes are fi
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Callable
+
+import trio
 
 from core.block import ProposalBlock
 from core.compact import CompactProposal
@@ -21,6 +25,26 @@ from node.driver import ConsensusDriver
 from node.proposal_relay import ProposalAssembler
 from node.sigcache import VoteVerifier
 from p2p.validation import GossipMessage
+
+logger = logging.getLogger(__name__)
+
+# A vote handed to the driver later than this after it was signed is logged with where the time went.
+LATE_VOTE_S = 1.0
+
+
+def describe_arrival(message: GossipMessage, signed_ms: int) -> tuple[float, str]:
+    """(seconds since signing, by the signer's clock against ours; where they went) for a consensus message
+    about to be handed to the driver: before this node read it (the sender's queue, the wire), then each stage
+    of this node's pipeline (`p2p.validation.Arrival`)."""
+    now = time.time()
+    late_s = now - signed_ms / 1000
+    arrival = message.arrival
+    if arrival is None:
+        return late_s, "stages unknown"
+    in_handler = trio.current_time() - arrival.handled if arrival.handled else 0.0
+    via = "from its origin" if message.forwarder == message.origin else f"relayed by {str(message.forwarder)[-6:]}"
+    return late_s, (f"{via}, read {arrival.read_wall - signed_ms / 1000:.2f} s after signing, then "
+                    f"{arrival.describe()}, handler {in_handler:.2f} s")
 
 
 class GossipHandlers:
@@ -53,6 +77,9 @@ class GossipHandlers:
                 return
             value = rebuilt  # the envelope check ran the compact validate_basic, rebuild matched every tx hash
         self._block_checks.mark(value.block)  # the envelope check ran validate_basic (in a thread if large)
+        late_s, stages = describe_arrival(message, int(value.proposal.timestamp))
+        logger.info("proposal %d/%d to the driver %.2f s after signing: %s", int(value.proposal.height),
+                    int(value.proposal.round), late_s, stages)
         await driver.on_proposal(value)
 
     async def vote(self, message: GossipMessage) -> None:
@@ -63,6 +90,10 @@ class GossipHandlers:
                 self._on_sync_vote(vote)
             return
         self._vote_verifier.mark_verified(vote, self._chain_id)  # the envelope check verified it
+        late_s, stages = describe_arrival(message, int(vote.timestamp))
+        if late_s > LATE_VOTE_S:
+            logger.info("vote %d/%d %s to the driver %.2f s after signing: %s", int(vote.height), int(vote.round),
+                        vote.type.name.lower(), late_s, stages)
         await driver.on_vote(vote)
 
     async def evidence(self, message: GossipMessage) -> None:

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from p2p.coalesce import COALESCE_BYTES
 from p2p.dontwant import DontWantPolicy
+from p2p.inbound import InboundPolicy
 from p2p.limits import DEFAULT_TOPIC_LIMITS, ENVELOPE_SLACK, LIBP2P_FRAME_MAX, TopicLimits
 
 
@@ -87,6 +88,9 @@ class P2PConfig:
     # RPCs queued for one peer leave as one pubsub frame of up to this many bytes; 0 writes each RPC alone
     # (p2p/coalesce.py). At most one transaction batch's worth, so a consensus message waits no longer.
     coalesce_bytes: int = COALESCE_BYTES
+    # Inbound transaction batches wait in bounded per-peer queues for a few workers (p2p/inbound.py), so that
+    # consensus messages, admitted at once, never queue behind a backlog of them.
+    inbound: InboundPolicy = field(default_factory=InboundPolicy)
     # Yamux sends a window update on every read by default; batching them halves small-message CPU.
     yamux_release_on_read: bool = False
 

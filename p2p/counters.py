@@ -16,6 +16,7 @@ class P2PCounters:
     handler_errors: Counter[str] = field(default_factory=Counter)  # a bug of ours met while handling a message
     rejected: Counter[str] = field(default_factory=Counter)  # by offense name
     ignored: Counter[str] = field(default_factory=Counter)  # not relayed, not penalized (hook said so)
+    inbound_bulk_dropped: int = 0  # transaction batches dropped where read: their forwarder's inbound queue was full
     duplicates: int = 0  # copies dropped because the message was being validated or was delivered already
     rpcs_received: int = 0  # pubsub frames read from peers (publishes, control, subscriptions)
     rpc_bytes_received: int = 0

@@ -164,18 +164,21 @@ class DontWantGossipSub(GossipSub):
         # message id -> when it arrived, for messages announced and not yet relayed (bulk_relay_delay_s)
         self._arrived: OrderedDict[bytes, float] = OrderedDict()
 
-    def announce_held(self, msg_id: bytes, topic: str, size: int, forwarder: ID) -> int:
+    def announce_held(self, msg_id: bytes, topic: str, size: int, forwarder: ID, *, accepted: bool = False) -> int:
         """Tell the topic's mesh peers that speak v1.2, except the forwarder, that we hold the message, if it is
-        bulk (not one of `priority_topics`: a consensus message IGNOREd for now, such as a proposal a round
-        ahead, is accepted from a later copy, which an announcement would cancel) and of at least `min_bytes`.
-        Sent in the priority lane (announcements waiting for one peer are merged, `ByteBudgetQueue`), without
-        our peer record. Returns how many peers were told."""
+        of at least `min_bytes` and either bulk, announced on receipt, or `accepted` (validated and delivered):
+        a consensus message (`priority_topics`) IGNOREd for now, such as a proposal a round ahead, is accepted
+        from a later copy, which an announcement on receipt would cancel; once accepted, later copies are
+        only copies, and a large proposal's relays are what votes queue behind. Sent in the priority lane
+        (announcements waiting for one peer are merged, `ByteBudgetQueue`), without our peer record. Returns how
+        many peers were told."""
         policy = self.dont_want.policy
-        if not policy.enabled or size < policy.min_bytes or topic in self._priority_topics:
+        if not policy.enabled or size < policy.min_bytes or (topic in self._priority_topics and not accepted):
             return 0
-        self._arrived[msg_id] = self._clock()
-        while len(self._arrived) > _SENT_IDS:
-            self._arrived.popitem(last=False)
+        if topic not in self._priority_topics:  # a consensus relay is never held back (bulk_relay_delay_s)
+            self._arrived[msg_id] = self._clock()
+            while len(self._arrived) > _SENT_IDS:
+                self._arrived.popitem(last=False)
         announced = announcement_id(topic, msg_id)
         told = 0
         for peer in self.mesh.get(topic, ()):

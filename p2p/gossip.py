@@ -11,6 +11,7 @@ topic; a full buffer drops and counts (the node is too slow), never blocks the n
 from __future__ import annotations
 
 import logging
+import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
@@ -34,7 +35,7 @@ from p2p.pubsub import OUTBOUND_QUEUE_SIZE, CountingGossipSub, GuardedPubsub
 from p2p.ratelimit import PeerRateLimiter
 from p2p.scoring import Offense
 from p2p.topics import TopicKind, topic_cap, topic_name
-from p2p.validation import GossipMessage, GossipVerdict, StateHook, TopicPipeline
+from p2p.validation import Arrival, GossipMessage, GossipVerdict, StateHook, TopicPipeline
 
 if TYPE_CHECKING:
     from trio_typing import TaskStatus  # trio-stubs (a libp2p dependency) export it only here
@@ -49,6 +50,9 @@ _REJECT_CACHE = 4096
 _PENDING_DELIVERY = 4096
 _DELIVERED_MEMORY = 16384  # upstream's seen-cache keeps ids 120 s; this only closes its validation race
 _PACING_POLL_S = 0.002
+# The event-loop watch: how often it wakes, and the lateness (worst in a second) worth a log line.
+_LOOP_PROBE_S = 0.1
+LOOP_LATE_LOG_S = 0.3
 
 
 class Gossip:
@@ -78,6 +82,9 @@ class Gossip:
         self._accepted: OrderedDict[tuple[str, bytes], GossipMessage] = OrderedDict()
         self._validating: set[tuple[str, bytes]] = set()
         self._delivered: OrderedDict[tuple[str, bytes], None] = OrderedDict()
+        # when each first copy was read, until its admission begins (for the logs: `Arrival`)
+        self._arrivals: OrderedDict[tuple[str, bytes], Arrival] = OrderedDict()
+        self._admitting: dict[TopicKind, int] = dict.fromkeys(TopicKind, 0)  # messages in admission now
         self._buffers: dict[TopicKind, tuple[trio.MemorySendChannel[GossipMessage],
                                              trio.MemoryReceiveChannel[GossipMessage]]] = {}
         self.pubsub: GuardedPubsub | None = None
@@ -122,7 +129,8 @@ class Gossip:
         )
         self.pubsub = GuardedPubsub(self._host, self.router, self, self._counters,
                                     write_timeout_s=cfg.peer_write_timeout_s, stall_s=cfg.peer_stall_s,
-                                    coalesce_bytes=cfg.coalesce_bytes)
+                                    coalesce_bytes=cfg.coalesce_bytes,
+                                    bulk_topics=frozenset({self._topics[TopicKind.TXS]}), inbound=cfg.inbound)
         for kind in TopicKind:
             self._buffers[kind] = trio.open_memory_channel[GossipMessage](cfg.delivery_buffer)
         async with background_trio_service(self.pubsub), background_trio_service(self.router):
@@ -132,6 +140,7 @@ class Gossip:
             async with trio.open_nursery() as nursery:
                 for kind in TopicKind:
                     nursery.start_soon(self._drain, kind)
+                nursery.start_soon(self._watch_loop)
                 task_status.started()
                 await trio.sleep_forever()
 
@@ -142,6 +151,8 @@ class Gossip:
             if handler is None:
                 continue
             self._counters.delivered[kind.value] += 1
+            if message.arrival is not None:
+                message.arrival.handled = trio.current_time()
             try:
                 await handler(message)
             except PeerMisbehaved as exc:
@@ -159,6 +170,26 @@ class Gossip:
                 logger.exception("BUG: node handler failed on a %s message %s from %s", kind.value,
                                  message.msg_id.hex()[:16], message.forwarder)
 
+    async def _watch_loop(self) -> None:
+        """Log when the event loop runs late (a sleep of `_LOOP_PROBE_S` wakes later than asked), with what
+        waits to run: the cost of a backlog to every task of the node, reading peers' frames included."""
+        worst = 0.0
+        window_end = trio.current_time() + 1.0
+        while True:
+            asked = trio.current_time() + _LOOP_PROBE_S
+            await trio.sleep_until(asked)
+            now = trio.current_time()
+            worst = max(worst, now - asked)
+            if now < window_end:
+                continue
+            if worst >= LOOP_LATE_LOG_S:
+                stats = trio.lowlevel.current_statistics()
+                logger.info("event loop ran up to %.2f s late (tasks runnable %d, living %d; in admission: %s)",
+                            worst, stats.tasks_runnable, stats.tasks_living,
+                            ", ".join(f"{k.value} {n}" for k, n in self._admitting.items() if n) or "none")
+            worst = 0.0
+            window_end = now + 1.0
+
     # ------------------------------------------------------------------ publishing
 
     async def publish(self, kind: TopicKind, data: bytes, *, check: bool = True) -> Hash32:
@@ -173,8 +204,19 @@ class Gossip:
             await pipeline.decode(data)
         elif len(data) > pipeline.cap:
             raise Oversized(f"{kind.value}: {len(data)} bytes exceeds the cap of {pipeline.cap}")
+        began = trio.current_time()
         await self._pace(kind, len(data) + ENVELOPE_SLACK)
         pubsub = self._require_pubsub()
+        if kind is TopicKind.PROPOSALS:
+            # For the logs: what a proposal finds ahead of it in each peer's outbound queue (bytes held; it goes
+            # ahead of the bulk ones, not of the RPC being written) and how long that write has run.
+            now = trio.current_time()
+            ahead = ", ".join(f"{str(peer)[-6:]} {held // 1024} KiB"
+                              + (f" writing {now - since:.2f} s" if (since := pubsub.writing_since(peer)) else "")
+                              for peer in list(pubsub.peer_queues)
+                              for held, _ in [pubsub.queued_bytes(peer)])
+            logger.info("proposal of %d bytes published after %.2f s of pacing; peers' queues: %s", len(data),
+                        now - began, ahead or "none")
         await pubsub.publish(self._topics[kind], data)
         self._counters.published[kind.value] += 1
         return sha256(data)
@@ -229,6 +271,8 @@ class Gossip:
         but are dropped before the task, pubsub signature checks and hashing a first copy gets (pitfall 9)."""
         key = (topic, msg_id)
         if not (seen or key in self._validating or key in self._delivered):
+            if key not in self._arrivals:
+                _remember(self._arrivals, key, Arrival(trio.current_time(), time.time()), _PENDING_DELIVERY)
             return False
         self._counters.duplicates += 1
         if not self._limiter.allow(str(forwarder), size, trio.current_time()):
@@ -262,18 +306,30 @@ class Gossip:
             self.offense(forwarder, cached, "relayed a message already rejected")
             return False
         self._validating.add(key)
+        arrival = self._arrivals.pop(key, None)
+        if arrival is not None:
+            arrival.admitted = trio.current_time()
         if self.router is not None:
             # Before validation, as gossipsub v1.2 intends: the mesh peers' relays of this message come when
             # their own validation ends, so "I have it" must reach them before that (p2p/dontwant.py).
             # The forwarder will not send it back; the origin, when it is not the forwarder, may still hold its
             # own copy for us in its queue, so it is told too.
             self.router.announce_held(msg_id, msg.topicIDs[0], len(data), forwarder)
+        self._admitting[kind] += 1
         try:
-            outcome = await self._pipelines[kind].run(data, msg_id, forwarder, ID(msg.from_id))
+            outcome = await self._pipelines[kind].run(data, msg_id, forwarder, ID(msg.from_id), arrival)
         finally:
+            self._admitting[kind] -= 1
             self._validating.discard(key)
+        if arrival is not None:
+            arrival.checked = trio.current_time()
         if outcome.verdict is GossipVerdict.ACCEPT and outcome.message is not None:
             _remember(self._accepted, key, outcome.message, _PENDING_DELIVERY)
+            if kind is not TopicKind.TXS and self.router is not None:
+                # A large consensus message (a proposal) is announced once accepted, before our relay of it is
+                # queued: the other mesh peers' relays to us, 3 copies of up to ~1 MB each in a full mesh, are
+                # what their votes to us would otherwise wait behind (p2p/dontwant.py).
+                self.router.announce_held(msg_id, msg.topicIDs[0], len(data), forwarder, accepted=True)
             return True
         if outcome.verdict is GossipVerdict.IGNORE:
             self._counters.ignored[kind.value] += 1
@@ -290,6 +346,8 @@ class Gossip:
         if message is None:
             return  # our own publish: the node already has it
         _remember(self._delivered, key, None, _DELIVERED_MEMORY)
+        if message.arrival is not None:
+            message.arrival.delivered = trio.current_time()
         send, _ = self._buffers[message.kind]
         try:
             send.send_nowait(message)

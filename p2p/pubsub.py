@@ -19,7 +19,10 @@
   resets the stream: nothing may follow half a frame.
 - Inbound frames are read by our loop (`continuously_read_stream`), with the same handling as upstream's but a
   frame over `LIBP2P_FRAME_MAX` costs its sender MALFORMED_FRAME (upstream only reset the stream, so a peer
-  could send oversized frames forever without a penalty).
+  could send oversized frames forever without a penalty), and the stream is read in chunks (`p2p.frames`):
+  upstream's reads per frame left a loaded node's streams seconds behind their senders.
+- Transaction batches wait for admission in bounded per-peer queues served by a few workers
+  (`p2p.inbound`); consensus messages are admitted at once (docs/p2p.md, "Consensus first").
 - Frames of up to `LIBP2P_FRAME_MAX` (2 MiB) go both ways: upstream makes each peer's outbound queue with its
   default `max_message_size` of 1 MiB, which drops a larger RPC at the sender (counted as any drop, nothing
   else), so a transaction with a 1 MiB input never left its node. `SizedQueues` sets each queue's size as it
@@ -49,7 +52,7 @@ import hashlib
 import logging
 import time
 import weakref
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
@@ -66,11 +69,13 @@ from libp2p.pubsub.rpc_queue import OutBoundQueueSize, PriorityQueue, RpcQueue
 from libp2p.pubsub.utils import maybe_consume_signed_record
 from libp2p.pubsub.validators import signature_validator
 from libp2p.utils.connection_shutdown import is_expected_connection_shutdown
-from libp2p.utils.varint import encode_uvarint, read_varint_prefixed_bytes_limited
+from libp2p.utils.varint import encode_uvarint
 
 from p2p.coalesce import COALESCE_BYTES, is_mergeable
 from p2p.counters import P2PCounters
 from p2p.dontwant import MERGED_DONT_WANT_IDS, DontWantGossipSub, announced_ids
+from p2p.frames import READ_CHUNK_BYTES, FrameBuffer
+from p2p.inbound import BulkQueues, InboundPolicy
 from p2p.limits import LIBP2P_FRAME_MAX, OUTBOUND_PRIORITY_RESERVE, OUTBOUND_QUEUE_BYTES
 from p2p.scoring import Offense
 
@@ -255,14 +260,55 @@ class SizedQueues(dict[ID, RpcQueue]):
         super().__setitem__(peer_id, queue)
 
 
+class OutboundTimes:
+    """When consensus RPCs were queued for each peer, so that the sending loop can log the slow ones: how long
+    one waited in the queue and how long its write took (bounded: the oldest entries are forgotten)."""
+
+    LOG_AFTER_S = 0.5
+    _LIMIT = 4096
+
+    def __init__(self) -> None:
+        # (peer, the publishes' (origin, seqno)) -> when queued; upstream queues a copy of the RPC, not it
+        self._queued: OrderedDict[tuple[ID, tuple[bytes, ...]], float] = OrderedDict()
+
+    @staticmethod
+    def _key(peer_id: ID, rpc: rpc_pb2.RPC) -> tuple[ID, tuple[bytes, ...]]:
+        return peer_id, tuple(m.from_id + m.seqno for m in rpc.publish)
+
+    def queued(self, peer_id: ID, rpc: rpc_pb2.RPC) -> None:
+        self._queued[self._key(peer_id, rpc)] = trio.current_time()
+        while len(self._queued) > self._LIMIT:
+            self._queued.popitem(last=False)
+
+    def written(self, peer_id: ID, rpc: rpc_pb2.RPC, started: float) -> None:
+        if not rpc.publish:
+            return
+        queued = self._queued.pop(self._key(peer_id, rpc), None)
+        if queued is None:
+            return
+        now = trio.current_time()
+        if now - queued >= self.LOG_AFTER_S:
+            topics = ",".join(t.rsplit("/", 2)[-2] for m in rpc.publish for t in m.topicIDs)
+            logger.info("%s message of %d bytes to %s written %.2f s after it was queued (queue %.2f s, write "
+                        "%.2f s)", topics, rpc.ByteSize(), str(peer_id)[-6:], now - queued, started - queued,
+                        now - started)
+
+
 class CountingGossipSub(DontWantGossipSub):
     """GossipSub that counts the outbound RPCs it drops on a full per-peer queue and sends the messages of
     `priority_topics` ahead of other queued RPCs (IDONTWANT: `DontWantGossipSub`, p2p/dontwant.py)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.outbound_times = OutboundTimes()
 
 
     def send_rpc(self, peer_id: ID, rpc: rpc_pb2.RPC, priority: bool = False) -> None:
         if not priority and self._priority_topics:
             priority = any(t in self._priority_topics for m in rpc.publish for t in m.topicIDs)
+            if priority:
+                # for the logs: when each consensus message was queued for each peer (OutboundTimes)
+                self.outbound_times.queued(peer_id, rpc)
         super().send_rpc(peer_id, rpc, priority)
 
     async def run(self) -> None:
@@ -277,9 +323,14 @@ class CountingGossipSub(DontWantGossipSub):
 class GuardedPubsub(Pubsub):
     def __init__(self, host: IHost, router: GossipSub, gate: Gate, counters: P2PCounters, *,
                  write_timeout_s: float = 10.0, stall_s: float = 1.0, coalesce_bytes: int = COALESCE_BYTES,
-                 **kwargs: Any):
+                 bulk_topics: frozenset[str] = frozenset(), inbound: InboundPolicy | None = None, **kwargs: Any):
+        """`bulk_topics`: topics whose inbound messages wait in `p2p.inbound.BulkQueues` for one of
+        `inbound.bulk_workers` workers; every other topic's messages are admitted at once."""
         super().__init__(host, router, msg_id_constructor=content_msg_id, max_inbound_rpc_size=LIBP2P_FRAME_MAX,
                          **kwargs)
+        self._bulk_topics = bulk_topics
+        self._inbound = inbound or InboundPolicy()
+        self.bulk = BulkQueues[rpc_pb2.Message](self._inbound)
         # outbound frames as large as inbound ones, each peer's queue bounded in bytes
         self.peer_queues = SizedQueues(LIBP2P_FRAME_MAX, on_refused=self._budget_refused)
         self._gate = gate
@@ -298,7 +349,19 @@ class GuardedPubsub(Pubsub):
 
     async def run(self) -> None:
         contain_peer_tasks(self.manager, "pubsub", self._counters)
+        for _ in range(self._inbound.bulk_workers):
+            self.manager.run_daemon_task(self._admit_bulk)
         await super().run()
+
+    async def _admit_bulk(self) -> None:
+        """One worker of the bulk topics: admits (and relays) their messages one at a time, oldest of each
+        forwarder first, forwarders in turn (`BulkQueues`)."""
+        while self.manager.is_running:
+            peer_id, msg = await self.bulk.take()
+            try:
+                await self.push_msg(peer_id, msg)
+            except Exception:
+                self._contained(f"admitting a bulk message from {peer_id}")
 
     async def stream_handler(self, stream: INetStream) -> None:
         # Runs in the swarm's connection nursery: anything escaping here ends the host, so nothing may.
@@ -317,64 +380,83 @@ class GuardedPubsub(Pubsub):
             self._handle_dead_peer(peer_id)
 
     async def continuously_read_stream(self, stream: INetStream) -> None:
-        """Upstream's read loop with the frame limit enforced as an offense (see module docstring).
+        """Upstream's read loop, reading in chunks (`p2p.frames`), with the frame limit enforced as an offense.
 
-        What the loop does with a parsed RPC is upstream's: signed peer record, publishes (each pushed in its
-        own task), subscriptions (capped per RPC), control to the router. A frame that does not parse raises
-        out of here into `stream_handler`, which penalizes MALFORMED_FRAME.
+        Each read takes whatever the stream holds (up to `READ_CHUNK_BYTES`) and every whole frame in it is
+        handled before the next read: the scheduler is visited per read, not several times per frame. A frame
+        that does not parse raises out of here into `stream_handler`, which penalizes MALFORMED_FRAME.
         """
         peer_id = stream.muxed_conn.peer_id
+        frames = FrameBuffer(self.max_inbound_rpc_size)
         while self.manager.is_running:
             try:
-                incoming = await read_varint_prefixed_bytes_limited(stream, self.max_inbound_rpc_size)
+                chunk = await stream.read(READ_CHUNK_BYTES)
+            except IOException as exc:  # EOF, reset, closed connection: the peer left, nothing to blame
+                if not isinstance(exc, StreamEOF):
+                    logger.debug("pubsub stream of %s ended: %s", peer_id, exc)
+                return
+            if not chunk:
+                return
+            frames.feed(chunk)
+            try:
+                complete = frames.take()
             except MessageTooLarge as exc:
                 self._counters.oversized_frames += 1
                 self._gate.offense(peer_id, Offense.MALFORMED_FRAME, f"pubsub frame over the limit: {exc}")
                 await _reset_quietly(stream)
                 self._handle_dead_peer(peer_id)
                 return
-            except IOException as exc:  # EOF, reset, closed connection: the peer left, nothing to blame
-                if not isinstance(exc, StreamEOF):
-                    logger.debug("pubsub stream of %s ended: %s", peer_id, exc)
-                return
-            rpc = rpc_pb2.RPC()
-            rpc.ParseFromString(incoming)
-            self._counters.rpcs_received += 1
-            self._counters.rpc_bytes_received += len(incoming)
-            self._counters.messages_received += len(rpc.publish)
-            if not self.sender_records.consume(rpc, peer_id):
-                logger.debug("peer %s sent an invalid signed peer record; RPC ignored", peer_id)
-                continue
-            for msg in rpc.publish:
-                if self._is_subscribed_to_msg(msg) and self.manager.is_running:
-                    msg_id = content_msg_id(msg)
-                    topic = msg.topicIDs[0] if len(msg.topicIDs) == 1 else ""
-                    if self._gate.is_copy(peer_id, topic, msg_id, len(msg.data), self.seen_messages.has(msg_id)):
-                        continue  # a copy costs its parse and one hash, not a task and signature checks
-                    self.manager.run_task(self.push_msg, peer_id, msg)
-            if rpc.subscriptions:
-                if len(rpc.subscriptions) > self.max_subscriptions_per_rpc:
-                    logger.debug("peer %s sent %d subscriptions in one RPC; ignored", peer_id,
-                                 len(rpc.subscriptions))
-                else:
-                    for sub in rpc.subscriptions:
-                        self.handle_subscription(peer_id, sub)
-            if rpc.HasField("control"):
-                rpc.ClearField("senderRecord")  # checked above; the router would verify it a second time
-                await self.router.handle_rpc(rpc, peer_id)
-            if stream.metric_send_channel is not None:
-                event = GossipsubEvent()
-                event.peer_id = peer_id.pretty()
-                event.message_size = len(incoming)
-                event.publish = bool(rpc.publish)
-                event.subopts = bool(rpc.subscriptions)
-                event.control = rpc.HasField("control")
-                await stream.metric_send_channel.send(event)
+            for incoming in complete:
+                if not self.manager.is_running:
+                    return
+                await self._handle_frame(peer_id, stream, incoming)
+
+    async def _handle_frame(self, peer_id: ID, stream: INetStream, incoming: bytes) -> None:
+        """What upstream's loop does with one frame: signed peer record, publishes (consensus topics each in
+        a task of its own, bulk ones queued), subscriptions (capped per RPC), control to the router."""
+        rpc = rpc_pb2.RPC()
+        rpc.ParseFromString(incoming)
+        self._counters.rpcs_received += 1
+        self._counters.rpc_bytes_received += len(incoming)
+        self._counters.messages_received += len(rpc.publish)
+        if not self.sender_records.consume(rpc, peer_id):
+            logger.debug("peer %s sent an invalid signed peer record; RPC ignored", peer_id)
+            return
+        for msg in rpc.publish:
+            if self._is_subscribed_to_msg(msg) and self.manager.is_running:
+                msg_id = content_msg_id(msg)
+                topic = msg.topicIDs[0] if len(msg.topicIDs) == 1 else ""
+                key = (topic, msg_id)
+                seen = self.seen_messages.has(msg_id) or self.bulk.holds(key)
+                if self._gate.is_copy(peer_id, topic, msg_id, len(msg.data), seen):
+                    continue  # a copy costs its parse and one hash, not a task and signature checks
+                if topic not in self._bulk_topics:
+                    self.manager.run_task(self.push_msg, peer_id, msg)  # consensus: admitted at once
+                elif not self.bulk.offer(peer_id, key, msg, len(msg.data)):
+                    self._counters.inbound_bulk_dropped += 1  # this forwarder's queue is full
+        if rpc.subscriptions:
+            if len(rpc.subscriptions) > self.max_subscriptions_per_rpc:
+                logger.debug("peer %s sent %d subscriptions in one RPC; ignored", peer_id, len(rpc.subscriptions))
+            else:
+                for sub in rpc.subscriptions:
+                    self.handle_subscription(peer_id, sub)
+        if rpc.HasField("control"):
+            rpc.ClearField("senderRecord")  # checked above; the router would verify it a second time
+            await self.router.handle_rpc(rpc, peer_id)
+        if stream.metric_send_channel is not None:
+            event = GossipsubEvent()
+            event.peer_id = peer_id.pretty()
+            event.message_size = len(incoming)
+            event.publish = bool(rpc.publish)
+            event.subopts = bool(rpc.subscriptions)
+            event.control = rpc.HasField("control")
+            await stream.metric_send_channel.send(event)
 
     def _handle_dead_peer(self, peer_id: ID) -> None:
         """Upstream's cleanup, which several paths (stream handler, sender, notifee, teardown) may all run for
         one peer: the first does the work, the others find nothing; an error in it is contained."""
         self.sender_records.forget(peer_id)
+        self.bulk.forget(peer_id)
         try:
             super()._handle_dead_peer(peer_id)
         except Exception:
@@ -472,6 +554,8 @@ class GuardedPubsub(Pubsub):
                         ok = await self.write_msg(stream, rpc)
                 finally:
                     self._writing_since.pop(peer_id, None)
+                if isinstance(self.router, CountingGossipSub):
+                    self.router.outbound_times.written(peer_id, rpc, started)
                 if deadline.cancelled_caught:
                     self._stalled(peer_id, f"one RPC not accepted within {self._write_timeout_s:g} s")
                     return
@@ -541,6 +625,10 @@ class GuardedPubsub(Pubsub):
 
     def _budget_refused(self) -> None:
         self._counters.outbound_budget_drops += 1
+
+    def writing_since(self, peer_id: ID) -> float | None:
+        """When the RPC being written to the peer now started (trio clock); None while none is."""
+        return self._writing_since.get(peer_id)
 
     def queued_bytes(self, peer_id: ID) -> tuple[int, int]:
         """(bytes held now, most ever held) in the peer's outbound queue; (0, 0) without one."""

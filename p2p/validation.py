@@ -8,7 +8,7 @@ from __future__ import annotations
 import enum
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import trio
@@ -26,13 +26,41 @@ logger = logging.getLogger(__name__)
 # Envelope checks of messages at least this large run in a worker thread: a 256 KiB transaction batch
 # means hundreds of signature verifications, which must not stall the event loop (STYLE anti-patterns).
 THREAD_THRESHOLD = 8 * 1024
-_CHECK_THREADS = trio.CapacityLimiter(2)
+# Transaction batches and consensus messages take separate worker threads: a proposal's check must not wait
+# for the batches queued before it (docs/performance.md, "Consensus messages ahead of transaction gossip").
+_BULK_CHECK_THREADS = trio.CapacityLimiter(2)
+_CONSENSUS_CHECK_THREADS = trio.CapacityLimiter(1)
 
 
 class GossipVerdict(enum.Enum):
     ACCEPT = "accept"  # deliver and relay
     IGNORE = "ignore"  # neither deliver nor relay, and do not blame the sender (e.g. a stale height)
     REJECT = "reject"  # neither, and penalize the peer that sent it
+
+
+@dataclass(slots=True)
+class Arrival:
+    """When one inbound message passed each stage of this node's pipeline (trio clock), for the logs.
+
+    `read_wall` is the wall clock at read, to set against the signer's timestamp (its clock, not ours): what
+    a consensus message spent before this node read it (signing, the sender's queue, the wire). The rest is
+    this node's: waiting for admission (its task to run, the pubsub signature), the envelope check and hook,
+    the delivery buffer, the handler.
+    """
+
+    read: float
+    read_wall: float
+    admitted: float = 0.0  # admission began
+    checked: float = 0.0  # envelope check and hook done
+    delivered: float = 0.0  # put in the topic's delivery buffer
+    handled: float = 0.0  # taken by the node's handler
+
+    def describe(self) -> str:
+        """The stages as one log fragment: seconds spent waiting for admission, checking, in the buffer."""
+        def span(start: float, end: float) -> str:
+            return f"{end - start:.2f}" if start and end else "?"
+        return (f"admission wait {span(self.read, self.admitted)} s, checks {span(self.admitted, self.checked)} s, "
+                f"delivery {span(self.checked, self.handled)} s")
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +73,7 @@ class GossipMessage:
     msg_id: Hash32  # SHA-256 of `data`
     forwarder: ID  # the peer that sent it to us
     origin: ID  # the peer that published it (authenticated by the pubsub signature)
+    arrival: Arrival | None = field(default=None, compare=False)  # when it passed each stage (logs only)
 
 
 StateHook = Callable[[GossipMessage], Awaitable[GossipVerdict]]
@@ -84,10 +113,12 @@ class TopicPipeline:
         if len(data) > self.cap:
             raise Oversized(f"{self.kind.value}: {len(data)} bytes exceeds the cap of {self.cap}")
         if len(data) >= THREAD_THRESHOLD:
-            return await trio.to_thread.run_sync(self.envelope, data, limiter=_CHECK_THREADS)
+            limiter = _BULK_CHECK_THREADS if self.kind is TopicKind.TXS else _CONSENSUS_CHECK_THREADS
+            return await trio.to_thread.run_sync(self.envelope, data, limiter=limiter)
         return self.envelope(data)
 
-    async def run(self, data: bytes, msg_id: Hash32, forwarder: ID, origin: ID) -> Outcome:
+    async def run(self, data: bytes, msg_id: Hash32, forwarder: ID, origin: ID,
+                  arrival: Arrival | None = None) -> Outcome:
         try:
             value = await self.decode(data)
         except RemoteError as exc:
@@ -95,7 +126,7 @@ class TopicPipeline:
         except LocalError as exc:  # our fault, not the sender's: drop the message, penalize nobody
             logger.warning("envelope check for %s failed on our side: %s", self.kind.value, exc)
             return Outcome(GossipVerdict.IGNORE, reason=str(exc))
-        message = GossipMessage(self.kind, data, value, msg_id, forwarder, origin)
+        message = GossipMessage(self.kind, data, value, msg_id, forwarder, origin, arrival)
         if self.hook is None:
             return Outcome(GossipVerdict.ACCEPT, message=message)
         try:
