@@ -344,6 +344,13 @@ def _wait_for_activation(client: Client, model_id: bytes, data: bytes, timeout: 
     return wait_for_activation(client, model_id, timeout)
 
 
+def pending_line(doc: dict[str, Any], now: int) -> str:
+    """A pending deferred registration (the `model_registration` RPC's answer) in one line."""
+    postponed = int(doc.get("postponed", 0))
+    again = f" (postponed {postponed} of {doc.get('max_postponements', '?')})" if postponed else ""
+    return f"pending{again}, activates at height {doc['activates_at']} (now {now})"
+
+
 def wait_for_activation(client: Client, model_id: bytes, timeout: float, *, per_block_s: float = 5.0,
                         echo: Callable[[str], None] = lambda line: click.echo(line, err=True)) -> int:
     """Wait until a deferred registration is decided and return the height it registered at; CliError with
@@ -357,7 +364,7 @@ def wait_for_activation(client: Client, model_id: bytes, timeout: float, *, per_
     started = time.monotonic()
     deadline = started + timeout + per_block_s * max(0, int(doc.get("activates_at", now)) - now)
     if doc.get("status") == "pending":
-        echo(f"pending, activates at height {doc['activates_at']} (now {now})")
+        echo(pending_line(doc, now))
     while doc.get("status") == "pending":
         activates_at, postponed = int(doc["activates_at"]), int(doc.get("postponed", 0))
         if postponed != seen:
@@ -502,9 +509,7 @@ def registration_status(model_id: str, node_url: str, as_json: bool) -> None:
         echo_json({**doc, "height": height})
         return
     if doc["status"] == "pending":
-        postponed = int(doc.get("postponed", 0))
-        again = f" (postponed {postponed} of {doc.get('max_postponements', '?')})" if postponed else ""
-        click.echo(f"pending{again}, activates at height {doc['activates_at']} (now {height})")
+        click.echo(pending_line(doc, height))
     elif doc["status"] == "rejected":
         click.echo(f"rejected at height {doc['activates_at']}: {doc.get('log', '')}")
     else:

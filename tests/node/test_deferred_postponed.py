@@ -5,7 +5,8 @@ libp2p:
 - `inferchain model register`'s wait (node/cli/model_cmd.py `wait_for_activation`) follows each postponement
   to the queue's tail and ends on the chain's verdict ("could not be checked"), not on "still pending after
   the first activation height";
-- the `model_registration` RPC shows the postponement count;
+- the `model_registration` RPC shows the postponement count (and `models` says whether each model came
+  through deferred activation, and its postponements);
 - the apply-only node runs no background check (node/precompute.py): it takes each verdict from its block,
   while the validator's background worker did try (and fault)."""
 
@@ -26,13 +27,14 @@ from node.config import RPCSection
 from node.precompute import DeferredPrecompute
 from node.service import Node
 from tests.node.helpers import account, local_node, make_home, running, wait_until, with_bootstrap
+from tests.vm.deferred_models import weights_meta, weights_model
 from tests.vm.helpers import memory_hog_model, meta_for, spec
 from tools.genesis import make_genesis
 from vm.activation import LOG_UNCHECKED, MAX_POSTPONEMENTS
 from vm.execute import chunk_gas, completing_gas
 from vm.sandbox.limits import WorkerLimits
 from vm.sandbox.worker import WorkerPool
-from vm.txs import ModelClass, build_tx, compute_model_id, split_model
+from vm.txs import ModelClass, ModelMeta, build_tx, compute_model_id, split_model
 
 pytestmark = pytest.mark.node
 
@@ -61,19 +63,33 @@ async def test_register_follows_postponements_and_an_apply_only_node_precomputes
             async with running(follower):
                 client = Client(validator.rpc.url, timeout=30)
                 try:
-                    params, key = validator.app.current_params(), account(5)
-                    chunks = split_model(model_bytes, meta, 256 * 1024)
-                    txs = []
-                    for i, chunk in enumerate(chunks):
-                        last = i == len(chunks) - 1
-                        gas = chunk_gas(params, chunk, len(model_bytes), last,
-                                        registration=completing_gas(params, model_bytes, meta) if last else 0)
-                        txs.append(build_tx(key, chunk, chain_id=validator.chain_id, nonce=i, gas_limit=gas,
-                                            fee=gas * params.vm.min_gas_price))
-                    results = await trio.to_thread.run_sync(lambda: client.broadcast_txs(txs, mode="commit"))
-                    assert all(r.accepted and r.result is not None and r.result.ok for r in results), results
+                    params, key = validator.app.current_params(), account(1)
+
+                    def upload(body: bytes, declared: ModelMeta) -> None:
+                        chunks = split_model(body, declared, 256 * 1024)
+                        nonce = client.account(key.address).nonce
+                        txs = []
+                        for i, chunk in enumerate(chunks):
+                            last = i == len(chunks) - 1
+                            gas = chunk_gas(params, chunk, len(body), last,
+                                            registration=completing_gas(params, body, declared) if last else 0)
+                            txs.append(build_tx(key, chunk, chain_id=validator.chain_id, nonce=nonce + i,
+                                                gas_limit=gas, fee=gas * params.vm.min_gas_price))
+                        results = client.broadcast_txs(txs, mode="commit")
+                        assert all(r.accepted and r.result is not None and r.result.ok for r in results), results
+
+                    await trio.to_thread.run_sync(upload, model_bytes, meta)
                     first = await trio.to_thread.run_sync(client.model_registration, model_id)
-                    assert first["status"] == "pending" and first["postponed"] == 0
+                    # Its first activation is a block away: it may be postponed once already (a race with the read).
+                    assert first["status"] == "pending" and first["postponed"] <= 1
+
+                    def give_up() -> str:  # no time at all: the overall bound's message, the registration goes on
+                        with pytest.raises(CliError) as late:
+                            wait_for_activation(client, model_id, 0, per_block_s=0, echo=lambda line: None)
+                        return str(late.value)
+
+                    late = await trio.to_thread.run_sync(give_up)
+                    assert late.startswith("gave up after") and "still pending" in late and "model status" in late
 
                     lines: list[str] = []
 
@@ -84,15 +100,28 @@ async def test_register_follows_postponements_and_an_apply_only_node_precomputes
 
                     error = await trio.to_thread.run_sync(wait)
                     assert "rejected" in error and LOG_UNCHECKED in error, error
+                    assert lines[0].startswith("pending")
                     postponed = [line for line in lines if line.startswith("postponed")]
-                    assert [line.split(")")[0] for line in postponed] == [
-                        f"postponed ({k} of {MAX_POSTPONEMENTS}" for k in range(1, MAX_POSTPONEMENTS + 1)]
+                    counts = [int(line.split("(")[1].split(" ")[0]) for line in postponed]
+                    assert counts and counts == list(range(counts[0], MAX_POSTPONEMENTS + 1))  # each one followed
+                    assert all(f" of {MAX_POSTPONEMENTS}), activates at height " in line for line in postponed)
                     heights = [int(line.rsplit(" ", 1)[1]) for line in postponed]
                     assert heights == sorted(set(heights)) and heights[0] > int(first["activates_at"])
                     last = await trio.to_thread.run_sync(client.model_registration, model_id)
                     assert last["status"] == "rejected" and last["postponed"] == MAX_POSTPONEMENTS
                     assert last["max_postponements"] == MAX_POSTPONEMENTS
                     assert int(last["activates_at"]) > int(first["activates_at"])
+                    # A model its workers can check, deferred too (its check is ~2.6M gas): listed as such.
+                    fine_bytes = weights_model(71)
+                    fine_meta = weights_meta("fine", fine_bytes)
+                    fine_id = compute_model_id(sha256(fine_bytes), fine_meta)
+                    await trio.to_thread.run_sync(upload, fine_bytes, fine_meta)
+                    assert await trio.to_thread.run_sync(wait_for_activation, client, fine_id, 60) > 0
+                    listed = {m["model_id"]: m for m in await trio.to_thread.run_sync(client.call, "models", {})}
+                    fine = listed.pop(fine_id.hex())
+                    assert fine["deferred"] is True and fine["postponed"] == 0
+                    assert listed and all(m["deferred"] is False and m["postponed"] == 0 for m in listed.values())
+                    assert model_id.hex() not in listed  # rejected: never listed
 
                     # The follower applied the same verdicts without a background check of its own.
                     await wait_until(lambda: follower.height >= validator.height, 60)
