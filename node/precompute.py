@@ -6,6 +6,11 @@ is never held by this work), and the answers land in the VM's check memo under t
 blocks will ask for: at the activation height, building, validating and applying find the verdict instead
 of computing it. A local fault (the
 worker out of memory or time) is alarmed and nothing is kept; the activation then computes the check itself.
+
+Only a node that builds or validates blocks needs the verdicts ahead: a node that only applies committed
+blocks (no validator key, not in the validator set, or catching up by block sync) takes each verdict from its
+activation block (vm/activation.py) and never asks the memo. The `wanted` predicate says which; a pass it
+refuses is counted in `skipped` and starts no worker.
 """
 
 from __future__ import annotations
@@ -35,8 +40,10 @@ class DeferredPrecompute:
     """`wake()` after a commit; `run` checks the next pending registrations in a thread, one at a time."""
 
     def __init__(self, app: VMApplication, *, alarm: Callable[[str], None],
-                 make_executor: Callable[[], Executor] = _one_worker, ahead: int = 2) -> None:
+                 make_executor: Callable[[], Executor] = _one_worker, ahead: int = 2,
+                 wanted: Callable[[], bool] = lambda: True) -> None:
         self._app = app
+        self._wanted_now = wanted
         self._alarm = alarm
         self._make_executor = make_executor
         self._ahead = ahead
@@ -44,6 +51,7 @@ class DeferredPrecompute:
         self._wanted = trio.Event()
         self._passed = trio.Event()
         self.ran = 0  # checks this node answered ahead of their activation
+        self.skipped = 0  # passes not run: the node only applies blocks (`wanted` said no)
 
     def wake(self) -> None:
         self._wanted.set()
@@ -65,14 +73,22 @@ class DeferredPrecompute:
             while True:
                 await self._wanted.wait()
                 self._wanted = trio.Event()
+                if not self._wanted_now():
+                    self.skipped += 1
+                    self.close()  # a worker kept from before (the node left the validator set)
+                    self._pass_done()
+                    continue
                 try:
                     self.ran += await trio.to_thread.run_sync(self._precompute)
                 except InferchainError as exc:  # this node's fault: the activation will compute it itself
                     self._alarm(f"background check of a deferred registration: {exc}")
-                passed, self._passed = self._passed, trio.Event()
-                passed.set()
+                self._pass_done()
         finally:
             self.close()
+
+    def _pass_done(self) -> None:
+        passed, self._passed = self._passed, trio.Event()
+        passed.set()
 
     def close(self) -> None:
         if self._executor is not None:

@@ -199,7 +199,8 @@ class Node:
         self._cancel: trio.CancelScope | None = None
         self._nursery: trio.Nursery | None = None  # run()'s: commits start the next PoI challenge in it
         self._recheck_wanted = trio.Event()
-        self.precompute = DeferredPrecompute(self.app, alarm=self._alarm)  # checks of deferred registrations
+        # Checks of deferred registrations ahead of their activation: only where this node builds or validates.
+        self.precompute = DeferredPrecompute(self.app, alarm=self._alarm, wanted=self.checks_activations)
         self.chain.on_commit(self._on_commit)
         self.mempool.on_removed(self._on_tx_removed)
         # The read side's consumers: metrics gauges sampled at scrape time, and the RPC server (run() starts it).
@@ -225,6 +226,15 @@ class Node:
     @property
     def validator_address(self) -> Address | None:
         return self.validator_key.address if self.validator_key is not None else None
+
+    def checks_activations(self) -> bool:
+        """Whether this node builds or validates the next blocks (a validator key in the next height's set, not
+        catching up by block sync), so the background precompute of deferred checks (node/precompute.py) is
+        worth its worker; an apply-only node takes each activation's verdict from its block."""
+        if self.validator_key is None or self.syncing:
+            return False
+        me = self.validator_key.address
+        return any(entry.address == me for entry in self.app.validator_set(Height(int(self.blockstore.height) + 1)))
 
     def listen_addrs(self) -> list[str]:
         if self.p2p is None or not self.running.is_set():

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import sys
+import time
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -36,7 +37,7 @@ from node.cli.common import (
 )
 from node.cli.units import chain_token
 from node.client import Client, ModelInfo, NodeUnreachable, RpcError
-from node.rpc.errors import NOT_FOUND
+from node.rpc.errors import NOT_FOUND, TIMEOUT
 from vm.txs import (
     GoldenVector,
     ModelChunk,
@@ -337,24 +338,59 @@ def _can_pay_deferred(client: Client, sender: Address, fees: int, check_price: i
 
 def _wait_for_activation(client: Client, model_id: bytes, data: bytes, timeout: float) -> int:
     """A deferred registration (docs/sandbox.md, "Deferred activation"): its completing chunk's result names
-    the activation height; wait for it (`timeout` plus 5 s per block to go) and return that height once the
-    chain says registered; CliError with the chain's reason if it rejected the model."""
+    the activation height; `wait_for_activation` follows it."""
     if len(data) != 8:
         raise CliError("the completing chunk's result does not name an activation height")
-    activates_at = int.from_bytes(data, "big")
-    now = client.status().height
-    click.echo(f"pending, activates at height {activates_at} (now {now})", err=True)
-    try:
-        client.wait_for_height(activates_at, timeout=timeout + 5.0 * max(0, activates_at - now))
-    except RpcError as err:
-        raise CliError(f"model {model_id.hex()} is still pending (activates at height {activates_at}): "
-                       f"{err}") from None
+    return wait_for_activation(client, model_id, timeout)
+
+
+def pending_line(doc: dict[str, Any], now: int) -> str:
+    """A pending deferred registration (the `model_registration` RPC's answer) in one line."""
+    postponed = int(doc.get("postponed", 0))
+    again = f" (postponed {postponed} of {doc.get('max_postponements', '?')})" if postponed else ""
+    return f"pending{again}, activates at height {doc['activates_at']} (now {now})"
+
+
+def wait_for_activation(client: Client, model_id: bytes, timeout: float, *, per_block_s: float = 5.0,
+                        echo: Callable[[str], None] = lambda line: click.echo(line, err=True)) -> int:
+    """Wait until a deferred registration is decided and return the height it registered at; CliError with
+    the chain's reason if it rejected the model. While the entry is pending its activation height is read
+    again after each wait: a proposer that could not check it postpones it to the queue's tail (at most
+    `max_postponements` times), which is echoed and followed. The wait is bounded: `timeout` plus
+    `per_block_s` per block to the activation height, measured again from each postponement."""
     doc = client.model_registration(model_id)
+    now = client.status().height
+    seen = int(doc.get("postponed", 0))
+    started = time.monotonic()
+    deadline = started + timeout + per_block_s * max(0, int(doc.get("activates_at", now)) - now)
+    if doc.get("status") == "pending":
+        echo(pending_line(doc, now))
+    while doc.get("status") == "pending":
+        activates_at, postponed = int(doc["activates_at"]), int(doc.get("postponed", 0))
+        if postponed != seen:
+            seen = postponed
+            echo(f"postponed ({postponed} of {doc.get('max_postponements', '?')}), activates at height "
+                 f"{activates_at}")
+            deadline = max(deadline, time.monotonic() + timeout + per_block_s * max(0, activates_at - now))
+        left = deadline - time.monotonic()
+        try:
+            if left <= 0:
+                raise RpcError(TIMEOUT, "no time left")
+            now = client.wait_for_height(activates_at, timeout=left).height
+        except RpcError as err:
+            if err.code != TIMEOUT:
+                raise
+            raise CliError(f"gave up after {time.monotonic() - started:.0f} s: model {model_id.hex()} is still "
+                           f"pending at height {client.status().height} (activates at height {activates_at}, "
+                           f"postponed {postponed} times); follow it with `inferchain model status "
+                           f"{model_id.hex()}`") from None
+        doc = client.model_registration(model_id)
     if doc.get("status") == "rejected":
-        raise CliError(f"the chain rejected model {model_id.hex()} at height {activates_at}: {doc.get('log', '')}")
+        raise CliError(f"the chain rejected model {model_id.hex()} at height {doc.get('activates_at')}: "
+                       f"{doc.get('log', '')}")
     if doc.get("status") != "registered":
-        raise CliError(f"model {model_id.hex()} is {doc.get('status')} after height {activates_at}")
-    return activates_at
+        raise CliError(f"model {model_id.hex()}: unexpected registration status {doc.get('status')!r}")
+    return int(doc.get("registered_at", doc.get("activates_at", now)))
 
 
 def _registered(client: Client, model_id: bytes) -> bool:
@@ -473,7 +509,7 @@ def registration_status(model_id: str, node_url: str, as_json: bool) -> None:
         echo_json({**doc, "height": height})
         return
     if doc["status"] == "pending":
-        click.echo(f"pending, activates at height {doc['activates_at']} (now {height})")
+        click.echo(pending_line(doc, height))
     elif doc["status"] == "rejected":
         click.echo(f"rejected at height {doc['activates_at']}: {doc.get('log', '')}")
     else:

@@ -38,6 +38,7 @@ from node.views import (
     TxView,
     ValidatorsView,
 )
+from vm.activation import MAX_POSTPONEMENTS
 
 MAX_BROADCAST_BATCH = 64
 MAX_STATUS_HASHES = 256  # hashes per tx_status call: index and dict lookups, no block is read
@@ -410,7 +411,8 @@ async def model_registration(api: NodeApi, model_id: Hash32) -> dict[str, Any]:
     if deferred is not None:
         record: Any = deferred.record  # vm.deferred.DeferredModel (views keep records opaque)
         doc.update(status=record.status_name, queued_at=int(record.queued_at),
-                   activates_at=int(record.activates_at), check_gas=int(record.check_gas), log=record.log)
+                   activates_at=int(record.activates_at), check_gas=int(record.check_gas), log=record.log,
+                   postponed=int(record.postponed), max_postponements=MAX_POSTPONEMENTS)
     if registered is not None:
         model: Any = registered.record  # vm.state.ModelRecord
         doc["registered_at"] = int(model.registered_at)
@@ -434,7 +436,17 @@ def parse_limit(value: Any) -> int:
 async def models(api: NodeApi, after: Hash32 | None, limit: int) -> list[dict[str, Any]]:
     # A page reads and decodes up to MAX_MODELS_PAGE records (and the first call builds the node's index):
     # off the event loop.
-    return await trio.to_thread.run_sync(lambda: [model_json(m) for m in api.models(after, limit)])
+    def page() -> list[dict[str, Any]]:
+        return [{**model_json(m), **deferral_json(api.deferred_model(m.model_id))} for m in api.models(after, limit)]
+
+    return await trio.to_thread.run_sync(page)
+
+
+def deferral_json(deferred: ModelView | None) -> dict[str, Any]:
+    """Whether a registered model came through deferred activation, and how many times its activation's
+    proposer could not check it (postponed to the queue's tail, docs/sandbox.md "Deferred activation")."""
+    record: Any = None if deferred is None else deferred.record  # vm.deferred.DeferredModel
+    return {"deferred": record is not None, "postponed": 0 if record is None else int(record.postponed)}
 
 
 @registry.method("inference", "An inference's outputs with their proof against the block's results root "
