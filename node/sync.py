@@ -246,7 +246,7 @@ class BlockSync:
                 raise
             except ClaimNotServed as exc:
                 logger.warning("block sync: %s", exc)
-                self.p2p.penalize(best.peer, Offense.BAD_RESPONSE, str(exc))
+                self.p2p.penalize(best.peer, Offense.FALSE_CLAIM, str(exc))
                 self.liars.add(best.peer)
                 failures.add(best.peer)
             except InvalidBlock as exc:
@@ -386,7 +386,7 @@ class ConsensusCatchUp:
                 fetched = await self.p2p.reqresp.blocks(peer, height, height)
             except NotFound:
                 # It claimed a height it cannot serve (block sync's ClaimNotServed): not asked again soon.
-                self.p2p.penalize(peer, Offense.BAD_RESPONSE, f"claimed height {status.height}, has no block {height}")
+                self.p2p.penalize(peer, Offense.FALSE_CLAIM, f"claimed height {status.height}, has no block {height}")
                 return False
         for synced in fetched:
             if int(synced.block.height) == height:

@@ -22,6 +22,9 @@ class Offense(enum.Enum):
     RATE_LIMITED = "rate_limited"
     BAD_REQUEST = "bad_request"
     BAD_RESPONSE = "bad_response"
+    # A status claimed a height whose block the peer then said it does not have. Heights only grow and blocks
+    # are never deleted, so no correct peer sends that pair of answers: a proven lie, disconnected at once.
+    FALSE_CLAIM = "false_claim"
 
     @property
     def penalty(self) -> float:
@@ -38,6 +41,7 @@ _PENALTIES = {
     Offense.RATE_LIMITED: 5.0,
     Offense.BAD_REQUEST: 25.0,
     Offense.BAD_RESPONSE: 50.0,
+    Offense.FALSE_CLAIM: 100.0,
 }
 
 

@@ -101,7 +101,7 @@ def test_a_fresh_node_joins_despite_a_peer_that_lies_about_its_height(net: RealN
         assert stats.block_requests >= 1, "the liar was never asked for blocks"
         assert LIE_HEIGHT not in stats.heights_asked
         assert net.client(fresh).status().height < LIE_HEIGHT
-        # Penalized for the lie (block sync), and dropped once consensus catch-up meets it again.
+        # Block sync proves the lie (a claimed height, a block under it not served): dropped at once.
         net.wait_until("the fresh node to drop the liar", lambda: is_dropped(net, fresh, liar.peer_id), 120)
         print(f"time to join consensus with a sync liar connected: {joined_after:.1f} s")
         watch.check()

@@ -39,6 +39,14 @@ def test_one_malformed_frame_disconnects_and_repeat_offenders_are_banned() -> No
     assert not book.is_banned("other", now=0)
 
 
+def test_a_height_claimed_and_not_served_disconnects_at_once() -> None:
+    # Block sync and consensus catch-up penalize this (node/sync.py); at BAD_RESPONSE's 50 the liar stayed
+    # connected until catch-up happened to ask it again, which a chain that never stalls does not do.
+    book = ScoreBook(PenaltyPolicy(disconnect_below=-100, ban_below=-200))
+    assert book.penalize("liar", Offense.FALSE_CLAIM, now=0) is Action.DISCONNECT
+    assert book.penalize("slow", Offense.BAD_RESPONSE, now=0) is Action.NONE
+
+
 def test_scores_decay_with_a_half_life_and_fade_out_of_the_book() -> None:
     book = ScoreBook(PenaltyPolicy(half_life_s=10))
     book.penalize("p", Offense.INVALID, now=0)
