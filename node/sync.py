@@ -192,7 +192,8 @@ class BlockSync:
             end = min(target, start + self.config.batch - 1)
             fetched = await self.p2p.reqresp.fetch_blocks(peer, start, end, on_blocks)
             if fetched == 0:
-                # Heights only grow and blocks are never deleted: an honest peer serves what it claimed.
+                # Heights only grow and a store never drops a block above its base (peers whose base is above
+                # `start` were not asked): an honest peer serves what it claimed.
                 raise ClaimNotServed(f"peer {peer} claimed height {target} but served nothing from {start}")
             start = int(self.chain.height) + 1
         return applied
@@ -231,7 +232,10 @@ class BlockSync:
         failures: set[ID] = set()
         idle = 0
         while idle < MAX_IDLE_EXCHANGES:
-            statuses = [s for s in await peer_statuses(self.p2p) if s.peer not in failures]
+            # A peer whose store starts above our next height (a pruned or forked store) cannot serve it.
+            nxt = int(self.chain.height) + 1
+            statuses = [s for s in await peer_statuses(self.p2p)
+                        if s.peer not in failures and int(s.status.base_height) <= nxt]
             if not statuses:
                 return total
             best = statuses[0]
@@ -377,7 +381,8 @@ class ConsensusCatchUp:
             status = await self.p2p.reqresp.status(peer)
             self._answered = True
         height = int(driver.height)
-        if status is None or int(status.height) < height or int(self.chain.height) >= height:
+        if (status is None or int(status.height) < height or int(status.base_height) > height
+                or int(self.chain.height) >= height):
             return False
         fetched: list[SyncedBlock] = []
         # A block too large for one response comes in parts (p2p.reqresp.block_in_parts): more time for it.
