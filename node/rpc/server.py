@@ -81,6 +81,12 @@ def _render_json(content: Any) -> bytes:
     return json.dumps(content, ensure_ascii=False, allow_nan=False, indent=None, separators=(",", ":")).encode()
 
 
+async def render_answer(answer: Any) -> bytes:
+    """The JSON bytes of an answer, as JSONResponse would render them. A block answer is megabytes of JSON:
+    rendered in a worker thread."""
+    return await trio.to_thread.run_sync(_render_json, answer)
+
+
 def build_app(api: NodeApi, metrics: NodeMetrics | None = None, config: RPCSection | None = None,
               limits: RateLimits | None = None) -> Guard:
     config = config or RPCSection()
@@ -104,9 +110,7 @@ def build_app(api: NodeApi, metrics: NodeMetrics | None = None, config: RPCSecti
         answer = await handle_payload(registry, bytes(body), bound)
         if answer is None:
             return Response(status_code=204)
-        # A block answer is megabytes of JSON: rendered in a worker thread, as JSONResponse would render it.
-        rendered = await trio.to_thread.run_sync(_render_json, answer)
-        return Response(rendered, media_type="application/json")
+        return Response(await render_answer(answer), media_type="application/json")
 
     async def health(request: Request) -> Response:
         s = api.status()
