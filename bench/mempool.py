@@ -1,9 +1,12 @@
 """Mempool bench: the cost of an add into a full pool (each one evicts), of filling it, of reaping a
 block and of the recheck after committing it (the block's senders only, and every sender as every
-FULL_RECHECK_HEIGHTS heights), at 100,000 transactions from 20,000 senders; against the floor of an indexed add
-(one insert and one removal in a sorted list of 20,000 keys, measured in the same run).
+FULL_RECHECK_HEIGHTS heights), at 100,000 transactions from 20,000 senders; and of the commit's `update`
+when few senders run far ahead of the blocks (256 senders, 64 pending each: a block takes ~20 of each);
+against the floor of an indexed add (one insert and one removal in a sorted list of 20,000 keys, measured in
+the same run).
 
-    python -m bench.mempool [--senders 20000] [--per-sender 5] [--evicting 2000]
+    python -m bench.mempool [--senders 20000] [--per-sender 5] [--evicting 2000] [--deep-senders 256]
+                            [--deep-per-sender 64]
 
 The state is a table (every account rich, nonce 0) behind the VM's real admission rule; signatures are
 marked checked (a gossiped batch's case), so the figures are the mempool's own work. Before the indexes
@@ -82,6 +85,8 @@ def main() -> None:
     parser.add_argument("--senders", type=int, default=20_000)
     parser.add_argument("--per-sender", type=int, default=5)
     parser.add_argument("--evicting", type=int, default=2_000)
+    parser.add_argument("--deep-senders", type=int, default=256)
+    parser.add_argument("--deep-per-sender", type=int, default=64)
     args = parser.parse_args()
     rng = random.Random(1)
     fill = [make_tx(s, n, rng.randrange(1000, 100_000)) for s in range(args.senders)
@@ -128,6 +133,18 @@ def main() -> None:
     gapped_s = (time.perf_counter() - start) / len(gapped)
     floor = sorted_floor(args.senders, 20_000)
 
+    # The devnet's shape: few senders far ahead of the blocks (bench/devnet.py: 256 senders, 16-64 pending
+    # each), so a block commits a run prefix of each: the commit's `update`, per committed transaction.
+    deep = [make_tx(s, n, 5000) for s in range(args.deep_senders) for n in range(args.deep_per_sender)]
+    mp = Mempool(CHAIN, RichState(), MempoolSection(max_txs=len(deep), max_txs_per_sender=args.deep_per_sender))
+    for tx in deep:
+        mp.add(tx, signature_checked=True)
+    deep_block = mp.reap(max_txs=5000, max_bytes=8 << 20, max_gas=10**12)
+    start = time.perf_counter()
+    mp.update(1, deep_block)
+    update_s = (time.perf_counter() - start) / len(deep_block)
+    assert len(mp) == len(deep) - len(deep_block)
+
     print(f"mempool bench: {len(fill):,} transactions from {args.senders:,} senders, full pool")
     print(f"  fill: add                      {fill_s * 1e6:10.1f} us/add")
     print(f"  full: add evicting a tail      {evict_s * 1e6:10.1f} us/add")
@@ -135,6 +152,8 @@ def main() -> None:
     print(f"  reap a block of {len(block):,} txs       {reap_s * 1e3:10.1f} ms")
     print(f"  recheck after it: its {block_senders:,} senders {recheck_block_s * 1e3:8.1f} ms   "
           f"every sender ({all_senders:,}) {recheck_full_s * 1e3:8.1f} ms   ratio {recheck_full_s / recheck_block_s:5.1f}")
+    print(f"  commit of a {len(deep_block):,}-tx block, {args.deep_senders} senders {args.deep_per_sender} deep: "
+          f"update {update_s * 1e6:6.1f} us per committed tx   ratio update / floor {update_s / floor:6.1f}")
     print(f"  floor: SortedList add+remove   {floor * 1e6:10.1f} us     ratio evicting add / floor "
           f"{evict_s / floor:6.1f}")
 

@@ -1,25 +1,49 @@
-"""RPC bench: the work behind `models` on a large state (real LevelDB), against the old way of answering it.
+"""RPC bench: the work behind `models` on a large state, and a client's `broadcast_txs`, each against a baseline
+measured in the same run.
 
-    python -m bench.rpc [--entries 200000] [--models 50]
+    python -m bench.rpc [--part all|models|broadcast] [--entries 200000] [--models 50] [--txs 8192]
 
-Baseline: what `models` did before the index, a walk of every state entry for the `M` prefix (the state's
+`models` (real LevelDB): baseline: what `models` did before the index, a walk of every state entry for the `M` prefix (the state's
 tree orders keys by hash, so a prefix cannot be seeked). Ours: a page of 100 from `node.queries.ModelIndex`
 once built (its one build is the same walk, done once, in a worker thread), and the per-block cost of
 keeping it (noting a block's upload chunks).
+
+`broadcast`: the CPU a node spends per transaction a client submits through `broadcast_txs` (batches of 64,
+as bench/devnet.py's driver sends them; the JSON body parsed, the transactions decoded, verified, admitted,
+handed to the gossip batcher, the answer rendered), against the baseline of the work no entry can skip: one
+Ed25519 verification and the mempool's admission with the signature known, each measured alone in the same
+run. The difference is the RPC path's own cost (docs/performance.md, "CPU per transaction").
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import statistics
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
+
+import trio
 
 from core.state import AuthenticatedMap
-from core.types import Hash32
+from core.tx import Transaction
+from core.types import Amount, Hash32
+from node import gctune
+from node.config import ConsensusSection, NodeConfig, P2PSection, RPCSection
+from node.home import init_home
 from node.leveldb import LevelDBStore
 from node.queries import ModelIndex
+from node.rpc.dispatch import handle_payload
+from node.rpc.server import build_registry, render_answer
+from node.service import Node
+from tools.genesis import DEFAULT_SEED_PHRASE, account_key, make_genesis, validator_key
+from vm.genesis import parse_genesis
+from vm.sandbox.executor import LocalExecutor
 from vm.state import model_key
+from vm.txs import Transfer, build_tx
 
 _BATCH = 50_000
 
@@ -39,11 +63,7 @@ def walk(state: AuthenticatedMap, version: int) -> list[bytes]:
     return [k[1:] for k, _ in state.items(version) if k.startswith(b"M") and len(k) == 33]
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--entries", type=int, default=200_000)
-    parser.add_argument("--models", type=int, default=50)
-    args = parser.parse_args()
+def models_part(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory() as tmp, LevelDBStore(Path(tmp) / "db") as db:
         state = AuthenticatedMap(db)
         start = time.perf_counter()
@@ -69,6 +89,91 @@ def main() -> None:
     print(f"  index: first call (one walk, in a thread) {first_s * 1e3:9.1f} ms once")
     print(f"  index: a page of 100 ids               {page_s * 1e6:10.1f} us per call   "
           f"ratio walk / page {walk_s / page_s:10.0f}")
+
+
+# ------------------------------------------------------------------------------------------------ broadcast
+
+BROADCAST_SENDERS = 512
+BROADCAST_BATCH = 64  # what bench/devnet.py's load driver sends per call
+
+
+def broadcast_workload(chain_id: str, n: int) -> list[Transaction]:
+    """`n` signed transfers from BROADCAST_SENDERS genesis accounts (16 per sender at the default 8,192)."""
+    keys = [account_key(DEFAULT_SEED_PHRASE, i) for i in range(1, BROADCAST_SENDERS + 1)]
+    sink = account_key(DEFAULT_SEED_PHRASE, 0).address
+    return [build_tx(keys[i % BROADCAST_SENDERS], Transfer(sink, Amount(1)), chain_id=chain_id,
+                     nonce=i // BROADCAST_SENDERS, gas_limit=1000, fee=1000) for i in range(n)]
+
+
+def request_body(txs: Sequence[Transaction]) -> bytes:
+    return json.dumps({"jsonrpc": "2.0", "id": 1, "method": "broadcast_txs",
+                       "params": {"txs": [tx.encode().hex() for tx in txs]}}).encode()
+
+
+async def _broadcast_line(root: Path, doc: dict[str, Any], line: str, txs: list[Transaction]) -> float:
+    """CPU per transaction (process time: the signature worker threads included) of one line, on a fresh
+    in-process validator that commits nothing meanwhile."""
+    cfg = NodeConfig(p2p=P2PSection(listen_addrs=("/ip4/127.0.0.1/tcp/0",)), rpc=RPCSection(enabled=False),
+                     consensus=ConsensusSection(timeout_commit_ms=600_000, next_block_delay_ms=600_000))
+    bodies = [request_body(txs[i:i + BROADCAST_BATCH]) for i in range(0, len(txs), BROADCAST_BATCH)]
+    home = init_home(root, doc, config=cfg, node_key_seed=b"bench",
+                     validator_key=validator_key(DEFAULT_SEED_PHRASE, 0))
+    node = Node(home, executor=LocalExecutor())
+    async with trio.open_nursery() as nursery:
+        await nursery.start(node.run)
+        registry, bound = build_registry(), {"api": node.queries}
+        gctune.freeze(gctune.get_setting())
+        start = time.process_time()
+        if line == "verify":  # the Ed25519 floor: each signature once
+            for tx in txs:
+                assert tx.verify_signature()
+        elif line == "mempool":  # admission alone, signatures checked: what the RPC adds work to
+            for tx in txs:
+                assert node.mempool.add(tx, signature_checked=True, from_client=True).accepted
+        else:  # a client's broadcast_txs: JSON, parse, verify, admit, hand to the batcher, answer
+            for body in bodies:
+                answer = await handle_payload(registry, body, bound)
+                rendered = await render_answer(answer)
+                assert b'"accepted":false' not in rendered
+        spent = (time.process_time() - start) / len(txs)
+        assert len(node.mempool) == (len(txs) if line != "verify" else 0)
+        nursery.cancel_scope.cancel()
+    return spent
+
+
+def broadcast_part(n: int, rounds: int) -> None:
+    gctune.apply(gctune.get_setting())  # the node process's collector settings (node/cli/runner.py)
+    doc = make_genesis(1, accounts=BROADCAST_SENDERS + 1)
+    txs = broadcast_workload(parse_genesis(doc).chain_id, n)
+    samples: dict[str, list[float]] = {"verify": [], "mempool": [], "rpc": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        for r in range(rounds):  # the lines interleaved, medians kept: a shared machine's load hits all alike
+            for line, values in samples.items():
+                values.append(trio.run(_broadcast_line, Path(tmp) / f"{line}{r}", doc, line, txs))
+    rows = {line: statistics.median(values) for line, values in samples.items()}
+    floor = rows["verify"] + rows["mempool"]
+    print(f"rpc bench: broadcast_txs of {n:,} transfers from {BROADCAST_SENDERS} senders, {BROADCAST_BATCH} per "
+          f"call, one in-process validator (CPU per transaction, process time; medians of {rounds} rounds)")
+    print(f"  Ed25519 verification               {rows['verify'] * 1e6:8.1f} us")
+    print(f"  mempool admission, signature known {rows['mempool'] * 1e6:8.1f} us")
+    print(f"  baseline: the two together         {floor * 1e6:8.1f} us")
+    print(f"  broadcast_txs, request to answer   {rows['rpc'] * 1e6:8.1f} us   ratio to baseline "
+          f"{rows['rpc'] / floor:5.2f}   RPC's own {(rows['rpc'] - floor) * 1e6:+7.1f} us")
+    print("  rounds (verify / mempool / rpc, us): " + "; ".join(
+        " / ".join(f"{samples[line][r] * 1e6:.0f}" for line in samples) for r in range(rounds)))
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--part", choices=("all", "models", "broadcast"), default="all")
+    parser.add_argument("--entries", type=int, default=200_000)
+    parser.add_argument("--models", type=int, default=50)
+    parser.add_argument("--txs", type=int, default=8192, help="transfers submitted in the broadcast part")
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds of the broadcast part")
+    args = parser.parse_args()
+    if args.part in ("all", "models"):
+        models_part(args)
+    if args.part in ("all", "broadcast"):
+        broadcast_part(args.txs, args.rounds)
 
 
 if __name__ == "__main__":

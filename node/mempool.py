@@ -496,20 +496,47 @@ class Mempool:
     # ---------------------------------------------------------------- after a block
 
     def update(self, height: int, committed: Iterable[Transaction]) -> None:
-        """Drop the block's transactions at once (cheap; before the next proposal is built)."""
+        """Drop the block's transactions at once (cheap; before the next proposal is built).
+
+        A block commits a prefix of each sender's ready run, head first: each such head leaves the run
+        with its fee (the kept run stays valid, one nonce on), and each sender's index keys are recomputed
+        once, after the whole block (was: twice per transaction, each walking the sender's run again)."""
         self._height = max(self._height, int(height))
+        changed: dict[bytes, _Sender] = {}
         for tx in committed:
-            entry = self._by_hash.get(bytes(tx.hash))
-            if entry is not None:
-                self._remove(entry, RemovalReason.COMMITTED)
             key = bytes(tx.sender_address)
             sender = self._senders.get(key)
-            if sender is not None:
-                self._touched.add(key)
-            if sender is not None and tx.nonce + 1 > sender.nonce:
+            entry = self._by_hash.get(bytes(tx.hash))
+            if sender is None:
+                if entry is not None:  # not expected: every pending transaction's sender is known
+                    self._remove(entry, RemovalReason.COMMITTED)
+                continue
+            self._touched.add(key)
+            changed[key] = sender
+            head_left = False
+            if entry is not None:
+                nonce = entry.tx.nonce
+                self._by_hash.pop(bytes(entry.tx_hash))
+                self._bytes -= entry.size
+                sender.txs.pop(nonce, None)
+                if nonce == sender.nonce and sender.run_valid and sender.run_base == nonce < sender.ready_end:
+                    sender.ready_fees -= entry.tx.fee  # the run's head leaves it: [nonce + 1, ready_end)
+                    head_left = True
+                elif nonce < sender.ready_end:
+                    sender.run_valid = False  # a hole in the run
+                self._notify_removed(entry, RemovalReason.COMMITTED)
+            if tx.nonce + 1 > sender.nonce:
                 sender.nonce = tx.nonce + 1
                 sender.balance = max(0, sender.balance - tx.fee)
+                if head_left:
+                    sender.run_base = sender.nonce
+        for key, sender in changed.items():
+            if self._senders.get(key) is not sender:
+                continue
+            if sender.txs:
                 self._touch(key, sender)
+            else:
+                self._forget(key)
 
     def _ttl(self) -> int:
         return min(self.config.ttl_heights, self.config.gapped_ttl_heights)
@@ -601,6 +628,9 @@ class Mempool:
                 self._forget(sender_key)
             else:
                 self._touch(sender_key, sender)
+        self._notify_removed(entry, reason)
+
+    def _notify_removed(self, entry: _Entry, reason: RemovalReason) -> None:
         for listener in self._listeners:
             try:
                 listener(entry.tx_hash, entry.tx, reason)

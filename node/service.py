@@ -496,13 +496,17 @@ class Node:
             # Verify signatures off the event loop; the mempool then finds them in the cache.
             await trio.to_thread.run_sync(lambda: [self.sig_cache.verify(tx) for tx in txs])
         verdicts = []
+        added: list[Transaction] = []
         for tx in txs:
             result = self.mempool.add(tx, from_client=True)
             verdicts.append(SubmitVerdict(result.tx_hash, result.accepted, result.reason))
             if result.added:
                 self.events.own_accepted(result.tx_hash)  # its fate is remembered for the client (tx_status)
-            if result.added and self.batcher is not None:
-                self.own_hold.queued(tx.hash, await self.batcher.add(tx))
+                added.append(tx)
+        if added and self.batcher is not None:
+            first = await self.batcher.add_many(added)  # one pass of the event loop for the lot, not one each
+            for seq, tx in enumerate(added, first):
+                self.own_hold.queued(tx.hash, seq)
         return verdicts
 
     def _batch_out(self, through: int) -> None:

@@ -81,6 +81,44 @@ def _render_json(content: Any) -> bytes:
     return json.dumps(content, ensure_ascii=False, allow_nan=False, indent=None, separators=(",", ":")).encode()
 
 
+# Answers estimated under this many bytes of JSON are rendered on the event loop (a broadcast_txs verdict list
+# of 64 is ~6 KB: ~40 us); a thread hand-off per request cost more than that (bench/rpc.py, broadcast part).
+INLINE_RENDER_BYTES = 64 * 1024
+
+
+def is_small_answer(value: Any, limit: int = INLINE_RENDER_BYTES) -> bool:
+    """Whether `value`'s JSON stays under about `limit` bytes (strings counted by length, scalars as 20 bytes,
+    each container item 2 bytes of syntax). Stops as soon as the budget is spent, so a block answer costs a
+    few thousand steps, not its size."""
+    left = limit
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            left -= len(item) + 2
+        elif isinstance(item, dict):
+            left -= 2 + 3 * len(item)
+            for k, v in item.items():
+                left -= len(k) if isinstance(k, str) else 20
+                stack.append(v)
+        elif isinstance(item, list | tuple):
+            left -= 2 + len(item)
+            stack.extend(item)
+        else:
+            left -= 20
+        if left < 0:
+            return False
+    return True
+
+
+async def render_answer(answer: Any) -> bytes:
+    """The JSON bytes of an answer, as JSONResponse would render them. A small one on the loop; a large one
+    (a block answer is megabytes of JSON) in a worker thread."""
+    if is_small_answer(answer):
+        return _render_json(answer)
+    return await trio.to_thread.run_sync(_render_json, answer)
+
+
 def build_app(api: NodeApi, metrics: NodeMetrics | None = None, config: RPCSection | None = None,
               limits: RateLimits | None = None) -> Guard:
     config = config or RPCSection()
@@ -104,9 +142,7 @@ def build_app(api: NodeApi, metrics: NodeMetrics | None = None, config: RPCSecti
         answer = await handle_payload(registry, bytes(body), bound)
         if answer is None:
             return Response(status_code=204)
-        # A block answer is megabytes of JSON: rendered in a worker thread, as JSONResponse would render it.
-        rendered = await trio.to_thread.run_sync(_render_json, answer)
-        return Response(rendered, media_type="application/json")
+        return Response(await render_answer(answer), media_type="application/json")
 
     async def health(request: Request) -> Response:
         s = api.status()
