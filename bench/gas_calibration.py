@@ -35,6 +35,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
+
 from bench.synth import (
     Synth,
     conv,
@@ -53,6 +55,7 @@ from vm.genesis import REPO_ROOT, load_genesis
 from vm.params import Params
 from vm.sandbox.check import validate_model
 from vm.sandbox.executor import CheckJob, InferJob, ModelPackage
+from vm.sandbox.golden import GoldenVectors
 from vm.sandbox.limits import GasSchedule, SandboxLimits
 from vm.sandbox.meter import load_gas, meter
 from vm.sandbox.session import create_session
@@ -92,30 +95,37 @@ def cold_path_parts(s: Synth, limits: SandboxLimits, repeat: int) -> list[tuple[
     """CPU of a model's first use on a fresh validator, as a node pays it, `repeat` times (a new worker each
     time, its start not counted): (node: the blob file read and SHA-256 checked by node.blobstore; node: the
     hand-off, pickling and pipe; worker: unpickling, session, index scan and one run), in ns."""
+    return first_call_parts(s.model_bytes, spec_of(s, limits), {s.input_name: s.sample()}, None, repeat)
+
+
+def first_call_parts(model_bytes: bytes, spec: ModelSpec, inputs: dict[str, np.ndarray],
+                     golden: GoldenVectors | None, repeat: int) -> list[tuple[int, int, int]]:
+    """The first call of a model on a fresh validator, `repeat` times on a fresh worker each (its start not
+    counted): (node: the blob file read and SHA-256 checked by node.blobstore; node: the hand-off; worker:
+    session, the `golden` vectors' runs, the call), CPU ns. The one sampler of the cold path
+    (`cold_path_parts` here, `bench.model_gas` on real models)."""
     import hashlib
     import tempfile
 
     from core.types import Hash32
     from node.blobstore import FileBlobStore
 
-    spec = spec_of(s, limits)
-    inputs = {s.input_name: s.sample()}
-    digest = Hash32(hashlib.sha256(s.model_bytes).digest())
+    digest = Hash32(hashlib.sha256(model_bytes).digest())
     samples: list[tuple[int, int, int]] = []
     with tempfile.TemporaryDirectory(prefix="cold-path-") as tmp:
         store = FileBlobStore(tmp)
-        store.put_blobs({digest: s.model_bytes})
+        store.put_blobs({digest: model_bytes})
         for _ in range(repeat):
             with WorkerPool(1) as pool:
                 (info,) = pool.describe()
                 start, worker_start = time.process_time_ns(), _cpu_ns(info["pid"])
-                model_bytes = store.get_blob(digest)
-                assert model_bytes is not None
+                stored = store.get_blob(digest)
+                assert stored is not None
                 read = time.process_time_ns()
-                [result] = pool.run_batch([InferJob(ModelPackage(bytes(digest), model_bytes, spec), inputs)])
+                [result] = pool.run_batch([InferJob(ModelPackage(bytes(digest), stored, spec, golden), inputs)])
                 samples.append((read - start, time.process_time_ns() - read, _cpu_ns(info["pid"]) - worker_start))
                 assert result.outputs is not None
-                del model_bytes
+                del stored
     return samples
 
 

@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from bench.gas_calibration import _cpu_ns, best_of, spec_of
+from bench.gas_calibration import _cpu_ns, best_of, first_call_parts, spec_of
 from bench.synth import Synth, weights
 from node.cli.model_cmd import prepare_model
 from node.modelprep import upgrade
@@ -74,33 +74,9 @@ def prepare(name: str, seed: int | None = None) -> tuple[bytes, ModelMeta]:
 
 def fresh_cold_path(canonical: bytes, meta: ModelMeta, spec: ModelSpec, inputs: dict[str, np.ndarray],
                     repeat: int) -> list[tuple[int, int, int]]:
-    """The first call on a fresh validator, `repeat` times on a fresh worker each (its start not counted):
-    (node: the blob file read and SHA-256 checked; node: the hand-off; worker: session, golden runs, the
-    call), CPU ns: what `load_gas` plus one call's gas pay for."""
-    import hashlib
-    import tempfile
-
-    from core.types import Hash32
-    from node.blobstore import FileBlobStore
-
-    digest = Hash32(hashlib.sha256(canonical).digest())
-    samples: list[tuple[int, int, int]] = []
-    with tempfile.TemporaryDirectory(prefix="model-gas-") as tmp:
-        store = FileBlobStore(tmp)
-        store.put_blobs({digest: canonical})
-        for _ in range(repeat):
-            with WorkerPool(1) as pool:
-                (info,) = pool.describe()
-                start, worker_start = time.process_time_ns(), _cpu_ns(info["pid"])
-                model_bytes = store.get_blob(digest)
-                assert model_bytes is not None
-                read = time.process_time_ns()
-                pkg = ModelPackage(bytes(digest), model_bytes, spec, golden_vectors(meta))
-                [ran] = pool.run_batch([InferJob(pkg, inputs)])
-                samples.append((read - start, time.process_time_ns() - read, _cpu_ns(info["pid"]) - worker_start))
-                assert ran.outputs is not None
-                del model_bytes, pkg
-    return samples
+    """The first call on a fresh validator with the model's golden runs: what `load_gas` plus one call's gas
+    pay for (`bench.gas_calibration.first_call_parts`)."""
+    return first_call_parts(canonical, spec, inputs, golden_vectors(meta), repeat)
 
 
 def parts(title: str, items: dict[str, int], cap: int) -> None:
