@@ -49,11 +49,7 @@ def _round1_cpu(tmp: Path, synth: Synth, memo: bool) -> tuple[float, float, int]
             validator.engine.executor = validator.executor
         txs = upload_txs(net.account(5), synth.model_bytes, meta, params=net.genesis.params,
                          chain_id=net.genesis.chain_id, first_nonce=0)
-        pending = txs[:-1]
-        while pending:  # a block holds a few chunks
-            landed = {bytes(tx.hash) for tx in net.step(pending).txs}
-            assert landed, "no chunk fits a block"
-            pending = [tx for tx in pending if bytes(tx.hash) not in landed]
+        net.step_until_landed(txs[:-1])
         round0 = net.propose(txs[-1:])
         assert len(round0.txs) == 1 and round0.results[0].status.name == "OK", round0.results
         t = net.template()

@@ -43,11 +43,7 @@ def _run(tmp: Path, synth: Synth, mode: str) -> tuple[float, float]:
     try:
         validator = net.apps[1]
         txs = upload(net, net.account(5), synth.model_bytes, meta)
-        pending = txs[:-1]
-        while pending:  # a block holds a few chunks
-            landed = {bytes(tx.hash) for tx in net.step(pending).txs}
-            assert landed, "no chunk fits a block"
-            pending = [tx for tx in pending if bytes(tx.hash) not in landed]
+        net.step_until_landed(txs[:-1])
         completing = net.propose(txs[-1:])
         assert len(completing.txs) == 1 and completing.results[0].status.name == "OK", completing.results
         start = time.process_time()

@@ -179,6 +179,14 @@ class Devnet:
                                      chain_id=self.genesis.chain_id, first_nonce=first_nonce))
         return RegistrationData.decode(block.results[-1].data).model_id
 
+    def step_until_landed(self, txs: Sequence[Transaction]) -> None:
+        """Step blocks until every one of `txs` is in one (a block may hold only a few model chunks)."""
+        pending = list(txs)
+        while pending:
+            landed = {bytes(tx.hash) for tx in self.step(pending).txs}
+            assert landed, "no transaction fits a block"
+            pending = [tx for tx in pending if bytes(tx.hash) not in landed]
+
     def step(self, txs: Sequence[Transaction] = (), *, evidence: Sequence[Evidence] = (),
              poi: dict[Address, Hash32 | str | None] | None = None,
              validators: Sequence[int] | None = None) -> Block:
