@@ -72,6 +72,7 @@ def test_a_64_mib_model_uploads_registers_restarts_syncs_and_leaves_no_garbage(t
     # Registering 64 MiB costs more gas than the default per-transaction cap allows (priced per byte); this
     # chain raises the cap and registers it in its completing block (not deferred: tests/vm/test_vm_deferred.py).
     genesis = devnet_genesis(4, vm={"max_tx_gas": 3_000_000_000, "defer_check_gas_over": 3_000_000_000,
+                                    "max_deferred_registration_gas": 3_000_000_000,
                                     "upload_expiry_blocks": 3, "upload_expiry_blocks_per_mib": 2},
                              consensus={"max_block_gas": 4_000_000_000})
     params = genesis.params
