@@ -214,6 +214,9 @@ class SimChain:
     def models(self, after: Hash32 | None = None, limit: int = 100) -> Sequence[ModelView]:
         return []
 
+    def deferred_model(self, model_id: Hash32) -> ModelView | None:
+        return None  # this chain never defers a registration
+
     def inference(self, tx_hash: Hash32) -> InferenceView | None:
         loc = self.tx_index.get(bytes(tx_hash))
         if loc is None or loc[0] not in self.commits:
