@@ -59,8 +59,10 @@ _JOB_HEAD = struct.Struct("<BBHIQHH")
 _JOB_SLOT = struct.Struct("<BxxxxxxxQQ")
 _OUT_HEAD = struct.Struct("<BBH")
 # A reply's grid byte: 0 when its outputs are canonical, else grid_k + 1 for raw outputs whose floats the pool
-# puts on the grid (`ReplyReader.canonical`); a worker sends raw outputs for grid_k <= MAX_RAW_GRID_K.
-MAX_RAW_GRID_K = 254
+# puts on the grid (`ReplyReader.canonical`); a worker sends raw outputs for grid_k <= MAX_RAW_GRID_K. The bound
+# keeps the pool's grid equal to the worker's: the two processes may differ in denormal flushing (ORT's threads),
+# and a float32 denormal (< 2^-126) times 2^k for k <= 126 is below 1/2, so it rounds to 0 flushed or not.
+MAX_RAW_GRID_K = 126
 _OUT_SLOT = struct.Struct("<BBBxHxxQQ")
 _DIM = struct.Struct("<Q")
 
