@@ -263,11 +263,9 @@ def _is_plain(outputs: dict[str, np.ndarray]) -> bool:
     return all(type(k) is str and type(v) is np.ndarray and v.dtype in flat.DTYPES for k, v in outputs.items())
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
-@given(st.data())
-def test_any_bytes_are_plain_arrays_or_refused(data: st.DataObject) -> None:
-    """Whatever a worker writes, the reader returns numeric arrays by str name or raises MalformedFlat."""
-    body = _valid_reply()
+def _hostile(data: st.DataObject, body: bytearray) -> bytearray:
+    """What a taken-over worker might send instead of `body`: random bytes, or `body` with a few bytes
+    changed and cut anywhere."""
     if data.draw(st.booleans()):
         body = bytearray(data.draw(st.binary(max_size=300)))
     else:
@@ -275,6 +273,14 @@ def test_any_bytes_are_plain_arrays_or_refused(data: st.DataObject) -> None:
             at = data.draw(st.integers(0, len(body) - 1))
             body[at] = data.draw(st.integers(0, 255))
         body = body[:data.draw(st.integers(0, len(body)))]
+    return body
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
+@given(st.data())
+def test_any_bytes_are_plain_arrays_or_refused(data: st.DataObject) -> None:
+    """Whatever a worker writes, the reader returns numeric arrays by str name or raises MalformedFlat."""
+    body = _hostile(data, bytearray(_valid_reply()))
     try:
         outputs = flat.read_outputs(body, None)
     except flat.MalformedFlat:
@@ -320,14 +326,7 @@ def test_the_reply_reader_reads_any_bytes_as_read_outputs_does(data: st.DataObje
     reader = flat.ReplyReader()
     first = _valid_reply()
     assert _same(reader.read(first, None), flat.read_outputs(first, None))
-    body = bytearray(first)
-    if data.draw(st.booleans()):
-        body = bytearray(data.draw(st.binary(max_size=300)))
-    else:
-        for _ in range(data.draw(st.integers(1, 6))):
-            at = data.draw(st.integers(0, len(body) - 1))
-            body[at] = data.draw(st.integers(0, 255))
-        body = body[:data.draw(st.integers(0, len(body)))]
+    body = _hostile(data, bytearray(first))
     try:
         want = flat.read_outputs(body, None)
     except flat.MalformedFlat:

@@ -23,7 +23,7 @@ from tests.vm.deferred_models import VM, lying_meta, near_meta, upload, weights_
 from tests.vm.devnet import Devnet, devnet_genesis
 from tests.vm.helpers import memory_hog_model, meta_for, spec
 from vm.activation import LOG_POSTPONED, LOG_UNCHECKED, MAX_POSTPONEMENTS, DeferredCheck
-from vm.deferred import PENDING, REGISTERED, REJECTED, get_deferred
+from vm.deferred import PENDING, REGISTERED, REJECTED, DeferredModel, get_deferred
 from vm.sandbox.executor import LocalExecutor
 from vm.sandbox.limits import WorkerLimits
 from vm.sandbox.worker import WorkerPool
@@ -174,16 +174,23 @@ def tight() -> WorkerPool:
     return pool
 
 
+def upload_pending(net: Devnet, model_bytes: bytes, meta: ModelMeta) -> tuple[Hash32, DeferredModel]:
+    """Upload a model whose check is deferred, one chunk a block (node 1 validating each); its id and pending
+    queue entry."""
+    model_id = compute_model_id(sha256(model_bytes), meta)
+    for tx in upload(net, net.account(5), model_bytes, meta):
+        net.step([tx], validators=[1])
+    record = get_deferred(net.apps[0].view(), model_id)
+    assert record is not None and record.status == PENDING
+    return model_id, record
+
+
 def test_a_validator_that_cannot_run_the_check_has_a_local_fault_and_an_applying_node_needs_none(
         tmp_path: Path) -> None:
     model_bytes, meta = hog()
     net = Devnet.start(tmp_path, devnet_genesis(vm=HOG_VM), executors=[LocalExecutor, tight, tight])
     try:
-        model_id = compute_model_id(sha256(model_bytes), meta)
-        for tx in upload(net, net.account(5), model_bytes, meta):
-            net.step([tx], validators=[1])
-        record = get_deferred(net.apps[0].view(), model_id)
-        assert record is not None
+        model_id, record = upload_pending(net, model_bytes, meta)
         while net.height < int(record.activates_at) - 1:
             net.step(validators=[1])
         block = net.propose()  # node 0's sandbox runs the hog: it registers
@@ -205,11 +212,7 @@ def test_a_check_that_faults_on_every_node_is_postponed_then_rejected_and_the_ch
     model_bytes, meta = hog()
     net = Devnet.start(tmp_path, devnet_genesis(vm=HOG_VM), executors=[tight, tight, LocalExecutor])
     try:
-        model_id = compute_model_id(sha256(model_bytes), meta)
-        for tx in upload(net, net.account(5), model_bytes, meta):
-            net.step([tx], validators=[1])
-        record = get_deferred(net.apps[0].view(), model_id)
-        assert record is not None and record.status == PENDING
+        model_id, record = upload_pending(net, model_bytes, meta)
         for attempt in range(MAX_POSTPONEMENTS + 1):
             activates_at = int(record.activates_at)
             while net.height < activates_at:
