@@ -5,7 +5,7 @@ a peer that lists badly signed ones, or stalls, costs a bounded amount (docs/sec
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import pytest
@@ -15,7 +15,7 @@ from libp2p.peer.id import ID
 from core.tx import Transaction
 from core.types import Hash32
 from node.mempool import Mempool
-from node.mempool_sync import MempoolSync, SyncLimits
+from node.mempool_sync import MempoolSync, SyncLimits, SyncOutcome
 from node.sigcache import SigCache
 from p2p.service import P2PService
 from tests.node.test_mempool import KEYS, Accounts, pool, tx
@@ -195,6 +195,18 @@ async def test_a_peer_that_stalls_the_reconciliation_frees_the_turn_within_the_b
                 nursery.cancel_scope.cancel()
 
 
+async def one_reconciliation(configure: Callable[[int, P2PService], None],
+                             syncs: list[MempoolSync]) -> SyncOutcome:
+    """Two real nodes (configure appends each one's MempoolSync to `syncs`): node 1's first reconciliation."""
+    with trio.fail_after(60):
+        async with running_nodes(2, configure=configure), trio.open_nursery() as nursery:
+            await nursery.start(syncs[1].run)
+            await wait_until(lambda: len(syncs[1].outcomes) == 1, within=30)
+            nursery.cancel_scope.cancel()
+    (_, _, outcome), = syncs[1].outcomes
+    return outcome
+
+
 @pytest.mark.trio
 async def test_transactions_no_block_could_take_are_not_signature_checked() -> None:
     """A peer a block behind lists what this node has committed already, and a peer may list transactions of
@@ -212,12 +224,7 @@ async def test_transactions_no_block_could_take_are_not_signature_checked() -> N
     def configure(i: int, service: P2PService) -> None:
         syncs.append(wire(service, behind) if i == 0 else wire(service, here, accounts=accounts, cache=cache))
 
-    with trio.fail_after(60):
-        async with running_nodes(2, configure=configure), trio.open_nursery() as nursery:
-            await nursery.start(syncs[1].run)
-            await wait_until(lambda: len(syncs[1].outcomes) == 1, within=30)
-            nursery.cancel_scope.cancel()
-    (_, _, outcome), = syncs[1].outcomes
+    outcome = await one_reconciliation(configure, syncs)
     assert (outcome.lacked, outcome.fetched, outcome.stale, outcome.added) == (80, 80, 40, 40)
     assert cache.verifications == 40
 
@@ -228,12 +235,7 @@ async def test_transactions_no_block_could_take_are_not_signature_checked() -> N
         syncs.append(wire(service, behind) if i == 0 else wire(service, pool(unfunded), accounts=unfunded,
                                                               cache=cache))
 
-    with trio.fail_after(60):
-        async with running_nodes(2, configure=configure_unfunded), trio.open_nursery() as nursery:
-            await nursery.start(syncs[1].run)
-            await wait_until(lambda: len(syncs[1].outcomes) == 1, within=30)
-            nursery.cancel_scope.cancel()
-    (_, _, outcome), = syncs[1].outcomes
+    outcome = await one_reconciliation(configure_unfunded, syncs)
     assert (outcome.fetched, outcome.stale, outcome.added) == (80, 40, 40)
     assert cache.verifications == 40
 
