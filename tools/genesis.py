@@ -87,6 +87,10 @@ DEFAULT_PARAMS: dict[str, Any] = {
         "gas_register_deferred": 1_000_000,
         "max_deferred_registration_gas": 1_200_000_000,
         "background_gas_per_block": 200_000_000,
+        # A check no proposer could run is postponed at most 3 times, then rejected "could not be checked";
+        # validators that can run it refuse both in blocks built before round 4 (the liveness escape).
+        "max_postponements": 3,
+        "unchecked_verdict_round": 4,
     },
     "staking": {
         "min_validator_stake": 1_000 * TOKEN,

@@ -2,11 +2,13 @@
 
 The verdict travels in the activation block as its one system result (a `TxResult` after the transactions'
 results, under the results root), as an inference's outputs do: the proposer writes its own check's verdict,
-or a postponement when it cannot run the check (bounded by `MAX_POSTPONEMENTS`); a validator accepts it
-unless its own check clearly contradicts it (`verdict_problem`: the inference rule with a band of doubt
-around the tolerance); apply and block sync take it from the block. So neither a check that faults on every
-node nor golden outputs tuned to the tolerance's edge (honest CPUs on both sides of it) can stop or split the
-chain (docs/sandbox.md, "Deferred activation"; docs/security.md, "Deferred registrations").
+or a postponement when it cannot run the check (bounded by `vm.max_postponements`); a validator accepts a
+decided verdict unless its own check clearly contradicts it (`verdict_problem`: the inference rule with a band
+of doubt around the tolerance), and an undecided one only when it cannot run the check either, or in a block
+built from round `vm.unchecked_verdict_round` on (the liveness escape); apply and block sync take it from the
+block. So neither a check that faults on every node, nor golden outputs tuned to the tolerance's edge (honest
+CPUs on both sides of it), nor a proposer pretending it cannot check can stop, split or censor the chain
+(docs/sandbox.md, "Deferred activation"; docs/security.md, "Deferred registrations").
 """
 
 from __future__ import annotations
@@ -31,9 +33,9 @@ from vm.deferred import (
 from vm.params import Params
 from vm.state import ModelRecord, RegistrationData, StateView, model_key, model_name_key
 
-# A proposer that cannot run an activation's check postpones it to the queue's tail; after this many
-# postponements the activation rejects it instead (a model no node can check cannot hold the chain).
-MAX_POSTPONEMENTS = 3
+# A proposer that cannot run an activation's check postpones it to the queue's tail; after
+# `vm.max_postponements` postponements it writes LOG_UNCHECKED instead (a model no node can check cannot hold
+# the chain).
 LOG_POSTPONED = "the proposer could not check it"
 LOG_UNCHECKED = "could not be checked"
 LOG_NEAR = "golden outputs are near the tolerance"
@@ -72,18 +74,32 @@ def verdict_result(model_id: Hash32, check: DeferredCheck) -> TxResult:
     return TxResult(TxStatus.MODEL_REJECTED, Gas(0), (), b"", _clip(check.log))
 
 
-def unchecked_result(record: DeferredModel) -> TxResult:
-    """What a proposer that could not run the check writes: a postponement, or after `MAX_POSTPONEMENTS` of
+def is_postponable(record: DeferredModel, params: Params) -> bool:
+    """Whether the entry may be postponed once more (`vm.max_postponements`, read at its activation)."""
+    return int(record.postponed) < params.vm.max_postponements
+
+
+def is_undecided(claimed: TxResult, record: DeferredModel, params: Params) -> bool:
+    """A verdict that says the proposer could not run the check: a postponement, or the final rejection
+    "could not be checked" once the entry may not be postponed again."""
+    return claimed.status is TxStatus.POSTPONED or (
+        claimed.status is TxStatus.MODEL_REJECTED and claimed.log == LOG_UNCHECKED
+        and not is_postponable(record, params))
+
+
+def unchecked_result(record: DeferredModel, params: Params) -> TxResult:
+    """What a proposer that could not run the check writes: a postponement, or after `vm.max_postponements` of
     them the rejection that keeps a model no node can check from holding its slot (and the chain) forever."""
-    if int(record.postponed) < MAX_POSTPONEMENTS:
+    if is_postponable(record, params):
         return TxResult(TxStatus.POSTPONED, Gas(0), (), b"", LOG_POSTPONED)
     return TxResult(TxStatus.MODEL_REJECTED, Gas(0), (), b"", LOG_UNCHECKED)
 
 
 def proposed_verdict(check: Checker) -> VerdictSource:
     """The builder's source: its own check decides; its local fault postpones (the synchronous path's
-    builder leaves the chunk out instead; an activation cannot be left out). Memoized: a rebuilt block does
-    not run the check again."""
+    builder leaves the chunk out instead; an activation cannot be left out). A decided verdict is memoized (a
+    rebuilt block does not run the check again); a local fault is not: the next round's build tries again, since
+    validators that can run the check refuse the postponement until the escape round."""
     memo: dict[bytes, TxResult] = {}
 
     def source(view: StateView, model_id: Hash32, record: DeferredModel, params: Params) -> TxResult:
@@ -92,10 +108,8 @@ def proposed_verdict(check: Checker) -> VerdictSource:
             try:
                 mine = check(model_id, record, view.get_blob(record.header.bytes_hash), params)
             except LocalFault:
-                verdict = unchecked_result(record)
-            else:
-                verdict = verdict_result(model_id, mine)
-            memo[bytes(model_id)] = verdict
+                return unchecked_result(record, params)
+            verdict = memo[bytes(model_id)] = verdict_result(model_id, mine)
         return verdict
 
     return source
@@ -106,18 +120,20 @@ def committed_verdict(claimed: TxResult | None) -> VerdictSource:
     sync never re-runs the check, as it never re-runs an inference."""
 
     def source(view: StateView, model_id: Hash32, record: DeferredModel, params: Params) -> TxResult:
-        return validate_verdict_form(claimed, model_id, record)
+        return validate_verdict_form(claimed, model_id, record, params)
 
     return source
 
 
-def checked_verdict(claimed: TxResult | None, check: Checker) -> VerdictSource:
-    """A validator's source: the proposer's verdict, once this node's own check does not clearly contradict
-    it (`verdict_problem`)."""
+def checked_verdict(claimed: TxResult | None, check: Checker, built_round: int) -> VerdictSource:
+    """A validator's source: the proposer's verdict, once this node's own check does not contradict it
+    (`verdict_problem`); `built_round` is the consensus round the block was built in (its header's, which
+    consensus checks against the round's proposer)."""
 
     def source(view: StateView, model_id: Hash32, record: DeferredModel, params: Params) -> TxResult:
-        verdict = validate_verdict_form(claimed, model_id, record)
-        why = verdict_problem(verdict, record,
+        verdict = validate_verdict_form(claimed, model_id, record, params)
+        escape = built_round >= params.vm.unchecked_verdict_round
+        why = verdict_problem(verdict, record, params, escape,
                               lambda: check(model_id, record, view.get_blob(record.header.bytes_hash), params))
         if why is not None:
             raise InvalidBlock(f"activation of {model_id.hex()[:16]}: {why}")
@@ -126,7 +142,8 @@ def checked_verdict(claimed: TxResult | None, check: Checker) -> VerdictSource:
     return source
 
 
-def validate_verdict_form(claimed: TxResult | None, model_id: Hash32, record: DeferredModel) -> TxResult:
+def validate_verdict_form(claimed: TxResult | None, model_id: Hash32, record: DeferredModel,
+                          params: Params) -> TxResult:
     """The block's system result is a verdict on the entry due (registered naming it, rejected, or a
     postponement within the bound); raises InvalidBlock."""
     if claimed is None:
@@ -146,23 +163,32 @@ def validate_verdict_form(claimed: TxResult | None, model_id: Hash32, record: De
     elif claimed.status is TxStatus.POSTPONED:
         if claimed.data or claimed.log != LOG_POSTPONED:
             raise InvalidBlock("malformed activation postponement")
-        if int(record.postponed) >= MAX_POSTPONEMENTS:
-            raise InvalidBlock(f"the activation was postponed {MAX_POSTPONEMENTS} times already")
+        if not is_postponable(record, params):
+            raise InvalidBlock(f"the activation was postponed {int(record.postponed)} times already "
+                               f"(vm.max_postponements {params.vm.max_postponements})")
     else:
         raise InvalidBlock(f"{claimed.status.name} is not an activation verdict")
     return claimed
 
 
-def verdict_problem(claimed: TxResult, record: DeferredModel, own: Callable[[], DeferredCheck]) -> str | None:
-    """Why this validator refuses a well-formed verdict (None: it accepts), by the inference rule: it accepts
-    what its own check agrees with or cannot be sure of, and refuses what its check clearly contradicts. A
-    postponement (and the final "could not be checked") needs no check: the proposer's fault cannot be
-    verified, and the bound keeps it from lasting."""
-    if claimed.status is TxStatus.POSTPONED:
-        return None
-    if (claimed.status is TxStatus.MODEL_REJECTED and claimed.log == LOG_UNCHECKED
-            and int(record.postponed) >= MAX_POSTPONEMENTS):
-        return None
+def verdict_problem(claimed: TxResult, record: DeferredModel, params: Params, escape: bool,
+                    own: Callable[[], DeferredCheck]) -> str | None:
+    """Why this validator refuses a well-formed verdict (None: it accepts). A decided one, by the inference
+    rule: it accepts what its own check agrees with or cannot be sure of, and refuses what its check clearly
+    contradicts. An undecided one (a postponement, the final "could not be checked"): the proposer's fault
+    cannot be verified, but this node's ability can; it accepts only when its own check faults too, or under
+    the liveness `escape` (a block built from round `vm.unchecked_verdict_round` on), and otherwise refuses
+    (prevote nil: the next round's proposer, which may run the check, gets the height)."""
+    if is_undecided(claimed, record, params):
+        if escape:
+            return None
+        try:
+            mine = own()
+        except LocalFault:
+            return None  # this node cannot run it either: the proposer's claim is plausible
+        verdict = "registered" if mine.accepted else f"rejected ({mine.log})"
+        return f"{'postponed' if claimed.status is TxStatus.POSTPONED else LOG_UNCHECKED}, but this node's check " \
+               f"decides it: {verdict}"
     mine = own()  # LocalFault: this node cannot judge (prevote nil)
     if claimed.status is TxStatus.OK:
         if not mine.accepted and mine.certain:

@@ -50,7 +50,7 @@ class DeferredModel(Wire):
     gas_left: Gas
     status: U8
     log: Annotated[str, MaxLen(MAX_VERDICT_LOG_BYTES)]
-    postponed: U8  # times a proposer could not check it (`vm.activation.MAX_POSTPONEMENTS` at most)
+    postponed: U8  # times a proposer could not check it (`vm.max_postponements` at most)
 
     def validate_wire(self) -> None:
         if self.status not in STATUS_NAMES:

@@ -92,6 +92,12 @@ class VMParams(Wire):
     gas_register_deferred: Gas
     max_deferred_registration_gas: Gas
     background_gas_per_block: Gas
+    # A proposer that cannot run an activation's check postpones it to the queue's tail at most
+    # `max_postponements` times, then writes "could not be checked". Validators that can run the check refuse
+    # both (prevote nil) in blocks built before consensus round `unchecked_verdict_round`, from which they
+    # accept them anyway: the liveness escape (docs/sandbox.md, "Deferred activation").
+    max_postponements: U8
+    unchecked_verdict_round: U16
     # The sandbox's consensus caps and metering prices (vm.sandbox.limits), by field name.
     sandbox_limits: Annotated[tuple[NamedInt, ...], MaxLen(64)]
     gas_schedule: Annotated[tuple[NamedInt, ...], MaxLen(16)]
@@ -224,6 +230,9 @@ def validate_params(p: Params) -> None:
     if p.vm.max_deferred_registration_gas < p.vm.defer_check_gas_over:
         # Otherwise every check the threshold defers would be over the bound: no such model could register.
         raise ValueError("vm.max_deferred_registration_gas must be at least vm.defer_check_gas_over")
+    if p.vm.unchecked_verdict_round < 1:
+        # Round 0 would let the first proposer of an activation height postpone or reject a check it could run.
+        raise ValueError("vm.unchecked_verdict_round must be at least 1")
     if p.vm.max_block_models < 1:
         raise ValueError("vm.max_block_models must be at least 1")
     if not p.poi_models:

@@ -38,7 +38,6 @@ from node.views import (
     TxView,
     ValidatorsView,
 )
-from vm.activation import MAX_POSTPONEMENTS
 
 MAX_BROADCAST_BATCH = 64
 MAX_STATUS_HASHES = 256  # hashes per tx_status call: index and dict lookups, no block is read
@@ -412,7 +411,10 @@ async def model_registration(api: NodeApi, model_id: Hash32) -> dict[str, Any]:
         record: Any = deferred.record  # vm.deferred.DeferredModel (views keep records opaque)
         doc.update(status=record.status_name, queued_at=int(record.queued_at),
                    activates_at=int(record.activates_at), check_gas=int(record.check_gas), log=record.log,
-                   postponed=int(record.postponed), max_postponements=MAX_POSTPONEMENTS)
+                   postponed=int(record.postponed))
+        current: Any = api.params()  # vm.params.Params: the bound in force now (governance may change it)
+        if current is not None:
+            doc["max_postponements"] = int(current.vm.max_postponements)
     if registered is not None:
         model: Any = registered.record  # vm.state.ModelRecord
         doc["registered_at"] = int(model.registered_at)

@@ -30,7 +30,7 @@ from tests.node.helpers import account, local_node, make_home, running, wait_unt
 from tests.vm.deferred_models import weights_meta, weights_model
 from tests.vm.helpers import memory_hog_model, meta_for, spec
 from tools.genesis import make_genesis
-from vm.activation import LOG_UNCHECKED, MAX_POSTPONEMENTS
+from vm.activation import LOG_UNCHECKED
 from vm.execute import chunk_gas, completing_gas
 from vm.sandbox.limits import WorkerLimits
 from vm.sandbox.worker import WorkerPool
@@ -38,12 +38,15 @@ from vm.txs import ModelClass, ModelMeta, build_tx, compute_model_id, split_mode
 
 pytestmark = pytest.mark.node
 
+MAX_POSTPONEMENTS = 2  # this chain's `vm.max_postponements` (a chain parameter; the default genesis has 3)
+
 TIGHT = WorkerLimits(memory_bytes=300 << 20)  # the hog's ~192 MiB of activations exhaust it
 
 
 @pytest.mark.trio
 async def test_register_follows_postponements_and_an_apply_only_node_precomputes_nothing(tmp_path: Path) -> None:
-    genesis = make_genesis(1, overrides={"vm": {"defer_check_gas_over": 1_000_000}})
+    genesis = make_genesis(1, overrides={"vm": {"defer_check_gas_over": 1_000_000,
+                                                 "max_postponements": MAX_POSTPONEMENTS}})
     home = make_home(tmp_path, "validator", genesis, validator=0)
     validator = Node(home, executor=WorkerPool(1, TIGHT),
                      config=home.load_config().replace(rpc=RPCSection(address="127.0.0.1:0")))

@@ -22,7 +22,7 @@ from core.types import Gas, Hash32
 from tests.vm.deferred_models import VM, lying_meta, near_meta, upload, weights_meta, weights_model
 from tests.vm.devnet import Devnet, devnet_genesis
 from tests.vm.helpers import memory_hog_model, meta_for, spec
-from vm.activation import LOG_POSTPONED, LOG_UNCHECKED, MAX_POSTPONEMENTS, DeferredCheck
+from vm.activation import LOG_POSTPONED, LOG_UNCHECKED, DeferredCheck
 from vm.deferred import PENDING, REGISTERED, REJECTED, DeferredModel, get_deferred
 from vm.sandbox.executor import LocalExecutor
 from vm.sandbox.limits import WorkerLimits
@@ -207,20 +207,21 @@ def test_a_validator_that_cannot_run_the_check_has_a_local_fault_and_an_applying
 def test_a_check_that_faults_on_every_node_is_postponed_then_rejected_and_the_chain_goes_on(tmp_path: Path) -> None:
     """A model whose golden run needs more memory than any node's sandbox allows (workers capped at 300 MiB):
     each activation's proposer has a local fault. It postpones the entry to the queue's tail, validators
-    accept that unchecked, and after `MAX_POSTPONEMENTS` the activation rejects it: blocks keep committing.
+    accept that unchecked, and after `vm.max_postponements` the activation rejects it: blocks keep committing.
     (Before, the activation raised LocalFault on every node: that height could not be built, forever.)"""
     model_bytes, meta = hog()
     net = Devnet.start(tmp_path, devnet_genesis(vm=HOG_VM), executors=[tight, tight, LocalExecutor])
     try:
         model_id, record = upload_pending(net, model_bytes, meta)
-        for attempt in range(MAX_POSTPONEMENTS + 1):
+        bound = net.genesis.params.vm.max_postponements
+        for attempt in range(bound + 1):
             activates_at = int(record.activates_at)
             while net.height < activates_at:
                 block = net.step(validators=[1])
             system = block.results[-1]
             record = get_deferred(net.apps[0].view(), model_id)
             assert record is not None
-            if attempt < MAX_POSTPONEMENTS:
+            if attempt < bound:
                 assert system.status is TxStatus.POSTPONED and system.log == LOG_POSTPONED
                 assert record.status == PENDING and int(record.postponed) == attempt + 1
                 assert int(record.activates_at) > net.height  # back at the queue's tail

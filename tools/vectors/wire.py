@@ -165,7 +165,7 @@ def collect(world: World) -> Cases:
     add("deferred_pending", pending)
     add("deferred_postponed_once", pending.replace(postponed=1, activates_at=Height(9)))
     # An activation block's system result (after its transactions' results): a postponement.
-    add("activation_postponed", activation.unchecked_result(pending))
+    add("activation_postponed", activation.unchecked_result(pending, params))
     add("deferred_rejected", pending.replace(status=deferred.REJECTED, log="golden vectors do not reproduce"))
     add("deferred_tail_at_7", deferred.DeferredTail(Height(7)))
     # (prefix, version read, case name, type): records that exist only between blocks.
