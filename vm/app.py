@@ -507,18 +507,19 @@ class VMApplication:
     def precompute_deferred(self, executor: Executor, limit: int = 2) -> int:
         """Run the checks of the next `limit` pending deferred registrations (vm/deferred.py) on `executor`, ahead
         of their activation heights, into the check memo under the keys their activation will ask for (under
-        the committed parameters: a change before the activation only makes the activation compute it). How
-        many ran; LocalFault from `executor` propagates and nothing is kept."""
+        the committed parameters: a change before the activation only makes the activation compute it), kept
+        there until they leave that window (`CheckMemo.precompute_window`). How many ran; LocalFault from
+        `executor` propagates, and the faulting check's answer is not kept."""
         view = self._view()
         params = view.params()
-        ran = 0
+        jobs = []
         for model_id, record in pending_in_order(view, limit):
             model_bytes = view.get_blob(record.header.bytes_hash)  # checked against that hash on read
             self.check_memo.note_digest(model_bytes, record.header.bytes_hash)
             job = deferred_check_job(model_id, record, model_bytes, params)
-            if job is not None and self.check_memo.precompute(job, executor):
-                ran += 1
-        return ran
+            if job is not None:
+                jobs.append(job)
+        return self.check_memo.precompute_window(jobs, executor)
 
     def current_params(self) -> Params:
         """The parameters in force for the next block: the committed state's (governance changes them)."""

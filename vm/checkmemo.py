@@ -8,6 +8,12 @@ in one height (round r's block, round r+1's block with another header, the propo
 so the sandbox's answer is kept, keyed by a digest of exactly those inputs, and reused: the same `JobResult`
 object, hence the same verdict, gas and results. A local fault raises out of `run_batch` before anything is
 stored, so it is never memoized: the next block runs the check again. Inference jobs pass through untouched.
+
+Two areas, each bounded: the LRU of recent checks (`capacity` entries and `max_bytes` of golden outputs),
+and the *precomputed* answers of deferred registrations (vm/deferred.py), kept outside the LRU until their
+entry leaves the window the node precomputes (`precompute_window`): however many synchronous checks pass
+through in between, an answer computed ahead of its activation is still there at the activation height. The
+window is the next `ahead` pending entries (node/precompute.py), so that area holds at most `ahead` answers.
 """
 
 from __future__ import annotations
@@ -70,6 +76,11 @@ def compute_check_key(job: CheckJob, code: bytes, model_hash: bytes | None = Non
     return h.digest()
 
 
+def compute_result_bytes(result: JobResult) -> int:
+    """What a kept answer costs beyond its fixed part: the bytes of its golden outputs."""
+    return sum(int(array.nbytes) for outputs in result.golden or () for array in (outputs or {}).values())
+
+
 def _frozen(result: JobResult) -> JobResult:
     """The result with its arrays made read-only: one object is handed to every later caller."""
     for outputs in result.golden or ():
@@ -79,14 +90,20 @@ def _frozen(result: JobResult) -> JobResult:
 
 
 class CheckMemo:
-    """An `Executor` that memoizes registration checks (LRU of `capacity` results) and forwards everything
-    else, in one `run_batch` of the wrapped executor per call. `hits` and `misses` count checks answered
-    from the memo and checks sent to the sandbox."""
+    """An `Executor` that memoizes registration checks (an LRU of `capacity` results holding at most
+    `max_bytes` of golden outputs, plus the precomputed deferred answers) and forwards everything else, in one
+    `run_batch` of the wrapped executor per call. `hits` and `misses` count checks answered from the memo and
+    checks sent to the sandbox."""
 
-    def __init__(self, executor: Executor, capacity: int = 8) -> None:
+    def __init__(self, executor: Executor, capacity: int = 8, max_bytes: int = 64 << 20) -> None:
         self.executor = executor
         self._capacity = capacity
+        self._max_bytes = max_bytes
         self._items: OrderedDict[bytes, JobResult] = OrderedDict()
+        self._item_bytes: dict[bytes, int] = {}
+        self._bytes = 0
+        # Deferred registrations' answers computed ahead (`precompute_window`): never evicted by the LRU.
+        self._ahead: dict[bytes, JobResult] = {}
         self._lock = threading.Lock()
         self._code = f"check={CHECK_CODE_VERSION};".encode() + _runtime_versions()
         self.hits = 0
@@ -99,7 +116,28 @@ class CheckMemo:
 
     def __len__(self) -> int:
         with self._lock:
-            return len(self._items)
+            return len(self._items) + len(self._ahead)
+
+    @property
+    def kept_bytes(self) -> int:
+        """Golden-output bytes held by the LRU (the precomputed area is bounded by its window instead)."""
+        with self._lock:
+            return self._bytes
+
+    def _keep(self, key: bytes, result: JobResult) -> None:
+        """Into the LRU (lock held), evicting the least recently used past `capacity` or `max_bytes`; an answer
+        larger than `max_bytes` alone is not kept."""
+        size = compute_result_bytes(result)
+        if size > self._max_bytes:
+            return
+        self._bytes -= self._item_bytes.pop(key, 0)
+        self._items[key] = _frozen(result)
+        self._items.move_to_end(key)
+        self._item_bytes[key] = size
+        self._bytes += size
+        while len(self._items) > self._capacity or self._bytes > self._max_bytes:
+            old, _ = self._items.popitem(last=False)
+            self._bytes -= self._item_bytes.pop(old)
 
     def note_digest(self, model_bytes: bytes, digest: bytes) -> None:
         """`digest` is the SHA-256 of `model_bytes` (the VM checked it against the upload header): the key of a
@@ -124,9 +162,12 @@ class CheckMemo:
         results: dict[int, JobResult] = {}
         with self._lock:
             for i, key in keys.items():
-                hit = self._items.get(key)
+                hit = self._ahead.get(key)
+                if hit is None:
+                    hit = self._items.get(key)
+                    if hit is not None:
+                        self._items.move_to_end(key)
                 if hit is not None:
-                    self._items.move_to_end(key)
                     self.hits += 1
                     results[i] = hit
             self.misses += len(keys) - len(results)
@@ -137,28 +178,33 @@ class CheckMemo:
             for i, result in zip(forward, answered, strict=True):
                 results[i] = result
                 if i in keys:
-                    self._items[keys[i]] = _frozen(result)
-                    self._items.move_to_end(keys[i])
-                    while len(self._items) > self._capacity:
-                        self._items.popitem(last=False)
+                    self._keep(keys[i], result)
         return [results[i] for i in range(len(jobs))]
 
-    def precompute(self, job: CheckJob, executor: Executor) -> bool:
-        """Answer `job` ahead of the block that will ask for it, on `executor` (a node's background worker, not
-        the pool the block path waits on), and keep the answer under the key that block's job will have.
-        False when it was already known. A local fault raises out of `executor` and nothing is kept."""
-        key = self._key(job)
+    def precompute_window(self, jobs: Sequence[CheckJob], executor: Executor) -> int:
+        """Keep the answers of exactly `jobs` (the pending deferred registrations the node checks ahead, in
+        activation order) outside the LRU until a later window no longer lists them, computing on `executor`
+        (a node's background worker, not the pool the block path waits on) those not known yet, under the keys
+        their activation's jobs will have. How many ran; a local fault raises out of `executor`, and what was
+        computed before it is kept."""
+        keys = [self._key(job) for job in jobs]
         with self._lock:
-            if key in self._items:
-                return False
-        [result] = executor.run_batch([job])
-        with self._lock:
-            self._items[key] = _frozen(result)
-            self._items.move_to_end(key)
-            while len(self._items) > self._capacity:
-                self._items.popitem(last=False)
-            self.precomputed += 1
-        return True
+            self._ahead = {key: self._ahead[key] for key in keys if key in self._ahead}
+            for key in keys:  # already in the LRU (a check computed on the block path): moved out of its reach
+                if key not in self._ahead and key in self._items:
+                    self._ahead[key] = self._items.pop(key)
+                    self._bytes -= self._item_bytes.pop(key)
+        ran = 0
+        for key, job in zip(keys, jobs, strict=True):
+            with self._lock:
+                if key in self._ahead:
+                    continue
+            [result] = executor.run_batch([job])
+            with self._lock:
+                self._ahead[key] = _frozen(result)
+                self.precomputed += 1
+            ran += 1
+        return ran
 
     def close(self) -> None:
         self.executor.close()
