@@ -20,7 +20,7 @@ import httpx
 
 from core.address import parse_address
 from core.types import Address, Hash32
-from node.rpc.errors import RpcError
+from node.rpc.errors import NOT_FOUND, RpcError
 from node.rpc.paging import MAX_MODELS_PAGE as MODELS_PAGE
 
 if TYPE_CHECKING:
@@ -385,6 +385,17 @@ class Client:
         """Where a model's registration stands: status 'registered', 'pending' (a deferred registration, with
         `activates_at`) or 'rejected' (with `log`); RpcError NOT_FOUND if the chain never saw it complete."""
         doc: dict[str, Any] = self.call("model_registration", {"model_id": _hex(model_id)})
+        return doc
+
+    def model_name(self, name: str) -> dict[str, Any] | None:
+        """Which model holds `name`: `model_id` and `status` ('registered', 'pending' with `activates_at`, or
+        'uploading'); None when the name is free."""
+        try:
+            doc: dict[str, Any] = self.call("model_name", {"name": name})
+        except RpcError as err:
+            if err.code == NOT_FOUND:
+                return None
+            raise
         return doc
 
     def models(self) -> list[ModelInfo]:

@@ -53,6 +53,7 @@ from vm.state import (
     ValidatorRecord,
     account_key,
     model_key,
+    model_name_key,
     upload_key,
 )
 from vm.txs import ModelChunk, TxKind
@@ -356,6 +357,11 @@ class Queries:
         if proven.raw is None or proven.value is None:
             return None
         return ModelView(model_id, proven.raw, proven.value)
+
+    def model_name(self, name: str) -> Hash32 | None:
+        """The model holding `name` at the latest height (the chain's first-come name record), or None."""
+        raw = self._state.get(model_name_key(name), self._version(None))
+        return None if raw is None else Hash32(raw)
 
     def models(self, after: Hash32 | None = None, limit: int = MAX_MODELS_PAGE) -> Sequence[ModelView]:
         """Up to `limit` registered models with ids after `after`, in id order (a page; `ModelIndex`).

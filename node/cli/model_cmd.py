@@ -517,12 +517,22 @@ def registration_status(model_id: str, node_url: str, as_json: bool) -> None:
 
 
 def ensure_name_free(client: Client, name: str) -> None:
-    """Names are first come per chain (the VM refuses a taken one at the upload's first chunk); refusing it
-    here costs the user no fee at all."""
-    holder = next((m for m in client.models() if m.name == name), None)
-    if holder is not None:
-        raise CliError(f"the model name {name!r} is taken (model {holder.model_id.hex()[:16]}…, owner "
-                       f"{holder.owner}); names are first come per chain: choose another --name")
+    """Names are first come per chain, held from an upload's first chunk through a deferred registration's
+    wait (the VM refuses a held one at the first chunk); refusing it here costs the user no fee at all."""
+    holder = client.model_name(name)
+    if holder is None:
+        return
+    short = f"model {str(holder['model_id'])[:16]}…"
+    if holder["status"] == "registered":
+        owner = client.model(str(holder["model_id"])).owner
+        raise CliError(f"the model name {name!r} is taken ({short}, owner {owner}); names are first come per "
+                       "chain: choose another --name")
+    if holder["status"] == "pending":
+        raise CliError(f"the model name {name!r} is held by a pending registration ({short}, activates at height "
+                       f"{holder.get('activates_at')}); it is freed only if that one is rejected: choose another "
+                       f"--name, or follow it with `inferchain model status {holder['model_id']}`")
+    raise CliError(f"the model name {name!r} is held by an upload in progress ({short}); it is freed only if "
+                   "that upload expires: choose another --name")
 
 
 def resolve_model_id(client: Client, text: str) -> str:

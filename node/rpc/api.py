@@ -62,6 +62,11 @@ class NodeApi(Protocol):
         """A deferred registration's record (vm.deferred.DeferredModel), pending or decided, or None."""
         ...
 
+    def model_name(self, name: str) -> Hash32 | None:
+        """The model holding `name` (registered, a pending deferred registration or an upload in progress), or
+        None when the name is free."""
+        ...
+
     def models(self, after: Hash32 | None = None, limit: int = 100) -> Sequence[ModelView]:
         """Up to `limit` registered models with ids after `after`, in id order (blocking: run in a thread)."""
         ...

@@ -38,6 +38,7 @@ from node.views import (
     TxView,
     ValidatorsView,
 )
+from vm.txs import MAX_MODEL_NAME_BYTES
 
 MAX_BROADCAST_BATCH = 64
 MAX_STATUS_HASHES = 256  # hashes per tx_status call: index and dict lookups, no block is read
@@ -425,6 +426,30 @@ def parse_limit(value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_MODELS_PAGE:
         raise ValueError(f"limit is an integer from 1 to {MAX_MODELS_PAGE}")
     return value
+
+
+def parse_model_name(value: Any) -> str:
+    if not isinstance(value, str) or not 0 < len(value.encode()) <= MAX_MODEL_NAME_BYTES:
+        raise ValueError(f"a model name is a string of 1 to {MAX_MODEL_NAME_BYTES} bytes")
+    return value
+
+
+@registry.method("model_name",
+                 "Which model holds a name (names are first come per chain): its id and 'registered', 'pending' "
+                 "(a deferred registration awaiting its activation), or 'uploading' (an upload in progress).",
+                 params=(Param("name", {"type": "string", "minLength": 1, "maxLength": MAX_MODEL_NAME_BYTES},
+                               "model name", parse=parse_model_name),),
+                 result="ModelName", result_schema=OBJ, errors=(E.NOT_FOUND,))
+async def model_name(api: NodeApi, name: str) -> dict[str, Any]:
+    model_id = _need(api.model_name(name), f"no model holds the name {name!r}")
+    doc: dict[str, Any] = {"name": name, "model_id": model_id.hex(), "status": "uploading"}
+    deferred = api.deferred_model(model_id)
+    if api.model(model_id) is not None:
+        doc["status"] = "registered"
+    elif deferred is not None:
+        record: Any = deferred.record  # vm.deferred.DeferredModel
+        doc.update(status=record.status_name, activates_at=int(record.activates_at))
+    return doc
 
 
 @registry.method("models", "Registered models in model-id order, a page at a time (metadata without golden "

@@ -217,6 +217,9 @@ class SimChain:
     def deferred_model(self, model_id: Hash32) -> ModelView | None:
         return None  # this chain never defers a registration
 
+    def model_name(self, name: str) -> Hash32 | None:
+        return None
+
     def inference(self, tx_hash: Hash32) -> InferenceView | None:
         loc = self.tx_index.get(bytes(tx_hash))
         if loc is None or loc[0] not in self.commits:

@@ -55,6 +55,9 @@ class ModelChain(SimChain):
     def models(self, after: Hash32 | None = None, limit: int = 100) -> list[ModelView]:
         return [ModelView(IDS[n], r.encode(), r) for n, r in (("two", TWO), ("one", ONE))]
 
+    def model_name(self, name: str) -> Hash32 | None:
+        return IDS.get(name)
+
 
 @pytest.fixture
 def served(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[ModelChain, Served, CliRunner]]:
