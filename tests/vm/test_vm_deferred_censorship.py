@@ -21,6 +21,8 @@ from tests.vm.devnet import Devnet, devnet_genesis
 from tests.vm.test_vm_deferred_verdict import queue, verdicts, with_results
 from vm.activation import LOG_POSTPONED, LOG_UNCHECKED
 from vm.deferred import PENDING, REGISTERED, get_deferred
+from vm.gov.params_change import apply_param_changes
+from vm.gov.types import ParamChange
 
 pytestmark = pytest.mark.vm
 
@@ -121,3 +123,14 @@ def test_a_postponement_beyond_the_governed_bound_is_malformed(net: Devnet, monk
         status=TxStatus.POSTPONED, log=LOG_POSTPONED)))
     [verdict] = net.validate(again, [1])
     assert verdict.kind is VerdictKind.INVALID and "vm.max_postponements 1" in verdict.reason
+
+
+def test_governance_changes_the_bound_and_the_escape_round_within_their_rules(net: Devnet) -> None:
+    """Both are chain parameters a proposal may change (`vm.gov.params_change`); an escape at round 0 would
+    hand the first proposer of every activation height the censorship back, so genesis and governance refuse it."""
+    params = net.genesis.params
+    changed = apply_param_changes(params, [ParamChange("vm.max_postponements", 5),
+                                           ParamChange("vm.unchecked_verdict_round", 8)])
+    assert (changed.vm.max_postponements, changed.vm.unchecked_verdict_round) == (5, 8)
+    with pytest.raises(ValueError, match="vm.unchecked_verdict_round must be at least 1"):
+        apply_param_changes(params, [ParamChange("vm.unchecked_verdict_round", 0)])
