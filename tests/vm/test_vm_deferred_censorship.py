@@ -132,5 +132,5 @@ def test_governance_changes_the_bound_and_the_escape_round_within_their_rules(ne
     changed = apply_param_changes(params, [ParamChange("vm.max_postponements", 5),
                                            ParamChange("vm.unchecked_verdict_round", 8)])
     assert (changed.vm.max_postponements, changed.vm.unchecked_verdict_round) == (5, 8)
-    with pytest.raises(ValueError, match="vm.unchecked_verdict_round must be at least 1"):
+    with pytest.raises(ValueError, match=r"vm\.unchecked_verdict_round must be at least 1"):
         apply_param_changes(params, [ParamChange("vm.unchecked_verdict_round", 0)])
