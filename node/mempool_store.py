@@ -27,6 +27,7 @@ its reason. A record that does not decode (a disk fault, a foreign write) is ski
 
 from __future__ import annotations
 
+import heapq
 import logging
 import os
 import struct
@@ -40,7 +41,6 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from core.errors import InferchainError, StorageError
-from core.store import WriteBatch
 from core.tx import Transaction
 from core.types import Hash32
 from node.events import EventHub
@@ -227,9 +227,9 @@ class MempoolStore:
         self.write(ops)
 
     def write(self, ops: dict[bytes, _Op]) -> None:
-        """One atomic, fsynced batch of `ops`, then the outcome bounds (count and age)."""
+        """One atomic, fsynced batch of `ops`, with the outcome bounds (count and age) applied in it."""
         self._count()
-        now = self._clock()
+        skip, delete = self._past_bounds(ops)
         with self._db.write_batch(sync=True) as batch:
             for key, op in ops.items():
                 prefix = key[:1]
@@ -238,26 +238,35 @@ class MempoolStore:
                         batch.delete(key)
                         self._counts[prefix] -= 1
                     continue
+                if key in skip:
+                    continue
                 if self._db.get(key) is None:
                     self._counts[prefix] += 1
                 batch.put(key, encode_pending(key, op) if isinstance(op, _Pending) else op)
-            for prefix, cap in self._caps.items():
-                self._prune(batch, prefix, cap, now, set(ops))
+            for key in delete:
+                batch.delete(key)
+                self._counts[key[:1]] -= 1
         self.flushes += 1
 
-    def _prune(self, batch: WriteBatch, prefix: bytes, cap: int, now: float, fresh: set[bytes]) -> None:
-        """Delete the oldest outcomes of `prefix` past `cap` and past the age limit (in key order: oldest
-        first). `fresh` keys are in this batch, not yet on disk: they are counted, not deleted here."""
-        oldest_kept = _TIME.pack(max(0, int((now - self.outcome_max_age_s) * 1000)))
-        excess = self._counts[prefix] - cap
-        for key, _ in self._db.iterate(prefix):
-            if excess <= 0 and key[1:9] >= oldest_kept:
-                break
-            if key in fresh:
-                continue
-            batch.delete(key)
-            self._counts[prefix] -= 1
-            excess -= 1
+    def _past_bounds(self, ops: dict[bytes, _Op]) -> tuple[set[bytes], list[bytes]]:
+        """The outcomes past the count cap or the age limit once `ops` are in, oldest first (key order): the
+        new ones not to write, and the stored ones to delete."""
+        oldest_kept = _TIME.pack(max(0, int((self._clock() - self.outcome_max_age_s) * 1000)))
+        skip: set[bytes] = set()
+        delete: list[bytes] = []
+        for prefix, cap in self._caps.items():
+            new = sorted(k for k, op in ops.items() if k[:1] == prefix and op is not None and self._db.get(k) is None)
+            excess = self._counts[prefix] + len(new) - cap
+            fresh = set(new)
+            for key in heapq.merge((k for k, _ in self._db.iterate(prefix)), new):
+                if excess <= 0 and key[1:9] >= oldest_kept:
+                    break
+                if key in fresh:
+                    skip.add(key)
+                else:
+                    delete.append(key)
+                excess -= 1
+        return skip, delete
 
     def _count(self) -> None:
         if self._counted:
@@ -295,7 +304,7 @@ class MempoolStore:
             try:
                 yield decode(key, value)
             except StorageError as exc:
-                logger.warning("%s; skipped", exc)
+                logger.warning("%s: %s; skipped", type(exc).__name__, exc)
                 bad.append(key)
         if bad:
             self.skipped += len(bad)
