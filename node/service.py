@@ -190,6 +190,7 @@ class Node:
             self.close()
             raise
         self.mempool_store.watch(self.mempool)
+        self.metrics.registry.register(self.mempool_store.collector())
         restore_outcomes(self.mempool_store, self.events)
         self.queries = Queries(self)
         self.p2p: P2PService | None = None
