@@ -55,6 +55,8 @@ FLUSH_DELAY_S = 0.05
 OWN_OUTCOMES = 100_000
 OTHER_OUTCOMES = 10_000
 OUTCOME_MAX_AGE_S = 24 * 3600.0
+# After a failed write (a full or failing disk), the next try waits this long (seconds).
+RETRY_S = 1.0
 # A reason longer than this is cut (reasons are one line, well under it).
 MAX_REASON_BYTES = 256
 
@@ -218,7 +220,15 @@ class MempoolStore:
             await trio.sleep(self.flush_delay_s)  # let a burst gather into one batch
             self._dirty = trio.Event()
             ops, self._ops = self._ops, {}
-            await trio.to_thread.run_sync(self.write, ops)
+            try:
+                await trio.to_thread.run_sync(self.write, ops)
+            except StorageError as exc:  # our disk's fault: keep the ops for the next try, keep the node up
+                logger.error("mempool store: write failed, retrying: %s", exc)
+                for key, op in ops.items():
+                    self._ops.setdefault(key, op)  # a newer note of the same key wins
+                self._counted = False
+                self._dirty.set()
+                await trio.sleep(RETRY_S)
 
     def flush(self) -> None:
         """Write what is noted now, in this thread (tests; `close`)."""

@@ -282,3 +282,35 @@ def test_a_clean_close_writes_what_gathered_since_the_last_flush(tmp_path: Path)
     trio.run(main)
     store.close()
     assert _keys(tmp_path / "mempool", b"p") == [b"p" + bytes(tx(0, 0).hash)]
+
+
+def test_a_failed_write_keeps_the_changes_for_the_next_try_and_the_task_running(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """The database goes away under the writer (what a failing disk looks like to it: a StorageError on
+    every call): the task logs, keeps what it could not write and tries again; once the disk is back the
+    record lands."""
+    from node.leveldb import LevelDBStore
+    from node.mempool_store import RETRY_S
+
+    mempool = _pool(Accounts())
+    store = MempoolStore(tmp_path / "mempool", flush_delay_s=0.01)
+    store.watch(mempool)
+
+    async def main() -> None:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(store.run)
+            store._db.close()
+            assert mempool.add(tx(0, 0)).added
+            with trio.fail_after(30):
+                while not any("write failed" in r.getMessage() for r in caplog.records):  # noqa: ASYNC110
+                    await trio.sleep(0.01)
+            store._db = LevelDBStore(tmp_path / "mempool")  # the disk is back
+            with trio.fail_after(30 + RETRY_S):
+                while store.stored_pending != 1:  # noqa: ASYNC110 - the writer's count, no event
+                    await trio.sleep(0.01)
+            nursery.cancel_scope.cancel()
+
+    with caplog.at_level(logging.ERROR, logger="node.mempool_store"):
+        trio.run(main)
+    store.close()
+    assert _keys(tmp_path / "mempool", b"p") == [b"p" + bytes(tx(0, 0).hash)]
