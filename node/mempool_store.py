@@ -291,6 +291,8 @@ class MempoolStore:
             return
         try:
             self.flush()
+        except StorageError as exc:
+            logger.error("mempool store: the last write failed at close: %s", exc)
         finally:
             self._db.close()
 

@@ -352,7 +352,7 @@ class Node:
         finally:
             if not self.db.closed:
                 self.db.close()
-            if hasattr(self, "index_db") and not self.index_db.closed:
+            if not self.index_db.closed:
                 self.index_db.close()
             if hasattr(self, "mempool_store"):
                 self.mempool_store.close()
