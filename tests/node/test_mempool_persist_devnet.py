@@ -1,8 +1,9 @@
-"""A real 2-validator devnet (real processes, real LevelDB): transactions a client was told "accepted" survive
-kill -9 of every validator before any block took them (node/mempool_store.py). Validator 1 is killed first, so
-nothing can commit (each holds half the power); node 0 takes the transfers, is killed too, finds a record of its
-store cut short, restarts: the transfers are pending again, the one replaced before the crash still reads
-"replaced", the cut record is skipped with a logged StorageError; once validator 1 is back they commit."""
+"""A real 3-validator devnet (real processes, real LevelDB): transactions a client was told "accepted" survive
+kill -9 of every validator before any block took them (node/mempool_store.py). Validator 2 is killed first, so
+nothing can commit (a quorum needs all three); node 0 takes the transfers, node 1 gets them by gossip; both are
+killed. Node 1 alone comes back with them pending (its own store: what it was gossiped); node 0, which finds a
+record of its store cut short, comes back with them pending, the one replaced before the crash still reading
+"replaced", the cut record skipped with a logged StorageError; once validator 2 is back they commit."""
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from vm.txs import Transfer, build_tx
 
 pytestmark = pytest.mark.node
 
-net = realnet_fixture(validators=2, block_time_ms=200, accounts=6, ready_height=2)
+net = realnet_fixture(validators=3, block_time_ms=200, accounts=6, ready_height=2)
 
 
 def _stored(net: RealNet, index: int) -> dict[str, float]:
@@ -48,7 +49,7 @@ def test_accepted_transactions_survive_kill_9_of_every_validator_and_commit_when
 
     replaced, replacement = transfer(other, other_nonce), transfer(other, other_nonce, fee=20_000)
     txs = [transfer(sender, nonce + i) for i in range(5)] + [replacement]
-    net.kill(1)  # below quorum from here: nothing commits
+    net.kill(2)  # below quorum from here: nothing commits
     assert c0.broadcast_tx(replaced).accepted
     answers = c0.broadcast_txs(txs)
     assert all(a.accepted for a in answers), answers
@@ -56,8 +57,11 @@ def test_accepted_transactions_survive_kill_9_of_every_validator_and_commit_when
     net.wait_until("node 0's store to hold the transfers and the replacement's outcome",
                    lambda: _stored(net, 0) == {"inferchain_mempool_stored_txs": len(txs),
                                                "inferchain_mempool_stored_outcomes": 1}, 30)
+    net.wait_until("node 1's store to hold what it was gossiped",
+                   lambda: _stored(net, 1)["inferchain_mempool_stored_txs"] == len(txs), 30)
     height = net.height(0)
     net.kill(0)
+    net.kill(1)
 
     # A record cut short on disk (a disk fault): skipped with a logged StorageError, not a crash.
     db = plyvel.DB(str(net.spec(0).home / "mempool"))
@@ -68,6 +72,8 @@ def test_accepted_transactions_survive_kill_9_of_every_validator_and_commit_when
     finally:
         db.close()
 
+    net.restart(1)  # alone: what it holds comes from its own store
+    assert [s["status"] for s in _statuses(net, 1, txs)] == ["pending"] * len(txs)
     net.restart(0)
     statuses = _statuses(net, 0, [*txs, replaced])
     assert [s["status"] for s in statuses[:-1]] == ["pending"] * len(txs)
@@ -78,9 +84,10 @@ def test_accepted_transactions_survive_kill_9_of_every_validator_and_commit_when
     assert "StorageError: mempool store: pending record" in log and "skipped" in log
     assert "6 transactions pending before the restart taken back" in log
 
-    net.restart(1)
+    net.restart(2)
     net.wait_until("the transfers to commit once quorum is back",
                    lambda: all(s["status"] == "committed" for s in _statuses(net, 0, txs)), 120)
-    assert net.client(1).account(sender.address).nonce == nonce + 5
-    net.wait_until("the store to forget what committed",
-                   lambda: _stored(net, 0)["inferchain_mempool_stored_txs"] == 0, 30)
+    assert net.client(2).account(sender.address).nonce == nonce + 5
+    for index in (0, 1):
+        net.wait_until(f"node {index}'s store to forget what committed",
+                       lambda i=index: _stored(net, i)["inferchain_mempool_stored_txs"] == 0, 30)
