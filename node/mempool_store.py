@@ -22,7 +22,8 @@ At start-up (`replay`) every pending record goes through the mempool's normal ad
 nonce and balance against the committed state, fees) with the height it first entered at, so its TTL still
 counts from then; one already committed is forgotten, one expired or refused now is recorded as an outcome with
 its reason. A record that does not decode (a disk fault, a foreign write) is skipped and deleted with a logged
-`StorageError`; the node starts regardless.
+`StorageError`; the node starts regardless. A write that fails (our disk) is retried with its changes kept;
+past MAX_UNWRITTEN of them the store turns itself off until the next start instead of growing memory.
 """
 
 from __future__ import annotations
@@ -57,6 +58,8 @@ OTHER_OUTCOMES = 10_000
 OUTCOME_MAX_AGE_S = 24 * 3600.0
 # After a failed write (a full or failing disk), the next try waits this long (seconds).
 RETRY_S = 1.0
+# Changes kept for a retry at most; past it (a disk that stays broken) the store turns itself off.
+MAX_UNWRITTEN = 200_000
 # A reason longer than this is cut (reasons are one line, well under it).
 MAX_REASON_BYTES = 256
 
@@ -168,6 +171,7 @@ class MempoolStore:
         self.flushes = 0
         self.skipped = 0  # records that did not decode (logged, deleted)
         self._counted = False
+        self.enabled = True  # False once writes failed for good (see `run`)
 
     # ---------------------------------------------------------------- the mempool's listeners (hot path)
 
@@ -176,6 +180,8 @@ class MempoolStore:
         mempool.on_removed(self._removed)
 
     def _added(self, tx_hash: Hash32, tx: Transaction, own: bool, added_height: int) -> None:
+        if not self.enabled:
+            return
         key = bytes(tx_hash)
         if own:
             self._own.add(key)
@@ -184,6 +190,8 @@ class MempoolStore:
             self._dirty.set()
 
     def _removed(self, tx_hash: Hash32, tx: Transaction, reason: RemovalReason) -> None:
+        if not self.enabled:
+            return
         key = bytes(tx_hash)
         own = key in self._own
         self._own.discard(key)
@@ -195,6 +203,8 @@ class MempoolStore:
 
     def dropped(self, tx_hash: Hash32, reason: str, *, own: bool) -> None:
         """A pending record not taken back at start-up: forget it and keep why."""
+        if not self.enabled:
+            return
         key = bytes(tx_hash)
         self._own.discard(key)
         self._ops[_PENDING + key] = None
@@ -203,6 +213,8 @@ class MempoolStore:
 
     def forget(self, tx_hash: Hash32) -> None:
         """A pending record whose transaction is committed already."""
+        if not self.enabled:
+            return
         self._ops[_PENDING + bytes(tx_hash)] = None
         self._dirty.set()
 
@@ -223,9 +235,15 @@ class MempoolStore:
             try:
                 await trio.to_thread.run_sync(self.write, ops)
             except StorageError as exc:  # our disk's fault: keep the ops for the next try, keep the node up
-                logger.error("mempool store: write failed, retrying: %s", exc)
                 for key, op in ops.items():
                     self._ops.setdefault(key, op)  # a newer note of the same key wins
+                if len(self._ops) > MAX_UNWRITTEN:  # the disk is not coming back: stop growing memory
+                    logger.error("mempool store: %d changes could not be written (%s); the store is off until "
+                                 "the node restarts", len(self._ops), exc)
+                    self.enabled = False
+                    self._ops = {}
+                    return
+                logger.error("mempool store: write failed, retrying: %s", exc)
                 self._counted = False
                 self._dirty.set()
                 await trio.sleep(RETRY_S)

@@ -314,3 +314,29 @@ def test_a_failed_write_keeps_the_changes_for_the_next_try_and_the_task_running(
         trio.run(main)
     store.close()
     assert _keys(tmp_path / "mempool", b"p") == [b"p" + bytes(tx(0, 0).hash)]
+
+
+def test_a_disk_that_stays_broken_turns_the_store_off_instead_of_growing_memory(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    import node.mempool_store
+
+    monkeypatch.setattr(node.mempool_store, "MAX_UNWRITTEN", 5)
+    mempool = _pool(Accounts())
+    store = MempoolStore(tmp_path / "mempool", flush_delay_s=0.01)
+    store.watch(mempool)
+
+    async def main() -> None:
+        with trio.fail_after(30):
+            async with trio.open_nursery() as nursery:
+                await nursery.start(store.run)
+                store._db.close()
+                for key in range(len(KEYS)):
+                    assert mempool.add(tx(key, 0)).added
+                # run() returns by itself once it gives up; the nursery then closes
+
+    with caplog.at_level(logging.ERROR, logger="node.mempool_store"):
+        trio.run(main)
+    assert not store.enabled and not store._ops
+    assert any("the store is off until the node restarts" in r.getMessage() for r in caplog.records)
+    assert mempool.add(tx(0, 1)).added and not store._ops  # the mempool runs on; nothing more is noted
+    store.close()
