@@ -34,6 +34,9 @@ mempool's copy would refuse its transaction.
 Disagreement (docs/design.md §2.6): when this node's validation of a block fails on a transaction, the
 transaction is backed off (skipped in our proposals for 2^k heights); after failures under three distinct
 proposers it is evicted with `rejected: validators disagreed`, which the submitter sees.
+
+Listeners (`on_added`, `on_removed`) see every transaction come and go; node.mempool_store keeps both on disk
+so a restart takes the pending ones back (`add(..., added_height=...)` keeps their first height for the TTL).
 """
 
 from __future__ import annotations
