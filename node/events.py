@@ -118,6 +118,12 @@ class EventHub:
                 self._own_rejected.popitem(last=False)
         self._resolve(outcome)
 
+    def restore_rejected(self, tx_hash: Hash32, reason: str, *, own: bool) -> None:
+        """A rejection remembered from before a restart (node.mempool_store), into the memory it was in."""
+        if own:
+            self.own_accepted(tx_hash)
+        self.tx_rejected(tx_hash, reason)
+
     def _resolve(self, outcome: TxOutcome) -> None:
         key = bytes(outcome.tx_hash)
         waiters = self._waiters.pop(key, None)

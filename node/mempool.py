@@ -34,6 +34,9 @@ mempool's copy would refuse its transaction.
 Disagreement (docs/design.md §2.6): when this node's validation of a block fails on a transaction, the
 transaction is backed off (skipped in our proposals for 2^k heights); after failures under three distinct
 proposers it is evicted with `rejected: validators disagreed`, which the submitter sees.
+
+Listeners (`on_added`, `on_removed`) see every transaction come and go; node.mempool_store keeps both on disk
+so a restart takes the pending ones back (`add(..., added_height=...)` keeps their first height for the TTL).
 """
 
 from __future__ import annotations
@@ -175,6 +178,8 @@ class _Failure:
 
 
 RemovalListener = Callable[[Hash32, Transaction, RemovalReason], None]
+# (hash, transaction, from this node's own client, the height it entered at): called for every transaction taken.
+AddListener = Callable[[Hash32, Transaction, bool, int], None]
 
 
 class Mempool:
@@ -193,6 +198,7 @@ class Mempool:
         self._height = 0
         self._failures: dict[bytes, _Failure] = {}
         self._listeners: list[RemovalListener] = []
+        self._add_listeners: list[AddListener] = []
         self._changed = trio.Event()
         self._touched: set[bytes] = set()  # pending senders of the blocks committed since the last recheck
         self._full_at = 0  # the height of the last recheck of every sender
@@ -246,6 +252,10 @@ class Mempool:
         """Called for every transaction that leaves the mempool, with the reason."""
         self._listeners.append(listener)
 
+    def on_added(self, listener: AddListener) -> None:
+        """Called for every transaction the mempool takes (node.mempool_store keeps them across restarts)."""
+        self._add_listeners.append(listener)
+
     def is_backed_off(self, tx_hash: bytes) -> bool:
         failure = self._failures.get(bytes(tx_hash))
         return failure is not None and failure.backoff_until > self._height
@@ -253,7 +263,8 @@ class Mempool:
     # ---------------------------------------------------------------- entry
 
     def add(self, tx: Transaction, *, size: int | None = None, signature_checked: bool = False,
-            account: AccountInfo | None = None, from_client: bool = False) -> AddResult:
+            account: AccountInfo | None = None, from_client: bool = False,
+            added_height: int | None = None) -> AddResult:
         """Check `tx` and keep it if it may be included; never raises for anything the transaction holds.
 
         `from_client`: it came from this node's RPC, not from a peer: it may fill only CLIENT_SHARE of the
@@ -263,7 +274,8 @@ class Mempool:
         `signature_checked`: the caller verified the signature already (a gossiped batch's envelope check);
         it goes into the cache instead of being verified twice. `account`: the sender's committed account,
         read by the caller since the last `update` (the gossip hook reads it anyway), used instead of a second
-        read when the mempool holds nothing of this sender yet.
+        read when the mempool holds nothing of this sender yet. `added_height`: the height it first entered at,
+        for one taken again after a restart (node.mempool_store), so its TTL counts from then.
         """
         tx_hash = tx.hash
         key = bytes(tx_hash)
@@ -278,8 +290,9 @@ class Mempool:
         sender_key = bytes(sender_addr)
         known = self._senders.get(sender_key)
         sender = known if known is not None else self._new_sender(sender_addr, account)
+        entered = self._height if added_height is None else min(int(added_height), self._height)
         result = self._add(tx, tx_hash, key, sender_addr, sender_key, known, sender, size, signature_checked,
-                           from_client)
+                           from_client, entered)
         if result.accepted or known is None or not result.reason.startswith("balance"):
             return result
         # The copy of a sender's balance is refreshed only by its own blocks' transactions between full
@@ -290,11 +303,11 @@ class Mempool:
         sender.balance = int(fresh.balance)
         self._touch(sender_key, sender)
         return self._add(tx, tx_hash, key, sender_addr, sender_key, known, sender, size, signature_checked,
-                         from_client)
+                         from_client, entered)
 
     def _add(self, tx: Transaction, tx_hash: Hash32, key: bytes, sender_addr: Address, sender_key: bytes,
              known: _Sender | None, sender: _Sender, size: int | None, signature_checked: bool,
-             from_client: bool) -> AddResult:
+             from_client: bool, entered: int) -> AddResult:
         if tx.nonce < sender.nonce:
             return AddResult(tx_hash, False, f"nonce {tx.nonce} already used (account nonce is {sender.nonce})")
         if tx.nonce > sender.nonce + self.config.max_nonce_gap:
@@ -316,7 +329,7 @@ class Mempool:
             self.sig_cache.mark_verified(tx_hash)
         elif not self.sig_cache.verify(tx, tx_hash):
             return AddResult(tx_hash, False, "invalid signature")
-        entry = _Entry(tx, tx_hash, sender_addr, size if size is not None else len(tx.encode()), self._height,
+        entry = _Entry(tx, tx_hash, sender_addr, size if size is not None else len(tx.encode()), entered,
                        self._next_seq())
         replaced = sender.txs.get(tx.nonce)
         if replaced is not None:
@@ -354,9 +367,11 @@ class Mempool:
         sender.txs[tx.nonce] = entry
         self._by_hash[key] = entry
         self._bytes += entry.size
-        self._expiry_due = min(self._expiry_due, self._height + self._ttl() + 1)
+        self._expiry_due = min(self._expiry_due, entered + self._ttl() + 1)
         self._touch(sender_key, sender)
         self._notify()
+        for listener in self._add_listeners:
+            listener(tx_hash, tx, from_client, entered)
         return AddResult(tx_hash, True, added=True)
 
     async def add_many(self, txs: Sequence[Transaction], *, signature_checked: bool = False) -> list[AddResult]:

@@ -57,6 +57,7 @@ from node.gossip_hooks import GossipHooks, TxAdmission, defer_signature_check
 from node.home import NodeHome
 from node.leveldb import LevelDBStore
 from node.mempool import Mempool, RemovalReason
+from node.mempool_store import MempoolStore, StoredTx, replay, restore_outcomes
 from node.mempool_sync import MempoolSync
 from node.metrics import NodeMetrics, TimedExecutor
 from node.precompute import DeferredPrecompute
@@ -182,6 +183,15 @@ class Node:
         self.chain = Chain(self.db, self.blockstore, self.app)
         self.mempool = Mempool(self.chain_id, _MempoolState(self.app), self.config.mempool, self.sig_cache)
         self.events = EventHub()
+        # Accepted-but-uncommitted transactions and recent rejections, kept across restarts (node.mempool_store).
+        try:
+            self.mempool_store = MempoolStore(self.home.root / "mempool")
+        except BaseException:
+            self.close()
+            raise
+        self.mempool_store.watch(self.mempool)
+        self.metrics.registry.register(self.mempool_store.collector())
+        restore_outcomes(self.mempool_store, self.events)
         self.queries = Queries(self)
         self.p2p: P2PService | None = None
         self.tx_admission: TxAdmission | None = None
@@ -266,6 +276,10 @@ class Node:
                     if replayed:
                         logger.info("handshake replayed %d blocks", replayed)
                     self.mempool.update(self.blockstore.height, [])
+                    await nursery.start(self.mempool_store.run)
+                    taken_back = await replay(self.mempool_store, self.mempool, self.events,
+                                            is_committed=lambda h: self.blockstore.tx_location(h) is not None,
+                                            verify=lambda txs: [self.sig_cache.verify(tx) for tx in txs])
                     nursery.start_soon(self.chain_index.run, self.events.committed_blocks)
                     nursery.start_soon(self.precompute.run)
                     self.precompute.wake()  # registrations left pending by the blocks before this start
@@ -295,6 +309,7 @@ class Node:
                     await self._repair_blobs()
                     if self.config.p2p.bootstrap:
                         await self._wait_for_quorum_peers(max(0.0, PEER_WAIT_S - (trio.current_time() - peers_since)))
+                    await self._gossip_replayed(taken_back)  # peers are up by now (mempool sync pulls too)
                     self.driver = self.build_driver(wal)
                     await nursery.start(self.driver.run)
                     assert self.early_proposals is not None
@@ -339,6 +354,8 @@ class Node:
                 self.db.close()
             if not self.index_db.closed:
                 self.index_db.close()
+            if hasattr(self, "mempool_store"):
+                self.mempool_store.close()
 
     def _set_members(self, height: int) -> list[tuple[Address, int]] | None:
         """The set that signed `height` (for the explorer's PoI index); None once the node no longer knows it."""
@@ -508,6 +525,16 @@ class Node:
             for seq, tx in enumerate(added, first):
                 self.own_hold.queued(tx.hash, seq)
         return verdicts
+
+    async def _gossip_replayed(self, replayed: list[StoredTx]) -> None:
+        """Transactions taken back from the mempool store at start-up go out again (peers that restarted too
+        may have lost them); our own clients' ones under the proposal hold, as when they first came."""
+        if not replayed or self.batcher is None:
+            return
+        first = await self.batcher.add_many([item.tx for item in replayed])
+        for seq, item in enumerate(replayed, first):
+            if item.own:
+                self.own_hold.queued(item.tx.hash, seq)
 
     def _batch_out(self, through: int) -> None:
         """The batcher has sent every item before `through`. With no peer on the topic (a lone validator)

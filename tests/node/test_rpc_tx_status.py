@@ -82,9 +82,11 @@ async def test_tx_status_follows_an_accepted_transaction_to_its_fate(tmp_path: P
                 for i in range(10):
                     node.events.tx_rejected(Hash32(bytes([0xA0 + i]) * 32), "expired: not included in time")
                 assert await statuses(replacement) == [evicted]
-                # Committed own transactions are not kept among the pending ones (the block store answers).
-                await wait_until(lambda: node.blockstore.tx_location(others.hash) is not None, 60)
-                assert node.events.own_pending == 0
+                # Committed own transactions are not kept among the pending ones (the block store answers). The
+                # block store's index is written (in the commit's thread) just before the commit's listeners run
+                # on the event loop, so both are waited for.
+                await wait_until(lambda: node.blockstore.tx_location(others.hash) is not None
+                                 and node.events.own_pending == 0, 60)
 
                 # The devnet bench's accounting reads the same answers (bench/devnet_fate.py).
                 hashes = [bytes(t.hash) for t in (landed, gapped, replacement, never_sent)]
