@@ -14,6 +14,7 @@ from core.codec import Wire
 DOMAIN_TX = b"inferchain/tx/v1\x00"
 DOMAIN_VOTE = b"inferchain/vote/v1\x00"
 DOMAIN_PROPOSAL = b"inferchain/proposal/v1\x00"
+DOMAIN_PEER_RECORD = b"inferchain/peer-record/v1\x00"
 
 
 def sign_bytes(domain: bytes, value: Wire, chain_id: str | None = None) -> bytes:

@@ -19,7 +19,10 @@ One peer cannot set the grace (docs/security.md, "A peer that inflates a propose
 is kept apart (easing back while it does not ask), and the grace is the (f+1)-th largest of them, f being
 the faults the validator set tolerates (`tolerated`): f peers that ask late on purpose, or lie, raise it
 only as far as some honest peer's lag already does, and the proposal still reaches in time the 2f peers
-(with us, 2f+1 of 3f+1) whose lags are at most the grace. It is capped by `timeout_propose` (`cap_s`, renewed at
+(with us, 2f+1 of 3f+1) whose lags are at most the grace. Peer ids cost nothing to mint, so "f peers" must
+mean f validators (docs/security.md, "Sybil peers that inflate a proposer's hold"): only peers bound to a
+validator of the current set by its signed peer record (core.peer_record, learnt by node.validator_peers)
+count, each validator once (the largest lag of the peers it signed for). It is capped by `timeout_propose` (`cap_s`, renewed at
 every height): a transaction gossiped that long ago that a peer still lacks is the peer's delay, not one a
 hold can wait out.
 
@@ -49,6 +52,8 @@ DECAY_PER_S = 0.05
 REMEMBERED = 100_000
 # Peers whose lag is kept (the latest to ask); the rest count as showing no lag.
 LAG_PEERS = 256
+# Peer-to-validator bindings kept (the latest learnt); a forgotten peer counts for nothing until learnt again.
+BOUND_PEERS = 1024
 
 
 @dataclass(slots=True)
@@ -66,16 +71,19 @@ class _PeerLag:
 class OwnTxHold:
     """Tracks this node's own clients' transactions from the batcher queue to their gossip batch and after.
 
-    `tolerated` (f) and `cap_s` (`timeout_propose`) come from the chain at each height (node.service)."""
+    `tolerated` (f), `validators` (their addresses) and `cap_s` (`timeout_propose`) come from the chain at each
+    height (node.service); `bind` says which validator a peer proved to be."""
 
     grace_s: float = MIN_GRACE_S
     enabled: bool = True
     tolerated: int = 0
     cap_s: float = DEFAULT_CAP_S
+    validators: frozenset[bytes] = frozenset()
     _queued: deque[tuple[int, bytes]] = field(default_factory=deque)  # (batcher sequence, hash), unpublished
     _published: OrderedDict[bytes, float] = field(default_factory=OrderedDict)  # hash -> when it went out
     _unpublished: set[bytes] = field(default_factory=set)
     _lags: OrderedDict[str, _PeerLag] = field(default_factory=OrderedDict)  # peer -> the lag it showed
+    _bound: OrderedDict[str, bytes] = field(default_factory=OrderedDict)  # peer -> validator address
     built_at: float | None = None  # when our last proposal's transactions were reaped
     held: int = 0  # reaps that skipped a transaction for being too fresh (counter, for logs and tests)
     asked_own: int = 0  # own published transactions peers asked us for
@@ -145,14 +153,31 @@ class OwnTxHold:
             del self._lags[peer]
         self._update(now)
 
+    def bind(self, peer: str, validator: bytes, now: float) -> None:
+        """`peer` proved (a signed peer record) that it speaks for the validator with address `validator`."""
+        self._bound.pop(peer, None)
+        self._bound[peer] = bytes(validator)
+        while len(self._bound) > BOUND_PEERS:
+            self._bound.popitem(last=False)
+        self._update(now)
+
+    def is_bound(self, peer: str) -> bool:
+        return peer in self._bound
+
     def peer_lag(self, peer: str, now: float) -> float:
         """The lag `peer` shows now (MIN_GRACE_S if none), for logs and tests."""
         lag = self._lags.get(peer)
         return MIN_GRACE_S if lag is None else lag.now(now)
 
     def _update(self, now: float) -> None:
-        """The grace: the (f+1)-th largest lag peers show, f = `tolerated`, within MIN_GRACE_S..the cap."""
-        lags = sorted((lag.now(now) for lag in self._lags.values()), reverse=True)
+        """The grace: the (f+1)-th largest lag validators show (each its peers' largest; peers bound to no
+        validator of the set count for nothing), f = `tolerated`, within MIN_GRACE_S..the cap."""
+        by_validator: dict[bytes, float] = {}
+        for peer, lag in self._lags.items():
+            validator = self._bound.get(peer)
+            if validator is not None and validator in self.validators:
+                by_validator[validator] = max(by_validator.get(validator, 0.0), lag.now(now))
+        lags = sorted(by_validator.values(), reverse=True)
         f = max(0, self.tolerated)
         grace = lags[f] if len(lags) > f else MIN_GRACE_S
         self.grace_s = max(MIN_GRACE_S, min(grace, self.cap_s, MAX_GRACE_S))

@@ -39,6 +39,7 @@ from core.errors import InferchainError, LocalError
 from core.evidence import Evidence, EvidenceEnvelope
 from core.keys import PrivateKey
 from core.limits import MAX_BLOCK_TXS
+from core.peer_record import sign_peer_record
 from core.tx import Transaction
 from core.types import Address, Hash32, Height
 from core.votes import Vote
@@ -68,6 +69,7 @@ from node.queries import Queries
 from node.rpc.server import RpcServer
 from node.sigcache import SigCache, VoteVerifier
 from node.sync import BlockSync, ConsensusCatchUp
+from node.validator_peers import ValidatorPeers
 from node.views import SubmitVerdict
 from p2p.batcher import TxBatcher
 from p2p.config import P2PConfig
@@ -204,6 +206,7 @@ class Node:
         self.catch_up: ConsensusCatchUp | None = None
         self.batcher: TxBatcher | None = None
         self.own_hold = OwnTxHold(enabled=self.config.mempool.hold_own_txs)
+        self.validator_peers: ValidatorPeers | None = None  # built with p2p
         self.syncing = False
         self.running = trio.Event()
         self._cancel: trio.CancelScope | None = None
@@ -290,6 +293,8 @@ class Node:
                     wal = FileWAL(self.home.wal_dir / "consensus.wal")
                     self.p2p = self._build_p2p()
                     await nursery.start(self.p2p.run)
+                    assert self.validator_peers is not None  # built with p2p
+                    await nursery.start(self.validator_peers.run)
                     self.batcher = TxBatcher(self._publish_batch,
                                              max_delay_s=self.config.mempool.gossip_batch_delay_s,
                                              on_published=self._batch_out)
@@ -411,6 +416,11 @@ class Node:
         gossip.set_handler(TopicKind.EVIDENCE, handlers.evidence)
         providers = ChainProviders(self.chain, self.chain_id, lambda: self.driver)
         rr.serve_txs(assembler.serve, asked=self._peer_asked_txs)
+        # Validators sign their peer id, so that rules counting validators' peers count no sybils.
+        rr.serve_peer_record(None if self.validator_key is None else
+                             sign_peer_record(self.validator_key, service.peer_id.to_bytes(), self.chain_id))
+        self.validator_peers = ValidatorPeers(
+            rr.peer_record, lambda peer, address: self.own_hold.bind(peer, address, trio.current_time()))
         rr.serve_status(providers.status)
         rr.serve_blocks(providers.block)
         rr.serve_votes(providers.votes)
@@ -461,7 +471,9 @@ class Node:
                                                                           consensus.timeout_propose_delta_ms)
             # The hold's grace: at most timeout_propose, and past the lags of f peers (node.proposal_hold).
             self.own_hold.cap_s = consensus.timeout_propose_ms / 1000
-            self.own_hold.tolerated = (len(app.validator_set(Height(height))) - 1) // 3
+            members = app.validator_set(Height(height))
+            self.own_hold.tolerated = (len(members) - 1) // 3
+            self.own_hold.validators = frozenset(bytes(entry.address) for entry in members)
             return consensus, block_limits(params)
 
         return ConsensusDriver(chain=self.chain, state=state, wal=wal, signer=signer, mempool=self.mempool,
@@ -548,6 +560,8 @@ class Node:
         (node.proposal_hold)."""
         unpublished, published, oldest = self.own_hold.asked(str(peer), [bytes(h) for h in hashes],
                                                              trio.current_time())
+        if published and self.validator_peers is not None and not self.own_hold.is_bound(str(peer)):
+            self.validator_peers.learn(peer)  # its lag counts once it proves which validator it is
         if unpublished or published:
             logger.info("peer %s asked for %d transactions: %d of our clients' not yet gossiped, %d gossiped "
                         "(oldest %.1f s ago); proposal grace now %.1f s", str(peer)[-6:], len(hashes), unpublished,

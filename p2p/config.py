@@ -66,7 +66,7 @@ class P2PConfig:
     mesh_degree_low: int = 4
     mesh_degree_high: int = 12
     reconnect_min_s: float = 0.5
-    reconnect_max_s: float = 10.0
+    reconnect_max_s: float = 2.0  # persistent peers only (validators, bootstrap): a healed link back soon
     # A transaction batch waits (at most publish_pacing_timeout_s) while a draining peer's outbound queue
     # (32 RPCs upstream) holds this many (pitfall 4); consensus messages never wait.
     outbound_high_water: int = 20

@@ -46,6 +46,7 @@ class P2PCounters:
     disconnects_stalled: int = 0  # connections closed because the peer stopped taking our messages
     bans: int = 0
     reconnects: int = 0
+    redials_woken: int = 0  # redials started early: a persistent peer we had no link to showed life
     dial_failures: int = 0
     peers_refused: int = 0  # inbound connections closed for max_peers or a ban
 

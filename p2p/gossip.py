@@ -72,6 +72,8 @@ class Gossip:
             kind: TopicPipeline(kind, topic_cap(config.limits, kind), envelopes[kind]) for kind in TopicKind
         }
         self._handlers: dict[TopicKind, Handler] = {}
+        # Told the origin of every message accepted from another forwarder (the peer manager's sign of life).
+        self.on_origin: Callable[[ID], None] | None = None
         self._limiter = PeerRateLimiter(
             config.rates.gossip_msgs_per_s, config.rates.gossip_burst, config.rates.gossip_bytes_per_s,
             max_peers=config.rates.max_tracked_peers,
@@ -325,6 +327,9 @@ class Gossip:
             arrival.checked = trio.current_time()
         if outcome.verdict is GossipVerdict.ACCEPT and outcome.message is not None:
             _remember(self._accepted, key, outcome.message, _PENDING_DELIVERY)
+            origin = outcome.message.origin
+            if self.on_origin is not None and origin != forwarder:
+                self.on_origin(origin)
             if kind is not TopicKind.TXS and self.router is not None:
                 # A large consensus message (a proposal) is announced once accepted, before our relay of it is
                 # queued: the other mesh peers' relays to us, 3 copies of up to ~1 MB each in a full mesh, are

@@ -1,7 +1,11 @@
 """Peer policy: keep bootstrap peers connected, cap the peer count, act on scores (disconnect, ban).
 
 Nothing in py-libp2p 0.8.1 reconnects, and a failed dial blocks the peer for 60 s (pitfall 6): we redial
-with backoff and lift that block first. Only this class dials, and only at the configured addresses (pitfall
+with backoff and lift that block first. The back-off is capped low (`reconnect_max_s`, 2 s): the peers
+redialed are validators and bootstrap peers, a handful, and every second a healed link stays down is a
+second consensus waits for it. A gossip message published by a persistent peer we have no link to, relayed
+by another, is a sign that it is back: its redial starts at once (`sign_of_life`), at most once per
+_WAKE_MIN_S. Only this class dials, and only at the configured addresses (pitfall
 18): the swarm refuses any other dial, such as the one opening a stream to a peer without a connection would
 make at the addresses the peer announced.
 """
@@ -36,6 +40,9 @@ _DIAL_TIMEOUT_S = 5.0
 _CONNECTED_POLL_S = 0.5
 _SWEEP_S = 1.0
 _GONE_SETTLE_S = 0.5
+# A sign of life cuts a redial's back-off short, but never below this: a stream of relayed messages cannot
+# make us dial a peer faster.
+_WAKE_MIN_S = 0.5
 _PEERSTORE_TTL_S = 120  # upstream default; we re-add bootstrap addresses before every dial (pitfall 7)
 # Set in the peer manager's own dialing tasks: the swarm dials only for them.
 _DIALING: ContextVar[bool] = ContextVar("p2p_peer_manager_dialing", default=False)
@@ -50,6 +57,7 @@ class PeerManager:
         self._clock = clock
         self.scores = ScoreBook(config.penalties)
         self._persistent: dict[ID, PeerInfo] = {}
+        self._wake: dict[ID, trio.Event] = {}  # per persistent peer: cut its redial back-off short
         self._events_send, self._events_receive = trio.open_memory_channel[tuple[str, ID]](1024)
         self._nursery: trio.Nursery | None = None
         self._blacklisted: set[ID] = set()
@@ -69,6 +77,14 @@ class PeerManager:
         self._persistent[info.peer_id] = info
         if self._nursery is not None:
             self._nursery.start_soon(self._keep_connected, info.peer_id)
+
+    def sign_of_life(self, peer: ID) -> None:
+        """Something `peer` published reached us through another peer: if it is one we keep dialing and have
+        no link to, redial it now rather than at the end of its back-off."""
+        wake = self._wake.get(peer)
+        if wake is not None and not wake.is_set() and not self._host.get_network().get_connections(peer):
+            self._counters.redials_woken += 1
+            wake.set()
 
     def connected_peers(self) -> list[ID]:
         return [p for p, conns in self._host.get_network().get_connections_map().items() if conns]
@@ -224,12 +240,25 @@ class PeerManager:
             except Exception as exc:  # a dial's failure, whatever the library raises, is that peer's problem
                 self._counters.dial_failures += 1
                 logger.debug("dial %s failed: %s: %s", peer, type(exc).__name__, exc)
-                await trio.sleep(delay * random.uniform(0.8, 1.2))
-                delay = min(delay * 2, cfg.reconnect_max_s)
+                if await self._back_off(peer, delay * random.uniform(0.8, 1.2)):
+                    delay = cfg.reconnect_min_s  # it showed life: the next failure waits the least again
+                else:
+                    delay = min(delay * 2, cfg.reconnect_max_s)
                 continue
             if was_connected:
                 self._counters.reconnects += 1
             was_connected = True
+
+
+    async def _back_off(self, peer: ID, delay: float) -> bool:
+        """Wait `delay` before redialing `peer`, or less when it shows a sign of life (then True), never less
+        than _WAKE_MIN_S."""
+        wake = self._wake[peer] = trio.Event()
+        began = trio.current_time()
+        with trio.move_on_after(delay):
+            await wake.wait()
+        await trio.sleep(max(0.0, min(delay, _WAKE_MIN_S) - (trio.current_time() - began)))
+        return wake.is_set()
 
 
 def _dial_only_for_us(network: INetwork) -> None:

@@ -1,5 +1,5 @@
 """Request/response protocols: status, blocks with commits, vote catch-up, model bytes, transactions by hash,
-pending transaction hashes.
+pending transaction hashes, a validator's signed peer record.
 
 Each exchange is one request and one response on a fresh stream (libp2p.request_response), every frame under
 1 MiB. Long transfers are many exchanges: block ranges continue where the last response stopped, a block too
@@ -30,6 +30,7 @@ from core.block import Block
 from core.codec import Wire
 from core.errors import DecodeError, InvalidBlock, LocalError, RemoteError
 from core.limits import MAX_VALIDATORS
+from core.peer_record import ValidatorPeerRecord
 from core.tx import Transaction
 from core.types import Hash32, Height
 from core.votes import Commit, Vote
@@ -106,7 +107,7 @@ class SyncedBlock:
 
 
 def protocol_ids(chain_id: str) -> dict[str, TProtocol]:
-    names = ("status", "blocks", "blockpart", "votes", "model", "txs", "pending", "synctxs")
+    names = ("status", "blocks", "blockpart", "votes", "model", "txs", "pending", "synctxs", "peerrecord")
     return {name: TProtocol(f"/inferchain/{chain_id}/{name}/1") for name in names}
 
 
@@ -248,6 +249,18 @@ class ReqResp:
             return PendingResponse(hashes[:int(request.limit)])
 
         self._serve("pending", PendingRequest, handle)
+
+    def serve_peer_record(self, record: ValidatorPeerRecord | None) -> None:
+        """This node's validator peer record (core.peer_record), or NOT_FOUND where it is no validator."""
+        async def handle(request: StatusRequest, peer: ID) -> Wire:
+            await trio.lowlevel.checkpoint()
+            if request.chain_id != self._config.chain_id:
+                raise WrongChain(f"peer record request for chain {request.chain_id!r}")
+            if record is None:
+                raise NotFound("not a validator")
+            return record
+
+        self._serve("peerrecord", StatusRequest, handle)
 
     def _serve(self, name: str, request_type: type[W], handle: Callable[[Any, ID], Awaitable[Wire]]) -> None:
         async def handler(payload: bytes, context: RequestContext) -> bytes:
@@ -391,6 +404,18 @@ class ReqResp:
         if len(response.hashes) > limit:
             self._bad_response(peer, "pending", BadResponse(f"{len(response.hashes)} hashes for a limit of {limit}"))
         return list(response.hashes)
+
+    async def peer_record(self, peer: ID) -> ValidatorPeerRecord:
+        """The validator record of `peer`: its validator key's signature over its peer id on our chain
+        (NotFound where it is no validator). A record for another peer id (a replay) or with a bad signature
+        is the peer's fault (BadResponse); whether the key is a validator's is the caller's check."""
+        body = await self._request(peer, "peerrecord", StatusRequest(self._config.chain_id))
+        record = self._decode_body(peer, ValidatorPeerRecord, body)
+        if record.peer_id != peer.to_bytes():
+            self._bad_response(peer, "peerrecord", BadResponse("a peer record for another peer id"))
+        if not record.verify_signature(self._config.chain_id):
+            self._bad_response(peer, "peerrecord", BadResponse("a peer record with a bad signature"))
+        return record
 
     @staticmethod
     def _decode_txs(asked: tuple[Hash32, ...], body: bytes) -> list[Transaction] | RemoteError:

@@ -52,6 +52,7 @@ class P2PService:
         self.gossip = Gossip(self.host, config, self.counters, self._offense,
                              lambda peer, _detail: self.peers.drop_stalled(peer))
         self.reqresp = ReqResp(self.host, config, self.counters, self._offense, self.peers.drop_stalled)
+        self.gossip.on_origin = self.peers.sign_of_life  # a message relayed from a peer we lost: redial it
         self.peers.on_peer_gone(self.gossip.forget_peer)
         self.peers.on_peer_gone(self.reqresp.forget_peer)
         for addr in config.bootstrap:

@@ -71,6 +71,13 @@ async def test_four_validators_agree_on_every_block_and_state_root(tmp_path) -> 
                 assert n.queries.status().peers >= 3
             # Proposals travelled compact (transactions by hash) and every non-proposer rebuilt them.
             assert all(n.proposal_assembler is not None and n.proposal_assembler.rebuilt > 0 for n in nodes)
+            # Each validator serves its peer record (core.peer_record): its key vouches for its peer id, which is
+            # what lets a proposer's hold count validators rather than peer ids (node.validator_peers).
+            for asker, n in ((nodes[1], nodes[0]), (nodes[0], nodes[3])):
+                assert asker.p2p is not None and n.p2p is not None and n.validator_key is not None
+                record = await asker.p2p.reqresp.peer_record(n.p2p.peer_id)
+                assert record.validator_address == n.validator_key.address
+            assert nodes[0].own_hold.validators == {bytes(n.validator_key.address) for n in nodes if n.validator_key}
 
 
 @pytest.mark.trio

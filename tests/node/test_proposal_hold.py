@@ -42,6 +42,9 @@ async def test_the_batcher_reports_which_items_are_out(mock_clock: trio.testing.
         nursery.cancel_scope.cancel()
 
 
+V1, V2 = b"1" * 20, b"2" * 20  # validator addresses
+
+
 def test_own_transactions_wait_for_their_batch_and_the_grace() -> None:
     hold = OwnTxHold()
     mine, theirs = b"m" * 32, b"t" * 32
@@ -65,7 +68,8 @@ def test_a_disabled_hold_proposes_everything_at_once() -> None:
 def test_the_grace_follows_the_lag_a_peer_shows_and_decays_back() -> None:
     """A peer that asks for one of our transactions gossiped 4 s ago lacked it for 4 s: the grace covers that
     (with a margin), never past the cap (`timeout_propose`), and eases back while nobody asks."""
-    hold = OwnTxHold(cap_s=MAX_GRACE_S)
+    hold = OwnTxHold(cap_s=MAX_GRACE_S, validators=frozenset({V1}))
+    hold.bind("p1", V1, 0.0)
     lagging, fresh, unknown = b"a" * 32, b"b" * 32, b"c" * 32
     hold.queued(lagging, 0)
     hold.published(1, 10.0)
@@ -89,7 +93,9 @@ def test_f_peers_cannot_raise_the_grace_past_what_the_honest_peers_lags_give() -
     """With f = 1 the grace is the second largest lag: one peer showing a huge lag (asking late on purpose)
     moves nothing; it takes a second peer lagging as much, and the grace then follows the smaller of the
     two."""
-    hold = OwnTxHold(tolerated=1, cap_s=MAX_GRACE_S)
+    hold = OwnTxHold(tolerated=1, cap_s=MAX_GRACE_S, validators=frozenset({V1, V2}))
+    hold.bind("liar", V1, 0.0)
+    hold.bind("honest", V2, 0.0)
     old, new = b"o" * 32, b"n" * 32
     hold.queued(old, 0)
     hold.published(1, 0.0)
@@ -106,3 +112,25 @@ def test_f_peers_cannot_raise_the_grace_past_what_the_honest_peers_lags_give() -
     hold.tolerated = 0  # no fault tolerated (fewer than four validators): the largest lag counts
     hold.decay(10.5)
     assert hold.grace_s > 10.0
+
+
+def test_only_peers_bound_to_distinct_validators_of_the_set_count() -> None:
+    """Peer ids are free to mint: lags of peers bound to no validator, or to one outside the set, count for
+    nothing, and one validator's many peers count once (their largest lag)."""
+    hold = OwnTxHold(tolerated=1, cap_s=MAX_GRACE_S, validators=frozenset({V1, V2}))
+    old = b"o" * 32
+    hold.queued(old, 0)
+    hold.published(1, 0.0)
+    hold.decay(4.0)  # built 4 s after `old` went out: each ask below shows a 6 s lag
+    hold.bind("outsider", b"x" * 20, 4.0)  # a key that signs its record but holds no seat
+    hold.bind("v1-a", V1, 4.0)
+    hold.bind("v1-b", V1, 4.0)  # one validator, a second peer id
+    for peer in ("sybil-1", "sybil-2", "sybil-3", "outsider", "v1-a", "v1-b"):
+        hold.asked(peer, [old], 4.0)
+    assert hold.grace_s == MIN_GRACE_S  # one validator's lag, however many peers show it
+    hold.bind("v2", V2, 4.0)
+    hold.asked("v2", [old], 4.0)
+    assert hold.grace_s == pytest.approx(6.0)  # two distinct validators: the second largest counts
+    hold.validators = frozenset({V2})  # V1 leaves the set at the next height
+    hold.decay(4.0)
+    assert hold.grace_s == MIN_GRACE_S

@@ -18,10 +18,14 @@ from libp2p.network.exceptions import SwarmException
 from libp2p.peer.id import ID
 from multiaddr import Multiaddr
 
+from p2p.batcher import encode_tx_batch
 from p2p.errors import RequestFailed
 from p2p.service import P2PService
+from p2p.testing.chain import make_tx
+from p2p.testing.node import free_port
+from p2p.topics import TopicKind
 from tests.adversary.blackhole import BlackholeProxy
-from tests.p2p.helpers import running_nodes, wait_until
+from tests.p2p.helpers import CHAIN, running_nodes, wait_until
 
 pytestmark = [pytest.mark.p2p]
 
@@ -80,3 +84,35 @@ async def test_the_swarm_dials_only_for_the_peer_manager() -> None:
             with pytest.raises(SwarmException, match="only the peer manager dials"):
                 await second.host.get_network().dial_peer(peer)
             assert not second.host.get_network().get_connections(peer)
+
+
+@pytest.mark.trio
+async def test_a_persistent_peer_is_redialed_at_its_first_sign_of_life() -> None:
+    """`near` keeps `far` (reached only through a proxy) and `relay` connected. `far`'s link goes down and the
+    proxy refuses (`far` unreachable): the redial fails and backs off 16-24 s (a reconnect_min_s of 20 s,
+    so that only a wake can bring it back soon). `far` comes back and publishes a transaction batch, which
+    reaches `near` through `relay`: a sign of life, and `near` redials `far` at once, well within the back-off
+    (docs/p2p.md, "Redialing validators")."""
+    up = True
+    dead = free_port()
+    with trio.fail_after(60):
+        async with running_nodes(2, seed="life") as (far, relay), trio.open_nursery() as nursery:
+            proxy = BlackholeProxy(lambda: _port(far.addr) if up else dead)
+            await nursery.start(proxy.serve)
+            via_proxy = f"/ip4/127.0.0.1/tcp/{proxy.port}/p2p/{far.peer_id}"
+            async with running_nodes(1, seed="life-near", dial=(via_proxy, relay.addr), reconnect_min_s=20.0,
+                                     reconnect_max_s=60.0) as (near,):
+                peer = ID.from_base58(str(far.peer_id))
+                network = near.host.get_network()
+                await wait_until(lambda: bool(network.get_connections(peer)), within=20)
+                await wait_until(lambda: far.peer_id in set(relay.gossip.topic_peers(TopicKind.TXS))
+                                 and relay.peer_id in set(near.gossip.topic_peers(TopicKind.TXS)), within=20)
+                up = False
+                await near.host.disconnect(peer)
+                await wait_until(lambda: near.counters.dial_failures >= 1, within=20)  # backing off now
+                assert not network.get_connections(peer)
+                up = True
+                await far.publish(TopicKind.TXS, encode_tx_batch([make_tx(CHAIN, 0).encode()]))
+                await wait_until(lambda: bool(network.get_connections(peer)), within=10)
+                assert near.counters.redials_woken >= 1
+            nursery.cancel_scope.cancel()

@@ -213,6 +213,14 @@ def collect(world: World) -> Cases:
     add("txs_of_block_1_held", p2p_messages.TxsResponse(b1.txs))
     add("pending_first_4096", p2p_messages.PendingRequest(4096))
     add("pending_of_block_1", p2p_messages.PendingResponse(tuple(tx.hash for tx in b1.txs)))
+    # Validator 0 vouches for the peer id of the node key seeded "vector node" (an Ed25519 identity multihash).
+    from core.keys import PrivateKey
+    from core.peer_record import sign_peer_record
+    from p2p.peerid import node_seed_secret
+
+    node_public_key = bytes(PrivateKey(node_seed_secret(b"vector node")).public_key)
+    add("validator_peer_record", sign_peer_record(world.validators[0], bytes([0x00, 0x24, 0x08, 0x01, 0x12, 0x20])
+                                                  + node_public_key, chain_id))
     add("model_bytes_from_2048", p2p_messages.ModelChunkResponse(len(model_bytes), 2048, model_bytes[2048:]))
 
     # consensus
