@@ -422,24 +422,38 @@ def started_devnet(args: argparse.Namespace, accounts: int, *, prefix: str) -> I
             RealNet(Path(tmp) / "net", validators=args.validators, block_time_ms=args.block_time_ms,
                     accounts=accounts) as net:
         t0 = time.monotonic()
+        changes = list(getattr(args, "set", None) or [])
         if getattr(args, "no_hold", False):
-            hold_off(net)
+            changes.append("mempool.hold_own_txs=false")
+        if changes:
+            configure(net, changes)
+            print("every node's config: " + ", ".join(changes))
         net.start()
         net.wait_height(1, timeout=120)
         print(f"devnet of {args.validators} validators ({accounts} funded accounts): start to first block on "
               f"every node {time.monotonic() - t0:.1f} s")
         yield net
 
-def hold_off(net: RealNet) -> None:
-    """Every node proposes its own clients' transactions at once (mempool.hold_own_txs = false: the
-    behaviour before node.proposal_hold), for before/after runs of the same code."""
+def configure(net: RealNet, changes: list[str]) -> None:
+    """Set `section.key=value` (the value as JSON, else as a string) in every node's config.toml before the
+    start, for before/after runs of the same code (`--no-hold`, `--set p2p.inbound_bulk_workers=0`)."""
     from node.config import load_config, write_config
 
     net.devnet.prepare()
     for index in net.indices:
         path = net.spec(index).home / "config.toml"
         cfg = load_config(path)
-        write_config(path, cfg.replace(mempool=dataclasses.replace(cfg.mempool, hold_own_txs=False)))
+        for change in changes:
+            name, sep, text = change.partition("=")
+            section, dot, key = name.partition(".")
+            if not sep or not dot:
+                raise SystemExit(f"--set {change!r}: expected section.key=value")
+            try:
+                value = json.loads(text)
+            except json.JSONDecodeError:
+                value = text
+            cfg = cfg.replace(**{section: dataclasses.replace(getattr(cfg, section), **{key: value})})
+        write_config(path, cfg)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -459,6 +473,9 @@ def main(argv: list[str] | None = None) -> int:
                     "its sender's later nonces gapped)")
     ap.add_argument("--no-hold", action="store_true",
                     help="proposers name their own clients' transactions at once (node.proposal_hold off)")
+    ap.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                    help="node config set on every node before the start (repeatable; the value as JSON), e.g. "
+                    "p2p.inbound_bulk_workers=0")
     ap.add_argument("--keep", type=Path, default=None,
                     help="run the devnet in this directory and keep it (node logs under its net/) after the run")
     ap.add_argument("--kind", choices=("transfer", "infer", "infer-only"), default="transfer",
