@@ -50,10 +50,13 @@ from bench.devnet import (
 )
 from bench.devnet_fate import Fates, classify
 from core.keys import PrivateKey
+from core.limits import MAX_BLOCK_TXS, MAX_COMPACT_PROPOSAL_BYTES
 from core.tensor import Tensor
 from core.types import Amount, Hash32
 from node.client import Client
 from tests.realnet import RealNet
+from vm.blockbytes import compute_result_bound
+from vm.build import HASH_ENTRY_BYTES
 from vm.execute import infer_gas
 from vm.genesis import parse_genesis
 from vm.params import Params
@@ -98,6 +101,21 @@ def _inputs(record: ModelRecord, rng: np.random.Generator) -> tuple[Tensor, ...]
         info = np.iinfo(dtype.name)  # exact-class models take integers
         out.append(Tensor.from_numpy(rng.integers(info.min, int(info.max) + 1, size=tuple(spec.shape), dtype=dtype)))
     return tuple(out)
+
+
+def block_caps(params: Params, model: TinyModel, tx_size: int) -> dict[str, int]:
+    """How many of the model's inferences (each `tx_size` bytes) one block can hold under each of its limits:
+    gas (max_block_gas), bytes (max_block_bytes over the transaction and its reserved result), the compact
+    proposal (its hash entry and reserved result under MAX_COMPACT_PROPOSAL_BYTES), and the count cap. The
+    block's fixed reserves (header, commit) are left out: a few transactions' worth."""
+    result = compute_result_bound(model.gas_limit, model.record.meta.outputs, data_bytes=0)
+    gas = params.consensus.max_block_gas
+    return {
+        "gas": 1 + (int(gas) - model.gas_limit) // model.call_gas,
+        "bytes": int(params.consensus.max_block_bytes) // (tx_size + result),
+        "compact proposal": MAX_COMPACT_PROPOSAL_BYTES // (HASH_ENTRY_BYTES + result),
+        "count": MAX_BLOCK_TXS,
+    }
 
 
 def presign_infer(net: RealNet, senders: list[PrivateKey], count: int, model: TinyModel, gas_price: int,
@@ -248,8 +266,12 @@ def main_infer(args: argparse.Namespace) -> int:
         gas_price = int(params.vm.min_gas_price)
         model = find_tiny_exact(net.client(0), doc, params)
         print(f"model {model.name}: tx gas limit {model.gas_limit:,} (the load {model.record.gas_load:,} included), "
-              f"used {model.call_gas:,} by each call but the block's first: at most "
-              f"{(max_block_gas - model.gas_limit) // model.call_gas:,} inferences per block by gas")
+              f"used {model.call_gas:,} by each call but the block's first")
+        sample = presign_infer(net, [net.account_key(0)], 1, model, gas_price, seed=999)[0][0]  # its size only: never sent
+        caps = block_caps(params, model, sample.size)
+        print("inferences per block at most, by each limit: " + ", ".join(f"{k} {v:,}" for k, v in caps.items())
+              + f" (binding: {min(caps, key=lambda k: caps[k])}; below it, the proposer's validation-time "
+              "sizer, node.proposal_size, or the mempool's supply)")
         observer = Observer(Client(net.spec(0).rpc_url, timeout=30))
         watcher = threading.Thread(target=observer.run, daemon=True)
         watcher.start()
