@@ -55,7 +55,7 @@ from core.tensor import Tensor
 from core.types import Amount, Hash32
 from node.client import Client
 from tests.realnet import RealNet
-from vm.blockbytes import compute_result_bound
+from vm.blockbytes import compute_infer_result_bound
 from vm.build import HASH_ENTRY_BYTES
 from vm.execute import infer_gas
 from vm.genesis import parse_genesis
@@ -105,10 +105,11 @@ def _inputs(record: ModelRecord, rng: np.random.Generator) -> tuple[Tensor, ...]
 
 def block_caps(params: Params, model: TinyModel, tx_size: int) -> dict[str, int]:
     """How many of the model's inferences (each `tx_size` bytes) one block can hold under each of its limits:
-    gas (max_block_gas), bytes (max_block_bytes over the transaction and its reserved result), the compact
-    proposal (its hash entry and reserved result under MAX_COMPACT_PROPOSAL_BYTES), and the count cap. The
-    block's fixed reserves (header, commit) are left out: a few transactions' worth."""
-    result = compute_result_bound(model.gas_limit, model.record.meta.outputs, data_bytes=0)
+    gas (max_block_gas), bytes (max_block_bytes over the transaction and the result the builder counts for
+    it, `vm.blockbytes.compute_infer_result_bound`), the compact proposal (its hash entry and that result
+    under MAX_COMPACT_PROPOSAL_BYTES), and the count cap. The block's fixed reserves (header, commit) are
+    left out: a few transactions' worth."""
+    result = compute_infer_result_bound(model.gas_limit, model.record.meta.outputs)
     gas = params.consensus.max_block_gas
     return {
         "gas": 1 + (int(gas) - model.gas_limit) // model.call_gas,
