@@ -45,6 +45,7 @@ from bench.devnet import (
     poi_totals,
     presign,
     print_run_end,
+    rounds_line,
     run_step,
     started_devnet,
 )
@@ -188,6 +189,7 @@ class StepFigures:
     driver_ms: float
     reasons: str
     per_node: list[tuple[float, float]]  # (node ms, workers ms) per committed tx
+    rounds: str  # bench.devnet.rounds_line over the step's window
     fates: Fates  # where the accepted transactions not seen committed are (bench/devnet_fate.py)
     drained: float  # seconds the drain took
 
@@ -231,7 +233,8 @@ def summarize(label: str, out: Sent, start: float, window: float, observer: Obse
         p50=pct(finality, 0.5), p99=pct(finality, 0.99), interval=interval, per_block=per_block, fill=fill,
         gas_fill=100 * (per_block * gas_per_tx + gas_per_block * bool(blocks)) / max_block_gas, refused=sum(out.refused.values()), pending=pending,
         cpu_ms=cpu, missed=missed, jailed=jailed, driver_ms=1000 * driver_s / out.sent if out.sent else float("nan"),
-        reasons=", ".join(f"{r} x{n}" for r, n in out.refused.most_common(3)), per_node=per_node, fates=fates,
+        reasons=", ".join(f"{r} x{n}" for r, n in out.refused.most_common(3)), per_node=per_node,
+        rounds=rounds_line(blocks, len(before)), fates=fates,
         drained=drained)
 
 
@@ -246,6 +249,7 @@ def print_step(f: StepFigures) -> None:
           f"{f.cpu_ms:>9.2f} {f.missed:>8} {f.jailed:>6} {f.driver_ms:>9.3f}  {f.reasons}", flush=True)
     if f.fates.total:
         print(f"           after a drain of {f.drained:.0f} s: " + f.fates.line(), flush=True)
+    print("           " + f.rounds, flush=True)
     print("           cpu ms/tx by node (node process + workers): " + ", ".join(
         f"node{i} {n:.2f}+{w:.2f}" for i, (n, w) in enumerate(f.per_node)), flush=True)
 
