@@ -26,7 +26,8 @@ challenges missed during the step by all validators and validators jailed at its
 not jail slow honest validators); the load driver's own CPU per transaction sent (`drv ms/tx`: this process
 during the send window; signing happens before it); CPU per committed transaction (all node processes with their sandbox workers, from /proc, over
 the send window and the drain, divided by the step's committed transactions; then the same per node, where
-node 0's share includes serving the block observer); and RSS per node at the end.
+node 0's share includes serving the block observer); heights decided after round 0 and commits missing a
+precommit (`rounds_line`); and RSS per node at the end.
 The baseline, measured in the same run: one core's Ed25519 verifications per second, and the ceiling that
 implies when every validator verifies every transaction once on this machine's cores.
 """
@@ -115,6 +116,10 @@ class Block:
     time_ms: int  # header time
     txs: int
     bytes: int
+    # From its last commit: the round the previous height was decided in, and how many precommits the
+    # proposer held for it (fewer than the validators: it waited `timeout_commit` for the rest, in vain).
+    last_round: int = 0
+    last_precommits: int = 0
 
 
 @dataclass
@@ -153,8 +158,11 @@ class Observer:
                     seen = self.reported.pop(h, now)
                     for tx in block.txs:
                         self.committed[bytes(tx.hash)] = seen
+                    last = block.last_commit
                     self.blocks.append(Block(h, seen, int(block.header.time), len(block.txs),
-                                             sum(len(tx.encode()) for tx in block.txs)))
+                                             sum(len(tx.encode()) for tx in block.txs),
+                                             0 if last is None else int(last.round),
+                                             0 if last is None else len(last.precommits)))
                     self.read = h
                     if self.stop.is_set():
                         return
@@ -392,6 +400,16 @@ def poi_totals(url: str) -> tuple[int, int]:
 
 
 
+def rounds_line(blocks: list[Block], validators: int) -> str:
+    """Where heights lost time beyond execution, read from the next block's commit: heights decided after
+    round 0 (each lost round costs timeout_propose or more), and commits that lack a validator's precommit
+    (their proposer waited the full `timeout_commit` for it: consensus/state.py `_wait_for_round_zero`)."""
+    later = [b for b in blocks if b.last_round > 0]
+    short = sum(1 for b in blocks if 0 < b.last_precommits < validators)
+    return (f"heights {len(blocks)}: decided after round 0 {len(later)} (rounds lost "
+            f"{sum(b.last_round for b in later)}), commits missing a precommit {short}")
+
+
 def print_run_end(net: RealNet, leaders: list[int], observer: Observer) -> None:
     """What every devnet bench prints before stopping its devnet: RSS per node and the largest block seen."""
     print("\nRSS per node (node process / with sandbox workers):")
@@ -422,24 +440,38 @@ def started_devnet(args: argparse.Namespace, accounts: int, *, prefix: str) -> I
             RealNet(Path(tmp) / "net", validators=args.validators, block_time_ms=args.block_time_ms,
                     accounts=accounts) as net:
         t0 = time.monotonic()
+        changes = list(getattr(args, "set", None) or [])
         if getattr(args, "no_hold", False):
-            hold_off(net)
+            changes.append("mempool.hold_own_txs=false")
+        if changes:
+            configure(net, changes)
+            print("every node's config: " + ", ".join(changes))
         net.start()
         net.wait_height(1, timeout=120)
         print(f"devnet of {args.validators} validators ({accounts} funded accounts): start to first block on "
               f"every node {time.monotonic() - t0:.1f} s")
         yield net
 
-def hold_off(net: RealNet) -> None:
-    """Every node proposes its own clients' transactions at once (mempool.hold_own_txs = false: the
-    behaviour before node.proposal_hold), for before/after runs of the same code."""
+def configure(net: RealNet, changes: list[str]) -> None:
+    """Set `section.key=value` (the value as JSON, else as a string) in every node's config.toml before the
+    start, for before/after runs of the same code (`--no-hold`, `--set p2p.inbound_bulk_workers=0`)."""
     from node.config import load_config, write_config
 
     net.devnet.prepare()
     for index in net.indices:
         path = net.spec(index).home / "config.toml"
         cfg = load_config(path)
-        write_config(path, cfg.replace(mempool=dataclasses.replace(cfg.mempool, hold_own_txs=False)))
+        for change in changes:
+            name, sep, text = change.partition("=")
+            section, dot, key = name.partition(".")
+            if not sep or not dot:
+                raise SystemExit(f"--set {change!r}: expected section.key=value")
+            try:
+                value = json.loads(text)
+            except json.JSONDecodeError:
+                value = text
+            cfg = cfg.replace(**{section: dataclasses.replace(getattr(cfg, section), **{key: value})})
+        write_config(path, cfg)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -459,6 +491,9 @@ def main(argv: list[str] | None = None) -> int:
                     "its sender's later nonces gapped)")
     ap.add_argument("--no-hold", action="store_true",
                     help="proposers name their own clients' transactions at once (node.proposal_hold off)")
+    ap.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                    help="node config set on every node before the start (repeatable; the value as JSON), e.g. "
+                    "p2p.inbound_bulk_workers=0")
     ap.add_argument("--keep", type=Path, default=None,
                     help="run the devnet in this directory and keep it (node logs under its net/) after the run")
     ap.add_argument("--kind", choices=("transfer", "infer", "infer-only"), default="transfer",
@@ -541,6 +576,7 @@ def main(argv: list[str] | None = None) -> int:
                       f" {missed1 - missed0:>8} {jailed:>6} {driver_ms:>9.3f}  {reasons}", flush=True)
                 if fates.total:
                     print(f"         after a drain of {drained:.0f} s: " + fates.line(), flush=True)
+                print("         " + rounds_line(in_window, len(leaders)), flush=True)
                 if step_committed:  # node 0 also serves the block observer (every block as JSON)
                     print("         cpu ms/tx by node: " + ", ".join(
                         f"node{i} {1000 * (b - a) / step_committed:.2f}"

@@ -45,15 +45,19 @@ from bench.devnet import (
     poi_totals,
     presign,
     print_run_end,
+    rounds_line,
     run_step,
     started_devnet,
 )
 from bench.devnet_fate import Fates, classify
 from core.keys import PrivateKey
+from core.limits import MAX_BLOCK_TXS, MAX_COMPACT_PROPOSAL_BYTES
 from core.tensor import Tensor
 from core.types import Amount, Hash32
 from node.client import Client
 from tests.realnet import RealNet
+from vm.blockbytes import compute_infer_result_bound
+from vm.build import HASH_ENTRY_BYTES
 from vm.execute import infer_gas
 from vm.genesis import parse_genesis
 from vm.params import Params
@@ -98,6 +102,22 @@ def _inputs(record: ModelRecord, rng: np.random.Generator) -> tuple[Tensor, ...]
         info = np.iinfo(dtype.name)  # exact-class models take integers
         out.append(Tensor.from_numpy(rng.integers(info.min, int(info.max) + 1, size=tuple(spec.shape), dtype=dtype)))
     return tuple(out)
+
+
+def block_caps(params: Params, model: TinyModel, tx_size: int) -> dict[str, int]:
+    """How many of the model's inferences (each `tx_size` bytes) one block can hold under each of its limits:
+    gas (max_block_gas), bytes (max_block_bytes over the transaction and the result the builder counts for
+    it, `vm.blockbytes.compute_infer_result_bound`), the compact proposal (its hash entry and that result
+    under MAX_COMPACT_PROPOSAL_BYTES), and the count cap. The block's fixed reserves (header, commit) are
+    left out: a few transactions' worth."""
+    result = compute_infer_result_bound(model.gas_limit, model.record.meta.outputs)
+    gas = params.consensus.max_block_gas
+    return {
+        "gas": 1 + (int(gas) - model.gas_limit) // model.call_gas,
+        "bytes": int(params.consensus.max_block_bytes) // (tx_size + result),
+        "compact proposal": MAX_COMPACT_PROPOSAL_BYTES // (HASH_ENTRY_BYTES + result),
+        "count": MAX_BLOCK_TXS,
+    }
 
 
 def presign_infer(net: RealNet, senders: list[PrivateKey], count: int, model: TinyModel, gas_price: int,
@@ -169,6 +189,7 @@ class StepFigures:
     driver_ms: float
     reasons: str
     per_node: list[tuple[float, float]]  # (node ms, workers ms) per committed tx
+    rounds: str  # bench.devnet.rounds_line over the step's window
     fates: Fates  # where the accepted transactions not seen committed are (bench/devnet_fate.py)
     drained: float  # seconds the drain took
 
@@ -212,7 +233,8 @@ def summarize(label: str, out: Sent, start: float, window: float, observer: Obse
         p50=pct(finality, 0.5), p99=pct(finality, 0.99), interval=interval, per_block=per_block, fill=fill,
         gas_fill=100 * (per_block * gas_per_tx + gas_per_block * bool(blocks)) / max_block_gas, refused=sum(out.refused.values()), pending=pending,
         cpu_ms=cpu, missed=missed, jailed=jailed, driver_ms=1000 * driver_s / out.sent if out.sent else float("nan"),
-        reasons=", ".join(f"{r} x{n}" for r, n in out.refused.most_common(3)), per_node=per_node, fates=fates,
+        reasons=", ".join(f"{r} x{n}" for r, n in out.refused.most_common(3)), per_node=per_node,
+        rounds=rounds_line(blocks, len(before)), fates=fates,
         drained=drained)
 
 
@@ -227,6 +249,7 @@ def print_step(f: StepFigures) -> None:
           f"{f.cpu_ms:>9.2f} {f.missed:>8} {f.jailed:>6} {f.driver_ms:>9.3f}  {f.reasons}", flush=True)
     if f.fates.total:
         print(f"           after a drain of {f.drained:.0f} s: " + f.fates.line(), flush=True)
+    print("           " + f.rounds, flush=True)
     print("           cpu ms/tx by node (node process + workers): " + ", ".join(
         f"node{i} {n:.2f}+{w:.2f}" for i, (n, w) in enumerate(f.per_node)), flush=True)
 
@@ -248,8 +271,12 @@ def main_infer(args: argparse.Namespace) -> int:
         gas_price = int(params.vm.min_gas_price)
         model = find_tiny_exact(net.client(0), doc, params)
         print(f"model {model.name}: tx gas limit {model.gas_limit:,} (the load {model.record.gas_load:,} included), "
-              f"used {model.call_gas:,} by each call but the block's first: at most "
-              f"{(max_block_gas - model.gas_limit) // model.call_gas:,} inferences per block by gas")
+              f"used {model.call_gas:,} by each call but the block's first")
+        sample = presign_infer(net, [net.account_key(0)], 1, model, gas_price, seed=999)[0][0]  # its size only: never sent
+        caps = block_caps(params, model, sample.size)
+        print("inferences per block at most, by each limit: " + ", ".join(f"{k} {v:,}" for k, v in caps.items())
+              + f" (binding: {min(caps, key=lambda k: caps[k])}; below it, the proposer's validation-time "
+              "sizer, node.proposal_size, or the mempool's supply)")
         observer = Observer(Client(net.spec(0).rpc_url, timeout=30))
         watcher = threading.Thread(target=observer.run, daemon=True)
         watcher.start()

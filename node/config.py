@@ -30,6 +30,9 @@ class P2PSection:
     bootstrap: tuple[str, ...] = ()
     max_peers: int = 50
     heartbeat_s: float = 1.0
+    # Workers admitting inbound transaction batches from per-peer queues (p2p.inbound.InboundPolicy, same
+    # default); 0 admits each batch at once in a task of its own, as before the queues (for A/B runs).
+    inbound_bulk_workers: int = 16
 
 
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1", "[::1]")
@@ -167,6 +170,8 @@ def validate_config(cfg: NodeConfig) -> None:
             raise ConfigError(f"p2p.bootstrap: {addr!r} must end in /p2p/<peer id>")
     if cfg.p2p.max_peers < 1:
         raise ConfigError("p2p.max_peers: must be at least 1")
+    if not 0 <= cfg.p2p.inbound_bulk_workers <= 1024:
+        raise ConfigError("p2p.inbound_bulk_workers: must be between 0 and 1024")
     host, sep, port = cfg.rpc.address.rpartition(":")
     if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
         raise ConfigError(f"rpc.address: expected host:port, got {cfg.rpc.address!r}")

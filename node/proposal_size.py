@@ -9,8 +9,16 @@ other validators validate too, the contention a proposal meets) per transaction,
 
     share x timeout_propose / seconds per transaction
 
-transactions. This is proposer policy, not a consensus rule: validators accept any valid block, nothing
-here enters a hash or a verdict, and the wall time read here never reaches the state machine or the VM.
+transactions. The estimate only knows the blocks measured so far: when the load starts, or its kind
+changes (transfers, then tiny inferences at ten times their validation time), it is a guess, and a block
+sized by a wrong guess loses its round at every proposer in turn (measured: the first loaded height of a
+tiny-inference run lost four rounds, ~30 s, to 2,071-3,140-inference builds of 4-8 s each;
+docs/performance.md, "Tiny inference on the devnet"). So a proposal also grows at most GROWTH times the
+last block this node built or validated, from FIRST_PROPOSAL_TXS, as TCP's slow start grows its window:
+each height measures the next size before anyone proposes it.
+
+This is proposer policy, not a consensus rule: validators accept any valid block, nothing here enters a
+hash or a verdict, and the wall time read here never reaches the state machine or the VM.
 """
 
 from __future__ import annotations
@@ -30,6 +38,10 @@ MIN_SAMPLE_TXS = 100
 SMOOTHING = 0.3
 # Never fewer than this per proposal, however slow the last builds were (a backlog must still drain).
 MIN_PROPOSAL_TXS = 256
+# A proposal holds at most GROWTH times the last block this node built or validated, and at most
+# FIRST_PROPOSAL_TXS more than a block of under MIN_SAMPLE_TXS (the slow start above).
+GROWTH = 2
+FIRST_PROPOSAL_TXS = 2 * MIN_PROPOSAL_TXS
 
 
 @dataclass(slots=True)
@@ -39,9 +51,11 @@ class ProposalSizer:
     seconds_per_tx: float = PRIOR_SECONDS_PER_TX
     share: float = VALIDATION_SHARE
     samples: int = 0
+    last_txs: int = 0  # the last block built or validated here, whatever its size (the slow start's base)
 
     def observe(self, txs: int, seconds: float) -> None:
         """Record one build or validation of a block of `txs` transactions that took `seconds` of wall time."""
+        self.last_txs = txs
         if txs < MIN_SAMPLE_TXS or seconds <= 0:
             return
         sample = seconds / txs
@@ -50,9 +64,11 @@ class ProposalSizer:
         self.samples += 1
 
     def max_txs(self, timeout_propose_ms: int, limit: int) -> int:
-        """Transactions for the next proposal: what validates within `share` of the propose timeout, at least
+        """Transactions for the next proposal: what validates within `share` of the propose timeout and at
+        most GROWTH times the last block measured (FIRST_PROPOSAL_TXS after small ones), at least
         MIN_PROPOSAL_TXS and at most `limit` (the block's own cap)."""
-        return compute_proposal_txs(timeout_propose_ms, self.share, self.seconds_per_tx, limit)
+        grown = max(FIRST_PROPOSAL_TXS, GROWTH * self.last_txs)
+        return compute_proposal_txs(timeout_propose_ms, self.share, self.seconds_per_tx, min(limit, grown))
 
 
 def compute_proposal_txs(timeout_propose_ms: int, share: float, seconds_per_tx: float, limit: int) -> int:

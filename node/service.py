@@ -75,6 +75,7 @@ from p2p.batcher import TxBatcher
 from p2p.config import P2PConfig
 from p2p.envelope import decode_tx_batch
 from p2p.identity import peer_id_of
+from p2p.inbound import InboundPolicy
 from p2p.service import P2PService
 from p2p.topics import TopicKind
 from vm.app import VMApplication
@@ -373,7 +374,8 @@ class Node:
         cfg = self.config.p2p
         service = P2PService(
             P2PConfig(chain_id=self.chain_id, listen_addrs=cfg.listen_addrs, bootstrap=cfg.bootstrap,
-                      max_peers=cfg.max_peers, heartbeat_s=cfg.heartbeat_s),
+                      max_peers=cfg.max_peers, heartbeat_s=cfg.heartbeat_s,
+                      inbound=InboundPolicy(bulk_workers=cfg.inbound_bulk_workers)),
             self.node_key,
         )
         gossip = service.gossip

@@ -7,7 +7,9 @@ behind every batch already queued for the envelope check's worker threads (measu
 "Consensus messages ahead of transaction gossip"). As CometBFT's MConnection gives each channel a priority,
 `GuardedPubsub` now admits the consensus topics at once, as before, and puts bulk messages here, where a
 fixed number of workers (`InboundPolicy.bulk_workers`) take them one at a time: however deep the backlog,
-a consensus message competes with that many batch tasks, not with all of them.
+a consensus message competes with that many batch tasks, not with all of them. `bulk_workers = 0` turns the
+lanes off (every bulk message admitted at once in a task of its own, upstream's way): the knob that A/Bs
+them on a devnet (docs/performance.md, "Tiny inference on the devnet").
 
 Each forwarder has its own FIFO, served round-robin, holding at most `peer_bytes` and `peer_messages`; a
 message past either bound is dropped where it was read and counted (`inbound_bulk_dropped`). Dropping is
@@ -36,13 +38,18 @@ MessageKey = tuple[str, bytes]  # (topic, message id)
 class InboundPolicy:
     """Bounds of the inbound bulk queues (per forwarder) and how many messages are admitted at a time."""
 
-    bulk_workers: int = 16
+    bulk_workers: int = 16  # 0: no lanes, each bulk message admitted at once in its own task (upstream's way)
     peer_bytes: int = 16 * MIB  # two seconds of a peer at 8 MiB/s of batches; 16 frames at the cap
     peer_messages: int = 512
 
     def __post_init__(self) -> None:
-        if self.bulk_workers < 1 or self.peer_bytes < 1 or self.peer_messages < 1:
-            raise ValueError("inbound policy: workers, bytes and messages must be at least 1")
+        if self.bulk_workers < 0 or self.peer_bytes < 1 or self.peer_messages < 1:
+            raise ValueError("inbound policy: workers must be at least 0, bytes and messages at least 1")
+
+    @property
+    def lanes(self) -> bool:
+        """Bulk messages wait in `BulkQueues` for the workers (False: each is admitted at once)."""
+        return self.bulk_workers > 0
 
 
 class BulkQueues(Generic[T]):

@@ -430,8 +430,8 @@ class GuardedPubsub(Pubsub):
                 seen = self.seen_messages.has(msg_id) or self.bulk.holds(key)
                 if self._gate.is_copy(peer_id, topic, msg_id, len(msg.data), seen):
                     continue  # a copy costs its parse and one hash, not a task and signature checks
-                if topic not in self._bulk_topics:
-                    self.manager.run_task(self.push_msg, peer_id, msg)  # consensus: admitted at once
+                if topic not in self._bulk_topics or not self._inbound.lanes:
+                    self.manager.run_task(self.push_msg, peer_id, msg)  # consensus (or lanes off): at once
                 elif not self.bulk.offer(peer_id, key, msg, len(msg.data)):
                     self._counters.inbound_bulk_dropped += 1  # this forwarder's queue is full
         if rpc.subscriptions:

@@ -8,7 +8,10 @@ array's encoding is its length header followed by its items' encodings).
 
 The consensus rule is the block's exact size (validate). The builder must decide whether a transaction fits
 before it executes it, so it counts `compute_result_bound` then, and the exact result once execution wrote
-it (every result but a model's work is final at that point).
+it (every result but a model's work is final at that point). An inference whose model work is still to run
+counts `compute_infer_result_bound`: its resolution writes either the declared outputs or a short failure
+code, never a log at the cap (that reserve held blocks of tiny inferences to a third of their byte room:
+docs/performance.md, "Tiny inference on the devnet").
 """
 
 from __future__ import annotations
@@ -31,6 +34,9 @@ from vm.txs import Infer, TensorSpec, TxKind
 
 # A committed float output element is an int64 on the model's grid; other dtypes keep their own width.
 _GRID_ITEM_BYTES = 8
+# The longest failure code an inference's resolution writes (vm.engine.infer_resolution: an error class
+# name, e.g. "OutputTooLarge"). A longer one would only make the builder trim its block (vm.build.finish).
+INFER_CODE_BYTES = 64
 
 
 def array_header_size(n: int) -> int:
@@ -70,6 +76,15 @@ def compute_result_bound(gas_limit: int, outputs: Sequence[TensorSpec] = (),
     return (array_header_size(5) + 1 + uint_size(gas_limit)
             + array_header_size(len(outputs)) + sum(compute_output_bound(s) for s in outputs)
             + bin_size(data_bytes) + str_size(MAX_LOG_BYTES))
+
+
+def compute_infer_result_bound(gas_limit: int, outputs: Sequence[TensorSpec]) -> int:
+    """The most bytes an inference's result takes once its model work is resolved: status, gas used, then
+    either the declared outputs with an empty log, or no outputs and a failure code (vm.apply.final_result);
+    no kind data. Counted by the builder for an executed inference whose work has not run yet."""
+    return (array_header_size(5) + 1 + uint_size(gas_limit)
+            + array_header_size(len(outputs)) + sum(compute_output_bound(s) for s in outputs)
+            + bin_size(0) + str_size(INFER_CODE_BYTES))
 
 
 def get_result_bound(tx: Transaction, model: Callable[[Hash32], ModelRecord | None]) -> int:

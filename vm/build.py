@@ -33,6 +33,7 @@ from vm.apply import BlockExecutor, Resolution
 from vm.blockbytes import (
     TxBytes,
     block_size,
+    compute_infer_result_bound,
     evidence_raw,
     get_result_bound,
     results_root,
@@ -152,6 +153,7 @@ class _Builder:
         view = executor.view
         result_raws: dict[int, bytes] = {}
         plain_bounds: dict[int, int] = {}  # gas limit -> result bound of a transaction without model work
+        infer_bounds: dict[tuple[bytes, int], int] = {}  # (model, gas limit) -> an executed inference's bound
         for tx in self.candidates:
             if len(picked) >= MAX_BLOCK_TXS:
                 break
@@ -179,6 +181,12 @@ class _Builder:
                 if raw is None:
                     raw = result_raws[id(outcome.result)] = outcome.result.encode()
                 result_size = len(raw)
+            elif isinstance(outcome.work, InferWork):  # outputs or a failure code, nothing else (vm.blockbytes)
+                key = (bytes(outcome.work.model_id), tx.gas_limit)
+                result_size = infer_bounds.get(key, -1)
+                if result_size < 0:
+                    result_size = infer_bounds[key] = compute_infer_result_bound(tx.gas_limit,
+                                                                                 outcome.work.model.meta.outputs)
             else:
                 result_size = bound
             size += len(tb.raw) + result_size

@@ -76,6 +76,7 @@ def test_config_round_trips_through_toml_and_json(tmp_path) -> None:  # type: ig
     ({"consensus": {"timeout_commit_ms": -1}}, "consensus.timeout_commit_ms"),
     ({"validator": "yes"}, "validator: expected true or false"),
     ({"p2p": 3}, r"\[p2p\] must be a table"),
+    ({"p2p": {"inbound_bulk_workers": -1}}, "p2p.inbound_bulk_workers: must be between 0 and 1024"),
 ])
 def test_bad_config_names_the_key(doc, message) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(ConfigError, match=message):

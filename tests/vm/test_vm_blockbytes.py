@@ -16,7 +16,9 @@ from core.types import Amount, Gas
 from tests.vm.devnet import Devnet, devnet_genesis
 from tests.vm.test_vm_evidence import double_vote
 from vm.blockbytes import (
+    INFER_CODE_BYTES,
     array_header_size,
+    compute_infer_result_bound,
     compute_result_bound,
     get_block_bytes,
     get_result_bound,
@@ -111,5 +113,33 @@ def test_inference_results_stay_within_their_declared_outputs_bound(tmp_path: Pa
             assert result.outputs[0].shape == (1, 512)
             assert len(result.encode()) <= bound == get_result_bound(tx, lambda _: record)
             assert bound < len(result.encode()) + 300  # the outputs are counted exactly; the log's cap is slack
+    finally:
+        net.close()
+
+
+def test_a_block_of_tiny_inferences_counts_their_outputs_not_a_log_at_its_cap(tmp_path: Path) -> None:
+    """An executed inference whose model work has not run yet counts its declared outputs and a failure
+    code (`compute_infer_result_bound`), not a log at its cap: a byte-capped block holds over a third more
+    tiny inferences than with the full reserve, and every result, a failure's included, stays in the bound."""
+    from tests.vm.test_vm_block_gas import inferences
+
+    cap = 24_000
+    net = Devnet.start(tmp_path, devnet_genesis(4, consensus={"max_block_bytes": cap, "max_block_gas": 10**9},
+                                                vm={"max_infer_input_bytes": 8_000}), nodes=2)
+    try:
+        net.step()
+        txs = inferences(net, 120)
+        record = net.apps[0].view().model(Infer.decode(txs[0].payload).model_id)
+        assert record is not None
+        block = net.step(txs)  # built on node 0, validated by node 1
+        full = len(txs[0].encode()) + get_result_bound(txs[0], lambda _: record)
+        bound = compute_infer_result_bound(txs[0].gas_limit, record.meta.outputs)
+        assert len(block.txs) < len(txs) and len(block.encode()) <= cap
+        assert all(r.status is TxStatus.OK for r in block.results)
+        assert len(block.txs) * 3 > 4 * ((cap - HEADER_RESERVE) // full)  # the full reserve held 35
+        assert len(block.txs) >= (cap - HEADER_RESERVE - 1024) // (len(txs[0].encode()) + bound)
+        assert all(len(r.encode()) <= bound for r in block.results)
+        failed = TxResult(TxStatus.INFERENCE_FAILED, Gas(txs[0].gas_limit), (), b"", "x" * INFER_CODE_BYTES)
+        assert len(failed.encode()) <= bound  # a failure's code fits the same bound
     finally:
         net.close()
