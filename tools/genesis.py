@@ -87,6 +87,7 @@ DEFAULT_PARAMS: dict[str, Any] = {
         "gas_register_deferred": 1_000_000,
         "max_deferred_registration_gas": 1_200_000_000,
         "background_gas_per_block": 200_000_000,
+        "max_resident_bytes": 512 * 1024 * 1024,
     },
     "staking": {
         "min_validator_stake": 1_000 * TOKEN,

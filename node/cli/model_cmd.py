@@ -558,15 +558,25 @@ def registration_floor(vm: dict[str, Any] | None, canonical: bytes) -> int:
     return int(vm["gas_chunk_base"]) + check
 
 
+def _is_deferred_floor(vm: dict[str, Any], canonical: bytes) -> bool:
+    """Whether the check's base and per-byte terms alone put the registration over the deferral threshold (so
+    the model is resident: vm/resident.py)."""
+    check = int(vm["gas_register_base"]) + int(vm["gas_register_per_byte"]) * len(canonical)
+    return check > int(vm.get("defer_check_gas_over", check))
+
+
 def over_first_call_floor(vm: dict[str, Any] | None, canonical: bytes) -> None:
     """CliError from the canonical size alone when an inference that is the model's first use in its block
     needs more gas than one transaction may carry: its cold load's per-KiB term (`vm.sandbox.limits.load_gas`)
     is over `vm.max_tx_gas` (the `uncallable` rule, before the check and the golden runs). A registration too
-    big for one transaction is deferred (vm/deferred.py); one whose model could never be called is not."""
+    big for one transaction is deferred (vm/deferred.py) and so resident (vm/resident.py): its blocks pay no
+    per-KiB load, so this floor does not apply to it."""
     from vm.sandbox.limits import load_gas
 
     if vm is None or "max_tx_gas" not in vm:
         return
+    if "gas_register_per_byte" in vm and _is_deferred_floor(vm, canonical):
+        return  # a resident model (vm/resident.py): its cold load is paid at registration, in tokens
     # The load of a graph with no nodes and no golden runs: its base and per-KiB terms, the one formula.
     floor = int(vm.get("gas_infer_base", 0)) + load_gas(_gas_schedule(vm), model_bytes=len(canonical), nodes=0,
                                                          golden_runs=0, gas_per_call=0)
@@ -605,7 +615,8 @@ def _gas_schedule(vm: dict[str, Any]) -> GasSchedule:
 class GasQuote:
     registration: int  # the last chunk's registration gas (vm.execute.completing_gas)
     first_call: int  # an inference's gas when it is the model's first use in its block (vm.execute.infer_gas)
-    deferred_check: int = 0  # a deferred registration's check gas, paid in tokens (vm.execute.deferred_check_price)
+    # A deferred registration's check and resident load gas, paid in tokens (vm.execute.deferred_check_price).
+    deferred_check: int = 0
 
 
 def _gas_quote(vm: dict[str, Any], canonical: bytes, meta: ModelMeta) -> GasQuote:
@@ -615,7 +626,7 @@ def _gas_quote(vm: dict[str, Any], canonical: bytes, meta: ModelMeta) -> GasQuot
     it is the first use in its block (`vm.execute.infer_gas`: base, input bytes, the metered call, the cold
     load `vm.sandbox.limits.load_gas`)."""
     from vm.execute import check_gas
-    from vm.sandbox.limits import SandboxLimits, load_gas, registration_load_gas
+    from vm.sandbox.limits import SandboxLimits, load_gas, registration_load_gas, resident_load_gas
     from vm.sandbox.meter import meter
 
     schedule = _gas_schedule(vm)
@@ -626,12 +637,16 @@ def _gas_quote(vm: dict[str, Any], canonical: bytes, meta: ModelMeta) -> GasQuot
                       canonical)
     golden = registration_load_gas(schedule, nodes=nodes, golden_runs=golden_runs, gas_per_call=report.gas)
     registration, deferred_check = check + golden, 0
-    if check > int(vm.get("defer_check_gas_over", check)):  # deferred activation (vm/deferred.py)
-        registration, deferred_check = int(vm["gas_register_deferred"]) + golden, check
+    load = load_gas(schedule, model_bytes=len(canonical), nodes=nodes, golden_runs=golden_runs,
+                    gas_per_call=report.gas)
+    if check > int(vm.get("defer_check_gas_over", check)):  # deferred activation (vm/deferred.py): resident
+        # (vm/resident.py): the cold path's terms in tokens with the check; each block pays the rest.
+        cold = load_gas(schedule, model_bytes=len(canonical), nodes=nodes, golden_runs=0, gas_per_call=0)
+        registration, deferred_check = int(vm["gas_register_deferred"]) + golden, check + cold
+        load = resident_load_gas(schedule, nodes=nodes, golden_runs=golden_runs, gas_per_call=report.gas)
     input_bytes = sum(math.prod(s.shape) * s.dtype.itemsize for s in meta.inputs)
     first_call = (int(vm.get("gas_infer_base", 0)) + int(vm.get("gas_infer_per_io_byte", 0)) * input_bytes
-                  + report.gas + load_gas(schedule, model_bytes=len(canonical), nodes=nodes,
-                                          golden_runs=golden_runs, gas_per_call=report.gas))
+                  + report.gas + load)
     return GasQuote(registration, first_call, deferred_check)
 
 
