@@ -423,12 +423,13 @@ def _dry_run(canonical: bytes, meta: ModelMeta, chunks: list[ModelChunk], node_u
     """What `register` would send and pay, from the node's parameters (the repository's genesis when the
     node cannot be reached); nothing is signed or sent."""
     vm, source, reached = published
-    gas = deferred_check = 0
+    gas = deferred_check = first_call = load = 0
     if vm:
         gas = sum(int(vm["gas_chunk_base"]) + int(vm["gas_chunk_per_byte"]) * len(c.data) for c in chunks)
         last_chunk = int(vm["gas_chunk_base"]) + int(vm["gas_chunk_per_byte"]) * len(chunks[-1].data)
         quote = _gas_quote(vm, canonical, meta)
-        registration, deferred_check = quote.registration, quote.deferred_check
+        registration, deferred_check, first_call, load = (quote.registration, quote.deferred_check, quote.first_call,
+                                                          quote.load)
         over_tx_gas(vm, last_chunk + registration)  # before the (slower) full pre-check
         uncallable(vm, quote)
         gas += registration
@@ -440,8 +441,11 @@ def _dry_run(canonical: bytes, meta: ModelMeta, chunks: list[ModelChunk], node_u
     price = int(vm["min_gas_price"]) if vm else 1
     doc = {"model_id": chunks[0].model_id.hex(), "name": meta.name, "class": meta.model_class.name.lower(),
            "bytes": len(canonical), "chunks": len(chunks), "converted": "; ".join(changes) or "nothing",
-           "gas_per_call": resolution.gas_per_call, "gas_load": resolution.gas_load, "upload_gas": gas,
+           "gas_per_call": resolution.gas_per_call, "gas_load": load if deferred_check else resolution.gas_load, "upload_gas": gas,
            "upload_fee": gas * price + deferred_check * price, "deferred_check_gas": deferred_check,
+           # A deferred registration is resident (vm/resident.py): its load is in the tokens above, and an
+           # inference's first use in a block pays no per-KiB load (`first_call_gas`).
+           "resident": deferred_check > 0, "first_call_gas": first_call,
            "params_from": source, "status": "would register (dry run: nothing sent)"}
     if as_json:
         echo_json(doc)
@@ -617,6 +621,7 @@ class GasQuote:
     first_call: int  # an inference's gas when it is the model's first use in its block (vm.execute.infer_gas)
     # A deferred registration's check and resident load gas, paid in tokens (vm.execute.deferred_check_price).
     deferred_check: int = 0
+    load: int = 0  # what the model's record will charge a block's first use (vm.state.ModelRecord.gas_load)
 
 
 def _gas_quote(vm: dict[str, Any], canonical: bytes, meta: ModelMeta) -> GasQuote:
@@ -647,7 +652,7 @@ def _gas_quote(vm: dict[str, Any], canonical: bytes, meta: ModelMeta) -> GasQuot
     input_bytes = sum(math.prod(s.shape) * s.dtype.itemsize for s in meta.inputs)
     first_call = (int(vm.get("gas_infer_base", 0)) + int(vm.get("gas_infer_per_io_byte", 0)) * input_bytes
                   + report.gas + load)
-    return GasQuote(registration, first_call, deferred_check)
+    return GasQuote(registration, first_call, deferred_check, load)
 
 
 def uncallable(vm: dict[str, Any] | None, quote: GasQuote) -> None:
