@@ -35,6 +35,7 @@ from tests.e2e.test_real_models import assert_within_tolerance, raw_onnxruntime
 from tests.realnet import RealNet, realnet_fixture
 from tests.vm.backend_corpus import DATA, load_case
 from tools.genesis import DEFAULT_PARAMS
+from vm.params import MAX_RELAY_BLOCK_BYTES
 from vm.state import ModelRecord
 
 pytestmark = pytest.mark.e2e
@@ -44,6 +45,9 @@ SEED = 2027
 GRID_K, TOL_ABS, TOL_REL_PPM = 24, 32, 200
 MODEL = "light_resnet50"
 VM = {"defer_check_gas_over": 10_000_000}
+# Blocks of up to 4 MiB less the relay's reserve (vm.params.MAX_RELAY_BLOCK_BYTES): ~15 chunks of 256 KiB a
+# block instead of 4, so the upload takes ~27 blocks, not ~98 (the module's wall time is mostly blocks).
+CONSENSUS = {"max_block_bytes": MAX_RELAY_BLOCK_BYTES}
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -62,7 +66,7 @@ def random_file(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path
         proc.communicate(timeout=30)
 
 
-net = realnet_fixture(validators=4, block_time_ms=200, ready_height=2, accounts=6, genesis={"vm": VM})
+net = realnet_fixture(validators=4, block_time_ms=200, ready_height=2, accounts=6, genesis={"vm": VM, "consensus": CONSENSUS})
 
 
 def cli(net: RealNet, keyring: Path, *args: str, node: int = 0) -> tuple[Any, str]:
