@@ -341,7 +341,7 @@ class WorkerPool:
         ahead: node/precompute.py); a restarted worker holds nothing until it is sent the model again."""
         with self._lock:
             worker = self._workers[_slot_of(model_id, self._size)]
-            return worker is not None and model_id in worker.cached
+            return worker is not None and worker.process.is_alive() and model_id in worker.cached
 
     def start(self) -> None:
         """Start every worker now instead of on first use."""
