@@ -18,6 +18,7 @@ import trio
 from core.hashing import sha256
 from core.header import TxStatus
 from core.tensor import DType, Tensor
+from node.metrics import NodeMetrics, TimedExecutor
 from node.precompute import DeferredPrecompute
 from tests.vm.deferred_models import VM, upload, weights_meta, weights_model
 from tests.vm.devnet import Devnet, devnet_genesis
@@ -30,11 +31,13 @@ pytestmark = pytest.mark.node
 
 
 @pytest.fixture
-def net(tmp_path: Path) -> Iterator[Devnet]:
-    """Node 0 builds (in-process sandbox), node 1 validates with a real one-worker pool."""
+def net_pool(tmp_path: Path) -> Iterator[tuple[Devnet, WorkerPool]]:
+    """Node 0 builds (in-process sandbox), node 1 validates with a real one-worker pool behind the node's
+    metrics wrapper (node/service.py's composition)."""
+    pool = WorkerPool(1)
     devnet = Devnet.start(tmp_path, devnet_genesis(vm={**VM, "max_tx_gas": 20_000_000}),
-                          executors=[LocalExecutor, lambda: WorkerPool(1)])
-    yield devnet
+                          executors=[LocalExecutor, lambda: TimedExecutor(pool, NodeMetrics())])
+    yield devnet, pool
     devnet.close()
 
 
@@ -47,7 +50,9 @@ async def _one_pass(service: DeferredPrecompute) -> None:
             nursery.cancel_scope.cancel()
 
 
-def test_a_resident_model_is_loaded_ahead_and_again_after_a_worker_restart(net: Devnet) -> None:
+def test_a_resident_model_is_loaded_ahead_and_again_after_a_worker_restart(
+        net_pool: tuple[Devnet, WorkerPool]) -> None:
+    net, pool = net_pool
     model_bytes = weights_model(71)
     meta = weights_meta("ahead", model_bytes)
     model_id = bytes(compute_model_id(sha256(model_bytes), meta))
@@ -55,8 +60,7 @@ def test_a_resident_model_is_loaded_ahead_and_again_after_a_worker_restart(net: 
         net.step([tx], validators=[1])
     activates_at = int.from_bytes(net.blocks[-1].results[0].data, "big")
     validator = net.apps[1]
-    pool = validator.executor
-    assert isinstance(pool, WorkerPool) and not pool.holds(model_id)
+    assert isinstance(validator.executor, TimedExecutor) and not pool.holds(model_id)
 
     service = DeferredPrecompute(validator, alarm=net.alarms.append)
     trio.run(_one_pass, service)
