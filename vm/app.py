@@ -128,6 +128,7 @@ class VMApplication:
         # Registration checks are memoized in front of the sandbox: one completing chunk reaches the VM in
         # every round's block, the proposer's build and finalize (vm/checkmemo.py).
         self.check_memo = CheckMemo(executor)
+        self._preload_failed: set[bytes] = set()  # resident models this node could not load ahead
         self.engine = Engine(self.check_memo, self._model_bytes, note_digest=self.check_memo.note_digest)
         self._tx_sigs = _LRU(200_000)
         self._vote_sigs = _LRU(20_000)
@@ -527,7 +528,8 @@ class VMApplication:
         """Load every resident model (vm/resident.py: registered, or pending activation) that its worker does
         not hold yet into `executor` (default: this node's own pool, whose workers the block path uses),
         pinned, one model per hand-off so a block's batch waits for one load at most. How many loaded. A
-        model this node fails to load is alarmed and left to the block path (a local fault there, as today)."""
+        model this node fails to load is alarmed once and left to the block path (a local fault there, as
+        today)."""
         from vm.engine import resident_preload_job
         from vm.resident import get_resident_set
 
@@ -539,7 +541,7 @@ class VMApplication:
         limits = sandbox_limits(view.params())
         loaded = 0
         for model_id in get_resident_set(view).models:
-            if holds(bytes(model_id)):
+            if holds(bytes(model_id)) or bytes(model_id) in self._preload_failed:
                 continue
             record = view.model(model_id)
             if record is not None:
@@ -554,8 +556,9 @@ class VMApplication:
                 continue
             try:
                 target.run_batch([job])
-            except LocalFault as exc:
-                self._alarm(f"loading resident model {model_id.hex()[:16]}: {exc}")
+            except LocalFault as exc:  # alarmed once: later passes leave it to the block path
+                self._preload_failed.add(bytes(model_id))
+                self._alarm(f"loading resident model {model_id.hex()[:16]} ahead: {exc}")
                 continue
             loaded += 1
         return loaded

@@ -119,6 +119,11 @@ def test_a_resident_model_pays_its_load_once_and_its_calls_pay_no_per_kib_load(n
     fresh = LocalExecutor()
     assert net.apps[2].preload_resident(fresh) == 1 and model_id in fresh.resident
     assert net.apps[2].preload_resident(fresh) == 0
+    # A pool that cannot load it (a memory cap too small for a worker to start): alarmed once, then left to
+    # the block path instead of retried on every pass.
+    with WorkerPool(1, WorkerLimits(memory_bytes=200 << 20)) as tiny:
+        assert net.apps[2].preload_resident(tiny) == 0 and net.apps[2].preload_resident(tiny) == 0
+    assert len(net.alarms) == 1 and "ahead" in net.alarms[0], net.alarms
     net.assert_supply_conserved()
 
 
