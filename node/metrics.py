@@ -184,5 +184,11 @@ class TimedExecutor:
                 self._metrics.observe_inference(each, "check" if isinstance(job, CheckJob) else "run")
         return results
 
+    def holds(self, model_id: bytes) -> bool:
+        """The inner pool's answer (`WorkerPool.holds`: a resident model loaded ahead, vm/resident.py); False
+        when it cannot say, so the node's preload loads it."""
+        holds = getattr(self._inner, "holds", None)
+        return bool(holds(model_id)) if holds is not None else False
+
     def close(self) -> None:
         self._inner.close()

@@ -7,6 +7,11 @@ blocks will ask for: at the activation height, building, validating and applying
 of computing it. A local fault (the
 worker out of memory or time) is alarmed and nothing is kept; the activation then computes the check itself.
 
+The same pass loads every resident model (vm/resident.py: deferred registrations, pending or registered) that
+the block path's worker pool does not hold yet, pinned, one model per hand-off (`VMApplication.preload_resident`):
+at start-up, before the activation height, and after a worker restart. A block that calls one before its load
+finished loads it on the block path: a slower block, never another verdict.
+
 Only a node that builds or validates blocks needs the verdicts ahead: a node that only applies committed
 blocks (no validator key, not in the validator set, or catching up by block sync) takes each verdict from its
 activation block (vm/activation.py) and never asks the memo. The `wanted` predicate says which; a pass it
@@ -52,6 +57,7 @@ class DeferredPrecompute:
         self._passed = trio.Event()
         self.ran = 0  # checks this node answered ahead of their activation
         self.skipped = 0  # passes not run: the node only applies blocks (`wanted` said no)
+        self.preloaded = 0  # resident models loaded ahead into the block path's pool
 
     def wake(self) -> None:
         self._wanted.set()
@@ -66,6 +72,9 @@ class DeferredPrecompute:
         ran = self._app.precompute_deferred(self._executor, self._ahead)
         if ran == 0:  # nothing new pending: the worker (an ONNX Runtime process) is not kept idle
             self.close()
+        # Resident models (vm/resident.py), pending ones included, into the block path's own pool: at start
+        # (the first pass) and after a worker restart, before a block that calls one needs it.
+        self.preloaded += self._app.preload_resident()
         return ran
 
     async def run(self) -> None:

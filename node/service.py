@@ -83,6 +83,7 @@ from vm.execute import account_inclusion_error
 from vm.genesis import Genesis, load_genesis
 from vm.params import Params
 from vm.sandbox.executor import Executor
+from vm.sandbox.limits import WorkerLimits
 from vm.sandbox.worker import WorkerPool
 from vm.state import Account
 from vm.upgrades import UpgradeNeeded
@@ -170,7 +171,9 @@ class Node:
         self.metrics = NodeMetrics()
         self.db = LevelDBStore(self.home.data_dir)
         try:
-            models = executor if executor is not None else WorkerPool(size=workers)
+            # The pool's memory budget counts the resident models the chain lets it pin (vm/resident.py).
+            models = executor if executor is not None else WorkerPool(size=workers, limits=WorkerLimits(
+                resident_model_bytes=int(self.genesis.params.vm.max_resident_bytes)))
             self.blobs = FileBlobStore(self.home.blob_dir)
             self.app = VMApplication(self.db, self.genesis, executor=TimedExecutor(models, self.metrics),
                                      verify_tx=self.sig_cache.verify, alarm=self._alarm, blobs=self.blobs)

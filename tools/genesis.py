@@ -91,6 +91,7 @@ DEFAULT_PARAMS: dict[str, Any] = {
         # validators that can run it refuse both in blocks built before round 4 (the liveness escape).
         "max_postponements": 3,
         "unchecked_verdict_round": 4,
+        "max_resident_bytes": 512 * 1024 * 1024,
     },
     "staking": {
         "min_validator_stake": 1_000 * TOKEN,

@@ -37,7 +37,7 @@ from vm.apply import apply_block
 from vm.blobrefs import collect_garbage, stage_blob_changes
 from vm.build import build_block
 from vm.checkmemo import CheckMemo
-from vm.deferred import pending_in_order
+from vm.deferred import PENDING, get_deferred, pending_in_order
 from vm.engine import Engine, challenge_for, deferred_check_job, sandbox_limits
 from vm.evidence import is_wrong_inference, make_wrong_inference, precheck_wrong_inference
 from vm.execute import BlockContext, admission_error
@@ -118,13 +118,17 @@ class VMApplication:
         self.chain_id = genesis.chain_id
         self.state_map = AuthenticatedMap(store)
         if executor is None:
+            from vm.sandbox.limits import WorkerLimits
             from vm.sandbox.worker import WorkerPool
 
-            executor = WorkerPool(size=workers)
+            # The pool's memory budget counts the resident models the chain lets every validator pin.
+            executor = WorkerPool(size=workers,
+                                  limits=WorkerLimits(resident_model_bytes=int(genesis.params.vm.max_resident_bytes)))
         self.executor = executor
         # Registration checks are memoized in front of the sandbox: one completing chunk reaches the VM in
         # every round's block, the proposer's build and finalize (vm/checkmemo.py).
         self.check_memo = CheckMemo(executor)
+        self._preload_failed: set[bytes] = set()  # resident models this node could not load ahead
         self.engine = Engine(self.check_memo, self._model_bytes, note_digest=self.check_memo.note_digest)
         self._tx_sigs = _LRU(200_000)
         self._vote_sigs = _LRU(20_000)
@@ -520,6 +524,45 @@ class VMApplication:
             if job is not None:
                 jobs.append(job)
         return self.check_memo.precompute_window(jobs, executor)
+
+    def preload_resident(self, executor: Executor | None = None) -> int:
+        """Load every resident model (vm/resident.py: registered, or pending activation) that its worker does
+        not hold yet into `executor` (default: this node's own pool, whose workers the block path uses),
+        pinned, one model per hand-off so a block's batch waits for one load at most. How many loaded. A
+        model this node fails to load is alarmed once and left to the block path (a local fault there, as
+        today)."""
+        from vm.engine import resident_preload_job
+        from vm.resident import get_resident_set
+
+        target = self.executor if executor is None else executor
+        holds = getattr(target, "holds", None)
+        if holds is None:  # an executor that cannot say what it holds (a test double) is not preloaded
+            return 0
+        view = self._view()
+        limits = sandbox_limits(view.params())
+        loaded = 0
+        for model_id in get_resident_set(view).models:
+            if holds(bytes(model_id)) or bytes(model_id) in self._preload_failed:
+                continue
+            record = view.model(model_id)
+            if record is not None:
+                meta, model_bytes = record.meta, view.model_bytes(record)
+            else:
+                pending = get_deferred(view, model_id)
+                if pending is None or pending.status != PENDING:
+                    continue
+                meta, model_bytes = pending.header.meta, view.get_blob(pending.header.bytes_hash)
+            job = resident_preload_job(model_id, meta, model_bytes, limits)
+            if job is None:
+                continue
+            try:
+                target.run_batch([job])
+            except LocalFault as exc:  # alarmed once: later passes leave it to the block path
+                self._preload_failed.add(bytes(model_id))
+                self._alarm(f"loading resident model {model_id.hex()[:16]} ahead: {exc}")
+                continue
+            loaded += 1
+        return loaded
 
     def current_params(self) -> Params:
         """The parameters in force for the next block: the committed state's (governance changes them)."""

@@ -28,7 +28,7 @@ from vm.params import Params
 from vm.poi import compute_challenge_inputs, compute_seed, pick_model
 from vm.sandbox.executor import CheckJob, Executor, InferJob, Job, JobResult, ModelPackage
 from vm.sandbox.golden import GoldenVectors, golden_mismatch, make_golden, wider_tolerance
-from vm.sandbox.limits import GasSchedule, SandboxLimits, load_gas, registration_load_gas
+from vm.sandbox.limits import GasSchedule, SandboxLimits, load_gas, registration_load_gas, resident_load_gas
 from vm.sandbox.numeric import find_disagreement
 from vm.sandbox.spec import ArraySpec, CompareMode, ModelInfo, ModelSpec, Tolerance
 from vm.state import StateView
@@ -160,11 +160,12 @@ class Engine:
         self._packages: OrderedDict[bytes, ModelPackage] = OrderedDict()
         self._cache_models = cache_models
 
-    def package(self, model_id: Hash32, meta: ModelMeta, limits: SandboxLimits) -> ModelPackage:
+    def package(self, model_id: Hash32, meta: ModelMeta, limits: SandboxLimits, *,
+                resident: bool = False) -> ModelPackage:
         pkg = self._packages.get(model_id)
         if pkg is None:
             pkg = ModelPackage(bytes(model_id), self._model_bytes(model_id), model_spec(meta, limits),
-                               golden_vectors(meta) if meta.golden else None)
+                               golden_vectors(meta) if meta.golden else None, resident)
             self._packages[model_id] = pkg
             while len(self._packages) > self._cache_models:
                 self._packages.popitem(last=False)
@@ -188,7 +189,7 @@ class Engine:
         registrations: dict[int, tuple[RegisterWork, ModelSpec]] = {}
         for item in work:
             if isinstance(item, InferWork):
-                pkg = self.package(item.model_id, item.model.meta, limits)
+                pkg = self.package(item.model_id, item.model.meta, limits, resident=item.resident)
                 jobs.append(InferJob(pkg, feeds(item.model.meta, item.inputs)))
                 slots.append(_InferSlot(item.index))
             else:
@@ -278,6 +279,16 @@ def deferred_check_job(model_id: Hash32, record: DeferredModel, model_bytes: byt
     return check_job(work, spec)
 
 
+def resident_preload_job(model_id: Hash32, meta: ModelMeta, model_bytes: bytes, limits: SandboxLimits) -> InferJob | None:
+    """The job that loads a resident model (vm/resident.py) into the worker its id routes to, pinned: its first
+    golden input (the load runs the golden vectors; the package is the one `Engine.package` builds for the
+    block path). None when the model declares no golden input."""
+    if not meta.golden:
+        return None
+    pkg = ModelPackage(bytes(model_id), model_bytes, model_spec(meta, limits), golden_vectors(meta), True)
+    return InferJob(pkg, feeds(meta, meta.golden[0].inputs))
+
+
 def model_load_gas(schedule: GasSchedule, meta: ModelMeta, model_bytes: int, info: ModelInfo) -> int:
     """The load charge of a registered model (`vm.sandbox.limits.load_gas` on its checked facts)."""
     return load_gas(schedule, model_bytes=model_bytes, nodes=int(info.node_count), golden_runs=len(meta.golden),
@@ -292,7 +303,7 @@ def registration_resolution(item: RegisterWork, spec: ModelSpec, info: ModelInfo
     `deferred`: a deferred activation (vm/deferred.py), which no block can leave out: golden outputs near the
     tolerance are a rejection there instead of a local fault, and the verdict says whether this node is
     certain of it (the proposer's verdict travels in the block; a validator defers to it when it is not)."""
-    runs = registration_load_gas(spec.limits.gas, nodes=int(info.node_count), golden_runs=len(item.meta.golden),
+    runs = (resident_load_gas if deferred else registration_load_gas)(spec.limits.gas, nodes=int(info.node_count), golden_runs=len(item.meta.golden),
                                  gas_per_call=int(info.gas_per_call))
     if runs > item.gas_left:  # the worker ran no golden input it was not paid for (the same rule)
         return RegisterResolution(False, 0, f"gas left {item.gas_left} does not cover the golden runs {runs}")
@@ -304,7 +315,8 @@ def registration_resolution(item: RegisterWork, spec: ModelSpec, info: ModelInfo
     vectors, declared = golden_vectors(item.meta), output_specs(item.meta)
     actual = [dict(outputs or {}) for outputs in golden]
     gas_per_call = int(info.gas_per_call)
-    gas_load = model_load_gas(spec.limits.gas, item.meta, len(item.model_bytes), info)
+    # A deferred registration is resident (vm/resident.py): its blocks pay no per-KiB load.
+    gas_load = runs if deferred else model_load_gas(spec.limits.gas, item.meta, len(item.model_bytes), info)
 
     def within(tolerance: Tolerance) -> bool:
         return golden_mismatch(vectors, declared, spec.model_class, tolerance, actual) is None

@@ -26,6 +26,7 @@ from vm.deferred import is_deferred, is_pending, process_enqueue
 from vm.gov.handlers import GovRefused, process_deposit, process_submit_proposal, process_vote
 from vm.gov.types import Deposit, SubmitProposal, Vote
 from vm.params import Params, VMParams
+from vm.resident import is_resident, process_reserve, resident_load_gas_static, resident_room_error
 from vm.state import (
     KEY_CANDIDATES,
     MAX_CANDIDATES,
@@ -77,6 +78,7 @@ class InferWork:
     model_id: Hash32
     model: ModelRecord
     inputs: tuple[Tensor, ...]
+    resident: bool = False  # vm/resident.py: its session stays pinned in the workers
 
 
 @dataclass(frozen=True, slots=True)
@@ -417,12 +419,15 @@ def _model_chunk(view: StateView, ctx: BlockContext, index: int, sender: Address
     complete = upload.received_count == header.n_chunks - 1
     model_bytes = b""
     deferred_check = 0  # the check gas of a deferred registration, paid in tokens (vm/deferred.py)
+    resident_load = 0  # and its cold load, paid in tokens too (vm/resident.py)
     if complete:  # this chunk completes the upload: the check's gas first
         model_bytes = _assemble(view, upload, p)
-        check = registration_check_gas(ctx.params, model_bytes)
+        check, nodes = registration_check_gas_and_nodes(ctx.params, model_bytes)
         if is_deferred(ctx.params, check):
             gas.charge(vm.gas_register_deferred)
-            _validate_deferred(view, vm, sender, check, gas.limit - gas.used)
+            resident_load = resident_load_gas_static(ctx.params, len(model_bytes), nodes)
+            _validate_deferred(view, ctx.params, sender, check, resident_load, gas.limit - gas.used,
+                               len(model_bytes))
             deferred_check = check
         else:
             gas.charge(check)
@@ -439,8 +444,9 @@ def _model_chunk(view: StateView, ctx: BlockContext, index: int, sender: Address
     if len(model_bytes) != header.total_bytes or sha256(model_bytes) != header.bytes_hash:
         drop_upload(view, mid)
         raise _Failed("model bytes do not match the upload header", TxStatus.MODEL_REJECTED)
-    if deferred_check:
-        price = deferred_check * vm.min_gas_price
+    if deferred_check:  # a resident model (vm/resident.py): its check and its cold load paid in tokens
+        price = (deferred_check + resident_load) * vm.min_gas_price
+        process_reserve(view, mid, len(model_bytes))
         src = view.account(sender)
         view.set_account(sender, src.replace(balance=Amount(src.balance - price)))
         gas.tokens += price
@@ -452,15 +458,22 @@ def _model_chunk(view: StateView, ctx: BlockContext, index: int, sender: Address
                                           gas.limit - gas.used, header.bytes_hash)
 
 
-def _validate_deferred(view: StateView, vm: VMParams, sender: Address, check: int, gas_left: int) -> None:
-    """That a deferred registration fits its bound and its sender can pay its check in tokens."""
+def _validate_deferred(view: StateView, params: Params, sender: Address, check: int, load: int, gas_left: int,
+                       model_bytes: int) -> None:
+    """That a deferred (so resident) registration fits its bounds, the deferred work's and the resident
+    bytes' (vm/resident.py), and its sender can pay its check and its load in tokens."""
+    vm = params.vm
     if check + gas_left > vm.max_deferred_registration_gas:
         raise _Failed(f"check gas {check:d} plus the gas left for the golden runs {gas_left:d} exceeds "
                       f"vm.max_deferred_registration_gas {vm.max_deferred_registration_gas:d}")
-    price = check * vm.min_gas_price
+    full = resident_room_error(view, params, model_bytes)
+    if full is not None:
+        raise _Failed(full)
+    price = (check + load) * vm.min_gas_price
     balance = view.account(sender).balance
     if balance < price:
-        raise _Failed(f"balance {balance:d} cannot pay the deferred check's {check:d} gas ({price:d})")
+        raise _Failed(f"balance {balance:d} cannot pay the deferred check's {check:d} gas and the resident "
+                      f"load's {load:d} ({price:d})")
 
 
 def _assemble(view: StateView, upload: Upload, p: ModelChunk) -> bytes:
@@ -539,7 +552,7 @@ def _infer(view: StateView, ctx: BlockContext, index: int, sender: Address, p: W
         view.set_account(sender, src.replace(balance=Amount(src.balance - royalty)))
         owner = view.account(model.owner)
         view.set_account(model.owner, owner.replace(balance=Amount(owner.balance + royalty)))
-    return TxStatus.OK, b"", InferWork(index, p.model_id, model, p.inputs)
+    return TxStatus.OK, b"", InferWork(index, p.model_id, model, p.inputs, is_resident(view, p.model_id))
 
 
 def _gov(view: StateView, ctx: BlockContext, index: int, sender: Address, p: Wire, gas: _Gas) -> _Handled:
@@ -582,9 +595,18 @@ _HANDLERS: dict[int, _Handler] = {
 def registration_check_gas(params: Params, model_bytes: bytes) -> int:
     """Gas the completing chunk pays for the registration check, from the model's size, node count and
     propagated elements (docs/sandbox.md, "Gas")."""
+    return registration_check_gas_and_nodes(params, model_bytes)[0]
+
+
+def registration_check_gas_and_nodes(params: Params, model_bytes: bytes) -> tuple[int, int]:
+    """`registration_check_gas` and the model's node count (a resident model's load price needs it too: the
+    bytes are parsed once)."""
+    from vm.sandbox.meter import check_facts
+
     vm = params.vm
-    return check_gas(vm.gas_register_base, vm.gas_register_per_byte, vm.gas_register_per_node,
-                     vm.gas_register_per_propagated_element, model_bytes)
+    nodes, elements = check_facts(model_bytes)
+    return check_gas_of_facts(vm.gas_register_base, vm.gas_register_per_byte, vm.gas_register_per_node,
+                              vm.gas_register_per_propagated_element, len(model_bytes), nodes, elements), nodes
 
 
 def check_gas(base: int, per_byte: int, per_node: int, per_propagated_element: int, model_bytes: bytes) -> int:
@@ -594,7 +616,12 @@ def check_gas(base: int, per_byte: int, per_node: int, per_propagated_element: i
     from vm.sandbox.meter import check_facts
 
     nodes, elements = check_facts(model_bytes)
-    return base + per_byte * len(model_bytes) + per_node * nodes + per_propagated_element * elements
+    return check_gas_of_facts(base, per_byte, per_node, per_propagated_element, len(model_bytes), nodes, elements)
+
+
+def check_gas_of_facts(base: int, per_byte: int, per_node: int, per_propagated_element: int, size: int,
+                       nodes: int, elements: int) -> int:
+    return base + per_byte * size + per_node * nodes + per_propagated_element * elements
 
 
 def registration_gas(params: Params, model_bytes: bytes, meta: ModelMeta) -> int:
@@ -624,10 +651,12 @@ def completing_gas(params: Params, model_bytes: bytes, meta: ModelMeta) -> int:
 
 
 def deferred_check_price(params: Params, model_bytes: bytes) -> int:
-    """The tokens a deferred registration's completing chunk pays for its check, besides its fee (0: the
-    registration is not deferred)."""
-    check = registration_check_gas(params, model_bytes)
-    return check * params.vm.min_gas_price if is_deferred(params, check) else 0
+    """The tokens a deferred registration's completing chunk pays for its check and its resident load
+    (vm/resident.py), besides its fee (0: the registration is not deferred)."""
+    check, nodes = registration_check_gas_and_nodes(params, model_bytes)
+    if not is_deferred(params, check):
+        return 0
+    return (check + resident_load_gas_static(params, len(model_bytes), nodes)) * params.vm.min_gas_price
 
 
 def chunk_gas(params: Params, chunk: ModelChunk, total_bytes: int, last: bool, *,

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from core.codec import I64, U8, U16, U32, MaxLen, Wire, wire
+from core.codec import I64, U8, U16, U32, U64, MaxLen, Wire, wire
 from core.limits import KIB, MAX_BLOCK_BYTES, MAX_GOSSIP_TX_BYTES, MAX_TENSOR_BYTES
 from core.types import Amount, Gas, Hash32
 from core.units import Token
@@ -22,6 +22,9 @@ MAX_RELAY_BLOCK_BYTES = MAX_BLOCK_BYTES - RELAY_RESERVE_BYTES
 # its inputs at the cap it must still be gossiped alone (core.limits.MAX_GOSSIP_TX_BYTES): checked once, below,
 # for the largest cap genesis may set (MAX_TENSOR_BYTES), so no genesis can break it.
 INFER_FRAMING_BYTES = 4 * KIB
+# The most `vm.max_resident_bytes` may be (governance cannot raise it past what a validator's sandbox memory
+# budget holds: docs/sandbox.md, "Memory budget").
+MAX_RESIDENT_BYTES = 1024 * 1024 * KIB
 
 
 @wire(max_bytes=256)
@@ -98,6 +101,9 @@ class VMParams(Wire):
     # accept them anyway: the liveness escape (docs/sandbox.md, "Deferred activation").
     max_postponements: U8
     unchecked_verdict_round: U16
+    # Deferred registrations are resident (vm/resident.py): loaded once and kept by every validator's workers,
+    # so their bytes together, pending ones included, are bounded (docs/sandbox.md, "Memory budget").
+    max_resident_bytes: U64
     # The sandbox's consensus caps and metering prices (vm.sandbox.limits), by field name.
     sandbox_limits: Annotated[tuple[NamedInt, ...], MaxLen(64)]
     gas_schedule: Annotated[tuple[NamedInt, ...], MaxLen(16)]
@@ -233,6 +239,9 @@ def validate_params(p: Params) -> None:
     if p.vm.unchecked_verdict_round < 1:
         # Round 0 would let the first proposer of an activation height postpone or reject a check it could run.
         raise ValueError("vm.unchecked_verdict_round must be at least 1")
+    if p.vm.max_resident_bytes > MAX_RESIDENT_BYTES:
+        raise ValueError(f"vm.max_resident_bytes must be at most {MAX_RESIDENT_BYTES} (each validator's workers "
+                         "hold every resident model: vm.params.MAX_RESIDENT_BYTES)")
     if p.vm.max_block_models < 1:
         raise ValueError("vm.max_block_models must be at least 1")
     if not p.poi_models:

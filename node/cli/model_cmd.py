@@ -423,12 +423,13 @@ def _dry_run(canonical: bytes, meta: ModelMeta, chunks: list[ModelChunk], node_u
     """What `register` would send and pay, from the node's parameters (the repository's genesis when the
     node cannot be reached); nothing is signed or sent."""
     vm, source, reached = published
-    gas = deferred_check = 0
+    gas = deferred_check = first_call = load = 0
     if vm:
         gas = sum(int(vm["gas_chunk_base"]) + int(vm["gas_chunk_per_byte"]) * len(c.data) for c in chunks)
         last_chunk = int(vm["gas_chunk_base"]) + int(vm["gas_chunk_per_byte"]) * len(chunks[-1].data)
         quote = _gas_quote(vm, canonical, meta)
-        registration, deferred_check = quote.registration, quote.deferred_check
+        registration, deferred_check, first_call, load = (quote.registration, quote.deferred_check, quote.first_call,
+                                                          quote.load)
         over_tx_gas(vm, last_chunk + registration)  # before the (slower) full pre-check
         uncallable(vm, quote)
         gas += registration
@@ -440,8 +441,11 @@ def _dry_run(canonical: bytes, meta: ModelMeta, chunks: list[ModelChunk], node_u
     price = int(vm["min_gas_price"]) if vm else 1
     doc = {"model_id": chunks[0].model_id.hex(), "name": meta.name, "class": meta.model_class.name.lower(),
            "bytes": len(canonical), "chunks": len(chunks), "converted": "; ".join(changes) or "nothing",
-           "gas_per_call": resolution.gas_per_call, "gas_load": resolution.gas_load, "upload_gas": gas,
+           "gas_per_call": resolution.gas_per_call, "gas_load": load if deferred_check else resolution.gas_load, "upload_gas": gas,
            "upload_fee": gas * price + deferred_check * price, "deferred_check_gas": deferred_check,
+           # A deferred registration is resident (vm/resident.py): its load is in the tokens above, and an
+           # inference's first use in a block pays no per-KiB load (`first_call_gas`).
+           "resident": deferred_check > 0, "first_call_gas": first_call,
            "params_from": source, "status": "would register (dry run: nothing sent)"}
     if as_json:
         echo_json(doc)
@@ -568,15 +572,25 @@ def registration_floor(vm: dict[str, Any] | None, canonical: bytes) -> int:
     return int(vm["gas_chunk_base"]) + check
 
 
+def _is_deferred_floor(vm: dict[str, Any], canonical: bytes) -> bool:
+    """Whether the check's base and per-byte terms alone put the registration over the deferral threshold (so
+    the model is resident: vm/resident.py)."""
+    check = int(vm["gas_register_base"]) + int(vm["gas_register_per_byte"]) * len(canonical)
+    return check > int(vm.get("defer_check_gas_over", check))
+
+
 def over_first_call_floor(vm: dict[str, Any] | None, canonical: bytes) -> None:
     """CliError from the canonical size alone when an inference that is the model's first use in its block
     needs more gas than one transaction may carry: its cold load's per-KiB term (`vm.sandbox.limits.load_gas`)
     is over `vm.max_tx_gas` (the `uncallable` rule, before the check and the golden runs). A registration too
-    big for one transaction is deferred (vm/deferred.py); one whose model could never be called is not."""
+    big for one transaction is deferred (vm/deferred.py) and so resident (vm/resident.py): its blocks pay no
+    per-KiB load, so this floor does not apply to it."""
     from vm.sandbox.limits import load_gas
 
     if vm is None or "max_tx_gas" not in vm:
         return
+    if "gas_register_per_byte" in vm and _is_deferred_floor(vm, canonical):
+        return  # a resident model (vm/resident.py): its cold load is paid at registration, in tokens
     # The load of a graph with no nodes and no golden runs: its base and per-KiB terms, the one formula.
     floor = int(vm.get("gas_infer_base", 0)) + load_gas(_gas_schedule(vm), model_bytes=len(canonical), nodes=0,
                                                          golden_runs=0, gas_per_call=0)
@@ -615,7 +629,9 @@ def _gas_schedule(vm: dict[str, Any]) -> GasSchedule:
 class GasQuote:
     registration: int  # the last chunk's registration gas (vm.execute.completing_gas)
     first_call: int  # an inference's gas when it is the model's first use in its block (vm.execute.infer_gas)
-    deferred_check: int = 0  # a deferred registration's check gas, paid in tokens (vm.execute.deferred_check_price)
+    # A deferred registration's check and resident load gas, paid in tokens (vm.execute.deferred_check_price).
+    deferred_check: int = 0
+    load: int = 0  # what the model's record will charge a block's first use (vm.state.ModelRecord.gas_load)
 
 
 def _gas_quote(vm: dict[str, Any], canonical: bytes, meta: ModelMeta) -> GasQuote:
@@ -625,7 +641,7 @@ def _gas_quote(vm: dict[str, Any], canonical: bytes, meta: ModelMeta) -> GasQuot
     it is the first use in its block (`vm.execute.infer_gas`: base, input bytes, the metered call, the cold
     load `vm.sandbox.limits.load_gas`)."""
     from vm.execute import check_gas
-    from vm.sandbox.limits import SandboxLimits, load_gas, registration_load_gas
+    from vm.sandbox.limits import SandboxLimits, load_gas, registration_load_gas, resident_load_gas
     from vm.sandbox.meter import meter
 
     schedule = _gas_schedule(vm)
@@ -636,13 +652,17 @@ def _gas_quote(vm: dict[str, Any], canonical: bytes, meta: ModelMeta) -> GasQuot
                       canonical)
     golden = registration_load_gas(schedule, nodes=nodes, golden_runs=golden_runs, gas_per_call=report.gas)
     registration, deferred_check = check + golden, 0
-    if check > int(vm.get("defer_check_gas_over", check)):  # deferred activation (vm/deferred.py)
-        registration, deferred_check = int(vm["gas_register_deferred"]) + golden, check
+    load = load_gas(schedule, model_bytes=len(canonical), nodes=nodes, golden_runs=golden_runs,
+                    gas_per_call=report.gas)
+    if check > int(vm.get("defer_check_gas_over", check)):  # deferred activation (vm/deferred.py): resident
+        # (vm/resident.py): the cold path's terms in tokens with the check; each block pays the rest.
+        cold = load_gas(schedule, model_bytes=len(canonical), nodes=nodes, golden_runs=0, gas_per_call=0)
+        registration, deferred_check = int(vm["gas_register_deferred"]) + golden, check + cold
+        load = resident_load_gas(schedule, nodes=nodes, golden_runs=golden_runs, gas_per_call=report.gas)
     input_bytes = sum(math.prod(s.shape) * s.dtype.itemsize for s in meta.inputs)
     first_call = (int(vm.get("gas_infer_base", 0)) + int(vm.get("gas_infer_per_io_byte", 0)) * input_bytes
-                  + report.gas + load_gas(schedule, model_bytes=len(canonical), nodes=nodes,
-                                          golden_runs=golden_runs, gas_per_call=report.gas))
-    return GasQuote(registration, first_call, deferred_check)
+                  + report.gas + load)
+    return GasQuote(registration, first_call, deferred_check, load)
 
 
 def uncallable(vm: dict[str, Any] | None, quote: GasQuote) -> None:

@@ -20,13 +20,15 @@ from core.tensor import Tensor
 from core.types import Amount
 from node.cli import main
 from node.cli.common import CliError
-from node.cli.model_cmd import _gas_quote, uncallable
+from node.cli.model_cmd import _gas_quote, over_first_call_floor, uncallable
 from tests.vm.backend_corpus import Registered, load_case, register
 from tests.vm.devnet import Devnet, devnet_genesis
 from tests.vm.helpers import upload_txs, wide_meta, wide_model
 from vm.execute import infer_gas
 from vm.state import RegistrationData
 from vm.txs import Infer
+
+REPO = Path(__file__).resolve().parents[2]
 
 pytestmark = pytest.mark.node
 
@@ -113,13 +115,14 @@ def _matmul_model(path: Path, cols: int) -> Path:
     return path
 
 
-def test_a_model_over_the_cap_by_its_size_alone_is_refused_before_its_check_and_golden_runs(
+def test_a_big_model_is_resident_so_only_a_synchronous_one_is_refused_by_its_size_alone(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """A 64 MiB weight would register (its 268M of check gas is over `vm.defer_check_gas_over`: a deferred
-    activation), but an inference's cold load of it needs at least 3,584 gas per KiB (235M), over max_tx_gas
-    (200M): the CLI refuses it from the canonical size (`over_first_call_floor`) before the graph check and
-    the golden runs, so even golden inputs of the wrong shape (which the golden runs would refuse) are never
-    looked at. --dry-run with no node answering prices from genesis.json."""
+    """A 64 MiB weight's 268M of check gas is over `vm.defer_check_gas_over`: a deferred activation, so a
+    resident model (vm/resident.py) whose cold load (3,584 gas per KiB, 235M) is paid once, in tokens, and
+    whose calls pay no per-KiB load. The CLI's size floor (`over_first_call_floor`) no longer refuses it: it
+    goes on to the check and the golden runs, which refuse golden inputs of the wrong shape. The floor still
+    refuses the same bytes where they would register synchronously (the threshold raised over its check),
+    before any check. --dry-run with no node answering prices from genesis.json."""
     np.savez(tmp_path / "golden.npz", x=np.zeros((1, 3), np.float32))  # not the model's shape
     with socket.socket() as s:  # a port the OS just handed out and took back: no node answers there
         s.bind(("127.0.0.1", 0))
@@ -132,12 +135,12 @@ def test_a_model_over_the_cap_by_its_size_alone_is_refused_before_its_check_and_
         assert exited.value.code == 1
         return capsys.readouterr().err.strip().splitlines()[-1]
 
-    error = dry_run(_matmul_model(tmp_path / "big.onnx", 4096))
-    assert error.startswith("error: an inference on this model needs at least "), error
-    floor = int(error.split()[9])  # infer base + load base + 3,584 per KiB (the weight and a little)
-    assert 3584 * 4 * 4096 * 4 < floor < 3584 * (4 * 4096 * 4 + 4) + 70_000, error
-    assert error.endswith("over the chain's per-transaction maximum 200000000 (vm.max_tx_gas): no inference on it "
-                          "could be included, so it is not registered"), error
-    # Under the cap by its size, the same golden inputs are refused by the golden runs (what the floor skipped).
-    error = dry_run(_matmul_model(tmp_path / "small.onnx", 16))
+    big = _matmul_model(tmp_path / "big.onnx", 4096)
+    error = dry_run(big)
     assert error == "error: golden input 'x' has shape (1, 3), the model takes (1, 4096)", error
+    vm = json.loads((REPO / "genesis.json").read_text())["vm"]
+    over_first_call_floor(vm, big.read_bytes())  # resident: no floor
+    with pytest.raises(CliError, match="no inference on it could be included") as refused:
+        over_first_call_floor({**vm, "defer_check_gas_over": 10**12}, big.read_bytes())
+    floor = int(str(refused.value).split()[8])  # infer base + load base + 3,584 per KiB (the weight and a little)
+    assert 3584 * 4 * 4096 * 4 < floor < 3584 * (4 * 4096 * 4 + 4) + 70_000, refused.value

@@ -29,8 +29,14 @@ from vm.deferred import (
     get_deferred,
 )
 from vm.engine import feeds, model_spec, sandbox_limits
-from vm.execute import chunk_gas, deferred_check_price, registration_check_gas
+from vm.execute import (
+    chunk_gas,
+    deferred_check_price,
+    registration_check_gas,
+    registration_check_gas_and_nodes,
+)
 from vm.fork import Fork, fork_state
+from vm.resident import resident_load_gas_static
 from vm.sandbox.executor import CheckJob
 from vm.state import model_name_key
 from vm.txs import compute_model_id, split_model
@@ -75,7 +81,9 @@ def test_a_registration_over_max_tx_gas_is_pending_and_activates_at_its_height(n
     assert result.gas_used == chunk_gas(params, split_model(model_bytes, meta, 256 * 1024)[-1], 0, True,
                                         registration=params.vm.gas_register_deferred)
     spent = before - net.apps[0].view().account(owner.address).balance
-    assert spent == txs[-1].fee + deferred_check_price(params, model_bytes) == txs[-1].fee + check
+    # ... and its resident load (vm/resident.py) in tokens too.
+    load = resident_load_gas_static(params, len(model_bytes), registration_check_gas_and_nodes(params, model_bytes)[1])
+    assert spent == txs[-1].fee + deferred_check_price(params, model_bytes) == txs[-1].fee + check + load
     for app in net.apps:
         assert app.view().model(model_id) is None
         assert app.view().get_raw(model_name_key("big")) == model_id  # the name stays held while pending
@@ -144,7 +152,7 @@ def test_a_flood_of_pending_registrations_activates_one_per_height_and_a_failing
             assert verdicts[0].status == REGISTERED and net.apps[2].view().model(mid) is not None
     # Fees are never refunded: the rejected owner paid its check like the others.
     spent = [b - net.apps[0].view().account(o.address).balance for b, o in zip(balances, owners, strict=True)]
-    assert spent[1] == uploads[1][-1].fee + registration_check_gas(params, models[1])
+    assert spent[1] == uploads[1][-1].fee + deferred_check_price(params, models[1])
     net.assert_supply_conserved()
 
 

@@ -176,7 +176,7 @@ def test_a_quarantined_model_is_left_out_by_the_proposer_and_a_local_fault_for_t
         # which node 1 cannot judge.
         engine = net.apps[0].engine
         original = engine.package
-        engine.package = lambda mid, meta, limits: replace(original(mid, meta, limits), golden=None)  # type: ignore[method-assign]
+        engine.package = lambda mid, meta, limits, **kw: replace(original(mid, meta, limits, **kw), golden=None)  # type: ignore[method-assign]
         block = net.propose([tx])
         assert len(block.txs) == 1 and block.results[0].status is TxStatus.OK
         (verdict,) = net.validate(block)

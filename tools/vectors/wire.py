@@ -168,6 +168,10 @@ def collect(world: World) -> Cases:
     add("activation_postponed", activation.unchecked_result(pending, params))
     add("deferred_rejected", pending.replace(status=deferred.REJECTED, log="golden vectors do not reproduce"))
     add("deferred_tail_at_7", deferred.DeferredTail(Height(7)))
+    # Resident models (vm.resident): the set a deferred registration joins at its completing chunk.
+    from vm import resident
+
+    add("resident_set_of_one", resident.ResidentSet(102_503_416, (registered.model_id,)))
     # (prefix, version read, case name, type): records that exist only between blocks.
     records: list[tuple[bytes, int, str, type[Wire]]] = [
         (_unbonding_key(world), 1, "unbonding_queue_at_1", vm_state.UnbondingQueue),

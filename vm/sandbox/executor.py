@@ -58,6 +58,9 @@ class ModelPackage:
     model_bytes: bytes
     spec: ModelSpec
     golden: GoldenVectors | None = None
+    # A resident model (vm/resident.py): its session is pinned, never evicted by the cache's LRU. The chain
+    # bounds these models' bytes (`vm.max_resident_bytes`), so they are counted apart from `cache_bytes`.
+    resident: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,12 +140,16 @@ def _output_specs(session: Any) -> tuple[ArraySpec, ...]:
 
 
 class Runner:
-    """Session cache (LRU by estimated bytes), golden checks on first load, quarantine, job execution."""
+    """Session cache (LRU by estimated bytes; resident models pinned apart from it), golden checks on first
+    load, quarantine, job execution."""
 
     def __init__(self, cache_bytes: int) -> None:
         self._cache: OrderedDict[bytes, _Loaded] = OrderedDict()
         self._cache_bytes = cache_bytes
         self._used = 0
+        # Resident models' sessions (vm/resident.py): never evicted, not counted in `_used` (the chain bounds
+        # their bytes, docs/sandbox.md "Memory budget").
+        self._resident: dict[bytes, _Loaded] = {}
         self.quarantined: set[bytes] = set()
         # Inferences run and the wall seconds spent inside the runtime (diagnostics: bench/vm.py separates the
         # hand-off's cost from the runtime's in the worker).
@@ -150,7 +157,11 @@ class Runner:
         self.run_seconds = 0.0
 
     def cached_ids(self) -> frozenset[bytes]:
-        return frozenset(self._cache)
+        return frozenset(self._cache) | frozenset(self._resident)
+
+    def resident_ids(self) -> frozenset[bytes]:
+        """The pinned sessions' models."""
+        return frozenset(self._resident)
 
     def _evict(self, need: int, pinned: frozenset[bytes]) -> None:
         for model_id in list(self._cache):
@@ -165,7 +176,8 @@ class Runner:
         from vm.sandbox.session import create_session
 
         cost = 2 * len(package.model_bytes) + _SESSION_OVERHEAD
-        self._evict(cost, pinned)
+        if not package.resident:
+            self._evict(cost, pinned)
         try:
             loaded = _loaded(create_session(package.model_bytes), package, cost)
         except LocalFault:
@@ -174,8 +186,11 @@ class Runner:
             raise RuntimeFault(f"runtime cannot load the model: {type(exc).__name__}: {one_line(exc, 160)}") from None
         if package.golden is not None:
             self._validate_golden(loaded, package.golden)
-        self._cache[package.model_id] = loaded
-        self._used += cost
+        if package.resident:
+            self._resident[package.model_id] = loaded
+        else:
+            self._cache[package.model_id] = loaded
+            self._used += cost
         return loaded
 
     def _validate_golden(self, loaded: _Loaded, golden: GoldenVectors) -> None:
@@ -230,6 +245,9 @@ class Runner:
         """The cached session of a model, loading (and golden-checking) it on first use."""
         if model_id in self.quarantined:
             raise GoldenMismatch(model_id, "model is quarantined on this node")
+        loaded = self._resident.get(model_id)
+        if loaded is not None:
+            return loaded
         loaded = self._cache.get(model_id)
         if loaded is not None:
             self._cache.move_to_end(model_id)
@@ -338,6 +356,14 @@ class LocalExecutor:
     @property
     def quarantined(self) -> frozenset[bytes]:
         return frozenset(self._runner.quarantined)
+
+    def holds(self, model_id: bytes) -> bool:
+        return model_id in self._runner.cached_ids()
+
+    @property
+    def resident(self) -> frozenset[bytes]:
+        """The models whose sessions are pinned (vm/resident.py)."""
+        return self._runner.resident_ids()
 
     def run_batch(self, jobs: Sequence[Job]) -> list[JobResult]:
         pinned = frozenset(j.model.model_id for j in jobs if isinstance(j, InferJob))

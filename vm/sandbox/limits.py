@@ -110,14 +110,21 @@ class WorkerLimits:
     # What one validator's workers may hold resident together (docs/sandbox.md, "Memory budget"): four
     # validators' sandboxes in 24 GiB leave 6 GiB each, of which the node process keeps NODE_RESERVE_BYTES.
     validator_budget_bytes: int = 6 * GIB
+    # The chain's `vm.max_resident_bytes` (vm/resident.py): resident models' sessions are pinned outside the
+    # session cache, each in the one worker its model id routes to, so the pool holds them once in all.
+    resident_model_bytes: int = 512 * MIB
 
     def worker_resident_bytes(self) -> int:
         """What one worker may keep resident: its session cache, one run's activations, the runtime itself."""
         return self.session_cache_bytes + DEFAULT_LIMITS.max_activation_bytes + WORKER_BASE_BYTES
 
+    def pinned_session_bytes(self) -> int:
+        """The resident models' sessions, across the pool (a session is estimated at twice its file)."""
+        return 2 * self.resident_model_bytes
+
     def validate_pool(self, size: int) -> None:
         """Refuse a pool whose workers could together exceed the validator's budget (ValueError)."""
-        need = size * self.worker_resident_bytes() + NODE_RESERVE_BYTES
+        need = size * self.worker_resident_bytes() + self.pinned_session_bytes() + NODE_RESERVE_BYTES
         if need > self.validator_budget_bytes:
             raise ValueError(f"{size} sandbox workers may hold {need // MIB} MiB with the node, over the budget "
                              f"of {self.validator_budget_bytes // MIB} MiB (fewer workers or a smaller cache)")
@@ -135,3 +142,10 @@ def registration_load_gas(schedule: GasSchedule, *, nodes: int, golden_runs: int
     from bytes already in the worker, so no cold load (no per-KiB term: the check's per-byte price covers
     the bytes' hand-off and that session); base, per node and the runs as `load_gas`."""
     return schedule.load_base + schedule.load_per_node * nodes + golden_runs * gas_per_call
+
+
+def resident_load_gas(schedule: GasSchedule, *, nodes: int, golden_runs: int, gas_per_call: int) -> int:
+    """The load charge of a resident model's first use in a block (vm/resident.py): its cold path (the per-KiB
+    term) was paid in tokens at registration and every validator keeps its session pinned, so a block pays
+    the base, per-node and golden-run terms only: `registration_load_gas`'s formula, for another reason."""
+    return registration_load_gas(schedule, nodes=nodes, golden_runs=golden_runs, gas_per_call=gas_per_call)

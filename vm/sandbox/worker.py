@@ -259,6 +259,7 @@ def _describe(runner: Any, spin: SpinWait) -> dict[str, Any]:
         "graph_optimization_level": str(so.graph_optimization_level),
         "rlimit_as": resource.getrlimit(resource.RLIMIT_AS)[0],
         "cached": len(runner.cached_ids()),
+        "resident": len(runner.resident_ids()),
         "runs": runner.runs,
         "run_seconds": runner.run_seconds,
         "spins": spin.spins,
@@ -334,6 +335,13 @@ class WorkerPool:
     @property
     def quarantined(self) -> frozenset[bytes]:
         return frozenset(self._quarantined)
+
+    def holds(self, model_id: bytes) -> bool:
+        """Whether the worker that `model_id` routes to holds its session now (a resident model loaded
+        ahead: node/precompute.py); a restarted worker holds nothing until it is sent the model again."""
+        with self._lock:
+            worker = self._workers[_slot_of(model_id, self._size)]
+            return worker is not None and worker.process.is_alive() and model_id in worker.cached
 
     def start(self) -> None:
         """Start every worker now instead of on first use."""
