@@ -169,7 +169,8 @@ class Node:
             models = executor if executor is not None else WorkerPool(size=workers)
             self.blobs = FileBlobStore(self.home.blob_dir)
             self.app = VMApplication(self.db, self.genesis, executor=TimedExecutor(models, self.metrics),
-                                     verify_tx=self.sig_cache.verify, alarm=self._alarm, blobs=self.blobs)
+                                     verify_tx=self.sig_cache.verify, alarm=self._alarm, blobs=self.blobs,
+                                     body_checked=self.block_checks.is_checked)
             self.blockstore = BlockStore(self.db, self.chain_id)
             # The explorer's indexes: their own LevelDB, written after commits by run()'s indexing task.
             self.index_db = LevelDBStore(self.home.root / "index")
