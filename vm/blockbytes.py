@@ -18,7 +18,13 @@ from dataclasses import dataclass
 
 import msgpack
 
-from core.block import Block, compute_evidence_hash, compute_last_commit_hash, is_results_count_ok
+from core.block import (
+    Block,
+    compute_evidence_hash,
+    compute_last_commit_hash,
+    encode_results,
+    is_results_count_ok,
+)
 from core.errors import DecodeError, InvalidBlock
 from core.evidence import Evidence
 from core.header import TxResult
@@ -97,20 +103,8 @@ def tx_bytes(tx: Transaction) -> TxBytes:
 
 
 def result_raws(results: Sequence[TxResult]) -> tuple[bytes, ...]:
-    """Each result's encoding. Results without outputs take few values (a block of transfers: one), and equal
-    values encode alike (one canonical encoding), so each distinct one is encoded once; a result with outputs
-    is encoded as it is (its tensors are large, and unique)."""
-    memo: dict[TxResult, bytes] = {}
-    raws = []
-    for r in results:
-        if r.outputs:
-            raws.append(r.encode())
-            continue
-        raw = memo.get(r)
-        if raw is None:
-            raw = memo[r] = r.encode()
-        raws.append(raw)
-    return tuple(raws)
+    """Each result's encoding, each distinct value encoded once (`core.block.encode_results`)."""
+    return encode_results(results)
 
 
 def txs_root(hashes: Sequence[Hash32]) -> Hash32:
