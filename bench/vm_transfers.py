@@ -16,6 +16,9 @@ of the genesis database, so each runs the same height and commits it for real. M
   commit     `finalize_block` after `validate_block` plus the LevelDB batch write (staging only)
   apply      `finalize_block` of a block the node did not validate (sync, replay: `apply_block`, signatures
              verified from a cold cache)
+  body       the node's own check of a received block (`Block.validate_basic` on a freshly decoded copy,
+             what `node.blockcheck.BlockChecks` runs), and its results root alone: each distinct result
+             encoded once (`core.block.encode_results`) against each result encoded alone (the rule before)
 
 Ed25519 verification of the same transactions is printed as the baseline (the signature floor of a node).
 
@@ -38,8 +41,9 @@ from pathlib import Path
 from typing import Any
 
 from core.app import BlockTemplate, Verdict
-from core.block import Block
+from core.block import Block, compute_results_root
 from core.hashing import ZERO_HASH
+from core.merkle import merkle_root
 from core.tx import Transaction
 from core.types import Amount, Hash32, Height, Round, Timestamp
 from node.leveldb import LevelDBStore
@@ -142,6 +146,16 @@ def main() -> None:
             close(app)
             return cpu
 
+        def body() -> float:
+            block = Block.decode(raw)
+            return _cpu(block.validate_basic)
+
+        def results_root(alone: bool) -> float:
+            results = Block.decode(raw).results  # distinct objects, as decoded from a proposal
+            if alone:
+                return _cpu(lambda: merkle_root([r.encode() for r in results]))
+            return _cpu(lambda: compute_results_root(results))
+
         if args.profile:
             profiled: dict[str, Callable[[], object]] = {
                 "build": build, "validate": lambda: validate_and_commit()[0], "finalize": validate_and_commit,
@@ -156,7 +170,8 @@ def main() -> None:
             pstats.Stats(profiler).sort_stats("tottime").print_stats(30)
             return
         samples: dict[str, list[float]] = {name: [] for name in ("verify", "build", "validate", "checked", "commit",
-                                                                  "apply", "reuse", "reuse_checked")}
+                                                                  "apply", "reuse", "reuse_checked", "body",
+                                                                  "root_alone", "root_shared")}
         load = os.getloadavg()[0]
         for _ in range(args.rounds):
             samples["verify"].append(_cpu(lambda: [tx.verify_signature() for tx in built.txs]))
@@ -168,6 +183,9 @@ def main() -> None:
             samples["apply"].append(apply())
             samples["reuse"].append(reuse(checked=False))
             samples["reuse_checked"].append(reuse(checked=True))
+            samples["body"].append(body())
+            samples["root_alone"].append(results_root(alone=True))
+            samples["root_shared"].append(results_root(alone=False))
         close(proposer)
         us = {name: 1e6 * statistics.median(values) / n for name, values in samples.items()}
         print(f"{n:,} transfers from {args.senders} senders to one sink, {len(raw):,} bytes; CPU per transfer, "
@@ -179,7 +197,10 @@ def main() -> None:
                             ("reuse", "validate_block of the proposer's own block"),
                             ("reuse_checked", "the same, body checked by the node"),
                             ("commit", "finalize_block after it + batch write"),
-                            ("apply", "finalize_block, not validated (verifies)")):
+                            ("apply", "finalize_block, not validated (verifies)"),
+                            ("body", "the node's check of a received block's body"),
+                            ("root_alone", "results root, each result encoded alone"),
+                            ("root_shared", "results root, encode_results (now)")):
             spread = 1e6 * (max(samples[name]) - min(samples[name])) / n
             print(f"  {label:<46}{us[name]:8.1f} us   {us[name] / us['verify']:5.2f}x verify   (range {spread:.1f} us)")
         validator = us["validate"] + us["commit"]
