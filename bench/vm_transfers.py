@@ -9,9 +9,16 @@ of the genesis database, so each runs the same height and commits it for real. M
 
   build      `build_block` on the proposer (selection, execution, results, state root)
   validate   `validate_block` on a validator (block bytes and roots, re-execution, state root)
+  checked    the same on a node, whose `BlockChecks` already compared the header's hashes with the body
+             (on gossip): the VM does not compare them again
+  reuse      `validate_block` of the proposer's own block (execution kept from the build): the body's
+             hashes compared with the header, or not when the node's `BlockChecks` did
   commit     `finalize_block` after `validate_block` plus the LevelDB batch write (staging only)
   apply      `finalize_block` of a block the node did not validate (sync, replay: `apply_block`, signatures
              verified from a cold cache)
+  body       the node's own check of a received block (`Block.validate_basic` on a freshly decoded copy,
+             what `node.blockcheck.BlockChecks` runs), and its results root alone: each distinct result
+             encoded once (`core.block.encode_results`) against each result encoded alone (the rule before)
 
 Ed25519 verification of the same transactions is printed as the baseline (the signature floor of a node).
 
@@ -34,8 +41,9 @@ from pathlib import Path
 from typing import Any
 
 from core.app import BlockTemplate, Verdict
-from core.block import Block
+from core.block import Block, compute_results_root
 from core.hashing import ZERO_HASH
+from core.merkle import merkle_root
 from core.tx import Transaction
 from core.types import Amount, Hash32, Height, Round, Timestamp
 from node.leveldb import LevelDBStore
@@ -87,11 +95,13 @@ def main() -> None:
         n = len(built.txs)
         fresh = iter(range(10**6))
 
-        def node(verify: Callable[[Transaction, Hash32], bool]) -> VMApplication:
+        def node(verify: Callable[[Transaction, Hash32], bool],
+                 body_checked: Callable[[Block], bool] | None = None) -> VMApplication:
             """A validator at genesis (a copy of the genesis database), with its own signature cache."""
             path = tmp / f"node{next(fresh)}"
             shutil.copytree(tmp / "genesis", path)
-            return VMApplication(LevelDBStore(path), genesis, executor=LocalExecutor(), verify_tx=verify)
+            return VMApplication(LevelDBStore(path), genesis, executor=LocalExecutor(), verify_tx=verify,
+                                 body_checked=body_checked)
 
         def received() -> Block:
             """The block as a validator's node hands it over: rebuilt from a compact proposal, so its
@@ -109,12 +119,25 @@ def main() -> None:
         def build() -> float:
             return _cpu(lambda: proposer.build_block(template, txs))
 
-        def validate_and_commit() -> tuple[float, float]:
-            app, block = node(sigs.verify), received()
+        def validate_and_commit(checked: bool = False) -> tuple[float, float]:
+            block = received()
+            app = node(sigs.verify, (lambda b: b is block) if checked else None)
             validate = _cpu(lambda: _expect_valid(app.validate_block(block)))
             commit = _cpu(lambda: _commit(app, block))
             close(app)
             return validate, commit
+
+        def reuse(checked: bool) -> float:
+            """The proposer meets its own proposal: `validate_block` finds the build's execution."""
+            path = tmp / f"node{next(fresh)}"
+            shutil.copytree(tmp / "genesis", path)
+            block: list[Block] = []
+            app = VMApplication(LevelDBStore(path), genesis, executor=LocalExecutor(), verify_tx=sigs.verify,
+                                body_checked=(lambda b: bool(block) and b is block[0]) if checked else None)
+            block.append(app.build_block(template, txs))
+            cpu = _cpu(lambda: _expect_valid(app.validate_block(block[0])))
+            close(app)
+            return cpu
 
         def apply() -> float:
             """A block this node did not validate (block sync, replay), its signatures not cached."""
@@ -122,6 +145,16 @@ def main() -> None:
             cpu = _cpu(lambda: _commit(app, block))
             close(app)
             return cpu
+
+        def body() -> float:
+            block = Block.decode(raw)
+            return _cpu(block.validate_basic)
+
+        def results_root(alone: bool) -> float:
+            results = Block.decode(raw).results  # distinct objects, as decoded from a proposal
+            if alone:
+                return _cpu(lambda: merkle_root([r.encode() for r in results]))
+            return _cpu(lambda: compute_results_root(results))
 
         if args.profile:
             profiled: dict[str, Callable[[], object]] = {
@@ -136,7 +169,9 @@ def main() -> None:
             pstats.Stats(profiler).sort_stats("cumulative").print_stats(45)
             pstats.Stats(profiler).sort_stats("tottime").print_stats(30)
             return
-        samples: dict[str, list[float]] = {name: [] for name in ("verify", "build", "validate", "commit", "apply")}
+        samples: dict[str, list[float]] = {name: [] for name in ("verify", "build", "validate", "checked", "commit",
+                                                                  "apply", "reuse", "reuse_checked", "body",
+                                                                  "root_alone", "root_shared")}
         load = os.getloadavg()[0]
         for _ in range(args.rounds):
             samples["verify"].append(_cpu(lambda: [tx.verify_signature() for tx in built.txs]))
@@ -144,7 +179,13 @@ def main() -> None:
             validate, commit = validate_and_commit()
             samples["validate"].append(validate)
             samples["commit"].append(commit)
+            samples["checked"].append(validate_and_commit(checked=True)[0])
             samples["apply"].append(apply())
+            samples["reuse"].append(reuse(checked=False))
+            samples["reuse_checked"].append(reuse(checked=True))
+            samples["body"].append(body())
+            samples["root_alone"].append(results_root(alone=True))
+            samples["root_shared"].append(results_root(alone=False))
         close(proposer)
         us = {name: 1e6 * statistics.median(values) / n for name, values in samples.items()}
         print(f"{n:,} transfers from {args.senders} senders to one sink, {len(raw):,} bytes; CPU per transfer, "
@@ -152,8 +193,14 @@ def main() -> None:
         print(f"  {'Ed25519 verify (baseline)':<46}{us['verify']:8.1f} us")
         for name, label in (("build", "build_block (proposer, signatures cached)"),
                             ("validate", "validate_block (signatures cached)"),
+                            ("checked", "the same, body checked by the node"),
+                            ("reuse", "validate_block of the proposer's own block"),
+                            ("reuse_checked", "the same, body checked by the node"),
                             ("commit", "finalize_block after it + batch write"),
-                            ("apply", "finalize_block, not validated (verifies)")):
+                            ("apply", "finalize_block, not validated (verifies)"),
+                            ("body", "the node's check of a received block's body"),
+                            ("root_alone", "results root, each result encoded alone"),
+                            ("root_shared", "results root, encode_results (now)")):
             spread = 1e6 * (max(samples[name]) - min(samples[name])) / n
             print(f"  {label:<46}{us[name]:8.1f} us   {us[name] / us['verify']:5.2f}x verify   (range {spread:.1f} us)")
         validator = us["validate"] + us["commit"]

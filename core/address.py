@@ -6,6 +6,8 @@ address is refused instead of sending funds to nobody.
 
 from __future__ import annotations
 
+import functools
+
 from core.hashing import sha256
 from core.types import Address, PublicKeyBytes
 
@@ -15,7 +17,10 @@ _BECH32M_CONST = 0x2BC830A3
 _GEN = (0x3B6A57B2, 0x26508E6D, 0x1EA119FA, 0x3D4233DD, 0x2A1462B3)
 
 
+@functools.lru_cache(maxsize=1 << 15)
 def address_from_public_key(public_key: PublicKeyBytes | bytes) -> Address:
+    # Memoized: a node derives a sender's address several times per transaction (RPC entry, gossip hook,
+    # mempool), ~7 us each under load against ~0.1 for a hit; bounded, and a pure function of the key.
     return Address(sha256(bytes(public_key))[:20])
 
 

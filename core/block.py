@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Annotated
 
 from core.codec import MaxLen, Wire, wire
@@ -76,8 +77,26 @@ def compute_txs_root(txs: tuple[Transaction, ...]) -> Hash32:
     return merkle_root([tx.hash for tx in txs])
 
 
-def compute_results_root(results: tuple[TxResult, ...]) -> Hash32:
-    return merkle_root([r.encode() for r in results])
+def compute_results_root(results: Sequence[TxResult]) -> Hash32:
+    # The shared encodings make equal neighbours one object, whose hashes merkle_root computes once.
+    return merkle_root(list(encode_results(results)))
+
+
+def encode_results(results: Sequence[TxResult]) -> tuple[bytes, ...]:
+    """Each result's encoding. Results without outputs take few values (a block of transfers: one), and equal
+    values encode alike (one canonical encoding), so each distinct one is encoded once and its bytes shared; a
+    result with outputs is encoded as it is (its tensors are large, and unique)."""
+    memo: dict[TxResult, bytes] = {}
+    raws = []
+    for r in results:
+        if r.outputs:
+            raws.append(r.encode())
+            continue
+        raw = memo.get(r)
+        if raw is None:
+            raw = memo[r] = r.encode()
+        raws.append(raw)
+    return tuple(raws)
 
 
 def compute_last_commit_hash(commit: Commit | None) -> Hash32:

@@ -55,7 +55,7 @@ def merkle_root(items: Sequence[bytes]) -> Hash32:
     node and no recursion: block roots hash thousands of transactions and results.
 
     A node whose inputs are the very objects of the node before it reuses that node's hash: a block's results
-    are mostly one shared value (`vm.blockbytes.result_raws`), so its results root costs a few dozen hashes
+    are mostly one shared value (`core.block.encode_results`), so its results root costs a few dozen hashes
     instead of two per result, and the check is one identity test where the items differ."""
     n = len(items)
     if n == 0:

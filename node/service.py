@@ -176,7 +176,8 @@ class Node:
                 resident_model_bytes=int(self.genesis.params.vm.max_resident_bytes)))
             self.blobs = FileBlobStore(self.home.blob_dir)
             self.app = VMApplication(self.db, self.genesis, executor=TimedExecutor(models, self.metrics),
-                                     verify_tx=self.sig_cache.verify, alarm=self._alarm, blobs=self.blobs)
+                                     verify_tx=self.sig_cache.verify, alarm=self._alarm, blobs=self.blobs,
+                                     body_checked=self.block_checks.is_checked)
             self.blockstore = BlockStore(self.db, self.chain_id)
             # The explorer's indexes: their own LevelDB, written after commits by run()'s indexing task.
             self.index_db = LevelDBStore(self.home.root / "index")

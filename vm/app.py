@@ -109,8 +109,12 @@ class VMApplication:
 
     def __init__(self, store: KVStore, genesis: Genesis, *, executor: Executor | None = None, workers: int = 1,
                  verify_tx: Callable[[Transaction, Hash32], bool] | None = None,
-                 alarm: Callable[[str], None] | None = None, blobs: BlobStore | None = None) -> None:
+                 alarm: Callable[[str], None] | None = None, blobs: BlobStore | None = None,
+                 body_checked: Callable[[Block], bool] | None = None) -> None:
         self.store = store
+        # Whether the node ran `validate_basic` on this very block object (node.blockcheck.BlockChecks): the
+        # header's hashes are then compared with the body once per node, not again here.
+        self._body_checked: Callable[[Block], bool] = body_checked or (lambda block: False)
         # Model bytes; a node passes its node.blobstore.FileBlobStore, tools keep them in memory.
         self.blobs: BlobStore = MemoryBlobs() if blobs is None else blobs
         self._blob_changes: OrderedDict[tuple[int, bytes], BlobChanges] = OrderedDict()
@@ -363,6 +367,7 @@ class VMApplication:
             verify_vote=self._verify_vote,
             reveal=lambda: self._required_reveal(h),
             is_wrong_inference=self._is_wrong_inference_strict,
+            is_body_checked=self._body_checked,
         )
         validated = validate_block(lambda: self._view(version), self._compute_update_for(h), block, self.engine,
                                    checks)
@@ -387,6 +392,10 @@ class VMApplication:
             execution = self._executions.get(bytes(block.id))
         if execution is None or execution.base_version != version:
             return False
+        if self._body_checked(block):
+            with self._lock:
+                self.reused_executions += 1
+            return True
         try:
             block.validate_basic()
         except InvalidBlock:
@@ -408,7 +417,7 @@ class VMApplication:
             execution = self._executions.get(bytes(block.id))
         if execution is None or execution.base_version != version:
             view = self._view(version)
-            result = apply_block(view, block, self._verify_tx)
+            result = apply_block(view, block, self._verify_tx, body_checked=self._body_checked(block))
             update = view.compute_update(self.state_map, h)
             execution = Execution(version, update, result.validator_updates, result.punished, view.blob_changes())
         if execution.update.root != block.header.state_root:

@@ -217,9 +217,10 @@ def validate_results_count(block: Block, results: Sequence[TxResult]) -> None:
 
 
 def apply_block(state: StateView, block: Block,
-                verify: Callable[[Transaction, Hash32], bool] = _verify) -> ApplyResult:
+                verify: Callable[[Transaction, Hash32], bool] = _verify, *, body_checked: bool = False) -> ApplyResult:
     """Apply a block that consensus committed, on `state` (the view at the previous height). A deferred
-    activation's verdict is the block's (block sync never re-runs the check).
+    activation's verdict is the block's (block sync never re-runs the check). `body_checked`: the caller ran
+    `validate_basic` on this very block object (`vm.blockbytes.get_block_bytes` then skips the header's hashes).
 
     Raises InvalidBlock if the block is not a valid successor (which a commit by honest validators rules
     out); the caller still compares the resulting state root with the header's.
@@ -228,7 +229,7 @@ def apply_block(state: StateView, block: Block,
     header = block.header
     if header.height != chain.height + 1:
         raise InvalidBlock(f"block {header.height} does not follow height {chain.height}")
-    parts = get_block_bytes(block)
+    parts = get_block_bytes(block, body_checked=body_checked)
     ctx = context_for(state, block)
     executor = BlockExecutor(state, ctx, header.last_block_id, committed_verdict(system_result(block)))
     try:

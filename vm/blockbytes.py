@@ -21,7 +21,13 @@ from dataclasses import dataclass
 
 import msgpack
 
-from core.block import Block, compute_evidence_hash, compute_last_commit_hash, is_results_count_ok
+from core.block import (
+    Block,
+    compute_evidence_hash,
+    compute_last_commit_hash,
+    encode_results,
+    is_results_count_ok,
+)
 from core.errors import DecodeError, InvalidBlock
 from core.evidence import Evidence
 from core.header import TxResult
@@ -112,20 +118,8 @@ def tx_bytes(tx: Transaction) -> TxBytes:
 
 
 def result_raws(results: Sequence[TxResult]) -> tuple[bytes, ...]:
-    """Each result's encoding. Results without outputs take few values (a block of transfers: one), and equal
-    values encode alike (one canonical encoding), so each distinct one is encoded once; a result with outputs
-    is encoded as it is (its tensors are large, and unique)."""
-    memo: dict[TxResult, bytes] = {}
-    raws = []
-    for r in results:
-        if r.outputs:
-            raws.append(r.encode())
-            continue
-        raw = memo.get(r)
-        if raw is None:
-            raw = memo[r] = r.encode()
-        raws.append(raw)
-    return tuple(raws)
+    """Each result's encoding, each distinct value encoded once (`core.block.encode_results`)."""
+    return encode_results(results)
 
 
 def txs_root(hashes: Sequence[Hash32]) -> Hash32:
@@ -157,13 +151,29 @@ class BlockBytes:
     size: int
 
 
-def get_block_bytes(block: Block) -> BlockBytes:
-    """core.block.Block.validate_basic with every encoding done once; raises InvalidBlock the same way."""
+def get_block_bytes(block: Block, *, body_checked: bool = False) -> BlockBytes:
+    """core.block.Block.validate_basic with every encoding done once; raises InvalidBlock the same way.
+
+    `body_checked`: the caller already ran `validate_basic` on this very block object (a node checks every
+    proposal when it arrives: `node.blockcheck.BlockChecks`), so the header's hashes are not compared with
+    the body a second time; the parts' bytes and the size are computed all the same."""
     h = block.header
     if not is_results_count_ok(len(block.txs), len(block.results)):
         raise InvalidBlock(f"block {h.height}: {len(block.txs)} txs but {len(block.results)} results")
     txs = tuple(tx_bytes(tx) for tx in block.txs)
     results = result_raws(block.results)
+    if not body_checked:
+        validate_parts(block, txs, results)
+    size = block_size(h.encode(), [t.raw for t in txs], results,
+                      None if block.last_commit is None else block.last_commit.encode(),
+                      [evidence_raw(e) for e in block.evidence])
+    return BlockBytes(txs, results, size)
+
+
+def validate_parts(block: Block, txs: Sequence[TxBytes], results: Sequence[bytes]) -> None:
+    """The rest of `validate_basic` from the parts' encodings: the header's hashes match the body and every
+    transaction is for the header's chain. Raises InvalidBlock."""
+    h = block.header
     if txs_root([t.hash for t in txs]) != h.txs_root:
         raise InvalidBlock(f"block {h.height}: txs_root does not match the transactions")
     if results_root(results) != h.results_root:
@@ -180,10 +190,6 @@ def get_block_bytes(block: Block) -> BlockBytes:
     for tx in block.txs:
         if tx.chain_id != h.chain_id:
             raise InvalidBlock(f"block {h.height}: transaction {tx.hash.hex()[:16]} is for another chain")
-    size = block_size(h.encode(), [t.raw for t in txs], results,
-                      None if block.last_commit is None else block.last_commit.encode(),
-                      [evidence_raw(e) for e in block.evidence])
-    return BlockBytes(txs, results, size)
 
 
 

@@ -57,6 +57,9 @@ class Checks:
     verify_vote: Callable[[Vote], bool]
     reveal: Callable[[], Tensor | None]
     is_wrong_inference: Callable[[WrongInference], bool]
+    # Whether the node already ran `validate_basic` on this very block object (node.blockcheck.BlockChecks):
+    # then the header's hashes are not compared with the body again (`get_block_bytes`).
+    is_body_checked: Callable[[Block], bool] = lambda block: False
 
 
 def validate_block(new_view: Callable[[], StateView], compute_update: Callable[[StateView], StateUpdate],
@@ -80,7 +83,7 @@ def _validate(new_view: Callable[[], StateView], compute_update: Callable[[State
     evidence, PoI reveal), its transactions' admission, their work re-executed, and the results and root."""
     view = new_view()
     params = view.params()
-    parts = get_block_bytes(block)
+    parts = get_block_bytes(block, body_checked=checks.is_body_checked(block))
     _validate_frame(view, params, block, parts, checks)
     header = block.header
     executor = BlockExecutor(view, BlockContext(header.chain_id, header.height, header.time, header.proposer,

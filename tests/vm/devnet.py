@@ -53,14 +53,16 @@ class Devnet:
     def start(cls, tmp_path: Path, genesis: Genesis | None = None, nodes: int = 1,
               executor: Callable[[], Executor] = LocalExecutor,
               executors: Sequence[Callable[[], Executor]] | None = None,
-              blobs: Callable[[int], BlobStore] | None = None) -> Devnet:
+              blobs: Callable[[int], BlobStore] | None = None,
+              body_checked: Callable[[Block], bool] | None = None) -> Devnet:
         """`nodes` applications, each on its own LevelDB; `executors` gives each its own sandbox, `blobs(i)`
-        node i's blob store (default: in memory)."""
+        node i's blob store (default: in memory); `body_checked` as a node passes it (its BlockChecks)."""
         genesis = genesis or devnet_genesis()
         factories = list(executors) if executors is not None else [executor] * nodes
         alarms: list[str] = []
         apps = [VMApplication(LevelDBStore(tmp_path / f"node{i}"), genesis, executor=factory(),
-                              alarm=alarms.append, blobs=None if blobs is None else blobs(i))
+                              alarm=alarms.append, blobs=None if blobs is None else blobs(i),
+                              body_checked=body_checked)
                 for i, factory in enumerate(factories)]
         seed = genesis.seed_phrase
         assert seed is not None

@@ -20,7 +20,7 @@ def test_a_bug_met_while_validating_is_an_alarmed_local_fault(net: Devnet, monke
     net.step()
     block = net.propose()
 
-    def broken(_: Block) -> NoReturn:
+    def broken(_: Block, **__: bool) -> NoReturn:
         raise bug("simulated bug")
 
     monkeypatch.setattr(vm.validate, "get_block_bytes", broken)
