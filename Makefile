@@ -41,15 +41,17 @@ browser:
 	  else echo "the explorer's browser tests need Chromium: sudo apt-get install -y chromium" >&2; fi; }
 
 # CPU-bound suites run on pytest-xdist workers; suites with real processes,
-# sockets or real-time timeouts run serially so they do not flake.
+# sockets or real-time timeouts run serially so they do not flake. Every run prints its 40 slowest test
+# phases (setup, call, teardown), so a CI log shows where the time went (docs/testing.md, "CI time").
+DURATIONS ?= --durations=40
 test: install browser
 	$(MAKE) --no-print-directory test-parallel test-serial
 
 test-parallel: install
-	$(BIN)/python -m pytest -m "core or vm or consensus" -n $(WORKERS)
+	$(BIN)/python -m pytest -m "core or vm or consensus" -n $(WORKERS) $(DURATIONS)
 
 test-serial: install browser
-	$(BIN)/python -m pytest -m "p2p or node or e2e"
+	$(BIN)/python -m pytest -m "p2p or node or e2e" $(DURATIONS)
 
 lint: install
 	$(BIN)/ruff check .
