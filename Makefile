@@ -43,7 +43,9 @@ browser:
 # CPU-bound suites run on pytest-xdist workers. Suites with real processes, sockets or real-time timeouts
 # mostly wait on real time, so they run as SERIAL_WORKERS groups side by side, each whole module on one
 # worker in file order (--dist loadfile: module-scoped networks and ordered tests stay intact); every test
-# there takes its ports from the OS and its files from tmp_path. SERIAL_WORKERS=1 runs them one at a time.
+# there takes its ports from the OS and its files from tmp_path. Modules go out in collection order, e2e's
+# few long devnet modules first (xdist's default sends modules with many tests first, which left the long
+# ones to the end on one worker). SERIAL_WORKERS=1 runs them one at a time.
 # Every run prints its 40 slowest test phases (setup, call, teardown), so a CI log shows where the time
 # went (docs/testing.md, "CI time").
 SERIAL_WORKERS ?= 2
@@ -55,7 +57,7 @@ test-parallel: install
 	$(BIN)/python -m pytest -m "core or vm or consensus" -n $(WORKERS) $(DURATIONS)
 
 test-serial: install browser
-	$(BIN)/python -m pytest -m "p2p or node or e2e" $(if $(filter-out 1,$(SERIAL_WORKERS)),-n $(SERIAL_WORKERS) --dist loadfile) $(DURATIONS)
+	$(BIN)/python -m pytest -m "p2p or node or e2e" $(if $(filter-out 1,$(SERIAL_WORKERS)),-n $(SERIAL_WORKERS) --dist loadfile --no-loadscope-reorder) $(DURATIONS)
 
 lint: install
 	$(BIN)/ruff check .
