@@ -40,16 +40,24 @@ browser:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
 	  else echo "the explorer's browser tests need Chromium: sudo apt-get install -y chromium" >&2; fi; }
 
-# CPU-bound suites run on pytest-xdist workers; suites with real processes,
-# sockets or real-time timeouts run serially so they do not flake.
+# CPU-bound suites run on pytest-xdist workers. Suites with real processes, sockets or real-time timeouts
+# mostly wait on real time, so they run as SERIAL_WORKERS groups side by side, each whole module on one
+# worker in file order (--dist loadfile: module-scoped networks and ordered tests stay intact); every test
+# there takes its ports from the OS and its files from tmp_path. Modules go out in collection order, e2e's
+# few long devnet modules first (xdist's default sends modules with many tests first, which left the long
+# ones to the end on one worker). SERIAL_WORKERS=1 runs them one at a time.
+# Every run prints its 40 slowest test phases (setup, call, teardown), so a CI log shows where the time
+# went (docs/testing.md, "CI time").
+SERIAL_WORKERS ?= 2
+DURATIONS ?= --durations=40
 test: install browser
 	$(MAKE) --no-print-directory test-parallel test-serial
 
 test-parallel: install
-	$(BIN)/python -m pytest -m "core or vm or consensus" -n $(WORKERS)
+	$(BIN)/python -m pytest -m "core or vm or consensus" -n $(WORKERS) $(DURATIONS)
 
 test-serial: install browser
-	$(BIN)/python -m pytest -m "p2p or node or e2e"
+	$(BIN)/python -m pytest -m "p2p or node or e2e" $(if $(filter-out 1,$(SERIAL_WORKERS)),-n $(SERIAL_WORKERS) --dist loadfile --no-loadscope-reorder) $(DURATIONS)
 
 lint: install
 	$(BIN)/ruff check .

@@ -17,7 +17,9 @@ from p2p.peerid import ed25519_peer_id, ed25519_private_key_protobuf, node_seed_
 pytestmark = pytest.mark.p2p
 
 
-@pytest.mark.parametrize("seed", [b"\0" * 32, b"\xff" * 32, b"devnet node 3", os.urandom(32)])
+# Named ids: a random seed's bytes as its id would differ between pytest-xdist workers' collections.
+@pytest.mark.parametrize("seed", [b"\0" * 32, b"\xff" * 32, b"devnet node 3", os.urandom(32)],
+                         ids=["zeros", "ones", "devnet-node-3", "random"])
 def test_seeded_node_key_has_libp2ps_peer_id(seed: bytes) -> None:
     assert node_seed_peer_id(seed) == str(peer_id_of(node_key_from_seed(seed)))
 
