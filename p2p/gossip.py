@@ -299,6 +299,7 @@ class Gossip:
             # Upstream marks a message seen only after validation, so copies from several peers can be
             # validated concurrently and each delivered: drop later copies here (no penalty, no CPU).
             self._counters.duplicates += 1
+            self._counters.late_duplicates += 1  # is_copy should have dropped it where it was read
             return False
         cached = self._rejected.get(key)
         if cached is not None:

@@ -31,8 +31,10 @@
   upstream's bound of 32 RPCs let a peer that stops reading hold 64 MiB at the frame cap until it was dropped
   as stalled. Past the budget a bulk RPC to that peer is dropped and counted; priority RPCs have a reserve of
   one frame more; publishing paces on the bytes a draining peer has room for.
-- A copy of a message already delivered or still being validated is dropped where its frame is read
-  (`Gate.is_copy`), before upstream spawns a task for it and checks its pubsub signature twice.
+- A copy of a message already delivered, still being validated, waiting for admission or whose admission
+  task has not started yet is dropped where its frame is read (`Gate.is_copy`), before upstream spawns a task
+  for it and checks its pubsub signature twice. From the read to the gate's in-validation mark a message is
+  always held somewhere a later copy's read looks: the bulk queue, `_starting`, or the gate itself.
 - The consensus RPCs queued for a peer when its sending loop takes one leave with it as one frame
   (p2p/coalesce.py): each frame costs both sides a fixed amount of Python, whatever it holds.
 - IDONTWANT (gossipsub v1.2) is `DontWantGossipSub` in p2p/dontwant.py; announcements waiting for a busy peer
@@ -75,7 +77,7 @@ from p2p.coalesce import COALESCE_BYTES, is_mergeable
 from p2p.counters import P2PCounters
 from p2p.dontwant import MERGED_DONT_WANT_IDS, DontWantGossipSub, announced_ids
 from p2p.frames import READ_CHUNK_BYTES, FrameBuffer
-from p2p.inbound import BulkQueues, InboundPolicy
+from p2p.inbound import BulkQueues, InboundPolicy, MessageKey
 from p2p.limits import LIBP2P_FRAME_MAX, OUTBOUND_PRIORITY_RESERVE, OUTBOUND_QUEUE_BYTES
 from p2p.scoring import Offense
 
@@ -331,6 +333,8 @@ class GuardedPubsub(Pubsub):
         self._bulk_topics = bulk_topics
         self._inbound = inbound or InboundPolicy()
         self.bulk = BulkQueues[rpc_pb2.Message](self._inbound)
+        # consensus messages whose admission task was started but has not run yet (`_admit_now`)
+        self._starting: set[MessageKey] = set()
         # outbound frames as large as inbound ones, each peer's queue bounded in bytes
         self.peer_queues = SizedQueues(LIBP2P_FRAME_MAX, on_refused=self._budget_refused)
         self._gate = gate
@@ -362,6 +366,13 @@ class GuardedPubsub(Pubsub):
                 await self.push_msg(peer_id, msg)
             except Exception:
                 self._contained(f"admitting a bulk message from {peer_id}")
+
+    async def _admit_now(self, peer_id: ID, msg: rpc_pb2.Message, key: MessageKey) -> None:
+        """The task of a consensus message read from a peer. Until it starts, the message is neither queued
+        nor in validation, so `_starting` makes a copy read in the meantime a copy; from here to the gate's
+        `admit` marking it as in validation nothing awaits, so no copy slips between the two."""
+        self._starting.discard(key)
+        await self.push_msg(peer_id, msg)
 
     async def stream_handler(self, stream: INetStream) -> None:
         # Runs in the swarm's connection nursery: anything escaping here ends the host, so nothing may.
@@ -427,11 +438,12 @@ class GuardedPubsub(Pubsub):
                 msg_id = content_msg_id(msg)
                 topic = msg.topicIDs[0] if len(msg.topicIDs) == 1 else ""
                 key = (topic, msg_id)
-                seen = self.seen_messages.has(msg_id) or self.bulk.holds(key)
+                seen = self.seen_messages.has(msg_id) or self.bulk.holds(key) or key in self._starting
                 if self._gate.is_copy(peer_id, topic, msg_id, len(msg.data), seen):
                     continue  # a copy costs its parse and one hash, not a task and signature checks
                 if topic not in self._bulk_topics:
-                    self.manager.run_task(self.push_msg, peer_id, msg)  # consensus: admitted at once
+                    self._starting.add(key)
+                    self.manager.run_task(self._admit_now, peer_id, msg, key)  # consensus: admitted at once
                 elif not self.bulk.offer(peer_id, key, msg, len(msg.data)):
                     self._counters.inbound_bulk_dropped += 1  # this forwarder's queue is full
         if rpc.subscriptions:
