@@ -1,7 +1,8 @@
 """p2p bench: 4 node processes on 127.0.0.1, full mesh. `python -m bench.p2p [--quick] [--only ...]`
 
 `--dont-want` compares IDONTWANT off and on; `--coalesce` compares coalescing off and on (p2p/coalesce.py):
-consensus-like vote heights (CPU and frames read per delivered vote) and batched transfers, networks alternating.
+consensus-like vote heights (CPU and frames read per delivered vote) and batched transfers, networks alternating;
+`--coalesce-bulk` compares batched transfers with transaction batches merged into frames off and on.
 
 Prints gossip latency p50/p99 and CPU per delivery for 200 B and 100 KB messages with our full validation,
 against a baseline of the same network with decoding/signature checks switched off (rounds alternate, so
@@ -216,6 +217,31 @@ async def compare_dont_want(rounds: int, rates: list[int], seconds: float) -> No
                   f"{r['frames']:>12.2f}{r['suppressed']:>12.2f}")
 
 
+async def compare_bulk_coalesce(rounds: int, rates: list[int], seconds: float) -> None:
+    """Batched gossip with transaction batches merged into frames off (`--no-bulk-coalesce`: consensus
+    messages only, as before) and on (p2p/coalesce.py), networks alternating, same rates each."""
+    print(f"p2p bench, bulk coalescing off/on: {N} processes, full mesh, {rounds} alternating rounds, {seconds:g} s "
+          f"per rate; {os.cpu_count()} CPUs, load average at start {os.getloadavg()[0]:.1f}")
+    print(f"  {'mode':<6}{'load':>6}" + _THROUGHPUT_HEADER[2:])
+    rows: dict[tuple[str, int], list[dict[str, float]]] = {}
+    for _ in range(rounds):
+        for mode, extra in (("off", ("--no-bulk-coalesce",)), ("on", ())):
+            async with network(*extra) as nodes:
+                for rate in rates:
+                    load = os.getloadavg()[0]
+                    r = await throughput(nodes, rate // N, seconds)
+                    rows.setdefault((mode, rate), []).append(r)
+                    print(f"  {mode:<6}{load:>6.1f}" + throughput_row(r)[2:], flush=True)
+    print(_COLUMNS)
+    print("\n  means over the rounds, on/off ratio (below 1: merging batches costs less)")
+    for rate in rates:
+        on = {k: statistics.mean(r[k] for r in rows[("on", rate)]) for k in ("cpu_us", "frames")}
+        off = {k: statistics.mean(r[k] for r in rows[("off", rate)]) for k in ("cpu_us", "frames")}
+        print(f"  transfers at {rate} tx/s: CPU per tx per node {off['cpu_us']:.0f} -> {on['cpu_us']:.0f} us "
+              f"({on['cpu_us'] / off['cpu_us']:.2f}x); frames read per batch {off['frames']:.2f} -> "
+              f"{on['frames']:.2f} ({on['frames'] / off['frames']:.2f}x)")
+
+
 LARGE_COUNT, LARGE_RATE = 15, 10.0
 
 
@@ -308,6 +334,8 @@ if __name__ == "__main__":
                         help="compare batched gossip with IDONTWANT off and on, alternating")
     parser.add_argument("--coalesce", action="store_true",
                         help="compare vote heights and batched gossip with coalescing off and on, alternating")
+    parser.add_argument("--coalesce-bulk", action="store_true",
+                        help="compare batched gossip with transaction batches merged into frames off and on")
     parser.add_argument("--heights", type=int, default=100, help="vote heights per step (with --coalesce)")
     parser.add_argument("--bursts", default="1,3", help="votes each node publishes per height (with --coalesce)")
     parser.add_argument("--rounds", type=int, default=2)
@@ -315,7 +343,9 @@ if __name__ == "__main__":
     parser.add_argument("--seconds", type=float, default=5.0,
                         help="offering time per rate (with --dont-want, --coalesce)")
     args = parser.parse_args()
-    if args.coalesce:
+    if args.coalesce_bulk:
+        trio.run(compare_bulk_coalesce, args.rounds, [int(r) for r in args.rates.split(",")], args.seconds)
+    elif args.coalesce:
         trio.run(compare_coalesce, args.rounds, args.heights, [int(b) for b in args.bursts.split(",")],
                  [int(r) for r in args.rates.split(",")], args.seconds)
     elif args.dont_want:

@@ -35,7 +35,7 @@
   task has not started yet is dropped where its frame is read (`Gate.is_copy`), before upstream spawns a task
   for it and checks its pubsub signature twice. From the read to the gate's in-validation mark a message is
   always held somewhere a later copy's read looks: the bulk queue, `_starting`, or the gate itself.
-- The consensus RPCs queued for a peer when its sending loop takes one leave with it as one frame
+- The RPCs of one lane queued for a peer when its sending loop takes one leave with it as one frame
   (p2p/coalesce.py): each frame costs both sides a fixed amount of Python, whatever it holds.
 - IDONTWANT (gossipsub v1.2) is `DontWantGossipSub` in p2p/dontwant.py; announcements waiting for a busy peer
   are merged in its queue (`ByteBudgetQueue`).
@@ -325,6 +325,7 @@ class CountingGossipSub(DontWantGossipSub):
 class GuardedPubsub(Pubsub):
     def __init__(self, host: IHost, router: GossipSub, gate: Gate, counters: P2PCounters, *,
                  write_timeout_s: float = 10.0, stall_s: float = 1.0, coalesce_bytes: int = COALESCE_BYTES,
+                 coalesce_bulk: bool = True,
                  bulk_topics: frozenset[str] = frozenset(), inbound: InboundPolicy | None = None, **kwargs: Any):
         """`bulk_topics`: topics whose inbound messages wait in `p2p.inbound.BulkQueues` for one of
         `inbound.bulk_workers` workers; every other topic's messages are admitted at once."""
@@ -343,6 +344,7 @@ class GuardedPubsub(Pubsub):
         self._stall_s = stall_s
         # RPCs queued for a peer leave as one frame up to this many bytes; 0 writes each alone (p2p/coalesce.py)
         self._coalesce_bytes = coalesce_bytes
+        self._coalesce_bulk = coalesce_bulk  # bulk RPCs merge too (never with priority ones)
         # peer -> when the RPC being written to it started; absent while its sending loop waits for work
         self._writing_since: dict[ID, float] = {}
         # Upstream seeds with int(time.time()); with seqno-keyed equivocation checks a node restarted within
@@ -540,7 +542,7 @@ class GuardedPubsub(Pubsub):
 
     async def handle_sending_messages(self, peer_id: ID, stream: INetStream, queue: RpcQueue) -> None:
         """A peer's sending loop (replaces upstream's): one frame at a time, each under a deadline; a frame is
-        the RPC popped and, merged into it, the priority-lane RPCs queued behind it (`_coalesce_queued`).
+        the RPC popped and, merged into it, the RPCs of its lane queued behind it (`_coalesce_queued`).
 
         Upstream waits as long as the peer takes: a paused peer (SIGSTOP, cut cable) never acknowledges,
         Yamux windows grow to 16 MiB under load, so the write blocks in the kernel forever, its queue stays
@@ -587,19 +589,19 @@ class GuardedPubsub(Pubsub):
         return isinstance(self.router, DontWantGossipSub) and self.router.is_unwanted(peer_id, rpc)
 
     def _coalesce_queued(self, peer_id: ID, lanes: ByteBudgetQueue, merged: rpc_pb2.RPC) -> int:
-        """Merge into `merged` (just popped) the priority-lane RPCs queued behind it, while they are mergeable
-        and the frame stays within `coalesce_bytes` (p2p/coalesce.py, which says why bulk RPCs are not);
-        returns how many were merged.
+        """Merge into `merged` (just popped) the RPCs of its own lane queued behind it, while they are
+        mergeable and the frame stays within `coalesce_bytes` (p2p/coalesce.py); returns how many were merged.
+        A priority frame never takes a bulk RPC, and a bulk one is popped only while no priority RPC waits.
 
         The popped RPCs are this peer's own (upstream's `send_rpc` queues a copy per peer), so merging into
         the first changes nothing another peer is sent."""
         size, priority = lanes.last_popped
         merged_count = 0
-        if not priority:
+        if not (priority or self._coalesce_bulk):
             return 0
         while (head := lanes.peek()) is not None:
             rpc, rpc_size, rpc_priority = head
-            if not rpc_priority or size + rpc_size > self._coalesce_bytes or not is_mergeable(rpc):
+            if rpc_priority != priority or size + rpc_size > self._coalesce_bytes or not is_mergeable(rpc):
                 break
             lanes.pop()
             if self._is_unwanted(peer_id, rpc):
