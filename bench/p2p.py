@@ -296,7 +296,7 @@ async def yamux_stream(quiet: bool, total: int, write_size: int) -> float:
     finally:
         upstream.MAX_MESSAGE_SIZE = ours.NOISE_FRAME_BYTES
         muxer_multistream.Yamux = ours.QuietYamux  # type: ignore[attr-defined]
-    return 1000 * spent / (total / (1 << 20))
+    return float(1000 * spent / (total / (1 << 20)))
 
 
 async def compare_yamux(rounds: int, mib: int, write_kib: int) -> None:
