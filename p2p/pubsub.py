@@ -263,36 +263,42 @@ class SizedQueues(dict[ID, RpcQueue]):
 
 
 class OutboundTimes:
-    """When consensus RPCs were queued for each peer, so that the sending loop can log the slow ones: how long
-    one waited in the queue and how long its write took (bounded: the oldest entries are forgotten)."""
+    """When consensus messages were queued for each peer, so that the sending loop can log the slow ones: how
+    long one waited in the queue and how long its write took (bounded: the oldest entries are forgotten).
+
+    Kept per message (origin and sequence number), not per RPC: a frame may hold several merged RPCs
+    (p2p/coalesce.py). The sending loop reports only priority-lane frames, so a transaction batch costs
+    nothing here."""
 
     LOG_AFTER_S = 0.5
     _LIMIT = 4096
 
     def __init__(self) -> None:
-        # (peer, the publishes' (origin, seqno)) -> when queued; upstream queues a copy of the RPC, not it
-        self._queued: OrderedDict[tuple[ID, tuple[bytes, ...]], float] = OrderedDict()
-
-    @staticmethod
-    def _key(peer_id: ID, rpc: rpc_pb2.RPC) -> tuple[ID, tuple[bytes, ...]]:
-        return peer_id, tuple(m.from_id + m.seqno for m in rpc.publish)
+        # (peer, a publish's origin + seqno) -> when queued; upstream queues a copy of the RPC, not it
+        self._queued: OrderedDict[tuple[ID, bytes], float] = OrderedDict()
 
     def queued(self, peer_id: ID, rpc: rpc_pb2.RPC) -> None:
-        self._queued[self._key(peer_id, rpc)] = trio.current_time()
+        now = trio.current_time()
+        for m in rpc.publish:
+            self._queued[(peer_id, m.from_id + m.seqno)] = now
         while len(self._queued) > self._LIMIT:
             self._queued.popitem(last=False)
 
     def written(self, peer_id: ID, rpc: rpc_pb2.RPC, started: float) -> None:
-        if not rpc.publish:
-            return
-        queued = self._queued.pop(self._key(peer_id, rpc), None)
-        if queued is None:
+        """The frame `rpc` (a priority-lane frame, perhaps merged) was written; log it if the message in it
+        queued first waited `LOG_AFTER_S` or more."""
+        oldest: float | None = None
+        for m in rpc.publish:
+            queued = self._queued.pop((peer_id, m.from_id + m.seqno), None)
+            if queued is not None and (oldest is None or queued < oldest):
+                oldest = queued
+        if oldest is None:
             return
         now = trio.current_time()
-        if now - queued >= self.LOG_AFTER_S:
+        if now - oldest >= self.LOG_AFTER_S:
             topics = ",".join(t.rsplit("/", 2)[-2] for m in rpc.publish for t in m.topicIDs)
             logger.info("%s message of %d bytes to %s written %.2f s after it was queued (queue %.2f s, write "
-                        "%.2f s)", topics, rpc.ByteSize(), str(peer_id)[-6:], now - queued, started - queued,
+                        "%.2f s)", topics, rpc.ByteSize(), str(peer_id)[-6:], now - oldest, started - oldest,
                         now - started)
 
 
@@ -549,7 +555,8 @@ class GuardedPubsub(Pubsub):
         full, and everything that waits on queues waits on it. Here a peer that does not take one RPC within
         `write_timeout_s` is declared stalled and dropped; it costs nobody else more than that.
         """
-        lanes = byte_budget(queue) if self._coalesce_bytes > 0 else None
+        budget = byte_budget(queue)
+        lanes = budget if self._coalesce_bytes > 0 else None
         try:
             while True:
                 rpc = await queue.pop()
@@ -568,7 +575,8 @@ class GuardedPubsub(Pubsub):
                         ok = await self.write_msg(stream, rpc)
                 finally:
                     self._writing_since.pop(peer_id, None)
-                if isinstance(self.router, CountingGossipSub):
+                priority = budget.last_popped[1] if budget is not None else True
+                if priority and isinstance(self.router, CountingGossipSub):
                     self.router.outbound_times.written(peer_id, rpc, started)
                 if deadline.cancelled_caught:
                     self._stalled(peer_id, f"one RPC not accepted within {self._write_timeout_s:g} s")
