@@ -14,7 +14,13 @@
   (`MuxerMultistream.new_conn`) builds `Yamux` by name whatever class `muxer_opt` names, so the name is
   rebound in that module too, on import, like the frame size.
 
-Both are process-wide rebinds of upstream module names, the narrowest hook py-libp2p 0.8.1 offers; a library
+- **Tuning read once.** Upstream reads its `PY_YAMUX_*` environment variables at every call: the window
+  hysteresis switch and batch divisor on each window check, the data-frame read timeout on each frame read
+  (~2 % of a loaded validator's event-loop samples, docs/performance.md). Those we never set are read once,
+  here, and frozen; `RELEASE_ON_READ`, which `p2p.host.build_host` sets from the config after this import, is
+  left to upstream's per-call read.
+
+All are process-wide rebinds of upstream module names, the narrowest hook py-libp2p 0.8.1 offers; a library
 upgrade must re-check them (tests/p2p/test_yamux_frames.py fails if either stops taking effect).
 """
 
@@ -29,6 +35,16 @@ from libp2p.stream_muxer.yamux.yamux import Yamux
 # A Yamux frame, its 12-byte header included, that fills one Noise message exactly.
 NOISE_FRAME_BYTES = MAX_PLAINTEXT_LENGTH
 upstream.MAX_MESSAGE_SIZE = NOISE_FRAME_BYTES
+
+# Upstream's tuning, as the environment has it now, read once (see the module docstring).
+_DISABLE_HYSTERESIS = upstream._yamux_disable_hysteresis()
+_BATCH_THRESHOLD_DIVISOR = upstream._yamux_batch_threshold_divisor()
+_DATA_READ_TIMEOUT_S = upstream._yamux_data_read_timeout()
+_PERF_DEBUG = upstream._perf_yamux_debug_enabled()
+upstream._yamux_disable_hysteresis = lambda: _DISABLE_HYSTERESIS
+upstream._yamux_batch_threshold_divisor = lambda: _BATCH_THRESHOLD_DIVISOR
+upstream._yamux_data_read_timeout = lambda: _DATA_READ_TIMEOUT_S
+upstream._perf_yamux_debug_enabled = lambda: _PERF_DEBUG
 
 
 class QuietYamux(Yamux):

@@ -90,3 +90,18 @@ def record_frames(noise: Any) -> list[tuple[int, int, int, int]]:
     noise.read_writer.write_msg = counted_packet
     noise.write_msg = recorded
     return frames
+
+
+def test_upstream_tuning_is_read_once_except_what_build_host_sets(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Upstream read `PY_YAMUX_*` on every window check and frame read; the values p2p never sets are frozen at
+    import (p2p/yamux.py), while RELEASE_ON_READ, set by `build_host` from the config, is still read per call."""
+    from libp2p.stream_muxer.yamux import yamux as upstream
+
+    divisor, timeout = upstream._yamux_batch_threshold_divisor(), upstream._yamux_data_read_timeout()
+    monkeypatch.setenv("PY_YAMUX_BATCH_THRESHOLD_DIV", str(divisor + 5))
+    monkeypatch.setenv("PY_YAMUX_DATA_READ_TIMEOUT", str(timeout + 5))
+    assert upstream._yamux_batch_threshold_divisor() == divisor
+    assert upstream._yamux_data_read_timeout() == timeout
+    for value, expected in (("0", False), ("1", True)):
+        monkeypatch.setenv("PY_YAMUX_RELEASE_ON_READ", value)
+        assert upstream._yamux_release_on_read() is expected
