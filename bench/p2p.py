@@ -1,7 +1,9 @@
 """p2p bench: 4 node processes on 127.0.0.1, full mesh. `python -m bench.p2p [--quick] [--only ...]`
 
 `--dont-want` compares IDONTWANT off and on; `--coalesce` compares coalescing off and on (p2p/coalesce.py):
-consensus-like vote heights (CPU and frames read per delivered vote) and batched transfers, networks alternating.
+consensus-like vote heights (CPU and frames read per delivered vote) and batched transfers, networks alternating;
+`--coalesce-bulk` compares batched transfers with transaction batches merged into frames off and on; `--yamux`
+compares CPU per MiB on one stream with upstream's Yamux and p2p/yamux.py's.
 
 Prints gossip latency p50/p99 and CPU per delivery for 200 B and 100 KB messages with our full validation,
 against a baseline of the same network with decoding/signature checks switched off (rounds alternate, so
@@ -216,6 +218,102 @@ async def compare_dont_want(rounds: int, rates: list[int], seconds: float) -> No
                   f"{r['frames']:>12.2f}{r['suppressed']:>12.2f}")
 
 
+async def compare_bulk_coalesce(rounds: int, rates: list[int], seconds: float) -> None:
+    """Batched gossip with transaction batches merged into frames off (`--no-bulk-coalesce`: consensus
+    messages only, as before) and on (p2p/coalesce.py), networks alternating, same rates each."""
+    print(f"p2p bench, bulk coalescing off/on: {N} processes, full mesh, {rounds} alternating rounds, {seconds:g} s "
+          f"per rate; {os.cpu_count()} CPUs, load average at start {os.getloadavg()[0]:.1f}")
+    print(f"  {'mode':<6}{'load':>6}" + _THROUGHPUT_HEADER[2:])
+    rows: dict[tuple[str, int], list[dict[str, float]]] = {}
+    for _ in range(rounds):
+        for mode, extra in (("off", ("--no-bulk-coalesce",)), ("on", ())):
+            async with network(*extra) as nodes:
+                for rate in rates:
+                    load = os.getloadavg()[0]
+                    r = await throughput(nodes, rate // N, seconds)
+                    rows.setdefault((mode, rate), []).append(r)
+                    print(f"  {mode:<6}{load:>6.1f}" + throughput_row(r)[2:], flush=True)
+    print(_COLUMNS)
+    print("\n  means over the rounds, on/off ratio (below 1: merging batches costs less)")
+    for rate in rates:
+        on = {k: statistics.mean(r[k] for r in rows[("on", rate)]) for k in ("cpu_us", "frames")}
+        off = {k: statistics.mean(r[k] for r in rows[("off", rate)]) for k in ("cpu_us", "frames")}
+        print(f"  transfers at {rate} tx/s: CPU per tx per node {off['cpu_us']:.0f} -> {on['cpu_us']:.0f} us "
+              f"({on['cpu_us'] / off['cpu_us']:.2f}x); frames read per batch {off['frames']:.2f} -> "
+              f"{on['frames']:.2f} ({on['frames'] / off['frames']:.2f}x)")
+
+
+async def yamux_stream(quiet: bool, total: int, write_size: int) -> float:
+    """CPU ms (this process: both ends) per MiB written on one stream between two hosts over TCP, with
+    upstream's Yamux (64 KiB frames, two Noise messages each, a debug line formatted per frame) or
+    `p2p.yamux.QuietYamux` (frames that fit one Noise message, no debug line). The module names p2p/yamux.py
+    rebinds are set for each mode before its hosts connect (upstream reads them at connection and write time)."""
+    from libp2p.custom_types import TProtocol
+    from libp2p.peer.peerinfo import PeerInfo
+    from libp2p.stream_muxer import muxer_multistream
+    from libp2p.stream_muxer.yamux import yamux as upstream
+
+    from p2p import yamux as ours
+    from p2p.host import build_host, close_connections, parse_multiaddr
+    from p2p.identity import node_key_from_seed
+
+    upstream.MAX_MESSAGE_SIZE = ours.NOISE_FRAME_BYTES if quiet else 64 * 1024
+    muxer_multistream.Yamux = ours.QuietYamux if quiet else upstream.Yamux  # type: ignore[attr-defined]
+    protocol = TProtocol("/inferchain-bench/sink/1")
+    got = 0
+    done = trio.Event()
+
+    async def sink(stream: Any) -> None:
+        nonlocal got
+        while got < total:
+            chunk = await stream.read(1 << 20)
+            if not chunk:
+                break
+            got += len(chunk)
+        done.set()
+
+    a = build_host(node_key_from_seed(b"bench-yamux-a"), ["/ip4/127.0.0.1/tcp/0"])
+    b = build_host(node_key_from_seed(b"bench-yamux-b"), ["/ip4/127.0.0.1/tcp/0"])
+    b.set_stream_handler(protocol, sink)
+    listen = [parse_multiaddr("/ip4/127.0.0.1/tcp/0")]
+    payload = os.urandom(write_size)
+    spent = 0.0
+    try:
+        async with a.run(listen_addrs=listen), b.run(listen_addrs=listen):
+            try:
+                await a.connect(PeerInfo(b.get_id(), b.get_addrs()))
+                stream = await a.new_stream(b.get_id(), [protocol])
+                began = time.process_time()
+                for _ in range(total // write_size):
+                    await stream.write(payload)
+                with trio.fail_after(120):
+                    await done.wait()
+                spent = time.process_time() - began
+                await stream.close()
+            finally:
+                await close_connections(a)
+                await close_connections(b)
+    finally:
+        upstream.MAX_MESSAGE_SIZE = ours.NOISE_FRAME_BYTES
+        muxer_multistream.Yamux = ours.QuietYamux  # type: ignore[attr-defined]
+    return float(1000 * spent / (total / (1 << 20)))
+
+
+async def compare_yamux(rounds: int, mib: int, write_kib: int) -> None:
+    print(f"p2p bench, Yamux upstream/quiet: one stream, {mib} MiB in writes of {write_kib} KiB, both ends in this "
+          f"process, {rounds} alternating rounds; load average at start {os.getloadavg()[0]:.1f}")
+    print(f"  {'mode':<10}{'load':>6}{'CPU ms/MiB':>12}")
+    spent: dict[str, list[float]] = {}
+    for _ in range(rounds):
+        for mode in ("upstream", "quiet"):
+            load = os.getloadavg()[0]
+            ms = await yamux_stream(mode == "quiet", mib << 20, write_kib << 10)
+            spent.setdefault(mode, []).append(ms)
+            print(f"  {mode:<10}{load:>6.1f}{ms:>12.1f}", flush=True)
+    up, quiet = statistics.mean(spent["upstream"]), statistics.mean(spent["quiet"])
+    print(f"  means: {up:.1f} -> {quiet:.1f} CPU ms per MiB ({quiet / up:.2f}x)")
+
+
 LARGE_COUNT, LARGE_RATE = 15, 10.0
 
 
@@ -308,6 +406,12 @@ if __name__ == "__main__":
                         help="compare batched gossip with IDONTWANT off and on, alternating")
     parser.add_argument("--coalesce", action="store_true",
                         help="compare vote heights and batched gossip with coalescing off and on, alternating")
+    parser.add_argument("--coalesce-bulk", action="store_true",
+                        help="compare batched gossip with transaction batches merged into frames off and on")
+    parser.add_argument("--yamux", action="store_true",
+                        help="compare CPU per MiB on one stream with upstream's Yamux and p2p/yamux.py's")
+    parser.add_argument("--mib", type=int, default=64, help="MiB per run (with --yamux)")
+    parser.add_argument("--write-kib", type=int, default=256, help="bytes per write, in KiB (with --yamux)")
     parser.add_argument("--heights", type=int, default=100, help="vote heights per step (with --coalesce)")
     parser.add_argument("--bursts", default="1,3", help="votes each node publishes per height (with --coalesce)")
     parser.add_argument("--rounds", type=int, default=2)
@@ -315,7 +419,11 @@ if __name__ == "__main__":
     parser.add_argument("--seconds", type=float, default=5.0,
                         help="offering time per rate (with --dont-want, --coalesce)")
     args = parser.parse_args()
-    if args.coalesce:
+    if args.yamux:
+        trio.run(compare_yamux, args.rounds, args.mib, args.write_kib)
+    elif args.coalesce_bulk:
+        trio.run(compare_bulk_coalesce, args.rounds, [int(r) for r in args.rates.split(",")], args.seconds)
+    elif args.coalesce:
         trio.run(compare_coalesce, args.rounds, args.heights, [int(b) for b in args.bursts.split(",")],
                  [int(r) for r in args.rates.split(",")], args.seconds)
     elif args.dont_want:

@@ -13,18 +13,20 @@ queue order, the announcements' lists concatenate, the record (the same bytes in
 handles a frame's publishes in order, then its control, so merging changes nothing it does. Subscriptions and
 the other control messages (GRAFT, PRUNE, IHAVE, IWANT), rare and order-sensitive, keep a frame of their own.
 
-Which RPCs: those of the priority lane (consensus messages and IDONTWANT announcements, `CountingGossipSub`):
-small, several per height and peer, each costing the fixed work above. A merged frame grows only while it
-stays within `COALESCE_BYTES`, far under the peer's frame limit, and never takes a bulk RPC (a consensus
-message never waits for transaction bytes merged in with it). Each RPC is checked against the peer's
+Which RPCs: those of one lane. A frame is the RPC popped and the RPCs of the same lane queued behind it:
+consensus messages and IDONTWANT announcements (the priority lane, `CountingGossipSub`) with each other,
+transaction batches (the bulk lane) with each other, never the two together, so a consensus message never
+waits for transaction bytes merged in with it, and a batch is popped only while no consensus message waits. A
+merged frame grows only while it stays within `COALESCE_BYTES`, far under the peer's frame limit: a consensus
+message queued behind it waits no longer than behind one full batch. Each RPC is checked against the peer's
 IDONTWANT announcements as it is taken, so a merged frame carries no copy the peer said it holds.
 
-Why not the bulk lane (transaction batches): a receiver drops a copy where it reads it only once the first
-copy has reached validation (`Gate.is_copy`); every message of a frame is checked before any of their tasks
-runs, so a frame holding several batches widens the window in which a copy read from another peer slips
-through to a task of its own (tests/p2p/test_p2p_dontwant.py's full-mesh test saw one in 3 of 10 runs with
-bulk merged, none in 8 without). A batch is also up to `TX_BATCH_TARGET` bytes, where the per-frame cost is
-small against the per-byte cost. Closing that window is the inbound side's to do first.
+Bulk batches were kept out at first: a receiver drops a copy where it reads it only if the first copy is
+waiting for admission or in validation (`Gate.is_copy`), and with every message of a frame becoming a task at
+once, a copy read from another peer before the first copy's task started slipped through (the full-mesh
+IDONTWANT test failed 3 in 10 runs with bulk merged). Batches now wait in the forwarder's inbound queue
+(p2p/inbound.py), which `is_copy` consults, and a consensus message's pending task is consulted too
+(tests/p2p/test_p2p_copies_on_read.py), so that window is closed.
 """
 
 from __future__ import annotations

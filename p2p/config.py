@@ -93,6 +93,9 @@ class P2PConfig:
     inbound: InboundPolicy = field(default_factory=InboundPolicy)
     # Yamux sends a window update on every read by default; batching them halves small-message CPU.
     yamux_release_on_read: bool = False
+    # Transaction batches queued for a peer are merged into frames too (within `coalesce_bytes`), never with
+    # consensus messages; False merges the priority lane only, as before (p2p/coalesce.py).
+    coalesce_bulk: bool = True
 
     def __post_init__(self) -> None:
         if not self.chain_id or "/" in self.chain_id:

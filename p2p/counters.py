@@ -49,6 +49,7 @@ class P2PCounters:
     redials_woken: int = 0  # redials started early: a persistent peer we had no link to showed life
     dial_failures: int = 0
     peers_refused: int = 0  # inbound connections closed for max_peers or a ban
+    late_duplicates: int = 0  # of `duplicates`, copies that got past the read (a task each) and were dropped in admit
 
     def snapshot(self) -> dict[str, int]:
         """Flat name -> value map, e.g. `delivered.votes`, for an exporter that wants plain numbers."""

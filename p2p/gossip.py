@@ -131,7 +131,7 @@ class Gossip:
         )
         self.pubsub = GuardedPubsub(self._host, self.router, self, self._counters,
                                     write_timeout_s=cfg.peer_write_timeout_s, stall_s=cfg.peer_stall_s,
-                                    coalesce_bytes=cfg.coalesce_bytes,
+                                    coalesce_bytes=cfg.coalesce_bytes, coalesce_bulk=cfg.coalesce_bulk,
                                     bulk_topics=frozenset({self._topics[TopicKind.TXS]}), inbound=cfg.inbound)
         for kind in TopicKind:
             self._buffers[kind] = trio.open_memory_channel[GossipMessage](cfg.delivery_buffer)
@@ -301,6 +301,7 @@ class Gossip:
             # Upstream marks a message seen only after validation, so copies from several peers can be
             # validated concurrently and each delivered: drop later copies here (no penalty, no CPU).
             self._counters.duplicates += 1
+            self._counters.late_duplicates += 1  # is_copy should have dropped it where it was read
             return False
         cached = self._rejected.get(key)
         if cached is not None:

@@ -18,9 +18,9 @@ from libp2p.peer.peerinfo import PeerInfo, info_from_p2p_addr
 from libp2p.security.noise.transport import PROTOCOL_ID as NOISE_PROTOCOL_ID
 from libp2p.security.noise.transport import Transport as NoiseTransport
 from libp2p.stream_muxer.yamux.yamux import PROTOCOL_ID as YAMUX_PROTOCOL_ID
-from libp2p.stream_muxer.yamux.yamux import Yamux
 
 from core.errors import BindError, ConfigError
+from p2p.yamux import QuietYamux
 
 logger = logging.getLogger(__name__)
 
@@ -38,7 +38,7 @@ def build_host(key: KeyPair, listen_addrs: Sequence[str], *, yamux_release_on_re
     return new_host(
         key_pair=key,
         sec_opt={TProtocol(NOISE_PROTOCOL_ID): noise},
-        muxer_opt={TProtocol(YAMUX_PROTOCOL_ID): Yamux},
+        muxer_opt={TProtocol(YAMUX_PROTOCOL_ID): QuietYamux},  # frames that fit one Noise message (p2p/yamux.py)
         listen_addrs=[parse_multiaddr(a) for a in listen_addrs],
     )
 

@@ -31,9 +31,11 @@
   upstream's bound of 32 RPCs let a peer that stops reading hold 64 MiB at the frame cap until it was dropped
   as stalled. Past the budget a bulk RPC to that peer is dropped and counted; priority RPCs have a reserve of
   one frame more; publishing paces on the bytes a draining peer has room for.
-- A copy of a message already delivered or still being validated is dropped where its frame is read
-  (`Gate.is_copy`), before upstream spawns a task for it and checks its pubsub signature twice.
-- The consensus RPCs queued for a peer when its sending loop takes one leave with it as one frame
+- A copy of a message already delivered, still being validated, waiting for admission or whose admission
+  task has not started yet is dropped where its frame is read (`Gate.is_copy`), before upstream spawns a task
+  for it and checks its pubsub signature twice. From the read to the gate's in-validation mark a message is
+  always held somewhere a later copy's read looks: the bulk queue, `_starting`, or the gate itself.
+- The RPCs of one lane queued for a peer when its sending loop takes one leave with it as one frame
   (p2p/coalesce.py): each frame costs both sides a fixed amount of Python, whatever it holds.
 - IDONTWANT (gossipsub v1.2) is `DontWantGossipSub` in p2p/dontwant.py; announcements waiting for a busy peer
   are merged in its queue (`ByteBudgetQueue`).
@@ -75,7 +77,7 @@ from p2p.coalesce import COALESCE_BYTES, is_mergeable
 from p2p.counters import P2PCounters
 from p2p.dontwant import MERGED_DONT_WANT_IDS, DontWantGossipSub, announced_ids
 from p2p.frames import READ_CHUNK_BYTES, FrameBuffer
-from p2p.inbound import BulkQueues, InboundPolicy
+from p2p.inbound import BulkQueues, InboundPolicy, MessageKey
 from p2p.limits import LIBP2P_FRAME_MAX, OUTBOUND_PRIORITY_RESERVE, OUTBOUND_QUEUE_BYTES
 from p2p.scoring import Offense
 
@@ -261,36 +263,42 @@ class SizedQueues(dict[ID, RpcQueue]):
 
 
 class OutboundTimes:
-    """When consensus RPCs were queued for each peer, so that the sending loop can log the slow ones: how long
-    one waited in the queue and how long its write took (bounded: the oldest entries are forgotten)."""
+    """When consensus messages were queued for each peer, so that the sending loop can log the slow ones: how
+    long one waited in the queue and how long its write took (bounded: the oldest entries are forgotten).
+
+    Kept per message (origin and sequence number), not per RPC: a frame may hold several merged RPCs
+    (p2p/coalesce.py). The sending loop reports only priority-lane frames, so a transaction batch costs
+    nothing here."""
 
     LOG_AFTER_S = 0.5
     _LIMIT = 4096
 
     def __init__(self) -> None:
-        # (peer, the publishes' (origin, seqno)) -> when queued; upstream queues a copy of the RPC, not it
-        self._queued: OrderedDict[tuple[ID, tuple[bytes, ...]], float] = OrderedDict()
-
-    @staticmethod
-    def _key(peer_id: ID, rpc: rpc_pb2.RPC) -> tuple[ID, tuple[bytes, ...]]:
-        return peer_id, tuple(m.from_id + m.seqno for m in rpc.publish)
+        # (peer, a publish's origin + seqno) -> when queued; upstream queues a copy of the RPC, not it
+        self._queued: OrderedDict[tuple[ID, bytes], float] = OrderedDict()
 
     def queued(self, peer_id: ID, rpc: rpc_pb2.RPC) -> None:
-        self._queued[self._key(peer_id, rpc)] = trio.current_time()
+        now = trio.current_time()
+        for m in rpc.publish:
+            self._queued[(peer_id, m.from_id + m.seqno)] = now
         while len(self._queued) > self._LIMIT:
             self._queued.popitem(last=False)
 
     def written(self, peer_id: ID, rpc: rpc_pb2.RPC, started: float) -> None:
-        if not rpc.publish:
-            return
-        queued = self._queued.pop(self._key(peer_id, rpc), None)
-        if queued is None:
+        """The frame `rpc` (a priority-lane frame, perhaps merged) was written; log it if the message in it
+        queued first waited `LOG_AFTER_S` or more."""
+        oldest: float | None = None
+        for m in rpc.publish:
+            queued = self._queued.pop((peer_id, m.from_id + m.seqno), None)
+            if queued is not None and (oldest is None or queued < oldest):
+                oldest = queued
+        if oldest is None:
             return
         now = trio.current_time()
-        if now - queued >= self.LOG_AFTER_S:
+        if now - oldest >= self.LOG_AFTER_S:
             topics = ",".join(t.rsplit("/", 2)[-2] for m in rpc.publish for t in m.topicIDs)
             logger.info("%s message of %d bytes to %s written %.2f s after it was queued (queue %.2f s, write "
-                        "%.2f s)", topics, rpc.ByteSize(), str(peer_id)[-6:], now - queued, started - queued,
+                        "%.2f s)", topics, rpc.ByteSize(), str(peer_id)[-6:], now - oldest, started - oldest,
                         now - started)
 
 
@@ -323,6 +331,7 @@ class CountingGossipSub(DontWantGossipSub):
 class GuardedPubsub(Pubsub):
     def __init__(self, host: IHost, router: GossipSub, gate: Gate, counters: P2PCounters, *,
                  write_timeout_s: float = 10.0, stall_s: float = 1.0, coalesce_bytes: int = COALESCE_BYTES,
+                 coalesce_bulk: bool = True,
                  bulk_topics: frozenset[str] = frozenset(), inbound: InboundPolicy | None = None, **kwargs: Any):
         """`bulk_topics`: topics whose inbound messages wait in `p2p.inbound.BulkQueues` for one of
         `inbound.bulk_workers` workers; every other topic's messages are admitted at once."""
@@ -331,6 +340,8 @@ class GuardedPubsub(Pubsub):
         self._bulk_topics = bulk_topics
         self._inbound = inbound or InboundPolicy()
         self.bulk = BulkQueues[rpc_pb2.Message](self._inbound)
+        # consensus messages whose admission task was started but has not run yet (`_admit_now`)
+        self._starting: set[MessageKey] = set()
         # outbound frames as large as inbound ones, each peer's queue bounded in bytes
         self.peer_queues = SizedQueues(LIBP2P_FRAME_MAX, on_refused=self._budget_refused)
         self._gate = gate
@@ -339,6 +350,7 @@ class GuardedPubsub(Pubsub):
         self._stall_s = stall_s
         # RPCs queued for a peer leave as one frame up to this many bytes; 0 writes each alone (p2p/coalesce.py)
         self._coalesce_bytes = coalesce_bytes
+        self._coalesce_bulk = coalesce_bulk  # bulk RPCs merge too (never with priority ones)
         # peer -> when the RPC being written to it started; absent while its sending loop waits for work
         self._writing_since: dict[ID, float] = {}
         # Upstream seeds with int(time.time()); with seqno-keyed equivocation checks a node restarted within
@@ -362,6 +374,13 @@ class GuardedPubsub(Pubsub):
                 await self.push_msg(peer_id, msg)
             except Exception:
                 self._contained(f"admitting a bulk message from {peer_id}")
+
+    async def _admit_now(self, peer_id: ID, msg: rpc_pb2.Message, key: MessageKey) -> None:
+        """The task of a consensus message read from a peer. Until it starts, the message is neither queued
+        nor in validation, so `_starting` makes a copy read in the meantime a copy; from here to the gate's
+        `admit` marking it as in validation nothing awaits, so no copy slips between the two."""
+        self._starting.discard(key)
+        await self.push_msg(peer_id, msg)
 
     async def stream_handler(self, stream: INetStream) -> None:
         # Runs in the swarm's connection nursery: anything escaping here ends the host, so nothing may.
@@ -427,11 +446,13 @@ class GuardedPubsub(Pubsub):
                 msg_id = content_msg_id(msg)
                 topic = msg.topicIDs[0] if len(msg.topicIDs) == 1 else ""
                 key = (topic, msg_id)
-                seen = self.seen_messages.has(msg_id) or self.bulk.holds(key)
+                seen = self.seen_messages.has(msg_id) or self.bulk.holds(key) or key in self._starting
                 if self._gate.is_copy(peer_id, topic, msg_id, len(msg.data), seen):
                     continue  # a copy costs its parse and one hash, not a task and signature checks
                 if topic not in self._bulk_topics or not self._inbound.lanes:
-                    self.manager.run_task(self.push_msg, peer_id, msg)  # consensus (or lanes off): at once
+                    # consensus (or the bulk lanes off): admitted at once
+                    self._starting.add(key)
+                    self.manager.run_task(self._admit_now, peer_id, msg, key)
                 elif not self.bulk.offer(peer_id, key, msg, len(msg.data)):
                     self._counters.inbound_bulk_dropped += 1  # this forwarder's queue is full
         if rpc.subscriptions:
@@ -528,14 +549,15 @@ class GuardedPubsub(Pubsub):
 
     async def handle_sending_messages(self, peer_id: ID, stream: INetStream, queue: RpcQueue) -> None:
         """A peer's sending loop (replaces upstream's): one frame at a time, each under a deadline; a frame is
-        the RPC popped and, merged into it, the priority-lane RPCs queued behind it (`_coalesce_queued`).
+        the RPC popped and, merged into it, the RPCs of its lane queued behind it (`_coalesce_queued`).
 
         Upstream waits as long as the peer takes: a paused peer (SIGSTOP, cut cable) never acknowledges,
         Yamux windows grow to 16 MiB under load, so the write blocks in the kernel forever, its queue stays
         full, and everything that waits on queues waits on it. Here a peer that does not take one RPC within
         `write_timeout_s` is declared stalled and dropped; it costs nobody else more than that.
         """
-        lanes = byte_budget(queue) if self._coalesce_bytes > 0 else None
+        budget = byte_budget(queue)
+        lanes = budget if self._coalesce_bytes > 0 else None
         try:
             while True:
                 rpc = await queue.pop()
@@ -554,7 +576,8 @@ class GuardedPubsub(Pubsub):
                         ok = await self.write_msg(stream, rpc)
                 finally:
                     self._writing_since.pop(peer_id, None)
-                if isinstance(self.router, CountingGossipSub):
+                priority = budget.last_popped[1] if budget is not None else True
+                if priority and isinstance(self.router, CountingGossipSub):
                     self.router.outbound_times.written(peer_id, rpc, started)
                 if deadline.cancelled_caught:
                     self._stalled(peer_id, f"one RPC not accepted within {self._write_timeout_s:g} s")
@@ -575,19 +598,19 @@ class GuardedPubsub(Pubsub):
         return isinstance(self.router, DontWantGossipSub) and self.router.is_unwanted(peer_id, rpc)
 
     def _coalesce_queued(self, peer_id: ID, lanes: ByteBudgetQueue, merged: rpc_pb2.RPC) -> int:
-        """Merge into `merged` (just popped) the priority-lane RPCs queued behind it, while they are mergeable
-        and the frame stays within `coalesce_bytes` (p2p/coalesce.py, which says why bulk RPCs are not);
-        returns how many were merged.
+        """Merge into `merged` (just popped) the RPCs of its own lane queued behind it, while they are
+        mergeable and the frame stays within `coalesce_bytes` (p2p/coalesce.py); returns how many were merged.
+        A priority frame never takes a bulk RPC, and a bulk one is popped only while no priority RPC waits.
 
         The popped RPCs are this peer's own (upstream's `send_rpc` queues a copy per peer), so merging into
         the first changes nothing another peer is sent."""
         size, priority = lanes.last_popped
         merged_count = 0
-        if not priority:
+        if not (priority or self._coalesce_bulk):
             return 0
         while (head := lanes.peek()) is not None:
             rpc, rpc_size, rpc_priority = head
-            if not rpc_priority or size + rpc_size > self._coalesce_bytes or not is_mergeable(rpc):
+            if rpc_priority != priority or size + rpc_size > self._coalesce_bytes or not is_mergeable(rpc):
                 break
             lanes.pop()
             if self._is_unwanted(peer_id, rpc):

@@ -58,7 +58,8 @@ class _Node:
         self.service = P2PService(
             P2PConfig(chain_id=args.chain, listen_addrs=(args.listen,), bootstrap=tuple(args.peer),
                       dont_want=DontWantPolicy(enabled=not args.no_dont_want),
-                      coalesce_bytes=0 if args.no_coalesce else COALESCE_BYTES),
+                      coalesce_bytes=0 if args.no_coalesce else COALESCE_BYTES,
+                      coalesce_bulk=not args.no_bulk_coalesce),
             node_key_from_seed(args.seed.encode()),
         )
         self.key = PrivateKey.derive("testnode", args.seed, 0)
@@ -276,6 +277,8 @@ def main(argv: list[str] | None = None) -> None:
                         help="neither send nor honour IDONTWANT (the behaviour before p2p/dontwant.py)")
     parser.add_argument("--no-coalesce", action="store_true",
                         help="write each queued RPC as its own frame (the behaviour before p2p/coalesce.py)")
+    parser.add_argument("--no-bulk-coalesce", action="store_true",
+                        help="merge only consensus RPCs into frames, not transaction batches (the earlier behaviour)")
     parser.add_argument("--log-level", default="WARNING")
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level, stream=sys.stderr,

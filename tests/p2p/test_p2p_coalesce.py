@@ -1,7 +1,8 @@
 """Coalescing on real hosts (p2p/coalesce.py, docs/p2p.md "Fewer frames per message"): the consensus RPCs
-queued for a peer leave as one pubsub frame; every message is delivered once; a frame grows no larger than
-`coalesce_bytes`; bulk batches keep a frame each. That a peer which stops reading is still dropped as stalled,
-with coalescing on (the default), is tests/p2p/test_p2p_slow_peer.py's and test_p2p_dead_link.py's.
+queued for a peer leave as one pubsub frame, and so do the transaction batches, never mixed with them; every
+message is delivered once; a frame grows no larger than `coalesce_bytes`. That a peer which stops reading is
+still dropped as stalled, with coalescing on (the default), is tests/p2p/test_p2p_slow_peer.py's and
+test_p2p_dead_link.py's.
 
 To make RPCs queue up deterministically, a test holds the sender's write lock of the peer's pubsub stream (the
 one `GuardedPubsub.write_msg` takes) while it publishes, as a slow socket would: the sending loop pops the
@@ -125,9 +126,24 @@ async def test_queued_votes_leave_as_one_frame_each_once_in_publish_order() -> N
 
 
 @pytest.mark.trio
-async def test_a_merged_frame_stays_within_coalesce_bytes_and_bulk_batches_keep_their_own_frames() -> None:
+async def test_queued_batches_leave_as_one_frame_each_once_in_publish_order() -> None:
+    """8 transaction batches queued behind a held write reach the peer in at most two frames, each batch once
+    and in publish order; with bulk coalescing off (`coalesce_bulk=False`), a frame each."""
+    sent = [encode_tx_batch([make_tx(CHAIN, 10 * b + n).encode() for n in range(5)]) for b in range(8)]
+    with trio.fail_after(60):
+        for bulk, most_frames in ((True, 2), (False, len(sent))):
+            async with framed_peer(f"cob{bulk}", coalesce_bulk=bulk) as (node, peer, frames):
+                got = await send_held(node, peer, frames, [(TopicKind.TXS, b) for b in sent])
+                assert [d for f in got for _, d in f.messages] == sent
+                assert len(got) <= most_frames
+                if not bulk:
+                    assert len(got) == len(sent)
+
+
+@pytest.mark.trio
+async def test_a_merged_frame_stays_within_coalesce_bytes_and_never_mixes_batches_with_votes() -> None:
     """With `coalesce_bytes` set to three votes' worth, 12 queued votes leave in frames of at most three votes;
-    transaction batches queued before them are not merged with anything and go out after the votes (the
+    transaction batches queued before them are never merged with a vote and go out after the votes (the
     priority lane first), except the one the sending loop had already popped."""
     sent = votes(100, VOTES)
     batches = [encode_tx_batch([make_tx(CHAIN, 10 * b + n).encode() for n in range(5)]) for b in range(3)]
@@ -140,7 +156,7 @@ async def test_a_merged_frame_stays_within_coalesce_bytes_and_bulk_batches_keep_
     assert [d for f in got for k, d in f.messages if k is TopicKind.VOTES] == sent
     assert all(f.size <= cap for f in got if len(f.messages) > 1)  # only a lone RPC may be larger
     assert all(len(f.messages) <= 3 for f in got)
-    assert all(len(f.messages) == 1 for f in got if any(k is TopicKind.TXS for k, _ in f.messages))
+    assert all(len({k for k, _ in f.messages}) == 1 for f in got)  # a frame is one lane's
     assert sum(len(f.messages) == 3 for f in got) >= VOTES // 3 - 1  # votes were merged up to the cap
     order = [k for f in got for k, _ in f.messages]
     # the first batch may have been popped before the write was held; the others wait for every vote
