@@ -538,7 +538,11 @@ class ReqResp:
                 result = exc
             send.send_nowait(result)  # one slot, one message: never blocks, even when the caller gave up
 
-        nursery.start_soon(exchange)
+        try:
+            nursery.start_soon(exchange)
+        except RuntimeError:  # our nursery closed: the service is stopping, and a caller may still be running
+            self._counters.requests_failed[name] += 1
+            raise RequestFailed(f"{name} request to {peer}: the request service is stopping") from None
         with trio.move_on_after(self._config.request_timeout_s + _RELEASE_GRACE_S):
             result = await receive.receive()
             if isinstance(result, Exception):

@@ -129,3 +129,18 @@ async def test_requests_without_a_provider_or_to_a_lying_peer_fail_cleanly() -> 
             with pytest.raises(BadResponse):
                 await client.reqresp.votes(server.peer_id, VotesRequest(Height(4), Round(0), VoteType.PREVOTE, b""))
             assert server.counters.requests_served["votes"] == 2
+
+
+@pytest.mark.trio
+async def test_a_request_made_while_the_service_stops_fails_typed() -> None:
+    """A node's task may still ask a peer while p2p stops (mempool reconciliation did, in CI): the request
+    service's nursery is closed by then, and the caller gets `RequestFailed` (which every caller handles as a
+    peer's failure), not trio's RuntimeError, which ended the node's nursery."""
+    with trio.fail_after(60):
+        async with running_nodes(2, configure=lambda i, s: serve(s) if i == 0 else None) as (server, client):
+            assert (await client.reqresp.status(server.peer_id)).height == 40
+            async with trio.open_nursery() as closed:
+                pass
+            client.reqresp._nursery = closed  # as a stopping service leaves it: closed to new tasks
+            with pytest.raises(RequestFailed, match="stopping"):
+                await client.reqresp.status(server.peer_id)
