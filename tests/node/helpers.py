@@ -15,6 +15,7 @@ from core.tensor import Tensor
 from core.tx import Transaction
 from node.config import ConsensusSection, NodeConfig, P2PSection, RPCSection, SyncSection
 from node.home import NodeHome, init_home
+from node.precompute import DeferredPrecompute
 from node.service import Node
 from tools.genesis import DEFAULT_SEED_PHRASE, account_key, make_genesis, validator_key
 from vm.models import manifest
@@ -108,3 +109,13 @@ def infer_model(chain_id: str, key: PrivateKey, nonce: int, name: str, seed: int
     payload = Infer(model_id(name), (Tensor.from_numpy(x),), 0)
     gas = 5_000_000
     return build_tx(key, payload, chain_id=chain_id, nonce=nonce, gas_limit=gas, fee=gas)
+
+
+async def one_precompute_pass(service: DeferredPrecompute) -> None:
+    """Run the background precompute service for one pass after a wake-up (bounded), then stop it."""
+    with trio.fail_after(120):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(service.run)
+            service.wake()
+            await service.next_pass()
+            nursery.cancel_scope.cancel()

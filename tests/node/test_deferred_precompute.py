@@ -14,6 +14,7 @@ import trio
 from core.hashing import sha256
 from core.header import TxStatus
 from node.precompute import DeferredPrecompute
+from tests.node.helpers import one_precompute_pass
 from tests.vm.deferred_models import VM, upload, weights_meta, weights_model
 from tests.vm.devnet import Devnet, devnet_genesis
 from vm.deferred import REGISTERED, get_deferred
@@ -47,16 +48,6 @@ def counted(tmp_path: Path) -> Iterator[tuple[Devnet, list[CountingExecutor]]]:
     net.close()
 
 
-async def _one_pass(service: DeferredPrecompute) -> None:
-    """Run the service for one pass after a wake-up (bounded), then stop it."""
-    with trio.fail_after(120):
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(service.run)
-            service.wake()
-            await service.next_pass()
-            nursery.cancel_scope.cancel()
-
-
 def test_the_activation_finds_the_background_verdict_in_the_memo(
         counted: tuple[Devnet, list[CountingExecutor]]) -> None:
     net, executors = counted
@@ -73,7 +64,7 @@ def test_the_activation_finds_the_background_verdict_in_the_memo(
     alarms: list[str] = []
     for app in net.apps[1:]:  # the validator and the apply-only node; the builder does not precompute
         service = DeferredPrecompute(app, alarm=alarms.append, make_executor=lambda: WorkerPool(1))
-        trio.run(_one_pass, service)
+        trio.run(one_precompute_pass, service)
         assert service.ran == 1 and app.check_memo.precomputed == 1 and not alarms
         service.wake()
         assert app.precompute_deferred(LocalExecutor()) == 0  # already known: not run again
@@ -106,7 +97,7 @@ def test_a_local_fault_in_the_background_keeps_nothing(counted: tuple[Devnet, li
     alarms: list[str] = []
     tiny = DeferredPrecompute(net.apps[1], alarm=alarms.append,
                               make_executor=lambda: WorkerPool(1, WorkerLimits(memory_bytes=200 << 20)))
-    trio.run(_one_pass, tiny)
+    trio.run(one_precompute_pass, tiny)
     assert "background check" in alarms[0] and tiny.ran == 0 and len(net.apps[1].check_memo) == 0
     while net.height < activates_at:
         net.step(validators=[1])

@@ -20,6 +20,7 @@ from core.header import TxStatus
 from core.tensor import DType, Tensor
 from node.metrics import NodeMetrics, TimedExecutor
 from node.precompute import DeferredPrecompute
+from tests.node.helpers import one_precompute_pass
 from tests.vm.deferred_models import VM, upload, weights_meta, weights_model
 from tests.vm.devnet import Devnet, devnet_genesis
 from tests.vm.test_vm_resident import wait_until
@@ -41,15 +42,6 @@ def net_pool(tmp_path: Path) -> Iterator[tuple[Devnet, WorkerPool]]:
     devnet.close()
 
 
-async def _one_pass(service: DeferredPrecompute) -> None:
-    with trio.fail_after(120):
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(service.run)
-            service.wake()
-            await service.next_pass()
-            nursery.cancel_scope.cancel()
-
-
 def test_a_resident_model_is_loaded_ahead_and_again_after_a_worker_restart(
         net_pool: tuple[Devnet, WorkerPool]) -> None:
     net, pool = net_pool
@@ -63,16 +55,16 @@ def test_a_resident_model_is_loaded_ahead_and_again_after_a_worker_restart(
     assert isinstance(validator.executor, TimedExecutor) and not pool.holds(model_id)
 
     service = DeferredPrecompute(validator, alarm=net.alarms.append)
-    trio.run(_one_pass, service)
+    trio.run(one_precompute_pass, service)
     assert service.preloaded == 1 and pool.holds(model_id)  # pending, loaded before its activation height
     [info] = pool.describe()
     assert info["resident"] == 1
-    trio.run(_one_pass, service)
+    trio.run(one_precompute_pass, service)
     assert service.preloaded == 1  # held: not loaded again
 
     os.kill(int(info["pid"]), signal.SIGKILL)  # the worker dies between blocks
     assert wait_until(lambda: not pool.holds(model_id))
-    trio.run(_one_pass, service)
+    trio.run(one_precompute_pass, service)
     assert service.preloaded == 2 and pool.holds(model_id)
 
     while net.height < activates_at:
