@@ -166,7 +166,11 @@ class BlockStore:
         return self._blocks.get(height_key(height))
 
     def block(self, height: int) -> Block | None:
+        """The committed block at `height`; None above the head, as `block_bytes` and `commit` answer, so that
+        a reader never gets a block whose commit it cannot read (the cache is checked against the head too)."""
         with self._lock:
+            if not 1 <= height <= self._height:
+                return None
             cached = self._cache.get(height)
         if cached is not None:
             return cached
@@ -175,7 +179,8 @@ class BlockStore:
             return None
         block = _decode(Block, raw, f"block {height}")
         with self._lock:
-            self._remember(block)
+            if height <= self._height:  # a head reloaded lower meanwhile must not find it cached
+                self._remember(block)
         return block
 
     def block_by_id(self, block_id: bytes) -> Block | None:

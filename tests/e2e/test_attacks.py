@@ -20,7 +20,6 @@ from core.block import Block, ProposalBlock
 from core.compact import CompactProposal
 from core.tx import Transaction
 from core.types import Amount
-from node.client import BlockInfo
 from p2p.messages import TxBatch
 from p2p.service import P2PService
 from p2p.topics import TopicKind
@@ -164,20 +163,6 @@ def _block_with_txs(net: RealNet) -> Block:
     raise AssertionError("no committed block with a transaction (the load test commits some)")
 
 
-def _head_with_commit(net: RealNet, timeout_s: float = 10.0) -> BlockInfo:
-    """node0's head block with the commit that finalized it. The status's height can run ahead of what the
-    block query serves for a moment (the commit's store and its in-memory head move apart under load), so
-    ask again, bounded, rather than read a head without its commit."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        head = net.client(0).block(net.height(0))
-        if head.commit is not None:
-            return head
-        if time.monotonic() > deadline:
-            raise AssertionError(f"node0's head block came without its commit for {timeout_s} s")
-        time.sleep(0.05)
-
-
 def _wal_sizes(net: RealNet) -> list[int]:
     out = []
     for i in VALIDATORS:
@@ -195,7 +180,8 @@ def test_proposals_for_wrong_rounds_reach_no_wal_and_are_not_relayed(net: RealNe
 
     def flood() -> list[bytes]:
         """Rounds 10..19 of the height after node0's head, each proposal with a ~300 KB block."""
-        head = _head_with_commit(net)
+        head = net.client(0).block(net.height(0))
+        assert head.commit is not None, f"node0 served its head {head.height} without the commit that finalized it"
         block = heavy_block(template, template.txs[0], 2_000, head.block, head.commit)
         sizes.append(len(block.encode()))
         return wrong_round_proposals(byzantine, net.chain_id, block, range(10, 20))

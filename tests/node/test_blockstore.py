@@ -190,3 +190,26 @@ async def test_a_failed_commit_of_a_real_block_leaves_block_store_and_vm_state_u
     finally:
         app.close()
         raw.close()
+
+
+def test_a_block_above_the_head_is_not_served_even_from_the_cache(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A reader asks for the block and then its commit: both must answer for the same head. A block read or
+    remembered while a failed commit reloads the head must not be served above that head without its commit."""
+    chain = build_chain(CHAIN, 3, txs_per_block=1)
+    raw = LevelDBStore(tmp_path / "db")
+    db = FlakyStore(raw)
+    store = BlockStore(db, CHAIN)
+    state = AuthenticatedMap(db)
+    for h in (1, 2):
+        commit_with_state(db, store, state, h, chain)
+    for h in range(0, 6):
+        assert (store.block(h) is None) == (store.commit(h) is None), h
+    assert store.block(3) is None and store.commit(3) is None
+    # Block 3's batch fails after it was staged: the head reloads at 2, and block 3 is nowhere to be read.
+    db.fail_next = True
+    with pytest.raises(StorageError, match="disk gone"):
+        commit_with_state(db, store, state, 3, chain)
+    assert store.height == 2
+    assert store.block(3) is None and store.commit(3) is None and store.block_bytes(3) is None
+    assert store.block(2) == chain.blocks[1] and store.commit(2) == chain.commits[1]
+    raw.close()

@@ -52,6 +52,13 @@ async def test_rpc_against_a_running_node(tmp_path: Path) -> None:
             try:
                 status = await in_thread(client.status)
                 assert status.chain_id == node.chain_id and status.is_validator and status.height >= 2
+                # A height above the head is not found (never a block without its commit), as one line.
+                with pytest.raises(RpcError) as missing:
+                    await in_thread(lambda: client.block(status.height + 1_000))
+                assert missing.value.code == E.NOT_FOUND
+                assert missing.value.message == f"no block at height {status.height + 1_000}"
+                head = await in_thread(lambda: client.block(status.height))
+                assert head.commit is not None and head.commit.block_id == head.block.id
 
                 # A transfer in commit mode lands and moves funds; the proof checks against the header.
                 sender, receiver = account(0), account(5)
