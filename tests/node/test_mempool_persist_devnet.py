@@ -3,7 +3,9 @@ kill -9 of every validator before any block took them (node/mempool_store.py). V
 nothing can commit (a quorum needs all three); node 0 takes the transfers, node 1 gets them by gossip; both are
 killed. Node 1 alone comes back with them pending (its own store: what it was gossiped); node 0, which finds a
 record of its store cut short, comes back with them pending, the one replaced before the crash still reading
-"replaced", the cut record skipped with a logged StorageError; once validator 2 is back they commit."""
+"replaced", the cut record skipped with a logged StorageError, and gossips them again after its wait for peers (an
+observer peer that was never sent them before the crash receives them from node 0); once validator 2 is back they
+commit."""
 
 from __future__ import annotations
 
@@ -16,6 +18,8 @@ import pytest
 from core.tx import Transaction
 from core.types import Amount
 from node.mempool import RemovalReason
+from p2p.topics import TopicKind
+from tests.adversary import AdversaryPeer
 from tests.realnet import RealNet
 from tests.realnet.fixture import realnet_fixture
 from vm.txs import Transfer, build_tx
@@ -72,9 +76,22 @@ def test_accepted_transactions_survive_kill_9_of_every_validator_and_commit_when
     finally:
         db.close()
 
-    net.restart(1)  # alone: what it holds comes from its own store
-    assert [s["status"] for s in _statuses(net, 1, txs)] == ["pending"] * len(txs)
-    net.restart(0)
+    # An observer that redials node 0 until it is back: it met none of the transfers before the crash, so any it
+    # receives published by node 0 (the gossip's origin) are node 0's re-gossip of what it took back.
+    observer = AdversaryPeer(net.chain_id, "regossip-observer", bootstrap=[net.spec(0).p2p_addr],
+                             record=[TopicKind.TXS])
+    with observer:
+        net.restart(1)  # alone: what it holds comes from its own store
+        assert [s["status"] for s in _statuses(net, 1, txs)] == ["pending"] * len(txs)
+        net.restart(0)
+
+        def regossiped() -> bool:
+            node0 = net.spec(0).peer_id
+            seen = {bytes(tx.hash) for m in list(observer.messages[TopicKind.TXS]) if str(m.origin) == node0
+                    for tx in m.value.txs}
+            return {bytes(tx.hash) for tx in txs} <= seen
+
+        net.wait_until("node 0 to gossip again the transfers it took back", regossiped, 30)
     statuses = _statuses(net, 0, [*txs, replaced])
     assert [s["status"] for s in statuses[:-1]] == ["pending"] * len(txs)
     assert statuses[-1]["status"] == "rejected"
