@@ -1,13 +1,15 @@
 """Start-up bench: `inferchain devnet up` to the first final block, and local CLI commands, as a user runs
 them (real processes, free ports), against `python -c pass` measured in the same run.
 
-    python -m bench.startup [--runs 3] [--validators 4] [--cli-runs 5] [--baseline DIR]
+    python -m bench.startup [--runs 3] [--resumed 1] [--validators 4] [--cli-runs 5] [--baseline DIR]
 
 Devnet: each run starts `python -m node.cli devnet up --base-port 0` in a fresh directory (genesis, homes,
 keys made by `devnet up` itself) and polls every node's RPC; it prints the wall time from the process start
 to the first node answering, to the first node and to every node with a new final block, and the CPU of the
-process tree (supervisor, nodes, sandbox workers; read from /proc) at that moment. Then one resumed start of
-the last directory (homes and chain already there; the first block made after the restart counts). CLI: the median wall and CPU (user + sys of the child)
+process tree (supervisor, nodes, sandbox workers; read from /proc) at that moment. Then `--resumed` starts of
+the last directory, one after another (homes and chain already there; the first block made after the restart
+counts); with `--resumed` above 1, each is followed by a fresh start, so the two kinds are measured side by
+side at the same load. CLI: the median wall and CPU (user + sys of the child)
 of `--help`, `keys show`, `devnet status` (of a stopped devnet: no node to ask) and `python -c pass`.
 With `--baseline DIR` (another checkout, e.g. the merge base) each measurement of this tree alternates with
 the same one of DIR's code. Every tree's modules are compiled to bytecode first (`--no-compile`: not), so no
@@ -137,6 +139,8 @@ def cli_once(repo: Path, args: list[str], env: dict[str, str]) -> tuple[float, f
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--runs", type=int, default=3, help="fresh devnets to start (per tree)")
+    ap.add_argument("--resumed", type=int, default=1,
+                    help="resumed starts of the last devnet (per tree); above 1, each alternates with a fresh one")
     ap.add_argument("--validators", type=int, default=4)
     ap.add_argument("--cli-runs", type=int, default=5, help="runs of each CLI command (interleaved)")
     ap.add_argument("--baseline", type=Path, default=None,
@@ -188,8 +192,12 @@ def main(argv: list[str] | None = None) -> None:
             for tree, repo in trees.items():
                 last[tree] = Path(tmp) / f"{tree.replace(' ', '-')}-{run}"
                 print(f"  {tree:<10} fresh   {fmt(devnet_up_once(repo, last[tree], args.validators))}   {load()}")
-        for tree, repo in trees.items():
-            print(f"  {tree:<10} resumed {fmt(devnet_up_once(repo, last[tree], args.validators))}   {load()}")
+        for n in range(args.resumed):
+            for tree, repo in trees.items():
+                print(f"  {tree:<10} resumed {fmt(devnet_up_once(repo, last[tree], args.validators))}   {load()}")
+                if args.resumed > 1:
+                    fresh = Path(tmp) / f"{tree.replace(' ', '-')}-paired-{n}"
+                    print(f"  {tree:<10} fresh   {fmt(devnet_up_once(repo, fresh, args.validators))}   {load()}")
 
 
 def fmt(marks: dict[str, float]) -> str:
