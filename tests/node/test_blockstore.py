@@ -192,9 +192,9 @@ async def test_a_failed_commit_of_a_real_block_leaves_block_store_and_vm_state_u
         raw.close()
 
 
-def test_a_block_above_the_head_is_not_served_even_from_the_cache(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    """A reader asks for the block and then its commit: both must answer for the same head. A block read or
-    remembered while a failed commit reloads the head must not be served above that head without its commit."""
+def test_block_and_commit_answer_for_the_same_head_also_after_a_failed_commit(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A reader asks for a block, then for its commit (RPC `block`, `status`): both answer for the same head, at
+    it, below it and above it, including for a block whose commit failed after it was staged."""
     chain = build_chain(CHAIN, 3, txs_per_block=1)
     raw = LevelDBStore(tmp_path / "db")
     db = FlakyStore(raw)
