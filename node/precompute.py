@@ -5,7 +5,8 @@ own (one process, started on first need and stopped when nothing is left to chec
 is never held by this work), and the answers land in the VM's check memo under the keys the activation
 blocks will ask for: at the activation height, building, validating and applying find the verdict instead
 of computing it. A local fault (the
-worker out of memory or time) is alarmed and nothing is kept; the activation then computes the check itself.
+worker out of memory or time) is alarmed and no answer is kept; the activation then computes the check itself
+(the memo counts the fault: a check that faulted twice alone is not run again, vm/checkmemo.py).
 
 The same pass loads every resident model (vm/resident.py: deferred registrations, pending or registered) that
 the block path's worker pool does not hold yet, pinned, one model per hand-off (`VMApplication.preload_resident`):

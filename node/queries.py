@@ -34,6 +34,7 @@ from node.views import (
     AccountView,
     InferenceView,
     ModelView,
+    ResidentView,
     StatusView,
     SubmitVerdict,
     TxStatusView,
@@ -45,6 +46,7 @@ from vm.deferred import PENDING, DeferredModel, deferred_key
 from vm.gov.reader import GovReader
 from vm.poi import PoiOutcome
 from vm.query import query_deferred
+from vm.resident import MAX_RESIDENT_MODELS, get_resident_set, resident_room_error
 from vm.state import (
     EMPTY_ACCOUNT,
     Account,
@@ -362,6 +364,17 @@ class Queries:
         """The model holding `name` at the latest height (the chain's first-come name record), or None."""
         raw = self._state.get(model_name_key(name), self._version(None))
         return None if raw is None else Hash32(raw)
+
+    def resident_models(self, model_bytes: int | None = None) -> ResidentView:
+        """The resident-model budget at the latest height; with `model_bytes`, the chain's own refusal of a
+        resident model that size (`vm.resident.resident_room_error`, the rule its completing chunk applies)."""
+        version = self._version(None)
+        view = self._view(version)
+        params = view.params()
+        held = get_resident_set(view)
+        refusal = None if model_bytes is None else resident_room_error(view, params, model_bytes)
+        return ResidentView(Height(version), int(held.total_bytes), tuple(held.models),
+                            int(params.vm.max_resident_bytes), MAX_RESIDENT_MODELS, refusal)
 
     def models(self, after: Hash32 | None = None, limit: int = MAX_MODELS_PAGE) -> Sequence[ModelView]:
         """Up to `limit` registered models with ids after `after`, in id order (a page; `ModelIndex`).

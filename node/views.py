@@ -95,6 +95,20 @@ class ModelView:
 
 
 @dataclass(frozen=True, slots=True)
+class ResidentView:
+    """The resident-model budget at the latest height (vm/resident.py): the bytes and count that resident
+    models hold, pending activations included, against the chain's bounds; and, when asked about a model's
+    size, why the chain would refuse it (None: it fits)."""
+
+    height: Height
+    held_bytes: int
+    model_ids: tuple[Hash32, ...]
+    max_bytes: int  # vm.max_resident_bytes in force
+    max_models: int  # vm.resident.MAX_RESIDENT_MODELS
+    refusal: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class InferenceView:
     """An inference's result with everything a light client needs to check it without trusting the node:
     the result's Merkle proof against the header's results root, and the commit that finalizes the header."""

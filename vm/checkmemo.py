@@ -6,8 +6,17 @@ sandbox caps and gas prices, everything the check reads from the parameters), th
 left for them, under this build's checker and runtime. The same completing chunk reaches the VM several times
 in one height (round r's block, round r+1's block with another header, the proposer's own build, finalize),
 so the sandbox's answer is kept, keyed by a digest of exactly those inputs, and reused: the same `JobResult`
-object, hence the same verdict, gas and results. A local fault raises out of `run_batch` before anything is
-stored, so it is never memoized: the next block runs the check again. Inference jobs pass through untouched.
+object, hence the same verdict, gas and results. Inference jobs pass through untouched.
+
+A local fault is not a decision: one fault raises out of `run_batch` and stores no answer, so the next block
+runs the check again. But a check that faults on every node (its golden run needs more memory than this
+node's workers have) would be run again by each validator at each activation, up to `vm.max_postponements`
++ 1 of them, each run costing a worker. So once the *same* check has faulted `FAULTS_DECIDED` times, each
+time in a batch of its own (so no other job of a block can have caused it), this node has decided that it
+cannot run it: the memo raises that LocalFault again without handing the job to the sandbox. It is still a
+local fault, never an answer: the builder postpones, a validator accepts an undecided verdict (as when its
+own check faults: docs/sandbox.md "Undecided verdicts") and cannot judge a decided one (prevote nil), so a
+proposer can make no verdict out of it. The decided faults are an LRU of `capacity` keys.
 
 Two areas, each bounded: the LRU of recent checks (`capacity` entries and `max_bytes` of golden outputs),
 and the *precomputed* answers of deferred registrations (vm/deferred.py), kept outside the LRU until their
@@ -26,11 +35,14 @@ from importlib import metadata
 
 import numpy as np
 
+from core.errors import LocalFault
 from vm.sandbox.executor import CheckJob, Executor, Job, JobResult
 
 # Bumped with any change to what a check decides. The memo lives in one process, where the code cannot change
 # under it; the version (with the runtime's) is in the key so that a memo ever kept longer could not outlive it.
 CHECK_CODE_VERSION = 1
+# Faults of the same check, each in a batch of its own, after which this node stops running it (`CheckMemo`).
+FAULTS_DECIDED = 2
 
 
 def _runtime_versions() -> bytes:
@@ -113,6 +125,9 @@ class CheckMemo:
         # its id cannot be reused while listed): a 100 MB model is not hashed again for its key.
         self._digests: OrderedDict[int, tuple[bytes, bytes]] = OrderedDict()
         self.hashed = 0  # keys for which the model bytes were hashed here
+        # Checks that faulted when run alone: (faults, the first fault's message), an LRU of `capacity` keys.
+        self._faults: OrderedDict[bytes, tuple[int, str]] = OrderedDict()
+        self.faults_answered = 0  # batches refused with a decided fault, nothing handed to the sandbox
 
     def __len__(self) -> int:
         with self._lock:
@@ -139,6 +154,27 @@ class CheckMemo:
             old, _ = self._items.popitem(last=False)
             self._bytes -= self._item_bytes.pop(old)
 
+    def _note_fault(self, key: bytes, fault: LocalFault) -> None:
+        """The check under `key` faulted in a batch of its own (lock held)."""
+        count, message = self._faults.pop(key, (0, str(fault)))
+        self._faults[key] = (count + 1, message)
+        while len(self._faults) > self._capacity:
+            self._faults.popitem(last=False)
+
+    def _decided_fault(self, key: bytes) -> LocalFault | None:
+        """The fault this node decided it cannot get past for `key` (lock held), or None."""
+        count, message = self._faults.get(key, (0, ""))
+        if count < FAULTS_DECIDED:
+            return None
+        self._faults.move_to_end(key)
+        return LocalFault(f"{message} (this check faulted {count} times alone on this node: not run again)")
+
+    def faults(self, job: CheckJob) -> int:
+        """How many times `job`'s check faulted here alone (0: never, or forgotten)."""
+        key = self._key(job)
+        with self._lock:
+            return self._faults.get(key, (0, ""))[0]
+
     def note_digest(self, model_bytes: bytes, digest: bytes) -> None:
         """`digest` is the SHA-256 of `model_bytes` (the VM checked it against the upload header): the key of a
         job carrying this very object uses it."""
@@ -162,6 +198,10 @@ class CheckMemo:
         results: dict[int, JobResult] = {}
         with self._lock:
             for i, key in keys.items():
+                decided = self._decided_fault(key)
+                if decided is not None:  # the batch would fault on it: this node cannot decide it
+                    self.faults_answered += 1
+                    raise decided
                 hit = self._ahead.get(key)
                 if hit is None:
                     hit = self._items.get(key)
@@ -172,8 +212,15 @@ class CheckMemo:
                     results[i] = hit
             self.misses += len(keys) - len(results)
         forward = [i for i in range(len(jobs)) if i not in results]
-        # Raises LocalFault when this node cannot decide: nothing below runs, nothing is remembered.
-        answered = self.executor.run_batch([jobs[i] for i in forward]) if forward else []
+        # Raises LocalFault when this node cannot decide: no answer is kept, and the fault is counted only
+        # against a check that ran alone (a fault in a larger batch may be another job's).
+        try:
+            answered = self.executor.run_batch([jobs[i] for i in forward]) if forward else []
+        except LocalFault as fault:
+            if len(forward) == 1 and forward[0] in keys:
+                with self._lock:
+                    self._note_fault(keys[forward[0]], fault)
+            raise
         with self._lock:
             for i, result in zip(forward, answered, strict=True):
                 results[i] = result
@@ -185,8 +232,8 @@ class CheckMemo:
         """Keep the answers of exactly `jobs` (the pending deferred registrations the node checks ahead, in
         activation order) outside the LRU until a later window no longer lists them, computing on `executor`
         (a node's background worker, not the pool the block path waits on) those not known yet, under the keys
-        their activation's jobs will have. How many ran; a local fault raises out of `executor`, and what was
-        computed before it is kept."""
+        their activation's jobs will have. How many ran; a local fault raises out of `executor` (counted against
+        its check), and what was computed before it is kept; a check whose fault is decided is skipped."""
         keys = [self._key(job) for job in jobs]
         with self._lock:
             self._ahead = {key: self._ahead[key] for key in keys if key in self._ahead}
@@ -197,9 +244,14 @@ class CheckMemo:
         ran = 0
         for key, job in zip(keys, jobs, strict=True):
             with self._lock:
-                if key in self._ahead:
+                if key in self._ahead or self._decided_fault(key) is not None:
                     continue
-            [result] = executor.run_batch([job])
+            try:
+                [result] = executor.run_batch([job])
+            except LocalFault as fault:  # alone on the background worker: counted as the block path's are
+                with self._lock:
+                    self._note_fault(key, fault)
+                raise
             with self._lock:
                 self._ahead[key] = _frozen(result)
                 self.precomputed += 1

@@ -37,7 +37,7 @@ from node.cli.common import (
 )
 from node.cli.units import chain_token
 from node.client import Client, ModelInfo, NodeUnreachable, RpcError
-from node.rpc.errors import NOT_FOUND, TIMEOUT
+from node.rpc.errors import METHOD_NOT_FOUND, NOT_FOUND, TIMEOUT
 from vm.txs import (
     GoldenVector,
     ModelChunk,
@@ -255,6 +255,9 @@ def register(path: Path, name: str, model_class: str, grid_k: int, tol_abs: int,
         if gas_limit is None and (reached or dry_run):
             over_tx_gas(vm, registration_floor(vm, canonical), at_least=True)
             over_first_call_floor(vm, canonical)
+        if reached and vm is not None and "gas_register_per_byte" in vm and _is_deferred_floor(vm, canonical):
+            with Client(node_url, timeout=10) as client:  # resident by its size alone: its bound, before the runs
+                over_resident_bound(client, len(canonical))
 
     try:
         canonical, meta = prepare_model(upgraded.model_bytes, name=name, model_class=model_class, grid_k=grid_k,
@@ -288,6 +291,8 @@ def register(path: Path, name: str, model_class: str, grid_k: int, tol_abs: int,
         over_tx_gas(ctx.vm, limits[-1] if gas_limit is None else 0)  # before the (slower) full pre-check
         if quote is not None and gas_limit is None:
             uncallable(ctx.vm, quote)
+        if quote is not None and quote.deferred_check:
+            over_resident_bound(client, len(canonical))
         _refuse_as_the_chain_would(client, canonical, meta, chunks, ctx.vm, key.address)
         if quote is not None and quote.deferred_check:
             _can_pay_deferred(client, key.address, sum(limits) * ctx.gas_price(), quote.deferred_check * ctx.gas_price())
@@ -433,8 +438,11 @@ def _dry_run(canonical: bytes, meta: ModelMeta, chunks: list[ModelChunk], node_u
         over_tx_gas(vm, last_chunk + registration)  # before the (slower) full pre-check
         uncallable(vm, quote)
         gas += registration
+    budget: dict[str, Any] | None = None
     if reached:
         with Client(node_url, timeout=10) as client:
+            if deferred_check:
+                budget = over_resident_bound(client, len(canonical))
             resolution = _refuse_as_the_chain_would(client, canonical, meta, chunks, vm, Address(bytes(20)))
     else:
         resolution = _refuse_as_the_chain_would(None, canonical, meta, chunks, vm, Address(bytes(20)))
@@ -445,12 +453,49 @@ def _dry_run(canonical: bytes, meta: ModelMeta, chunks: list[ModelChunk], node_u
            "upload_fee": gas * price + deferred_check * price, "deferred_check_gas": deferred_check,
            # A deferred registration is resident (vm/resident.py): its load is in the tokens above, and an
            # inference's first use in a block pays no per-KiB load (`first_call_gas`).
-           "resident": deferred_check > 0, "first_call_gas": first_call,
-           "params_from": source, "status": "would register (dry run: nothing sent)"}
+           "resident": deferred_check > 0, "first_call_gas": first_call}
+    if deferred_check and vm:
+        doc.update(activation_quote(vm, budget))
+    doc.update(params_from=source, status="would register (dry run: nothing sent)")
     if as_json:
         echo_json(doc)
     else:
         echo_pairs(list(doc.items()))
+
+
+def over_resident_bound(client: Client, size: int) -> dict[str, Any] | None:
+    """CliError, before anything is signed, when a resident model (a deferred registration, vm/resident.py) of
+    `size` canonical bytes does not fit the chain's resident bound (`vm.max_resident_bytes` or the count,
+    pending activations included): the chain refuses only its completing chunk, after every chunk fee was
+    paid. The node applies the chain's own rule (RPC `resident_models`); the budget it read, or None from a
+    node that does not answer the method."""
+    try:
+        doc: dict[str, Any] = client.call("resident_models", {"size": size})
+    except RpcError as err:
+        if err.code == METHOD_NOT_FOUND:  # an older node: the chain still refuses the completing chunk
+            return None
+        raise
+    if not doc.get("fits", True):
+        raise CliError(f"this model would be resident and does not fit the chain's resident bound "
+                       f"(vm.max_resident_bytes {doc['max_bytes']}, at most {doc['max_models']} models): "
+                       f"{doc['held_bytes']} bytes held by {doc['count']} resident models, pending ones "
+                       f"included, and this model is {size} bytes ({doc['refusal']}); the chain would refuse its "
+                       "last chunk after every chunk fee was paid")
+    return doc
+
+
+def activation_quote(vm: dict[str, Any], budget: dict[str, Any] | None) -> dict[str, Any]:
+    """What a deferred (resident) registration's `--dry-run` adds: how its activation may be postponed
+    (`vm.max_postponements`), and the resident budget the node reported (None: not reached)."""
+    bound = int(vm.get("max_postponements", 0))
+    doc: dict[str, Any] = {
+        "max_postponements": bound,
+        "activation": (f"queued after its last chunk; a proposer that cannot run its check may postpone it to the "
+                       f"queue's tail up to {bound} times (vm.max_postponements), after which it is rejected as "
+                       "unchecked; its fees and check tokens are not refunded either way")}
+    if budget is not None:
+        doc.update(resident_bytes_held=budget["held_bytes"], max_resident_bytes=budget["max_bytes"])
+    return doc
 
 
 def _model_doc(m: ModelInfo) -> dict[str, Any]:

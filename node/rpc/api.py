@@ -21,6 +21,7 @@ from node.views import (
     AccountView,
     InferenceView,
     ModelView,
+    ResidentView,
     StatusView,
     SubmitVerdict,
     TxStatusView,
@@ -69,6 +70,11 @@ class NodeApi(Protocol):
 
     def models(self, after: Hash32 | None = None, limit: int = 100) -> Sequence[ModelView]:
         """Up to `limit` registered models with ids after `after`, in id order (blocking: run in a thread)."""
+        ...
+
+    def resident_models(self, model_bytes: int | None = None) -> ResidentView:
+        """The resident-model budget (bytes and count held, pending activations included, and the bounds);
+        with `model_bytes`, why the chain would refuse a resident model of that size (None: it fits)."""
         ...
 
     def inference(self, tx_hash: Hash32) -> InferenceView | None: ...

@@ -44,6 +44,7 @@ MAX_BROADCAST_BATCH = 64
 MAX_STATUS_HASHES = 256  # hashes per tx_status call: index and dict lookups, no block is read
 DEFAULT_COMMIT_TIMEOUT_S = 30.0
 MAX_COMMIT_TIMEOUT_S = 120.0
+MAX_RESIDENT_QUERY_BYTES = 1 << 40  # `resident_models`' size: any model size (the chain caps models far lower)
 
 T = TypeVar("T")
 
@@ -474,6 +475,31 @@ def deferral_json(deferred: ModelView | None) -> dict[str, Any]:
     proposer could not check it (postponed to the queue's tail, docs/sandbox.md "Deferred activation")."""
     record: Any = None if deferred is None else deferred.record  # vm.deferred.DeferredModel
     return {"deferred": record is not None, "postponed": 0 if record is None else int(record.postponed)}
+
+
+def parse_model_bytes(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_RESIDENT_QUERY_BYTES:
+        raise ValueError(f"a model size in bytes is an integer from 1 to {MAX_RESIDENT_QUERY_BYTES}")
+    return value
+
+
+@registry.method("resident_models",
+                 "The resident-model budget (docs/sandbox.md, 'Resident models'): the bytes and count that resident "
+                 "models hold, pending activations included, against vm.max_resident_bytes and the count bound; "
+                 "given a model's size in bytes, whether a resident model that size fits, and if not the reason "
+                 "the chain's completing chunk would give.",
+                 params=(Param("size", {"type": "integer", "minimum": 1, "maximum": MAX_RESIDENT_QUERY_BYTES},
+                               "a resident model's canonical size, to ask whether it fits", required=False,
+                               parse=parse_model_bytes),),
+                 result="ResidentModels", result_schema=OBJ)
+async def resident_models(api: NodeApi, size: int | None) -> dict[str, Any]:
+    view = api.resident_models(size)
+    doc: dict[str, Any] = {"height": int(view.height), "held_bytes": view.held_bytes, "count": len(view.model_ids),
+                           "max_bytes": view.max_bytes, "max_models": view.max_models,
+                           "models": [m.hex() for m in view.model_ids]}
+    if size is not None:
+        doc.update(size=size, fits=view.refusal is None, refusal=view.refusal)
+    return doc
 
 
 @registry.method("inference", "An inference's outputs with their proof against the block's results root "

@@ -41,6 +41,7 @@ from node.views import (
     AccountView,
     InferenceView,
     ModelView,
+    ResidentView,
     StatusView,
     SubmitVerdict,
     TxStatusView,
@@ -49,6 +50,7 @@ from node.views import (
     ValidatorView,
 )
 from vm.poi import PoiOutcome
+from vm.resident import MAX_RESIDENT_MODELS
 from vm.state import Account, account_key
 from vm.txs import Infer, Transfer, TxKind
 
@@ -219,6 +221,11 @@ class SimChain:
 
     def model_name(self, name: str) -> Hash32 | None:
         return None
+
+    def resident_models(self, model_bytes: int | None = None) -> ResidentView:
+        """This chain holds no resident models and publishes no bound (its `params` are None): nothing fits."""
+        refusal = None if model_bytes is None else "this chain publishes no vm.max_resident_bytes"
+        return ResidentView(Height(self.height()), 0, (), 0, MAX_RESIDENT_MODELS, refusal)
 
     def inference(self, tx_hash: Hash32) -> InferenceView | None:
         loc = self.tx_index.get(bytes(tx_hash))

@@ -1,8 +1,9 @@
 """The check memo keeps every deferred registration's answer computed ahead until its activation
 (vm/checkmemo.py, docs/sandbox.md "Deferred activation"): however many synchronous checks pass through the LRU
 in between, the activation block is validated without handing the sandbox its check; the precomputed area
-holds only the window the node checks ahead, and the LRU stays within its entries and bytes. Real VM, LevelDB
-and in-process ONNX Runtime."""
+holds only the window the node checks ahead, and the LRU stays within its entries and bytes. A check that
+faults only counts towards this node's decision that it cannot run it when it faulted alone. Real VM,
+LevelDB, in-process ONNX Runtime and real worker processes."""
 
 from __future__ import annotations
 
@@ -10,14 +11,19 @@ import dataclasses
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 
+from core.errors import LocalFault
+from core.tensor import DType
 from tests.vm.deferred_models import VM
 from tests.vm.devnet import Devnet, devnet_genesis
+from tests.vm.helpers import memory_hog_model, meta_for, spec
 from tests.vm.test_vm_check_memo import CountingExecutor, _check_job, _wide
-from tests.vm.test_vm_deferred_verdict import queue
-from vm.checkmemo import CheckMemo, compute_result_bytes
+from tests.vm.test_vm_deferred_verdict import TightPool, queue
+from vm.checkmemo import FAULTS_DECIDED, CheckMemo, compute_result_bytes
 from vm.sandbox.executor import LocalExecutor
+from vm.txs import ModelClass
 
 pytestmark = pytest.mark.vm
 
@@ -82,3 +88,33 @@ def test_the_lru_stays_within_its_bytes() -> None:
     memo.run_batch([jobs[0]])
     assert executor.checks == 1  # the oldest was evicted
     memo.close()
+
+
+def test_only_a_check_that_faults_alone_counts_towards_a_decided_fault() -> None:
+    """The attack: a block's batch holds a registration that any node can check beside a job that exhausts the
+    worker (a hostile proposer's). Were that fault counted against the checkable registration, two such blocks
+    would make this node stop running its check, and accept a proposer's postponement of it. Counted only
+    when a check faults alone, the fault is the hog's, and only after `FAULTS_DECIDED` of its own runs."""
+    hog_bytes = memory_hog_model()
+    hog_meta = meta_for("hog", hog_bytes, [spec("x", DType.INT32, (1, 1))], [spec("y", DType.INT32, (1, 1))],
+                        ModelClass.EXACT, [[np.array([[3]], np.int32)]])
+    hog = _check_job(hog_bytes, hog_meta)
+    checkable = _check_job(*_wide())
+    pool = TightPool()
+    memo = CheckMemo(pool)
+    try:
+        for _ in range(FAULTS_DECIDED):
+            with pytest.raises(LocalFault):
+                memo.run_batch([checkable, hog])
+        assert memo.faults(checkable) == 0 and memo.faults(hog) == 0
+        [answer] = memo.run_batch([checkable])  # alone, the same node's sandbox decides it
+        assert answer.info is not None and answer.error is None
+        for _ in range(FAULTS_DECIDED):
+            with pytest.raises(LocalFault):
+                memo.run_batch([hog])
+        handed = pool.checks
+        with pytest.raises(LocalFault, match="not run again"):
+            memo.run_batch([hog])
+        assert pool.checks == handed and memo.faults(hog) == FAULTS_DECIDED
+    finally:
+        memo.close()

@@ -7,7 +7,7 @@ outputs tuned to the tolerance's edge."""
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +15,7 @@ import pytest
 
 from core.app import VerdictKind
 from core.block import Block, compute_results_root
+from core.errors import LocalFault
 from core.hashing import sha256
 from core.header import TxResult, TxStatus
 from core.tensor import DType
@@ -23,8 +24,9 @@ from tests.vm.deferred_models import VM, lying_meta, near_meta, upload, weights_
 from tests.vm.devnet import Devnet, devnet_genesis
 from tests.vm.helpers import memory_hog_model, meta_for, spec
 from vm.activation import LOG_POSTPONED, LOG_UNCHECKED, DeferredCheck
+from vm.checkmemo import FAULTS_DECIDED
 from vm.deferred import PENDING, REGISTERED, REJECTED, DeferredModel, get_deferred
-from vm.sandbox.executor import LocalExecutor
+from vm.sandbox.executor import CheckJob, Job, JobResult, LocalExecutor
 from vm.sandbox.limits import WorkerLimits
 from vm.sandbox.worker import WorkerPool
 from vm.state import RegistrationData
@@ -167,9 +169,21 @@ def hog() -> tuple[bytes, ModelMeta]:
                                  [spec("y", DType.INT32, (1, 1))], ModelClass.EXACT, [[np.array([[3]], np.int32)]])
 
 
-def tight() -> WorkerPool:
-    """A node whose sandbox workers are capped at 300 MiB of address space: the hog's run exhausts them."""
-    pool = WorkerPool(1, WorkerLimits(memory_bytes=300 << 20))
+class TightPool(WorkerPool):
+    """A node whose sandbox workers are capped at 300 MiB of address space: the hog's run exhausts them. A real
+    pool, counting the registration checks it is handed."""
+
+    def __init__(self) -> None:
+        super().__init__(1, WorkerLimits(memory_bytes=300 << 20))
+        self.checks = 0
+
+    def run_batch(self, jobs: Sequence[Job]) -> list[JobResult]:
+        self.checks += sum(isinstance(job, CheckJob) for job in jobs)
+        return super().run_batch(jobs)
+
+
+def tight() -> TightPool:
+    pool = TightPool()
     pool.start()
     return pool
 
@@ -187,16 +201,31 @@ def upload_pending(net: Devnet, model_bytes: bytes, meta: ModelMeta) -> tuple[Ha
 
 def test_a_validator_that_cannot_run_the_check_has_a_local_fault_and_an_applying_node_needs_none(
         tmp_path: Path) -> None:
+    """Also once node 1 has decided it cannot run the check (it faulted twice alone, in its background pass:
+    vm/checkmemo.py), the decided fault is still a local fault, never a verdict: node 1 cannot judge the
+    proposer's decided verdict and prevotes nil, without handing its sandbox the check again."""
     model_bytes, meta = hog()
-    net = Devnet.start(tmp_path, devnet_genesis(vm=HOG_VM), executors=[LocalExecutor, tight, tight])
+    pool = tight()
+    net = Devnet.start(tmp_path, devnet_genesis(vm=HOG_VM), executors=[LocalExecutor, lambda: pool, tight])
     try:
         model_id, record = upload_pending(net, model_bytes, meta)
         while net.height < int(record.activates_at) - 1:
             net.step(validators=[1])
+        background = tight()
+        try:
+            for _ in range(FAULTS_DECIDED):
+                with pytest.raises(LocalFault):
+                    net.apps[1].precompute_deferred(background, 2)
+            assert net.apps[1].precompute_deferred(background, 2) == 0  # decided: not run again
+            assert background.checks == FAULTS_DECIDED
+        finally:
+            background.close()
+        pool.checks = 0
         block = net.propose()  # node 0's sandbox runs the hog: it registers
         assert block.results[-1].status is TxStatus.OK
         [verdict] = net.validate(block, [1])
         assert verdict.kind is VerdictKind.LOCAL_FAULT  # prevote nil, never a verdict on the proposer
+        assert pool.checks == 0 and net.apps[1].check_memo.faults_answered == 1
         net.commit(block)  # the others committed it: node 1 and node 2 apply the block's verdict, running nothing
         records = [app.view().model(model_id) for app in net.apps]
         assert records[0] is not None and records[0] == records[1] == records[2]
@@ -208,11 +237,19 @@ def test_a_check_that_faults_on_every_node_is_postponed_then_rejected_and_the_ch
     """A model whose golden run needs more memory than any node's sandbox allows (workers capped at 300 MiB):
     each activation's proposer has a local fault. It postpones the entry to the queue's tail, validators
     accept that unchecked, and after `vm.max_postponements` the activation rejects it: blocks keep committing.
-    (Before, the activation raised LocalFault on every node: that height could not be built, forever.)"""
+    (Before, the activation raised LocalFault on every node: that height could not be built, forever.)
+
+    Neither the builder nor the validator hands its sandbox the check more than `FAULTS_DECIDED` times: after
+    that many faults of the same check, each alone, the node has decided it cannot run it (vm/checkmemo.py).
+    (Before, each ran it at every activation: `bound` + 1 times, a worker each.)"""
     model_bytes, meta = hog()
-    net = Devnet.start(tmp_path, devnet_genesis(vm=HOG_VM), executors=[tight, tight, LocalExecutor])
+    pools = [tight(), tight()]
+    net = Devnet.start(tmp_path, devnet_genesis(vm=HOG_VM),
+                       executors=[lambda: pools[0], lambda: pools[1], LocalExecutor])
     try:
         model_id, record = upload_pending(net, model_bytes, meta)
+        for pool in pools:
+            pool.checks = 0
         bound = net.genesis.params.vm.max_postponements
         for attempt in range(bound + 1):
             activates_at = int(record.activates_at)
@@ -230,6 +267,9 @@ def test_a_check_that_faults_on_every_node_is_postponed_then_rejected_and_the_ch
         records = verdicts(net, model_id)
         assert records[0] == records[1] == records[2] and records[0].status == REJECTED  # type: ignore[attr-defined]
         assert all(app.view().model(model_id) is None for app in net.apps)
+        assert bound + 1 > FAULTS_DECIDED
+        assert [pool.checks for pool in pools] == [FAULTS_DECIDED, FAULTS_DECIDED]
+        assert all(app.check_memo.faults_answered > 0 for app in net.apps[:2])
         net.step(validators=[1])  # the chain goes on
         net.assert_supply_conserved()
     finally:
