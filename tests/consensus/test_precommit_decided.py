@@ -22,7 +22,7 @@ from core.types import Height, Round, Timestamp
 from core.votes import Vote, VoteType
 from tests.consensus.sim.app import honest_poi
 from tests.consensus.sim.cluster import CHAIN_ID, SIM_PARAMS, Cluster, SimNode
-from tests.consensus.sim.scenario import Behaviour, Scenario
+from tests.consensus.sim.scenario import Behaviour, Scenario, scenario_from_seed
 from tests.consensus.test_state import T0, Harness, only, signed_votes
 
 pytestmark = pytest.mark.consensus
@@ -144,3 +144,30 @@ def test_a_slow_honest_validator_misses_no_poi_answer_and_costs_no_commit_wait(
                        if v.validator == cluster.nodes[3].key.public_key]
     assert all(isinstance(v, Vote) and v.poi == honest_poi(int(v.height), v.validator_address)
                for v in slow_precommits)
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_with_a_slow_honest_validator_the_seeded_runs_stay_safe_and_live(
+        seed: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The simulator's seeded scenarios (Byzantine validators, crashes, drops, partitions) with one honest
+    validator that never crashes validating every block in 300 ms, so it is often decided before it has
+    voted and precommits at the decision: the suite's checks hold (one block per height, liveness after
+    heal, no honest double-sign, no honest node punished or flagged for its PoI answers). The rule fired in
+    28 of the first 30 seeds when this was written (some node precommitted at a decision)."""
+    sc = scenario_from_seed(seed)
+    crashing = {c.node for c in sc.crashes}
+    slow = next(i for i, b in enumerate(sc.behaviours) if b is Behaviour.HONEST and i not in crashing)
+    perform = SimNode.perform
+
+    def slow_validation(self: SimNode, action: Action) -> None:
+        if self.index == slow and isinstance(action, ValidateBlock):
+            verdict = self.app.validate_block(action.block)
+            bid = action.block.id
+            self.cluster.after(self, SLOW_MS, lambda: self.feed(BlockValidated.of(self.ts, bid, verdict)))
+            return
+        perform(self, action)
+
+    monkeypatch.setattr(SimNode, "perform", slow_validation)
+    result = Cluster(sc).run()
+    assert result.ok, f"seed {seed} (slow node {slow}): {sc.describe()}: {result.failures}"
+    assert result.reached <= result.committed_evidence
