@@ -780,6 +780,7 @@ class ConsensusState:
             if bid is None:
                 continue
             block = self._blocks[bid]
+            step = self._step if self._round_started else Step.PROPOSE  # this node's step in its round
             self._decided = block
             self._decided_id = bid
             self._decided_round = r
@@ -790,9 +791,25 @@ class ConsensusState:
             if verdict is not None and verdict.kind is VerdictKind.INVALID:
                 out.append(RaiseAlarm(f"committing block {bid.hex()[:16]} at height {self._height} that this "
                                       f"node judged invalid: {verdict.reason}"))
+            else:
+                self._precommit_decided(r, step, bid, pcs, out)
             out.append(CommitBlock(block, commit, self._proposers.advance(self._next_vs)))
             return True
         return False
+
+    def _precommit_decided(self, r: int, step: Step, bid: Hash32, pcs: VoteSet, out: list[Action]) -> None:
+        """The block was decided by the others' precommits before this validator cast its own in that round
+        (still validating it, or waiting for the polka): precommit it now, before the commit, so the next
+        proposer has this validator's PoI answer and need not wait `timeout_commit` for a precommit that
+        would otherwise never come (a miss for an honest validator that was merely slower than the quorum).
+        Safe: the height is decided, a precommit for the decided block can help no other block, and only a
+        round with no precommit of ours signed or asked for qualifies (a lower round would be refused by the
+        signer). The next height's last commit then carries it like any other precommit."""
+        if self._me_address is None or r != self._round or (r, Step.PRECOMMIT) in self._pending_sign:
+            return
+        if step >= Step.PRECOMMIT or self._me_address in pcs.votes:
+            return
+        self._cast(VoteType.PRECOMMIT, bid, self._last_now, out)
 
     def _step_once(self, now: int, out: list[Action]) -> bool:
         r = self._round
