@@ -35,6 +35,7 @@ from vm.gov.types import (
     ParamChange,
     ParameterChangeProposal,
     PoiModelsProposal,
+    RetireModelsProposal,
     SoftwareUpgradeProposal,
     SubmitProposal,
     TextProposal,
@@ -141,6 +142,15 @@ def _model_ids(values: tuple[str, ...], option: str) -> tuple[Hash32, ...]:
 def poi_models(add: tuple[str, ...], retire: tuple[str, ...], **kw: Any) -> None:
     """Add registered models to the PoI set (exact class, high-entropy integer output) or retire some."""
     _propose(PoiModelsProposal(_model_ids(add, "--add"), _model_ids(retire, "--retire")), **kw)
+
+
+@propose.command("retire-models")
+@click.argument("model_ids", nargs=-1, required=True, metavar="MODEL_ID...")
+@proposal_options
+def retire_models(model_ids: tuple[str, ...], **kw: Any) -> None:
+    """Retire models whoever owns them (none in the PoI set): their resident room, blobs and names are
+    released and their deposits refunded to their owners (docs/governance.md)."""
+    _propose(RetireModelsProposal(_model_ids(model_ids, "MODEL_ID")), **kw)
 
 
 @propose.command("upgrade")

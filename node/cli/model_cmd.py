@@ -678,3 +678,9 @@ def uncallable(vm: dict[str, Any] | None, quote: GasQuote) -> None:
         raise CliError(f"an inference on this model needs {quote.first_call} gas when it is the first use in its "
                        f"block (the call and the model's cold load), over the chain's per-transaction maximum "
                        f"{cap} (vm.max_tx_gas): no inference on it could be included, so it is not registered")
+
+
+# `model retire` lives in its own module (one command, its own idea); registered here so `inferchain model` lists it.
+from node.cli.model_retire import retire  # noqa: E402
+
+model.add_command(retire)

@@ -11,11 +11,13 @@ from vm.gov.types import (
     Content,
     ParameterChangeProposal,
     PoiModelsProposal,
+    RetireModelsProposal,
     SoftwareUpgradeProposal,
     TextProposal,
     UpgradePlan,
 )
 from vm.params import MAX_POI_MODELS, Params
+from vm.retire import RetireRefused, process_retire, validate_retire
 from vm.state import KEY_PARAMS, StateView
 
 
@@ -31,6 +33,8 @@ def validate_content(view: StateView, params: Params, height: int, content: Cont
         _changed_poi_models(view, params, content)
     elif isinstance(content, SoftwareUpgradeProposal):
         _validate_upgrade(view, content, height, params.gov.voting_blocks)
+    elif isinstance(content, RetireModelsProposal):
+        _validate_retirements(view, params, content)
     else:
         assert isinstance(content, TextProposal)
 
@@ -45,6 +49,10 @@ def execute_content(view: StateView, params: Params, height: int, content: Conte
     elif isinstance(content, SoftwareUpgradeProposal):
         _validate_upgrade(view, content, height, 0)
         view.put(KEY_UPGRADE_PLAN, UpgradePlan(content.name, content.height, content.info, proposal_id))
+    elif isinstance(content, RetireModelsProposal):
+        _validate_retirements(view, params, content)  # all of them, before the first write
+        for model_id in content.models:
+            process_retire(view, params, height, model_id, None)
 
 
 def _changed_params(params: Params, content: ParameterChangeProposal) -> Params:
@@ -80,6 +88,18 @@ def _changed_poi_models(view: StateView, params: Params, content: PoiModelsPropo
     if len(current) > MAX_POI_MODELS:
         raise ContentRefused(f"at most {MAX_POI_MODELS} PoI models")
     return tuple(current)
+
+
+def _validate_retirements(view: StateView, params: Params, content: RetireModelsProposal) -> None:
+    if not content.models:
+        raise ContentRefused("a retirement must name a model")
+    if len(set(content.models)) != len(content.models):
+        raise ContentRefused("a model is named twice")
+    for model_id in content.models:
+        try:
+            validate_retire(view, params, model_id, None)
+        except RetireRefused as exc:
+            raise ContentRefused(str(exc)) from None
 
 
 def _validate_upgrade(view: StateView, content: SoftwareUpgradeProposal, height: int, margin: int) -> None:
