@@ -16,16 +16,20 @@ one model, each checked) in one place. Deterministic: state reads and the height
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from core.codec import Wire, wire
 from core.hashing import sha256
+from core.header import TxResult, TxStatus
+from core.tx import Transaction
 from core.types import Address, Amount, Hash32, Height
 from vm.deferred import PENDING, REGISTERED, activation_key, deferred_key, get_deferred
+from vm.gov.store import get_events, get_proposal
+from vm.gov.types import ProposalStatus, RetireModelsProposal
 from vm.params import Params
 from vm.resident import get_resident_set, process_release
 from vm.state import StateView, model_key, model_name_key
-from vm.txs import RetireModel
+from vm.txs import RetireModel, TxKind
 
 # Deposits wait here: an ordinary account no key controls, so balances still add up to the supply.
 DEPOSIT_ESCROW = Address(sha256(b"inferchain/model-deposit-escrow")[:20])
@@ -159,3 +163,18 @@ def process_retire_tx(view: StateView, params: Params, height: int, sender: Addr
     """The owner's retirement transaction; its data is the deposit refunded (8 bytes, big-endian)."""
     charge(params.vm.gas_retire_model)
     return process_retire(view, params, height, p.model_id, sender).to_bytes(8, "big")
+
+
+def retired_in_block(view: StateView, height: int, txs: Sequence[Transaction],
+                     results: Sequence[TxResult]) -> frozenset[bytes]:
+    """The models block `height` retired, from its owners' transactions that succeeded and its passed
+    retirement proposals (read from `view`, the state after it): what the node's mempool drops inferences on."""
+    retired = {bytes(RetireModel.decode(tx.payload).model_id) for tx, result in zip(txs, results, strict=False)
+               if tx.kind == TxKind.RETIRE_MODEL and result.status is TxStatus.OK}
+    for event in get_events(view, height).events:
+        if event.status is not ProposalStatus.PASSED:
+            continue
+        proposal = get_proposal(view, int(event.proposal_id))
+        if proposal is not None and isinstance(proposal.content, RetireModelsProposal):
+            retired.update(bytes(m) for m in proposal.content.models)
+    return frozenset(retired)

@@ -24,7 +24,13 @@ from vm.deferred import PENDING, REGISTERED, activation_key, get_deferred, pendi
 from vm.gov.store import get_next_proposal_id, get_proposal
 from vm.gov.types import RetireModelsProposal, SubmitProposal, Vote, VoteOption
 from vm.resident import get_resident_set
-from vm.retire import DEPOSIT_ESCROW, compute_resident_deposit, get_model_deposit, get_retired
+from vm.retire import (
+    DEPOSIT_ESCROW,
+    compute_resident_deposit,
+    get_model_deposit,
+    get_retired,
+    retired_in_block,
+)
 from vm.state import model_name_key
 from vm.txs import Infer, ModelChunk, RetireModel, compute_model_id
 
@@ -123,6 +129,8 @@ def test_the_resident_budget_filled_costs_a_deposit_and_its_owner_retiring_frees
     assert results[0][0] is TxStatus.OK, results[0][1]
     assert int.from_bytes(results[0][2], "big") == deposit
     retired_at = net.height
+    block = net.blocks[-1]  # what the node's mempool drops inferences on after this block
+    assert retired_in_block(net.apps[2].view(), retired_at, block.txs, block.results) == {bytes(filler_id)}
     assert results[1] == (TxStatus.FAILED, f"model retired at height {retired_at}", b"")
     assert balance(net, 5) == before - gas * params.vm.min_gas_price + deposit
     for app in net.apps:
@@ -206,6 +214,8 @@ def test_governance_retires_a_model_and_refuses_a_poi_model(net: Devnet) -> None
     run_to(net, int(proposal.voting_end))
     proposal = get_proposal(net.apps[2].view(), pid)
     assert proposal is not None and proposal.result_log == "passed and executed", proposal.result_log
+    block = net.blocks[-1]
+    assert retired_in_block(net.apps[2].view(), net.height, block.txs, block.results) == {bytes(model_id)}
     assert balance(net, 5) == before + compute_resident_deposit(params, MODEL_BYTES)
     for app in net.apps:
         v = app.view()
