@@ -44,7 +44,7 @@ from node.views import (
 from vm.deferred import PENDING, DeferredModel, deferred_key
 from vm.gov.reader import GovReader
 from vm.poi import PoiOutcome
-from vm.query import query_deferred
+from vm.query import query_deferred, query_retired
 from vm.state import (
     EMPTY_ACCOUNT,
     Account,
@@ -354,6 +354,13 @@ class Queries:
     def deferred_model(self, model_id: Hash32) -> ModelView | None:
         """A deferred registration's record (vm/deferred.py), pending or decided; None if it never was one."""
         proven = query_deferred(self._state, model_id, self._version(None))
+        if proven.raw is None or proven.value is None:
+            return None
+        return ModelView(model_id, proven.raw, proven.value)
+
+    def retired_model(self, model_id: Hash32) -> ModelView | None:
+        """A retired model's tombstone (vm/retire.py); None if it was never retired."""
+        proven = query_retired(self._state, model_id, self._version(None))
         if proven.raw is None or proven.value is None:
             return None
         return ModelView(model_id, proven.raw, proven.value)

@@ -516,6 +516,9 @@ def registration_status(model_id: str, node_url: str, as_json: bool) -> None:
         click.echo(pending_line(doc, height))
     elif doc["status"] == "rejected":
         click.echo(f"rejected at height {doc['activates_at']}: {doc.get('log', '')}")
+    elif doc["status"] == "retired":
+        by = "governance" if doc.get("by_governance") else "its owner"
+        click.echo(f"retired at height {doc.get('retired_at')} by {by}")
     else:
         click.echo(f"registered at height {doc.get('registered_at')}")
 

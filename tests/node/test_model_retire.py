@@ -13,6 +13,7 @@ import pytest
 import trio
 from click.testing import CliRunner
 
+from core.address import encode_address
 from core.hashing import sha256
 from core.tensor import DType, Tensor
 from core.types import Amount
@@ -94,6 +95,13 @@ async def test_the_owner_retires_a_pending_model_through_the_cli_and_its_queued_
                 fee = params.vm.gas_retire_model * params.vm.min_gas_price
                 assert after == before - fee + deposit
                 assert await trio.to_thread.run_sync(client.model_name, "retiring") is None
+                doc = await trio.to_thread.run_sync(client.model_registration, model_id.hex())
+                assert doc == {"model_id": model_id.hex(), "status": "retired", "retired_at": doc["retired_at"],
+                               "by_governance": False, "owner": encode_address(owner.address)}
+                assert doc["retired_at"] > 0
+                shown = await trio.to_thread.run_sync(lambda: runner.invoke(
+                    cli, ["model", "status", model_id.hex(), "--node", url]))
+                assert shown.output.strip() == f"retired at height {doc['retired_at']} by its owner", shown.output
                 [status] = await trio.to_thread.run_sync(
                     lambda: client.call("tx_status", {"hashes": [queued.hash.hex()]}))
                 assert status == {"hash": queued.hash.hex(), "status": "rejected",
