@@ -9,7 +9,7 @@ replacing the exported set:
 - heights recorded in the state count from the fork: a record due at old height h is due at h - H (H = the
   exported height), at 1 at the earliest (unbonding and redelegation maturities, upload expiries, proposals'
   deposit and voting ends, a scheduled upgrade), or at 0 (registration, evidence, commission-change, lock
-  and applied-upgrade heights); governance's closing events are old history and are dropped;
+  applied-upgrade and model-retirement heights); governance's closing events are old history and are dropped;
 - the exported validators stay in state (their stake stays counted in the supply) but leave the candidate
   list, so none is in a set again unless its owner stakes it back; a new validator whose key already has a
   record takes it over with the new stake, unjailed; the supply record follows the stake it adds or drops;
@@ -30,6 +30,7 @@ from vm.deferred import KEY_DEFERRED_TAIL, PENDING, DeferredModel, DeferredTail,
 from vm.gov.store import KEY_APPLIED_UPGRADES, KEY_UPGRADE_PLAN, queue_key
 from vm.gov.types import AppliedUpgrades, Proposal, ProposalQueue, UpgradePlan
 from vm.params import Params
+from vm.retire import RetiredModel
 from vm.state import (
     KEY_CANDIDATES,
     KEY_CHAIN,
@@ -176,6 +177,9 @@ def fork_state(fork: Fork, validators: Iterable[tuple[PublicKeyBytes, Address, i
             view.put(key, pool.replace(commission_changed_at=_due(int(pool.commission_changed_at), at, 0)))
         elif tag == b"G" or key in (KEY_UPGRADE_PLAN, KEY_APPLIED_UPGRADES):
             _fork_gov(view, key, value, at)
+        elif tag == b"T":  # a retired model's tombstone (vm/retire.py): its height counted from the fork
+            retired = RetiredModel.decode(value)
+            view.put(key, retired.replace(retired_at=_due(int(retired.retired_at), at, 0)))
         elif tag in (b"Y", b"Z") or key == KEY_DEFERRED_TAIL:
             _fork_deferred(view, fork, key, value, at)
         else:

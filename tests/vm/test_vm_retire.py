@@ -17,8 +17,10 @@ from core.header import TxStatus
 from core.tensor import DType, Tensor
 from core.tx import Transaction
 from core.types import Amount, Hash32
+from node.export import export_state, state_pairs, state_root_of
 from tests.vm.deferred_models import VM, K, upload, weights_meta, weights_model
 from tests.vm.devnet import Devnet, devnet_genesis
+from tools.genesis import make_genesis
 from vm.blobrefs import ref_count
 from vm.deferred import PENDING, REGISTERED, activation_key, get_deferred, pending_in_order
 from vm.gov.store import get_next_proposal_id, get_proposal
@@ -86,6 +88,15 @@ def run_to(net: Devnet, height: int) -> None:
         net.step(validators=[1])
 
 
+def exported_tables(net: Devnet, expected: set[str]) -> None:
+    """`inferchain export` knows the records of resident models and their retirement: node 2's latest state
+    exports with these tables, and the file's pairs give the node's state root."""
+    app = net.apps[2]
+    doc = export_state(app.store, make_genesis(4), blobs=app.blobs)
+    assert expected <= set(doc["state"]), sorted(doc["state"])
+    assert state_root_of(state_pairs(doc)) == app.state_map.root(net.height)
+
+
 def again(net: Devnet, owner: int, chunk: Transaction) -> Transaction:
     """The same completing chunk, signed again with the sender's next nonce."""
     return net.tx(net.account(owner), ModelChunk.decode(chunk.payload), gas_limit=int(chunk.gas_limit))
@@ -109,6 +120,7 @@ def test_the_resident_budget_filled_costs_a_deposit_and_its_owner_retiring_frees
     record = get_model_deposit(view, filler_id)
     assert record is not None and int(record.amount) == deposit and record.owner == net.account(5).address
     assert before - balance(net, 5) >= filler.fee + deposit  # fee, check and load spent; the deposit locked
+    exported_tables(net, {"deferred_models", "activations", "deferred_tail", "resident_set", "model_deposits"})
     run_to(net, int.from_bytes(data, "big"))
     registered = get_deferred(net.apps[0].view(), filler_id)
     assert registered is not None and registered.status == REGISTERED
@@ -142,6 +154,7 @@ def test_the_resident_budget_filled_costs_a_deposit_and_its_owner_retiring_frees
         tombstone = get_retired(v, filler_id)
         assert tombstone is not None and int(tombstone.retired_at) == retired_at and not tombstone.by_governance
         assert ref_count(app.store, blob) == 0  # nothing names the bytes any more
+    exported_tables(net, {"retired_models"})
     net.step(validators=[1])  # the next commit collects the garbage the last one listed
     assert all(app.blobs.size(blob) is None for app in net.apps)
 
