@@ -66,7 +66,12 @@ class RetireRefused(ValueError):
 
 def compute_resident_deposit(params: Params, model_bytes: int) -> int:
     """The deposit a resident model of `model_bytes` locks: `vm.resident_deposit_per_kib` per KiB, rounded up."""
-    return int(params.vm.resident_deposit_per_kib) * -(-model_bytes // 1024)
+    return compute_deposit(int(params.vm.resident_deposit_per_kib), model_bytes)
+
+
+def compute_deposit(per_kib: int, model_bytes: int) -> int:
+    """`compute_resident_deposit` from the parameter's value (the CLI quotes it from the node's parameters)."""
+    return per_kib * -(-model_bytes // 1024)
 
 
 def get_model_deposit(view: StateView, model_id: Hash32) -> ModelDeposit | None:

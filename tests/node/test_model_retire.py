@@ -15,13 +15,14 @@ from click.testing import CliRunner
 
 from core.address import encode_address
 from core.hashing import sha256
+from core.keys import PrivateKey
 from core.tensor import DType, Tensor
 from core.types import Amount
 from node.cli.root import cli
 from node.client import Client
 from node.config import RPCSection
 from node.mempool import RemovalReason
-from tests.node.helpers import account, local_node, make_home, running
+from tests.node.helpers import account, local_node, make_home, running, transfer
 from tests.vm.deferred_models import K, weights_meta, weights_model
 from tools.genesis import make_genesis
 from vm.execute import chunk_gas, completing_gas
@@ -39,10 +40,11 @@ async def test_the_owner_retires_a_pending_model_through_the_cli_and_its_queued_
     home = make_home(tmp_path, "validator", genesis, validator=0)
     node = local_node(home, config=home.load_config().replace(rpc=RPCSection(address="127.0.0.1:0")))
     owner, caller, stranger = account(1), account(2), account(3)
+    poor = PrivateKey.derive("retire tests", "poor", 0)  # can pay a registration's fees and check, not its deposit
     monkeypatch.setenv("INFERCHAIN_KEYRING", str(tmp_path / "keys"))
     monkeypatch.delenv("INFERCHAIN_PASSPHRASE", raising=False)
     runner = CliRunner()
-    for name, key in (("owner", owner), ("stranger", stranger)):
+    for name, key in (("owner", owner), ("stranger", stranger), ("poor", poor)):
         imported = runner.invoke(cli, ["keys", "import", name, "--seed", key.seed.hex()])
         assert imported.exit_code == 0, imported.output
     with trio.fail_after(120):
@@ -70,6 +72,22 @@ async def test_the_owner_retires_a_pending_model_through_the_cli_and_its_queued_
                     assert all(r.accepted and r.result is not None and r.result.ok for r in results), results
 
                 await trio.to_thread.run_sync(upload)
+
+                # `model register` refuses, before signing anything, a resident registration whose sender cannot
+                # also lock its deposit (the chain would fail the completing chunk after the others were paid).
+                funded = await trio.to_thread.run_sync(lambda: client.broadcast_tx(
+                    transfer(node.chain_id, account(4), poor, 30_000_000,
+                             client.account(account(4).address).nonce), mode="commit"))
+                assert funded.result is not None and funded.result.ok
+                model_file = tmp_path / "big.onnx"
+                model_file.write_bytes(weights_model(96))
+                refused = await trio.to_thread.run_sync(lambda: runner.invoke(
+                    cli, ["model", "register", str(model_file), "--name", "unpaid", "--class", "tolerant",
+                          "--from", "poor", "--node", url]))
+                wanted = compute_resident_deposit(params, len(weights_model(96)))
+                assert refused.exit_code == 1, refused.output
+                assert f"locks a resident deposit of {wanted}" in str(refused.exception), refused.exception
+                assert (await trio.to_thread.run_sync(client.account, poor.address)).nonce == 0  # nothing sent
                 held = await trio.to_thread.run_sync(client.model_name, "retiring")
                 assert held is not None and held["status"] == "pending"
                 # An inference on it waits in the mempool behind a nonce gap (never included on its own).
