@@ -115,6 +115,17 @@ def process_refund_deposit(view: StateView, model_id: Hash32) -> int:
     return int(record.amount)
 
 
+def process_burn_deposit(view: StateView, model_id: Hash32) -> int:
+    """Take a model's deposit out of the escrow for good and forget it; the amount (the caller's burn)."""
+    record = get_model_deposit(view, model_id)
+    if record is None:
+        return 0
+    escrow = view.account(DEPOSIT_ESCROW)
+    view.set_account(DEPOSIT_ESCROW, escrow.replace(balance=Amount(escrow.balance - record.amount)))
+    view.delete(deposit_key(model_id))
+    return int(record.amount)
+
+
 def validate_retire(view: StateView, params: Params, model_id: Hash32, sender: Address | None) -> Address:
     """That `model_id` can be retired now, by `sender` (None: by governance); its owner. Raises RetireRefused."""
     short = model_id.hex()[:16]
@@ -136,10 +147,12 @@ def validate_retire(view: StateView, params: Params, model_id: Hash32, sender: A
     return owner
 
 
-def process_retire(view: StateView, params: Params, height: int, model_id: Hash32, sender: Address | None) -> int:
+def process_retire(view: StateView, params: Params, height: int, model_id: Hash32, sender: Address | None, *,
+                   burn: bool = False) -> int:
     """Retire `model_id` (checked by `validate_retire`, raising RetireRefused before any write): the model
     record or the pending entry and its activation slot go, its blob, name and resident bytes are released,
-    its deposit refunded, and a tombstone stays. Returns the deposit refunded."""
+    its deposit refunded (or, with `burn`, governance's choice, burned: the caller records it in the supply),
+    and a tombstone stays. Returns the deposit refunded or burned."""
     owner = validate_retire(view, params, model_id, sender)
     record = view.model(model_id)
     pending = get_deferred(view, model_id)
@@ -158,9 +171,9 @@ def process_retire(view: StateView, params: Params, height: int, model_id: Hash3
         process_release(view, model_id, size)
     if view.get_raw(model_name_key(name)) == model_id:
         view.delete(model_name_key(name))
-    refund = process_refund_deposit(view, model_id)
+    amount = process_burn_deposit(view, model_id) if burn else process_refund_deposit(view, model_id)
     view.put(retired_key(model_id), RetiredModel(owner, Height(height), sender is None))
-    return refund
+    return amount
 
 
 def process_retire_tx(view: StateView, params: Params, height: int, sender: Address, p: RetireModel,

@@ -199,10 +199,27 @@ def test_a_pending_registration_retired_leaves_the_queue_and_never_activates(net
     net.assert_supply_conserved()
 
 
-def test_governance_retires_a_model_and_refuses_a_poi_model(net: Devnet) -> None:
-    """A passed RetireModelsProposal retires a model whoever owns it and refunds the owner's deposit; a model
-    in the PoI set is refused at submission (a PoiModelsProposal must remove it first)."""
+def pass_proposal(net: Devnet, content: RetireModelsProposal) -> None:
+    """Submit `content` with the minimum deposit, every validator's owner votes yes, run to its end."""
+    pid = get_next_proposal_id(net.apps[0].view())
+    submit = net.tx(net.account(4), SubmitProposal("t", "why", content, Amount(MIN_DEPOSIT)), gas_limit=100_000)
+    assert step(net, [submit])[0][0] is TxStatus.OK
+    votes = [net.tx(net.account(i), Vote(pid, VoteOption.YES), gas_limit=100_000) for i in range(4)]
+    assert all(s is TxStatus.OK for s, _, _ in step(net, votes))
+    proposal = get_proposal(net.apps[0].view(), pid)
+    assert proposal is not None
+    run_to(net, int(proposal.voting_end))
+    proposal = get_proposal(net.apps[2].view(), pid)
+    assert proposal is not None and proposal.result_log == "passed and executed", proposal.result_log
+
+
+def test_governance_retires_models_refunding_or_burning_their_deposits_and_refuses_a_poi_model(
+        net: Devnet) -> None:
+    """A passed RetireModelsProposal retires a model whoever owns it: the owner's deposit is refunded, or
+    burned (recorded in the supply) when the proposal says so; a model in the PoI set is refused at
+    submission (a PoiModelsProposal must remove it first)."""
     params = net.genesis.params
+    deposit = compute_resident_deposit(params, MODEL_BYTES)
     chunk, model_id = queue(net, 5, 51, "governed")
     [(status, log, data)] = step(net, [chunk])
     assert status is TxStatus.OK, log
@@ -210,29 +227,30 @@ def test_governance_retires_a_model_and_refuses_a_poi_model(net: Devnet) -> None
     assert net.apps[0].view().model(model_id) is not None
 
     poi_model = params.poi_models[0]
-    refused = net.tx(net.account(4), SubmitProposal("t", "why", RetireModelsProposal((poi_model,)),
+    refused = net.tx(net.account(4), SubmitProposal("t", "why", RetireModelsProposal((poi_model,), False),
                                                     Amount(MIN_DEPOSIT)), gas_limit=100_000)
     [(status, log, _)] = step(net, [refused])
     assert status is TxStatus.FAILED and "is in the PoI set" in log, log
 
-    pid = get_next_proposal_id(net.apps[0].view())
-    submit = net.tx(net.account(4), SubmitProposal("t", "why", RetireModelsProposal((model_id,)),
-                                                   Amount(MIN_DEPOSIT)), gas_limit=100_000)
-    assert step(net, [submit])[0][0] is TxStatus.OK
-    votes = [net.tx(net.account(i), Vote(pid, VoteOption.YES), gas_limit=100_000) for i in range(4)]
-    assert all(s is TxStatus.OK for s, _, _ in step(net, votes))
     before = balance(net, 5)
-    proposal = get_proposal(net.apps[0].view(), pid)
-    assert proposal is not None
-    run_to(net, int(proposal.voting_end))
-    proposal = get_proposal(net.apps[2].view(), pid)
-    assert proposal is not None and proposal.result_log == "passed and executed", proposal.result_log
+    pass_proposal(net, RetireModelsProposal((model_id,), False))
     block = net.blocks[-1]
     assert retired_in_block(net.apps[2].view(), net.height, block.txs, block.results) == {bytes(model_id)}
-    assert balance(net, 5) == before + compute_resident_deposit(params, MODEL_BYTES)
+    assert balance(net, 5) == before + deposit
     for app in net.apps:
         v = app.view()
         tombstone = get_retired(v, model_id)
         assert tombstone is not None and tombstone.by_governance and v.model(model_id) is None
         assert get_resident_set(v).total_bytes == 0
+    net.assert_supply_conserved()
+
+    # An abusive holder's pending model: retired with its deposit burned, not refunded.
+    chunk, abusive = queue(net, 6, 52, "abusive")
+    assert step(net, [chunk])[0][0] is TxStatus.OK
+    before, burned_before = balance(net, 6), int(net.apps[0].view().supply().burned)
+    pass_proposal(net, RetireModelsProposal((abusive,), True))
+    view = net.apps[1].view()
+    assert get_retired(view, abusive) is not None and get_deferred(view, abusive) is None
+    assert balance(net, 6) == before and int(view.account(DEPOSIT_ESCROW).balance) == 0
+    assert int(view.supply().burned) - burned_before >= deposit  # the block's fee burns come on top
     net.assert_supply_conserved()

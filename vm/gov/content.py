@@ -39,9 +39,9 @@ def validate_content(view: StateView, params: Params, height: int, content: Cont
         assert isinstance(content, TextProposal)
 
 
-def execute_content(view: StateView, params: Params, height: int, content: Content, proposal_id: int) -> None:
+def execute_content(view: StateView, params: Params, height: int, content: Content, proposal_id: int) -> int:
     """Carry out a passed proposal at the end of block `height`; ContentRefused (and nothing written) if it
-    can no longer be carried out."""
+    can no longer be carried out. Returns the tokens it burned (a retirement's deposits: the caller's ledger)."""
     if isinstance(content, ParameterChangeProposal):
         view.put(KEY_PARAMS, _changed_params(params, content))
     elif isinstance(content, PoiModelsProposal):
@@ -51,8 +51,12 @@ def execute_content(view: StateView, params: Params, height: int, content: Conte
         view.put(KEY_UPGRADE_PLAN, UpgradePlan(content.name, content.height, content.info, proposal_id))
     elif isinstance(content, RetireModelsProposal):
         _validate_retirements(view, params, content)  # all of them, before the first write
+        burned = 0
         for model_id in content.models:
-            process_retire(view, params, height, model_id, None)
+            amount = process_retire(view, params, height, model_id, None, burn=content.burn_deposits)
+            burned += amount if content.burn_deposits else 0  # a refund moved tokens; a burn removed them
+        return burned
+    return 0
 
 
 def _changed_params(params: Params, content: ParameterChangeProposal) -> Params:

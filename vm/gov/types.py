@@ -82,10 +82,12 @@ class TextProposal(Wire):
 @wire(max_bytes=34 * MAX_RETIRE_MODELS + 16, tag=5)
 class RetireModelsProposal(Wire):
     """Retire models, registered or pending activation, whoever owns them (vm/retire.py): their resident
-    bytes, slots and blobs are released and their deposits refunded to their owners. None may be in the PoI
-    set (a PoiModelsProposal removes it first)."""
+    bytes, slots and blobs are released and their deposits refunded to their owners, or burned with
+    `burn_deposits` (models the vote judges abusive). None may be in the PoI set (a PoiModelsProposal
+    removes it first)."""
 
     models: Annotated[tuple[Hash32, ...], MaxLen(MAX_RETIRE_MODELS)]
+    burn_deposits: bool
 
 
 Content = ParameterChangeProposal | PoiModelsProposal | SoftwareUpgradeProposal | TextProposal | RetireModelsProposal
