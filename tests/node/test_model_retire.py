@@ -44,7 +44,7 @@ async def test_the_owner_retires_a_pending_model_through_the_cli_and_its_queued_
     monkeypatch.setenv("INFERCHAIN_KEYRING", str(tmp_path / "keys"))
     monkeypatch.delenv("INFERCHAIN_PASSPHRASE", raising=False)
     runner = CliRunner()
-    for name, key in (("owner", owner), ("stranger", stranger), ("poor", poor)):
+    for name, key in (("owner", owner), ("stranger", stranger), ("poor", poor), ("genesis-owner", account(0))):
         imported = runner.invoke(cli, ["keys", "import", name, "--seed", key.seed.hex()])
         assert imported.exit_code == 0, imported.output
     with trio.fail_after(120):
@@ -70,6 +70,19 @@ async def test_the_owner_retires_a_pending_model_through_the_cli_and_its_queued_
                                             fee=gas * params.vm.min_gas_price))
                     results = client.broadcast_txs(txs, mode="commit")
                     assert all(r.accepted and r.result is not None and r.result.ok for r in results), results
+
+                # The genesis models' owner: a PoI model is refused; an ordinary (synchronous) one retires with no
+                # deposit to refund and leaves the registry.
+                names = {m.name for m in await trio.to_thread.run_sync(client.models)}
+                assert {"digits_mlp", "poi_mix"} <= names
+                poi = await trio.to_thread.run_sync(lambda: runner.invoke(
+                    cli, ["model", "retire", "poi_mix", "--from", "genesis-owner", "--node", url]))
+                assert poi.exit_code == 1 and "is in the PoI set" in str(poi.exception), poi.output
+                plain = await trio.to_thread.run_sync(lambda: runner.invoke(
+                    cli, ["model", "retire", "digits_mlp", "--from", "genesis-owner", "--node", url, "--json"]))
+                assert plain.exit_code == 0 and json.loads(plain.output)["deposit_refunded"] == 0, plain.output
+                names = {m.name for m in await trio.to_thread.run_sync(client.models)}
+                assert "digits_mlp" not in names and "poi_mix" in names
 
                 await trio.to_thread.run_sync(upload)
 
