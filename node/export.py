@@ -39,7 +39,7 @@ from vm.gov.types import (
 )
 from vm.params import Params
 from vm.resident import KEY_RESIDENT, ResidentSet
-from vm.retire import ModelDeposit, RetiredModel
+from vm.retire import ModelDeposit, PurgeList, RetiredModel
 from vm.state import (
     KEY_CANDIDATES,
     KEY_CHAIN,
@@ -146,6 +146,8 @@ TABLES: dict[bytes, Table] = {
     # Retiring models (vm/retire.py): resident models' deposits, retired ids' tombstones.
     b"L": Table("model_deposits", _record(ModelDeposit, 33)),
     b"T": Table("retired_models", _record(RetiredModel, 33)),
+    b"K": Table("retired_kept_records", _record(ModelRecord, 33)),
+    b"J": Table("retired_purges", _record(PurgeList, 9)),
 }
 
 
@@ -184,8 +186,10 @@ def state_root_of(pairs: Iterable[tuple[bytes, bytes]]) -> Hash32:
 
 
 def named_blob_digests(tables: dict[str, list[list[str]]]) -> list[Hash32]:
-    """The blobs the exported records name: each model's bytes and each open upload's landed chunks."""
-    digests = {ModelRecord.decode(bytes.fromhex(v)).bytes_hash for _, v in tables.get("models", [])}
+    """The blobs the exported records name: each model's bytes (retired ones' kept for evidence too), each
+    pending registration's and each open upload's landed chunks."""
+    digests = {ModelRecord.decode(bytes.fromhex(v)).bytes_hash
+               for table in ("models", "retired_kept_records") for _, v in tables.get(table, [])}
     for _, v in tables.get("uploads", []):
         digests.update(Upload.decode(bytes.fromhex(v)).landed())
     for _, v in tables.get("deferred_models", []):  # a pending registration names its model's blob

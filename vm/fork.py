@@ -30,7 +30,7 @@ from vm.deferred import KEY_DEFERRED_TAIL, PENDING, DeferredModel, DeferredTail,
 from vm.gov.store import KEY_APPLIED_UPGRADES, KEY_UPGRADE_PLAN, queue_key
 from vm.gov.types import AppliedUpgrades, Proposal, ProposalQueue, UpgradePlan
 from vm.params import Params
-from vm.retire import RetiredModel
+from vm.retire import PurgeList, RetiredModel, purge_key
 from vm.state import (
     KEY_CANDIDATES,
     KEY_CHAIN,
@@ -143,6 +143,7 @@ def fork_state(fork: Fork, validators: Iterable[tuple[PublicKeyBytes, Address, i
     unbonding: dict[int, list[UnbondingEntry]] = {}
     expiring: dict[int, list[Hash32]] = {}
     redelegating: dict[int, list[RedelegationEntry]] = {}
+    purging: dict[int, list[Hash32]] = {}  # retired models' purges (vm/retire.py)
     for key, value in state.items():
         tag = key[:1]
         if key in (KEY_POI, KEY_CANDIDATES, KEY_CHAIN) or tag == b"S":
@@ -180,6 +181,12 @@ def fork_state(fork: Fork, validators: Iterable[tuple[PublicKeyBytes, Address, i
         elif tag == b"T":  # a retired model's tombstone (vm/retire.py): its height counted from the fork
             retired = RetiredModel.decode(value)
             view.put(key, retired.replace(retired_at=_due(int(retired.retired_at), at, 0)))
+        elif tag == b"K":  # a retired model's record kept for evidence: it names its blob
+            view.put_raw(key, value)
+            view.put_blob(fork.blob(ModelRecord.decode(value).bytes_hash))
+        elif tag == b"J":
+            purge_at = int(_due(int.from_bytes(key[1:], "big"), at, 1))
+            purging.setdefault(purge_at, []).extend(PurgeList.decode(value).model_ids)
         elif tag in (b"Y", b"Z") or key == KEY_DEFERRED_TAIL:
             _fork_deferred(view, fork, key, value, at)
         else:
@@ -190,6 +197,8 @@ def fork_state(fork: Fork, validators: Iterable[tuple[PublicKeyBytes, Address, i
         view.put(expiry_key(expiry), ExpiryList(tuple(ids)))
     for matures, moved in redelegating.items():
         view.put(redelegation_key(matures), RedelegationQueue(tuple(moved)))
+    for purge_at, ids in purging.items():
+        view.put(purge_key(purge_at), PurgeList(tuple(ids)))
     supply = Supply.decode(state[KEY_SUPPLY])
     added = dropped = 0
     entries: list[ValidatorEntry] = []

@@ -17,18 +17,20 @@ one model, each checked) in one place. Deterministic: state reads and the height
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Annotated
 
-from core.codec import Wire, wire
+from core.codec import MaxLen, Wire, wire
 from core.hashing import sha256
 from core.header import TxResult, TxStatus
+from core.limits import MAX_BLOCK_TXS
 from core.tx import Transaction
 from core.types import Address, Amount, Hash32, Height
 from vm.deferred import PENDING, REGISTERED, activation_key, deferred_key, get_deferred
 from vm.gov.store import get_events, get_proposal
-from vm.gov.types import ProposalStatus, RetireModelsProposal
+from vm.gov.types import MAX_RETIRE_MODELS, ProposalStatus, RetireModelsProposal
 from vm.params import Params
 from vm.resident import get_resident_set, process_release
-from vm.state import StateView, model_key, model_name_key
+from vm.state import ModelRecord, StateView, model_key, model_name_key
 from vm.txs import RetireModel, TxKind
 
 # Deposits wait here: an ordinary account no key controls, so balances still add up to the supply.
@@ -37,6 +39,16 @@ DEPOSIT_ESCROW = Address(sha256(b"inferchain/model-deposit-escrow")[:20])
 
 def deposit_key(model_id: Hash32) -> bytes:
     return b"L" + model_id
+
+
+def kept_key(model_id: Hash32) -> bytes:
+    """A retired model's record, kept (with its blob) while evidence about its inferences may still land."""
+    return b"K" + model_id
+
+
+def purge_key(height: int) -> bytes:
+    """The retired models whose kept records and blobs go at the start of block `height`."""
+    return b"J" + height.to_bytes(8, "big")
 
 
 def retired_key(model_id: Hash32) -> bytes:
@@ -58,6 +70,17 @@ class RetiredModel(Wire):
     owner: Address
     retired_at: Height
     by_governance: bool
+
+
+# Retirements one height can schedule: a block's transactions, and 64 closing proposals of 16 models each.
+MAX_PURGES = MAX_BLOCK_TXS + 64 * MAX_RETIRE_MODELS
+
+
+@wire(max_bytes=34 * MAX_PURGES + 16)
+class PurgeList(Wire):
+    """Retired models whose kept record and blob are released at one height."""
+
+    model_ids: Annotated[tuple[Hash32, ...], MaxLen(MAX_PURGES)]
 
 
 class RetireRefused(ValueError):
@@ -157,16 +180,22 @@ def process_retire(view: StateView, params: Params, height: int, model_id: Hash3
     record = view.model(model_id)
     pending = get_deferred(view, model_id)
     if record is not None:
-        name, bytes_hash, size = record.meta.name, record.bytes_hash, int(record.total_bytes)
+        name, size = record.meta.name, int(record.total_bytes)
         view.delete(model_key(model_id))
+        # Evidence of a wrong output on it may land up to `slashing.max_evidence_age` blocks after its last
+        # inference: its record and blob stay (not callable) until then, so retiring cannot dodge a slash.
+        view.put(kept_key(model_id), record)
+        due = height + int(params.slashing.max_evidence_age) + 1
+        queue = view.get(purge_key(due), PurgeList) or PurgeList(())
+        view.put(purge_key(due), PurgeList((*queue.model_ids, model_id)))
     else:
         assert pending is not None
         header = pending.header
-        name, bytes_hash, size = header.meta.name, header.bytes_hash, int(header.total_bytes)
+        name, size = header.meta.name, int(header.total_bytes)
         view.delete(activation_key(int(pending.activates_at)))  # its activation never comes
+        view.release_blob(header.bytes_hash)  # never callable, so no evidence can name it: released now
     if pending is not None and pending.status in (PENDING, REGISTERED):
         view.delete(deferred_key(model_id))
-    view.release_blob(bytes_hash)  # the one reference the model record (or the pending entry) held
     if any(m == model_id for m in get_resident_set(view).models):
         process_release(view, model_id, size)
     if view.get_raw(model_name_key(name)) == model_id:
@@ -174,6 +203,26 @@ def process_retire(view: StateView, params: Params, height: int, model_id: Hash3
     amount = process_burn_deposit(view, model_id) if burn else process_refund_deposit(view, model_id)
     view.put(retired_key(model_id), RetiredModel(owner, Height(height), sender is None))
     return amount
+
+
+def process_purge_retired(view: StateView, height: int) -> None:
+    """Start of block `height`: the kept records of models retired `max_evidence_age` + 1 blocks ago go, and
+    their blobs are released (the node's garbage collection deletes them after the commit)."""
+    queue = view.get(purge_key(height), PurgeList)
+    if queue is None:
+        return
+    for model_id in queue.model_ids:
+        record = view.get(kept_key(model_id), ModelRecord)
+        if record is not None:
+            view.release_blob(record.bytes_hash)
+            view.delete(kept_key(model_id))
+    view.delete(purge_key(height))
+
+
+def get_evidence_model(view: StateView, model_id: Hash32) -> ModelRecord | None:
+    """The record wrong-inference evidence is judged by: the registered model's, or a retired model's kept
+    one while evidence about it may still land."""
+    return view.model(model_id) or view.get(kept_key(model_id), ModelRecord)
 
 
 def process_retire_tx(view: StateView, params: Params, height: int, sender: Address, p: RetireModel,

@@ -87,7 +87,7 @@ def test_the_exported_state_has_the_nodes_root_at_every_height(tmp_path: Path) -
         # (tests/vm/test_vm_retire.py exports a state holding each).
         assert set(latest["state"]) == known - {"upgrade_plan", "applied_upgrades", "deferred_models",
                                                  "activations", "deferred_tail", "resident_set", "model_deposits",
-                                                 "retired_models"}
+                                                 "retired_models", "retired_kept_records", "retired_purges"}
         assert latest["chain_id"] == doc["chain_id"] and latest["token"] == doc["token"]
         with pytest.raises(ExportError, match="no state at height"):
             export_state(app.store, doc, net.height + 1)

@@ -7,11 +7,13 @@ only applies committed blocks."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from core.block import compute_results_root
 from core.hashing import sha256
 from core.header import TxStatus
 from core.tensor import DType, Tensor
@@ -23,12 +25,15 @@ from tests.vm.devnet import Devnet, devnet_genesis
 from tools.genesis import make_genesis
 from vm.blobrefs import ref_count
 from vm.deferred import PENDING, REGISTERED, activation_key, get_deferred, pending_in_order
+from vm.evidence import make_wrong_inference
+from vm.execute import infer_gas
 from vm.gov.store import get_next_proposal_id, get_proposal
 from vm.gov.types import RetireModelsProposal, SubmitProposal, Vote, VoteOption
 from vm.resident import get_resident_set
 from vm.retire import (
     DEPOSIT_ESCROW,
     compute_resident_deposit,
+    get_evidence_model,
     get_model_deposit,
     get_retired,
     retired_in_block,
@@ -42,13 +47,15 @@ MODEL_BYTES = len(weights_model(1))
 # Room for one 512 KiB weights model, not two: the whole budget is one model.
 RETIRE_VM = {**VM, "max_tx_gas": 20_000_000, "max_resident_bytes": MODEL_BYTES * 3 // 2}
 VOTING = 2
+EVIDENCE_AGE = 3  # a retired model's record and bytes stay this many blocks, for evidence about it
 MIN_DEPOSIT = 1_000
 
 
 @pytest.fixture
 def net(tmp_path: Path) -> Iterator[Devnet]:
     genesis = devnet_genesis(vm=RETIRE_VM, gov={"voting_blocks": VOTING, "max_deposit_blocks": 3,
-                                                "min_deposit": MIN_DEPOSIT})
+                                                "min_deposit": MIN_DEPOSIT},
+                             slashing={"max_evidence_age": EVIDENCE_AGE})
     devnet = Devnet.start(tmp_path, genesis, nodes=3)
     yield devnet
     devnet.close()
@@ -153,8 +160,12 @@ def test_the_resident_budget_filled_costs_a_deposit_and_its_owner_retiring_frees
         assert v.get_raw(model_name_key("filler")) is None  # the name is free again
         tombstone = get_retired(v, filler_id)
         assert tombstone is not None and int(tombstone.retired_at) == retired_at and not tombstone.by_governance
-        assert ref_count(app.store, blob) == 0  # nothing names the bytes any more
-    exported_tables(net, {"retired_models"})
+        # Not callable, but kept (record and bytes) while evidence about its inferences may still land.
+        assert get_evidence_model(v, filler_id) is not None and ref_count(app.store, blob) == 1
+    exported_tables(net, {"retired_models", "retired_kept_records", "retired_purges"})
+    run_to(net, retired_at + EVIDENCE_AGE + 1)  # then released: nothing names the bytes any more
+    for app in net.apps:
+        assert get_evidence_model(app.view(), filler_id) is None and ref_count(app.store, blob) == 0
     net.step(validators=[1])  # the next commit collects the garbage the last one listed
     assert all(app.blobs.size(blob) is None for app in net.apps)
 
@@ -254,3 +265,30 @@ def test_governance_retires_models_refunding_or_burning_their_deposits_and_refus
     assert balance(net, 6) == before and int(view.account(DEPOSIT_ESCROW).balance) == 0
     assert int(view.supply().burned) - burned_before >= deposit  # the block's fee burns come on top
     net.assert_supply_conserved()
+
+
+def test_retiring_an_exact_model_does_not_escape_wrong_inference_evidence(net: Devnet) -> None:
+    """The attack: a proposer commits a wrong output of an exact model (here: signs a proposal with one), and
+    the model's owner retires the model before the evidence lands, so no node can re-run it to judge the
+    claim. The defence: a retired model's record and bytes stay for `slashing.max_evidence_age` blocks; the
+    evidence is still judged (red without: "not a registered exact model")."""
+    digits = next(m.model_id for m in net.genesis.models if m.name == "digits_int8")
+    inputs = Tensor.from_numpy(np.random.default_rng(0).integers(0, 256, (1, 64)).astype(np.uint8))
+    record = net.apps[0].view().model(digits)
+    assert record is not None and digits not in net.genesis.params.poi_models
+    block = net.propose([net.tx(net.account(6), Infer(digits, (inputs,), Amount(0)),
+                                gas_limit=infer_gas(net.genesis.params, record, (inputs,)))])
+    out = block.results[0].outputs[0].to_numpy().copy()
+    out.flat[0] += 1
+    results = (replace(block.results[0], outputs=(Tensor.from_numpy(out),)),)
+    wrong = replace(block, results=results, header=replace(block.header, results_root=compute_results_root(results)))
+    evidence = make_wrong_inference(net.sign_proposal(wrong), 0)
+    for verdict in net.validate(block, [1]):
+        assert verdict.is_valid
+    net.commit(block)
+    [(status, log, _)] = step(net, [retire(net, 0, digits)])  # the genesis models' owner is account 0
+    assert status is TxStatus.OK, log
+    judge = net.apps[1]
+    assert judge.view().model(digits) is None
+    assert judge.precheck_wrong_inference(evidence, net.blocks[-2].results[0]) is None
+    assert judge.is_valid_evidence(evidence)

@@ -179,6 +179,7 @@ def collect(world: World) -> Cases:
     add("retire_model", vm_txs.RetireModel(registered.model_id))
     add("model_deposit", retire.ModelDeposit(world.accounts[0].address, Amount(10_010_100_000)))
     add("retired_by_owner", retire.RetiredModel(world.accounts[0].address, Height(12), False))
+    add("purge_at_113", retire.PurgeList((registered.model_id,)))
     # (prefix, version read, case name, type): records that exist only between blocks.
     records: list[tuple[bytes, int, str, type[Wire]]] = [
         (_unbonding_key(world), 1, "unbonding_queue_at_1", vm_state.UnbondingQueue),
