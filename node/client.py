@@ -383,7 +383,8 @@ class Client:
 
     def model_registration(self, model_id: bytes | str) -> dict[str, Any]:
         """Where a model's registration stands: status 'registered', 'pending' (a deferred registration, with
-        `activates_at`) or 'rejected' (with `log`); RpcError NOT_FOUND if the chain never saw it complete."""
+        `activates_at`), 'rejected' (with `log`) or 'retired' (with `retired_at`); RpcError NOT_FOUND if the
+        chain never saw it complete."""
         doc: dict[str, Any] = self.call("model_registration", {"model_id": _hex(model_id)})
         return doc
 

@@ -26,6 +26,7 @@ from core.state import AuthenticatedMap
 from core.store import KVStore, MemoryStore
 from core.types import Hash32
 from core.validators import ValidatorList
+from vm.deferred import KEY_DEFERRED_TAIL, PENDING, DeferredModel, DeferredTail
 from vm.gov.store import KEY_APPLIED_UPGRADES, KEY_NEXT_PROPOSAL, KEY_UPGRADE_PLAN
 from vm.gov.types import (
     AppliedUpgrades,
@@ -37,6 +38,8 @@ from vm.gov.types import (
     VoteList,
 )
 from vm.params import Params
+from vm.resident import KEY_RESIDENT, ResidentSet
+from vm.retire import ModelDeposit, PurgeList, RetiredModel
 from vm.state import (
     KEY_CANDIDATES,
     KEY_CHAIN,
@@ -117,6 +120,8 @@ SINGLETONS: dict[bytes, Table] = {
     KEY_NEXT_PROPOSAL: Table("gov_next_proposal", _raw(None, 8)),
     KEY_UPGRADE_PLAN: Table("upgrade_plan", _record(UpgradePlan)),
     KEY_APPLIED_UPGRADES: Table("applied_upgrades", _record(AppliedUpgrades)),
+    KEY_DEFERRED_TAIL: Table("deferred_tail", _record(DeferredTail)),
+    KEY_RESIDENT: Table("resident_set", _record(ResidentSet)),
 }
 TABLES: dict[bytes, Table] = {
     b"A": Table("accounts", _record(Account, 21)),
@@ -135,6 +140,14 @@ TABLES: dict[bytes, Table] = {
     b"R": Table("redelegations", _record(RedelegationQueue, 9)),
     # Governance (vm/gov/store.py, docs/governance.md): one prefix, records told apart by the second byte.
     b"G": Table("governance", _governance),
+    # Deferred registrations (vm/deferred.py): their records and activation slots.
+    b"Y": Table("deferred_models", _record(DeferredModel, 33)),
+    b"Z": Table("activations", _raw(9, 32)),
+    # Retiring models (vm/retire.py): resident models' deposits, retired ids' tombstones.
+    b"L": Table("model_deposits", _record(ModelDeposit, 33)),
+    b"T": Table("retired_models", _record(RetiredModel, 33)),
+    b"K": Table("retired_kept_records", _record(ModelRecord, 33)),
+    b"J": Table("retired_purges", _record(PurgeList, 9)),
 }
 
 
@@ -173,10 +186,16 @@ def state_root_of(pairs: Iterable[tuple[bytes, bytes]]) -> Hash32:
 
 
 def named_blob_digests(tables: dict[str, list[list[str]]]) -> list[Hash32]:
-    """The blobs the exported records name: each model's bytes and each open upload's landed chunks."""
-    digests = {ModelRecord.decode(bytes.fromhex(v)).bytes_hash for _, v in tables.get("models", [])}
+    """The blobs the exported records name: each model's bytes (retired ones' kept for evidence too), each
+    pending registration's and each open upload's landed chunks."""
+    digests = {ModelRecord.decode(bytes.fromhex(v)).bytes_hash
+               for table in ("models", "retired_kept_records") for _, v in tables.get(table, [])}
     for _, v in tables.get("uploads", []):
         digests.update(Upload.decode(bytes.fromhex(v)).landed())
+    for _, v in tables.get("deferred_models", []):  # a pending registration names its model's blob
+        record = DeferredModel.decode(bytes.fromhex(v))
+        if record.status == PENDING:
+            digests.add(record.header.bytes_hash)
     return sorted(digests)
 
 

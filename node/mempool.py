@@ -46,18 +46,20 @@ import heapq
 import logging
 import math
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
 import trio
 from sortedcontainers import SortedList
 
+from core.errors import DecodeError
 from core.tx import Transaction
 from core.types import Address, Amount, Hash32, Nonce
 from node.config import MempoolSection
 from node.sigcache import SigCache
 from vm.state import Account
+from vm.txs import Infer, TxKind
 
 logger = logging.getLogger(__name__)
 
@@ -97,6 +99,7 @@ class RemovalReason(enum.Enum):
     EXPIRED = "expired: not included in time"
     STALE_NONCE = "dropped: nonce already used"
     INSUFFICIENT_BALANCE = "dropped: balance no longer covers the fee"
+    MODEL_RETIRED = "dropped: its model was retired"
 
 
 class AccountInfo(Protocol):
@@ -552,6 +555,26 @@ class Mempool:
                 self._touch(key, sender)
             else:
                 self._forget(key)
+
+    def drop_inferences(self, model_ids: Collection[bytes]) -> int:
+        """Drop the pending inferences on `model_ids` (retired by the block just committed, vm/retire.py: they
+        could only fail, fee paid); how many. Walks the pending transactions: a block that retires a model is
+        rare. A sender's later transactions wait behind the hole, as after any drop."""
+        if not model_ids:
+            return 0
+        doomed = []
+        for entry in self._by_hash.values():
+            if entry.tx.kind != TxKind.INFER:
+                continue
+            try:
+                model_id = Infer.decode(entry.tx.payload).model_id
+            except DecodeError:
+                continue
+            if bytes(model_id) in model_ids:
+                doomed.append(entry)
+        for entry in doomed:
+            self._remove(entry, RemovalReason.MODEL_RETIRED)
+        return len(doomed)
 
     def _ttl(self) -> int:
         return min(self.config.ttl_heights, self.config.gapped_ttl_heights)

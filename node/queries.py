@@ -8,7 +8,7 @@ values are core wire types, and every proof is checkable without trusting this n
 from __future__ import annotations
 
 import threading
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Collection, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING
 
@@ -45,8 +45,9 @@ from node.views import (
 from vm.deferred import PENDING, DeferredModel, deferred_key
 from vm.gov.reader import GovReader
 from vm.poi import PoiOutcome
-from vm.query import query_deferred
+from vm.query import query_deferred, query_retired
 from vm.resident import MAX_RESIDENT_MODELS, get_resident_set, resident_room_error
+from vm.retire import retired_in_block
 from vm.state import (
     EMPTY_ACCOUNT,
     Account,
@@ -101,6 +102,14 @@ class ModelIndex:
             with self._lock:
                 self._pending |= ids
 
+    def note_retired(self, model_ids: Collection[bytes]) -> None:
+        """Models a committed block retired (vm/retire.py): gone for good (a retired id never registers again)."""
+        if model_ids:
+            with self._lock:
+                for model_id in model_ids:
+                    self._ids.discard(model_id)
+                    self._pending.discard(model_id)
+
     def page(self, state: AuthenticatedMap, version: int, after: bytes | None, limit: int) -> list[bytes]:
         """Up to `limit` model ids after `after`, in id order; O(limit + open uploads) x log(models) once built."""
         with self._lock:
@@ -136,7 +145,10 @@ class Queries:
         node.chain.on_commit(self._on_commit)
 
     def _on_commit(self, done: Committed) -> None:
-        self.model_index.note_block(done.block.txs)
+        block = done.block
+        self.model_index.note_block(block.txs)
+        self.model_index.note_retired(retired_in_block(self._node.app.view(), int(block.height), block.txs,
+                                                       block.results))
 
     # ---------------------------------------------------------------- helpers
 
@@ -356,6 +368,13 @@ class Queries:
     def deferred_model(self, model_id: Hash32) -> ModelView | None:
         """A deferred registration's record (vm/deferred.py), pending or decided; None if it never was one."""
         proven = query_deferred(self._state, model_id, self._version(None))
+        if proven.raw is None or proven.value is None:
+            return None
+        return ModelView(model_id, proven.raw, proven.value)
+
+    def retired_model(self, model_id: Hash32) -> ModelView | None:
+        """A retired model's tombstone (vm/retire.py); None if it was never retired."""
+        proven = query_retired(self._state, model_id, self._version(None))
         if proven.raw is None or proven.value is None:
             return None
         return ModelView(model_id, proven.raw, proven.value)

@@ -82,6 +82,7 @@ from vm.app import VMApplication
 from vm.execute import account_inclusion_error
 from vm.genesis import Genesis, load_genesis
 from vm.params import Params
+from vm.retire import retired_in_block
 from vm.sandbox.executor import Executor
 from vm.sandbox.limits import WorkerLimits
 from vm.sandbox.worker import WorkerPool
@@ -494,6 +495,9 @@ class Node:
     def _on_commit(self, done: Committed) -> None:
         block = done.block
         self.mempool.update(block.height, block.txs)
+        retired = retired_in_block(self.app.view(), int(block.height), block.txs, block.results)
+        if retired:  # inferences on them could only fail: drop them now (vm/retire.py)
+            self.mempool.drop_inferences(retired)
         self._recheck_wanted.set()
         self.precompute.wake()
         self.events.block_committed(block)

@@ -92,6 +92,10 @@ DEFAULT_PARAMS: dict[str, Any] = {
         "max_postponements": 3,
         "unchecked_verdict_round": 4,
         "max_resident_bytes": 512 * 1024 * 1024,
+        # 0.1 token per KiB locked while a model is resident (docs/sandbox.md, "Retiring a model"): filling the
+        # 512 MiB budget locks 52,429 tokens, a 100 MB model ~10,000; refunded when the model is retired.
+        "resident_deposit_per_kib": TOKEN // 10,
+        "gas_retire_model": 20_000,
     },
     "staking": {
         "min_validator_stake": 1_000 * TOKEN,

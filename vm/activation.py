@@ -32,6 +32,7 @@ from vm.deferred import (
 )
 from vm.params import Params
 from vm.resident import process_release
+from vm.retire import process_refund_deposit
 from vm.state import ModelRecord, RegistrationData, StateView, model_key, model_name_key
 
 # A proposer that cannot run an activation's check postpones it to the queue's tail; after
@@ -228,6 +229,7 @@ def process_activations(view: StateView, height: Height, params: Params,
     else:
         view.release_blob(header.bytes_hash)
         process_release(view, model_id, int(header.total_bytes))  # vm/resident.py: its bytes no longer count
+        process_refund_deposit(view, model_id)  # vm/retire.py: its deposit comes back
         if view.get_raw(model_name_key(header.meta.name)) == model_id:
             view.delete(model_name_key(header.meta.name))
         view.put(deferred_key(model_id), record.replace(status=REJECTED, log=verdict.log))

@@ -46,6 +46,7 @@ from vm.gov.store import get_upgrade_plan
 from vm.params import Params
 from vm.poi import compute_commitment
 from vm.process import select_punishable
+from vm.retire import get_evidence_model
 from vm.sandbox.executor import Executor
 from vm.state import Account, BlobChanges, ModelRecord, StateView
 from vm.validate import Checks, is_equivocation, validate_block
@@ -212,7 +213,7 @@ class VMApplication:
 
     def _model_bytes(self, model_id: Hash32) -> bytes:
         view = self._view()
-        record = view.model(model_id)
+        record = get_evidence_model(view, model_id)  # a retired model's bytes too, for evidence about it
         if record is None:
             raise LookupError(f"model {model_id.hex()[:16]} is not registered")
         return view.model_bytes(record)
@@ -442,7 +443,7 @@ class VMApplication:
             return None
 
     def _model_record(self, model_id: Hash32) -> ModelRecord | None:
-        return self._view().model(model_id)
+        return get_evidence_model(self._view(), model_id)  # a retired model's is kept for the evidence age
 
     def _is_wrong_inference_strict(self, ev: WrongInference) -> bool:
         """For validation: LocalFault propagates (this node cannot judge the block). A confirmed piece of

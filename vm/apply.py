@@ -44,6 +44,7 @@ from vm.process import (
     score_poi,
     validator_updates,
 )
+from vm.retire import process_purge_retired
 from vm.state import RegistrationData, StateView
 from vm.upgrades import process_upgrade
 
@@ -101,6 +102,7 @@ class BlockExecutor:
         self.punished = punish_evidence(view, ctx, evidence, self.ledger)
         release_unbonding(view, ctx)
         expire_uploads(view, ctx)
+        process_purge_retired(view, int(ctx.height))
         score_poi(view, ctx, reveal, self.ledger)
         fix_commitments(view, ctx, last_commit, self.ledger)
 

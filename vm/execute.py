@@ -27,6 +27,13 @@ from vm.gov.handlers import GovRefused, process_deposit, process_submit_proposal
 from vm.gov.types import Deposit, SubmitProposal, Vote
 from vm.params import Params, VMParams
 from vm.resident import is_resident, process_reserve, resident_load_gas_static, resident_room_error
+from vm.retire import (
+    RetireRefused,
+    compute_resident_deposit,
+    process_lock_deposit,
+    process_retire_tx,
+    retired_error,
+)
 from vm.state import (
     KEY_CANDIDATES,
     MAX_CANDIDATES,
@@ -52,6 +59,7 @@ from vm.txs import (
     Infer,
     ModelChunk,
     ModelMeta,
+    RetireModel,
     Stake,
     Transfer,
     TxKind,
@@ -393,6 +401,9 @@ def _model_chunk(view: StateView, ctx: BlockContext, index: int, sender: Address
             raise _Failed("model id does not match the upload header")
         if view.model(mid) is not None:
             raise _Failed("model already registered")
+        retired = retired_error(view, mid)
+        if retired is not None:
+            raise _Failed(f"{retired}: a retired id cannot register again (change the name or metadata)")
         if is_pending(view, mid):
             raise _Failed("the model's registration is pending activation")
         if upload is not None:
@@ -450,6 +461,8 @@ def _model_chunk(view: StateView, ctx: BlockContext, index: int, sender: Address
         src = view.account(sender)
         view.set_account(sender, src.replace(balance=Amount(src.balance - price)))
         gas.tokens += price
+        # and its deposit locked until it is rejected or retired (vm/retire.py)
+        process_lock_deposit(view, mid, sender, compute_resident_deposit(ctx.params, len(model_bytes)))
         at = process_enqueue(view, ctx.params, ctx.height, sender, mid, header, model_bytes, deferred_check,
                              gas.limit - gas.used)
         drop_upload(view, mid)
@@ -470,10 +483,11 @@ def _validate_deferred(view: StateView, params: Params, sender: Address, check: 
     if full is not None:
         raise _Failed(full)
     price = (check + load) * vm.min_gas_price
+    deposit = compute_resident_deposit(params, model_bytes)
     balance = view.account(sender).balance
-    if balance < price:
+    if balance < price + deposit:
         raise _Failed(f"balance {balance:d} cannot pay the deferred check's {check:d} gas and the resident "
-                      f"load's {load:d} ({price:d})")
+                      f"load's {load:d} ({price:d}) and lock the resident deposit {deposit:d}")
 
 
 def _assemble(view: StateView, upload: Upload, p: ModelChunk) -> bytes:
@@ -533,7 +547,7 @@ def _infer(view: StateView, ctx: BlockContext, index: int, sender: Address, p: W
         raise _Failed(reason)
     model = view.model(p.model_id)
     if model is None:
-        raise _Failed("unknown model")
+        raise _Failed(retired_error(view, p.model_id) or "unknown model")
     gas.charge(model.gas_per_call)
     specs = model.meta.inputs
     if len(p.inputs) != len(specs) or any(t.dtype != s.dtype or t.shape != s.shape
@@ -570,6 +584,16 @@ def _gov(view: StateView, ctx: BlockContext, index: int, sender: Address, p: Wir
     return TxStatus.OK, data, None
 
 
+def _retire(view: StateView, ctx: BlockContext, index: int, sender: Address, p: Wire, gas: _Gas) -> _Handled:
+    """A model's owner retires it (vm/retire.py); a refusal there is a failed transaction here."""
+    assert isinstance(p, RetireModel)
+    try:
+        data = process_retire_tx(view, ctx.params, int(ctx.height), sender, p, gas.charge)
+    except RetireRefused as exc:
+        raise _Failed(str(exc)) from None
+    return TxStatus.OK, data, None
+
+
 _Handler = Callable[[StateView, BlockContext, int, Address, Wire, _Gas], _Handled]
 # Keyed by kind; TxKind is an IntEnum, so a transaction's plain int kind indexes it without building the enum.
 _HANDLERS: dict[int, _Handler] = {
@@ -586,6 +610,7 @@ _HANDLERS: dict[int, _Handler] = {
     TxKind.REDELEGATE: _delegation,
     TxKind.WITHDRAW_REWARDS: _delegation,
     TxKind.EDIT_VALIDATOR: _delegation,
+    TxKind.RETIRE_MODEL: _retire,
 }
 
 
@@ -677,7 +702,7 @@ def infer_gas(params: Params, model: ModelRecord, inputs: tuple[Tensor, ...], *,
 
 
 def kind_gas(params: Params, kind: TxKind) -> int:
-    """Gas of the fixed-price kinds (transfer, stake, unstake, unjail)."""
+    """Gas of the fixed-price kinds (transfer, stake, unstake, unjail, retire-model)."""
     vm = params.vm
     return {TxKind.TRANSFER: vm.gas_transfer, TxKind.STAKE: vm.gas_stake, TxKind.UNSTAKE: vm.gas_unstake,
-            TxKind.UNJAIL: vm.gas_unjail}[kind]
+            TxKind.UNJAIL: vm.gas_unjail, TxKind.RETIRE_MODEL: vm.gas_retire_model}[kind]

@@ -9,7 +9,7 @@ replacing the exported set:
 - heights recorded in the state count from the fork: a record due at old height h is due at h - H (H = the
   exported height), at 1 at the earliest (unbonding and redelegation maturities, upload expiries, proposals'
   deposit and voting ends, a scheduled upgrade), or at 0 (registration, evidence, commission-change, lock
-  and applied-upgrade heights); governance's closing events are old history and are dropped;
+  applied-upgrade and model-retirement heights); governance's closing events are old history and are dropped;
 - the exported validators stay in state (their stake stays counted in the supply) but leave the candidate
   list, so none is in a set again unless its owner stakes it back; a new validator whose key already has a
   record takes it over with the new stake, unjailed; the supply record follows the stake it adds or drops;
@@ -30,6 +30,7 @@ from vm.deferred import KEY_DEFERRED_TAIL, PENDING, DeferredModel, DeferredTail,
 from vm.gov.store import KEY_APPLIED_UPGRADES, KEY_UPGRADE_PLAN, queue_key
 from vm.gov.types import AppliedUpgrades, Proposal, ProposalQueue, UpgradePlan
 from vm.params import Params
+from vm.retire import PurgeList, RetiredModel, purge_key
 from vm.state import (
     KEY_CANDIDATES,
     KEY_CHAIN,
@@ -142,6 +143,7 @@ def fork_state(fork: Fork, validators: Iterable[tuple[PublicKeyBytes, Address, i
     unbonding: dict[int, list[UnbondingEntry]] = {}
     expiring: dict[int, list[Hash32]] = {}
     redelegating: dict[int, list[RedelegationEntry]] = {}
+    purging: dict[int, list[Hash32]] = {}  # retired models' purges (vm/retire.py)
     for key, value in state.items():
         tag = key[:1]
         if key in (KEY_POI, KEY_CANDIDATES, KEY_CHAIN) or tag == b"S":
@@ -176,6 +178,15 @@ def fork_state(fork: Fork, validators: Iterable[tuple[PublicKeyBytes, Address, i
             view.put(key, pool.replace(commission_changed_at=_due(int(pool.commission_changed_at), at, 0)))
         elif tag == b"G" or key in (KEY_UPGRADE_PLAN, KEY_APPLIED_UPGRADES):
             _fork_gov(view, key, value, at)
+        elif tag == b"T":  # a retired model's tombstone (vm/retire.py): its height counted from the fork
+            retired = RetiredModel.decode(value)
+            view.put(key, retired.replace(retired_at=_due(int(retired.retired_at), at, 0)))
+        elif tag == b"K":  # a retired model's record kept for evidence: it names its blob
+            view.put_raw(key, value)
+            view.put_blob(fork.blob(ModelRecord.decode(value).bytes_hash))
+        elif tag == b"J":
+            purge_at = int(_due(int.from_bytes(key[1:], "big"), at, 1))
+            purging.setdefault(purge_at, []).extend(PurgeList.decode(value).model_ids)
         elif tag in (b"Y", b"Z") or key == KEY_DEFERRED_TAIL:
             _fork_deferred(view, fork, key, value, at)
         else:
@@ -186,6 +197,8 @@ def fork_state(fork: Fork, validators: Iterable[tuple[PublicKeyBytes, Address, i
         view.put(expiry_key(expiry), ExpiryList(tuple(ids)))
     for matures, moved in redelegating.items():
         view.put(redelegation_key(matures), RedelegationQueue(tuple(moved)))
+    for purge_at, ids in purging.items():
+        view.put(purge_key(purge_at), PurgeList(tuple(ids)))
     supply = Supply.decode(state[KEY_SUPPLY])
     added = dropped = 0
     entries: list[ValidatorEntry] = []

@@ -104,6 +104,11 @@ class VMParams(Wire):
     # Deferred registrations are resident (vm/resident.py): loaded once and kept by every validator's workers,
     # so their bytes together, pending ones included, are bounded (docs/sandbox.md, "Memory budget").
     max_resident_bytes: U64
+    # A resident model locks this deposit per KiB of its bytes at its completing chunk, refunded in full when it
+    # is rejected or retired (vm/retire.py): holding the resident budget costs locked capital, not only fees.
+    resident_deposit_per_kib: Amount
+    # A model's owner retires it (TxKind.RETIRE_MODEL): its bytes, its resident slot and its deposit come back.
+    gas_retire_model: Gas
     # The sandbox's consensus caps and metering prices (vm.sandbox.limits), by field name.
     sandbox_limits: Annotated[tuple[NamedInt, ...], MaxLen(64)]
     gas_schedule: Annotated[tuple[NamedInt, ...], MaxLen(16)]
@@ -242,6 +247,8 @@ def validate_params(p: Params) -> None:
     if p.vm.max_resident_bytes > MAX_RESIDENT_BYTES:
         raise ValueError(f"vm.max_resident_bytes must be at most {MAX_RESIDENT_BYTES} (each validator's workers "
                          "hold every resident model: vm.params.MAX_RESIDENT_BYTES)")
+    if p.vm.gas_retire_model > p.vm.max_tx_gas:
+        raise ValueError("vm.gas_retire_model must not exceed vm.max_tx_gas")
     if p.vm.max_block_models < 1:
         raise ValueError("vm.max_block_models must be at least 1")
     if not p.poi_models:

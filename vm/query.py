@@ -15,6 +15,7 @@ from core.state import AuthenticatedMap, StateProof, verify_proof
 from core.types import Address, Hash32
 from vm.deferred import DeferredModel, deferred_key
 from vm.params import Params
+from vm.retire import RetiredModel, retired_key
 from vm.state import (
     EMPTY_ACCOUNT,
     KEY_PARAMS,
@@ -82,6 +83,12 @@ def query_deferred(state_map: AuthenticatedMap, model_id: Hash32,
                    version: int | None = None) -> Proven[DeferredModel]:
     """A deferred registration's record (vm/deferred.py): pending with its activation height, or its verdict."""
     return query(state_map, deferred_key(model_id), DeferredModel, version)
+
+
+def query_retired(state_map: AuthenticatedMap, model_id: Hash32,
+                  version: int | None = None) -> Proven[RetiredModel]:
+    """A retired model's tombstone (vm/retire.py): its owner, the height it was retired at, and by whom."""
+    return query(state_map, retired_key(model_id), RetiredModel, version)
 
 
 def query_params(state_map: AuthenticatedMap, version: int | None = None) -> Proven[Params]:

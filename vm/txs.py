@@ -45,6 +45,7 @@ class TxKind(enum.IntEnum):
     REDELEGATE = 9
     WITHDRAW_REWARDS = 10
     EDIT_VALIDATOR = 11
+    RETIRE_MODEL = 12
     # Governance (vm/gov): 20-29.
     SUBMIT_PROPOSAL = 20
     DEPOSIT = 21
@@ -219,8 +220,16 @@ class Infer(Wire):
     max_model_fee: Amount
 
 
+@wire(max_bytes=64)
+class RetireModel(Wire):
+    """Retire a model the sender owns, registered or pending activation (vm/retire.py): it takes no inference
+    after this transaction, its bytes and resident slot are released and its deposit comes back."""
+
+    model_id: Hash32
+
+
 Payload = (Transfer | Stake | Unstake | Unjail | ModelChunk | Infer | Delegate | Undelegate | Redelegate
-           | WithdrawRewards | EditValidator | SubmitProposal | Deposit | Vote)
+           | WithdrawRewards | EditValidator | RetireModel | SubmitProposal | Deposit | Vote)
 
 PAYLOAD_TYPES: dict[TxKind, type[Wire]] = {
     TxKind.TRANSFER: Transfer,
@@ -234,6 +243,7 @@ PAYLOAD_TYPES: dict[TxKind, type[Wire]] = {
     TxKind.REDELEGATE: Redelegate,
     TxKind.WITHDRAW_REWARDS: WithdrawRewards,
     TxKind.EDIT_VALIDATOR: EditValidator,
+    TxKind.RETIRE_MODEL: RetireModel,
     TxKind.SUBMIT_PROPOSAL: SubmitProposal,
     TxKind.DEPOSIT: Deposit,
     TxKind.VOTE: Vote,

@@ -35,6 +35,7 @@ from vm.gov.types import (
     ParamChange,
     ParameterChangeProposal,
     PoiModelsProposal,
+    RetireModelsProposal,
     SoftwareUpgradeProposal,
     SubmitProposal,
     TextProposal,
@@ -141,6 +142,17 @@ def _model_ids(values: tuple[str, ...], option: str) -> tuple[Hash32, ...]:
 def poi_models(add: tuple[str, ...], retire: tuple[str, ...], **kw: Any) -> None:
     """Add registered models to the PoI set (exact class, high-entropy integer output) or retire some."""
     _propose(PoiModelsProposal(_model_ids(add, "--add"), _model_ids(retire, "--retire")), **kw)
+
+
+@propose.command("retire-models")
+@click.argument("model_ids", nargs=-1, required=True, metavar="MODEL_ID...")
+@click.option("--burn-deposits", is_flag=True, help="Burn the models' resident deposits instead of refunding "
+                                                       "them (for models the vote judges abusive).")
+@proposal_options
+def retire_models(model_ids: tuple[str, ...], burn_deposits: bool, **kw: Any) -> None:
+    """Retire models whoever owns them (none in the PoI set): their resident room, blobs and names are
+    released and their deposits refunded to their owners, or burned (docs/governance.md)."""
+    _propose(RetireModelsProposal(_model_ids(model_ids, "MODEL_ID"), burn_deposits), **kw)
 
 
 @propose.command("upgrade")

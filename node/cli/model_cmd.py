@@ -295,7 +295,8 @@ def register(path: Path, name: str, model_class: str, grid_k: int, tol_abs: int,
             over_resident_bound(client, len(canonical))
         _refuse_as_the_chain_would(client, canonical, meta, chunks, ctx.vm, key.address)
         if quote is not None and quote.deferred_check:
-            _can_pay_deferred(client, key.address, sum(limits) * ctx.gas_price(), quote.deferred_check * ctx.gas_price())
+            _can_pay_deferred(client, key.address, sum(limits) * ctx.gas_price(), quote.deferred_check * ctx.gas_price(),
+                              resident_deposit(ctx.vm, len(canonical)))
         txs = sign_upload(key, chunks, chain_id=ctx.chain_id, first_nonce=ctx.nonce, gas_limits=limits,
                           gas_price=ctx.gas_price())
         last = None
@@ -331,14 +332,22 @@ def register(path: Path, name: str, model_class: str, grid_k: int, tol_abs: int,
         echo_pairs(list(doc.items()))
 
 
-def _can_pay_deferred(client: Client, sender: Address, fees: int, check_price: int) -> None:
+def _can_pay_deferred(client: Client, sender: Address, fees: int, check_price: int, deposit: int = 0) -> None:
     """CliError before anything is signed when the sender cannot pay the chunks' fees and a deferred
-    registration's check (paid in tokens by the completing chunk): the chain would fail that chunk after the
-    others were paid for."""
+    registration's check (paid in tokens by the completing chunk) and lock its resident deposit: the chain
+    would fail that chunk after the others were paid for."""
     balance = client.account(sender).balance
-    if balance < fees + check_price:
+    if balance < fees + check_price + deposit:
         raise CliError(f"this registration is deferred (its check is paid in tokens, {check_price}, besides the "
-                       f"chunks' fees, {fees}): the balance {balance} cannot pay both")
+                       f"chunks' fees, {fees}, and it locks a resident deposit of {deposit}, refunded when it is "
+                       f"retired): the balance {balance} cannot pay all three")
+
+
+def resident_deposit(vm: dict[str, Any] | None, model_bytes: int) -> int:
+    """The deposit a resident (deferred) registration locks, from the node's parameters (vm/retire.py)."""
+    from vm.retire import compute_deposit
+
+    return compute_deposit(int(vm.get("resident_deposit_per_kib", 0)), model_bytes) if vm else 0
 
 
 def _wait_for_activation(client: Client, model_id: bytes, data: bytes, timeout: float) -> int:
@@ -453,7 +462,9 @@ def _dry_run(canonical: bytes, meta: ModelMeta, chunks: list[ModelChunk], node_u
            "upload_fee": gas * price + deferred_check * price, "deferred_check_gas": deferred_check,
            # A deferred registration is resident (vm/resident.py): its load is in the tokens above, and an
            # inference's first use in a block pays no per-KiB load (`first_call_gas`).
-           "resident": deferred_check > 0, "first_call_gas": first_call}
+           "resident": deferred_check > 0, "first_call_gas": first_call,
+           # ... and locks a deposit per KiB, refunded when it is retired (vm/retire.py).
+           "resident_deposit": resident_deposit(vm, len(canonical)) if deferred_check else 0}
     if deferred_check and vm:
         doc.update(activation_quote(vm, budget))
     doc.update(params_from=source, status="would register (dry run: nothing sent)")
@@ -561,6 +572,9 @@ def registration_status(model_id: str, node_url: str, as_json: bool) -> None:
         click.echo(pending_line(doc, height))
     elif doc["status"] == "rejected":
         click.echo(f"rejected at height {doc['activates_at']}: {doc.get('log', '')}")
+    elif doc["status"] == "retired":
+        by = "governance" if doc.get("by_governance") else "its owner"
+        click.echo(f"retired at height {doc.get('retired_at')} by {by}")
     else:
         click.echo(f"registered at height {doc.get('registered_at')}")
 
@@ -723,3 +737,9 @@ def uncallable(vm: dict[str, Any] | None, quote: GasQuote) -> None:
         raise CliError(f"an inference on this model needs {quote.first_call} gas when it is the first use in its "
                        f"block (the call and the model's cold load), over the chain's per-transaction maximum "
                        f"{cap} (vm.max_tx_gas): no inference on it could be included, so it is not registered")
+
+
+# `model retire` lives in its own module (one command, its own idea); registered here so `inferchain model` lists it.
+from node.cli.model_retire import retire  # noqa: E402
+
+model.add_command(retire)

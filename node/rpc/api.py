@@ -63,6 +63,10 @@ class NodeApi(Protocol):
         """A deferred registration's record (vm.deferred.DeferredModel), pending or decided, or None."""
         ...
 
+    def retired_model(self, model_id: Hash32) -> ModelView | None:
+        """A retired model's tombstone (vm.retire.RetiredModel), or None."""
+        ...
+
     def model_name(self, name: str) -> Hash32 | None:
         """The model holding `name` (registered, a pending deferred registration or an upload in progress), or
         None when the name is free."""

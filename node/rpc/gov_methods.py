@@ -18,7 +18,8 @@ from vm.gov.reader import MAX_PAGE, GovReader
 from vm.gov.types import Proposal, ProposalStatus
 
 CONTENT_KINDS = {"ParameterChangeProposal": "parameter_change", "PoiModelsProposal": "poi_models",
-                 "SoftwareUpgradeProposal": "software_upgrade", "TextProposal": "text"}
+                 "SoftwareUpgradeProposal": "software_upgrade", "TextProposal": "text",
+                 "RetireModelsProposal": "retire_models"}
 STATUSES = [s.name.lower() for s in ProposalStatus]
 
 

@@ -400,14 +400,20 @@ async def model(api: NodeApi, model_id: Hash32) -> dict[str, Any]:
 @registry.method("model_registration",
                  "Where a model's registration stands: 'registered' (with its height), or for a deferred "
                  "registration (docs/sandbox.md, 'Deferred activation') 'pending' with the height it activates "
-                 "at, or 'rejected' with the reason.",
+                 "at, or 'rejected' with the reason; 'retired' (docs/sandbox.md, 'Retiring a model') with the "
+                 "height and whether governance retired it.",
                  params=(Param("model_id", HASH, "model id", parse=parse_hash),),
                  result="ModelRegistration", result_schema=OBJ, errors=(E.NOT_FOUND,))
 async def model_registration(api: NodeApi, model_id: Hash32) -> dict[str, Any]:
     registered = api.model(model_id)
     deferred = api.deferred_model(model_id)
     if registered is None and deferred is None:
-        raise E.not_found(f"no registration of model {model_id.hex()}")
+        retired = api.retired_model(model_id)
+        if retired is None:
+            raise E.not_found(f"no registration of model {model_id.hex()}")
+        tomb: Any = retired.record  # vm.retire.RetiredModel
+        return {"model_id": model_id.hex(), "status": "retired", "retired_at": int(tomb.retired_at),
+                "by_governance": bool(tomb.by_governance), "owner": encode_address(tomb.owner)}
     doc: dict[str, Any] = {"model_id": model_id.hex(), "status": "registered", "deferred": deferred is not None}
     if deferred is not None:
         record: Any = deferred.record  # vm.deferred.DeferredModel (views keep records opaque)

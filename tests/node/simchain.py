@@ -219,6 +219,9 @@ class SimChain:
     def deferred_model(self, model_id: Hash32) -> ModelView | None:
         return None  # this chain never defers a registration
 
+    def retired_model(self, model_id: Hash32) -> ModelView | None:
+        return None  # this chain never retires a model
+
     def model_name(self, name: str) -> Hash32 | None:
         return None
 

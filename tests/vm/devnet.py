@@ -23,6 +23,7 @@ from tools.genesis import account_key, make_genesis, validator_key
 from vm.app import VMApplication
 from vm.genesis import Genesis, parse_genesis
 from vm.process import candidates
+from vm.retire import DEPOSIT_ESCROW
 from vm.sandbox.executor import Executor, LocalExecutor
 from vm.state import RegistrationData, UnbondingQueue, ValidatorPool, pool_key, unbonding_key
 from vm.txs import ModelMeta, build_tx
@@ -155,7 +156,7 @@ class Devnet:
         every validator record)."""
         view = self.apps[0].view()
         accounts = {a.address for a in self.genesis.accounts} | {m.owner for m in self.genesis.models}
-        accounts |= set(self.nonces)
+        accounts |= set(self.nonces) | {DEPOSIT_ESCROW}  # resident models' deposits (vm/retire.py)
         validators = set(candidates(view)) | set(self.keys)
         for address in validators:
             record = view.validator(address)

@@ -37,6 +37,7 @@ from vm.execute import (
 )
 from vm.fork import Fork, fork_state
 from vm.resident import resident_load_gas_static
+from vm.retire import compute_resident_deposit
 from vm.sandbox.executor import CheckJob
 from vm.state import model_name_key
 from vm.txs import compute_model_id, split_model
@@ -83,7 +84,9 @@ def test_a_registration_over_max_tx_gas_is_pending_and_activates_at_its_height(n
     spent = before - net.apps[0].view().account(owner.address).balance
     # ... and its resident load (vm/resident.py) in tokens too.
     load = resident_load_gas_static(params, len(model_bytes), registration_check_gas_and_nodes(params, model_bytes)[1])
-    assert spent == txs[-1].fee + deferred_check_price(params, model_bytes) == txs[-1].fee + check + load
+    assert deferred_check_price(params, model_bytes) == check + load
+    # ... and locks its resident deposit (vm/retire.py), refunded when it is rejected or retired.
+    assert spent == txs[-1].fee + check + load + compute_resident_deposit(params, len(model_bytes))
     for app in net.apps:
         assert app.view().model(model_id) is None
         assert app.view().get_raw(model_name_key("big")) == model_id  # the name stays held while pending
@@ -150,7 +153,7 @@ def test_a_flood_of_pending_registrations_activates_one_per_height_and_a_failing
             assert net.apps[0].view().get_raw(model_name_key("flood1")) is None  # the name is free again
         else:
             assert verdicts[0].status == REGISTERED and net.apps[2].view().model(mid) is not None
-    # Fees are never refunded: the rejected owner paid its check like the others.
+    # Fees are never refunded: the rejected owner paid its check like the others (its deposit came back).
     spent = [b - net.apps[0].view().account(o.address).balance for b, o in zip(balances, owners, strict=True)]
     assert spent[1] == uploads[1][-1].fee + deferred_check_price(params, models[1])
     net.assert_supply_conserved()

@@ -25,6 +25,7 @@ from vm.deferred import PENDING, REGISTERED, REJECTED, get_deferred
 from vm.engine import feeds, model_spec, resident_preload_job, sandbox_limits
 from vm.execute import deferred_check_price, infer_gas, registration_check_gas_and_nodes
 from vm.resident import get_resident_set, resident_load_gas_static
+from vm.retire import compute_resident_deposit, get_model_deposit
 from vm.sandbox.executor import InferJob, LocalExecutor, ModelPackage
 from vm.sandbox.limits import MIB, WorkerLimits, resident_load_gas
 from vm.sandbox.worker import WorkerPool
@@ -80,7 +81,9 @@ def test_a_resident_model_pays_its_load_once_and_its_calls_pay_no_per_kib_load(n
     load_tokens = resident_load_gas_static(params, len(model_bytes), nodes)
     assert load_tokens > sandbox_limits(params).gas.load_per_kib * (len(model_bytes) // 1024)
     spent = before - net.apps[0].view().account(owner).balance
-    assert spent == txs[-1].fee + (check + load_tokens) * params.vm.min_gas_price
+    deposit = compute_resident_deposit(params, len(model_bytes))  # locked, not spent (vm/retire.py)
+    assert deposit > 0 and get_model_deposit(net.apps[0].view(), model_id).amount == deposit  # type: ignore[arg-type,union-attr]
+    assert spent == txs[-1].fee + (check + load_tokens) * params.vm.min_gas_price + deposit
     assert deferred_check_price(params, model_bytes) == (check + load_tokens) * params.vm.min_gas_price
     held = get_resident_set(net.apps[0].view())
     assert int(held.total_bytes) == len(model_bytes) and [bytes(m) for m in held.models] == [model_id]

@@ -21,6 +21,7 @@ def add_gov_cases(world: World, add: Callable[[str, Wire], None]) -> None:
     param_content = g.ParameterChangeProposal((change, g.ParamChange("vm.gas_schedule.per_node", 120)))
     add("parameter_change", param_content)
     add("add_poi_model", g.PoiModelsProposal((world.model_id("digits_int8"),), ()))
+    add("retire_models", g.RetireModelsProposal((world.model_id("digits_int8"),), False))
     upgrade = g.SoftwareUpgradeProposal("v2", Height(1000), "inferchain 0.2.0")
     add("upgrade_v2_at_1000", upgrade)
     add("text", g.TextProposal())

@@ -172,6 +172,14 @@ def collect(world: World) -> Cases:
     from vm import resident
 
     add("resident_set_of_one", resident.ResidentSet(102_503_416, (registered.model_id,)))
+    # Retiring models (vm.retire): the owner's transaction, a resident model's deposit, a retired id's tombstone.
+    from core.types import Amount
+    from vm import retire
+
+    add("retire_model", vm_txs.RetireModel(registered.model_id))
+    add("model_deposit", retire.ModelDeposit(world.accounts[0].address, Amount(10_010_100_000)))
+    add("retired_by_owner", retire.RetiredModel(world.accounts[0].address, Height(12), False))
+    add("purge_at_113", retire.PurgeList((registered.model_id,)))
     # (prefix, version read, case name, type): records that exist only between blocks.
     records: list[tuple[bytes, int, str, type[Wire]]] = [
         (_unbonding_key(world), 1, "unbonding_queue_at_1", vm_state.UnbondingQueue),

@@ -11,11 +11,13 @@ from vm.gov.types import (
     Content,
     ParameterChangeProposal,
     PoiModelsProposal,
+    RetireModelsProposal,
     SoftwareUpgradeProposal,
     TextProposal,
     UpgradePlan,
 )
 from vm.params import MAX_POI_MODELS, Params
+from vm.retire import RetireRefused, process_retire, validate_retire
 from vm.state import KEY_PARAMS, StateView
 
 
@@ -31,13 +33,15 @@ def validate_content(view: StateView, params: Params, height: int, content: Cont
         _changed_poi_models(view, params, content)
     elif isinstance(content, SoftwareUpgradeProposal):
         _validate_upgrade(view, content, height, params.gov.voting_blocks)
+    elif isinstance(content, RetireModelsProposal):
+        _validate_retirements(view, params, content)
     else:
         assert isinstance(content, TextProposal)
 
 
-def execute_content(view: StateView, params: Params, height: int, content: Content, proposal_id: int) -> None:
+def execute_content(view: StateView, params: Params, height: int, content: Content, proposal_id: int) -> int:
     """Carry out a passed proposal at the end of block `height`; ContentRefused (and nothing written) if it
-    can no longer be carried out."""
+    can no longer be carried out. Returns the tokens it burned (a retirement's deposits: the caller's ledger)."""
     if isinstance(content, ParameterChangeProposal):
         view.put(KEY_PARAMS, _changed_params(params, content))
     elif isinstance(content, PoiModelsProposal):
@@ -45,6 +49,14 @@ def execute_content(view: StateView, params: Params, height: int, content: Conte
     elif isinstance(content, SoftwareUpgradeProposal):
         _validate_upgrade(view, content, height, 0)
         view.put(KEY_UPGRADE_PLAN, UpgradePlan(content.name, content.height, content.info, proposal_id))
+    elif isinstance(content, RetireModelsProposal):
+        _validate_retirements(view, params, content)  # all of them, before the first write
+        burned = 0
+        for model_id in content.models:
+            amount = process_retire(view, params, height, model_id, None, burn=content.burn_deposits)
+            burned += amount if content.burn_deposits else 0  # a refund moved tokens; a burn removed them
+        return burned
+    return 0
 
 
 def _changed_params(params: Params, content: ParameterChangeProposal) -> Params:
@@ -80,6 +92,18 @@ def _changed_poi_models(view: StateView, params: Params, content: PoiModelsPropo
     if len(current) > MAX_POI_MODELS:
         raise ContentRefused(f"at most {MAX_POI_MODELS} PoI models")
     return tuple(current)
+
+
+def _validate_retirements(view: StateView, params: Params, content: RetireModelsProposal) -> None:
+    if not content.models:
+        raise ContentRefused("a retirement must name a model")
+    if len(set(content.models)) != len(content.models):
+        raise ContentRefused("a model is named twice")
+    for model_id in content.models:
+        try:
+            validate_retire(view, params, model_id, None)
+        except RetireRefused as exc:
+            raise ContentRefused(str(exc)) from None
 
 
 def _validate_upgrade(view: StateView, content: SoftwareUpgradeProposal, height: int, margin: int) -> None:

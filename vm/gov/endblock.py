@@ -33,7 +33,8 @@ if TYPE_CHECKING:
 
 
 def process_gov_end_block(view: StateView, ctx: BlockContext) -> int:
-    """Close what ends at `ctx.height`; returns the amount of deposits burned (the caller's ledger)."""
+    """Close what ends at `ctx.height`; returns the amount burned: proposal deposits, and resident deposits a
+    passed retirement burns (the caller's ledger)."""
     burned = 0
     height = int(ctx.height)
     gov = ctx.params.gov
@@ -72,7 +73,7 @@ def _close_vote(view: StateView, ctx: BlockContext, proposal: Proposal) -> tuple
     if verdict is Verdict.PASSED:
         # Read the parameters from state, not ctx: an earlier proposal in this block may have changed them.
         try:
-            execute_content(view, view.params(), int(ctx.height), proposal.content, pid)
+            burned += execute_content(view, view.params(), int(ctx.height), proposal.content, pid)
             status, log = ProposalStatus.PASSED, "passed and executed"
         except ContentRefused as exc:
             status, log = ProposalStatus.FAILED, f"passed, but execution failed: {exc}"

@@ -15,6 +15,7 @@ MAX_TITLE_BYTES = 128
 MAX_SUMMARY_BYTES = 1024
 MAX_PARAM_CHANGES = 32
 MAX_POI_CHANGES = 16
+MAX_RETIRE_MODELS = 16
 MAX_UPGRADE_NAME_BYTES = 64
 MAX_UPGRADE_INFO_BYTES = 256
 MAX_DEPOSITORS = 64
@@ -78,7 +79,18 @@ class TextProposal(Wire):
     """Nothing to execute: the title and summary are the proposal."""
 
 
-Content = ParameterChangeProposal | PoiModelsProposal | SoftwareUpgradeProposal | TextProposal
+@wire(max_bytes=34 * MAX_RETIRE_MODELS + 16, tag=5)
+class RetireModelsProposal(Wire):
+    """Retire models, registered or pending activation, whoever owns them (vm/retire.py): their resident
+    bytes, slots and blobs are released and their deposits refunded to their owners, or burned with
+    `burn_deposits` (models the vote judges abusive). None may be in the PoI set (a PoiModelsProposal
+    removes it first)."""
+
+    models: Annotated[tuple[Hash32, ...], MaxLen(MAX_RETIRE_MODELS)]
+    burn_deposits: bool
+
+
+Content = ParameterChangeProposal | PoiModelsProposal | SoftwareUpgradeProposal | TextProposal | RetireModelsProposal
 CONTENT_MAX_BYTES = 96 * MAX_PARAM_CHANGES + 64
 
 

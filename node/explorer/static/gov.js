@@ -5,7 +5,7 @@ import { call } from "./rpc.js";
 
 const PAGE = 50;
 const KIND_NAMES = { parameter_change: "parameter change", poi_models: "PoI models", software_upgrade: "software upgrade",
-                     text: "text" };
+                     text: "text", retire_models: "model retirement" };
 
 function kindName(kind) {
   return KIND_NAMES[kind] ?? kind;
