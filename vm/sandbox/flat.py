@@ -17,6 +17,7 @@ Job (pool -> worker), little-endian:
     model_id, signature (`input_signature`: names, dtypes, shapes the pool checked the inputs against)
     n slots (where u8: 0 in this message / 1 in the arena, offset u64, nbytes u64), in the spec's order
     inline input bytes, each at an 8-byte aligned offset
+Wake-up (pool -> worker): the single byte 'W' (`WAKE`), ahead of a job.
 Outputs (worker -> pool):
     head    tag 'O', grid u8 (0: canonical outputs; k + 1: raw outputs, floats to go on the grid of k), n outputs u16
     n slots (dtype code u8, ndim u8, where u8, len(name) u16, offset u64, nbytes u64, ndim dims u64, name)
@@ -42,6 +43,9 @@ from vm.sandbox.numeric import on_grid
 from vm.sandbox.spec import ArraySpec
 
 JOB_TAG = 0x4A  # "J"
+# A one-byte message the pool sends a worker that has stopped spinning, before it builds a single job: the
+# worker wakes up and rehearses its path while the pool works (docs/sandbox.md, "Wake-up before a lone job").
+WAKE = b"W"
 OUTPUTS_TAG = 0x4F  # "O"
 INLINE, IN_ARENA = 0, 1
 

@@ -63,6 +63,11 @@ NEXT_JOB_SPIN_S = 0.002
 # A single job expected to take longer than REPLY_SPIN_S, up to this, is waited for asleep until shortly
 # before its expected end, then spun for (docs/performance.md, "Single jobs: one flat message").
 NAP_BEFORE_SPIN_S = 0.05
+# Wake-up before a lone job (docs/sandbox.md): the worker's rehearsal runs the model again on its last inputs only
+# when that run took at most this long (longer, and the job would wait for it), and keeps inline inputs of at
+# most REHEARSAL_JOB_BYTES (a copy per job).
+WARM_RUN_S = 250e-6
+REHEARSAL_JOB_BYTES = 16 << 10
 
 
 def _worker_main(sock: socket.socket, limits: WorkerLimits, spin_s: float = 0.0,
@@ -86,6 +91,7 @@ def _worker_main(sock: socket.socket, limits: WorkerLimits, spin_s: float = 0.0,
     conn.send(Ready(os.getpid(), tuple(removed), onnxruntime.__version__))
     told: frozenset[bytes] | None = None  # the cached models the pool was last told of
     spin = SpinWait(spin_s, spin_min_share)
+    rehearsal = _Rehearsal()
     while True:
         try:
             if spin.active(time.monotonic()):  # else no poll: the recv blocks (one system call fewer per job)
@@ -94,7 +100,11 @@ def _worker_main(sock: socket.socket, limits: WorkerLimits, spin_s: float = 0.0,
         except (EOFError, OSError):
             return
         if type(message) is bytearray:  # a flat job (vm/sandbox/flat.py): the single-inference fast path
-            reply = _serve_flat(runner, message, arena, cpu_budget, told)
+            if message == flat.WAKE:  # a lone job is on its way: warm up while the pool builds it
+                if spin.active(time.monotonic()):  # (not on a contended core: the pool would wait for it)
+                    rehearsal.rehearse(runner)
+                continue
+            reply = _serve_flat(runner, message, arena, cpu_budget, told, rehearsal)
             del message  # no view of the job's bytes outlives it
             if type(reply) is list:
                 conn.send_parts(reply)
@@ -105,7 +115,7 @@ def _worker_main(sock: socket.socket, limits: WorkerLimits, spin_s: float = 0.0,
             case Stop():
                 return
             case Describe():
-                conn.send(Described(_describe(runner, spin)))
+                conn.send(Described(_describe(runner, spin, rehearsal)))
             case ShareArena(size=size):
                 try:
                     fd = conn.take_fd()
@@ -182,8 +192,50 @@ def _failure(exc: Exception, runner: Any, told: frozenset[bytes] | None) -> Gold
     return Fault(repr(exc)[:300], internal=True)
 
 
+class _Rehearsal:
+    """A worker's wake-up rehearsal: its last flat job, served again on its old bytes with the result dropped.
+
+    After a few ms idle (a validator's lone single job between blocks) the worker's caches hold whatever ran
+    meanwhile, and the job's Python and the runtime's run cost 3-10x what they cost warm (docs/performance.md,
+    "Single jobs: the verdict and the lone job"). The pool sends `flat.WAKE` before it builds such a job; the
+    worker wakes up while the pool works and runs its last job's path again: reading the job, the session
+    lookup, the inputs' views, the run (when it took at most WARM_RUN_S, on private copies of inline inputs
+    only) and the reply's buffers. The real job then meets warm caches. Nothing is sent, no counter moves, and
+    the result is dropped: a session run keeps no state between runs, so the job's outputs are what they
+    would have been (the same inputs give the same outputs whatever ran before: docs/sandbox.md)."""
+
+    def __init__(self) -> None:
+        self._body: bytearray | None = None
+        self.rehearsals = 0
+
+    def keep(self, body: bytearray, job: flat.FlatJob) -> None:
+        """Keep a served job's bytes (a private copy: the job's own buffer is reused) when all its inputs were
+        in the message and it is small."""
+        inline = all(where == flat.INLINE for where in job.slots[0::3])
+        self._body = bytearray(body) if inline and len(body) <= REHEARSAL_JOB_BYTES else None
+
+    def rehearse(self, runner: Any) -> None:
+        body = self._body
+        if body is None:
+            return
+        self.rehearsals += 1
+        # Old bytes through code that already served them once: nothing here can be a verdict or a fault of the
+        # coming job, so whatever it raises (its model evicted or quarantined since) is dropped with the result.
+        with contextlib.suppress(Exception):
+            job = flat.read_job(body)
+            loaded = runner.session_for(job.model_id, None)
+            feeds = flat.job_inputs(job, loaded.flat, body, None)
+            if runner.last_run_s <= WARM_RUN_S:
+                outputs = dict(zip(loaded.output_names, loaded.run(loaded.output_names, feeds, None), strict=True))
+                grid_k = loaded.package.spec.grid_k
+                if job.raw:
+                    loaded.reply.parts(outputs, None, grid_k + 1)
+                else:
+                    loaded.reply.parts(canonical_outputs(outputs, loaded.outputs, grid_k), None)
+
+
 def _serve_flat(runner: Any, body: bytearray, arena: Arena | None, cpu_budget: _CpuBudget,
-                told: frozenset[bytes] | None) -> list[Any] | Done | GoldenFault | Fault:
+                told: frozenset[bytes] | None, rehearsal: _Rehearsal | None = None) -> list[Any] | Done | GoldenFault | Fault:
     """A flat job: its outputs as a flat reply's buffers; a verdict, golden mismatch or fault as the pickled
     reply a one-job Batch would get."""
     try:
@@ -204,6 +256,8 @@ def _serve_flat(runner: Any, body: bytearray, arena: Arena | None, cpu_budget: _
             raw = runner.run_raw(loaded, flat.job_inputs(job, layout, body, arena))
             parts = replies.parts(raw, writer, grid_k + 1)
             if parts is not None:
+                if rehearsal is not None:
+                    rehearsal.keep(body, job)
                 return parts
             outputs = canonical_outputs(raw, loaded.outputs, grid_k)
         elif job.signature == layout.signature:
@@ -212,7 +266,11 @@ def _serve_flat(runner: Any, body: bytearray, arena: Arena | None, cpu_budget: _
             outputs = runner.run_checked(loaded, flat.job_inputs(job, flat.Layout.of_signature(job.signature), body,
                                                                  arena))
         parts = replies.parts(outputs, writer)
-        return Done(((0, JobResult(outputs=outputs)),), _news(runner.cached_ids(), told)) if parts is None else parts
+        if parts is None:
+            return Done(((0, JobResult(outputs=outputs)),), _news(runner.cached_ids(), told))
+        if rehearsal is not None:
+            rehearsal.keep(body, job)
+        return parts
     except InferenceError as exc:
         return Done(((0, JobResult(error=exc)),), _news(runner.cached_ids(), told))
     except Exception as exc:  # a malformed flat job included: a bug of ours, never a verdict
@@ -247,7 +305,7 @@ def _share(writer: Writer | None, result: JobResult) -> JobResult | SharedOutput
     return SharedOutputs(tuple(arrays))
 
 
-def _describe(runner: Any, spin: SpinWait) -> dict[str, Any]:
+def _describe(runner: Any, spin: SpinWait, rehearsal: _Rehearsal) -> dict[str, Any]:
     from vm.sandbox.session import ENV_PREFIXES, pinned_session_options
 
     so = pinned_session_options()
@@ -265,6 +323,7 @@ def _describe(runner: Any, spin: SpinWait) -> dict[str, Any]:
         "spins": spin.spins,
         "spin_hits": spin.hits,
         "spins_contended": spin.contended,
+        "rehearsals": rehearsal.rehearsals,
     }
 
 
@@ -283,6 +342,8 @@ class _Worker:
     # next (flat.rehearse_read).
     reader: flat.ReplyReader = field(default_factory=flat.ReplyReader)
     last_reply: bytearray | None = None
+    # When its last reply came (monotonic seconds): a worker idle for longer has stopped spinning for a job.
+    replied_at: float = 0.0
 
 
 def _slot_of(model_id: bytes, size: int) -> int:
@@ -325,6 +386,7 @@ class WorkerPool:
         self.flat_runs = 0
         self.rehearsals = 0
         self.grids_here = 0
+        self.wakes = 0  # wake-up messages sent ahead of a single job (flat.WAKE)
 
     def __enter__(self) -> WorkerPool:
         return self
@@ -421,7 +483,8 @@ class WorkerPool:
                         results[index] = result
                 except LocalFault as exc:
                     fault = fault or exc
-                worker.seconds_per_job = (time.monotonic() - started) / jobs_here
+                worker.replied_at = now = time.monotonic()
+                worker.seconds_per_job = (now - started) / jobs_here
             if fault is not None:
                 raise fault
             assert all(r is not None for r in results)
@@ -438,6 +501,20 @@ class WorkerPool:
         # step, and the pickled path sorts that out (`_ensure`). One poll instead of `is_alive` (getpid + wait4).
         if worker is None or model_id not in worker.cached or worker.conn.poll(0):
             return None
+        started = time.monotonic()
+        # A worker idle for longer than its spin for the next job is blocked, and its caches went to whatever ran
+        # meanwhile: wake it first, so that it wakes up and rehearses its path while this job is built (the
+        # wake-up message, flat.WAKE; docs/sandbox.md, "Wake-up before a lone job").
+        # Only with a core to spare (this pool's spin-waits on): on a contended machine the woken worker would
+        # take this thread's core, and its rehearsal would come before the job instead of beside it.
+        woken = started - worker.replied_at > NEXT_JOB_SPIN_S and self.spin.active(started)
+        if woken:
+            try:
+                worker.conn.send_parts([flat.WAKE])
+            except OSError as exc:
+                self._discard(slot)
+                raise WorkerFault(f"worker failed while receiving a batch: {exc}") from None
+            self.wakes += 1
         spec = job.model.spec
         entry = self._layouts.get(id(spec))
         if entry is None or entry[0] is not spec:
@@ -447,8 +524,7 @@ class WorkerPool:
         layout = entry[1]
         arrays = layout.arrays(job.inputs)
         if arrays is None:
-            return None
-        started = time.monotonic()
+            return None  # (a woken worker then gets the pickled batch, as any other message)
         deadline = started + (self._limits.batch_timeout_s if timeout_s is None else timeout_s)
         writer = None if worker.arena is None else Writer(worker.arena)
         # Expected within the spin's bound: spin from the start; later (up to NAP_BEFORE_SPIN_S): sleep, then
@@ -465,11 +541,16 @@ class WorkerPool:
             raise WorkerFault(f"worker failed while receiving a batch: {exc}") from None
         self.flat_runs += 1
         # Between the sleep and the spin the pool reads its last reply again (flat.rehearse_read): the read of
-        # this one then runs on warm caches.
+        # this one then runs on warm caches. A pool that woke its worker and spins from the start rereads it
+        # now, while the worker works.
         last = worker.last_reply
-        reply = self._receive(slot, worker, deadline, spin, expect if expect > self.spin.limit_s else 0.0,
+        nap = expect if expect > self.spin.limit_s else 0.0
+        if woken and spin is not None and not nap and last is not None:
+            self._rehearse(worker.reader, last)
+        reply = self._receive(slot, worker, deadline, spin, nap,
                               None if last is None else functools.partial(self._rehearse, worker.reader, last))
-        worker.seconds_per_job = time.monotonic() - started
+        worker.replied_at = now = time.monotonic()
+        worker.seconds_per_job = now - started
         if type(reply) is bytearray:
             self.grids_here += reply[1:2] != b"\0"  # the grid byte (flat.reply_grid): raw outputs
             try:
