@@ -60,7 +60,8 @@ def _traced_worker_main(*args: Any, **kwargs: Any) -> None:
     _trace_channel()
     _wrap(executor.Runner, "run_raw", "run0", "run1")
     _wrap(worker, "_serve_flat", "serve0", "serve1")
-    _wrap(worker._Rehearsal, "rehearse", "warm0", "warm1")
+    if hasattr(worker, "_Rehearsal"):  # (absent from a sandbox before the wake-up, when comparing with one)
+        _wrap(worker._Rehearsal, "rehearse", "warm0", "warm1")
     describe = worker._describe
 
     def described(*args: Any) -> dict[str, Any]:
@@ -161,7 +162,7 @@ def main() -> None:
             pool.run_batch([job])
         pool_stamps = list(STAMPS)
         (info,) = pool.describe()
-        wakes = pool.wakes
+        wakes = getattr(pool, "wakes", 0)
     table = segments(pool_stamps, info["stamps"])
     print(f"{args.model}: {args.jobs} single jobs, {args.gap_ms:g} ms idle before each, spin-waits {args.spin}; "
           f"load average {load:.2f} -> {os.getloadavg()[0]:.2f}; raw session.run alone, same gap: median "

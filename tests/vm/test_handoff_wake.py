@@ -1,6 +1,6 @@
 """The wake-up before a lone job (vm/sandbox/worker.py, flat.WAKE; docs/sandbox.md "Wake-up before a lone
 job"): a pool whose worker has idled past its spin wakes it before building a single job, the worker rehearses
-its last job on old bytes, and every job still gets its own outputs, bit for bit those computed in-process;
+its last job's reading on old bytes, and every job still gets its own outputs, bit for bit those computed in-process;
 a wake-up followed by a job that goes pickled (a verdict) changes nothing either; back-to-back jobs send none.
 """
 

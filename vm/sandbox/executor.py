@@ -155,7 +155,6 @@ class Runner:
         # hand-off's cost from the runtime's in the worker).
         self.runs = 0
         self.run_seconds = 0.0
-        self.last_run_s = 0.0  # the last inference's time in the runtime (a worker's wake-up rehearsal reads it)
 
     def cached_ids(self) -> frozenset[bytes]:
         return frozenset(self._cache) | frozenset(self._resident)
@@ -232,8 +231,7 @@ class Runner:
         try:
             start = time.perf_counter()
             raw = loaded.run(loaded.output_names, feeds, None)
-            self.last_run_s = elapsed = time.perf_counter() - start
-            self.run_seconds += elapsed
+            self.run_seconds += time.perf_counter() - start
             self.runs += 1
         except MemoryError:
             raise WorkerFault("out of memory during inference") from None

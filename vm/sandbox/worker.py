@@ -63,10 +63,8 @@ NEXT_JOB_SPIN_S = 0.002
 # A single job expected to take longer than REPLY_SPIN_S, up to this, is waited for asleep until shortly
 # before its expected end, then spun for (docs/performance.md, "Single jobs: one flat message").
 NAP_BEFORE_SPIN_S = 0.05
-# Wake-up before a lone job (docs/sandbox.md): the worker's rehearsal runs the model again on its last inputs only
-# when that run took at most this long (longer, and the job would wait for it), and keeps inline inputs of at
-# most REHEARSAL_JOB_BYTES (a copy per job).
-WARM_RUN_S = 250e-6
+# Wake-up before a lone job (docs/sandbox.md): the worker keeps its last flat job for its rehearsal when all its
+# inputs were in the message and it is at most this long (a copy per job).
 REHEARSAL_JOB_BYTES = 16 << 10
 
 
@@ -193,16 +191,15 @@ def _failure(exc: Exception, runner: Any, told: frozenset[bytes] | None) -> Gold
 
 
 class _Rehearsal:
-    """A worker's wake-up rehearsal: its last flat job, served again on its old bytes with the result dropped.
+    """A worker's wake-up rehearsal: its last flat job read again from its old bytes, the result dropped.
 
     After a few ms idle (a validator's lone single job between blocks) the worker's caches hold whatever ran
-    meanwhile, and the job's Python and the runtime's run cost 3-10x what they cost warm (docs/performance.md,
-    "Single jobs: the verdict and the lone job"). The pool sends `flat.WAKE` before it builds such a job; the
-    worker wakes up while the pool works and runs its last job's path again: reading the job, the session
-    lookup, the inputs' views, the run (when it took at most WARM_RUN_S, on private copies of inline inputs
-    only) and the reply's buffers. The real job then meets warm caches. Nothing is sent, no counter moves, and
-    the result is dropped: a session run keeps no state between runs, so the job's outputs are what they
-    would have been (the same inputs give the same outputs whatever ran before: docs/sandbox.md)."""
+    meanwhile, and the job's Python before the run costs 3-5x what it costs warm (docs/performance.md, "Single
+    jobs: the verdict and the lone job"). The pool sends `flat.WAKE` before it builds such a job; the worker
+    wakes up while the pool works (on a machine with an idle core: the wake-up of its halted vCPU overlaps the
+    pool's work) and goes through its last job's reading again: the header, the session lookup, the inputs'
+    views. It does not run the model: measured, a run on cold caches costs as much in the rehearsal as in the
+    job, and the job then waited for it. Nothing is sent, no counter but `rehearsals` moves."""
 
     def __init__(self) -> None:
         self._body: bytearray | None = None
@@ -219,19 +216,11 @@ class _Rehearsal:
         if body is None:
             return
         self.rehearsals += 1
-        # Old bytes through code that already served them once: nothing here can be a verdict or a fault of the
+        # Old bytes through code that already read them once: nothing here can be a verdict or a fault of the
         # coming job, so whatever it raises (its model evicted or quarantined since) is dropped with the result.
         with contextlib.suppress(Exception):
             job = flat.read_job(body)
-            loaded = runner.session_for(job.model_id, None)
-            feeds = flat.job_inputs(job, loaded.flat, body, None)
-            if runner.last_run_s <= WARM_RUN_S:
-                outputs = dict(zip(loaded.output_names, loaded.run(loaded.output_names, feeds, None), strict=True))
-                grid_k = loaded.package.spec.grid_k
-                if job.raw:
-                    loaded.reply.parts(outputs, None, grid_k + 1)
-                else:
-                    loaded.reply.parts(canonical_outputs(outputs, loaded.outputs, grid_k), None)
+            flat.job_inputs(job, runner.session_for(job.model_id, None).flat, body, None)
 
 
 def _serve_flat(runner: Any, body: bytearray, arena: Arena | None, cpu_budget: _CpuBudget,
