@@ -20,12 +20,12 @@
    always find the worker still spinning, which flatters them; docs/performance.md, "Single jobs: cold
    caches");
    a pool that sends single jobs as pickled batches (`pickled`, the baseline of the flat messages) runs too
-   unless `--no-pickled`. Each figure comes with a 90 % interval (a two-level bootstrap over `--rounds`
+   unless `--no-pickled`; `--wake` adds the node's pool without its wake-up before a lone job. Each figure comes with a 90 % interval (a two-level bootstrap over `--rounds`
    rounds and the pairs in them) and the goal's verdict reads it: met, NOT met, or cannot tell (at this load):
    bench/verdict.py.
 
 Run: python -m bench.vm [--quick] [--handoff shm|pipe] [--part all|goal|blocks|transfers] [--pairs N]
-     [--rounds R] [--models digits,conv] [--spin on|off|both|forced] [--[no-]pickled] [--gap-ms MS]
+     [--rounds R] [--models digits,conv] [--spin on|off|both|forced] [--[no-]pickled] [--[no-]wake] [--gap-ms MS]
 """
 
 from __future__ import annotations
@@ -197,8 +197,8 @@ def inference_rows(genesis: Genesis, proposer: Node, validator: Node, name: str,
             "validate": _timed(lambda: validator.app.validate_block(full)),  # noqa: B023
             "validate0": _timed(lambda: validator.app.validate_block(none)),  # noqa: B023
         }
-        for key, value in sample.items():
-            samples.setdefault(key, []).append(value)
+        for quantity, value in sample.items():
+            samples.setdefault(quantity, []).append(value)
     best = {key: statistics.median(values) for key, values in samples.items()}
     raw, sandbox = best["raw"], best["sandbox"]
     per_build = (best["build"] - best["build0"]) / k
@@ -306,6 +306,14 @@ def _goal_row(name: str, label: str, st: _PairStats) -> str:
             f"{queued * us:>6.1f}us{in_worker * us:>8.1f}us  {goal}")
 
 
+def _pool_without_wake_up(shm: bool) -> WorkerPool:
+    """The node's pool without the wake-up before a lone job (a sandbox from before it has none: the node's)."""
+    try:
+        return WorkerPool(1, shared_memory=shm, wake_up=False)  # type: ignore[call-arg,unused-ignore]
+    except TypeError:
+        return WorkerPool(1, shared_memory=shm)
+
+
 class _PairStats:
     """One pool's raw/VM pairs of one model, by round: wall times, and per round the CPU of this process per
     side and of the worker over the VM calls; the worker's run-queue wait and runtime `run` time."""
@@ -409,6 +417,8 @@ def main() -> None:
                         help="goal table: the node's pool (spin-waits on), the baseline without them, both, or "
                              "both and a pool that spins even on a contended core (what an idle machine would give); "
                              "blocks: 'off' gives the nodes pools without spin-waits")
+    parser.add_argument("--wake", action=argparse.BooleanOptionalAction, default=False,
+                        help="goal table: also the node's pool without the wake-up before a lone job (`no wake`)")
     parser.add_argument("--pickled", action=argparse.BooleanOptionalAction, default=True,
                         help="goal table: also a pool that sends single jobs as pickled batches (the node's spin "
                              "settings; the baseline of the flat messages)")
@@ -427,12 +437,15 @@ def main() -> None:
             shm = args.handoff == "shm"
             with (WorkerPool(1, shared_memory=shm) as pool, WorkerPool(1, shared_memory=shm, spin=False) as still,
                   WorkerPool(1, shared_memory=shm, spin_min_share=0.0) as forced,
-                  WorkerPool(1, shared_memory=shm, flat_jobs=False) as pickled):
+                  WorkerPool(1, shared_memory=shm, flat_jobs=False) as pickled,
+                  _pool_without_wake_up(shm) as unwoken):
                 choice = {"on": {"node": pool}, "off": {"no spin": still}, "both": {"node": pool, "no spin": still},
                           "forced": {"node": pool, "forced": forced, "no spin": still}}
                 pools = choice[args.spin]
                 if args.pickled:
                     pools["pickled"] = pickled
+                if args.wake:
+                    pools["no wake"] = unwoken
                 handoff_rows(genesis, pools, args.pairs or (300 if args.quick else 2000), args.rounds,
                              args.gap_ms / 1e3, tuple(m for m in args.models.split(",") if m))
         if args.part in ("all", "blocks"):

@@ -347,11 +347,12 @@ class WorkerPool:
     """
 
     def __init__(self, size: int = 1, limits: WorkerLimits | None = None, *, shared_memory: bool = True,
-                 spin: bool = True, spin_min_share: float = SpinWait.MIN_SHARE, flat_jobs: bool = True) -> None:
+                 spin: bool = True, spin_min_share: float = SpinWait.MIN_SHARE, flat_jobs: bool = True,
+                 wake_up: bool = True) -> None:
         """`shared_memory=False` sends arrays pickled on the pipe instead, `spin=False` makes both sides block
-        at once when they wait, `flat_jobs=False` sends a single inference as a pickled Batch like any other
-        (the baselines bench/vm.py compares); `spin_min_share=0` spins even on a contended core
-        (channel.SpinWait: for benches only)."""
+        at once when they wait, `flat_jobs=False` sends a single inference as a pickled Batch like any other,
+        `wake_up=False` sends no wake-up before a lone job (the baselines bench/vm.py compares);
+        `spin_min_share=0` spins even on a contended core (channel.SpinWait: for benches only)."""
         if size < 1:
             raise ValueError("pool size must be >= 1")
         self._size = size
@@ -367,6 +368,7 @@ class WorkerPool:
         self._worker_spin = (NEXT_JOB_SPIN_S if spin else 0.0, spin_min_share)
         self.spin = SpinWait(REPLY_SPIN_S if spin else 0.0, spin_min_share)
         self._flat_jobs = flat_jobs and shared_memory
+        self._wake_up = wake_up
         # Input layouts of the specs seen in single jobs (flat.Layout), by the spec object's id.
         self._layouts: dict[int, tuple[ModelSpec, flat.Layout]] = {}
         # Workers started again after one was discarded (a crash, timeout or fault); single jobs sent flat;
@@ -496,7 +498,7 @@ class WorkerPool:
         # wake-up message, flat.WAKE; docs/sandbox.md, "Wake-up before a lone job").
         # Only with a core to spare (this pool's spin-waits on): on a contended machine the woken worker would
         # take this thread's core, and its rehearsal would come before the job instead of beside it.
-        woken = started - worker.replied_at > NEXT_JOB_SPIN_S and self.spin.active(started)
+        woken = self._wake_up and started - worker.replied_at > NEXT_JOB_SPIN_S and self.spin.active(started)
         if woken:
             try:
                 worker.conn.send_parts([flat.WAKE])
