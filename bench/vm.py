@@ -251,7 +251,7 @@ def handoff_rows(genesis: Genesis, pools: dict[str, WorkerPool], pairs: int, blo
     print(f"  load average at start: {os.getloadavg()[0]:.2f}; "
           + (f"{gap_s * 1e3:g} ms idle before each pair" if gap_s else "pairs back to back")
           + f"; {blocks} rounds per model and pool; [90 % interval]; CPU (min..max over rounds)")
-    print(f"  {'model':<16}{'pool':<9}{'raw':>9}{'VM':>9}  {'VM - raw [interval]':<26}{'VM/raw [interval]':<23}"
+    print(f"  {'model':<16}{'pool':<9}{'raw':>9} {'VM':>9}  {'VM - raw [interval]':<26} {'VM/raw [interval]':<23}"
           f"{'CPU raw':>8}{'CPU VM':>9}  {'CPU VM - raw':<22}{'queued':>8}{'in worker':>10}  goal (wall)")
     for name, package, inputs in handoff_cases(genesis):
         if only and not any(part in name for part in only):
@@ -298,8 +298,8 @@ def _goal_row(name: str, label: str, st: _PairStats) -> str:
     else:
         goal = "(between)"
     us = 1e6
-    return (f"  {name:<16}{label:<9}{raw * us:>7.1f}us{vm * us:>7.1f}us  "
-            f"{f'{diff.value * us:+.1f}us [{diff.low * us:+.0f}, {diff.high * us:+.0f}]':<26}"
+    return (f"  {name:<16}{label:<9}{raw * us:>7.1f}us {vm * us:>7.1f}us  "
+            f"{f'{diff.value * us:+.1f}us [{diff.low * us:+.0f}, {diff.high * us:+.0f}]':<26} "
             f"{f'{ratio.value:.2f}x [{ratio.low:.2f}, {ratio.high:.2f}]':<23}"
             f"{statistics.median(raw_cpu) * us:>6.1f}us{statistics.median(vm_cpu) * us:>7.1f}us  "
             f"{f'{statistics.median(cpu_diff) * us:+.1f}us ({min(cpu_diff) * us:+.0f}..{max(cpu_diff) * us:+.0f})':<22}"
