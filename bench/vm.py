@@ -276,7 +276,8 @@ def handoff_rows(genesis: Genesis, pools: dict[str, WorkerPool], pairs: int, blo
         print(f"  spin-waits, {label}: pool {pool.spin.hits}/{pool.spin.spins} saw the reply "
               f"({pool.spin.contended} contended); worker {info.get('spin_hits', 0)}/{info.get('spins', 0)} "
               f"saw the next job ({info.get('spins_contended', 0)} contended); "
-              f"{getattr(pool, 'rehearsals', 0)} rereads of the last reply before a reply")
+              f"{getattr(pool, 'rehearsals', 0)} rereads of the last reply before a reply; "
+              f"{getattr(pool, 'wakes', 0)} wake-ups before a lone job, {info.get('rehearsals', 0)} rehearsed")
     print(f"  load average at end: {os.getloadavg()[0]:.2f}")
 
 
