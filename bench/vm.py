@@ -20,7 +20,8 @@
    always find the worker still spinning, which flatters them; docs/performance.md, "Single jobs: cold
    caches");
    a pool that sends single jobs as pickled batches (`pickled`, the baseline of the flat messages) runs too
-   unless `--no-pickled`; `--wake` adds the node's pool without its wake-up before a lone job. Each figure comes with a 90 % interval (a two-level bootstrap over `--rounds`
+   unless `--no-pickled`; `--wake` adds the node's pool with the wake-up before a lone job
+   (`wake`; off in the node until an idle machine shows it pays). Each figure comes with a 90 % interval (a two-level bootstrap over `--rounds`
    rounds and the pairs in them) and the goal's verdict reads it: met, NOT met, or cannot tell (at this load):
    bench/verdict.py.
 
@@ -307,10 +308,10 @@ def _goal_row(name: str, label: str, st: _PairStats) -> str:
             f"{queued * us:>6.1f}us{in_worker * us:>8.1f}us  {goal}")
 
 
-def _pool_without_wake_up(shm: bool) -> WorkerPool:
-    """The node's pool without the wake-up before a lone job (a sandbox from before it has none: the node's)."""
+def _pool_with_wake_up(shm: bool) -> WorkerPool:
+    """The node's pool with the wake-up before a lone job (a sandbox from before it has none: the node's)."""
     try:
-        return WorkerPool(1, shared_memory=shm, wake_up=False)  # type: ignore[call-arg,unused-ignore]
+        return WorkerPool(1, shared_memory=shm, wake_up=True)  # type: ignore[call-arg,unused-ignore]
     except TypeError:
         return WorkerPool(1, shared_memory=shm)
 
@@ -419,7 +420,7 @@ def main() -> None:
                              "both and a pool that spins even on a contended core (what an idle machine would give); "
                              "blocks: 'off' gives the nodes pools without spin-waits")
     parser.add_argument("--wake", action=argparse.BooleanOptionalAction, default=False,
-                        help="goal table: also the node's pool without the wake-up before a lone job (`no wake`)")
+                        help="goal table: also the node's pool with the wake-up before a lone job (`wake`)")
     parser.add_argument("--pickled", action=argparse.BooleanOptionalAction, default=True,
                         help="goal table: also a pool that sends single jobs as pickled batches (the node's spin "
                              "settings; the baseline of the flat messages)")
@@ -439,14 +440,14 @@ def main() -> None:
             with (WorkerPool(1, shared_memory=shm) as pool, WorkerPool(1, shared_memory=shm, spin=False) as still,
                   WorkerPool(1, shared_memory=shm, spin_min_share=0.0) as forced,
                   WorkerPool(1, shared_memory=shm, flat_jobs=False) as pickled,
-                  _pool_without_wake_up(shm) as unwoken):
+                  _pool_with_wake_up(shm) as woken):
                 choice = {"on": {"node": pool}, "off": {"no spin": still}, "both": {"node": pool, "no spin": still},
                           "forced": {"node": pool, "forced": forced, "no spin": still}}
                 pools = choice[args.spin]
                 if args.pickled:
                     pools["pickled"] = pickled
                 if args.wake:
-                    pools["no wake"] = unwoken
+                    pools["wake"] = woken
                 handoff_rows(genesis, pools, args.pairs or (300 if args.quick else 2000), args.rounds,
                              args.gap_ms / 1e3, tuple(m for m in args.models.split(",") if m))
         if args.part in ("all", "blocks"):

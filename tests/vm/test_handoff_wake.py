@@ -1,7 +1,8 @@
 """The wake-up before a lone job (vm/sandbox/worker.py, flat.WAKE; docs/sandbox.md "Wake-up before a lone
 job"): a pool whose worker has idled past its spin wakes it before building a single job, the worker rehearses
 its last job's reading on old bytes, and every job still gets its own outputs, bit for bit those computed in-process;
-a wake-up followed by a job that goes pickled (a verdict) changes nothing either; back-to-back jobs send none.
+a wake-up followed by a job that goes pickled (a verdict) changes nothing either; back-to-back jobs send none,
+and the node's pool (wake-ups off until measured on an idle machine) sends none at all.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ def test_lone_jobs_after_a_wake_up_get_their_own_outputs(spin: bool) -> None:
     jobs = _jobs(8)
     expected = _scores(LocalExecutor().run_batch(jobs))
     # min_share 0: the spin-waits stay on however busy the machine is, so the wake-up rule is what is tested.
-    with WorkerPool(1, spin=spin, spin_min_share=0.0) as pool:
+    with WorkerPool(1, spin=spin, spin_min_share=0.0, wake_up=True) as pool:
         pool.run_batch(jobs[:1])  # the model's bytes go pickled; later jobs go flat
         got = [pool.run_batch(jobs[:1])[0]]
         for job in jobs[1:]:
@@ -62,7 +63,7 @@ def test_lone_jobs_after_a_wake_up_get_their_own_outputs(spin: bool) -> None:
 
 def test_back_to_back_jobs_send_no_wake_up() -> None:
     jobs = _jobs(20)
-    with WorkerPool(1, spin_min_share=0.0) as pool:
+    with WorkerPool(1, spin_min_share=0.0, wake_up=True) as pool:
         pool.run_batch(jobs[:1])
         time.sleep(2 * NEXT_JOB_SPIN_S)
         results = [pool.run_batch([job])[0] for job in jobs]
@@ -78,7 +79,7 @@ def test_a_wake_up_before_a_job_that_goes_pickled_gives_the_same_verdict() -> No
     pickled batch, and the worker answers it with the verdict, after the wake-up's rehearsal."""
     jobs = _jobs(2)
     bad = InferJob(jobs[0].model, {"u": np.zeros((1, 64), np.int32)})
-    with WorkerPool(1, spin_min_share=0.0) as pool:
+    with WorkerPool(1, spin_min_share=0.0, wake_up=True) as pool:
         pool.run_batch(jobs[:1])
         pool.run_batch(jobs[1:])  # flat: the worker keeps it for a rehearsal
         time.sleep(2 * NEXT_JOB_SPIN_S)
@@ -88,3 +89,12 @@ def test_a_wake_up_before_a_job_that_goes_pickled_gives_the_same_verdict() -> No
         time.sleep(2 * NEXT_JOB_SPIN_S)
         assert _scores(pool.run_batch(jobs[1:])) == _scores(LocalExecutor().run_batch(jobs[1:]))
         assert pool.restarts == 0
+
+
+def test_the_nodes_pool_sends_no_wake_up() -> None:
+    jobs = _jobs(3)
+    with WorkerPool(1, spin_min_share=0.0) as pool:
+        for job in jobs:
+            time.sleep(2 * NEXT_JOB_SPIN_S)
+            pool.run_batch([job])
+        assert pool.wakes == 0 and pool.describe()[0]["rehearsals"] == 0

@@ -348,10 +348,11 @@ class WorkerPool:
 
     def __init__(self, size: int = 1, limits: WorkerLimits | None = None, *, shared_memory: bool = True,
                  spin: bool = True, spin_min_share: float = SpinWait.MIN_SHARE, flat_jobs: bool = True,
-                 wake_up: bool = True) -> None:
+                 wake_up: bool = False) -> None:
         """`shared_memory=False` sends arrays pickled on the pipe instead, `spin=False` makes both sides block
         at once when they wait, `flat_jobs=False` sends a single inference as a pickled Batch like any other,
-        `wake_up=False` sends no wake-up before a lone job (the baselines bench/vm.py compares);
+        (the baselines bench/vm.py compares); `wake_up=True` wakes an idle worker before building a single job
+        (docs/sandbox.md, "Wake-up before a lone job": off until measured on an idle machine);
         `spin_min_share=0` spins even on a contended core (channel.SpinWait: for benches only)."""
         if size < 1:
             raise ValueError("pool size must be >= 1")
@@ -493,13 +494,14 @@ class WorkerPool:
         if worker is None or model_id not in worker.cached or worker.conn.poll(0):
             return None
         started = time.monotonic()
-        # A worker idle for longer than its spin for the next job is blocked, and its caches went to whatever ran
-        # meanwhile: wake it first, so that it wakes up and rehearses its path while this job is built (the
-        # wake-up message, flat.WAKE; docs/sandbox.md, "Wake-up before a lone job").
-        # Only with a core to spare (this pool's spin-waits on): on a contended machine the woken worker would
-        # take this thread's core, and its rehearsal would come before the job instead of beside it.
-        woken = self._wake_up and started - worker.replied_at > NEXT_JOB_SPIN_S and self.spin.active(started)
-        if woken:
+        # A worker idle for longer than its spin for the next job is blocked, and both sides' caches went to
+        # whatever ran meanwhile (a lone job). With a core to spare (this pool's spin-waits on), the pool reads
+        # its last reply again while the worker works, and may first wake the worker so that it wakes up and
+        # rehearses while this job is built (flat.WAKE; docs/sandbox.md, "Wake-up before a lone job"). Not on a
+        # contended core: a woken worker would take this thread's core, and rehearsals would come before the
+        # work instead of beside it.
+        lone = started - worker.replied_at > NEXT_JOB_SPIN_S and self.spin.active(started)
+        if lone and self._wake_up:
             try:
                 worker.conn.send_parts([flat.WAKE])
             except OSError as exc:
@@ -532,11 +534,11 @@ class WorkerPool:
             raise WorkerFault(f"worker failed while receiving a batch: {exc}") from None
         self.flat_runs += 1
         # Between the sleep and the spin the pool reads its last reply again (flat.rehearse_read): the read of
-        # this one then runs on warm caches. A pool that woke its worker and spins from the start rereads it
-        # now, while the worker works.
+        # this one then runs on warm caches. For a lone job that it spins for from the start, the pool rereads
+        # it now, while the worker works.
         last = worker.last_reply
         nap = expect if expect > self.spin.limit_s else 0.0
-        if woken and spin is not None and not nap and last is not None:
+        if lone and spin is not None and not nap and last is not None:
             self._rehearse(worker.reader, last)
         reply = self._receive(slot, worker, deadline, spin, nap,
                               None if last is None else functools.partial(self._rehearse, worker.reader, last))
