@@ -99,6 +99,7 @@ def _worker_main(sock: socket.socket, limits: WorkerLimits, spin_s: float = 0.0,
             return
         if type(message) is bytearray:  # a flat job (vm/sandbox/flat.py): the single-inference fast path
             if message == flat.WAKE:  # a lone job is on its way: warm up while the pool builds it
+                rehearsal.wanted = True
                 if spin.active(time.monotonic()):  # (not on a contended core: the pool would wait for it)
                     rehearsal.rehearse(runner)
                 continue
@@ -203,11 +204,14 @@ class _Rehearsal:
 
     def __init__(self) -> None:
         self._body: bytearray | None = None
+        self.wanted = False  # set by the first wake-up: a pool that sends none costs no copy per job
         self.rehearsals = 0
 
     def keep(self, body: bytearray, job: flat.FlatJob) -> None:
         """Keep a served job's bytes (a private copy: the job's own buffer is reused) when all its inputs were
-        in the message and it is small."""
+        in the message and it is small, once the pool has sent a wake-up."""
+        if not self.wanted:
+            return
         inline = all(where == flat.INLINE for where in job.slots[0::3])
         self._body = bytearray(body) if inline and len(body) <= REHEARSAL_JOB_BYTES else None
 
@@ -495,13 +499,13 @@ class WorkerPool:
             return None
         started = time.monotonic()
         # A worker idle for longer than its spin for the next job is blocked, and both sides' caches went to
-        # whatever ran meanwhile (a lone job). With a core to spare (this pool's spin-waits on), the pool reads
-        # its last reply again while the worker works, and may first wake the worker so that it wakes up and
-        # rehearses while this job is built (flat.WAKE; docs/sandbox.md, "Wake-up before a lone job"). Not on a
-        # contended core: a woken worker would take this thread's core, and rehearsals would come before the
-        # work instead of beside it.
-        lone = started - worker.replied_at > NEXT_JOB_SPIN_S and self.spin.active(started)
-        if lone and self._wake_up:
+        # whatever ran meanwhile (a lone job). A pool with the wake-up on and a core to spare (its spin-waits on)
+        # wakes the worker first, so that it wakes up and rehearses while this job is built (flat.WAKE), and
+        # reads its last reply again while the worker works (docs/sandbox.md, "Wake-up before a lone job"). Not
+        # on a contended core: a woken worker would take this thread's core, and the rehearsals would come
+        # before the work instead of beside it.
+        lone = self._wake_up and started - worker.replied_at > NEXT_JOB_SPIN_S and self.spin.active(started)
+        if lone:
             try:
                 worker.conn.send_parts([flat.WAKE])
             except OSError as exc:
@@ -534,8 +538,8 @@ class WorkerPool:
             raise WorkerFault(f"worker failed while receiving a batch: {exc}") from None
         self.flat_runs += 1
         # Between the sleep and the spin the pool reads its last reply again (flat.rehearse_read): the read of
-        # this one then runs on warm caches. For a lone job that it spins for from the start, the pool rereads
-        # it now, while the worker works.
+        # this one then runs on warm caches. For a lone job that it woke the worker for and spins for from the
+        # start, the pool rereads it now, while the worker works.
         last = worker.last_reply
         nap = expect if expect > self.spin.limit_s else 0.0
         if lone and spin is not None and not nap and last is not None:
