@@ -354,7 +354,7 @@ class WorkerPool:
                  spin: bool = True, spin_min_share: float = SpinWait.MIN_SHARE, flat_jobs: bool = True,
                  wake_up: bool = False) -> None:
         """`shared_memory=False` sends arrays pickled on the pipe instead, `spin=False` makes both sides block
-        at once when they wait, `flat_jobs=False` sends a single inference as a pickled Batch like any other,
+        at once when they wait, `flat_jobs=False` sends a single inference as a pickled Batch like any other
         (the baselines bench/vm.py compares); `wake_up=True` wakes an idle worker before building a single job
         (docs/sandbox.md, "Wake-up before a lone job": off until measured on an idle machine);
         `spin_min_share=0` spins even on a contended core (channel.SpinWait: for benches only)."""
