@@ -23,10 +23,10 @@
    unless `--no-pickled`; `--wake` adds the node's pool with the wake-up before a lone job
    (`wake`; off in the node until an idle machine shows it pays). Each figure comes with a 90 % interval (a two-level bootstrap over `--rounds`
    rounds and the pairs in them) and the goal's verdict reads it: met, NOT met, or cannot tell (at this load):
-   bench/verdict.py.
+   bench/verdict.py. `--runs N` repeats the table with new workers and gives the verdict over all runs.
 
 Run: python -m bench.vm [--quick] [--handoff shm|pipe] [--part all|goal|blocks|transfers] [--pairs N]
-     [--rounds R] [--models digits,conv] [--spin on|off|both|forced] [--[no-]pickled] [--[no-]wake] [--gap-ms MS]
+     [--rounds R] [--runs N] [--models digits,conv] [--spin on|off|both|forced] [--[no-]pickled] [--[no-]wake] [--gap-ms MS]
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ import numpy as np
 from onnx import TensorProto, helper, numpy_helper
 
 from bench.synth import conv
-from bench.verdict import compute_intervals, compute_verdict
+from bench.verdict import compute_intervals, compute_run_intervals, compute_verdict
 from core.app import BlockTemplate
 from core.hashing import ZERO_HASH, sha256
 from core.tensor import Tensor
@@ -236,7 +236,7 @@ def handoff_cases(genesis: Genesis) -> list[tuple[str, ModelPackage, dict[str, n
 
 
 def handoff_rows(genesis: Genesis, pools: dict[str, WorkerPool], pairs: int, blocks: int = 8,
-                 gap_s: float = 0.0, only: tuple[str, ...] = ()) -> None:
+                 gap_s: float = 0.0, only: tuple[str, ...] = ()) -> dict[tuple[str, str], _PairStats]:
     """The goal table: one job per hand-off through the pool against raw `session.run` (pinned options, same
     input), measured in alternating pairs (which goes first alternates too); medians of each side's wall time,
     with a 90 % two-level bootstrap interval and the goal's verdict from it (bench/verdict.py).
@@ -247,7 +247,9 @@ def handoff_rows(genesis: Genesis, pools: dict[str, WorkerPool], pairs: int, blo
     figures measure the scheduler), and the mean wall time of the runtime's own `run` inside the worker (the
     rest of the VM time is the hand-off).
     `gap_s` > 0 sleeps that long before each pair: every job then finds both processes idle (their spin-waits
-    over, their vCPUs halted or given to others), as a single job does that arrives on its own."""
+    over, their vCPUs halted or given to others), as a single job does that arrives on its own.
+    Returns each (model, pool)'s pairs, for the verdict over several runs (`runs_rows`)."""
+    measured: dict[tuple[str, str], _PairStats] = {}
     workers = {label: int(pool.describe()[0]["pid"]) for label, pool in pools.items()}
     print(f"  load average at start: {os.getloadavg()[0]:.2f}; "
           + (f"{gap_s * 1e3:g} ms idle before each pair" if gap_s else "pairs back to back")
@@ -272,6 +274,7 @@ def handoff_rows(genesis: Genesis, pools: dict[str, WorkerPool], pairs: int, blo
                 stats[label].measure(pool, workers[label], session, names, inputs, job, per_block, gap_s)
         for label, st in stats.items():
             print(_goal_row(name, label, st))
+            measured[(name, label)] = st
     for label, pool in pools.items():
         (info,) = pool.describe()
         print(f"  spin-waits, {label}: pool {pool.spin.hits}/{pool.spin.spins} saw the reply "
@@ -280,6 +283,36 @@ def handoff_rows(genesis: Genesis, pools: dict[str, WorkerPool], pairs: int, blo
               f"{getattr(pool, 'rehearsals', 0)} rereads of the last reply before a reply; "
               f"{getattr(pool, 'wakes', 0)} wake-ups before a lone job, {info.get('rehearsals', 0)} rehearsed")
     print(f"  load average at end: {os.getloadavg()[0]:.2f}")
+    return measured
+
+
+def runs_rows(runs: list[dict[tuple[str, str], _PairStats]]) -> None:
+    """Each model's and pool's figure over all runs, with a three-level bootstrap interval (runs, rounds,
+    pairs: bench/verdict.py) and the verdict from it, and how the single runs' verdicts fell."""
+    print(f"  over {len(runs)} runs (each its own workers): [90 % interval over runs, rounds and pairs]")
+    for key in runs[0]:
+        name, label = key
+        stats = [run[key] for run in runs if key in run]
+        diff, ratio = compute_run_intervals([st.rounds for st in stats])
+        raw = statistics.median(t for st in stats for raw_times, _ in st.rounds for t in raw_times)
+        queued = sum(st.worker_queued for st in stats) / sum(len(r) for st in stats for r, _ in st.rounds)
+        singles = [_verdict(name, st) for st in stats]
+        overall = (compute_verdict(ratio, 1.10, 0.10 * raw, queued) if raw >= 1e-3 else
+                   compute_verdict(diff, 100e-6, 100e-6, queued) if "digits" in name else "(between)")
+        tally = ", ".join(f"{singles.count(v)} {v}" for v in dict.fromkeys(singles))
+        print(f"  {name:<16}{label:<9}VM - raw {diff.value * 1e6:+.1f}us [{diff.low * 1e6:+.0f}, "
+              f"{diff.high * 1e6:+.0f}]  VM/raw {ratio.value:.2f}x [{ratio.low:.2f}, {ratio.high:.2f}]  "
+              f"goal: {overall}  (single runs: {tally})")
+
+
+def _verdict(name: str, st: _PairStats) -> str:
+    """One run's goal verdict for a model and pool."""
+    diff, ratio = compute_intervals(st.rounds)
+    raw = statistics.median(t for raw_times, _ in st.rounds for t in raw_times)
+    queued = st.worker_queued / sum(len(r) for r, _ in st.rounds)
+    if raw >= 1e-3:
+        return compute_verdict(ratio, 1.10, 0.10 * raw, queued)
+    return compute_verdict(diff, 100e-6, 100e-6, queued) if "digits" in name else "(between)"
 
 
 def _goal_row(name: str, label: str, st: _PairStats) -> str:
@@ -293,12 +326,8 @@ def _goal_row(name: str, label: str, st: _PairStats) -> str:
     cpu_diff = [v - r for v, r in zip(vm_cpu, raw_cpu, strict=True)]
     queued = st.worker_queued / count
     in_worker = st.run_seconds / max(1, st.runs)
-    if raw >= 1e-3:
-        goal = f"<= 1.10x: {compute_verdict(ratio, 1.10, 0.10 * raw, queued)}"
-    elif "digits" in name:
-        goal = f"<= +100 us: {compute_verdict(diff, 100e-6, 100e-6, queued)}"
-    else:
-        goal = "(between)"
+    goal = f"{'<= 1.10x' if raw >= 1e-3 else '<= +100 us'}: {_verdict(name, st)}" if raw >= 1e-3 or "digits" in name \
+        else "(between)"
     us = 1e6
     return (f"  {name:<16}{label:<9}{raw * us:>7.1f}us {vm * us:>7.1f}us  "
             f"{f'{diff.value * us:+.1f}us [{diff.low * us:+.0f}, {diff.high * us:+.0f}]':<26} "
@@ -409,6 +438,23 @@ class _Rollback(Exception):
     pass
 
 
+def goal_run(genesis: Genesis, args: argparse.Namespace, shm: bool) -> dict[tuple[str, str], _PairStats]:
+    """One run of the goal table: new pools (new workers), each model's pairs."""
+    with (WorkerPool(1, shared_memory=shm) as pool, WorkerPool(1, shared_memory=shm, spin=False) as still,
+          WorkerPool(1, shared_memory=shm, spin_min_share=0.0) as forced,
+          WorkerPool(1, shared_memory=shm, flat_jobs=False) as pickled,
+          _pool_with_wake_up(shm) as woken):
+        choice = {"on": {"node": pool}, "off": {"no spin": still}, "both": {"node": pool, "no spin": still},
+                  "forced": {"node": pool, "forced": forced, "no spin": still}}
+        pools = choice[args.spin]
+        if args.pickled:
+            pools["pickled"] = pickled
+        if args.wake:
+            pools["wake"] = woken
+        return handoff_rows(genesis, pools, args.pairs or (300 if args.quick else 2000), args.rounds,
+                            args.gap_ms / 1e3, tuple(m for m in args.models.split(",") if m))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true")
@@ -425,6 +471,8 @@ def main() -> None:
                         help="goal table: also a pool that sends single jobs as pickled batches (the node's spin "
                              "settings; the baseline of the flat messages)")
     parser.add_argument("--rounds", type=int, default=8, help="goal table: rounds per model and pool")
+    parser.add_argument("--runs", type=int, default=1,
+                        help="goal table: runs, each with new workers, and the verdict over all of them")
     parser.add_argument("--models", default="",
                         help="goal table: only the models whose names contain one of these (comma-separated)")
     parser.add_argument("--gap-ms", type=float, default=0.0,
@@ -437,19 +485,9 @@ def main() -> None:
         if args.part in ("all", "goal"):
             print("0. Issue 12's goal: one job per hand-off through the pool vs raw session.run (medians of pairs)")
             shm = args.handoff == "shm"
-            with (WorkerPool(1, shared_memory=shm) as pool, WorkerPool(1, shared_memory=shm, spin=False) as still,
-                  WorkerPool(1, shared_memory=shm, spin_min_share=0.0) as forced,
-                  WorkerPool(1, shared_memory=shm, flat_jobs=False) as pickled,
-                  _pool_with_wake_up(shm) as woken):
-                choice = {"on": {"node": pool}, "off": {"no spin": still}, "both": {"node": pool, "no spin": still},
-                          "forced": {"node": pool, "forced": forced, "no spin": still}}
-                pools = choice[args.spin]
-                if args.pickled:
-                    pools["pickled"] = pickled
-                if args.wake:
-                    pools["wake"] = woken
-                handoff_rows(genesis, pools, args.pairs or (300 if args.quick else 2000), args.rounds,
-                             args.gap_ms / 1e3, tuple(m for m in args.models.split(",") if m))
+            runs = [goal_run(genesis, args, shm) for _ in range(args.runs)]
+            if args.runs > 1:
+                runs_rows(runs)
         if args.part in ("all", "blocks"):
             shm = args.handoff == "shm"
             spin = args.spin != "off"

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bench.verdict import compute_intervals, compute_verdict
+from bench.verdict import compute_intervals, compute_run_intervals, compute_verdict
 
 pytestmark = pytest.mark.vm
 
@@ -14,8 +14,8 @@ GOAL = 100e-6
 
 
 def _rounds(offset_s: float, noise_s: float, drift_s: float = 0.0, count: int = 6,
-            pairs: int = 150) -> list[tuple[list[float], list[float]]]:
-    rng = np.random.default_rng(7)
+            pairs: int = 150, seed: int = 7) -> list[tuple[list[float], list[float]]]:
+    rng = np.random.default_rng(seed)
     rounds = []
     for r in range(count):
         raw = 30e-6 + rng.normal(0, noise_s / 10, pairs).clip(-10e-6, 10e-6)
@@ -61,3 +61,17 @@ def test_a_miss_under_run_queue_waits_is_not_a_verdict() -> None:
 def test_unpaired_rounds_are_refused() -> None:
     with pytest.raises(ValueError):
         compute_intervals([([1.0, 2.0], [1.0])])
+
+
+def test_runs_that_disagree_widen_the_interval_over_runs() -> None:
+    """Each run is sharp and steady within itself, but the runs sit 40 µs apart (new workers, another moment
+    of the machine's load): drawn as runs, the interval is wider than with the same rounds read as one run's,
+    covers both groups, and the verdict is "cannot tell"."""
+    runs = [_rounds(offset, 3e-6, count=4, seed=seed) for seed, offset in enumerate((75e-6, 115e-6, 80e-6, 120e-6))]
+    over_runs, _ = compute_run_intervals(runs, resamples=300)
+    as_rounds, _ = compute_intervals([r for run in runs for r in run], resamples=300)
+    assert over_runs.high - over_runs.low > as_rounds.high - as_rounds.low
+    assert over_runs.low < GOAL < over_runs.high
+    assert compute_verdict(over_runs, GOAL, GOAL, queued_s=0.0) == "cannot tell"
+    single, _ = compute_run_intervals(runs[:1], resamples=300)
+    assert single == compute_intervals(runs[0], resamples=300)[0]
