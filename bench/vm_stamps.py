@@ -8,7 +8,7 @@ traced worker is started through `_worker_main`, by reference, so the spawned in
 
 `--gap-ms` idles before each job (and before the raw run it is compared with): both processes then meet the job
 as a validator meets a lone one, their spin-waits over and their caches holding whatever ran meanwhile.
-Run: python -m bench.vm_stamps [--model digits_int8] [--gap-ms 20] [--jobs 200] [--spin on|off]
+Run: python -m bench.vm_stamps [--model digits_int8] [--gap-ms 20] [--jobs 200] [--spin on|off|forced] [--wake]
 (docs/performance.md, "Single jobs: the verdict and the lone job").
 """
 
@@ -137,6 +137,7 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=200)
     parser.add_argument("--spin", choices=("on", "off", "forced"), default="on",
                         help="the pool's spin-waits: the node's, none, or on even on a contended core")
+    parser.add_argument("--wake", action="store_true", help="the pool wakes its worker before a lone job")
     args = parser.parse_args()
     trace_this_process()
     model = load_model(args.model)
@@ -146,7 +147,10 @@ def main() -> None:
     names = [o.name for o in session.get_outputs()]
     job = InferJob(package, inputs)
     gap = args.gap_ms / 1e3
-    with worker.WorkerPool(1, spin=args.spin != "off", spin_min_share=0.0 if args.spin == "forced" else 0.8) as pool:
+    options: dict[str, Any] = {"spin": args.spin != "off", "spin_min_share": 0.0 if args.spin == "forced" else 0.8}
+    if args.wake:
+        options["wake_up"] = True
+    with worker.WorkerPool(1, **options) as pool:
         for _ in range(5):
             pool.run_batch([job])
         pool.describe()
