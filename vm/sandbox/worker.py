@@ -375,7 +375,8 @@ class WorkerPool:
         self._flat_jobs = flat_jobs and shared_memory
         self._wake_up = wake_up
         # Input layouts of the specs seen in single jobs (flat.Layout), by the spec object's id.
-        self._layouts: dict[int, tuple[ModelSpec, flat.Layout]] = {}
+        # With each, the templates of its all-inline jobs by (model id, raw flag) (flat.job_template; None: none).
+        self._layouts: dict[int, tuple[ModelSpec, flat.Layout, dict[tuple[bytes, bool], flat.JobTemplate | None]]] = {}
         # Workers started again after one was discarded (a crash, timeout or fault); single jobs sent flat;
         # flat replies read again while waiting (flat.rehearse_read); flat replies put on the grid here.
         self.restarts = 0
@@ -517,22 +518,33 @@ class WorkerPool:
         if entry is None or entry[0] is not spec:
             if len(self._layouts) >= 256:
                 self._layouts.clear()
-            entry = self._layouts[id(spec)] = (spec, flat.Layout.of(spec.inputs))
-        layout = entry[1]
+            entry = self._layouts[id(spec)] = (spec, flat.Layout.of(spec.inputs), {})
+        layout, templates = entry[1], entry[2]
         arrays = layout.arrays(job.inputs)
         if arrays is None:
             return None  # (a woken worker then gets the pickled batch, as any other message)
         deadline = started + (self._limits.batch_timeout_s if timeout_s is None else timeout_s)
-        writer = None if worker.arena is None else Writer(worker.arena)
         # Expected within the spin's bound: spin from the start; later (up to NAP_BEFORE_SPIN_S): sleep, then
         # spin for the end (channel.Channel.poll, `expect_s`); later still: block. A pool that will spin asks
         # for the raw outputs and puts them on the grid itself, on the caches its spin keeps warm; one that
         # blocks has the worker do it, as before (docs/performance.md, "Single jobs: cold caches").
         expect = worker.seconds_per_job
         spin = None if expect > NAP_BEFORE_SPIN_S or not self.spin.active(started) else self.spin
+        # A model whose inputs all travel in the message: the job from its template (built once per model and
+        # raw flag), else built whole, its larger inputs placed in the arena.
+        raw = spin is not None
+        key = (model_id, raw)
+        if key in templates:
+            template = templates[key]
+        else:
+            template = templates[key] = flat.job_template(model_id, layout, self._limits.cpu_seconds_per_batch, raw)
+        if template is not None:
+            parts = flat.templated_parts(template, arrays)
+        else:
+            parts = flat.job_parts(model_id, layout, arrays, self._limits.cpu_seconds_per_batch,
+                                   None if worker.arena is None else Writer(worker.arena), raw)
         try:
-            worker.conn.send_parts(flat.job_parts(model_id, layout, arrays, self._limits.cpu_seconds_per_batch, writer,
-                                                  spin is not None))
+            worker.conn.send_parts(parts)
         except (OSError, ValueError) as exc:
             self._discard(slot)
             raise WorkerFault(f"worker failed while receiving a batch: {exc}") from None
