@@ -20,10 +20,13 @@
    always find the worker still spinning, which flatters them; docs/performance.md, "Single jobs: cold
    caches");
    a pool that sends single jobs as pickled batches (`pickled`, the baseline of the flat messages) runs too
-   unless `--no-pickled`.
+   unless `--no-pickled`; `--wake` adds the node's pool with the wake-up before a lone job
+   (`wake`; off in the node until an idle machine shows it pays). Each figure comes with a 90 % interval (a two-level bootstrap over `--rounds`
+   rounds and the pairs in them) and the goal's verdict reads it: met, NOT met, or cannot tell (at this load):
+   bench/verdict.py. `--runs N` repeats the table with new workers and gives the verdict over all runs.
 
 Run: python -m bench.vm [--quick] [--handoff shm|pipe] [--part all|goal|blocks|transfers] [--pairs N]
-     [--spin on|off|both|forced] [--[no-]pickled] [--gap-ms MS]
+     [--rounds R] [--runs N] [--models digits,conv] [--spin on|off|both|forced] [--[no-]pickled] [--[no-]wake] [--gap-ms MS]
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ import numpy as np
 from onnx import TensorProto, helper, numpy_helper
 
 from bench.synth import conv
+from bench.verdict import compute_intervals, compute_run_intervals, compute_verdict
 from core.app import BlockTemplate
 from core.hashing import ZERO_HASH, sha256
 from core.tensor import Tensor
@@ -194,8 +198,8 @@ def inference_rows(genesis: Genesis, proposer: Node, validator: Node, name: str,
             "validate": _timed(lambda: validator.app.validate_block(full)),  # noqa: B023
             "validate0": _timed(lambda: validator.app.validate_block(none)),  # noqa: B023
         }
-        for key, value in sample.items():
-            samples.setdefault(key, []).append(value)
+        for quantity, value in sample.items():
+            samples.setdefault(quantity, []).append(value)
     best = {key: statistics.median(values) for key, values in samples.items()}
     raw, sandbox = best["raw"], best["sandbox"]
     per_build = (best["build"] - best["build0"]) / k
@@ -231,24 +235,30 @@ def handoff_cases(genesis: Genesis) -> list[tuple[str, ModelPackage, dict[str, n
     return cases
 
 
-def handoff_rows(genesis: Genesis, pools: dict[str, WorkerPool], pairs: int, blocks: int = 4,
-                 gap_s: float = 0.0) -> None:
+def handoff_rows(genesis: Genesis, pools: dict[str, WorkerPool], pairs: int, blocks: int = 8,
+                 gap_s: float = 0.0, only: tuple[str, ...] = ()) -> dict[tuple[str, str], _PairStats]:
     """The goal table: one job per hand-off through the pool against raw `session.run` (pinned options, same
-    input), measured in alternating pairs (which goes first alternates too); medians of each side's wall time.
-    With several pools (the node's, and the baseline without spin-waits), each model's pairs are cut into
-    `blocks` rounds that visit the pools in turn, so a change in the machine's load reaches every pool alike.
-    Also CPU per call (raw: this process; VM: this process + the worker, from /proc/PID/schedstat), the
-    worker's wait in the run queue per job (on a loaded machine the wall figures measure the scheduler), and
-    the mean wall time of the runtime's own `run` inside the worker (the rest of the VM time is the hand-off).
+    input), measured in alternating pairs (which goes first alternates too); medians of each side's wall time,
+    with a 90 % two-level bootstrap interval and the goal's verdict from it (bench/verdict.py).
+    Each model's pairs are cut into `blocks` rounds that visit the pools in turn, so a change in the machine's
+    load reaches every pool alike, and the interval covers the drift between rounds.
+    Also CPU per call (raw: this process; VM: this process + the worker, from /proc/PID/schedstat) with the
+    range of the rounds' figures, the worker's wait in the run queue per job (on a loaded machine the wall
+    figures measure the scheduler), and the mean wall time of the runtime's own `run` inside the worker (the
+    rest of the VM time is the hand-off).
     `gap_s` > 0 sleeps that long before each pair: every job then finds both processes idle (their spin-waits
-    over, their vCPUs halted), as a single job does that arrives on its own."""
+    over, their vCPUs halted or given to others), as a single job does that arrives on its own.
+    Returns each (model, pool)'s pairs, for the verdict over several runs (`runs_rows`)."""
+    measured: dict[tuple[str, str], _PairStats] = {}
     workers = {label: int(pool.describe()[0]["pid"]) for label, pool in pools.items()}
     print(f"  load average at start: {os.getloadavg()[0]:.2f}; "
-          + (f"{gap_s * 1e3:g} ms idle before each pair" if gap_s else "pairs back to back"))
-    print(f"  {'model':<16}{'pool':<9}{'raw median':>12}{'VM median':>12}{'VM/raw':>8}{'VM-raw':>11}   "
-          f"{'raw CPU':>9}{'VM CPU':>10}{'VM/raw':>8}{'VM-raw':>10}{'worker queued':>15}{'run in worker':>15}"
-          "  goal (wall)")
+          + (f"{gap_s * 1e3:g} ms idle before each pair" if gap_s else "pairs back to back")
+          + f"; {blocks} rounds per model and pool; [90 % interval]; CPU (min..max over rounds)")
+    print(f"  {'model':<16}{'pool':<9}{'raw':>9} {'VM':>9}  {'VM - raw [interval]':<26} {'VM/raw [interval]':<23}"
+          f"{'CPU raw':>8}{'CPU VM':>9}  {'CPU VM - raw':<22}{'queued':>8}{'in worker':>10}  goal (wall)")
     for name, package, inputs in handoff_cases(genesis):
+        if only and not any(part in name for part in only):
+            continue
         session = create_session(package.model_bytes)
         names = [o.name for o in session.get_outputs()]
         job = InferJob(package, inputs)
@@ -263,56 +273,110 @@ def handoff_rows(genesis: Genesis, pools: dict[str, WorkerPool], pairs: int, blo
             for label, pool in pools.items():
                 stats[label].measure(pool, workers[label], session, names, inputs, job, per_block, gap_s)
         for label, st in stats.items():
-            raw, vm = statistics.median(st.raw), statistics.median(st.vm)
-            count = len(st.raw)
-            raw_cpu, vm_cpu = st.cpu[0] / count, (st.cpu[1] + st.worker_ran) / count
-            in_worker = st.run_seconds / max(1, st.runs)
-            if raw >= 1e-3:
-                goal = f"<= 1.10x: {'met' if vm / raw <= 1.10 else 'NOT met'}"
-            else:
-                goal = f"<= +100 us: {'met' if vm - raw <= 100e-6 else 'NOT met'}" if "digits" in name else "(between)"
-            print(f"  {name:<16}{label:<9}{raw * 1e6:>10.1f}us{vm * 1e6:>10.1f}us{vm / raw:>7.2f}x"
-                  f"{(vm - raw) * 1e6:>+9.1f}us   {raw_cpu * 1e6:>7.1f}us{vm_cpu * 1e6:>8.1f}us"
-                  f"{vm_cpu / raw_cpu:>7.2f}x{(vm_cpu - raw_cpu) * 1e6:>+8.1f}us"
-                  f"{st.worker_queued / count * 1e6:>13.1f}us{in_worker * 1e6:>13.1f}us  {goal}")
+            print(_goal_row(name, label, st))
+            measured[(name, label)] = st
     for label, pool in pools.items():
         (info,) = pool.describe()
         print(f"  spin-waits, {label}: pool {pool.spin.hits}/{pool.spin.spins} saw the reply "
               f"({pool.spin.contended} contended); worker {info.get('spin_hits', 0)}/{info.get('spins', 0)} "
               f"saw the next job ({info.get('spins_contended', 0)} contended); "
-              f"{getattr(pool, 'rehearsals', 0)} rereads of the last reply before a reply")
+              f"{getattr(pool, 'rehearsals', 0)} rereads of the last reply before a reply; "
+              f"{getattr(pool, 'wakes', 0)} wake-ups before a lone job, {info.get('rehearsals', 0)} rehearsed")
     print(f"  load average at end: {os.getloadavg()[0]:.2f}")
+    return measured
+
+
+def runs_rows(runs: list[dict[tuple[str, str], _PairStats]]) -> None:
+    """Each model's and pool's figure over all runs, with a three-level bootstrap interval (runs, rounds,
+    pairs: bench/verdict.py) and the verdict from it, and how the single runs' verdicts fell."""
+    print(f"  over {len(runs)} runs (each its own workers): [90 % interval over runs, rounds and pairs]")
+    for key in runs[0]:
+        name, label = key
+        stats = [run[key] for run in runs if key in run]
+        diff, ratio = compute_run_intervals([st.rounds for st in stats])
+        raw = statistics.median(t for st in stats for raw_times, _ in st.rounds for t in raw_times)
+        queued = sum(st.worker_queued for st in stats) / sum(len(r) for st in stats for r, _ in st.rounds)
+        singles = [_verdict(name, st) for st in stats]
+        overall = (compute_verdict(ratio, 1.10, 0.10 * raw, queued) if raw >= 1e-3 else
+                   compute_verdict(diff, 100e-6, 100e-6, queued) if "digits" in name else "(between)")
+        tally = ", ".join(f"{singles.count(v)} {v}" for v in dict.fromkeys(singles))
+        print(f"  {name:<16}{label:<9}VM - raw {diff.value * 1e6:+.1f}us [{diff.low * 1e6:+.0f}, "
+              f"{diff.high * 1e6:+.0f}]  VM/raw {ratio.value:.2f}x [{ratio.low:.2f}, {ratio.high:.2f}]  "
+              f"goal: {overall}  (single runs: {tally})")
+
+
+def _verdict(name: str, st: _PairStats) -> str:
+    """One run's goal verdict for a model and pool."""
+    diff, ratio = compute_intervals(st.rounds)
+    raw = statistics.median(t for raw_times, _ in st.rounds for t in raw_times)
+    queued = st.worker_queued / sum(len(r) for r, _ in st.rounds)
+    if raw >= 1e-3:
+        return compute_verdict(ratio, 1.10, 0.10 * raw, queued)
+    return compute_verdict(diff, 100e-6, 100e-6, queued) if "digits" in name else "(between)"
+
+
+def _goal_row(name: str, label: str, st: _PairStats) -> str:
+    """One model's and pool's line of the goal table."""
+    diff, ratio = compute_intervals(st.rounds)
+    raw = statistics.median(t for raw_times, _ in st.rounds for t in raw_times)
+    vm = raw + diff.value
+    count = sum(len(raw_times) for raw_times, _ in st.rounds)
+    raw_cpu = [c[0] / c[3] for c in st.cpu]
+    vm_cpu = [(c[1] + c[2]) / c[3] for c in st.cpu]
+    cpu_diff = [v - r for v, r in zip(vm_cpu, raw_cpu, strict=True)]
+    queued = st.worker_queued / count
+    in_worker = st.run_seconds / max(1, st.runs)
+    goal = f"{'<= 1.10x' if raw >= 1e-3 else '<= +100 us'}: {_verdict(name, st)}" if raw >= 1e-3 or "digits" in name \
+        else "(between)"
+    us = 1e6
+    return (f"  {name:<16}{label:<9}{raw * us:>7.1f}us {vm * us:>7.1f}us  "
+            f"{f'{diff.value * us:+.1f}us [{diff.low * us:+.0f}, {diff.high * us:+.0f}]':<26} "
+            f"{f'{ratio.value:.2f}x [{ratio.low:.2f}, {ratio.high:.2f}]':<23}"
+            f"{statistics.median(raw_cpu) * us:>6.1f}us{statistics.median(vm_cpu) * us:>7.1f}us  "
+            f"{f'{statistics.median(cpu_diff) * us:+.1f}us ({min(cpu_diff) * us:+.0f}..{max(cpu_diff) * us:+.0f})':<22}"
+            f"{queued * us:>6.1f}us{in_worker * us:>8.1f}us  {goal}")
+
+
+def _pool_with_wake_up(shm: bool) -> WorkerPool:
+    """The node's pool with the wake-up before a lone job (a sandbox from before it has none: the node's)."""
+    try:
+        return WorkerPool(1, shared_memory=shm, wake_up=True)  # type: ignore[call-arg,unused-ignore]
+    except TypeError:
+        return WorkerPool(1, shared_memory=shm)
 
 
 class _PairStats:
-    """One pool's raw/VM pairs of one model: wall times, CPU of this process per side, and the worker's
-    CPU, run-queue wait and runtime `run` time over the VM calls."""
+    """One pool's raw/VM pairs of one model, by round: wall times, and per round the CPU of this process per
+    side and of the worker over the VM calls; the worker's run-queue wait and runtime `run` time."""
 
     def __init__(self) -> None:
-        self.raw: list[float] = []
-        self.vm: list[float] = []
-        self.cpu = [0.0, 0.0]
-        self.worker_ran = self.worker_queued = self.run_seconds = 0.0
+        self.rounds: list[tuple[list[float], list[float]]] = []
+        self.cpu: list[tuple[float, float, float, int]] = []  # raw, VM (this process), worker, pairs
+        self.worker_queued = self.run_seconds = 0.0
         self.runs = 0
 
     def measure(self, pool: WorkerPool, worker: int, session: Any, names: list[str],
                 inputs: dict[str, np.ndarray], job: InferJob, n: int, gap_s: float) -> None:
+        raw_times: list[float] = []
+        vm_times: list[float] = []
+        cpu = [0.0, 0.0]
         ran0, queued0 = _schedstat(worker)
         (before,) = pool.describe()
         for i in range(n):
             if gap_s:
                 time.sleep(gap_s)
-            for side in ((0, 1) if (i + len(self.raw)) % 2 else (1, 0)):
+            for side in ((0, 1) if (i + len(self.rounds)) % 2 else (1, 0)):
                 start, start_cpu = time.perf_counter(), time.process_time()
                 if side:
                     pool.run_batch([job])
                 else:
                     session.run(names, inputs)
-                (self.vm if side else self.raw).append(time.perf_counter() - start)
-                self.cpu[side] += time.process_time() - start_cpu
+                (vm_times if side else raw_times).append(time.perf_counter() - start)
+                cpu[side] += time.process_time() - start_cpu
         ran1, queued1 = _schedstat(worker)
         (after,) = pool.describe()
-        self.worker_ran += ran1 - ran0
+        self.rounds.append((raw_times, vm_times))
+        self.cpu.append((cpu[0], cpu[1], ran1 - ran0, n))
         self.worker_queued += queued1 - queued0
         # (A pool without these diagnostics, an older one being compared, shows nan.)
         self.run_seconds += after.get("run_seconds", math.nan) - before.get("run_seconds", math.nan)
@@ -374,6 +438,23 @@ class _Rollback(Exception):
     pass
 
 
+def goal_run(genesis: Genesis, args: argparse.Namespace, shm: bool) -> dict[tuple[str, str], _PairStats]:
+    """One run of the goal table: new pools (new workers), each model's pairs."""
+    with (WorkerPool(1, shared_memory=shm) as pool, WorkerPool(1, shared_memory=shm, spin=False) as still,
+          WorkerPool(1, shared_memory=shm, spin_min_share=0.0) as forced,
+          WorkerPool(1, shared_memory=shm, flat_jobs=False) as pickled,
+          _pool_with_wake_up(shm) as woken):
+        choice = {"on": {"node": pool}, "off": {"no spin": still}, "both": {"node": pool, "no spin": still},
+                  "forced": {"node": pool, "forced": forced, "no spin": still}}
+        pools = choice[args.spin]
+        if args.pickled:
+            pools["pickled"] = pickled
+        if args.wake:
+            pools["wake"] = woken
+        return handoff_rows(genesis, pools, args.pairs or (300 if args.quick else 2000), args.rounds,
+                            args.gap_ms / 1e3, tuple(m for m in args.models.split(",") if m))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true")
@@ -384,9 +465,16 @@ def main() -> None:
                         help="goal table: the node's pool (spin-waits on), the baseline without them, both, or "
                              "both and a pool that spins even on a contended core (what an idle machine would give); "
                              "blocks: 'off' gives the nodes pools without spin-waits")
+    parser.add_argument("--wake", action=argparse.BooleanOptionalAction, default=False,
+                        help="goal table: also the node's pool with the wake-up before a lone job (`wake`)")
     parser.add_argument("--pickled", action=argparse.BooleanOptionalAction, default=True,
                         help="goal table: also a pool that sends single jobs as pickled batches (the node's spin "
                              "settings; the baseline of the flat messages)")
+    parser.add_argument("--rounds", type=int, default=8, help="goal table: rounds per model and pool")
+    parser.add_argument("--runs", type=int, default=1,
+                        help="goal table: runs, each with new workers, and the verdict over all of them")
+    parser.add_argument("--models", default="",
+                        help="goal table: only the models whose names contain one of these (comma-separated)")
     parser.add_argument("--gap-ms", type=float, default=0.0,
                         help="goal table: idle time before each raw/VM pair (jobs that arrive on their own)")
     args = parser.parse_args()
@@ -397,15 +485,9 @@ def main() -> None:
         if args.part in ("all", "goal"):
             print("0. Issue 12's goal: one job per hand-off through the pool vs raw session.run (medians of pairs)")
             shm = args.handoff == "shm"
-            with (WorkerPool(1, shared_memory=shm) as pool, WorkerPool(1, shared_memory=shm, spin=False) as still,
-                  WorkerPool(1, shared_memory=shm, spin_min_share=0.0) as forced,
-                  WorkerPool(1, shared_memory=shm, flat_jobs=False) as pickled):
-                choice = {"on": {"node": pool}, "off": {"no spin": still}, "both": {"node": pool, "no spin": still},
-                          "forced": {"node": pool, "forced": forced, "no spin": still}}
-                pools = choice[args.spin]
-                if args.pickled:
-                    pools["pickled"] = pickled
-                handoff_rows(genesis, pools, args.pairs or (300 if args.quick else 2000), gap_s=args.gap_ms / 1e3)
+            runs = [goal_run(genesis, args, shm) for _ in range(args.runs)]
+            if args.runs > 1:
+                runs_rows(runs)
         if args.part in ("all", "blocks"):
             shm = args.handoff == "shm"
             spin = args.spin != "off"

@@ -318,6 +318,29 @@ def test_the_reply_writer_sends_the_bytes_outputs_parts_sends() -> None:
         assert _same(flat.read_outputs(_join(got), None), outputs)
 
 
+@settings(max_examples=200, deadline=None, suppress_health_check=list(HealthCheck))
+@given(st.data())
+def test_a_job_from_its_template_has_the_bytes_job_parts_gives(data: st.DataObject) -> None:
+    """Any layout of inputs under INLINE_BYTES (dtypes, shapes, paddings between them, several inputs): the
+    pool's job from the model's template is `job_parts`' job byte for byte, for either raw flag; a layout
+    with an arena-sized input has no template."""
+    dtypes = [d.name for d in flat.DTYPES]
+    count = data.draw(st.integers(0, 4))
+    specs = [ArraySpec(f"in{i}", data.draw(st.sampled_from(dtypes)),
+                       tuple(data.draw(st.lists(st.integers(0, 5), max_size=3)))) for i in range(count)]
+    layout = flat.Layout.of(specs)
+    model_id = data.draw(st.binary(min_size=1, max_size=40))
+    raw = data.draw(st.booleans())
+    arrays = [np.frombuffer(data.draw(st.binary(min_size=nbytes, max_size=nbytes)), dtype).reshape(shape).copy()
+              for _, dtype, shape, nbytes in layout.inputs]
+    template = flat.job_template(model_id, layout, 60, raw)
+    assert template is not None
+    want = _join(flat.job_parts(model_id, layout, arrays, 60, None, raw))
+    assert _join(flat.templated_parts(template, arrays)) == want
+    big = flat.Layout.of([*specs, ArraySpec("big", "float32", (1, 1024))])  # 4 KiB: the arena's
+    assert flat.job_template(model_id, big, 60, raw) is None
+
+
 @settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
 @given(st.data())
 def test_the_reply_reader_reads_any_bytes_as_read_outputs_does(data: st.DataObject) -> None:

@@ -17,6 +17,7 @@ Job (pool -> worker), little-endian:
     model_id, signature (`input_signature`: names, dtypes, shapes the pool checked the inputs against)
     n slots (where u8: 0 in this message / 1 in the arena, offset u64, nbytes u64), in the spec's order
     inline input bytes, each at an 8-byte aligned offset
+Wake-up (pool -> worker): the single byte 'W' (`WAKE`), ahead of a job.
 Outputs (worker -> pool):
     head    tag 'O', grid u8 (0: canonical outputs; k + 1: raw outputs, floats to go on the grid of k), n outputs u16
     n slots (dtype code u8, ndim u8, where u8, len(name) u16, offset u64, nbytes u64, ndim dims u64, name)
@@ -37,11 +38,14 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from core.errors import InferenceError
-from vm.sandbox.handoff import Arena, Writer, in_arena
+from vm.sandbox.handoff import INLINE_BYTES, Arena, Writer, in_arena
 from vm.sandbox.numeric import on_grid
 from vm.sandbox.spec import ArraySpec
 
 JOB_TAG = 0x4A  # "J"
+# A one-byte message the pool sends a worker that has stopped spinning, before it builds a single job: the
+# worker wakes up and rehearses its path while the pool works (docs/sandbox.md, "Wake-up before a lone job").
+WAKE = b"W"
 OUTPUTS_TAG = 0x4F  # "O"
 INLINE, IN_ARENA = 0, 1
 
@@ -162,6 +166,47 @@ def job_parts(model_id: bytes, layout: Layout, arrays: Sequence[np.ndarray], cpu
                           len(layout.signature))
     pad = bytes(data_at - slots_at - n * _JOB_SLOT.size)
     return [head, model_id, layout.signature, _job_slots(n).pack(*slots), pad, *inline]
+
+
+class JobTemplate(NamedTuple):
+    """A flat job's bytes but for its inputs', for a model whose inputs all travel in the message: the pool
+    builds it once per model and raw flag (`job_template`) and a job from it per call (`templated_parts`)."""
+
+    prefix: bytes  # head, model id, signature, slots, padding: `job_parts`' first buffers, joined
+    pads: tuple[bytes, ...]  # the padding before each input
+
+
+def job_template(model_id: bytes, layout: Layout, cpu_seconds: int, raw: bool) -> JobTemplate | None:
+    """The template of `layout`'s flat jobs, or None when an input would go into the arena (INLINE_BYTES or
+    more): then the job's slots depend on where the arena has room, and `job_parts` builds each job. A job
+    from it has `job_parts`' bytes exactly (tests/vm/test_sandbox_flat.py): after a long idle spell the pool's
+    Python before the send runs on cold caches, and this is most of it (docs/performance.md, "Single jobs:
+    the verdict and the lone job")."""
+    if any(nbytes >= INLINE_BYTES for _, _, _, nbytes in layout.inputs):
+        return None
+    arrays = [np.zeros(shape, dtype) for _, dtype, shape, _ in layout.inputs]
+    parts = job_parts(model_id, layout, arrays, cpu_seconds, None, raw)
+    pads: list[bytes] = []
+    pad = b""
+    for part in parts[5:]:
+        if type(part) is bytes:
+            pad = part
+        else:
+            pads.append(pad)
+            pad = b""
+    return JobTemplate(b"".join(bytes(part) for part in parts[:5]), tuple(pads))
+
+
+def templated_parts(template: JobTemplate, arrays: Sequence[np.ndarray]) -> list[Any]:
+    """The buffers of a flat job from its template and its inputs (in declared order, as `Layout.arrays`)."""
+    if len(arrays) == 1 and not template.pads[0]:
+        return [template.prefix, arrays[0]]
+    parts: list[Any] = [template.prefix]
+    for pad, value in zip(template.pads, arrays, strict=True):
+        if pad:
+            parts.append(pad)
+        parts.append(value)
+    return parts
 
 
 def read_job(body: bytearray) -> FlatJob:

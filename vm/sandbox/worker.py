@@ -63,6 +63,9 @@ NEXT_JOB_SPIN_S = 0.002
 # A single job expected to take longer than REPLY_SPIN_S, up to this, is waited for asleep until shortly
 # before its expected end, then spun for (docs/performance.md, "Single jobs: one flat message").
 NAP_BEFORE_SPIN_S = 0.05
+# Wake-up before a lone job (docs/sandbox.md): the worker keeps its last flat job for its rehearsal when all its
+# inputs were in the message and it is at most this long (a copy per job).
+REHEARSAL_JOB_BYTES = 16 << 10
 
 
 def _worker_main(sock: socket.socket, limits: WorkerLimits, spin_s: float = 0.0,
@@ -86,6 +89,7 @@ def _worker_main(sock: socket.socket, limits: WorkerLimits, spin_s: float = 0.0,
     conn.send(Ready(os.getpid(), tuple(removed), onnxruntime.__version__))
     told: frozenset[bytes] | None = None  # the cached models the pool was last told of
     spin = SpinWait(spin_s, spin_min_share)
+    rehearsal = _Rehearsal()
     while True:
         try:
             if spin.active(time.monotonic()):  # else no poll: the recv blocks (one system call fewer per job)
@@ -94,7 +98,12 @@ def _worker_main(sock: socket.socket, limits: WorkerLimits, spin_s: float = 0.0,
         except (EOFError, OSError):
             return
         if type(message) is bytearray:  # a flat job (vm/sandbox/flat.py): the single-inference fast path
-            reply = _serve_flat(runner, message, arena, cpu_budget, told)
+            if message == flat.WAKE:  # a lone job is on its way: warm up while the pool builds it
+                rehearsal.wanted = True
+                if spin.active(time.monotonic()):  # (not on a contended core: the pool would wait for it)
+                    rehearsal.rehearse(runner)
+                continue
+            reply = _serve_flat(runner, message, arena, cpu_budget, told, rehearsal)
             del message  # no view of the job's bytes outlives it
             if type(reply) is list:
                 conn.send_parts(reply)
@@ -105,7 +114,7 @@ def _worker_main(sock: socket.socket, limits: WorkerLimits, spin_s: float = 0.0,
             case Stop():
                 return
             case Describe():
-                conn.send(Described(_describe(runner, spin)))
+                conn.send(Described(_describe(runner, spin, rehearsal)))
             case ShareArena(size=size):
                 try:
                     fd = conn.take_fd()
@@ -182,8 +191,44 @@ def _failure(exc: Exception, runner: Any, told: frozenset[bytes] | None) -> Gold
     return Fault(repr(exc)[:300], internal=True)
 
 
+class _Rehearsal:
+    """A worker's wake-up rehearsal: its last flat job read again from its old bytes, the result dropped.
+
+    After a few ms idle (a validator's lone single job between blocks) the worker's caches hold whatever ran
+    meanwhile, and the job's Python before the run costs 3-5x what it costs warm (docs/performance.md, "Single
+    jobs: the verdict and the lone job"). The pool sends `flat.WAKE` before it builds such a job; the worker
+    wakes up while the pool works (on a machine with an idle core: the wake-up of its halted vCPU overlaps the
+    pool's work) and goes through its last job's reading again: the header, the session lookup, the inputs'
+    views. It does not run the model: measured, a run on cold caches costs as much in the rehearsal as in the
+    job, and the job then waited for it. Nothing is sent, no counter but `rehearsals` moves."""
+
+    def __init__(self) -> None:
+        self._body: bytearray | None = None
+        self.wanted = False  # set by the first wake-up: a pool that sends none costs no copy per job
+        self.rehearsals = 0
+
+    def keep(self, body: bytearray, job: flat.FlatJob) -> None:
+        """Keep a served job's bytes (a private copy: the job's own buffer is reused) when all its inputs were
+        in the message and it is small, once the pool has sent a wake-up."""
+        if not self.wanted:
+            return
+        inline = all(where == flat.INLINE for where in job.slots[0::3])
+        self._body = bytearray(body) if inline and len(body) <= REHEARSAL_JOB_BYTES else None
+
+    def rehearse(self, runner: Any) -> None:
+        body = self._body
+        if body is None:
+            return
+        self.rehearsals += 1
+        # Old bytes through code that already read them once: nothing here can be a verdict or a fault of the
+        # coming job, so whatever it raises (its model evicted or quarantined since) is dropped with the result.
+        with contextlib.suppress(Exception):
+            job = flat.read_job(body)
+            flat.job_inputs(job, runner.session_for(job.model_id, None).flat, body, None)
+
+
 def _serve_flat(runner: Any, body: bytearray, arena: Arena | None, cpu_budget: _CpuBudget,
-                told: frozenset[bytes] | None) -> list[Any] | Done | GoldenFault | Fault:
+                told: frozenset[bytes] | None, rehearsal: _Rehearsal | None = None) -> list[Any] | Done | GoldenFault | Fault:
     """A flat job: its outputs as a flat reply's buffers; a verdict, golden mismatch or fault as the pickled
     reply a one-job Batch would get."""
     try:
@@ -204,6 +249,8 @@ def _serve_flat(runner: Any, body: bytearray, arena: Arena | None, cpu_budget: _
             raw = runner.run_raw(loaded, flat.job_inputs(job, layout, body, arena))
             parts = replies.parts(raw, writer, grid_k + 1)
             if parts is not None:
+                if rehearsal is not None:
+                    rehearsal.keep(body, job)
                 return parts
             outputs = canonical_outputs(raw, loaded.outputs, grid_k)
         elif job.signature == layout.signature:
@@ -212,7 +259,11 @@ def _serve_flat(runner: Any, body: bytearray, arena: Arena | None, cpu_budget: _
             outputs = runner.run_checked(loaded, flat.job_inputs(job, flat.Layout.of_signature(job.signature), body,
                                                                  arena))
         parts = replies.parts(outputs, writer)
-        return Done(((0, JobResult(outputs=outputs)),), _news(runner.cached_ids(), told)) if parts is None else parts
+        if parts is None:
+            return Done(((0, JobResult(outputs=outputs)),), _news(runner.cached_ids(), told))
+        if rehearsal is not None:
+            rehearsal.keep(body, job)
+        return parts
     except InferenceError as exc:
         return Done(((0, JobResult(error=exc)),), _news(runner.cached_ids(), told))
     except Exception as exc:  # a malformed flat job included: a bug of ours, never a verdict
@@ -247,7 +298,7 @@ def _share(writer: Writer | None, result: JobResult) -> JobResult | SharedOutput
     return SharedOutputs(tuple(arrays))
 
 
-def _describe(runner: Any, spin: SpinWait) -> dict[str, Any]:
+def _describe(runner: Any, spin: SpinWait, rehearsal: _Rehearsal) -> dict[str, Any]:
     from vm.sandbox.session import ENV_PREFIXES, pinned_session_options
 
     so = pinned_session_options()
@@ -265,6 +316,7 @@ def _describe(runner: Any, spin: SpinWait) -> dict[str, Any]:
         "spins": spin.spins,
         "spin_hits": spin.hits,
         "spins_contended": spin.contended,
+        "rehearsals": rehearsal.rehearsals,
     }
 
 
@@ -283,6 +335,8 @@ class _Worker:
     # next (flat.rehearse_read).
     reader: flat.ReplyReader = field(default_factory=flat.ReplyReader)
     last_reply: bytearray | None = None
+    # When its last reply came (monotonic seconds): a worker idle for longer has stopped spinning for a job.
+    replied_at: float = 0.0
 
 
 def _slot_of(model_id: bytes, size: int) -> int:
@@ -297,11 +351,13 @@ class WorkerPool:
     """
 
     def __init__(self, size: int = 1, limits: WorkerLimits | None = None, *, shared_memory: bool = True,
-                 spin: bool = True, spin_min_share: float = SpinWait.MIN_SHARE, flat_jobs: bool = True) -> None:
+                 spin: bool = True, spin_min_share: float = SpinWait.MIN_SHARE, flat_jobs: bool = True,
+                 wake_up: bool = False) -> None:
         """`shared_memory=False` sends arrays pickled on the pipe instead, `spin=False` makes both sides block
         at once when they wait, `flat_jobs=False` sends a single inference as a pickled Batch like any other
-        (the baselines bench/vm.py compares); `spin_min_share=0` spins even on a contended core
-        (channel.SpinWait: for benches only)."""
+        (the baselines bench/vm.py compares); `wake_up=True` wakes an idle worker before building a single job
+        (docs/sandbox.md, "Wake-up before a lone job": off until measured on an idle machine);
+        `spin_min_share=0` spins even on a contended core (channel.SpinWait: for benches only)."""
         if size < 1:
             raise ValueError("pool size must be >= 1")
         self._size = size
@@ -317,14 +373,17 @@ class WorkerPool:
         self._worker_spin = (NEXT_JOB_SPIN_S if spin else 0.0, spin_min_share)
         self.spin = SpinWait(REPLY_SPIN_S if spin else 0.0, spin_min_share)
         self._flat_jobs = flat_jobs and shared_memory
+        self._wake_up = wake_up
         # Input layouts of the specs seen in single jobs (flat.Layout), by the spec object's id.
-        self._layouts: dict[int, tuple[ModelSpec, flat.Layout]] = {}
+        # With each, the templates of its all-inline jobs by (model id, raw flag) (flat.job_template; None: none).
+        self._layouts: dict[int, tuple[ModelSpec, flat.Layout, dict[tuple[bytes, bool], flat.JobTemplate | None]]] = {}
         # Workers started again after one was discarded (a crash, timeout or fault); single jobs sent flat;
         # flat replies read again while waiting (flat.rehearse_read); flat replies put on the grid here.
         self.restarts = 0
         self.flat_runs = 0
         self.rehearsals = 0
         self.grids_here = 0
+        self.wakes = 0  # wake-up messages sent ahead of a single job (flat.WAKE)
 
     def __enter__(self) -> WorkerPool:
         return self
@@ -421,7 +480,8 @@ class WorkerPool:
                         results[index] = result
                 except LocalFault as exc:
                     fault = fault or exc
-                worker.seconds_per_job = (time.monotonic() - started) / jobs_here
+                worker.replied_at = now = time.monotonic()
+                worker.seconds_per_job = (now - started) / jobs_here
             if fault is not None:
                 raise fault
             assert all(r is not None for r in results)
@@ -438,38 +498,68 @@ class WorkerPool:
         # step, and the pickled path sorts that out (`_ensure`). One poll instead of `is_alive` (getpid + wait4).
         if worker is None or model_id not in worker.cached or worker.conn.poll(0):
             return None
+        started = time.monotonic()
+        # A worker idle for longer than its spin for the next job is blocked, and both sides' caches went to
+        # whatever ran meanwhile (a lone job). A pool with the wake-up on and a core to spare (its spin-waits on)
+        # wakes the worker first, so that it wakes up and rehearses while this job is built (flat.WAKE), and
+        # reads its last reply again while the worker works (docs/sandbox.md, "Wake-up before a lone job"). Not
+        # on a contended core: a woken worker would take this thread's core, and the rehearsals would come
+        # before the work instead of beside it.
+        lone = self._wake_up and started - worker.replied_at > NEXT_JOB_SPIN_S and self.spin.active(started)
+        if lone:
+            try:
+                worker.conn.send_parts([flat.WAKE])
+            except OSError as exc:
+                self._discard(slot)
+                raise WorkerFault(f"worker failed while receiving a batch: {exc}") from None
+            self.wakes += 1
         spec = job.model.spec
         entry = self._layouts.get(id(spec))
         if entry is None or entry[0] is not spec:
             if len(self._layouts) >= 256:
                 self._layouts.clear()
-            entry = self._layouts[id(spec)] = (spec, flat.Layout.of(spec.inputs))
-        layout = entry[1]
+            entry = self._layouts[id(spec)] = (spec, flat.Layout.of(spec.inputs), {})
+        layout, templates = entry[1], entry[2]
         arrays = layout.arrays(job.inputs)
         if arrays is None:
-            return None
-        started = time.monotonic()
+            return None  # (a woken worker then gets the pickled batch, as any other message)
         deadline = started + (self._limits.batch_timeout_s if timeout_s is None else timeout_s)
-        writer = None if worker.arena is None else Writer(worker.arena)
         # Expected within the spin's bound: spin from the start; later (up to NAP_BEFORE_SPIN_S): sleep, then
         # spin for the end (channel.Channel.poll, `expect_s`); later still: block. A pool that will spin asks
         # for the raw outputs and puts them on the grid itself, on the caches its spin keeps warm; one that
         # blocks has the worker do it, as before (docs/performance.md, "Single jobs: cold caches").
         expect = worker.seconds_per_job
         spin = None if expect > NAP_BEFORE_SPIN_S or not self.spin.active(started) else self.spin
+        # A model whose inputs all travel in the message: the job from its template (built once per model and
+        # raw flag), else built whole, its larger inputs placed in the arena.
+        raw = spin is not None
+        key = (model_id, raw)
+        if key in templates:
+            template = templates[key]
+        else:
+            template = templates[key] = flat.job_template(model_id, layout, self._limits.cpu_seconds_per_batch, raw)
+        if template is not None:
+            parts = flat.templated_parts(template, arrays)
+        else:
+            parts = flat.job_parts(model_id, layout, arrays, self._limits.cpu_seconds_per_batch,
+                                   None if worker.arena is None else Writer(worker.arena), raw)
         try:
-            worker.conn.send_parts(flat.job_parts(model_id, layout, arrays, self._limits.cpu_seconds_per_batch, writer,
-                                                  spin is not None))
+            worker.conn.send_parts(parts)
         except (OSError, ValueError) as exc:
             self._discard(slot)
             raise WorkerFault(f"worker failed while receiving a batch: {exc}") from None
         self.flat_runs += 1
         # Between the sleep and the spin the pool reads its last reply again (flat.rehearse_read): the read of
-        # this one then runs on warm caches.
+        # this one then runs on warm caches. For a lone job that it woke the worker for and spins for from the
+        # start, the pool rereads it now, while the worker works.
         last = worker.last_reply
-        reply = self._receive(slot, worker, deadline, spin, expect if expect > self.spin.limit_s else 0.0,
+        nap = expect if expect > self.spin.limit_s else 0.0
+        if lone and spin is not None and not nap and last is not None:
+            self._rehearse(worker.reader, last)
+        reply = self._receive(slot, worker, deadline, spin, nap,
                               None if last is None else functools.partial(self._rehearse, worker.reader, last))
-        worker.seconds_per_job = time.monotonic() - started
+        worker.replied_at = now = time.monotonic()
+        worker.seconds_per_job = now - started
         if type(reply) is bytearray:
             self.grids_here += reply[1:2] != b"\0"  # the grid byte (flat.reply_grid): raw outputs
             try:

@@ -1,0 +1,184 @@
+"""Where a single job's time goes: CLOCK_MONOTONIC stamps on both sides of the hand-off; asserts nothing.
+
+Each stamp is (monotonic ns, this thread's CPU ns), so a segment inside one process shows its wall and its CPU
+time (wall beyond CPU: waiting for a core), and a segment from one process to the other shows a wake-up. The
+bench wraps, in this process and in the workers it starts, the channel's send and read, the pool's wait and
+`run_batch`, and the worker's flat-job service and the runtime's run (the sandbox's own code is unchanged; a
+traced worker is started through `_worker_main`, by reference, so the spawned interpreter wraps itself).
+
+`--gap-ms` idles before each job (and before the raw run it is compared with): both processes then meet the job
+as a validator meets a lone one, their spin-waits over and their caches holding whatever ran meanwhile.
+Run: python -m bench.vm_stamps [--model digits_int8] [--gap-ms 20] [--jobs 200] [--spin on|off|forced] [--wake]
+(docs/performance.md, "Single jobs: the verdict and the lone job").
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import os
+import statistics
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from vm.models import load_model
+from vm.sandbox import channel, executor, worker
+from vm.sandbox.executor import InferJob, ModelPackage
+from vm.sandbox.session import create_session
+
+STAMPS: list[tuple[str, int, int]] = []
+_clock, _cpu = time.monotonic_ns, time.thread_time_ns
+
+
+def stamp(tag: str) -> None:
+    STAMPS.append((tag, _clock(), _cpu()))
+
+
+def _wrap(owner: Any, name: str, before: str, after: str) -> None:
+    inner: Callable[..., Any] = getattr(owner, name)
+
+    def traced(*args: Any, **kwargs: Any) -> Any:
+        stamp(before)
+        try:
+            return inner(*args, **kwargs)
+        finally:
+            stamp(after)
+
+    setattr(owner, name, traced)
+
+
+def _trace_channel() -> None:
+    _wrap(channel.Channel, "_fill", "read0", "read1")  # read1: the first bytes are in (a blocked reader's wake-up)
+    _wrap(channel.Channel, "send_parts", "send0", "send1")
+
+
+def _traced_worker_main(*args: Any, **kwargs: Any) -> None:
+    """A worker's entry point with stamps; `Describe` hands them over (and forgets them)."""
+    _trace_channel()
+    _wrap(executor.Runner, "run_raw", "run0", "run1")
+    _wrap(worker, "_serve_flat", "serve0", "serve1")
+    if hasattr(worker, "_Rehearsal"):  # (absent from a sandbox before the wake-up, when comparing with one)
+        _wrap(worker._Rehearsal, "rehearse", "warm0", "warm1")
+    describe = worker._describe
+
+    def described(*args: Any) -> dict[str, Any]:
+        info = describe(*args)
+        info["stamps"] = list(STAMPS)
+        STAMPS.clear()
+        return info
+
+    worker._describe = described  # type: ignore[assignment]
+    worker._worker_main(*args, **kwargs)
+
+
+def trace_this_process() -> None:
+    """Stamps in this process's pool, and traced workers for every pool started from now on."""
+    _trace_channel()
+    _wrap(channel.Channel, "poll", "poll0", "poll1")
+    _wrap(worker.WorkerPool, "run_batch", "batch0", "batch1")
+    worker._worker_main = _traced_worker_main
+
+
+# The path of one flat job, in order: (process, stamp) pairs; consecutive ones make the segments. A stamp is the
+# last of its tag in the job (the job's send after a wake-up message's, the reply's wait after the pool's check
+# of its worker, the job's read after the wake-up's).
+_PATH = (("P", "batch0"), ("P", "send0"), ("P", "send1"), ("P", "poll0"), ("W", "read1"), ("W", "serve0"),
+         ("W", "run0"), ("W", "run1"), ("W", "send0"), ("W", "send1"), ("P", "poll1"), ("P", "batch1"))
+
+_Stamps = dict[str, tuple[int, int]]
+
+
+def _cut(stamps: list[tuple[str, int, int]], end: str, after: str) -> list[tuple[_Stamps, _Stamps]]:
+    """The stamps cut into jobs, each ending at the first `end` after an `after`: per job the first and the
+    last stamp of each tag."""
+    jobs: list[tuple[_Stamps, _Stamps]] = []
+    first: _Stamps = {}
+    last: _Stamps = {}
+    for tag, at, cpu in stamps:
+        first.setdefault(tag, (at, cpu))
+        last[tag] = (at, cpu)
+        if tag == end and after in last:
+            jobs.append((first, last))
+            first, last = {}, {}
+    return jobs
+
+
+def segments(pool_stamps: list[tuple[str, int, int]],
+             worker_stamps: list[tuple[str, int, int]]) -> dict[str, list[tuple[float, float]]]:
+    """Each segment's (wall µs, CPU µs) per job; CPU is nan across processes."""
+    pool_jobs = _cut(pool_stamps, "batch1", "batch0")
+    worker_jobs = _cut(worker_stamps, "send1", "serve1")
+    out: dict[str, list[tuple[float, float]]] = {}
+
+    def add(name: str, a: tuple[int, int], b: tuple[int, int], same: bool) -> None:
+        out.setdefault(name, []).append(((b[0] - a[0]) / 1e3, (b[1] - a[1]) / 1e3 if same else float("nan")))
+
+    for (pool_first, pool_last), (worker_first, worker_last) in zip(
+            pool_jobs[-len(worker_jobs):], worker_jobs, strict=False):
+        sides = {"P": pool_last, "W": worker_last}
+        path = [(side, tag, sides[side][tag]) for side, tag in _PATH]
+        for (side_a, tag_a, a), (side_b, tag_b, b) in itertools.pairwise(path):
+            add(f"{side_a} {tag_a} -> {side_b} {tag_b}", a, b, side_a == side_b)
+        if "warm0" in worker_last:  # the wake-up message and the worker's rehearsal
+            add("  wake-up: P sent -> W read", pool_first["send1"], worker_first["read1"], False)
+            add("  W rehearsal", worker_last["warm0"], worker_last["warm1"], True)
+        add("pool: run_batch in all", pool_last["batch0"], pool_last["batch1"], True)
+        add("worker: job read to reply sent", worker_last["read1"], worker_last["send1"], True)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--model", default="digits_int8")
+    parser.add_argument("--gap-ms", type=float, default=20.0)
+    parser.add_argument("--jobs", type=int, default=200)
+    parser.add_argument("--spin", choices=("on", "off", "forced"), default="on",
+                        help="the pool's spin-waits: the node's, none, or on even on a contended core")
+    parser.add_argument("--wake", action="store_true", help="the pool wakes its worker before a lone job")
+    args = parser.parse_args()
+    trace_this_process()
+    model = load_model(args.model)
+    package = ModelPackage(args.model.encode(), model.model_bytes, model.spec, model.golden)
+    inputs = {k: np.array(v) for k, v in model.golden.cases[0].inputs.items()}
+    session = create_session(model.model_bytes)
+    names = [o.name for o in session.get_outputs()]
+    job = InferJob(package, inputs)
+    gap = args.gap_ms / 1e3
+    options: dict[str, Any] = {"spin": args.spin != "off", "spin_min_share": 0.0 if args.spin == "forced" else 0.8}
+    if args.wake:
+        options["wake_up"] = True
+    with worker.WorkerPool(1, **options) as pool:
+        for _ in range(5):
+            pool.run_batch([job])
+        pool.describe()
+        STAMPS.clear()
+        raw: list[float] = []
+        load = os.getloadavg()[0]
+        for _ in range(args.jobs):
+            time.sleep(gap)
+            start = time.perf_counter()
+            session.run(names, inputs)
+            raw.append(time.perf_counter() - start)
+            time.sleep(gap)
+            pool.run_batch([job])
+        pool_stamps = list(STAMPS)
+        (info,) = pool.describe()
+        wakes = getattr(pool, "wakes", 0)
+    table = segments(pool_stamps, info["stamps"])
+    print(f"{args.model}: {args.jobs} single jobs, {args.gap_ms:g} ms idle before each, spin-waits {args.spin}; "
+          f"load average {load:.2f} -> {os.getloadavg()[0]:.2f}; raw session.run alone, same gap: median "
+          f"{statistics.median(raw) * 1e6:.1f} us; wake-up messages {wakes}, rehearsals {info.get('rehearsals')}")
+    print(f"  {'segment (P: pool, W: worker)':<36}{'wall median':>12}{'IQR':>18}{'CPU median':>12}")
+    for name, values in table.items():
+        walls = [w for w, _ in values]
+        q1, _, q3 = statistics.quantiles(walls, n=4)
+        cpu = statistics.median(c for _, c in values)
+        print(f"  {name:<36}{statistics.median(walls):>10.1f}us{f'{q1:.1f}..{q3:.1f}':>18}"
+              f"{'' if cpu != cpu else f'{cpu:.1f}us':>12}")
+
+
+if __name__ == "__main__":
+    main()
