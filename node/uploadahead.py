@@ -103,6 +103,7 @@ class UploadAhead:
         upload = view.get(upload_key(Hash32(mid)), Upload)
         if upload is None and (view.model(Hash32(mid)) is not None or is_pending(view, Hash32(mid))):
             noted.clear()
+            logger.info("upload %s completed by block %d", mid.hex()[:16], int(view.chain().height))
         if not noted:
             del self._noted[mid]
             return None
@@ -131,6 +132,8 @@ class UploadAhead:
             return
         self._blobs.put_blobs({bytes(header.bytes_hash): model_bytes})
         self.prepared += 1
+        logger.info("upload of %s prepared ahead: %d bytes in %d chunks", bytes(header.bytes_hash).hex()[:16],
+                    len(model_bytes), len(landed))
 
     def _committed_chunk(self, digest: Hash32) -> bytes:
         data = self._blobs.get_blob(digest)
