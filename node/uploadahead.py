@@ -26,7 +26,7 @@ from core.tx import Transaction
 from core.types import Hash32
 from vm.app import VMApplication
 from vm.assembly import MEMO, AssemblyMemo, compute_assembly_key, prepare_assembly
-from vm.deferred import is_pending
+from vm.deferred import get_deferred
 from vm.state import Upload, upload_key
 from vm.txs import ModelChunk, TxKind, UploadHeader
 
@@ -101,9 +101,11 @@ class UploadAhead:
                 chunks[index] = chunk
         view = self._app.view()
         upload = view.get(upload_key(Hash32(mid)), Upload)
-        if upload is None and (view.model(Hash32(mid)) is not None or is_pending(view, Hash32(mid))):
+        deferred, model = get_deferred(view, Hash32(mid)), view.model(Hash32(mid))
+        if upload is None and (deferred is not None or model is not None):
             noted.clear()
-            logger.info("upload %s completed by block %d", mid.hex()[:16], int(view.chain().height))
+            at = deferred.queued_at if deferred is not None else model.registered_at  # type: ignore[union-attr]
+            logger.info("upload of model %s completed by block %d", mid.hex()[:16], int(at))
         if not noted:
             del self._noted[mid]
             return None
