@@ -26,7 +26,7 @@ from core.tx import Transaction
 from core.types import Hash32
 from vm.app import VMApplication
 from vm.assembly import MEMO, AssemblyMemo, compute_assembly_key, prepare_assembly
-from vm.deferred import get_deferred
+from vm.deferred import REJECTED, get_deferred
 from vm.state import Upload, upload_key
 from vm.txs import ModelChunk, TxKind, UploadHeader
 
@@ -102,7 +102,7 @@ class UploadAhead:
         view = self._app.view()
         upload = view.get(upload_key(Hash32(mid)), Upload)
         deferred, model = get_deferred(view, Hash32(mid)), view.model(Hash32(mid))
-        if upload is None and (deferred is not None or model is not None):
+        if upload is None and ((deferred is not None and deferred.status != REJECTED) or model is not None):
             noted.clear()
             at = deferred.queued_at if deferred is not None else model.registered_at  # type: ignore[union-attr]
             logger.info("upload of model %s completed by block %d", mid.hex()[:16], int(at))
