@@ -70,7 +70,7 @@ def _run(tmp: Path, synth: Synth, mode: str) -> tuple[float, float, float]:
         start = time.perf_counter()
         net.commit(completing)  # both nodes: the builder's and the validator's (only the validator prepared)
         commit = time.perf_counter() - start
-        if mode == "sync":
+        if mode in ("sync", "prepared"):  # prepared: its activation is the deferred mode's
             return first, commit, 0.0
         activates_at = int.from_bytes(completing.results[0].data, "big")
         if mode == "precomputed":  # what the node's background task does between the two blocks
