@@ -91,14 +91,13 @@ class UploadAhead:
         bytes from the mempool, if every chunk is one or the other (on the event loop: the mempool is read
         there); None otherwise. Forgets uploads that closed and chunks that left."""
         noted = self._noted[mid]
-        chunks: dict[int, ModelChunk] = {}
+        txs: dict[int, Transaction] = {}
         for index, tx_hash in list(noted.items()):
             tx = self._get_tx(tx_hash)
-            chunk = None if tx is None else _chunk(tx)
-            if chunk is None or bytes(chunk.model_id) != mid or int(chunk.index) != index:
+            if tx is None:
                 del noted[index]
             else:
-                chunks[index] = chunk
+                txs[index] = tx
         view = self._app.view()
         upload = view.get(upload_key(Hash32(mid)), Upload)
         deferred, model = get_deferred(view, Hash32(mid)), view.model(Hash32(mid))
@@ -109,15 +108,34 @@ class UploadAhead:
         if not noted:
             del self._noted[mid]
             return None
-        header = upload.header if upload is not None else next(
-            (c.header for c in chunks.values() if c.header is not None), None)
+        if upload is not None:
+            header: UploadHeader | None = upload.header
+        else:  # the header's chunk (the first) waits in the mempool too
+            first = self._decoded(mid, 0, txs)
+            header = None if first is None else first.header
         if header is None:
             return None
         landed = [None if upload is None else upload.chunk_hash(i) for i in range(int(header.n_chunks))]
-        pending = {i: bytes(chunks[i].data) for i, h in enumerate(landed) if h is None and i in chunks}
-        if len(pending) != landed.count(None):
+        missing = [i for i, h in enumerate(landed) if h is None]
+        if any(i not in txs for i in missing):  # counted before anything is decoded: most passes stop here
             return None
+        pending: dict[int, bytes] = {}
+        for i in missing:
+            chunk = self._decoded(mid, i, txs)
+            if chunk is None:
+                return None
+            pending[i] = bytes(chunk.data)
         return header, landed, pending
+
+    def _decoded(self, mid: bytes, index: int, txs: dict[int, Transaction]) -> ModelChunk | None:
+        """Chunk `index` of upload `mid` from its mempool transaction; a payload that is not that chunk is
+        forgotten."""
+        tx = txs.get(index)
+        chunk = None if tx is None else _chunk(tx)
+        if chunk is None or bytes(chunk.model_id) != mid or int(chunk.index) != index:
+            self._noted[mid].pop(index, None)
+            return None
+        return chunk
 
     def _prepare(self, header: UploadHeader, landed: list[Hash32 | None], pending: dict[int, bytes]) -> None:
         """In a thread: prepare the upload unless this key was tried; store its blob when it matches."""

@@ -103,3 +103,16 @@ def test_a_forged_mempool_chunk_prepares_nothing_and_the_true_block_recomputes(n
     assert result.status is TxStatus.OK, result.log
     for a in net.apps:
         assert a.view().get_blob(sha256(model_bytes)) == model_bytes
+
+
+def test_an_upload_entirely_in_the_mempool_is_prepared_from_its_first_chunks_header(net: Devnet) -> None:
+    model_bytes = weights_model(5)
+    meta = weights_meta("whole", model_bytes)
+    txs = upload(net, net.account(5), model_bytes, meta)
+    app = net.apps[0]
+    ahead = UploadAhead(app, app.blobs, {bytes(tx.hash): tx for tx in txs[1:]}.get)
+    one_pass(ahead, txs[1:])  # without the header's chunk: nothing to go by
+    assert ahead.prepared == 0
+    ahead = UploadAhead(app, app.blobs, {bytes(tx.hash): tx for tx in txs}.get)
+    one_pass(ahead, txs)
+    assert ahead.prepared == 1 and app.blobs.get_blob(sha256(model_bytes)) == model_bytes
