@@ -5,7 +5,7 @@ vm/deferred.py), and the activation block's validation with and without the node
 
 The deferred completing block twice more: recomputed (the validator reads, hashes and parses the model, as
 main did on every execution) against prepared (the node assembled the upload ahead, node/uploadahead.py: the
-facts in the memo, vm/assembly.py, and the model's blob already stored on the validator), and its commit on
+facts in the memo, vm/assembly.py, and the model's blob already stored by both nodes), and its commit on
 both nodes (wall time: each writes and fsyncs the model's blob unless it holds it).
 
 One validator (real LevelDB, a file blob store, the in-process sandbox) of a 2-node devnet; a MatMul model of
@@ -59,7 +59,8 @@ def _run(tmp: Path, synth: Synth, mode: str) -> tuple[float, float, float]:
             assert chunks[0].header is not None
             whole = prepare_assembly(chunks[0].header, [c.data for c in chunks])
             assert whole is not None
-            validator.blobs.put_blobs({bytes(chunks[0].header.bytes_hash): whole})
+            for app in net.apps:  # each node's own preparation stores the blob
+                app.blobs.put_blobs({bytes(chunks[0].header.bytes_hash): whole})
         completing = net.propose(txs[-1:])
         assert len(completing.txs) == 1 and completing.results[0].status.name == "OK", completing.results
         if mode != "prepared":
