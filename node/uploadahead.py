@@ -146,8 +146,11 @@ class UploadAhead:
         self._tried[key] = None
         while len(self._tried) > MAX_TRIED:
             del self._tried[next(iter(self._tried))]
-        chunks = [pending[i] if h is None else self._committed_chunk(h) for i, h in enumerate(landed)]
-        model_bytes = prepare_assembly(header, chunks, self._memo)
+        with self._memo.preparing(key) as mine:  # a block that misses it meanwhile waits for this answer
+            if not mine:
+                return
+            chunks = [pending[i] if h is None else self._committed_chunk(h) for i, h in enumerate(landed)]
+            model_bytes = prepare_assembly(header, chunks, self._memo)
         if model_bytes is None:
             return
         self._blobs.put_blobs({bytes(header.bytes_hash): model_bytes})

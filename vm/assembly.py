@@ -17,7 +17,8 @@ from __future__ import annotations
 import hashlib
 import threading
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from core.blobs import blob_digest
@@ -27,6 +28,9 @@ from vm.txs import UploadHeader
 
 # Bumped with any change to what `compute_assembly` decides (the facts' parser); part of every key.
 ASSEMBLY_CODE_VERSION = 1
+# How long a block path that misses waits for a preparation of the same upload under way (node/uploadahead.py)
+# before computing it itself: about what computing it costs on a loaded machine. Speed only, never a result.
+PREPARATION_WAIT_S = 20.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,9 +89,12 @@ class AssemblyMemo:
     def __init__(self, capacity: int = 16) -> None:
         self._capacity = capacity
         self._facts: OrderedDict[bytes, ModelFacts] = OrderedDict()
+        self._preparing: dict[bytes, threading.Event] = {}  # keys a preparation is computing now
         self._lock = threading.Lock()
         self.hits = 0
         self.misses = 0
+        self.waiting = 0  # block paths waiting for a preparation now
+        self.waited = 0  # misses answered by a preparation they waited for
 
     def get(self, key: bytes) -> ModelFacts | None:
         with self._lock:
@@ -112,6 +119,45 @@ class AssemblyMemo:
             self._facts.move_to_end(key)
             while len(self._facts) > self._capacity:
                 self._facts.popitem(last=False)
+
+    @contextmanager
+    def preparing(self, key: bytes) -> Iterator[bool]:
+        """Mark `key` as being computed ahead while the block is entered (yields False, and marks nothing,
+        when it is known or already under way): a block path that misses it meanwhile waits for this answer
+        (`wait`) instead of computing the same one alongside."""
+        with self._lock:
+            if key in self._facts or key in self._preparing:
+                mine = None
+            else:
+                mine = self._preparing[key] = threading.Event()
+        try:
+            yield mine is not None
+        finally:
+            if mine is not None:
+                with self._lock:
+                    del self._preparing[key]
+                mine.set()
+
+    def wait(self, key: bytes, timeout_s: float) -> ModelFacts | None:
+        """The facts of `key` once a preparation under way finishes (at most `timeout_s`); None when none is
+        under way, it found a mismatch, or it took longer. Only how long the caller waits depends on timing:
+        a None makes it compute the same answer itself."""
+        with self._lock:
+            event = self._preparing.get(key)
+            if event is not None:
+                self.waiting += 1
+        if event is None:
+            return None
+        try:
+            if not event.wait(timeout_s):
+                return None
+        finally:
+            with self._lock:
+                self.waiting -= 1
+        with self._lock:
+            facts = self._facts.get(key)
+            self.waited += facts is not None
+            return facts
 
     def clear(self) -> None:
         with self._lock:
@@ -140,6 +186,8 @@ def assemble_upload(view: StateView, upload: Upload, index: int, data: bytes, di
     parts = upload_parts(upload, index, digest)
     key = compute_assembly_key(upload.header, parts)
     facts = memo.get(key)
+    if facts is None:
+        facts = memo.wait(key, PREPARATION_WAIT_S)
     if facts is not None:
         return Assembly(facts, parts, None)
     model_bytes = b"".join(data if i == index else view.get_blob(d) for i, d in enumerate(parts))
@@ -149,9 +197,9 @@ def assemble_upload(view: StateView, upload: Upload, index: int, data: bytes, di
 
 
 def prepare_assembly(header: UploadHeader, chunks: Sequence[bytes], memo: AssemblyMemo = MEMO) -> bytes | None:
-    """Ahead of the block (node/uploadahead.py): compute and memoize the facts of the upload whose chunks, in
-    order, are `chunks`. Returns the whole model when it matches its header (the caller stores its blob),
-    else None (nothing kept: the block computes the rejection itself)."""
+    """Ahead of the block (node/uploadahead.py, within `memo.preparing` of its key): compute and memoize the
+    facts of the upload whose chunks, in order, are `chunks`. Returns the whole model when it matches its
+    header (the caller stores its blob), else None (nothing kept: the block computes the rejection itself)."""
     parts = tuple(blob_digest(c) for c in chunks)
     key = compute_assembly_key(header, parts)
     model_bytes = b"".join(chunks)

@@ -5,11 +5,14 @@ block only named it). An upload whose bytes do not match their header is never m
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from core.block import Block
 from core.hashing import sha256
 from core.header import TxStatus
 from core.tx import Transaction
@@ -93,3 +96,30 @@ def test_an_upload_whose_bytes_do_not_match_its_header_is_not_memoized_and_is_re
     for app in net.apps:
         assert app.blobs.size(Hash32(sha256(model_bytes))) is None
         assert get_deferred(app.view(), compute_model_id(sha256(model_bytes), meta)) is None
+
+
+def test_a_miss_waits_for_the_preparation_under_way_and_takes_its_answer(net: Devnet) -> None:
+    """The node's preparation (node/uploadahead.py) runs while a block arrives: the block path waits for that
+    answer instead of computing it alongside, and builds the block the slow path builds."""
+    model_bytes = weights_model(6)
+    meta = weights_meta("awaited", model_bytes)
+    chunks = split_model(model_bytes, meta, 256 * 1024)
+    header = chunks[0].header
+    assert header is not None
+    txs = upload(net, net.account(5), model_bytes, meta)
+    net.step_until_landed(txs[:-1])
+    key = compute_assembly_key(header, [sha256(c.data) for c in chunks])
+    built: list[Block] = []
+    with MEMO.preparing(key) as mine:
+        assert mine
+        builder = threading.Thread(target=lambda: built.append(net.propose(txs[-1:])))
+        builder.start()
+        deadline = time.monotonic() + 60
+        while MEMO.waiting == 0 and builder.is_alive() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert MEMO.waiting == 1  # the build is waiting for this preparation
+        assert prepare_assembly(header, [c.data for c in chunks]) == model_bytes
+    builder.join(timeout=60)
+    assert not builder.is_alive() and MEMO.waited == 1
+    MEMO.clear()
+    assert net.propose(txs[-1:]).id == built[0].id  # recomputed: the same block
