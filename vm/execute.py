@@ -425,8 +425,7 @@ def _model_chunk(view: StateView, ctx: BlockContext, index: int, sender: Address
     if complete:  # this chunk completes the upload: the check's gas first
         done = assemble_upload(view, upload, p.index, p.data, chunk_digest)  # vm/assembly.py: memoized ahead
         facts = done.facts
-        check = check_gas_of_facts(vm.gas_register_base, vm.gas_register_per_byte, vm.gas_register_per_node,
-                                   vm.gas_register_per_propagated_element, facts.size, facts.nodes, facts.elements)
+        check = registration_check_gas_of_facts(ctx.params, facts.size, facts.nodes, facts.elements)
         if is_deferred(ctx.params, check):
             gas.charge(vm.gas_register_deferred)
             resident_load = resident_load_gas_static(ctx.params, facts.size, facts.nodes)
@@ -601,10 +600,15 @@ def registration_check_gas_and_nodes(params: Params, model_bytes: bytes) -> tupl
     bytes are parsed once)."""
     from vm.sandbox.meter import check_facts
 
-    vm = params.vm
     nodes, elements = check_facts(model_bytes)
+    return registration_check_gas_of_facts(params, len(model_bytes), nodes, elements), nodes
+
+
+def registration_check_gas_of_facts(params: Params, size: int, nodes: int, elements: int) -> int:
+    """`registration_check_gas` from the model's facts (`vm.assembly.ModelFacts`, memoized ahead)."""
+    vm = params.vm
     return check_gas_of_facts(vm.gas_register_base, vm.gas_register_per_byte, vm.gas_register_per_node,
-                              vm.gas_register_per_propagated_element, len(model_bytes), nodes, elements), nodes
+                              vm.gas_register_per_propagated_element, size, nodes, elements)
 
 
 def check_gas(base: int, per_byte: int, per_node: int, per_propagated_element: int, model_bytes: bytes) -> int:
