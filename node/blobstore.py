@@ -10,6 +10,7 @@ state that names it then reports a StorageError, this node's fault). Consistency
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
@@ -24,6 +25,7 @@ class FileBlobStore:
 
     def __init__(self, root: str | os.PathLike[str]) -> None:
         self.root = Path(root)
+        self._write_lock = threading.Lock()
         try:
             self.root.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -45,13 +47,16 @@ class FileBlobStore:
     def put_blobs(self, blobs: Mapping[bytes, bytes]) -> None:
         for digest, data in blobs.items():
             path = self._path(digest)
-            if path.exists() and path.stat().st_size == len(data):
-                continue  # content-addressed: the same name holds the same bytes
-            try:
-                path.parent.mkdir(exist_ok=True)
-                write_atomic(path, data, mode=0o644)
-            except OSError as exc:
-                raise StorageError(f"cannot write blob {bytes(digest).hex()[:16]}: {exc.strerror}") from None
+            # One writer at a time: a commit and the node's upload preparation (node/uploadahead.py) may store
+            # the same blob from two threads, and a write's temporary file is named by the process.
+            with self._write_lock:
+                if path.exists() and path.stat().st_size == len(data):
+                    continue  # content-addressed: the same name holds the same bytes
+                try:
+                    path.parent.mkdir(exist_ok=True)
+                    write_atomic(path, data, mode=0o644)
+                except OSError as exc:
+                    raise StorageError(f"cannot write blob {bytes(digest).hex()[:16]}: {exc.strerror}") from None
 
     def delete_blob(self, digest: Hash32) -> None:
         try:

@@ -69,6 +69,7 @@ from node.queries import Queries
 from node.rpc.server import RpcServer
 from node.sigcache import SigCache, VoteVerifier
 from node.sync import BlockSync, ConsensusCatchUp
+from node.uploadahead import UploadAhead
 from node.validator_peers import ValidatorPeers
 from node.views import SubmitVerdict
 from p2p.batcher import TxBatcher
@@ -220,6 +221,9 @@ class Node:
         self._recheck_wanted = trio.Event()
         # Checks of deferred registrations ahead of their activation: only where this node builds or validates.
         self.precompute = DeferredPrecompute(self.app, alarm=self._alarm, wanted=self.checks_activations)
+        # Uploads about to complete, assembled, hashed, parsed and stored before their block (vm/assembly.py).
+        self.upload_ahead = UploadAhead(self.app, self.blobs, self.mempool.get)
+        self.mempool.on_added(self.upload_ahead.note)
         self.chain.on_commit(self._on_commit)
         self.mempool.on_removed(self._on_tx_removed)
         # The read side's consumers: metrics gauges sampled at scrape time, and the RPC server (run() starts it).
@@ -291,6 +295,7 @@ class Node:
                                             verify=lambda txs: [self.sig_cache.verify(tx) for tx in txs])
                     nursery.start_soon(self.chain_index.run, self.events.committed_blocks)
                     nursery.start_soon(self.precompute.run)
+                    nursery.start_soon(self.upload_ahead.run)
                     self.precompute.wake()  # registrations left pending by the blocks before this start
                     if self.validator_key is not None:
                         # The first precommit needs this height's PoI challenge (a sandbox worker process to
@@ -500,6 +505,7 @@ class Node:
             self.mempool.drop_inferences(retired)
         self._recheck_wanted.set()
         self.precompute.wake()
+        self.upload_ahead.wake()
         self.events.block_committed(block)
         if self.validator_key is not None and self.driver is not None and self._nursery is not None:
             # Start the PoI challenge of the next height now, so the first precommit finds it ready.

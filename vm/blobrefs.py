@@ -10,7 +10,7 @@ swept too).
 
 from __future__ import annotations
 
-from core.blobs import BlobStore
+from core.blobs import BlobStore, blob_digest
 from core.errors import StorageError
 from core.store import KeySpace, KVStore, WriteBatch
 from core.types import Hash32
@@ -43,6 +43,9 @@ def stage_blob_changes(store: KVStore, blobs: BlobStore, batch: WriteBatch, chan
             raise StorageError(f"blob {digest.hex()[:16]} released more often than it was named")
         counts[digest] = count
     blobs.put_blobs({d: data for d, data in changes.new.items() if counts.get(d, 0) > 0})
+    for digest, (parts, size) in changes.composed.items():
+        if counts.get(digest, 0) > 0 and blobs.size(Hash32(digest)) != size:
+            blobs.put_blobs({digest: compose_blob(blobs, changes, digest, parts)})
     for digest, count in counts.items():
         if count:
             batch.put(_ref_key(digest), count.to_bytes(8, "big"))
@@ -50,6 +53,24 @@ def stage_blob_changes(store: KVStore, blobs: BlobStore, batch: WriteBatch, chan
         else:
             batch.delete(_ref_key(digest))
             batch.put(_GARBAGE + digest, b"")
+
+
+def compose_blob(blobs: BlobStore, changes: BlobChanges, digest: bytes, parts: tuple[bytes, ...]) -> bytes:
+    """A composed blob's bytes (a prepared upload the node did not store ahead): its parts, from this block's
+    new blobs or the store, checked against `digest`. StorageError when a part is missing (this node's
+    fault: its store lost a chunk its state names)."""
+    chunks = []
+    for part in parts:
+        data = changes.new.get(part)
+        if data is None:
+            data = blobs.get_blob(Hash32(part))
+        if data is None:
+            raise StorageError(f"blob {digest.hex()[:16]}: its part {part.hex()[:16]} is missing from this node")
+        chunks.append(data)
+    whole = b"".join(chunks)
+    if blob_digest(whole) != digest:
+        raise StorageError(f"blob {digest.hex()[:16]}: its parts hash to another digest")
+    return whole
 
 
 def collect_garbage(store: KVStore, blobs: BlobStore, *, sweep: bool = False) -> int:

@@ -16,6 +16,7 @@ from typing import Annotated
 
 from core.codec import U8, MaxLen, Wire, wire
 from core.types import Address, Gas, Hash32, Height
+from vm.assembly import Assembly
 from vm.params import Params
 from vm.state import StateView
 from vm.txs import UploadHeader
@@ -87,10 +88,15 @@ def is_pending(view: StateView, model_id: Hash32) -> bool:
 
 
 def process_enqueue(view: StateView, params: Params, height: Height, owner: Address, model_id: Hash32,
-                    header: UploadHeader, model_bytes: bytes, check_gas: int, gas_left: int) -> Height:
+                    header: UploadHeader, model: Assembly, check_gas: int, gas_left: int) -> Height:
     """Queue a checked-against-its-header upload for activation; the model's bytes become the blob the record
-    names (the caller drops the upload and its chunks). Returns the activation height."""
-    view.put_hashed_blob(model_bytes, header.bytes_hash)
+    names (the caller drops the upload and its chunks): the bytes this execution assembled, or, when the
+    node prepared the upload ahead (vm/assembly.py), a blob composed of its chunks, which the node stores at
+    commit unless it holds it already. Returns the activation height."""
+    if model.data is not None:
+        view.put_hashed_blob(model.data, header.bytes_hash)
+    else:
+        view.put_composed_blob(header.bytes_hash, model.parts, model.facts.size)
     return process_requeue(view, params, height, model_id,
                   DeferredModel(owner, header, height, height, Gas(check_gas), Gas(gas_left), PENDING, "", 0))
 

@@ -14,14 +14,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from core.address import address_from_public_key
+from core.blobs import blob_digest
 from core.codec import Wire
 from core.errors import DecodeError, InvalidModel
-from core.hashing import sha256
 from core.header import TxResult, TxStatus
 from core.tensor import Tensor
 from core.tx import Transaction
 from core.types import Address, Amount, Gas, Hash32, Height, Nonce, PublicKeyBytes, Timestamp
 from vm import delegation
+from vm.assembly import Assembly, assemble_upload
 from vm.deferred import is_deferred, is_pending, process_enqueue
 from vm.gov.handlers import GovRefused, process_deposit, process_submit_proposal, process_vote
 from vm.gov.types import Deposit, SubmitProposal, Vote
@@ -428,17 +429,18 @@ def _model_chunk(view: StateView, ctx: BlockContext, index: int, sender: Address
     if len(p.data) > MAX_CHUNK_BYTES:  # the codec bounds it already; kept as the stated rule
         raise _Failed("chunk too large")
     complete = upload.received_count == header.n_chunks - 1
-    model_bytes = b""
+    chunk_digest = blob_digest(p.data)
+    done: Assembly | None = None
     deferred_check = 0  # the check gas of a deferred registration, paid in tokens (vm/deferred.py)
     resident_load = 0  # and its cold load, paid in tokens too (vm/resident.py)
     if complete:  # this chunk completes the upload: the check's gas first
-        model_bytes = _assemble(view, upload, p)
-        check, nodes = registration_check_gas_and_nodes(ctx.params, model_bytes)
+        done = assemble_upload(view, upload, p.index, p.data, chunk_digest)  # vm/assembly.py: memoized ahead
+        facts = done.facts
+        check = registration_check_gas_of_facts(ctx.params, facts.size, facts.nodes, facts.elements)
         if is_deferred(ctx.params, check):
             gas.charge(vm.gas_register_deferred)
-            resident_load = resident_load_gas_static(ctx.params, len(model_bytes), nodes)
-            _validate_deferred(view, ctx.params, sender, check, resident_load, gas.limit - gas.used,
-                               len(model_bytes))
+            resident_load = resident_load_gas_static(ctx.params, facts.size, facts.nodes)
+            _validate_deferred(view, ctx.params, sender, check, resident_load, gas.limit - gas.used, facts.size)
             deferred_check = check
         else:
             gas.charge(check)
@@ -448,26 +450,27 @@ def _model_chunk(view: StateView, ctx: BlockContext, index: int, sender: Address
         expiring = view.get(ekey, ExpiryList) or ExpiryList(())
         view.put(ekey, ExpiryList((*expiring.model_ids, mid)))
         view.put_raw(model_name_key(header.meta.name), mid)
-    upload = upload.with_chunk(p.index, view.put_blob(p.data))  # the bytes become a blob, the record its hash
+    view.put_hashed_blob(p.data, chunk_digest)  # the bytes become a blob, the record its hash
+    upload = upload.with_chunk(p.index, chunk_digest)
     view.put(ukey, upload)
-    if not complete:
+    if done is None:
         return TxStatus.OK, b"", None
-    if len(model_bytes) != header.total_bytes or sha256(model_bytes) != header.bytes_hash:
+    if not done.facts.matches:
         drop_upload(view, mid)
         raise _Failed("model bytes do not match the upload header", TxStatus.MODEL_REJECTED)
     if deferred_check:  # a resident model (vm/resident.py): its check and its cold load paid in tokens
         price = (deferred_check + resident_load) * vm.min_gas_price
-        process_reserve(view, mid, len(model_bytes))
+        process_reserve(view, mid, done.facts.size)
         src = view.account(sender)
         view.set_account(sender, src.replace(balance=Amount(src.balance - price)))
         gas.tokens += price
         # and its deposit locked until it is rejected or retired (vm/retire.py)
-        process_lock_deposit(view, mid, sender, compute_resident_deposit(ctx.params, len(model_bytes)))
-        at = process_enqueue(view, ctx.params, ctx.height, sender, mid, header, model_bytes, deferred_check,
+        process_lock_deposit(view, mid, sender, compute_resident_deposit(ctx.params, done.facts.size))
+        at = process_enqueue(view, ctx.params, ctx.height, sender, mid, header, done, deferred_check,
                              gas.limit - gas.used)
         drop_upload(view, mid)
         return TxStatus.OK, int(at).to_bytes(8, "big"), None
-    return TxStatus.OK, b"", RegisterWork(index, mid, sender, header.meta, model_bytes, header.n_chunks,
+    return TxStatus.OK, b"", RegisterWork(index, mid, sender, header.meta, done.model_bytes(view), header.n_chunks,
                                           gas.limit - gas.used, header.bytes_hash)
 
 
@@ -488,12 +491,6 @@ def _validate_deferred(view: StateView, params: Params, sender: Address, check: 
     if balance < price + deposit:
         raise _Failed(f"balance {balance:d} cannot pay the deferred check's {check:d} gas and the resident "
                       f"load's {load:d} ({price:d}) and lock the resident deposit {deposit:d}")
-
-
-def _assemble(view: StateView, upload: Upload, p: ModelChunk) -> bytes:
-    """The upload's bytes once `p` lands (its earlier chunks from their blobs)."""
-    return b"".join(p.data if i == p.index else view.get_blob(upload.chunk_hash(i) or Hash32(bytes(32)))
-                    for i in range(upload.header.n_chunks))
 
 
 def upload_lifetime(vm: VMParams, total_bytes: int) -> int:
@@ -628,10 +625,15 @@ def registration_check_gas_and_nodes(params: Params, model_bytes: bytes) -> tupl
     bytes are parsed once)."""
     from vm.sandbox.meter import check_facts
 
-    vm = params.vm
     nodes, elements = check_facts(model_bytes)
+    return registration_check_gas_of_facts(params, len(model_bytes), nodes, elements), nodes
+
+
+def registration_check_gas_of_facts(params: Params, size: int, nodes: int, elements: int) -> int:
+    """`registration_check_gas` from the model's facts (`vm.assembly.ModelFacts`, memoized ahead)."""
+    vm = params.vm
     return check_gas_of_facts(vm.gas_register_base, vm.gas_register_per_byte, vm.gas_register_per_node,
-                              vm.gas_register_per_propagated_element, len(model_bytes), nodes, elements), nodes
+                              vm.gas_register_per_propagated_element, size, nodes, elements)
 
 
 def check_gas(base: int, per_byte: int, per_node: int, per_propagated_element: int, model_bytes: bytes) -> int:

@@ -8,8 +8,8 @@ Model bytes are not state either: records hold their hashes, the bytes are node-
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
 from typing import Annotated, Any, Protocol, TypeVar
 
 from core.blobs import BlobReader, blob_digest
@@ -340,6 +340,9 @@ class BlobChanges:
 
     new: dict[bytes, bytes]
     refs: dict[bytes, int]
+    # Blobs named by the chunks they are made of (digest -> (the parts' digests in order, total size)): a model
+    # whose upload the node prepared ahead (vm/assembly.py); stored at commit unless the node holds it already.
+    composed: dict[bytes, tuple[tuple[bytes, ...], int]] = field(default_factory=dict)
 
 
 class StateView:
@@ -350,7 +353,7 @@ class StateView:
     until the node stores them with the block (`blob_changes`).
     """
 
-    __slots__ = ("_blob_refs", "_blobs", "_cache", "_dirty", "_new_blobs", "_reader", "version")
+    __slots__ = ("_blob_refs", "_blobs", "_cache", "_composed", "_dirty", "_new_blobs", "_reader", "version")
 
     def __init__(self, reader: StateReader | None, version: int | None, blobs: BlobReader | None = None) -> None:
         self._reader = reader
@@ -359,6 +362,7 @@ class StateView:
         self._dirty: set[bytes] = set()
         self._blobs = blobs
         self._new_blobs: dict[bytes, bytes] = {}
+        self._composed: dict[bytes, tuple[tuple[bytes, ...], int]] = {}
         self._blob_refs: dict[bytes, int] = {}
 
     # blobs -----------------------------------------------------------------------------------------
@@ -375,6 +379,13 @@ class StateView:
         self._new_blobs.setdefault(bytes(digest), bytes(data))
         self._blob_refs[bytes(digest)] = self._blob_refs.get(bytes(digest), 0) + 1
 
+    def put_composed_blob(self, digest: Hash32, parts: Sequence[Hash32], size: int) -> None:
+        """`put_hashed_blob` for a blob the caller knows is the concatenation of the blobs `parts` (`size` bytes,
+        hashing to `digest`: a prepared upload, vm/assembly.py), kept as that recipe instead of its bytes."""
+        if bytes(digest) not in self._new_blobs:
+            self._composed.setdefault(bytes(digest), (tuple(bytes(d) for d in parts), size))
+        self._blob_refs[bytes(digest)] = self._blob_refs.get(bytes(digest), 0) + 1
+
     def release_blob(self, digest: Hash32) -> None:
         """Drop one reference to a blob (its upload closed); unreferenced blobs are collected later."""
         self._blob_refs[bytes(digest)] = self._blob_refs.get(bytes(digest), 0) - 1
@@ -383,6 +394,9 @@ class StateView:
         """A blob the state names. Missing is this node's fault (its blob store lost what its state names),
         never the transaction's: StorageError."""
         data = self._new_blobs.get(bytes(digest))
+        recipe = self._composed.get(bytes(digest))
+        if data is None and recipe is not None:
+            data = b"".join(self.get_blob(Hash32(part)) for part in recipe[0])
         if data is None and self._blobs is not None:
             data = self._blobs.get_blob(digest)
         if data is None:
@@ -390,7 +404,8 @@ class StateView:
         return data
 
     def blob_changes(self) -> BlobChanges:
-        return BlobChanges(dict(self._new_blobs), {d: n for d, n in self._blob_refs.items() if n})
+        return BlobChanges(dict(self._new_blobs), {d: n for d, n in self._blob_refs.items() if n},
+                           {d: r for d, r in self._composed.items() if d not in self._new_blobs})
 
     # raw access ------------------------------------------------------------------------------------
 

@@ -1,0 +1,172 @@
+"""Uploads prepared before the block that completes them (vm/assembly.py; docs/sandbox.md, "The completing chunk").
+
+The mempool tells this service of every model chunk it takes (`note`); after each such note and each commit,
+a pass looks for uploads whose every chunk is either committed (the upload record lists its hash; its bytes
+are a blob) or waiting in the mempool. For each one it has not prepared yet, a thread assembles the model,
+hashes and parses it (`vm.assembly.prepare_assembly`: the memo the block path asks), and stores the whole
+model's blob, so that the completing block neither reads, hashes, parses nor writes the ~100 MB: it finds the
+facts under the chunks' hashes and names the blob this node already holds. A chunk list that does not match
+its header is not kept (the block rejects it the slow way); a mempool chunk that is not the one a block
+carries only makes the block's lookup miss. Nothing here decides anything the block path would not.
+
+A blob prepared for an upload that never completes stays on disk, unnamed, until the next start-up's sweep
+(`vm.blobrefs.collect_garbage`).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+import trio
+
+from core.blobs import BlobStore, blob_digest
+from core.errors import DecodeError, InferchainError, StorageError
+from core.tx import Transaction
+from core.types import Hash32
+from vm.app import VMApplication
+from vm.assembly import MEMO, AssemblyMemo, compute_assembly_key, prepare_assembly
+from vm.deferred import REJECTED, get_deferred
+from vm.state import Upload, upload_key
+from vm.txs import ModelChunk, TxKind, UploadHeader
+
+logger = logging.getLogger(__name__)
+
+# Uploads followed at once, and keys remembered as tried: a bound on what hostile chunks can make this keep.
+MAX_UPLOADS = 64
+MAX_TRIED = 256
+
+class UploadAhead:
+    """`note` is the mempool's add listener; `wake()` after a commit; `run` prepares what became whole."""
+
+    def __init__(self, app: VMApplication, blobs: BlobStore, get_tx: Callable[[bytes], Transaction | None], *,
+                 memo: AssemblyMemo = MEMO) -> None:
+        self._app = app
+        self._blobs = blobs
+        self._get_tx = get_tx
+        self._memo = memo
+        self._noted: dict[bytes, dict[int, bytes]] = {}  # model id -> chunk index -> a mempool tx's hash
+        self._tried: dict[bytes, None] = {}  # assembly keys prepared or found mismatched, oldest first
+        self._wanted = trio.Event()
+        self._passed = trio.Event()
+        self.prepared = 0  # uploads this node prepared ahead of their completing block
+
+    def note(self, tx_hash: Hash32, tx: Transaction, from_client: bool, entered: int) -> None:
+        if tx.kind != TxKind.MODEL_CHUNK:
+            return
+        try:
+            chunk = ModelChunk.decode(tx.payload)
+        except DecodeError:
+            return
+        mid = bytes(chunk.model_id)
+        if mid not in self._noted and len(self._noted) >= MAX_UPLOADS:
+            return
+        self._noted.setdefault(mid, {})[int(chunk.index)] = bytes(tx_hash)
+        self._wanted.set()
+
+    def wake(self) -> None:
+        self._wanted.set()
+
+    async def next_pass(self) -> None:
+        """Wait until the pass under way (or the next one) has finished."""
+        await self._passed.wait()
+
+    async def run(self) -> None:
+        while True:
+            await self._wanted.wait()
+            self._wanted = trio.Event()
+            for mid in list(self._noted):
+                found = self._gather(mid)
+                if found is None:
+                    continue
+                try:
+                    await trio.to_thread.run_sync(self._prepare, *found)
+                except InferchainError as exc:  # this node's store: the block will compute it itself
+                    logger.warning("preparing upload %s ahead: %s", mid.hex()[:16], exc)
+            passed, self._passed = self._passed, trio.Event()
+            passed.set()
+
+    def _gather(self, mid: bytes) -> tuple[UploadHeader, list[Hash32 | None], dict[int, bytes]] | None:
+        """The header of upload `mid`, its committed chunks' hashes (None where not committed) and the others'
+        bytes from the mempool, if every chunk is one or the other (on the event loop: the mempool is read
+        there); None otherwise. Forgets uploads that closed and chunks that left."""
+        noted = self._noted[mid]
+        txs: dict[int, Transaction] = {}
+        for index, tx_hash in list(noted.items()):
+            tx = self._get_tx(tx_hash)
+            if tx is None:
+                del noted[index]
+            else:
+                txs[index] = tx
+        view = self._app.view()
+        upload = view.get(upload_key(Hash32(mid)), Upload)
+        deferred, model = get_deferred(view, Hash32(mid)), view.model(Hash32(mid))
+        if upload is None and ((deferred is not None and deferred.status != REJECTED) or model is not None):
+            noted.clear()
+            at = deferred.queued_at if deferred is not None else model.registered_at  # type: ignore[union-attr]
+            logger.info("upload of model %s completed by block %d", mid.hex()[:16], int(at))
+        if not noted:
+            del self._noted[mid]
+            return None
+        if upload is not None:
+            header: UploadHeader | None = upload.header
+        else:  # the header's chunk (the first) waits in the mempool too
+            first = self._decoded(mid, 0, txs)
+            header = None if first is None else first.header
+        if header is None:
+            return None
+        landed = [None if upload is None else upload.chunk_hash(i) for i in range(int(header.n_chunks))]
+        missing = [i for i, h in enumerate(landed) if h is None]
+        if any(i not in txs for i in missing):  # counted before anything is decoded: most passes stop here
+            return None
+        pending: dict[int, bytes] = {}
+        for i in missing:
+            chunk = self._decoded(mid, i, txs)
+            if chunk is None:
+                return None
+            pending[i] = bytes(chunk.data)
+        return header, landed, pending
+
+    def _decoded(self, mid: bytes, index: int, txs: dict[int, Transaction]) -> ModelChunk | None:
+        """Chunk `index` of upload `mid` from its mempool transaction; a payload that is not that chunk is
+        forgotten."""
+        tx = txs.get(index)
+        chunk = None if tx is None else _chunk(tx)
+        if chunk is None or bytes(chunk.model_id) != mid or int(chunk.index) != index:
+            self._noted[mid].pop(index, None)
+            return None
+        return chunk
+
+    def _prepare(self, header: UploadHeader, landed: list[Hash32 | None], pending: dict[int, bytes]) -> None:
+        """In a thread: prepare the upload unless this key was tried; store its blob when it matches."""
+        digests = [blob_digest(pending[i]) if h is None else h for i, h in enumerate(landed)]
+        key = compute_assembly_key(header, digests)
+        if key in self._tried or self._memo.has(key):
+            return
+        self._tried[key] = None
+        while len(self._tried) > MAX_TRIED:
+            del self._tried[next(iter(self._tried))]
+        with self._memo.preparing(key) as mine:  # a block that misses it meanwhile waits for this answer
+            if not mine:
+                return
+            chunks = [pending[i] if h is None else self._committed_chunk(h) for i, h in enumerate(landed)]
+            model_bytes = prepare_assembly(header, chunks, self._memo)
+        if model_bytes is None:
+            return
+        self._blobs.put_blobs({bytes(header.bytes_hash): model_bytes})
+        self.prepared += 1
+        logger.info("upload of %s prepared ahead: %d bytes in %d chunks", bytes(header.bytes_hash).hex()[:16],
+                    len(model_bytes), len(landed))
+
+    def _committed_chunk(self, digest: Hash32) -> bytes:
+        data = self._blobs.get_blob(digest)
+        if data is None:
+            raise StorageError(f"chunk blob {bytes(digest).hex()[:16]} is missing from this node")
+        return data
+
+
+def _chunk(tx: Transaction) -> ModelChunk | None:
+    try:
+        return ModelChunk.decode(tx.payload)
+    except DecodeError:
+        return None
