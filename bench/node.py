@@ -2,7 +2,10 @@
 mempool, consensus driver with WAL and signer, real libp2p host, VM, atomic LevelDB commits), against a
 baseline of the bare VM doing the same blocks (build_block + finalize_block in one batch, no node).
 
-    python -m bench.node [--txs 3000]
+    python -m bench.node [--txs 3000] [--kind transfer|infer]
+
+`--kind infer`: tiny exact-class inferences (digits_int8, as bench.gossip_rx builds them) instead of transfers;
+the node's overhead over the bare VM per kind (docs/performance.md, "Per-inference CPU in the node").
 
 Both run in this process with the VM's in-process executor; the ratio is the node's overhead.
 """
@@ -39,6 +42,16 @@ def workload(chain_id: str, n: int) -> list[Transaction]:
     sink = account_key(DEFAULT_SEED_PHRASE, 0).address
     per = -(-n // SENDERS)
     return [build_tx(keys[s], Transfer(sink, 1), chain_id=chain_id, nonce=k, gas_limit=1000, fee=1000)
+            for k in range(per) for s in range(SENDERS)][:n]
+
+
+def infer_workload(chain_id: str, n: int, root: Path) -> list[Transaction]:
+    from bench.gossip_rx import tiny_infer_payloads
+
+    keys = [account_key(DEFAULT_SEED_PHRASE, i) for i in range(1, SENDERS + 1)]
+    per = -(-n // SENDERS)
+    payloads, gas = tiny_infer_payloads(genesis_doc(), per * SENDERS, root / "probe")
+    return [build_tx(keys[s], payloads[k * SENDERS + s], chain_id=chain_id, nonce=k, gas_limit=gas, fee=gas)
             for k in range(per) for s in range(SENDERS)][:n]
 
 
@@ -101,18 +114,22 @@ def vm_rate(root: Path, txs: list[Transaction], max_txs: int) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--txs", type=int, default=3000)
+    parser.add_argument("--kind", choices=("transfer", "infer"), default="transfer")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         chain_id = parse_genesis(genesis_doc()).chain_id
-        txs = workload(chain_id, args.txs)
+        txs = workload(chain_id, args.txs) if args.kind == "transfer" else infer_workload(chain_id, args.txs, root)
+        cpu = time.process_time()
         ours, blocks = trio.run(node_rate, root, txs)
+        cpu_us = 1e6 * (time.process_time() - cpu) / len(txs)
         per_block = -(-len(txs) // max(blocks, 1))
         baseline = vm_rate(root, txs, per_block)
-    print(f"node bench: {len(txs)} transfers from {SENDERS} senders, single validator, in-process VM")
+    print(f"node bench: {len(txs)} {args.kind}s from {SENDERS} senders, single validator, in-process VM")
     print(f"  node: submit -> committed      {ours:>10,.0f} tx/s   ({blocks} blocks, ~{per_block} tx/block)")
     print(f"  bare VM, same block sizes      {baseline:>10,.0f} tx/s")
     print(f"  ratio node / bare VM           {ours / baseline:10.2f}")
+    print(f"  node CPU per transaction       {cpu_us:10.0f} us  (every thread, node start and stop included)")
 
 
 if __name__ == "__main__":

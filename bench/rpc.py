@@ -1,7 +1,7 @@
 """RPC bench: the work behind `models` on a large state, and a client's `broadcast_txs`, each against a baseline
 measured in the same run.
 
-    python -m bench.rpc [--part all|models|broadcast] [--entries 200000] [--models 50] [--txs 8192]
+    python -m bench.rpc [--part all|models|broadcast|block] [--entries 200000] [--models 50] [--txs 8192]
 
 `models` (real LevelDB): baseline: what `models` did before the index, a walk of every state entry for the `M` prefix (the state's
 tree orders keys by hash, so a prefix cannot be seeked). Ours: a page of 100 from `node.queries.ModelIndex`
@@ -13,6 +13,12 @@ as bench/devnet.py's driver sends them; the JSON body parsed, the transactions d
 handed to the gossip batcher, the answer rendered), against the baseline of the work no entry can skip: one
 Ed25519 verification and the mempool's admission with the signature known, each measured alone in the same
 run. The difference is the RPC path's own cost (docs/performance.md, "CPU per transaction").
+
+`block`: the per-transaction part of a `block` answer (each transaction's summary and result as JSON; the
+devnet bench's observer reads every block of node 0 this way) for tiny inferences with their outputs.
+Baseline: the sender's address written by BIP-350's reference checksum loop, as before; ours: the
+table-driven checksum for a sender not seen yet, and the memo for one seen in an earlier block
+(docs/performance.md, "Per-inference CPU in the node").
 """
 
 from __future__ import annotations
@@ -162,9 +168,53 @@ def broadcast_part(n: int, rounds: int) -> None:
     print("  rounds (verify / mempool / rpc, us): " + "; ".join(
         " / ".join(f"{samples[line][r] * 1e6:.0f}" for line in samples) for r in range(rounds)))
 
+def block_part(n: int, rounds: int) -> None:
+    import numpy as np
+
+    import node.rpc.methods as methods
+    from core.address import _encode_address, encode_address
+    from core.header import TxResult, TxStatus
+    from core.keys import PrivateKey
+    from core.tensor import Tensor
+    from core.types import Gas
+    from tests.core.test_address_text import _reference_encode
+    from vm.txs import Infer, build_tx
+
+    rng = np.random.default_rng(0)
+    model = Hash32(bytes(32))
+    txs = [build_tx(PrivateKey.derive("bench", "block", i), Infer(model, (Tensor.from_numpy(
+        rng.integers(0, 256, size=(1, 64), dtype=np.uint8)),), Amount(0)), chain_id="bench", nonce=0,
+        gas_limit=100_000, fee=100_000) for i in range(n)]
+    results = [TxResult(TxStatus.OK, Gas(60_000), (Tensor.from_numpy(rng.integers(-128, 128, size=(1, 10),
+                                                                                    dtype=np.int8)),), b"", "")
+               for _ in range(n)]
+
+    def render() -> float:
+        t0 = time.process_time()
+        json.dumps({"txs": [methods.tx_summary(tx) for tx in txs],
+                    "results": [methods.result_json(r) for r in results]})
+        return (time.process_time() - t0) / n
+
+    samples: dict[str, list[float]] = {"reference": [], "cold": [], "warm": []}
+    for _ in range(rounds):
+        methods.encode_address = lambda address: _reference_encode(bytes(address))  # type: ignore[assignment]
+        samples["reference"].append(render())
+        methods.encode_address = encode_address
+        _encode_address.cache_clear()
+        samples["cold"].append(render())
+        samples["warm"].append(render())
+    rows = {line: statistics.median(values) for line, values in samples.items()}
+    base = rows["reference"]
+    print(f"rpc bench: the per-transaction part of a `block` answer, {n:,} tiny inferences (CPU per transaction, "
+          f"process time; medians of {rounds} rounds)")
+    print(f"  baseline: reference bech32m loop        {base * 1e6:8.1f} us")
+    print(f"  table checksum, sender not seen yet      {rows['cold'] * 1e6:8.1f} us   {rows['cold'] / base:5.2f}x")
+    print(f"  sender seen in an earlier block (memo)   {rows['warm'] * 1e6:8.1f} us   {rows['warm'] / base:5.2f}x")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--part", choices=("all", "models", "broadcast"), default="all")
+    parser.add_argument("--part", choices=("all", "models", "broadcast", "block"), default="all")
     parser.add_argument("--entries", type=int, default=200_000)
     parser.add_argument("--models", type=int, default=50)
     parser.add_argument("--txs", type=int, default=8192, help="transfers submitted in the broadcast part")
@@ -174,6 +224,8 @@ def main() -> None:
         models_part(args)
     if args.part in ("all", "broadcast"):
         broadcast_part(args.txs, args.rounds)
+    if args.part in ("all", "block"):
+        block_part(2000, args.rounds)
 
 
 if __name__ == "__main__":

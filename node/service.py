@@ -22,7 +22,7 @@ import functools
 import logging
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import trio
@@ -80,9 +80,9 @@ from p2p.inbound import InboundPolicy
 from p2p.service import P2PService
 from p2p.topics import TopicKind
 from vm.app import VMApplication
-from vm.execute import account_inclusion_error
+from vm.execute import account_inclusion_error, admission_error
 from vm.genesis import Genesis, load_genesis
-from vm.params import Params
+from vm.params import Params, VMParams
 from vm.retire import retired_in_block
 from vm.sandbox.executor import Executor
 from vm.sandbox.limits import WorkerLimits
@@ -99,19 +99,41 @@ PEER_WAIT_S = 5.0
 
 
 class _MempoolState:
-    """The mempool's view of committed state, and the VM's inclusion rules, read from the VM."""
+    """The mempool's view of committed state, and the VM's inclusion rules, read from the VM.
+
+    The VM parameters the rules read are kept per mempool height (`follow`): every admission and every
+    recheck of a pending transaction asked `current_params`, whose committed-height read is a LevelDB get
+    (docs/performance.md, "Per-inference CPU in the node"). The mempool judges against the state of its
+    height, and `Mempool.update` moves that height after each commit, so the next call reads them again.
+    """
 
     def __init__(self, app: VMApplication) -> None:
         self._app = app
+        self._height: Callable[[], int] | None = None
+        self._vm: tuple[int, VMParams] | None = None
+
+    def follow(self, height: Callable[[], int]) -> None:
+        """Keep the parameters per `height()` (the mempool's) instead of reading them on every call."""
+        self._height = height
+
+    def vm_params(self) -> VMParams:
+        if self._height is None:
+            return self._app.current_params().vm
+        height = self._height()
+        cached = self._vm
+        if cached is None or cached[0] != height:
+            cached = self._vm = (height, self._app.current_params().vm)
+        return cached[1]
 
     def account(self, address: Address) -> Any:
         return self._app.view().account(address)
 
     def check_tx(self, tx: Transaction, account: Account) -> str | None:
-        return self._app.check_tx(tx, account=account, verify=False)  # the mempool keeps the signature cache
+        # The signature is the mempool's (it keeps the signature cache): the VM's entry rule alone.
+        return admission_error(tx, self._app.chain_id, self.vm_params(), account)
 
     def inclusion_error(self, tx: Transaction, account: Account) -> str | None:
-        return account_inclusion_error(tx, self._app.chain_id, self._app.current_params().vm, account)
+        return account_inclusion_error(tx, self._app.chain_id, self.vm_params(), account)
 
 
 def consensus_params(source: Params | Genesis, config: NodeConfig) -> ConsensusParams:
@@ -190,7 +212,9 @@ class Node:
         self.chain_index = ChainIndex(self.index_db, self.blockstore.block, lambda: int(self.blockstore.height),
                                       self._set_members)
         self.chain = Chain(self.db, self.blockstore, self.app)
-        self.mempool = Mempool(self.chain_id, _MempoolState(self.app), self.config.mempool, self.sig_cache)
+        mempool_state = _MempoolState(self.app)
+        self.mempool = Mempool(self.chain_id, mempool_state, self.config.mempool, self.sig_cache)
+        mempool_state.follow(lambda: self.mempool.height)
         self.events = EventHub()
         # Accepted-but-uncommitted transactions and recent rejections, kept across restarts (node.mempool_store).
         try:
