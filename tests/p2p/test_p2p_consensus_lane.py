@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 import pytest
 import trio
@@ -98,7 +99,7 @@ class Recorder:
 
 
 @asynccontextmanager
-async def held_peer(seed: str, **config_changes: object) -> AsyncIterator[tuple[P2PService, Attacker, Recorder]]:
+async def held_peer(seed: str, **config_changes: Any) -> AsyncIterator[tuple[P2PService, Attacker, Recorder]]:
     """One node and a raw peer in its vote and transaction meshes that reads the node's lane at once and its
     pubsub stream only once `Recorder.release` is set."""
     recorder = Recorder()
