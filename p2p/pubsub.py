@@ -37,6 +37,9 @@
   always held somewhere a later copy's read looks: the bulk queue, `_starting`, or the gate itself.
 - The RPCs of one lane queued for a peer when its sending loop takes one leave with it as one frame
   (p2p/coalesce.py): each frame costs both sides a fixed amount of Python, whatever it holds.
+- Consensus messages go to each peer on a second stream, the consensus lane, written by a loop of its own
+  (`_open_lane`, `_send_lane`; p2p/lane.py), so none waits for the batch or proposal being written on the
+  pubsub stream; a peer's lane to us is read by the same loop as its pubsub stream (`lane_stream_handler`).
 - IDONTWANT (gossipsub v1.2) is `DontWantGossipSub` in p2p/dontwant.py; announcements waiting for a busy peer
   are merged in its queue (`ByteBudgetQueue`).
 - The signed peer record a peer attaches to every RPC is checked once per peer and record bytes
