@@ -3,7 +3,9 @@
 `--dont-want` compares IDONTWANT off and on; `--coalesce` compares coalescing off and on (p2p/coalesce.py):
 consensus-like vote heights (CPU and frames read per delivered vote) and batched transfers, networks alternating;
 `--coalesce-bulk` compares batched transfers with transaction batches merged into frames off and on; `--yamux`
-compares CPU per MiB on one stream with upstream's Yamux and p2p/yamux.py's.
+compares CPU per MiB on one stream with upstream's Yamux and p2p/yamux.py's; `--lane` times votes published
+while the same node writes large transaction batches to the same peers, without and with the consensus lane
+(p2p/lane.py), networks alternating.
 
 Prints gossip latency p50/p99 and CPU per delivery for 200 B and 100 KB messages with our full validation,
 against a baseline of the same network with decoding/signature checks switched off (rounds alternate, so
@@ -398,6 +400,59 @@ async def compare_coalesce(rounds: int, heights: int, bursts: list[int], rates: 
         print(f"  transfers at {rate} tx/s: CPU per tx per node {off:.0f} -> {on:.0f} us ({on / off:.2f}x)")
 
 
+async def lane_round(nodes: list[NodeProcess], bulk_bytes: int, bulk_rate: float, vote_rate: float,
+                     seconds: float) -> dict[str, Any]:
+    """Node 0 publishes transaction batches of `bulk_bytes` at `bulk_rate`/s and, meanwhile, votes at `vote_rate`/s;
+    how late each vote reaches each of the other nodes (ms after signing), and how late each batch did."""
+    await everyone(nodes, "reset_stats", "reset", 10)
+    votes, batches = int(vote_rate * seconds), int(bulk_rate * seconds)
+    mark = nodes[0].mark()
+    await nodes[0].send("publish_timed", size=bulk_bytes, count=batches, rate=bulk_rate)
+    await nodes[0].send("publish_timed_votes", count=votes, rate=vote_rate)
+    with trio.fail_after(seconds + 120):
+        await nodes[0].expect("published_timed", since=mark)
+        await nodes[0].expect("published_timed_votes", since=mark)
+    expected = (N - 1) * votes
+    deadline = trio.current_time() + 20  # a vote later than this counts as lost
+    while True:
+        stats = await everyone(nodes, "stats", "stats", 30)
+        got = [ms for s in stats[1:] for ms in s["vote_latencies_ms"]]
+        if len(got) >= expected or trio.current_time() > deadline:
+            break
+        await trio.sleep(0.25)
+    return {"vote_ms": [float(ms) for ms in got], "expected": expected,
+            "bulk_ms": [ns / 1e6 for s in stats[1:] for ns in s["latencies_ns"]], "bulk_expected": (N - 1) * batches,
+            "lane_frames": stats[0]["counters"].get("lane_frames_sent", 0)}
+
+
+async def compare_lane(rounds: int, bulk_kib: int, bulk_rate: float, vote_rate: float, seconds: float) -> None:
+    """Votes behind bulk writes to the same peers, without the consensus lane (`--no-lane`) and with it."""
+    print(f"p2p bench, consensus lane off/on: {N} processes, full mesh; node 0 publishes {bulk_kib} KiB transaction "
+          f"batches at {bulk_rate:g}/s and votes at {vote_rate:g}/s for {seconds:g} s; {rounds} alternating rounds; "
+          f"{os.cpu_count()} CPUs, load average at start {os.getloadavg()[0]:.1f}")
+    print(f"  {'lane':<6}{'load':>6}{'vote p50 ms':>13}{'vote p99 ms':>13}{'vote max ms':>13}{'votes':>12}"
+          f"{'batch p50 ms':>14}{'batches':>10}{'lane frames':>13}")
+    results: dict[str, list[dict[str, Any]]] = {"off": [], "on": []}
+    for _ in range(rounds):
+        for mode, extra in (("off", ("--no-lane",)), ("on", ())):
+            async with network(*extra) as nodes:
+                load = os.getloadavg()[0]
+                r = await lane_round(nodes, bulk_kib * 1024, bulk_rate, vote_rate, seconds)
+                results[mode].append(r)
+                v = r["vote_ms"] or [float("nan")]
+                b = r["bulk_ms"] or [float("nan")]
+                print(f"  {mode:<6}{load:>6.1f}{statistics.median(v):>13.1f}{pct(v, 0.99):>13.1f}{max(v):>13.1f}"
+                      f"{len(r['vote_ms']):>6}/{r['expected']:<5}{statistics.median(b):>14.1f}"
+                      f"{len(r['bulk_ms']):>5}/{r['bulk_expected']:<4}{r['lane_frames']:>13}", flush=True)
+    pooled = {mode: [x for r in rs for x in r["vote_ms"]] or [float("nan")] for mode, rs in results.items()}
+    bulk = {mode: [x for r in rs for x in r["bulk_ms"]] or [float("nan")] for mode, rs in results.items()}
+    on, off = pooled["on"], pooled["off"]
+    print(f"\n  pooled over the rounds, on/off: vote p50 {statistics.median(off):.1f} -> {statistics.median(on):.1f} ms "
+          f"({statistics.median(on) / statistics.median(off):.2f}x), p99 {pct(off, 0.99):.1f} -> {pct(on, 0.99):.1f} ms "
+          f"({pct(on, 0.99) / pct(off, 0.99):.2f}x); batch p50 {statistics.median(bulk['off']):.1f} -> "
+          f"{statistics.median(bulk['on']):.1f} ms; load average at the end {os.getloadavg()[0]:.1f}")
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description="p2p gossip latency and throughput")
     parser.add_argument("--quick", action="store_true")
@@ -410,6 +465,11 @@ if __name__ == "__main__":
                         help="compare batched gossip with transaction batches merged into frames off and on")
     parser.add_argument("--yamux", action="store_true",
                         help="compare CPU per MiB on one stream with upstream's Yamux and p2p/yamux.py's")
+    parser.add_argument("--lane", action="store_true",
+                        help="time votes behind bulk writes to the same peers, consensus lane off and on")
+    parser.add_argument("--bulk-kib", type=int, default=1000, help="transaction batch size, KiB (with --lane)")
+    parser.add_argument("--bulk-rate", type=float, default=4.0, help="batches per second (with --lane)")
+    parser.add_argument("--vote-rate", type=float, default=20.0, help="votes per second (with --lane)")
     parser.add_argument("--mib", type=int, default=64, help="MiB per run (with --yamux)")
     parser.add_argument("--write-kib", type=int, default=256, help="bytes per write, in KiB (with --yamux)")
     parser.add_argument("--heights", type=int, default=100, help="vote heights per step (with --coalesce)")
@@ -419,7 +479,9 @@ if __name__ == "__main__":
     parser.add_argument("--seconds", type=float, default=5.0,
                         help="offering time per rate (with --dont-want, --coalesce)")
     args = parser.parse_args()
-    if args.yamux:
+    if args.lane:
+        trio.run(compare_lane, args.rounds, args.bulk_kib, args.bulk_rate, args.vote_rate, args.seconds)
+    elif args.yamux:
         trio.run(compare_yamux, args.rounds, args.mib, args.write_kib)
     elif args.coalesce_bulk:
         trio.run(compare_bulk_coalesce, args.rounds, [int(r) for r in args.rates.split(",")], args.seconds)

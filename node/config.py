@@ -33,6 +33,9 @@ class P2PSection:
     # Workers admitting inbound transaction batches from per-peer queues (p2p.inbound.InboundPolicy, same
     # default); 0 admits each batch at once in a task of its own, as before the queues (for A/B runs).
     inbound_bulk_workers: int = 16
+    # Consensus messages on a second stream to each peer, never behind a batch being written (p2p/lane.py);
+    # false keeps one stream per peer, as before the lane (for A/B runs).
+    consensus_lane: bool = True
 
 
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1", "[::1]")

@@ -409,7 +409,8 @@ class Node:
         service = P2PService(
             P2PConfig(chain_id=self.chain_id, listen_addrs=cfg.listen_addrs, bootstrap=cfg.bootstrap,
                       max_peers=cfg.max_peers, heartbeat_s=cfg.heartbeat_s,
-                      inbound=InboundPolicy(bulk_workers=cfg.inbound_bulk_workers)),
+                      inbound=InboundPolicy(bulk_workers=cfg.inbound_bulk_workers),
+                      consensus_lane=cfg.consensus_lane),
             self.node_key,
         )
         gossip = service.gossip

@@ -96,6 +96,10 @@ class P2PConfig:
     # Transaction batches queued for a peer are merged into frames too (within `coalesce_bytes`), never with
     # consensus messages; False merges the priority lane only, as before (p2p/coalesce.py).
     coalesce_bulk: bool = True
+    # Consensus messages (proposals, votes, evidence) and IDONTWANT announcements go to each peer on a second
+    # stream of their own, so none waits behind a batch or a large proposal being written (p2p/lane.py); False
+    # keeps one stream per peer, for A/B runs. Peers' lanes are read either way.
+    consensus_lane: bool = True
 
     def __post_init__(self) -> None:
         if not self.chain_id or "/" in self.chain_id:

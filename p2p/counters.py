@@ -23,6 +23,9 @@ class P2PCounters:
     messages_received: int = 0  # published messages in those frames, copies included
     rpcs_sent: int = 0  # outbound RPCs written to peers (queued ones merged into one frame count each)
     frames_sent: int = 0  # pubsub frames written to peers: rpcs_sent less those merged (p2p/coalesce.py)
+    lanes_opened: int = 0  # consensus lanes opened to peers (p2p/lane.py)
+    lane_frames_sent: int = 0  # of frames_sent, those written on a consensus lane
+    lane_rpcs_received: int = 0  # of rpcs_received, those read from a peer's consensus lane
     idontwant_sent: int = 0  # message ids we told a mesh peer not to send us (we have the message)
     idontwant_received: int = 0  # message ids peers told us not to send them
     relays_suppressed: int = 0  # copies not sent to a peer that had told us it holds the message

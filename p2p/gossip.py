@@ -132,6 +132,7 @@ class Gossip:
         self.pubsub = GuardedPubsub(self._host, self.router, self, self._counters,
                                     write_timeout_s=cfg.peer_write_timeout_s, stall_s=cfg.peer_stall_s,
                                     coalesce_bytes=cfg.coalesce_bytes, coalesce_bulk=cfg.coalesce_bulk,
+                                    consensus_lane=cfg.consensus_lane,
                                     bulk_topics=frozenset({self._topics[TopicKind.TXS]}), inbound=cfg.inbound)
         for kind in TopicKind:
             self._buffers[kind] = trio.open_memory_channel[GossipMessage](cfg.delivery_buffer)

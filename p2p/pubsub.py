@@ -37,6 +37,9 @@
   always held somewhere a later copy's read looks: the bulk queue, `_starting`, or the gate itself.
 - The RPCs of one lane queued for a peer when its sending loop takes one leave with it as one frame
   (p2p/coalesce.py): each frame costs both sides a fixed amount of Python, whatever it holds.
+- Consensus messages go to each peer on a second stream, the consensus lane, written by a loop of its own
+  (`_open_lane`, `_send_lane`; p2p/lane.py), so none waits for the batch or proposal being written on the
+  pubsub stream; a peer's lane to us is read by the same loop as its pubsub stream (`lane_stream_handler`).
 - IDONTWANT (gossipsub v1.2) is `DontWantGossipSub` in p2p/dontwant.py; announcements waiting for a busy peer
   are merged in its queue (`ByteBudgetQueue`).
 - The signed peer record a peer attaches to every RPC is checked once per peer and record bytes
@@ -78,6 +81,7 @@ from p2p.counters import P2PCounters
 from p2p.dontwant import MERGED_DONT_WANT_IDS, DontWantGossipSub, announced_ids
 from p2p.frames import READ_CHUNK_BYTES, FrameBuffer
 from p2p.inbound import BulkQueues, InboundPolicy, MessageKey
+from p2p.lane import LANE_OPEN_TIMEOUT_S, LANE_PROTOCOL, LaneViolation, is_lane_rpc, lane_violation
 from p2p.limits import LIBP2P_FRAME_MAX, OUTBOUND_PRIORITY_RESERVE, OUTBOUND_QUEUE_BYTES
 from p2p.scoring import Offense
 
@@ -158,7 +162,8 @@ class ByteBudgetQueue(PriorityQueue):
     """
 
     def __init__(self, max_size: int, *, budget: int = OUTBOUND_QUEUE_BYTES,
-                 reserve: int = OUTBOUND_PRIORITY_RESERVE, on_refused: Callable[[], None] | None = None) -> None:
+                 reserve: int = OUTBOUND_PRIORITY_RESERVE, on_refused: Callable[[], None] | None = None,
+                 is_lane_rpc: Callable[[rpc_pb2.RPC], bool] | None = None) -> None:
         super().__init__(max_size)
         self.budget = budget
         self.reserve = reserve
@@ -170,13 +175,24 @@ class ByteBudgetQueue(PriorityQueue):
         self._bulk_sizes: deque[int] = deque()
         self._urgent_sizes: deque[int] = deque()
         self.last_popped = (0, False)  # (bytes, whether priority) of the RPC `pop` returned last
+        # The consensus lane (p2p/lane.py): while the peer's lane stream is open, priority RPCs that
+        # `is_lane_rpc` accepts wait here for the lane's own sending loop, not in upstream's priority deque.
+        self._is_lane_rpc = is_lane_rpc
+        self.lane_open = False
+        self.lane_tried = False  # a lane stream was asked for once for this queue (its peer's registration)
+        self._lane: deque[rpc_pb2.RPC] = deque()
+        self._lane_sizes: deque[int] = deque()
+
+    def __len__(self) -> int:
+        return super().__len__() + len(self._lane)
 
     def room(self, priority: bool) -> int:
         """Bytes a push in that lane may still add."""
         return self.budget + (self.reserve if priority else 0) - self.held_bytes
 
     def push(self, rpc: rpc_pb2.RPC, priority: bool = False) -> bool:
-        if priority and self._merge_announcement(rpc):
+        on_lane = priority and self.lane_open and self._is_lane_rpc is not None and self._is_lane_rpc(rpc)
+        if priority and self._merge_announcement(rpc, on_lane):
             return True
         size = rpc.ByteSize()
         if len(self) < self.max_size and size > self.room(priority):
@@ -184,30 +200,59 @@ class ByteBudgetQueue(PriorityQueue):
             if self._on_refused is not None:
                 self._on_refused()
             return False
-        if not super().push(rpc, priority):
+        if on_lane:
+            if len(self) >= self.max_size:
+                return False
+            self._lane.append(rpc)
+            self._lane_sizes.append(size)
+        elif super().push(rpc, priority):
+            (self._urgent_sizes if priority else self._bulk_sizes).append(size)
+        else:
             return False
-        (self._urgent_sizes if priority else self._bulk_sizes).append(size)
         self.held_bytes += size
         self.peak_bytes = max(self.peak_bytes, self.held_bytes)
         return True
 
-    def _merge_announcement(self, rpc: rpc_pb2.RPC) -> bool:
-        """An IDONTWANT-only RPC joins the one still waiting at the end of the priority lane, up to
+    def _merge_announcement(self, rpc: rpc_pb2.RPC, on_lane: bool) -> bool:
+        """An IDONTWANT-only RPC joins the one still waiting at the end of its lane, up to
         `MERGED_DONT_WANT_IDS` ids: one frame for what piled up while the peer's sending loop was busy."""
         ids = announced_ids(rpc)
-        if ids is None or not self._priority:
+        queued, sizes = (self._lane, self._lane_sizes) if on_lane else (self._priority, self._urgent_sizes)
+        if ids is None or not queued:
             return False
-        last = self._priority[-1]
+        last = queued[-1]
         waiting = announced_ids(last)
         if waiting is None or len(waiting) + len(ids) > MERGED_DONT_WANT_IDS:
             return False
         before = last.ByteSize()
         last.control.idontwant[0].messageIDs.extend(ids)
         grown = last.ByteSize() - before
-        self._urgent_sizes[-1] += grown
+        sizes[-1] += grown
         self.held_bytes += grown
         self.peak_bytes = max(self.peak_bytes, self.held_bytes)
         return True
+
+    def pop_lane(self) -> tuple[rpc_pb2.RPC, int] | None:
+        """The oldest RPC waiting for the lane and its bytes; None if none waits."""
+        if not self._lane:
+            return None
+        size = self._lane_sizes.popleft()
+        self.held_bytes -= size
+        return self._lane.popleft(), size
+
+    def peek_lane(self) -> tuple[rpc_pb2.RPC, int] | None:
+        return (self._lane[0], self._lane_sizes[0]) if self._lane else None
+
+    def close_lane(self) -> int:
+        """The lane stream is gone: what waits for it goes ahead of the priority deque, in its order, for the
+        main stream's loop; later pushes go there too. Returns how many RPCs moved."""
+        self.lane_open = False
+        moved = len(self._lane)
+        self._priority.extendleft(reversed(self._lane))
+        self._urgent_sizes.extendleft(reversed(self._lane_sizes))
+        self._lane.clear()
+        self._lane_sizes.clear()
+        return moved
 
     def pop(self) -> rpc_pb2.RPC | None:
         priority = bool(self._priority)
@@ -244,12 +289,14 @@ class SizedQueues(dict[ID, RpcQueue]):
     """
 
     def __init__(self, max_message_size: int, *, budget: int = OUTBOUND_QUEUE_BYTES,
-                 reserve: int = OUTBOUND_PRIORITY_RESERVE, on_refused: Callable[[], None] | None = None) -> None:
+                 reserve: int = OUTBOUND_PRIORITY_RESERVE, on_refused: Callable[[], None] | None = None,
+                 is_lane_rpc: Callable[[rpc_pb2.RPC], bool] | None = None) -> None:
         super().__init__()
         self.max_message_size = max_message_size
         self.budget = budget
         self.reserve = reserve
         self._on_refused = on_refused
+        self._is_lane_rpc = is_lane_rpc
 
     def __setitem__(self, peer_id: ID, queue: RpcQueue) -> None:
         queue.max_message_size = self.max_message_size
@@ -258,7 +305,7 @@ class SizedQueues(dict[ID, RpcQueue]):
                 raise ValueError("a peer queue must be stored before anything is pushed to it")
             queue._queue = ByteBudgetQueue(  # see byte_budget
                 queue._queue.max_size, budget=self.budget, reserve=self.reserve,
-                on_refused=self._on_refused)
+                on_refused=self._on_refused, is_lane_rpc=self._is_lane_rpc)
         super().__setitem__(peer_id, queue)
 
 
@@ -331,10 +378,12 @@ class CountingGossipSub(DontWantGossipSub):
 class GuardedPubsub(Pubsub):
     def __init__(self, host: IHost, router: GossipSub, gate: Gate, counters: P2PCounters, *,
                  write_timeout_s: float = 10.0, stall_s: float = 1.0, coalesce_bytes: int = COALESCE_BYTES,
-                 coalesce_bulk: bool = True,
+                 coalesce_bulk: bool = True, consensus_lane: bool = True,
                  bulk_topics: frozenset[str] = frozenset(), inbound: InboundPolicy | None = None, **kwargs: Any):
         """`bulk_topics`: topics whose inbound messages wait in `p2p.inbound.BulkQueues` for one of
-        `inbound.bulk_workers` workers; every other topic's messages are admitted at once."""
+        `inbound.bulk_workers` workers; every other topic's messages are admitted at once. `consensus_lane`:
+        open a second stream to each peer for the messages of the other topics (p2p/lane.py); a peer's lane is
+        read whatever this says."""
         super().__init__(host, router, msg_id_constructor=content_msg_id, max_inbound_rpc_size=LIBP2P_FRAME_MAX,
                          **kwargs)
         self._bulk_topics = bulk_topics
@@ -343,7 +392,11 @@ class GuardedPubsub(Pubsub):
         # consensus messages whose admission task was started but has not run yet (`_admit_now`)
         self._starting: set[MessageKey] = set()
         # outbound frames as large as inbound ones, each peer's queue bounded in bytes
-        self.peer_queues = SizedQueues(LIBP2P_FRAME_MAX, on_refused=self._budget_refused)
+        self.peer_queues = SizedQueues(LIBP2P_FRAME_MAX, on_refused=self._budget_refused,
+                                       is_lane_rpc=lambda rpc: is_lane_rpc(rpc, bulk_topics))
+        self._consensus_lane = consensus_lane
+        self._lanes_in: dict[ID, INetStream] = {}  # each peer's lane stream to us: one at a time
+        host.set_stream_handler(LANE_PROTOCOL, self.lane_stream_handler)
         self._gate = gate
         self._counters = counters
         self._write_timeout_s = write_timeout_s
@@ -398,12 +451,38 @@ class GuardedPubsub(Pubsub):
             await _reset_quietly(stream)
             self._handle_dead_peer(peer_id)
 
-    async def continuously_read_stream(self, stream: INetStream) -> None:
+    async def lane_stream_handler(self, stream: INetStream) -> None:
+        """A peer's consensus lane to us (p2p/lane.py), read as its pubsub stream is: one lane per peer (a new
+        one replaces the old), and a frame that does not parse or holds what the lane may not carry costs the
+        peer MALFORMED_FRAME and the lane (its pubsub stream stays)."""
+        peer_id = stream.muxed_conn.peer_id
+        if self.is_peer_blacklisted(peer_id):
+            await _reset_quietly(stream)
+            return
+        old = self._lanes_in.get(peer_id)
+        self._lanes_in[peer_id] = stream
+        try:
+            if old is not None:
+                await _reset_quietly(old)
+            await self.continuously_read_stream(stream, lane=True)
+        except Exception as exc:  # library code parsing a peer's bytes, or LaneViolation: the peer's fault
+            self._counters.malformed_frames += 1
+            try:
+                self._gate.offense(peer_id, Offense.MALFORMED_FRAME, f"lane: {type(exc).__name__}: {exc}")
+            except Exception:
+                self._contained("penalizing a peer for a malformed lane frame")
+            await _reset_quietly(stream)
+        finally:
+            if self._lanes_in.get(peer_id) is stream:
+                del self._lanes_in[peer_id]
+
+    async def continuously_read_stream(self, stream: INetStream, *, lane: bool = False) -> None:
         """Upstream's read loop, reading in chunks (`p2p.frames`), with the frame limit enforced as an offense.
 
         Each read takes whatever the stream holds (up to `READ_CHUNK_BYTES`) and every whole frame in it is
         handled before the next read: the scheduler is visited per read, not several times per frame. A frame
-        that does not parse raises out of here into `stream_handler`, which penalizes MALFORMED_FRAME.
+        that does not parse raises out of here into `stream_handler`, which penalizes MALFORMED_FRAME (or
+        `lane_stream_handler`, for a peer's consensus lane: `lane`).
         """
         peer_id = stream.muxed_conn.peer_id
         frames = FrameBuffer(self.max_inbound_rpc_size)
@@ -423,21 +502,28 @@ class GuardedPubsub(Pubsub):
                 self._counters.oversized_frames += 1
                 self._gate.offense(peer_id, Offense.MALFORMED_FRAME, f"pubsub frame over the limit: {exc}")
                 await _reset_quietly(stream)
-                self._handle_dead_peer(peer_id)
+                if not lane:
+                    self._handle_dead_peer(peer_id)
                 return
             for incoming in complete:
                 if not self.manager.is_running:
                     return
-                await self._handle_frame(peer_id, stream, incoming)
+                await self._handle_frame(peer_id, stream, incoming, lane=lane)
 
-    async def _handle_frame(self, peer_id: ID, stream: INetStream, incoming: bytes) -> None:
+    async def _handle_frame(self, peer_id: ID, stream: INetStream, incoming: bytes, *, lane: bool = False) -> None:
         """What upstream's loop does with one frame: signed peer record, publishes (consensus topics each in
-        a task of its own, bulk ones queued), subscriptions (capped per RPC), control to the router."""
+        a task of its own, bulk ones queued), subscriptions (capped per RPC), control to the router. A frame
+        read from a lane (`lane`) must keep the lane's rule (p2p/lane.py), or raises `LaneViolation`."""
         rpc = rpc_pb2.RPC()
         rpc.ParseFromString(incoming)
         self._counters.rpcs_received += 1
         self._counters.rpc_bytes_received += len(incoming)
         self._counters.messages_received += len(rpc.publish)
+        if lane:
+            self._counters.lane_rpcs_received += 1
+            why = lane_violation(rpc, self._bulk_topics)
+            if why is not None:
+                raise LaneViolation(f"the consensus lane carried {why}")
         if not self.sender_records.consume(rpc, peer_id):
             logger.debug("peer %s sent an invalid signed peer record; RPC ignored", peer_id)
             return
@@ -493,12 +579,13 @@ class GuardedPubsub(Pubsub):
         self._handle_dead_peer(peer_id)
         self._forget_all_subscriptions(peer_id)
 
-    async def write_msg(self, stream: INetStream, rpc_msg: rpc_pb2.RPC) -> bool:
+    async def write_msg(self, stream: INetStream, rpc_msg: rpc_pb2.RPC, *, lane: bool = False) -> bool:
         """Write one length-prefixed RPC, alone on the stream until it is complete (see module docstring).
 
         Upstream's, with the frame built by one concatenation: upstream copied the serialized RPC into a
         bytearray and that into bytes again, two more copies of up to a frame. False when the stream was
-        closed or reset (the peer then goes through the dead-peer cleanup, as upstream)."""
+        closed or reset (the peer then goes through the dead-peer cleanup, as upstream; for a consensus lane,
+        `lane`, its loop falls back to the pubsub stream instead)."""
         lock = self._write_locks.get(stream)
         if lock is None:
             lock = self._write_locks[stream] = trio.Lock()
@@ -510,7 +597,8 @@ class GuardedPubsub(Pubsub):
                     await stream.write(encode_uvarint(len(body)) + body)
                 except (StreamClosed, StreamReset):
                     logger.debug("writing to %s failed: stream closed or reset", stream.muxed_conn.peer_id)
-                    self._handle_dead_peer(stream.muxed_conn.peer_id)
+                    if not lane:
+                        self._handle_dead_peer(stream.muxed_conn.peer_id)
                     return False
                 whole = True
                 return True
@@ -597,22 +685,89 @@ class GuardedPubsub(Pubsub):
     def _is_unwanted(self, peer_id: ID, rpc: rpc_pb2.RPC) -> bool:
         return isinstance(self.router, DontWantGossipSub) and self.router.is_unwanted(peer_id, rpc)
 
-    def _coalesce_queued(self, peer_id: ID, lanes: ByteBudgetQueue, merged: rpc_pb2.RPC) -> int:
+    async def _open_lane(self, peer_id: ID, queue: RpcQueue) -> None:
+        """Open the consensus lane to a peer just registered (p2p/lane.py) and run its sending loop until the
+        lane or the peer goes. A peer that does not take the lane protocol keeps one stream for everything, as
+        does any peer until its lane is open; when the lane goes, what waits for it moves to the pubsub stream."""
+        lanes = byte_budget(queue)
+        if lanes is None:
+            return
+        stream: INetStream | None = None
+        with trio.move_on_after(LANE_OPEN_TIMEOUT_S):
+            try:
+                stream = await self.host.new_stream(peer_id, [LANE_PROTOCOL])
+            except Exception as exc:  # a peer without the lane (negotiation refused) or a link gone: no lane
+                logger.debug("no consensus lane to %s: %s: %s", peer_id, type(exc).__name__, exc)
+        if stream is None:
+            return
+        try:
+            if queue.closed or self.peer_queues.get(peer_id) is not queue:
+                return  # the peer left (or was registered again) while the lane was being opened
+            lanes.lane_open = True
+            self._counters.lanes_opened += 1
+            await self._send_lane(peer_id, stream, queue, lanes)
+        finally:
+            if lanes.close_lane():
+                _wake(queue)  # the pubsub stream's loop may be waiting with these now in its deque
+            with trio.CancelScope(shield=True, deadline=trio.current_time() + _RESET_TIMEOUT_S):
+                await _reset_quietly(stream)
+
+    async def _send_lane(self, peer_id: ID, stream: INetStream, queue: RpcQueue, lanes: ByteBudgetQueue) -> None:
+        """A peer's consensus lane sending loop: as `handle_sending_messages`, for the RPCs waiting for the lane
+        (merged while queued together); beside the pubsub stream's loop, so no consensus message waits for the
+        batch or proposal being written there. Returns when the peer's queue closes or the lane fails."""
+        try:
+            while True:
+                popped = await _pop_lane(queue, lanes)
+                if popped is None:
+                    return
+                rpc, size = popped
+                if self._is_unwanted(peer_id, rpc):
+                    continue
+                taken = 1 + self._coalesce_queued(peer_id, lanes, rpc, lane_size=size)
+                self._counters.rpcs_sent += taken
+                self._counters.frames_sent += 1
+                self._counters.lane_frames_sent += 1
+                started = trio.current_time()
+                with trio.move_on_after(self._write_timeout_s) as deadline:
+                    ok = await self.write_msg(stream, rpc, lane=True)
+                if isinstance(self.router, CountingGossipSub):
+                    self.router.outbound_times.written(peer_id, rpc, started)
+                if deadline.cancelled_caught:
+                    self._stalled(peer_id, f"one lane RPC not accepted within {self._write_timeout_s:g} s")
+                    return
+                if not ok:
+                    return  # the lane was reset: the rest goes on the pubsub stream
+        except IOException as exc:
+            logger.debug("consensus lane to %s ended: %s: %s", peer_id, type(exc).__name__, exc)
+        except Exception:
+            self._contained(f"consensus lane of {peer_id}")
+
+    def _coalesce_queued(self, peer_id: ID, lanes: ByteBudgetQueue, merged: rpc_pb2.RPC, *,
+                         lane_size: int | None = None) -> int:
         """Merge into `merged` (just popped) the RPCs of its own lane queued behind it, while they are
         mergeable and the frame stays within `coalesce_bytes` (p2p/coalesce.py); returns how many were merged.
         A priority frame never takes a bulk RPC, and a bulk one is popped only while no priority RPC waits.
+        For the consensus lane's loop (`lane_size`: the bytes of the RPC it popped) the RPCs merged are those
+        waiting for the lane.
 
         The popped RPCs are this peer's own (upstream's `send_rpc` queues a copy per peer), so merging into
         the first changes nothing another peer is sent."""
-        size, priority = lanes.last_popped
+        if self._coalesce_bytes <= 0:
+            return 0
+        on_lane = lane_size is not None
+        size, priority = (lane_size, True) if lane_size is not None else lanes.last_popped
         merged_count = 0
         if not (priority or self._coalesce_bulk):
             return 0
-        while (head := lanes.peek()) is not None:
+        while (head := _peek(lanes, on_lane)) is not None:
             rpc, rpc_size, rpc_priority = head
             if rpc_priority != priority or size + rpc_size > self._coalesce_bytes or not is_mergeable(rpc):
                 break
-            lanes.pop()
+            if on_lane:
+                lanes.pop_lane()
+            else:
+                lanes.pop()
             if self._is_unwanted(peer_id, rpc):
                 continue
             merged.MergeFrom(rpc)
@@ -623,6 +778,11 @@ class GuardedPubsub(Pubsub):
     async def _handle_new_peer(self, peer_id: ID) -> None:
         self.drop_stale_stream(peer_id)
         await super()._handle_new_peer(peer_id)
+        queue = self.peer_queues.get(peer_id)
+        lanes = byte_budget(queue) if queue is not None else None
+        if self._consensus_lane and queue is not None and lanes is not None and not lanes.lane_tried:
+            lanes.lane_tried = True  # once per registration: upstream calls this again for a peer it has
+            self.manager.run_task(self._open_lane, peer_id, queue)
 
     def drop_stale_stream(self, peer_id: ID) -> bool:
         """Forget the peer's pubsub stream if the connection under it has closed.
@@ -707,6 +867,31 @@ def contain_peer_tasks(manager: Any, service: str, counters: P2PCounters) -> Non
         run_task(contained, *args, name=label, **kwargs)
 
     manager.run_task = contained_run_task
+
+
+def _peek(lanes: ByteBudgetQueue, on_lane: bool) -> tuple[rpc_pb2.RPC, int, bool] | None:
+    if not on_lane:
+        return lanes.peek()
+    head = lanes.peek_lane()
+    return None if head is None else (head[0], head[1], True)
+
+
+async def _pop_lane(queue: RpcQueue, lanes: ByteBudgetQueue) -> tuple[rpc_pb2.RPC, int] | None:
+    """The next RPC for the consensus lane (waiting for one); None once the queue is closed. `RpcQueue.pop`'s
+    wait, on the same event: every push wakes both of the peer's sending loops, each takes from its deques."""
+    while True:
+        popped = lanes.pop_lane()
+        if popped is not None:
+            return popped
+        if queue.closed:
+            return None
+        await queue._notify.wait()  # upstream's RpcQueue offers no wait of its own for a second consumer
+
+
+def _wake(queue: RpcQueue) -> None:
+    """Wake whatever waits on the queue (as a push does), after RPCs were moved between its deques."""
+    queue._notify.set()
+    queue._notify = trio.Event()
 
 
 async def _reset_quietly(stream: INetStream) -> None:

@@ -27,6 +27,7 @@ import trio
 MARK = "@@ "
 _REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CHAIN = "p2p-testnet"
+TIMED_VOTE_HEIGHT = 1_000_000  # votes from this height up are timed probes (`publish_timed_votes`)
 
 
 def free_port() -> int:
@@ -59,7 +60,7 @@ class _Node:
             P2PConfig(chain_id=args.chain, listen_addrs=(args.listen,), bootstrap=tuple(args.peer),
                       dont_want=DontWantPolicy(enabled=not args.no_dont_want),
                       coalesce_bytes=0 if args.no_coalesce else COALESCE_BYTES,
-                      coalesce_bulk=not args.no_bulk_coalesce),
+                      coalesce_bulk=not args.no_bulk_coalesce, consensus_lane=not args.no_lane),
             node_key_from_seed(args.seed.encode()),
         )
         self.key = PrivateKey.derive("testnode", args.seed, 0)
@@ -67,6 +68,7 @@ class _Node:
                                  tx_payload=args.tx_payload) if args.serve_chain else None
         self.echo = args.echo
         self.latencies_ns: list[int] = []
+        self.vote_latencies_ms: list[int] = []  # timed votes (`publish_timed_votes`): receipt less signing time
         self.tx_seen: set[bytes] = set()
         self.vote_seq = 0
         self.nonce = 0
@@ -88,6 +90,8 @@ class _Node:
 
         async def on_vote(message: Any) -> None:
             await trio.lowlevel.checkpoint()
+            if int(message.value.height) >= TIMED_VOTE_HEIGHT:
+                self.vote_latencies_ms.append(time.time_ns() // 1_000_000 - int(message.value.timestamp))
             if self.echo:
                 self.emit("recv", kind="votes", id=message.msg_id.hex(), origin=str(message.origin),
                           height=int(message.value.height))
@@ -167,6 +171,8 @@ class _Node:
                             SignatureBytes(b"\0" * 64)).signed(self.key, self.args.chain)
                 ids.append((await self.service.publish(TopicKind.VOTES, vote.encode())).hex())
             self.emit("published", ids=ids)
+        elif cmd == "publish_timed_votes":
+            await self._publish_timed_votes(command["count"], command["rate"])
         elif cmd == "publish_timed":
             await self._publish_timed(command["size"], command["count"], command["rate"])
         elif cmd == "prepare_txs":
@@ -182,13 +188,15 @@ class _Node:
                       mesh=[str(p) for p in self.service.gossip.mesh_peers(TopicKind.VOTES)])
         elif cmd == "stats":
             span = (self.last_tx_at - self.first_tx_at) if self.first_tx_at and self.last_tx_at else 0.0
-            self.emit("stats", latencies_ns=self.latencies_ns, txs=len(self.tx_seen), tx_span_s=span,
+            self.emit("stats", latencies_ns=self.latencies_ns, vote_latencies_ms=self.vote_latencies_ms,
+                      txs=len(self.tx_seen), tx_span_s=span,
                       cpu_s=time.process_time() - self.cpu_at_reset, counters=self.service.counters.snapshot())
         elif cmd == "set_checks":
             self.set_checks(bool(command["enabled"]))
             self.emit("checks", enabled=bool(command["enabled"]))
         elif cmd == "reset_stats":
             self.latencies_ns.clear()
+            self.vote_latencies_ms.clear()
             self.tx_seen.clear()
             self.first_tx_at = self.last_tx_at = None
             self.cpu_at_reset = time.process_time()
@@ -214,6 +222,23 @@ class _Node:
             tx = self._tx(1, time.time_ns().to_bytes(8, "big") + pad)
             await self.service.publish(TopicKind.TXS, encode_tx_batch([tx.encode()]))
         self.emit("published_timed", count=count)
+
+    async def _publish_timed_votes(self, count: int, rate: float) -> None:
+        """`count` votes at `rate`/s, each of its own height from `TIMED_VOTE_HEIGHT` up, stamped (ms) when
+        signed: receivers record how late each arrives (`vote_latencies_ms`)."""
+        from core.types import Height, Round, SignatureBytes, Timestamp
+        from core.votes import Vote, VoteType
+        from p2p.topics import TopicKind
+
+        start = trio.current_time()
+        for n in range(count):
+            await trio.sleep_until(start + n / rate)
+            self.vote_seq += 1
+            vote = Vote(VoteType.PREVOTE, Height(TIMED_VOTE_HEIGHT + self.vote_seq), Round(0), None,
+                        Timestamp(time.time_ns() // 1_000_000), self.key.public_key, None,
+                        SignatureBytes(b"\0" * 64)).signed(self.key, self.args.chain)
+            await self.service.publish(TopicKind.VOTES, vote.encode())
+        self.emit("published_timed_votes", count=count)
 
     async def _offer_txs(self, rate: float) -> None:
         """Offer the prepared (already signed) transactions at `rate` per second through the batcher."""
@@ -279,6 +304,8 @@ def main(argv: list[str] | None = None) -> None:
                         help="write each queued RPC as its own frame (the behaviour before p2p/coalesce.py)")
     parser.add_argument("--no-bulk-coalesce", action="store_true",
                         help="merge only consensus RPCs into frames, not transaction batches (the earlier behaviour)")
+    parser.add_argument("--no-lane", action="store_true",
+                        help="no consensus lane: one stream per peer (the behaviour before p2p/lane.py)")
     parser.add_argument("--log-level", default="WARNING")
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level, stream=sys.stderr,
