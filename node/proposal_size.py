@@ -19,16 +19,16 @@ each height measures the next size before anyone proposes it.
 
 The wall time measured is the right unit (the propose timeout is wall time) but a biased estimate: on a
 saturated machine a validation waits for a core and for the GIL (the node's event loop admits, gossips and
-refuses transactions in the same process), and measured on the devnet the validating thread ran for a tenth
-to a twenty-fifth of the wall time its validation took (docs/performance.md, "The small-block regime").
-That wait grows with the node's other work, and its other work grows when blocks are small (mempools fill,
-clients are refused and send again), so a sizer that only divides the budget by it can settle in a regime of
-small blocks that validate in a fraction of the timeout. The thread's CPU time is no better a unit: it omits
-the wait, which is real, and the sandbox workers that run a block's inferences. So the sizer also asks the
-constraint itself: a height decided in round 0 proved that its block, at its size, was built, relayed and
-validated within the timeout on a quorum of validators at that moment's load. The next proposal may hold up
-to PROBE_GROWTH times that block whatever the wall estimate says (additive-increase's probe, per height), and
-a height decided in a later round halves what the probe allows (the multiplicative decrease), as TCP's
+refuses transactions in the same process); on the devnet at load ~20 the validating thread ran for an eighth
+of its validation's wall time (median; a third to a twentieth; docs/performance.md, "The small-block
+regime"). That wait grows with the node's other work, and its other work grows when blocks are small
+(mempools fill, clients are refused and send again), so a sizer that only divides the budget by it can
+settle in a regime of small blocks, each within its budget, that commits half of what larger ones do. The
+thread's CPU time is no better a unit: it omits the wait, which is real, and the sandbox workers that run a
+block's inferences. So the sizer also asks the constraint itself: a height decided in round 0 proved that
+its block, at its size, was built, relayed and validated within the timeout by a quorum at that moment's
+load. The next proposal may hold up to PROBE_GROWTH times that block whatever the wall estimate says (the
+probe), and a height decided in a later round halves what the probe allows (the decrease), as TCP's
 congestion window learns a path's capacity from delivered and lost segments rather than from a model of it.
 
 This is proposer policy, not a consensus rule: validators accept any valid block, nothing here enters a
