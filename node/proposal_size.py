@@ -28,9 +28,8 @@ thread's CPU time is no better a unit: it omits the wait, which is real, and the
 block's inferences. So the sizer also asks the constraint itself: a height decided in round 0 proved that
 its block, at its size, was built, relayed and validated within the timeout by a quorum at that moment's
 load. The next proposal may hold up to PROBE_GROWTH times that block whatever the wall estimate says (the
-probe); a height decided in a later round caps every proposal at half its block, the cap growing by
-PROBE_GROWTH with each height decided in round 0 (the decrease), as TCP's congestion window learns a path's
-capacity from delivered and lost segments rather than from a model of it.
+probe), and a height decided in a later round halves what the probe allows (the decrease), as TCP's
+congestion window learns a path's capacity from delivered and lost segments rather than from a model of it.
 
 This is proposer policy, not a consensus rule: validators accept any valid block, nothing here enters a
 hash or a verdict, and the wall time read here never reaches the state machine or the VM (the round a
@@ -71,8 +70,7 @@ class ProposalSizer:
     share: float = VALIDATION_SHARE
     samples: int = 0
     last_txs: int = 0  # the last block built or validated here, whatever its size (the slow start's base)
-    proven_txs: int = 0  # the last block decided in round 0 (the probe's base)
-    cap_txs: int | None = None  # after a height decided in a later round: the bound on every proposal
+    proven_txs: int = 0  # the last block decided in round 0, halved by each height decided later (the probe's base)
 
     def observe(self, txs: int, seconds: float) -> None:
         """Record one build or validation of a block of `txs` transactions that took `seconds` of wall time."""
@@ -88,19 +86,15 @@ class ProposalSizer:
         """Record a committed height: its block of `txs` transactions was decided in round `round_`."""
         if round_ == 0:
             self.proven_txs = txs
-            if self.cap_txs is not None:
-                self.cap_txs = int(PROBE_GROWTH * max(self.cap_txs, MIN_PROPOSAL_TXS))
         else:
-            self.cap_txs = txs // 2
+            self.proven_txs //= 2
 
     def max_txs(self, timeout_propose_ms: int, limit: int) -> int:
         """Transactions for the next proposal: what validates within `share` of the propose timeout, or up to
         PROBE_GROWTH times the last block decided in round 0 if that is more; at most GROWTH times the last
-        block measured (FIRST_PROPOSAL_TXS after small ones) and the cap left by a height decided late; at
-        least MIN_PROPOSAL_TXS and at most `limit` (the block's own cap)."""
+        block measured (FIRST_PROPOSAL_TXS after small ones), at least MIN_PROPOSAL_TXS and at most `limit`
+        (the block's own cap)."""
         grown = min(limit, max(FIRST_PROPOSAL_TXS, GROWTH * self.last_txs))
-        if self.cap_txs is not None:
-            grown = min(grown, max(MIN_PROPOSAL_TXS, self.cap_txs))
         fits = compute_proposal_txs(timeout_propose_ms, self.share, self.seconds_per_tx, grown)
         return max(fits, min(grown, int(PROBE_GROWTH * self.proven_txs)))
 
