@@ -58,7 +58,7 @@ MIN_PROPOSAL_TXS = 256
 GROWTH = 2
 FIRST_PROPOSAL_TXS = 2 * MIN_PROPOSAL_TXS
 # A proposal may hold this many times the last block decided in round 0, whatever the wall estimate allows
-# (a quarter more per height: from 800 to 5,000 transactions in about eight heights).
+# (a quarter more per height: from 800 to over 5,000 transactions in nine heights).
 PROBE_GROWTH = 1.25
 
 
