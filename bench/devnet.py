@@ -27,7 +27,8 @@ not jail slow honest validators); the load driver's own CPU per transaction sent
 during the send window; signing happens before it); CPU per committed transaction (all node processes with their sandbox workers, from /proc, over
 the send window and the drain, divided by the step's committed transactions; then the same per node, where
 node 0's share includes serving the block observer); heights decided after round 0 and commits missing a
-precommit (`rounds_line`); and RSS per node at the end.
+precommit (`rounds_line`); the loaded stretch, first to last non-empty block, with its block sizes and
+rate (`loaded_line`: the window misses it when finality runs to tens of seconds); and RSS per node at the end.
 The baseline, measured in the same run: one core's Ed25519 verifications per second, and the ceiling that
 implies when every validator verifies every transaction once on this machine's cores.
 """
@@ -78,6 +79,8 @@ STALL_S = 10.0  # the drain ends when for this long nothing new commits and node
 GAS_LIMIT = 1000
 FEE = 1000
 TICK = os.sysconf("SC_CLK_TCK")
+# Blocks under this many transfers while the mempools are full: the small-block regime (docs/performance.md).
+SMALL_BLOCK_TXS = 1_000
 
 
 # ------------------------------------------------------------------------------------------------ workload
@@ -410,6 +413,25 @@ def rounds_line(blocks: list[Block], validators: int) -> str:
             f"{sum(b.last_round for b in later)}), commits missing a precommit {short}")
 
 
+def loaded_line(blocks: list[Block]) -> str:
+    """The step's loaded stretch, from its first to its last non-empty block committed since the step began
+    (under overload the window above, shifted by a median finality of tens of seconds, falls in the drain):
+    blocks, transactions per block (p10/p50/p90), blocks under SMALL_BLOCK_TXS (docs/performance.md, "The
+    small-block regime"), the mean interval and the transactions per second over the stretch."""
+    full = [i for i, b in enumerate(blocks) if b.txs]
+    if not full:
+        return "loaded stretch: no transactions committed"
+    stretch = blocks[full[0]:full[-1] + 1]
+    sizes = sorted(float(b.txs) for b in stretch)
+    span_s = (stretch[-1].time_ms - stretch[0].time_ms) / 1000
+    interval = f"{span_s / (len(stretch) - 1):.2f} s" if len(stretch) > 1 else "-"
+    rate_s = f"{sum(sizes) / span_s:,.0f}/s" if span_s > 0 else "-"
+    small = sum(n < SMALL_BLOCK_TXS for n in sizes)
+    return (f"loaded stretch: {len(stretch)} blocks, txs per block p10/p50/p90 {pct(sizes, 0.1):,.0f}/"
+            f"{pct(sizes, 0.5):,.0f}/{pct(sizes, 0.9):,.0f}, under {SMALL_BLOCK_TXS:,}: {small}, "
+            f"interval {interval}, committed over it {rate_s}")
+
+
 def print_run_end(net: RealNet, leaders: list[int], observer: Observer) -> None:
     """What every devnet bench prints before stopping its devnet: RSS per node and the largest block seen."""
     print("\nRSS per node (node process / with sandbox workers):")
@@ -577,6 +599,7 @@ def main(argv: list[str] | None = None) -> int:
                 if fates.total:
                     print(f"         after a drain of {drained:.0f} s: " + fates.line(), flush=True)
                 print("         " + rounds_line(in_window, len(leaders)), flush=True)
+                print("         " + loaded_line([b for b in observer.blocks if b.seen >= start]), flush=True)
                 if step_committed:  # node 0 also serves the block observer (every block as JSON)
                     print("         cpu ms/tx by node: " + ", ".join(
                         f"node{i} {1000 * (b - a) / step_committed:.2f}"

@@ -434,6 +434,7 @@ class ConsensusDriver:
         await self.chain.commit(block, action.commit, action.next_proposers.encode())
         if self._replaying:
             return
+        self.sizer.decided(len(block.txs), int(action.commit.round))
         if int(action.commit.round) > 0:  # rounds lost at this height (a dropped or late proposal, timeouts)
             logger.info("block %d decided in round %d (built in round %d)", int(block.height),
                         int(action.commit.round), int(block.header.round))

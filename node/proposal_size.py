@@ -17,8 +17,23 @@ docs/performance.md, "Tiny inference on the devnet"). So a proposal also grows a
 last block this node built or validated, from FIRST_PROPOSAL_TXS, as TCP's slow start grows its window:
 each height measures the next size before anyone proposes it.
 
+The wall time measured is the right unit (the propose timeout is wall time) but a biased estimate: on a
+saturated machine a validation waits for a core and for the GIL (the node's event loop admits, gossips and
+refuses transactions in the same process); on the devnet at load ~20 the validating thread ran for an eighth
+of its validation's wall time (median; a third to a twentieth; docs/performance.md, "The small-block
+regime"). That wait grows with the node's other work, and its other work grows when blocks are small
+(mempools fill, clients are refused and send again), so a sizer that only divides the budget by it can
+settle in a regime of small blocks, each within its budget, that commits half of what larger ones do. The
+thread's CPU time is no better a unit: it omits the wait, which is real, and the sandbox workers that run a
+block's inferences. So the sizer also asks the constraint itself: a height decided in round 0 proved that
+its block, at its size, was built, relayed and validated within the timeout by a quorum at that moment's
+load. The next proposal may hold up to PROBE_GROWTH times that block whatever the wall estimate says (the
+probe), and a height decided in a later round halves what the probe allows (the decrease), as TCP's
+congestion window learns a path's capacity from delivered and lost segments rather than from a model of it.
+
 This is proposer policy, not a consensus rule: validators accept any valid block, nothing here enters a
-hash or a verdict, and the wall time read here never reaches the state machine or the VM.
+hash or a verdict, and the wall time read here never reaches the state machine or the VM (the round a
+height was decided in is the chain's own data, the same on every node).
 """
 
 from __future__ import annotations
@@ -42,6 +57,9 @@ MIN_PROPOSAL_TXS = 256
 # FIRST_PROPOSAL_TXS more than a block of under MIN_SAMPLE_TXS (the slow start above).
 GROWTH = 2
 FIRST_PROPOSAL_TXS = 2 * MIN_PROPOSAL_TXS
+# A proposal may hold this many times the last block decided in round 0, whatever the wall estimate allows
+# (a quarter more per height: from 800 to over 5,000 transactions in nine heights).
+PROBE_GROWTH = 1.25
 
 
 @dataclass(slots=True)
@@ -52,6 +70,7 @@ class ProposalSizer:
     share: float = VALIDATION_SHARE
     samples: int = 0
     last_txs: int = 0  # the last block built or validated here, whatever its size (the slow start's base)
+    proven_txs: int = 0  # the last block decided in round 0, halved by each height decided later (the probe's base)
 
     def observe(self, txs: int, seconds: float) -> None:
         """Record one build or validation of a block of `txs` transactions that took `seconds` of wall time."""
@@ -63,12 +82,21 @@ class ProposalSizer:
             SMOOTHING * sample + (1 - SMOOTHING) * self.seconds_per_tx)
         self.samples += 1
 
+    def decided(self, txs: int, round_: int) -> None:
+        """Record a committed height: its block of `txs` transactions was decided in round `round_`."""
+        if round_ == 0:
+            self.proven_txs = txs
+        else:
+            self.proven_txs //= 2
+
     def max_txs(self, timeout_propose_ms: int, limit: int) -> int:
-        """Transactions for the next proposal: what validates within `share` of the propose timeout and at
-        most GROWTH times the last block measured (FIRST_PROPOSAL_TXS after small ones), at least
-        MIN_PROPOSAL_TXS and at most `limit` (the block's own cap)."""
-        grown = max(FIRST_PROPOSAL_TXS, GROWTH * self.last_txs)
-        return compute_proposal_txs(timeout_propose_ms, self.share, self.seconds_per_tx, min(limit, grown))
+        """Transactions for the next proposal: what validates within `share` of the propose timeout, or up to
+        PROBE_GROWTH times the last block decided in round 0 if that is more; at most GROWTH times the last
+        block measured (FIRST_PROPOSAL_TXS after small ones), at least MIN_PROPOSAL_TXS and at most `limit`
+        (the block's own cap)."""
+        grown = min(limit, max(FIRST_PROPOSAL_TXS, GROWTH * self.last_txs))
+        fits = compute_proposal_txs(timeout_propose_ms, self.share, self.seconds_per_tx, grown)
+        return max(fits, min(grown, int(PROBE_GROWTH * self.proven_txs)))
 
 
 def compute_proposal_txs(timeout_propose_ms: int, share: float, seconds_per_tx: float, limit: int) -> int:
