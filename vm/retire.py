@@ -127,26 +127,30 @@ def process_lock_deposit(view: StateView, model_id: Hash32, owner: Address, amou
 
 def process_refund_deposit(view: StateView, model_id: Hash32) -> int:
     """Give a model's deposit back to its owner and forget it (so it is refunded once); the amount."""
-    record = get_model_deposit(view, model_id)
+    record = _take_from_escrow(view, model_id)
     if record is None:
         return 0
-    escrow = view.account(DEPOSIT_ESCROW)
-    view.set_account(DEPOSIT_ESCROW, escrow.replace(balance=Amount(escrow.balance - record.amount)))
     owner = view.account(record.owner)
     view.set_account(record.owner, owner.replace(balance=Amount(owner.balance + record.amount)))
-    view.delete(deposit_key(model_id))
     return int(record.amount)
 
 
 def process_burn_deposit(view: StateView, model_id: Hash32) -> int:
     """Take a model's deposit out of the escrow for good and forget it; the amount (the caller's burn)."""
+    record = _take_from_escrow(view, model_id)
+    return 0 if record is None else int(record.amount)
+
+
+def _take_from_escrow(view: StateView, model_id: Hash32) -> ModelDeposit | None:
+    """A model's deposit record, its amount taken out of the escrow account and the record deleted; None if
+    the model locked none (or it was already given back)."""
     record = get_model_deposit(view, model_id)
     if record is None:
-        return 0
+        return None
     escrow = view.account(DEPOSIT_ESCROW)
     view.set_account(DEPOSIT_ESCROW, escrow.replace(balance=Amount(escrow.balance - record.amount)))
     view.delete(deposit_key(model_id))
-    return int(record.amount)
+    return record
 
 
 def validate_retire(view: StateView, params: Params, model_id: Hash32, sender: Address | None) -> Address:
