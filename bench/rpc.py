@@ -177,7 +177,7 @@ def block_part(n: int, rounds: int) -> None:
     from core.keys import PrivateKey
     from core.tensor import Tensor
     from core.types import Gas
-    from tests.core.test_address_text import _reference_encode
+    from tools.bech32_reference import reference_encode
     from vm.txs import Infer, build_tx
 
     rng = np.random.default_rng(0)
@@ -197,7 +197,7 @@ def block_part(n: int, rounds: int) -> None:
 
     samples: dict[str, list[float]] = {"reference": [], "cold": [], "warm": []}
     for _ in range(rounds):
-        methods.encode_address = lambda address: _reference_encode(bytes(address))  # type: ignore[assignment]
+        methods.encode_address = lambda address: reference_encode(bytes(address))  # type: ignore[assignment]
         samples["reference"].append(render())
         methods.encode_address = encode_address
         _encode_address.cache_clear()
