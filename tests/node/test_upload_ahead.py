@@ -15,10 +15,9 @@ from core.hashing import sha256
 from core.header import TxStatus
 from core.tx import Transaction
 from core.types import Hash32
-from node.blobstore import FileBlobStore
 from node.uploadahead import UploadAhead
-from tests.vm.deferred_models import VM, upload, weights_meta, weights_model
-from tests.vm.devnet import Devnet, devnet_genesis
+from tests.vm.deferred_models import file_blob_devnet, upload, weights_meta, weights_model
+from tests.vm.devnet import Devnet
 from vm.assembly import MEMO, compute_assembly_key
 from vm.txs import build_tx, split_model
 
@@ -27,12 +26,8 @@ pytestmark = pytest.mark.node
 
 @pytest.fixture
 def net(tmp_path: Path) -> Iterator[Devnet]:
-    devnet = Devnet.start(tmp_path, devnet_genesis(vm=VM), nodes=2,
-                          blobs=lambda i: FileBlobStore(tmp_path / f"blobs{i}"))
-    MEMO.clear()
-    yield devnet
-    MEMO.clear()
-    devnet.close()
+    with file_blob_devnet(tmp_path, 2) as devnet:
+        yield devnet
 
 
 def one_pass(ahead: UploadAhead, noted: list[Transaction]) -> None:

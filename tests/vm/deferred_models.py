@@ -4,14 +4,20 @@ is over the lowered `vm.max_tx_gas` of `VM`, and an upload whose completing chun
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
 import numpy as np
 from onnx import TensorProto, helper, numpy_helper
 
 from core.keys import PrivateKey
 from core.tensor import DType, Tensor
 from core.tx import Transaction
-from tests.vm.devnet import Devnet
+from node.blobstore import FileBlobStore
+from tests.vm.devnet import Devnet, devnet_genesis
 from tests.vm.helpers import meta_for, spec
+from vm.assembly import MEMO
 from vm.execute import chunk_gas, completing_gas
 from vm.sandbox.canonicalize import canonicalize
 from vm.txs import GoldenVector, ModelClass, ModelMeta, build_tx, split_model
@@ -71,3 +77,17 @@ def near_meta(meta: ModelMeta) -> ModelMeta:
         bound = meta.tol_abs + meta.tol_rel_ppm * np.abs(q.astype(np.float64)) / 1e6
         shifted.append(Tensor(t.dtype, t.shape, (q + np.rint(1.5 * bound).astype(np.int64)).tobytes()))
     return meta.replace(golden=(GoldenVector(vector.inputs, tuple(shifted)),))
+
+
+@contextmanager
+def file_blob_devnet(tmp_path: Path, nodes: int) -> Iterator[Devnet]:
+    """`nodes` in-process nodes on the deferred genesis (`VM`), each with its own file blob store, with the
+    process-wide assembly memo (vm/assembly.py) cleared before and after."""
+    devnet = Devnet.start(tmp_path, devnet_genesis(vm=VM), nodes=nodes,
+                          blobs=lambda i: FileBlobStore(tmp_path / f"blobs{i}"))
+    MEMO.clear()
+    try:
+        yield devnet
+    finally:
+        MEMO.clear()
+        devnet.close()

@@ -17,9 +17,8 @@ from core.hashing import sha256
 from core.header import TxStatus
 from core.tx import Transaction
 from core.types import Hash32
-from node.blobstore import FileBlobStore
-from tests.vm.deferred_models import VM, upload, weights_meta, weights_model
-from tests.vm.devnet import Devnet, devnet_genesis
+from tests.vm.deferred_models import file_blob_devnet, upload, weights_meta, weights_model
+from tests.vm.devnet import Devnet
 from vm.assembly import MEMO, compute_assembly_key, prepare_assembly
 from vm.deferred import PENDING, get_deferred
 from vm.execute import chunk_gas
@@ -31,12 +30,8 @@ pytestmark = pytest.mark.vm
 @pytest.fixture
 def net(tmp_path: Path) -> Iterator[Devnet]:
     """Node 0 builds, node 1 validates, node 2 applies committed blocks; each with its own file blob store."""
-    devnet = Devnet.start(tmp_path, devnet_genesis(vm=VM), nodes=3,
-                          blobs=lambda i: FileBlobStore(tmp_path / f"blobs{i}"))
-    MEMO.clear()
-    yield devnet
-    MEMO.clear()
-    devnet.close()
+    with file_blob_devnet(tmp_path, 3) as devnet:
+        yield devnet
 
 
 def test_the_completing_block_is_the_same_from_the_memo_and_recomputed(net: Devnet) -> None:
