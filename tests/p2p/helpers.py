@@ -5,15 +5,21 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import trio
+from libp2p.pubsub.pb import rpc_pb2
 
 from p2p.config import P2PConfig
 from p2p.identity import node_key_from_seed
 from p2p.service import P2PService
 from p2p.topics import TopicKind
 from p2p.validation import GossipMessage
+
+if TYPE_CHECKING:
+    from libp2p.abc import INetStream
+
+    from tests.adversary.frames import Attacker
 
 CHAIN = "p2ptest"
 
@@ -73,3 +79,21 @@ async def wait_for_mesh(services: list[P2PService], minimum: int = 1, within: fl
     await wait_until(
         lambda: all(len(s.gossip.mesh_peers(k)) >= minimum for s in services for k in TopicKind), within
     )
+
+
+async def join_tx_and_vote_meshes(peer: Attacker, node: P2PService) -> INetStream:
+    """A raw peer opens its pubsub stream to `node`, subscribes to and grafts the transaction and vote topics,
+    and waits (bounded) until the node has it in both meshes; the stream."""
+    from tests.adversary.frames import Attacker
+
+    kinds = (TopicKind.TXS, TopicKind.VOTES)
+    stream = await peer.open_meshsub(node.addr)
+    topics = [node.gossip.topic(k) for k in kinds]
+    await Attacker.send_rpc(stream, rpc_pb2.RPC(
+        subscriptions=[rpc_pb2.RPC.SubOpts(subscribe=True, topicid=t) for t in topics],
+        control=rpc_pb2.ControlMessage(graft=[rpc_pb2.ControlGraft(topicID=t) for t in topics])))
+    pubsub = node.gossip.pubsub
+    assert pubsub is not None
+    await wait_until(lambda: peer.peer_id in pubsub.peers and all(
+        peer.peer_id in node.gossip.mesh_peers(k) for k in kinds))
+    return stream

@@ -34,7 +34,7 @@ from p2p.service import P2PService
 from p2p.testing.chain import make_tx, make_vote, validator_keys
 from p2p.topics import TopicKind
 from tests.adversary.frames import Attacker, attacker
-from tests.p2p.helpers import CHAIN, running_nodes, wait_until
+from tests.p2p.helpers import CHAIN, join_tx_and_vote_meshes, running_nodes, wait_until
 
 pytestmark = [pytest.mark.p2p]
 
@@ -88,13 +88,7 @@ async def framed_peer(seed: str, **config_changes: Any) -> AsyncIterator[tuple[P
                     frames.append(Frame(rpc.ByteSize(), [(kinds[m.topicIDs[0]], bytes(m.data)) for m in rpc.publish]))
 
         peer.host.set_stream_handler(PROTOCOL_ID_V11, record)
-        stream = await peer.open_meshsub(node.addr)
-        topics = [node.gossip.topic(k) for k in (TopicKind.TXS, TopicKind.VOTES)]
-        await Attacker.send_rpc(stream, rpc_pb2.RPC(
-            subscriptions=[rpc_pb2.RPC.SubOpts(subscribe=True, topicid=t) for t in topics],
-            control=rpc_pb2.ControlMessage(graft=[rpc_pb2.ControlGraft(topicID=t) for t in topics])))
-        await wait_until(lambda: peer.peer_id in _pubsub(node).peers and all(
-            peer.peer_id in node.gossip.mesh_peers(k) for k in (TopicKind.TXS, TopicKind.VOTES)))
+        _stream = await join_tx_and_vote_meshes(peer, node)  # held open while the test runs
         yield node, peer, frames
 
 
