@@ -47,6 +47,7 @@ class UploadAhead:
         self._memo = memo
         self._noted: dict[bytes, dict[int, bytes]] = {}  # model id -> chunk index -> a mempool tx's hash
         self._tried: dict[bytes, None] = {}  # assembly keys prepared or found mismatched, oldest first
+        self._digests: dict[bytes, Hash32] = {}  # a noted chunk tx's hash -> its chunk's digest, once prepared
         self._wanted = trio.Event()
         self._passed = trio.Event()
         self.prepared = 0  # uploads this node prepared ahead of their completing block
@@ -77,31 +78,35 @@ class UploadAhead:
             self._wanted = trio.Event()
             for mid in list(self._noted):
                 found = self._gather(mid)
-                if found is None:
+                if found is None or self._tried_already(*found):
                     continue
                 try:
-                    await trio.to_thread.run_sync(self._prepare, *found)
+                    self._digests.update(await trio.to_thread.run_sync(self._prepare, *found))
                 except InferchainError as exc:  # this node's store: the block will compute it itself
                     logger.warning("preparing upload %s ahead: %s", mid.hex()[:16], exc)
             passed, self._passed = self._passed, trio.Event()
             passed.set()
 
-    def _gather(self, mid: bytes) -> tuple[UploadHeader, list[Hash32 | None], dict[int, bytes]] | None:
+    def _gather(self, mid: bytes) -> tuple[UploadHeader, list[Hash32 | None], dict[int, Transaction]] | None:
         """The header of upload `mid`, its committed chunks' hashes (None where not committed) and the others'
-        bytes from the mempool, if every chunk is one or the other (on the event loop: the mempool is read
-        there); None otherwise. Forgets uploads that closed and chunks that left."""
+        mempool transactions by index, if every chunk is one or the other (on the event loop: the mempool is
+        read there; the chunks are decoded in `_prepare`'s thread); None otherwise. Forgets uploads that
+        closed and chunks that left."""
         noted = self._noted[mid]
         txs: dict[int, Transaction] = {}
         for index, tx_hash in list(noted.items()):
             tx = self._get_tx(tx_hash)
             if tx is None:
                 del noted[index]
+                self._digests.pop(tx_hash, None)
             else:
                 txs[index] = tx
         view = self._app.view()
         upload = view.get(upload_key(Hash32(mid)), Upload)
         deferred, model = get_deferred(view, Hash32(mid)), view.model(Hash32(mid))
         if upload is None and ((deferred is not None and deferred.status != REJECTED) or model is not None):
+            for tx_hash in noted.values():
+                self._digests.pop(tx_hash, None)
             noted.clear()
             at = deferred.queued_at if deferred is not None else model.registered_at  # type: ignore[union-attr]
             logger.info("upload of model %s completed by block %d", mid.hex()[:16], int(at))
@@ -119,13 +124,17 @@ class UploadAhead:
         missing = [i for i, h in enumerate(landed) if h is None]
         if any(i not in txs for i in missing):  # counted before anything is decoded: most passes stop here
             return None
-        pending: dict[int, bytes] = {}
-        for i in missing:
-            chunk = self._decoded(mid, i, txs)
-            if chunk is None:
-                return None
-            pending[i] = bytes(chunk.data)
-        return header, landed, pending
+        return header, landed, {i: txs[i] for i in missing}
+
+    def _tried_already(self, header: UploadHeader, landed: list[Hash32 | None],
+                       pending: dict[int, Transaction]) -> bool:
+        """Whether this chunk list was prepared (or found mismatched) by an earlier pass, known from the digests
+        that pass computed without decoding or hashing a chunk again; False when a pending chunk is new."""
+        digests = [h if h is not None else self._digests.get(bytes(pending[i].hash)) for i, h in enumerate(landed)]
+        if any(d is None for d in digests):
+            return False
+        key = compute_assembly_key(header, [d for d in digests if d is not None])
+        return key in self._tried or self._memo.has(key)
 
     def _decoded(self, mid: bytes, index: int, txs: dict[int, Transaction]) -> ModelChunk | None:
         """Chunk `index` of upload `mid` from its mempool transaction; a payload that is not that chunk is
@@ -137,26 +146,37 @@ class UploadAhead:
             return None
         return chunk
 
-    def _prepare(self, header: UploadHeader, landed: list[Hash32 | None], pending: dict[int, bytes]) -> None:
-        """In a thread: prepare the upload unless this key was tried; store its blob when it matches."""
-        digests = [blob_digest(pending[i]) if h is None else h for i, h in enumerate(landed)]
+    def _prepare(self, header: UploadHeader, landed: list[Hash32 | None],
+                 pending_txs: dict[int, Transaction]) -> dict[bytes, Hash32]:
+        """In a thread: decode the pending chunks and prepare the upload unless this key was tried; store its
+        blob when it matches. The pending chunk transactions' digests, by transaction hash (`_tried_already`)."""
+        pending: dict[int, bytes] = {}
+        for i, tx in pending_txs.items():
+            chunk = _chunk(tx)
+            if chunk is None:  # the mempool took it as a chunk: not reached; the block will judge it
+                return {}
+            pending[i] = bytes(chunk.data)
+        known = {i: blob_digest(data) for i, data in pending.items()}
+        seen = {bytes(pending_txs[i].hash): d for i, d in known.items()}
+        digests = [known[i] if h is None else h for i, h in enumerate(landed)]
         key = compute_assembly_key(header, digests)
         if key in self._tried or self._memo.has(key):
-            return
+            return seen
         self._tried[key] = None
         while len(self._tried) > MAX_TRIED:
             del self._tried[next(iter(self._tried))]
         with self._memo.preparing(key) as mine:  # a block that misses it meanwhile waits for this answer
             if not mine:
-                return
+                return seen
             chunks = [pending[i] if h is None else self._committed_chunk(h) for i, h in enumerate(landed)]
             model_bytes = prepare_assembly(header, chunks, self._memo)
         if model_bytes is None:
-            return
+            return seen
         self._blobs.put_blobs({bytes(header.bytes_hash): model_bytes})
         self.prepared += 1
         logger.info("upload of %s prepared ahead: %d bytes in %d chunks", bytes(header.bytes_hash).hex()[:16],
                     len(model_bytes), len(landed))
+        return seen
 
     def _committed_chunk(self, digest: Hash32) -> bytes:
         data = self._blobs.get_blob(digest)
