@@ -72,14 +72,15 @@ WORKERS_PER_ENDPOINT = 3
 # sends is refused for being overloaded, not for one sender's nonces running ahead.
 PER_SENDER = 48
 # The drain's cap: an overloaded step can spend a minute on one height (rounds lost to late proposals) and
-# still commit everything it was sent (docs/performance.md "Tiny inference on the devnet").
+# still commit everything it was sent (docs/performance-throughput.md "Tiny inference on the devnet").
 DRAIN_S = 120.0
 RETRY_PAUSE_S = 0.1
 STALL_S = 10.0  # the drain ends when for this long nothing new commits and node 0's mempool is empty
 GAS_LIMIT = 1000
 FEE = 1000
 TICK = os.sysconf("SC_CLK_TCK")
-# Blocks under this many transfers while the mempools are full: the small-block regime (docs/performance.md).
+# Blocks under this many transfers while the mempools are full: the small-block regime
+# (docs/performance-throughput.md, "The small-block regime").
 SMALL_BLOCK_TXS = 1_000
 
 
@@ -416,7 +417,7 @@ def rounds_line(blocks: list[Block], validators: int) -> str:
 def loaded_line(blocks: list[Block]) -> str:
     """The step's loaded stretch, from its first to its last non-empty block committed since the step began
     (under overload the window above, shifted by a median finality of tens of seconds, falls in the drain):
-    blocks, transactions per block (p10/p50/p90), blocks under SMALL_BLOCK_TXS (docs/performance.md, "The
+    blocks, transactions per block (p10/p50/p90), blocks under SMALL_BLOCK_TXS (docs/performance-throughput.md, "The
     small-block regime"), the mean interval and the transactions per second over the stretch."""
     full = [i for i, b in enumerate(blocks) if b.txs]
     if not full:
@@ -604,7 +605,7 @@ def main(argv: list[str] | None = None) -> int:
                     print("         cpu ms/tx by node: " + ", ".join(
                         f"node{i} {1000 * (b - a) / step_committed:.2f}"
                         for i, a, b in zip(net.indices, nodes0, nodes1, strict=True)), flush=True)
-                    # gossip per committed transfer and node (docs/performance.md, "Gossip: duplicates ...")
+                    # gossip per committed transfer and node (docs/performance-cpu.md, "Gossip: duplicates ...")
                     grown = {k: sum(b.get(k, 0) - a.get(k, 0) for a, b in zip(p2p0, p2p1, strict=True))
                              / step_committed / len(leaders) for k in P2P_SHOWN}
                     print("         gossip per tx per node: " + ", ".join(

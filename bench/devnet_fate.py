@@ -12,7 +12,7 @@ looked up on every node with the `tx_status` RPC (docs/rpc.md), and classified:
 - `lost`: no node holds it or remembers it: the one outcome that would be silent data loss.
 
 So the bench's `pending` figure is split into what is still on its way and what will never land, with the
-node's own reason for each (the 14,503 "pending" of docs/performance.md "Tiny inference on the devnet").
+node's own reason for each (the 14,503 "pending" of docs/performance-throughput.md "Tiny inference on the devnet").
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ class Fates:
     lost: int = 0
     asked: set[bytes] = field(default_factory=set)  # the hashes classified
     # Pending ones by how many nodes' mempools hold them: gossip's reach (a proposal naming a transaction
-    # its validators lack waits for it, then is dropped: docs/performance.md)
+    # its validators lack waits for it, then is dropped: docs/performance-throughput.md, "Proposals that name what validators lack")
     held_by: Counter[int] = field(default_factory=Counter)
 
     @property

@@ -2,7 +2,7 @@
 
     python -m bench.gossip_rx [--txs 4000] [--per-batch 100] [--senders 256] [--kind transfer|infer|both]
 
-What a validator does with each transaction another validator gossips (docs/performance.md, "CPU per
+What a validator does with each transaction another validator gossips (docs/performance-cpu.md, "CPU per
 transaction"): the envelope check (`p2p.envelope.decode_tx_batch`: decode, chain id, hash, duplicates) and
 the transactions hook (`node.gossip_hooks.TxAdmission`: state checks, the signature in a worker thread,
 mempool admission). On a real node (LevelDB, genesis-funded senders), in this process; CPU is
@@ -11,7 +11,7 @@ they would be, and signatures already in the cache, so the second is the path's 
 several transactions each: the first of each is a new sender, the rest find it in the mempool (the busy
 case). Baseline: the CPU of one Ed25519 verification, measured in the same run. `--kind infer` runs the
 same rounds on tiny exact-class inferences (the genesis's digits_int8, random uint8 inputs, the devnet
-bench's gas quote) and prints each figure against the transfers' too (docs/performance.md, "Per-inference
+bench's gas quote) and prints each figure against the transfers' too (docs/performance-throughput.md, "Per-inference
 CPU in the node").
 """
 

@@ -5,7 +5,7 @@ baseline of the bare VM doing the same blocks (build_block + finalize_block in o
     python -m bench.node [--txs 3000] [--kind transfer|infer]
 
 `--kind infer`: tiny exact-class inferences (digits_int8, as bench.gossip_rx builds them) instead of transfers;
-the node's overhead over the bare VM per kind (docs/performance.md, "Per-inference CPU in the node").
+the node's overhead over the bare VM per kind (docs/performance-throughput.md, "Per-inference CPU in the node").
 
 Both run in this process with the VM's in-process executor; the ratio is the node's overhead.
 """

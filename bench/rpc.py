@@ -12,13 +12,13 @@ keeping it (noting a block's upload chunks).
 as bench/devnet.py's driver sends them; the JSON body parsed, the transactions decoded, verified, admitted,
 handed to the gossip batcher, the answer rendered), against the baseline of the work no entry can skip: one
 Ed25519 verification and the mempool's admission with the signature known, each measured alone in the same
-run. The difference is the RPC path's own cost (docs/performance.md, "CPU per transaction").
+run. The difference is the RPC path's own cost (docs/performance-cpu.md, "CPU per transaction").
 
 `block`: the per-transaction part of a `block` answer (each transaction's summary and result as JSON; the
 devnet bench's observer reads every block of node 0 this way) for tiny inferences with their outputs.
 Baseline: the sender's address written by BIP-350's reference checksum loop, as before; ours: the
 table-driven checksum for a sender not seen yet, and the memo for one seen in an earlier block
-(docs/performance.md, "Per-inference CPU in the node").
+(docs/performance-throughput.md, "Per-inference CPU in the node").
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """The hand-off goal's verdict from alternating raw/VM pairs: a figure with its spread, and "met", "NOT met" or
-"cannot tell" (bench/vm.py, part 0; docs/performance.md, "Single jobs: the verdict and the lone job").
+"cannot tell" (bench/vm.py, part 0; docs/performance-sandbox.md, "Single jobs: the verdict and the lone job").
 
 One run's median of VM - raw moved by +-40 us between runs of the same code, more than its distance to the
 goal, so a single median read against the goal decided nothing. Here the figure (median VM time against median

@@ -17,7 +17,7 @@
    baseline without spin-waits in the same run; `--spin forced` adds a pool that spins whatever the load
    (what a node on an idle machine gets); `--gap-ms` idles before each pair (a job that arrives on its own,
    as a validator's lone single job does: without it a tiny model's VM jobs, at most two raw runs apart,
-   always find the worker still spinning, which flatters them; docs/performance.md, "Single jobs: cold
+   always find the worker still spinning, which flatters them; docs/performance-sandbox.md, "Single jobs: cold
    caches");
    a pool that sends single jobs as pickled batches (`pickled`, the baseline of the flat messages) runs too
    unless `--no-pickled`; `--wake` adds the node's pool with the wake-up before a lone job

@@ -9,7 +9,7 @@ traced worker is started through `_worker_main`, by reference, so the spawned in
 `--gap-ms` idles before each job (and before the raw run it is compared with): both processes then meet the job
 as a validator meets a lone one, their spin-waits over and their caches holding whatever ran meanwhile.
 Run: python -m bench.vm_stamps [--model digits_int8] [--gap-ms 20] [--jobs 200] [--spin on|off|forced] [--wake]
-(docs/performance.md, "Single jobs: the verdict and the lone job").
+(docs/performance-sandbox.md, "Single jobs: the verdict and the lone job").
 """
 
 from __future__ import annotations

@@ -34,7 +34,8 @@ class ConsensusParams:
     # When every precommit of the last height is already in there is nothing left to gather: round 0 starts
     # once this long has passed since the last block's time (at once if it already has; never later than
     # timeout_commit would). It paces an idle chain: each height issues PoI rewards and costs every
-    # validator a PoI challenge and its fsyncs. docs/performance.md has the reasons for the defaults.
+    # validator a PoI challenge and its fsyncs. The reasons for the defaults: docs/performance-latency.md,
+    # "Latency: the wait after a commit".
     next_block_delay_ms: int = 1000
     # A proposal whose block time is further than this ahead of the local clock gets a nil prevote.
     max_clock_drift_ms: int = 10_000

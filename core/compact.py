@@ -1,4 +1,5 @@
-"""Compact proposals: a signed proposal whose block names its transactions by hash (docs/performance.md).
+"""Compact proposals: a signed proposal whose block names its transactions by hash
+(docs/performance-throughput.md, "Compact proposals").
 
 Peers already hold nearly every transaction of a proposal (they came through transaction gossip), so the
 proposals topic carries the header, the results, the last commit, the evidence and the transactions' hashes;

@@ -46,7 +46,8 @@ DEFAULT_SEED_PHRASE = "inferchain devnet publicly known seed - never use these k
 MANIFEST = "devnet.json"
 PID_FILE = "devnet.pid"
 # Round 0 of the next height starts this long after the last block's time when every precommit is in (a
-# local config override: consensus.params.ConsensusParams.next_block_delay_ms; docs/performance.md).
+# local config override: consensus.params.ConsensusParams.next_block_delay_ms; docs/performance-latency.md,
+# "Latency: the wait after a commit").
 NEXT_BLOCK_DELAY_MS = 200
 STOP_GRACE_S = 10.0
 TERM_GRACE_S = 5.0

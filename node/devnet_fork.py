@@ -2,7 +2,7 @@
 fresh interpreter that imports it again.
 
 A node process spends about 1 s of CPU importing its own code before it does anything (libp2p with its QUIC,
-TLS and relay stacks 0.5-0.7 s, our ~400 dataclasses 0.45 s: docs/performance.md); four of them on two cores
+TLS and relay stacks 0.5-0.7 s, our ~400 dataclasses 0.45 s: docs/performance-startup.md, "Second pass"); four of them on two cores
 were most of a devnet's start. `devnet up` in the foreground imports that code once (`preload`) and forks
 each node from it (`fork_node`): the children share the imported modules copy-on-write and run the same
 `inferchain node run --home HOME` entry point a started process would, in their own session, with output

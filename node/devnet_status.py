@@ -2,7 +2,7 @@
 (from its RPC), with the nodes asked at once rather than one after another.
 
 A node whose RPC port refuses a plain TCP connection is down, and is reported so without loading the HTTP
-client: httpx, with httpcore importing trio, is most of the command's CPU (docs/performance.md), and a
+client: httpx, with httpcore importing trio, is most of the command's CPU (docs/performance-startup.md, "Fourth pass"), and a
 stopped devnet needs none of it. A port that accepts is asked for its status through the RPC client as
 before, all such nodes in parallel, each within `timeout_s`, so a devnet of hung nodes answers in about
 `timeout_s` rather than `timeout_s` per node.

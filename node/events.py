@@ -29,7 +29,7 @@ MAX_SUBSCRIBERS = 1024
 OUTCOME_MEMORY = 10_000
 # Rejections remembered of the transactions this node accepted from its own clients (a client asks the node
 # that answered "accepted"). Kept apart: an overloaded node rejects more gossiped transactions than the memory
-# above holds, which had its own clients' evictions read "unknown" (docs/performance.md, "The devnet at the
+# above holds, which had its own clients' evictions read "unknown" (docs/performance-rounds.md, "The devnet at the
 # end of the CPU round"). ~150 bytes each.
 OWN_OUTCOME_MEMORY = 100_000
 

@@ -13,7 +13,7 @@ whole heap; most of what those scans visit is the heap that start-up built and t
 
 Reference counting still frees everything without a cycle at once (the per-transaction path makes no
 cycles); the thresholds only decide how often the cycle finder runs, so what they cost is the garbage in
-cycles that waits longer (docs/performance.md, "Garbage collection"). `INFERCHAIN_GC` picks the setting
+cycles that waits longer (docs/performance-cpu.md, "Garbage collection"). `INFERCHAIN_GC` picks the setting
 (`ENV`): unset or `tuned` for the above, `python` for the interpreter's defaults with nothing frozen, or
 three integers `T0,T1,T2` for those thresholds with the freeze. `GcTimer` times every collection by
 generation for the node's metrics.
@@ -78,7 +78,7 @@ def apply(setting: GcSetting) -> None:
 def freeze(setting: GcSetting) -> int:
     """Move every object the collector tracks now into the permanent generation, which it never scans
     (after start-up: what is alive now lives as long as the process). No collection first: at start-up it
-    took 70-80 ms of CPU per node to free ~300 objects (docs/performance.md). Returns the frozen count."""
+    took 70-80 ms of CPU per node to free ~300 objects (docs/performance-cpu.md, "Garbage collection"). Returns the frozen count."""
     if setting.freeze:
         gc.freeze()
     return gc.get_freeze_count()

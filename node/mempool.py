@@ -18,7 +18,7 @@ sender's last nonce, so no gap opens) that pays less than the newcomer. Transact
 clients may fill only CLIENT_SHARE of it (past that, only in place of cheaper ones); the rest is kept for
 peers' gossip. Refusals that a later block can
 lift (full, a sender's limits, a nonce too far ahead) end with RETRY_LATER (`is_retryable`): a client sends
-the same transaction again, which is what keeps a loaded chain at capacity (docs/performance.md).
+the same transaction again, which is what keeps a loaded chain at capacity (docs/performance-throughput.md, "Sustained load").
 
 Cost: two sorted indexes (`sortedcontainers.SortedList`) hold one key per sender, its eviction candidate
 and its next ready transaction, so an add or an eviction is O(log senders) plus the sender's own
@@ -87,7 +87,7 @@ FULL_RECHECK_HEIGHTS = 16
 # Transactions from this node's own clients (RPC) may fill this share of the mempool's count and bytes; the
 # rest is kept for transactions gossiped by peers. Every node's client transactions reach every mempool, so
 # the total stays near this share and a peer's transactions, which its proposals will name, are not refused
-# for room here (a proposal whose transactions its validators refused is dropped: docs/performance.md).
+# for room here (a proposal whose transactions its validators refused is dropped: docs/performance-throughput.md, "Sustained load").
 CLIENT_SHARE = 0.5
 
 

@@ -3,7 +3,7 @@
 Transaction gossip reaches a transaction's peers once, at entry. What a node took while a link was down (a
 partition: each side gossips only within itself; a link dropped with its queue) stays where it is after the
 link comes back, and the next proposals name transactions the other side lacks and must fetch in the round's
-window (docs/performance.md, "After a partition heals"). So a node asks a peer for the hashes of its pending
+window (docs/performance-latency.md, "After a partition heals"). So a node asks a peer for the hashes of its pending
 transactions, best first (`p2p.reqresp.ReqResp.pending`, at most MAX_PENDING_HASHES), and fetches those it
 lacks (`ReqResp.txs(for_sync=True)`: the `synctxs` protocol, which the proposer's hold does not count as
 gossip lag), checking each signature and handing it to the mempool as a gossiped transaction. It does so

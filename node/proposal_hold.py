@@ -5,7 +5,7 @@ the round's fetch window (node.proposal_relay). Under load the transactions a pr
 sent a moment ago are the ones its peers lack: they wait in this node's gossip batcher (one batch per
 `p2p.batcher.MIN_INTERVAL_S`), then in each receiver's gossip pipeline behind the batches already queued
 there. A proposal naming them loses its round at every validator whose pipeline is behind
-(docs/performance.md, "Proposals that name what validators lack").
+(docs/performance-throughput.md, "Proposals that name what validators lack").
 
 So a proposer reaps its own clients' transactions only once they have gone out in a gossip batch and
 `grace_s` has passed since. The grace follows the gossip lag peers show: when a peer asks this node (the

@@ -12,7 +12,7 @@ cannot be found in time the proposal is dropped here; consensus then times out t
 proposal never received, and catches up on the block by vote and commit catch-up if the others decide it
 (docs/security.md).
 
-Liveness under load (docs/performance.md, "stall under load"): the limit grows with the proposal's round as
+Liveness under load (docs/performance-cpu.md, "stall under load"): the limit grows with the proposal's round as
 `timeout_propose` does (`total_s + per_round_s * round`, capped at `max_total_s`), and what a failed fetch
 did bring is kept for the next rounds' proposals, which name mostly the same transactions. A fixed limit let
 a loaded devnet lose every round: when answering takes longer than 2.5 s, no round could ever rebuild its

@@ -2,7 +2,7 @@
 stated share of `timeout_propose`.
 
 A proposal is useful only if the validators have rebuilt and validated it before their propose timeout; a
-block that takes longer loses its round at every height (docs/performance.md, "Sustained load"). Gas does
+block that takes longer loses its round at every height (docs/performance-throughput.md, "Sustained load"). Gas does
 not bound that for cheap kinds (a transfer's gas is far under its validation time), so the proposer measures what a transaction costs here: the wall time of its own block builds (the
 same execution validators repeat) and of its validations of other validators' blocks (which run while the
 other validators validate too, the contention a proposal meets) per transaction, smoothed, and reaps at most
@@ -13,14 +13,14 @@ transactions. The estimate only knows the blocks measured so far: when the load 
 changes (transfers, then tiny inferences at ten times their validation time), it is a guess, and a block
 sized by a wrong guess loses its round at every proposer in turn (measured: the first loaded height of a
 tiny-inference run lost four rounds, ~30 s, to 2,071-3,140-inference builds of 4-8 s each;
-docs/performance.md, "Tiny inference on the devnet"). So a proposal also grows at most GROWTH times the
+docs/performance-throughput.md, "Tiny inference on the devnet"). So a proposal also grows at most GROWTH times the
 last block this node built or validated, from FIRST_PROPOSAL_TXS, as TCP's slow start grows its window:
 each height measures the next size before anyone proposes it.
 
 The wall time measured is the right unit (the propose timeout is wall time) but a biased estimate: on a
 saturated machine a validation waits for a core and for the GIL (the node's event loop admits, gossips and
 refuses transactions in the same process); on the devnet at load ~20 the validating thread ran for an eighth
-of its validation's wall time (median; a third to a twentieth; docs/performance.md, "The small-block
+of its validation's wall time (median; a third to a twentieth; docs/performance-throughput.md, "The small-block
 regime"). That wait grows with the node's other work, and its other work grows when blocks are small
 (mempools fill, clients are refused and send again), so a sizer that only divides the budget by it can
 settle in a regime of small blocks, each within its budget, that commits half of what larger ones do. The

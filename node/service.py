@@ -103,7 +103,7 @@ class _MempoolState:
 
     The VM parameters the rules read are kept per mempool height (`follow`): every admission and every
     recheck of a pending transaction asked `current_params`, whose committed-height read is a LevelDB get
-    (docs/performance.md, "Per-inference CPU in the node"). The mempool judges against the state of its
+    (docs/performance-throughput.md, "Per-inference CPU in the node"). The mempool judges against the state of its
     height, and `Mempool.update` moves that height after each commit, so the next call reads them again.
     """
 

@@ -293,7 +293,7 @@ class ConsensusCatchUp:
     lacks (PoI answers: they go into the next block). A stuck node asks once it has not moved for
     STILL_LOOKS looks. Each round is a status request and several vote queries, each a new stream, on the
     asking node and on the peer answering it: on a devnet making 1-4 heights a second this was most of a
-    node's request/response traffic, for nothing (docs/performance.md, "Fixed costs").
+    node's request/response traffic, for nothing (docs/performance-cpu.md, "Fixed costs").
     """
 
     def __init__(self, p2p: P2PService, driver: CatchUpTarget, chain: Chain, interval_s: float = 0.5) -> None:

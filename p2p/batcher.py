@@ -5,7 +5,7 @@ what lets gossip carry thousands of transactions per second. Two clocks bound a 
 first transaction (what a lone transaction waits on an idle node), and `min_interval_s` after the previous
 publish (under steady load batches go out at most that often, so they grow with the load instead of staying
 at one delay's worth: every message costs each of the other validators its transport, its decode and its
-relays, docs/performance.md "CPU per transaction"). A batch that reaches `target_bytes` goes at once.
+relays, docs/performance-cpu.md "CPU per transaction"). A batch that reaches `target_bytes` goes at once.
 
 Items are numbered in the order they are added (`add` returns the number); after each publish `on_published`
 hears how many items are out (published, or left out as a batch's second copy), so the node knows when its
@@ -76,7 +76,7 @@ class TxBatcher:
     async def add_many(self, txs: Sequence[Transaction | bytes]) -> int:
         """Queue `txs` in order under consecutive item numbers; returns the first. One schedule point for the
         lot while the queue has room (`add` costs one per transaction: a pass of the event loop each, with its
-        epoll call, which was most of an RPC batch's own cost, docs/performance.md)."""
+        epoll call, which was most of an RPC batch's own cost, docs/performance-cpu.md, "The RPC entry and the commit's mempool update")."""
         first = self.added
         for tx in txs:
             self.added += 1

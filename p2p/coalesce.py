@@ -2,7 +2,7 @@
 
 Every pubsub RPC costs its sender and its receiver the same fixed work whatever its size: a protobuf
 serialization and parse, a varint frame, a Yamux frame, a Noise encryption and decryption, a socket write
-and read and a trio wake-up on each side (docs/performance.md, "Fewer frames per message"). A peer's sending
+and read and a trio wake-up on each side (docs/performance-cpu.md, "Fewer frames per message"). A peer's sending
 loop (`GuardedPubsub.handle_sending_messages`) therefore takes, after the RPC it waited for, the RPCs queued
 behind it at that moment and writes them as one RPC; it never waits for more to arrive, so no message is
 delayed by coalescing.

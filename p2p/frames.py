@@ -4,7 +4,7 @@ Upstream reads a pubsub frame with one stream read per prefix byte and more for 
 py-libp2p stream takes three locks (the stream's state, Yamux's streams and window locks), each a trip through
 the scheduler. On a loaded node a trip takes tens of milliseconds, so a peer's stream was read at a few frames
 a second while the peer wrote tens: the rest waited in Yamux's buffer (the window grows to 16 MiB), and a
-proposal or vote written behind them was read seconds later (docs/performance.md, "Consensus messages ahead of
+proposal or vote written behind them was read seconds later (docs/performance-latency.md, "Consensus messages ahead of
 transaction gossip"). Reading whatever is buffered, up to `READ_CHUNK_BYTES`, and cutting every whole frame
 out of it without awaiting makes the cost per read, not per frame.
 

@@ -3,13 +3,13 @@
 Upstream's read loop starts one task per published message the moment its frame is read. Under a transaction
 backlog that is hundreds of batch tasks, each doing milliseconds of work at a time, and a proposal or a vote
 read after them is one more task among them: it waits its turn in the event loop and, for a large proposal,
-behind every batch already queued for the envelope check's worker threads (measured: docs/performance.md,
+behind every batch already queued for the envelope check's worker threads (measured: docs/performance-latency.md,
 "Consensus messages ahead of transaction gossip"). As CometBFT's MConnection gives each channel a priority,
 `GuardedPubsub` now admits the consensus topics at once, as before, and puts bulk messages here, where a
 fixed number of workers (`InboundPolicy.bulk_workers`) take them one at a time: however deep the backlog,
 a consensus message competes with that many batch tasks, not with all of them. `bulk_workers = 0` turns the
 lanes off (every bulk message admitted at once in a task of its own, upstream's way): the knob that A/Bs
-them on a devnet (docs/performance.md, "Tiny inference on the devnet").
+them on a devnet (docs/performance-throughput.md, "Tiny inference on the devnet").
 
 Each forwarder has its own FIFO, served round-robin, holding at most `peer_bytes` and `peer_messages`; a
 message past either bound is dropped where it was read and counted (`inbound_bulk_dropped`). Dropping is

@@ -27,7 +27,7 @@ logger = logging.getLogger(__name__)
 # means hundreds of signature verifications, which must not stall the event loop (STYLE anti-patterns).
 THREAD_THRESHOLD = 8 * 1024
 # Transaction batches and consensus messages take separate worker threads: a proposal's check must not wait
-# for the batches queued before it (docs/performance.md, "Consensus messages ahead of transaction gossip").
+# for the batches queued before it (docs/performance-latency.md, "Consensus messages ahead of transaction gossip").
 _BULK_CHECK_THREADS = trio.CapacityLimiter(2)
 _CONSENSUS_CHECK_THREADS = trio.CapacityLimiter(1)
 

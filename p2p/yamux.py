@@ -16,7 +16,8 @@
 
 - **Tuning read once.** Upstream reads its `PY_YAMUX_*` environment variables at every call: the window
   hysteresis switch and batch divisor on each window check, the data-frame read timeout on each frame read
-  (~2 % of a loaded validator's event-loop samples, docs/performance.md). Those we never set are read once,
+  (~2 % of a loaded validator's event-loop samples, docs/performance-cpu.md, "Batches merged, copies dropped on
+  read"). Those we never set are read once,
   here, and frozen; `RELEASE_ON_READ`, which `p2p.host.build_host` sets from the config after this import, is
   left to upstream's per-call read.
 

@@ -11,7 +11,7 @@ before it executes it, so it counts `compute_result_bound` then, and the exact r
 it (every result but a model's work is final at that point). An inference whose model work is still to run
 counts `compute_infer_result_bound`: its resolution writes either the declared outputs or a short failure
 code, never a log at the cap (that reserve held blocks of tiny inferences to a third of their byte room:
-docs/performance.md, "Tiny inference on the devnet").
+docs/performance-throughput.md, "Tiny inference on the devnet").
 """
 
 from __future__ import annotations

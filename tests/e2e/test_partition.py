@@ -50,7 +50,9 @@ CUT_S = 12.0  # past the stall detector (p2p peer_write_timeout_s, 10 s), so the
 SETTLE_S = 2.0  # after a partition, for what was decided before it to land on both sides
 HALT_S = 6.0  # a partitioned chain must not move for this long
 LINK_TIMEOUT_S = 45.0  # dial back-off (up to 2 s) plus a dial (up to 5 s), on a loaded machine
-RESUME_TIMEOUT_S = 120.0  # a healed split pays rounds at its first height: 10-46 s seen (docs/performance.md)
+# A healed split pays rounds at its first height: 10-46 s seen
+# (docs/performance-latency.md, "After a partition heals").
+RESUME_TIMEOUT_S = 120.0
 COMMIT_TIMEOUT_S = 90.0
 
 

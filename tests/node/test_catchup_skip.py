@@ -1,4 +1,4 @@
-"""Consensus catch-up asks peers only when consensus stops moving by itself (docs/performance.md, "Fixed
+"""Consensus catch-up asks peers only when consensus stops moving by itself (docs/performance-cpu.md, "Fixed
 costs"): a round of requests costs both hosts a stream per request, and a devnet making heights several
 times a second had every node asking twice a second for votes it already had."""
 

@@ -160,7 +160,7 @@ def serve_slowly(service: P2PService, txs: Sequence[Transaction], delay_s: float
 
 @pytest.mark.trio
 async def test_a_proposer_slower_than_the_first_rounds_limit_gets_a_later_rounds_proposal_rebuilt() -> None:
-    """The stall under load (docs/performance.md): the proposer is the one peer holding the transactions its
+    """The stall under load (docs/performance-cpu.md, "Stall under load"): the proposer is the one peer holding the transactions its
     own RPC took (gossip never brought them), and it answers slower than the fetch limit. With a limit fixed
     for every round, every round's proposal was dropped and the chain never committed; the limit grows with
     the round as `timeout_propose` does, so a later round's copy is rebuilt (a staller still costs at most the

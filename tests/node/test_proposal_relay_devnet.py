@@ -1,5 +1,5 @@
 """A real 4-validator devnet whose node 0 gossips its clients' transactions late (a 3 s batch delay: what a
-loaded node's batcher and its peers' gossip backlog do, docs/performance.md "Proposals that name what
+loaded node's batcher and its peers' gossip backlog do, docs/performance-throughput.md "Proposals that name what
 validators lack"): node 0's proposals must never name its clients' transactions before they have gone out in
 a gossip batch (node.proposal_hold), so no validator has to fetch a transaction its gossip cannot have
 brought yet; and the held transactions still commit."""

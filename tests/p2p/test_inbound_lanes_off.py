@@ -1,7 +1,7 @@
 """The inbound lanes' knob (`InboundPolicy.bulk_workers`, node config `p2p.inbound_bulk_workers`) on real hosts.
 
 With 0 workers a transaction batch is admitted at once in a task of its own (upstream's way, the A/B side of
-docs/performance.md "Tiny inference on the devnet"): nothing waits in the bulk queues, and every batch still
+docs/performance-throughput.md "Tiny inference on the devnet"): nothing waits in the bulk queues, and every batch still
 reaches the handler. With the default, every batch passes through the queues.
 """
 

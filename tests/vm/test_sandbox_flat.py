@@ -2,7 +2,7 @@
 travels as one struct-framed message each way and gives exactly the results (and verdicts) of the pickled
 path and of the in-process executor; a worker killed between single jobs is replaced as before; and a worker
 taken over through ONNX Runtime that writes crafted flat replies makes the pool discard it, never build
-anything but numeric arrays, never run code (docs/security.md, "A worker taken over forges a flat reply").
+anything but numeric arrays, never run code (docs/security.md, "A sandbox worker taken over forges a flat reply").
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """A sandbox worker taken over (an ONNX Runtime exploit in a crafted model) sends the pool a pickle that would
 run code in the node: the pool's allow-list unpickler refuses it, discards the worker and serves the next
-batch with a fresh one (docs/security.md, "A worker taken over sends a code-running pickle").
+batch with a fresh one (docs/security.md, "A sandbox worker taken over sends the node a code-running pickle").
 
 The payloads are live: the control test runs one through a plain unpickler and sees the file it creates.
 """

@@ -1,5 +1,5 @@
 """A parameter-change proposal applied to a parameter record, checked as genesis checks it plus the rules
-that only a change can break (docs/governance.md, "Parameter changes")."""
+that only a change can break (docs/governance.md, "Parameter change")."""
 
 from __future__ import annotations
 

@@ -101,7 +101,7 @@ class SpinWait:
     """A bounded busy-wait before a blocking wait, for as long as it does not take a core from anyone else.
 
     On this project's VMs an idle vCPU halts, and waking it again costs the host 50-500 µs (more the longer
-    it slept): most of a single small job's hand-off (docs/performance.md, "Single jobs"). A side that polls
+    it slept): most of a single small job's hand-off (docs/performance-sandbox.md, "Single jobs"). A side that polls
     the socket for up to `limit_s` keeps its vCPU awake, so the other side's message is seen in a few µs.
     Polling yields the CPU between polls (`sched_yield`), so a runnable task on the same core runs first, and
     a spin during which this thread got less than `MIN_SHARE` of the wall time (the core was contended) turns

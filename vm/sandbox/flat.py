@@ -180,7 +180,7 @@ def job_template(model_id: bytes, layout: Layout, cpu_seconds: int, raw: bool) -
     """The template of `layout`'s flat jobs, or None when an input would go into the arena (INLINE_BYTES or
     more): then the job's slots depend on where the arena has room, and `job_parts` builds each job. A job
     from it has `job_parts`' bytes exactly (tests/vm/test_sandbox_flat.py): after a long idle spell the pool's
-    Python before the send runs on cold caches, and this is most of it (docs/performance.md, "Single jobs:
+    Python before the send runs on cold caches, and this is most of it (docs/performance-sandbox.md, "Single jobs:
     the verdict and the lone job")."""
     if any(nbytes >= INLINE_BYTES for _, _, _, nbytes in layout.inputs):
         return None
@@ -360,7 +360,7 @@ class ReplyReader:
     reply's plan: the same names, dtypes, shapes and offsets, already checked against the same length, so only
     the views are made (a model's replies differ only in their data). Anything else is read by
     `read_outputs`' rules. After a larger model's run the full read costs ~65 us on cold caches against ~4 us
-    warm (docs/performance.md, "Single jobs: cold caches"); the plan touches far less."""
+    warm (docs/performance-sandbox.md, "Single jobs: cold caches"); the plan touches far less."""
 
     def __init__(self) -> None:
         self._head = b""
@@ -398,7 +398,7 @@ def reply_grid(body: bytearray) -> int | None:
 def rehearse_read(reader: ReplyReader, body: bytearray) -> None:
     """Read a reply already read once again, and drop the result: a pool waiting for a reply it expects soon
     runs this so that the reader's code and data (and the grid's) are in its vCPU's caches when the reply comes (after a
-    sleep of a millisecond or more they are not: docs/performance.md, "Single jobs: cold caches"). Outputs
+    sleep of a millisecond or more they are not: docs/performance-sandbox.md, "Single jobs: cold caches"). Outputs
     in the arena are not read (no arena is given: a reply naming it stops at MalformedFlat)."""
     with contextlib.suppress(MalformedFlat, InferenceError):
         reader.canonical(body, None)

@@ -120,7 +120,7 @@ class Writer:
 
         A C-ordered array is copied by one slice assignment of the mapping (a memcpy): after a run of a
         larger model has evicted the caches, numpy's own assignment (an array built over the mapping, then its
-        copy loop) costs ~55 us against ~20 us for this (docs/performance.md, "Single jobs: cold caches")."""
+        copy loop) costs ~55 us against ~20 us for this (docs/performance-sandbox.md, "Single jobs: cold caches")."""
         offset, nbytes = self.end, value.nbytes
         if offset + nbytes > self._arena.size:
             return None

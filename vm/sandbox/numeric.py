@@ -35,7 +35,7 @@ def quantize(y: np.ndarray, grid_k: int, name: str = "output") -> np.ndarray:
         return np.zeros(y.shape, np.int64)
     if y.dtype == np.float32 and 0 <= grid_k <= _FLOAT32_FAST_K:
         # The usual case in fewer numpy calls (they dominate when a model's run has left the caches cold:
-        # docs/performance.md, "Single jobs: cold caches"): y * 2^k in float64 (exact, and no float32 times 2^k
+        # docs/performance-sandbox.md, "Single jobs: cold caches"): y * 2^k in float64 (exact, and no float32 times 2^k
         # for k <= 128 overflows float64), rounded half to even, then one reduction over the grid values: NaN
         # propagates through it, and anything at or beyond 2^63 (or non-finite) takes the full rule below for
         # its exact verdict. The same q as below bit for bit (tests/vm/test_sandbox_numeric.py).

@@ -57,11 +57,11 @@ from vm.sandbox.spec import ALLOWED_DTYPES, ArraySpec, CompareMode, ModelInfo, M
 _STOP_TIMEOUT_S = 5.0
 # Bounded busy-waits (channel.SpinWait): the pool for a batch's reply, a worker for its next batch. They keep
 # the waiting side's vCPU from halting during a job of up to REPLY_SPIN_S, and between jobs that follow each
-# other within NEXT_JOB_SPIN_S (docs/performance.md, "Single jobs").
+# other within NEXT_JOB_SPIN_S (docs/performance-sandbox.md, "Single jobs").
 REPLY_SPIN_S = 0.002
 NEXT_JOB_SPIN_S = 0.002
 # A single job expected to take longer than REPLY_SPIN_S, up to this, is waited for asleep until shortly
-# before its expected end, then spun for (docs/performance.md, "Single jobs: one flat message").
+# before its expected end, then spun for (docs/performance-sandbox.md, "Single jobs: one flat message").
 NAP_BEFORE_SPIN_S = 0.05
 # Wake-up before a lone job (docs/sandbox.md): the worker keeps its last flat job for its rehearsal when all its
 # inputs were in the message and it is at most this long (a copy per job).
@@ -195,7 +195,7 @@ class _Rehearsal:
     """A worker's wake-up rehearsal: its last flat job read again from its old bytes, the result dropped.
 
     After a few ms idle (a validator's lone single job between blocks) the worker's caches hold whatever ran
-    meanwhile, and the job's Python before the run costs 3-5x what it costs warm (docs/performance.md, "Single
+    meanwhile, and the job's Python before the run costs 3-5x what it costs warm (docs/performance-sandbox.md, "Single
     jobs: the verdict and the lone job"). The pool sends `flat.WAKE` before it builds such a job; the worker
     wakes up while the pool works (on a machine with an idle core: the wake-up of its halted vCPU overlaps the
     pool's work) and goes through its last job's reading again: the header, the session lookup, the inputs'
@@ -527,7 +527,7 @@ class WorkerPool:
         # Expected within the spin's bound: spin from the start; later (up to NAP_BEFORE_SPIN_S): sleep, then
         # spin for the end (channel.Channel.poll, `expect_s`); later still: block. A pool that will spin asks
         # for the raw outputs and puts them on the grid itself, on the caches its spin keeps warm; one that
-        # blocks has the worker do it, as before (docs/performance.md, "Single jobs: cold caches").
+        # blocks has the worker do it, as before (docs/performance-sandbox.md, "Single jobs: cold caches").
         expect = worker.seconds_per_job
         spin = None if expect > NAP_BEFORE_SPIN_S or not self.spin.active(started) else self.spin
         # A model whose inputs all travel in the message: the job from its template (built once per model and
