@@ -11,21 +11,20 @@ from pathlib import Path
 import numpy as np
 import pytest
 import trio
-from click.testing import CliRunner
 
 from core.tensor import DType
 from core.tx import Transaction
 from node.cli.root import cli
 from node.client import Client
-from node.config import RPCSection
-from tests.node.helpers import account, local_node, make_home, running
+from tests.node.clinode import validator_and_cli
+from tests.node.helpers import account, running
 from tests.node.test_deferred_name import matmul_model
+from tests.node.uploads import upload_txs
 from tests.vm.helpers import meta_for, spec
 from tools.genesis import make_genesis
-from vm.execute import chunk_gas, completing_gas
 from vm.resident import MAX_RESIDENT_MODELS
 from vm.sandbox.canonicalize import canonicalize
-from vm.txs import ModelClass, build_tx, split_model
+from vm.txs import ModelClass
 
 pytestmark = pytest.mark.node
 
@@ -44,14 +43,8 @@ async def test_the_65th_resident_model_is_refused_by_the_cli_and_by_the_chain_wi
     # the 64 stay pending (pending and registered ones count alike).
     genesis = make_genesis(1, overrides={"vm": {"defer_check_gas_over": 1_000_000,
                                                 "background_gas_per_block": 100_000}})
-    home = make_home(tmp_path, "validator", genesis, validator=0)
-    node = local_node(home, config=home.load_config().replace(rpc=RPCSection(address="127.0.0.1:0")))
     key = account(1)
-    monkeypatch.setenv("INFERCHAIN_KEYRING", str(tmp_path / "keys"))
-    monkeypatch.delenv("INFERCHAIN_PASSPHRASE", raising=False)
-    runner = CliRunner()
-    imported = runner.invoke(cli, ["keys", "import", "payer", "--seed", key.seed.hex()])
-    assert imported.exit_code == 0, imported.output
+    node, runner = validator_and_cli(tmp_path, monkeypatch, genesis, key, "payer")
     x = np.random.default_rng(7).standard_normal((1, K)).astype(np.float32)
     with trio.fail_after(240):
         async with running(node):
@@ -63,16 +56,13 @@ async def test_the_65th_resident_model_is_refused_by_the_cli_and_by_the_chain_wi
 
                 def registrations(first: int, count: int) -> list[Transaction]:
                     nonce = client.account(key.address).nonce
-                    txs = []
+                    txs: list[Transaction] = []
                     for seed in range(first, first + count):
                         body = small_model(seed)
                         meta = meta_for(f"r{seed}", body, [spec("x", DType.FLOAT32, (1, K))],
                                         [spec("y", DType.FLOAT32, (1, 4))], ModelClass.TOLERANT, [[x]], grid_k=20,
                                         tol_abs=64, tol_rel_ppm=200)
-                        [chunk] = split_model(body, meta, 256 * 1024)  # one chunk: the completing one
-                        gas = chunk_gas(params, chunk, len(body), True, registration=completing_gas(params, body, meta))
-                        txs.append(build_tx(key, chunk, chain_id=node.chain_id, nonce=nonce + len(txs), gas_limit=gas,
-                                            fee=gas * params.vm.min_gas_price))
+                        txs += upload_txs(params, key, node.chain_id, nonce + len(txs), body, meta)  # one chunk
                     return txs
 
                 held = await trio.to_thread.run_sync(registrations, 0, MAX_RESIDENT_MODELS)

@@ -19,12 +19,12 @@ from node.client import Client
 from node.config import RPCSection
 from node.service import Node
 from tests.node.helpers import account, make_home, running, wait_until
+from tests.node.uploads import upload_txs
 from tests.vm.deferred_models import weights_meta, weights_model
 from tools.genesis import make_genesis
-from vm.execute import chunk_gas, completing_gas
 from vm.sandbox.limits import WorkerLimits
 from vm.sandbox.worker import WorkerPool
-from vm.txs import RetireModel, build_tx, compute_model_id, split_model
+from vm.txs import RetireModel, build_tx, compute_model_id
 
 pytestmark = pytest.mark.node
 
@@ -56,14 +56,7 @@ async def test_register_and_retire_cycles_leave_no_more_pinned_than_the_resident
             def register(seed: int) -> bytes:
                 body = weights_model(seed)
                 meta = weights_meta(f"cycle{seed}", body)
-                nonce = client.account(owner.address).nonce
-                txs = []
-                for i, chunk in enumerate(chunks := split_model(body, meta, 256 * 1024)):
-                    last = i == len(chunks) - 1
-                    gas = chunk_gas(params, chunk, len(body), last,
-                                    registration=completing_gas(params, body, meta) if last else 0)
-                    txs.append(build_tx(owner, chunk, chain_id=node.chain_id, nonce=nonce + i, gas_limit=gas,
-                                        fee=gas * params.vm.min_gas_price))
+                txs = upload_txs(params, owner, node.chain_id, client.account(owner.address).nonce, body, meta)
                 results = client.broadcast_txs(txs, mode="commit")
                 assert all(r.accepted and r.result is not None and r.result.ok for r in results), results
                 return bytes(compute_model_id(sha256(body), meta))
