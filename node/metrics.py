@@ -190,5 +190,10 @@ class TimedExecutor:
         holds = getattr(self._inner, "holds", None)
         return bool(holds(model_id)) if holds is not None else False
 
+    def unpin_except(self, keep: frozenset[bytes]) -> int:
+        """The inner pool's pinned sessions of models not in `keep` dropped (vm/resident.unpin_departed)."""
+        unpin = getattr(self._inner, "unpin_except", None)
+        return int(unpin(keep)) if unpin is not None else 0
+
     def close(self) -> None:
         self._inner.close()

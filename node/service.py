@@ -83,6 +83,7 @@ from vm.app import VMApplication
 from vm.execute import account_inclusion_error, admission_error
 from vm.genesis import Genesis, load_genesis
 from vm.params import Params, VMParams
+from vm.resident import get_resident_set, unpin_departed
 from vm.retire import retired_in_block
 from vm.sandbox.executor import Executor
 from vm.sandbox.limits import WorkerLimits
@@ -243,6 +244,10 @@ class Node:
         self._cancel: trio.CancelScope | None = None
         self._nursery: trio.Nursery | None = None  # run()'s: commits start the next PoI challenge in it
         self._recheck_wanted = trio.Event()
+        # The resident set after the last commit: when a model leaves it (retired, rejected at its activation),
+        # the block path's workers drop its pinned session (`_unpin_departed`).
+        self._resident_seen: frozenset[bytes] = frozenset()
+        self.unpinned = 0  # pinned sessions dropped so far (diagnostics and tests)
         # Checks of deferred registrations ahead of their activation: only where this node builds or validates.
         self.precompute = DeferredPrecompute(self.app, alarm=self._alarm, wanted=self.checks_activations)
         # Uploads about to complete, assembled, hashed, parsed and stored before their block (vm/assembly.py).
@@ -321,6 +326,9 @@ class Node:
                     nursery.start_soon(self.precompute.run)
                     nursery.start_soon(self.upload_ahead.run)
                     self.precompute.wake()  # registrations left pending by the blocks before this start
+                    # Models retired while this node was down, or by the blocks the handshake replayed (whose
+                    # inferences may have pinned them): their sessions go now.
+                    nursery.start_soon(self._unpin_departed)
                     if self.validator_key is not None:
                         # The first precommit needs this height's PoI challenge (a sandbox worker process to
                         # start, ONNX Runtime to load): run it now, alongside p2p start-up and the wait for peers.
@@ -528,6 +536,10 @@ class Node:
         retired = retired_in_block(self.app.view(), int(block.height), block.txs, block.results)
         if retired:  # inferences on them could only fail: drop them now (vm/retire.py)
             self.mempool.drop_inferences(retired)
+        resident = frozenset(bytes(m) for m in get_resident_set(self.app.view()).models)
+        if not resident >= self._resident_seen and self._nursery is not None:
+            self._nursery.start_soon(self._unpin_departed)
+        self._resident_seen = resident
         self._recheck_wanted.set()
         self.precompute.wake()
         self.upload_ahead.wake()
@@ -535,6 +547,15 @@ class Node:
         if self.validator_key is not None and self.driver is not None and self._nursery is not None:
             # Start the PoI challenge of the next height now, so the first precommit finds it ready.
             self._nursery.start_soon(self._warm_challenge, int(block.height) + 1)
+
+    async def _unpin_departed(self) -> None:
+        """Drop the pinned sessions of models no longer resident from the block path's workers
+        (vm/resident.unpin_departed), in a thread: the pool may be running a block's batch."""
+        app = self.app
+        try:
+            self.unpinned += await trio.to_thread.run_sync(lambda: unpin_departed(app.view(), app.executor))
+        except InferchainError as exc:
+            self._alarm(f"unpinning models no longer resident: {exc}")
 
     async def _warm_challenge(self, height: int) -> None:
         try:

@@ -132,7 +132,7 @@ class VMApplication:
         self.executor = executor
         # Registration checks are memoized in front of the sandbox: one completing chunk reaches the VM in
         # every round's block, the proposer's build and finalize (vm/checkmemo.py).
-        self.check_memo = CheckMemo(executor)
+        self.check_memo = CheckMemo(executor, height=lambda: self.state_map.latest_version() or 0)
         self._preload_failed: set[bytes] = set()  # resident models this node could not load ahead
         self.engine = Engine(self.check_memo, self._model_bytes, note_digest=self.check_memo.note_digest)
         self._tx_sigs = _LRU(200_000)

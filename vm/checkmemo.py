@@ -18,6 +18,16 @@ local fault, never an answer: the builder postpones, a validator accepts an unde
 own check faults: docs/sandbox.md "Undecided verdicts") and cannot judge a decided one (prevote nil), so a
 proposer can make no verdict out of it. The decided faults are an LRU of `capacity` keys.
 
+A decision holds on the block path for one height: the *committed* height when the last fault happened
+(`height`, read from the node's state, never a clock). Within it the rounds' blocks refuse the check without
+running it; at a later height (the entry's next activation, after a postponement) the block path runs it once
+again, and a fault then decides at once for that height (the count is kept), while an answer forgets the
+faults. The background pass (`precompute_window`, after every commit) never runs a decided check again: at
+any height, it would cost a worker per block. So a fault that will not recur (a worker killed from outside
+twice) costs this node the activation it was decided in at most, not every later one up to
+`vm.max_postponements`; a check that faults everywhere costs one run per activation height on the block
+path (the background's first two runs aside) instead of two in all.
+
 Two areas, each bounded: the LRU of recent checks (`capacity` entries and `max_bytes` of golden outputs),
 and the *precomputed* answers of deferred registrations (vm/deferred.py), kept outside the LRU until their
 entry leaves the window the node precomputes (`precompute_window`): however many synchronous checks pass
@@ -30,7 +40,7 @@ from __future__ import annotations
 import hashlib
 import threading
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from importlib import metadata
 
 import numpy as np
@@ -107,8 +117,12 @@ class CheckMemo:
     `run_batch` of the wrapped executor per call. `hits` and `misses` count checks answered from the memo and
     checks sent to the sandbox."""
 
-    def __init__(self, executor: Executor, capacity: int = 8, max_bytes: int = 64 << 20) -> None:
+    def __init__(self, executor: Executor, capacity: int = 8, max_bytes: int = 64 << 20,
+                 height: Callable[[], int] | None = None) -> None:
+        """`height`: the node's committed height (a decided fault holds at the height it was decided at);
+        None: one height for ever (a memo outside a node: tools, tests)."""
         self.executor = executor
+        self._height: Callable[[], int] = height or (lambda: 0)
         self._capacity = capacity
         self._max_bytes = max_bytes
         self._items: OrderedDict[bytes, JobResult] = OrderedDict()
@@ -125,8 +139,9 @@ class CheckMemo:
         # its id cannot be reused while listed): a 100 MB model is not hashed again for its key.
         self._digests: OrderedDict[int, tuple[bytes, bytes]] = OrderedDict()
         self.hashed = 0  # keys for which the model bytes were hashed here
-        # Checks that faulted when run alone: (faults, the first fault's message), an LRU of `capacity` keys.
-        self._faults: OrderedDict[bytes, tuple[int, str]] = OrderedDict()
+        # Checks that faulted when run alone: (faults, the first fault's message, the committed height of the
+        # last one), an LRU of `capacity` keys.
+        self._faults: OrderedDict[bytes, tuple[int, str, int]] = OrderedDict()
         self.faults_answered = 0  # batches refused with a decided fault, nothing handed to the sandbox
 
     def __len__(self) -> int:
@@ -154,26 +169,29 @@ class CheckMemo:
             old, _ = self._items.popitem(last=False)
             self._bytes -= self._item_bytes.pop(old)
 
-    def _note_fault(self, key: bytes, fault: LocalFault) -> None:
-        """The check under `key` faulted in a batch of its own (lock held)."""
-        count, message = self._faults.pop(key, (0, str(fault)))
-        self._faults[key] = (count + 1, message)
+    def _note_fault(self, key: bytes, fault: LocalFault, height: int) -> None:
+        """The check under `key` faulted in a batch of its own at committed height `height` (lock held)."""
+        count, message, _ = self._faults.pop(key, (0, str(fault), height))
+        self._faults[key] = (count + 1, message, height)
         while len(self._faults) > self._capacity:
             self._faults.popitem(last=False)
 
-    def _decided_fault(self, key: bytes) -> LocalFault | None:
-        """The fault this node decided it cannot get past for `key` (lock held), or None."""
-        count, message = self._faults.get(key, (0, ""))
-        if count < FAULTS_DECIDED:
+    def _decided_fault(self, key: bytes, height: int, *, background: bool = False) -> LocalFault | None:
+        """The fault this node decided it cannot get past for `key` (lock held), or None: never decided, or, on
+        the block path at committed height `height`, decided at an earlier height (the check runs once
+        again). The background pass takes a decision of any height."""
+        count, message, at = self._faults.get(key, (0, "", 0))
+        if count < FAULTS_DECIDED or (at != height and not background):
             return None
         self._faults.move_to_end(key)
-        return LocalFault(f"{message} (this check faulted {count} times alone on this node: not run again)")
+        return LocalFault(f"{message} (this check faulted {count} times alone on this node, the last after "
+                          f"height {at}: not run again there)")
 
     def faults(self, job: CheckJob) -> int:
-        """How many times `job`'s check faulted here alone (0: never, or forgotten)."""
+        """How many times `job`'s check faulted here alone (0: never, forgotten, or answered since)."""
         key = self._key(job)
         with self._lock:
-            return self._faults.get(key, (0, ""))[0]
+            return self._faults.get(key, (0, "", 0))[0]
 
     def note_digest(self, model_bytes: bytes, digest: bytes) -> None:
         """`digest` is the SHA-256 of `model_bytes` (the VM checked it against the upload header): the key of a
@@ -195,10 +213,11 @@ class CheckMemo:
     def run_batch(self, jobs: Sequence[Job]) -> list[JobResult]:
         # Keys first, outside the lock: hashing a large model's bytes takes tens of milliseconds.
         keys = {i: self._key(job) for i, job in enumerate(jobs) if isinstance(job, CheckJob)}
+        height = self._height() if keys else 0
         results: dict[int, JobResult] = {}
         with self._lock:
             for i, key in keys.items():
-                decided = self._decided_fault(key)
+                decided = self._decided_fault(key, height)
                 if decided is not None:  # the batch would fault on it: this node cannot decide it
                     self.faults_answered += 1
                     raise decided
@@ -219,13 +238,14 @@ class CheckMemo:
         except LocalFault as fault:
             if len(forward) == 1 and forward[0] in keys:
                 with self._lock:
-                    self._note_fault(keys[forward[0]], fault)
+                    self._note_fault(keys[forward[0]], fault, height)
             raise
         with self._lock:
             for i, result in zip(forward, answered, strict=True):
                 results[i] = result
                 if i in keys:
                     self._keep(keys[i], result)
+                    self._faults.pop(keys[i], None)  # it ran: what faulted before did not recur
         return [results[i] for i in range(len(jobs))]
 
     def precompute_window(self, jobs: Sequence[CheckJob], executor: Executor) -> int:
@@ -235,6 +255,7 @@ class CheckMemo:
         their activation's jobs will have. How many ran; a local fault raises out of `executor` (counted against
         its check), and what was computed before it is kept; a check whose fault is decided is skipped."""
         keys = [self._key(job) for job in jobs]
+        height = self._height() if keys else 0
         with self._lock:
             self._ahead = {key: self._ahead[key] for key in keys if key in self._ahead}
             for key in keys:  # already in the LRU (a check computed on the block path): moved out of its reach
@@ -244,16 +265,17 @@ class CheckMemo:
         ran = 0
         for key, job in zip(keys, jobs, strict=True):
             with self._lock:
-                if key in self._ahead or self._decided_fault(key) is not None:
+                if key in self._ahead or self._decided_fault(key, height, background=True) is not None:
                     continue
             try:
                 [result] = executor.run_batch([job])
             except LocalFault as fault:  # alone on the background worker: counted as the block path's are
                 with self._lock:
-                    self._note_fault(key, fault)
+                    self._note_fault(key, fault, height)
                 raise
             with self._lock:
                 self._ahead[key] = _frozen(result)
+                self._faults.pop(key, None)
                 self.precomputed += 1
             ran += 1
         return ran

@@ -113,6 +113,27 @@ def process_requeue(view: StateView, params: Params, height: Height, model_id: H
     return activates_at
 
 
+def process_leave_queue(view: StateView, height: int, activates_at: int) -> None:
+    """The entry due at `activates_at` left the queue at block `height` (retired: vm/retire.py; its slot is
+    deleted first). When it was the tail, the tail goes back to the latest entry still pending, or goes
+    altogether when none is left, so the next entry activates as if the one that left had never queued.
+    Reads the slots below `activates_at` down to the first one that names an entry (at most the heights
+    that entries retired from the middle left empty, each paid for by a registration; once walked, the next
+    entry reuses them)."""
+    tail = view.get(KEY_DEFERRED_TAIL, DeferredTail)
+    if tail is None or int(tail.height) != activates_at:
+        return  # an entry in the middle: those after it keep their heights
+    for h in range(activates_at - 1, height, -1):
+        raw = view.get_raw(activation_key(h))
+        if raw is None:
+            continue
+        record = get_deferred(view, Hash32(raw))
+        if record is not None and record.status == PENDING:
+            view.put(KEY_DEFERRED_TAIL, DeferredTail(Height(h)))
+            return
+    view.delete(KEY_DEFERRED_TAIL)
+
+
 def pending_in_order(view: StateView, limit: int) -> list[tuple[Hash32, DeferredModel]]:
     """The first `limit` registrations still pending in `view`, in activation order (the node's background
     precompute reads them after each commit). Reads the activation slots from the next height to the tail."""

@@ -81,6 +81,17 @@ def process_release(view: StateView, model_id: Hash32, model_bytes: int) -> None
                                        tuple(m for m in held.models if m != model_id)))
 
 
+def unpin_departed(view: StateView, executor: object) -> int:
+    """Node-side, after a commit (and at start-up): tell `executor` (the block path's worker pool) to drop the
+    pinned sessions of every model not in `view`'s resident set, so models retired (vm/retire.py) or rejected
+    at their activation stop holding worker memory the chain's bound no longer counts. How many sessions were
+    dropped; 0 for an executor that pins nothing it could drop (no `unpin_except`)."""
+    unpin = getattr(executor, "unpin_except", None)
+    if unpin is None:
+        return 0
+    return int(unpin(frozenset(bytes(m) for m in get_resident_set(view).models)))
+
+
 def resident_load_gas_static(params: Params, model_bytes: int, nodes: int) -> int:
     """The load a resident model's completing chunk pays in tokens (as gas, before `vm.min_gas_price`): the
     cold path's base, per-node and per-KiB terms of `load_gas`, from facts of the bytes alone. Its golden runs

@@ -25,7 +25,7 @@ from core.header import TxResult, TxStatus
 from core.limits import MAX_BLOCK_TXS
 from core.tx import Transaction
 from core.types import Address, Amount, Hash32, Height
-from vm.deferred import PENDING, REGISTERED, activation_key, deferred_key, get_deferred
+from vm.deferred import PENDING, REGISTERED, activation_key, deferred_key, get_deferred, process_leave_queue
 from vm.gov.store import get_events, get_proposal
 from vm.gov.types import MAX_RETIRE_MODELS, ProposalStatus, RetireModelsProposal
 from vm.params import Params
@@ -197,6 +197,7 @@ def process_retire(view: StateView, params: Params, height: int, model_id: Hash3
         header = pending.header
         name, size = header.meta.name, int(header.total_bytes)
         view.delete(activation_key(int(pending.activates_at)))  # its activation never comes
+        process_leave_queue(view, height, int(pending.activates_at))  # the tail, when it was the last
         view.release_blob(header.bytes_hash)  # never callable, so no evidence can name it: released now
     if pending is not None and pending.status in (PENDING, REGISTERED):
         view.delete(deferred_key(model_id))

@@ -23,11 +23,11 @@ from node.client import Client
 from node.config import RPCSection
 from node.mempool import RemovalReason
 from tests.node.helpers import account, local_node, make_home, running, transfer
+from tests.node.uploads import upload_txs
 from tests.vm.deferred_models import K, weights_meta, weights_model
 from tools.genesis import make_genesis
-from vm.execute import chunk_gas, completing_gas
 from vm.retire import compute_resident_deposit
-from vm.txs import Infer, build_tx, compute_model_id, split_model
+from vm.txs import Infer, build_tx, compute_model_id
 
 pytestmark = pytest.mark.node
 
@@ -59,15 +59,7 @@ async def test_the_owner_retires_a_pending_model_through_the_cli_and_its_queued_
                 model_id = compute_model_id(sha256(body), meta)
 
                 def upload() -> None:
-                    chunks = split_model(body, meta, 256 * 1024)
-                    nonce = client.account(owner.address).nonce
-                    txs = []
-                    for i, chunk in enumerate(chunks):
-                        last = i == len(chunks) - 1
-                        gas = chunk_gas(params, chunk, len(body), last,
-                                        registration=completing_gas(params, body, meta) if last else 0)
-                        txs.append(build_tx(owner, chunk, chain_id=node.chain_id, nonce=nonce + i, gas_limit=gas,
-                                            fee=gas * params.vm.min_gas_price))
+                    txs = upload_txs(params, owner, node.chain_id, client.account(owner.address).nonce, body, meta)
                     results = client.broadcast_txs(txs, mode="commit")
                     assert all(r.accepted and r.result is not None and r.result.ok for r in results), results
 

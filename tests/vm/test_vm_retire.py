@@ -24,7 +24,15 @@ from tests.vm.deferred_models import VM, K, upload, weights_meta, weights_model
 from tests.vm.devnet import Devnet, devnet_genesis
 from tools.genesis import make_genesis
 from vm.blobrefs import ref_count
-from vm.deferred import PENDING, REGISTERED, activation_key, get_deferred, pending_in_order
+from vm.deferred import (
+    KEY_DEFERRED_TAIL,
+    PENDING,
+    REGISTERED,
+    DeferredTail,
+    activation_key,
+    get_deferred,
+    pending_in_order,
+)
 from vm.evidence import make_wrong_inference
 from vm.execute import infer_gas
 from vm.gov.store import get_next_proposal_id, get_proposal
@@ -292,3 +300,55 @@ def test_retiring_an_exact_model_does_not_escape_wrong_inference_evidence(net: D
     assert judge.view().model(digits) is None
     assert judge.precheck_wrong_inference(evidence, net.blocks[-2].results[0]) is None
     assert judge.is_valid_evidence(evidence)
+
+
+def tail_of(net: Devnet) -> int | None:
+    """The queue's tail height on every node (the same on each), None when there is no tail record."""
+    tails = set()
+    for app in net.apps:
+        tail = app.view().get(KEY_DEFERRED_TAIL, DeferredTail)
+        tails.add(None if tail is None else int(tail.height))
+    assert len(tails) == 1, tails
+    return tails.pop()
+
+
+def test_retiring_the_last_pending_entry_gives_its_blocks_back_to_the_next_registration(tmp_path: Path) -> None:
+    """The queue's tail follows retirements from its end: retiring the last pending entry (after one in the
+    middle) moves the tail back to the latest entry still pending, and the next registration activates its own
+    blocks after that one, as if the retired entries had never queued; retiring every entry removes the tail,
+    and the next activates its blocks after its own height. Red without: the next registration waits behind
+    the retired tail's height."""
+    # A quarter of the fixture's background budget a block: each entry waits long enough to stay pending.
+    genesis = devnet_genesis(vm={**RETIRE_VM, "max_resident_bytes": MODEL_BYTES * 4,
+                                 "background_gas_per_block": 250_000})
+    net = Devnet.start(tmp_path, genesis, nodes=3)
+    try:
+        entries = []
+        queued = [(owner, *queue(net, owner, seed, f"q{seed}")) for owner, seed in ((5, 61), (6, 62), (7, 63))]
+        for owner, chunk, model_id in queued:
+            [(status, log, data)] = step(net, [chunk])
+            assert status is TxStatus.OK, log
+            entries.append((owner, model_id, int.from_bytes(data, "big")))
+        (a_owner, a, a_at), (b_owner, b, b_at), (c_owner, c, c_at) = entries
+        assert a_at < b_at < c_at == tail_of(net)
+        blocks = c_at - b_at  # the same model size: the same blocks of background work each
+        assert step(net, [retire(net, b_owner, b)])[0][0] is TxStatus.OK
+        assert tail_of(net) == c_at  # one from the middle: the entries after it keep their heights
+        assert step(net, [retire(net, c_owner, c)])[0][0] is TxStatus.OK
+        assert tail_of(net) == a_at  # the last: back to the latest still pending, past the middle's empty slot
+
+        chunk, d = queue(net, 5, 64, "q64")
+        [(status, log, data)] = step(net, [chunk])
+        assert status is TxStatus.OK, log
+        assert int.from_bytes(data, "big") == max(net.height, a_at) + blocks < c_at + blocks
+        assert step(net, [retire(net, 5, d)])[0][0] is TxStatus.OK
+        assert step(net, [retire(net, a_owner, a)])[0][0] is TxStatus.OK
+        assert tail_of(net) is None and pending_in_order(net.apps[0].view(), 4) == []
+
+        chunk, _ = queue(net, 6, 65, "q65")
+        [(status, log, data)] = step(net, [chunk])
+        assert status is TxStatus.OK, log
+        assert int.from_bytes(data, "big") == net.height + blocks
+        net.assert_supply_conserved()
+    finally:
+        net.close()

@@ -163,6 +163,18 @@ class Runner:
         """The pinned sessions' models."""
         return frozenset(self._resident)
 
+    def resident_bytes(self) -> int:
+        """The pinned sessions' model bytes (what `vm.max_resident_bytes` bounds chain-wide)."""
+        return sum(len(loaded.package.model_bytes) for loaded in self._resident.values())
+
+    def unpin_except(self, keep: frozenset[bytes]) -> int:
+        """Drop the pinned sessions of models not in `keep` (the chain's resident set: a model retired, or
+        rejected at its activation, left it); how many were dropped."""
+        gone = [model_id for model_id in self._resident if model_id not in keep]
+        for model_id in gone:
+            del self._resident[model_id]
+        return len(gone)
+
     def _evict(self, need: int, pinned: frozenset[bytes]) -> None:
         for model_id in list(self._cache):
             if self._used + need <= self._cache_bytes:
@@ -364,6 +376,10 @@ class LocalExecutor:
     def resident(self) -> frozenset[bytes]:
         """The models whose sessions are pinned (vm/resident.py)."""
         return self._runner.resident_ids()
+
+    def unpin_except(self, keep: frozenset[bytes]) -> int:
+        """`Runner.unpin_except`: the pinned sessions of models no longer resident dropped; how many."""
+        return self._runner.unpin_except(keep)
 
     def run_batch(self, jobs: Sequence[Job]) -> list[JobResult]:
         pinned = frozenset(j.model.model_id for j in jobs if isinstance(j, InferJob))

@@ -3,7 +3,8 @@
 One small frozen class per message, so each side matches on the type and reads named fields: no tuple
 positions, no string tags, no `reply[2] if len(reply) > 2`. Messages are pickled over a socket
 (vm/sandbox/channel.py); both ends run the same code. A worker answers each `Batch` with exactly one of `Done`, `GoldenFault`
-or `Fault`, `Describe` with `Described`, and says `Ready` once after it started. Array data travels in the
+or `Fault`, `Describe` with `Described`, `Unpin` with a `Done` of no results, and says `Ready` once after it
+started. Array data travels in the
 shared arena (vm/sandbox/handoff.py): `ShareArena` carries the arena's file descriptor (SCM_RIGHTS), and
 jobs and results name their arrays by `ArrayRef`.
 
@@ -89,11 +90,20 @@ class Describe:
 
 @compact
 @dataclass(frozen=True, slots=True)
+class Unpin:
+    """Drop the pinned sessions of models not in `keep` (the chain's resident set: vm/resident.py); answered
+    with a `Done` of no results that carries the models the worker still holds."""
+
+    keep: frozenset[bytes]
+
+
+@compact
+@dataclass(frozen=True, slots=True)
 class Stop:
     """Exit cleanly."""
 
 
-ToWorker = Batch | ShareArena | Describe | Stop
+ToWorker = Batch | ShareArena | Describe | Unpin | Stop
 
 # ---- worker -> parent ----------------------------------------------------------------------------------
 

@@ -50,6 +50,7 @@ from vm.sandbox.protocol import (
     ShareArena,
     SharedOutputs,
     Stop,
+    Unpin,
     WireJob,
 )
 from vm.sandbox.spec import ALLOWED_DTYPES, ArraySpec, CompareMode, ModelInfo, ModelSpec
@@ -115,6 +116,11 @@ def _worker_main(sock: socket.socket, limits: WorkerLimits, spin_s: float = 0.0,
                 return
             case Describe():
                 conn.send(Described(_describe(runner, spin, rehearsal)))
+            case Unpin(keep=keep):  # models that left the chain's resident set (vm/resident.py)
+                runner.unpin_except(keep)
+                reply = Done((), _news(runner.cached_ids(), told))
+                told = runner.cached_ids()
+                conn.send(reply)
             case ShareArena(size=size):
                 try:
                     fd = conn.take_fd()
@@ -311,6 +317,7 @@ def _describe(runner: Any, spin: SpinWait, rehearsal: _Rehearsal) -> dict[str, A
         "rlimit_as": resource.getrlimit(resource.RLIMIT_AS)[0],
         "cached": len(runner.cached_ids()),
         "resident": len(runner.resident_ids()),
+        "resident_bytes": runner.resident_bytes(),
         "runs": runner.runs,
         "run_seconds": runner.run_seconds,
         "spins": spin.spins,
@@ -435,6 +442,27 @@ class WorkerPool:
                     raise WorkerFault(f"worker answered Describe with {type(reply).__name__}")
                 out.append(dict(reply.info))
             return out
+
+    def unpin_except(self, keep: frozenset[bytes]) -> int:
+        """Tell every running worker to drop the pinned sessions of models not in `keep` (the chain's resident
+        set after a commit: a retired or rejected model left it); how many sessions were dropped. Starts no
+        worker (a new one pins nothing); a worker that fails to answer is discarded, which drops them too."""
+        with self._lock:
+            dropped = 0
+            for slot, worker in enumerate(self._workers):
+                if self._closed or worker is None or not worker.process.is_alive():
+                    continue
+                before = worker.cached
+                try:
+                    worker.conn.send(Unpin(frozenset(keep)))
+                    self._interpret(slot, worker, self._receive(slot, worker, time.monotonic()
+                                                                + self._limits.start_timeout_s, None), [])
+                except (OSError, EOFError, ValueError):
+                    self._discard(slot)
+                except LocalFault:  # discarded by `_receive` or `_interpret`: it pins nothing now
+                    pass
+                dropped += len(before - worker.cached)
+            return dropped
 
     def run_batch(self, jobs: Sequence[Job], timeout_s: float | None = None) -> list[JobResult]:
         """Run one block's jobs; raises LocalFault (GoldenMismatch, WorkerFault) if this node cannot decide."""
