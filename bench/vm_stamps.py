@@ -28,7 +28,7 @@ import numpy as np
 
 from vm.models import load_model
 from vm.sandbox import channel, executor, worker
-from vm.sandbox.executor import InferJob, ModelPackage
+from vm.sandbox.executor import InferJob, ModelPackage, _loaded
 from vm.sandbox.session import create_session
 from vm.sandbox.spec import ArraySpec, CompareMode, ModelSpec, Tolerance
 
@@ -151,8 +151,9 @@ def steps(model: str, reps: int) -> None:
     """The per-job steps this round changed, old and new way alternating in one process, each timed right after
     a run of the model (cold: what a job meets after the raw run or its own) and again at once (warm); medians of
     thread CPU. Pool: the job's buffers (`job_parts` with a Writer, or the model's template); worker: the
-    job's header and input views (`read_job` + `job_inputs`, or `JobReader`); pool: the reply on the grid
-    (`on_grid` as before, by dtype name, or by dtype)."""
+    job's header and input views (`read_job` + `job_inputs`, or `JobReader`); the grid in the pool (`on_grid`:
+    by dtype name with the float32 path of `quantize` as it was, or as now) and in the worker
+    (`canonical_outputs`: the same two `quantize`s)."""
     from vm.sandbox import flat, numeric
     from vm.sandbox.handoff import Arena, Writer
     from vm.sandbox.spec import FLOAT_DTYPES
@@ -169,9 +170,15 @@ def steps(model: str, reps: int) -> None:
     reader = flat.JobReader()
     raw = dict(zip(names, session.run(names, inputs), strict=True))
     grid_k = package.spec.grid_k
+    specs = _loaded(session, package, 0).outputs
+
+    def quantize_before(y: np.ndarray) -> np.ndarray:  # numeric.quantize's float32 path before this round
+        grid: np.ndarray = np.rint(np.multiply(y, np.float64(2.0**grid_k), dtype=np.float64))
+        assert float(np.abs(grid).max()) < 2.0**63
+        return grid.astype(np.int64)
 
     def old_grid() -> Any:
-        return {name: numeric.quantize(value, grid_k, name) if value.dtype.name in FLOAT_DTYPES else value
+        return {name: quantize_before(value) if value.dtype.name in FLOAT_DTYPES else value
                 for name, value in raw.items()}
 
     def new_grid() -> Any:
@@ -186,8 +193,11 @@ def steps(model: str, reps: int) -> None:
         "worker, header + inputs: read_job + job_inputs": lambda: flat.job_inputs(
             flat.read_job(body), layout, body, arena),
         "worker, header + inputs: JobReader": lambda: reader.inputs(reader.read(body), layout, body, arena),
-        "pool, grid: by dtype name (before)": old_grid,
+        "pool, grid: by dtype name, quantize before": old_grid,
         "pool, grid: numeric.on_grid": new_grid,
+        "worker, grid: canonical_outputs, quantize before": lambda: {
+            spec.name: quantize_before(raw[spec.name]) if spec.is_float else raw[spec.name] for spec in specs},
+        "worker, grid: canonical_outputs": lambda: numeric.canonical_outputs(raw, specs, grid_k),
     }
     times: dict[str, tuple[list[float], list[float]]] = {name: ([], []) for name in cases}
     load = os.getloadavg()[0]
