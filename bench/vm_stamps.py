@@ -8,7 +8,9 @@ traced worker is started through `_worker_main`, by reference, so the spawned in
 
 `--gap-ms` idles before each job (and before the raw run it is compared with): both processes then meet the job
 as a validator meets a lone one, their spin-waits over and their caches holding whatever ran meanwhile.
-Run: python -m bench.vm_stamps [--model digits_int8] [--gap-ms 20] [--jobs 200] [--spin on|off|forced] [--wake]
+`--steps` times instead, in this process, the steps the sixth round changed, the old and the new way
+alternating (docs/performance-sandbox.md, "The hand-off goals, sixth round").
+Run: python -m bench.vm_stamps [--model digits_int8|digits_mlp|conv] [--steps] [--gap-ms 20] [--jobs 200] [--spin on|off|forced] [--wake]
 (docs/performance-sandbox.md, "Single jobs: the verdict and the lone job").
 """
 
@@ -26,8 +28,9 @@ import numpy as np
 
 from vm.models import load_model
 from vm.sandbox import channel, executor, worker
-from vm.sandbox.executor import InferJob, ModelPackage
+from vm.sandbox.executor import InferJob, ModelPackage, _loaded
 from vm.sandbox.session import create_session
+from vm.sandbox.spec import ArraySpec, CompareMode, ModelSpec, Tolerance
 
 STAMPS: list[tuple[str, int, int]] = []
 _clock, _cpu = time.monotonic_ns, time.thread_time_ns
@@ -130,6 +133,88 @@ def segments(pool_stamps: list[tuple[str, int, int]],
     return out
 
 
+def _case(name: str) -> tuple[ModelPackage, dict[str, np.ndarray]]:
+    """A committed model by name (its first golden input), or `conv`: bench/vm.py's float conv of ~80 M MACs
+    (a 16 KiB input, in the arena; the goal table's >= 1 ms model), on a random input."""
+    if name == "conv":
+        from bench.vm import CONV_INPUT, conv_model
+
+        spec = ModelSpec((ArraySpec("x", "float32", CONV_INPUT),), CompareMode.TOLERANT, 16, Tolerance(64, 200))
+        return (ModelPackage(b"conv", conv_model(), spec),
+                {"x": np.random.default_rng(3).random(CONV_INPUT, dtype=np.float32)})
+    model = load_model(name)
+    return (ModelPackage(name.encode(), model.model_bytes, model.spec, model.golden),
+            {k: np.array(v) for k, v in model.golden.cases[0].inputs.items()})
+
+
+def steps(model: str, reps: int) -> None:
+    """The per-job steps this round changed, old and new way alternating in one process, each timed right after
+    a run of the model (cold: what a job meets after the raw run or its own) and again at once (warm); medians of
+    thread CPU. Pool: the job's buffers (`job_parts` with a Writer, or the model's template); worker: the
+    job's header and input views (`read_job` + `job_inputs`, or `JobReader`); the grid in the pool (`on_grid`:
+    by dtype name with the float32 path of `quantize` as it was, or as now) and in the worker
+    (`canonical_outputs`: the same two `quantize`s)."""
+    from vm.sandbox import flat, numeric
+    from vm.sandbox.handoff import Arena, Writer
+    from vm.sandbox.spec import FLOAT_DTYPES
+
+    package, inputs = _case(model)
+    session = create_session(package.model_bytes)
+    names = [o.name for o in session.get_outputs()]
+    layout = flat.Layout.of(package.spec.inputs)
+    arrays = layout.arrays(inputs)
+    assert arrays is not None
+    arena = Arena(4 << 20)
+    template = flat.job_template(package.model_id, layout, 60, True, arena.size)
+    assert template is not None
+    reader = flat.JobReader()
+    raw = dict(zip(names, session.run(names, inputs), strict=True))
+    grid_k = package.spec.grid_k
+    specs = _loaded(session, package, 0).outputs
+
+    def quantize_before(y: np.ndarray) -> np.ndarray:  # numeric.quantize's float32 path before this round
+        grid: np.ndarray = np.rint(np.multiply(y, np.float64(2.0**grid_k), dtype=np.float64))
+        assert float(np.abs(grid).max()) < 2.0**63
+        return grid.astype(np.int64)
+
+    def old_grid() -> Any:
+        return {name: quantize_before(value) if value.dtype.name in FLOAT_DTYPES else value
+                for name, value in raw.items()}
+
+    def new_grid() -> Any:
+        return numeric.on_grid(raw, grid_k)
+
+    body = bytearray(b"".join(bytes(memoryview(p)) for p in flat.job_parts(
+        package.model_id, layout, arrays, 60, Writer(arena), True)))
+    cases: dict[str, Callable[[], Any]] = {
+        "pool, job buffers: job_parts + Writer": lambda: flat.job_parts(
+            package.model_id, layout, arrays, 60, Writer(arena), True),
+        "pool, job buffers: template": lambda: flat.templated_parts(template, arrays, arena),
+        "worker, header + inputs: read_job + job_inputs": lambda: flat.job_inputs(
+            flat.read_job(body), layout, body, arena),
+        "worker, header + inputs: JobReader": lambda: reader.inputs(reader.read(body), layout, body, arena),
+        "pool, grid: by dtype name, quantize before": old_grid,
+        "pool, grid: numeric.on_grid": new_grid,
+        "worker, grid: canonical_outputs, quantize before": lambda: {
+            spec.name: quantize_before(raw[spec.name]) if spec.is_float else raw[spec.name] for spec in specs},
+        "worker, grid: canonical_outputs": lambda: numeric.canonical_outputs(raw, specs, grid_k),
+    }
+    times: dict[str, tuple[list[float], list[float]]] = {name: ([], []) for name in cases}
+    load = os.getloadavg()[0]
+    for _ in range(reps):
+        for name, fn in cases.items():
+            session.run(names, inputs)
+            for warm in (0, 1):
+                start = _cpu()
+                fn()
+                times[name][warm].append((_cpu() - start) / 1e3)
+    arena.close()
+    print(f"{model}: {reps} of each, old and new alternating; thread CPU medians; load average {load:.2f} -> "
+          f"{os.getloadavg()[0]:.2f}")
+    for name, (cold, warm) in times.items():
+        print(f"  {name:<50}{statistics.median(cold):>8.1f}us cold{statistics.median(warm):>8.1f}us warm")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--model", default="digits_int8")
@@ -138,12 +223,15 @@ def main() -> None:
     parser.add_argument("--spin", choices=("on", "off", "forced"), default="on",
                         help="the pool's spin-waits: the node's, none, or on even on a contended core")
     parser.add_argument("--wake", action="store_true", help="the pool wakes its worker before a lone job")
+    parser.add_argument("--steps", action="store_true",
+                        help="instead: the steps this round changed, old and new way, in this process (`steps`)")
     args = parser.parse_args()
+    if args.steps:
+        steps(args.model, args.jobs)
+        return
     trace_this_process()
-    model = load_model(args.model)
-    package = ModelPackage(args.model.encode(), model.model_bytes, model.spec, model.golden)
-    inputs = {k: np.array(v) for k, v in model.golden.cases[0].inputs.items()}
-    session = create_session(model.model_bytes)
+    package, inputs = _case(args.model)
+    session = create_session(package.model_bytes)
     names = [o.name for o in session.get_outputs()]
     job = InferJob(package, inputs)
     gap = args.gap_ms / 1e3
@@ -156,11 +244,13 @@ def main() -> None:
         pool.describe()
         STAMPS.clear()
         raw: list[float] = []
+        raw_cpu: list[float] = []
         load = os.getloadavg()[0]
         for _ in range(args.jobs):
             time.sleep(gap)
-            start = time.perf_counter()
+            start, start_cpu = time.perf_counter(), _cpu()
             session.run(names, inputs)
+            raw_cpu.append((_cpu() - start_cpu) / 1e9)
             raw.append(time.perf_counter() - start)
             time.sleep(gap)
             pool.run_batch([job])
@@ -170,7 +260,7 @@ def main() -> None:
     table = segments(pool_stamps, info["stamps"])
     print(f"{args.model}: {args.jobs} single jobs, {args.gap_ms:g} ms idle before each, spin-waits {args.spin}; "
           f"load average {load:.2f} -> {os.getloadavg()[0]:.2f}; raw session.run alone, same gap: median "
-          f"{statistics.median(raw) * 1e6:.1f} us; wake-up messages {wakes}, rehearsals {info.get('rehearsals')}")
+          f"{statistics.median(raw) * 1e6:.1f} us (CPU {statistics.median(raw_cpu) * 1e6:.1f} us); wake-up messages {wakes}, rehearsals {info.get('rehearsals')}")
     print(f"  {'segment (P: pool, W: worker)':<36}{'wall median':>12}{'IQR':>18}{'CPU median':>12}")
     for name, values in table.items():
         walls = [w for w, _ in values]

@@ -341,6 +341,118 @@ def test_a_job_from_its_template_has_the_bytes_job_parts_gives(data: st.DataObje
     assert flat.job_template(model_id, big, 60, raw) is None
 
 
+def _arena_layout(data: st.DataObject) -> flat.Layout:
+    """Up to four inputs, each small (in the message) or of 4-6 KiB (in the arena when it has room)."""
+    dtypes = [d.name for d in flat.DTYPES]
+    specs = []
+    for i in range(data.draw(st.integers(1, 4))):
+        dtype = data.draw(st.sampled_from(dtypes))
+        if data.draw(st.booleans()):
+            count = data.draw(st.integers(4096, 6144)) // np.dtype(dtype).itemsize + 1
+            specs.append(ArraySpec(f"in{i}", dtype, (1, count)))
+        else:
+            specs.append(ArraySpec(f"in{i}", dtype, tuple(data.draw(st.lists(st.integers(0, 5), max_size=3)))))
+    return flat.Layout.of(specs)
+
+
+def _arrays_of(data: st.DataObject, layout: flat.Layout) -> list[np.ndarray]:
+    return [np.frombuffer(data.draw(st.binary(min_size=nbytes, max_size=nbytes)), dtype).reshape(shape).copy()
+            for _, dtype, shape, nbytes in layout.inputs]
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+@given(st.data())
+def test_a_job_from_a_template_with_arena_inputs_is_the_job_job_parts_gives(data: st.DataObject) -> None:
+    """Inputs in the message and in the arena mixed, arenas with room for all, some or none of them: the job
+    from the template for that arena size has `job_parts`' bytes (a Writer from 0) and leaves the same bytes
+    in the arena, for two jobs in a row; where an arena-sized input has no room, there is no template."""
+    layout = _arena_layout(data)
+    model_id = data.draw(st.binary(min_size=1, max_size=40))
+    raw = data.draw(st.booleans())
+    size = data.draw(st.sampled_from([0, 4096, 8192, 12288, 1 << 16]))
+    template = flat.job_template(model_id, layout, 60, raw, size)
+    mine, theirs = (Arena(size), Arena(size)) if size else (None, None)
+    try:
+        for _ in range(2):
+            arrays = _arrays_of(data, layout)
+            want = flat.job_parts(model_id, layout, arrays, 60, None if theirs is None else Writer(theirs), raw)
+            fits = not any(type(part) is np.ndarray and part.nbytes >= 4096 for part in want)
+            if not fits:
+                assert template is None
+                return
+            assert template is not None
+            assert _join(flat.templated_parts(template, arrays, mine)) == _join(want)
+            if mine is not None and theirs is not None:
+                assert mine.view_at(np.dtype("uint8"), (size,), 0).tobytes() == \
+                    theirs.view_at(np.dtype("uint8"), (size,), 0).tobytes()
+    finally:
+        for arena in (mine, theirs):
+            if arena is not None:
+                arena.close()
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+@given(st.data())
+def test_the_job_reader_reads_every_job_as_read_job_and_job_inputs_do(data: st.DataObject) -> None:
+    """A worker's JobReader over a run of jobs (the same model again with new inputs, another model or layout,
+    bytes changed anywhere, a new arena): each job and its inputs equal `read_job`'s and `job_inputs`'
+    (MalformedFlat where they raise it), whether or not it reuses the last header's parse and arena views."""
+    arenas = [Arena(1 << 16), Arena(1 << 16)]
+    reader = flat.JobReader()
+    layouts = [_arena_layout(data) for _ in range(2)]
+    try:
+        for _ in range(data.draw(st.integers(1, 6))):
+            which = data.draw(st.integers(0, 1))
+            layout, arena = layouts[which], arenas[data.draw(st.integers(0, 1))]
+            arrays = _arrays_of(data, layout)
+            body = _join(flat.job_parts(b"m%d" % which, layout, arrays, 60, Writer(arena),
+                                        data.draw(st.booleans())))
+            if data.draw(st.booleans()):  # a byte changed (the header, a slot or the data)
+                at = data.draw(st.integers(0, len(body) - 1))
+                body[at] = data.draw(st.integers(0, 255))
+            try:
+                want = flat.read_job(body)
+            except flat.MalformedFlat:
+                with pytest.raises(flat.MalformedFlat):
+                    reader.read(body)
+                continue
+            job = reader.read(body)
+            assert job == want
+            try:
+                want_inputs = flat.job_inputs(want, layout, body, arena)
+            except flat.MalformedFlat:
+                with pytest.raises(flat.MalformedFlat):
+                    reader.inputs(job, layout, body, arena)
+                continue
+            got = reader.inputs(job, layout, body, arena)
+            assert list(got) == list(want_inputs)
+            for name, value in want_inputs.items():
+                assert got[name].dtype == value.dtype and got[name].shape == value.shape
+                assert got[name].tobytes() == value.tobytes()
+    finally:
+        for arena in arenas:
+            arena.close()
+
+
+def test_the_job_reader_parses_a_models_header_once_and_reuses_its_arena_views() -> None:
+    """The same model's jobs one after another: parsed once, arena views made once (and not across arenas)."""
+    layout = flat.Layout.of([ArraySpec("x", "float32", (1, 4, 32, 32))])  # 16 KiB: in the arena
+    first, second = Arena(1 << 20), Arena(1 << 20)
+    reader = flat.JobReader()
+    try:
+        for k in range(3):
+            x = np.full((1, 4, 32, 32), k, np.float32)
+            body = _join(flat.job_parts(b"conv", layout, [x], 60, Writer(first)))
+            feeds = reader.inputs(reader.read(body), layout, body, first)
+            np.testing.assert_array_equal(feeds["x"], x)
+        assert reader.hits == 2
+        body = _join(flat.job_parts(b"conv", layout, [x + 1], 60, Writer(second)))
+        np.testing.assert_array_equal(reader.inputs(reader.read(body), layout, body, second)["x"], x + 1)
+    finally:
+        first.close()
+        second.close()
+
+
 @settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
 @given(st.data())
 def test_the_reply_reader_reads_any_bytes_as_read_outputs_does(data: st.DataObject) -> None:

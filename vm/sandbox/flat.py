@@ -38,7 +38,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from core.errors import InferenceError
-from vm.sandbox.handoff import INLINE_BYTES, Arena, Writer, in_arena
+from vm.sandbox.handoff import Arena, Writer, aligned, in_arena
 from vm.sandbox.numeric import on_grid
 from vm.sandbox.spec import ArraySpec
 
@@ -141,8 +141,24 @@ class FlatJob(NamedTuple):
     slots: tuple[int, ...]  # where, offset, nbytes of each input, flat
 
 
+class _Placer:
+    """Where a `Writer` starting at 0 would place arrays in an arena of `size` bytes, without copying: the
+    offsets of a job template's arena inputs (`job_template`)."""
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self.end = 0
+
+    def place(self, value: np.ndarray) -> int | None:
+        offset = self.end
+        if offset + value.nbytes > self._size:
+            return None
+        self.end = aligned(offset + value.nbytes)
+        return offset
+
+
 def job_parts(model_id: bytes, layout: Layout, arrays: Sequence[np.ndarray], cpu_seconds: int,
-              writer: Writer | None, raw: bool = False) -> list[Any]:
+              writer: Writer | _Placer | None, raw: bool = False) -> list[Any]:
     """The buffers of a flat job, to send as one message: inputs of INLINE_BYTES and more go into the arena
     through `writer` (when there is one and they fit), the others follow the header."""
     n = len(arrays)
@@ -169,23 +185,31 @@ def job_parts(model_id: bytes, layout: Layout, arrays: Sequence[np.ndarray], cpu
 
 
 class JobTemplate(NamedTuple):
-    """A flat job's bytes but for its inputs', for a model whose inputs all travel in the message: the pool
-    builds it once per model and raw flag (`job_template`) and a job from it per call (`templated_parts`)."""
+    """A flat job's bytes but for its inputs', built once per model, raw flag and arena size (`job_template`)
+    and a job from it per call (`templated_parts`). Its arena inputs have fixed offsets: a flat job's writer
+    starts at the arena's first byte, so where each lands depends only on the sizes before it."""
 
     prefix: bytes  # head, model id, signature, slots, padding: `job_parts`' first buffers, joined
-    pads: tuple[bytes, ...]  # the padding before each input
+    pads: tuple[bytes, ...]  # the padding before each input that travels in the message
+    inline: tuple[int, ...]  # those inputs' positions in the layout
+    placed: tuple[tuple[int, int], ...]  # (position, arena offset) of each input that travels in the arena
+    arena_end: int  # the arena bytes those take (the job's free_from)
 
 
-def job_template(model_id: bytes, layout: Layout, cpu_seconds: int, raw: bool) -> JobTemplate | None:
-    """The template of `layout`'s flat jobs, or None when an input would go into the arena (INLINE_BYTES or
-    more): then the job's slots depend on where the arena has room, and `job_parts` builds each job. A job
-    from it has `job_parts`' bytes exactly (tests/vm/test_sandbox_flat.py): after a long idle spell the pool's
-    Python before the send runs on cold caches, and this is most of it (docs/performance-sandbox.md, "Single jobs:
-    the verdict and the lone job")."""
-    if any(nbytes >= INLINE_BYTES for _, _, _, nbytes in layout.inputs):
-        return None
+def job_template(model_id: bytes, layout: Layout, cpu_seconds: int, raw: bool,
+                 arena_size: int = 0) -> JobTemplate | None:
+    """The template of `layout`'s flat jobs for a worker whose arena has `arena_size` bytes (0: none), or None
+    when an input of INLINE_BYTES or more would not fit there (each job is then built whole by `job_parts`). A
+    job from it has `job_parts`' bytes exactly, and its arena the same bytes where `job_parts` puts them with
+    a `Writer` from 0 (tests/vm/test_sandbox_flat.py): after a long run or idle spell the pool's Python before
+    the send runs on cold caches, and this is most of it (docs/performance-sandbox.md, "Single jobs: the verdict and
+    the lone job", "The hand-off goals, sixth round")."""
     arrays = [np.zeros(shape, dtype) for _, dtype, shape, _ in layout.inputs]
-    parts = job_parts(model_id, layout, arrays, cpu_seconds, None, raw)
+    placer = _Placer(arena_size) if arena_size else None
+    parts = job_parts(model_id, layout, arrays, cpu_seconds, placer, raw)
+    slots = _job_slots(len(arrays)).unpack_from(b"".join(bytes(part) for part in parts[3:4]))
+    if any(where == INLINE and in_arena(value) for where, value in zip(slots[0::3], arrays, strict=True)):
+        return None  # an arena-sized input that the arena has no room for
     pads: list[bytes] = []
     pad = b""
     for part in parts[5:]:
@@ -194,18 +218,25 @@ def job_template(model_id: bytes, layout: Layout, cpu_seconds: int, raw: bool) -
         else:
             pads.append(pad)
             pad = b""
-    return JobTemplate(b"".join(bytes(part) for part in parts[:5]), tuple(pads))
+    inline = tuple(i for i, where in enumerate(slots[0::3]) if where == INLINE)
+    placed = tuple((i, slots[3 * i + 1]) for i, where in enumerate(slots[0::3]) if where == IN_ARENA)
+    return JobTemplate(b"".join(bytes(part) for part in parts[:5]), tuple(pads), inline, placed,
+                       0 if placer is None else placer.end)
 
 
-def templated_parts(template: JobTemplate, arrays: Sequence[np.ndarray]) -> list[Any]:
-    """The buffers of a flat job from its template and its inputs (in declared order, as `Layout.arrays`)."""
-    if len(arrays) == 1 and not template.pads[0]:
-        return [template.prefix, arrays[0]]
+def templated_parts(template: JobTemplate, arrays: Sequence[np.ndarray], arena: Arena | None = None) -> list[Any]:
+    """The buffers of a flat job from its template and its inputs (in declared order, as `Layout.arrays`); the
+    arena inputs are copied into `arena` (of at least the template's arena size) first."""
+    for index, offset in template.placed:
+        assert arena is not None
+        arena.write(offset, arrays[index])
+    if len(template.inline) == 1 and not template.pads[0]:
+        return [template.prefix, arrays[template.inline[0]]]
     parts: list[Any] = [template.prefix]
-    for pad, value in zip(template.pads, arrays, strict=True):
+    for pad, index in zip(template.pads, template.inline, strict=True):
         if pad:
             parts.append(pad)
-        parts.append(value)
+        parts.append(arrays[index])
     return parts
 
 
@@ -221,6 +252,45 @@ def read_job(body: bytearray) -> FlatJob:
     if tag != JOB_TAG:
         raise MalformedFlat("flat job: bad header")
     return FlatJob(raw == 1, cpu_seconds, free_from, bytes(body[_JOB_HEAD.size:_JOB_HEAD.size + id_len]), signature, slots)
+
+
+class JobReader:
+    """A worker's reader of flat jobs that parses each model's job header once (the worker's side of
+    `job_template`). A model's jobs from one pool carry the same header and slots byte for byte: only the
+    inputs' bytes differ. A job whose bytes up to its data equal those of the last job read in full is that
+    job again (`read_job` reads nothing else), so its `FlatJob` is returned without parsing; and when all its
+    inputs lie in the same arena, so are their views (`inputs`): the pool writes each job's inputs to the same
+    offsets, and the worker writes outputs only after them (`free_from`)."""
+
+    def __init__(self) -> None:
+        self._prefix = b""
+        self._job: FlatJob | None = None
+        self._views: tuple[Layout, Arena, dict[str, np.ndarray]] | None = None
+        self.hits = 0  # jobs read by the last one's header (a counter for tests and benches)
+
+    def read(self, body: bytearray) -> FlatJob:
+        job = self._job
+        if job is not None and body.startswith(self._prefix):
+            self.hits += 1
+            return job
+        self._job = self._views = None
+        job = read_job(body)
+        self._prefix = bytes(body[:_JOB_HEAD.size + len(job.model_id) + len(job.signature)
+                                  + len(job.slots) // 3 * _JOB_SLOT.size])
+        self._job = job
+        return job
+
+    def inputs(self, job: FlatJob, layout: Layout, body: bytearray, arena: Arena | None) -> dict[str, np.ndarray]:
+        """`job_inputs`, the arena views of the last job read in full reused (same layout, same arena) when the
+        job has no input in the message (a new dict each time: the caller may keep it)."""
+        views = self._views
+        if views is not None and job is self._job and views[0] is layout and views[1] is arena:
+            return dict(views[2])
+        feeds = job_inputs(job, layout, body, arena)
+        if job is self._job and arena is not None and IN_ARENA in job.slots[0::3] \
+                and all(where == IN_ARENA for where in job.slots[0::3]):
+            self._views = (layout, arena, dict(feeds))
+        return feeds
 
 
 def job_inputs(job: FlatJob, layout: Layout, body: bytearray, arena: Arena | None) -> dict[str, np.ndarray]:

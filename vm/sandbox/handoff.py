@@ -56,7 +56,8 @@ class ArrayRef:
     offset: int
 
 
-def _aligned(n: int) -> int:
+def aligned(n: int) -> int:
+    """`n` rounded up to ALIGN: where a `Writer` places the array after one that ends at `n`."""
     return -(-n // ALIGN) * ALIGN
 
 
@@ -113,7 +114,7 @@ class Writer:
 
     def __init__(self, arena: Arena, start: int = 0) -> None:
         self._arena = arena
-        self.end = _aligned(start)
+        self.end = aligned(start)
 
     def place(self, value: np.ndarray) -> int | None:
         """Copy `value`'s bytes (C order) to the next aligned place; its offset, or None if it does not fit.
@@ -128,7 +129,7 @@ class Writer:
             self._arena.write(offset, value)
         else:
             self._arena.view_at(value.dtype, value.shape, offset)[...] = value
-        self.end = _aligned(offset + nbytes)
+        self.end = aligned(offset + nbytes)
         return offset
 
     def put(self, value: np.ndarray) -> ArrayRef | None:
@@ -138,7 +139,7 @@ class Writer:
 
 def arena_bytes_for(inputs: list[Mapping[str, Any]]) -> int:
     """Bytes the inputs of a batch take in an arena, alignment included."""
-    return sum(_aligned(v.nbytes) for job in inputs for v in job.values() if in_arena(v))
+    return sum(aligned(v.nbytes) for job in inputs for v in job.values() if in_arena(v))
 
 
 def arena_size(need: int) -> int:

@@ -25,6 +25,13 @@ _TWO_63 = float(2**63)
 # Below this magnitude the tolerance check cannot overflow int64: 10^6 * 2^41 < 2^62.
 _FAST_BOUND = 1 << 40
 _FLOAT32_FAST_K = 128
+_SCALES = tuple(float(2**k) for k in range(_FLOAT32_FAST_K + 1))
+_FLOAT64, _INT64 = np.dtype(np.float64), np.dtype(np.int64)
+_MAX, _MIN = np.maximum.reduce, np.minimum.reduce
+# The float dtypes as numpy dtypes: `dtype in _FLOATS` is a hash lookup, where `dtype.name` builds its string
+# in Python each time (several µs per output on a single job's path: docs/performance-sandbox.md, "The hand-off goals,
+# sixth round").
+_FLOATS = frozenset(np.dtype(name) for name in FLOAT_DTYPES)
 
 
 def quantize(y: np.ndarray, grid_k: int, name: str = "output") -> np.ndarray:
@@ -33,15 +40,21 @@ def quantize(y: np.ndarray, grid_k: int, name: str = "output") -> np.ndarray:
         raise TypeError(f"quantize expects floats, got {y.dtype}")
     if y.size == 0:
         return np.zeros(y.shape, np.int64)
-    if y.dtype == np.float32 and 0 <= grid_k <= _FLOAT32_FAST_K:
+    if type(y) is np.ndarray and y.dtype == np.float32 and 0 <= grid_k <= _FLOAT32_FAST_K:
         # The usual case in fewer numpy calls (they dominate when a model's run has left the caches cold:
         # docs/performance-sandbox.md, "Single jobs: cold caches"): y * 2^k in float64 (exact, and no float32 times 2^k
         # for k <= 128 overflows float64), rounded half to even, then one reduction over the grid values: NaN
         # propagates through it, and anything at or beyond 2^63 (or non-finite) takes the full rule below for
         # its exact verdict. The same q as below bit for bit (tests/vm/test_sandbox_numeric.py).
-        grid: np.ndarray = np.rint(np.multiply(y, np.float64(2.0**grid_k), dtype=np.float64))
-        if float(np.abs(grid).max()) < _TWO_63:
-            return grid.astype(np.int64)
+        # (Written as a copy, then in-place calls, and reductions called directly: ufunc calls with `dtype=`
+        # and ndarray.max go through more of numpy's code, ~25 µs of a conv job's cold path:
+        # docs/performance-sandbox.md, "The hand-off goals, sixth round".) |q| < 2^63 <=> max < 2^63 and min > -2^63;
+        # a NaN fails both comparisons.
+        grid: np.ndarray = y.astype(_FLOAT64)
+        grid *= _SCALES[grid_k]
+        np.rint(grid, out=grid)
+        if _MAX(grid, None) < _TWO_63 and _MIN(grid, None) > -_TWO_63:
+            return grid.astype(_INT64)
     # One reduction answers both questions: NaN propagates through max, Inf stays Inf.
     peak = float(np.abs(y).max())
     if math.isnan(peak) or math.isinf(peak):
@@ -70,7 +83,8 @@ def canonical_outputs(
 def on_grid(raw: Mapping[str, np.ndarray], grid_k: int) -> dict[str, np.ndarray]:
     """`canonical_outputs` of outputs already in declared order, each float one told by its dtype (a session's
     outputs have their declared dtypes): the pool's form for a flat reply of raw outputs (vm/sandbox/flat.py)."""
-    return {name: quantize(value, grid_k, name) if value.dtype.name in FLOAT_DTYPES else value
+    return {name: quantize(value, grid_k, name)
+            if value.dtype in _FLOATS or (value.dtype.kind == "f" and value.dtype.name in FLOAT_DTYPES) else value
             for name, value in raw.items()}
 
 

@@ -91,6 +91,7 @@ def _worker_main(sock: socket.socket, limits: WorkerLimits, spin_s: float = 0.0,
     told: frozenset[bytes] | None = None  # the cached models the pool was last told of
     spin = SpinWait(spin_s, spin_min_share)
     rehearsal = _Rehearsal()
+    job_reader = flat.JobReader()  # each model's flat job header parsed once
     while True:
         try:
             if spin.active(time.monotonic()):  # else no poll: the recv blocks (one system call fewer per job)
@@ -104,7 +105,7 @@ def _worker_main(sock: socket.socket, limits: WorkerLimits, spin_s: float = 0.0,
                 if spin.active(time.monotonic()):  # (not on a contended core: the pool would wait for it)
                     rehearsal.rehearse(runner)
                 continue
-            reply = _serve_flat(runner, message, arena, cpu_budget, told, rehearsal)
+            reply = _serve_flat(runner, message, arena, cpu_budget, told, rehearsal, job_reader)
             del message  # no view of the job's bytes outlives it
             if type(reply) is list:
                 conn.send_parts(reply)
@@ -234,11 +235,13 @@ class _Rehearsal:
 
 
 def _serve_flat(runner: Any, body: bytearray, arena: Arena | None, cpu_budget: _CpuBudget,
-                told: frozenset[bytes] | None, rehearsal: _Rehearsal | None = None) -> list[Any] | Done | GoldenFault | Fault:
+                told: frozenset[bytes] | None, rehearsal: _Rehearsal | None = None,
+                reader: flat.JobReader | None = None) -> list[Any] | Done | GoldenFault | Fault:
     """A flat job: its outputs as a flat reply's buffers; a verdict, golden mismatch or fault as the pickled
-    reply a one-job Batch would get."""
+    reply a one-job Batch would get. `reader` parses each model's job header once (flat.JobReader)."""
     try:
-        job = flat.read_job(body)
+        reader = reader or flat.JobReader()
+        job = reader.read(body)
         cpu_budget.renew(job.cpu_seconds)
         loaded = runner.session_for(job.model_id, None)
         layout = loaded.flat
@@ -252,7 +255,7 @@ def _serve_flat(runner: Any, body: bytearray, arena: Arena | None, cpu_budget: _
         if job.raw and job.signature == layout.signature and 0 <= grid_k <= flat.MAX_RAW_GRID_K:
             # The raw outputs go back, and the pool puts them on the grid: after a long run this process's
             # caches are cold, the pool's (it waits spinning, or reads its last reply again) are not.
-            raw = runner.run_raw(loaded, flat.job_inputs(job, layout, body, arena))
+            raw = runner.run_raw(loaded, reader.inputs(job, layout, body, arena))
             parts = replies.parts(raw, writer, grid_k + 1)
             if parts is not None:
                 if rehearsal is not None:
@@ -260,7 +263,7 @@ def _serve_flat(runner: Any, body: bytearray, arena: Arena | None, cpu_budget: _
                 return parts
             outputs = canonical_outputs(raw, loaded.outputs, grid_k)
         elif job.signature == layout.signature:
-            outputs = runner.run_feeds(loaded, flat.job_inputs(job, layout, body, arena))
+            outputs = runner.run_feeds(loaded, reader.inputs(job, layout, body, arena))
         else:  # the pool checked the arrays against another spec of this model id: check them as a Batch's
             outputs = runner.run_checked(loaded, flat.job_inputs(job, flat.Layout.of_signature(job.signature), body,
                                                                  arena))
@@ -382,8 +385,9 @@ class WorkerPool:
         self._flat_jobs = flat_jobs and shared_memory
         self._wake_up = wake_up
         # Input layouts of the specs seen in single jobs (flat.Layout), by the spec object's id.
-        # With each, the templates of its all-inline jobs by (model id, raw flag) (flat.job_template; None: none).
-        self._layouts: dict[int, tuple[ModelSpec, flat.Layout, dict[tuple[bytes, bool], flat.JobTemplate | None]]] = {}
+        # With each, the templates of its jobs by (model id, raw flag, arena size) (flat.job_template; None: none).
+        self._layouts: dict[int, tuple[ModelSpec, flat.Layout,
+                                       dict[tuple[bytes, bool, int], flat.JobTemplate | None]]] = {}
         # Workers started again after one was discarded (a crash, timeout or fault); single jobs sent flat;
         # flat replies read again while waiting (flat.rehearse_read); flat replies put on the grid here.
         self.restarts = 0
@@ -558,16 +562,18 @@ class WorkerPool:
         # blocks has the worker do it, as before (docs/performance-sandbox.md, "Single jobs: cold caches").
         expect = worker.seconds_per_job
         spin = None if expect > NAP_BEFORE_SPIN_S or not self.spin.active(started) else self.spin
-        # A model whose inputs all travel in the message: the job from its template (built once per model and
-        # raw flag), else built whole, its larger inputs placed in the arena.
+        # The job from its template (built once per model, raw flag and arena size; its larger inputs copied to
+        # their fixed places in the arena), else built whole (an arena-sized input the arena has no room for).
         raw = spin is not None
-        key = (model_id, raw)
+        arena = worker.arena
+        key = (model_id, raw, 0 if arena is None else arena.size)
         if key in templates:
             template = templates[key]
         else:
-            template = templates[key] = flat.job_template(model_id, layout, self._limits.cpu_seconds_per_batch, raw)
+            template = templates[key] = flat.job_template(model_id, layout, self._limits.cpu_seconds_per_batch, raw,
+                                                          key[2])
         if template is not None:
-            parts = flat.templated_parts(template, arrays)
+            parts = flat.templated_parts(template, arrays, arena)
         else:
             parts = flat.job_parts(model_id, layout, arrays, self._limits.cpu_seconds_per_batch,
                                    None if worker.arena is None else Writer(worker.arena), raw)
