@@ -180,6 +180,8 @@ class ValidatorInfo:
     poi_wrong: int
     poi_missed: int
     poi_score: float
+    self_stake: int = 0
+    min_self_stake: int = 0  # the owner's floor (docs/staking.md, "Minimum self-stake")
 
 
 @dataclass(frozen=True, slots=True)
@@ -376,7 +378,8 @@ class Client:
             ValidatorInfo(v["address"], bytes.fromhex(v["public_key"]), v["power"], v["owner"], v["stake"],
                           v["jailed"], v["jailed_until"], v["tombstoned"], v["in_set"], v["slashed"],
                           v["rewards"], v["poi"]["correct"], v["poi"]["wrong"], v["poi"]["missed"],
-                          v["poi"]["score"]) for v in o["validators"]))
+                          v["poi"]["score"], v.get("self_stake", 0), v.get("min_self_stake", 0))
+            for v in o["validators"]))
 
     def model(self, model_id: bytes | str) -> ModelInfo:
         return _model_info(self.call("model", {"model_id": _hex(model_id)}))

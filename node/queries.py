@@ -427,12 +427,13 @@ class Queries:
 
 def _validator_view(view: StateView, address: Address, public_key: bytes, power: int,
                     record: ValidatorRecord | None, in_set: bool) -> ValidatorView:
-    from vm.delegation import get_pool, self_stake
+    from vm.delegation import get_pool, self_stake, self_stake_floor
 
     if record is None:
         return ValidatorView(address, bytes(public_key), power, None, 0, False, 0, False, 0, 0, 0, 0, 0, in_set)
+    pool = get_pool(view, address, record)
     return ValidatorView(address, bytes(record.public_key), power, record.owner, int(record.stake),
                          record.jailed, int(record.jailed_until), record.tombstoned, int(record.poi_correct),
                          int(record.poi_wrong), int(record.poi_missed), int(record.slashed),
                          int(record.rewards), in_set, int(record.miss_bits).bit_count(),
-                         self_stake(view, address), int(get_pool(view, address, record).commission_bps))
+                         self_stake(view, address), int(pool.commission_bps), self_stake_floor(pool, view.params()))

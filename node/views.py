@@ -78,6 +78,7 @@ class ValidatorView:
     window_misses: int = 0  # PoI misses among the last `miss_window` scored heights (jailed at `max_misses`)
     self_stake: int = 0  # the owner's part of `stake`; the rest is delegated (docs/staking.md)
     commission_bps: int = 0
+    min_self_stake: int = 0  # the owner's floor: staking.min_self_stake, or the higher one it promised
 
 
 @dataclass(frozen=True, slots=True)

@@ -197,9 +197,9 @@ def unbond_owner(view: StateView, address: Address, record: ValidatorRecord,
 # ------------------------------------------------------------------------------------------------ transactions
 
 
-def tx_gas(params: Params, payload: Wire) -> int:
-    """Fixed gas of the delegation kinds: each its own price (docs/staking.md, "Gas"); withdraw-rewards pays
-    its price per validator, for all MAX_DELEGATIONS_PER_ACCOUNT when it names none."""
+def tx_gas(view: StateView, params: Params, sender: Address, payload: Wire) -> int:
+    """Gas of the delegation kinds: each its own price (docs/staking.md, "Gas"); withdraw-rewards pays its
+    price per delegation it settles (`withdraw_count`, read from state when the block runs it)."""
     vm = params.vm
     if isinstance(payload, Delegate):
         return int(vm.gas_delegate)
@@ -208,9 +208,25 @@ def tx_gas(params: Params, payload: Wire) -> int:
     if isinstance(payload, Redelegate):
         return int(vm.gas_redelegate)
     if isinstance(payload, WithdrawRewards):
-        return int(vm.gas_withdraw_rewards) * (1 if payload.validator is not None else MAX_DELEGATIONS_PER_ACCOUNT)
+        return int(vm.gas_withdraw_rewards) * withdraw_count(view, sender, payload)
     assert isinstance(payload, EditValidator)
     return int(vm.gas_edit_validator)
+
+
+def withdraw_count(view: StateView, sender: Address, payload: WithdrawRewards) -> int:
+    """Delegations a withdraw-rewards pays gas for: one when it names a validator; else the sender's
+    delegations in its index now (at most MAX_DELEGATIONS_PER_ACCOUNT), at least one."""
+    return 1 if payload.validator is not None else max(1, len(_index(view, sender)))
+
+
+def out_of_gas_log(view: StateView, sender: Address, payload: Wire, needed: int, limit: int) -> str:
+    """The log of a delegation transaction whose gas limit is below its price: for a withdraw-all, the
+    delegation count it was priced by (it may have grown since the sender's quote)."""
+    if isinstance(payload, WithdrawRewards) and payload.validator is None:
+        count = withdraw_count(view, sender, payload)
+        return (f"out of gas: withdrawing from {count:d} delegation{'s' * (count != 1)} needs {needed:d} gas, "
+                f"the limit is {limit:d}")
+    return f"out of gas: needs {needed:d} gas, the limit is {limit:d}"
 
 
 def process_tx(view: StateView, height: int, params: Params, sender: Address, payload: Wire) -> bytes:
@@ -365,7 +381,8 @@ def process_withdraw(view: StateView, sender: Address, p: WithdrawRewards) -> by
 
 def process_edit(view: StateView, height: int, params: Params, sender: Address, p: EditValidator) -> bytes:
     """Commission terms are free while no one else delegates; afterwards only the rate moves, within the
-    terms, at most `max_change_bps` once per `commission_change_blocks`."""
+    terms, at most `max_change_bps` once per `commission_change_blocks`. The owner's self-stake floor
+    (`min_self_stake`, 0: keep it) may only rise, and not above the owner's own stake."""
     address = Address(address_from_public_key(p.validator))
     record = view.validator(address)
     if record is None:
@@ -375,32 +392,58 @@ def process_edit(view: StateView, height: int, params: Params, sender: Address, 
     if not p.commission_bps <= p.max_commission_bps <= BPS or p.max_change_bps > BPS:
         raise Refused("need commission <= max commission <= 10000 and max change <= 10000 (basis points)")
     pool = get_pool(view, address, record)
-    if pool.total_shares != pool.owner_shares:
+    floor = _raised_floor(pool, record, p.min_self_stake)
+    delegated = pool.total_shares != pool.owner_shares
+    changed_at = pool.commission_changed_at
+    if not delegated or p.commission_bps != pool.commission_bps:
+        changed_at = Height(height)
+    if delegated:
         if (p.max_commission_bps, p.max_change_bps) != (pool.max_commission_bps, pool.max_change_bps):
             raise Refused("the commission terms are fixed once others delegate")
         if abs(p.commission_bps - pool.commission_bps) > pool.max_change_bps:
             raise Refused(f"the commission may move at most {pool.max_change_bps:d} basis points at a time")
         next_change = pool.commission_changed_at + params.staking.commission_change_blocks
-        if height < next_change:
+        if p.commission_bps != pool.commission_bps and height < next_change:
             raise Refused(f"the commission may change again at height {next_change:d}")
     view.put(pool_key(address), pool.replace(commission_bps=p.commission_bps,
                                              max_commission_bps=p.max_commission_bps,
-                                             max_change_bps=p.max_change_bps, commission_changed_at=Height(height)))
+                                             max_change_bps=p.max_change_bps, commission_changed_at=changed_at,
+                                             min_self_stake=Amount(floor)))
     return b""
+
+
+def _raised_floor(pool: ValidatorPool, record: ValidatorRecord, asked: int) -> int:
+    """The validator's self-stake floor after an edit asking for `asked` (0: unchanged). Never lowered:
+    delegators chose the validator on that promise. Never raised above the owner's own stake: the edit
+    would jail the validator at once."""
+    if asked == 0 or asked == pool.min_self_stake:
+        return int(pool.min_self_stake)
+    if asked < pool.min_self_stake:
+        raise Refused(f"the self-stake floor can only be raised: it is {pool.min_self_stake:d}, not {asked:d}")
+    own = compute_value(pool.owner_shares, pool, record.stake)
+    if asked > own:
+        raise Refused(f"the self-stake floor {asked:d} is above the owner's own stake {own:d}")
+    return asked
 
 
 # ------------------------------------------------------------------------------------------------ block rules
 
 
+def self_stake_floor(pool: ValidatorPool, params: Params) -> int:
+    """The owner's own stake below which its validator is jailed: the chain-wide `staking.min_self_stake`,
+    or the higher floor the owner promised (`ValidatorPool.min_self_stake`, set by edit-validator)."""
+    return max(int(params.staking.min_self_stake), int(pool.min_self_stake))
+
+
 def is_self_stake_short(view: StateView, address: Address, record: ValidatorRecord, params: Params) -> bool:
-    """Whether the owner's own bonded tokens are below `staking.min_self_stake`."""
+    """Whether the owner's own bonded tokens are below its validator's floor (`self_stake_floor`)."""
     pool = get_pool(view, address, record)
-    return compute_value(pool.owner_shares, pool, record.stake) < params.staking.min_self_stake
+    return compute_value(pool.owner_shares, pool, record.stake) < self_stake_floor(pool, params)
 
 
 def process_self_stake_floor(view: StateView, params: Params, height: int) -> list[Address]:
     """Jail every validator touched in this block (by its owner's unstake, a slash, anything) whose owner's
-    own stake is now below `staking.min_self_stake`: an owner with nothing bonded would lose nothing to its
+    own stake is now below its floor (`staking.min_self_stake`, or the owner's own higher one): an owner with nothing bonded would lose nothing to its
     validator's slashes (Cosmos x/staking jails on its `MinSelfDelegation` the same way). It stays jailed
     until its owner stakes back and unjails, which it may do from the next block (`jailed_until` is this
     height, unless an earlier jail ends later). Runs before the block's validator set is computed; returns

@@ -368,7 +368,7 @@ def _unjail(view: StateView, ctx: BlockContext, index: int, sender: Address, p: 
     if record.stake < ctx.params.staking.min_validator_stake:
         raise _Failed("stake is below the validator minimum")
     if delegation.is_self_stake_short(view, address, record, ctx.params):
-        raise _Failed("the owner's own stake is below staking.min_self_stake")
+        raise _Failed("the owner's own stake is below its floor (staking.min_self_stake or its own)")
     view.set_validator(address, record.replace(jailed=False, miss_bits=0))
     return TxStatus.OK, b"", None
 
@@ -376,7 +376,11 @@ def _unjail(view: StateView, ctx: BlockContext, index: int, sender: Address, p: 
 def _delegation(view: StateView, ctx: BlockContext, index: int, sender: Address, p: Wire,
                 gas: _Gas) -> _Handled:
     """delegate, undelegate, redelegate, withdraw-rewards, edit-validator: the rules are vm.delegation's."""
-    gas.charge(delegation.tx_gas(ctx.params, p))
+    needed = delegation.tx_gas(view, ctx.params, sender, p)
+    if gas.used + needed > gas.limit:  # e.g. a withdraw-all whose account gained delegations since its quote
+        gas.used = gas.limit
+        raise _Failed(delegation.out_of_gas_log(view, sender, p, needed, gas.limit), TxStatus.OUT_OF_GAS)
+    gas.charge(needed)
     try:
         data = delegation.process_tx(view, int(ctx.height), ctx.params, sender, p)
     except delegation.Refused as exc:

@@ -268,9 +268,12 @@ def validate_params(p: Params) -> None:
     from vm.state import MAX_DELEGATIONS_PER_ACCOUNT  # vm.state imports this module: read at call time
 
     v = p.vm
+    # A withdraw-rewards from all pays its price per delegation held: an account with the most delegations
+    # must still be able to withdraw them all in one transaction.
     if max(v.gas_delegate, v.gas_undelegate, v.gas_redelegate, v.gas_edit_validator,
            v.gas_withdraw_rewards * MAX_DELEGATIONS_PER_ACCOUNT) > v.max_tx_gas:
-        raise ValueError("the delegation kinds' gas (withdraw-rewards x 16) must not exceed vm.max_tx_gas")
+        raise ValueError(f"the delegation kinds' gas (withdraw-rewards x {MAX_DELEGATIONS_PER_ACCOUNT:d}, an account's "
+                         "most delegations) must not exceed vm.max_tx_gas")
 
 
 

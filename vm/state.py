@@ -207,7 +207,8 @@ class ValidatorPool(Wire):
 
     `reward_pool` holds the delegators' rewards not yet withdrawn (and rounding dust); `reward_acc` is the
     running reward per delegator share, scaled (lazy F1-style accounting: a delegator's due is its shares x
-    the accumulator's growth since it last settled)."""
+    the accumulator's growth since it last settled). `min_self_stake`: the floor the owner promised its
+    delegators for its own stake (0: only the chain-wide `staking.min_self_stake`); it only ever rises."""
 
     total_shares: U64
     owner_shares: U64
@@ -217,6 +218,7 @@ class ValidatorPool(Wire):
     commission_changed_at: Height
     reward_pool: Amount
     reward_acc: Annotated[bytes, MaxLen(ACC_BYTES)]
+    min_self_stake: Amount = Amount(0)
 
 
 @wire(max_bytes=96)

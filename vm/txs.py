@@ -119,7 +119,8 @@ class Redelegate(Wire):
 
 @wire(max_bytes=64)
 class WithdrawRewards(Wire):
-    """Pay the sender's accumulated rewards from `validator`, or from every validator it delegates to."""
+    """Pay the sender's accumulated rewards from `validator`, or from every validator it delegates to (gas:
+    `vm.gas_withdraw_rewards` per delegation the sender holds when the block runs it, at least one)."""
 
     validator: Address | None
 
@@ -128,12 +129,14 @@ class WithdrawRewards(Wire):
 class EditValidator(Wire):
     """Set the commission of a validator the sender owns, in basis points. `max_commission_bps` and
     `max_change_bps` (per `staking.commission_change_blocks`) are the terms: settable only while no other
-    account delegates to the validator, fixed afterwards (docs/staking.md)."""
+    account delegates to the validator, fixed afterwards. `min_self_stake`: raise the floor the owner
+    promises for its own stake (0 keeps the current one; it can never be lowered). docs/staking.md."""
 
     validator: PublicKeyBytes
     commission_bps: U16
     max_commission_bps: U16
     max_change_bps: U16
+    min_self_stake: Amount = Amount(0)
 
 
 @wire(max_bytes=256)

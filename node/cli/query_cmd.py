@@ -154,7 +154,7 @@ def _hash_arg(text: str) -> str:
 @node_option
 @json_option
 def validators(height: int | None, node_url: str, as_json: bool) -> None:
-    """The validator set with stake, power, jail state and PoI counts."""
+    """The validator set with stake, the owner's own stake and its floor, power, jail state and PoI counts."""
     with Client(node_url) as client:
         info = client.validators(height)
         token = chain_token(client)
@@ -166,7 +166,9 @@ def validators(height: int | None, node_url: str, as_json: bool) -> None:
     click.echo(f"validators signing height {info.height} (total power {info.total_power}):")
     for v in info.validators:
         state = "tombstoned" if v.tombstoned else "jailed" if v.jailed else "active"
-        click.echo(f"  {v.address}  power={v.power}  stake={format_amount(v.stake, token).replace(' ', '')}  {state}  "
+        click.echo(f"  {v.address}  power={v.power}  stake={format_amount(v.stake, token).replace(' ', '')}  "
+                   f"own={format_amount(v.self_stake, token).replace(' ', '')}"
+                   f"/floor={format_amount(v.min_self_stake, token).replace(' ', '')}  {state}  "
                    f"poi={v.poi_correct}/{v.poi_wrong}/{v.poi_missed} (correct/wrong/missed)")
 
 

@@ -28,7 +28,6 @@ from node.cli.units import chain_token
 from node.client import Client
 from vm.txs import Delegate, EditValidator, Redelegate, Undelegate, WithdrawRewards, build_tx
 
-MAX_DELEGATIONS_PER_ACCOUNT = 16  # vm.state.MAX_DELEGATIONS_PER_ACCOUNT (withdrawing from all pays for each)
 BPS_RANGE = click.IntRange(min=0, max=10_000)
 
 
@@ -102,13 +101,14 @@ def redelegate(source: str, destination: str, amount: AmountText, from_key: str,
 @tx_options
 def withdraw_rewards(validator: str | None, from_key: str, keyring: Path, node_url: str, fee: AmountText | None,
                      gas_limit: int | None, nonce: int | None, no_wait: bool, timeout: float, as_json: bool) -> None:
-    """Collect the rewards your delegations have earned."""
+    """Collect the rewards your delegations have earned. From all, the gas is the price per delegation you
+    hold (counted by `query delegations`); if you add one before it lands, it fails out of gas: resend it."""
     target = None if validator is None else _validator_address(validator, "--validator")
     key = load_signing_key(from_key, keyring)
-    times = 1 if target is not None else MAX_DELEGATIONS_PER_ACCOUNT
     with Client(node_url) as client:
         token = chain_token(client)
         ctx = chain_context(client, key, nonce)
+        times = 1 if target is not None or gas_limit is not None else _delegation_count(client, key.address)
         gas = ctx.gas("gas_withdraw_rewards", gas_limit, extra=0 if ctx.vm is None else
                       (times - 1) * int(ctx.vm["gas_withdraw_rewards"]))
         signed = build_tx(key, WithdrawRewards(target), chain_id=ctx.chain_id, nonce=ctx.nonce, gas_limit=gas,
@@ -120,26 +120,37 @@ def withdraw_rewards(validator: str | None, from_key: str, keyring: Path, node_u
     report(result, as_json, token, amounts, delegator=str(key.address))
 
 
+def _delegation_count(client: Client, address: Address) -> int:
+    """The delegations a withdraw-from-all pays for (docs/staking.md, "Gas"): the account's, at least one."""
+    return max(1, len(client.call("delegations", {"address": str(address), "height": None})["delegations"]))
+
+
 @tx.command("edit-validator")
 @click.option("--commission", "commission", type=BPS_RANGE, required=True, help="Commission, basis points.")
 @click.option("--max-commission", type=BPS_RANGE, required=True,
               help="Highest commission ever allowed (fixed once others delegate).")
 @click.option("--max-change", type=BPS_RANGE, required=True,
               help="Largest change per staking.commission_change_blocks (fixed once others delegate).")
+@click.option("--min-self-stake", type=AMOUNT, default=None,
+              help="Raise the own stake you promise to keep bonded (never lowered; default: unchanged).")
 @validator_options
 @tx_options
-def edit_validator(commission: int, max_commission: int, max_change: int, validator: str | None,
-                   validator_key: Path | None, from_key: str, keyring: Path, node_url: str, fee: AmountText | None,
-                   gas_limit: int | None, nonce: int | None, no_wait: bool, timeout: float, as_json: bool) -> None:
+def edit_validator(commission: int, max_commission: int, max_change: int, min_self_stake: AmountText | None,
+                   validator: str | None, validator_key: Path | None, from_key: str, keyring: Path, node_url: str,
+                   fee: AmountText | None, gas_limit: int | None, nonce: int | None, no_wait: bool, timeout: float,
+                   as_json: bool) -> None:
     """Set the commission of a validator you own. Send it right after the first stake: the terms (maximum
-    and maximum change) are fixed once another account delegates."""
+    and maximum change) are fixed once another account delegates. --min-self-stake promises delegators a
+    floor for your own stake above staking.min_self_stake: below it the validator is jailed."""
     pub = _validator_pubkey(validator, validator_key)
     key = load_signing_key(from_key, keyring)
     with Client(node_url) as client:
-        result = _send(key, EditValidator(pub, commission, max_commission, max_change), "gas_edit_validator", client, fee,
-                       gas_limit, nonce, no_wait, timeout)
         token = chain_token(client)
-    report(result, as_json, token, owner=str(key.address), validator=pub.hex(), commission_bps=commission,
+        floor = 0 if min_self_stake is None else resolve_amount(min_self_stake, token, "--min-self-stake", minimum=1)
+        result = _send(key, EditValidator(pub, commission, max_commission, max_change, Amount(floor)),
+                       "gas_edit_validator", client, fee, gas_limit, nonce, no_wait, timeout)
+    amounts = {"min_self_stake": floor} if floor else {}
+    report(result, as_json, token, amounts, owner=str(key.address), validator=pub.hex(), commission_bps=commission,
            max_commission_bps=max_commission, max_change_bps=max_change)
 
 

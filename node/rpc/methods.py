@@ -185,7 +185,7 @@ def validators_json(v: ValidatorsView) -> dict[str, Any]:
         {"address": encode_address(x.address), "public_key": bytes(x.public_key).hex(), "power": x.power,
          "owner": encode_address(x.owner) if x.owner is not None else None, "stake": x.stake,
          "self_stake": x.self_stake, "delegated": x.stake - x.self_stake, "commission_bps": x.commission_bps,
-         "jailed": x.jailed, "jailed_until": x.jailed_until, "tombstoned": x.tombstoned,
+         "min_self_stake": x.min_self_stake, "jailed": x.jailed, "jailed_until": x.jailed_until, "tombstoned": x.tombstoned,
          "in_set": x.in_set, "slashed": x.slashed, "rewards": x.rewards,
          "poi": poi_counts(x.poi_correct, x.poi_wrong, x.poi_missed)}
         for x in v.validators]}

@@ -216,6 +216,17 @@ def test_cli_delegation_commission_rewards_and_undelegation(net: RealNet, keyrin
                    or None, 60)
     withdrawn = json.loads(cli(net, keyring, "tx", "withdraw-rewards", "--from", "acc6", "--json").stdout)
     assert withdrawn["status"] == "ok" and withdrawn["withdrawn"] > 0
+    # From all, quoted (the fee is the limit's) and charged by the one delegation held, not by the 16 an
+    # account may hold.
+    price = int(c0.call("params")["vm"]["gas_withdraw_rewards"])
+    assert withdrawn["gas_used"] == c0.call("tx", {"hash": withdrawn["hash"]})["tx"]["gas_limit"] == price
+    raised = json.loads(cli(net, keyring, "tx", "edit-validator", "--commission", "1000", "--max-commission", "2000",
+                            "--max-change", "100", "--min-self-stake", "200000000", "--validator",
+                            validator.public_key.hex(), "--from", "own1", "--json").stdout)
+    assert raised["status"] == "ok"
+    net.wait_height(raised["height"] + 2, [0], timeout=30)
+    floor = next(v.min_self_stake for v in c0.validators(raised["height"] + 2).validators if v.address == address)
+    assert floor == 200_000_000
     out = json.loads(cli(net, keyring, "tx", "undelegate", address, "500000000", "--from", "acc6", "--json").stdout)
     assert out["status"] == "ok"
     net.wait_height(out["height"], [1], timeout=30)

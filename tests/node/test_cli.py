@@ -236,7 +236,7 @@ def test_tx_send_and_queries_through_the_rpc(runner: CliRunner, tmp_path: Path) 
         block = runner.invoke(cli, ["query", "block", str(doc["height"]), *node])
         assert doc["hash"] in block.output
         vals = runner.invoke(cli, ["query", "validators", *node])
-        assert vals.exit_code == 0 and "power=100" in vals.output
+        assert vals.exit_code == 0 and "power=100" in vals.output and "/floor=" in vals.output
         poi = runner.invoke(cli, ["query", "poi", "--json", *node])
         assert len(json.loads(poi.output)) == 4
         refused = runner.invoke(cli, ["tx", "send", to, "5", "--from", "payer", "--gas-limit", "1000", "--fee", "1000",

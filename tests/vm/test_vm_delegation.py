@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from core.hashing import sha256
+from core.header import TxStatus
 from core.keys import PrivateKey
 from core.types import Address, Amount, Height, PublicKeyBytes
 from tests.vm.devnet import Devnet, devnet_genesis
@@ -124,11 +125,13 @@ def test_rewards_are_shared_with_commission_and_withdrawn(net: Devnet) -> None:
     record = view.validator(v)
     assert record is not None
     balance = view.account(alice.address).balance
-    block = net.step([net.tx(alice, WithdrawRewards(None), gas_limit=tx_gas(net.genesis.params, WithdrawRewards(None)))])
+    gas = tx_gas(view, net.genesis.params, alice.address, WithdrawRewards(None))  # one delegation: one price
+    assert gas == net.genesis.params.vm.gas_withdraw_rewards
+    block = net.step([net.tx(alice, WithdrawRewards(None), gas_limit=gas)])
     assert block.results[0].status == 0, block.results[0].log
     paid = int.from_bytes(block.results[0].data, "big")
     assert paid >= due  # the withdrawing block may add rewards of its own
-    fee = tx_gas(net.genesis.params, WithdrawRewards(None)) * net.genesis.params.vm.min_gas_price
+    fee = gas * net.genesis.params.vm.min_gas_price
     assert net.apps[0].view().account(alice.address).balance == balance - fee + paid
     assert pending_rewards(net.apps[0].view(), v, alice.address) < due  # only the fees shared after it
     net.assert_supply_conserved()
@@ -327,16 +330,51 @@ def test_each_delegation_kind_pays_its_own_gas(net: Devnet) -> None:
             (Undelegate(a, Amount(TOKEN)), vm.gas_undelegate),
             (Redelegate(a, b, Amount(TOKEN)), vm.gas_redelegate),
             (WithdrawRewards(a), vm.gas_withdraw_rewards),
-            (WithdrawRewards(None), vm.gas_withdraw_rewards * MAX_DELEGATIONS_PER_ACCOUNT)]
+            (WithdrawRewards(None), vm.gas_withdraw_rewards * 2)]  # delegations to a and b: two prices
     for payload, price in sent:
         assert price not in prices.values() or isinstance(payload, WithdrawRewards)
+        gas = tx_gas(net.apps[0].view(), net.genesis.params, alice.address, payload)
         block = net.step([net.tx(alice, payload, gas_limit=200_000)])
         assert block.results[0].status == 0, block.results[0].log
-        assert block.results[0].gas_used == price == tx_gas(net.genesis.params, payload)
+        assert block.results[0].gas_used == price == gas
     block = net.step([net.tx(owner_of(net, b), EditValidator(pubkey(net, b), 500, 2_000, 100), gas_limit=200_000)])
     assert block.results[0].status == 0, block.results[0].log
     assert block.results[0].gas_used == vm.gas_edit_validator
     changed = apply_param_changes(net.genesis.params, [ParamChange("vm.gas_delegate", 20_000)])
-    assert tx_gas(changed, Delegate(a, Amount(1))) == 20_000
+    assert tx_gas(net.apps[0].view(), changed, alice.address, Delegate(a, Amount(1))) == 20_000
     with pytest.raises(ValueError, match="delegation kinds' gas"):
         apply_param_changes(net.genesis.params, [ParamChange("vm.gas_withdraw_rewards", vm.max_tx_gas // 8)])
+
+
+def test_withdrawing_from_all_pays_for_the_delegations_held(net: Devnet) -> None:
+    """withdraw-rewards with no validator costs its price per delegation the account holds when the block
+    runs it (here 2, not MAX_DELEGATIONS_PER_ACCOUNT), at least one; the fee follows the quote. A count that
+    grew between the quote and the block fails the transaction out of gas, with a log naming the count, and
+    withdraws nothing."""
+    vm = net.genesis.params.vm
+    a, b, c = validators(net)[:3]
+    alice = delegator(net)
+    params = net.genesis.params
+    assert tx_gas(net.apps[0].view(), params, alice.address, WithdrawRewards(None)) == vm.gas_withdraw_rewards
+    assert run(net, alice, Delegate(a, Amount(10 * TOKEN)))[0] == 0
+    assert run(net, alice, Delegate(b, Amount(10 * TOKEN)))[0] == 0
+    quote = tx_gas(net.apps[0].view(), params, alice.address, WithdrawRewards(None))
+    assert quote == 2 * vm.gas_withdraw_rewards < vm.gas_withdraw_rewards * MAX_DELEGATIONS_PER_ACCOUNT
+    balance = net.apps[0].view().account(alice.address).balance
+    block = net.step([net.tx(alice, WithdrawRewards(None), gas_limit=quote)])
+    assert block.results[0].status == 0, block.results[0].log
+    assert block.results[0].gas_used == quote
+    paid = int.from_bytes(block.results[0].data, "big")
+    assert net.apps[0].view().account(alice.address).balance == balance - quote * vm.min_gas_price + paid
+
+    # The quote by 2, then a third delegation lands first in the same block.
+    stale = tx_gas(net.apps[0].view(), params, alice.address, WithdrawRewards(None))
+    block = net.step([net.tx(alice, Delegate(c, Amount(10 * TOKEN)), gas_limit=100_000),
+                      net.tx(alice, WithdrawRewards(None), gas_limit=stale)])
+    assert block.results[0].status == 0, block.results[0].log
+    failed = block.results[1]
+    assert failed.status == TxStatus.OUT_OF_GAS and failed.gas_used == stale
+    assert failed.log == f"out of gas: withdrawing from 3 delegations needs {3 * vm.gas_withdraw_rewards} gas, " \
+                         f"the limit is {stale}"
+    assert failed.data == b""
+    net.assert_supply_conserved()

@@ -33,6 +33,7 @@ from vm.gov.types import (
     Vote,
     VoteOption,
 )
+from vm.state import ValidatorPool, pool_key
 from vm.txs import Delegate, EditValidator, Stake, Undelegate, Unjail, Unstake
 
 pytestmark = pytest.mark.vm
@@ -211,3 +212,33 @@ def test_governance_may_change_the_floor_within_its_bounds(genesis: Genesis) -> 
     assert changed.staking.min_self_stake == 500 * TOKEN
     with pytest.raises(ValueError, match="min_self_stake"):
         apply_param_changes(genesis.params, [ParamChange("staking.min_self_stake", 0)])
+
+
+def test_an_owner_may_raise_its_own_floor_never_lower_it_and_is_jailed_below_it(net: Devnet) -> None:
+    """The per-validator floor (edit-validator's `min_self_stake`): raised above the chain-wide one, never
+    lowered (delegators chose the validator on that promise), never above the owner's own stake. An owner
+    who unstakes below it, though still above the chain-wide floor, is jailed as by that floor, and unjail
+    needs it met."""
+    owner, alice = net.account(6), net.account(4)
+    v, pk = new_validator(net, owner, 3 * MIN_SELF)
+    promised = 2 * MIN_SELF
+    assert run(net, owner, EditValidator(pk, 500, 2_000, 100, Amount(promised))) == (0, "")
+    assert run(net, alice, Delegate(v, Amount(5_000 * TOKEN))) == (0, "")
+    status, log = run(net, owner, EditValidator(pk, 500, 2_000, 100, Amount(promised - 1)))
+    assert status != 0 and log == f"the self-stake floor can only be raised: it is {promised}, not {promised - 1}"
+    status, log = run(net, owner, EditValidator(pk, 500, 2_000, 100, Amount(3 * MIN_SELF + 1)))
+    assert status != 0 and "above the owner's own stake" in log
+    assert run(net, owner, EditValidator(pk, 500, 2_000, 100)) == (0, "")  # 0 keeps it; same rate: no wait
+    assert net.apps[0].view().get(pool_key(v), ValidatorPool).min_self_stake == promised  # type: ignore[union-attr]
+
+    assert run(net, owner, Unstake(pk, Amount(MIN_SELF + 1))) == (0, "")  # own: 2 x MIN_SELF - 1
+    record = net.apps[0].view().validator(v)
+    assert record is not None and record.jailed
+    assert self_stake(net.apps[0].view(), v) == promised - 1 > MIN_SELF  # above the chain-wide floor
+    assert not in_set(net, v, net.height + 2)
+    status, log = run(net, owner, Unjail(pk))
+    assert status != 0 and "below its floor" in log
+    assert run(net, owner, Stake(pk, Amount(1))) == (0, "")
+    assert run(net, owner, Unjail(pk)) == (0, "")
+    assert in_set(net, v, net.height + 2)
+    net.assert_supply_conserved()

@@ -186,14 +186,14 @@ const KINDS = { 1: "transfer", 2: "stake", 3: "unstake", 4: "unjail", 5: "model 
                 21: "deposit", 22: "vote" };
 
 function validatorTable(list, window) {
-  const head = ["address", "power", "stake", "self stake", "delegated", "commission", "PoI score", "correct", "wrong",
-                "missed", "jailed", "slashed"];
-  if (window) head.splice(10, 0, `misses in window (${window.miss_window}, jail at ${window.max_misses})`);
+  const head = ["address", "power", "stake", "self stake", "delegated", "commission", "self-stake floor", "PoI score",
+                "correct", "wrong", "missed", "jailed", "slashed"];
+  if (window) head.splice(11, 0, `misses in window (${window.miss_window}, jail at ${window.max_misses})`);
   return table(head, list.map((v) => {
     const row = [link(["account", v.address], short(v.address, 20)), v.power, v.stake, v.self_stake, v.delegated,
-                 `${v.commission_bps / 100} %`, v.poi.score, v.poi.correct, v.poi.wrong, v.poi.missed,
+                 `${v.commission_bps / 100} %`, v.min_self_stake, v.poi.score, v.poi.correct, v.poi.wrong, v.poi.missed,
                  v.jailed ? (v.tombstoned ? "tombstoned" : `until ${v.jailed_until}`) : "no", v.slashed];
-    if (window) row.splice(10, 0, v.window_misses);
+    if (window) row.splice(11, 0, v.window_misses);
     return row;
   }), "list validators");
 }
