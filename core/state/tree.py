@@ -640,6 +640,8 @@ class AuthenticatedMap:
         """The value of `key` at `version` (None: absent). Walks down as `_Updater._descend` does: positions
         from the key path, child versions kept as their stored 8 bytes, the node cache read in place."""
         path = _sha256(key).digest()  # = key_path(key)
+        if self._pending is not None:
+            self._settle()  # the nodes of a batch written since: from the cache, not LevelDB
         ref = self._root_ref(version)
         if ref is None:
             return None

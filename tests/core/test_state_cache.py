@@ -249,16 +249,33 @@ def test_cache_bound_evicts_deepest_levels_first(store: KVStore) -> None:
 
 
 class _CountingStore(MemoryStore):
-    """Counts the reads of the map's records of versions (STATE_META: roots, the latest version, the stamp)."""
+    """Counts the reads of the map's records of versions (STATE_META: roots, the latest version, the stamp)
+    and of its internal nodes."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.meta_reads = 0
+        self.meta_reads = self.node_reads = 0
 
     def get(self, key: bytes) -> bytes | None:
         if key[:1] == bytes([KeySpace.STATE_META]):
             self.meta_reads += 1
+        elif key[:1] == bytes([KeySpace.STATE_NODES]):
+            self.node_reads += 1
         return super().get(key)
+
+
+def test_a_read_after_a_written_batch_finds_its_nodes_in_the_cache() -> None:
+    """The nodes of a staged update enter the cache when a read, not only the next update, sees its batch
+    written: reads of the new version between two blocks (the mempool's) load no node from the database."""
+    store = _CountingStore()
+    smap = AuthenticatedMap(store)
+    smap.commit(1, {b"k%d" % i: b"v" for i in range(2000)})
+    update = smap.compute_update(1, 2, {b"k%d" % i: b"w" for i in range(0, 2000, 7)})
+    with store.write_batch() as batch:
+        smap.stage(batch, update)
+    for i in range(2000):
+        assert smap.get(b"k%d" % i, 2) == (b"w" if i % 7 == 0 else b"v")
+    assert store.node_reads == 0
 
 
 def test_reads_of_the_latest_version_cost_no_read_of_its_records_once_known() -> None:
