@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import itertools
 import os
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Final, final
 
 from core.errors import StorageError
@@ -59,6 +60,8 @@ _STAMP: Final = b"stamp"
 _ROOTS_KEPT: Final = 16
 _NO_ROOT: Final = object()
 DEFAULT_CACHE_NODES: Final = 1 << 19
+# Committed leaves an AuthenticatedMap keeps (their stored bytes: an account's is about 80 bytes).
+DEFAULT_CACHE_LEAVES: Final = 1 << 16
 _STALE_NODE: Final = b"\x00"
 _STALE_LEAF: Final = b"\x01"
 _PRUNE_CHUNK: Final = 50_000
@@ -564,11 +567,13 @@ class AuthenticatedMap:
     """
 
     __slots__ = (
-        "_cache", "_head", "_latest_key", "_leaves", "_load_leaf", "_load_node", "_lock", "_nodes", "_pending",
-        "_pruned_below", "_root_prefix", "_roots", "_stale", "_stamp_key", "_store",
+        "_cache", "_head", "_latest_key", "_leaf_cache", "_leaves", "_load_leaf", "_load_node", "_lock",
+        "_max_leaves", "_nodes", "_pending", "_pruned_below", "_root_prefix", "_roots", "_stale", "_stamp_key",
+        "_store",
     )
 
-    def __init__(self, store: KVStore, *, cache_nodes: int = DEFAULT_CACHE_NODES) -> None:
+    def __init__(self, store: KVStore, *, cache_nodes: int = DEFAULT_CACHE_NODES,
+                 cache_leaves: int = DEFAULT_CACHE_LEAVES) -> None:
         self._nodes = PrefixedStore(store, KeySpace.STATE_NODES).prefix
         self._leaves = PrefixedStore(store, KeySpace.STATE_LEAVES).prefix
         self._stale = PrefixedStore(store, KeySpace.STATE_STALE).prefix
@@ -590,6 +595,11 @@ class AuthenticatedMap:
         self._head: tuple[int | None] | None = None
         self._roots: dict[int, _Ref | None] = {}
         self._pruned_below = 0
+        # Committed leaves by leaf key (version ‖ key path) -> stored bytes, as the node cache keeps nodes: a
+        # committed leaf key names the same bytes forever, only written leaves (read from the database, or
+        # from an update seen written) go in, and prune takes out the ones it deletes. Oldest out first.
+        self._leaf_cache: dict[bytes, bytes] = {}
+        self._max_leaves = max(0, cache_leaves)
         self._lock = threading.Lock()
 
     def _node(self, key: bytes) -> bytes:
@@ -668,7 +678,23 @@ class AuthenticatedMap:
             depth += 1
         if leaf_path != path:
             return None
-        return decode_leaf(self._load_leaf(child_version + path))[1]
+        key = child_version + path
+        data = self._leaf_cache.get(key)
+        if data is None:
+            data = self._load_leaf(key)
+            if self._max_leaves:
+                with self._lock:
+                    self._keep_leaves(((key, data),))
+        return decode_leaf(data)[1]
+
+    def _keep_leaves(self, leaves: Iterable[tuple[bytes, bytes]]) -> None:
+        """Put committed leaves in the leaf cache (under the lock), then evict the oldest down to the bound."""
+        cache = self._leaf_cache
+        cache.update(leaves)
+        if len(cache) > self._max_leaves:
+            excess = len(cache) - self._max_leaves + self._max_leaves // 32  # seldom
+            for key in list(itertools.islice(cache, excess)):
+                del cache[key]
 
     def items(self, version: int) -> Iterator[tuple[bytes, bytes]]:
         """Every (key, value) at `version`, in key-path order (for state export and audits)."""
@@ -814,6 +840,8 @@ class AuthenticatedMap:
                 self._head = (update.version,)
                 self._pending = None
                 self._cache.admit(update.cache_entries)
+                if self._max_leaves:
+                    self._keep_leaves(update.leaf_writes)
             else:
                 latest = self._stored_latest()
                 if latest is not None and latest >= update.version:
@@ -878,4 +906,9 @@ class AuthenticatedMap:
             for entry in entries
             if entry[cut + 8 : cut + 9] == _STALE_NODE
         )
+        with self._lock:
+            cache = self._leaf_cache
+            for entry in entries:
+                if entry[cut + 8 : cut + 9] == _STALE_LEAF:
+                    cache.pop(entry[cut + 9 :], None)
         return len(entries)

@@ -254,13 +254,15 @@ class _CountingStore(MemoryStore):
 
     def __init__(self) -> None:
         super().__init__()
-        self.meta_reads = self.node_reads = 0
+        self.meta_reads = self.node_reads = self.leaf_reads = 0
 
     def get(self, key: bytes) -> bytes | None:
         if key[:1] == bytes([KeySpace.STATE_META]):
             self.meta_reads += 1
         elif key[:1] == bytes([KeySpace.STATE_NODES]):
             self.node_reads += 1
+        elif key[:1] == bytes([KeySpace.STATE_LEAVES]):
+            self.leaf_reads += 1
         return super().get(key)
 
 
@@ -276,6 +278,23 @@ def test_a_read_after_a_written_batch_finds_its_nodes_in_the_cache() -> None:
     for i in range(2000):
         assert smap.get(b"k%d" % i, 2) == (b"w" if i % 7 == 0 else b"v")
     assert store.node_reads == 0
+    assert store.leaf_reads == 0  # the leaves too: both commits' written ones
+    fresh = AuthenticatedMap(store)  # a map after a restart: each leaf from the database once
+    for _ in range(2):
+        for i in range(2000):
+            assert fresh.get(b"k%d" % i, 2) == (b"w" if i % 7 == 0 else b"v")
+    assert store.leaf_reads == 2000
+
+
+def test_a_bounded_leaf_cache_serves_the_same_values() -> None:
+    store = _CountingStore()
+    smap = AuthenticatedMap(store, cache_leaves=100)
+    model = {b"k%d" % i: b"v%d" % i for i in range(1000)}
+    smap.commit(1, model)
+    for _ in range(2):
+        for key, value in model.items():
+            assert smap.get(key, 1) == value
+    assert len(smap._leaf_cache) <= 100 and store.leaf_reads > 1000
 
 
 def test_reads_of_the_latest_version_cost_no_read_of_its_records_once_known() -> None:
@@ -333,3 +352,5 @@ def test_a_pruned_version_is_forgotten(store: KVStore) -> None:
         with pytest.raises(StorageError):
             smap.get(b"k", version)
     assert smap.get(b"k", 4) == b"4" and smap.get(b"k", 5) == b"5" and smap.latest_version() == 5
+    stored = {bytes(key[1:]) for key, _ in store.iterate(bytes([KeySpace.STATE_LEAVES]))}
+    assert set(smap._leaf_cache) <= stored  # the pruned leaves are out of the cache too
