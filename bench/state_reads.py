@@ -17,6 +17,8 @@ mempool's recheck does. Medians over the rounds:
                    (counted in the rounds not timed)
   verify           Ed25519 verification of one transfer (the baseline: the node's per-transaction floor)
 
+The process runs with the node's garbage-collector settings (node/gctune.py), frozen once both are built.
+
 Run: `python -m bench.state_reads [--senders 1000] [--rounds 7]`.
 """
 
@@ -36,6 +38,7 @@ from core.hashing import ZERO_HASH
 from core.keys import PrivateKey
 from core.types import Amount, Height, Round, Timestamp
 from core.votes import ZERO_SIGNATURE, Commit, Vote, VoteType
+from node import gctune
 from node.leveldb import LevelDBStore
 from node.sigcache import SigCache
 from tools.genesis import account_key, make_genesis, validator_key
@@ -78,6 +81,8 @@ def main() -> None:
     ap.add_argument("--senders", type=int, default=1000)
     ap.add_argument("--rounds", type=int, default=7)
     args = ap.parse_args()
+    gc_setting = gctune.get_setting()  # the node's collector settings, as `inferchain node` applies them
+    gctune.apply(gc_setting)
     doc = make_genesis(4, accounts=FIRST_SENDER + args.senders, models=("digits_int8",),
                        overrides={"consensus": {"max_block_gas": 10**12}})
     genesis = parse_genesis(json.loads(json.dumps(doc)))
@@ -93,6 +98,7 @@ def main() -> None:
         proposer = VMApplication(LevelDBStore(Path(tmp) / "p"), genesis, executor=LocalExecutor(),
                                  verify_tx=sigs.verify)
         app = VMApplication(CountingStore(Path(tmp) / "v"), genesis, executor=LocalExecutor(), verify_tx=sigs.verify)
+        gctune.freeze(gc_setting)
         last_id, last_commit = ZERO_HASH, None
         samples: dict[str, list[float]] = {name: [] for name in ("validate", "commit", "read", "height", "verify",
                                                                   "validate_gets", "read_gets")}
