@@ -60,8 +60,10 @@ _STAMP: Final = b"stamp"
 _ROOTS_KEPT: Final = 16
 _NO_ROOT: Final = object()
 DEFAULT_CACHE_NODES: Final = 1 << 19
-# Committed leaves an AuthenticatedMap keeps (their stored bytes: an account's is about 80 bytes).
+# Committed leaves an AuthenticatedMap keeps (their stored bytes: an account's is about 80 bytes), and the
+# largest it keeps: so the cache stays under ~30 MiB whatever the records (an upload's is up to 32 KiB).
 DEFAULT_CACHE_LEAVES: Final = 1 << 16
+LEAF_CACHE_MAX_BYTES: Final = 256
 _STALE_NODE: Final = b"\x00"
 _STALE_LEAF: Final = b"\x01"
 _PRUNE_CHUNK: Final = 50_000
@@ -682,7 +684,7 @@ class AuthenticatedMap:
         data = self._leaf_cache.get(key)
         if data is None:
             data = self._load_leaf(key)
-            if self._max_leaves:
+            if self._max_leaves and len(data) <= LEAF_CACHE_MAX_BYTES:
                 with self._lock:
                     self._keep_leaves(((key, data),))
         return decode_leaf(data)[1]
@@ -841,7 +843,7 @@ class AuthenticatedMap:
                 self._pending = None
                 self._cache.admit(update.cache_entries)
                 if self._max_leaves:
-                    self._keep_leaves(update.leaf_writes)
+                    self._keep_leaves((k, d) for k, d in update.leaf_writes if len(d) <= LEAF_CACHE_MAX_BYTES)
             else:
                 latest = self._stored_latest()
                 if latest is not None and latest >= update.version:

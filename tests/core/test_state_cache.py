@@ -24,6 +24,7 @@ from core.state.nodes import (
     encode_internal,
     internal_hash,
 )
+from core.state.tree import LEAF_CACHE_MAX_BYTES
 from core.store import KeySpace, KVStore, MemoryStore
 from node.leveldb import LevelDBStore
 
@@ -295,6 +296,19 @@ def test_a_bounded_leaf_cache_serves_the_same_values() -> None:
         for key, value in model.items():
             assert smap.get(key, 1) == value
     assert len(smap._leaf_cache) <= 100 and store.leaf_reads > 1000
+
+
+def test_large_leaves_are_not_cached() -> None:
+    """The leaf cache is bounded in bytes too: a record over LEAF_CACHE_MAX_BYTES (an upload's chunk list, a
+    queue) is read from the database each time."""
+    store = _CountingStore()
+    smap = AuthenticatedMap(store)
+    big = b"x" * (LEAF_CACHE_MAX_BYTES + 1)
+    smap.commit(1, {b"big": big, b"small": b"s"})
+    for _ in range(3):
+        assert smap.get(b"big", 1) == big and smap.get(b"small", 1) == b"s"
+    assert store.leaf_reads == 3
+    assert all(len(data) <= LEAF_CACHE_MAX_BYTES for data in smap._leaf_cache.values())
 
 
 def test_reads_of_the_latest_version_cost_no_read_of_its_records_once_known() -> None:
