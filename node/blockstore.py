@@ -107,9 +107,9 @@ class BlockStore:
         blocks.put(key, block.encode())
         self._by_hash.bind(batch).put(block.id, key)
         self._commits.bind(batch).put(key, commit.encode())
-        txs = self._txs.bind(batch)
+        put, prefix = batch.put, self._txs.prefix  # one put per transaction: no view wrapper per key
         for index, tx in enumerate(block.txs):
-            txs.put(tx.hash, key + index.to_bytes(4, "big"))
+            put(prefix + tx.hash, key + index.to_bytes(4, "big"))
         meta = self._meta.bind(batch)
         meta.put(_HEAD, key + block.id)
         if next_proposers is not None:

@@ -168,6 +168,10 @@ class MempoolStore:
         self._own: set[bytes] = set()  # pending hashes from our own clients (bounded by the mempool)
         self._dirty = trio.Event()
         self._counts = {_PENDING: 0, _OWN: 0, _OTHER: 0}  # records on disk (kept by the flushing thread)
+        # The pending keys on disk (kept by the flushing thread with the counts; bounded by the mempool's
+        # max_txs): a write knows whether a put adds a record and whether a delete has one to delete without
+        # a LevelDB get per transaction.
+        self._stored: set[bytes] = set()
         self.flushes = 0
         self.skipped = 0  # records that did not decode (logged, deleted)
         self._counted = False
@@ -257,33 +261,45 @@ class MempoolStore:
     def write(self, ops: dict[bytes, _Op]) -> None:
         """One atomic, fsynced batch of `ops`, with the outcome bounds (count and age) applied in it."""
         self._count()
-        skip, delete = self._past_bounds(ops)
+        outcomes = [key for key in ops if key[:1] != _PENDING]
+        skip, delete = self._past_bounds(ops, outcomes)
+        stored = self._stored
         with self._db.write_batch(sync=True) as batch:
+            put, drop = batch.put, batch.delete
             for key, op in ops.items():
+                if isinstance(op, _Pending):  # the pending records: the hot path, one per transaction
+                    stored.add(key)
+                    put(key, encode_pending(key, op))
+                elif op is None and key in stored:  # (outcome keys are never in it)
+                    stored.discard(key)
+                    drop(key)
+            self._counts[_PENDING] = len(stored)
+            for key in outcomes:
+                op = ops[key]
                 prefix = key[:1]
                 if op is None:
                     if self._db.get(key) is not None:
-                        batch.delete(key)
+                        drop(key)
                         self._counts[prefix] -= 1
                     continue
                 if key in skip:
                     continue
                 if self._db.get(key) is None:
                     self._counts[prefix] += 1
-                batch.put(key, encode_pending(key, op) if isinstance(op, _Pending) else op)
+                put(key, op if isinstance(op, bytes) else encode_pending(key, op))
             for key in delete:
-                batch.delete(key)
+                drop(key)
                 self._counts[key[:1]] -= 1
         self.flushes += 1
 
-    def _past_bounds(self, ops: dict[bytes, _Op]) -> tuple[set[bytes], list[bytes]]:
-        """The outcomes past the count cap or the age limit once `ops` are in, oldest first (key order): the
-        new ones not to write, and the stored ones to delete."""
+    def _past_bounds(self, ops: dict[bytes, _Op], outcomes: list[bytes]) -> tuple[set[bytes], list[bytes]]:
+        """The outcomes past the count cap or the age limit once `ops` are in (`outcomes`: their outcome
+        keys), oldest first (key order): the new ones not to write, and the stored ones to delete."""
         oldest_kept = _TIME.pack(max(0, int((self._clock() - self.outcome_max_age_s) * 1000)))
         skip: set[bytes] = set()
         delete: list[bytes] = []
         for prefix, cap in self._caps.items():
-            new = sorted(k for k, op in ops.items() if k[:1] == prefix and op is not None and self._db.get(k) is None)
+            new = sorted(k for k in outcomes if k[:1] == prefix and ops[k] is not None and self._db.get(k) is None)
             excess = self._counts[prefix] + len(new) - cap
             fresh = set(new)
             for key in heapq.merge((k for k, _ in self._db.iterate(prefix)), new):
@@ -299,8 +315,10 @@ class MempoolStore:
     def _count(self) -> None:
         if self._counted:
             return
-        for prefix in self._counts:
+        for prefix in (_OWN, _OTHER):
             self._counts[prefix] = sum(1 for _ in self._db.iterate(prefix))
+        self._stored = {key for key, _ in self._db.iterate(_PENDING)}
+        self._counts[_PENDING] = len(self._stored)
         self._counted = True
 
     def close(self) -> None:

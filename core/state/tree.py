@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import itertools
 import os
-from collections.abc import Iterator, Mapping
+import threading
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Final, final
 
 from core.errors import StorageError
@@ -53,7 +55,15 @@ from core.types import U64_MAX, Hash32
 _ROOTS: Final = b"r"
 _LATEST: Final = b"latest"
 _STAMP: Final = b"stamp"
+# Root records an AuthenticatedMap keeps in memory (the most recent versions: the latest, and the few below it
+# that validation, evidence and queries read).
+_ROOTS_KEPT: Final = 16
+_NO_ROOT: Final = object()
 DEFAULT_CACHE_NODES: Final = 1 << 19
+# Committed leaves an AuthenticatedMap keeps (their stored bytes: an account's is about 80 bytes), and the
+# largest it keeps: so the cache stays under ~30 MiB whatever the records (an upload's is up to 32 KiB).
+DEFAULT_CACHE_LEAVES: Final = 1 << 16
+LEAF_CACHE_MAX_BYTES: Final = 256
 _STALE_NODE: Final = b"\x00"
 _STALE_LEAF: Final = b"\x01"
 _PRUNE_CHUNK: Final = 50_000
@@ -559,11 +569,13 @@ class AuthenticatedMap:
     """
 
     __slots__ = (
-        "_cache", "_latest_key", "_leaves", "_load_leaf", "_load_node", "_nodes", "_pending", "_root_prefix",
-        "_stale", "_stamp_key", "_store",
+        "_cache", "_head", "_latest_key", "_leaf_cache", "_leaves", "_load_leaf", "_load_node", "_lock",
+        "_max_leaves", "_nodes", "_pending", "_pruned_below", "_root_prefix", "_roots", "_stale", "_stamp_key",
+        "_store",
     )
 
-    def __init__(self, store: KVStore, *, cache_nodes: int = DEFAULT_CACHE_NODES) -> None:
+    def __init__(self, store: KVStore, *, cache_nodes: int = DEFAULT_CACHE_NODES,
+                 cache_leaves: int = DEFAULT_CACHE_LEAVES) -> None:
         self._nodes = PrefixedStore(store, KeySpace.STATE_NODES).prefix
         self._leaves = PrefixedStore(store, KeySpace.STATE_LEAVES).prefix
         self._stale = PrefixedStore(store, KeySpace.STATE_STALE).prefix
@@ -576,6 +588,21 @@ class AuthenticatedMap:
         self._load_leaf = _Loader(self._store, self._leaves)
         self._cache = NodeCache(cache_nodes)
         self._pending: tuple[StateUpdate, bytes] | None = None
+        # What this map knows of the committed versions, so that a read costs no LevelDB get for them: the
+        # latest version (None: not read yet; (None,) : the store holds no state), and the root records of
+        # recent versions. Both are learned from the store or from a staged update whose batch is seen
+        # written (`_settle`), never from a staged one; a version's root record never changes once written
+        # (versions only grow), and `prune` takes out the ones it deletes. So they assume this map is the
+        # only writer of its store's state tables (the node's application holds the one map).
+        self._head: tuple[int | None] | None = None
+        self._roots: dict[int, _Ref | None] = {}
+        self._pruned_below = 0
+        # Committed leaves by leaf key (version ‖ key path) -> stored bytes, as the node cache keeps nodes: a
+        # committed leaf key names the same bytes forever, only written leaves (read from the database, or
+        # from an update seen written) go in, and prune takes out the ones it deletes. Oldest out first.
+        self._leaf_cache: dict[bytes, bytes] = {}
+        self._max_leaves = max(0, cache_leaves)
+        self._lock = threading.Lock()
 
     def _node(self, key: bytes) -> bytes:
         entry = self._cache.get(key[8], key[8:], key[:8])
@@ -584,19 +611,35 @@ class AuthenticatedMap:
     # ------------------------------------------------------------------------------------------ versions
 
     def latest_version(self) -> int | None:
+        """The latest committed version (None: no state yet). Known from the last commit this map saw: a
+        LevelDB get only the first time, and once after each staged update (its batch's stamp)."""
+        if self._pending is not None:
+            self._settle()
+        head = self._head
+        if head is None:
+            latest = self._stored_latest()
+            with self._lock:
+                if self._pending is None and self._head is None:
+                    self._head = (latest,)
+            return latest
+        return head[0]
+
+    def _stored_latest(self) -> int | None:
         # A record of its own rather than a reverse seek over the roots: a seek next to a freshly pruned
         # range crawls through tombstones until LevelDB compacts them.
         data = self._store.get(self._latest_key)
         return None if data is None else version_of(data)
 
     def has_version(self, version: int) -> bool:
-        return self._store.get(self._root_prefix + version_bytes(version)) is not None
+        try:
+            self._root_ref(version)
+        except StorageError:
+            return False
+        return True
 
     def _root_child(self, version: int) -> Child | None:
-        data = self._store.get(self._root_prefix + version_bytes(version))
-        if data is None:
-            raise StorageError(f"no state at version {version} (never committed, or pruned)")
-        return _decode_root(data)
+        ref = self._root_ref(version)
+        return None if ref is None else (ref[0], version_of(ref[1]), ref[2])
 
     def root(self, version: int) -> Hash32:
         child = self._root_child(version)
@@ -609,6 +652,8 @@ class AuthenticatedMap:
         """The value of `key` at `version` (None: absent). Walks down as `_Updater._descend` does: positions
         from the key path, child versions kept as their stored 8 bytes, the node cache read in place."""
         path = _sha256(key).digest()  # = key_path(key)
+        if self._pending is not None:
+            self._settle()  # the nodes of a batch written since: from the cache, not LevelDB
         ref = self._root_ref(version)
         if ref is None:
             return None
@@ -635,7 +680,23 @@ class AuthenticatedMap:
             depth += 1
         if leaf_path != path:
             return None
-        return decode_leaf(self._load_leaf(child_version + path))[1]
+        key = child_version + path
+        data = self._leaf_cache.get(key)
+        if data is None:
+            data = self._load_leaf(key)
+            if self._max_leaves and len(data) <= LEAF_CACHE_MAX_BYTES:
+                with self._lock:
+                    self._keep_leaves(((key, data),))
+        return decode_leaf(data)[1]
+
+    def _keep_leaves(self, leaves: Iterable[tuple[bytes, bytes]]) -> None:
+        """Put committed leaves in the leaf cache (under the lock), then evict the oldest down to the bound."""
+        cache = self._leaf_cache
+        cache.update(leaves)
+        if len(cache) > self._max_leaves:
+            excess = len(cache) - self._max_leaves + self._max_leaves // 32  # seldom
+            for key in list(itertools.islice(cache, excess)):
+                del cache[key]
 
     def items(self, version: int) -> Iterator[tuple[bytes, bytes]]:
         """Every (key, value) at `version`, in key-path order (for state export and audits)."""
@@ -716,10 +777,26 @@ class AuthenticatedMap:
         )
 
     def _root_ref(self, version: int) -> _Ref | None:
+        roots = self._roots
+        ref = roots.get(version, _NO_ROOT)
+        if ref is not _NO_ROOT:
+            return ref  # type: ignore[return-value]
         data = self._store.get(self._root_prefix + version_bytes(version))
         if data is None:
             raise StorageError(f"no state at version {version} (never committed, or pruned)")
-        return _root_ref(data)
+        ref = _root_ref(data)
+        with self._lock:
+            self._remember_root(version, ref)
+        return ref
+
+    def _remember_root(self, version: int, ref: _Ref | None) -> None:
+        """Keep `version`'s committed root record (under the lock), the most recent `_ROOTS_KEPT` versions."""
+        if version < self._pruned_below:
+            return  # read before a prune that has deleted it since
+        roots = self._roots
+        roots[version] = ref
+        if len(roots) > _ROOTS_KEPT:
+            del roots[min(roots)]
 
     def stage(self, batch: WriteBatch, update: StateUpdate) -> None:
         """Put `update`'s writes into `batch`, a batch opened on the root database (not on a view).
@@ -746,21 +823,34 @@ class AuthenticatedMap:
         # written at the same version).
         stamp = os.urandom(16)
         put(self._stamp_key, stamp)
-        self._pending = (update, stamp)
+        with self._lock:
+            self._pending = (update, stamp)
 
     def _settle(self) -> None:
-        """Admit the last staged update's nodes to the cache if its batch has been written."""
-        pending = self._pending
-        if pending is None:
+        """Admit the last staged update's nodes to the cache, and its version as the latest, if its batch has
+        been written (one LevelDB get while it is not known). Under the lock: the node reads from its event
+        loop while a worker thread stages and commits."""
+        if self._pending is None:
             return
-        update, stamp = pending
-        if self._store.get(self._stamp_key) == stamp:
-            self._pending = None
-            self._cache.admit(update.cache_entries)
-        else:
-            latest = self.latest_version()
-            if latest is not None and latest >= update.version:
-                self._pending = None  # another batch was written instead
+        with self._lock:
+            pending = self._pending
+            if pending is None:
+                return
+            update, stamp = pending
+            if self._store.get(self._stamp_key) == stamp:
+                self._remember_root(update.version, _root_ref(update.root_record))
+                self._head = (update.version,)
+                self._pending = None
+                self._cache.admit(update.cache_entries)
+                if self._max_leaves:
+                    self._keep_leaves((k, d) for k, d in update.leaf_writes if len(d) <= LEAF_CACHE_MAX_BYTES)
+            else:
+                latest = self._stored_latest()
+                if latest is not None and latest >= update.version:
+                    # Another batch was written instead (another map's): learn everything from the store again.
+                    self._head = None
+                    self._roots.clear()
+                    self._pending = None
 
     def commit(self, version: int, changes: Mapping[bytes, bytes | None]) -> Hash32:
         """Compute, stage and write one version on top of the latest (for tests, tools and benches)."""
@@ -781,11 +871,16 @@ class AuthenticatedMap:
         below = min(below_version, latest)
         store = self._store
         cut = len(self._root_prefix)
+        with self._lock:
+            self._pruned_below = max(self._pruned_below, below)
         with store.write_batch() as batch:
             for key, _ in store.iterate(self._root_prefix):
                 if version_of(key[cut:]) >= below:
                     break
                 batch.delete(key)
+        with self._lock:
+            for version in [v for v in self._roots if v < below]:
+                del self._roots[version]
         # A record replaced at version v serves versions before v only, so it goes once v <= below.
         removed = 0
         cut = len(self._stale)
@@ -813,4 +908,9 @@ class AuthenticatedMap:
             for entry in entries
             if entry[cut + 8 : cut + 9] == _STALE_NODE
         )
+        with self._lock:
+            cache = self._leaf_cache
+            for entry in entries:
+                if entry[cut + 8 : cut + 9] == _STALE_LEAF:
+                    cache.pop(entry[cut + 9 :], None)
         return len(entries)

@@ -24,6 +24,7 @@ from core.state.nodes import (
     encode_internal,
     internal_hash,
 )
+from core.state.tree import LEAF_CACHE_MAX_BYTES
 from core.store import KeySpace, KVStore, MemoryStore
 from node.leveldb import LevelDBStore
 
@@ -203,6 +204,7 @@ def test_a_dropped_staged_batch_never_reaches_the_cache(store: KVStore) -> None:
     assert all(stored.get(key) == data for key, data in cached.items())  # only ever committed bytes
     assert not any(key[:8] == (2).to_bytes(8, "big") for key in cached)
     assert smap.get(b"k7", 2) == b"won" and smap.get(b"new", 2) is None
+    assert smap.latest_version() == 2 and smap.root(2) == won.root  # what it knew of versions, read again
 
 
 def test_a_staged_update_is_cached_once_written(store: KVStore) -> None:
@@ -242,3 +244,127 @@ def test_cache_bound_evicts_deepest_levels_first(store: KVStore) -> None:
     assert len(levels[0]) == 1 and len(levels[1]) == 16  # the root and its children stay
     assert smap.commit(2, {b"k5": b"w"}) == spec_root({**{b"k%d" % i: b"v" for i in range(3000)}, b"k5": b"w"})
 
+
+
+# --------------------------------------------------------------------------------------- latest version and roots
+
+
+class _CountingStore(MemoryStore):
+    """Counts the reads of the map's records of versions (STATE_META: roots, the latest version, the stamp)
+    and of its internal nodes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.meta_reads = self.node_reads = self.leaf_reads = 0
+
+    def get(self, key: bytes) -> bytes | None:
+        if key[:1] == bytes([KeySpace.STATE_META]):
+            self.meta_reads += 1
+        elif key[:1] == bytes([KeySpace.STATE_NODES]):
+            self.node_reads += 1
+        elif key[:1] == bytes([KeySpace.STATE_LEAVES]):
+            self.leaf_reads += 1
+        return super().get(key)
+
+
+def test_a_read_after_a_written_batch_finds_its_nodes_in_the_cache() -> None:
+    """The nodes of a staged update enter the cache when a read, not only the next update, sees its batch
+    written: reads of the new version between two blocks (the mempool's) load no node from the database."""
+    store = _CountingStore()
+    smap = AuthenticatedMap(store)
+    smap.commit(1, {b"k%d" % i: b"v" for i in range(2000)})
+    update = smap.compute_update(1, 2, {b"k%d" % i: b"w" for i in range(0, 2000, 7)})
+    with store.write_batch() as batch:
+        smap.stage(batch, update)
+    for i in range(2000):
+        assert smap.get(b"k%d" % i, 2) == (b"w" if i % 7 == 0 else b"v")
+    assert store.node_reads == 0
+    assert store.leaf_reads == 0  # the leaves too: both commits' written ones
+    fresh = AuthenticatedMap(store)  # a map after a restart: each leaf from the database once
+    for _ in range(2):
+        for i in range(2000):
+            assert fresh.get(b"k%d" % i, 2) == (b"w" if i % 7 == 0 else b"v")
+    assert store.leaf_reads == 2000
+
+
+def test_a_bounded_leaf_cache_serves_the_same_values() -> None:
+    store = _CountingStore()
+    smap = AuthenticatedMap(store, cache_leaves=100)
+    model = {b"k%d" % i: b"v%d" % i for i in range(1000)}
+    smap.commit(1, model)
+    for _ in range(2):
+        for key, value in model.items():
+            assert smap.get(key, 1) == value
+    assert len(smap._leaf_cache) <= 100 and store.leaf_reads > 1000
+
+
+def test_large_leaves_are_not_cached() -> None:
+    """The leaf cache is bounded in bytes too: a record over LEAF_CACHE_MAX_BYTES (an upload's chunk list, a
+    queue) is read from the database each time."""
+    store = _CountingStore()
+    smap = AuthenticatedMap(store)
+    big = b"x" * (LEAF_CACHE_MAX_BYTES + 1)
+    smap.commit(1, {b"big": big, b"small": b"s"})
+    for _ in range(3):
+        assert smap.get(b"big", 1) == big and smap.get(b"small", 1) == b"s"
+    assert store.leaf_reads == 3
+    assert all(len(data) <= LEAF_CACHE_MAX_BYTES for data in smap._leaf_cache.values())
+
+
+def test_reads_of_the_latest_version_cost_no_read_of_its_records_once_known() -> None:
+    store = _CountingStore()
+    smap = AuthenticatedMap(store)
+    assert smap.latest_version() is None
+    smap.commit(1, {b"a": b"1"})
+    update = smap.compute_update(1, 2, {b"a": b"2"})
+    with store.write_batch() as batch:
+        smap.stage(batch, update)
+    assert smap.latest_version() == 2  # learned from the staged batch's stamp: one read
+    reads = store.meta_reads
+    for _ in range(10):
+        assert smap.latest_version() == 2
+        assert smap.get(b"a", 2) == b"2" and smap.get(b"a", 1) == b"1"
+        assert smap.root(2) == update.root and smap.has_version(1)
+    assert store.meta_reads == reads  # both versions' root records came from their commits
+
+
+def test_a_staged_but_unwritten_version_is_never_read_and_a_dropped_one_never_remembered(store: KVStore) -> None:
+    """A version's root record and the latest version are learned from the database or from a batch seen
+    written, never from a staged one: a batch dropped at version 2 and another update written at version 2
+    (another fork of the same height) leave the map reading the written one."""
+    smap = AuthenticatedMap(store)
+    smap.commit(1, {b"a": b"1", b"b": b"1"})
+    assert smap.get(b"a", 1) == b"1" and smap.latest_version() == 1
+    lost = smap.compute_update(1, 2, {b"a": b"lost"})
+    with pytest.raises(OSError), store.write_batch() as batch:
+        smap.stage(batch, lost)
+        assert smap.latest_version() == 1  # staged, not written
+        with pytest.raises(StorageError):
+            smap.get(b"a", 2)
+        raise OSError("power cut")
+    assert smap.latest_version() == 1 and not smap.has_version(2)
+    won = smap.compute_update(1, 2, {b"a": b"won"})
+    assert won.root != lost.root
+    with store.write_batch() as batch:
+        smap.stage(batch, won)
+    assert smap.latest_version() == 2
+    assert smap.root(2) == won.root and smap.get(b"a", 2) == b"won" and smap.get(b"b", 2) == b"1"
+    fresh = AuthenticatedMap(store)  # what the database says
+    assert fresh.latest_version() == 2 and fresh.root(2) == won.root
+
+
+def test_a_pruned_version_is_forgotten(store: KVStore) -> None:
+    smap = AuthenticatedMap(store)
+    for version in range(1, 6):
+        smap.commit(version, {b"k": b"%d" % version})
+        assert smap.get(b"k", version) == b"%d" % version and smap.has_version(version)
+    smap.prune(4)
+    for version in (1, 2, 3):
+        assert not smap.has_version(version)
+        with pytest.raises(StorageError):
+            smap.root(version)
+        with pytest.raises(StorageError):
+            smap.get(b"k", version)
+    assert smap.get(b"k", 4) == b"4" and smap.get(b"k", 5) == b"5" and smap.latest_version() == 5
+    stored = {bytes(key[1:]) for key, _ in store.iterate(bytes([KeySpace.STATE_LEAVES]))}
+    assert set(smap._leaf_cache) <= stored  # the pruned leaves are out of the cache too

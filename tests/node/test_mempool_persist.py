@@ -339,3 +339,28 @@ def test_a_disk_that_stays_broken_turns_the_store_off_instead_of_growing_memory(
     assert any("the store is off until the node restarts" in r.getMessage() for r in caplog.records)
     assert mempool.add(tx(0, 1)).added and not store._ops  # the mempool runs on; nothing more is noted
     store.close()
+
+
+def test_records_written_before_a_restart_are_deleted_and_counted_once(tmp_path: Path) -> None:
+    """The store knows which pending records are on disk without reading each one: the ones a previous run
+    wrote too (read once at the first write), a record rewritten is counted once, a delete of one never
+    written writes nothing."""
+    path = tmp_path / "mempool"
+    txs = [tx(0, n) for n in range(4)]
+    store = MempoolStore(path)
+    for t in txs:
+        store._added(t.hash, t, False, 1)
+    store.flush()
+    store.close()
+    store2 = MempoolStore(path)
+    store2.forget(txs[0].hash)  # written by the run before
+    store2.forget(tx(1, 0).hash)  # never written
+    store2._added(txs[1].hash, txs[1], True, 2)  # written again
+    store2.flush()
+    assert store2.stored_pending == 3
+    store2.close()
+    assert sorted(_keys(path, b"p")) == sorted(b"p" + bytes(t.hash) for t in txs[1:])
+    store3 = MempoolStore(path)
+    assert {bytes(s.tx.hash): (s.own, s.added_height) for s in store3.pending()} == {
+        bytes(txs[1].hash): (True, 2), bytes(txs[2].hash): (False, 1), bytes(txs[3].hash): (False, 1)}
+    store3.close()
