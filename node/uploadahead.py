@@ -25,7 +25,7 @@ from core.errors import DecodeError, InferchainError, StorageError
 from core.tx import Transaction
 from core.types import Hash32
 from vm.app import VMApplication
-from vm.assembly import MEMO, AssemblyMemo, compute_assembly_key, prepare_assembly
+from vm.assembly import AssemblyMemo, compute_assembly_key, prepare_assembly
 from vm.deferred import REJECTED, get_deferred
 from vm.state import Upload, upload_key
 from vm.txs import ModelChunk, TxKind, UploadHeader
@@ -40,11 +40,11 @@ class UploadAhead:
     """`note` is the mempool's add listener; `wake()` after a commit; `run` prepares what became whole."""
 
     def __init__(self, app: VMApplication, blobs: BlobStore, get_tx: Callable[[bytes], Transaction | None], *,
-                 memo: AssemblyMemo = MEMO) -> None:
+                 memo: AssemblyMemo | None = None) -> None:
         self._app = app
         self._blobs = blobs
         self._get_tx = get_tx
-        self._memo = memo
+        self._memo = app.assembly_memo if memo is None else memo  # the memo the application's blocks ask
         self._noted: dict[bytes, dict[int, bytes]] = {}  # model id -> chunk index -> a mempool tx's hash
         self._tried: dict[bytes, None] = {}  # assembly keys prepared or found mismatched, oldest first
         self._digests: dict[bytes, Hash32] = {}  # a noted chunk tx's hash -> its chunk's digest, once prepared

@@ -18,7 +18,7 @@ from core.types import Hash32
 from node.uploadahead import UploadAhead
 from tests.vm.deferred_models import file_blob_devnet, upload, weights_meta, weights_model
 from tests.vm.devnet import Devnet
-from vm.assembly import MEMO, compute_assembly_key
+from vm.assembly import compute_assembly_key
 from vm.txs import build_tx, split_model
 
 pytestmark = pytest.mark.node
@@ -60,17 +60,20 @@ def test_an_upload_whose_last_chunks_wait_in_the_mempool_is_prepared_before_its_
     one_pass(ahead, txs[1:])
     assert ahead.prepared == 1
     assert app.blobs.get_blob(sha256(model_bytes)) == model_bytes  # stored before any block names it
-    assert MEMO.has(compute_assembly_key(header, [sha256(c.data) for c in chunks]))
+    key = compute_assembly_key(header, [sha256(c.data) for c in chunks])
+    assert app.assembly_memo.has(key)  # in the memo of the application whose node prepared it, only there
+    assert not net.apps[0].assembly_memo.has(key)
     one_pass(ahead, [])  # a second pass finds it prepared: nothing again
     assert ahead.prepared == 1
 
-    hits = MEMO.hits
-    block = net.propose(txs[1:])  # the completing block: built and validated from the memo
-    assert len(block.txs) == len(txs[1:]) and net.apps[1].validate_block(block).is_valid
-    assert MEMO.hits == hits + 2
+    hits, misses = app.assembly_memo.hits, net.apps[0].assembly_memo.misses
+    block = net.propose(txs[1:])  # the completing block, built by node 0, which recomputes it (its own memo)
+    assert net.apps[0].assembly_memo.misses == misses + 1
+    assert len(block.txs) == len(txs[1:]) and app.validate_block(block).is_valid  # node 1: from its memo
+    assert app.assembly_memo.hits == hits + 1
     assert [r.status for r in block.results] == [TxStatus.OK] * len(txs[1:])
-    MEMO.clear()
-    assert net.propose(txs[1:]).id == block.id  # what a node that recomputes builds: the same block
+    assert net.propose(txs[1:], node=1).id == block.id  # node 1 builds it from its memo: the same block
+    assert app.assembly_memo.hits == hits + 2
     net.commit(block)
     for a in net.apps:
         assert a.view().get_blob(sha256(model_bytes)) == model_bytes
@@ -91,9 +94,9 @@ def test_a_forged_mempool_chunk_prepares_nothing_and_the_true_block_recomputes(n
     one_pass(ahead, [forged])
     assert ahead.prepared == 0 and app.blobs.size(Hash32(sha256(model_bytes))) is None
 
-    misses = MEMO.misses
+    misses = app.assembly_memo.misses
     block = net.step(txs[-1:], validators=[1])
-    assert MEMO.misses > misses
+    assert app.assembly_memo.misses > misses
     [result] = block.results
     assert result.status is TxStatus.OK, result.log
     for a in net.apps:
