@@ -22,6 +22,7 @@ refuses is counted in `skipped` and starts no worker.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -68,14 +69,23 @@ class DeferredPrecompute:
         await self._passed.wait()
 
     def _precompute(self) -> int:
+        started, cpu = time.perf_counter(), time.thread_time()  # log lines only: never in a verdict
         if self._executor is None:
             self._executor = self._make_executor()  # a pool starts its process on its first job, not here
         ran = self._app.precompute_deferred(self._executor, self._ahead)
         if ran == 0:  # nothing new pending: the worker (an ONNX Runtime process) is not kept idle
             self.close()
+        checked, checked_cpu = time.perf_counter(), time.thread_time()
         # Resident models (vm/resident.py), pending ones included, into the block path's own pool: at start
         # (the first pass) and after a worker restart, before a block that calls one needs it.
-        self.preloaded += self._app.preload_resident()
+        preloaded = self._app.preload_resident()
+        self.preloaded += preloaded
+        if ran or preloaded:
+            done = time.perf_counter()
+            logger.info("background pass at height %d: %d check(s) in %.2f s (this thread's CPU %.2f s), "
+                        "%d resident model(s) preloaded in %.2f s (CPU %.2f s)", self._app.last_height, ran,
+                        checked - started, checked_cpu - cpu, preloaded, done - checked,
+                        time.thread_time() - checked_cpu)
         return ran
 
     async def run(self) -> None:
