@@ -20,18 +20,16 @@ from typing import Any
 
 import numpy as np
 import pytest
-from onnx import TensorProto, helper, numpy_helper
 
 from consensus.proposer import ProposerPriorities
 from core.hashing import sha256
 from core.tensor import DType
 from core.types import Address
 from tests.realnet import RealNet, realnet_fixture
-from tests.vm.helpers import _model, meta_for, spec
+from tests.vm.helpers import memory_hog_model, meta_for, spec
 from vm.execute import chunk_gas, completing_gas
 from vm.genesis import load_genesis
 from vm.params import Params
-from vm.sandbox.canonicalize import canonicalize
 from vm.txs import ModelClass, ModelMeta, build_tx, compute_model_id, split_model
 
 pytestmark = pytest.mark.e2e
@@ -47,21 +45,6 @@ WAIT_S = 60.0
 
 net = realnet_fixture(validators=4, block_time_ms=200, genesis={"vm": VM, "consensus": CONSENSUS},
                       node_config={TIGHT: {"worker_memory_mib": 300}}, ready_height=2)
-
-
-def hog(k: int) -> bytes:
-    """`memory_hog_model` with its expanded width 4096 - k (4096 x 4096 is the tensor cap): distinct bytes, about
-    the same ~192 MiB of activations."""
-    shape = numpy_helper.from_array(np.array([4096, 4096 - k], dtype=np.int64), "shape")
-    nodes = [
-        helper.make_node("Expand", ["x", "shape"], ["e"]),
-        helper.make_node("Add", ["e", "e"], ["a"]),
-        helper.make_node("Mul", ["a", "e"], ["m"]),
-        helper.make_node("ReduceMax", ["m"], ["y"], keepdims=1),
-    ]
-    raw = _model(nodes, [helper.make_tensor_value_info("x", TensorProto.INT32, [1, 1])],
-                 [helper.make_tensor_value_info("y", TensorProto.INT32, [1, 1])], [shape])
-    return canonicalize(raw, {"x": (1, 1)})
 
 
 def round0_proposer(net: RealNet, height: int) -> Address:
@@ -80,7 +63,7 @@ def test_a_validator_that_cannot_check_gets_no_round0_postponement(net: RealNet)
     key = net.account_key(1)
     uploads: list[tuple[bytes, ModelMeta]] = []
     for k in range(MODELS):
-        body = hog(k)
+        body = memory_hog_model(4096 - k)  # distinct bytes, the same ~192 MiB of activations
         meta = meta_for(f"hog{k}", body, [spec("x", DType.INT32, (1, 1))], [spec("y", DType.INT32, (1, 1))],
                         ModelClass.EXACT, [[np.array([[3]], np.int32)]])
         uploads.append((body, meta))

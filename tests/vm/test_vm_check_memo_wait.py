@@ -16,26 +16,15 @@ import pytest
 from core.errors import LocalFault
 from core.tensor import DType
 from tests.vm.helpers import meta_for, spec, wide_model
+from tests.vm.test_vm_check_memo import CountingExecutor as Counting
 from tools.genesis import make_genesis
 from vm.checkmemo import CheckMemo
 from vm.engine import feeds, model_spec, sandbox_limits
 from vm.genesis import parse_genesis
-from vm.sandbox.executor import CheckJob, Job, JobResult, LocalExecutor
+from vm.sandbox.executor import CheckJob, Job, JobResult
 from vm.txs import ModelClass
 
 pytestmark = pytest.mark.vm
-
-
-class Counting(LocalExecutor):
-    """The real in-process sandbox, counting the checks it is handed."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.checks = 0
-
-    def run_batch(self, jobs: Sequence[Job]) -> list[JobResult]:
-        self.checks += sum(isinstance(job, CheckJob) for job in jobs)
-        return super().run_batch(jobs)
 
 
 class Held(Counting):
