@@ -15,11 +15,13 @@ from core.hashing import sha256
 from core.header import TxStatus
 from core.tx import Transaction
 from core.types import Hash32
+from node.blobstore import FileBlobStore
 from node.uploadahead import UploadAhead
-from tests.vm.deferred_models import file_blob_devnet, upload, weights_meta, weights_model
-from tests.vm.devnet import Devnet
+from tests.vm.deferred_models import VM, file_blob_devnet, upload, weights_meta, weights_model
+from tests.vm.devnet import Devnet, devnet_genesis
 from vm.assembly import compute_assembly_key
-from vm.txs import build_tx, split_model
+from vm.state import Upload, upload_key
+from vm.txs import build_tx, compute_model_id, split_model
 
 pytestmark = pytest.mark.node
 
@@ -75,6 +77,9 @@ def test_an_upload_whose_last_chunks_wait_in_the_mempool_is_prepared_before_its_
     assert net.propose(txs[1:], node=1).id == block.id  # node 1 builds it from its memo: the same block
     assert app.assembly_memo.hits == hits + 2
     net.commit(block)
+    one_pass(ahead, [])  # completed: its blob is named, never listed as garbage
+    net.step()
+    assert ahead.dropped == 0
     for a in net.apps:
         assert a.view().get_blob(sha256(model_bytes)) == model_bytes
 
@@ -114,3 +119,30 @@ def test_an_upload_entirely_in_the_mempool_is_prepared_from_its_first_chunks_hea
     ahead = UploadAhead(app, app.blobs, {bytes(tx.hash): tx for tx in txs}.get)
     one_pass(ahead, txs)
     assert ahead.prepared == 1 and app.blobs.get_blob(sha256(model_bytes)) == model_bytes
+
+
+def test_the_blob_prepared_for_an_upload_that_expires_is_deleted_at_the_next_commit(tmp_path: Path) -> None:
+    vm = {**VM, "upload_expiry_blocks": 3, "upload_expiry_blocks_per_mib": 0}
+    net = Devnet.start(tmp_path, devnet_genesis(vm=vm), nodes=2, blobs=lambda i: FileBlobStore(tmp_path / f"b{i}"))
+    try:
+        model_bytes = weights_model(5)
+        meta = weights_meta("expires", model_bytes)
+        txs = upload(net, net.account(5), model_bytes, meta)
+        net.step_until_landed(txs[:1])  # the upload opens; its other chunks wait in node 1's mempool
+        mempool = {bytes(tx.hash): tx for tx in txs[1:]}
+        app = net.apps[1]
+        ahead = UploadAhead(app, app.blobs, mempool.get)
+        one_pass(ahead, txs[1:])
+        digest = Hash32(sha256(model_bytes))
+        assert ahead.prepared == 1 and app.blobs.size(digest) == len(model_bytes)
+        mempool.clear()  # the chunks leave the mempool: the upload never completes
+        while app.view().get(upload_key(compute_model_id(digest, meta)), Upload) is not None:
+            net.step()  # until it expires
+        one_pass(ahead, [])
+        assert ahead.dropped == 1 and app.blobs.size(digest) == len(model_bytes)  # listed, not deleted yet
+        net.step()  # the next commit collects it (no record names it)
+        assert app.blobs.size(digest) is None  # red without the drop: kept until a restart's sweep
+        one_pass(ahead, [])
+        assert ahead.dropped == 1
+    finally:
+        net.close()
