@@ -21,6 +21,9 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_P2P_PORT = 26656
 DEFAULT_RPC_PORT = 26657
+# Bounds of `worker_memory_mib`: below ~200 MiB a worker cannot even load ONNX Runtime.
+MIN_WORKER_MEMORY_MIB = 256
+MAX_WORKER_MEMORY_MIB = 1 << 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,6 +140,10 @@ class NodeConfig:
     # Sign blocks and votes with validator_key.json when the key is in the validator set.
     validator: bool = True
     log_level: str = "info"
+    # RLIMIT_AS of each of this node's sandbox workers (vm.sandbox.limits.WorkerLimits.memory_bytes), in MiB:
+    # a node-local resource policy, never a chain rule. A check or load that exceeds it is this node's local
+    # fault (a validator prevotes nil on what it cannot check, a proposer postpones a deferred activation).
+    worker_memory_mib: int = 4096
     p2p: P2PSection = field(default_factory=P2PSection)
     rpc: RPCSection = field(default_factory=RPCSection)
     consensus: ConsensusSection = field(default_factory=ConsensusSection)
@@ -148,6 +155,11 @@ class NodeConfig:
 
     def replace(self, **changes: Any) -> NodeConfig:
         return dataclasses.replace(self, **changes)
+
+    @property
+    def worker_memory_bytes(self) -> int:
+        """`worker_memory_mib` in bytes: what `WorkerLimits.memory_bytes` is set to for this node's workers."""
+        return self.worker_memory_mib << 20
 
 
 _SECTIONS: dict[str, type] = {
@@ -163,6 +175,8 @@ def validate_config(cfg: NodeConfig) -> None:
     """Rules across fields; raises ConfigError with the key and the reason."""
     if cfg.log_level not in ("debug", "info", "warning", "error"):
         raise ConfigError(f"log_level: must be one of debug, info, warning, error; got {cfg.log_level!r}")
+    if not MIN_WORKER_MEMORY_MIB <= cfg.worker_memory_mib <= MAX_WORKER_MEMORY_MIB:
+        raise ConfigError(f"worker_memory_mib: must be between {MIN_WORKER_MEMORY_MIB} and {MAX_WORKER_MEMORY_MIB}")
     if not cfg.p2p.listen_addrs:
         raise ConfigError("p2p.listen_addrs: at least one listen address is required")
     for addr in cfg.p2p.listen_addrs:

@@ -150,12 +150,12 @@ def _child(home: Path, log_fd: int, cwd: Path) -> NoReturn:
         from node.home import NodeHome
 
         try:
-            validator = NodeHome.at(home).load_config().validator
+            config = NodeHome.at(home).load_config()
         except (InferchainError, OSError):
-            validator = False  # `node run` reports the home's fault in its own words
-        if validator:
+            config = None  # `node run` reports the home's fault in its own words
+        if config is not None and config.validator:
             # Still one thread, nothing opened: the one moment a worker can be forked from this process.
-            runner.fork_sandbox_pool()
+            runner.fork_sandbox_pool(config.worker_memory_bytes)
 
         main(["node", "run", "--home", str(home)])
         code = 0

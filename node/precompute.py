@@ -22,18 +22,23 @@ refuses is counted in `skipped` and starts no worker.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import trio
 
 from core.errors import InferchainError
+from vm.deferred import pending_in_order
 
 if TYPE_CHECKING:
     from vm.app import VMApplication
     from vm.sandbox.executor import Executor
 
 logger = logging.getLogger(__name__)
+
+# Heights before a deferred activation during which the pass loads no resident model (`_activation_near`).
+PRELOAD_HOLD = 8
 
 
 def _one_worker() -> Executor:
@@ -59,6 +64,7 @@ class DeferredPrecompute:
         self.ran = 0  # checks this node answered ahead of their activation
         self.skipped = 0  # passes not run: the node only applies blocks (`wanted` said no)
         self.preloaded = 0  # resident models loaded ahead into the block path's pool
+        self.held = 0  # passes that left the preload for later: an activation was near
 
     def wake(self) -> None:
         self._wanted.set()
@@ -68,15 +74,36 @@ class DeferredPrecompute:
         await self._passed.wait()
 
     def _precompute(self) -> int:
+        started, cpu = time.perf_counter(), time.thread_time()  # log lines only: never in a verdict
         if self._executor is None:
             self._executor = self._make_executor()  # a pool starts its process on its first job, not here
         ran = self._app.precompute_deferred(self._executor, self._ahead)
         if ran == 0:  # nothing new pending: the worker (an ONNX Runtime process) is not kept idle
             self.close()
+        checked, checked_cpu = time.perf_counter(), time.thread_time()
         # Resident models (vm/resident.py), pending ones included, into the block path's own pool: at start
-        # (the first pass) and after a worker restart, before a block that calls one needs it.
-        self.preloaded += self._app.preload_resident()
+        # (the first pass) and after a worker restart, before a block that calls one needs it. Not while an
+        # activation is due within PRELOAD_HOLD heights: a load holds the block path's worker for seconds
+        # (the heights' PoI challenges and any check the memo lacks would wait behind it) and its CPU is what
+        # the activation height's checks need; the pass after the activation commits loads it.
+        preloaded, held = 0, self._activation_near()
+        if held:
+            self.held += 1
+        else:
+            preloaded = self._app.preload_resident()
+        self.preloaded += preloaded
+        if ran or preloaded:
+            done = time.perf_counter()
+            logger.info("background pass at height %d: %d check(s) in %.2f s (this thread's CPU %.2f s), "
+                        "%d resident model(s) preloaded in %.2f s (CPU %.2f s)%s", self._app.last_height, ran,
+                        checked - started, checked_cpu - cpu, preloaded, done - checked,
+                        time.thread_time() - checked_cpu, "; preload held: an activation is near" if held else "")
         return ran
+
+    def _activation_near(self) -> bool:
+        view = self._app.view()
+        pending = pending_in_order(view, 1)
+        return bool(pending) and int(pending[0][1].activates_at) - int(view.chain().height) <= PRELOAD_HOLD
 
     async def run(self) -> None:
         try:

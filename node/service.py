@@ -197,8 +197,10 @@ class Node:
         self.db = LevelDBStore(self.home.data_dir)
         try:
             # The pool's memory budget counts the resident models the chain lets it pin (vm/resident.py).
-            models = executor if executor is not None else WorkerPool(size=workers, limits=WorkerLimits(
-                resident_model_bytes=int(self.genesis.params.vm.max_resident_bytes)))
+            # Worker memory is this node's own setting (config `worker_memory_mib`), for every worker it starts.
+            self.worker_limits = WorkerLimits(memory_bytes=self.config.worker_memory_bytes,
+                                              resident_model_bytes=int(self.genesis.params.vm.max_resident_bytes))
+            models = executor if executor is not None else WorkerPool(size=workers, limits=self.worker_limits)
             self.blobs = FileBlobStore(self.home.blob_dir)
             self.app = VMApplication(self.db, self.genesis, executor=TimedExecutor(models, self.metrics),
                                      verify_tx=self.sig_cache.verify, alarm=self._alarm, blobs=self.blobs,
@@ -249,7 +251,8 @@ class Node:
         self._resident_seen: frozenset[bytes] = frozenset()
         self.unpinned = 0  # pinned sessions dropped so far (diagnostics and tests)
         # Checks of deferred registrations ahead of their activation: only where this node builds or validates.
-        self.precompute = DeferredPrecompute(self.app, alarm=self._alarm, wanted=self.checks_activations)
+        self.precompute = DeferredPrecompute(self.app, alarm=self._alarm, wanted=self.checks_activations,
+                                             make_executor=lambda: WorkerPool(1, self.worker_limits))
         # Uploads about to complete, assembled, hashed, parsed and stored before their block (vm/assembly.py).
         self.upload_ahead = UploadAhead(self.app, self.blobs, self.mempool.get)
         self.mempool.on_added(self.upload_ahead.note)

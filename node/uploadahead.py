@@ -9,8 +9,12 @@ facts under the chunks' hashes and names the blob this node already holds. A chu
 its header is not kept (the block rejects it the slow way); a mempool chunk that is not the one a block
 carries only makes the block's lookup miss. Nothing here decides anything the block path would not.
 
-A blob prepared for an upload that never completes stays on disk, unnamed, until the next start-up's sweep
-(`vm.blobrefs.collect_garbage`).
+A blob prepared for an upload that then closes without completing (it expired, or its chunks left the
+mempool before its upload opened) is listed as garbage once no chunk of it waits in the mempool
+(`vm.blobrefs.list_garbage`): the next block's commit deletes it unless a record names it by then (the
+same bytes completed by another upload: that commit composes the blob from its chunks if it was deleted).
+A node that restarts forgets what it prepared; the start-up sweep (`vm.blobrefs.collect_garbage`) takes
+those.
 """
 
 from __future__ import annotations
@@ -25,7 +29,8 @@ from core.errors import DecodeError, InferchainError, StorageError
 from core.tx import Transaction
 from core.types import Hash32
 from vm.app import VMApplication
-from vm.assembly import MEMO, AssemblyMemo, compute_assembly_key, prepare_assembly
+from vm.assembly import AssemblyMemo, compute_assembly_key, prepare_assembly
+from vm.blobrefs import list_garbage
 from vm.deferred import REJECTED, get_deferred
 from vm.state import Upload, upload_key
 from vm.txs import ModelChunk, TxKind, UploadHeader
@@ -40,14 +45,16 @@ class UploadAhead:
     """`note` is the mempool's add listener; `wake()` after a commit; `run` prepares what became whole."""
 
     def __init__(self, app: VMApplication, blobs: BlobStore, get_tx: Callable[[bytes], Transaction | None], *,
-                 memo: AssemblyMemo = MEMO) -> None:
+                 memo: AssemblyMemo | None = None) -> None:
         self._app = app
         self._blobs = blobs
         self._get_tx = get_tx
-        self._memo = memo
+        self._memo = app.assembly_memo if memo is None else memo  # the memo the application's blocks ask
         self._noted: dict[bytes, dict[int, bytes]] = {}  # model id -> chunk index -> a mempool tx's hash
         self._tried: dict[bytes, None] = {}  # assembly keys prepared or found mismatched, oldest first
         self._digests: dict[bytes, Hash32] = {}  # a noted chunk tx's hash -> its chunk's digest, once prepared
+        self._stored: dict[bytes, Hash32] = {}  # model id -> the blob prepared for it, until its upload closes
+        self.dropped = 0  # prepared blobs listed as garbage: their upload closed without completing
         self._wanted = trio.Event()
         self._passed = trio.Event()
         self.prepared = 0  # uploads this node prepared ahead of their completing block
@@ -81,9 +88,10 @@ class UploadAhead:
                 if found is None or self._tried_already(*found):
                     continue
                 try:
-                    self._digests.update(await trio.to_thread.run_sync(self._prepare, *found))
+                    self._digests.update(await trio.to_thread.run_sync(self._prepare, mid, *found))
                 except InferchainError as exc:  # this node's store: the block will compute it itself
                     logger.warning("preparing upload %s ahead: %s", mid.hex()[:16], exc)
+            self._drop_closed()
             passed, self._passed = self._passed, trio.Event()
             passed.set()
 
@@ -146,7 +154,30 @@ class UploadAhead:
             return None
         return chunk
 
-    def _prepare(self, header: UploadHeader, landed: list[Hash32 | None],
+    def _drop_closed(self) -> None:
+        """List as garbage the blobs prepared for uploads that closed without completing (no upload record,
+        no pending or registered model, no chunk of it waiting in the mempool)."""
+        if not self._stored:
+            return
+        view = self._app.view()
+        dropped = []
+        for mid, digest in list(self._stored.items()):
+            if mid in self._noted or view.get(upload_key(Hash32(mid)), Upload) is not None:
+                continue  # still open, or its chunks still wait
+            del self._stored[mid]
+            deferred, model = get_deferred(view, Hash32(mid)), view.model(Hash32(mid))
+            if (deferred is not None and deferred.status != REJECTED) or model is not None:
+                continue  # completed: a record names the blob
+            if digest in self._stored.values():
+                continue  # the same bytes prepared for another upload still open
+            dropped.append(digest)
+            logger.info("upload of model %s closed without completing: its prepared blob %s listed as garbage",
+                        mid.hex()[:16], bytes(digest).hex()[:16])
+        if dropped:
+            list_garbage(self._app.store, dropped)
+            self.dropped += len(dropped)
+
+    def _prepare(self, mid: bytes, header: UploadHeader, landed: list[Hash32 | None],
                  pending_txs: dict[int, Transaction]) -> dict[bytes, Hash32]:
         """In a thread: decode the pending chunks and prepare the upload unless this key was tried; store its
         blob when it matches. The pending chunk transactions' digests, by transaction hash (`_tried_already`)."""
@@ -173,6 +204,9 @@ class UploadAhead:
         if model_bytes is None:
             return seen
         self._blobs.put_blobs({bytes(header.bytes_hash): model_bytes})
+        self._stored[mid] = header.bytes_hash
+        while len(self._stored) > MAX_UPLOADS:  # forgotten: left to the start-up sweep
+            del self._stored[next(iter(self._stored))]
         self.prepared += 1
         logger.info("upload of %s prepared ahead: %d bytes in %d chunks", bytes(header.bytes_hash).hex()[:16],
                     len(model_bytes), len(landed))

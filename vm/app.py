@@ -34,6 +34,7 @@ from core.validators import ValidatorEntry, ValidatorSet
 from core.votes import Vote
 from vm import upgrades
 from vm.apply import apply_block
+from vm.assembly import AssemblyMemo
 from vm.blobrefs import collect_garbage, stage_blob_changes
 from vm.build import build_block
 from vm.checkmemo import CheckMemo
@@ -133,8 +134,12 @@ class VMApplication:
         # Registration checks are memoized in front of the sandbox: one completing chunk reaches the VM in
         # every round's block, the proposer's build and finalize (vm/checkmemo.py).
         self.check_memo = CheckMemo(executor, height=lambda: self.state_map.latest_version() or 0)
+        # Completed uploads' facts, computed ahead (node/uploadahead.py) or by the first execution: this
+        # application's own (vm/assembly.py), so another application in the process never shares it.
+        self.assembly_memo = AssemblyMemo()
         self._preload_failed: set[bytes] = set()  # resident models this node could not load ahead
-        self.engine = Engine(self.check_memo, self._model_bytes, note_digest=self.check_memo.note_digest)
+        self.engine = Engine(self.check_memo, self._model_bytes, note_digest=self.check_memo.note_digest,
+                             assembly=self.assembly_memo)
         self._tx_sigs = _LRU(200_000)
         self._vote_sigs = _LRU(20_000)
         self._confirmed: OrderedDict[bytes, None] = OrderedDict()  # hashes of proven wrong-inference evidence
@@ -334,7 +339,8 @@ class VMApplication:
             reveal = self.challenge_output(h - 2)
             if reveal is None:
                 raise LocalFault(f"cannot compute the PoI reveal for height {h - 2}")
-        ctx = BlockContext(template.chain_id, template.height, template.time, template.proposer, params)
+        ctx = BlockContext(template.chain_id, template.height, template.time, template.proposer, params,
+                           self.assembly_memo)
         evidence = self._usable_evidence(template.evidence, ctx)
         built = build_block(lambda: self._view(version), self._compute_update_for(h), template, txs, self.engine,
                             verify=self._verify_tx, reveal=reveal, evidence=evidence)
@@ -418,7 +424,8 @@ class VMApplication:
             execution = self._executions.get(bytes(block.id))
         if execution is None or execution.base_version != version:
             view = self._view(version)
-            result = apply_block(view, block, self._verify_tx, body_checked=self._body_checked(block))
+            result = apply_block(view, block, self._verify_tx, body_checked=self._body_checked(block),
+                                 assembly=self.assembly_memo)
             update = view.compute_update(self.state_map, h)
             execution = Execution(version, update, result.validator_updates, result.punished, view.blob_changes())
         if execution.update.root != block.header.state_root:

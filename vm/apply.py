@@ -21,6 +21,7 @@ from core.types import Address, Gas, Hash32, Height
 from core.validators import ValidatorEntry
 from core.votes import Commit
 from vm.activation import VerdictSource, committed_verdict, process_activations
+from vm.assembly import AssemblyMemo
 from vm.blockbytes import get_block_bytes
 from vm.execute import (
     BlockContext,
@@ -197,9 +198,9 @@ class ApplyResult:
     punished: tuple[Evidence, ...]
 
 
-def context_for(view: StateView, block: Block) -> BlockContext:
+def context_for(view: StateView, block: Block, assembly: AssemblyMemo | None = None) -> BlockContext:
     h = block.header
-    return BlockContext(h.chain_id, h.height, h.time, h.proposer, view.params())
+    return BlockContext(h.chain_id, h.height, h.time, h.proposer, view.params(), assembly)
 
 
 def _verify(tx: Transaction, tx_hash: Hash32) -> bool:
@@ -219,10 +220,12 @@ def validate_results_count(block: Block, results: Sequence[TxResult]) -> None:
 
 
 def apply_block(state: StateView, block: Block,
-                verify: Callable[[Transaction, Hash32], bool] = _verify, *, body_checked: bool = False) -> ApplyResult:
+                verify: Callable[[Transaction, Hash32], bool] = _verify, *, body_checked: bool = False,
+                assembly: AssemblyMemo | None = None) -> ApplyResult:
     """Apply a block that consensus committed, on `state` (the view at the previous height). A deferred
     activation's verdict is the block's (block sync never re-runs the check). `body_checked`: the caller ran
     `validate_basic` on this very block object (`vm.blockbytes.get_block_bytes` then skips the header's hashes).
+    `assembly`: the application's memo of completed uploads (vm/assembly.py).
 
     Raises InvalidBlock if the block is not a valid successor (which a commit by honest validators rules
     out); the caller still compares the resulting state root with the header's.
@@ -232,7 +235,7 @@ def apply_block(state: StateView, block: Block,
     if header.height != chain.height + 1:
         raise InvalidBlock(f"block {header.height} does not follow height {chain.height}")
     parts = get_block_bytes(block, body_checked=body_checked)
-    ctx = context_for(state, block)
+    ctx = context_for(state, block, assembly)
     executor = BlockExecutor(state, ctx, header.last_block_id, committed_verdict(system_result(block)))
     try:
         executor.begin(header.poi_reveal, block.last_commit, block.evidence)

@@ -4,9 +4,10 @@ The chunk that completes an upload used to make every execution of its block (ea
 validator's validation, the apply) read all the chunks back, hash the ~100 MB, parse it for the check's price
 and keep a copy to write at commit: seconds on a loaded machine, per node, per round. All of that is a pure
 function of the upload's chunk list (each chunk named by its SHA-256 in the upload record, the completing one
-by the hash the block computes of its bytes anyway): `compute_assembly` computes it, and `MEMO` keeps its
-answers under `compute_assembly_key` (the header's hash and size and the chunk hashes in order). The node
-fills the memo ahead, from the committed chunks and the mempool's (node/uploadahead.py), and writes the whole
+by the hash the block computes of its bytes anyway): `compute_facts` computes it, and an `AssemblyMemo` keeps
+its answers under `compute_assembly_key` (the header's hash and size and the chunk hashes in order). Each VM
+application owns one (`VMApplication.assembly_memo`, handed to its executions through `BlockContext`), so two
+applications in one process (tests, in-process devnets) never share answers or waits. The node fills it ahead, from the committed chunks and the mempool's (node/uploadahead.py), and writes the whole
 model's blob then; the block path asks the memo (`assemble_upload`) and on a miss computes the same answer
 itself, and keeps it for the next execution. So a hit and a miss give one result; only the time differs.
 Only uploads whose bytes match their header are memoized: a mismatch stays on the slow path it always took.
@@ -164,11 +165,6 @@ class AssemblyMemo:
             self._facts.clear()
 
 
-# The process's memo: its answers are a pure function of their key, so every executor in the process (each
-# round's build, validation, apply; the in-process devnets' several applications) may share it.
-MEMO = AssemblyMemo()
-
-
 def upload_parts(upload: Upload, index: int, digest: Hash32) -> tuple[Hash32, ...]:
     """The chunk hashes of `upload` once chunk `index` (hashing to `digest`) lands: every chunk listed."""
     parts = []
@@ -180,23 +176,25 @@ def upload_parts(upload: Upload, index: int, digest: Hash32) -> tuple[Hash32, ..
 
 
 def assemble_upload(view: StateView, upload: Upload, index: int, data: bytes, digest: Hash32,
-                    memo: AssemblyMemo = MEMO) -> Assembly:
-    """The upload completed by chunk `index` (`data`, hashing to `digest`): from the memo when the node
-    prepared it, else read, hashed and parsed here (and memoized when it matches its header)."""
+                    memo: AssemblyMemo | None) -> Assembly:
+    """The upload completed by chunk `index` (`data`, hashing to `digest`): from `memo` when the node
+    prepared it, else read, hashed and parsed here (and memoized when it matches its header). `memo` None
+    (an execution outside a VM application: tools, benches): always computed here, nothing kept."""
     parts = upload_parts(upload, index, digest)
     key = compute_assembly_key(upload.header, parts)
-    facts = memo.get(key)
-    if facts is None:
+    facts = None if memo is None else memo.get(key)
+    if facts is None and memo is not None:
         facts = memo.wait(key, PREPARATION_WAIT_S)
     if facts is not None:
         return Assembly(facts, parts, None)
     model_bytes = b"".join(data if i == index else view.get_blob(d) for i, d in enumerate(parts))
     facts = compute_facts(upload.header, model_bytes)
-    memo.put(key, facts)
+    if memo is not None:
+        memo.put(key, facts)
     return Assembly(facts, parts, model_bytes)
 
 
-def prepare_assembly(header: UploadHeader, chunks: Sequence[bytes], memo: AssemblyMemo = MEMO) -> bytes | None:
+def prepare_assembly(header: UploadHeader, chunks: Sequence[bytes], memo: AssemblyMemo) -> bytes | None:
     """Ahead of the block (node/uploadahead.py, within `memo.preparing` of its key): compute and memoize the
     facts of the upload whose chunks, in order, are `chunks`. Returns the whole model when it matches its
     header (the caller stores its blob), else None (nothing kept: the block computes the rejection itself)."""

@@ -10,6 +10,8 @@ swept too).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from core.blobs import BlobStore, blob_digest
 from core.errors import StorageError
 from core.store import KeySpace, KVStore, WriteBatch
@@ -53,6 +55,15 @@ def stage_blob_changes(store: KVStore, blobs: BlobStore, batch: WriteBatch, chan
         else:
             batch.delete(_ref_key(digest))
             batch.put(_GARBAGE + digest, b"")
+
+
+def list_garbage(store: KVStore, digests: Iterable[bytes]) -> None:
+    """List blobs a node stored without a record naming them (an upload prepared ahead that closed without
+    completing: node/uploadahead.py) as garbage: the next `collect_garbage`, which runs before a block's
+    commit stages its own blobs, deletes each that no committed record names by then."""
+    with store.write_batch() as batch:
+        for digest in digests:
+            batch.put(_GARBAGE + bytes(digest), b"")
 
 
 def compose_blob(blobs: BlobStore, changes: BlobChanges, digest: bytes, parts: tuple[bytes, ...]) -> bytes:

@@ -109,7 +109,8 @@ class _Builder:
         self.evidence = tuple(evidence)
         base = new_view()
         self.params = base.params()
-        self.ctx = BlockContext(template.chain_id, template.height, template.time, template.proposer, self.params)
+        self.ctx = BlockContext(template.chain_id, template.height, template.time, template.proposer, self.params,
+                                engine.assembly)
         self.vset = ValidatorSet(base.validator_list(template.height))
         self.next_vset = ValidatorSet(base.validator_list(template.height + 1))
         self.candidates = list(txs)

@@ -53,6 +53,10 @@ from vm.sandbox.executor import CheckJob, Executor, Job, JobResult
 CHECK_CODE_VERSION = 1
 # Faults of the same check, each in a batch of its own, after which this node stops running it (`CheckMemo`).
 FAULTS_DECIDED = 2
+# How long a block path that misses a check waits for the background run of the same check under way
+# (`precompute_window`) before running it itself: about what a big model's check costs on a loaded machine.
+# Speed only, never a result: either way the answer is the same job's.
+RUNNING_WAIT_S = 30.0
 
 
 def _runtime_versions() -> bytes:
@@ -143,6 +147,10 @@ class CheckMemo:
         # last one), an LRU of `capacity` keys.
         self._faults: OrderedDict[bytes, tuple[int, str, int]] = OrderedDict()
         self.faults_answered = 0  # batches refused with a decided fault, nothing handed to the sandbox
+        # Keys `precompute_window` is computing now: a block path that misses one waits for it (`run_batch`).
+        self._running: dict[bytes, threading.Event] = {}
+        self.waiting = 0  # block paths waiting for a background run now
+        self.waited = 0  # checks a block path took from a background run it waited for
 
     def __len__(self) -> int:
         with self._lock:
@@ -229,6 +237,11 @@ class CheckMemo:
                 if hit is not None:
                     self.hits += 1
                     results[i] = hit
+            running = {i: self._running[key] for i, key in keys.items() if i not in results and key in self._running}
+            self.waiting += bool(running)
+        if running:
+            self._wait_for_running(running, keys, results)
+        with self._lock:
             self.misses += len(keys) - len(results)
         forward = [i for i in range(len(jobs)) if i not in results]
         # Raises LocalFault when this node cannot decide: no answer is kept, and the fault is counted only
@@ -247,6 +260,23 @@ class CheckMemo:
                     self._keep(keys[i], result)
                     self._faults.pop(keys[i], None)  # it ran: what faulted before did not recur
         return [results[i] for i in range(len(jobs))]
+
+    def _wait_for_running(self, running: Mapping[int, threading.Event], keys: Mapping[int, bytes],
+                          results: dict[int, JobResult]) -> None:
+        """The background runs of these very checks: their answers, not a second run alongside (at most
+        RUNNING_WAIT_S each; an answer not there then, or a fault, leaves the check to the caller)."""
+        try:
+            for i, event in running.items():
+                event.wait(RUNNING_WAIT_S)
+                with self._lock:
+                    hit = self._ahead.get(keys[i])
+                    if hit is not None:
+                        self.hits += 1
+                        self.waited += 1
+                        results[i] = hit
+        finally:
+            with self._lock:
+                self.waiting -= 1
 
     def precompute_window(self, jobs: Sequence[CheckJob], executor: Executor) -> int:
         """Keep the answers of exactly `jobs` (the pending deferred registrations the node checks ahead, in
@@ -267,16 +297,22 @@ class CheckMemo:
             with self._lock:
                 if key in self._ahead or self._decided_fault(key, height, background=True) is not None:
                     continue
+                running = self._running[key] = threading.Event()
             try:
                 [result] = executor.run_batch([job])
             except LocalFault as fault:  # alone on the background worker: counted as the block path's are
                 with self._lock:
                     self._note_fault(key, fault, height)
                 raise
-            with self._lock:
-                self._ahead[key] = _frozen(result)
-                self._faults.pop(key, None)
-                self.precomputed += 1
+            else:
+                with self._lock:
+                    self._ahead[key] = _frozen(result)
+                    self._faults.pop(key, None)
+                    self.precomputed += 1
+            finally:
+                with self._lock:
+                    del self._running[key]
+                running.set()  # a block path waiting for it takes the answer, or runs it itself after a fault
             ran += 1
         return ran
 

@@ -22,6 +22,7 @@ from core.tensor import DType, Tensor
 from core.types import Hash32
 from vm.activation import LOG_NEAR, DeferredCheck
 from vm.apply import InferResolution, RegisterResolution, Resolution
+from vm.assembly import AssemblyMemo
 from vm.deferred import DeferredModel
 from vm.execute import InferWork, RegisterWork, Work
 from vm.params import Params
@@ -152,8 +153,11 @@ class Engine:
     """
 
     def __init__(self, executor: Executor, model_bytes: Callable[[Hash32], bytes],
-                 cache_models: int = 64, note_digest: Callable[[bytes, Hash32], None] | None = None) -> None:
+                 cache_models: int = 64, note_digest: Callable[[bytes, Hash32], None] | None = None,
+                 assembly: AssemblyMemo | None = None) -> None:
         self.executor = executor
+        # Completed uploads' facts (vm/assembly.py): its application's memo, for the blocks it builds and checks.
+        self.assembly = assembly
         # Told the known SHA-256 of a registration's bytes before its job is sent (`CheckMemo.note_digest`).
         self._note_digest = note_digest
         self._model_bytes = model_bytes

@@ -22,7 +22,7 @@ from core.tensor import Tensor
 from core.tx import Transaction
 from core.types import Address, Amount, Gas, Hash32, Height, Nonce, PublicKeyBytes, Timestamp
 from vm import delegation
-from vm.assembly import Assembly, assemble_upload
+from vm.assembly import Assembly, AssemblyMemo, assemble_upload
 from vm.deferred import is_deferred, is_pending, process_enqueue
 from vm.gov.handlers import GovRefused, process_deposit, process_submit_proposal, process_vote
 from vm.gov.types import Deposit, SubmitProposal, Vote
@@ -79,6 +79,8 @@ class BlockContext:
     time: Timestamp
     proposer: Address
     params: Params
+    # The VM application's memo of completed uploads (vm/assembly.py); None: computed each time, nothing kept.
+    assembly: AssemblyMemo | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -438,7 +440,7 @@ def _model_chunk(view: StateView, ctx: BlockContext, index: int, sender: Address
     deferred_check = 0  # the check gas of a deferred registration, paid in tokens (vm/deferred.py)
     resident_load = 0  # and its cold load, paid in tokens too (vm/resident.py)
     if complete:  # this chunk completes the upload: the check's gas first
-        done = assemble_upload(view, upload, p.index, p.data, chunk_digest)  # vm/assembly.py: memoized ahead
+        done = assemble_upload(view, upload, p.index, p.data, chunk_digest, ctx.assembly)  # memoized ahead
         facts = done.facts
         check = registration_check_gas_of_facts(ctx.params, facts.size, facts.nodes, facts.elements)
         if is_deferred(ctx.params, check):

@@ -87,7 +87,7 @@ def _validate(new_view: Callable[[], StateView], compute_update: Callable[[State
     _validate_frame(view, params, block, parts, checks)
     header = block.header
     executor = BlockExecutor(view, BlockContext(header.chain_id, header.height, header.time, header.proposer,
-                                                params), header.last_block_id,
+                                                params, engine.assembly), header.last_block_id,
                              checked_verdict(system_result(block), engine.check_deferred, int(header.round)))
     try:
         executor.begin(header.poi_reveal, block.last_commit, block.evidence)

@@ -46,7 +46,7 @@ def run(home: Path, log_level: str | None, upgrade_names: tuple[str, ...]) -> No
         passphrase = read_passphrase("Passphrase of the validator key")
     # A validator needs its sandbox worker for the first block's PoI challenge: start it before the node's own
     # imports (node.service), which it overlaps. A full node starts one when a block first needs it.
-    pool = start_sandbox_pool() if config.validator else None
+    pool = start_sandbox_pool(config.worker_memory_bytes) if config.validator else None
     try:
         trio.run(run_node, node_home, passphrase, pool)
     except KeyboardInterrupt:

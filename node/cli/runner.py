@@ -16,30 +16,39 @@ from node.home import NodeHome
 
 if TYPE_CHECKING:  # imported when the command runs: `inferchain --help` need not load libp2p and ONNX
     from node.service import Node
+    from vm.sandbox.limits import WorkerLimits
     from vm.sandbox.worker import WorkerPool
 
 log = logging.getLogger("inferchain.node")
 
 # A pool whose worker was forked before the node started (node.devnet_fork), for start_sandbox_pool to hand out.
-_forked_pool: WorkerPool | None = None
+_forked_pool: tuple[WorkerPool, WorkerLimits] | None = None
 
 
-def fork_sandbox_pool() -> None:
+def fork_sandbox_pool(memory_bytes: int | None = None) -> None:
     """Fork the node's sandbox worker now, from a process that has one thread and has imported what a worker
     imports (a devnet node just forked from its supervisor): no interpreter to start, nothing to import.
-    `start_sandbox_pool` then returns this pool. A fork that fails leaves the pool to spawn on first use."""
+    `start_sandbox_pool` then returns this pool. A fork that fails leaves the pool to spawn on first use.
+    `memory_bytes`: the home's `worker_memory_mib` (None: the default limits)."""
     global _forked_pool
     from vm.sandbox.worker import WorkerPool
 
-    pool = WorkerPool(size=1)
+    limits = _limits(memory_bytes)
+    pool = WorkerPool(size=1, limits=limits)
     try:
         pool.start_forked()
     except LocalFault as exc:
         log.debug("sandbox worker not forked: %s", exc)
-    _forked_pool = pool
+    _forked_pool = pool, limits
 
 
-def start_sandbox_pool() -> WorkerPool:
+def _limits(memory_bytes: int | None) -> WorkerLimits:
+    from vm.sandbox.limits import WorkerLimits
+
+    return WorkerLimits() if memory_bytes is None else WorkerLimits(memory_bytes=memory_bytes)
+
+
+def start_sandbox_pool(memory_bytes: int | None = None) -> WorkerPool:
     """The node's sandbox pool (one worker), its worker starting now in a background thread: the worker's
     interpreter loads ONNX Runtime while this process imports the node (libp2p, the VM), instead of after
     it, and the node's first use of the pool waits only for what is left. A worker that fails to start here
@@ -47,10 +56,13 @@ def start_sandbox_pool() -> WorkerPool:
     global _forked_pool
     from vm.sandbox.worker import WorkerPool
 
+    limits = _limits(memory_bytes)
     if _forked_pool is not None:
-        pool, _forked_pool = _forked_pool, None
-        return pool
-    pool = WorkerPool(size=1)
+        (pool, forked_limits), _forked_pool = _forked_pool, None
+        if forked_limits == limits:
+            return pool
+        pool.close()  # forked under other limits (not expected: both read the same home's config)
+    pool = WorkerPool(size=1, limits=limits)
     threading.Thread(target=_start_quietly, args=(pool,), name="sandbox-start", daemon=True).start()
     return pool
 

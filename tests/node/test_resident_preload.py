@@ -1,8 +1,9 @@
 """Resident models loaded ahead (node/precompute.py, vm/resident.py): the node's background pass loads a
-resident model into the block path's own worker pool, pinned, before its activation height; a worker that
-restarts holds nothing, and the next pass loads it again; at the activation and on the first call the
-validator's pool already holds it, and the verdict and outputs are those of a node that loads on the block
-path. Real VM, LevelDB and worker processes."""
+resident model into the block path's own worker pool, pinned, but not while its activation is near (within
+`PRELOAD_HOLD` heights: the load would hold the block path's worker and the CPU the activation height
+needs); the pass after the activation loads it; a worker that restarts holds nothing, and the next pass
+loads it again; on the first call the validator's pool already holds it, and the verdict and outputs are
+those of a node that loads on the block path. Real VM, LevelDB and worker processes."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from core.hashing import sha256
 from core.header import TxStatus
 from core.tensor import DType, Tensor
 from node.metrics import NodeMetrics, TimedExecutor
-from node.precompute import DeferredPrecompute
+from node.precompute import PRELOAD_HOLD, DeferredPrecompute
 from tests.node.helpers import one_precompute_pass
 from tests.vm.deferred_models import VM, upload, weights_meta, weights_model
 from tests.vm.devnet import Devnet, devnet_genesis
@@ -55,8 +56,15 @@ def test_a_resident_model_is_loaded_ahead_and_again_after_a_worker_restart(
     assert isinstance(validator.executor, TimedExecutor) and not pool.holds(model_id)
 
     service = DeferredPrecompute(validator, alarm=net.alarms.append)
+    assert activates_at - net.height <= PRELOAD_HOLD
     trio.run(one_precompute_pass, service)
-    assert service.preloaded == 1 and pool.holds(model_id)  # pending, loaded before its activation height
+    assert service.ran == 1  # its check, ahead, on the pass's own worker
+    assert service.held == 1 and service.preloaded == 0 and not pool.holds(model_id)  # its activation is near
+    while net.height < activates_at:
+        net.step(validators=[1])
+    assert all(app.view().model(model_id) is not None for app in net.apps)  # type: ignore[arg-type]
+    trio.run(one_precompute_pass, service)  # after the activation's commit
+    assert service.preloaded == 1 and pool.holds(model_id)
     [info] = pool.describe()
     assert info["resident"] == 1
     trio.run(one_precompute_pass, service)
@@ -67,9 +75,6 @@ def test_a_resident_model_is_loaded_ahead_and_again_after_a_worker_restart(
     trio.run(one_precompute_pass, service)
     assert service.preloaded == 2 and pool.holds(model_id)
 
-    while net.height < activates_at:
-        net.step(validators=[1])
-    assert all(app.view().model(model_id) is not None for app in net.apps)  # type: ignore[arg-type]
     x = np.random.default_rng(5).standard_normal((1, 32_768)).astype(np.float32)
     tx = net.tx(net.account(6), Infer(model_id, (Tensor(DType.FLOAT32, (1, 32_768), x.tobytes()),), 0),  # type: ignore[arg-type]
                 gas_limit=20_000_000)

@@ -15,11 +15,13 @@ from core.hashing import sha256
 from core.header import TxStatus
 from core.tx import Transaction
 from core.types import Hash32
+from node.blobstore import FileBlobStore
 from node.uploadahead import UploadAhead
-from tests.vm.deferred_models import file_blob_devnet, upload, weights_meta, weights_model
-from tests.vm.devnet import Devnet
-from vm.assembly import MEMO, compute_assembly_key
-from vm.txs import build_tx, split_model
+from tests.vm.deferred_models import VM, file_blob_devnet, upload, weights_meta, weights_model
+from tests.vm.devnet import Devnet, devnet_genesis
+from vm.assembly import compute_assembly_key
+from vm.state import Upload, upload_key
+from vm.txs import build_tx, compute_model_id, split_model
 
 pytestmark = pytest.mark.node
 
@@ -60,18 +62,24 @@ def test_an_upload_whose_last_chunks_wait_in_the_mempool_is_prepared_before_its_
     one_pass(ahead, txs[1:])
     assert ahead.prepared == 1
     assert app.blobs.get_blob(sha256(model_bytes)) == model_bytes  # stored before any block names it
-    assert MEMO.has(compute_assembly_key(header, [sha256(c.data) for c in chunks]))
+    key = compute_assembly_key(header, [sha256(c.data) for c in chunks])
+    assert app.assembly_memo.has(key)  # in the memo of the application whose node prepared it, only there
+    assert not net.apps[0].assembly_memo.has(key)
     one_pass(ahead, [])  # a second pass finds it prepared: nothing again
     assert ahead.prepared == 1
 
-    hits = MEMO.hits
-    block = net.propose(txs[1:])  # the completing block: built and validated from the memo
-    assert len(block.txs) == len(txs[1:]) and net.apps[1].validate_block(block).is_valid
-    assert MEMO.hits == hits + 2
+    hits, misses = app.assembly_memo.hits, net.apps[0].assembly_memo.misses
+    block = net.propose(txs[1:])  # the completing block, built by node 0, which recomputes it (its own memo)
+    assert net.apps[0].assembly_memo.misses == misses + 1
+    assert len(block.txs) == len(txs[1:]) and app.validate_block(block).is_valid  # node 1: from its memo
+    assert app.assembly_memo.hits == hits + 1
     assert [r.status for r in block.results] == [TxStatus.OK] * len(txs[1:])
-    MEMO.clear()
-    assert net.propose(txs[1:]).id == block.id  # what a node that recomputes builds: the same block
+    assert net.propose(txs[1:], node=1).id == block.id  # node 1 builds it from its memo: the same block
+    assert app.assembly_memo.hits == hits + 2
     net.commit(block)
+    one_pass(ahead, [])  # completed: its blob is named, never listed as garbage
+    net.step()
+    assert ahead.dropped == 0
     for a in net.apps:
         assert a.view().get_blob(sha256(model_bytes)) == model_bytes
 
@@ -91,9 +99,9 @@ def test_a_forged_mempool_chunk_prepares_nothing_and_the_true_block_recomputes(n
     one_pass(ahead, [forged])
     assert ahead.prepared == 0 and app.blobs.size(Hash32(sha256(model_bytes))) is None
 
-    misses = MEMO.misses
+    misses = app.assembly_memo.misses
     block = net.step(txs[-1:], validators=[1])
-    assert MEMO.misses > misses
+    assert app.assembly_memo.misses > misses
     [result] = block.results
     assert result.status is TxStatus.OK, result.log
     for a in net.apps:
@@ -111,3 +119,30 @@ def test_an_upload_entirely_in_the_mempool_is_prepared_from_its_first_chunks_hea
     ahead = UploadAhead(app, app.blobs, {bytes(tx.hash): tx for tx in txs}.get)
     one_pass(ahead, txs)
     assert ahead.prepared == 1 and app.blobs.get_blob(sha256(model_bytes)) == model_bytes
+
+
+def test_the_blob_prepared_for_an_upload_that_expires_is_deleted_at_the_next_commit(tmp_path: Path) -> None:
+    vm = {**VM, "upload_expiry_blocks": 3, "upload_expiry_blocks_per_mib": 0}
+    net = Devnet.start(tmp_path, devnet_genesis(vm=vm), nodes=2, blobs=lambda i: FileBlobStore(tmp_path / f"b{i}"))
+    try:
+        model_bytes = weights_model(5)
+        meta = weights_meta("expires", model_bytes)
+        txs = upload(net, net.account(5), model_bytes, meta)
+        net.step_until_landed(txs[:1])  # the upload opens; its other chunks wait in node 1's mempool
+        mempool = {bytes(tx.hash): tx for tx in txs[1:]}
+        app = net.apps[1]
+        ahead = UploadAhead(app, app.blobs, mempool.get)
+        one_pass(ahead, txs[1:])
+        digest = Hash32(sha256(model_bytes))
+        assert ahead.prepared == 1 and app.blobs.size(digest) == len(model_bytes)
+        mempool.clear()  # the chunks leave the mempool: the upload never completes
+        while app.view().get(upload_key(compute_model_id(digest, meta)), Upload) is not None:
+            net.step()  # until it expires
+        one_pass(ahead, [])
+        assert ahead.dropped == 1 and app.blobs.size(digest) == len(model_bytes)  # listed, not deleted yet
+        net.step()  # the next commit collects it (no record names it)
+        assert app.blobs.size(digest) is None  # red without the drop: kept until a restart's sweep
+        one_pass(ahead, [])
+        assert ahead.dropped == 1
+    finally:
+        net.close()

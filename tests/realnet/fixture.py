@@ -22,14 +22,15 @@ from tests.realnet.network import START_TIMEOUT_S, RealNet
 
 def realnet_fixture(*, validators: int = 4, block_time_ms: int | None = 200,
                     genesis: Mapping[str, Mapping[str, Any]] | None = None, accounts: int | None = None,
-                    env: Mapping[str, str] | None = None, ready_height: int = 1,
+                    env: Mapping[str, str] | None = None, node_config: Mapping[int, Mapping[str, Any]] | None = None,
+                    ready_height: int = 1,
                     scope: str = "module", timeout: float = START_TIMEOUT_S) -> Callable[..., Any]:
     """A pytest fixture (bind it to a module-level name) yielding a started `RealNet`; the arguments are
     `RealNet`'s, plus the height every node must reach before the first test runs."""
 
     def fixture(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RealNet]:
         net = RealNet(tmp_path_factory.mktemp("realnet"), validators=validators, block_time_ms=block_time_ms,
-                      genesis=genesis, accounts=accounts, env=env)
+                      genesis=genesis, accounts=accounts, env=env, node_config=node_config)
         with net:
             net.start(timeout=timeout)
             if ready_height > 0:

@@ -71,10 +71,13 @@ class NodeExited(NetworkError):
 class RealNet:
     def __init__(self, root: Path | str, *, validators: int = 4, block_time_ms: int | None = 200,
                  genesis: Mapping[str, Mapping[str, Any]] | None = None, accounts: int | None = None,
-                 env: Mapping[str, str] | None = None, seed_phrase: str = DEFAULT_SEED_PHRASE) -> None:
+                 env: Mapping[str, str] | None = None, seed_phrase: str = DEFAULT_SEED_PHRASE,
+                 node_config: Mapping[int, Mapping[str, Any]] | None = None) -> None:
         """`genesis` overrides parameter sections (`{"consensus": {"max_block_gas": ...}}`), `accounts` sets
         how many funded accounts genesis holds (account i's key: `account_key(i)`), `env` is added to every
-        node process's environment, `block_time_ms` is each node's timeout_commit and next_block_delay."""
+        node process's environment, `block_time_ms` is each node's timeout_commit and next_block_delay.
+        `node_config` sets config keys of single nodes (`{3: {"worker_memory_mib": 300}}`; a section's keys
+        as a table, `{0: {"mempool": {"max_txs": 10}}}`), written into their homes before the first start."""
         self.devnet = Devnet(Path(root), validators=validators, base_port=0, block_time_ms=block_time_ms,
                              seed_phrase=seed_phrase, genesis_overrides=genesis, accounts=accounts)
         self.env = dict(env or {})
@@ -84,6 +87,7 @@ class RealNet:
         self._paused: set[int] = set()
         self._clients: dict[int, Client] = {}
         self._routes: dict[tuple[int, int], int | None] = {}  # (dialer, peer) -> proxy port, or None: no dial
+        self._node_config = {index: dict(keys) for index, keys in (node_config or {}).items()}
 
     # ------------------------------------------------------------------------------------------ lifecycle
 
@@ -91,6 +95,7 @@ class RealNet:
         """Create the network (genesis, homes, free ports) and start every node; returns when each one
         serves. Moves to new ports and retries when a node finds its port taken."""
         self.devnet.prepare()
+        self._write_node_config()
         self._write_routes()
         self.chain_id = str(json.loads(self.devnet.genesis_path.read_text())["chain_id"])
         if self not in _live:
@@ -277,6 +282,19 @@ class RealNet:
                 else:
                     entries[peer_id] = f"/ip4/127.0.0.1/tcp/{port}/p2p/{peer_id}"
             write_config(path, cfg.replace(p2p=dataclasses.replace(cfg.p2p, bootstrap=tuple(entries.values()))))
+
+    def _write_node_config(self) -> None:
+        from node.config import config_from_dict, config_to_dict, load_config, write_config
+
+        for index, keys in self._node_config.items():
+            path = self.devnet.home(index) / "config.toml"
+            doc = config_to_dict(load_config(path))
+            for key, value in keys.items():
+                if isinstance(value, Mapping):
+                    doc[key] = {**doc[key], **value}
+                else:
+                    doc[key] = value
+            write_config(path, config_from_dict(doc))
 
     def _proc(self, index: int) -> NodeProcess:
         proc = self.devnet.procs.get(index)

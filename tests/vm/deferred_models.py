@@ -17,7 +17,6 @@ from core.tx import Transaction
 from node.blobstore import FileBlobStore
 from tests.vm.devnet import Devnet, devnet_genesis
 from tests.vm.helpers import meta_for, spec
-from vm.assembly import MEMO
 from vm.execute import chunk_gas, completing_gas
 from vm.sandbox.canonicalize import canonicalize
 from vm.txs import GoldenVector, ModelClass, ModelMeta, build_tx, split_model
@@ -81,13 +80,11 @@ def near_meta(meta: ModelMeta) -> ModelMeta:
 
 @contextmanager
 def file_blob_devnet(tmp_path: Path, nodes: int) -> Iterator[Devnet]:
-    """`nodes` in-process nodes on the deferred genesis (`VM`), each with its own file blob store, with the
-    process-wide assembly memo (vm/assembly.py) cleared before and after."""
+    """`nodes` in-process nodes on the deferred genesis (`VM`), each with its own file blob store (and, as
+    every VM application, its own assembly memo: vm/assembly.py)."""
     devnet = Devnet.start(tmp_path, devnet_genesis(vm=VM), nodes=nodes,
                           blobs=lambda i: FileBlobStore(tmp_path / f"blobs{i}"))
-    MEMO.clear()
     try:
         yield devnet
     finally:
-        MEMO.clear()
         devnet.close()

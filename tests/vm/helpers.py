@@ -42,10 +42,11 @@ def log_model() -> bytes:
     return canonicalize(raw, {"x": (1, 4)})
 
 
-def memory_hog_model() -> bytes:
+def memory_hog_model(width: int = 4096) -> bytes:
     """Exact int32 model whose run needs ~192 MiB of activations (within the chain's caps): it exhausts a
-    worker with a small address-space limit and runs fine on a normal one."""
-    shape = numpy_helper.from_array(np.array([4096, 4096], dtype=np.int64), "shape")
+    worker with a small address-space limit and runs fine on a normal one. `width` (at most 4096, the tensor
+    cap) makes other bytes with about the same need."""
+    shape = numpy_helper.from_array(np.array([4096, width], dtype=np.int64), "shape")
     nodes = [
         helper.make_node("Expand", ["x", "shape"], ["e"]),
         helper.make_node("Add", ["e", "e"], ["a"]),

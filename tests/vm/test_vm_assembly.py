@@ -19,7 +19,7 @@ from core.tx import Transaction
 from core.types import Hash32
 from tests.vm.deferred_models import file_blob_devnet, upload, weights_meta, weights_model
 from tests.vm.devnet import Devnet
-from vm.assembly import MEMO, compute_assembly_key, prepare_assembly
+from vm.assembly import compute_assembly_key, prepare_assembly
 from vm.deferred import PENDING, get_deferred
 from vm.execute import chunk_gas
 from vm.txs import build_tx, compute_model_id, split_model
@@ -44,18 +44,22 @@ def test_the_completing_block_is_the_same_from_the_memo_and_recomputed(net: Devn
     assert header is not None
     key = compute_assembly_key(header, [sha256(c.data) for c in chunks])
 
-    misses = MEMO.misses
+    memo = net.apps[0].assembly_memo  # the builder's own (vm.app.VMApplication.assembly_memo)
+    misses = memo.misses
     recomputed = net.propose(txs[-1:])  # a miss: read, hashed and parsed here, then memoized
-    assert MEMO.misses == misses + 1 and MEMO.has(key)
-    hits = MEMO.hits
+    assert memo.misses == misses + 1 and memo.has(key)
+    hits = memo.hits
     memoized = net.propose(txs[-1:])  # the same template: now a hit, which names the blob by its chunks
-    assert MEMO.hits == hits + 1
+    assert memo.hits == hits + 1
     assert memoized.id == recomputed.id and memoized.results == recomputed.results  # state root, results: all
     [result] = memoized.results
     assert result.status is TxStatus.OK, result.log
 
-    MEMO.clear()  # the validator misses and recomputes: the same block is valid
+    # The validator, another application in this process, has a memo of its own: it misses and recomputes,
+    # and the same block is valid.
+    assert not net.apps[1].assembly_memo.has(key) and not net.apps[2].assembly_memo.has(key)
     assert net.apps[1].validate_block(memoized).is_valid
+    assert net.apps[1].assembly_memo.has(key) and not net.apps[2].assembly_memo.has(key)
     net.commit(memoized)  # node 0 commits its memoized build, node 1 its validation, node 2 applies from scratch
     model_id = compute_model_id(sha256(model_bytes), meta)
     for app in net.apps:
@@ -82,12 +86,12 @@ def test_an_upload_whose_bytes_do_not_match_its_header_is_not_memoized_and_is_re
     tx: Transaction = build_tx(owner, forged, chain_id=net.genesis.chain_id, nonce=txs[-1].nonce, gas_limit=gas,
                                fee=txs[-1].fee)
     parts = [sha256(c.data) for c in chunks[:-1]] + [sha256(forged.data)]
-    assert prepare_assembly(header, [c.data for c in chunks[:-1]] + [forged.data]) is None
+    assert prepare_assembly(header, [c.data for c in chunks[:-1]] + [forged.data], net.apps[0].assembly_memo) is None
 
     block = net.step([tx], validators=[1])
     [result] = block.results
     assert result.status is TxStatus.MODEL_REJECTED and "do not match" in result.log
-    assert not MEMO.has(compute_assembly_key(header, parts))
+    assert not any(app.assembly_memo.has(compute_assembly_key(header, parts)) for app in net.apps)
     for app in net.apps:
         assert app.blobs.size(Hash32(sha256(model_bytes))) is None
         assert get_deferred(app.view(), compute_model_id(sha256(model_bytes), meta)) is None
@@ -105,16 +109,18 @@ def test_a_miss_waits_for_the_preparation_under_way_and_takes_its_answer(net: De
     net.step_until_landed(txs[:-1])
     key = compute_assembly_key(header, [sha256(c.data) for c in chunks])
     built: list[Block] = []
-    with MEMO.preparing(key) as mine:
+    memo = net.apps[0].assembly_memo  # the builder's: what its node's preparation fills
+    with memo.preparing(key) as mine:
         assert mine
         builder = threading.Thread(target=lambda: built.append(net.propose(txs[-1:])))
         builder.start()
         deadline = time.monotonic() + 60
-        while MEMO.waiting == 0 and builder.is_alive() and time.monotonic() < deadline:
+        while memo.waiting == 0 and builder.is_alive() and time.monotonic() < deadline:
             time.sleep(0.01)
-        assert MEMO.waiting == 1  # the build is waiting for this preparation
-        assert prepare_assembly(header, [c.data for c in chunks]) == model_bytes
+        assert memo.waiting == 1  # the build is waiting for this preparation
+        assert net.apps[1].assembly_memo.waiting == 0  # another application's memo knows nothing of it
+        assert prepare_assembly(header, [c.data for c in chunks], memo) == model_bytes
     builder.join(timeout=60)
-    assert not builder.is_alive() and MEMO.waited == 1
-    MEMO.clear()
+    assert not builder.is_alive() and memo.waited == 1
+    memo.clear()
     assert net.propose(txs[-1:]).id == built[0].id  # recomputed: the same block
