@@ -53,13 +53,12 @@ from typing import Protocol
 import trio
 from sortedcontainers import SortedList
 
-from core.errors import DecodeError
 from core.tx import Transaction
 from core.types import Address, Amount, Hash32, Nonce
 from node.config import MempoolSection
 from node.sigcache import SigCache
 from vm.state import Account
-from vm.txs import Infer, TxKind
+from vm.txs import infer_payload
 
 logger = logging.getLogger(__name__)
 
@@ -564,13 +563,8 @@ class Mempool:
             return 0
         doomed = []
         for entry in self._by_hash.values():
-            if entry.tx.kind != TxKind.INFER:
-                continue
-            try:
-                model_id = Infer.decode(entry.tx.payload).model_id
-            except DecodeError:
-                continue
-            if bytes(model_id) in model_ids:
+            payload = infer_payload(entry.tx)
+            if payload is not None and bytes(payload.model_id) in model_ids:
                 doomed.append(entry)
         for entry in doomed:
             self._remove(entry, RemovalReason.MODEL_RETIRED)
