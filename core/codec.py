@@ -141,13 +141,13 @@ class CachedWire(Wire):
         except AttributeError:  # made without __init__ (copy, pickle)
             memo = None
         if memo is None:
-            memo = {}
-            _set_cached_memo(self, memo)
-        try:
-            return typing.cast(V, memo[key])
-        except KeyError:
-            value = memo[key] = compute(self)
+            value = compute(self)
+            _set_cached_memo(self, {key: value})
             return value
+        found = memo.get(key, _MISSING)
+        if found is _MISSING:
+            found = memo[key] = compute(self)
+        return typing.cast(V, found)
 
 
 _set_cached_bytes: Callable[[Any, bytes | None], None] = CachedWire.__dict__["_wire_bytes"].__set__

@@ -371,7 +371,8 @@ class Mempool:
         self._bytes += entry.size
         self._expiry_due = min(self._expiry_due, entered + self._ttl() + 1)
         self._touch(sender_key, sender)
-        self._notify()
+        if len(self._by_hash) == 1:
+            self._notify()  # only `wait_for_txs` waits, and only on an empty mempool
         for listener in self._add_listeners:
             listener(tx_hash, tx, from_client, entered)
         return AddResult(tx_hash, True, added=True)
@@ -439,13 +440,9 @@ class Mempool:
         return (1 if sender.is_ready(tail.tx.nonce) else 0, tail.price, -tail.seq, bytes(tail.sender))
 
     def _touch(self, key: bytes, sender: _Sender) -> None:
-        """Recompute `sender`'s ready run and its keys in both indexes after any change to it."""
-        if sender.evict_key is not None:
-            self._evict.remove(sender.evict_key)
-            sender.evict_key = None
-        if sender.ready_key is not None:
-            self._ready.remove(sender.ready_key)
-            sender.ready_key = None
+        """Recompute `sender`'s ready run and its keys in both indexes after any change to it. A key that comes
+        out the same stays where it is (a sender's later nonce leaves its head, so its ready key, unchanged):
+        each index update is a removal and an insertion in a sorted list."""
         txs = sender.txs
         if sender.run_valid and sender.run_base == sender.nonce:
             end, fees = sender.ready_end, sender.ready_fees  # only additions since: extend the run
@@ -456,16 +453,27 @@ class Mempool:
             end += 1
         sender.ready_end, sender.ready_fees = end, fees
         sender.run_base, sender.run_valid = sender.nonce, True
-        if not txs:
-            return
-        # Every pending nonce in the run (none gapped, none stale): the tail is the run's last.
-        tail = end - 1 if len(txs) == end - sender.nonce else max(txs)
-        sender.evict_key = self._evict_key(sender, txs[tail])
-        self._evict.add(sender.evict_key)
-        head = sender.txs.get(sender.nonce)
-        if head is not None:
-            sender.ready_key = (-head.price, head.seq, key)
-            self._ready.add(sender.ready_key)
+        evict_key: _EvictKey | None = None
+        ready_key: _ReadyKey | None = None
+        if txs:
+            # Every pending nonce in the run (none gapped, none stale): the tail is the run's last.
+            tail = end - 1 if len(txs) == end - sender.nonce else max(txs)
+            evict_key = self._evict_key(sender, txs[tail])
+            head = txs.get(sender.nonce)
+            if head is not None:
+                ready_key = (-head.price, head.seq, key)
+        if evict_key != sender.evict_key:
+            if sender.evict_key is not None:
+                self._evict.remove(sender.evict_key)
+            if evict_key is not None:
+                self._evict.add(evict_key)
+            sender.evict_key = evict_key
+        if ready_key != sender.ready_key:
+            if sender.ready_key is not None:
+                self._ready.remove(sender.ready_key)
+            if ready_key is not None:
+                self._ready.add(ready_key)
+            sender.ready_key = ready_key
 
     def _forget(self, key: bytes) -> None:
         sender = self._senders.pop(key, None)
