@@ -11,6 +11,9 @@ alternating in this one process (CPU per transaction, `time.process_time`; the l
 - committed account read: a fresh state view per read (a LevelDB get of the latest version, then the
   account) against the mempool's view per height (`node.service._MempoolState.account`, followed); genesis
   accounts on a real LevelDB node, each read once per round.
+- mempool add: the trio Event renewed on every add against only when the mempool was empty (its one
+  waiter, `wait_for_txs`); a sender's head key in the ready index removed and inserted again on each of its
+  later nonces (a sorted list of one key per sender) against a tuple comparison that finds it unchanged.
 """
 
 from __future__ import annotations
@@ -21,6 +24,9 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
+
+import trio
+from sortedcontainers import SortedList
 
 from core.keys import PrivateKey
 from core.signing import DOMAIN_TX, sign_bytes
@@ -82,6 +88,21 @@ def main() -> None:
         node = Node(home, executor=LocalExecutor())
         try:
             addresses = [key.address for key in keys]
+            events = [trio.Event()]
+
+            def renew(_: object) -> None:
+                events[0].set()
+                events[0] = trio.Event()
+
+            pending = {b"x": None}
+            ready = SortedList((-i, i, bytes(a)) for i, a in enumerate(addresses))
+            ready_keys = [(-i, i, bytes(a)) for i, a in enumerate(addresses)]
+
+            def move(key: tuple[int, int, bytes]) -> None:
+                ready.remove(key)
+                ready.add(key)
+
+            same = [(k, (k[0], k[1], k[2])) for k in ready_keys]
             for _ in range(args.rounds):
                 txs = fresh(transfers)
                 pair("sign-bytes", per_item(lambda tx: sign_bytes(DOMAIN_TX, tx), txs),
@@ -95,6 +116,9 @@ def main() -> None:
                 followed.follow(lambda: 0)
                 pair("committed account read", per_item(lambda a: node.app.view().account(a), addresses),
                      per_item(followed.account, addresses))
+                pair("mempool add: waiters' event", per_item(renew, addresses),
+                     per_item(lambda _: len(pending) == 1, addresses))
+                pair("mempool add: head's ready key", per_item(move, ready_keys), per_item(lambda kk: kk[0] != kk[1], same))
         finally:
             node.close()
     print(f"admission pieces: {n:,} transactions, {SENDERS} senders; CPU per use, lowest of {args.rounds} rounds")
