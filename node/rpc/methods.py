@@ -328,7 +328,7 @@ async def broadcast_txs(api: NodeApi, txs: list[Transaction], mode: str,
                                "client that decodes them); default true", required=False, parse=parse_flag,
                                default=True)),
                  result="Block", result_schema=OBJ, errors=(E.NOT_FOUND,))
-async def block(api: NodeApi, height: Height | None, summaries: bool) -> dict[str, Any]:
+async def block(api: NodeApi, height: Height | None, summaries: bool = True) -> dict[str, Any]:
     def read() -> dict[str, Any]:
         found = _need(api.block(height), f"no block at height {height}" if height is not None else "no block yet")
         return block_json(*found, summaries=summaries)
