@@ -48,7 +48,7 @@ import math
 import time
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 import trio
 from sortedcontainers import SortedList
@@ -149,6 +149,17 @@ class _Entry:
 
 _EvictKey = tuple[int, int, int, bytes]  # (ready?, price, -seq, sender): the lowest goes first
 _ReadyKey = tuple[int, int, bytes]  # (-price, seq, sender): the lowest is proposed first
+_Key = TypeVar("_Key", _EvictKey, _ReadyKey)
+
+
+def _rekey(index: SortedList, old: _Key | None, new: _Key | None) -> _Key | None:
+    """Move a sender's key in `index` from `old` to `new` (None: absent); an unchanged key stays put."""
+    if new != old:
+        if old is not None:
+            index.remove(old)
+        if new is not None:
+            index.add(new)
+    return new
 
 
 @dataclass(slots=True)
@@ -462,18 +473,8 @@ class Mempool:
             head = txs.get(sender.nonce)
             if head is not None:
                 ready_key = (-head.price, head.seq, key)
-        if evict_key != sender.evict_key:
-            if sender.evict_key is not None:
-                self._evict.remove(sender.evict_key)
-            if evict_key is not None:
-                self._evict.add(evict_key)
-            sender.evict_key = evict_key
-        if ready_key != sender.ready_key:
-            if sender.ready_key is not None:
-                self._ready.remove(sender.ready_key)
-            if ready_key is not None:
-                self._ready.add(ready_key)
-            sender.ready_key = ready_key
+        sender.evict_key = _rekey(self._evict, sender.evict_key, evict_key)
+        sender.ready_key = _rekey(self._ready, sender.ready_key, ready_key)
 
     def _forget(self, key: bytes) -> None:
         sender = self._senders.pop(key, None)

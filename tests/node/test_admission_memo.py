@@ -14,7 +14,7 @@ from core.types import Hash32
 from tests.node.helpers import account, genesis_doc, infer_digits_int8, local_node, make_home, transfer
 from vm import txs as vm_txs
 from vm.blockbytes import get_result_bound
-from vm.execute import admission_error, decode_payload
+from vm.execute import decode_payload
 from vm.txs import Infer, TxKind, decoded_payload, infer_payload
 
 pytestmark = pytest.mark.node
@@ -50,26 +50,6 @@ def test_an_inference_payload_is_decoded_once_per_transaction(tmp_path: Path, mo
         # A replaced transaction starts with an empty memo.
         other = tx.replace(payload=Infer(Hash32(bytes(32)), (), payload.max_model_fee).encode())
         assert infer_payload(other) is not None and infer_payload(other) != payload and counting.decodes == 3
-    finally:
-        node.app.close()
-        node.db.close()
-
-
-def test_a_malformed_payload_keeps_its_refusal(tmp_path: Path) -> None:
-    node = local_node(make_home(tmp_path, "solo", genesis_doc(1), validator=0))
-    try:
-        key = account(1)
-        vm = node.app.current_params().vm
-        garbled = Transaction.create(key, chain_id=node.chain_id, nonce=0, gas_limit=1000,
-                                     fee=1000 * int(vm.min_gas_price), kind=int(TxKind.INFER),
-                                     payload=b"\xc1not an inference")
-        first = decode_payload(garbled)
-        assert isinstance(first, str) and first.startswith("malformed payload")
-        assert decode_payload(garbled) == first and infer_payload(garbled) is None
-        assert admission_error(garbled, node.chain_id, vm, node.app.view().account(key.address)) == first
-        unknown = Transaction.create(key, chain_id=node.chain_id, nonce=0, gas_limit=1000,
-                                     fee=1000 * int(vm.min_gas_price), kind=999, payload=b"")
-        assert decode_payload(unknown) == "unknown transaction kind 999"
     finally:
         node.app.close()
         node.db.close()
