@@ -252,6 +252,11 @@ PAYLOAD_TYPES: dict[TxKind, type[Wire]] = {
 KIND_OF: dict[type[Wire], TxKind] = {cls: kind for kind, cls in PAYLOAD_TYPES.items()}
 
 
+# Payloads up to this size keep their decoded value on the transaction (transfers, tiny inferences: ~30-150 bytes);
+# the most a full mempool keeps so is then its transaction count times about this size.
+MEMO_PAYLOAD_BYTES = 1024
+
+
 def _decode_payload(tx: Transaction) -> Wire | str:
     payload_type = PAYLOAD_TYPES.get(tx.kind)  # type: ignore[call-overload]
     if payload_type is None:
@@ -265,8 +270,12 @@ def _decode_payload(tx: Transaction) -> Wire | str:
 
 def decoded_payload(tx: Transaction) -> Wire | str:
     """The transaction's payload as its kind's wire type, or why it has none ("unknown transaction kind ...",
-    "malformed payload: ..."). Decoded once per transaction object and kept on it (`CachedWire.derived`): the
-    mempool's entry check, the builder's bounds, execution and the explorer index all ask for it."""
+    "malformed payload: ..."). A payload up to `MEMO_PAYLOAD_BYTES` is decoded once per transaction object and
+    kept on it (`CachedWire.derived`): the mempool's entry check, the builder's bounds, execution and the model
+    pre-filter all ask for it. A larger one is decoded on each use: its decoded copy (a model chunk, large
+    inference inputs) would double what a full mempool holds, for a decode that is a small part of its cost."""
+    if len(tx.payload) > MEMO_PAYLOAD_BYTES:
+        return _decode_payload(tx)
     return tx.derived("payload", _decode_payload)
 
 

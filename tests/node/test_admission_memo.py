@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from core.tensor import DType, Tensor
 from core.tx import Transaction
 from core.types import Hash32
 from tests.node.helpers import account, genesis_doc, infer_digits_int8, local_node, make_home, transfer
@@ -50,6 +51,10 @@ def test_an_inference_payload_is_decoded_once_per_transaction(tmp_path: Path, mo
         # A replaced transaction starts with an empty memo.
         other = tx.replace(payload=Infer(Hash32(bytes(32)), (), payload.max_model_fee).encode())
         assert infer_payload(other) is not None and infer_payload(other) != payload and counting.decodes == 3
+        # A payload over the memo's size is decoded on each use: no second copy of large inputs is kept.
+        big = Tensor(DType.UINT8, (vm_txs.MEMO_PAYLOAD_BYTES,), bytes(vm_txs.MEMO_PAYLOAD_BYTES))
+        large = tx.replace(payload=Infer(payload.model_id, (big,), payload.max_model_fee).encode())
+        assert infer_payload(large) == infer_payload(large) and counting.decodes == 5
     finally:
         node.app.close()
         node.db.close()
