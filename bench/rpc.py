@@ -18,7 +18,8 @@ run. The difference is the RPC path's own cost (docs/performance-cpu.md, "CPU pe
 devnet bench's observer reads every block of node 0 this way) for tiny inferences with their outputs.
 Baseline: the sender's address written by BIP-350's reference checksum loop, as before; ours: the
 table-driven checksum for a sender not seen yet, and the memo for one seen in an earlier block
-(docs/performance-throughput.md, "Per-inference CPU in the node").
+(docs/performance-throughput.md, "Per-inference CPU in the node"). Last line: the raw block's hex per transaction, which
+every answer carries and is all an answer with `summaries: false` carries (the devnet bench's observer).
 """
 
 from __future__ import annotations
@@ -195,7 +196,14 @@ def block_part(n: int, rounds: int) -> None:
                     "results": [methods.result_json(r) for r in results]})
         return (time.process_time() - t0) / n
 
-    samples: dict[str, list[float]] = {"reference": [], "cold": [], "warm": []}
+    def render_raw() -> float:
+        # What every `block` answer carries, and all that `summaries: false` carries: the block's bytes in hex
+        # (here its transactions' and results' encodings, the bulk of it).
+        t0 = time.process_time()
+        json.dumps({"raw": b"".join([*(tx.encode() for tx in txs), *(r.encode() for r in results)]).hex()})
+        return (time.process_time() - t0) / n
+
+    samples: dict[str, list[float]] = {"reference": [], "cold": [], "warm": [], "raw": []}
     for _ in range(rounds):
         methods.encode_address = lambda address: reference_encode(bytes(address))  # type: ignore[assignment]
         samples["reference"].append(render())
@@ -203,6 +211,7 @@ def block_part(n: int, rounds: int) -> None:
         _encode_address.cache_clear()
         samples["cold"].append(render())
         samples["warm"].append(render())
+        samples["raw"].append(render_raw())
     rows = {line: statistics.median(values) for line, values in samples.items()}
     base = rows["reference"]
     print(f"rpc bench: the per-transaction part of a `block` answer, {n:,} tiny inferences (CPU per transaction, "
@@ -210,6 +219,7 @@ def block_part(n: int, rounds: int) -> None:
     print(f"  baseline: reference bech32m loop        {base * 1e6:8.1f} us")
     print(f"  table checksum, sender not seen yet      {rows['cold'] * 1e6:8.1f} us   {rows['cold'] / base:5.2f}x")
     print(f"  sender seen in an earlier block (memo)   {rows['warm'] * 1e6:8.1f} us   {rows['warm'] / base:5.2f}x")
+    print(f"  the raw block in hex (every answer; all of `summaries: false`) {rows['raw'] * 1e6:8.1f} us")
 
 
 def main() -> None:

@@ -65,6 +65,7 @@ Enc = Callable[[Any], Any]
 Dec = Callable[[Any], Any]
 
 T = TypeVar("T", bound="Wire")
+V = TypeVar("V")
 
 _CODEC_METHODS = ("encode", "decode", "to_obj", "from_obj")
 
@@ -110,11 +111,15 @@ class CachedWire(Wire):
     slots that are not dataclass fields, so equality, hashing, `repr`, pickling and the codec ignore it, and
     `replace()` builds a new instance with an empty cache. Decoding stores the input bytes (they are the
     canonical encoding) in the cache of the decoded value.
+
+    `derived` keeps other values computed from the fields alone (a transaction's decoded payload, its
+    sender's address) in a third such slot, so each is computed once per instance, whoever asks.
     """
 
-    __slots__ = ("_wire_bytes", "_wire_hash")
+    __slots__ = ("_wire_bytes", "_wire_hash", "_wire_memo")
     _wire_bytes: bytes | None
     _wire_hash: Hash32 | None
+    _wire_memo: dict[str, Any] | None
 
     def digest(self) -> Hash32:
         """SHA-256 of `encode()`, computed once per instance."""
@@ -127,9 +132,27 @@ class CachedWire(Wire):
             _set_cached_hash(self, digest)
         return digest
 
+    def derived(self, key: str, compute: Callable[[Any], V]) -> V:
+        """`compute(self)`, computed once per instance and kept under `key`. `compute` must be a pure function
+        of the fields (they are immutable) returning an immutable value; two threads asking at once may both
+        compute it, and either result is kept."""
+        try:
+            memo = self._wire_memo
+        except AttributeError:  # made without __init__ (copy, pickle)
+            memo = None
+        if memo is None:
+            value = compute(self)
+            _set_cached_memo(self, {key: value})
+            return value
+        found = memo.get(key, _MISSING)
+        if found is _MISSING:
+            found = memo[key] = compute(self)
+        return typing.cast(V, found)
+
 
 _set_cached_bytes: Callable[[Any, bytes | None], None] = CachedWire.__dict__["_wire_bytes"].__set__
 _set_cached_hash: Callable[[Any, Hash32 | None], None] = CachedWire.__dict__["_wire_hash"].__set__
+_set_cached_memo: Callable[[Any, dict[str, Any] | None], None] = CachedWire.__dict__["_wire_memo"].__set__
 
 
 @dataclass_transform(frozen_default=True)
@@ -176,8 +199,8 @@ def _install_init(cls: type, with_replace: bool) -> None:
             params.append(f"{f.name}=__wire_d{i}")
         body.append(f"    __wire_s{i}(self, {f.name})")
     if issubclass(cls, CachedWire):
-        ns["__wire_sb"], ns["__wire_sh"] = _set_cached_bytes, _set_cached_hash
-        body += ["    __wire_sb(self, None)", "    __wire_sh(self, None)"]
+        ns["__wire_sb"], ns["__wire_sh"], ns["__wire_sm"] = _set_cached_bytes, _set_cached_hash, _set_cached_memo
+        body += ["    __wire_sb(self, None)", "    __wire_sh(self, None)", "    __wire_sm(self, None)"]
     text = "\n".join([f"def __init__(self, {', '.join(params)}):", *body] if body else
                      ["def __init__(self):", "    pass"])
     names = [f.name for f in fields]
@@ -825,7 +848,8 @@ def _compile_class(cls: type) -> _Codec:
         builder = _builder(cls)
         if builder is not None:
             construct = [f"    v = _new({src.ref(builder)})", *[f"    v.{f} = f{i}" for i, f in enumerate(fields)],
-                         *(["    v._wire_bytes = None", "    v._wire_hash = None"] if issubclass(cls, CachedWire) else []),
+                         *(["    v._wire_bytes = None", "    v._wire_hash = None", "    v._wire_memo = None"]
+                           if issubclass(cls, CachedWire) else []),
                          f"    v.__class__ = {c}"]
         else:
             construct = [f"    v = {c}({', '.join(vs)})"]

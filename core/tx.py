@@ -12,6 +12,10 @@ from core.signing import DOMAIN_TX, sign_bytes
 from core.types import Address, Amount, Gas, Hash32, Nonce, PublicKeyBytes, SignatureBytes
 
 ZERO_SIGNATURE = SignatureBytes(b"\x00" * 64)
+# The encoding is a msgpack array of the eight fields (header 0x98), the 64-byte signature last (bin8: 0xc4 0x40).
+_ARRAY_OF_8, _ARRAY_OF_7 = 0x98, b"\x97"
+_SIGNATURE_ENCODING = 2 + 64
+_SIGNATURE_HEADER = b"\xc4\x40"
 
 
 @wire(max_bytes=MAX_TX_BYTES)
@@ -39,6 +43,13 @@ class Transaction(CachedWire):
         return unsigned.replace(signature=key.sign(unsigned.sign_bytes()))
 
     def sign_bytes(self) -> bytes:
+        """`core.signing.sign_bytes(DOMAIN_TX, self)`, cut from the encoding every node keeps per transaction:
+        msgpack is concatenative, so the array of every field but the signature is the encoding's items less
+        the signature's, under a header for seven. Saves building the field list and packing it again for
+        each signature check (every transaction, every node)."""
+        data = self.encode()
+        if data[0] == _ARRAY_OF_8 and data[-_SIGNATURE_ENCODING:-64] == _SIGNATURE_HEADER:
+            return DOMAIN_TX + _ARRAY_OF_7 + data[1:-_SIGNATURE_ENCODING]
         return sign_bytes(DOMAIN_TX, self)
 
     def verify_signature(self) -> bool:

@@ -351,7 +351,7 @@ class Client:
         from core.block import Block
         from core.votes import Commit
 
-        o = self.call("block", {"height": height})
+        o = self.call("block", {"height": height, "summaries": False})  # decoded from `raw` here
         commit = Commit.decode(bytes.fromhex(o["commit"])) if o.get("commit") else None
         return BlockInfo(Block.decode(bytes.fromhex(o["raw"])), commit)
 

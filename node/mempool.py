@@ -48,18 +48,17 @@ import math
 import time
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 import trio
 from sortedcontainers import SortedList
 
-from core.errors import DecodeError
 from core.tx import Transaction
 from core.types import Address, Amount, Hash32, Nonce
 from node.config import MempoolSection
 from node.sigcache import SigCache
 from vm.state import Account
-from vm.txs import Infer, TxKind
+from vm.txs import infer_payload
 
 logger = logging.getLogger(__name__)
 
@@ -150,6 +149,17 @@ class _Entry:
 
 _EvictKey = tuple[int, int, int, bytes]  # (ready?, price, -seq, sender): the lowest goes first
 _ReadyKey = tuple[int, int, bytes]  # (-price, seq, sender): the lowest is proposed first
+_Key = TypeVar("_Key", _EvictKey, _ReadyKey)
+
+
+def _rekey(index: SortedList, old: _Key | None, new: _Key | None) -> _Key | None:
+    """Move a sender's key in `index` from `old` to `new` (None: absent); an unchanged key stays put."""
+    if new != old:
+        if old is not None:
+            index.remove(old)
+        if new is not None:
+            index.add(new)
+    return new
 
 
 @dataclass(slots=True)
@@ -372,7 +382,8 @@ class Mempool:
         self._bytes += entry.size
         self._expiry_due = min(self._expiry_due, entered + self._ttl() + 1)
         self._touch(sender_key, sender)
-        self._notify()
+        if len(self._by_hash) == 1:
+            self._notify()  # only `wait_for_txs` waits, and only on an empty mempool
         for listener in self._add_listeners:
             listener(tx_hash, tx, from_client, entered)
         return AddResult(tx_hash, True, added=True)
@@ -440,13 +451,9 @@ class Mempool:
         return (1 if sender.is_ready(tail.tx.nonce) else 0, tail.price, -tail.seq, bytes(tail.sender))
 
     def _touch(self, key: bytes, sender: _Sender) -> None:
-        """Recompute `sender`'s ready run and its keys in both indexes after any change to it."""
-        if sender.evict_key is not None:
-            self._evict.remove(sender.evict_key)
-            sender.evict_key = None
-        if sender.ready_key is not None:
-            self._ready.remove(sender.ready_key)
-            sender.ready_key = None
+        """Recompute `sender`'s ready run and its keys in both indexes after any change to it. A key that comes
+        out the same stays where it is (a sender's later nonce leaves its head, so its ready key, unchanged):
+        each index update is a removal and an insertion in a sorted list."""
         txs = sender.txs
         if sender.run_valid and sender.run_base == sender.nonce:
             end, fees = sender.ready_end, sender.ready_fees  # only additions since: extend the run
@@ -457,16 +464,17 @@ class Mempool:
             end += 1
         sender.ready_end, sender.ready_fees = end, fees
         sender.run_base, sender.run_valid = sender.nonce, True
-        if not txs:
-            return
-        # Every pending nonce in the run (none gapped, none stale): the tail is the run's last.
-        tail = end - 1 if len(txs) == end - sender.nonce else max(txs)
-        sender.evict_key = self._evict_key(sender, txs[tail])
-        self._evict.add(sender.evict_key)
-        head = sender.txs.get(sender.nonce)
-        if head is not None:
-            sender.ready_key = (-head.price, head.seq, key)
-            self._ready.add(sender.ready_key)
+        evict_key: _EvictKey | None = None
+        ready_key: _ReadyKey | None = None
+        if txs:
+            # Every pending nonce in the run (none gapped, none stale): the tail is the run's last.
+            tail = end - 1 if len(txs) == end - sender.nonce else max(txs)
+            evict_key = self._evict_key(sender, txs[tail])
+            head = txs.get(sender.nonce)
+            if head is not None:
+                ready_key = (-head.price, head.seq, key)
+        sender.evict_key = _rekey(self._evict, sender.evict_key, evict_key)
+        sender.ready_key = _rekey(self._ready, sender.ready_key, ready_key)
 
     def _forget(self, key: bytes) -> None:
         sender = self._senders.pop(key, None)
@@ -564,13 +572,8 @@ class Mempool:
             return 0
         doomed = []
         for entry in self._by_hash.values():
-            if entry.tx.kind != TxKind.INFER:
-                continue
-            try:
-                model_id = Infer.decode(entry.tx.payload).model_id
-            except DecodeError:
-                continue
-            if bytes(model_id) in model_ids:
+            payload = infer_payload(entry.tx)
+            if payload is not None and bytes(payload.model_id) in model_ids:
                 doomed.append(entry)
         for entry in doomed:
             self._remove(entry, RemovalReason.MODEL_RETIRED)

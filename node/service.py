@@ -88,7 +88,7 @@ from vm.retire import retired_in_block
 from vm.sandbox.executor import Executor
 from vm.sandbox.limits import WorkerLimits
 from vm.sandbox.worker import WorkerPool
-from vm.state import Account
+from vm.state import Account, StateView
 from vm.upgrades import UpgradeNeeded
 
 logger = logging.getLogger(__name__)
@@ -112,9 +112,11 @@ class _MempoolState:
         self._app = app
         self._height: Callable[[], int] | None = None
         self._vm: tuple[int, VMParams] | None = None
+        self._view: tuple[int, StateView] | None = None
 
     def follow(self, height: Callable[[], int]) -> None:
-        """Keep the parameters per `height()` (the mempool's) instead of reading them on every call."""
+        """Keep the parameters and the state view per `height()` (the mempool's) instead of reading them on
+        every call."""
         self._height = height
 
     def vm_params(self) -> VMParams:
@@ -127,7 +129,18 @@ class _MempoolState:
         return cached[1]
 
     def account(self, address: Address) -> Any:
-        return self._app.view().account(address)
+        """The sender's committed account. Followed, one state view serves a whole mempool height (the gossip
+        hook, entry and the recheck read through it): a fresh view per read cost a LevelDB get of the latest
+        version each time, and the view keeps what it read. The view is the state as committed when the
+        height's first read came; the mempool's height moves only after a commit, so reads at one height see
+        one state (committed versions are never pruned)."""
+        if self._height is None:
+            return self._app.view().account(address)
+        height = self._height()
+        cached = self._view
+        if cached is None or cached[0] != height:
+            cached = self._view = (height, self._app.view())
+        return cached[1].account(address)
 
     def check_tx(self, tx: Transaction, account: Account) -> str | None:
         # The signature is the mempool's (it keeps the signature cache): the VM's entry rule alone.
@@ -215,7 +228,7 @@ class Node:
         self.chain_index = ChainIndex(self.index_db, self.blockstore.block, lambda: int(self.blockstore.height),
                                       self._set_members)
         self.chain = Chain(self.db, self.blockstore, self.app)
-        mempool_state = _MempoolState(self.app)
+        mempool_state = self._mempool_state = _MempoolState(self.app)
         self.mempool = Mempool(self.chain_id, mempool_state, self.config.mempool, self.sig_cache)
         mempool_state.follow(lambda: self.mempool.height)
         self.events = EventHub()
@@ -431,7 +444,7 @@ class Node:
         # §4.11) whatever path (RPC, gossip, block) a transaction comes by.
         gossip.set_envelope(TopicKind.TXS, functools.partial(decode_tx_batch, chain_id=self.chain_id,
                                                              verify=defer_signature_check))
-        self.tx_admission = TxAdmission(_MempoolState(self.app).account, self.mempool, self.sig_cache,
+        self.tx_admission = TxAdmission(self._mempool_state.account, self.mempool, self.sig_cache,
                                         relay=self._relay_tx, is_syncing=lambda: self.syncing)
         gossip.set_hook(TopicKind.TXS, self.tx_admission)
         hooks = GossipHooks(self.chain, self._evidence_max_age, our_round=lambda: self.consensus_round)
@@ -445,7 +458,7 @@ class Node:
         self.mempool_sync = MempoolSync(self.mempool, rr.pending, functools.partial(rr.txs, for_sync=True),
                                         self.sig_cache.verify,
                                         lambda: service.peers_serving("pending"), is_syncing=lambda: self.syncing,
-                                        account=_MempoolState(self.app).account,
+                                        account=self._mempool_state.account,
                                         links=lambda: [(peer, conn) for peer, conns in
                                                        service.host.get_network().get_connections_map().items()
                                                        for conn in conns])

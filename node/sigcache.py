@@ -33,11 +33,15 @@ class SigCache:
 
     def mark_verified(self, tx_hash: bytes) -> None:
         """Record a signature verified elsewhere (the p2p envelope check of a gossiped batch)."""
+        key = bytes(tx_hash)
+        verified = self._verified
         with self._lock:
-            self._verified[bytes(tx_hash)] = None
-            self._verified.move_to_end(bytes(tx_hash))
-            while len(self._verified) > self._capacity:
-                self._verified.popitem(last=False)
+            if key in verified:
+                verified.move_to_end(key)
+                return
+            verified[key] = None  # a new key goes in last: nothing to move
+            while len(verified) > self._capacity:
+                verified.popitem(last=False)
 
     def verify(self, tx: Transaction, tx_hash: bytes | None = None) -> bool:
         """True when the signature is valid, verifying it only if this hash was never verified before."""

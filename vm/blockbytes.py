@@ -28,7 +28,7 @@ from core.block import (
     encode_results,
     is_results_count_ok,
 )
-from core.errors import DecodeError, InvalidBlock
+from core.errors import InvalidBlock
 from core.evidence import Evidence
 from core.header import TxResult
 from core.limits import MAX_LOG_BYTES, MAX_RESULT_DATA_BYTES, MAX_TENSOR_DIMS
@@ -36,7 +36,7 @@ from core.merkle import merkle_root
 from core.tx import Transaction
 from core.types import Hash32
 from vm.state import ModelRecord
-from vm.txs import Infer, TensorSpec, TxKind
+from vm.txs import TensorSpec, TxKind, infer_payload
 
 # A committed float output element is an int64 on the model's grid; other dtypes keep their own width.
 _GRID_ITEM_BYTES = 8
@@ -98,10 +98,8 @@ def get_result_bound(tx: Transaction, model: Callable[[Hash32], ModelRecord | No
     transaction will run on (an inference's outputs are those its model declares)."""
     if tx.kind != TxKind.INFER:
         return compute_result_bound(tx.gas_limit)
-    try:
-        record = model(Infer.decode(tx.payload).model_id)
-    except DecodeError:
-        record = None  # fails with a log, no outputs
+    payload = infer_payload(tx)  # decoded once per transaction (vm.txs.decoded_payload)
+    record = None if payload is None else model(payload.model_id)  # None: fails with a log, no outputs
     # An inference's result carries outputs or a log, never kind data (vm.apply.final_result).
     return compute_result_bound(tx.gas_limit, () if record is None else record.meta.outputs, data_bytes=0)
 

@@ -19,7 +19,7 @@ from core.block import (
     compute_results_root,
     compute_txs_root,
 )
-from core.errors import DecodeError, LocalFault
+from core.errors import LocalFault
 from core.evidence import Evidence
 from core.header import PROTOCOL_VERSION, Header, TxResult
 from core.limits import MAX_BLOCK_TXS, MAX_COMPACT_PROPOSAL_BYTES
@@ -45,7 +45,7 @@ from vm.execute import BlockContext, InferWork, RegisterWork
 from vm.process import validator_updates
 from vm.sandbox.errors import GoldenMismatch
 from vm.state import StateView
-from vm.txs import Infer, TxKind
+from vm.txs import TxKind, infer_payload
 
 HEADER_RESERVE = 4096
 # A block must also travel as a compact proposal (core.compact) under its gossip cap: the signed proposal's
@@ -267,10 +267,8 @@ def _needs_excluded_work(tx: Transaction, excluded: set[bytes], no_model_work: b
     if tx.kind == TxKind.INFER:
         if no_model_work:
             return True
-        try:
-            return bytes(Infer.decode(tx.payload).model_id) in excluded
-        except DecodeError:
-            return False
+        payload = infer_payload(tx)
+        return payload is not None and bytes(payload.model_id) in excluded
     return False
 
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from core.address import address_from_public_key
 from core.blobs import blob_digest
 from core.codec import Wire
-from core.errors import DecodeError, InvalidModel
+from core.errors import InvalidModel
 from core.header import TxResult, TxStatus
 from core.tensor import Tensor
 from core.tx import Transaction
@@ -56,7 +56,6 @@ from vm.state import (
 )
 from vm.txs import (
     MAX_CHUNK_BYTES,
-    PAYLOAD_TYPES,
     Infer,
     ModelChunk,
     ModelMeta,
@@ -67,6 +66,8 @@ from vm.txs import (
     Unjail,
     Unstake,
     compute_model_id,
+    decoded_payload,
+    infer_payload,
 )
 
 
@@ -160,14 +161,7 @@ def account_inclusion_error(tx: Transaction, chain_id: str, vm: VMParams, accoun
 def decode_payload(tx: Transaction) -> Wire | str:
     """The transaction's payload, or why it has none: such a transaction is includable but fails in any
     block, fee paid."""
-    payload_type = PAYLOAD_TYPES.get(tx.kind)  # type: ignore[call-overload]
-    if payload_type is None:
-        return f"unknown transaction kind {tx.kind}"
-    try:
-        payload: Wire = payload_type.decode(tx.payload)
-    except DecodeError as exc:
-        return f"malformed payload: {exc}"
-    return payload
+    return decoded_payload(tx)  # decoded once per transaction object
 
 
 def admission_error(tx: Transaction, chain_id: str, vm: VMParams, account: Account) -> str | None:
@@ -220,10 +214,10 @@ class BlockModels:
         """Why `tx` cannot join this block: an inference on one model more than the block may use."""
         if tx.kind != TxKind.INFER or len(self.used) < self.cap:
             return None
-        try:
-            model_id = Infer.decode(tx.payload).model_id
-        except DecodeError:
+        payload = infer_payload(tx)
+        if payload is None:
             return None  # fails inside the block without loading anything
+        model_id = payload.model_id
         if bytes(model_id) in self.used or view.model(model_id) is None:
             return None
         return f"the block already uses {self.cap} distinct models (vm.max_block_models)"

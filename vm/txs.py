@@ -10,6 +10,7 @@ import enum
 from typing import Annotated
 
 from core.codec import U8, U16, U32, MaxLen, Wire, wire
+from core.errors import DecodeError
 from core.hashing import sha256, sha256_concat
 from core.keys import PrivateKey
 from core.limits import KIB, MAX_TENSOR_BYTES, MAX_TENSOR_DIMS, MAX_TX_PAYLOAD_BYTES
@@ -252,6 +253,40 @@ PAYLOAD_TYPES: dict[TxKind, type[Wire]] = {
     TxKind.VOTE: Vote,
 }
 KIND_OF: dict[type[Wire], TxKind] = {cls: kind for kind, cls in PAYLOAD_TYPES.items()}
+
+
+# Payloads up to this size keep their decoded value on the transaction (transfers, tiny inferences: ~30-150 bytes);
+# the most a full mempool keeps so is then its transaction count times about this size.
+MEMO_PAYLOAD_BYTES = 1024
+
+
+def _decode_payload(tx: Transaction) -> Wire | str:
+    payload_type = PAYLOAD_TYPES.get(tx.kind)  # type: ignore[call-overload]
+    if payload_type is None:
+        return f"unknown transaction kind {tx.kind}"
+    try:
+        payload: Wire = payload_type.decode(tx.payload)
+    except DecodeError as exc:
+        return f"malformed payload: {exc}"
+    return payload
+
+
+def decoded_payload(tx: Transaction) -> Wire | str:
+    """The transaction's payload as its kind's wire type, or why it has none ("unknown transaction kind ...",
+    "malformed payload: ..."). A payload up to `MEMO_PAYLOAD_BYTES` is decoded once per transaction object and
+    kept on it (`CachedWire.derived`): the mempool's entry check, the builder's bounds, execution and the model
+    pre-filter all ask for it. A larger one is decoded on each use: its decoded copy (a model chunk, large
+    inference inputs) would double what a full mempool holds, for a decode that is a small part of its cost."""
+    if len(tx.payload) > MEMO_PAYLOAD_BYTES:
+        return _decode_payload(tx)
+    return tx.derived("payload", _decode_payload)
+
+
+def infer_payload(tx: Transaction) -> Infer | None:
+    """The `Infer` payload of an inference transaction (`decoded_payload`); None for another kind or a payload
+    that does not decode."""
+    payload = decoded_payload(tx) if tx.kind == TxKind.INFER else None
+    return payload if isinstance(payload, Infer) else None
 
 
 def compute_model_id(bytes_hash: bytes, meta: ModelMeta) -> Hash32:

@@ -12,8 +12,9 @@ from core.tensor import DType, Tensor
 from core.tx import Transaction
 from core.types import Amount, Hash32
 from tests.node.helpers import account, genesis_doc, local_node, make_home, transfer
+from vm.execute import decode_payload
 from vm.state import KEY_PARAMS
-from vm.txs import Infer, Transfer, TxKind, build_tx
+from vm.txs import Infer, Transfer, TxKind, build_tx, infer_payload
 
 pytestmark = pytest.mark.node
 
@@ -59,6 +60,10 @@ def test_malformed_and_oversized_inferences_are_still_refused(tmp_path: Path) ->
                                      fee=1000 * int(vm.min_gas_price), kind=int(TxKind.INFER),
                                      payload=b"\xc1not an inference")
         assert node.mempool.add(garbled).reason.startswith("malformed payload")
+        # The refusal is kept on the transaction with its decode (vm.txs.decoded_payload): the same every time.
+        assert decode_payload(garbled) == node.mempool.add(garbled).reason and infer_payload(garbled) is None
+        unknown = garbled.replace(kind=999, payload=b"")
+        assert decode_payload(unknown) == "unknown transaction kind 999"
         model = next(m for m in node.genesis.models if not m.poi)
         half = int(vm.max_infer_input_bytes) // 2 + 1  # two tensors, each under the tensor cap, over it in all
         big = Tensor(DType.UINT8, (half,), bytes(half))

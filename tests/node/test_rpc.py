@@ -67,6 +67,17 @@ def test_block_by_height_and_latest_carry_raw_encoding_and_commit(served) -> Non
     assert positional["id"] == second["id"]
 
 
+def test_block_without_summaries_carries_only_the_raw_block_and_commit(served) -> None:
+    for _ in range(2):
+        served.on_loop(served.api.produce)
+    full = rpc(served.url, "block", {"height": 2})["result"]
+    bare = rpc(served.url, "block", {"height": 2, "summaries": False})["result"]
+    assert bare == {"height": 2, "id": full["id"], "raw": full["raw"], "commit": full["commit"]}
+    assert rpc(served.url, "block", {"height": 2, "summaries": True})["result"] == full
+    refused = rpc(served.url, "block", {"height": 2, "summaries": "no"})["error"]
+    assert refused["code"] == E.INVALID_PARAMS and "summaries" in refused["message"]
+
+
 def test_missing_things_are_not_found_errors(served) -> None:
     assert rpc(served.url, "block", {"height": 99})["error"]["code"] == E.NOT_FOUND
     assert rpc(served.url, "tx", {"hash": "ab" * 32})["error"]["code"] == E.NOT_FOUND
