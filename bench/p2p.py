@@ -32,11 +32,13 @@ N = 4
 
 
 @asynccontextmanager
-async def network(*extra: str) -> AsyncIterator[list[NodeProcess]]:
+async def network(*extra: str, root: str | None = None) -> AsyncIterator[list[NodeProcess]]:
+    """Four node processes in a full mesh, running this checkout's code or `root`'s (a baseline worktree)."""
     ports = [free_port() for _ in range(N)]
     seeds = [f"bench-{i}" for i in range(N)]
     addrs = [peer_addr_for(s, p) for s, p in zip(seeds, ports, strict=True)]
-    nodes = [NodeProcess(seeds[i], ports[i], [a for j, a in enumerate(addrs) if j != i], *extra) for i in range(N)]
+    nodes = [NodeProcess(seeds[i], ports[i], [a for j, a in enumerate(addrs) if j != i], *extra,
+                         **({"root": root} if root else {})) for i in range(N)]
     ids = [a.rsplit("/p2p/", 1)[1] for a in addrs]
     async with trio.open_nursery() as nursery:
         try:
@@ -243,6 +245,35 @@ async def compare_bulk_coalesce(rounds: int, rates: list[int], seconds: float) -
         print(f"  transfers at {rate} tx/s: CPU per tx per node {off['cpu_us']:.0f} -> {on['cpu_us']:.0f} us "
               f"({on['cpu_us'] / off['cpu_us']:.2f}x); frames read per batch {off['frames']:.2f} -> "
               f"{on['frames']:.2f} ({on['frames'] / off['frames']:.2f}x)")
+
+
+async def compare_base(base: str, rounds: int, rates: list[int], seconds: float, checks: bool) -> None:
+    """Batched gossip on networks running `base`'s code (another worktree, e.g. main) and this checkout's,
+    alternating, same rates each: CPU per transaction per node (process CPU, every thread), frames and copies.
+    Without `checks` the nodes decode batches but verify no signature: what is left is the p2p layer's cost."""
+    extra = () if checks else ("--no-checks",)
+    print(f"p2p bench, base ({base}) vs this checkout: {N} processes, full mesh, {rounds} alternating rounds, "
+          f"{seconds:g} s per rate, checks {'on' if checks else 'off'}; {os.cpu_count()} CPUs, load average at "
+          f"start {os.getloadavg()[0]:.1f}")
+    print(f"  {'mode':<6}{'load':>6}" + _THROUGHPUT_HEADER[2:])
+    rows: dict[tuple[str, int], list[dict[str, float]]] = {}
+    for _ in range(rounds):
+        for mode, root in (("base", base), ("new", None)):
+            async with network(*extra, root=root) as nodes:
+                for rate in rates:
+                    load = os.getloadavg()[0]
+                    r = await throughput(nodes, rate // N, seconds)
+                    rows.setdefault((mode, rate), []).append(r)
+                    print(f"  {mode:<6}{load:>6.1f}" + throughput_row(r)[2:], flush=True)
+    print(_COLUMNS)
+    print("\n  means over the rounds, new/base ratio (below 1: the new code costs less)")
+    for rate in rates:
+        new = {k: statistics.mean(r[k] for r in rows[("new", rate)]) for k in ("cpu_us", "frames", "copies")}
+        old = {k: statistics.mean(r[k] for r in rows[("base", rate)]) for k in ("cpu_us", "frames", "copies")}
+        print(f"  {rate} tx/s: CPU per tx per node {old['cpu_us']:.0f} -> {new['cpu_us']:.0f} us "
+              f"({new['cpu_us'] / old['cpu_us']:.2f}x); frames read per batch {old['frames']:.2f} -> "
+              f"{new['frames']:.2f}; copies per batch {old['copies']:.2f} -> {new['copies']:.2f}")
+    print(f"  load average at the end {os.getloadavg()[0]:.1f}")
 
 
 async def yamux_stream(quiet: bool, total: int, write_size: int) -> float:
@@ -478,8 +509,16 @@ if __name__ == "__main__":
     parser.add_argument("--rates", default="1000,2000", help="offered tx/s in all (with --dont-want, --coalesce)")
     parser.add_argument("--seconds", type=float, default=5.0,
                         help="offering time per rate (with --dont-want, --coalesce)")
+    parser.add_argument("--base", metavar="PATH",
+                        help="compare batched gossip on networks running PATH's code (a worktree of the baseline) "
+                             "and this checkout's, alternating (with --rates, --seconds, --rounds)")
+    parser.add_argument("--no-checks", action="store_true",
+                        help="with --base: nodes verify no signatures (the p2p layer's own cost)")
     args = parser.parse_args()
-    if args.lane:
+    if args.base:
+        trio.run(compare_base, os.path.abspath(args.base), args.rounds, [int(r) for r in args.rates.split(",")],
+                 args.seconds, not args.no_checks)
+    elif args.lane:
         trio.run(compare_lane, args.rounds, args.bulk_kib, args.bulk_rate, args.vote_rate, args.seconds)
     elif args.yamux:
         trio.run(compare_yamux, args.rounds, args.mib, args.write_kib)
