@@ -38,7 +38,7 @@ class BufferedNoiseTransport(NoiseTransportReadWriter):
         super().__init__(conn, noise_state)
         self._raw = conn
         self._buf = bytearray()
-        self.socket_reads = 0  # reads of the connection (tests compare them with messages)
+        self.socket_reads = 0  # reads of the connection that returned bytes (tests compare them with messages)
         self.messages_read = 0
 
     async def read_msg(self, prefix_encoded: bool = False) -> bytes:
@@ -54,11 +54,11 @@ class BufferedNoiseTransport(NoiseTransportReadWriter):
                         encrypted = encrypted[len(self.prefix):]
                     return self.decrypt(encrypted)
             chunk = await self._raw.read(READ_BYTES)
-            self.socket_reads += 1
             if not chunk:
                 raise IncompleteReadError(
                     f"Connection closed during read operation: {len(buf)} bytes of a Noise message buffered",
                     expected_bytes=SIZE_NOISE_MESSAGE_LEN, received_bytes=len(buf))
+            self.socket_reads += 1
             buf += chunk
 
 
