@@ -117,3 +117,29 @@ async def test_our_peer_record_is_not_rebuilt_for_each_publish(monkeypatch: pyte
                 await nodes[0].publish(TopicKind.VOTES, make_vote(CHAIN, KEY, 100 + height).encode())
             monkeypatch.undo()
     assert listed <= 1
+
+
+@pytest.mark.trio
+async def test_an_rpc_within_the_size_is_queued_without_being_split_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Upstream's `send_rpc` rebuilt every RPC for every peer through `split_rpc` (a copy of each message); an
+    RPC within the queue's size now goes to the queue as it is, and still arrives."""
+    from libp2p.pubsub.rpc_queue import RpcQueue
+
+    inbox = Inbox()
+    splits = 0
+    split_rpc = RpcQueue.split_rpc
+
+    def counting_split(self: RpcQueue, rpc: rpc_pb2.RPC) -> list[rpc_pb2.RPC]:
+        nonlocal splits
+        splits += 1
+        return split_rpc(self, rpc)
+
+    with trio.fail_after(60):
+        async with running_nodes(2, configure=lambda i, s: inbox.attach(s) if i == 1 else None) as nodes:
+            await wait_for_mesh(nodes)
+            monkeypatch.setattr(RpcQueue, "split_rpc", counting_split)
+            data = encode_tx_batch([make_tx(CHAIN, i).encode() for i in range(5)])
+            await nodes[0].publish(TopicKind.TXS, data, check=False)
+            await wait_until(lambda: len(inbox.messages[TopicKind.TXS]) == 1)
+            monkeypatch.undo()
+    assert splits == 0
