@@ -4,6 +4,7 @@
 
 For a transaction batch of each size (signed ~170 B transfers in a TxBatch, in a signed pubsub message), the
 CPU (`time.process_time`, this process) of: hashing its id (SHA-256 of the data), checking its pubsub signature,
+making its RPC ready for one peer's queue (upstream's copy, split and size against p2p/pubsub.py's copy and size),
 our peer record for one outbound RPC (upstream's `env_to_send_in_RPC` against p2p/own_record.py's cache), and
 reading one Noise message off a real TCP connection between two hosts in this process (upstream's reader
 against p2p/noise.py's; both ends are in this process, so the figure is per message written and read, and the
@@ -26,14 +27,15 @@ from libp2p.peer.id import ID
 from libp2p.peer.peerinfo import PeerInfo
 from libp2p.peer.peerstore import env_to_send_in_RPC
 from libp2p.pubsub.pb import rpc_pb2
-from libp2p.pubsub.pubsub import PUBSUB_SIGNING_PREFIX
-from libp2p.pubsub.validators import signature_validator
+from libp2p.pubsub.rpc_queue import RpcQueue
+from libp2p.pubsub.validators import PUBSUB_SIGNING_PREFIX, signature_validator
 from libp2p.security.noise import patterns
 
 from core.hashing import sha256
 from p2p.batcher import encode_tx_batch
 from p2p.host import build_host, close_connections, parse_multiaddr
 from p2p.identity import node_key_from_seed
+from p2p.limits import LIBP2P_FRAME_MAX
 from p2p.noise import BufferedNoiseTransport
 from p2p.own_record import cached_record
 from p2p.testing.chain import make_tx
@@ -59,10 +61,26 @@ def signed_batch(txs: int) -> rpc_pb2.Message:
     return msg
 
 
+def queue_upstream(queue: RpcQueue, rpc: rpc_pb2.RPC) -> None:
+    """What upstream's `GossipSub.send_rpc` does to an RPC before pushing it to a peer's queue."""
+    outbound = rpc_pb2.RPC()
+    outbound.CopyFrom(rpc)
+    for part in queue.split_rpc(outbound):
+        part.ByteSize()
+
+
+def queue_whole(queue: RpcQueue, rpc: rpc_pb2.RPC) -> None:
+    """What `CountingGossipSub.send_rpc` does to an RPC within the size (p2p/pubsub.py)."""
+    outbound = rpc_pb2.RPC()
+    outbound.CopyFrom(rpc)
+    outbound.ByteSize()
+
+
 async def noise_frames_us(buffered: bool, frames: int, size: int) -> float:
     """CPU per message written and read on one stream between two hosts over TCP, upstream's Noise reader or
     ours (the rebind is switched for the hosts built here)."""
-    patterns.NoiseTransportReadWriter = BufferedNoiseTransport if buffered else UPSTREAM_NOISE  # type: ignore[attr-defined]
+    reader: Any = BufferedNoiseTransport if buffered else UPSTREAM_NOISE
+    patterns.NoiseTransportReadWriter = reader  # type: ignore[attr-defined]
     got = 0
     done = trio.Event()
     payload = b"\x01" * size
@@ -109,16 +127,27 @@ async def record_us(reps: int) -> tuple[float, float]:
             await close_connections(host)
 
 
+def batch_steps(txs: int, reps: int, rounds: int) -> None:
+    msg = signed_batch(txs)
+    size = len(msg.data)
+    hashes = [cpu_us(lambda: sha256(msg.data), reps) for _ in range(rounds)]
+    sigs = [cpu_us(lambda: signature_validator(msg), max(1, reps // 10)) for _ in range(rounds)]
+    rpc = rpc_pb2.RPC(publish=[msg])
+    rpc.senderRecord = b"r" * 220  # our peer record's size
+    queue = RpcQueue()
+    queue.max_message_size = LIBP2P_FRAME_MAX
+    split = [cpu_us(lambda: queue_upstream(queue, rpc), reps) for _ in range(rounds)]
+    whole = [cpu_us(lambda: queue_whole(queue, rpc), reps) for _ in range(rounds)]
+    print(f"  batch of {txs} txs ({size} B): message id hash {min(hashes):.1f} us, pubsub signature check "
+          f"{min(sigs):.1f} us, its RPC made ready for one peer's queue: upstream (copy, split, size) "
+          f"{min(split):.1f} us, ours (copy, size) {min(whole):.1f} us")
+
+
 def main(sizes: list[int], reps: int, frames: int, rounds: int) -> None:
     print(f"p2p steps: CPU per call (process_time, lowest of {rounds} alternating rounds); {os.cpu_count()} CPUs, "
           f"load average at start {os.getloadavg()[0]:.1f}")
     for txs in sizes:
-        msg = signed_batch(txs)
-        size = len(msg.data)
-        hashes = [cpu_us(lambda: sha256(msg.data), reps) for _ in range(rounds)]
-        sigs = [cpu_us(lambda: signature_validator(msg), max(1, reps // 10)) for _ in range(rounds)]
-        print(f"  batch of {txs} txs ({size} B): message id hash {min(hashes):.1f} us, pubsub signature check "
-              f"{min(sigs):.1f} us")
+        batch_steps(txs, reps, rounds)
     up, ours = [], []
     for _ in range(rounds):
         a, b = trio.run(record_us, reps)

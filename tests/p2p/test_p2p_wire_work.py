@@ -11,11 +11,10 @@ import pytest
 import trio
 from libp2p.crypto.ed25519 import Ed25519PublicKey
 from libp2p.pubsub.pb import rpc_pb2
-from libp2p.pubsub.pubsub import PUBSUB_SIGNING_PREFIX
+from libp2p.pubsub.validators import PUBSUB_SIGNING_PREFIX
 
 from p2p.batcher import encode_tx_batch
 from p2p.config import PenaltyPolicy
-from p2p.scoring import Offense
 from p2p.testing.chain import make_tx, make_vote, validator_keys
 from p2p.topics import TopicKind
 from tests.adversary.frames import Attacker, attacker
