@@ -222,22 +222,30 @@ async def compare_dont_want(rounds: int, rates: list[int], seconds: float) -> No
                   f"{r['frames']:>12.2f}{r['suppressed']:>12.2f}")
 
 
-async def compare_bulk_coalesce(rounds: int, rates: list[int], seconds: float) -> None:
-    """Batched gossip with transaction batches merged into frames off (`--no-bulk-coalesce`: consensus
-    messages only, as before) and on (p2p/coalesce.py), networks alternating, same rates each."""
-    print(f"p2p bench, bulk coalescing off/on: {N} processes, full mesh, {rounds} alternating rounds, {seconds:g} s "
-          f"per rate; {os.cpu_count()} CPUs, load average at start {os.getloadavg()[0]:.1f}")
+async def alternating_rows(modes: tuple[tuple[str, tuple[str, ...], str | None], ...], rounds: int, rates: list[int],
+                           seconds: float) -> dict[tuple[str, int], list[dict[str, float]]]:
+    """Batched gossip at each rate on a fresh network per mode (its name, its nodes' extra arguments, the checkout
+    its nodes run: None for this one), modes alternating, `rounds` times; prints each row, returns them."""
     print(f"  {'mode':<6}{'load':>6}" + _THROUGHPUT_HEADER[2:])
     rows: dict[tuple[str, int], list[dict[str, float]]] = {}
     for _ in range(rounds):
-        for mode, extra in (("off", ("--no-bulk-coalesce",)), ("on", ())):
-            async with network(*extra) as nodes:
+        for mode, extra, root in modes:
+            async with network(*extra, root=root) as nodes:
                 for rate in rates:
                     load = os.getloadavg()[0]
                     r = await throughput(nodes, rate // N, seconds)
                     rows.setdefault((mode, rate), []).append(r)
                     print(f"  {mode:<6}{load:>6.1f}" + throughput_row(r)[2:], flush=True)
     print(_COLUMNS)
+    return rows
+
+
+async def compare_bulk_coalesce(rounds: int, rates: list[int], seconds: float) -> None:
+    """Batched gossip with transaction batches merged into frames off (`--no-bulk-coalesce`: consensus
+    messages only, as before) and on (p2p/coalesce.py), networks alternating, same rates each."""
+    print(f"p2p bench, bulk coalescing off/on: {N} processes, full mesh, {rounds} alternating rounds, {seconds:g} s "
+          f"per rate; {os.cpu_count()} CPUs, load average at start {os.getloadavg()[0]:.1f}")
+    rows = await alternating_rows((("off", ("--no-bulk-coalesce",), None), ("on", (), None)), rounds, rates, seconds)
     print("\n  means over the rounds, on/off ratio (below 1: merging batches costs less)")
     for rate in rates:
         on = {k: statistics.mean(r[k] for r in rows[("on", rate)]) for k in ("cpu_us", "frames")}
@@ -255,17 +263,7 @@ async def compare_base(base: str, rounds: int, rates: list[int], seconds: float,
     print(f"p2p bench, base ({base}) vs this checkout: {N} processes, full mesh, {rounds} alternating rounds, "
           f"{seconds:g} s per rate, checks {'on' if checks else 'off'}; {os.cpu_count()} CPUs, load average at "
           f"start {os.getloadavg()[0]:.1f}")
-    print(f"  {'mode':<6}{'load':>6}" + _THROUGHPUT_HEADER[2:])
-    rows: dict[tuple[str, int], list[dict[str, float]]] = {}
-    for _ in range(rounds):
-        for mode, root in (("base", base), ("new", None)):
-            async with network(*extra, root=root) as nodes:
-                for rate in rates:
-                    load = os.getloadavg()[0]
-                    r = await throughput(nodes, rate // N, seconds)
-                    rows.setdefault((mode, rate), []).append(r)
-                    print(f"  {mode:<6}{load:>6.1f}" + throughput_row(r)[2:], flush=True)
-    print(_COLUMNS)
+    rows = await alternating_rows((("base", extra, base), ("new", extra, None)), rounds, rates, seconds)
     print("\n  means over the rounds, new/base ratio (below 1: the new code costs less)")
     for rate in rates:
         new = {k: statistics.mean(r[k] for r in rows[("new", rate)]) for k in ("cpu_us", "frames", "copies")}
@@ -276,23 +274,17 @@ async def compare_base(base: str, rounds: int, rates: list[int], seconds: float,
     print(f"  load average at the end {os.getloadavg()[0]:.1f}")
 
 
-async def yamux_stream(quiet: bool, total: int, write_size: int) -> float:
-    """CPU ms (this process: both ends) per MiB written on one stream between two hosts over TCP, with
-    upstream's Yamux (64 KiB frames, two Noise messages each, a debug line formatted per frame) or
-    `p2p.yamux.QuietYamux` (frames that fit one Noise message, no debug line). The module names p2p/yamux.py
-    rebinds are set for each mode before its hosts connect (upstream reads them at connection and write time)."""
+async def stream_write_cpu(writes: int, payload: bytes) -> float:
+    """Process CPU seconds (both ends: this process) to write `payload` `writes` times on one stream between two
+    fresh hosts over TCP on 127.0.0.1 and read all of it on the other side."""
     from libp2p.custom_types import TProtocol
     from libp2p.peer.peerinfo import PeerInfo
-    from libp2p.stream_muxer import muxer_multistream
-    from libp2p.stream_muxer.yamux import yamux as upstream
 
-    from p2p import yamux as ours
     from p2p.host import build_host, close_connections, parse_multiaddr
     from p2p.identity import node_key_from_seed
 
-    upstream.MAX_MESSAGE_SIZE = ours.NOISE_FRAME_BYTES if quiet else 64 * 1024
-    muxer_multistream.Yamux = ours.QuietYamux if quiet else upstream.Yamux  # type: ignore[attr-defined]
     protocol = TProtocol("/inferchain-bench/sink/1")
+    total = writes * len(payload)
     got = 0
     done = trio.Event()
 
@@ -305,27 +297,41 @@ async def yamux_stream(quiet: bool, total: int, write_size: int) -> float:
             got += len(chunk)
         done.set()
 
-    a = build_host(node_key_from_seed(b"bench-yamux-a"), ["/ip4/127.0.0.1/tcp/0"])
-    b = build_host(node_key_from_seed(b"bench-yamux-b"), ["/ip4/127.0.0.1/tcp/0"])
+    a = build_host(node_key_from_seed(b"bench-stream-a"), ["/ip4/127.0.0.1/tcp/0"])
+    b = build_host(node_key_from_seed(b"bench-stream-b"), ["/ip4/127.0.0.1/tcp/0"])
     b.set_stream_handler(protocol, sink)
     listen = [parse_multiaddr("/ip4/127.0.0.1/tcp/0")]
-    payload = os.urandom(write_size)
-    spent = 0.0
+    async with a.run(listen_addrs=listen), b.run(listen_addrs=listen):
+        try:
+            await a.connect(PeerInfo(b.get_id(), b.get_addrs()))
+            stream = await a.new_stream(b.get_id(), [protocol])
+            began = time.process_time()
+            for _ in range(writes):
+                await stream.write(payload)
+            with trio.fail_after(120):
+                await done.wait()
+            spent = time.process_time() - began
+            await stream.close()
+        finally:
+            await close_connections(a)
+            await close_connections(b)
+    return spent
+
+
+async def yamux_stream(quiet: bool, total: int, write_size: int) -> float:
+    """CPU ms (this process: both ends) per MiB written on one stream between two hosts over TCP, with
+    upstream's Yamux (64 KiB frames, two Noise messages each, a debug line formatted per frame) or
+    `p2p.yamux.QuietYamux` (frames that fit one Noise message, no debug line). The module names p2p/yamux.py
+    rebinds are set for each mode before its hosts connect (upstream reads them at connection and write time)."""
+    from libp2p.stream_muxer import muxer_multistream
+    from libp2p.stream_muxer.yamux import yamux as upstream
+
+    from p2p import yamux as ours
+
+    upstream.MAX_MESSAGE_SIZE = ours.NOISE_FRAME_BYTES if quiet else 64 * 1024
+    muxer_multistream.Yamux = ours.QuietYamux if quiet else upstream.Yamux  # type: ignore[attr-defined]
     try:
-        async with a.run(listen_addrs=listen), b.run(listen_addrs=listen):
-            try:
-                await a.connect(PeerInfo(b.get_id(), b.get_addrs()))
-                stream = await a.new_stream(b.get_id(), [protocol])
-                began = time.process_time()
-                for _ in range(total // write_size):
-                    await stream.write(payload)
-                with trio.fail_after(120):
-                    await done.wait()
-                spent = time.process_time() - began
-                await stream.close()
-            finally:
-                await close_connections(a)
-                await close_connections(b)
+        spent = await stream_write_cpu(total // write_size, os.urandom(write_size))
     finally:
         upstream.MAX_MESSAGE_SIZE = ours.NOISE_FRAME_BYTES
         muxer_multistream.Yamux = ours.QuietYamux  # type: ignore[attr-defined]

@@ -24,13 +24,13 @@ from typing import Any
 import trio
 from libp2p.custom_types import TProtocol
 from libp2p.peer.id import ID
-from libp2p.peer.peerinfo import PeerInfo
 from libp2p.peer.peerstore import env_to_send_in_RPC
 from libp2p.pubsub.pb import rpc_pb2
 from libp2p.pubsub.rpc_queue import RpcQueue
 from libp2p.pubsub.validators import PUBSUB_SIGNING_PREFIX, signature_validator
 from libp2p.security.noise import patterns
 
+from bench.p2p import stream_write_cpu
 from core.hashing import sha256
 from p2p.batcher import encode_tx_batch
 from p2p.host import build_host, close_connections, parse_multiaddr
@@ -81,38 +81,8 @@ async def noise_frames_us(buffered: bool, frames: int, size: int) -> float:
     ours (the rebind is switched for the hosts built here)."""
     reader: Any = BufferedNoiseTransport if buffered else UPSTREAM_NOISE
     patterns.NoiseTransportReadWriter = reader  # type: ignore[attr-defined]
-    got = 0
-    done = trio.Event()
-    payload = b"\x01" * size
-
-    async def sink(stream: Any) -> None:
-        nonlocal got
-        while got < frames * size:
-            chunk = await stream.read(1 << 20)
-            if not chunk:
-                break
-            got += len(chunk)
-        done.set()
-
-    a = build_host(node_key_from_seed(b"steps-a"), ["/ip4/127.0.0.1/tcp/0"])
-    b = build_host(node_key_from_seed(b"steps-b"), ["/ip4/127.0.0.1/tcp/0"])
-    b.set_stream_handler(PROTOCOL, sink)
-    listen = [parse_multiaddr("/ip4/127.0.0.1/tcp/0")]
     try:
-        async with a.run(listen_addrs=listen), b.run(listen_addrs=listen):
-            try:
-                await a.connect(PeerInfo(b.get_id(), b.get_addrs()))
-                stream = await a.new_stream(b.get_id(), [PROTOCOL])
-                start = time.process_time()
-                for _ in range(frames):
-                    await stream.write(payload)
-                with trio.fail_after(120):
-                    await done.wait()
-                spent = time.process_time() - start
-                await stream.close()
-            finally:
-                await close_connections(a)
-                await close_connections(b)
+        spent = await stream_write_cpu(frames, b"\x01" * size)
     finally:
         patterns.NoiseTransportReadWriter = BufferedNoiseTransport  # type: ignore[attr-defined]
     return 1e6 * spent / frames
