@@ -45,6 +45,11 @@
 - The signed peer record a peer attaches to every RPC is checked once per peer and record bytes
   (`SenderRecords`): upstream verified its signature on each RPC, duplicates and control RPCs included, one
   Ed25519 check per frame (3-4 % of a loaded node's CPU).
+- Work done once per message (docs/p2p.md, "Work done once per message"): the id is hashed where the frame is
+  read and held while the message is admitted (`GuardedPubsub.message_id`: upstream and the gate asked for it
+  six times more); the pubsub signature is checked once, by us (`_SIGNATURES_CHECKED` answers upstream's second
+  check, and our own publishes are not verified); an RPC within the queue's size is queued without upstream's
+  re-split (`CountingGossipSub.send_rpc`).
 - No per-peer task of the library may end the service (and with it the process): every task the Pubsub or
   GossipSub manager starts for a peer is contained (logged, counted in `contained_errors`), and the two
   teardown paths (blacklist teardown, dead-peer cleanup) are idempotent. Upstream raised `KeyError` when a
