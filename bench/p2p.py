@@ -32,11 +32,13 @@ N = 4
 
 
 @asynccontextmanager
-async def network(*extra: str) -> AsyncIterator[list[NodeProcess]]:
+async def network(*extra: str, root: str | None = None) -> AsyncIterator[list[NodeProcess]]:
+    """Four node processes in a full mesh, running this checkout's code or `root`'s (a baseline worktree)."""
     ports = [free_port() for _ in range(N)]
     seeds = [f"bench-{i}" for i in range(N)]
     addrs = [peer_addr_for(s, p) for s, p in zip(seeds, ports, strict=True)]
-    nodes = [NodeProcess(seeds[i], ports[i], [a for j, a in enumerate(addrs) if j != i], *extra) for i in range(N)]
+    nodes = [NodeProcess(seeds[i], ports[i], [a for j, a in enumerate(addrs) if j != i], *extra,
+                         **({"root": root} if root else {})) for i in range(N)]
     ids = [a.rsplit("/p2p/", 1)[1] for a in addrs]
     async with trio.open_nursery() as nursery:
         try:
@@ -220,22 +222,30 @@ async def compare_dont_want(rounds: int, rates: list[int], seconds: float) -> No
                   f"{r['frames']:>12.2f}{r['suppressed']:>12.2f}")
 
 
-async def compare_bulk_coalesce(rounds: int, rates: list[int], seconds: float) -> None:
-    """Batched gossip with transaction batches merged into frames off (`--no-bulk-coalesce`: consensus
-    messages only, as before) and on (p2p/coalesce.py), networks alternating, same rates each."""
-    print(f"p2p bench, bulk coalescing off/on: {N} processes, full mesh, {rounds} alternating rounds, {seconds:g} s "
-          f"per rate; {os.cpu_count()} CPUs, load average at start {os.getloadavg()[0]:.1f}")
+async def alternating_rows(modes: tuple[tuple[str, tuple[str, ...], str | None], ...], rounds: int, rates: list[int],
+                           seconds: float) -> dict[tuple[str, int], list[dict[str, float]]]:
+    """Batched gossip at each rate on a fresh network per mode (its name, its nodes' extra arguments, the checkout
+    its nodes run: None for this one), modes alternating, `rounds` times; prints each row, returns them."""
     print(f"  {'mode':<6}{'load':>6}" + _THROUGHPUT_HEADER[2:])
     rows: dict[tuple[str, int], list[dict[str, float]]] = {}
     for _ in range(rounds):
-        for mode, extra in (("off", ("--no-bulk-coalesce",)), ("on", ())):
-            async with network(*extra) as nodes:
+        for mode, extra, root in modes:
+            async with network(*extra, root=root) as nodes:
                 for rate in rates:
                     load = os.getloadavg()[0]
                     r = await throughput(nodes, rate // N, seconds)
                     rows.setdefault((mode, rate), []).append(r)
                     print(f"  {mode:<6}{load:>6.1f}" + throughput_row(r)[2:], flush=True)
     print(_COLUMNS)
+    return rows
+
+
+async def compare_bulk_coalesce(rounds: int, rates: list[int], seconds: float) -> None:
+    """Batched gossip with transaction batches merged into frames off (`--no-bulk-coalesce`: consensus
+    messages only, as before) and on (p2p/coalesce.py), networks alternating, same rates each."""
+    print(f"p2p bench, bulk coalescing off/on: {N} processes, full mesh, {rounds} alternating rounds, {seconds:g} s "
+          f"per rate; {os.cpu_count()} CPUs, load average at start {os.getloadavg()[0]:.1f}")
+    rows = await alternating_rows((("off", ("--no-bulk-coalesce",), None), ("on", (), None)), rounds, rates, seconds)
     print("\n  means over the rounds, on/off ratio (below 1: merging batches costs less)")
     for rate in rates:
         on = {k: statistics.mean(r[k] for r in rows[("on", rate)]) for k in ("cpu_us", "frames")}
@@ -245,23 +255,36 @@ async def compare_bulk_coalesce(rounds: int, rates: list[int], seconds: float) -
               f"{on['frames']:.2f} ({on['frames'] / off['frames']:.2f}x)")
 
 
-async def yamux_stream(quiet: bool, total: int, write_size: int) -> float:
-    """CPU ms (this process: both ends) per MiB written on one stream between two hosts over TCP, with
-    upstream's Yamux (64 KiB frames, two Noise messages each, a debug line formatted per frame) or
-    `p2p.yamux.QuietYamux` (frames that fit one Noise message, no debug line). The module names p2p/yamux.py
-    rebinds are set for each mode before its hosts connect (upstream reads them at connection and write time)."""
+async def compare_base(base: str, rounds: int, rates: list[int], seconds: float, checks: bool) -> None:
+    """Batched gossip on networks running `base`'s code (another worktree, e.g. main) and this checkout's,
+    alternating, same rates each: CPU per transaction per node (process CPU, every thread), frames and copies.
+    Without `checks` the nodes decode batches but verify no signature: what is left is the p2p layer's cost."""
+    extra = () if checks else ("--no-checks",)
+    print(f"p2p bench, base ({base}) vs this checkout: {N} processes, full mesh, {rounds} alternating rounds, "
+          f"{seconds:g} s per rate, checks {'on' if checks else 'off'}; {os.cpu_count()} CPUs, load average at "
+          f"start {os.getloadavg()[0]:.1f}")
+    rows = await alternating_rows((("base", extra, base), ("new", extra, None)), rounds, rates, seconds)
+    print("\n  means over the rounds, new/base ratio (below 1: the new code costs less)")
+    for rate in rates:
+        new = {k: statistics.mean(r[k] for r in rows[("new", rate)]) for k in ("cpu_us", "frames", "copies")}
+        old = {k: statistics.mean(r[k] for r in rows[("base", rate)]) for k in ("cpu_us", "frames", "copies")}
+        print(f"  {rate} tx/s: CPU per tx per node {old['cpu_us']:.0f} -> {new['cpu_us']:.0f} us "
+              f"({new['cpu_us'] / old['cpu_us']:.2f}x); frames read per batch {old['frames']:.2f} -> "
+              f"{new['frames']:.2f}; copies per batch {old['copies']:.2f} -> {new['copies']:.2f}")
+    print(f"  load average at the end {os.getloadavg()[0]:.1f}")
+
+
+async def stream_write_cpu(writes: int, payload: bytes) -> float:
+    """Process CPU seconds (both ends: this process) to write `payload` `writes` times on one stream between two
+    fresh hosts over TCP on 127.0.0.1 and read all of it on the other side."""
     from libp2p.custom_types import TProtocol
     from libp2p.peer.peerinfo import PeerInfo
-    from libp2p.stream_muxer import muxer_multistream
-    from libp2p.stream_muxer.yamux import yamux as upstream
 
-    from p2p import yamux as ours
     from p2p.host import build_host, close_connections, parse_multiaddr
     from p2p.identity import node_key_from_seed
 
-    upstream.MAX_MESSAGE_SIZE = ours.NOISE_FRAME_BYTES if quiet else 64 * 1024
-    muxer_multistream.Yamux = ours.QuietYamux if quiet else upstream.Yamux  # type: ignore[attr-defined]
     protocol = TProtocol("/inferchain-bench/sink/1")
+    total = writes * len(payload)
     got = 0
     done = trio.Event()
 
@@ -274,27 +297,41 @@ async def yamux_stream(quiet: bool, total: int, write_size: int) -> float:
             got += len(chunk)
         done.set()
 
-    a = build_host(node_key_from_seed(b"bench-yamux-a"), ["/ip4/127.0.0.1/tcp/0"])
-    b = build_host(node_key_from_seed(b"bench-yamux-b"), ["/ip4/127.0.0.1/tcp/0"])
+    a = build_host(node_key_from_seed(b"bench-stream-a"), ["/ip4/127.0.0.1/tcp/0"])
+    b = build_host(node_key_from_seed(b"bench-stream-b"), ["/ip4/127.0.0.1/tcp/0"])
     b.set_stream_handler(protocol, sink)
     listen = [parse_multiaddr("/ip4/127.0.0.1/tcp/0")]
-    payload = os.urandom(write_size)
-    spent = 0.0
+    async with a.run(listen_addrs=listen), b.run(listen_addrs=listen):
+        try:
+            await a.connect(PeerInfo(b.get_id(), b.get_addrs()))
+            stream = await a.new_stream(b.get_id(), [protocol])
+            began = time.process_time()
+            for _ in range(writes):
+                await stream.write(payload)
+            with trio.fail_after(120):
+                await done.wait()
+            spent = time.process_time() - began
+            await stream.close()
+        finally:
+            await close_connections(a)
+            await close_connections(b)
+    return spent
+
+
+async def yamux_stream(quiet: bool, total: int, write_size: int) -> float:
+    """CPU ms (this process: both ends) per MiB written on one stream between two hosts over TCP, with
+    upstream's Yamux (64 KiB frames, two Noise messages each, a debug line formatted per frame) or
+    `p2p.yamux.QuietYamux` (frames that fit one Noise message, no debug line). The module names p2p/yamux.py
+    rebinds are set for each mode before its hosts connect (upstream reads them at connection and write time)."""
+    from libp2p.stream_muxer import muxer_multistream
+    from libp2p.stream_muxer.yamux import yamux as upstream
+
+    from p2p import yamux as ours
+
+    upstream.MAX_MESSAGE_SIZE = ours.NOISE_FRAME_BYTES if quiet else 64 * 1024
+    muxer_multistream.Yamux = ours.QuietYamux if quiet else upstream.Yamux  # type: ignore[attr-defined]
     try:
-        async with a.run(listen_addrs=listen), b.run(listen_addrs=listen):
-            try:
-                await a.connect(PeerInfo(b.get_id(), b.get_addrs()))
-                stream = await a.new_stream(b.get_id(), [protocol])
-                began = time.process_time()
-                for _ in range(total // write_size):
-                    await stream.write(payload)
-                with trio.fail_after(120):
-                    await done.wait()
-                spent = time.process_time() - began
-                await stream.close()
-            finally:
-                await close_connections(a)
-                await close_connections(b)
+        spent = await stream_write_cpu(total // write_size, os.urandom(write_size))
     finally:
         upstream.MAX_MESSAGE_SIZE = ours.NOISE_FRAME_BYTES
         muxer_multistream.Yamux = ours.QuietYamux  # type: ignore[attr-defined]
@@ -478,8 +515,16 @@ if __name__ == "__main__":
     parser.add_argument("--rates", default="1000,2000", help="offered tx/s in all (with --dont-want, --coalesce)")
     parser.add_argument("--seconds", type=float, default=5.0,
                         help="offering time per rate (with --dont-want, --coalesce)")
+    parser.add_argument("--base", metavar="PATH",
+                        help="compare batched gossip on networks running PATH's code (a worktree of the baseline) "
+                             "and this checkout's, alternating (with --rates, --seconds, --rounds)")
+    parser.add_argument("--no-checks", action="store_true",
+                        help="with --base: nodes verify no signatures (the p2p layer's own cost)")
     args = parser.parse_args()
-    if args.lane:
+    if args.base:
+        trio.run(compare_base, os.path.abspath(args.base), args.rounds, [int(r) for r in args.rates.split(",")],
+                 args.seconds, not args.no_checks)
+    elif args.lane:
         trio.run(compare_lane, args.rounds, args.bulk_kib, args.bulk_rate, args.vote_rate, args.seconds)
     elif args.yamux:
         trio.run(compare_yamux, args.rounds, args.mib, args.write_kib)

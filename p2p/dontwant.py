@@ -223,7 +223,8 @@ class DontWantGossipSub(GossipSub):
         bulk message waits until `bulk_relay_delay_s` after it arrived (it runs in the message's own task)."""
         policy = self.dont_want.policy
         if policy.enabled and len(pubsub_msg.data) >= policy.min_bytes:
-            msg_id = hashlib.sha256(pubsub_msg.data).digest()
+            msg_id = (self.pubsub.get_message_id(pubsub_msg) if self.pubsub is not None
+                      else hashlib.sha256(pubsub_msg.data).digest())
             if len(pubsub_msg.topicIDs) == 1:
                 key = announcement_id(pubsub_msg.topicIDs[0], msg_id)
                 self._sent_ids[(bytes(pubsub_msg.from_id), bytes(pubsub_msg.seqno))] = key

@@ -296,7 +296,7 @@ class Gossip:
             self._counters.ignored["rate_limited"] += 1
             self.offense(forwarder, Offense.RATE_LIMITED, "gossip rate limit")
             return False
-        msg_id = sha256(data)
+        msg_id = pubsub.message_id(msg)  # hashed once, where its frame was read
         key = (msg.topicIDs[0], msg_id)
         if key in self._validating or key in self._delivered:
             # Upstream marks a message seen only after validation, so copies from several peers can be
@@ -348,7 +348,8 @@ class Gossip:
         return False
 
     def deliver(self, msg: rpc_pb2.Message) -> None:
-        key = (msg.topicIDs[0] if len(msg.topicIDs) == 1 else "", sha256(msg.data))
+        msg_id = self.pubsub.message_id(msg) if self.pubsub is not None else sha256(msg.data)
+        key = (msg.topicIDs[0] if len(msg.topicIDs) == 1 else "", msg_id)
         message = self._accepted.pop(key, None)
         if message is None:
             return  # our own publish: the node already has it

@@ -20,6 +20,11 @@ from libp2p.security.noise.transport import Transport as NoiseTransport
 from libp2p.stream_muxer.yamux.yamux import PROTOCOL_ID as YAMUX_PROTOCOL_ID
 
 from core.errors import BindError, ConfigError
+
+# Process-wide rebinds of upstream names, taking effect on import (see each module's docstring): Noise messages
+# read out of large socket reads, our peer record looked up once a while rather than per RPC.
+from p2p import noise as _noise  # noqa: F401
+from p2p import own_record as _own_record  # noqa: F401
 from p2p.yamux import QuietYamux
 
 logger = logging.getLogger(__name__)

@@ -45,6 +45,11 @@
 - The signed peer record a peer attaches to every RPC is checked once per peer and record bytes
   (`SenderRecords`): upstream verified its signature on each RPC, duplicates and control RPCs included, one
   Ed25519 check per frame (3-4 % of a loaded node's CPU).
+- Work done once per message (docs/p2p.md, "Work done once per message"): the id is hashed where the frame is
+  read and held while the message is admitted (`GuardedPubsub.message_id`: upstream and the gate asked for it
+  six times more); the pubsub signature is checked once, by us (`_SIGNATURES_CHECKED` answers upstream's second
+  check, and our own publishes are not verified); an RPC within the queue's size is queued without upstream's
+  re-split (`CountingGossipSub.send_rpc`).
 - No per-peer task of the library may end the service (and with it the process): every task the Pubsub or
   GossipSub manager starts for a peer is contained (logged, counted in `contained_errors`), and the two
   teardown paths (blacklist teardown, dead-peer cleanup) are idempotent. Upstream raised `KeyError` when a
@@ -53,12 +58,12 @@
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import time
 import weakref
 from collections import OrderedDict, deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from typing import Any, Protocol
 
 import trio
@@ -67,6 +72,7 @@ from libp2p.exceptions import ValidationError
 from libp2p.io.exceptions import IOException, MessageTooLarge
 from libp2p.network.stream.exceptions import StreamClosed, StreamEOF, StreamReset
 from libp2p.peer.id import ID
+from libp2p.pubsub import pubsub as upstream_pubsub
 from libp2p.pubsub.gossipsub import GossipSub
 from libp2p.pubsub.pb import rpc_pb2
 from libp2p.pubsub.pubsub import GossipsubEvent, Pubsub
@@ -76,6 +82,8 @@ from libp2p.pubsub.validators import signature_validator
 from libp2p.utils.connection_shutdown import is_expected_connection_shutdown
 from libp2p.utils.varint import encode_uvarint
 
+from core.hashing import sha256
+from core.types import Hash32
 from p2p.coalesce import COALESCE_BYTES, is_mergeable
 from p2p.counters import P2PCounters
 from p2p.dontwant import MERGED_DONT_WANT_IDS, DontWantGossipSub, announced_ids
@@ -93,9 +101,9 @@ SENDER_RECORD_REFRESH_S = 600.0
 OUTBOUND_QUEUE_SIZE: int = OutBoundQueueSize  # RPCs per peer; a push beyond is dropped
 
 
-def content_msg_id(msg: rpc_pb2.Message) -> bytes:
+def content_msg_id(msg: rpc_pb2.Message) -> Hash32:
     """Message id = SHA-256 of the message bytes (docs/design.md §5.2): identical bytes are one message."""
-    return hashlib.sha256(msg.data).digest()
+    return sha256(msg.data)
 
 
 class Gate(Protocol):
@@ -359,12 +367,29 @@ class CountingGossipSub(DontWantGossipSub):
 
 
     def send_rpc(self, peer_id: ID, rpc: rpc_pb2.RPC, priority: bool = False) -> None:
+        """Upstream's `send_rpc` (a copy of the RPC per peer, control retries piggybacked, split to the queue's
+        size, pushed), except that an RPC within the size is pushed as it is: upstream's `split_rpc` rebuilt
+        every RPC, copying each message and measuring each one again, ~10 µs per RPC and peer for a 5 KB batch
+        (docs/p2p.md, "Work done once per message")."""
         if not priority and self._priority_topics:
             priority = any(t in self._priority_topics for m in rpc.publish for t in m.topicIDs)
             if priority:
                 # for the logs: when each consensus message was queued for each peer (OutboundTimes)
                 self.outbound_times.queued(peer_id, rpc)
-        super().send_rpc(peer_id, rpc, priority)
+        queue = self.pubsub.peer_queues.get(peer_id) if self.pubsub is not None else None
+        if queue is None:
+            super().send_rpc(peer_id, rpc, priority)  # upstream's handling of no pubsub or no queue
+            return
+        outbound = rpc_pb2.RPC()
+        outbound.CopyFrom(rpc)
+        self._piggyback_control_retry(peer_id, outbound)
+        parts = [outbound] if outbound.ByteSize() <= queue.max_message_size else queue.split_rpc(outbound)
+        for part in parts:
+            if part is not outbound and part.ByteSize() > queue.max_message_size:
+                self._handle_dropped_rpc(peer_id, part, "oversized")
+                continue
+            if not queue.push(part, priority=priority):
+                self._handle_dropped_rpc(peer_id, part, "queue_full")
 
     async def run(self) -> None:
         contain_peer_tasks(self.manager, "gossipsub", self._counters)
@@ -384,11 +409,13 @@ class GuardedPubsub(Pubsub):
         `inbound.bulk_workers` workers; every other topic's messages are admitted at once. `consensus_lane`:
         open a second stream to each peer for the messages of the other topics (p2p/lane.py); a peer's lane is
         read whatever this says."""
-        super().__init__(host, router, msg_id_constructor=content_msg_id, max_inbound_rpc_size=LIBP2P_FRAME_MAX,
+        # message ids of the messages being admitted, by message object (`message_id`)
+        self._ids: dict[int, tuple[rpc_pb2.Message, Hash32]] = {}
+        super().__init__(host, router, msg_id_constructor=self.message_id, max_inbound_rpc_size=LIBP2P_FRAME_MAX,
                          **kwargs)
         self._bulk_topics = bulk_topics
         self._inbound = inbound or InboundPolicy()
-        self.bulk = BulkQueues[rpc_pb2.Message](self._inbound)
+        self.bulk = BulkQueues[tuple[rpc_pb2.Message, Hash32]](self._inbound)  # (message, its id)
         # consensus messages whose admission task was started but has not run yet (`_admit_now`)
         self._starting: set[MessageKey] = set()
         # outbound frames as large as inbound ones, each peer's queue bounded in bytes
@@ -422,18 +449,40 @@ class GuardedPubsub(Pubsub):
         """One worker of the bulk topics: admits (and relays) their messages one at a time, oldest of each
         forwarder first, forwarders in turn (`BulkQueues`)."""
         while self.manager.is_running:
-            peer_id, msg = await self.bulk.take()
+            peer_id, (msg, msg_id) = await self.bulk.take()
             try:
-                await self.push_msg(peer_id, msg)
+                await self._push_with_id(peer_id, msg, msg_id)
             except Exception:
                 self._contained(f"admitting a bulk message from {peer_id}")
 
-    async def _admit_now(self, peer_id: ID, msg: rpc_pb2.Message, key: MessageKey) -> None:
+    async def _admit_now(self, peer_id: ID, msg: rpc_pb2.Message, key: MessageKey, msg_id: Hash32) -> None:
         """The task of a consensus message read from a peer. Until it starts, the message is neither queued
         nor in validation, so `_starting` makes a copy read in the meantime a copy; from here to the gate's
         `admit` marking it as in validation nothing awaits, so no copy slips between the two."""
         self._starting.discard(key)
-        await self.push_msg(peer_id, msg)
+        await self._push_with_id(peer_id, msg, msg_id)
+
+    def message_id(self, msg: rpc_pb2.Message) -> Hash32:
+        """The message's id (`content_msg_id`), hashed once per message: upstream asks for it four times while
+        admitting one (seen check twice, mark seen, the router's publish) and the gate twice more (admit,
+        deliver); while `_push_with_id` admits a message its id, computed where its frame was read, is held
+        here by message object (the entry holds the object, so its `id` is not reused meanwhile)."""
+        held = self._ids.get(id(msg))
+        if held is not None and held[0] is msg:
+            return held[1]
+        return content_msg_id(msg)
+
+    async def _push_with_id(self, peer_id: ID, msg: rpc_pb2.Message, msg_id: Hash32) -> None:
+        """`push_msg` with the message's id, already computed, held for `message_id` until it returns."""
+        token = id(msg)
+        if token in self._ids:  # the same object admitted twice at once: the first keeps the entry
+            await self.push_msg(peer_id, msg)
+            return
+        self._ids[token] = (msg, msg_id)
+        try:
+            await self.push_msg(peer_id, msg)
+        finally:
+            self._ids.pop(token, None)
 
     async def stream_handler(self, stream: INetStream) -> None:
         # Runs in the swarm's connection nursery: anything escaping here ends the host, so nothing may.
@@ -529,17 +578,19 @@ class GuardedPubsub(Pubsub):
             return
         for msg in rpc.publish:
             if self._is_subscribed_to_msg(msg) and self.manager.is_running:
-                msg_id = content_msg_id(msg)
+                data = msg.data
+                msg_id = sha256(data)
                 topic = msg.topicIDs[0] if len(msg.topicIDs) == 1 else ""
                 key = (topic, msg_id)
                 seen = self.seen_messages.has(msg_id) or self.bulk.holds(key) or key in self._starting
-                if self._gate.is_copy(peer_id, topic, msg_id, len(msg.data), seen):
+                size = len(data)
+                if self._gate.is_copy(peer_id, topic, msg_id, size, seen):
                     continue  # a copy costs its parse and one hash, not a task and signature checks
                 if topic not in self._bulk_topics or not self._inbound.lanes:
                     # consensus (or the bulk lanes off): admitted at once
                     self._starting.add(key)
-                    self.manager.run_task(self._admit_now, peer_id, msg, key)
-                elif not self.bulk.offer(peer_id, key, msg, len(msg.data)):
+                    self.manager.run_task(self._admit_now, peer_id, msg, key, msg_id)
+                elif not self.bulk.offer(peer_id, key, (msg, msg_id), size):
                     self._counters.inbound_bulk_dropped += 1  # this forwarder's queue is full
         if rpc.subscriptions:
             if len(rpc.subscriptions) > self.max_subscriptions_per_rpc:
@@ -613,14 +664,26 @@ class GuardedPubsub(Pubsub):
         logger.exception("BUG (contained): %s failed", what)
 
     async def push_msg(self, msg_forwarder: ID, msg: rpc_pb2.Message) -> None:
+        """Upstream's, with the pubsub signature checked once: here for a peer's message (a bad one costs the
+        forwarder), not at all for our own (we signed it); upstream's second check finds it in
+        `_SIGNATURES_CHECKED` (docs/p2p.md, "Work done once per message")."""
+        token = id(msg)
+        if token not in self._ids:  # our own publish, or a caller other than the read loop
+            await self._push_with_id(msg_forwarder, msg, content_msg_id(msg))
+            return
         if msg_forwarder == self.my_id:
-            await super().push_msg(msg_forwarder, msg)
+            with _signature_checked(msg):
+                await super().push_msg(msg_forwarder, msg)
             return
         if self.is_peer_blacklisted(msg_forwarder):
             return  # upstream drops these too, but only after our signature check would have run
         try:
-            if self.strict_signing and not self._is_msg_seen(msg) and not signature_validator(msg):
-                self._gate.offense(msg_forwarder, Offense.BAD_SIGNATURE, "pubsub signature does not verify")
+            if self.strict_signing and not self._is_msg_seen(msg):
+                if not signature_validator(msg):
+                    self._gate.offense(msg_forwarder, Offense.BAD_SIGNATURE, "pubsub signature does not verify")
+                    return
+                with _signature_checked(msg):
+                    await super().push_msg(msg_forwarder, msg)
                 return
             await super().push_msg(msg_forwarder, msg)
         except Exception as exc:
@@ -867,6 +930,37 @@ def contain_peer_tasks(manager: Any, service: str, counters: P2PCounters) -> Non
         run_task(contained, *args, name=label, **kwargs)
 
     manager.run_task = contained_run_task
+
+
+# Messages whose pubsub signature was checked (or made) by `GuardedPubsub.push_msg`, by object, while upstream's
+# `push_msg` runs on them: upstream checks every message's signature again (one Ed25519 verification per
+# message admitted, our own publishes included), which `_checked_or_verify` answers from here.
+_SIGNATURES_CHECKED: dict[int, rpc_pb2.Message] = {}
+
+
+@contextmanager
+def _signature_checked(msg: rpc_pb2.Message) -> Iterator[None]:
+    token = id(msg)
+    if token in _SIGNATURES_CHECKED:  # the same object pushed twice at once: the first holds the entry
+        yield
+        return
+    _SIGNATURES_CHECKED[token] = msg
+    try:
+        yield
+    finally:
+        _SIGNATURES_CHECKED.pop(token, None)
+
+
+def _checked_or_verify(msg: rpc_pb2.Message) -> bool:
+    """Upstream's `signature_validator` as `libp2p.pubsub.pubsub` calls it: True for a message checked above."""
+    if _SIGNATURES_CHECKED.get(id(msg)) is msg:
+        return True
+    return signature_validator(msg)
+
+
+# A process-wide rebind of the name upstream's Pubsub.push_msg calls (as p2p/yamux.py does for Yamux): messages
+# not in `_SIGNATURES_CHECKED` (any other Pubsub in the process) are verified as before.
+upstream_pubsub.signature_validator = _checked_or_verify  # type: ignore[attr-defined]
 
 
 def _peek(lanes: ByteBudgetQueue, on_lane: bool) -> tuple[rpc_pb2.RPC, int, bool] | None:

@@ -320,8 +320,10 @@ class NodeProcess:
     """One testnode process: start, send commands, wait for events, kill -9 or stop (bounded)."""
 
     def __init__(self, seed: str, port: int, peers: list[str], *extra: str, chain: str = CHAIN,
-                 log: str | None = None) -> None:
+                 log: str | None = None, root: str = _REPO_ROOT) -> None:
+        """`root`: the checkout whose code the process runs (another worktree, for a bench's baseline)."""
         self.seed, self.port, self.peers, self.extra, self.chain = seed, port, peers, extra, chain
+        self.root = root
         self.log = log  # stderr goes here if given (it holds the node's own log lines)
         self.addr = peer_addr_for(seed, port)
         self.process: trio.Process | None = None
@@ -338,7 +340,7 @@ class NodeProcess:
             stderr = open(self.log, "ab")  # noqa: SIM115, ASYNC230 - handed to the child, closed below
         try:
             self.process = await trio.lowlevel.open_process(
-                argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr, cwd=_REPO_ROOT,
+                argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr, cwd=self.root,
             )
         finally:
             if self.log is not None:

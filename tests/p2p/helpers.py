@@ -18,6 +18,7 @@ from p2p.validation import GossipMessage
 
 if TYPE_CHECKING:
     from libp2p.abc import INetStream
+    from libp2p.custom_types import TProtocol
 
     from tests.adversary.frames import Attacker
 
@@ -97,3 +98,44 @@ async def join_tx_and_vote_meshes(peer: Attacker, node: P2PService) -> INetStrea
     await wait_until(lambda: peer.peer_id in pubsub.peers and all(
         peer.peer_id in node.gossip.mesh_peers(k) for k in kinds))
     return stream
+
+
+class Sink:
+    """A stream handler that reads until `expected` bytes have arrived (or the stream ends); `streams` are the
+    streams it was handed, `done` is set when it stops."""
+
+    def __init__(self, expected: int) -> None:
+        self.expected = expected
+        self.received = bytearray()
+        self.streams: list[INetStream] = []
+        self.done = trio.Event()
+
+    async def __call__(self, stream: INetStream) -> None:
+        self.streams.append(stream)
+        while len(self.received) < self.expected:
+            chunk = await stream.read(1 << 16)
+            if not chunk:
+                break
+            self.received.extend(chunk)
+        self.done.set()
+
+
+@asynccontextmanager
+async def stream_to(sink: Sink, protocol: TProtocol, seed: str) -> AsyncIterator[INetStream]:
+    """Two hosts from `p2p.host.build_host` on 127.0.0.1 (ephemeral ports), the second serving `protocol` with
+    `sink`: the first's stream to it; both hosts' connections are closed on the way out."""
+    from libp2p.peer.peerinfo import PeerInfo
+
+    from p2p.host import build_host, close_connections, parse_multiaddr
+
+    sender = build_host(node_key_from_seed(f"{seed}-a".encode()), ["/ip4/127.0.0.1/tcp/0"])
+    receiver = build_host(node_key_from_seed(f"{seed}-b".encode()), ["/ip4/127.0.0.1/tcp/0"])
+    receiver.set_stream_handler(protocol, sink)
+    listen = [parse_multiaddr("/ip4/127.0.0.1/tcp/0")]
+    async with sender.run(listen_addrs=listen), receiver.run(listen_addrs=listen):
+        try:
+            await sender.connect(PeerInfo(receiver.get_id(), receiver.get_addrs()))
+            yield await sender.new_stream(receiver.get_id(), [protocol])
+        finally:
+            await close_connections(sender)
+            await close_connections(receiver)

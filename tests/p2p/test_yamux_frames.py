@@ -12,14 +12,11 @@ from typing import Any
 
 import pytest
 import trio
-from libp2p.abc import INetStream
 from libp2p.custom_types import TProtocol
-from libp2p.peer.peerinfo import PeerInfo
 from libp2p.security.noise.io import MAX_PLAINTEXT_LENGTH
 
-from p2p.host import build_host, close_connections, parse_multiaddr
-from p2p.identity import node_key_from_seed
 from p2p.yamux import NOISE_FRAME_BYTES, QuietYamux
+from tests.p2p.helpers import Sink, stream_to
 
 pytestmark = [pytest.mark.p2p]
 
@@ -31,37 +28,17 @@ TYPE_DATA = 0
 @pytest.mark.trio
 async def test_a_large_write_leaves_as_yamux_frames_of_one_noise_message_each_and_arrives_whole() -> None:
     data = bytes(range(256)) * 800  # 200 KiB: under the initial 256 KiB stream window, so no window split
-    received = bytearray()
-    done = trio.Event()
-
-    async def sink(stream: INetStream) -> None:
-        while len(received) < len(data):
-            chunk = await stream.read(1 << 16)
-            if not chunk:
-                break
-            received.extend(chunk)
-        done.set()
-
-    sender = build_host(node_key_from_seed(b"yamux-a"), ["/ip4/127.0.0.1/tcp/0"])
-    receiver = build_host(node_key_from_seed(b"yamux-b"), ["/ip4/127.0.0.1/tcp/0"])
-    receiver.set_stream_handler(PROTOCOL, sink)
-    listen = [parse_multiaddr("/ip4/127.0.0.1/tcp/0")]
+    sink = Sink(len(data))
     with trio.fail_after(30):
-        async with sender.run(listen_addrs=listen), receiver.run(listen_addrs=listen):
-            try:
-                await sender.connect(PeerInfo(receiver.get_id(), receiver.get_addrs()))
-                stream = await sender.new_stream(receiver.get_id(), [PROTOCOL])
-                muxer = stream.muxed_conn
-                assert isinstance(muxer, QuietYamux)
-                frames = record_frames(muxer.secured_conn.conn)  # type: ignore[attr-defined]
-                stream_id = stream.muxed_stream.stream_id  # type: ignore[attr-defined]
-                await stream.write(data)
-                await done.wait()
-                await stream.close()
-            finally:
-                await close_connections(sender)
-                await close_connections(receiver)
-    assert bytes(received) == data
+        async with stream_to(sink, PROTOCOL, "yamux") as stream:
+            muxer = stream.muxed_conn
+            assert isinstance(muxer, QuietYamux)
+            frames = record_frames(muxer.secured_conn.conn)  # type: ignore[attr-defined]
+            stream_id = stream.muxed_stream.stream_id  # type: ignore[attr-defined]
+            await stream.write(data)
+            await sink.done.wait()
+            await stream.close()
+    assert bytes(sink.received) == data
     ours = [(length, noise) for type_, sid, length, noise in frames if type_ == TYPE_DATA and sid == stream_id]
     assert sum(length for length, _ in ours) == len(data)
     assert all(noise == 1 for _, noise in ours)  # upstream: each full 64 KiB frame went as two Noise messages
