@@ -473,8 +473,12 @@ class ConsensusDriver:
         pending = self._pending.get(bytes(block.id))
         if pending is not None:  # decided by the others' precommits while our validation was still pending
             if pending.started:
+                logger.info("block %d decided while this node validated it: the commit waits for that execution",
+                            int(block.height))
                 await pending.done.wait()  # its execution is stored: finalize_block stages it, once
             else:
+                logger.info("block %d decided before this node's validation of it began: the commit executes it",
+                            int(block.height))
                 pending.overtaken = True  # it will not execute: finalize_block executes the block, once
         await self.chain.commit(block, action.commit, action.next_proposers.encode())
         if self._replaying:
