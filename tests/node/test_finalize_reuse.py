@@ -35,7 +35,7 @@ pytestmark = pytest.mark.node
 
 
 @pytest.mark.trio
-async def test_a_block_decided_while_this_node_validates_it_is_executed_once(tmp_path, caplog) -> None:  # type: ignore[no-untyped-def]
+async def test_a_block_decided_while_this_node_validates_it_is_executed_once(tmp_path, caplog, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     """The missed path: a proposal under validation here (slow: a loaded node), then 3 of 4 precommits for it
     arrive, so consensus decides before this node's verdict. The commit must stage the validation's
     execution, not apply the block a second time beside it."""
@@ -72,8 +72,8 @@ async def test_a_block_decided_while_this_node_validates_it_is_executed_once(tmp
         finalized.append(b)
         return finalize(b, batch)
 
-    app.validate_block = slow_validate  # type: ignore[method-assign]
-    app.finalize_block = counted_finalize  # type: ignore[method-assign]
+    monkeypatch.setattr(app, "validate_block", slow_validate)
+    monkeypatch.setattr(app, "finalize_block", counted_finalize)
     waited = "decided while this node validated it"
     with trio.fail_after(90):
         async with running(node):
