@@ -311,9 +311,13 @@ def group_pids(leader: int) -> list[int]:
 P2P_SHOWN = ("messages_received", "duplicates", "rpcs_received", "rpc_bytes_received", "relays_suppressed",
              "idontwant_sent", "rpcs_sent", "frames_sent", "inbound_bulk_dropped")
 
+FINALIZED_SHOWN = ("finalized:reused", "finalized:unexecuted", "finalized:other_base")
+
 
 def p2p_counters(url: str) -> dict[str, float]:
-    """The node's p2p counters (`/metrics`, P2PCounters by name) that the step report shows; {} if unreadable."""
+    """The node's p2p counters (`/metrics`, P2PCounters by name) that the step report shows, and its committed
+    blocks by how finalize found their execution (`finalized:<path>`, VMApplication.finalize_counts); {} if
+    unreadable."""
     out: dict[str, float] = {}
     try:
         text = httpx.get(url.rstrip("/") + "/metrics", timeout=10).text
@@ -324,6 +328,9 @@ def p2p_counters(url: str) -> dict[str, float]:
             name = line.split('event="', 1)[1].split('"', 1)[0]
             if name in P2P_SHOWN:
                 out[name] = float(line.rsplit(" ", 1)[1])
+        elif line.startswith("inferchain_finalized_blocks_total{"):
+            path = line.split('path="', 1)[1].split('"', 1)[0]
+            out[f"finalized:{path}"] = float(line.rsplit(" ", 1)[1])
     return out
 
 
@@ -611,6 +618,10 @@ def main(argv: list[str] | None = None) -> int:
                     print("         gossip per tx per node: " + ", ".join(
                         f"{k} {v * 1000:.1f}/1000" if k != "rpc_bytes_received" else f"bytes received {v:,.0f}"
                         for k, v in grown.items()), flush=True)
+                # blocks a node executed again at commit (docs/performance.md, "Blocks executed twice")
+                print("         blocks finalized by node (reused/unexecuted/other_base): " + ", ".join(
+                    f"node{i} " + "/".join(f"{b.get(k, 0) - a.get(k, 0):.0f}" for k in FINALIZED_SHOWN)
+                    for i, a, b in zip(net.indices, p2p0, p2p1, strict=True)), flush=True)
         finally:
             observer.stop.set()
             watcher.join(10)

@@ -95,6 +95,27 @@ Publisher = Callable[[Vote | ProposalBlock | Evidence], Awaitable[None]]
 AlarmSink = Callable[[str], None]
 
 
+class _Overtaken(Exception):
+    """A validation whose block was committed before it began: the commit executed the block instead."""
+
+
+@dataclass(slots=True)
+class _PendingValidation:
+    """A validation the machine asked for, from the action until its thread returns. Read and written on the
+    event loop only. A commit of the same block waits for a started one (its execution is what
+    `finalize_block` then stages) and marks a queued one overtaken (it never executes: the commit does)."""
+
+    done: trio.Event = dataclasses.field(default_factory=trio.Event)
+    started: bool = False
+    overtaken: bool = False
+
+    def begin(self) -> bool:
+        if self.overtaken:
+            return False
+        self.started = True
+        return True
+
+
 class ConsensusDriver:
     """Owns one ConsensusState, one Signer (None for a non-validator) and one WAL."""
 
@@ -136,6 +157,7 @@ class ConsensusDriver:
         # Which of our own clients' transactions our proposals may name yet (node.proposal_hold).
         self.hold = hold
         self._built: set[bytes] = set()  # ids of blocks this node built (their validation is no sample)
+        self._pending: dict[bytes, _PendingValidation] = {}  # validations asked for, by block id
         self.alarms: list[str] = []
         self.started = trio.Event()
         self.fed = 0
@@ -267,6 +289,8 @@ class ConsensusDriver:
         elif isinstance(action, BuildBlock):
             self._spawn(self._build, action)
         elif isinstance(action, ValidateBlock):
+            if not self._replaying:
+                self._pending[bytes(action.block.id)] = _PendingValidation()
             self._spawn(self._validate, action)
         elif isinstance(action, Sign):
             await self._sign(action)
@@ -365,13 +389,25 @@ class ConsensusDriver:
         return txs
 
     async def _validate(self, action: ValidateBlock) -> None:
-        await self.validate(action.block)
+        bid = bytes(action.block.id)
+        pending = self._pending.get(bid)
+        try:
+            await self.validate(action.block, pending)
+        except _Overtaken:
+            pass  # the block is committed: no verdict to give, no disagreement to note
+        finally:
+            if pending is not None and self._pending.get(bid) is pending:
+                del self._pending[bid]
 
-    async def validate(self, block: Block) -> Verdict:
-        """Re-execute `block` off the event loop, note disagreements in the mempool, feed the verdict."""
+    async def validate(self, block: Block, pending: _PendingValidation | None = None) -> Verdict:
+        """Re-execute `block` off the event loop, note disagreements in the mempool, feed the verdict.
+
+        `pending`: this validation's record for `_commit` (raises _Overtaken when the commit came first)."""
         sample = bytes(block.id) not in self._built
 
         def validate() -> Verdict:
+            if pending is not None and not trio.from_thread.run_sync(pending.begin):
+                raise _Overtaken
             started = time.perf_counter()  # proposer policy only (node.proposal_size): never in a verdict
             verdict = self.app.validate_block(block)
             if sample and verdict.is_valid:
@@ -382,6 +418,9 @@ class ConsensusDriver:
             verdict = await trio.to_thread.run_sync(validate, limiter=self._app_threads)
         except LocalFault as fault:
             verdict = Verdict.local_fault(str(fault))
+        finally:
+            if pending is not None:
+                pending.done.set()  # before the feed below, which may wait for the loop task `_commit` holds
         if not verdict.is_valid:
             self._note_disagreement(block, verdict)
         # Wrong exact outputs (verdict.wrong_outputs) become evidence inside the machine.
@@ -431,6 +470,16 @@ class ConsensusDriver:
         block = action.block
         if int(block.height) <= int(self.chain.height):
             return  # already stored (a replay, or block sync got there first)
+        pending = self._pending.get(bytes(block.id))
+        if pending is not None:  # decided by the others' precommits while our validation was still pending
+            if pending.started:
+                logger.info("block %d decided while this node validated it: the commit waits for that execution",
+                            int(block.height))
+                await pending.done.wait()  # its execution is stored: finalize_block stages it, once
+            else:
+                logger.info("block %d decided before this node's validation of it began: the commit executes it",
+                            int(block.height))
+                pending.overtaken = True  # it will not execute: finalize_block executes the block, once
         await self.chain.commit(block, action.commit, action.next_proposers.encode())
         if self._replaying:
             return

@@ -42,6 +42,8 @@ class StatusSample:
     catching_up: bool = False
     # p2p's counters (P2PCounters.snapshot(): drops, penalties, bans, handler errors, ...), by name.
     p2p: tuple[tuple[str, int], ...] = ()
+    # Committed blocks by how `finalize_block` got their execution (VMApplication.finalize_counts), by path.
+    finalized: tuple[tuple[str, int], ...] = ()
 
     @property
     def poi_score(self) -> float:
@@ -89,6 +91,13 @@ class _StatusCollector(Collector):
             for name, value in s.p2p:
                 p2p.add_metric([name], value)
             yield p2p
+        if s.finalized:
+            finalized = CounterMetricFamily(
+                "inferchain_finalized_blocks", "Committed blocks by how their execution was found: reused (executed "
+                "when built or validated), unexecuted or other_base (executed again at commit)", labels=["path"])
+            for name, value in s.finalized:
+                finalized.add_metric([name], value)
+            yield finalized
 
 
 class _GcCollector(Collector):

@@ -288,8 +288,9 @@ class Queries:
                 correct, wrong, missed = mine.poi_correct, mine.poi_wrong, mine.poi_missed
         p2p = self._node.p2p
         counters = tuple(sorted(p2p.counters.snapshot().items())) if p2p is not None else ()
+        finalized = tuple(sorted(self._node.app.finalize_counts.items()))
         return StatusSample(int(s.height), s.round, s.peers, s.mempool_size, s.mempool_bytes, s.is_validator,
-                            correct, wrong, missed, s.catching_up, counters)
+                            correct, wrong, missed, s.catching_up, counters, finalized)
 
     # ---------------------------------------------------------------- state, with proofs
 

@@ -149,6 +149,10 @@ class VMApplication:
         self._challenges: OrderedDict[tuple[int, bytes], Tensor | None] = OrderedDict()
         self._executions: OrderedDict[bytes, Execution] = OrderedDict()
         self.reused_executions = 0  # validations answered from `_executions` (diagnostics and tests)
+        # Blocks `finalize_block` staged from a stored execution ("reused") or had to execute again: one this
+        # node never executed ("unexecuted": not validated, e.g. decided by peers' precommits or synced, or
+        # evicted) or executed on another state version ("other_base"). The node's metrics show them.
+        self.finalize_counts: dict[str, int] = {"reused": 0, "unexecuted": 0, "other_base": 0}
         self._wrong_exact: OrderedDict[bytes, tuple[int, ...]] = OrderedDict()
         self._build_faults: OrderedDict[bytes, tuple[Hash32, ...]] = OrderedDict()
         self._lock = threading.RLock()
@@ -422,6 +426,9 @@ class VMApplication:
         h = int(block.height)
         with self._lock:
             execution = self._executions.get(bytes(block.id))
+            path = "unexecuted" if execution is None else "reused" if execution.base_version == version \
+                else "other_base"
+            self.finalize_counts[path] += 1
         if execution is None or execution.base_version != version:
             view = self._view(version)
             result = apply_block(view, block, self._verify_tx, body_checked=self._body_checked(block),
