@@ -618,7 +618,7 @@ def main(argv: list[str] | None = None) -> int:
                     print("         gossip per tx per node: " + ", ".join(
                         f"{k} {v * 1000:.1f}/1000" if k != "rpc_bytes_received" else f"bytes received {v:,.0f}"
                         for k, v in grown.items()), flush=True)
-                # blocks a node executed again at commit (docs/performance.md, "Blocks executed twice")
+                # blocks a node executed again at commit (docs/performance-cpu.md, "Blocks executed twice")
                 print("         blocks finalized by node (reused/unexecuted/other_base): " + ", ".join(
                     f"node{i} " + "/".join(f"{b.get(k, 0) - a.get(k, 0):.0f}" for k in FINALIZED_SHOWN)
                     for i, a, b in zip(net.indices, p2p0, p2p1, strict=True)), flush=True)

@@ -1,5 +1,5 @@
 """A validator executes a block once: the execution its validation stored is what the commit stages, even when
-the others' precommits decide the block while that validation is still running (docs/performance.md,
+the others' precommits decide the block while that validation is still running (docs/performance-cpu.md,
 "Blocks executed twice (finalize round)")."""
 
 from __future__ import annotations
