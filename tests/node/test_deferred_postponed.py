@@ -127,7 +127,10 @@ async def test_register_follows_postponements_and_an_apply_only_node_precomputes
                     assert model_id.hex() not in listed  # rejected: never listed
 
                     # The follower applied the same verdicts without a background check of its own.
-                    await wait_until(lambda: follower.height >= validator.height, 60)
+                    # The height the validator has now, not its moving head: under load a follower applying
+                    # each block after the validator made it can stay one block behind a moving target.
+                    target = validator.height
+                    await wait_until(lambda: follower.height >= target, 60)
                     assert follower.precompute.ran == 0 and follower.precompute.skipped >= 1
                     assert follower.app.check_memo.precomputed == 0
                     assert validator.precompute.skipped == 0
