@@ -94,7 +94,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
 
-    print(f"load at start: {open('/proc/loadavg').read().split()[:3]}")
+    print("load at start: " + " ".join(f"{x:.2f}" for x in os.getloadavg()))
     start = time.perf_counter()
     chain = build(args.blocks, args.txs, args.accounts)
     for block in chain.blocks:  # as the node's blocks arrive: hashes and senders already derived once
@@ -115,7 +115,7 @@ def main() -> None:
             ours.append(spent_ours / transfers * 1e6)
             print(f"  round {r + 1}: base {base[-1]:5.2f} us   ours {ours[-1]:5.2f} us of thread CPU per transfer")
     b, o = statistics.median(base), statistics.median(ours)
-    print(f"index write, thread CPU per transfer (median of {args.rounds}, pid {os.getpid()}):")
+    print(f"index write, thread CPU per transfer (median of {args.rounds}):")
     print(f"  ours (ChainIndex)   {o:6.2f} us   previous loop {b:6.2f} us   ratio {o / b:5.2f}")
 
 
