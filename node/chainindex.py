@@ -185,7 +185,7 @@ class ChainIndex:
                 kind = tx.kind
                 sender = tx.sender_address
                 suffix = head + index.to_bytes(4, "big")
-                tx_hash = bytes(tx.hash)
+                tx_hash = tx.hash  # a bytes subclass: LevelDB copies it as it is
                 put(account + sender + suffix, tx_hash)
                 if kind == transfer:
                     to = _recipient(tx.payload, result.status == ok)
