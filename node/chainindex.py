@@ -27,7 +27,7 @@ from core.block import Block
 from core.errors import DecodeError
 from core.header import TxStatus
 from core.store import KVStore
-from core.types import Address, Hash32, Height
+from core.types import Address, Amount, Hash32, Height
 from node.events import SubscriberTooSlow
 from vm.poi import PoiOutcome, score_commitments
 from vm.state import PendingPoi, PoiEntry
@@ -60,6 +60,24 @@ def _infer_model(payload: bytes) -> bytes | None:
     try:
         return bytes(Infer.decode(payload).model_id)
     except DecodeError:  # cannot happen for a call that ran; never let it stop the index
+        return None
+
+
+_TRANSFER_HEAD = Transfer(Address(bytes(Address.SIZE)), Amount(0)).encode()[:-(Address.SIZE + 1)]
+"""A transfer's canonical encoding up to its recipient (array of two, then the address's header): every
+transfer that ran was decoded by the VM, so its recipient is the next `Address.SIZE` bytes."""
+_TO_START = len(_TRANSFER_HEAD)
+_TO_END = _TO_START + Address.SIZE
+
+
+def _recipient(payload: bytes, ran: bool) -> bytes | None:
+    """The recipient of a transfer; None when its payload does not decode (refused in-block: only its sender is
+    indexed). `ran`: the VM decoded this payload (status OK), so the address lies at a fixed place in it."""
+    if ran and payload[:_TO_START] == _TRANSFER_HEAD:
+        return payload[_TO_START:_TO_END]
+    try:
+        return bytes(Transfer.decode(payload).to)
+    except DecodeError:
         return None
 
 
@@ -154,30 +172,36 @@ class ChainIndex:
         keys.clear()
 
     def _index(self, block: Block, previous: Block | None) -> None:
+        # Two puts per transfer at blocks of a thousand or more: the loop builds each key with one
+        # concatenation, reads a transaction's hash and sender once, and takes the recipient of a transfer
+        # that ran straight from its payload (`_recipient`).
         height = int(block.height)
         calls: dict[bytes, int] = {}
+        head = _u64(height)
+        account, transfer, infer, ok = _ACCOUNT, TxKind.TRANSFER, TxKind.INFER, TxStatus.OK
         with self.db.write_batch() as batch:
+            put = batch.put
             for index, (tx, result) in enumerate(zip(block.txs, block.results, strict=False)):
-                if tx.kind == TxKind.INFER and result.status == TxStatus.OK:
+                kind = tx.kind
+                sender = tx.sender_address
+                suffix = head + index.to_bytes(4, "big")
+                tx_hash = tx.hash  # a bytes subclass: LevelDB copies it as it is
+                put(account + sender + suffix, tx_hash)
+                if kind == transfer:
+                    to = _recipient(tx.payload, result.status == ok)
+                    if to is not None and to != sender:
+                        put(account + to + suffix, tx_hash)
+                elif kind == infer and result.status == ok:
                     model_id = _infer_model(tx.payload)
                     if model_id is not None:
                         calls[model_id] = calls.get(model_id, self.model_calls(Hash32(model_id))) + 1
-                suffix = _u64(height) + index.to_bytes(4, "big")
-                batch.put(_ACCOUNT + bytes(tx.sender_address) + suffix, bytes(tx.hash))
-                if tx.kind == TxKind.TRANSFER:
-                    try:
-                        to = Transfer.decode(tx.payload).to
-                    except DecodeError:  # refused in-block; its sender is indexed above
-                        continue
-                    if to != tx.sender_address:
-                        batch.put(_ACCOUNT + bytes(to) + suffix, bytes(tx.hash))
             for model_id, count in calls.items():
-                batch.put(_CALLS + model_id, _u64(count))
+                put(_CALLS + model_id, _u64(count))
             scored = self._score(block, previous)
             if scored is not None:
-                batch.put(_POI + _u64(height - 2), scored)
-            batch.put(_HEIGHT, _u64(height))
-            batch.put(_HEAD_ID, bytes(block.id))
+                put(_POI + _u64(height - 2), scored)
+            put(_HEIGHT, head)
+            put(_HEAD_ID, bytes(block.id))
 
     def _score(self, block: Block, previous: Block | None) -> bytes | None:
         """The outcomes of challenge height-2, if this block reveals its output and the previous block's last

@@ -7,11 +7,15 @@ from pathlib import Path
 
 import pytest
 
+from core.errors import DecodeError
+from core.header import TxResult, TxStatus
 from core.store import MemoryStore
-from core.types import Hash32
+from core.tx import Transaction
+from core.types import Amount, Gas, Hash32
 from node.chainindex import ChainIndex
 from node.leveldb import LevelDBStore
-from tests.node.simchain import SimChain
+from tests.node.simchain import CHAIN_ID, SimChain
+from vm.txs import Transfer, TxKind
 
 pytestmark = pytest.mark.node
 
@@ -101,4 +105,42 @@ def test_an_index_of_another_chain_is_dropped_and_rebuilt(tmp_path: Path) -> Non
     index = open_index(tmp_path / "index", new)
     assert index.catch_up() == 2 and index.indexed_height() == 2
     assert [bytes(e.tx_hash) for e in index.account_txs(new.account_keys[0].address, 100)] == [fresh]
+    index.db.close()
+
+
+def test_recipients_are_indexed_as_their_payloads_decode(tmp_path: Path) -> None:
+    """The index takes a transfer that ran's recipient straight from its payload: every amount's encoding, a
+    transfer to oneself, and transfers that did not run (one whose payload decodes, one whose payload has a
+    transfer's head but does not decode) give the recipients that decoding the payload gives."""
+    chain = SimChain(n_accounts=4)
+    a, b, c, d = (k.address for k in chain.account_keys)
+    for i, amount in enumerate((1, 127, 128, 255, 256, 65_536, 2**32, 10**11)):
+        chain.pending.append(chain.transfer(0, (b, c)[i % 2], amount, nonce=i))
+    chain.pending.append(chain.transfer(0, a, 3, nonce=8))  # to oneself: indexed once
+    block = chain.produce()
+    key = chain.account_keys[3]
+    undecodable = Transaction.create(key, chain_id=CHAIN_ID, nonce=0, gas_limit=1000, fee=1000,
+                                     kind=TxKind.TRANSFER, payload=Transfer(b, Amount(5)).encode() + b"\x00")
+    refused = Transaction.create(key, chain_id=CHAIN_ID, nonce=1, gas_limit=1000, fee=1000,
+                                 kind=TxKind.TRANSFER, payload=Transfer(c, Amount(10**15)).encode())
+    failed = TxResult(TxStatus.FAILED, Gas(1000), (), b"", "balance")
+    block = block.replace(txs=(*block.txs, undecodable, refused), results=(*block.results, failed, failed))
+    index = ChainIndex(LevelDBStore(tmp_path / "index"), lambda h: block if h == 1 else None, lambda: 1,
+                       lambda h: None)
+    assert index.catch_up() == 1
+
+    expected: dict[bytes, list[tuple[int, int]]] = {bytes(x): [] for x in (a, b, c, d)}
+    for i, tx in enumerate(block.txs):
+        expected[bytes(tx.sender_address)].append((1, i))
+        try:
+            to = Transfer.decode(tx.payload).to
+        except DecodeError:
+            continue
+        if to != tx.sender_address:
+            expected[bytes(to)].append((1, i))
+    assert expected[bytes(c)][-1] == (1, 10) and expected[bytes(b)][-1] == (1, 6)  # not the undecodable one's
+    for address in (a, b, c, d):
+        got = index.account_txs(address, 100)
+        assert [(e.height, e.index) for e in reversed(got)] == expected[bytes(address)]
+        assert all(bytes(e.tx_hash) == bytes(block.txs[e.index].hash) for e in got)
     index.db.close()
