@@ -41,8 +41,8 @@ from core.votes import Vote
 from node.chain import Chain
 from node.mempool import AccountInfo, Mempool
 from node.sigcache import SigCache
-from p2p.messages import TxBatch
 from p2p import offload
+from p2p.messages import TxBatch
 from p2p.validation import GossipMessage, GossipVerdict
 from vm.evidence import NOT_COMMITTED
 

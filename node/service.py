@@ -72,8 +72,8 @@ from node.sync import BlockSync, ConsensusCatchUp
 from node.uploadahead import UploadAhead
 from node.validator_peers import ValidatorPeers
 from node.views import SubmitVerdict
-from p2p.batcher import TxBatcher
 from p2p import offload
+from p2p.batcher import TxBatcher
 from p2p.config import P2PConfig
 from p2p.envelope import decode_tx_batch
 from p2p.identity import peer_id_of

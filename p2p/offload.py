@@ -44,10 +44,7 @@ async def run_sync(fn: Callable[..., T], *args: object, limiter: trio.CapacityLi
             return context.run(fn, *args)
 
         def deliver(result: outcome.Outcome[T]) -> None:  # in the worker thread
-            try:
-                token.run_sync_soon(trio.lowlevel.reschedule, task, result)
-            except trio.RunFinishedError:  # the run is gone: nobody is left to tell
-                pass
+            token.run_sync_soon(trio.lowlevel.reschedule, task, result)  # the run waits for us: it is still there
 
         trio.lowlevel.start_thread_soon(work, deliver, thread_name)  # None: trio leaves the thread's name alone
 

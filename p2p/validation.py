@@ -16,8 +16,8 @@ from libp2p.peer.id import ID
 
 from core.errors import DecodeError, InvalidSignature, LocalError, RemoteError
 from core.types import Hash32
-from p2p.envelope import EnvelopeCheck
 from p2p import offload
+from p2p.envelope import EnvelopeCheck
 from p2p.errors import Oversized, WrongChain
 from p2p.scoring import Offense
 from p2p.topics import TopicKind
