@@ -41,6 +41,7 @@ from core.votes import Vote
 from node.chain import Chain
 from node.mempool import AccountInfo, Mempool
 from node.sigcache import SigCache
+from p2p import offload
 from p2p.messages import TxBatch
 from p2p.validation import GossipMessage, GossipVerdict
 from vm.evidence import NOT_COMMITTED
@@ -385,7 +386,7 @@ class TxAdmission:
         unverified = len(to_verify) - allowed
         checking = to_verify[:allowed]
         if checking:
-            ok = await trio.to_thread.run_sync(
+            ok = await offload.run_sync(
                 lambda: all(self._sig_cache.verify(tx, tx_hash) for tx, tx_hash in checking), limiter=self._threads)
             self.signatures_checked += len(checking)
             if not ok:

@@ -47,6 +47,7 @@ from core.types import Hash32
 from node.events import EventHub
 from node.leveldb import LevelDBStore
 from node.mempool import Mempool, RemovalReason
+from p2p import offload
 
 logger = logging.getLogger(__name__)
 
@@ -237,7 +238,7 @@ class MempoolStore:
             self._dirty = trio.Event()
             ops, self._ops = self._ops, {}
             try:
-                await trio.to_thread.run_sync(self.write, ops)
+                await offload.run_sync(self.write, ops)
             except StorageError as exc:  # our disk's fault: keep the ops for the next try, keep the node up
                 for key, op in ops.items():
                     self._ops.setdefault(key, op)  # a newer note of the same key wins

@@ -72,6 +72,7 @@ from node.sync import BlockSync, ConsensusCatchUp
 from node.uploadahead import UploadAhead
 from node.validator_peers import ValidatorPeers
 from node.views import SubmitVerdict
+from p2p import offload
 from p2p.batcher import TxBatcher
 from p2p.config import P2PConfig
 from p2p.envelope import decode_tx_batch
@@ -601,7 +602,7 @@ class Node:
         """Mempool verdicts for `txs`, in order; accepted ones are gossiped in batches."""
         if len(txs) > _SUBMIT_THREAD_THRESHOLD:
             # Verify signatures off the event loop; the mempool then finds them in the cache.
-            await trio.to_thread.run_sync(lambda: [self.sig_cache.verify(tx) for tx in txs])
+            await offload.run_sync(lambda: [self.sig_cache.verify(tx) for tx in txs])
         verdicts = []
         added: list[Transaction] = []
         for tx in txs:

@@ -16,6 +16,7 @@ from libp2p.peer.id import ID
 
 from core.errors import DecodeError, InvalidSignature, LocalError, RemoteError
 from core.types import Hash32
+from p2p import offload
 from p2p.envelope import EnvelopeCheck
 from p2p.errors import Oversized, WrongChain
 from p2p.scoring import Offense
@@ -114,7 +115,7 @@ class TopicPipeline:
             raise Oversized(f"{self.kind.value}: {len(data)} bytes exceeds the cap of {self.cap}")
         if len(data) >= THREAD_THRESHOLD:
             limiter = _BULK_CHECK_THREADS if self.kind is TopicKind.TXS else _CONSENSUS_CHECK_THREADS
-            return await trio.to_thread.run_sync(self.envelope, data, limiter=limiter)
+            return await offload.run_sync(self.envelope, data, limiter=limiter)
         return self.envelope(data)
 
     async def run(self, data: bytes, msg_id: Hash32, forwarder: ID, origin: ID,
