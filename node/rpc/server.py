@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -41,7 +42,7 @@ from node.rpc.api import NodeApi
 from node.rpc.dispatch import Method, Registry, error_response, handle_payload, valid_id
 from node.rpc.errors import RpcError
 from node.rpc.gov_methods import gov_events_json
-from node.rpc.guard import WS_PROTOCOL, Guard, RateLimits, client_of
+from node.rpc.guard import WS_PROTOCOL, Guard, RateLimits, Receive, Scope, Send, client_of
 from node.rpc.jsonenc import to_json
 from node.rpc.methods import parse_address_param, parse_hash, result_json
 from node.rpc.methods import registry as base_registry
@@ -100,7 +101,12 @@ def is_small_answer(value: Any, limit: int = INLINE_RENDER_BYTES) -> bool:
             left -= 2 + 3 * len(item)
             for k, v in item.items():
                 left -= len(k) if isinstance(k, str) else 20
-                stack.append(v)
+                # A string value counted here, not pushed and popped (a broadcast verdict is all strings
+                # and booleans): the same sum, half the steps.
+                if isinstance(v, str):
+                    left -= len(v) + 2
+                else:
+                    stack.append(v)
         elif isinstance(item, list | tuple):
             left -= 2 + len(item)
             stack.extend(item)
@@ -162,7 +168,7 @@ def build_app(api: NodeApi, metrics: NodeMetrics | None = None, config: RPCSecti
         await websocket.accept(subprotocol=WS_PROTOCOL if WS_PROTOCOL in offered else None)
         await _serve_websocket(websocket, registry, bound, api, limits)
 
-    app = Starlette(routes=[
+    starlette_app = Starlette(routes=[
         Route("/", rpc, methods=["POST"]),
         Route("/health", health, methods=["GET"]),
         Route("/openrpc.json", openrpc, methods=["GET"]),
@@ -170,7 +176,73 @@ def build_app(api: NodeApi, metrics: NodeMetrics | None = None, config: RPCSecti
         WebSocketRoute("/ws", ws_route),
         *explorer_routes(),
     ])
-    return Guard(app, config, limits)
+    return Guard(RpcPostRoute(starlette_app, registry, bound), config, limits)
+
+
+# ------------------------------------------------------------------------------------------------ POST /
+
+_JSON_HEADERS = [(b"content-type", b"application/json")]
+
+
+class RpcPostRoute:
+    """`POST /` answered straight from ASGI messages; every other request goes to `app` (Starlette).
+
+    A JSON-RPC POST needs none of Starlette's layers (its error middleware, router, `Request` and `Response`
+    objects): they cost more CPU per request than parsing a 64-transaction body (docs/performance.md, "Latest
+    rounds"). The answers are the same bytes, status codes and headers as the Starlette route `rpc` above
+    gave, which still serves a request this class does not take (none today; kept as the reference).
+    """
+
+    def __init__(self, app: Callable[[Scope, Receive, Send], Awaitable[None]], registry: Registry,
+                 bound: dict[str, Any]) -> None:
+        self.app = app
+        self.registry = registry
+        self.bound = bound
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "POST" or scope["path"] != "/":
+            await self.app(scope, receive, send)
+            return
+        body = await _read_body(receive)
+        if body is None:  # the client went away mid-body
+            await _send(send, 400, b"", [])
+            return
+        if len(body) > MAX_BODY_BYTES:
+            await _send(send, 413, _render_json(error_response(None, RpcError(
+                E.INVALID_REQUEST, f"request body over {MAX_BODY_BYTES} bytes"))), _JSON_HEADERS)
+            return
+        answer = await handle_payload(self.registry, body, self.bound)
+        if answer is None:
+            await _send(send, 204, None, [])
+            return
+        await _send(send, 200, await render_answer(answer), _JSON_HEADERS)
+
+
+async def _read_body(receive: Receive) -> bytes | None:
+    """The request body, stopped just past MAX_BODY_BYTES (the caller refuses it); None on a disconnect."""
+    message = await receive()
+    if message["type"] != "http.request":
+        return None
+    body = message.get("body", b"")
+    if not message.get("more_body", False):
+        return body  # the usual case: the whole body in one message
+    parts = bytearray(body)
+    while len(parts) <= MAX_BODY_BYTES:
+        message = await receive()
+        if message["type"] != "http.request":
+            return None
+        parts += message.get("body", b"")
+        if not message.get("more_body", False):
+            break
+    return bytes(parts)
+
+
+async def _send(send: Send, status: int, body: bytes | None, headers: list[tuple[bytes, bytes]]) -> None:
+    """One whole response; content-length as Starlette sets it (none on a 204)."""
+    if body is not None:
+        headers = [(b"content-length", str(len(body)).encode()), *headers]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body or b""})
 
 
 # ------------------------------------------------------------------------------------------------ websocket
