@@ -13,7 +13,6 @@ bearer token, JSON content type, per-client rates and counts from the `[rpc]` co
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 from collections.abc import Awaitable, Callable
@@ -25,7 +24,7 @@ import trio
 from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve
 from starlette.applications import Starlette
-from starlette.requests import ClientDisconnect, Request
+from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
@@ -131,24 +130,7 @@ def build_app(api: NodeApi, metrics: NodeMetrics | None = None, config: RPCSecti
     limits = limits or RateLimits(config)
     registry = build_registry()
     bound = {"api": api}
-
-    async def rpc(request: Request) -> Response:
-        body = bytearray()
-        try:
-            # aclosing: an oversized body stops the stream early, and starlette's generator must be closed
-            # now, not left to the garbage collector (a ResourceWarning, and the request's receive channel).
-            async with contextlib.aclosing(request.stream()) as chunks:
-                async for chunk in chunks:
-                    body += chunk
-                    if len(body) > MAX_BODY_BYTES:
-                        return JSONResponse(error_response(None, RpcError(
-                            E.INVALID_REQUEST, f"request body over {MAX_BODY_BYTES} bytes")), status_code=413)
-        except ClientDisconnect:
-            return Response(status_code=400)
-        answer = await handle_payload(registry, bytes(body), bound)
-        if answer is None:
-            return Response(status_code=204)
-        return Response(await render_answer(answer), media_type="application/json")
+    post = RpcPost(registry, bound)
 
     async def health(request: Request) -> Response:
         s = api.status()
@@ -169,14 +151,14 @@ def build_app(api: NodeApi, metrics: NodeMetrics | None = None, config: RPCSecti
         await _serve_websocket(websocket, registry, bound, api, limits)
 
     starlette_app = Starlette(routes=[
-        Route("/", rpc, methods=["POST"]),
+        Route("/", post, methods=["POST"]),  # reached only past DirectPost; keeps `GET /` a 405
         Route("/health", health, methods=["GET"]),
         Route("/openrpc.json", openrpc, methods=["GET"]),
         Route("/metrics", metrics_route, methods=["GET"]),
         WebSocketRoute("/ws", ws_route),
         *explorer_routes(),
     ])
-    return Guard(RpcPostRoute(starlette_app, registry, bound), config, limits)
+    return Guard(DirectPost(post, starlette_app), config, limits)
 
 
 # ------------------------------------------------------------------------------------------------ POST /
@@ -184,27 +166,18 @@ def build_app(api: NodeApi, metrics: NodeMetrics | None = None, config: RPCSecti
 _JSON_HEADERS = [(b"content-type", b"application/json")]
 
 
-class RpcPostRoute:
-    """`POST /` answered straight from ASGI messages; every other request goes to `app` (Starlette).
+class RpcPost:
+    """The ASGI app of `POST /`: the body read straight from the ASGI messages (at most MAX_BODY_BYTES, 413
+    past it; 400 when the client goes away mid-body), the JSON-RPC answer rendered and sent whole (204 when
+    the body held only notifications)."""
 
-    A JSON-RPC POST needs none of Starlette's layers (its error middleware, router, `Request` and `Response`
-    objects): they cost more CPU per request than parsing a 64-transaction body (docs/performance.md, "Latest
-    rounds"). The answers are the same bytes, status codes and headers as the Starlette route `rpc` above
-    gave, which still serves a request this class does not take (none today; kept as the reference).
-    """
-
-    def __init__(self, app: Callable[[Scope, Receive, Send], Awaitable[None]], registry: Registry,
-                 bound: dict[str, Any]) -> None:
-        self.app = app
+    def __init__(self, registry: Registry, bound: dict[str, Any]) -> None:
         self.registry = registry
         self.bound = bound
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] != "POST" or scope["path"] != "/":
-            await self.app(scope, receive, send)
-            return
         body = await _read_body(receive)
-        if body is None:  # the client went away mid-body
+        if body is None:
             await _send(send, 400, b"", [])
             return
         if len(body) > MAX_BODY_BYTES:
@@ -218,12 +191,31 @@ class RpcPostRoute:
         await _send(send, 200, await render_answer(answer), _JSON_HEADERS)
 
 
+class DirectPost:
+    """`POST /` handed to `post` at once; every other request to `app` (Starlette, whose router also maps
+    `POST /` to `post`).
+
+    A JSON-RPC POST needs none of Starlette's layers (its error middleware, router and request wrapper),
+    which were half the server's own CPU per request (docs/performance.md, "The RPC entry's own CPU per
+    transaction (rpcfast round)")."""
+
+    def __init__(self, post: RpcPost, app: Callable[[Scope, Receive, Send], Awaitable[None]]) -> None:
+        self.post = post
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST" and scope["path"] == "/":
+            await self.post(scope, receive, send)
+        else:
+            await self.app(scope, receive, send)
+
+
 async def _read_body(receive: Receive) -> bytes | None:
     """The request body, stopped just past MAX_BODY_BYTES (the caller refuses it); None on a disconnect."""
     message = await receive()
     if message["type"] != "http.request":
         return None
-    body = message.get("body", b"")
+    body: bytes = message.get("body", b"")
     if not message.get("more_body", False):
         return body  # the usual case: the whole body in one message
     parts = bytearray(body)
