@@ -14,6 +14,9 @@ handed to the gossip batcher, the answer rendered), against the baseline of the 
 Ed25519 verification and the mempool's admission with the signature known, each measured alone in the same
 run. The difference is the RPC path's own cost (docs/performance-cpu.md, "CPU per transaction").
 
+`asgi` line: the same batches POSTed to `/` of the server's ASGI app (`build_app`: the guard, the route, the
+body read, the answer sent), in process without a socket (hypercorn's HTTP parsing is not counted).
+
 `block`: the per-transaction part of a `block` answer (each transaction's summary and result as JSON; the
 devnet bench's observer reads every block of node 0 this way) for tiny inferences with their outputs.
 Baseline: the sender's address written by BIP-350's reference checksum loop, as before; ours: the
@@ -44,7 +47,7 @@ from node.home import init_home
 from node.leveldb import LevelDBStore
 from node.queries import ModelIndex
 from node.rpc.dispatch import handle_payload
-from node.rpc.server import build_registry, render_answer
+from node.rpc.server import build_app, build_registry, render_answer
 from node.service import Node
 from tools.genesis import DEFAULT_SEED_PHRASE, account_key, make_genesis, validator_key
 from vm.genesis import parse_genesis
@@ -117,6 +120,26 @@ def request_body(txs: Sequence[Transaction]) -> bytes:
                        "params": {"txs": [tx.encode().hex() for tx in txs]}}).encode()
 
 
+async def asgi_post(app: Any, body: bytes) -> tuple[int, bytes]:
+    """POST `body` to `/` of an ASGI app as hypercorn would hand it over (one body message); status, body."""
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
+             "scheme": "http", "path": "/", "raw_path": b"/", "query_string": b"", "root_path": "",
+             "headers": [(b"host", b"127.0.0.1:26657"), (b"content-type", b"application/json"),
+                         (b"content-length", str(len(body)).encode())],
+             "client": ("127.0.0.1", 40000), "server": ("127.0.0.1", 26657)}
+    messages = [{"type": "http.request", "body": body, "more_body": False}]
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return messages.pop() if messages else {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    await app(scope, receive, send)
+    return sent[0]["status"], b"".join(m.get("body", b"") for m in sent[1:])
+
+
 async def _broadcast_line(root: Path, doc: dict[str, Any], line: str, txs: list[Transaction]) -> float:
     """CPU per transaction (process time: the signature worker threads included) of one line, on a fresh
     in-process validator that commits nothing meanwhile."""
@@ -137,22 +160,49 @@ async def _broadcast_line(root: Path, doc: dict[str, Any], line: str, txs: list[
         elif line == "mempool":  # admission alone, signatures checked: what the RPC adds work to
             for tx in txs:
                 assert node.mempool.add(tx, signature_checked=True, from_client=True).accepted
+        elif line == "asgi":  # the same through the server's ASGI app (guard, route, body, answer): no socket
+            app = build_app(node.queries, None, RPCSection(requests_per_s=1e9, burst=10**9))
+            for body in bodies:
+                status, rendered = await asgi_post(app, body)
+                assert status == 200 and b'"accepted":false' not in rendered
         else:  # a client's broadcast_txs: JSON, parse, verify, admit, hand to the batcher, answer
             for body in bodies:
                 answer = await handle_payload(registry, body, bound)
                 rendered = await render_answer(answer)
                 assert b'"accepted":false' not in rendered
         spent = (time.process_time() - start) / len(txs)
+        if line == "asgi":  # the app's own cost per request: a cheap method through it, against dispatch alone
+            spent_app = await _app_per_request(build_app(node.queries, None, RPCSection(
+                requests_per_s=1e9, burst=10**9)), registry, bound)
         assert len(node.mempool) == (len(txs) if line != "verify" else 0)
         nursery.cancel_scope.cancel()
+    if line == "asgi":
+        APP_SAMPLES.append(spent_app)
     return spent
+
+
+APP_SAMPLES: list[float] = []
+APP_REQUESTS = 2000
+
+
+async def _app_per_request(app: Any, registry: Any, bound: dict[str, Any]) -> float:
+    """CPU per `health` request through the ASGI app minus the same request's dispatch and rendering alone."""
+    body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "health"}).encode()
+    start = time.process_time()
+    for _ in range(APP_REQUESTS):
+        await render_answer(await handle_payload(registry, body, bound))
+    alone = time.process_time() - start
+    start = time.process_time()
+    for _ in range(APP_REQUESTS):
+        assert (await asgi_post(app, body))[0] == 200
+    return (time.process_time() - start - alone) / APP_REQUESTS
 
 
 def broadcast_part(n: int, rounds: int) -> None:
     gctune.apply(gctune.get_setting())  # the node process's collector settings (node/cli/runner.py)
     doc = make_genesis(1, accounts=BROADCAST_SENDERS + 1)
     txs = broadcast_workload(parse_genesis(doc).chain_id, n)
-    samples: dict[str, list[float]] = {"verify": [], "mempool": [], "rpc": []}
+    samples: dict[str, list[float]] = {"verify": [], "mempool": [], "rpc": [], "asgi": []}
     with tempfile.TemporaryDirectory() as tmp:
         for r in range(rounds):  # the lines interleaved, medians kept: a shared machine's load hits all alike
             for line, values in samples.items():
@@ -166,7 +216,12 @@ def broadcast_part(n: int, rounds: int) -> None:
     print(f"  baseline: the two together         {floor * 1e6:8.1f} us")
     print(f"  broadcast_txs, request to answer   {rows['rpc'] * 1e6:8.1f} us   ratio to baseline "
           f"{rows['rpc'] / floor:5.2f}   RPC's own {(rows['rpc'] - floor) * 1e6:+7.1f} us")
-    print("  rounds (verify / mempool / rpc, us): " + "; ".join(
+    print(f"  the same through the ASGI app      {rows['asgi'] * 1e6:8.1f} us   ratio to baseline "
+          f"{rows['asgi'] / floor:5.2f}   RPC's own {(rows['asgi'] - floor) * 1e6:+7.1f} us")
+    print(f"  the ASGI app's own per request (guard, route, body, answer; `health`) "
+          f"{statistics.median(APP_SAMPLES) * 1e6:6.1f} us = {statistics.median(APP_SAMPLES) / BROADCAST_BATCH * 1e6:4.2f}"
+          f" us per transaction at {BROADCAST_BATCH} per call")
+    print("  rounds (verify / mempool / rpc / asgi, us): " + "; ".join(
         " / ".join(f"{samples[line][r] * 1e6:.0f}" for line in samples) for r in range(rounds)))
 
 def block_part(n: int, rounds: int) -> None:
