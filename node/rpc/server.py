@@ -196,7 +196,7 @@ class DirectPost:
     `POST /` to `post`).
 
     A JSON-RPC POST needs none of Starlette's layers (its error middleware, router and request wrapper),
-    which were half the server's own CPU per request (docs/performance.md, "The RPC entry's own CPU per
+    which were half the server's own CPU per request (docs/performance-cpu.md, "The RPC entry's own CPU per
     transaction (rpcfast round)")."""
 
     def __init__(self, post: RpcPost, app: Callable[[Scope, Receive, Send], Awaitable[None]]) -> None:
