@@ -27,11 +27,12 @@ from core.block import Block
 from core.errors import DecodeError
 from core.header import TxStatus
 from core.store import KVStore
-from core.types import Address, Amount, Hash32, Height
+from core.tx import Transaction
+from core.types import Address, Hash32, Height
 from node.events import SubscriberTooSlow
 from vm.poi import PoiOutcome, score_commitments
 from vm.state import PendingPoi, PoiEntry
-from vm.txs import Infer, Transfer, TxKind
+from vm.txs import Infer, Transfer, TxKind, decoded_payload
 
 log = logging.getLogger(__name__)
 
@@ -63,22 +64,11 @@ def _infer_model(payload: bytes) -> bytes | None:
         return None
 
 
-_TRANSFER_HEAD = Transfer(Address(bytes(Address.SIZE)), Amount(0)).encode()[:-(Address.SIZE + 1)]
-"""A transfer's canonical encoding up to its recipient (array of two, then the address's header): every
-transfer that ran was decoded by the VM, so its recipient is the next `Address.SIZE` bytes."""
-_TO_START = len(_TRANSFER_HEAD)
-_TO_END = _TO_START + Address.SIZE
-
-
-def _recipient(payload: bytes, ran: bool) -> bytes | None:
+def _recipient(tx: Transaction) -> bytes | None:
     """The recipient of a transfer; None when its payload does not decode (refused in-block: only its sender is
-    indexed). `ran`: the VM decoded this payload (status OK), so the address lies at a fixed place in it."""
-    if ran and payload[:_TO_START] == _TRANSFER_HEAD:
-        return payload[_TO_START:_TO_END]
-    try:
-        return bytes(Transfer.decode(payload).to)
-    except DecodeError:
-        return None
+    indexed). The payload as `vm.txs.decoded_payload` keeps it: a transaction the VM executed is decoded already."""
+    payload = decoded_payload(tx)
+    return bytes(payload.to) if isinstance(payload, Transfer) else None
 
 
 def _u64(n: int) -> bytes:
@@ -174,7 +164,7 @@ class ChainIndex:
     def _index(self, block: Block, previous: Block | None) -> None:
         # Two puts per transfer at blocks of a thousand or more: the loop builds each key with one
         # concatenation, reads a transaction's hash and sender once, and takes the recipient of a transfer
-        # that ran straight from its payload (`_recipient`).
+        # from its payload as the VM decoded it (`_recipient`).
         height = int(block.height)
         calls: dict[bytes, int] = {}
         head = _u64(height)
@@ -188,7 +178,7 @@ class ChainIndex:
                 tx_hash = tx.hash  # a bytes subclass: LevelDB copies it as it is
                 put(account + sender + suffix, tx_hash)
                 if kind == transfer:
-                    to = _recipient(tx.payload, result.status == ok)
+                    to = _recipient(tx)
                     if to is not None and to != sender:
                         put(account + to + suffix, tx_hash)
                 elif kind == infer and result.status == ok:
