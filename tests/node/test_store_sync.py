@@ -5,10 +5,6 @@ within the interval; a clean close syncs; unsynced batches survive a kill -9 of 
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,10 +12,11 @@ from typing import Any
 import pytest
 import trio
 
+import tests.node.test_mempool_persist as persist
 from node.leveldb import LevelDBStore
 from node.mempool_store import MempoolStore
 from tests.node.test_mempool import Accounts, tx
-from tests.node.test_mempool_persist import _WRITER, _keys, _pool
+from tests.node.test_mempool_persist import _keys, _pool
 
 pytestmark = pytest.mark.node
 
@@ -86,30 +83,10 @@ def test_quiet_after_an_unsynced_batch_brings_an_empty_synced_write(tmp_path: Pa
     store.close()
 
 
-def test_unsynced_batches_survive_a_kill_9_whole(tmp_path: Path) -> None:
-    """The crash test's writer (tests/node/test_mempool_persist.py) with every batch unsynced: killed with
+def test_unsynced_batches_survive_a_kill_9_whole(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The crash test of tests/node/test_mempool_persist.py with every batch written unsynced: killed with
     SIGKILL mid-stream, the store holds exactly one whole group of 200, as with synced batches."""
-    writer = _WRITER.replace("store.write(ops)", "store.write(ops, sync=False)")
-    assert writer != _WRITER
-    root = Path(__file__).resolve().parents[2]
-    path = tmp_path / "mempool"
-    proc = subprocess.Popen([sys.executable, "-c", writer, str(path)], stdout=subprocess.PIPE, cwd=root,
-                            env={**os.environ, "PYTHONPATH": str(root)})
-    try:
-        assert proc.stdout is not None
-        assert proc.stdout.readline() == b"writing\n"
-        os.kill(proc.pid, signal.SIGKILL)
-    finally:
-        proc.kill()
-        proc.wait(timeout=WAIT_S)
-        if proc.stdout is not None:
-            proc.stdout.close()
-    store = MempoolStore(path)
-    try:
-        found = store.pending()
-        assert store.skipped == 0
-        nonces = sorted(int(s.tx.nonce) for s in found)
-        group = nonces[0] // 1000
-        assert nonces == [group * 1000 + i for i in range(200)]
-    finally:
-        store.close()
+    unsynced = persist._WRITER.replace("store.write(ops)", "store.write(ops, sync=False)")
+    assert unsynced != persist._WRITER
+    monkeypatch.setattr(persist, "_WRITER", unsynced)
+    persist.test_a_kill_9_mid_write_leaves_whole_batches_only(tmp_path)
