@@ -28,9 +28,10 @@ logger = logging.getLogger(__name__)
 # means hundreds of signature verifications, which must not stall the event loop (STYLE anti-patterns).
 THREAD_THRESHOLD = 8 * 1024
 # A `DecodeOnly` envelope check (it verifies no signature: pure Python decoding, which holds the GIL in a
-# worker thread as much as on the loop) runs inline below this size: about 330 transfers, ~1.5 ms of
-# decoding on a quiet core. A trip to a worker thread costs ~50 us of CPU (bench.offload), a tenth of what
-# a 50-transaction batch's decode itself costs; above the bound the loop is kept free as before.
+# worker thread as much as on the loop) runs inline below this size: about 420 transfers, ~2 ms of
+# decoding on a quiet core. A trip to a worker thread costs ~50 us of CPU on a quiet loop (bench.offload),
+# a fifth of a 50-transfer batch's decode (~5 us each, bench.gossip_rx), and buys nothing while the decode
+# holds the GIL; above the bound the loop gets its GIL slices as before.
 DECODE_INLINE_BYTES = 64 * 1024
 # Transaction batches and consensus messages take separate worker threads: a proposal's check must not wait
 # for the batches queued before it (docs/performance-latency.md, "Consensus messages ahead of transaction gossip").
