@@ -10,9 +10,14 @@ consensus data; deleting the directory loses only this),
 
 (crc32 over key and the rest of the value). The mempool's listeners only note each change in a dict (the RPC
 accept path pays no disk write and no fsync); a task writes what gathered as one LevelDB batch every
-`flush_delay_s`, with one fsync, in a worker thread. A batch is atomic in LevelDB's log, so a kill -9 at any
-moment leaves the store as of some earlier batch, never half a record; what was accepted in the last
-`flush_delay_s` before a crash is the window that can still be lost (docs/node.md, "Mempool").
+`flush_delay_s`, in a worker thread, and fsyncs at most once per `sync_interval_s`: a batch is written with
+`sync=True` when the last synced one is that old, and when nothing new comes within that time after an
+unsynced one, an empty synced write makes it durable (LevelDB's log is one file: one fsync covers every batch
+before it). A batch is atomic in LevelDB's log and an unsynced one is in the OS's page cache once written, so a
+kill -9 of the process at any moment leaves the store as of some earlier batch, never half a record; what was
+accepted in the last `flush_delay_s` before a process crash is the window that can still be lost, and in the
+last `sync_interval_s` + `flush_delay_s` before an OS crash or power loss (docs/node.md, "Mempool"). An fsync
+costs ~0.3-0.4 ms of CPU (kernel journal work; docs/performance.md, "Thread hand-offs per gossip message (handoffs round)").
 
 Bounds: pending records mirror the mempool (put when it takes a transaction, deleted when it leaves, for
 whatever reason), so the store holds no more than the mempool's own `max_txs`; outcomes are capped by count
@@ -30,6 +35,7 @@ from __future__ import annotations
 
 import heapq
 import logging
+import math
 import os
 import struct
 import time
@@ -53,6 +59,8 @@ logger = logging.getLogger(__name__)
 
 # What gathers between two writes (seconds): the window a kill -9 can still lose.
 FLUSH_DELAY_S = 0.05
+# Seconds between two fsyncs of the store at most (the window an OS crash or power loss can lose).
+SYNC_INTERVAL_S = 1.0
 # Outcomes kept, as node.events keeps them in memory (OWN_OUTCOME_MEMORY, OUTCOME_MEMORY), and for how long.
 OWN_OUTCOMES = 100_000
 OTHER_OUTCOMES = 10_000
@@ -157,11 +165,15 @@ class MempoolStore:
     bookkeeping only; consensus never reads it)."""
 
     def __init__(self, path: str | os.PathLike[str], *, flush_delay_s: float = FLUSH_DELAY_S,
-                 own_outcomes: int = OWN_OUTCOMES, other_outcomes: int = OTHER_OUTCOMES,
+                 sync_interval_s: float = SYNC_INTERVAL_S, own_outcomes: int = OWN_OUTCOMES, other_outcomes: int = OTHER_OUTCOMES,
                  outcome_max_age_s: float = OUTCOME_MAX_AGE_S, clock: Callable[[], float] = time.time) -> None:
         self.path = os.fspath(path)
         self._db = LevelDBStore(self.path)
         self.flush_delay_s = flush_delay_s
+        self.sync_interval_s = sync_interval_s
+        self._synced_at = -math.inf  # when `run` last wrote with sync (trio clock)
+        self._unsynced = False  # a batch was written since it, not yet fsynced
+        self.syncs = 0
         self._caps = {_OWN: own_outcomes, _OTHER: other_outcomes}
         self.outcome_max_age_s = outcome_max_age_s
         self._clock = clock
@@ -230,15 +242,26 @@ class MempoolStore:
     # ---------------------------------------------------------------- writing
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Write what the listeners noted, one batch per `flush_delay_s` at most, off the event loop."""
+        """Write what the listeners noted, one batch per `flush_delay_s` at most, off the event loop; fsync at
+        most once per `sync_interval_s`, and within it after the last unsynced batch."""
         task_status.started()
         while True:
-            await self._dirty.wait()
-            await trio.sleep(self.flush_delay_s)  # let a burst gather into one batch
+            if self._unsynced:
+                with trio.move_on_after(self.sync_interval_s):
+                    await self._dirty.wait()
+            else:
+                await self._dirty.wait()
+            if self._dirty.is_set():
+                await trio.sleep(self.flush_delay_s)  # let a burst gather into one batch
             self._dirty = trio.Event()
             ops, self._ops = self._ops, {}
+            # idle since an unsynced batch (no ops): an empty synced write makes it durable
+            now = trio.current_time()
+            sync = not ops or now - self._synced_at >= self.sync_interval_s
             try:
-                await offload.run_sync(self.write, ops)
+                await offload.run_sync(self.write, ops, sync)
+                if sync:
+                    self._synced_at = now
             except StorageError as exc:  # our disk's fault: keep the ops for the next try, keep the node up
                 for key, op in ops.items():
                     self._ops.setdefault(key, op)  # a newer note of the same key wins
@@ -259,13 +282,14 @@ class MempoolStore:
         self._dirty = trio.Event()
         self.write(ops)
 
-    def write(self, ops: dict[bytes, _Op]) -> None:
-        """One atomic, fsynced batch of `ops`, with the outcome bounds (count and age) applied in it."""
+    def write(self, ops: dict[bytes, _Op], sync: bool = True) -> None:
+        """One atomic batch of `ops`, with the outcome bounds (count and age) applied in it; fsynced (with every
+        unsynced batch before it) when `sync`."""
         self._count()
         outcomes = [key for key in ops if key[:1] != _PENDING]
         skip, delete = self._past_bounds(ops, outcomes)
         stored = self._stored
-        with self._db.write_batch(sync=True) as batch:
+        with self._db.write_batch(sync=sync) as batch:
             put, drop = batch.put, batch.delete
             for key, op in ops.items():
                 if isinstance(op, _Pending):  # the pending records: the hot path, one per transaction
@@ -292,6 +316,11 @@ class MempoolStore:
                 drop(key)
                 self._counts[key[:1]] -= 1
         self.flushes += 1
+        if sync:
+            self._unsynced = False
+            self.syncs += 1
+        else:
+            self._unsynced = True
 
     def _past_bounds(self, ops: dict[bytes, _Op], outcomes: list[bytes]) -> tuple[set[bytes], list[bytes]]:
         """The outcomes past the count cap or the age limit once `ops` are in (`outcomes`: their outcome

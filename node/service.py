@@ -54,7 +54,7 @@ from node.driver import BlockLimits, ConsensusDriver
 from node.early_proposals import EarlyProposals
 from node.events import EventHub
 from node.gossip_handlers import GossipHandlers
-from node.gossip_hooks import GossipHooks, TxAdmission, defer_signature_check
+from node.gossip_hooks import GossipHooks, TxAdmission, tx_envelope
 from node.home import NodeHome
 from node.leveldb import LevelDBStore
 from node.mempool import Mempool, RemovalReason
@@ -75,7 +75,6 @@ from node.views import SubmitVerdict
 from p2p import offload
 from p2p.batcher import TxBatcher
 from p2p.config import P2PConfig
-from p2p.envelope import decode_tx_batch
 from p2p.identity import peer_id_of
 from p2p.inbound import InboundPolicy
 from p2p.service import P2PService
@@ -443,8 +442,7 @@ class Node:
         # state checks and within the sender's budget (docs/security.md); the envelope only decodes. The hook
         # verifies through the node's cache, so each signature is still verified once per node (docs/design.md
         # §4.11) whatever path (RPC, gossip, block) a transaction comes by.
-        gossip.set_envelope(TopicKind.TXS, functools.partial(decode_tx_batch, chain_id=self.chain_id,
-                                                             verify=defer_signature_check))
+        gossip.set_envelope(TopicKind.TXS, tx_envelope(self.chain_id))
         self.tx_admission = TxAdmission(self._mempool_state.account, self.mempool, self.sig_cache,
                                         relay=self._relay_tx, is_syncing=lambda: self.syncing)
         gossip.set_hook(TopicKind.TXS, self.tx_admission)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import threading
 from collections import OrderedDict
+from collections.abc import Iterable, Sequence
 
 from core.keys import verify
 from core.tx import Transaction
@@ -33,15 +34,46 @@ class SigCache:
 
     def mark_verified(self, tx_hash: bytes) -> None:
         """Record a signature verified elsewhere (the p2p envelope check of a gossiped batch)."""
-        key = bytes(tx_hash)
+        self._remember((bytes(tx_hash),))
+
+    def _remember(self, keys: Iterable[bytes]) -> None:
         verified = self._verified
         with self._lock:
-            if key in verified:
-                verified.move_to_end(key)
-                return
-            verified[key] = None  # a new key goes in last: nothing to move
+            for key in keys:
+                if key in verified:
+                    verified.move_to_end(key)
+                else:
+                    verified[key] = None  # a new key goes in last: nothing to move
             while len(verified) > self._capacity:
                 verified.popitem(last=False)
+
+    def unverified(self, checks: Sequence[tuple[Transaction, bytes]]) -> list[tuple[Transaction, bytes]]:
+        """Those of `checks` (transaction, its hash as bytes) never verified here, in order; the others count
+        as hits. One lock for the lot (the gossip hook asks per batch, on the event loop: a dict lookup each)."""
+        verified = self._verified
+        out: list[tuple[Transaction, bytes]] = []
+        with self._lock:
+            for check in checks:
+                if check[1] in verified:
+                    verified.move_to_end(check[1])
+                else:
+                    out.append(check)
+        self.hits += len(checks) - len(out)
+        return out
+
+    def verify_new(self, checks: Sequence[tuple[Transaction, bytes]]) -> bool:
+        """Verify each of `checks` (what `unverified` returned: no lookup here), stopping at the first bad
+        signature; True when all are valid. Those that verified are remembered, under one lock."""
+        good: list[bytes] = []
+        try:
+            for tx, key in checks:
+                self.verifications += 1
+                if not tx.verify_signature():
+                    return False
+                good.append(key)
+            return True
+        finally:
+            self._remember(good)
 
     def verify(self, tx: Transaction, tx_hash: bytes | None = None) -> bool:
         """True when the signature is valid, verifying it only if this hash was never verified before."""
