@@ -17,7 +17,7 @@ before it). A batch is atomic in LevelDB's log and an unsynced one is in the OS'
 kill -9 of the process at any moment leaves the store as of some earlier batch, never half a record; what was
 accepted in the last `flush_delay_s` before a process crash is the window that can still be lost, and in the
 last `sync_interval_s` + `flush_delay_s` before an OS crash or power loss (docs/node.md, "Mempool"). An fsync
-costs ~0.3-0.4 ms of CPU (kernel journal work; docs/performance.md, "Thread hand-offs per gossip message (handoffs round)").
+costs ~0.3-0.4 ms of CPU (kernel journal work; docs/performance-cpu.md, "Thread hand-offs per gossip message (handoffs round)").
 
 Bounds: pending records mirror the mempool (put when it takes a transaction, deleted when it leaves, for
 whatever reason), so the store holds no more than the mempool's own `max_txs`; outcomes are capped by count
