@@ -130,8 +130,8 @@ class Block:
 class Observer:
     """Polls node 0 for new blocks; records each block and the commit time of every transaction hash.
 
-    It reads whole blocks (`block` RPC), a few hundred ms each for blocks of thousands of inferences, so under
-    load it can trail node 0 by several blocks: `read` against `top` says by how many (`drain` waits for it).
+    It reads each block's transaction hashes (`block` RPC with `hashes: true`: no transaction sent or decoded),
+    so it seldom trails node 0; under load it can trail it by a block or more: `read` against `top` says by how many (`drain` waits for it).
     Any failure is counted and the poll goes on: the thread never ends before `stop`."""
 
     client: Client
@@ -158,15 +158,11 @@ class Observer:
                     self.reported[h] = now
                 self.top = max(self.top, top)
                 for h in range(self.read + 1, self.top + 1):
-                    block = self.client.block(h).block
+                    block = self.client.block_hashes(h)  # hashes only: no transaction decoded here
                     seen = self.reported.pop(h, now)
-                    for tx in block.txs:
-                        self.committed[bytes(tx.hash)] = seen
-                    last = block.last_commit
-                    self.blocks.append(Block(h, seen, int(block.header.time), len(block.txs),
-                                             sum(len(tx.encode()) for tx in block.txs),
-                                             0 if last is None else int(last.round),
-                                             0 if last is None else len(last.precommits)))
+                    self.committed.update(dict.fromkeys(block.tx_hashes, seen))
+                    self.blocks.append(Block(h, seen, block.time_ms, len(block.tx_hashes), block.tx_bytes,
+                                             block.last_round, block.last_precommits))
                     self.read = h
                     if self.stop.is_set():
                         return

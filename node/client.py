@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from core.votes import Commit
 
 __all__ = [
-    "AccountInfo", "BlockInfo", "BroadcastResult", "Client", "InferenceInfo", "ModelInfo", "NodeUnreachable",
+    "AccountInfo", "BlockHashes", "BlockInfo", "BroadcastResult", "Client", "InferenceInfo", "ModelInfo", "NodeUnreachable",
     "PoiScore", "ResultInfo", "RpcError", "Status", "TxInfo", "ValidatorInfo", "ValidatorsInfo",
 ]
 
@@ -116,6 +116,31 @@ class BroadcastResult:
     def from_json(cls, o: dict[str, Any]) -> BroadcastResult:
         return cls(Hash32.from_hex(o["hash"]), o["accepted"], o.get("error"), o.get("height"), o.get("index"),
                    ResultInfo.from_json(o["result"]) if o.get("result") is not None else None)
+
+
+@dataclass(frozen=True, slots=True)
+class BlockHashes:
+    """What `block` with `hashes: true` answers: a committed block's transaction hashes and a few header and
+    last-commit figures, for a client that follows commits (no transaction decoded, none trusted: these are
+    the node's word, unlike `BlockInfo`)."""
+
+    height: int
+    id: bytes
+    time_ms: int  # the header's time
+    tx_hashes: tuple[bytes, ...]
+    tx_bytes: int  # the transactions' encoded size, all together
+    last_round: int  # the round the previous height was decided in (0 in block 1)
+    last_precommits: int  # precommits in the block's last commit (0 in block 1)
+
+    @classmethod
+    def from_json(cls, o: dict[str, Any]) -> BlockHashes:
+        joined = bytes.fromhex(o["tx_hashes"])
+        if len(joined) % 32:
+            raise ValueError("tx_hashes is not a whole number of 32-byte hashes")
+        last = o.get("last_commit") or {}
+        return cls(int(o["height"]), bytes.fromhex(o["id"]), int(o["time"]),
+                   tuple([joined[i:i + 32] for i in range(0, len(joined), 32)]), int(o["tx_bytes"]),
+                   int(last.get("round", 0)), int(last.get("precommits", 0)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -354,6 +379,11 @@ class Client:
         o = self.call("block", {"height": height, "summaries": False})  # decoded from `raw` here
         commit = Commit.decode(bytes.fromhex(o["commit"])) if o.get("commit") else None
         return BlockInfo(Block.decode(bytes.fromhex(o["raw"])), commit)
+
+    def block_hashes(self, height: int | None = None) -> BlockHashes:
+        """A committed block's transaction hashes, time and last-commit figures (`block` with `hashes: true`):
+        no transaction is sent or decoded."""
+        return BlockHashes.from_json(self.call("block", {"height": height, "hashes": True}))
 
     def tx(self, tx_hash: bytes | str) -> TxInfo:
         from core.header import TxResult
