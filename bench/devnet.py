@@ -58,6 +58,7 @@ import httpx
 
 from bench._util import rate
 from bench.devnet_fate import classify
+from bench.driver_post import BatchPoster
 from core.keys import PrivateKey, verify
 from core.types import Amount
 from node.client import Client, RpcError
@@ -198,14 +199,14 @@ def endpoint_worker(url: str, work: Work, out: Sent, retry_until: float | None, 
     (node.mempool.is_retryable: a full mempool, a sender's queue at its limit) goes back on the queue after
     RETRY_PAUSE_S, with its original scheduled time, until `retry_until` (None: never retried). A real client
     does the same: skipping the nonce would leave every later one of its sender waiting behind a gap."""
-    with Client(url, timeout=60) as client:
+    with BatchPoster(url, timeout=60) as poster:  # kept-alive http.client, body joined (bench/driver_post.py)
         while True:
             item = work.get()
             if item is None:
                 return
             scheduled, batch = item
             try:
-                answers = client.call("broadcast_txs", {"txs": [s.hex for s in batch], "mode": "sync"}, timeout=60)
+                answers = poster.broadcast([s.hex for s in batch])
             except RpcError as exc:
                 with out.lock:
                     out.refused[f"rpc error: {str(exc)[:60]}"] += len(batch)

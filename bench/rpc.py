@@ -1,7 +1,7 @@
 """RPC bench: the work behind `models` on a large state, and a client's `broadcast_txs`, each against a baseline
 measured in the same run.
 
-    python -m bench.rpc [--part all|models|broadcast|block|observer] [--entries 200000] [--models 50] [--txs 8192]
+    python -m bench.rpc [--part all|models|broadcast|block|observer|driver] [--entries 200000] [--models 50] [--txs 8192]
 
 `models` (real LevelDB): baseline: what `models` did before the index, a walk of every state entry for the `M` prefix (the state's
 tree orders keys by hash, so a prefix cannot be seeked). Ours: a page of 100 from `node.queries.ModelIndex`
@@ -27,6 +27,9 @@ every answer carries and is all an answer with `summaries: false` carries.
 `observer`: what the devnet bench's observer costs per committed transaction, node and client side, reading
 a block of transfers with `summaries: false` (the raw block decoded by the client, as before) against
 `hashes: true` (the transactions' hashes only, as now).
+
+`driver`: the devnet bench's load driver's own CPU per transaction it sends through `broadcast_txs` (batches
+of 64, a real server on a socket): `Client.call` (httpx) against bench.driver_post.BatchPoster.
 """
 
 from __future__ import annotations
@@ -348,9 +351,48 @@ def observer_part(n: int, rounds: int) -> None:
               f"ratio {new / old:5.2f}")
 
 
+def driver_part(batches: int, rounds: int) -> None:
+    """The devnet bench's load driver sending `broadcast_txs` batches of 64 to a real server on a socket
+    (tests' SimChain behind it, in a thread of this process): the sending thread's own CPU per transaction
+    (thread time: the server's work is not counted). Baseline: `Client.call` (httpx, the batch encoded by
+    json.dumps), as the driver sent before; ours: bench.driver_post.BatchPoster."""
+    from bench.driver_post import BatchPoster
+    from node.client import Client
+    from tests.node.rpc_harness import ServerThread
+    from tests.node.simchain import SimChain
+
+    chain = SimChain(n_accounts=64)
+    sink = chain.account_keys[0].address
+    hexes = [chain.transfer(i % 64, sink, 1, nonce=i // 64).encode().hex() for i in range(BROADCAST_BATCH * 8)]
+    work = [hexes[i:i + BROADCAST_BATCH] for i in range(0, len(hexes), BROADCAST_BATCH)]
+    samples: dict[str, list[float]] = {"client": [], "poster": []}
+    with ServerThread(chain) as served, Client(served.url, timeout=60) as client, \
+            BatchPoster(served.url, timeout=60) as poster:
+        def send_client(batch: list[str]) -> list[dict[str, Any]]:
+            answers: list[dict[str, Any]] = client.call("broadcast_txs", {"txs": batch, "mode": "sync"}, timeout=60)
+            return answers
+
+        senders = {"client": send_client, "poster": poster.broadcast}
+        assert send_client(work[0]) == poster.broadcast(work[0])
+        for _ in range(rounds):  # alternating, medians kept
+            for line, send in senders.items():
+                t0 = time.thread_time()
+                for b in range(batches):
+                    answers = send(work[b % len(work)])
+                    assert answers[0]["accepted"]
+                samples[line].append((time.thread_time() - t0) / (batches * BROADCAST_BATCH))
+                served.on_loop(chain.pending.clear)
+    rows = {line: statistics.median(values) for line, values in samples.items()}
+    print(f"rpc bench: the load driver's own CPU per transaction sent, broadcast_txs of {BROADCAST_BATCH} over a "
+          f"socket ({batches} calls a round; thread time of the sending thread; medians of {rounds} rounds)")
+    print(f"  baseline: Client.call (httpx, json.dumps)   {rows['client'] * 1e6:7.2f} us")
+    print(f"  BatchPoster (http.client, body joined)      {rows['poster'] * 1e6:7.2f} us   ratio "
+          f"{rows['poster'] / rows['client']:5.2f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--part", choices=("all", "models", "broadcast", "block", "observer"), default="all")
+    parser.add_argument("--part", choices=("all", "models", "broadcast", "block", "observer", "driver"), default="all")
     parser.add_argument("--entries", type=int, default=200_000)
     parser.add_argument("--models", type=int, default=50)
     parser.add_argument("--txs", type=int, default=8192, help="transfers submitted in the broadcast part")
@@ -364,6 +406,8 @@ def main() -> None:
         block_part(2000, args.rounds)
     if args.part in ("all", "observer"):
         observer_part(2000, args.rounds)
+    if args.part in ("all", "driver"):
+        driver_part(100, args.rounds)
 
 
 if __name__ == "__main__":
