@@ -58,7 +58,7 @@ import httpx
 
 from bench._util import rate
 from bench.devnet_fate import classify
-from bench.driver_post import BatchPoster
+from bench.driver_rpc import DriverRpc
 from core.keys import PrivateKey, verify
 from core.types import Amount
 from node.client import Client, RpcError
@@ -132,10 +132,12 @@ class Observer:
     """Polls node 0 for new blocks; records each block and the commit time of every transaction hash.
 
     It reads each block's transaction hashes (`block` RPC with `hashes: true`: no transaction sent or decoded),
-    so it seldom trails node 0; under load it can trail it by a block or more: `read` against `top` says by how many (`drain` waits for it).
-    Any failure is counted and the poll goes on: the thread never ends before `stop`."""
+    so it seldom trails node 0; under load it can trail it by a block or more: `read` against `top` says by how
+    many (`drain` waits for it). `client`: a `Client`, or this bench's cheaper `DriverRpc` (its polls, ~20 a
+    second, are the driver's CPU too). Any failure is counted and the poll goes on: the thread never ends
+    before `stop`."""
 
-    client: Client
+    client: Client | DriverRpc
     committed: dict[bytes, float] = field(default_factory=dict)
     blocks: list[Block] = field(default_factory=list)
     stop: threading.Event = field(default_factory=threading.Event)
@@ -199,7 +201,7 @@ def endpoint_worker(url: str, work: Work, out: Sent, retry_until: float | None, 
     (node.mempool.is_retryable: a full mempool, a sender's queue at its limit) goes back on the queue after
     RETRY_PAUSE_S, with its original scheduled time, until `retry_until` (None: never retried). A real client
     does the same: skipping the nonce would leave every later one of its sender waiting behind a gap."""
-    with BatchPoster(url, timeout=60) as poster:  # kept-alive http.client, body joined (bench/driver_post.py)
+    with DriverRpc(url, timeout=60) as poster:  # kept-alive http.client, body joined (bench/driver_rpc.py)
         while True:
             item = work.get()
             if item is None:
@@ -547,7 +549,7 @@ def main(argv: list[str] | None = None) -> int:
     with started_devnet(args, accounts, prefix="bench-devnet-") as net:
         genesis = json.loads(net.devnet.genesis_path.read_text())
         max_block_bytes = int(genesis["consensus"]["max_block_bytes"])
-        observer = Observer(Client(net.spec(0).rpc_url, timeout=30))
+        observer = Observer(DriverRpc(net.spec(0).rpc_url, timeout=30))
         watcher = threading.Thread(target=observer.run, daemon=True)
         watcher.start()
         leaders = [net.pid(i) for i in net.indices]

@@ -28,8 +28,9 @@ every answer carries and is all an answer with `summaries: false` carries.
 a block of transfers with `summaries: false` (the raw block decoded by the client, as before) against
 `hashes: true` (the transactions' hashes only, as now).
 
-`driver`: the devnet bench's load driver's own CPU per transaction it sends through `broadcast_txs` (batches
-of 64, a real server on a socket): `Client.call` (httpx) against bench.driver_post.BatchPoster.
+`driver`: the devnet bench's driver's own CPU per transaction it sends through `broadcast_txs` (batches of 64,
+a real server on a socket) and per `status` poll of its observer: `node.client.Client` (httpx) against
+bench.driver_rpc.DriverRpc.
 """
 
 from __future__ import annotations
@@ -352,12 +353,14 @@ def observer_part(n: int, rounds: int) -> None:
 
 
 def driver_part(batches: int, rounds: int) -> None:
-    """The devnet bench's load driver sending `broadcast_txs` batches of 64 to a real server on a socket
-    (tests' SimChain behind it, in a thread of this process): the sending thread's own CPU per transaction
-    (thread time: the server's work is not counted). Baseline: `Client.call` (httpx, the batch encoded by
-    json.dumps), as the driver sent before; ours: bench.driver_post.BatchPoster."""
-    from bench.driver_post import BatchPoster
+    """The devnet bench's driver against a real server on a socket (tests' SimChain behind it, in a thread of
+    this process): the calling thread's own CPU (thread time: the server's work is not counted) per
+    transaction sent in `broadcast_txs` batches of 64, and per `status` call (the observer polls it ~20 times a
+    second). Baseline: `node.client.Client` (httpx; a batch encoded by json.dumps), as the driver called
+    before; ours: bench.driver_rpc.DriverRpc."""
+    from bench.driver_rpc import DriverRpc
     from node.client import Client
+    from node.config import RPCSection
     from tests.node.rpc_harness import ServerThread
     from tests.node.simchain import SimChain
 
@@ -365,15 +368,17 @@ def driver_part(batches: int, rounds: int) -> None:
     sink = chain.account_keys[0].address
     hexes = [chain.transfer(i % 64, sink, 1, nonce=i // 64).encode().hex() for i in range(BROADCAST_BATCH * 8)]
     work = [hexes[i:i + BROADCAST_BATCH] for i in range(0, len(hexes), BROADCAST_BATCH)]
-    samples: dict[str, list[float]] = {"client": [], "poster": []}
-    with ServerThread(chain) as served, Client(served.url, timeout=60) as client, \
-            BatchPoster(served.url, timeout=60) as poster:
+    samples: dict[str, list[float]] = {"client": [], "ours": [], "client_status": [], "ours_status": []}
+    unlimited = RPCSection(requests_per_s=1e9, burst=10**9)
+    with ServerThread(chain, config=unlimited) as served, Client(served.url, timeout=60) as client, \
+            DriverRpc(served.url, timeout=60) as ours:
         def send_client(batch: list[str]) -> list[dict[str, Any]]:
             answers: list[dict[str, Any]] = client.call("broadcast_txs", {"txs": batch, "mode": "sync"}, timeout=60)
             return answers
 
-        senders = {"client": send_client, "poster": poster.broadcast}
-        assert send_client(work[0]) == poster.broadcast(work[0])
+        senders = {"client": send_client, "ours": ours.broadcast}
+        pollers = {"client_status": client.status, "ours_status": ours.status}
+        assert send_client(work[0]) == ours.broadcast(work[0]) and client.status() == ours.status()
         for _ in range(rounds):  # alternating, medians kept
             for line, send in senders.items():
                 t0 = time.thread_time()
@@ -382,12 +387,20 @@ def driver_part(batches: int, rounds: int) -> None:
                     assert answers[0]["accepted"]
                 samples[line].append((time.thread_time() - t0) / (batches * BROADCAST_BATCH))
                 served.on_loop(chain.pending.clear)
+            for line, poll in pollers.items():
+                t0 = time.thread_time()
+                for _ in range(batches):
+                    poll()
+                samples[line].append((time.thread_time() - t0) / batches)
     rows = {line: statistics.median(values) for line, values in samples.items()}
-    print(f"rpc bench: the load driver's own CPU per transaction sent, broadcast_txs of {BROADCAST_BATCH} over a "
-          f"socket ({batches} calls a round; thread time of the sending thread; medians of {rounds} rounds)")
-    print(f"  baseline: Client.call (httpx, json.dumps)   {rows['client'] * 1e6:7.2f} us")
-    print(f"  BatchPoster (http.client, body joined)      {rows['poster'] * 1e6:7.2f} us   ratio "
-          f"{rows['poster'] / rows['client']:5.2f}")
+    print(f"rpc bench: the devnet driver's own CPU, a real server on a socket ({batches} calls a round; thread time "
+          f"of the calling thread; medians of {rounds} rounds)")
+    print(f"  broadcast_txs of {BROADCAST_BATCH}, per tx: baseline Client.call (httpx, json.dumps) "
+          f"{rows['client'] * 1e6:7.2f} us   DriverRpc {rows['ours'] * 1e6:7.2f} us   ratio "
+          f"{rows['ours'] / rows['client']:5.2f}")
+    print(f"  status, per call:              baseline Client.status         "
+          f"{rows['client_status'] * 1e6:7.1f} us   DriverRpc {rows['ours_status'] * 1e6:7.1f} us   ratio "
+          f"{rows['ours_status'] / rows['client_status']:5.2f}")
 
 
 def main() -> None:
