@@ -11,7 +11,9 @@ finality counts from the scheduled send time, so queueing is not hidden), then d
 batch as soon as an endpoint answers (closed loop: offered as fast as accepted). A transaction refused for
 now (a full mempool: `node.mempool.is_retryable`) is sent again after a pause, as a real client would, until
 the send window ends, its finality still counted from its first scheduled send; `--no-retry` skips it
-instead (which leaves its sender's later nonces gapped). Commits are read from node 0's blocks.
+instead (which leaves its sender's later nonces gapped). Commits are read from node 0's blocks (their
+transactions' hashes only: `block` with `hashes: true`). Batches and the observer's polls go through
+bench/driver_rpc.py (kept-alive http.client connections), the driver's CPU being the nodes' loss on a shared machine.
 
 Per load it prints: the rate of new transactions sent (retries not counted); committed tx/s (transactions in the blocks node 0 committed
 during a window as long as the send window, shifted by the step's median finality) and `step/s` (the step's
