@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
-from node.client import BlockHashes, NodeUnreachable, Status
+from node.client import BlockHashes, NodeUnreachable, Status, unwrap_answer
 from node.rpc.errors import RpcError
 
 
@@ -88,15 +88,7 @@ class DriverRpc:
         return response, response.read()
 
     def _call(self, body: bytes) -> Any:
-        answer = self._post(body)
-        if not isinstance(answer, dict):
-            raise RpcError(-32603, "malformed JSON-RPC response")
-        if "error" in answer:
-            err = answer["error"] if isinstance(answer["error"], dict) else {}
-            raise RpcError(int(err.get("code", -32603)), str(err.get("message", "unknown error")), err.get("data"))
-        if "result" not in answer:
-            raise RpcError(-32603, "JSON-RPC response without a result")
-        return answer["result"]
+        return unwrap_answer(self._post(body))
 
     def _post(self, body: bytes) -> Any:
         for attempt in (1, 2):

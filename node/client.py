@@ -344,7 +344,7 @@ class Client:
         """One raw JSON-RPC call; returns the `result` or raises RpcError with the server's message."""
         answer = self._post({"jsonrpc": "2.0", "id": next(self._ids), "method": method,
                              "params": params or {}}, timeout)
-        return _unwrap(answer)
+        return unwrap_answer(answer)
 
     def call_batch(self, calls: Sequence[tuple[str, dict[str, Any]]]) -> list[Any]:
         """Several calls in one request; results in order, an RpcError instance in place of a failed one."""
@@ -352,13 +352,13 @@ class Client:
         answer = self._post([{"jsonrpc": "2.0", "id": i, "method": m, "params": p}
                              for i, (m, p) in zip(ids, calls, strict=True)])
         if not isinstance(answer, list):
-            _unwrap(answer)  # a whole-batch error
+            unwrap_answer(answer)  # a whole-batch error
             raise RpcError(-32603, "batch answered with a single response")
         by_id = {r.get("id"): r for r in answer if isinstance(r, dict)}
         out: list[Any] = []
         for i in ids:
             try:
-                out.append(_unwrap(by_id.get(i)))
+                out.append(unwrap_answer(by_id.get(i)))
             except RpcError as err:
                 out.append(err)
         return out
@@ -493,7 +493,8 @@ class Client:
             time.sleep(poll)
 
 
-def _unwrap(answer: Any) -> Any:
+def unwrap_answer(answer: Any) -> Any:
+    """A JSON-RPC response's `result`, or RpcError with the server's code and message."""
     if not isinstance(answer, dict):
         raise RpcError(-32603, "malformed JSON-RPC response")
     if "error" in answer:
