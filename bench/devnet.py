@@ -11,7 +11,9 @@ finality counts from the scheduled send time, so queueing is not hidden), then d
 batch as soon as an endpoint answers (closed loop: offered as fast as accepted). A transaction refused for
 now (a full mempool: `node.mempool.is_retryable`) is sent again after a pause, as a real client would, until
 the send window ends, its finality still counted from its first scheduled send; `--no-retry` skips it
-instead (which leaves its sender's later nonces gapped). Commits are read from node 0's blocks.
+instead (which leaves its sender's later nonces gapped). Commits are read from node 0's blocks (their
+transactions' hashes only: `block` with `hashes: true`). Batches and the observer's polls go through
+bench/driver_rpc.py (kept-alive http.client connections), the driver's CPU being the nodes' loss on a shared machine.
 
 Per load it prints: the rate of new transactions sent (retries not counted); committed tx/s (transactions in the blocks node 0 committed
 during a window as long as the send window, shifted by the step's median finality) and `step/s` (the step's
@@ -58,6 +60,7 @@ import httpx
 
 from bench._util import rate
 from bench.devnet_fate import classify
+from bench.driver_rpc import DriverRpc
 from core.keys import PrivateKey, verify
 from core.types import Amount
 from node.client import Client, RpcError
@@ -130,11 +133,13 @@ class Block:
 class Observer:
     """Polls node 0 for new blocks; records each block and the commit time of every transaction hash.
 
-    It reads whole blocks (`block` RPC), a few hundred ms each for blocks of thousands of inferences, so under
-    load it can trail node 0 by several blocks: `read` against `top` says by how many (`drain` waits for it).
-    Any failure is counted and the poll goes on: the thread never ends before `stop`."""
+    It reads each block's transaction hashes (`block` RPC with `hashes: true`: no transaction sent or decoded),
+    so it seldom trails node 0; under load it can trail it by a block or more: `read` against `top` says by how
+    many (`drain` waits for it). `client`: a `Client`, or this bench's cheaper `DriverRpc` (its polls, ~20 a
+    second, are the driver's CPU too). Any failure is counted and the poll goes on: the thread never ends
+    before `stop`."""
 
-    client: Client
+    client: Client | DriverRpc
     committed: dict[bytes, float] = field(default_factory=dict)
     blocks: list[Block] = field(default_factory=list)
     stop: threading.Event = field(default_factory=threading.Event)
@@ -158,15 +163,11 @@ class Observer:
                     self.reported[h] = now
                 self.top = max(self.top, top)
                 for h in range(self.read + 1, self.top + 1):
-                    block = self.client.block(h).block
+                    block = self.client.block_hashes(h)  # hashes only: no transaction decoded here
                     seen = self.reported.pop(h, now)
-                    for tx in block.txs:
-                        self.committed[bytes(tx.hash)] = seen
-                    last = block.last_commit
-                    self.blocks.append(Block(h, seen, int(block.header.time), len(block.txs),
-                                             sum(len(tx.encode()) for tx in block.txs),
-                                             0 if last is None else int(last.round),
-                                             0 if last is None else len(last.precommits)))
+                    self.committed.update(dict.fromkeys(block.tx_hashes, seen))
+                    self.blocks.append(Block(h, seen, block.time_ms, len(block.tx_hashes), block.tx_bytes,
+                                             block.last_round, block.last_precommits))
                     self.read = h
                     if self.stop.is_set():
                         return
@@ -202,14 +203,14 @@ def endpoint_worker(url: str, work: Work, out: Sent, retry_until: float | None, 
     (node.mempool.is_retryable: a full mempool, a sender's queue at its limit) goes back on the queue after
     RETRY_PAUSE_S, with its original scheduled time, until `retry_until` (None: never retried). A real client
     does the same: skipping the nonce would leave every later one of its sender waiting behind a gap."""
-    with Client(url, timeout=60) as client:
+    with DriverRpc(url, timeout=60) as poster:  # kept-alive http.client, body joined (bench/driver_rpc.py)
         while True:
             item = work.get()
             if item is None:
                 return
             scheduled, batch = item
             try:
-                answers = client.call("broadcast_txs", {"txs": [s.hex for s in batch], "mode": "sync"}, timeout=60)
+                answers = poster.broadcast([s.hex for s in batch])
             except RpcError as exc:
                 with out.lock:
                     out.refused[f"rpc error: {str(exc)[:60]}"] += len(batch)
@@ -550,7 +551,7 @@ def main(argv: list[str] | None = None) -> int:
     with started_devnet(args, accounts, prefix="bench-devnet-") as net:
         genesis = json.loads(net.devnet.genesis_path.read_text())
         max_block_bytes = int(genesis["consensus"]["max_block_bytes"])
-        observer = Observer(Client(net.spec(0).rpc_url, timeout=30))
+        observer = Observer(DriverRpc(net.spec(0).rpc_url, timeout=30))
         watcher = threading.Thread(target=observer.run, daemon=True)
         watcher.start()
         leaders = [net.pid(i) for i in net.indices]

@@ -1,7 +1,7 @@
 """RPC bench: the work behind `models` on a large state, and a client's `broadcast_txs`, each against a baseline
 measured in the same run.
 
-    python -m bench.rpc [--part all|models|broadcast|block] [--entries 200000] [--models 50] [--txs 8192]
+    python -m bench.rpc [--part all|models|broadcast|block|observer|driver] [--entries 200000] [--models 50] [--txs 8192]
 
 `models` (real LevelDB): baseline: what `models` did before the index, a walk of every state entry for the `M` prefix (the state's
 tree orders keys by hash, so a prefix cannot be seeked). Ours: a page of 100 from `node.queries.ModelIndex`
@@ -22,7 +22,15 @@ devnet bench's observer reads every block of node 0 this way) for tiny inference
 Baseline: the sender's address written by BIP-350's reference checksum loop, as before; ours: the
 table-driven checksum for a sender not seen yet, and the memo for one seen in an earlier block
 (docs/performance-throughput.md, "Per-inference CPU in the node"). Last line: the raw block's hex per transaction, which
-every answer carries and is all an answer with `summaries: false` carries (the devnet bench's observer).
+every answer carries and is all an answer with `summaries: false` carries.
+
+`observer`: what the devnet bench's observer costs per committed transaction, node and client side, reading
+a block of transfers with `summaries: false` (the raw block decoded by the client, as before) against
+`hashes: true` (the transactions' hashes only, as now).
+
+`driver`: the devnet bench's driver's own CPU per transaction it sends through `broadcast_txs` (batches of 64,
+a real server on a socket) and per `status` poll of its observer: `node.client.Client` (httpx) against
+bench.driver_rpc.DriverRpc.
 """
 
 from __future__ import annotations
@@ -277,9 +285,127 @@ def block_part(n: int, rounds: int) -> None:
     print(f"  the raw block in hex (every answer; all of `summaries: false`) {rows['raw'] * 1e6:8.1f} us")
 
 
+def observer_part(n: int, rounds: int) -> None:
+    """The devnet bench's observer reading one committed block of `n` transfers: before, `block` with
+    `summaries: false` (the raw block and commit in hex, decoded by the client, each transaction hashed and
+    measured); ours, `block` with `hashes: true` (the hashes, total size and last-commit figures only). Node:
+    the answer built and rendered to JSON; client: the JSON parsed and each hash taken for the observer's
+    table. The socket's bytes are not counted (the raw block's hex is ~5x the hashes')."""
+    from core.block import Block as WireBlock
+    from core.votes import Commit
+    from node.client import BlockHashes
+    from node.rpc.methods import block_hashes_json, block_json
+    from node.rpc.server import _render_json
+    from tests.node.simchain import SimChain
+
+    chain = SimChain(n_accounts=64)
+    chain.produce()
+    sink = chain.account_keys[0].address
+    for i in range(n):
+        chain.pending.append(chain.transfer(i % 64, sink, 1))
+    chain.produce()
+    block, commit = chain.blocks[1], chain.commits[2]
+    assert len(block.txs) == n and block.last_commit is not None
+    # The node answers from a block it decoded from its store (as BlockStore.block does).
+    block = WireBlock.decode(block.encode())
+
+    def node_old() -> bytes:
+        return _render_json({"jsonrpc": "2.0", "id": 1, "result": block_json(block, commit, summaries=False)})
+
+    def node_new() -> bytes:
+        return _render_json({"jsonrpc": "2.0", "id": 1, "result": block_hashes_json(block)})
+
+    def client_old(body: bytes) -> dict[bytes, float]:
+        o = json.loads(body)["result"]
+        Commit.decode(bytes.fromhex(o["commit"]))
+        got = WireBlock.decode(bytes.fromhex(o["raw"]))
+        committed = {bytes(tx.hash): 1.0 for tx in got.txs}
+        sum(len(tx.encode()) for tx in got.txs)
+        return committed
+
+    def client_new(body: bytes) -> dict[bytes, float]:
+        got = BlockHashes.from_json(json.loads(body)["result"])
+        return dict.fromkeys(got.tx_hashes, 1.0)
+
+    old_body, new_body = node_old(), node_new()
+    assert client_old(old_body) == client_new(new_body)
+
+    def cpu(fn: Any, *args: Any) -> float:
+        t0 = time.process_time()
+        for _ in range(5):
+            fn(*args)
+        return (time.process_time() - t0) / 5 / n
+
+    samples: dict[str, list[float]] = {"node_old": [], "node_new": [], "client_old": [], "client_new": []}
+    for _ in range(rounds):  # alternating, medians kept
+        samples["node_old"].append(cpu(node_old))
+        samples["node_new"].append(cpu(node_new))
+        samples["client_old"].append(cpu(client_old, old_body))
+        samples["client_new"].append(cpu(client_new, new_body))
+    rows = {line: statistics.median(values) for line, values in samples.items()}
+    print(f"rpc bench: the devnet observer reading a block of {n:,} transfers (CPU per transaction, process time; "
+          f"medians of {rounds} rounds)")
+    print(f"  answer bytes per tx: summaries false {len(old_body) / n:6.1f}   hashes true {len(new_body) / n:6.1f}")
+    for side in ("node", "client"):
+        old, new = rows[f"{side}_old"], rows[f"{side}_new"]
+        print(f"  {side:6s} baseline (summaries: false) {old * 1e6:7.2f} us   hashes: true {new * 1e6:7.2f} us   "
+              f"ratio {new / old:5.2f}")
+
+
+def driver_part(batches: int, rounds: int) -> None:
+    """The devnet bench's driver against a real server on a socket (tests' SimChain behind it, in a thread of
+    this process): the calling thread's own CPU (thread time: the server's work is not counted) per
+    transaction sent in `broadcast_txs` batches of 64, and per `status` call (the observer polls it ~20 times a
+    second). Baseline: `node.client.Client` (httpx; a batch encoded by json.dumps), as the driver called
+    before; ours: bench.driver_rpc.DriverRpc."""
+    from bench.driver_rpc import DriverRpc
+    from node.client import Client
+    from node.config import RPCSection
+    from tests.node.rpc_harness import ServerThread
+    from tests.node.simchain import SimChain
+
+    chain = SimChain(n_accounts=64)
+    sink = chain.account_keys[0].address
+    hexes = [chain.transfer(i % 64, sink, 1, nonce=i // 64).encode().hex() for i in range(BROADCAST_BATCH * 8)]
+    work = [hexes[i:i + BROADCAST_BATCH] for i in range(0, len(hexes), BROADCAST_BATCH)]
+    samples: dict[str, list[float]] = {"client": [], "ours": [], "client_status": [], "ours_status": []}
+    unlimited = RPCSection(requests_per_s=1e9, burst=10**9)
+    with ServerThread(chain, config=unlimited) as served, Client(served.url, timeout=60) as client, \
+            DriverRpc(served.url, timeout=60) as ours:
+        def send_client(batch: list[str]) -> list[dict[str, Any]]:
+            answers: list[dict[str, Any]] = client.call("broadcast_txs", {"txs": batch, "mode": "sync"}, timeout=60)
+            return answers
+
+        senders = {"client": send_client, "ours": ours.broadcast}
+        pollers = {"client_status": client.status, "ours_status": ours.status}
+        assert send_client(work[0]) == ours.broadcast(work[0]) and client.status() == ours.status()
+        for _ in range(rounds):  # alternating, medians kept
+            for line, send in senders.items():
+                t0 = time.thread_time()
+                for b in range(batches):
+                    answers = send(work[b % len(work)])
+                    assert answers[0]["accepted"]
+                samples[line].append((time.thread_time() - t0) / (batches * BROADCAST_BATCH))
+                served.on_loop(chain.pending.clear)
+            for line, poll in pollers.items():
+                t0 = time.thread_time()
+                for _ in range(batches):
+                    poll()
+                samples[line].append((time.thread_time() - t0) / batches)
+    rows = {line: statistics.median(values) for line, values in samples.items()}
+    print(f"rpc bench: the devnet driver's own CPU, a real server on a socket ({batches} calls a round; thread time "
+          f"of the calling thread; medians of {rounds} rounds)")
+    print(f"  broadcast_txs of {BROADCAST_BATCH}, per tx: baseline Client.call (httpx, json.dumps) "
+          f"{rows['client'] * 1e6:7.2f} us   DriverRpc {rows['ours'] * 1e6:7.2f} us   ratio "
+          f"{rows['ours'] / rows['client']:5.2f}")
+    print(f"  status, per call:              baseline Client.status         "
+          f"{rows['client_status'] * 1e6:7.1f} us   DriverRpc {rows['ours_status'] * 1e6:7.1f} us   ratio "
+          f"{rows['ours_status'] / rows['client_status']:5.2f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--part", choices=("all", "models", "broadcast", "block"), default="all")
+    parser.add_argument("--part", choices=("all", "models", "broadcast", "block", "observer", "driver"), default="all")
     parser.add_argument("--entries", type=int, default=200_000)
     parser.add_argument("--models", type=int, default=50)
     parser.add_argument("--txs", type=int, default=8192, help="transfers submitted in the broadcast part")
@@ -291,6 +417,10 @@ def main() -> None:
         broadcast_part(args.txs, args.rounds)
     if args.part in ("all", "block"):
         block_part(2000, args.rounds)
+    if args.part in ("all", "observer"):
+        observer_part(2000, args.rounds)
+    if args.part in ("all", "driver"):
+        driver_part(100, args.rounds)
 
 
 if __name__ == "__main__":

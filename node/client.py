@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from core.votes import Commit
 
 __all__ = [
-    "AccountInfo", "BlockInfo", "BroadcastResult", "Client", "InferenceInfo", "ModelInfo", "NodeUnreachable",
+    "AccountInfo", "BlockHashes", "BlockInfo", "BroadcastResult", "Client", "InferenceInfo", "ModelInfo", "NodeUnreachable",
     "PoiScore", "ResultInfo", "RpcError", "Status", "TxInfo", "ValidatorInfo", "ValidatorsInfo",
 ]
 
@@ -116,6 +116,31 @@ class BroadcastResult:
     def from_json(cls, o: dict[str, Any]) -> BroadcastResult:
         return cls(Hash32.from_hex(o["hash"]), o["accepted"], o.get("error"), o.get("height"), o.get("index"),
                    ResultInfo.from_json(o["result"]) if o.get("result") is not None else None)
+
+
+@dataclass(frozen=True, slots=True)
+class BlockHashes:
+    """What `block` with `hashes: true` answers: a committed block's transaction hashes and a few header and
+    last-commit figures, for a client that follows commits (no transaction decoded, none trusted: these are
+    the node's word, unlike `BlockInfo`)."""
+
+    height: int
+    id: bytes
+    time_ms: int  # the header's time
+    tx_hashes: tuple[bytes, ...]
+    tx_bytes: int  # the transactions' encoded size, all together
+    last_round: int  # the round the previous height was decided in (0 in block 1)
+    last_precommits: int  # precommits in the block's last commit (0 in block 1)
+
+    @classmethod
+    def from_json(cls, o: dict[str, Any]) -> BlockHashes:
+        joined = bytes.fromhex(o["tx_hashes"])
+        if len(joined) % 32:
+            raise ValueError("tx_hashes is not a whole number of 32-byte hashes")
+        last = o.get("last_commit") or {}
+        return cls(int(o["height"]), bytes.fromhex(o["id"]), int(o["time"]),
+                   tuple([joined[i:i + 32] for i in range(0, len(joined), 32)]), int(o["tx_bytes"]),
+                   int(last.get("round", 0)), int(last.get("precommits", 0)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -319,7 +344,7 @@ class Client:
         """One raw JSON-RPC call; returns the `result` or raises RpcError with the server's message."""
         answer = self._post({"jsonrpc": "2.0", "id": next(self._ids), "method": method,
                              "params": params or {}}, timeout)
-        return _unwrap(answer)
+        return unwrap_answer(answer)
 
     def call_batch(self, calls: Sequence[tuple[str, dict[str, Any]]]) -> list[Any]:
         """Several calls in one request; results in order, an RpcError instance in place of a failed one."""
@@ -327,13 +352,13 @@ class Client:
         answer = self._post([{"jsonrpc": "2.0", "id": i, "method": m, "params": p}
                              for i, (m, p) in zip(ids, calls, strict=True)])
         if not isinstance(answer, list):
-            _unwrap(answer)  # a whole-batch error
+            unwrap_answer(answer)  # a whole-batch error
             raise RpcError(-32603, "batch answered with a single response")
         by_id = {r.get("id"): r for r in answer if isinstance(r, dict)}
         out: list[Any] = []
         for i in ids:
             try:
-                out.append(_unwrap(by_id.get(i)))
+                out.append(unwrap_answer(by_id.get(i)))
             except RpcError as err:
                 out.append(err)
         return out
@@ -354,6 +379,11 @@ class Client:
         o = self.call("block", {"height": height, "summaries": False})  # decoded from `raw` here
         commit = Commit.decode(bytes.fromhex(o["commit"])) if o.get("commit") else None
         return BlockInfo(Block.decode(bytes.fromhex(o["raw"])), commit)
+
+    def block_hashes(self, height: int | None = None) -> BlockHashes:
+        """A committed block's transaction hashes, time and last-commit figures (`block` with `hashes: true`):
+        no transaction is sent or decoded."""
+        return BlockHashes.from_json(self.call("block", {"height": height, "hashes": True}))
 
     def tx(self, tx_hash: bytes | str) -> TxInfo:
         from core.header import TxResult
@@ -463,7 +493,8 @@ class Client:
             time.sleep(poll)
 
 
-def _unwrap(answer: Any) -> Any:
+def unwrap_answer(answer: Any) -> Any:
+    """A JSON-RPC response's `result`, or RpcError with the server's code and message."""
     if not isinstance(answer, dict):
         raise RpcError(-32603, "malformed JSON-RPC response")
     if "error" in answer:

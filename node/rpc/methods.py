@@ -163,6 +163,19 @@ def block_json(block: Block, commit: Commit | None, *, summaries: bool = True) -
     }
 
 
+def block_hashes_json(block: Block) -> dict[str, Any]:
+    """The `block` answer with `hashes: true`: what a client that follows commits needs of each block (its
+    transactions' hashes, their encoded size, the header's time and the last commit's round and precommit
+    count), without a transaction's JSON or the raw block. A block the node holds (its recent ones are
+    cached decoded) already knows each transaction's hash and encoding: nothing is encoded again."""
+    txs = block.txs
+    last = block.last_commit
+    return {"height": int(block.height), "id": block.id.hex(), "time": int(block.header.time),
+            "tx_hashes": b"".join([tx.hash for tx in txs]).hex(),
+            "tx_bytes": sum([len(tx.encode()) for tx in txs]),
+            "last_commit": None if last is None else {"round": int(last.round), "precommits": len(last.precommits)}}
+
+
 def parse_flag(value: Any) -> bool:
     if not isinstance(value, bool):
         raise ValueError("expected true or false")
@@ -326,12 +339,17 @@ async def broadcast_txs(api: NodeApi, txs: list[Transaction], mode: str,
                                parse=parse_height),
                          Param("summaries", {"type": "boolean"}, "false: only the raw block and commit (for a "
                                "client that decodes them); default true", required=False, parse=parse_flag,
-                               default=True)),
+                               default=True),
+                         Param("hashes", {"type": "boolean"}, "true: only the height, id, time, the transactions' "
+                               "hashes (one hex string, 32 bytes each) and total encoded size, and the last "
+                               "commit's round and precommit count (for a client that follows commits); "
+                               "`summaries` is then ignored; default false", required=False, parse=parse_flag,
+                               default=False)),
                  result="Block", result_schema=OBJ, errors=(E.NOT_FOUND,))
-async def block(api: NodeApi, height: Height | None, summaries: bool = True) -> dict[str, Any]:
+async def block(api: NodeApi, height: Height | None, summaries: bool = True, hashes: bool = False) -> dict[str, Any]:
     def read() -> dict[str, Any]:
         found = _need(api.block(height), f"no block at height {height}" if height is not None else "no block yet")
-        return block_json(*found, summaries=summaries)
+        return block_hashes_json(found[0]) if hashes else block_json(*found, summaries=summaries)
 
     # Decoding and converting a full block takes a few hundred ms: never on the node's event loop.
     return await trio.to_thread.run_sync(read)

@@ -47,6 +47,25 @@ def test_status_and_blocks_are_typed(served, client: Client, chain: SimChain) ->
     assert client.block().height == 1
 
 
+def test_block_hashes_are_the_blocks_own(served, client: Client, chain: SimChain) -> None:
+    served.on_loop(chain.produce)
+    def transfers_then_produce() -> None:  # on the loop, in one go: the autoproducer cannot split the block
+        for i in range(2):  # senders 0, 1 (the pending one counted in the nonce) to account 2
+            chain.pending.append(chain.transfer(i % 2, chain.account_keys[2].address, 3))
+        chain.produce()
+
+    served.on_loop(transfers_then_produce)
+    block = chain.blocks[1]
+    got = client.block_hashes(2)
+    assert got.height == 2 and got.id == bytes(block.id) and got.time_ms == int(block.header.time)
+    assert got.tx_hashes == tuple(bytes(tx.hash) for tx in block.txs) and len(got.tx_hashes) == 2
+    assert got.tx_bytes == sum(len(tx.encode()) for tx in block.txs)
+    assert block.last_commit is not None
+    assert (got.last_round, got.last_precommits) == (int(block.last_commit.round), len(block.last_commit.precommits))
+    assert client.block_hashes(1).tx_hashes == () and client.block_hashes(1).last_precommits == 0
+    assert client.block_hashes().height == 2
+
+
 def test_commit_mode_transfer_moves_funds_and_the_account_proof_verifies(served, client: Client,
                                                                          chain: SimChain) -> None:
     to = chain.account_keys[2].address

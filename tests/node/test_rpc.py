@@ -78,6 +78,31 @@ def test_block_without_summaries_carries_only_the_raw_block_and_commit(served) -
     assert refused["code"] == E.INVALID_PARAMS and "summaries" in refused["message"]
 
 
+def test_block_with_hashes_carries_the_tx_hashes_and_the_last_commit_figures_only(served, chain: SimChain) -> None:
+    served.on_loop(chain.produce)  # block 1: no last commit, no transaction
+    def transfers_then_produce() -> None:  # on the loop, in one go: the autoproducer cannot split the block
+        for i in range(3):  # senders 0, 1, 0 (the pending one counted in the nonce) to account 2
+            chain.pending.append(chain.transfer(i % 2, chain.account_keys[2].address, 7))
+        chain.produce()
+
+    served.on_loop(transfers_then_produce)  # block 2: three transfers
+    block = chain.blocks[1]
+    assert len(block.txs) == 3 and block.last_commit is not None
+    got = rpc(served.url, "block", {"height": 2, "hashes": True, "summaries": True})["result"]
+    assert got == {"height": 2, "id": block.id.hex(), "time": int(block.header.time),
+                   "tx_hashes": "".join(tx.hash.hex() for tx in block.txs),
+                   "tx_bytes": sum(len(tx.encode()) for tx in block.txs),
+                   "last_commit": {"round": int(block.last_commit.round),
+                                   "precommits": len(block.last_commit.precommits)}}
+    first = rpc(served.url, "block", {"height": 1, "hashes": True})["result"]
+    assert first["tx_hashes"] == "" and first["tx_bytes"] == 0 and first["last_commit"] is None
+    assert "tx_hashes" not in rpc(served.url, "block", {"height": 2, "hashes": False})["result"]
+    refused = rpc(served.url, "block", {"height": 2, "hashes": 1})["error"]
+    assert refused["code"] == E.INVALID_PARAMS and "hashes" in refused["message"]
+    missing = rpc(served.url, "block", {"height": 9, "hashes": True})["error"]
+    assert missing["code"] == E.NOT_FOUND
+
+
 def test_missing_things_are_not_found_errors(served) -> None:
     assert rpc(served.url, "block", {"height": 99})["error"]["code"] == E.NOT_FOUND
     assert rpc(served.url, "tx", {"hash": "ab" * 32})["error"]["code"] == E.NOT_FOUND
