@@ -4,7 +4,7 @@
 is joined from the transactions' hex instead of `json.dumps` of the whole batch.
 
 The driver shares the machine's cores with the nodes it loads, so every microsecond of its own per
-transaction is throughput the nodes lose (docs/performance.md, "The RPC entry and the load driver (rpcentry
+transaction is throughput the nodes lose (docs/performance-cpu.md, "The RPC entry and the load driver (rpcentry
 round)"). Errors are those of `Client`: `RpcError` with the node's message for a JSON-RPC error,
 `NodeUnreachable` when no JSON answer came (the connection is opened again on the next call).
 """
