@@ -91,8 +91,8 @@ class StateUpdate:
     )
     """The new nodes as node-cache entries with their inner hashes, by depth: not written, only put in the
     cache of the map that staged the update once its batch is known to be written."""
-    values: tuple[tuple[bytes, bytes | None], ...] = dataclasses.field(default=(), compare=False, repr=False)
-    """The changes as (key, value or None), for the value cache of the map that staged the update (likewise
+    values: tuple[tuple[bytes, bytes, bytes | None], ...] = dataclasses.field(default=(), compare=False, repr=False)
+    """The changes as (key path, key, value or None), for the value cache of the map that staged the update (likewise
     only once its batch is known to be written)."""
 
 
@@ -793,10 +793,14 @@ class AuthenticatedMap:
         self._settle()
         base = None if base_version is None else self._root_ref(base_version)
         items: list[_Item] = []
+        append, sha = items.append, _sha256
         for key, value in changes.items():
+            if type(key) is bytes and (value is None or type(value) is bytes):
+                append((sha(key).digest(), key, value))  # = key_path(key): plain bytes need no copy
+                continue
             if not isinstance(key, bytes) or not (value is None or isinstance(value, bytes)):
                 raise TypeError("state keys and values must be bytes (value None deletes)")
-            items.append((key_path(key), bytes(key), None if value is None else bytes(value)))
+            append((key_path(key), bytes(key), None if value is None else bytes(value)))
         items.sort()
         updater = _Updater(self._load_node, self._cache.levels, new_version, items)
         root = updater.update(base, 0, 0, len(items)) if items else base
@@ -809,7 +813,7 @@ class AuthenticatedMap:
             leaf_writes=tuple(updater.leaf_writes),
             stale=tuple(updater.stale),
             cache_entries=tuple((depth, nodes) for depth, nodes in enumerate(updater.cache_entries) if nodes),
-            values=tuple([(key, value) for _, key, value in items]),
+            values=tuple(items),
         )
 
     def _root_ref(self, version: int) -> _Ref | None:
@@ -878,7 +882,7 @@ class AuthenticatedMap:
                     # Before the head moves: a read at the new version must not find a value it replaced.
                     version = update.version
                     values = self._values
-                    for key, value in update.values:
+                    for _, key, value in update.values:
                         if value is None or len(value) <= LEAF_CACHE_MAX_BYTES:
                             values.pop(key, None)
                             values[key] = (version, value)
