@@ -252,7 +252,14 @@ class _Updater:
                 old, size = (raw[off + 8 : off + 40], raw[off : off + 8], raw[off + 40 : off + 72]), 72
             else:
                 old, size = (raw[off + 8 : off + 40], raw[off : off + 8], None), 40
-            new = self.update(old, depth + 1, start, end)
+            if end - start == 1 and size != 40:
+                # One item where a leaf is or nothing is: `single` without its walk down and back up.
+                path, item_key, value = items[start]
+                changed, new = self._bottom(old, depth + 1, path, item_key, value)
+                if not changed:
+                    new = old
+            else:
+                new = self.update(old, depth + 1, start, end)
             if new is not old:
                 changes.append((nibble, off, size, new))
             start = end
