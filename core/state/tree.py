@@ -671,7 +671,8 @@ class AuthenticatedMap:
         if self._pending is not None:
             self._settle()  # the nodes of a batch written since: from the cache, not LevelDB
         entry = self._values.get(key)
-        if entry is not None and entry[0] <= version and version >= self._pruned_below:
+        if entry is not None and entry[0] <= version and version in self._roots:
+            # (A version whose root record the map holds: committed, not pruned.)
             head = self._head
             if head is not None and head[0] is not None and version <= head[0]:
                 return entry[1]

@@ -437,3 +437,14 @@ def test_the_value_cache_agrees_with_a_map_without_it(store: KVStore) -> None:
     for at, expected in models.items():
         for key in keys:
             assert smap.get(key, at) == plain.get(key, at) == expected.get(key)
+
+
+def test_the_value_cache_serves_no_version_that_was_never_committed(store: KVStore) -> None:
+    """Versions need not be contiguous: a read at one between two committed versions finds no state, though
+    the key's value did not change across it."""
+    smap = AuthenticatedMap(store)
+    smap.commit(1, {b"a": b"1", b"b": b"1"})
+    smap.commit(3, {b"b": b"3"})
+    assert smap.get(b"a", 3) == b"1" and smap.get(b"a", 1) == b"1"
+    with pytest.raises(StorageError):
+        smap.get(b"a", 2)
