@@ -91,6 +91,9 @@ class StateUpdate:
     )
     """The new nodes as node-cache entries with their inner hashes, by depth: not written, only put in the
     cache of the map that staged the update once its batch is known to be written."""
+    values: tuple[tuple[bytes, bytes, bytes | None], ...] = dataclasses.field(default=(), compare=False, repr=False)
+    """The changes as (key path, key, value or None), for the value cache of the map that staged the update (likewise
+    only once its batch is known to be written)."""
 
 
 def _encode_root(root: _Ref | None) -> bytes:
@@ -249,7 +252,14 @@ class _Updater:
                 old, size = (raw[off + 8 : off + 40], raw[off : off + 8], raw[off + 40 : off + 72]), 72
             else:
                 old, size = (raw[off + 8 : off + 40], raw[off : off + 8], None), 40
-            new = self.update(old, depth + 1, start, end)
+            if end - start == 1 and size != 40:
+                # One item where a leaf is or nothing is: `single` without its walk down and back up.
+                path, item_key, value = items[start]
+                changed, new = self._bottom(old, depth + 1, path, item_key, value)
+                if not changed:
+                    new = old
+            else:
+                new = self.update(old, depth + 1, start, end)
             if new is not old:
                 changes.append((nibble, off, size, new))
             start = end
@@ -571,7 +581,7 @@ class AuthenticatedMap:
     __slots__ = (
         "_cache", "_head", "_latest_key", "_leaf_cache", "_leaves", "_load_leaf", "_load_node", "_lock",
         "_max_leaves", "_nodes", "_pending", "_pruned_below", "_root_prefix", "_roots", "_stale", "_stamp_key",
-        "_store",
+        "_store", "_values",
     )
 
     def __init__(self, store: KVStore, *, cache_nodes: int = DEFAULT_CACHE_NODES,
@@ -602,6 +612,13 @@ class AuthenticatedMap:
         # from an update seen written) go in, and prune takes out the ones it deletes. Oldest out first.
         self._leaf_cache: dict[bytes, bytes] = {}
         self._max_leaves = max(0, cache_leaves)
+        # Values by key as of the latest version this map knows (`_head`): key -> (since, value or None for
+        # absent), the value the key has held at every version from `since` through the head. A read at such a
+        # version needs no walk down the tree (the mempool reads every pending sender after each commit, a
+        # block's execution its senders and recipients). Entries come from the updates seen written (their
+        # changes, before the head moves) and from reads at the head (under the lock, at the head only: an
+        # update written since has put its own entry first); bounded by `cache_leaves` as the leaf cache is.
+        self._values: dict[bytes, tuple[int, bytes | None]] = {}
         self._lock = threading.Lock()
 
     def _node(self, key: bytes) -> bytes:
@@ -651,9 +668,23 @@ class AuthenticatedMap:
     def get(self, key: bytes, version: int) -> bytes | None:
         """The value of `key` at `version` (None: absent). Walks down as `_Updater._descend` does: positions
         from the key path, child versions kept as their stored 8 bytes, the node cache read in place."""
-        path = _sha256(key).digest()  # = key_path(key)
         if self._pending is not None:
             self._settle()  # the nodes of a batch written since: from the cache, not LevelDB
+        entry = self._values.get(key)
+        if entry is not None and entry[0] <= version and version in self._roots:
+            # (A version whose root record the map holds: committed, not pruned.)
+            head = self._head
+            if head is not None and head[0] is not None and version <= head[0]:
+                return entry[1]
+        value = self._walk_get(key, version)
+        if self._max_leaves and (value is None or len(value) <= LEAF_CACHE_MAX_BYTES):
+            with self._lock:
+                if self._head == (version,):
+                    self._keep_values(((key, (version, value)),))
+        return value
+
+    def _walk_get(self, key: bytes, version: int) -> bytes | None:
+        path = _sha256(key).digest()  # = key_path(key)
         ref = self._root_ref(version)
         if ref is None:
             return None
@@ -688,6 +719,18 @@ class AuthenticatedMap:
                 with self._lock:
                     self._keep_leaves(((key, data),))
         return decode_leaf(data)[1]
+
+    def _keep_values(self, values: Iterable[tuple[bytes, tuple[int, bytes | None]]]) -> None:
+        """Put values current at the head in the value cache (under the lock), most recent last; then evict
+        the oldest down to the bound."""
+        cache = self._values
+        for key, entry in values:
+            cache.pop(key, None)
+            cache[key] = entry
+        if len(cache) > self._max_leaves:
+            excess = len(cache) - self._max_leaves + self._max_leaves // 32  # seldom
+            for key in list(itertools.islice(cache, excess)):
+                del cache[key]
 
     def _keep_leaves(self, leaves: Iterable[tuple[bytes, bytes]]) -> None:
         """Put committed leaves in the leaf cache (under the lock), then evict the oldest down to the bound."""
@@ -758,10 +801,14 @@ class AuthenticatedMap:
         self._settle()
         base = None if base_version is None else self._root_ref(base_version)
         items: list[_Item] = []
+        append, sha = items.append, _sha256
         for key, value in changes.items():
+            if type(key) is bytes and (value is None or type(value) is bytes):
+                append((sha(key).digest(), key, value))  # = key_path(key): plain bytes need no copy
+                continue
             if not isinstance(key, bytes) or not (value is None or isinstance(value, bytes)):
                 raise TypeError("state keys and values must be bytes (value None deletes)")
-            items.append((key_path(key), bytes(key), None if value is None else bytes(value)))
+            append((key_path(key), bytes(key), None if value is None else bytes(value)))
         items.sort()
         updater = _Updater(self._load_node, self._cache.levels, new_version, items)
         root = updater.update(base, 0, 0, len(items)) if items else base
@@ -774,6 +821,7 @@ class AuthenticatedMap:
             leaf_writes=tuple(updater.leaf_writes),
             stale=tuple(updater.stale),
             cache_entries=tuple((depth, nodes) for depth, nodes in enumerate(updater.cache_entries) if nodes),
+            values=tuple(items),
         )
 
     def _root_ref(self, version: int) -> _Ref | None:
@@ -838,6 +886,17 @@ class AuthenticatedMap:
                 return
             update, stamp = pending
             if self._store.get(self._stamp_key) == stamp:
+                if self._max_leaves:
+                    # Before the head moves: a read at the new version must not find a value it replaced.
+                    version = update.version
+                    values = self._values
+                    for _, key, value in update.values:
+                        if value is None or len(value) <= LEAF_CACHE_MAX_BYTES:
+                            values.pop(key, None)
+                            values[key] = (version, value)
+                        else:
+                            values.pop(key, None)
+                    self._keep_values(())
                 self._remember_root(update.version, _root_ref(update.root_record))
                 self._head = (update.version,)
                 self._pending = None
@@ -848,6 +907,7 @@ class AuthenticatedMap:
                 latest = self._stored_latest()
                 if latest is not None and latest >= update.version:
                     # Another batch was written instead (another map's): learn everything from the store again.
+                    self._values.clear()
                     self._head = None
                     self._roots.clear()
                     self._pending = None

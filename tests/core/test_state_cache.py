@@ -368,3 +368,83 @@ def test_a_pruned_version_is_forgotten(store: KVStore) -> None:
     assert smap.get(b"k", 4) == b"4" and smap.get(b"k", 5) == b"5" and smap.latest_version() == 5
     stored = {bytes(key[1:]) for key, _ in store.iterate(bytes([KeySpace.STATE_LEAVES]))}
     assert set(smap._leaf_cache) <= stored  # the pruned leaves are out of the cache too
+
+
+def test_reads_at_the_head_walk_no_tree_once_known() -> None:
+    """The value cache: a key read at the latest version, or written by the update that made it, is served
+    without walking the tree (no node and no leaf read, even with the node cache off), and reads of older
+    versions still see their own values."""
+    store = _CountingStore()
+    smap = AuthenticatedMap(store, cache_nodes=0)
+    smap.commit(1, {b"k%d" % i: b"v" for i in range(300)})
+    assert smap.get(b"k0", 1) == b"v"
+    for i in range(300):
+        assert smap.get(b"k%d" % i, 1) == b"v"
+    assert smap.get(b"absent", 1) is None
+    reads = store.node_reads, store.leaf_reads
+    for i in range(300):
+        assert smap.get(b"k%d" % i, 1) == b"v"
+    assert smap.get(b"absent", 1) is None
+    assert (store.node_reads, store.leaf_reads) == reads
+    smap.commit(2, {**{b"k%d" % i: b"w" for i in range(0, 300, 3)}, b"k1": None, b"absent": b"new"})
+    reads = store.node_reads, store.leaf_reads  # the update's own walk aside
+    for i in range(300):
+        assert smap.get(b"k%d" % i, 2) == (None if i == 1 else b"w" if i % 3 == 0 else b"v")
+    assert smap.get(b"absent", 2) == b"new"
+    assert (store.node_reads, store.leaf_reads) == reads  # the update's own values, and the unchanged ones
+    for i in range(300):
+        assert smap.get(b"k%d" % i, 1) == b"v"  # the old version: walked where the key changed since
+    assert smap.get(b"absent", 1) is None
+
+
+def test_the_value_cache_agrees_with_a_map_without_it(store: KVStore) -> None:
+    """Random updates (sets, deletes, values over the cache's size bound, a dropped batch, a prune), each
+    version read at random keys by a map with the value cache and by one without any cache."""
+    rng = random.Random(11)
+    smap = AuthenticatedMap(store)
+    keys = [b"k%d" % i for i in range(60)]
+    models: dict[int, dict[bytes, bytes]] = {}
+    model: dict[bytes, bytes] = {}
+    for version in range(1, 25):
+        changes: dict[bytes, bytes | None] = {}
+        for key in rng.sample(keys, 12):
+            roll = rng.random()
+            changes[key] = (None if roll < 0.25 else b"x" * (LEAF_CACHE_MAX_BYTES + 1) if roll < 0.35
+                            else b"v%d" % rng.randrange(1000))
+        if version % 5 == 0:
+            dropped = smap.compute_update(version - 1, version, {key: b"dropped" for key in keys})
+            with pytest.raises(OSError), store.write_batch() as batch:
+                smap.stage(batch, dropped)
+                raise OSError("power cut")
+        smap.commit(version, changes)
+        for key, value in changes.items():
+            if value is None:
+                model.pop(key, None)
+            else:
+                model[key] = value
+        models[version] = dict(model)
+        if version == 15:
+            smap.prune(8)
+            for old in range(1, 8):
+                del models[old]
+                with pytest.raises(StorageError):
+                    smap.get(keys[0], old)
+        for _ in range(40):
+            at = rng.choice(sorted(models))
+            key = rng.choice(keys)
+            assert smap.get(key, at) == models[at].get(key)
+    plain = AuthenticatedMap(store, cache_nodes=0, cache_leaves=0)
+    for at, expected in models.items():
+        for key in keys:
+            assert smap.get(key, at) == plain.get(key, at) == expected.get(key)
+
+
+def test_the_value_cache_serves_no_version_that_was_never_committed(store: KVStore) -> None:
+    """Versions need not be contiguous: a read at one between two committed versions finds no state, though
+    the key's value did not change across it."""
+    smap = AuthenticatedMap(store)
+    smap.commit(1, {b"a": b"1", b"b": b"1"})
+    smap.commit(3, {b"b": b"3"})
+    assert smap.get(b"a", 3) == b"1" and smap.get(b"a", 1) == b"1"
+    with pytest.raises(StorageError):
+        smap.get(b"a", 2)
