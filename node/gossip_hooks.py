@@ -41,8 +41,10 @@ from core.types import Address, Height
 from core.votes import Vote
 from node.chain import Chain
 from node.mempool import AccountInfo, Mempool
-from node.sigcache import SigCache
-from p2p import offload
+from node.sigcache import (
+    INLINE_SIGNATURES as INLINE_SIGNATURES,  # re-exported: the rule lives in node.sigcache
+)
+from node.sigcache import SigCache, verify_off_loop_if_many
 from p2p.envelope import decode_tx_batch
 from p2p.messages import TxBatch
 from p2p.validation import DecodeOnly, GossipMessage, GossipVerdict
@@ -56,11 +58,6 @@ PROPOSALS_PER_ROUND = 2
 EVIDENCE_QUEUE = 4
 # Offences whose check result is remembered.
 EVIDENCE_MEMORY = 4096
-# A gossiped batch with at most this many signatures to verify (not in the node's cache) verifies them on the
-# event loop: ~3.5 ms of loop at ~55 us each on a quiet core. A trip to a worker thread costs ~50 us of CPU
-# plus ~1-2 us per signature for the worker's GIL re-takes (bench.offload), ~2.4 us per signature at 64; at
-# the devnet's 2,000 transfers/s a node's batches carry ~50. Larger batches go to one worker thread.
-INLINE_SIGNATURES = 64
 
 
 def membership_verdict(chain: Chain, height: int, public_key: bytes, *, behind: int = 1,
@@ -401,10 +398,7 @@ class TxAdmission:
         checking = to_verify[:allowed]
         if checking:
             unseen = self._sig_cache.unverified(checking)
-            if len(unseen) > INLINE_SIGNATURES:
-                ok = await offload.run_sync(self._sig_cache.verify_new, unseen, limiter=self._threads)
-            else:
-                ok = self._sig_cache.verify_new(unseen)  # also when all are cached: no trip for nothing
+            ok = await verify_off_loop_if_many(self._sig_cache.verify_new, unseen, self._threads)
             self.signatures_checked += len(checking)
             if not ok:
                 raise InvalidSignature(f"a transaction of batch {message.msg_id.hex()[:16]} is badly signed")

@@ -67,12 +67,11 @@ from node.proposal_relay import FetchLimits, ProposalAssembler
 from node.providers import ChainProviders
 from node.queries import Queries
 from node.rpc.server import RpcServer
-from node.sigcache import SigCache, VoteVerifier
+from node.sigcache import SigCache, VoteVerifier, verify_off_loop_if_many
 from node.sync import BlockSync, ConsensusCatchUp
 from node.uploadahead import UploadAhead
 from node.validator_peers import ValidatorPeers
 from node.views import SubmitVerdict
-from p2p import offload
 from p2p.batcher import TxBatcher
 from p2p.config import P2PConfig
 from p2p.identity import peer_id_of
@@ -93,7 +92,8 @@ from vm.upgrades import UpgradeNeeded
 
 logger = logging.getLogger(__name__)
 
-_SUBMIT_THREAD_THRESHOLD = 16
+_INVALID_SIGNATURE = "invalid signature"  # a client's badly signed transaction, in node.mempool's words
+
 # At start-up, the longest wait for peers, one budget for both block sync's wait for a first one and the wait
 # for a quorum's worth.
 PEER_WAIT_S = 5.0
@@ -597,14 +597,22 @@ class Node:
     # ---------------------------------------------------------------- transactions in
 
     async def submit_txs(self, txs: Sequence[Transaction]) -> list[SubmitVerdict]:
-        """Mempool verdicts for `txs`, in order; accepted ones are gossiped in batches."""
-        if len(txs) > _SUBMIT_THREAD_THRESHOLD:
-            # Verify signatures off the event loop; the mempool then finds them in the cache.
-            await offload.run_sync(lambda: [self.sig_cache.verify(tx) for tx in txs])
+        """Mempool verdicts for `txs`, in order; accepted ones are gossiped in batches.
+
+        The signatures new to the node's cache are verified first, as one lot, where the gossip hook verifies
+        a peer's batch (`verify_off_loop_if_many`: on the event loop up to INLINE_SIGNATURES, else in one
+        worker-thread trip); each transaction still gets its own verdict: a badly signed one is refused
+        ("invalid signature", as the mempool words it), the others go to the mempool as checked."""
+        checks = [(tx, bytes(tx.hash)) for tx in txs]
+        unseen = self.sig_cache.unverified(checks)
+        bad = await verify_off_loop_if_many(self.sig_cache.invalid_among, unseen)
         verdicts = []
         added: list[Transaction] = []
-        for tx in txs:
-            result = self.mempool.add(tx, from_client=True)
+        for tx, key in checks:
+            if key in bad:
+                verdicts.append(SubmitVerdict(tx.hash, False, _INVALID_SIGNATURE))
+                continue
+            result = self.mempool.add(tx, from_client=True, signature_checked=True)
             verdicts.append(SubmitVerdict(result.tx_hash, result.accepted, result.reason))
             if result.added:
                 self.events.own_accepted(result.tx_hash)  # its fate is remembered for the client (tx_status)
