@@ -5,11 +5,13 @@ and `flush` computes the marked owners' keys and pushes the ones that changed on
 stays in the heap until it reaches the top, where it is recognised as stale (it is not the very object the
 owner's current key is) and dropped; the heap is rebuilt from the current keys once stale ones outnumber them.
 Reading in order pops from the heap (`take`) and `put_back` pushes the keys taken back, so a read leaves the
-index as it was.
+index as it was. An index that is read whole instead (`heap=False`: the proposal index, read by `reap`) keeps
+no heap and sorts its current keys when read (`ordered`).
 
-Cost: a change is O(1); a read is O(marked owners x log n) for the flush plus O(log n) per key taken. Against
-a sorted list kept current on every change, this pays off when changes outnumber reads (the mempool changes a
-sender's keys on every add and commit, and reads them once per proposal or when full).
+Cost: a change is O(1); a read is O(marked owners x log n) for the flush plus O(log n) per key taken (or an
+O(n log n) sort for a whole read). Against a sorted list kept current on every change, this pays off when
+changes outnumber reads (the mempool changes a sender's keys on every add and commit, and reads them once per
+proposal or when full).
 
 Keys are tuples whose last item is the owner's key (bytes); a key is unique to its owner (an entry's sequence
 number is in it), so the heap's order is the keys' total order.
@@ -18,7 +20,7 @@ number is in it), so the heap's order is the keys' total order.
 from __future__ import annotations
 
 import heapq
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Generic, TypeVar
 
 _K = TypeVar("_K", bound=tuple)  # type: ignore[type-arg]
@@ -29,8 +31,9 @@ _STALE_FLOOR = 64
 
 
 class LazyIndex(Generic[_K]):
-    def __init__(self, key_of: Callable[[bytes], _K | None]) -> None:
+    def __init__(self, key_of: Callable[[bytes], _K | None], *, heap: bool = True) -> None:
         self._key_of = key_of  # the owner's key now (None: it has none)
+        self._keep_heap = heap
         self._heap: list[_K] = []
         self._current: dict[bytes, _K] = {}  # owner -> the key of it that the heap holds
         self._marked: set[bytes] = set()
@@ -53,21 +56,32 @@ class LazyIndex(Generic[_K]):
         """The owner's key as of the last `flush`."""
         return self._current.get(owner)
 
-    def flush(self) -> None:
-        """Bring the marked owners' keys up to date."""
+    @property
+    def marked(self) -> int:
+        """Owners marked since the last `flush`."""
+        return len(self._marked)
+
+    def flush(self, limit: int | None = None) -> None:
+        """Bring the marked owners' keys up to date (at most `limit` of them: a caller that must not hold the
+        event loop long flushes in slices)."""
         marked = self._marked
         if not marked:
             return
+        if limit is not None and len(marked) > limit:
+            owners: Iterable[bytes] = [marked.pop() for _ in range(limit)]
+        else:
+            owners, self._marked = marked, set()
         current, key_of = self._current, self._key_of
         changed = []
-        for owner in marked:
+        for owner in owners:
             key = key_of(owner)
             if key is None:
                 current.pop(owner, None)
             elif key != current.get(owner):
                 current[owner] = key
                 changed.append(key)
-        marked.clear()
+        if not self._keep_heap:
+            return
         heap = self._heap
         if len(heap) + len(changed) > _STALE_FACTOR * len(current) + _STALE_FLOOR:
             # Rebuilt in O(n) rather than pushed one by one (many changed keys, or many stale ones).
@@ -98,11 +112,13 @@ class LazyIndex(Generic[_K]):
         self._taken.clear()
 
     def ordered(self) -> list[_K]:
-        """Every current key in order (for tests; flushes first)."""
+        """Every current key in order (flushes first)."""
         self.flush()
         return sorted(self._current.values())
 
     def consistent(self) -> bool:
         """Whether the heap holds every current key exactly once (for tests)."""
+        if not self._keep_heap:
+            return not self._heap and not self._taken
         held = [k for k in self._heap if self._current.get(k[-1]) is k]
         return len(held) == len(self._current) and not self._taken

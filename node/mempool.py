@@ -20,9 +20,13 @@ peers' gossip. Refusals that a later block can
 lift (full, a sender's limits, a nonce too far ahead) end with RETRY_LATER (`is_retryable`): a client sends
 the same transaction again, which is what keeps a loaded chain at capacity (docs/performance-throughput.md, "Sustained load").
 
-Cost: two sorted indexes (`sortedcontainers.SortedList`) hold one key per sender, its eviction candidate
-and its next ready transaction, so an add or an eviction is O(log senders) plus the sender's own
-transactions (at most `max_txs_per_sender`), and `reap` costs O(txs reaped x log senders).
+Cost: two indexes hold one key per sender, its eviction candidate (its tail) and its next ready
+transaction (its head). They are kept lazily (node.lazyindex): an add or a commit marks the sender (a set
+insertion), and the marked senders' keys are recomputed and pushed onto a heap only when the index is read,
+the eviction index when the mempool is full and the proposal index by `reap` (once per proposal), so an add
+costs O(1) plus the sender's ready run extended, an eviction O(senders marked since the last one + victims x
+log senders), and `reap` O(senders marked since the last reap + txs reaped x log senders). Old keys stay in
+the heap until they reach its top (skipped there) or outnumber the live ones (the heap is rebuilt).
 
 After each block `update` drops what was committed and `recheck` what became stale (nonce, balance) and what
 aged out. Only a transaction's sender loses balance or nonce by it (the VM debits no one else), so `recheck`
@@ -81,6 +85,8 @@ _REAP_MISSES = 256
 # The event loop gets a turn every this many adds of a batch, and every few milliseconds of a recheck.
 _ADD_SLICE = 64
 _SLICE_S = 0.005
+# A recheck brings this many senders' proposal keys up to date between turns of the event loop.
+_FLUSH_SLICE = 1024
 # A recheck of every sender at least this often (heights); in between, only the blocks' senders.
 FULL_RECHECK_HEIGHTS = 16
 # Transactions from this node's own clients (RPC) may fill this share of the mempool's count and bytes; the
@@ -204,7 +210,7 @@ class Mempool:
         # One _EvictKey per sender with transactions (its tail), read only when full; one _ReadyKey per sender
         # whose next nonce is pending (its head), read by `reap`. Both recomputed when read (node.lazyindex).
         self._evict: LazyIndex[_EvictKey] = LazyIndex(self._evict_key_of)
-        self._ready: LazyIndex[_ReadyKey] = LazyIndex(self._ready_key_of)
+        self._ready: LazyIndex[_ReadyKey] = LazyIndex(self._ready_key_of, heap=False)
         self._bytes = 0
         self._seq = 0
         self._height = 0
@@ -510,16 +516,8 @@ class Mempool:
         per gas first, senders' nonces in order, within the block's count, byte and gas budgets. A
         transaction `may_propose` refuses (proposer policy, node.proposal_hold) is skipped with its sender's
         later nonces, as a backed-off one is."""
-        index = self._ready
-        index.flush()
-        try:
-            return self._reap(index, max_txs, max_bytes, max_gas, may_propose)
-        finally:
-            index.put_back()
-
-    def _reap(self, heads: LazyIndex[_ReadyKey], max_txs: int, max_bytes: int, max_gas: int,
-              may_propose: Callable[[bytes], bool] | None) -> list[Transaction]:
-        next_head = heads.take()
+        heads = iter(self._ready.ordered())
+        next_head: _ReadyKey | None = next(heads, None)
         following: list[tuple[int, int, bytes, int]] = []
         out: list[Transaction] = []
         size = gas = misses = 0
@@ -527,7 +525,7 @@ class Mempool:
             if following and (next_head is None or following[0][:2] < next_head[:2]):
                 _, _, key, nonce = heapq.heappop(following)
             elif next_head is not None:
-                key, next_head = next_head[2], heads.take()
+                key, next_head = next_head[2], next(heads, None)
                 nonce = self._senders[key].nonce
             else:
                 break
@@ -650,6 +648,12 @@ class Mempool:
                     self._remove(entry, RemovalReason.EXPIRED)
                 elif full:
                     self._expiry_due = min(self._expiry_due, entry.added_height + due)
+        # The proposal index brought up to date here, off the consensus path, so that the next `reap` computes
+        # only the senders changed since (in slices, as the loop above).
+        while self._ready.marked:
+            self._ready.flush(_FLUSH_SLICE)
+            if self._ready.marked:
+                await trio.lowlevel.checkpoint()
 
     # ---------------------------------------------------------------- disagreement
 
