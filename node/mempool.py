@@ -52,7 +52,7 @@ import math
 import time
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 import trio
 
@@ -129,8 +129,9 @@ class MempoolState(Protocol):
         ...
 
 
-@dataclass(frozen=True, slots=True)
-class AddResult:
+class AddResult(NamedTuple):
+    """What `add` answers (immutable; a named tuple: made once per add, ~4x cheaper than a frozen dataclass)."""
+
     tx_hash: Hash32
     accepted: bool
     reason: str = ""  # one line: why refused, or "already in the mempool"
@@ -388,7 +389,8 @@ class Mempool:
         sender.txs[tx.nonce] = entry
         self._by_hash[key] = entry
         self._bytes += entry.size
-        self._expiry_due = min(self._expiry_due, entered + self._ttl() + 1)
+        if (due := entered + self._ttl() + 1) < self._expiry_due:
+            self._expiry_due = due
         self._touch(sender_key, sender)
         if len(self._by_hash) == 1:
             self._notify()  # only `wait_for_txs` waits, and only on an empty mempool
