@@ -57,17 +57,16 @@ class ReferencePool(Mempool):
             key = min(chains, key=lambda k: (-self._senders[k].txs[chains[k]].price,
                                              self._senders[k].txs[chains[k]].seq))
             entry = self._senders[key].txs[chains.pop(key)]
-            if self.is_backed_off(entry.tx_hash) or (may_propose is not None and not may_propose(entry.tx_hash)):
+            held = may_propose is not None and not may_propose(entry.tx_hash)
+            if held or self.is_backed_off(entry.tx_hash):
                 continue  # the sender's later nonces wait behind it
-            if size + entry.size > max_bytes or gas + entry.tx.gas_limit > max_gas:
-                misses += 1
-                continue
-            misses = 0
-            out.append(entry.tx)
-            size += entry.size
-            gas += entry.tx.gas_limit
-            if entry.tx.nonce + 1 in self._senders[key].txs:
-                chains[key] = entry.tx.nonce + 1
+            fits = size + entry.size <= max_bytes and gas + entry.tx.gas_limit <= max_gas
+            misses = 0 if fits else misses + 1
+            if fits:
+                out.append(entry.tx)
+                size, gas = size + entry.size, gas + entry.tx.gas_limit
+                if entry.tx.nonce + 1 in self._senders[key].txs:
+                    chains[key] = entry.tx.nonce + 1
         return out
 
 
