@@ -6,10 +6,11 @@ stays in the heap until it reaches the top, where it is recognised as stale (it 
 owner's current key is) and dropped; the heap is rebuilt from the current keys once stale ones outnumber them.
 Reading in order pops from the heap (`take`) and `put_back` pushes the keys taken back, so a read leaves the
 index as it was. An index that is read whole instead (`heap=False`: the proposal index, read by `reap`) keeps
-no heap and sorts its current keys when read (`ordered`).
+its keys as a sorted list instead (`ordered`): at a read, the last sorted list less its stale keys, with the
+keys changed since appended, sorted again (a sorted run and a short tail: close to linear for the sort).
 
-Cost: a change is O(1); a read is O(marked owners x log n) for the flush plus O(log n) per key taken (or an
-O(n log n) sort for a whole read). Against a sorted list kept current on every change, this pays off when
+Cost: a change is O(1); a read is O(marked owners x log n) for the flush plus O(log n) per key taken (or, for
+a whole read, O(n) plus O(k log k) for the k keys changed since the last). Against a sorted list kept current on every change, this pays off when
 changes outnumber reads (the mempool changes a sender's keys on every add and commit, and reads them once per
 proposal or when full).
 
@@ -38,6 +39,7 @@ class LazyIndex(Generic[_K]):
         self._current: dict[bytes, _K] = {}  # owner -> the key of it that the heap holds
         self._marked: set[bytes] = set()
         self._taken: list[_K] = []
+        self._sorted: list[_K] = []  # heap=False: the current keys in order as of the last `ordered`
 
     def __len__(self) -> int:
         """Owners with a key (after `flush`)."""
@@ -80,9 +82,10 @@ class LazyIndex(Generic[_K]):
             elif key != current.get(owner):
                 current[owner] = key
                 changed.append(key)
-        if not self._keep_heap:
-            return
         heap = self._heap
+        if not self._keep_heap:
+            heap.extend(changed)  # unordered: sorted into `_sorted` by the next `ordered`
+            return
         if len(heap) + len(changed) > _STALE_FACTOR * len(current) + _STALE_FLOOR:
             # Rebuilt in O(n) rather than pushed one by one (many changed keys, or many stale ones).
             self._heap = list(current.values())
@@ -112,13 +115,23 @@ class LazyIndex(Generic[_K]):
         self._taken.clear()
 
     def ordered(self) -> list[_K]:
-        """Every current key in order (flushes first)."""
+        """Every current key in order (flushes first). With heap=False the list is the index's own: read it,
+        do not change it."""
         self.flush()
-        return sorted(self._current.values())
+        if self._keep_heap:
+            return sorted(self._current.values())
+        current = self._current
+        keys = [k for k in self._sorted if current.get(k[-1]) is k]
+        if self._heap:
+            keys.extend(k for k in self._heap if current.get(k[-1]) is k)  # changed twice: the last only
+            self._heap = []
+            keys.sort()
+        self._sorted = keys
+        return keys
 
     def consistent(self) -> bool:
-        """Whether the heap holds every current key exactly once (for tests)."""
+        """Whether the index holds every current key exactly once (for tests)."""
         if not self._keep_heap:
-            return not self._heap and not self._taken
+            return self.ordered() == sorted(self._current.values()) and not self._taken
         held = [k for k in self._heap if self._current.get(k[-1]) is k]
         return len(held) == len(self._current) and not self._taken
