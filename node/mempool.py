@@ -22,11 +22,12 @@ the same transaction again, which is what keeps a loaded chain at capacity (docs
 
 Cost: two indexes hold one key per sender, its eviction candidate (its tail) and its next ready
 transaction (its head). They are kept lazily (node.lazyindex): an add or a commit marks the sender (a set
-insertion), and the marked senders' keys are recomputed and pushed onto a heap only when the index is read,
-the eviction index when the mempool is full and the proposal index by `reap` (once per proposal), so an add
-costs O(1) plus the sender's ready run extended, an eviction O(senders marked since the last one + victims x
-log senders), and `reap` O(senders marked since the last reap + txs reaped x log senders). Old keys stay in
-the heap until they reach its top (skipped there) or outnumber the live ones (the heap is rebuilt).
+insertion), and the marked senders' keys are recomputed when the index is read (the eviction index when the
+mempool is full, the proposal index by `reap`, once per proposal) or by the recheck after each block (off the
+consensus path, in slices). So an add costs O(1) plus the sender's ready run extended, an eviction O(senders
+marked since + victims x log senders) on a heap whose old keys are skipped when they reach its top, and `reap`
+O(senders marked since + senders with a ready head) to re-sort the kept order with the changed keys, plus
+O(txs reaped x log senders).
 
 After each block `update` drops what was committed and `recheck` what became stale (nonce, balance) and what
 aged out. Only a transaction's sender loses balance or nonce by it (the VM debits no one else), so `recheck`
@@ -85,7 +86,7 @@ _REAP_MISSES = 256
 # The event loop gets a turn every this many adds of a batch, and every few milliseconds of a recheck.
 _ADD_SLICE = 64
 _SLICE_S = 0.005
-# A recheck brings this many senders' proposal keys up to date between turns of the event loop.
+# A recheck brings this many senders' index keys up to date between turns of the event loop.
 _FLUSH_SLICE = 1024
 # A recheck of every sender at least this often (heights); in between, only the blocks' senders.
 FULL_RECHECK_HEIGHTS = 16
@@ -650,12 +651,13 @@ class Mempool:
                     self._remove(entry, RemovalReason.EXPIRED)
                 elif full:
                     self._expiry_due = min(self._expiry_due, entry.added_height + due)
-        # The proposal index brought up to date here, off the consensus path, so that the next `reap` computes
-        # only the senders changed since (in slices, as the loop above).
-        while self._ready.marked:
-            self._ready.flush(_FLUSH_SLICE)
-            if self._ready.marked:
-                await trio.lowlevel.checkpoint()
+        # Both indexes brought up to date here, off the consensus path, so that the next `reap` (or evicting
+        # add) computes only the senders changed since (in slices, as the loop above).
+        for index in (self._ready, self._evict):
+            while index.marked:
+                index.flush(_FLUSH_SLICE)
+                if index.marked:
+                    await trio.lowlevel.checkpoint()
 
     # ---------------------------------------------------------------- disagreement
 
