@@ -6,11 +6,11 @@ stays in the heap until it reaches the top, where it is recognised as stale (it 
 owner's current key is) and dropped; the heap is rebuilt from the current keys once stale ones outnumber them.
 Reading in order pops from the heap (`take`) and `put_back` pushes the keys taken back, so a read leaves the
 index as it was. An index that is read whole instead (`heap=False`: the proposal index, read by `reap`) keeps
-its keys as a sorted list instead (`ordered`): at a read, the last sorted list less its stale keys, with the
-keys changed since appended, sorted again (a sorted run and a short tail: close to linear for the sort).
+no heap: it sorts its current keys when read after a change (`ordered`; the sort is C's over a dict's values,
+as fast here as dropping the stale keys from the last order would be in Python).
 
 Cost: a change is O(1); a read is O(marked owners x log n) for the flush plus O(log n) per key taken (or, for
-a whole read, O(n) plus O(k log k) for the k keys changed since the last). Against a sorted list kept current on every change, this pays off when
+a whole read after a change, an O(n log n) sort). Against a sorted list kept current on every change, this pays off when
 changes outnumber reads (the mempool changes a sender's keys on every add and commit, and reads them once per
 proposal or when full).
 
@@ -39,7 +39,7 @@ class LazyIndex(Generic[_K]):
         self._current: dict[bytes, _K] = {}  # owner -> the key of it that the heap holds
         self._marked: set[bytes] = set()
         self._taken: list[_K] = []
-        self._sorted: list[_K] = []  # heap=False: the current keys in order as of the last `ordered`
+        self._sorted: list[_K] | None = []  # heap=False: the current keys in order (None: sort again)
 
     def __len__(self) -> int:
         """Owners with a key (after `flush`)."""
@@ -52,7 +52,8 @@ class LazyIndex(Generic[_K]):
     def forget(self, owner: bytes) -> None:
         """The owner has no key any more (its heap entries turn stale)."""
         self._marked.discard(owner)
-        self._current.pop(owner, None)
+        if self._current.pop(owner, None) is not None:
+            self._sorted = None
 
     def current(self, owner: bytes) -> _K | None:
         """The owner's key as of the last `flush`."""
@@ -75,17 +76,19 @@ class LazyIndex(Generic[_K]):
             owners, self._marked = marked, set()
         current, key_of = self._current, self._key_of
         changed = []
+        removed = False
         for owner in owners:
             key = key_of(owner)
             if key is None:
-                current.pop(owner, None)
+                removed = current.pop(owner, None) is not None or removed
             elif key != current.get(owner):
                 current[owner] = key
                 changed.append(key)
-        heap = self._heap
         if not self._keep_heap:
-            heap.extend(changed)  # unordered: sorted into `_sorted` by the next `ordered`
+            if changed or removed:
+                self._sorted = None
             return
+        heap = self._heap
         if len(heap) + len(changed) > _STALE_FACTOR * len(current) + _STALE_FLOOR:
             # Rebuilt in O(n) rather than pushed one by one (many changed keys, or many stale ones).
             self._heap = list(current.values())
@@ -120,14 +123,9 @@ class LazyIndex(Generic[_K]):
         self.flush()
         if self._keep_heap:
             return sorted(self._current.values())
-        current = self._current
-        keys = [k for k in self._sorted if current.get(k[-1]) is k]
-        if self._heap:
-            keys.extend(k for k in self._heap if current.get(k[-1]) is k)  # changed twice: the last only
-            self._heap = []
-            keys.sort()
-        self._sorted = keys
-        return keys
+        if self._sorted is None:
+            self._sorted = sorted(self._current.values())
+        return self._sorted
 
     def consistent(self) -> bool:
         """Whether the index holds every current key exactly once (for tests)."""
