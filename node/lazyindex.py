@@ -10,9 +10,9 @@ no heap: it sorts its current keys when read after a change (`ordered`; the sort
 as fast here as dropping the stale keys from the last order would be in Python).
 
 Cost: a change is O(1); a read is O(marked owners x log n) for the flush plus O(log n) per key taken (or, for
-a whole read after a change, an O(n log n) sort). Against a sorted list kept current on every change, this pays off when
-changes outnumber reads (the mempool changes a sender's keys on every add and commit, and reads them once per
-proposal or when full).
+a whole read after a change, an O(n log n) sort). Against a sorted list kept current on every change, this
+pays off when changes outnumber reads (the mempool changes a sender's keys on every add and commit, and reads
+them once per proposal or when full).
 
 Keys are tuples whose last item is the owner's key (bytes); a key is unique to its owner (an entry's sequence
 number is in it), so the heap's order is the keys' total order.
