@@ -14,6 +14,9 @@ alternating in this one process (CPU per transaction, `time.process_time`; the l
 - mempool add: the trio Event renewed on every add against only when the mempool was empty (its one
   waiter, `wait_for_txs`); a sender's head key in the ready index removed and inserted again on each of its
   later nonces (a sorted list of one key per sender) against a tuple comparison that finds it unchanged.
+- mempool projected account: the sender's account as its pending predecessors leave it, once per add and per
+  pending transaction of a recheck: `Account(Amount(...), Nonce(...))` (both range checks) against
+  `node.mempool._projected` (a balance in range by construction, the transaction's Nonce as it is).
 """
 
 from __future__ import annotations
@@ -32,13 +35,15 @@ from core.keys import PrivateKey
 from core.signing import DOMAIN_TX, sign_bytes
 from core.tensor import DType, Tensor
 from core.tx import Transaction
-from core.types import Amount, Hash32
+from core.types import Amount, Hash32, Nonce
 from node.config import NodeConfig, RPCSection
 from node.home import init_home
+from node.mempool import _projected
 from node.service import Node, _MempoolState
 from tools.genesis import DEFAULT_SEED_PHRASE, make_genesis
 from vm.genesis import parse_genesis
 from vm.sandbox.executor import LocalExecutor
+from vm.state import Account
 from vm.txs import PAYLOAD_TYPES, Infer, Transfer, build_tx, decoded_payload
 
 SENDERS = 256
@@ -119,6 +124,9 @@ def main() -> None:
                 pair("mempool add: waiters' event", per_item(renew, addresses),
                      per_item(lambda _: len(pending) == 1, addresses))
                 pair("mempool add: head's ready key", per_item(move, ready_keys), per_item(lambda kk: kk[0] != kk[1], same))
+                pair("mempool projected account",
+                     per_item(lambda tx: Account(Amount(max(0, 10**12 - tx.fee)), Nonce(tx.nonce)), transfers),
+                     per_item(lambda tx: _projected(10**12 - tx.fee, tx.nonce), transfers))
         finally:
             node.close()
     print(f"admission pieces: {n:,} transactions, {SENDERS} senders; CPU per use, lowest of {args.rounds} rounds")

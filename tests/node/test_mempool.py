@@ -483,13 +483,12 @@ def _check_indexes(mp: Mempool) -> None:
         assert s.ready_end == end
         assert s.ready_fees == sum(s.txs[n].tx.fee for n in range(s.nonce, end))  # what an add's balance rule uses
         tail = s.txs[max(s.txs)]
-        assert s.evict_key == (1 if s.nonce <= tail.tx.nonce < end else 0, tail.price, -tail.seq, key)
-        evict.append(s.evict_key)
+        evict.append((1 if s.nonce <= tail.tx.nonce < end else 0, tail.price, -tail.seq, key))
         head = s.txs.get(s.nonce)
-        assert s.ready_key == (None if head is None else (-head.price, head.seq, key))
         if head is not None:
-            ready.append(s.ready_key)
-    assert sorted(evict) == list(mp._evict) and sorted(ready) == list(mp._ready)
+            ready.append((-head.price, head.seq, key))
+    assert sorted(evict) == mp._evict.ordered() and sorted(ready) == mp._ready.ordered()
+    assert mp._evict.consistent() and mp._ready.consistent()
     assert len(mp) == sum(len(s.txs) for s in mp._senders.values())
     assert mp.size_bytes == sum(e.size for s in mp._senders.values() for e in s.txs.values())
 
