@@ -43,6 +43,9 @@ class DType(enum.IntEnum):
 
     @classmethod
     def from_numpy(cls, dtype: np.dtype[np.generic]) -> DType:
+        found = _BY_NUMPY.get(dtype)  # a numpy dtype of its own: looked up without building its name
+        if found is not None:
+            return found
         try:
             return _BY_NAME[np.dtype(dtype).name]
         except KeyError:
@@ -64,6 +67,13 @@ _NUMPY_NAMES = {
 _BY_NAME = {name: dt for dt, name in _NUMPY_NAMES.items()}
 _NUMPY_DTYPES: dict[int, np.dtype[np.generic]] = {
     int(dt): np.dtype(name).newbyteorder("<") for dt, name in _NUMPY_NAMES.items()
+}
+# The native-order and little-endian dtypes themselves (numpy's `name` is built in Python on each read: the
+# VM turns each inference's outputs into tensors). Only dtype objects: an equal scalar type or string hashes
+# otherwise, and goes by name.
+_BY_NUMPY: dict[object, DType] = {
+    **{np.dtype(name): dt for dt, name in _NUMPY_NAMES.items()},
+    **{np.dtype(name).newbyteorder("<"): dt for dt, name in _NUMPY_NAMES.items()},
 }
 _ITEMSIZES: dict[int, int] = {value: dtype.itemsize for value, dtype in _NUMPY_DTYPES.items()}
 

@@ -80,8 +80,10 @@ def to_tensors(outputs: Mapping[str, np.ndarray]) -> tuple[Tensor, ...]:
     out = []
     for value in outputs.values():
         dtype = DType.from_numpy(value.dtype)
-        out.append(Tensor(dtype, tuple(int(d) for d in value.shape),
-                          np.ascontiguousarray(value, dtype=dtype.numpy).tobytes()))
+        wire_dtype = dtype.numpy
+        # tobytes() writes C order: only a byte order other than the wire's needs a converted copy first.
+        data = value.tobytes() if value.dtype == wire_dtype else np.ascontiguousarray(value, wire_dtype).tobytes()
+        out.append(Tensor(dtype, tuple(int(d) for d in value.shape), data))
     return tuple(out)
 
 
