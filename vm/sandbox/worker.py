@@ -437,6 +437,7 @@ class WorkerPool:
         self.rehearsals = 0
         self.grids_here = 0
         self.wakes = 0  # wake-up messages sent ahead of a single job (flat.WAKE)
+        self.row_jobs = 0  # inferences sent as rows of an InferRows (`_rows`)
 
     def __enter__(self) -> WorkerPool:
         return self
@@ -688,6 +689,7 @@ class WorkerPool:
                 stacked[name] = (np.concatenate(column).reshape(len(column), *shape) if shape
                                  else np.stack(column))
             rows[indices[0]] = (tuple(indices), stacked)
+            self.row_jobs += len(indices)
         return rows
 
     def _rehearse(self, reader: flat.ReplyReader, last: bytearray) -> None:
