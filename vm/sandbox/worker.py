@@ -45,8 +45,8 @@ from vm.sandbox.protocol import (
     Fault,
     FromWorker,
     GoldenFault,
-    InferWire,
     InferRows,
+    InferWire,
     Ready,
     RowResults,
     ShareArena,
@@ -544,8 +544,8 @@ class WorkerPool:
                     wire, free_from = self._wire(worker, slot_jobs)
                     worker.conn.send(Batch(wire, self._limits.cpu_seconds_per_batch, free_from))
                     sent[slot] = worker
-                    expect[slot] = ([job.indices[0] if type(job) is InferRows else job.index for job in wire],
-                                    {job.indices[0]: job.indices for job in wire if type(job) is InferRows})
+                    expect[slot] = ([job.indices[0] if isinstance(job, InferRows) else job.index for job in wire],
+                                    {job.indices[0]: job.indices for job in wire if isinstance(job, InferRows)})
                 except LocalFault as exc:
                     fault = fault or exc
                 except (OSError, EOFError, ValueError) as exc:
@@ -679,12 +679,12 @@ class WorkerPool:
             group[0].append(index)
             group[1].append(arrays)
         rows: dict[int, tuple[tuple[int, ...], dict[str, np.ndarray]]] = {}
-        for indices, arrays, layout in groups.values():
+        for indices, columns, layout in groups.values():
             if len(indices) < ROWS_MIN:
                 continue
             stacked: dict[str, np.ndarray] = {}
             for position, (name, _, shape, _) in enumerate(layout.inputs):
-                column = [job_arrays[position] for job_arrays in arrays]
+                column = [job_arrays[position] for job_arrays in columns]
                 # One C loop: the rows joined along their first axis, then split off as a new one.
                 stacked[name] = (np.concatenate(column).reshape(len(column), *shape) if shape
                                  else np.stack(column))
@@ -773,7 +773,7 @@ class WorkerPool:
                     worker.cached = cached
                 out: list[tuple[int, JobResult]] = []
                 for index, result in results:
-                    if type(result) is RowResults:
+                    if isinstance(result, RowResults):
                         out += self._unrows(slot, worker, result, rows[index])
                     else:
                         out.append((index, self._unshare(slot, worker, result)))
@@ -808,10 +808,12 @@ class WorkerPool:
         n = len(indices)
         try:
             arrays: list[tuple[str, np.ndarray]] = []
-            for name, value in result.outputs:
-                if type(value) is ArrayRef:
+            for name, sent in result.outputs:
+                if isinstance(sent, ArrayRef):
                     assert worker.arena is not None
-                    value = worker.arena.copy_out(value)
+                    value = worker.arena.copy_out(sent)
+                else:
+                    value = sent
                 if not _plain(value) or value.ndim == 0 or value.shape[0] != n:
                     raise ValueError(f"output {name!r} does not hold {n} rows")
                 arrays.append((name, value))
