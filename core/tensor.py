@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 import math
+import sys
 from typing import Annotated
 
 import numpy as np
@@ -75,6 +76,7 @@ _BY_NUMPY: dict[object, DType] = {
     **{np.dtype(name): dt for dt, name in _NUMPY_NAMES.items()},
     **{np.dtype(name).newbyteorder("<"): dt for dt, name in _NUMPY_NAMES.items()},
 }
+_LITTLE_ENDIAN = sys.byteorder == "little"
 _ITEMSIZES: dict[int, int] = {value: dtype.itemsize for value, dtype in _NUMPY_DTYPES.items()}
 
 
@@ -97,6 +99,8 @@ class Tensor(Wire):
 
     def to_numpy(self) -> np.ndarray:
         """A read-only array view in native byte order."""
+        if _LITTLE_ENDIAN:  # the wire's order: a view, without building a native dtype per call
+            return np.frombuffer(self.data, dtype=_NUMPY_DTYPES[self.dtype._value_]).reshape(self.shape)
         arr = np.frombuffer(self.data, dtype=self.dtype.numpy).reshape(self.shape)
         return arr.astype(arr.dtype.newbyteorder("="), copy=False)
 

@@ -526,9 +526,13 @@ class WorkerPool:
             deadline = time.monotonic() + (self._limits.batch_timeout_s if timeout_s is None else timeout_s)
             plan: dict[int, list[tuple[int, Job]]] = {}
             check_slot = 0
+            slots: dict[bytes, int] = {}  # each model's slot, computed once per batch
             for index, job in enumerate(jobs):
                 if isinstance(job, InferJob):
-                    slot = _slot_of(job.model.model_id, self._size)
+                    model_id = job.model.model_id
+                    slot = slots.get(model_id, -1)
+                    if slot < 0:
+                        slot = slots[model_id] = _slot_of(model_id, self._size)
                 else:
                     slot, check_slot = check_slot, (check_slot + 1) % self._size
                 plan.setdefault(slot, []).append((index, job))
