@@ -187,23 +187,27 @@ def inference_rows(genesis: Genesis, proposer: Node, validator: Node, name: str,
     # Every quantity is measured once per round, interleaved, and each one's median over the rounds is kept:
     # other load on a shared machine then disturbs raw and VM figures alike.
     samples: dict[str, list[float]] = {}
+    # CPU of this (the node's) thread, from the same calls: the hand-off's and the VM's own Python, without the
+    # worker's run; on a loaded machine the wall figures measure the scheduler as much.
     cpu: dict[str, list[float]] = {}
+
+    def timed(key: str, fn: Callable[[], Any]) -> float:
+        start_cpu = time.thread_time()
+        wall = _timed(fn)
+        cpu.setdefault(key, []).append(time.thread_time() - start_cpu)
+        return wall
+
     for full, none in fresh:
-        # CPU of this (the node's) thread only, per inference: the hand-off's and the VM's own Python, without
-        # the worker's run; on a loaded machine the wall figures below measure the scheduler as much.
-        cpu.setdefault("sandbox", []).append(_thread_cpu(lambda: proposer.pool.run_batch(jobs)) / k)
-        cpu.setdefault("validate", []).append(_thread_cpu(lambda: validator.app.validate_block(full)) / k)  # noqa: B023
-        cpu.setdefault("validate0", []).append(_thread_cpu(lambda: validator.app.validate_block(none)) / k)  # noqa: B023
         sample = {
             "raw": _timed(lambda: [session.run(names, feeds) for _ in range(calls)]) / calls,
-            "sandbox": _timed(lambda: proposer.pool.run_batch(jobs)) / k,
+            "sandbox": timed("sandbox", lambda: proposer.pool.run_batch(jobs)) / k,
             "pipe": _timed(lambda: pipe.run_batch(jobs)) / k,
             "single": _timed(lambda: one_by_one(proposer.pool)) / singles,
             "single_pipe": _timed(lambda: one_by_one(pipe)) / singles,
             "build": _timed(lambda: proposer.app.build_block(tpl, txs)),
             "build0": _timed(lambda: proposer.app.build_block(tpl, [])),
-            "validate": _timed(lambda: validator.app.validate_block(full)),  # noqa: B023
-            "validate0": _timed(lambda: validator.app.validate_block(none)),  # noqa: B023
+            "validate": timed("validate", lambda: validator.app.validate_block(full)),  # noqa: B023
+            "validate0": timed("validate0", lambda: validator.app.validate_block(none)),  # noqa: B023
         }
         for quantity, value in sample.items():
             samples.setdefault(quantity, []).append(value)
@@ -221,7 +225,7 @@ def inference_rows(genesis: Genesis, proposer: Node, validator: Node, name: str,
               f"(VM's own share beyond the sandbox: {(t - sandbox) * 1e6:+7.1f} us)")
     med = {key: statistics.median(values) for key, values in cpu.items()}
     print(f"  {'':<19}node thread CPU per inference (median of {rounds}): K jobs per hand-off "
-          f"{med['sandbox'] * 1e6:6.1f} us; validate_block {(med['validate'] - med['validate0']) * 1e6:6.1f} us "
+          f"{med['sandbox'] / k * 1e6:6.1f} us; validate_block {(med['validate'] - med['validate0']) / k * 1e6:6.1f} us "
           f"(load average {os.getloadavg()[0]:.2f})")
 
 
@@ -398,13 +402,6 @@ def _schedstat(pid: int) -> tuple[float, float]:
     """Seconds a process has run on a CPU and waited in a run queue (Linux /proc/PID/schedstat)."""
     ran, queued, _ = Path(f"/proc/{pid}/schedstat").read_text().split()
     return int(ran) / 1e9, int(queued) / 1e9
-
-
-def _thread_cpu(fn: Callable[[], Any]) -> float:
-    """CPU seconds this thread spent in `fn` (the worker's are not counted)."""
-    start = time.thread_time()
-    fn()
-    return time.thread_time() - start
 
 
 def _timed(fn: Callable[[], Any]) -> float:
