@@ -929,22 +929,23 @@ def _well_formed(results: object, cached: object, indices: list[int],
         if (type(result) is RowResults) != (index in rows):
             return False
         if type(result) is RowResults:
-            if type(result.outputs) is not tuple or not all(
-                    type(pair) is tuple and len(pair) == 2 and type(pair[0]) is str
-                    and (type(pair[1]) is ArrayRef or _plain(pair[1])) for pair in result.outputs):
-                return False
-            if type(result.separate) is not tuple or not all(
+            if not _named_arrays(result.outputs) or type(result.separate) is not tuple or not all(
                     type(pair) is tuple and len(pair) == 2 and type(pair[0]) is int
                     and type(pair[1]) is JobResult and _result_types(pair[1]) for pair in result.separate):
                 return False
         elif type(result) is SharedOutputs:
-            if type(result.arrays) is not tuple or not all(
-                    type(pair) is tuple and len(pair) == 2 and type(pair[0]) is str
-                    and (type(pair[1]) is ArrayRef or _plain(pair[1])) for pair in result.arrays):
+            if not _named_arrays(result.arrays):
                 return False
         elif type(result) is not JobResult or not _result_types(result):
             return False
     return True
+
+
+def _named_arrays(pairs: object) -> bool:
+    """A tuple of (name, array in the message or ArrayRef into the arena) pairs."""
+    return type(pairs) is tuple and all(
+        type(pair) is tuple and len(pair) == 2 and type(pair[0]) is str
+        and (type(pair[1]) is ArrayRef or _plain(pair[1])) for pair in pairs)
 
 
 def _plain(value: object) -> bool:
