@@ -27,6 +27,7 @@
 
 Run: python -m bench.vm [--quick] [--handoff shm|pipe] [--part all|goal|blocks|transfers] [--pairs N]
      [--rounds R] [--runs N] [--models digits,conv] [--spin on|off|both|forced] [--[no-]pickled] [--[no-]wake] [--gap-ms MS]
+     [--k-tiny K]
 """
 
 from __future__ import annotations
@@ -186,17 +187,27 @@ def inference_rows(genesis: Genesis, proposer: Node, validator: Node, name: str,
     # Every quantity is measured once per round, interleaved, and each one's median over the rounds is kept:
     # other load on a shared machine then disturbs raw and VM figures alike.
     samples: dict[str, list[float]] = {}
+    # CPU of this (the node's) thread, from the same calls: the hand-off's and the VM's own Python, without the
+    # worker's run; on a loaded machine the wall figures measure the scheduler as much.
+    cpu: dict[str, list[float]] = {}
+
+    def timed(key: str, fn: Callable[[], Any]) -> float:
+        start_cpu = time.thread_time()
+        wall = _timed(fn)
+        cpu.setdefault(key, []).append(time.thread_time() - start_cpu)
+        return wall
+
     for full, none in fresh:
         sample = {
             "raw": _timed(lambda: [session.run(names, feeds) for _ in range(calls)]) / calls,
-            "sandbox": _timed(lambda: proposer.pool.run_batch(jobs)) / k,
+            "sandbox": timed("sandbox", lambda: proposer.pool.run_batch(jobs)) / k,
             "pipe": _timed(lambda: pipe.run_batch(jobs)) / k,
             "single": _timed(lambda: one_by_one(proposer.pool)) / singles,
             "single_pipe": _timed(lambda: one_by_one(pipe)) / singles,
             "build": _timed(lambda: proposer.app.build_block(tpl, txs)),
             "build0": _timed(lambda: proposer.app.build_block(tpl, [])),
-            "validate": _timed(lambda: validator.app.validate_block(full)),  # noqa: B023
-            "validate0": _timed(lambda: validator.app.validate_block(none)),  # noqa: B023
+            "validate": timed("validate", lambda: validator.app.validate_block(full)),  # noqa: B023
+            "validate0": timed("validate0", lambda: validator.app.validate_block(none)),  # noqa: B023
         }
         for quantity, value in sample.items():
             samples.setdefault(quantity, []).append(value)
@@ -212,6 +223,10 @@ def inference_rows(genesis: Genesis, proposer: Node, validator: Node, name: str,
     for label, t in (("build_block", per_build), ("validate_block", per_val)):
         print(f"  {'':<19}in {label:<15}{t * 1e6:9.1f} us = {t / raw:5.2f}x raw, +{(t - raw) * 1e6:7.1f} us "
               f"(VM's own share beyond the sandbox: {(t - sandbox) * 1e6:+7.1f} us)")
+    med = {key: statistics.median(values) for key, values in cpu.items()}
+    print(f"  {'':<19}node thread CPU per inference (median of {rounds}): K jobs per hand-off "
+          f"{med['sandbox'] / k * 1e6:6.1f} us; validate_block {(med['validate'] - med['validate0']) / k * 1e6:6.1f} us "
+          f"(load average {os.getloadavg()[0]:.2f})")
 
 
 def handoff_cases(genesis: Genesis) -> list[tuple[str, ModelPackage, dict[str, np.ndarray]]]:
@@ -477,6 +492,8 @@ def main() -> None:
                         help="goal table: only the models whose names contain one of these (comma-separated)")
     parser.add_argument("--gap-ms", type=float, default=0.0,
                         help="goal table: idle time before each raw/VM pair (jobs that arrive on their own)")
+    parser.add_argument("--k-tiny", type=int, default=0,
+                        help="blocks: inferences per block of the tiny models (default 100 quick, 400 else)")
     args = parser.parse_args()
     rounds = 3 if args.quick else 7
     tmp = Path(tempfile.mkdtemp(prefix="bench-vm-"))
@@ -497,7 +514,7 @@ def main() -> None:
             pipe = WorkerPool(1, shared_memory=False)
             rng = np.random.default_rng(0)
             print("1. Per-inference cost inside blocks (worker-process sandbox) vs raw session.run, same model and input")
-            k_tiny = 100 if args.quick else 400
+            k_tiny = args.k_tiny or (100 if args.quick else 400)
             inference_rows(genesis, proposer, validator, "digits_int8", k_tiny,
                            lambda i: rng.integers(0, 256, (1, 64)).astype(np.uint8), rounds, pipe)
             inference_rows(genesis, proposer, validator, "digits_mlp", k_tiny,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 import math
+import sys
 from typing import Annotated
 
 import numpy as np
@@ -43,6 +44,9 @@ class DType(enum.IntEnum):
 
     @classmethod
     def from_numpy(cls, dtype: np.dtype[np.generic]) -> DType:
+        found = _BY_NUMPY.get(dtype)  # a numpy dtype of its own: looked up without building its name
+        if found is not None:
+            return found
         try:
             return _BY_NAME[np.dtype(dtype).name]
         except KeyError:
@@ -65,6 +69,14 @@ _BY_NAME = {name: dt for dt, name in _NUMPY_NAMES.items()}
 _NUMPY_DTYPES: dict[int, np.dtype[np.generic]] = {
     int(dt): np.dtype(name).newbyteorder("<") for dt, name in _NUMPY_NAMES.items()
 }
+# The native-order and little-endian dtypes themselves (numpy's `name` is built in Python on each read: the
+# VM turns each inference's outputs into tensors). Only dtype objects: an equal scalar type or string hashes
+# otherwise, and goes by name.
+_BY_NUMPY: dict[object, DType] = {
+    **{np.dtype(name): dt for dt, name in _NUMPY_NAMES.items()},
+    **{np.dtype(name).newbyteorder("<"): dt for dt, name in _NUMPY_NAMES.items()},
+}
+_LITTLE_ENDIAN = sys.byteorder == "little"
 _ITEMSIZES: dict[int, int] = {value: dtype.itemsize for value, dtype in _NUMPY_DTYPES.items()}
 
 
@@ -87,6 +99,8 @@ class Tensor(Wire):
 
     def to_numpy(self) -> np.ndarray:
         """A read-only array view in native byte order."""
+        if _LITTLE_ENDIAN:  # the wire's order: a view, without building a native dtype per call
+            return np.frombuffer(self.data, dtype=_NUMPY_DTYPES[self.dtype._value_]).reshape(self.shape)
         arr = np.frombuffer(self.data, dtype=self.dtype.numpy).reshape(self.shape)
         return arr.astype(arr.dtype.newbyteorder("="), copy=False)
 

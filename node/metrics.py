@@ -168,6 +168,25 @@ class NodeMetrics:
         """One model job took `seconds`; `phase` names the kind of job ("run", "check", ...)."""
         self.inference_time.labels(phase=phase).observe(seconds)
 
+    def observe_inferences(self, seconds: float, count: int, phase: str = "validate") -> None:
+        """`count` model jobs of `phase` took `seconds` each: the histogram as `count` calls of
+        `observe_inference` leave it (its sum up to float rounding), in one update of the bucket and the sum
+        instead of `count` (a block's thousands of tiny inferences cost ~2 µs each that way)."""
+        if count <= 0:
+            return
+        child = self.inference_time.labels(phase=phase)
+        total, buckets = getattr(child, "_sum", None), getattr(child, "_buckets", None)
+        bounds = getattr(child, "_upper_bounds", None)
+        if total is None or buckets is None or bounds is None or len(buckets) != len(bounds):
+            for _ in range(count):  # a prometheus_client laid out otherwise: its public call, once per job
+                child.observe(seconds)
+            return
+        total.inc(seconds * count)
+        for bucket, bound in zip(buckets, bounds, strict=True):
+            if seconds <= bound:
+                bucket.inc(count)
+                break
+
     def render(self) -> bytes:
         return generate_latest(self.registry)
 
@@ -189,8 +208,9 @@ class TimedExecutor:
         results = self._inner.run_batch(jobs)
         if jobs:
             each = (time.perf_counter() - started) / len(jobs)
-            for job in jobs:
-                self._metrics.observe_inference(each, "check" if isinstance(job, CheckJob) else "run")
+            checks = sum(1 for job in jobs if isinstance(job, CheckJob))
+            self._metrics.observe_inferences(each, checks, "check")
+            self._metrics.observe_inferences(each, len(jobs) - checks, "run")
         return results
 
     def holds(self, model_id: bytes) -> bool:

@@ -80,8 +80,10 @@ def to_tensors(outputs: Mapping[str, np.ndarray]) -> tuple[Tensor, ...]:
     out = []
     for value in outputs.values():
         dtype = DType.from_numpy(value.dtype)
-        out.append(Tensor(dtype, tuple(int(d) for d in value.shape),
-                          np.ascontiguousarray(value, dtype=dtype.numpy).tobytes()))
+        wire_dtype = dtype.numpy
+        # tobytes() writes C order: only a byte order other than the wire's needs a converted copy first.
+        data = value.tobytes() if value.dtype == wire_dtype else np.ascontiguousarray(value, wire_dtype).tobytes()
+        out.append(Tensor(dtype, value.shape, data))  # a numpy shape is a tuple of ints already
     return tuple(out)
 
 
@@ -191,9 +193,13 @@ class Engine:
         slots: list[_Slot] = []  # what each job resolves, in job order
         resolutions: dict[int, Resolution] = {}
         registrations: dict[int, tuple[RegisterWork, ModelSpec]] = {}
+        packages: dict[bytes, ModelPackage] = {}  # `package` once per model of the hand-off (it caches by id)
         for item in work:
             if isinstance(item, InferWork):
-                pkg = self.package(item.model_id, item.model.meta, limits, resident=item.resident)
+                pkg = packages.get(item.model_id)
+                if pkg is None:
+                    pkg = packages[item.model_id] = self.package(item.model_id, item.model.meta, limits,
+                                                                 resident=item.resident)
                 jobs.append(InferJob(pkg, feeds(item.model.meta, item.inputs)))
                 slots.append(_InferSlot(item.index))
             else:

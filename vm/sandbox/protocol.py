@@ -58,7 +58,21 @@ class CheckWire:
     gas_left: int = 0
 
 
-WireJob = InferWire | CheckWire
+@compact
+@dataclass(frozen=True, slots=True)
+class InferRows:
+    """Inferences of one model whose inputs are exactly the declared arrays, stacked: row `i` of each input
+    (shape `(len(indices), *declared shape)`) is the input of the job at batch position `indices[i]`. One
+    object and one array per input for a block's many inferences of a model, instead of one `InferWire` and
+    one array each (docs/sandbox.md, "Rows: a block's inferences of one model"). `package` as `InferWire`'s."""
+
+    indices: tuple[int, ...]
+    model_id: bytes
+    package: ModelPackage | None
+    inputs: Mapping[str, np.ndarray | ArrayRef]
+
+
+WireJob = InferWire | CheckWire | InferRows
 
 # ---- parent -> worker ----------------------------------------------------------------------------------
 
@@ -129,11 +143,23 @@ class SharedOutputs:
 
 @compact
 @dataclass(frozen=True, slots=True)
+class RowResults:
+    """The results of an `InferRows`, under its first index in `Done.results`: for each output name, the
+    outputs of every row stacked (shape `(rows, *output shape)`; in the arena or in the message), except the
+    rows in `separate` (by row position: a verdict, or outputs that do not stack), whose rows in `outputs`
+    are zeros."""
+
+    outputs: tuple[tuple[str, np.ndarray | ArrayRef], ...]
+    separate: tuple[tuple[int, JobResult], ...]
+
+
+@compact
+@dataclass(frozen=True, slots=True)
 class Done:
     """Every job of the batch ran: results by batch index, and the models the worker now holds (None: the
     same as in its previous reply)."""
 
-    results: tuple[tuple[int, JobResult | SharedOutputs], ...]
+    results: tuple[tuple[int, JobResult | SharedOutputs | RowResults], ...]
     cached: frozenset[bytes] | None
 
 
@@ -174,7 +200,7 @@ _SAMPLE = np.zeros(1, ">f8")  # numpy's own pickling (arrays the channel does no
 # numpy's own reductions, so their names follow the installed numpy). Frozenset, tuple, dict, bytes and
 # bytearray have opcodes of their own.
 REPLY_GLOBALS = allow_list((
-    Ready, SharedOutputs, Done, GoldenFault, Fault, Described,
+    Ready, SharedOutputs, RowResults, Done, GoldenFault, Fault, Described,
     ArrayRef, JobResult, ModelInfo, ArraySpec, CompareMode,
     InvalidModel, InferenceError, InputMismatch, NonFiniteOutput, OffGridOutput, IndexOutOfRange,
     np.ndarray, _SAMPLE.__reduce__()[0], _SAMPLE.__reduce_ex__(5)[0], np.dtype("f8").__reduce__()[0],

@@ -21,7 +21,7 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -45,8 +45,10 @@ from vm.sandbox.protocol import (
     Fault,
     FromWorker,
     GoldenFault,
+    InferRows,
     InferWire,
     Ready,
+    RowResults,
     ShareArena,
     SharedOutputs,
     Stop,
@@ -67,6 +69,8 @@ NAP_BEFORE_SPIN_S = 0.05
 # Wake-up before a lone job (docs/sandbox.md): the worker keeps its last flat job for its rehearsal when all its
 # inputs were in the message and it is at most this long (a copy per job).
 REHEARSAL_JOB_BYTES = 16 << 10
+# A block's inferences of one model travel as rows (protocol.InferRows) when there are at least this many.
+ROWS_MIN = 2
 
 
 def _worker_main(sock: socket.socket, limits: WorkerLimits, spin_s: float = 0.0,
@@ -169,8 +173,8 @@ class _CpuBudget:
 
 def _serve_batch(runner: Any, jobs: tuple[WireJob, ...], arena: Arena | None, free_from: int,
                  told: frozenset[bytes] | None = None) -> Done | GoldenFault | Fault:
-    pinned = frozenset(job.model_id for job in jobs if isinstance(job, InferWire))
-    replies: list[tuple[int, JobResult | SharedOutputs]] = []
+    pinned = frozenset(job.model_id for job in jobs if isinstance(job, (InferWire, InferRows)))
+    replies: list[tuple[int, JobResult | SharedOutputs | RowResults]] = []
     writer = None if arena is None else Writer(arena, free_from)
     try:
         for job in jobs:
@@ -179,11 +183,49 @@ def _serve_batch(runner: Any, jobs: tuple[WireJob, ...], arena: Arena | None, fr
                 result = runner.infer(job.model_id, job.package, inputs, pinned)
                 del inputs  # no view of the arena outlives the job
                 replies.append((job.index, _share(writer, result)))
+            elif isinstance(job, InferRows):
+                replies.append((job.indices[0], _serve_rows(runner, job, arena, writer, pinned)))
             else:
                 replies.append((job.index, runner.check(job.model_bytes, job.spec, job.golden_inputs, job.gas_left)))
     except Exception as exc:
         return _failure(exc, runner, told)
     return Done(tuple(replies), _news(runner.cached_ids(), told))
+
+
+def _serve_rows(runner: Any, job: InferRows, arena: Arena | None, writer: Writer | None,
+                pinned: frozenset[bytes]) -> RowResults:
+    """Each row of an `InferRows` run as the inference of its own `InferWire` (`Runner.infer`: the same
+    checks, verdicts and faults), the outputs stacked by name; a row whose result does not stack with the
+    first successful row's (a verdict; outputs of other names, dtypes or shapes) travels in `separate`."""
+    stacked = {name: _resolve(arena, value) for name, value in job.inputs.items()}
+    rows = len(job.indices)
+    if any(value.ndim == 0 or value.shape[0] != rows for value in stacked.values()):
+        raise WorkerFault("rows of an InferRows do not match its indices")
+    first: dict[str, np.ndarray] | None = None
+    out: dict[str, np.ndarray] = {}
+    separate: list[tuple[int, JobResult]] = []
+    for row in range(rows):
+        result = runner.infer(job.model_id, job.package, {name: value[row] for name, value in stacked.items()},
+                              pinned)
+        outputs = result.outputs
+        if outputs is None:
+            separate.append((row, result))
+            continue
+        if first is None:
+            first = outputs
+            out = {name: np.zeros((rows, *value.shape), value.dtype) for name, value in outputs.items()}
+        if outputs.keys() != out.keys() or any(
+                value.dtype != out[name].dtype or value.shape != out[name].shape[1:] for name, value in outputs.items()):
+            separate.append((row, result))
+            continue
+        for name, value in outputs.items():
+            out[name][row] = value
+    del stacked  # no view of the arena outlives the job
+    arrays: list[tuple[str, np.ndarray | ArrayRef]] = []
+    for name, value in out.items():
+        ref = writer.put(value) if writer is not None and in_arena(value) else None
+        arrays.append((name, value if ref is None else ref))
+    return RowResults(tuple(arrays), tuple(separate))
 
 
 def _failure(exc: Exception, runner: Any, told: frozenset[bytes] | None) -> GoldenFault | Fault:
@@ -395,6 +437,7 @@ class WorkerPool:
         self.rehearsals = 0
         self.grids_here = 0
         self.wakes = 0  # wake-up messages sent ahead of a single job (flat.WAKE)
+        self.row_jobs = 0  # inferences sent as rows of an InferRows (`_rows`)
 
     def __enter__(self) -> WorkerPool:
         return self
@@ -483,13 +526,20 @@ class WorkerPool:
             deadline = time.monotonic() + (self._limits.batch_timeout_s if timeout_s is None else timeout_s)
             plan: dict[int, list[tuple[int, Job]]] = {}
             check_slot = 0
+            slots: dict[bytes, int] = {}  # each model's slot, computed once per batch
             for index, job in enumerate(jobs):
                 if isinstance(job, InferJob):
-                    slot = _slot_of(job.model.model_id, self._size)
+                    model_id = job.model.model_id
+                    slot = slots.get(model_id, -1)
+                    if slot < 0:
+                        slot = slots[model_id] = _slot_of(model_id, self._size)
                 else:
                     slot, check_slot = check_slot, (check_slot + 1) % self._size
                 plan.setdefault(slot, []).append((index, job))
             sent: dict[int, _Worker] = {}
+            # Each slot's reply as expected: the batch position of each job sent (a rows job's first), and the
+            # rows jobs' positions by their first.
+            expect: dict[int, tuple[list[int], dict[int, tuple[int, ...]]]] = {}
             started = time.monotonic()
             fault: LocalFault | None = None
             for slot, slot_jobs in plan.items():
@@ -498,6 +548,8 @@ class WorkerPool:
                     wire, free_from = self._wire(worker, slot_jobs)
                     worker.conn.send(Batch(wire, self._limits.cpu_seconds_per_batch, free_from))
                     sent[slot] = worker
+                    expect[slot] = ([job.indices[0] if isinstance(job, InferRows) else job.index for job in wire],
+                                    {job.indices[0]: job.indices for job in wire if isinstance(job, InferRows)})
                 except LocalFault as exc:
                     fault = fault or exc
                 except (OSError, EOFError, ValueError) as exc:
@@ -508,7 +560,7 @@ class WorkerPool:
                 jobs_here = len(plan[slot])
                 spin = self.spin if worker.seconds_per_job * jobs_here <= self.spin.limit_s else None
                 try:
-                    for index, result in self._collect(slot, worker, deadline, spin, [i for i, _ in plan[slot]]):
+                    for index, result in self._collect(slot, worker, deadline, spin, *expect[slot]):
                         results[index] = result
                 except LocalFault as exc:
                     fault = fault or exc
@@ -545,13 +597,7 @@ class WorkerPool:
                 self._discard(slot)
                 raise WorkerFault(f"worker failed while receiving a batch: {exc}") from None
             self.wakes += 1
-        spec = job.model.spec
-        entry = self._layouts.get(id(spec))
-        if entry is None or entry[0] is not spec:
-            if len(self._layouts) >= 256:
-                self._layouts.clear()
-            entry = self._layouts[id(spec)] = (spec, flat.Layout.of(spec.inputs), {})
-        layout, templates = entry[1], entry[2]
+        layout, templates = self._layout(job.model.spec)
         arrays = layout.arrays(job.inputs)
         if arrays is None:
             return None  # (a woken worker then gets the pickled batch, as any other message)
@@ -609,6 +655,47 @@ class WorkerPool:
         ((_, result),) = self._interpret(slot, worker, reply, [0])
         return result
 
+    def _layout(self, spec: ModelSpec) -> tuple[flat.Layout, dict[tuple[bytes, bool, int], flat.JobTemplate | None]]:
+        """The input layout of `spec` (checked once per spec object) and its flat job templates."""
+        entry = self._layouts.get(id(spec))
+        if entry is None or entry[0] is not spec:
+            if len(self._layouts) >= 256:
+                self._layouts.clear()
+            entry = self._layouts[id(spec)] = (spec, flat.Layout.of(spec.inputs), {})
+        return entry[1], entry[2]
+
+    def _rows(self, slot_jobs: list[tuple[int, Job]]) -> dict[int, tuple[tuple[int, ...], dict[str, np.ndarray]]]:
+        """The slot's inferences that travel as rows (`InferRows`): for each model (and spec) with at least
+        ROWS_MIN jobs whose inputs are exactly the declared arrays (`flat.Layout.arrays`), the jobs' batch
+        positions and their inputs stacked by name, under the first position."""
+        groups: dict[tuple[bytes, int], tuple[list[int], list[list[np.ndarray]], flat.Layout]] = {}
+        for index, job in slot_jobs:
+            if type(job) is not InferJob:
+                continue
+            layout = self._layout(job.model.spec)[0]
+            arrays = layout.arrays(job.inputs)
+            if arrays is None:
+                continue
+            key = (job.model.model_id, id(layout))
+            group = groups.get(key)
+            if group is None:
+                group = groups[key] = ([], [], layout)
+            group[0].append(index)
+            group[1].append(arrays)
+        rows: dict[int, tuple[tuple[int, ...], dict[str, np.ndarray]]] = {}
+        for indices, columns, layout in groups.values():
+            if len(indices) < ROWS_MIN:
+                continue
+            stacked: dict[str, np.ndarray] = {}
+            for position, (name, _, shape, _) in enumerate(layout.inputs):
+                column = [job_arrays[position] for job_arrays in columns]
+                # One C loop: the rows joined along their first axis, then split off as a new one.
+                stacked[name] = (np.concatenate(column).reshape(len(column), *shape) if shape
+                                 else np.stack(column))
+            rows[indices[0]] = (tuple(indices), stacked)
+            self.row_jobs += len(indices)
+        return rows
+
     def _rehearse(self, reader: flat.ReplyReader, last: bytearray) -> None:
         self.rehearsals += 1
         flat.rehearse_read(reader, last)
@@ -618,7 +705,11 @@ class WorkerPool:
         part of the arena begins."""
         if not self._shared_memory:
             return self._wire_pickled(worker, slot_jobs), 0
-        need = arena_bytes_for([job.inputs for _, job in slot_jobs if isinstance(job, InferJob)])
+        rows = self._rows(slot_jobs)
+        in_rows = {index for indices, _ in rows.values() for index in indices}
+        need = arena_bytes_for([job.inputs for index, job in slot_jobs
+                                if isinstance(job, InferJob) and index not in in_rows]
+                               + [stacked for _, stacked in rows.values()])
         arena = worker.arena
         if arena is None or arena.size < 2 * need:
             arena = Arena(arena_size(need))
@@ -634,22 +725,27 @@ class WorkerPool:
             if isinstance(job, CheckJob):
                 wire.append(CheckWire(index, job.model_bytes, job.spec, tuple(job.golden_inputs), job.gas_left))
                 continue
+            group = rows.get(index)
+            if group is None and index in in_rows:
+                continue  # sent with the rows of its model's first job
             model_id = job.model.model_id
             package: ModelPackage | None = None
             if model_id not in worker.cached and model_id not in shipping:
                 package = job.model
                 shipping.add(model_id)
             inputs: dict[str, np.ndarray | ArrayRef] = {}
-            for name, value in job.inputs.items():
+            for name, value in (job.inputs if group is None else group[1]).items():
                 ref = writer.put(value) if in_arena(value) else None
                 inputs[name] = value if ref is None else ref
-            wire.append(InferWire(index, model_id, package, inputs))
+            wire.append(InferWire(index, model_id, package, inputs) if group is None
+                        else InferRows(group[0], model_id, package, inputs))
         return tuple(wire), writer.end
 
     def _collect(self, slot: int, worker: _Worker, deadline: float, spin: SpinWait | None,
-                 indices: list[int]) -> list[tuple[int, JobResult]]:
-        """The worker's results for the jobs at `indices` (batch positions, in the order sent)."""
-        return self._interpret(slot, worker, self._receive(slot, worker, deadline, spin), indices)
+                 indices: list[int], rows: dict[int, tuple[int, ...]]) -> list[tuple[int, JobResult]]:
+        """The worker's results for the jobs at `indices` (batch positions, in the order sent; a rows job's
+        first, its positions in `rows`)."""
+        return self._interpret(slot, worker, self._receive(slot, worker, deadline, spin), indices, rows)
 
     def _receive(self, slot: int, worker: _Worker, deadline: float, spin: SpinWait | None,
                  expect_s: float = 0.0, rehearse: Callable[[], object] | None = None) -> Any:
@@ -669,15 +765,23 @@ class WorkerPool:
             self._discard(slot)
             raise WorkerFault(f"worker died (exit code {code})") from None
 
-    def _interpret(self, slot: int, worker: _Worker, reply: FromWorker | bytearray,
-                   indices: list[int]) -> list[tuple[int, JobResult]]:
-        """The results a pickled reply gives for the jobs at `indices`; LocalFault for a fault, a golden
-        mismatch or anything malformed (the worker is discarded but for a golden mismatch)."""
+    def _interpret(self, slot: int, worker: _Worker, reply: FromWorker | bytearray, indices: list[int],
+                   rows: dict[int, tuple[int, ...]] | None = None) -> list[tuple[int, JobResult]]:
+        """The results a pickled reply gives for the jobs at `indices` (and the rows jobs in `rows`); LocalFault
+        for a fault, a golden mismatch or anything malformed (the worker is discarded but for a golden
+        mismatch)."""
+        rows = rows or {}
         match reply:
-            case Done(results=results, cached=cached) if _well_formed(results, cached, indices):
+            case Done(results=results, cached=cached) if _well_formed(results, cached, indices, rows):
                 if cached is not None:
                     worker.cached = cached
-                return [(index, self._unshare(slot, worker, result)) for index, result in results]
+                out: list[tuple[int, JobResult]] = []
+                for index, result in results:
+                    if isinstance(result, RowResults):
+                        out += self._unrows(slot, worker, result, rows[index])
+                    else:
+                        out.append((index, self._unshare(slot, worker, result)))
+                return out
             case GoldenFault(model_id=bytes() as model_id, detail=str() as detail, cached=cached) if (
                     cached is None or _ids(cached)):
                 if cached is not None:
@@ -700,6 +804,38 @@ class WorkerPool:
                 package = None if job.model.model_id in worker.cached else job.model
                 wire.append(InferWire(index, job.model.model_id, package, dict(job.inputs)))
         return tuple(wire)
+
+    def _unrows(self, slot: int, worker: _Worker, result: RowResults,
+                indices: tuple[int, ...]) -> list[tuple[int, JobResult]]:
+        """The results of a rows job by batch position: each row's outputs as views of a private copy of the
+        stacked arrays (one copy per output name, not per job), the separate rows' results as sent."""
+        n = len(indices)
+        try:
+            arrays: list[tuple[str, np.ndarray]] = []
+            for name, sent in result.outputs:
+                if isinstance(sent, ArrayRef):
+                    assert worker.arena is not None
+                    value = worker.arena.copy_out(sent)
+                else:
+                    value = sent
+                if not _plain(value) or value.ndim == 0 or value.shape[0] != n:
+                    raise ValueError(f"output {name!r} does not hold {n} rows")
+                arrays.append((name, value))
+            separate = dict(result.separate)
+            if len(separate) != len(result.separate) or not all(0 <= row < n for row in separate):
+                raise ValueError("separate rows out of range or repeated")
+        except (AssertionError, ValueError, TypeError, OverflowError) as exc:
+            self._discard(slot)
+            raise WorkerFault(f"worker bug: malformed rows: {exc}") from None
+        out: list[tuple[int, JobResult]] = []
+        if len(arrays) == 1 and not separate:  # the common case: one output, every row succeeded
+            ((name, value),) = arrays
+            return [(index, JobResult(outputs={name: row})) for index, row in zip(indices, value, strict=True)]
+        for row, index in enumerate(indices):
+            found = separate.get(row)
+            out.append((index, found if found is not None else
+                        JobResult(outputs={name: value[row] for name, value in arrays})))
+        return out
 
     def _unshare(self, slot: int, worker: _Worker, result: JobResult | SharedOutputs) -> JobResult:
         """A result with private copies of the outputs the worker left in the arena."""
@@ -778,23 +914,38 @@ def _ids(cached: object) -> bool:
     return type(cached) is frozenset and all(type(model_id) is bytes for model_id in cached)
 
 
-def _well_formed(results: object, cached: object, indices: list[int]) -> bool:
-    """Whether a Done holds one result per job sent, in order, of the types the pool reads (the allow-list
-    bounds what a reply can build, not how a taken-over worker fills it)."""
+def _well_formed(results: object, cached: object, indices: list[int],
+                 rows: Mapping[int, tuple[int, ...]] | None = None) -> bool:
+    """Whether a Done holds one result per job sent, in order, of the types the pool reads (a `RowResults`
+    exactly for the rows jobs, whose positions `rows` holds by the first): the allow-list bounds what a reply
+    can build, not how a taken-over worker fills it."""
     if type(results) is not tuple or len(results) != len(indices) or not (cached is None or _ids(cached)):
         return False
+    rows = rows or {}
     for item, index in zip(results, indices, strict=True):
         if type(item) is not tuple or len(item) != 2 or item[0] != index:
             return False
         result = item[1]
-        if type(result) is SharedOutputs:
-            if type(result.arrays) is not tuple or not all(
-                    type(pair) is tuple and len(pair) == 2 and type(pair[0]) is str
-                    and (type(pair[1]) is ArrayRef or _plain(pair[1])) for pair in result.arrays):
+        if (type(result) is RowResults) != (index in rows):
+            return False
+        if type(result) is RowResults:
+            if not _named_arrays(result.outputs) or type(result.separate) is not tuple or not all(
+                    type(pair) is tuple and len(pair) == 2 and type(pair[0]) is int
+                    and type(pair[1]) is JobResult and _result_types(pair[1]) for pair in result.separate):
+                return False
+        elif type(result) is SharedOutputs:
+            if not _named_arrays(result.arrays):
                 return False
         elif type(result) is not JobResult or not _result_types(result):
             return False
     return True
+
+
+def _named_arrays(pairs: object) -> bool:
+    """A tuple of (name, array in the message or ArrayRef into the arena) pairs."""
+    return type(pairs) is tuple and all(
+        type(pair) is tuple and len(pair) == 2 and type(pair[0]) is str
+        and (type(pair[1]) is ArrayRef or _plain(pair[1])) for pair in pairs)
 
 
 def _plain(value: object) -> bool:
