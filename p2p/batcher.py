@@ -35,7 +35,7 @@ MIN_INTERVAL_S = 0.1
 # ... and after a batch of at least BUSY_TXS transactions (a node taking ~300 tx/s or more from its clients),
 # at most one per BUSY_INTERVAL_S: twice the transactions per message, so half the messages (and their copies)
 # per transaction, where the load is high enough that every message's cost counts. A lighter load never
-# reaches it and waits no longer than before (docs/p2p.md, "Batches under load").
+# reaches it and waits no longer than before (docs/p2p.md, "Topics and message types").
 BUSY_TXS = 32
 BUSY_INTERVAL_S = 0.2
 
