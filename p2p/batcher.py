@@ -6,7 +6,8 @@ first transaction (what a lone transaction waits on an idle node), and `min_inte
 publish (under steady load batches go out at most that often, so they grow with the load instead of staying
 at one delay's worth: every message costs each of the other validators its transport, its decode and its
 relays, docs/performance-cpu.md "CPU per transaction"); after a batch of `busy_txs` or more, the interval is
-`busy_interval_s` (a load that fills such batches, not a light one, waits for it). A batch that reaches `target_bytes` goes at once.
+`busy_interval_s` (a load that fills such batches, not a light one, waits for it). A batch that reaches
+`target_bytes` goes at once.
 
 Items are numbered in the order they are added (`add` returns the number); after each publish `on_published`
 hears how many items are out (published, or left out as a batch's second copy), so the node knows when its
