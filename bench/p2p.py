@@ -150,19 +150,19 @@ async def throughput(nodes: list[NodeProcess], per_node_rate: int, seconds: floa
             "frames": per_batch("rpcs_received"), "suppressed": per_batch("relays_suppressed"),
             "kib_rx": total("rpc_bytes_received") / 1024 / max(1, received),
             "delivered_tps": N * count / span, "cpu_us": 1e6 * sum(s["cpu_s"] for s in stats) / max(1, received),
-            "waits": total("publish_waits"),
+            "waits": total("publish_waits"), "txs_per_batch": received / (N - 1) / max(1, batches),
             "drops": total("outbound_dropped") + sum(total(f"delivery_dropped.{k.value}") for k in TopicKind)}
 
 
 _THROUGHPUT_HEADER = (f"  {'offered tx/s':>12}{'delivered tx/s':>16}{'late/lost':>10}{'dropped RPCs':>14}"
                       f"{'CPU us/tx/node':>16}{'publish waits':>15}{'copies/batch':>14}{'dups/batch':>12}"
-                      f"{'frames/batch':>14}{'suppressed':>12}{'KiB rx/tx':>11}")
+                      f"{'frames/batch':>14}{'suppressed':>12}{'KiB rx/tx':>11}{'tx/batch':>10}")
 
 
 def throughput_row(r: dict[str, float]) -> str:
     return (f"  {int(r['offered_tps']):>12}{r['delivered_tps']:>16.0f}{int(r['lost']):>10}{int(r['drops']):>14}"
             f"{r['cpu_us']:>16.0f}{int(r['waits']):>15}{r['copies']:>14.2f}{r['dups']:>12.2f}"
-            f"{r['frames']:>14.2f}{r['suppressed']:>12.2f}{r['kib_rx']:>11.3f}")
+            f"{r['frames']:>14.2f}{r['suppressed']:>12.2f}{r['kib_rx']:>11.3f}{r.get('txs_per_batch', 0.0):>10.1f}")
 
 
 _COLUMNS = ("  copies/batch, dups/batch, frames/batch: per batch published and per receiving node (1.00 copies = each "

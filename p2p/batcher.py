@@ -5,7 +5,9 @@ what lets gossip carry thousands of transactions per second. Two clocks bound a 
 first transaction (what a lone transaction waits on an idle node), and `min_interval_s` after the previous
 publish (under steady load batches go out at most that often, so they grow with the load instead of staying
 at one delay's worth: every message costs each of the other validators its transport, its decode and its
-relays, docs/performance-cpu.md "CPU per transaction"). A batch that reaches `target_bytes` goes at once.
+relays, docs/performance-cpu.md "CPU per transaction"); after a batch of `busy_txs` or more, the interval is
+`busy_interval_s` (a load that fills such batches, not a light one, waits for it). A batch that reaches
+`target_bytes` goes at once.
 
 Items are numbered in the order they are added (`add` returns the number); after each publish `on_published`
 hears how many items are out (published, or left out as a batch's second copy), so the node knows when its
@@ -29,8 +31,14 @@ if TYPE_CHECKING:
 Publish = Callable[[bytes], Awaitable[object]]
 OnPublished = Callable[[int], None]
 
-# Under load, at most one batch per this many seconds per node (see the module doc).
+# Under load, at most one batch per this many seconds per node (see the module doc) ...
 MIN_INTERVAL_S = 0.1
+# ... and after a batch of at least BUSY_TXS transactions (a node taking ~300 tx/s or more from its clients),
+# at most one per BUSY_INTERVAL_S: twice the transactions per message, so half the messages (and their copies)
+# per transaction, where the load is high enough that every message's cost counts. A lighter load never
+# reaches it and waits no longer than before (docs/p2p.md, "Topics and message types").
+BUSY_TXS = 32
+BUSY_INTERVAL_S = 0.2
 
 
 def _array_header(n: int) -> bytes:
@@ -49,17 +57,21 @@ def encode_tx_batch(encoded_txs: Sequence[bytes]) -> bytes:
 
 class TxBatcher:
     """Collects transactions and publishes a batch when it reaches `target_bytes`, or when both `max_delay_s`
-    have passed since its first transaction and `min_interval_s` since the previous publish. `add` waits when
-    `capacity` transactions are already queued."""
+    have passed since its first transaction and `min_interval_s` since the previous publish (`busy_interval_s`
+    when that batch held at least `busy_txs` transactions). `add` waits when `capacity` transactions are
+    already queued."""
 
     def __init__(self, publish: Publish, *, target_bytes: int = TX_BATCH_TARGET, max_delay_s: float = 0.1,
-                 min_interval_s: float = MIN_INTERVAL_S, capacity: int = 16384,
+                 min_interval_s: float = MIN_INTERVAL_S, busy_txs: int = BUSY_TXS,
+                 busy_interval_s: float = BUSY_INTERVAL_S, capacity: int = 16384,
                  on_published: OnPublished | None = None) -> None:
         self._publish = publish
         self._on_published = on_published
         self._target = target_bytes
         self._max_delay = max_delay_s
         self._min_interval = min_interval_s
+        self._busy_txs = busy_txs
+        self._busy_interval = max(busy_interval_s, min_interval_s)
         self._send, self._receive = trio.open_memory_channel[bytes](capacity)
         self.batches = 0
         self.txs = 0
@@ -100,6 +112,7 @@ class TxBatcher:
         task_status.started()
         carry: bytes | None = None
         last = -math.inf
+        interval = self._min_interval  # after the previous batch: longer after a large one
         while True:
             if carry is not None:
                 first = carry
@@ -110,7 +123,7 @@ class TxBatcher:
             batch, size = [first], len(first)
             # Peers refuse (and penalize) a batch holding one transaction twice: a second copy is left out.
             in_batch = {first}
-            with trio.move_on_at(max(trio.current_time() + self._max_delay, last + self._min_interval)):
+            with trio.move_on_at(max(trio.current_time() + self._max_delay, last + interval)):
                 while size < self._target and len(batch) < TXS_PER_BATCH_MAX:
                     tx = await self._next()
                     self.taken += 1
@@ -124,6 +137,7 @@ class TxBatcher:
                     size += len(tx)
             await self._publish(encode_tx_batch(batch))
             last = trio.current_time()
+            interval = self._busy_interval if len(batch) >= self._busy_txs else self._min_interval
             self.batches += 1
             self.txs += len(batch)
             if self._on_published is not None:

@@ -29,6 +29,7 @@ class P2PCounters:
     idontwant_sent: int = 0  # message ids we told a mesh peer not to send us (we have the message)
     idontwant_received: int = 0  # message ids peers told us not to send them
     relays_suppressed: int = 0  # copies not sent to a peer that had told us it holds the message
+    holders_noted: int = 0  # bulk message copies a peer sent us: it holds them, so our relay skips it
     outbound_dropped: int = 0  # RPCs upstream dropped: a peer's queue was full or the RPC over the frame cap
     outbound_budget_drops: int = 0  # of those, RPCs refused because the peer's queue held its byte budget
     publish_waits: int = 0  # tx batch publishes that had to wait for a draining peer's queue

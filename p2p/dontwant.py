@@ -164,6 +164,20 @@ class DontWantGossipSub(GossipSub):
         # message id -> when it arrived, for messages announced and not yet relayed (bulk_relay_delay_s)
         self._arrived: OrderedDict[bytes, float] = OrderedDict()
 
+    def note_holder(self, peer: ID, topic: str, msg_id: bytes) -> None:
+        """A peer sent us a copy of a bulk (transaction batch) message: it holds the message, so it is left out
+        of our relay of it (if that has not gone yet) as if it had announced it, without an announcement frame.
+
+        In a four-validator full mesh every relayer of a batch also receives it from the other relayers; of two
+        relayers that each owe the other a copy, the later one now skips it (docs/p2p.md, "Copies of a
+        batch"). The peer did send the bytes whose hash is the id, on this topic and over its authenticated
+        connection, so it holds them whoever signed them: this changes only what we send to that peer, like an
+        announcement. Consensus topics keep every relay (their copies are small and a vote or proposal IGNOREd
+        for now is accepted from a later copy)."""
+        if not self.dont_want.policy.enabled or topic in self._priority_topics:
+            return
+        self._counters.holders_noted += self.dont_want.add(peer, [announcement_id(topic, msg_id)], self._clock())
+
     def announce_held(self, msg_id: bytes, topic: str, size: int, forwarder: ID, *, accepted: bool = False) -> int:
         """Tell the topic's mesh peers that speak v1.2, except the forwarder, that we hold the message, if it is
         of at least `min_bytes` and either bulk, announced on receipt, or `accepted` (validated and delivered):
@@ -222,7 +236,9 @@ class DontWantGossipSub(GossipSub):
         """Send a validated message on (ours or a relay), remembering its id for `is_unwanted`; a relay of a
         bulk message waits until `bulk_relay_delay_s` after it arrived (it runs in the message's own task)."""
         policy = self.dont_want.policy
-        if policy.enabled and len(pubsub_msg.data) >= policy.min_bytes:
+        if policy.enabled and (len(pubsub_msg.data) >= policy.min_bytes
+                               or any(topic not in self._priority_topics for topic in pubsub_msg.topicIDs)):
+            # a bulk message of any size: a peer may yet send us a copy (`note_holder`) while ours is queued
             msg_id = (self.pubsub.get_message_id(pubsub_msg) if self.pubsub is not None
                       else hashlib.sha256(pubsub_msg.data).digest())
             if len(pubsub_msg.topicIDs) == 1:

@@ -585,6 +585,8 @@ class GuardedPubsub(Pubsub):
                 seen = self.seen_messages.has(msg_id) or self.bulk.holds(key) or key in self._starting
                 size = len(data)
                 if self._gate.is_copy(peer_id, topic, msg_id, size, seen):
+                    if topic in self._bulk_topics and isinstance(self.router, DontWantGossipSub):
+                        self.router.note_holder(peer_id, topic, msg_id)  # our relay of it skips this peer
                     continue  # a copy costs its parse and one hash, not a task and signature checks
                 if topic not in self._bulk_topics or not self._inbound.lanes:
                     # consensus (or the bulk lanes off): admitted at once

@@ -256,7 +256,9 @@ class _Node:
                 await trio.sleep_until(start + i / rate)
                 for tx in txs[i:i + step]:
                     await batcher.add(tx)
-            await trio.sleep(0.2)  # let the last batch flush
+            with trio.move_on_after(5.0):  # let the last batch flush (up to the batcher's busy interval)
+                while batcher.txs < total:  # noqa: ASYNC110 - the batcher's count has no event to wait on
+                    await trio.sleep(0.02)
             nursery.cancel_scope.cancel()
         self.emit("offered", count=total, batches=batcher.batches,
                   seconds=round(trio.current_time() - start, 3))

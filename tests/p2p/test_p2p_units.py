@@ -248,6 +248,46 @@ async def test_batcher_under_load_publishes_at_most_once_per_interval(mock_clock
         nursery.cancel_scope.cancel()
 
 
+@pytest.mark.trio
+async def test_batcher_waits_the_busy_interval_only_after_a_large_batch(mock_clock: trio.testing.MockClock) -> None:
+    """After a batch of `busy_txs` or more the next one waits `busy_interval_s` after it (fewer, larger messages
+    under load); after a smaller batch, `min_interval_s` as before, so a light load waits no longer."""
+    published: list[tuple[float, int]] = []
+
+    async def publish(data: bytes) -> None:
+        published.append((trio.current_time(), len(TxBatch.decode(data).txs)))
+        await trio.lowlevel.checkpoint()
+
+    batcher = TxBatcher(publish, max_delay_s=0.05, min_interval_s=0.1, busy_txs=3, busy_interval_s=0.4)
+    txs = [make_tx(CHAIN, i) for i in range(6)]
+
+    async def publish_after(tx_index: int, wait: float) -> None:
+        await batcher.add(txs[tx_index])
+        await trio.testing.wait_all_tasks_blocked()
+        mock_clock.jump(wait)
+        await trio.testing.wait_all_tasks_blocked()
+
+    async with trio.open_nursery() as nursery:
+        await nursery.start(batcher.run)
+        start = trio.current_time()
+        await batcher.add_many(txs[:3])
+        await trio.testing.wait_all_tasks_blocked()
+        mock_clock.jump(0.05)
+        await trio.testing.wait_all_tasks_blocked()
+        assert [(round(t - start, 3), n) for t, n in published] == [(0.05, 3)]  # a large batch
+        await publish_after(3, 0.3)
+        assert len(published) == 1  # 0.3 s after it: past min_interval_s, not yet busy_interval_s
+        mock_clock.jump(0.099)
+        await trio.testing.wait_all_tasks_blocked()
+        assert len(published) == 1
+        mock_clock.jump(0.002)
+        await trio.testing.wait_all_tasks_blocked()
+        assert [(round(t - start, 2), n) for t, n in published][1:] == [(0.45, 1)]
+        await publish_after(4, 0.1)  # after a batch of one: min_interval_s again
+        assert [(round(t - start, 2), n) for t, n in published][2:] == [(0.55, 1)]
+        nursery.cancel_scope.cancel()
+
+
 def test_repeat_disconnects_ban_a_peer_whose_offenses_each_cost_little() -> None:
     book = ScoreBook(PenaltyPolicy(disconnect_ban_s=30, ban_s=600, half_life_s=60, strikes_to_ban=2))
     for t in (0.0, 0.1, 0.2):
