@@ -3,7 +3,7 @@
 A compact proposal names its transactions by hash and each validator must hold them, or fetch them, within
 the round's fetch window (node.proposal_relay). Under load the transactions a proposer's own RPC clients
 sent a moment ago are the ones its peers lack: they wait in this node's gossip batcher (one batch per
-`p2p.batcher.MIN_INTERVAL_S`), then in each receiver's gossip pipeline behind the batches already queued
+`p2p.batcher.MIN_INTERVAL_S`, or `BUSY_INTERVAL_S` after a large batch), then in each receiver's gossip pipeline behind the batches already queued
 there. A proposal naming them loses its round at every validator whose pipeline is behind
 (docs/performance-throughput.md, "Proposals that name what validators lack").
 
