@@ -448,3 +448,31 @@ def test_the_value_cache_serves_no_version_that_was_never_committed(store: KVSto
     assert smap.get(b"a", 3) == b"1" and smap.get(b"a", 1) == b"1"
     with pytest.raises(StorageError):
         smap.get(b"a", 2)
+
+
+def test_kept_key_paths_give_the_defined_roots_while_filling_and_emptying(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """compute_update keeps the key paths of the keys it updated (bounded, emptied when full): every root is
+    still the one the definition gives, for keys seen before, new ones, deletions, and across an emptying."""
+    from core.state import tree
+    from tools.vectors.state import definition_root
+
+    monkeypatch.setattr(tree, "_PATHS_KEPT", 24)
+    rng = random.Random(11)
+    with LevelDBStore(tmp_path / "db") as db:
+        smap = AuthenticatedMap(db)
+        model: dict[bytes, bytes] = {}
+        for version in range(1, 30):
+            changes: dict[bytes, bytes | None] = {}
+            for _ in range(rng.randint(1, 12)):
+                key = b"A%d" % rng.randint(0, 40)
+                changes[key] = None if rng.random() < 0.2 else rng.randbytes(rng.randint(0, 20))
+            for key, value in changes.items():
+                if value is None:
+                    model.pop(key, None)
+                else:
+                    model[key] = value
+            assert smap.commit(version, changes) == definition_root(model)
+            assert len(smap._paths) <= 24 + 12
+        for key in [b"A%d" % i for i in range(41)]:
+            assert smap.get(key, 29) == model.get(key)
