@@ -584,8 +584,8 @@ class AuthenticatedMap:
 
     __slots__ = (
         "_cache", "_head", "_latest_key", "_leaf_cache", "_leaves", "_load_leaf", "_load_node", "_lock",
-        "_max_leaves", "_nodes", "_pending", "_pruned_below", "_root_prefix", "_roots", "_stale", "_stamp_key",
-        "_paths", "_store", "_values",
+        "_max_leaves", "_nodes", "_paths", "_pending", "_pruned_below", "_root_prefix", "_roots", "_stale",
+        "_stamp_key", "_store", "_values",
     )
 
     def __init__(self, store: KVStore, *, cache_nodes: int = DEFAULT_CACHE_NODES,
