@@ -812,6 +812,8 @@ class AuthenticatedMap:
         append, sha, paths = items.append, _sha256, self._paths
         if len(paths) + len(changes) > _PATHS_KEPT:
             paths.clear()  # seldom: a node's active keys fit
+            if len(changes) > _PATHS_KEPT:
+                paths = {}  # a bulk update (genesis, an import): its paths are not kept
         for key, value in changes.items():
             if type(key) is bytes and (value is None or type(value) is bytes):
                 path = paths.get(key)

@@ -476,3 +476,7 @@ def test_kept_key_paths_give_the_defined_roots_while_filling_and_emptying(
             assert len(smap._paths) <= 24 + 12
         for key in [b"A%d" % i for i in range(41)]:
             assert smap.get(key, 29) == model.get(key)
+        bulk = {b"B%d" % i: b"v" for i in range(40)}  # more keys than are kept: none is
+        model.update(bulk)
+        assert smap.commit(30, bulk) == definition_root(model)
+        assert not smap._paths
