@@ -293,7 +293,18 @@ def _transfer(view: StateView, ctx: BlockContext, tx: Transaction, sender: Addre
         view.set_account(sender, Account(Amount(balance - p.amount), nonce))
         dst = view.account(p.to)
         view.set_account(p.to, Account(Amount(dst.balance + p.amount), dst.nonce))
-    return TxExecution(_result(TxStatus.OK, gas_used, ""), fee=tx.fee)
+    # The outcome of a transfer that went through is one of few values (gas used and fee: a block of transfers
+    # has one or a few): shared, as `_result` shares its result, instead of a frozen dataclass built per transfer.
+    key = (gas_used, tx.fee)
+    done = _TRANSFERS_DONE.get(key)
+    if done is None:
+        if len(_TRANSFERS_DONE) >= 1024:
+            _TRANSFERS_DONE.clear()
+        done = _TRANSFERS_DONE[key] = TxExecution(_result(TxStatus.OK, gas_used, ""), fee=tx.fee)
+    return done
+
+
+_TRANSFERS_DONE: dict[tuple[int, int], TxExecution] = {}
 
 
 # ------------------------------------------------------------------------------------------------ staking

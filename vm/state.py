@@ -265,6 +265,9 @@ KEY_CANDIDATES = b"\x00candidates"
 MAX_CANDIDATES = 4096
 
 
+_ACCOUNT_PREFIX = b"A"
+
+
 def account_key(address: Address) -> bytes:
     return b"A" + address
 
@@ -371,13 +374,18 @@ class StateView:
     until the node stores them with the block (`blob_changes`).
     """
 
-    __slots__ = ("_blob_refs", "_blobs", "_cache", "_composed", "_dirty", "_new_blobs", "_reader", "version")
+    __slots__ = ("_accounts", "_blob_refs", "_blobs", "_cache", "_composed", "_dirty", "_new_blobs", "_reader",
+                 "version")
 
     def __init__(self, reader: StateReader | None, version: int | None, blobs: BlobReader | None = None) -> None:
         self._reader = reader
         self.version = version
         self._cache: dict[bytes, Any] = {}  # key -> decoded record, raw bytes, or None (absent)
         self._dirty: set[bytes] = set()
+        # Accounts written through `set_account`, apart from the other keys written (`_dirty`): a block of
+        # transfers writes thousands of them, and the block rules that look for the keys written under another
+        # prefix (`touched`) then need not pass over them.
+        self._accounts: set[bytes] = set()
         self._blobs = blobs
         self._new_blobs: dict[bytes, bytes] = {}
         self._composed: dict[bytes, tuple[tuple[bytes, ...], int]] = {}
@@ -466,7 +474,7 @@ class StateView:
 
     def changes(self) -> dict[bytes, bytes | None]:
         out: dict[bytes, bytes | None] = {}
-        for key in sorted(self._dirty):
+        for key in sorted(self._dirty | self._accounts):
             value = self._cache[key]
             out[key] = value if value is None or isinstance(value, bytes) else value.encode()
         return out
@@ -478,6 +486,8 @@ class StateView:
     def touched(self, prefix: bytes = b"") -> Iterator[bytes]:
         """The keys written in this view that start with `prefix`, in key order (deterministic). Filtered
         before sorting: a block of transfers touches thousands of keys and the block rules want a few."""
+        if prefix[:1] == _ACCOUNT_PREFIX or not prefix:
+            return iter(sorted(k for k in self._dirty | self._accounts if k.startswith(prefix)))
         return iter(sorted(k for k in self._dirty if k.startswith(prefix)))
 
     # typed access ----------------------------------------------------------------------------------
@@ -502,7 +512,7 @@ class StateView:
     def set_account(self, address: Address, account: Account) -> None:
         key = b"A" + address  # = account_key(address); `put` inlined
         self._cache[key] = account
-        self._dirty.add(key)
+        self._accounts.add(key)
 
     def validator(self, address: Address) -> ValidatorRecord | None:
         return self.get(validator_key(address), ValidatorRecord)

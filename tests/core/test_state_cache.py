@@ -448,3 +448,30 @@ def test_the_value_cache_serves_no_version_that_was_never_committed(store: KVSto
     assert smap.get(b"a", 3) == b"1" and smap.get(b"a", 1) == b"1"
     with pytest.raises(StorageError):
         smap.get(b"a", 2)
+
+
+def test_kept_key_paths_give_the_defined_roots_while_filling_and_emptying(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """compute_update keeps the key paths of the keys it updated (bounded, emptied when full): every root is
+    still the one the definition gives, for keys seen before, new ones, deletions, and across an emptying."""
+    from core.state import tree
+    from tools.vectors.state import definition_root
+
+    monkeypatch.setattr(tree, "_PATHS_KEPT", 24)
+    rng = random.Random(11)
+    with LevelDBStore(tmp_path / "db") as db:
+        smap = AuthenticatedMap(db)
+        model: dict[bytes, bytes] = {}
+        for version in range(1, 30):
+            # Each block writes up to 12 keys of 41 (some deleted): the memo of 24 fills and empties.
+            keys = {b"A%d" % rng.randint(0, 40) for _ in range(rng.randint(1, 12))}
+            changes = {key: None if rng.random() < 0.2 else rng.randbytes(rng.randint(0, 20)) for key in keys}
+            model = {k: v for k, v in {**model, **changes}.items() if v is not None}
+            assert smap.commit(version, changes) == definition_root(model)
+            assert len(smap._paths) <= 24
+        for key in [b"A%d" % i for i in range(41)]:
+            assert smap.get(key, 29) == model.get(key)
+        bulk = {b"B%d" % i: b"v" for i in range(40)}  # more keys than are kept: none is
+        model.update(bulk)
+        assert smap.commit(30, bulk) == definition_root(model)
+        assert not smap._paths
