@@ -20,7 +20,9 @@ declare a distinct `tag` (encoded as `[tag, fields]`).
 Speed: on first use each wire type gets its encoder and decoder generated as Python source from its
 annotations (as dataclasses does for `__init__`) and installed as the class's own `encode`, `decode`,
 `to_obj` and `from_obj`. Exact-type values take one inline check per field; anything else falls back to the
-general rules, which raise the same errors as before. `CachedWire` types also keep their encoding and hash.
+general rules, which raise the same errors as before. `CachedWire` types also keep their encoding and hash,
+including those decoded inside a larger message, and a type holding them (directly, in an optional or a
+tuple, or as a union's member) encodes by splicing their encodings into its own.
 """
 
 from __future__ import annotations
@@ -110,7 +112,14 @@ class CachedWire(Wire):
     Safe because wire values are immutable (frozen, and every field type is immutable). The cache lives in
     slots that are not dataclass fields, so equality, hashing, `repr`, pickling and the codec ignore it, and
     `replace()` builds a new instance with an empty cache. Decoding stores the input bytes (they are the
-    canonical encoding) in the cache of the decoded value.
+    canonical encoding) in the cache of the decoded value, and decoding a message stores in each CachedWire
+    value inside it (a batch's or a block's transactions, a block's results and header) its own part of the
+    input: msgpack packs the decoded object of that part, in C. That part equals the value's encoding
+    because the whole input passed the canonical check (`unpack_canonical`: re-packing the decoded object
+    gives the input, and msgpack is concatenative, so each item's bytes are the packing of its object), and
+    each item's object is exactly what the value's encoder produces (the decoder accepts only exact types,
+    which encode back to the same objects). So hashing or re-sending a transaction that arrived inside a
+    batch or a block encodes nothing again.
 
     `derived` keeps other values computed from the fields alone (a transaction's decoded payload, its
     sender's address) in a third such slot, so each is computed once per instance, whoever asks.
@@ -500,6 +509,7 @@ class _Codec:
     enc_raw: Enc  # value -> object msgpack packs to the same bytes, typed ids left as they are
     enc_bytes: Callable[[Any], bytes] | None  # value -> bytes, splicing in cached encodings; None: no cached parts
     dec: Dec  # msgpack object -> value, every decoding rule
+    dec_keep: Dec  # as dec, for a value inside a larger message: a CachedWire value also keeps its encoding
     encode: Callable[[Any], bytes]
     decode: Callable[[type, Any], Any]
     to_obj: Enc
@@ -552,6 +562,7 @@ class _Source:
                 "enc_raw": lambda v: _codec(cls).enc_raw(v),
                 "encode": lambda v: _codec(cls).encode(v),
                 "dec": lambda o: _codec(cls).dec(o),
+                "dec_keep": lambda o: _codec(cls).dec_keep(o),
             }[what]
         else:
             fn = getattr(_codec(cls), what)
@@ -699,14 +710,15 @@ def _dec_lines(src: _Source, spec: Spec, o: str, where: str, ind: int) -> list[s
             lines += [f"{p}for _i in {o}:", *checks]
             return [*lines, f"{p}{o} = tuple({o})" if value is None else f"{p}{o} = tuple([{value} for _i in {o}])"]
         if inner[0] == "wire":
-            elem = src.nested(inner[1], "dec")
+            elem = src.nested(inner[1], "dec_keep")
         else:
             elem = src.function("d", _dec_lines(src, inner, "x", where, 4))
-        return [*lines, f"{p}{o} = tuple([{elem}(_i) for _i in {o}])"]
+        # map() calls the element decoder without a comprehension's frame; most sequences are short or empty.
+        return [*lines, f"{p}{o} = tuple(map({elem}, {o})) if {o} else ()"]
     if kind == "wire":
-        return [f"{p}{o} = {src.nested(spec[1], 'dec')}({o})"]
+        return [f"{p}{o} = {src.nested(spec[1], 'dec_keep')}({o})"]
     if kind == "union":
-        by_tag = {c.TAG: src.ns[src.nested(c, "dec")] for c in spec[1]}
+        by_tag = {c.TAG: src.ns[src.nested(c, "dec_keep")] for c in spec[1]}
         message = f"{where}: expected [tag, value]"
         return [f"{p}if type({o}) is not list or len({o}) != 2 or type({o}[0]) is not int: _dec_error({message!r})",
                 f"{p}_f = {src.ref(by_tag)}.get({o}[0])",
@@ -726,6 +738,8 @@ def _spliced(spec: Spec) -> bool:
         return _spliced(spec[1])
     if kind == "seq":
         return spec[1][0] == "wire" and _spliced(spec[1])
+    if kind == "union":
+        return any(_spliced(("wire", member)) for member in spec[1])
     return False
 
 
@@ -764,6 +778,13 @@ def _splice_lines(src: _Source, spec: Spec, x: str, where: str, ind: int) -> lis
         return [f"{p}{x} = {_bytes_expr(src, spec, x)}"]
     if kind == "opt":
         return [f"{p}if {x} is None: {x} = b'\\xc0'", f"{p}else:", *_splice_lines(src, spec[1], x, where, ind + 4)]
+    if kind == "union":
+        # [tag, value]: the header of a 2-item array and the tag's encoding, then the member's bytes (its own
+        # `encode`, which splices in turn or packs).
+        table = {c: (pack([c.TAG, None])[1:-1], src.ns[src.nested(c, "encode")]) for c in spec[1]}
+        return [f"{p}_u = {src.ref(table)}.get(type({x}))",
+                f"{p}if _u is None: _enc_union_error({x}, {where!r})",
+                f"{p}{x} = b'\\x92' + _u[0] + _u[1]({x})"]
     if kind == "seq":
         _, inner, n = spec
         return [f"{p}if type({x}) is not tuple or len({x}) > {n}: _enc_seq_error({x}, {n}, {where!r})",
@@ -845,19 +866,28 @@ def _compile_class(cls: type) -> _Codec:
         dec_body = [line for i, spec in enumerate(specs)
                     for line in _dec_lines(src, spec, vs[i], f"{name}.{fields[i]}", 4)]
 
+        cached = issubclass(cls, CachedWire)
         builder = _builder(cls)
         if builder is not None:
             construct = [f"    v = _new({src.ref(builder)})", *[f"    v.{f} = f{i}" for i, f in enumerate(fields)],
                          *(["    v._wire_bytes = None", "    v._wire_hash = None", "    v._wire_memo = None"]
-                           if issubclass(cls, CachedWire) else []),
+                           if cached else []),
                          f"    v.__class__ = {c}"]
         else:
             construct = [f"    v = {c}({', '.join(vs)})"]
+        if not cached:
+            construct_keep = construct
+        elif builder is not None:
+            construct_keep = [("    v._wire_bytes = _packer.pack(o)" if line == "    v._wire_bytes = None" else line)
+                              for line in construct]
+        else:
+            construct_keep = [*construct, "    _set_cached_bytes(v, _packer.pack(o))"]
         check = getattr(cls, "validate_wire", None)
         if check is not None:
-            construct += ["    try:", f"        {src.ref(check)}(v)", "    except ValueError as exc:",
-                          f"        raise _dec_check_error({name!r}, exc) from None"]
-        cached = issubclass(cls, CachedWire)
+            checks = ["    try:", f"        {src.ref(check)}(v)", "    except ValueError as exc:",
+                      f"        raise _dec_check_error({name!r}, exc) from None"]
+            construct = [*construct, *checks]
+            construct_keep = [*construct_keep, *checks]
         n = len(fields)
         text = "\n\n".join([
             *src.defs,
@@ -869,6 +899,11 @@ def _compile_class(cls: type) -> _Codec:
                           *loads, *splice_body])] if splice_body is not None else []),
             "\n".join(["def dec(o):", f"    if type(o) is not list or len(o) != {n}: _dec_class_error(o, {n}, {name!r})",
                        unpacked, *dec_body, *construct, "    return v"]),
+            # The same checks for a value inside a larger message; a CachedWire value keeps its own encoding,
+            # packed from its msgpack object (see `CachedWire`: it is the value's slice of the checked input).
+            *(["\n".join(["def dec_keep(o):",
+                          f"    if type(o) is not list or len(o) != {n}: _dec_class_error(o, {n}, {name!r})",
+                          unpacked, *dec_body, *construct_keep, "    return v"])] if cached else []),
             "\n".join(["def encode(self):",
                        *(["    try:", "        data = self._wire_bytes", "    except AttributeError:",
                           "        data = None", "    if data is not None: return data"] if cached else []),
@@ -901,7 +936,8 @@ def _compile_class(cls: type) -> _Codec:
         ])
         ns = src.ns
         exec(compile(text, f"<wire codec {cls.__module__}.{cls.__qualname__}>", "exec"), ns)
-        codec = _Codec(ns["enc_obj"], ns["enc_raw"], ns.get("enc_bytes"), ns["dec"], ns["encode"], ns["decode"],
+        codec = _Codec(ns["enc_obj"], ns["enc_raw"], ns.get("enc_bytes"), ns["dec"], ns.get("dec_keep", ns["dec"]),
+                       ns["encode"], ns["decode"],
                        ns["to_obj"], ns["from_obj"], text)
     finally:
         _in_progress.discard(cls)
