@@ -561,3 +561,36 @@ def test_decoded_values_inside_a_message_keep_their_own_bytes(cls: type[Wire]) -
                 assert part.digest() == sha256(kept)
 
     check()
+
+
+def test_equal_neighbours_decode_once_and_only_from_bytes() -> None:
+    """Decoding bytes shares one value among equal neighbouring CachedWire items (a block's results); objects
+    given to from_obj are not msgpack's own, so an item that only packs like its neighbour is still refused."""
+    small, other = _Small(1, (2,)), _Small(3, ())
+    holder = _Holder(small, None, (small, small, other, small, small), _Inner(3, small, b""), None, (), 4)
+    decoded = _Holder.decode(holder.encode())
+    assert decoded == holder
+    many = decoded.many
+    assert many[0] is many[1] and many[2] is not many[1] and many[3] is many[4] and many[3] is not many[0]
+    assert all(item._wire_bytes == ref.encode(item) for item in many)
+    obj = ref.to_obj(holder)
+    assert _Holder.from_obj(obj) == holder
+    for loose in ([1, (2,)], (1, [2]), [_Color.RED, [2]]):  # each packs as [1, [2]], as the item before it
+        obj[2][1] = loose
+        assert_same_outcome(outcome(_Holder.from_obj, obj), outcome(ref.from_obj, _Holder, obj))
+        assert outcome(_Holder.from_obj, obj)[0] == "error"
+
+
+def test_a_non_canonical_item_inside_a_message_is_refused() -> None:
+    """The parts kept by nested values are the input's only because the whole input is canonical: an item
+    whose integer is not in its shortest form (here 0xcc 0x01 for 1) is refused, alone or beside its twin."""
+    small = _Small(1, (2,))
+    holder = _Holder(small, None, (small, small), _Inner(3, small, b""), None, (), 4)
+    data = holder.encode()
+    item = small.encode()
+    assert item == b"\x92\x01\x91\x02"
+    for start in (data.index(item), data.rindex(item)):
+        bad = data[:start] + b"\x92\xcc\x01\x91\x02" + data[start + len(item):]
+        assert msgpack.unpackb(bad) == msgpack.unpackb(data)
+        with pytest.raises(DecodeError, match="canonical"):
+            _Holder.decode(bad)
