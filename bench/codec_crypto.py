@@ -1,6 +1,9 @@
 """Codec and signature rates against raw msgpack and raw signature libraries, in one run.
 
 Run: `make bench` or `python -m bench.codec_crypto`. Prints rates and ratios (ours / baseline).
+`--part path` prints only the per-transaction CPU time of the path a gossiped transfer takes through the node's
+codec (batch decode and hash, store encode, compact proposal decode and check, WAL record): the figure to
+compare between two trees, run alternately (docs/performance.md, "Bytes the node already holds").
 
 Codec rows: "encode" is the first encoding of a value (measured on fresh copies, so the per-instance cache of
 `CachedWire` types does not count); "encode again" is a repeated `encode()` of the same value, which
@@ -10,6 +13,7 @@ unpacking the same bytes (no canonical-form check, no types).
 
 from __future__ import annotations
 
+import argparse
 import time
 from collections.abc import Callable
 from typing import Any
@@ -20,21 +24,27 @@ import numpy as np
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from bench._util import fmt_rate, rate, row
+from consensus.events import ProposalReceived, encode_event
 from core.block import (
     Block,
+    ProposalBlock,
     compute_evidence_hash,
     compute_last_commit_hash,
     compute_results_root,
     compute_txs_root,
 )
 from core.codec import Wire
+from core.compact import CompactProposal, compact_of
 from core.hashing import ZERO_HASH
 from core.header import Header, TxResult, TxStatus
 from core.keys import PrivateKey, verify
 from core.tensor import Tensor
 from core.tx import Transaction
-from core.types import Address, Gas, Height, Nonce, Round, SignatureBytes, Timestamp
-from core.votes import Commit, Vote, VoteType
+from core.types import Address, Amount, Gas, Height, Nonce, Round, SignatureBytes, Timestamp
+from core.votes import Commit, Proposal, Vote, VoteType
+from p2p.envelope import decode_tx_batch
+from p2p.messages import TxBatch
+from vm.txs import Transfer, build_tx
 
 BLOCK_TXS = 100
 
@@ -83,7 +93,84 @@ def samples(key: PrivateKey) -> list[tuple[str, Wire]]:
             (f"block ({BLOCK_TXS} txs+results)", block)]
 
 
+PATH_CHAIN = "bench-1"
+PATH_BATCH = 50  # transactions per gossiped batch
+PATH_BLOCK = 1000  # transactions per block
+
+
+def _cpu_per_item(fn: Callable[[], object], items: int, *, min_seconds: float = 0.4) -> float:
+    """Process CPU microseconds per item of `fn` (which handles `items` items), over at least `min_seconds`."""
+    fn()  # warm up
+    calls = 0
+    start = time.process_time()
+    while (elapsed := time.process_time() - start) < min_seconds or calls == 0:
+        fn()
+        calls += 1
+    return elapsed / calls / items * 1e6
+
+
+def path_steps() -> list[tuple[str, float]]:
+    """CPU us per transaction of each step a gossiped transfer takes through the codec (signatures left out:
+    `verify` says yes, as the node's signature cache does for a transaction it checked before)."""
+    keys = [PrivateKey.derive("bench", "account", i) for i in range(PATH_BATCH)]
+    to = Address(b"\2" * 20)
+    txs = tuple(build_tx(keys[i % PATH_BATCH], Transfer(to, Amount(1 + i)), chain_id=PATH_CHAIN, nonce=i // PATH_BATCH,
+                         gas_limit=50_000, fee=1_000) for i in range(PATH_BLOCK))
+    batches = [TxBatch(txs[i:i + PATH_BATCH]).encode() for i in range(0, PATH_BLOCK, PATH_BATCH)]
+    results = tuple(TxResult(TxStatus.OK, Gas(21_000), (), b"", "") for _ in txs)
+    header = Header(1, PATH_CHAIN, Height(1), Round(0), Timestamp(5), ZERO_HASH, Address(b"\1" * 20),
+                    compute_txs_root(txs), compute_results_root(results), ZERO_HASH, ZERO_HASH, ZERO_HASH,
+                    compute_last_commit_hash(None), compute_evidence_hash(()), None)
+    proposer = PrivateKey.derive("bench", "proposer", 0)
+    proposal = Proposal(Height(1), Round(0), -1, header.block_id, Timestamp(6), proposer.public_key,
+                        SignatureBytes(b"\0" * 64)).signed(proposer, PATH_CHAIN)
+    compact = compact_of(ProposalBlock(proposal, Block(header, txs, results, None, ()))).encode()
+
+    def yes(tx: Transaction, tx_hash: bytes) -> bool:
+        return True
+
+    held: list[Transaction] = []
+
+    def gossip() -> None:  # what a node does per batch: decode, hash each, verify (cached)
+        held.clear()
+        for data in batches:
+            held.extend(decode_tx_batch(data, PATH_CHAIN, yes).txs)
+
+    gossip()
+    by_hash = {tx.hash: tx for tx in held}
+    rebuilt: list[ProposalBlock] = []
+
+    def proposal_in() -> None:  # a compact proposal decoded, checked and rebuilt from the mempool's txs
+        message = CompactProposal.decode(compact)
+        message.validate_basic()
+        found, missing = message.missing(by_hash.get)
+        assert not missing
+        rebuilt[:] = [message.rebuild([tx for tx in found if tx is not None])]
+
+    proposal_in()
+    return [
+        ("tx batch decode + hash", _cpu_per_item(gossip, PATH_BLOCK)),
+        ("  + encode (mempool store)", _cpu_per_item(lambda: [tx.encode() for tx in held], PATH_BLOCK)),
+        ("compact proposal decode+rebuild", _cpu_per_item(proposal_in, PATH_BLOCK)),
+        ("WAL record of the proposal", _cpu_per_item(lambda: encode_event(ProposalReceived(Timestamp(7), rebuilt[0])),
+                                                     PATH_BLOCK)),
+    ]
+
+
+def print_path() -> None:
+    steps = path_steps()
+    print(f"transfer path through the codec (CPU us per tx; batches of {PATH_BATCH}, blocks of {PATH_BLOCK})")
+    for label, us in steps:
+        print(f"  {label:<34}{us:8.3f} us")
+    print(f"  {'total':<34}{sum(us for _, us in steps):8.3f} us")
+
+
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--part", choices=("all", "path"), default="all")
+    if parser.parse_args().part == "path":
+        print_path()
+        return
     key = PrivateKey.derive("bench", "account", 0)
     print("codec (ours: typed, canonical-checked; baseline: raw msgpack of the same object)\n"
           "  (a block's encode reuses its transactions', results' and header's cached encodings where present)")
@@ -125,6 +212,8 @@ def main() -> None:
           f"(libsodium {fmt_rate(raw_sodium_verify).strip()}, cryptography {fmt_rate(ossl_verify_rate).strip()})")
     print(row("tx.verify_signature (encode+verify)", rate(tx.verify_signature), raw_sodium_verify,
               "raw libsodium verify"))
+    print()
+    print_path()
 
 
 if __name__ == "__main__":

@@ -20,7 +20,9 @@ declare a distinct `tag` (encoded as `[tag, fields]`).
 Speed: on first use each wire type gets its encoder and decoder generated as Python source from its
 annotations (as dataclasses does for `__init__`) and installed as the class's own `encode`, `decode`,
 `to_obj` and `from_obj`. Exact-type values take one inline check per field; anything else falls back to the
-general rules, which raise the same errors as before. `CachedWire` types also keep their encoding and hash.
+general rules, which raise the same errors as before. `CachedWire` types also keep their encoding and hash,
+including those decoded inside a larger message, and a type holding them (directly, in an optional or a
+tuple, or as a union's member) encodes by splicing their encodings into its own.
 """
 
 from __future__ import annotations
@@ -110,7 +112,16 @@ class CachedWire(Wire):
     Safe because wire values are immutable (frozen, and every field type is immutable). The cache lives in
     slots that are not dataclass fields, so equality, hashing, `repr`, pickling and the codec ignore it, and
     `replace()` builds a new instance with an empty cache. Decoding stores the input bytes (they are the
-    canonical encoding) in the cache of the decoded value.
+    canonical encoding) in the cache of the decoded value, and decoding a message stores in each CachedWire
+    value inside it (a batch's or a block's transactions, a block's results and header) its own part of the
+    input: msgpack packs the decoded object of that part, in C. That part equals the value's encoding
+    because the whole input passed the canonical check (`unpack_canonical`: re-packing the decoded object
+    gives the input, and msgpack is concatenative, so each item's bytes are the packing of its object), and
+    each item's object is exactly what the value's encoder produces (the decoder accepts only exact types,
+    which encode back to the same objects). So hashing or re-sending a transaction that arrived inside a
+    batch or a block encodes nothing again. When the input is bytes, neighbouring items of a sequence that
+    pack to the same bytes are one value, decoded once and shared (a block's results are mostly one value);
+    `from_obj` does not share, as its objects may pack alike and still be refused (a tuple, an IntEnum).
 
     `derived` keeps other values computed from the fields alone (a transaction's decoded payload, its
     sender's address) in a third such slot, so each is computed once per instance, whoever asks.
@@ -238,7 +249,7 @@ def decode_as(cls: type[T], data: bytes, max_bytes: int) -> T:
     data = bytes(data)
     raw = unpack_canonical(data, cls.__name__)
     try:
-        value = _codec(cls).dec(raw)
+        value = _codec(cls).dec_trusted(raw)
     except DecodeError:
         raise
     except (TypeError, ValueError) as exc:
@@ -279,6 +290,24 @@ def unpack_canonical(data: bytes, what: str = "value") -> Any:
     if not canonical:
         raise DecodeError(f"{what}: not the canonical encoding")
     return raw
+
+
+def _dec_shared(dec: Callable[[Any], Any], items: list[Any]) -> tuple[Any, ...]:
+    """The CachedWire values of `items` (objects from `unpack_canonical`), each keeping its encoding (its
+    packed object: see `CachedWire`); a run of items that pack to the same bytes decodes once and shares
+    that value, which is immutable. `dec` is the item type's decoder of such objects."""
+    pack = _packer.pack
+    out = []
+    last = None
+    value = None
+    for item in items:
+        data = pack(item)
+        if data != last:
+            value = dec(item)
+            _set_cached_bytes(value, data)
+            last = data
+        out.append(value)
+    return tuple(out)
 
 
 def _refuse_ext(code: int, data: bytes) -> Any:
@@ -485,7 +514,7 @@ _NAMESPACE: dict[str, Any] = {
 } | {
     "DecodeError": DecodeError, "_packer": _packer, "_unpack_canonical": unpack_canonical,
     "_decode_as": decode_as, "_new": object.__new__, "_inew": int.__new__, "_bnew": bytes.__new__,
-    "_set_cached_bytes": _set_cached_bytes,
+    "_set_cached_bytes": _set_cached_bytes, "_dec_shared": _dec_shared,
 }
 
 
@@ -500,6 +529,9 @@ class _Codec:
     enc_raw: Enc  # value -> object msgpack packs to the same bytes, typed ids left as they are
     enc_bytes: Callable[[Any], bytes] | None  # value -> bytes, splicing in cached encodings; None: no cached parts
     dec: Dec  # msgpack object -> value, every decoding rule
+    dec_keep: Dec  # as dec, for a value inside a larger message: a CachedWire value also keeps its encoding
+    dec_trusted: Dec  # as dec, for objects from `unpack_canonical` (see `_dec_lines`)
+    dec_keep_trusted: Dec  # as dec_keep, for objects from `unpack_canonical`
     encode: Callable[[Any], bytes]
     decode: Callable[[type, Any], Any]
     to_obj: Enc
@@ -552,6 +584,9 @@ class _Source:
                 "enc_raw": lambda v: _codec(cls).enc_raw(v),
                 "encode": lambda v: _codec(cls).encode(v),
                 "dec": lambda o: _codec(cls).dec(o),
+                "dec_keep": lambda o: _codec(cls).dec_keep(o),
+                "dec_trusted": lambda o: _codec(cls).dec_trusted(o),
+                "dec_keep_trusted": lambda o: _codec(cls).dec_keep_trusted(o),
             }[what]
         else:
             fn = getattr(_codec(cls), what)
@@ -681,8 +716,13 @@ def _dec_check(src: _Source, spec: Spec, o: str, where: str, ind: int) -> tuple[
     raise AssertionError(kind)
 
 
-def _dec_lines(src: _Source, spec: Spec, o: str, where: str, ind: int) -> list[str]:
-    """Statements that check the msgpack object `o` and leave the decoded value in `o`."""
+def _dec_lines(src: _Source, spec: Spec, o: str, where: str, ind: int, trusted: bool = False) -> list[str]:
+    """Statements that check the msgpack object `o` and leave the decoded value in `o`.
+
+    `trusted`: `o` comes from `unpack_canonical` (msgpack's own objects, of exact types), so two items that
+    pack to the same bytes are the same value: a sequence of CachedWire values decodes each run of equal
+    neighbours once and shares the value (a block's results are mostly one value). Objects given to
+    `from_obj` are not trusted: a tuple or an IntEnum packs like a list or an int but is refused."""
     p = " " * ind
     w = repr(where)
     kind = spec[0]
@@ -690,7 +730,7 @@ def _dec_lines(src: _Source, spec: Spec, o: str, where: str, ind: int) -> list[s
         lines, value = _dec_check(src, spec, o, where, ind)
         return lines if value is None else [*lines, f"{p}{o} = {value}"]
     if kind == "opt":
-        return [f"{p}if {o} is not None:", *_dec_lines(src, spec[1], o, where, ind + 4)]
+        return [f"{p}if {o} is not None:", *_dec_lines(src, spec[1], o, where, ind + 4, trusted)]
     if kind == "seq":
         _, inner, n = spec
         lines = [f"{p}if type({o}) is not list or len({o}) > {n}: _dec_seq_error({o}, {n}, {w})"]
@@ -698,15 +738,19 @@ def _dec_lines(src: _Source, spec: Spec, o: str, where: str, ind: int) -> list[s
             checks, value = _dec_check(src, inner, "_i", where, ind + 4)
             lines += [f"{p}for _i in {o}:", *checks]
             return [*lines, f"{p}{o} = tuple({o})" if value is None else f"{p}{o} = tuple([{value} for _i in {o}])"]
+        if inner[0] == "wire" and trusted and issubclass(inner[1], CachedWire):
+            elem = src.nested(inner[1], "dec_trusted")
+            return [*lines, f"{p}{o} = _dec_shared({elem}, {o}) if {o} else ()"]
         if inner[0] == "wire":
-            elem = src.nested(inner[1], "dec")
+            elem = src.nested(inner[1], "dec_keep_trusted" if trusted else "dec_keep")
         else:
-            elem = src.function("d", _dec_lines(src, inner, "x", where, 4))
-        return [*lines, f"{p}{o} = tuple([{elem}(_i) for _i in {o}])"]
+            elem = src.function("d", _dec_lines(src, inner, "x", where, 4, trusted))
+        # map() calls the element decoder without a comprehension's frame; most sequences are short or empty.
+        return [*lines, f"{p}{o} = tuple(map({elem}, {o})) if {o} else ()"]
     if kind == "wire":
-        return [f"{p}{o} = {src.nested(spec[1], 'dec')}({o})"]
+        return [f"{p}{o} = {src.nested(spec[1], 'dec_keep_trusted' if trusted else 'dec_keep')}({o})"]
     if kind == "union":
-        by_tag = {c.TAG: src.ns[src.nested(c, "dec")] for c in spec[1]}
+        by_tag = {c.TAG: src.ns[src.nested(c, "dec_keep_trusted" if trusted else "dec_keep")] for c in spec[1]}
         message = f"{where}: expected [tag, value]"
         return [f"{p}if type({o}) is not list or len({o}) != 2 or type({o}[0]) is not int: _dec_error({message!r})",
                 f"{p}_f = {src.ref(by_tag)}.get({o}[0])",
@@ -726,6 +770,8 @@ def _spliced(spec: Spec) -> bool:
         return _spliced(spec[1])
     if kind == "seq":
         return spec[1][0] == "wire" and _spliced(spec[1])
+    if kind == "union":
+        return any(_spliced(("wire", member)) for member in spec[1])
     return False
 
 
@@ -764,6 +810,13 @@ def _splice_lines(src: _Source, spec: Spec, x: str, where: str, ind: int) -> lis
         return [f"{p}{x} = {_bytes_expr(src, spec, x)}"]
     if kind == "opt":
         return [f"{p}if {x} is None: {x} = b'\\xc0'", f"{p}else:", *_splice_lines(src, spec[1], x, where, ind + 4)]
+    if kind == "union":
+        # [tag, value]: the header of a 2-item array and the tag's encoding, then the member's bytes (its own
+        # `encode`, which splices in turn or packs).
+        table = {c: (pack([c.TAG, None])[1:-1], src.ns[src.nested(c, "encode")]) for c in spec[1]}
+        return [f"{p}_u = {src.ref(table)}.get(type({x}))",
+                f"{p}if _u is None: _enc_union_error({x}, {where!r})",
+                f"{p}{x} = b'\\x92' + _u[0] + _u[1]({x})"]
     if kind == "seq":
         _, inner, n = spec
         return [f"{p}if type({x}) is not tuple or len({x}) > {n}: _enc_seq_error({x}, {n}, {where!r})",
@@ -844,21 +897,40 @@ def _compile_class(cls: type) -> _Codec:
         splice_body = _splice_body(src, specs, fields, name) if any(_spliced(sp) for sp in specs) else None
         dec_body = [line for i, spec in enumerate(specs)
                     for line in _dec_lines(src, spec, vs[i], f"{name}.{fields[i]}", 4)]
+        trusted_body = [line for i, spec in enumerate(specs)
+                        for line in _dec_lines(src, spec, vs[i], f"{name}.{fields[i]}", 4, True)]
+        has_trusted = trusted_body != dec_body
 
+        cached = issubclass(cls, CachedWire)
         builder = _builder(cls)
         if builder is not None:
             construct = [f"    v = _new({src.ref(builder)})", *[f"    v.{f} = f{i}" for i, f in enumerate(fields)],
                          *(["    v._wire_bytes = None", "    v._wire_hash = None", "    v._wire_memo = None"]
-                           if issubclass(cls, CachedWire) else []),
+                           if cached else []),
                          f"    v.__class__ = {c}"]
         else:
             construct = [f"    v = {c}({', '.join(vs)})"]
+        if not cached:
+            construct_keep = construct
+        elif builder is not None:
+            construct_keep = [("    v._wire_bytes = _packer.pack(o)" if line == "    v._wire_bytes = None" else line)
+                              for line in construct]
+        else:
+            construct_keep = [*construct, "    _set_cached_bytes(v, _packer.pack(o))"]
         check = getattr(cls, "validate_wire", None)
         if check is not None:
-            construct += ["    try:", f"        {src.ref(check)}(v)", "    except ValueError as exc:",
-                          f"        raise _dec_check_error({name!r}, exc) from None"]
-        cached = issubclass(cls, CachedWire)
+            checks = ["    try:", f"        {src.ref(check)}(v)", "    except ValueError as exc:",
+                      f"        raise _dec_check_error({name!r}, exc) from None"]
+            construct = [*construct, *checks]
+            construct_keep = [*construct_keep, *checks]
         n = len(fields)
+        head = f"    if type(o) is not list or len(o) != {n}: _dec_class_error(o, {n}, {name!r})"
+        # dec_keep: the same checks for a value inside a larger message; a CachedWire value keeps its own
+        # encoding, packed from its msgpack object (see `CachedWire`: it is the value's part of the input).
+        # The _trusted twins decode objects from unpack_canonical (see `_dec_lines`).
+        decoders = [("dec", dec_body, construct), ("dec_keep", dec_body, construct_keep),
+                    ("dec_trusted", trusted_body, construct), ("dec_keep_trusted", trusted_body, construct_keep)]
+        decoders = [d for d in decoders if (cached or "keep" not in d[0]) and (has_trusted or "trusted" not in d[0])]
         text = "\n\n".join([
             *src.defs,
             "\n".join(["def enc_raw(v):", f"    if type(v) is not {c}: _enc_class_error(v, {name!r})",
@@ -867,8 +939,8 @@ def _compile_class(cls: type) -> _Codec:
                        *loads, *obj_body, f"    return {out}"]),
             *(["\n".join(["def enc_bytes(v):", f"    if type(v) is not {c}: _enc_class_error(v, {name!r})",
                           *loads, *splice_body])] if splice_body is not None else []),
-            "\n".join(["def dec(o):", f"    if type(o) is not list or len(o) != {n}: _dec_class_error(o, {n}, {name!r})",
-                       unpacked, *dec_body, *construct, "    return v"]),
+            *["\n".join([f"def {fn}(o):", head, unpacked, *body, *made, "    return v"])
+              for fn, body, made in decoders],
             "\n".join(["def encode(self):",
                        *(["    try:", "        data = self._wire_bytes", "    except AttributeError:",
                           "        data = None", "    if data is not None: return data"] if cached else []),
@@ -887,7 +959,7 @@ def _compile_class(cls: type) -> _Codec:
                        f"    elif len(data) > limit: _dec_input_error({name!r}, data, limit)",
                        f"    raw = _unpack_canonical(data, {name!r})",
                        "    try:",
-                       "        value = dec(raw)",
+                       f"        value = {'dec_trusted' if has_trusted else 'dec'}(raw)",
                        "    except DecodeError:",
                        "        raise",
                        "    except (TypeError, ValueError) as exc:",
@@ -901,7 +973,9 @@ def _compile_class(cls: type) -> _Codec:
         ])
         ns = src.ns
         exec(compile(text, f"<wire codec {cls.__module__}.{cls.__qualname__}>", "exec"), ns)
-        codec = _Codec(ns["enc_obj"], ns["enc_raw"], ns.get("enc_bytes"), ns["dec"], ns["encode"], ns["decode"],
+        keep = ns.get("dec_keep", ns["dec"])
+        codec = _Codec(ns["enc_obj"], ns["enc_raw"], ns.get("enc_bytes"), ns["dec"], keep,
+                       ns.get("dec_trusted", ns["dec"]), ns.get("dec_keep_trusted", keep), ns["encode"], ns["decode"],
                        ns["to_obj"], ns["from_obj"], text)
     finally:
         _in_progress.discard(cls)

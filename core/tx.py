@@ -57,7 +57,13 @@ class Transaction(CachedWire):
 
     @property
     def hash(self) -> Hash32:
-        return self.digest()
+        # The cached hash read here (one call fewer than `digest()`: a node reads each transaction's hash a
+        # dozen times); a copy made without __init__ has the slot unset.
+        try:
+            digest = self._wire_hash
+        except AttributeError:
+            digest = None
+        return digest if digest is not None else self.digest()
 
     @property
     def sender_address(self) -> Address:

@@ -18,16 +18,20 @@ from typing import Annotated, Any
 
 import msgpack
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
+from consensus.events import WalRecord
+from core.block import Block, ProposalBlock
 from core.codec import I64, U8, U32, CachedWire, MaxLen, Wire, wire
+from core.compact import CompactProposal, compact_of
 from core.errors import DecodeError
 from core.hashing import sha256
 from core.header import Header, TxResult
 from core.keys import PrivateKey
 from core.tx import Transaction
 from core.types import Address, Amount, Gas, Hash32, Height, Nonce, PublicKeyBytes, Round
+from p2p.messages import TxBatch
 from tests.core import reference_codec as ref
 from tests.core import strategies
 from tests.core.test_codec import WIRE_TYPES, mutated
@@ -169,6 +173,28 @@ class _Wide(Wire):
     small: _Small
 
 
+@wire(max_bytes=64, tag=3)
+class _TaggedSmall(CachedWire):
+    a: U8
+    items: Annotated[tuple[U8, ...], MaxLen(2)]
+
+
+@wire(max_bytes=256, tag=4)
+class _TaggedInner(Wire):
+    small: _Small
+    smalls: Annotated[tuple[_Small, ...], MaxLen(2)]
+
+
+@wire(max_bytes=1024)
+class _Chooser(Wire):
+    """Unions with a CachedWire member: their encoding is spliced too (tag, then the member's bytes)."""
+
+    choice: _TaggedSmall | _Leaf
+    maybe_choice: _TaggedSmall | _Leaf | None
+    spliced_or_leaf: _TaggedInner | _Leaf  # a member that splices but is not cached itself
+    x: U8
+
+
 def _smalls() -> st.SearchStrategy[_Small]:
     return st.builds(_Small, st.integers(0, 255), st.lists(st.integers(0, 255), max_size=2).map(tuple))
 
@@ -179,7 +205,7 @@ def holders() -> st.SearchStrategy[_Holder]:
                      inner, st.none() | inner, st.lists(inner, max_size=3).map(tuple), st.integers(0, 255))
 
 
-ALL_TYPES: list[type[Wire]] = [*WIRE_TYPES, _Kitchen, _Leaf, _Pair, _Small, _Holder, _Inner, _Wide]
+ALL_TYPES: list[type[Wire]] = [*WIRE_TYPES, _Kitchen, _Leaf, _Pair, _Small, _Holder, _Inner, _Wide, _Chooser]
 IDS = [t.__name__ for t in ALL_TYPES]
 
 
@@ -482,3 +508,89 @@ def test_spliced_encodings_come_from_the_cache_and_check_types() -> None:
                 holder.replace(many=[small])):
         assert_same_outcome(outcome(bad.encode), outcome(ref.encode, bad))
         assert outcome(bad.encode)[0] == "error"
+
+
+def test_union_members_are_spliced_from_the_cache() -> None:
+    small = _TaggedSmall(1, (2,))
+    inner = _TaggedInner(_Small(5, ()), (_Small(6, (7,)),))
+    chooser = _Chooser(small, None, inner, 9)
+    data = chooser.encode()
+    assert data == ref.encode(chooser) and _Chooser.decode(data) == chooser
+    assert _Chooser(small, small, _Leaf(1, "x"), 0).encode() == ref.encode(_Chooser(small, small, _Leaf(1, "x"), 0))
+    object.__setattr__(small, "_wire_bytes", b"\x92\x01\x91\x03")  # (tampered, to see where bytes come from)
+    object.__setattr__(inner.small, "_wire_bytes", b"\x92\x05\x91\x04")
+    assert chooser.replace().encode() == ref.encode(_Chooser(_TaggedSmall(1, (3,)), None,
+                                                             _TaggedInner(_Small(5, (4,)), inner.smalls), 9))
+    for bad in (chooser.replace(choice=_Small(1, ())), chooser.replace(maybe_choice=inner),
+                chooser.replace(spliced_or_leaf=small)):
+        assert_same_outcome(outcome(bad.encode), outcome(ref.encode, bad))
+        assert outcome(bad.encode)[0] == "error"
+
+
+def _cached_parts(value: Any) -> list[CachedWire]:
+    """Every CachedWire value inside `value` (fields, optionals, sequences, union members), outermost first."""
+    found: list[CachedWire] = []
+    if isinstance(value, CachedWire):
+        found.append(value)
+    if isinstance(value, Wire):
+        for f in dataclasses.fields(value):  # type: ignore[arg-type]
+            found += _cached_parts(getattr(value, f.name))
+    elif isinstance(value, tuple):
+        for item in value:
+            found += _cached_parts(item)
+    return found
+
+
+@pytest.mark.parametrize("cls", [_Holder, _Chooser, Block, ProposalBlock, CompactProposal, TxBatch, WalRecord],
+                         ids=lambda c: c.__name__)
+def test_decoded_values_inside_a_message_keep_their_own_bytes(cls: type[Wire]) -> None:
+    """Decoding a message leaves every CachedWire value in it holding its encoding, which is its slice of the
+    (canonical) input and the reference's encoding of it: hashing or encoding it again packs nothing."""
+
+    @fast(examples(cls, 20))
+    @given(values_of(ProposalBlock).map(compact_of) if cls is CompactProposal else values_of(cls))
+    def check(value: Wire) -> None:
+        data = ref.encode(value)
+        first = outcome(cls.decode, data)
+        assume(first[0] == "ok")  # (generated values may break a type's cross-field rule)
+        for decoded in (first[1], cls.from_obj(ref.to_obj(value))):
+            parts = _cached_parts(decoded)[1 if isinstance(decoded, CachedWire) else 0:]
+            for part in parts:
+                kept = part._wire_bytes
+                assert kept is not None and kept == ref.encode(part) and kept in data
+                assert part.digest() == sha256(kept)
+
+    check()
+
+
+def test_equal_neighbours_decode_once_and_only_from_bytes() -> None:
+    """Decoding bytes shares one value among equal neighbouring CachedWire items (a block's results); objects
+    given to from_obj are not msgpack's own, so an item that only packs like its neighbour is still refused."""
+    small, other = _Small(1, (2,)), _Small(3, ())
+    holder = _Holder(small, None, (small, small, other, small, small), _Inner(3, small, b""), None, (), 4)
+    decoded = _Holder.decode(holder.encode())
+    assert decoded == holder
+    many = decoded.many
+    assert many[0] is many[1] and many[2] is not many[1] and many[3] is many[4] and many[3] is not many[0]
+    assert all(item._wire_bytes == ref.encode(item) for item in many)
+    obj = ref.to_obj(holder)
+    assert _Holder.from_obj(obj) == holder
+    for loose in ([1, (2,)], (1, [2]), [_Color.RED, [2]]):  # each packs as [1, [2]], as the item before it
+        obj[2][1] = loose
+        assert_same_outcome(outcome(_Holder.from_obj, obj), outcome(ref.from_obj, _Holder, obj))
+        assert outcome(_Holder.from_obj, obj)[0] == "error"
+
+
+def test_a_non_canonical_item_inside_a_message_is_refused() -> None:
+    """The parts kept by nested values are the input's only because the whole input is canonical: an item
+    whose integer is not in its shortest form (here 0xcc 0x01 for 1) is refused, alone or beside its twin."""
+    small = _Small(1, (2,))
+    holder = _Holder(small, None, (small, small), _Inner(3, small, b""), None, (), 4)
+    data = holder.encode()
+    item = small.encode()
+    assert item == b"\x92\x01\x91\x02"
+    for start in (data.index(item), data.rindex(item)):
+        bad = data[:start] + b"\x92\xcc\x01\x91\x02" + data[start + len(item):]
+        assert msgpack.unpackb(bad) == msgpack.unpackb(data)
+        with pytest.raises(DecodeError, match="canonical"):
+            _Holder.decode(bad)
