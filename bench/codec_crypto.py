@@ -3,7 +3,7 @@
 Run: `make bench` or `python -m bench.codec_crypto`. Prints rates and ratios (ours / baseline).
 `--part path` prints only the per-transaction CPU time of the path a gossiped transfer takes through the node's
 codec (batch decode and hash, store encode, compact proposal decode and check, WAL record): the figure to
-compare between two trees, run alternately (docs/performance.md, "Bytes the node already holds").
+compare between two trees, run alternately (docs/performance-cpu.md, "Bytes the node already holds").
 
 Codec rows: "encode" is the first encoding of a value (measured on fresh copies, so the per-instance cache of
 `CachedWire` types does not count); "encode again" is a repeated `encode()` of the same value, which
