@@ -17,11 +17,6 @@ pytestmark = pytest.mark.node
 
 
 @pytest.fixture
-def chain() -> SimChain:
-    return SimChain()
-
-
-@pytest.fixture
 def served(chain: SimChain):
     def auto() -> None:
         if chain.pending:

@@ -22,11 +22,6 @@ pytestmark = pytest.mark.node
 
 
 @pytest.fixture
-def chain() -> SimChain:
-    return SimChain()
-
-
-@pytest.fixture
 def served(chain: SimChain):
     with ServerThread(chain) as s:
         yield s

@@ -23,11 +23,6 @@ JSON = {"content-type": "application/json"}
 
 
 @pytest.fixture
-def chain() -> SimChain:
-    return SimChain()
-
-
-@pytest.fixture
 def served(chain: SimChain):
     def auto() -> None:
         if chain.pending:
