@@ -41,9 +41,6 @@ from core.types import Address, Height
 from core.votes import Vote
 from node.chain import Chain
 from node.mempool import AccountInfo, Mempool
-from node.sigcache import (
-    INLINE_SIGNATURES as INLINE_SIGNATURES,  # re-exported: the rule lives in node.sigcache
-)
 from node.sigcache import SigCache, verify_off_loop_if_many
 from p2p.envelope import decode_tx_batch
 from p2p.messages import TxBatch

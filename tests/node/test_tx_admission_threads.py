@@ -17,9 +17,9 @@ from core.errors import InvalidSignature
 from core.hashing import sha256
 from core.tx import Transaction
 from core.types import SignatureBytes
-from node.gossip_hooks import INLINE_SIGNATURES, TxAdmission
+from node.gossip_hooks import TxAdmission
 from node.service import Node, _MempoolState
-from node.sigcache import SigCache
+from node.sigcache import INLINE_SIGNATURES, SigCache
 from p2p.messages import TxBatch
 from p2p.topics import TopicKind
 from p2p.validation import GossipMessage, GossipVerdict
