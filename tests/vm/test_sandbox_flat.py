@@ -8,6 +8,7 @@ anything but numeric arrays, never run code (docs/security.md, "A sandbox worker
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import signal
 import socket
@@ -32,7 +33,7 @@ from vm.sandbox.channel import Channel, dumps
 from vm.sandbox.errors import NonFiniteOutput, UndecodableReply, WorkerFault
 from vm.sandbox.executor import InferJob, JobResult, LocalExecutor, ModelPackage
 from vm.sandbox.handoff import Arena, Writer
-from vm.sandbox.numeric import canonical_outputs
+from vm.sandbox.numeric import TINY_GRID, canonical_outputs
 from vm.sandbox.spec import ArraySpec, CompareMode, ModelSpec, Tolerance
 from vm.sandbox.worker import WorkerPool
 
@@ -112,17 +113,22 @@ def test_verdicts_of_flat_jobs_equal_the_pickled_ones(pools: tuple[WorkerPool, W
 
 
 @pytest.mark.parametrize("spin", [True, False])
+@pytest.mark.parametrize("shape", [(2, 3), (3, 12)])
 def test_raw_outputs_go_on_the_pool_side_grid_as_the_worker_would_put_them(
-        pools: tuple[WorkerPool, WorkerPool], spin: bool) -> None:
+        pools: tuple[WorkerPool, WorkerPool], spin: bool, shape: tuple[int, int]) -> None:
     """A pool that spins asks for raw outputs and puts them on the grid itself (off-grid and non-finite values
     give the worker's verdicts); one that blocks, and any model past MAX_RAW_GRID_K, gets them on the grid
-    from the worker. Both give the pickled path's and the in-process executor's results."""
+    from the worker, but for a few float32 values (6 here; 36 is more than numeric.TINY_GRID), which the
+    worker sends raw to either (flat.few_floats). All give the pickled path's and the in-process executor's
+    results."""
     _, pickled = pools
     fast = WorkerPool(1, spin_min_share=0.0) if spin else WorkerPool(1, spin=False)
-    ones = np.ones((2, 3), np.float32)
-    big = np.full((2, 3), 2.0**40, np.float32)
+    ones = np.ones(shape, np.float32)
+    big = np.full(shape, 2.0**40, np.float32)
+    few = math.prod(shape) <= TINY_GRID
     jobs: list[InferJob] = []
     for k, model_id in ((8, b"fdiv-grid-8"), (40, b"fdiv-grid-40"), (flat.MAX_RAW_GRID_K + 1, b"fdiv-grid-255")):
+        model_id += bytes(shape)
         for a, b in ((ones, ones), (ones * 3, ones * 7), (big, ones), (ones, np.zeros_like(ones)), (ones, ones * 9)):
             job = _div_job(a, b, model_id)
             spec = job.model.spec
@@ -141,7 +147,7 @@ def test_raw_outputs_go_on_the_pool_side_grid_as_the_worker_would_put_them(
         assert_same(got, in_order)
         assert fast.flat_runs == len(jobs) - 3
         # Spinning (on two cores): every flat job of the grid-8 and grid-40 models came back raw.
-        assert fast.grids_here == (8 if spin and fast.spin.limit_s else 0)
+        assert fast.grids_here == (8 if few or (spin and fast.spin.limit_s) else 0)
     assert_same(_one_by_one(pickled, jobs), in_order)
     assert [type(r.error).__name__ for r in in_order[5:10]] == [
         "NoneType", "NoneType", "OffGridOutput", "NonFiniteOutput", "NoneType"]  # 2^40 * 2^40 is off the grid

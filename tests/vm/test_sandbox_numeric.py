@@ -8,7 +8,15 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from vm.sandbox.errors import NonFiniteOutput, OffGridOutput
-from vm.sandbox.numeric import canonical_outputs, find_disagreement, outputs_agree, quantize, within_tolerance
+from vm.sandbox.numeric import (
+    TINY_GRID,
+    _tiny_grid,
+    canonical_outputs,
+    find_disagreement,
+    outputs_agree,
+    quantize,
+    within_tolerance,
+)
 from vm.sandbox.spec import ArraySpec, CompareMode, Tolerance
 
 pytestmark = pytest.mark.vm
@@ -150,3 +158,40 @@ def test_disagreement_on_dtype_shape_or_names() -> None:
     assert not outputs_agree(specs, CompareMode.EXACT, Tolerance(), {"n": np.array([1, 2], np.int64)}, good)
     assert not outputs_agree(specs, CompareMode.EXACT, Tolerance(), {"n": np.array([[1, 2]], np.int32)}, good)
     assert not outputs_agree(specs, CompareMode.EXACT, Tolerance(), {"m": good["n"]}, good)
+
+
+def _numpy_grid(y: np.ndarray, k: int) -> np.ndarray | type[Exception]:
+    """The grid by numpy's float64 rint (the rule as numeric.quantize computes it for many values)."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        grid = np.rint(y.astype(np.float64) * float(2**k))
+    if not np.isfinite(grid).all():
+        return NonFiniteOutput if not np.isfinite(y).all() else OffGridOutput
+    if grid.min() < -(2.0**63) or grid.max() >= 2.0**63:
+        return OffGridOutput
+    return grid.astype(np.int64)
+
+
+@given(st.lists(st.integers(0, 2**32 - 1), min_size=1, max_size=TINY_GRID),
+       st.sampled_from([(1, -1), (-1,), (-1, 1)]), st.integers(0, 128))
+def test_tiny_grid_equals_numpys_bit_for_bit(bits: list[int], shape: tuple[int, ...], k: int) -> None:
+    """A few float32 values (any bit pattern: denormals, ties, NaN, Inf, the largest) go on the grid in Python
+    numbers (`_tiny_grid`): the same int64 values and shape as numpy's rint, or the same verdict."""
+    y = np.array(bits, np.uint32).view(np.float32).reshape(shape)
+    want = _numpy_grid(y, k)
+    if isinstance(want, np.ndarray):
+        got = quantize(y, k)
+        assert got.dtype == np.int64 and got.shape == y.shape and got.tobytes() == want.tobytes()
+        tiny = _tiny_grid(y, k)
+        assert tiny is not None and tiny.dtype == np.int64 and tiny.tobytes() == want.tobytes()
+    else:
+        with pytest.raises(want):
+            quantize(y, k)
+        assert _tiny_grid(y, k) is None  # the full rule gives the verdict
+
+
+def test_tiny_grid_ties_and_edges() -> None:
+    y = np.array([[0.5, 1.5, 2.5, -0.5, -2.5, 2.0**-149, -0.0, 2.0**62, -(2.0**63)]], np.float32)
+    assert _tiny_grid(y, 0) is not None
+    assert _tiny_grid(y, 0).tolist() == [[0, 2, 2, 0, -2, 0, 0, 2**62, -(2**63)]]  # type: ignore[union-attr]
+    assert _tiny_grid(np.array([2.0**63], np.float32), 0) is None
+    assert _tiny_grid(np.array([np.nan], np.float32), 3) is None

@@ -39,7 +39,7 @@ import numpy as np
 
 from core.errors import InferenceError
 from vm.sandbox.handoff import Arena, Writer, aligned, in_arena
-from vm.sandbox.numeric import on_grid
+from vm.sandbox.numeric import TINY_GRID, on_grid
 from vm.sandbox.spec import ArraySpec
 
 JOB_TAG = 0x4A  # "J"
@@ -99,17 +99,30 @@ def input_signature(inputs: Sequence[ArraySpec]) -> bytes:
     return json.dumps([[t.name, t.dtype, list(t.shape)] for t in inputs], separators=(",", ":")).encode()
 
 
+def few_floats(outputs: Sequence[ArraySpec]) -> bool:
+    """Whether a model's outputs include floats, all float32 and at most numeric.TINY_GRID values in all: a
+    worker sends such outputs raw, and the pool puts them on the grid, whether it spins or blocks for the
+    reply (docs/sandbox.md, "The grid of a few floats")."""
+    floats = [t for t in outputs if t.is_float]
+    return bool(floats) and all(t.dtype == "float32" for t in floats) \
+        and sum(math.prod(t.shape) for t in floats) <= TINY_GRID
+
+
 @dataclass(frozen=True, slots=True)
 class Layout:
     """A model's declared inputs as the flat job needs them: checked once per spec (pool) or load (worker)."""
 
     signature: bytes
     inputs: tuple[tuple[str, np.dtype[Any], tuple[int, ...], int], ...]  # name, dtype, shape, nbytes
+    # The model's float outputs are a few float32 values (`few_floats`; known to a worker's loaded model only):
+    # the worker sends them raw whether or not the pool asked.
+    few_floats: bool = False
 
     @classmethod
-    def of(cls, inputs: Sequence[ArraySpec]) -> Layout:
+    def of(cls, inputs: Sequence[ArraySpec], outputs: Sequence[ArraySpec] = ()) -> Layout:
         return cls(input_signature(inputs), tuple(
-            (t.name, np.dtype(t.dtype), t.shape, math.prod(t.shape) * np.dtype(t.dtype).itemsize) for t in inputs))
+            (t.name, np.dtype(t.dtype), t.shape, math.prod(t.shape) * np.dtype(t.dtype).itemsize) for t in inputs),
+            few_floats(outputs))
 
     @classmethod
     def of_signature(cls, signature: bytes) -> Layout:

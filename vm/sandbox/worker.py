@@ -288,15 +288,19 @@ def _serve_flat(runner: Any, body: bytearray, arena: Arena | None, cpu_budget: _
         loaded = runner.session_for(job.model_id, None)
         layout = loaded.flat
         if layout is None:
-            layout = loaded.flat = flat.Layout.of(loaded.package.spec.inputs)
+            layout = loaded.flat = flat.Layout.of(loaded.package.spec.inputs, loaded.outputs)
         writer = None if arena is None else Writer(arena, job.free_from)
         replies: flat.ReplyWriter | None = loaded.reply
         if replies is None:
             replies = loaded.reply = flat.ReplyWriter()
         grid_k = loaded.package.spec.grid_k
-        if job.raw and job.signature == layout.signature and 0 <= grid_k <= flat.MAX_RAW_GRID_K:
+        if (job.raw or layout.few_floats) and job.signature == layout.signature \
+                and 0 <= grid_k <= flat.MAX_RAW_GRID_K:
             # The raw outputs go back, and the pool puts them on the grid: after a long run this process's
-            # caches are cold, the pool's (it waits spinning, or reads its last reply again) are not.
+            # caches are cold, the pool's (it waits spinning, or reads its last reply again) are not. A few
+            # float32 values go back raw even to a pool that blocks (flat.few_floats): their grid costs the
+            # pool little, and the model's replies keep one form whether or not the pool spins (the readers'
+            # and writers' plans of the last reply then hold: docs/sandbox.md, "The grid of a few floats").
             raw = runner.run_raw(loaded, reader.inputs(job, layout, body, arena))
             parts = replies.parts(raw, writer, grid_k + 1)
             if parts is not None:
@@ -605,7 +609,8 @@ class WorkerPool:
         # Expected within the spin's bound: spin from the start; later (up to NAP_BEFORE_SPIN_S): sleep, then
         # spin for the end (channel.Channel.poll, `expect_s`); later still: block. A pool that will spin asks
         # for the raw outputs and puts them on the grid itself, on the caches its spin keeps warm; one that
-        # blocks has the worker do it, as before (docs/performance-sandbox.md, "Single jobs: cold caches").
+        # blocks has the worker do it, as before (docs/performance-sandbox.md, "Single jobs: cold caches"), but
+        # for a few float32 values, which the worker always sends raw (flat.few_floats).
         expect = worker.seconds_per_job
         spin = None if expect > NAP_BEFORE_SPIN_S or not self.spin.active(started) else self.spin
         # The job from its template (built once per model, raw flag and arena size; its larger inputs copied to
