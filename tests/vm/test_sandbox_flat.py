@@ -33,7 +33,7 @@ from vm.sandbox.channel import Channel, dumps
 from vm.sandbox.errors import NonFiniteOutput, UndecodableReply, WorkerFault
 from vm.sandbox.executor import InferJob, JobResult, LocalExecutor, ModelPackage
 from vm.sandbox.handoff import Arena, Writer
-from vm.sandbox.numeric import TINY_GRID, canonical_outputs
+from vm.sandbox.numeric import TINY_GRID, canonical_outputs, on_grid
 from vm.sandbox.spec import ArraySpec, CompareMode, ModelSpec, Tolerance
 from vm.sandbox.worker import WorkerPool
 
@@ -497,6 +497,47 @@ def test_a_replys_grid_byte_puts_its_float_outputs_on_that_grid() -> None:
     assert nan is not None
     with pytest.raises(NonFiniteOutput):
         flat.ReplyReader().canonical(_join(nan), None)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.integers(0, 2**32 - 1), min_size=2, max_size=TINY_GRID), st.integers(0, flat.MAX_RAW_GRID_K))
+def test_a_planned_raw_reply_of_a_few_floats_goes_on_the_grid_as_on_grid_puts_it(bits: list[int], k: int) -> None:
+    """The reader's grid straight from a planned raw reply's bytes (a few float32 values in two outputs, any
+    bit pattern) gives numeric.on_grid's int64 arrays bit for bit, or its verdict; the arrays are writable."""
+    values = np.array(bits, np.uint32).view(np.float32)
+    half = len(values) // 2
+    raw = {"a": values[:half].reshape(1, half), "b": values[half:].copy()}
+    first = flat.outputs_parts({"a": np.zeros((1, half), np.float32), "b": np.zeros(len(values) - half,
+                                                                                    np.float32)}, None, k + 1)
+    parts = flat.outputs_parts(raw, None, k + 1)
+    assert first is not None and parts is not None
+    reader = flat.ReplyReader()
+    reader.canonical(_join(first), None)  # the plan, from a reply of the same head
+    assert reader._grid is not None
+    body = _join(parts)
+    try:
+        want = on_grid(flat.read_outputs(body, None), k)
+    except InferenceError as exc:
+        with pytest.raises(type(exc)):
+            reader.canonical(body, None)
+        return
+    got = reader.canonical(body, None)
+    assert list(got) == ["a", "b"] and _same(got, want)
+    assert all(v.dtype == np.int64 and v.flags.writeable for v in got.values())
+
+
+def test_only_a_raw_reply_of_a_few_float32_values_gets_a_grid_plan() -> None:
+    cases = [({"y": np.ones((1, 10), np.float32)}, 21, True),
+             ({"y": np.ones((1, 10), np.float32)}, 0, False),  # canonical outputs: no grid
+             ({"y": np.ones((1, TINY_GRID + 1), np.float32)}, 21, False),  # more values: numpy's grid
+             ({"y": np.ones((1, 10), np.float64)}, 21, False),
+             ({"y": np.ones((1, 10), np.float32), "n": np.ones(2, np.int32)}, 21, False)]
+    for outputs, grid, planned in cases:
+        parts = flat.outputs_parts(outputs, None, grid)
+        assert parts is not None
+        reader = flat.ReplyReader()
+        reader.canonical(_join(parts), None)
+        assert (reader._grid is not None) is planned
 
 
 def test_the_reply_reader_plans_only_all_inline_replies_and_reads_new_data_by_its_plan() -> None:

@@ -39,7 +39,7 @@ import numpy as np
 
 from core.errors import InferenceError
 from vm.sandbox.handoff import Arena, Writer, aligned, in_arena
-from vm.sandbox.numeric import TINY_GRID, on_grid
+from vm.sandbox.numeric import TINY_GRID, grid_values, on_grid
 from vm.sandbox.spec import ArraySpec
 
 JOB_TAG = 0x4A  # "J"
@@ -449,6 +449,10 @@ class ReplyReader:
         self._head = b""
         self._size = -1
         self._plan: tuple[tuple[str, np.dtype[Any], int, int, tuple[int, ...]], ...] = ()
+        # The plan's grid for raw replies of a few float32 values (`few_floats`): 2^k and, per output, its name,
+        # the structs of its values and of their grid values, its offset and shape; None for any other plan.
+        self._grid: tuple[float, tuple[tuple[str, struct.Struct, struct.Struct, int, tuple[int, ...]], ...]] | None \
+            = None
 
     def read(self, body: bytearray, arena: Arena | None) -> dict[str, np.ndarray]:
         """As `read_outputs` (MalformedFlat for a reply that breaks a rule)."""
@@ -457,20 +461,63 @@ class ReplyReader:
                     for name, dtype, count, offset, shape in self._plan}
         slots, at = _read_slots(body)
         outputs = _materialize(body, arena, slots, at)
+        self._grid = None
         if all(where == INLINE and nbytes for _, _, _, where, _, nbytes in slots):
             self._head, self._size = bytes(body[:at]), len(body)
             self._plan = tuple((name, dtype, nbytes // dtype.itemsize, offset, shape)
                                for name, dtype, shape, _, offset, nbytes in slots)
+            grid_k = reply_grid(body)
+            if grid_k is not None and all(dtype == _FLOAT32 for _, dtype, _, _, _ in self._plan) \
+                    and sum(count for _, _, count, _, _ in self._plan) <= TINY_GRID:
+                self._grid = (float(2**grid_k), tuple(
+                    (name, _floats(count), _int64s(count), offset, shape)
+                    for name, _, count, offset, shape in self._plan))
         else:
             self._head, self._size, self._plan = b"", -1, ()
         return outputs
 
     def canonical(self, body: bytearray, arena: Arena | None) -> dict[str, np.ndarray]:
         """A reply's outputs as committed: raw ones put on the grid its grid byte names (numeric.on_grid, whose
-        verdicts, NonFiniteOutput or OffGridOutput, it raises as the worker would have)."""
+        verdicts, NonFiniteOutput or OffGridOutput, it raises as the worker would have). A raw reply of a few
+        float32 values read by a plan goes on the grid straight from its bytes (`_tiny_grid`)."""
+        grid = self._grid
+        if grid is not None and len(body) == self._size and body.startswith(self._head):
+            outputs = _tiny_grid(body, *grid)
+            if outputs is not None:
+                return outputs
         outputs = self.read(body, arena)
         grid_k = reply_grid(body)
         return outputs if grid_k is None else on_grid(outputs, grid_k)
+
+
+_FLOAT32 = np.dtype(np.float32)
+_INT64 = np.dtype(np.int64)
+
+
+@functools.cache
+def _floats(count: int) -> struct.Struct:
+    return struct.Struct(f"={count}f")  # native: a reply's arrays are in the worker's (this machine's) order
+
+
+@functools.cache
+def _int64s(count: int) -> struct.Struct:
+    return struct.Struct(f"={count}q")
+
+
+def _tiny_grid(body: bytearray, scale: float, plan: tuple[tuple[str, struct.Struct, struct.Struct, int,
+                                                                  tuple[int, ...]], ...]) -> dict[str, np.ndarray] | None:
+    """A planned raw reply's few float32 outputs on the grid of `scale` = 2^k, read from its bytes in Python
+    numbers (numeric.grid_values: the int64 values of numeric.quantize bit for bit), each a new writable
+    array; None when a value is NaN, Inf or off the int64 grid (numeric.on_grid then gives the verdict)."""
+    outputs: dict[str, np.ndarray] = {}
+    for name, floats, ints, offset, shape in plan:
+        q = grid_values(floats.unpack_from(body, offset), scale)
+        if q is None:
+            return None
+        grid = bytearray(ints.size)
+        ints.pack_into(grid, 0, *q)
+        outputs[name] = np.frombuffer(grid, _INT64).reshape(shape)
+    return outputs
 
 
 def reply_grid(body: bytearray) -> int | None:

@@ -78,20 +78,26 @@ def quantize(y: np.ndarray, grid_k: int, name: str = "output") -> np.ndarray:
 
 
 def _tiny_grid(y: np.ndarray, grid_k: int) -> np.ndarray | None:
-    """The grid of a few float32 values in Python's own numbers, or None for the full rule's verdict (NaN, Inf,
-    or a value off the int64 grid). A float32 converts to a Python float (float64) exactly, times 2^k for
-    k <= 128 it stays exact and finite, and `round` of a float rounds half to even to the exact integer: the
-    same integers as np.rint, bit for bit (tests/vm/test_sandbox_numeric.py). For ten values this is a
-    third of the numpy calls' cost, and it touches far less code on cold caches (docs/sandbox.md, "The grid
-    of a few floats")."""
-    scale = _SCALES[grid_k]
+    """The grid of a few float32 values in Python's own numbers (`grid_values`), or None for the full rule's
+    verdict. For ten values this is a third of the numpy calls' cost, and it touches far less code on cold
+    caches (docs/sandbox.md, "The grid of a few floats")."""
+    q = grid_values(y.ravel().tolist(), _SCALES[grid_k])
+    return None if q is None else np.array(q, _INT64).reshape(y.shape)
+
+
+def grid_values(values: Sequence[float], scale: float) -> list[int] | None:
+    """round_half_even(v * scale) of float32 values as Python floats, scale = 2^k with 0 <= k <= 128; None
+    when one is NaN or Inf or its grid value is outside int64 (the full rule then gives the verdict). A
+    float32 converts to a Python float (float64) exactly, times 2^k it stays exact and finite, and `round` of
+    a float rounds half to even to the exact integer: the integers np.rint gives, bit for bit
+    (tests/vm/test_sandbox_numeric.py)."""
     try:
-        q = [round(v * scale) for v in y.ravel().tolist()]
+        q = [round(v * scale) for v in values]
     except (ValueError, OverflowError):  # NaN, Inf
         return None
     if not q or max(q) >= _INT64_END or min(q) < -_INT64_END:
         return None
-    return np.array(q, _INT64).reshape(y.shape)
+    return q
 
 
 def canonical_outputs(
@@ -167,6 +173,7 @@ __all__ = [
     "GRID_DTYPE",
     "canonical_outputs",
     "find_disagreement",
+    "grid_values",
     "on_grid",
     "outputs_agree",
     "quantize",
