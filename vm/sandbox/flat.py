@@ -19,7 +19,8 @@ Job (pool -> worker), little-endian:
     inline input bytes, each at an 8-byte aligned offset
 Wake-up (pool -> worker): the single byte 'W' (`WAKE`), ahead of a job.
 Outputs (worker -> pool):
-    head    tag 'O', grid u8 (0: canonical outputs; k + 1: raw outputs, floats to go on the grid of k), n outputs u16
+    head    tag 'O', grid u8 (0: canonical outputs; k + 1: raw outputs, floats to go on the grid of k: when the
+            job's raw byte asked for them, or the model's float outputs are a few float32 values, `few_floats`), n outputs u16
     n slots (dtype code u8, ndim u8, where u8, len(name) u16, offset u64, nbytes u64, ndim dims u64, name)
     inline output bytes
 """
