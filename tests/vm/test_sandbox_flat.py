@@ -526,6 +526,36 @@ def test_a_planned_raw_reply_of_a_few_floats_goes_on_the_grid_as_on_grid_puts_it
     assert all(v.dtype == np.int64 and v.flags.writeable for v in got.values())
 
 
+@settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
+@given(st.data())
+def test_a_reader_with_a_grid_plan_reads_any_bytes_as_read_outputs_and_on_grid_do(data: st.DataObject) -> None:
+    """After a raw reply of a few float32 values has given the reader its grid plan, whatever bytes come next
+    (a taken-over worker's) get exactly what read_outputs and on_grid give them: the same int64 arrays, the
+    same verdict, or MalformedFlat."""
+    reader = flat.ReplyReader()
+    parts = flat.outputs_parts({"p": np.linspace(-1, 1, 10, dtype=np.float32).reshape(1, 10)}, None, 21)
+    assert parts is not None
+    first = _join(parts)
+    reader.canonical(first, None)
+    assert reader._grid is not None
+    body = _hostile(data, bytearray(first))
+    try:
+        raw = flat.read_outputs(body, None)
+    except flat.MalformedFlat:
+        with pytest.raises(flat.MalformedFlat):
+            reader.canonical(body, None)
+        return
+    grid_k = flat.reply_grid(body)
+    try:
+        want = raw if grid_k is None else on_grid(raw, grid_k)
+    except InferenceError as exc:
+        with pytest.raises(type(exc)):
+            reader.canonical(body, None)
+        return
+    got = reader.canonical(body, None)
+    assert _is_plain(got) and _same(got, want)
+
+
 def test_only_a_raw_reply_of_a_few_float32_values_gets_a_grid_plan() -> None:
     cases = [({"y": np.ones((1, 10), np.float32)}, 21, True),
              ({"y": np.ones((1, 10), np.float32)}, 0, False),  # canonical outputs: no grid
