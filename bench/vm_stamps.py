@@ -153,7 +153,8 @@ def steps(model: str, reps: int) -> None:
     thread CPU. Pool: the job's buffers (`job_parts` with a Writer, or the model's template); worker: the
     job's header and input views (`read_job` + `job_inputs`, or `JobReader`); the grid in the pool (`on_grid`:
     by dtype name with the float32 path of `quantize` as it was, or as now) and in the worker
-    (`canonical_outputs`: the same two `quantize`s)."""
+    (`canonical_outputs`: the same two `quantize`s); the pool's read of a raw reply (plan read + `on_grid`, or
+    `ReplyReader.canonical`, which grids a few float32 values from the reply's bytes)."""
     from vm.sandbox import flat, numeric
     from vm.sandbox.handoff import Arena, Writer
     from vm.sandbox.spec import FLOAT_DTYPES
@@ -186,6 +187,11 @@ def steps(model: str, reps: int) -> None:
 
     body = bytearray(b"".join(bytes(memoryview(p)) for p in flat.job_parts(
         package.model_id, layout, arrays, 60, Writer(arena), True)))
+    reply_parts = flat.outputs_parts(raw, None, grid_k + 1)
+    assert reply_parts is not None
+    reply = bytearray(b"".join(bytes(memoryview(p)) for p in reply_parts))
+    reply_reader = flat.ReplyReader()
+    reply_reader.canonical(reply, None)  # its plan
     cases: dict[str, Callable[[], Any]] = {
         "pool, job buffers: job_parts + Writer": lambda: flat.job_parts(
             package.model_id, layout, arrays, 60, Writer(arena), True),
@@ -198,6 +204,10 @@ def steps(model: str, reps: int) -> None:
         "worker, grid: canonical_outputs, quantize before": lambda: {
             spec.name: quantize_before(raw[spec.name]) if spec.is_float else raw[spec.name] for spec in specs},
         "worker, grid: canonical_outputs": lambda: numeric.canonical_outputs(raw, specs, grid_k),
+        # The pool's read of a raw reply: a numpy view by the reader's plan, then on_grid (as before the mlpjob
+        # round), against `ReplyReader.canonical`, which for a few float32 values grids the reply's bytes.
+        "pool, raw reply: plan read + on_grid": lambda: numeric.on_grid(reply_reader.read(reply, None), grid_k),
+        "pool, raw reply: ReplyReader.canonical": lambda: reply_reader.canonical(reply, None),
     }
     times: dict[str, tuple[list[float], list[float]]] = {name: ([], []) for name in cases}
     load = os.getloadavg()[0]
