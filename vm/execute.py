@@ -204,11 +204,25 @@ class BlockModels:
     inference on a model pays the model's load (`ModelRecord.gas_load`), and a block uses at most
     `vm.max_block_models` of them. Validators agree on both from the block alone, whatever their caches."""
 
-    __slots__ = ("cap", "used")
+    __slots__ = ("_declared", "cap", "used")
 
     def __init__(self, cap: int) -> None:
         self.cap = cap
         self.used: set[bytes] = set()
+        # A model record -> its declared inputs as (dtype, shape) pairs: made once per model and block, not per
+        # inference. Keyed by the record object the view holds (kept here, so a rewritten record misses).
+        self._declared: dict[int, tuple[ModelRecord, tuple[tuple[object, object], ...]]] = {}
+
+    def inputs_match(self, model: ModelRecord, inputs: tuple[Tensor, ...]) -> bool:
+        """Whether `inputs` are the model's declared inputs: their count, and each one's dtype and shape."""
+        known = self._declared.get(id(model))
+        if known is None or known[0] is not model:
+            known = self._declared[id(model)] = (model, tuple((s.dtype, s.shape) for s in model.meta.inputs))
+        declared = known[1]
+        if len(inputs) == 1 and len(declared) == 1:  # the commonest: one input
+            t = inputs[0]
+            return t.dtype == declared[0][0] and t.shape == declared[0][1]
+        return tuple([(t.dtype, t.shape) for t in inputs]) == declared
 
     def inclusion_error(self, view: StateView, tx: Transaction) -> str | None:
         """Why `tx` cannot join this block: an inference on one model more than the block may use."""
@@ -560,18 +574,16 @@ def _infer(view: StateView, ctx: BlockContext, index: int, sender: Address, p: W
            models: BlockModels) -> _Handled:
     assert isinstance(p, Infer)
     vm = ctx.params.vm
-    input_bytes = sum(len(t.data) for t in p.inputs)
+    inputs = p.inputs
+    input_bytes = len(inputs[0].data) if len(inputs) == 1 else sum(len(t.data) for t in inputs)
     gas.charge(vm.gas_infer_base + vm.gas_infer_per_io_byte * input_bytes)
-    reason = _input_cap_error(p, vm)
-    if reason is not None:
-        raise _Failed(reason)
+    if input_bytes > vm.max_infer_input_bytes:  # = _input_cap_error, its sum not taken twice
+        raise _Failed(f"inputs exceed {vm.max_infer_input_bytes} bytes")
     model = view.model(p.model_id)
     if model is None:
         raise _Failed(retired_error(view, p.model_id) or "unknown model")
     gas.charge(model.gas_per_call)
-    specs = model.meta.inputs
-    if len(p.inputs) != len(specs) or any(t.dtype != s.dtype or t.shape != s.shape
-                                          for t, s in zip(p.inputs, specs, strict=False)):
+    if not models.inputs_match(model, inputs):
         raise _Failed("inputs do not match the model's declared inputs")
     royalty = model.meta.fee_per_call
     if royalty > p.max_model_fee:
