@@ -7,7 +7,7 @@ worker pool's, `bench/vm.py`): the executor runs each distinct job on ONNX Runti
 from memory, so what is measured is the block logic around it: execution, the jobs' feeds, the resolutions,
 the results, the state tree and root, the batch write, and the explorer's index of the committed block.
 Each round gives every validator a fresh copy of the genesis database. CPU time (`time.process_time`),
-medians over `--rounds`, per inference:
+medians over `--rounds`, per inference, under the node's garbage-collector settings (`node.gctune`, `INFERCHAIN_GC`):
 
   build      `build_block` on the proposer (selection, execution, resolution, results, state root)
   validate   `validate_block` on a validator (a block decoded as received; signatures cached)
@@ -41,6 +41,7 @@ from core.hashing import ZERO_HASH
 from core.tensor import Tensor
 from core.tx import Transaction
 from core.types import Amount, Height, Round, Timestamp
+from node import gctune
 from node.chainindex import ChainIndex
 from node.leveldb import LevelDBStore
 from node.sigcache import SigCache
@@ -80,10 +81,19 @@ class RememberingExecutor:
         self._local.close()
 
 
-def _cpu(fn: Callable[[], Any]) -> float:
+_PROFILED: dict[str, cProfile.Profile] = {}  # --profile STEP: the one step's profiler, enabled around it alone
+
+
+def _cpu(fn: Callable[[], Any], step: str) -> float:
+    profiler = _PROFILED.get(step)
+    if profiler is not None:
+        profiler.enable()
     start = time.process_time()
     fn()
-    return time.process_time() - start
+    cpu = time.process_time() - start
+    if profiler is not None:
+        profiler.disable()
+    return cpu
 
 
 def main() -> None:
@@ -94,6 +104,8 @@ def main() -> None:
     ap.add_argument("--profile", choices=("build", "validate", "commit", "apply", "index"), default=None,
                     help="print a cProfile of three runs of this step instead of the figures")
     args = ap.parse_args()
+    gc_setting = gctune.get_setting()  # the node's collector settings (INFERCHAIN_GC; tuned by default)
+    gctune.apply(gc_setting)
 
     doc = make_genesis(4, accounts=FIRST_SENDER + args.senders, models=(MODEL,),
                        overrides={"consensus": {"max_block_gas": 10**12}})
@@ -149,36 +161,35 @@ def main() -> None:
             return Block(decoded.header, gossiped, decoded.results, decoded.last_commit, decoded.evidence)
 
         def build() -> float:
-            return _cpu(lambda: proposer.build_block(template, txs))
+            return _cpu(lambda: proposer.build_block(template, txs), "build")
 
         def validate_commit_index() -> tuple[float, float, float]:
             block = received()
             app = node()
-            validate = _cpu(lambda: _expect_valid(app.validate_block(block)))
-            commit = _cpu(lambda: _commit(app, block))
+            validate = _cpu(lambda: _expect_valid(app.validate_block(block)), "validate")
+            commit = _cpu(lambda: _commit(app, block), "commit")
             close_app(app)
             index_db = LevelDBStore(tmp / f"index{next(fresh)}")
             index = ChainIndex(index_db, lambda h: block if h == 1 else None, lambda: 1, lambda h: None)
-            indexed = _cpu(index.catch_up)
+            indexed = _cpu(index.catch_up, "index")
             index_db.close()
             return validate, commit, indexed
 
         def apply() -> float:
             app, block = node(), received()
-            cpu = _cpu(lambda: _commit(app, block))
+            cpu = _cpu(lambda: _commit(app, block), "apply")
             close_app(app)
             return cpu
 
+        gctune.freeze(gc_setting)  # as the node freezes what start-up built: the genesis, the transactions
         if args.profile:
             profiled: dict[str, Callable[[], object]] = {
-                "build": build, "validate": lambda: validate_commit_index()[0], "commit": validate_commit_index,
+                "build": build, "validate": validate_commit_index, "commit": validate_commit_index,
                 "index": validate_commit_index, "apply": apply}
             profiled[args.profile]()  # warm
-            profiler = cProfile.Profile()
-            profiler.enable()
+            profiler = _PROFILED[args.profile] = cProfile.Profile()
             for _ in range(3):
                 profiled[args.profile]()
-            profiler.disable()
             pstats.Stats(profiler).sort_stats("cumulative").print_stats(45)
             pstats.Stats(profiler).sort_stats("tottime").print_stats(30)
             return

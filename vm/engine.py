@@ -117,6 +117,7 @@ def to_tensors(outputs: Mapping[str, np.ndarray]) -> tuple[Tensor, ...]:
 # once per dtype, not per inference output (`DType.from_numpy`, `DType.numpy` and the comparison).
 _WIRE_DTYPES: dict[object, tuple[DType, np.dtype[Any], bool]] = {}
 _LITTLE_ENDIAN = sys.byteorder == "little"
+_OK = TxStatus.OK
 
 
 def disagreement(meta: ModelMeta, claimed: Sequence[Tensor], local: Sequence[Tensor]) -> str | None:
@@ -400,9 +401,10 @@ def static_registration_verdict(meta: ModelMeta) -> str | None:
 def infer_resolution(result: JobResult) -> InferResolution:
     if result.outputs is not None:
         outputs = to_tensors(result.outputs)
-        if any(len(t.data) > MAX_TENSOR_BYTES or len(t.shape) > MAX_TENSOR_DIMS for t in outputs):
-            return InferResolution(TxStatus.INFERENCE_FAILED, (), "OutputTooLarge")  # registration prevents it
-        return InferResolution(TxStatus.OK, outputs, "")
+        for t in outputs:  # a loop, not any() over a generator: this runs per inference
+            if len(t.data) > MAX_TENSOR_BYTES or len(t.shape) > MAX_TENSOR_DIMS:
+                return InferResolution(TxStatus.INFERENCE_FAILED, (), "OutputTooLarge")  # registration prevents it
+        return InferResolution(_OK, outputs, "")
     # A stable code, never the runtime's text.
     return InferResolution(TxStatus.INFERENCE_FAILED, (), type(result.error).__name__)
 
