@@ -1,18 +1,27 @@
 """What an inference's block logic computes once per model instead of per transaction (vm/execute.py
 `BlockModels.inputs_match`, vm/engine.py `feed_plan`/`plan_feeds` and `to_tensors`) gives what the per-transaction
-forms gave: the same verdict on declared inputs, the same feeds, the same committed tensors."""
+forms gave: the same verdict on declared inputs, the same feeds, the same committed tensors; and a committed
+inference result that a validator or apply reuses as the final result (vm/apply.py `final_result`) is reused only
+when execution gives that very value."""
 
 from __future__ import annotations
+
+from dataclasses import replace
 
 import numpy as np
 import pytest
 
+from core.block import Block, compute_results_root
+from core.errors import InvalidBlock
+from core.header import TxResult, TxStatus
 from core.tensor import DType, Tensor
 from core.types import Address, Amount, Gas, Hash32, Height
+from tests.vm.devnet import Devnet
+from vm.apply import apply_block
 from vm.engine import feed_plan, feeds, plan_feeds, to_tensors
 from vm.execute import BlockModels
 from vm.state import ModelRecord
-from vm.txs import ModelClass, ModelMeta, TensorSpec
+from vm.txs import Infer, ModelClass, ModelMeta, TensorSpec
 
 pytestmark = pytest.mark.vm
 
@@ -79,3 +88,29 @@ def test_a_memo_of_another_record_at_the_same_address_is_not_used() -> None:
     models._declared[id(new)] = models._declared.pop(id(old))
     assert not models.inputs_match(new, (tensor(DType.UINT8, (1, 64)),))
     assert models.inputs_match(new, (tensor(DType.FLOAT32, (2, 3)),))
+
+
+def _with_result(block: Block, index: int, result: TxResult) -> Block:
+    results = tuple(result if i == index else r for i, r in enumerate(block.results))
+    return replace(block, results=results, header=replace(block.header, results_root=compute_results_root(results)))
+
+
+def test_a_committed_inference_result_with_another_gas_is_refused(net: Devnet) -> None:
+    model = next(m.model_id for m in net.genesis.models if m.name == "digits_int8")
+    user = net.account(6)
+    x = Tensor.from_numpy(np.random.default_rng(3).integers(0, 256, (1, 64)).astype(np.uint8))
+    net.step()
+    block = net.propose([net.tx(user, Infer(model, (x,), Amount(0)), gas_limit=2_000_000) for _ in range(2)])
+    assert [r.status for r in block.results[:2]] == [TxStatus.OK, TxStatus.OK]
+    assert net.apps[1].validate_block(block).is_valid
+    state = net.apps[1].view()
+    applied = apply_block(state, block)
+    assert applied.receipts == block.results
+    assert applied.receipts[1] is block.results[1]  # the committed value, reused
+
+    for delta in (-1, 1):  # the outputs are the block's own: only the gas differs from execution
+        forged = _with_result(block, 1, replace(block.results[1], gas_used=Gas(int(block.results[1].gas_used) + delta)))
+        verdict = net.apps[1].validate_block(forged)
+        assert not verdict.is_valid and verdict.kind.value == "invalid" and 1 in verdict.bad_txs
+        with pytest.raises(InvalidBlock, match="result of tx 1 differs"):
+            apply_block(net.apps[1].view(), forged)
