@@ -35,7 +35,8 @@ from typing import Any
 
 import numpy as np
 
-from core.app import BlockTemplate, Verdict
+from bench.vm_transfers import _commit, _expect_valid  # the same steps as the transfer bench's
+from core.app import BlockTemplate
 from core.block import Block
 from core.hashing import ZERO_HASH
 from core.tensor import Tensor
@@ -222,16 +223,6 @@ def main() -> None:
 def close_app(app: VMApplication) -> None:
     app.close()
     app.store.close()
-
-
-def _expect_valid(verdict: Verdict) -> None:
-    assert verdict.is_valid, verdict
-
-
-def _commit(app: VMApplication, block: Block) -> None:
-    """finalize_block and the batch write, as the node commits a block (durably)."""
-    with app.store.write_batch(sync=True) as batch:
-        app.finalize_block(block, batch)
 
 
 if __name__ == "__main__":
