@@ -6,7 +6,8 @@ fills one: the byte cap binds at ~2,700. The sandbox's run of each job is not th
 worker pool's, `bench/vm.py`): the executor runs each distinct job on ONNX Runtime once and then answers it
 from memory, so what is measured is the block logic around it: execution, the jobs' feeds, the resolutions,
 the results, the state tree and root, the batch write, and the explorer's index of the committed block.
-Each round gives every validator a fresh copy of the genesis database. CPU time (`time.process_time`),
+Each round gives every validator a fresh copy of the genesis database, its senders' accounts read once
+first (as a node's mempool reads them when it admits their transactions). CPU time (`time.process_time`),
 medians over `--rounds`, per inference, under the node's garbage-collector settings (`node.gctune`, `INFERCHAIN_GC`):
 
   build      `build_block` on the proposer (selection, execution, resolution, results, state root)
@@ -141,7 +142,11 @@ def main() -> None:
             """A node at genesis (a copy of the genesis database), the signatures in its cache."""
             path = tmp / f"node{next(fresh)}"
             shutil.copytree(tmp / "genesis", path)
-            return VMApplication(LevelDBStore(path), genesis, executor=executor, verify_tx=sigs.verify)
+            app = VMApplication(LevelDBStore(path), genesis, executor=executor, verify_tx=sigs.verify)
+            view = app.view()
+            for key in keys:  # as the mempool's admission check read them: the state's value cache warm
+                view.account(key.address)
+            return app
 
         proposer = node()
         vset = proposer.validator_set(Height(1))
