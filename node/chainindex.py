@@ -24,7 +24,6 @@ from typing import cast
 import trio
 
 from core.block import Block
-from core.errors import DecodeError
 from core.header import TxStatus
 from core.store import KVStore
 from core.tx import Transaction
@@ -57,11 +56,12 @@ class AccountTx:
     tx_hash: Hash32
 
 
-def _infer_model(payload: bytes) -> bytes | None:
-    try:
-        return bytes(Infer.decode(payload).model_id)
-    except DecodeError:  # cannot happen for a call that ran; never let it stop the index
-        return None
+def _infer_model(tx: Transaction) -> bytes | None:
+    """The model an inference called, from its payload as `vm.txs.decoded_payload` keeps it: the block the VM
+    executed (the block store's cached object) is decoded already. None when it does not decode (cannot
+    happen for a call that ran; never let it stop the index)."""
+    payload = decoded_payload(tx)
+    return bytes(payload.model_id) if isinstance(payload, Infer) else None
 
 
 def _recipient(tx: Transaction) -> bytes | None:
@@ -182,7 +182,7 @@ class ChainIndex:
                     if to is not None and to != sender:
                         put(account + to + suffix, tx_hash)
                 elif kind == infer and result.status == ok:
-                    model_id = _infer_model(tx.payload)
+                    model_id = _infer_model(tx)
                     if model_id is not None:
                         calls[model_id] = calls.get(model_id, self.model_calls(Hash32(model_id))) + 1
             for model_id, count in calls.items():

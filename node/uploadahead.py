@@ -40,6 +40,7 @@ logger = logging.getLogger(__name__)
 # Uploads followed at once, and keys remembered as tried: a bound on what hostile chunks can make this keep.
 MAX_UPLOADS = 64
 MAX_TRIED = 256
+_MODEL_CHUNK = int(TxKind.MODEL_CHUNK)  # a plain int: the enum's attribute costs more than the comparison
 
 class UploadAhead:
     """`note` is the mempool's add listener; `wake()` after a commit; `run` prepares what became whole."""
@@ -60,7 +61,7 @@ class UploadAhead:
         self.prepared = 0  # uploads this node prepared ahead of their completing block
 
     def note(self, tx_hash: Hash32, tx: Transaction, from_client: bool, entered: int) -> None:
-        if tx.kind != TxKind.MODEL_CHUNK:
+        if tx.kind != _MODEL_CHUNK:  # the mempool calls this for every transaction it takes: most are not chunks
             return
         try:
             chunk = ModelChunk.decode(tx.payload)

@@ -9,7 +9,7 @@ so the three cannot drift apart.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from core.block import Block
 from core.errors import DecodeError, InvalidBlock
@@ -57,6 +57,9 @@ class InferResolution:
     status: TxStatus
     outputs: tuple[Tensor, ...] = ()
     log: str = ""
+    # The committed result this resolution was read from (`committed_resolution`), if any: the final result is
+    # that very value when its gas matches, so a validator and apply reuse it instead of building an equal one.
+    committed: TxResult | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,6 +163,9 @@ class BlockExecutor:
 def final_result(provisional: TxResult, work: Work, resolution: Resolution) -> TxResult:
     if isinstance(work, InferWork):
         assert isinstance(resolution, InferResolution)
+        committed = resolution.committed
+        if committed is not None and committed.gas_used == provisional.gas_used:
+            return committed  # its status, outputs and log are the resolution's, its data empty: the same value
         return TxResult(resolution.status, provisional.gas_used, resolution.outputs, b"", resolution.log)
     assert isinstance(resolution, RegisterResolution)
     if resolution.accepted:
@@ -175,7 +181,7 @@ def committed_resolution(work: Work, result: TxResult) -> Resolution:
             raise InvalidBlock(f"tx {work.index}: result is not an inference outcome")
         if result.status is TxStatus.INFERENCE_FAILED and result.outputs:
             raise InvalidBlock(f"tx {work.index}: a failed inference carries outputs")
-        return InferResolution(result.status, result.outputs, result.log)
+        return InferResolution(result.status, result.outputs, result.log, result)
     if result.status is TxStatus.MODEL_REJECTED:
         return RegisterResolution(False, 0, result.log)
     if result.status is not TxStatus.OK:

@@ -44,7 +44,7 @@ from vm.engine import Engine
 from vm.execute import BlockContext, InferWork, RegisterWork
 from vm.process import validator_updates
 from vm.sandbox.errors import GoldenMismatch
-from vm.state import StateView
+from vm.state import ModelRecord, StateView
 from vm.txs import TxKind, infer_payload
 
 HEADER_RESERVE = 4096
@@ -155,13 +155,25 @@ class _Builder:
         result_raws: dict[int, bytes] = {}
         plain_bounds: dict[int, int] = {}  # gas limit -> result bound of a transaction without model work
         infer_bounds: dict[tuple[bytes, int], int] = {}  # (model, gas limit) -> an executed inference's bound
+        # (model, gas limit) -> (the model's record, an inference's bound before it executes)
+        infer_pre_bounds: dict[tuple[bytes, int], tuple[ModelRecord | None, int]] = {}
         for tx in self.candidates:
             if len(picked) >= MAX_BLOCK_TXS:
                 break
             tb = self.bytes_of(tx)
             # Room for the result it may write (vm.blockbytes); once executed, what it takes is counted.
             if tx.kind == TxKind.INFER:
-                bound = get_result_bound(tx, view.model)
+                # Per model and gas limit, not per inference: the bound depends on the model's declared outputs
+                # only (the record the view holds now: kept with it, so a rewritten record misses).
+                payload = infer_payload(tx)
+                record = None if payload is None else view.model(payload.model_id)
+                key = (b"" if payload is None else payload.model_id, tx.gas_limit)
+                known = infer_pre_bounds.get(key)
+                if known is not None and known[0] is record:
+                    bound = known[1]
+                else:
+                    bound = get_result_bound(tx, view.model)
+                    infer_pre_bounds[key] = (record, bound)
             else:
                 bound = plain_bounds.get(tx.gas_limit, -1)
                 if bound < 0:

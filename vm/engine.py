@@ -9,9 +9,11 @@ hand-off: the check, then its golden inputs on the session the check built, when
 from __future__ import annotations
 
 import math
+import sys
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -75,16 +77,47 @@ def feeds(meta: ModelMeta, inputs: Sequence[Tensor]) -> dict[str, np.ndarray]:
     return {spec.name: t.to_numpy() for spec, t in zip(meta.inputs, inputs, strict=True)}
 
 
+_FeedPlan = tuple[tuple[str, "np.dtype[Any]", tuple[int, ...]], ...]
+
+
+def feed_plan(meta: ModelMeta) -> _FeedPlan:
+    """Each declared input's name, numpy dtype (the wire's, little-endian) and shape: computed once per model
+    and hand-off, so an inference's feeds are its tensors' bytes viewed as declared (`plan_feeds`)."""
+    return tuple((spec.name, spec.dtype.numpy, tuple(int(d) for d in spec.shape)) for spec in meta.inputs)
+
+
+def plan_feeds(plan: _FeedPlan, inputs: Sequence[Tensor]) -> dict[str, np.ndarray]:
+    """`feeds` of an inference whose inputs execution checked against its model's declaration (`vm.execute`:
+    same count, dtypes and shapes, so each tensor's bytes are its declared array): the same read-only arrays
+    in native byte order, without looking each tensor's dtype and shape up again."""
+    if _LITTLE_ENDIAN:
+        return {name: np.frombuffer(t.data, dtype).reshape(shape)
+                for (name, dtype, shape), t in zip(plan, inputs, strict=True)}
+    return {name: t.to_numpy() for (name, _, _), t in zip(plan, inputs, strict=True)}
+
+
 def to_tensors(outputs: Mapping[str, np.ndarray]) -> tuple[Tensor, ...]:
     """Canonical outputs as tensors (built directly: the arrays' dtypes and shapes are consistent)."""
     out = []
     for value in outputs.values():
-        dtype = DType.from_numpy(value.dtype)
-        wire_dtype = dtype.numpy
+        wire = _WIRE_DTYPES.get(value.dtype)
+        if wire is None:
+            dtype = DType.from_numpy(value.dtype)
+            wire = (dtype, dtype.numpy, value.dtype == dtype.numpy)
+            if len(_WIRE_DTYPES) < 64:  # a few dtypes in practice; bounded all the same
+                _WIRE_DTYPES[value.dtype] = wire
+        dtype, wire_dtype, same = wire
         # tobytes() writes C order: only a byte order other than the wire's needs a converted copy first.
-        data = value.tobytes() if value.dtype == wire_dtype else np.ascontiguousarray(value, wire_dtype).tobytes()
+        data = value.tobytes() if same else np.ascontiguousarray(value, wire_dtype).tobytes()
         out.append(Tensor(dtype, value.shape, data))  # a numpy shape is a tuple of ints already
     return tuple(out)
+
+
+# An output array's numpy dtype -> (its wire dtype, that dtype's numpy form, whether the two are equal): looked up
+# once per dtype, not per inference output (`DType.from_numpy`, `DType.numpy` and the comparison).
+_WIRE_DTYPES: dict[object, tuple[DType, np.dtype[Any], bool]] = {}
+_LITTLE_ENDIAN = sys.byteorder == "little"
+_OK = TxStatus.OK
 
 
 def disagreement(meta: ModelMeta, claimed: Sequence[Tensor], local: Sequence[Tensor]) -> str | None:
@@ -117,26 +150,10 @@ def resolutions_agree(meta: ModelMeta | None, claimed: Resolution, local: Resolu
     return None
 
 
-@dataclass(frozen=True, slots=True)
-class _InferSlot:
-    """A batch job that resolves the inference at `index` in the block."""
-
-    index: int
-
-
-@dataclass(frozen=True, slots=True)
-class _CheckSlot:
-    """A batch job that checks the registration at `index` in the block."""
-
-    index: int
-
-
-@dataclass(frozen=True, slots=True)
-class _ChallengeSlot:
-    """The batch job that runs the block's PoI challenge."""
-
-
-_Slot = _InferSlot | _CheckSlot | _ChallengeSlot
+# What each job of a hand-off resolves, in job order (`Engine.resolve_with_limits`): an inference's index in the
+# block (>= 0), a registration's check (`_CHECK`, its index kept apart), or the block's PoI challenge.
+_CHECK = -1
+_CHALLENGE = -2
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,19 +207,23 @@ class Engine:
         """`resolve` under the sandbox caps and prices `limits` (the client's pre-check runs this with the
         chain's published parameters: one registration rule, in one place)."""
         jobs: list[Job] = []
-        slots: list[_Slot] = []  # what each job resolves, in job order
+        slots: list[int] = []  # what each job resolves, in job order: an inference's index, _CHECK or _CHALLENGE
+        checks: list[int] = []  # the registrations' indices, in job order
         resolutions: dict[int, Resolution] = {}
         registrations: dict[int, tuple[RegisterWork, ModelSpec]] = {}
-        packages: dict[bytes, ModelPackage] = {}  # `package` once per model of the hand-off (it caches by id)
+        # `package` and the feeds' plan once per model of the hand-off, not per inference (it caches by id)
+        packages: dict[bytes, tuple[ModelPackage, _FeedPlan]] = {}
         for item in work:
-            if isinstance(item, InferWork):
-                pkg = packages.get(item.model_id)
-                if pkg is None:
-                    pkg = packages[item.model_id] = self.package(item.model_id, item.model.meta, limits,
-                                                                 resident=item.resident)
-                jobs.append(InferJob(pkg, feeds(item.model.meta, item.inputs)))
-                slots.append(_InferSlot(item.index))
+            if type(item) is InferWork:
+                known = packages.get(item.model_id)
+                if known is None:
+                    known = packages[item.model_id] = (
+                        self.package(item.model_id, item.model.meta, limits, resident=item.resident),
+                        feed_plan(item.model.meta))
+                jobs.append(InferJob(known[0], plan_feeds(known[1], item.inputs)))
+                slots.append(item.index)
             else:
+                assert isinstance(item, RegisterWork)
                 verdict = static_registration_verdict(item.meta)
                 if verdict is not None:
                     resolutions[item.index] = RegisterResolution(False, 0, verdict)
@@ -216,33 +237,35 @@ class Engine:
                 if item.bytes_hash is not None and self._note_digest is not None:
                     self._note_digest(item.model_bytes, item.bytes_hash)
                 jobs.append(check_job(item, spec))
-                slots.append(_CheckSlot(item.index))
+                slots.append(_CHECK)
+                checks.append(item.index)
         if challenge is not None:
             pkg = self.package(challenge.model_id, challenge.meta, limits)
             jobs.append(InferJob(pkg, feeds(challenge.meta, challenge.inputs)))
-            slots.append(_ChallengeSlot())
+            slots.append(_CHALLENGE)
         results = self.executor.run_batch(jobs) if jobs else []
         challenge_output: tuple[Tensor, ...] | None = None
+        checked = iter(checks)
         for slot, result in zip(slots, results, strict=True):
-            match slot:
-                case _InferSlot(index=index):
-                    resolutions[index] = infer_resolution(result)
-                case _ChallengeSlot():
-                    if result.outputs is None:
-                        # A registered (checked, golden-tested) PoI model that fails here: this node's fault.
-                        raise LocalFault(f"the PoI model failed: {type(result.error).__name__}")
-                    challenge_output = to_tensors(result.outputs)
-                case _CheckSlot(index=index):
-                    item, spec = registrations[index]
-                    if result.info is None:
-                        resolutions[index] = RegisterResolution(False, 0, _one_line(str(result.error)))
-                        continue
-                    declared = output_specs(item.meta)
-                    if result.info.outputs != declared:
-                        resolutions[index] = RegisterResolution(False, 0, "declared outputs differ from the graph")
-                        continue
-                    resolutions[index] = registration_resolution(item, spec, result.info, result.golden,
-                                                                 deferred=deferred)
+            if slot >= 0:
+                resolutions[slot] = infer_resolution(result)
+            elif slot == _CHALLENGE:
+                if result.outputs is None:
+                    # A registered (checked, golden-tested) PoI model that fails here: this node's fault.
+                    raise LocalFault(f"the PoI model failed: {type(result.error).__name__}")
+                challenge_output = to_tensors(result.outputs)
+            else:
+                index = next(checked)
+                item, spec = registrations[index]
+                if result.info is None:
+                    resolutions[index] = RegisterResolution(False, 0, _one_line(str(result.error)))
+                    continue
+                declared = output_specs(item.meta)
+                if result.info.outputs != declared:
+                    resolutions[index] = RegisterResolution(False, 0, "declared outputs differ from the graph")
+                    continue
+                resolutions[index] = registration_resolution(item, spec, result.info, result.golden,
+                                                             deferred=deferred)
         return resolutions, challenge_output
 
     def check_deferred(self, model_id: Hash32, record: DeferredModel, model_bytes: bytes,
@@ -378,9 +401,10 @@ def static_registration_verdict(meta: ModelMeta) -> str | None:
 def infer_resolution(result: JobResult) -> InferResolution:
     if result.outputs is not None:
         outputs = to_tensors(result.outputs)
-        if any(len(t.data) > MAX_TENSOR_BYTES or len(t.shape) > MAX_TENSOR_DIMS for t in outputs):
-            return InferResolution(TxStatus.INFERENCE_FAILED, (), "OutputTooLarge")  # registration prevents it
-        return InferResolution(TxStatus.OK, outputs, "")
+        for t in outputs:  # a loop, not any() over a generator: this runs per inference
+            if len(t.data) > MAX_TENSOR_BYTES or len(t.shape) > MAX_TENSOR_DIMS:
+                return InferResolution(TxStatus.INFERENCE_FAILED, (), "OutputTooLarge")  # registration prevents it
+        return InferResolution(_OK, outputs, "")
     # A stable code, never the runtime's text.
     return InferResolution(TxStatus.INFERENCE_FAILED, (), type(result.error).__name__)
 

@@ -204,15 +204,29 @@ class BlockModels:
     inference on a model pays the model's load (`ModelRecord.gas_load`), and a block uses at most
     `vm.max_block_models` of them. Validators agree on both from the block alone, whatever their caches."""
 
-    __slots__ = ("cap", "used")
+    __slots__ = ("_declared", "cap", "used")
 
     def __init__(self, cap: int) -> None:
         self.cap = cap
         self.used: set[bytes] = set()
+        # A model record -> its declared inputs as (dtype, shape) pairs: made once per model and block, not per
+        # inference. Keyed by the record object the view holds (kept here, so a rewritten record misses).
+        self._declared: dict[int, tuple[ModelRecord, tuple[tuple[object, object], ...]]] = {}
+
+    def inputs_match(self, model: ModelRecord, inputs: tuple[Tensor, ...]) -> bool:
+        """Whether `inputs` are the model's declared inputs: their count, and each one's dtype and shape."""
+        known = self._declared.get(id(model))
+        if known is None or known[0] is not model:
+            known = self._declared[id(model)] = (model, tuple((s.dtype, s.shape) for s in model.meta.inputs))
+        declared = known[1]
+        if len(inputs) == 1 and len(declared) == 1:  # the commonest: one input
+            t = inputs[0]
+            return t.dtype == declared[0][0] and t.shape == declared[0][1]
+        return tuple([(t.dtype, t.shape) for t in inputs]) == declared
 
     def inclusion_error(self, view: StateView, tx: Transaction) -> str | None:
         """Why `tx` cannot join this block: an inference on one model more than the block may use."""
-        if tx.kind != TxKind.INFER or len(self.used) < self.cap:
+        if tx.kind != _INFER or len(self.used) < self.cap:
             return None
         payload = infer_payload(tx)
         if payload is None:
@@ -239,7 +253,7 @@ def execute_tx(view: StateView, ctx: BlockContext, index: int, tx: Transaction,
         log = "malformed payload" if payload.startswith("malformed payload") else payload
         return TxExecution(_result(TxStatus.FAILED, tx.gas_limit, log), fee=tx.fee)
     try:
-        if tx.kind == TxKind.INFER:  # the one handler that needs the block's models
+        if tx.kind == _INFER:  # the one handler that needs the block's models
             status, data, work = _infer(view, ctx, index, sender, payload, gas, models)
         else:
             status, data, work = _HANDLERS[tx.kind](view, ctx, index, sender, payload, gas)
@@ -268,6 +282,10 @@ _PLAIN_RESULTS: dict[tuple[int, int], TxResult] = {}
 
 
 _Handled = tuple[TxStatus, bytes, Work | None]
+
+# Read per transaction: an enum class's attribute costs more than the comparison it feeds (~0.1 us each).
+_INFER = int(TxKind.INFER)
+_OK = TxStatus.OK
 
 
 # ------------------------------------------------------------------------------------------------ transfer
@@ -560,18 +578,16 @@ def _infer(view: StateView, ctx: BlockContext, index: int, sender: Address, p: W
            models: BlockModels) -> _Handled:
     assert isinstance(p, Infer)
     vm = ctx.params.vm
-    input_bytes = sum(len(t.data) for t in p.inputs)
+    inputs = p.inputs
+    input_bytes = len(inputs[0].data) if len(inputs) == 1 else sum(len(t.data) for t in inputs)
     gas.charge(vm.gas_infer_base + vm.gas_infer_per_io_byte * input_bytes)
-    reason = _input_cap_error(p, vm)
-    if reason is not None:
-        raise _Failed(reason)
+    if input_bytes > vm.max_infer_input_bytes:  # = _input_cap_error, its sum not taken twice
+        raise _Failed(f"inputs exceed {vm.max_infer_input_bytes} bytes")
     model = view.model(p.model_id)
     if model is None:
         raise _Failed(retired_error(view, p.model_id) or "unknown model")
     gas.charge(model.gas_per_call)
-    specs = model.meta.inputs
-    if len(p.inputs) != len(specs) or any(t.dtype != s.dtype or t.shape != s.shape
-                                          for t, s in zip(p.inputs, specs, strict=False)):
+    if not models.inputs_match(model, inputs):
         raise _Failed("inputs do not match the model's declared inputs")
     royalty = model.meta.fee_per_call
     if royalty > p.max_model_fee:
@@ -579,14 +595,14 @@ def _infer(view: StateView, ctx: BlockContext, index: int, sender: Address, p: W
     src = view.account(sender)
     if royalty > src.balance:
         raise _Failed(f"balance {src.balance:d} cannot pay the model's fee {royalty:d}")
-    if bytes(p.model_id) not in models.used:  # the block's first use loads the model (on a cold worker)
+    if p.model_id not in models.used:  # the block's first use loads the model (on a cold worker)
         gas.charge(model.gas_load)
         models.used.add(bytes(p.model_id))
     if royalty:
         view.set_account(sender, src.replace(balance=Amount(src.balance - royalty)))
         owner = view.account(model.owner)
         view.set_account(model.owner, owner.replace(balance=Amount(owner.balance + royalty)))
-    return TxStatus.OK, b"", InferWork(index, p.model_id, model, p.inputs, is_resident(view, p.model_id))
+    return _OK, b"", InferWork(index, p.model_id, model, inputs, is_resident(view, p.model_id))
 
 
 def _gov(view: StateView, ctx: BlockContext, index: int, sender: Address, p: Wire, gas: _Gas) -> _Handled:
