@@ -489,7 +489,8 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=1,
                         help="goal table: runs, each with new workers, and the verdict over all of them")
     parser.add_argument("--models", default="",
-                        help="goal table: only the models whose names contain one of these (comma-separated)")
+                        help="goal table and blocks: only the models whose names contain one of these "
+                             "(comma-separated)")
     parser.add_argument("--gap-ms", type=float, default=0.0,
                         help="goal table: idle time before each raw/VM pair (jobs that arrive on their own)")
     parser.add_argument("--k-tiny", type=int, default=0,
@@ -515,12 +516,14 @@ def main() -> None:
             rng = np.random.default_rng(0)
             print("1. Per-inference cost inside blocks (worker-process sandbox) vs raw session.run, same model and input")
             k_tiny = args.k_tiny or (100 if args.quick else 400)
-            inference_rows(genesis, proposer, validator, "digits_int8", k_tiny,
-                           lambda i: rng.integers(0, 256, (1, 64)).astype(np.uint8), rounds, pipe)
-            inference_rows(genesis, proposer, validator, "digits_mlp", k_tiny,
-                           lambda i: rng.random((1, 64), dtype=np.float32), rounds, pipe)
-            inference_rows(genesis, proposer, validator, "conv", 8 if args.quick else 32,
-                           lambda i: rng.random(CONV_INPUT, dtype=np.float32), rounds, pipe)
+            only = [m for m in args.models.split(",") if m]
+            cases: list[tuple[str, int, Callable[[int], np.ndarray]]] = [
+                ("digits_int8", k_tiny, lambda i: rng.integers(0, 256, (1, 64)).astype(np.uint8)),
+                ("digits_mlp", k_tiny, lambda i: rng.random((1, 64), dtype=np.float32)),
+                ("conv", 8 if args.quick else 32, lambda i: rng.random(CONV_INPUT, dtype=np.float32))]
+            for name, k, make_input in cases:
+                if not only or any(part in name for part in only):
+                    inference_rows(genesis, proposer, validator, name, k, make_input, rounds, pipe)
             proposer.close()
             validator.close()
             pipe.close()

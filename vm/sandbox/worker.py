@@ -31,8 +31,17 @@ from core.errors import InferenceError, InvalidModel, LocalFault
 from vm.sandbox import flat
 from vm.sandbox.channel import Channel, SpinWait
 from vm.sandbox.errors import GoldenMismatch, UndecodableReply, WorkerFault
-from vm.sandbox.executor import CheckJob, InferJob, Job, JobResult, ModelPackage
-from vm.sandbox.handoff import Arena, ArrayRef, Writer, arena_bytes_for, arena_size, in_arena
+from vm.sandbox.executor import CheckJob, InferJob, Job, JobResult, ModelPackage, outputs_result
+from vm.sandbox.handoff import (
+    Arena,
+    ArrayRef,
+    Writer,
+    aligned,
+    arena_bytes_for,
+    arena_size,
+    in_arena,
+    joins_in_arena,
+)
 from vm.sandbox.limits import WorkerLimits
 from vm.sandbox.numeric import canonical_outputs
 from vm.sandbox.protocol import (
@@ -71,6 +80,8 @@ NAP_BEFORE_SPIN_S = 0.05
 REHEARSAL_JOB_BYTES = 16 << 10
 # A block's inferences of one model travel as rows (protocol.InferRows) when there are at least this many.
 ROWS_MIN = 2
+# A rows job's inputs before they are stacked: by name, the declared shape and each job's array in order.
+_Columns = dict[str, tuple[tuple[int, ...], list[np.ndarray]]]
 
 
 def _worker_main(sock: socket.socket, limits: WorkerLimits, spin_s: float = 0.0,
@@ -203,6 +214,7 @@ def _serve_rows(runner: Any, job: InferRows, arena: Arena | None, writer: Writer
         raise WorkerFault("rows of an InferRows do not match its indices")
     first: dict[str, np.ndarray] | None = None
     out: dict[str, np.ndarray] = {}
+    refs: dict[str, ArrayRef] = {}  # the stacked outputs placed in the arena, written there row by row
     separate: list[tuple[int, JobResult]] = []
     for row in range(rows):
         result = runner.infer(job.model_id, job.package, {name: value[row] for name, value in stacked.items()},
@@ -213,7 +225,7 @@ def _serve_rows(runner: Any, job: InferRows, arena: Arena | None, writer: Writer
             continue
         if first is None:
             first = outputs
-            out = {name: np.zeros((rows, *value.shape), value.dtype) for name, value in outputs.items()}
+            out, refs = _stacked_outputs(writer, rows, outputs)
         if outputs.keys() != out.keys() or any(
                 value.dtype != out[name].dtype or value.shape != out[name].shape[1:] for name, value in outputs.items()):
             separate.append((row, result))
@@ -221,11 +233,30 @@ def _serve_rows(runner: Any, job: InferRows, arena: Arena | None, writer: Writer
         for name, value in outputs.items():
             out[name][row] = value
     del stacked  # no view of the arena outlives the job
-    arrays: list[tuple[str, np.ndarray | ArrayRef]] = []
-    for name, value in out.items():
-        ref = writer.put(value) if writer is not None and in_arena(value) else None
-        arrays.append((name, value if ref is None else ref))
-    return RowResults(tuple(arrays), tuple(separate))
+    for row, _ in separate if refs else ():
+        for name in refs:
+            out[name][row] = 0  # the arena's old bytes never travel: a separate row's outputs are zeros
+    arrays = tuple((name, refs.get(name, value)) for name, value in out.items())
+    del out
+    return RowResults(arrays, tuple(separate))
+
+
+def _stacked_outputs(writer: Writer | None, rows: int,
+                     outputs: Mapping[str, np.ndarray]) -> tuple[dict[str, np.ndarray], dict[str, ArrayRef]]:
+    """Where a rows job's outputs (shaped and typed as the first successful row's `outputs`) are stacked:
+    straight in the arena, after the inputs, for those that belong there and fit; zeros in the message for
+    the others. The arena ones' refs by name."""
+    out: dict[str, np.ndarray] = {}
+    refs: dict[str, ArrayRef] = {}
+    for name, value in outputs.items():
+        shape = (rows, *value.shape)
+        room = (writer.reserve(value.dtype, shape) if writer is not None
+                and joins_in_arena(value.dtype, rows * value.nbytes) else None)
+        if room is None:
+            out[name] = np.zeros(shape, value.dtype)
+        else:
+            out[name], refs[name] = room
+    return out, refs
 
 
 def _failure(exc: Exception, runner: Any, told: frozenset[bytes] | None) -> GoldenFault | Fault:
@@ -664,10 +695,11 @@ class WorkerPool:
             entry = self._layouts[id(spec)] = (spec, flat.Layout.of(spec.inputs), {})
         return entry[1], entry[2]
 
-    def _rows(self, slot_jobs: list[tuple[int, Job]]) -> dict[int, tuple[tuple[int, ...], dict[str, np.ndarray]]]:
+    def _rows(self, slot_jobs: list[tuple[int, Job]]) -> dict[int, tuple[tuple[int, ...], _Columns]]:
         """The slot's inferences that travel as rows (`InferRows`): for each model (and spec) with at least
         ROWS_MIN jobs whose inputs are exactly the declared arrays (`flat.Layout.arrays`), the jobs' batch
-        positions and their inputs stacked by name, under the first position."""
+        positions and, by input name, the declared shape and the jobs' arrays in order, under the first
+        position. `_wire` stacks each input's arrays where the worker reads them (`_stack`)."""
         groups: dict[tuple[bytes, int], tuple[list[int], list[list[np.ndarray]], flat.Layout]] = {}
         for index, job in slot_jobs:
             if type(job) is not InferJob:
@@ -682,17 +714,13 @@ class WorkerPool:
                 group = groups[key] = ([], [], layout)
             group[0].append(index)
             group[1].append(arrays)
-        rows: dict[int, tuple[tuple[int, ...], dict[str, np.ndarray]]] = {}
+        rows: dict[int, tuple[tuple[int, ...], _Columns]] = {}
         for indices, columns, layout in groups.values():
             if len(indices) < ROWS_MIN:
                 continue
-            stacked: dict[str, np.ndarray] = {}
-            for position, (name, _, shape, _) in enumerate(layout.inputs):
-                column = [job_arrays[position] for job_arrays in columns]
-                # One C loop: the rows joined along their first axis, then split off as a new one.
-                stacked[name] = (np.concatenate(column).reshape(len(column), *shape) if shape
-                                 else np.stack(column))
-            rows[indices[0]] = (tuple(indices), stacked)
+            rows[indices[0]] = (tuple(indices), {
+                name: (shape, [job_arrays[position] for job_arrays in columns])
+                for position, (name, _, shape, _) in enumerate(layout.inputs)})
             self.row_jobs += len(indices)
         return rows
 
@@ -708,8 +736,9 @@ class WorkerPool:
         rows = self._rows(slot_jobs)
         in_rows = {index for indices, _ in rows.values() for index in indices}
         need = arena_bytes_for([job.inputs for index, job in slot_jobs
-                                if isinstance(job, InferJob) and index not in in_rows]
-                               + [stacked for _, stacked in rows.values()])
+                                if isinstance(job, InferJob) and index not in in_rows]) + sum(
+            aligned(nbytes) for _, columns in rows.values() for _, column in columns.values()
+            if joins_in_arena(column[0].dtype, nbytes := len(column) * column[0].nbytes))
         arena = worker.arena
         if arena is None or arena.size < 2 * need:
             arena = Arena(arena_size(need))
@@ -734,9 +763,13 @@ class WorkerPool:
                 package = job.model
                 shipping.add(model_id)
             inputs: dict[str, np.ndarray | ArrayRef] = {}
-            for name, value in (job.inputs if group is None else group[1]).items():
-                ref = writer.put(value) if in_arena(value) else None
-                inputs[name] = value if ref is None else ref
+            if group is None:
+                for name, value in job.inputs.items():
+                    ref = writer.put(value) if in_arena(value) else None
+                    inputs[name] = value if ref is None else ref
+            else:
+                for name, (shape, column) in group[1].items():
+                    inputs[name] = _stack(writer, shape, column)
             wire.append(InferWire(index, model_id, package, inputs) if group is None
                         else InferRows(group[0], model_id, package, inputs))
         return tuple(wire), writer.end
@@ -830,11 +863,11 @@ class WorkerPool:
         out: list[tuple[int, JobResult]] = []
         if len(arrays) == 1 and not separate:  # the common case: one output, every row succeeded
             ((name, value),) = arrays
-            return [(index, JobResult(outputs={name: row})) for index, row in zip(indices, value, strict=True)]
+            return [(index, outputs_result({name: row})) for index, row in zip(indices, value, strict=True)]
         for row, index in enumerate(indices):
             found = separate.get(row)
             out.append((index, found if found is not None else
-                        JobResult(outputs={name: value[row] for name, value in arrays})))
+                        outputs_result({name: value[row] for name, value in arrays})))
         return out
 
     def _unshare(self, slot: int, worker: _Worker, result: JobResult | SharedOutputs) -> JobResult:
@@ -908,6 +941,19 @@ class WorkerPool:
                     worker.conn.send(Stop())
                 worker.process.join(_STOP_TIMEOUT_S)
                 self._discard(slot)
+
+
+def _stack(writer: Writer, shape: tuple[int, ...], column: list[np.ndarray]) -> np.ndarray | ArrayRef:
+    """One input of a rows job: the jobs' arrays (each of the declared `shape`) stacked along a new first
+    axis, written once, straight into the arena where the stacked array belongs there (`Writer.join`), else
+    stacked in private memory for the message."""
+    first = column[0]
+    if joins_in_arena(first.dtype, len(column) * first.nbytes):
+        ref = writer.join(column, shape)
+        if ref is not None:
+            return ref
+    # One C loop: the rows joined along their first axis, then split off as a new one.
+    return np.concatenate(column).reshape(len(column), *shape) if shape else np.stack(column)
 
 
 def _ids(cached: object) -> bool:
