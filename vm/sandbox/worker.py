@@ -701,17 +701,23 @@ class WorkerPool:
         positions and, by input name, the declared shape and the jobs' arrays in order, under the first
         position. `_wire` stacks each input's arrays where the worker reads them (`_stack`)."""
         groups: dict[tuple[bytes, int], tuple[list[int], list[list[np.ndarray]], flat.Layout]] = {}
+        # Each package object's group, looked up once: a block's jobs of a model share one package.
+        by_package: dict[int, tuple[list[int], list[list[np.ndarray]], flat.Layout]] = {}
         for index, job in slot_jobs:
             if type(job) is not InferJob:
                 continue
-            layout = self._layout(job.model.spec)[0]
-            arrays = layout.arrays(job.inputs)
+            model = job.model
+            group = by_package.get(id(model))
+            if group is None:
+                layout = self._layout(model.spec)[0]
+                key = (model.model_id, id(layout))
+                group = groups.get(key)
+                if group is None:
+                    group = groups[key] = ([], [], layout)
+                by_package[id(model)] = group
+            arrays = group[2].arrays(job.inputs)
             if arrays is None:
                 continue
-            key = (job.model.model_id, id(layout))
-            group = groups.get(key)
-            if group is None:
-                group = groups[key] = ([], [], layout)
             group[0].append(index)
             group[1].append(arrays)
         rows: dict[int, tuple[tuple[int, ...], _Columns]] = {}
@@ -736,7 +742,7 @@ class WorkerPool:
         rows = self._rows(slot_jobs)
         in_rows = {index for indices, _ in rows.values() for index in indices}
         need = arena_bytes_for([job.inputs for index, job in slot_jobs
-                                if isinstance(job, InferJob) and index not in in_rows]) + sum(
+                                if index not in in_rows and isinstance(job, InferJob)]) + sum(
             aligned(nbytes) for _, columns in rows.values() for _, column in columns.values()
             if joins_in_arena(column[0].dtype, nbytes := len(column) * column[0].nbytes))
         arena = worker.arena
@@ -751,12 +757,12 @@ class WorkerPool:
         wire: list[WireJob] = []
         shipping: set[bytes] = set()
         for index, job in slot_jobs:
-            if isinstance(job, CheckJob):
-                wire.append(CheckWire(index, job.model_bytes, job.spec, tuple(job.golden_inputs), job.gas_left))
-                continue
             group = rows.get(index)
             if group is None and index in in_rows:
                 continue  # sent with the rows of its model's first job
+            if isinstance(job, CheckJob):
+                wire.append(CheckWire(index, job.model_bytes, job.spec, tuple(job.golden_inputs), job.gas_left))
+                continue
             model_id = job.model.model_id
             package: ModelPackage | None = None
             if model_id not in worker.cached and model_id not in shipping:
