@@ -10,6 +10,7 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 
+from tests.vm.test_sandbox_rows import model_jobs
 from tests.vm.test_sandbox_worker import assert_same, package
 from vm.sandbox.executor import InferJob, Job, JobResult, LocalExecutor, Runner, outputs_result
 from vm.sandbox.handoff import Arena, ArrayRef, Writer
@@ -28,18 +29,7 @@ def pool() -> Iterator[WorkerPool]:
 def big_block() -> list[Job]:
     """Enough rows of two models that both the stacked inputs and the stacked outputs belong in the arena
     (over INLINE_BYTES each), with rows that end in a verdict (outputs off any grid)."""
-    rng = np.random.default_rng(11)
-    int8, mlp = package("digits_int8"), package("digits_mlp")
-    jobs: list[Job] = []
-    for i in range(360):
-        if i % 2:
-            jobs.append(InferJob(int8, {"u": rng.integers(0, 256, (1, 64), dtype=np.uint8)}))
-        else:
-            x = rng.random((1, 64), dtype=np.float32)
-            if i % 14 == 0:
-                x[0, :] = 3e38
-            jobs.append(InferJob(mlp, {"x": x}))
-    return jobs
+    return model_jobs(360, seed=11, mlp_every=2, overflow_every=14)
 
 
 def test_rows_through_the_arena_give_the_results_of_single_jobs(pool: WorkerPool) -> None:
