@@ -303,6 +303,15 @@ class Runner:
         except InferenceError as exc:
             return JobResult(error=exc)
 
+    def infer_raw(self, model_id: bytes, package: ModelPackage | None, inputs: Mapping[str, np.ndarray],
+                  pinned: frozenset[bytes] = frozenset()) -> tuple[_Loaded, dict[str, np.ndarray]]:
+        """`infer` before the grid: the model's loaded session and the runtime's outputs by name, in declared
+        order (a rows job puts all its rows on the grid at once: vm/sandbox/worker.py, `_serve_rows`);
+        `canonical_outputs` of them is `infer`'s outputs. Raises the input verdicts (InferenceError) that
+        `infer` returns, and LocalFault as `infer`."""
+        loaded = self.session_for(model_id, package, pinned)
+        return loaded, self.run_raw(loaded, _validated_inputs(loaded.inputs, inputs))
+
     def check(self, model_bytes: bytes, spec: ModelSpec, golden_inputs: tuple[Mapping[str, np.ndarray], ...] = (),
               gas_left: int = 0) -> JobResult:
         """The registration check, then the golden inputs on the check's own session when `gas_left` pays

@@ -11,7 +11,6 @@ block gets a new, larger one.
 from __future__ import annotations
 
 import dataclasses
-import math
 import mmap
 import operator
 import os
@@ -154,16 +153,6 @@ class Writer:
             np.stack(rows, out=view, casting="no")
         self.end = aligned(offset + nbytes)
         return ArrayRef(dtype.str, full, offset)
-
-    def reserve(self, dtype: np.dtype[Any], shape: tuple[int, ...]) -> tuple[np.ndarray, ArrayRef] | None:
-        """Room for an array of `dtype` and `shape` at the next aligned place: a writable view of it (its
-        bytes are whatever the arena held) and its ref; None if it does not fit."""
-        offset = self.end
-        nbytes = dtype.itemsize * math.prod(shape)
-        if offset + nbytes > self._arena.size:
-            return None
-        self.end = aligned(offset + nbytes)
-        return self._arena.view_at(dtype, shape, offset), ArrayRef(dtype.str, shape, offset)
 
 
 def joins_in_arena(dtype: np.dtype[Any], nbytes: int) -> bool:

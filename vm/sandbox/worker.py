@@ -207,56 +207,81 @@ def _serve_rows(runner: Any, job: InferRows, arena: Arena | None, writer: Writer
                 pinned: frozenset[bytes]) -> RowResults:
     """Each row of an `InferRows` run as the inference of its own `InferWire` (`Runner.infer`: the same
     checks, verdicts and faults), the outputs stacked by name; a row whose result does not stack with the
-    first successful row's (a verdict; outputs of other names, dtypes or shapes) travels in `separate`."""
+    first successful row's (a verdict; outputs of other names, dtypes or shapes) travels in `separate`.
+
+    The rows' raw outputs are stacked first and put on the grid together (`canonical_outputs` of the stack:
+    one set of numpy calls per block instead of one per row, each of which finds the caches cold after a
+    larger model's run). The grid is elementwise, so the stack's grid values are the rows' own, and a row
+    that is not stacked holds zeros (zero on the grid too). If the stack gets a grid verdict, each row is
+    put on the grid alone (`_rows_on_grid`) and gets the result `infer` would give it."""
     stacked = {name: _resolve(arena, value) for name, value in job.inputs.items()}
     rows = len(job.indices)
     if any(value.ndim == 0 or value.shape[0] != rows for value in stacked.values()):
         raise WorkerFault("rows of an InferRows do not match its indices")
-    first: dict[str, np.ndarray] | None = None
-    out: dict[str, np.ndarray] = {}
-    refs: dict[str, ArrayRef] = {}  # the stacked outputs placed in the arena, written there row by row
+    loaded: Any = None
+    raw_out: dict[str, np.ndarray] | None = None  # the stacked raw outputs; zeros in the rows not stacked
+    stacked_rows: list[int] = []
     separate: list[tuple[int, JobResult]] = []
     for row in range(rows):
-        result = runner.infer(job.model_id, job.package, {name: value[row] for name, value in stacked.items()},
-                              pinned)
-        outputs = result.outputs
-        if outputs is None:
-            separate.append((row, result))
+        try:
+            loaded, raw = runner.infer_raw(job.model_id, job.package,
+                                           {name: value[row] for name, value in stacked.items()}, pinned)
+        except InferenceError as exc:
+            separate.append((row, JobResult(error=exc)))
             continue
-        if first is None:
-            first = outputs
-            out, refs = _stacked_outputs(writer, rows, outputs)
-        if outputs.keys() != out.keys() or any(
-                value.dtype != out[name].dtype or value.shape != out[name].shape[1:] for name, value in outputs.items()):
-            separate.append((row, result))
+        if raw_out is None:
+            raw_out = {name: np.zeros((rows, *value.shape), value.dtype) for name, value in raw.items()}
+        if raw.keys() != raw_out.keys() or any(value.dtype != raw_out[name].dtype
+                                               or value.shape != raw_out[name].shape[1:] for name, value in raw.items()):
+            separate.append((row, _on_grid(loaded, raw)))
             continue
-        for name, value in outputs.items():
-            out[name][row] = value
+        for name, value in raw.items():
+            raw_out[name][row] = value
+        stacked_rows.append(row)
     del stacked  # no view of the arena outlives the job
-    for row, _ in separate if refs else ():
-        for name in refs:
-            out[name][row] = 0  # the arena's old bytes never travel: a separate row's outputs are zeros
-    arrays = tuple((name, refs.get(name, value)) for name, value in out.items())
-    del out
-    return RowResults(arrays, tuple(separate))
-
-
-def _stacked_outputs(writer: Writer | None, rows: int,
-                     outputs: Mapping[str, np.ndarray]) -> tuple[dict[str, np.ndarray], dict[str, ArrayRef]]:
-    """Where a rows job's outputs (shaped and typed as the first successful row's `outputs`) are stacked:
-    straight in the arena, after the inputs, for those that belong there and fit; zeros in the message for
-    the others. The arena ones' refs by name."""
     out: dict[str, np.ndarray] = {}
-    refs: dict[str, ArrayRef] = {}
-    for name, value in outputs.items():
-        shape = (rows, *value.shape)
-        room = (writer.reserve(value.dtype, shape) if writer is not None
-                and joins_in_arena(value.dtype, rows * value.nbytes) else None)
-        if room is None:
-            out[name] = np.zeros(shape, value.dtype)
-        else:
-            out[name], refs[name] = room
-    return out, refs
+    if raw_out is not None and stacked_rows:
+        try:
+            out = canonical_outputs(raw_out, loaded.outputs, loaded.package.spec.grid_k)
+        except InferenceError:  # a row off the grid: each row on its own, for its own verdict
+            out = _rows_on_grid(loaded, raw_out, stacked_rows, separate)
+            separate.sort(key=_row_of)
+    arrays: list[tuple[str, np.ndarray | ArrayRef]] = []
+    for name, value in out.items():
+        ref = writer.put(value) if writer is not None and in_arena(value) else None
+        arrays.append((name, value if ref is None else ref))
+    return RowResults(tuple(arrays), tuple(separate))
+
+
+def _row_of(pair: tuple[int, JobResult]) -> int:
+    return pair[0]
+
+
+def _on_grid(loaded: Any, raw: Mapping[str, np.ndarray]) -> JobResult:
+    """One row's result from its raw outputs, as `Runner.infer` gives it: its canonical outputs, or the
+    grid's verdict."""
+    try:
+        return outputs_result(canonical_outputs(raw, loaded.outputs, loaded.package.spec.grid_k))
+    except InferenceError as exc:
+        return JobResult(error=exc)
+
+
+def _rows_on_grid(loaded: Any, raw_out: dict[str, np.ndarray], stacked_rows: list[int],
+                  separate: list[tuple[int, JobResult]]) -> dict[str, np.ndarray]:
+    """The stacked rows put on the grid one by one: the stacked canonical outputs of those that are on it
+    (zeros elsewhere); the others' verdicts added to `separate`."""
+    out: dict[str, np.ndarray] = {}
+    rows = next(iter(raw_out.values())).shape[0]
+    for row in stacked_rows:
+        result = _on_grid(loaded, {name: value[row] for name, value in raw_out.items()})
+        if result.outputs is None:
+            separate.append((row, result))
+            continue
+        if not out:
+            out = {name: np.zeros((rows, *value.shape), value.dtype) for name, value in result.outputs.items()}
+        for name, value in result.outputs.items():
+            out[name][row] = value
+    return out
 
 
 def _failure(exc: Exception, runner: Any, told: frozenset[bytes] | None) -> GoldenFault | Fault:
