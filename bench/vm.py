@@ -65,11 +65,12 @@ from vm.execute import infer_gas
 from vm.genesis import Genesis, parse_genesis
 from vm.models import load_model
 from vm.sandbox.canonicalize import canonicalize
-from vm.sandbox.executor import InferJob, LocalExecutor, ModelPackage
+from vm.sandbox.executor import InferJob, LocalExecutor, ModelPackage, Runner
 from vm.sandbox.golden import make_golden, save_golden
+from vm.sandbox.protocol import InferRows
 from vm.sandbox.session import create_session
 from vm.sandbox.spec import ArraySpec, CompareMode, ModelSpec, Tolerance
-from vm.sandbox.worker import WorkerPool
+from vm.sandbox.worker import WorkerPool, _serve_rows
 from vm.txs import (
     GoldenVector,
     Infer,
@@ -477,12 +478,14 @@ def rows_cpu(genesis: Genesis, rounds: int, k_tiny: int, k_conv: int, only: tupl
     """A block's inferences of one model in one hand-off (rows), in CPU time: per row, the node thread's CPU
     in `run_batch` (and in its parts: writing the rows, waiting and reading the reply, splitting the results),
     the worker's CPU (/proc/PID/schedstat) and the runtime's own wall time in it, against raw `session.run`'s
-    CPU per call on the same inputs (this thread, one call each). Rounds alternate raw and pool; medians.
+    CPU per call on the same inputs (this thread, one call each); and `serve`: the worker's serving of the
+    same rows job (`_serve_rows`) run in this thread, without the pipe or another process's caches. Rounds
+    alternate raw, serve and pool; medians.
     CPU time, unlike wall time, does not count the waits a loaded machine adds."""
     print(f"3. A block's rows, CPU per row (medians of {rounds} rounds, raw and pool alternating; load average "
           f"{os.getloadavg()[0]:.2f})")
     print(f"  {'model':<14}{'K':>5}{'raw':>9}{'worker':>9}{'(run)':>8}{'node':>8}{'(wire':>8}{'reply':>7}"
-          f"{'split)':>8}{'worker/raw':>11}{'(w+n)/raw':>10}   us of CPU per row")
+          f"{'split)':>8}{'worker/raw':>11}{'(w+n)/raw':>10}{'serve':>9}{'serve/raw':>10}   us of CPU per row")
     cases = [(name, package, inputs) for name, package, inputs in handoff_cases(genesis)
              if name in ("digits_int8", "conv 80M MAC") and (not only or any(p in name for p in only))]
     rng = np.random.default_rng(5)
@@ -494,6 +497,10 @@ def rows_cpu(genesis: Genesis, rounds: int, k_tiny: int, k_conv: int, only: tupl
         jobs = [InferJob(package, {input_name: x}) for x in rows]
         session = create_session(package.model_bytes)
         names = [o.name for o in session.get_outputs()]
+        # The worker's own serving of the rows, in this process (no pipe, no other process's caches).
+        runner = Runner(1 << 30)
+        rows_job = InferRows(tuple(range(k)), package.model_id, package, {input_name: np.stack(rows)})
+        _serve_rows(runner, rows_job, None, None, frozenset())
         with WorkerPool(1) as pool:
             pid = int(pool.describe()[0]["pid"])
             parts = {"wire": 0.0, "collect": 0.0, "unrows": 0.0}
@@ -517,6 +524,9 @@ def rows_cpu(genesis: Genesis, rounds: int, k_tiny: int, k_conv: int, only: tupl
                 for x in rows:
                     session.run(names, {input_name: x})
                 raw = time.thread_time() - start
+                start = time.thread_time()
+                _serve_rows(runner, rows_job, None, None, frozenset())
+                serve = time.thread_time() - start
                 for part in parts:
                     parts[part] = 0.0
                 (before,) = pool.describe()
@@ -526,7 +536,7 @@ def rows_cpu(genesis: Genesis, rounds: int, k_tiny: int, k_conv: int, only: tupl
                 node = time.thread_time() - start
                 ran1, _ = _schedstat(pid)
                 (after,) = pool.describe()
-                for key, value in (("raw", raw), ("worker", ran1 - ran0), ("node", node),
+                for key, value in (("raw", raw), ("worker", ran1 - ran0), ("node", node), ("serve", serve),
                                    ("run", after.get("run_seconds", math.nan) - before.get("run_seconds", math.nan)),
                                    ("wire", parts["wire"]), ("reply", parts["collect"] - parts["unrows"]),
                                    ("split", parts["unrows"])):
@@ -534,7 +544,7 @@ def rows_cpu(genesis: Genesis, rounds: int, k_tiny: int, k_conv: int, only: tupl
         med = {key: statistics.median(values) for key, values in samples.items()}
         print(f"  {name:<14}{k:>5}{med['raw']:9.1f}{med['worker']:9.1f}{med['run']:8.1f}{med['node']:8.1f}"
               f"{med['wire']:8.1f}{med['reply']:7.1f}{med['split']:8.1f}{med['worker'] / med['raw']:10.3f}x"
-              f"{(med['worker'] + med['node']) / med['raw']:9.3f}x")
+              f"{(med['worker'] + med['node']) / med['raw']:9.3f}x{med['serve']:9.1f}{med['serve'] / med['raw']:9.3f}x")
     print(f"  load average at end: {os.getloadavg()[0]:.2f}")
 
 
