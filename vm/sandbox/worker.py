@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import itertools
 import math
 import multiprocessing
 import multiprocessing.util
@@ -21,7 +22,7 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -806,7 +807,7 @@ class WorkerPool:
         return tuple(wire), writer.end
 
     def _collect(self, slot: int, worker: _Worker, deadline: float, spin: SpinWait | None,
-                 indices: list[int], rows: dict[int, tuple[int, ...]]) -> list[tuple[int, JobResult]]:
+                 indices: list[int], rows: dict[int, tuple[int, ...]]) -> Iterator[tuple[int, JobResult]]:
         """The worker's results for the jobs at `indices` (batch positions, in the order sent; a rows job's
         first, its positions in `rows`)."""
         return self._interpret(slot, worker, self._receive(slot, worker, deadline, spin), indices, rows)
@@ -830,22 +831,23 @@ class WorkerPool:
             raise WorkerFault(f"worker died (exit code {code})") from None
 
     def _interpret(self, slot: int, worker: _Worker, reply: FromWorker | bytearray, indices: list[int],
-                   rows: dict[int, tuple[int, ...]] | None = None) -> list[tuple[int, JobResult]]:
-        """The results a pickled reply gives for the jobs at `indices` (and the rows jobs in `rows`); LocalFault
-        for a fault, a golden mismatch or anything malformed (the worker is discarded but for a golden
-        mismatch)."""
+                   rows: dict[int, tuple[int, ...]] | None = None) -> Iterator[tuple[int, JobResult]]:
+        """The results a pickled reply gives for the jobs at `indices` (and the rows jobs in `rows`), as (batch
+        position, result) pairs made as they are read (a rows job's by `zip`, which reuses its pair when the
+        reader drops it: no object per row for them); LocalFault for a fault, a golden mismatch or anything
+        malformed (the worker is discarded but for a golden mismatch), raised before any pair is read."""
         rows = rows or {}
         match reply:
             case Done(results=results, cached=cached) if _well_formed(results, cached, indices, rows):
                 if cached is not None:
                     worker.cached = cached
-                out: list[tuple[int, JobResult]] = []
+                out: list[Iterable[tuple[int, JobResult]]] = []
                 for index, result in results:
                     if isinstance(result, RowResults):
-                        out += self._unrows(slot, worker, result, rows[index])
+                        out.append(self._unrows(slot, worker, result, rows[index]))
                     else:
-                        out.append((index, self._unshare(slot, worker, result)))
-                return out
+                        out.append(((index, self._unshare(slot, worker, result)),))
+                return itertools.chain.from_iterable(out)
             case GoldenFault(model_id=bytes() as model_id, detail=str() as detail, cached=cached) if (
                     cached is None or _ids(cached)):
                 if cached is not None:
@@ -870,7 +872,7 @@ class WorkerPool:
         return tuple(wire)
 
     def _unrows(self, slot: int, worker: _Worker, result: RowResults,
-                indices: tuple[int, ...]) -> list[tuple[int, JobResult]]:
+                indices: tuple[int, ...]) -> Iterator[tuple[int, JobResult]]:
         """The results of a rows job by batch position: each row's outputs as views of a private copy of the
         stacked arrays (one copy per output name, not per job), the separate rows' results as sent."""
         n = len(indices)
@@ -891,15 +893,12 @@ class WorkerPool:
         except (AssertionError, ValueError, TypeError, OverflowError) as exc:
             self._discard(slot)
             raise WorkerFault(f"worker bug: malformed rows: {exc}") from None
-        out: list[tuple[int, JobResult]] = []
         if len(arrays) == 1 and not separate:  # the common case: one output, every row succeeded
             ((name, value),) = arrays
-            return [(index, outputs_result({name: row})) for index, row in zip(indices, value, strict=True)]
-        for row, index in enumerate(indices):
-            found = separate.get(row)
-            out.append((index, found if found is not None else
-                        outputs_result({name: value[row] for name, value in arrays})))
-        return out
+            return zip(indices, [outputs_result({name: row}) for row in value], strict=True)
+        return zip(indices, [found if (found := separate.get(row)) is not None else
+                             outputs_result({name: value[row] for name, value in arrays}) for row in range(n)],
+                   strict=True)
 
     def _unshare(self, slot: int, worker: _Worker, result: JobResult | SharedOutputs) -> JobResult:
         """A result with private copies of the outputs the worker left in the arena."""
