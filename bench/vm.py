@@ -25,9 +25,12 @@
    rounds and the pairs in them) and the goal's verdict reads it: met, NOT met, or cannot tell (at this load):
    bench/verdict.py. `--runs N` repeats the table with new workers and gives the verdict over all runs.
 
-Run: python -m bench.vm [--quick] [--handoff shm|pipe] [--part all|goal|blocks|transfers] [--pairs N]
+3. (`--part rows` only) A block's rows in CPU time: per row, the node thread's CPU in `run_batch` and its
+   parts, and the worker's CPU, against raw `session.run`'s CPU per call (`rows_cpu`).
+
+Run: python -m bench.vm [--quick] [--handoff shm|pipe] [--part all|goal|blocks|transfers|rows] [--pairs N]
      [--rounds R] [--runs N] [--models digits,conv] [--spin on|off|both|forced] [--[no-]pickled] [--[no-]wake] [--gap-ms MS]
-     [--k-tiny K]
+     [--k-tiny K] [--k-conv K]
 """
 
 from __future__ import annotations
@@ -62,11 +65,12 @@ from vm.execute import infer_gas
 from vm.genesis import Genesis, parse_genesis
 from vm.models import load_model
 from vm.sandbox.canonicalize import canonicalize
-from vm.sandbox.executor import InferJob, LocalExecutor, ModelPackage
+from vm.sandbox.executor import InferJob, LocalExecutor, ModelPackage, Runner
 from vm.sandbox.golden import make_golden, save_golden
+from vm.sandbox.protocol import InferRows
 from vm.sandbox.session import create_session
 from vm.sandbox.spec import ArraySpec, CompareMode, ModelSpec, Tolerance
-from vm.sandbox.worker import WorkerPool
+from vm.sandbox.worker import WorkerPool, _serve_rows
 from vm.txs import (
     GoldenVector,
     Infer,
@@ -470,11 +474,87 @@ def goal_run(genesis: Genesis, args: argparse.Namespace, shm: bool) -> dict[tupl
                             args.gap_ms / 1e3, tuple(m for m in args.models.split(",") if m))
 
 
+def rows_cpu(genesis: Genesis, rounds: int, k_tiny: int, k_conv: int, only: tuple[str, ...] = ()) -> None:
+    """A block's inferences of one model in one hand-off (rows), in CPU time: per row, the node thread's CPU
+    in `run_batch` (and in its parts: writing the rows, waiting and reading the reply, splitting the results),
+    the worker's CPU (/proc/PID/schedstat) and the runtime's own wall time in it, against raw `session.run`'s
+    CPU per call on the same inputs (this thread, one call each); and `serve`: the worker's serving of the
+    same rows job (`_serve_rows`) run in this thread, without the pipe or another process's caches. Rounds
+    alternate raw, serve and pool; medians.
+    CPU time, unlike wall time, does not count the waits a loaded machine adds."""
+    print(f"3. A block's rows, CPU per row (medians of {rounds} rounds, raw and pool alternating; load average "
+          f"{os.getloadavg()[0]:.2f})")
+    print(f"  {'model':<14}{'K':>5}{'raw':>9}{'worker':>9}{'(run)':>8}{'node':>8}{'(wire':>8}{'reply':>7}"
+          f"{'split)':>8}{'worker/raw':>11}{'(w+n)/raw':>10}{'serve':>9}{'serve/raw':>10}   us of CPU per row")
+    cases = [(name, package, inputs) for name, package, inputs in handoff_cases(genesis)
+             if name in ("digits_int8", "conv 80M MAC") and (not only or any(p in name for p in only))]
+    rng = np.random.default_rng(5)
+    for name, package, inputs in cases:
+        ((input_name, sample),) = inputs.items()
+        k = k_tiny if "digits" in name else k_conv
+        rows = [(rng.integers(0, 256, sample.shape).astype(sample.dtype) if sample.dtype.kind in "iu"
+                 else rng.random(sample.shape, dtype=sample.dtype)) for _ in range(k)]
+        jobs = [InferJob(package, {input_name: x}) for x in rows]
+        session = create_session(package.model_bytes)
+        names = [o.name for o in session.get_outputs()]
+        # The worker's own serving of the rows, in this process (no pipe, no other process's caches).
+        runner = Runner(1 << 30)
+        rows_job = InferRows(tuple(range(k)), package.model_id, package, {input_name: np.stack(rows)})
+        _serve_rows(runner, rows_job, None, None, frozenset())
+        with WorkerPool(1) as pool:
+            pid = int(pool.describe()[0]["pid"])
+            parts = {"wire": 0.0, "collect": 0.0, "unrows": 0.0}
+            for part in parts:
+                method = getattr(pool, f"_{part}")
+
+                def stamped(*args: Any, _method: Any = method, _part: str = part,
+                            _parts: dict[str, float] = parts) -> Any:
+                    start = time.thread_time()
+                    try:
+                        return _method(*args)
+                    finally:
+                        _parts[_part] += time.thread_time() - start
+                setattr(pool, f"_{part}", stamped)
+            pool.run_batch(jobs)
+            for x in rows[:3]:
+                session.run(names, {input_name: x})
+            samples: dict[str, list[float]] = {}
+            for _ in range(rounds):
+                start = time.thread_time()
+                for x in rows:
+                    session.run(names, {input_name: x})
+                raw = time.thread_time() - start
+                start = time.thread_time()
+                _serve_rows(runner, rows_job, None, None, frozenset())
+                serve = time.thread_time() - start
+                for part in parts:
+                    parts[part] = 0.0
+                (before,) = pool.describe()
+                ran0, _ = _schedstat(pid)
+                start = time.thread_time()
+                pool.run_batch(jobs)
+                node = time.thread_time() - start
+                ran1, _ = _schedstat(pid)
+                (after,) = pool.describe()
+                for key, value in (("raw", raw), ("worker", ran1 - ran0), ("node", node), ("serve", serve),
+                                   ("run", after.get("run_seconds", math.nan) - before.get("run_seconds", math.nan)),
+                                   ("wire", parts["wire"]), ("reply", parts["collect"] - parts["unrows"]),
+                                   ("split", parts["unrows"])):
+                    samples.setdefault(key, []).append(value / k * 1e6)
+        med = {key: statistics.median(values) for key, values in samples.items()}
+        print(f"  {name:<14}{k:>5}{med['raw']:9.1f}{med['worker']:9.1f}{med['run']:8.1f}{med['node']:8.1f}"
+              f"{med['wire']:8.1f}{med['reply']:7.1f}{med['split']:8.1f}{med['worker'] / med['raw']:10.3f}x"
+              f"{(med['worker'] + med['node']) / med['raw']:9.3f}x{med['serve']:9.1f}{med['serve'] / med['raw']:9.3f}x")
+    print(f"  load average at end: {os.getloadavg()[0]:.2f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--handoff", choices=("shm", "pipe"), default="shm", help="the nodes' hand-off")
-    parser.add_argument("--part", choices=("all", "goal", "blocks", "transfers"), default="all")
+    parser.add_argument("--part", choices=("all", "goal", "blocks", "transfers", "rows"), default="all",
+                        help="rows (not in all): a block's rows in CPU time per row, node and worker")
+    parser.add_argument("--k-conv", type=int, default=8, help="rows: inferences per block of the conv")
     parser.add_argument("--pairs", type=int, default=0, help="raw/VM pairs per tiny model in the goal table")
     parser.add_argument("--spin", choices=("on", "off", "both", "forced"), default="both",
                         help="goal table: the node's pool (spin-waits on), the baseline without them, both, or "
@@ -489,7 +569,8 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=1,
                         help="goal table: runs, each with new workers, and the verdict over all of them")
     parser.add_argument("--models", default="",
-                        help="goal table: only the models whose names contain one of these (comma-separated)")
+                        help="goal table and blocks: only the models whose names contain one of these "
+                             "(comma-separated)")
     parser.add_argument("--gap-ms", type=float, default=0.0,
                         help="goal table: idle time before each raw/VM pair (jobs that arrive on their own)")
     parser.add_argument("--k-tiny", type=int, default=0,
@@ -515,15 +596,20 @@ def main() -> None:
             rng = np.random.default_rng(0)
             print("1. Per-inference cost inside blocks (worker-process sandbox) vs raw session.run, same model and input")
             k_tiny = args.k_tiny or (100 if args.quick else 400)
-            inference_rows(genesis, proposer, validator, "digits_int8", k_tiny,
-                           lambda i: rng.integers(0, 256, (1, 64)).astype(np.uint8), rounds, pipe)
-            inference_rows(genesis, proposer, validator, "digits_mlp", k_tiny,
-                           lambda i: rng.random((1, 64), dtype=np.float32), rounds, pipe)
-            inference_rows(genesis, proposer, validator, "conv", 8 if args.quick else 32,
-                           lambda i: rng.random(CONV_INPUT, dtype=np.float32), rounds, pipe)
+            only = [m for m in args.models.split(",") if m]
+            cases: list[tuple[str, int, Callable[[int], np.ndarray]]] = [
+                ("digits_int8", k_tiny, lambda i: rng.integers(0, 256, (1, 64)).astype(np.uint8)),
+                ("digits_mlp", k_tiny, lambda i: rng.random((1, 64), dtype=np.float32)),
+                ("conv", 8 if args.quick else 32, lambda i: rng.random(CONV_INPUT, dtype=np.float32))]
+            for name, k, make_input in cases:
+                if not only or any(part in name for part in only):
+                    inference_rows(genesis, proposer, validator, name, k, make_input, rounds, pipe)
             proposer.close()
             validator.close()
             pipe.close()
+        if args.part == "rows":
+            rows_cpu(genesis, 5 if args.quick else 9, args.k_tiny or 2500, args.k_conv,
+                     tuple(m for m in args.models.split(",") if m))
         if args.part in ("all", "transfers"):
             print("2. Transfers per second vs raw signature verification (same transactions)")
             transfer_rows(genesis, tmp, 2000 if args.quick else 4000, rounds)

@@ -31,21 +31,29 @@ def pool() -> Iterator[WorkerPool]:
         yield p
 
 
-def block_jobs() -> list[Job]:
-    """Many jobs of two models in one block, interleaved, with rows that end in a verdict (float inputs whose
-    outputs overflow the grid), a job whose input is not the declared array (sent on its own: its verdict is
-    the worker's), and a registration check between them."""
-    rng = np.random.default_rng(7)
+def model_jobs(n: int, seed: int = 7, mlp_every: int = 3, overflow_every: int = 9) -> list[Job]:
+    """`n` inferences of two models, interleaved (every `mlp_every`-th of digits_mlp, the others of
+    digits_int8), every `overflow_every`-th with float inputs whose outputs overflow the grid (a verdict)."""
+    rng = np.random.default_rng(seed)
     int8, mlp = package("digits_int8"), package("digits_mlp")
     jobs: list[Job] = []
-    for i in range(120):
-        if i % 3:
+    for i in range(n):
+        if i % mlp_every:
             jobs.append(InferJob(int8, {"u": rng.integers(0, 256, (1, 64), dtype=np.uint8)}))
         else:
             x = rng.random((1, 64), dtype=np.float32)
-            if i % 9 == 0:
+            if i % overflow_every == 0:
                 x[0, :] = 3e38  # outputs off any grid: NonFiniteOutput or OffGridOutput
             jobs.append(InferJob(mlp, {"x": x}))
+    return jobs
+
+
+def block_jobs() -> list[Job]:
+    """Many jobs of two models in one block, interleaved, with rows that end in a verdict, a job whose input
+    is not the declared array (sent on its own: its verdict is the worker's), and a registration check
+    between them."""
+    int8 = package("digits_int8")
+    jobs = model_jobs(120)
     jobs.insert(50, InferJob(int8, {"u": np.zeros((1, 64), np.int64)}))  # not the declared dtype
     jobs.insert(70, CheckJob(b"not a model", int8.spec))
     return jobs

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import itertools
 import math
 import multiprocessing
 import multiprocessing.util
@@ -21,7 +22,7 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,8 +32,17 @@ from core.errors import InferenceError, InvalidModel, LocalFault
 from vm.sandbox import flat
 from vm.sandbox.channel import Channel, SpinWait
 from vm.sandbox.errors import GoldenMismatch, UndecodableReply, WorkerFault
-from vm.sandbox.executor import CheckJob, InferJob, Job, JobResult, ModelPackage
-from vm.sandbox.handoff import Arena, ArrayRef, Writer, arena_bytes_for, arena_size, in_arena
+from vm.sandbox.executor import CheckJob, InferJob, Job, JobResult, ModelPackage, outputs_result
+from vm.sandbox.handoff import (
+    Arena,
+    ArrayRef,
+    Writer,
+    aligned,
+    arena_bytes_for,
+    arena_size,
+    in_arena,
+    joins_in_arena,
+)
 from vm.sandbox.limits import WorkerLimits
 from vm.sandbox.numeric import canonical_outputs
 from vm.sandbox.protocol import (
@@ -71,6 +81,8 @@ NAP_BEFORE_SPIN_S = 0.05
 REHEARSAL_JOB_BYTES = 16 << 10
 # A block's inferences of one model travel as rows (protocol.InferRows) when there are at least this many.
 ROWS_MIN = 2
+# A rows job's inputs before they are stacked: by name, the declared shape and each job's array in order.
+_Columns = dict[str, tuple[tuple[int, ...], list[np.ndarray]]]
 
 
 def _worker_main(sock: socket.socket, limits: WorkerLimits, spin_s: float = 0.0,
@@ -196,36 +208,81 @@ def _serve_rows(runner: Any, job: InferRows, arena: Arena | None, writer: Writer
                 pinned: frozenset[bytes]) -> RowResults:
     """Each row of an `InferRows` run as the inference of its own `InferWire` (`Runner.infer`: the same
     checks, verdicts and faults), the outputs stacked by name; a row whose result does not stack with the
-    first successful row's (a verdict; outputs of other names, dtypes or shapes) travels in `separate`."""
+    first successful row's (a verdict; outputs of other names, dtypes or shapes) travels in `separate`.
+
+    The rows' raw outputs are stacked first and put on the grid together (`canonical_outputs` of the stack:
+    one set of numpy calls per block instead of one per row, each of which finds the caches cold after a
+    larger model's run). The grid is elementwise, so the stack's grid values are the rows' own, and a row
+    that is not stacked holds zeros (zero on the grid too). If the stack gets a grid verdict, each row is
+    put on the grid alone (`_rows_on_grid`) and gets the result `infer` would give it."""
     stacked = {name: _resolve(arena, value) for name, value in job.inputs.items()}
     rows = len(job.indices)
     if any(value.ndim == 0 or value.shape[0] != rows for value in stacked.values()):
         raise WorkerFault("rows of an InferRows do not match its indices")
-    first: dict[str, np.ndarray] | None = None
-    out: dict[str, np.ndarray] = {}
+    loaded: Any = None
+    raw_out: dict[str, np.ndarray] | None = None  # the stacked raw outputs; zeros in the rows not stacked
+    stacked_rows: list[int] = []
     separate: list[tuple[int, JobResult]] = []
     for row in range(rows):
-        result = runner.infer(job.model_id, job.package, {name: value[row] for name, value in stacked.items()},
-                              pinned)
-        outputs = result.outputs
-        if outputs is None:
-            separate.append((row, result))
+        try:
+            loaded, raw = runner.infer_raw(job.model_id, job.package,
+                                           {name: value[row] for name, value in stacked.items()}, pinned)
+        except InferenceError as exc:
+            separate.append((row, JobResult(error=exc)))
             continue
-        if first is None:
-            first = outputs
-            out = {name: np.zeros((rows, *value.shape), value.dtype) for name, value in outputs.items()}
-        if outputs.keys() != out.keys() or any(
-                value.dtype != out[name].dtype or value.shape != out[name].shape[1:] for name, value in outputs.items()):
-            separate.append((row, result))
+        if raw_out is None:
+            raw_out = {name: np.zeros((rows, *value.shape), value.dtype) for name, value in raw.items()}
+        if raw.keys() != raw_out.keys() or any(value.dtype != raw_out[name].dtype
+                                               or value.shape != raw_out[name].shape[1:] for name, value in raw.items()):
+            separate.append((row, _on_grid(loaded, raw)))
             continue
-        for name, value in outputs.items():
-            out[name][row] = value
+        for name, value in raw.items():
+            raw_out[name][row] = value
+        stacked_rows.append(row)
     del stacked  # no view of the arena outlives the job
+    out: dict[str, np.ndarray] = {}
+    if raw_out is not None and stacked_rows:
+        try:
+            out = canonical_outputs(raw_out, loaded.outputs, loaded.package.spec.grid_k)
+        except InferenceError:  # a row off the grid: each row on its own, for its own verdict
+            out = _rows_on_grid(loaded, raw_out, stacked_rows, separate)
+            separate.sort(key=_row_of)
     arrays: list[tuple[str, np.ndarray | ArrayRef]] = []
     for name, value in out.items():
         ref = writer.put(value) if writer is not None and in_arena(value) else None
         arrays.append((name, value if ref is None else ref))
     return RowResults(tuple(arrays), tuple(separate))
+
+
+def _row_of(pair: tuple[int, JobResult]) -> int:
+    return pair[0]
+
+
+def _on_grid(loaded: Any, raw: Mapping[str, np.ndarray]) -> JobResult:
+    """One row's result from its raw outputs, as `Runner.infer` gives it: its canonical outputs, or the
+    grid's verdict."""
+    try:
+        return outputs_result(canonical_outputs(raw, loaded.outputs, loaded.package.spec.grid_k))
+    except InferenceError as exc:
+        return JobResult(error=exc)
+
+
+def _rows_on_grid(loaded: Any, raw_out: dict[str, np.ndarray], stacked_rows: list[int],
+                  separate: list[tuple[int, JobResult]]) -> dict[str, np.ndarray]:
+    """The stacked rows put on the grid one by one: the stacked canonical outputs of those that are on it
+    (zeros elsewhere); the others' verdicts added to `separate`."""
+    out: dict[str, np.ndarray] = {}
+    rows = next(iter(raw_out.values())).shape[0]
+    for row in stacked_rows:
+        result = _on_grid(loaded, {name: value[row] for name, value in raw_out.items()})
+        if result.outputs is None:
+            separate.append((row, result))
+            continue
+        if not out:
+            out = {name: np.zeros((rows, *value.shape), value.dtype) for name, value in result.outputs.items()}
+        for name, value in result.outputs.items():
+            out[name][row] = value
+    return out
 
 
 def _failure(exc: Exception, runner: Any, told: frozenset[bytes] | None) -> GoldenFault | Fault:
@@ -669,35 +726,38 @@ class WorkerPool:
             entry = self._layouts[id(spec)] = (spec, flat.Layout.of(spec.inputs), {})
         return entry[1], entry[2]
 
-    def _rows(self, slot_jobs: list[tuple[int, Job]]) -> dict[int, tuple[tuple[int, ...], dict[str, np.ndarray]]]:
+    def _rows(self, slot_jobs: list[tuple[int, Job]]) -> dict[int, tuple[tuple[int, ...], _Columns]]:
         """The slot's inferences that travel as rows (`InferRows`): for each model (and spec) with at least
         ROWS_MIN jobs whose inputs are exactly the declared arrays (`flat.Layout.arrays`), the jobs' batch
-        positions and their inputs stacked by name, under the first position."""
+        positions and, by input name, the declared shape and the jobs' arrays in order, under the first
+        position. `_wire` stacks each input's arrays where the worker reads them (`_stack`)."""
         groups: dict[tuple[bytes, int], tuple[list[int], list[list[np.ndarray]], flat.Layout]] = {}
+        # Each package object's group, looked up once: a block's jobs of a model share one package.
+        by_package: dict[int, tuple[list[int], list[list[np.ndarray]], flat.Layout]] = {}
         for index, job in slot_jobs:
             if type(job) is not InferJob:
                 continue
-            layout = self._layout(job.model.spec)[0]
-            arrays = layout.arrays(job.inputs)
+            model = job.model
+            group = by_package.get(id(model))
+            if group is None:
+                layout = self._layout(model.spec)[0]
+                key = (model.model_id, id(layout))
+                group = groups.get(key)
+                if group is None:
+                    group = groups[key] = ([], [], layout)
+                by_package[id(model)] = group
+            arrays = group[2].arrays(job.inputs)
             if arrays is None:
                 continue
-            key = (job.model.model_id, id(layout))
-            group = groups.get(key)
-            if group is None:
-                group = groups[key] = ([], [], layout)
             group[0].append(index)
             group[1].append(arrays)
-        rows: dict[int, tuple[tuple[int, ...], dict[str, np.ndarray]]] = {}
+        rows: dict[int, tuple[tuple[int, ...], _Columns]] = {}
         for indices, columns, layout in groups.values():
             if len(indices) < ROWS_MIN:
                 continue
-            stacked: dict[str, np.ndarray] = {}
-            for position, (name, _, shape, _) in enumerate(layout.inputs):
-                column = [job_arrays[position] for job_arrays in columns]
-                # One C loop: the rows joined along their first axis, then split off as a new one.
-                stacked[name] = (np.concatenate(column).reshape(len(column), *shape) if shape
-                                 else np.stack(column))
-            rows[indices[0]] = (tuple(indices), stacked)
+            rows[indices[0]] = (tuple(indices), {
+                name: (shape, [job_arrays[position] for job_arrays in columns])
+                for position, (name, _, shape, _) in enumerate(layout.inputs)})
             self.row_jobs += len(indices)
         return rows
 
@@ -713,8 +773,9 @@ class WorkerPool:
         rows = self._rows(slot_jobs)
         in_rows = {index for indices, _ in rows.values() for index in indices}
         need = arena_bytes_for([job.inputs for index, job in slot_jobs
-                                if isinstance(job, InferJob) and index not in in_rows]
-                               + [stacked for _, stacked in rows.values()])
+                                if index not in in_rows and isinstance(job, InferJob)]) + sum(
+            aligned(nbytes) for _, columns in rows.values() for _, column in columns.values()
+            if joins_in_arena(column[0].dtype, nbytes := len(column) * column[0].nbytes))
         arena = worker.arena
         if arena is None or arena.size < 2 * need:
             arena = Arena(arena_size(need))
@@ -727,27 +788,31 @@ class WorkerPool:
         wire: list[WireJob] = []
         shipping: set[bytes] = set()
         for index, job in slot_jobs:
-            if isinstance(job, CheckJob):
-                wire.append(CheckWire(index, job.model_bytes, job.spec, tuple(job.golden_inputs), job.gas_left))
-                continue
             group = rows.get(index)
             if group is None and index in in_rows:
                 continue  # sent with the rows of its model's first job
+            if isinstance(job, CheckJob):
+                wire.append(CheckWire(index, job.model_bytes, job.spec, tuple(job.golden_inputs), job.gas_left))
+                continue
             model_id = job.model.model_id
             package: ModelPackage | None = None
             if model_id not in worker.cached and model_id not in shipping:
                 package = job.model
                 shipping.add(model_id)
             inputs: dict[str, np.ndarray | ArrayRef] = {}
-            for name, value in (job.inputs if group is None else group[1]).items():
-                ref = writer.put(value) if in_arena(value) else None
-                inputs[name] = value if ref is None else ref
+            if group is None:
+                for name, value in job.inputs.items():
+                    ref = writer.put(value) if in_arena(value) else None
+                    inputs[name] = value if ref is None else ref
+            else:
+                for name, (shape, column) in group[1].items():
+                    inputs[name] = _stack(writer, shape, column)
             wire.append(InferWire(index, model_id, package, inputs) if group is None
                         else InferRows(group[0], model_id, package, inputs))
         return tuple(wire), writer.end
 
     def _collect(self, slot: int, worker: _Worker, deadline: float, spin: SpinWait | None,
-                 indices: list[int], rows: dict[int, tuple[int, ...]]) -> list[tuple[int, JobResult]]:
+                 indices: list[int], rows: dict[int, tuple[int, ...]]) -> Iterator[tuple[int, JobResult]]:
         """The worker's results for the jobs at `indices` (batch positions, in the order sent; a rows job's
         first, its positions in `rows`)."""
         return self._interpret(slot, worker, self._receive(slot, worker, deadline, spin), indices, rows)
@@ -771,22 +836,23 @@ class WorkerPool:
             raise WorkerFault(f"worker died (exit code {code})") from None
 
     def _interpret(self, slot: int, worker: _Worker, reply: FromWorker | bytearray, indices: list[int],
-                   rows: dict[int, tuple[int, ...]] | None = None) -> list[tuple[int, JobResult]]:
-        """The results a pickled reply gives for the jobs at `indices` (and the rows jobs in `rows`); LocalFault
-        for a fault, a golden mismatch or anything malformed (the worker is discarded but for a golden
-        mismatch)."""
+                   rows: dict[int, tuple[int, ...]] | None = None) -> Iterator[tuple[int, JobResult]]:
+        """The results a pickled reply gives for the jobs at `indices` (and the rows jobs in `rows`), as (batch
+        position, result) pairs made as they are read (a rows job's by `zip`, which reuses its pair when the
+        reader drops it: no object per row for them); LocalFault for a fault, a golden mismatch or anything
+        malformed (the worker is discarded but for a golden mismatch), raised before any pair is read."""
         rows = rows or {}
         match reply:
             case Done(results=results, cached=cached) if _well_formed(results, cached, indices, rows):
                 if cached is not None:
                     worker.cached = cached
-                out: list[tuple[int, JobResult]] = []
+                out: list[Iterable[tuple[int, JobResult]]] = []
                 for index, result in results:
                     if isinstance(result, RowResults):
-                        out += self._unrows(slot, worker, result, rows[index])
+                        out.append(self._unrows(slot, worker, result, rows[index]))
                     else:
-                        out.append((index, self._unshare(slot, worker, result)))
-                return out
+                        out.append(((index, self._unshare(slot, worker, result)),))
+                return itertools.chain.from_iterable(out)
             case GoldenFault(model_id=bytes() as model_id, detail=str() as detail, cached=cached) if (
                     cached is None or _ids(cached)):
                 if cached is not None:
@@ -811,7 +877,7 @@ class WorkerPool:
         return tuple(wire)
 
     def _unrows(self, slot: int, worker: _Worker, result: RowResults,
-                indices: tuple[int, ...]) -> list[tuple[int, JobResult]]:
+                indices: tuple[int, ...]) -> Iterator[tuple[int, JobResult]]:
         """The results of a rows job by batch position: each row's outputs as views of a private copy of the
         stacked arrays (one copy per output name, not per job), the separate rows' results as sent."""
         n = len(indices)
@@ -832,15 +898,12 @@ class WorkerPool:
         except (AssertionError, ValueError, TypeError, OverflowError) as exc:
             self._discard(slot)
             raise WorkerFault(f"worker bug: malformed rows: {exc}") from None
-        out: list[tuple[int, JobResult]] = []
         if len(arrays) == 1 and not separate:  # the common case: one output, every row succeeded
             ((name, value),) = arrays
-            return [(index, JobResult(outputs={name: row})) for index, row in zip(indices, value, strict=True)]
-        for row, index in enumerate(indices):
-            found = separate.get(row)
-            out.append((index, found if found is not None else
-                        JobResult(outputs={name: value[row] for name, value in arrays})))
-        return out
+            return zip(indices, [outputs_result({name: row}) for row in value], strict=True)
+        return zip(indices, [found if (found := separate.get(row)) is not None else
+                             outputs_result({name: value[row] for name, value in arrays}) for row in range(n)],
+                   strict=True)
 
     def _unshare(self, slot: int, worker: _Worker, result: JobResult | SharedOutputs) -> JobResult:
         """A result with private copies of the outputs the worker left in the arena."""
@@ -913,6 +976,19 @@ class WorkerPool:
                     worker.conn.send(Stop())
                 worker.process.join(_STOP_TIMEOUT_S)
                 self._discard(slot)
+
+
+def _stack(writer: Writer, shape: tuple[int, ...], column: list[np.ndarray]) -> np.ndarray | ArrayRef:
+    """One input of a rows job: the jobs' arrays (each of the declared `shape`) stacked along a new first
+    axis, written once, straight into the arena where the stacked array belongs there (`Writer.join`), else
+    stacked in private memory for the message."""
+    first = column[0]
+    if joins_in_arena(first.dtype, len(column) * first.nbytes):
+        ref = writer.join(column, shape)
+        if ref is not None:
+            return ref
+    # One C loop: the rows joined along their first axis, then split off as a new one.
+    return np.concatenate(column).reshape(len(column), *shape) if shape else np.stack(column)
 
 
 def _ids(cached: object) -> bool:
