@@ -109,3 +109,27 @@ def test_a_rule_outside_its_window_is_refused() -> None:
         SpinWait(0.002, rule=(4, 5))
     with pytest.raises(ValueError):
         SpinWait(0.002, rule=(8, 0))
+
+
+def test_a_worker_describes_its_rule_counts_and_its_collections() -> None:
+    """The census benches read: the worker's spins, trips, blocked waits and contended shares, and its
+    collections by generation with the time spent in them, through describe()."""
+    import numpy as np
+
+    from vm.models import load_model
+    from vm.sandbox.executor import InferJob, ModelPackage
+    from vm.sandbox.worker import WorkerPool
+
+    model = load_model("digits_int8")
+    package = ModelPackage(b"digits_int8", model.model_bytes, model.spec, model.golden)
+    job = InferJob(package, {"u": np.random.default_rng(1).integers(0, 256, (1, 64)).astype(np.uint8)})
+    with WorkerPool(1) as pool:
+        for _ in range(20):
+            pool.run_batch([job])
+        (info,) = pool.describe()
+    assert {"spins", "spin_hits", "spins_contended", "spin_trips", "spin_gated"} <= info.keys()
+    assert info["spin_trips"] <= info["spins_contended"] <= info["spins"]
+    assert all(0.0 <= share < SpinWait.MIN_SHARE for share in info["spin_contended_shares"])
+    assert len(info["gc_collections"]) == 3 and len(info["gc_seconds"]) == 3
+    assert sum(info["gc_collections"]) >= 1  # the model's load and check allocate enough for one at least
+    assert pool.spin.trips <= pool.spin.contended
