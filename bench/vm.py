@@ -297,8 +297,10 @@ def handoff_rows(genesis: Genesis, pools: dict[str, WorkerPool], pairs: int, blo
     for label, pool in pools.items():
         (info,) = pool.describe()
         print(f"  spin-waits, {label}: pool {pool.spin.hits}/{pool.spin.spins} saw the reply "
-              f"({pool.spin.contended} contended); worker {info.get('spin_hits', 0)}/{info.get('spins', 0)} "
-              f"saw the next job ({info.get('spins_contended', 0)} contended); "
+              f"({pool.spin.contended} contended, {pool.spin.trips} trips, {pool.spin.gated} blocked by the rule); "
+              f"worker {info.get('spin_hits', 0)}/{info.get('spins', 0)} saw the next job "
+              f"({info.get('spins_contended', 0)} contended, {info.get('spin_trips', 0)} trips, "
+              f"{info.get('spin_gated', 0)} blocked by the rule); "
               f"{getattr(pool, 'rehearsals', 0)} rereads of the last reply before a reply; "
               f"{getattr(pool, 'wakes', 0)} wake-ups before a lone job, {info.get('rehearsals', 0)} rehearsed")
     print(f"  load average at end: {os.getloadavg()[0]:.2f}")

@@ -28,6 +28,7 @@ import numpy as np
 
 from vm.models import load_model
 from vm.sandbox import channel, executor, worker
+from vm.sandbox.channel import SpinWait
 from vm.sandbox.executor import InferJob, ModelPackage, _loaded
 from vm.sandbox.session import create_session
 from vm.sandbox.spec import ArraySpec, CompareMode, ModelSpec, Tolerance
@@ -225,6 +226,34 @@ def steps(model: str, reps: int) -> None:
         print(f"  {name:<50}{statistics.median(cold):>8.1f}us cold{statistics.median(warm):>8.1f}us warm")
 
 
+def _spin_counts(spin: SpinWait) -> dict[str, Any]:
+    return {"spins": spin.spins, "spin_hits": spin.hits, "spins_contended": spin.contended, "spin_trips": spin.trips,
+            "spin_gated": spin.gated, "spin_contended_shares": list(spin.contended_shares)}
+
+
+def spin_census(jobs: int, pool_before: dict[str, Any], pool_after: dict[str, Any], worker_before: dict[str, Any],
+                worker_after: dict[str, Any]) -> str:
+    """How many of `jobs` single jobs each side waited for spinning and blocked (the rule had turned spinning
+    off), how often the rule tripped and the CPU shares of the contended spins behind it; the worker's
+    collections per job by generation. From two describe() counts around the jobs."""
+    def delta(before: dict[str, Any], after: dict[str, Any], key: str) -> int:
+        return int(after.get(key, 0)) - int(before.get(key, 0))
+
+    parts = []
+    for side, before, after in (("pool", pool_before, pool_after), ("worker", worker_before, worker_after)):
+        shares = after.get("spin_contended_shares", [])
+        low = f", contended shares {min(shares):.2f}..{max(shares):.2f}" if shares else ""
+        parts.append(f"{side} spun {delta(before, after, 'spins')} (saw it {delta(before, after, 'spin_hits')}), "
+                     f"blocked by the rule {delta(before, after, 'spin_gated')}, contended "
+                     f"{delta(before, after, 'spins_contended')}, tripped {delta(before, after, 'spin_trips')}{low}")
+    collected = [a - b for a, b in zip(worker_after.get("gc_collections", []), worker_before.get("gc_collections", []),
+                                       strict=True)]
+    gc_us = 1e6 * (sum(worker_after.get("gc_seconds", [])) - sum(worker_before.get("gc_seconds", [])))
+    parts.append("worker collections per 1000 jobs " + "/".join(f"{1000 * c / jobs:.1f}" for c in collected)
+                 + f", {gc_us / jobs:.2f} us per job (the stamps this bench keeps in the worker included)")
+    return "; ".join(parts)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--model", default="digits_int8")
@@ -233,6 +262,8 @@ def main() -> None:
     parser.add_argument("--spin", choices=("on", "off", "forced"), default="on",
                         help="the pool's spin-waits: the node's, none, or on even on a contended core")
     parser.add_argument("--wake", action="store_true", help="the pool wakes its worker before a lone job")
+    parser.add_argument("--rule", choices=("new", "old"), default="new",
+                        help="the spin's contention rule: several spins judged (new) or one contended spin (old)")
     parser.add_argument("--steps", action="store_true",
                         help="instead: the steps this round changed, old and new way, in this process (`steps`)")
     args = parser.parse_args()
@@ -248,10 +279,12 @@ def main() -> None:
     options: dict[str, Any] = {"spin": args.spin != "off", "spin_min_share": 0.0 if args.spin == "forced" else 0.8}
     if args.wake:
         options["wake_up"] = True
+    options["spin_rule"] = SpinWait.OLD_RULE if args.rule == "old" else (SpinWait.WINDOW, SpinWait.TRIP_AFTER)
     with worker.WorkerPool(1, **options) as pool:
         for _ in range(5):
             pool.run_batch([job])
-        pool.describe()
+        (before,) = pool.describe()
+        pool_before = _spin_counts(pool.spin)
         STAMPS.clear()
         raw: list[float] = []
         raw_cpu: list[float] = []
@@ -267,10 +300,12 @@ def main() -> None:
         pool_stamps = list(STAMPS)
         (info,) = pool.describe()
         wakes = getattr(pool, "wakes", 0)
+        census = spin_census(args.jobs, pool_before, _spin_counts(pool.spin), before, info)
     table = segments(pool_stamps, info["stamps"])
     print(f"{args.model}: {args.jobs} single jobs, {args.gap_ms:g} ms idle before each, spin-waits {args.spin}; "
           f"load average {load:.2f} -> {os.getloadavg()[0]:.2f}; raw session.run alone, same gap: median "
           f"{statistics.median(raw) * 1e6:.1f} us (CPU {statistics.median(raw_cpu) * 1e6:.1f} us); wake-up messages {wakes}, rehearsals {info.get('rehearsals')}")
+    print(f"  rule {args.rule}: {census}")
     print(f"  {'segment (P: pool, W: worker)':<36}{'wall median':>12}{'IQR':>18}{'CPU median':>12}")
     for name, values in table.items():
         walls = [w for w, _ in values]

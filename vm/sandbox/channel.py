@@ -103,10 +103,16 @@ class SpinWait:
     On this project's VMs an idle vCPU halts, and waking it again costs the host 50-500 µs (more the longer
     it slept): most of a single small job's hand-off (docs/performance-sandbox.md, "Single jobs"). A side that polls
     the socket for up to `limit_s` keeps its vCPU awake, so the other side's message is seen in a few µs.
-    Polling yields the CPU between polls (`sched_yield`), so a runnable task on the same core runs first, and
-    a spin during which this thread got less than `MIN_SHARE` of the wall time (the core was contended) turns
-    spinning off for `backoff_s`, doubled after each contended spin up to `MAX_BACKOFF_S`. With fewer than
-    two usable cores it never spins: the other side would need this core to answer.
+    Polling yields the CPU between polls (`sched_yield`), so a runnable task on the same core runs first.
+
+    The contention rule: a spin during which this thread got less than `min_share` of the wall time was
+    contended (another task ran on its core). One such spin says little: a timer interrupt, a kernel thread
+    or one short preemption does it on an idle machine too. So the rule judges the last `WINDOW` judged spins:
+    when `trip_after` of them were contended, the core is wanted by someone else and spinning turns off for
+    `backoff_s`, doubled after each further trip up to `MAX_BACKOFF_S`, and back to `FIRST_BACKOFF_S` once the
+    window holds no contended spin. A core another process really wants makes most spins contended, so
+    spinning still stops within `trip_after` spins. With fewer than two usable cores it never spins: the other
+    side would need this core to answer. `OLD_RULE` (a window of one) is the rule before this one.
     """
 
     MIN_SHARE = 0.8
@@ -115,33 +121,62 @@ class SpinWait:
     LEAD_S = 0.0005
     FIRST_BACKOFF_S = 0.05
     MAX_BACKOFF_S = 5.0
+    WINDOW = 8  # the judged spins the rule looks back on
+    TRIP_AFTER = 3  # contended spins among them that turn spinning off
+    OLD_RULE = (1, 1)  # the rule before: one contended spin
     _MIN_JUDGED_S = 20e-6  # shorter spins say nothing about contention (two clock reads and a poll)
+    _SHARES_KEPT = 16
 
-    def __init__(self, limit_s: float, min_share: float = MIN_SHARE) -> None:
-        """`min_share` 0 spins whatever the contention (benches measure what spinning could give that way)."""
+    def __init__(self, limit_s: float, min_share: float = MIN_SHARE, rule: tuple[int, int] = (WINDOW, TRIP_AFTER)) -> None:
+        """`min_share` 0 spins whatever the contention (benches measure what spinning could give that way);
+        `rule` is (window, trip_after): `OLD_RULE` trips on a single contended spin (benches compare)."""
+        window, trip_after = rule
+        if not 1 <= trip_after <= window <= 64:
+            raise ValueError(f"a spin rule needs 1 <= trip_after <= window <= 64, not {rule}")
+        self._mask = (1 << window) - 1
         self.limit_s = limit_s if limit_s > 0 and len(os.sched_getaffinity(0)) >= 2 else 0.0
         self.min_share = min_share
+        self.trip_after = trip_after
         self._off_until = 0.0
         self._backoff_s = self.FIRST_BACKOFF_S
-        # Counters for benches and tests: spins begun, spins that saw the message, spins judged contended.
+        self._window = 0  # one bit per judged spin, newest lowest: 1 = contended
+        # Counters for benches and tests: spins begun, spins that saw the message, spins judged contended,
+        # times the rule turned spinning off, waits that blocked because it was off (`gate`), and the CPU
+        # shares of the last contended spins (why it tripped).
         self.spins = 0
         self.hits = 0
         self.contended = 0
+        self.trips = 0
+        self.gated = 0
+        self.contended_shares: deque[float] = deque(maxlen=self._SHARES_KEPT)
 
     def active(self, now: float) -> bool:
         return self.limit_s > 0 and now >= self._off_until
+
+    def gate(self, now: float) -> bool:
+        """`active`, counting a wait that the rule (not the configuration) made block."""
+        if self.limit_s > 0 and now < self._off_until:
+            self.gated += 1
+            return False
+        return self.limit_s > 0
 
     def record(self, cpu_s: float, wall_s: float, hit: bool, now: float) -> None:
         self.spins += 1
         self.hits += hit
         if wall_s < self._MIN_JUDGED_S:
             return
-        if cpu_s < self.min_share * wall_s:
-            self.contended += 1
+        contended = cpu_s < self.min_share * wall_s
+        self._window = ((self._window << 1) | contended) & self._mask
+        if not contended:
+            if not self._window:
+                self._backoff_s = self.FIRST_BACKOFF_S
+            return
+        self.contended += 1
+        self.contended_shares.append(cpu_s / wall_s)
+        if self._window.bit_count() >= self.trip_after:
+            self.trips += 1
             self._off_until = now + self._backoff_s
             self._backoff_s = min(2 * self._backoff_s, self.MAX_BACKOFF_S)
-        else:
-            self._backoff_s = self.FIRST_BACKOFF_S
 
 
 class Channel:
@@ -200,7 +235,7 @@ class Channel:
             return True
         if spin is not None:
             start = time.monotonic()
-            if spin.active(start):
+            if spin.gate(start):
                 if expect_s > spin.LEAD_S:
                     nap = expect_s - spin.LEAD_S if timeout_s is None else min(expect_s - spin.LEAD_S, timeout_s)
                     if select.select([self._sock], [], [], nap)[0]:  # select: µs timeouts (poll: ms)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import gc
 import itertools
 import math
 import multiprocessing
@@ -86,7 +87,8 @@ _Columns = dict[str, tuple[tuple[int, ...], list[np.ndarray]]]
 
 
 def _worker_main(sock: socket.socket, limits: WorkerLimits, spin_s: float = 0.0,
-                 spin_min_share: float = SpinWait.MIN_SHARE) -> None:
+                 spin_min_share: float = SpinWait.MIN_SHARE,
+                 spin_rule: tuple[int, int] = (SpinWait.WINDOW, SpinWait.TRIP_AFTER)) -> None:
     """Entry point of a worker process: serve batches until told to stop or the pipe closes."""
     from vm.sandbox.session import scrub_environment
 
@@ -105,12 +107,13 @@ def _worker_main(sock: socket.socket, limits: WorkerLimits, spin_s: float = 0.0,
     conn = Channel(sock, accept_fds=True)
     conn.send(Ready(os.getpid(), tuple(removed), onnxruntime.__version__))
     told: frozenset[bytes] | None = None  # the cached models the pool was last told of
-    spin = SpinWait(spin_s, spin_min_share)
+    spin = SpinWait(spin_s, spin_min_share, spin_rule)
+    gc.callbacks.append(_GC_TIMER)  # (its collections per job, through describe: none on the job paths so far)
     rehearsal = _Rehearsal()
     job_reader = flat.JobReader()  # each model's flat job header parsed once
     while True:
         try:
-            if spin.active(time.monotonic()):  # else no poll: the recv blocks (one system call fewer per job)
+            if spin.gate(time.monotonic()):  # else no poll: the recv blocks (one system call fewer per job)
                 conn.poll(None, spin)
             message = conn.recv()
         except (EOFError, OSError):
@@ -153,6 +156,24 @@ def _worker_main(sock: socket.socket, limits: WorkerLimits, spin_s: float = 0.0,
                 conn.send(reply)
             case _:
                 conn.send(Fault(f"unknown message {type(message).__name__}", internal=True))
+
+
+class _GcTimer:
+    """Wall seconds spent in collections, by generation (a gc callback: two clock reads per collection)."""
+
+    def __init__(self) -> None:
+        self.seconds = [0.0, 0.0, 0.0]
+        self._start = 0.0
+
+    def __call__(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._start = time.perf_counter()
+        else:
+            self.seconds[info["generation"]] += time.perf_counter() - self._start
+
+
+_GC_TIMER = _GcTimer()
+
 
 
 class _CpuBudget:
@@ -429,6 +450,13 @@ def _describe(runner: Any, spin: SpinWait, rehearsal: _Rehearsal) -> dict[str, A
         "spins": spin.spins,
         "spin_hits": spin.hits,
         "spins_contended": spin.contended,
+        "spin_trips": spin.trips,
+        "spin_gated": spin.gated,
+        "spin_contended_shares": [round(share, 3) for share in spin.contended_shares],
+        "gc_collections": [generation["collections"] for generation in gc.get_stats()],
+        "gc_threshold": list(gc.get_threshold()),
+        "gc_frozen": gc.get_freeze_count(),
+        "gc_seconds": list(_GC_TIMER.seconds),
         "rehearsals": rehearsal.rehearsals,
     }
 
@@ -465,12 +493,13 @@ class WorkerPool:
 
     def __init__(self, size: int = 1, limits: WorkerLimits | None = None, *, shared_memory: bool = True,
                  spin: bool = True, spin_min_share: float = SpinWait.MIN_SHARE, flat_jobs: bool = True,
-                 wake_up: bool = False) -> None:
+                 wake_up: bool = False, spin_rule: tuple[int, int] = (SpinWait.WINDOW, SpinWait.TRIP_AFTER)) -> None:
         """`shared_memory=False` sends arrays pickled on the pipe instead, `spin=False` makes both sides block
         at once when they wait, `flat_jobs=False` sends a single inference as a pickled Batch like any other
         (the baselines bench/vm.py compares); `wake_up=True` wakes an idle worker before building a single job
         (docs/sandbox.md, "Wake-up before a lone job": off until measured on an idle machine);
-        `spin_min_share=0` spins even on a contended core (channel.SpinWait: for benches only)."""
+        `spin_min_share=0` spins even on a contended core and `spin_rule=SpinWait.OLD_RULE` stops spinning after
+        one contended spin (channel.SpinWait: for benches only)."""
         if size < 1:
             raise ValueError("pool size must be >= 1")
         self._size = size
@@ -483,8 +512,8 @@ class WorkerPool:
         self._lock = threading.Lock()
         self._closed = False
         self._started_once = [False] * size
-        self._worker_spin = (NEXT_JOB_SPIN_S if spin else 0.0, spin_min_share)
-        self.spin = SpinWait(REPLY_SPIN_S if spin else 0.0, spin_min_share)
+        self._worker_spin = (NEXT_JOB_SPIN_S if spin else 0.0, spin_min_share, spin_rule)
+        self.spin = SpinWait(REPLY_SPIN_S if spin else 0.0, spin_min_share, spin_rule)
         self._flat_jobs = flat_jobs and shared_memory
         self._wake_up = wake_up
         # Input layouts of the specs seen in single jobs (flat.Layout), by the spec object's id.
@@ -669,7 +698,7 @@ class WorkerPool:
         # blocks has the worker do it, as before (docs/performance-sandbox.md, "Single jobs: cold caches"), but
         # for a few float32 values, which the worker always sends raw (flat.few_floats).
         expect = worker.seconds_per_job
-        spin = None if expect > NAP_BEFORE_SPIN_S or not self.spin.active(started) else self.spin
+        spin = None if expect > NAP_BEFORE_SPIN_S or not self.spin.gate(started) else self.spin
         # The job from its template (built once per model, raw flag and arena size; its larger inputs copied to
         # their fixed places in the arena), else built whole (an arena-sized input the arena has no room for).
         raw = spin is not None
