@@ -95,6 +95,9 @@ FULL_RECHECK_HEIGHTS = 16
 # the total stays near this share and a peer's transactions, which its proposals will name, are not refused
 # for room here (a proposal whose transactions its validators refused is dropped: docs/performance-throughput.md, "Sustained load").
 CLIENT_SHARE = 0.5
+# The recheck brings the eviction index up to date only when the pool holds this share of CLIENT_SHARE (of its
+# count or bytes): below it no add is near to evicting, and the marks wait for the read that needs them.
+NEAR_FULL = 0.5
 
 
 class RemovalReason(enum.Enum):
@@ -634,9 +637,21 @@ class Mempool:
                 continue
             account = self._state.account(Address(key))
             self.rechecked += 1
-            sender.nonce, sender.balance = int(account.nonce), int(account.balance)
-            self._touch(key, sender)
-            fees, first, balance = 0, sender.nonce, sender.balance
+            first, balance = int(account.nonce), int(account.balance)
+            txs = sender.txs
+            if first != sender.nonce or not (sender.run_valid and sender.run_base == first):
+                sender.nonce = first
+                self._touch(key, sender)  # else `update` left its run and marks as they are
+            sender.balance = balance
+            if not full and len(txs) == sender.ready_end - first and (head := txs.get(first)) is not None \
+                    and balance >= sender.ready_fees \
+                    and inclusion_error(head.tx, _projected(balance, first)) is None:
+                # Every pending nonce is in the ready run (none stale, none gapped), the balance pays the run's
+                # fees, and the head passes the VM's rule: every later one passes its balance check too (the
+                # fees only add up), none can have expired (`_expiry_due`), and its other rules (the chain's
+                # parameters) are what the full recheck re-reads.
+                continue
+            fees = 0
             for nonce, entry in sorted(sender.txs.items()):  # nonces are distinct: entries never compared
                 tx = entry.tx
                 if nonce < first:
@@ -652,12 +667,19 @@ class Mempool:
                 elif full:
                     self._expiry_due = min(self._expiry_due, entry.added_height + due)
         # Both indexes brought up to date here, off the consensus path, so that the next `reap` (or evicting
-        # add) computes only the senders changed since (in slices, as the loop above).
-        for index in (self._ready, self._evict):
+        # add) computes only the senders changed since (in slices, as the loop above); the eviction index only
+        # when an add may soon read it (a pool far from its caps never does).
+        for index in (self._ready, self._evict) if self._near_full() else (self._ready,):
             while index.marked:
                 index.flush(_FLUSH_SLICE)
                 if index.marked:
                     await trio.lowlevel.checkpoint()
+
+    def _near_full(self) -> bool:
+        """Whether the pool holds at least NEAR_FULL of the client share of its count or bytes (a client's add
+        past that share already looks for victims)."""
+        share = CLIENT_SHARE * NEAR_FULL
+        return len(self._by_hash) >= self.config.max_txs * share or self._bytes >= self.config.max_bytes * share
 
     # ---------------------------------------------------------------- disagreement
 

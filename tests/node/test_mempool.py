@@ -53,6 +53,7 @@ class Accounts:
         self.table: dict[bytes, _Account] = {bytes(k.address): _Account(balance, 0) for k in KEYS}
         self.params = VM_PARAMS
         self.checks = 0
+        self.inclusions = 0
 
     def account(self, address: Address) -> _Account:
         return self.table.get(bytes(address), _Account(0, 0))
@@ -62,6 +63,7 @@ class Accounts:
         return admission_error(tx, CHAIN, self.params, account)
 
     def inclusion_error(self, tx: Transaction, account: Account) -> str | None:
+        self.inclusions += 1
         return account_inclusion_error(tx, CHAIN, self.params, account)
 
 
@@ -217,6 +219,48 @@ async def test_a_recheck_reads_only_the_blocks_senders_until_a_full_one_is_due()
     mp.update(FULL_RECHECK_HEIGHTS + 1, [])
     await mp.recheck()
     assert mp.rechecked == 5 and len(mp) == 0
+
+
+@pytest.mark.trio
+async def test_a_recheck_asks_the_vm_about_a_blocks_sender_head_only_while_its_balance_pays_the_rest() -> None:
+    # Between full rechecks only the balance can change a later transaction's verdict (the fees add up along
+    # the run): the head is checked against the VM's rule, the rest against the balance; a balance that pays
+    # only part of the run drops its tail, in nonce order, as checking each one would.
+    accounts = Accounts(balance=10_000)
+    mp = pool(accounts)
+    reasons: list[tuple[int, int, RemovalReason]] = []
+    mp.on_removed(lambda h, t, r: reasons.append((KEYS.index(next(k for k in KEYS if k.public_key == t.sender)),
+                                                  t.nonce, r)))
+    for k in range(2):
+        for n in range(6):
+            assert mp.add(tx(k, n)).added
+    mp.update(1, [tx(0, 0), tx(1, 0)])
+    for k, balance in ((0, 9000), (1, 2500)):  # sender 1 also paid 6,500 for something else
+        accounts.table[bytes(KEYS[k].address)].nonce = 1
+        accounts.table[bytes(KEYS[k].address)].balance = balance
+    before = accounts.inclusions
+    await mp.recheck()
+    assert mp.rechecked == 2
+    # Sender 0: one check (its head); sender 1: every pending one (its balance pays two of five).
+    assert accounts.inclusions - before == 1 + 5
+    assert reasons[2:] == [(1, n, RemovalReason.INSUFFICIENT_BALANCE) for n in (3, 4, 5)]
+    assert len(mp) == 5 + 2 and [t.nonce for t in reap(mp) if t.sender == KEYS[1].public_key] == [1, 2]
+
+
+@pytest.mark.trio
+async def test_the_recheck_leaves_the_eviction_index_to_its_reader_while_the_pool_is_far_from_full() -> None:
+    mp = pool(max_txs=40)
+    for k in range(4):
+        assert mp.add(tx(k, 0)).added and mp.add(tx(k, 1)).added
+    mp.update(1, [tx(0, 0)])
+    await mp.recheck()
+    assert mp._evict.marked == 4 and mp._ready.marked == 0  # 8 of 40: no add near to evicting
+    for k in range(4, 8):
+        assert mp.add(tx(k, 0)).added and mp.add(tx(k, 1)).added
+    mp.update(2, [tx(1, 0)])
+    await mp.recheck()
+    assert mp._evict.marked == 0  # 15 of 40: a client's add past its share (20) would look for victims soon
+    assert mp._evict.consistent() and mp._ready.consistent()
 
 
 @pytest.mark.trio
