@@ -142,20 +142,19 @@ class AddResult(NamedTuple):
     added: bool = False  # newly added (the caller gossips it)
 
 
-@dataclass(slots=True)
 class _Entry:
-    tx: Transaction
-    tx_hash: Hash32
-    sender: Address
-    size: int
-    added_height: int
-    seq: int
-    price: int = field(init=False)  # fee per gas, scaled by 2^128
+    """A pending transaction. `sender` is its sender's address as plain bytes (the senders' dict key)."""
 
-    def __post_init__(self) -> None:
-        # Exact order: fees and gas limits are below 2^64, so distinct fee/gas ratios differ by at least
-        # 2^-128 and their scaled floors differ. Integer keys compare ~20x faster than Fractions.
-        self.price = (self.tx.fee << 128) // self.tx.gas_limit
+    __slots__ = ("added_height", "price", "sender", "seq", "size", "tx", "tx_hash")
+
+    def __init__(self, tx: Transaction, tx_hash: Hash32, sender: bytes, size: int, added_height: int,
+                 seq: int) -> None:
+        self.tx, self.tx_hash, self.sender, self.size, self.added_height, self.seq = \
+            tx, tx_hash, sender, size, added_height, seq
+        # Fee per gas, scaled by 2^128. Exact order: fees and gas limits are below 2^64, so distinct fee/gas
+        # ratios differ by at least 2^-128 and their scaled floors differ. Integer keys compare ~20x faster
+        # than Fractions.
+        self.price = (tx.fee << 128) // tx.gas_limit
 
 
 _EvictKey = tuple[int, int, int, bytes]  # (ready?, price, -seq, sender): the lowest goes first
@@ -226,6 +225,7 @@ class Mempool:
         self._touched: set[bytes] = set()  # pending senders of the blocks committed since the last recheck
         self._full_at = 0  # the height of the last recheck of every sender
         self._expiry_due = math.inf  # no pending transaction can expire before this height (a lower bound)
+        self._expiry_after = self._ttl() + 1  # an entry may expire this many heights after it entered
         self.rechecked = 0  # senders re-read by rechecks (for tests and benches)
 
     # ---------------------------------------------------------------- inspection
@@ -352,7 +352,7 @@ class Mempool:
             self.sig_cache.mark_verified(tx_hash)
         elif not self.sig_cache.verify(tx, tx_hash):
             return AddResult(tx_hash, False, "invalid signature")
-        entry = _Entry(tx, tx_hash, sender_addr, size if size is not None else len(tx.encode()), entered,
+        entry = _Entry(tx, tx_hash, sender_key, size if size is not None else len(tx.encode()), entered,
                        self._next_seq())
         replaced = sender.txs.get(tx.nonce)
         if replaced is not None:
@@ -393,7 +393,7 @@ class Mempool:
         sender.txs[tx.nonce] = entry
         self._by_hash[key] = entry
         self._bytes += entry.size
-        if (due := entered + self._ttl() + 1) < self._expiry_due:
+        if (due := entered + self._expiry_after) < self._expiry_due:
             self._expiry_due = due
         self._touch(sender_key, sender)
         if len(self._by_hash) == 1:
@@ -493,6 +493,13 @@ class Mempool:
     def _touch(self, key: bytes, sender: _Sender) -> None:
         """Recompute `sender`'s ready run after any change to it, and mark its keys in both indexes for
         recomputing when they are next read (node.lazyindex)."""
+        self._rerun(sender)
+        self._evict.mark(key)
+        self._ready.mark(key)
+
+    @staticmethod
+    def _rerun(sender: _Sender) -> None:
+        """Recompute `sender`'s ready run (extended from its end when only additions came since)."""
         txs = sender.txs
         if sender.run_valid and sender.run_base == sender.nonce:
             end, fees = sender.ready_end, sender.ready_fees  # only additions since: extend the run
@@ -503,8 +510,6 @@ class Mempool:
             end += 1
         sender.ready_end, sender.ready_fees = end, fees
         sender.run_base, sender.run_valid = sender.nonce, True
-        self._evict.mark(key)
-        self._ready.mark(key)
 
     def _forget(self, key: bytes) -> None:
         sender = self._senders.pop(key, None)
@@ -527,27 +532,37 @@ class Mempool:
         following: list[tuple[int, int, bytes, int]] = []
         out: list[Transaction] = []
         size = gas = misses = 0
+        senders, failures, height = self._senders, self._failures, self._height
+        heappop, heappush = heapq.heappop, heapq.heappush
         while len(out) < max_txs and misses < _REAP_MISSES:
-            if following and (next_head is None or following[0][:2] < next_head[:2]):
-                _, _, key, nonce = heapq.heappop(following)
+            # (seq is unique to an entry, so the two keys' order is that of their (-price, seq) prefixes)
+            if following and (next_head is None or following[0] < next_head):
+                _, _, key, nonce = heappop(following)
+                sender = senders[key]
             elif next_head is not None:
                 key, next_head = next_head[2], next(heads, None)
-                nonce = self._senders[key].nonce
+                sender = senders[key]
+                nonce = sender.nonce
             else:
                 break
-            entry = self._senders[key].txs[nonce]
-            if self.is_backed_off(entry.tx_hash) or (may_propose is not None and not may_propose(entry.tx_hash)):
-                continue  # this sender's later nonces cannot go without it
-            if size + entry.size > max_bytes or gas + entry.tx.gas_limit > max_gas:
+            entry = sender.txs[nonce]
+            tx_hash = entry.tx_hash
+            if failures and (failure := failures.get(bytes(tx_hash))) is not None and failure.backoff_until > height:
+                continue  # backed off: this sender's later nonces cannot go without it
+            if may_propose is not None and not may_propose(tx_hash):
+                continue  # held by the proposer's policy: likewise
+            tx = entry.tx
+            entry_size, entry_gas = entry.size, tx.gas_limit
+            if size + entry_size > max_bytes or gas + entry_gas > max_gas:
                 misses += 1
                 continue
             misses = 0
-            out.append(entry.tx)
-            size += entry.size
-            gas += entry.tx.gas_limit
-            after = self._senders[key].txs.get(nonce + 1)
+            out.append(tx)
+            size += entry_size
+            gas += entry_gas
+            after = sender.txs.get(nonce + 1)
             if after is not None:
-                heapq.heappush(following, (-after.price, after.seq, key, nonce + 1))
+                heappush(following, (-after.price, after.seq, key, nonce + 1))
         return out
 
     # ---------------------------------------------------------------- after a block
@@ -559,41 +574,46 @@ class Mempool:
         with its fee (the kept run stays valid, one nonce on), and each sender's index keys are recomputed
         once, after the whole block (was: twice per transaction, each walking the sender's run again)."""
         self._height = max(self._height, int(height))
+        by_hash, senders, touched = self._by_hash, self._senders, self._touched
         changed: dict[bytes, _Sender] = {}
         for tx in committed:
-            key = bytes(tx.sender_address)
-            sender = self._senders.get(key)
+            entry = by_hash.pop(tx.hash, None)
+            key = entry.sender if entry is not None else bytes(tx.sender_address)
+            sender = senders.get(key)
             if sender is None:
-                entry = self._by_hash.get(bytes(tx.hash))
                 if entry is not None:  # not expected: every pending transaction's sender is known
-                    self._remove(entry, RemovalReason.COMMITTED)
+                    self._bytes -= entry.size
+                    self._notify_removed(entry, RemovalReason.COMMITTED)
                 continue
-            entry = self._by_hash.pop(bytes(tx.hash), None)
-            self._touched.add(key)
+            touched.add(key)
             changed[key] = sender
+            nonce = tx.nonce
             head_left = False
             if entry is not None:
-                nonce = entry.tx.nonce
                 self._bytes -= entry.size
                 sender.txs.pop(nonce, None)
                 if nonce == sender.nonce and sender.run_valid and sender.run_base == nonce < sender.ready_end:
-                    sender.ready_fees -= entry.tx.fee  # the run's head leaves it: [nonce + 1, ready_end)
+                    sender.ready_fees -= tx.fee  # the run's head leaves it: [nonce + 1, ready_end)
                     head_left = True
                 elif nonce < sender.ready_end:
                     sender.run_valid = False  # a hole in the run
                 self._notify_removed(entry, RemovalReason.COMMITTED)
-            if tx.nonce + 1 > sender.nonce:
-                sender.nonce = tx.nonce + 1
+            if nonce >= sender.nonce:
+                sender.nonce = nonce + 1
                 sender.balance = max(0, sender.balance - tx.fee)
                 if head_left:
                     sender.run_base = sender.nonce
+        kept = []
         for key, sender in changed.items():
-            if self._senders.get(key) is not sender:
+            if senders.get(key) is not sender:
                 continue
             if sender.txs:
-                self._touch(key, sender)
+                self._rerun(sender)
+                kept.append(key)
             else:
                 self._forget(key)
+        self._evict.mark_many(kept)
+        self._ready.mark_many(kept)
 
     def drop_inferences(self, model_ids: Collection[bytes]) -> int:
         """Drop the pending inferences on `model_ids` (retired by the block just committed, vm/retire.py: they
