@@ -34,7 +34,10 @@ aged out. Only a transaction's sender loses balance or nonce by it (the VM debit
 re-reads only the senders of the blocks committed since the last one; every `FULL_RECHECK_HEIGHTS` heights, and
 whenever a pending transaction may have reached its TTL, it re-reads every sender (what a block changes for
 all: the chain's parameters). A sender's balance that grew meanwhile (a transfer to it) is read again when the
-mempool's copy would refuse its transaction.
+mempool's copy would refuse its transaction. Between full rechecks none can have expired and only the balance
+can change a verdict (the fees add up along the nonces), so a sender whose pending transactions are one ready
+run that its balance pays has only its first one put to the VM's rule (was: every one, ~8 per committed
+transaction in the devnet's shape); else every one is, as in a full recheck.
 
 Disagreement (docs/design.md §2.6): when this node's validation of a block fails on a transaction, the
 transaction is backed off (skipped in our proposals for 2^k heights); after failures under three distinct
