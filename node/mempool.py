@@ -317,7 +317,7 @@ class Mempool:
         known = self._senders.get(sender_key)
         sender = known if known is not None else self._new_sender(sender_addr, account)
         entered = self._height if added_height is None else min(int(added_height), self._height)
-        result = self._add(tx, tx_hash, key, sender_addr, sender_key, known, sender, size, signature_checked,
+        result = self._add(tx, tx_hash, key, sender_key, known, sender, size, signature_checked,
                            from_client, entered)
         if result.accepted or known is None or not result.reason.startswith("balance"):
             return result
@@ -328,23 +328,24 @@ class Mempool:
             return result
         sender.balance = int(fresh.balance)
         self._touch(sender_key, sender)
-        return self._add(tx, tx_hash, key, sender_addr, sender_key, known, sender, size, signature_checked,
+        return self._add(tx, tx_hash, key, sender_key, known, sender, size, signature_checked,
                          from_client, entered)
 
-    def _add(self, tx: Transaction, tx_hash: Hash32, key: bytes, sender_addr: Address, sender_key: bytes,
-             known: _Sender | None, sender: _Sender, size: int | None, signature_checked: bool,
-             from_client: bool, entered: int) -> AddResult:
-        if tx.nonce < sender.nonce:
-            return AddResult(tx_hash, False, f"nonce {tx.nonce} already used (account nonce is {sender.nonce})")
-        if tx.nonce > sender.nonce + self.config.max_nonce_gap:
+    def _add(self, tx: Transaction, tx_hash: Hash32, key: bytes, sender_key: bytes, known: _Sender | None,
+             sender: _Sender, size: int | None, signature_checked: bool, from_client: bool,
+             entered: int) -> AddResult:
+        nonce, first, config = tx.nonce, sender.nonce, self.config
+        if nonce < first:
+            return AddResult(tx_hash, False, f"nonce {nonce} already used (account nonce is {first})")
+        if nonce > first + config.max_nonce_gap:
             return AddResult(tx_hash, False,
-                             f"nonce {tx.nonce} is too far ahead of the account nonce {sender.nonce}, {RETRY_LATER}")
+                             f"nonce {nonce} is too far ahead of the account nonce {first}, {RETRY_LATER}")
         # The VM's rules, as if the sender's pending predecessors were included first.
-        if tx.nonce == sender.ready_end and sender.run_valid and sender.run_base == sender.nonce:
+        if nonce == sender.ready_end and sender.run_valid and sender.run_base == first:
             fees_before = sender.ready_fees  # the common case: the next nonce of a ready run
         else:
-            fees_before = sum(e.tx.fee for n, e in sender.txs.items() if sender.nonce <= n < tx.nonce)
-        projected = _projected(sender.balance - fees_before, tx.nonce)
+            fees_before = sum(e.tx.fee for n, e in sender.txs.items() if first <= n < nonce)
+        projected = _projected(sender.balance - fees_before, nonce)
         reason = self._state.check_tx(tx, projected)
         if reason is not None:
             if fees_before and reason.startswith("balance"):
@@ -357,32 +358,33 @@ class Mempool:
             return AddResult(tx_hash, False, "invalid signature")
         entry = _Entry(tx, tx_hash, sender_key, size if size is not None else len(tx.encode()), entered,
                        self._next_seq())
-        replaced = sender.txs.get(tx.nonce)
+        txs = sender.txs
+        replaced = txs.get(nonce)
         if replaced is not None:
             old = replaced.tx
-            if tx.fee * old.gas_limit * 100 < old.fee * tx.gas_limit * (100 + self.config.replace_bump_percent):
+            if tx.fee * old.gas_limit * 100 < old.fee * tx.gas_limit * (100 + config.replace_bump_percent):
                 return AddResult(tx_hash, False,
-                                 f"nonce {tx.nonce} already pending; a replacement must raise the fee per gas "
-                                 f"by {self.config.replace_bump_percent}%")
+                                 f"nonce {nonce} already pending; a replacement must raise the fee per gas "
+                                 f"by {config.replace_bump_percent}%")
         else:
-            if len(sender.txs) >= self.config.max_txs_per_sender:
+            if len(txs) >= config.max_txs_per_sender:
                 return AddResult(tx_hash, False,
-                                 f"sender has {len(sender.txs)} pending transactions (the limit), {RETRY_LATER}")
-            if tx.nonce > sender.ready_end and sender.gapped >= self.config.max_gapped_per_sender:
+                                 f"sender has {len(txs)} pending transactions (the limit), {RETRY_LATER}")
+            if nonce > sender.ready_end and sender.gapped >= config.max_gapped_per_sender:
                 return AddResult(tx_hash, False, f"sender has {sender.gapped} transactions waiting behind a nonce "
                                                  f"gap (the limit), {RETRY_LATER}")
-        if entry.size > self.config.max_bytes:
+        max_txs, max_bytes = config.max_txs, config.max_bytes
+        if entry.size > max_bytes:
             return AddResult(tx_hash, False, "transaction larger than the mempool")
-        ready = sender.nonce <= tx.nonce <= sender.ready_end
+        ready = first <= nonce <= sender.ready_end
         freed = replaced.size if replaced is not None else 0
         count, size = (0 if replaced is not None else 1), entry.size - freed
-        max_txs, max_bytes = self.config.max_txs, self.config.max_bytes
-        if from_client and (len(self._by_hash) + count > max_txs * CLIENT_SHARE
-                            or self._bytes + size > max_bytes * CLIENT_SHARE):
+        held, held_bytes = len(self._by_hash), self._bytes
+        if from_client and (held + count > max_txs * CLIENT_SHARE or held_bytes + size > max_bytes * CLIENT_SHARE):
             # Past its share a client's transaction only takes the place of cheaper ones: no net growth.
-            max_txs, max_bytes = min(max_txs, len(self._by_hash)), min(max_bytes, self._bytes)
+            max_txs, max_bytes = min(max_txs, held), min(max_bytes, held_bytes)
         victims: list[_Entry] = []
-        if len(self._by_hash) + count > max_txs or self._bytes + size > max_bytes:  # else none needed
+        if held + count > max_txs or held_bytes + size > max_bytes:  # else none needed
             found = self._victims(entry, ready, count=count, size=size, max_txs=max_txs, max_bytes=max_bytes)
             if found is None:
                 return AddResult(tx_hash, False, MEMPOOL_FULL)
@@ -393,7 +395,7 @@ class Mempool:
             self._remove(replaced, RemovalReason.REPLACED)
         for victim in victims:
             self._remove(victim, RemovalReason.EVICTED)
-        sender.txs[tx.nonce] = entry
+        txs[nonce] = entry
         self._by_hash[key] = entry
         self._bytes += entry.size
         if (due := entered + self._expiry_after) < self._expiry_due:
