@@ -34,16 +34,16 @@ from sortedcontainers import SortedList
 
 from core.tensor import DType, Tensor
 from core.tx import Transaction
-from core.types import Address, Amount, Gas, Hash32, Nonce
+from core.types import Address, Amount, Gas, Hash32, Nonce, PublicKeyBytes
 from core.votes import ZERO_SIGNATURE
 from node import gctune
 from node.config import MempoolSection
-from node.mempool import FULL_RECHECK_HEIGHTS, Mempool
+from node.mempool import FULL_RECHECK_HEIGHTS, MEMPOOL_FULL, Mempool
 from tools.genesis import make_genesis
 from vm.execute import account_inclusion_error, admission_error
 from vm.genesis import parse_params
 from vm.state import Account
-from vm.txs import KIND_OF, Infer, Transfer
+from vm.txs import KIND_OF, Infer, Transfer, decoded_payload
 
 CHAIN = "bench-mempool"
 VM_PARAMS = parse_params(make_genesis(1, chain_id=CHAIN)).vm.replace(min_gas_price=Amount(1))
@@ -83,7 +83,7 @@ INFER_GAS = 261_365  # the devnet's safe quote for digits_int8
 
 
 def make_tx(sender: int, nonce: int, fee: int, *, infer: bool = False) -> Transaction:
-    public_key = hashlib.sha256(b"sender %d" % sender).digest()
+    public_key = PublicKeyBytes(hashlib.sha256(b"sender %d" % sender).digest())
     kind, payload, gas = (KIND_OF[Infer], _INFER, INFER_GAS) if infer else (KIND_OF[Transfer], _PAYLOAD, 1000)
     tx = Transaction(CHAIN, public_key, Nonce(nonce), Gas(gas), Amount(fee * gas // 1000), kind, payload,
                      ZERO_SIGNATURE)
@@ -151,6 +151,30 @@ def steady(senders: int, depth: int, blocks: int, block: int, *, infer: bool = F
             "recheck": recheck_s / committed}
 
 
+def refused(senders: int, depth: int, rounds: int) -> float:
+    """The inference devnet's pool past its client share: one fee everywhere, every tail ready, so a client's
+    add finds nothing to evict and is refused (`mempool full, retry later`; the client sends it again). Each
+    round takes three gossiped transactions (the pool is under its count) and refuses one client's: CPU
+    seconds per refused add, payloads decoded beforehand (the mempool's own work)."""
+    mp = Mempool(CHAIN, RichState(), MempoolSection(max_txs=2 * senders * depth, max_txs_per_sender=4 * depth))
+    for n in range(depth):
+        for s in range(senders):
+            mp.add(make_tx(s, n, 5000, infer=True), signature_checked=True)
+    gossip = [make_tx(s % senders, depth + s // senders, 5000, infer=True) for s in range(3 * rounds)]
+    client = [make_tx(senders + i, 0, 5000, infer=True) for i in range(rounds)]
+    for tx in (*gossip, *client):
+        decoded_payload(tx)
+    spent = 0.0
+    for i in range(rounds):
+        for tx in gossip[3 * i:3 * i + 3]:
+            assert mp.add(tx, signature_checked=True).added
+        start = time.process_time()
+        result = mp.add(client[i], signature_checked=True, from_client=True)
+        spent += time.process_time() - start
+        assert result.reason == MEMPOOL_FULL, result
+    return spent / rounds
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--senders", type=int, default=20_000)
@@ -165,6 +189,8 @@ def main() -> None:
     gctune.apply(gctune.get_setting())  # the node's collector thresholds: its young collections are rarer
     if not args.only_steady:
         pools(args)
+    print(f"refused client add, pool past its client share (4,000 senders ~5 deep, one fee, 3 gossiped adds "
+          f"between): {refused(4000, 5, 2000) * 1e6:6.2f} us (CPU)")
     for name, senders, depth, block, infer in (
             (f"{args.deep_senders} senders ~{args.deep_per_sender} deep, transfers", args.deep_senders,
              args.deep_per_sender, args.block, False),

@@ -84,6 +84,8 @@ def is_retryable(reason: str) -> bool:
     return reason.endswith(RETRY_LATER)
 _MAX_BACKOFF_HEIGHTS = 64
 _FAILURE_MEMORY = 10_000
+# The price heap is rebuilt when it holds more than this many prices per pending one (plus a floor).
+_STALE_PRICES = 2
 # `reap` stops after this many candidates in a row that do not fit the block's budgets.
 _REAP_MISSES = 256
 # The event loop gets a turn every this many adds of a batch, and every few milliseconds of a recheck.
@@ -220,6 +222,13 @@ class Mempool:
         self._ready: LazyIndex[_ReadyKey] = LazyIndex(self._ready_key_of, heap=False)
         self._bytes = 0
         self._seq = 0
+        # For a refusal without reading the eviction index (`_victims`): the pending entries' prices with their
+        # counts and a heap of them (a price no longer counted is dropped when it reaches the top), and the
+        # senders whose pending nonces are not exactly their ready run (a gapped or stale one: a tail that may
+        # be gapped). While that set is empty every tail is ready and pays at least the lowest price.
+        self._prices: dict[int, int] = {}
+        self._price_heap: list[int] = []
+        self._irregular: set[bytes] = set()
         self._height = 0
         self._failures: dict[bytes, _Failure] = {}
         self._listeners: list[RemovalListener] = []
@@ -398,6 +407,10 @@ class Mempool:
         txs[nonce] = entry
         self._by_hash[key] = entry
         self._bytes += entry.size
+        price = entry.price
+        if (priced := self._prices.get(price, 0)) == 0:
+            heapq.heappush(self._price_heap, price)
+        self._prices[price] = priced + 1
         if (due := entered + self._expiry_after) < self._expiry_due:
             self._expiry_due = due
         self._touch(sender_key, sender)
@@ -433,6 +446,8 @@ class Mempool:
         if need_count <= 0 and need_bytes <= 0:
             return []
         bound = (1 if ready else 0, entry.price)  # keys below it may be evicted for `entry`
+        if not self._irregular and (not ready or self._lowest_price() >= entry.price):
+            return None  # every tail is ready and pays at least `entry`'s price: no key below `bound`
         index = self._evict
         index.flush()
         try:
@@ -498,13 +513,13 @@ class Mempool:
     def _touch(self, key: bytes, sender: _Sender) -> None:
         """Recompute `sender`'s ready run after any change to it, and mark its keys in both indexes for
         recomputing when they are next read (node.lazyindex)."""
-        self._rerun(sender)
+        self._rerun(key, sender)
         self._evict.mark(key)
         self._ready.mark(key)
 
-    @staticmethod
-    def _rerun(sender: _Sender) -> None:
-        """Recompute `sender`'s ready run (extended from its end when only additions came since)."""
+    def _rerun(self, key: bytes, sender: _Sender) -> None:
+        """Recompute `sender`'s ready run (extended from its end when only additions came since), and whether
+        its pending nonces are exactly that run."""
         txs = sender.txs
         if sender.run_valid and sender.run_base == sender.nonce:
             end, fees = sender.ready_end, sender.ready_fees  # only additions since: extend the run
@@ -515,6 +530,10 @@ class Mempool:
             end += 1
         sender.ready_end, sender.ready_fees = end, fees
         sender.run_base, sender.run_valid = sender.nonce, True
+        if len(txs) == end - sender.nonce:
+            self._irregular.discard(key)
+        else:
+            self._irregular.add(key)
 
     def _forget(self, key: bytes) -> None:
         sender = self._senders.pop(key, None)
@@ -523,6 +542,7 @@ class Mempool:
             sender.run_valid = False
             self._evict.forget(key)
             self._ready.forget(key)
+        self._irregular.discard(key)
 
     # ---------------------------------------------------------------- proposal
 
@@ -588,6 +608,7 @@ class Mempool:
             if sender is None:
                 if entry is not None:  # not expected: every pending transaction's sender is known
                     self._bytes -= entry.size
+                    self._unprice(entry.price)
                     self._notify_removed(entry, RemovalReason.COMMITTED)
                 continue
             touched.add(key)
@@ -596,6 +617,7 @@ class Mempool:
             head_left = False
             if entry is not None:
                 self._bytes -= entry.size
+                self._unprice(entry.price)
                 sender.txs.pop(nonce, None)
                 if nonce == sender.nonce and sender.run_valid and sender.run_base == nonce < sender.ready_end:
                     sender.ready_fees -= tx.fee  # the run's head leaves it: [nonce + 1, ready_end)
@@ -613,7 +635,7 @@ class Mempool:
             if senders.get(key) is not sender:
                 continue
             if sender.txs:
-                self._rerun(sender)
+                self._rerun(key, sender)
                 kept.append(key)
             else:
                 self._forget(key)
@@ -700,6 +722,24 @@ class Mempool:
                 if index.marked:
                     await trio.lowlevel.checkpoint()
 
+    def _unprice(self, price: int) -> None:
+        """A pending entry paying `price` left."""
+        left = self._prices[price] - 1
+        if left:
+            self._prices[price] = left
+        else:
+            del self._prices[price]
+
+    def _lowest_price(self) -> float:
+        """The lowest price a pending entry pays (inf: none pending)."""
+        heap, prices = self._price_heap, self._prices
+        if len(heap) > _STALE_PRICES * len(prices) + 64:
+            heap[:] = prices
+            heapq.heapify(heap)
+        while heap and heap[0] not in prices:
+            heapq.heappop(heap)
+        return heap[0] if heap else math.inf
+
     def _near_full(self) -> bool:
         """Whether the pool holds at least NEAR_FULL of the client share of its count or bytes (a client's add
         past that share already looks for victims)."""
@@ -743,6 +783,7 @@ class Mempool:
         if self._by_hash.pop(key, None) is None:
             return
         self._bytes -= entry.size
+        self._unprice(entry.price)
         sender_key = bytes(entry.sender)
         sender = self._senders.get(sender_key)
         if sender is not None:

@@ -3,7 +3,9 @@ block, and the disagreement back-off of docs/design.md §2.6."""
 
 from __future__ import annotations
 
+import math
 import random
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -535,6 +537,12 @@ def _check_indexes(mp: Mempool) -> None:
     assert mp._evict.consistent() and mp._ready.consistent()
     assert len(mp) == sum(len(s.txs) for s in mp._senders.values())
     assert mp.size_bytes == sum(e.size for s in mp._senders.values() for e in s.txs.values())
+    # What an add into a full pool reads before the eviction index: the prices pending, their lowest, and
+    # the senders whose pending nonces are not exactly their ready run.
+    prices = Counter(e.price for s in mp._senders.values() for e in s.txs.values())
+    assert mp._prices == prices
+    assert mp._lowest_price() == (min(prices) if prices else math.inf)
+    assert mp._irregular == {key for key, s in mp._senders.items() if len(s.txs) != s.ready_end - s.nonce}
 
 
 @pytest.mark.parametrize("seed", range(6))
