@@ -25,7 +25,8 @@ transaction (its head). They are kept lazily (node.lazyindex): an add or a commi
 insertion), and the marked senders' keys are recomputed when the index is read (the eviction index when the
 mempool is full, the proposal index by `reap`, once per proposal) or by the recheck after each block (off the
 consensus path, in slices). So an add costs O(1) plus the sender's ready run extended, an eviction O(senders
-marked since + victims x log senders) on a heap whose old keys are skipped when they reach its top, and `reap`
+marked since + victims x log senders) on a heap whose old keys are skipped when they reach its top (none, when
+every tail is ready and pays at least the newcomer: `_victims` refuses from a count of prices), and `reap`
 O(senders marked since + senders with a ready head) to re-sort the kept order with the changed keys, plus
 O(txs reaped x log senders).
 
