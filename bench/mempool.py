@@ -12,6 +12,8 @@ and per committed transaction for the update and the recheck.
                             [--deep-per-sender 64] [--blocks 20] [--block 2000]
 
 Every figure is process CPU time (`time.process_time`), so a loaded machine inflates it less than wall time.
+The garbage collector runs with the node's thresholds (node.gctune; `INFERCHAIN_GC=python` for the
+interpreter's): with the interpreter's, where its collections land moves an add's figure by ~2x.
 
 The state is a table (every account rich, nonce 0) behind the VM's real admission rule; signatures are
 marked checked (a gossiped batch's case), so the figures are the mempool's own work. Before the indexes
@@ -30,16 +32,18 @@ from dataclasses import dataclass, field
 import trio
 from sortedcontainers import SortedList
 
+from core.tensor import DType, Tensor
 from core.tx import Transaction
-from core.types import Address, Amount, Gas, Nonce
+from core.types import Address, Amount, Gas, Hash32, Nonce, PublicKeyBytes
 from core.votes import ZERO_SIGNATURE
+from node import gctune
 from node.config import MempoolSection
-from node.mempool import FULL_RECHECK_HEIGHTS, Mempool
+from node.mempool import FULL_RECHECK_HEIGHTS, MEMPOOL_FULL, Mempool
 from tools.genesis import make_genesis
 from vm.execute import account_inclusion_error, admission_error
 from vm.genesis import parse_params
 from vm.state import Account
-from vm.txs import KIND_OF, Transfer
+from vm.txs import KIND_OF, Infer, Transfer, decoded_payload
 
 CHAIN = "bench-mempool"
 VM_PARAMS = parse_params(make_genesis(1, chain_id=CHAIN)).vm.replace(min_gas_price=Amount(1))
@@ -73,12 +77,17 @@ class TableState(RichState):
 
 
 _PAYLOAD = Transfer(Address(b"\x42" * 20), Amount(1)).encode()
+# A tiny exact-class inference as the inference devnet sends it (digits_int8: uint8[1,64] in).
+_INFER = Infer(Hash32(b"\x07" * 32), (Tensor(DType.UINT8, (1, 64), bytes(range(64))),), Amount(0)).encode()
+INFER_GAS = 261_365  # the devnet's safe quote for digits_int8
 
 
-def make_tx(sender: int, nonce: int, fee: int) -> Transaction:
-    public_key = hashlib.sha256(b"sender %d" % sender).digest()
-    tx = Transaction(CHAIN, public_key, Nonce(nonce), Gas(1000), Amount(fee), KIND_OF[Transfer], _PAYLOAD,
+def make_tx(sender: int, nonce: int, fee: int, *, infer: bool = False) -> Transaction:
+    public_key = PublicKeyBytes(hashlib.sha256(b"sender %d" % sender).digest())
+    kind, payload, gas = (KIND_OF[Infer], _INFER, INFER_GAS) if infer else (KIND_OF[Transfer], _PAYLOAD, 1000)
+    tx = Transaction(CHAIN, public_key, Nonce(nonce), Gas(gas), Amount(fee * gas // 1000), kind, payload,
                      ZERO_SIGNATURE)
+    tx = Transaction.decode(tx.encode())  # as a node holds it: decoded, its encoding kept
     tx.hash  # noqa: B018 - computed once, outside the timed part
     return tx
 
@@ -95,9 +104,10 @@ def sorted_floor(n: int, rounds: int) -> float:
     return (time.process_time() - start) / rounds
 
 
-def steady(senders: int, depth: int, blocks: int, block: int) -> dict[str, float]:
+def steady(senders: int, depth: int, blocks: int, block: int, *, infer: bool = False) -> dict[str, float]:
     """The devnet's shape: CPU seconds per add, per reap, and per committed transaction for update and
-    recheck, over `blocks` rounds of reap, commit, recheck and refill."""
+    recheck, over `blocks` rounds of reap, commit, recheck and refill (`infer`: tiny inferences, else
+    transfers)."""
     state = TableState()
     mp = Mempool(CHAIN, state, MempoolSection(max_txs=4 * senders * depth, max_txs_per_sender=4 * depth))
     next_nonce = [0] * senders
@@ -108,7 +118,7 @@ def steady(senders: int, depth: int, blocks: int, block: int) -> dict[str, float
         """One transaction at the next nonce of each sender in `who`."""
         out = []
         for s in who:
-            out.append(make_tx(s, next_nonce[s], 5000))  # one fee, as the devnet's driver sends
+            out.append(make_tx(s, next_nonce[s], 5000, infer=infer))  # one fee, as the devnet's driver sends
             next_nonce[s] += 1
         return out
 
@@ -141,6 +151,30 @@ def steady(senders: int, depth: int, blocks: int, block: int) -> dict[str, float
             "recheck": recheck_s / committed}
 
 
+def refused(senders: int, depth: int, rounds: int) -> float:
+    """The inference devnet's pool past its client share: one fee everywhere, every tail ready, so a client's
+    add finds nothing to evict and is refused (`mempool full, retry later`; the client sends it again). Each
+    round takes three gossiped transactions (the pool is under its count) and refuses one client's: CPU
+    seconds per refused add, payloads decoded beforehand (the mempool's own work)."""
+    mp = Mempool(CHAIN, RichState(), MempoolSection(max_txs=2 * senders * depth, max_txs_per_sender=4 * depth))
+    for n in range(depth):
+        for s in range(senders):
+            mp.add(make_tx(s, n, 5000, infer=True), signature_checked=True)
+    gossip = [make_tx(s % senders, depth + s // senders, 5000, infer=True) for s in range(3 * rounds)]
+    client = [make_tx(senders + i, 0, 5000, infer=True) for i in range(rounds)]
+    for tx in (*gossip, *client):
+        decoded_payload(tx)
+    spent = 0.0
+    for i in range(rounds):
+        for tx in gossip[3 * i:3 * i + 3]:
+            assert mp.add(tx, signature_checked=True).added
+        start = time.process_time()
+        result = mp.add(client[i], signature_checked=True, from_client=True)
+        spent += time.process_time() - start
+        assert result.reason == MEMPOOL_FULL, result
+    return spent / rounds
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--senders", type=int, default=20_000)
@@ -150,7 +184,27 @@ def main() -> None:
     parser.add_argument("--deep-per-sender", type=int, default=64)
     parser.add_argument("--blocks", type=int, default=20)
     parser.add_argument("--block", type=int, default=2000)
+    parser.add_argument("--only-steady", action="store_true", help="the steady-state runs alone")
     args = parser.parse_args()
+    gctune.apply(gctune.get_setting())  # the node's collector thresholds: its young collections are rarer
+    if not args.only_steady:
+        pools(args)
+    print(f"refused client add, pool past its client share (4,000 senders ~5 deep, one fee, 3 gossiped adds "
+          f"between): {refused(4000, 5, 2000) * 1e6:6.2f} us (CPU)")
+    for name, senders, depth, block, infer in (
+            (f"{args.deep_senders} senders ~{args.deep_per_sender} deep, transfers", args.deep_senders,
+             args.deep_per_sender, args.block, False),
+            ("the inference devnet's: 4,000 senders ~5 deep, tiny inferences", 4000, 5, 2700, True),
+            ("the transfer devnet's: 4,000 senders ~2 deep, transfers", 4000, 2, 600, False)):
+        fig = steady(senders, depth, args.blocks, block, infer=infer)
+        print(f"steady state, {name}, {args.blocks} blocks of {block:,} (CPU)")
+        print(f"  add {fig['add'] * 1e6:6.2f} us   reap {fig['reap'] * 1e3:6.2f} ms per block   "
+              f"update {fig['update'] * 1e6:6.2f} us and recheck {fig['recheck'] * 1e6:6.2f} us per committed tx   "
+              f"sum per tx {(fig['add'] + fig['update'] + fig['recheck']) * 1e6 + fig['reap'] * 1e6 / block:6.2f} us")
+
+
+def pools(args: argparse.Namespace) -> None:
+    """The pool figures: filling, evicting adds, reap and recheck at `--senders`, the deep commit."""
     rng = random.Random(1)
     fill = [make_tx(s, n, rng.randrange(1000, 100_000)) for s in range(args.senders)
             for n in range(args.per_sender)]
@@ -232,12 +286,6 @@ def main() -> None:
           f"update {update_s * 1e6:6.1f} us per committed tx   ratio update / floor {update_s / floor:6.1f}")
     print(f"  floor: SortedList add+remove   {floor * 1e6:10.1f} us     ratio evicting add / floor "
           f"{evict_s / floor:6.1f}")
-    fig = steady(args.deep_senders, args.deep_per_sender, args.blocks, args.block)
-    print(f"steady state: {args.deep_senders} senders ~{args.deep_per_sender} deep, {args.blocks} blocks of "
-          f"{args.block:,} (CPU)")
-    print(f"  add {fig['add'] * 1e6:6.2f} us   reap {fig['reap'] * 1e3:6.2f} ms per block   "
-          f"update {fig['update'] * 1e6:6.2f} us and recheck {fig['recheck'] * 1e6:6.2f} us per committed tx   "
-          f"sum per tx {(fig['add'] + fig['update'] + fig['recheck']) * 1e6 + fig['reap'] * 1e6 / args.block:6.2f} us")
 
 
 if __name__ == "__main__":

@@ -49,6 +49,10 @@ class LazyIndex(Generic[_K]):
         """The owner's key may have changed."""
         self._marked.add(owner)
 
+    def mark_many(self, owners: Iterable[bytes]) -> None:
+        """`mark` each of `owners` (one set update)."""
+        self._marked.update(owners)
+
     def forget(self, owner: bytes) -> None:
         """The owner has no key any more (its heap entries turn stale)."""
         self._marked.discard(owner)

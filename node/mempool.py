@@ -25,7 +25,8 @@ transaction (its head). They are kept lazily (node.lazyindex): an add or a commi
 insertion), and the marked senders' keys are recomputed when the index is read (the eviction index when the
 mempool is full, the proposal index by `reap`, once per proposal) or by the recheck after each block (off the
 consensus path, in slices). So an add costs O(1) plus the sender's ready run extended, an eviction O(senders
-marked since + victims x log senders) on a heap whose old keys are skipped when they reach its top, and `reap`
+marked since + victims x log senders) on a heap whose old keys are skipped when they reach its top (none, when
+every tail is ready and pays at least the newcomer: `_victims` refuses from a count of prices), and `reap`
 O(senders marked since + senders with a ready head) to re-sort the kept order with the changed keys, plus
 O(txs reaped x log senders).
 
@@ -34,7 +35,10 @@ aged out. Only a transaction's sender loses balance or nonce by it (the VM debit
 re-reads only the senders of the blocks committed since the last one; every `FULL_RECHECK_HEIGHTS` heights, and
 whenever a pending transaction may have reached its TTL, it re-reads every sender (what a block changes for
 all: the chain's parameters). A sender's balance that grew meanwhile (a transfer to it) is read again when the
-mempool's copy would refuse its transaction.
+mempool's copy would refuse its transaction. Between full rechecks none can have expired and only the balance
+can change a verdict (the fees add up along the nonces), so a sender whose pending transactions are one ready
+run that its balance pays has only its first one put to the VM's rule (was: every one, ~8 per committed
+transaction in the devnet's shape); else every one is, as in a full recheck.
 
 Disagreement (docs/design.md §2.6): when this node's validation of a block fails on a transaction, the
 transaction is backed off (skipped in our proposals for 2^k heights); after failures under three distinct
@@ -81,6 +85,8 @@ def is_retryable(reason: str) -> bool:
     return reason.endswith(RETRY_LATER)
 _MAX_BACKOFF_HEIGHTS = 64
 _FAILURE_MEMORY = 10_000
+# The price heap is rebuilt when it holds more than this many prices per pending one (plus a floor).
+_STALE_PRICES = 2
 # `reap` stops after this many candidates in a row that do not fit the block's budgets.
 _REAP_MISSES = 256
 # The event loop gets a turn every this many adds of a batch, and every few milliseconds of a recheck.
@@ -95,6 +101,9 @@ FULL_RECHECK_HEIGHTS = 16
 # the total stays near this share and a peer's transactions, which its proposals will name, are not refused
 # for room here (a proposal whose transactions its validators refused is dropped: docs/performance-throughput.md, "Sustained load").
 CLIENT_SHARE = 0.5
+# The recheck brings the eviction index up to date only when the pool holds this share of CLIENT_SHARE (of its
+# count or bytes): below it no add is near to evicting, and the marks wait for the read that needs them.
+NEAR_FULL = 0.5
 
 
 class RemovalReason(enum.Enum):
@@ -139,20 +148,19 @@ class AddResult(NamedTuple):
     added: bool = False  # newly added (the caller gossips it)
 
 
-@dataclass(slots=True)
 class _Entry:
-    tx: Transaction
-    tx_hash: Hash32
-    sender: Address
-    size: int
-    added_height: int
-    seq: int
-    price: int = field(init=False)  # fee per gas, scaled by 2^128
+    """A pending transaction. `sender` is its sender's address as plain bytes (the senders' dict key)."""
 
-    def __post_init__(self) -> None:
-        # Exact order: fees and gas limits are below 2^64, so distinct fee/gas ratios differ by at least
-        # 2^-128 and their scaled floors differ. Integer keys compare ~20x faster than Fractions.
-        self.price = (self.tx.fee << 128) // self.tx.gas_limit
+    __slots__ = ("added_height", "price", "sender", "seq", "size", "tx", "tx_hash")
+
+    def __init__(self, tx: Transaction, tx_hash: Hash32, sender: bytes, size: int, added_height: int,
+                 seq: int) -> None:
+        self.tx, self.tx_hash, self.sender, self.size, self.added_height, self.seq = \
+            tx, tx_hash, sender, size, added_height, seq
+        # Fee per gas, scaled by 2^128. Exact order: fees and gas limits are below 2^64, so distinct fee/gas
+        # ratios differ by at least 2^-128 and their scaled floors differ. Integer keys compare ~20x faster
+        # than Fractions.
+        self.price = (tx.fee << 128) // tx.gas_limit
 
 
 _EvictKey = tuple[int, int, int, bytes]  # (ready?, price, -seq, sender): the lowest goes first
@@ -215,6 +223,13 @@ class Mempool:
         self._ready: LazyIndex[_ReadyKey] = LazyIndex(self._ready_key_of, heap=False)
         self._bytes = 0
         self._seq = 0
+        # For a refusal without reading the eviction index (`_victims`): the pending entries' prices with their
+        # counts and a heap of them (a price no longer counted is dropped when it reaches the top), and the
+        # senders whose pending nonces are not exactly their ready run (a gapped or stale one: a tail that may
+        # be gapped). While that set is empty every tail is ready and pays at least the lowest price.
+        self._prices: dict[int, int] = {}
+        self._price_heap: list[int] = []
+        self._irregular: set[bytes] = set()
         self._height = 0
         self._failures: dict[bytes, _Failure] = {}
         self._listeners: list[RemovalListener] = []
@@ -223,6 +238,7 @@ class Mempool:
         self._touched: set[bytes] = set()  # pending senders of the blocks committed since the last recheck
         self._full_at = 0  # the height of the last recheck of every sender
         self._expiry_due = math.inf  # no pending transaction can expire before this height (a lower bound)
+        self._expiry_after = self._ttl() + 1  # an entry may expire this many heights after it entered
         self.rechecked = 0  # senders re-read by rechecks (for tests and benches)
 
     # ---------------------------------------------------------------- inspection
@@ -311,7 +327,7 @@ class Mempool:
         known = self._senders.get(sender_key)
         sender = known if known is not None else self._new_sender(sender_addr, account)
         entered = self._height if added_height is None else min(int(added_height), self._height)
-        result = self._add(tx, tx_hash, key, sender_addr, sender_key, known, sender, size, signature_checked,
+        result = self._add(tx, tx_hash, key, sender_key, known, sender, size, signature_checked,
                            from_client, entered)
         if result.accepted or known is None or not result.reason.startswith("balance"):
             return result
@@ -322,23 +338,24 @@ class Mempool:
             return result
         sender.balance = int(fresh.balance)
         self._touch(sender_key, sender)
-        return self._add(tx, tx_hash, key, sender_addr, sender_key, known, sender, size, signature_checked,
+        return self._add(tx, tx_hash, key, sender_key, known, sender, size, signature_checked,
                          from_client, entered)
 
-    def _add(self, tx: Transaction, tx_hash: Hash32, key: bytes, sender_addr: Address, sender_key: bytes,
-             known: _Sender | None, sender: _Sender, size: int | None, signature_checked: bool,
-             from_client: bool, entered: int) -> AddResult:
-        if tx.nonce < sender.nonce:
-            return AddResult(tx_hash, False, f"nonce {tx.nonce} already used (account nonce is {sender.nonce})")
-        if tx.nonce > sender.nonce + self.config.max_nonce_gap:
+    def _add(self, tx: Transaction, tx_hash: Hash32, key: bytes, sender_key: bytes, known: _Sender | None,
+             sender: _Sender, size: int | None, signature_checked: bool, from_client: bool,
+             entered: int) -> AddResult:
+        nonce, first, config = tx.nonce, sender.nonce, self.config
+        if nonce < first:
+            return AddResult(tx_hash, False, f"nonce {nonce} already used (account nonce is {first})")
+        if nonce > first + config.max_nonce_gap:
             return AddResult(tx_hash, False,
-                             f"nonce {tx.nonce} is too far ahead of the account nonce {sender.nonce}, {RETRY_LATER}")
+                             f"nonce {nonce} is too far ahead of the account nonce {first}, {RETRY_LATER}")
         # The VM's rules, as if the sender's pending predecessors were included first.
-        if tx.nonce == sender.ready_end and sender.run_valid and sender.run_base == sender.nonce:
+        if nonce == sender.ready_end and sender.run_valid and sender.run_base == first:
             fees_before = sender.ready_fees  # the common case: the next nonce of a ready run
         else:
-            fees_before = sum(e.tx.fee for n, e in sender.txs.items() if sender.nonce <= n < tx.nonce)
-        projected = _projected(sender.balance - fees_before, tx.nonce)
+            fees_before = sum(e.tx.fee for n, e in sender.txs.items() if first <= n < nonce)
+        projected = _projected(sender.balance - fees_before, nonce)
         reason = self._state.check_tx(tx, projected)
         if reason is not None:
             if fees_before and reason.startswith("balance"):
@@ -349,34 +366,35 @@ class Mempool:
             self.sig_cache.mark_verified(tx_hash)
         elif not self.sig_cache.verify(tx, tx_hash):
             return AddResult(tx_hash, False, "invalid signature")
-        entry = _Entry(tx, tx_hash, sender_addr, size if size is not None else len(tx.encode()), entered,
+        entry = _Entry(tx, tx_hash, sender_key, size if size is not None else len(tx.encode()), entered,
                        self._next_seq())
-        replaced = sender.txs.get(tx.nonce)
+        txs = sender.txs
+        replaced = txs.get(nonce)
         if replaced is not None:
             old = replaced.tx
-            if tx.fee * old.gas_limit * 100 < old.fee * tx.gas_limit * (100 + self.config.replace_bump_percent):
+            if tx.fee * old.gas_limit * 100 < old.fee * tx.gas_limit * (100 + config.replace_bump_percent):
                 return AddResult(tx_hash, False,
-                                 f"nonce {tx.nonce} already pending; a replacement must raise the fee per gas "
-                                 f"by {self.config.replace_bump_percent}%")
+                                 f"nonce {nonce} already pending; a replacement must raise the fee per gas "
+                                 f"by {config.replace_bump_percent}%")
         else:
-            if len(sender.txs) >= self.config.max_txs_per_sender:
+            if len(txs) >= config.max_txs_per_sender:
                 return AddResult(tx_hash, False,
-                                 f"sender has {len(sender.txs)} pending transactions (the limit), {RETRY_LATER}")
-            if tx.nonce > sender.ready_end and sender.gapped >= self.config.max_gapped_per_sender:
+                                 f"sender has {len(txs)} pending transactions (the limit), {RETRY_LATER}")
+            if nonce > sender.ready_end and sender.gapped >= config.max_gapped_per_sender:
                 return AddResult(tx_hash, False, f"sender has {sender.gapped} transactions waiting behind a nonce "
                                                  f"gap (the limit), {RETRY_LATER}")
-        if entry.size > self.config.max_bytes:
+        max_txs, max_bytes = config.max_txs, config.max_bytes
+        if entry.size > max_bytes:
             return AddResult(tx_hash, False, "transaction larger than the mempool")
-        ready = sender.nonce <= tx.nonce <= sender.ready_end
+        ready = first <= nonce <= sender.ready_end
         freed = replaced.size if replaced is not None else 0
         count, size = (0 if replaced is not None else 1), entry.size - freed
-        max_txs, max_bytes = self.config.max_txs, self.config.max_bytes
-        if from_client and (len(self._by_hash) + count > max_txs * CLIENT_SHARE
-                            or self._bytes + size > max_bytes * CLIENT_SHARE):
+        held, held_bytes = len(self._by_hash), self._bytes
+        if from_client and (held + count > max_txs * CLIENT_SHARE or held_bytes + size > max_bytes * CLIENT_SHARE):
             # Past its share a client's transaction only takes the place of cheaper ones: no net growth.
-            max_txs, max_bytes = min(max_txs, len(self._by_hash)), min(max_bytes, self._bytes)
+            max_txs, max_bytes = min(max_txs, held), min(max_bytes, held_bytes)
         victims: list[_Entry] = []
-        if len(self._by_hash) + count > max_txs or self._bytes + size > max_bytes:  # else none needed
+        if held + count > max_txs or held_bytes + size > max_bytes:  # else none needed
             found = self._victims(entry, ready, count=count, size=size, max_txs=max_txs, max_bytes=max_bytes)
             if found is None:
                 return AddResult(tx_hash, False, MEMPOOL_FULL)
@@ -387,10 +405,14 @@ class Mempool:
             self._remove(replaced, RemovalReason.REPLACED)
         for victim in victims:
             self._remove(victim, RemovalReason.EVICTED)
-        sender.txs[tx.nonce] = entry
+        txs[nonce] = entry
         self._by_hash[key] = entry
         self._bytes += entry.size
-        if (due := entered + self._ttl() + 1) < self._expiry_due:
+        price = entry.price
+        if (priced := self._prices.get(price, 0)) == 0:
+            heapq.heappush(self._price_heap, price)
+        self._prices[price] = priced + 1
+        if (due := entered + self._expiry_after) < self._expiry_due:
             self._expiry_due = due
         self._touch(sender_key, sender)
         if len(self._by_hash) == 1:
@@ -425,6 +447,8 @@ class Mempool:
         if need_count <= 0 and need_bytes <= 0:
             return []
         bound = (1 if ready else 0, entry.price)  # keys below it may be evicted for `entry`
+        if not self._irregular and (not ready or self._lowest_price() >= entry.price):
+            return None  # every tail is ready and pays at least `entry`'s price: no key below `bound`
         index = self._evict
         index.flush()
         try:
@@ -490,6 +514,13 @@ class Mempool:
     def _touch(self, key: bytes, sender: _Sender) -> None:
         """Recompute `sender`'s ready run after any change to it, and mark its keys in both indexes for
         recomputing when they are next read (node.lazyindex)."""
+        self._rerun(key, sender)
+        self._evict.mark(key)
+        self._ready.mark(key)
+
+    def _rerun(self, key: bytes, sender: _Sender) -> None:
+        """Recompute `sender`'s ready run (extended from its end when only additions came since), and whether
+        its pending nonces are exactly that run."""
         txs = sender.txs
         if sender.run_valid and sender.run_base == sender.nonce:
             end, fees = sender.ready_end, sender.ready_fees  # only additions since: extend the run
@@ -500,8 +531,10 @@ class Mempool:
             end += 1
         sender.ready_end, sender.ready_fees = end, fees
         sender.run_base, sender.run_valid = sender.nonce, True
-        self._evict.mark(key)
-        self._ready.mark(key)
+        if len(txs) == end - sender.nonce:
+            self._irregular.discard(key)
+        else:
+            self._irregular.add(key)
 
     def _forget(self, key: bytes) -> None:
         sender = self._senders.pop(key, None)
@@ -510,6 +543,7 @@ class Mempool:
             sender.run_valid = False
             self._evict.forget(key)
             self._ready.forget(key)
+        self._irregular.discard(key)
 
     # ---------------------------------------------------------------- proposal
 
@@ -524,27 +558,37 @@ class Mempool:
         following: list[tuple[int, int, bytes, int]] = []
         out: list[Transaction] = []
         size = gas = misses = 0
+        senders, failures, height = self._senders, self._failures, self._height
+        heappop, heappush = heapq.heappop, heapq.heappush
         while len(out) < max_txs and misses < _REAP_MISSES:
-            if following and (next_head is None or following[0][:2] < next_head[:2]):
-                _, _, key, nonce = heapq.heappop(following)
+            # (seq is unique to an entry, so the two keys' order is that of their (-price, seq) prefixes)
+            if following and (next_head is None or following[0] < next_head):
+                _, _, key, nonce = heappop(following)
+                sender = senders[key]
             elif next_head is not None:
                 key, next_head = next_head[2], next(heads, None)
-                nonce = self._senders[key].nonce
+                sender = senders[key]
+                nonce = sender.nonce
             else:
                 break
-            entry = self._senders[key].txs[nonce]
-            if self.is_backed_off(entry.tx_hash) or (may_propose is not None and not may_propose(entry.tx_hash)):
-                continue  # this sender's later nonces cannot go without it
-            if size + entry.size > max_bytes or gas + entry.tx.gas_limit > max_gas:
+            entry = sender.txs[nonce]
+            tx_hash = entry.tx_hash
+            if failures and (failure := failures.get(bytes(tx_hash))) is not None and failure.backoff_until > height:
+                continue  # backed off: this sender's later nonces cannot go without it
+            if may_propose is not None and not may_propose(tx_hash):
+                continue  # held by the proposer's policy: likewise
+            tx = entry.tx
+            entry_size, entry_gas = entry.size, tx.gas_limit
+            if size + entry_size > max_bytes or gas + entry_gas > max_gas:
                 misses += 1
                 continue
             misses = 0
-            out.append(entry.tx)
-            size += entry.size
-            gas += entry.tx.gas_limit
-            after = self._senders[key].txs.get(nonce + 1)
+            out.append(tx)
+            size += entry_size
+            gas += entry_gas
+            after = sender.txs.get(nonce + 1)
             if after is not None:
-                heapq.heappush(following, (-after.price, after.seq, key, nonce + 1))
+                heappush(following, (-after.price, after.seq, key, nonce + 1))
         return out
 
     # ---------------------------------------------------------------- after a block
@@ -556,41 +600,48 @@ class Mempool:
         with its fee (the kept run stays valid, one nonce on), and each sender's index keys are recomputed
         once, after the whole block (was: twice per transaction, each walking the sender's run again)."""
         self._height = max(self._height, int(height))
+        by_hash, senders, touched = self._by_hash, self._senders, self._touched
         changed: dict[bytes, _Sender] = {}
         for tx in committed:
-            key = bytes(tx.sender_address)
-            sender = self._senders.get(key)
+            entry = by_hash.pop(tx.hash, None)
+            key = entry.sender if entry is not None else bytes(tx.sender_address)
+            sender = senders.get(key)
             if sender is None:
-                entry = self._by_hash.get(bytes(tx.hash))
                 if entry is not None:  # not expected: every pending transaction's sender is known
-                    self._remove(entry, RemovalReason.COMMITTED)
+                    self._bytes -= entry.size
+                    self._unprice(entry.price)
+                    self._notify_removed(entry, RemovalReason.COMMITTED)
                 continue
-            entry = self._by_hash.pop(bytes(tx.hash), None)
-            self._touched.add(key)
+            touched.add(key)
             changed[key] = sender
+            nonce = tx.nonce
             head_left = False
             if entry is not None:
-                nonce = entry.tx.nonce
                 self._bytes -= entry.size
+                self._unprice(entry.price)
                 sender.txs.pop(nonce, None)
                 if nonce == sender.nonce and sender.run_valid and sender.run_base == nonce < sender.ready_end:
-                    sender.ready_fees -= entry.tx.fee  # the run's head leaves it: [nonce + 1, ready_end)
+                    sender.ready_fees -= tx.fee  # the run's head leaves it: [nonce + 1, ready_end)
                     head_left = True
                 elif nonce < sender.ready_end:
                     sender.run_valid = False  # a hole in the run
                 self._notify_removed(entry, RemovalReason.COMMITTED)
-            if tx.nonce + 1 > sender.nonce:
-                sender.nonce = tx.nonce + 1
+            if nonce >= sender.nonce:
+                sender.nonce = nonce + 1
                 sender.balance = max(0, sender.balance - tx.fee)
                 if head_left:
                     sender.run_base = sender.nonce
+        kept = []
         for key, sender in changed.items():
-            if self._senders.get(key) is not sender:
+            if senders.get(key) is not sender:
                 continue
             if sender.txs:
-                self._touch(key, sender)
+                self._rerun(key, sender)
+                kept.append(key)
             else:
                 self._forget(key)
+        self._evict.mark_many(kept)
+        self._ready.mark_many(kept)
 
     def drop_inferences(self, model_ids: Collection[bytes]) -> int:
         """Drop the pending inferences on `model_ids` (retired by the block just committed, vm/retire.py: they
@@ -634,9 +685,21 @@ class Mempool:
                 continue
             account = self._state.account(Address(key))
             self.rechecked += 1
-            sender.nonce, sender.balance = int(account.nonce), int(account.balance)
-            self._touch(key, sender)
-            fees, first, balance = 0, sender.nonce, sender.balance
+            first, balance = int(account.nonce), int(account.balance)
+            txs = sender.txs
+            if first != sender.nonce or not (sender.run_valid and sender.run_base == first):
+                sender.nonce = first
+                self._touch(key, sender)  # else `update` left its run and marks as they are
+            sender.balance = balance
+            if not full and len(txs) == sender.ready_end - first and (head := txs.get(first)) is not None \
+                    and balance >= sender.ready_fees \
+                    and inclusion_error(head.tx, _projected(balance, first)) is None:
+                # Every pending nonce is in the ready run (none stale, none gapped), the balance pays the run's
+                # fees, and the head passes the VM's rule: every later one passes its balance check too (the
+                # fees only add up), none can have expired (`_expiry_due`), and its other rules (the chain's
+                # parameters) are what the full recheck re-reads.
+                continue
+            fees = 0
             for nonce, entry in sorted(sender.txs.items()):  # nonces are distinct: entries never compared
                 tx = entry.tx
                 if nonce < first:
@@ -652,12 +715,37 @@ class Mempool:
                 elif full:
                     self._expiry_due = min(self._expiry_due, entry.added_height + due)
         # Both indexes brought up to date here, off the consensus path, so that the next `reap` (or evicting
-        # add) computes only the senders changed since (in slices, as the loop above).
-        for index in (self._ready, self._evict):
+        # add) computes only the senders changed since (in slices, as the loop above); the eviction index only
+        # when an add may soon read it (a pool far from its caps never does).
+        for index in (self._ready, self._evict) if self._near_full() else (self._ready,):
             while index.marked:
                 index.flush(_FLUSH_SLICE)
                 if index.marked:
                     await trio.lowlevel.checkpoint()
+
+    def _unprice(self, price: int) -> None:
+        """A pending entry paying `price` left."""
+        left = self._prices[price] - 1
+        if left:
+            self._prices[price] = left
+        else:
+            del self._prices[price]
+
+    def _lowest_price(self) -> float:
+        """The lowest price a pending entry pays (inf: none pending)."""
+        heap, prices = self._price_heap, self._prices
+        if len(heap) > _STALE_PRICES * len(prices) + 64:
+            heap[:] = prices
+            heapq.heapify(heap)
+        while heap and heap[0] not in prices:
+            heapq.heappop(heap)
+        return heap[0] if heap else math.inf
+
+    def _near_full(self) -> bool:
+        """Whether the pool holds at least NEAR_FULL of the client share of its count or bytes (a client's add
+        past that share already looks for victims)."""
+        share = CLIENT_SHARE * NEAR_FULL
+        return len(self._by_hash) >= self.config.max_txs * share or self._bytes >= self.config.max_bytes * share
 
     # ---------------------------------------------------------------- disagreement
 
@@ -696,6 +784,7 @@ class Mempool:
         if self._by_hash.pop(key, None) is None:
             return
         self._bytes -= entry.size
+        self._unprice(entry.price)
         sender_key = bytes(entry.sender)
         sender = self._senders.get(sender_key)
         if sender is not None:

@@ -3,7 +3,9 @@ block, and the disagreement back-off of docs/design.md §2.6."""
 
 from __future__ import annotations
 
+import math
 import random
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,6 +55,7 @@ class Accounts:
         self.table: dict[bytes, _Account] = {bytes(k.address): _Account(balance, 0) for k in KEYS}
         self.params = VM_PARAMS
         self.checks = 0
+        self.inclusions = 0
 
     def account(self, address: Address) -> _Account:
         return self.table.get(bytes(address), _Account(0, 0))
@@ -62,6 +65,7 @@ class Accounts:
         return admission_error(tx, CHAIN, self.params, account)
 
     def inclusion_error(self, tx: Transaction, account: Account) -> str | None:
+        self.inclusions += 1
         return account_inclusion_error(tx, CHAIN, self.params, account)
 
 
@@ -217,6 +221,48 @@ async def test_a_recheck_reads_only_the_blocks_senders_until_a_full_one_is_due()
     mp.update(FULL_RECHECK_HEIGHTS + 1, [])
     await mp.recheck()
     assert mp.rechecked == 5 and len(mp) == 0
+
+
+@pytest.mark.trio
+async def test_a_recheck_asks_the_vm_about_a_blocks_sender_head_only_while_its_balance_pays_the_rest() -> None:
+    # Between full rechecks only the balance can change a later transaction's verdict (the fees add up along
+    # the run): the head is checked against the VM's rule, the rest against the balance; a balance that pays
+    # only part of the run drops its tail, in nonce order, as checking each one would.
+    accounts = Accounts(balance=10_000)
+    mp = pool(accounts)
+    reasons: list[tuple[int, int, RemovalReason]] = []
+    mp.on_removed(lambda h, t, r: reasons.append((KEYS.index(next(k for k in KEYS if k.public_key == t.sender)),
+                                                  t.nonce, r)))
+    for k in range(2):
+        for n in range(6):
+            assert mp.add(tx(k, n)).added
+    mp.update(1, [tx(0, 0), tx(1, 0)])
+    for k, balance in ((0, 9000), (1, 2500)):  # sender 1 also paid 6,500 for something else
+        accounts.table[bytes(KEYS[k].address)].nonce = 1
+        accounts.table[bytes(KEYS[k].address)].balance = balance
+    before = accounts.inclusions
+    await mp.recheck()
+    assert mp.rechecked == 2
+    # Sender 0: one check (its head); sender 1: every pending one (its balance pays two of five).
+    assert accounts.inclusions - before == 1 + 5
+    assert reasons[2:] == [(1, n, RemovalReason.INSUFFICIENT_BALANCE) for n in (3, 4, 5)]
+    assert len(mp) == 5 + 2 and [t.nonce for t in reap(mp) if t.sender == KEYS[1].public_key] == [1, 2]
+
+
+@pytest.mark.trio
+async def test_the_recheck_leaves_the_eviction_index_to_its_reader_while_the_pool_is_far_from_full() -> None:
+    mp = pool(max_txs=40)
+    for k in range(4):
+        assert mp.add(tx(k, 0)).added and mp.add(tx(k, 1)).added
+    mp.update(1, [tx(0, 0)])
+    await mp.recheck()
+    assert mp._evict.marked == 4 and mp._ready.marked == 0  # 8 of 40: no add near to evicting
+    for k in range(4, 8):
+        assert mp.add(tx(k, 0)).added and mp.add(tx(k, 1)).added
+    mp.update(2, [tx(1, 0)])
+    await mp.recheck()
+    assert mp._evict.marked == 0  # 15 of 40: a client's add past its share (20) would look for victims soon
+    assert mp._evict.consistent() and mp._ready.consistent()
 
 
 @pytest.mark.trio
@@ -491,6 +537,12 @@ def _check_indexes(mp: Mempool) -> None:
     assert mp._evict.consistent() and mp._ready.consistent()
     assert len(mp) == sum(len(s.txs) for s in mp._senders.values())
     assert mp.size_bytes == sum(e.size for s in mp._senders.values() for e in s.txs.values())
+    # What an add into a full pool reads before the eviction index: the prices pending, their lowest, and
+    # the senders whose pending nonces are not exactly their ready run.
+    prices = Counter(e.price for s in mp._senders.values() for e in s.txs.values())
+    assert mp._prices == prices
+    assert mp._lowest_price() == (min(prices) if prices else math.inf)
+    assert mp._irregular == {key for key, s in mp._senders.items() if len(s.txs) != s.ready_end - s.nonce}
 
 
 @pytest.mark.parametrize("seed", range(6))
