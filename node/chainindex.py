@@ -24,7 +24,6 @@ from typing import cast
 import trio
 
 from core.block import Block
-from core.errors import DecodeError
 from core.header import TxStatus
 from core.store import KVStore
 from core.tx import Transaction
@@ -32,7 +31,7 @@ from core.types import Address, Hash32, Height
 from node.events import SubscriberTooSlow
 from vm.poi import PoiOutcome, score_commitments
 from vm.state import PendingPoi, PoiEntry
-from vm.txs import Infer, Transfer, TxKind, decoded_payload
+from vm.txs import Transfer, TxKind, decoded_payload, infer_payload
 
 log = logging.getLogger(__name__)
 
@@ -57,11 +56,11 @@ class AccountTx:
     tx_hash: Hash32
 
 
-def _infer_model(payload: bytes) -> bytes | None:
-    try:
-        return bytes(Infer.decode(payload).model_id)
-    except DecodeError:  # cannot happen for a call that ran; never let it stop the index
-        return None
+def _infer_model(tx: Transaction) -> bytes | None:
+    """The model an inference called, from its payload as the VM decoded it (`vm.txs.infer_payload` keeps it on
+    the transaction); None when it does not decode (cannot happen for a call that ran)."""
+    payload = infer_payload(tx)
+    return bytes(payload.model_id) if payload is not None else None
 
 
 def _recipient(tx: Transaction) -> bytes | None:
@@ -182,7 +181,7 @@ class ChainIndex:
                     if to is not None and to != sender:
                         put(account + to + suffix, tx_hash)
                 elif kind == infer and result.status == ok:
-                    model_id = _infer_model(tx.payload)
+                    model_id = _infer_model(tx)
                     if model_id is not None:
                         calls[model_id] = calls.get(model_id, self.model_calls(Hash32(model_id))) + 1
             for model_id, count in calls.items():
