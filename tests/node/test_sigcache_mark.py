@@ -3,7 +3,11 @@ cache keeps its capacity by dropping the least recently used."""
 
 from __future__ import annotations
 
+import pytest
+
 from node.sigcache import SigCache
+
+pytestmark = pytest.mark.node
 
 
 def test_mark_verified_keeps_the_most_recent_keys_within_capacity() -> None:
