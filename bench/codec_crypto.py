@@ -4,9 +4,10 @@ Run: `make bench` or `python -m bench.codec_crypto`. Prints rates and ratios (ou
 `--part path` prints only the per-transaction CPU time of the path a gossiped transfer takes through the node's
 codec (batch decode and hash, store encode, compact proposal decode and check, WAL record): the figure to
 compare between two trees, run alternately (docs/performance-cpu.md, "Bytes the node already holds").
-`--part infer` prints the same for a tiny inference (docs/performance.md, "Decoding a transaction once"): from
-a client's hex (the RPC entry) or a peer's batch (the gossip entry) to admitted, executed and indexed, each step
-asking what the node asks of the transaction (its hash, sender address, decoded payload), on fresh objects.
+`--part infer` prints the same for a tiny inference (docs/performance.md, "Decoding a transaction once
+(txdecode)"): from a client's hex (the RPC entry) or a peer's batch (the gossip entry) to admitted, executed
+and indexed, each step asking what the node asks of the transaction (hash, sender address, payload), on fresh
+objects.
 
 Codec rows: "encode" is the first encoding of a value (measured on fresh copies, so the per-instance cache of
 `CachedWire` types does not count); "encode again" is a repeated `encode()` of the same value, which
