@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import typing
 from typing import Annotated
 
 from core.address import address_from_public_key
@@ -69,16 +68,16 @@ class Transaction(CachedWire):
     @property
     def sender_address(self) -> Address:
         """The sender's address, derived once per instance and kept in its memo (`CachedWire.derived`): a node
-        asks for it at the RPC entry or gossip hook, the mempool's entry and update, and the explorer index;
-        read from the memo here without the call, ~45 ns less than the address cache's lookup each time."""
+        asks for it at the RPC entry or gossip hook, the mempool's entry and update, and the explorer index.
+        A read costs about what a hit in the bounded address cache did (~80 ns), without depending on its bound."""
         try:
             memo = self._wire_memo
         except AttributeError:  # made without __init__ (copy, pickle)
             memo = None
         if memo is not None:
-            found = memo.get("sender")
+            found: Address | None = memo.get("sender")
             if found is not None:
-                return typing.cast(Address, found)
+                return found
         return self.derived("sender", _sender_address)
 
 
