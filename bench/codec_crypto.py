@@ -4,6 +4,10 @@ Run: `make bench` or `python -m bench.codec_crypto`. Prints rates and ratios (ou
 `--part path` prints only the per-transaction CPU time of the path a gossiped transfer takes through the node's
 codec (batch decode and hash, store encode, compact proposal decode and check, WAL record): the figure to
 compare between two trees, run alternately (docs/performance-cpu.md, "Bytes the node already holds").
+`--part infer` prints the same for a tiny inference (docs/performance-cpu.md, "Decoding a transaction once
+(txdecode)"): from a client's hex (the RPC entry) or a peer's batch (the gossip entry) to admitted, executed
+and indexed, each step asking what the node asks of the transaction (hash, sender address, payload), on fresh
+objects.
 
 Codec rows: "encode" is the first encoding of a value (measured on fresh copies, so the per-instance cache of
 `CachedWire` types does not count); "encode again" is a repeated `encode()` of the same value, which
@@ -38,13 +42,16 @@ from core.compact import CompactProposal, compact_of
 from core.hashing import ZERO_HASH
 from core.header import Header, TxResult, TxStatus
 from core.keys import PrivateKey, verify
+from core.store import MemoryStore
 from core.tensor import Tensor
 from core.tx import Transaction
-from core.types import Address, Amount, Gas, Height, Nonce, Round, SignatureBytes, Timestamp
+from core.types import Address, Amount, Gas, Hash32, Height, Nonce, Round, SignatureBytes, Timestamp
 from core.votes import Commit, Proposal, Vote, VoteType
+from node.chainindex import ChainIndex
+from node.rpc.methods import parse_tx
 from p2p.envelope import decode_tx_batch
 from p2p.messages import TxBatch
-from vm.txs import Transfer, build_tx
+from vm.txs import Infer, Transfer, build_tx, decoded_payload
 
 BLOCK_TXS = 100
 
@@ -157,6 +164,100 @@ def path_steps() -> list[tuple[str, float]]:
     ]
 
 
+INFER_SENDERS = 64
+
+
+def infer_steps() -> list[tuple[str, float]]:
+    """CPU us per tiny inference (a digits_int8-sized uint8 input, 1x64) of each step that decodes it or derives
+    from it on one node, in the order the node takes them; signatures left out (`verify` says yes).
+
+    The transaction arrives once, by the RPC entry (`parse_tx` of a client's hex) or by the gossip entry (a
+    peer's batch); the later steps run on the gossiped objects, as a validator that did not receive it from
+    a client does: the gossip hook's and the mempool's reads of the sender's address, admission's payload
+    decode, execution's (and the builder's) payload, the mempool's update after the commit, and the explorer
+    index's write of the committed block (node.chainindex, its sender and model id)."""
+    keys = [PrivateKey.derive("bench", "account", i) for i in range(INFER_SENDERS)]
+    rng = np.random.default_rng(7)
+    model = Hash32(b"\7" * 32)
+    txs = tuple(build_tx(keys[i % INFER_SENDERS], Infer(model, (Tensor.from_numpy(rng.integers(
+        0, 17, (1, 64), dtype=np.uint8)),), Amount(0)), chain_id=PATH_CHAIN, nonce=i // INFER_SENDERS,
+        gas_limit=50_000, fee=50_000) for i in range(PATH_BLOCK))
+    hexes = [tx.encode().hex() for tx in txs]
+    batches = [TxBatch(txs[i:i + PATH_BATCH]).encode() for i in range(0, PATH_BLOCK, PATH_BATCH)]
+    output = Tensor.from_numpy(np.arange(10, dtype=np.int64))
+    results = tuple(TxResult(TxStatus.OK, Gas(21_000), (output,), b"", "") for _ in txs)
+    header = Header(1, PATH_CHAIN, Height(1), Round(0), Timestamp(5), ZERO_HASH, Address(b"\1" * 20),
+                    compute_txs_root(txs), compute_results_root(results), ZERO_HASH, ZERO_HASH, ZERO_HASH,
+                    compute_last_commit_hash(None), compute_evidence_hash(()), None)
+
+    def yes(tx: Transaction, tx_hash: bytes) -> bool:
+        return True
+
+    held: list[Transaction] = []
+
+    def gossip() -> None:
+        held.clear()
+        for data in batches:
+            held.extend(decode_tx_batch(data, PATH_CHAIN, yes).txs)
+
+    def rpc() -> None:
+        for text in hexes:
+            parse_tx(text).hash  # noqa: B018 - the RPC entry reads it for the signature cache and the verdict
+
+    def admission() -> None:  # fresh objects: the gossip hook (twice), the mempool's add, admission's payload
+        for tx in held:
+            tx.sender_address  # noqa: B018
+            tx.sender_address  # noqa: B018
+            tx.sender_address  # noqa: B018
+            decoded_payload(tx)
+
+    def execution() -> None:  # the same objects, after admission: the builder's bound, execution, the update
+        for tx in held:
+            decoded_payload(tx)
+            decoded_payload(tx)
+            tx.sender_address  # noqa: B018
+
+    index = ChainIndex(MemoryStore(), lambda height: None, lambda: 0, lambda height: None)
+
+    def indexed() -> None:
+        index._index(Block(header, tuple(held), results, None, ()), None)
+
+    def fresh(step: Callable[[], object], *before: Callable[[], object]) -> Callable[[], object]:
+        def run() -> None:  # `before` on new objects, untimed, then `step`
+            gossip()
+            for b in before:
+                b()
+            start = time.process_time()
+            step()
+            spent[0] += time.process_time() - start
+        return run
+
+    out = [("rpc entry: hex parse + hash", _cpu_per_item(rpc, PATH_BLOCK)),
+           ("gossip entry: batch decode + hash", _cpu_per_item(gossip, PATH_BLOCK))]
+    for label, step, before in (("admission: sender x3, payload", admission, ()),
+                                ("builder, execution, update", execution, (admission,)),
+                                ("explorer index of the block", indexed, (admission, execution))):
+        spent = [0.0]
+        calls = 0
+        run = fresh(step, *before)
+        run()
+        spent[0] = 0.0
+        while spent[0] < 0.4 or calls == 0:
+            run()
+            calls += 1
+        out.append((label, spent[0] / calls / PATH_BLOCK * 1e6))
+    return out
+
+
+def print_infer() -> None:
+    steps = infer_steps()
+    print(f"tiny inference through the node's decoding (CPU us per tx; batches of {PATH_BATCH}, blocks of {PATH_BLOCK})")
+    for label, us in steps:
+        print(f"  {label:<34}{us:8.3f} us")
+    gossiped = sum(us for label, us in steps if not label.startswith("rpc"))
+    print(f"  {'total from a peer':<34}{gossiped:8.3f} us")
+
+
 def print_path() -> None:
     steps = path_steps()
     print(f"transfer path through the codec (CPU us per tx; batches of {PATH_BATCH}, blocks of {PATH_BLOCK})")
@@ -167,9 +268,13 @@ def print_path() -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--part", choices=("all", "path"), default="all")
-    if parser.parse_args().part == "path":
+    parser.add_argument("--part", choices=("all", "path", "infer"), default="all")
+    part = parser.parse_args().part
+    if part == "path":
         print_path()
+        return
+    if part == "infer":
+        print_infer()
         return
     key = PrivateKey.derive("bench", "account", 0)
     print("codec (ours: typed, canonical-checked; baseline: raw msgpack of the same object)\n"
@@ -214,6 +319,8 @@ def main() -> None:
               "raw libsodium verify"))
     print()
     print_path()
+    print()
+    print_infer()
 
 
 if __name__ == "__main__":

@@ -31,7 +31,7 @@ from core.types import Address, Hash32, Height
 from node.events import SubscriberTooSlow
 from vm.poi import PoiOutcome, score_commitments
 from vm.state import PendingPoi, PoiEntry
-from vm.txs import Infer, Transfer, TxKind, decoded_payload
+from vm.txs import Transfer, TxKind, decoded_payload, infer_payload
 
 log = logging.getLogger(__name__)
 
@@ -57,11 +57,11 @@ class AccountTx:
 
 
 def _infer_model(tx: Transaction) -> bytes | None:
-    """The model an inference called, from its payload as `vm.txs.decoded_payload` keeps it: the block the VM
-    executed (the block store's cached object) is decoded already. None when it does not decode (cannot
-    happen for a call that ran; never let it stop the index)."""
-    payload = decoded_payload(tx)
-    return bytes(payload.model_id) if isinstance(payload, Infer) else None
+    """The model an inference called, from its payload as the VM decoded it (`vm.txs.infer_payload` keeps it on
+    the transaction); None when it does not decode (cannot happen for a call that ran; never let it stop the
+    index)."""
+    payload = infer_payload(tx)
+    return bytes(payload.model_id) if payload is not None else None
 
 
 def _recipient(tx: Transaction) -> bytes | None:

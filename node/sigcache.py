@@ -61,8 +61,18 @@ class SigCache:
         return len(self._verified)
 
     def mark_verified(self, tx_hash: bytes) -> None:
-        """Record a signature verified elsewhere (the p2p envelope check of a gossiped batch)."""
-        self._remember((bytes(tx_hash),))
+        """Record a signature verified elsewhere (the p2p envelope check of a gossiped batch). The mempool marks
+        each transaction its callers checked (the gossip hook's `verify_new`, the RPC entry's `invalid_among`),
+        which remembered it a moment before: one key, one lock, no sequence to build."""
+        key = bytes(tx_hash)
+        verified = self._verified
+        with self._lock:
+            if key in verified:
+                verified.move_to_end(key)
+                return
+            verified[key] = None
+            if len(verified) > self._capacity:
+                verified.popitem(last=False)
 
     def _remember(self, keys: Iterable[bytes]) -> None:
         verified = self._verified
