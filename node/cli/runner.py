@@ -89,6 +89,9 @@ async def run_node(home: NodeHome, passphrase: str | None, pool: WorkerPool | No
 
     node = Node(home, passphrase=passphrase, workers=1, executor=pool)
     frozen = gctune.freeze(gc_setting)  # imports, genesis, stores: alive as long as the process
+    freezer = gctune.commit_freezer(gc_setting)
+    if freezer is not None:  # and after each commit, what it left alive (node/gctune.py, CommitFreezer)
+        node.events.commit_hooks.append(freezer.after_commit)
     log.debug("gc: setting %s, thresholds %s, %d objects frozen", gc_setting.name, gc.get_threshold(), frozen)
     try:
         with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:

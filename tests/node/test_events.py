@@ -73,3 +73,35 @@ def test_an_own_clients_rejection_outlives_a_flood_of_other_rejections() -> None
         hub.own_accepted(tx_hash)
         hub.tx_rejected(tx_hash, "rejected: evicted: mempool full")
     assert hub.outcome(own) is None and hub.outcome(extra[-1]) is not None
+
+
+@pytest.mark.trio
+async def test_a_commit_resolves_only_the_waited_transaction_at_its_index_and_forgets_own_pending() -> None:
+    """A committed block resolves a waiter with its own index and result even behind transactions nobody
+    waits for, keeps no outcome for those (the block store answers for them), ends their own-client pending
+    entries, and then calls the commit hooks."""
+    chain = SimChain()
+    first = chain.transfer(0, chain.account_keys[1].address, 1)
+    second = chain.transfer(1, chain.account_keys[0].address, 1)
+    assert all(v.accepted for v in await chain.submit_txs([first, second]))
+    chain.events.own_accepted(first.hash)
+    chain.events.own_accepted(second.hash)
+    hooked: list[int] = []
+    chain.events.commit_hooks.append(hooked.append)
+    outcomes = {}
+
+    async def wait(tx_hash: Hash32) -> None:
+        outcomes[bytes(tx_hash)] = await chain.events.wait_for_tx(tx_hash)
+
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(wait, second.hash)
+            await trio.testing.wait_all_tasks_blocked()
+            block = chain.produce()
+    assert [tx.hash for tx in block.txs] == [first.hash, second.hash]
+    done = outcomes[bytes(second.hash)]
+    assert done.state is TxState.COMMITTED and done.height == block.height and done.index == 1
+    assert done.result == block.results[1]
+    assert chain.events.outcome(first.hash) is None  # nobody waited: the block store answers for it
+    assert chain.events.own_pending == 0 and chain.events.waiting == 0
+    assert hooked == [2]  # the process's commit hook (node/gctune.py, CommitFreezer) learns the block's size
