@@ -28,13 +28,18 @@ from dataclasses import dataclass
 
 from core.errors import ConfigError
 
-__all__ = ["ENV", "FULL_EVERY_BLOCKS", "FULL_EVERY_TXS", "THRESHOLDS", "CommitFreezer", "GcSetting", "GcStats", "GcTimer",
+__all__ = ["ENV", "FULL_EVERY_BLOCKS", "FULL_EVERY_TXS", "START_THRESHOLDS", "THRESHOLDS", "CommitFreezer", "GcSetting", "GcStats", "GcTimer",
            "apply", "commit_freezer", "freeze", "get_setting", "summary", "timer"]
 
 ENV = "INFERCHAIN_GC"
-# Young collections every 50,000 net container allocations (one block's transfers and their results, not a
-# hundredth of one); a middle one every 20 of those, a full one every 10 middle ones.
-THRESHOLDS = (50_000, 20, 10)
+# Young collections every 250,000 net container allocations; a middle one every 20 of those, a full one every
+# 10 middle ones. With the heap frozen after each commit (`CommitFreezer`), which also zeroes the young count,
+# a young collection runs only when a node allocates that much between two commits: under the inference load
+# (~60,000 a second) 50,000 started one every second or so, each walking every pending transaction that had
+# arrived since the last (docs/performance.md, "Garbage collection under the inference load (gcinf)").
+THRESHOLDS = (250_000, 20, 10)
+# What `start` sets: the thresholds before commits froze (50,000 were one block's transfers and their results).
+START_THRESHOLDS = (50_000, 20, 10)
 
 
 # With the heap frozen after each commit (`CommitFreezer`): a full collection of everything, the frozen heap
@@ -56,7 +61,7 @@ class GcSetting:
 
 
 TUNED = GcSetting("tuned", THRESHOLDS, True, True)
-START = GcSetting("start", THRESHOLDS, True, False)  # frozen after start-up only (the setting before commits froze)
+START = GcSetting("start", START_THRESHOLDS, True, False)  # frozen after start-up only (the setting before commits froze)
 PYTHON = GcSetting("python", None, False)
 
 

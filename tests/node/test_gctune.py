@@ -39,11 +39,13 @@ def test_a_node_process_runs_with_the_tuned_collector_and_reports_it(net: RealNe
     m = scrape(net)
     assert [m[f'inferchain_gc_threshold{{generation="{g}"}}'] for g in range(3)] == list(gctune.THRESHOLDS)
     assert m["inferchain_gc_frozen_objects"] > 50_000  # imports, genesis and stores: never scanned again
-    # Start-up allocates several times 50,000 containers before the freeze: young collections, timed.
-    assert m['inferchain_gc_collections_total{generation="0"}'] >= 1
-    assert m['inferchain_gc_seconds_total{generation="0"}'] > 0
-    assert m['inferchain_gc_max_seconds{generation="0"}'] > 0
-    assert m["inferchain_gc_tracked_objects"] >= 0  # what a full collection would walk now
+    # Frozen again after each commit (node/gctune.py, CommitFreezer): a collection would walk only what the
+    # node allocated since its last commit, not the start-up heap nor anything older.
+    assert 0 <= m["inferchain_gc_tracked_objects"] < 20_000
+    # Timed collections (none need run: start-up allocates less than 250,000 containers, and each commit's
+    # freeze zeroes the young count).
+    assert m['inferchain_gc_collections_total{generation="0"}'] >= 0
+    assert m['inferchain_gc_seconds_total{generation="0"}'] >= 0
 
 
 def test_a_node_given_a_bad_setting_stops_at_once_with_one_line(net: RealNet) -> None:
