@@ -49,7 +49,8 @@ def child(setting_name: str, heights: int, txs: int) -> dict[str, float]:
     raws = [b.encode() for b in chain.blocks]
     del chain
     gctune.freeze(setting)
-    freezer = gctune.commit_freezer(setting)
+    make_freezer = getattr(gctune, "commit_freezer", None)  # absent from a tree before the commit freezer
+    freezer = make_freezer(setting) if make_freezer is not None else None
     hub = EventHub()
     hooks = getattr(hub, "commit_hooks", None)
     if freezer is not None and hooks is not None:
