@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 from core.errors import ConfigError
 
-__all__ = ["ENV", "FULL_EVERY_BLOCKS", "FULL_EVERY_TXS", "START_THRESHOLDS", "THRESHOLDS", "CommitFreezer", "GcSetting", "GcStats", "GcTimer",
+__all__ = ["ENV", "FULL_ENV", "FULL_EVERY_BLOCKS", "FULL_EVERY_TXS", "START_THRESHOLDS", "THRESHOLDS", "CommitFreezer", "GcSetting", "GcStats", "GcTimer",
            "apply", "commit_freezer", "freeze", "get_setting", "summary", "timer"]
 
 ENV = "INFERCHAIN_GC"
@@ -141,9 +141,21 @@ class CommitFreezer:
         gc.freeze()
 
 
-def commit_freezer(setting: GcSetting) -> CommitFreezer | None:
-    """The freezer a node process runs after each commit under `setting` (None: it freezes at start-up at most)."""
-    return CommitFreezer() if setting.freeze_commits else None
+FULL_ENV = "INFERCHAIN_GC_FULL_TXS"
+
+
+def commit_freezer(setting: GcSetting, environ: dict[str, str] | None = None) -> CommitFreezer | None:
+    """The freezer a node process runs after each commit under `setting` (None: it freezes at start-up at most).
+    `INFERCHAIN_GC_FULL_TXS` (a positive integer) sets its full collection's period in committed transactions
+    instead of FULL_EVERY_TXS; any other value is a ConfigError."""
+    if not setting.freeze_commits:
+        return None
+    value = (os.environ if environ is None else environ).get(FULL_ENV, "").strip()
+    if not value:
+        return CommitFreezer()
+    if not value.isdigit() or int(value) < 1:
+        raise ConfigError(f"{FULL_ENV}={value!r}: expected a positive number of transactions")
+    return CommitFreezer(full_every_txs=int(value))
 
 
 @dataclass(frozen=True, slots=True)

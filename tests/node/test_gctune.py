@@ -159,3 +159,8 @@ def test_the_settings_that_freeze_after_each_commit() -> None:
     assert gctune.commit_freezer(gctune.get_setting({gctune.ENV: "1000,5,0"})) is not None
     assert gctune.commit_freezer(gctune.get_setting({gctune.ENV: "start"})) is None
     assert gctune.commit_freezer(gctune.PYTHON) is None
+    freezer = gctune.commit_freezer(gctune.TUNED, {gctune.FULL_ENV: "20000"})
+    assert freezer is not None and freezer.full_every_txs == 20_000
+    for bad in ("0", "-5", "lots"):
+        with pytest.raises(ConfigError, match=gctune.FULL_ENV):
+            gctune.commit_freezer(gctune.TUNED, {gctune.FULL_ENV: bad})
