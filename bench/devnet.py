@@ -60,6 +60,7 @@ import httpx
 
 from bench._util import rate
 from bench.devnet_fate import classify
+from bench.devnet_gc import gc_line, read_gc
 from bench.driver_rpc import DriverRpc
 from core.keys import PrivateKey, verify
 from core.types import Amount
@@ -567,12 +568,15 @@ def main(argv: list[str] | None = None) -> int:
                 nodes0 = node_cpu_seconds(leaders)
                 cpu0 = sum(nodes0)
                 p2p0 = [p2p_counters(net.spec(i).rpc_url) for i in net.indices]
+                gc0 = [read_gc(net.spec(i).rpc_url, pid) for i, pid in zip(net.indices, leaders, strict=True)]
                 driver0 = driver_cpu_seconds()
                 missed0, _ = poi_totals(poi_url)
                 out, start = run_step(net, offered, work, args.duration, retry=not args.no_retry)
                 window = time.monotonic() - start
                 driver1 = driver_cpu_seconds()
+                gc_loaded = [read_gc(net.spec(i).rpc_url, pid) for i, pid in zip(net.indices, leaders, strict=True)]
                 drained = drain(observer, out)
+                gc1 = [read_gc(net.spec(i).rpc_url, pid) for i, pid in zip(net.indices, leaders, strict=True)]
                 nodes1 = node_cpu_seconds(leaders)
                 unseen = [h for h in out.accepted if h not in observer.committed]
                 fates = classify(net.rpc_urls(), out.accepted_by, unseen)
@@ -619,6 +623,7 @@ def main(argv: list[str] | None = None) -> int:
                     print("         gossip per tx per node: " + ", ".join(
                         f"{k} {v * 1000:.1f}/1000" if k != "rpc_bytes_received" else f"bytes received {v:,.0f}"
                         for k, v in grown.items()), flush=True)
+                print("         " + gc_line(gc0, gc1, gc_loaded, step_committed), flush=True)
                 # blocks a node executed again at commit (docs/performance-cpu.md, "Blocks executed twice")
                 print("         blocks finalized by node (reused/unexecuted/other_base): " + ", ".join(
                     f"node{i} " + "/".join(f"{b.get(k, 0) - a.get(k, 0):.0f}" for k in FINALIZED_SHOWN)

@@ -50,6 +50,7 @@ from bench.devnet import (
     started_devnet,
 )
 from bench.devnet_fate import Fates, classify
+from bench.devnet_gc import GcReading, gc_line, read_gc
 from core.keys import PrivateKey
 from core.limits import MAX_BLOCK_TXS, MAX_COMPACT_PROPOSAL_BYTES
 from core.tensor import Tensor
@@ -192,23 +193,35 @@ class StepFigures:
     rounds: str  # bench.devnet.rounds_line over the step's window
     fates: Fates  # where the accepted transactions not seen committed are (bench/devnet_fate.py)
     drained: float  # seconds the drain took
+    gc: str = ""  # bench.devnet_gc.gc_line over the step
 
 
 def measure_step(net: RealNet, observer: Observer, poi_url: str, leaders: list[int], label: str,
                  offered: int | None, work: list[list[Signed]], duration: float, max_block_bytes: int,
                  max_block_gas: int, gas_per_tx: int, gas_per_block: int) -> StepFigures:
+    gc0 = gc_readings(net, leaders)
     before = split_cpu_seconds(leaders)
     driver0 = driver_cpu_seconds()
     missed0, _ = poi_totals(poi_url)
     out, start = run_step(net, offered, work, duration)
     window = time.monotonic() - start
     driver1 = driver_cpu_seconds()
+    loaded = gc_readings(net, leaders)
     drained = drain(observer, out)
     after = split_cpu_seconds(leaders)
+    gc1 = gc_readings(net, leaders)
     missed1, jailed = poi_totals(poi_url)
     fates = classify(net.rpc_urls(), out.accepted_by, [h for h in out.accepted if h not in observer.committed])
-    return summarize(label, out, start, window, observer, before, after, driver1 - driver0, missed1 - missed0,
-                     jailed, max_block_bytes, max_block_gas, gas_per_tx, gas_per_block, fates, drained)
+    figures = summarize(label, out, start, window, observer, before, after, driver1 - driver0, missed1 - missed0,
+                        jailed, max_block_bytes, max_block_gas, gas_per_tx, gas_per_block, fates, drained)
+    committed = sum(1 for h in out.accepted if h in observer.committed and h not in fates.asked)  # as summarize
+    figures.gc = gc_line(gc0, gc1, loaded, committed)
+    return figures
+
+
+def gc_readings(net: RealNet, leaders: list[int]) -> list[GcReading]:
+    """Every node's collector counters and process CPU now (bench/devnet_gc.py)."""
+    return [read_gc(net.spec(i).rpc_url, pid) for i, pid in zip(net.indices, leaders, strict=True)]
 
 
 def summarize(label: str, out: Sent, start: float, window: float, observer: Observer,
@@ -252,6 +265,8 @@ def print_step(f: StepFigures) -> None:
     print("           " + f.rounds, flush=True)
     print("           cpu ms/tx by node (node process + workers): " + ", ".join(
         f"node{i} {n:.2f}+{w:.2f}" for i, (n, w) in enumerate(f.per_node)), flush=True)
+    if f.gc:
+        print("           " + f.gc, flush=True)
 
 
 def main_infer(args: argparse.Namespace) -> int:

@@ -2,7 +2,8 @@
 
 They subclass `bytes`/`int`, so they cost nothing on the hot path and encode as plain msgpack values; the
 codec turns decoded values back into these types by the field annotations of each wire type. They have no
-instance `__dict__` (`__slots__ = ()`): smaller, and not tracked by the garbage collector.
+instance `__dict__` (`__slots__ = ()`): smaller. They are still tracked by the cyclic garbage collector (CPython
+tracks every instance of a class defined in Python), so each one alive is an object its collections walk.
 
 Every instance satisfies its type's length or range: the constructors check it, and the codec, which builds
 them without the constructor (`bytes.__new__(Hash32, b)`), checks it first. The codec's encoder relies on

@@ -31,7 +31,15 @@ _HEAD = b"head"
 _BASE = b"base"
 _CHAIN_ID = b"chain_id"
 _NEXT_PROPOSERS = b"next_proposers"
+# Decoded blocks kept for readers (the RPC, the next height's start): the newest, at most _CACHE_BLOCKS of them
+# and, past the newest _CACHE_MIN_BLOCKS, at most _CACHE_TXS transactions in all. Everything a cached block holds
+# (transactions, payloads, results: ~10 tracked objects each) is walked by every middle and full collection
+# of the cyclic garbage collector, so the cache is bounded by what it holds, not only by its blocks: 32 blocks of
+# ~2,500 inferences kept ~80,000 transactions' objects alive for ~45 s after their commit
+# (docs/performance.md, "Garbage collection under the inference load (gcinf)").
 _CACHE_BLOCKS = 32
+_CACHE_MIN_BLOCKS = 2
+_CACHE_TXS = 8_192
 _T = TypeVar("_T", Block, Commit)
 
 
@@ -57,6 +65,7 @@ class BlockStore:
         self._txs = space(db, KeySpace.TX_INDEX)
         self._lock = threading.Lock()
         self._cache: OrderedDict[int, Block] = OrderedDict()
+        self._cached_txs = 0  # transactions in the cached blocks
         stored_chain = self._meta.get(_CHAIN_ID)
         if stored_chain is not None and stored_chain.decode() != chain_id:
             raise StorageError(f"database belongs to chain {stored_chain.decode()!r}, not {chain_id!r}")
@@ -141,6 +150,7 @@ class BlockStore:
             else:
                 self._height, self._head_id = Height(int.from_bytes(head[:8], "big")), Hash32(head[8:])
             self._cache.clear()
+            self._cached_txs = 0
 
     # ---------------------------------------------------------------- reads
 
@@ -210,10 +220,18 @@ class BlockStore:
         return TxLocation(Height(int.from_bytes(raw[:8], "big")), int.from_bytes(raw[8:], "big"))
 
     def _remember(self, block: Block) -> None:
-        self._cache[int(block.height)] = block
-        self._cache.move_to_end(int(block.height))
-        while len(self._cache) > _CACHE_BLOCKS:
-            self._cache.popitem(last=False)
+        cache = self._cache
+        old = cache.pop(int(block.height), None)
+        cache[int(block.height)] = block
+        self._cached_txs += len(block.txs) - (len(old.txs) if old is not None else 0)
+        while len(cache) > _CACHE_BLOCKS or (len(cache) > _CACHE_MIN_BLOCKS and self._cached_txs > _CACHE_TXS):
+            _, dropped = cache.popitem(last=False)
+            self._cached_txs -= len(dropped.txs)
+
+    @property
+    def cached_blocks(self) -> int:
+        """Decoded blocks held in memory now (bounded by _CACHE_BLOCKS and _CACHE_TXS)."""
+        return len(self._cache)
 
 
 def _decode(cls: type[_T], raw: bytes, what: str) -> _T:

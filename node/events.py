@@ -10,7 +10,7 @@ from __future__ import annotations
 import enum
 import logging
 from collections import OrderedDict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
@@ -74,15 +74,26 @@ class EventHub:
         self._own_rejected: OrderedDict[bytes, TxOutcome] = OrderedDict()
         self.own_memory = own_memory
         self._subscriber_left = trio.Event()
+        # Called with each committed block's transaction count after its readers were told (the node process's
+        # collector setting hooks in here: node/gctune.py, CommitFreezer); they must not raise.
+        self.commit_hooks: list[Callable[[int], None]] = []
 
     # ---------------------------------------------------------------- publishing (commit path, never blocks)
 
     def block_committed(self, block: Block) -> None:
+        txs = block.txs
         own = self._own_pending
-        for index, (tx, result) in enumerate(zip(block.txs, block.results[: len(block.txs)], strict=True)):
-            if own:
-                own.pop(bytes(tx.hash), None)  # the block store answers for it from now on
-            self._resolve(TxOutcome(tx.hash, TxState.COMMITTED, block.height, index, result))
+        if own:  # the block store answers for these from now on
+            forget = own.pop
+            for tx in txs:
+                forget(tx.hash, None)  # a Hash32 finds its bytes key: no copy per transaction
+        waiters = self._waiters
+        if waiters:
+            # An outcome only for a transaction someone waits for: the block store has every other commit
+            # (no record per committed transaction: a block of inferences holds thousands).
+            for index, tx in enumerate(txs):
+                if tx.hash in waiters:
+                    self._resolve(TxOutcome(tx.hash, TxState.COMMITTED, block.height, index, block.results[index]))
         for sub in list(self._subscribers):
             try:
                 sub.send.send_nowait(block)
@@ -93,6 +104,8 @@ class EventHub:
                 self._drop(sub)
             except trio.ClosedResourceError:
                 self._drop(sub)
+        for hook in self.commit_hooks:
+            hook(len(txs))
 
     def _drop(self, sub: _Subscriber) -> None:
         if sub in self._subscribers:

@@ -80,6 +80,7 @@ async def run_node(home: NodeHome, passphrase: str | None, pool: WorkerPool | No
     use); the node closes it when it stops."""
     try:
         gc_setting = gctune.get_setting()
+        freezer = gctune.commit_freezer(gc_setting)
     except ConfigError:
         if pool is not None:
             pool.close()
@@ -89,6 +90,8 @@ async def run_node(home: NodeHome, passphrase: str | None, pool: WorkerPool | No
 
     node = Node(home, passphrase=passphrase, workers=1, executor=pool)
     frozen = gctune.freeze(gc_setting)  # imports, genesis, stores: alive as long as the process
+    if freezer is not None:  # and after each commit, what it left alive (node/gctune.py, CommitFreezer)
+        node.events.commit_hooks.append(freezer.after_commit)
     log.debug("gc: setting %s, thresholds %s, %d objects frozen", gc_setting.name, gc.get_threshold(), frozen)
     try:
         with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:

@@ -213,3 +213,29 @@ def test_block_and_commit_answer_for_the_same_head_also_after_a_failed_commit(tm
     assert store.block(3) is None and store.commit(3) is None and store.block_bytes(3) is None
     assert store.block(2) == chain.blocks[1] and store.commit(2) == chain.commits[1]
     raw.close()
+
+
+def test_the_block_cache_is_bounded_by_the_transactions_it_holds(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Decoded blocks stay cached up to a transaction budget (their objects are what the garbage collector
+    walks), never fewer than the newest two; an evicted block is read back from disk, equal, and cached again
+    without the count drifting."""
+    from node import blockstore
+
+    monkeypatch.setattr(blockstore, "_CACHE_TXS", 10)
+    chain = build_chain(CHAIN, 8, txs_per_block=4)
+    with LevelDBStore(tmp_path / "db") as db:
+        store = BlockStore(db, CHAIN)
+        for block, commit in zip(chain.blocks, chain.commits, strict=True):
+            store.save(block, commit)
+            assert store.cached_blocks <= 2  # 3 blocks would hold 12 transactions
+        assert store.cached_blocks == 2
+        for _ in range(3):
+            for height in (1, 8, 2):
+                assert store.block(height) == chain.blocks[height - 1]
+                assert store.cached_blocks == 2
+    empty = build_chain(CHAIN, 40)  # blocks without transactions: only the block count bounds them
+    with LevelDBStore(tmp_path / "db2") as db:
+        store = BlockStore(db, CHAIN)
+        for block, commit in zip(empty.blocks, empty.commits, strict=True):
+            store.save(block, commit)
+        assert store.cached_blocks == blockstore._CACHE_BLOCKS
