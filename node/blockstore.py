@@ -36,7 +36,7 @@ _NEXT_PROPOSERS = b"next_proposers"
 # (transactions, payloads, results: ~10 tracked objects each) is walked by every middle and full collection
 # of the cyclic garbage collector, so the cache is bounded by what it holds, not only by its blocks: 32 blocks of
 # ~2,500 inferences kept ~80,000 transactions' objects alive for ~45 s after their commit
-# (docs/performance.md, "Garbage collection under the inference load (gcinf)").
+# (docs/performance-cpu.md, "Garbage collection under the inference load (gcinf)").
 _CACHE_BLOCKS = 32
 _CACHE_MIN_BLOCKS = 2
 _CACHE_TXS = 8_192

@@ -4,7 +4,7 @@ With `INFERCHAIN_GC_CENSUS=N` set (N >= 1), the node logs, at the start of every
 every middle or full one, the number of objects in the generations that collection walks, and the types with
 the most of them. Those are live objects (reference counting has freed the rest), so the census is what each
 collection of that kind costs and where the per-transaction objects that survive come from
-(docs/performance.md, "Garbage collection under the inference load (gcinf)"). Off by default: a census lists
+(docs/performance-cpu.md, "Garbage collection under the inference load (gcinf)"). Off by default: a census lists
 every object it counts.
 """
 

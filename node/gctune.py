@@ -36,7 +36,7 @@ ENV = "INFERCHAIN_GC"
 # 10 middle ones. With the heap frozen after each commit (`CommitFreezer`), which also zeroes the young count,
 # a young collection runs only when a node allocates that much between two commits: under the inference load
 # (~60,000 a second) 50,000 started one every second or so, each walking every pending transaction that had
-# arrived since the last (docs/performance.md, "Garbage collection under the inference load (gcinf)").
+# arrived since the last (docs/performance-cpu.md, "Garbage collection under the inference load (gcinf)").
 THRESHOLDS = (250_000, 20, 10)
 # What `start` sets: the thresholds before commits froze (50,000 were one block's transfers and their results).
 START_THRESHOLDS = (50_000, 20, 10)
