@@ -231,35 +231,21 @@ class _Updater:
         if entry is None or entry[0] != ref[1]:
             raw = self.load(key)
             inner = None
-            present, leaves = decode_node_bitmaps(raw)
         else:
-            raw, inner = entry[1], entry[2]  # validated when it was written
-            _, present, leaves = HEAD.unpack_from(raw)
+            raw, inner = entry[1], entry[2]
+        present, leaves = decode_node_bitmaps(raw)
         changes: list[_Change] = []
         at = depth >> 1
         shift = 0 if depth & 1 else 4
         start = lo
         while start < hi:
-            path = items[start][0]
-            nibble = (path[at] >> shift) & 15
+            nibble = (items[start][0][at] >> shift) & 15
             end = start + 1
             while end < hi and (items[end][0][at] >> shift) & 15 == nibble:
                 end += 1
             bit = 0x8000 >> nibble
-            cut = 16 - nibble
-            off = 5 + 40 * (present >> cut).bit_count() + 32 * (leaves >> cut).bit_count()  # = child_offset
+            off = child_offset(present, leaves, nibble)
             old: _Ref | None
-            if end - start == 1 and leaves & bit and raw[off + 40 : off + 72] == path:
-                # The commonest change of a block: one key's leaf given a new value (`_bottom`'s second case,
-                # written out: no record of the old leaf is built unless it stays).
-                value = items[start][2]
-                if value is not None:
-                    digest = _sha256(_LEAF_TAG + path + _sha256(_VALUE_TAG + value).digest()).digest()
-                    if digest != raw[off + 8 : off + 40]:
-                        self.stale.append(_STALE_LEAF + raw[off : off + 8] + path)
-                        changes.append((nibble, off, 72, self.new_leaf(path, items[start][1], value, digest)))
-                    start = end
-                    continue
             if not present & bit:
                 old, size = None, 0
             elif leaves & bit:

@@ -1,5 +1,6 @@
-"""A block that sets many keys, as the devnet's do: what the update writes for each kind of change under a node
-(the common one written out in `_Updater.update`: one key's leaf given a new value)."""
+"""A block that sets many keys, as the devnet's do (many changed keys under each node: `_Updater.update`'s loop
+and `_bottom`, not `single`): one leaf and one stale entry per changed key, nothing for a key set to its own
+value."""
 
 from __future__ import annotations
 
