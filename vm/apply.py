@@ -15,6 +15,7 @@ from core.block import Block
 from core.errors import DecodeError, InvalidBlock
 from core.evidence import Evidence
 from core.header import TxResult, TxStatus
+from core.records import record
 from core.tensor import Tensor
 from core.tx import Transaction
 from core.types import Address, Gas, Hash32, Height
@@ -50,7 +51,7 @@ from vm.state import RegistrationData, StateView
 from vm.upgrades import process_upgrade
 
 
-@dataclass(frozen=True, slots=True)
+@record  # built per inference: frozen to mypy, not at run time (core/records.py, vm.execute.InferWork)
 class InferResolution:
     """How an inference came out: OK with canonical outputs, or INFERENCE_FAILED with a stable code."""
 

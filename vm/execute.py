@@ -18,6 +18,7 @@ from core.blobs import blob_digest
 from core.codec import Wire
 from core.errors import InvalidModel
 from core.header import TxResult, TxStatus
+from core.records import record
 from core.tensor import Tensor
 from core.tx import Transaction
 from core.types import Address, Amount, Gas, Hash32, Height, Nonce, PublicKeyBytes, Timestamp
@@ -84,7 +85,11 @@ class BlockContext:
     assembly: AssemblyMemo | None = None
 
 
-@dataclass(frozen=True, slots=True)
+# Built per transaction (an inference's work, every transaction's execution): `record`, frozen to mypy but not at
+# run time (a frozen dataclass's __init__ costs an object.__setattr__ per field, ~1 us a record under load). None
+# is hashed or kept as a dict key or set member; `_transfer` shares one `TxExecution` per (gas used, fee) across
+# transactions, safe because no code assigns to a field (the lint refuses it).
+@record
 class InferWork:
     index: int  # the transaction's position in the block
     model_id: Hash32
@@ -112,7 +117,7 @@ class RegisterWork:
 Work = InferWork | RegisterWork
 
 
-@dataclass(frozen=True, slots=True)
+@record  # built per transaction (see `InferWork`)
 class TxExecution:
     """The part of a result that execution decides; for work items `result` is provisional (status OK,
     no outputs) until the work is resolved."""
