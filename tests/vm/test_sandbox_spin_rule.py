@@ -80,13 +80,17 @@ def test_the_back_off_doubles_on_each_further_trip_and_starts_over_once_the_wind
     assert spin.trips == 1
     now += SpinWait.FIRST_BACKOFF_S
     assert spin.gate(now)
-    spin.record(_SHARED, _WALL, False, now)  # still contended after the back-off: off twice as long
+    spin.record(_SHARED, _WALL, False, now)  # one contended spin after the back-off: the trip's spins are spent
+    assert spin.trips == 1 and spin.gate(now)
+    spin.record(_SHARED, _WALL, False, now)  # still contended: off again, twice as long
     assert spin.trips == 2
     assert not spin.gate(now + 2 * SpinWait.FIRST_BACKOFF_S - 1e-3)
     assert spin.gate(now + 2 * SpinWait.FIRST_BACKOFF_S)
     for _ in range(30):  # capped
         now += SpinWait.MAX_BACKOFF_S
         spin.record(_SHARED, _WALL, False, now)
+        spin.record(_SHARED, _WALL, False, now)
+    assert spin.trips == 32
     assert not spin.gate(now + SpinWait.MAX_BACKOFF_S - 1e-3) and spin.gate(now + SpinWait.MAX_BACKOFF_S)
     now += SpinWait.MAX_BACKOFF_S
     for _ in range(SpinWait.WINDOW):  # the core is free again: a clean window
@@ -94,6 +98,22 @@ def test_the_back_off_doubles_on_each_further_trip_and_starts_over_once_the_wind
     for _ in range(SpinWait.TRIP_AFTER):
         spin.record(_SHARED, _WALL, False, now)
     assert not spin.gate(now + SpinWait.FIRST_BACKOFF_S / 2) and spin.gate(now + SpinWait.FIRST_BACKOFF_S)
+
+
+def test_after_a_back_off_single_preemptions_leave_spinning_on() -> None:
+    """A quiet machine's pattern after one trip: an interrupt now and then. Kept, the trip's contended spins
+    made each such preemption a new trip with a doubled back-off."""
+    spin = _spin()
+    now = 100.0
+    for _ in range(SpinWait.TRIP_AFTER):
+        spin.record(_SHARED, _WALL, False, now)
+    assert spin.trips == 1
+    now += SpinWait.FIRST_BACKOFF_S
+    for i in range(10 * SpinWait.WINDOW):  # one preemption every WINDOW spins
+        now += 0.001
+        assert spin.gate(now)
+        spin.record(_SHARED if i % SpinWait.WINDOW == 0 else _ALONE, _WALL, True, now)
+    assert spin.trips == 1 and spin.gated == 0
 
 
 def test_spins_too_short_to_judge_count_neither_way() -> None:

@@ -109,8 +109,10 @@ class SpinWait:
     contended (another task ran on its core). One such spin says little: a timer interrupt, a kernel thread
     or one short preemption does it on an idle machine too. So the rule judges the last `WINDOW` judged spins:
     when `trip_after` of them were contended, the core is wanted by someone else and spinning turns off for
-    `backoff_s`, doubled after each further trip up to `MAX_BACKOFF_S`, and back to `FIRST_BACKOFF_S` once the
-    window holds no contended spin. A core another process really wants makes most spins contended, so
+    `backoff_s`. A trip spends the spins that made it: after the back-off the window starts over (holding one
+    contended mark), so it takes `trip_after` contended spins again to trip again. The back-off doubles on
+    each further trip up to `MAX_BACKOFF_S`, and is back to `FIRST_BACKOFF_S` once the window holds no
+    contended spin. A core another process really wants makes most spins contended, so
     spinning still stops within `trip_after` spins. With fewer than two usable cores it never spins: the other
     side would need this core to answer. `OLD_RULE` (a window of one) is the rule before this one.
     """
@@ -177,6 +179,12 @@ class SpinWait:
             self.trips += 1
             self._off_until = now + self._backoff_s
             self._backoff_s = min(2 * self._backoff_s, self.MAX_BACKOFF_S)
+            # The spins that tripped it are spent: after the back-off the rule judges fresh spins, so one
+            # contended spin then (an interrupt) does not trip it again. Kept, they made every later lone
+            # preemption a trip with a doubled back-off: on a quiet machine the worker's spin stayed off for
+            # seconds (docs/performance-sandbox.md, "The spin rule and the worker's collector (spinrule)").
+            # A mark that is not clean keeps the doubled back-off until a clean window resets it.
+            self._window = 1
 
 
 class Channel:
