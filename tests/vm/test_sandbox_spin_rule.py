@@ -72,13 +72,17 @@ def test_contended_spins_that_left_the_window_do_not_count() -> None:
     assert spin.trips == 0 and spin.gate(now)
 
 
-def test_the_back_off_doubles_on_each_further_trip_and_starts_over_once_the_window_is_clean() -> None:
+def _tripped_once() -> tuple[SpinWait, float]:
+    """A rule that tripped once on TRIP_AFTER contended spins, and the clock at the end of its back-off."""
     spin = _spin()
-    now = 100.0
     for _ in range(SpinWait.TRIP_AFTER):
-        spin.record(_SHARED, _WALL, False, now)
+        spin.record(_SHARED, _WALL, False, 100.0)
     assert spin.trips == 1
-    now += SpinWait.FIRST_BACKOFF_S
+    return spin, 100.0 + SpinWait.FIRST_BACKOFF_S
+
+
+def test_the_back_off_doubles_on_each_further_trip_and_starts_over_once_the_window_is_clean() -> None:
+    spin, now = _tripped_once()
     assert spin.gate(now)
     spin.record(_SHARED, _WALL, False, now)  # one contended spin after the back-off: the trip's spins are spent
     assert spin.trips == 1 and spin.gate(now)
@@ -103,12 +107,7 @@ def test_the_back_off_doubles_on_each_further_trip_and_starts_over_once_the_wind
 def test_after_a_back_off_single_preemptions_leave_spinning_on() -> None:
     """A quiet machine's pattern after one trip: an interrupt now and then. Kept, the trip's contended spins
     made each such preemption a new trip with a doubled back-off."""
-    spin = _spin()
-    now = 100.0
-    for _ in range(SpinWait.TRIP_AFTER):
-        spin.record(_SHARED, _WALL, False, now)
-    assert spin.trips == 1
-    now += SpinWait.FIRST_BACKOFF_S
+    spin, now = _tripped_once()
     for i in range(10 * SpinWait.WINDOW):  # one preemption every WINDOW spins
         now += 0.001
         assert spin.gate(now)
