@@ -298,6 +298,12 @@ class InferenceInfo:
 # ------------------------------------------------------------------------------------------------ client
 
 
+# How long this client reuses an idle connection: well below the node's own keep-alive timeout
+# (node.rpc.server.KEEP_ALIVE_S, 5 s). With both at 5 s a call could reuse a connection just as the node closed
+# it and get "connection reset by peer" for a request the node never read (seen once in CI, on a `tx` call to a
+# devnet node idle for ~5 s).
+KEEPALIVE_S = 2.0
+
 class Client:
     """`Client(url)`; every method is one JSON-RPC call (or one batch) and returns a typed value."""
 
@@ -308,7 +314,9 @@ class Client:
         # TLS settings only for an https URL: building the verifying context loads the CA bundle (~0.1 s of
         # CPU per client), which a plain-HTTP client never uses (every local CLI command pays it otherwise).
         self._http = httpx.Client(timeout=timeout, verify=self.url.startswith("https://"),
-                                  headers={"authorization": f"Bearer {token}"} if token else None)
+                                  headers={"authorization": f"Bearer {token}"} if token else None,
+                                  limits=httpx.Limits(max_connections=100, max_keepalive_connections=20,
+                                                     keepalive_expiry=KEEPALIVE_S))
         self._ids = itertools.count(1)
 
     def close(self) -> None:

@@ -48,6 +48,9 @@ from node.rpc.methods import registry as base_registry
 from node.rpc.openrpc import build_openrpc
 from node.rpc.ots import registry as ots_registry
 
+# How long an idle HTTP connection stays open. Clients keep theirs open for less (node.client.KEEPALIVE_S):
+# a client that reuses a connection at the moment the server closes it gets a reset, not an answer.
+KEEP_ALIVE_S = 5.0
 log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 8 * 1024 * 1024
@@ -430,6 +433,7 @@ class RpcServer:
         cfg.accesslog = None
         cfg.errorlog = logging.getLogger("hypercorn.error")
         cfg.graceful_timeout = 1.0
+        cfg.keep_alive_timeout = KEEP_ALIVE_S
         cfg.websocket_max_message_size = MAX_WS_MESSAGE_BYTES
         cfg.h11_max_incomplete_size = self.config.max_header_bytes
         return cfg

@@ -149,3 +149,14 @@ def test_wait_for_height_times_out_with_a_clear_error(served, client: Client) ->
     with pytest.raises(RpcError) as info:
         client.wait_for_height(1000, timeout=0.3, poll=0.05)
     assert info.value.code == E.TIMEOUT
+
+
+def test_the_client_drops_idle_connections_before_the_node_closes_them() -> None:
+    """A pooled connection reused as the node closes it is reset with the request unread: the client lets
+    idle connections go before the node's keep-alive timeout can close them under it."""
+    from node.client import KEEPALIVE_S
+    from node.rpc.server import KEEP_ALIVE_S
+
+    with Client("http://127.0.0.1:9") as c:
+        pool = c._http._transport._pool
+        assert pool._keepalive_expiry == KEEPALIVE_S < KEEP_ALIVE_S / 2
