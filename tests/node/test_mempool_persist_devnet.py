@@ -36,6 +36,11 @@ def _stored(net: RealNet, index: int) -> dict[str, float]:
             (line.split(" ", 1) for line in text.splitlines() if line.startswith("inferchain_mempool_stored_"))}
 
 
+def _starts(net: RealNet, index: int) -> int:
+    """How many times the node's log says it started (past its wait for peers and its re-gossip)."""
+    return net.log_tail(index, 1_000_000).count(" running at height ")
+
+
 def _statuses(net: RealNet, index: int, txs: list[Transaction]) -> list[dict[str, Any]]:
     got: list[dict[str, Any]] = net.client(index).call("tx_status", {"hashes": [t.hash.hex() for t in txs]})
     return got
@@ -81,8 +86,14 @@ def test_accepted_transactions_survive_kill_9_of_every_validator_and_commit_when
     observer = AdversaryPeer(net.chain_id, "regossip-observer", bootstrap=[net.spec(0).p2p_addr],
                              record=[TopicKind.TXS])
     with observer:
+        started_before = _starts(net, 1)
         net.restart(1)  # alone: what it holds comes from its own store
         assert [s["status"] for s in _statuses(net, 1, txs)] == ["pending"] * len(txs)
+        # Node 1 gossips what it took back too, once its own wait for peers ends. Had node 0 come up within that
+        # wait, node 1's batch (the same transactions in the same order: the same bytes, so the same message id)
+        # would reach node 0 first and node 0's own publish of it would be a copy, dropped (CI failed on it once);
+        # so node 0 restarts only once node 1 has started, its batch gone to no peer.
+        net.wait_until("node 1 to finish starting", lambda: _starts(net, 1) > started_before, 60)
         net.restart(0)
 
         def regossiped() -> bool:
