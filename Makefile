@@ -64,7 +64,7 @@ lint: install
 	$(BIN)/mypy core vm consensus node p2p tools
 
 # Each bench prints its figures and ratios against a raw baseline measured in the same run.
-BENCHES := codec_crypto state blobs vm_sandbox vm vm_transfers gas_calibration worst_block consensus p2p node junk_txs gossip_rx mempool rpc delegation delegation_gas explorer startup devnet idle model_gas check_memo gc vm_infer spin_census gc_commit
+BENCHES := codec_crypto state blobs vm_sandbox vm vm_transfers gas_calibration worst_block consensus p2p node junk_txs gossip_rx mempool rpc delegation delegation_gas explorer startup devnet idle model_gas check_memo gc vm_infer spin_census gc_commit corpus_handoff
 
 bench: install
 	@for b in $(BENCHES); do \

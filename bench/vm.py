@@ -24,6 +24,10 @@
    (`wake`; off in the node until an idle machine shows it pays). Each figure comes with a 90 % interval (a two-level bootstrap over `--rounds`
    rounds and the pairs in them) and the goal's verdict reads it: met, NOT met, or cannot tell (at this load):
    bench/verdict.py. `--runs N` repeats the table with new workers and gives the verdict over all runs.
+   Pools take turns by rounds; before each pool's round the bench pauses `--settle-ms` (6 ms), so the worker
+   of the pool before it, spinning for a next job that is not coming, does not take a core from this one's
+   first pairs (with no pause, that contention turned the node pool's spin-waits off for most of a run:
+   docs/performance-sandbox.md, "The goal table's pools").
 
 3. (`--part rows` only) A block's rows in CPU time: per row, the node thread's CPU in `run_batch` and its
    parts, and the worker's CPU, against raw `session.run`'s CPU per call (`rows_cpu`).
@@ -70,7 +74,7 @@ from vm.sandbox.golden import make_golden, save_golden
 from vm.sandbox.protocol import InferRows
 from vm.sandbox.session import create_session
 from vm.sandbox.spec import ArraySpec, CompareMode, ModelSpec, Tolerance
-from vm.sandbox.worker import WorkerPool, _serve_rows
+from vm.sandbox.worker import NEXT_JOB_SPIN_S, WorkerPool, _serve_rows
 from vm.txs import (
     GoldenVector,
     Infer,
@@ -254,8 +258,12 @@ def handoff_cases(genesis: Genesis) -> list[tuple[str, ModelPackage, dict[str, n
     return cases
 
 
+POOL_SETTLE_S = 3 * NEXT_JOB_SPIN_S  # the goal table's pause between two pools' rounds (`handoff_rows`)
+
+
 def handoff_rows(genesis: Genesis, pools: dict[str, WorkerPool], pairs: int, blocks: int = 8,
-                 gap_s: float = 0.0, only: tuple[str, ...] = ()) -> dict[tuple[str, str], _PairStats]:
+                 gap_s: float = 0.0, only: tuple[str, ...] = (),
+                 settle_s: float = POOL_SETTLE_S) -> dict[tuple[str, str], _PairStats]:
     """The goal table: one job per hand-off through the pool against raw `session.run` (pinned options, same
     input), measured in alternating pairs (which goes first alternates too); medians of each side's wall time,
     with a 90 % two-level bootstrap interval and the goal's verdict from it (bench/verdict.py).
@@ -290,6 +298,11 @@ def handoff_rows(genesis: Genesis, pools: dict[str, WorkerPool], pairs: int, blo
         stats = {label: _PairStats() for label in pools}
         for _ in range(blocks):
             for label, pool in pools.items():
+                # The pool measured before this one leaves its worker spinning for a next job (up to
+                # NEXT_JOB_SPIN_S) that is not coming: let that spin end first, or on two vCPUs it takes a core
+                # from this pool's first pairs, and this pool's spin rule counts the contention as a busy
+                # machine's (a node runs one pool: no other pool's worker spins beside it).
+                time.sleep(settle_s)
                 stats[label].measure(pool, workers[label], session, names, inputs, job, per_block, gap_s)
         for label, st in stats.items():
             print(_goal_row(name, label, st))
@@ -473,7 +486,7 @@ def goal_run(genesis: Genesis, args: argparse.Namespace, shm: bool) -> dict[tupl
         if args.wake:
             pools["wake"] = woken
         return handoff_rows(genesis, pools, args.pairs or (300 if args.quick else 2000), args.rounds,
-                            args.gap_ms / 1e3, tuple(m for m in args.models.split(",") if m))
+                            args.gap_ms / 1e3, tuple(m for m in args.models.split(",") if m), args.settle_ms / 1e3)
 
 
 def rows_cpu(genesis: Genesis, rounds: int, k_tiny: int, k_conv: int, only: tuple[str, ...] = ()) -> None:
@@ -567,6 +580,8 @@ def main() -> None:
     parser.add_argument("--pickled", action=argparse.BooleanOptionalAction, default=True,
                         help="goal table: also a pool that sends single jobs as pickled batches (the node's spin "
                              "settings; the baseline of the flat messages)")
+    parser.add_argument("--settle-ms", type=float, default=POOL_SETTLE_S * 1e3,
+                        help="goal table: pause before each pool's round, so the last pool's worker stops spinning")
     parser.add_argument("--rounds", type=int, default=8, help="goal table: rounds per model and pool")
     parser.add_argument("--runs", type=int, default=1,
                         help="goal table: runs, each with new workers, and the verdict over all of them")
