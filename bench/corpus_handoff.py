@@ -1,7 +1,7 @@
 """Issue 12's hand-off figures measured the way the issue measured them: over the onnx backend corpus.
 
 Every model of the installed onnx package's backend test data that registers through the client's path
-(tests/vm/backend_corpus.py: upgraded, canonicalized, shapes pinned from its test inputs, tolerant, k = 16)
+(tools/backend_corpus.py: upgraded, canonicalized, shapes pinned from its test inputs, tolerant, k = 16)
 runs as a single job through a real worker pool (`WorkerPool.run_batch([job])`, the node's pool: spin-waits
 on) against raw `session.run` of the same canonical model (the pinned session options) on the same inputs,
 in alternating pairs (which side goes first alternates too). Per model: the medians of each side's wall time.
@@ -25,7 +25,7 @@ import time
 
 import numpy as np
 
-from tests.vm.backend_corpus import Registered, case_names, load_case, register
+from tools.backend_corpus import Registered, case_names, load_case, register
 from vm.engine import golden_vectors, model_spec
 from vm.sandbox.executor import InferJob, ModelPackage
 from vm.sandbox.limits import DEFAULT_LIMITS

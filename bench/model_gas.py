@@ -52,7 +52,7 @@ DATA = Path(onnx.__file__).parent / "backend" / "test" / "data" / "light"
 
 
 def prepare(name: str, seed: int | None = None) -> tuple[bytes, ModelMeta]:
-    """The client's registration of onnx's `light/<name>.onnx` (as tests/vm/backend_corpus.py does); with a
+    """The client's registration of onnx's `light/<name>.onnx` (as tools/backend_corpus.py does); with a
     `seed`, of the same architecture with seeded random weights (tools/random_weights.py: nothing to fold)."""
     from onnx.backend.test.runner import Runner
 

@@ -33,7 +33,7 @@ import pytest
 from core.keyfile import save_key
 from tests.e2e.test_real_models import assert_within_tolerance, raw_onnxruntime
 from tests.realnet import RealNet, realnet_fixture
-from tests.vm.backend_corpus import DATA, load_case
+from tools.backend_corpus import DATA, load_case
 from tools.genesis import DEFAULT_PARAMS
 from vm.params import MAX_RELAY_BLOCK_BYTES
 from vm.state import ModelRecord

@@ -80,7 +80,7 @@ from onnx import TensorProto, helper, numpy_helper
 from core.keyfile import save_key
 from core.types import Address
 from tests.realnet import RealNet, realnet_fixture
-from tests.vm.backend_corpus import DATA, load_case
+from tools.backend_corpus import DATA, load_case
 from tools.genesis import DEFAULT_PARAMS
 
 pytestmark = pytest.mark.e2e

@@ -21,9 +21,9 @@ from core.types import Amount
 from node.cli import main
 from node.cli.common import CliError
 from node.cli.model_cmd import _gas_quote, over_first_call_floor, uncallable
-from tests.vm.backend_corpus import Registered, load_case, register
 from tests.vm.devnet import Devnet, devnet_genesis
 from tests.vm.helpers import upload_txs, wide_meta, wide_model
+from tools.backend_corpus import Registered, load_case, register
 from vm.execute import infer_gas
 from vm.state import RegistrationData
 from vm.txs import Infer

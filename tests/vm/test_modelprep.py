@@ -20,9 +20,9 @@ from core.tensor import Tensor
 from core.types import Address
 from node.cli.model_cmd import prepare_model
 from node.modelprep import check_graph, precheck, refusal, upgrade
-from tests.vm.backend_corpus import DATA
 from tools.attacks import make_model
 from tools.attacks import tensor as vi
+from tools.backend_corpus import DATA
 from vm.engine import Engine
 from vm.execute import RegisterWork
 from vm.sandbox.canonicalize import canonicalize

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 
-from tests.vm.backend_corpus import GRID_K, Registered, case_names, load_case, load_refusals, register
+from tools.backend_corpus import GRID_K, Registered, case_names, load_case, load_refusals, register
 from vm.engine import golden_vectors, model_spec
 from vm.sandbox.executor import InferJob, ModelPackage
 from vm.sandbox.limits import DEFAULT_LIMITS

@@ -9,8 +9,8 @@ import pytest
 from onnx import ModelProto, TensorProto, helper, numpy_helper
 
 from core.errors import InvalidModel
-from tests.vm.backend_corpus import Registered, load_case, register
 from tests.vm.helpers import _model
+from tools.backend_corpus import Registered, load_case, register
 from vm.sandbox.canonicalize import _RAW_IDENTITY, canonicalize
 from vm.sandbox.graph import SKELETON_MIN_BYTES, _infer_once, infer_types, parse_model, skeleton
 from vm.sandbox.limits import DEFAULT_LIMITS

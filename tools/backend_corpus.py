@@ -1,7 +1,7 @@
 """onnx's own backend test data as registrations: each model goes through the real client path (upgrade,
 canonicalize with golden outputs, the chain's pre-check) and either registers or is refused with a reason.
 
-Shared by tests/vm/test_onnx_backend_corpus.py and `python -m tests.vm.backend_corpus` (which rewrites
+Shared by tests/vm/test_onnx_backend_corpus.py, bench/corpus_handoff.py and `python -m tools.backend_corpus` (which rewrites
 tests/vm/backend_refusals.json from what the code does now; every entry then needs its `why` checked by hand).
 """
 
@@ -27,7 +27,7 @@ from vm.txs import ModelMeta
 DATA = Path(onnx.__file__).parent / "backend" / "test" / "data"
 # `real` holds download links only; the other four folders ship models with their test data.
 FOLDERS = ("pytorch-converted", "pytorch-operator", "simple", "light")
-REFUSALS = Path(__file__).with_name("backend_refusals.json")
+REFUSALS = Path(__file__).resolve().parents[1] / "tests" / "vm" / "backend_refusals.json"
 GRID_K, TOL_ABS, TOL_REL_PPM = 16, 32, 200
 OWNER = Address(bytes(20))
 
