@@ -22,6 +22,7 @@ import argparse
 import os
 import statistics
 import time
+from collections import Counter
 
 import numpy as np
 
@@ -95,7 +96,7 @@ def main() -> None:
     print(f"Issue 12's figures over the onnx backend corpus: single jobs through the node's pool vs raw "
           f"session.run (load average {os.getloadavg()[0]:.2f})")
     measured: list[tuple[str, float, float, int]] = []
-    skipped: dict[str, int] = {}
+    skipped: Counter[str] = Counter()
     with WorkerPool(1) as pool:
         for name in case_names():
             if args.only not in name:
@@ -103,12 +104,11 @@ def main() -> None:
             case = load_case(name)
             outcome = register(case)
             if isinstance(outcome, str):
-                skipped["refused at registration (tests/vm/backend_refusals.json)"] = skipped.get(
-                    "refused at registration (tests/vm/backend_refusals.json)", 0) + 1
+                skipped["refused at registration (tests/vm/backend_refusals.json)"] += 1
                 continue
             got = measure(pool, outcome, case.inputs, args.pairs, args.budget_s)
             if isinstance(got, str):
-                skipped[got.split(":")[0]] = skipped.get(got.split(":")[0], 0) + 1
+                skipped[got.split(":")[0]] += 1
                 continue
             raw, vm, n = got
             measured.append((name, raw, vm, n))
